@@ -1,0 +1,277 @@
+"""Array type -> backend: the one place that knows which kernel runs.
+
+``numpy.ndarray`` goes to the CPU kernel; CuPy arrays, anything with
+``__cuda_array_interface__`` (and the CUDA simulator's arrays) go to the CUDA
+kernel. The answer is cached per type, and nothing here imports CuPy or
+numba-cuda until a CUDA array shows up: NumPy users never load either.
+"""
+
+import sys
+from typing import NamedTuple
+
+import numpy as np
+
+from ._layout import number_chunks
+
+
+class ArrayInfo(NamedTuple):
+    """What an update needs to know about one array."""
+
+    address: int
+    shape: tuple
+    strides: tuple
+    dtype: np.dtype
+    readonly: bool
+
+
+class Plan(NamedTuple):
+    """A segment table ready to launch: host rows, chunk count, and the backend's copy."""
+
+    rows: np.ndarray
+    n_chunks: int
+    n_elements: int
+    device_table: object
+
+
+class CpuBackend:
+    """NumPy arrays, updated by the Numba ``prange`` kernel."""
+
+    name = "numpy"
+    #: Elements per chunk (one ``prange`` iteration).
+    chunk_size = 1 << 14
+    #: Below this many elements the update runs on the calling thread: waking
+    #: the thread pool costs more than it saves.
+    serial_below = 1 << 16
+
+    def __init__(self):
+        from ._kernels import cpu
+
+        self._kernels = cpu
+
+    @staticmethod
+    def describe(array):
+        address, readonly = array.__array_interface__["data"]
+        return ArrayInfo(address, array.shape, array.strides, array.dtype, readonly)
+
+    def address(self, array):
+        if type(array) is np.ndarray:
+            return self._kernels.data_address(array)
+        return array.__array_interface__["data"][0]
+
+    def plan(self, rows):
+        n_chunks = number_chunks(rows, self.chunk_size)
+        n_elements = int(rows[:, 1].sum()) if len(rows) else 0
+        return Plan(rows, n_chunks, n_elements, rows.reshape(-1))
+
+    def run(self, plan, hyper, amsgrad, l2_decay):
+        if plan.n_chunks == 0:
+            return
+        kernel = self._kernels.adam_serial if plan.n_elements < self.serial_below else self._kernels.adam_parallel
+        kernel(plan.device_table, plan.n_chunks, self.chunk_size, hyper, amsgrad, l2_decay)
+
+    # Optimizer state lives in NumPy arrays.
+    array_type = np.ndarray
+
+    @staticmethod
+    def zeros(size, dtype):
+        return np.zeros(size, dtype)
+
+    @staticmethod
+    def view(buffer, offset, shape, strides, dtype):
+        """An array of ``shape``/``strides`` over ``buffer`` starting ``offset`` bytes in."""
+        return np.ndarray(shape, dtype, buffer=buffer, offset=offset, strides=strides)
+
+    @staticmethod
+    def assign(target, source):
+        """Copy ``source`` (a NumPy or CuPy array) into the NumPy array ``target``."""
+        if not isinstance(source, np.ndarray) and hasattr(source, "get"):
+            source = source.get()
+        np.copyto(target, source)
+
+
+class CudaBackend:
+    """CuPy and other CUDA arrays, updated by the numba-cuda kernel."""
+
+    name = "cuda"
+
+    def __init__(self):
+        from ._kernels import cuda as kernels
+
+        self._kernels = kernels
+        self.chunk_size = kernels.CHUNK_SIZE
+        self._streams = {}
+
+    @staticmethod
+    def _cupy():
+        return sys.modules.get("cupy")
+
+    def describe(self, array):
+        cupy = self._cupy()
+        if cupy is not None and isinstance(array, cupy.ndarray):
+            return ArrayInfo(array.data.ptr, array.shape, array.strides, array.dtype, False)
+        interface = getattr(array, "__cuda_array_interface__", None)
+        if interface is None:  # the simulator's arrays live in host memory
+            interface = array.__array_interface__
+        if interface.get("mask") is not None:
+            raise TypeError("masked CUDA arrays are not supported")
+        dtype = np.dtype(interface["typestr"])
+        shape = tuple(interface["shape"])
+        strides = interface.get("strides")
+        if strides is None:
+            strides = _c_strides(shape, dtype.itemsize)
+        address, readonly = interface["data"]
+        return ArrayInfo(address, shape, tuple(strides), dtype, bool(readonly))
+
+    def address(self, array):
+        cupy = self._cupy()
+        if cupy is not None and isinstance(array, cupy.ndarray):
+            return array.data.ptr
+        return self.describe(array).address
+
+    def plan(self, rows):
+        n_chunks = number_chunks(rows, self.chunk_size)
+        n_elements = int(rows[:, 1].sum()) if len(rows) else 0
+        return Plan(rows, n_chunks, n_elements, self._upload(rows))
+
+    def _upload(self, rows):
+        flat = np.ascontiguousarray(rows.reshape(-1))
+        if self._kernels.SIMULATED:
+            return flat
+        cupy = self._cupy()
+        if cupy is not None:
+            return cupy.asarray(flat)
+        from numba import cuda
+
+        return cuda.to_device(flat)
+
+    def _table_address(self, device_table):
+        if isinstance(device_table, np.ndarray):
+            return device_table.ctypes.data
+        return self.describe(device_table).address
+
+    def _stream(self):
+        cupy = self._cupy()
+        if cupy is None or self._kernels.SIMULATED:
+            return 0
+        pointer = cupy.cuda.get_current_stream().ptr
+        if pointer == 0:
+            return 0
+        stream = self._streams.get(pointer)
+        if stream is None:
+            from numba import cuda
+
+            stream = self._streams[pointer] = cuda.external_stream(pointer)
+        return stream
+
+    def run(self, plan, hyper, amsgrad, l2_decay):
+        if plan.n_chunks == 0:
+            return
+        self._kernels.launch_adam(
+            self._table_address(plan.device_table),
+            len(plan.rows),
+            plan.n_chunks,
+            hyper,
+            amsgrad,
+            l2_decay,
+            self._stream(),
+        )
+
+    # Optimizer state lives in CuPy arrays.
+    @property
+    def array_type(self):
+        return self._require_cupy().ndarray
+
+    def _require_cupy(self):
+        cupy = self._cupy()
+        if cupy is None:
+            raise TypeError(
+                "the optimizer objects keep CUDA state in CuPy arrays; install and import cupy "
+                "(numadam.adam_step works with any __cuda_array_interface__ array)"
+            )
+        return cupy
+
+    def zeros(self, size, dtype):
+        return self._require_cupy().zeros(size, dtype)
+
+    def view(self, buffer, offset, shape, strides, dtype):
+        cupy = self._require_cupy()
+        return cupy.ndarray(shape, dtype, memptr=buffer.data + offset, strides=strides)
+
+    def assign(self, target, source):
+        """Copy ``source`` (a NumPy or CUDA array) into the CuPy array ``target``."""
+        target[...] = self._require_cupy().asarray(source)
+
+
+def _c_strides(shape, itemsize):
+    strides = []
+    step = itemsize
+    for extent in reversed(shape):
+        strides.append(step)
+        step *= max(extent, 1)
+    return tuple(reversed(strides))
+
+
+_BACKENDS = {}
+_BACKEND_BY_TYPE = {}
+
+
+def _backend(name):
+    backend = _BACKENDS.get(name)
+    if backend is None:
+        backend = _BACKENDS[name] = CpuBackend() if name == "numpy" else CudaBackend()
+    return backend
+
+
+def _backend_name(array_type):
+    """``"numpy"``, ``"cuda"`` or ``None`` for a type; cached."""
+    try:
+        return _BACKEND_BY_TYPE[array_type]
+    except KeyError:
+        pass
+    if issubclass(array_type, np.ndarray):
+        name = None if issubclass(array_type, np.ma.MaskedArray) else "numpy"
+    elif hasattr(array_type, "__cuda_array_interface__") or getattr(array_type, "__cuda_ndarray__", False):
+        name = "cuda"
+    else:
+        name = None
+    _BACKEND_BY_TYPE[array_type] = name
+    return name
+
+
+def backend_for(arrays, paths):
+    """The backend that updates ``arrays`` (named ``paths`` in errors).
+
+    Raises ``TypeError`` for anything that is not a supported array and for a
+    mix of NumPy and CUDA arrays.
+    """
+    first_name = first_path = first_array = None
+    for array, path in zip(arrays, paths):
+        name = _backend_name(type(array))
+        if name is None:
+            raise TypeError(
+                f"{path} must be a numpy.ndarray or a CUDA array (CuPy, __cuda_array_interface__); "
+                f"got {describe_type(array)}"
+            )
+        if first_name is None:
+            first_name, first_path, first_array = name, path, array
+        elif name != first_name:
+            raise TypeError(
+                f"{path} is a {describe_type(array)} but {first_path} is a "
+                f"{describe_type(first_array)}: "
+                "all arrays of an update must live on the same backend (NumPy or CUDA)"
+            )
+    if first_name is None:
+        raise ValueError("no arrays given")
+    return _backend(first_name)
+
+
+def describe_type(value):
+    """A short description of ``value``'s type for error messages."""
+    if value is None:
+        return "None"
+    kind = type(value)
+    module = kind.__module__
+    name = kind.__qualname__ if module == "builtins" else f"{module}.{kind.__qualname__}"
+    if isinstance(value, (bool, int, float, complex)):
+        return f"{name} ({value!r})"
+    return name

@@ -1,0 +1,103 @@
+"""CPU kernels: ``prange`` over the chunks of a segment table.
+
+Each chunk is a run of one segment; its elements are read and written through
+raw pointers taken from the table, so a single call updates any number of
+arrays. Contiguous runs take a loop that LLVM vectorizes; strided runs take the
+general loop. Both call :func:`~numadam._kernels.rules.adam_update`.
+
+``error_model="numpy"`` matters: Python's error model inserts a
+division-by-zero check that stops LLVM from vectorizing the loop.
+"""
+
+from numba import njit, prange, types
+from numba.extending import intrinsic
+
+from .rules import adam_update
+from .segments import (
+    ADDRESS,
+    EXP_AVG,
+    EXP_AVG_SQ,
+    FIRST_CHUNK,
+    GRAD,
+    LENGTH,
+    MAX_EXP_AVG_SQ,
+    NUM_COLUMNS,
+    PARAM,
+    STRIDE,
+    segment_of_chunk,
+)
+
+
+@intrinsic
+def _pointer(typingctx, address, like):
+    """A typed pointer to the element at byte ``address``; ``like`` gives its type."""
+    pointer_type = types.CPointer(like)
+
+    def codegen(context, builder, signature, args):
+        return builder.inttoptr(args[0], context.get_value_type(pointer_type))
+
+    return pointer_type(types.intp, like), codegen
+
+
+@njit(inline="always")
+def _update_chunk(table, n_segments, chunk, chunk_size, hyper, amsgrad, l2_decay):
+    segment = segment_of_chunk(table, n_segments, chunk)
+    row = segment * NUM_COLUMNS
+    start = (chunk - table[row + FIRST_CHUNK]) * chunk_size
+    stop = min(start + chunk_size, table[row + LENGTH])
+    like = hyper[0]
+    param = _pointer(table[row + ADDRESS + PARAM], like)
+    grad = _pointer(table[row + ADDRESS + GRAD], like)
+    exp_avg = _pointer(table[row + ADDRESS + EXP_AVG], like)
+    exp_avg_sq = _pointer(table[row + ADDRESS + EXP_AVG_SQ], like)
+    max_exp_avg_sq = _pointer(table[row + ADDRESS + MAX_EXP_AVG_SQ], like)
+    sp = table[row + STRIDE + PARAM]
+    sg = table[row + STRIDE + GRAD]
+    sm = table[row + STRIDE + EXP_AVG]
+    sv = table[row + STRIDE + EXP_AVG_SQ]
+    sx = table[row + STRIDE + MAX_EXP_AVG_SQ]
+    if sp == 1 and sg == 1 and sm == 1 and sv == 1 and (sx == 1 or not amsgrad):
+        for i in range(start, stop):
+            peak = max_exp_avg_sq[i] if amsgrad else like
+            p, m, v, peak = adam_update(
+                param[i], grad[i], exp_avg[i], exp_avg_sq[i], peak, hyper, amsgrad, l2_decay
+            )
+            param[i] = p
+            exp_avg[i] = m
+            exp_avg_sq[i] = v
+            if amsgrad:
+                max_exp_avg_sq[i] = peak
+    else:
+        for i in range(start, stop):
+            peak = max_exp_avg_sq[i * sx] if amsgrad else like
+            p, m, v, peak = adam_update(
+                param[i * sp], grad[i * sg], exp_avg[i * sm], exp_avg_sq[i * sv], peak,
+                hyper, amsgrad, l2_decay,
+            )
+            param[i * sp] = p
+            exp_avg[i * sm] = m
+            exp_avg_sq[i * sv] = v
+            if amsgrad:
+                max_exp_avg_sq[i * sx] = peak
+
+
+@njit(error_model="numpy", cache=True)
+def adam_serial(table, n_chunks, chunk_size, hyper, amsgrad, l2_decay):
+    """Update every chunk of ``table`` (flattened int64 rows) on the calling thread."""
+    n_segments = table.size // NUM_COLUMNS
+    for chunk in range(n_chunks):
+        _update_chunk(table, n_segments, chunk, chunk_size, hyper, amsgrad, l2_decay)
+
+
+@njit(parallel=True, error_model="numpy", cache=True)
+def adam_parallel(table, n_chunks, chunk_size, hyper, amsgrad, l2_decay):
+    """Update every chunk of ``table`` (flattened int64 rows) on Numba's thread pool."""
+    n_segments = table.size // NUM_COLUMNS
+    for chunk in prange(n_chunks):
+        _update_chunk(table, n_segments, chunk, chunk_size, hyper, amsgrad, l2_decay)
+
+
+@njit(cache=True)
+def data_address(array):
+    """The address of ``array``'s first element, found faster than ``array.ctypes.data``."""
+    return array.ctypes.data

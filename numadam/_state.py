@@ -1,0 +1,104 @@
+"""Save a ``state_dict`` to one ``.npz`` file, atomically, and read it back.
+
+A state dict is plain data: dicts, lists, tuples, numbers, strings, ``None``
+and arrays. Arrays are stored as NumPy arrays under generated names; the rest is
+stored as JSON in the entry ``__numadam__``, with tuples and dicts whose keys
+are not strings tagged so that they come back as they went in. No pickle is
+involved, so loading a file never runs code.
+"""
+
+import json
+import os
+import tempfile
+
+import numpy as np
+
+FORMAT = "numadam.state_dict"
+VERSION = 1
+_META = "__numadam__"
+
+
+def save_state(state, path):
+    """Write ``state`` to ``path`` as ``.npz``: a temporary file, fsynced, then renamed over ``path``.
+
+    A reader sees either the old file or the new one, never a partial write.
+    """
+    arrays = {}
+    document = {"format": FORMAT, "version": VERSION, "state": _encode(state, arrays)}
+    arrays[_META] = np.array(json.dumps(document))
+    path = os.fspath(path)
+    directory = os.path.dirname(os.path.abspath(path))
+    handle, temporary = tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "wb") as file:
+            np.savez(file, **arrays)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        if os.path.exists(temporary):
+            os.unlink(temporary)
+        raise
+    _fsync_directory(directory)
+
+
+def _fsync_directory(directory):
+    try:
+        descriptor = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(descriptor)
+    except OSError:
+        pass
+    finally:
+        os.close(descriptor)
+
+
+def load_state(path):
+    """Read a state dict written by :func:`save_state`; arrays come back as NumPy arrays."""
+    with np.load(os.fspath(path), allow_pickle=False) as archive:
+        if _META not in archive.files:
+            raise ValueError(f"{path} is not a numadam state file (no {_META} entry)")
+        document = json.loads(str(archive[_META]))
+        if document.get("format") != FORMAT:
+            raise ValueError(f"{path} is not a numadam state file (format {document.get('format')!r})")
+        if document.get("version") != VERSION:
+            raise ValueError(f"{path} has state format version {document.get('version')}; this numadam reads {VERSION}")
+        return _decode(document["state"], archive)
+
+
+def _encode(value, arrays):
+    if value is None or isinstance(value, (bool, str)):
+        return value
+    if isinstance(value, (int, float)):
+        return value
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, tuple):
+        return {"__tuple__": [_encode(item, arrays) for item in value]}
+    if isinstance(value, list):
+        return [_encode(item, arrays) for item in value]
+    if isinstance(value, dict):
+        if all(isinstance(key, str) and not key.startswith("__") for key in value):
+            return {key: _encode(item, arrays) for key, item in value.items()}
+        return {"__dict__": [[_encode(key, arrays), _encode(item, arrays)] for key, item in value.items()]}
+    if hasattr(value, "shape") and hasattr(value, "dtype"):
+        name = f"array{len(arrays)}"
+        arrays[name] = value.get() if hasattr(value, "get") and not isinstance(value, np.ndarray) else np.asarray(value)
+        return {"__array__": name}
+    raise TypeError(f"cannot save a value of type {type(value).__name__} in a state file: {value!r}")
+
+
+def _decode(value, archive):
+    if isinstance(value, list):
+        return [_decode(item, archive) for item in value]
+    if not isinstance(value, dict):
+        return value
+    if "__tuple__" in value:
+        return tuple(_decode(item, archive) for item in value["__tuple__"])
+    if "__dict__" in value:
+        return {_decode(key, archive): _decode(item, archive) for key, item in value["__dict__"]}
+    if "__array__" in value:
+        return archive[value["__array__"]]
+    return {key: _decode(item, archive) for key, item in value.items()}

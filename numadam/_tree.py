@@ -1,0 +1,165 @@
+"""Nested containers of arrays ("trees"): flatten them to leaves and back.
+
+A tree is a leaf (anything that is not a dict, list or tuple), or a dict, list
+or tuple of trees. Leaves are numbered in a fixed order: dicts in insertion
+order, lists and tuples by position. Leaves are named by their path, such as
+``params['W']`` or ``grads[0]['bias']``, so that errors point at them.
+"""
+
+_SEQUENCES = (list, tuple)
+
+
+class TreeDef:
+    """The structure of a tree without its leaves.
+
+    ``kind`` is ``"leaf"``, ``"dict"``, ``"list"`` or ``"tuple"``; ``keys`` holds
+    a dict's keys in order; ``children`` the sub-structures.
+    """
+
+    __slots__ = ("kind", "keys", "children", "num_leaves")
+
+    def __init__(self, kind, keys=(), children=()):
+        self.kind = kind
+        self.keys = tuple(keys)
+        self.children = tuple(children)
+        self.num_leaves = 1 if kind == "leaf" else sum(c.num_leaves for c in children)
+
+    def __eq__(self, other):
+        return (
+            isinstance(other, TreeDef)
+            and self.kind == other.kind
+            and self.keys == other.keys
+            and self.children == other.children
+        )
+
+    def __hash__(self):
+        return hash((self.kind, self.keys, self.children))
+
+    def __repr__(self):
+        if self.kind == "leaf":
+            return "*"
+        if self.kind == "dict":
+            return "{" + ", ".join(f"{k!r}: {c!r}" for k, c in zip(self.keys, self.children)) + "}"
+        inner = ", ".join(map(repr, self.children))
+        return f"[{inner}]" if self.kind == "list" else f"({inner}{',' if len(self.children) == 1 else ''})"
+
+    def paths(self, root):
+        """The path of every leaf, in leaf order, e.g. ``["params['W']", "params['b']"]``."""
+        if self.kind == "leaf":
+            return [root]
+        labels = self.keys if self.kind == "dict" else range(len(self.children))
+        return [
+            path
+            for label, child in zip(labels, self.children)
+            for path in child.paths(f"{root}[{label!r}]")
+        ]
+
+    def unflatten(self, leaves):
+        """Rebuild a tree of this structure from ``leaves`` (in leaf order)."""
+        iterator = iter(leaves)
+        tree = self._build(iterator)
+        if next(iterator, _END) is not _END:
+            raise ValueError(f"too many leaves for a tree of {self.num_leaves}")
+        return tree
+
+    def _build(self, iterator):
+        if self.kind == "leaf":
+            leaf = next(iterator, _END)
+            if leaf is _END:
+                raise ValueError(f"too few leaves for a tree of {self.num_leaves}")
+            return leaf
+        items = [child._build(iterator) for child in self.children]
+        if self.kind == "dict":
+            return dict(zip(self.keys, items))
+        return items if self.kind == "list" else tuple(items)
+
+    def flatten_like(self, tree, root):
+        """The leaves of ``tree``, which must have this structure.
+
+        Lists and tuples may stand for each other; dict keys must match exactly.
+        Raises ``TypeError`` or ``ValueError`` naming the first path that differs.
+        """
+        leaves = []
+        self._collect_like(tree, root, leaves)
+        return leaves
+
+    def _collect_like(self, tree, path, leaves):
+        kind = self.kind
+        if kind == "leaf":
+            if isinstance(tree, (dict, list, tuple)):
+                raise TypeError(f"{path} must be an array like its parameter; got a {type(tree).__name__}")
+            leaves.append(tree)
+            return
+        if kind == "dict":
+            if not isinstance(tree, dict):
+                raise TypeError(f"{path} must be a dict like the parameters; got {type(tree).__name__}")
+            if len(tree) != len(self.keys) or any(k not in tree for k in self.keys):
+                missing = [k for k in self.keys if k not in tree]
+                extra = [k for k in tree if k not in set(self.keys)]
+                raise ValueError(
+                    f"{path} must have the parameters' keys {list(self.keys)}; "
+                    f"missing {missing}, unexpected {extra}"
+                )
+            for key, child in zip(self.keys, self.children):
+                child._collect_like(tree[key], f"{path}[{key!r}]", leaves)
+            return
+        if not isinstance(tree, _SEQUENCES):
+            raise TypeError(f"{path} must be a list or tuple like the parameters; got {type(tree).__name__}")
+        if len(tree) != len(self.children):
+            raise ValueError(f"{path} must have {len(self.children)} items like the parameters; got {len(tree)}")
+        if all(child.kind == "leaf" for child in self.children):
+            for index, item in enumerate(tree):
+                if isinstance(item, (dict, list, tuple)):
+                    raise TypeError(
+                        f"{path}[{index}] must be an array like its parameter; got a {type(item).__name__}"
+                    )
+            leaves.extend(tree)
+            return
+        for index, (item, child) in enumerate(zip(tree, self.children)):
+            child._collect_like(item, f"{path}[{index}]", leaves)
+
+    def to_json(self):
+        """A JSON-compatible description (dict keys must be str or int)."""
+        if self.kind == "leaf":
+            return None
+        children = [child.to_json() for child in self.children]
+        if self.kind == "dict":
+            for key in self.keys:
+                if type(key) not in (str, int):
+                    raise TypeError(f"saving supports dict keys of type str or int; got {key!r}")
+            return {"dict": [[key, child] for key, child in zip(self.keys, children)]}
+        return {self.kind: children}
+
+    @classmethod
+    def from_json(cls, data):
+        """Inverse of :meth:`to_json`."""
+        if data is None:
+            return cls("leaf")
+        if not isinstance(data, dict) or len(data) != 1:
+            raise ValueError(f"not a tree description: {data!r}")
+        (kind, items), = data.items()
+        if kind == "dict":
+            return cls("dict", [k for k, _ in items], [cls.from_json(c) for _, c in items])
+        if kind in ("list", "tuple"):
+            return cls(kind, (), [cls.from_json(c) for c in items])
+        raise ValueError(f"not a tree description: {data!r}")
+
+
+_END = object()
+
+
+def flatten(tree):
+    """``(leaves, treedef)`` of ``tree``."""
+    leaves = []
+    treedef = _flatten_into(tree, leaves)
+    return leaves, treedef
+
+
+def _flatten_into(tree, leaves):
+    if isinstance(tree, dict):
+        return TreeDef("dict", tree.keys(), [_flatten_into(v, leaves) for v in tree.values()])
+    if isinstance(tree, _SEQUENCES):
+        kind = "list" if isinstance(tree, list) else "tuple"
+        return TreeDef(kind, (), [_flatten_into(v, leaves) for v in tree])
+    leaves.append(tree)
+    return TreeDef("leaf")

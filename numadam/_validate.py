@@ -1,0 +1,161 @@
+"""Every check numadam makes, run before any array is written.
+
+Errors say the rule and then the value: ``ValueError("lr must be finite and
+>= 0; got -1.0")``, ``TypeError("grads['W'] has dtype float64 but its parameter
+has dtype float32")``. Types that are wrong raise ``TypeError``, values that are
+wrong raise ``ValueError``.
+"""
+
+import math
+import numbers
+
+import numpy as np
+
+SUPPORTED_DTYPES = tuple(np.dtype(name) for name in ("float32", "float64", "complex64", "complex128"))
+
+
+def _real_number(name, value):
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a real number; got {value!r} of type {type(value).__name__}")
+    return float(value)
+
+
+def check_lr(lr):
+    value = _real_number("lr", lr)
+    if not (math.isfinite(value) and value >= 0.0):
+        raise ValueError(f"lr must be finite and >= 0; got {lr!r}")
+    return value
+
+
+def check_betas(betas):
+    if not isinstance(betas, (tuple, list)) or len(betas) != 2:
+        raise TypeError(f"betas must be a pair (beta1, beta2); got {betas!r}")
+    checked = []
+    for index, beta in enumerate(betas, start=1):
+        value = _real_number(f"beta{index}", beta)
+        if not 0.0 <= value < 1.0:
+            raise ValueError(f"beta{index} must be in [0, 1); got {beta!r}")
+        checked.append(value)
+    return tuple(checked)
+
+
+def check_eps(eps):
+    value = _real_number("eps", eps)
+    if not (math.isfinite(value) and value >= 0.0):
+        raise ValueError(f"eps must be finite and >= 0; got {eps!r}")
+    return value
+
+
+def check_weight_decay(weight_decay):
+    value = _real_number("weight_decay", weight_decay)
+    if not (math.isfinite(value) and value >= 0.0):
+        raise ValueError(f"weight_decay must be finite and >= 0; got {weight_decay!r}")
+    return value
+
+
+def check_flag(name, value):
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be True or False; got {value!r}")
+    return bool(value)
+
+
+def check_step(step):
+    if isinstance(step, (bool, np.bool_)) or not isinstance(step, numbers.Integral):
+        raise TypeError(f"step must be an integer; got {step!r}")
+    if step < 1:
+        raise ValueError(f"step must be >= 1 (the number of the step being taken); got {step!r}")
+    return int(step)
+
+
+def check_parameter_dtype(info, path):
+    """The parameter's dtype must be one numadam updates, in native byte order."""
+    dtype = info.dtype
+    if dtype not in SUPPORTED_DTYPES:
+        if dtype.kind in "fc" and dtype.newbyteorder("=") in SUPPORTED_DTYPES:
+            raise TypeError(f"{path} must be in native byte order; got dtype {dtype.str}")
+        raise TypeError(
+            f"{path} has dtype {dtype}; numadam updates float32, float64, complex64 and complex128 arrays"
+        )
+
+
+def check_layout(info, path, writable):
+    """Aligned elements; for arrays that are written, writable and free of self-overlap."""
+    real_itemsize = info.dtype.itemsize // (2 if info.dtype.kind == "c" else 1)
+    if info.address % real_itemsize or any(stride % real_itemsize for stride in info.strides):
+        raise ValueError(
+            f"{path} must be aligned to its {real_itemsize}-byte elements; "
+            f"got address {info.address:#x} and strides {info.strides}"
+        )
+    if not writable:
+        return
+    if info.readonly:
+        raise ValueError(f"{path} is read-only; numadam updates it in place, so it must be writable")
+    if _may_overlap_itself(info):
+        raise ValueError(
+            f"{path} has elements that share memory (shape {info.shape}, strides {info.strides}); "
+            "it cannot be updated in place"
+        )
+
+
+def _may_overlap_itself(info):
+    """Whether two elements may share memory (a sufficient test: sorted strides must nest)."""
+    axes = sorted(
+        (abs(stride), extent) for stride, extent in zip(info.strides, info.shape) if extent > 1
+    )
+    if any(extent == 0 for extent in info.shape):
+        return False
+    span = info.dtype.itemsize
+    for stride, extent in axes:
+        if stride < span:
+            return True
+        span += stride * (extent - 1)
+    return False
+
+
+def check_matches(info, path, reference, reference_path):
+    """``info`` must have the dtype and shape of ``reference``."""
+    if info.dtype != reference.dtype:
+        raise TypeError(f"{path} has dtype {info.dtype} but {reference_path} has dtype {reference.dtype}")
+    if info.shape != reference.shape:
+        raise ValueError(f"{path} has shape {info.shape} but {reference_path} has shape {reference.shape}")
+
+
+def memory_bounds(info):
+    """``[low, high)``: the bytes an array's elements can touch."""
+    if any(extent == 0 for extent in info.shape):
+        return info.address, info.address
+    low = high = info.address
+    for stride, extent in zip(info.strides, info.shape):
+        reach = stride * (extent - 1)
+        if reach < 0:
+            low += reach
+        else:
+            high += reach
+    return low, high + info.dtype.itemsize
+
+
+def check_disjoint(infos, paths, arrays, written):
+    """No array that is written may share memory with any other array of the update.
+
+    Bounds decide; where bounds overlap and both arrays are NumPy arrays,
+    ``numpy.shares_memory`` gives the exact answer.
+    """
+    bounds = [memory_bounds(info) for info in infos]
+    active = []  # arrays seen so far whose bytes reach past the current start
+    for k in sorted(range(len(infos)), key=lambda index: bounds[index][0]):
+        low, high = bounds[k]
+        if low == high:
+            continue
+        active = [a for a in active if bounds[a][1] > low]
+        for a in active:
+            if not (written[a] or written[k]):
+                continue
+            if isinstance(arrays[a], np.ndarray) and isinstance(arrays[k], np.ndarray):
+                if not np.shares_memory(arrays[a], arrays[k]):
+                    continue
+            first, second = sorted((a, k))
+            raise ValueError(
+                f"{paths[first]} and {paths[second]} share memory; every array numadam writes "
+                "must be separate from the other arrays of the update"
+            )
+        active.append(k)
