@@ -81,7 +81,7 @@ def _update_chunk(table, n_segments, chunk, chunk_size, hyper, amsgrad, l2_decay
                 max_exp_avg_sq[i * sx] = peak
 
 
-@njit(error_model="numpy", cache=True)
+@njit(error_model="numpy")
 def adam_serial(table, n_chunks, chunk_size, hyper, amsgrad, l2_decay):
     """Update every chunk of ``table`` (flattened int64 rows) on the calling thread."""
     n_segments = table.size // NUM_COLUMNS
@@ -89,7 +89,7 @@ def adam_serial(table, n_chunks, chunk_size, hyper, amsgrad, l2_decay):
         _update_chunk(table, n_segments, chunk, chunk_size, hyper, amsgrad, l2_decay)
 
 
-@njit(parallel=True, error_model="numpy", cache=True)
+@njit(parallel=True, error_model="numpy")
 def adam_parallel(table, n_chunks, chunk_size, hyper, amsgrad, l2_decay):
     """Update every chunk of ``table`` (flattened int64 rows) on Numba's thread pool."""
     n_segments = table.size // NUM_COLUMNS

@@ -1,0 +1,133 @@
+"""numadam.adam_step against the NumPy reference: dtypes, shapes, layouts, options, trajectories."""
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import numadam
+from conftest import DTYPES, LAYOUTS, OPTIONS, in_layout, random_array
+from reference import adam_exact, adam_paper, as_real
+
+HYPER = {"lr": 1e-2, "betas": (0.9, 0.999), "eps": 1e-8}
+SHAPES = [(), (0,), (1,), (7,), (3, 5), (2, 3, 4), (4, 1, 3), (300,)]
+
+
+def make_state(rng, shape, dtype, amsgrad, scale=1.0):
+    param = random_array(rng, shape, dtype)
+    grad = random_array(rng, shape, dtype, scale)
+    exp_avg = random_array(rng, shape, dtype, 0.1)
+    exp_avg_sq = random_array(rng, shape, dtype, 0.01, positive=True)
+    peak = np.asarray(exp_avg_sq * 1.5, dtype) if amsgrad else None
+    return param, grad, exp_avg, exp_avg_sq, peak
+
+
+def run_both(rng, shape, dtype, options, layouts=("C",) * 5, steps=1, scale=1.0):
+    """Take ``steps`` steps with numadam (in the given layouts) and with the reference."""
+    amsgrad = options.get("amsgrad", False)
+    values = make_state(rng, shape, dtype, amsgrad, scale)
+    expected = list(values)
+    arrays = [None if v is None else in_layout(v.copy(), layout) for v, layout in zip(values, layouts)]
+    for step in range(1, steps + 1):
+        grad = random_array(rng, shape, dtype, scale)
+        arrays[1][...] = grad
+        numadam.adam_step(*arrays[:4], step=step, max_exp_avg_sq=arrays[4], **HYPER, **options)
+        p, m, v, peak = adam_exact(expected[0], grad, expected[2], expected[3], expected[4],
+                                   step=step, **HYPER, **options)
+        expected = [p, grad, m, v, peak]
+    return arrays, expected
+
+
+def assert_bitwise(actual, expected):
+    for a, e in zip(actual, expected):
+        if e is None:
+            assert a is None
+            continue
+        assert a.dtype == e.dtype and a.shape == e.shape
+        np.testing.assert_array_equal(a, e, strict=True)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("option", sorted(OPTIONS))
+@pytest.mark.parametrize("shape", SHAPES, ids=str)
+def test_one_step_is_bitwise_the_reference(rng, dtype, option, shape):
+    arrays, expected = run_both(rng, shape, dtype, OPTIONS[option])
+    assert_bitwise([arrays[0], arrays[2], arrays[3], arrays[4]], [expected[0], expected[2], expected[3], expected[4]])
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("scale", [0.0, 1e-6, 1.0, 1e3])
+@pytest.mark.parametrize("option", ["adam", "adamw", "amsgrad", "everything"])
+def test_trajectories_over_gradient_scales(rng, dtype, scale, option):
+    arrays, expected = run_both(rng, (5, 6), dtype, OPTIONS[option], steps=12, scale=scale)
+    assert_bitwise([arrays[0], arrays[2], arrays[3], arrays[4]], [expected[0], expected[2], expected[3], expected[4]])
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_every_layout_is_updated_in_place(rng, dtype, layout):
+    """Each operand in its own layout; the parameter's own memory holds the result."""
+    layouts = [layout, "C", LAYOUTS[(LAYOUTS.index(layout) + 1) % len(LAYOUTS)], layout, "F"]
+    arrays, expected = run_both(rng, (4, 6, 3), dtype, OPTIONS["everything"], layouts, steps=3)
+    assert_bitwise([arrays[0], arrays[2], arrays[3], arrays[4]], [expected[0], expected[2], expected[3], expected[4]])
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_large_arrays_take_the_parallel_path(rng, dtype):
+    arrays, expected = run_both(rng, (300_001,), dtype, OPTIONS["everything"], steps=2)
+    assert_bitwise([arrays[0], arrays[2], arrays[3], arrays[4]], [expected[0], expected[2], expected[3], expected[4]])
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("option", sorted(OPTIONS))
+def test_documented_order_agrees_with_the_paper(rng, dtype, option):
+    """The kernel's arrangement of the formula equals Algorithm 1's up to rounding."""
+    options = OPTIONS[option]
+    amsgrad = options.get("amsgrad", False)
+    param, grad, exp_avg, exp_avg_sq, peak = make_state(rng, (50,), dtype, amsgrad)
+    original = [None if a is None else a.copy() for a in (param, grad, exp_avg, exp_avg_sq, peak)]
+    numadam.adam_step(param, grad, exp_avg, exp_avg_sq, step=3, max_exp_avg_sq=peak, **HYPER, **options)
+    paper_param = adam_paper(*original, step=3, **HYPER, **options)[0]
+    tolerance = 1e-5 if as_real(param).dtype == np.float32 else 1e-12
+    np.testing.assert_allclose(as_real(param), paper_param, rtol=tolerance, atol=tolerance * HYPER["lr"])
+
+
+def test_first_step_moves_each_element_by_lr():
+    """Adam's first step is lr * sign(g) (up to eps): a property independent of any reference."""
+    param = np.array([0.0, 1.0, -1.0, 5.0])
+    grad = np.array([3.0, -1e-3, 1e4, -2.0])
+    numadam.adam_step(param, grad, np.zeros(4), np.zeros(4), step=1, lr=0.1, betas=(0.9, 0.999), eps=0.0)
+    np.testing.assert_allclose(param, [-0.1, 1.1, -1.1, 5.1], rtol=1e-12)
+
+
+layouts = st.sampled_from(LAYOUTS)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    shape=st.lists(st.integers(0, 5), min_size=0, max_size=4).map(tuple),
+    dtype=st.sampled_from(DTYPES),
+    option=st.sampled_from(sorted(OPTIONS)),
+    operand_layouts=st.tuples(layouts, layouts, layouts, layouts, layouts),
+    steps=st.integers(1, 4),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_any_shape_layout_and_options(shape, dtype, option, operand_layouts, steps, seed):
+    rng = np.random.default_rng(seed)
+    arrays, expected = run_both(rng, shape, dtype, OPTIONS[option], operand_layouts, steps=steps)
+    assert_bitwise([arrays[0], arrays[2], arrays[3], arrays[4]], [expected[0], expected[2], expected[3], expected[4]])
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_nan_and_inf_propagate_like_the_reference(rng, dtype):
+    """NaN and inf flow through exactly as NumPy's arithmetic (and numpy.maximum) carry them."""
+    param, grad, exp_avg, exp_avg_sq, _ = make_state(rng, (6,), dtype, False)
+    grad[0], grad[1], grad[2] = np.nan, np.inf, -np.inf
+    peak = np.asarray(exp_avg_sq * 2, dtype)
+    peak[3] = np.nan
+    original = [a.copy() for a in (param, grad, exp_avg, exp_avg_sq, peak)]
+    numadam.adam_step(param, grad, exp_avg, exp_avg_sq, step=2, max_exp_avg_sq=peak,
+                      amsgrad=True, weight_decay=0.1, **HYPER)
+    expected = adam_exact(*original, step=2, amsgrad=True, weight_decay=0.1, **HYPER)
+    assert_bitwise([param, exp_avg, exp_avg_sq, peak], expected)
+    assert np.isnan(peak[0]) and np.isnan(peak[3])
