@@ -71,10 +71,12 @@ def load_state(path):
 def _encode(value, arrays):
     if value is None or isinstance(value, (bool, str)):
         return value
+    if isinstance(value, np.generic):
+        value = value.item()
     if isinstance(value, (int, float)):
         return value
-    if isinstance(value, np.generic):
-        return value.item()
+    if isinstance(value, complex):
+        return {"__complex__": [value.real, value.imag]}
     if isinstance(value, tuple):
         return {"__tuple__": [_encode(item, arrays) for item in value]}
     if isinstance(value, list):
@@ -95,6 +97,8 @@ def _decode(value, archive):
         return [_decode(item, archive) for item in value]
     if not isinstance(value, dict):
         return value
+    if "__complex__" in value:
+        return complex(*value["__complex__"])
     if "__tuple__" in value:
         return tuple(_decode(item, archive) for item in value["__tuple__"])
     if "__dict__" in value:
