@@ -6,7 +6,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import numadam
-from conftest import DTYPES, LAYOUTS, OPTIONS, in_layout, random_array
+from arrays import DTYPES, LAYOUTS, OPTIONS, in_layout, random_array
 from reference import adam_exact, adam_paper, as_real
 
 HYPER = {"lr": 1e-2, "betas": (0.9, 0.999), "eps": 1e-8}

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import numadam
-from conftest import DTYPES, LAYOUTS, in_layout, random_array
+from arrays import DTYPES, LAYOUTS, in_layout, random_array
 from reference import adam_exact
 
 

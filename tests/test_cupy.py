@@ -1,0 +1,110 @@
+"""CuPy arrays on a real GPU: the same API as NumPy, state on the device, one launch per step.
+
+Skipped where ``cupy.cuda.is_available()`` is false (CuPy imports without a GPU
+and fails only at the first array). The kernel itself is also tested without a
+GPU, under the simulator (tests/simulator) and as PTX (test_kernels_compile.py).
+"""
+
+import numpy as np
+import pytest
+
+import numadam
+from arrays import DTYPES, OPTIONS, random_array
+from reference import adam_exact
+
+cupy = pytest.importorskip("cupy")
+if not cupy.cuda.is_available():
+    pytest.skip("no CUDA device: cupy.cuda.is_available() is false", allow_module_level=True)
+
+HYPER = {"lr": 1e-2, "betas": (0.9, 0.999), "eps": 1e-8}
+
+
+def ulp_close(actual, expected, ulps=4):
+    """Equal within a few units in the last place: NVVM may fuse a multiply and an add (FMA)."""
+    actual, expected = np.asarray(actual), np.asarray(expected)
+    real = np.finfo(expected.real.dtype)
+    scale = np.maximum(np.abs(expected), real.tiny)
+    np.testing.assert_allclose(actual, expected, rtol=ulps * real.eps, atol=ulps * real.eps * float(scale.max()))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("option", sorted(OPTIONS))
+def test_functional_step_matches_the_cpu(dtype, option):
+    rng = np.random.default_rng(0)
+    options = OPTIONS[option]
+    amsgrad = options.get("amsgrad", False)
+    host = [random_array(rng, (1000, 37), dtype), random_array(rng, (1000, 37), dtype),
+            random_array(rng, (1000, 37), dtype, 0.1), random_array(rng, (1000, 37), dtype, 0.01, positive=True)]
+    host.append(np.asarray(host[3] * 2, dtype) if amsgrad else None)
+    device = [None if a is None else cupy.asarray(a) for a in host]
+    numadam.adam_step(*device[:4], step=3, max_exp_avg_sq=device[4], **HYPER, **options)
+    expected = adam_exact(*host, step=3, **HYPER, **options)
+    for actual, wanted in zip([device[0], device[2], device[3], device[4]], expected):
+        if wanted is not None:
+            ulp_close(cupy.asnumpy(actual), wanted)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_objects_match_the_numpy_objects(dtype):
+    rng = np.random.default_rng(1)
+    host = {"w": random_array(rng, (64, 33), dtype), "b": [random_array(rng, (33,), dtype)],
+            "s": np.asfortranarray(random_array(rng, (7, 5), dtype))[::2]}
+    device = {"w": cupy.asarray(host["w"]), "b": [cupy.asarray(host["b"][0])], "s": cupy.asarray(host["s"])}
+    cpu = numadam.Adam(host, lr=1e-2, amsgrad=True, weight_decay=0.01)
+    gpu = numadam.Adam(device, lr=1e-2, amsgrad=True, weight_decay=0.01)
+    for _ in range(5):
+        grads = {"w": random_array(rng, (64, 33), dtype), "b": [random_array(rng, (33,), dtype)],
+                 "s": random_array(rng, host["s"].shape, dtype)}
+        cpu.step(grads)
+        gpu.step({"w": cupy.asarray(grads["w"]), "b": [cupy.asarray(grads["b"][0])], "s": cupy.asarray(grads["s"])})
+    ulp_close(cupy.asnumpy(device["w"]), host["w"], ulps=64)
+    state = gpu.state_dict()
+    assert isinstance(state["exp_avg"]["w"], cupy.ndarray)
+
+
+def test_state_dict_round_trips_between_numpy_and_cupy(tmp_path):
+    rng = np.random.default_rng(2)
+    host = [random_array(rng, (100,), np.float32)]
+    device = [cupy.asarray(host[0])]
+    gpu = numadam.Adam(device, lr=1e-2, amsgrad=True)
+    gpu.step([cupy.asarray(random_array(rng, (100,), np.float32))])
+    cpu = numadam.Adam(host, lr=0.5)
+    cpu.load_state_dict(gpu.state_dict())
+    np.testing.assert_array_equal(cpu.state_dict()["exp_avg"][0], cupy.asnumpy(gpu.state_dict()["exp_avg"][0]))
+    back = numadam.Adam([cupy.asarray(host[0])])
+    back.load_state_dict(cpu.state_dict())
+    np.testing.assert_array_equal(cupy.asnumpy(back.state_dict()["max_exp_avg_sq"][0]),
+                                  cpu.state_dict()["max_exp_avg_sq"][0])
+    gpu.save(tmp_path / "gpu.npz")
+    back.load(tmp_path / "gpu.npz")
+    assert back.step_count == 1
+
+
+def test_kernel_runs_on_cupys_current_stream():
+    """Work queued on a non-default stream before the step is seen by the step."""
+    n = 1 << 22
+    param = cupy.zeros(n, cupy.float32)
+    grad = cupy.zeros(n, cupy.float32)
+    opt = numadam.Adam([param], lr=0.1)
+    stream = cupy.cuda.Stream(non_blocking=True)
+    with stream:
+        for _ in range(20):
+            grad += 1.0  # long-ish queue of work on `stream`
+        opt.step([grad])
+        result = param.copy()
+    stream.synchronize()
+    assert float(result.max()) == pytest.approx(-0.1, rel=1e-6)
+
+
+def test_one_kernel_launch_per_step_for_many_arrays(monkeypatch):
+    from numadam._kernels import cuda as cuda_kernels
+
+    launches = []
+    original = cuda_kernels.launch_adam
+    monkeypatch.setattr(cuda_kernels, "launch_adam", lambda *a, **k: (launches.append(a), original(*a, **k)))
+    params = [cupy.zeros(1000, cupy.float32) for _ in range(1000)]
+    grads = [cupy.ones(1000, cupy.float32) for _ in range(1000)]
+    opt = numadam.Adam(params, lr=0.1)
+    opt.step(grads)
+    assert len(launches) == 1
+    assert float(cupy.stack(params).max()) == pytest.approx(-0.1, rel=1e-6)
