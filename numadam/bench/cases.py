@@ -1,0 +1,112 @@
+"""What ``numadam bench`` times: the arrays of each case and the three update variants.
+
+Every case is a list of parameter shapes of one dtype. The many-array cases are
+the ones where per-call overhead shows: a thousand small arrays, and the layers
+of a small convolutional network (3x3 kernels, biases, batch-norm scales and
+shifts, a dense head).
+
+Examples
+--------
+>>> case = bench_cases()["many"]
+>>> case.title, case.n_elements
+('1000 arrays of 1e3 float32', 1000000)
+>>> VARIANTS[2].bytes_per_element(np.float32)   # AMSGrad reads and writes one more array
+36
+"""
+
+import math
+from typing import NamedTuple
+
+import numpy as np
+
+#: Hyperparameters shared by every variant and implementation.
+LR = 1e-3
+BETAS = (0.9, 0.999)
+EPS = 1e-8
+
+
+class Variant(NamedTuple):
+    """One member of the family, as options every implementation understands."""
+
+    name: str
+    weight_decay: float
+    decoupled: bool
+    amsgrad: bool
+
+    def bytes_per_element(self, dtype):
+        """The least memory traffic of one step per parameter element.
+
+        Adam and AdamW read ``param``, ``grad``, ``exp_avg``, ``exp_avg_sq`` and
+        write ``param``, ``exp_avg``, ``exp_avg_sq``: 7 arrays (28 bytes in float32).
+        AMSGrad also reads and writes ``max_exp_avg_sq``: 9 arrays.
+        """
+        return (9 if self.amsgrad else 7) * np.dtype(dtype).itemsize
+
+
+VARIANTS = (
+    Variant("adam", weight_decay=0.0, decoupled=False, amsgrad=False),
+    Variant("adamw", weight_decay=1e-2, decoupled=True, amsgrad=False),
+    Variant("amsgrad", weight_decay=0.0, decoupled=False, amsgrad=True),
+)
+
+
+class Case(NamedTuple):
+    """Parameter arrays of one dtype: their shapes, and a title for the table."""
+
+    name: str
+    title: str
+    shapes: tuple
+    dtype: np.dtype
+
+    @property
+    def n_elements(self):
+        return sum(math.prod(shape) for shape in self.shapes)
+
+    @property
+    def single(self):
+        """One array: implementations take it bare, not in a list."""
+        return len(self.shapes) == 1
+
+
+def cnn_shapes(widths, hidden, in_channels=3, classes=10, side=4):
+    """The parameter shapes of a small VGG-like network for 32x32 images.
+
+    Each width adds a 3x3 convolution (kernel and bias) and a batch norm (scale
+    and shift); after the last convolution, a ``side`` x ``side`` feature map feeds
+    a dense layer of ``hidden`` units and a dense classifier.
+    """
+    shapes = []
+    channels = in_channels
+    for width in widths:
+        shapes += [(width, channels, 3, 3), (width,), (width,), (width,)]
+        channels = width
+    shapes += [(hidden, channels * side * side), (hidden,), (classes, hidden), (classes,)]
+    return tuple(shapes)
+
+
+def _title(count, size, dtype):
+    exponent = round(math.log10(size))
+    size_text = f"1e{exponent}" if 10**exponent == size else f"{size}"
+    arrays = "1 array" if count == 1 else f"{count} arrays"
+    return f"{arrays} of {size_text} {np.dtype(dtype).name}"
+
+
+def _uniform(name, count, size, dtype):
+    return Case(name, _title(count, size, dtype), ((size,),) * count, np.dtype(dtype))
+
+
+def bench_cases(quick=False):
+    """The cases by name; ``quick`` shrinks the large ones for tests and CI."""
+    large = 1 << 17 if quick else 10**7
+    many = 100 if quick else 1000
+    widths, hidden = ((8, 8, 16, 16, 32, 32), 64) if quick else ((32, 32, 64, 64, 128, 128), 256)
+    shapes = cnn_shapes(widths, hidden)
+    cnn_elements = sum(math.prod(shape) for shape in shapes)
+    cases = [
+        _uniform("large", 1, large, np.float32),
+        _uniform("small", 1, 1000, np.float32),
+        _uniform("many", many, 1000, np.float32),
+        Case("cnn", f"small CNN: {len(shapes)} arrays, {cnn_elements} float32", shapes, np.dtype(np.float32)),
+        _uniform("large-f64", 1, large, np.float64),
+    ]
+    return {case.name: case for case in cases}

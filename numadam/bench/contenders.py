@@ -1,0 +1,158 @@
+"""The implementations ``numadam bench`` races, behind one small interface.
+
+Each contender owns copies of the case's initial parameters and its own
+optimizer state, and reads the shared gradient arrays:
+
+- ``step()`` takes one optimizer step (synchronously);
+- ``parameters()`` returns the current parameters as NumPy arrays;
+- ``reload_grads()`` picks up new values written into the gradient arrays
+  (a no-op for contenders that read them in place);
+- ``checked`` says whether the result is an Adam step to compare with numadam's
+  (the same-traffic kernels do other arithmetic on purpose).
+
+Optional frameworks (torch, optax) live in :mod:`numadam.bench.frameworks`.
+
+Examples
+--------
+>>> import numpy as np
+>>> from numadam.bench.cases import VARIANTS
+>>> problem = Problem([np.ones(3, np.float32)], [np.ones(3, np.float32)], single=True)
+>>> contender = NumadamObject(problem, VARIANTS[0])
+>>> contender.step()
+>>> contender.parameters()[0]
+array([0.999, 0.999, 0.999], dtype=float32)
+"""
+
+from typing import NamedTuple
+
+import numpy as np
+
+import numadam
+
+from .cases import BETAS, EPS, LR
+from .numpy_adam import InPlaceAdam, NaiveAdam
+from .roofline import kernel_for, same_traffic_kernel
+
+
+class Problem(NamedTuple):
+    """Initial parameters (never written) and the gradient arrays every contender reads."""
+
+    params: list
+    grads: list
+    single: bool
+
+
+class Contender:
+    """The defaults: an Adam step to check, reading the gradient arrays in place."""
+
+    checked = True
+
+    def reload_grads(self):
+        pass
+
+
+def _options(variant):
+    return dict(lr=LR, betas=BETAS, eps=EPS, weight_decay=variant.weight_decay, amsgrad=variant.amsgrad)
+
+
+class NumadamObject(Contender):
+    """``numadam.Adam`` / ``AdamW`` over the case's arrays (a bare array when there is one)."""
+
+    def __init__(self, problem, variant):
+        self._params = [p.copy() for p in problem.params]
+        self._grads = problem.grads[0] if problem.single else problem.grads
+        optimizer = numadam.AdamW if variant.decoupled else numadam.Adam
+        self._optimizer = optimizer(self._params[0] if problem.single else self._params, **_options(variant))
+
+    def step(self):
+        self._optimizer.step(self._grads)
+
+    def parameters(self):
+        return self._params
+
+
+class NumadamFunctional(Contender):
+    """``numadam.adam_step`` called once per array, state kept by the caller."""
+
+    def __init__(self, problem, variant):
+        self._params = [p.copy() for p in problem.params]
+        self._grads = problem.grads
+        self._state = [(np.zeros_like(p), np.zeros_like(p), np.zeros_like(p) if variant.amsgrad else None)
+                       for p in self._params]
+        self._options = dict(_options(variant), decoupled_weight_decay=variant.decoupled)
+        self._step = 0
+
+    def step(self):
+        self._step += 1
+        for param, grad, (exp_avg, exp_avg_sq, max_exp_avg_sq) in zip(self._params, self._grads, self._state):
+            numadam.adam_step(param, grad, exp_avg, exp_avg_sq, step=self._step,
+                              max_exp_avg_sq=max_exp_avg_sq, **self._options)
+
+    def parameters(self):
+        return self._params
+
+
+def _traffic_arrays(param, grad, amsgrad):
+    """``(param, grad, exp_avg, exp_avg_sq[, max_exp_avg_sq])`` as fresh 1-D arrays."""
+    state = 3 if amsgrad else 2
+    return (param.ravel().copy(), grad.ravel().copy()) + tuple(np.zeros(param.size, param.dtype)
+                                                                for _ in range(state))
+
+
+class SameTrafficFlat(Contender):
+    """The roofline: one same-traffic kernel call over one flat buffer of all elements."""
+
+    checked = False
+
+    def __init__(self, problem, variant, parallel):
+        flat_param = np.concatenate([p.ravel() for p in problem.params])
+        flat_grad = np.concatenate([g.ravel() for g in problem.grads])
+        self._arrays = _traffic_arrays(flat_param, flat_grad, variant.amsgrad)
+        self._kernel = same_traffic_kernel(variant.amsgrad, parallel)
+
+    def step(self):
+        self._kernel(*self._arrays)
+
+    def parameters(self):
+        return [self._arrays[0]]
+
+
+class SameTrafficPerArray(Contender):
+    """One same-traffic kernel call per array: what a Python loop over the arrays costs."""
+
+    checked = False
+
+    def __init__(self, problem, variant):
+        self._arrays = [_traffic_arrays(p, g, variant.amsgrad) for p, g in zip(problem.params, problem.grads)]
+        self._kernels = [kernel_for(p.size, variant.amsgrad) for p in problem.params]
+
+    def step(self):
+        for kernel, arrays in zip(self._kernels, self._arrays):
+            kernel(*arrays)
+
+    def parameters(self):
+        return [arrays[0] for arrays in self._arrays]
+
+
+class _NumpyContender(Contender):
+    def __init__(self, problem, variant):
+        self._optimizer = self.optimizer_type([p.copy() for p in problem.params], **_options(variant))
+        self._grads = problem.grads
+
+    def step(self):
+        self._optimizer.step(self._grads)
+
+    def parameters(self):
+        return self._optimizer.params
+
+
+class NumpyInPlace(_NumpyContender):
+    """:class:`~numadam.bench.numpy_adam.InPlaceAdam`: ufuncs with ``out=``, no allocation per step."""
+
+    optimizer_type = InPlaceAdam
+
+
+class NumpyNaive(_NumpyContender):
+    """:class:`~numadam.bench.numpy_adam.NaiveAdam`: expressions with temporaries."""
+
+    optimizer_type = NaiveAdam

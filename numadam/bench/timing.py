@@ -1,0 +1,58 @@
+"""Interleaved timing: every contender sampled once per round, medians over rounds.
+
+Machine noise (other processes, frequency changes) drifts over seconds; taking
+one sample of every contender per round, in a fresh random order each round,
+spreads it over all of them alike, so their ratios hold even when the absolute
+times wander. Each sample times a batch of steps long enough for the clock
+(``min_batch_seconds``), with the garbage collector off, and divides.
+
+Examples
+--------
+>>> class Sleeper:
+...     def step(self):
+...         pass
+>>> medians = interleaved_medians([Sleeper(), Sleeper()], rounds=3, min_batch_seconds=1e-4)
+>>> len(medians), all(t > 0 for t in medians)
+(2, True)
+"""
+
+import gc
+import random
+import statistics
+import time
+
+
+def _time_batch(contender, number):
+    gc_was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        start = time.perf_counter()
+        for _ in range(number):
+            contender.step()
+        return time.perf_counter() - start
+    finally:
+        if gc_was_enabled:
+            gc.enable()
+
+
+def steps_per_batch(contender, min_batch_seconds):
+    """How many steps make a batch of at least ``min_batch_seconds`` (at least 1)."""
+    number = 1
+    while True:
+        elapsed = _time_batch(contender, number)
+        if elapsed >= min_batch_seconds:
+            return number
+        number = max(2 * number, int(1.2 * number * min_batch_seconds / max(elapsed, 1e-9)))
+
+
+def interleaved_medians(contenders, rounds, min_batch_seconds, seed=0):
+    """The median seconds per step of each contender, in the order given."""
+    numbers = [steps_per_batch(contender, min_batch_seconds) for contender in contenders]
+    samples = [[] for _ in contenders]
+    order = list(range(len(contenders)))
+    shuffle = random.Random(seed).shuffle
+    for _ in range(rounds):
+        shuffle(order)
+        for k in order:
+            samples[k].append(_time_batch(contenders[k], numbers[k]) / numbers[k])
+    return [statistics.median(times) for times in samples]

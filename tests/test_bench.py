@@ -1,0 +1,191 @@
+"""``numadam bench``: the command runs, and what it compares is what it claims.
+
+The roofline kernels must move exactly the bytes of an Adam step, the NumPy
+baselines must take numadam's step, and the guard must reject a wrong update.
+Nothing here asserts on time.
+"""
+
+import subprocess
+import sys
+import tracemalloc
+
+import numpy as np
+import pytest
+
+import numadam
+from numadam.bench import frameworks
+from numadam.bench.cases import BETAS, EPS, LR, VARIANTS, Case, bench_cases, cnn_shapes
+from numadam.bench.command import _case_names
+from numadam.bench.contenders import Problem
+from numadam.bench.numpy_adam import InPlaceAdam, NaiveAdam
+from numadam.bench.roofline import SERIAL_BELOW, kernel_for, same_traffic_kernel
+from numadam.bench.runner import Result, disagreement, run_case, set_threads
+from numadam.bench.table import markdown_tables
+
+FLOATS = [np.float32, np.float64]
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def bench(*args, block_frameworks=False):
+    """Run ``python -m numadam bench ARGS``; optionally as if torch, jax and optax were absent."""
+    if block_frameworks:
+        code = ("import sys; sys.modules.update(torch=None, jax=None, optax=None); "
+                "from numadam.cli import main; sys.exit(main(sys.argv[1:]))")
+        command = [sys.executable, "-c", code, "bench", *args]
+    else:
+        command = [sys.executable, "-m", "numadam", "bench", *args]
+    return subprocess.run(command, capture_output=True, text=True, timeout=900)
+
+
+def test_quick_bench_prints_the_table_and_writes_table_and_plot(tmp_path):
+    output = tmp_path / "plots" / "bench.png"
+    result = bench("--quick", "--output", str(output))
+    assert result.returncode == 0, result.stderr
+    for case in bench_cases(quick=True).values():
+        assert f"### {case.title}" in result.stdout
+    for variant in VARIANTS:
+        for label in ("numadam", "same-traffic kernel, serial", "NumPy in place", "NumPy naive"):
+            assert f"| {variant.name} | {label} |" in result.stdout
+    assert "WRONG RESULT" not in result.stdout
+    assert output.read_bytes().startswith(PNG_SIGNATURE)
+    table = output.with_suffix(".md").read_text()
+    assert table.startswith("numadam bench --quick") and table in result.stdout
+
+
+def test_missing_frameworks_are_reported_not_fatal(tmp_path):
+    result = bench("--quick", "--cases", "small", "--repeat", "1", "--output", str(tmp_path / "b.png"),
+                   block_frameworks=True)
+    assert result.returncode == 0, result.stderr
+    assert "- torch fused (adam, adamw, amsgrad): not timed: torch is not installed" in result.stdout
+    assert "- optax (jax.jit) (adam, adamw): not timed: jax is not installed" in result.stdout
+    assert "| adam | numadam |" in result.stdout
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--cases", "large,huge"], "cases must be among"),
+    (["--threads", "0"], "must be a positive integer"),
+    (["--repeat", "two"], "must be a positive integer"),
+])
+def test_bad_options_are_rejected_with_the_rule(args, message):
+    result = bench(*args)
+    assert result.returncode == 2 and message in result.stderr
+
+
+def test_case_names_and_threads_are_checked():
+    assert _case_names("small, many") == ["small", "many"]
+    with pytest.raises(ValueError, match="threads must be between 1 and"):
+        set_threads(10_000)
+
+
+@pytest.mark.parametrize("dtype", FLOATS)
+@pytest.mark.parametrize("amsgrad", [False, True])
+@pytest.mark.parametrize("parallel", [False, True])
+def test_same_traffic_kernels_read_and_write_exactly_the_arrays_of_a_step(rng, dtype, amsgrad, parallel):
+    n = 3 * SERIAL_BELOW + 7
+    arrays = [rng.standard_normal(n).astype(dtype) for _ in range(5 if amsgrad else 4)]
+    before = [a.copy() for a in arrays]
+    same_traffic_kernel(amsgrad, parallel)(*arrays)
+    grad = before[1]
+    np.testing.assert_array_equal(arrays[1], grad)
+    for written, original in zip(arrays[:1] + arrays[2:], before[:1] + before[2:]):
+        assert written.dtype == dtype
+        np.testing.assert_array_equal(written, original + grad)
+
+
+def test_kernel_for_runs_small_arrays_on_the_calling_thread():
+    assert kernel_for(SERIAL_BELOW - 1, amsgrad=False) is same_traffic_kernel(False, parallel=False)
+    assert kernel_for(SERIAL_BELOW, amsgrad=True) is same_traffic_kernel(True, parallel=True)
+
+
+def numadam_steps(params, grad_sequence, variant):
+    optimizer = numadam.AdamW if variant.decoupled else numadam.Adam
+    opt = optimizer(params, lr=LR, betas=BETAS, eps=EPS, weight_decay=variant.weight_decay,
+                    amsgrad=variant.amsgrad)
+    for grads in grad_sequence:
+        opt.step(grads)
+
+
+@pytest.mark.parametrize("dtype", FLOATS)
+@pytest.mark.parametrize("variant", VARIANTS, ids=lambda v: v.name)
+@pytest.mark.parametrize("numpy_adam", [InPlaceAdam, NaiveAdam])
+def test_numpy_baselines_take_numadams_step(rng, dtype, variant, numpy_adam):
+    shapes = [(7, 5), (300,), (2, 3, 4)]
+    params = [rng.standard_normal(shape).astype(dtype) for shape in shapes]
+    grad_sequence = [[rng.standard_normal(shape).astype(dtype) for shape in shapes] for _ in range(4)]
+    expected = [p.copy() for p in params]
+    numadam_steps(expected, grad_sequence, variant)
+    baseline = numpy_adam([p.copy() for p in params], lr=LR, betas=BETAS, eps=EPS,
+                          weight_decay=variant.weight_decay, amsgrad=variant.amsgrad)
+    for grads in grad_sequence:
+        baseline.step(grads)
+    for actual, wanted in zip(baseline.params, expected):
+        assert actual.dtype == dtype
+        np.testing.assert_allclose(actual, wanted, rtol=4 * np.finfo(dtype).eps, atol=0)
+    assert disagreement(expected, baseline.params, dtype) is None
+
+
+def test_numpy_in_place_step_allocates_no_array_but_naive_does(rng):
+    params = [rng.standard_normal(10_000)]
+    grads = [rng.standard_normal(10_000)]
+    peaks = {}
+    for numpy_adam in (InPlaceAdam, NaiveAdam):
+        opt = numpy_adam([p.copy() for p in params], lr=LR, betas=BETAS, eps=EPS, amsgrad=True)
+        opt.step(grads)
+        tracemalloc.start()
+        opt.step(grads)
+        peaks[numpy_adam] = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+    array_bytes = params[0].nbytes
+    assert peaks[InPlaceAdam] < array_bytes / 10 and peaks[NaiveAdam] >= array_bytes, peaks
+
+
+@pytest.mark.parametrize("wrong", [{"betas": (0.9, 0.99)}, {"eps": 1e-3}, {"lr": 1.01 * LR}])
+def test_guard_rejects_a_wrong_update(rng, wrong):
+    params = [rng.standard_normal(1000).astype(np.float32)]
+    grad_sequence = [[rng.standard_normal(1000).astype(np.float32)] for _ in range(2)]
+    expected = [p.copy() for p in params]
+    numadam_steps(expected, grad_sequence, VARIANTS[0])
+    options = {"lr": LR, "betas": BETAS, "eps": EPS, **wrong}
+    baseline = NaiveAdam([p.copy() for p in params], **options)
+    for grads in grad_sequence:
+        baseline.step(grads)
+    assert "differs from numadam's" in disagreement(expected, baseline.params, np.float32)
+
+
+def test_every_contender_agrees_with_numadam_on_a_small_mixed_case():
+    case = Case("mixed", "mixed", cnn_shapes(widths=(4, 8), hidden=16), np.dtype(np.float32))
+    results = run_case(case, rounds=1, min_batch_seconds=1e-5)
+    assert not [r for r in results if r.wrong]
+    timed = {(r.variant.name, r.label) for r in results if r.seconds is not None}
+    for variant in VARIANTS:
+        for label in ("numadam", "numadam.adam_step", "same-traffic kernel, parallel",
+                      "same-traffic kernel, one call per array", "NumPy in place", "NumPy naive"):
+            assert (variant.name, label) in timed
+    untimed = {(r.variant.name, r.label): r.note for r in results if r.seconds is None}
+    assert "a different update" in untimed[("amsgrad", "optax (jax.jit)")]
+
+
+def test_frameworks_that_are_missing_raise_unavailable(monkeypatch):
+    problem = Problem([np.ones(3, np.float32)], [np.ones(3, np.float32)], single=True)
+    monkeypatch.setitem(sys.modules, "torch", None)
+    monkeypatch.setitem(sys.modules, "jax", None)
+    with pytest.raises(frameworks.Unavailable, match="torch is not installed"):
+        frameworks.TorchAdam(problem, VARIANTS[0], mode="fused")
+    with pytest.raises(frameworks.Unavailable, match="jax is not installed"):
+        frameworks.OptaxAdam(problem, VARIANTS[1])
+
+
+def test_table_reports_bandwidth_and_ratios_to_roofline_and_numadam():
+    case = Case("one", "one array", ((1000,),), np.dtype(np.float32))
+    adam = VARIANTS[0]
+    results = [
+        Result(case, adam, "same-traffic kernel, parallel", "roofline", 2e-6),
+        Result(case, adam, "same-traffic kernel, serial", "roofline", 1e-6),
+        Result(case, adam, "numadam", "numadam", 2e-6),
+        Result(case, adam, "NumPy naive", "other", 8e-6),
+        Result(case, adam, "torch fused", "other", None, "torch is not installed"),
+    ]
+    table = markdown_tables(results)
+    assert "| adam | NumPy naive | 8.00 µs | 3.5 | 8.00 | 4.00 |" in table
+    assert "| adam | same-traffic kernel, serial | 1.00 µs | 28.0 | 1.00 | 0.50 |" in table
+    assert "- torch fused (adam): not timed: torch is not installed" in table
