@@ -1,0 +1,1 @@
+"""asv benchmarks of numadam: one optimizer step, through the public API only."""

@@ -1,0 +1,50 @@
+"""Many arrays per optimizer: the per-array overhead, against one flat array of the same size."""
+
+from .common import BACKENDS, VARIANTS, _OptimizerStep
+
+
+def cnn_shapes(widths=(32, 32, 64, 64, 128, 128), hidden=256, in_channels=3, classes=10, side=4):
+    """A small VGG-like network for 32x32 images: conv kernels and biases,
+    batch-norm scales and shifts, a dense head (26 arrays, 0.8e6 elements)."""
+    shapes = []
+    channels = in_channels
+    for width in widths:
+        shapes += [(width, channels, 3, 3), (width,), (width,), (width,)]
+        channels = width
+    return shapes + [(hidden, channels * side * side), (hidden,), (classes, hidden), (classes,)]
+
+
+LAYOUTS = {
+    "1 x 1e6": [(1_000_000,)],
+    "1000 x 1e3": [(1_000,)] * 1_000,
+    "cnn": cnn_shapes(),
+}
+
+
+class ManyArrays(_OptimizerStep):
+    """One optimizer over a list of float32 arrays.
+
+    "1 x 1e6" is the element count of "1000 x 1e3" in one array: their ratio is
+    the cost of having many arrays. The dtype is fixed because per-array costs
+    do not depend on it (:class:`~benchmarks.single_array.OneArray` covers float64).
+    """
+
+    params = (BACKENDS, list(LAYOUTS), VARIANTS)
+    param_names = ("backend", "layout", "variant")
+
+    def setup(self, backend, layout, variant):
+        self.setup_step(backend, LAYOUTS[layout], "float32", variant)
+
+    def time_step(self, backend, layout, variant):
+        self.step()
+
+    def track_bandwidth(self, backend, layout, variant):
+        return self.bandwidth()
+
+    track_bandwidth.unit = "GB/s"
+
+    def track_step_allocations(self, backend, layout, variant):
+        """Bytes the step allocates on the host: 0 arrays' worth for a step without temporaries."""
+        return self.allocated_bytes()
+
+    track_step_allocations.unit = "bytes"
