@@ -63,11 +63,13 @@ class CpuBackend:
         n_elements = int(rows[:, 1].sum()) if len(rows) else 0
         return Plan(rows, n_chunks, n_elements, rows.reshape(-1))
 
-    def run(self, plan, hyper, amsgrad, l2_decay):
+    def run(self, plan, real_dtype, hyper, amsgrad, l2_decay):
+        """Apply the update with scalars ``hyper`` (floats, rounded here to ``real_dtype``)."""
         if plan.n_chunks == 0:
             return
-        kernel = self._kernels.adam_serial if plan.n_elements < self.serial_below else self._kernels.adam_parallel
-        kernel(plan.device_table, plan.n_chunks, self.chunk_size, hyper, amsgrad, l2_decay)
+        kernels = self._kernels.adam_kernels(amsgrad, l2_decay)
+        kernel = kernels.serial if plan.n_elements < self.serial_below else kernels.parallel
+        kernel(plan.device_table, plan.n_chunks, self.chunk_size, np.array(hyper, real_dtype))
 
     # Optimizer state lives in NumPy arrays.
     array_type = np.ndarray
@@ -163,14 +165,15 @@ class CudaBackend:
             stream = self._streams[pointer] = cuda.external_stream(pointer)
         return stream
 
-    def run(self, plan, hyper, amsgrad, l2_decay):
+    def run(self, plan, real_dtype, hyper, amsgrad, l2_decay):
+        """Launch the update with scalars ``hyper`` (floats, rounded here to ``real_dtype``)."""
         if plan.n_chunks == 0:
             return
         self._kernels.launch_adam(
             self._table_address(plan.device_table),
             len(plan.rows),
             plan.n_chunks,
-            hyper,
+            tuple(map(real_dtype.type, hyper)),
             amsgrad,
             l2_decay,
             self._stream(),

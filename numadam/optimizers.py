@@ -218,10 +218,10 @@ class Adam:
         step = self._step + 1
         beta1, beta2 = self._betas
         l2_decay = uses_l2_decay(self._weight_decay, self._decoupled)
+        hyper = adam_scalars(step, self._lr, beta1, beta2, self._eps, self._weight_decay,
+                             self._decoupled, self._maximize)
         for group, plan in zip(groups, plans):
-            hyper = adam_scalars(group.real_dtype, step, self._lr, beta1, beta2, self._eps,
-                                 self._weight_decay, self._decoupled, self._maximize)
-            group.backend.run(plan, hyper, self._amsgrad, l2_decay)
+            group.backend.run(plan, group.real_dtype, hyper, self._amsgrad, l2_decay)
         self._step = step
 
     # -- state -----------------------------------------------------------------
