@@ -144,7 +144,7 @@ class Adam:
 
     @property
     def weight_decay(self):
-        """Weight decay :math:`\\lambda` (finite, >= 0): L2 or decoupled."""
+        """Weight decay :math:`\\lambda` (finite, >= 0), L2 or decoupled."""
         return self._weight_decay
 
     @weight_decay.setter
