@@ -1,6 +1,6 @@
 """The documentation cannot rot: its examples run, and it builds with warnings as errors.
 
-Every page in ``docs/`` is read top to bottom in one namespace, as a reader
+Every page in ``docs/``, and the README, is read top to bottom in one namespace, as a reader
 would run it:
 
 - a ```` ```python ```` block runs as a script (it checks itself with ``assert``);
@@ -24,7 +24,7 @@ import numadam
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
-PAGES = sorted(DOCS.glob("*.md"))
+PAGES = sorted(DOCS.glob("*.md")) + [ROOT / "README.md"]
 
 # A fenced block: the opening fence, its info string, the body, and the same fence closing it.
 FENCE = re.compile(r"^(?P<fence>`{3,})(?P<info>[^`\n]*)\n(?P<body>.*?)^(?P=fence)[ \t]*$", re.MULTILINE | re.DOTALL)
@@ -88,14 +88,16 @@ def run_doctest(source, namespace, name, page, first_line):
 
 def test_the_harness_finds_the_examples():
     kinds = {page.name: [kind for kind, _, _ in code_blocks(page)] for page in PAGES}
-    assert {"index.md", "quickstart.md", "algorithm.md", "api.md"} <= set(kinds)
+    assert {"index.md", "quickstart.md", "algorithm.md", "api.md", "README.md"} <= set(kinds)
+    assert kinds["README.md"].count("script") >= 2
     assert "script" in kinds["quickstart.md"] and "doctest" in kinds["quickstart.md"]
     assert "cuda-script" in kinds["quickstart.md"]
     assert "doctest" in kinds["algorithm.md"]
 
 
 @pytest.mark.parametrize("page", [page for page in PAGES if code_blocks(page)], ids=lambda page: page.name)
-def test_examples_run(page):
+def test_examples_run(page, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # examples may save files
     namespace = {"__name__": f"docs.{page.stem}"}
     for kind, first_line, source in code_blocks(page):
         where = f"{page.relative_to(ROOT)}:{first_line}"
