@@ -1,5 +1,6 @@
 """numadam: fused Adam and AdamW for NumPy and CuPy arrays."""
 
+from . import schedules
 from ._state import load_state, save_state
 from .clipping import clip_by_global_norm, clip_by_norm, clip_by_value
 from .functional import adam_step
@@ -14,4 +15,5 @@ __all__ = [
     "clip_by_value",
     "load_state",
     "save_state",
+    "schedules",
 ]

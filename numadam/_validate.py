@@ -180,3 +180,10 @@ def check_clippable(info, path):
             "and complex128 arrays"
         )
     check_layout(info, path, writable=True)
+
+
+def check_schedule(schedule):
+    """A learning-rate schedule: ``None`` or a callable ``step_count -> lr``."""
+    if schedule is not None and not callable(schedule):
+        raise TypeError(f"schedule must be callable (step_count -> lr) or None; got {schedule!r}")
+    return schedule
