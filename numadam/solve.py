@@ -147,49 +147,24 @@ def minimize(fun, x0, args=(), jac=None, method="adam", *, lr=1e-3, betas=(0.9, 
     x = _working_copy(x0)
     optimizer = Adam(x, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, amsgrad=amsgrad,
                      decoupled_weight_decay=decoupled, schedule=schedule)
-    maxiter = _count("maxiter", maxiter, minimum=0)
-    gtol = _validate.check_limit("gtol", gtol)
-    ftol = None if ftol is None else _validate.check_limit("ftol", ftol)
-    xtol = None if xtol is None else _validate.check_limit("xtol", xtol)
-    patience = _count("patience", patience, minimum=1)
+    stop_rules = _StopRules(maxiter, gtol, ftol, xtol, patience)
     clipper = _clipper(clip)
     if callback is not None and not callable(callback):
         raise TypeError(f"callback must be callable or None; got {callback!r}")
-    bar = _progress_bar(_validate.check_flag("progress", progress), maxiter)
+    bar = _progress_bar(_validate.check_flag("progress", progress), stop_rules.maxiter)
 
     observe = getattr(schedule, "observe", None)
     solver = _Evaluations(fun, jac, args, x)
     grad, fresh_grad, step_grad, previous_x = x.copy(), x.copy(), x.copy(), x.copy()
-    value, grad_peak = solver.evaluate_into(grad)
-    history = [value]
-    nit, quiet_f, quiet_x = 0, 0, 0
-    status = message = None
+    nit = 0
     try:
-        if not (math.isfinite(value) and math.isfinite(grad_peak)):
+        value, grad_peak = solver.evaluate_into(grad)
+        history = [value]
+        if math.isfinite(value) and math.isfinite(grad_peak):
+            status, message = stop_rules.check(nit, history, grad_peak, x, previous_x)
+        else:
             status, message = NON_FINITE, _non_finite_message(value, 0) + "; returning x0"
         while status is None:
-            if grad_peak <= gtol:
-                status, message = GTOL, f"converged: max |gradient| = {grad_peak:.3g} <= gtol = {gtol:g}"
-                break
-            if ftol is not None and nit > 0:
-                change = abs(value - history[-2])
-                quiet_f = quiet_f + 1 if change <= ftol * max(abs(value), abs(history[-2]), 1.0) else 0
-                if quiet_f >= patience:
-                    status, message = FTOL, (f"converged: the relative change of fun stayed <= ftol = {ftol:g} "
-                                             f"for {patience} iterations")
-                    break
-            if xtol is not None and nit > 0:
-                step_size = _largest_magnitude(x - previous_x)
-                quiet_x = quiet_x + 1 if step_size <= xtol * max(_largest_magnitude(x), 1.0) else 0
-                if quiet_x >= patience:
-                    status, message = XTOL, (f"converged: the relative step stayed <= xtol = {xtol:g} "
-                                             f"for {patience} iterations")
-                    break
-            if nit == maxiter:
-                status, message = MAXITER, (f"stopped: maxiter = {maxiter} iterations reached with "
-                                            f"max |gradient| = {grad_peak:.3g} > gtol = {gtol:g}")
-                break
-
             if observe is not None:
                 observe(value)
             step_grad[...] = grad
@@ -214,16 +189,51 @@ def minimize(fun, x0, args=(), jac=None, method="adam", *, lr=1e-3, betas=(0.9, 
                 bar.update()
             if callback is not None:
                 try:
-                    callback(OptimizeResult(x=x.copy(), fun=value, jac=grad.copy(), nit=nit,
-                                            nfev=solver.nfev))
+                    callback(OptimizeResult(x=x.copy(), fun=value, jac=grad.copy(), nit=nit, nfev=solver.nfev))
                 except StopIteration:
                     status, message = CALLBACK, "stopped: callback raised StopIteration"
+                    break
+            status, message = stop_rules.check(nit, history, grad_peak, x, previous_x)
     finally:
         if bar is not None:
             bar.close()
     return OptimizeResult(x=x, fun=value, jac=grad, nit=nit, nfev=solver.nfev, njev=solver.njev,
                           status=status, success=status in _SUCCESS, message=message,
                           history=np.array(history, dtype=np.float64))
+
+
+class _StopRules:
+    """The stop rules of :func:`minimize`, in their order; ``ftol``/``xtol`` count quiet iterations."""
+
+    def __init__(self, maxiter, gtol, ftol, xtol, patience):
+        self.maxiter = _validate.check_count("maxiter", maxiter, minimum=0)
+        self.gtol = _validate.check_limit("gtol", gtol)
+        self.ftol = None if ftol is None else _validate.check_limit("ftol", ftol)
+        self.xtol = None if xtol is None else _validate.check_limit("xtol", xtol)
+        self.patience = _validate.check_count("patience", patience, minimum=1)
+        self.quiet_f = self.quiet_x = 0
+
+    def check(self, nit, history, grad_peak, x, previous_x):
+        """``(status, message)`` if iterate ``nit`` ends the solve, else ``(None, None)``."""
+        if grad_peak <= self.gtol:
+            return GTOL, f"converged: max |gradient| = {grad_peak:.3g} <= gtol = {self.gtol:g}"
+        if nit > 0 and self.ftol is not None:
+            value, previous = history[-1], history[-2]
+            quiet = abs(value - previous) <= self.ftol * max(abs(value), abs(previous), 1.0)
+            self.quiet_f = self.quiet_f + 1 if quiet else 0
+            if self.quiet_f >= self.patience:
+                return FTOL, (f"converged: the relative change of fun stayed <= ftol = {self.ftol:g} "
+                              f"for {self.patience} iterations")
+        if nit > 0 and self.xtol is not None:
+            quiet = _largest_magnitude(x - previous_x) <= self.xtol * max(_largest_magnitude(x), 1.0)
+            self.quiet_x = self.quiet_x + 1 if quiet else 0
+            if self.quiet_x >= self.patience:
+                return XTOL, (f"converged: the relative step stayed <= xtol = {self.xtol:g} "
+                              f"for {self.patience} iterations")
+        if nit == self.maxiter:
+            return MAXITER, (f"stopped: maxiter = {self.maxiter} iterations reached with "
+                             f"max |gradient| = {grad_peak:.3g} > gtol = {self.gtol:g}")
+        return None, None
 
 
 def adam_minimizer(fun, x0, args=(), jac=None, hess=None, hessp=None, bounds=None, constraints=(),
@@ -261,10 +271,10 @@ def adam_minimizer(fun, x0, args=(), jac=None, hess=None, hessp=None, bounds=Non
     tol = options.pop("tol", None)
     if tol is not None:
         options.setdefault("gtol", tol)
-    known = inspect.signature(minimize).parameters
+    known = [name for name in inspect.signature(minimize).parameters if name not in ("fun", "x0", "args", "jac")]
     unknown = sorted(name for name, value in options.items() if name not in known and value is not None)
     if unknown:
-        raise TypeError(f"numadam.adam_minimizer got unknown options {unknown}; it takes {sorted(known)[5:]}")
+        raise TypeError(f"numadam.adam_minimizer got unknown options {unknown}; it takes {known}")
     options = {name: value for name, value in options.items() if name in known}
     return minimize(fun, x0, args, jac, callback=_scipy_style_callback(callback), **options)
 
@@ -384,14 +394,6 @@ def _progress_bar(enabled, total):
     except ImportError as error:
         raise ImportError("progress=True draws a tqdm progress bar: install tqdm, or pass progress=False") from error
     return tqdm(total=total, desc="numadam.minimize", unit="step")
-
-
-def _count(name, value, minimum):
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name} must be an integer; got {value!r}")
-    if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}; got {value!r}")
-    return int(value)
 
 
 def _short(value):
