@@ -95,8 +95,10 @@ def minimize(fun, x0, args=(), jac=None, method="adam", *, lr=1e-3, betas=(0.9, 
         bounds the L2 norm (the same thing for a single array;
         :func:`numadam.clip_by_norm`). A callable is called as ``clip(grad)`` on
         the solver's own copy of the gradient and either clips it in place and
-        returns ``None`` or returns the clipped gradient. ``res.jac`` and the
-        stop rules always see the unclipped gradient.
+        returns ``None`` or returns the clipped gradient, an array of ``grad``'s
+        shape (anything else is a ``TypeError``: ``lambda g:
+        numadam.clip_by_norm(g, c)`` returns the norm, not the gradient).
+        ``res.jac`` and the stop rules always see the unclipped gradient.
     callback : callable or None
         ``callback(intermediate_result)`` after every step, with an
         ``OptimizeResult`` holding copies of ``x`` and ``jac`` and ``fun``,
@@ -171,7 +173,7 @@ def minimize(fun, x0, args=(), jac=None, method="adam", *, lr=1e-3, betas=(0.9, 
             if clipper is not None:
                 clipped = clipper(step_grad)
                 if clipped is not None and clipped is not step_grad:
-                    step_grad[...] = clipped
+                    step_grad[...] = _checked_clip_result(clipped, step_grad)
             previous_x[...] = x
             optimizer.step(step_grad)
             candidate, candidate_peak = solver.evaluate_into(fresh_grad)
@@ -384,6 +386,20 @@ def _clipper(clip):
         clip_with(grad, limit)
 
     return clip_in_place
+
+
+def _checked_clip_result(clipped, grad):
+    """What a callable ``clip`` returned, refused unless it is an array that can replace ``grad`` as it is.
+
+    Never broadcast: the float that :func:`numadam.clip_by_norm` returns (the norm) would otherwise
+    overwrite every entry of the gradient.
+    """
+    is_array = isinstance(clipped, np.ndarray) or hasattr(clipped, "__cuda_array_interface__")
+    if not (is_array and clipped.shape == grad.shape and np.can_cast(clipped.dtype, grad.dtype, "same_kind")):
+        raise TypeError(f"clip(grad) must clip grad in place and return None, or return the clipped gradient: "
+                        f"a {grad.dtype} array of shape {grad.shape}; got {_short(clipped)}")
+    backend_for([grad, clipped], ["the gradient", "the clipped gradient"])
+    return clipped
 
 
 def _progress_bar(enabled, total):

@@ -190,6 +190,26 @@ def test_res_jac_and_the_stop_rules_see_the_unclipped_gradient(rng):
     assert np.max(np.abs(res.jac)) > 1e-3
 
 
+CLIP_RETURNS_THAT_ARE_NOT_GRADIENTS = {
+    # numadam's norm clippers return the norm (a float): broadcast into the gradient, it would replace it.
+    "the norm from clip_by_norm": lambda g: numadam.clip_by_norm(g, 1.0),
+    "the norm from clip_by_global_norm": lambda g: numadam.clip_by_global_norm(g, 1.0),
+    "a NumPy scalar": lambda g: np.float64(1.0),
+    "a list": lambda g: list(g),
+    "a wrong shape": lambda g: g[:1],
+    "a complex array": lambda g: g * 1j,
+}
+
+
+@pytest.mark.parametrize("clip", CLIP_RETURNS_THAT_ARE_NOT_GRADIENTS.values(), ids=CLIP_RETURNS_THAT_ARE_NOT_GRADIENTS)
+def test_a_clip_callable_must_return_none_or_a_gradient_shaped_array(clip):
+    x0 = np.array([3.0, -4.0])
+    with pytest.raises(TypeError, match=re.escape("clip(grad) must clip grad in place and return None, or return "
+                                                  "the clipped gradient: a float64 array of shape (2,); got")):
+        numadam.minimize(lambda x: (float(x @ x), 2 * x), x0, jac=True, clip=clip)
+    np.testing.assert_array_equal(x0, [3.0, -4.0])
+
+
 def test_a_schedule_sets_each_rate_and_observes_every_loss_before_its_step(rng):
     A, b, fun = least_squares(rng)
 
