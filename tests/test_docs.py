@@ -88,11 +88,15 @@ def run_doctest(source, namespace, name, page, first_line):
 
 def test_the_harness_finds_the_examples():
     kinds = {page.name: [kind for kind, _, _ in code_blocks(page)] for page in PAGES}
-    assert {"index.md", "quickstart.md", "algorithm.md", "api.md", "README.md"} <= set(kinds)
+    assert {"index.md", "quickstart.md", "minimize.md", "schedules.md", "clipping.md", "algorithm.md", "api.md",
+            "README.md"} <= set(kinds)
     assert kinds["README.md"].count("script") >= 2
     assert "script" in kinds["quickstart.md"] and "doctest" in kinds["quickstart.md"]
     assert "cuda-script" in kinds["quickstart.md"]
     assert "doctest" in kinds["algorithm.md"]
+    for guide in ("minimize.md", "schedules.md", "clipping.md"):
+        assert "script" in kinds[guide] and "doctest" in kinds[guide]
+    assert "cuda-script" in kinds["minimize.md"]
 
 
 @pytest.mark.parametrize("page", [page for page in PAGES if code_blocks(page)], ids=lambda page: page.name)
