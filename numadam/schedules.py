@@ -240,8 +240,10 @@ class ReduceOnPlateau(Schedule):
     :math:`\rho` = ``factor``, :math:`\eta_{\min}` = ``min_lr``, and the count
     restarts; for the next ``cooldown`` observations nothing counts as a miss.
     A loss that is not finite (NaN, inf) counts as a miss. The rate does not depend on the ``step`` it is
-    called with (these are the rules of ``torch.optim.lr_scheduler.ReduceLROnPlateau``
-    in ``"min"`` mode).
+    called with. For finite losses and a positive best loss these are the rules of
+    ``torch.optim.lr_scheduler.ReduceLROnPlateau`` in ``"min"`` mode; when :math:`f^* < 0`,
+    PyTorch's relative test :math:`f < f^* (1 - \tau)` accepts a loss slightly *above*
+    :math:`f^*` as an improvement, where the rule above asks for a real decrease.
 
     Examples
     --------

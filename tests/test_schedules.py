@@ -107,6 +107,17 @@ def test_plateau_counts_non_finite_losses_as_misses(bad_loss):
     assert schedule.best == 1.0 and schedule(3) == 0.5
 
 
+def test_plateau_needs_a_real_decrease_of_a_negative_loss():
+    # f < f* - threshold * |f*|: a negative loss that creeps up is a miss (PyTorch's f < f* (1 - threshold)
+    # would count -9.5 after -10 as an improvement).
+    schedule = schedules.ReduceOnPlateau(1.0, factor=0.5, patience=1, threshold=0.1)
+    for loss in [-10.0, -9.5, -9.2]:
+        schedule.observe(loss)
+    assert schedule.best == -10.0 and schedule(3) == 0.5
+    schedule.observe(-11.5)
+    assert schedule.best == -11.5 and schedule.bad_steps == 0
+
+
 def test_plateau_matches_torch_on_a_noisy_loss_curve():
     torch = pytest.importorskip("torch")
     rng = np.random.default_rng(7)
