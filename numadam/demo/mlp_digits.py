@@ -46,7 +46,11 @@ def split(images, labels, rng, test_fraction=0.25):
 
 
 def init_params(rng, sizes=(64, 64, 10)):
-    """He-initialized float32 weights and zero biases for the dense layers ``sizes``."""
+    """He-initialized (He et al. 2015) float32 weights and zero biases for the dense layers ``sizes``.
+
+    >>> {name: value.shape for name, value in init_params(np.random.default_rng(0)).items()}
+    {'W1': (64, 64), 'b1': (64,), 'W2': (64, 10), 'b2': (10,)}
+    """
     params = {}
     for k, (fan_in, fan_out) in enumerate(zip(sizes[:-1], sizes[1:]), start=1):
         params[f"W{k}"] = (rng.standard_normal((fan_in, fan_out)) * np.sqrt(2 / fan_in)).astype(np.float32)

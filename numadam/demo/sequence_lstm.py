@@ -13,6 +13,10 @@ followed by a dense readout, trained on the mean squared error over all steps wi
 Adam on fresh mini-batches, the gradients clipped to a global norm of 0.1
 (``numadam.clip_by_global_norm``; Pascanu et al. 2013). The test error is compared
 with persistence, the forecast :math:`\hat s(t+1) = x_t`.
+
+References: S. Hochreiter and J. Schmidhuber, "Long short-term memory", Neural
+Comput. 9, 1997; R. Pascanu, T. Mikolov and Y. Bengio, "On the difficulty of
+training recurrent neural networks", ICML 2013.
 """
 
 import time
@@ -28,7 +32,12 @@ TITLE = "LSTM next-value regression"
 
 
 def make_sequences(rng, count, length=50, noise=0.05):
-    """Return float32 ``(inputs, targets)`` of shape ``(length, count, 1)``: noisy :math:`x_t` and :math:`s(t+1)`."""
+    """Return float32 ``(inputs, targets)`` of shape ``(length, count, 1)``: noisy :math:`x_t` and :math:`s(t+1)`.
+
+    >>> inputs, targets = make_sequences(np.random.default_rng(0), count=3, length=5, noise=0.0)
+    >>> inputs.shape, bool(np.array_equal(inputs[1:], targets[:-1]))
+    ((5, 3, 1), True)
+    """
     amplitudes = rng.uniform(0.3, 0.7, size=(2, count))
     frequencies = rng.uniform(0.1, 0.6, size=(2, count))
     phases = rng.uniform(0, 2 * np.pi, size=(2, count))
