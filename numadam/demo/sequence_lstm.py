@@ -102,7 +102,7 @@ def run(quick=False, seed=0, steps=None, lr=5e-3, batch_size=32, max_norm=0.1, o
         f"sequences of {test_inputs.shape[0]} steps, batch {batch_size}; Adam lr={lr:g}, "
         f"{steps} steps, gradients clipped to global norm {max_norm:g}"
     )
-    table = Table(out, [("step", "d"), ("train mse", ".5f"), ("test mse", ".5f"), ("grad norm", ".3f")])
+    table = Table(out, [("step", "d"), ("train mse", ".5f"), ("test mse", ".5f"), ("norm before clip", ".3f")])
     shown = report_points(steps, rows=10)
     losses, test_losses, clipped = [], [], 0
     start = time.perf_counter()
