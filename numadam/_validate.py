@@ -187,3 +187,12 @@ def check_schedule(schedule):
     if schedule is not None and not callable(schedule):
         raise TypeError(f"schedule must be callable (step_count -> lr) or None; got {schedule!r}")
     return schedule
+
+
+def check_count(name, value, minimum):
+    """An integer count (not a bool) of at least ``minimum``."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an integer; got {value!r}")
+    if value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}; got {value!r}")
+    return int(value)

@@ -8,8 +8,9 @@ tree of arrays (complex numbers count as pairs of reals, as in the optimizers):
 * :func:`clip_by_global_norm` rescales all arrays by one factor when the L2 norm
   of all of them together exceeds :math:`c`.
 
-Norms are accumulated in float64 after dividing by the largest magnitude, so
-they neither overflow nor underflow for any finite input, whatever the dtype.
+Norms are accumulated in float64, dividing by the largest magnitude first
+where squares could overflow or underflow (float64 values beyond about
+:math:`10^{\pm 100}`), so they are right for any finite input, whatever the dtype.
 Every check (the limit; each array's type, dtype, writability; that no two
 arrays share memory) runs before anything is written, and a norm that is not
 finite (an array holding NaN or infinity) is an error raised before any array
@@ -18,6 +19,7 @@ so CuPy arrays stay on the GPU and NumPy input never imports CuPy.
 """
 
 import math
+import string
 
 import numpy as np
 
@@ -175,14 +177,42 @@ def _real_parts(array):
     return (array.real, array.imag) if array.dtype.kind == "c" else (array,)
 
 
-def _finite_measure(array, path):
-    r"""``(a, s)`` with :math:`\|array\|_2 = a \sqrt{s}`: ``a`` the largest magnitude, all in float64.
+#: A float64 sum of squares at least this large lost nothing to underflow that matters.
+_SAFE_SUM_OF_SQUARES = 1e-200
 
-    Raises ``ValueError`` if ``array`` holds NaN or infinity.
+
+def _finite_measure(array, path):
+    r"""``(a, s)`` with :math:`\|array\|_2 = a \sqrt{s}`, in float64.
+
+    One pass first: the sum of squares in float64 (``a = 1``).
+    Squares of float16/float32 values can neither overflow nor underflow in
+    float64, so that is final for them; for float64 arrays it is final when the
+    sum is finite and not tiny. Otherwise ``a`` is the largest magnitude and the
+    squares are summed after dividing by it. Raises ``ValueError`` if ``array``
+    holds NaN or infinity.
     """
     if array.size == 0:
         return 0.0, 0.0
     parts = _real_parts(array)
+    with np.errstate(over="ignore", invalid="ignore"):
+        total = sum(_float64_sum_of_squares(part) for part in parts)
+    narrow = array.dtype.itemsize < (16 if array.dtype.kind == "c" else 8)
+    if math.isfinite(total) and (narrow or total >= _SAFE_SUM_OF_SQUARES):
+        return (1.0, total) if total else (0.0, 0.0)
+    return _scaled_measure(parts, path)
+
+
+def _float64_sum_of_squares(part):
+    """``sum(part**2)`` accumulated in float64 (NumPy casts in buffered chunks, without a float64 copy)."""
+    if isinstance(part, np.ndarray):
+        indices = string.ascii_letters[:part.ndim]
+        return float(np.einsum(f"{indices},{indices}->", part, part, dtype=np.float64))
+    flat = part.astype(np.float64).ravel()
+    return float(flat.dot(flat))
+
+
+def _scaled_measure(parts, path):
+    """``(a, s)`` with ``a`` the largest magnitude of ``parts`` and ``s`` the sum of ``(x / a)**2``."""
     peaks = [float(abs(part).max()) for part in parts]
     if not all(map(math.isfinite, peaks)):
         raise ValueError(f"{path} holds NaN or infinity, so its norm is not finite; no gradient was clipped")

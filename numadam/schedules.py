@@ -94,7 +94,7 @@ class StepDecay(Schedule):
 
     def __init__(self, lr, step_size, gamma=0.1):
         self.lr = _validate.check_lr(lr)
-        self.step_size = _count("step_size", step_size, minimum=1)
+        self.step_size = _validate.check_count("step_size", step_size, minimum=1)
         self.gamma = _decay_factor("gamma", gamma)
 
     def __call__(self, step):
@@ -148,7 +148,7 @@ class CosineDecay(Schedule):
 
     def __init__(self, lr, total_steps, min_lr=0.0):
         self.lr = _validate.check_lr(lr)
-        self.total_steps = _count("total_steps", total_steps, minimum=1)
+        self.total_steps = _validate.check_count("total_steps", total_steps, minimum=1)
         min_lr = _validate.check_limit("min_lr", min_lr)
         if min_lr > self.lr:
             raise ValueError(f"min_lr must be <= lr ({self.lr!r}); got {min_lr!r}")
@@ -197,7 +197,7 @@ class LinearWarmup(Schedule):
         if not isinstance(schedule, Schedule):
             raise TypeError(f"schedule must be a numadam.schedules.Schedule or a number; got {schedule!r}")
         self.schedule = schedule
-        self.warmup_steps = _count("warmup_steps", warmup_steps, minimum=0)
+        self.warmup_steps = _validate.check_count("warmup_steps", warmup_steps, minimum=0)
 
     def __call__(self, step):
         steps_taken = _check_steps_taken(step)
@@ -261,12 +261,12 @@ class ReduceOnPlateau(Schedule):
         if not 0.0 < factor < 1.0:
             raise ValueError(f"factor must be in (0, 1); got {factor!r}")
         self.factor = factor
-        self.patience = _count("patience", patience, minimum=0)
+        self.patience = _validate.check_count("patience", patience, minimum=0)
         self.threshold = _validate.check_limit("threshold", threshold)
         if threshold_mode not in ("rel", "abs"):
             raise ValueError(f"threshold_mode must be 'rel' or 'abs'; got {threshold_mode!r}")
         self.threshold_mode = threshold_mode
-        self.cooldown = _count("cooldown", cooldown, minimum=0)
+        self.cooldown = _validate.check_count("cooldown", cooldown, minimum=0)
         self.min_lr = _validate.check_limit("min_lr", min_lr)
         self.current_lr = self.lr
         self.best = math.inf
@@ -318,15 +318,16 @@ class ReduceOnPlateau(Schedule):
         fresh.best = _real_value("state['state']['best']", best)
         if not (math.isfinite(fresh.best) or fresh.best == math.inf):
             raise ValueError(f"state['state']['best'] must be finite or inf; got {best!r}")
-        fresh.bad_steps = _count("state['state']['bad_steps']", running["bad_steps"], minimum=0)
-        fresh.cooldown_left = _count("state['state']['cooldown_left']", running["cooldown_left"], minimum=0)
+        fresh.bad_steps = _validate.check_count("state['state']['bad_steps']", running["bad_steps"], minimum=0)
+        fresh.cooldown_left = _validate.check_count("state['state']['cooldown_left']", running["cooldown_left"],
+                                                    minimum=0)
         vars(self).update(vars(fresh))
 
 
 def _check_steps_taken(step):
     if type(step) is int and step >= 0:
         return step
-    return _count("step", step, minimum=0)
+    return _validate.check_count("step", step, minimum=0)
 
 
 def _real_value(name, value):
@@ -336,14 +337,6 @@ def _real_value(name, value):
     if getattr(value, "shape", None) == () and getattr(getattr(value, "dtype", None), "kind", None) in ("f", "i", "u"):
         return float(value)
     raise TypeError(f"{name} must be a real number; got {value!r}")
-
-
-def _count(name, value, minimum):
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name} must be an integer; got {value!r}")
-    if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}; got {value!r}")
-    return int(value)
 
 
 def _decay_factor(name, value):

@@ -176,6 +176,16 @@ def test_norms_of_huge_and_tiny_values_are_exact(dtype, magnitude):
     np.testing.assert_allclose(grads, np.full(16, magnitude / 2, dtype), rtol=rtol_for(dtype))
 
 
+@pytest.mark.parametrize("huge_or_tiny, other, other_dtype", [(1e200, 1.0, np.float64), (1e-170, 1e-90, np.complex128),
+                                                               (1e-170, 1e200, np.float64), (1e150, 1e37, np.float32)])
+def test_global_norms_mixing_huge_tiny_and_ordinary_arrays(rng, huge_or_tiny, other, other_dtype):
+    grads = [random_array(rng, (7,), np.float64) * huge_or_tiny, random_array(rng, (3,), other_dtype) * other]
+    assert all(np.all(np.isfinite(g)) for g in grads)
+    squares = sum(np.sum(np.abs(g.astype(np.clongdouble)) ** 2) for g in grads)  # long double: no overflow here
+    expected = float(np.sqrt(squares))
+    assert numadam.clip_by_global_norm(grads, 1e300) == pytest.approx(expected, rel=1e-12)
+
+
 def test_a_norm_beyond_float64_is_inf_but_the_scaling_is_still_right():
     grads = [np.full(4, 1.5e308), np.array([1e308])]
     norm = numadam.clip_by_global_norm(grads, 3.0)
