@@ -5,7 +5,7 @@ import sys
 import numpy as np
 import pytest
 
-from numadam.demo import deconvolution, mlp_digits, run_demo
+from numadam.demo import deconvolution, linear_fit, mlp_digits, one_blas_thread, run_demo, sequence_lstm
 
 
 @pytest.fixture(scope="module")
@@ -26,10 +26,8 @@ def result_of(demo, module):
 
 
 def test_linear_fit_reaches_the_line(quick_demo_without_matplotlib):
-    from numadam.demo import linear_fit
-
     result = result_of(quick_demo_without_matplotlib, linear_fit)
-    (_, _, losses), = result.curves
+    _, _, losses = result.curves[0]
     assert losses[-1] < 1e-10 * losses[0]
     assert abs(2 * result.metrics["W"] + result.metrics["b"] - 4) < 1e-6
 
@@ -44,8 +42,6 @@ def test_mlp_learns_the_digits_in_quick_mode(quick_demo_without_matplotlib):
 
 
 def test_lstm_beats_persistence_with_clipping_active(quick_demo_without_matplotlib):
-    from numadam.demo import sequence_lstm
-
     metrics = result_of(quick_demo_without_matplotlib, sequence_lstm).metrics
     assert metrics["test_mse"] < 0.1 * metrics["initial_test_mse"]
     assert metrics["test_mse"] < 0.5 * metrics["persistence_mse"]
@@ -69,6 +65,14 @@ def test_report_has_every_section_and_skips_the_plot_without_matplotlib(quick_de
     assert not output.exists()
 
 
+def test_blas_threads_are_left_alone_without_threadpoolctl(monkeypatch):
+    monkeypatch.setitem(sys.modules, "threadpoolctl", None)
+    context, note = one_blas_thread()
+    assert note == "BLAS threads left as configured (threadpoolctl is not installed)"
+    with context:
+        pass
+
+
 def test_digits_data_set_is_complete():
     images, labels = mlp_digits.load_digits()
     assert images.shape == (1797, 8, 8) and images.dtype == np.uint8
@@ -77,12 +81,15 @@ def test_digits_data_set_is_complete():
     assert len(counts) == 10 and counts.min() >= 170
 
 
-def test_blur_matrix_is_convolution_with_the_gaussian(rng):
-    x = rng.standard_normal(50)
-    sigma = 2.0
-    half = int(np.ceil(4 * sigma))
-    kernel = np.exp(-0.5 * (np.arange(-half, half + 1) / sigma) ** 2)
-    np.testing.assert_allclose(deconvolution.blur_matrix(50, sigma) @ x, np.convolve(x, kernel / kernel.sum(), "same"))
+def test_blur_spreads_an_impulse_into_the_kernel_and_is_self_adjoint(rng):
+    kernel = deconvolution.gaussian_kernel(2.0)
+    assert len(kernel) == 17 and kernel.sum() == pytest.approx(1.0)
+    impulse = np.zeros(40)
+    impulse[20] = 1.0
+    np.testing.assert_allclose(deconvolution.blur(impulse, kernel)[12:29], kernel, rtol=1e-14)
+    x, r = rng.standard_normal(40), rng.standard_normal(40)
+    assert deconvolution.blur(x, kernel) @ r == pytest.approx(x @ deconvolution.blur(r, kernel), rel=1e-12)
+    np.testing.assert_allclose(deconvolution.blur_matrix(40, kernel) @ x, deconvolution.blur(x, kernel), atol=1e-14)
 
 
 def test_difference_adjoint_is_the_transpose(rng):
@@ -91,10 +98,10 @@ def test_difference_adjoint_is_the_transpose(rng):
 
 
 def test_deconvolution_gradient_and_exact_solution(rng):
-    objective, A, y, _, alpha = deconvolution.make_problem(rng, n=60)
+    objective, kernel, y, _, alpha = deconvolution.make_problem(rng, n=60)
     x, direction = rng.standard_normal(60), rng.standard_normal(60)
     step = 1e-6
     slope = (objective(x + step * direction)[0] - objective(x - step * direction)[0]) / (2 * step)
     assert objective(x)[1] @ direction == pytest.approx(slope, rel=1e-6)
-    x_exact = deconvolution.exact_solution(A, y, alpha)
+    x_exact = deconvolution.exact_solution(kernel, y, alpha)
     assert np.linalg.norm(objective(x_exact)[1]) < 1e-10 * np.linalg.norm(objective(np.zeros(60))[1])

@@ -103,7 +103,8 @@ def run(quick=False, seed=0, steps=None, lr=5e-3, batch_size=32, max_norm=0.1, o
         f"{steps} steps, gradients clipped to global norm {max_norm:g}"
     )
     table = Table(out, [("step", "d"), ("train mse", ".5f"), ("test mse", ".5f"), ("norm before clip", ".3f")])
-    shown = report_points(steps, rows=10)
+    evaluated = report_points(steps, rows=41)
+    shown = set(evaluated[::4]) | {evaluated[-1]}
     losses, test_losses, clipped = [], [], 0
     start = time.perf_counter()
     for step in range(steps):
@@ -115,8 +116,9 @@ def run(quick=False, seed=0, steps=None, lr=5e-3, batch_size=32, max_norm=0.1, o
         clipped += norm > max_norm
         opt.step(grads)
         losses.append(loss)
-        if step in shown:
+        if step in evaluated:
             test_losses.append(test_mse())
+        if step in shown:
             table.row(step + 1, loss, test_losses[-1], norm)
     seconds = time.perf_counter() - start
     final_test_mse = test_losses[-1]
@@ -130,7 +132,7 @@ def run(quick=False, seed=0, steps=None, lr=5e-3, batch_size=32, max_norm=0.1, o
         ylabel="mean squared error",
         curves=[
             ("training mini-batch", np.arange(1, steps + 1), np.array(losses)),
-            ("test set", np.array(shown) + 1, np.array(test_losses)),
+            ("test set", np.array(evaluated) + 1, np.array(test_losses)),
         ],
         seconds=seconds,
         summary=f"test mse {final_test_mse:.4f} ({persistence_mse / final_test_mse:.1f}x below persistence)",
