@@ -12,6 +12,7 @@ The networks' forward and backward passes are NumPy code in :mod:`~numadam.demo.
 """
 
 import contextlib
+import importlib
 import os
 import time
 
@@ -48,38 +49,54 @@ def one_blas_thread():
     return threadpool_limits(limits=1, user_api="blas"), "BLAS limited to one thread (threadpoolctl)"
 
 
-def run_demo(quick=False, output="numadam-demo-output", out=print):
-    """Run every example, print a report and save the figure of loss curves under ``output``.
+def missing_requirements(example):
+    """The names in ``example.REQUIRES`` (optional packages the example needs) that cannot be imported."""
+    missing = []
+    for name in getattr(example, "REQUIRES", ()):
+        try:
+            importlib.import_module(name)
+        except ImportError:
+            missing.append(name)
+    return missing
 
-    ``quick`` shortens the training runs to a few seconds in all. Return the list
-    of :class:`~numadam.demo.report.ExampleResult`, one per example.
+
+def run_demo(quick=False, output="numadam-demo-output", examples=EXAMPLES, out=print):
+    """Run the examples, print a report and save the figure of their loss curves under ``output``.
+
+    ``quick`` shortens the training runs to a few seconds in all. An example whose
+    optional packages are missing is reported as skipped. Return the list of
+    :class:`~numadam.demo.report.ExampleResult` of the examples that ran.
     """
     mode = "quick mode" if quick else "full run"
-    out(f"numadam demo ({mode}): Adam from NumPy, four examples")
+    out(f"numadam demo ({mode}): Adam from NumPy, {len(examples)} examples")
     start = time.perf_counter()
     compile_kernels()
     out(f"compiled the Numba kernels in {time.perf_counter() - start:.2f} s (once per process)")
     blas_threads, blas_note = one_blas_thread()
     out(blas_note)
-    results = []
+    width = max(len(example.TITLE) for example in examples)
+    results, summary = [], []
     with blas_threads:
-        for number, example in enumerate(EXAMPLES, start=1):
+        for number, example in enumerate(examples, start=1):
             out("")
             out(f"== {number}. {example.TITLE} ==")
+            missing = missing_requirements(example)
+            if missing:
+                out(f"skipped: needs {', '.join(missing)} (pip install {' '.join(missing)})")
+                summary.append(f"{number}. {example.TITLE:<{width}}  skipped: needs {', '.join(missing)}")
+                continue
             result = example.run(quick=quick, out=out)
             out(f"time: {result.seconds:.2f} s")
             results.append(result)
-    total = time.perf_counter() - start
+            summary.append(f"{number}. {example.TITLE:<{width}}  {result.seconds:6.2f} s  {result.summary}")
     out("")
     out("== summary ==")
-    width = max(len(result.title) for result in results)
-    for number, result in enumerate(results, start=1):
-        out(f"{number}. {result.title:<{width}}  {result.seconds:6.2f} s  {result.summary}")
-    out(f"total {total:.1f} s")
+    for line in summary:
+        out(line)
+    out(f"total {time.perf_counter() - start:.1f} s")
     figure = save_figure(results, os.path.join(output, FIGURE_NAME))
     if figure is None:
         out("plot skipped: matplotlib is not installed (pip install matplotlib)")
     else:
         out(f"loss curves saved to {figure}")
     return results
-

@@ -33,6 +33,7 @@ import numadam
 from .report import ExampleResult, Table, report_points
 
 TITLE = "deconvolution: Adam vs L-BFGS-B"
+REQUIRES = ("scipy",)
 
 
 def gaussian_kernel(sigma):
