@@ -81,11 +81,11 @@ def evaluate(params, x, y):
 
 
 def run(quick=False, seed=0, epochs=None, lr=1e-3, batch_size=128, out=print):
-    """Train the MLP and print a table per epoch; return an :class:`ExampleResult`.
+    """Train the MLP, printing a loss table; return an :class:`ExampleResult`.
 
-    ``epochs`` defaults to 100, or 15 with ``quick``. The curves are the mean training
-    loss of each epoch and the test loss after it; ``metrics`` holds ``train_accuracy``, ``test_accuracy`` and
-    ``test_loss`` after training.
+    ``epochs`` defaults to 100, or 15 with ``quick``. The curves are the mean
+    training loss of each epoch and the test loss after it; ``metrics`` holds
+    ``train_accuracy``, ``test_accuracy`` and ``test_loss`` after training.
     """
     epochs = epochs if epochs is not None else (15 if quick else 100)
     rng = np.random.default_rng(seed)
@@ -115,7 +115,10 @@ def run(quick=False, seed=0, epochs=None, lr=1e-3, batch_size=128, out=print):
             table.row(epoch + 1, epoch_losses[-1], test_loss, test_accuracy)
     seconds = time.perf_counter() - start
     _, train_accuracy = evaluate(params, x_train, y_train)
-    out(f"accuracy: train {train_accuracy:.2%}, test {test_accuracy:.2%} (chance 10%) after {opt.step_count} Adam steps")
+    out(
+        f"accuracy: train {train_accuracy:.2%}, test {test_accuracy:.2%} (chance 10%) "
+        f"after {opt.step_count} Adam steps"
+    )
     return ExampleResult(
         title=TITLE,
         xlabel="epoch",
