@@ -63,11 +63,13 @@ class CpuBackend:
         n_elements = int(rows[:, 1].sum()) if len(rows) else 0
         return Plan(rows, n_chunks, n_elements, rows.reshape(-1))
 
-    def run(self, plan, hyper, amsgrad, l2_decay):
+    def run(self, plan, real_dtype, hyper, amsgrad, l2_decay):
+        """Apply the update with scalars ``hyper`` (floats, rounded here to ``real_dtype``)."""
         if plan.n_chunks == 0:
             return
-        kernel = self._kernels.adam_serial if plan.n_elements < self.serial_below else self._kernels.adam_parallel
-        kernel(plan.device_table, plan.n_chunks, self.chunk_size, hyper, amsgrad, l2_decay)
+        kernels = self._kernels.adam_kernels(amsgrad, l2_decay)
+        kernel = kernels.serial if plan.n_elements < self.serial_below else kernels.parallel
+        kernel(plan.device_table, plan.n_chunks, self.chunk_size, np.array(hyper, real_dtype))
 
     # Optimizer state lives in NumPy arrays.
     array_type = np.ndarray
@@ -100,6 +102,7 @@ class CudaBackend:
         self._kernels = kernels
         self.chunk_size = kernels.CHUNK_SIZE
         self._streams = {}
+        self._staging = None
 
     @staticmethod
     def _cupy():
@@ -134,12 +137,15 @@ class CudaBackend:
         return Plan(rows, n_chunks, n_elements, self._upload(rows))
 
     def _upload(self, rows):
+        """The table in device memory; for CuPy, copied without blocking the host."""
         flat = np.ascontiguousarray(rows.reshape(-1))
-        if self._kernels.SIMULATED:
+        if self._kernels.SIMULATED or flat.size == 0:
             return flat
         cupy = self._cupy()
         if cupy is not None:
-            return cupy.asarray(flat)
+            if self._staging is None:
+                self._staging = PinnedStaging(cupy)
+            return self._staging.upload(flat)
         from numba import cuda
 
         return cuda.to_device(flat)
@@ -147,6 +153,11 @@ class CudaBackend:
     def _table_address(self, device_table):
         if isinstance(device_table, np.ndarray):
             return device_table.ctypes.data
+        if isinstance(device_table, StagedTable):
+            current = self._cupy().cuda.get_current_stream()
+            if current.ptr != device_table.stream_pointer:
+                current.wait_event(device_table.copied)  # the GPU waits; the host does not
+            return device_table.array.data.ptr
         return self.describe(device_table).address
 
     def _stream(self):
@@ -163,14 +174,15 @@ class CudaBackend:
             stream = self._streams[pointer] = cuda.external_stream(pointer)
         return stream
 
-    def run(self, plan, hyper, amsgrad, l2_decay):
+    def run(self, plan, real_dtype, hyper, amsgrad, l2_decay):
+        """Launch the update with scalars ``hyper`` (floats, rounded here to ``real_dtype``)."""
         if plan.n_chunks == 0:
             return
         self._kernels.launch_adam(
             self._table_address(plan.device_table),
             len(plan.rows),
             plan.n_chunks,
-            hyper,
+            tuple(map(real_dtype.type, hyper)),
             amsgrad,
             l2_decay,
             self._stream(),
@@ -200,6 +212,50 @@ class CudaBackend:
     def assign(self, target, source):
         """Copy ``source`` (a NumPy or CUDA array) into the CuPy array ``target``."""
         target[...] = self._require_cupy().asarray(source)
+
+
+class StagedTable(NamedTuple):
+    """A segment table in CuPy device memory, the event after its copy, and the copy's stream."""
+
+    array: object
+    copied: object
+    stream_pointer: int
+
+
+class PinnedStaging:
+    """A ring of page-locked host buffers for copying segment tables to the GPU.
+
+    A copy from pageable memory makes the host wait for the stream; from
+    page-locked memory it is queued like a kernel. A slot is refilled only
+    after the GPU has taken its previous table, which it has unless the host
+    runs ``slots`` steps ahead of the GPU.
+    """
+
+    def __init__(self, cupy, slots=8):
+        self._cupy = cupy
+        self._buffers = [None] * slots
+        self._events = [None] * slots
+        self._next = 0
+
+    def upload(self, flat):
+        cupy = self._cupy
+        slot = self._next
+        self._next = (slot + 1) % len(self._buffers)
+        buffer, event = self._buffers[slot], self._events[slot]
+        if event is not None:
+            event.synchronize()
+        if buffer is None or buffer.size < flat.size:
+            import cupyx
+
+            size = max(flat.size, 2 * (0 if buffer is None else buffer.size))
+            buffer = self._buffers[slot] = cupyx.empty_pinned(size, np.int64)
+        staged = buffer[: flat.size]
+        staged[...] = flat
+        stream = cupy.cuda.get_current_stream()
+        device = cupy.empty(flat.size, np.int64)
+        device.set(staged, stream=stream)
+        copied = self._events[slot] = stream.record()
+        return StagedTable(device, copied, stream.ptr)
 
 
 def _c_strides(shape, itemsize):

@@ -58,6 +58,8 @@ class DtypeGroup:
         bounds = [_validate.memory_bounds(info) for info in infos]
         self._param_low = np.array([low - i.address for (low, _), i in zip(bounds, infos)], np.int64)
         self._param_high = np.array([high - i.address for (_, high), i in zip(bounds, infos)], np.int64)
+        #: What a gradient looks like when it has its parameter's type and layout.
+        self._expected = [(type(param), info.dtype, info.shape, info.strides) for param, info in zip(params, infos)]
         self._bound_grads = None
         self._plan = None
 
@@ -99,27 +101,17 @@ class DtypeGroup:
             return self._plan
         addresses = np.empty(len(grads), np.int64)
         odd_layouts = {}
-        for k, grad in enumerate(grads):
-            info = self.infos[k]
-            if type(grad) is type(self.params[k]):
-                dtype, shape, strides = grad.dtype, grad.shape, grad.strides
+        address_of = self.backend.address
+        for k, (grad, (kind, dtype, shape, strides)) in enumerate(zip(grads, self._expected)):
+            if type(grad) is kind and grad.dtype is dtype and grad.shape == shape and grad.strides == strides:
+                addresses[k] = address_of(grad)
             else:
-                backend_for([self.params[k], grad], [self.paths[k], self._grad_path(k)])
-                grad_info = self.backend.describe(grad)
-                dtype, shape, strides = grad_info.dtype, grad_info.shape, grad_info.strides
-            if dtype is not info.dtype and dtype != info.dtype:
-                raise TypeError(f"{self._grad_path(k)} has dtype {dtype} but its parameter has dtype {info.dtype}")
-            if shape != info.shape:
-                raise ValueError(f"{self._grad_path(k)} has shape {shape} but its parameter has shape {info.shape}")
-            if strides == info.strides:
-                addresses[k] = self.backend.address(grad)
-                if addresses[k] % self._itemsize:
-                    _validate.check_layout(self.backend.describe(grad), self._grad_path(k), writable=False)
-            else:
-                grad_info = self.backend.describe(grad)
-                _validate.check_layout(grad_info, self._grad_path(k), writable=False)
-                addresses[k] = grad_info.address
-                odd_layouts[k] = grad_info
+                addresses[k], odd_layouts[k] = self._checked_grad(k, grad)
+        misaligned = np.flatnonzero(addresses % self._itemsize)
+        if len(misaligned):
+            k = int(misaligned[0])
+            _validate.check_layout(self.backend.describe(grads[k]), self._grad_path(k), writable=False)
+        odd_layouts = {k: info for k, info in odd_layouts.items() if info is not None}
         self._check_grads_disjoint(grads, addresses, odd_layouts, written)
         if odd_layouts:
             rows = np.concatenate([
@@ -133,6 +125,19 @@ class DtypeGroup:
         plan = self.backend.plan(coalesce(rows, self._itemsize))
         self._bound_grads, self._plan = list(grads), plan
         return plan
+
+    def _checked_grad(self, k, grad):
+        """Every check of gradient ``k``; ``(address, info)``, info ``None`` for the parameter's layout."""
+        info = self.infos[k]
+        backend_for([self.params[k], grad], [self.paths[k], self._grad_path(k)])
+        grad_info = self.backend.describe(grad)
+        if grad_info.dtype != info.dtype:
+            raise TypeError(f"{self._grad_path(k)} has dtype {grad_info.dtype} but its parameter has dtype {info.dtype}")
+        if grad_info.shape != info.shape:
+            raise ValueError(f"{self._grad_path(k)} has shape {grad_info.shape} but its parameter has shape {info.shape}")
+        _validate.check_layout(grad_info, self._grad_path(k), writable=False)
+        same_layout = grad_info.strides == info.strides
+        return grad_info.address, (None if same_layout else grad_info)
 
     def _grad_path(self, k):
         return "grads" + self.paths[k][len("params"):]

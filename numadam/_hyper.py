@@ -2,15 +2,17 @@
 
 Bias corrections, step size and decay factor are computed in float64 (Python
 floats), exactly as ``torch.optim.Adam`` computes them, then rounded once to
-the parameters' real dtype. The kernels only multiply, add, divide and take
+the parameters' real dtype by the backend. The kernels only multiply, add, divide and take
 square roots with these values.
 """
 
 import math
 
 
-def adam_scalars(real_dtype, step, lr, beta1, beta2, eps, weight_decay, decoupled, maximize):
-    r"""The ``hyper`` tuple of :func:`numadam._kernels.rules.adam_update` for step ``step``.
+def adam_scalars(step, lr, beta1, beta2, eps, weight_decay, decoupled, maximize):
+    r"""The scalars of :func:`numadam._kernels.rules.adam_update` for step ``step``, as floats.
+
+    Each backend rounds them once to the parameters' real dtype.
 
     .. math::
 
@@ -21,7 +23,7 @@ def adam_scalars(real_dtype, step, lr, beta1, beta2, eps, weight_decay, decouple
     bias_correction1 = 1.0 - beta1**step
     bias_correction2 = 1.0 - beta2**step
     decoupling = decoupled and weight_decay != 0.0
-    values = (
+    return (
         -1.0 if maximize else 1.0,
         0.0 if decoupled else weight_decay,
         1.0 - lr * weight_decay if decoupling else 1.0,
@@ -33,8 +35,6 @@ def adam_scalars(real_dtype, step, lr, beta1, beta2, eps, weight_decay, decouple
         eps,
         lr / bias_correction1,
     )
-    to_dtype = real_dtype.type
-    return tuple(to_dtype(value) for value in values)
 
 
 def uses_l2_decay(weight_decay, decoupled):

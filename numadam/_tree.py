@@ -16,13 +16,15 @@ class TreeDef:
     a dict's keys in order; ``children`` the sub-structures.
     """
 
-    __slots__ = ("kind", "keys", "children", "num_leaves")
+    __slots__ = ("kind", "keys", "children", "num_leaves", "leaves_only")
 
     def __init__(self, kind, keys=(), children=()):
         self.kind = kind
         self.keys = tuple(keys)
         self.children = tuple(children)
         self.num_leaves = 1 if kind == "leaf" else sum(c.num_leaves for c in children)
+        #: A list or tuple whose items are all leaves (checked in one pass).
+        self.leaves_only = kind in ("list", "tuple") and all(c.kind == "leaf" for c in self.children)
 
     def __eq__(self, other):
         return (
@@ -84,39 +86,46 @@ class TreeDef:
         return leaves
 
     def _collect_like(self, tree, path, leaves):
+        """Append the leaves of ``tree`` to ``leaves``.
+
+        ``path`` is a root name or a ``(parent_path, label)`` pair, spelled out
+        by :func:`_spell` only for an error message: this runs on every step.
+        """
         kind = self.kind
         if kind == "leaf":
-            if isinstance(tree, (dict, list, tuple)):
-                raise TypeError(f"{path} must be an array like its parameter; got a {type(tree).__name__}")
+            if isinstance(tree, _CONTAINERS):
+                raise TypeError(f"{_spell(path)} must be an array like its parameter; got a {type(tree).__name__}")
             leaves.append(tree)
             return
         if kind == "dict":
             if not isinstance(tree, dict):
-                raise TypeError(f"{path} must be a dict like the parameters; got {type(tree).__name__}")
+                raise TypeError(f"{_spell(path)} must be a dict like the parameters; got {type(tree).__name__}")
             if len(tree) != len(self.keys) or any(k not in tree for k in self.keys):
                 missing = [k for k in self.keys if k not in tree]
                 extra = [k for k in tree if k not in set(self.keys)]
                 raise ValueError(
-                    f"{path} must have the parameters' keys {list(self.keys)}; "
+                    f"{_spell(path)} must have the parameters' keys {list(self.keys)}; "
                     f"missing {missing}, unexpected {extra}"
                 )
             for key, child in zip(self.keys, self.children):
-                child._collect_like(tree[key], f"{path}[{key!r}]", leaves)
+                child._collect_like(tree[key], (path, key), leaves)
             return
         if not isinstance(tree, _SEQUENCES):
-            raise TypeError(f"{path} must be a list or tuple like the parameters; got {type(tree).__name__}")
+            raise TypeError(f"{_spell(path)} must be a list or tuple like the parameters; got {type(tree).__name__}")
         if len(tree) != len(self.children):
-            raise ValueError(f"{path} must have {len(self.children)} items like the parameters; got {len(tree)}")
-        if all(child.kind == "leaf" for child in self.children):
-            for index, item in enumerate(tree):
-                if isinstance(item, (dict, list, tuple)):
-                    raise TypeError(
-                        f"{path}[{index}] must be an array like its parameter; got a {type(item).__name__}"
-                    )
+            raise ValueError(
+                f"{_spell(path)} must have {len(self.children)} items like the parameters; got {len(tree)}"
+            )
+        if self.leaves_only:
+            if not _CONTAINER_TYPES.isdisjoint(map(type, tree)):
+                index = next(i for i, item in enumerate(tree) if isinstance(item, _CONTAINERS))
+                raise TypeError(
+                    f"{_spell((path, index))} must be an array like its parameter; got a {type(tree[index]).__name__}"
+                )
             leaves.extend(tree)
             return
         for index, (item, child) in enumerate(zip(tree, self.children)):
-            child._collect_like(item, f"{path}[{index}]", leaves)
+            child._collect_like(item, (path, index), leaves)
 
     def to_json(self):
         """A JSON-compatible description (dict keys must be str or int)."""
@@ -146,6 +155,17 @@ class TreeDef:
 
 
 _END = object()
+_CONTAINERS = (dict, list, tuple)
+_CONTAINER_TYPES = frozenset(_CONTAINERS)  # exact types, for a one-pass check of many leaves
+
+
+def _spell(path):
+    """``"grads['W'][0]"`` from ``(("grads", "W"), 0)``."""
+    labels = []
+    while isinstance(path, tuple):
+        path, label = path
+        labels.append(f"[{label!r}]")
+    return path + "".join(reversed(labels))
 
 
 def flatten(tree):

@@ -159,3 +159,40 @@ def check_disjoint(infos, paths, arrays, written):
                 "must be separate from the other arrays of the update"
             )
         active.append(k)
+
+
+def check_limit(name, value):
+    """A clipping limit or tolerance: a real number, finite and >= 0."""
+    checked = _real_number(name, value)
+    if not (math.isfinite(checked) and checked >= 0.0):
+        raise ValueError(f"{name} must be finite and >= 0; got {value!r}")
+    return checked
+
+
+CLIPPABLE_DTYPES = tuple(np.dtype(name) for name in ("float16", "float32", "float64", "complex64", "complex128"))
+
+
+def check_clippable(info, path):
+    """A gradient that clipping rewrites: floating or complex, writable, no self-overlap."""
+    if info.dtype not in CLIPPABLE_DTYPES:
+        raise TypeError(
+            f"{path} has dtype {info.dtype}; clipping takes float16, float32, float64, complex64 "
+            "and complex128 arrays"
+        )
+    check_layout(info, path, writable=True)
+
+
+def check_schedule(schedule):
+    """A learning-rate schedule: ``None`` or a callable ``step_count -> lr``."""
+    if schedule is not None and not callable(schedule):
+        raise TypeError(f"schedule must be callable (step_count -> lr) or None; got {schedule!r}")
+    return schedule
+
+
+def check_count(name, value, minimum):
+    """An integer count (not a bool) of at least ``minimum``."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an integer; got {value!r}")
+    if value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}; got {value!r}")
+    return int(value)

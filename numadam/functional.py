@@ -103,5 +103,5 @@ def adam_step(
     strides += [None] * (len(_OPERAND_NAMES) - len(strides))
     addresses = [info.address for info in infos] + [0] * (len(_OPERAND_NAMES) - len(infos))
     rows = segment_rows(shape, addresses, strides, real_dtype.itemsize)
-    hyper = adam_scalars(real_dtype, step, lr, beta1, beta2, eps, weight_decay, decoupled, maximize)
-    backend.run(backend.plan(rows), hyper, amsgrad, uses_l2_decay(weight_decay, decoupled))
+    hyper = adam_scalars(step, lr, beta1, beta2, eps, weight_decay, decoupled, maximize)
+    backend.run(backend.plan(rows), real_dtype, hyper, amsgrad, uses_l2_decay(weight_decay, decoupled))

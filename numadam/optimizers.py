@@ -43,6 +43,13 @@ class Adam:
         May be changed between steps, e.g. ``opt.lr = 1e-4``.
     amsgrad : bool
         Keep ``max_exp_avg_sq`` (Reddi et al. 2018). Fixed at construction.
+    schedule : callable or None
+        A learning-rate schedule (see :mod:`numadam.schedules`, or any callable
+        ``step_count -> lr``): before each step ``lr`` is set to
+        ``schedule(step_count)``, so the ``lr`` argument only matters while no
+        step has been taken. A schedule's ``state_dict()`` is saved with the
+        optimizer's; for :class:`~numadam.schedules.ReduceOnPlateau` report
+        losses with ``opt.schedule.observe(loss)``.
 
     Every array of a real dtype is updated by one kernel pass per step. Passing
     the same gradient arrays every step (filled in place) also skips re-reading
@@ -75,6 +82,7 @@ class Adam:
         amsgrad=False,
         maximize=False,
         decoupled_weight_decay=False,
+        schedule=None,
     ):
         self.lr = lr
         self.betas = betas
@@ -82,6 +90,7 @@ class Adam:
         self.weight_decay = weight_decay
         self.maximize = maximize
         self.decoupled_weight_decay = decoupled_weight_decay
+        self.schedule = schedule
         self._amsgrad = _validate.check_flag("amsgrad", amsgrad)
         leaves, self._treedef = flatten(params)
         if not leaves:
@@ -144,7 +153,7 @@ class Adam:
 
     @property
     def weight_decay(self):
-        """Weight decay :math:`\\lambda` (finite, >= 0): L2 or decoupled."""
+        """Weight decay :math:`\\lambda` (finite, >= 0), L2 or decoupled."""
         return self._weight_decay
 
     @weight_decay.setter
@@ -168,6 +177,15 @@ class Adam:
     @decoupled_weight_decay.setter
     def decoupled_weight_decay(self, value):
         self._decoupled = _validate.check_flag("decoupled_weight_decay", value)
+
+    @property
+    def schedule(self):
+        """The learning-rate schedule that sets ``lr`` before each step, or ``None``."""
+        return self._schedule
+
+    @schedule.setter
+    def schedule(self, value):
+        self._schedule = _validate.check_schedule(value)
 
     @property
     def amsgrad(self):
@@ -207,7 +225,8 @@ class Adam:
 
         Every gradient is checked (structure, backend, dtype, shape, no memory
         shared with what the step writes) before anything is written; on error
-        nothing has changed.
+        nothing has changed. With a schedule, ``lr`` becomes
+        ``schedule(step_count)`` once the gradients have passed their checks.
         """
         leaves = self._treedef.flatten_like(grads, "grads")
         groups = self._groups
@@ -215,13 +234,15 @@ class Adam:
             plans = [groups[0].bind(leaves, self._written)]
         else:
             plans = [group.bind([leaves[k] for k in group.indices], self._written) for group in groups]
+        if self._schedule is not None:
+            self.lr = self._schedule(self._step)
         step = self._step + 1
         beta1, beta2 = self._betas
         l2_decay = uses_l2_decay(self._weight_decay, self._decoupled)
+        hyper = adam_scalars(step, self._lr, beta1, beta2, self._eps, self._weight_decay,
+                             self._decoupled, self._maximize)
         for group, plan in zip(groups, plans):
-            hyper = adam_scalars(group.real_dtype, step, self._lr, beta1, beta2, self._eps,
-                                 self._weight_decay, self._decoupled, self._maximize)
-            group.backend.run(plan, hyper, self._amsgrad, l2_decay)
+            group.backend.run(plan, group.real_dtype, hyper, self._amsgrad, l2_decay)
         self._step = step
 
     # -- state -----------------------------------------------------------------
@@ -231,7 +252,8 @@ class Adam:
 
         The state arrays (``exp_avg``, ``exp_avg_sq`` and, with AMSGrad,
         ``max_exp_avg_sq``) are trees shaped like ``params``, on the parameters'
-        backend. Restore with :meth:`load_state_dict`.
+        backend. A schedule with a ``state_dict`` method adds its own under
+        ``"schedule"``. Restore with :meth:`load_state_dict`.
         """
         state = {
             "optimizer": type(self).__name__,
@@ -243,6 +265,8 @@ class Adam:
                 state[kind] = self._treedef.unflatten(
                     [group.state[kind][local].copy() for group, local in self._locations]
                 )
+        if callable(getattr(self._schedule, "state_dict", None)):
+            state["schedule"] = self._schedule.state_dict()
         return state
 
     def load_state_dict(self, state):
@@ -261,6 +285,7 @@ class Adam:
         hyper = self._checked_hyperparameters(state["hyperparameters"])
         kinds = STATE_KINDS if hyper["amsgrad"] else STATE_KINDS[:2]
         arrays = {kind: self._checked_state_arrays(state, kind) for kind in kinds}
+        undo_schedule = self._load_schedule_state(state.get("schedule"))
 
         previous_groups = (self._groups, self._written, self._amsgrad, self._locations)
         try:
@@ -270,10 +295,26 @@ class Adam:
                     group.assign_state(kind, local, source)
         except BaseException:
             self._groups, self._written, self._amsgrad, self._locations = previous_groups
+            undo_schedule()
             raise
         for name in ("lr", "betas", "eps", "weight_decay", "maximize", "decoupled_weight_decay"):
             setattr(self, name, hyper[name])
         self._step = int(step)
+
+    def _load_schedule_state(self, schedule_state):
+        """Load ``schedule_state`` into the schedule (all or nothing); return what undoes it."""
+        if schedule_state is None:
+            return lambda: None
+        schedule = self._schedule
+        if not callable(getattr(schedule, "load_state_dict", None)):
+            raise ValueError(
+                f"state holds a learning-rate schedule but this optimizer has "
+                f"{'none' if schedule is None else 'one without load_state_dict'}; "
+                "construct it with the same kind of schedule=..."
+            )
+        previous = schedule.state_dict()
+        schedule.load_state_dict(schedule_state)
+        return lambda: schedule.load_state_dict(previous)
 
     def _checked_hyperparameters(self, hyper):
         if not isinstance(hyper, dict):
@@ -349,9 +390,10 @@ class AdamW(Adam):
     """
 
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2,
-                 amsgrad=False, maximize=False):
+                 amsgrad=False, maximize=False, schedule=None):
         super().__init__(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
-                         amsgrad=amsgrad, maximize=maximize, decoupled_weight_decay=True)
+                         amsgrad=amsgrad, maximize=maximize, decoupled_weight_decay=True,
+                         schedule=schedule)
 
     @Adam.decoupled_weight_decay.setter
     def decoupled_weight_decay(self, value):

@@ -1,6 +1,5 @@
 """The command line: ``numadam demo`` and ``python -m numadam demo``."""
 
-import re
 import shutil
 import subprocess
 import sys
@@ -14,11 +13,14 @@ def run(command):
     return result.stdout
 
 
-def test_python_m_numadam_demo_fits_the_line():
-    output = run([sys.executable, "-m", "numadam", "demo"])
-    losses = [float(m) for m in re.findall(r"^\s+\d+\s+([0-9.e+-]+)\s", output, flags=re.M)]
-    assert len(losses) >= 5 and losses[-1] < 1e-8 * losses[0], output
+def test_python_m_numadam_demo_quick_reports_every_example_and_writes_the_figure(tmp_path):
+    figure = tmp_path / "out" / "loss_curves.png"
+    output = run([sys.executable, "-m", "numadam", "demo", "--quick", "--output", str(figure.parent)])
+    for number in range(1, 5):
+        assert f"== {number}. " in output
     assert "2W + b = 4.000000 (target 4)" in output
+    assert f"loss curves saved to {figure}" in output
+    assert figure.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_console_script_is_installed():

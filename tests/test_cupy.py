@@ -108,3 +108,17 @@ def test_one_kernel_launch_per_step_for_many_arrays(monkeypatch):
     opt.step(grads)
     assert len(launches) == 1
     assert float(cupy.stack(params).max()) == pytest.approx(-0.1, rel=1e-6)
+
+
+def test_steps_never_make_the_host_wait():
+    """Fresh gradient arrays every step (a new segment table each time) and no host synchronization."""
+    import cupyx
+
+    params = [cupy.zeros(1000, cupy.float32) for _ in range(10)]
+    opt = numadam.Adam(params, lr=0.1)
+    with cupyx.allow_synchronize(False):
+        for _ in range(20):
+            opt.step([cupy.ones(1000, cupy.float32) for _ in range(10)])
+            numadam.adam_step(params[0], cupy.ones(1000, cupy.float32), cupy.zeros(1000, cupy.float32),
+                              cupy.zeros(1000, cupy.float32), step=1, lr=0.0, betas=(0.9, 0.999), eps=1e-8)
+    assert float(cupy.stack(params).max()) < -1.9

@@ -21,12 +21,16 @@ SIGNATURE_ARGS = {
 
 
 def cpu_signature(dtype):
-    return (numba.types.int64[::1], numba.types.int64, numba.types.int64, SIGNATURE_ARGS[dtype],
-            numba.types.boolean, numba.types.boolean)
+    return (numba.types.int64[::1], numba.types.int64, numba.types.int64, numba.from_dtype(np.dtype(dtype))[::1])
 
 
-@pytest.mark.parametrize("kernel", [cpu.adam_serial, cpu.adam_parallel], ids=["serial", "parallel"])
-def test_cpu_float32_kernel_is_vectorized_and_stays_in_float32(kernel):
+VARIANTS = [(amsgrad, l2_decay) for amsgrad in (False, True) for l2_decay in (False, True)]
+
+
+@pytest.mark.parametrize("variant", VARIANTS, ids=lambda v: f"amsgrad={v[0]},l2={v[1]}")
+@pytest.mark.parametrize("kind", ["serial", "parallel"])
+def test_cpu_float32_kernel_is_vectorized_and_stays_in_float32(kind, variant):
+    kernel = getattr(cpu.adam_kernels(*variant), kind)
     kernel.compile(cpu_signature(np.float32))
     assembly = kernel.inspect_asm(cpu_signature(np.float32))
     assert re.search(r"\bv?sqrtps\b", assembly), "the contiguous loop is not vectorized"
@@ -35,13 +39,15 @@ def test_cpu_float32_kernel_is_vectorized_and_stays_in_float32(kernel):
     assert not re.search(r"\bv?cvtss2sd\b", assembly)
 
 
-def test_cpu_float64_kernel_is_vectorized():
-    cpu.adam_serial.compile(cpu_signature(np.float64))
-    assembly = cpu.adam_serial.inspect_asm(cpu_signature(np.float64))
+@pytest.mark.parametrize("variant", VARIANTS, ids=lambda v: f"amsgrad={v[0]},l2={v[1]}")
+def test_cpu_float64_kernel_is_vectorized(variant):
+    kernel = cpu.adam_kernels(*variant).serial
+    kernel.compile(cpu_signature(np.float64))
+    assembly = kernel.inspect_asm(cpu_signature(np.float64))
     assert re.search(r"\bv?sqrtpd\b", assembly)
 
 
-def compile_cuda(dtype):
+def compile_cuda(dtype, amsgrad):
     from numba import cuda
 
     from numadam._kernels import cuda as cuda_kernels
@@ -49,14 +55,15 @@ def compile_cuda(dtype):
     if cuda_kernels.SIMULATED:
         pytest.fail("the simulator is on in the main test process")
     signature = (numba.types.int64, numba.types.int64, numba.types.int64, numba.types.int64,
-                 SIGNATURE_ARGS[dtype], numba.types.boolean, numba.types.boolean)
-    ptx, _ = cuda.compile_ptx(cuda_kernels._adam_kernel.py_func, signature, cc=(9, 0))
+                 SIGNATURE_ARGS[dtype])
+    ptx, _ = cuda.compile_ptx(cuda_kernels.adam_kernel(amsgrad, False).py_func, signature, cc=(9, 0))
     return ptx
 
 
+@pytest.mark.parametrize("amsgrad", [False, True])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_cuda_kernel_compiles_to_ptx_for_hopper(dtype):
-    ptx = compile_cuda(dtype)
+def test_cuda_kernel_compiles_to_ptx_for_hopper(dtype, amsgrad):
+    ptx = compile_cuda(dtype, amsgrad)
     width = 32 if dtype == np.float32 else 64
     assert ".target sm_90" in ptx
     assert f"sqrt.rn.f{width}" in ptx, "square root must be IEEE round-to-nearest"

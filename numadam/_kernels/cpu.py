@@ -9,10 +9,14 @@ general loop. Both call :func:`~numadam._kernels.rules.adam_update`.
 division-by-zero check that stops LLVM from vectorizing the loop.
 """
 
+import functools
+from typing import NamedTuple
+
 from numba import njit, prange, types
 from numba.extending import intrinsic
+from numba.np.unsafe.ndarray import to_fixed_tuple
 
-from .rules import adam_update
+from .rules import NUM_HYPER, adam_update
 from .segments import (
     ADDRESS,
     EXP_AVG,
@@ -81,20 +85,39 @@ def _update_chunk(table, n_segments, chunk, chunk_size, hyper, amsgrad, l2_decay
                 max_exp_avg_sq[i * sx] = peak
 
 
-@njit(error_model="numpy")
-def adam_serial(table, n_chunks, chunk_size, hyper, amsgrad, l2_decay):
-    """Update every chunk of ``table`` (flattened int64 rows) on the calling thread."""
-    n_segments = table.size // NUM_COLUMNS
-    for chunk in range(n_chunks):
-        _update_chunk(table, n_segments, chunk, chunk_size, hyper, amsgrad, l2_decay)
+class AdamKernels(NamedTuple):
+    """The CPU kernels of one variant; both take ``(table, n_chunks, chunk_size, hyper)``."""
+
+    serial: object
+    parallel: object
 
 
-@njit(parallel=True, error_model="numpy")
-def adam_parallel(table, n_chunks, chunk_size, hyper, amsgrad, l2_decay):
-    """Update every chunk of ``table`` (flattened int64 rows) on Numba's thread pool."""
-    n_segments = table.size // NUM_COLUMNS
-    for chunk in prange(n_chunks):
-        _update_chunk(table, n_segments, chunk, chunk_size, hyper, amsgrad, l2_decay)
+@functools.cache
+def adam_kernels(amsgrad, l2_decay):
+    """The kernels for one variant, with ``amsgrad`` and ``l2_decay`` compiled in.
+
+    As compile-time constants the flags cost nothing per element: the branches
+    they guard vanish, and without AMSGrad the loop touches four arrays, not
+    five, which lets LLVM vectorize it. ``hyper`` is a NumPy array of the
+    elements' real dtype in the order of
+    :data:`~numadam._kernels.rules.HYPER_FIELDS`.
+    """
+
+    @njit(error_model="numpy")
+    def serial(table, n_chunks, chunk_size, hyper):
+        scalars = to_fixed_tuple(hyper, NUM_HYPER)
+        n_segments = table.size // NUM_COLUMNS
+        for chunk in range(n_chunks):
+            _update_chunk(table, n_segments, chunk, chunk_size, scalars, amsgrad, l2_decay)
+
+    @njit(parallel=True, error_model="numpy")
+    def parallel(table, n_chunks, chunk_size, hyper):
+        scalars = to_fixed_tuple(hyper, NUM_HYPER)
+        n_segments = table.size // NUM_COLUMNS
+        for chunk in prange(n_chunks):
+            _update_chunk(table, n_segments, chunk, chunk_size, scalars, amsgrad, l2_decay)
+
+    return AdamKernels(serial, parallel)
 
 
 @njit(cache=True)

@@ -15,6 +15,8 @@ Importing this module imports numba-cuda; :mod:`numadam._dispatch` does so only
 for CUDA arrays.
 """
 
+import functools
+
 from numba import cuda
 
 from .rules import adam_update
@@ -61,36 +63,42 @@ else:
         return pointer_type(types.int64, types.int64), codegen
 
 
-@cuda.jit
-def _adam_kernel(table_address, n_segments, n_chunks, chunk_size, hyper, amsgrad, l2_decay):
-    table = table_view(table_address, n_segments * NUM_COLUMNS)
-    like = hyper[0]
-    for chunk in range(cuda.blockIdx.x, n_chunks, cuda.gridDim.x):
-        segment = segment_of_chunk(table, n_segments, chunk)
-        row = segment * NUM_COLUMNS
-        start = (chunk - table[row + FIRST_CHUNK]) * chunk_size
-        stop = min(start + chunk_size, table[row + LENGTH])
-        param = element_pointer(table[row + ADDRESS + PARAM], like)
-        grad = element_pointer(table[row + ADDRESS + GRAD], like)
-        exp_avg = element_pointer(table[row + ADDRESS + EXP_AVG], like)
-        exp_avg_sq = element_pointer(table[row + ADDRESS + EXP_AVG_SQ], like)
-        max_exp_avg_sq = element_pointer(table[row + ADDRESS + MAX_EXP_AVG_SQ], like)
-        sp = table[row + STRIDE + PARAM]
-        sg = table[row + STRIDE + GRAD]
-        sm = table[row + STRIDE + EXP_AVG]
-        sv = table[row + STRIDE + EXP_AVG_SQ]
-        sx = table[row + STRIDE + MAX_EXP_AVG_SQ]
-        for i in range(start + cuda.threadIdx.x, stop, cuda.blockDim.x):
-            peak = max_exp_avg_sq[i * sx] if amsgrad else like
-            p, m, v, peak = adam_update(
-                param[i * sp], grad[i * sg], exp_avg[i * sm], exp_avg_sq[i * sv], peak,
-                hyper, amsgrad, l2_decay,
-            )
-            param[i * sp] = p
-            exp_avg[i * sm] = m
-            exp_avg_sq[i * sv] = v
-            if amsgrad:
-                max_exp_avg_sq[i * sx] = peak
+@functools.cache
+def adam_kernel(amsgrad, l2_decay):
+    """The kernel for one variant, with ``amsgrad`` and ``l2_decay`` compiled in."""
+
+    @cuda.jit
+    def kernel(table_address, n_segments, n_chunks, chunk_size, hyper):
+        table = table_view(table_address, n_segments * NUM_COLUMNS)
+        like = hyper[0]
+        for chunk in range(cuda.blockIdx.x, n_chunks, cuda.gridDim.x):
+            segment = segment_of_chunk(table, n_segments, chunk)
+            row = segment * NUM_COLUMNS
+            start = (chunk - table[row + FIRST_CHUNK]) * chunk_size
+            stop = min(start + chunk_size, table[row + LENGTH])
+            param = element_pointer(table[row + ADDRESS + PARAM], like)
+            grad = element_pointer(table[row + ADDRESS + GRAD], like)
+            exp_avg = element_pointer(table[row + ADDRESS + EXP_AVG], like)
+            exp_avg_sq = element_pointer(table[row + ADDRESS + EXP_AVG_SQ], like)
+            max_exp_avg_sq = element_pointer(table[row + ADDRESS + MAX_EXP_AVG_SQ], like)
+            sp = table[row + STRIDE + PARAM]
+            sg = table[row + STRIDE + GRAD]
+            sm = table[row + STRIDE + EXP_AVG]
+            sv = table[row + STRIDE + EXP_AVG_SQ]
+            sx = table[row + STRIDE + MAX_EXP_AVG_SQ]
+            for i in range(start + cuda.threadIdx.x, stop, cuda.blockDim.x):
+                peak = max_exp_avg_sq[i * sx] if amsgrad else like
+                p, m, v, peak = adam_update(
+                    param[i * sp], grad[i * sg], exp_avg[i * sm], exp_avg_sq[i * sv], peak,
+                    hyper, amsgrad, l2_decay,
+                )
+                param[i * sp] = p
+                exp_avg[i * sm] = m
+                exp_avg_sq[i * sv] = v
+                if amsgrad:
+                    max_exp_avg_sq[i * sx] = peak
+
+    return kernel
 
 
 #: Threads per block and elements per chunk (each thread handles
@@ -112,6 +120,6 @@ def launch_adam(table_address, n_segments, n_chunks, hyper, amsgrad, l2_decay, s
     if n_chunks == 0:
         return
     blocks = min(n_chunks, max_blocks())
-    _adam_kernel[blocks, THREADS_PER_BLOCK, stream](
-        table_address, n_segments, n_chunks, CHUNK_SIZE, hyper, amsgrad, l2_decay
+    adam_kernel(amsgrad, l2_decay)[blocks, THREADS_PER_BLOCK, stream](
+        table_address, n_segments, n_chunks, CHUNK_SIZE, hyper
     )

@@ -5,8 +5,8 @@ Numba inlines :func:`adam_update` into the CPU ``prange`` loop
 grid-stride CUDA kernel (:mod:`numadam._kernels.cuda`). The function has no
 signature, so each target compiles it lazily for float32 and float64.
 
-Every scalar comes precomputed by :func:`numadam._hyper.adam_scalars` in the
-element's dtype; the rule itself contains no literal that could promote
+Every scalar comes precomputed by :func:`numadam._hyper.adam_scalars` and is
+rounded once to the element's dtype before the loop; the rule itself contains no literal that could promote
 float32 arithmetic to float64.
 """
 
@@ -27,6 +27,7 @@ HYPER_FIELDS = (
     "eps",
     "step_size",
 )
+NUM_HYPER = len(HYPER_FIELDS)
 
 
 @njit(inline="always")

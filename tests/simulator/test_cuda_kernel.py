@@ -92,8 +92,8 @@ def test_many_arrays_in_one_launch(monkeypatch):
         rows.append(segment_rows(real_shape, [info.address for info in infos] + [0], strides, 8))
         hosts.append(host)
         devices.append(device)
-    hyper = numadam._hyper.adam_scalars(np.dtype(np.float64), 1, 1e-2, 0.9, 0.999, 1e-8, 0.0, False, False)
-    backend.run(backend.plan(np.concatenate(rows)), hyper, False, False)
+    hyper = numadam._hyper.adam_scalars(1, 1e-2, 0.9, 0.999, 1e-8, 0.0, False, False)
+    backend.run(backend.plan(np.concatenate(rows)), np.dtype(np.float64), hyper, False, False)
     assert len(launches) == 1
     for host, device in zip(hosts, devices):
         expected = adam_exact(*host[:4], step=1, **HYPER)

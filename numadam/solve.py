@@ -1,0 +1,417 @@
+r"""``minimize``: Adam behind a ``scipy.optimize.minimize``-shaped front door.
+
+:func:`minimize` runs Adam (or AdamW) on a copy of ``x0`` until a stop rule
+fires and returns a :class:`scipy.optimize.OptimizeResult`;
+:func:`adam_minimizer` is the same solver in the form that
+``scipy.optimize.minimize(..., method=numadam.adam_minimizer)`` calls. SciPy is
+imported only when a solve starts; tqdm only when ``progress=True``.
+"""
+
+import inspect
+import math
+import numbers
+import warnings
+
+import numpy as np
+
+from . import _validate
+from ._dispatch import backend_for
+from .clipping import clip_by_global_norm, clip_by_norm, clip_by_value
+from .optimizers import Adam
+
+_METHODS = {"adam": False, "adamw": True}
+_CLIPPERS = {"value": clip_by_value, "norm": clip_by_norm, "global_norm": clip_by_global_norm}
+
+GTOL, MAXITER, FTOL, XTOL, NON_FINITE, CALLBACK = 0, 1, 2, 3, 4, 99
+_SUCCESS = (GTOL, FTOL, XTOL)
+
+
+def minimize(fun, x0, args=(), jac=None, method="adam", *, lr=1e-3, betas=(0.9, 0.999), eps=1e-8,
+             weight_decay=0.0, amsgrad=False, maxiter=1000, gtol=1e-5, ftol=None, xtol=None, patience=10,
+             schedule=None, clip=None, callback=None, progress=False):
+    r"""Minimize ``fun`` from ``x0`` with Adam; return a ``scipy.optimize.OptimizeResult``.
+
+    Iterate :math:`k = 0, 1, \dots` from :math:`x_0` (a copy of ``x0``; ``x0``
+    itself is never modified): evaluate :math:`f_k = f(x_k)` and
+    :math:`g_k = \nabla f(x_k)`, check the stop rules, then take one step of
+    :class:`numadam.Adam` (``method="adam"``) or AdamW (``"adamw"``, decoupled
+    ``weight_decay``) with the gradient :math:`g_k`, clipped if ``clip`` says so.
+    With :math:`\|\cdot\|_\infty` the largest magnitude over the real numbers of
+    an array (complex parts separately), the rules are, in this order:
+
+    .. math::
+
+        \text{status } 0:&\quad \|g_k\|_\infty \le \texttt{gtol} \\
+        \text{status } 2:&\quad |f_k - f_{k-1}| \le \texttt{ftol}\,\max(|f_k|, |f_{k-1}|, 1)
+            \text{ for } \texttt{patience} \text{ iterations in a row} \\
+        \text{status } 3:&\quad \|x_k - x_{k-1}\|_\infty \le \texttt{xtol}\,\max(\|x_k\|_\infty, 1)
+            \text{ for } \texttt{patience} \text{ iterations in a row} \\
+        \text{status } 1:&\quad k = \texttt{maxiter}
+
+    Statuses 0, 2 and 3 are successes. Adam's steps do not shrink to zero on
+    their own, so ``ftol``/``xtol`` (off by default) need ``patience`` to ignore
+    single quiet iterations. A value or gradient holding NaN or infinity stops
+    the solve with status 4 and ``success=False``; the result is then the last
+    iterate where both were finite (or ``x0``, if the very first evaluation
+    failed). A callback raising ``StopIteration`` stops it with status 99 and
+    ``success=False``, as in SciPy.
+
+    Parameters
+    ----------
+    fun : callable
+        ``fun(x, *args)`` returns the objective, a real scalar; with ``jac=True``
+        it returns ``(value, gradient)``. It receives the solver's current
+        iterate (read-only for NumPy); copy it to keep it.
+    x0 : array_like, NumPy or CuPy
+        Start. Its shape is kept (no flattening); integers become float64;
+        float32, float64, complex64 and complex128 are kept, and a CuPy ``x0``
+        keeps the whole solve on the GPU. For complex ``x``, the gradient is
+        :math:`\partial f/\partial \operatorname{Re} x + i\,\partial f/\partial \operatorname{Im} x`.
+    args : tuple
+        Extra arguments of ``fun`` and ``jac``.
+    jac : True or callable
+        ``True`` if ``fun`` returns the gradient too, else ``jac(x, *args)``. The
+        gradient must have ``x``'s shape and backend; it is cast to ``x``'s dtype.
+        Adam needs a gradient: ``None`` (finite differences) is refused.
+    method : {"adam", "adamw"}
+    lr, betas, eps, weight_decay, amsgrad
+        Adam's hyperparameters (see :class:`numadam.Adam`). ``weight_decay``
+        changes the steps, not the reported ``fun``.
+    maxiter : int >= 0
+        The most Adam steps to take.
+    gtol : float >= 0
+    ftol, xtol : float >= 0 or None
+        ``None`` turns the rule off.
+    patience : int >= 1
+        How many iterations in a row the ``ftol``/``xtol`` conditions must hold.
+    schedule : callable or None
+        A learning-rate schedule (:mod:`numadam.schedules`); it overrides ``lr``.
+        Its ``observe`` method, if any, receives every :math:`f_k` before step
+        :math:`k + 1`, so :class:`~numadam.schedules.ReduceOnPlateau` works as is.
+        Stateful schedules carry their state from one solve into the next.
+    clip : None, ``(rule, limit)`` or callable
+        Clip each gradient before its step: ``("value", c)`` bounds every entry
+        (:func:`numadam.clip_by_value`), ``("norm", c)`` or ``("global_norm", c)``
+        bounds the L2 norm (the same thing for a single array;
+        :func:`numadam.clip_by_norm`). A callable is called as ``clip(grad)`` on
+        the solver's own copy of the gradient and either clips it in place and
+        returns ``None`` or returns the clipped gradient, an array of ``grad``'s
+        shape (anything else is a ``TypeError``: ``lambda g:
+        numadam.clip_by_norm(g, c)`` returns the norm, not the gradient).
+        ``res.jac`` and the stop rules always see the unclipped gradient.
+    callback : callable or None
+        ``callback(intermediate_result)`` after every step, with an
+        ``OptimizeResult`` holding copies of ``x`` and ``jac`` and ``fun``,
+        ``nit``, ``nfev``. Raise ``StopIteration`` to stop.
+    progress : bool
+        Show a tqdm progress bar (with the current objective) on stderr; needs
+        tqdm, and raises ``ImportError`` before the solve if it is missing.
+
+    Returns
+    -------
+    OptimizeResult
+        ``x`` (an array on ``x0``'s backend), ``fun``, ``jac`` (the unclipped
+        gradient at ``x``), ``nit`` (the Adam steps that led to ``x``), ``nfev``,
+        ``njev``, ``status``, ``success``, ``message`` and ``history``: a float64
+        NumPy array of :math:`f_0, \dots, f_{\mathrm{nit}}`. ``x`` is the last
+        iterate, not necessarily the best one seen.
+
+    Examples
+    --------
+    >>> import numpy as np, numadam
+    >>> def fun(x):                                   # a bowl with its minimum at (1, -2)
+    ...     r = x - np.array([1.0, -2.0])
+    ...     return r @ r, 2 * r
+    >>> res = numadam.minimize(fun, np.zeros(2), jac=True, lr=0.1, maxiter=2000, gtol=1e-6)
+    >>> res.success, res.status, np.round(res.x, 5)
+    (True, 0, array([ 1., -2.]))
+    >>> len(res.history) == res.nit + 1
+    True
+
+    References
+    ----------
+    Kingma & Ba, "Adam: A Method for Stochastic Optimization", ICLR 2015.
+    """
+    from scipy.optimize import OptimizeResult
+
+    if not callable(fun):
+        raise TypeError(f"fun must be callable; got {fun!r}")
+    if not isinstance(args, tuple):
+        args = (args,)
+    if not (jac is True or callable(jac)):
+        raise TypeError(
+            f"jac must be True (fun returns (value, gradient)) or a callable returning the gradient; got {jac!r}: "
+            "Adam needs the gradient"
+        )
+    decoupled = _METHODS.get(method.lower() if isinstance(method, str) else None)
+    if decoupled is None:
+        raise ValueError(f"method must be one of {sorted(_METHODS)}; got {method!r}")
+    x = _working_copy(x0)
+    optimizer = Adam(x, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, amsgrad=amsgrad,
+                     decoupled_weight_decay=decoupled, schedule=schedule)
+    stop_rules = _StopRules(maxiter, gtol, ftol, xtol, patience)
+    clipper = _clipper(clip)
+    if callback is not None and not callable(callback):
+        raise TypeError(f"callback must be callable or None; got {callback!r}")
+    bar = _progress_bar(_validate.check_flag("progress", progress), stop_rules.maxiter)
+
+    observe = getattr(schedule, "observe", None)
+    solver = _Evaluations(fun, jac, args, x)
+    grad, fresh_grad, step_grad, previous_x = x.copy(), x.copy(), x.copy(), x.copy()
+    nit = 0
+    try:
+        value, grad_peak = solver.evaluate_into(grad)
+        history = [value]
+        if math.isfinite(value) and math.isfinite(grad_peak):
+            status, message = stop_rules.check(nit, history, grad_peak, x, previous_x)
+        else:
+            status, message = NON_FINITE, _non_finite_message(value, 0) + "; returning x0"
+        while status is None:
+            if observe is not None:
+                observe(value)
+            step_grad[...] = grad
+            if clipper is not None:
+                clipped = clipper(step_grad)
+                if clipped is not None and clipped is not step_grad:
+                    step_grad[...] = _checked_clip_result(clipped, step_grad)
+            previous_x[...] = x
+            optimizer.step(step_grad)
+            candidate, candidate_peak = solver.evaluate_into(fresh_grad)
+            if not (math.isfinite(candidate) and math.isfinite(candidate_peak)):
+                x[...] = previous_x
+                status, message = NON_FINITE, (_non_finite_message(candidate, nit + 1)
+                                               + f"; returning the last finite iterate (iteration {nit})")
+                break
+            nit += 1
+            value, grad_peak = candidate, candidate_peak
+            grad, fresh_grad = fresh_grad, grad
+            history.append(value)
+            if bar is not None:
+                bar.set_postfix(fun=f"{value:.6g}", refresh=False)
+                bar.update()
+            if callback is not None:
+                try:
+                    callback(OptimizeResult(x=x.copy(), fun=value, jac=grad.copy(), nit=nit, nfev=solver.nfev))
+                except StopIteration:
+                    status, message = CALLBACK, "stopped: callback raised StopIteration"
+                    break
+            status, message = stop_rules.check(nit, history, grad_peak, x, previous_x)
+    finally:
+        if bar is not None:
+            bar.close()
+    return OptimizeResult(x=x, fun=value, jac=grad, nit=nit, nfev=solver.nfev, njev=solver.njev,
+                          status=status, success=status in _SUCCESS, message=message,
+                          history=np.array(history, dtype=np.float64))
+
+
+class _StopRules:
+    """The stop rules of :func:`minimize`, in their order; ``ftol``/``xtol`` count quiet iterations."""
+
+    def __init__(self, maxiter, gtol, ftol, xtol, patience):
+        self.maxiter = _validate.check_count("maxiter", maxiter, minimum=0)
+        self.gtol = _validate.check_limit("gtol", gtol)
+        self.ftol = None if ftol is None else _validate.check_limit("ftol", ftol)
+        self.xtol = None if xtol is None else _validate.check_limit("xtol", xtol)
+        self.patience = _validate.check_count("patience", patience, minimum=1)
+        self.quiet_f = self.quiet_x = 0
+
+    def check(self, nit, history, grad_peak, x, previous_x):
+        """``(status, message)`` if iterate ``nit`` ends the solve, else ``(None, None)``."""
+        if grad_peak <= self.gtol:
+            return GTOL, f"converged: max |gradient| = {grad_peak:.3g} <= gtol = {self.gtol:g}"
+        if nit > 0 and self.ftol is not None:
+            value, previous = history[-1], history[-2]
+            quiet = abs(value - previous) <= self.ftol * max(abs(value), abs(previous), 1.0)
+            self.quiet_f = self.quiet_f + 1 if quiet else 0
+            if self.quiet_f >= self.patience:
+                return FTOL, (f"converged: the relative change of fun stayed <= ftol = {self.ftol:g} "
+                              f"for {self.patience} iterations")
+        if nit > 0 and self.xtol is not None:
+            quiet = _largest_magnitude(x - previous_x) <= self.xtol * max(_largest_magnitude(x), 1.0)
+            self.quiet_x = self.quiet_x + 1 if quiet else 0
+            if self.quiet_x >= self.patience:
+                return XTOL, (f"converged: the relative step stayed <= xtol = {self.xtol:g} "
+                              f"for {self.patience} iterations")
+        if nit == self.maxiter:
+            return MAXITER, (f"stopped: maxiter = {self.maxiter} iterations reached with "
+                             f"max |gradient| = {grad_peak:.3g} > gtol = {self.gtol:g}")
+        return None, None
+
+
+def adam_minimizer(fun, x0, args=(), jac=None, hess=None, hessp=None, bounds=None, constraints=(),
+                   callback=None, **options):
+    """:func:`minimize` as a custom method of ``scipy.optimize.minimize``.
+
+    ``scipy.optimize.minimize(fun, x0, method=numadam.adam_minimizer, jac=...,
+    options={...})`` calls this with SciPy's arguments plus the entries of
+    ``options``, which are :func:`minimize`'s keyword arguments (``lr``,
+    ``maxiter``, ``gtol``, ...). SciPy's ``tol`` sets ``gtol`` unless ``gtol`` is
+    given. The callback may be new-style (one parameter named
+    ``intermediate_result``) or old-style ``callback(xk)``, as SciPy decides for
+    its own methods. Bounds and constraints are refused (Adam is
+    unconstrained); ``hess``/``hessp`` are ignored with a ``RuntimeWarning``.
+    Options SciPy may add in the future are ignored when ``None``; any other
+    unknown option is a ``TypeError``.
+
+    Examples
+    --------
+    >>> import numpy as np, numadam
+    >>> from scipy.optimize import minimize
+    >>> res = minimize(lambda x: ((x - 3) ** 2).sum(), np.zeros(3), jac=lambda x: 2 * (x - 3),
+    ...                method=numadam.adam_minimizer, options={"lr": 0.1, "maxiter": 5000}, tol=1e-8)
+    >>> res.success, np.allclose(res.x, 3)
+    (True, True)
+    """
+    if bounds is not None:
+        raise ValueError(f"numadam.adam_minimizer is unconstrained; got bounds={bounds!r}")
+    if constraints is not None and len(constraints) > 0:
+        raise ValueError(f"numadam.adam_minimizer is unconstrained; got constraints={constraints!r}")
+    for name, value in (("hess", hess), ("hessp", hessp)):
+        if value is not None:
+            warnings.warn(f"numadam.adam_minimizer uses no second derivatives; {name} is ignored",
+                          RuntimeWarning, stacklevel=3)
+    tol = options.pop("tol", None)
+    if tol is not None:
+        options.setdefault("gtol", tol)
+    known = [name for name in inspect.signature(minimize).parameters if name not in ("fun", "x0", "args", "jac")]
+    unknown = sorted(name for name, value in options.items() if name not in known and value is not None)
+    if unknown:
+        raise TypeError(f"numadam.adam_minimizer got unknown options {unknown}; it takes {known}")
+    options = {name: value for name, value in options.items() if name in known}
+    return minimize(fun, x0, args, jac, callback=_scipy_style_callback(callback), **options)
+
+
+def _scipy_style_callback(callback):
+    """``callback(intermediate_result)`` as SciPy calls it: by keyword if so named, else with ``x``."""
+    if callback is None:
+        return None
+    try:
+        parameters = set(inspect.signature(callback).parameters)
+    except (TypeError, ValueError):
+        parameters = set()
+    if parameters == {"intermediate_result"}:
+        return lambda result: callback(intermediate_result=result)
+    return lambda result: callback(result.x)
+
+
+class _Evaluations:
+    """Calls of ``fun`` and ``jac`` on the iterate, with their results checked and counted."""
+
+    def __init__(self, fun, jac, args, x):
+        self.fun, self.jac, self.args = fun, jac, args
+        self.x = x
+        self.visible_x = x
+        if isinstance(x, np.ndarray):
+            self.visible_x = x.view()
+            self.visible_x.flags.writeable = False
+        self.nfev = self.njev = 0
+
+    def evaluate_into(self, target):
+        """``(value, max |gradient|)`` at the iterate, the gradient cast into ``target``."""
+        if self.jac is True:
+            self.nfev += 1
+            self.njev += 1
+            returned = self.fun(self.visible_x, *self.args)
+            if not isinstance(returned, (tuple, list)) or len(returned) != 2:
+                raise TypeError(f"with jac=True, fun must return (value, gradient); got {_short(returned)}")
+            value, gradient = returned
+        else:
+            self.nfev += 1
+            value = self.fun(self.visible_x, *self.args)
+            self.njev += 1
+            gradient = self.jac(self.visible_x, *self.args)
+        value = _objective_value(value)
+        target[...] = self._checked_gradient(gradient)
+        return value, _largest_magnitude(target)
+
+    def _checked_gradient(self, gradient):
+        x = self.x
+        if isinstance(x, np.ndarray) and not hasattr(gradient, "__cuda_array_interface__"):
+            gradient = np.asarray(gradient)
+        backend_for([x, gradient], ["x", "the gradient"])
+        if not np.can_cast(gradient.dtype, x.dtype, "same_kind"):
+            raise TypeError(f"the gradient has dtype {gradient.dtype}, which does not cast to x's dtype {x.dtype}")
+        if gradient.shape != x.shape:
+            raise ValueError(f"the gradient must have x's shape {x.shape}; got shape {gradient.shape}")
+        return gradient
+
+
+def _working_copy(x0):
+    """A fresh, writable float/complex copy of ``x0`` on its own backend."""
+    if not hasattr(x0, "__cuda_array_interface__"):
+        x0 = np.asarray(x0)
+    dtype = np.dtype(x0.dtype)
+    if dtype.kind in "biu":
+        dtype = np.dtype(np.float64)
+    if dtype not in _validate.SUPPORTED_DTYPES:
+        raise TypeError(f"x0 has dtype {x0.dtype}; minimize works in float32, float64, complex64 or complex128")
+    if x0.size == 0:
+        raise ValueError(f"x0 must hold at least one number; got shape {x0.shape}")
+    return x0.astype(dtype, copy=True)
+
+
+def _objective_value(value):
+    if isinstance(value, numbers.Real) and not isinstance(value, bool):
+        return float(value)
+    dtype = getattr(value, "dtype", None)
+    if dtype is not None and getattr(value, "size", None) == 1 and np.dtype(dtype).kind in "fiu":
+        return float(value.reshape(()))
+    raise TypeError(f"fun must return a real scalar; got {_short(value)}")
+
+
+def _largest_magnitude(array):
+    """The largest ``|a_i|`` over the real numbers of ``array`` (complex parts separately); NaN wins."""
+    parts = (array.real, array.imag) if array.dtype.kind == "c" else (array,)
+    peaks = [float(abs(part).max()) for part in parts]
+    return math.nan if any(map(math.isnan, peaks)) else max(peaks)
+
+
+def _non_finite_message(value, iteration):
+    what = "fun returned {value}" if not math.isfinite(value) else "the gradient holds NaN or infinity"
+    return f"stopped: {what.format(value=value)} at iteration {iteration}"
+
+
+def _clipper(clip):
+    """A function that clips a gradient array in place (or returns the clipped one), or ``None``."""
+    if clip is None or callable(clip):
+        return clip
+    if not (isinstance(clip, tuple) and len(clip) == 2 and clip[0] in _CLIPPERS):
+        raise TypeError(f"clip must be None, a callable or a pair (rule, limit) with rule in {list(_CLIPPERS)}; "
+                        f"got {clip!r}")
+    rule, limit = clip
+    clip_with = _CLIPPERS[rule]
+    limit = _validate.check_limit("max_value" if rule == "value" else "max_norm", limit)
+
+    def clip_in_place(grad):
+        clip_with(grad, limit)
+
+    return clip_in_place
+
+
+def _checked_clip_result(clipped, grad):
+    """What a callable ``clip`` returned, refused unless it is an array that can replace ``grad`` as it is.
+
+    Never broadcast: the float that :func:`numadam.clip_by_norm` returns (the norm) would otherwise
+    overwrite every entry of the gradient.
+    """
+    is_array = isinstance(clipped, np.ndarray) or hasattr(clipped, "__cuda_array_interface__")
+    if not (is_array and clipped.shape == grad.shape and np.can_cast(clipped.dtype, grad.dtype, "same_kind")):
+        raise TypeError(f"clip(grad) must clip grad in place and return None, or return the clipped gradient: "
+                        f"a {grad.dtype} array of shape {grad.shape}; got {_short(clipped)}")
+    backend_for([grad, clipped], ["the gradient", "the clipped gradient"])
+    return clipped
+
+
+def _progress_bar(enabled, total):
+    if not enabled:
+        return None
+    try:
+        from tqdm.auto import tqdm
+    except ImportError as error:
+        raise ImportError("progress=True draws a tqdm progress bar: install tqdm, or pass progress=False") from error
+    return tqdm(total=total, desc="numadam.minimize", unit="step")
+
+
+def _short(value):
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."

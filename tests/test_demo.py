@@ -1,0 +1,116 @@
+"""``numadam demo``: each example learns in quick mode and the report prints (the CLI run is in test_cli)."""
+
+import sys
+
+import numpy as np
+import pytest
+
+from numadam.demo import deconvolution, linear_fit, mlp_digits, one_blas_thread, run_demo, sequence_lstm
+
+
+@pytest.fixture(scope="module")
+def quick_demo_without_matplotlib(tmp_path_factory):
+    """Run the whole quick demo once, in process, with matplotlib made unimportable."""
+    output = tmp_path_factory.mktemp("demo") / "figures"
+    lines = []
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setitem(sys.modules, "matplotlib", None)
+        patch.setitem(sys.modules, "matplotlib.figure", None)
+        results = run_demo(quick=True, output=str(output), out=lines.append)
+    return {result.title: result for result in results}, lines, output
+
+
+def result_of(demo, module):
+    results, _, _ = demo
+    return results[module.TITLE]
+
+
+def test_linear_fit_reaches_the_line(quick_demo_without_matplotlib):
+    result = result_of(quick_demo_without_matplotlib, linear_fit)
+    _, _, losses = result.curves[0]
+    assert losses[-1] < 1e-10 * losses[0]
+    assert abs(2 * result.metrics["W"] + result.metrics["b"] - 4) < 1e-6
+
+
+def test_mlp_learns_the_digits_in_quick_mode(quick_demo_without_matplotlib):
+    result = result_of(quick_demo_without_matplotlib, mlp_digits)
+    assert result.metrics["test_accuracy"] > 0.8  # chance is 0.1
+    assert result.metrics["train_accuracy"] > 0.8
+    (_, _, train_losses), (_, _, test_losses) = result.curves
+    assert train_losses[-1] < 0.3 * train_losses[0]
+    assert test_losses[-1] < 0.3 * test_losses[0]
+
+
+def test_lstm_beats_persistence_with_clipping_active(quick_demo_without_matplotlib):
+    metrics = result_of(quick_demo_without_matplotlib, sequence_lstm).metrics
+    assert metrics["test_mse"] < 0.1 * metrics["initial_test_mse"]
+    assert metrics["test_mse"] < 0.5 * metrics["persistence_mse"]
+    assert 0 < metrics["clipped_fraction"] < 1
+
+
+def test_deconvolution_adam_gets_close_to_lbfgs(quick_demo_without_matplotlib):
+    metrics = result_of(quick_demo_without_matplotlib, deconvolution).metrics
+    assert abs(metrics["lbfgs_fun"] - metrics["exact_fun"]) < 1e-8 * metrics["exact_fun"]
+    assert -1e-8 < metrics["relative_gap"] < 1e-3
+    assert metrics["solution_difference"] < 1e-2
+
+
+def test_report_has_every_section_and_skips_the_plot_without_matplotlib(quick_demo_without_matplotlib):
+    _, lines, output = quick_demo_without_matplotlib
+    text = "\n".join(lines)
+    for number in range(1, 5):
+        assert f"== {number}. " in text
+    assert "== summary ==" in text
+    assert "plot skipped: matplotlib is not installed" in text
+    assert not output.exists()
+
+
+def test_example_needing_a_missing_package_is_skipped(monkeypatch, tmp_path):
+    monkeypatch.setitem(sys.modules, "scipy", None)
+    lines = []
+    results = run_demo(quick=True, output=str(tmp_path), examples=(linear_fit, deconvolution), out=lines.append)
+    assert [result.title for result in results] == [linear_fit.TITLE]
+    assert "skipped: needs scipy (pip install scipy)" in lines
+    assert (tmp_path / "loss_curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_blas_threads_are_left_alone_without_threadpoolctl(monkeypatch):
+    monkeypatch.setitem(sys.modules, "threadpoolctl", None)
+    context, note = one_blas_thread()
+    assert note == "BLAS threads left as configured (threadpoolctl is not installed)"
+    with context:
+        pass
+
+
+def test_digits_data_set_is_complete():
+    images, labels = mlp_digits.load_digits()
+    assert images.shape == (1797, 8, 8) and images.dtype == np.uint8
+    assert images.max() == 16
+    counts = np.bincount(labels, minlength=10)
+    assert len(counts) == 10 and counts.min() >= 170
+
+
+def test_blur_spreads_an_impulse_into_the_kernel_and_is_self_adjoint(rng):
+    kernel = deconvolution.gaussian_kernel(2.0)
+    assert len(kernel) == 17 and kernel.sum() == pytest.approx(1.0)
+    impulse = np.zeros(40)
+    impulse[20] = 1.0
+    np.testing.assert_allclose(deconvolution.blur(impulse, kernel)[12:29], kernel, rtol=1e-14)
+    x, r = rng.standard_normal(40), rng.standard_normal(40)
+    assert deconvolution.blur(x, kernel) @ r == pytest.approx(x @ deconvolution.blur(r, kernel), rel=1e-12)
+    np.testing.assert_allclose(deconvolution.blur_matrix(40, kernel) @ x, deconvolution.blur(x, kernel), atol=1e-14)
+
+
+def test_difference_adjoint_is_the_transpose(rng):
+    x, r = rng.standard_normal(20), rng.standard_normal(19)
+    assert deconvolution.difference(x) @ r == pytest.approx(x @ deconvolution.difference_adjoint(r), rel=1e-12)
+
+
+def test_deconvolution_gradient_and_exact_solution(rng):
+    objective, kernel, y, _, alpha = deconvolution.make_problem(rng, n=60)
+    x, direction = rng.standard_normal(60), rng.standard_normal(60)
+    step = 1e-6
+    slope = (objective(x + step * direction)[0] - objective(x - step * direction)[0]) / (2 * step)
+    assert objective(x)[1] @ direction == pytest.approx(slope, rel=1e-6)
+    x_exact = deconvolution.exact_solution(kernel, y, alpha)
+    assert np.linalg.norm(objective(x_exact)[1]) < 1e-10 * np.linalg.norm(objective(np.zeros(60))[1])
