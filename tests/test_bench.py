@@ -48,7 +48,7 @@ def test_quick_bench_prints_the_table_and_writes_table_and_plot(tmp_path):
             assert f"| {variant.name} | {label} |" in result.stdout
     assert "WRONG RESULT" not in result.stdout
     assert output.read_bytes().startswith(PNG_SIGNATURE)
-    table = output.with_suffix(".md").read_text()
+    table = output.with_suffix(".txt").read_text()
     assert table.startswith("numadam bench --quick") and table in result.stdout
 
 

@@ -19,7 +19,7 @@ def add_arguments(parser):
     parser.add_argument("--cases", type=_case_names, default=None,
                         help=f"comma-separated cases to run (default all: {names})")
     parser.add_argument("--output", type=Path, default=None,
-                        help="save the bar plot to this PNG, and the table next to it with the suffix .md")
+                        help="save the bar plot to this PNG, and the Markdown table next to it with the suffix .txt")
     parser.add_argument("--threads", type=_positive_int, default=None,
                         help="Numba and torch threads (default: all of NUMBA_NUM_THREADS)")
 
@@ -84,7 +84,7 @@ def run(args, out=print):
     out(text)
     if args.output is not None:
         args.output.parent.mkdir(parents=True, exist_ok=True)
-        table_path = args.output.with_suffix(".md")
+        table_path = args.output.with_suffix(".txt")
         table_path.write_text(text)
         out(f"table written to {table_path}")
         why_not = save_plot(results, args.output)

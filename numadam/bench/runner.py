@@ -56,7 +56,7 @@ def contender_builders(case):
 def disagreement(reference, candidate, dtype):
     """Why ``candidate`` parameters differ from numadam's ``reference``, or ``None``.
 
-    The tolerance is a thousandth of a step (``1e-3 * lr``) plus 8 ulp: far
+    The tolerance is a thousandth of a step (``1e-3 * lr``) plus 8 epsilons relative: far
     below what a wrong beta, bias correction or decay changes, far above
     rounding differences between correct implementations.
     """
@@ -78,40 +78,42 @@ def run_case(case, rounds, min_batch_seconds, seed=0, progress=None):
     """Check and time every contender of ``case`` for every variant; a list of :class:`Result`."""
     rng = np.random.default_rng(seed)
     params, first_grads, second_grads = (_random_arrays(rng, case) for _ in range(3))
-    grads = [g.copy() for g in first_grads]
-    problem = Problem(params, grads, case.single)
+    problem = Problem(params, [g.copy() for g in first_grads], case.single)
     results = []
     for variant in VARIANTS:
         if progress:
             progress(f"{case.name} / {variant.name}")
-        for grad, first in zip(grads, first_grads):
+        for grad, first in zip(problem.grads, first_grads):
             grad[...] = first
-        built = []
-        for label, role, build in contender_builders(case):
-            try:
-                built.append((label, role, build(problem, variant)))
-            except Unavailable as reason:
-                results.append(Result(case, variant, label, role, None, str(reason)))
-        for _, _, contender in built:
-            contender.step()
-        for grad, second in zip(grads, second_grads):
-            grad[...] = second
-        for _, _, contender in built:
-            contender.reload_grads()
-            contender.step()
-        reference = built[0][2].parameters()
-        timed = []
-        for label, role, contender in built:
-            problem_text = disagreement(reference, contender.parameters(), case.dtype) if contender.checked else None
-            if problem_text:
-                results.append(Result(case, variant, label, role, None, problem_text, wrong=True))
-            else:
-                timed.append((label, role, contender))
-        medians = interleaved_medians([contender for _, _, contender in timed], rounds, min_batch_seconds, seed)
-        results += [Result(case, variant, label, role, seconds)
-                    for (label, role, _), seconds in zip(timed, medians)]
-        del built, timed
+        results += _run_variant(case, problem, variant, second_grads, rounds, min_batch_seconds, seed)
     return results
+
+
+def _run_variant(case, problem, variant, second_grads, rounds, min_batch_seconds, seed):
+    """Build the contenders, check their second step against numadam's, time the ones that agree."""
+    results, built = [], []
+    for label, role, build in contender_builders(case):
+        try:
+            built.append((label, role, build(problem, variant)))
+        except Unavailable as reason:
+            results.append(Result(case, variant, label, role, None, str(reason)))
+    for _, _, contender in built:
+        contender.step()
+    for grad, second in zip(problem.grads, second_grads):
+        grad[...] = second
+    for _, _, contender in built:
+        contender.reload_grads()
+        contender.step()
+    reference = built[0][2].parameters()
+    timed = []
+    for label, role, contender in built:
+        why = disagreement(reference, contender.parameters(), case.dtype) if contender.checked else None
+        if why:
+            results.append(Result(case, variant, label, role, None, why, wrong=True))
+        else:
+            timed.append((label, role, contender))
+    medians = interleaved_medians([contender for _, _, contender in timed], rounds, min_batch_seconds, seed)
+    return results + [Result(case, variant, label, role, seconds) for (label, role, _), seconds in zip(timed, medians)]
 
 
 def set_threads(threads):
