@@ -26,10 +26,10 @@ FLOATS = [np.float32, np.float64]
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
-def bench(*args, block_frameworks=False):
-    """Run ``python -m numadam bench ARGS``; optionally as if torch, jax and optax were absent."""
-    if block_frameworks:
-        code = ("import sys; sys.modules.update(torch=None, jax=None, optax=None); "
+def bench(*args, block_optional=False):
+    """Run ``python -m numadam bench ARGS``; optionally as if torch, jax, optax and matplotlib were absent."""
+    if block_optional:
+        code = ("import sys; sys.modules.update(torch=None, jax=None, optax=None, matplotlib=None); "
                 "from numadam.cli import main; sys.exit(main(sys.argv[1:]))")
         command = [sys.executable, "-c", code, "bench", *args]
     else:
@@ -52,13 +52,15 @@ def test_quick_bench_prints_the_table_and_writes_table_and_plot(tmp_path):
     assert table.startswith("numadam bench --quick") and table in result.stdout
 
 
-def test_missing_frameworks_are_reported_not_fatal(tmp_path):
-    result = bench("--quick", "--cases", "small", "--repeat", "1", "--output", str(tmp_path / "b.png"),
-                   block_frameworks=True)
+def test_missing_optional_packages_are_reported_not_fatal(tmp_path):
+    output = tmp_path / "b.png"
+    result = bench("--quick", "--cases", "small", "--repeat", "1", "--output", str(output), block_optional=True)
     assert result.returncode == 0, result.stderr
     assert "- torch fused (adam, adamw, amsgrad): not timed: torch is not installed" in result.stdout
     assert "- optax (jax.jit) (adam, adamw): not timed: jax is not installed" in result.stdout
     assert "| adam | numadam |" in result.stdout
+    assert "matplotlib is not installed: no plot" in result.stdout
+    assert output.with_suffix(".txt").exists() and not output.exists()
 
 
 @pytest.mark.parametrize("args, message", [
