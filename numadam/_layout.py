@@ -16,11 +16,11 @@ import numpy as np
 from ._kernels.segments import (
     ADDRESS,
     EXP_AVG_SQ,
-    FIRST_CHUNK,
     LENGTH,
     MAX_EXP_AVG_SQ,
     NUM_COLUMNS,
     NUM_OPERANDS,
+    OFFSET,
     STRIDE,
 )
 
@@ -38,7 +38,7 @@ def iteration_order(shape, strides):
 
 
 def segment_rows(shape, addresses, strides, itemsize):
-    """The segment rows of one update (``FIRST_CHUNK`` left at 0).
+    """The segment rows of one update (``OFFSET`` left at 0).
 
     ``shape`` is the common real shape; ``addresses[k]`` and ``strides[k]`` (bytes)
     describe operand k in the order of :mod:`numadam._kernels.segments`. An absent
@@ -99,7 +99,9 @@ def coalesce(rows, itemsize):
 
 
 def number_chunks(rows, chunk_size):
-    """Fill ``FIRST_CHUNK`` for chunks of ``chunk_size`` elements; return the chunk count."""
-    chunks = -(-rows[:, LENGTH] // chunk_size)
-    rows[:, FIRST_CHUNK] = np.cumsum(chunks) - chunks
-    return int(chunks.sum())
+    """Fill ``OFFSET`` (the segments laid end to end); return the count of ``chunk_size`` chunks."""
+    lengths = rows[:, LENGTH]
+    ends = np.cumsum(lengths)
+    rows[:, OFFSET] = ends - lengths
+    total = int(ends[-1]) if len(ends) else 0
+    return -(-total // chunk_size)

@@ -290,3 +290,24 @@ def test_results_do_not_depend_on_the_thread_count(rng):
         results.append(copies)
     for a, b in zip(*results):
         np.testing.assert_array_equal(a, b, strict=True)
+
+
+@pytest.mark.parametrize("chunk_size", [1, 7, 64])
+@pytest.mark.parametrize("path", ["serial", "parallel"])
+def test_chunks_that_span_many_segments(rng, monkeypatch, chunk_size, path):
+    """Chunks cut across segment boundaries (a chunk may hold the tail of one array,
+    several small arrays and the head of the next) and every element is updated once."""
+    from numadam._dispatch import CpuBackend
+
+    monkeypatch.setattr(CpuBackend, "chunk_size", chunk_size)
+    monkeypatch.setattr(CpuBackend, "serial_below", 1 << 40 if path == "serial" else 0)
+    params = tree_of_arrays(rng)
+    options = {"lr": 1e-2, "betas": (0.9, 0.999), "eps": 1e-8, "amsgrad": True, "weight_decay": 0.01}
+    opt = numadam.Adam(params, **options)
+    reference = ReferenceOptimizer(params, **options)
+    for _ in range(3):
+        grads = grads_like(rng, params)
+        opt.step(grads)
+        reference.step(grads)
+    for actual, expected in zip(leaves_of(params), reference.params):
+        np.testing.assert_array_equal(actual, expected, strict=True)

@@ -1,8 +1,9 @@
 """CPU kernels: ``prange`` over the chunks of a segment table.
 
-Each chunk is a run of one segment; its elements are read and written through
-raw pointers taken from the table, so a single call updates any number of
-arrays. Contiguous runs take a loop that LLVM vectorizes; strided runs take the
+Each chunk is a run of equal length of the segments laid end to end, so every
+iteration has the same work. Elements are read and written through raw
+pointers taken from the table, so a single call updates any number of arrays.
+Contiguous runs take a loop that LLVM vectorizes; strided runs take the
 general loop. Both call :func:`~numadam._kernels.rules.adam_update`.
 
 ``error_model="numpy"`` matters: Python's error model inserts a
@@ -21,14 +22,15 @@ from .segments import (
     ADDRESS,
     EXP_AVG,
     EXP_AVG_SQ,
-    FIRST_CHUNK,
     GRAD,
     LENGTH,
     MAX_EXP_AVG_SQ,
     NUM_COLUMNS,
+    OFFSET,
     PARAM,
     STRIDE,
-    segment_of_chunk,
+    segment_of_element,
+    sequence_length,
 )
 
 
@@ -44,11 +46,8 @@ def _pointer(typingctx, address, like):
 
 
 @njit(inline="always")
-def _update_chunk(table, n_segments, chunk, chunk_size, hyper, amsgrad, l2_decay):
-    segment = segment_of_chunk(table, n_segments, chunk)
-    row = segment * NUM_COLUMNS
-    start = (chunk - table[row + FIRST_CHUNK]) * chunk_size
-    stop = min(start + chunk_size, table[row + LENGTH])
+def _update_run(table, row, start, stop, hyper, amsgrad, l2_decay):
+    """Update elements ``start:stop`` of the segment at ``row``."""
     like = hyper[0]
     param = _pointer(table[row + ADDRESS + PARAM], like)
     grad = _pointer(table[row + ADDRESS + GRAD], like)
@@ -85,6 +84,21 @@ def _update_chunk(table, n_segments, chunk, chunk_size, hyper, amsgrad, l2_decay
                 max_exp_avg_sq[i * sx] = peak
 
 
+@njit(inline="always")
+def _update_chunk(table, n_segments, n_elements, chunk, chunk_size, hyper, amsgrad, l2_decay):
+    """Update chunk ``chunk`` of the sequence, segment piece by segment piece."""
+    first = chunk * chunk_size
+    last = min(first + chunk_size, n_elements)
+    segment = segment_of_element(table, n_segments, first)
+    while first < last:
+        row = segment * NUM_COLUMNS
+        offset = table[row + OFFSET]
+        stop = min(last, offset + table[row + LENGTH])
+        _update_run(table, row, first - offset, stop - offset, hyper, amsgrad, l2_decay)
+        first = stop
+        segment += 1
+
+
 class AdamKernels(NamedTuple):
     """The CPU kernels of one variant; both take ``(table, n_chunks, chunk_size, hyper)``."""
 
@@ -107,15 +121,17 @@ def adam_kernels(amsgrad, l2_decay):
     def serial(table, n_chunks, chunk_size, hyper):
         scalars = to_fixed_tuple(hyper, NUM_HYPER)
         n_segments = table.size // NUM_COLUMNS
+        n_elements = sequence_length(table, n_segments)
         for chunk in range(n_chunks):
-            _update_chunk(table, n_segments, chunk, chunk_size, scalars, amsgrad, l2_decay)
+            _update_chunk(table, n_segments, n_elements, chunk, chunk_size, scalars, amsgrad, l2_decay)
 
     @njit(parallel=True, error_model="numpy")
     def parallel(table, n_chunks, chunk_size, hyper):
         scalars = to_fixed_tuple(hyper, NUM_HYPER)
         n_segments = table.size // NUM_COLUMNS
+        n_elements = sequence_length(table, n_segments)
         for chunk in prange(n_chunks):
-            _update_chunk(table, n_segments, chunk, chunk_size, scalars, amsgrad, l2_decay)
+            _update_chunk(table, n_segments, n_elements, chunk, chunk_size, scalars, amsgrad, l2_decay)
 
     return AdamKernels(serial, parallel)
 

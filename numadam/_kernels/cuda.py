@@ -1,8 +1,8 @@
 """CUDA kernel: a grid-stride loop over the chunks of a segment table.
 
-Blocks stride over chunks; the threads of a block stride over the elements of
-their chunk, so neighbouring threads touch neighbouring elements (coalesced
-access). The segment table and the arrays are reached through raw device
+Blocks stride over chunks (equal runs of the segments laid end to end); the
+threads of a block stride over the elements of each segment piece of their
+chunk, so neighbouring threads touch neighbouring elements (coalesced access). The segment table and the arrays are reached through raw device
 addresses, so one launch updates any number of arrays. The element update is
 :func:`~numadam._kernels.rules.adam_update`, the same function the CPU loop
 inlines.
@@ -24,14 +24,15 @@ from .segments import (
     ADDRESS,
     EXP_AVG,
     EXP_AVG_SQ,
-    FIRST_CHUNK,
     GRAD,
     LENGTH,
     MAX_EXP_AVG_SQ,
     NUM_COLUMNS,
+    OFFSET,
     PARAM,
     STRIDE,
-    segment_of_chunk,
+    segment_of_element,
+    sequence_length,
 )
 
 SIMULATED = bool(cuda.config.ENABLE_CUDASIM)
@@ -70,33 +71,39 @@ def adam_kernel(amsgrad, l2_decay):
     @cuda.jit
     def kernel(table_address, n_segments, n_chunks, chunk_size, hyper):
         table = table_view(table_address, n_segments * NUM_COLUMNS)
+        n_elements = sequence_length(table, n_segments)
         like = hyper[0]
         for chunk in range(cuda.blockIdx.x, n_chunks, cuda.gridDim.x):
-            segment = segment_of_chunk(table, n_segments, chunk)
-            row = segment * NUM_COLUMNS
-            start = (chunk - table[row + FIRST_CHUNK]) * chunk_size
-            stop = min(start + chunk_size, table[row + LENGTH])
-            param = element_pointer(table[row + ADDRESS + PARAM], like)
-            grad = element_pointer(table[row + ADDRESS + GRAD], like)
-            exp_avg = element_pointer(table[row + ADDRESS + EXP_AVG], like)
-            exp_avg_sq = element_pointer(table[row + ADDRESS + EXP_AVG_SQ], like)
-            max_exp_avg_sq = element_pointer(table[row + ADDRESS + MAX_EXP_AVG_SQ], like)
-            sp = table[row + STRIDE + PARAM]
-            sg = table[row + STRIDE + GRAD]
-            sm = table[row + STRIDE + EXP_AVG]
-            sv = table[row + STRIDE + EXP_AVG_SQ]
-            sx = table[row + STRIDE + MAX_EXP_AVG_SQ]
-            for i in range(start + cuda.threadIdx.x, stop, cuda.blockDim.x):
-                peak = max_exp_avg_sq[i * sx] if amsgrad else like
-                p, m, v, peak = adam_update(
-                    param[i * sp], grad[i * sg], exp_avg[i * sm], exp_avg_sq[i * sv], peak,
-                    hyper, amsgrad, l2_decay,
-                )
-                param[i * sp] = p
-                exp_avg[i * sm] = m
-                exp_avg_sq[i * sv] = v
-                if amsgrad:
-                    max_exp_avg_sq[i * sx] = peak
+            first = chunk * chunk_size
+            last = min(first + chunk_size, n_elements)
+            segment = segment_of_element(table, n_segments, first)
+            while first < last:
+                row = segment * NUM_COLUMNS
+                offset = table[row + OFFSET]
+                stop = min(last, offset + table[row + LENGTH])
+                param = element_pointer(table[row + ADDRESS + PARAM], like)
+                grad = element_pointer(table[row + ADDRESS + GRAD], like)
+                exp_avg = element_pointer(table[row + ADDRESS + EXP_AVG], like)
+                exp_avg_sq = element_pointer(table[row + ADDRESS + EXP_AVG_SQ], like)
+                max_exp_avg_sq = element_pointer(table[row + ADDRESS + MAX_EXP_AVG_SQ], like)
+                sp = table[row + STRIDE + PARAM]
+                sg = table[row + STRIDE + GRAD]
+                sm = table[row + STRIDE + EXP_AVG]
+                sv = table[row + STRIDE + EXP_AVG_SQ]
+                sx = table[row + STRIDE + MAX_EXP_AVG_SQ]
+                for i in range(first - offset + cuda.threadIdx.x, stop - offset, cuda.blockDim.x):
+                    peak = max_exp_avg_sq[i * sx] if amsgrad else like
+                    p, m, v, peak = adam_update(
+                        param[i * sp], grad[i * sg], exp_avg[i * sm], exp_avg_sq[i * sv], peak,
+                        hyper, amsgrad, l2_decay,
+                    )
+                    param[i * sp] = p
+                    exp_avg[i * sm] = m
+                    exp_avg_sq[i * sv] = v
+                    if amsgrad:
+                        max_exp_avg_sq[i * sx] = peak
+                first = stop
+                segment += 1
 
     return kernel
 

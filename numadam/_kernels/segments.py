@@ -5,16 +5,21 @@ gradient, ``exp_avg``, ``exp_avg_sq`` and (AMSGrad) ``max_exp_avg_sq``. The
 host cuts them into *segments*: runs of ``length`` elements in which each
 operand advances by a constant stride. A contiguous array is one segment; many
 arrays are many segments of one table, so a single kernel launch updates all of
-them. Each segment is cut into chunks of ``chunk_size`` elements; chunks are the
-unit of parallel work (a ``prange`` iteration, a CUDA thread block).
+them.
 
-One row of the int64 table per segment:
+The segments, laid end to end, make one sequence of elements. It is cut into
+*chunks* of ``chunk_size`` consecutive elements, the unit of parallel work (a
+``prange`` iteration, a CUDA thread block): every chunk has the same amount of
+work whatever the arrays' sizes, and a chunk may cover the tail of one segment,
+many small segments and the head of another.
+
+One row of the int64 table per segment, rows in sequence order:
 
 ========================  =====================================================
 column                    meaning
 ========================  =====================================================
-``FIRST_CHUNK``           global index of the segment's first chunk
-``LENGTH``                number of (real) elements in the segment
+``OFFSET``                position of the segment's first element in the sequence
+``LENGTH``                number of (real) elements in the segment, > 0
 ``ADDRESS + k``           byte address of operand k's first element
 ``STRIDE + k``            operand k's stride, in elements (may be negative)
 ========================  =====================================================
@@ -28,7 +33,7 @@ from numba import njit
 NUM_OPERANDS = 5
 PARAM, GRAD, EXP_AVG, EXP_AVG_SQ, MAX_EXP_AVG_SQ = range(NUM_OPERANDS)
 
-FIRST_CHUNK = 0
+OFFSET = 0
 LENGTH = 1
 ADDRESS = 2
 STRIDE = ADDRESS + NUM_OPERANDS
@@ -36,13 +41,20 @@ NUM_COLUMNS = STRIDE + NUM_OPERANDS
 
 
 @njit(inline="always")
-def segment_of_chunk(table, n_segments, chunk):
-    """The segment holding ``chunk``: the last row with FIRST_CHUNK <= chunk."""
+def sequence_length(table, n_segments):
+    """The number of elements in all segments together."""
+    last = (n_segments - 1) * NUM_COLUMNS
+    return table[last + OFFSET] + table[last + LENGTH]
+
+
+@njit(inline="always")
+def segment_of_element(table, n_segments, element):
+    """The segment holding ``element`` of the sequence: the last row with OFFSET <= element."""
     low = 0
     high = n_segments - 1
     while low < high:
         middle = (low + high + 1) // 2
-        if table[middle * NUM_COLUMNS + FIRST_CHUNK] <= chunk:
+        if table[middle * NUM_COLUMNS + OFFSET] <= element:
             low = middle
         else:
             high = middle - 1

@@ -74,10 +74,13 @@ def test_zero_d_empty_and_multi_chunk_arrays(shape):
 
 
 def test_many_arrays_in_one_launch(monkeypatch):
-    """A table over arrays of several shapes and layouts updates them all in one launch."""
+    """A table over arrays of several shapes and layouts updates them all in one launch.
+
+    Chunks of 64 elements hold several small arrays and cut across the larger ones.
+    """
     rng = np.random.default_rng(3)
-    shapes = [(5,), (2, 3), (), (7,), (4, 4)]
-    layouts = ["C", "F", "C", "reversed", "strided"]
+    shapes = [(5,), (2, 3), (), (7,), (4, 4), (70,), (9, 11)]
+    layouts = ["C", "F", "C", "reversed", "strided", "C", "F"]
     backend = _dispatch.backend_for([cuda.to_device(np.zeros(1))], ["x"])
     launches = []
     original = cuda_kernels.launch_adam
