@@ -59,8 +59,7 @@ class CpuBackend:
         return array.__array_interface__["data"][0]
 
     def plan(self, rows):
-        n_chunks = number_chunks(rows, self.chunk_size)
-        n_elements = int(rows[:, 1].sum()) if len(rows) else 0
+        n_chunks, n_elements = number_chunks(rows, self.chunk_size)
         return Plan(rows, n_chunks, n_elements, rows.reshape(-1))
 
     def run(self, plan, real_dtype, hyper, amsgrad, l2_decay):
@@ -132,8 +131,7 @@ class CudaBackend:
         return self.describe(array).address
 
     def plan(self, rows):
-        n_chunks = number_chunks(rows, self.chunk_size)
-        n_elements = int(rows[:, 1].sum()) if len(rows) else 0
+        n_chunks, n_elements = number_chunks(rows, self.chunk_size)
         return Plan(rows, n_chunks, n_elements, self._upload(rows))
 
     def _upload(self, rows):

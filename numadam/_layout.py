@@ -77,6 +77,28 @@ def segment_rows(shape, addresses, strides, itemsize):
     return rows
 
 
+def contiguous_rows(addresses, length):
+    """The segment rows of operands that are each ``length`` consecutive real elements.
+
+    ``addresses`` has four entries, or five with ``max_exp_avg_sq`` (absent, it
+    aliases ``exp_avg_sq`` as in :func:`segment_rows`).
+    """
+    if length == 0:
+        return np.zeros((0, NUM_COLUMNS), np.int64)
+    row = [0, length, *addresses, *addresses[EXP_AVG_SQ:][: NUM_OPERANDS - len(addresses)]]
+    return np.array([row + [1] * NUM_OPERANDS], np.int64)
+
+
+def real_dtype(dtype):
+    """The dtype of the real numbers an array of ``dtype`` holds (float32 for complex64)."""
+    return _REAL_DTYPES[dtype]
+
+
+_REAL_DTYPES = {np.dtype(complex_name): np.dtype(real_name) for complex_name, real_name in
+                (("complex64", "float32"), ("complex128", "float64"), ("float32", "float32"),
+                 ("float64", "float64"))}
+
+
 def coalesce(rows, itemsize):
     """Merge each row into its predecessor where every operand simply continues it."""
     if len(rows) < 2:
@@ -99,9 +121,16 @@ def coalesce(rows, itemsize):
 
 
 def number_chunks(rows, chunk_size):
-    """Fill ``OFFSET`` (the segments laid end to end); return the count of ``chunk_size`` chunks."""
-    lengths = rows[:, LENGTH]
-    ends = np.cumsum(lengths)
-    rows[:, OFFSET] = ends - lengths
-    total = int(ends[-1]) if len(ends) else 0
-    return -(-total // chunk_size)
+    """Fill ``OFFSET`` (the segments laid end to end); return ``(chunks, elements)``.
+
+    ``chunks`` counts the runs of ``chunk_size`` elements, ``elements`` all elements.
+    """
+    if len(rows) == 1:
+        rows[0, OFFSET] = 0
+        total = int(rows[0, LENGTH])
+    else:
+        lengths = rows[:, LENGTH]
+        ends = np.cumsum(lengths)
+        rows[:, OFFSET] = ends - lengths
+        total = int(ends[-1]) if len(ends) else 0
+    return -(-total // chunk_size), total

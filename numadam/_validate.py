@@ -15,6 +15,8 @@ SUPPORTED_DTYPES = tuple(np.dtype(name) for name in ("float32", "float64", "comp
 
 
 def _real_number(name, value):
+    if type(value) is float:  # the common case, checked first: this runs every step
+        return value
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
         raise TypeError(f"{name} must be a real number; got {value!r} of type {type(value).__name__}")
     return float(value)
@@ -28,6 +30,9 @@ def check_lr(lr):
 
 
 def check_betas(betas):
+    if type(betas) is tuple and len(betas) == 2 and type(betas[0]) is float and type(betas[1]) is float \
+            and 0.0 <= betas[0] < 1.0 and 0.0 <= betas[1] < 1.0:
+        return betas
     if not isinstance(betas, (tuple, list)) or len(betas) != 2:
         raise TypeError(f"betas must be a pair (beta1, beta2); got {betas!r}")
     checked = []
@@ -54,12 +59,16 @@ def check_weight_decay(weight_decay):
 
 
 def check_flag(name, value):
+    if value is True or value is False:
+        return value
     if not isinstance(value, (bool, np.bool_)):
         raise TypeError(f"{name} must be True or False; got {value!r}")
     return bool(value)
 
 
 def check_step(step):
+    if type(step) is int and step >= 1:
+        return step
     if isinstance(step, (bool, np.bool_)) or not isinstance(step, numbers.Integral):
         raise TypeError(f"step must be an integer; got {step!r}")
     if step < 1:
@@ -196,3 +205,28 @@ def check_count(name, value, minimum):
     if value < minimum:
         raise ValueError(f"{name} must be >= {minimum}; got {value!r}")
     return int(value)
+
+
+def contiguous_operands(arrays, written, address_of):
+    """The addresses of ``arrays`` when they pass every check the easy way; else ``None``.
+
+    The easy way: all are C-contiguous, aligned ``numpy.ndarray``s of one
+    supported dtype and one shape, those ``written`` are writable, and their byte
+    ranges are disjoint. Anything else (``None``) goes through the general checks,
+    which accept or explain it.
+    """
+    first = arrays[0]
+    dtype, shape = first.dtype, first.shape
+    if dtype not in SUPPORTED_DTYPES:
+        return None
+    for array, writes in zip(arrays, written):
+        if type(array) is not np.ndarray or array.dtype is not dtype or array.shape != shape:
+            return None
+        flags = array.flags
+        if not (flags.c_contiguous and flags.aligned) or (writes and not flags.writeable):
+            return None
+    addresses = [address_of(array) for array in arrays]
+    ends = sorted((address, address + first.nbytes) for address in addresses)
+    if first.nbytes and any(following[0] < previous[1] for previous, following in zip(ends, ends[1:])):
+        return None
+    return addresses

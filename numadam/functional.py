@@ -3,9 +3,11 @@
 from . import _validate
 from ._dispatch import backend_for
 from ._hyper import adam_scalars, uses_l2_decay
-from ._layout import real_layout, segment_rows
+from ._layout import contiguous_rows, real_layout, segment_rows
+from ._layout import real_dtype as real_dtype_of
 
 _OPERAND_NAMES = ("param", "grad", "exp_avg", "exp_avg_sq", "max_exp_avg_sq")
+_WRITTEN = (True, False, True, True, True)
 
 
 def adam_step(
@@ -87,9 +89,23 @@ def adam_step(
 
     arrays = [param, grad, exp_avg, exp_avg_sq] + ([max_exp_avg_sq] if amsgrad else [])
     names = _OPERAND_NAMES[: len(arrays)]
+    written = _WRITTEN[: len(arrays)]
     backend = backend_for(arrays, names)
+    addresses = None
+    if backend.name == "numpy":
+        addresses = _validate.contiguous_operands(arrays, written, backend.address)
+    if addresses is None:
+        real_dtype, rows = _checked_rows(backend, arrays, names, written)
+    else:
+        real_dtype = real_dtype_of(param.dtype)
+        rows = contiguous_rows(addresses, param.size * (param.dtype.itemsize // real_dtype.itemsize))
+    hyper = adam_scalars(step, lr, beta1, beta2, eps, weight_decay, decoupled, maximize)
+    backend.run(backend.plan(rows), real_dtype, hyper, amsgrad, uses_l2_decay(weight_decay, decoupled))
+
+
+def _checked_rows(backend, arrays, names, written):
+    """Every check on the operands, then their segment rows: ``(real_dtype, rows)``."""
     infos = [backend.describe(array) for array in arrays]
-    written = [name != "grad" for name in names]
     _validate.check_parameter_dtype(infos[0], "param")
     for info, name, writes in zip(infos, names, written):
         _validate.check_matches(info, name, infos[0], "param")
@@ -102,6 +118,4 @@ def adam_step(
     strides = [real_layout(info.shape, info.strides, dtype)[1] for info in infos]
     strides += [None] * (len(_OPERAND_NAMES) - len(strides))
     addresses = [info.address for info in infos] + [0] * (len(_OPERAND_NAMES) - len(infos))
-    rows = segment_rows(shape, addresses, strides, real_dtype.itemsize)
-    hyper = adam_scalars(step, lr, beta1, beta2, eps, weight_decay, decoupled, maximize)
-    backend.run(backend.plan(rows), real_dtype, hyper, amsgrad, uses_l2_decay(weight_decay, decoupled))
+    return real_dtype, segment_rows(shape, addresses, strides, real_dtype.itemsize)
