@@ -68,18 +68,24 @@ OPTIONS = {
 }
 
 
-@pytest.mark.parametrize("option", sorted(OPTIONS))
-def test_tree_trajectory_matches_the_reference(rng, option):
+def tree_trajectory(rng, options, steps):
+    """Take ``steps`` steps on a mixed tree with numadam and the reference; assert equal params."""
     params = tree_of_arrays(rng)
-    options = {"lr": 1e-2, "betas": (0.9, 0.999), "eps": 1e-8, **OPTIONS[option]}
     opt = numadam.Adam(params, **options)
     reference = ReferenceOptimizer(params, **options)
-    for _ in range(8):
+    for _ in range(steps):
         grads = grads_like(rng, params)
         opt.step(grads)
         reference.step(grads)
     for actual, expected in zip(leaves_of(params), reference.params):
         np.testing.assert_array_equal(actual, expected, strict=True)
+    return opt, reference
+
+
+@pytest.mark.parametrize("option", sorted(OPTIONS))
+def test_tree_trajectory_matches_the_reference(rng, option):
+    options = {"lr": 1e-2, "betas": (0.9, 0.999), "eps": 1e-8, **OPTIONS[option]}
+    opt, reference = tree_trajectory(rng, options, steps=8)
     state = opt.state_dict()
     for actual, expected in zip(leaves_of(state["exp_avg_sq"]), reference.exp_avg_sq):
         np.testing.assert_array_equal(actual, expected, strict=True)
@@ -301,13 +307,5 @@ def test_chunks_that_span_many_segments(rng, monkeypatch, chunk_size, path):
 
     monkeypatch.setattr(CpuBackend, "chunk_size", chunk_size)
     monkeypatch.setattr(CpuBackend, "serial_below", 1 << 40 if path == "serial" else 0)
-    params = tree_of_arrays(rng)
     options = {"lr": 1e-2, "betas": (0.9, 0.999), "eps": 1e-8, "amsgrad": True, "weight_decay": 0.01}
-    opt = numadam.Adam(params, **options)
-    reference = ReferenceOptimizer(params, **options)
-    for _ in range(3):
-        grads = grads_like(rng, params)
-        opt.step(grads)
-        reference.step(grads)
-    for actual, expected in zip(leaves_of(params), reference.params):
-        np.testing.assert_array_equal(actual, expected, strict=True)
+    tree_trajectory(rng, options, steps=3)
