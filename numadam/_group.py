@@ -177,7 +177,12 @@ def group_by_dtype(backend, leaves, infos, paths, amsgrad):
 
 
 class WrittenMemory:
-    """The sorted, disjoint byte ranges an optimizer writes, to test gradients against."""
+    """The byte ranges an optimizer writes, sorted by start, to test gradients against.
+
+    The ranges may nest or interleave (views that interleave in one buffer), so
+    ``_reach[j]``, the furthest end among the first ``j + 1`` ranges, bounds the
+    search: no range before ``j`` reaches past ``_reach[j]``.
+    """
 
     def __init__(self, backend, arrays):
         infos = [backend.describe(array) for array in arrays]
@@ -186,6 +191,7 @@ class WrittenMemory:
         self._arrays = [arrays[k] for k in order]
         self._starts = np.array([bounds[k][0] for k in order], np.int64)
         self._ends = np.array([bounds[k][1] for k in order], np.int64)
+        self._reach = np.maximum.accumulate(self._ends) if len(order) else self._ends
 
     def overlapping(self, grads, low, high):
         """Indices k of gradients whose bytes ``[low[k], high[k])`` meet a written array.
@@ -194,15 +200,19 @@ class WrittenMemory:
         gives the exact answer for ranges that interleave.
         """
         last = np.searchsorted(self._starts, high, side="left") - 1
-        suspects = np.flatnonzero((last >= 0) & (high > low) & (self._ends[np.maximum(last, 0)] > low))
+        suspects = np.flatnonzero((last >= 0) & (high > low) & (self._reach[np.maximum(last, 0)] > low))
         found = []
         for k in suspects:
             j = int(last[k])
-            while j >= 0 and self._ends[j] > low[k]:
-                written = self._arrays[j]
-                exact = isinstance(written, np.ndarray) and isinstance(grads[k], np.ndarray)
-                if not exact or np.shares_memory(grads[k], written):
+            while j >= 0 and self._reach[j] > low[k]:
+                if self._ends[j] > low[k] and self._meets(grads[k], self._arrays[j]):
                     found.append(int(k))
                     break
                 j -= 1
         return found
+
+    @staticmethod
+    def _meets(grad, written):
+        if isinstance(written, np.ndarray) and isinstance(grad, np.ndarray):
+            return np.shares_memory(grad, written)
+        return True

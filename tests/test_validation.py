@@ -255,6 +255,20 @@ def test_gradients_may_not_share_memory_with_params_or_state():
     assert opt.step_count == 0
 
 
+def test_gradient_aliasing_a_parameter_is_found_among_interleaved_parameters():
+    """params[1] starts inside params[0]'s byte range and ends before the gradient,
+    which aliases params[0][2]: the nested ranges must not hide it."""
+    base = np.arange(10, dtype=np.float64)
+    params = [base[::2], base[1:2]]
+    opt = numadam.Adam(params, lr=0.1)
+    before = snapshot(params)
+    with pytest.raises(ValueError, match=r"grads\[1\] shares memory with a parameter"):
+        opt.step([np.ones(5), base[4:5]])
+    assert_unchanged(params, before)
+    opt.step([np.ones(5), base[3:4].copy()])   # interleaved but disjoint gradients are fine
+    assert params[0][2] < 4.0
+
+
 def test_bad_hyperparameter_assignment_keeps_the_old_value():
     opt = numadam.Adam(make_params(), lr=0.01)
     with pytest.raises(ValueError, match="lr must be finite and >= 0; got nan"):
