@@ -2,10 +2,11 @@
 
 The operands of one update share a shape but may each have their own strides
 (C order, Fortran order, strided views, negative steps). The elements are
-visited in the order that walks the parameter's memory forward fastest
-(its axes sorted by decreasing stride, like NumPy's ``order="K"``); adjacent
-axes that are contiguous in every operand merge, and what remains is a set of
-equal-length runs, one segment each. A complex array counts as real pairs: an
+visited in the order that walks one operand's memory fastest (its axes sorted
+by decreasing stride, like NumPy's ``order="K"``): the parameter's, unless
+another operand's order gives fewer segments. Adjacent axes that are contiguous
+in every operand merge, and what remains is a set of equal-length runs, one
+segment each. A complex array counts as real pairs: an
 extra trailing axis of length 2.
 """
 
@@ -41,7 +42,9 @@ def segment_rows(shape, addresses, strides, itemsize):
     """The segment rows of one update (``OFFSET`` left at 0).
 
     ``shape`` is the common real shape; ``addresses[k]`` and ``strides[k]`` (bytes)
-    describe operand k in the order of :mod:`numadam._kernels.segments`. An absent
+    describe operand k in the order of :mod:`numadam._kernels.segments`. The
+    elements are visited in the memory order of one of the operands, the parameter's
+    unless another's gives fewer, longer segments. An absent
     ``max_exp_avg_sq`` (``strides[4] is None``) aliases ``exp_avg_sq``, which keeps
     every pointer valid even where the kernel never dereferences it.
     """
@@ -52,15 +55,9 @@ def segment_rows(shape, addresses, strides, itemsize):
         strides[MAX_EXP_AVG_SQ] = strides[EXP_AVG_SQ]
     if 0 in shape:
         return np.zeros((0, NUM_COLUMNS), np.int64)
-    axes = [axis for axis in iteration_order(shape, strides[0]) if shape[axis] != 1]
-    dims = []  # (extent, per-operand byte strides), outermost first
-    for axis in axes:
-        extent = shape[axis]
-        axis_strides = [s[axis] for s in strides]
-        if dims and all(outer == inner * extent for outer, inner in zip(dims[-1][1], axis_strides)):
-            dims[-1] = (dims[-1][0] * extent, axis_strides)
-        else:
-            dims.append((extent, axis_strides))
+    orders = {tuple(iteration_order(shape, operand)): None for operand in strides}
+    dims = min((_merged_dims(shape, strides, order) for order in orders),
+               key=lambda dims: math.prod(extent for extent, _ in dims[:-1]))
     if dims:
         length, inner_strides = dims.pop()
     else:
@@ -75,6 +72,22 @@ def segment_rows(shape, addresses, strides, itemsize):
         rows[:, ADDRESS:ADDRESS + NUM_OPERANDS] += index.T @ outer_strides
     rows[:, STRIDE:STRIDE + NUM_OPERANDS] = [s // itemsize for s in inner_strides]
     return rows
+
+
+def _merged_dims(shape, strides, order):
+    """``(extent, per-operand byte strides)`` per axis in ``order``, outermost first,
+    with neighbouring axes merged where every operand is contiguous across them."""
+    dims = []
+    for axis in order:
+        extent = shape[axis]
+        if extent == 1:
+            continue
+        axis_strides = [s[axis] for s in strides]
+        if dims and all(outer == inner * extent for outer, inner in zip(dims[-1][1], axis_strides)):
+            dims[-1] = (dims[-1][0] * extent, axis_strides)
+        else:
+            dims.append((extent, axis_strides))
+    return dims
 
 
 def contiguous_rows(addresses, length):
