@@ -9,7 +9,7 @@ involved, so loading a file never runs code.
 
 import json
 import os
-import tempfile
+import secrets
 
 import numpy as np
 
@@ -28,7 +28,9 @@ def save_state(state, path):
     arrays[_META] = np.array(json.dumps(document))
     path = os.fspath(path)
     directory = os.path.dirname(os.path.abspath(path))
-    handle, temporary = tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
+    temporary = os.path.join(directory, f".{os.path.basename(path)}.{secrets.token_hex(8)}.tmp")
+    # Like open(path, "xb"), the file gets a new file's mode (0o666 less the umask).
+    handle = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     try:
         with os.fdopen(handle, "wb") as file:
             np.savez(file, **arrays)

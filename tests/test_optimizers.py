@@ -309,3 +309,10 @@ def test_chunks_that_span_many_segments(rng, monkeypatch, chunk_size, path):
     monkeypatch.setattr(CpuBackend, "serial_below", 1 << 40 if path == "serial" else 0)
     options = {"lr": 1e-2, "betas": (0.9, 0.999), "eps": 1e-8, "amsgrad": True, "weight_decay": 0.01}
     tree_trajectory(rng, options, steps=3)
+
+
+def test_saved_files_get_the_mode_of_any_new_file(rng, tmp_path):
+    opt = numadam.Adam({"w": random_array(rng, (3,), np.float32)})
+    opt.save(tmp_path / "opt.npz")
+    (tmp_path / "plain").write_bytes(b"")
+    assert os.stat(tmp_path / "opt.npz").st_mode & 0o777 == os.stat(tmp_path / "plain").st_mode & 0o777
