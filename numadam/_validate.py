@@ -101,8 +101,8 @@ def check_layout(info, path, writable):
         raise ValueError(f"{path} is read-only; numadam updates it in place, so it must be writable")
     if _may_overlap_itself(info):
         raise ValueError(
-            f"{path} has elements that share memory (shape {info.shape}, strides {info.strides}); "
-            "it cannot be updated in place"
+            f"{path} has elements that may share memory (shape {info.shape}, strides {info.strides}); "
+            "arrays written in place need strides that nest, each at least the span of the smaller ones"
         )
 
 

@@ -280,7 +280,9 @@ class Adam:
         if missing:
             raise ValueError(f"state is missing {missing}")
         step = state["step"]
-        if isinstance(step, (bool, np.bool_)) or not isinstance(step, (int, np.integer)) or step < 0:
+        if isinstance(step, (bool, np.bool_)) or not isinstance(step, (int, np.integer)):
+            raise TypeError(f"state['step'] must be an integer >= 0; got {step!r}")
+        if step < 0:
             raise ValueError(f"state['step'] must be an integer >= 0; got {step!r}")
         hyper = self._checked_hyperparameters(state["hyperparameters"])
         kinds = STATE_KINDS if hyper["amsgrad"] else STATE_KINDS[:2]
