@@ -38,11 +38,15 @@ class Adam:
     ----------
     params : array or dict/list/tuple tree of arrays
         float32, float64, complex64 or complex128 NumPy or CuPy arrays, all on one
-        backend, writable and not sharing memory. They are updated in place.
+        backend, writable and not sharing memory. They are updated in place; their
+        layout and writability are checked here, once, so an array made read-only
+        later is still updated (to freeze some parameters, give them their own
+        optimizer, or none).
     lr, betas, eps, weight_decay, maximize, decoupled_weight_decay
         May be changed between steps, e.g. ``opt.lr = 1e-4``.
     amsgrad : bool
-        Keep ``max_exp_avg_sq`` (Reddi et al. 2018). Fixed at construction.
+        Keep ``max_exp_avg_sq`` (Reddi et al. 2018). Set at construction, and by
+        :meth:`load_state_dict` to the loaded state's value.
     schedule : callable or None
         A learning-rate schedule (see :mod:`numadam.schedules`, or any callable
         ``step_count -> lr``): before each step ``lr`` is set to
@@ -189,7 +193,7 @@ class Adam:
 
     @property
     def amsgrad(self):
-        """Whether the running maximum of ``exp_avg_sq`` is kept (fixed at construction)."""
+        """Whether the running maximum of ``exp_avg_sq`` is kept (set at construction or by loading)."""
         return self._amsgrad
 
     @property
@@ -272,7 +276,8 @@ class Adam:
     def load_state_dict(self, state):
         """Restore a :meth:`state_dict` (NumPy or CuPy arrays alike).
 
-        Everything is checked first; on error the optimizer is unchanged.
+        Everything is checked first; on error the optimizer is unchanged. A state
+        without a ``"schedule"`` entry leaves this optimizer's schedule as it is.
         """
         if not isinstance(state, dict):
             raise TypeError(f"state must be a dict from state_dict(); got {type(state).__name__}")

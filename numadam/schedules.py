@@ -239,9 +239,10 @@ class ReduceOnPlateau(Schedule):
     row without improvement the rate becomes :math:`\max(\rho\,\eta, \eta_{\min})`,
     :math:`\rho` = ``factor``, :math:`\eta_{\min}` = ``min_lr``, and the count
     restarts; for the next ``cooldown`` observations nothing counts as a miss.
-    A loss that is not finite (NaN, inf) counts as a miss. The rate does not depend on the ``step`` it is
-    called with. For finite losses and a positive best loss these are the rules of
-    ``torch.optim.lr_scheduler.ReduceLROnPlateau`` in ``"min"`` mode; when :math:`f^* < 0`,
+    A loss that is not finite (NaN, inf) counts as a miss. The rate does not
+    depend on the ``step`` it is called with. For finite losses and a positive best loss these are the rules of
+    ``torch.optim.lr_scheduler.ReduceLROnPlateau`` in ``"min"`` mode with ``eps=0``
+    (PyTorch's default ``eps=1e-8`` skips a cut smaller than that); when :math:`f^* < 0`,
     PyTorch's relative test :math:`f < f^* (1 - \tau)` accepts a loss slightly *above*
     :math:`f^*` as an improvement, where the rule above asks for a real decrease.
 

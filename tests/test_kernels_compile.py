@@ -47,7 +47,7 @@ def test_cpu_float64_kernel_is_vectorized(variant):
     assert re.search(r"\bv?sqrtpd\b", assembly)
 
 
-def compile_cuda(dtype, amsgrad):
+def compile_cuda(dtype, amsgrad, l2_decay):
     from numba import cuda
 
     from numadam._kernels import cuda as cuda_kernels
@@ -56,14 +56,14 @@ def compile_cuda(dtype, amsgrad):
         pytest.fail("the simulator is on in the main test process")
     signature = (numba.types.int64, numba.types.int64, numba.types.int64, numba.types.int64,
                  SIGNATURE_ARGS[dtype])
-    ptx, _ = cuda.compile_ptx(cuda_kernels.adam_kernel(amsgrad, False).py_func, signature, cc=(9, 0))
+    ptx, _ = cuda.compile_ptx(cuda_kernels.adam_kernel(amsgrad, l2_decay).py_func, signature, cc=(9, 0))
     return ptx
 
 
-@pytest.mark.parametrize("amsgrad", [False, True])
+@pytest.mark.parametrize("variant", VARIANTS, ids=lambda v: f"amsgrad={v[0]},l2={v[1]}")
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_cuda_kernel_compiles_to_ptx_for_hopper(dtype, amsgrad):
-    ptx = compile_cuda(dtype, amsgrad)
+def test_cuda_kernel_compiles_to_ptx_for_hopper(dtype, variant):
+    ptx = compile_cuda(dtype, *variant)
     width = 32 if dtype == np.float32 else 64
     assert ".target sm_90" in ptx
     assert f"sqrt.rn.f{width}" in ptx, "square root must be IEEE round-to-nearest"

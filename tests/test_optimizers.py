@@ -282,12 +282,14 @@ def test_load_rejects_foreign_files(tmp_path):
 def test_results_do_not_depend_on_the_thread_count(rng):
     params = [random_array(rng, (200_003,), np.float32), random_array(rng, (70_001,), np.complex128)]
     grads = [grads_like(rng, p) for p in params]
+    if numba.config.NUMBA_NUM_THREADS < 2:
+        pytest.skip("Numba runs with a single thread here (NUMBA_NUM_THREADS=1): nothing to compare")
     results = []
     threads = numba.get_num_threads()
-    for count in (1, max(2, min(threads, numba.config.NUMBA_NUM_THREADS))):
+    for count in (1, 2):
         copies = [p.copy() for p in params]
         opt = numadam.Adam(copies, lr=1e-3, amsgrad=True, weight_decay=0.1)
-        numba.set_num_threads(min(count, numba.config.NUMBA_NUM_THREADS))
+        numba.set_num_threads(count)
         try:
             for _ in range(3):
                 opt.step(grads)

@@ -5,7 +5,7 @@ from .common import BACKENDS, VARIANTS, _OptimizerStep
 
 def cnn_shapes(widths=(32, 32, 64, 64, 128, 128), hidden=256, in_channels=3, classes=10, side=4):
     """A small VGG-like network for 32x32 images: conv kernels and biases,
-    batch-norm scales and shifts, a dense head (26 arrays, 0.8e6 elements)."""
+    batch-norm scales and shifts, a dense head (28 arrays, 0.8e6 elements)."""
     shapes = []
     channels = in_channels
     for width in widths:
