@@ -26,17 +26,6 @@ class TreeDef:
         #: A list or tuple whose items are all leaves (checked in one pass).
         self.leaves_only = kind in ("list", "tuple") and all(c.kind == "leaf" for c in self.children)
 
-    def __eq__(self, other):
-        return (
-            isinstance(other, TreeDef)
-            and self.kind == other.kind
-            and self.keys == other.keys
-            and self.children == other.children
-        )
-
-    def __hash__(self):
-        return hash((self.kind, self.keys, self.children))
-
     def __repr__(self):
         if self.kind == "leaf":
             return "*"
@@ -126,32 +115,6 @@ class TreeDef:
             return
         for index, (item, child) in enumerate(zip(tree, self.children)):
             child._collect_like(item, (path, index), leaves)
-
-    def to_json(self):
-        """A JSON-compatible description (dict keys must be str or int)."""
-        if self.kind == "leaf":
-            return None
-        children = [child.to_json() for child in self.children]
-        if self.kind == "dict":
-            for key in self.keys:
-                if type(key) not in (str, int):
-                    raise TypeError(f"saving supports dict keys of type str or int; got {key!r}")
-            return {"dict": [[key, child] for key, child in zip(self.keys, children)]}
-        return {self.kind: children}
-
-    @classmethod
-    def from_json(cls, data):
-        """Inverse of :meth:`to_json`."""
-        if data is None:
-            return cls("leaf")
-        if not isinstance(data, dict) or len(data) != 1:
-            raise ValueError(f"not a tree description: {data!r}")
-        (kind, items), = data.items()
-        if kind == "dict":
-            return cls("dict", [k for k, _ in items], [cls.from_json(c) for _, c in items])
-        if kind in ("list", "tuple"):
-            return cls(kind, (), [cls.from_json(c) for c in items])
-        raise ValueError(f"not a tree description: {data!r}")
 
 
 _END = object()

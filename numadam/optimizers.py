@@ -7,7 +7,7 @@ from ._dispatch import backend_for
 from ._group import STATE_KINDS, WrittenMemory, group_by_dtype
 from ._hyper import adam_scalars, uses_l2_decay
 from ._state import load_state, save_state
-from ._tree import TreeDef, flatten
+from ._tree import flatten
 
 _HYPERPARAMETERS = ("lr", "betas", "eps", "weight_decay", "amsgrad", "maximize", "decoupled_weight_decay")
 

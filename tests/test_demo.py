@@ -65,15 +65,6 @@ def test_report_has_every_section_and_skips_the_plot_without_matplotlib(quick_de
     assert not output.exists()
 
 
-def test_example_needing_a_missing_package_is_skipped(monkeypatch, tmp_path):
-    monkeypatch.setitem(sys.modules, "scipy", None)
-    lines = []
-    results = run_demo(quick=True, output=str(tmp_path), examples=(linear_fit, deconvolution), out=lines.append)
-    assert [result.title for result in results] == [linear_fit.TITLE]
-    assert "skipped: needs scipy (pip install scipy)" in lines
-    assert (tmp_path / "loss_curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-
-
 def test_blas_threads_are_left_alone_without_threadpoolctl(monkeypatch):
     monkeypatch.setitem(sys.modules, "threadpoolctl", None)
     context, note = one_blas_thread()

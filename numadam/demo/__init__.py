@@ -12,7 +12,6 @@ The networks' forward and backward passes are NumPy code in :mod:`~numadam.demo.
 """
 
 import contextlib
-import importlib
 import os
 import time
 
@@ -49,22 +48,10 @@ def one_blas_thread():
     return threadpool_limits(limits=1, user_api="blas"), "BLAS limited to one thread (threadpoolctl)"
 
 
-def missing_requirements(example):
-    """The names in ``example.REQUIRES`` (optional packages the example needs) that cannot be imported."""
-    missing = []
-    for name in getattr(example, "REQUIRES", ()):
-        try:
-            importlib.import_module(name)
-        except ImportError:
-            missing.append(name)
-    return missing
-
-
 def run_demo(quick=False, output="numadam-demo-output", examples=EXAMPLES, out=print):
     """Run the examples, print a report and save the figure of their loss curves under ``output``.
 
-    ``quick`` shortens the training runs to a few seconds in all. An example whose
-    optional packages are missing is reported as skipped. Return the list of
+    ``quick`` shortens the training runs to a few seconds in all. Return the list of
     :class:`~numadam.demo.report.ExampleResult` of the examples that ran.
     """
     mode = "quick mode" if quick else "full run"
@@ -80,11 +67,6 @@ def run_demo(quick=False, output="numadam-demo-output", examples=EXAMPLES, out=p
         for number, example in enumerate(examples, start=1):
             out("")
             out(f"== {number}. {example.TITLE} ==")
-            missing = missing_requirements(example)
-            if missing:
-                out(f"skipped: needs {', '.join(missing)} (pip install {' '.join(missing)})")
-                summary.append(f"{number}. {example.TITLE:<{width}}  skipped: needs {', '.join(missing)}")
-                continue
             result = example.run(quick=quick, out=out)
             out(f"time: {result.seconds:.2f} s")
             results.append(result)

@@ -33,7 +33,6 @@ import numadam
 from .report import ExampleResult, Table, report_points
 
 TITLE = "deconvolution: Adam vs L-BFGS-B"
-REQUIRES = ("scipy",)
 
 
 def gaussian_kernel(sigma):
