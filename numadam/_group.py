@@ -18,7 +18,7 @@ import numpy as np
 from . import _validate
 from ._dispatch import backend_for
 from ._kernels.segments import ADDRESS, GRAD
-from ._layout import coalesce, iteration_order, real_layout, segment_rows
+from ._layout import coalesce, iteration_order, real_dtype, real_layout, segment_rows
 
 STATE_KINDS = ("exp_avg", "exp_avg_sq", "max_exp_avg_sq")
 
@@ -43,7 +43,7 @@ class DtypeGroup:
         self.infos = infos
         self.paths = paths
         self.amsgrad = amsgrad
-        self.real_dtype = infos[0].dtype.type(0).real.dtype
+        self.real_dtype = real_dtype(infos[0].dtype)
         self._itemsize = self.real_dtype.itemsize
         self._real_sizes = [math.prod(real_layout(i.shape, i.strides, i.dtype)[0]) for i in infos]
         self._offsets = np.concatenate(([0], np.cumsum(self._real_sizes))).astype(np.int64)
@@ -131,10 +131,7 @@ class DtypeGroup:
         info = self.infos[k]
         backend_for([self.params[k], grad], [self.paths[k], self._grad_path(k)])
         grad_info = self.backend.describe(grad)
-        if grad_info.dtype != info.dtype:
-            raise TypeError(f"{self._grad_path(k)} has dtype {grad_info.dtype} but its parameter has dtype {info.dtype}")
-        if grad_info.shape != info.shape:
-            raise ValueError(f"{self._grad_path(k)} has shape {grad_info.shape} but its parameter has shape {info.shape}")
+        _validate.check_matches(grad_info, self._grad_path(k), info, "its parameter")
         _validate.check_layout(grad_info, self._grad_path(k), writable=False)
         same_layout = grad_info.strides == info.strides
         return grad_info.address, (None if same_layout else grad_info)
@@ -168,7 +165,7 @@ def group_by_dtype(backend, leaves, infos, paths, amsgrad):
     """One :class:`DtypeGroup` per real dtype, in order of first appearance."""
     by_dtype = {}
     for k, info in enumerate(infos):
-        by_dtype.setdefault(info.dtype.type(0).real.dtype, []).append(k)
+        by_dtype.setdefault(real_dtype(info.dtype), []).append(k)
     return [
         DtypeGroup(backend, indices, [leaves[k] for k in indices], [infos[k] for k in indices],
                    [paths[k] for k in indices], amsgrad)

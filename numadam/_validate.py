@@ -122,7 +122,7 @@ def _may_overlap_itself(info):
 
 
 def check_matches(info, path, reference, reference_path):
-    """``info`` must have the dtype and shape of ``reference``."""
+    """``info`` must have the dtype and shape of ``reference`` (an array or an ``ArrayInfo`` each)."""
     if info.dtype != reference.dtype:
         raise TypeError(f"{path} has dtype {info.dtype} but {reference_path} has dtype {reference.dtype}")
     if info.shape != reference.shape:

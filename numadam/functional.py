@@ -113,7 +113,7 @@ def _checked_rows(backend, arrays, names, written):
     _validate.check_disjoint(infos, names, arrays, written)
 
     dtype = infos[0].dtype
-    real_dtype = dtype.type(0).real.dtype
+    real_dtype = real_dtype_of(dtype)
     shape = real_layout(infos[0].shape, infos[0].strides, dtype)[0]
     strides = [real_layout(info.shape, info.strides, dtype)[1] for info in infos]
     strides += [None] * (len(_OPERAND_NAMES) - len(strides))

@@ -106,11 +106,13 @@ class Adam:
             _validate.check_parameter_dtype(info, path)
             _validate.check_layout(info, path, writable=True)
         _validate.check_disjoint(self._infos, self._paths, leaves, [True] * len(leaves))
-        if not isinstance(leaves[0], self._backend.array_type):
-            raise TypeError(
-                f"{self._paths[0]} is a {type(leaves[0]).__name__}; the optimizer objects take "
-                f"{self._backend.array_type.__module__}.{self._backend.array_type.__name__} parameters"
-            )
+        array_type = self._backend.array_type
+        for leaf, path in zip(leaves, self._paths):
+            if not isinstance(leaf, array_type):
+                raise TypeError(
+                    f"{path} is a {type(leaf).__name__}; the optimizer objects take "
+                    f"{array_type.__module__}.{array_type.__name__} parameters"
+                )
         self._leaves = leaves
         self._step = 0
         self._install_groups(self._amsgrad)
@@ -353,11 +355,7 @@ class Adam:
         paths = self._treedef.paths(root)
         for leaf, path, info in zip(leaves, paths, self._infos):
             backend_for([leaf], [path])
-            dtype, shape = np.dtype(leaf.dtype), tuple(leaf.shape)
-            if dtype != info.dtype:
-                raise TypeError(f"{path} has dtype {dtype} but its parameter has dtype {info.dtype}")
-            if shape != info.shape:
-                raise ValueError(f"{path} has shape {shape} but its parameter has shape {info.shape}")
+            _validate.check_matches(leaf, path, info, "its parameter")
             if kind != "exp_avg" and _has_negative_entries(leaf):
                 raise ValueError(f"{path} has negative entries; second moments are >= 0")
         return leaves
