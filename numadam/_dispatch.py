@@ -7,6 +7,7 @@ numba-cuda until a CUDA array shows up: NumPy users never load either.
 """
 
 import sys
+import threading
 from typing import NamedTuple
 
 import numpy as np
@@ -142,7 +143,9 @@ class CudaBackend:
         cupy = self._cupy()
         if cupy is not None:
             if self._staging is None:
-                self._staging = PinnedStaging(cupy)
+                with _STAGING_LOCK:  # one ring: a second one could be freed while its copies run
+                    if self._staging is None:
+                        self._staging = PinnedStaging(cupy)
             return StagedTable(self._staging, flat)
         from numba import cuda
 
@@ -240,7 +243,8 @@ class PinnedStaging:
     A copy from pageable memory makes the host wait for the stream; from
     page-locked memory it is queued like a kernel. A slot's buffer is refilled
     only after its previous copy has finished (the slot's event), which it has
-    unless the host runs ``slots`` uploads ahead of the GPU.
+    unless the host runs ``slots`` uploads ahead of the GPU. Threads upload one
+    at a time, so two never fill the same buffer.
     """
 
     def __init__(self, cupy, slots=8):
@@ -248,6 +252,7 @@ class PinnedStaging:
         self._buffers = [None] * slots
         self._events = [None] * slots
         self._next = 0
+        self._lock = threading.Lock()
 
     def current_stream(self):
         return self._cupy.cuda.get_current_stream()
@@ -257,6 +262,10 @@ class PinnedStaging:
 
         Returns ``(device array, stream)``; the host does not wait for the copy.
         """
+        with self._lock:
+            return self._upload(flat)
+
+    def _upload(self, flat):
         cupy = self._cupy
         slot = self._next
         self._next = (slot + 1) % len(self._buffers)
@@ -289,6 +298,7 @@ def _c_strides(shape, itemsize):
 
 _BACKENDS = {}
 _BACKEND_BY_TYPE = {}
+_STAGING_LOCK = threading.Lock()
 
 
 def _backend(name):

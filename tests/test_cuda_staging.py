@@ -8,6 +8,9 @@ PinnedStaging); a recording stand-in for the few CuPy calls they make checks
 them here. On hardware, test_cupy.py runs the same code against CuPy.
 """
 
+import sys
+import threading
+
 import numpy as np
 
 from numadam._dispatch import PinnedStaging, StagedTable
@@ -109,3 +112,29 @@ def test_a_slot_grows_for_a_larger_table():
     table, _ = staging.upload(np.arange(10, dtype=np.int64))
     np.testing.assert_array_equal(table.values, np.arange(10))
     assert [entry for entry in cupy.log if entry[0] == "pin"] == [("pin", 32), ("pin", 80)]
+
+
+def test_threads_uploading_at_once_never_share_a_buffer():
+    """Each thread's table must hold its own rows, however the threads interleave."""
+    cupy = Recorder()
+    staging = PinnedStaging(cupy, slots=3)
+    wrong = []
+
+    def upload_many(value):
+        rows = np.full(64, value, np.int64)
+        for _ in range(2000):
+            table, _ = staging.upload(rows)
+            if not np.array_equal(table.values, rows):
+                wrong.append(value)
+
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    try:
+        threads = [threading.Thread(target=upload_many, args=(value,)) for value in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    finally:
+        sys.setswitchinterval(interval)
+    assert not wrong
