@@ -17,6 +17,7 @@ import pytest
 from numadam.bench import cuda_timing
 from numadam.bench.cases import VARIANTS, Case, cuda_bench_cases
 from numadam.bench.command import NO_CUDA_DEVICE
+from numadam.bench.plot import save_plot
 from numadam.bench.runner import Result, _random_arrays, disagreement, run_case
 from numadam.bench.table import markdown_tables
 
@@ -85,6 +86,21 @@ def test_gpu_tables_add_the_copy_fraction_and_the_host_clock_times():
             "wall, queued | wall, synchronized |") in table
     assert "| adam | numadam | 1.00 ms | 2800.0 | 90% | 1.05 | 1.00 | 1.01 ms | 1.10 ms |" in table
     assert "| adam | device copy, cudaMemcpyAsync | 900 µs | 3111.1 | 100% |" in table
+
+
+def test_the_plot_leaves_out_what_has_no_roofline_to_compare_with(tmp_path):
+    pytest.importorskip("matplotlib")
+    case = Case("small", "1 array of 1e3 float32", ((1000,),), np.dtype(np.float32))
+    adam, adamw = VARIANTS[:2]
+    results = [Result(case, adam, "numadam", "numadam", 2e-5),
+               Result(case, adam, "same-traffic kernel (CuPy)", "roofline", 1e-5),
+               Result(case, adam, "device copy, CuPy kernel", "copy", 1e-5),
+               Result(case, adamw, "numadam", "numadam", 2e-5),
+               Result(case, adamw, "same-traffic kernel (CuPy)", "roofline", None, "raised RuntimeError: nvrtc")]
+    path = tmp_path / "plot.png"
+    assert save_plot(results, path) is None
+    assert path.read_bytes().startswith(b"\x89PNG")
+    assert save_plot(results[3:], tmp_path / "none.png") == "no implementation was timed next to a roofline: no plot"
 
 
 class RecordingClock:
