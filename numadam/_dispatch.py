@@ -7,6 +7,7 @@ numba-cuda until a CUDA array shows up: NumPy users never load either.
 """
 
 import sys
+import threading
 from typing import NamedTuple
 
 import numpy as np
@@ -142,8 +143,10 @@ class CudaBackend:
         cupy = self._cupy()
         if cupy is not None:
             if self._staging is None:
-                self._staging = PinnedStaging(cupy)
-            return self._staging.upload(flat)
+                with _STAGING_LOCK:  # one ring: a second one could be freed while its copies run
+                    if self._staging is None:
+                        self._staging = PinnedStaging(cupy)
+            return StagedTable(self._staging, flat)
         from numba import cuda
 
         return cuda.to_device(flat)
@@ -152,10 +155,7 @@ class CudaBackend:
         if isinstance(device_table, np.ndarray):
             return device_table.ctypes.data
         if isinstance(device_table, StagedTable):
-            current = self._cupy().cuda.get_current_stream()
-            if current.ptr != device_table.stream_pointer:
-                current.wait_event(device_table.copied)  # the GPU waits; the host does not
-            return device_table.array.data.ptr
+            return device_table.address_on_current_stream()
         return self.describe(device_table).address
 
     def _stream(self):
@@ -212,21 +212,39 @@ class CudaBackend:
         target[...] = self._require_cupy().asarray(source)
 
 
-class StagedTable(NamedTuple):
-    """A segment table in CuPy device memory, the event after its copy, and the copy's stream."""
+class StagedTable:
+    """A segment table in CuPy device memory, read only on the stream that copied it.
 
-    array: object
-    copied: object
-    stream_pointer: int
+    CuPy's memory pool gives a freed block to later allocations on the stream
+    that allocated it, ordered after that stream's work but not after other
+    streams'. So a kernel reads the table only on that stream: a step on
+    another stream copies the rows again, on that stream, and the old copy is
+    freed where every kernel that read it ran. Holding the stream keeps a
+    CuPy-created stream alive, so its handle cannot be reused by a new stream
+    while the table lives.
+    """
+
+    def __init__(self, staging, rows):
+        self._staging = staging
+        self._rows = rows
+        self.array, self.stream = staging.upload(rows)
+
+    def address_on_current_stream(self):
+        """The table's device address, for a kernel on CuPy's current stream."""
+        current = self._staging.current_stream()
+        if current.ptr != self.stream.ptr:
+            self.array, self.stream = self._staging.upload(self._rows)
+        return self.array.data.ptr
 
 
 class PinnedStaging:
     """A ring of page-locked host buffers for copying segment tables to the GPU.
 
     A copy from pageable memory makes the host wait for the stream; from
-    page-locked memory it is queued like a kernel. A slot is refilled only
-    after the GPU has taken its previous table, which it has unless the host
-    runs ``slots`` steps ahead of the GPU.
+    page-locked memory it is queued like a kernel. A slot's buffer is refilled
+    only after its previous copy has finished (the slot's event), which it has
+    unless the host runs ``slots`` uploads ahead of the GPU. Threads upload one
+    at a time, so two never fill the same buffer.
     """
 
     def __init__(self, cupy, slots=8):
@@ -234,26 +252,39 @@ class PinnedStaging:
         self._buffers = [None] * slots
         self._events = [None] * slots
         self._next = 0
+        self._lock = threading.Lock()
+
+    def current_stream(self):
+        return self._cupy.cuda.get_current_stream()
 
     def upload(self, flat):
+        """Copy the int64 array ``flat`` to a new device array on CuPy's current stream.
+
+        Returns ``(device array, stream)``; the host does not wait for the copy.
+        """
+        with self._lock:
+            return self._upload(flat)
+
+    def _upload(self, flat):
         cupy = self._cupy
         slot = self._next
         self._next = (slot + 1) % len(self._buffers)
         buffer, event = self._buffers[slot], self._events[slot]
-        if event is not None:
+        if event is None:
+            event = self._events[slot] = cupy.cuda.Event(disable_timing=True)
+        else:
             event.synchronize()
         if buffer is None or buffer.size < flat.size:
-            import cupyx
-
             size = max(flat.size, 2 * (0 if buffer is None else buffer.size))
-            buffer = self._buffers[slot] = cupyx.empty_pinned(size, np.int64)
+            memory = cupy.cuda.alloc_pinned_memory(size * flat.itemsize)
+            buffer = self._buffers[slot] = np.ndarray(size, np.int64, buffer=memory)
         staged = buffer[: flat.size]
         staged[...] = flat
-        stream = cupy.cuda.get_current_stream()
+        stream = self.current_stream()
         device = cupy.empty(flat.size, np.int64)
         device.set(staged, stream=stream)
-        copied = self._events[slot] = stream.record()
-        return StagedTable(device, copied, stream.ptr)
+        event.record(stream)
+        return device, stream
 
 
 def _c_strides(shape, itemsize):
@@ -267,6 +298,7 @@ def _c_strides(shape, itemsize):
 
 _BACKENDS = {}
 _BACKEND_BY_TYPE = {}
+_STAGING_LOCK = threading.Lock()
 
 
 def _backend(name):

@@ -271,17 +271,12 @@ def test_an_array_given_twice_is_refused(clip):
 # -- CuPy ------------------------------------------------------------------------------------
 
 
-def cupy_or_skip():
-    cupy = pytest.importorskip("cupy")
-    if not cupy.cuda.is_available():
-        pytest.skip("no CUDA device: cupy.cuda.is_available() is false")
-    return cupy
-
-
+@pytest.mark.gpu
 @pytest.mark.parametrize("clip, limit", [(numadam.clip_by_value, 0.3), (numadam.clip_by_norm, 1.0),
                                          (numadam.clip_by_global_norm, 2.0)])
 def test_cupy_gradients_are_clipped_on_the_device_like_numpy(rng, clip, limit):
-    cupy = cupy_or_skip()
+    import cupy
+
     host = {"a": random_array(rng, (50, 3), np.float32, 2.0), "b": random_array(rng, (20,), np.complex128, 2.0)}
     device = {key: cupy.asarray(value) for key, value in host.items()}
     expected = clip(host, limit)

@@ -1,9 +1,14 @@
 """CuPy arrays on a real GPU: the same API as NumPy, state on the device, one launch per step.
 
-Skipped where ``cupy.cuda.is_available()`` is false (CuPy imports without a GPU
-and fails only at the first array). The kernel itself is also tested without a
-GPU, under the simulator (tests/simulator) and as PTX (test_kernels_compile.py).
+Every test here is marked ``gpu``: skipped where CuPy finds no CUDA device
+(CuPy imports without a GPU and fails only at the first array), failed instead
+under ``NUMADAM_REQUIRE_GPU=1`` (see conftest.py). The kernel itself is also
+tested without a GPU, under the simulator (tests/simulator) and as PTX
+(test_kernels_compile.py); its launch and the table's upload in
+test_cuda_launch.py and test_cuda_staging.py.
 """
+
+import warnings
 
 import numpy as np
 import pytest
@@ -12,9 +17,12 @@ import numadam
 from arrays import DTYPES, OPTIONS, random_array
 from reference import adam_exact
 
-cupy = pytest.importorskip("cupy")
-if not cupy.cuda.is_available():
-    pytest.skip("no CUDA device: cupy.cuda.is_available() is false", allow_module_level=True)
+try:
+    import cupy
+except ImportError:  # the gpu marker skips (or fails) every test before it uses cupy
+    cupy = None
+
+pytestmark = pytest.mark.gpu
 
 HYPER = {"lr": 1e-2, "betas": (0.9, 0.999), "eps": 1e-8}
 
@@ -122,3 +130,42 @@ def test_steps_never_make_the_host_wait():
             numadam.adam_step(params[0], cupy.ones(1000, cupy.float32), cupy.zeros(1000, cupy.float32),
                               cupy.zeros(1000, cupy.float32), step=1, lr=0.0, betas=(0.9, 0.999), eps=1e-8)
     assert float(cupy.stack(params).max()) < -1.9
+
+
+def test_a_step_on_another_stream_copies_the_table_to_that_stream():
+    """The segment table is read only on the stream that copied it (CuPy's pool reuses memory per stream)."""
+    rng = np.random.default_rng(4)
+    host = [random_array(rng, (300,), np.float32), random_array(rng, (7, 11), np.float32)]
+    device = [cupy.asarray(a) for a in host]
+    grads_host = [random_array(rng, a.shape, np.float32) for a in host]
+    grads = [cupy.asarray(g) for g in grads_host]
+    cpu, gpu = numadam.Adam(host, lr=1e-2), numadam.Adam(device, lr=1e-2)
+    gpu.step(grads)
+    (group,) = gpu._groups
+    first_stream = group._plan.device_table.stream
+    side = cupy.cuda.Stream(non_blocking=True)
+    cupy.cuda.get_current_stream().synchronize()  # a non-blocking stream does not wait for the first step
+    with side:
+        gpu.step(grads)  # the same gradient arrays: the cached plan, on another stream
+        assert group._plan.device_table.stream.ptr == side.ptr != first_stream.ptr
+    side.synchronize()
+    gpu.step(grads)
+    cpu.step(grads_host)
+    cpu.step(grads_host)
+    cpu.step(grads_host)
+    for actual, expected in zip(device, host):
+        ulp_close(cupy.asnumpy(actual), expected, ulps=64)
+
+
+def test_a_one_block_step_prints_no_occupancy_warning():
+    """numba-cuda warns about grids under 128 blocks when a launch is configured; a 1e3 step needs one."""
+    from numadam._kernels import cuda as cuda_kernels
+
+    param, grad = cupy.zeros(1000, cupy.float32), cupy.ones(1000, cupy.float32)
+    opt = numadam.Adam(param, lr=0.1, amsgrad=True, weight_decay=0.5)
+    cuda_kernels.configured_kernel.cache_clear()  # so that this step configures its launch
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        opt.step(grad)
+    assert not [w for w in caught if "Grid size" in str(w.message)], [str(w.message) for w in caught]
+    assert float(param.max()) == pytest.approx(-0.1, rel=1e-6)

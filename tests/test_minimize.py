@@ -527,10 +527,10 @@ def test_scipy_bounds_constraints_hessians_and_unknown_options():
 # -- CuPy -------------------------------------------------------------------------------------------------------
 
 
+@pytest.mark.gpu
 def test_a_cupy_start_keeps_the_solve_on_the_gpu(rng):
-    cupy = pytest.importorskip("cupy")
-    if not cupy.cuda.is_available():
-        pytest.skip("no CUDA device: cupy.cuda.is_available() is false")
+    import cupy
+
     A, b, _ = least_squares(rng)
     A_gpu, b_gpu = cupy.asarray(A), cupy.asarray(b)
 

@@ -16,6 +16,7 @@ for CUDA arrays.
 """
 
 import functools
+import warnings
 
 from numba import cuda
 
@@ -115,11 +116,32 @@ CHUNK_SIZE = 64 if SIMULATED else 2048
 _BLOCKS_PER_SM = 16
 
 
+@functools.cache
 def max_blocks():
-    """An upper bound on useful blocks: enough to fill every multiprocessor."""
+    """An upper bound on useful blocks: enough to fill every multiprocessor.
+
+    Asked of the driver once per process: the query costs microseconds, a
+    noticeable part of a small step. (With GPUs of different sizes, the grid
+    is sized for the first one used; the grid-stride loop is correct for any
+    number of blocks.)
+    """
     if SIMULATED:
         return 2
     return cuda.get_current_device().MULTIPROCESSOR_COUNT * _BLOCKS_PER_SM
+
+
+@functools.lru_cache(maxsize=256)
+def configured_kernel(amsgrad, l2_decay, blocks, stream):
+    """The kernel configured for ``blocks`` blocks on ``stream``, made once per configuration.
+
+    A small update gets a small grid on purpose (one block per chunk), so
+    numba-cuda's performance warning about grids of fewer than 128 blocks is
+    silenced here (matched by its text: its class moved between numba-cuda
+    versions).
+    """
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*Grid size")
+        return adam_kernel(amsgrad, l2_decay)[blocks, THREADS_PER_BLOCK, stream]
 
 
 def launch_adam(table_address, n_segments, n_chunks, hyper, amsgrad, l2_decay, stream=0):
@@ -127,6 +149,4 @@ def launch_adam(table_address, n_segments, n_chunks, hyper, amsgrad, l2_decay, s
     if n_chunks == 0:
         return
     blocks = min(n_chunks, max_blocks())
-    adam_kernel(amsgrad, l2_decay)[blocks, THREADS_PER_BLOCK, stream](
-        table_address, n_segments, n_chunks, CHUNK_SIZE, hyper
-    )
+    configured_kernel(amsgrad, l2_decay, blocks, stream)(table_address, n_segments, n_chunks, CHUNK_SIZE, hyper)

@@ -110,3 +110,27 @@ def bench_cases(quick=False):
         _uniform("large-f64", 1, large, np.float64),
     ]
     return {case.name: case for case in cases}
+
+
+def cuda_bench_cases(quick=False):
+    """The cases of ``numadam bench --device cuda`` by name; ``quick`` shrinks the large ones.
+
+    The same names as the CPU cases where they mean the same thing; the large
+    arrays are ten times larger (1e8 elements, 0.4 GB each in float32) so
+    that a step takes long enough on the GPU to measure bandwidth rather than
+    launch cost, and float64 and complex64 come at the same size.
+    """
+    large = 1 << 20 if quick else 10**8
+    many = 100 if quick else 1000
+    widths, hidden = ((8, 8, 16, 16, 32, 32), 64) if quick else ((32, 32, 64, 64, 128, 128), 256)
+    shapes = cnn_shapes(widths, hidden)
+    cnn_elements = sum(math.prod(shape) for shape in shapes)
+    cases = [
+        _uniform("large", 1, large, np.float32),
+        _uniform("small", 1, 1000, np.float32),
+        _uniform("many", many, 1000, np.float32),
+        Case("cnn", f"small CNN: {len(shapes)} arrays, {cnn_elements} float32", shapes, np.dtype(np.float32)),
+        _uniform("large-f64", 1, large, np.float64),
+        _uniform("large-c64", 1, large, np.complex64),
+    ]
+    return {case.name: case for case in cases}

@@ -1,4 +1,8 @@
-"""``numadam bench``: the options, the run, and what it prints and writes."""
+"""``numadam bench``: the options, the run, and what it prints and writes.
+
+Exit status: 0, or 1 if an implementation's result was wrong, 2 for bad
+options, 3 when ``--device cuda`` finds no GPU to run on.
+"""
 
 import argparse
 import os
@@ -6,18 +10,28 @@ import platform
 import sys
 from pathlib import Path
 
-from .cases import bench_cases
+from .cases import bench_cases, cuda_bench_cases
+
+#: The exit status of ``--device cuda`` without a usable GPU.
+NO_CUDA_DEVICE = 3
+
+
+def _cases(device, quick=False):
+    return cuda_bench_cases(quick) if device == "cuda" else bench_cases(quick)
 
 
 def add_arguments(parser):
     """Add the options of ``numadam bench`` to ``parser``."""
     names = ", ".join(bench_cases())
+    gpu_only = ", ".join(name for name in cuda_bench_cases() if name not in bench_cases())
+    parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu",
+                        help="cpu (NumPy arrays, the default) or cuda (CuPy arrays on the current GPU)")
     parser.add_argument("--quick", action="store_true",
                         help="smaller arrays and 3 rounds: a smoke test for CI, not a measurement")
     parser.add_argument("--repeat", type=_positive_int, default=None,
                         help="timing rounds; the medians are over these (default 20, or 3 with --quick)")
     parser.add_argument("--cases", type=_case_names, default=None,
-                        help=f"comma-separated cases to run (default all: {names})")
+                        help=f"comma-separated cases to run (default all: {names}; with --device cuda also {gpu_only})")
     parser.add_argument("--output", type=Path, default=None,
                         help="save the bar plot to this PNG, and the Markdown table next to it with the suffix .txt")
     parser.add_argument("--threads", type=_positive_int, default=None,
@@ -36,17 +50,18 @@ def _positive_int(text):
 
 def _case_names(text):
     names = [name.strip() for name in text.split(",") if name.strip()]
-    unknown = [name for name in names if name not in bench_cases()]
+    known = {**bench_cases(), **cuda_bench_cases()}
+    unknown = [name for name in names if name not in known]
     if unknown or not names:
-        raise argparse.ArgumentTypeError(f"cases must be among {', '.join(bench_cases())}; got {text!r}")
+        raise argparse.ArgumentTypeError(f"cases must be among {', '.join(known)}; got {text!r}")
     return names
 
 
-def _versions():
+def _versions(names=("numadam", "numpy", "numba", "torch", "jax", "optax")):
     from importlib import metadata
 
     parts = []
-    for name in ("numadam", "numpy", "numba", "torch", "jax", "optax"):
+    for name in names:
         try:
             parts.append(f"{name} {metadata.version(name)}")
         except metadata.PackageNotFoundError:
@@ -54,14 +69,64 @@ def _versions():
     return ", ".join(parts)
 
 
+def _cpu_header(args, rounds, threads):
+    return (
+        f"numadam bench{' --quick' if args.quick else ''}: median of {rounds} interleaved rounds, "
+        f"{threads} Numba/torch thread(s) on {os.cpu_count()} CPU(s) ({platform.machine()}); "
+        f"jax uses its own thread pool. {_versions()}.\n\n"
+        "GB/s: the bytes a step must move (28 per float32 element for Adam and AdamW, 36 for AMSGrad; "
+        "twice that in float64) over the time. × roofline: time over the faster same-traffic kernel "
+        "(same bytes, trivial arithmetic). × numadam: time over numadam's object API.\n"
+    )
+
+
+def _cuda_header(args, rounds):
+    import cupy
+
+    device = cupy.cuda.Device()
+    properties = cupy.cuda.runtime.getDeviceProperties(device.id)
+    name = properties["name"].decode() if isinstance(properties["name"], bytes) else properties["name"]
+    return (
+        f"numadam bench --device cuda{' --quick' if args.quick else ''}: median of {rounds} interleaved rounds "
+        f"on {name} ({properties['multiProcessorCount']} SMs, {properties['totalGlobalMem'] / 2**30:.0f} GiB; "
+        f"CUDA driver {cupy.cuda.runtime.driverGetVersion()}, runtime {cupy.cuda.runtime.runtimeGetVersion()}), "
+        f"host {platform.machine()} with {os.cpu_count()} CPU(s). "
+        f"{_versions(('numadam', 'numpy', 'numba', 'numba-cuda', 'cupy-cuda13x', 'cupy-cuda12x', 'torch'))}.\n\n"
+        "time per step: GPU time per step over a batch of steps queued back to back (CUDA events); when the "
+        "host launches slower than the GPU runs, this is the host's rate. GB/s: the bytes a step must move "
+        "(28 per float32 element for Adam and AdamW, 36 for AMSGrad; twice that in float64 and complex64) "
+        "over that time. % of copy: that bandwidth over the device's copy bandwidth (the faster device copy "
+        "of the same bytes). × roofline: time over the same-traffic kernel (same bytes, trivial arithmetic). "
+        "× numadam: time over numadam's object API. wall, queued: host clock per step over the queued batch, "
+        "one synchronization at its end. wall, synchronized: host clock of one step followed by a device "
+        "synchronization.\n"
+    )
+
+
 def run(args, out=print):
-    """Run the benchmark ``args`` asks for; return the exit status (1 if a result was wrong)."""
+    """Run the benchmark ``args`` asks for; return the exit status (see the module's docstring)."""
     from .plot import save_plot
-    from .runner import run_case, set_threads
+    from .runner import CPU, run_case, set_threads
     from .table import markdown_tables
 
+    device = getattr(args, "device", "cpu")
+    cases = _cases(device, args.quick)
+    unknown = [name for name in args.cases or [] if name not in cases]
+    if unknown:
+        print(f"numadam bench: --device {device} has no case {', '.join(unknown)}; "
+              f"its cases are {', '.join(cases)}", file=sys.stderr)
+        return 2
     threads = set_threads(args.threads)
-    cases = bench_cases(args.quick)
+    if device == "cuda":
+        from .cuda_contenders import NoCudaDevice, cuda_platform
+
+        try:
+            runner_platform = cuda_platform()
+        except NoCudaDevice as reason:
+            print(f"numadam bench --device cuda: {reason}", file=sys.stderr)
+            return NO_CUDA_DEVICE
+    else:
+        runner_platform = CPU
     rounds = args.repeat or (3 if args.quick else 20)
     min_batch_seconds = 1e-3 if args.quick else 5e-3
 
@@ -70,16 +135,9 @@ def run(args, out=print):
 
     results = []
     for name in args.cases or list(cases):
-        results += run_case(cases[name], rounds, min_batch_seconds, progress=progress)
+        results += run_case(cases[name], rounds, min_batch_seconds, progress=progress, platform=runner_platform)
 
-    header = (
-        f"numadam bench{' --quick' if args.quick else ''}: median of {rounds} interleaved rounds, "
-        f"{threads} Numba/torch thread(s) on {os.cpu_count()} CPU(s) ({platform.machine()}); "
-        f"jax uses its own thread pool. {_versions()}.\n\n"
-        "GB/s: the bytes a step must move (28 per float32 element for Adam and AdamW, 36 for AMSGrad; "
-        "twice that in float64) over the time. × roofline: time over the faster same-traffic kernel "
-        "(same bytes, trivial arithmetic). × numadam: time over numadam's object API.\n"
-    )
+    header = _cuda_header(args, rounds) if device == "cuda" else _cpu_header(args, rounds, threads)
     text = header + "\n" + markdown_tables(results)
     out(text)
     if args.output is not None:

@@ -4,13 +4,17 @@ Each contender owns copies of the case's initial parameters and its own
 optimizer state, and reads the shared gradient arrays:
 
 - ``step()`` takes one optimizer step (synchronously);
-- ``parameters()`` returns the current parameters as NumPy arrays;
+- ``parameters()`` returns the current parameters as NumPy arrays (copied
+  from the GPU for CuPy contenders);
 - ``reload_grads()`` picks up new values written into the gradient arrays
   (a no-op for contenders that read them in place);
 - ``checked`` says whether the result is an Adam step to compare with numadam's
   (the same-traffic kernels do other arithmetic on purpose).
 
-Optional frameworks (torch, optax) live in :mod:`numadam.bench.frameworks`.
+Optional frameworks (torch, optax) live in :mod:`numadam.bench.frameworks`,
+the GPU's other contenders in :mod:`numadam.bench.cuda_contenders`. numadam's
+own contenders work on either: they put their arrays where ``problem.xp``
+(NumPy or CuPy) puts them.
 
 Examples
 --------
@@ -35,11 +39,21 @@ from .roofline import kernel_for, same_traffic_kernel
 
 
 class Problem(NamedTuple):
-    """Initial parameters (never written) and the gradient arrays every contender reads."""
+    """Initial parameters (NumPy, never written) and the gradient arrays every contender reads.
+
+    ``xp`` is the array module of the gradients, NumPy or CuPy: contenders
+    make their own arrays with it.
+    """
 
     params: list
     grads: list
     single: bool
+    xp: object = np
+
+
+def to_host(array):
+    """``array`` as a NumPy array (copied from the GPU if it is a CuPy array)."""
+    return array if isinstance(array, np.ndarray) else array.get()
 
 
 class Contender:
@@ -59,7 +73,7 @@ class NumadamObject(Contender):
     """``numadam.Adam`` / ``AdamW`` over the case's arrays (a bare array when there is one)."""
 
     def __init__(self, problem, variant):
-        self._params = [p.copy() for p in problem.params]
+        self._params = [problem.xp.array(p, copy=True) for p in problem.params]
         self._grads = problem.grads[0] if problem.single else problem.grads
         optimizer = numadam.AdamW if variant.decoupled else numadam.Adam
         self._optimizer = optimizer(self._params[0] if problem.single else self._params, **_options(variant))
@@ -68,16 +82,17 @@ class NumadamObject(Contender):
         self._optimizer.step(self._grads)
 
     def parameters(self):
-        return self._params
+        return [to_host(p) for p in self._params]
 
 
 class NumadamFunctional(Contender):
     """``numadam.adam_step`` called once per array, state kept by the caller."""
 
     def __init__(self, problem, variant):
-        self._params = [p.copy() for p in problem.params]
+        xp = problem.xp
+        self._params = [xp.array(p, copy=True) for p in problem.params]
         self._grads = problem.grads
-        self._state = [(np.zeros_like(p), np.zeros_like(p), np.zeros_like(p) if variant.amsgrad else None)
+        self._state = [(xp.zeros_like(p), xp.zeros_like(p), xp.zeros_like(p) if variant.amsgrad else None)
                        for p in self._params]
         self._options = dict(_options(variant), decoupled_weight_decay=variant.decoupled)
         self._step = 0
@@ -89,7 +104,7 @@ class NumadamFunctional(Contender):
                               max_exp_avg_sq=max_exp_avg_sq, **self._options)
 
     def parameters(self):
-        return self._params
+        return [to_host(p) for p in self._params]
 
 
 def _traffic_arrays(param, grad, amsgrad):

@@ -16,7 +16,10 @@ def save_plot(results, path):
     from matplotlib import pyplot
 
     references = reference_times(results)
-    timed = [r for r in results if r.seconds is not None and r.role != "roofline"]
+    timed = [r for r in results if r.seconds is not None and r.role != "roofline"
+             and references[(r.case.name, r.variant.name)][0] is not None]  # no roofline, no bar
+    if not timed:
+        return "no implementation was timed next to a roofline: no plot"
     cases = list({r.case.name: r.case for r in timed}.values())
     labels = list(dict.fromkeys(r.label for r in timed))
     colors = {label: pyplot.get_cmap("tab10")(k % 10) for k, label in enumerate(labels)}

@@ -4,12 +4,13 @@ Before anything is timed, every contender takes two steps from the same
 parameters with two different gradients (one step from zero state moves every
 element by about ``lr`` whatever the betas, so it would hide a wrong update);
 its parameters must then agree with numadam's, or it is reported as wrong and
-not timed. Then all contenders are timed together by
-:func:`~numadam.bench.timing.interleaved_medians`.
+not timed. Then all contenders are timed together, by the platform's timer:
+:func:`~numadam.bench.timing.interleaved_medians` on the CPU,
+:func:`~numadam.bench.cuda_timing.cuda_interleaved_medians` on a GPU.
 """
 
 from functools import partial
-from typing import NamedTuple
+from typing import Callable, NamedTuple
 
 import numba
 import numpy as np
@@ -22,15 +23,22 @@ from .timing import interleaved_medians
 
 
 class Result(NamedTuple):
-    """One row of the table: ``seconds`` per step, or ``None`` and the reason."""
+    """One row of the table: ``seconds`` per step, or ``None`` and the reason.
+
+    On a GPU, ``seconds`` is the device time per step of many queued steps
+    (CUDA events); ``wall_queued`` is the host's time per step over the same
+    queued steps, ``wall_synchronized`` that of one step waited for.
+    """
 
     case: Case
     variant: Variant
     label: str
-    role: str  # "numadam", "roofline" or "other"
+    role: str  # "numadam", "roofline", "copy" or "other"
     seconds: float | None
     note: str = ""
     wrong: bool = False
+    wall_queued: float | None = None
+    wall_synchronized: float | None = None
 
 
 def contender_builders(case):
@@ -65,42 +73,88 @@ def disagreement(reference, candidate, dtype):
     for k, (expected, actual) in enumerate(zip(reference, candidate)):
         expected, actual = np.asarray(expected).ravel(), np.asarray(actual).ravel()
         if not np.allclose(actual, expected, rtol=rtol, atol=atol):
-            worst = float(np.max(np.abs(actual.astype(np.float64) - expected)))
+            wide = np.result_type(actual.dtype, np.float64)
+            worst = float(np.max(np.abs(actual.astype(wide) - expected)))
             return f"array {k} differs from numadam's by up to {worst:.3g} after two steps"
     return None
 
 
 def _random_arrays(rng, case):
+    if case.dtype.kind == "c":
+        real = case.dtype.type(0).real.dtype
+        return [rng.standard_normal(shape + (2,), dtype=real).view(case.dtype)[..., 0] for shape in case.shapes]
     return [rng.standard_normal(shape, dtype=case.dtype) for shape in case.shapes]
 
 
-def run_case(case, rounds, min_batch_seconds, seed=0, progress=None):
+def _cpu_timer(contenders, rounds, min_batch_seconds, seed):
+    return [(seconds, None, None) for seconds in interleaved_medians(contenders, rounds, min_batch_seconds, seed)]
+
+
+def _cpu_assign(arrays, values):
+    for array, value in zip(arrays, values):
+        array[...] = value
+
+
+class Platform(NamedTuple):
+    """Where contenders run: who they are, how they are timed, where the gradients live.
+
+    ``timer(contenders, rounds, min_batch_seconds, seed)`` returns one
+    ``(seconds, wall_queued, wall_synchronized)`` per contender;
+    ``gradients(host arrays)`` makes the arrays every contender reads and
+    ``assign(arrays, host arrays)`` refills them; ``release()`` runs after each
+    variant, when its contenders are gone.
+    """
+
+    builders: Callable
+    timer: Callable
+    gradients: Callable
+    assign: Callable
+    xp: object = np
+    release: Callable = lambda: None
+
+
+CPU = Platform(contender_builders, _cpu_timer, lambda arrays: [a.copy() for a in arrays], _cpu_assign)
+
+
+def run_case(case, rounds, min_batch_seconds, seed=0, progress=None, platform=CPU):
     """Check and time every contender of ``case`` for every variant; a list of :class:`Result`."""
     rng = np.random.default_rng(seed)
     params, first_grads, second_grads = (_random_arrays(rng, case) for _ in range(3))
-    problem = Problem(params, [g.copy() for g in first_grads], case.single)
+    problem = Problem(params, platform.gradients(first_grads), case.single, platform.xp)
     results = []
     for variant in VARIANTS:
         if progress:
             progress(f"{case.name} / {variant.name}")
-        for grad, first in zip(problem.grads, first_grads):
-            grad[...] = first
-        results += _run_variant(case, problem, variant, second_grads, rounds, min_batch_seconds, seed)
+        platform.assign(problem.grads, first_grads)
+        results += _run_variant(case, problem, variant, second_grads, rounds, min_batch_seconds, seed, platform)
+        platform.release()
     return results
 
 
-def _run_variant(case, problem, variant, second_grads, rounds, min_batch_seconds, seed):
-    """Build the contenders, check their second step against numadam's, time the ones that agree."""
+def _run_variant(case, problem, variant, second_grads, rounds, min_batch_seconds, seed, platform):
+    """Build the contenders, check their second step against numadam's, time the ones that agree.
+
+    A contender other than numadam whose construction or first step raises is
+    reported as not timed, with the error, and the run goes on.
+    """
     results, built = [], []
-    for label, role, build in contender_builders(case):
+    for label, role, build in platform.builders(case):
         try:
-            built.append((label, role, build(problem, variant)))
+            contender = build(problem, variant)
+            if role != "numadam":
+                contender.step()
         except Unavailable as reason:
             results.append(Result(case, variant, label, role, None, str(reason)))
-    for _, _, contender in built:
-        contender.step()
-    for grad, second in zip(problem.grads, second_grads):
-        grad[...] = second
+            continue
+        except Exception as error:  # noqa: BLE001 -- one broken contender must not end the run
+            if role == "numadam":
+                raise
+            results.append(Result(case, variant, label, role, None, f"raised {type(error).__name__}: {error}"))
+            continue
+        if role == "numadam":
+            contender.step()
+        built.append((label, role, contender))
+    platform.assign(problem.grads, second_grads)
     for _, _, contender in built:
         contender.reload_grads()
         contender.step()
@@ -112,8 +166,9 @@ def _run_variant(case, problem, variant, second_grads, rounds, min_batch_seconds
             results.append(Result(case, variant, label, role, None, why, wrong=True))
         else:
             timed.append((label, role, contender))
-    medians = interleaved_medians([contender for _, _, contender in timed], rounds, min_batch_seconds, seed)
-    return results + [Result(case, variant, label, role, seconds) for (label, role, _), seconds in zip(timed, medians)]
+    timings = platform.timer([contender for _, _, contender in timed], rounds, min_batch_seconds, seed)
+    return results + [Result(case, variant, label, role, seconds, wall_queued=queued, wall_synchronized=synced)
+                      for (label, role, _), (seconds, queued, synced) in zip(timed, timings)]
 
 
 def set_threads(threads):

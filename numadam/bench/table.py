@@ -3,7 +3,10 @@
 For every implementation: the median time per step, the effective bandwidth
 (the least bytes a step must move, :meth:`~numadam.bench.cases.Variant.bytes_per_element`
 times the element count, over that time), and the time as a multiple of the
-roofline (the faster same-traffic kernel) and of numadam.
+roofline (the faster same-traffic kernel) and of numadam. GPU runs add the
+bandwidth as a percentage of the device's copy bandwidth (the faster device
+copy moving the same bytes) and two host-clock times: per step of many queued
+steps, and of one step waited for.
 
 Examples
 --------
@@ -36,36 +39,61 @@ def reference_times(results):
     return references
 
 
+def copy_times(results):
+    """``{(case name, variant name): seconds}`` of the faster device copy (role ``"copy"``)."""
+    copies = {}
+    for result in results:
+        if result.role == "copy" and result.seconds is not None:
+            key = (result.case.name, result.variant.name)
+            copies[key] = min(copies.get(key, result.seconds), result.seconds)
+    return copies
+
+
 def _ratio(seconds, reference):
     return "" if reference is None else f"{seconds / reference:.2f}"
+
+
+def _percent(reference, seconds):
+    return "" if reference is None else f"{100 * reference / seconds:.0f}%"
+
+
+def _wall(seconds):
+    return "" if seconds is None else format_seconds(seconds)
 
 
 def markdown_tables(results):
     """One Markdown section per case: a table, then what was not timed and why."""
     references = reference_times(results)
+    copies = copy_times(results)
     cases = list({result.case.name: result.case for result in results}.values())
     sections = []
     for case in cases:
+        mine = [result for result in results if result.case.name == case.name]
+        with_copy = any(key[0] == case.name for key in copies)
+        with_walls = any(result.wall_queued is not None for result in mine)
+        headings = ["variant", "implementation", "time per step", "GB/s"]
+        headings += ["% of copy"] * with_copy + ["× roofline", "× numadam"]
+        headings += ["wall, queued", "wall, synchronized"] * with_walls
         lines = [
             f"### {case.title}",
             "",
-            "| variant | implementation | time per step | GB/s | × roofline | × numadam |",
-            "|---|---|---:|---:|---:|---:|",
+            "| " + " | ".join(headings) + " |",
+            "|---|---|" + "---:|" * (len(headings) - 2),
         ]
         notes = {}
-        for result in results:
-            if result.case.name != case.name:
-                continue
+        for result in mine:
             if result.seconds is None:
                 notes.setdefault((result.label, result.note, result.wrong), []).append(result.variant.name)
                 continue
-            roofline, numadam = references[(case.name, result.variant.name)]
+            key = (case.name, result.variant.name)
+            roofline, numadam = references[key]
             moved = case.n_elements * result.variant.bytes_per_element(case.dtype)
-            lines.append(
-                f"| {result.variant.name} | {result.label} | {format_seconds(result.seconds)} | "
-                f"{moved / result.seconds / 1e9:.1f} | {_ratio(result.seconds, roofline)} | "
-                f"{_ratio(result.seconds, numadam)} |"
-            )
+            cells = [result.variant.name, result.label, format_seconds(result.seconds),
+                     f"{moved / result.seconds / 1e9:.1f}"]
+            cells += [_percent(copies.get(key), result.seconds)] * with_copy
+            cells += [_ratio(result.seconds, roofline), _ratio(result.seconds, numadam)]
+            cells += [_wall(result.wall_queued), _wall(result.wall_synchronized)] * with_walls
+            lines.append("| " + " | ".join(cells) + " |")
         if notes:
             lines.append("")
             for (label, note, wrong), variants in notes.items():

@@ -1,0 +1,168 @@
+"""``numadam bench --device cuda``: what runs without a GPU, and one end-to-end check on a GPU.
+
+Without a GPU the command must say why and exit with status 3; the table's GPU
+columns, complex cases and the GPU timer's synchronization pattern are plain
+Python and are checked here. The contenders themselves need CuPy on a device:
+the test marked ``gpu`` runs them all on a small case and checks that each
+Adam implementation agrees with numadam.
+"""
+
+import subprocess
+import sys
+import warnings
+
+import numpy as np
+import pytest
+
+from numadam.bench import cuda_timing
+from numadam.bench.cases import VARIANTS, Case, cuda_bench_cases
+from numadam.bench.command import NO_CUDA_DEVICE
+from numadam.bench.plot import save_plot
+from numadam.bench.runner import Result, _random_arrays, disagreement, run_case
+from numadam.bench.table import markdown_tables
+
+FAKE_CUPY_WITHOUT_DEVICE = ("import types; sys.modules['cupy'] = types.SimpleNamespace("
+                            "cuda=types.SimpleNamespace(is_available=lambda: False))")
+
+
+def bench_with(setup, *args):
+    code = f"import sys; {setup}; from numadam.cli import main; sys.exit(main(sys.argv[1:]))"
+    return subprocess.run([sys.executable, "-c", code, "bench", *args], capture_output=True, text=True, timeout=300)
+
+
+@pytest.mark.parametrize("setup, reason", [
+    ("sys.modules['cupy'] = None", "cupy is not installed (pip install 'numadam[cuda]')"),
+    (FAKE_CUPY_WITHOUT_DEVICE, "CuPy finds no CUDA device (cupy.cuda.is_available() is false)"),
+])
+def test_without_a_gpu_the_cuda_bench_exits_3_and_says_why(tmp_path, setup, reason):
+    output = tmp_path / "bench.png"
+    result = bench_with(setup, "--device", "cuda", "--quick", "--output", str(output))
+    assert result.returncode == NO_CUDA_DEVICE == 3
+    assert result.stderr.strip() == f"numadam bench --device cuda: {reason}"
+    assert result.stdout == "" and not output.with_suffix(".txt").exists()
+
+
+def test_a_case_the_device_lacks_is_refused():
+    result = bench_with("pass", "--device", "cpu", "--cases", "small,large-c64")
+    assert result.returncode == 2
+    assert "--device cpu has no case large-c64" in result.stderr
+
+
+def test_gpu_cases_cover_the_targets_of_issue_5():
+    cases = cuda_bench_cases()
+    assert cases["large"].n_elements == 10**8 and cases["large"].dtype == np.float32
+    assert cases["small"].n_elements == 1000
+    assert cases["many"].shapes == ((1000,),) * 1000
+    assert {cases["large-f64"].dtype, cases["large-c64"].dtype} == {np.dtype(np.float64), np.dtype(np.complex64)}
+    assert all(case.n_elements < 2_000_000 for case in cuda_bench_cases(quick=True).values())
+
+
+def test_complex_cases_draw_complex_numbers_and_the_check_compares_both_parts():
+    case = Case("c", "c", ((300,),), np.dtype(np.complex64))
+    (array,) = _random_arrays(np.random.default_rng(0), case)
+    assert array.dtype == np.complex64 and array.shape == (300,)
+    assert np.std(array.real) > 0.5 and np.std(array.imag) > 0.5
+    shifted = array + np.complex64(1e-2j)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert disagreement([array], [array.copy()], case.dtype) is None
+        assert "differs from numadam's by up to 0.01" in disagreement([array], [shifted], case.dtype)
+
+
+def test_gpu_tables_add_the_copy_fraction_and_the_host_clock_times():
+    case = Case("large", "1 array of 1e8 float32", ((10**8,),), np.dtype(np.float32))
+    adam = VARIANTS[0]
+    results = [
+        Result(case, adam, "numadam", "numadam", 1e-3, wall_queued=1.01e-3, wall_synchronized=1.1e-3),
+        Result(case, adam, "same-traffic kernel (CuPy)", "roofline", 0.95e-3, wall_queued=0.96e-3,
+               wall_synchronized=1.0e-3),
+        Result(case, adam, "device copy, cudaMemcpyAsync", "copy", 0.9e-3, wall_queued=0.91e-3,
+               wall_synchronized=0.95e-3),
+        Result(case, adam, "device copy, CuPy kernel", "copy", 0.93e-3, wall_queued=0.94e-3,
+               wall_synchronized=0.97e-3),
+    ]
+    table = markdown_tables(results)
+    assert ("| variant | implementation | time per step | GB/s | % of copy | × roofline | × numadam | "
+            "wall, queued | wall, synchronized |") in table
+    assert "| adam | numadam | 1.00 ms | 2800.0 | 90% | 1.05 | 1.00 | 1.01 ms | 1.10 ms |" in table
+    assert "| adam | device copy, cudaMemcpyAsync | 900 µs | 3111.1 | 100% |" in table
+
+
+def test_the_plot_leaves_out_what_has_no_roofline_to_compare_with(tmp_path):
+    pytest.importorskip("matplotlib")
+    case = Case("small", "1 array of 1e3 float32", ((1000,),), np.dtype(np.float32))
+    adam, adamw = VARIANTS[:2]
+    results = [Result(case, adam, "numadam", "numadam", 2e-5),
+               Result(case, adam, "same-traffic kernel (CuPy)", "roofline", 1e-5),
+               Result(case, adam, "device copy, CuPy kernel", "copy", 1e-5),
+               Result(case, adamw, "numadam", "numadam", 2e-5),
+               Result(case, adamw, "same-traffic kernel (CuPy)", "roofline", None, "raised RuntimeError: nvrtc")]
+    path = tmp_path / "plot.png"
+    assert save_plot(results, path) is None
+    assert path.read_bytes().startswith(b"\x89PNG")
+    assert save_plot(results[3:], tmp_path / "none.png") == "no implementation was timed next to a roofline: no plot"
+
+
+class RecordingClock:
+    """Stands in for CUDA events and device synchronization; logs the order of calls."""
+
+    def __init__(self, log):
+        self.log = log
+
+    def synchronize(self):
+        self.log.append("sync")
+
+    def start(self):
+        self.log.append("start")
+
+    def stop(self):
+        self.log.append("stop")
+        return 1e-3
+
+
+class Stepper:
+    def __init__(self, log):
+        self.log = log
+
+    def step(self):
+        self.log.append("step")
+
+
+def test_queued_steps_wait_once_per_batch_and_synchronized_steps_after_each_step():
+    log = []
+    clock, stepper = RecordingClock(log), Stepper(log)
+    device, wall = cuda_timing._queued_batch(stepper, 3, clock)
+    assert log == ["sync", "start", "step", "step", "step", "stop", "sync"]
+    assert device == pytest.approx(1e-3 / 3) and wall > 0
+    log.clear()
+    cuda_timing._synchronized_steps(stepper, 3, clock)
+    assert log == ["step", "sync"] * 3
+
+
+def test_every_contender_is_sampled_once_per_round_and_reports_three_times():
+    log = []
+    clock = RecordingClock(log)
+    medians = cuda_timing.cuda_interleaved_medians([Stepper(log), Stepper(log)], rounds=4,
+                                                   min_batch_seconds=0, clock=clock)
+    assert len(medians) == 2 and all(len(times) == 3 and min(times) > 0 for times in medians)
+    assert log.count("start") == 2 + 2 * 4  # one batch each to size it, then one per round
+
+
+@pytest.mark.gpu
+def test_every_gpu_contender_runs_and_agrees_with_numadam():
+    from numadam.bench.cuda_contenders import cuda_platform
+
+    platform = cuda_platform()
+    cases = [Case("small", "small", ((1000,),), np.dtype(np.float32)),
+             Case("mixed", "mixed", ((7, 5), (300,), (2, 3, 4)), np.dtype(np.float64)),
+             Case("complex", "complex", ((513,),), np.dtype(np.complex64))]
+    for case in cases:
+        results = run_case(case, rounds=1, min_batch_seconds=1e-5, platform=platform)
+        assert not [r for r in results if r.wrong], markdown_tables(results)
+        timed = {r.label for r in results if r.seconds is not None}
+        assert {"numadam", "numadam.adam_step", "same-traffic kernel (CuPy)", "device copy, cudaMemcpyAsync",
+                "device copy, CuPy kernel"} <= timed, markdown_tables(results)
+        if not case.single:
+            assert {"numadam, one flat array", "same-traffic kernel, one call per array"} <= timed
+        raised = [r.note for r in results if r.note.startswith("raised")]
+        assert not raised, raised
