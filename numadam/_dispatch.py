@@ -324,6 +324,21 @@ def _backend_name(array_type):
     return name
 
 
+def _holds_device_memory(array):
+    """Whether an array of a CUDA-capable type is on the device.
+
+    torch tensors and JAX arrays carry ``__cuda_array_interface__`` on their type
+    but refuse it on instances in host memory.
+    """
+    cupy = sys.modules.get("cupy")
+    if (cupy is not None and isinstance(array, cupy.ndarray)) or getattr(type(array), "__cuda_ndarray__", False):
+        return True
+    try:
+        return getattr(array, "__cuda_array_interface__") is not None
+    except Exception:  # the property refuses a host instance; libraries raise different errors
+        return False
+
+
 def backend_for(arrays, paths):
     """The backend that updates ``arrays`` (named ``paths`` in errors).
 
@@ -333,10 +348,11 @@ def backend_for(arrays, paths):
     first_name = first_path = first_array = None
     for array, path in zip(arrays, paths):
         name = _backend_name(type(array))
-        if name is None:
+        if name is None or (name == "cuda" and not _holds_device_memory(array)):
+            where = "" if name is None else " (not on a CUDA device)"
             raise TypeError(
                 f"{path} must be a numpy.ndarray or a CUDA array (CuPy, __cuda_array_interface__); "
-                f"got {describe_type(array)}"
+                f"got {describe_type(array)}{where}"
             )
         if first_name is None:
             first_name, first_path, first_array = name, path, array

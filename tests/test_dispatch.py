@@ -66,3 +66,21 @@ def test_objects_with_cuda_array_interface_go_to_cuda():
 
     assert _dispatch._backend_name(Device) == "cuda"
     assert _dispatch._backend_name(list) is None
+
+
+def test_host_instances_of_cuda_capable_types_are_refused_clearly():
+    """torch and JAX put __cuda_array_interface__ on the type and refuse it for arrays in host memory."""
+    class HostTensor:
+        dtype = np.dtype(np.float32)
+        shape = (3,)
+
+        @property
+        def __cuda_array_interface__(self):
+            raise AttributeError("not a CUDA tensor")
+
+    param = HostTensor()
+    with pytest.raises(TypeError, match=r"param must be a numpy.ndarray or a CUDA array .*HostTensor \(not on a CUDA device\)"):
+        import numadam
+
+        numadam.adam_step(param, HostTensor(), HostTensor(), HostTensor(), step=1, lr=0.1,
+                          betas=(0.9, 0.999), eps=1e-8)
