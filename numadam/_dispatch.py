@@ -243,8 +243,8 @@ class PinnedStaging:
     A copy from pageable memory makes the host wait for the stream; from
     page-locked memory it is queued like a kernel. A slot's buffer is refilled
     only after its previous copy has finished (the slot's event), which it has
-    unless the host runs ``slots`` uploads ahead of the GPU. Threads upload one
-    at a time, so two never fill the same buffer.
+    unless the host runs ``slots`` uploads ahead of the GPU; ``waits`` counts the
+    times it had not. Threads upload one at a time, so two never fill the same buffer.
     """
 
     def __init__(self, cupy, slots=8):
@@ -253,6 +253,7 @@ class PinnedStaging:
         self._events = [None] * slots
         self._next = 0
         self._lock = threading.Lock()
+        self.waits = 0
 
     def current_stream(self):
         return self._cupy.cuda.get_current_stream()
@@ -272,7 +273,8 @@ class PinnedStaging:
         buffer, event = self._buffers[slot], self._events[slot]
         if event is None:
             event = self._events[slot] = cupy.cuda.Event(disable_timing=True)
-        else:
+        elif not event.done:
+            self.waits += 1
             event.synchronize()
         if buffer is None or buffer.size < flat.size:
             size = max(flat.size, 2 * (0 if buffer is None else buffer.size))

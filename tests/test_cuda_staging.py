@@ -49,6 +49,8 @@ class Stream:
 
 
 class Event:
+    done = False  # this stand-in's GPU never gets ahead of the host
+
     def __init__(self, recorder):
         recorder.events += 1
         self.name = f"event{recorder.events}"
@@ -101,6 +103,7 @@ def test_a_pinned_buffer_is_refilled_only_after_its_previous_copy_ran():
     copies = [k for k, entry in enumerate(cupy.log) if entry[0] == "copy"]
     first_event = cupy.log[copies[0] + 1][1]
     assert ("wait", first_event) in cupy.log[copies[1]:copies[2]]
+    assert staging.waits == 1
     for k, table in enumerate(tables):
         np.testing.assert_array_equal(table.values, [k, k, k])
 
