@@ -305,7 +305,7 @@ def test_results_do_not_depend_on_the_thread_count(rng):
 def test_chunks_that_span_many_segments(rng, monkeypatch, chunk_size, path):
     """Chunks cut across segment boundaries (a chunk may hold the tail of one array,
     several small arrays and the head of the next) and every element is updated once."""
-    from numadam._dispatch import CpuBackend
+    from numadam._backends.cpu import CpuBackend
 
     monkeypatch.setattr(CpuBackend, "chunk_size", chunk_size)
     monkeypatch.setattr(CpuBackend, "serial_below", 1 << 40 if path == "serial" else 0)

@@ -11,7 +11,7 @@ Under ``NUMBA_ENABLE_CUDASIM=1`` the kernel runs as Python on the host, where
 "device" memory is host memory: the address helpers then read and write through
 ``ctypes`` instead of the LLVM intrinsics used on real hardware.
 
-Importing this module imports numba-cuda; :mod:`numadam._dispatch` does so only
+Importing this module imports numba-cuda; :mod:`numadam._backends.cuda` does so only
 for CUDA arrays.
 """
 

@@ -1,0 +1,30 @@
+"""The backends: what one kind of array needs for an update.
+
+A backend describes arrays (:class:`ArrayInfo`), turns segment rows into a
+:class:`Plan` its kernel can launch, runs it, and makes the optimizer's state
+arrays. :mod:`numadam._dispatch` picks one by array type; ``cpu`` and ``cuda``
+hold the two.
+"""
+
+from typing import NamedTuple
+
+import numpy as np
+
+
+class ArrayInfo(NamedTuple):
+    """What an update needs to know about one array."""
+
+    address: int
+    shape: tuple
+    strides: tuple
+    dtype: np.dtype
+    readonly: bool
+
+
+class Plan(NamedTuple):
+    """A segment table ready to launch: host rows, chunk count, and the backend's copy."""
+
+    rows: np.ndarray
+    n_chunks: int
+    n_elements: int
+    device_table: object

@@ -1,0 +1,234 @@
+"""CuPy and other CUDA arrays, updated by the numba-cuda kernel of :mod:`numadam._kernels.cuda`.
+
+Segment tables reach the GPU through a ring of page-locked buffers
+(:class:`PinnedStaging`), so a step never waits for the copy, and are read only
+on the stream that copied them (:class:`StagedTable`). This module imports
+neither CuPy nor numba-cuda: it finds CuPy in ``sys.modules`` (an array of it
+exists only if the user imported it) and loads the kernels on first use.
+"""
+
+import sys
+import threading
+
+import numpy as np
+
+from .._layout import number_chunks
+from . import ArrayInfo, Plan
+
+_STAGING_LOCK = threading.Lock()
+
+
+class CudaBackend:
+    """CuPy and other CUDA arrays, updated by the numba-cuda kernel."""
+
+    name = "cuda"
+
+    def __init__(self):
+        from .._kernels import cuda as kernels
+
+        self._kernels = kernels
+        self.chunk_size = kernels.CHUNK_SIZE
+        self._streams = {}
+        self._staging = None
+
+    @staticmethod
+    def _cupy():
+        return sys.modules.get("cupy")
+
+    def describe(self, array):
+        cupy = self._cupy()
+        if cupy is not None and isinstance(array, cupy.ndarray):
+            return ArrayInfo(array.data.ptr, array.shape, array.strides, array.dtype, False)
+        interface = getattr(array, "__cuda_array_interface__", None)
+        if interface is None:  # the simulator's arrays live in host memory
+            interface = array.__array_interface__
+        if interface.get("mask") is not None:
+            raise TypeError("masked CUDA arrays are not supported")
+        dtype = np.dtype(interface["typestr"])
+        shape = tuple(interface["shape"])
+        strides = interface.get("strides")
+        if strides is None:
+            strides = _c_strides(shape, dtype.itemsize)
+        address, readonly = interface["data"]
+        return ArrayInfo(address, shape, tuple(strides), dtype, bool(readonly))
+
+    def address(self, array):
+        cupy = self._cupy()
+        if cupy is not None and isinstance(array, cupy.ndarray):
+            return array.data.ptr
+        return self.describe(array).address
+
+    def plan(self, rows):
+        n_chunks, n_elements = number_chunks(rows, self.chunk_size)
+        return Plan(rows, n_chunks, n_elements, self._upload(rows))
+
+    def _upload(self, rows):
+        """The table in device memory; for CuPy, copied without blocking the host."""
+        flat = np.ascontiguousarray(rows.reshape(-1))
+        if self._kernels.SIMULATED or flat.size == 0:
+            return flat
+        cupy = self._cupy()
+        if cupy is not None:
+            if self._staging is None:
+                with _STAGING_LOCK:  # one ring: a second one could be freed while its copies run
+                    if self._staging is None:
+                        self._staging = PinnedStaging(cupy)
+            return StagedTable(self._staging, flat)
+        from numba import cuda
+
+        return cuda.to_device(flat)
+
+    def _table_address(self, device_table):
+        if isinstance(device_table, np.ndarray):
+            return device_table.ctypes.data
+        if isinstance(device_table, StagedTable):
+            return device_table.address_on_current_stream()
+        return self.describe(device_table).address
+
+    def _stream(self):
+        cupy = self._cupy()
+        if cupy is None or self._kernels.SIMULATED:
+            return 0
+        pointer = cupy.cuda.get_current_stream().ptr
+        if pointer == 0:
+            return 0
+        stream = self._streams.get(pointer)
+        if stream is None:
+            from numba import cuda
+
+            stream = self._streams[pointer] = cuda.external_stream(pointer)
+        return stream
+
+    def run(self, plan, real_dtype, hyper, amsgrad, l2_decay):
+        """Launch the update with scalars ``hyper`` (floats, rounded here to ``real_dtype``)."""
+        if plan.n_chunks == 0:
+            return
+        self._kernels.launch_adam(
+            self._table_address(plan.device_table),
+            len(plan.rows),
+            plan.n_chunks,
+            tuple(map(real_dtype.type, hyper)),
+            amsgrad,
+            l2_decay,
+            self._stream(),
+        )
+
+    # Optimizer state lives in CuPy arrays.
+    @property
+    def array_type(self):
+        return self._require_cupy().ndarray
+
+    def _require_cupy(self):
+        cupy = self._cupy()
+        if cupy is None:
+            raise TypeError(
+                "the optimizer objects keep CUDA state in CuPy arrays; install and import cupy "
+                "(numadam.adam_step works with any __cuda_array_interface__ array)"
+            )
+        return cupy
+
+    def zeros(self, size, dtype):
+        return self._require_cupy().zeros(size, dtype)
+
+    def view(self, buffer, offset, shape, strides, dtype):
+        cupy = self._require_cupy()
+        return cupy.ndarray(shape, dtype, memptr=buffer.data + offset, strides=strides)
+
+    def assign(self, target, source):
+        """Copy ``source`` (a NumPy or CUDA array) into the CuPy array ``target``."""
+        target[...] = self._require_cupy().asarray(source)
+
+
+class StagedTable:
+    """A segment table in CuPy device memory, read only on the stream that copied it.
+
+    CuPy's memory pool gives a freed block to later allocations on the stream
+    that allocated it, ordered after that stream's work but not after other
+    streams'. So a kernel reads the table only on that stream: a step on
+    another stream copies the rows again, on that stream, and the old copy is
+    freed where every kernel that read it ran. Holding the stream keeps a
+    CuPy-created stream alive, so its handle cannot be reused by a new stream
+    while the table lives.
+    """
+
+    def __init__(self, staging, rows):
+        self._staging = staging
+        self._rows = rows
+        self.array, self.stream = staging.upload(rows)
+
+    def address_on_current_stream(self):
+        """The table's device address, for a kernel on CuPy's current stream."""
+        current = self._staging.current_stream()
+        if current.ptr != self.stream.ptr:
+            self.array, self.stream = self._staging.upload(self._rows)
+        return self.array.data.ptr
+
+
+class PinnedStaging:
+    """A ring of page-locked host buffers for copying segment tables to the GPU.
+
+    A copy from pageable memory makes the host wait for the stream; from
+    page-locked memory it is queued like a kernel. A slot's buffer is refilled
+    only after its previous copy has finished (the slot's event), which it has
+    unless the host runs ``slots`` uploads ahead of the GPU; ``waits`` counts the
+    times it had not. Threads upload one at a time, so two never fill the same buffer.
+    """
+
+    def __init__(self, cupy, slots=8):
+        self._cupy = cupy
+        self._buffers = [None] * slots
+        self._events = [None] * slots
+        self._next = 0
+        self._lock = threading.Lock()
+        self.waits = 0
+
+    def current_stream(self):
+        return self._cupy.cuda.get_current_stream()
+
+    def upload(self, flat):
+        """Copy the int64 array ``flat`` to a new device array on CuPy's current stream.
+
+        Returns ``(device array, stream)``; the host does not wait for the copy.
+        """
+        with self._lock:
+            return self._upload(flat)
+
+    def _upload(self, flat):
+        cupy = self._cupy
+        slot = self._next
+        self._next = (slot + 1) % len(self._buffers)
+        buffer, event = self._buffers[slot], self._events[slot]
+        if event is None:
+            event = self._events[slot] = cupy.cuda.Event(disable_timing=True)
+        elif not event.done:
+            self.waits += 1
+            event.synchronize()
+        if buffer is None or buffer.size < flat.size:
+            size = max(flat.size, 2 * (0 if buffer is None else buffer.size))
+            memory = cupy.cuda.alloc_pinned_memory(size * flat.itemsize)
+            buffer = self._buffers[slot] = np.ndarray(size, np.int64, buffer=memory)
+        staged = buffer[: flat.size]
+        staged[...] = flat
+        stream = self.current_stream()
+        device = cupy.empty(flat.size, np.int64)
+        device.set(staged, stream=stream)
+        event.record(stream)
+        return device, stream
+
+
+def _c_strides(shape, itemsize):
+    strides = []
+    step = itemsize
+    for extent in reversed(shape):
+        strides.append(step)
+        step *= max(extent, 1)
+    return tuple(reversed(strides))
+
+
+def _c_strides(shape, itemsize):
+    strides = []
+    step = itemsize
+    for extent in reversed(shape):
+        strides.append(step)
+        step *= max(extent, 1)
+    return tuple(reversed(strides))
