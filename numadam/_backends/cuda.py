@@ -223,12 +223,3 @@ def _c_strides(shape, itemsize):
         strides.append(step)
         step *= max(extent, 1)
     return tuple(reversed(strides))
-
-
-def _c_strides(shape, itemsize):
-    strides = []
-    step = itemsize
-    for extent in reversed(shape):
-        strides.append(step)
-        step *= max(extent, 1)
-    return tuple(reversed(strides))

@@ -95,20 +95,24 @@ def _uniform(name, count, size, dtype):
     return Case(name, _title(count, size, dtype), ((size,),) * count, np.dtype(dtype))
 
 
-def bench_cases(quick=False):
-    """The cases by name; ``quick`` shrinks the large ones for tests and CI."""
-    large = 1 << 17 if quick else 10**7
+def _common_cases(large, quick):
+    """The cases both devices run: one large and one small array, many arrays, a small CNN, large float64."""
     many = 100 if quick else 1000
     widths, hidden = ((8, 8, 16, 16, 32, 32), 64) if quick else ((32, 32, 64, 64, 128, 128), 256)
     shapes = cnn_shapes(widths, hidden)
     cnn_elements = sum(math.prod(shape) for shape in shapes)
-    cases = [
+    return [
         _uniform("large", 1, large, np.float32),
         _uniform("small", 1, 1000, np.float32),
         _uniform("many", many, 1000, np.float32),
         Case("cnn", f"small CNN: {len(shapes)} arrays, {cnn_elements} float32", shapes, np.dtype(np.float32)),
         _uniform("large-f64", 1, large, np.float64),
     ]
+
+
+def bench_cases(quick=False):
+    """The cases by name; ``quick`` shrinks the large ones for tests and CI."""
+    cases = _common_cases(1 << 17 if quick else 10**7, quick)
     return {case.name: case for case in cases}
 
 
@@ -121,16 +125,5 @@ def cuda_bench_cases(quick=False):
     launch cost, and float64 and complex64 come at the same size.
     """
     large = 1 << 20 if quick else 10**8
-    many = 100 if quick else 1000
-    widths, hidden = ((8, 8, 16, 16, 32, 32), 64) if quick else ((32, 32, 64, 64, 128, 128), 256)
-    shapes = cnn_shapes(widths, hidden)
-    cnn_elements = sum(math.prod(shape) for shape in shapes)
-    cases = [
-        _uniform("large", 1, large, np.float32),
-        _uniform("small", 1, 1000, np.float32),
-        _uniform("many", many, 1000, np.float32),
-        Case("cnn", f"small CNN: {len(shapes)} arrays, {cnn_elements} float32", shapes, np.dtype(np.float32)),
-        _uniform("large-f64", 1, large, np.float64),
-        _uniform("large-c64", 1, large, np.complex64),
-    ]
+    cases = _common_cases(large, quick) + [_uniform("large-c64", 1, large, np.complex64)]
     return {case.name: case for case in cases}
