@@ -1,6 +1,6 @@
 """Many arrays per optimizer: the per-array overhead, against one flat array of the same size."""
 
-from .common import BACKENDS, VARIANTS, _OptimizerStep
+from .common import BACKENDS, VARIANTS, _OptimizerStep, random_arrays, synchronize
 
 
 def cnn_shapes(widths=(32, 32, 64, 64, 128, 128), hidden=256, in_channels=3, classes=10, side=4):
@@ -34,9 +34,17 @@ class ManyArrays(_OptimizerStep):
 
     def setup(self, backend, layout, variant):
         self.setup_step(backend, LAYOUTS[layout], "float32", variant)
+        other = random_arrays(self.xp, LAYOUTS[layout], "float32", seed=3)
+        self.other_grad_tree = other[0] if len(other) == 1 else other
 
     def time_step(self, backend, layout, variant):
         self.step()
+
+    def time_step_new_gradient_arrays(self, backend, layout, variant):
+        """Two steps, each with gradient arrays the optimizer has not seen in the step before."""
+        self.optimizer.step(self.other_grad_tree)
+        self.optimizer.step(self.grad_tree)
+        synchronize(self.xp)
 
     def track_bandwidth(self, backend, layout, variant):
         return self.bandwidth()
