@@ -23,12 +23,11 @@ from .segments import (
     EXP_AVG,
     EXP_AVG_SQ,
     GRAD,
-    LENGTH,
     MAX_EXP_AVG_SQ,
     NUM_COLUMNS,
-    OFFSET,
     PARAM,
     STRIDE,
+    piece_of,
     segment_of_element,
     sequence_length,
 )
@@ -91,11 +90,9 @@ def _update_chunk(table, n_segments, n_elements, chunk, chunk_size, hyper, amsgr
     last = min(first + chunk_size, n_elements)
     segment = segment_of_element(table, n_segments, first)
     while first < last:
-        row = segment * NUM_COLUMNS
-        offset = table[row + OFFSET]
-        stop = min(last, offset + table[row + LENGTH])
-        _update_run(table, row, first - offset, stop - offset, hyper, amsgrad, l2_decay)
-        first = stop
+        row, start, stop = piece_of(table, segment, first, last)
+        _update_run(table, row, start, stop, hyper, amsgrad, l2_decay)
+        first += stop - start
         segment += 1
 
 

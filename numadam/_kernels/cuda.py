@@ -26,12 +26,11 @@ from .segments import (
     EXP_AVG,
     EXP_AVG_SQ,
     GRAD,
-    LENGTH,
     MAX_EXP_AVG_SQ,
     NUM_COLUMNS,
-    OFFSET,
     PARAM,
     STRIDE,
+    piece_of,
     segment_of_element,
     sequence_length,
 )
@@ -79,9 +78,7 @@ def adam_kernel(amsgrad, l2_decay):
             last = min(first + chunk_size, n_elements)
             segment = segment_of_element(table, n_segments, first)
             while first < last:
-                row = segment * NUM_COLUMNS
-                offset = table[row + OFFSET]
-                stop = min(last, offset + table[row + LENGTH])
+                row, start, stop = piece_of(table, segment, first, last)
                 param = element_pointer(table[row + ADDRESS + PARAM], like)
                 grad = element_pointer(table[row + ADDRESS + GRAD], like)
                 exp_avg = element_pointer(table[row + ADDRESS + EXP_AVG], like)
@@ -92,7 +89,7 @@ def adam_kernel(amsgrad, l2_decay):
                 sm = table[row + STRIDE + EXP_AVG]
                 sv = table[row + STRIDE + EXP_AVG_SQ]
                 sx = table[row + STRIDE + MAX_EXP_AVG_SQ]
-                for i in range(first - offset + cuda.threadIdx.x, stop - offset, cuda.blockDim.x):
+                for i in range(start + cuda.threadIdx.x, stop, cuda.blockDim.x):
                     peak = max_exp_avg_sq[i * sx] if amsgrad else like
                     p, m, v, peak = adam_update(
                         param[i * sp], grad[i * sg], exp_avg[i * sm], exp_avg_sq[i * sv], peak,
@@ -103,7 +100,7 @@ def adam_kernel(amsgrad, l2_decay):
                     exp_avg_sq[i * sv] = v
                     if amsgrad:
                         max_exp_avg_sq[i * sx] = peak
-                first = stop
+                first += stop - start
                 segment += 1
 
     return kernel

@@ -48,6 +48,18 @@ def sequence_length(table, n_segments):
 
 
 @njit(inline="always")
+def piece_of(table, segment, first, last):
+    """Where ``segment`` meets elements ``first:last`` of the sequence (``first`` in it).
+
+    Returns ``(row, start, stop)``: the segment's row offset in the table and the
+    run ``start:stop`` of its own elements.
+    """
+    row = segment * NUM_COLUMNS
+    offset = table[row + OFFSET]
+    return row, first - offset, min(last, offset + table[row + LENGTH]) - offset
+
+
+@njit(inline="always")
 def segment_of_element(table, n_segments, element):
     """The segment holding ``element`` of the sequence: the last row with OFFSET <= element."""
     low = 0
