@@ -1,36 +1,28 @@
 """Build segment tables (see :mod:`numadam._kernels.segments`) from array layouts.
 
-The operands of one update share a shape but may each have their own strides
-(C order, Fortran order, strided views, negative steps). The elements are
-visited in the order that walks one operand's memory fastest (its axes sorted
-by decreasing stride, like NumPy's ``order="K"``): the parameter's, unless
-another operand's order gives fewer segments. Adjacent axes that are contiguous
-in every operand merge, and what remains is a set of equal-length runs, one
-segment each. A complex array counts as real pairs: an
-extra trailing axis of length 2.
+The operands of one update share a (real) shape but may each have their own
+strides (C order, Fortran order, strided views, negative steps) and their own
+element size. The elements are visited in the order that walks one operand's
+memory fastest (its axes sorted by decreasing stride, like NumPy's
+``order="K"``): the parameter's, unless another operand's order gives fewer
+segments. Adjacent axes that are contiguous in every operand merge, and what
+remains is a set of equal-length runs, one segment each.
 """
 
 import math
+from typing import NamedTuple
 
 import numpy as np
 
-from ._kernels.segments import (
-    ADDRESS,
-    EXP_AVG_SQ,
-    LENGTH,
-    MAX_EXP_AVG_SQ,
-    NUM_COLUMNS,
-    NUM_OPERANDS,
-    OFFSET,
-    STRIDE,
-)
+from ._kernels.segments import ADDRESS, GROUP, LENGTH, OFFSET, table_width
 
 
-def real_layout(shape, strides, dtype):
-    """Shape and byte strides of an array of ``dtype`` seen as real numbers."""
-    if dtype.kind == "c":
-        return tuple(shape) + (2,), tuple(strides) + (dtype.itemsize // 2,)
-    return tuple(shape), tuple(strides)
+class Operand(NamedTuple):
+    """Where one operand's real elements are: first address, byte strides, element size."""
+
+    address: int
+    strides: tuple
+    itemsize: int
 
 
 def iteration_order(shape, strides):
@@ -38,40 +30,57 @@ def iteration_order(shape, strides):
     return sorted(range(len(shape)), key=lambda axis: -abs(strides[axis]))
 
 
-def segment_rows(shape, addresses, strides, itemsize):
+def dense_strides(shape, strides, itemsize):
+    """Contiguous byte strides for ``shape`` that keep the memory order of ``strides``."""
+    dense = [0] * len(shape)
+    step = itemsize
+    for axis in reversed(iteration_order(shape, strides)):
+        dense[axis] = step
+        step *= max(shape[axis], 1)
+    return tuple(dense)
+
+
+def segment_rows(shape, operands, group=0):
     """The segment rows of one update (``OFFSET`` left at 0).
 
-    ``shape`` is the common real shape; ``addresses[k]`` and ``strides[k]`` (bytes)
-    describe operand k in the order of :mod:`numadam._kernels.segments`. The
-    elements are visited in the memory order of one of the operands, the parameter's
-    unless another's gives fewer, longer segments. An absent
-    ``max_exp_avg_sq`` (``strides[4] is None``) aliases ``exp_avg_sq``, which keeps
-    every pointer valid even where the kernel never dereferences it.
+    ``operands`` lists an :class:`Operand` per operand, ``None`` for an absent
+    one (address and stride 0). Every row uses scalar row ``group``.
     """
-    addresses = list(addresses)
-    strides = list(strides)
-    if strides[MAX_EXP_AVG_SQ] is None:
-        addresses[MAX_EXP_AVG_SQ] = addresses[EXP_AVG_SQ]
-        strides[MAX_EXP_AVG_SQ] = strides[EXP_AVG_SQ]
+    n = len(operands)
+    width = table_width(n)
+    if len(shape) == 1 and shape[0] and all(o is None or o.strides[0] == o.itemsize for o in operands):
+        return _one_run(shape[0], operands, group)
+    present = [k for k, operand in enumerate(operands) if operand is not None]
     if 0 in shape:
-        return np.zeros((0, NUM_COLUMNS), np.int64)
+        return np.zeros((0, width), np.int64)
+    strides = [operands[k].strides for k in present]
     orders = {tuple(iteration_order(shape, operand)): None for operand in strides}
     dims = min((_merged_dims(shape, strides, order) for order in orders),
                key=lambda dims: math.prod(extent for extent, _ in dims[:-1]))
     if dims:
         length, inner_strides = dims.pop()
     else:
-        length, inner_strides = 1, [itemsize] * NUM_OPERANDS
+        length, inner_strides = 1, [operands[k].itemsize for k in present]
     count = math.prod(extent for extent, _ in dims)
-    rows = np.zeros((count, NUM_COLUMNS), np.int64)
+    rows = np.zeros((count, width), np.int64)
     rows[:, LENGTH] = length
-    rows[:, ADDRESS:ADDRESS + NUM_OPERANDS] = addresses
+    rows[:, GROUP] = group
+    address_columns = [ADDRESS + k for k in present]
+    stride_columns = [ADDRESS + n + k for k in present]
+    rows[:, address_columns] = [operands[k].address for k in present]
     if dims:
         index = np.indices([extent for extent, _ in dims]).reshape(len(dims), count)
         outer_strides = np.array([axis_strides for _, axis_strides in dims], np.int64)
-        rows[:, ADDRESS:ADDRESS + NUM_OPERANDS] += index.T @ outer_strides
-    rows[:, STRIDE:STRIDE + NUM_OPERANDS] = [s // itemsize for s in inner_strides]
+        rows[:, address_columns] += index.T @ outer_strides
+    rows[:, stride_columns] = [stride // operands[k].itemsize for stride, k in zip(inner_strides, present)]
     return rows
+
+
+def _one_run(length, operands, group):
+    """The single row over operands that are each ``length`` consecutive elements."""
+    addresses = [0 if o is None else o.address for o in operands]
+    strides = [0 if o is None else 1 for o in operands]
+    return np.array([[0, length, group, *addresses, *strides]], np.int64)
 
 
 def _merged_dims(shape, strides, order):
@@ -90,41 +99,21 @@ def _merged_dims(shape, strides, order):
     return dims
 
 
-def contiguous_rows(addresses, length):
-    """The segment rows of operands that are each ``length`` consecutive real elements.
-
-    ``addresses`` has four entries, or five with ``max_exp_avg_sq`` (absent, it
-    aliases ``exp_avg_sq`` as in :func:`segment_rows`).
-    """
-    if length == 0:
-        return np.zeros((0, NUM_COLUMNS), np.int64)
-    row = [0, length, *addresses, *addresses[EXP_AVG_SQ:][: NUM_OPERANDS - len(addresses)]]
-    return np.array([row + [1] * NUM_OPERANDS], np.int64)
-
-
-def real_dtype(dtype):
-    """The dtype of the real numbers an array of ``dtype`` holds (float32 for complex64)."""
-    return _REAL_DTYPES[dtype]
-
-
-_REAL_DTYPES = {np.dtype(complex_name): np.dtype(real_name) for complex_name, real_name in
-                (("complex64", "float32"), ("complex128", "float64"), ("float32", "float32"),
-                 ("float64", "float64"))}
-
-
-def coalesce(rows, itemsize):
-    """Merge each row into its predecessor where every operand simply continues it."""
+def coalesce(rows, itemsizes):
+    """Merge each row into its predecessor where every operand simply continues it
+    (same strides, next address) and both use the same scalar row."""
     if len(rows) < 2:
         return rows
+    n = len(itemsizes)
     previous, following = rows[:-1], rows[1:]
-    addresses = slice(ADDRESS, ADDRESS + NUM_OPERANDS)
-    element_strides = slice(STRIDE, STRIDE + NUM_OPERANDS)
-    expected = previous[:, addresses] + previous[:, [LENGTH]] * previous[:, element_strides] * itemsize
+    addresses = slice(ADDRESS, ADDRESS + n)
+    element_strides = slice(ADDRESS + n, ADDRESS + 2 * n)
+    expected = previous[:, addresses] + (previous[:, [LENGTH]] * previous[:, element_strides]
+                                         * np.asarray(itemsizes, np.int64))
     continues = np.all(
-        (following[:, addresses] == expected)
-        & (following[:, element_strides] == previous[:, element_strides]),
+        (following[:, addresses] == expected) & (following[:, element_strides] == previous[:, element_strides]),
         axis=1,
-    )
+    ) & (following[:, GROUP] == previous[:, GROUP])
     if not continues.any():
         return rows
     starts = np.flatnonzero(np.concatenate(([True], ~continues)))

@@ -11,7 +11,8 @@ import numbers
 
 import numpy as np
 
-SUPPORTED_DTYPES = tuple(np.dtype(name) for name in ("float32", "float64", "complex64", "complex128"))
+from . import _dtypes
+from ._memory import MemoryRanges, may_overlap_itself, memory_bounds
 
 
 def _real_number(name, value):
@@ -29,33 +30,59 @@ def check_lr(lr):
     return value
 
 
-def check_betas(betas):
-    if type(betas) is tuple and len(betas) == 2 and type(betas[0]) is float and type(betas[1]) is float \
-            and 0.0 <= betas[0] < 1.0 and 0.0 <= betas[1] < 1.0:
+def check_betas(betas, count=2):
+    """A tuple of ``count`` betas (``beta1``, ``beta2``, ...), each in [0, 1)."""
+    if type(betas) is tuple and len(betas) == count and all(type(b) is float and 0.0 <= b < 1.0 for b in betas):
         return betas
-    if not isinstance(betas, (tuple, list)) or len(betas) != 2:
-        raise TypeError(f"betas must be a pair (beta1, beta2); got {betas!r}")
-    checked = []
-    for index, beta in enumerate(betas, start=1):
-        value = _real_number(f"beta{index}", beta)
-        if not 0.0 <= value < 1.0:
-            raise ValueError(f"beta{index} must be in [0, 1); got {beta!r}")
-        checked.append(value)
-    return tuple(checked)
+    if not isinstance(betas, (tuple, list)) or len(betas) != count:
+        names = ", ".join(f"beta{index}" for index in range(1, count + 1))
+        kind = {2: "pair", 3: "triple"}.get(count, f"tuple of {count}")
+        raise TypeError(f"betas must be a {kind} ({names}); got {betas!r}")
+    return tuple(check_beta(f"beta{index}", beta) for index, beta in enumerate(betas, start=1))
+
+
+def check_beta(name, value):
+    checked = _real_number(name, value)
+    if not 0.0 <= checked < 1.0:
+        raise ValueError(f"{name} must be in [0, 1); got {value!r}")
+    return checked
 
 
 def check_eps(eps):
-    value = _real_number("eps", eps)
-    if not (math.isfinite(value) and value >= 0.0):
-        raise ValueError(f"eps must be finite and >= 0; got {eps!r}")
-    return value
+    return check_nonnegative("eps", eps)
 
 
 def check_weight_decay(weight_decay):
-    value = _real_number("weight_decay", weight_decay)
-    if not (math.isfinite(value) and value >= 0.0):
-        raise ValueError(f"weight_decay must be finite and >= 0; got {weight_decay!r}")
-    return value
+    return check_nonnegative("weight_decay", weight_decay)
+
+
+def check_real(name, value):
+    """A finite real number."""
+    checked = _real_number(name, value)
+    if not math.isfinite(checked):
+        raise ValueError(f"{name} must be finite; got {value!r}")
+    return checked
+
+
+def check_nonnegative(name, value):
+    """A real number, finite and >= 0."""
+    checked = _real_number(name, value)
+    if not (math.isfinite(checked) and checked >= 0.0):
+        raise ValueError(f"{name} must be finite and >= 0; got {value!r}")
+    return checked
+
+
+def check_positive(name, value):
+    """A real number, finite and > 0."""
+    checked = _real_number(name, value)
+    if not (math.isfinite(checked) and checked > 0.0):
+        raise ValueError(f"{name} must be finite and > 0; got {value!r}")
+    return checked
+
+
+def check_optional_count(name, value):
+    """``None`` or an integer >= 1 (a number of steps)."""
+    return None if value is None else check_count(name, value, minimum=1)
 
 
 def check_flag(name, value):
@@ -79,17 +106,16 @@ def check_step(step):
 def check_parameter_dtype(info, path):
     """The parameter's dtype must be one numadam updates, in native byte order."""
     dtype = info.dtype
-    if dtype not in SUPPORTED_DTYPES:
-        if dtype.kind in "fc" and dtype.newbyteorder("=") in SUPPORTED_DTYPES:
-            raise TypeError(f"{path} must be in native byte order; got dtype {dtype.str}")
-        raise TypeError(
-            f"{path} has dtype {dtype}; numadam updates float32, float64, complex64 and complex128 arrays"
-        )
+    if not _dtypes.is_supported(dtype):
+        if dtype.kind in "fc" and _dtypes.is_supported(dtype.newbyteorder("=")):
+            raise TypeError(f"{path} must be in native byte order; got dtype {dtype.str} "
+                            f"(convert it with .astype({dtype.newbyteorder('=').name!r}))")
+        raise TypeError(f"{path} has dtype {dtype}; numadam updates {_dtypes.supported_names()} arrays")
 
 
 def check_layout(info, path, writable):
     """Aligned elements; for arrays that are written, writable and free of self-overlap."""
-    real_itemsize = info.dtype.itemsize // (2 if info.dtype.kind == "c" else 1)
+    real_itemsize = _dtypes.real_itemsize(info.dtype)
     if info.address % real_itemsize or any(stride % real_itemsize for stride in info.strides):
         raise ValueError(
             f"{path} must be aligned to its {real_itemsize}-byte elements; "
@@ -99,26 +125,11 @@ def check_layout(info, path, writable):
         return
     if info.readonly:
         raise ValueError(f"{path} is read-only; numadam updates it in place, so it must be writable")
-    if _may_overlap_itself(info):
+    if may_overlap_itself(info):
         raise ValueError(
             f"{path} has elements that may share memory (shape {info.shape}, strides {info.strides}); "
             "arrays written in place need strides that nest, each at least the span of the smaller ones"
         )
-
-
-def _may_overlap_itself(info):
-    """Whether two elements may share memory (a sufficient test: sorted strides must nest)."""
-    axes = sorted(
-        (abs(stride), extent) for stride, extent in zip(info.strides, info.shape) if extent > 1
-    )
-    if any(extent == 0 for extent in info.shape):
-        return False
-    span = info.dtype.itemsize
-    for stride, extent in axes:
-        if stride < span:
-            return True
-        span += stride * (extent - 1)
-    return False
 
 
 def check_matches(info, path, reference, reference_path):
@@ -129,65 +140,27 @@ def check_matches(info, path, reference, reference_path):
         raise ValueError(f"{path} has shape {info.shape} but {reference_path} has shape {reference.shape}")
 
 
-def memory_bounds(info):
-    """``[low, high)``: the bytes an array's elements can touch."""
-    if any(extent == 0 for extent in info.shape):
-        return info.address, info.address
-    low = high = info.address
-    for stride, extent in zip(info.strides, info.shape):
-        reach = stride * (extent - 1)
-        if reach < 0:
-            low += reach
-        else:
-            high += reach
-    return low, high + info.dtype.itemsize
-
-
 def check_disjoint(infos, paths, arrays, written):
-    """No array that is written may share memory with any other array of the update.
-
-    Bounds decide; where bounds overlap and both arrays are NumPy arrays,
-    ``numpy.shares_memory`` gives the exact answer.
-    """
-    bounds = [memory_bounds(info) for info in infos]
-    active = []  # arrays seen so far whose bytes reach past the current start
-    for k in sorted(range(len(infos)), key=lambda index: bounds[index][0]):
-        low, high = bounds[k]
-        if low == high:
-            continue
-        active = [a for a in active if bounds[a][1] > low]
-        for a in active:
-            if not (written[a] or written[k]):
-                continue
-            if isinstance(arrays[a], np.ndarray) and isinstance(arrays[k], np.ndarray):
-                if not np.shares_memory(arrays[a], arrays[k]):
-                    continue
-            first, second = sorted((a, k))
-            raise ValueError(
-                f"{paths[first]} and {paths[second]} share memory; every array numadam writes "
-                "must be separate from the other arrays of the update"
-            )
-        active.append(k)
+    """No array that is written may share memory with any other array of the update."""
+    ranges = MemoryRanges([memory_bounds(info) for info in infos], arrays)
+    pair = ranges.first_shared_pair(written)
+    if pair is not None:
+        first, second = pair
+        raise ValueError(
+            f"{paths[first]} and {paths[second]} share memory; every array numadam writes "
+            "must be separate from the other arrays of the update"
+        )
 
 
 def check_limit(name, value):
     """A clipping limit or tolerance: a real number, finite and >= 0."""
-    checked = _real_number(name, value)
-    if not (math.isfinite(checked) and checked >= 0.0):
-        raise ValueError(f"{name} must be finite and >= 0; got {value!r}")
-    return checked
-
-
-CLIPPABLE_DTYPES = tuple(np.dtype(name) for name in ("float16", "float32", "float64", "complex64", "complex128"))
+    return check_nonnegative(name, value)
 
 
 def check_clippable(info, path):
     """A gradient that clipping rewrites: floating or complex, writable, no self-overlap."""
-    if info.dtype not in CLIPPABLE_DTYPES:
-        raise TypeError(
-            f"{path} has dtype {info.dtype}; clipping takes float16, float32, float64, complex64 "
-            "and complex128 arrays"
-        )
+    if info.dtype not in _dtypes.CLIPPABLE_DTYPES:
+        raise TypeError(f"{path} has dtype {info.dtype}; clipping takes {_dtypes.names(_dtypes.CLIPPABLE_DTYPES)} arrays")
     check_layout(info, path, writable=True)
 
 
@@ -205,28 +178,3 @@ def check_count(name, value, minimum):
     if value < minimum:
         raise ValueError(f"{name} must be >= {minimum}; got {value!r}")
     return int(value)
-
-
-def contiguous_operands(arrays, written, address_of):
-    """The addresses of ``arrays`` when they pass every check the easy way; else ``None``.
-
-    The easy way: all are C-contiguous, aligned ``numpy.ndarray``s of one
-    supported dtype and one shape, those ``written`` are writable, and their byte
-    ranges are disjoint. Anything else (``None``) goes through the general checks,
-    which accept or explain it.
-    """
-    first = arrays[0]
-    dtype, shape = first.dtype, first.shape
-    if dtype not in SUPPORTED_DTYPES:
-        return None
-    for array, writes in zip(arrays, written):
-        if type(array) is not np.ndarray or array.dtype is not dtype or array.shape != shape:
-            return None
-        flags = array.flags
-        if not (flags.c_contiguous and flags.aligned) or (writes and not flags.writeable):
-            return None
-    addresses = [address_of(array) for array in arrays]
-    ends = sorted((address, address + first.nbytes) for address in addresses)
-    if first.nbytes and any(following[0] < previous[1] for previous, following in zip(ends, ends[1:])):
-        return None
-    return addresses

@@ -1,121 +1,137 @@
-"""``adam_step``: one validated, fused, in-place Adam update of single arrays."""
+"""The functional steps: one validated, fused, in-place update of single arrays.
+
+Every family's step function (``numadam.adam_step``, ``numadam.nadam_step``,
+...) is :func:`step_function` of its class: the same checks as the optimizer
+objects (:mod:`numadam._pass`), the same plan builder and the same kernels, on
+arrays the caller keeps.
+"""
+
+import inspect
+
+import numpy as np
 
 from . import _validate
 from ._dispatch import backend_for
-from ._hyper import adam_scalars, uses_l2_decay
-from ._layout import contiguous_rows, real_layout, segment_rows
-from ._layout import real_dtype as real_dtype_of
-
-_OPERAND_NAMES = ("param", "grad", "exp_avg", "exp_avg_sq", "max_exp_avg_sq")
-_WRITTEN = (True, False, True, True, True)
+from ._dtypes import is_supported, real_dtype, real_itemsize
+from ._layout import Operand, segment_rows
+from ._memory import MemoryRanges
+from ._pass import check_operands, kernel_spec, operand_rows
 
 
-def adam_step(
-    param,
-    grad,
-    exp_avg,
-    exp_avg_sq,
-    *,
-    step,
-    lr,
-    betas,
-    eps,
-    weight_decay=0.0,
-    decoupled_weight_decay=False,
-    amsgrad=False,
-    max_exp_avg_sq=None,
-    maximize=False,
-):
-    r"""Take Adam step number ``step``, updating ``param`` and its state in place.
+def _contiguous_rows(arrays, backend):
+    """The one segment row over C-contiguous, aligned, writable NumPy operands (``None``
+    where absent) of one dtype and shape whose memory is disjoint; ``None`` for anything
+    else: the general checks then accept or explain it."""
+    given = [array for array in arrays if array is not None]
+    if len(given) < len(arrays) and (arrays[0] is None or arrays[1] is None):
+        return None
+    first = given[0]
+    dtype, shape = first.dtype, first.shape
+    for array in given:
+        if type(array) is not np.ndarray or array.dtype is not dtype or array.shape != shape:
+            return None
+        flags = array.flags
+        if not (flags.c_contiguous and flags.aligned and flags.writeable):
+            return None
+    if not is_supported(dtype):
+        return None
+    itemsize = real_itemsize(dtype)
+    addresses = [None if array is None else backend.address(array) for array in arrays]
+    ranges = MemoryRanges([(a, a + first.nbytes) for a in addresses if a is not None], given)
+    if ranges.first_shared_pair([True] * len(given)) is not None:
+        return None
+    operands = [None if a is None else Operand(a, (itemsize,), itemsize) for a in addresses]
+    return segment_rows((first.nbytes // itemsize,), operands)
 
-    For every element (complex arrays as pairs of reals), with :math:`t` = ``step``,
-    :math:`\eta` = ``lr``, :math:`(\beta_1, \beta_2)` = ``betas``,
-    :math:`\lambda` = ``weight_decay``:
 
-    .. math::
+def run_step(cls, operands, step, hyper, carry):
+    """Check the arrays of ``operands`` (a dict: ``param``, ``grad``, the state kinds the
+    hyperparameters use) and apply step ``step``; return the family's carry after it.
 
-        g &\leftarrow -g \text{ if maximize} \\
-        g &\leftarrow g + \lambda p \;\text{(L2; or, decoupled: } p \leftarrow p(1-\eta\lambda)) \\
-        m &\leftarrow \beta_1 m + (1-\beta_1)\, g \\
-        v &\leftarrow \beta_2 v + (1-\beta_2)\, g^2 \\
-        \hat v &\leftarrow \max(\hat v, v) \text{ (AMSGrad; else } \hat v = v) \\
-        p &\leftarrow p - \frac{\eta}{1-\beta_1^t}\, m \Big/ \Bigl(\frac{\sqrt{\hat v}}{\sqrt{1-\beta_2^t}} + \epsilon\Bigr)
-
-    This is the update of ``torch.optim.Adam``/``AdamW``: ``eps`` is added after the
-    bias-corrected square root (Keras adds its "epsilon hat" before the bias
-    correction), and AMSGrad keeps the maximum of the raw ``v`` (Reddi et al. 2018
-    as torch implements it). Arithmetic runs in the array's real dtype; the
-    scalars are derived in float64 and rounded once.
-
-    NumPy arrays run on the CPU kernel; CuPy arrays and any array with
-    ``__cuda_array_interface__`` run on the CUDA kernel. Every check runs before
-    anything is written: on error, no array has changed.
-
-    Parameters
-    ----------
-    param, grad, exp_avg, exp_avg_sq : arrays of one dtype and shape
-        float32, float64, complex64 or complex128; ``grad`` is only read.
-    step : int
-        The number of this step, starting at 1.
-    max_exp_avg_sq : array, required when ``amsgrad`` is true
-
-    Examples
-    --------
-    >>> import numpy as np, numadam
-    >>> p = np.array([1.0, -2.0]); g = np.array([0.5, 0.5])
-    >>> m, v = np.zeros(2), np.zeros(2)
-    >>> numadam.adam_step(p, g, m, v, step=1, lr=0.1, betas=(0.9, 0.999), eps=1e-8)
-    >>> p                     # the first step moves each element by about lr
-    array([ 0.9, -2.1])
-
-    References
-    ----------
-    Kingma & Ba, "Adam: A Method for Stochastic Optimization", ICLR 2015.
-    Loshchilov & Hutter, "Decoupled Weight Decay Regularization", ICLR 2019.
-    Reddi, Kale & Kumar, "On the Convergence of Adam and Beyond", ICLR 2018.
+    ``hyper`` holds checked hyperparameters.
     """
-    step = _validate.check_step(step)
-    lr = _validate.check_lr(lr)
-    beta1, beta2 = _validate.check_betas(betas)
-    eps = _validate.check_eps(eps)
-    weight_decay = _validate.check_weight_decay(weight_decay)
-    decoupled = _validate.check_flag("decoupled_weight_decay", decoupled_weight_decay)
-    amsgrad = _validate.check_flag("amsgrad", amsgrad)
-    maximize = _validate.check_flag("maximize", maximize)
-    if amsgrad and max_exp_avg_sq is None:
-        raise ValueError("amsgrad=True needs max_exp_avg_sq, the running maximum of exp_avg_sq")
-    if not amsgrad and max_exp_avg_sq is not None:
-        raise ValueError("max_exp_avg_sq is only used with amsgrad=True; pass amsgrad=True or drop it")
-
-    arrays = [param, grad, exp_avg, exp_avg_sq] + ([max_exp_avg_sq] if amsgrad else [])
-    names = _OPERAND_NAMES[: len(arrays)]
-    written = _WRITTEN[: len(arrays)]
-    backend = backend_for(arrays, names)
-    addresses = None
-    if backend.name == "numpy":
-        addresses = _validate.contiguous_operands(arrays, written, backend.address)
-    if addresses is None:
-        real_dtype, rows = _checked_rows(backend, arrays, names, written)
-    else:
-        real_dtype = real_dtype_of(param.dtype)
-        rows = contiguous_rows(addresses, param.size * (param.dtype.itemsize // real_dtype.itemsize))
-    hyper = adam_scalars(step, lr, beta1, beta2, eps, weight_decay, decoupled, maximize)
-    backend.run(backend.plan(rows), real_dtype, hyper, amsgrad, uses_l2_decay(weight_decay, decoupled))
+    family = cls.family
+    h = family.Hyper(**hyper)
+    kinds = family.state_kinds(h)
+    slots = ["param", "grad"] + [kind.name for kind in family.state]
+    arrays = [operands.get(name) for name in slots]
+    present = [0, 1] + [k for k, array in enumerate(arrays[2:], start=2) if array is not None]
+    names = [slots[k] for k in present]
+    given = [arrays[k] for k in present]
+    backend = backend_for(given, names)
+    rows = _contiguous_rows(arrays, backend) if backend.name == "numpy" else None
+    if rows is None:
+        infos = [backend.describe(array) for array in given]
+        check_operands(infos, names, given, [name != "grad" for name in names])
+        by_slot = dict(zip(present, infos))
+        rows = operand_rows([by_slot.get(k) for k in range(len(slots))])
+    scalars, carry = family.step_scalars(step, h, carry)
+    spec = kernel_spec(family, family.flags(h), real_dtype(given[0].dtype), {kind.name for kind in kinds})
+    backend.run(backend.plan(rows), spec, [scalars])
+    return carry
 
 
-def _checked_rows(backend, arrays, names, written):
-    """Every check on the operands, then their segment rows: ``(real_dtype, rows)``."""
-    infos = [backend.describe(array) for array in arrays]
-    _validate.check_parameter_dtype(infos[0], "param")
-    for info, name, writes in zip(infos, names, written):
-        _validate.check_matches(info, name, infos[0], "param")
-        _validate.check_layout(info, name, writes)
-    _validate.check_disjoint(infos, names, arrays, written)
+def step_function(cls, name, doc):
+    """The functional step of ``cls``'s family: ``name(param, grad, *state, step=..., **hyperparameters)``.
 
-    dtype = infos[0].dtype
-    real_dtype = real_dtype_of(dtype)
-    shape = real_layout(infos[0].shape, infos[0].strides, dtype)[0]
-    strides = [real_layout(info.shape, info.strides, dtype)[1] for info in infos]
-    strides += [None] * (len(_OPERAND_NAMES) - len(strides))
-    addresses = [info.address for info in infos] + [0] * (len(_OPERAND_NAMES) - len(infos))
-    return real_dtype, segment_rows(shape, addresses, strides, real_dtype.itemsize)
+    The state arrays every configuration uses are positional; those only some
+    use (``max_exp_avg_sq`` with ``amsgrad``) are keywords. Families with
+    running host values (``carry``) take and return them.
+    """
+    family = cls.family
+    defaults = {n: v for n, v in cls._class_defaults.items() if n not in cls.pinned}
+    always = [kind.name for kind in family.state if kind.present is None]
+    optional = [kind for kind in family.state if kind.present is not None]
+    optional_names = {kind.name for kind in optional}
+    checked_last = [None, None]  # the last hyperparameters given, and their checked values
+
+    def checked_hyperparameters(given):
+        key = tuple((k, type(v), v) for k, v in given.items())
+        if checked_last[0] == key:
+            return checked_last[1]
+        unknown = [k for k in given if k not in defaults]
+        if unknown:
+            raise TypeError(f"{name}() got unexpected keyword arguments {unknown}; "
+                            f"its hyperparameters are {list(defaults)}")
+        values = {**defaults, **given, **cls.pinned}
+        hyper = {h.name: h.check(h.name, values[h.name]) for h in family.hyperparameters}
+        if family.check_combination is not None:
+            family.check_combination(family.Hyper(**hyper))
+        checked_last[:] = key, hyper
+        return hyper
+
+    def step_function(param, grad, *state, step, carry=None, **keywords):
+        if len(state) != len(always):
+            raise TypeError(f"{name}() takes param, grad, {', '.join(always)} as positional arrays; "
+                            f"got {2 + len(state)} positional arguments")
+        step = _validate.check_step(step)
+        given_optional = {k: keywords.pop(k) for k in list(keywords) if k in optional_names}
+        hyper = checked_hyperparameters(keywords)
+        kinds = family.state_kinds(family.Hyper(**hyper))
+        operands = {"param": param, "grad": grad, **dict(zip(always, state))}
+        for kind in optional:
+            given = given_optional.get(kind.name) is not None
+            if kind in kinds and not given:
+                raise ValueError(f"{kind.when} needs {kind.name}, {kind.doc}")
+            if given and kind not in kinds:
+                raise ValueError(f"{kind.name} is only used with {kind.when}; pass {kind.when} or drop it")
+            if given:
+                operands[kind.name] = given_optional[kind.name]
+        if carry is not None and family.carry is None:
+            raise TypeError(f"{name}() takes no carry: {family.title} keeps no running host values")
+        carry = family.initial_carry() if carry is None else tuple(carry)
+        carry = run_step(cls, operands, step, hyper, carry)
+        return carry if family.carry is not None else None
+
+    P = inspect.Parameter
+    parameters = [P(n, P.POSITIONAL_OR_KEYWORD) for n in ["param", "grad"] + always]
+    parameters.append(P("step", P.KEYWORD_ONLY))
+    parameters += [P(n, P.KEYWORD_ONLY, default=v) for n, v in defaults.items()]
+    parameters += [P(kind.name, P.KEYWORD_ONLY, default=None) for kind in optional]
+    if family.carry is not None:
+        parameters.append(P("carry", P.KEYWORD_ONLY, default=None))
+    step_function.__signature__ = inspect.Signature(parameters)
+    step_function.__doc__ = doc
+    step_function.__name__ = step_function.__qualname__ = name
+    step_function.__module__ = cls.__module__
+    return step_function

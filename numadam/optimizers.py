@@ -1,104 +1,108 @@
-"""``Adam`` and ``AdamW``: trees of arrays, updated in place, with owned state."""
+"""The optimizer objects: trees of arrays, updated in place, with owned state.
+
+:class:`Optimizer` is every family's class: a family module only declares its
+:class:`~numadam._family.Family` and names a subclass (``class NAdam(Optimizer):
+family = NADAM``). From the declaration the class gets its signature, a
+validated property per hyperparameter, per-group hyperparameters
+(:class:`numadam.Group`), ``state_dict``/``load_state_dict``, copying and
+pickling.
+
+A step is serialized per optimizer: two threads stepping one optimizer take
+turns (no step is lost); separate optimizers step concurrently.
+"""
+
+import inspect
+import threading
 
 import numpy as np
 
 from . import _validate
 from ._dispatch import backend_for
-from ._group import STATE_KINDS, WrittenMemory, group_by_dtype
-from ._hyper import adam_scalars, uses_l2_decay
+from ._pass import passes_by_dtype, written_memory
 from ._state import load_state, save_state
 from ._tree import flatten
 
-_HYPERPARAMETERS = ("lr", "betas", "eps", "weight_decay", "amsgrad", "maximize", "decoupled_weight_decay")
+#: Names that users of other libraries pass, and what numadam calls them.
+_OTHER_LIBRARIES_NAMES = {
+    "learning_rate": "lr",
+    "beta_1": "betas=(beta_1, beta_2)",
+    "beta_2": "betas=(beta_1, beta_2)",
+    "b1": "betas=(b1, b2)",
+    "b2": "betas=(b1, b2)",
+    "epsilon": "eps",
+    "decay": "weight_decay",
+}
 
 
-class Adam:
-    r"""Adam (Kingma & Ba 2015) over a tree of NumPy or CuPy arrays, updated in place.
+class _HyperparameterAttribute:
+    """``opt.<name>``: the value of a hyperparameter, checked when set."""
 
-    Each call ``opt.step(grads)`` takes step :math:`t` (counting from 1) for every
-    element of every parameter, complex numbers as pairs of reals:
+    def __init__(self, hyperparameter, read_only):
+        self.name = hyperparameter.name
+        self.read_only = read_only
+        self.__doc__ = hyperparameter.doc
 
-    .. math::
+    def __get__(self, optimizer, owner=None):
+        if optimizer is None:
+            return self
+        return optimizer._hyper[self.name]
 
-        g &\leftarrow -g \text{ if maximize}, \qquad
-        g \leftarrow g + \lambda p \text{ (L2) or } p \leftarrow p(1-\eta\lambda) \text{ (decoupled)} \\
-        m &\leftarrow \beta_1 m + (1-\beta_1)\, g, \qquad
-        v \leftarrow \beta_2 v + (1-\beta_2)\, g^2, \qquad
-        \hat v \leftarrow \max(\hat v, v) \text{ (AMSGrad)} \\
-        p &\leftarrow p - \frac{\eta}{1-\beta_1^t}\, m \Big/
-              \Bigl(\frac{\sqrt{\hat v}}{\sqrt{1-\beta_2^t}} + \epsilon\Bigr)
+    def __set__(self, optimizer, value):
+        if self.name in optimizer.pinned:
+            raise ValueError(f"{type(optimizer).__name__} always has {self.name}={optimizer.pinned[self.name]!r}; "
+                             f"got {value!r}")
+        if self.read_only:
+            raise AttributeError(
+                f"{type(optimizer).__name__}.{self.name} is set at construction (and by load_state_dict); "
+                f"make a new optimizer to change it")
+        optimizer._set_hyperparameters({self.name: value})
 
-    with :math:`\eta` = ``lr``, :math:`(\beta_1, \beta_2)` = ``betas``,
-    :math:`\epsilon` = ``eps`` and :math:`\lambda` = ``weight_decay``. This is
-    ``torch.optim.Adam``'s update for the same options: ``eps`` comes after the
-    bias-corrected square root, AMSGrad keeps the maximum of the raw ``v``, and
-    ``decoupled_weight_decay=True`` gives AdamW (Loshchilov & Hutter 2019).
 
-    Parameters
-    ----------
-    params : array or dict/list/tuple tree of arrays
-        float32, float64, complex64 or complex128 NumPy or CuPy arrays, all on one
-        backend, writable and not sharing memory. They are updated in place; their
-        layout and writability are checked here, once, so an array made read-only
-        later is still updated (to freeze some parameters, give them their own
-        optimizer, or none).
-    lr, betas, eps, weight_decay, maximize, decoupled_weight_decay
-        May be changed between steps, e.g. ``opt.lr = 1e-4``.
-    amsgrad : bool
-        Keep ``max_exp_avg_sq`` (Reddi et al. 2018). Set at construction, and by
-        :meth:`load_state_dict` to the loaded state's value.
-    schedule : callable or None
-        A learning-rate schedule (see :mod:`numadam.schedules`, or any callable
-        ``step_count -> lr``): before each step ``lr`` is set to
-        ``schedule(step_count)``, so the ``lr`` argument only matters while no
-        step has been taken. A schedule's ``state_dict()`` is saved with the
-        optimizer's; for :class:`~numadam.schedules.ReduceOnPlateau` report
-        losses with ``opt.schedule.observe(loss)``.
+class Optimizer:
+    """The optimizer of one :class:`~numadam._family.Family` (see the subclasses).
 
-    Every array of a real dtype is updated by one kernel pass per step. Passing
-    the same gradient arrays every step (filled in place) also skips re-reading
-    their layout.
-
-    Examples
-    --------
-    >>> import numpy as np, numadam
-    >>> w = np.array([1.0, 2.0])
-    >>> opt = numadam.Adam({"w": w}, lr=0.1)
-    >>> for _ in range(100):
-    ...     opt.step({"w": 2 * w})          # gradient of sum(w**2)
-    >>> bool(np.all(np.abs(w) < 0.1))
-    True
-
-    References
-    ----------
-    Kingma & Ba, "Adam: A Method for Stochastic Optimization", ICLR 2015.
-    Loshchilov & Hutter, "Decoupled Weight Decay Regularization", ICLR 2019.
-    Reddi, Kale & Kumar, "On the Convergence of Adam and Beyond", ICLR 2018.
+    ``params`` is one array or a dict/list/tuple tree of arrays (subtrees may be
+    wrapped in :class:`numadam.Group`), all NumPy or all CUDA arrays, writable
+    and not sharing memory. They are updated in place; their layout and
+    writability are checked here, once.
     """
 
-    def __init__(
-        self,
-        params,
-        lr=1e-3,
-        betas=(0.9, 0.999),
-        eps=1e-8,
-        weight_decay=0.0,
-        amsgrad=False,
-        maximize=False,
-        decoupled_weight_decay=False,
-        schedule=None,
-    ):
-        self.lr = lr
-        self.betas = betas
-        self.eps = eps
-        self.weight_decay = weight_decay
-        self.maximize = maximize
-        self.decoupled_weight_decay = decoupled_weight_decay
-        self.schedule = schedule
-        self._amsgrad = _validate.check_flag("amsgrad", amsgrad)
+    family = None
+    #: This class's defaults where they differ from the family's.
+    defaults = {}
+    #: Hyperparameters this class fixes (they are not in its signature).
+    pinned = {}
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        family = cls.family
+        if family is None:
+            return
+        cls._class_defaults = {h.name: cls.defaults.get(h.name, h.default) for h in family.hyperparameters}
+        parameters = [inspect.Parameter("params", inspect.Parameter.POSITIONAL_OR_KEYWORD)]
+        parameters += [inspect.Parameter(h.name, inspect.Parameter.POSITIONAL_OR_KEYWORD,
+                                         default=cls._class_defaults[h.name])
+                       for h in family.hyperparameters if h.name not in cls.pinned]
+        parameters.append(inspect.Parameter("schedule", inspect.Parameter.KEYWORD_ONLY, default=None))
+        cls.__signature__ = inspect.Signature(parameters)
+        for hyper in family.hyperparameters:
+            read_only = not hyper.per_group or hyper.name in cls.pinned
+            setattr(cls, hyper.name, _HyperparameterAttribute(hyper, read_only))
+
+    def __init__(self, params, *args, **kwargs):
+        family = self.family
+        arguments = self._bound_arguments(params, args, kwargs)
+        self._lock = threading.RLock()
+        self._version = 0
+        self._rows_cache = None
+        self._assign_hyperparameters(self._checked_hyperparameters({**self._class_defaults, **arguments,
+                                                                    **self.pinned}))
+        self._schedule = _validate.check_schedule(kwargs.get("schedule"))
         leaves, self._treedef = flatten(params)
         if not leaves:
             raise ValueError(f"params must hold at least one array; got {params!r}")
+        self._groups, leaf_groups = self._treedef.groups()
+        self._attach_groups()
         self._paths = self._treedef.paths("params")
         self._backend = backend_for(leaves, self._paths)
         self._infos = [self._backend.describe(leaf) for leaf in leaves]
@@ -114,75 +118,92 @@ class Adam:
                     f"{array_type.__module__}.{array_type.__name__} parameters"
                 )
         self._leaves = leaves
+        #: The scalar row of each leaf: 0 for the optimizer's own, g + 1 for group g.
+        self._leaf_rows = [0 if g is None else g + 1 for g in leaf_groups]
+        self._used_rows = sorted(set(self._leaf_rows))
         self._step = 0
-        self._install_groups(self._amsgrad)
+        self._carry = [family.initial_carry() for _ in range(len(self._groups) + 1)]
+        self._install_passes(family.state_kinds(self._hyper_tuple(self._hyper)))
 
-    def _install_groups(self, amsgrad):
-        groups = group_by_dtype(self._backend, self._leaves, self._infos, self._paths, amsgrad)
-        written = [array for group in groups for array in group.written_arrays()]
-        self._groups = groups
-        self._written = WrittenMemory(self._backend, written)
-        self._amsgrad = amsgrad
+    def _bound_arguments(self, params, args, kwargs):
+        try:
+            bound = self.__signature__.bind(params, *args, **kwargs)
+        except TypeError as error:
+            unknown = [name for name in kwargs if name not in self.__signature__.parameters]
+            hints = [f"{name} -> {_OTHER_LIBRARIES_NAMES[name]}" for name in unknown if name in _OTHER_LIBRARIES_NAMES]
+            pinned = [name for name in unknown if name in self.pinned]
+            message = f"{type(self).__name__}{self.__signature__}: {error}"
+            if pinned:
+                message += f"; {type(self).__name__} fixes {', '.join(f'{n}={self.pinned[n]!r}' for n in pinned)}"
+            if hints:
+                message += f" (numadam's names: {', '.join(hints)}; see the conventions in docs/algorithm.md)"
+            raise TypeError(message) from None
+        return {name: value for name, value in bound.arguments.items() if name not in ("params", "schedule")}
+
+    def _attach_groups(self):
+        for group in self._groups:
+            group.attach(self, self._checked_group_overrides(group, group.overrides))
+
+    def _checked_group_overrides(self, group, overrides):
+        family = self.family
+        checked = {}
+        for name, value in overrides.items():
+            if name not in family.names:
+                raise TypeError(f"{group!r} sets {name!r}, which {family.title} does not have; "
+                                f"its per-group hyperparameters are {self._per_group_names()}")
+            checked[name] = self.checked_group_value(name, value)
+        self._check_combination({**self._hyper, **checked})
+        return checked
+
+    def _per_group_names(self):
+        return [h.name for h in self.family.hyperparameters if h.per_group and h.name not in self.pinned]
+
+    def checked_group_value(self, name, value):
+        """``value`` checked as group hyperparameter ``name`` (for :class:`numadam.Group`)."""
+        hyper = self.family.hyperparameter(name)
+        if not hyper.per_group or name in self.pinned:
+            raise ValueError(f"{name} is set per optimizer, not per Group; "
+                             f"the per-group hyperparameters are {self._per_group_names()}")
+        return hyper.check(name, value)
+
+    def _install_passes(self, kinds):
+        self._passes = passes_by_dtype(self._backend, self.family, kinds, self._leaves, self._infos,
+                                       self._paths, self._leaf_rows)
+        self._written = written_memory(self._backend, [a for p in self._passes for a in p.written_arrays()])
         self._locations = [None] * len(self._leaves)
-        for group in groups:
-            for local, k in enumerate(group.indices):
-                self._locations[k] = (group, local)
+        for dtype_pass in self._passes:
+            for local, k in enumerate(dtype_pass.indices):
+                self._locations[k] = (dtype_pass, local)
 
-    # -- hyperparameters -------------------------------------------------------
+    # -- hyperparameters ---------------------------------------------------------------------
 
-    @property
-    def lr(self):
-        """Learning rate :math:`\\eta` (finite, >= 0)."""
-        return self._lr
+    def _checked_hyperparameters(self, values):
+        checked = {h.name: h.check(h.name, values[h.name]) for h in self.family.hyperparameters}
+        for name, value in self.pinned.items():
+            if checked[name] != value:
+                raise ValueError(f"{type(self).__name__} always has {name}={value!r}; got {name}={values[name]!r}")
+        self._check_combination(checked)
+        return checked
 
-    @lr.setter
-    def lr(self, value):
-        self._lr = _validate.check_lr(value)
+    def _check_combination(self, values):
+        if self.family.check_combination is not None:
+            self.family.check_combination(self._hyper_tuple(values))
 
-    @property
-    def betas(self):
-        """``(beta1, beta2)``, each in [0, 1)."""
-        return self._betas
+    def _hyper_tuple(self, values):
+        return self.family.Hyper(**values)
 
-    @betas.setter
-    def betas(self, value):
-        self._betas = _validate.check_betas(value)
+    def _assign_hyperparameters(self, values):
+        self._hyper = values
+        self._version += 1
 
-    @property
-    def eps(self):
-        """Added to the bias-corrected :math:`\\sqrt{v}` (finite, >= 0)."""
-        return self._eps
-
-    @eps.setter
-    def eps(self, value):
-        self._eps = _validate.check_eps(value)
-
-    @property
-    def weight_decay(self):
-        """Weight decay :math:`\\lambda` (finite, >= 0), L2 or decoupled."""
-        return self._weight_decay
-
-    @weight_decay.setter
-    def weight_decay(self, value):
-        self._weight_decay = _validate.check_weight_decay(value)
-
-    @property
-    def maximize(self):
-        """Ascend instead of descend."""
-        return self._maximize
-
-    @maximize.setter
-    def maximize(self, value):
-        self._maximize = _validate.check_flag("maximize", value)
-
-    @property
-    def decoupled_weight_decay(self):
-        """Decay the parameters directly (AdamW) instead of adding L2 to the gradient."""
-        return self._decoupled
-
-    @decoupled_weight_decay.setter
-    def decoupled_weight_decay(self, value):
-        self._decoupled = _validate.check_flag("decoupled_weight_decay", value)
+    def _set_hyperparameters(self, changes):
+        with self._lock:
+            checked = {name: self.family.checked(name, value) for name, value in changes.items()}
+            merged = {**self._hyper, **checked}
+            self._check_combination(merged)
+            for group in self._groups:
+                self._check_combination({**merged, **group.overrides})
+            self._assign_hyperparameters(merged)
 
     @property
     def schedule(self):
@@ -194,96 +215,141 @@ class Adam:
         self._schedule = _validate.check_schedule(value)
 
     @property
-    def amsgrad(self):
-        """Whether the running maximum of ``exp_avg_sq`` is kept (set at construction or by loading)."""
-        return self._amsgrad
-
-    @property
     def step_count(self):
         """Steps taken so far (the next step is number ``step_count + 1``)."""
         return self._step
 
     @property
     def params(self):
-        """The parameter arrays, in the tree they were given in."""
+        """The parameter arrays, in the tree they were given in (groups as plain subtrees)."""
         return self._treedef.unflatten(self._leaves)
 
+    @property
+    def groups(self):
+        """The :class:`numadam.Group` s of the parameter tree, in tree order."""
+        return list(self._groups)
+
     def hyperparameters(self):
-        """The current hyperparameters as a dict."""
-        return {
-            "lr": self._lr,
-            "betas": self._betas,
-            "eps": self._eps,
-            "weight_decay": self._weight_decay,
-            "amsgrad": self._amsgrad,
-            "maximize": self._maximize,
-            "decoupled_weight_decay": self._decoupled,
-        }
+        """The current hyperparameters (this class's signature's) as a dict."""
+        return {name: value for name, value in self._hyper.items() if name not in self.pinned}
 
     def __repr__(self):
         options = ", ".join(f"{name}={value!r}" for name, value in self.hyperparameters().items())
-        return f"{type(self).__name__}({options}; {len(self._leaves)} arrays on {self._backend.name}, step {self._step})"
+        groups = f", {len(self._groups)} groups" if self._groups else ""
+        return (f"{type(self).__name__}({options}; {len(self._leaves)} arrays on {self._backend.name}"
+                f"{groups}, step {self._step})")
 
-    # -- the step ----------------------------------------------------------------
+    # -- the step ------------------------------------------------------------------------------
 
     def step(self, grads):
-        """Apply one Adam step with ``grads``, a tree shaped like ``params``.
+        """Apply one step with ``grads``, a tree shaped like ``params`` (groups left out).
 
         Every gradient is checked (structure, backend, dtype, shape, no memory
         shared with what the step writes) before anything is written; on error
         nothing has changed. With a schedule, ``lr`` becomes
         ``schedule(step_count)`` once the gradients have passed their checks.
         """
-        leaves = self._treedef.flatten_like(grads, "grads")
-        groups = self._groups
-        if len(groups) == 1:
-            plans = [groups[0].bind(leaves, self._written)]
-        else:
-            plans = [group.bind([leaves[k] for k in group.indices], self._written) for group in groups]
-        if self._schedule is not None:
-            self.lr = self._schedule(self._step)
-        step = self._step + 1
-        beta1, beta2 = self._betas
-        l2_decay = uses_l2_decay(self._weight_decay, self._decoupled)
-        hyper = adam_scalars(step, self._lr, beta1, beta2, self._eps, self._weight_decay,
-                             self._decoupled, self._maximize)
-        for group, plan in zip(groups, plans):
-            group.backend.run(plan, group.real_dtype, hyper, self._amsgrad, l2_decay)
-        self._step = step
+        with self._lock:
+            leaves = self._treedef.flatten_like(grads, "grads")
+            passes = self._passes
+            if len(passes) == 1:
+                plans = [passes[0].bind(leaves, self._written)]
+            else:
+                plans = [p.bind([leaves[k] for k in p.indices], self._written) for p in passes]
+            self._apply_schedules()
+            step = self._step + 1
+            scalars, carry, flags = self._step_scalars(step)
+            for dtype_pass, plan in zip(passes, plans):
+                dtype_pass.backend.run(plan, dtype_pass.spec(flags), scalars)
+            self._step = step
+            self._carry = carry
 
-    # -- state -----------------------------------------------------------------
+    def _apply_schedules(self):
+        """Set ``lr`` (and each scheduled group's) from the schedules, all checked before any is set."""
+        if self._schedule is None and not self._groups:
+            return
+        step = self._step
+        new_lr = None if self._schedule is None else self.family.checked("lr", self._schedule(step))
+        group_lrs = [(group, self.family.checked("lr", group.schedule(step)))
+                     for group in self._groups if group.schedule is not None]
+        if new_lr is not None:
+            self._assign_hyperparameters({**self._hyper, "lr": new_lr})
+        for group, lr in group_lrs:
+            group.set_overrides({**group.overrides, "lr": lr})
+
+    def _rows(self):
+        """The hyperparameters of each scalar row (the optimizer's, then each group's) as
+        named tuples, and the union of the flags of the rows in use; recomputed only
+        after a hyperparameter changed."""
+        key = (self._version, tuple(group._version for group in self._groups))
+        if self._rows_cache is None or self._rows_cache[0] != key:
+            own = self._hyper
+            rows = [self._hyper_tuple(own)] + [self._hyper_tuple({**own, **g.overrides}) for g in self._groups]
+            flags = self.family.union_flags([rows[r] for r in self._used_rows])
+            self._rows_cache = key, rows, flags
+        return self._rows_cache[1:]
+
+    def _step_scalars(self, step):
+        """Per-row scalars of step ``step``, the carry after it, and the flags of the kernels."""
+        rows, flags = self._rows()
+        scalars, carry = [], []
+        for h, row_carry in zip(rows, self._carry):
+            values, row_carry = self.family.step_scalars(step, h, row_carry)
+            scalars.append(values)
+            carry.append(row_carry)
+        return scalars, carry, flags
+
+    # -- state ---------------------------------------------------------------------------------
+
+    def _present_kinds(self):
+        return self._passes[0].kinds
 
     def state_dict(self):
         """Plain data: hyperparameters, step count, and copies of the state arrays.
 
-        The state arrays (``exp_avg``, ``exp_avg_sq`` and, with AMSGrad,
-        ``max_exp_avg_sq``) are trees shaped like ``params``, on the parameters'
-        backend. A schedule with a ``state_dict`` method adds its own under
-        ``"schedule"``. Restore with :meth:`load_state_dict`.
+        The state arrays (for Adam: ``exp_avg``, ``exp_avg_sq`` and, with
+        AMSGrad, ``max_exp_avg_sq``) are trees shaped like ``params``, on the
+        parameters' backend. Groups add ``"groups"`` (their hyperparameters),
+        families with running host values ``"carry"``, schedules with a
+        ``state_dict`` method their own. Restore with :meth:`load_state_dict`.
         """
-        state = {
-            "optimizer": type(self).__name__,
-            "step": self._step,
-            "hyperparameters": self.hyperparameters(),
-        }
-        for kind in STATE_KINDS:
-            if kind in self._groups[0].state:
-                state[kind] = self._treedef.unflatten(
-                    [group.state[kind][local].copy() for group, local in self._locations]
-                )
-        if callable(getattr(self._schedule, "state_dict", None)):
-            state["schedule"] = self._schedule.state_dict()
-        return state
+        with self._lock:
+            state = {"optimizer": type(self).__name__, "family": self.family.name, "step": self._step,
+                     "hyperparameters": dict(self._hyper)}
+            for kind in self._present_kinds():
+                state[kind.name] = self._treedef.unflatten(
+                    [p.state[kind.name][local].copy() for p, local in self._locations])
+            if self._groups:
+                state["groups"] = [group.overrides for group in self._groups]
+                schedules = [_schedule_state(group.schedule) for group in self._groups]
+                if any(s is not None for s in schedules):
+                    state["group_schedules"] = schedules
+            if self.family.carry is not None:
+                state["carry"] = [list(values) for values in self._carry]
+            schedule_state = _schedule_state(self._schedule)
+            if schedule_state is not None:
+                state["schedule"] = schedule_state
+            return state
 
     def load_state_dict(self, state):
         """Restore a :meth:`state_dict` (NumPy or CuPy arrays alike).
 
-        Everything is checked first; on error the optimizer is unchanged. A state
-        without a ``"schedule"`` entry leaves this optimizer's schedule as it is.
+        Everything is checked first; on error the optimizer is unchanged. The
+        state is copied into this optimizer's own arrays, so loading needs no
+        more memory than the state given. A state without a ``"schedule"`` entry
+        leaves this optimizer's schedule as it is.
         """
+        with self._lock:
+            self._load_state_dict(state)
+
+    def _load_state_dict(self, state):
+        family = self.family
         if not isinstance(state, dict):
             raise TypeError(f"state must be a dict from state_dict(); got {type(state).__name__}")
-        missing = [key for key in ("step", "hyperparameters", "exp_avg", "exp_avg_sq") if key not in state]
+        if state.get("family", family.name) != family.name:
+            raise ValueError(f"state is for {state['family']!r} ({state.get('optimizer')}); "
+                             f"this is {type(self).__name__} ({family.name!r})")
+        missing = [key for key in ("step", "hyperparameters") if key not in state]
         if missing:
             raise ValueError(f"state is missing {missing}")
         step = state["step"]
@@ -291,73 +357,90 @@ class Adam:
             raise TypeError(f"state['step'] must be an integer >= 0; got {step!r}")
         if step < 0:
             raise ValueError(f"state['step'] must be an integer >= 0; got {step!r}")
-        hyper = self._checked_hyperparameters(state["hyperparameters"])
-        kinds = STATE_KINDS if hyper["amsgrad"] else STATE_KINDS[:2]
-        arrays = {kind: self._checked_state_arrays(state, kind) for kind in kinds}
-        undo_schedule = self._load_schedule_state(state.get("schedule"))
-
-        previous_groups = (self._groups, self._written, self._amsgrad, self._locations)
+        hyper = self._checked_state_hyperparameters(state["hyperparameters"])
+        groups = self._checked_state_groups(state, hyper)
+        carry = self._checked_state_carry(state)
+        kinds = family.state_kinds(self._hyper_tuple(hyper))
+        arrays = {kind.name: self._checked_state_arrays(state, kind) for kind in kinds}
+        schedule_states = [(self._schedule, state.get("schedule"))]
+        if "group_schedules" in state:
+            schedule_states += list(zip([g.schedule for g in self._groups], state["group_schedules"]))
+        undo = []
         try:
-            self._install_groups(hyper["amsgrad"])
-            for kind, leaves in arrays.items():
-                for (group, local), source in zip(self._locations, leaves):
-                    group.assign_state(kind, local, source)
+            for schedule, schedule_state in schedule_states:
+                undo.append(_load_schedule_state(schedule, schedule_state))
+            self._reshape_state(kinds)
+            for name, leaves in arrays.items():
+                for (dtype_pass, local), source in zip(self._locations, leaves):
+                    dtype_pass.backend.assign(dtype_pass.state[name][local], source)
         except BaseException:
-            self._groups, self._written, self._amsgrad, self._locations = previous_groups
-            undo_schedule()
+            for restore in undo:
+                restore()
             raise
-        for name in ("lr", "betas", "eps", "weight_decay", "maximize", "decoupled_weight_decay"):
-            setattr(self, name, hyper[name])
+        self._assign_hyperparameters(hyper)
+        for group, overrides in zip(self._groups, groups):
+            group.set_overrides(overrides)
+        self._carry = carry
         self._step = int(step)
 
-    def _load_schedule_state(self, schedule_state):
-        """Load ``schedule_state`` into the schedule (all or nothing); return what undoes it."""
-        if schedule_state is None:
-            return lambda: None
-        schedule = self._schedule
-        if not callable(getattr(schedule, "load_state_dict", None)):
-            raise ValueError(
-                f"state holds a learning-rate schedule but this optimizer has "
-                f"{'none' if schedule is None else 'one without load_state_dict'}; "
-                "construct it with the same kind of schedule=..."
-            )
-        previous = schedule.state_dict()
-        schedule.load_state_dict(schedule_state)
-        return lambda: schedule.load_state_dict(previous)
+    def _reshape_state(self, kinds):
+        """Keep exactly the state kinds ``kinds``, allocating only the new ones."""
+        wanted = {kind.name for kind in kinds}
+        for dtype_pass in self._passes:
+            for name in [n for n in dtype_pass.buffers if n not in wanted]:
+                dtype_pass.drop_state(name)
+            for kind in kinds:
+                if kind.name not in dtype_pass.buffers:
+                    dtype_pass.add_state(kind)
+        self._written = written_memory(self._backend, [a for p in self._passes for a in p.written_arrays()])
 
-    def _checked_hyperparameters(self, hyper):
+    def _checked_state_hyperparameters(self, hyper):
         if not isinstance(hyper, dict):
             raise TypeError(f"state['hyperparameters'] must be a dict; got {type(hyper).__name__}")
-        unknown = sorted(set(hyper) - set(_HYPERPARAMETERS))
-        missing = [name for name in _HYPERPARAMETERS if name not in hyper]
-        if unknown or missing:
-            raise ValueError(f"state['hyperparameters'] must have keys {list(_HYPERPARAMETERS)}; "
-                             f"missing {missing}, unexpected {unknown}")
-        return {
-            "lr": _validate.check_lr(hyper["lr"]),
-            "betas": _validate.check_betas(tuple(hyper["betas"]) if isinstance(hyper["betas"], list)
-                                           else hyper["betas"]),
-            "eps": _validate.check_eps(hyper["eps"]),
-            "weight_decay": _validate.check_weight_decay(hyper["weight_decay"]),
-            "amsgrad": _validate.check_flag("amsgrad", hyper["amsgrad"]),
-            "maximize": _validate.check_flag("maximize", hyper["maximize"]),
-            "decoupled_weight_decay": self._checked_decoupling(hyper["decoupled_weight_decay"]),
-        }
+        names = self.family.names
+        unknown = sorted(set(hyper) - set(names))
+        if unknown:
+            raise ValueError(f"state['hyperparameters'] must have {self.family.title}'s keys {list(names)}; "
+                             f"unexpected {unknown}")
+        values = {name: _from_saved(hyper[name]) if name in hyper else self._class_defaults[name] for name in names}
+        return self._checked_hyperparameters(values)
 
-    def _checked_decoupling(self, value):
-        return _validate.check_flag("decoupled_weight_decay", value)
+    def _checked_state_groups(self, state, hyper):
+        saved = state.get("groups", [])
+        if not isinstance(saved, list) or len(saved) != len(self._groups):
+            raise ValueError(f"state has {len(saved) if isinstance(saved, list) else saved!r} groups; "
+                             f"this optimizer has {len(self._groups)}")
+        checked = []
+        for group, overrides in zip(self._groups, saved):
+            if not isinstance(overrides, dict):
+                raise TypeError(f"state['groups'] must hold dicts of hyperparameters; got {overrides!r}")
+            values = {name: _from_saved(value) for name, value in overrides.items()}
+            checked.append({name: self.checked_group_value(name, value) for name, value in values.items()})
+            self._check_combination({**hyper, **checked[-1]})
+        return checked
+
+    def _checked_state_carry(self, state):
+        carry = self.family.carry
+        if carry is None:
+            return self._carry
+        saved = state.get("carry")
+        rows = len(self._groups) + 1
+        if (not isinstance(saved, (list, tuple)) or len(saved) != rows
+                or any(not isinstance(r, (list, tuple)) or len(r) != len(carry.fields) for r in saved)):
+            raise ValueError(f"state['carry'] must hold {rows} rows of {list(carry.fields)}; got {saved!r}")
+        return [tuple(_validate.check_real(name, v) for name, v in zip(carry.fields, r)) for r in saved]
 
     def _checked_state_arrays(self, state, kind):
-        root = f"state[{kind!r}]"
-        if kind not in state:
-            raise ValueError(f"state has amsgrad=True but no {kind!r}")
-        leaves = self._treedef.flatten_like(state[kind], root)
+        root = f"state[{kind.name!r}]"
+        if kind.name not in state:
+            raise ValueError(f"state has {kind.when or 'these hyperparameters'} but no {kind.name!r}")
+        leaves = self._treedef.flatten_like(state[kind.name], root)
         paths = self._treedef.paths(root)
         for leaf, path, info in zip(leaves, paths, self._infos):
             backend_for([leaf], [path])
             _validate.check_matches(leaf, path, info, "its parameter")
-            if kind != "exp_avg" and _has_negative_entries(leaf):
-                raise ValueError(f"{path} has negative entries; second moments are >= 0")
+            if kind.nonnegative and _has_negative_entries(leaf):
+                raise ValueError(f"{path} has negative entries; {kind.name} is >= 0")
         return leaves
 
     def save(self, path):
@@ -368,6 +451,51 @@ class Adam:
         """Restore the state saved by :meth:`save`."""
         self.load_state_dict(load_state(path))
 
+    # -- copies ------------------------------------------------------------------------------
+
+    def __reduce__(self):
+        """Pickle and ``copy.deepcopy`` rebuild the optimizer from its arrays: the copy owns
+        copies of the parameters and the state, and no address crosses over."""
+        with self._lock:
+            params = self._treedef.unflatten(self._leaves, keep_groups=True)
+            return _rebuild, (type(self), params, self.hyperparameters(), self._schedule, self.state_dict())
+
+    def __copy__(self):
+        raise TypeError(
+            f"copy.copy of a {type(self).__name__} would share its parameter and state arrays with the "
+            "original; use copy.deepcopy(optimizer) (or pickle) for an independent optimizer"
+        )
+
+
+def _rebuild(cls, params, hyperparameters, schedule, state):
+    optimizer = cls(params, schedule=schedule, **hyperparameters)
+    optimizer.load_state_dict(state)
+    return optimizer
+
+
+def _from_saved(value):
+    """A hyperparameter as saved: lists (JSON has no tuples) become tuples."""
+    return tuple(value) if isinstance(value, list) else value
+
+
+def _schedule_state(schedule):
+    return schedule.state_dict() if callable(getattr(schedule, "state_dict", None)) else None
+
+
+def _load_schedule_state(schedule, schedule_state):
+    """Load ``schedule_state`` into ``schedule`` (all or nothing); return what undoes it."""
+    if schedule_state is None:
+        return lambda: None
+    if not callable(getattr(schedule, "load_state_dict", None)):
+        raise ValueError(
+            f"state holds a learning-rate schedule but this optimizer has "
+            f"{'none' if schedule is None else 'one without load_state_dict'}; "
+            "construct it with the same kind of schedule=..."
+        )
+    previous = schedule.state_dict()
+    schedule.load_state_dict(schedule_state)
+    return lambda: schedule.load_state_dict(previous)
+
 
 def _has_negative_entries(array):
     real = array.real if array.dtype.kind == "c" else array
@@ -376,37 +504,3 @@ def _has_negative_entries(array):
         negative = negative or bool((array.imag < 0).any())
     return negative
 
-
-class AdamW(Adam):
-    r"""AdamW (Loshchilov & Hutter 2019): Adam with decoupled weight decay.
-
-    Before the moment updates, every parameter is multiplied by
-    :math:`1 - \eta\lambda`; the gradient itself gets no decay term. This is
-    ``torch.optim.AdamW``'s update, and ``Adam(..., decoupled_weight_decay=True)``.
-
-    Examples
-    --------
-    >>> import numpy as np, numadam
-    >>> w = np.ones(3, np.float32)
-    >>> opt = numadam.AdamW([w], lr=0.1, weight_decay=0.5)
-    >>> opt.step([np.zeros(3, np.float32)])   # zero gradient: only the decay acts
-    >>> w
-    array([0.95, 0.95, 0.95], dtype=float32)
-    """
-
-    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2,
-                 amsgrad=False, maximize=False, schedule=None):
-        super().__init__(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
-                         amsgrad=amsgrad, maximize=maximize, decoupled_weight_decay=True,
-                         schedule=schedule)
-
-    @Adam.decoupled_weight_decay.setter
-    def decoupled_weight_decay(self, value):
-        if not _validate.check_flag("decoupled_weight_decay", value):
-            raise ValueError(f"AdamW always decouples weight decay; got decoupled_weight_decay={value!r}")
-        self._decoupled = True
-
-    def _checked_decoupling(self, value):
-        if not _validate.check_flag("decoupled_weight_decay", value):
-            raise ValueError("state has decoupled_weight_decay=False, which AdamW cannot load; use numadam.Adam")
-        return True

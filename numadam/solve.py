@@ -14,10 +14,10 @@ import warnings
 
 import numpy as np
 
-from . import _validate
+from . import _dtypes, _validate
 from ._dispatch import backend_for
 from .clipping import clip_by_global_norm, clip_by_norm, clip_by_value
-from .optimizers import Adam
+from .families import Adam
 
 _METHODS = {"adam": False, "adamw": True}
 _CLIPPERS = {"value": clip_by_value, "norm": clip_by_norm, "global_norm": clip_by_global_norm}
@@ -343,7 +343,7 @@ def _working_copy(x0):
     dtype = np.dtype(x0.dtype)
     if dtype.kind in "biu":
         dtype = np.dtype(np.float64)
-    if dtype not in _validate.SUPPORTED_DTYPES:
+    if not _dtypes.is_supported(dtype):
         raise TypeError(f"x0 has dtype {x0.dtype}; minimize works in float32, float64, complex64 or complex128")
     if x0.size == 0:
         raise ValueError(f"x0 must hold at least one number; got shape {x0.shape}")

@@ -12,7 +12,17 @@ import pytest
 
 pytest.importorskip("numba.cuda")
 
+import numpy as np  # noqa: E402
+
+import numadam  # noqa: E402
 from numadam._kernels import cuda as cuda_kernels  # noqa: E402
+from numadam._pass import kernel_spec  # noqa: E402
+
+
+def adam_spec(amsgrad):
+    family = numadam.Adam.family
+    h = family.Hyper(**{**numadam.Adam._class_defaults, "amsgrad": amsgrad})
+    return kernel_spec(family, family.flags(h), np.dtype(np.float32), {k.name for k in family.state_kinds(h)})
 
 
 def test_a_one_block_launch_is_configured_without_a_low_occupancy_warning():
@@ -20,11 +30,11 @@ def test_a_one_block_launch_is_configured_without_a_low_occupancy_warning():
     cuda_kernels.configured_kernel.cache_clear()
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        launch = cuda_kernels.configured_kernel(False, False, 1, 0)
+        launch = cuda_kernels.configured_kernel(adam_spec(False), 1, 0)
     assert launch.griddim == (1, 1, 1)
     assert launch.blockdim == (cuda_kernels.THREADS_PER_BLOCK, 1, 1)
-    assert cuda_kernels.configured_kernel(False, False, 1, 0) is launch
-    assert cuda_kernels.configured_kernel(True, False, 1, 0) is not launch
+    assert cuda_kernels.configured_kernel(adam_spec(False), 1, 0) is launch
+    assert cuda_kernels.configured_kernel(adam_spec(True), 1, 0) is not launch
 
 
 def test_the_multiprocessor_count_is_asked_of_the_driver_once(monkeypatch):

@@ -108,8 +108,8 @@ def test_one_kernel_launch_per_step_for_many_arrays(monkeypatch):
     from numadam._kernels import cuda as cuda_kernels
 
     launches = []
-    original = cuda_kernels.launch_adam
-    monkeypatch.setattr(cuda_kernels, "launch_adam", lambda *a, **k: (launches.append(a), original(*a, **k)))
+    original = cuda_kernels.launch
+    monkeypatch.setattr(cuda_kernels, "launch", lambda *a, **k: (launches.append(a), original(*a, **k)))
     params = [cupy.zeros(1000, cupy.float32) for _ in range(1000)]
     grads = [cupy.ones(1000, cupy.float32) for _ in range(1000)]
     opt = numadam.Adam(params, lr=0.1)
@@ -149,7 +149,7 @@ def test_a_step_on_another_stream_copies_the_table_to_that_stream():
     grads = [cupy.asarray(g) for g in grads_host]
     cpu, gpu = numadam.Adam(host, lr=1e-2), numadam.Adam(device, lr=1e-2)
     gpu.step(grads)
-    (group,) = gpu._groups
+    (group,) = gpu._passes
     first_stream = group._plan.device_table.stream
     side = cupy.cuda.Stream(non_blocking=True)
     cupy.cuda.get_current_stream().synchronize()  # a non-blocking stream does not wait for the first step

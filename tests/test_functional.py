@@ -136,14 +136,15 @@ def test_nan_and_inf_propagate_like_the_reference(rng, dtype):
 
 def test_a_gradient_in_another_memory_order_does_not_split_the_table(rng):
     """A C-ordered parameter with a Fortran-ordered gradient: two long segments, not one per row."""
-    from numadam._layout import real_layout, segment_rows
+    from numadam._dispatch import backend_for
+    from numadam._pass import operand_rows
 
     param = random_array(rng, (1000, 2), np.float64)
     grad = np.asfortranarray(random_array(rng, (1000, 2), np.float64))
     state = [np.zeros_like(param) for _ in range(2)]
     arrays = [param, grad, *state]
-    strides = [real_layout(a.shape, a.strides, a.dtype)[1] for a in arrays] + [None]
-    rows = segment_rows(param.shape, [a.ctypes.data for a in arrays] + [0], strides, 8)
+    backend = backend_for(arrays, ["param", "grad", "exp_avg", "exp_avg_sq"])
+    rows = operand_rows([backend.describe(a) for a in arrays] + [None])
     assert len(rows) == 2
     expected = adam_exact(param, grad, state[0], state[1], step=1, **HYPER)
     numadam.adam_step(param, grad, *state, step=1, **HYPER)

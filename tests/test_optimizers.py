@@ -156,7 +156,7 @@ def test_contiguous_neighbours_coalesce_into_one_segment():
     params = [buffer[k * 100:(k + 1) * 100] for k in range(10)]
     opt = numadam.Adam(params, lr=1e-2)
     opt.step([grad_buffer[k * 100:(k + 1) * 100] for k in range(10)])
-    assert len(opt._groups[0]._plan.rows) == 1
+    assert len(opt._passes[0]._plan.rows) == 1
     np.testing.assert_array_equal(buffer, np.float32(-1e-2) * np.ones(1000, np.float32) / (np.float32(1) + np.float32(1e-8)))
 
 
@@ -228,7 +228,7 @@ def test_state_dict_is_plain_data_and_a_copy(rng):
     opt.step({"w": random_array(rng, (4,), np.float32)})
     state = opt.state_dict()
     assert state["optimizer"] == "Adam" and state["step"] == 1
-    assert set(state) == {"optimizer", "step", "hyperparameters", "exp_avg", "exp_avg_sq"}
+    assert set(state) == {"optimizer", "family", "step", "hyperparameters", "exp_avg", "exp_avg_sq"}
     assert isinstance(state["exp_avg"]["w"], np.ndarray)
     state["exp_avg"]["w"][...] = 123.0
     assert not np.any(opt.state_dict()["exp_avg"]["w"] == 123.0)

@@ -248,7 +248,7 @@ def test_gradients_may_not_share_memory_with_params_or_state():
         opt.step({"W": params["W"], "b": np.zeros(3, np.float32)})
     with pytest.raises(ValueError, match=r"grads\['b'\] shares memory"):
         opt.step({"W": np.zeros((4, 3), np.float32), "b": params["W"][0]})
-    exp_avg_view = opt._groups[0].state["exp_avg"][0]
+    exp_avg_view = opt._passes[0].state["exp_avg"][0]
     with pytest.raises(ValueError, match=r"grads\['W'\] shares memory"):
         opt.step({"W": exp_avg_view, "b": np.zeros(3, np.float32)})
     assert_unchanged(list(params.values()), before)
@@ -274,7 +274,7 @@ def test_bad_hyperparameter_assignment_keeps_the_old_value():
     with pytest.raises(ValueError, match="lr must be finite and >= 0; got nan"):
         opt.lr = float("nan")
     assert opt.lr == 0.01
-    with pytest.raises(ValueError, match="AdamW always decouples weight decay"):
+    with pytest.raises(ValueError, match="AdamW always has decoupled_weight_decay=True; got False"):
         numadam.AdamW(make_params()).decoupled_weight_decay = False
     with pytest.raises(AttributeError):
         opt.amsgrad = True

@@ -28,3 +28,8 @@ class Plan(NamedTuple):
     n_chunks: int
     n_elements: int
     device_table: object
+
+    @property
+    def width(self):
+        """Columns of the table (see :mod:`numadam._kernels.segments`)."""
+        return self.rows.shape[1]

@@ -6,6 +6,10 @@ from .._layout import number_chunks
 from . import ArrayInfo, Plan
 
 
+#: A spec's real dtype by name, and zero in it.
+_REAL_DTYPES = {name: (np.dtype(name), np.dtype(name).type(0)) for name in ("float32", "float64")}
+
+
 class CpuBackend:
     """NumPy arrays, updated by the Numba ``prange`` kernel."""
 
@@ -35,13 +39,15 @@ class CpuBackend:
         n_chunks, n_elements = number_chunks(rows, self.chunk_size)
         return Plan(rows, n_chunks, n_elements, rows.reshape(-1))
 
-    def run(self, plan, real_dtype, hyper, amsgrad, l2_decay):
-        """Apply the update with scalars ``hyper`` (floats, rounded here to ``real_dtype``)."""
+    def run(self, plan, spec, scalars):
+        """Apply ``spec``'s rule with ``scalars``: one row of floats per group, rounded
+        here, once, to the spec's real dtype."""
         if plan.n_chunks == 0:
             return
-        kernels = self._kernels.adam_kernels(amsgrad, l2_decay)
-        kernel = kernels.serial if plan.n_elements < self.serial_below else kernels.parallel
-        kernel(plan.device_table, plan.n_chunks, self.chunk_size, np.array(hyper, real_dtype))
+        real, zero = _REAL_DTYPES[spec.real]
+        kernel = self._kernels.compiled(spec, plan.n_elements >= self.serial_below)
+        values = np.array(tuple(scalars[0]) if len(scalars) == 1 else scalars, real).reshape(-1)
+        kernel(spec, plan.device_table, plan.width, plan.n_chunks, self.chunk_size, values, zero)
 
     # Optimizer state lives in NumPy arrays.
     array_type = np.ndarray

@@ -63,7 +63,7 @@ class CudaBackend:
         return Plan(rows, n_chunks, n_elements, self._upload(rows))
 
     def _upload(self, rows):
-        """The table in device memory; for CuPy, copied without blocking the host."""
+        """``rows`` (int64) in device memory; for CuPy, copied without blocking the host."""
         flat = np.ascontiguousarray(rows.reshape(-1))
         if self._kernels.SIMULATED or flat.size == 0:
             return flat
@@ -99,17 +99,22 @@ class CudaBackend:
             stream = self._streams[pointer] = cuda.external_stream(pointer)
         return stream
 
-    def run(self, plan, real_dtype, hyper, amsgrad, l2_decay):
-        """Launch the update with scalars ``hyper`` (floats, rounded here to ``real_dtype``)."""
+    def run(self, plan, spec, scalars):
+        """Launch ``spec``'s kernel with ``scalars`` (one row of floats per group, rounded
+        here, once, to the spec's real dtype)."""
         if plan.n_chunks == 0:
             return
-        self._kernels.launch_adam(
+        real = np.dtype(spec.real)
+        values = np.array(scalars, real).reshape(-1)
+        device_values = self._upload(_as_int64_words(values))
+        self._kernels.launch(
+            spec,
             self._table_address(plan.device_table),
+            plan.width,
             len(plan.rows),
             plan.n_chunks,
-            tuple(map(real_dtype.type, hyper)),
-            amsgrad,
-            l2_decay,
+            self._table_address(device_values),
+            real.type(0),
             self._stream(),
         )
 
@@ -214,6 +219,13 @@ class PinnedStaging:
         device.set(staged, stream=stream)
         event.record(stream)
         return device, stream
+
+
+def _as_int64_words(values):
+    """``values``' bytes as int64 words (padded with zeros), for :class:`PinnedStaging`."""
+    padded = np.zeros(-(-values.nbytes // 8) * 8, np.uint8)
+    padded[: values.nbytes] = values.view(np.uint8)
+    return padded.view(np.int64)
 
 
 def _c_strides(shape, itemsize):

@@ -3,34 +3,24 @@
 Each chunk is a run of equal length of the segments laid end to end, so every
 iteration has the same work. Elements are read and written through raw
 pointers taken from the table, so a single call updates any number of arrays.
-Contiguous runs take a loop that LLVM vectorizes; strided runs take the
-general loop. Both call :func:`~numadam._kernels.rules.adam_update`.
+Each piece of a segment goes through the spec's ``run_piece``
+(:mod:`numadam._kernels.runner`), whose contiguous loop LLVM vectorizes.
+
+The kernels take the :class:`~numadam._kernels.spec.KernelSpec` as their first
+argument; Numba compiles one machine code per spec and caches it on disk
+(``cache=True``), so a new process loads it instead of compiling.
 
 ``error_model="numpy"`` matters: Python's error model inserts a
 division-by-zero check that stops LLVM from vectorizing the loop.
 """
 
 import functools
-from typing import NamedTuple
 
-from numba import njit, prange, types
-from numba.extending import intrinsic
-from numba.np.unsafe.ndarray import to_fixed_tuple
+from numba import njit, prange, typeof, types
+from numba.extending import intrinsic, overload
 
-from .rules import NUM_HYPER, adam_update
-from .segments import (
-    ADDRESS,
-    EXP_AVG,
-    EXP_AVG_SQ,
-    GRAD,
-    MAX_EXP_AVG_SQ,
-    NUM_COLUMNS,
-    PARAM,
-    STRIDE,
-    piece_of,
-    segment_of_element,
-    sequence_length,
-)
+from .runner import piece_runner
+from .segments import piece_of, segment_of_element, sequence_length
 
 
 @intrinsic
@@ -44,93 +34,76 @@ def _pointer(typingctx, address, like):
     return pointer_type(types.intp, like), codegen
 
 
-@njit(inline="always")
-def _update_run(table, row, start, stop, hyper, amsgrad, l2_decay):
-    """Update elements ``start:stop`` of the segment at ``row``."""
-    like = hyper[0]
-    param = _pointer(table[row + ADDRESS + PARAM], like)
-    grad = _pointer(table[row + ADDRESS + GRAD], like)
-    exp_avg = _pointer(table[row + ADDRESS + EXP_AVG], like)
-    exp_avg_sq = _pointer(table[row + ADDRESS + EXP_AVG_SQ], like)
-    max_exp_avg_sq = _pointer(table[row + ADDRESS + MAX_EXP_AVG_SQ], like)
-    sp = table[row + STRIDE + PARAM]
-    sg = table[row + STRIDE + GRAD]
-    sm = table[row + STRIDE + EXP_AVG]
-    sv = table[row + STRIDE + EXP_AVG_SQ]
-    sx = table[row + STRIDE + MAX_EXP_AVG_SQ]
-    if sp == 1 and sg == 1 and sm == 1 and sv == 1 and (sx == 1 or not amsgrad):
-        for i in range(start, stop):
-            peak = max_exp_avg_sq[i] if amsgrad else like
-            p, m, v, peak = adam_update(
-                param[i], grad[i], exp_avg[i], exp_avg_sq[i], peak, hyper, amsgrad, l2_decay
-            )
-            param[i] = p
-            exp_avg[i] = m
-            exp_avg_sq[i] = v
-            if amsgrad:
-                max_exp_avg_sq[i] = peak
-    else:
-        for i in range(start, stop):
-            peak = max_exp_avg_sq[i * sx] if amsgrad else like
-            p, m, v, peak = adam_update(
-                param[i * sp], grad[i * sg], exp_avg[i * sm], exp_avg_sq[i * sv], peak,
-                hyper, amsgrad, l2_decay,
-            )
-            param[i * sp] = p
-            exp_avg[i * sm] = m
-            exp_avg_sq[i * sv] = v
-            if amsgrad:
-                max_exp_avg_sq[i * sx] = peak
+def run_piece(spec, table, row, start, stop, scalars, like):
+    """Update elements ``start:stop`` of the segment at ``row`` (compiled per spec)."""
+
+
+@functools.cache
+def _compiled_piece(spec):
+    return njit(piece_runner(spec, _pointer))
+
+
+@overload(run_piece)
+def _run_piece(spec, table, row, start, stop, scalars, like):
+    piece = _compiled_piece(spec.spec)
+
+    def implementation(spec, table, row, start, stop, scalars, like):
+        piece(table, row, start, stop, 1, scalars, like)
+
+    return implementation
 
 
 @njit(inline="always")
-def _update_chunk(table, n_segments, n_elements, chunk, chunk_size, hyper, amsgrad, l2_decay):
+def _update_chunk(spec, table, width, n_segments, n_elements, chunk, chunk_size, scalars, like):
     """Update chunk ``chunk`` of the sequence, segment piece by segment piece."""
     first = chunk * chunk_size
     last = min(first + chunk_size, n_elements)
-    segment = segment_of_element(table, n_segments, first)
+    segment = segment_of_element(table, n_segments, first, width)
     while first < last:
-        row, start, stop = piece_of(table, segment, first, last)
-        _update_run(table, row, start, stop, hyper, amsgrad, l2_decay)
+        row, start, stop = piece_of(table, segment, first, last, width)
+        run_piece(spec, table, row, start, stop, scalars, like)
         first += stop - start
         segment += 1
 
 
-class AdamKernels(NamedTuple):
-    """The CPU kernels of one variant; both take ``(table, n_chunks, chunk_size, hyper)``."""
+@njit(cache=True, error_model="numpy")
+def update_serial(spec, table, width, n_chunks, chunk_size, scalars, like):
+    """Apply the spec's rule over every chunk of ``table``, on the calling thread.
 
-    serial: object
-    parallel: object
+    ``scalars`` holds each group's per-step scalars, row after row, in the real
+    dtype; ``like`` is zero in that dtype.
+    """
+    n_segments = table.size // width
+    n_elements = sequence_length(table, n_segments, width)
+    for chunk in range(n_chunks):
+        _update_chunk(spec, table, width, n_segments, n_elements, chunk, chunk_size, scalars, like)
+
+
+@njit(cache=True, parallel=True, error_model="numpy")
+def update_parallel(spec, table, width, n_chunks, chunk_size, scalars, like):
+    """Apply the spec's rule over every chunk of ``table``, one ``prange`` iteration per chunk."""
+    n_segments = table.size // width
+    n_elements = sequence_length(table, n_segments, width)
+    for chunk in prange(n_chunks):
+        _update_chunk(spec, table, width, n_segments, n_elements, chunk, chunk_size, scalars, like)
+
+
+def signature(spec):
+    """The argument types of the kernels for ``spec``."""
+    real = types.float32 if spec.real == "float32" else types.float64
+    return (typeof(spec), types.int64[::1], types.int64, types.int64, types.int64, real[::1], real)
 
 
 @functools.cache
-def adam_kernels(amsgrad, l2_decay):
-    """The kernels for one variant, with ``amsgrad`` and ``l2_decay`` compiled in.
+def compiled(spec, parallel):
+    """The machine code of ``update_parallel`` (or ``update_serial``) for ``spec``, as a
+    function called without Numba's dispatch (which would type the spec on every call).
 
-    As compile-time constants the flags cost nothing per element: the branches
-    they guard vanish, and without AMSGrad the loop touches four arrays, not
-    five, which lets LLVM vectorize it. ``hyper`` is a NumPy array of the
-    elements' real dtype in the order of
-    :data:`~numadam._kernels.rules.HYPER_FIELDS`.
+    It takes ``(spec, table, width, n_chunks, chunk_size, scalars, like)`` exactly as
+    :func:`signature` types them: an int64 table, and scalars and a zero in the
+    spec's real dtype.
     """
-
-    @njit(error_model="numpy")
-    def serial(table, n_chunks, chunk_size, hyper):
-        scalars = to_fixed_tuple(hyper, NUM_HYPER)
-        n_segments = table.size // NUM_COLUMNS
-        n_elements = sequence_length(table, n_segments)
-        for chunk in range(n_chunks):
-            _update_chunk(table, n_segments, n_elements, chunk, chunk_size, scalars, amsgrad, l2_decay)
-
-    @njit(parallel=True, error_model="numpy")
-    def parallel(table, n_chunks, chunk_size, hyper):
-        scalars = to_fixed_tuple(hyper, NUM_HYPER)
-        n_segments = table.size // NUM_COLUMNS
-        n_elements = sequence_length(table, n_segments)
-        for chunk in prange(n_chunks):
-            _update_chunk(table, n_segments, n_elements, chunk, chunk_size, scalars, amsgrad, l2_decay)
-
-    return AdamKernels(serial, parallel)
+    return (update_parallel if parallel else update_serial).compile(signature(spec))
 
 
 @njit(cache=True)

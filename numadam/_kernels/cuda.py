@@ -1,11 +1,12 @@
-"""CUDA kernel: a grid-stride loop over the chunks of a segment table.
+"""CUDA kernels: a grid-stride loop over the chunks of a segment table.
 
 Blocks stride over chunks (equal runs of the segments laid end to end); the
 threads of a block stride over the elements of each segment piece of their
-chunk, so neighbouring threads touch neighbouring elements (coalesced access). The segment table and the arrays are reached through raw device
-addresses, so one launch updates any number of arrays. The element update is
-:func:`~numadam._kernels.rules.adam_update`, the same function the CPU loop
-inlines.
+chunk, so neighbouring threads touch neighbouring elements (coalesced access).
+The segment table, the per-group scalars and the arrays are reached through raw
+device addresses, so one launch updates any number of arrays. Each piece goes
+through the spec's ``run_piece`` (:mod:`numadam._kernels.runner`): the same
+rule, called from the same generated body, as on the CPU.
 
 Under ``NUMBA_ENABLE_CUDASIM=1`` the kernel runs as Python on the host, where
 "device" memory is host memory: the address helpers then read and write through
@@ -18,22 +19,10 @@ for CUDA arrays.
 import functools
 import warnings
 
-from numba import cuda
+from numba import cuda, njit
 
-from .rules import adam_update
-from .segments import (
-    ADDRESS,
-    EXP_AVG,
-    EXP_AVG_SQ,
-    GRAD,
-    MAX_EXP_AVG_SQ,
-    NUM_COLUMNS,
-    PARAM,
-    STRIDE,
-    piece_of,
-    segment_of_element,
-    sequence_length,
-)
+from .runner import piece_runner
+from .segments import piece_of, segment_of_element, sequence_length
 
 SIMULATED = bool(cuda.config.ENABLE_CUDASIM)
 
@@ -65,41 +54,24 @@ else:
 
 
 @functools.cache
-def adam_kernel(amsgrad, l2_decay):
-    """The kernel for one variant, with ``amsgrad`` and ``l2_decay`` compiled in."""
+def kernel_for(spec):
+    """The kernel of ``spec``: ``kernel(table_address, width, n_segments, n_chunks, chunk_size,
+    scalars_address, like)``, with ``like`` zero in the spec's real dtype."""
+    piece = piece_runner(spec, element_pointer, strided_threads=True, interpreted=SIMULATED)
+    run_piece = piece if SIMULATED else njit(inline="always")(piece)  # inlined: needs no device to compile
 
     @cuda.jit
-    def kernel(table_address, n_segments, n_chunks, chunk_size, hyper):
-        table = table_view(table_address, n_segments * NUM_COLUMNS)
-        n_elements = sequence_length(table, n_segments)
-        like = hyper[0]
+    def kernel(table_address, width, n_segments, n_chunks, chunk_size, scalars_address, like):
+        table = table_view(table_address, n_segments * width)
+        scalars = element_pointer(scalars_address, like)
+        n_elements = sequence_length(table, n_segments, width)
         for chunk in range(cuda.blockIdx.x, n_chunks, cuda.gridDim.x):
             first = chunk * chunk_size
             last = min(first + chunk_size, n_elements)
-            segment = segment_of_element(table, n_segments, first)
+            segment = segment_of_element(table, n_segments, first, width)
             while first < last:
-                row, start, stop = piece_of(table, segment, first, last)
-                param = element_pointer(table[row + ADDRESS + PARAM], like)
-                grad = element_pointer(table[row + ADDRESS + GRAD], like)
-                exp_avg = element_pointer(table[row + ADDRESS + EXP_AVG], like)
-                exp_avg_sq = element_pointer(table[row + ADDRESS + EXP_AVG_SQ], like)
-                max_exp_avg_sq = element_pointer(table[row + ADDRESS + MAX_EXP_AVG_SQ], like)
-                sp = table[row + STRIDE + PARAM]
-                sg = table[row + STRIDE + GRAD]
-                sm = table[row + STRIDE + EXP_AVG]
-                sv = table[row + STRIDE + EXP_AVG_SQ]
-                sx = table[row + STRIDE + MAX_EXP_AVG_SQ]
-                for i in range(start + cuda.threadIdx.x, stop, cuda.blockDim.x):
-                    peak = max_exp_avg_sq[i * sx] if amsgrad else like
-                    p, m, v, peak = adam_update(
-                        param[i * sp], grad[i * sg], exp_avg[i * sm], exp_avg_sq[i * sv], peak,
-                        hyper, amsgrad, l2_decay,
-                    )
-                    param[i * sp] = p
-                    exp_avg[i * sm] = m
-                    exp_avg_sq[i * sv] = v
-                    if amsgrad:
-                        max_exp_avg_sq[i * sx] = peak
+                row, start, stop = piece_of(table, segment, first, last, width)
+                run_piece(table, row, start + cuda.threadIdx.x, stop, cuda.blockDim.x, scalars, like)
                 first += stop - start
                 segment += 1
 
@@ -128,8 +100,8 @@ def max_blocks():
 
 
 @functools.lru_cache(maxsize=256)
-def configured_kernel(amsgrad, l2_decay, blocks, stream):
-    """The kernel configured for ``blocks`` blocks on ``stream``, made once per configuration.
+def configured_kernel(spec, blocks, stream):
+    """The kernel of ``spec`` configured for ``blocks`` blocks on ``stream``, made once per configuration.
 
     A small update gets a small grid on purpose (one block per chunk), so
     numba-cuda's performance warning about grids of fewer than 128 blocks is
@@ -138,12 +110,13 @@ def configured_kernel(amsgrad, l2_decay, blocks, stream):
     """
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*Grid size")
-        return adam_kernel(amsgrad, l2_decay)[blocks, THREADS_PER_BLOCK, stream]
+        return kernel_for(spec)[blocks, THREADS_PER_BLOCK, stream]
 
 
-def launch_adam(table_address, n_segments, n_chunks, hyper, amsgrad, l2_decay, stream=0):
+def launch(spec, table_address, width, n_segments, n_chunks, scalars_address, like, stream=0):
     """Launch one kernel over every chunk of the device segment table at ``table_address``."""
     if n_chunks == 0:
         return
     blocks = min(n_chunks, max_blocks())
-    configured_kernel(amsgrad, l2_decay, blocks, stream)(table_address, n_segments, n_chunks, CHUNK_SIZE, hyper)
+    configured_kernel(spec, blocks, stream)(table_address, width, n_segments, n_chunks, CHUNK_SIZE,
+                                            scalars_address, like)

@@ -225,7 +225,7 @@ def _empty_numba_kernel():
     from numba import cuda
 
     @cuda.jit
-    def empty(table_address, n_segments, n_chunks, chunk_size, hyper):
+    def empty(table_address, width, n_segments, n_chunks, chunk_size, scalars_address, like):
         pass
 
     return empty
@@ -243,7 +243,7 @@ class NumbaEmptyLaunch(Contender):
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=".*Grid size")
             self._launch = _empty_numba_kernel()[1, cuda_kernels.THREADS_PER_BLOCK, 0]
-        self._args = (0, 1, 1, cuda_kernels.CHUNK_SIZE, tuple(real_dtype.type(0.5) for _ in range(10)))
+        self._args = (0, 13, 1, 1, cuda_kernels.CHUNK_SIZE, 0, real_dtype.type(0))
 
     def step(self):
         self._launch(*self._args)

@@ -12,7 +12,7 @@ import numadam
 from arrays import DTYPES, OPTIONS, random_array
 from numadam import _dispatch
 from numadam._kernels import cuda as cuda_kernels
-from numadam._layout import real_layout, segment_rows
+from numadam._pass import kernel_spec, operand_rows
 from reference import adam_exact
 
 assert cuda_kernels.SIMULATED, "run these tests with NUMBA_ENABLE_CUDASIM=1"
@@ -83,20 +83,19 @@ def test_many_arrays_in_one_launch(monkeypatch):
     layouts = ["C", "F", "C", "reversed", "strided", "C", "F"]
     backend = _dispatch.backend_for([cuda.to_device(np.zeros(1))], ["x"])
     launches = []
-    original = cuda_kernels.launch_adam
-    monkeypatch.setattr(cuda_kernels, "launch_adam", lambda *a, **k: (launches.append(a), original(*a, **k)))
+    original = cuda_kernels.launch
+    monkeypatch.setattr(cuda_kernels, "launch", lambda *a, **k: (launches.append(a), original(*a, **k)))
     rows, hosts, devices = [], [], []
     for shape, layout in zip(shapes, layouts):
         host, device = device_operands(rng, shape, np.float64, [layout, "C", "C", "C", "C"], False)
-        infos = [backend.describe(array) for array in device[:4]]
-        dtype = infos[0].dtype
-        real_shape = real_layout(infos[0].shape, infos[0].strides, dtype)[0]
-        strides = [real_layout(info.shape, info.strides, dtype)[1] for info in infos] + [None]
-        rows.append(segment_rows(real_shape, [info.address for info in infos] + [0], strides, 8))
+        rows.append(operand_rows([backend.describe(array) for array in device[:4]] + [None]))
         hosts.append(host)
         devices.append(device)
-    hyper = numadam._hyper.adam_scalars(1, 1e-2, 0.9, 0.999, 1e-8, 0.0, False, False)
-    backend.run(backend.plan(np.concatenate(rows)), np.dtype(np.float64), hyper, False, False)
+    family = numadam.Adam.family
+    h = family.Hyper(**{**numadam.Adam._class_defaults, "lr": 1e-2})
+    scalars, _ = family.step_scalars(1, h, ())
+    spec = kernel_spec(family, family.flags(h), np.dtype(np.float64), {"exp_avg", "exp_avg_sq"})
+    backend.run(backend.plan(np.concatenate(rows)), spec, [scalars])
     assert len(launches) == 1
     for host, device in zip(hosts, devices):
         expected = adam_exact(*host[:4], step=1, **HYPER)

@@ -1,0 +1,241 @@
+"""One kernel pass: the operands of an update, checked, and the plan that applies it.
+
+:func:`operand_rows` is the plan builder both front ends use: the functional
+steps call it on their arrays, and a :class:`DtypePass` calls it once per
+parameter (with the gradient's address left at zero) and then only adds each
+step's gradient addresses, which is what makes a step over many arrays cheap.
+
+A :class:`DtypePass` holds the parameters of one real dtype, their optimizer
+state in one flat buffer per state kind, and the segment table that visits
+every parameter, its gradient and its state. Each parameter's state is laid
+out densely in the parameter's own memory order, so a C- or Fortran-ordered
+parameter and its state form a single segment. The table is rebuilt only when
+the gradient arrays change: passing the same gradient arrays every step
+(filled in place) reuses it as it is.
+"""
+
+import functools
+import operator
+
+import numpy as np
+
+from . import _dtypes, _validate
+from ._dispatch import backend_for
+from ._kernels.segments import ADDRESS
+from ._kernels.spec import KernelSpec
+from ._kernels.storage import storage_code
+from ._layout import Operand, coalesce, dense_strides, segment_rows
+from ._memory import MemoryRanges, memory_bounds
+
+PARAM, GRAD = 0, 1
+
+
+def operand_rows(infos, group=0):
+    """The segment rows over operands described by ``infos`` (``ArrayInfo``, ``None`` if absent).
+
+    All present operands share the first one's shape and dtype; complex numbers
+    count as pairs of reals.
+    """
+    dtype = infos[PARAM].dtype
+    itemsize = _dtypes.real_itemsize(dtype)
+    shape = _dtypes.real_layout(infos[PARAM].shape, infos[PARAM].strides, dtype)[0]
+    operands = [None if info is None else
+                Operand(info.address, _dtypes.real_layout(info.shape, info.strides, dtype)[1], itemsize)
+                for info in infos]
+    return segment_rows(shape, operands, group)
+
+
+def check_operands(infos, names, arrays, written):
+    """Every check on the operands of one update, before anything is written."""
+    _validate.check_parameter_dtype(infos[PARAM], names[PARAM])
+    for info, name, writes in zip(infos, names, written):
+        _validate.check_matches(info, name, infos[PARAM], names[PARAM])
+        _validate.check_layout(info, name, writes)
+    _validate.check_disjoint(infos, names, arrays, written)
+
+
+def kernel_spec(family, flags, real_dtype, present_kinds):
+    """The spec of a kernel over parameters of ``real_dtype`` and the state kinds present."""
+    return _kernel_spec(family, tuple(flags), real_dtype, frozenset(present_kinds))
+
+
+@functools.lru_cache(maxsize=1024)
+def _kernel_spec(family, flags, real_dtype, present_kinds):
+    code = storage_code(real_dtype)
+    state = tuple(code if kind.name in present_kinds else "" for kind in family.state)
+    return KernelSpec(family.name, flags, real_dtype.name, (code, code) + state)
+
+
+class DtypePass:
+    """Parameters sharing a real dtype, their state, and the table that updates them."""
+
+    def __init__(self, backend, family, kinds, indices, params, infos, paths, rows_group):
+        self.backend = backend
+        self.family = family
+        self.kinds = kinds  # the StateKinds present, in the rule's order
+        self.indices = indices
+        self.params = params
+        self.infos = infos
+        self.paths = paths
+        self.rows_group = rows_group  # scalar row of each parameter
+        self.real_dtype = _dtypes.real_dtype(infos[0].dtype)
+        self._itemsize = self.real_dtype.itemsize
+        sizes = [_dtypes.real_size(info.shape, info.dtype) for info in infos]
+        self._offsets = np.concatenate(([0], np.cumsum(sizes))).astype(np.int64)
+        self.buffers = {kind.name: self._initial_buffer(kind) for kind in kinds}
+        self.state = {name: [self._state_view(buffer, k) for k in range(len(params))]
+                      for name, buffer in self.buffers.items()}
+        self._param_rows = [self._rows(k, self.infos[k].strides, 0) for k in range(len(params))]
+        self._fast_rows = np.concatenate(self._param_rows)
+        self._fast_leaf = np.repeat(np.arange(len(params)), [len(r) for r in self._param_rows])
+        bounds = [memory_bounds(info) for info in infos]
+        self._param_low = np.array([low - i.address for (low, _), i in zip(bounds, infos)], np.int64)
+        self._param_high = np.array([high - i.address for (_, high), i in zip(bounds, infos)], np.int64)
+        #: What a gradient looks like when it has its parameter's type and layout.
+        self._expected = [(type(param), info.dtype, info.shape, info.strides) for param, info in zip(params, infos)]
+        self._bound_grads = None
+        self._plan = None
+        self._specs = {}
+
+    def _initial_buffer(self, kind):
+        total = int(self._offsets[-1])
+        buffer = self.backend.zeros(total, self.real_dtype)
+        if kind.initial == "param":
+            for k, param in enumerate(self.params):
+                self.backend.assign(self._state_view(buffer, k), param)
+        elif kind.initial != 0:
+            buffer[...] = kind.initial
+        return buffer
+
+    def add_state(self, kind):
+        """Allocate (zeroed or initialized) state of ``kind`` that was not kept before."""
+        self.kinds = tuple(k for k in self.family.state if k.name in self.buffers or k is kind)
+        self.buffers[kind.name] = self._initial_buffer(kind)
+        self.state[kind.name] = [self._state_view(self.buffers[kind.name], k) for k in range(len(self.params))]
+        self._rebuild_rows()
+
+    def drop_state(self, name):
+        """Free the state ``name``, which the hyperparameters no longer use."""
+        del self.buffers[name], self.state[name]
+        self.kinds = tuple(k for k in self.kinds if k.name != name)
+        self._rebuild_rows()
+
+    def _rebuild_rows(self):
+        self._param_rows = [self._rows(k, self.infos[k].strides, 0) for k in range(len(self.params))]
+        self._fast_rows = np.concatenate(self._param_rows)
+        self._bound_grads = self._plan = None
+        self._specs = {}
+
+    def _state_view(self, buffer, k):
+        info = self.infos[k]
+        strides = dense_strides(info.shape, info.strides, info.dtype.itemsize)
+        offset = int(self._offsets[k]) * self._itemsize
+        return self.backend.view(buffer, offset, info.shape, strides, info.dtype)
+
+    def _state_info(self, name, k):
+        info = self.infos[k]
+        address = self.backend.address(self.buffers[name]) + int(self._offsets[k]) * self._itemsize
+        return info._replace(address=address, strides=dense_strides(info.shape, info.strides, info.dtype.itemsize),
+                             readonly=False)
+
+    def _rows(self, k, grad_strides, grad_address):
+        """Segment rows of parameter ``k`` with a gradient of the given layout."""
+        info = self.infos[k]
+        grad = info._replace(address=grad_address, strides=grad_strides)
+        state = [self._state_info(kind.name, k) if kind.name in self.buffers else None for kind in self.family.state]
+        return operand_rows([info, grad] + state, self.rows_group[k])
+
+    def spec(self, flags):
+        """The kernel spec for the rule's ``flags`` and the state this pass keeps."""
+        found = self._specs.get(flags)
+        if found is None:
+            found = self._specs[flags] = kernel_spec(self.family, flags, self.real_dtype, self.buffers.keys())
+        return found
+
+    def written_arrays(self):
+        """Every array this pass writes: the parameters and the state buffers."""
+        return list(self.params) + list(self.buffers.values())
+
+    def bind(self, grads, written):
+        """Check this pass's gradients and return the plan that applies them.
+
+        ``written`` is the optimizer's :class:`~numadam._memory.MemoryRanges` of
+        what it writes: no gradient may reach into a parameter or a state buffer.
+        """
+        if self._bound_grads is not None and all(map(operator.is_, grads, self._bound_grads)):
+            return self._plan
+        addresses = np.empty(len(grads), np.int64)
+        odd_layouts = {}
+        address_of = self.backend.address
+        for k, (grad, (kind, dtype, shape, strides)) in enumerate(zip(grads, self._expected)):
+            if type(grad) is kind and grad.dtype is dtype and grad.shape == shape and grad.strides == strides:
+                addresses[k] = address_of(grad)
+            else:
+                addresses[k], odd_layouts[k] = self._checked_grad(k, grad)
+        misaligned = np.flatnonzero(addresses % self._itemsize)
+        if len(misaligned):
+            k = int(misaligned[0])
+            _validate.check_layout(self.backend.describe(grads[k]), self._grad_path(k), writable=False)
+        odd_layouts = {k: info for k, info in odd_layouts.items() if info is not None}
+        self._check_grads_disjoint(grads, addresses, odd_layouts, written)
+        if odd_layouts:
+            rows = np.concatenate([
+                self._rows(k, odd_layouts[k].strides, odd_layouts[k].address) if k in odd_layouts
+                else _with_grad_address(self._param_rows[k], addresses[k])
+                for k in range(len(grads))
+            ])
+        else:
+            rows = self._fast_rows.copy()
+            rows[:, ADDRESS + GRAD] += addresses[self._fast_leaf]
+        itemsizes = [self._itemsize] * (2 + len(self.family.state))
+        plan = self.backend.plan(coalesce(rows, itemsizes))
+        self._bound_grads, self._plan = list(grads), plan
+        return plan
+
+    def _checked_grad(self, k, grad):
+        """Every check of gradient ``k``; ``(address, info)``, info ``None`` for the parameter's layout."""
+        info = self.infos[k]
+        backend_for([self.params[k], grad], [self.paths[k], self._grad_path(k)])
+        grad_info = self.backend.describe(grad)
+        _validate.check_matches(grad_info, self._grad_path(k), info, "its parameter")
+        _validate.check_layout(grad_info, self._grad_path(k), writable=False)
+        same_layout = grad_info.strides == info.strides
+        return grad_info.address, (None if same_layout else grad_info)
+
+    def _grad_path(self, k):
+        return "grads" + self.paths[k][len("params"):]
+
+    def _check_grads_disjoint(self, grads, addresses, odd_layouts, written):
+        low = addresses + self._param_low
+        high = addresses + self._param_high
+        for k, grad_info in odd_layouts.items():
+            low[k], high[k] = memory_bounds(grad_info)
+        for k in written.overlapping(grads, low, high):
+            raise ValueError(
+                f"{self._grad_path(k)} shares memory with a parameter or the optimizer state; "
+                "gradients must be separate arrays"
+            )
+
+
+def _with_grad_address(rows, address):
+    rows = rows.copy()
+    rows[:, ADDRESS + GRAD] += address
+    return rows
+
+
+def passes_by_dtype(backend, family, kinds, leaves, infos, paths, rows_group):
+    """One :class:`DtypePass` per real dtype, in order of first appearance."""
+    by_dtype = {}
+    for k, info in enumerate(infos):
+        by_dtype.setdefault(_dtypes.real_dtype(info.dtype), []).append(k)
+    return [
+        DtypePass(backend, family, kinds, indices, [leaves[k] for k in indices], [infos[k] for k in indices],
+                  [paths[k] for k in indices], [rows_group[k] for k in indices])
+        for indices in by_dtype.values()
+    ]
+
+
+def written_memory(backend, arrays):
+    """The :class:`~numadam._memory.MemoryRanges` of ``arrays``, which an update writes."""
+    return MemoryRanges([memory_bounds(backend.describe(array)) for array in arrays], arrays)
+
