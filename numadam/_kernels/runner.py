@@ -24,9 +24,10 @@ spec because its arity and storage vary by family.
 """
 
 import functools
+import hashlib
 
 from .segments import ADDRESS, GROUP
-from .spec import rule
+from .spec import fingerprint, rule
 from .storage import STORAGES
 
 
@@ -92,6 +93,17 @@ def piece_runner(spec, pointer, strided_threads=False, interpreted=False):
             if interpreted:
                 widen, narrow = widen.py_func, narrow.py_func
             namespace.update({f"e{k}": storage.element.type(0), f"w{k}": widen, f"n{k}": narrow})
-    source = piece_source(spec, strided_threads)
-    exec(compile(source, f"<numadam run_piece for {spec.rule}>", "exec"), namespace)
-    return namespace["run_piece"]
+    source = piece_source(spec, strided_threads).replace("def run_piece(", f"def {piece_name(spec)}(", 1)
+    exec(compile(source, f"<numadam {piece_name(spec)}>", "exec"), namespace)
+    return namespace[piece_name(spec)]
+
+
+def piece_name(spec):
+    """A name for ``run_piece`` of ``spec`` that no other spec's shares.
+
+    Numba names machine code after the function and its argument types, which
+    are the same for every spec; code loaded from Numba's disk cache in one
+    process would otherwise link one spec's call to another spec's body.
+    """
+    digest = hashlib.sha256(repr((spec, fingerprint(spec.rule))).encode()).hexdigest()[:16]
+    return f"run_piece_{spec.rule}_{digest}"
