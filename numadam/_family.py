@@ -43,8 +43,9 @@ class Hyperparameter(NamedTuple):
 class StateKind(NamedTuple):
     """One per-element state array of a family.
 
-    ``doc`` describes it in a phrase (for messages); ``initial`` is a number or
-    ``"param"`` (a copy of the parameter); ``present(h)`` says whether the
+    ``doc`` describes it in a phrase (for messages); ``initial`` is a number,
+    ``"param"`` (a copy of the parameter) or ``initial(h)`` giving a number from
+    the hyperparameters ``h``; ``present(h)`` says whether the
     hyperparameters ``h`` use it (``None``: always), ``when`` says the same in
     words ("amsgrad=True").
     """

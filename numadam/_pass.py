@@ -69,7 +69,7 @@ def _kernel_spec(family, flags, real_dtype, present_kinds):
 class DtypePass:
     """Parameters sharing a real dtype, their state, and the table that updates them."""
 
-    def __init__(self, backend, family, kinds, indices, params, infos, paths, rows_group):
+    def __init__(self, backend, family, kinds, indices, params, infos, paths, rows_group, h):
         self.backend = backend
         self.family = family
         self.kinds = kinds  # the StateKinds present, in the rule's order
@@ -82,7 +82,7 @@ class DtypePass:
         self._itemsize = self.real_dtype.itemsize
         sizes = [_dtypes.real_size(info.shape, info.dtype) for info in infos]
         self._offsets = np.concatenate(([0], np.cumsum(sizes))).astype(np.int64)
-        self.buffers = {kind.name: self._initial_buffer(kind) for kind in kinds}
+        self.buffers = {kind.name: self._initial_buffer(kind, h) for kind in kinds}
         self.state = {name: [self._state_view(buffer, k) for k in range(len(params))]
                       for name, buffer in self.buffers.items()}
         self._param_rows = [self._rows(k, self.infos[k].strides, 0) for k in range(len(params))]
@@ -97,20 +97,22 @@ class DtypePass:
         self._plan = None
         self._specs = {}
 
-    def _initial_buffer(self, kind):
+    def _initial_buffer(self, kind, h):
+        """A new buffer of state ``kind``, holding its initial value for hyperparameters ``h``."""
         total = int(self._offsets[-1])
         buffer = self.backend.zeros(total, self.real_dtype)
-        if kind.initial == "param":
+        initial = kind.initial(h) if callable(kind.initial) else kind.initial
+        if isinstance(initial, str):  # "param"
             for k, param in enumerate(self.params):
                 self.backend.assign(self._state_view(buffer, k), param)
-        elif kind.initial != 0:
-            buffer[...] = kind.initial
+        elif initial != 0:
+            buffer[...] = initial
         return buffer
 
-    def add_state(self, kind):
-        """Allocate (zeroed or initialized) state of ``kind`` that was not kept before."""
+    def add_state(self, kind, h):
+        """Allocate state of ``kind``, which was not kept before, at its initial value."""
         self.kinds = tuple(k for k in self.family.state if k.name in self.buffers or k is kind)
-        self.buffers[kind.name] = self._initial_buffer(kind)
+        self.buffers[kind.name] = self._initial_buffer(kind, h)
         self.state[kind.name] = [self._state_view(self.buffers[kind.name], k) for k in range(len(self.params))]
         self._rebuild_rows()
 
@@ -223,14 +225,14 @@ def _with_grad_address(rows, address):
     return rows
 
 
-def passes_by_dtype(backend, family, kinds, leaves, infos, paths, rows_group):
-    """One :class:`DtypePass` per real dtype, in order of first appearance."""
+def passes_by_dtype(backend, family, kinds, leaves, infos, paths, rows_group, h):
+    """One :class:`DtypePass` per real dtype, in order of first appearance (state initialized for ``h``)."""
     by_dtype = {}
     for k, info in enumerate(infos):
         by_dtype.setdefault(_dtypes.real_dtype(info.dtype), []).append(k)
     return [
         DtypePass(backend, family, kinds, indices, [leaves[k] for k in indices], [infos[k] for k in indices],
-                  [paths[k] for k in indices], [rows_group[k] for k in indices])
+                  [paths[k] for k in indices], [rows_group[k] for k in indices], h)
         for indices in by_dtype.values()
     ]
 

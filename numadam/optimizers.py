@@ -123,7 +123,7 @@ class Optimizer:
         self._used_rows = sorted(set(self._leaf_rows))
         self._step = 0
         self._carry = [family.initial_carry() for _ in range(len(self._groups) + 1)]
-        self._install_passes(family.state_kinds(self._hyper_tuple(self._hyper)))
+        self._install_passes(self._hyper_tuple(self._hyper))
 
     def _bound_arguments(self, params, args, kwargs):
         try:
@@ -166,9 +166,10 @@ class Optimizer:
                              f"the per-group hyperparameters are {self._per_group_names()}")
         return hyper.check(name, value)
 
-    def _install_passes(self, kinds):
+    def _install_passes(self, h):
+        kinds = self.family.state_kinds(h)
         self._passes = passes_by_dtype(self._backend, self.family, kinds, self._leaves, self._infos,
-                                       self._paths, self._leaf_rows)
+                                       self._paths, self._leaf_rows, h)
         self._written = written_memory(self._backend, [a for p in self._passes for a in p.written_arrays()])
         self._locations = [None] * len(self._leaves)
         for dtype_pass in self._passes:
@@ -369,7 +370,7 @@ class Optimizer:
         try:
             for schedule, schedule_state in schedule_states:
                 undo.append(_load_schedule_state(schedule, schedule_state))
-            self._reshape_state(kinds)
+            self._reshape_state(kinds, self._hyper_tuple(hyper))
             for name, leaves in arrays.items():
                 for (dtype_pass, local), source in zip(self._locations, leaves):
                     dtype_pass.backend.assign(dtype_pass.state[name][local], source)
@@ -383,15 +384,15 @@ class Optimizer:
         self._carry = carry
         self._step = int(step)
 
-    def _reshape_state(self, kinds):
-        """Keep exactly the state kinds ``kinds``, allocating only the new ones."""
+    def _reshape_state(self, kinds, h):
+        """Keep exactly the state kinds ``kinds``, allocating only the new ones (initialized for ``h``)."""
         wanted = {kind.name for kind in kinds}
         for dtype_pass in self._passes:
             for name in [n for n in dtype_pass.buffers if n not in wanted]:
                 dtype_pass.drop_state(name)
             for kind in kinds:
                 if kind.name not in dtype_pass.buffers:
-                    dtype_pass.add_state(kind)
+                    dtype_pass.add_state(kind, h)
         self._written = written_memory(self._backend, [a for p in self._passes for a in p.written_arrays()])
 
     def _checked_state_hyperparameters(self, hyper):

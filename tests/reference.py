@@ -88,3 +88,337 @@ def adam_paper(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq=None, *, step, l
     v_hat = v_max / (1 - beta2**step)
     p = p - lr * m_hat / (np.sqrt(v_hat) + eps)
     return p, m, v, (v_max if amsgrad else None)
+
+
+# -- the rest of the family ------------------------------------------------------------------------------
+#
+# Each ``<family>_reference(param, grad, state, step, carry, h)`` takes one step of the family, in
+# NumPy, on copies: ``state`` maps state names to arrays, ``carry`` is the family's running host
+# values (or ``()``), ``h`` a dict of every hyperparameter. It returns ``(param, state, carry)``.
+# Scalars are derived in float64 from the hyperparameters (``step`` counts from 1) and rounded once
+# to the real dtype; every expression is evaluated in the order the module docstrings of
+# ``numadam.families`` give, so numadam must agree bit for bit.
+
+
+def _reals(param, grad, state):
+    """Real views (complex as pairs) of param, grad and the state, copied, and the real scalar type."""
+    p, g = as_real(param), as_real(grad)
+    return p, g, {name: as_real(value) for name, value in state.items()}, p.dtype.type
+
+
+def _back(param, state, dtype):
+    return from_real(param, dtype), {name: from_real(value, dtype) for name, value in state.items()}
+
+
+def _decay_and_sign(p, g, h, real, decoupled_form="torch"):
+    """``maximize`` and weight decay before a step: L2 into g, or torch's p(1 - lr wd)."""
+    if h.get("maximize"):
+        g = -g
+    if h["weight_decay"] != 0 and not h.get("decoupled_weight_decay", False):
+        g = g + real(h["weight_decay"]) * p
+    if h["weight_decay"] != 0 and h.get("decoupled_weight_decay", False) and decoupled_form == "torch":
+        p = real(1 - h["lr"] * h["weight_decay"]) * p
+    return p, g
+
+
+def adam_reference(param, grad, state, step, carry, h):
+    """Adam in the four conventions (torch, keras, sklearn, optax)."""
+    dtype = np.asarray(param).dtype
+    p, g, s, real = _reals(param, grad, state)
+    beta1, beta2 = h["betas"]
+    lr, wd, convention = h["lr"], h["weight_decay"], h["convention"]
+    decoupled = wd != 0 and h["decoupled_weight_decay"]
+    p, g = _decay_and_sign(p, g, h, real, decoupled_form=None)
+    m, v = s["exp_avg"], s["exp_avg_sq"]
+    if convention == "keras":
+        m = m + (g - m) * real(1 - beta1)
+        v = v + (g * g - v) * real(1 - beta2)
+    else:
+        m = real(beta1) * m + real(1 - beta1) * g
+        v = real(beta2) * v + real(1 - beta2) * (g * g)
+    bc1, bc2 = 1 - beta1**step, 1 - beta2**step
+    second = v / real(bc2) if convention == "optax" else v
+    if h["amsgrad"]:
+        second = s["max_exp_avg_sq"] = np.maximum(s["max_exp_avg_sq"], second)
+    if convention == "optax":
+        update = (m / real(bc1)) / (np.sqrt(second + real(h["eps_root"])) + real(h["eps"]))
+        if decoupled:
+            update = update + real(wd) * p
+        p = p - real(lr) * update
+    elif convention in ("keras", "sklearn"):
+        if decoupled:
+            p = p - p * real(wd * lr)
+        p = p - (m * real(lr * math.sqrt(bc2) / bc1)) / (np.sqrt(second) + real(h["eps"]))
+    else:
+        if decoupled:
+            p = real(1 - lr * wd) * p
+        p = p - real(lr / bc1) * m / (np.sqrt(second) / real(math.sqrt(bc2)) + real(h["eps"]))
+    s["exp_avg"], s["exp_avg_sq"] = m, v
+    return (*_back(p, s, dtype), carry)
+
+
+def nadam_reference(param, grad, state, step, carry, h):
+    """NAdam (Dozat 2016) as torch, Keras and optax compute it; ``carry`` is the mu product."""
+    dtype = np.asarray(param).dtype
+    p, g, s, real = _reals(param, grad, state)
+    beta1, beta2 = h["betas"]
+    lr, wd, convention = h["lr"], h["weight_decay"], h["convention"]
+    decoupled = wd != 0 and h["decoupled_weight_decay"]
+    p, g = _decay_and_sign(p, g, h, real, decoupled_form="torch" if convention == "torch" else None)
+    m, v = s["exp_avg"], s["exp_avg_sq"]
+    bc2 = 1 - beta2**step
+
+    def mu(t):
+        exponent = t if convention == "keras" else t * h["momentum_decay"]
+        return beta1 * (1 - 0.5 * 0.96**exponent)
+
+    (product,) = carry
+    product = product * mu(step)  # kept in every convention (optax's update does not use it)
+    if convention == "torch":
+        m = m + real(1 - beta1) * (g - m)
+        v = real(beta2) * v + real(1 - beta2) * (g * g)
+        denom = np.sqrt(v / real(bc2)) + real(h["eps"])
+        p = p + (real(-lr * (1 - mu(step)) / (1 - product)) * g) / denom
+        p = p + (real(-lr * mu(step + 1) / (1 - product * mu(step + 1))) * m) / denom
+    elif convention == "keras":
+        m = m + (g - m) * real(1 - beta1)
+        v = v + (g * g - v) * real(1 - beta2)
+        m_hat = (real(mu(step + 1)) * m) / real(1 - product * mu(step + 1)) + (real(1 - mu(step)) * g) / real(1 - product)
+        if decoupled:
+            p = p - p * (real(lr) * real(wd))
+        p = p - (m_hat * real(lr)) / (np.sqrt(v / real(bc2)) + real(h["eps"]))
+    else:
+        m = real(beta1) * m + real(1 - beta1) * g
+        v = real(beta2) * v + real(1 - beta2) * (g * g)
+        m_hat = real(beta1) * (m / real(1 - beta1 ** (step + 1))) + real(1 - beta1) * (g / real(1 - beta1**step))
+        update = m_hat / (np.sqrt(v / real(bc2) + real(h["eps_root"])) + real(h["eps"]))
+        if decoupled:
+            update = update + real(wd) * p
+        p = p - real(lr) * update
+    s["exp_avg"], s["exp_avg_sq"] = m, v
+    return (*_back(p, s, dtype), (product,))
+
+
+def radam_reference(param, grad, state, step, carry, h):
+    """RAdam (Liu et al. 2020) as torch and optax compute it."""
+    dtype = np.asarray(param).dtype
+    p, g, s, real = _reals(param, grad, state)
+    beta1, beta2 = h["betas"]
+    lr, wd, optax = h["lr"], h["weight_decay"], h["convention"] == "optax"
+    decoupled = wd != 0 and h["decoupled_weight_decay"]
+    p, g = _decay_and_sign(p, g, h, real, decoupled_form=None if optax else "torch")
+    m, v = s["exp_avg"], s["exp_avg_sq"]
+    bc1, bc2 = 1 - beta1**step, 1 - beta2**step
+    rho_inf = 2 / (1 - beta2) - 1
+    rho = rho_inf - 2 * step * beta2**step / bc2
+    rectified = rho >= h["threshold"] if optax else rho > h["threshold"]
+    rect = math.sqrt((rho - 4) * (rho - 2) * rho_inf / ((rho_inf - 4) * (rho_inf - 2) * rho)) if rectified else 0.0
+    if optax:
+        m = real(beta1) * m + real(1 - beta1) * g
+        v = real(beta2) * v + real(1 - beta2) * (g * g)
+        update = m / real(bc1)
+        if rectified:
+            update = real(rect) * update / (np.sqrt(v / real(bc2) + real(h["eps_root"])) + real(h["eps"]))
+        if decoupled:
+            update = update + real(wd) * p
+        p = p - real(lr) * update
+    else:
+        m = m + real(1 - beta1) * (g - m)
+        v = real(beta2) * v + real(1 - beta2) * (g * g)
+        corrected = m / real(bc1)
+        if rectified:
+            adaptive = real(math.sqrt(bc2)) / (np.sqrt(v) + real(h["eps"]))
+            p = p - corrected * real(lr) * adaptive * real(rect)
+        else:
+            p = p - corrected * real(lr)
+    s["exp_avg"], s["exp_avg_sq"] = m, v
+    return (*_back(p, s, dtype), carry)
+
+
+def adamax_reference(param, grad, state, step, carry, h):
+    """Adamax (Kingma & Ba 2015, section 7.1) as torch, Keras and optax compute it."""
+    dtype = np.asarray(param).dtype
+    p, g, s, real = _reals(param, grad, state)
+    beta1, beta2 = h["betas"]
+    lr, eps, convention = h["lr"], real(h["eps"]), h["convention"]
+    p, g = _decay_and_sign(p, g, h, real)
+    m, u = s["exp_avg"], s["exp_inf"]
+    bc1 = 1 - beta1**step
+    if convention == "keras":
+        m = m + (g - m) * real(1 - beta1)
+        u = np.maximum(real(beta2) * u, np.abs(g))
+        p = p - (real(lr) * m) / (real(bc1) * (u + eps))
+    elif convention == "optax":
+        m = real(1 - beta1) * g + real(beta1) * m
+        u = np.maximum(np.abs(g) + eps, real(beta2) * u)
+        p = p - real(lr) * ((m / real(bc1)) / u)
+    else:
+        m = m + real(1 - beta1) * (g - m)
+        u = np.maximum(real(beta2) * u, np.abs(g) + eps)
+        p = p - (real(lr / bc1) * m) / u
+    s["exp_avg"], s["exp_inf"] = m, u
+    return (*_back(p, s, dtype), carry)
+
+
+def adabelief_reference(param, grad, state, step, carry, h):
+    """AdaBelief (Zhuang et al. 2020) as optax and adabelief-pytorch 0.2 compute it."""
+    dtype = np.asarray(param).dtype
+    p, g, s, real = _reals(param, grad, state)
+    beta1, beta2 = h["betas"]
+    lr, wd, eps, pytorch = h["lr"], h["weight_decay"], real(h["eps"]), h["convention"] == "pytorch"
+    decoupled = wd != 0 and h["decoupled_weight_decay"]
+    p, g = _decay_and_sign(p, g, h, real, decoupled_form="torch" if pytorch else None)
+    m, belief = s["exp_avg"], s["exp_avg_var"]
+    bc1, bc2 = 1 - beta1**step, 1 - beta2**step
+    if pytorch:
+        m = m * real(beta1) + real(1 - beta1) * g
+        residual = g - m
+        belief = belief * real(beta2) + real(1 - beta2) * residual * residual + eps
+        rho_inf = 2 / (1 - beta2) - 1
+        rho = rho_inf - 2 * step * beta2**step / bc2
+        if h["rectify"] and rho >= 5:
+            size = math.sqrt(bc2 * (rho - 4) / (rho_inf - 4) * (rho - 2) / rho * rho_inf / (rho_inf - 2)) / bc1 * lr
+            p = p + (real(-size) * m) / (np.sqrt(belief) + eps)
+        elif h["rectify"]:
+            p = p + real(-(1 / bc1 * lr)) * m
+        else:
+            p = p + (real(-(lr / bc1)) * m) / (np.sqrt(belief) / real(math.sqrt(bc2)) + eps)
+    else:
+        m = real(1 - beta1) * g + real(beta1) * m
+        residual = g - m
+        belief = real(1 - beta2) * (residual * residual) + real(beta2) * belief + real(h["eps_root"])
+        update = (m / real(bc1)) / (np.sqrt(belief / real(bc2)) + eps)
+        if decoupled:
+            update = update + real(wd) * p
+        p = p - real(lr) * update
+    s["exp_avg"], s["exp_avg_var"] = m, belief
+    return (*_back(p, s, dtype), carry)
+
+
+def yogi_reference(param, grad, state, step, carry, h):
+    """Yogi (Zaheer et al. 2018) as optax computes it."""
+    dtype = np.asarray(param).dtype
+    p, g, s, real = _reals(param, grad, state)
+    beta1, beta2 = h["betas"]
+    if h["maximize"]:
+        g = -g
+    m, v = s["exp_avg"], s["exp_avg_sq"]
+    squared = g * g
+    m = real(1 - beta1) * g + real(beta1) * m
+    v = v - real(1 - beta2) * np.sign(v - squared) * squared
+    update = (m / real(1 - beta1**step)) / (np.sqrt(v / real(1 - beta2**step) + real(h["eps_root"]))
+                                            + real(h["eps"]))
+    if h["weight_decay"] != 0:
+        update = update + real(h["weight_decay"]) * p
+    p = p - real(h["lr"]) * update
+    s["exp_avg"], s["exp_avg_sq"] = m, v
+    return (*_back(p, s, dtype), carry)
+
+
+def lion_reference(param, grad, state, step, carry, h):
+    """Lion (Chen et al. 2023, Algorithm 2), as optax computes it."""
+    dtype = np.asarray(param).dtype
+    p, g, s, real = _reals(param, grad, state)
+    beta1, beta2 = h["betas"]
+    if h["maximize"]:
+        g = -g
+    m = s["exp_avg"]
+    update = np.sign(real(1 - beta1) * g + real(beta1) * m)
+    if h["weight_decay"] != 0:
+        update = update + real(h["weight_decay"]) * p
+    p = p - real(h["lr"]) * update
+    s["exp_avg"] = real(1 - beta2) * g + real(beta2) * m
+    return (*_back(p, s, dtype), carry)
+
+
+def ademamix_reference(param, grad, state, step, carry, h):
+    """AdEMAMix (Pagliardini et al. 2024) as apple/ml-ademamix computes it, warm-ups included."""
+    dtype = np.asarray(param).dtype
+    p, g, s, real = _reals(param, grad, state)
+    beta1, beta2, beta3 = h["betas"]
+    alpha = h["alpha"]
+    if h["alpha_warmup"] is not None and step < h["alpha_warmup"]:
+        alpha = step / h["alpha_warmup"] * h["alpha"]
+    if h["beta3_warmup"] is not None and step < h["beta3_warmup"]:
+        half_life = lambda beta: math.log(0.5) / math.log(beta + 1e-8) - 1  # noqa: E731
+        fraction = step / h["beta3_warmup"]
+        beta3 = 0.5 ** (1 / ((1 - fraction) * half_life(beta1) + fraction * half_life(beta3) + 1))
+    fast = s["exp_avg_fast"] * real(beta1) + real(1 - beta1) * g
+    slow = s["exp_avg_slow"] * real(beta3) + real(1 - beta3) * g
+    v = s["exp_avg_sq"] * real(beta2) + real(1 - beta2) * g * g
+    denom = np.sqrt(v) / real(math.sqrt(1 - beta2**step)) + real(h["eps"])
+    update = (fast / real(1 - beta1**step) + real(alpha) * slow) / denom
+    if h["weight_decay"] != 0:
+        update = update + real(h["weight_decay"]) * p
+    p = p + real(-h["lr"]) * update
+    s["exp_avg_fast"], s["exp_avg_slow"], s["exp_avg_sq"] = fast, slow, v
+    return (*_back(p, s, dtype), carry)
+
+
+def adopt_reference(param, grad, state, step, carry, h):
+    """ADOPT (Taniguchi et al. 2024) as the official code and optax.contrib compute it."""
+    dtype = np.asarray(param).dtype
+    p, g, s, real = _reals(param, grad, state)
+    beta1, beta2 = h["betas"]
+    lr, wd = h["lr"], h["weight_decay"]
+    p, g = _decay_and_sign(p, g, h, real, decoupled_form=None)
+    m, v = s["exp_avg"], s["exp_avg_sq"]
+    if step == 1:
+        s["exp_avg_sq"] = v + g * g
+        return (*_back(p, s, dtype), carry)
+    if wd != 0 and h["decoupled_weight_decay"]:
+        p = p + real(-lr * wd) * p
+    normed = g / np.maximum(np.sqrt(v), real(h["eps"]))
+    if h["clip_lambda"] is not None:
+        clip = real(float(step - 1) ** h["clip_lambda"])
+        normed = np.clip(normed, -clip, clip)
+    if h["convention"] == "optax":
+        m = real(1 - beta1) * normed + real(beta1) * m
+    else:
+        m = m + real(1 - beta1) * (normed - m)
+    p = p + real(-lr) * m
+    s["exp_avg"], s["exp_avg_sq"] = m, v * real(beta2) + real(1 - beta2) * g * g
+    return (*_back(p, s, dtype), carry)
+
+
+def schedule_free_adamw_reference(param, grad, state, step, carry, h):
+    """Schedule-free AdamW (Defazio et al. 2024) as facebookresearch/schedule_free computes it.
+
+    ``param`` is y; ``carry`` is ``(lr_max, weight_sum)``.
+    """
+    dtype = np.asarray(param).dtype
+    y, g, s, real = _reals(param, grad, state)
+    beta1, beta2 = h["betas"]
+    k = step - 1
+    lr = h["lr"] * ((k + 1) / h["warmup_steps"] if k < h["warmup_steps"] else 1.0)
+    lr_max, weight_sum = carry
+    lr_max = max(lr, lr_max)
+    weight = ((k + 1) ** h["r"]) * (lr_max ** h["weight_lr_power"])
+    weight_sum = weight_sum + weight
+    c = weight / weight_sum if weight_sum != 0 else 0.0
+    z, v = s["z"], s["exp_avg_sq"] * real(beta2) + real(1 - beta2) * g * g
+    normalized = g / (np.sqrt(v / real(1 - beta2 ** (k + 1))) + real(h["eps"]))
+    if h["weight_decay"] != 0:
+        normalized = normalized + real(h["weight_decay"]) * y
+    if c < 0.5:  # torch.lerp(y, z, c)
+        y = y + real(c) * (z - y)
+    else:
+        y = z - (z - y) * real(1 - c)
+    y = y + real(lr * (beta1 * (1 - c) - 1)) * normalized
+    s["z"], s["exp_avg_sq"] = z - real(lr) * normalized, v
+    return (*_back(y, s, dtype), (lr_max, weight_sum))
+
+
+REFERENCES = {
+    "adam": adam_reference,
+    "adamw": adam_reference,
+    "nadam": nadam_reference,
+    "radam": radam_reference,
+    "adamax": adamax_reference,
+    "adabelief": adabelief_reference,
+    "yogi": yogi_reference,
+    "lion": lion_reference,
+    "ademamix": ademamix_reference,
+    "adopt": adopt_reference,
+    "schedule_free_adamw": schedule_free_adamw_reference,
+}

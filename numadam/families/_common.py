@@ -1,0 +1,83 @@
+r"""What the family modules share: hyperparameter declarations and element helpers.
+
+A hyperparameter several families take (``lr``, ``betas``, ``eps``, ...) is
+declared here once, with its check and its docstring; a family picks its own
+default.
+"""
+
+from numba import njit
+
+from .. import _validate
+from .._family import Hyperparameter
+
+
+def lr(default):
+    return Hyperparameter("lr", default, lambda name, value: _validate.check_lr(value),
+                          r"Learning rate :math:`\eta` (>= 0).")
+
+
+def betas(default):
+    count = len(default)
+    symbols = ", ".join(rf"\beta_{i}" for i in range(1, count + 1))
+    return Hyperparameter("betas", default, lambda name, value: _validate.check_betas(value, count),
+                          rf":math:`({symbols})`, each in [0, 1).")
+
+
+def eps(default, doc=r":math:`\epsilon` (>= 0), added to the denominator."):
+    return Hyperparameter("eps", default, _validate.check_nonnegative, doc)
+
+
+def eps_root(default=0.0):
+    return Hyperparameter("eps_root", default, _validate.check_nonnegative,
+                          r"optax's :math:`\epsilon_{root}`, added inside the square root (>= 0).")
+
+
+def weight_decay(default, doc=r"Weight decay :math:`\lambda` (>= 0)."):
+    return Hyperparameter("weight_decay", default, _validate.check_nonnegative, doc)
+
+
+def decoupled_weight_decay(default=False):
+    return Hyperparameter("decoupled_weight_decay", default, _validate.check_flag,
+                          "Decay the parameters directly (as AdamW) instead of adding L2 to the gradient.")
+
+
+def maximize():
+    return Hyperparameter("maximize", False, _validate.check_flag, "Ascend instead of descend.")
+
+
+def convention(options, doc):
+    """The ``convention`` hyperparameter: whose arithmetic, among ``options`` (the first is the default)."""
+
+    def check(name, value):
+        if value not in options:
+            raise ValueError(f"{name} must be one of {list(options)}; got {value!r}")
+        return value
+
+    return Hyperparameter("convention", options[0], check, doc, per_group=False)
+
+
+def grad_sign(h):
+    """The gradient's sign: -1 to ascend (``maximize``), else 1."""
+    return -1.0 if h.maximize else 1.0
+
+
+@njit(inline="always")
+def torch_lerp(start, end, weight, one_minus_weight):
+    r"""``torch.lerp(start, end, weight)`` as torch evaluates it.
+
+    :math:`s + w(e - s)` for :math:`w < 1/2`, else :math:`e - (e - s)(1 - w)`.
+    """
+    if weight < 0.5:
+        return start + weight * (end - start)
+    return end - (end - start) * one_minus_weight
+
+
+@njit(inline="always")
+def sign(value, one):
+    """-1, 0 or 1 as ``numpy.sign`` (NaN stays NaN); ``one`` is 1 in ``value``'s dtype
+    (a literal would promote float32 arithmetic to float64)."""
+    if value > 0:
+        return one
+    if value < 0:
+        return -one
+    return value - value

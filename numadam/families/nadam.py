@@ -1,0 +1,214 @@
+r"""NAdam (Dozat 2016): Adam with Nesterov momentum, in torch's, Keras's and optax's arithmetic.
+
+With :math:`\mu_t = \beta_1 (1 - \tfrac12\, 0.96^{t\psi})` (torch; Keras uses
+:math:`0.96^t`) and the running product :math:`\Pi_t = \prod_{i \le t} \mu_i`:
+
+.. math::
+
+    m &\leftarrow \beta_1 m + (1-\beta_1) g, \qquad v \leftarrow \beta_2 v + (1-\beta_2) g^2,
+    \qquad d = \sqrt{v / (1-\beta_2^t)} + \epsilon \\
+    p &\leftarrow p - \eta\,\frac{1-\mu_t}{1-\Pi_t}\,\frac{g}{d}
+                    - \eta\,\frac{\mu_{t+1}}{1-\Pi_t\,\mu_{t+1}}\,\frac{m}{d}
+
+optax (``adam(nesterov=True)``) keeps :math:`\beta_1` constant instead:
+:math:`\hat m = \beta_1 m / (1-\beta_1^{t+1}) + (1-\beta_1) g / (1-\beta_1^t)`,
+:math:`p \leftarrow p - \eta\, \hat m / (\sqrt{v/(1-\beta_2^t) + \epsilon_{root}} + \epsilon)`.
+"""
+
+import math
+from typing import NamedTuple
+
+from numba import njit
+
+from .. import _validate
+from .._family import Carry, Family, Hyperparameter, StateKind
+from ..functional import step_function
+from ..optimizers import Optimizer
+from . import _common
+
+
+class NAdamScalars(NamedTuple):
+    grad_sign: float
+    weight_decay: float
+    decay_factor: float
+    beta1: float
+    one_minus_beta1: float
+    beta2: float
+    one_minus_beta2: float
+    bias_correction2: float
+    grad_coefficient: float
+    grad_divisor: float
+    momentum_coefficient: float
+    momentum_divisor: float
+    lr: float
+    eps: float
+    eps_root: float
+
+
+class NAdamFlags(NamedTuple):
+    l2_decay: bool
+    decoupled_decay: bool
+    keras: bool
+    optax: bool
+
+
+def _momentum(h, step):
+    """:math:`\\mu_t`: torch's (with ``momentum_decay``) or Keras's (0.96^t)."""
+    beta1 = h.betas[0]
+    exponent = step if h.convention == "keras" else step * h.momentum_decay
+    return beta1 * (1.0 - 0.5 * 0.96**exponent)
+
+
+def _advance(step, h, carry):
+    (momentum_product,) = carry
+    return (momentum_product * _momentum(h, step),)
+
+
+def nadam_scalars(step, h, carry):
+    beta1, beta2 = h.betas
+    lr, weight_decay = h.lr, h.weight_decay
+    (product,) = carry  # of mu_1 .. mu_t
+    if h.convention == "optax":
+        grad_coefficient, grad_divisor = 1.0 - beta1, 1.0 - beta1**step
+        momentum_coefficient, momentum_divisor = beta1, 1.0 - beta1 ** (step + 1)
+    else:
+        momentum, momentum_next = _momentum(h, step), _momentum(h, step + 1)
+        grad_coefficient, grad_divisor = 1.0 - momentum, 1.0 - product
+        momentum_coefficient, momentum_divisor = momentum_next, 1.0 - product * momentum_next
+        if h.convention == "torch":  # torch folds -lr into the coefficients
+            grad_coefficient, grad_divisor = -lr * grad_coefficient / grad_divisor, 1.0
+            momentum_coefficient, momentum_divisor = -lr * momentum_coefficient / momentum_divisor, 1.0
+    return NAdamScalars(
+        _common.grad_sign(h), weight_decay,
+        1.0 - lr * weight_decay if h.decoupled_weight_decay else 1.0,
+        beta1, 1.0 - beta1, beta2, 1.0 - beta2, 1.0 - beta2**step,
+        grad_coefficient, grad_divisor, momentum_coefficient, momentum_divisor,
+        lr, h.eps, h.eps_root,
+    )
+
+
+def nadam_flags(h):
+    decays = h.weight_decay != 0.0
+    return NAdamFlags(decays and not h.decoupled_weight_decay, decays and h.decoupled_weight_decay,
+                      h.convention == "keras", h.convention == "optax")
+
+
+@njit(inline="always")
+def nadam_rule(param, grad, state, s, flags):
+    """NAdam for one real element; ``state`` is ``(exp_avg, exp_avg_sq)``."""
+    exp_avg, exp_avg_sq = state
+    grad = s.grad_sign * grad
+    if flags.l2_decay:
+        grad = grad + s.weight_decay * param
+    if flags.keras:
+        exp_avg = exp_avg + (grad - exp_avg) * s.one_minus_beta1
+        exp_avg_sq = exp_avg_sq + (grad * grad - exp_avg_sq) * s.one_minus_beta2
+        nesterov = (s.momentum_coefficient * exp_avg) / s.momentum_divisor + (s.grad_coefficient * grad) / s.grad_divisor
+        if flags.decoupled_decay:
+            param = param - param * (s.lr * s.weight_decay)
+        param = param - (nesterov * s.lr) / (math.sqrt(exp_avg_sq / s.bias_correction2) + s.eps)
+    elif flags.optax:
+        exp_avg = s.beta1 * exp_avg + s.one_minus_beta1 * grad
+        exp_avg_sq = s.beta2 * exp_avg_sq + s.one_minus_beta2 * (grad * grad)
+        nesterov = s.momentum_coefficient * (exp_avg / s.momentum_divisor) + s.grad_coefficient * (grad / s.grad_divisor)
+        update = nesterov / (math.sqrt(exp_avg_sq / s.bias_correction2 + s.eps_root) + s.eps)
+        if flags.decoupled_decay:
+            update = update + s.weight_decay * param
+        param = param - s.lr * update
+    else:
+        if flags.decoupled_decay:
+            param = s.decay_factor * param
+        exp_avg = exp_avg + s.one_minus_beta1 * (grad - exp_avg)
+        exp_avg_sq = s.beta2 * exp_avg_sq + s.one_minus_beta2 * (grad * grad)
+        denom = math.sqrt(exp_avg_sq / s.bias_correction2) + s.eps
+        param = param + (s.grad_coefficient * grad) / denom
+        param = param + (s.momentum_coefficient * exp_avg) / denom
+    return param, (exp_avg, exp_avg_sq)
+
+
+def _check_nadam_combination(h):
+    if h.eps_root != 0.0 and h.convention != "optax":
+        raise ValueError(f"eps_root is optax's; it needs convention='optax', got eps_root={h.eps_root!r} "
+                         f"with convention={h.convention!r}")
+
+
+NADAM = Family(
+    name="nadam",
+    title="NAdam",
+    hyperparameters=(
+        _common.lr(2e-3),
+        _common.betas((0.9, 0.999)),
+        _common.eps(1e-8),
+        _common.weight_decay(0.0),
+        Hyperparameter("momentum_decay", 4e-3, _validate.check_nonnegative,
+                       r"torch's :math:`\psi` in :math:`\mu_t = \beta_1(1 - \frac12 0.96^{t\psi})` (>= 0)."),
+        _common.decoupled_weight_decay(),
+        _common.maximize(),
+        _common.convention(("torch", "keras", "optax"),
+                           "Whose arithmetic: 'torch' (the default), 'keras' (0.96^t) or 'optax' (constant beta1)."),
+        _common.eps_root(),
+    ),
+    state=(StateKind("exp_avg", "the first moment m"),
+           StateKind("exp_avg_sq", "the second moment v", nonnegative=True)),
+    scalars=nadam_scalars,
+    Scalars=NAdamScalars,
+    flags=nadam_flags,
+    Flags=NAdamFlags,
+    rule=nadam_rule,
+    carry=Carry(("momentum_product",), (1.0,), _advance),
+    check_combination=_check_nadam_combination,
+)
+
+
+class NAdam(Optimizer):
+    r"""NAdam (Dozat 2016): Adam with Nesterov momentum, over a tree of arrays, in place.
+
+    .. math::
+
+        \mu_t &= \beta_1\bigl(1 - \tfrac12\, 0.96^{t\psi}\bigr), \qquad
+        m \leftarrow \beta_1 m + (1-\beta_1) g, \qquad v \leftarrow \beta_2 v + (1-\beta_2) g^2 \\
+        p &\leftarrow p - \eta\,\frac{1-\mu_t}{1-\prod_{i\le t}\mu_i}\,\frac{g}{d}
+               - \eta\,\frac{\mu_{t+1}}{1-\prod_{i\le t+1}\mu_i}\,\frac{m}{d},
+        \qquad d = \sqrt{v/(1-\beta_2^t)} + \epsilon
+
+    with :math:`\psi` = ``momentum_decay``: ``torch.optim.NAdam``'s update, L2 or
+    (``decoupled_weight_decay``) decoupled decay included. ``convention="keras"``
+    gives Keras 3's (:math:`0.96^t`, no :math:`\psi`), ``convention="optax"``
+    optax's ``nadam`` (constant :math:`\beta_1`, ``eps_root``). The running
+    product of the :math:`\mu_i` is kept on the host and saved in ``state_dict``
+    (``"carry"``). Options as :class:`numadam.Adam`'s; see :doc:`/families/nadam`.
+
+    Examples
+    --------
+    >>> import numpy as np, numadam
+    >>> w = np.array([1.0, -1.0])
+    >>> opt = numadam.NAdam(w, lr=0.1)
+    >>> for _ in range(200):
+    ...     opt.step(2 * w)
+    >>> bool(np.all(np.abs(w) < 0.05))
+    True
+
+    References
+    ----------
+    Dozat, "Incorporating Nesterov Momentum into Adam", ICLR 2016 workshop.
+    """
+
+    family = NADAM
+
+
+nadam_step = step_function(NAdam, "nadam_step", r"""Take NAdam step ``step`` on ``param`` and its state, in place.
+
+The update of :class:`numadam.NAdam`, on single arrays. ``carry`` holds the
+running product of the momentum schedule, ``(momentum_product,)``: pass
+``None`` on the first step and what the previous call returned after it.
+
+Examples
+--------
+>>> import numpy as np, numadam
+>>> p, g = np.array([1.0, -2.0]), np.array([0.5, 0.5])
+>>> m, v = np.zeros(2), np.zeros(2)
+>>> carry = numadam.nadam_step(p, g, m, v, step=1, lr=0.1)
+>>> carry = numadam.nadam_step(p, g, m, v, step=2, lr=0.1, carry=carry)
+>>> bool(p[0] < 1.0 and p[1] < -2.0)
+True
+""")

@@ -1,0 +1,188 @@
+r"""RAdam (Liu et al. 2020): Adam with the variance of its adaptive step rectified.
+
+With :math:`\rho_\infty = 2/(1-\beta_2) - 1` and
+:math:`\rho_t = \rho_\infty - 2t\beta_2^t/(1-\beta_2^t)`: while :math:`\rho_t`
+is above the threshold (torch: :math:`\rho_t > 5`; optax: :math:`\rho_t \ge 5`)
+
+.. math::
+
+    r_t = \sqrt{\frac{(\rho_t-4)(\rho_t-2)\rho_\infty}{(\rho_\infty-4)(\rho_\infty-2)\rho_t}}, \qquad
+    p \leftarrow p - \eta\, \frac{m}{1-\beta_1^t}\, \frac{\sqrt{1-\beta_2^t}}{\sqrt{v} + \epsilon}\, r_t
+
+and before it, the un-adapted momentum step :math:`p \leftarrow p - \eta\, m/(1-\beta_1^t)`.
+optax divides by :math:`\sqrt{v/(1-\beta_2^t) + \epsilon_{root}} + \epsilon` instead.
+"""
+
+import math
+from typing import NamedTuple
+
+from numba import njit
+
+from .. import _validate
+from .._family import Family, Hyperparameter, StateKind
+from ..functional import step_function
+from ..optimizers import Optimizer
+from . import _common
+
+
+class RAdamScalars(NamedTuple):
+    grad_sign: float
+    weight_decay: float
+    decay_factor: float
+    beta1: float
+    one_minus_beta1: float
+    beta2: float
+    one_minus_beta2: float
+    bias_correction1: float
+    bias_correction2: float
+    bias_correction2_sqrt: float
+    rectified: float  # 1 while rho_t is above the threshold, else 0
+    rectification: float
+    lr: float
+    eps: float
+    eps_root: float
+
+
+class RAdamFlags(NamedTuple):
+    l2_decay: bool
+    decoupled_decay: bool
+    optax: bool
+
+
+def rectification(step, beta2):
+    """:math:`(\\rho_t, r_t)` of step ``step``; :math:`r_t` is NaN where :math:`\\rho_t \\le 4`."""
+    rho_inf = 2.0 / (1.0 - beta2) - 1.0
+    beta2_t = beta2**step
+    rho = rho_inf - 2.0 * step * beta2_t / (1.0 - beta2_t)
+    if rho <= 4.0:
+        return rho, math.nan
+    return rho, math.sqrt((rho - 4.0) * (rho - 2.0) * rho_inf / ((rho_inf - 4.0) * (rho_inf - 2.0) * rho))
+
+
+def radam_scalars(step, h, carry):
+    beta1, beta2 = h.betas
+    lr, weight_decay = h.lr, h.weight_decay
+    rho, rect = rectification(step, beta2)
+    rectified = rho >= h.threshold if h.convention == "optax" else rho > h.threshold
+    bias_correction2 = 1.0 - beta2**step
+    return RAdamScalars(
+        _common.grad_sign(h), weight_decay,
+        1.0 - lr * weight_decay if h.decoupled_weight_decay else 1.0,
+        beta1, 1.0 - beta1, beta2, 1.0 - beta2, 1.0 - beta1**step, bias_correction2, math.sqrt(bias_correction2),
+        1.0 if rectified else 0.0, rect if rectified else 0.0, lr, h.eps, h.eps_root,
+    )
+
+
+def radam_flags(h):
+    decays = h.weight_decay != 0.0
+    return RAdamFlags(decays and not h.decoupled_weight_decay, decays and h.decoupled_weight_decay,
+                      h.convention == "optax")
+
+
+@njit(inline="always")
+def radam_rule(param, grad, state, s, flags):
+    """RAdam for one real element; ``state`` is ``(exp_avg, exp_avg_sq)``."""
+    exp_avg, exp_avg_sq = state
+    grad = s.grad_sign * grad
+    if flags.l2_decay:
+        grad = grad + s.weight_decay * param
+    if flags.optax:
+        exp_avg = s.beta1 * exp_avg + s.one_minus_beta1 * grad
+        exp_avg_sq = s.beta2 * exp_avg_sq + s.one_minus_beta2 * (grad * grad)
+        update = exp_avg / s.bias_correction1
+        if s.rectified != 0:
+            update = s.rectification * update / (math.sqrt(exp_avg_sq / s.bias_correction2 + s.eps_root) + s.eps)
+        if flags.decoupled_decay:
+            update = update + s.weight_decay * param
+        param = param - s.lr * update
+    else:
+        if flags.decoupled_decay:
+            param = s.decay_factor * param
+        exp_avg = exp_avg + s.one_minus_beta1 * (grad - exp_avg)
+        exp_avg_sq = s.beta2 * exp_avg_sq + s.one_minus_beta2 * (grad * grad)
+        corrected = exp_avg / s.bias_correction1
+        if s.rectified != 0:
+            adaptive = s.bias_correction2_sqrt / (math.sqrt(exp_avg_sq) + s.eps)
+            param = param - corrected * s.lr * adaptive * s.rectification
+        else:
+            param = param - corrected * s.lr
+    return param, (exp_avg, exp_avg_sq)
+
+
+def _check_radam_combination(h):
+    if h.eps_root != 0.0 and h.convention != "optax":
+        raise ValueError(f"eps_root is optax's; it needs convention='optax', got eps_root={h.eps_root!r} "
+                         f"with convention={h.convention!r}")
+
+
+RADAM = Family(
+    name="radam",
+    title="RAdam",
+    hyperparameters=(
+        _common.lr(1e-3),
+        _common.betas((0.9, 0.999)),
+        _common.eps(1e-8),
+        _common.weight_decay(0.0),
+        _common.decoupled_weight_decay(),
+        _common.maximize(),
+        _common.convention(("torch", "optax"), "Whose arithmetic: 'torch' (the default) or 'optax'."),
+        Hyperparameter("threshold", 5.0, _validate.check_nonnegative,
+                       r"Rectify while :math:`\rho_t` exceeds it (torch: ``>``; optax: ``>=``)."),
+        _common.eps_root(),
+    ),
+    state=(StateKind("exp_avg", "the first moment m"),
+           StateKind("exp_avg_sq", "the second moment v", nonnegative=True)),
+    scalars=radam_scalars,
+    Scalars=RAdamScalars,
+    flags=radam_flags,
+    Flags=RAdamFlags,
+    rule=radam_rule,
+    check_combination=_check_radam_combination,
+)
+
+
+class RAdam(Optimizer):
+    r"""RAdam (Liu et al. 2020) over a tree of arrays, updated in place.
+
+    .. math::
+
+        m &\leftarrow \beta_1 m + (1-\beta_1) g, \qquad v \leftarrow \beta_2 v + (1-\beta_2) g^2,
+        \qquad \rho_t = \rho_\infty - \frac{2t\beta_2^t}{1-\beta_2^t} \\
+        p &\leftarrow p - \eta\,\frac{m}{1-\beta_1^t}\,\frac{\sqrt{1-\beta_2^t}}{\sqrt v + \epsilon}\, r_t
+        \quad (\rho_t > 5), \qquad p \leftarrow p - \eta\,\frac{m}{1-\beta_1^t} \quad \text{(otherwise)}
+
+    ``torch.optim.RAdam``'s update, L2 or decoupled decay included;
+    ``convention="optax"`` gives optax's ``radam`` (:math:`\rho_t \ge`
+    ``threshold``, ``eps_root``). See :doc:`/families/radam`.
+
+    Examples
+    --------
+    >>> import numpy as np, numadam
+    >>> w = np.array([1.0, -1.0])
+    >>> opt = numadam.RAdam(w, lr=0.1)
+    >>> for _ in range(300):
+    ...     opt.step(2 * w)
+    >>> bool(np.all(np.abs(w) < 0.05))
+    True
+
+    References
+    ----------
+    Liu et al., "On the Variance of the Adaptive Learning Rate and Beyond", ICLR 2020.
+    """
+
+    family = RADAM
+
+
+radam_step = step_function(RAdam, "radam_step", r"""Take RAdam step ``step`` on ``param`` and its state, in place.
+
+The update of :class:`numadam.RAdam`, on single arrays.
+
+Examples
+--------
+>>> import numpy as np, numadam
+>>> p, g = np.array([1.0, -2.0]), np.array([0.5, 0.5])
+>>> m, v = np.zeros(2), np.zeros(2)
+>>> numadam.radam_step(p, g, m, v, step=1, lr=0.1)   # early steps: momentum only
+>>> p
+array([ 0.95, -2.05])
+""")

@@ -1,0 +1,236 @@
+"""Every family, against its NumPy reference (tests/reference.py), bit for bit.
+
+One table of cases (family, options) runs through the optimizer objects (every
+dtype, every layout, many arrays in one tree) and the functional steps, and
+through :func:`numadam.minimize`.
+"""
+
+import numpy as np
+import pytest
+
+import numadam
+from arrays import DTYPES, LAYOUTS, in_layout, random_array
+from reference import REFERENCES
+
+#: (method, options): each family in each convention, with decay, maximize and its own options.
+CASES = [
+    ("adam", {}),
+    ("adam", {"convention": "keras", "amsgrad": True}),
+    ("adam", {"convention": "keras", "weight_decay": 0.05, "decoupled_weight_decay": True}),
+    ("adam", {"convention": "sklearn", "weight_decay": 0.05}),
+    ("adam", {"convention": "optax", "eps_root": 1e-8, "amsgrad": True, "weight_decay": 0.1,
+              "decoupled_weight_decay": True}),
+    ("adamw", {"amsgrad": True, "maximize": True}),
+    ("nadam", {}),
+    ("nadam", {"weight_decay": 0.1, "maximize": True}),
+    ("nadam", {"weight_decay": 0.1, "decoupled_weight_decay": True, "momentum_decay": 0.01}),
+    ("nadam", {"convention": "keras", "weight_decay": 0.1, "decoupled_weight_decay": True}),
+    ("nadam", {"convention": "optax", "eps_root": 1e-10, "weight_decay": 0.1, "decoupled_weight_decay": True}),
+    ("radam", {}),
+    ("radam", {"weight_decay": 0.1, "decoupled_weight_decay": True, "maximize": True}),
+    ("radam", {"convention": "optax", "threshold": 5.5, "weight_decay": 0.1}),
+    ("adamax", {}),
+    ("adamax", {"convention": "keras", "weight_decay": 0.1}),
+    ("adamax", {"convention": "optax", "maximize": True}),
+    ("adabelief", {}),
+    ("adabelief", {"weight_decay": 0.1}),
+    ("adabelief", {"convention": "pytorch", "eps_root": 0.0, "rectify": True, "weight_decay": 0.1}),
+    ("adabelief", {"convention": "pytorch", "eps_root": 0.0, "weight_decay": 0.1, "decoupled_weight_decay": False}),
+    ("yogi", {}),
+    ("yogi", {"weight_decay": 0.1, "maximize": True}),
+    ("lion", {}),
+    ("lion", {"weight_decay": 0.0, "maximize": True}),
+    ("ademamix", {}),
+    ("ademamix", {"alpha_warmup": 4, "beta3_warmup": 4, "weight_decay": 0.1}),
+    ("adopt", {}),
+    ("adopt", {"weight_decay": 0.1, "maximize": True}),
+    ("adopt", {"convention": "optax", "clip_lambda": None, "weight_decay": 0.1, "decoupled_weight_decay": True}),
+    ("schedule_free_adamw", {}),
+    ("schedule_free_adamw", {"warmup_steps": 3, "weight_decay": 0.1, "r": 0.5}),
+]
+STEPS = 8  # past RAdam's and AdaBelief's switch to the rectified step (step 6)
+LR = 1e-2
+
+
+def case_id(case):
+    method, options = case
+    return method + "".join(f"-{k}={v}" for k, v in options.items())
+
+
+def hyperparameters(method, options):
+    cls = numadam.families()[method]
+    return {**cls._class_defaults, **cls.pinned, "lr": LR, **options}
+
+
+def initial_state(method, param, h):
+    """Each family's state before the first step, as its paper (and library) starts it."""
+    zeros = np.zeros_like(param)
+    if method in ("adam", "adamw"):
+        state = {"exp_avg": zeros, "exp_avg_sq": zeros.copy()}
+        return {**state, "max_exp_avg_sq": zeros.copy()} if h["amsgrad"] else state
+    if method == "yogi":  # every real number (complex as pairs) starts at the value
+        value = h["initial_accumulator_value"]
+        start = np.full_like(param, value * (1 + 1j) if param.dtype.kind == "c" else value)
+        return {"exp_avg": start, "exp_avg_sq": start.copy()}
+    if method == "schedule_free_adamw":
+        return {"z": np.array(param, copy=True), "exp_avg_sq": zeros}
+    names = {"adamax": ["exp_avg", "exp_inf"], "adabelief": ["exp_avg", "exp_avg_var"], "lion": ["exp_avg"],
+             "ademamix": ["exp_avg_fast", "exp_avg_slow", "exp_avg_sq"]}.get(method, ["exp_avg", "exp_avg_sq"])
+    return {name: zeros.copy() for name in names}
+
+
+def initial_carry(method):
+    return {"nadam": (1.0,), "schedule_free_adamw": (-1.0, 0.0)}.get(method, ())
+
+
+class Reference:
+    """The reference applied leaf by leaf, keeping its own copies."""
+
+    def __init__(self, method, options, params):
+        self.method, self.h = method, hyperparameters(method, options)
+        self.params = [np.array(p, copy=True) for p in params]
+        self.state = [initial_state(method, p, self.h) for p in self.params]
+        self.carry = initial_carry(method)
+        self.t = 0
+
+    def step(self, grads):
+        self.t += 1
+        carry = self.carry
+        for k, g in enumerate(grads):
+            self.params[k], self.state[k], carry = REFERENCES[self.method](
+                self.params[k], g, self.state[k], self.t, self.carry, self.h)
+        self.carry = carry
+
+
+def assert_bitwise(actual, expected):
+    for a, e in zip(actual, expected):
+        np.testing.assert_array_equal(a, e, strict=True)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("case", CASES, ids=case_id)
+def test_objects_match_the_reference(case, dtype):
+    method, options = case
+    rng = np.random.default_rng(5)
+    params = [random_array(rng, (4, 3), dtype), random_array(rng, (5,), dtype)]
+    reference = Reference(method, options, params)
+    opt = numadam.families()[method](params, lr=LR, **options)
+    for _ in range(STEPS):
+        grads = [random_array(rng, p.shape, dtype) for p in params]
+        opt.step(grads)
+        reference.step(grads)
+    assert_bitwise(params, reference.params)
+    state = opt.state_dict()
+    for name in reference.state[0]:
+        assert_bitwise(state[name], [s[name] for s in reference.state])
+    assert opt.step_count == STEPS
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("case", CASES[::3], ids=case_id)
+def test_layouts_and_many_arrays_in_one_tree(case, layout):
+    """Several layouts and both real dtypes in one tree: one pass per dtype, still bit for bit."""
+    method, options = case
+    rng = np.random.default_rng(6)
+    params = [in_layout(random_array(rng, shape, dtype), layout)
+              for shape, dtype in [((3, 4), np.float32), ((2, 3, 2), np.float64), ((7,), np.complex64),
+                                   ((), np.float32), ((0, 2), np.float64), ((6, 5), np.float32)]]
+    reference = Reference(method, options, params)
+    opt = numadam.families()[method]({"a": params[:3], "b": tuple(params[3:])}, lr=LR, **options)
+    for _ in range(4):
+        grads = [in_layout(random_array(rng, p.shape, p.dtype), layout) for p in params]
+        opt.step({"a": grads[:3], "b": grads[3:]})
+        reference.step(grads)
+    assert_bitwise(params, reference.params)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.complex128])
+@pytest.mark.parametrize("case", CASES, ids=case_id)
+def test_functional_steps_match_the_reference(case, dtype):
+    method, options = case
+    from numadam.families import functional_step
+
+    cls = numadam.families()[method]
+    step_function = functional_step(method)
+    rng = np.random.default_rng(7)
+    param = random_array(rng, (3, 5), dtype)
+    reference = Reference(method, options, [param])
+    state = {name: np.array(value, copy=True) for name, value in reference.state[0].items()}
+    always = [kind.name for kind in cls.family.state if kind.present is None]
+    optional = {name: value for name, value in state.items() if name not in always}
+    keywords = {**hyperparameters(method, options), **optional}  # AdamW's pinned options included
+    carry = None
+    for t in range(1, STEPS + 1):
+        grad = random_array(rng, param.shape, dtype)
+        if cls.family.carry is not None:
+            keywords["carry"] = carry
+        carry = step_function(param, grad, *[state[n] for n in always], step=t, **keywords)
+        reference.step([grad])
+    assert_bitwise([param] + list(state.values()), reference.params + list(reference.state[0].values()))
+    if cls.family.carry is not None:
+        assert carry == reference.carry
+
+
+@pytest.mark.parametrize("method", list(numadam.families()))
+def test_minimize_takes_every_family_by_name(method):
+    """A bowl with its minimum at 3: every family reaches it from 0 with its own hyperparameters."""
+    options = {"lion": {"lr": 1e-2, "weight_decay": 0.0}, "ademamix": {"lr": 0.05, "alpha": 0.5},
+               "adopt": {"lr": 0.05}, "schedule_free_adamw": {"lr": 0.05}}.get(method, {"lr": 0.05})
+    if method == "adamw":
+        options = {"lr": 0.05, "weight_decay": 0.0}
+
+    def fun(x):
+        return float(np.sum((x - 3.0) ** 2)), 2 * (x - 3.0)
+
+    res = numadam.minimize(fun, np.zeros(4), jac=True, method=method, maxiter=3000, gtol=1e-3,
+                           schedule=numadam.schedules.CosineDecay(options.pop("lr"), total_steps=3000), **options)
+    assert res.nit > 0
+    np.testing.assert_allclose(res.x, 3.0, atol=0.05)
+
+
+def test_families_lists_every_class_and_its_functional_step():
+    from numadam.families import functional_step
+
+    names = list(numadam.families())
+    assert names == ["adam", "adamw", "nadam", "radam", "adamax", "adabelief", "yogi", "lion", "ademamix", "adopt",
+                     "schedule_free_adamw"]
+    for name, cls in numadam.families().items():
+        assert getattr(numadam, cls.__name__) is cls
+        assert functional_step(name).__name__ == f"{cls.family.name}_step"
+        assert getattr(numadam, f"{cls.family.name}_step") is functional_step(name)
+
+
+def test_schedule_free_eval_params_is_the_average_and_leaves_training_alone():
+    rng = np.random.default_rng(8)
+    y = random_array(rng, (6,), np.float64)
+    opt = numadam.ScheduleFreeAdamW(y, lr=0.1, betas=(0.8, 0.999))
+    for _ in range(5):
+        opt.step(random_array(rng, (6,), np.float64))
+    before = (y.copy(), opt.state_dict())
+    x = opt.eval_params()
+    z = opt.state_dict()["z"]
+    np.testing.assert_allclose(x, y + (1 - 1 / 0.8) * (z - y), rtol=1e-15)
+    np.testing.assert_array_equal(y, before[0])
+    np.testing.assert_array_equal(opt.state_dict()["z"], before[1]["z"])
+    assert x is not y
+
+
+@pytest.mark.parametrize("method", ["nadam", "schedule_free_adamw"])
+def test_the_carry_round_trips_through_state_dict(method):
+    """Families with running host values continue exactly after save and load."""
+    rng = np.random.default_rng(9)
+    params = random_array(rng, (5,), np.float32)
+    grads = [random_array(rng, (5,), np.float32) for _ in range(6)]
+    cls = numadam.families()[method]
+    straight = cls(params.copy(), lr=LR)
+    for g in grads:
+        straight.step(g)
+    first = cls(twin := params.copy(), lr=LR)
+    for g in grads[:3]:
+        first.step(g)
+    resumed = cls(twin, lr=LR)
+    resumed.load_state_dict(first.state_dict())
+    for g in grads[3:]:
+        resumed.step(g)
+    np.testing.assert_array_equal(twin, straight.params)
+    assert resumed.state_dict()["carry"] == straight.state_dict()["carry"]
