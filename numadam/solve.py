@@ -17,25 +17,23 @@ import numpy as np
 from . import _dtypes, _validate
 from ._dispatch import backend_for
 from .clipping import clip_by_global_norm, clip_by_norm, clip_by_value
-from .families import Adam
-
-_METHODS = {"adam": False, "adamw": True}
+from .families import optimizer_class
 _CLIPPERS = {"value": clip_by_value, "norm": clip_by_norm, "global_norm": clip_by_global_norm}
 
 GTOL, MAXITER, FTOL, XTOL, NON_FINITE, CALLBACK = 0, 1, 2, 3, 4, 99
 _SUCCESS = (GTOL, FTOL, XTOL)
 
 
-def minimize(fun, x0, args=(), jac=None, method="adam", *, lr=1e-3, betas=(0.9, 0.999), eps=1e-8,
-             weight_decay=0.0, amsgrad=False, maxiter=1000, gtol=1e-5, ftol=None, xtol=None, patience=10,
-             schedule=None, clip=None, callback=None, progress=False):
-    r"""Minimize ``fun`` from ``x0`` with Adam; return a ``scipy.optimize.OptimizeResult``.
+def minimize(fun, x0, args=(), jac=None, method="adam", *, maxiter=1000, gtol=1e-5, ftol=None, xtol=None,
+             patience=10, schedule=None, clip=None, callback=None, progress=False, **hyperparameters):
+    r"""Minimize ``fun`` from ``x0`` with Adam (or any family); return a ``scipy.optimize.OptimizeResult``.
 
     Iterate :math:`k = 0, 1, \dots` from :math:`x_0` (a copy of ``x0``; ``x0``
     itself is never modified): evaluate :math:`f_k = f(x_k)` and
     :math:`g_k = \nabla f(x_k)`, check the stop rules, then take one step of
-    :class:`numadam.Adam` (``method="adam"``) or AdamW (``"adamw"``, decoupled
-    ``weight_decay``) with the gradient :math:`g_k`, clipped if ``clip`` says so.
+    the optimizer ``method`` names (:class:`numadam.Adam` for ``"adam"``, any
+    name of :func:`numadam.families`) with the gradient :math:`g_k`, clipped if
+    ``clip`` says so.
     With :math:`\|\cdot\|_\infty` the largest magnitude over the real numbers of
     an array (complex parts separately), the rules are, in this order:
 
@@ -73,12 +71,17 @@ def minimize(fun, x0, args=(), jac=None, method="adam", *, lr=1e-3, betas=(0.9, 
         ``True`` if ``fun`` returns the gradient too, else ``jac(x, *args)``. The
         gradient must have ``x``'s shape and backend; it is cast to ``x``'s dtype.
         Adam needs a gradient: ``None`` (finite differences) is refused.
-    method : {"adam", "adamw"}
-    lr, betas, eps, weight_decay, amsgrad
-        Adam's hyperparameters (see :class:`numadam.Adam`). ``weight_decay``
+    method : str
+        A name from :func:`numadam.families`: "adam" (the default), "adamw",
+        "nadam", "radam", "adamax", "adabelief", "yogi", "lion", "ademamix",
+        "adopt" or "schedule_free_adamw" (the result's ``x`` is then the last
+        iterate :math:`y`; evaluate ``x0``-shaped averages with the class itself).
+    **hyperparameters
+        The family's hyperparameters (for Adam ``lr``, ``betas``, ``eps``,
+        ``weight_decay``, ``amsgrad``, ...: see the class). ``weight_decay``
         changes the steps, not the reported ``fun``.
     maxiter : int >= 0
-        The most Adam steps to take.
+        The most steps to take.
     gtol : float >= 0
     ftol, xtol : float >= 0 or None
         ``None`` turns the rule off.
@@ -143,12 +146,9 @@ def minimize(fun, x0, args=(), jac=None, method="adam", *, lr=1e-3, betas=(0.9, 
             f"jac must be True (fun returns (value, gradient)) or a callable returning the gradient; got {jac!r}: "
             "Adam needs the gradient"
         )
-    decoupled = _METHODS.get(method.lower() if isinstance(method, str) else None)
-    if decoupled is None:
-        raise ValueError(f"method must be one of {sorted(_METHODS)}; got {method!r}")
+    optimizer_type = optimizer_class(method)
     x = _working_copy(x0)
-    optimizer = Adam(x, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, amsgrad=amsgrad,
-                     decoupled_weight_decay=decoupled, schedule=schedule)
+    optimizer = optimizer_type(x, schedule=schedule, **hyperparameters)
     stop_rules = _StopRules(maxiter, gtol, ftol, xtol, patience)
     clipper = _clipper(clip)
     if callback is not None and not callable(callback):
@@ -273,7 +273,11 @@ def adam_minimizer(fun, x0, args=(), jac=None, hess=None, hessp=None, bounds=Non
     tol = options.pop("tol", None)
     if tol is not None:
         options.setdefault("gtol", tol)
-    known = [name for name in inspect.signature(minimize).parameters if name not in ("fun", "x0", "args", "jac")]
+    solver_options = [name for name, parameter in inspect.signature(minimize).parameters.items()
+                      if name not in ("fun", "x0", "args", "jac") and parameter.kind is not parameter.VAR_KEYWORD]
+    family_options = [name for name in optimizer_class(options.get("method", "adam")).__signature__.parameters
+                      if name not in ("params", "schedule")]
+    known = solver_options + family_options
     unknown = sorted(name for name, value in options.items() if name not in known and value is not None)
     if unknown:
         raise TypeError(f"numadam.adam_minimizer got unknown options {unknown}; it takes {known}")
