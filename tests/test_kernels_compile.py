@@ -49,6 +49,23 @@ def test_cpu_float64_kernel_is_vectorized(variant):
     assert re.search(r"\bv?sqrtpd\b", assembly("serial", adam_spec(np.float64, *variant)))
 
 
+def family_spec(method, dtype):
+    """The spec of ``method`` with its default options and weight decay on (every branch of the rule compiled)."""
+    cls = numadam.families()[method]
+    family = cls.family
+    h = family.Hyper(**{**cls._class_defaults, **cls.pinned, "weight_decay": 0.1})
+    return kernel_spec(family, family.flags(h), np.dtype(dtype), {k.name for k in family.state_kinds(h)})
+
+
+@pytest.mark.parametrize("method", list(numadam.families()))
+def test_every_family_keeps_float32_arithmetic_in_float32(method):
+    """A float64 literal in a rule would promote the whole float32 update (and halve its speed)."""
+    code = assembly("serial", family_spec(method, np.float32))
+    assert not re.search(r"\bv?(sqrt|div|mul|add|sub)(sd|pd)\b", code), "float32 arithmetic promoted to float64"
+    assert not re.search(r"\bv?cvtss2sd\b", code)
+    assert re.search(r"\bv?(mul|add|sub)ps\b", code), "the contiguous loop is not vectorized"
+
+
 def compile_cuda(spec):
     from numba import cuda
 
@@ -62,14 +79,19 @@ def compile_cuda(spec):
     return ptx
 
 
-@pytest.mark.parametrize("variant", VARIANTS, ids=lambda v: f"amsgrad={v[0]},wd={v[1]}")
-@pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_cuda_kernel_compiles_to_ptx_for_hopper(dtype, variant):
-    ptx = compile_cuda(adam_spec(dtype, *variant))
+@pytest.mark.parametrize("spec", [adam_spec(dtype, *variant) for dtype in (np.float32, np.float64)
+                                  for variant in VARIANTS]
+                         + [family_spec(method, np.float32) for method in list(numadam.families())[2:]],
+                         ids=lambda spec: f"{spec.rule}-{spec.real}-{spec.operands[-1] or 'no'}-{spec.flags}")
+def test_cuda_kernel_compiles_to_ptx_for_hopper(spec):
+    dtype = np.dtype(spec.real)
+    ptx = compile_cuda(spec)
     width = 32 if dtype == np.float32 else 64
     assert ".target sm_90" in ptx
-    assert f"sqrt.rn.f{width}" in ptx, "square root must be IEEE round-to-nearest"
-    assert f"div.rn.f{width}" in ptx, "division must be IEEE round-to-nearest"
+    if spec.rule not in ("lion", "adamax"):  # an infinity norm takes no root
+        assert f"sqrt.rn.f{width}" in ptx, "square root must be IEEE round-to-nearest"
+    if spec.rule != "lion":  # nor does the sign of a momentum divide
+        assert f"div.rn.f{width}" in ptx, "division must be IEEE round-to-nearest"
     assert re.search(rf"ld\.global(\.\w+)*\.f{width}", ptx), "element loads should be global-memory loads"
     if dtype == np.float32:
         assert not re.search(r"\b(add|sub|mul|div|sqrt|fma)(\.\w+)*\.f64\b", ptx), "float32 kernel uses float64"
