@@ -1,4 +1,4 @@
-"""The ``numadam`` command line: ``numadam demo`` and ``numadam bench``."""
+"""The ``numadam`` command line: ``numadam demo``, ``numadam bench`` and ``numadam cache``."""
 
 import argparse
 import sys
@@ -16,13 +16,32 @@ def main(argv=None):
     )
     bench_parser = commands.add_parser("bench", help="time numadam against the roofline, NumPy, torch and optax")
     bench.add_arguments(bench_parser)
+    cache = commands.add_parser("cache", help="where the compiled CPU kernels are cached on disk; --clear deletes them")
+    cache.add_argument("--clear", action="store_true", help="delete numadam's cached kernels (they recompile on use)")
     args = parser.parse_args(argv)
+    if args.command == "cache":
+        return kernel_cache(args.clear)
     if args.command == "demo":
         from .demo import run_demo
 
         run_demo(quick=args.quick, output=args.output)
     if args.command == "bench":
         return bench.run(args)
+    return 0
+
+
+def kernel_cache(clear, out=print):
+    """Report (or ``clear``) the compiled kernels numadam keeps in Numba's disk cache."""
+    from ._kernels.cpu import cache_files
+
+    files = cache_files()
+    folders = sorted({str(path.parent) for path in files})
+    size = sum(path.stat().st_size for path in files)
+    out(f"{len(files)} cached kernel files, {size / 2**20:.1f} MiB, in {', '.join(folders) or 'no folder yet'}")
+    if clear:
+        for path in files:
+            path.unlink(missing_ok=True)
+        out(f"deleted {len(files)} files")
     return 0
 
 

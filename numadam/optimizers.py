@@ -499,9 +499,7 @@ def _load_schedule_state(schedule, schedule_state):
 
 
 def _has_negative_entries(array):
-    real = array.real if array.dtype.kind == "c" else array
-    negative = bool((real < 0).any())
-    if array.dtype.kind == "c":
-        negative = negative or bool((array.imag < 0).any())
-    return negative
+    """Whether a real number of ``array`` is below zero (NaN is not); allocates no temporary array."""
+    parts = (array.real, array.imag) if array.dtype.kind == "c" else (array,)
+    return any(part.size and bool(part.min() < 0) for part in parts)
 

@@ -15,6 +15,7 @@ division-by-zero check that stops LLVM from vectorizing the loop.
 """
 
 import functools
+import pathlib
 
 from numba import njit, prange, typeof, types
 from numba.extending import intrinsic, overload
@@ -110,3 +111,17 @@ def compiled(spec, parallel):
 def data_address(array):
     """The address of ``array``'s first element, found faster than ``array.ctypes.data``."""
     return array.ctypes.data
+
+
+def cache_files():
+    """The files of Numba's disk cache that hold these kernels' machine code.
+
+    Numba writes them to ``__pycache__`` beside this module when that folder is
+    writable, else to a folder of the user's cache directory, or to
+    ``NUMBA_CACHE_DIR`` when that is set.
+    """
+    files = []
+    for kernel in (update_serial, update_parallel, data_address):
+        directory = pathlib.Path(kernel.stats.cache_path)
+        files += sorted(directory.glob(f"{__name__.rsplit('.', 1)[-1]}.{kernel.__name__}-*.nb[ic]"))
+    return files
