@@ -293,6 +293,9 @@ class Optimizer:
     def _step_scalars(self, step):
         """Per-row scalars of step ``step``, the carry after it, and the flags of the kernels."""
         rows, flags = self._rows()
+        if len(rows) == 1:  # no groups: the common case, kept short (this runs every step)
+            values, carry = self.family.step_scalars(step, rows[0], self._carry[0])
+            return [values], [carry], flags
         scalars, carry = [], []
         for h, row_carry in zip(rows, self._carry):
             values, row_carry = self.family.step_scalars(step, h, row_carry)

@@ -46,7 +46,10 @@ class CpuBackend:
             return
         real, zero = _REAL_DTYPES[spec.real]
         kernel = self._kernels.compiled(spec, plan.n_elements >= self.serial_below)
-        values = np.array(tuple(scalars[0]) if len(scalars) == 1 else scalars, real).reshape(-1)
+        if len(scalars) == 1:
+            values = np.fromiter(scalars[0], real, len(scalars[0]))
+        else:
+            values = np.array(scalars, real).reshape(-1)
         kernel(spec, plan.device_table, plan.width, plan.n_chunks, self.chunk_size, values, zero)
 
     # Optimizer state lives in NumPy arrays.
