@@ -88,7 +88,7 @@ class Family:
     check_combination: Callable | None = None
 
     def __post_init__(self):
-        register_rule(self.name, self.rule, self.Scalars, self.Flags)
+        register_rule(self.name, self.rule, self.Scalars, self.Flags, [kind.name for kind in self.state])
         object.__setattr__(self, "Hyper", namedtuple(f"{self.title}Hyper", self.names))
 
     @property

@@ -22,6 +22,7 @@ import numpy as np
 from . import _dtypes, _validate
 from ._dispatch import backend_for
 from ._kernels.segments import ADDRESS
+from ._kernels.policy import NO_POLICY, POLICY_OPERANDS, policy_operands
 from ._kernels.spec import KernelSpec
 from ._kernels.storage import storage_code
 from ._layout import Operand, coalesce, dense_strides, segment_rows
@@ -33,14 +34,15 @@ PARAM, GRAD = 0, 1
 def operand_rows(infos, group=0):
     """The segment rows over operands described by ``infos`` (``ArrayInfo``, ``None`` if absent).
 
-    All present operands share the first one's shape and dtype; complex numbers
-    count as pairs of reals.
+    All present operands share the first one's shape; each has its own dtype
+    and strides (a stride of 0 repeats one value: a scalar bound). Complex
+    numbers count as pairs of reals.
     """
-    dtype = infos[PARAM].dtype
-    itemsize = _dtypes.real_itemsize(dtype)
-    shape = _dtypes.real_layout(infos[PARAM].shape, infos[PARAM].strides, dtype)[0]
+    param = infos[PARAM]
+    shape = _dtypes.real_layout(param.shape, param.strides, param.dtype)[0]
     operands = [None if info is None else
-                Operand(info.address, _dtypes.real_layout(info.shape, info.strides, dtype)[1], itemsize)
+                Operand(info.address, _dtypes.real_layout(info.shape, info.strides, info.dtype)[1],
+                        _dtypes.real_itemsize(info.dtype))
                 for info in infos]
     return segment_rows(shape, operands, group)
 
@@ -54,22 +56,30 @@ def check_operands(infos, names, arrays, written):
     _validate.check_disjoint(infos, names, arrays, written)
 
 
-def kernel_spec(family, flags, real_dtype, present_kinds):
-    """The spec of a kernel over parameters of ``real_dtype`` and the state kinds present."""
-    return _kernel_spec(family, tuple(flags), real_dtype, frozenset(present_kinds))
+def kernel_spec(family, flags, real_dtype, present_kinds, policy=NO_POLICY):
+    """The spec of a kernel over parameters of ``real_dtype``, the state kinds present and ``policy``."""
+    return _kernel_spec(family, tuple(flags), real_dtype, frozenset(present_kinds), policy)
 
 
 @functools.lru_cache(maxsize=1024)
-def _kernel_spec(family, flags, real_dtype, present_kinds):
+def _kernel_spec(family, flags, real_dtype, present_kinds, policy):
     code = storage_code(real_dtype)
     state = tuple(code if kind.name in present_kinds else "" for kind in family.state)
-    return KernelSpec(family.name, flags, real_dtype.name, (code, code) + state)
+    used = policy_operands(policy)
+    extra = tuple(("f8" if name == "accumulator" else code) if name in used else "" for name in POLICY_OPERANDS)
+    return KernelSpec(family.name, flags, real_dtype.name, (code, code) + state + extra, policy)
 
 
 class DtypePass:
-    """Parameters sharing a real dtype, their state, and the table that updates them."""
+    """Parameters sharing a real dtype, their state, and the table that updates them.
 
-    def __init__(self, backend, family, kinds, indices, params, infos, paths, rows_group, h):
+    Besides the family's state, a pass keeps what the optimizer's policies
+    need (:mod:`numadam._policy`): a float64 gradient accumulator, the moving
+    average of the parameters, and each parameter's bounds (its own copy: an
+    array, or one value read with stride 0).
+    """
+
+    def __init__(self, backend, family, kinds, indices, params, infos, paths, rows_group, h, policies, bounds):
         self.backend = backend
         self.family = family
         self.kinds = kinds  # the StateKinds present, in the rule's order
@@ -81,26 +91,38 @@ class DtypePass:
         self.real_dtype = _dtypes.real_dtype(infos[0].dtype)
         self._itemsize = self.real_dtype.itemsize
         sizes = [_dtypes.real_size(info.shape, info.dtype) for info in infos]
-        self._offsets = np.concatenate(([0], np.cumsum(sizes))).astype(np.int64)
+        #: Where each parameter starts among the real numbers of the pass (and of its table's sequence).
+        self.offsets = np.concatenate(([0], np.cumsum(sizes))).astype(np.int64)
         self.buffers = {kind.name: self._initial_buffer(kind, h) for kind in kinds}
         self.state = {name: [self._state_view(buffer, k) for k in range(len(params))]
                       for name, buffer in self.buffers.items()}
+        self.policy_buffers = {}
+        if policies.accumulate > 1:
+            self.policy_buffers["accumulator"] = backend.zeros(int(self.offsets[-1]), np.dtype(np.float64))
+        if policies.ema is not None:
+            ema = self.policy_buffers["ema"] = backend.zeros(int(self.offsets[-1]), self.real_dtype)
+            if not policies.ema_bias_correction:  # the average starts at the parameters
+                for k, param in enumerate(params):
+                    backend.assign(self._state_view(ema, k), param)
+        self.policy_state = {name: [self._state_view(buffer, k) for k in range(len(params))]
+                             for name, buffer in self.policy_buffers.items()}
+        self.bounds = bounds  # None, or per parameter a (low, high) pair of arrays
         self._param_rows = [self._rows(k, self.infos[k].strides, 0) for k in range(len(params))]
         self._fast_rows = np.concatenate(self._param_rows)
         self._fast_leaf = np.repeat(np.arange(len(params)), [len(r) for r in self._param_rows])
-        bounds = [memory_bounds(info) for info in infos]
-        self._param_low = np.array([low - i.address for (low, _), i in zip(bounds, infos)], np.int64)
-        self._param_high = np.array([high - i.address for (_, high), i in zip(bounds, infos)], np.int64)
+        extents = [memory_bounds(info) for info in infos]
+        self._param_low = np.array([low - i.address for (low, _), i in zip(extents, infos)], np.int64)
+        self._param_high = np.array([high - i.address for (_, high), i in zip(extents, infos)], np.int64)
         #: What a gradient looks like when it has its parameter's type and layout.
         self._expected = [(type(param), info.dtype, info.shape, info.strides) for param, info in zip(params, infos)]
         self._bound_grads = None
         self._plan = None
+        self._pieces = None
         self._specs = {}
 
     def _initial_buffer(self, kind, h):
         """A new buffer of state ``kind``, holding its initial value for hyperparameters ``h``."""
-        total = int(self._offsets[-1])
-        buffer = self.backend.zeros(total, self.real_dtype)
+        buffer = self.backend.zeros(int(self.offsets[-1]), self.real_dtype)
         initial = kind.initial(h) if callable(kind.initial) else kind.initial
         if isinstance(initial, str):  # "param"
             for k, param in enumerate(self.params):
@@ -125,38 +147,47 @@ class DtypePass:
     def _rebuild_rows(self):
         self._param_rows = [self._rows(k, self.infos[k].strides, 0) for k in range(len(self.params))]
         self._fast_rows = np.concatenate(self._param_rows)
-        self._bound_grads = self._plan = None
+        self._bound_grads = self._plan = self._pieces = None
         self._specs = {}
 
     def _state_view(self, buffer, k):
+        """Parameter ``k``'s part of ``buffer``: dense, in the parameter's memory order."""
         info = self.infos[k]
-        strides = dense_strides(info.shape, info.strides, info.dtype.itemsize)
-        offset = int(self._offsets[k]) * self._itemsize
-        return self.backend.view(buffer, offset, info.shape, strides, info.dtype)
+        dtype = info.dtype if buffer.dtype == self.real_dtype else _wide(info.dtype)
+        strides = dense_strides(info.shape, info.strides, dtype.itemsize)
+        offset = int(self.offsets[k]) * buffer.dtype.itemsize
+        return self.backend.view(buffer, offset, info.shape, strides, dtype)
 
-    def _state_info(self, name, k):
+    def _buffer_info(self, buffer, k):
         info = self.infos[k]
-        address = self.backend.address(self.buffers[name]) + int(self._offsets[k]) * self._itemsize
-        return info._replace(address=address, strides=dense_strides(info.shape, info.strides, info.dtype.itemsize),
-                             readonly=False)
+        dtype = info.dtype if buffer.dtype == self.real_dtype else _wide(info.dtype)
+        address = self.backend.address(buffer) + int(self.offsets[k]) * buffer.dtype.itemsize
+        return info._replace(address=address, strides=dense_strides(info.shape, info.strides, dtype.itemsize),
+                             dtype=dtype, readonly=False)
 
     def _rows(self, k, grad_strides, grad_address):
         """Segment rows of parameter ``k`` with a gradient of the given layout."""
         info = self.infos[k]
         grad = info._replace(address=grad_address, strides=grad_strides)
-        state = [self._state_info(kind.name, k) if kind.name in self.buffers else None for kind in self.family.state]
-        return operand_rows([info, grad] + state, self.rows_group[k])
+        state = [self._buffer_info(self.buffers[kind.name], k) if kind.name in self.buffers else None
+                 for kind in self.family.state]
+        extra = {name: self._buffer_info(buffer, k) for name, buffer in self.policy_buffers.items()}
+        if self.bounds is not None:
+            extra["low"], extra["high"] = (self.backend.describe(bound) for bound in self.bounds[k])
+        return operand_rows([info, grad] + state + [extra.get(name) for name in POLICY_OPERANDS],
+                            self.rows_group[k])
 
-    def spec(self, flags):
-        """The kernel spec for the rule's ``flags`` and the state this pass keeps."""
-        found = self._specs.get(flags)
+    def spec(self, flags, policy=NO_POLICY):
+        """The kernel spec for the rule's ``flags``, the state this pass keeps and ``policy``."""
+        key = flags, policy
+        found = self._specs.get(key)
         if found is None:
-            found = self._specs[flags] = kernel_spec(self.family, flags, self.real_dtype, self.buffers.keys())
+            found = self._specs[key] = kernel_spec(self.family, flags, self.real_dtype, self.buffers.keys(), policy)
         return found
 
     def written_arrays(self):
-        """Every array this pass writes: the parameters and the state buffers."""
-        return list(self.params) + list(self.buffers.values())
+        """Every array this pass writes: the parameters, the state and the policies' buffers."""
+        return list(self.params) + list(self.buffers.values()) + list(self.policy_buffers.values())
 
     def bind(self, grads, written):
         """Check this pass's gradients and return the plan that applies them.
@@ -189,10 +220,38 @@ class DtypePass:
         else:
             rows = self._fast_rows.copy()
             rows[:, ADDRESS + GRAD] += addresses[self._fast_leaf]
-        itemsizes = [self._itemsize] * (2 + len(self.family.state))
-        plan = self.backend.plan(coalesce(rows, itemsizes))
-        self._bound_grads, self._plan = list(grads), plan
+        plan = self.backend.plan(coalesce(rows, self._itemsizes()))
+        self._bound_grads, self._plan, self._pieces = list(grads), plan, None
         return plan
+
+    def _itemsizes(self):
+        """The element size of each operand of the table, in order."""
+        sizes = [self._itemsize] * (2 + len(self.family.state))
+        return sizes + [8 if name == "accumulator" else self._itemsize for name in POLICY_OPERANDS]
+
+    def pieces(self, plan):
+        """``(starts, stops, leaves)``: the reduction's pieces of ``plan``'s sequence.
+
+        Each chunk of ``chunk_size`` elements is cut where a parameter ends, so
+        a piece belongs to one parameter and one chunk: the sums over pieces do
+        not depend on how many threads run them.
+        """
+        if self._pieces is None or self._pieces[0] is not plan:
+            cuts = np.union1d(np.arange(0, plan.n_elements, self.backend.chunk_size), self.offsets[:-1])
+            cuts = cuts[cuts < plan.n_elements].astype(np.int64)
+            stops = np.append(cuts[1:], plan.n_elements).astype(np.int64)
+            leaves = np.searchsorted(self.offsets, cuts, side="right") - 1
+            self._pieces = plan, (cuts, stops, leaves)
+        return self._pieces[1]
+
+    def reduce(self, plan, flags, policy, scalars):
+        """Per parameter, the sum of squares and the count of non-finite numbers of the effective gradient."""
+        starts, stops, leaves = self.pieces(plan)
+        sums = self.backend.reduce(plan, self.spec(flags, policy), scalars, starts, stops)
+        per_leaf = np.zeros((len(self.params), 2))
+        if len(leaves):
+            np.add.at(per_leaf, leaves, sums)
+        return per_leaf
 
     def _checked_grad(self, k, grad):
         """Every check of gradient ``k``; ``(address, info)``, info ``None`` for the parameter's layout."""
@@ -219,20 +278,29 @@ class DtypePass:
             )
 
 
+def _wide(dtype):
+    """float64 (complex128 for complex parameters): the accumulator's dtype."""
+    return np.dtype(np.complex128 if dtype.kind == "c" else np.float64)
+
+
 def _with_grad_address(rows, address):
     rows = rows.copy()
     rows[:, ADDRESS + GRAD] += address
     return rows
 
 
-def passes_by_dtype(backend, family, kinds, leaves, infos, paths, rows_group, h):
-    """One :class:`DtypePass` per real dtype, in order of first appearance (state initialized for ``h``)."""
+def passes_by_dtype(backend, family, kinds, leaves, infos, paths, rows_group, h, policies, bounds):
+    """One :class:`DtypePass` per real dtype, in order of first appearance (state initialized for ``h``).
+
+    ``bounds`` holds each leaf's ``(low, high)`` arrays, or is ``None``.
+    """
     by_dtype = {}
     for k, info in enumerate(infos):
         by_dtype.setdefault(_dtypes.real_dtype(info.dtype), []).append(k)
     return [
         DtypePass(backend, family, kinds, indices, [leaves[k] for k in indices], [infos[k] for k in indices],
-                  [paths[k] for k in indices], [rows_group[k] for k in indices], h)
+                  [paths[k] for k in indices], [rows_group[k] for k in indices], h, policies,
+                  None if bounds is None else [bounds[k] for k in indices])
         for indices in by_dtype.values()
     ]
 

@@ -18,7 +18,9 @@ import numpy as np
 
 from . import _validate
 from ._dispatch import backend_for
+from ._family import StateKind
 from ._pass import passes_by_dtype, written_memory
+from ._policy import POLICY_DEFAULTS, checked_policies, global_scale, leaf_bound
 from ._state import load_state, save_state
 from ._tree import flatten
 
@@ -84,6 +86,8 @@ class Optimizer:
                                          default=cls._class_defaults[h.name])
                        for h in family.hyperparameters if h.name not in cls.pinned]
         parameters.append(inspect.Parameter("schedule", inspect.Parameter.KEYWORD_ONLY, default=None))
+        parameters += [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default)
+                       for name, default in POLICY_DEFAULTS.items()]
         cls.__signature__ = inspect.Signature(parameters)
         for hyper in family.hyperparameters:
             read_only = not hyper.per_group or hyper.name in cls.pinned
@@ -98,6 +102,9 @@ class Optimizer:
         self._assign_hyperparameters(self._checked_hyperparameters({**self._class_defaults, **arguments,
                                                                     **self.pinned}))
         self._schedule = _validate.check_schedule(kwargs.get("schedule"))
+        options = {name: kwargs.get(name, default) for name, default in POLICY_DEFAULTS.items()}
+        self._policies = checked_policies(**options)
+        self._policy_options = options
         leaves, self._treedef = flatten(params)
         if not leaves:
             raise ValueError(f"params must hold at least one array; got {params!r}")
@@ -122,7 +129,10 @@ class Optimizer:
         self._leaf_rows = [0 if g is None else g + 1 for g in leaf_groups]
         self._used_rows = sorted(set(self._leaf_rows))
         self._step = 0
+        self._micro_step = 0  # gradients accumulated since the last update
+        self._skipped = 0
         self._carry = [family.initial_carry() for _ in range(len(self._groups) + 1)]
+        self._bounds = self._prepared_bounds()
         self._install_passes(self._hyper_tuple(self._hyper))
 
     def _bound_arguments(self, params, args, kwargs):
@@ -138,7 +148,44 @@ class Optimizer:
             if hints:
                 message += f" (numadam's names: {', '.join(hints)}; see the conventions in docs/algorithm.md)"
             raise TypeError(message) from None
-        return {name: value for name, value in bound.arguments.items() if name not in ("params", "schedule")}
+        return {name: value for name, value in bound.arguments.items()
+                if name not in ("params", "schedule") and name not in POLICY_DEFAULTS}
+
+    def _prepared_bounds(self):
+        """Each leaf's ``(low, high)`` as arrays of its dtype and shape (stride 0 for a number), or ``None``."""
+        if self._policies.bounds is None:
+            return None
+        sides = []
+        for side, given in zip(("low", "high"), self._policies.bounds):
+            if given is None or not isinstance(given, (dict, list, tuple)):
+                values = [given] * len(self._leaves)
+            else:
+                values = self._treedef.flatten_like(given, f"bounds[{0 if side == 'low' else 1}]")
+            sides.append([leaf_bound(v, path, side) for v, path in zip(values, self._paths)])
+        return [self._leaf_bounds(k, low, high) for k, (low, high) in enumerate(zip(*sides))]
+
+    def _leaf_bounds(self, k, low, high):
+        leaf, path, backend = self._leaves[k], self._paths[k], self._backend
+        if leaf.dtype.kind == "c":
+            raise TypeError(f"bounds apply to real parameters; {path} is {leaf.dtype}")
+        arrays = []
+        for side, value in (("low", low), ("high", high)):
+            if isinstance(value, float):
+                one = backend.zeros(1, leaf.dtype)
+                one[...] = value
+                arrays.append(backend.broadcast(one.reshape(()), leaf.shape))
+                continue
+            backend_for([leaf, value], [path, f"the {side} bound of {path}"])
+            if value.shape != leaf.shape:
+                raise ValueError(f"the {side} bound of {path} must have its shape {leaf.shape}; got {value.shape}")
+            own = backend.zeros(leaf.size, leaf.dtype).reshape(leaf.shape)
+            backend.assign(own, value)
+            if bool((own != own).any()):
+                raise ValueError(f"the {side} bound of {path} must not hold NaN")
+            arrays.append(own)
+        if bool((arrays[0] > arrays[1]).any()):
+            raise ValueError(f"the bounds of {path} must have low <= high")
+        return tuple(arrays)
 
     def _attach_groups(self):
         for group in self._groups:
@@ -169,7 +216,7 @@ class Optimizer:
     def _install_passes(self, h):
         kinds = self.family.state_kinds(h)
         self._passes = passes_by_dtype(self._backend, self.family, kinds, self._leaves, self._infos,
-                                       self._paths, self._leaf_rows, h)
+                                       self._paths, self._leaf_rows, h, self._policies, self._bounds)
         self._written = written_memory(self._backend, [a for p in self._passes for a in p.written_arrays()])
         self._locations = [None] * len(self._leaves)
         for dtype_pass in self._passes:
@@ -217,8 +264,19 @@ class Optimizer:
 
     @property
     def step_count(self):
-        """Steps taken so far (the next step is number ``step_count + 1``)."""
+        """Updates taken so far (the next update is number ``step_count + 1``); calls that only
+        accumulated a gradient or were skipped do not count."""
         return self._step
+
+    @property
+    def skipped_steps(self):
+        """Calls of :meth:`step` skipped for a non-finite gradient (``nonfinite="skip"``)."""
+        return self._skipped
+
+    @property
+    def policies(self):
+        """The policy options (clipping, non-finite gradients, bounds, EMA, accumulation) as a dict."""
+        return dict(self._policy_options)
 
     @property
     def params(self):
@@ -257,13 +315,76 @@ class Optimizer:
                 plans = [passes[0].bind(leaves, self._written)]
             else:
                 plans = [p.bind([leaves[k] for k in p.indices], self._written) for p in passes]
-            self._apply_schedules()
-            step = self._step + 1
-            scalars, carry, flags = self._step_scalars(step)
-            for dtype_pass, plan in zip(passes, plans):
-                dtype_pass.backend.run(plan, dtype_pass.spec(flags), scalars)
-            self._step = step
-            self._carry = carry
+            policies = self._policies
+            if policies.plain:  # the common case, kept short
+                self._apply_schedules()
+                step = self._step + 1
+                scalars, carry, flags = self._step_scalars(step)
+                for dtype_pass, plan in zip(passes, plans):
+                    dtype_pass.backend.run(plan, dtype_pass.spec(flags), scalars)
+                self._step = step
+                self._carry = carry
+                return
+            self._step_with_policies(plans)
+
+    def _step_with_policies(self, plans):
+        """A step through the policies: accumulate, reduce (and raise, skip or clip), update."""
+        policies = self._policies
+        micro_step = self._micro_step + 1
+        phase = policies.phase(micro_step)
+        step = self._step + 1
+        if phase != "add":
+            self._apply_schedules()  # a function of step_count: setting it again after a skip changes nothing
+        scalars, carry, flags = self._step_scalars(step)
+        grad_scale = 1.0
+        if policies.needs_reduction(phase):
+            squares, bad = self._reduced(plans, flags, policies.policy(phase),
+                                         [tuple(values) + tuple(policies.scalars(1.0)) for values in scalars])
+            if bad.any():
+                if policies.nonfinite == "raise":
+                    path = "grads" + self._paths[int(np.flatnonzero(bad)[0])][len("params"):]
+                    raise FloatingPointError(f"{path} holds NaN or infinity (nonfinite='raise'); nothing was changed")
+                if policies.nonfinite == "skip":
+                    self._skipped += 1
+                    return
+            if policies.clip_global_norm is not None and phase != "add":
+                grad_scale = global_scale(policies.clip_global_norm, float(sum(squares.tolist())))
+        policy = policies.policy(phase)
+        extra = tuple(policies.scalars(grad_scale))
+        scalars = [tuple(values) + extra for values in scalars]
+        for dtype_pass, plan in zip(self._passes, plans):
+            dtype_pass.backend.run(plan, dtype_pass.spec(flags, policy), scalars)
+        if phase == "add":  # only accumulated: no update was taken
+            self._micro_step = micro_step
+            return
+        self._step = step
+        self._carry = carry
+        self._micro_step = 0
+
+    def _reduced(self, plans, flags, policy, scalars):
+        """Per leaf (in leaf order): the sum of squares and the non-finite count of the effective gradient."""
+        squares = np.zeros(len(self._leaves))
+        bad = np.zeros(len(self._leaves))
+        for dtype_pass, plan in zip(self._passes, plans):
+            per_leaf = dtype_pass.reduce(plan, flags, policy, scalars)
+            squares[dtype_pass.indices] = per_leaf[:, 0]
+            bad[dtype_pass.indices] = per_leaf[:, 1]
+        return squares, bad
+
+    def ema_params(self):
+        """The moving average of the parameters (``ema=d``), as new arrays in the tree of ``params``.
+
+        With ``ema_bias_correction``, divided by :math:`1 - d^t` (:math:`t` the
+        updates so far); training is not disturbed.
+        """
+        if self._policies.ema is None:
+            raise ValueError("ema_params() needs ema=d (the decay of the moving average) at construction")
+        with self._lock:
+            correction = 1.0
+            if self._policies.ema_bias_correction and self._step:
+                correction = 1.0 - self._policies.ema ** self._step
+            averages = [p.policy_state["ema"][local] / p.real_dtype.type(correction) for p, local in self._locations]
+            return self._treedef.unflatten(averages)
 
     def _apply_schedules(self):
         """Set ``lr`` (and each scheduled group's) from the schedules, all checked before any is set."""
@@ -330,6 +451,12 @@ class Optimizer:
                     state["group_schedules"] = schedules
             if self.family.carry is not None:
                 state["carry"] = [list(values) for values in self._carry]
+            state["skipped_steps"] = self._skipped
+            for name in self._passes[0].policy_buffers:  # "accumulator", "ema"
+                state[name] = self._treedef.unflatten(
+                    [p.policy_state[name][local].copy() for p, local in self._locations])
+            if self._policies.accumulate > 1:
+                state["micro_step"] = self._micro_step
             schedule_state = _schedule_state(self._schedule)
             if schedule_state is not None:
                 state["schedule"] = schedule_state
@@ -364,8 +491,11 @@ class Optimizer:
         hyper = self._checked_state_hyperparameters(state["hyperparameters"])
         groups = self._checked_state_groups(state, hyper)
         carry = self._checked_state_carry(state)
+        counts = self._checked_state_counts(state)
         kinds = family.state_kinds(self._hyper_tuple(hyper))
         arrays = {kind.name: self._checked_state_arrays(state, kind) for kind in kinds}
+        policy_arrays = {name: self._checked_state_arrays(state, StateKind(name, ""), wide=name == "accumulator")
+                         for name in self._passes[0].policy_buffers}
         schedule_states = [(self._schedule, state.get("schedule"))]
         if "group_schedules" in state:
             schedule_states += list(zip([g.schedule for g in self._groups], state["group_schedules"]))
@@ -377,6 +507,9 @@ class Optimizer:
             for name, leaves in arrays.items():
                 for (dtype_pass, local), source in zip(self._locations, leaves):
                     dtype_pass.backend.assign(dtype_pass.state[name][local], source)
+            for name, leaves in policy_arrays.items():
+                for (dtype_pass, local), source in zip(self._locations, leaves):
+                    dtype_pass.backend.assign(dtype_pass.policy_state[name][local], source)
         except BaseException:
             for restore in undo:
                 restore()
@@ -385,6 +518,7 @@ class Optimizer:
         for group, overrides in zip(self._groups, groups):
             group.set_overrides(overrides)
         self._carry = carry
+        self._skipped, self._micro_step = counts
         self._step = int(step)
 
     def _reshape_state(self, kinds, h):
@@ -434,15 +568,26 @@ class Optimizer:
             raise ValueError(f"state['carry'] must hold {rows} rows of {list(carry.fields)}; got {saved!r}")
         return [tuple(_validate.check_real(name, v) for name, v in zip(carry.fields, r)) for r in saved]
 
-    def _checked_state_arrays(self, state, kind):
+    def _checked_state_counts(self, state):
+        """``(skipped_steps, micro_step)`` of a state (0 where it has none)."""
+        skipped = state.get("skipped_steps", 0)
+        micro = state.get("micro_step", 0)
+        _validate.check_count("state['skipped_steps']", skipped, minimum=0)
+        _validate.check_count("state['micro_step']", micro, minimum=0)
+        if micro >= self._policies.accumulate:
+            raise ValueError(f"state['micro_step'] must be below accumulate={self._policies.accumulate}; got {micro}")
+        return int(skipped), int(micro)
+
+    def _checked_state_arrays(self, state, kind, wide=False):
         root = f"state[{kind.name!r}]"
         if kind.name not in state:
-            raise ValueError(f"state has {kind.when or 'these hyperparameters'} but no {kind.name!r}")
+            raise ValueError(f"state has {kind.when or 'these options'} but no {kind.name!r}")
         leaves = self._treedef.flatten_like(state[kind.name], root)
         paths = self._treedef.paths(root)
         for leaf, path, info in zip(leaves, paths, self._infos):
             backend_for([leaf], [path])
-            _validate.check_matches(leaf, path, info, "its parameter")
+            expected = info._replace(dtype=_wide_dtype(info.dtype)) if wide else info
+            _validate.check_matches(leaf, path, expected, "its parameter" + (" (widened to float64)" if wide else ""))
             if kind.nonnegative and _has_negative_entries(leaf):
                 raise ValueError(f"{path} has negative entries; {kind.name} is >= 0")
         return leaves
@@ -462,7 +607,8 @@ class Optimizer:
         copies of the parameters and the state, and no address crosses over."""
         with self._lock:
             params = self._treedef.unflatten(self._leaves, keep_groups=True)
-            return _rebuild, (type(self), params, self.hyperparameters(), self._schedule, self.state_dict())
+            options = {**self.hyperparameters(), **self._policy_options}
+            return _rebuild, (type(self), params, options, self._schedule, self.state_dict())
 
     def __copy__(self):
         raise TypeError(
@@ -471,10 +617,14 @@ class Optimizer:
         )
 
 
-def _rebuild(cls, params, hyperparameters, schedule, state):
-    optimizer = cls(params, schedule=schedule, **hyperparameters)
+def _rebuild(cls, params, options, schedule, state):
+    optimizer = cls(params, schedule=schedule, **options)
     optimizer.load_state_dict(state)
     return optimizer
+
+
+def _wide_dtype(dtype):
+    return np.dtype(np.complex128 if dtype.kind == "c" else np.float64)
 
 
 def _from_saved(value):

@@ -10,6 +10,13 @@ from . import ArrayInfo, Plan
 _REAL_DTYPES = {name: (np.dtype(name), np.dtype(name).type(0)) for name in ("float32", "float64")}
 
 
+def _row_major(scalars, real):
+    """The rows of ``scalars`` (tuples of floats) one after the other, rounded once to ``real``."""
+    if len(scalars) == 1:
+        return np.fromiter(scalars[0], real, len(scalars[0]))
+    return np.array(scalars, real).reshape(-1)
+
+
 class CpuBackend:
     """NumPy arrays, updated by the Numba ``prange`` kernel."""
 
@@ -46,11 +53,17 @@ class CpuBackend:
             return
         real, zero = _REAL_DTYPES[spec.real]
         kernel = self._kernels.compiled(spec, plan.n_elements >= self.serial_below)
-        if len(scalars) == 1:
-            values = np.fromiter(scalars[0], real, len(scalars[0]))
-        else:
-            values = np.array(scalars, real).reshape(-1)
-        kernel(spec, plan.device_table, plan.width, plan.n_chunks, self.chunk_size, values, zero)
+        kernel(spec, plan.device_table, plan.width, plan.n_chunks, self.chunk_size, _row_major(scalars, real), zero)
+
+    def reduce(self, plan, spec, scalars, starts, stops):
+        """``(pieces, 2)`` float64: the sum of squares and the non-finite count of the
+        effective gradient over each piece ``starts[p]:stops[p]`` of the sequence."""
+        out = np.zeros((len(starts), 2))
+        if len(starts):
+            real, zero = _REAL_DTYPES[spec.real]
+            kernel = self._kernels.compiled_reduction(spec, plan.n_elements >= self.serial_below)
+            kernel(spec, plan.device_table, plan.width, starts, stops, _row_major(scalars, real), zero, out)
+        return out
 
     # Optimizer state lives in NumPy arrays.
     array_type = np.ndarray
@@ -58,6 +71,11 @@ class CpuBackend:
     @staticmethod
     def zeros(size, dtype):
         return np.zeros(size, dtype)
+
+    @staticmethod
+    def broadcast(array, shape):
+        """A read-only view of ``array`` repeated to ``shape`` (strides 0 where repeated)."""
+        return np.broadcast_to(array, shape)
 
     @staticmethod
     def view(buffer, offset, shape, strides, dtype):

@@ -135,6 +135,10 @@ class CudaBackend:
     def zeros(self, size, dtype):
         return self._require_cupy().zeros(size, dtype)
 
+    def broadcast(self, array, shape):
+        """A view of ``array`` repeated to ``shape`` (strides 0 where repeated)."""
+        return self._require_cupy().broadcast_to(array, shape)
+
     def view(self, buffer, offset, shape, strides, dtype):
         cupy = self._require_cupy()
         return cupy.ndarray(shape, dtype, memptr=buffer.data + offset, strides=strides)

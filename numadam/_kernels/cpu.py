@@ -20,7 +20,7 @@ import pathlib
 from numba import njit, prange, typeof, types
 from numba.extending import intrinsic, overload
 
-from .runner import piece_runner
+from .runner import piece_runner, reduction_runner
 from .segments import piece_of, segment_of_element, sequence_length
 
 
@@ -52,6 +52,59 @@ def _run_piece(spec, table, row, start, stop, scalars, like):
         piece(table, row, start, stop, 1, scalars, like)
 
     return implementation
+
+
+def reduce_piece(spec, table, row, start, stop, scalars, like):
+    """``(sum of squares, non-finite count)`` of the effective gradient over ``start:stop`` of a segment."""
+
+
+@functools.cache
+def _compiled_reduction(spec):
+    return njit(reduction_runner(spec, _pointer))
+
+
+@overload(reduce_piece)
+def _reduce_piece(spec, table, row, start, stop, scalars, like):
+    piece = _compiled_reduction(spec.spec)
+
+    def implementation(spec, table, row, start, stop, scalars, like):
+        return piece(table, row, start, stop, 1, scalars, like)
+
+    return implementation
+
+
+@njit(inline="always")
+def _reduce_span(spec, table, width, n_segments, first, last, scalars, like):
+    """The sums over elements ``first:last`` of the sequence, segment piece by segment piece, in order."""
+    squares = 0.0
+    bad = 0
+    segment = segment_of_element(table, n_segments, first, width)
+    while first < last:
+        row, start, stop = piece_of(table, segment, first, last, width)
+        piece_squares, piece_bad = reduce_piece(spec, table, row, start, stop, scalars, like)
+        squares += piece_squares
+        bad += piece_bad
+        first += stop - start
+        segment += 1
+    return squares, bad
+
+
+@njit(cache=True, error_model="numpy")
+def reduce_serial(spec, table, width, starts, stops, scalars, like, out):
+    """For each piece ``starts[p]:stops[p]`` of the sequence: ``out[p] = (sum of g**2, non-finite count)``."""
+    n_segments = table.size // width
+    for piece in range(starts.size):
+        out[piece, 0], out[piece, 1] = _reduce_span(spec, table, width, n_segments, starts[piece], stops[piece],
+                                                    scalars, like)
+
+
+@njit(cache=True, parallel=True, error_model="numpy")
+def reduce_parallel(spec, table, width, starts, stops, scalars, like, out):
+    """:func:`reduce_serial`, one ``prange`` iteration per piece."""
+    n_segments = table.size // width
+    for piece in prange(starts.size):
+        out[piece, 0], out[piece, 1] = _reduce_span(spec, table, width, n_segments, starts[piece], stops[piece],
+                                                    scalars, like)
 
 
 @njit(inline="always")
@@ -95,6 +148,19 @@ def signature(spec):
     return (typeof(spec), types.int64[::1], types.int64, types.int64, types.int64, real[::1], real)
 
 
+def reduction_signature(spec):
+    """The argument types of the reduction kernels for ``spec``."""
+    real = types.float32 if spec.real == "float32" else types.float64
+    return (typeof(spec), types.int64[::1], types.int64, types.int64[::1], types.int64[::1], real[::1], real,
+            types.float64[:, ::1])
+
+
+@functools.cache
+def compiled_reduction(spec, parallel):
+    """The machine code of ``reduce_parallel`` (or ``reduce_serial``) for ``spec`` (see :func:`compiled`)."""
+    return (reduce_parallel if parallel else reduce_serial).compile(reduction_signature(spec))
+
+
 @functools.cache
 def compiled(spec, parallel):
     """The machine code of ``update_parallel`` (or ``update_serial``) for ``spec``, as a
@@ -121,7 +187,7 @@ def cache_files():
     ``NUMBA_CACHE_DIR`` when that is set.
     """
     files = []
-    for kernel in (update_serial, update_parallel, data_address):
+    for kernel in (update_serial, update_parallel, reduce_serial, reduce_parallel, data_address):
         directory = pathlib.Path(kernel.stats.cache_path)
         files += sorted(directory.glob(f"{__name__.rsplit('.', 1)[-1]}.{kernel.__name__}-*.nb[ic]"))
     return files

@@ -1,51 +1,132 @@
-"""The body every kernel runs: one segment piece, element by element, through the rule.
+"""The bodies every kernel runs: one segment piece, element by element.
 
 :func:`piece_runner` writes, for one :class:`~numadam._kernels.spec.KernelSpec`,
 the function that updates elements ``start:stop`` of one segment::
 
     def run_piece(table, row, start, stop, step, scalars, like):
         h = Scalars(scalars[base + 0], ...)             # this segment's group
+        q = PolicyScalars(...)                          # (with a policy) what comes after them
         flags = Flags(True, False, ...)                 # compile-time constants
         o0 = pointer(table[row + ADDRESS + 0], E0)      # one typed pointer per present operand
         s0 = table[row + ADDRESS + n + 0]               # and its stride
         ...
         if s0 == 1 and s1 == 1 and ...:                 # contiguous: a loop LLVM vectorizes
             for i in range(start, stop):
-                param, state = rule(widen(o0[i]), widen(o1[i]), (widen(o2[i]), ..., like), h, flags)
-                o0[i] = narrow(param); o2[i] = narrow(state[0]); ...
-        else:                                           # strided
-            (the same, at i * s0, i * s1, ...)
+                param, grad = w0(o0[i]), w1(o1[i])
+                (the policy's prologue: accumulation, scaling, clipping of grad)
+                param, state = rule(param, grad, (w2(o2[i]), ..., like), h, flags)
+                (the policy's epilogue: bounds, moving average)
+                o0[i] = n0(param); o2[i] = n2(state[0]); ...
+        else:                                           # strided (and, with bounds, a loop
+            (the same, at i * s0, i * s1, ...)          #  for scalar bounds: stride 0)
 
 An absent operand is never dereferenced: the rule gets ``like`` (zero in the
 real dtype) in its place and its result is dropped. The rule is called, never
 copied: the CPU loop (:mod:`~numadam._kernels.cpu`) and the CUDA loop
 (:mod:`~numadam._kernels.cuda`) run this one function, generated from the
-spec because its arity and storage vary by family.
+spec because its arity, storage and policy vary.
+
+:func:`reduction_runner` writes the pre-pass body, which reads the same
+operands and returns ``(sum of g**2, count of non-finite g)`` of the effective
+gradient over a piece, in float64: on the CPU with four interleaved partial
+sums (a fixed association, so the sum is the same whatever the threads), on
+CUDA one partial sum per thread, combined by the kernel in a fixed tree.
 """
 
 import functools
 import hashlib
 
+import numpy as np
+
+from .policy import POLICY_OPERANDS, PolicyScalars
 from .segments import ADDRESS, GROUP
 from .spec import fingerprint, rule
 from .storage import STORAGES
 
-
-def _element_access(k, index):
-    return f"o{k}[{index}]"
+PARAM, GRAD = 0, 1
 
 
-def _body(spec, index_of):
-    """The lines that update the element at ``index_of(k)`` of each operand ``k``."""
-    operands = spec.operands
-    load = [f"w{k}({_element_access(k, index_of(k))})" if code else "like" for k, code in enumerate(operands)]
-    state = ", ".join(load[2:]) + ("," if len(load) == 3 else "")
-    lines = [f"param, state = rule({load[0]}, {load[1]}, ({state}), h, flags)",
-             f"{_element_access(0, index_of(0))} = n0(param)"]
-    for k in range(2, len(operands)):
-        if operands[k]:
-            lines.append(f"{_element_access(k, index_of(k))} = n{k}(state[{k - 2}])")
+def _policy_slot(spec, name):
+    """The operand index of policy operand ``name``."""
+    return spec.n_operands - len(POLICY_OPERANDS) + POLICY_OPERANDS.index(name)
+
+
+def _element(k, index_of):
+    return f"o{k}[{index_of(k)}]"
+
+
+def _gradient_lines(spec, index_of, update=True):
+    """The lines forming the effective gradient ``grad``.
+
+    For the update (``update``) the accumulator is cleared and the gradient
+    scaled and clipped; the pre-pass reduces the gradient before both and
+    writes nothing.
+    """
+    policy = spec.policy
+    lines = [f"grad = w1({_element(GRAD, index_of)})"]
+    if policy.accumulate == "apply":
+        slot = _policy_slot(spec, "accumulator")
+        lines.append(f"grad = real((w{slot}({_element(slot, index_of)}) + grad) / q.accumulate_count)")
+        if update:
+            lines.append(f"{_element(slot, index_of)} = n{slot}(zero64)")
+    if not update:
+        return lines
+    if policy.grad_scale:
+        lines.append("grad = grad * q.grad_scale")
+    if policy.clip_value:  # NaN stays NaN
+        lines += ["if grad > q.clip_value:", "    grad = q.clip_value",
+                  "elif grad < -q.clip_value:", "    grad = -q.clip_value"]
     return lines
+
+
+def _update_lines(spec, index_of, bounds_loaded):
+    """The lines that update the element at ``index_of(k)`` of each operand ``k``."""
+    policy = spec.policy
+    if policy.accumulate == "add":  # this call only adds the micro-batch gradient into the buffer
+        slot = _policy_slot(spec, "accumulator")
+        return [f"{_element(slot, index_of)} = n{slot}(w{slot}({_element(slot, index_of)}) + w1({_element(GRAD, index_of)}))"]
+    n_state = len(rule(spec.rule).state)
+    state = [f"w{k}({_element(k, index_of)})" if spec.operands[k] else "like" for k in range(2, 2 + n_state)]
+    lines = _gradient_lines(spec, index_of)
+    lines.append(f"param, state = rule(w0({_element(PARAM, index_of)}), grad, "
+                 f"({', '.join(state)}{',' if n_state == 1 else ''}), h, flags)")
+    if policy.bounds:
+        low, high = _policy_slot(spec, "low"), _policy_slot(spec, "high")
+        if not bounds_loaded:
+            lines += [f"low = w{low}({_element(low, index_of)})", f"high = w{high}({_element(high, index_of)})"]
+        lines += ["if param < low:", "    param = low", "elif param > high:", "    param = high"]
+    if policy.ema:
+        slot = _policy_slot(spec, "ema")
+        lines.append(f"{_element(slot, index_of)} = n{slot}(q.ema_decay * w{slot}({_element(slot, index_of)})"
+                     " + q.one_minus_ema_decay * param)")
+    lines.append(f"{_element(PARAM, index_of)} = n0(param)")
+    for k in range(2, 2 + n_state):
+        if spec.operands[k]:
+            lines.append(f"{_element(k, index_of)} = n{k}(state[{k - 2}])")
+    return lines
+
+
+def _header(name, spec, extra_arguments=""):
+    """The signature, the scalars and the typed pointers and strides of every present operand."""
+    n = spec.n_operands
+    registered = rule(spec.rule)
+    fields = len(registered.scalars._fields)
+    lines = [f"def {name}(table, row, start, stop, step, scalars, like{extra_arguments}):",
+             f"    base = table[row + {GROUP}] * {spec.n_scalars}",
+             "    h = Scalars(" + ", ".join(f"scalars[base + {j}]" for j in range(fields)) + ")",
+             f"    flags = Flags({', '.join(map(repr, spec.flags))})"]
+    if spec.policy.active:
+        lines.append("    q = PolicyScalars(" + ", ".join(
+            f"scalars[base + {fields + j}]" for j in range(len(PolicyScalars._fields))) + ")")
+    for k, code in enumerate(spec.operands):
+        if code:
+            lines.append(f"    o{k} = pointer(table[row + {ADDRESS + k}], e{k})")
+            lines.append(f"    s{k} = table[row + {ADDRESS + n + k}]")
+    return lines
+
+
+def _loop(header, body, step):
+    return [f"        for i in range(start, stop{step}):"] + ["            " + line for line in body]
 
 
 def piece_source(spec, strided_threads):
@@ -54,24 +135,96 @@ def piece_source(spec, strided_threads):
     ``strided_threads`` (CUDA) makes the loops step by ``step`` (the threads of
     a block share a piece); on the CPU they step by one, which LLVM vectorizes.
     """
-    present = [k for k, code in enumerate(spec.operands) if code]
-    n = spec.n_operands
     step = ", step" if strided_threads else ""
-    fields = rule(spec.rule).scalars._fields
-    lines = ["def run_piece(table, row, start, stop, step, scalars, like):",
-             f"    base = table[row + {GROUP}] * {len(fields)}",
-             "    h = Scalars(" + ", ".join(f"scalars[base + {j}]" for j in range(len(fields))) + ")",
-             f"    flags = Flags({', '.join(map(repr, spec.flags))})"]
-    for k in present:
-        lines.append(f"    o{k} = pointer(table[row + {ADDRESS + k}], e{k})")
-        lines.append(f"    s{k} = table[row + {ADDRESS + n + k}]")
+    present = [k for k, code in enumerate(spec.operands) if code]
+    lines = _header("run_piece", spec)
+    unit = lambda k: "i"  # noqa: E731
+    strided = lambda k: f"i * s{k}"  # noqa: E731
     lines.append("    if " + " and ".join(f"s{k} == 1" for k in present) + ":")
-    lines.append(f"        for i in range(start, stop{step}):")
-    lines += ["            " + line for line in _body(spec, lambda k: "i")]
+    lines += _loop(lines, _update_lines(spec, unit, False), step)
+    if spec.policy.bounds and spec.policy.accumulate != "add":
+        low, high = _policy_slot(spec, "low"), _policy_slot(spec, "high")
+        others = [k for k in present if k not in (low, high)]
+        lines.append(f"    elif s{low} == 0 and s{high} == 0 and " + " and ".join(f"s{k} == 1" for k in others) + ":")
+        lines += [f"        low = w{low}(o{low}[0])", f"        high = w{high}(o{high}[0])"]
+        lines += _loop(lines, _update_lines(spec, unit, True), step)
     lines.append("    else:")
-    lines.append(f"        for i in range(start, stop{step}):")
-    lines += ["            " + line for line in _body(spec, lambda k: f"i * s{k}")]
+    lines += _loop(lines, _update_lines(spec, strided, False), step)
     return "\n".join(lines) + "\n"
+
+
+def reduction_source(spec, strided_threads):
+    """The source of ``reduce_piece`` for ``spec``: ``(sum of g**2, non-finite count)`` of the
+    effective gradient over elements ``start:stop`` of one segment (before scaling and clipping)."""
+    lanes = 1 if strided_threads else 4
+    present = [k for k, code in enumerate(spec.operands) if code]
+    lines = _header("reduce_piece", spec)
+    lines.append("    " + " = ".join(f"a{lane}" for lane in range(lanes)) + " = zero64")
+    lines.append("    bad = 0")
+
+    def accumulate(index_of, lane, indent):
+        body = _gradient_lines(spec, index_of, update=False)
+        body += ["wide = float64(grad)", f"a{lane} += wide * wide", "if not (grad - grad == grad - grad):",
+                 "    bad += 1"]
+        return [indent + line for line in body]
+
+    unit = lambda k: "i"  # noqa: E731
+    strided = lambda k: f"i * s{k}"  # noqa: E731
+    if strided_threads:
+        lines.append("    for i in range(start, stop, step):")
+        lines += ["        if " + " and ".join(f"s{k} == 1" for k in present) + ":"]
+        lines += accumulate(unit, 0, "            ")
+        lines += ["        else:"] + accumulate(strided, 0, "            ")
+    else:
+        lines.append("    if " + " and ".join(f"s{k} == 1" for k in present) + ":")
+        lines.append("        index = start")
+        lines.append(f"        while index + {lanes} <= stop:")
+        for lane in range(lanes):
+            lines.append(f"            i = index + {lane}")
+            lines += accumulate(unit, lane, "            ")
+        lines.append(f"            index += {lanes}")
+        lines.append("        for i in range(index, stop):")
+        lines += accumulate(unit, 0, "            ")
+        lines.append("    else:")
+        lines.append("        for i in range(start, stop):")
+        lines += accumulate(strided, 0, "            ")
+    total = " + ".join(f"a{lane}" for lane in range(lanes)) if lanes == 1 else "(a0 + a1) + (a2 + a3)"
+    lines.append(f"    return {total}, bad")
+    return "\n".join(lines) + "\n"
+
+
+def piece_name(spec, kind="run_piece"):
+    """A name for ``kind`` of ``spec`` that no other spec's shares.
+
+    Numba names machine code after the function and its argument types, which
+    are the same for every spec; code loaded from Numba's disk cache in one
+    process would otherwise link one spec's call to another spec's body.
+    """
+    digest = hashlib.sha256(repr((spec, fingerprint(spec.rule))).encode()).hexdigest()[:16]
+    return f"{kind}_{spec.rule}_{digest}"
+
+
+def _namespace(spec, pointer, interpreted):
+    registered = rule(spec.rule)
+    real = np.dtype(spec.real).type
+    namespace = {"rule": registered.function, "Scalars": registered.scalars, "Flags": registered.flags,
+                 "PolicyScalars": PolicyScalars, "pointer": pointer, "real": real, "float64": np.float64,
+                 "zero64": np.float64(0)}
+    for k, code in enumerate(spec.operands):
+        if code:
+            storage = STORAGES[code]
+            widen, narrow = storage.widen, storage.narrow
+            if interpreted:
+                widen, narrow = widen.py_func, narrow.py_func
+            namespace.update({f"e{k}": storage.element.type(0), f"w{k}": widen, f"n{k}": narrow})
+    return namespace
+
+
+def _compiled_source(source, kind, spec, pointer, interpreted):
+    name = piece_name(spec, kind)
+    namespace = _namespace(spec, pointer, interpreted)
+    exec(compile(source.replace(f"def {kind}(", f"def {name}(", 1), f"<numadam {name}>", "exec"), namespace)
+    return namespace[name]
 
 
 @functools.cache
@@ -83,27 +236,10 @@ def piece_runner(spec, pointer, strided_threads=False, interpreted=False):
     so that elements reach the compiled rule as NumPy scalars of their own dtype
     (a compiled conversion would return a Python float, which is float64).
     """
-    registered = rule(spec.rule)
-    namespace = {"rule": registered.function, "Scalars": registered.scalars,
-                 "Flags": registered.flags, "pointer": pointer}
-    for k, code in enumerate(spec.operands):
-        if code:
-            storage = STORAGES[code]
-            widen, narrow = storage.widen, storage.narrow
-            if interpreted:
-                widen, narrow = widen.py_func, narrow.py_func
-            namespace.update({f"e{k}": storage.element.type(0), f"w{k}": widen, f"n{k}": narrow})
-    source = piece_source(spec, strided_threads).replace("def run_piece(", f"def {piece_name(spec)}(", 1)
-    exec(compile(source, f"<numadam {piece_name(spec)}>", "exec"), namespace)
-    return namespace[piece_name(spec)]
+    return _compiled_source(piece_source(spec, strided_threads), "run_piece", spec, pointer, interpreted)
 
 
-def piece_name(spec):
-    """A name for ``run_piece`` of ``spec`` that no other spec's shares.
-
-    Numba names machine code after the function and its argument types, which
-    are the same for every spec; code loaded from Numba's disk cache in one
-    process would otherwise link one spec's call to another spec's body.
-    """
-    digest = hashlib.sha256(repr((spec, fingerprint(spec.rule))).encode()).hexdigest()[:16]
-    return f"run_piece_{spec.rule}_{digest}"
+@functools.cache
+def reduction_runner(spec, pointer, strided_threads=False, interpreted=False):
+    """``reduce_piece`` for ``spec`` as a Python function (see :func:`piece_runner`)."""
+    return _compiled_source(reduction_source(spec, strided_threads), "reduce_piece", spec, pointer, interpreted)

@@ -23,6 +23,8 @@ from numba import types
 from numba.core.imputils import lower_constant
 from numba.extending import NativeValue, models, register_model, typeof_impl, unbox
 
+from .policy import NO_POLICY, Policy, PolicyScalars
+
 
 class Rule(NamedTuple):
     """A registered element rule and the named tuples it reads."""
@@ -30,14 +32,15 @@ class Rule(NamedTuple):
     function: object  # an ``@njit(inline="always")`` function
     scalars: type     # the NamedTuple of per-step scalars, in the table's order
     flags: type       # the NamedTuple of compile-time flags
+    state: tuple      # the names of its state operands, in order
 
 
 _RULES = {}
 
 
-def register_rule(name, function, scalars, flags):
+def register_rule(name, function, scalars, flags, state):
     """Make ``function`` available to kernels as rule ``name``."""
-    _RULES[name] = Rule(function, scalars, flags)
+    _RULES[name] = Rule(function, scalars, flags, tuple(state))
 
 
 def rule(name):
@@ -51,24 +54,27 @@ class KernelSpec:
     ``flags`` holds the values of the rule's flags in their order;
     ``operands`` one storage code per operand (see
     :mod:`numadam._kernels.storage`), ``""`` for an absent one, in the order
-    param, grad, then the family's state kinds. (Not a tuple: Numba would
-    type it by its items.)
+    param, grad, the family's state kinds, then the policy's operands
+    (:data:`~numadam._kernels.policy.POLICY_OPERANDS`); ``policy`` is a
+    :class:`~numadam._kernels.policy.Policy`. (Not a tuple: Numba would type
+    it by its items.)
     """
 
     rule: str
     flags: tuple
     real: str
     operands: tuple
+    policy: Policy = NO_POLICY
 
     def __hash__(self):  # computed once per object: specs are looked up on every step
         found = self.__dict__.get("_hash")
         if found is None:
-            found = hash((self.rule, self.flags, self.real, self.operands))
+            found = hash((self.rule, self.flags, self.real, self.operands, self.policy))
             object.__setattr__(self, "_hash", found)
         return found
 
     def __reduce__(self):  # the fields only: a hash does not carry over to another process
-        return KernelSpec, (self.rule, self.flags, self.real, self.operands)
+        return KernelSpec, (self.rule, self.flags, self.real, self.operands, self.policy)
 
     @property
     def n_operands(self):
@@ -76,10 +82,12 @@ class KernelSpec:
 
     @property
     def n_scalars(self):
-        return len(_RULES[self.rule].scalars._fields)
+        """Scalars per row: the rule's, then (with a policy) the policy's."""
+        policy = len(PolicyScalars._fields) if self.policy.active else 0
+        return len(_RULES[self.rule].scalars._fields) + policy
 
 
-_GENERATED_AROUND_RULES = ("runner.py", "storage.py", "segments.py", "spec.py")
+_GENERATED_AROUND_RULES = ("runner.py", "storage.py", "segments.py", "spec.py", "policy.py")
 _FINGERPRINTS = {}
 
 
@@ -103,7 +111,8 @@ class KernelSpecType(types.Type):
     def __init__(self, spec, source):
         self.spec = spec
         self.source = source
-        super().__init__(name=f"KernelSpec({spec.rule}, flags={spec.flags}, {spec.real}, {spec.operands}, {source})")
+        super().__init__(name=f"KernelSpec({spec.rule}, flags={spec.flags}, {spec.real}, {spec.operands}, "
+                              f"{tuple(spec.policy)}, {source})")
 
     @property
     def key(self):
