@@ -451,7 +451,8 @@ class Optimizer:
                     state["group_schedules"] = schedules
             if self.family.carry is not None:
                 state["carry"] = [list(values) for values in self._carry]
-            state["skipped_steps"] = self._skipped
+            if self._policies.nonfinite == "skip":
+                state["skipped_steps"] = self._skipped
             for name in self._passes[0].policy_buffers:  # "accumulator", "ema"
                 state[name] = self._treedef.unflatten(
                     [p.policy_state[name][local].copy() for p, local in self._locations])
