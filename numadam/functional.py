@@ -13,6 +13,7 @@ import numpy as np
 from . import _validate
 from ._dispatch import backend_for
 from ._dtypes import is_supported, real_dtype, real_itemsize
+from ._kernels.policy import POLICY_OPERANDS
 from ._layout import Operand, segment_rows
 from ._memory import MemoryRanges
 from ._pass import check_operands, kernel_spec, operand_rows
@@ -53,7 +54,7 @@ def run_step(cls, operands, step, hyper, carry):
     family = cls.family
     h = family.Hyper(**hyper)
     kinds = family.state_kinds(h)
-    slots = ["param", "grad"] + [kind.name for kind in family.state]
+    slots = ["param", "grad"] + [kind.name for kind in family.state] + list(POLICY_OPERANDS)  # no policies here
     arrays = [operands.get(name) for name in slots]
     present = [0, 1] + [k for k, array in enumerate(arrays[2:], start=2) if array is not None]
     names = [slots[k] for k in present]

@@ -10,6 +10,8 @@ from typing import NamedTuple
 
 import numpy as np
 
+from .._kernels.segments import table_width
+
 
 class ArrayInfo(NamedTuple):
     """What an update needs to know about one array."""
@@ -33,3 +35,9 @@ class Plan(NamedTuple):
     def width(self):
         """Columns of the table (see :mod:`numadam._kernels.segments`)."""
         return self.rows.shape[1]
+
+    def check_fits(self, spec):
+        """The table must have one address and one stride column per operand of ``spec``: a kernel
+        reading a narrower table would read other rows' addresses as its operands'."""
+        if self.rows.shape[1] != table_width(spec.n_operands):
+            raise AssertionError(f"a table of {self.rows.shape[1]} columns for {spec.n_operands} operands")
