@@ -4,9 +4,9 @@ from . import schedules
 from ._group import Group
 from ._state import load_state, save_state
 from .clipping import clip_by_global_norm, clip_by_norm, clip_by_value
-from .families import (ADOPT, AdaBelief, Adam, Adamax, AdamW, AdEMAMix, Lion, NAdam, RAdam, ScheduleFreeAdamW, Yogi,
-                       adabelief_step, adam_step, adamax_step, ademamix_step, adopt_step, families, lion_step,
-                       nadam_step, radam_step, schedule_free_adamw_step, yogi_step)
+from .families import (ADOPT, LAMB, AdaBelief, Adam, Adamax, AdamW, AdEMAMix, Lion, NAdam, RAdam, ScheduleFreeAdamW,
+                       Yogi, adabelief_step, adam_step, adamax_step, ademamix_step, adopt_step, families, lamb_step,
+                       lion_step, nadam_step, radam_step, schedule_free_adamw_step, yogi_step)
 from .plotting import plot_convergence
 from .solve import adam_minimizer, minimize
 
@@ -18,6 +18,7 @@ __all__ = [
     "AdamW",
     "Adamax",
     "Group",
+    "LAMB",
     "Lion",
     "NAdam",
     "RAdam",
@@ -33,6 +34,7 @@ __all__ = [
     "clip_by_norm",
     "clip_by_value",
     "families",
+    "lamb_step",
     "lion_step",
     "load_state",
     "minimize",

@@ -70,6 +70,21 @@ class Carry(NamedTuple):
     advance: Callable
 
 
+class Norms(NamedTuple):
+    """A first pass for families whose update needs each parameter's norms (LAMB's trust ratio).
+
+    ``rule(param, grad, state, s, flags) -> (state, direction)`` updates the
+    state and returns the update direction; the pass sums, per parameter, the
+    squares of the parameter and of the direction. ``scalars(values, h,
+    param_squares, direction_squares)`` then returns the parameter's scalar
+    row (``values``, the family's scalars) for the second pass, the family's
+    ``rule``, which applies the update without touching the state.
+    """
+
+    rule: object
+    scalars: Callable
+
+
 @dataclasses.dataclass(frozen=True, eq=False)
 class Family:
     """A member of the Adam family, as the engine sees it (see the module docstring)."""
@@ -86,9 +101,12 @@ class Family:
     carry: Carry | None = None
     #: ``check_combination(h)`` raises if hyperparameters are wrong together.
     check_combination: Callable | None = None
+    #: A first pass that needs each parameter's norms before its update (LAMB), or None.
+    norms: "Norms | None" = None
 
     def __post_init__(self):
-        register_rule(self.name, self.rule, self.Scalars, self.Flags, [kind.name for kind in self.state])
+        register_rule(self.name, self.rule, self.Scalars, self.Flags, [kind.name for kind in self.state],
+                      None if self.norms is None else self.norms.rule)
         object.__setattr__(self, "Hyper", namedtuple(f"{self.title}Hyper", self.names))
 
     @property

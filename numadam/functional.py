@@ -13,7 +13,7 @@ import numpy as np
 from . import _validate
 from ._dispatch import backend_for
 from ._dtypes import is_supported, real_dtype, real_itemsize
-from ._kernels.policy import POLICY_OPERANDS
+from ._kernels.policy import NO_POLICY, NO_POLICY_SCALARS, POLICY_OPERANDS
 from ._layout import Operand, segment_rows
 from ._memory import MemoryRanges
 from ._pass import check_operands, kernel_spec, operand_rows
@@ -67,8 +67,17 @@ def run_step(cls, operands, step, hyper, carry):
         by_slot = dict(zip(present, infos))
         rows = operand_rows([by_slot.get(k) for k in range(len(slots))])
     scalars, carry = family.step_scalars(step, h, carry)
-    spec = kernel_spec(family, family.flags(h), real_dtype(given[0].dtype), {kind.name for kind in kinds})
-    backend.run(backend.plan(rows), spec, [scalars])
+    present = {kind.name for kind in kinds}
+    real = real_dtype(given[0].dtype)
+    plan = backend.plan(rows)
+    if family.norms is not None:  # the first pass: the state, and this array's norms
+        first = kernel_spec(family, family.flags(h), real, present, NO_POLICY._replace(reduction="norms"))
+        pieces = np.arange(0, plan.n_elements, backend.chunk_size, dtype=np.int64)
+        stops = np.append(pieces[1:], plan.n_elements).astype(np.int64)
+        sums = backend.reduce(plan, first, [tuple(scalars) + tuple(NO_POLICY_SCALARS)], pieces, stops)
+        param_squares, direction_squares = (float(total) for total in sums.sum(axis=0)) if len(sums) else (0.0, 0.0)
+        scalars = family.norms.scalars(scalars, h, param_squares, direction_squares)
+    backend.run(plan, kernel_spec(family, family.flags(h), real, present), [scalars])
     return carry
 
 

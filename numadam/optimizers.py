@@ -128,6 +128,8 @@ class Optimizer:
         #: The scalar row of each leaf: 0 for the optimizer's own, g + 1 for group g.
         self._leaf_rows = [0 if g is None else g + 1 for g in leaf_groups]
         self._used_rows = sorted(set(self._leaf_rows))
+        #: The scalar row each leaf's table rows point at: its group's, or its own (families with norms).
+        self._table_rows = list(range(len(leaves))) if family.norms is not None else self._leaf_rows
         self._step = 0
         self._micro_step = 0  # gradients accumulated since the last update
         self._skipped = 0
@@ -216,7 +218,7 @@ class Optimizer:
     def _install_passes(self, h):
         kinds = self.family.state_kinds(h)
         self._passes = passes_by_dtype(self._backend, self.family, kinds, self._leaves, self._infos,
-                                       self._paths, self._leaf_rows, h, self._policies, self._bounds)
+                                       self._paths, self._table_rows, h, self._policies, self._bounds)
         self._written = written_memory(self._backend, [a for p in self._passes for a in p.written_arrays()])
         self._locations = [None] * len(self._leaves)
         for dtype_pass in self._passes:
@@ -316,7 +318,7 @@ class Optimizer:
             else:
                 plans = [p.bind([leaves[k] for k in p.indices], self._written) for p in passes]
             policies = self._policies
-            if policies.plain:  # the common case, kept short
+            if policies.plain and self.family.norms is None:  # the common case, kept short
                 self._apply_schedules()
                 step = self._step + 1
                 scalars, carry, flags = self._step_scalars(step)
@@ -328,7 +330,8 @@ class Optimizer:
             self._step_with_policies(plans)
 
     def _step_with_policies(self, plans):
-        """A step through the policies: accumulate, reduce (and raise, skip or clip), update."""
+        """A step through the policies: accumulate, reduce (and raise, skip or clip), the family's
+        norms pass where it has one, then the update."""
         policies = self._policies
         micro_step = self._micro_step + 1
         phase = policies.phase(micro_step)
@@ -336,10 +339,13 @@ class Optimizer:
         if phase != "add":
             self._apply_schedules()  # a function of step_count: setting it again after a skip changes nothing
         scalars, carry, flags = self._step_scalars(step)
+        if self.family.norms is not None:  # one row per leaf: its group's, for now
+            scalars = [scalars[row] for row in self._leaf_rows]
         grad_scale = 1.0
         if policies.needs_reduction(phase):
-            squares, bad = self._reduced(plans, flags, policies.policy(phase),
-                                         [tuple(values) + tuple(policies.scalars(1.0)) for values in scalars])
+            reduction = policies.policy(phase)
+            squares, bad = self._reduced(plans, flags, reduction,
+                                         _rows_with_policy(scalars, reduction, policies.scalars(1.0)))
             if bad.any():
                 if policies.nonfinite == "raise":
                     path = "grads" + self._paths[int(np.flatnonzero(bad)[0])][len("params"):]
@@ -350,8 +356,10 @@ class Optimizer:
             if policies.clip_global_norm is not None and phase != "add":
                 grad_scale = global_scale(policies.clip_global_norm, float(sum(squares.tolist())))
         policy = policies.policy(phase)
-        extra = tuple(policies.scalars(grad_scale))
-        scalars = [tuple(values) + extra for values in scalars]
+        extra = policies.scalars(grad_scale)
+        if self.family.norms is not None and phase != "add":
+            scalars, policy = self._norms_pass(plans, flags, policy, scalars, extra)
+        scalars = _rows_with_policy(scalars, policy, extra)
         for dtype_pass, plan in zip(self._passes, plans):
             dtype_pass.backend.run(plan, dtype_pass.spec(flags, policy), scalars)
         if phase == "add":  # only accumulated: no update was taken
@@ -361,8 +369,18 @@ class Optimizer:
         self._carry = carry
         self._micro_step = 0
 
+    def _norms_pass(self, plans, flags, policy, scalars, extra):
+        """The family's first pass (LAMB's moments and norms): it consumes the gradient; returns each
+        leaf's scalar row for the update and the policy left for it (bounds, moving average)."""
+        first = policy._replace(bounds=False, ema=False, reduction="norms")
+        params, directions = self._reduced(plans, flags, first, _rows_with_policy(scalars, first, extra))
+        rows, _ = self._rows()
+        scalars = [self.family.norms.scalars(values, rows[self._leaf_rows[k]], params[k], directions[k])
+                   for k, values in enumerate(scalars)]
+        return scalars, policy._replace(accumulate="", grad_scale=False, clip_value=False)
+
     def _reduced(self, plans, flags, policy, scalars):
-        """Per leaf (in leaf order): the sum of squares and the non-finite count of the effective gradient."""
+        """Per leaf (in leaf order), the pre-pass's two sums (``policy.reduction`` says which)."""
         squares = np.zeros(len(self._leaves))
         bad = np.zeros(len(self._leaves))
         for dtype_pass, plan in zip(self._passes, plans):
@@ -616,6 +634,14 @@ class Optimizer:
             f"copy.copy of a {type(self).__name__} would share its parameter and state arrays with the "
             "original; use copy.deepcopy(optimizer) (or pickle) for an independent optimizer"
         )
+
+
+def _rows_with_policy(scalars, policy, policy_scalars):
+    """The scalar rows of a kernel with ``policy``: the family's, then the policy's where it is active."""
+    if not policy.active:
+        return scalars
+    extra = tuple(policy_scalars)
+    return [tuple(values) + extra for values in scalars]
 
 
 def _rebuild(cls, params, options, schedule, state):

@@ -409,6 +409,29 @@ def schedule_free_adamw_reference(param, grad, state, step, carry, h):
     return (*_back(y, s, dtype), (lr_max, weight_sum))
 
 
+def lamb_reference(param, grad, state, step, carry, h):
+    """LAMB (You et al. 2020) as optax (and apex) compute it: one trust ratio per array.
+
+    The norms are taken in float64 over the real numbers of the array.
+    """
+    dtype = np.asarray(param).dtype
+    p, g, s, real = _reals(param, grad, state)
+    beta1, beta2 = h["betas"]
+    m = real(1 - beta1) * g + real(beta1) * s["exp_avg"]
+    v = real(1 - beta2) * (g * g) + real(beta2) * s["exp_avg_sq"]
+    r = (m / real(1 - beta1**step)) / (np.sqrt(v / real(1 - beta2**step) + real(h["eps_root"])) + real(h["eps"]))
+    if h["weight_decay"] != 0:
+        r = r + real(h["weight_decay"]) * p
+    ratio = 1.0
+    param_norm = math.sqrt(float(np.sum(p.astype(np.float64) ** 2)))
+    direction_norm = math.sqrt(float(np.sum(r.astype(np.float64) ** 2)))
+    if param_norm and direction_norm and not (h["convention"] == "apex" and h["weight_decay"] == 0):
+        ratio = param_norm / direction_norm
+    p = p - real(h["lr"]) * (r * real(ratio))
+    s["exp_avg"], s["exp_avg_sq"] = m, v
+    return (*_back(p, s, dtype), carry)
+
+
 REFERENCES = {
     "adam": adam_reference,
     "adamw": adam_reference,
@@ -421,4 +444,5 @@ REFERENCES = {
     "ademamix": ademamix_reference,
     "adopt": adopt_reference,
     "schedule_free_adamw": schedule_free_adamw_reference,
+    "lamb": lamb_reference,
 }

@@ -47,6 +47,9 @@ CASES = [
     ("adopt", {"convention": "optax", "clip_lambda": None, "weight_decay": 0.1, "decoupled_weight_decay": True}),
     ("schedule_free_adamw", {}),
     ("schedule_free_adamw", {"warmup_steps": 3, "weight_decay": 0.1, "r": 0.5}),
+    ("lamb", {}),
+    ("lamb", {"weight_decay": 0.1, "eps_root": 1e-10}),
+    ("lamb", {"convention": "apex"}),
 ]
 STEPS = 8  # past RAdam's and AdaBelief's switch to the rectified step (step 6)
 LR = 1e-2
@@ -102,9 +105,15 @@ class Reference:
         self.carry = carry
 
 
-def assert_bitwise(actual, expected):
+def assert_bitwise(actual, expected, method=None):
+    """Equal to the bit; for LAMB, to a few ulps: its per-array norms are float64 sums whose order
+    differs between numadam's pre-pass and NumPy."""
     for a, e in zip(actual, expected):
-        np.testing.assert_array_equal(a, e, strict=True)
+        if method == "lamb":
+            tolerance = 8 * np.finfo(np.asarray(e).dtype).eps
+            np.testing.assert_allclose(a, e, rtol=tolerance, atol=tolerance)
+        else:
+            np.testing.assert_array_equal(a, e, strict=True)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -119,10 +128,10 @@ def test_objects_match_the_reference(case, dtype):
         grads = [random_array(rng, p.shape, dtype) for p in params]
         opt.step(grads)
         reference.step(grads)
-    assert_bitwise(params, reference.params)
+    assert_bitwise(params, reference.params, method)
     state = opt.state_dict()
     for name in reference.state[0]:
-        assert_bitwise(state[name], [s[name] for s in reference.state])
+        assert_bitwise(state[name], [s[name] for s in reference.state], method)
     assert opt.step_count == STEPS
 
 
@@ -141,7 +150,7 @@ def test_layouts_and_many_arrays_in_one_tree(case, layout):
         grads = [in_layout(random_array(rng, p.shape, p.dtype), layout) for p in params]
         opt.step({"a": grads[:3], "b": grads[3:]})
         reference.step(grads)
-    assert_bitwise(params, reference.params)
+    assert_bitwise(params, reference.params, method)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.complex128])
@@ -166,7 +175,7 @@ def test_functional_steps_match_the_reference(case, dtype):
             keywords["carry"] = carry
         carry = step_function(param, grad, *[state[n] for n in always], step=t, **keywords)
         reference.step([grad])
-    assert_bitwise([param] + list(state.values()), reference.params + list(reference.state[0].values()))
+    assert_bitwise([param] + list(state.values()), reference.params + list(reference.state[0].values()), method)
     if cls.family.carry is not None:
         assert carry == reference.carry
 
@@ -193,7 +202,7 @@ def test_families_lists_every_class_and_its_functional_step():
 
     names = list(numadam.families())
     assert names == ["adam", "adamw", "nadam", "radam", "adamax", "adabelief", "yogi", "lion", "ademamix", "adopt",
-                     "schedule_free_adamw"]
+                     "schedule_free_adamw", "lamb"]
     for name, cls in numadam.families().items():
         assert getattr(numadam, cls.__name__) is cls
         assert functional_step(name).__name__ == f"{cls.family.name}_step"

@@ -239,6 +239,27 @@ def test_reductions_give_the_same_bits_with_one_or_two_threads():
         np.testing.assert_array_equal(one, two, strict=True)
 
 
+@pytest.mark.parametrize("options", [{"bounds": (-0.3, 0.3)}, {"nonfinite": "skip", "clip_global_norm": 0.5},
+                                     {"ema": 0.5, "accumulate": 2}])
+def test_policies_read_each_groups_scalars(options):
+    """With groups, every scalar row (the family's scalars, then the policy's) is read at its own place."""
+    params, grads = problem(15)
+    twins = copy_tree(params)
+    grouped = numadam.Adam({"g": numadam.Group([params["W"]], lr=0.05, betas=(0.5, 0.9)),
+                            "rest": [params["b"], params["v"]]}, lr=LR, **options)
+    alone = [numadam.Adam([twins["W"]], lr=0.05, betas=(0.5, 0.9), **options),
+             numadam.Adam([twins["b"], twins["v"]], lr=LR, **options)]
+    for g in grads:
+        if options.get("clip_global_norm"):  # the global norm spans both groups: clip by hand, same factor
+            g = copy_tree(g)
+            numadam.clip_by_global_norm(g, 0.5)
+        grouped.step({"g": [g["W"]], "rest": [g["b"], g["v"]]})
+        alone[0].step([g["W"]])
+        alone[1].step([g["b"], g["v"]])
+    for name in params:
+        np.testing.assert_allclose(params[name], twins[name], rtol=1e-6, atol=1e-7)
+
+
 @pytest.mark.parametrize("options, error, message", [
     ({"clip_global_norm": 0.0}, ValueError, "clip_global_norm must be finite and > 0"),
     ({"clip_value": -1.0}, ValueError, "clip_value must be finite and >= 0"),

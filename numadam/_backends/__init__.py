@@ -36,8 +36,11 @@ class Plan(NamedTuple):
         """Columns of the table (see :mod:`numadam._kernels.segments`)."""
         return self.rows.shape[1]
 
-    def check_fits(self, spec):
-        """The table must have one address and one stride column per operand of ``spec``: a kernel
-        reading a narrower table would read other rows' addresses as its operands'."""
+    def check_fits(self, spec, scalars):
+        """The table must have one address and one stride column per operand of ``spec``, and each
+        scalar row the spec's count: a kernel reading a narrower table or shorter rows would read
+        other rows' addresses or values as its own."""
         if self.rows.shape[1] != table_width(spec.n_operands):
             raise AssertionError(f"a table of {self.rows.shape[1]} columns for {spec.n_operands} operands")
+        if any(len(row) != spec.n_scalars for row in scalars):
+            raise AssertionError(f"scalar rows of {[len(row) for row in scalars]} values for {spec.n_scalars}")

@@ -51,7 +51,7 @@ class CpuBackend:
         here, once, to the spec's real dtype."""
         if plan.n_chunks == 0:
             return
-        plan.check_fits(spec)
+        plan.check_fits(spec, scalars)
         real, zero = _REAL_DTYPES[spec.real]
         kernel = self._kernels.compiled(spec, plan.n_elements >= self.serial_below)
         kernel(spec, plan.device_table, plan.width, plan.n_chunks, self.chunk_size, _row_major(scalars, real), zero)
@@ -60,7 +60,7 @@ class CpuBackend:
         """``(pieces, 2)`` float64: the sum of squares and the non-finite count of the
         effective gradient over each piece ``starts[p]:stops[p]`` of the sequence."""
         out = np.zeros((len(starts), 2))
-        plan.check_fits(spec)
+        plan.check_fits(spec, scalars)
         if len(starts):
             real, zero = _REAL_DTYPES[spec.real]
             kernel = self._kernels.compiled_reduction(spec, plan.n_elements >= self.serial_below)

@@ -104,7 +104,7 @@ class CudaBackend:
         here, once, to the spec's real dtype)."""
         if plan.n_chunks == 0:
             return
-        plan.check_fits(spec)
+        plan.check_fits(spec, scalars)
         real = np.dtype(spec.real)
         values = np.array(scalars, real).reshape(-1)
         device_values = self._upload(_as_int64_words(values))

@@ -55,7 +55,7 @@ def _run_piece(spec, table, row, start, stop, scalars, like):
 
 
 def reduce_piece(spec, table, row, start, stop, scalars, like):
-    """``(sum of squares, non-finite count)`` of the effective gradient over ``start:stop`` of a segment."""
+    """The pre-pass's two sums over ``start:stop`` of a segment (see :func:`~numadam._kernels.runner.reduction_source`)."""
 
 
 @functools.cache
@@ -76,22 +76,22 @@ def _reduce_piece(spec, table, row, start, stop, scalars, like):
 @njit(inline="always")
 def _reduce_span(spec, table, width, n_segments, first, last, scalars, like):
     """The sums over elements ``first:last`` of the sequence, segment piece by segment piece, in order."""
-    squares = 0.0
-    bad = 0
+    first_sum = 0.0
+    second_sum = 0.0
     segment = segment_of_element(table, n_segments, first, width)
     while first < last:
         row, start, stop = piece_of(table, segment, first, last, width)
-        piece_squares, piece_bad = reduce_piece(spec, table, row, start, stop, scalars, like)
-        squares += piece_squares
-        bad += piece_bad
+        piece_first, piece_second = reduce_piece(spec, table, row, start, stop, scalars, like)
+        first_sum += piece_first
+        second_sum += piece_second
         first += stop - start
         segment += 1
-    return squares, bad
+    return first_sum, second_sum
 
 
 @njit(cache=True, error_model="numpy")
 def reduce_serial(spec, table, width, starts, stops, scalars, like, out):
-    """For each piece ``starts[p]:stops[p]`` of the sequence: ``out[p] = (sum of g**2, non-finite count)``."""
+    """For each piece ``starts[p]:stops[p]`` of the sequence, ``out[p]``: the pre-pass's two sums."""
     n_segments = table.size // width
     for piece in range(starts.size):
         out[piece, 0], out[piece, 1] = _reduce_span(spec, table, width, n_segments, starts[piece], stops[piece],

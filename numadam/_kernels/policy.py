@@ -24,6 +24,7 @@ class Policy(NamedTuple):
     clip_value: bool = False  # clip the gradient to [-c, c]
     bounds: bool = False      # project the parameter onto [low, high] (operands; stride 0 for a scalar)
     ema: bool = False         # update the moving average of the parameter
+    reduction: str = "gradient"  # what the pre-pass sums: "gradient" or "norms" (the family's norms rule)
 
     @property
     def active(self):

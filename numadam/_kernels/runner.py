@@ -27,10 +27,13 @@ copied: the CPU loop (:mod:`~numadam._kernels.cpu`) and the CUDA loop
 spec because its arity, storage and policy vary.
 
 :func:`reduction_runner` writes the pre-pass body, which reads the same
-operands and returns ``(sum of g**2, count of non-finite g)`` of the effective
-gradient over a piece, in float64: on the CPU with four interleaved partial
-sums (a fixed association, so the sum is the same whatever the threads), on
-CUDA one partial sum per thread, combined by the kernel in a fixed tree.
+operands and returns two float64 sums over a piece: of the effective
+gradient, its sum of squares and its count of non-finite numbers; or, for a
+family with a norms rule (LAMB), the sums of squares of the parameter and of
+the update direction, after updating the state. On the CPU with four
+interleaved partial sums (a fixed association, so the sums are the same
+whatever the threads), on CUDA one partial sum per thread, combined by the
+kernel in a fixed tree.
 """
 
 import functools
@@ -153,20 +156,39 @@ def piece_source(spec, strided_threads):
     return "\n".join(lines) + "\n"
 
 
+def _gradient_sums(spec, index_of, lane):
+    """Sum of squares (``a``) and non-finite count (``b``) of the effective gradient before it
+    is scaled or clipped; nothing is written."""
+    return _gradient_lines(spec, index_of, update=False) + [
+        "wide = float64(grad)", f"a{lane} += wide * wide", "if not (grad - grad == grad - grad):",
+        f"    b{lane} += one64"]
+
+
+def _norm_sums(spec, index_of, lane):
+    """The family's norms rule (LAMB's first pass): it updates the state and returns the update
+    direction; sums of squares of the parameter (``a``) and of the direction (``b``)."""
+    n_state = len(rule(spec.rule).state)
+    state = [f"w{k}({_element(k, index_of)})" if spec.operands[k] else "like" for k in range(2, 2 + n_state)]
+    lines = _gradient_lines(spec, index_of) + [
+        f"param = w0({_element(PARAM, index_of)})",
+        f"state, direction = norms(param, grad, ({', '.join(state)}{',' if n_state == 1 else ''}), h, flags)"]
+    lines += [f"{_element(k, index_of)} = n{k}(state[{k - 2}])" for k in range(2, 2 + n_state) if spec.operands[k]]
+    return lines + ["wide = float64(param)", f"a{lane} += wide * wide",
+                    "wide = float64(direction)", f"b{lane} += wide * wide"]
+
+
 def reduction_source(spec, strided_threads):
-    """The source of ``reduce_piece`` for ``spec``: ``(sum of g**2, non-finite count)`` of the
-    effective gradient over elements ``start:stop`` of one segment (before scaling and clipping)."""
+    """The source of ``reduce_piece`` for ``spec``: two float64 sums over elements
+    ``start:stop`` of one segment, as ``spec.policy.reduction`` says: ``"gradient"``
+    (:func:`_gradient_sums`) or ``"norms"`` (:func:`_norm_sums`)."""
     lanes = 1 if strided_threads else 4
     present = [k for k, code in enumerate(spec.operands) if code]
     lines = _header("reduce_piece", spec)
-    lines.append("    " + " = ".join(f"a{lane}" for lane in range(lanes)) + " = zero64")
-    lines.append("    bad = 0")
+    lines.append("    " + " = ".join(f"a{lane} = b{lane}" for lane in range(lanes)) + " = zero64")
+    sums = _norm_sums if spec.policy.reduction == "norms" else _gradient_sums
 
     def accumulate(index_of, lane, indent):
-        body = _gradient_lines(spec, index_of, update=False)
-        body += ["wide = float64(grad)", f"a{lane} += wide * wide", "if not (grad - grad == grad - grad):",
-                 "    bad += 1"]
-        return [indent + line for line in body]
+        return [indent + line for line in sums(spec, index_of, lane)]
 
     unit = lambda k: "i"  # noqa: E731
     strided = lambda k: f"i * s{k}"  # noqa: E731
@@ -188,8 +210,10 @@ def reduction_source(spec, strided_threads):
         lines.append("    else:")
         lines.append("        for i in range(start, stop):")
         lines += accumulate(strided, 0, "            ")
-    total = " + ".join(f"a{lane}" for lane in range(lanes)) if lanes == 1 else "(a0 + a1) + (a2 + a3)"
-    lines.append(f"    return {total}, bad")
+    if lanes == 1:
+        lines.append("    return a0, b0")
+    else:
+        lines.append("    return (a0 + a1) + (a2 + a3), (b0 + b1) + (b2 + b3)")
     return "\n".join(lines) + "\n"
 
 
@@ -207,9 +231,9 @@ def piece_name(spec, kind="run_piece"):
 def _namespace(spec, pointer, interpreted):
     registered = rule(spec.rule)
     real = np.dtype(spec.real).type
-    namespace = {"rule": registered.function, "Scalars": registered.scalars, "Flags": registered.flags,
-                 "PolicyScalars": PolicyScalars, "pointer": pointer, "real": real, "float64": np.float64,
-                 "zero64": np.float64(0)}
+    namespace = {"rule": registered.function, "norms": registered.norms, "Scalars": registered.scalars,
+                 "Flags": registered.flags, "PolicyScalars": PolicyScalars, "pointer": pointer, "real": real,
+                 "float64": np.float64, "zero64": np.float64(0), "one64": np.float64(1)}
     for k, code in enumerate(spec.operands):
         if code:
             storage = STORAGES[code]

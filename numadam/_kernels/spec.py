@@ -33,14 +33,16 @@ class Rule(NamedTuple):
     scalars: type     # the NamedTuple of per-step scalars, in the table's order
     flags: type       # the NamedTuple of compile-time flags
     state: tuple      # the names of its state operands, in order
+    norms: object     # the family's norms rule, or None
 
 
 _RULES = {}
 
 
-def register_rule(name, function, scalars, flags, state):
-    """Make ``function`` available to kernels as rule ``name``."""
-    _RULES[name] = Rule(function, scalars, flags, tuple(state))
+def register_rule(name, function, scalars, flags, state, norms=None):
+    """Make ``function`` (and ``norms``, a first pass that also returns the update direction)
+    available to kernels as rule ``name``."""
+    _RULES[name] = Rule(function, scalars, flags, tuple(state), norms)
 
 
 def rule(name):

@@ -10,6 +10,7 @@ from .adam import Adam, AdamW, adam_step
 from .adamax import Adamax, adamax_step
 from .ademamix import AdEMAMix, ademamix_step
 from .adopt import ADOPT, adopt_step
+from .lamb import LAMB, lamb_step
 from .lion import Lion, lion_step
 from .nadam import NAdam, nadam_step
 from .radam import RAdam, radam_step
@@ -29,6 +30,7 @@ _REGISTRY = {
     "ademamix": (AdEMAMix, ademamix_step),
     "adopt": (ADOPT, adopt_step),
     "schedule_free_adamw": (ScheduleFreeAdamW, schedule_free_adamw_step),
+    "lamb": (LAMB, lamb_step),
 }
 
 

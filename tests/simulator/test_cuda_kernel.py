@@ -12,6 +12,7 @@ import numadam
 from arrays import DTYPES, OPTIONS, random_array
 from numadam import _dispatch
 from numadam._kernels import cuda as cuda_kernels
+from numadam._kernels.policy import POLICY_OPERANDS
 from numadam._pass import kernel_spec, operand_rows
 from numadam.families import functional_step
 from reference import adam_exact
@@ -90,7 +91,7 @@ def test_many_arrays_in_one_launch(monkeypatch):
     rows, hosts, devices = [], [], []
     for shape, layout in zip(shapes, layouts):
         host, device = device_operands(rng, shape, np.float64, [layout, "C", "C", "C", "C"], False)
-        rows.append(operand_rows([backend.describe(array) for array in device[:4]] + [None]))
+        rows.append(operand_rows([backend.describe(array) for array in device[:4]] + [None] * (1 + len(POLICY_OPERANDS))))
         hosts.append(host)
         devices.append(device)
     family = numadam.Adam.family

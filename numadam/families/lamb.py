@@ -1,0 +1,172 @@
+r"""LAMB (You et al. 2020): Adam's direction, scaled per parameter by a trust ratio, as optax
+and NVIDIA apex compute it.
+
+For each parameter array (complex numbers as pairs of reals):
+
+.. math::
+
+    m &\leftarrow \beta_1 m + (1-\beta_1) g, \qquad v \leftarrow \beta_2 v + (1-\beta_2) g^2, \qquad
+    r = \frac{m/(1-\beta_1^t)}{\sqrt{v/(1-\beta_2^t) + \epsilon_{root}} + \epsilon} + \lambda p \\
+    p &\leftarrow p - \eta\, \phi\, r, \qquad \phi = \frac{\|p\|}{\|r\|}
+    \text{ (1 where either norm is 0)}
+
+optax's ``lamb`` (the default). apex's ``FusedLAMB`` (``convention="apex"``)
+divides by :math:`\sqrt{v/(1-\beta_2^t)} + \epsilon`, uses the trust ratio only
+where :math:`\lambda \ne 0`, and may first clip every gradient by their global
+norm (``max_grad_norm``; numadam's ``clip_global_norm`` option does the same).
+
+A step is two passes over memory: the first updates the moments and sums
+:math:`\|p\|^2` and :math:`\|r\|^2` per parameter, the second applies the update.
+Exclude biases and norm layers from the decay with :class:`numadam.Group`.
+"""
+
+import math
+from typing import NamedTuple
+
+from numba import njit
+
+from .._family import Family, Norms, StateKind
+from ..functional import step_function
+from ..optimizers import Optimizer
+from . import _common
+
+
+class LAMBScalars(NamedTuple):
+    beta1: float
+    one_minus_beta1: float
+    beta2: float
+    one_minus_beta2: float
+    bias_correction1: float
+    bias_correction2: float
+    eps: float
+    eps_root: float
+    weight_decay: float
+    lr: float
+    trust_ratio: float  # per parameter, from the first pass
+
+
+class LAMBFlags(NamedTuple):
+    decays: bool
+
+
+def lamb_scalars(step, h, carry):
+    beta1, beta2 = h.betas
+    return LAMBScalars(beta1, 1.0 - beta1, beta2, 1.0 - beta2, 1.0 - beta1**step, 1.0 - beta2**step,
+                       h.eps, h.eps_root, h.weight_decay, h.lr, 1.0)
+
+
+def lamb_flags(h):
+    return LAMBFlags(h.weight_decay != 0.0)
+
+
+def trust_ratio(values, h, param_squares, direction_squares):
+    """The row of one parameter for the second pass: its trust ratio :math:`\\|p\\|/\\|r\\|`."""
+    if h.convention == "apex" and h.weight_decay == 0.0:
+        return values
+    param_norm, direction_norm = math.sqrt(param_squares), math.sqrt(direction_squares)
+    if param_norm == 0.0 or direction_norm == 0.0:
+        return values
+    return values._replace(trust_ratio=param_norm / direction_norm)
+
+
+@njit(inline="always")
+def _direction(param, exp_avg, exp_avg_sq, s, flags):
+    direction = (exp_avg / s.bias_correction1) / (math.sqrt(exp_avg_sq / s.bias_correction2 + s.eps_root) + s.eps)
+    if flags.decays:
+        direction = direction + s.weight_decay * param
+    return direction
+
+
+@njit(inline="always")
+def lamb_moments(param, grad, state, s, flags):
+    """LAMB's first pass for one real element: the new moments, and the update direction r."""
+    exp_avg, exp_avg_sq = state
+    exp_avg = s.one_minus_beta1 * grad + s.beta1 * exp_avg
+    exp_avg_sq = s.one_minus_beta2 * (grad * grad) + s.beta2 * exp_avg_sq
+    return (exp_avg, exp_avg_sq), _direction(param, exp_avg, exp_avg_sq, s, flags)
+
+
+@njit(inline="always")
+def lamb_rule(param, grad, state, s, flags):
+    """LAMB's second pass for one real element: the update, with the parameter's trust ratio."""
+    exp_avg, exp_avg_sq = state
+    direction = _direction(param, exp_avg, exp_avg_sq, s, flags)
+    return param - s.lr * (direction * s.trust_ratio), (exp_avg, exp_avg_sq)
+
+
+def _check_lamb_combination(h):
+    if h.eps_root != 0.0 and h.convention == "apex":
+        raise ValueError(f"eps_root is optax's; apex has none (convention='apex'); got eps_root={h.eps_root!r}")
+
+
+LAMB_FAMILY = Family(
+    name="lamb",
+    title="LAMB",
+    hyperparameters=(
+        _common.lr(1e-3),
+        _common.betas((0.9, 0.999)),
+        _common.eps(1e-6),
+        _common.eps_root(),
+        _common.weight_decay(0.0, r"Decoupled weight decay :math:`\lambda` (>= 0), in the direction :math:`r`."),
+        _common.convention(("optax", "apex"),
+                           "Whose arithmetic: 'optax' (the default) or 'apex' (the trust ratio only where "
+                           "weight_decay != 0)."),
+    ),
+    state=(StateKind("exp_avg", "the first moment m"),
+           StateKind("exp_avg_sq", "the second moment v", nonnegative=True)),
+    scalars=lamb_scalars,
+    Scalars=LAMBScalars,
+    flags=lamb_flags,
+    Flags=LAMBFlags,
+    rule=lamb_rule,
+    check_combination=_check_lamb_combination,
+    norms=Norms(lamb_moments, trust_ratio),
+)
+
+
+class LAMB(Optimizer):
+    r"""LAMB (You et al. 2020) over a tree of arrays, updated in place.
+
+    .. math::
+
+        r = \frac{m/(1-\beta_1^t)}{\sqrt{v/(1-\beta_2^t) + \epsilon_{root}} + \epsilon} + \lambda p, \qquad
+        p \leftarrow p - \eta\, \frac{\|p\|}{\|r\|}\, r
+
+    per parameter array, the ratio 1 where either norm is 0: optax's
+    ``lamb``. ``convention="apex"`` gives apex's ``FusedLAMB`` (no trust ratio
+    where ``weight_decay`` is 0; its gradient pre-clip is ``clip_global_norm``).
+    Give biases and norm layers their own :class:`numadam.Group` with
+    ``weight_decay=0.0``. See :doc:`/families/lamb`.
+
+    Examples
+    --------
+    >>> import numpy as np, numadam
+    >>> w = np.array([1.0, -1.0, 0.5])
+    >>> opt = numadam.LAMB(w, lr=0.02)
+    >>> for _ in range(300):
+    ...     opt.step(2 * w)
+    >>> bool(np.all(np.abs(w) < 0.1))
+    True
+
+    References
+    ----------
+    You et al., "Large Batch Optimization for Deep Learning: Training BERT in 76 minutes", ICLR 2020.
+    """
+
+    family = LAMB_FAMILY
+
+
+lamb_step = step_function(LAMB, "lamb_step", r"""Take LAMB step ``step`` on ``param`` and its state, in place.
+
+The update of :class:`numadam.LAMB` on one array (one trust ratio: its own),
+in its two passes.
+
+Examples
+--------
+>>> import numpy as np, numadam
+>>> p, g = np.array([3.0, 4.0]), np.array([1.0, -1.0])
+>>> m, v = np.zeros(2), np.zeros(2)
+>>> numadam.lamb_step(p, g, m, v, step=1, lr=0.1)
+>>> np.round(p, 6)     # |p| = 5 and |r| = sqrt(2): each element moves by 0.1 * 5 / sqrt(2)
+array([2.646447, 4.353553])
+""")
