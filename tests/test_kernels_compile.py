@@ -14,6 +14,7 @@ import pytest
 
 import numadam
 from numadam._kernels import cpu
+from numadam._kernels.policy import Policy
 from numadam._pass import kernel_spec
 
 FAMILY = numadam.Adam.family
@@ -95,3 +96,41 @@ def test_cuda_kernel_compiles_to_ptx_for_hopper(spec):
     assert re.search(rf"ld\.global(\.\w+)*\.f{width}", ptx), "element loads should be global-memory loads"
     if dtype == np.float32:
         assert not re.search(r"\b(add|sub|mul|div|sqrt|fma)(\.\w+)*\.f64\b", ptx), "float32 kernel uses float64"
+
+
+def policy_spec(method, policy):
+    cls = numadam.families()[method]
+    family = cls.family
+    h = family.Hyper(**{**cls._class_defaults, **cls.pinned, "weight_decay": 0.1})
+    return kernel_spec(family, family.flags(h), np.dtype(np.float32), {k.name for k in family.state_kinds(h)}, policy)
+
+
+POLICIES = {
+    "everything": Policy(accumulate="apply", grad_scale=True, clip_value=True, bounds=True, ema=True),
+    "add": Policy(accumulate="add"),
+}
+
+
+@pytest.mark.parametrize("name", POLICIES)
+def test_policy_kernels_compile_to_ptx_and_for_the_cpu_in_float32(name):
+    spec = policy_spec("adam", POLICIES[name])
+    ptx = compile_cuda(spec)
+    assert ".target sm_90" in ptx
+    code = assembly("serial", spec)
+    if name == "add":  # the float64 accumulator: float32 gradients are widened, nothing else
+        assert re.search(r"\bv?addpd\b|\bv?addsd\b", code)
+    else:
+        assert not re.search(r"\bv?(sqrt|mul)(sd|pd)\b", code), "float32 arithmetic promoted to float64"
+
+
+@pytest.mark.parametrize("method, reduction", [("adam", "gradient"), ("lamb", "norms")])
+def test_reduction_kernels_compile_to_ptx(method, reduction):
+    from numba import cuda
+
+    from numadam._kernels import cuda as cuda_kernels
+
+    spec = policy_spec(method, Policy(reduction=reduction))
+    signature = (numba.types.int64,) * 5 + (numba.types.int64, numba.types.float32, numba.types.int64)
+    ptx, _ = cuda.compile_ptx(cuda_kernels.reduction_kernel_for(spec).py_func, signature, cc=(9, 0))
+    assert ".shared" in ptx and "bar.sync" in ptx, "a block reduces its threads' sums in shared memory"
+    assert re.search(r"add(\.rn)?\.f64", ptx), "the sums are float64"

@@ -119,6 +119,29 @@ class CudaBackend:
             self._stream(),
         )
 
+    def reduce(self, plan, spec, scalars, starts, stops):
+        """``(pieces, 2)`` float64 on the host: the pre-pass's two sums over each piece
+        ``starts[p]:stops[p]`` of the sequence. The host waits for them."""
+        out = np.zeros((len(starts), 2))
+        plan.check_fits(spec, scalars)
+        if not len(starts):
+            return out
+        real = np.dtype(spec.real)
+        pieces = self._upload(np.concatenate([starts, stops]).astype(np.int64))
+        values = self._upload(_as_int64_words(np.array(scalars, real).reshape(-1)))
+        device_out = self._upload(np.zeros(2 * len(starts), np.int64))  # 8-byte words, written as float64
+        self._kernels.launch_reduction(spec, self._table_address(plan.device_table), plan.width, len(plan.rows),
+                                       self._table_address(pieces), len(starts), self._table_address(values),
+                                       real.type(0), self._table_address(device_out), self._stream())
+        return self._to_host(device_out).view(np.float64).reshape(-1, 2)
+
+    def _to_host(self, device_array):
+        if isinstance(device_array, np.ndarray):
+            return device_array
+        if isinstance(device_array, StagedTable):
+            return device_array.array.get()
+        return device_array.copy_to_host()
+
     # Optimizer state lives in CuPy arrays.
     @property
     def array_type(self):

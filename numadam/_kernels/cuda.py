@@ -19,9 +19,10 @@ for CUDA arrays.
 import functools
 import warnings
 
-from numba import cuda, njit
+import numpy as np
+from numba import cuda, float64, njit
 
-from .runner import piece_runner
+from .runner import piece_runner, reduction_runner
 from .segments import piece_of, segment_of_element, sequence_length
 
 SIMULATED = bool(cuda.config.ENABLE_CUDASIM)
@@ -78,6 +79,62 @@ def kernel_for(spec):
     return kernel
 
 
+@functools.cache
+def reduction_kernel_for(spec):
+    """The pre-pass kernel of ``spec``: ``kernel(table_address, width, n_segments, pieces_address,
+    n_pieces, scalars_address, like, out_address)``.
+
+    ``pieces`` holds the pieces' starts then their stops (int64); ``out`` gets
+    each piece's two float64 sums. A block takes a piece; its threads stride
+    over it, each summing its own elements, and the block adds the threads'
+    sums in a fixed tree: the result does not depend on the grid.
+    """
+    piece = reduction_runner(spec, element_pointer, strided_threads=True, interpreted=SIMULATED)
+    reduce_piece = piece if SIMULATED else njit(inline="always")(piece)
+
+    @cuda.jit
+    def kernel(table_address, width, n_segments, pieces_address, n_pieces, scalars_address, like, out_address):
+        table = table_view(table_address, n_segments * width)
+        pieces = table_view(pieces_address, 2 * n_pieces)
+        scalars = element_pointer(scalars_address, like)
+        out = element_pointer(out_address, _ZERO64)
+        first_sums = cuda.shared.array(THREADS_PER_BLOCK, float64)
+        second_sums = cuda.shared.array(THREADS_PER_BLOCK, float64)
+        thread = cuda.threadIdx.x
+        for index in range(cuda.blockIdx.x, n_pieces, cuda.gridDim.x):
+            first = pieces[index]
+            last = pieces[n_pieces + index]
+            first_sum = _ZERO64
+            second_sum = _ZERO64
+            segment = segment_of_element(table, n_segments, first, width)
+            while first < last:
+                row, start, stop = piece_of(table, segment, first, last, width)
+                piece_first, piece_second = reduce_piece(table, row, start + thread, stop, cuda.blockDim.x,
+                                                         scalars, like)
+                first_sum += piece_first
+                second_sum += piece_second
+                first += stop - start
+                segment += 1
+            first_sums[thread] = first_sum
+            second_sums[thread] = second_sum
+            cuda.syncthreads()
+            half = cuda.blockDim.x // 2
+            while half > 0:
+                if thread < half:
+                    first_sums[thread] += first_sums[thread + half]
+                    second_sums[thread] += second_sums[thread + half]
+                cuda.syncthreads()
+                half //= 2
+            if thread == 0:
+                out[2 * index] = first_sums[0]
+                out[2 * index + 1] = second_sums[0]
+            cuda.syncthreads()
+
+    return kernel
+
+
+_ZERO64 = np.float64(0)
+
 #: Threads per block and elements per chunk (each thread handles
 #: ``CHUNK_SIZE // THREADS_PER_BLOCK`` elements of a chunk).
 THREADS_PER_BLOCK = 32 if SIMULATED else 256
@@ -120,3 +177,15 @@ def launch(spec, table_address, width, n_segments, n_chunks, scalars_address, li
     blocks = min(n_chunks, max_blocks())
     configured_kernel(spec, blocks, stream)(table_address, width, n_segments, n_chunks, CHUNK_SIZE,
                                             scalars_address, like)
+
+
+def launch_reduction(spec, table_address, width, n_segments, pieces_address, n_pieces, scalars_address, like,
+                     out_address, stream=0):
+    """Launch the pre-pass over ``n_pieces`` pieces, one block each (at most :func:`max_blocks`)."""
+    if n_pieces == 0:
+        return
+    blocks = min(n_pieces, max_blocks())
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*Grid size")
+        configured = reduction_kernel_for(spec)[blocks, THREADS_PER_BLOCK, stream]
+    configured(table_address, width, n_segments, pieces_address, n_pieces, scalars_address, like, out_address)

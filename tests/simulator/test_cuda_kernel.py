@@ -147,3 +147,113 @@ def test_every_family_matches_its_reference_on_the_simulator(case):
     np.testing.assert_array_equal(param.copy_to_host(), reference.params[0], strict=True)
     for name, array in state.items():
         np.testing.assert_array_equal(array.copy_to_host(), reference.state[0][name], strict=True)
+
+
+# -- the policies and the pre-pass, kernel by kernel ------------------------------------------------
+
+def policy_launch(policy, host, extra=None, step=1):
+    """Run Adam with ``policy`` on device copies of ``host`` (param, grad, exp_avg, exp_avg_sq) and the
+    policy operands ``extra`` (name -> host array or number); return the device arrays by name."""
+    from numadam._kernels.policy import PolicyScalars
+
+    family = numadam.Adam.family
+    h = family.Hyper(**{**numadam.Adam._class_defaults, "lr": 1e-2})
+    scalars, _ = family.step_scalars(step, h, ())
+    device = {name: cuda.to_device(array) for name, array in zip(("param", "grad", "exp_avg", "exp_avg_sq"), host)}
+    for name, value in (extra or {}).items():
+        device[name] = cuda.to_device(np.atleast_1d(value))
+    backend = _dispatch.backend_for([device["param"]], ["param"])
+    infos = {name: backend.describe(array) for name, array in device.items()}
+    for name in ("low", "high"):
+        if name in infos and infos[name].shape != infos["param"].shape:  # a number: stride 0
+            infos[name] = infos[name]._replace(shape=infos["param"].shape, strides=(0,) * host[0].ndim)
+    names = ["param", "grad", "exp_avg", "exp_avg_sq", "max_exp_avg_sq", *POLICY_OPERANDS]
+    rows = operand_rows([infos.get(name) for name in names])
+    spec = kernel_spec(family, family.flags(h), np.dtype(host[0].dtype), {"exp_avg", "exp_avg_sq"}, policy)
+    values = tuple(scalars) + (tuple(PolicyScalars(3.0, 0.5, 0.2, 0.75, 0.25)) if policy.active else ())
+    plan = backend.plan(rows)
+    return device, backend, plan, spec, [values]
+
+
+def adam_host(rng, shape=(70,), dtype=np.float32):
+    return [random_array(rng, shape, dtype), random_array(rng, shape, dtype),
+            random_array(rng, shape, dtype, 0.1), random_array(rng, shape, dtype, 0.01, positive=True)]
+
+
+def test_scaling_clipping_bounds_and_the_moving_average_in_one_kernel():
+    """grad * 0.5, clipped to 0.2; then bounds (an array and a number) and the average (0.75, 0.25)."""
+    from numadam._kernels.policy import Policy
+
+    rng = np.random.default_rng(21)
+    host = adam_host(rng)
+    low = np.linspace(-1.0, 0.0, 70).astype(np.float32)
+    ema = random_array(rng, (70,), np.float32)
+    policy = Policy(grad_scale=True, clip_value=True, bounds=True, ema=True)
+    device, backend, plan, spec, scalars = policy_launch(policy, host, {"low": low, "high": np.float32(0.3),
+                                                                       "ema": ema})
+    backend.run(plan, spec, scalars)
+    grad = np.clip(host[1] * np.float32(0.5), -np.float32(0.2), np.float32(0.2))
+    expected = adam_exact(host[0], grad, host[2], host[3], step=1, **HYPER)
+    param = np.clip(expected[0], low, np.float32(0.3))
+    np.testing.assert_array_equal(device["param"].copy_to_host(), param, strict=True)
+    np.testing.assert_array_equal(device["ema"].copy_to_host(), np.float32(0.75) * ema + np.float32(0.25) * param,
+                                  strict=True)
+
+
+def test_accumulation_adds_then_applies_the_mean():
+    from numadam._kernels.policy import Policy
+
+    rng = np.random.default_rng(22)
+    host = adam_host(rng)
+    buffer = random_array(rng, (70,), np.float64)
+    device, backend, plan, spec, scalars = policy_launch(Policy(accumulate="add"), host, {"accumulator": buffer})
+    backend.run(plan, spec, scalars)
+    np.testing.assert_array_equal(device["accumulator"].copy_to_host(), buffer + host[1])
+    np.testing.assert_array_equal(device["param"].copy_to_host(), host[0])  # no update
+    device, backend, plan, spec, scalars = policy_launch(Policy(accumulate="apply"), host, {"accumulator": buffer})
+    backend.run(plan, spec, scalars)
+    mean = ((buffer + host[1]) / 3.0).astype(np.float32)
+    expected = adam_exact(host[0], mean, host[2], host[3], step=1, **HYPER)
+    np.testing.assert_array_equal(device["param"].copy_to_host(), expected[0], strict=True)
+    np.testing.assert_array_equal(device["accumulator"].copy_to_host(), np.zeros(70))
+
+
+@pytest.mark.parametrize("shape", [(70,), (0,), (1000,)], ids=str)
+def test_the_prepass_sums_squares_and_counts_nonfinite_per_piece(shape):
+    from numadam._kernels.policy import Policy
+
+    rng = np.random.default_rng(23)
+    host = adam_host(rng, shape)
+    if shape[0]:
+        host[1][3] = np.inf
+        host[1][-1] = np.nan
+    device, backend, plan, spec, scalars = policy_launch(Policy(), host)
+    starts = np.arange(0, plan.n_elements, 64, dtype=np.int64)
+    stops = np.append(starts[1:], plan.n_elements).astype(np.int64)
+    sums = backend.reduce(plan, spec, scalars, starts, stops)
+    for piece, (start, stop) in enumerate(zip(starts, stops)):
+        part = host[1][start:stop].astype(np.float64)
+        bad = np.count_nonzero(~np.isfinite(part))
+        assert sums[piece, 1] == bad
+        if bad:
+            assert not np.isfinite(sums[piece, 0])
+        else:
+            np.testing.assert_allclose(sums[piece, 0], np.sum(part**2), rtol=1e-12)
+
+
+def test_lamb_on_the_simulator_matches_its_reference():
+    """LAMB's two kernels (the norms pre-pass, then the update) through its functional step."""
+    from reference import REFERENCES
+
+    rng = np.random.default_rng(24)
+    host = random_array(rng, (150,), np.float32)
+    grad = random_array(rng, (150,), np.float32)
+    state = {"exp_avg": np.zeros(150, np.float32), "exp_avg_sq": np.zeros(150, np.float32)}
+    h = hyperparameters("lamb", {"weight_decay": 0.1})
+    expected, expected_state, _ = REFERENCES["lamb"](host, grad, state, 1, (), h)
+    param = cuda.to_device(host)
+    device_state = {name: cuda.to_device(value) for name, value in state.items()}
+    numadam.lamb_step(param, cuda.to_device(grad), device_state["exp_avg"], device_state["exp_avg_sq"], step=1,
+                      lr=h["lr"], weight_decay=0.1)
+    np.testing.assert_allclose(param.copy_to_host(), expected, rtol=4e-7)
+    np.testing.assert_array_equal(device_state["exp_avg"].copy_to_host(), expected_state["exp_avg"])
