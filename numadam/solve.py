@@ -10,6 +10,7 @@ imported only when a solve starts; tqdm only when ``progress=True``.
 import inspect
 import math
 import numbers
+import sys
 import warnings
 
 import numpy as np
@@ -24,8 +25,9 @@ GTOL, MAXITER, FTOL, XTOL, NON_FINITE, CALLBACK = 0, 1, 2, 3, 4, 99
 _SUCCESS = (GTOL, FTOL, XTOL)
 
 
-def minimize(fun, x0, args=(), jac=None, method="adam", *, maxiter=1000, gtol=1e-5, ftol=None, xtol=None,
-             patience=10, schedule=None, clip=None, callback=None, progress=False, **hyperparameters):
+def minimize(fun, x0, args=(), jac=None, method="adam", *, bounds=None, maxiter=1000, gtol=1e-5, ftol=None,
+             xtol=None, patience=10, schedule=None, clip=None, callback=None, progress=False, nonfinite="stop",
+             **hyperparameters):
     r"""Minimize ``fun`` from ``x0`` with Adam (or any family); return a ``scipy.optimize.OptimizeResult``.
 
     Iterate :math:`k = 0, 1, \dots` from :math:`x_0` (a copy of ``x0``; ``x0``
@@ -80,6 +82,13 @@ def minimize(fun, x0, args=(), jac=None, method="adam", *, maxiter=1000, gtol=1e
         The family's hyperparameters (for Adam ``lr``, ``betas``, ``eps``,
         ``weight_decay``, ``amsgrad``, ...: see the class). ``weight_decay``
         changes the steps, not the reported ``fun``.
+    bounds : scipy.optimize.Bounds, sequence of (low, high) pairs, or None
+        A box for ``x`` (real ``x`` only): ``x0`` is moved into it, every step
+        is projected onto it (the optimizer's ``bounds`` policy), and the
+        ``gtol`` rule measures the *projected* gradient
+        :math:`x - \operatorname{clip}(x - g, l, u)`, as L-BFGS-B's ``pgtol``.
+        Projected Adam keeps every iterate feasible and its fixed points are the
+        box's KKT points; like Adam itself it has no monotone-descent guarantee.
     maxiter : int >= 0
         The most steps to take.
     gtol : float >= 0
@@ -106,6 +115,11 @@ def minimize(fun, x0, args=(), jac=None, method="adam", *, maxiter=1000, gtol=1e
         ``callback(intermediate_result)`` after every step, with an
         ``OptimizeResult`` holding copies of ``x`` and ``jac`` and ``fun``,
         ``nit``, ``nfev``. Raise ``StopIteration`` to stop.
+    nonfinite : {"stop", "skip"}
+        What a non-finite value or gradient does: ``"stop"`` ends the solve
+        with status 4; ``"skip"`` (for stochastic objectives) evaluates ``fun``
+        again at the same point, up to ``patience`` times in a row, and counts
+        the skipped evaluations in the result's ``skipped``.
     progress : bool
         Show a tqdm progress bar (with the current objective) on stderr; needs
         tqdm, and raises ``ImportError`` before the solve if it is missing.
@@ -115,7 +129,8 @@ def minimize(fun, x0, args=(), jac=None, method="adam", *, maxiter=1000, gtol=1e
     OptimizeResult
         ``x`` (an array on ``x0``'s backend), ``fun``, ``jac`` (the unclipped
         gradient at ``x``), ``nit`` (the Adam steps that led to ``x``), ``nfev``,
-        ``njev``, ``status``, ``success``, ``message`` and ``history``: a float64
+        ``njev``, ``status``, ``success``, ``message``, ``skipped`` (see ``nonfinite``) and
+        ``history``: a float64
         NumPy array of :math:`f_0, \dots, f_{\mathrm{nit}}`. ``x`` is the last
         iterate, not necessarily the best one seen.
 
@@ -147,8 +162,13 @@ def minimize(fun, x0, args=(), jac=None, method="adam", *, maxiter=1000, gtol=1e
             "Adam needs the gradient"
         )
     optimizer_type = optimizer_class(method)
+    if nonfinite not in ("stop", "skip"):
+        raise ValueError(f"nonfinite must be 'stop' (status 4) or 'skip' (evaluate again); got {nonfinite!r}")
     x = _working_copy(x0)
-    optimizer = optimizer_type(x, schedule=schedule, **hyperparameters)
+    box = None if bounds is None else _box(bounds, x)
+    if box is not None:
+        _clip_into(x, box)
+    optimizer = optimizer_type(x, schedule=schedule, bounds=box, **hyperparameters)
     stop_rules = _StopRules(maxiter, gtol, ftol, xtol, patience)
     clipper = _clipper(clip)
     if callback is not None and not callable(callback):
@@ -156,9 +176,9 @@ def minimize(fun, x0, args=(), jac=None, method="adam", *, maxiter=1000, gtol=1e
     bar = _progress_bar(_validate.check_flag("progress", progress), stop_rules.maxiter)
 
     observe = getattr(schedule, "observe", None)
-    solver = _Evaluations(fun, jac, args, x)
+    solver = _Evaluations(fun, jac, args, x, box)
     grad, fresh_grad, step_grad, previous_x = x.copy(), x.copy(), x.copy(), x.copy()
-    nit = 0
+    nit = skipped = 0
     try:
         value, grad_peak = solver.evaluate_into(grad)
         history = [value]
@@ -177,9 +197,17 @@ def minimize(fun, x0, args=(), jac=None, method="adam", *, maxiter=1000, gtol=1e
             previous_x[...] = x
             optimizer.step(step_grad)
             candidate, candidate_peak = solver.evaluate_into(fresh_grad)
+            failures = 0
+            while not (math.isfinite(candidate) and math.isfinite(candidate_peak)):
+                failures += 1
+                if nonfinite == "stop" or failures >= stop_rules.patience:
+                    break
+                skipped += 1  # a stochastic objective: draw again at the same point
+                candidate, candidate_peak = solver.evaluate_into(fresh_grad)
             if not (math.isfinite(candidate) and math.isfinite(candidate_peak)):
                 x[...] = previous_x
-                status, message = NON_FINITE, (_non_finite_message(candidate, nit + 1)
+                tries = "" if nonfinite == "stop" else f" {failures} times in a row"
+                status, message = NON_FINITE, (_non_finite_message(candidate, nit + 1) + tries
                                                + f"; returning the last finite iterate (iteration {nit})")
                 break
             nit += 1
@@ -200,7 +228,7 @@ def minimize(fun, x0, args=(), jac=None, method="adam", *, maxiter=1000, gtol=1e
         if bar is not None:
             bar.close()
     return OptimizeResult(x=x, fun=value, jac=grad, nit=nit, nfev=solver.nfev, njev=solver.njev,
-                          status=status, success=status in _SUCCESS, message=message,
+                          status=status, success=status in _SUCCESS, message=message, skipped=skipped,
                           history=np.array(history, dtype=np.float64))
 
 
@@ -248,8 +276,9 @@ def adam_minimizer(fun, x0, args=(), jac=None, hess=None, hessp=None, bounds=Non
     ``maxiter``, ``gtol``, ...). SciPy's ``tol`` sets ``gtol`` unless ``gtol`` is
     given. The callback may be new-style (one parameter named
     ``intermediate_result``) or old-style ``callback(xk)``, as SciPy decides for
-    its own methods. Bounds and constraints are refused (Adam is
-    unconstrained); ``hess``/``hessp`` are ignored with a ``RuntimeWarning``.
+    its own methods. SciPy's ``bounds`` make the solve projected Adam (see
+    :func:`minimize`); constraints are refused; ``hess``/``hessp`` are ignored
+    with a ``RuntimeWarning``.
     Options SciPy may add in the future are ignored when ``None``; any other
     unknown option is a ``TypeError``.
 
@@ -262,10 +291,8 @@ def adam_minimizer(fun, x0, args=(), jac=None, hess=None, hessp=None, bounds=Non
     >>> res.success, np.allclose(res.x, 3)
     (True, True)
     """
-    if bounds is not None:
-        raise ValueError(f"numadam.adam_minimizer is unconstrained; got bounds={bounds!r}")
     if constraints is not None and len(constraints) > 0:
-        raise ValueError(f"numadam.adam_minimizer is unconstrained; got constraints={constraints!r}")
+        raise ValueError(f"numadam.adam_minimizer takes bounds, not constraints; got constraints={constraints!r}")
     for name, value in (("hess", hess), ("hessp", hessp)):
         if value is not None:
             warnings.warn(f"numadam.adam_minimizer uses no second derivatives; {name} is ignored",
@@ -282,7 +309,7 @@ def adam_minimizer(fun, x0, args=(), jac=None, hess=None, hessp=None, bounds=Non
     if unknown:
         raise TypeError(f"numadam.adam_minimizer got unknown options {unknown}; it takes {known}")
     options = {name: value for name, value in options.items() if name in known}
-    return minimize(fun, x0, args, jac, callback=_scipy_style_callback(callback), **options)
+    return minimize(fun, x0, args, jac, bounds=bounds, callback=_scipy_style_callback(callback), **options)
 
 
 def _scipy_style_callback(callback):
@@ -301,9 +328,10 @@ def _scipy_style_callback(callback):
 class _Evaluations:
     """Calls of ``fun`` and ``jac`` on the iterate, with their results checked and counted."""
 
-    def __init__(self, fun, jac, args, x):
+    def __init__(self, fun, jac, args, x, box):
         self.fun, self.jac, self.args = fun, jac, args
         self.x = x
+        self.box = box
         self.visible_x = x
         if isinstance(x, np.ndarray):
             self.visible_x = x.view()
@@ -326,7 +354,9 @@ class _Evaluations:
             gradient = self.jac(self.visible_x, *self.args)
         value = _objective_value(value)
         target[...] = self._checked_gradient(gradient)
-        return value, _largest_magnitude(target)
+        if self.box is None:
+            return value, _largest_magnitude(target)
+        return value, _largest_magnitude(_projected_gradient(self.x, target, self.box))
 
     def _checked_gradient(self, gradient):
         x = self.x
@@ -338,6 +368,50 @@ class _Evaluations:
         if gradient.shape != x.shape:
             raise ValueError(f"the gradient must have x's shape {x.shape}; got shape {gradient.shape}")
         return gradient
+
+
+def _box(bounds, x):
+    """``(low, high)`` arrays of ``x``'s shape and dtype from SciPy's forms of bounds.
+
+    ``scipy.optimize.Bounds(lb, ub)`` (numbers or arrays), or a sequence of
+    ``(low, high)`` pairs, one per element of ``x`` in C order, ``None`` for no bound.
+    """
+    from scipy.optimize import Bounds
+
+    if x.dtype.kind == "c":
+        raise TypeError(f"bounds apply to real x; x0 is {x.dtype}")
+    if isinstance(bounds, Bounds):
+        low, high = bounds.lb, bounds.ub
+    else:
+        pairs = list(bounds)
+        if len(pairs) != x.size or any(not (isinstance(p, (tuple, list)) and len(p) == 2) for p in pairs):
+            raise ValueError(f"bounds must be scipy.optimize.Bounds or {x.size} pairs (low, high), one per element "
+                             f"of x; got {len(pairs)} items")
+        low = [-np.inf if p[0] is None else p[0] for p in pairs]
+        high = [np.inf if p[1] is None else p[1] for p in pairs]
+    xp = sys.modules.get("cupy") if not isinstance(x, np.ndarray) else np
+    sides = []
+    for side, values in (("low", low), ("high", high)):
+        host = np.broadcast_to(np.asarray(values, dtype=np.float64), x.shape) if np.size(values) in (1, x.size) \
+            else None
+        if host is None:
+            raise ValueError(f"the {side} bounds must be one number or one per element of x ({x.size}); "
+                             f"got {np.size(values)}")
+        sides.append(xp.asarray(np.array(host.reshape(x.shape), dtype=x.dtype)))
+    return tuple(sides)
+
+
+def _clip_into(x, box):
+    """Move ``x`` into the box (the first iterate must be feasible)."""
+    low, high = box
+    x[...] = x.clip(low, high)
+
+
+def _projected_gradient(x, grad, box):
+    """:math:`x - \operatorname{clip}(x - g, l, u)`: zero where a bound holds x against the gradient
+    (L-BFGS-B's projected gradient, the measure of stationarity on a box)."""
+    low, high = box
+    return x - (x - grad).clip(low, high)
 
 
 def _working_copy(x0):
