@@ -408,7 +408,7 @@ def _clip_into(x, box):
 
 
 def _projected_gradient(x, grad, box):
-    """:math:`x - \operatorname{clip}(x - g, l, u)`: zero where a bound holds x against the gradient
+    r""":math:`x - \operatorname{clip}(x - g, l, u)`: zero where a bound holds x against the gradient
     (L-BFGS-B's projected gradient, the measure of stationarity on a box)."""
     low, high = box
     return x - (x - grad).clip(low, high)
