@@ -17,8 +17,10 @@ import threading
 import numpy as np
 
 from . import _validate
+from ._device_steps import DeviceSteps
 from ._dispatch import backend_for
 from ._family import StateKind
+from ._kernels.policy import PolicyScalars
 from ._pass import passes_by_dtype, written_memory
 from ._policy import POLICY_DEFAULTS, checked_policies, global_scale, leaf_bound
 from ._state import load_state, save_state
@@ -133,6 +135,8 @@ class Optimizer:
         self._step = 0
         self._micro_step = 0  # gradients accumulated since the last update
         self._skipped = 0
+        self._device_steps = None  # CUDA with nonfinite="skip": see numadam._device_steps
+        self._carries = {}
         self._carry = [family.initial_carry() for _ in range(len(self._groups) + 1)]
         self._bounds = self._prepared_bounds()
         self._install_passes(self._hyper_tuple(self._hyper))
@@ -267,12 +271,15 @@ class Optimizer:
     @property
     def step_count(self):
         """Updates taken so far (the next update is number ``step_count + 1``); calls that only
-        accumulated a gradient or were skipped do not count."""
+        accumulated a gradient or were skipped do not count. (On CUDA with ``nonfinite="skip"``
+        the GPU counts them: reading this waits for it.)"""
+        self._learn_device_steps(wait=True)
         return self._step
 
     @property
     def skipped_steps(self):
         """Calls of :meth:`step` skipped for a non-finite gradient (``nonfinite="skip"``)."""
+        self._learn_device_steps(wait=True)
         return self._skipped
 
     @property
@@ -333,6 +340,12 @@ class Optimizer:
         """A step through the policies: accumulate, reduce (and raise, skip or clip), the family's
         norms pass where it has one, then the update."""
         policies = self._policies
+        if self._device_steps is None and self._counts_on_device():
+            self._device_steps = DeviceSteps(self._backend, self._step, self._skipped)
+            self._carries = {self._step: self._carry}
+        if self._device_steps is not None:
+            self._device_step(plans)
+            return
         micro_step = self._micro_step + 1
         phase = policies.phase(micro_step)
         step = self._step + 1
@@ -368,6 +381,67 @@ class Optimizer:
         self._step = step
         self._carry = carry
         self._micro_step = 0
+
+    def _counts_on_device(self):
+        """Whether the GPU decides skips and counts steps: CUDA, ``nonfinite="skip"``, one dtype,
+        no accumulation and no norms pass (those skip on the host, which then waits for the pre-pass)."""
+        policies = self._policies
+        return (self._backend.name == "cuda" and policies.nonfinite == "skip" and policies.accumulate == 1
+                and self.family.norms is None and len(self._passes) == 1)
+
+    def _device_step(self, plans):
+        """A step whose skipping and step number the GPU decides (see :mod:`numadam._device_steps`)."""
+        steps = self._device_steps
+        candidates = steps.candidates()
+        self._learn_device_steps(wait=False)
+        policies = self._policies
+        policy = policies.policy("")
+        _, flags = self._rows()
+        carry = self._carries[steps.known_applied]
+        blocks = []
+        for step in candidates:
+            rows = self._scheduled_rows(step - 1)
+            block = []
+            for row, (h, row_carry) in enumerate(zip(rows, carry)):
+                values, carry_after = self.family.step_scalars(step, h, row_carry)
+                block.append(values)
+                carry = carry[:row] + [carry_after] + carry[row + 1:]
+            self._carries[step] = carry
+            blocks.append(_rows_with_policy(block, policy, policies.scalars(1.0)))  # the GPU writes the scale
+        (dtype_pass,), (plan,) = self._passes, plans
+        starts, stops, _ = dtype_pass.pieces(plan)
+        scale_slot = len(self.family.Scalars._fields) + PolicyScalars._fields.index("grad_scale")
+        dtype_pass.backend.skip_or_step(plan, dtype_pass.spec(flags, policy), blocks, starts, stops,
+                                        steps.control, candidates[0], policies.clip_global_norm, scale_slot)
+        steps.after_call()
+
+    def _scheduled_rows(self, step_count):
+        """The rows' hyperparameters once the schedules have set ``lr`` for ``step_count``, unchanged here."""
+        own = dict(self._hyper)
+        if self._schedule is not None:
+            own["lr"] = self.family.checked("lr", self._schedule(step_count))
+        rows = [own]
+        for group in self._groups:
+            overrides = group.overrides
+            if group.schedule is not None:
+                overrides["lr"] = self.family.checked("lr", group.schedule(step_count))
+            rows.append({**own, **overrides})
+        return [self._hyper_tuple(values) for values in rows]
+
+    def _learn_device_steps(self, wait):
+        """Take the counts the GPU reported (waiting for exact ones if ``wait``) as the host's own."""
+        steps = self._device_steps
+        if steps is None:
+            return
+        if wait:
+            steps.synchronize()
+        else:
+            steps._absorb(wait=False)
+        if steps.known_applied != self._step or steps.known_skipped != self._skipped:
+            self._step, self._skipped = steps.known_applied, steps.known_skipped
+            self._carry = self._carries[self._step]
+            self._carries = {step: carry for step, carry in self._carries.items() if step >= self._step}
+            self._apply_schedules()
 
     def _norms_pass(self, plans, flags, policy, scalars, extra):
         """The family's first pass (LAMB's moments and norms): it consumes the gradient; returns each
@@ -457,6 +531,7 @@ class Optimizer:
         ``state_dict`` method their own. Restore with :meth:`load_state_dict`.
         """
         with self._lock:
+            self._learn_device_steps(wait=True)
             state = {"optimizer": type(self).__name__, "family": self.family.name, "step": self._step,
                      "hyperparameters": dict(self._hyper)}
             for kind in self._present_kinds():
@@ -539,6 +614,7 @@ class Optimizer:
         self._carry = carry
         self._skipped, self._micro_step = counts
         self._step = int(step)
+        self._device_steps = None  # counted on the host again until the next step
 
     def _reshape_state(self, kinds, h):
         """Keep exactly the state kinds ``kinds``, allocating only the new ones (initialized for ``h``)."""

@@ -67,7 +67,7 @@ def test_every_family_keeps_float32_arithmetic_in_float32(method):
     assert re.search(r"\bv?(mul|add|sub)ps\b", code), "the contiguous loop is not vectorized"
 
 
-def compile_cuda(spec):
+def compile_cuda(spec, device_step=False):
     from numba import cuda
 
     from numadam._kernels import cuda as cuda_kernels
@@ -75,8 +75,8 @@ def compile_cuda(spec):
     if cuda_kernels.SIMULATED:
         pytest.fail("the simulator is on in the main test process")
     real = numba.types.float32 if spec.real == "float32" else numba.types.float64
-    signature = (numba.types.int64,) * 6 + (real,)
-    ptx, _ = cuda.compile_ptx(cuda_kernels.kernel_for(spec).py_func, signature, cc=(9, 0))
+    signature = (numba.types.int64,) * 6 + (real,) + (numba.types.int64,) * 3
+    ptx, _ = cuda.compile_ptx(cuda_kernels.kernel_for(spec, device_step).py_func, signature, cc=(9, 0))
     return ptx
 
 
@@ -134,3 +134,17 @@ def test_reduction_kernels_compile_to_ptx(method, reduction):
     ptx, _ = cuda.compile_ptx(cuda_kernels.reduction_kernel_for(spec).py_func, signature, cc=(9, 0))
     assert ".shared" in ptx and "bar.sync" in ptx, "a block reduces its threads' sums in shared memory"
     assert re.search(r"add(\.rn)?\.f64", ptx), "the sums are float64"
+
+
+def test_the_device_counted_step_kernels_compile_to_ptx():
+    """The update that reads its step from the control block, and the one-block kernels around it."""
+    from numba import cuda
+
+    from numadam._kernels import cuda as cuda_kernels
+
+    ptx = compile_cuda(policy_spec("nadam", Policy(grad_scale=True)), device_step=True)
+    assert ".target sm_90" in ptx
+    finalize, commit = cuda_kernels.control_kernels()
+    int64, float64, float32 = numba.types.int64, numba.types.float64, numba.types.float32
+    cuda.compile_ptx(finalize.py_func, (int64, int64, int64, float64, int64, int64, int64, int64, float32), cc=(9, 0))
+    cuda.compile_ptx(commit.py_func, (int64,), cc=(9, 0))

@@ -135,6 +135,62 @@ class CudaBackend:
                                        real.type(0), self._table_address(device_out), self._stream())
         return self._to_host(device_out).view(np.float64).reshape(-1, 2)
 
+    # -- device-counted steps (nonfinite="skip" without waiting; see numadam._device_steps) -------------
+
+    def control_block(self, applied, skipped):
+        """A new device control block (int64) counting ``applied`` updates and ``skipped`` steps."""
+        host = np.zeros(self._kernels.CONTROL_SIZE, np.int64)
+        host[self._kernels.APPLIED], host[self._kernels.SKIPPED] = applied, skipped
+        if self._kernels.SIMULATED or self._cupy() is None:
+            from numba import cuda
+
+            return cuda.to_device(host)
+        return self._cupy().asarray(host)
+
+    def skip_or_step(self, plan, spec, blocks, starts, stops, control, first_step, clip_value, scale_slot):
+        """One step whose skipping and step number the GPU decides, all queued without waiting.
+
+        ``blocks`` holds, for every step number from ``first_step`` on that the device may be at,
+        the scalar rows of that step; the pre-pass sets the control block's flag if a gradient is
+        not finite and (``clip_value``) writes the clipping scale into slot ``scale_slot`` of every
+        row; the update then reads the block of the device's step, or does nothing if flagged.
+        """
+        plan.check_fits(spec, blocks[0])
+        real = np.dtype(spec.real)
+        values = np.array(blocks, real).reshape(-1)
+        device_values = self._upload(_as_int64_words(values))
+        scalars_address = self._table_address(device_values)
+        control_address = self.describe(control).address
+        stream = self._stream()
+        table = self._table_address(plan.device_table)
+        out = self._upload(np.zeros(2 * max(len(starts), 1), np.int64))
+        if len(starts):
+            pieces = self._upload(np.concatenate([starts, stops]).astype(np.int64))
+            self._kernels.launch_reduction(spec, table, plan.width, len(plan.rows), self._table_address(pieces),
+                                           len(starts), scalars_address, real.type(0), self._table_address(out),
+                                           stream)
+        finalize, commit = self._kernels.control_kernels()
+        self._kernels.launch_one_block(finalize, (self._table_address(out), len(starts), control_address,
+                                                  float(clip_value or 0.0), scalars_address, values.size,
+                                                  spec.n_scalars, scale_slot, real.type(0)), stream)
+        block_bytes = len(blocks[0]) * spec.n_scalars * real.itemsize
+        self._kernels.launch(spec, table, plan.width, len(plan.rows), plan.n_chunks, scalars_address, real.type(0),
+                             stream, device_step=(control_address, first_step, block_bytes))
+        self._kernels.launch_one_block(commit, (control_address,), stream)
+
+    def read_control(self, control):
+        """Start copying the control block to the host; ``(done, values)`` tells when it has arrived."""
+        cupy = self._cupy()
+        if self._kernels.SIMULATED or cupy is None or not isinstance(control, cupy.ndarray):
+            values = control.copy_to_host()
+            return lambda: True, lambda: values
+        pinned = np.ndarray(control.size, np.int64, buffer=cupy.cuda.alloc_pinned_memory(control.nbytes))
+        stream = cupy.cuda.get_current_stream()
+        control.get(stream=stream, out=pinned)
+        event = cupy.cuda.Event(disable_timing=True)
+        event.record(stream)
+        return lambda: event.done, lambda: (event.synchronize(), pinned)[1]
+
     def _to_host(self, device_array):
         if isinstance(device_array, np.ndarray):
             return device_array

@@ -17,11 +17,13 @@ for CUDA arrays.
 """
 
 import functools
+import math
 import warnings
 
 import numpy as np
 from numba import cuda, float64, njit
 
+from .control import APPLIED, CONTROL_SIZE, FLAG, SKIPPED
 from .runner import piece_runner, reduction_runner
 from .segments import piece_of, segment_of_element, sequence_length
 
@@ -55,15 +57,29 @@ else:
 
 
 @functools.cache
-def kernel_for(spec):
+def kernel_for(spec, device_step=False):
     """The kernel of ``spec``: ``kernel(table_address, width, n_segments, n_chunks, chunk_size,
-    scalars_address, like)``, with ``like`` zero in the spec's real dtype."""
+    scalars_address, like, control_address, first_step, block_bytes)``, with ``like`` zero in the
+    spec's real dtype.
+
+    With ``device_step``, the step number comes from the control block: every
+    block returns at once if the step's flag is set, and otherwise reads its
+    scalars ``(applied + 1 - first_step) * block_bytes`` bytes into them (the
+    host uploads the scalars of every step number the device may be at).
+    Without it, the last three arguments are ignored.
+    """
     piece = piece_runner(spec, element_pointer, strided_threads=True, interpreted=SIMULATED)
     run_piece = piece if SIMULATED else njit(inline="always")(piece)  # inlined: needs no device to compile
 
     @cuda.jit
-    def kernel(table_address, width, n_segments, n_chunks, chunk_size, scalars_address, like):
+    def kernel(table_address, width, n_segments, n_chunks, chunk_size, scalars_address, like, control_address,
+               first_step, block_bytes):
         table = table_view(table_address, n_segments * width)
+        if device_step:
+            control = table_view(control_address, CONTROL_SIZE)
+            if control[FLAG] != 0:
+                return
+            scalars_address += (control[APPLIED] + 1 - first_step) * block_bytes
         scalars = element_pointer(scalars_address, like)
         n_elements = sequence_length(table, n_segments, width)
         for chunk in range(cuda.blockIdx.x, n_chunks, cuda.gridDim.x):
@@ -156,8 +172,51 @@ def max_blocks():
     return cuda.get_current_device().MULTIPROCESSOR_COUNT * _BLOCKS_PER_SM
 
 
+@functools.cache
+def control_kernels():
+    """``(finalize, commit)``: the one-block kernels around a device-counted step.
+
+    ``finalize(out_address, n_pieces, control_address, clip_value, scalars_address, n_values,
+    row_size, scale_slot, like)`` adds the pre-pass's per-piece sums in order, sets the flag where
+    a gradient is not finite, and, with ``clip_value > 0``, writes the global-norm clipping scale
+    into slot ``scale_slot`` of every scalar row. ``commit(control_address)`` counts the step as
+    applied or skipped.
+    """
+
+    @cuda.jit
+    def finalize(out_address, n_pieces, control_address, clip_value, scalars_address, n_values, row_size,
+                 scale_slot, like):
+        if cuda.threadIdx.x != 0 or cuda.blockIdx.x != 0:
+            return
+        out = element_pointer(out_address, _ZERO64)
+        control = table_view(control_address, CONTROL_SIZE)
+        squares = _ZERO64
+        bad = _ZERO64
+        for index in range(n_pieces):
+            squares += out[2 * index]
+            bad += out[2 * index + 1]
+        control[FLAG] = 1 if bad > 0 else 0
+        if clip_value > 0:
+            norm = math.sqrt(squares)
+            scale = clip_value / norm if norm > clip_value else clip_value / clip_value
+            scalars = element_pointer(scalars_address, like)
+            for index in range(scale_slot, n_values, row_size):
+                scalars[index] = scale
+
+    @cuda.jit
+    def commit(control_address):
+        if cuda.threadIdx.x != 0 or cuda.blockIdx.x != 0:
+            return
+        control = table_view(control_address, CONTROL_SIZE)
+        skipped = control[FLAG]
+        control[APPLIED] += 1 - skipped
+        control[SKIPPED] += skipped
+
+    return finalize, commit
+
+
 @functools.lru_cache(maxsize=256)
-def configured_kernel(spec, blocks, stream):
+def configured_kernel(spec, blocks, stream, device_step=False):
     """The kernel of ``spec`` configured for ``blocks`` blocks on ``stream``, made once per configuration.
 
     A small update gets a small grid on purpose (one block per chunk), so
@@ -167,16 +226,28 @@ def configured_kernel(spec, blocks, stream):
     """
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*Grid size")
-        return kernel_for(spec)[blocks, THREADS_PER_BLOCK, stream]
+        return kernel_for(spec, device_step)[blocks, THREADS_PER_BLOCK, stream]
 
 
-def launch(spec, table_address, width, n_segments, n_chunks, scalars_address, like, stream=0):
-    """Launch one kernel over every chunk of the device segment table at ``table_address``."""
+def launch(spec, table_address, width, n_segments, n_chunks, scalars_address, like, stream=0,
+           device_step=None):
+    """Launch one kernel over every chunk of the device segment table at ``table_address``.
+
+    ``device_step`` is ``(control_address, first_step, block_bytes)`` for a device-counted step.
+    """
     if n_chunks == 0:
         return
     blocks = min(n_chunks, max_blocks())
-    configured_kernel(spec, blocks, stream)(table_address, width, n_segments, n_chunks, CHUNK_SIZE,
-                                            scalars_address, like)
+    step_arguments = (0, 0, 0) if device_step is None else device_step
+    configured_kernel(spec, blocks, stream, device_step is not None)(
+        table_address, width, n_segments, n_chunks, CHUNK_SIZE, scalars_address, like, *step_arguments)
+
+
+def launch_one_block(kernel, arguments, stream=0):
+    """Launch a one-thread-matters kernel (:func:`control_kernels`) on one block."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*Grid size")
+        kernel[1, 1, stream](*arguments)
 
 
 def launch_reduction(spec, table_address, width, n_segments, pieces_address, n_pieces, scalars_address, like,
