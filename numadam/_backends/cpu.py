@@ -17,6 +17,7 @@ class CpuBackend:
     serial_below = 1 << 16
 
     def __init__(self):
+        from .._threading import choose_threading_layer; choose_threading_layer()  # before any parallel kernel
         from .._kernels import cpu
 
         self._kernels = cpu
