@@ -10,6 +10,7 @@ imported only when a solve starts; tqdm only when ``progress=True``.
 import inspect
 import math
 import numbers
+import sys
 import warnings
 
 import numpy as np
@@ -24,6 +25,14 @@ _CLIPPERS = {"value": clip_by_value, "norm": clip_by_norm, "global_norm": clip_b
 
 GTOL, MAXITER, FTOL, XTOL, NON_FINITE, CALLBACK = 0, 1, 2, 3, 4, 99
 _SUCCESS = (GTOL, FTOL, XTOL)
+
+if sys.version_info >= (3, 14):
+    import annotationlib
+
+    # Python 3.14 evaluates annotations when asked for them: read a signature without doing so, as SciPy does.
+    _SIGNATURE_OPTIONS = {"annotation_format": annotationlib.Format.FORWARDREF}
+else:
+    _SIGNATURE_OPTIONS = {}
 
 
 def minimize(fun, x0, args=(), jac=None, method="adam", *, lr=1e-3, betas=(0.9, 0.999), eps=1e-8,
@@ -100,9 +109,12 @@ def minimize(fun, x0, args=(), jac=None, method="adam", *, lr=1e-3, betas=(0.9, 
         numadam.clip_by_norm(g, c)`` returns the norm, not the gradient).
         ``res.jac`` and the stop rules always see the unclipped gradient.
     callback : callable or None
-        ``callback(intermediate_result)`` after every step, with an
-        ``OptimizeResult`` holding copies of ``x`` and ``jac`` and ``fun``,
-        ``nit``, ``nfev``. Raise ``StopIteration`` to stop.
+        Called after every step, as SciPy calls it: a callable whose only
+        parameter is named ``intermediate_result`` gets
+        ``callback(intermediate_result=res)``, an ``OptimizeResult`` holding
+        copies of ``x`` and ``jac`` and ``fun``, ``nit``, ``nfev``; any other
+        callable gets ``callback(xk)``, a copy of the iterate. Raise
+        ``StopIteration`` to stop.
     progress : bool
         Show a tqdm progress bar (with the current objective) on stderr; needs
         tqdm, and raises ``ImportError`` before the solve if it is missing.
@@ -151,8 +163,7 @@ def minimize(fun, x0, args=(), jac=None, method="adam", *, lr=1e-3, betas=(0.9, 
                      decoupled_weight_decay=decoupled, schedule=schedule)
     stop_rules = _StopRules(maxiter, gtol, ftol, xtol, patience)
     clipper = _clipper(clip)
-    if callback is not None and not callable(callback):
-        raise TypeError(f"callback must be callable or None; got {callback!r}")
+    notify = _scipy_style_callback(callback)
     bar = _progress_bar(_validate.check_flag("progress", progress), stop_rules.maxiter)
 
     observe = getattr(schedule, "observe", None)
@@ -189,9 +200,9 @@ def minimize(fun, x0, args=(), jac=None, method="adam", *, lr=1e-3, betas=(0.9, 
             if bar is not None:
                 bar.set_postfix(fun=f"{value:.6g}", refresh=False)
                 bar.update()
-            if callback is not None:
+            if notify is not None:
                 try:
-                    callback(OptimizeResult(x=x.copy(), fun=value, jac=grad.copy(), nit=nit, nfev=solver.nfev))
+                    notify(OptimizeResult(x=x.copy(), fun=value, jac=grad.copy(), nit=nit, nfev=solver.nfev))
                 except StopIteration:
                     status, message = CALLBACK, "stopped: callback raised StopIteration"
                     break
@@ -278,15 +289,22 @@ def adam_minimizer(fun, x0, args=(), jac=None, hess=None, hessp=None, bounds=Non
     if unknown:
         raise TypeError(f"numadam.adam_minimizer got unknown options {unknown}; it takes {known}")
     options = {name: value for name, value in options.items() if name in known}
-    return minimize(fun, x0, args, jac, callback=_scipy_style_callback(callback), **options)
+    return minimize(fun, x0, args, jac, callback=callback, **options)
 
 
 def _scipy_style_callback(callback):
-    """``callback(intermediate_result)`` as SciPy calls it: by keyword if so named, else with ``x``."""
+    """A function of an ``OptimizeResult`` that calls ``callback`` as SciPy would, or ``None``.
+
+    SciPy's rule: a callable whose parameters are exactly ``intermediate_result``
+    gets the result by keyword; any other gets ``xk``. A callable without a
+    signature to read (some builtins) gets ``xk``.
+    """
     if callback is None:
         return None
+    if not callable(callback):
+        raise TypeError(f"callback must be callable or None; got {callback!r}")
     try:
-        parameters = set(inspect.signature(callback).parameters)
+        parameters = set(inspect.signature(callback, **_SIGNATURE_OPTIONS).parameters)
     except (TypeError, ValueError):
         parameters = set()
     if parameters == {"intermediate_result"}:

@@ -327,6 +327,65 @@ def test_the_callback_gets_copies_after_every_step(rng):
     assert [r.nfev for r in recorder.results] == list(range(2, 32))
 
 
+class NewStyleObject:
+    def __init__(self):
+        self.seen = []
+
+    def __call__(self, intermediate_result):
+        self.seen.append(intermediate_result)
+
+
+def two_parameters(intermediate_result, extra=None):
+    two_parameters.seen.append(intermediate_result)
+
+
+CALLBACK_STYLES = {
+    # SciPy's rule: the result, by keyword, only for a callable whose parameters are exactly intermediate_result.
+    "function named intermediate_result": ("result", lambda seen: lambda intermediate_result: seen.append(
+        intermediate_result)),
+    "callable object": ("result", lambda seen: NewStyleObject()),
+    "lambda xk": ("x", lambda seen: lambda xk: seen.append(xk)),
+    "a parameter named x": ("x", lambda seen: lambda x: seen.append(x)),
+    "a builtin (list.append)": ("x", lambda seen: seen.append),
+    "intermediate_result and another parameter": ("x", lambda seen: two_parameters),
+}
+
+
+@pytest.mark.parametrize("style", CALLBACK_STYLES)
+def test_minimize_calls_the_callback_as_scipy_decides_by_its_signature(rng, style):
+    A, b, fun = least_squares(rng)
+    expected, make = CALLBACK_STYLES[style]
+    seen = []
+    two_parameters.seen = seen
+    callback = make(seen)
+    res = numadam.minimize(fun, np.zeros(A.shape[1]), jac=True, lr=0.05, maxiter=5, callback=callback)
+    seen = callback.seen if isinstance(callback, NewStyleObject) else seen
+    assert len(seen) == 5
+    if expected == "result":
+        assert all(isinstance(r, scipy.optimize.OptimizeResult) for r in seen)
+        np.testing.assert_array_equal(seen[-1].x, res.x)
+    else:
+        assert all(type(xk) is np.ndarray and xk.shape == (A.shape[1],) for xk in seen)
+        np.testing.assert_array_equal(seen[-1], res.x)
+        assert not np.shares_memory(seen[-1], res.x)
+
+
+def test_an_old_style_callback_gets_a_copy_it_may_change_and_may_stop_the_solve(rng):
+    A, b, fun = least_squares(rng)
+
+    def vandal(xk):
+        xk[:] = 1e6
+        if len(history) == 10:
+            raise StopIteration
+        history.append(xk)
+
+    history = []
+    res = numadam.minimize(fun, np.zeros(A.shape[1]), jac=True, lr=0.05, maxiter=30, callback=vandal)
+    clean = numadam.minimize(fun, np.zeros(A.shape[1]), jac=True, lr=0.05, maxiter=11)
+    assert (res.nit, res.status, res.success) == (11, 99, False)
+    np.testing.assert_array_equal(res.x, clean.x)
+
+
 def test_stop_iteration_from_the_callback_ends_the_solve_cleanly(rng):
     A, b, fun = least_squares(rng)
     recorder = Recorder(stop_at=5)
