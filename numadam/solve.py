@@ -72,9 +72,12 @@ def minimize(fun, x0, args=(), jac=None, method="adam", *, lr=1e-3, betas=(0.9, 
         it returns ``(value, gradient)``. It receives the solver's current
         iterate (read-only for NumPy); copy it to keep it.
     x0 : array_like, NumPy or CuPy
-        Start. Its shape is kept (no flattening); integers become float64;
-        float32, float64, complex64 and complex128 are kept, and a CuPy ``x0``
-        keeps the whole solve on the GPU. For complex ``x``, the gradient is
+        Start: one array of numbers (for a dict or list of arrays, use
+        :class:`numadam.Adam`, or join them into one vector). Its shape is kept
+        (no flattening); integers become float64; float32, float64, complex64
+        and complex128 are kept, in native byte order (a big-endian ``>f4``
+        from a FITS or HDF5 file becomes float32), and a CuPy ``x0`` keeps the
+        whole solve on the GPU. For complex ``x``, the gradient is
         :math:`\partial f/\partial \operatorname{Re} x + i\,\partial f/\partial \operatorname{Im} x`.
     args : tuple
         Extra arguments of ``fun`` and ``jac``.
@@ -355,17 +358,30 @@ class _Evaluations:
 
 
 def _working_copy(x0):
-    """A fresh, writable float/complex copy of ``x0`` on its own backend."""
+    """A fresh, writable float/complex copy of ``x0`` on its own backend, in native byte order."""
+    array = x0
     if not hasattr(x0, "__cuda_array_interface__"):
-        x0 = np.asarray(x0)
-    dtype = np.dtype(x0.dtype)
+        try:
+            array = np.asarray(x0)
+        except ValueError:  # a list of arrays of different shapes
+            array = None
+    if array is None or array.dtype == object:
+        described = "an array of dtype object" if isinstance(x0, np.ndarray) else f"a {type(x0).__name__}"
+        raise TypeError(
+            f"x0 must be one array (an array_like of numbers); got {described}. For a tree of arrays, step "
+            "numadam.Adam over it, or pass one vector such as np.concatenate([a.ravel() for a in arrays]) "
+            "and split it inside fun"
+        )
+    dtype = np.dtype(array.dtype)
     if dtype.kind in "biu":
         dtype = np.dtype(np.float64)
+    elif dtype.kind in "fc":
+        dtype = np.dtype(dtype.type)  # native byte order: '>f4' (FITS, HDF5) becomes float32
     if dtype not in _validate.SUPPORTED_DTYPES:
-        raise TypeError(f"x0 has dtype {x0.dtype}; minimize works in float32, float64, complex64 or complex128")
-    if x0.size == 0:
-        raise ValueError(f"x0 must hold at least one number; got shape {x0.shape}")
-    return x0.astype(dtype, copy=True)
+        raise TypeError(f"x0 has dtype {array.dtype}; minimize works in float32, float64, complex64 or complex128")
+    if array.size == 0:
+        raise ValueError(f"x0 must hold at least one number; got shape {array.shape}")
+    return array.astype(dtype, copy=True)
 
 
 def _objective_value(value):

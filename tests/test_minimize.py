@@ -114,6 +114,26 @@ def test_integer_and_list_starts_become_float64():
         np.testing.assert_allclose(res.x, [1.0, 2.0], atol=1e-5)
 
 
+@pytest.mark.parametrize("big_endian, native", [(">f8", np.float64), (">f4", np.float32), (">c16", np.complex128)])
+def test_a_big_endian_start_is_solved_in_native_byte_order_at_its_precision(rng, big_endian, native):
+    """As read from FITS or HDF5: the same steps as from the native array, x0 left as it was."""
+    center = rng.standard_normal(5).astype(native)
+    native_x0 = rng.standard_normal(5).astype(native)
+    x0 = native_x0.astype(big_endian)
+    kept = x0.copy()
+
+    def fun(x):
+        assert x.dtype == native and x.dtype.isnative
+        difference = x - center
+        return float(np.sum(np.abs(difference) ** 2)), 2 * difference
+
+    res = numadam.minimize(fun, x0, jac=True, lr=0.05, maxiter=50)
+    expected = numadam.minimize(fun, native_x0, jac=True, lr=0.05, maxiter=50)
+    assert res.x.dtype == native and res.x.dtype.isnative and res.jac.dtype == native
+    np.testing.assert_array_equal(res.x, expected.x)
+    np.testing.assert_array_equal(x0, kept, strict=True)
+
+
 def test_x0_is_never_modified_and_fun_sees_a_read_only_iterate(rng):
     x0 = rng.standard_normal(4)
     kept = x0.copy()
@@ -472,6 +492,13 @@ BAD_CALLS = [
     ({"x0": np.ones(3, np.float16)}, TypeError, "x0 has dtype float16"),
     ({"x0": np.ones(0)}, ValueError, "x0 must hold at least one number; got shape (0,)"),
     ({"x0": ["a", "b"]}, TypeError, "x0 has dtype <U1"),
+    ({"x0": np.ones(3, ">f2")}, TypeError, "x0 has dtype >f2; minimize works in float32, float64"),
+    ({"x0": {"w": np.ones(3)}}, TypeError, "x0 must be one array (an array_like of numbers); got a dict. For a tree "
+                                           "of arrays, step numadam.Adam over it, or pass one vector such as "
+                                           "np.concatenate([a.ravel() for a in arrays])"),
+    ({"x0": [np.ones(3), np.ones(2)]}, TypeError, "x0 must be one array (an array_like of numbers); got a list"),
+    ({"x0": np.array([None, 1.0])}, TypeError, "x0 must be one array (an array_like of numbers); got an array of "
+                                               "dtype object"),
 ]
 
 
