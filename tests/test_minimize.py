@@ -499,6 +499,8 @@ BAD_CALLS = [
     ({"x0": [np.ones(3), np.ones(2)]}, TypeError, "x0 must be one array (an array_like of numbers); got a list"),
     ({"x0": np.array([None, 1.0])}, TypeError, "x0 must be one array (an array_like of numbers); got an array of "
                                                "dtype object"),
+    ({"lr": schedules.CosineDecay(0.1, 10)}, TypeError, "lr must be a real number; got the callable CosineDecay("),
+    ({"lr": lambda step: 0.1}, TypeError, "Pass a learning-rate schedule as schedule=..."),
 ]
 
 
