@@ -264,8 +264,10 @@ def adam_minimizer(fun, x0, args=(), jac=None, hess=None, hessp=None, bounds=Non
     ``intermediate_result``) or old-style ``callback(xk)``, as SciPy decides for
     its own methods. Bounds and constraints are refused (Adam is
     unconstrained); ``hess``/``hessp`` are ignored with a ``RuntimeWarning``.
-    Options SciPy may add in the future are ignored when ``None``; any other
-    unknown option is a ``TypeError``.
+    Options that :func:`minimize` does not take (``disp``, ``maxfun``,
+    ``return_all``, ...: other methods' options) are ignored with a
+    ``scipy.optimize.OptimizeWarning`` that lists them, as SciPy's own methods
+    do.
 
     Examples
     --------
@@ -284,13 +286,17 @@ def adam_minimizer(fun, x0, args=(), jac=None, hess=None, hessp=None, bounds=Non
         if value is not None:
             warnings.warn(f"numadam.adam_minimizer uses no second derivatives; {name} is ignored",
                           RuntimeWarning, stacklevel=3)
+    from scipy.optimize import OptimizeWarning
+
     tol = options.pop("tol", None)
     if tol is not None:
         options.setdefault("gtol", tol)
-    known = [name for name in inspect.signature(minimize).parameters if name not in ("fun", "x0", "args", "jac")]
-    unknown = sorted(name for name, value in options.items() if name not in known and value is not None)
+    known = [name for name in inspect.signature(minimize).parameters
+             if name not in ("fun", "x0", "args", "jac", "callback")]
+    unknown = [name for name in options if name not in known]
     if unknown:
-        raise TypeError(f"numadam.adam_minimizer got unknown options {unknown}; it takes {known}")
+        warnings.warn(f"Unknown solver options: {', '.join(unknown)}; numadam.adam_minimizer ignores them "
+                      f"(it takes {', '.join(known)})", OptimizeWarning, stacklevel=3)
     options = {name: value for name, value in options.items() if name in known}
     return minimize(fun, x0, args, jac, callback=callback, **options)
 

@@ -596,7 +596,7 @@ def test_scipy_callbacks_old_and_new_style_and_stop_iteration():
     assert [r.nit for r in seen_results] == [1, 2, 3, 4]
 
 
-def test_scipy_bounds_constraints_hessians_and_unknown_options():
+def test_scipy_bounds_constraints_and_hessians():
     def call(**extra):
         return scipy.optimize.minimize(bowl, np.zeros(2), args=(np.ones(2), 1.0), jac=bowl_gradient,
                                        method=numadam.adam_minimizer, **extra)
@@ -607,9 +607,22 @@ def test_scipy_bounds_constraints_hessians_and_unknown_options():
         call(constraints=[{"type": "eq", "fun": lambda x: x[0]}])
     with pytest.warns(RuntimeWarning, match="hess is ignored"):
         assert call(hess=lambda x, *args: np.eye(2), options={"maxiter": 5}).nit == 5
-    with pytest.raises(TypeError, match=re.escape("numadam.adam_minimizer got unknown options ['learning_rate']")):
-        call(options={"learning_rate": 0.1})
-    assert call(options={"maxiter": 3, "some_future_option": None}).nit == 3
+
+
+@pytest.mark.parametrize("others", [{"disp": True, "maxfun": 15000}, {"maxls": 20, "iprint": -1, "return_all": False},
+                                    {"learning_rate": 0.5}, {"some_future_option": None}])
+def test_scipy_options_of_other_methods_are_ignored_with_a_warning_as_scipy_does(others):
+    def call(**options):
+        return scipy.optimize.minimize(bowl, np.zeros(2), args=(np.ones(2), 1.0), jac=bowl_gradient,
+                                       method=numadam.adam_minimizer, options={"lr": 0.1, "maxiter": 7, **options})
+
+    expected = call()
+    names = ", ".join(others)
+    with pytest.warns(scipy.optimize.OptimizeWarning, match=re.escape(f"Unknown solver options: {names}; "
+                                                                       "numadam.adam_minimizer ignores them")):
+        res = call(**others)
+    assert res.nit == 7
+    np.testing.assert_array_equal(res.x, expected.x)
 
 
 # -- CuPy -------------------------------------------------------------------------------------------------------
