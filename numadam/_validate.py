@@ -24,6 +24,11 @@ def _real_number(name, value):
 
 
 def check_lr(lr):
+    if type(lr) is not float and callable(lr):  # optax and Keras take a schedule as the learning rate
+        raise TypeError(
+            f"lr must be a real number; got the callable {lr!r}. Pass a learning-rate schedule as "
+            "schedule=... (numadam.Adam, AdamW, minimize), or with adam_step pass lr=schedule(step - 1) each step"
+        )
     value = _real_number("lr", lr)
     if not (math.isfinite(value) and value >= 0.0):
         raise ValueError(f"lr must be finite and >= 0; got {lr!r}")

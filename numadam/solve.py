@@ -24,6 +24,14 @@ _CLIPPERS = {"value": clip_by_value, "norm": clip_by_norm, "global_norm": clip_b
 GTOL, MAXITER, FTOL, XTOL, NON_FINITE, CALLBACK = 0, 1, 2, 3, 4, 99
 _SUCCESS = (GTOL, FTOL, XTOL)
 
+if sys.version_info >= (3, 14):
+    import annotationlib
+
+    # Python 3.14 evaluates annotations when asked for them: read a signature without doing so, as SciPy does.
+    _SIGNATURE_OPTIONS = {"annotation_format": annotationlib.Format.FORWARDREF}
+else:
+    _SIGNATURE_OPTIONS = {}
+
 
 def minimize(fun, x0, args=(), jac=None, method="adam", *, bounds=None, maxiter=1000, gtol=1e-5, ftol=None,
              xtol=None, patience=10, schedule=None, clip=None, callback=None, progress=False, nonfinite="stop",
@@ -63,9 +71,12 @@ def minimize(fun, x0, args=(), jac=None, method="adam", *, bounds=None, maxiter=
         it returns ``(value, gradient)``. It receives the solver's current
         iterate (read-only for NumPy); copy it to keep it.
     x0 : array_like, NumPy or CuPy
-        Start. Its shape is kept (no flattening); integers become float64;
-        float32, float64, complex64 and complex128 are kept, and a CuPy ``x0``
-        keeps the whole solve on the GPU. For complex ``x``, the gradient is
+        Start: one array of numbers (for a dict or list of arrays, use
+        :class:`numadam.Adam`, or join them into one vector). Its shape is kept
+        (no flattening); integers become float64; float32, float64, complex64
+        and complex128 are kept, in native byte order (a big-endian ``>f4``
+        from a FITS or HDF5 file becomes float32), and a CuPy ``x0`` keeps the
+        whole solve on the GPU. For complex ``x``, the gradient is
         :math:`\partial f/\partial \operatorname{Re} x + i\,\partial f/\partial \operatorname{Im} x`.
     args : tuple
         Extra arguments of ``fun`` and ``jac``.
@@ -112,9 +123,12 @@ def minimize(fun, x0, args=(), jac=None, method="adam", *, bounds=None, maxiter=
         numadam.clip_by_norm(g, c)`` returns the norm, not the gradient).
         ``res.jac`` and the stop rules always see the unclipped gradient.
     callback : callable or None
-        ``callback(intermediate_result)`` after every step, with an
-        ``OptimizeResult`` holding copies of ``x`` and ``jac`` and ``fun``,
-        ``nit``, ``nfev``. Raise ``StopIteration`` to stop.
+        Called after every step, as SciPy calls it: a callable whose only
+        parameter is named ``intermediate_result`` gets
+        ``callback(intermediate_result=res)``, an ``OptimizeResult`` holding
+        copies of ``x`` and ``jac`` and ``fun``, ``nit``, ``nfev``; any other
+        callable gets ``callback(xk)``, a copy of the iterate. Raise
+        ``StopIteration`` to stop.
     nonfinite : {"stop", "skip"}
         What a non-finite value or gradient does: ``"stop"`` ends the solve
         with status 4; ``"skip"`` (for stochastic objectives) evaluates ``fun``
@@ -171,8 +185,7 @@ def minimize(fun, x0, args=(), jac=None, method="adam", *, bounds=None, maxiter=
     optimizer = optimizer_type(x, schedule=schedule, bounds=box, **hyperparameters)
     stop_rules = _StopRules(maxiter, gtol, ftol, xtol, patience)
     clipper = _clipper(clip)
-    if callback is not None and not callable(callback):
-        raise TypeError(f"callback must be callable or None; got {callback!r}")
+    notify = _scipy_style_callback(callback)
     bar = _progress_bar(_validate.check_flag("progress", progress), stop_rules.maxiter)
 
     observe = getattr(schedule, "observe", None)
@@ -217,9 +230,9 @@ def minimize(fun, x0, args=(), jac=None, method="adam", *, bounds=None, maxiter=
             if bar is not None:
                 bar.set_postfix(fun=f"{value:.6g}", refresh=False)
                 bar.update()
-            if callback is not None:
+            if notify is not None:
                 try:
-                    callback(OptimizeResult(x=x.copy(), fun=value, jac=grad.copy(), nit=nit, nfev=solver.nfev))
+                    notify(OptimizeResult(x=x.copy(), fun=value, jac=grad.copy(), nit=nit, nfev=solver.nfev))
                 except StopIteration:
                     status, message = CALLBACK, "stopped: callback raised StopIteration"
                     break
@@ -278,9 +291,10 @@ def adam_minimizer(fun, x0, args=(), jac=None, hess=None, hessp=None, bounds=Non
     ``intermediate_result``) or old-style ``callback(xk)``, as SciPy decides for
     its own methods. SciPy's ``bounds`` make the solve projected Adam (see
     :func:`minimize`); constraints are refused; ``hess``/``hessp`` are ignored
-    with a ``RuntimeWarning``.
-    Options SciPy may add in the future are ignored when ``None``; any other
-    unknown option is a ``TypeError``.
+    with a ``RuntimeWarning``. Options that :func:`minimize` and the chosen
+    family do not take (``disp``, ``maxfun``, ``return_all``, ...: other
+    methods' options) are ignored with a ``scipy.optimize.OptimizeWarning``
+    that lists them, as SciPy's own methods do.
 
     Examples
     --------
@@ -297,27 +311,38 @@ def adam_minimizer(fun, x0, args=(), jac=None, hess=None, hessp=None, bounds=Non
         if value is not None:
             warnings.warn(f"numadam.adam_minimizer uses no second derivatives; {name} is ignored",
                           RuntimeWarning, stacklevel=3)
+    from scipy.optimize import OptimizeWarning
+
     tol = options.pop("tol", None)
     if tol is not None:
         options.setdefault("gtol", tol)
     solver_options = [name for name, parameter in inspect.signature(minimize).parameters.items()
-                      if name not in ("fun", "x0", "args", "jac") and parameter.kind is not parameter.VAR_KEYWORD]
+                      if name not in ("fun", "x0", "args", "jac", "callback", "bounds")
+                      and parameter.kind is not parameter.VAR_KEYWORD]
     family_options = [name for name in optimizer_class(options.get("method", "adam")).__signature__.parameters
-                      if name not in ("params", "schedule")]
+                      if name not in ("params", "schedule", "bounds")]
     known = solver_options + family_options
-    unknown = sorted(name for name, value in options.items() if name not in known and value is not None)
+    unknown = [name for name in options if name not in known]
     if unknown:
-        raise TypeError(f"numadam.adam_minimizer got unknown options {unknown}; it takes {known}")
+        warnings.warn(f"Unknown solver options: {', '.join(unknown)}; numadam.adam_minimizer ignores them "
+                      f"(it takes {', '.join(known)})", OptimizeWarning, stacklevel=3)
     options = {name: value for name, value in options.items() if name in known}
-    return minimize(fun, x0, args, jac, bounds=bounds, callback=_scipy_style_callback(callback), **options)
+    return minimize(fun, x0, args, jac, bounds=bounds, callback=callback, **options)
 
 
 def _scipy_style_callback(callback):
-    """``callback(intermediate_result)`` as SciPy calls it: by keyword if so named, else with ``x``."""
+    """A function of an ``OptimizeResult`` that calls ``callback`` as SciPy would, or ``None``.
+
+    SciPy's rule: a callable whose parameters are exactly ``intermediate_result``
+    gets the result by keyword; any other gets ``xk``. A callable without a
+    signature to read (some builtins) gets ``xk``.
+    """
     if callback is None:
         return None
+    if not callable(callback):
+        raise TypeError(f"callback must be callable or None; got {callback!r}")
     try:
-        parameters = set(inspect.signature(callback).parameters)
+        parameters = set(inspect.signature(callback, **_SIGNATURE_OPTIONS).parameters)
     except (TypeError, ValueError):
         parameters = set()
     if parameters == {"intermediate_result"}:
@@ -415,17 +440,30 @@ def _projected_gradient(x, grad, box):
 
 
 def _working_copy(x0):
-    """A fresh, writable float/complex copy of ``x0`` on its own backend."""
+    """A fresh, writable float/complex copy of ``x0`` on its own backend, in native byte order."""
+    array = x0
     if not hasattr(x0, "__cuda_array_interface__"):
-        x0 = np.asarray(x0)
-    dtype = np.dtype(x0.dtype)
+        try:
+            array = np.asarray(x0)
+        except ValueError:  # a list of arrays of different shapes
+            array = None
+    if array is None or array.dtype == object:
+        described = "an array of dtype object" if isinstance(x0, np.ndarray) else f"a {type(x0).__name__}"
+        raise TypeError(
+            f"x0 must be one array (an array_like of numbers); got {described}. For a tree of arrays, step "
+            "numadam.Adam over it, or pass one vector such as np.concatenate([a.ravel() for a in arrays]) "
+            "and split it inside fun"
+        )
+    dtype = np.dtype(array.dtype)
     if dtype.kind in "biu":
         dtype = np.dtype(np.float64)
+    elif dtype.kind in "fc":
+        dtype = np.dtype(dtype.type)  # native byte order: '>f4' (FITS, HDF5) becomes float32
     if not _dtypes.is_supported(dtype):
-        raise TypeError(f"x0 has dtype {x0.dtype}; minimize works in float32, float64, complex64 or complex128")
-    if x0.size == 0:
-        raise ValueError(f"x0 must hold at least one number; got shape {x0.shape}")
-    return x0.astype(dtype, copy=True)
+        raise TypeError(f"x0 has dtype {array.dtype}; minimize works in {_dtypes.supported_names()}")
+    if array.size == 0:
+        raise ValueError(f"x0 must hold at least one number; got shape {array.shape}")
+    return array.astype(dtype, copy=True)
 
 
 def _objective_value(value):

@@ -114,6 +114,26 @@ def test_integer_and_list_starts_become_float64():
         np.testing.assert_allclose(res.x, [1.0, 2.0], atol=1e-5)
 
 
+@pytest.mark.parametrize("big_endian, native", [(">f8", np.float64), (">f4", np.float32), (">c16", np.complex128)])
+def test_a_big_endian_start_is_solved_in_native_byte_order_at_its_precision(rng, big_endian, native):
+    """As read from FITS or HDF5: the same steps as from the native array, x0 left as it was."""
+    center = rng.standard_normal(5).astype(native)
+    native_x0 = rng.standard_normal(5).astype(native)
+    x0 = native_x0.astype(big_endian)
+    kept = x0.copy()
+
+    def fun(x):
+        assert x.dtype == native and x.dtype.isnative
+        difference = x - center
+        return float(np.sum(np.abs(difference) ** 2)), 2 * difference
+
+    res = numadam.minimize(fun, x0, jac=True, lr=0.05, maxiter=50)
+    expected = numadam.minimize(fun, native_x0, jac=True, lr=0.05, maxiter=50)
+    assert res.x.dtype == native and res.x.dtype.isnative and res.jac.dtype == native
+    np.testing.assert_array_equal(res.x, expected.x)
+    np.testing.assert_array_equal(x0, kept, strict=True)
+
+
 def test_x0_is_never_modified_and_fun_sees_a_read_only_iterate(rng):
     x0 = rng.standard_normal(4)
     kept = x0.copy()
@@ -327,6 +347,65 @@ def test_the_callback_gets_copies_after_every_step(rng):
     assert [r.nfev for r in recorder.results] == list(range(2, 32))
 
 
+class NewStyleObject:
+    def __init__(self):
+        self.seen = []
+
+    def __call__(self, intermediate_result):
+        self.seen.append(intermediate_result)
+
+
+def two_parameters(intermediate_result, extra=None):
+    two_parameters.seen.append(intermediate_result)
+
+
+CALLBACK_STYLES = {
+    # SciPy's rule: the result, by keyword, only for a callable whose parameters are exactly intermediate_result.
+    "function named intermediate_result": ("result", lambda seen: lambda intermediate_result: seen.append(
+        intermediate_result)),
+    "callable object": ("result", lambda seen: NewStyleObject()),
+    "lambda xk": ("x", lambda seen: lambda xk: seen.append(xk)),
+    "a parameter named x": ("x", lambda seen: lambda x: seen.append(x)),
+    "a builtin (list.append)": ("x", lambda seen: seen.append),
+    "intermediate_result and another parameter": ("x", lambda seen: two_parameters),
+}
+
+
+@pytest.mark.parametrize("style", CALLBACK_STYLES)
+def test_minimize_calls_the_callback_as_scipy_decides_by_its_signature(rng, style):
+    A, b, fun = least_squares(rng)
+    expected, make = CALLBACK_STYLES[style]
+    seen = []
+    two_parameters.seen = seen
+    callback = make(seen)
+    res = numadam.minimize(fun, np.zeros(A.shape[1]), jac=True, lr=0.05, maxiter=5, callback=callback)
+    seen = callback.seen if isinstance(callback, NewStyleObject) else seen
+    assert len(seen) == 5
+    if expected == "result":
+        assert all(isinstance(r, scipy.optimize.OptimizeResult) for r in seen)
+        np.testing.assert_array_equal(seen[-1].x, res.x)
+    else:
+        assert all(type(xk) is np.ndarray and xk.shape == (A.shape[1],) for xk in seen)
+        np.testing.assert_array_equal(seen[-1], res.x)
+        assert not np.shares_memory(seen[-1], res.x)
+
+
+def test_an_old_style_callback_gets_a_copy_it_may_change_and_may_stop_the_solve(rng):
+    A, b, fun = least_squares(rng)
+
+    def vandal(xk):
+        xk[:] = 1e6
+        if len(history) == 10:
+            raise StopIteration
+        history.append(xk)
+
+    history = []
+    res = numadam.minimize(fun, np.zeros(A.shape[1]), jac=True, lr=0.05, maxiter=30, callback=vandal)
+    clean = numadam.minimize(fun, np.zeros(A.shape[1]), jac=True, lr=0.05, maxiter=11)
+    assert (res.nit, res.status, res.success) == (11, 99, False)
+    np.testing.assert_array_equal(res.x, clean.x)
+
+
 def test_stop_iteration_from_the_callback_ends_the_solve_cleanly(rng):
     A, b, fun = least_squares(rng)
     recorder = Recorder(stop_at=5)
@@ -413,6 +492,15 @@ BAD_CALLS = [
     ({"x0": np.ones(3, np.float16)}, TypeError, "x0 has dtype float16"),
     ({"x0": np.ones(0)}, ValueError, "x0 must hold at least one number; got shape (0,)"),
     ({"x0": ["a", "b"]}, TypeError, "x0 has dtype <U1"),
+    ({"x0": np.ones(3, ">f2")}, TypeError, "x0 has dtype >f2; minimize works in float32, float64"),
+    ({"x0": {"w": np.ones(3)}}, TypeError, "x0 must be one array (an array_like of numbers); got a dict. For a tree "
+                                           "of arrays, step numadam.Adam over it, or pass one vector such as "
+                                           "np.concatenate([a.ravel() for a in arrays])"),
+    ({"x0": [np.ones(3), np.ones(2)]}, TypeError, "x0 must be one array (an array_like of numbers); got a list"),
+    ({"x0": np.array([None, 1.0])}, TypeError, "x0 must be one array (an array_like of numbers); got an array of "
+                                               "dtype object"),
+    ({"lr": schedules.CosineDecay(0.1, 10)}, TypeError, "lr must be a real number; got the callable CosineDecay("),
+    ({"lr": lambda step: 0.1}, TypeError, "Pass a learning-rate schedule as schedule=..."),
 ]
 
 
@@ -508,7 +596,7 @@ def test_scipy_callbacks_old_and_new_style_and_stop_iteration():
     assert [r.nit for r in seen_results] == [1, 2, 3, 4]
 
 
-def test_scipy_bounds_constraints_hessians_and_unknown_options():
+def test_scipy_bounds_constraints_and_hessians():
     def call(**extra):
         return scipy.optimize.minimize(bowl, np.zeros(2), args=(np.ones(2), 1.0), jac=bowl_gradient,
                                        method=numadam.adam_minimizer, **extra)
@@ -519,9 +607,22 @@ def test_scipy_bounds_constraints_hessians_and_unknown_options():
         call(constraints=[{"type": "eq", "fun": lambda x: x[0]}])
     with pytest.warns(RuntimeWarning, match="hess is ignored"):
         assert call(hess=lambda x, *args: np.eye(2), options={"maxiter": 5}).nit == 5
-    with pytest.raises(TypeError, match=re.escape("numadam.adam_minimizer got unknown options ['learning_rate']")):
-        call(options={"learning_rate": 0.1})
-    assert call(options={"maxiter": 3, "some_future_option": None}).nit == 3
+
+
+@pytest.mark.parametrize("others", [{"disp": True, "maxfun": 15000}, {"maxls": 20, "iprint": -1, "return_all": False},
+                                    {"learning_rate": 0.5}, {"some_future_option": None}])
+def test_scipy_options_of_other_methods_are_ignored_with_a_warning_as_scipy_does(others):
+    def call(**options):
+        return scipy.optimize.minimize(bowl, np.zeros(2), args=(np.ones(2), 1.0), jac=bowl_gradient,
+                                       method=numadam.adam_minimizer, options={"lr": 0.1, "maxiter": 7, **options})
+
+    expected = call()
+    names = ", ".join(others)
+    with pytest.warns(scipy.optimize.OptimizeWarning, match=re.escape(f"Unknown solver options: {names}; "
+                                                                       "numadam.adam_minimizer ignores them")):
+        res = call(**others)
+    assert res.nit == 7
+    np.testing.assert_array_equal(res.x, expected.x)
 
 
 # -- CuPy -------------------------------------------------------------------------------------------------------

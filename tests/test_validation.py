@@ -43,6 +43,10 @@ BAD_HYPER = [
     ({"lr": float("inf")}, ValueError, "lr must be finite"),
     ({"lr": "0.1"}, TypeError, "lr must be a real number"),
     ({"lr": True}, TypeError, "lr must be a real number"),
+    ({"lr": numadam.schedules.CosineDecay(0.1, 10)}, TypeError,
+     "lr must be a real number; got the callable CosineDecay(lr=0.1, total_steps=10, min_lr=0.0). Pass a "
+     "learning-rate schedule as schedule=... (numadam.Adam, AdamW, minimize), or with adam_step pass "
+     "lr=schedule(step - 1) each step"),
     ({"betas": (1.0, 0.999)}, ValueError, "beta1 must be in [0, 1); got 1.0"),
     ({"betas": (0.9, -0.1)}, ValueError, "beta2 must be in [0, 1); got -0.1"),
     ({"betas": (0.9,)}, TypeError, "betas must be a pair"),
@@ -267,6 +271,25 @@ def test_gradient_aliasing_a_parameter_is_found_among_interleaved_parameters():
     assert_unchanged(params, before)
     opt.step([np.ones(5), base[3:4].copy()])   # interleaved but disjoint gradients are fine
     assert params[0][2] < 4.0
+
+
+@pytest.mark.parametrize("kind", [numadam.Adam, numadam.AdamW])
+@pytest.mark.parametrize("schedule", [numadam.schedules.CosineDecay(0.1, 10), lambda step: 0.1], ids=["schedule",
+                                                                                                      "lambda"])
+def test_a_schedule_passed_as_lr_is_refused_with_a_pointer_to_schedule(kind, schedule):
+    """The optax and Keras habit, ``lr=schedule``: a TypeError naming ``schedule=``, also for ``opt.lr = ...``."""
+    with pytest.raises(TypeError, match=r"lr must be a real number; got the callable .*Pass a learning-rate "
+                                        r"schedule as schedule=\.\.\."):
+        kind(make_params(), lr=schedule)
+    params = make_params()
+    opt = kind(params, lr=0.01)
+    with pytest.raises(TypeError, match=r"schedule as schedule=\.\.\."):
+        opt.lr = schedule
+    assert opt.lr == 0.01 and opt.schedule is None
+    opt.step(make_grads())
+    reference = kind(make_params(), lr=0.01)
+    reference.step(make_grads())
+    assert_state_equal(opt.state_dict(), reference.state_dict())
 
 
 def test_bad_hyperparameter_assignment_keeps_the_old_value():

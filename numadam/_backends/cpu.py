@@ -2,6 +2,7 @@
 
 import numpy as np
 
+from .. import _threading
 from .._layout import number_chunks
 from . import ArrayInfo, Plan
 
@@ -46,6 +47,10 @@ class CpuBackend:
         n_chunks, n_elements = number_chunks(rows, self.chunk_size)
         return Plan(rows, n_chunks, n_elements, rows.reshape(-1))
 
+    def _parallel(self, plan):
+        """Whether ``plan`` runs on every core: large enough, and not in a child forked from OpenMP."""
+        return plan.n_elements >= self.serial_below and _threading.parallel_allowed()
+
     def run(self, plan, spec, scalars):
         """Apply ``spec``'s rule with ``scalars``: one row of floats per group, rounded
         here, once, to the spec's real dtype."""
@@ -53,7 +58,7 @@ class CpuBackend:
             return
         plan.check_fits(spec, scalars)
         real, zero = _REAL_DTYPES[spec.real]
-        kernel = self._kernels.compiled(spec, plan.n_elements >= self.serial_below)
+        kernel = self._kernels.compiled(spec, self._parallel(plan))
         kernel(spec, plan.device_table, plan.width, plan.n_chunks, self.chunk_size, _row_major(scalars, real), zero)
 
     def reduce(self, plan, spec, scalars, starts, stops):
@@ -63,7 +68,7 @@ class CpuBackend:
         plan.check_fits(spec, scalars)
         if len(starts):
             real, zero = _REAL_DTYPES[spec.real]
-            kernel = self._kernels.compiled_reduction(spec, plan.n_elements >= self.serial_below)
+            kernel = self._kernels.compiled_reduction(spec, self._parallel(plan))
             kernel(spec, plan.device_table, plan.width, starts, stops, _row_major(scalars, real), zero, out)
         return out
 
