@@ -48,35 +48,53 @@ def operand_rows(infos, group=0):
 
 
 def check_operands(infos, names, arrays, written):
-    """Every check on the operands of one update, before anything is written."""
-    _validate.check_parameter_dtype(infos[PARAM], names[PARAM])
-    for info, name, writes in zip(infos, names, written):
-        _validate.check_matches(info, name, infos[PARAM], names[PARAM])
+    """Every check on the operands of one update, before anything is written.
+
+    The state of float16 and bfloat16 parameters is float32; every other operand
+    has the parameter's dtype and shape.
+    """
+    param = infos[PARAM]
+    _validate.check_parameter_dtype(param, names[PARAM])
+    state = param
+    if _dtypes.is_low_precision(param.dtype):
+        state = param._replace(dtype=_dtypes.compute_dtype(param.dtype))
+    for k, (info, name, writes) in enumerate(zip(infos, names, written)):
+        if k in (PARAM, GRAD):
+            _validate.check_matches(info, name, param, names[PARAM])
+        else:
+            _validate.check_matches(info, name, state, names[PARAM] + ("'s float32 state" if state is not param else ""))
         _validate.check_layout(info, name, writes)
     _validate.check_disjoint(infos, names, arrays, written)
 
 
-def kernel_spec(family, flags, real_dtype, present_kinds, policy=NO_POLICY):
-    """The spec of a kernel over parameters of ``real_dtype``, the state kinds present and ``policy``."""
-    return _kernel_spec(family, tuple(flags), real_dtype, frozenset(present_kinds), policy)
+def kernel_spec(family, flags, storage, present_kinds, policy=NO_POLICY, state=None):
+    """The spec of a kernel over parameters whose numbers are stored as ``storage`` (a real
+    dtype), with the state kinds present, stored as ``state`` (default: the compute dtype),
+    and ``policy``."""
+    return _kernel_spec(family, tuple(flags), storage, frozenset(present_kinds), policy,
+                        _dtypes.compute_dtype(storage) if state is None else state)
 
 
 @functools.lru_cache(maxsize=1024)
-def _kernel_spec(family, flags, real_dtype, present_kinds, policy):
-    code = storage_code(real_dtype)
-    state = tuple(code if kind.name in present_kinds else "" for kind in family.state)
+def _kernel_spec(family, flags, storage, present_kinds, policy, state):
+    compute = _dtypes.compute_dtype(storage)
+    param, kept = storage_code(storage), storage_code(state)
+    codes = {"accumulator": "f8", "low": param, "high": param, "ema": storage_code(compute), "master": "f4"}
+    state_codes = tuple(kept if kind.name in present_kinds else "" for kind in family.state)
     used = policy_operands(policy)
-    extra = tuple(("f8" if name == "accumulator" else code) if name in used else "" for name in POLICY_OPERANDS)
-    return KernelSpec(family.name, flags, real_dtype.name, (code, code) + state + extra, policy)
+    extra = tuple(codes[name] if name in used else "" for name in POLICY_OPERANDS)
+    return KernelSpec(family.name, flags, compute.name, (param, param) + state_codes + extra, policy)
 
 
 class DtypePass:
-    """Parameters sharing a real dtype, their state, and the table that updates them.
+    """Parameters whose numbers share a storage dtype, their state, and the table that updates them.
 
-    Besides the family's state, a pass keeps what the optimizer's policies
-    need (:mod:`numadam._policy`): a float64 gradient accumulator, the moving
-    average of the parameters, and each parameter's bounds (its own copy: an
-    array, or one value read with stride 0).
+    The state is kept in ``state_dtype`` (the compute dtype by default: float32
+    for float16 and bfloat16 parameters). Besides the family's state, a pass
+    keeps what the optimizer's policies need (:mod:`numadam._policy`): a float64
+    gradient accumulator, the moving average of the parameters (in the compute
+    dtype), a float32 master copy of 16-bit parameters, and each parameter's
+    bounds (its own copy: an array, or one value read with stride 0).
     """
 
     def __init__(self, backend, family, kinds, indices, params, infos, paths, rows_group, h, policies, bounds):
@@ -88,8 +106,10 @@ class DtypePass:
         self.infos = infos
         self.paths = paths
         self.rows_group = rows_group  # scalar row of each parameter
-        self.real_dtype = _dtypes.real_dtype(infos[0].dtype)
-        self._itemsize = self.real_dtype.itemsize
+        self.storage = _dtypes.storage_dtype(infos[0].dtype)
+        self.compute = _dtypes.compute_dtype(infos[0].dtype)
+        self.state_dtype = self.compute if policies.state_dtype is None else policies.state_dtype
+        self._itemsize = self.storage.itemsize
         sizes = [_dtypes.real_size(info.shape, info.dtype) for info in infos]
         #: Where each parameter starts among the real numbers of the pass (and of its table's sequence).
         self.offsets = np.concatenate(([0], np.cumsum(sizes))).astype(np.int64)
@@ -100,10 +120,14 @@ class DtypePass:
         if policies.accumulate > 1:
             self.policy_buffers["accumulator"] = backend.zeros(int(self.offsets[-1]), np.dtype(np.float64))
         if policies.ema is not None:
-            ema = self.policy_buffers["ema"] = backend.zeros(int(self.offsets[-1]), self.real_dtype)
+            ema = self.policy_buffers["ema"] = backend.zeros(int(self.offsets[-1]), self.compute)
             if not policies.ema_bias_correction:  # the average starts at the parameters
                 for k, param in enumerate(params):
                     backend.assign(self._state_view(ema, k), param)
+        if policies.master_weights:
+            master = self.policy_buffers["master"] = backend.zeros(int(self.offsets[-1]), self.compute)
+            for k, param in enumerate(params):
+                backend.assign(self._state_view(master, k), param)
         self.policy_state = {name: [self._state_view(buffer, k) for k in range(len(params))]
                              for name, buffer in self.policy_buffers.items()}
         self.bounds = bounds  # None, or per parameter a (low, high) pair of arrays
@@ -122,7 +146,7 @@ class DtypePass:
 
     def _initial_buffer(self, kind, h):
         """A new buffer of state ``kind``, holding its initial value for hyperparameters ``h``."""
-        buffer = self.backend.zeros(int(self.offsets[-1]), self.real_dtype)
+        buffer = self.backend.zeros(int(self.offsets[-1]), self.state_dtype)
         initial = kind.initial(h) if callable(kind.initial) else kind.initial
         if isinstance(initial, str):  # "param"
             for k, param in enumerate(self.params):
@@ -150,17 +174,21 @@ class DtypePass:
         self._bound_grads = self._plan = self._pieces = None
         self._specs = {}
 
+    def _view_dtype(self, buffer, k):
+        """The dtype of parameter ``k``'s part of ``buffer``: the buffer's, complex for complex parameters."""
+        return _dtypes.complex_of(buffer.dtype) if self.infos[k].dtype.kind == "c" else buffer.dtype
+
     def _state_view(self, buffer, k):
         """Parameter ``k``'s part of ``buffer``: dense, in the parameter's memory order."""
         info = self.infos[k]
-        dtype = info.dtype if buffer.dtype == self.real_dtype else _wide(info.dtype)
+        dtype = self._view_dtype(buffer, k)
         strides = dense_strides(info.shape, info.strides, dtype.itemsize)
         offset = int(self.offsets[k]) * buffer.dtype.itemsize
         return self.backend.view(buffer, offset, info.shape, strides, dtype)
 
     def _buffer_info(self, buffer, k):
         info = self.infos[k]
-        dtype = info.dtype if buffer.dtype == self.real_dtype else _wide(info.dtype)
+        dtype = self._view_dtype(buffer, k)
         address = self.backend.address(buffer) + int(self.offsets[k]) * buffer.dtype.itemsize
         return info._replace(address=address, strides=dense_strides(info.shape, info.strides, dtype.itemsize),
                              dtype=dtype, readonly=False)
@@ -182,7 +210,8 @@ class DtypePass:
         key = flags, policy
         found = self._specs.get(key)
         if found is None:
-            found = self._specs[key] = kernel_spec(self.family, flags, self.real_dtype, self.buffers.keys(), policy)
+            found = self._specs[key] = kernel_spec(self.family, flags, self.storage, self.buffers.keys(), policy,
+                                                   self.state_dtype)
         return found
 
     def written_arrays(self):
@@ -226,8 +255,10 @@ class DtypePass:
 
     def _itemsizes(self):
         """The element size of each operand of the table, in order."""
-        sizes = [self._itemsize] * (2 + len(self.family.state))
-        return sizes + [8 if name == "accumulator" else self._itemsize for name in POLICY_OPERANDS]
+        policy = {"accumulator": 8, "low": self._itemsize, "high": self._itemsize, "ema": self.compute.itemsize,
+                  "master": self.compute.itemsize}
+        return ([self._itemsize] * 2 + [self.state_dtype.itemsize] * len(self.family.state)
+                + [policy[name] for name in POLICY_OPERANDS])
 
     def pieces(self, plan):
         """``(starts, stops, leaves)``: the reduction's pieces of ``plan``'s sequence.
@@ -278,11 +309,6 @@ class DtypePass:
             )
 
 
-def _wide(dtype):
-    """float64 (complex128 for complex parameters): the accumulator's dtype."""
-    return np.dtype(np.complex128 if dtype.kind == "c" else np.float64)
-
-
 def _with_grad_address(rows, address):
     rows = rows.copy()
     rows[:, ADDRESS + GRAD] += address
@@ -296,7 +322,7 @@ def passes_by_dtype(backend, family, kinds, leaves, infos, paths, rows_group, h,
     """
     by_dtype = {}
     for k, info in enumerate(infos):
-        by_dtype.setdefault(_dtypes.real_dtype(info.dtype), []).append(k)
+        by_dtype.setdefault(_dtypes.storage_dtype(info.dtype), []).append(k)
     return [
         DtypePass(backend, family, kinds, indices, [leaves[k] for k in indices], [infos[k] for k in indices],
                   [paths[k] for k in indices], [rows_group[k] for k in indices], h, policies,

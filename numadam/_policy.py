@@ -19,11 +19,23 @@ Options (all keyword-only, on every optimizer class):
   zero and divides by :math:`1-d^t` when read (optax's ``ema(debias=True)``).
 - ``accumulate=k``: the first ``k - 1`` calls of ``step`` add their gradients into
   a float64 buffer; the ``k``-th updates with the mean and clears the buffer.
+
+And the precision of the state and of 16-bit parameters:
+
+- ``state_dtype``: ``"float32"`` (the default for float16 and bfloat16
+  parameters; the parameters' own dtype otherwise) or ``"bfloat16"``;
+- ``master_weights=True`` (float16 and bfloat16 parameters): the update reads
+  and writes a float32 copy of the parameters and rounds it into them;
+- ``stochastic_rounding=True`` (the alternative without a copy): each
+  parameter is rounded up or down at random, with the probabilities that
+  make it exact on average; the same for a given ``seed`` on every target.
 """
 
 import math
 import numbers
 from typing import NamedTuple
+
+import numpy as np
 
 from . import _validate
 from ._kernels.policy import Policy, PolicyScalars
@@ -32,7 +44,11 @@ NONFINITE = ("propagate", "raise", "skip")
 
 #: The policy options of every optimizer class, and their defaults (keyword-only in the signature).
 POLICY_DEFAULTS = {"clip_global_norm": None, "clip_value": None, "nonfinite": "propagate", "bounds": None,
-                   "nonneg": False, "ema": None, "ema_bias_correction": False, "accumulate": 1}
+                   "nonneg": False, "ema": None, "ema_bias_correction": False, "accumulate": 1,
+                   "state_dtype": None, "master_weights": False, "stochastic_rounding": False, "seed": 0}
+
+#: What ``state_dtype`` may name.
+STATE_DTYPES = ("float32", "bfloat16")
 
 
 class Policies(NamedTuple):
@@ -45,6 +61,10 @@ class Policies(NamedTuple):
     ema: float | None = None
     ema_bias_correction: bool = False
     accumulate: int = 1
+    state_dtype: object = None  # a numpy dtype, or None for the default
+    master_weights: bool = False
+    stochastic_rounding: bool = False
+    seed: int = 0
 
     @property
     def plain(self):
@@ -71,21 +91,29 @@ class Policies(NamedTuple):
             return Policy(accumulate="add")
         return Policy(accumulate=phase, grad_scale=self.clip_global_norm is not None,
                       clip_value=self.clip_value is not None, bounds=self.bounds is not None,
-                      ema=self.ema is not None)
+                      ema=self.ema is not None, master=self.master_weights, stochastic=self.stochastic_rounding)
 
-    def scalars(self, grad_scale):
-        """The :class:`~numadam._kernels.policy.PolicyScalars` of an update with ``grad_scale``."""
+    def scalars(self, grad_scale, step=0):
+        """The :class:`~numadam._kernels.policy.PolicyScalars` of update ``step`` with ``grad_scale``."""
         decay = 0.0 if self.ema is None else self.ema
         return PolicyScalars(float(self.accumulate), grad_scale,
-                             0.0 if self.clip_value is None else self.clip_value, decay, 1.0 - decay)
+                             0.0 if self.clip_value is None else self.clip_value, decay, 1.0 - decay,
+                             float(_salt(self.seed, step)))
 
     def as_dict(self):
         """The options as they are saved (bounds are not: they belong to the construction)."""
         return {name: value for name, value in self._asdict().items() if name != "bounds"}
 
 
+def _salt(seed, step):
+    """24 bits mixed from ``seed`` and ``step``: a float32 holds them exactly."""
+    mixed = (seed * 0x9E3779B97F4A7C15 + step * 0xD1B54A32D192ED03) & 0xFFFFFFFFFFFFFFFF
+    return (mixed ^ (mixed >> 29)) >> 40
+
+
 def checked_policies(clip_global_norm=None, clip_value=None, nonfinite="propagate", bounds=None, nonneg=False,
-                     ema=None, ema_bias_correction=False, accumulate=1):
+                     ema=None, ema_bias_correction=False, accumulate=1, state_dtype=None, master_weights=False,
+                     stochastic_rounding=False, seed=0):
     """The policy options, each checked (see the module docstring)."""
     if clip_global_norm is not None:
         clip_global_norm = _validate.check_positive("clip_global_norm", clip_global_norm)
@@ -105,8 +133,31 @@ def checked_policies(clip_global_norm=None, clip_value=None, nonfinite="propagat
     if ema_bias_correction and ema is None:
         raise ValueError("ema_bias_correction needs ema=d (the decay of the moving average)")
     accumulate = _validate.check_count("accumulate", accumulate, minimum=1)
+    if state_dtype is not None:
+        if state_dtype not in STATE_DTYPES:
+            raise ValueError(f"state_dtype must be one of {list(STATE_DTYPES)} or None (the default); "
+                             f"got {state_dtype!r}")
+        state_dtype = _named_dtype(state_dtype)
+    master_weights = _validate.check_flag("master_weights", master_weights)
+    stochastic_rounding = _validate.check_flag("stochastic_rounding", stochastic_rounding)
+    if master_weights and stochastic_rounding:
+        raise ValueError("master_weights and stochastic_rounding are two ways of rounding 16-bit parameters; "
+                         "choose one")
+    seed = _validate.check_count("seed", seed, minimum=0)
     return Policies(clip_global_norm, clip_value, nonfinite, None if bounds is None else tuple(bounds), ema,
-                    ema_bias_correction, accumulate)
+                    ema_bias_correction, accumulate, state_dtype, master_weights, stochastic_rounding, seed)
+
+
+def _named_dtype(name):
+    """The numpy dtype ``name`` ("bfloat16" from ml_dtypes, imported only now)."""
+    if name == "bfloat16":
+        try:
+            import ml_dtypes
+        except ImportError as error:
+            raise ImportError("state_dtype='bfloat16' stores the state as ml_dtypes.bfloat16: "
+                              "pip install ml_dtypes") from error
+        return np.dtype(ml_dtypes.bfloat16)
+    return np.dtype(name)
 
 
 def global_scale(clip_global_norm, sum_of_squares):

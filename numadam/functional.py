@@ -12,7 +12,7 @@ import numpy as np
 
 from . import _validate
 from ._dispatch import backend_for
-from ._dtypes import is_supported, real_dtype, real_itemsize
+from ._dtypes import is_supported, real_itemsize, storage_dtype
 from ._kernels.policy import NO_POLICY, NO_POLICY_SCALARS, POLICY_OPERANDS
 from ._layout import Operand, segment_rows
 from ._memory import MemoryRanges
@@ -68,16 +68,18 @@ def run_step(cls, operands, step, hyper, carry):
         rows = operand_rows([by_slot.get(k) for k in range(len(slots))])
     scalars, carry = family.step_scalars(step, h, carry)
     present = {kind.name for kind in kinds}
-    real = real_dtype(given[0].dtype)
+    real = storage_dtype(given[0].dtype)
     plan = backend.plan(rows)
     if family.norms is not None:  # the first pass: the state, and this array's norms
-        first = kernel_spec(family, family.flags(h), real, present, NO_POLICY._replace(reduction="norms"))
+        first = kernel_spec(family, family.flags(h), real, present, NO_POLICY._replace(reduction="norms"),
+                            storage_dtype(given[2].dtype))
         pieces = np.arange(0, plan.n_elements, backend.chunk_size, dtype=np.int64)
         stops = np.append(pieces[1:], plan.n_elements).astype(np.int64)
         sums = backend.reduce(plan, first, [tuple(scalars) + tuple(NO_POLICY_SCALARS)], pieces, stops)
         param_squares, direction_squares = (float(total) for total in sums.sum(axis=0)) if len(sums) else (0.0, 0.0)
         scalars = family.norms.scalars(scalars, h, param_squares, direction_squares)
-    backend.run(plan, kernel_spec(family, family.flags(h), real, present), [scalars])
+    state = storage_dtype(given[2].dtype) if len(given) > 2 else None
+    backend.run(plan, kernel_spec(family, family.flags(h), real, present, state=state), [scalars])
     return carry
 
 

@@ -16,7 +16,7 @@ import threading
 
 import numpy as np
 
-from . import _validate
+from . import _dtypes, _validate
 from ._device_steps import DeviceSteps
 from ._dispatch import backend_for
 from ._family import StateKind
@@ -139,6 +139,7 @@ class Optimizer:
         self._carries = {}
         self._carry = [family.initial_carry() for _ in range(len(self._groups) + 1)]
         self._bounds = self._prepared_bounds()
+        self._check_precision_options()
         self._install_passes(self._hyper_tuple(self._hyper))
 
     def _bound_arguments(self, params, args, kwargs):
@@ -169,6 +170,20 @@ class Optimizer:
                 values = self._treedef.flatten_like(given, f"bounds[{0 if side == 'low' else 1}]")
             sides.append([leaf_bound(v, path, side) for v, path in zip(values, self._paths)])
         return [self._leaf_bounds(k, low, high) for k, (low, high) in enumerate(zip(*sides))]
+
+    def _check_precision_options(self):
+        """``master_weights`` and ``stochastic_rounding`` round 16-bit parameters; a 16-bit state holds real numbers."""
+        policies = self._policies
+        wide = [path for info, path in zip(self._infos, self._paths) if not _dtypes.is_low_precision(info.dtype)]
+        for name in ("master_weights", "stochastic_rounding"):
+            if getattr(policies, name) and wide:
+                raise ValueError(f"{name} rounds float16 and bfloat16 parameters; {wide[0]} is "
+                                 f"{self._infos[self._paths.index(wide[0])].dtype}")
+        if policies.state_dtype is not None and policies.state_dtype.itemsize == 2:
+            complex_leaves = [path for info, path in zip(self._infos, self._paths) if info.dtype.kind == "c"]
+            if complex_leaves:
+                raise ValueError(f"state_dtype={policies.state_dtype.name!r} holds real numbers; "
+                                 f"{complex_leaves[0]} is complex")
 
     def _leaf_bounds(self, k, low, high):
         leaf, path, backend = self._leaves[k], self._paths[k], self._backend
@@ -358,7 +373,7 @@ class Optimizer:
         if policies.needs_reduction(phase):
             reduction = policies.policy(phase)
             squares, bad = self._reduced(plans, flags, reduction,
-                                         _rows_with_policy(scalars, reduction, policies.scalars(1.0)))
+                                         _rows_with_policy(scalars, reduction, policies.scalars(1.0, step)))
             if bad.any():
                 if policies.nonfinite == "raise":
                     path = "grads" + self._paths[int(np.flatnonzero(bad)[0])][len("params"):]
@@ -369,7 +384,7 @@ class Optimizer:
             if policies.clip_global_norm is not None and phase != "add":
                 grad_scale = global_scale(policies.clip_global_norm, float(sum(squares.tolist())))
         policy = policies.policy(phase)
-        extra = policies.scalars(grad_scale)
+        extra = policies.scalars(grad_scale, step)
         if self.family.norms is not None and phase != "add":
             scalars, policy = self._norms_pass(plans, flags, policy, scalars, extra)
         scalars = _rows_with_policy(scalars, policy, extra)
@@ -407,7 +422,7 @@ class Optimizer:
                 block.append(values)
                 carry = carry[:row] + [carry_after] + carry[row + 1:]
             self._carries[step] = carry
-            blocks.append(_rows_with_policy(block, policy, policies.scalars(1.0)))  # the GPU writes the scale
+            blocks.append(_rows_with_policy(block, policy, policies.scalars(1.0, step)))  # the GPU writes the scale
         (dtype_pass,), (plan,) = self._passes, plans
         starts, stops, _ = dtype_pass.pieces(plan)
         scale_slot = len(self.family.Scalars._fields) + PolicyScalars._fields.index("grad_scale")
@@ -475,7 +490,7 @@ class Optimizer:
             correction = 1.0
             if self._policies.ema_bias_correction and self._step:
                 correction = 1.0 - self._policies.ema ** self._step
-            averages = [p.policy_state["ema"][local] / p.real_dtype.type(correction) for p, local in self._locations]
+            averages = [p.policy_state["ema"][local] / p.compute.type(correction) for p, local in self._locations]
             return self._treedef.unflatten(averages)
 
     def _apply_schedules(self):

@@ -39,7 +39,7 @@ class CpuBackend:
         return ArrayInfo(address, array.shape, array.strides, array.dtype, readonly)
 
     def address(self, array):
-        if type(array) is np.ndarray:
+        if type(array) is np.ndarray and array.dtype.itemsize >= 4:  # Numba has no 16-bit floats
             return self._kernels.data_address(array)
         return array.__array_interface__["data"][0]
 

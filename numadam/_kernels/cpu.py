@@ -18,21 +18,11 @@ import functools
 import pathlib
 
 from numba import njit, prange, typeof, types
-from numba.extending import intrinsic, overload
+from numba.extending import overload
 
+from .primitives import cpu_primitives
 from .runner import piece_runner, reduction_runner
 from .segments import piece_of, segment_of_element, sequence_length
-
-
-@intrinsic
-def _pointer(typingctx, address, like):
-    """A typed pointer to the element at byte ``address``; ``like`` gives its type."""
-    pointer_type = types.CPointer(like)
-
-    def codegen(context, builder, signature, args):
-        return builder.inttoptr(args[0], context.get_value_type(pointer_type))
-
-    return pointer_type(types.intp, like), codegen
 
 
 def run_piece(spec, table, row, start, stop, scalars, like):
@@ -41,7 +31,7 @@ def run_piece(spec, table, row, start, stop, scalars, like):
 
 @functools.cache
 def _compiled_piece(spec):
-    return njit(piece_runner(spec, _pointer))
+    return njit(piece_runner(spec, cpu_primitives()))
 
 
 @overload(run_piece)
@@ -60,7 +50,7 @@ def reduce_piece(spec, table, row, start, stop, scalars, like):
 
 @functools.cache
 def _compiled_reduction(spec):
-    return njit(reduction_runner(spec, _pointer))
+    return njit(reduction_runner(spec, cpu_primitives()))
 
 
 @overload(reduce_piece)

@@ -24,6 +24,7 @@ import numpy as np
 from numba import cuda, float64, njit
 
 from .control import APPLIED, CONTROL_SIZE, FLAG, SKIPPED
+from .primitives import INTERPRETED, pointer_codegen, register
 from .runner import piece_runner, reduction_runner
 from .segments import piece_of, segment_of_element, sequence_length
 
@@ -31,29 +32,19 @@ SIMULATED = bool(cuda.config.ENABLE_CUDASIM)
 
 if SIMULATED:
     from ._simulated_memory import element_pointer, table_view
+
+    PRIMITIVES = INTERPRETED
 else:
     from numba.cuda import types
     from numba.cuda.extending import intrinsic
 
-    @intrinsic
-    def element_pointer(typingctx, address, like):
-        """A typed pointer to the element at device byte ``address``; ``like`` gives its type."""
-        pointer_type = types.CPointer(like)
-
-        def codegen(context, builder, signature, args):
-            return builder.inttoptr(args[0], context.get_value_type(pointer_type))
-
-        return pointer_type(types.int64, like), codegen
+    PRIMITIVES = register(intrinsic, types)
+    element_pointer = PRIMITIVES.pointer
 
     @intrinsic
     def table_view(typingctx, address, n_values):
-        """The int64 segment table at device byte ``address`` (``n_values`` long)."""
-        pointer_type = types.CPointer(types.int64)
-
-        def codegen(context, builder, signature, args):
-            return builder.inttoptr(args[0], context.get_value_type(pointer_type))
-
-        return pointer_type(types.int64, types.int64), codegen
+        """The int64 table at device byte ``address`` (``n_values`` long)."""
+        return types.CPointer(types.int64)(types.int64, types.int64), pointer_codegen
 
 
 @functools.cache
@@ -68,7 +59,7 @@ def kernel_for(spec, device_step=False):
     host uploads the scalars of every step number the device may be at).
     Without it, the last three arguments are ignored.
     """
-    piece = piece_runner(spec, element_pointer, strided_threads=True, interpreted=SIMULATED)
+    piece = piece_runner(spec, PRIMITIVES, strided_threads=True, interpreted=SIMULATED)
     run_piece = piece if SIMULATED else njit(inline="always")(piece)  # inlined: needs no device to compile
 
     @cuda.jit
@@ -105,7 +96,7 @@ def reduction_kernel_for(spec):
     over it, each summing its own elements, and the block adds the threads'
     sums in a fixed tree: the result does not depend on the grid.
     """
-    piece = reduction_runner(spec, element_pointer, strided_threads=True, interpreted=SIMULATED)
+    piece = reduction_runner(spec, PRIMITIVES, strided_threads=True, interpreted=SIMULATED)
     reduce_piece = piece if SIMULATED else njit(inline="always")(piece)
 
     @cuda.jit

@@ -1,5 +1,10 @@
 """What a kernel does around a family's rule, the same for every family.
 
+With float16 or bfloat16 parameters the update may read and write a float32
+*master* copy and round it into the parameter, or round the parameter
+stochastically (the random bits a fixed function of the element's position
+and a per-step salt, so the same on every target).
+
 Before the rule, the *effective gradient* is formed: with gradient
 accumulation, the micro-batch gradient is added into a float64 buffer
 (``accumulate="add"``: the rule is not called at all) or, on the last micro
@@ -25,6 +30,8 @@ class Policy(NamedTuple):
     bounds: bool = False      # project the parameter onto [low, high] (operands; stride 0 for a scalar)
     ema: bool = False         # update the moving average of the parameter
     reduction: str = "gradient"  # what the pre-pass sums: "gradient" or "norms" (the family's norms rule)
+    master: bool = False      # the update reads and writes a float32 master copy; the parameter gets it rounded
+    stochastic: bool = False  # the parameter is rounded to its 16-bit storage stochastically
 
     @property
     def active(self):
@@ -42,12 +49,13 @@ class PolicyScalars(NamedTuple):
     clip_value: float
     ema_decay: float
     one_minus_ema_decay: float
+    salt: float               # an integer below 2**24: this step's share of the stochastic rounding's randomness
 
 
-NO_POLICY_SCALARS = PolicyScalars(1.0, 1.0, 0.0, 0.0, 1.0)
+NO_POLICY_SCALARS = PolicyScalars(1.0, 1.0, 0.0, 0.0, 1.0, 0.0)
 
 #: The policy's operands, after the family's state, in this order.
-POLICY_OPERANDS = ("accumulator", "low", "high", "ema")
+POLICY_OPERANDS = ("accumulator", "low", "high", "ema", "master")
 
 
 def policy_operands(policy):
@@ -59,4 +67,6 @@ def policy_operands(policy):
         names += ["low", "high"]
     if policy.ema:
         names.append("ema")
+    if policy.master:
+        names.append("master")
     return names

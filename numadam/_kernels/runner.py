@@ -42,9 +42,9 @@ import hashlib
 import numpy as np
 
 from .policy import POLICY_OPERANDS, PolicyScalars
-from .segments import ADDRESS, GROUP
+from .segments import ADDRESS, GROUP, OFFSET
 from .spec import fingerprint, rule
-from .storage import STORAGES
+from .storage import STORAGES, conversions, random_bits, stochastic_rounding
 
 PARAM, GRAD = 0, 1
 
@@ -82,6 +82,27 @@ def _gradient_lines(spec, index_of, update=True):
     return lines
 
 
+def _param_load(spec, index_of):
+    """The parameter as the rule reads it: from the float32 master copy where there is one."""
+    if spec.policy.master:
+        master = _policy_slot(spec, "master")
+        return f"w{master}({_element(master, index_of)})"
+    return f"w0({_element(PARAM, index_of)})"
+
+
+def _param_store(spec, index_of):
+    """The lines that write the updated ``param``: the master copy, then the parameter, rounded."""
+    lines = []
+    if spec.policy.master:
+        master = _policy_slot(spec, "master")
+        lines.append(f"{_element(master, index_of)} = n{master}(param)")
+    if spec.policy.stochastic:
+        lines.append(f"{_element(PARAM, index_of)} = stochastic(param, random_bits(offset + i, salt))")
+    else:
+        lines.append(f"{_element(PARAM, index_of)} = n0(param)")
+    return lines
+
+
 def _update_lines(spec, index_of, bounds_loaded):
     """The lines that update the element at ``index_of(k)`` of each operand ``k``."""
     policy = spec.policy
@@ -91,7 +112,7 @@ def _update_lines(spec, index_of, bounds_loaded):
     n_state = len(rule(spec.rule).state)
     state = [f"w{k}({_element(k, index_of)})" if spec.operands[k] else "like" for k in range(2, 2 + n_state)]
     lines = _gradient_lines(spec, index_of)
-    lines.append(f"param, state = rule(w0({_element(PARAM, index_of)}), grad, "
+    lines.append(f"param, state = rule({_param_load(spec, index_of)}, grad, "
                  f"({', '.join(state)}{',' if n_state == 1 else ''}), h, flags)")
     if policy.bounds:
         low, high = _policy_slot(spec, "low"), _policy_slot(spec, "high")
@@ -102,7 +123,7 @@ def _update_lines(spec, index_of, bounds_loaded):
         slot = _policy_slot(spec, "ema")
         lines.append(f"{_element(slot, index_of)} = n{slot}(q.ema_decay * w{slot}({_element(slot, index_of)})"
                      " + q.one_minus_ema_decay * param)")
-    lines.append(f"{_element(PARAM, index_of)} = n0(param)")
+    lines += _param_store(spec, index_of)
     for k in range(2, 2 + n_state):
         if spec.operands[k]:
             lines.append(f"{_element(k, index_of)} = n{k}(state[{k - 2}])")
@@ -121,6 +142,8 @@ def _header(name, spec, extra_arguments=""):
     if spec.policy.active:
         lines.append("    q = PolicyScalars(" + ", ".join(
             f"scalars[base + {fields + j}]" for j in range(len(PolicyScalars._fields))) + ")")
+    if spec.policy.stochastic:
+        lines += [f"    offset = table[row + {OFFSET}]", "    salt = uint64(q.salt)"]
     for k, code in enumerate(spec.operands):
         if code:
             lines.append(f"    o{k} = pointer(table[row + {ADDRESS + k}], e{k})")
@@ -170,7 +193,7 @@ def _norm_sums(spec, index_of, lane):
     n_state = len(rule(spec.rule).state)
     state = [f"w{k}({_element(k, index_of)})" if spec.operands[k] else "like" for k in range(2, 2 + n_state)]
     lines = _gradient_lines(spec, index_of) + [
-        f"param = w0({_element(PARAM, index_of)})",
+        f"param = {_param_load(spec, index_of)}",
         f"state, direction = norms(param, grad, ({', '.join(state)}{',' if n_state == 1 else ''}), h, flags)"]
     lines += [f"{_element(k, index_of)} = n{k}(state[{k - 2}])" for k in range(2, 2 + n_state) if spec.operands[k]]
     return lines + ["wide = float64(param)", f"a{lane} += wide * wide",
@@ -228,42 +251,45 @@ def piece_name(spec, kind="run_piece"):
     return f"{kind}_{spec.rule}_{digest}"
 
 
-def _namespace(spec, pointer, interpreted):
+def _namespace(spec, primitives, interpreted):
     registered = rule(spec.rule)
     real = np.dtype(spec.real).type
     namespace = {"rule": registered.function, "norms": registered.norms, "Scalars": registered.scalars,
-                 "Flags": registered.flags, "PolicyScalars": PolicyScalars, "pointer": pointer, "real": real,
-                 "float64": np.float64, "zero64": np.float64(0), "one64": np.float64(1)}
+                 "Flags": registered.flags, "PolicyScalars": PolicyScalars, "pointer": primitives.pointer,
+                 "real": real, "float64": np.float64, "zero64": np.float64(0), "one64": np.float64(1),
+                 "uint64": np.uint64, "random_bits": random_bits}
+    if spec.policy.stochastic:
+        stochastic = stochastic_rounding(spec.operands[PARAM], primitives)
+        namespace["stochastic"] = stochastic.py_func if interpreted else stochastic
     for k, code in enumerate(spec.operands):
         if code:
-            storage = STORAGES[code]
-            widen, narrow = storage.widen, storage.narrow
+            widen, narrow = conversions(code, primitives)
             if interpreted:
                 widen, narrow = widen.py_func, narrow.py_func
-            namespace.update({f"e{k}": storage.element.type(0), f"w{k}": widen, f"n{k}": narrow})
+            namespace.update({f"e{k}": STORAGES[code].element.type(0), f"w{k}": widen, f"n{k}": narrow})
     return namespace
 
 
-def _compiled_source(source, kind, spec, pointer, interpreted):
+def _compiled_source(source, kind, spec, primitives, interpreted):
     name = piece_name(spec, kind)
-    namespace = _namespace(spec, pointer, interpreted)
+    namespace = _namespace(spec, primitives, interpreted)
     exec(compile(source.replace(f"def {kind}(", f"def {name}(", 1), f"<numadam {name}>", "exec"), namespace)
     return namespace[name]
 
 
 @functools.cache
-def piece_runner(spec, pointer, strided_threads=False, interpreted=False):
-    """``run_piece`` for ``spec`` as a Python function; ``pointer(address, like)``
-    makes a typed pointer on the target that compiles it.
+def piece_runner(spec, primitives, strided_threads=False, interpreted=False):
+    """``run_piece`` for ``spec`` as a Python function, for the target of ``primitives``
+    (:mod:`numadam._kernels.primitives`).
 
     ``interpreted`` (the CUDA simulator) keeps the storage conversions in Python,
     so that elements reach the compiled rule as NumPy scalars of their own dtype
     (a compiled conversion would return a Python float, which is float64).
     """
-    return _compiled_source(piece_source(spec, strided_threads), "run_piece", spec, pointer, interpreted)
+    return _compiled_source(piece_source(spec, strided_threads), "run_piece", spec, primitives, interpreted)
 
 
 @functools.cache
-def reduction_runner(spec, pointer, strided_threads=False, interpreted=False):
+def reduction_runner(spec, primitives, strided_threads=False, interpreted=False):
     """``reduce_piece`` for ``spec`` as a Python function (see :func:`piece_runner`)."""
-    return _compiled_source(reduction_source(spec, strided_threads), "reduce_piece", spec, pointer, interpreted)
+    return _compiled_source(reduction_source(spec, strided_threads), "reduce_piece", spec, primitives, interpreted)

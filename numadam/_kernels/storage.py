@@ -1,15 +1,40 @@
 """How an operand's elements are stored, and how the rule reads and writes them.
 
 Every storage code names the element a kernel's pointer points at and two
-inlined functions: ``widen`` turns a stored element into the real number the
+inlined conversions: ``widen`` turns a stored element into the real number the
 rule computes with, ``narrow`` turns the rule's result back into a stored
-element. Arithmetic never runs in the storage format.
+element, rounding to nearest even. Arithmetic never runs in the storage format:
+half-precision numbers (``"f2"``) and bfloat16 numbers (``"bf16"``, the top 16
+bits of a float32; NumPy users have them from ``ml_dtypes``) travel as their 16
+bits and are computed on in float32.
+
+The conversions are made per target (:func:`conversions`), from the target's
+primitives (:mod:`numadam._kernels.primitives`).
 """
 
+import functools
 from typing import NamedTuple
 
 import numpy as np
 from numba import njit
+
+_F32 = np.float32(0)
+_U32 = np.uint32(0)
+
+
+class Storage(NamedTuple):
+    """One way of storing an operand's elements: the element, and what computes in it."""
+
+    element: np.dtype
+    real: np.dtype
+
+
+STORAGES = {
+    "f4": Storage(np.dtype(np.float32), np.dtype(np.float32)),
+    "f8": Storage(np.dtype(np.float64), np.dtype(np.float64)),
+    "f2": Storage(np.dtype(np.uint16), np.dtype(np.float32)),
+    "bf16": Storage(np.dtype(np.uint16), np.dtype(np.float32)),
+}
 
 
 @njit(inline="always")
@@ -17,20 +42,94 @@ def _same(value):
     return value
 
 
-class Storage(NamedTuple):
-    """One way of storing an operand's elements."""
+def _bfloat16(primitives):
+    bitcast = primitives.bitcast
 
-    element: np.dtype
-    widen: object
-    narrow: object
+    @njit(inline="always")
+    def widen(bits):
+        return bitcast(np.uint32(np.uint32(bits) << 16), _F32)
+
+    @njit(inline="always")
+    def narrow(value):
+        bits = bitcast(value, _U32)
+        if (bits & 0x7FFFFFFF) > 0x7F800000:  # NaN: keep the sign, make it quiet
+            return np.uint16((bits >> 16) | 0x40)
+        return np.uint16((bits + 0x7FFF + ((bits >> 16) & 1)) >> 16)
+
+    return widen, narrow
 
 
-STORAGES = {
-    "f4": Storage(np.dtype(np.float32), _same, _same),
-    "f8": Storage(np.dtype(np.float64), _same, _same),
-}
+def _float16(primitives):
+    half_to_float, float_to_half = primitives.half_to_float, primitives.float_to_half
+
+    @njit(inline="always")
+    def widen(bits):
+        return half_to_float(bits)
+
+    @njit(inline="always")
+    def narrow(value):
+        return float_to_half(value)
+
+    return widen, narrow
+
+
+@functools.cache
+def conversions(code, primitives):
+    """``(widen, narrow)`` of storage ``code`` on the target of ``primitives``."""
+    if code == "bf16":
+        return _bfloat16(primitives)
+    if code == "f2":
+        return _float16(primitives)
+    return _same, _same
 
 
 def storage_code(dtype):
-    """The storage code of arrays of the real ``dtype``."""
-    return {np.dtype(np.float32): "f4", np.dtype(np.float64): "f8"}[np.dtype(dtype)]
+    """The storage code of a real ``dtype`` numadam keeps (float16, bfloat16, float32, float64)."""
+    dtype = np.dtype(dtype)
+    if dtype.name == "bfloat16":
+        return "bf16"
+    return {np.dtype(np.float32): "f4", np.dtype(np.float64): "f8", np.dtype(np.float16): "f2"}[dtype]
+
+
+@njit(inline="always")
+def random_bits(position, salt):
+    """32 random bits for element ``position`` of a step whose ``salt`` is given: a fixed mix
+    (SplitMix64's finalizer) of the two, the same on every target and every thread."""
+    x = np.uint64(position) * np.uint64(0x9E3779B97F4A7C15) + np.uint64(salt)
+    x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    x = x ^ (x >> np.uint64(31))
+    return np.uint32(x >> np.uint64(32))
+
+
+_UNIT = np.float32(2.0**-24)
+
+
+@functools.cache
+def stochastic_rounding(code, primitives):
+    """``narrow(value, random)`` of 16-bit storage ``code`` rounding to one of the two nearest
+    numbers at random, with probabilities that make the result exact on average.
+
+    ``random`` holds 32 random bits; the top 24 make a uniform number u in [0, 1): the value
+    rounds away from the nearest number ``nearest`` to its neighbour on the value's side when
+    ``u * |neighbour - nearest| < |value - nearest|``.
+    """
+    widen, narrow = conversions(code, primitives)
+
+    @njit(inline="always")
+    def narrow_stochastically(value, random):
+        nearest = narrow(value)
+        back = widen(nearest)
+        if back == value or value != value or abs(value) == np.inf:
+            return nearest
+        if abs(value) > abs(back):  # away from zero: the next magnitude, with the value's sign
+            neighbour = nearest + np.uint16(1) if nearest & np.uint16(0x7FFF) else (
+                np.uint16(0x8001) if value < 0 else np.uint16(1))
+        else:
+            neighbour = nearest - np.uint16(1)
+        u = np.float32(random >> np.uint32(8)) * _UNIT
+        if u * abs(widen(neighbour) - back) < abs(value - back):
+            return np.uint16(neighbour)
+        return nearest
+
+    return narrow_stochastically

@@ -1,0 +1,146 @@
+"""float16 and bfloat16 parameters, master weights, stochastic rounding and bfloat16 state.
+
+The references compute as the kernels do: widen the stored numbers to float32,
+take the family's step (tests/reference.py) in float32, and round back to the
+storage format to nearest even (NumPy's and ml_dtypes' casts).
+"""
+
+import numpy as np
+import pytest
+
+import numadam
+from arrays import random_array
+from reference import REFERENCES
+from test_families import CASES, case_id, hyperparameters, initial_carry, initial_state
+
+ml_dtypes = pytest.importorskip("ml_dtypes")
+BFLOAT16 = np.dtype(ml_dtypes.bfloat16)
+SIXTEEN_BITS = [np.dtype(np.float16), BFLOAT16]
+LR = 1e-2
+
+
+def parameters(seed, dtype, shapes=((6, 5), (17,))):
+    rng = np.random.default_rng(seed)
+    return [random_array(rng, shape, np.float32).astype(dtype) for shape in shapes]
+
+
+def gradients(seed, params, steps):
+    rng = np.random.default_rng(seed)
+    return [[random_array(rng, p.shape, np.float32).astype(p.dtype) for p in params] for _ in range(steps)]
+
+
+class Reference:
+    """A family's step in float32 on widened numbers; the parameter (or master copy) rounded back."""
+
+    def __init__(self, method, options, params, master=False, state_dtype=np.float32):
+        self.method, self.h = method, hyperparameters(method, options)
+        self.dtype = params[0].dtype
+        self.master = [p.astype(np.float32) for p in params] if master else None
+        self.params = [p.copy() for p in params]
+        self.state = [{name: value.astype(state_dtype) for name, value in
+                       initial_state(method, p.astype(np.float32), self.h).items()} for p in params]
+        self.carry, self.t = initial_carry(method), 0
+
+    def step(self, grads):
+        self.t += 1
+        for k, g in enumerate(grads):
+            start = self.master[k] if self.master is not None else self.params[k].astype(np.float32)
+            state = {name: value.astype(np.float32) for name, value in self.state[k].items()}
+            updated, state, carry = REFERENCES[self.method](start, g.astype(np.float32), state, self.t, self.carry,
+                                                            self.h)
+            if self.master is not None:
+                self.master[k] = updated
+            self.params[k] = updated.astype(self.dtype)
+            self.state[k] = {name: value.astype(self.state[k][name].dtype) for name, value in state.items()}
+        self.carry = carry
+
+
+def assert_bits_equal(actual, expected):
+    for a, e in zip(actual, expected):
+        assert a.dtype == e.dtype
+        np.testing.assert_array_equal(a.view(np.uint16) if a.itemsize == 2 else a, e.view(np.uint16)
+                                      if e.itemsize == 2 else e)
+
+
+@pytest.mark.parametrize("dtype", SIXTEEN_BITS, ids=str)
+@pytest.mark.parametrize("case", CASES[::2], ids=case_id)
+def test_sixteen_bit_parameters_compute_in_float32_and_round_to_nearest(case, dtype):
+    method, options = case
+    params = parameters(1, dtype)
+    reference = Reference(method, options, params)
+    opt = numadam.families()[method](params, lr=LR, **options)
+    for grads in gradients(2, params, 5):
+        opt.step(grads)
+        reference.step(grads)
+    assert_bits_equal(params, reference.params)
+    state = opt.state_dict()
+    for name in reference.state[0]:
+        assert_bits_equal([state[name]] if not isinstance(state[name], list) else state[name],
+                          [s[name] for s in reference.state])
+
+
+@pytest.mark.parametrize("dtype", SIXTEEN_BITS, ids=str)
+@pytest.mark.parametrize("method", ["adam", "lion", "schedule_free_adamw"])
+def test_master_weights_keep_the_float32_trajectory(method, dtype):
+    params = parameters(3, dtype)
+    reference = Reference(method, {}, params, master=True)
+    opt = numadam.families()[method](params, lr=LR, master_weights=True)
+    for grads in gradients(4, params, 6):
+        opt.step(grads)
+        reference.step(grads)
+    assert_bits_equal(params, reference.params)
+
+
+@pytest.mark.parametrize("method", ["adam", "adamw", "nadam"])
+def test_bfloat16_state_is_rounded_every_step(method):
+    params = parameters(5, np.float32)
+    reference = Reference(method, {}, params, state_dtype=BFLOAT16)
+    opt = numadam.families()[method](params, lr=LR, state_dtype="bfloat16")
+    for grads in gradients(6, params, 5):
+        opt.step(grads)
+        reference.step(grads)
+    assert_bits_equal(params, reference.params)
+    assert opt.state_dict()["exp_avg"][0].dtype == BFLOAT16
+
+
+@pytest.mark.parametrize("dtype", SIXTEEN_BITS, ids=str)
+def test_stochastic_rounding_is_unbiased_and_repeatable(dtype):
+    """Steps far below the storage's resolution: nearest rounding loses them, stochastic rounding does not."""
+    size = 20000
+    start = np.full(size, 2.0, np.float32).astype(dtype)
+    runs = {}
+    for name, options in {"nearest": {}, "stochastic": {"stochastic_rounding": True, "seed": 7},
+                          "again": {"stochastic_rounding": True, "seed": 7},
+                          "other seed": {"stochastic_rounding": True, "seed": 8}}.items():
+        params = start.copy()
+        opt = numadam.Lion(params, lr=1e-4, weight_decay=0.0, **options)  # steps of exactly lr
+        for _ in range(20):
+            opt.step(np.ones(size, dtype))
+        runs[name] = params.astype(np.float32)
+    expected = 2.0 - 20 * 1e-4
+    assert np.all(runs["nearest"] == 2.0), "each step is below half a unit: nearest rounding stands still"
+    assert abs(runs["stochastic"].mean() - expected) < 2e-4
+    np.testing.assert_array_equal(runs["stochastic"], runs["again"])
+    assert not np.array_equal(runs["stochastic"], runs["other seed"])
+
+
+def test_sixteen_bit_options_are_checked():
+    with pytest.raises(ValueError, match="master_weights rounds float16 and bfloat16 parameters"):
+        numadam.Adam(np.zeros(3, np.float32), master_weights=True)
+    with pytest.raises(ValueError, match="choose one"):
+        numadam.Adam(np.zeros(3, np.float16), master_weights=True, stochastic_rounding=True)
+    with pytest.raises(ValueError, match="state_dtype must be one of"):
+        numadam.Adam(np.zeros(3, np.float32), state_dtype="float16")
+    with pytest.raises(ValueError, match="holds real numbers"):
+        numadam.Adam(np.zeros(3, np.complex64), state_dtype="bfloat16")
+
+
+def test_functional_steps_take_sixteen_bit_parameters_with_float32_state():
+    params = parameters(9, np.float16, shapes=((11,),))
+    reference = Reference("adam", {}, params)
+    m, v = np.zeros(11, np.float32), np.zeros(11, np.float32)
+    for t, grads in enumerate(gradients(10, params, 3), start=1):
+        numadam.adam_step(params[0], grads[0], m, v, step=t, lr=LR)
+        reference.step(grads)
+    assert_bits_equal(params, reference.params)
+    np.testing.assert_array_equal(m, reference.state[0]["exp_avg"])
