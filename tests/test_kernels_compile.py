@@ -148,3 +148,34 @@ def test_the_device_counted_step_kernels_compile_to_ptx():
     int64, float64, float32 = numba.types.int64, numba.types.float64, numba.types.float32
     cuda.compile_ptx(finalize.py_func, (int64, int64, int64, float64, int64, int64, int64, int64, float32), cc=(9, 0))
     cuda.compile_ptx(commit.py_func, (int64,), cc=(9, 0))
+
+
+def storage_spec(storage, state=None, **policy):
+    storage = np.dtype(pytest.importorskip("ml_dtypes").bfloat16 if storage == "bfloat16" else storage)
+    h = FAMILY.Hyper(**{**numadam.Adam._class_defaults, "weight_decay": 0.1})
+    kinds = {kind.name for kind in FAMILY.state_kinds(h)}
+    return kernel_spec(FAMILY, FAMILY.flags(h), storage, kinds, Policy(**policy),
+                       None if state is None else np.dtype(pytest.importorskip("ml_dtypes").bfloat16))
+
+
+STORAGE_SPECS = {
+    "float16": ("float16", None, {}),
+    "bfloat16": ("bfloat16", None, {}),
+    "bfloat16-master": ("bfloat16", None, {"master": True}),
+    "float16-stochastic": ("float16", None, {"stochastic": True}),
+    "float32-bfloat16-state": ("float32", "bfloat16", {}),
+}
+
+
+@pytest.mark.parametrize("name", STORAGE_SPECS)
+def test_16_bit_storage_compiles_to_16_bit_moves_and_float32_arithmetic(name):
+    """16-bit operands are loaded and stored as 16 bits and computed on in float32, on both targets."""
+    storage, state, policy = STORAGE_SPECS[name]
+    spec = storage_spec(storage, state, **policy)
+    ptx = compile_cuda(spec)
+    assert re.search(r"ld\.global(\.\w+)*\.[ub]16", ptx) and re.search(r"st\.global(\.\w+)*\.[ub]16", ptx)
+    assert not re.search(r"\b(add|sub|mul|div|sqrt|fma)(\.\w+)*\.f(16|64)\b", ptx), "arithmetic outside float32"
+    if storage == "float16":
+        assert re.search(r"cvt\.rn\.f16\.f32", ptx), "narrowing to half must round to nearest even"
+    code = assembly("serial", spec)
+    assert not re.search(r"\bv?(sqrt|div|mul)(sd|pd)\b", code), "float32 arithmetic promoted to float64"

@@ -75,7 +75,7 @@ def test_the_simulators_conversions_agree(code):
     widen, narrow = conversions(code, INTERPRETED)
     values = float32_cases()[:2000]
     for value in values[np.isfinite(values)]:
-        assert narrow.py_func(np.float32(value)) == np.float32(value).astype(FORMATS[code]).view(np.uint16)
+        assert narrow(np.float32(value)) == np.float32(value).astype(FORMATS[code]).view(np.uint16)
     for bits in range(0, 2**16, 97):
-        widened, expected = widen.py_func(np.uint16(bits)), np.uint16(bits).view(FORMATS[code]).astype(np.float32)
+        widened, expected = widen(np.uint16(bits)), np.uint16(bits).view(FORMATS[code]).astype(np.float32)
         assert widened == expected or (np.isnan(widened) and np.isnan(expected))

@@ -45,6 +45,8 @@ class CudaBackend:
         if interface.get("mask") is not None:
             raise TypeError("masked CUDA arrays are not supported")
         dtype = np.dtype(interface["typestr"])
+        if dtype.kind == "V":  # bfloat16 travels as raw bytes in the interface; the array knows better
+            dtype = np.dtype(getattr(array, "dtype", dtype))
         shape = tuple(interface["shape"])
         strides = interface.get("strides")
         if strides is None:

@@ -59,7 +59,7 @@ def kernel_for(spec, device_step=False):
     host uploads the scalars of every step number the device may be at).
     Without it, the last three arguments are ignored.
     """
-    piece = piece_runner(spec, PRIMITIVES, strided_threads=True, interpreted=SIMULATED)
+    piece = piece_runner(spec, PRIMITIVES, strided_threads=True)
     run_piece = piece if SIMULATED else njit(inline="always")(piece)  # inlined: needs no device to compile
 
     @cuda.jit
@@ -96,7 +96,7 @@ def reduction_kernel_for(spec):
     over it, each summing its own elements, and the block adds the threads'
     sums in a fixed tree: the result does not depend on the grid.
     """
-    piece = reduction_runner(spec, PRIMITIVES, strided_threads=True, interpreted=SIMULATED)
+    piece = reduction_runner(spec, PRIMITIVES, strided_threads=True)
     reduce_piece = piece if SIMULATED else njit(inline="always")(piece)
 
     @cuda.jit

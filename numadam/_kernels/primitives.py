@@ -20,12 +20,14 @@ from llvmlite import ir
 
 
 class Primitives(NamedTuple):
-    """The target's ``pointer``, ``bitcast``, ``half_to_float`` and ``float_to_half``."""
+    """The target's ``pointer``, ``bitcast``, ``half_to_float`` and ``float_to_half``;
+    ``interpreted`` when they are plain Python (functions built on them stay Python too)."""
 
     pointer: object
     bitcast: object
     half_to_float: object
     float_to_half: object
+    interpreted: bool = False
 
 
 def pointer_codegen(context, builder, signature, args):
@@ -80,9 +82,18 @@ def _interpreted_pointer(address, like):
     return element_pointer(address, like)
 
 
+def _interpreted_bitcast(value, like):
+    """``value``'s bits as ``like``'s type; a Python float (what a compiled rule returns to
+    Python) is taken as the float of ``like``'s size, a Python int as the unsigned integer."""
+    target = np.dtype(type(like))
+    kind = "f" if isinstance(value, (float, np.floating)) else "u"
+    return np.array([value], dtype=f"{kind}{target.itemsize}").view(target)[0]
+
+
 INTERPRETED = Primitives(
     _interpreted_pointer,
-    lambda value, like: np.asarray(value).view(np.dtype(type(like)))[()],
+    _interpreted_bitcast,
     lambda bits: np.float32(np.uint16(bits).view(np.float16)),
     lambda value: np.float16(value).view(np.uint16),
+    interpreted=True,
 )

@@ -251,7 +251,7 @@ def piece_name(spec, kind="run_piece"):
     return f"{kind}_{spec.rule}_{digest}"
 
 
-def _namespace(spec, primitives, interpreted):
+def _namespace(spec, primitives):
     registered = rule(spec.rule)
     real = np.dtype(spec.real).type
     namespace = {"rule": registered.function, "norms": registered.norms, "Scalars": registered.scalars,
@@ -259,37 +259,34 @@ def _namespace(spec, primitives, interpreted):
                  "real": real, "float64": np.float64, "zero64": np.float64(0), "one64": np.float64(1),
                  "uint64": np.uint64, "random_bits": random_bits}
     if spec.policy.stochastic:
-        stochastic = stochastic_rounding(spec.operands[PARAM], primitives)
-        namespace["stochastic"] = stochastic.py_func if interpreted else stochastic
+        namespace["stochastic"] = stochastic_rounding(spec.operands[PARAM], primitives)
     for k, code in enumerate(spec.operands):
         if code:
             widen, narrow = conversions(code, primitives)
-            if interpreted:
-                widen, narrow = widen.py_func, narrow.py_func
             namespace.update({f"e{k}": STORAGES[code].element.type(0), f"w{k}": widen, f"n{k}": narrow})
     return namespace
 
 
-def _compiled_source(source, kind, spec, primitives, interpreted):
+def _compiled_source(source, kind, spec, primitives):
     name = piece_name(spec, kind)
-    namespace = _namespace(spec, primitives, interpreted)
+    namespace = _namespace(spec, primitives)
     exec(compile(source.replace(f"def {kind}(", f"def {name}(", 1), f"<numadam {name}>", "exec"), namespace)
     return namespace[name]
 
 
 @functools.cache
-def piece_runner(spec, primitives, strided_threads=False, interpreted=False):
+def piece_runner(spec, primitives, strided_threads=False):
     """``run_piece`` for ``spec`` as a Python function, for the target of ``primitives``
     (:mod:`numadam._kernels.primitives`).
 
-    ``interpreted`` (the CUDA simulator) keeps the storage conversions in Python,
-    so that elements reach the compiled rule as NumPy scalars of their own dtype
-    (a compiled conversion would return a Python float, which is float64).
+    Interpreted primitives (the CUDA simulator) keep the storage conversions in
+    Python, so that elements reach the compiled rule as NumPy scalars of their own
+    dtype (a compiled conversion would return a Python float, which is float64).
     """
-    return _compiled_source(piece_source(spec, strided_threads), "run_piece", spec, primitives, interpreted)
+    return _compiled_source(piece_source(spec, strided_threads), "run_piece", spec, primitives)
 
 
 @functools.cache
-def reduction_runner(spec, primitives, strided_threads=False, interpreted=False):
+def reduction_runner(spec, primitives, strided_threads=False):
     """``reduce_piece`` for ``spec`` as a Python function (see :func:`piece_runner`)."""
-    return _compiled_source(reduction_source(spec, strided_threads), "reduce_piece", spec, primitives, interpreted)
+    return _compiled_source(reduction_source(spec, strided_threads), "reduce_piece", spec, primitives)

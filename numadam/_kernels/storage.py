@@ -37,19 +37,24 @@ STORAGES = {
 }
 
 
-@njit(inline="always")
 def _same(value):
     return value
 
 
-def _bfloat16(primitives):
-    bitcast = primitives.bitcast
+def _inlined(primitives):
+    """How functions built on ``primitives`` are made: inlined into the target's kernels, or
+    left in Python where the primitives are (the CUDA simulator)."""
+    return (lambda function: function) if primitives.interpreted else njit(inline="always")
 
-    @njit(inline="always")
+
+def _bfloat16(primitives):
+    bitcast, inlined = primitives.bitcast, _inlined(primitives)
+
+    @inlined
     def widen(bits):
         return bitcast(np.uint32(np.uint32(bits) << 16), _F32)
 
-    @njit(inline="always")
+    @inlined
     def narrow(value):
         bits = bitcast(value, _U32)
         if (bits & 0x7FFFFFFF) > 0x7F800000:  # NaN: keep the sign, make it quiet
@@ -61,12 +66,13 @@ def _bfloat16(primitives):
 
 def _float16(primitives):
     half_to_float, float_to_half = primitives.half_to_float, primitives.float_to_half
+    inlined = _inlined(primitives)
 
-    @njit(inline="always")
+    @inlined
     def widen(bits):
         return half_to_float(bits)
 
-    @njit(inline="always")
+    @inlined
     def narrow(value):
         return float_to_half(value)
 
@@ -80,7 +86,8 @@ def conversions(code, primitives):
         return _bfloat16(primitives)
     if code == "f2":
         return _float16(primitives)
-    return _same, _same
+    same = _inlined(primitives)(_same)
+    return same, same
 
 
 def storage_code(dtype):
@@ -116,7 +123,7 @@ def stochastic_rounding(code, primitives):
     """
     widen, narrow = conversions(code, primitives)
 
-    @njit(inline="always")
+    @_inlined(primitives)
     def narrow_stochastically(value, random):
         nearest = narrow(value)
         back = widen(nearest)

@@ -170,7 +170,7 @@ def policy_launch(policy, host, extra=None, step=1):
     names = ["param", "grad", "exp_avg", "exp_avg_sq", "max_exp_avg_sq", *POLICY_OPERANDS]
     rows = operand_rows([infos.get(name) for name in names])
     spec = kernel_spec(family, family.flags(h), np.dtype(host[0].dtype), {"exp_avg", "exp_avg_sq"}, policy)
-    values = tuple(scalars) + (tuple(PolicyScalars(3.0, 0.5, 0.2, 0.75, 0.25)) if policy.active else ())
+    values = tuple(scalars) + (tuple(PolicyScalars(3.0, 0.5, 0.2, 0.75, 0.25, 0.0)) if policy.active else ())
     plan = backend.plan(rows)
     return device, backend, plan, spec, [values]
 

@@ -75,10 +75,10 @@ def test_the_objects_on_cuda_kernels_match_the_cpu(simulator_storage, options):
         gpu.step([cuda.to_device(g) for g in grads])
     assert gpu.step_count == cpu.step_count and gpu.skipped_steps == cpu.skipped_steps
     for actual, expected in zip(device, host):
-        np.testing.assert_allclose(actual.copy_to_host(), expected, rtol=2e-6, atol=1e-7)
+        np.testing.assert_array_equal(actual.copy_to_host(), expected)
     if "ema" in options:
         for actual, expected in zip(gpu.ema_params(), cpu.ema_params()):
-            np.testing.assert_allclose(_host(actual), expected, rtol=2e-6, atol=1e-7)
+            np.testing.assert_array_equal(_host(actual), expected)
 
 
 def test_device_steps_count_on_the_gpu_and_the_host_learns_them(simulator_storage):
@@ -94,7 +94,7 @@ def test_device_steps_count_on_the_gpu_and_the_host_learns_them(simulator_storag
     assert gpu._device_steps is not None, "the GPU counted the steps"
     assert (gpu.step_count, gpu.skipped_steps) == (cpu.step_count, cpu.skipped_steps) == (6, WINDOW + 2)
     for actual, expected in zip(device, host):
-        np.testing.assert_allclose(actual.copy_to_host(), expected, rtol=2e-6, atol=1e-7)
+        np.testing.assert_array_equal(actual.copy_to_host(), expected)
     state = gpu.state_dict()
     assert state["step"] == 6 and state["skipped_steps"] == WINDOW + 2
     assert state["carry"] == cpu.state_dict()["carry"]
@@ -109,4 +109,25 @@ def test_lamb_and_a_groups_tree_on_cuda_kernels(simulator_storage):
         cpu.step({"g": grads[:1], "rest": grads[1:]})
         gpu.step({"g": [cuda.to_device(grads[0])], "rest": [cuda.to_device(g) for g in grads[1:]]})
     for actual, expected in zip(device, host):
-        np.testing.assert_allclose(actual.copy_to_host(), expected, rtol=2e-6, atol=1e-7)
+        np.testing.assert_array_equal(actual.copy_to_host(), expected)
+
+
+@pytest.mark.parametrize("storage", [
+    {"dtype": "float16"}, {"dtype": "bfloat16"}, {"dtype": "bfloat16", "master_weights": True},
+    {"dtype": "float16", "stochastic_rounding": True, "seed": 3}, {"dtype": "float32", "state_dtype": "bfloat16"},
+], ids=lambda s: "-".join(f"{k}={v}" for k, v in s.items()))
+def test_every_storage_combination_on_cuda_kernels_matches_the_cpu(simulator_storage, storage):
+    """16-bit parameters, master copies, stochastic rounding (the same random bits on both) and 16-bit state."""
+    options = dict(storage)
+    name = options.pop("dtype")
+    dtype = np.dtype(pytest.importorskip("ml_dtypes").bfloat16 if name == "bfloat16" else name)
+    host, _ = twins(7, SHAPES)
+    host = [array.astype(dtype) for array in host]
+    device = [cuda.to_device(array.copy()) for array in host]
+    cpu, gpu = numadam.Adam(host, lr=0.01, **options), numadam.Adam(device, lr=0.01, **options)
+    for grads in gradient_sequence(8, SHAPES, 4, dtype=np.float32):
+        grads = [g.astype(dtype) for g in grads]
+        cpu.step(grads)
+        gpu.step([cuda.to_device(g) for g in grads])
+    for actual, expected in zip(device, host):
+        np.testing.assert_array_equal(actual.copy_to_host().view(np.uint8), expected.view(np.uint8))
