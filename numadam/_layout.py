@@ -30,6 +30,16 @@ def iteration_order(shape, strides):
     return sorted(range(len(shape)), key=lambda axis: -abs(strides[axis]))
 
 
+def c_strides(shape, itemsize):
+    """The byte strides of a C-contiguous array of ``shape``."""
+    strides = []
+    step = itemsize
+    for extent in reversed(shape):
+        strides.append(step)
+        step *= max(extent, 1)
+    return tuple(reversed(strides))
+
+
 def dense_strides(shape, strides, itemsize):
     """Contiguous byte strides for ``shape`` that keep the memory order of ``strides``."""
     dense = [0] * len(shape)
@@ -40,11 +50,13 @@ def dense_strides(shape, strides, itemsize):
     return tuple(dense)
 
 
-def segment_rows(shape, operands, group=0):
+def segment_rows(shape, operands, group=0, follow=None):
     """The segment rows of one update (``OFFSET`` left at 0).
 
     ``operands`` lists an :class:`Operand` per operand, ``None`` for an absent
-    one (address and stride 0). Every row uses scalar row ``group``.
+    one (address and stride 0). Every row uses scalar row ``group``. With
+    ``follow`` (an operand's index) the elements are visited in that operand's
+    memory order, whatever the others' (8-bit state needs its blocks in order).
     """
     n = len(operands)
     width = table_width(n)
@@ -54,7 +66,8 @@ def segment_rows(shape, operands, group=0):
     if 0 in shape:
         return np.zeros((0, width), np.int64)
     strides = [operands[k].strides for k in present]
-    orders = {tuple(iteration_order(shape, operand)): None for operand in strides}
+    leaders = strides if follow is None else [operands[follow].strides]
+    orders = {tuple(iteration_order(shape, operand)): None for operand in leaders}
     dims = min((_merged_dims(shape, strides, order) for order in orders),
                key=lambda dims: math.prod(extent for extent, _ in dims[:-1]))
     if dims:

@@ -16,6 +16,7 @@ the gradient arrays change: passing the same gradient arrays every step
 
 import functools
 import operator
+from typing import NamedTuple
 
 import numpy as np
 
@@ -23,20 +24,28 @@ from . import _dtypes, _validate
 from ._dispatch import backend_for
 from ._kernels.segments import ADDRESS
 from ._kernels.policy import NO_POLICY, POLICY_OPERANDS, policy_operands
+from ._kernels import quantization
 from ._kernels.spec import KernelSpec
 from ._kernels.storage import storage_code
-from ._layout import Operand, coalesce, dense_strides, segment_rows
+from ._layout import Operand, c_strides, coalesce, dense_strides, segment_rows
 from ._memory import MemoryRanges, memory_bounds
 
 PARAM, GRAD = 0, 1
 
+#: ``state_dtype`` of 8-bit blockwise state (:mod:`numadam._kernels.quantization`).
+QUANTIZED_STATE = np.dtype(np.int8)
+#: Parameters with fewer (real) elements keep float32 state when ``state_dtype="int8"``:
+#: their state is small, and a block's scale would weigh as much as its codes.
+QUANTIZE_FROM = 4096
 
-def operand_rows(infos, group=0):
+
+def operand_rows(infos, group=0, follow=None):
     """The segment rows over operands described by ``infos`` (``ArrayInfo``, ``None`` if absent).
 
     All present operands share the first one's shape; each has its own dtype
     and strides (a stride of 0 repeats one value: a scalar bound). Complex
-    numbers count as pairs of reals.
+    numbers count as pairs of reals. ``follow`` names the operand whose memory
+    order the rows visit (see :func:`~numadam._layout.segment_rows`).
     """
     param = infos[PARAM]
     shape = _dtypes.real_layout(param.shape, param.strides, param.dtype)[0]
@@ -44,7 +53,7 @@ def operand_rows(infos, group=0):
                 Operand(info.address, _dtypes.real_layout(info.shape, info.strides, info.dtype)[1],
                         _dtypes.real_itemsize(info.dtype))
                 for info in infos]
-    return segment_rows(shape, operands, group)
+    return segment_rows(shape, operands, group, follow)
 
 
 def check_operands(infos, names, arrays, written):
@@ -78,12 +87,31 @@ def kernel_spec(family, flags, storage, present_kinds, policy=NO_POLICY, state=N
 @functools.lru_cache(maxsize=1024)
 def _kernel_spec(family, flags, storage, present_kinds, policy, state):
     compute = _dtypes.compute_dtype(storage)
-    param, kept = storage_code(storage), storage_code(state)
+    param = storage_code(storage)
     codes = {"accumulator": "f8", "low": param, "high": param, "ema": storage_code(compute), "master": "f4"}
-    state_codes = tuple(kept if kind.name in present_kinds else "" for kind in family.state)
+    state_codes = tuple(_state_code(kind, state) if kind.name in present_kinds else "" for kind in family.state)
     used = policy_operands(policy)
     extra = tuple(codes[name] if name in used else "" for name in POLICY_OPERANDS)
     return KernelSpec(family.name, flags, compute.name, (param, param) + state_codes + extra, policy)
+
+
+class Quantized(NamedTuple):
+    """One leaf of 8-bit state as saved: its codes and the float32 scale of each block."""
+
+    codes: object
+    scales: object
+
+
+def _on_host(array):
+    return array.get() if not isinstance(array, np.ndarray) and hasattr(array, "get") else np.asarray(array)
+
+
+def _state_code(kind, state):
+    """The storage code of state ``kind`` kept as ``state`` (int8: 8-bit codes, of the unsigned
+    map for state that is never negative)."""
+    if state == QUANTIZED_STATE:
+        return "u8" if kind.nonnegative else "i8"
+    return storage_code(state)
 
 
 class DtypePass:
@@ -97,7 +125,8 @@ class DtypePass:
     bounds (its own copy: an array, or one value read with stride 0).
     """
 
-    def __init__(self, backend, family, kinds, indices, params, infos, paths, rows_group, h, policies, bounds):
+    def __init__(self, backend, family, kinds, indices, params, infos, paths, rows_group, h, policies, bounds,
+                 state_dtype):
         self.backend = backend
         self.family = family
         self.kinds = kinds  # the StateKinds present, in the rule's order
@@ -108,11 +137,14 @@ class DtypePass:
         self.rows_group = rows_group  # scalar row of each parameter
         self.storage = _dtypes.storage_dtype(infos[0].dtype)
         self.compute = _dtypes.compute_dtype(infos[0].dtype)
-        self.state_dtype = self.compute if policies.state_dtype is None else policies.state_dtype
+        self.state_dtype = state_dtype
+        self.quantized = state_dtype == QUANTIZED_STATE
         self._itemsize = self.storage.itemsize
         sizes = [_dtypes.real_size(info.shape, info.dtype) for info in infos]
         #: Where each parameter starts among the real numbers of the pass (and of its table's sequence).
         self.offsets = np.concatenate(([0], np.cumsum(sizes))).astype(np.int64)
+        if self.quantized:
+            self._init_blocks(sizes)
         self.buffers = {kind.name: self._initial_buffer(kind, h) for kind in kinds}
         self.state = {name: [self._state_view(buffer, k) for k in range(len(params))]
                       for name, buffer in self.buffers.items()}
@@ -144,10 +176,35 @@ class DtypePass:
         self._pieces = None
         self._specs = {}
 
+    def _init_blocks(self, sizes):
+        """8-bit state: the blocks (each parameter's runs of ``BLOCK`` elements, as the sequence's
+        first element of each, then its length) and their float32 scales, one row per state kind."""
+        starts = [offset + np.arange(0, size, quantization.BLOCK) for offset, size in zip(self.offsets, sizes)]
+        blocks = np.append(np.concatenate(starts), self.offsets[-1]).astype(np.int64)
+        #: Each parameter's first block, then the number of blocks.
+        self.first_block = np.concatenate(([0], np.cumsum([len(s) for s in starts]))).astype(np.int64)
+        self.n_blocks = int(self.first_block[-1])
+        self.blocks = self.backend.zeros(len(blocks), np.dtype(np.int64))
+        self.backend.assign(self.blocks, blocks)
+        self.scales = self.backend.zeros(len(self.family.state) * self.n_blocks, np.dtype(np.float32))
+
+    def block_scales(self, name, k):
+        """The scales of parameter ``k``'s blocks of 8-bit state ``name`` (a view)."""
+        row = [kind.name for kind in self.family.state].index(name) * self.n_blocks
+        return self.scales[row + int(self.first_block[k]):row + int(self.first_block[k + 1])]
+
     def _initial_buffer(self, kind, h):
         """A new buffer of state ``kind``, holding its initial value for hyperparameters ``h``."""
-        buffer = self.backend.zeros(int(self.offsets[-1]), self.state_dtype)
         initial = kind.initial(h) if callable(kind.initial) else kind.initial
+        if self.quantized:  # every code 1 (or 0) times a scale of the initial value
+            signed = not kind.nonnegative
+            buffer = self.backend.zeros(int(self.offsets[-1]), quantization.code_dtype(signed))
+            if initial != 0:
+                buffer[...] = quantization.code_of_one(signed)
+            for k in range(len(self.params)):
+                self.block_scales(kind.name, k)[...] = initial
+            return buffer
+        buffer = self.backend.zeros(int(self.offsets[-1]), self.state_dtype)
         if isinstance(initial, str):  # "param"
             for k, param in enumerate(self.params):
                 self.backend.assign(self._state_view(buffer, k), param)
@@ -178,20 +235,27 @@ class DtypePass:
         """The dtype of parameter ``k``'s part of ``buffer``: the buffer's, complex for complex parameters."""
         return _dtypes.complex_of(buffer.dtype) if self.infos[k].dtype.kind == "c" else buffer.dtype
 
+    def _dense_strides(self, k, itemsize):
+        """The strides of parameter ``k``'s state: dense in the parameter's memory order, or in
+        C order for 8-bit state (whose blocks run over the parameter's C order)."""
+        info = self.infos[k]
+        if self.quantized:
+            return c_strides(info.shape, itemsize)
+        return dense_strides(info.shape, info.strides, itemsize)
+
     def _state_view(self, buffer, k):
-        """Parameter ``k``'s part of ``buffer``: dense, in the parameter's memory order."""
+        """Parameter ``k``'s part of ``buffer``, shaped like the parameter (see :meth:`_dense_strides`)."""
         info = self.infos[k]
         dtype = self._view_dtype(buffer, k)
-        strides = dense_strides(info.shape, info.strides, dtype.itemsize)
         offset = int(self.offsets[k]) * buffer.dtype.itemsize
-        return self.backend.view(buffer, offset, info.shape, strides, dtype)
+        return self.backend.view(buffer, offset, info.shape, self._dense_strides(k, dtype.itemsize), dtype)
 
     def _buffer_info(self, buffer, k):
         info = self.infos[k]
         dtype = self._view_dtype(buffer, k)
         address = self.backend.address(buffer) + int(self.offsets[k]) * buffer.dtype.itemsize
-        return info._replace(address=address, strides=dense_strides(info.shape, info.strides, dtype.itemsize),
-                             dtype=dtype, readonly=False)
+        return info._replace(address=address, strides=self._dense_strides(k, dtype.itemsize), dtype=dtype,
+                             readonly=False)
 
     def _rows(self, k, grad_strides, grad_address):
         """Segment rows of parameter ``k`` with a gradient of the given layout."""
@@ -202,8 +266,9 @@ class DtypePass:
         extra = {name: self._buffer_info(buffer, k) for name, buffer in self.policy_buffers.items()}
         if self.bounds is not None:
             extra["low"], extra["high"] = (self.backend.describe(bound) for bound in self.bounds[k])
+        follow = 2 + next(j for j, s in enumerate(state) if s is not None) if self.quantized else None
         return operand_rows([info, grad] + state + [extra.get(name) for name in POLICY_OPERANDS],
-                            self.rows_group[k])
+                            self.rows_group[k], follow)
 
     def spec(self, flags, policy=NO_POLICY):
         """The kernel spec for the rule's ``flags``, the state this pass keeps and ``policy``."""
@@ -215,8 +280,31 @@ class DtypePass:
         return found
 
     def written_arrays(self):
-        """Every array this pass writes: the parameters, the state and the policies' buffers."""
-        return list(self.params) + list(self.buffers.values()) + list(self.policy_buffers.values())
+        """Every array this pass writes: the parameters, the state (and its scales) and the policies' buffers."""
+        scales = [self.scales] if self.quantized else []
+        return list(self.params) + list(self.buffers.values()) + scales + list(self.policy_buffers.values())
+
+    def load_state(self, name, k, source):
+        """Copy ``source`` (numbers, or :class:`Quantized` codes) into parameter ``k``'s state ``name``,
+        converting it to the state's storage: quantized (on the host) for 8-bit state, decoded
+        (on the host) from 8-bit codes, cast otherwise."""
+        signed = not self.family.state[[kind.name for kind in self.family.state].index(name)].nonnegative
+        target = self.state[name][k]
+        if self.quantized:
+            codes, scales = source if isinstance(source, Quantized) else quantization.quantize(_on_host(source), signed)
+            self.backend.assign(target, codes)
+            self.backend.assign(self.block_scales(name, k), scales)
+        elif isinstance(source, Quantized):
+            self.backend.assign(target, quantization.dequantize(_on_host(source.codes), _on_host(source.scales), signed))
+        else:
+            self.backend.assign(target, source)
+
+    def run(self, plan, spec, scalars):
+        """Apply ``spec``'s update: block by block where it updates 8-bit state."""
+        if self.quantized and spec.policy.accumulate != "add":
+            self.backend.run_blocks(plan, spec, scalars, self.blocks, self.scales)
+        else:
+            self.backend.run(plan, spec, scalars)
 
     def bind(self, grads, written):
         """Check this pass's gradients and return the plan that applies them.
@@ -315,19 +403,30 @@ def _with_grad_address(rows, address):
     return rows
 
 
+def state_dtype_of(info, policies):
+    """The dtype a parameter's state is kept in: ``state_dtype`` (int8 only from
+    :data:`QUANTIZE_FROM` elements on), else the parameter's compute dtype."""
+    wanted = policies.state_dtype
+    if wanted is None or (wanted == QUANTIZED_STATE
+                          and _dtypes.real_size(info.shape, info.dtype) < QUANTIZE_FROM):
+        return _dtypes.compute_dtype(info.dtype)
+    return wanted
+
+
 def passes_by_dtype(backend, family, kinds, leaves, infos, paths, rows_group, h, policies, bounds):
-    """One :class:`DtypePass` per real dtype, in order of first appearance (state initialized for ``h``).
+    """One :class:`DtypePass` per real dtype and state dtype, in order of first appearance (state
+    initialized for ``h``).
 
     ``bounds`` holds each leaf's ``(low, high)`` arrays, or is ``None``.
     """
     by_dtype = {}
     for k, info in enumerate(infos):
-        by_dtype.setdefault(_dtypes.storage_dtype(info.dtype), []).append(k)
+        by_dtype.setdefault((_dtypes.storage_dtype(info.dtype), state_dtype_of(info, policies)), []).append(k)
     return [
         DtypePass(backend, family, kinds, indices, [leaves[k] for k in indices], [infos[k] for k in indices],
                   [paths[k] for k in indices], [rows_group[k] for k in indices], h, policies,
-                  None if bounds is None else [bounds[k] for k in indices])
-        for indices in by_dtype.values()
+                  None if bounds is None else [bounds[k] for k in indices], state)
+        for (_, state), indices in by_dtype.items()
     ]
 
 

@@ -23,7 +23,10 @@ Options (all keyword-only, on every optimizer class):
 And the precision of the state and of 16-bit parameters:
 
 - ``state_dtype``: ``"float32"`` (the default for float16 and bfloat16
-  parameters; the parameters' own dtype otherwise) or ``"bfloat16"``;
+  parameters; the parameters' own dtype otherwise), ``"bfloat16"`` or
+  ``"int8"``: 8-bit codes in blocks of 256 elements with a float32 scale each
+  (:mod:`numadam._kernels.quantization`), for parameters of 4096 elements and
+  more (smaller ones keep the default);
 - ``master_weights=True`` (float16 and bfloat16 parameters): the update reads
   and writes a float32 copy of the parameters and rounds it into them;
 - ``stochastic_rounding=True`` (the alternative without a copy): each
@@ -48,7 +51,7 @@ POLICY_DEFAULTS = {"clip_global_norm": None, "clip_value": None, "nonfinite": "p
                    "state_dtype": None, "master_weights": False, "stochastic_rounding": False, "seed": 0}
 
 #: What ``state_dtype`` may name.
-STATE_DTYPES = ("float32", "bfloat16")
+STATE_DTYPES = ("float32", "bfloat16", "int8")
 
 
 class Policies(NamedTuple):

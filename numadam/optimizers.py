@@ -21,7 +21,8 @@ from ._device_steps import DeviceSteps
 from ._dispatch import backend_for
 from ._family import StateKind
 from ._kernels.policy import PolicyScalars
-from ._pass import passes_by_dtype, written_memory
+from ._kernels import quantization
+from ._pass import QUANTIZED_STATE, Quantized, passes_by_dtype, written_memory
 from ._policy import POLICY_DEFAULTS, checked_policies, global_scale, leaf_bound
 from ._state import load_state, save_state
 from ._tree import flatten
@@ -179,11 +180,26 @@ class Optimizer:
             if getattr(policies, name) and wide:
                 raise ValueError(f"{name} rounds float16 and bfloat16 parameters; {wide[0]} is "
                                  f"{self._infos[self._paths.index(wide[0])].dtype}")
-        if policies.state_dtype is not None and policies.state_dtype.itemsize == 2:
+        if policies.state_dtype is not None and policies.state_dtype.itemsize < 4:
             complex_leaves = [path for info, path in zip(self._infos, self._paths) if info.dtype.kind == "c"]
             if complex_leaves:
                 raise ValueError(f"state_dtype={policies.state_dtype.name!r} holds real numbers; "
                                  f"{complex_leaves[0]} is complex")
+        if policies.state_dtype == QUANTIZED_STATE:
+            self._check_quantizable()
+
+    def _check_quantizable(self):
+        """8-bit state quantizes moments, updated in the one pass that rescales their blocks."""
+        family = self.family
+        if family.norms is not None:
+            raise ValueError(f"state_dtype='int8' is not available for {family.title}: its first pass "
+                             "updates the moments to take their norms, and 8-bit moments are rescaled "
+                             "block by block in the pass that writes them; use 'bfloat16'")
+        iterates = [kind.name for kind in family.state if isinstance(kind.initial, str)]
+        if iterates:
+            raise ValueError(f"state_dtype='int8' is not available for {family.title}: its state "
+                             f"{iterates[0]!r} is an iterate (it starts at the parameters), which 8-bit "
+                             "codes cannot carry; use 'bfloat16'")
 
     def _leaf_bounds(self, k, low, high):
         leaf, path, backend = self._leaves[k], self._paths[k], self._backend
@@ -345,7 +361,7 @@ class Optimizer:
                 step = self._step + 1
                 scalars, carry, flags = self._step_scalars(step)
                 for dtype_pass, plan in zip(passes, plans):
-                    dtype_pass.backend.run(plan, dtype_pass.spec(flags), scalars)
+                    dtype_pass.run(plan, dtype_pass.spec(flags), scalars)
                 self._step = step
                 self._carry = carry
                 return
@@ -389,7 +405,7 @@ class Optimizer:
             scalars, policy = self._norms_pass(plans, flags, policy, scalars, extra)
         scalars = _rows_with_policy(scalars, policy, extra)
         for dtype_pass, plan in zip(self._passes, plans):
-            dtype_pass.backend.run(plan, dtype_pass.spec(flags, policy), scalars)
+            dtype_pass.run(plan, dtype_pass.spec(flags, policy), scalars)
         if phase == "add":  # only accumulated: no update was taken
             self._micro_step = micro_step
             return
@@ -541,7 +557,12 @@ class Optimizer:
 
         The state arrays (for Adam: ``exp_avg``, ``exp_avg_sq`` and, with
         AMSGrad, ``max_exp_avg_sq``) are trees shaped like ``params``, on the
-        parameters' backend. Groups add ``"groups"`` (their hyperparameters),
+        parameters' backend, in the dtype the state is kept in. With
+        ``state_dtype="int8"`` a quantized leaf holds its codes (int8, or uint8
+        for state that is never negative) and ``"<name>_scales"`` the float32
+        scale of each block of 256 elements in C order (an empty array for a
+        leaf kept in float32). :meth:`load_state_dict` converts any of these
+        to this optimizer's own ``state_dtype``. Groups add ``"groups"`` (their hyperparameters),
         families with running host values ``"carry"``, schedules with a
         ``state_dict`` method their own. Restore with :meth:`load_state_dict`.
         """
@@ -552,6 +573,10 @@ class Optimizer:
             for kind in self._present_kinds():
                 state[kind.name] = self._treedef.unflatten(
                     [p.state[kind.name][local].copy() for p, local in self._locations])
+                if any(p.quantized for p in self._passes):
+                    state[f"{kind.name}_scales"] = self._treedef.unflatten(
+                        [p.block_scales(kind.name, local).copy() if p.quantized else np.zeros(0, np.float32)
+                         for p, local in self._locations])
             if self._groups:
                 state["groups"] = [group.overrides for group in self._groups]
                 schedules = [_schedule_state(group.schedule) for group in self._groups]
@@ -603,7 +628,7 @@ class Optimizer:
         counts = self._checked_state_counts(state)
         kinds = family.state_kinds(self._hyper_tuple(hyper))
         arrays = {kind.name: self._checked_state_arrays(state, kind) for kind in kinds}
-        policy_arrays = {name: self._checked_state_arrays(state, StateKind(name, ""), wide=name == "accumulator")
+        policy_arrays = {name: self._checked_state_arrays(state, StateKind(name, ""))
                          for name in self._passes[0].policy_buffers}
         schedule_states = [(self._schedule, state.get("schedule"))]
         if "group_schedules" in state:
@@ -615,7 +640,7 @@ class Optimizer:
             self._reshape_state(kinds, self._hyper_tuple(hyper))
             for name, leaves in arrays.items():
                 for (dtype_pass, local), source in zip(self._locations, leaves):
-                    dtype_pass.backend.assign(dtype_pass.state[name][local], source)
+                    dtype_pass.load_state(name, local, source)
             for name, leaves in policy_arrays.items():
                 for (dtype_pass, local), source in zip(self._locations, leaves):
                     dtype_pass.backend.assign(dtype_pass.policy_state[name][local], source)
@@ -688,19 +713,52 @@ class Optimizer:
             raise ValueError(f"state['micro_step'] must be below accumulate={self._policies.accumulate}; got {micro}")
         return int(skipped), int(micro)
 
-    def _checked_state_arrays(self, state, kind, wide=False):
+    def _checked_state_arrays(self, state, kind):
+        """The leaves of state ``kind`` (or of a policy's buffer): arrays shaped like their parameters,
+        of any floating dtype numadam stores (converted on loading), or 8-bit codes with their block
+        scales in ``state[name + '_scales']`` (as :class:`~numadam._pass.Quantized`)."""
         root = f"state[{kind.name!r}]"
         if kind.name not in state:
             raise ValueError(f"state has {kind.when or 'these options'} but no {kind.name!r}")
         leaves = self._treedef.flatten_like(state[kind.name], root)
         paths = self._treedef.paths(root)
-        for leaf, path, info in zip(leaves, paths, self._infos):
+        scales = None
+        for k, (leaf, path, info) in enumerate(zip(leaves, paths, self._infos)):
             backend_for([leaf], [path])
-            expected = info._replace(dtype=_wide_dtype(info.dtype)) if wide else info
-            _validate.check_matches(leaf, path, expected, "its parameter" + (" (widened to float64)" if wide else ""))
+            if leaf.shape != info.shape:
+                raise ValueError(f"{path} has shape {leaf.shape} but its parameter has shape {info.shape}")
+            if leaf.dtype.kind in "iu":
+                if scales is None:
+                    scales = self._checked_state_scales(state, kind)
+                leaves[k] = self._checked_codes(leaf, path, kind, scales[k], info)
+                continue
+            complex_parameter = info.dtype.kind == "c"
+            if not _dtypes.is_supported(leaf.dtype) or (leaf.dtype.kind == "c") != complex_parameter:
+                raise TypeError(f"{path} has dtype {leaf.dtype}; state is loaded from "
+                                f"{'complex' if complex_parameter else 'real'} float16, bfloat16, float32 or "
+                                f"float64 numbers shaped like its parameter{'' if complex_parameter else ', or 8-bit codes'}")
             if kind.nonnegative and _has_negative_entries(leaf):
                 raise ValueError(f"{path} has negative entries; {kind.name} is >= 0")
         return leaves
+
+    def _checked_state_scales(self, state, kind):
+        name = f"{kind.name}_scales"
+        if name not in state:
+            raise ValueError(f"state[{kind.name!r}] holds 8-bit codes but state has no {name!r} (their block scales)")
+        return self._treedef.flatten_like(state[name], f"state[{name!r}]")
+
+    def _checked_codes(self, codes, path, kind, scales, info):
+        expected = quantization.code_dtype(signed=not kind.nonnegative)
+        if codes.dtype != expected:
+            raise TypeError(f"{path} holds 8-bit codes of dtype {codes.dtype}; {kind.name} is coded as {expected}")
+        if info.dtype.kind == "c":
+            raise TypeError(f"{path} holds 8-bit codes, which hold real numbers; its parameter is complex")
+        blocks = quantization.n_blocks(codes.size)
+        if getattr(scales, "shape", None) != (blocks,) or scales.dtype != np.float32:
+            raise ValueError(f"the scales of {path} must be float32 of shape ({blocks},), one per block of "
+                             f"{quantization.BLOCK}; got {getattr(scales, 'dtype', type(scales).__name__)} "
+                             f"of shape {getattr(scales, 'shape', None)}")
+        return Quantized(codes, scales)
 
     def save(self, path):
         """Write :meth:`state_dict` to one ``.npz`` file, atomically."""
@@ -739,10 +797,6 @@ def _rebuild(cls, params, options, schedule, state):
     optimizer = cls(params, schedule=schedule, **options)
     optimizer.load_state_dict(state)
     return optimizer
-
-
-def _wide_dtype(dtype):
-    return np.dtype(np.complex128 if dtype.kind == "c" else np.float64)
 
 
 def _from_saved(value):

@@ -3,6 +3,7 @@
 import numpy as np
 
 from .. import _threading
+from .._kernels.quantization import BLOCK
 from .._layout import number_chunks
 from . import ArrayInfo, Plan
 
@@ -60,6 +61,17 @@ class CpuBackend:
         real, zero = _REAL_DTYPES[spec.real]
         kernel = self._kernels.compiled(spec, self._parallel(plan))
         kernel(spec, plan.device_table, plan.width, plan.n_chunks, self.chunk_size, _row_major(scalars, real), zero)
+
+    def run_blocks(self, plan, spec, scalars, blocks, scales):
+        """:meth:`run` for a spec with 8-bit state: block by block (``blocks``: each block's first
+        element in the sequence, then its length), reading and writing the blocks' ``scales``."""
+        if plan.n_chunks == 0:
+            return
+        plan.check_fits(spec, scalars)
+        real, zero = _REAL_DTYPES[spec.real]
+        kernel = self._kernels.compiled_blocks(spec, self._parallel(plan))
+        kernel(spec, plan.device_table, plan.width, blocks, self.chunk_size // BLOCK, _row_major(scalars, real), zero,
+               scales)
 
     def reduce(self, plan, spec, scalars, starts, stops):
         """``(pieces, 2)`` float64: the sum of squares and the non-finite count of the

@@ -12,7 +12,7 @@ import threading
 
 import numpy as np
 
-from .._layout import number_chunks
+from .._layout import c_strides, number_chunks
 from . import ArrayInfo, Plan
 
 _STAGING_LOCK = threading.Lock()
@@ -50,7 +50,7 @@ class CudaBackend:
         shape = tuple(interface["shape"])
         strides = interface.get("strides")
         if strides is None:
-            strides = _c_strides(shape, dtype.itemsize)
+            strides = c_strides(shape, dtype.itemsize)
         address, readonly = interface["data"]
         return ArrayInfo(address, shape, tuple(strides), dtype, bool(readonly))
 
@@ -312,12 +312,3 @@ def _as_int64_words(values):
     padded = np.zeros(-(-values.nbytes // 8) * 8, np.uint8)
     padded[: values.nbytes] = values.view(np.uint8)
     return padded.view(np.int64)
-
-
-def _c_strides(shape, itemsize):
-    strides = []
-    step = itemsize
-    for extent in reversed(shape):
-        strides.append(step)
-        step *= max(extent, 1)
-    return tuple(reversed(strides))

@@ -17,11 +17,13 @@ division-by-zero check that stops LLVM from vectorizing the loop.
 import functools
 import pathlib
 
+import numpy as np
 from numba import njit, prange, typeof, types
 from numba.extending import overload
 
 from .primitives import cpu_primitives
-from .runner import piece_runner, reduction_runner
+from .quantization import BLOCK
+from .runner import block_runners, piece_runner, quantized_operands, reduction_runner
 from .segments import piece_of, segment_of_element, sequence_length
 
 
@@ -132,6 +134,131 @@ def update_parallel(spec, table, width, n_chunks, chunk_size, scalars, like):
         _update_chunk(spec, table, width, n_segments, n_elements, chunk, chunk_size, scalars, like)
 
 
+# -- 8-bit state: block by block ----------------------------------------------------------------
+
+
+def load_piece(spec, table, row, start, stop, scalars, like, scales, n_blocks, block, shift, buffer):
+    """The first half of a block's update over elements ``start:stop`` of a segment (compiled per spec)."""
+
+
+def store_piece(spec, table, row, start, stop, inverse, shift, buffer):
+    """The second half: encode the block's new state (compiled per spec)."""
+
+
+def settle(spec, buffer, count, scales, n_blocks, block, inverse, like):
+    """The block's new scales (compiled per spec)."""
+
+
+def block_buffers(spec, like):
+    """The new state of one block and each state's inverse scale, in the real dtype."""
+
+
+@functools.cache
+def _compiled_blocks(spec):
+    return tuple(njit(function) for function in block_runners(spec, cpu_primitives()))
+
+
+@overload(load_piece)
+def _load_piece(spec, table, row, start, stop, scalars, like, scales, n_blocks, block, shift, buffer):
+    piece = _compiled_blocks(spec.spec)[0]
+
+    def implementation(spec, table, row, start, stop, scalars, like, scales, n_blocks, block, shift, buffer):
+        piece(table, row, start, stop, 1, scalars, like, scales, n_blocks, block, shift, buffer)
+
+    return implementation
+
+
+@overload(store_piece)
+def _store_piece(spec, table, row, start, stop, inverse, shift, buffer):
+    piece = _compiled_blocks(spec.spec)[1]
+
+    def implementation(spec, table, row, start, stop, inverse, shift, buffer):
+        piece(table, row, start, stop, 1, inverse, shift, buffer)
+
+    return implementation
+
+
+@overload(settle)
+def _settle(spec, buffer, count, scales, n_blocks, block, inverse, like):
+    function = _compiled_blocks(spec.spec)[2]
+
+    def implementation(spec, buffer, count, scales, n_blocks, block, inverse, like):
+        function(buffer, count, scales, n_blocks, block, inverse, like)
+
+    return implementation
+
+
+@overload(block_buffers)
+def _block_buffers(spec, like):
+    slots = max(quantized_operands(spec.spec)) - 1
+    dtype = np.float32 if like == types.float32 else np.float64
+
+    def implementation(spec, like):
+        return np.empty(slots * BLOCK, dtype), np.empty(slots, dtype)
+
+    return implementation
+
+
+@njit(inline="always")
+def _update_blocks(spec, table, width, n_segments, blocks, first_block, last_block, scalars, like, scales):
+    """Update blocks ``first_block:last_block``: each block's elements, then its scales, then its codes."""
+    buffer, inverse = block_buffers(spec, like)
+    n_blocks = blocks.size - 1
+    for block in range(first_block, last_block):
+        first = blocks[block]
+        last = blocks[block + 1]
+        segment = segment_of_element(table, n_segments, first, width)
+        position = first
+        while position < last:
+            row, start, stop = piece_of(table, segment, position, last, width)
+            load_piece(spec, table, row, start, stop, scalars, like, scales, n_blocks, block,
+                       position - first - start, buffer)
+            position += stop - start
+            segment += 1
+        settle(spec, buffer, last - first, scales, n_blocks, block, inverse, like)
+        segment = segment_of_element(table, n_segments, first, width)
+        position = first
+        while position < last:
+            row, start, stop = piece_of(table, segment, position, last, width)
+            store_piece(spec, table, row, start, stop, inverse, position - first - start, buffer)
+            position += stop - start
+            segment += 1
+
+
+@njit(cache=True, error_model="numpy")
+def update_blocks_serial(spec, table, width, blocks, blocks_per_chunk, scalars, like, scales):
+    """Apply the spec's rule block by block (8-bit state; ``blocks`` holds each block's first
+    element in the sequence, then the sequence's length), on the calling thread."""
+    n_blocks = blocks.size - 1
+    update_count = -(-n_blocks // blocks_per_chunk)
+    for chunk in range(update_count):
+        _update_blocks(spec, table, width, table.size // width, blocks, chunk * blocks_per_chunk,
+                       min((chunk + 1) * blocks_per_chunk, n_blocks), scalars, like, scales)
+
+
+@njit(cache=True, parallel=True, error_model="numpy")
+def update_blocks_parallel(spec, table, width, blocks, blocks_per_chunk, scalars, like, scales):
+    """:func:`update_blocks_serial`, one ``prange`` iteration per run of ``blocks_per_chunk`` blocks."""
+    n_blocks = blocks.size - 1
+    update_count = -(-n_blocks // blocks_per_chunk)
+    for chunk in prange(update_count):
+        _update_blocks(spec, table, width, table.size // width, blocks, chunk * blocks_per_chunk,
+                       min((chunk + 1) * blocks_per_chunk, n_blocks), scalars, like, scales)
+
+
+def block_signature(spec):
+    """The argument types of the block kernels for ``spec``."""
+    real = types.float32 if spec.real == "float32" else types.float64
+    return (typeof(spec), types.int64[::1], types.int64, types.int64[::1], types.int64, real[::1], real,
+            types.float32[::1])
+
+
+@functools.cache
+def compiled_blocks(spec, parallel):
+    """The machine code of ``update_blocks_parallel`` (or ``_serial``) for ``spec`` (see :func:`compiled`)."""
+    return (update_blocks_parallel if parallel else update_blocks_serial).compile(block_signature(spec))
+
+
 def signature(spec):
     """The argument types of the kernels for ``spec``."""
     real = types.float32 if spec.real == "float32" else types.float64
@@ -177,7 +304,8 @@ def cache_files():
     ``NUMBA_CACHE_DIR`` when that is set.
     """
     files = []
-    for kernel in (update_serial, update_parallel, reduce_serial, reduce_parallel, data_address):
+    for kernel in (update_serial, update_parallel, reduce_serial, reduce_parallel, update_blocks_serial,
+                   update_blocks_parallel, data_address):
         directory = pathlib.Path(kernel.stats.cache_path)
         files += sorted(directory.glob(f"{__name__.rsplit('.', 1)[-1]}.{kernel.__name__}-*.nb[ic]"))
     return files

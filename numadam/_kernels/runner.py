@@ -42,9 +42,10 @@ import hashlib
 import numpy as np
 
 from .policy import POLICY_OPERANDS, PolicyScalars
+from .quantization import BLOCK, codecs, inverse_of
 from .segments import ADDRESS, GROUP, OFFSET
 from .spec import fingerprint, rule
-from .storage import STORAGES, conversions, random_bits, stochastic_rounding
+from .storage import QUANTIZED, STORAGES, conversions, random_bits, stochastic_rounding
 
 PARAM, GRAD = 0, 1
 
@@ -103,6 +104,24 @@ def _param_store(spec, index_of):
     return lines
 
 
+def _state_load(spec, k, index_of):
+    """State operand ``k`` as the rule reads it: widened, or decoded and scaled by its block's scale."""
+    if not spec.operands[k]:
+        return "like"
+    if spec.operands[k] in QUANTIZED:
+        return f"d{k}({_element(k, index_of)}) * c{k}"
+    return f"w{k}({_element(k, index_of)})"
+
+
+def _state_store(spec, k, index_of):
+    """The line that keeps state operand ``k``'s new value: narrowed into the operand, or (8-bit
+    state) into the block's buffer, to be encoded once the block's new scale is known."""
+    slot = k - 2
+    if spec.operands[k] in QUANTIZED:
+        return f"buffer[{slot * BLOCK} + i + shift] = state[{slot}]"
+    return f"{_element(k, index_of)} = n{k}(state[{slot}])"
+
+
 def _update_lines(spec, index_of, bounds_loaded):
     """The lines that update the element at ``index_of(k)`` of each operand ``k``."""
     policy = spec.policy
@@ -110,7 +129,7 @@ def _update_lines(spec, index_of, bounds_loaded):
         slot = _policy_slot(spec, "accumulator")
         return [f"{_element(slot, index_of)} = n{slot}(w{slot}({_element(slot, index_of)}) + w1({_element(GRAD, index_of)}))"]
     n_state = len(rule(spec.rule).state)
-    state = [f"w{k}({_element(k, index_of)})" if spec.operands[k] else "like" for k in range(2, 2 + n_state)]
+    state = [_state_load(spec, k, index_of) for k in range(2, 2 + n_state)]
     lines = _gradient_lines(spec, index_of)
     lines.append(f"param, state = rule({_param_load(spec, index_of)}, grad, "
                  f"({', '.join(state)}{',' if n_state == 1 else ''}), h, flags)")
@@ -124,9 +143,7 @@ def _update_lines(spec, index_of, bounds_loaded):
         lines.append(f"{_element(slot, index_of)} = n{slot}(q.ema_decay * w{slot}({_element(slot, index_of)})"
                      " + q.one_minus_ema_decay * param)")
     lines += _param_store(spec, index_of)
-    for k in range(2, 2 + n_state):
-        if spec.operands[k]:
-            lines.append(f"{_element(k, index_of)} = n{k}(state[{k - 2}])")
+    lines += [_state_store(spec, k, index_of) for k in range(2, 2 + n_state) if spec.operands[k]]
     return lines
 
 
@@ -151,19 +168,38 @@ def _header(name, spec, extra_arguments=""):
     return lines
 
 
+def _operand_pointers(spec, operands):
+    n = spec.n_operands
+    return [line for k in operands for line in (f"    o{k} = pointer(table[row + {ADDRESS + k}], e{k})",
+                                                f"    s{k} = table[row + {ADDRESS + n + k}]")]
+
+
 def _loop(header, body, step):
     return [f"        for i in range(start, stop{step}):"] + ["            " + line for line in body]
 
 
-def piece_source(spec, strided_threads):
+def quantized_operands(spec):
+    """The operands of ``spec`` kept as 8-bit blockwise codes."""
+    return [k for k, code in enumerate(spec.operands) if code in QUANTIZED]
+
+
+def piece_source(spec, strided_threads, name="run_piece"):
     """The source of ``run_piece`` for ``spec``.
 
     ``strided_threads`` (CUDA) makes the loops step by ``step`` (the threads of
     a block share a piece); on the CPU they step by one, which LLVM vectorizes.
+
+    With 8-bit state the function is ``load_piece``, the first half of a block's
+    update: it reads the state with the block's scales (``c2 = scales[...]``)
+    and leaves the new state in ``buffer`` at ``i + shift`` (the element's
+    place in its block) for :func:`store_source`.
     """
     step = ", step" if strided_threads else ""
     present = [k for k, code in enumerate(spec.operands) if code]
-    lines = _header("run_piece", spec)
+    quantized = quantized_operands(spec)
+    extra = ", scales, n_blocks, block, shift, buffer" if name == "load_piece" else ""
+    lines = _header(name, spec, extra)
+    lines += [f"    c{k} = real(scales[{k - 2} * n_blocks + block])" for k in quantized]
     unit = lambda k: "i"  # noqa: E731
     strided = lambda k: f"i * s{k}"  # noqa: E731
     lines.append("    if " + " and ".join(f"s{k} == 1" for k in present) + ":")
@@ -176,6 +212,40 @@ def piece_source(spec, strided_threads):
         lines += _loop(lines, _update_lines(spec, unit, True), step)
     lines.append("    else:")
     lines += _loop(lines, _update_lines(spec, strided, False), step)
+    return "\n".join(lines) + "\n"
+
+
+def store_source(spec, strided_threads):
+    """The source of ``store_piece``: the second half of a block's update, which encodes the
+    new state left in ``buffer`` with the block's new ``inverse`` scales."""
+    step = ", step" if strided_threads else ""
+    quantized = quantized_operands(spec)
+    lines = ["def store_piece(table, row, start, stop, step, inverse, shift, buffer):"]
+    lines += _operand_pointers(spec, quantized)
+    lines += [f"    v{k} = inverse[{k - 2}]" for k in quantized]
+
+    def stores(index_of):
+        return [f"{_element(k, index_of)} = q{k}(buffer[{(k - 2) * BLOCK} + i + shift], v{k})" for k in quantized]
+
+    lines.append("    if " + " and ".join(f"s{k} == 1" for k in quantized) + ":")
+    lines += _loop(lines, stores(lambda k: "i"), step)
+    lines.append("    else:")
+    lines += _loop(lines, stores(lambda k: f"i * s{k}"), step)
+    return "\n".join(lines) + "\n"
+
+
+def settle_source(spec):
+    """The source of ``settle`` (CPU): each 8-bit state's new block scale, the largest magnitude
+    in ``buffer`` (NaN if any is NaN), stored as float32, and its ``inverse``."""
+    lines = ["def settle(buffer, count, scales, n_blocks, block, inverse, like):"]
+    for k in quantized_operands(spec):
+        slot = k - 2
+        lines += ["    largest = like", "    poisoned = False", "    for j in range(count):",
+                  f"        magnitude = abs(buffer[{slot * BLOCK} + j])",
+                  "        largest = max(largest, magnitude)", "        poisoned |= magnitude != magnitude",
+                  "    scale = float32(nan if poisoned else largest)",
+                  f"    scales[{slot} * n_blocks + block] = scale",
+                  f"    inverse[{slot}] = inverse_of(real(scale), like)"]
     return "\n".join(lines) + "\n"
 
 
@@ -257,11 +327,17 @@ def _namespace(spec, primitives):
     namespace = {"rule": registered.function, "norms": registered.norms, "Scalars": registered.scalars,
                  "Flags": registered.flags, "PolicyScalars": PolicyScalars, "pointer": primitives.pointer,
                  "real": real, "float64": np.float64, "zero64": np.float64(0), "one64": np.float64(1),
-                 "uint64": np.uint64, "random_bits": random_bits}
+                 "uint64": np.uint64, "random_bits": random_bits, "float32": np.float32, "nan": np.nan,
+                 "inverse_of": inverse_of}
     if spec.policy.stochastic:
         namespace["stochastic"] = stochastic_rounding(spec.operands[PARAM], primitives)
+    encode_signed, decode_signed, encode_unsigned, decode_unsigned = codecs(primitives)
     for k, code in enumerate(spec.operands):
-        if code:
+        if code in QUANTIZED:
+            signed = QUANTIZED[code]
+            namespace.update({f"e{k}": STORAGES[code].element.type(0), f"d{k}": decode_signed if signed else decode_unsigned,
+                              f"q{k}": encode_signed if signed else encode_unsigned})
+        elif code:
             widen, narrow = conversions(code, primitives)
             namespace.update({f"e{k}": STORAGES[code].element.type(0), f"w{k}": widen, f"n{k}": narrow})
     return namespace
@@ -290,3 +366,12 @@ def piece_runner(spec, primitives, strided_threads=False):
 def reduction_runner(spec, primitives, strided_threads=False):
     """``reduce_piece`` for ``spec`` as a Python function (see :func:`piece_runner`)."""
     return _compiled_source(reduction_source(spec, strided_threads), "reduce_piece", spec, primitives)
+
+
+@functools.cache
+def block_runners(spec, primitives, strided_threads=False):
+    """``(load_piece, store_piece, settle)`` for a spec with 8-bit state (see :func:`piece_source`,
+    :func:`store_source` and :func:`settle_source`; ``settle`` is the CPU's, serial)."""
+    return (_compiled_source(piece_source(spec, strided_threads, "load_piece"), "load_piece", spec, primitives),
+            _compiled_source(store_source(spec, strided_threads), "store_piece", spec, primitives),
+            _compiled_source(settle_source(spec), "settle", spec, primitives))

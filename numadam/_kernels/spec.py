@@ -89,7 +89,8 @@ class KernelSpec:
         return len(_RULES[self.rule].scalars._fields) + policy
 
 
-_GENERATED_AROUND_RULES = ("runner.py", "storage.py", "segments.py", "spec.py", "policy.py", "primitives.py")
+_GENERATED_AROUND_RULES = ("runner.py", "storage.py", "segments.py", "spec.py", "policy.py", "primitives.py",
+                           "quantization.py")
 _FINGERPRINTS = {}
 
 

@@ -6,7 +6,9 @@ rule computes with, ``narrow`` turns the rule's result back into a stored
 element, rounding to nearest even. Arithmetic never runs in the storage format:
 half-precision numbers (``"f2"``) and bfloat16 numbers (``"bf16"``, the top 16
 bits of a float32; NumPy users have them from ``ml_dtypes``) travel as their 16
-bits and are computed on in float32.
+bits and are computed on in float32. State kept as 8-bit blockwise codes
+(``"i8"``, ``"u8"``) has no per-element conversion: each code is read with its
+block's scale (:mod:`numadam._kernels.quantization`).
 
 The conversions are made per target (:func:`conversions`), from the target's
 primitives (:mod:`numadam._kernels.primitives`).
@@ -34,7 +36,12 @@ STORAGES = {
     "f8": Storage(np.dtype(np.float64), np.dtype(np.float64)),
     "f2": Storage(np.dtype(np.uint16), np.dtype(np.float32)),
     "bf16": Storage(np.dtype(np.uint16), np.dtype(np.float32)),
+    "i8": Storage(np.dtype(np.int8), np.dtype(np.float32)),
+    "u8": Storage(np.dtype(np.uint8), np.dtype(np.float32)),
 }
+
+#: The 8-bit blockwise codes (:mod:`numadam._kernels.quantization`), and whether their map is signed.
+QUANTIZED = {"i8": True, "u8": False}
 
 
 def _same(value):
