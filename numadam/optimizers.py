@@ -415,10 +415,11 @@ class Optimizer:
 
     def _counts_on_device(self):
         """Whether the GPU decides skips and counts steps: CUDA, ``nonfinite="skip"``, one dtype,
-        no accumulation and no norms pass (those skip on the host, which then waits for the pre-pass)."""
+        no accumulation, no norms pass and no 8-bit state (those skip on the host, which then waits
+        for the pre-pass)."""
         policies = self._policies
         return (self._backend.name == "cuda" and policies.nonfinite == "skip" and policies.accumulate == 1
-                and self.family.norms is None and len(self._passes) == 1)
+                and self.family.norms is None and len(self._passes) == 1 and not self._passes[0].quantized)
 
     def _device_step(self, plans):
         """A step whose skipping and step number the GPU decides (see :mod:`numadam._device_steps`)."""

@@ -121,6 +121,20 @@ class CudaBackend:
             self._stream(),
         )
 
+    def run_blocks(self, plan, spec, scalars, blocks, scales):
+        """:meth:`run` for a spec with 8-bit state: one thread block per state block (``blocks``:
+        each block's first element in the sequence, then its length), with the blocks' ``scales``."""
+        if plan.n_chunks == 0:
+            return
+        plan.check_fits(spec, scalars)
+        real = np.dtype(spec.real)
+        values = np.array(scalars, real).reshape(-1)
+        device_values = self._upload(_as_int64_words(values))
+        self._kernels.launch_blocks(spec, self._table_address(plan.device_table), plan.width, len(plan.rows),
+                                    self.describe(blocks).address, blocks.size - 1,
+                                    self._table_address(device_values), real.type(0),
+                                    self.describe(scales).address, self._stream())
+
     def reduce(self, plan, spec, scalars, starts, stops):
         """``(pieces, 2)`` float64 on the host: the pre-pass's two sums over each piece
         ``starts[p]:stops[p]`` of the sequence. The host waits for them."""

@@ -21,11 +21,12 @@ import math
 import warnings
 
 import numpy as np
-from numba import cuda, float64, njit
+from numba import cuda, float32, float64, njit
 
 from .control import APPLIED, CONTROL_SIZE, FLAG, SKIPPED
 from .primitives import INTERPRETED, pointer_codegen, register
-from .runner import piece_runner, reduction_runner
+from .quantization import BLOCK, inverse_of
+from .runner import block_runners, piece_runner, quantized_operands, reduction_runner
 from .segments import piece_of, segment_of_element, sequence_length
 
 SIMULATED = bool(cuda.config.ENABLE_CUDASIM)
@@ -140,7 +141,96 @@ def reduction_kernel_for(spec):
     return kernel
 
 
+@functools.cache
+def block_kernel_for(spec):
+    """The kernel of a spec with 8-bit state: ``kernel(table_address, width, n_segments,
+    blocks_address, n_blocks, scalars_address, like, scales_address)``.
+
+    A thread block takes a block of the state (``blocks`` holds each block's
+    first element in the sequence, then the sequence's length) and updates it
+    in three steps, as the CPU does: its threads stride over the block's
+    elements, updating the parameter and leaving the new state in shared
+    memory; the block finds each state's largest magnitude in a tree (NaN
+    wins); then the threads encode the state with the new scale.
+    """
+    load, store, _ = block_runners(spec, PRIMITIVES, strided_threads=True)
+    if not SIMULATED:
+        load, store = njit(inline="always")(load), njit(inline="always")(store)
+    slots = tuple(k - 2 for k in quantized_operands(spec))
+    n_slots = max(slots) + 1
+    buffer_size = n_slots * BLOCK
+    real = np.dtype(spec.real).type
+    numba_real = float64 if spec.real == "float64" else float32
+
+    @cuda.jit
+    def kernel(table_address, width, n_segments, blocks_address, n_blocks, scalars_address, like, scales_address):
+        table = table_view(table_address, n_segments * width)
+        blocks = table_view(blocks_address, n_blocks + 1)
+        scalars = element_pointer(scalars_address, like)
+        scales = element_pointer(scales_address, _ZERO32)
+        buffer = cuda.shared.array(buffer_size, numba_real)
+        largest = cuda.shared.array(THREADS_PER_BLOCK, numba_real)
+        inverse = cuda.shared.array(n_slots, numba_real)
+        thread = cuda.threadIdx.x
+        for block in range(cuda.blockIdx.x, n_blocks, cuda.gridDim.x):
+            first = blocks[block]
+            last = blocks[block + 1]
+            segment = segment_of_element(table, n_segments, first, width)
+            position = first
+            while position < last:
+                row, start, stop = piece_of(table, segment, position, last, width)
+                load(table, row, start + thread, stop, cuda.blockDim.x, scalars, like, scales, n_blocks, block,
+                     position - first - start, buffer)
+                position += stop - start
+                segment += 1
+            cuda.syncthreads()
+            for slot in slots:
+                mine = like
+                for j in range(thread, last - first, cuda.blockDim.x):
+                    magnitude = abs(buffer[slot * BLOCK + j])
+                    if magnitude > mine or magnitude != magnitude:
+                        mine = magnitude
+                largest[thread] = mine
+                cuda.syncthreads()
+                half = cuda.blockDim.x // 2
+                while half > 0:
+                    if thread < half:
+                        other = largest[thread + half]
+                        if other > largest[thread] or other != other:
+                            largest[thread] = other
+                    cuda.syncthreads()
+                    half //= 2
+                if thread == 0:
+                    scale = np.float32(largest[0])
+                    scales[slot * n_blocks + block] = scale
+                    inverse[slot] = inverse_of(real(scale), like)
+                cuda.syncthreads()
+            segment = segment_of_element(table, n_segments, first, width)
+            position = first
+            while position < last:
+                row, start, stop = piece_of(table, segment, position, last, width)
+                store(table, row, start + thread, stop, cuda.blockDim.x, inverse, position - first - start, buffer)
+                position += stop - start
+                segment += 1
+            cuda.syncthreads()
+
+    return kernel
+
+
+def launch_blocks(spec, table_address, width, n_segments, blocks_address, n_blocks, scalars_address, like,
+                  scales_address, stream=0):
+    """Launch the 8-bit state's kernel (:func:`block_kernel_for`), one thread block per state block."""
+    if n_blocks == 0:
+        return
+    grid = min(n_blocks, max_blocks())
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*Grid size")
+        configured = block_kernel_for(spec)[grid, THREADS_PER_BLOCK, stream]
+    configured(table_address, width, n_segments, blocks_address, n_blocks, scalars_address, like, scales_address)
+
+
 _ZERO64 = np.float64(0)
+_ZERO32 = np.float32(0)
 
 #: Threads per block and elements per chunk (each thread handles
 #: ``CHUNK_SIZE // THREADS_PER_BLOCK`` elements of a chunk).

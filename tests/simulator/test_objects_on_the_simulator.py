@@ -131,3 +131,23 @@ def test_every_storage_combination_on_cuda_kernels_matches_the_cpu(simulator_sto
         gpu.step([cuda.to_device(g) for g in grads])
     for actual, expected in zip(device, host):
         np.testing.assert_array_equal(actual.copy_to_host().view(np.uint8), expected.view(np.uint8))
+
+
+@pytest.mark.parametrize("method, options", [("adam", {"amsgrad": True}), ("yogi", {"nonfinite": "skip"})])
+def test_int8_state_on_cuda_kernels_matches_the_cpu(simulator_storage, method, options):
+    """8-bit blockwise state: codes and scales bit for bit, a block per thread block (strided threads)."""
+    shapes = [(4100,), (3, 9)]  # the first quantized in 17 blocks (the last of 4 elements); the second kept in float32
+    host, device = twins(9, shapes)
+    cls = numadam.families()[method]
+    cpu = cls(host, lr=0.01, state_dtype="int8", **options)
+    gpu = cls(device, lr=0.01, state_dtype="int8", **options)
+    for grads in gradient_sequence(10, shapes, 3, poisoned=(1,) if options else ()):
+        cpu.step(grads)
+        gpu.step([cuda.to_device(g) for g in grads])
+    for actual, expected in zip(device, host):
+        np.testing.assert_array_equal(actual.copy_to_host(), expected)
+    on_gpu, on_cpu = gpu.state_dict(), cpu.state_dict()
+    for name, tree in on_cpu.items():
+        if isinstance(tree, list):
+            for actual, expected in zip(on_gpu[name], tree):
+                np.testing.assert_array_equal(_host(actual), expected)
