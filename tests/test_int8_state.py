@@ -1,0 +1,347 @@
+"""8-bit blockwise state (``state_dtype="int8"``), against a reference written from the scheme.
+
+The reference keeps each state as codes and block scales, and takes a step as
+the scheme says: decode every code to its number of the dynamic map times its
+block's scale, take the family's step (tests/reference.py) in the parameters'
+compute dtype, then encode each block again: its new scale is its largest
+magnitude (NaN if it holds one), stored as float32, and each number's code is
+the nearest number of the map to ``number * (1 / scale)``, ties toward zero.
+The maps are checked here against their definition, and the encoding against a
+brute-force nearest search, so the reference trusts nothing of the kernels.
+"""
+
+import numpy as np
+import pytest
+
+import numadam
+from arrays import in_layout, random_array
+from numadam._kernels import quantization
+from reference import REFERENCES
+from test_families import CASES, case_id, hyperparameters, initial_carry, initial_state
+
+BLOCK = 256
+QUANTIZABLE = [case for case in CASES if case[0] not in ("lamb", "schedule_free_adamw")]
+LR = 1e-2
+
+
+def map_numbers(bits):
+    """Zero and 2**(bits - e) evenly spaced numbers in each decade (10**-(e+1), 10**-e], e = 0..bits."""
+    numbers = {0.0}
+    for e in range(bits + 1):
+        count = 2 ** (bits - e)
+        numbers.update(np.linspace(10.0 ** -(e + 1), 10.0 ** -e, count + 1)[1:])
+    return np.sort(np.array(list(numbers), np.float64))
+
+
+def test_maps_hold_the_dynamic_numbers():
+    for table, bits, size in [(quantization.SIGNED, 6, 128), (quantization.UNSIGNED, 7, 256)]:
+        expected = map_numbers(bits)
+        assert table.magnitudes.dtype == np.float32 and table.magnitudes.size == size == expected.size
+        np.testing.assert_allclose(table.magnitudes, expected, rtol=2 ** -23)
+        assert table.magnitudes[0] == 0 and table.magnitudes[-1] == 1
+        assert np.all(np.diff(table.magnitudes) > 0)
+    values = quantization.SIGNED.values  # the number of code q at q + 128
+    np.testing.assert_array_equal(values[128:], quantization.SIGNED.magnitudes)
+    np.testing.assert_array_equal(values[1:128], -quantization.SIGNED.magnitudes[::-1][:-1])
+    np.testing.assert_array_equal(quantization.UNSIGNED.values, quantization.UNSIGNED.magnitudes)
+
+
+def reference_codes(magnitudes, numbers):
+    """Codes of ``numbers`` (magnitudes in [0, 1], or NaN): nearest by float32 midpoints, ties down."""
+    mids = ((magnitudes[:-1] + magnitudes[1:]) / np.float32(2)).astype(np.float32)
+    codes = np.searchsorted(mids.astype(numbers.dtype), numbers, side="left")
+    return np.minimum(codes, magnitudes.size - 1)
+
+
+@pytest.mark.parametrize("signed", [True, False])
+def test_encoding_picks_the_nearest_number_of_the_map(signed):
+    """Every midpoint and its float32 neighbours, every map number, and random numbers of every
+    decade, in blocks whose largest magnitude is exactly 1 (scale 1)."""
+    table = quantization.SIGNED if signed else quantization.UNSIGNED
+    mids = ((table.magnitudes[:-1] + table.magnitudes[1:]) / np.float32(2)).astype(np.float32)
+    rng = np.random.default_rng(0)
+    probes = np.concatenate([mids, np.nextafter(mids, np.float32(0)), np.nextafter(mids, np.float32(2)),
+                             table.magnitudes, np.float32(10.0) ** -rng.uniform(0, 9, 4000).astype(np.float32),
+                             [0.0, 1e-40, 1e-30]]).astype(np.float32)
+    probes = np.minimum(probes, np.float32(1))
+    blocks = -(-probes.size // (BLOCK - 1))
+    values = np.ones(blocks * BLOCK, np.float32)  # each block's first number is 1: scale 1
+    values.reshape(blocks, BLOCK)[:, 1:].reshape(-1)[:probes.size] = probes
+    if signed:
+        values[1::2] *= -1
+    codes, scales = quantization.quantize(values, signed)
+    np.testing.assert_array_equal(scales, 1)
+    expected = reference_codes(table.magnitudes, np.abs(values))
+    np.testing.assert_array_equal(np.abs(codes.astype(np.int32)), expected)
+    if signed:
+        assert np.all((codes <= 0) | (values > 0)) and np.all((codes >= 0) | (values < 0))
+    # the nearest number (to the float32 midpoint's rounding), checked by brute force
+    decoded = np.abs(quantization.dequantize(codes, scales, signed)).astype(np.float64)
+    distance = np.abs(decoded - np.abs(values))
+    best = np.min(np.abs(table.magnitudes[None, :].astype(np.float64) - np.abs(values)[:, None]), axis=1)
+    near_a_midpoint = np.min(np.abs(np.abs(values)[:, None] - mids[None, :]), axis=1) <= np.spacing(mids.max())
+    assert np.all((distance == best) | near_a_midpoint)
+
+
+# --- the reference step -----------------------------------------------------------------------
+
+
+def _signed(method, name):
+    kinds = numadam.families()[method].family.state
+    return not next(kind for kind in kinds if kind.name == name).nonnegative
+
+
+def reference_quantize(values, signed):
+    """``(codes, scales)`` of ``values`` (compute dtype), blocks over the C order."""
+    table = quantization.SIGNED if signed else quantization.UNSIGNED
+    flat = np.ascontiguousarray(values).reshape(-1)
+    real = flat.dtype.type
+    scales = np.empty(-(-flat.size // BLOCK), np.float32)
+    codes = np.empty(flat.size, np.int8 if signed else np.uint8)
+    for b in range(scales.size):
+        block = flat[b * BLOCK:(b + 1) * BLOCK]
+        scales[b] = np.nan if np.isnan(block).any() else np.abs(block).max()
+        scale = real(scales[b])
+        inverse = real(1) / scale if 0 < scale < np.inf else real(0)
+        magnitude = np.abs(block) * inverse
+        if not signed:
+            magnitude = np.where(block * inverse < 0, real(0), magnitude)
+        code = reference_codes(table.magnitudes, magnitude)
+        codes[b * BLOCK:(b + 1) * BLOCK] = np.where(block >= 0, code, -code) if signed else code
+    return codes.reshape(values.shape), scales
+
+
+def reference_dequantize(codes, scales, signed, dtype):
+    table = quantization.SIGNED if signed else quantization.UNSIGNED
+    numbers = table.values[codes.astype(np.int32) + (128 if signed else 0)].reshape(-1)
+    block_scales = np.repeat(scales, BLOCK)[:numbers.size]
+    return (numbers.astype(dtype) * block_scales.astype(dtype)).reshape(codes.shape)
+
+
+class Reference:
+    """The family's step on decoded state, encoded again; small parameters keep full state."""
+
+    def __init__(self, method, options, params):
+        self.method, self.h = method, hyperparameters(method, options)
+        self.dtype = params[0].dtype
+        self.compute = np.result_type(self.dtype, np.float32)
+        self.params = [np.array(p, copy=True) for p in params]
+        self.state = []
+        for p in self.params:
+            state = initial_state(method, p.astype(self.compute), self.h)
+            if p.size >= 4096:
+                state = {name: reference_quantize(value, _signed(method, name)) for name, value in state.items()}
+            self.state.append(state)
+        self.carry, self.t = initial_carry(method), 0
+
+    def step(self, grads):
+        self.t += 1
+        for k, g in enumerate(grads):
+            state = {name: reference_dequantize(*value, _signed(self.method, name), self.compute)
+                     if isinstance(value, tuple) else value for name, value in self.state[k].items()}
+            param = np.ascontiguousarray(self.params[k]).astype(self.compute)
+            param, state, carry = REFERENCES[self.method](param, np.ascontiguousarray(g).astype(self.compute),
+                                                          state, self.t, self.carry, self.h)
+            self.params[k] = param.astype(self.dtype)
+            self.state[k] = {name: reference_quantize(value, _signed(self.method, name))
+                             if isinstance(self.state[k][name], tuple) else value for name, value in state.items()}
+        self.carry = carry
+
+
+def assert_state_matches(opt, reference):
+    state = opt.state_dict()
+    for name in reference.state[0]:
+        for k, expected in enumerate(s[name] for s in reference.state):
+            if isinstance(expected, tuple):
+                np.testing.assert_array_equal(state[name][k], expected[0], strict=True, err_msg=name)
+                np.testing.assert_array_equal(state[name + "_scales"][k], expected[1], strict=True, err_msg=name)
+            else:
+                np.testing.assert_array_equal(state[name][k], expected, strict=True, err_msg=name)
+                assert state[name + "_scales"][k].size == 0
+
+
+def bits(array):
+    return array.view(np.uint16) if array.itemsize == 2 else array
+
+
+@pytest.mark.parametrize("case", QUANTIZABLE, ids=case_id)
+def test_every_family_matches_the_reference_bit_for_bit(case):
+    """Two parameters quantized (one of 22 blocks, the last partial) and one kept in full."""
+    method, options = case
+    rng = np.random.default_rng(1)
+    params = [random_array(rng, shape, np.float32) for shape in [(70, 80), (4096,), (10,)]]
+    reference = Reference(method, options, params)
+    opt = numadam.families()[method](params, lr=LR, state_dtype="int8", **options)
+    for _ in range(6):
+        grads = [random_array(rng, p.shape, np.float32) for p in params]
+        opt.step(grads)
+        reference.step(grads)
+    for actual, expected in zip(params, reference.params):
+        np.testing.assert_array_equal(actual, expected, strict=True)
+    assert_state_matches(opt, reference)
+
+
+@pytest.mark.parametrize("layout", ["F", "strided", "transposed"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, "bfloat16", np.float16])
+def test_layouts_and_dtypes_block_over_the_c_order(dtype, layout):
+    if dtype == "bfloat16":
+        dtype = pytest.importorskip("ml_dtypes").bfloat16
+    rng = np.random.default_rng(2)
+    params = [in_layout(random_array(rng, shape, np.float32).astype(dtype), layout) for shape in [(65, 70), (3, 5)]]
+    reference = Reference("adam", {"amsgrad": True}, params)
+    opt = numadam.Adam(params, lr=LR, amsgrad=True, state_dtype="int8")
+    for _ in range(4):
+        grads = [in_layout(random_array(rng, p.shape, np.float32).astype(dtype), layout) for p in params]
+        opt.step(grads)
+        reference.step(grads)
+    for actual, expected in zip(params, reference.params):
+        np.testing.assert_array_equal(bits(np.ascontiguousarray(actual)), bits(expected))
+    assert_state_matches(opt, reference)
+
+
+def test_small_parameters_keep_full_state():
+    params = [np.ones(4095, np.float32), np.ones(4096, np.float32), np.ones((64, 64), np.float64)]
+    opt = numadam.Adam(params, state_dtype="int8")
+    opt.step([np.ones_like(p) for p in params])
+    exp_avg = opt.state_dict()["exp_avg"]
+    assert [a.dtype for a in exp_avg] == [np.float32, np.int8, np.int8]
+
+
+def test_state_takes_about_two_bytes_per_element():
+    """Adam's two 8-bit moments and their block scales: at most 2.1 bytes per element (8 in float32)."""
+    import tracemalloc
+
+    warm = np.zeros(1 << 20, np.float32)  # compiles the kernels (the compiler's memory is not state)
+    numadam.Adam(warm, state_dtype="int8").step(np.ones_like(warm))
+    param, grad = np.zeros(1 << 20, np.float32), np.ones(1 << 20, np.float32)
+    tracemalloc.start()
+    before = tracemalloc.get_traced_memory()[0]
+    opt = numadam.Adam(param, state_dtype="int8")
+    opt.step(grad)
+    held = tracemalloc.get_traced_memory()[0] - before
+    tracemalloc.stop()
+    state = opt.state_dict()
+    in_state = sum(state[name][0].nbytes + state[name + "_scales"][0].nbytes for name in ("exp_avg", "exp_avg_sq"))
+    assert in_state / param.size <= 2.04
+    assert held / param.size <= 2.1, f"{held / param.size:.3f} bytes per element"
+
+
+# --- state_dict -------------------------------------------------------------------------------
+
+
+def trained(state_dtype, seed=3, steps=3):
+    rng = np.random.default_rng(seed)
+    params = [random_array(rng, (70, 80), np.float32), random_array(rng, (7,), np.float32)]
+    opt = numadam.Adam(params, lr=LR, amsgrad=True, state_dtype=state_dtype)
+    for _ in range(steps):
+        opt.step([random_array(rng, p.shape, np.float32) for p in params])
+    return opt, params
+
+
+def twin(state_dtype, params):
+    copies = [p.copy() for p in params]
+    return numadam.Adam(copies, lr=LR, amsgrad=True, state_dtype=state_dtype), copies
+
+
+def test_round_trip_continues_bit_for_bit():
+    opt, params = trained("int8")
+    other, copies = twin("int8", params)
+    other.load_state_dict(opt.state_dict())
+    rng = np.random.default_rng(4)
+    for _ in range(3):
+        grads = [random_array(rng, p.shape, np.float32) for p in params]
+        opt.step(grads)
+        other.step(grads)
+    for a, b in zip(params, copies):
+        np.testing.assert_array_equal(a, b)
+    for name, value in opt.state_dict().items():
+        if isinstance(value, list):
+            for a, b in zip(value, other.state_dict()[name]):
+                np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("target", [None, "bfloat16"])
+def test_int8_state_loads_into_wider_state_decoded(target):
+    opt, params = trained("int8")
+    other, _ = twin(target, params)
+    other.load_state_dict(opt.state_dict())
+    source, loaded = opt.state_dict(), other.state_dict()
+    for name in ("exp_avg", "exp_avg_sq", "max_exp_avg_sq"):
+        signed = name == "exp_avg"
+        decoded = reference_dequantize(source[name][0], source[name + "_scales"][0], signed, np.float32)
+        expected = decoded if target is None else decoded.astype(loaded[name][0].dtype)
+        np.testing.assert_array_equal(bits(loaded[name][0]), bits(expected))
+        np.testing.assert_array_equal(loaded[name][1], source[name][1].astype(loaded[name][1].dtype))
+
+
+@pytest.mark.parametrize("source_dtype", [None, "bfloat16"])
+def test_wider_state_loads_into_int8_encoded(source_dtype):
+    opt, params = trained(source_dtype)
+    other, _ = twin("int8", params)
+    other.load_state_dict(opt.state_dict())
+    source, loaded = opt.state_dict(), other.state_dict()
+    for name in ("exp_avg", "exp_avg_sq", "max_exp_avg_sq"):
+        codes, scales = reference_quantize(source[name][0].astype(np.float32), name == "exp_avg")
+        np.testing.assert_array_equal(loaded[name][0], codes)
+        np.testing.assert_array_equal(loaded[name + "_scales"][0], scales)
+
+
+def test_bad_codes_or_scales_are_refused_and_change_nothing():
+    opt, params = trained("int8")
+    state = opt.state_dict()
+    before = [p.copy() for p in params]
+    for change, message in [({"exp_avg_scales": [np.ones(3, np.float32), state["exp_avg_scales"][1]]}, "scales"),
+                            ({"exp_avg_sq": [state["exp_avg_sq"][0].astype(np.int8), state["exp_avg_sq"][1]]},
+                             "exp_avg_sq")]:
+        with pytest.raises((TypeError, ValueError), match=message):
+            opt.load_state_dict({**state, **change})
+    after = opt.state_dict()
+    for name, value in state.items():
+        if isinstance(value, list):
+            for a, b in zip(value, after[name]):
+                np.testing.assert_array_equal(a, b)
+    for a, b in zip(params, before):
+        np.testing.assert_array_equal(a, b)
+
+
+# --- what int8 state refuses, and NaN ---------------------------------------------------------
+
+
+@pytest.mark.parametrize("cls, reason", [(numadam.LAMB, "norms"), (numadam.ScheduleFreeAdamW, "iterate")])
+def test_families_whose_state_cannot_be_8_bit_say_why(cls, reason):
+    with pytest.raises(ValueError, match=f"not available for {cls.__name__}.*{reason}.*use 'bfloat16'"):
+        cls(np.zeros(5000, np.float32), state_dtype="int8")
+
+
+def test_complex_parameters_refuse_8_bit_state():
+    with pytest.raises(ValueError, match="int8.*real"):
+        numadam.Adam(np.zeros(5000, np.complex64), state_dtype="int8")
+
+
+def test_a_nan_poisons_its_block_and_no_other():
+    """As with any shared scale: the NaN's block reads NaN from the next step on, the others go on."""
+    param = np.ones(16 * BLOCK, np.float32)
+    opt = numadam.Adam([param], lr=LR, state_dtype="int8")
+    grad = np.ones_like(param)
+    grad[BLOCK + 3] = np.nan
+    opt.step([grad])
+    scales = opt.state_dict()["exp_avg_scales"][0]
+    assert np.isnan(scales[1]) and np.isfinite(np.delete(scales, 1)).all()
+    assert np.isnan(param[BLOCK + 3]) and np.isfinite(np.delete(param, BLOCK + 3)).all()
+    opt.step([np.ones_like(param)])
+    assert np.isnan(param[BLOCK:2 * BLOCK]).all()
+    assert np.isfinite(np.delete(param, np.s_[BLOCK:2 * BLOCK])).all()
+
+
+def test_skip_keeps_8_bit_state_untouched():
+    param = np.linspace(-1, 1, 5000).astype(np.float32)
+    opt = numadam.Adam([param], lr=LR, state_dtype="int8", nonfinite="skip")
+    opt.step([np.ones_like(param)])
+    before, saved = param.copy(), opt.state_dict()
+    bad = np.ones_like(param)
+    bad[7] = np.inf
+    opt.step([bad])
+    np.testing.assert_array_equal(param, before)
+    for name in ("exp_avg", "exp_avg_scales", "exp_avg_sq", "exp_avg_sq_scales"):
+        np.testing.assert_array_equal(opt.state_dict()[name][0], saved[name][0])
+    assert opt.skipped_steps == 1 and opt.step_count == 1
