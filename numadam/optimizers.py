@@ -173,7 +173,8 @@ class Optimizer:
         return [self._leaf_bounds(k, low, high) for k, (low, high) in enumerate(zip(*sides))]
 
     def _check_precision_options(self):
-        """``master_weights`` and ``stochastic_rounding`` round 16-bit parameters; a 16-bit state holds real numbers."""
+        """``master_weights`` and ``stochastic_rounding`` round 16-bit parameters; a 16-bit state holds real numbers
+        of float32 arithmetic (rounding float64 to bfloat16 through float32 would round twice)."""
         policies = self._policies
         wide = [path for info, path in zip(self._infos, self._paths) if not _dtypes.is_low_precision(info.dtype)]
         for name in ("master_weights", "stochastic_rounding"):
@@ -185,6 +186,12 @@ class Optimizer:
             if complex_leaves:
                 raise ValueError(f"state_dtype={policies.state_dtype.name!r} holds real numbers; "
                                  f"{complex_leaves[0]} is complex")
+        if policies.state_dtype is not None and policies.state_dtype.itemsize == 2:
+            doubles = [path for info, path in zip(self._infos, self._paths) if info.dtype.itemsize // (
+                2 if info.dtype.kind == "c" else 1) == 8]
+            if doubles:
+                raise ValueError(f"state_dtype='bfloat16' rounds float32 arithmetic; {doubles[0]} is float64 "
+                                 "(keep its float64 state, or take state_dtype='int8')")
         if policies.state_dtype == QUANTIZED_STATE:
             self._check_quantizable()
 

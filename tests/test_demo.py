@@ -105,3 +105,24 @@ def test_deconvolution_gradient_and_exact_solution(rng):
     assert objective(x)[1] @ direction == pytest.approx(slope, rel=1e-6)
     x_exact = deconvolution.exact_solution(kernel, y, alpha)
     assert np.linalg.norm(objective(x_exact)[1]) < 1e-10 * np.linalg.norm(objective(np.zeros(60))[1])
+
+
+def test_sixteen_bit_storage_trains_on_the_rounded_numbers():
+    """The precision study's bfloat16 parameters: the example computes with the rounded numbers."""
+    ml_dtypes = pytest.importorskip("ml_dtypes")
+    from numadam.demo import mlp_digits
+    from numadam.demo.storage import Storage
+
+    storage = Storage("bfloat16 parameters, master weights", "bfloat16", {"master_weights": True})
+    rng = np.random.default_rng(0)
+    params = mlp_digits.init_params(rng)
+    opt = storage.optimizer(params, 1e-2)
+    for _ in range(3):
+        opt.step({name: rng.standard_normal(value.shape).astype(np.float32) for name, value in params.items()})
+    assert opt.step_count == 3
+    for name, value in params.items():
+        assert value.dtype == np.float32
+        np.testing.assert_array_equal(value, value.astype(ml_dtypes.bfloat16).astype(np.float32))
+        np.testing.assert_array_equal(value, opt.stored[name].astype(np.float32))
+    result = mlp_digits.run(quick=True, out=lambda *a: None, storage=Storage("int8", None, {"state_dtype": "int8"}))
+    assert result.metrics["test_accuracy"] > 0.8

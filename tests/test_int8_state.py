@@ -345,3 +345,9 @@ def test_skip_keeps_8_bit_state_untouched():
     for name in ("exp_avg", "exp_avg_scales", "exp_avg_sq", "exp_avg_sq_scales"):
         np.testing.assert_array_equal(opt.state_dict()[name][0], saved[name][0])
     assert opt.skipped_steps == 1 and opt.step_count == 1
+
+
+def test_bfloat16_state_refuses_float64_parameters():
+    """Rounding float64 to bfloat16 through float32 would round twice; int8 state takes float64."""
+    with pytest.raises(ValueError, match="state_dtype='bfloat16' rounds float32 arithmetic.*float64"):
+        numadam.Adam([np.zeros(3, np.float32), np.zeros(3)], state_dtype="bfloat16")

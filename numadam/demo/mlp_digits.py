@@ -20,6 +20,7 @@ import numadam
 
 from . import nn
 from .report import ExampleResult, Table, report_points
+from .storage import Storage
 
 TITLE = "MLP 64-64-10 on UCI digits"
 
@@ -80,19 +81,21 @@ def evaluate(params, x, y):
     return loss, float(np.mean(logits.argmax(axis=1) == y))
 
 
-def run(quick=False, seed=0, epochs=None, lr=1e-3, batch_size=128, out=print):
+def run(quick=False, seed=0, epochs=None, lr=1e-3, batch_size=128, out=print, storage=None):
     """Train the MLP, printing a loss table; return an :class:`ExampleResult`.
 
     ``epochs`` defaults to 100, or 15 with ``quick``. The curves are the mean
     training loss of each epoch and the test loss after it; ``metrics`` holds
     ``train_accuracy``, ``test_accuracy`` and ``test_loss`` after training.
+    ``storage`` (a :class:`~numadam.demo.storage.Storage`) sets the precision of the
+    parameters and of Adam's state (float32 by default).
     """
     epochs = epochs if epochs is not None else (15 if quick else 100)
     rng = np.random.default_rng(seed)
     x_train, y_train, x_test, y_test = split(*load_digits(), rng)
     params = init_params(rng)
     grads = {name: np.zeros_like(value) for name, value in params.items()}
-    opt = numadam.Adam(params, lr=lr)
+    opt = Storage.of(storage).optimizer(params, lr)
     out(f"{len(y_train)} training and {len(y_test)} test images; Adam lr={lr:g}, batch {batch_size}, {epochs} epochs")
     table = Table(out, [("epoch", "d"), ("train loss", ".4f"), ("test loss", ".4f"), ("test acc", ".2%")])
     shown = set(report_points(epochs))

@@ -27,6 +27,7 @@ import numadam
 
 from . import nn
 from .report import ExampleResult, Table, report_points
+from .storage import Storage
 
 TITLE = "LSTM next-value regression"
 
@@ -78,13 +79,15 @@ def backward(dprediction, caches, grads):
     _, _, _, grads["Wx"][...], grads["Wh"][...], grads["b"][...] = nn.lstm_backward(dhs, lstm)
 
 
-def run(quick=False, seed=0, steps=None, lr=5e-3, batch_size=32, max_norm=0.1, out=print):
+def run(quick=False, seed=0, steps=None, lr=5e-3, batch_size=32, max_norm=0.1, out=print, storage=None):
     """Train the LSTM, printing a loss table; return an :class:`ExampleResult`.
 
     ``steps`` defaults to 1200, or 80 with ``quick``. ``metrics`` holds the final
     ``test_mse``, the ``initial_test_mse``, the ``persistence_mse`` of the baseline
     and ``clipped_fraction``, the share of steps whose gradient norm exceeded
     ``max_norm``.
+    ``storage`` (a :class:`~numadam.demo.storage.Storage`) sets the precision of the
+    parameters and of Adam's state (float32 by default).
     """
     steps = steps if steps is not None else (80 if quick else 1200)
     rng = np.random.default_rng(seed)
@@ -92,7 +95,7 @@ def run(quick=False, seed=0, steps=None, lr=5e-3, batch_size=32, max_norm=0.1, o
     persistence_mse = float(np.mean((test_inputs - test_targets) ** 2))
     params = init_params(rng)
     grads = {name: np.zeros_like(value) for name, value in params.items()}
-    opt = numadam.Adam(params, lr=lr)
+    opt = Storage.of(storage).optimizer(params, lr)
 
     def test_mse():
         return nn.mean_squared_error(predict(params, test_inputs)[0], test_targets)[0]
