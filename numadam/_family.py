@@ -48,6 +48,12 @@ class StateKind(NamedTuple):
     the hyperparameters ``h``; ``present(h)`` says whether the
     hyperparameters ``h`` use it (``None``: always), ``when`` says the same in
     words ("amsgrad=True").
+
+    ``magnitude`` marks state that the rule builds from squared magnitudes only
+    (with :func:`numadam.families._common.square`, never ``g * g``): with
+    ``complex_mode="magnitude"`` it is one real number per complex element,
+    while the parameter, the gradient and the other state are complex numbers.
+    A family takes ``complex_mode="magnitude"`` when some of its state is so marked.
     """
 
     name: str
@@ -56,6 +62,7 @@ class StateKind(NamedTuple):
     nonnegative: bool = False
     present: Callable | None = None
     when: str = ""
+    magnitude: bool = False
 
 
 class Carry(NamedTuple):

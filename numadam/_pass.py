@@ -39,15 +39,20 @@ QUANTIZED_STATE = np.dtype(np.int8)
 QUANTIZE_FROM = 4096
 
 
-def operand_rows(infos, group=0, follow=None):
+def operand_rows(infos, group=0, follow=None, pairs=True):
     """The segment rows over operands described by ``infos`` (``ArrayInfo``, ``None`` if absent).
 
     All present operands share the first one's shape; each has its own dtype
     and strides (a stride of 0 repeats one value: a scalar bound). Complex
-    numbers count as pairs of reals. ``follow`` names the operand whose memory
+    numbers count as pairs of reals, or as elements with ``pairs=False``
+    (``complex_mode="magnitude"``). ``follow`` names the operand whose memory
     order the rows visit (see :func:`~numadam._layout.segment_rows`).
     """
     param = infos[PARAM]
+    if not pairs:
+        operands = [None if info is None else Operand(info.address, info.strides, info.dtype.itemsize)
+                    for info in infos]
+        return segment_rows(param.shape, operands, group, follow)
     shape = _dtypes.real_layout(param.shape, param.strides, param.dtype)[0]
     operands = [None if info is None else
                 Operand(info.address, _dtypes.real_layout(info.shape, info.strides, info.dtype)[1],
@@ -78,8 +83,8 @@ def check_operands(infos, names, arrays, written):
 
 def kernel_spec(family, flags, storage, present_kinds, policy=NO_POLICY, state=None):
     """The spec of a kernel over parameters whose numbers are stored as ``storage`` (a real
-    dtype), with the state kinds present, stored as ``state`` (default: the compute dtype),
-    and ``policy``."""
+    dtype; a complex one with ``complex_mode="magnitude"``), with the state kinds present,
+    stored as ``state`` (default: the compute dtype), and ``policy``."""
     return _kernel_spec(family, tuple(flags), storage, frozenset(present_kinds), policy,
                         _dtypes.compute_dtype(storage) if state is None else state)
 
@@ -89,7 +94,8 @@ def _kernel_spec(family, flags, storage, present_kinds, policy, state):
     compute = _dtypes.compute_dtype(storage)
     param = storage_code(storage)
     codes = {"accumulator": "f8", "low": param, "high": param, "ema": storage_code(compute), "master": "f4"}
-    state_codes = tuple(_state_code(kind, state) if kind.name in present_kinds else "" for kind in family.state)
+    state_codes = tuple(_state_code(kind, _dtypes.complex_of(state) if storage.kind == "c" and not kind.magnitude
+                                    else state) if kind.name in present_kinds else "" for kind in family.state)
     used = policy_operands(policy)
     extra = tuple(codes[name] if name in used else "" for name in POLICY_OPERANDS)
     return KernelSpec(family.name, flags, compute.name, (param, param) + state_codes + extra, policy)
@@ -126,7 +132,7 @@ class DtypePass:
     """
 
     def __init__(self, backend, family, kinds, indices, params, infos, paths, rows_group, h, policies, bounds,
-                 state_dtype):
+                 state_dtype, magnitude=False):
         self.backend = backend
         self.family = family
         self.kinds = kinds  # the StateKinds present, in the rule's order
@@ -135,12 +141,14 @@ class DtypePass:
         self.infos = infos
         self.paths = paths
         self.rows_group = rows_group  # scalar row of each parameter
-        self.storage = _dtypes.storage_dtype(infos[0].dtype)
+        #: Complex parameters whose state of ``magnitude`` kinds is one real number per element.
+        self.magnitude = magnitude
+        self.storage = infos[0].dtype if magnitude else _dtypes.storage_dtype(infos[0].dtype)
         self.compute = _dtypes.compute_dtype(infos[0].dtype)
         self.state_dtype = state_dtype
         self.quantized = state_dtype == QUANTIZED_STATE
         self._itemsize = self.storage.itemsize
-        sizes = [_dtypes.real_size(info.shape, info.dtype) for info in infos]
+        sizes = [_dtypes.real_size(info.shape, info.dtype) // (2 if magnitude else 1) for info in infos]
         #: Where each parameter starts among the real numbers of the pass (and of its table's sequence).
         self.offsets = np.concatenate(([0], np.cumsum(sizes))).astype(np.int64)
         if self.quantized:
@@ -204,7 +212,8 @@ class DtypePass:
             for k in range(len(self.params)):
                 self.block_scales(kind.name, k)[...] = initial
             return buffer
-        buffer = self.backend.zeros(int(self.offsets[-1]), self.state_dtype)
+        dtype = _dtypes.complex_of(self.state_dtype) if self.magnitude and not kind.magnitude else self.state_dtype
+        buffer = self.backend.zeros(int(self.offsets[-1]), dtype)
         if isinstance(initial, str):  # "param"
             for k, param in enumerate(self.params):
                 self.backend.assign(self._state_view(buffer, k), param)
@@ -232,7 +241,10 @@ class DtypePass:
         self._specs = {}
 
     def _view_dtype(self, buffer, k):
-        """The dtype of parameter ``k``'s part of ``buffer``: the buffer's, complex for complex parameters."""
+        """The dtype of parameter ``k``'s part of ``buffer``: the buffer's, complex for complex parameters
+        (as pairs of reals)."""
+        if self.magnitude:
+            return buffer.dtype
         return _dtypes.complex_of(buffer.dtype) if self.infos[k].dtype.kind == "c" else buffer.dtype
 
     def _dense_strides(self, k, itemsize):
@@ -268,7 +280,7 @@ class DtypePass:
             extra["low"], extra["high"] = (self.backend.describe(bound) for bound in self.bounds[k])
         follow = 2 + next(j for j, s in enumerate(state) if s is not None) if self.quantized else None
         return operand_rows([info, grad] + state + [extra.get(name) for name in POLICY_OPERANDS],
-                            self.rows_group[k], follow)
+                            self.rows_group[k], follow, pairs=not self.magnitude)
 
     def spec(self, flags, policy=NO_POLICY):
         """The kernel spec for the rule's ``flags``, the state this pass keeps and ``policy``."""
@@ -345,8 +357,9 @@ class DtypePass:
         """The element size of each operand of the table, in order."""
         policy = {"accumulator": 8, "low": self._itemsize, "high": self._itemsize, "ema": self.compute.itemsize,
                   "master": self.compute.itemsize}
-        return ([self._itemsize] * 2 + [self.state_dtype.itemsize] * len(self.family.state)
-                + [policy[name] for name in POLICY_OPERANDS])
+        state = [self.buffers[kind.name].dtype.itemsize if kind.name in self.buffers else self.state_dtype.itemsize
+                 for kind in self.family.state]
+        return [self._itemsize] * 2 + state + [policy[name] for name in POLICY_OPERANDS]
 
     def pieces(self, plan):
         """``(starts, stops, leaves)``: the reduction's pieces of ``plan``'s sequence.
@@ -421,12 +434,14 @@ def passes_by_dtype(backend, family, kinds, leaves, infos, paths, rows_group, h,
     """
     by_dtype = {}
     for k, info in enumerate(infos):
-        by_dtype.setdefault((_dtypes.storage_dtype(info.dtype), state_dtype_of(info, policies)), []).append(k)
+        magnitude = policies.complex_mode == "magnitude" and info.dtype.kind == "c"
+        key = (info.dtype if magnitude else _dtypes.storage_dtype(info.dtype), state_dtype_of(info, policies), magnitude)
+        by_dtype.setdefault(key, []).append(k)
     return [
         DtypePass(backend, family, kinds, indices, [leaves[k] for k in indices], [infos[k] for k in indices],
                   [paths[k] for k in indices], [rows_group[k] for k in indices], h, policies,
-                  None if bounds is None else [bounds[k] for k in indices], state)
-        for (_, state), indices in by_dtype.items()
+                  None if bounds is None else [bounds[k] for k in indices], state, magnitude)
+        for (_, state, magnitude), indices in by_dtype.items()
     ]
 
 

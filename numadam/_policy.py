@@ -32,6 +32,16 @@ And the precision of the state and of 16-bit parameters:
 - ``stochastic_rounding=True`` (the alternative without a copy): each
   parameter is rounded up or down at random, with the probabilities that
   make it exact on average; the same for a given ``seed`` on every target.
+
+And how complex parameters are seen:
+
+- ``complex_mode``: ``"pairs"`` (the default, torch's): each complex number is
+  two reals, each with its own second moment; ``"magnitude"``: the second
+  moment is one real number per complex element, accumulating
+  :math:`|g|^2 = (\\operatorname{Re} g)^2 + (\\operatorname{Im} g)^2` (optax's
+  complex Adam), so the update commutes with a rotation :math:`p \\to e^{i\\phi} p`
+  and that state takes half the memory. Families whose state kinds are marked
+  ``magnitude`` (:class:`numadam._family.StateKind`) take it.
 """
 
 import math
@@ -48,10 +58,13 @@ NONFINITE = ("propagate", "raise", "skip")
 #: The policy options of every optimizer class, and their defaults (keyword-only in the signature).
 POLICY_DEFAULTS = {"clip_global_norm": None, "clip_value": None, "nonfinite": "propagate", "bounds": None,
                    "nonneg": False, "ema": None, "ema_bias_correction": False, "accumulate": 1,
-                   "state_dtype": None, "master_weights": False, "stochastic_rounding": False, "seed": 0}
+                   "state_dtype": None, "master_weights": False, "stochastic_rounding": False, "seed": 0,
+                   "complex_mode": "pairs"}
 
 #: What ``state_dtype`` may name.
 STATE_DTYPES = ("float32", "bfloat16", "int8")
+#: What ``complex_mode`` may name.
+COMPLEX_MODES = ("pairs", "magnitude")
 
 
 class Policies(NamedTuple):
@@ -68,6 +81,7 @@ class Policies(NamedTuple):
     master_weights: bool = False
     stochastic_rounding: bool = False
     seed: int = 0
+    complex_mode: str = "pairs"
 
     @property
     def plain(self):
@@ -116,7 +130,7 @@ def _salt(seed, step):
 
 def checked_policies(clip_global_norm=None, clip_value=None, nonfinite="propagate", bounds=None, nonneg=False,
                      ema=None, ema_bias_correction=False, accumulate=1, state_dtype=None, master_weights=False,
-                     stochastic_rounding=False, seed=0):
+                     stochastic_rounding=False, seed=0, complex_mode="pairs"):
     """The policy options, each checked (see the module docstring)."""
     if clip_global_norm is not None:
         clip_global_norm = _validate.check_positive("clip_global_norm", clip_global_norm)
@@ -147,8 +161,11 @@ def checked_policies(clip_global_norm=None, clip_value=None, nonfinite="propagat
         raise ValueError("master_weights and stochastic_rounding are two ways of rounding 16-bit parameters; "
                          "choose one")
     seed = _validate.check_count("seed", seed, minimum=0)
+    if complex_mode not in COMPLEX_MODES:
+        raise ValueError(f"complex_mode must be one of {list(COMPLEX_MODES)}; got {complex_mode!r}")
     return Policies(clip_global_norm, clip_value, nonfinite, None if bounds is None else tuple(bounds), ema,
-                    ema_bias_correction, accumulate, state_dtype, master_weights, stochastic_rounding, seed)
+                    ema_bias_correction, accumulate, state_dtype, master_weights, stochastic_rounding, seed,
+                    complex_mode)
 
 
 def _named_dtype(name):

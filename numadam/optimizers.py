@@ -141,6 +141,7 @@ class Optimizer:
         self._carry = [family.initial_carry() for _ in range(len(self._groups) + 1)]
         self._bounds = self._prepared_bounds()
         self._check_precision_options()
+        self._check_complex_mode()
         self._install_passes(self._hyper_tuple(self._hyper))
 
     def _bound_arguments(self, params, args, kwargs):
@@ -194,6 +195,30 @@ class Optimizer:
                                  "(keep its float64 state, or take state_dtype='int8')")
         if policies.state_dtype == QUANTIZED_STATE:
             self._check_quantizable()
+
+    def _check_complex_mode(self):
+        """``complex_mode="magnitude"`` needs a family with magnitude state, and no policy that reads
+        or writes complex numbers as pairs of reals."""
+        policies = self._policies
+        complex_leaves = [path for info, path in zip(self._infos, self._paths) if info.dtype.kind == "c"]
+        if policies.complex_mode != "magnitude" or not complex_leaves:
+            return
+        from .families import families
+
+        family = self.family
+        if not any(kind.magnitude for kind in family.state) or family.norms is not None:
+            takes = [cls.__name__ for cls in families().values()
+                     if any(kind.magnitude for kind in cls.family.state) and cls.family.norms is None]
+            raise ValueError(f"complex_mode='magnitude' shares a second moment between the parts of a complex "
+                             f"number; {family.title} has none to share (it is available for {', '.join(takes)})")
+        pairs_only = {"clip_global_norm": policies.clip_global_norm is not None,
+                      "clip_value": policies.clip_value is not None,
+                      "nonfinite": policies.nonfinite != "propagate", "ema": policies.ema is not None,
+                      "accumulate": policies.accumulate > 1, "state_dtype": policies.state_dtype is not None}
+        taken = [name for name, used in pairs_only.items() if used]
+        if taken:
+            raise ValueError(f"complex_mode='magnitude' is not available with {taken[0]}= (it reads complex "
+                             f"parameters as pairs of reals); {complex_leaves[0]} is complex")
 
     def _check_quantizable(self):
         """8-bit state quantizes moments, updated in the one pass that rescales their blocks."""
@@ -740,7 +765,8 @@ class Optimizer:
                     scales = self._checked_state_scales(state, kind)
                 leaves[k] = self._checked_codes(leaf, path, kind, scales[k], info)
                 continue
-            complex_parameter = info.dtype.kind == "c"
+            complex_parameter = info.dtype.kind == "c" and not (kind.magnitude and self._policies.complex_mode
+                                                                 == "magnitude")
             if not _dtypes.is_supported(leaf.dtype) or (leaf.dtype.kind == "c") != complex_parameter:
                 raise TypeError(f"{path} has dtype {leaf.dtype}; state is loaded from "
                                 f"{'complex' if complex_parameter else 'real'} float16, bfloat16, float32 or "

@@ -179,3 +179,35 @@ def test_16_bit_storage_compiles_to_16_bit_moves_and_float32_arithmetic(name):
         assert re.search(r"cvt\.rn\.f16\.f32", ptx), "narrowing to half must round to nearest even"
     code = assembly("serial", spec)
     assert not re.search(r"\bv?(sqrt|div|mul)(sd|pd)\b", code), "float32 arithmetic promoted to float64"
+
+
+def test_the_8_bit_state_block_kernel_compiles_to_ptx():
+    """Blocks of 8-bit codes: byte loads and stores, a shared-memory block of new state, float32 arithmetic."""
+    from numba import cuda
+
+    from numadam._kernels import cuda as cuda_kernels
+
+    h = FAMILY.Hyper(**{**numadam.Adam._class_defaults, "amsgrad": True})
+    spec = kernel_spec(FAMILY, FAMILY.flags(h), np.dtype(np.float32), {k.name for k in FAMILY.state_kinds(h)},
+                       state=np.dtype(np.int8))
+    int64 = numba.types.int64
+    signature = (int64,) * 6 + (numba.types.float32, int64)
+    ptx, _ = cuda.compile_ptx(cuda_kernels.block_kernel_for(spec).py_func, signature, cc=(9, 0))
+    assert re.search(r"ld\.global(\.\w+)*\.[us]8", ptx) and re.search(r"st\.global(\.\w+)*\.[us]8", ptx)
+    assert ".shared" in ptx and "bar.sync" in ptx
+    assert not re.search(r"\b(add|sub|mul|div|sqrt|fma)(\.\w+)*\.f64\b", ptx), "arithmetic outside float32"
+
+
+@pytest.mark.parametrize("dtype", [np.complex64, np.complex128])
+def test_complex_elements_compile_on_both_targets(dtype):
+    """complex_mode='magnitude': complex operands and a real second moment, in the parts' precision."""
+    h = FAMILY.Hyper(**{**numadam.Adam._class_defaults, "amsgrad": True, "weight_decay": 0.1})
+    spec = kernel_spec(FAMILY, FAMILY.flags(h), np.dtype(dtype), {k.name for k in FAMILY.state_kinds(h)})
+    assert spec.operands[:5] == ("c8", "c8", "c8", "f4", "f4") if dtype == np.complex64 else \
+        spec.operands[:5] == ("c16", "c16", "c16", "f8", "f8")
+    ptx = compile_cuda(spec)
+    if dtype == np.complex64:
+        assert not re.search(r"\b(add|sub|mul|div|sqrt|fma)(\.\w+)*\.f64\b", ptx), "arithmetic outside float32"
+        assert not re.search(r"\bv?(sqrt|div|mul)(sd|pd)\b", assembly("serial", spec)), "promoted to float64"
+    else:
+        assembly("serial", spec)

@@ -152,7 +152,7 @@ def inverse_of(scale, zero):
     """What codes are encoded with: ``1 / scale``, or ``zero`` where the scale is 0, infinite or
     NaN (then every code is 0, and the scale alone carries infinity or NaN into the values)."""
     if scale > zero and scale < np.inf:
-        return (zero + 1) / scale
+        return (zero + np.float32(1)) / scale  # an int 1 would promote float32 to float64
     return zero
 
 

@@ -8,7 +8,9 @@ half-precision numbers (``"f2"``) and bfloat16 numbers (``"bf16"``, the top 16
 bits of a float32; NumPy users have them from ``ml_dtypes``) travel as their 16
 bits and are computed on in float32. State kept as 8-bit blockwise codes
 (``"i8"``, ``"u8"``) has no per-element conversion: each code is read with its
-block's scale (:mod:`numadam._kernels.quantization`).
+block's scale (:mod:`numadam._kernels.quantization`). Complex numbers are
+elements of their own (``"c8"``, ``"c16"``) only with ``complex_mode="magnitude"``;
+otherwise they are pairs of reals.
 
 The conversions are made per target (:func:`conversions`), from the target's
 primitives (:mod:`numadam._kernels.primitives`).
@@ -38,6 +40,8 @@ STORAGES = {
     "bf16": Storage(np.dtype(np.uint16), np.dtype(np.float32)),
     "i8": Storage(np.dtype(np.int8), np.dtype(np.float32)),
     "u8": Storage(np.dtype(np.uint8), np.dtype(np.float32)),
+    "c8": Storage(np.dtype(np.complex64), np.dtype(np.float32)),
+    "c16": Storage(np.dtype(np.complex128), np.dtype(np.float64)),
 }
 
 #: The 8-bit blockwise codes (:mod:`numadam._kernels.quantization`), and whether their map is signed.
@@ -98,11 +102,13 @@ def conversions(code, primitives):
 
 
 def storage_code(dtype):
-    """The storage code of a real ``dtype`` numadam keeps (float16, bfloat16, float32, float64)."""
+    """The storage code of a ``dtype`` numadam keeps (float16, bfloat16, float32, float64, and
+    complex64 and complex128 as elements)."""
     dtype = np.dtype(dtype)
     if dtype.name == "bfloat16":
         return "bf16"
-    return {np.dtype(np.float32): "f4", np.dtype(np.float64): "f8", np.dtype(np.float16): "f2"}[dtype]
+    return {np.dtype(np.float32): "f4", np.dtype(np.float64): "f8", np.dtype(np.float16): "f2",
+            np.dtype(np.complex64): "c8", np.dtype(np.complex128): "c16"}[dtype]
 
 
 @njit(inline="always")

@@ -81,3 +81,10 @@ def sign(value, one):
     if value < 0:
         return -one
     return value - value
+
+
+@njit(inline="always")
+def square(x):
+    """:math:`|x|^2`: ``x * x`` for a real number (the same bits), :math:`(\\operatorname{Re} x)^2 +
+    (\\operatorname{Im} x)^2` for a complex one (``complex_mode="magnitude"``)."""
+    return (x * x.conjugate()).real

@@ -28,6 +28,7 @@ from numba import njit
 
 from .. import _validate
 from .._family import Family, Hyperparameter, StateKind
+from ._common import square
 from ..functional import step_function
 from ..optimizers import Optimizer
 
@@ -114,10 +115,10 @@ def adam_rule(param, grad, state, s, flags):
         grad = grad + s.weight_decay * param
     if flags.keras_moments:
         exp_avg = exp_avg + (grad - exp_avg) * s.one_minus_beta1
-        exp_avg_sq = exp_avg_sq + (grad * grad - exp_avg_sq) * s.one_minus_beta2
+        exp_avg_sq = exp_avg_sq + (square(grad) - exp_avg_sq) * s.one_minus_beta2
     else:
         exp_avg = s.beta1 * exp_avg + s.one_minus_beta1 * grad
-        exp_avg_sq = s.beta2 * exp_avg_sq + s.one_minus_beta2 * (grad * grad)
+        exp_avg_sq = s.beta2 * exp_avg_sq + s.one_minus_beta2 * square(grad)
     if flags.optax:
         second_moment = exp_avg_sq / s.bias_correction2
     else:
@@ -180,9 +181,9 @@ ADAM = Family(
     ),
     state=(
         StateKind("exp_avg", "the first moment m"),
-        StateKind("exp_avg_sq", "the second moment v", nonnegative=True),
+        StateKind("exp_avg_sq", "the second moment v", nonnegative=True, magnitude=True),
         StateKind("max_exp_avg_sq", "the running maximum of exp_avg_sq", nonnegative=True,
-                  present=lambda h: h.amsgrad, when="amsgrad=True"),
+                  present=lambda h: h.amsgrad, when="amsgrad=True", magnitude=True),
     ),
     scalars=adam_scalars,
     Scalars=AdamScalars,

@@ -151,3 +151,23 @@ def test_int8_state_on_cuda_kernels_matches_the_cpu(simulator_storage, method, o
         if isinstance(tree, list):
             for actual, expected in zip(on_gpu[name], tree):
                 np.testing.assert_array_equal(_host(actual), expected)
+
+
+@pytest.mark.parametrize("options", [{"amsgrad": True}, {"convention": "optax", "weight_decay": 0.1,
+                                                          "decoupled_weight_decay": True}])
+def test_complex_magnitude_mode_on_cuda_kernels_matches_the_cpu(simulator_storage, options):
+    """A shared real second moment per complex element: complex elements in the table, bit for bit."""
+    shapes = [(12,), (3, 4)]
+    host, device = twins(11, shapes, np.complex64)
+    cpu = numadam.Adam(host, lr=0.01, complex_mode="magnitude", **options)
+    gpu = numadam.Adam(device, lr=0.01, complex_mode="magnitude", **options)
+    for grads in gradient_sequence(12, shapes, 3, dtype=np.complex64):
+        cpu.step(grads)
+        gpu.step([cuda.to_device(g) for g in grads])
+    for actual, expected in zip(device, host):
+        np.testing.assert_array_equal(actual.copy_to_host(), expected)
+    on_gpu = gpu.state_dict()
+    for name, tree in cpu.state_dict().items():
+        if isinstance(tree, list):
+            for actual, expected in zip(on_gpu[name], tree):
+                np.testing.assert_array_equal(_host(actual), expected)
