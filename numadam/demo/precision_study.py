@@ -3,7 +3,7 @@
 ``python -m numadam.demo.precision_study --output docs/precision`` trains the
 digits MLP and the LSTM, and solves the deconvolution (at n = 4096, so that its
 state is quantized), once per :data:`STORAGES` entry and seed, and writes
-``precision.md`` (the table in docs/precision.md) and ``precision.png``.
+``precision.txt`` (the table docs/precision.md includes) and ``precision.png``.
 
 - MLP: test accuracy after 100 epochs, mean over the seeds.
 - LSTM: test MSE after 1200 steps, mean over the seeds.
@@ -97,7 +97,7 @@ def plot(results, path):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--output", default="numadam-precision", help="folder for precision.md and precision.png")
+    parser.add_argument("--output", default="numadam-precision", help="folder for precision.txt and precision.png")
     parser.add_argument("--quick", action="store_true", help="short runs, one seed (a check, not a measurement)")
     args = parser.parse_args(argv)
     output = pathlib.Path(args.output)
@@ -109,7 +109,7 @@ def main(argv=None):
         print(f"{storage.label}: {time.perf_counter() - start:.1f} s")
     text = table(results)
     print(text)
-    (output / "precision.md").write_text(text)
+    (output / "precision.txt").write_text(text)
     plot(results, output / "precision.png")
 
 

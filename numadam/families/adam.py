@@ -19,6 +19,10 @@ Decoupled decay is torch's :math:`p \leftarrow p(1-\eta\lambda)` before the
 update, Keras's :math:`p \leftarrow p - p\,\lambda\eta`, and optax's
 :math:`\lambda p` added to the update before it is scaled by :math:`\eta`.
 Keras computes its moments as :math:`m \leftarrow m + (g - m)(1-\beta_1)`.
+
+A complex element is two reals by default; with ``complex_mode="magnitude"``
+:math:`m` and :math:`p` are complex, :math:`v` is real and :math:`g^2` is
+:math:`|g|^2` (optax's complex Adam): see docs/precision.md.
 """
 
 import math
