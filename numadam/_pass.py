@@ -124,11 +124,19 @@ class DtypePass:
     """Parameters whose numbers share a storage dtype, their state, and the table that updates them.
 
     The state is kept in ``state_dtype`` (the compute dtype by default: float32
-    for float16 and bfloat16 parameters). Besides the family's state, a pass
-    keeps what the optimizer's policies need (:mod:`numadam._policy`): a float64
-    gradient accumulator, the moving average of the parameters (in the compute
-    dtype), a float32 master copy of 16-bit parameters, and each parameter's
-    bounds (its own copy: an array, or one value read with stride 0).
+    for float16 and bfloat16 parameters). With 8-bit state (``quantized``) each
+    state buffer holds codes, laid out in each parameter's C order and cut into
+    blocks of :data:`~numadam._kernels.quantization.BLOCK` (``blocks``), with
+    one float32 scale per block and state kind (``scales``); :meth:`run` then
+    updates block by block. With ``magnitude`` (complex parameters under
+    ``complex_mode="magnitude"``) the table's elements are complex numbers, and
+    the state kinds marked ``magnitude`` hold one real number per element.
+
+    Besides the family's state, a pass keeps what the optimizer's policies need
+    (:mod:`numadam._policy`): a float64 gradient accumulator, the moving average
+    of the parameters (in the compute dtype), a float32 master copy of 16-bit
+    parameters, and each parameter's bounds (its own copy: an array, or one
+    value read with stride 0).
     """
 
     def __init__(self, backend, family, kinds, indices, params, infos, paths, rows_group, h, policies, bounds,
