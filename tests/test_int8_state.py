@@ -351,3 +351,15 @@ def test_bfloat16_state_refuses_float64_parameters():
     """Rounding float64 to bfloat16 through float32 would round twice; int8 state takes float64."""
     with pytest.raises(ValueError, match="state_dtype='bfloat16' rounds float32 arithmetic.*float64"):
         numadam.Adam([np.zeros(3, np.float32), np.zeros(3)], state_dtype="bfloat16")
+
+
+def test_state_of_another_float_dtype_is_cast_on_loading():
+    """As torch's load_state_dict casts floating state to its parameter's dtype."""
+    p = np.ones(5, np.float32)
+    opt = numadam.Adam(p)
+    state = opt.state_dict()
+    state["exp_avg"] = np.full(5, 0.1)  # float64
+    opt.load_state_dict(state)
+    loaded = opt.state_dict()["exp_avg"]
+    assert loaded.dtype == np.float32
+    np.testing.assert_array_equal(loaded, np.float32(0.1))

@@ -334,8 +334,9 @@ def bad_state_cases():
         ("unknown hyper", edit(hyperparameters={**hyper, "momentum": 0.9}), ValueError, "unexpected ['momentum']"),
         ("wrong shape", edit(exp_avg={**good["exp_avg"], "b": np.zeros(4, np.float32)}), ValueError,
          "state['exp_avg']['b'] has shape (4,) but its parameter has shape (3,)"),
-        ("wrong dtype", edit(exp_avg_sq={**good["exp_avg_sq"], "W": np.zeros((4, 3))}), TypeError,
-         "state['exp_avg_sq']['W'] has dtype float64 but its parameter has dtype float32"),
+        ("wrong dtype", edit(exp_avg_sq={**good["exp_avg_sq"], "W": np.zeros((4, 3), np.complex64)}), TypeError,
+         "state['exp_avg_sq']['W'] has dtype complex64; state is loaded from real float16, bfloat16, float32 "
+         "or float64 numbers shaped like its parameter, or 8-bit codes"),
         ("negative v", edit(exp_avg_sq={**good["exp_avg_sq"], "b": -np.ones(3, np.float32)}), ValueError,
          "state['exp_avg_sq']['b'] has negative entries"),
         ("missing max", {k: v for k, v in good.items() if k != "max_exp_avg_sq"}, ValueError,
