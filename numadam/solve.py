@@ -33,6 +33,10 @@ else:
     _SIGNATURE_OPTIONS = {}
 
 
+#: The dtypes ``minimize`` iterates in: a solver's iterate and its stop rules need 24 bits or more.
+_SOLVER_DTYPES = tuple(np.dtype(t) for t in (np.float32, np.float64, np.complex64, np.complex128))
+
+
 def minimize(fun, x0, args=(), jac=None, method="adam", *, bounds=None, maxiter=1000, gtol=1e-5, ftol=None,
              xtol=None, patience=10, schedule=None, clip=None, callback=None, progress=False, nonfinite="stop",
              **hyperparameters):
@@ -459,8 +463,9 @@ def _working_copy(x0):
         dtype = np.dtype(np.float64)
     elif dtype.kind in "fc":
         dtype = np.dtype(dtype.type)  # native byte order: '>f4' (FITS, HDF5) becomes float32
-    if not _dtypes.is_supported(dtype):
-        raise TypeError(f"x0 has dtype {array.dtype}; minimize works in {_dtypes.supported_names()}")
+    if not _dtypes.is_supported(dtype) or _dtypes.is_low_precision(dtype):
+        raise TypeError(f"x0 has dtype {array.dtype}; minimize works in {_dtypes.names(_SOLVER_DTYPES)} (16-bit "
+                        "parameters: step numadam.Adam with master_weights=True or stochastic_rounding=True)")
     if array.size == 0:
         raise ValueError(f"x0 must hold at least one number; got shape {array.shape}")
     return array.astype(dtype, copy=True)
