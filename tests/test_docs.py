@@ -24,7 +24,7 @@ import numadam
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
-PAGES = sorted(DOCS.glob("*.md")) + [ROOT / "README.md"]
+PAGES = sorted(page for page in DOCS.rglob("*.md") if "_build" not in page.parts) + [ROOT / "README.md"]
 
 # A fenced block: the opening fence, its info string, the body, and the same fence closing it.
 FENCE = re.compile(r"^(?P<fence>`{3,})(?P<info>[^`\n]*)\n(?P<body>.*?)^(?P=fence)[ \t]*$", re.MULTILINE | re.DOTALL)
