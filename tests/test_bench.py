@@ -18,7 +18,7 @@ from numadam.bench.cases import BETAS, EPS, LR, VARIANTS, Case, bench_cases, cnn
 from numadam.bench.command import _case_names
 from numadam.bench.contenders import Problem
 from numadam.bench.numpy_adam import InPlaceAdam, NaiveAdam
-from numadam.bench.roofline import SERIAL_BELOW, kernel_for, same_traffic_kernel
+from numadam.bench.roofline import SERIAL_BELOW, kernel_for, same_traffic_kernel, traffic_bytes, traffic_kernel
 from numadam.bench.runner import Result, disagreement, run_case, set_threads
 from numadam.bench.table import markdown_tables
 
@@ -84,19 +84,32 @@ def test_case_names_and_threads_are_checked():
 @pytest.mark.parametrize("parallel", [False, True])
 def test_same_traffic_kernels_read_and_write_exactly_the_arrays_of_a_step(rng, dtype, amsgrad, parallel):
     n = 3 * SERIAL_BELOW + 7
-    arrays = [rng.standard_normal(n).astype(dtype) for _ in range(5 if amsgrad else 4)]
+    arrays = [rng.standard_normal(n).astype(dtype) for _ in range(5 if amsgrad else 4)]  # written..., grad
     before = [a.copy() for a in arrays]
-    same_traffic_kernel(amsgrad, parallel)(*arrays)
-    grad = before[1]
-    np.testing.assert_array_equal(arrays[1], grad)
-    for written, original in zip(arrays[:1] + arrays[2:], before[:1] + before[2:]):
+    same_traffic_kernel(amsgrad, parallel, dtype)(*arrays)
+    grad = before[-1]
+    np.testing.assert_array_equal(arrays[-1], grad)
+    for written, original in zip(arrays[:-1], before[:-1]):
         assert written.dtype == dtype
         np.testing.assert_array_equal(written, original + grad)
+
+
+def test_traffic_kernels_of_mixed_storage_touch_every_array():
+    """bfloat16 parameters (their 16 bits) with float32 and 8-bit state: floats get the sum, bits flip."""
+    n = 1000
+    param, codes, state = np.arange(n, dtype=np.uint16), np.zeros(n, np.int8), np.ones(n, np.float32)
+    grad = np.full(n, 3, np.uint16)
+    traffic_kernel(("uint16", "int8", "float32"), ("uint16",), False)(param, codes, state, grad)
+    np.testing.assert_array_equal(param, np.arange(n, dtype=np.uint16) ^ 1)
+    np.testing.assert_array_equal(codes, 1)
+    np.testing.assert_array_equal(state, 4)
+    assert traffic_bytes(("uint16", "int8", "float32"), ("uint16",)) == 4 + 2 + 8 + 2
 
 
 def test_kernel_for_runs_small_arrays_on_the_calling_thread():
     assert kernel_for(SERIAL_BELOW - 1, amsgrad=False) is same_traffic_kernel(False, parallel=False)
     assert kernel_for(SERIAL_BELOW, amsgrad=True) is same_traffic_kernel(True, parallel=True)
+    assert kernel_for(10, False, np.float64) is same_traffic_kernel(False, False, np.float64)
 
 
 def numadam_steps(params, grad_sequence, variant):

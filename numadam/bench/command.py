@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 from .cases import bench_cases, cuda_bench_cases
+from .catalog import SUITES
 
 #: The exit status of ``--device cuda`` without a usable GPU.
 NO_CUDA_DEVICE = 3
@@ -36,6 +37,19 @@ def add_arguments(parser):
                         help="save the bar plot to this PNG, and the Markdown table next to it with the suffix .txt")
     parser.add_argument("--threads", type=_positive_int, default=None,
                         help="Numba and torch threads (default: all of NUMBA_NUM_THREADS)")
+    parser.add_argument("--suite", type=_suite_names, default=None,
+                        help="instead of the cases, run these comma-separated suites of numadam.bench.catalog "
+                             f"({', '.join(SUITES)}, or all) at --size elements")
+    parser.add_argument("--size", type=_positive_int, default=None,
+                        help="elements per suite study (default 1e7, or 1e5 with --quick)")
+
+
+def _suite_names(text):
+    names = list(SUITES) if text.strip() == "all" else [name.strip() for name in text.split(",") if name.strip()]
+    unknown = [name for name in names if name not in SUITES]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(f"suites must be among {', '.join(SUITES)} or all; got {text!r}")
+    return names
 
 
 def _positive_int(text):
@@ -103,8 +117,40 @@ def _cuda_header(args, rounds):
     )
 
 
+def run_suites(args, out=print):
+    """``--suite``: the suites' tables, printed and (with ``--output``) written as Markdown."""
+    from .runner import set_threads
+    from .suites import markdown, run_suite
+
+    threads = set_threads(args.threads)
+    size = args.size or (100_000 if args.quick else 10_000_000)
+    rounds = args.repeat or (3 if args.quick else 15)
+    min_batch_seconds = 1e-3 if args.quick else 2e-2
+
+    def progress(text):
+        print(f"numadam bench: {text}", file=sys.stderr, flush=True)
+
+    text = (f"numadam bench --suite {','.join(args.suite)}{' --quick' if args.quick else ''}: median of {rounds} "
+            f"interleaved rounds, {threads} Numba/torch thread(s) on {os.cpu_count()} CPU(s) "
+            f"({platform.machine()}). {_versions(('numadam', 'numpy', 'numba', 'torch'))}.\n\n"
+            "GB/s: the bytes a step must move per element (in parentheses) times the elements, over the time. "
+            "× same-traffic: time over a loop moving those bytes with trivial arithmetic. × baseline: time over "
+            "the named study of the same run. torch foreach: torch.optim's multi-tensor step of the family.\n")
+    for name in args.suite:
+        text += "\n" + markdown(name, size, run_suite(name, size, rounds, min_batch_seconds, progress))
+    out(text)
+    if args.output is not None:
+        path = args.output.with_suffix(".txt")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+        out(f"table written to {path}")
+    return 0
+
+
 def run(args, out=print):
     """Run the benchmark ``args`` asks for; return the exit status (see the module's docstring)."""
+    if getattr(args, "suite", None):
+        return run_suites(args, out)
     from .plot import save_plot
     from .runner import CPU, run_case, set_threads
     from .table import markdown_tables

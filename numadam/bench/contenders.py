@@ -108,10 +108,11 @@ class NumadamFunctional(Contender):
 
 
 def _traffic_arrays(param, grad, amsgrad):
-    """``(param, grad, exp_avg, exp_avg_sq[, max_exp_avg_sq])`` as fresh 1-D arrays."""
+    """``(param, exp_avg, exp_avg_sq[, max_exp_avg_sq], grad)`` as fresh 1-D arrays (the written
+    ones first, as :func:`~numadam.bench.roofline.traffic_kernel` takes them)."""
     state = 3 if amsgrad else 2
-    return (param.ravel().copy(), grad.ravel().copy()) + tuple(np.zeros(param.size, param.dtype)
-                                                                for _ in range(state))
+    return ((param.ravel().copy(),) + tuple(np.zeros(param.size, param.dtype) for _ in range(state))
+            + (grad.ravel().copy(),))
 
 
 class SameTrafficFlat(Contender):
@@ -123,7 +124,7 @@ class SameTrafficFlat(Contender):
         flat_param = np.concatenate([p.ravel() for p in problem.params])
         flat_grad = np.concatenate([g.ravel() for g in problem.grads])
         self._arrays = _traffic_arrays(flat_param, flat_grad, variant.amsgrad)
-        self._kernel = same_traffic_kernel(variant.amsgrad, parallel)
+        self._kernel = same_traffic_kernel(variant.amsgrad, parallel, flat_param.dtype)
 
     def step(self):
         self._kernel(*self._arrays)
@@ -139,7 +140,7 @@ class SameTrafficPerArray(Contender):
 
     def __init__(self, problem, variant):
         self._arrays = [_traffic_arrays(p, g, variant.amsgrad) for p, g in zip(problem.params, problem.grads)]
-        self._kernels = [kernel_for(p.size, variant.amsgrad) for p in problem.params]
+        self._kernels = [kernel_for(p.size, variant.amsgrad, p.dtype) for p in problem.params]
 
     def step(self):
         for kernel, arrays in zip(self._kernels, self._arrays):

@@ -1,0 +1,187 @@
+"""The studies of ``numadam bench --suite`` and of the asv suite: one definition, both use it.
+
+A :class:`Study` is one optimizer configuration on float32 parameters: its
+family and options, the storage of its parameters, and the bytes a step must
+move (the arrays its same-traffic kernel reads and writes, from
+:mod:`numadam.bench.roofline`). Each suite compares its studies with a
+reference measured in the same run:
+
+- ``families``: every family at ``size`` elements, against its own
+  same-traffic kernel (Adam moves 28 bytes per element, Lion 20, AdEMAMix 36);
+- ``policies``: Adam with each policy, against plain Adam and against a
+  same-traffic kernel moving the policy's extra bytes; LAMB against Adam;
+- ``precision``: 16-bit parameters and bfloat16 and 8-bit state, against
+  float32 Adam and against the same-traffic kernel of their bytes;
+- ``many``: every family over 1000 arrays of ``size / 1000`` elements, against
+  the same family over one flat array of as many elements;
+- ``groups``: Adam with its parameters in two :class:`numadam.Group` s, against
+  no groups.
+
+Examples
+--------
+>>> study = SUITES["families"]()["lion"]
+>>> study.bytes_per_element
+20
+>>> SUITES["precision"]()["int8 state"].bytes_per_element
+16
+"""
+
+import functools
+import math
+from typing import NamedTuple
+
+import numpy as np
+
+import numadam
+
+from .roofline import traffic_bytes
+
+F32 = "float32"
+
+
+class Study(NamedTuple):
+    """One configuration to time, and the traffic of its same-traffic kernel."""
+
+    name: str
+    method: str             # a name of numadam.families()
+    options: dict           # keyword arguments of the class (lr included)
+    written: tuple          # dtypes of the arrays a step reads and writes, per element
+    read: tuple             # dtypes of the arrays it only reads
+    param_dtype: str = F32  # "float32", "float16" or "bfloat16"
+    n_arrays: int = 1
+    groups: int = 0         # how many Groups the arrays are split into (0: none)
+    baseline: str = ""      # the study of the same suite its time is compared with
+    target: tuple = ()      # ("same-traffic" or "baseline", the largest ratio the issues ask for)
+
+    @property
+    def bytes_per_element(self):
+        return traffic_bytes(self.written, self.read)
+
+
+def _state_count(method, options):
+    cls = numadam.families()[method]
+    h = cls.family.Hyper(**{**cls._class_defaults, **cls.pinned, **options})
+    return len(cls.family.state_kinds(h))
+
+
+def _plain(name, method, options=None, n_arrays=1, baseline=""):
+    """A family on float32 parameters and state: the parameters, its state written; the gradient read."""
+    options = {"lr": 1e-3, **(options or {})}
+    state = _state_count(method, options)
+    return Study(name, method, options, (F32,) * (1 + state), (F32,), n_arrays=n_arrays, baseline=baseline)
+
+
+#: Options that make a family's defaults a fair comparison (Lion without its default decay is not
+#: Lion; these keep each family's own defaults and only pin what varies between libraries).
+FAMILY_OPTIONS = {"adamw": {"weight_decay": 1e-2}}
+
+
+def families():
+    return {method: _plain(method, method, FAMILY_OPTIONS.get(method))._replace(target=("same-traffic", 1.10))
+            for method in numadam.families() if method != "lamb"}  # LAMB's two passes: see policies()
+
+
+def many_arrays():
+    studies = {}
+    for method in numadam.families():
+        options = FAMILY_OPTIONS.get(method)
+        studies[f"{method}, one array"] = _plain(f"{method}, one array", method, options)
+        studies[f"{method}, 1000 arrays"] = _plain(f"{method}, 1000 arrays", method, options, n_arrays=1000,
+                                                   baseline=f"{method}, one array")._replace(
+                                                       target=("baseline", 1.30))
+    return studies
+
+
+def policies():
+    adam = _plain("adam", "adam")
+    lamb = _plain("lamb", "lamb", baseline="adam")
+    # LAMB's first pass reads p, g, m, v and writes m, v; its second reads p, m, v and writes p:
+    # 40 bytes per element, as if p, m, v were read and written once and p, g, m, v read once more.
+    lamb = lamb._replace(written=(F32,) * 3, read=(F32,) * 4, target=("baseline", 1.35))
+    return {
+        "adam": adam,
+        "nonfinite='skip'": adam._replace(name="nonfinite='skip'", options={**adam.options, "nonfinite": "skip"},
+                                          read=(F32, F32), baseline="adam", target=("baseline", 1.20)),
+        "clip_global_norm=1": adam._replace(name="clip_global_norm=1", read=(F32, F32), baseline="adam",
+                                            target=("baseline", 1.20),
+                                            options={**adam.options, "clip_global_norm": 1.0}),
+        "bounds (arrays)": adam._replace(name="bounds (arrays)", read=(F32, F32, F32), baseline="adam",
+                                         target=("same-traffic", 1.10),
+                                         options={**adam.options, "bounds": "arrays"}),
+        "ema=0.999": adam._replace(name="ema=0.999", written=(F32,) * 4, baseline="adam", target=("same-traffic", 1.10),
+                                   options={**adam.options, "ema": 0.999}),
+        "lamb": lamb,
+    }
+
+
+def precision():
+    adam = _plain("float32", "adam")
+    B16, U8, I8 = "uint16", "uint8", "int8"
+    return {
+        "float32": adam,
+        "bfloat16 state": adam._replace(name="bfloat16 state", written=(F32, B16, B16), baseline="float32",
+                                        target=("baseline", 0.80),
+                                        options={**adam.options, "state_dtype": "bfloat16"}),
+        "int8 state": adam._replace(name="int8 state", written=(F32, I8, U8), baseline="float32",
+                                    target=("baseline", 0.65),
+                                    options={**adam.options, "state_dtype": "int8"}),
+        "bfloat16 parameters": adam._replace(name="bfloat16 parameters", written=(B16, F32, F32), read=(B16,),
+                                             target=("same-traffic", 1.10),
+                                             param_dtype="bfloat16", baseline="float32"),
+        "float16 parameters": adam._replace(name="float16 parameters", written=(B16, F32, F32), read=(B16,),
+                                             target=("same-traffic", 1.10),
+                                            param_dtype="float16", baseline="float32"),
+        "bfloat16 parameters, master weights": adam._replace(
+            name="bfloat16 parameters, master weights", written=(B16, F32, F32, F32), read=(B16,),
+            param_dtype="bfloat16", baseline="float32", options={**adam.options, "master_weights": True},
+            target=("same-traffic", 1.10)),
+        "bfloat16 parameters, stochastic rounding": adam._replace(
+            name="bfloat16 parameters, stochastic rounding", written=(B16, F32, F32), read=(B16,),
+            param_dtype="bfloat16", baseline="float32", options={**adam.options, "stochastic_rounding": True},
+            target=("same-traffic", 1.10)),
+    }
+
+
+def groups():
+    """AdamW over two arrays: in two Groups (each its own lr), or with the optimizer's hyperparameters."""
+    adam = _plain("no groups", "adam", {"weight_decay": 1e-2, "decoupled_weight_decay": True}, n_arrays=2)
+    return {"no groups": adam, "two groups": adam._replace(name="two groups", groups=2, baseline="no groups",
+                                                           target=("baseline", 1.05))}
+
+
+SUITES = {"families": families, "many": many_arrays, "policies": policies, "precision": precision,
+          "groups": groups}
+
+
+@functools.cache
+def _bfloat16():
+    import ml_dtypes
+
+    return np.dtype(ml_dtypes.bfloat16)
+
+
+def storage_dtype(name):
+    """The NumPy dtype of a study's parameters (``bfloat16`` from ml_dtypes)."""
+    return _bfloat16() if name == "bfloat16" else np.dtype(name)
+
+
+def build(study, size, seed=0):
+    """``(optimizer, grads)``: the study's optimizer over fresh parameters of ``size`` elements in all."""
+    rng = np.random.default_rng(seed)
+    dtype = storage_dtype(study.param_dtype)
+    per_array = max(1, size // study.n_arrays)
+    params = [rng.standard_normal(per_array).astype(np.float32).astype(dtype) for _ in range(study.n_arrays)]
+    grads = [rng.standard_normal(per_array).astype(np.float32).astype(dtype) for _ in range(study.n_arrays)]
+    options = dict(study.options)
+    if options.get("bounds") == "arrays":  # shaped like the tree (built below)
+        low, high = ([np.full(per_array, value, dtype) for _ in params] for value in (-10.0, 10.0))
+        options["bounds"] = (low[0], high[0]) if study.n_arrays == 1 else (low, high)
+    tree = params
+    if study.groups:
+        cut = math.ceil(len(params) / study.groups)
+        tree = [numadam.Group(params[k:k + cut], lr=options["lr"] * (1 + k)) for k in range(0, len(params), cut)]
+        grads = [grads[k:k + cut] for k in range(0, len(grads), cut)]
+    elif study.n_arrays == 1:
+        tree, grads = params[0], grads[0]
+    optimizer = numadam.families()[study.method](tree, **options)
+    return optimizer, grads

@@ -1,0 +1,127 @@
+"""``numadam bench --suite``: time the studies of :mod:`numadam.bench.catalog` and tabulate them.
+
+Every study of a suite, its same-traffic kernel, and (for the families torch
+has) torch's ``foreach`` step are timed together in one interleaved run
+(:func:`~numadam.bench.timing.interleaved_medians`), so the ratios hold on a
+noisy machine. The table gives the time per step, the effective bandwidth
+(the study's bytes per element times the elements, over the time), the ratio to
+the same-traffic kernel, the ratio to the suite's baseline, and the target the
+issues set.
+"""
+
+from typing import NamedTuple
+
+import numpy as np
+
+from . import catalog
+from .roofline import SERIAL_BELOW, traffic_kernel
+from .timing import interleaved_medians
+
+#: numadam families that torch.optim has, and torch's class names.
+TORCH_FAMILIES = {"adam": "Adam", "adamw": "AdamW", "nadam": "NAdam", "radam": "RAdam", "adamax": "Adamax"}
+
+
+class Timed(NamedTuple):
+    study: catalog.Study
+    seconds: float
+    traffic_seconds: float
+    torch_seconds: float | None = None
+
+
+class _Step:
+    def __init__(self, optimizer, grads):
+        self.optimizer, self.grads = optimizer, grads
+
+    def step(self):
+        self.optimizer.step(self.grads)
+
+
+class _Traffic:
+    """The study's same-traffic kernel over ``size`` elements (serial below :data:`SERIAL_BELOW`)."""
+
+    def __init__(self, study, size):
+        self.arrays = [np.zeros(size, dtype) for dtype in study.written + study.read]
+        self.kernel = traffic_kernel(study.written, study.read, size >= SERIAL_BELOW)
+        self.kernel(*self.arrays)
+
+    def step(self):
+        self.kernel(*self.arrays)
+
+
+class _TorchForeach:
+    """torch.optim's multi-tensor (``foreach``) step of the same family, options and arrays."""
+
+    def __init__(self, torch, study, size):
+        name = TORCH_FAMILIES[study.method]
+        per_array = size // study.n_arrays
+        self.params = [torch.zeros(per_array) for _ in range(study.n_arrays)]
+        for p in self.params:
+            p.grad = torch.ones(per_array)
+        options = {k: v for k, v in study.options.items() if k in ("lr", "weight_decay")}
+        self.optimizer = getattr(torch.optim, name)(self.params, foreach=True, **options)
+
+    def step(self):
+        self.optimizer.step()
+
+
+def _torch():
+    try:
+        import torch
+    except ImportError:
+        return None
+    return torch
+
+
+def run_suite(name, size, rounds, min_batch_seconds, progress=print):
+    """Time every study of suite ``name`` at ``size`` elements; return :class:`Timed` rows."""
+    studies = list(catalog.SUITES[name]().values())
+    torch = _torch() if name in ("families", "many") else None
+    contenders, slots = [], []
+    for study in studies:
+        progress(f"{name}: preparing {study.name}")
+        optimizer, grads = catalog.build(study, size)
+        optimizer.step(grads)  # compile before timing
+        slot = [len(contenders), len(contenders) + 1, None]
+        contenders += [_Step(optimizer, grads), _Traffic(study, size)]
+        if torch is not None and study.method in TORCH_FAMILIES and study.param_dtype == catalog.F32:
+            slot[2] = len(contenders)
+            contenders.append(_TorchForeach(torch, study, size))
+        slots.append(slot)
+    progress(f"{name}: timing {len(contenders)} contenders, {rounds} rounds")
+    medians = interleaved_medians(contenders, rounds, min_batch_seconds)
+    return [Timed(study, medians[a], medians[b], None if c is None else medians[c])
+            for study, (a, b, c) in zip(studies, slots)]
+
+
+def _verdict(ratio, target):
+    return "yes" if ratio <= target else "**no**"
+
+
+def markdown(name, size, rows):
+    """The table of one suite's rows."""
+    by_name = {row.study.name: row for row in rows}
+    torch_column = any(row.torch_seconds is not None for row in rows)
+    header = ["study", "ms per step", "GB/s", "× same-traffic", "× baseline"]
+    header += ["torch foreach ms", "torch / numadam"] if torch_column else []
+    header += ["target", "met"]
+    lines = [f"Suite `{name}`, {size:.0e} float32 elements in all.", "",
+             "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for row in rows:
+        study = row.study
+        gbps = study.bytes_per_element * size / row.seconds / 1e9
+        traffic_ratio = row.seconds / row.traffic_seconds
+        baseline = by_name.get(study.baseline)
+        baseline_ratio = row.seconds / baseline.seconds if baseline else None
+        cells = [study.name, f"{row.seconds * 1e3:.2f}", f"{gbps:.1f} ({study.bytes_per_element} B)",
+                 f"{traffic_ratio:.2f}", "" if baseline_ratio is None else f"{baseline_ratio:.2f} × {study.baseline}"]
+        if torch_column:
+            cells += ["", ""] if row.torch_seconds is None else [
+                f"{row.torch_seconds * 1e3:.2f}", f"{row.torch_seconds / row.seconds:.1f}"]
+        if study.target:
+            against, limit = study.target
+            ratio = traffic_ratio if against == "same-traffic" else baseline_ratio
+            cells += [f"≤ {limit:.2f} × {against}", _verdict(ratio, limit)]
+        else:
+            cells += ["", ""]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
