@@ -253,8 +253,8 @@ def _gradient_sums(spec, index_of, lane):
     """Sum of squares (``a``) and non-finite count (``b``) of the effective gradient before it
     is scaled or clipped; nothing is written."""
     return _gradient_lines(spec, index_of, update=False) + [
-        "wide = float64(grad)", f"a{lane} += wide * wide", "if not (grad - grad == grad - grad):",
-        f"    b{lane} += one64"]
+        "wide = float64(grad)", f"a{lane} += wide * wide",
+        f"b{lane} += zero64 if grad - grad == grad - grad else one64"]
 
 
 def _norm_sums(spec, index_of, lane):
@@ -274,39 +274,29 @@ def reduction_source(spec, strided_threads):
     """The source of ``reduce_piece`` for ``spec``: two float64 sums over elements
     ``start:stop`` of one segment, as ``spec.policy.reduction`` says: ``"gradient"``
     (:func:`_gradient_sums`) or ``"norms"`` (:func:`_norm_sums`)."""
-    lanes = 1 if strided_threads else 4
     present = [k for k, code in enumerate(spec.operands) if code]
     lines = _header("reduce_piece", spec)
-    lines.append("    " + " = ".join(f"a{lane} = b{lane}" for lane in range(lanes)) + " = zero64")
+    lines.append("    a0 = b0 = zero64")
     sums = _norm_sums if spec.policy.reduction == "norms" else _gradient_sums
 
-    def accumulate(index_of, lane, indent):
-        return [indent + line for line in sums(spec, index_of, lane)]
+    def accumulate(index_of, indent):
+        return [indent + line for line in sums(spec, index_of, 0)]
 
     unit = lambda k: "i"  # noqa: E731
     strided = lambda k: f"i * s{k}"  # noqa: E731
     if strided_threads:
         lines.append("    for i in range(start, stop, step):")
         lines += ["        if " + " and ".join(f"s{k} == 1" for k in present) + ":"]
-        lines += accumulate(unit, 0, "            ")
-        lines += ["        else:"] + accumulate(strided, 0, "            ")
-    else:
+        lines += accumulate(unit, "            ")
+        lines += ["        else:"] + accumulate(strided, "            ")
+    else:  # one loop per layout, which the CPU compiles with reassociation: vectorized sums
         lines.append("    if " + " and ".join(f"s{k} == 1" for k in present) + ":")
-        lines.append("        index = start")
-        lines.append(f"        while index + {lanes} <= stop:")
-        for lane in range(lanes):
-            lines.append(f"            i = index + {lane}")
-            lines += accumulate(unit, lane, "            ")
-        lines.append(f"            index += {lanes}")
-        lines.append("        for i in range(index, stop):")
-        lines += accumulate(unit, 0, "            ")
+        lines.append("        for i in range(start, stop):")
+        lines += accumulate(unit, "            ")
         lines.append("    else:")
         lines.append("        for i in range(start, stop):")
-        lines += accumulate(strided, 0, "            ")
-    if lanes == 1:
-        lines.append("    return a0, b0")
-    else:
-        lines.append("    return (a0 + a1) + (a2 + a3), (b0 + b1) + (b2 + b3)")
+        lines += accumulate(strided, "            ")
+    lines.append("    return a0, b0")
     return "\n".join(lines) + "\n"
 
 
