@@ -1,7 +1,9 @@
-"""What the benchmarks share: backends, variants, arrays, and the timed step.
+"""What the benchmarks share: backends, arrays, and the timed step.
 
-Everything goes through numadam's public API (``numadam.Adam``, ``AdamW``,
-``adam_step``), so the suite runs unchanged against any commit.
+The steps go through numadam's public API (``numadam.Adam``, ``AdamW``,
+``adam_step``). The cases (variants, their bytes per element, the CNN's shapes,
+the studies of :mod:`numadam.bench.catalog`) are those of ``numadam bench``,
+imported from numadam itself: one definition for both.
 """
 
 import statistics
@@ -11,12 +13,12 @@ import tracemalloc
 import numpy as np
 
 import numadam
+from numadam.bench.cases import LR, VARIANTS as BENCH_VARIANTS
 
 BACKENDS = ["numpy", "cupy"]
 DTYPES = ["float32", "float64"]
-VARIANTS = ["adam", "adamw", "amsgrad"]
-LR = 1e-3
-WEIGHT_DECAY = 1e-2
+VARIANTS = [variant.name for variant in BENCH_VARIANTS]
+_VARIANT = {variant.name: variant for variant in BENCH_VARIANTS}
 
 
 def array_module(backend):
@@ -48,14 +50,14 @@ def random_arrays(xp, shapes, dtype, seed):
 
 
 def bytes_per_element(variant, dtype):
-    """Least traffic of a step: read p, g, m, v and write p, m, v (AMSGrad: and read+write max v)."""
-    return (9 if variant == "amsgrad" else 7) * np.dtype(dtype).itemsize
+    """Least traffic of a step (:meth:`numadam.bench.cases.Variant.bytes_per_element`)."""
+    return _VARIANT[variant].bytes_per_element(dtype)
 
 
 def make_optimizer(variant, params):
-    if variant == "adamw":
-        return numadam.AdamW(params, lr=LR, weight_decay=WEIGHT_DECAY)
-    return numadam.Adam(params, lr=LR, amsgrad=variant == "amsgrad")
+    options = _VARIANT[variant]
+    kind = numadam.AdamW if options.decoupled else numadam.Adam
+    return kind(params, lr=LR, weight_decay=options.weight_decay, amsgrad=options.amsgrad)
 
 
 def median_step_seconds(step, min_samples=5, budget_seconds=0.1, max_samples=1000):

@@ -1,23 +1,14 @@
 """Many arrays per optimizer: the per-array overhead, against one flat array of the same size."""
 
+from numadam.bench.cases import cnn_shapes
+
 from .common import BACKENDS, VARIANTS, _OptimizerStep, random_arrays, synchronize
-
-
-def cnn_shapes(widths=(32, 32, 64, 64, 128, 128), hidden=256, in_channels=3, classes=10, side=4):
-    """A small VGG-like network for 32x32 images: conv kernels and biases,
-    batch-norm scales and shifts, a dense head (28 arrays, 0.8e6 elements)."""
-    shapes = []
-    channels = in_channels
-    for width in widths:
-        shapes += [(width, channels, 3, 3), (width,), (width,), (width,)]
-        channels = width
-    return shapes + [(hidden, channels * side * side), (hidden,), (classes, hidden), (classes,)]
 
 
 LAYOUTS = {
     "1 x 1e6": [(1_000_000,)],
     "1000 x 1e3": [(1_000,)] * 1_000,
-    "cnn": cnn_shapes(),
+    "cnn": list(cnn_shapes()),
 }
 
 

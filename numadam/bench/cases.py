@@ -68,7 +68,11 @@ class Case(NamedTuple):
         return len(self.shapes) == 1
 
 
-def cnn_shapes(widths, hidden, in_channels=3, classes=10, side=4):
+#: The small CNN's widths and hidden units (28 arrays, 0.8e6 elements); --quick shrinks them.
+CNN_WIDTHS, CNN_HIDDEN = (32, 32, 64, 64, 128, 128), 256
+
+
+def cnn_shapes(widths=CNN_WIDTHS, hidden=CNN_HIDDEN, in_channels=3, classes=10, side=4):
     """The parameter shapes of a small VGG-like network for 32x32 images.
 
     Each width adds a 3x3 convolution (kernel and bias) and a batch norm (scale
@@ -98,7 +102,7 @@ def _uniform(name, count, size, dtype):
 def _common_cases(large, quick):
     """The cases both devices run: one large and one small array, many arrays, a small CNN, large float64."""
     many = 100 if quick else 1000
-    widths, hidden = ((8, 8, 16, 16, 32, 32), 64) if quick else ((32, 32, 64, 64, 128, 128), 256)
+    widths, hidden = ((8, 8, 16, 16, 32, 32), 64) if quick else (CNN_WIDTHS, CNN_HIDDEN)
     shapes = cnn_shapes(widths, hidden)
     cnn_elements = sum(math.prod(shape) for shape in shapes)
     return [

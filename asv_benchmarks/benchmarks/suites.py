@@ -1,0 +1,53 @@
+"""The studies of ``numadam bench --suite`` (numadam.bench.catalog): every family, policy,
+storage format and groups, each with its same-traffic kernel, at 1e6 float32 elements.
+
+``track_ratio`` is the study's time over its same-traffic kernel's, measured
+side by side, so its history is less noisy than the times themselves.
+"""
+
+from .common import median_step_seconds
+
+SIZE = 1_000_000
+
+
+def _studies():
+    try:
+        from numadam.bench import catalog
+    except ImportError:  # a commit from before the catalog
+        return {}
+    return {f"{suite}: {name}": study for suite, make in catalog.SUITES.items() if suite != "many"
+            for name, study in make().items()}
+
+
+STUDIES = _studies()
+
+
+class Suites:
+    params = (list(STUDIES) or ["none"],)
+    param_names = ("study",)
+    timeout = 300
+
+    def setup(self, name):
+        if name not in STUDIES:
+            raise NotImplementedError("this commit has no numadam.bench.catalog")
+        from numadam.bench import catalog
+        from numadam.bench.suites import _Step, _Traffic
+
+        study = STUDIES[name]
+        self.study = study
+        self.optimizer = _Step(*catalog.build(study, SIZE))
+        self.traffic = _Traffic(study, SIZE)
+        self.optimizer.step()  # compiles the kernels
+
+    def time_step(self, name):
+        self.optimizer.step()
+
+    def track_bandwidth(self, name):
+        return self.study.bytes_per_element * SIZE / median_step_seconds(self.optimizer.step) / 1e9
+
+    track_bandwidth.unit = "GB/s"
+
+    def track_ratio_to_same_traffic(self, name):
+        return median_step_seconds(self.optimizer.step) / median_step_seconds(self.traffic.step)
+
+    track_ratio_to_same_traffic.unit = "x"
