@@ -1,0 +1,182 @@
+"""The update as Numba functions, to call from your own ``@numba.njit`` code.
+
+A solver that runs its own compiled loop (a 10-parameter fit iterated 1e5
+times, say) pays a Python call per :meth:`numadam.Adam.step`, about a thousand
+times the update itself. This module gives each family's update as functions
+that njit code can call, made from the very rule and host scalars the engine
+compiles (never a copy):
+
+- ``<family>_rule``: the family's scalar rule,
+  ``rule(param, grad, state, scalars, flags) -> (param, state)``;
+- ``<family>_scalars(step, *hyperparameters)``: the per-step scalars, in
+  float64, as the optimizer objects compute them on the host;
+- ``<family>_step(param, grad, *state, step, *hyperparameters)``: one step on
+  1-D float32 or float64 arrays, updated in place, the scalars rounded once to
+  the arrays' dtype as the objects round them: the same bits as
+  ``numadam.<Family>`` over the same arrays.
+
+The hyperparameters follow the order of the class signature (``betas`` as a
+tuple), with its defaults; families with running host values (NAdam's momentum
+product, schedule-free AdamW's weights) take them as a last argument ``carry``
+(``None`` on the first step) and return the new ``carry``. ``adam_step`` is
+torch's Adam with L2 decay and a fixed signature::
+
+    adam_step(param, grad, exp_avg, exp_avg_sq, step, lr, beta1, beta2, eps, weight_decay)
+
+State that only some options use (AMSGrad's running maximum) is not offered
+here, nor are the families in :data:`NOT_OFFERED` (LAMB, AdEMAMix, ADOPT).
+
+Example
+-------
+>>> import numpy as np
+>>> from numba import njit
+>>> from numadam import jit
+>>> @njit
+... def fit(x, target, steps):
+...     m, v, g = np.zeros_like(x), np.zeros_like(x), np.empty_like(x)
+...     for t in range(1, steps + 1):
+...         g[:] = 2 * (x - target)
+...         jit.adam_step(x, g, m, v, t, 0.05, 0.9, 0.999, 1e-8, 0.0)
+...     return x
+>>> fit(np.zeros(3), np.array([1.0, -2.0, 0.5]), 2000).round(3)
+array([ 1. , -2. ,  0.5])
+"""
+
+import functools
+import inspect
+import types as pytypes
+
+import numpy as np
+from numba import njit, types
+from numba.extending import overload
+
+from .families import families
+
+__all__ = []
+
+
+def _in_dtype_of(value, array):
+    """``value`` rounded to the dtype of ``array``'s elements (njit only)."""
+
+
+@overload(_in_dtype_of)
+def _in_dtype_of_overload(value, array):
+    if array.dtype == types.float32:
+        return lambda value, array: np.float32(value)
+    return lambda value, array: np.float64(value)
+
+
+def _jitted(function):
+    """``function`` compiled by Numba, with the plain Python helpers it calls from the family
+    modules (directly or as ``_common.name``) compiled too: the same code, made callable from
+    njit. Functions Numba already compiles are kept."""
+    if hasattr(function, "py_func") or not isinstance(function, pytypes.FunctionType):
+        return function
+    namespace = dict(function.__globals__)
+    for name in function.__code__.co_names:
+        value = namespace.get(name)
+        if isinstance(value, pytypes.FunctionType) and value.__module__.startswith("numadam.families"):
+            namespace[name] = _jitted(value)
+        elif isinstance(value, pytypes.ModuleType) and value.__name__.startswith("numadam.families"):
+            proxy = pytypes.ModuleType(value.__name__ + "_jitted")
+            for attribute, member in vars(value).items():
+                setattr(proxy, attribute, _jitted(member) if isinstance(member, pytypes.FunctionType) else member)
+            namespace[name] = proxy
+    copy = pytypes.FunctionType(function.__code__, namespace, function.__name__, function.__defaults__,
+                                function.__closure__)
+    return njit(copy)
+
+
+def _hyperparameters(cls):
+    """The class's hyperparameters in signature order (pinned ones left out), with defaults."""
+    names = [h.name for h in cls.family.hyperparameters if h.name not in cls.pinned]
+    order = list(inspect.signature(cls).parameters)
+    return sorted(names, key=order.index)
+
+
+def _make(name, cls):
+    family = cls.family
+    always = [kind.name for kind in family.state if kind.present is None]
+    n_state = len(family.state)
+    hyper = _hyperparameters(cls)
+    defaults = {**cls._class_defaults, **cls.pinned}
+    fields = family.Hyper._fields
+    carried = family.carry is not None
+    scalars_of = _jitted(family.scalars)
+    flags_of = _jitted(family.flags)
+    advance = _jitted(family.carry.advance) if carried else None
+    n_fields = len(family.Scalars._fields)
+
+    # ``<name>_scalars(step, *hyperparameters[, carry])``: float64 scalars (and the new carry).
+    signature = ", ".join(f"{h}={defaults[h]!r}" for h in hyper)
+    hyper_tuple = "Hyper(" + ", ".join(h if h in hyper else repr(defaults[h]) for h in fields) + ")"
+    lines = [f"def {name}_scalars(step, {signature}{', carry=None' if carried else ''}):",
+             f"    h = {hyper_tuple}"]
+    if carried:
+        lines += ["    if carry is None:", "        carry = initial", "    carry = advance(float(step), h, carry)",
+                  "    return scalars_of(float(step), h, carry), carry"]
+    else:
+        lines.append("    return scalars_of(float(step), h, ())")
+    # ``<name>_step(param, grad, *state, step, *hyperparameters[, carry])``
+    state_args = ", ".join(always)
+    lines += [f"def {name}_step(param, grad, {state_args}, step, {signature}{', carry=None' if carried else ''}):",
+              f"    h = {hyper_tuple}"]
+    if carried:
+        lines += ["    if carry is None:", "        carry = initial", "    carry = advance(float(step), h, carry)",
+                  "    wide = scalars_of(float(step), h, carry)"]
+    else:
+        lines.append("    wide = scalars_of(float(step), h, ())")
+    lines += ["    s = Scalars(" + ", ".join(f"narrow(wide[{j}], param)" for j in range(n_fields)) + ")",
+              "    flags = flags_of(h)",
+              "    like = narrow(0.0, param)",
+              "    for i in range(param.size):"]
+    loads = ", ".join(f"{kind.name}[i]" if kind.name in always else "like" for kind in family.state)
+    lines.append(f"        p, state = rule(param[i], grad[i], ({loads}{',' if n_state == 1 else ''}), s, flags)")
+    lines.append("        param[i] = p")
+    lines += [f"        {kind}[i] = state[{k}]" for k, kind in enumerate(k.name for k in family.state)
+              if kind in always]
+    lines.append("    return carry" if carried else "    return None")
+    namespace = {"Hyper": family.Hyper, "Scalars": family.Scalars, "scalars_of": scalars_of, "flags_of": flags_of,
+                 "advance": advance, "initial": family.initial_carry(), "rule": family.rule, "np": np,
+                 "narrow": _in_dtype_of}
+    exec("\n".join(lines), namespace)
+    return family.rule, njit(namespace[f"{name}_scalars"]), njit(namespace[f"{name}_step"])
+
+
+#: Families this module does not offer, and why.
+NOT_OFFERED = {
+    "lamb": "its update needs each parameter's norms first (a pass of its own)",
+    "ademamix": "its warm-ups are None or a step count, which njit code cannot branch on",
+    "adopt": "its clip_lambda may be a Python callable",
+}
+
+
+@functools.cache
+def _functions():
+    return {name: _make(name, cls) for name, cls in families().items() if name not in NOT_OFFERED}
+
+
+def _torch_adam_step(param, grad, exp_avg, exp_avg_sq, step, lr, beta1, beta2, eps, weight_decay):
+    """Adam with torch's defaults and L2 decay (see the module docstring)."""
+    return _adam_generic(param, grad, exp_avg, exp_avg_sq, step, lr, (beta1, beta2), eps, weight_decay)
+
+
+def __getattr__(attribute):
+    for name, (rule, scalars, step) in _functions().items():
+        if attribute == f"{name}_rule":
+            return rule
+        if attribute == f"{name}_scalars":
+            return scalars
+        if attribute == f"{name}_step" and name != "adam":
+            return step
+    raise AttributeError(f"module 'numadam.jit' has no attribute {attribute!r}")
+
+
+_adam_generic = _functions()["adam"][2]
+adam_step = njit(_torch_adam_step)
+__all__ = ["adam_step"] + [f"{name}_{kind}" for name in _functions() for kind in ("rule", "scalars", "step")
+                           if f"{name}_{kind}" != "adam_step"]
+
+
+def __dir__():
+    return sorted(list(globals()) + __all__)
