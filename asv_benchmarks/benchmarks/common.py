@@ -3,17 +3,32 @@
 The steps go through numadam's public API (``numadam.Adam``, ``AdamW``,
 ``adam_step``). The cases (variants, their bytes per element, the CNN's shapes,
 the studies of :mod:`numadam.bench.catalog`) are those of ``numadam bench``,
-imported from numadam itself: one definition for both.
+loaded from this checkout's ``numadam/bench/cases.py``: one definition for both, which
+also holds when asv installs an older commit of numadam.
 """
 
+import importlib.util
 import statistics
 import time
 import tracemalloc
+from pathlib import Path
 
 import numpy as np
 
 import numadam
-from numadam.bench.cases import LR, VARIANTS as BENCH_VARIANTS
+
+
+def _checkout_cases():
+    """``numadam/bench/cases.py`` of the checkout these benchmarks belong to, loaded by path."""
+    path = Path(__file__).resolve().parents[2] / "numadam" / "bench" / "cases.py"
+    spec = importlib.util.spec_from_file_location("numadam_bench_cases_of_this_checkout", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+CASES = _checkout_cases()
+LR, BENCH_VARIANTS = CASES.LR, CASES.VARIANTS
 
 BACKENDS = ["numpy", "cupy"]
 DTYPES = ["float32", "float64"]

@@ -1,14 +1,12 @@
 """Many arrays per optimizer: the per-array overhead, against one flat array of the same size."""
 
-from numadam.bench.cases import cnn_shapes
-
-from .common import BACKENDS, VARIANTS, _OptimizerStep, random_arrays, synchronize
+from .common import BACKENDS, CASES, VARIANTS, _OptimizerStep, random_arrays, synchronize
 
 
 LAYOUTS = {
     "1 x 1e6": [(1_000_000,)],
     "1000 x 1e3": [(1_000,)] * 1_000,
-    "cnn": list(cnn_shapes()),
+    "cnn": list(CASES.cnn_shapes()),
 }
 
 
