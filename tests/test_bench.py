@@ -204,3 +204,26 @@ def test_table_reports_bandwidth_and_ratios_to_roofline_and_numadam():
     assert "| adam | NumPy naive | 8.00 µs | 3.5 | 8.00 | 4.00 |" in table
     assert "| adam | same-traffic kernel, serial | 1.00 µs | 28.0 | 1.00 | 0.50 |" in table
     assert "- torch fused (adam): not timed: torch is not installed" in table
+
+
+def test_suites_time_every_study_beside_its_same_traffic_kernel():
+    """A tiny run of two suites: every study timed, with its bandwidth, ratios and targets tabulated."""
+    from numadam.bench import catalog
+    from numadam.bench.suites import markdown, run_suite
+
+    for suite in ("groups", "precision"):
+        rows = run_suite(suite, 20_000, rounds=2, min_batch_seconds=1e-4, progress=lambda text: None)
+        assert [row.study.name for row in rows] == list(catalog.SUITES[suite]())
+        assert all(row.seconds > 0 and row.traffic_seconds > 0 for row in rows)
+        table = markdown(suite, 20_000, rows)
+        assert table.count("\n| ") == len(rows) + 1
+        assert "≤ 1.05 × baseline" in table or "≤ 0.65 × baseline" in table
+
+
+def test_every_family_has_a_study_with_its_own_bytes():
+    from numadam.bench import catalog
+
+    studies = catalog.families()
+    assert set(studies) == set(numadam.families()) - {"lamb"}
+    assert studies["adam"].bytes_per_element == 28 and studies["ademamix"].bytes_per_element == 36
+    assert studies["lion"].bytes_per_element == 20

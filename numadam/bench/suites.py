@@ -40,7 +40,9 @@ class _Traffic:
     """The study's same-traffic kernel over ``size`` elements (serial below :data:`SERIAL_BELOW`)."""
 
     def __init__(self, study, size):
-        self.arrays = [np.zeros(size, dtype) for dtype in study.written + study.read]
+        # ones, not zeros: np.zeros leaves untouched pages mapped to the kernel's one zero page, and
+        # reading those costs no memory traffic at all.
+        self.arrays = [np.ones(size, dtype) for dtype in study.written + study.read]
         self.kernel = traffic_kernel(study.written, study.read, size >= SERIAL_BELOW)
         self.kernel(*self.arrays)
 
