@@ -119,13 +119,10 @@ def _make(name, cls):
         lines.append("    return scalars_of(float(step), h, ())")
     # ``<name>_step(param, grad, *state, step, *hyperparameters[, carry])``
     state_args = ", ".join(always)
+    passed = ", ".join(hyper) + (", carry" if carried else "")
     lines += [f"def {name}_step(param, grad, {state_args}, step, {signature}{', carry=None' if carried else ''}):",
-              f"    h = {hyper_tuple}"]
-    if carried:
-        lines += ["    if carry is None:", "        carry = initial", "    carry = advance(float(step), h, carry)",
-                  "    wide = scalars_of(float(step), h, carry)"]
-    else:
-        lines.append("    wide = scalars_of(float(step), h, ())")
+              f"    h = {hyper_tuple}",
+              f"    {'wide, carry' if carried else 'wide'} = {name}_scalars(step, {passed})"]
     lines += ["    s = Scalars(" + ", ".join(f"narrow(wide[{j}], param)" for j in range(n_fields)) + ")",
               "    flags = flags_of(h)",
               "    like = narrow(0.0, param)",
@@ -140,7 +137,8 @@ def _make(name, cls):
                  "advance": advance, "initial": family.initial_carry(), "rule": family.rule, "np": np,
                  "narrow": _in_dtype_of}
     exec("\n".join(lines), namespace)
-    return family.rule, njit(namespace[f"{name}_scalars"]), njit(namespace[f"{name}_step"])
+    namespace[f"{name}_scalars"] = njit(namespace[f"{name}_scalars"])  # the step calls it compiled
+    return family.rule, namespace[f"{name}_scalars"], njit(namespace[f"{name}_step"])
 
 
 #: Families this module does not offer, and why.

@@ -101,15 +101,18 @@ class CudaBackend:
             stream = self._streams[pointer] = cuda.external_stream(pointer)
         return stream
 
+    def _scalars_on_device(self, plan, spec, scalars):
+        """``(real dtype, device words)``: the rows of ``scalars`` rounded once to the spec's real dtype."""
+        plan.check_fits(spec, scalars)
+        real = np.dtype(spec.real)
+        return real, self._upload(_as_int64_words(np.array(scalars, real).reshape(-1)))
+
     def run(self, plan, spec, scalars):
         """Launch ``spec``'s kernel with ``scalars`` (one row of floats per group, rounded
         here, once, to the spec's real dtype)."""
         if plan.n_chunks == 0:
             return
-        plan.check_fits(spec, scalars)
-        real = np.dtype(spec.real)
-        values = np.array(scalars, real).reshape(-1)
-        device_values = self._upload(_as_int64_words(values))
+        real, device_values = self._scalars_on_device(plan, spec, scalars)
         self._kernels.launch(
             spec,
             self._table_address(plan.device_table),
@@ -126,10 +129,7 @@ class CudaBackend:
         each block's first element in the sequence, then its length), with the blocks' ``scales``."""
         if plan.n_chunks == 0:
             return
-        plan.check_fits(spec, scalars)
-        real = np.dtype(spec.real)
-        values = np.array(scalars, real).reshape(-1)
-        device_values = self._upload(_as_int64_words(values))
+        real, device_values = self._scalars_on_device(plan, spec, scalars)
         self._kernels.launch_blocks(spec, self._table_address(plan.device_table), plan.width, len(plan.rows),
                                     self.describe(blocks).address, blocks.size - 1,
                                     self._table_address(device_values), real.type(0),
