@@ -82,10 +82,13 @@ class Norms(NamedTuple):
 
     ``rule(param, grad, state, s, flags) -> (state, direction)`` updates the
     state and returns the update direction; the pass sums, per parameter, the
-    squares of the parameter and of the direction. ``scalars(values, h,
-    param_squares, direction_squares)`` then returns the parameter's scalar
-    row (``values``, the family's scalars) for the second pass, the family's
-    ``rule``, which applies the update without touching the state.
+    squares of the parameter and of the direction. ``scalars(values, hypers,
+    row_of, param_squares, direction_squares)`` then returns the scalar rows for
+    the second pass, the family's ``rule``, which applies the update without
+    touching the state: ``values`` holds the family's scalars, one float64 row
+    per parameter; parameter ``k`` has the hyperparameters ``hypers[row_of[k]]``
+    and the sums ``param_squares[k]`` and ``direction_squares[k]``. It works on
+    whole arrays: a thousand parameters cost one NumPy call, not a thousand.
     """
 
     rule: object

@@ -77,7 +77,8 @@ def run_step(cls, operands, step, hyper, carry):
         stops = np.append(pieces[1:], plan.n_elements).astype(np.int64)
         sums = backend.reduce(plan, first, [tuple(scalars) + tuple(NO_POLICY_SCALARS)], pieces, stops)
         param_squares, direction_squares = (float(total) for total in sums.sum(axis=0)) if len(sums) else (0.0, 0.0)
-        scalars = family.norms.scalars(scalars, h, param_squares, direction_squares)
+        scalars = family.norms.scalars(np.array([scalars], np.float64), [h], np.zeros(1, np.intp),
+                                       np.array([param_squares]), np.array([direction_squares]))[0]
     state = storage_dtype(given[2].dtype) if len(given) > 2 else None
     backend.run(plan, kernel_spec(family, family.flags(h), real, present, state=state), [scalars])
     return carry

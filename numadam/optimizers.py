@@ -130,6 +130,7 @@ class Optimizer:
         self._leaves = leaves
         #: The scalar row of each leaf: 0 for the optimizer's own, g + 1 for group g.
         self._leaf_rows = [0 if g is None else g + 1 for g in leaf_groups]
+        self._leaf_row_index = np.array(self._leaf_rows, np.intp)
         self._used_rows = sorted(set(self._leaf_rows))
         #: The scalar row each leaf's table rows point at: its group's, or its own (families with norms).
         self._table_rows = list(range(len(leaves))) if family.norms is not None else self._leaf_rows
@@ -415,8 +416,8 @@ class Optimizer:
         if phase != "add":
             self._apply_schedules()  # a function of step_count: setting it again after a skip changes nothing
         scalars, carry, flags = self._step_scalars(step)
-        if self.family.norms is not None:  # one row per leaf: its group's, for now
-            scalars = [scalars[row] for row in self._leaf_rows]
+        if self.family.norms is not None:  # one row per leaf (its group's, for now), as one array
+            scalars = np.array(scalars, np.float64)[self._leaf_row_index]
         grad_scale = 1.0
         if policies.needs_reduction(phase):
             reduction = policies.policy(phase)
@@ -513,8 +514,7 @@ class Optimizer:
         first = policy._replace(bounds=False, ema=False, reduction="norms")
         params, directions = self._reduced(plans, flags, first, _rows_with_policy(scalars, first, extra))
         rows, _ = self._rows()
-        scalars = [self.family.norms.scalars(values, rows[self._leaf_rows[k]], params[k], directions[k])
-                   for k, values in enumerate(scalars)]
+        scalars = self.family.norms.scalars(scalars, rows, self._leaf_row_index, params, directions)
         return scalars, policy._replace(accumulate="", grad_scale=False, clip_value=False)
 
     def _reduced(self, plans, flags, policy, scalars):
@@ -820,10 +820,15 @@ class Optimizer:
 
 
 def _rows_with_policy(scalars, policy, policy_scalars):
-    """The scalar rows of a kernel with ``policy``: the family's, then the policy's where it is active."""
+    """The scalar rows of a kernel with ``policy``: the family's, then the policy's where it is active.
+
+    ``scalars`` is a list of rows, or a float64 array of them (one per parameter, families with norms).
+    """
     if not policy.active:
         return scalars
     extra = tuple(policy_scalars)
+    if isinstance(scalars, np.ndarray):
+        return np.hstack([scalars, np.broadcast_to(np.array(extra, np.float64), (len(scalars), len(extra)))])
     return [tuple(values) + extra for values in scalars]
 
 

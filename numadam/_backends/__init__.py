@@ -42,5 +42,9 @@ class Plan(NamedTuple):
         other rows' addresses or values as its own."""
         if self.rows.shape[1] != table_width(spec.n_operands):
             raise AssertionError(f"a table of {self.rows.shape[1]} columns for {spec.n_operands} operands")
-        if any(len(row) != spec.n_scalars for row in scalars):
-            raise AssertionError(f"scalar rows of {[len(row) for row in scalars]} values for {spec.n_scalars}")
+        expected = spec.n_scalars
+        if isinstance(scalars, np.ndarray):
+            if scalars.ndim != 2 or scalars.shape[1] != expected:
+                raise AssertionError(f"scalar rows of shape {scalars.shape} for {expected} values each")
+        elif any(len(row) != expected for row in scalars):
+            raise AssertionError(f"scalar rows of {[len(row) for row in scalars]} values for {expected}")

@@ -13,7 +13,10 @@ _REAL_DTYPES = {name: (np.dtype(name), np.dtype(name).type(0)) for name in ("flo
 
 
 def _row_major(scalars, real):
-    """The rows of ``scalars`` (tuples of floats) one after the other, rounded once to ``real``."""
+    """The rows of ``scalars`` (tuples of floats, or a float64 array of rows) one after the other,
+    rounded once to ``real``."""
+    if isinstance(scalars, np.ndarray):
+        return scalars.astype(real).reshape(-1)
     if len(scalars) == 1:
         return np.fromiter(scalars[0], real, len(scalars[0]))
     return np.array(scalars, real).reshape(-1)

@@ -23,6 +23,7 @@ Exclude biases and norm layers from the decay with :class:`numadam.Group`.
 import math
 from typing import NamedTuple
 
+import numpy as np
 from numba import njit
 
 from .._family import Family, Norms, StateKind
@@ -59,14 +60,21 @@ def lamb_flags(h):
     return LAMBFlags(h.weight_decay != 0.0)
 
 
-def trust_ratio(values, h, param_squares, direction_squares):
-    """The row of one parameter for the second pass: its trust ratio :math:`\\|p\\|/\\|r\\|`."""
-    if h.convention == "apex" and h.weight_decay == 0.0:
-        return values
-    param_norm, direction_norm = math.sqrt(param_squares), math.sqrt(direction_squares)
-    if param_norm == 0.0 or direction_norm == 0.0:
-        return values
-    return values._replace(trust_ratio=param_norm / direction_norm)
+_TRUST_RATIO = LAMBScalars._fields.index("trust_ratio")
+
+
+def trust_ratio(values, hypers, row_of, param_squares, direction_squares):
+    """The rows of the second pass: each parameter's trust ratio :math:`\\|p\\|/\\|r\\|` set in its row.
+
+    The ratio stays 1 where either norm is 0, and (apex) where the
+    parameter's weight decay is 0.
+    """
+    param_norms, direction_norms = np.sqrt(param_squares), np.sqrt(direction_squares)
+    uses_ratio = np.array([h.convention != "apex" or h.weight_decay != 0.0 for h in hypers])[row_of]
+    uses_ratio &= (param_norms != 0.0) & (direction_norms != 0.0)
+    values = values.copy()
+    values[uses_ratio, _TRUST_RATIO] = param_norms[uses_ratio] / direction_norms[uses_ratio]
+    return values
 
 
 @njit(inline="always")
