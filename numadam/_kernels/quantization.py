@@ -44,6 +44,7 @@ BLOCK = 256
 
 _TOP_BUCKET = 0x3F80  # the top 16 bits of float32 1.0: the last bucket a magnitude in [0, 1] reaches
 _U32 = np.uint32(0)
+_TOP = np.uint32(_TOP_BUCKET)
 
 
 class DynamicMap(NamedTuple):
@@ -106,13 +107,10 @@ def codecs(primitives):
 
     @inlined
     def magnitude_code(magnitude, buckets, midpoints):
-        bucket = bitcast(np.float32(magnitude), _U32) >> np.uint32(16)
-        if bucket > _TOP_BUCKET:  # above 1 (rounding) or NaN
-            bucket = np.uint32(_TOP_BUCKET)
+        # Selects, not branches, and unsigned indices (no negative-index test): the loop vectorizes.
+        bucket = min(bitcast(np.float32(magnitude), _U32) >> np.uint32(16), _TOP)  # above 1 (rounding), NaN
         code = np.int32(buckets[bucket])
-        if magnitude > midpoints[code]:
-            code += 1
-        return code
+        return code + np.int32(1) if magnitude > midpoints[np.uint32(code)] else code
 
     @inlined
     def encode_signed(value, inverse_scale):
@@ -121,18 +119,17 @@ def codecs(primitives):
 
     @inlined
     def decode_signed(code):
-        return _SIGNED_VALUES[np.int32(code) + 128]
+        return _SIGNED_VALUES[np.uint32(np.int32(code) + 128)]
 
     @inlined
     def encode_unsigned(value, inverse_scale):
         magnitude = value * inverse_scale
-        if magnitude < 0:  # never negative (rounding aside)
-            magnitude = magnitude - magnitude
+        magnitude = magnitude - magnitude if magnitude < 0 else magnitude  # never negative (rounding aside)
         return np.uint8(magnitude_code(magnitude, _UNSIGNED_BUCKETS, _UNSIGNED_MIDPOINTS))
 
     @inlined
     def decode_unsigned(code):
-        return _UNSIGNED_VALUES[np.int32(code)]
+        return _UNSIGNED_VALUES[np.uint32(code)]
 
     return encode_signed, decode_signed, encode_unsigned, decode_unsigned
 

@@ -105,11 +105,12 @@ def _param_store(spec, index_of):
 
 
 def _state_load(spec, k, index_of):
-    """State operand ``k`` as the rule reads it: widened, or decoded and scaled by its block's scale."""
+    """State operand ``k`` as the rule reads it: widened, or (8-bit state) as decoded into the
+    block's buffer by :func:`_decode_lines`."""
     if not spec.operands[k]:
         return "like"
     if spec.operands[k] in QUANTIZED:
-        return f"d{k}({_element(k, index_of)}) * c{k}"
+        return f"buffer[uint64({(k - 2) * BLOCK} + i + shift)]"
     return f"w{k}({_element(k, index_of)})"
 
 
@@ -117,8 +118,8 @@ def _state_store(spec, k, index_of):
     """The line that keeps state operand ``k``'s new value: narrowed into the operand, or (8-bit
     state) into the block's buffer, to be encoded once the block's new scale is known."""
     slot = k - 2
-    if spec.operands[k] in QUANTIZED:
-        return f"buffer[{slot * BLOCK} + i + shift] = state[{slot}]"
+    if spec.operands[k] in QUANTIZED:  # an unsigned index: no negative-index branch, so the loop vectorizes
+        return f"buffer[uint64({slot * BLOCK} + i + shift)] = state[{slot}]"
     return f"{_element(k, index_of)} = n{k}(state[{slot}])"
 
 
@@ -202,6 +203,7 @@ def piece_source(spec, strided_threads, name="run_piece"):
     lines += [f"    c{k} = real(scales[{k - 2} * n_blocks + block])" for k in quantized]
     unit = lambda k: "i"  # noqa: E731
     strided = lambda k: f"i * s{k}"  # noqa: E731
+    lines += _decode_lines(spec, quantized, step)
     lines.append("    if " + " and ".join(f"s{k} == 1" for k in present) + ":")
     lines += _loop(lines, _update_lines(spec, unit, False), step)
     if spec.policy.bounds and spec.policy.accumulate != "add":
@@ -215,6 +217,20 @@ def piece_source(spec, strided_threads, name="run_piece"):
     return "\n".join(lines) + "\n"
 
 
+def _decode_lines(spec, quantized, step):
+    """A loop of its own that decodes the block's 8-bit state into its buffer, where the update
+    reads it: the table lookups apart from the rule let both loops vectorize."""
+    if not quantized:
+        return []
+    lines = ["    if " + " and ".join(f"s{k} == 1" for k in quantized) + ":"]
+    lines += _loop([], [f"buffer[uint64({(k - 2) * BLOCK} + i + shift)] = d{k}(o{k}[i]) * c{k}" for k in quantized],
+                   step)
+    lines.append("    else:")
+    lines += _loop([], [f"buffer[uint64({(k - 2) * BLOCK} + i + shift)] = d{k}(o{k}[i * s{k}]) * c{k}"
+                        for k in quantized], step)
+    return lines
+
+
 def store_source(spec, strided_threads):
     """The source of ``store_piece``: the second half of a block's update, which encodes the
     new state left in ``buffer`` with the block's new ``inverse`` scales."""
@@ -225,7 +241,7 @@ def store_source(spec, strided_threads):
     lines += [f"    v{k} = inverse[{k - 2}]" for k in quantized]
 
     def stores(index_of):
-        return [f"{_element(k, index_of)} = q{k}(buffer[{(k - 2) * BLOCK} + i + shift], v{k})" for k in quantized]
+        return [f"{_element(k, index_of)} = q{k}(buffer[uint64({(k - 2) * BLOCK} + i + shift)], v{k})" for k in quantized]
 
     lines.append("    if " + " and ".join(f"s{k} == 1" for k in quantized) + ":")
     lines += _loop(lines, stores(lambda k: "i"), step)
@@ -236,14 +252,18 @@ def store_source(spec, strided_threads):
 
 def settle_source(spec):
     """The source of ``settle`` (CPU): each 8-bit state's new block scale, the largest magnitude
-    in ``buffer`` (NaN if any is NaN), stored as float32, and its ``inverse``."""
+    in ``buffer`` (NaN if any is NaN), stored as float32, and its ``inverse``.
+
+    The largest magnitude is found on the bits of the float32 magnitudes, an
+    integer maximum that vectorizes: they order as the numbers do, and every
+    NaN's bits lie above infinity's.
+    """
     lines = ["def settle(buffer, count, scales, n_blocks, block, inverse, like):"]
     for k in quantized_operands(spec):
         slot = k - 2
-        lines += ["    largest = like", "    poisoned = False", "    for j in range(count):",
-                  f"        magnitude = abs(buffer[{slot * BLOCK} + j])",
-                  "        largest = max(largest, magnitude)", "        poisoned |= magnitude != magnitude",
-                  "    scale = float32(nan if poisoned else largest)",
+        lines += ["    largest = uint32(0)", "    for j in range(count):",
+                  f"        largest = max(largest, bitcast(abs(float32(buffer[uint64({slot * BLOCK} + j)])), uint32(0)))",
+                  "    scale = float32(nan) if largest > uint32(0x7F800000) else bitcast(largest, float32(0))",
                   f"    scales[{slot} * n_blocks + block] = scale",
                   f"    inverse[{slot}] = inverse_of(real(scale), like)"]
     return "\n".join(lines) + "\n"
@@ -317,7 +337,7 @@ def _namespace(spec, primitives):
     namespace = {"rule": registered.function, "norms": registered.norms, "Scalars": registered.scalars,
                  "Flags": registered.flags, "PolicyScalars": PolicyScalars, "pointer": primitives.pointer,
                  "real": real, "float64": np.float64, "zero64": np.float64(0), "one64": np.float64(1),
-                 "uint64": np.uint64, "random_bits": random_bits, "float32": np.float32, "nan": np.nan,
+                 "uint64": np.uint64, "uint32": np.uint32, "bitcast": primitives.bitcast, "random_bits": random_bits, "float32": np.float32, "nan": np.nan,
                  "inverse_of": inverse_of}
     if spec.policy.stochastic:
         namespace["stochastic"] = stochastic_rounding(spec.operands[PARAM], primitives)
