@@ -129,11 +129,10 @@ class Optimizer:
                 )
         self._leaves = leaves
         #: The scalar row of each leaf: 0 for the optimizer's own, g + 1 for group g.
-        self._leaf_rows = [0 if g is None else g + 1 for g in leaf_groups]
-        self._leaf_row_index = np.array(self._leaf_rows, np.intp)
-        self._used_rows = sorted(set(self._leaf_rows))
+        self._leaf_rows = np.array([0 if g is None else g + 1 for g in leaf_groups], np.intp)
+        self._used_rows = sorted(set(self._leaf_rows.tolist()))
         #: The scalar row each leaf's table rows point at: its group's, or its own (families with norms).
-        self._table_rows = list(range(len(leaves))) if family.norms is not None else self._leaf_rows
+        self._table_rows = list(range(len(leaves))) if family.norms is not None else self._leaf_rows.tolist()
         self._step = 0
         self._micro_step = 0  # gradients accumulated since the last update
         self._skipped = 0
@@ -417,7 +416,7 @@ class Optimizer:
             self._apply_schedules()  # a function of step_count: setting it again after a skip changes nothing
         scalars, carry, flags = self._step_scalars(step)
         if self.family.norms is not None:  # one row per leaf (its group's, for now), as one array
-            scalars = np.array(scalars, np.float64)[self._leaf_row_index]
+            scalars = np.array(scalars, np.float64)[self._leaf_rows]
         grad_scale = 1.0
         if policies.needs_reduction(phase):
             reduction = policies.policy(phase)
@@ -514,7 +513,7 @@ class Optimizer:
         first = policy._replace(bounds=False, ema=False, reduction="norms")
         params, directions = self._reduced(plans, flags, first, _rows_with_policy(scalars, first, extra))
         rows, _ = self._rows()
-        scalars = self.family.norms.scalars(scalars, rows, self._leaf_row_index, params, directions)
+        scalars = self.family.norms.scalars(scalars, rows, self._leaf_rows, params, directions)
         return scalars, policy._replace(accumulate="", grad_scale=False, clip_value=False)
 
     def _reduced(self, plans, flags, policy, scalars):

@@ -201,14 +201,10 @@ def _block_buffers(spec, like):
     return implementation
 
 
-_pointer = cpu_primitives().pointer
-
-
 @njit(inline="always")
 def _update_blocks(spec, table, width, n_segments, blocks, first_block, last_block, scalars, like, scales):
     """Update blocks ``first_block:last_block``: each block's elements, then its scales, then its codes."""
     buffer, inverse = block_buffers(spec, like)
-    scratch = _pointer(buffer.ctypes.data, like)  # the pieces index a raw pointer: their loops vectorize
     n_blocks = blocks.size - 1
     for block in range(first_block, last_block):
         first = blocks[block]
@@ -218,7 +214,7 @@ def _update_blocks(spec, table, width, n_segments, blocks, first_block, last_blo
         while position < last:
             row, start, stop = piece_of(table, segment, position, last, width)
             load_piece(spec, table, row, start, stop, scalars, like, scales, n_blocks, block,
-                       position - first - start, scratch)
+                       position - first - start, buffer)
             position += stop - start
             segment += 1
         settle(spec, buffer, last - first, scales, n_blocks, block, inverse, like)
@@ -226,7 +222,7 @@ def _update_blocks(spec, table, width, n_segments, blocks, first_block, last_blo
         position = first
         while position < last:
             row, start, stop = piece_of(table, segment, position, last, width)
-            store_piece(spec, table, row, start, stop, inverse, position - first - start, scratch)
+            store_piece(spec, table, row, start, stop, inverse, position - first - start, buffer)
             position += stop - start
             segment += 1
 

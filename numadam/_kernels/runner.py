@@ -104,13 +104,22 @@ def _param_store(spec, index_of):
     return lines
 
 
+def _buffered(k, index):
+    """State operand ``k``'s element ``index`` of a block, in the block's buffer (8-bit state).
+
+    The index is unsigned: Numba then adds no negative-index branch, which would keep
+    LLVM from vectorizing the loops that read and write the buffer.
+    """
+    return f"buffer[uint64({(k - 2) * BLOCK} + {index})]"
+
+
 def _state_load(spec, k, index_of):
     """State operand ``k`` as the rule reads it: widened, or (8-bit state) as decoded into the
     block's buffer by :func:`_decode_lines`."""
     if not spec.operands[k]:
         return "like"
     if spec.operands[k] in QUANTIZED:
-        return f"buffer[uint64({(k - 2) * BLOCK} + i + shift)]"
+        return _buffered(k, "i + shift")
     return f"w{k}({_element(k, index_of)})"
 
 
@@ -118,8 +127,8 @@ def _state_store(spec, k, index_of):
     """The line that keeps state operand ``k``'s new value: narrowed into the operand, or (8-bit
     state) into the block's buffer, to be encoded once the block's new scale is known."""
     slot = k - 2
-    if spec.operands[k] in QUANTIZED:  # an unsigned index: no negative-index branch, so the loop vectorizes
-        return f"buffer[uint64({slot * BLOCK} + i + shift)] = state[{slot}]"
+    if spec.operands[k] in QUANTIZED:
+        return f"{_buffered(k, 'i + shift')} = state[{slot}]"
     return f"{_element(k, index_of)} = n{k}(state[{slot}])"
 
 
@@ -219,15 +228,17 @@ def piece_source(spec, strided_threads, name="run_piece"):
 
 def _decode_lines(spec, quantized, step):
     """A loop of its own that decodes the block's 8-bit state into its buffer, where the update
-    reads it: the table lookups apart from the rule let both loops vectorize."""
+    reads it: the table lookups apart from the rule let the rule's loop vectorize."""
     if not quantized:
         return []
+
+    def decodes(index_of):
+        return [f"{_buffered(k, 'i + shift')} = d{k}({_element(k, index_of)}) * c{k}" for k in quantized]
+
     lines = ["    if " + " and ".join(f"s{k} == 1" for k in quantized) + ":"]
-    lines += _loop([], [f"buffer[uint64({(k - 2) * BLOCK} + i + shift)] = d{k}(o{k}[i]) * c{k}" for k in quantized],
-                   step)
+    lines += _loop(lines, decodes(lambda k: "i"), step)
     lines.append("    else:")
-    lines += _loop([], [f"buffer[uint64({(k - 2) * BLOCK} + i + shift)] = d{k}(o{k}[i * s{k}]) * c{k}"
-                        for k in quantized], step)
+    lines += _loop(lines, decodes(lambda k: f"i * s{k}"), step)
     return lines
 
 
@@ -241,7 +252,7 @@ def store_source(spec, strided_threads):
     lines += [f"    v{k} = inverse[{k - 2}]" for k in quantized]
 
     def stores(index_of):
-        return [f"{_element(k, index_of)} = q{k}(buffer[uint64({(k - 2) * BLOCK} + i + shift)], v{k})" for k in quantized]
+        return [f"{_element(k, index_of)} = q{k}({_buffered(k, 'i + shift')}, v{k})" for k in quantized]
 
     lines.append("    if " + " and ".join(f"s{k} == 1" for k in quantized) + ":")
     lines += _loop(lines, stores(lambda k: "i"), step)
@@ -262,7 +273,7 @@ def settle_source(spec):
     for k in quantized_operands(spec):
         slot = k - 2
         lines += ["    largest = uint32(0)", "    for j in range(count):",
-                  f"        largest = max(largest, bitcast(abs(float32(buffer[uint64({slot * BLOCK} + j)])), uint32(0)))",
+                  f"        largest = max(largest, bitcast(abs(float32({_buffered(k, 'j')})), uint32(0)))",
                   "    scale = float32(nan) if largest > uint32(0x7F800000) else bitcast(largest, float32(0))",
                   f"    scales[{slot} * n_blocks + block] = scale",
                   f"    inverse[{slot}] = inverse_of(real(scale), like)"]
@@ -337,8 +348,8 @@ def _namespace(spec, primitives):
     namespace = {"rule": registered.function, "norms": registered.norms, "Scalars": registered.scalars,
                  "Flags": registered.flags, "PolicyScalars": PolicyScalars, "pointer": primitives.pointer,
                  "real": real, "float64": np.float64, "zero64": np.float64(0), "one64": np.float64(1),
-                 "uint64": np.uint64, "uint32": np.uint32, "bitcast": primitives.bitcast, "random_bits": random_bits, "float32": np.float32, "nan": np.nan,
-                 "inverse_of": inverse_of}
+                 "uint64": np.uint64, "uint32": np.uint32, "bitcast": primitives.bitcast, "random_bits": random_bits,
+                 "float32": np.float32, "nan": np.nan, "inverse_of": inverse_of}
     if spec.policy.stochastic:
         namespace["stochastic"] = stochastic_rounding(spec.operands[PARAM], primitives)
     encode_signed, decode_signed, encode_unsigned, decode_unsigned = codecs(primitives)
