@@ -191,6 +191,8 @@ class DtypePass:
         self._plan = None
         self._pieces = None
         self._specs = {}
+        #: The parameters (local indices) whose gradient was ``None`` in the last :meth:`bind`.
+        self.absent = []
 
     def _init_blocks(self, sizes):
         """8-bit state: the blocks (each parameter's runs of ``BLOCK`` elements, as the sequence's
@@ -331,34 +333,49 @@ class DtypePass:
 
         ``written`` is the optimizer's :class:`~numadam._memory.MemoryRanges` of
         what it writes: no gradient may reach into a parameter or a state buffer.
+        A gradient ``None`` leaves its parameter and state out of the plan (as
+        torch does for ``p.grad is None``); the plan is ``None`` if every one is.
         """
         if self._bound_grads is not None and all(map(operator.is_, grads, self._bound_grads)):
             return self._plan
-        addresses = np.empty(len(grads), np.int64)
+        addresses = np.zeros(len(grads), np.int64)
         odd_layouts = {}
+        absent = []
         address_of = self.backend.address
         for k, (grad, (kind, dtype, shape, strides)) in enumerate(zip(grads, self._expected)):
             if type(grad) is kind and grad.dtype is dtype and grad.shape == shape and grad.strides == strides:
                 addresses[k] = address_of(grad)
+            elif grad is None:
+                absent.append(k)
             else:
                 addresses[k], odd_layouts[k] = self._checked_grad(k, grad)
+        present = np.ones(len(grads), bool)
+        present[absent] = False
         misaligned = np.flatnonzero(addresses % self._itemsize)
         if len(misaligned):
             k = int(misaligned[0])
             _validate.check_layout(self.backend.describe(grads[k]), self._grad_path(k), writable=False)
         odd_layouts = {k: info for k, info in odd_layouts.items() if info is not None}
-        self._check_grads_disjoint(grads, addresses, odd_layouts, written)
-        if odd_layouts:
-            rows = np.concatenate([
-                self._rows(k, odd_layouts[k].strides, odd_layouts[k].address) if k in odd_layouts
-                else _with_grad_address(self._param_rows[k], addresses[k])
-                for k in range(len(grads))
-            ])
+        self._check_grads_disjoint(grads, addresses, odd_layouts, written, present)
+        if not present.any():
+            plan = None
         else:
-            rows = self._fast_rows.copy()
-            rows[:, ADDRESS + GRAD] += addresses[self._fast_leaf]
-        plan = self.backend.plan(coalesce(rows, self._itemsizes()))
-        self._bound_grads, self._plan, self._pieces = list(grads), plan, None
+            if odd_layouts:
+                rows = np.concatenate([
+                    self._rows(k, odd_layouts[k].strides, odd_layouts[k].address) if k in odd_layouts
+                    else _with_grad_address(self._param_rows[k], addresses[k])
+                    for k in np.flatnonzero(present)
+                ])
+            else:
+                rows, leaf_of_row = self._fast_rows, self._fast_leaf
+                if absent:
+                    kept = present[leaf_of_row]
+                    rows, leaf_of_row = rows[kept], leaf_of_row[kept]
+                else:
+                    rows = rows.copy()
+                rows[:, ADDRESS + GRAD] += addresses[leaf_of_row]
+            plan = self.backend.plan(coalesce(rows, self._itemsizes()))
+        self._bound_grads, self._plan, self._pieces, self.absent = list(grads), plan, None, absent
         return plan
 
     def _itemsizes(self):
@@ -406,11 +423,12 @@ class DtypePass:
     def _grad_path(self, k):
         return "grads" + self.paths[k][len("params"):]
 
-    def _check_grads_disjoint(self, grads, addresses, odd_layouts, written):
+    def _check_grads_disjoint(self, grads, addresses, odd_layouts, written, present):
         low = addresses + self._param_low
         high = addresses + self._param_high
         for k, grad_info in odd_layouts.items():
             low[k], high[k] = memory_bounds(grad_info)
+        high[~present] = low[~present] = 0  # an empty range: no gradient
         for k in written.overlapping(grads, low, high):
             raise ValueError(
                 f"{self._grad_path(k)} shares memory with a parameter or the optimizer state; "

@@ -18,6 +18,7 @@ is scaled: a failed call changes nothing. The arrays' own methods do the work,
 so CuPy arrays stay on the GPU and NumPy input never imports CuPy.
 """
 
+import contextlib
 import math
 import string
 
@@ -25,6 +26,7 @@ import numpy as np
 
 from . import _validate
 from ._dispatch import backend_for
+from ._foreign import adopt
 from ._tree import flatten
 
 
@@ -49,10 +51,10 @@ def clip_by_value(grads, max_value):
     array([1.-0.2j])
     """
     limit = _validate.check_limit("max_value", max_value)
-    leaves, _ = _checked_leaves(grads)
-    for leaf in leaves:
-        for part in _real_parts(leaf):
-            part.clip(-limit, limit, out=part)
+    with _checked_leaves(grads) as (leaves, _):
+        for leaf in leaves:
+            for part in _real_parts(leaf):
+                part.clip(-limit, limit, out=part)
     return grads
 
 
@@ -92,15 +94,15 @@ def clip_by_norm(grads, max_norm):
     (array([0.6, 0.8]), array([0.1, 0. ]))
     """
     limit = _validate.check_limit("max_norm", max_norm)
-    leaves, treedef = _checked_leaves(grads)
-    paths = treedef.paths("grads")
-    measures = [_finite_measure(leaf, path) for leaf, path in zip(leaves, paths)]
-    norms = []
-    for leaf, (largest, scaled_sum) in zip(leaves, measures):
-        norm = largest * math.sqrt(scaled_sum)
-        if norm > limit:
-            leaf *= (limit / largest) / math.sqrt(scaled_sum)
-        norms.append(norm)
+    with _checked_leaves(grads) as (leaves, treedef):
+        paths = treedef.paths("grads")
+        measures = [_finite_measure(leaf, path) for leaf, path in zip(leaves, paths)]
+        norms = []
+        for leaf, (largest, scaled_sum) in zip(leaves, measures):
+            norm = largest * math.sqrt(scaled_sum)
+            if norm > limit:
+                leaf *= (limit / largest) / math.sqrt(scaled_sum)
+            norms.append(norm)
     return treedef.unflatten(norms)
 
 
@@ -140,26 +142,31 @@ def clip_by_global_norm(grads, max_norm):
     [array([0.6]), array([0.8], dtype=float32)]
     """
     limit = _validate.check_limit("max_norm", max_norm)
-    leaves, treedef = _checked_leaves(grads)
-    paths = treedef.paths("grads")
-    measures = [_finite_measure(leaf, path) for leaf, path in zip(leaves, paths)]
-    largest = max(measure[0] for measure in measures)
-    if largest == 0.0:
-        return 0.0
-    scaled_sum = math.fsum(total * (peak / largest) ** 2 for peak, total in measures if peak)
-    norm = largest * math.sqrt(scaled_sum)
-    if norm > limit:
-        factor = (limit / largest) / math.sqrt(scaled_sum)
-        for leaf in leaves:
-            leaf *= factor
+    with _checked_leaves(grads) as (leaves, treedef):
+        paths = treedef.paths("grads")
+        measures = [_finite_measure(leaf, path) for leaf, path in zip(leaves, paths)]
+        largest = max(measure[0] for measure in measures)
+        if largest == 0.0:
+            return 0.0
+        scaled_sum = math.fsum(total * (peak / largest) ** 2 for peak, total in measures if peak)
+        norm = largest * math.sqrt(scaled_sum)
+        if norm > limit:
+            factor = (limit / largest) / math.sqrt(scaled_sum)
+            for leaf in leaves:
+                leaf *= factor
     return norm
 
 
+@contextlib.contextmanager
 def _checked_leaves(grads):
-    leaves, treedef = flatten(grads)
-    if not leaves:
+    """``(arrays, treedef)`` of ``grads``, checked, to rewrite in the context (torch gradients are told
+    of the write when it ends)."""
+    given, treedef = flatten(grads)
+    if not given:
         raise ValueError(f"grads must hold at least one array; got {grads!r}")
     paths = treedef.paths("grads")
+    adopted = adopt(given, paths, [True] * len(given))
+    leaves = adopted.arrays
     backend = backend_for(leaves, paths)
     infos = []
     for leaf, path in zip(leaves, paths):
@@ -169,7 +176,9 @@ def _checked_leaves(grads):
         _validate.check_clippable(info, path)
         infos.append(info)
     _validate.check_disjoint(infos, paths, leaves, [True] * len(leaves))
-    return leaves, treedef
+    with adopted.launch():
+        yield leaves, treedef
+    adopted.written()
 
 
 def _real_parts(array):

@@ -12,6 +12,7 @@ import numpy as np
 
 from . import _validate
 from ._dispatch import backend_for
+from ._foreign import adopt
 from ._dtypes import is_supported, real_itemsize, storage_dtype
 from ._kernels.policy import NO_POLICY, NO_POLICY_SCALARS, POLICY_OPERANDS
 from ._layout import Operand, segment_rows
@@ -58,7 +59,13 @@ def run_step(cls, operands, step, hyper, carry):
     arrays = [operands.get(name) for name in slots]
     present = [0, 1] + [k for k, array in enumerate(arrays[2:], start=2) if array is not None]
     names = [slots[k] for k in present]
-    given = [arrays[k] for k in present]
+    requested = [arrays[k] for k in present]
+    adopted = adopt(requested, names, [name != "grad" for name in names])
+    given = adopted.arrays
+    if given is not requested:  # torch tensors, DLPack arrays: their NumPy or CuPy arrays
+        arrays = [None] * len(slots)
+        for k, array in zip(present, given):
+            arrays[k] = array
     backend = backend_for(given, names)
     rows = _contiguous_rows(arrays, backend) if backend.name == "numpy" else None
     if rows is None:
@@ -80,7 +87,9 @@ def run_step(cls, operands, step, hyper, carry):
         scalars = family.norms.scalars(np.array([scalars], np.float64), [h], np.zeros(1, np.intp),
                                        np.array([param_squares]), np.array([direction_squares]))[0]
     state = storage_dtype(given[2].dtype) if len(given) > 2 else None
-    backend.run(plan, kernel_spec(family, family.flags(h), real, present, state=state), [scalars])
+    with adopted.launch():
+        backend.run(plan, kernel_spec(family, family.flags(h), real, present, state=state), [scalars])
+    adopted.written()
     return carry
 
 

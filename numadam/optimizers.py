@@ -13,6 +13,7 @@ turns (no step is lost); separate optimizers step concurrently.
 
 import inspect
 import threading
+from collections.abc import Iterator
 
 import numpy as np
 
@@ -20,6 +21,7 @@ from . import _dtypes, _validate
 from ._device_steps import DeviceSteps
 from ._dispatch import backend_for
 from ._family import StateKind
+from ._foreign import adopt, is_tensor
 from ._kernels.policy import PolicyScalars
 from ._kernels import quantization
 from ._pass import QUANTIZED_STATE, Quantized, passes_by_dtype, written_memory
@@ -108,12 +110,22 @@ class Optimizer:
         options = {name: kwargs.get(name, default) for name, default in POLICY_DEFAULTS.items()}
         self._policies = checked_policies(**options)
         self._policy_options = options
-        leaves, self._treedef = flatten(params)
-        if not leaves:
+        if isinstance(params, Iterator):  # model.parameters(): a generator of tensors
+            params = list(params)
+        given, self._treedef = flatten(params)
+        if not given:
             raise ValueError(f"params must hold at least one array; got {params!r}")
         self._groups, leaf_groups = self._treedef.groups()
         self._attach_groups()
         self._paths = self._treedef.paths("params")
+        #: The leaves as given (torch tensors, ...) and, when they are not NumPy or CuPy arrays,
+        #: what a write through their arrays must tell them (:mod:`numadam._foreign`).
+        self._given = given
+        adopted = adopt(given, self._paths, [True] * len(given))
+        self._foreign = adopted if adopted.arrays is not given else None
+        #: ``(tensor, address, path)`` of each torch parameter.
+        self._tensors = [(leaf, leaf.data_ptr(), path) for leaf, path in zip(given, self._paths) if is_tensor(leaf)]
+        leaves = adopted.arrays
         self._backend = backend_for(leaves, self._paths)
         self._infos = [self._backend.describe(leaf) for leaf in leaves]
         for info, path in zip(self._infos, self._paths):
@@ -352,8 +364,8 @@ class Optimizer:
 
     @property
     def params(self):
-        """The parameter arrays, in the tree they were given in (groups as plain subtrees)."""
-        return self._treedef.unflatten(self._leaves)
+        """The parameter arrays as given (torch tensors stay tensors), in their tree (groups as plain subtrees)."""
+        return self._treedef.unflatten(self._given)
 
     @property
     def groups(self):
@@ -372,32 +384,106 @@ class Optimizer:
 
     # -- the step ------------------------------------------------------------------------------
 
-    def step(self, grads):
+    def step(self, grads=None):
         """Apply one step with ``grads``, a tree shaped like ``params`` (groups left out).
 
         Every gradient is checked (structure, backend, dtype, shape, no memory
         shared with what the step writes) before anything is written; on error
         nothing has changed. With a schedule, ``lr`` becomes
         ``schedule(step_count)`` once the gradients have passed their checks.
+
+        A gradient ``None`` leaves its parameter and its state as they are (as
+        torch does for a parameter whose ``grad`` is ``None``); a step in which
+        every gradient is ``None`` changes nothing and is not counted. For torch
+        parameters, ``step()`` with no argument reads each parameter's ``.grad``.
         """
         with self._lock:
-            leaves = self._treedef.flatten_like(grads, "grads")
+            foreign = self._foreign
+            if grads is None:
+                leaves = self._tensor_grads()
+            else:
+                leaves = self._treedef.flatten_like(grads, "grads")
+                if foreign is not None:
+                    leaves = adopt(leaves, self._grad_paths(), [False] * len(leaves)).arrays
             passes = self._passes
             if len(passes) == 1:
                 plans = [passes[0].bind(leaves, self._written)]
             else:
                 plans = [p.bind([leaves[k] for k in p.indices], self._written) for p in passes]
-            policies = self._policies
-            if policies.plain and self.family.norms is None:  # the common case, kept short
-                self._apply_schedules()
-                step = self._step + 1
-                scalars, carry, flags = self._step_scalars(step)
-                for dtype_pass, plan in zip(passes, plans):
+            if any(p.absent for p in passes):
+                self._check_gradients_may_be_absent()
+                if all(plan is None for plan in plans):
+                    return
+            if foreign is not None:
+                self._check_tensors_in_place()
+                with foreign.launch():
+                    self._step_plans(plans)
+                foreign.written()
+            else:
+                self._step_plans(plans)
+
+    def _step_plans(self, plans):
+        policies = self._policies
+        if policies.plain and self.family.norms is None:  # the common case, kept short
+            self._apply_schedules()
+            step = self._step + 1
+            scalars, carry, flags = self._step_scalars(step)
+            for dtype_pass, plan in zip(self._passes, plans):
+                if plan is not None:
                     dtype_pass.run(plan, dtype_pass.spec(flags), scalars)
-                self._step = step
-                self._carry = carry
-                return
-            self._step_with_policies(plans)
+            self._step = step
+            self._carry = carry
+            return
+        self._step_with_policies(plans)
+
+    def _check_gradients_may_be_absent(self):
+        """A gradient may be ``None`` unless a policy reduces or accumulates over every parameter,
+        the family has norms, or the state is 8-bit."""
+        policies = self._policies
+        if (policies.reduces or policies.accumulate > 1 or self.family.norms is not None
+                or any(p.quantized for p in self._passes)):
+            k = next(p.indices[p.absent[0]] for p in self._passes if p.absent)
+            raise ValueError(f"{self._grad_paths()[k]} is None; with clipping, a non-finite policy, accumulation, "
+                             "8-bit state or a family with norms every parameter needs a gradient")
+
+    def _tensor_grads(self):
+        """Each torch parameter's ``.grad`` (``None`` where it has none), adopted."""
+        if len(self._tensors) != len(self._given):
+            raise TypeError(f"{type(self).__name__}.step() needs grads: only torch parameters carry their "
+                            "gradient (.grad), and these are not all torch tensors; pass a tree of gradients "
+                            "shaped like params")
+        grads = [tensor.grad for tensor in self._given]
+        present = [k for k, grad in enumerate(grads) if grad is not None]
+        paths = self._paths
+        arrays = adopt([grads[k] for k in present], [f"{paths[k]}.grad" for k in present],
+                       [False] * len(present)).arrays
+        for k, array in zip(present, arrays):
+            grads[k] = array
+        return grads
+
+    def _check_tensors_in_place(self):
+        """torch parameters still own the memory the optimizer updates (``p.data = ...`` moves it)."""
+        for tensor, address, path in self._tensors:
+            if tensor.data_ptr() != address:
+                raise ValueError(f"{path} no longer holds the memory this optimizer updates (was p.data "
+                                 "reassigned?); copy new values in place with p.data.copy_(...), or make a new "
+                                 "optimizer")
+
+    def zero_grad(self, set_to_none=True):
+        """Clear the ``.grad`` of torch parameters, as ``torch.optim.Optimizer.zero_grad``: set it to
+        ``None`` (the default), or fill it with zeros in place."""
+        if not self._tensors:
+            raise TypeError(f"{type(self).__name__}.zero_grad() clears torch parameters' .grad; these "
+                            "parameters carry no gradient (pass gradients to step instead)")
+        for tensor, _, _ in self._tensors:
+            if tensor.grad is not None:
+                if set_to_none:
+                    tensor.grad = None
+                else:
+                    tensor.grad.detach_().zero_()
+
+    def _grad_paths(self):
+        return ["grads" + path[len("params"):] for path in self._paths]
 
     def _step_with_policies(self, plans):
         """A step through the policies: accumulate, reduce (and raise, skip or clip), the family's
@@ -437,7 +523,8 @@ class Optimizer:
             scalars, policy = self._norms_pass(plans, flags, policy, scalars, extra)
         scalars = _rows_with_policy(scalars, policy, extra)
         for dtype_pass, plan in zip(self._passes, plans):
-            dtype_pass.run(plan, dtype_pass.spec(flags, policy), scalars)
+            if plan is not None:
+                dtype_pass.run(plan, dtype_pass.spec(flags, policy), scalars)
         if phase == "add":  # only accumulated: no update was taken
             self._micro_step = micro_step
             return
@@ -807,7 +894,7 @@ class Optimizer:
         """Pickle and ``copy.deepcopy`` rebuild the optimizer from its arrays: the copy owns
         copies of the parameters and the state, and no address crosses over."""
         with self._lock:
-            params = self._treedef.unflatten(self._leaves, keep_groups=True)
+            params = self._treedef.unflatten(self._given, keep_groups=True)
             options = {**self.hyperparameters(), **self._policy_options}
             return _rebuild, (type(self), params, options, self._schedule, self.state_dict())
 

@@ -17,6 +17,7 @@ import numpy as np
 
 from . import _dtypes, _validate
 from ._dispatch import backend_for
+from ._foreign import adopt, is_foreign, is_jax, is_tensor, tensor_like
 from .clipping import clip_by_global_norm, clip_by_norm, clip_by_value
 from .families import optimizer_class
 _CLIPPERS = {"value": clip_by_value, "norm": clip_by_norm, "global_norm": clip_by_global_norm}
@@ -193,7 +194,7 @@ def minimize(fun, x0, args=(), jac=None, method="adam", *, bounds=None, maxiter=
     bar = _progress_bar(_validate.check_flag("progress", progress), stop_rules.maxiter)
 
     observe = getattr(schedule, "observe", None)
-    solver = _Evaluations(fun, jac, args, x, box)
+    solver = _Evaluations(fun, jac, args, x, box, x0)
     grad, fresh_grad, step_grad, previous_x = x.copy(), x.copy(), x.copy(), x.copy()
     nit = skipped = 0
     try:
@@ -236,7 +237,8 @@ def minimize(fun, x0, args=(), jac=None, method="adam", *, bounds=None, maxiter=
                 bar.update()
             if notify is not None:
                 try:
-                    notify(OptimizeResult(x=x.copy(), fun=value, jac=grad.copy(), nit=nit, nfev=solver.nfev))
+                    notify(OptimizeResult(x=tensor_like(x.copy(), x0), fun=value, jac=tensor_like(grad.copy(), x0),
+                                          nit=nit, nfev=solver.nfev))
                 except StopIteration:
                     status, message = CALLBACK, "stopped: callback raised StopIteration"
                     break
@@ -244,7 +246,7 @@ def minimize(fun, x0, args=(), jac=None, method="adam", *, bounds=None, maxiter=
     finally:
         if bar is not None:
             bar.close()
-    return OptimizeResult(x=x, fun=value, jac=grad, nit=nit, nfev=solver.nfev, njev=solver.njev,
+    return OptimizeResult(x=tensor_like(x, x0), fun=value, jac=tensor_like(grad, x0), nit=nit, nfev=solver.nfev, njev=solver.njev,
                           status=status, success=status in _SUCCESS, message=message, skipped=skipped,
                           history=np.array(history, dtype=np.float64))
 
@@ -357,12 +359,14 @@ def _scipy_style_callback(callback):
 class _Evaluations:
     """Calls of ``fun`` and ``jac`` on the iterate, with their results checked and counted."""
 
-    def __init__(self, fun, jac, args, x, box):
+    def __init__(self, fun, jac, args, x, box, x0):
         self.fun, self.jac, self.args = fun, jac, args
         self.x = x
         self.box = box
         self.visible_x = x
-        if isinstance(x, np.ndarray):
+        if is_tensor(x0):  # a torch x0: fun sees the iterate as a tensor (sharing its memory)
+            self.visible_x = tensor_like(x, x0)
+        elif isinstance(x, np.ndarray):
             self.visible_x = x.view()
             self.visible_x.flags.writeable = False
         self.nfev = self.njev = 0
@@ -389,6 +393,8 @@ class _Evaluations:
 
     def _checked_gradient(self, gradient):
         x = self.x
+        if is_foreign(gradient):
+            gradient = adopt([gradient], ["the gradient"], [False]).arrays[0]
         if isinstance(x, np.ndarray) and not hasattr(gradient, "__cuda_array_interface__"):
             gradient = np.asarray(gradient)
         backend_for([x, gradient], ["x", "the gradient"])
@@ -445,8 +451,9 @@ def _projected_gradient(x, grad, box):
 
 def _working_copy(x0):
     """A fresh, writable float/complex copy of ``x0`` on its own backend, in native byte order."""
-    array = x0
-    if not hasattr(x0, "__cuda_array_interface__"):
+    # x0 is only read: a JAX array is copied like any array_like, torch and DLPack arrays are read in place
+    array = adopt([x0], ["x0"], [False]).arrays[0] if is_foreign(x0) and not is_jax(x0) else x0
+    if not hasattr(array, "__cuda_array_interface__"):
         try:
             array = np.asarray(x0)
         except ValueError:  # a list of arrays of different shapes
@@ -474,6 +481,8 @@ def _working_copy(x0):
 def _objective_value(value):
     if isinstance(value, numbers.Real) and not isinstance(value, bool):
         return float(value)
+    if is_tensor(value) and value.numel() == 1 and not value.is_complex():
+        return float(value.detach().reshape(()))
     dtype = getattr(value, "dtype", None)
     if dtype is not None and getattr(value, "size", None) == 1 and np.dtype(dtype).kind in "fiu":
         return float(value.reshape(()))
