@@ -123,6 +123,11 @@ def _tensor_array(tensor, path, writes):
     if writes and tensor.requires_grad and not tensor.is_leaf:
         raise ValueError(f"{path} is a tensor computed from others (not a leaf of the autograd graph); "
                          "optimize the leaf tensors it comes from, as torch.optim does")
+    if not tensor.requires_grad:
+        try:
+            return tensor.numpy(), None  # a CPU tensor of one of NumPy's dtypes: the common case, kept short
+        except (TypeError, RuntimeError):
+            pass  # CUDA, bfloat16, a lazy view: see below
     if tensor.is_conj() or tensor.is_neg():
         raise TypeError(f"{path} is a lazily conjugated or negated torch view; pass tensor.resolve_conj()"
                         ".resolve_neg() (a copy) or the tensor it views")

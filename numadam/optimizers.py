@@ -12,6 +12,7 @@ turns (no step is lost); separate optimizers step concurrently.
 """
 
 import inspect
+import operator
 import threading
 from collections.abc import Iterator
 
@@ -123,6 +124,7 @@ class Optimizer:
         self._given = given
         adopted = adopt(given, self._paths, [True] * len(given))
         self._foreign = adopted if adopted.arrays is not given else None
+        self._last_tensor_grads = [], []  # the last .grad tensors read, and their arrays
         #: ``(tensor, address, path)`` of each torch parameter.
         self._tensors = [(leaf, leaf.data_ptr(), path) for leaf, path in zip(given, self._paths) if is_tensor(leaf)]
         leaves = adopted.arrays
@@ -452,13 +454,18 @@ class Optimizer:
             raise TypeError(f"{type(self).__name__}.step() needs grads: only torch parameters carry their "
                             "gradient (.grad), and these are not all torch tensors; pass a tree of gradients "
                             "shaped like params")
-        grads = [tensor.grad for tensor in self._given]
-        present = [k for k, grad in enumerate(grads) if grad is not None]
+        tensors = [tensor.grad for tensor in self._given]
+        last_tensors, last_grads = self._last_tensor_grads
+        if len(tensors) == len(last_tensors) and all(map(operator.is_, tensors, last_tensors)):
+            return last_grads  # the same gradient tensors (filled in place): the same arrays, the same plan
+        present = [k for k, grad in enumerate(tensors) if grad is not None]
         paths = self._paths
-        arrays = adopt([grads[k] for k in present], [f"{paths[k]}.grad" for k in present],
+        arrays = adopt([tensors[k] for k in present], [f"{paths[k]}.grad" for k in present],
                        [False] * len(present)).arrays
+        grads = [None] * len(tensors)
         for k, array in zip(present, arrays):
             grads[k] = array
+        self._last_tensor_grads = tensors, grads
         return grads
 
     def _check_tensors_in_place(self):

@@ -6,13 +6,16 @@ would run it:
 - a ```` ```python ```` block runs as a script (it checks itself with ``assert``);
 - a ```` ```pycon ```` block is a doctest: its printed output must match;
 - a ```` ```{code-block} python ```` with ``:class: requires-cuda`` runs only where
-  ``cupy.cuda.is_available()``; other fences (``shell``, ``text``) are not code.
+  ``cupy.cuda.is_available()``, one with ``:class: requires-torch`` (or another
+  optional library: ``requires-<module>``) only where that module imports;
+  other fences (``shell``, ``text``) are not code.
 
 The Sphinx build runs in a subprocess into a temporary folder and needs the
 ``docs`` extra (sphinx, myst-parser, furo); it is skipped without them.
 """
 
 import doctest
+import importlib.util
 import re
 import subprocess
 import sys
@@ -34,7 +37,7 @@ DIRECTIVE_OPTION = re.compile(r"^:(?P<name>[\w-]+):[ \t]*(?P<value>.*)$")
 def code_blocks(page):
     """``(kind, first_line, source)`` for every runnable block of ``page``, in order.
 
-    ``kind`` is ``"script"``, ``"doctest"`` or ``"cuda-script"``.
+    ``kind`` is ``"script"``, ``"doctest"``, ``"cuda-script"`` or ``"<module>-script"``.
     """
     text = page.read_text(encoding="utf-8")
     blocks = []
@@ -48,10 +51,12 @@ def code_blocks(page):
             blocks.append(("doctest", first_line, body))
         elif info == "{code-block} python":
             options, source = _directive_options(body)
-            if options.get("class") != "requires-cuda":
+            requirement = options.get("class", "")
+            if not requirement.startswith("requires-"):
                 raise ValueError(f"{page.name}:{first_line}: a code-block that is not python or pycon "
-                                 f"must be marked ':class: requires-cuda'; got options {options}")
-            blocks.append(("cuda-script", first_line + body.count("\n") - source.count("\n"), source))
+                                 f"must be marked ':class: requires-cuda' (or requires-<module>); got options {options}")
+            kind = requirement[len("requires-"):] + "-script"
+            blocks.append((kind, first_line + body.count("\n") - source.count("\n"), source))
     return blocks
 
 
@@ -106,6 +111,9 @@ def test_examples_run(page, tmp_path, monkeypatch):
     for kind, first_line, source in code_blocks(page):
         where = f"{page.relative_to(ROOT)}:{first_line}"
         if kind == "cuda-script" and not cuda_available():
+            continue
+        if kind.endswith("-script") and kind != "cuda-script" and importlib.util.find_spec(kind[:-len("-script")]) \
+                is None:
             continue
         if kind == "doctest":
             failures = run_doctest(source, namespace, where, page, first_line)

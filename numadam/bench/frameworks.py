@@ -4,7 +4,9 @@ Neither framework is a dependency of numadam: when one is missing, building
 its contender raises :class:`Unavailable` and the table says so.
 
 - ``torch.optim.Adam`` / ``AdamW`` on CPU tensors that share memory with NumPy
-  arrays, with ``fused=True`` or ``foreach=True``, on as many threads as Numba.
+  arrays, with ``fused=True`` or ``foreach=True``, on as many threads as Numba;
+  and ``numadam.Adam`` over the same kind of tensors, reading ``p.grad``, as a
+  torch user would call it (:class:`NumadamOnTensors`).
 - ``optax.adam`` / ``optax.adamw`` under ``jax.jit``, parameters and optimizer
   state donated so XLA may update them in place, each step waited for with
   ``jax.block_until_ready``. ``optax.amsgrad`` keeps the maximum of the
@@ -16,6 +18,8 @@ import importlib
 
 import numba
 import numpy as np
+
+import numadam
 
 from .cases import BETAS, EPS, LR
 from .contenders import Contender
@@ -39,14 +43,37 @@ class TorchAdam(Contender):
         torch = _require("torch")
         torch.set_num_threads(numba.get_num_threads())
         self._params = [p.copy() for p in problem.params]
-        tensors = []
-        for param, grad in zip(self._params, problem.grads):
-            tensor = torch.nn.Parameter(torch.from_numpy(param))
-            tensor.grad = torch.from_numpy(grad)
-            tensors.append(tensor)
+        tensors = _tensor_parameters(torch, self._params, problem.grads)
         optimizer = torch.optim.AdamW if variant.decoupled else torch.optim.Adam
         self._optimizer = optimizer(tensors, lr=LR, betas=BETAS, eps=EPS, weight_decay=variant.weight_decay,
                                     amsgrad=variant.amsgrad, **{mode: True})
+
+    def step(self):
+        self._optimizer.step()
+
+    def parameters(self):
+        return self._params
+
+
+def _tensor_parameters(torch, params, grads):
+    """``torch.nn.Parameter`` s over ``params`` (sharing their memory), their ``grad`` over ``grads``."""
+    tensors = []
+    for param, grad in zip(params, grads):
+        tensor = torch.nn.Parameter(torch.from_numpy(param))
+        tensor.grad = torch.from_numpy(grad)
+        tensors.append(tensor)
+    return tensors
+
+
+class NumadamOnTensors(Contender):
+    """``numadam.Adam``/``AdamW`` over torch parameters, ``step()`` reading their ``.grad``."""
+
+    def __init__(self, problem, variant):
+        torch = _require("torch")
+        self._params = [p.copy() for p in problem.params]
+        optimizer = numadam.AdamW if variant.decoupled else numadam.Adam
+        self._optimizer = optimizer(_tensor_parameters(torch, self._params, problem.grads), lr=LR, betas=BETAS,
+                                    eps=EPS, weight_decay=variant.weight_decay, amsgrad=variant.amsgrad)
 
     def step(self):
         self._optimizer.step()

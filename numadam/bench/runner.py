@@ -18,7 +18,7 @@ import numpy as np
 from .cases import LR, VARIANTS, Case, Variant
 from .contenders import (NumadamFunctional, NumadamObject, NumpyInPlace, NumpyNaive, Problem,
                          SameTrafficFlat, SameTrafficPerArray)
-from .frameworks import OptaxAdam, TorchAdam, Unavailable
+from .frameworks import NumadamOnTensors, OptaxAdam, TorchAdam, Unavailable
 from .timing import interleaved_medians
 
 
@@ -56,6 +56,7 @@ def contender_builders(case):
         ("NumPy naive", "other", NumpyNaive),
         ("torch fused", "other", partial(TorchAdam, mode="fused")),
         ("torch foreach", "other", partial(TorchAdam, mode="foreach")),
+        ("numadam on torch tensors", "other", NumadamOnTensors),
         ("optax (jax.jit)", "other", OptaxAdam),
     ]
     return builders
