@@ -12,6 +12,7 @@ import numpy as np
 
 from . import _validate
 from ._dispatch import backend_for
+from ._dask import functional_step as dask_functional_step, is_dask_array
 from ._foreign import adopt
 from ._dtypes import is_supported, real_itemsize, storage_dtype
 from ._kernels.policy import NO_POLICY, NO_POLICY_SCALARS, POLICY_OPERANDS
@@ -142,6 +143,10 @@ def step_function(cls, name, doc):
         if carry is not None and family.carry is None:
             raise TypeError(f"{name}() takes no carry: {family.title} keeps no running host values")
         carry = family.initial_carry() if carry is None else tuple(carry)
+        if is_dask_array(param):  # immutable: the new arrays are the answer
+            arrays = dask_functional_step(cls, operands, step, hyper, carry)
+            return (*arrays, family.step_scalars(step, family.Hyper(**hyper), carry)[1]) \
+                if family.carry is not None else arrays
         carry = run_step(cls, operands, step, hyper, carry)
         return carry if family.carry is not None else None
 

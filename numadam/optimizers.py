@@ -22,6 +22,7 @@ from . import _dtypes, _validate
 from ._device_steps import DeviceSteps
 from ._dispatch import backend_for
 from ._family import StateKind
+from ._dask import DaskState, is_dask_array, skip_or_scale
 from ._foreign import adopt, is_tensor
 from ._kernels.policy import PolicyScalars
 from ._kernels import quantization
@@ -122,6 +123,10 @@ class Optimizer:
         #: The leaves as given (torch tensors, ...) and, when they are not NumPy or CuPy arrays,
         #: what a write through their arrays must tell them (:mod:`numadam._foreign`).
         self._given = given
+        self._dask = None
+        if any(map(is_dask_array, given)):
+            self._init_dask(given, leaf_groups)
+            return
         adopted = adopt(given, self._paths, [True] * len(given))
         self._foreign = adopted if adopted.arrays is not given else None
         self._last_tensor_grads = [], []  # the last .grad tensors read, and their arrays
@@ -157,6 +162,35 @@ class Optimizer:
         self._check_precision_options()
         self._check_complex_mode()
         self._install_passes(self._hyper_tuple(self._hyper))
+
+    def _init_dask(self, leaves, leaf_groups):
+        """Parameters that are Dask arrays: a :class:`~numadam._dask.DaskState` steps them."""
+        if self._groups:
+            raise ValueError("numadam.Group is not supported on Dask arrays yet; give each group an optimizer")
+        self._dask = DaskState(type(self), leaves, self._paths, self._hyper_tuple(self._hyper), self._policies)
+        self._step = self._skipped = self._micro_step = 0
+        self._device_steps = None
+        self._carry = [self.family.initial_carry()]
+        self._used_rows = [0]
+
+    def _dask_step(self, grads):
+        dask_state = self._dask
+        dask_state.check_alive()
+        grad_paths = self._grad_paths()
+        leaves = dask_state.checked_grads(self._treedef.flatten_like(grads, "grads"), grad_paths)
+        grad_scale = 1.0
+        if self._policies.reduces:
+            squares, bad = dask_state.reduce(leaves, self._policies)
+            grad_scale = skip_or_scale(self._policies, squares, bad, grad_paths)
+            if grad_scale is None:
+                self._skipped += 1
+                return self.params
+        self._apply_schedules()
+        step = self._step + 1
+        _, carry, _ = self._step_scalars(step)
+        dask_state.step(leaves, step, dict(self._hyper), self._carry[0], grad_scale)
+        self._step, self._carry = step, carry
+        return self.params
 
     def _bound_arguments(self, params, args, kwargs):
         try:
@@ -366,7 +400,11 @@ class Optimizer:
 
     @property
     def params(self):
-        """The parameter arrays as given (torch tensors stay tensors), in their tree (groups as plain subtrees)."""
+        """The parameter arrays as given (torch tensors stay tensors), in their tree (groups as plain subtrees).
+
+        Dask arrays cannot be written: each step replaces them, and this is the current tree."""
+        if self._dask is not None:
+            return self._treedef.unflatten(self._dask.params)
         return self._treedef.unflatten(self._given)
 
     @property
@@ -381,7 +419,8 @@ class Optimizer:
     def __repr__(self):
         options = ", ".join(f"{name}={value!r}" for name, value in self.hyperparameters().items())
         groups = f", {len(self._groups)} groups" if self._groups else ""
-        return (f"{type(self).__name__}({options}; {len(self._leaves)} arrays on {self._backend.name}"
+        where = "dask" if self._dask is not None else self._backend.name
+        return (f"{type(self).__name__}({options}; {len(self._given)} arrays on {where}"
                 f"{groups}, step {self._step})")
 
     # -- the step ------------------------------------------------------------------------------
@@ -400,6 +439,8 @@ class Optimizer:
         parameters, ``step()`` with no argument reads each parameter's ``.grad``.
         """
         with self._lock:
+            if self._dask is not None:
+                return self._dask_step(grads)
             foreign = self._foreign
             if grads is None:
                 leaves = self._tensor_grads()
@@ -678,8 +719,12 @@ class Optimizer:
     def _present_kinds(self):
         return self._passes[0].kinds
 
-    def state_dict(self):
+    def state_dict(self, lazy=False):
         """Plain data: hyperparameters, step count, and copies of the state arrays.
+
+        Over Dask arrays the state is gathered (computed) to NumPy or CuPy arrays,
+        or with ``lazy=True`` left as the persisted Dask arrays (no copy): save a
+        state too large for one machine that way, with ``dask.array.to_zarr``.
 
         The state arrays (for Adam: ``exp_avg``, ``exp_avg_sq`` and, with
         AMSGrad, ``max_exp_avg_sq``) are trees shaped like ``params``, on the
@@ -696,6 +741,8 @@ class Optimizer:
             self._learn_device_steps(wait=True)
             state = {"optimizer": type(self).__name__, "family": self.family.name, "step": self._step,
                      "hyperparameters": dict(self._hyper)}
+            if self._dask is not None:
+                return self._dask_state_dict(state, lazy)
             for kind in self._present_kinds():
                 state[kind.name] = self._treedef.unflatten(
                     [p.state[kind.name][local].copy() for p, local in self._locations])
@@ -721,6 +768,18 @@ class Optimizer:
             if schedule_state is not None:
                 state["schedule"] = schedule_state
             return state
+
+    def _dask_state_dict(self, state, lazy):
+        for name, leaves in self._dask.gathered_state(lazy).items():
+            state[name] = self._treedef.unflatten(leaves)
+        if self.family.carry is not None:
+            state["carry"] = [list(values) for values in self._carry]
+        if self._policies.nonfinite == "skip":
+            state["skipped_steps"] = self._skipped
+        schedule_state = _schedule_state(self._schedule)
+        if schedule_state is not None:
+            state["schedule"] = schedule_state
+        return state
 
     def load_state_dict(self, state):
         """Restore a :meth:`state_dict` (NumPy or CuPy arrays alike).
@@ -753,6 +812,9 @@ class Optimizer:
         carry = self._checked_state_carry(state)
         counts = self._checked_state_counts(state)
         kinds = family.state_kinds(self._hyper_tuple(hyper))
+        if self._dask is not None:
+            self._load_dask_state(state, kinds, hyper, carry, counts, step)
+            return
         arrays = {kind.name: self._checked_state_arrays(state, kind) for kind in kinds}
         policy_arrays = {name: self._checked_state_arrays(state, StateKind(name, ""))
                          for name in self._passes[0].policy_buffers}
@@ -781,6 +843,30 @@ class Optimizer:
         self._skipped, self._micro_step = counts
         self._step = int(step)
         self._device_steps = None  # counted on the host again until the next step
+
+    def _load_dask_state(self, state, kinds, hyper, carry, counts, step):
+        """Scatter the state into the parameters' chunks (every check first)."""
+        dask_state = self._dask
+        if [kind.name for kind in kinds] != [kind.name for kind in dask_state.kinds]:
+            raise ValueError(f"state keeps {[k.name for k in kinds]} but this optimizer keeps "
+                             f"{[k.name for k in dask_state.kinds]}: make it with the same hyperparameters")
+        arrays = {}
+        for kind in kinds:
+            if kind.name not in state:
+                raise ValueError(f"state is missing {kind.name!r}")
+            root = f"state[{kind.name!r}]"
+            arrays[kind.name] = dask_state.checked_state(kind.name, self._treedef.flatten_like(state[kind.name], root),
+                                                         self._treedef.paths(root))
+        undo = _load_schedule_state(self._schedule, state.get("schedule"))
+        try:
+            dask_state.load(arrays)
+        except BaseException:
+            undo()
+            raise
+        self._assign_hyperparameters(hyper)
+        self._carry = carry
+        self._skipped, self._micro_step = counts
+        self._step = int(step)
 
     def _reshape_state(self, kinds, h):
         """Keep exactly the state kinds ``kinds``, allocating only the new ones (initialized for ``h``)."""

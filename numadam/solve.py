@@ -17,6 +17,7 @@ import numpy as np
 
 from . import _dtypes, _validate
 from ._dispatch import backend_for
+from ._dask import is_dask_array
 from ._foreign import adopt, is_foreign, is_jax, is_tensor, tensor_like
 from .clipping import clip_by_global_norm, clip_by_norm, clip_by_value
 from .families import optimizer_class
@@ -183,6 +184,9 @@ def minimize(fun, x0, args=(), jac=None, method="adam", *, bounds=None, maxiter=
     optimizer_type = optimizer_class(method)
     if nonfinite not in ("stop", "skip"):
         raise ValueError(f"nonfinite must be 'stop' (status 4) or 'skip' (evaluate again); got {nonfinite!r}")
+    if is_dask_array(x0):
+        return _minimize_dask(fun, x0, args, jac, optimizer_type, bounds, clip, nonfinite, schedule,
+                              _StopRules(maxiter, gtol, ftol, xtol, patience), callback, hyperparameters)
     x = _working_copy(x0)
     box = None if bounds is None else _box(bounds, x)
     if box is not None:
@@ -248,6 +252,76 @@ def minimize(fun, x0, args=(), jac=None, method="adam", *, bounds=None, maxiter=
             bar.close()
     return OptimizeResult(x=tensor_like(x, x0), fun=value, jac=tensor_like(grad, x0), nit=nit, nfev=solver.nfev, njev=solver.njev,
                           status=status, success=status in _SUCCESS, message=message, skipped=skipped,
+                          history=np.array(history, dtype=np.float64))
+
+
+def _minimize_dask(fun, x0, args, jac, optimizer_type, bounds, clip, nonfinite, schedule, stop_rules, callback,
+                   hyperparameters):
+    """:func:`minimize` over a Dask array: each iterate is a new persisted array (the optimizer's
+    ``params``); values and gradient norms are computed by Dask and come back as NumPy scalars."""
+    import dask
+    from scipy.optimize import OptimizeResult
+
+    if bounds is not None or clip is not None or nonfinite != "stop":
+        raise ValueError("on a Dask x0, minimize takes no bounds, no clip and nonfinite='stop' (not yet)")
+    dtype = np.dtype(x0.dtype)
+    if dtype.kind in "biu":
+        dtype = np.dtype(np.float64)
+    if np.dtype(dtype.type) not in _SOLVER_DTYPES:
+        raise TypeError(f"x0 has dtype {x0.dtype}; minimize works in {_dtypes.names(_SOLVER_DTYPES)}")
+    optimizer = optimizer_type(x0.astype(np.dtype(dtype.type)), schedule=schedule, **hyperparameters)
+    notify = _scipy_style_callback(callback)
+    observe = getattr(schedule, "observe", None)
+    calls = [0]
+
+    def evaluate(x):
+        calls[0] += 1
+        if jac is True:
+            returned = fun(x, *args)
+            if not isinstance(returned, (tuple, list)) or len(returned) != 2:
+                raise TypeError(f"with jac=True, fun must return (value, gradient); got {_short(returned)}")
+            value, gradient = returned
+        else:
+            value, gradient = fun(x, *args), jac(x, *args)
+        if not is_dask_array(gradient):
+            raise TypeError(f"the gradient of a Dask x must be a Dask array; got {type(gradient).__name__}")
+        if gradient.shape != x.shape:
+            raise ValueError(f"the gradient must have x's shape {x.shape}; got shape {gradient.shape}")
+        value, gradient = dask.persist(value, gradient.astype(x.dtype))
+        parts = (gradient.real, gradient.imag) if gradient.dtype.kind == "c" else (gradient,)
+        value, *peaks = dask.compute(value, *(abs(part).max() for part in parts))
+        peaks = [float(peak) for peak in peaks]
+        return _objective_value(value), (math.nan if any(map(math.isnan, peaks)) else max(peaks)), gradient
+
+    x = optimizer.params
+    value, grad_peak, grad = evaluate(x)
+    history = [value]
+    nit = 0
+    status, message = stop_rules.check(nit, history, grad_peak, x, x) if math.isfinite(value) and math.isfinite(
+        grad_peak) else (NON_FINITE, _non_finite_message(value, 0) + "; returning x0")
+    while status is None:
+        if observe is not None:
+            observe(value)
+        previous_x = x
+        x = optimizer.step(grad)
+        candidate, candidate_peak, candidate_grad = evaluate(x)
+        if not (math.isfinite(candidate) and math.isfinite(candidate_peak)):
+            x = previous_x
+            status, message = NON_FINITE, (_non_finite_message(candidate, nit + 1)
+                                           + f"; returning the last finite iterate (iteration {nit})")
+            break
+        nit += 1
+        value, grad_peak, grad = candidate, candidate_peak, candidate_grad
+        history.append(value)
+        if notify is not None:
+            try:
+                notify(OptimizeResult(x=x, fun=value, jac=grad, nit=nit, nfev=calls[0]))
+            except StopIteration:
+                status, message = CALLBACK, "stopped: callback raised StopIteration"
+                break
+        status, message = stop_rules.check(nit, history, grad_peak, x, previous_x)
+    return OptimizeResult(x=x, fun=value, jac=grad, nit=nit, nfev=calls[0], njev=calls[0], status=status,
+                          success=status in _SUCCESS, message=message, skipped=0,
                           history=np.array(history, dtype=np.float64))
 
 

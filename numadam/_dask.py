@@ -1,0 +1,267 @@
+"""Dask arrays: numadam's own kernel on every chunk; parameters and state replaced, not written.
+
+Dask arrays are immutable, so a step cannot update them in place. It builds
+one task per chunk that runs the family's functional step
+(:func:`numadam.functional.run_step`: the CPU kernel on NumPy chunks, the CUDA
+kernel on CuPy chunks) on fresh copies of the chunk's parameter and state and
+returns them together as one tuple. Dask has no multi-output blockwise, so one
+``getitem`` task per chunk and output then makes each new array; all of them
+are persisted in one call, so every chunk's task runs once, where its inputs
+live, and no chunk moves. Fresh copies rather than in-place writes: a task
+that Dask runs again (after a lost worker) starts from its own inputs, never
+from half-updated ones, so a recovered step is the step.
+
+Global reductions (the gradients' global norm for ``clip_global_norm``, the
+non-finite count for ``nonfinite``) are Dask tree reductions, computed before
+the step's tasks are built.
+
+Nothing here imports Dask before a Dask array shows up.
+"""
+
+import functools
+import math
+import operator
+import sys
+
+import numpy as np
+
+from . import _dtypes
+from ._policy import Policies, global_scale
+
+#: The policies a step over Dask arrays applies; the others are refused with this list.
+SUPPORTED_POLICIES = ("clip_global_norm", "nonfinite")
+
+
+def is_dask_array(value):
+    """Whether ``value`` is a ``dask.array.Array`` (decided by its type, without importing Dask)."""
+    kind = type(value)
+    return kind.__name__ == "Array" and kind.__module__.startswith("dask.array")
+
+
+def _chunk_step(cls, names, step, hyper, carry, grad_scale, param, grad, *state):
+    """One chunk's step on copies of its parameter and state: ``(param, *state)`` after it."""
+    from .functional import run_step
+
+    param = param.copy()
+    state = [array.copy() for array in state]
+    if isinstance(grad, np.ndarray) and not grad.flags.aligned:  # a buffer straight off the network
+        grad = grad.copy()
+    if grad_scale != 1.0:
+        grad = grad * grad.real.dtype.type(grad_scale)
+    run_step(cls, dict(zip(("param", "grad", *names), (param, grad, *state))), step, hyper, carry)
+    return (param, *state)
+
+
+def stepped_blocks(da, run, param, grad, states, token):
+    """The lazy arrays ``(param, *states)`` after ``run`` on each chunk: one task per chunk returning
+    them all, then one ``getitem`` task per chunk and output (Dask has no multi-output blockwise)."""
+    together = da.map_blocks(run, param, grad, *states, dtype=object, meta=np.empty((0,) * param.ndim, object),
+                             token=token)
+    return [together.map_blocks(operator.getitem, i, dtype=output.dtype, meta=_meta(output, output.dtype))
+            for i, output in enumerate([param, *states])]
+
+
+def functional_step(cls, operands, step, hyper, carry):
+    """``(param, *state)`` after one step of Dask arrays ``operands`` (``param``, ``grad``, the
+    state in the family's order), persisted: the functional steps' answer for Dask arrays."""
+    import dask
+
+    da = _import_dask_array()
+    names = [name for name in operands if name not in ("param", "grad")]
+    param = operands["param"]
+    _check_dtype(param.dtype, "param")
+    arrays = {}
+    for name, array in operands.items():
+        if not is_dask_array(array):
+            raise TypeError(f"{name} is a {type(array).__name__} but param is a Dask array: every operand of a "
+                            "step over Dask arrays must be one")
+        if array.shape != param.shape:
+            raise ValueError(f"{name} must have param's shape {param.shape}; got {array.shape}")
+        expected = param.dtype if name == "grad" else state_dtype(param.dtype)
+        if array.dtype != expected:
+            raise TypeError(f"{name} is {array.dtype} but must be {expected} (param is {param.dtype})")
+        arrays[name] = array if array.chunks == param.chunks else array.rechunk(param.chunks)
+    run = functools.partial(_chunk_step, cls, names, step, hyper, carry, 1.0)
+    pieces = stepped_blocks(da, run, param, arrays["grad"], [arrays[name] for name in names],
+                            f"numadam-{cls.family.name}-step-{step}")
+    return dask.persist(*pieces)
+
+
+def _meta(array, dtype):
+    """An empty array of ``array``'s chunk type (NumPy or CuPy) and ``dtype``."""
+    return array._meta.astype(dtype)
+
+
+class DaskState:
+    """The parameters of one optimizer as Dask arrays, and their state chunked like them.
+
+    ``params[k]`` and ``state[name][k]`` are persisted Dask arrays; a step
+    replaces them (see the module's docstring).
+    """
+
+    def __init__(self, cls, leaves, paths, h, policies):
+        self.da = sys.modules["dask.array"] if "dask.array" in sys.modules else _import_dask_array()
+        self.cls = cls
+        self.family = cls.family
+        self.paths = paths
+        _check_policies(policies, cls)
+        for leaf, path in zip(leaves, paths):
+            if not is_dask_array(leaf):
+                raise TypeError(f"{path} is a {type(leaf).__name__} but other parameters are Dask arrays: "
+                                "all parameters of a Dask optimizer must be Dask arrays")
+            _check_dtype(leaf.dtype, path)
+        self.kinds = self.family.state_kinds(h)
+        state = {kind.name: [self._initial(kind, h, leaf) for leaf in leaves] for kind in self.kinds}
+        self.params, self.state = self._persisted(list(leaves), state)
+
+    def _persisted(self, params, state):
+        import dask
+
+        names = list(state)
+        arrays = dask.persist(*params, *(array for name in names for array in state[name]))
+        n = len(params)
+        return list(arrays[:n]), {name: list(arrays[n * (i + 1):n * (i + 2)]) for i, name in enumerate(names)}
+
+    def _initial(self, kind, h, param):
+        initial = kind.initial(h) if callable(kind.initial) else kind.initial
+        dtype = state_dtype(param.dtype)
+        if isinstance(initial, str):  # "param": the state starts at the parameters
+            return param.astype(dtype, copy=True)
+        return self.da.full_like(param, initial, dtype=dtype)
+
+    def checked_grads(self, grads, grad_paths):
+        """The gradients as Dask arrays chunked like their parameters (rechunked if needed)."""
+        checked = []
+        for grad, param, path in zip(grads, self.params, grad_paths):
+            if not is_dask_array(grad):
+                if isinstance(grad, np.ndarray) or hasattr(grad, "__cuda_array_interface__"):
+                    grad = self.da.from_array(grad, chunks=param.chunks)
+                else:
+                    raise TypeError(f"{path} must be a Dask array (or a NumPy array, scattered like its "
+                                    f"parameter); got {type(grad).__name__}")
+            if grad.shape != param.shape:
+                raise ValueError(f"{path} must have its parameter's shape {param.shape}; got {grad.shape}")
+            if grad.dtype != param.dtype:
+                raise TypeError(f"{path} is {grad.dtype} but its parameter is {param.dtype}")
+            if grad.chunks != param.chunks:
+                grad = grad.rechunk(param.chunks)
+            checked.append(grad)
+        return checked
+
+    def reduce(self, grads, policies):
+        """``(sum of squares, non-finite count)`` per gradient, float64, by Dask tree reductions."""
+        import dask
+
+        wanted = []
+        for grad in grads:
+            wanted.append(_sum_of_squares(self.da, grad) if policies.clip_global_norm is not None else 0.0)
+            wanted.append(self.da.sum(~self.da.isfinite(grad)) if policies.nonfinite != "propagate" else 0)
+        values = dask.compute(*wanted)
+        return np.array(values[0::2], np.float64), np.array(values[1::2], np.float64)
+
+    def check_alive(self):
+        """Raise if the cluster lost what the optimizer holds (a restarted client, a worker gone with
+        data it could not recompute): the step would fail later, less clearly."""
+        futures_of = getattr(sys.modules.get("distributed"), "futures_of", None)
+        if futures_of is None:
+            return
+        arrays = self.params + [array for arrays in self.state.values() for array in arrays]
+        for array in arrays:
+            for future in futures_of(array):
+                if future.status in ("cancelled", "lost", "error"):
+                    raise RuntimeError(
+                        f"the optimizer's parameters or state on the Dask cluster are {future.status} (a worker "
+                        "died or the client restarted); nothing was stepped. Resume from a saved state: "
+                        "make a new optimizer over the parameters and load_state_dict(saved)")
+
+    def step(self, grads, step, hyper, carry, grad_scale):
+        """Replace the parameters and state by their values after step ``step`` (persisted)."""
+        names = [kind.name for kind in self.kinds]
+        run = functools.partial(_chunk_step, self.cls, names, step, hyper, carry, grad_scale)
+        params, state = [], {name: [] for name in names}
+        for k, (param, grad) in enumerate(zip(self.params, grads)):
+            pieces = stepped_blocks(self.da, run, param, grad, [self.state[name][k] for name in names],
+                                    f"numadam-{self.family.name}-step-{step}")
+            params.append(pieces[0])
+            for name, piece in zip(names, pieces[1:]):
+                state[name].append(piece)
+        self.params, self.state = self._persisted(params, state)
+
+    def gathered_state(self, lazy):
+        """Each state kind's arrays: computed to NumPy (or CuPy), or the persisted Dask arrays if ``lazy``."""
+        if lazy:
+            return {name: list(arrays) for name, arrays in self.state.items()}
+        import dask
+
+        names = list(self.state)
+        computed = dask.compute(*(array for name in names for array in self.state[name]))
+        n = len(self.params)
+        return {name: list(computed[n * i:n * (i + 1)]) for i, name in enumerate(names)}
+
+    def checked_state(self, name, leaves, paths):
+        """``leaves`` (NumPy, CuPy or Dask) as Dask arrays chunked like the parameters, checked."""
+        checked = []
+        for leaf, param, path in zip(leaves, self.params, paths):
+            dtype = state_dtype(param.dtype)
+            if not is_dask_array(leaf):
+                if not (isinstance(leaf, np.ndarray) or hasattr(leaf, "__cuda_array_interface__")):
+                    raise TypeError(f"{path} must be an array; got {type(leaf).__name__}")
+                leaf = self.da.from_array(leaf, chunks=param.chunks)
+            if leaf.shape != param.shape:
+                raise ValueError(f"{path} must have shape {param.shape}; got {leaf.shape}")
+            if not np.can_cast(leaf.dtype, dtype, "same_kind"):
+                raise TypeError(f"{path} has dtype {leaf.dtype}, which does not cast to the state's {dtype}")
+            checked.append(leaf.astype(dtype).rechunk(param.chunks))
+        return checked
+
+    def load(self, state):
+        """Replace the state by ``state`` (a dict of checked Dask arrays per kind), persisted."""
+        self.params, self.state = self._persisted(self.params, state)
+
+
+def _sum_of_squares(da, grad):
+    """The float64 sum of the squares of ``grad``'s real numbers, as a tree reduction."""
+    parts = (grad.real, grad.imag) if grad.dtype.kind == "c" else (grad,)
+    return sum(da.sum(part.astype(np.float64) ** 2) for part in parts)
+
+
+def state_dtype(dtype):
+    """The dtype of the state of a parameter of ``dtype``: float32 for 16-bit floats, else its own."""
+    return _dtypes.compute_dtype(dtype) if _dtypes.is_low_precision(dtype) else dtype
+
+
+def _check_dtype(dtype, path):
+    if not _dtypes.is_supported(dtype):
+        raise TypeError(f"{path} has dtype {dtype}; numadam updates {_dtypes.supported_names()}")
+
+
+def _check_policies(policies, cls):
+    given = {name for name in Policies._fields if getattr(policies, name) != getattr(Policies(), name)}
+    unsupported = sorted(given - set(SUPPORTED_POLICIES))
+    if unsupported:
+        raise ValueError(f"on Dask arrays numadam applies {', '.join(SUPPORTED_POLICIES)}; got "
+                         f"{', '.join(unsupported)} (step the NumPy arrays of one machine for the others)")
+    if cls.family.norms is not None:
+        raise ValueError(f"{cls.__name__} needs per-parameter norms, not yet computed over Dask arrays")
+
+
+def skip_or_scale(policies, squares, bad, grad_paths):
+    """``None`` to skip the step (``nonfinite="skip"``), else the gradients' scale (global-norm clipping).
+
+    Raises ``FloatingPointError`` for ``nonfinite="raise"``.
+    """
+    if bad.any():
+        if policies.nonfinite == "raise":
+            path = grad_paths[int(np.flatnonzero(bad)[0])]
+            raise FloatingPointError(f"{path} holds NaN or infinity (nonfinite='raise'); nothing was changed")
+        if policies.nonfinite == "skip":
+            return None
+    if policies.clip_global_norm is None:
+        return 1.0
+    return global_scale(policies.clip_global_norm, math.fsum(squares.tolist()))
+
+
+def _import_dask_array():
+    import dask.array
+
+    return dask.array

@@ -1,0 +1,171 @@
+"""Dask arrays on a real cluster: a LocalCluster of 2 worker processes, numadam's own kernel on every
+chunk, bit for bit the NumPy path's result on the same numbers."""
+
+import contextlib
+import os
+
+import numpy as np
+import pytest
+
+import numadam
+from arrays import random_array
+
+da = pytest.importorskip("dask.array")
+distributed = pytest.importorskip("distributed")
+
+#: (class, options) of every family the Dask path steps (LAMB needs per-parameter norms: refused).
+FAMILIES = [
+    ("Adam", {}), ("Adam", {"amsgrad": True, "weight_decay": 0.1}), ("AdamW", {"weight_decay": 0.1}),
+    ("NAdam", {}), ("RAdam", {}), ("Adamax", {}), ("AdaBelief", {}), ("Yogi", {}), ("Lion", {}),
+    ("AdEMAMix", {}), ("ADOPT", {}), ("ScheduleFreeAdamW", {}),
+]
+
+
+@pytest.fixture(scope="module")
+def client():
+    cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None)
+    client = distributed.Client(cluster)
+    yield client
+    client.close()
+    cluster.close()
+
+
+def problem(seed, shape=(40, 30), dtype=np.float32, steps=3):
+    rng = np.random.default_rng(seed)
+    start = random_array(rng, shape, dtype)
+    grads = [random_array(rng, shape, dtype) for _ in range(steps)]
+    return start, grads
+
+
+def stepped_on_numpy(cls, options, start, grads):
+    params = start.copy()
+    optimizer = cls([params], lr=0.01, **options)
+    for grad in grads:
+        optimizer.step([grad])
+    return params, optimizer.state_dict()
+
+
+@pytest.mark.parametrize("name, options", FAMILIES, ids=lambda v: v if isinstance(v, str) else "-".join(v) or "")
+def test_each_family_on_the_cluster_is_bit_identical_to_numpy(client, name, options):
+    cls = getattr(numadam, name)
+    start, grads = problem(1)
+    optimizer = cls([da.from_array(start, chunks=(20, 15))], lr=0.01, **options)
+    for grad in grads:
+        returned = optimizer.step([da.from_array(grad, chunks=(20, 15))])
+    expected, expected_state = stepped_on_numpy(cls, options, start, grads)
+    assert returned[0] is optimizer.params[0]  # step returns the new tree
+    np.testing.assert_array_equal(optimizer.params[0].compute(), expected)
+    state = optimizer.state_dict()
+    for kind in cls.family.state_kinds(cls.family.Hyper(**optimizer._hyper)):
+        np.testing.assert_array_equal(state[kind.name][0], expected_state[kind.name][0])
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.complex64])
+def test_other_dtypes_and_several_arrays(client, dtype):
+    start, grads = problem(2, (33,), dtype)
+    other, other_grads = problem(3, (7, 9), dtype)
+    optimizer = numadam.Adam({"a": da.from_array(start, chunks=10), "b": da.from_array(other, chunks=(3, 9))},
+                             lr=0.01)
+    for grad, other_grad in zip(grads, other_grads):
+        optimizer.step({"a": da.from_array(grad, chunks=10), "b": da.from_array(other_grad, chunks=(3, 9))})
+    np.testing.assert_array_equal(optimizer.params["a"].compute(), stepped_on_numpy(numadam.Adam, {}, start, grads)[0])
+    np.testing.assert_array_equal(optimizer.params["b"].compute(),
+                                  stepped_on_numpy(numadam.Adam, {}, other, other_grads)[0])
+
+
+def test_global_norm_clipping_and_the_nonfinite_check_are_tree_reductions(client):
+    start, grads = problem(4)
+    grads = [10 * grad for grad in grads]
+    optimizer = numadam.Adam([da.from_array(start, chunks=(20, 15))], lr=0.01, clip_global_norm=1.0,
+                             nonfinite="skip")
+    bad = grads[0].copy()
+    bad[3, 4] = np.nan
+    for grad in [grads[0], bad, grads[1]]:
+        optimizer.step([da.from_array(grad, chunks=(20, 15))])
+    assert optimizer.skipped_steps == 1 and optimizer.step_count == 2
+    reference = start.copy()
+    numpy_optimizer = numadam.Adam([reference], lr=0.01, clip_global_norm=1.0, nonfinite="skip")
+    for grad in [grads[0], bad, grads[1]]:
+        numpy_optimizer.step([grad])
+    # the float64 norm is summed in another order: the scale may differ in its last bit
+    np.testing.assert_allclose(optimizer.params[0].compute(), reference, rtol=1e-6, atol=1e-7)
+    raising = numadam.Adam([da.from_array(start, chunks=(20, 15))], nonfinite="raise")
+    with pytest.raises(FloatingPointError, match=r"grads\[0\] holds NaN or infinity"):
+        raising.step([da.from_array(bad, chunks=(20, 15))])
+    assert raising.step_count == 0
+
+
+def test_state_gathers_to_numpy_or_stays_lazy_and_loads_into_the_parameters_chunks(client):
+    start, grads = problem(5)
+    optimizer = numadam.Adam([da.from_array(start, chunks=(20, 15))], lr=0.01)
+    optimizer.step([da.from_array(grads[0], chunks=(20, 15))])
+    gathered, lazy = optimizer.state_dict(), optimizer.state_dict(lazy=True)
+    assert isinstance(gathered["exp_avg"][0], np.ndarray)
+    assert isinstance(lazy["exp_avg"][0], da.Array) and lazy["exp_avg"][0].chunks == ((20, 20), (15, 15))
+    resumed = numadam.Adam([da.from_array(optimizer.params[0].compute(), chunks=(10, 30))], lr=0.01)
+    resumed.load_state_dict(gathered)  # scattered into (10, 30) chunks
+    assert resumed.state_dict(lazy=True)["exp_avg_sq"][0].chunks == ((10, 10, 10, 10), (30,))
+    for opt in (optimizer, resumed):
+        opt.step([da.from_array(grads[1], chunks=(20, 15))])
+    np.testing.assert_array_equal(resumed.params[0].compute(), optimizer.params[0].compute())
+
+
+def test_the_functional_step_returns_new_arrays(client):
+    start, grads = problem(6)
+    operands = [da.from_array(a, chunks=(20, 15)) for a in (start, grads[0], np.zeros_like(start),
+                                                           np.zeros_like(start))]
+    param, exp_avg, exp_avg_sq = numadam.adam_step(*operands, step=1, lr=0.01)
+    expected = [start.copy(), np.zeros_like(start), np.zeros_like(start)]
+    numadam.adam_step(expected[0], grads[0], expected[1], expected[2], step=1, lr=0.01)
+    for got, want in zip((param, exp_avg, exp_avg_sq), expected):
+        np.testing.assert_array_equal(got.compute(), want)
+    np.testing.assert_array_equal(operands[0].compute(), start)  # the inputs are unchanged
+
+
+def test_minimize_on_the_cluster(client):
+    target = da.from_array(np.linspace(-1.0, 1.0, 600), chunks=150)
+
+    def value_and_gradient(x):
+        residual = x - target
+        return (residual * residual).sum(), 2 * residual
+
+    result = numadam.minimize(value_and_gradient, da.zeros(600, chunks=150), jac=True, lr=0.05, maxiter=400,
+                              gtol=1e-6)
+    assert result.success and isinstance(result.fun, float) and result.history.dtype == np.float64
+    assert float(abs(result.x - target).max().compute()) < 1e-6
+
+
+def test_a_lost_cluster_fails_clearly_never_silently(client):
+    start, grads = problem(7)
+    optimizer = numadam.Adam([da.from_array(start, chunks=(20, 15))], lr=0.01)
+    optimizer.step([da.from_array(grads[0], chunks=(20, 15))])
+    client.restart()  # every worker's memory is gone: the persisted parameters and state with it
+    with pytest.raises(RuntimeError, match="on the Dask cluster are cancelled .* load_state_dict"):
+        optimizer.step([da.from_array(grads[1], chunks=(20, 15))])
+    assert optimizer.step_count == 1
+
+
+def test_a_killed_worker_either_recovers_the_exact_step_or_raises(client):
+    start, grads = problem(8)
+    optimizer = numadam.Adam([da.from_array(start, chunks=(10, 15))], lr=0.01)
+    optimizer.step([da.from_array(grads[0], chunks=(10, 15))])
+    victim = sorted(client.scheduler_info()["workers"])[0]
+    with contextlib.suppress(Exception):  # the call dies with the worker, holding chunks
+        client.run(os._exit, 1, workers=[victim])
+    client.wait_for_workers(2, timeout=60)  # its nanny starts another
+    try:
+        optimizer.step([da.from_array(grads[1], chunks=(10, 15))])
+        result = optimizer.params[0].compute()
+    except Exception as error:  # lost data that cannot be recomputed: an error, which is fine
+        assert str(error)
+        return
+    np.testing.assert_array_equal(result, stepped_on_numpy(numadam.Adam, {}, start, grads[:2])[0])
+
+
+def test_refusals_name_the_rule():
+    with pytest.raises(ValueError, match="on Dask arrays numadam applies clip_global_norm, nonfinite; got ema"):
+        numadam.Adam([da.zeros(10, chunks=5)], ema=0.9)
+    with pytest.raises(ValueError, match="LAMB needs per-parameter norms"):
+        numadam.LAMB([da.zeros(10, chunks=5)])
+    with pytest.raises(TypeError, match=r"params\[1\] is a ndarray but other parameters are Dask arrays"):
+        numadam.Adam([da.zeros(10, chunks=5), np.zeros(3)])
