@@ -100,7 +100,7 @@ class DaskState:
     """
 
     def __init__(self, cls, leaves, paths, h, policies):
-        self.da = sys.modules["dask.array"] if "dask.array" in sys.modules else _import_dask_array()
+        self.da = _import_dask_array()
         self.cls = cls
         self.family = cls.family
         self.paths = paths
@@ -236,7 +236,8 @@ def _check_dtype(dtype, path):
 
 
 def _check_policies(policies, cls):
-    given = {name for name in Policies._fields if getattr(policies, name) != getattr(Policies(), name)}
+    default = Policies()
+    given = {name for name in Policies._fields if getattr(policies, name) != getattr(default, name)}
     unsupported = sorted(given - set(SUPPORTED_POLICIES))
     if unsupported:
         raise ValueError(f"on Dask arrays numadam applies {', '.join(SUPPORTED_POLICIES)}; got "

@@ -742,14 +742,10 @@ class Optimizer:
             state = {"optimizer": type(self).__name__, "family": self.family.name, "step": self._step,
                      "hyperparameters": dict(self._hyper)}
             if self._dask is not None:
-                return self._dask_state_dict(state, lazy)
-            for kind in self._present_kinds():
-                state[kind.name] = self._treedef.unflatten(
-                    [p.state[kind.name][local].copy() for p, local in self._locations])
-                if any(p.quantized for p in self._passes):
-                    state[f"{kind.name}_scales"] = self._treedef.unflatten(
-                        [p.block_scales(kind.name, local).copy() if p.quantized else np.zeros(0, np.float32)
-                         for p, local in self._locations])
+                for name, leaves in self._dask.gathered_state(lazy).items():
+                    state[name] = self._treedef.unflatten(leaves)
+            else:
+                self._add_pass_state(state)
             if self._groups:
                 state["groups"] = [group.overrides for group in self._groups]
                 schedules = [_schedule_state(group.schedule) for group in self._groups]
@@ -759,9 +755,6 @@ class Optimizer:
                 state["carry"] = [list(values) for values in self._carry]
             if self._policies.nonfinite == "skip":
                 state["skipped_steps"] = self._skipped
-            for name in self._passes[0].policy_buffers:  # "accumulator", "ema"
-                state[name] = self._treedef.unflatten(
-                    [p.policy_state[name][local].copy() for p, local in self._locations])
             if self._policies.accumulate > 1:
                 state["micro_step"] = self._micro_step
             schedule_state = _schedule_state(self._schedule)
@@ -769,17 +762,18 @@ class Optimizer:
                 state["schedule"] = schedule_state
             return state
 
-    def _dask_state_dict(self, state, lazy):
-        for name, leaves in self._dask.gathered_state(lazy).items():
-            state[name] = self._treedef.unflatten(leaves)
-        if self.family.carry is not None:
-            state["carry"] = [list(values) for values in self._carry]
-        if self._policies.nonfinite == "skip":
-            state["skipped_steps"] = self._skipped
-        schedule_state = _schedule_state(self._schedule)
-        if schedule_state is not None:
-            state["schedule"] = schedule_state
-        return state
+    def _add_pass_state(self, state):
+        """Copies of the kernel passes' state arrays (and 8-bit scales, policy buffers) into ``state``."""
+        for kind in self._present_kinds():
+            state[kind.name] = self._treedef.unflatten(
+                [p.state[kind.name][local].copy() for p, local in self._locations])
+            if any(p.quantized for p in self._passes):
+                state[f"{kind.name}_scales"] = self._treedef.unflatten(
+                    [p.block_scales(kind.name, local).copy() if p.quantized else np.zeros(0, np.float32)
+                     for p, local in self._locations])
+        for name in self._passes[0].policy_buffers:  # "accumulator", "ema"
+            state[name] = self._treedef.unflatten(
+                [p.policy_state[name][local].copy() for p, local in self._locations])
 
     def load_state_dict(self, state):
         """Restore a :meth:`state_dict` (NumPy or CuPy arrays alike).
@@ -812,12 +806,8 @@ class Optimizer:
         carry = self._checked_state_carry(state)
         counts = self._checked_state_counts(state)
         kinds = family.state_kinds(self._hyper_tuple(hyper))
-        if self._dask is not None:
-            self._load_dask_state(state, kinds, hyper, carry, counts, step)
-            return
-        arrays = {kind.name: self._checked_state_arrays(state, kind) for kind in kinds}
-        policy_arrays = {name: self._checked_state_arrays(state, StateKind(name, ""))
-                         for name in self._passes[0].policy_buffers}
+        install = self._checked_dask_state(state, kinds) if self._dask is not None \
+            else self._checked_pass_state(state, kinds, hyper)
         schedule_states = [(self._schedule, state.get("schedule"))]
         if "group_schedules" in state:
             schedule_states += list(zip([g.schedule for g in self._groups], state["group_schedules"]))
@@ -825,13 +815,7 @@ class Optimizer:
         try:
             for schedule, schedule_state in schedule_states:
                 undo.append(_load_schedule_state(schedule, schedule_state))
-            self._reshape_state(kinds, self._hyper_tuple(hyper))
-            for name, leaves in arrays.items():
-                for (dtype_pass, local), source in zip(self._locations, leaves):
-                    dtype_pass.load_state(name, local, source)
-            for name, leaves in policy_arrays.items():
-                for (dtype_pass, local), source in zip(self._locations, leaves):
-                    dtype_pass.backend.assign(dtype_pass.policy_state[name][local], source)
+            install()
         except BaseException:
             for restore in undo:
                 restore()
@@ -844,8 +828,24 @@ class Optimizer:
         self._step = int(step)
         self._device_steps = None  # counted on the host again until the next step
 
-    def _load_dask_state(self, state, kinds, hyper, carry, counts, step):
-        """Scatter the state into the parameters' chunks (every check first)."""
+    def _checked_pass_state(self, state, kinds, hyper):
+        """Check the state's arrays for the kernel passes; return what copies them in."""
+        arrays = {kind.name: self._checked_state_arrays(state, kind) for kind in kinds}
+        policy_arrays = {name: self._checked_state_arrays(state, StateKind(name, ""))
+                         for name in self._passes[0].policy_buffers}
+
+        def install():
+            self._reshape_state(kinds, self._hyper_tuple(hyper))
+            for name, leaves in arrays.items():
+                for (dtype_pass, local), source in zip(self._locations, leaves):
+                    dtype_pass.load_state(name, local, source)
+            for name, leaves in policy_arrays.items():
+                for (dtype_pass, local), source in zip(self._locations, leaves):
+                    dtype_pass.backend.assign(dtype_pass.policy_state[name][local], source)
+        return install
+
+    def _checked_dask_state(self, state, kinds):
+        """Check the state's arrays for Dask parameters; return what scatters them into their chunks."""
         dask_state = self._dask
         if [kind.name for kind in kinds] != [kind.name for kind in dask_state.kinds]:
             raise ValueError(f"state keeps {[k.name for k in kinds]} but this optimizer keeps "
@@ -857,16 +857,7 @@ class Optimizer:
             root = f"state[{kind.name!r}]"
             arrays[kind.name] = dask_state.checked_state(kind.name, self._treedef.flatten_like(state[kind.name], root),
                                                          self._treedef.paths(root))
-        undo = _load_schedule_state(self._schedule, state.get("schedule"))
-        try:
-            dask_state.load(arrays)
-        except BaseException:
-            undo()
-            raise
-        self._assign_hyperparameters(hyper)
-        self._carry = carry
-        self._skipped, self._micro_step = counts
-        self._step = int(step)
+        return lambda: dask_state.load(arrays)
 
     def _reshape_state(self, kinds, h):
         """Keep exactly the state kinds ``kinds``, allocating only the new ones (initialized for ``h``)."""

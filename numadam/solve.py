@@ -250,8 +250,8 @@ def minimize(fun, x0, args=(), jac=None, method="adam", *, bounds=None, maxiter=
     finally:
         if bar is not None:
             bar.close()
-    return OptimizeResult(x=tensor_like(x, x0), fun=value, jac=tensor_like(grad, x0), nit=nit, nfev=solver.nfev, njev=solver.njev,
-                          status=status, success=status in _SUCCESS, message=message, skipped=skipped,
+    return OptimizeResult(x=tensor_like(x, x0), fun=value, jac=tensor_like(grad, x0), nit=nit, nfev=solver.nfev,
+                          njev=solver.njev, status=status, success=status in _SUCCESS, message=message, skipped=skipped,
                           history=np.array(history, dtype=np.float64))
 
 
@@ -264,25 +264,14 @@ def _minimize_dask(fun, x0, args, jac, optimizer_type, bounds, clip, nonfinite, 
 
     if bounds is not None or clip is not None or nonfinite != "stop":
         raise ValueError("on a Dask x0, minimize takes no bounds, no clip and nonfinite='stop' (not yet)")
-    dtype = np.dtype(x0.dtype)
-    if dtype.kind in "biu":
-        dtype = np.dtype(np.float64)
-    if np.dtype(dtype.type) not in _SOLVER_DTYPES:
-        raise TypeError(f"x0 has dtype {x0.dtype}; minimize works in {_dtypes.names(_SOLVER_DTYPES)}")
-    optimizer = optimizer_type(x0.astype(np.dtype(dtype.type)), schedule=schedule, **hyperparameters)
+    optimizer = optimizer_type(x0.astype(_solver_dtype(x0.dtype)), schedule=schedule, **hyperparameters)
     notify = _scipy_style_callback(callback)
     observe = getattr(schedule, "observe", None)
     calls = [0]
 
     def evaluate(x):
         calls[0] += 1
-        if jac is True:
-            returned = fun(x, *args)
-            if not isinstance(returned, (tuple, list)) or len(returned) != 2:
-                raise TypeError(f"with jac=True, fun must return (value, gradient); got {_short(returned)}")
-            value, gradient = returned
-        else:
-            value, gradient = fun(x, *args), jac(x, *args)
+        value, gradient = _value_and_gradient(fun, jac, args, x)
         if not is_dask_array(gradient):
             raise TypeError(f"the gradient of a Dask x must be a Dask array; got {type(gradient).__name__}")
         if gradient.shape != x.shape:
@@ -447,18 +436,9 @@ class _Evaluations:
 
     def evaluate_into(self, target):
         """``(value, max |gradient|)`` at the iterate, the gradient cast into ``target``."""
-        if self.jac is True:
-            self.nfev += 1
-            self.njev += 1
-            returned = self.fun(self.visible_x, *self.args)
-            if not isinstance(returned, (tuple, list)) or len(returned) != 2:
-                raise TypeError(f"with jac=True, fun must return (value, gradient); got {_short(returned)}")
-            value, gradient = returned
-        else:
-            self.nfev += 1
-            value = self.fun(self.visible_x, *self.args)
-            self.njev += 1
-            gradient = self.jac(self.visible_x, *self.args)
+        self.nfev += 1
+        self.njev += 1
+        value, gradient = _value_and_gradient(self.fun, self.jac, self.args, self.visible_x)
         value = _objective_value(value)
         target[...] = self._checked_gradient(gradient)
         if self.box is None:
@@ -529,7 +509,7 @@ def _working_copy(x0):
     array = adopt([x0], ["x0"], [False]).arrays[0] if is_foreign(x0) and not is_jax(x0) else x0
     if not hasattr(array, "__cuda_array_interface__"):
         try:
-            array = np.asarray(x0)
+            array = np.asarray(array)
         except ValueError:  # a list of arrays of different shapes
             array = None
     if array is None or array.dtype == object:
@@ -539,17 +519,34 @@ def _working_copy(x0):
             "numadam.Adam over it, or pass one vector such as np.concatenate([a.ravel() for a in arrays]) "
             "and split it inside fun"
         )
-    dtype = np.dtype(array.dtype)
-    if dtype.kind in "biu":
-        dtype = np.dtype(np.float64)
-    elif dtype.kind in "fc":
-        dtype = np.dtype(dtype.type)  # native byte order: '>f4' (FITS, HDF5) becomes float32
-    if not _dtypes.is_supported(dtype) or _dtypes.is_low_precision(dtype):
-        raise TypeError(f"x0 has dtype {array.dtype}; minimize works in {_dtypes.names(_SOLVER_DTYPES)} (16-bit "
-                        "parameters: step numadam.Adam with master_weights=True or stochastic_rounding=True)")
+    dtype = _solver_dtype(array.dtype)
     if array.size == 0:
         raise ValueError(f"x0 must hold at least one number; got shape {array.shape}")
     return array.astype(dtype, copy=True)
+
+
+def _solver_dtype(given):
+    """The dtype ``minimize`` iterates in for an ``x0`` of dtype ``given``: integers become float64,
+    floats their native byte order ('>f4' from FITS or HDF5 becomes float32)."""
+    dtype = np.dtype(given)
+    if dtype.kind in "biu":
+        dtype = np.dtype(np.float64)
+    elif dtype.kind in "fc":
+        dtype = np.dtype(dtype.type)
+    if not _dtypes.is_supported(dtype) or _dtypes.is_low_precision(dtype):
+        raise TypeError(f"x0 has dtype {given}; minimize works in {_dtypes.names(_SOLVER_DTYPES)} (16-bit "
+                        "parameters: step numadam.Adam with master_weights=True or stochastic_rounding=True)")
+    return dtype
+
+
+def _value_and_gradient(fun, jac, args, x):
+    """``(value, gradient)`` at ``x``: from ``fun`` with ``jac=True``, else from ``fun`` and ``jac``."""
+    if jac is not True:
+        return fun(x, *args), jac(x, *args)
+    returned = fun(x, *args)
+    if not isinstance(returned, (tuple, list)) or len(returned) != 2:
+        raise TypeError(f"with jac=True, fun must return (value, gradient); got {_short(returned)}")
+    return returned
 
 
 def _objective_value(value):
