@@ -189,9 +189,21 @@ def _require_cupy(path):
     return cupy
 
 
+class _StreamHandle:
+    """A raw CUDA stream handle in the CUDA stream protocol, which CuPy 14's ``Stream.from_external`` takes."""
+
+    def __init__(self, pointer):
+        self.pointer = pointer
+
+    def __cuda_stream__(self):
+        return (0, self.pointer)
+
+
 def _cupy_stream(pointer):
-    cupy = sys.modules["cupy"]
-    return cupy.cuda.ExternalStream(pointer)
+    cuda = sys.modules["cupy"].cuda
+    if hasattr(cuda.Stream, "from_external"):  # ExternalStream is deprecated from CuPy 14
+        return cuda.Stream.from_external(_StreamHandle(pointer))
+    return cuda.ExternalStream(pointer)
 
 
 def tensor_like(array, reference):

@@ -169,3 +169,27 @@ def test_refusals_name_the_rule():
         numadam.LAMB([da.zeros(10, chunks=5)])
     with pytest.raises(TypeError, match=r"params\[1\] is a ndarray but other parameters are Dask arrays"):
         numadam.Adam([da.zeros(10, chunks=5), np.zeros(3)])
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("name", ["Adam", "Yogi"])
+def test_cupy_chunks_step_on_the_cuda_kernel_like_numpy(name):
+    """Dask arrays of CuPy chunks (as dask-cuda makes them): each chunk's task runs the CUDA kernel,
+    the state stays in CuPy chunks, and the result is the NumPy path's within a few ulps (FMA)."""
+    import cupy
+    import dask
+
+    cls = getattr(numadam, name)
+    start, grads = problem(9)
+    with dask.config.set(scheduler="threads"):  # this process's GPU, not the cluster's workers
+        on_gpu = lambda array: da.from_array(cupy.asarray(array), chunks=(20, 15), asarray=False)  # noqa: E731
+        optimizer = cls([on_gpu(start)], lr=0.01)
+        for grad in grads:
+            optimizer.step([on_gpu(grad)])
+        result = optimizer.params[0].compute()
+        state = optimizer.state_dict(lazy=True)
+        assert isinstance(state["exp_avg"][0]._meta, cupy.ndarray)
+    assert isinstance(result, cupy.ndarray)
+    expected = stepped_on_numpy(cls, {}, start, grads)[0]
+    np.testing.assert_allclose(cupy.asnumpy(result), expected, rtol=64 * np.finfo(np.float32).eps,
+                               atol=64 * np.finfo(np.float32).eps * float(np.abs(expected).max()))

@@ -1,0 +1,211 @@
+"""The optimizer objects on CUDA arrays against the same objects on NumPy arrays (the CPU kernels).
+
+Written once, run twice, each time by a module that defines the ``device``
+fixture (a :class:`Device`) and imports these tests:
+
+- ``tests/simulator/test_objects_on_the_simulator.py``: the simulator's device
+  arrays, with CudaBackend's state stored in them; bit for bit with the CPU.
+- ``tests/test_cuda_objects.py`` (marked ``gpu``): CuPy arrays on a real GPU,
+  where NVVM fuses multiplies and adds (FMA), so within a few ulps.
+
+Covered: every family, the policies (skip, clipping, bounds, EMA,
+accumulation) with device-counted skips, LAMB with groups, 16-bit parameters
+and state, 8-bit blockwise state and the complex magnitude mode.
+"""
+
+import numpy as np
+import pytest
+
+import numadam
+from arrays import random_array
+
+
+class Device:
+    """How one kind of CUDA array is made, read back and compared with the CPU's result.
+
+    ``ulps`` is how far a value may lie from the CPU's in units in the last place
+    of its storage dtype (0: bit for bit); ``code_steps`` how far an 8-bit code may
+    lie from the CPU's (a last-place difference before quantization may move a
+    value across a code boundary).
+    """
+
+    def __init__(self, to_device, to_host, ulps=0, code_steps=0):
+        self.to_device, self.to_host = to_device, to_host
+        self.ulps, self.code_steps = ulps, code_steps
+
+    def assert_matches(self, actual, expected, ulps=None):
+        actual, expected = self.to_host(actual), np.asarray(expected)
+        ulps = self.ulps if ulps is None else ulps
+        if ulps == 0:
+            np.testing.assert_array_equal(actual.view(np.uint8), expected.view(np.uint8))
+        elif expected.dtype.kind in "iu":
+            assert np.abs(actual.astype(np.int64) - expected.astype(np.int64)).max(initial=0) <= self.code_steps
+        else:
+            eps = float(finfo(expected.dtype).eps)
+            wide = np.complex128 if expected.dtype.kind == "c" else np.float64
+            actual, expected = actual.astype(wide), expected.astype(wide)
+            scale = max(float(np.abs(expected).max(initial=0)), 1e-30)
+            np.testing.assert_allclose(actual, expected, rtol=ulps * eps, atol=ulps * eps * scale)
+
+    def assert_trees_match(self, actual, expected, ulps=None):
+        """Two state dicts: arrays as :meth:`assert_matches`, the host's scalars (step, carry...) equal."""
+        for name, tree in expected.items():
+            if name == "carry":
+                self.assert_carry_matches(actual[name], tree)
+            elif isinstance(tree, list):
+                for a, e in zip(actual[name], tree):
+                    self.assert_matches(a, e, ulps)
+            else:
+                assert actual[name] == tree, name
+
+    def assert_carry_matches(self, actual, expected):
+        """Scalars a family carries from step to step, kept in float64 (on the device too, where it counts steps)."""
+        actual, expected = np.asarray(actual, np.float64), np.asarray(expected, np.float64)
+        if self.ulps == 0:
+            np.testing.assert_array_equal(actual, expected)
+        else:
+            np.testing.assert_allclose(actual, expected, rtol=1e-12)
+
+
+def finfo(dtype):
+    ml_dtypes = pytest.importorskip("ml_dtypes") if dtype.kind == "V" or dtype.name == "bfloat16" else None
+    return ml_dtypes.finfo(dtype) if ml_dtypes else np.finfo(dtype)
+
+
+def twins(device, seed, shapes, dtype=np.float32):
+    rng = np.random.default_rng(seed)
+    host = [random_array(rng, shape, dtype) for shape in shapes]
+    return host, [device.to_device(array.copy()) for array in host]
+
+
+def gradient_sequence(seed, shapes, steps, poisoned=(), dtype=np.float32):
+    rng = np.random.default_rng(seed)
+    sequence = []
+    for step in range(steps):
+        grads = [random_array(rng, shape, dtype) for shape in shapes]
+        if step in poisoned:
+            grads[0].flat[1] = np.nan
+        sequence.append(grads)
+    return sequence
+
+
+SHAPES = [(40,), (3, 9), (70,)]
+
+
+@pytest.mark.parametrize("method", list(numadam.families()))
+def test_every_family_on_cuda_kernels_matches_the_cpu(device, method):
+    cls = numadam.families()[method]
+    host, on_device = twins(device, 13, SHAPES)
+    cpu, gpu = cls(host, lr=0.01), cls(on_device, lr=0.01)
+    for grads in gradient_sequence(14, SHAPES, 4):
+        cpu.step(grads)
+        gpu.step([device.to_device(g) for g in grads])
+    for actual, expected in zip(on_device, host):
+        device.assert_matches(actual, expected)
+    device.assert_trees_match(gpu.state_dict(), cpu.state_dict())
+
+
+@pytest.mark.parametrize("options", [
+    {"nonfinite": "skip"},
+    {"nonfinite": "skip", "clip_global_norm": 1.0},
+    {"bounds": (-0.5, 0.5), "ema": 0.8},
+    {"accumulate": 2, "clip_value": 0.3},
+    {"nonfinite": "skip", "accumulate": 2},  # skipped on the host, which waits for the pre-pass
+])
+def test_the_policies_on_cuda_kernels_match_the_cpu(device, options):
+    host, on_device = twins(device, 1, SHAPES)
+    cpu = numadam.Adam(host, lr=0.05, **options)
+    gpu = numadam.Adam(on_device, lr=0.05, **options)
+    for grads in gradient_sequence(2, SHAPES, 9, poisoned={2, 5, 6}):
+        cpu.step(grads)
+        gpu.step([device.to_device(g) for g in grads])
+    assert gpu.step_count == cpu.step_count and gpu.skipped_steps == cpu.skipped_steps
+    for actual, expected in zip(on_device, host):
+        device.assert_matches(actual, expected)
+    if "ema" in options:
+        for actual, expected in zip(gpu.ema_params(), cpu.ema_params()):
+            device.assert_matches(actual, expected)
+
+
+def test_device_steps_count_on_the_gpu_and_the_host_learns_them(device):
+    from numadam._device_steps import WINDOW
+
+    host, on_device = twins(device, 3, SHAPES)
+    cpu = numadam.NAdam(host, lr=0.05, nonfinite="skip")
+    gpu = numadam.NAdam(on_device, lr=0.05, nonfinite="skip")
+    poisoned = set(range(3, 3 + WINDOW + 2))  # more skips in a row than the window holds
+    for grads in gradient_sequence(4, SHAPES, WINDOW + 8, poisoned=poisoned):
+        cpu.step(grads)
+        gpu.step([device.to_device(g) for g in grads])
+    assert gpu._device_steps is not None, "the GPU counted the steps"
+    assert (gpu.step_count, gpu.skipped_steps) == (cpu.step_count, cpu.skipped_steps) == (6, WINDOW + 2)
+    for actual, expected in zip(on_device, host):
+        device.assert_matches(actual, expected)
+    state = gpu.state_dict()
+    assert state["step"] == 6 and state["skipped_steps"] == WINDOW + 2
+    device.assert_carry_matches(state["carry"], cpu.state_dict()["carry"])
+
+
+def test_lamb_and_a_groups_tree_on_cuda_kernels(device):
+    host, on_device = twins(device, 5, SHAPES)
+    make = lambda arrays: numadam.LAMB({"g": numadam.Group(arrays[:1], weight_decay=0.0), "rest": arrays[1:]},  # noqa
+                                       lr=0.02, weight_decay=0.1)
+    cpu, gpu = make(host), make(on_device)
+    for grads in gradient_sequence(6, SHAPES, 4):
+        cpu.step({"g": grads[:1], "rest": grads[1:]})
+        gpu.step({"g": [device.to_device(grads[0])], "rest": [device.to_device(g) for g in grads[1:]]})
+    for actual, expected in zip(on_device, host):
+        device.assert_matches(actual, expected)
+
+
+@pytest.mark.parametrize("storage", [
+    {"dtype": "float16"}, {"dtype": "bfloat16"}, {"dtype": "bfloat16", "master_weights": True},
+    {"dtype": "float16", "stochastic_rounding": True, "seed": 3}, {"dtype": "float32", "state_dtype": "bfloat16"},
+], ids=lambda s: "-".join(f"{k}={v}" for k, v in s.items()))
+def test_every_storage_combination_on_cuda_kernels_matches_the_cpu(device, storage):
+    """16-bit parameters, master copies, stochastic rounding (the same random bits on both) and 16-bit state."""
+    options = dict(storage)
+    name = options.pop("dtype")
+    dtype = np.dtype(pytest.importorskip("ml_dtypes").bfloat16 if name == "bfloat16" else name)
+    host, _ = twins(device, 7, SHAPES)
+    host = [array.astype(dtype) for array in host]
+    on_device = [device.to_device(array.copy()) for array in host]
+    cpu, gpu = numadam.Adam(host, lr=0.01, **options), numadam.Adam(on_device, lr=0.01, **options)
+    for grads in gradient_sequence(8, SHAPES, 4, dtype=np.float32):
+        grads = [g.astype(dtype) for g in grads]
+        cpu.step(grads)
+        gpu.step([device.to_device(g) for g in grads])
+    for actual, expected in zip(on_device, host):
+        device.assert_matches(actual, expected, ulps=min(device.ulps, 2))
+
+
+@pytest.mark.parametrize("method, options", [("adam", {"amsgrad": True}), ("yogi", {"nonfinite": "skip"})])
+def test_int8_state_on_cuda_kernels_matches_the_cpu(device, method, options):
+    """8-bit blockwise state: codes and scales, a block per thread block (strided threads)."""
+    shapes = [(4100,), (3, 9)]  # the first quantized in 17 blocks (the last of 4 elements); the second kept in float32
+    host, on_device = twins(device, 9, shapes)
+    cls = numadam.families()[method]
+    cpu = cls(host, lr=0.01, state_dtype="int8", **options)
+    gpu = cls(on_device, lr=0.01, state_dtype="int8", **options)
+    for grads in gradient_sequence(10, shapes, 3, poisoned=(1,) if options else ()):
+        cpu.step(grads)
+        gpu.step([device.to_device(g) for g in grads])
+    for actual, expected in zip(on_device, host):
+        device.assert_matches(actual, expected)
+    device.assert_trees_match(gpu.state_dict(), cpu.state_dict())
+
+
+@pytest.mark.parametrize("options", [{"amsgrad": True}, {"convention": "optax", "weight_decay": 0.1,
+                                                          "decoupled_weight_decay": True}])
+def test_complex_magnitude_mode_on_cuda_kernels_matches_the_cpu(device, options):
+    """A shared real second moment per complex element: complex elements in the table."""
+    shapes = [(12,), (3, 4)]
+    host, on_device = twins(device, 11, shapes, np.complex64)
+    cpu = numadam.Adam(host, lr=0.01, complex_mode="magnitude", **options)
+    gpu = numadam.Adam(on_device, lr=0.01, complex_mode="magnitude", **options)
+    for grads in gradient_sequence(12, shapes, 3, dtype=np.complex64):
+        cpu.step(grads)
+        gpu.step([device.to_device(g) for g in grads])
+    for actual, expected in zip(on_device, host):
+        device.assert_matches(actual, expected)
+    device.assert_trees_match(gpu.state_dict(), cpu.state_dict())
