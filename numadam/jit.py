@@ -44,15 +44,64 @@ array([ 1. , -2. ,  0.5])
 
 import functools
 import inspect
+import operator
 import types as pytypes
 
 import numpy as np
-from numba import njit, types
-from numba.extending import overload
+from llvmlite import ir
+from numba import errors, njit, types
+from numba.extending import intrinsic, models, overload, register_model
 
 from .families import families
 
 __all__ = []
+
+
+class _Constant(types.Type):
+    """A string hyperparameter (``convention``) fixed when the step compiles.
+
+    The families compare ``h.convention`` with string literals on every step;
+    with this type in ``h`` those comparisons fold to constants, so the step
+    does no string work at run time (it would cost more than the update of ten
+    parameters). Each convention compiles a specialization of its own, as a
+    literal argument does.
+    """
+
+    def __init__(self, value):
+        self.value = value
+        super().__init__(name=f"numadam.jit.constant({value!r})")
+
+
+@register_model(_Constant)
+class _ConstantModel(models.PrimitiveModel):
+    def __init__(self, dmm, fe_type):
+        super().__init__(dmm, fe_type, ir.IntType(8))  # the value is in the type; one unused byte
+
+
+@intrinsic
+def _constant(typingctx, value):
+    """``value``, a literal or omitted string, as a :class:`_Constant` (njit only)."""
+    if isinstance(value, types.StringLiteral):
+        fixed = value.literal_value
+    elif isinstance(value, types.Omitted) and isinstance(value.value, str):
+        fixed = value.value
+    else:  # compile the caller again with its argument as a literal (as numba.literally does)
+        raise errors.ForceLiteralArg({0}, fold_arguments=lambda args, kws: args)
+    return _Constant(fixed)(value), lambda context, builder, signature, args: ir.Constant(ir.IntType(8), 0)
+
+
+@overload(operator.eq)
+def _constant_eq(left, right):
+    if isinstance(left, _Constant) and isinstance(right, types.StringLiteral):
+        equal = left.value == right.literal_value
+        return lambda left, right: equal
+
+
+@overload(operator.ne)
+def _constant_ne(left, right):
+    if isinstance(left, _Constant) and isinstance(right, types.StringLiteral):
+        different = left.value != right.literal_value
+        return lambda left, right: different
 
 
 def _in_dtype_of(value, array):
@@ -84,7 +133,7 @@ def _jitted(function):
             namespace[name] = proxy
     copy = pytypes.FunctionType(function.__code__, namespace, function.__name__, function.__defaults__,
                                 function.__closure__)
-    return njit(copy)
+    return njit(inline="always")(copy)
 
 
 def _hyperparameters(cls):
@@ -109,20 +158,29 @@ def _make(name, cls):
 
     # ``<name>_scalars(step, *hyperparameters[, carry])``: float64 scalars (and the new carry).
     signature = ", ".join(f"{h}={defaults[h]!r}" for h in hyper)
-    hyper_tuple = "Hyper(" + ", ".join(h if h in hyper else repr(defaults[h]) for h in fields) + ")"
-    lines = [f"def {name}_scalars(step, {signature}{', carry=None' if carried else ''}):",
-             f"    h = {hyper_tuple}"]
+
+    def field(h):
+        value = h if h in hyper else repr(defaults[h])
+        return f"constant({value})" if isinstance(defaults[h], str) else value
+
+    hyper_tuple = "Hyper(" + ", ".join(field(h) for h in fields) + ")"
+    carry_arg = ", carry=None" if carried else ""
+    # ``scalars_at(step, h, carry)``: what both functions below compute from ``h``, inlined into each.
+    lines = ["def scalars_at(step, h, carry):"]
     if carried:
         lines += ["    if carry is None:", "        carry = initial", "    carry = advance(float(step), h, carry)",
                   "    return scalars_of(float(step), h, carry), carry"]
     else:
-        lines.append("    return scalars_of(float(step), h, ())")
+        lines.append("    return scalars_of(float(step), h, ()), None")
+    # ``<name>_scalars(step, *hyperparameters[, carry])``: float64 scalars (and the new carry).
+    lines += [f"def {name}_scalars(step, {signature}{carry_arg}):",
+              f"    h = {hyper_tuple}",
+              f"    return scalars_at(step, h, {'carry' if carried else '()'}){'' if carried else '[0]'}"]
     # ``<name>_step(param, grad, *state, step, *hyperparameters[, carry])``
     state_args = ", ".join(always)
-    passed = ", ".join(hyper) + (", carry" if carried else "")
-    lines += [f"def {name}_step(param, grad, {state_args}, step, {signature}{', carry=None' if carried else ''}):",
+    lines += [f"def {name}_step(param, grad, {state_args}, step, {signature}{carry_arg}):",
               f"    h = {hyper_tuple}",
-              f"    {'wide, carry' if carried else 'wide'} = {name}_scalars(step, {passed})"]
+              f"    wide, carry = scalars_at(step, h, {'carry' if carried else '()'})"]
     lines += ["    s = Scalars(" + ", ".join(f"narrow(wide[{j}], param)" for j in range(n_fields)) + ")",
               "    flags = flags_of(h)",
               "    like = narrow(0.0, param)",
@@ -135,10 +193,10 @@ def _make(name, cls):
     lines.append("    return carry" if carried else "    return None")
     namespace = {"Hyper": family.Hyper, "Scalars": family.Scalars, "scalars_of": scalars_of, "flags_of": flags_of,
                  "advance": advance, "initial": family.initial_carry(), "rule": family.rule, "np": np,
-                 "narrow": _in_dtype_of}
+                 "narrow": _in_dtype_of, "constant": _constant}
     exec("\n".join(lines), namespace)
-    namespace[f"{name}_scalars"] = njit(namespace[f"{name}_scalars"])  # the step calls it compiled
-    return family.rule, namespace[f"{name}_scalars"], njit(namespace[f"{name}_step"])
+    namespace["scalars_at"] = njit(inline="always")(namespace["scalars_at"])
+    return family.rule, njit(namespace[f"{name}_scalars"]), njit(namespace[f"{name}_step"])
 
 
 #: Families this module does not offer, and why.
@@ -170,7 +228,7 @@ def __getattr__(attribute):
     raise AttributeError(f"module 'numadam.jit' has no attribute {attribute!r}")
 
 
-_adam_generic = _functions()["adam"][2]
+_adam_generic = njit(inline="always")(_functions()["adam"][2].py_func)  # no call left: no reference counting
 adam_step = njit(_torch_adam_step)
 __all__ = ["adam_step"] + [f"{name}_{kind}" for name in _functions() for kind in ("rule", "scalars", "step")
                            if f"{name}_{kind}" != "adam_step"]

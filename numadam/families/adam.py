@@ -99,7 +99,7 @@ def adam_flags(h):
         amsgrad=h.amsgrad,
         l2_decay=decays and not h.decoupled_weight_decay,
         decoupled_decay=decays and h.decoupled_weight_decay,
-        eps_hat=h.convention in ("keras", "sklearn"),
+        eps_hat=h.convention == "keras" or h.convention == "sklearn",
         keras_moments=h.convention == "keras",
         optax=h.convention == "optax",
     )
