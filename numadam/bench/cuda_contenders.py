@@ -199,6 +199,8 @@ class TorchCudaAdam(Contender):
         torch = _require("torch")
         if not torch.cuda.is_available():
             raise Unavailable(f"torch {torch.__version__} has no CUDA device")
+        if mode == "fused" and np.dtype(problem.params[0].dtype).kind == "c":  # it raises at the first step
+            raise Unavailable("torch's fused Adam takes no complex tensors")
         cupy = _cupy()
         self._params = [cupy.array(p, copy=True) for p in problem.params]
         tensors = []
