@@ -10,6 +10,8 @@ compiles (never a copy):
   ``rule(param, grad, state, scalars, flags) -> (param, state)``;
 - ``<family>_scalars(step, *hyperparameters)``: the per-step scalars, in
   float64, as the optimizer objects compute them on the host;
+- ``<family>_flags(*hyperparameters)``: the rule's switches (which branches
+  of the rule the hyperparameters take);
 - ``<family>_step(param, grad, *state, step, *hyperparameters)``: one step on
   1-D float32 or float64 arrays, updated in place, the scalars rounded once to
   the arrays' dtype as the objects round them: the same bits as
@@ -46,6 +48,7 @@ import functools
 import inspect
 import operator
 import types as pytypes
+from typing import NamedTuple
 
 import numpy as np
 from llvmlite import ir
@@ -143,6 +146,15 @@ def _hyperparameters(cls):
     return sorted(names, key=order.index)
 
 
+class Offered(NamedTuple):
+    """What this module offers of one family (``<family>_rule``, ``_scalars``, ``_flags``, ``_step``)."""
+
+    rule: object
+    scalars: object
+    flags: object
+    step: object
+
+
 def _make(name, cls):
     family = cls.family
     always = [kind.name for kind in family.state if kind.present is None]
@@ -176,6 +188,8 @@ def _make(name, cls):
     lines += [f"def {name}_scalars(step, {signature}{carry_arg}):",
               f"    h = {hyper_tuple}",
               f"    return scalars_at(step, h, {'carry' if carried else '()'}){'' if carried else '[0]'}"]
+    # ``<name>_flags(*hyperparameters)``: the rule's compile-time switches.
+    lines += [f"def {name}_flags({signature}):", f"    return flags_of({hyper_tuple})"]
     # ``<name>_step(param, grad, *state, step, *hyperparameters[, carry])``
     state_args = ", ".join(always)
     lines += [f"def {name}_step(param, grad, {state_args}, step, {signature}{carry_arg}):",
@@ -196,7 +210,8 @@ def _make(name, cls):
                  "narrow": _in_dtype_of, "constant": _constant}
     exec("\n".join(lines), namespace)
     namespace["scalars_at"] = njit(inline="always")(namespace["scalars_at"])
-    return family.rule, njit(namespace[f"{name}_scalars"]), njit(namespace[f"{name}_step"])
+    return Offered(family.rule, njit(namespace[f"{name}_scalars"]), njit(namespace[f"{name}_flags"]),
+                   njit(namespace[f"{name}_step"]))
 
 
 #: Families this module does not offer, and why.
@@ -218,19 +233,16 @@ def _torch_adam_step(param, grad, exp_avg, exp_avg_sq, step, lr, beta1, beta2, e
 
 
 def __getattr__(attribute):
-    for name, (rule, scalars, step) in _functions().items():
-        if attribute == f"{name}_rule":
-            return rule
-        if attribute == f"{name}_scalars":
-            return scalars
-        if attribute == f"{name}_step" and name != "adam":
-            return step
+    for name, offered in _functions().items():
+        for kind, function in offered._asdict().items():
+            if attribute == f"{name}_{kind}" and attribute != "adam_step":
+                return function
     raise AttributeError(f"module 'numadam.jit' has no attribute {attribute!r}")
 
 
-_adam_generic = njit(inline="always")(_functions()["adam"][2].py_func)  # no call left: no reference counting
+_adam_generic = njit(inline="always")(_functions()["adam"].step.py_func)  # no call left: no reference counting
 adam_step = njit(_torch_adam_step)
-__all__ = ["adam_step"] + [f"{name}_{kind}" for name in _functions() for kind in ("rule", "scalars", "step")
+__all__ = ["adam_step"] + [f"{name}_{kind}" for name in _functions() for kind in Offered._fields
                            if f"{name}_{kind}" != "adam_step"]
 
 

@@ -15,9 +15,11 @@ and state, 8-bit blockwise state and the complex magnitude mode.
 
 import numpy as np
 import pytest
+from numba import cuda  # a global, which the simulator replaces in the kernel below
 
 import numadam
 from arrays import random_array
+from numadam import jit
 
 
 class Device:
@@ -210,3 +212,26 @@ def test_complex_magnitude_mode_on_cuda_kernels_matches_the_cpu(device, options)
     for actual, expected in zip(on_device, host):
         device.assert_matches(actual, expected)
     device.assert_trees_match(gpu.state_dict(), cpu.state_dict())
+
+
+def test_a_users_cuda_kernel_calls_the_engines_rule(device):
+    """numadam.jit's rule as a device function in the user's own @cuda.jit kernel, with the host's
+    scalars and flags: the trajectory of numadam.Adam on the CPU."""
+
+    @cuda.jit
+    def adam_kernel(param, grad, exp_avg, exp_avg_sq, scalars, flags):
+        i = cuda.grid(1)
+        if i < param.size:
+            state = (exp_avg[i], exp_avg_sq[i], exp_avg_sq[i])  # no AMSGrad: its maximum is ignored
+            param[i], (exp_avg[i], exp_avg_sq[i], _) = jit.adam_rule(param[i], grad[i], state, scalars, flags)
+
+    shapes = [(50,)]
+    (host,), (param,) = twins(device, 15, shapes, np.float64)
+    exp_avg, exp_avg_sq = device.to_device(np.zeros(50)), device.to_device(np.zeros(50))
+    cpu = numadam.Adam([host], lr=0.01, weight_decay=0.1)
+    for step, (grad,) in enumerate(gradient_sequence(16, shapes, 3, dtype=np.float64), start=1):
+        cpu.step([grad])
+        adam_kernel[1, 64](param, device.to_device(grad), exp_avg, exp_avg_sq,
+                           jit.adam_scalars(step, 0.01, weight_decay=0.1), jit.adam_flags(0.01, weight_decay=0.1))
+    device.assert_matches(param, host)
+    device.assert_matches(exp_avg_sq, cpu.state_dict()["exp_avg_sq"][0])

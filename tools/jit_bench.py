@@ -43,7 +43,7 @@ def family_loop(name):
     carried = cls.family.carry is not None
     source = (f"def loop(x, g, {state}, steps):\n    carry = None\n    for t in range(1, steps + 1):\n"
               f"        {'carry = ' if carried else ''}step(x, g, {state}, t, {hyper}{', carry' if carried else ''})\n")
-    namespace = {"step": jit._functions()[name][2]}
+    namespace = {"step": jit._functions()[name].step}
     exec(source, namespace)
     return njit(namespace["loop"]), state.count(",") + 1
 
