@@ -89,10 +89,15 @@ class Norms(NamedTuple):
     per parameter; parameter ``k`` has the hyperparameters ``hypers[row_of[k]]``
     and the sums ``param_squares[k]`` and ``direction_squares[k]``. It works on
     whole arrays: a thousand parameters cost one NumPy call, not a thousand.
+    ``one(h, param_squares, direction_squares)`` is the value it sets in the
+    field ``field`` of the scalars for one parameter, as plain Python that njit
+    code compiles (:mod:`numadam.jit`).
     """
 
     rule: object
     scalars: Callable
+    one: Callable
+    field: str
 
 
 @dataclasses.dataclass(frozen=True, eq=False)

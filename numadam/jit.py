@@ -26,7 +26,16 @@ torch's Adam with L2 decay and a fixed signature::
     adam_step(param, grad, exp_avg, exp_avg_sq, step, lr, beta1, beta2, eps, weight_decay)
 
 State that only some options use (AMSGrad's running maximum) is not offered
-here, nor are the families in :data:`NOT_OFFERED` (LAMB, AdEMAMix, ADOPT).
+here. A string hyperparameter (``convention``) must be a constant of the
+calling code, and each value compiles a step of its own; one that may be
+None (AdEMAMix's warm-ups, ADOPT's ``clip_lambda``) takes None or a number,
+never a Python callable. LAMB's step makes two passes, as the objects do: the
+first updates the state and sums the squares of the parameter and of the
+update direction (in float64, chunk by chunk as the objects' CPU pre-pass),
+the second applies the update with the trust ratio. Those sums are added in
+order here while the objects' pre-pass lets the CPU vectorize them, so LAMB on
+float64 parameters may differ from the objects in the last bits (float32
+squares are exact in float64 and their sums agree).
 
 Example
 -------
@@ -55,6 +64,7 @@ from llvmlite import ir
 from numba import errors, njit, types
 from numba.extending import intrinsic, models, overload, register_model
 
+from ._backends.cpu import CpuBackend
 from .families import families
 
 __all__ = []
@@ -107,6 +117,52 @@ def _constant_ne(left, right):
         return lambda left, right: different
 
 
+@intrinsic
+def _optional(typingctx, value):
+    """A hyperparameter that may be None (a warm-up, a clipping exponent) as an optional float64:
+    the family's ``is None`` tests then run, and its arithmetic types, whatever was passed."""
+    optional = types.Optional(types.float64)
+    if isinstance(value, types.Omitted):
+        value = types.none if value.value is None else typingctx.resolve_value_type(value.value)
+    if value is types.none:
+        return optional(value), lambda context, builder, signature, args: context.make_optional_none(
+            builder, types.float64)
+    if isinstance(value, (types.Integer, types.Float)):
+        def codegen(context, builder, signature, args):
+            number = context.cast(builder, args[0], signature.args[0], types.float64)
+            return context.make_optional_value(builder, types.float64, number)
+        return optional(value), codegen
+    return None
+
+
+@intrinsic
+def _value_of(typingctx, optional):
+    """The number in an optional float64 (Numba raises if it is None)."""
+    if isinstance(optional, types.Optional) and optional.type == types.float64:
+        return types.float64(optional), lambda context, builder, signature, args: context.cast(
+            builder, args[0], signature.args[0], types.float64)
+    return None
+
+
+@overload(float)
+def _float_of_optional(value):
+    if isinstance(value, types.Optional) and value.type == types.float64:
+        return lambda value: _value_of(value)
+
+
+def _may_be_none(hyperparameter):
+    """Whether the family declares ``None`` a valid value of ``hyperparameter``."""
+    try:
+        return hyperparameter.check(hyperparameter.name, None) is None
+    except (TypeError, ValueError):
+        return False
+
+
+#: Helpers of the families that also accept a Python callable, and what stands for them in njit
+#: code, where a hyperparameter is never one.
+_NJIT_FORMS = {"clip_value": "power_clip"}
+
+
 def _in_dtype_of(value, array):
     """``value`` rounded to the dtype of ``array``'s elements (njit only)."""
 
@@ -126,6 +182,8 @@ def _jitted(function):
         return function
     namespace = dict(function.__globals__)
     for name in function.__code__.co_names:
+        if name in _NJIT_FORMS and _NJIT_FORMS[name] in namespace:
+            namespace[name] = namespace[_NJIT_FORMS[name]]
         value = namespace.get(name)
         if isinstance(value, pytypes.FunctionType) and value.__module__.startswith("numadam.families"):
             namespace[name] = _jitted(value)
@@ -171,9 +229,13 @@ def _make(name, cls):
     # ``<name>_scalars(step, *hyperparameters[, carry])``: float64 scalars (and the new carry).
     signature = ", ".join(f"{h}={defaults[h]!r}" for h in hyper)
 
+    optional = {h.name for h in family.hyperparameters if _may_be_none(h)}
+
     def field(h):
         value = h if h in hyper else repr(defaults[h])
-        return f"constant({value})" if isinstance(defaults[h], str) else value
+        if isinstance(defaults[h], str):
+            return f"constant({value})"
+        return f"optional({value})" if h in optional else value
 
     hyper_tuple = "Hyper(" + ", ".join(field(h) for h in fields) + ")"
     carry_arg = ", carry=None" if carried else ""
@@ -195,36 +257,54 @@ def _make(name, cls):
     lines += [f"def {name}_step(param, grad, {state_args}, step, {signature}{carry_arg}):",
               f"    h = {hyper_tuple}",
               f"    wide, carry = scalars_at(step, h, {'carry' if carried else '()'})"]
-    lines += ["    s = Scalars(" + ", ".join(f"narrow(wide[{j}], param)" for j in range(n_fields)) + ")",
+    narrowed = [f"narrow(wide[{j}], param)" for j in range(n_fields)]
+    lines += ["    s = Scalars(" + ", ".join(narrowed) + ")",
               "    flags = flags_of(h)",
-              "    like = narrow(0.0, param)",
-              "    for i in range(param.size):"]
+              "    like = narrow(0.0, param)"]
     loads = ", ".join(f"{kind.name}[i]" if kind.name in always else "like" for kind in family.state)
-    lines.append(f"        p, state = rule(param[i], grad[i], ({loads}{',' if n_state == 1 else ''}), s, flags)")
-    lines.append("        param[i] = p")
-    lines += [f"        {kind}[i] = state[{k}]" for k, kind in enumerate(k.name for k in family.state)
-              if kind in always]
+    loads = f"({loads}{',' if n_state == 1 else ''})"
+    stores = [f"{kind}[i] = state[{k}]" for k, kind in enumerate(k.name for k in family.state) if kind in always]
+    if family.norms is not None:  # a first pass: the state, and each parameter's sums of squares
+        # As the objects' CPU pre-pass sums: in chunks of its size (each compiled with reassociation,
+        # like its loop), added in order. The field the sums set is then rounded once, like the others.
+        lines += ["    param_squares = direction_squares = 0.0",
+                  f"    for start in range(0, param.size, {CpuBackend.chunk_size}):",
+                  f"        a, b = norm_sums(param, grad, {state_args}, start, min(param.size, start + "
+                  f"{CpuBackend.chunk_size}), s, flags, like)",
+                  "        param_squares += a",
+                  "        direction_squares += b"]
+        narrowed[family.Scalars._fields.index(family.norms.field)] = (
+            "narrow(one(h, param_squares, direction_squares), param)")
+        lines += ["    s = Scalars(" + ", ".join(narrowed) + ")"]
+        lines = [f"def norm_sums(param, grad, {state_args}, start, stop, s, flags, like):",
+                 "    a = b = 0.0",
+                 "    for i in range(start, stop):",
+                 "        p = param[i]",
+                 f"        state, direction = moments(p, grad[i], {loads}, s, flags)"] + [
+                 f"        {store}" for store in stores] + [
+                 "        wide = np.float64(p)", "        a += wide * wide",
+                 "        wide = np.float64(direction)", "        b += wide * wide", "    return a, b"] + lines
+    lines += ["    for i in range(param.size):",
+              f"        p, state = rule(param[i], grad[i], {loads}, s, flags)",
+              "        param[i] = p"]
+    lines += [f"        {store}" for store in stores]
     lines.append("    return carry" if carried else "    return None")
     namespace = {"Hyper": family.Hyper, "Scalars": family.Scalars, "scalars_of": scalars_of, "flags_of": flags_of,
                  "advance": advance, "initial": family.initial_carry(), "rule": family.rule, "np": np,
-                 "narrow": _in_dtype_of, "constant": _constant}
+                 "narrow": _in_dtype_of, "constant": _constant, "optional": _optional}
+    if family.norms is not None:
+        namespace.update(moments=family.norms.rule, one=_jitted(family.norms.one))
     exec("\n".join(lines), namespace)
     namespace["scalars_at"] = njit(inline="always")(namespace["scalars_at"])
+    if family.norms is not None:
+        namespace["norm_sums"] = njit(fastmath={"reassoc"})(namespace["norm_sums"])
     return Offered(family.rule, njit(namespace[f"{name}_scalars"]), njit(namespace[f"{name}_flags"]),
                    njit(namespace[f"{name}_step"]))
 
 
-#: Families this module does not offer, and why.
-NOT_OFFERED = {
-    "lamb": "its update needs each parameter's norms first (a pass of its own)",
-    "ademamix": "its warm-ups are None or a step count, which njit code cannot branch on",
-    "adopt": "its clip_lambda may be a Python callable",
-}
-
-
 @functools.cache
 def _functions():
-    return {name: _make(name, cls) for name, cls in families().items() if name not in NOT_OFFERED}
+    return {name: _make(name, cls) for name, cls in families().items()}
 
 
 def _torch_adam_step(param, grad, exp_avg, exp_avg_sq, step, lr, beta1, beta2, eps, weight_decay):

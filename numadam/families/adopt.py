@@ -57,6 +57,11 @@ def clip_value(h, step):
     """The clipping bound of step ``step`` (from 1): ``clip_lambda`` at the steps taken before it."""
     if callable(h.clip_lambda):
         return float(h.clip_lambda(step - 1))
+    return power_clip(h, step)
+
+
+def power_clip(h, step):
+    """The bound for a number ``clip_lambda`` e: :math:`(t-1)^e` (all that njit code may pass)."""
     return float(step - 1) ** h.clip_lambda
 
 

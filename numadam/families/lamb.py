@@ -70,11 +70,24 @@ def trust_ratio(values, hypers, row_of, param_squares, direction_squares):
     parameter's weight decay is 0.
     """
     param_norms, direction_norms = np.sqrt(param_squares), np.sqrt(direction_squares)
-    uses_ratio = np.array([h.convention != "apex" or h.weight_decay != 0.0 for h in hypers])[row_of]
+    uses_ratio = np.array([uses_trust_ratio(h) for h in hypers])[row_of]
     uses_ratio &= (param_norms != 0.0) & (direction_norms != 0.0)
     values = values.copy()
     values[uses_ratio, _TRUST_RATIO] = param_norms[uses_ratio] / direction_norms[uses_ratio]
     return values
+
+
+def trust_ratio_of_one(h, param_squares, direction_squares):
+    """:func:`trust_ratio` for one parameter, in plain Python that njit code compiles."""
+    param_norm, direction_norm = math.sqrt(param_squares), math.sqrt(direction_squares)
+    if uses_trust_ratio(h) and param_norm != 0.0 and direction_norm != 0.0:
+        return param_norm / direction_norm
+    return 1.0
+
+
+def uses_trust_ratio(h):
+    """Whether a parameter with hyperparameters ``h`` takes the trust ratio (apex: only where it decays)."""
+    return h.convention != "apex" or h.weight_decay != 0.0
 
 
 @njit(inline="always")
@@ -128,7 +141,7 @@ LAMB_FAMILY = Family(
     Flags=LAMBFlags,
     rule=lamb_rule,
     check_combination=_check_lamb_combination,
-    norms=Norms(lamb_moments, trust_ratio),
+    norms=Norms(lamb_moments, trust_ratio, trust_ratio_of_one, "trust_ratio"),
 )
 
 
