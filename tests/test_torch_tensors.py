@@ -194,3 +194,35 @@ def test_cuda_tensors_are_updated_on_torchs_stream():
     torch.cuda.synchronize()
     for mine, theirs in zip(model.parameters(), reference.parameters()):
         assert torch.allclose(mine, theirs, rtol=0, atol=1e-5)
+
+
+@pytest.mark.gpu
+def test_cuda_tensors_through_the_functional_step_and_minimize():
+    """The functional step updates CUDA tensors in place (bumping their versions) like NumPy within
+    ulps; minimize takes a CUDA tensor, hands fun CUDA tensors, and returns them."""
+    if not torch.cuda.is_available():
+        pytest.skip("torch sees no CUDA device")
+    rng = np.random.default_rng(2)
+    start = random_array(rng, (300,), np.float32)
+    tensors = [torch.tensor(start, device="cuda"), torch.zeros(300, device="cuda"), torch.zeros(300, device="cuda")]
+    arrays = [start.copy(), np.zeros(300, np.float32), np.zeros(300, np.float32)]
+    for step in range(1, 4):
+        grad = random_array(rng, (300,), np.float32)
+        numadam.adam_step(tensors[0], torch.tensor(grad, device="cuda"), *tensors[1:], step=step, lr=0.1)
+        numadam.adam_step(arrays[0], grad, *arrays[1:], step=step, lr=0.1)
+    torch.cuda.synchronize()
+    for tensor, array in zip(tensors, arrays):
+        np.testing.assert_allclose(tensor.cpu().numpy(), array, rtol=1e-5, atol=1e-6)
+    assert tensors[0]._version == 3
+
+    target = torch.tensor([1.0, -2.0, 3.0], device="cuda")
+    seen = []
+
+    def value_and_grad(x):
+        seen.append(x.device.type)
+        return ((x - target) ** 2).sum(), 2 * (x - target)
+
+    result = numadam.minimize(value_and_grad, torch.zeros(3, device="cuda"), jac=True, lr=0.1, maxiter=3000,
+                              gtol=1e-5)
+    assert result.success and result.x.device.type == "cuda" and set(seen) == {"cuda"}
+    assert torch.allclose(result.x, target, atol=1e-4)
