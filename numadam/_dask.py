@@ -18,14 +18,16 @@ the step's tasks are built.
 Nothing here imports Dask before a Dask array shows up.
 """
 
+import contextlib
 import functools
 import math
 import operator
+import os
 import sys
 
 import numpy as np
 
-from . import _dtypes
+from . import _chunk_pool, _dtypes
 from ._policy import Policies, global_scale
 
 #: The policies a step over Dask arrays applies; the others are refused with this list.
@@ -39,17 +41,50 @@ def is_dask_array(value):
 
 
 def _chunk_step(cls, names, step, hyper, carry, grad_scale, param, grad, *state):
-    """One chunk's step on copies of its parameter and state: ``(param, *state)`` after it."""
+    """One chunk's step on copies of its parameter and state: ``(param, *state)`` after it.
+
+    NumPy chunks are copied into recycled memory (:mod:`numadam._chunk_pool`), and
+    the CPU kernel runs on as many threads as the worker gives a task (see
+    :func:`_task_threads`).
+    """
     from .functional import run_step
 
-    param = param.copy()
-    state = [array.copy() for array in state]
+    if isinstance(param, np.ndarray):
+        param = _chunk_pool.copy_of(param)
+        state = [_chunk_pool.copy_of(array) for array in state]
+    else:
+        param = param.copy()
+        state = [array.copy() for array in state]
     if isinstance(grad, np.ndarray) and not grad.flags.aligned:  # a buffer straight off the network
         grad = grad.copy()
     if grad_scale != 1.0:
         grad = grad * grad.real.dtype.type(grad_scale)
-    run_step(cls, dict(zip(("param", "grad", *names), (param, grad, *state))), step, hyper, carry)
+    with _task_threads():
+        run_step(cls, dict(zip(("param", "grad", *names), (param, grad, *state))), step, hyper, carry)
     return (param, *state)
+
+
+@contextlib.contextmanager
+def _task_threads():
+    """Numba's threads for a kernel in a Dask task: ``OMP_NUM_THREADS`` of the worker when it is
+    set (Dask's nannies set 1, one core per worker thread), all of them otherwise."""
+    import numba
+
+    wanted = os.environ.get("OMP_NUM_THREADS", "")
+    if not wanted.isdigit() or int(wanted) < 1:
+        yield
+        return
+    before = numba.get_num_threads()
+    numba.set_num_threads(min(int(wanted), numba.config.NUMBA_NUM_THREADS))
+    try:
+        yield
+    finally:
+        numba.set_num_threads(before)
+
+
+def _filled_like(block, value, dtype):
+    """A new chunk shaped like ``block`` (NumPy or CuPy), every element ``value``."""
+    return np.full_like(block, value, dtype=dtype)
 
 
 def stepped_blocks(da, run, param, grad, states, token):
@@ -127,7 +162,8 @@ class DaskState:
         dtype = state_dtype(param.dtype)
         if isinstance(initial, str):  # "param": the state starts at the parameters
             return param.astype(dtype, copy=True)
-        return self.da.full_like(param, initial, dtype=dtype)
+        # A task per chunk that reads the parameter's chunk: Dask puts it where that chunk lives.
+        return param.map_blocks(_filled_like, initial, dtype, dtype=dtype, meta=_meta(param, dtype))
 
     def checked_grads(self, grads, grad_paths):
         """The gradients as Dask arrays chunked like their parameters (rechunked if needed)."""

@@ -52,6 +52,16 @@ def test_quick_bench_prints_the_table_and_writes_table_and_plot(tmp_path):
     assert table.startswith("numadam bench --quick") and table in result.stdout
 
 
+def test_the_dask_case_runs_only_when_named_and_times_a_local_cluster():
+    pytest.importorskip("distributed")
+    result = bench("--quick", "--cases", "dask", "--repeat", "1")
+    assert result.returncode == 0, result.stderr
+    for variant in VARIANTS:
+        assert f"| {variant.name} | numadam on Dask |" in result.stdout  # timed: it agreed with numadam
+    assert "2-worker LocalCluster" in result.stdout and "WRONG RESULT" not in result.stdout
+    assert "dask" not in _case_names("large,small") and "dask" in _case_names("dask")
+
+
 def test_missing_optional_packages_are_reported_not_fatal(tmp_path):
     output = tmp_path / "b.png"
     result = bench("--quick", "--cases", "small", "--repeat", "1", "--output", str(output), block_optional=True)

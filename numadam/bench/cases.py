@@ -120,6 +120,13 @@ def bench_cases(quick=False):
     return {case.name: case for case in cases}
 
 
+def optional_cases(quick=False):
+    """Cases run only when ``--cases`` names them: ``dask``, one array of 1e8 float32 (1e6 with
+    ``quick``) on a local Dask cluster (:mod:`numadam.bench.dask_contenders`)."""
+    case = _uniform("dask", 1, 10**6 if quick else 10**8, np.float32)
+    return {case.name: case._replace(title=case.title + " as a Dask array: 16 chunks, 2-worker LocalCluster")}
+
+
 def cuda_bench_cases(quick=False):
     """The cases of ``numadam bench --device cuda`` by name; ``quick`` shrinks the large ones.
 

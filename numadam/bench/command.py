@@ -10,7 +10,7 @@ import platform
 import sys
 from pathlib import Path
 
-from .cases import bench_cases, cuda_bench_cases
+from .cases import bench_cases, cuda_bench_cases, optional_cases
 from .catalog import SUITES
 
 #: The exit status of ``--device cuda`` without a usable GPU.
@@ -25,6 +25,7 @@ def add_arguments(parser):
     """Add the options of ``numadam bench`` to ``parser``."""
     names = ", ".join(bench_cases())
     gpu_only = ", ".join(name for name in cuda_bench_cases() if name not in bench_cases())
+    optional = ", ".join(optional_cases())
     parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu",
                         help="cpu (NumPy arrays, the default) or cuda (CuPy arrays on the current GPU)")
     parser.add_argument("--quick", action="store_true",
@@ -32,7 +33,8 @@ def add_arguments(parser):
     parser.add_argument("--repeat", type=_positive_int, default=None,
                         help="timing rounds; the medians are over these (default 20, or 3 with --quick)")
     parser.add_argument("--cases", type=_case_names, default=None,
-                        help=f"comma-separated cases to run (default all: {names}; with --device cuda also {gpu_only})")
+                        help=f"comma-separated cases to run (default all: {names}; with --device cuda also "
+                             f"{gpu_only}); on the CPU also, only when named: {optional}")
     parser.add_argument("--output", type=Path, default=None,
                         help="save the bar plot to this PNG, and the Markdown table next to it with the suffix .txt")
     parser.add_argument("--threads", type=_positive_int, default=None,
@@ -64,7 +66,7 @@ def _positive_int(text):
 
 def _case_names(text):
     names = [name.strip() for name in text.split(",") if name.strip()]
-    known = {**bench_cases(), **cuda_bench_cases()}
+    known = {**bench_cases(), **cuda_bench_cases(), **optional_cases()}
     unknown = [name for name in names if name not in known]
     if unknown or not names:
         raise argparse.ArgumentTypeError(f"cases must be among {', '.join(known)}; got {text!r}")
@@ -156,7 +158,8 @@ def run(args, out=print):
     from .table import markdown_tables
 
     device = getattr(args, "device", "cpu")
-    cases = _cases(device, args.quick)
+    default = list(_cases(device, args.quick))
+    cases = {**_cases(device, args.quick), **(optional_cases(args.quick) if device == "cpu" else {})}
     unknown = [name for name in args.cases or [] if name not in cases]
     if unknown:
         print(f"numadam bench: --device {device} has no case {', '.join(unknown)}; "
@@ -180,7 +183,7 @@ def run(args, out=print):
         print(f"numadam bench: {text}", file=sys.stderr, flush=True)
 
     results = []
-    for name in args.cases or list(cases):
+    for name in args.cases or default:
         results += run_case(cases[name], rounds, min_batch_seconds, progress=progress, platform=runner_platform)
 
     header = _cuda_header(args, rounds) if device == "cuda" else _cpu_header(args, rounds, threads)

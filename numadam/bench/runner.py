@@ -43,6 +43,12 @@ class Result(NamedTuple):
 
 def contender_builders(case):
     """``(label, role, build)`` for every contender of ``case``; ``build(problem, variant)``."""
+    if case.name == "dask":
+        from .dask_contenders import NumadamOnDask
+
+        return [("numadam", "numadam", NumadamObject),
+                ("numadam on Dask", "other", NumadamOnDask),
+                ("same-traffic kernel, parallel", "roofline", partial(SameTrafficFlat, parallel=True))]
     builders = [
         ("numadam", "numadam", NumadamObject),
         ("numadam.adam_step", "other", NumadamFunctional),

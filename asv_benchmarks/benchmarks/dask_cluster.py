@@ -1,0 +1,37 @@
+"""numadam over Dask arrays on a 2-worker LocalCluster: one step of 1e7 float32 in 16 chunks.
+
+The same measurement as ``numadam bench --cases dask`` (which runs 1e8), kept
+small enough for every asv run; the time includes waiting for the new
+parameters and state to be persisted on the workers.
+"""
+
+import numpy as np
+
+from .common import LR
+
+
+class DaskStep:
+    params = (["numpy"], [10_000_000])
+    param_names = ("backend", "size")
+    timeout = 300
+
+    def setup(self, backend, size):
+        try:
+            import distributed
+        except ImportError:
+            raise NotImplementedError("distributed is not installed") from None
+        import numadam
+        from numadam.bench.cases import VARIANTS
+        from numadam.bench.contenders import Problem
+        from numadam.bench.dask_contenders import NumadamOnDask
+
+        rng = np.random.default_rng(7)
+        problem = Problem([rng.standard_normal(size, dtype=np.float32)], [rng.standard_normal(size, dtype=np.float32)],
+                          single=True)
+        self.contender = NumadamOnDask(problem, VARIANTS[0])
+        assert LR == numadam.Adam([np.zeros(1, np.float32)], lr=LR).lr
+        self.contender.step()  # the workers compile their kernels
+        self.distributed = distributed
+
+    def time_step(self, backend, size):
+        self.contender.step()

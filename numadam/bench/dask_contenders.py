@@ -1,0 +1,79 @@
+"""``numadam bench --cases dask``: numadam over Dask arrays on a local cluster, beside the same step in
+one process.
+
+The cluster is a ``distributed.LocalCluster`` of :data:`WORKERS` worker
+processes with one thread each, started at the first Dask contender and
+closed when the process exits; each parameter is cut into :data:`CHUNKS`
+chunks. The gradients are scattered to the workers once (as gradients that a
+model computes there would be), so a step times what numadam adds: the step's
+tasks, their kernels, and waiting for the new parameters and state to be
+persisted.
+"""
+
+import atexit
+import functools
+
+import numadam
+
+from .contenders import Contender, _options
+from .frameworks import _require
+
+#: Worker processes of the local cluster, and chunks per parameter.
+WORKERS, CHUNKS = 2, 16
+
+
+@functools.cache
+def local_client():
+    """The run's ``distributed.Client`` on a local cluster (closed at exit)."""
+    distributed = _require("distributed")
+    cluster = distributed.LocalCluster(n_workers=WORKERS, threads_per_worker=1, processes=True,
+                                       dashboard_address=None)
+    client = distributed.Client(cluster)
+    atexit.register(cluster.close)
+    atexit.register(client.close)
+    return client
+
+
+class NumadamOnDask(Contender):
+    """``numadam.Adam`` / ``AdamW`` over Dask arrays of :data:`CHUNKS` chunks each, on :func:`local_client`."""
+
+    def __init__(self, problem, variant):
+        self._da = _require("dask.array")
+        self._distributed = _require("distributed")
+        local_client()
+        self._host_grads = problem.grads
+        params = [self._scattered(p.copy()) for p in problem.params]
+        optimizer = numadam.AdamW if variant.decoupled else numadam.Adam
+        self._optimizer = optimizer(params, **_options(variant))
+        self.reload_grads()
+
+    def _scattered(self, array):
+        chunk = -(-array.size // CHUNKS)
+        return self._da.from_array(array.reshape(-1), chunks=chunk).persist()
+
+    def reload_grads(self):
+        """Each gradient chunk on the worker that holds its parameter's chunk, as a model computing
+        its gradients there would leave it."""
+        self._grads = [self._beside(g, param) for g, param in zip(self._host_grads, self._optimizer.params)]
+        self._distributed.wait(self._grads)
+
+    def _beside(self, host, param):
+        client = local_client()
+        flat, chunk = host.reshape(-1), param.chunks[0][0]
+        self._distributed.wait(param)
+        keys = param.__dask_keys__()
+        holders = client.who_has(param)
+        futures = [client.scatter(flat[i * chunk:(i + 1) * chunk], workers=list(holders[key]))
+                   for i, key in enumerate(keys)]
+        blocks = [self._da.from_delayed(future, shape=(size,), dtype=host.dtype)
+                  for future, size in zip(futures, param.chunks[0])]
+        return self._da.concatenate(blocks).persist()
+
+    def step(self):
+        self._optimizer.step(self._grads)
+        state = self._optimizer.state_dict(lazy=True)
+        self._distributed.wait(self._optimizer.params + [a for value in state.values() if isinstance(value, list)
+                                                         for a in value])
+
+    def parameters(self):
+        return [p.compute().reshape(host.shape) for p, host in zip(self._optimizer.params, self._host_grads)]
