@@ -124,7 +124,8 @@ def check_layout(info, path, writable):
     if info.address % real_itemsize or any(stride % real_itemsize for stride in info.strides):
         raise ValueError(
             f"{path} must be aligned to its {real_itemsize}-byte elements; "
-            f"got address {info.address:#x} and strides {info.strides}"
+            f"got address {info.address:#x} and strides {info.strides} (arrays read straight from a network "
+            "buffer, such as a distributed Dask compute's, can be unaligned: pass a copy)"
         )
     if not writable:
         return

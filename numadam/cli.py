@@ -14,6 +14,8 @@ def main(argv=None):
     demo.add_argument(
         "--output", metavar="DIR", default="numadam-demo-output", help="folder for the plot (default: %(default)s)"
     )
+    demo.add_argument("--dask", action="store_true",
+                      help="instead, the deconvolution on a Dask array on a local cluster (pip install numadam[dask])")
     bench_parser = commands.add_parser("bench", help="time numadam against the roofline, NumPy, torch and optax")
     bench.add_arguments(bench_parser)
     cache = commands.add_parser("cache", help="where the compiled CPU kernels are cached on disk; --clear deletes them")
@@ -22,9 +24,9 @@ def main(argv=None):
     if args.command == "cache":
         return kernel_cache(args.clear)
     if args.command == "demo":
-        from .demo import run_demo
+        from .demo import DASK_EXAMPLES, run_demo
 
-        run_demo(quick=args.quick, output=args.output)
+        run_demo(quick=args.quick, output=args.output, **({"examples": DASK_EXAMPLES} if args.dask else {}))
     if args.command == "bench":
         return bench.run(args)
     return 0

@@ -13,6 +13,7 @@ turns (no step is lost); separate optimizers step concurrently.
 
 import inspect
 import operator
+import os
 import threading
 from collections.abc import Iterator
 
@@ -965,12 +966,16 @@ class Optimizer:
         return Quantized(codes, scales)
 
     def save(self, path):
-        """Write :meth:`state_dict` to one ``.npz`` file, atomically."""
-        save_state(self.state_dict(), path)
+        """Write :meth:`state_dict` to one ``.npz`` file, atomically; or, for a path ending in
+        ``.zarr``, to a Zarr store, one file per chunk (Dask state is written by the workers that
+        hold it, never gathered; see :func:`numadam.save_state`)."""
+        zarr = os.fspath(path).endswith(".zarr")
+        save_state(self.state_dict(lazy=True) if zarr and self._dask is not None else self.state_dict(), path)
 
     def load(self, path):
-        """Restore the state saved by :meth:`save`."""
-        self.load_state_dict(load_state(path))
+        """Restore the state saved by :meth:`save` (over Dask parameters, a Zarr store is read chunk
+        by chunk into their chunks)."""
+        self.load_state_dict(load_state(path, lazy=self._dask is not None))
 
     # -- copies ------------------------------------------------------------------------------
 

@@ -193,3 +193,32 @@ def test_cupy_chunks_step_on_the_cuda_kernel_like_numpy(name):
     expected = stepped_on_numpy(cls, {}, start, grads)[0]
     np.testing.assert_allclose(cupy.asnumpy(result), expected, rtol=64 * np.finfo(np.float32).eps,
                                atol=64 * np.finfo(np.float32).eps * float(np.abs(expected).max()))
+
+
+def test_state_saved_to_zarr_chunk_by_chunk_and_loaded_into_other_chunks(client, tmp_path):
+    pytest.importorskip("zarr")
+    start, grads = problem(10)
+    optimizer = numadam.Adam([da.from_array(start, chunks=(20, 15))], lr=0.01)
+    optimizer.step([da.from_array(grads[0], chunks=(20, 15))])
+    path = tmp_path / "state.zarr"
+    optimizer.save(path)
+    chunk_files = [f for f in (path / "array0" / "c").rglob("*") if f.is_file()]
+    assert len(chunk_files) == 4  # one file per chunk, written by the workers
+    resumed = numadam.Adam([da.from_array(optimizer.params[0].compute(), chunks=(10, 30))], lr=0.01)
+    resumed.load(path)
+    assert resumed.step_count == 1 and resumed.state_dict(lazy=True)["exp_avg"][0].chunks == ((10,) * 4, (30,))
+    for opt in (optimizer, resumed):
+        opt.step([da.from_array(grads[1], chunks=(20, 15))])
+    np.testing.assert_array_equal(resumed.params[0].compute(), optimizer.params[0].compute())
+    on_numpy = numadam.Adam([optimizer.params[0].compute().copy()], lr=0.01)  # aligned, unlike network buffers
+    on_numpy.load(path)  # a NumPy optimizer reads the store too
+    np.testing.assert_array_equal(on_numpy.state_dict()["exp_avg_sq"][0],
+                                  numadam.load_state(path)["exp_avg_sq"][0])
+
+
+def test_an_interrupted_zarr_save_is_refused(tmp_path):
+    zarr = pytest.importorskip("zarr")
+    path = tmp_path / "torn.zarr"
+    zarr.open_group(path, mode="w").create_array("array0", data=np.zeros(3))  # arrays, but no document yet
+    with pytest.raises(ValueError, match="not a numadam state store .* interrupted save"):
+        numadam.load_state(path)

@@ -8,6 +8,9 @@
 4. :mod:`~numadam.demo.deconvolution`: Tikhonov-regularized deconvolution with
    ``numadam.minimize``, against scipy's L-BFGS-B.
 
+``numadam demo --dask`` runs :mod:`~numadam.demo.dask_deconvolution` instead: the
+same deconvolution at 2 million points on a Dask array, on a local cluster.
+
 The networks' forward and backward passes are NumPy code in :mod:`~numadam.demo.nn`.
 """
 
@@ -19,10 +22,12 @@ import numpy as np
 
 import numadam
 
-from . import deconvolution, linear_fit, mlp_digits, sequence_lstm
+from . import dask_deconvolution, deconvolution, linear_fit, mlp_digits, sequence_lstm
 from .report import save_figure
 
 EXAMPLES = (linear_fit, mlp_digits, sequence_lstm, deconvolution)
+#: ``numadam demo --dask`` (its module imports dask and distributed only when it runs).
+DASK_EXAMPLES = (dask_deconvolution,)
 FIGURE_NAME = "loss_curves.png"
 
 

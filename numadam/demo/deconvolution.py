@@ -62,7 +62,11 @@ def blur_matrix(n, kernel):
 
 def true_signal(n):
     """Two boxes, a Gaussian bump and a step on ``n`` points of [0, 1]."""
-    t = np.linspace(0, 1, n)
+    return signal_at(np.linspace(0, 1, n))
+
+
+def signal_at(t):
+    """:func:`true_signal` at the points ``t`` (elementwise: NumPy or Dask arrays)."""
     return (
         1.0 * ((t > 0.10) & (t < 0.25))
         + 0.6 * ((t > 0.40) & (t < 0.45))
@@ -92,6 +96,11 @@ def make_problem(rng, n=400, sigma=4.0, noise=0.01, alpha=1e-2):
     kernel = gaussian_kernel(sigma)
     x_true = true_signal(n)
     y = blur(x_true, kernel) + noise * rng.standard_normal(n)
+    return tikhonov_objective(y, kernel, alpha), kernel, y, x_true, alpha
+
+
+def tikhonov_objective(y, kernel, alpha):
+    """``objective(x) -> (f(x), grad f(x))`` for the data ``y``."""
 
     def objective(x):
         residual = blur(x, kernel) - y
@@ -99,7 +108,7 @@ def make_problem(rng, n=400, sigma=4.0, noise=0.01, alpha=1e-2):
         value = 0.5 * np.dot(residual, residual) + 0.5 * alpha * np.dot(slope, slope)
         return float(value), blur(residual, kernel) + alpha * difference_adjoint(slope)
 
-    return objective, kernel, y, x_true, alpha
+    return objective
 
 
 def exact_solution(kernel, y, alpha):
