@@ -55,13 +55,46 @@ def _chunk_step(cls, names, step, hyper, carry, grad_scale, param, grad, *state)
     else:
         param = param.copy()
         state = [array.copy() for array in state]
+    with _task_threads():
+        run_step(cls, dict(zip(("param", "grad", *names), (param, _usable_gradient(grad, grad_scale), *state))),
+                 step, hyper, carry)
+    return (param, *state)
+
+
+def _chunk_first_pass(cls, names, step, hyper, carry, grad_scale, param, grad, *state):
+    """The first pass over one chunk (LAMB's): ``(*state, sums)``, the new state (copies) and the
+    float64 sums of squares of the parameter and of the update direction over the chunk."""
+    from .functional import run_step
+
+    state = [_chunk_pool.copy_of(array) if isinstance(array, np.ndarray) else array.copy() for array in state]
+    grad = _usable_gradient(grad, grad_scale)
+    if isinstance(param, np.ndarray) and not (param.flags.aligned and param.flags.writeable):
+        param = _chunk_pool.copy_of(param)  # only read, but checked like a parameter
+    with _task_threads():
+        norms = run_step(cls, dict(zip(("param", "grad", *names), (param, grad, *state))), step, hyper, carry,
+                         passes=("first",))
+    return (*state, np.array(norms, np.float64))
+
+
+def _chunk_update(cls, names, step, hyper, carry, grad_scale, norms, param, grad, *state):
+    """The update over one chunk with its parameter's ``norms`` (LAMB's second pass, which reads
+    the state): the new parameter (a copy)."""
+    from .functional import run_step
+
+    param = _chunk_pool.copy_of(param) if isinstance(param, np.ndarray) else param.copy()
+    state = [_chunk_pool.copy_of(array) if isinstance(array, np.ndarray) else array.copy() for array in state]
+    with _task_threads():
+        run_step(cls, dict(zip(("param", "grad", *names), (param, _usable_gradient(grad, grad_scale), *state))),
+                 step, hyper, carry, norms=norms, passes=("update",))
+    return param
+
+
+def _usable_gradient(grad, grad_scale):
     if isinstance(grad, np.ndarray) and not grad.flags.aligned:  # a buffer straight off the network
         grad = grad.copy()
     if grad_scale != 1.0:
         grad = grad * grad.real.dtype.type(grad_scale)
-    with _task_threads():
-        run_step(cls, dict(zip(("param", "grad", *names), (param, grad, *state))), step, hyper, carry)
-    return (param, *state)
+    return grad
 
 
 @contextlib.contextmanager
@@ -212,6 +245,9 @@ class DaskState:
 
     def step(self, grads, step, hyper, carry, grad_scale):
         """Replace the parameters and state by their values after step ``step`` (persisted)."""
+        if self.family.norms is not None:
+            self._step_with_norms(grads, step, hyper, carry, grad_scale)
+            return
         names = [kind.name for kind in self.kinds]
         run = functools.partial(_chunk_step, self.cls, names, step, hyper, carry, grad_scale)
         params, state = [], {name: [] for name in names}
@@ -221,6 +257,45 @@ class DaskState:
             params.append(pieces[0])
             for name, piece in zip(names, pieces[1:]):
                 state[name].append(piece)
+        self.params, self.state = self._persisted(params, state)
+
+    def _step_with_norms(self, grads, step, hyper, carry, grad_scale):
+        """LAMB's two passes: per chunk, the new state and its two sums of squares (one task per
+        chunk); the sums added up per parameter, in chunk order; then per chunk, the update with its
+        parameter's norms."""
+        import dask
+
+        names = [kind.name for kind in self.kinds]
+        token = f"numadam-{self.family.name}-step-{step}"
+        first = functools.partial(_chunk_first_pass, self.cls, names, step, hyper, carry, grad_scale)
+        states, sums = {name: [] for name in names}, []
+        for k, (param, grad) in enumerate(zip(self.params, grads)):
+            old = [self.state[name][k] for name in names]
+            together = self.da.map_blocks(first, param, grad, *old, dtype=object,
+                                          meta=np.empty((0,) * param.ndim, object), token=token + "-first")
+            for i, (name, array) in enumerate(zip(names, old)):
+                states[name].append(together.map_blocks(operator.getitem, i, dtype=array.dtype,
+                                                        meta=_meta(array, array.dtype)))
+            sums.append([dask.delayed(operator.getitem)(block, len(names))
+                         for block in together.to_delayed().ravel()])
+        n_arrays = len(self.params) * len(names)
+        persisted = dask.persist(*(array for name in names for array in states[name]), *sum(sums, []))
+        state = {name: list(persisted[len(self.params) * i:len(self.params) * (i + 1)])
+                 for i, name in enumerate(names)}
+        chunk_sums = dask.compute(*persisted[n_arrays:])
+        norms, position = [], 0
+        for blocks in sums:
+            total = np.zeros(2)
+            for block in chunk_sums[position:position + len(blocks)]:
+                total += block
+            norms.append(tuple(total.tolist()))
+            position += len(blocks)
+        params = []
+        for k, (param, grad) in enumerate(zip(self.params, grads)):
+            update = functools.partial(_chunk_update, self.cls, names, step, hyper, carry, grad_scale, norms[k])
+            params.append(self.da.map_blocks(update, param, grad, *(state[name][k] for name in names),
+                                             dtype=param.dtype, meta=_meta(param, param.dtype),
+                                             token=token + "-update"))
         self.params, self.state = self._persisted(params, state)
 
     def gathered_state(self, lazy):
@@ -278,8 +353,6 @@ def _check_policies(policies, cls):
     if unsupported:
         raise ValueError(f"on Dask arrays numadam applies {', '.join(SUPPORTED_POLICIES)}; got "
                          f"{', '.join(unsupported)} (step the NumPy arrays of one machine for the others)")
-    if cls.family.norms is not None:
-        raise ValueError(f"{cls.__name__} needs per-parameter norms, not yet computed over Dask arrays")
 
 
 def skip_or_scale(policies, squares, bad, grad_paths):

@@ -47,11 +47,16 @@ def _contiguous_rows(arrays, backend):
     return segment_rows((first.nbytes // itemsize,), operands)
 
 
-def run_step(cls, operands, step, hyper, carry):
+def run_step(cls, operands, step, hyper, carry, norms=None, passes=("first", "update")):
     """Check the arrays of ``operands`` (a dict: ``param``, ``grad``, the state kinds the
     hyperparameters use) and apply step ``step``; return the family's carry after it.
 
-    ``hyper`` holds checked hyperparameters.
+    ``hyper`` holds checked hyperparameters. For a family with a first pass
+    (LAMB's norms), ``passes`` may name one of the two: ``("first",)`` updates
+    the state and returns the two float64 sums of squares (the parameter's, the
+    update direction's) over these arrays; ``("update",)`` applies the update
+    with ``norms``, those sums over the whole parameter (which a Dask step adds
+    up over its chunks).
     """
     family = cls.family
     h = family.Hyper(**hyper)
@@ -78,13 +83,17 @@ def run_step(cls, operands, step, hyper, carry):
     present = {kind.name for kind in kinds}
     real = storage_dtype(given[0].dtype)
     plan = backend.plan(rows)
-    if family.norms is not None:  # the first pass: the state, and this array's norms
+    if family.norms is not None and "first" in passes:  # the state, and this array's norms
         first = kernel_spec(family, family.flags(h), real, present, NO_POLICY._replace(reduction="norms"),
                             storage_dtype(given[2].dtype))
         pieces = np.arange(0, plan.n_elements, backend.chunk_size, dtype=np.int64)
         stops = np.append(pieces[1:], plan.n_elements).astype(np.int64)
         sums = backend.reduce(plan, first, [tuple(scalars) + tuple(NO_POLICY_SCALARS)], pieces, stops)
-        param_squares, direction_squares = (float(total) for total in sums.sum(axis=0)) if len(sums) else (0.0, 0.0)
+        norms = tuple(float(total) for total in sums.sum(axis=0)) if len(sums) else (0.0, 0.0)
+        if "update" not in passes:
+            return norms
+    if family.norms is not None:
+        param_squares, direction_squares = norms
         scalars = family.norms.scalars(np.array([scalars], np.float64), [h], np.zeros(1, np.intp),
                                        np.array([param_squares]), np.array([direction_squares]))[0]
     state = storage_dtype(given[2].dtype) if len(given) > 2 else None
