@@ -333,29 +333,29 @@ def launch(spec, table_address, width, n_segments, n_chunks, scalars_address, li
     blocks = min(n_chunks, max_blocks())
     step_arguments = (0, 0, 0) if device_step is None else device_step
     arguments = (table_address, width, n_segments, n_chunks, CHUNK_SIZE, scalars_address, like, *step_arguments)
-    loaded = None if SIMULATED else cupy_loaded(spec, device_step is not None)
+    cupy = None if SIMULATED else sys.modules.get("cupy")
+    loaded = None if cupy is None else cupy_loaded(spec, device_step is not None, cupy.cuda.Device().id)
     if loaded is None:
         configured_kernel(spec, blocks, stream, device_step is not None)(*arguments)
         return
     typed = tuple(np.int64(value) for value in arguments[:6]) + (like,) + tuple(np.int64(v) for v in step_arguments)
-    loaded[1]((blocks,), (THREADS_PER_BLOCK,), typed, stream=sys.modules["cupy"].cuda.get_current_stream())
+    loaded[1]((blocks,), (THREADS_PER_BLOCK,), typed, stream=cupy.cuda.get_current_stream())
 
 
 @functools.lru_cache(maxsize=256)
-def cupy_loaded(spec, device_step):
-    """``(module, function)``: the update kernel of ``spec``, compiled by numba-cuda, loaded by CuPy.
+def cupy_loaded(spec, device_step, device_id):
+    """``(module, function)``: the update kernel of ``spec``, compiled by numba-cuda, loaded by CuPy
+    into the context of GPU ``device_id`` (the current one).
 
     numba-cuda's launcher types and converts the ten arguments on every launch
     (25-40 µs of host time on an H100's host, against 5 µs for CuPy's
     launcher), the larger part of a small step; the same compiled code
-    launched by CuPy gave the same bits (docs/gpu.md). ``None`` where CuPy is
-    missing or numba-cuda keeps its code otherwise: then numba-cuda launches.
+    launched by CuPy gave the same bits (docs/gpu.md). ``None`` where numba-cuda
+    keeps its compiled code in another form: then numba-cuda launches.
     The launch goes on CuPy's current stream, the one :mod:`numadam._backends.cuda`
     wraps for numba-cuda.
     """
-    cupy = sys.modules.get("cupy")
-    if cupy is None:
-        return None
+    cupy = sys.modules["cupy"]
     real = float32 if spec.real == "float32" else float64
     try:
         kernel = kernel_for(spec, device_step).compile((int64,) * 6 + (real,) + (int64,) * 3)
