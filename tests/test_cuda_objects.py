@@ -7,7 +7,6 @@ values agree within a few units in the last place, and an 8-bit code within
 one step of the CPU's.
 """
 
-import numpy as np
 import pytest
 
 from cuda_object_cases import *  # noqa: F401,F403 (the shared tests)
