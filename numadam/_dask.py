@@ -25,13 +25,30 @@ import operator
 import os
 import sys
 
+from typing import NamedTuple
+
 import numpy as np
 
 from . import _chunk_pool, _dtypes
 from ._policy import Policies, global_scale
 
 #: The policies a step over Dask arrays applies; the others are refused with this list.
-SUPPORTED_POLICIES = ("clip_global_norm", "nonfinite")
+SUPPORTED_POLICIES = ("clip_global_norm", "nonfinite", "clip_value", "bounds")
+
+
+class ChunkPolicy(NamedTuple):
+    """What a chunk's task applies around the family's rule, elementwise.
+
+    The gradient is scaled by ``grad_scale`` (global-norm clipping, computed by
+    a tree reduction first), then clipped to ``[-clip_value, clip_value]``; the
+    new parameter is projected onto ``[low, high]`` (numbers; ``None``: no bound).
+    The same order as the kernels' policies, the same numbers.
+    """
+
+    grad_scale: float = 1.0
+    clip_value: float | None = None
+    low: float | None = None
+    high: float | None = None
 
 
 def is_dask_array(value):
@@ -40,7 +57,7 @@ def is_dask_array(value):
     return kind.__name__ == "Array" and kind.__module__.startswith("dask.array")
 
 
-def _chunk_step(cls, names, step, hyper, carry, grad_scale, param, grad, *state):
+def _chunk_step(cls, names, step, hyper, carry, policy, param, grad, *state):
     """One chunk's step on copies of its parameter and state: ``(param, *state)`` after it.
 
     NumPy chunks are copied into recycled memory (:mod:`numadam._chunk_pool`), and
@@ -56,18 +73,19 @@ def _chunk_step(cls, names, step, hyper, carry, grad_scale, param, grad, *state)
         param = param.copy()
         state = [array.copy() for array in state]
     with _task_threads():
-        run_step(cls, dict(zip(("param", "grad", *names), (param, _usable_gradient(grad, grad_scale), *state))),
+        run_step(cls, dict(zip(("param", "grad", *names), (param, _usable_gradient(grad, policy), *state))),
                  step, hyper, carry)
+    _project(param, policy)
     return (param, *state)
 
 
-def _chunk_first_pass(cls, names, step, hyper, carry, grad_scale, param, grad, *state):
+def _chunk_first_pass(cls, names, step, hyper, carry, policy, param, grad, *state):
     """The first pass over one chunk (LAMB's): ``(*state, sums)``, the new state (copies) and the
     float64 sums of squares of the parameter and of the update direction over the chunk."""
     from .functional import run_step
 
     state = [_chunk_pool.copy_of(array) if isinstance(array, np.ndarray) else array.copy() for array in state]
-    grad = _usable_gradient(grad, grad_scale)
+    grad = _usable_gradient(grad, policy)
     if isinstance(param, np.ndarray) and not (param.flags.aligned and param.flags.writeable):
         param = _chunk_pool.copy_of(param)  # only read, but checked like a parameter
     with _task_threads():
@@ -76,7 +94,7 @@ def _chunk_first_pass(cls, names, step, hyper, carry, grad_scale, param, grad, *
     return (*state, np.array(norms, np.float64))
 
 
-def _chunk_update(cls, names, step, hyper, carry, grad_scale, norms, param, grad, *state):
+def _chunk_update(cls, names, step, hyper, carry, policy, norms, param, grad, *state):
     """The update over one chunk with its parameter's ``norms`` (LAMB's second pass, which reads
     the state): the new parameter (a copy)."""
     from .functional import run_step
@@ -84,17 +102,30 @@ def _chunk_update(cls, names, step, hyper, carry, grad_scale, norms, param, grad
     param = _chunk_pool.copy_of(param) if isinstance(param, np.ndarray) else param.copy()
     state = [_chunk_pool.copy_of(array) if isinstance(array, np.ndarray) else array.copy() for array in state]
     with _task_threads():
-        run_step(cls, dict(zip(("param", "grad", *names), (param, _usable_gradient(grad, grad_scale), *state))),
+        run_step(cls, dict(zip(("param", "grad", *names), (param, _usable_gradient(grad, policy), *state))),
                  step, hyper, carry, norms=norms, passes=("update",))
+    _project(param, policy)
     return param
 
 
-def _usable_gradient(grad, grad_scale):
+def _usable_gradient(grad, policy):
+    """The gradient the rule sees: scaled, then clipped (new arrays; the chunk itself is never written)."""
     if isinstance(grad, np.ndarray) and not grad.flags.aligned:  # a buffer straight off the network
         grad = grad.copy()
-    if grad_scale != 1.0:
-        grad = grad * grad.real.dtype.type(grad_scale)
+    if policy.grad_scale != 1.0:
+        grad = grad * grad.real.dtype.type(policy.grad_scale)
+    if policy.clip_value is not None:
+        limit = grad.real.dtype.type(policy.clip_value)
+        grad = grad.clip(-limit, limit)
     return grad
+
+
+def _project(param, policy):
+    """``param`` onto ``[low, high]``, in place (NaN stays NaN)."""
+    if policy.low is not None or policy.high is not None:
+        kind = param.dtype.type
+        param.clip(None if policy.low is None else kind(policy.low), None if policy.high is None else kind(policy.high),
+                   out=param)
 
 
 @contextlib.contextmanager
@@ -149,7 +180,7 @@ def functional_step(cls, operands, step, hyper, carry):
         if array.dtype != expected:
             raise TypeError(f"{name} is {array.dtype} but must be {expected} (param is {param.dtype})")
         arrays[name] = array if array.chunks == param.chunks else array.rechunk(param.chunks)
-    run = functools.partial(_chunk_step, cls, names, step, hyper, carry, 1.0)
+    run = functools.partial(_chunk_step, cls, names, step, hyper, carry, ChunkPolicy())
     pieces = stepped_blocks(da, run, param, arrays["grad"], [arrays[name] for name in names],
                             f"numadam-{cls.family.name}-step-{step}")
     return dask.persist(*pieces)
@@ -243,13 +274,14 @@ class DaskState:
                         "died or the client restarted); nothing was stepped. Resume from a saved state: "
                         "make a new optimizer over the parameters and load_state_dict(saved)")
 
-    def step(self, grads, step, hyper, carry, grad_scale):
-        """Replace the parameters and state by their values after step ``step`` (persisted)."""
+    def step(self, grads, step, hyper, carry, policy):
+        """Replace the parameters and state by their values after step ``step`` (persisted), with
+        ``policy`` (a :class:`ChunkPolicy`) around the rule."""
         if self.family.norms is not None:
-            self._step_with_norms(grads, step, hyper, carry, grad_scale)
+            self._step_with_norms(grads, step, hyper, carry, policy)
             return
         names = [kind.name for kind in self.kinds]
-        run = functools.partial(_chunk_step, self.cls, names, step, hyper, carry, grad_scale)
+        run = functools.partial(_chunk_step, self.cls, names, step, hyper, carry, policy)
         params, state = [], {name: [] for name in names}
         for k, (param, grad) in enumerate(zip(self.params, grads)):
             pieces = stepped_blocks(self.da, run, param, grad, [self.state[name][k] for name in names],
@@ -259,7 +291,7 @@ class DaskState:
                 state[name].append(piece)
         self.params, self.state = self._persisted(params, state)
 
-    def _step_with_norms(self, grads, step, hyper, carry, grad_scale):
+    def _step_with_norms(self, grads, step, hyper, carry, policy):
         """LAMB's two passes: per chunk, the new state and its two sums of squares (one task per
         chunk); the sums added up per parameter, in chunk order; then per chunk, the update with its
         parameter's norms."""
@@ -267,7 +299,7 @@ class DaskState:
 
         names = [kind.name for kind in self.kinds]
         token = f"numadam-{self.family.name}-step-{step}"
-        first = functools.partial(_chunk_first_pass, self.cls, names, step, hyper, carry, grad_scale)
+        first = functools.partial(_chunk_first_pass, self.cls, names, step, hyper, carry, policy)
         states, sums = {name: [] for name in names}, []
         for k, (param, grad) in enumerate(zip(self.params, grads)):
             old = [self.state[name][k] for name in names]
@@ -292,7 +324,7 @@ class DaskState:
             position += len(blocks)
         params = []
         for k, (param, grad) in enumerate(zip(self.params, grads)):
-            update = functools.partial(_chunk_update, self.cls, names, step, hyper, carry, grad_scale, norms[k])
+            update = functools.partial(_chunk_update, self.cls, names, step, hyper, carry, policy, norms[k])
             params.append(self.da.map_blocks(update, param, grad, *(state[name][k] for name in names),
                                              dtype=param.dtype, meta=_meta(param, param.dtype),
                                              token=token + "-update"))
@@ -353,6 +385,17 @@ def _check_policies(policies, cls):
     if unsupported:
         raise ValueError(f"on Dask arrays numadam applies {', '.join(SUPPORTED_POLICIES)}; got "
                          f"{', '.join(unsupported)} (step the NumPy arrays of one machine for the others)")
+    for side, value in zip(("low", "high"), policies.bounds or ()):
+        if value is not None and not isinstance(value, (int, float, np.floating, np.integer)):
+            raise ValueError(f"on Dask arrays the bounds are numbers (or None); got a {type(value).__name__} "
+                             f"{side} bound")
+
+
+def chunk_policy(policies, grad_scale):
+    """The :class:`ChunkPolicy` of an optimizer's checked ``policies`` for one step."""
+    low, high = policies.bounds or (None, None)
+    return ChunkPolicy(grad_scale, policies.clip_value, None if low is None else float(low),
+                       None if high is None else float(high))
 
 
 def skip_or_scale(policies, squares, bad, grad_paths):

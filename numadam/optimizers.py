@@ -23,7 +23,7 @@ from . import _dtypes, _validate
 from ._device_steps import DeviceSteps
 from ._dispatch import backend_for
 from ._family import StateKind
-from ._dask import DaskState, is_dask_array, skip_or_scale
+from ._dask import DaskState, chunk_policy, is_dask_array, skip_or_scale
 from ._foreign import adopt, is_tensor
 from ._kernels.policy import PolicyScalars
 from ._kernels import quantization
@@ -189,7 +189,7 @@ class Optimizer:
         self._apply_schedules()
         step = self._step + 1
         _, carry, _ = self._step_scalars(step)
-        dask_state.step(leaves, step, dict(self._hyper), self._carry[0], grad_scale)
+        dask_state.step(leaves, step, dict(self._hyper), self._carry[0], chunk_policy(self._policies, grad_scale))
         self._step, self._carry = step, carry
         return self.params
 

@@ -262,9 +262,13 @@ def _minimize_dask(fun, x0, args, jac, optimizer_type, bounds, clip, nonfinite, 
     import dask
     from scipy.optimize import OptimizeResult
 
-    if bounds is not None or clip is not None or nonfinite != "stop":
-        raise ValueError("on a Dask x0, minimize takes no bounds, no clip and nonfinite='stop' (not yet)")
-    optimizer = optimizer_type(x0.astype(_solver_dtype(x0.dtype)), schedule=schedule, **hyperparameters)
+    if nonfinite != "stop":
+        raise ValueError("on a Dask x0, minimize takes nonfinite='stop' only (not yet 'skip')")
+    box = None if bounds is None else _number_box(bounds)
+    x0 = x0.astype(_solver_dtype(x0.dtype))
+    if box is not None:
+        x0 = x0.clip(*box)  # the first iterate must be feasible
+    optimizer = optimizer_type(x0, schedule=schedule, bounds=box, **_dask_clip_options(clip), **hyperparameters)
     notify = _scipy_style_callback(callback)
     observe = getattr(schedule, "observe", None)
     calls = [0]
@@ -277,7 +281,8 @@ def _minimize_dask(fun, x0, args, jac, optimizer_type, bounds, clip, nonfinite, 
         if gradient.shape != x.shape:
             raise ValueError(f"the gradient must have x's shape {x.shape}; got shape {gradient.shape}")
         value, gradient = dask.persist(value, gradient.astype(x.dtype))
-        parts = (gradient.real, gradient.imag) if gradient.dtype.kind == "c" else (gradient,)
+        measured = gradient if box is None else x - (x - gradient).clip(*box)  # the projected gradient
+        parts = (measured.real, measured.imag) if measured.dtype.kind == "c" else (measured,)
         value, *peaks = dask.compute(value, *(abs(part).max() for part in parts))
         peaks = [float(peak) for peak in peaks]
         return _objective_value(value), (math.nan if any(map(math.isnan, peaks)) else max(peaks)), gradient
@@ -457,6 +462,30 @@ class _Evaluations:
         if gradient.shape != x.shape:
             raise ValueError(f"the gradient must have x's shape {x.shape}; got shape {gradient.shape}")
         return gradient
+
+
+def _number_box(bounds):
+    """``(low, high)`` numbers (``None``: unbounded) from ``Bounds(lb, ub)`` with numbers, or one pair:
+    the bounds a Dask x takes (per-element bounds would be Dask arrays of their own: not yet)."""
+    from scipy.optimize import Bounds
+
+    low, high = (bounds.lb, bounds.ub) if isinstance(bounds, Bounds) else (
+        bounds if isinstance(bounds, tuple) and len(bounds) == 2 else (None, None))
+    if np.size(low) != 1 or np.size(high) != 1 or not isinstance(bounds, (Bounds, tuple)):
+        raise ValueError("on a Dask x0, bounds are scipy.optimize.Bounds(lb, ub) with numbers, or one pair "
+                         f"(low, high) for every element; got {bounds!r}")
+    sides = [None if value is None or abs(float(np.asarray(value).reshape(()))) == math.inf
+             else float(np.asarray(value).reshape(())) for value in (low, high)]
+    return tuple(sides)
+
+
+def _dask_clip_options(clip):
+    """``clip`` as the optimizer's own policies, which a Dask step applies in each chunk's task."""
+    if clip is None:
+        return {}
+    if isinstance(clip, tuple) and len(clip) == 2 and clip[0] in ("value", "norm", "global_norm"):
+        return {"clip_value": clip[1]} if clip[0] == "value" else {"clip_global_norm": clip[1]}
+    raise ValueError(f"on a Dask x0, clip is ('value', c), ('norm', c) or ('global_norm', c); got {clip!r}")
 
 
 def _box(bounds, x):

@@ -182,9 +182,26 @@ def test_lamb_takes_its_norms_per_parameter_over_the_chunks(client, options):
             np.testing.assert_allclose(actual, expected, rtol=2e-6, atol=1e-9)
 
 
+@pytest.mark.parametrize("options", [{"clip_value": 0.3}, {"bounds": (-0.2, 0.25)}, {"nonneg": True},
+                                     {"bounds": (None, 0.1), "clip_value": 0.5, "clip_global_norm": 2.0}])
+def test_elementwise_policies_on_the_cluster_are_the_numpy_ones(client, options):
+    """clip_value and number bounds (nonneg too) inside each chunk's task, bit for bit with the kernels' policies."""
+    start, grads = problem(13)
+    optimizer = numadam.Adam([da.from_array(start, chunks=(20, 15))], lr=0.05, **options)
+    reference = numadam.Adam([start.copy()], lr=0.05, **options)
+    for grad in grads:
+        optimizer.step([da.from_array(3 * grad, chunks=(20, 15))])
+        reference.step([3 * grad])
+    np.testing.assert_array_equal(optimizer.params[0].compute(), reference.params[0])
+    np.testing.assert_array_equal(optimizer.state_dict()["exp_avg_sq"][0], reference.state_dict()["exp_avg_sq"][0])
+
+
 def test_refusals_name_the_rule():
-    with pytest.raises(ValueError, match="on Dask arrays numadam applies clip_global_norm, nonfinite; got ema"):
+    with pytest.raises(ValueError, match="on Dask arrays numadam applies clip_global_norm, nonfinite, clip_value, "
+                                         "bounds; got ema"):
         numadam.Adam([da.zeros(10, chunks=5)], ema=0.9)
+    with pytest.raises(ValueError, match="on Dask arrays the bounds are numbers .* got a ndarray low bound"):
+        numadam.Adam([da.zeros(10, chunks=5)], bounds=(np.zeros(10), 1.0))
     with pytest.raises(TypeError, match=r"params\[1\] is a ndarray but other parameters are Dask arrays"):
         numadam.Adam([da.zeros(10, chunks=5), np.zeros(3)])
 
@@ -240,3 +257,30 @@ def test_an_interrupted_zarr_save_is_refused(tmp_path):
     zarr.open_group(path, mode="w").create_array("array0", data=np.zeros(3))  # arrays, but no document yet
     with pytest.raises(ValueError, match="not a numadam state store .* interrupted save"):
         numadam.load_state(path)
+
+
+def test_minimize_on_the_cluster_with_bounds_and_clipping(client):
+    """Projected Adam on a Dask x: the iterates stay in the box, the stop rule measures the projected
+    gradient, and the result is the NumPy solve's."""
+    from scipy.optimize import Bounds
+
+    target = np.linspace(-1.0, 1.0, 600)
+
+    def on_dask(x):
+        residual = x - da.from_array(target, chunks=150)
+        return (residual * residual).sum(), 2 * residual
+
+    def on_numpy(x):
+        residual = x - target
+        return residual @ residual, 2 * residual
+
+    options = dict(jac=True, lr=0.1, maxiter=150, gtol=1e-4, bounds=Bounds(-0.5, 0.75), clip=("value", 0.4))
+    result = numadam.minimize(on_dask, da.zeros(600, chunks=150), **options)
+    expected = numadam.minimize(on_numpy, np.zeros(600), **options)
+    x = result.x.compute()
+    assert (result.status, result.nit, result.message) == (expected.status, expected.nit, expected.message)
+    assert x.min() >= -0.5 and x.max() <= 0.75
+    np.testing.assert_array_equal(x, expected.x)
+    np.testing.assert_allclose(x, np.clip(target, -0.5, 0.75), atol=0.02)
+    with pytest.raises(ValueError, match="bounds are scipy.optimize.Bounds\\(lb, ub\\) with numbers"):
+        numadam.minimize(on_dask, da.zeros(600, chunks=150), jac=True, bounds=[(0, 1)] * 600)
