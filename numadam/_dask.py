@@ -274,16 +274,17 @@ class DaskState:
                         "died or the client restarted); nothing was stepped. Resume from a saved state: "
                         "make a new optimizer over the parameters and load_state_dict(saved)")
 
-    def step(self, grads, step, hyper, carry, policy):
-        """Replace the parameters and state by their values after step ``step`` (persisted), with
+    def step(self, grads, step, hypers, carries, policy):
+        """Replace the parameters and state by their values after step ``step`` (persisted): parameter
+        ``k`` with the hyperparameters ``hypers[k]`` and carry ``carries[k]`` (its group's), and
         ``policy`` (a :class:`ChunkPolicy`) around the rule."""
         if self.family.norms is not None:
-            self._step_with_norms(grads, step, hyper, carry, policy)
+            self._step_with_norms(grads, step, hypers, carries, policy)
             return
         names = [kind.name for kind in self.kinds]
-        run = functools.partial(_chunk_step, self.cls, names, step, hyper, carry, policy)
         params, state = [], {name: [] for name in names}
         for k, (param, grad) in enumerate(zip(self.params, grads)):
+            run = functools.partial(_chunk_step, self.cls, names, step, hypers[k], carries[k], policy)
             pieces = stepped_blocks(self.da, run, param, grad, [self.state[name][k] for name in names],
                                     f"numadam-{self.family.name}-step-{step}")
             params.append(pieces[0])
@@ -291,7 +292,7 @@ class DaskState:
                 state[name].append(piece)
         self.params, self.state = self._persisted(params, state)
 
-    def _step_with_norms(self, grads, step, hyper, carry, policy):
+    def _step_with_norms(self, grads, step, hypers, carries, policy):
         """LAMB's two passes: per chunk, the new state and its two sums of squares (one task per
         chunk); the sums added up per parameter, in chunk order; then per chunk, the update with its
         parameter's norms."""
@@ -299,9 +300,9 @@ class DaskState:
 
         names = [kind.name for kind in self.kinds]
         token = f"numadam-{self.family.name}-step-{step}"
-        first = functools.partial(_chunk_first_pass, self.cls, names, step, hyper, carry, policy)
         states, sums = {name: [] for name in names}, []
         for k, (param, grad) in enumerate(zip(self.params, grads)):
+            first = functools.partial(_chunk_first_pass, self.cls, names, step, hypers[k], carries[k], policy)
             old = [self.state[name][k] for name in names]
             together = self.da.map_blocks(first, param, grad, *old, dtype=object,
                                           meta=np.empty((0,) * param.ndim, object), token=token + "-first")
@@ -324,7 +325,7 @@ class DaskState:
             position += len(blocks)
         params = []
         for k, (param, grad) in enumerate(zip(self.params, grads)):
-            update = functools.partial(_chunk_update, self.cls, names, step, hyper, carry, policy, norms[k])
+            update = functools.partial(_chunk_update, self.cls, names, step, hypers[k], carries[k], policy, norms[k])
             params.append(self.da.map_blocks(update, param, grad, *(state[name][k] for name in names),
                                              dtype=param.dtype, meta=_meta(param, param.dtype),
                                              token=token + "-update"))

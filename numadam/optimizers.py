@@ -166,13 +166,13 @@ class Optimizer:
 
     def _init_dask(self, leaves, leaf_groups):
         """Parameters that are Dask arrays: a :class:`~numadam._dask.DaskState` steps them."""
-        if self._groups:
-            raise ValueError("numadam.Group is not supported on Dask arrays yet; give each group an optimizer")
         self._dask = DaskState(type(self), leaves, self._paths, self._hyper_tuple(self._hyper), self._policies)
         self._step = self._skipped = self._micro_step = 0
         self._device_steps = None
-        self._carry = [self.family.initial_carry()]
-        self._used_rows = [0]
+        self._carry = [self.family.initial_carry() for _ in range(len(self._groups) + 1)]
+        #: The hyperparameter row of each leaf: 0 for the optimizer's own, g + 1 for group g.
+        self._leaf_rows = np.array([0 if g is None else g + 1 for g in leaf_groups], np.intp)
+        self._used_rows = sorted(set(self._leaf_rows.tolist()))
 
     def _dask_step(self, grads):
         dask_state = self._dask
@@ -189,7 +189,9 @@ class Optimizer:
         self._apply_schedules()
         step = self._step + 1
         _, carry, _ = self._step_scalars(step)
-        dask_state.step(leaves, step, dict(self._hyper), self._carry[0], chunk_policy(self._policies, grad_scale))
+        rows = [row._asdict() for row in self._rows()[0]]
+        dask_state.step(leaves, step, [rows[r] for r in self._leaf_rows], [self._carry[r] for r in self._leaf_rows],
+                        chunk_policy(self._policies, grad_scale))
         self._step, self._carry = step, carry
         return self.params
 

@@ -2,6 +2,7 @@
 chunk, bit for bit the NumPy path's result on the same numbers."""
 
 import contextlib
+import functools
 import os
 
 import numpy as np
@@ -194,6 +195,32 @@ def test_elementwise_policies_on_the_cluster_are_the_numpy_ones(client, options)
         reference.step([3 * grad])
     np.testing.assert_array_equal(optimizer.params[0].compute(), reference.params[0])
     np.testing.assert_array_equal(optimizer.state_dict()["exp_avg_sq"][0], reference.state_dict()["exp_avg_sq"][0])
+
+
+@pytest.mark.parametrize("name", ["Adam", "NAdam", "LAMB"])
+def test_groups_on_the_cluster_step_with_their_own_hyperparameters(client, name):
+    """numadam.Group over Dask arrays: each parameter with its group's hyperparameters (and NAdam's
+    carry per group), as over NumPy arrays; a group's lr set between steps applies at the next."""
+    cls = getattr(numadam, name)
+    start, grads = problem(14, (30, 20))
+    other, other_grads = problem(15, (50,))
+
+    def make(a, b):
+        return cls({"body": a, "head": numadam.Group([b], lr=0.05, weight_decay=0.2)}, lr=0.01)
+
+    optimizer = make(da.from_array(start, chunks=(15, 10)), da.from_array(other, chunks=25))
+    reference = make(start.copy(), other.copy())
+    for t, (grad, other_grad) in enumerate(zip(grads, other_grads)):
+        if t == 1:
+            for opt in (optimizer, reference):
+                opt.groups[0].lr = 0.02
+        optimizer.step({"body": da.from_array(grad, chunks=(15, 10)), "head": [da.from_array(other_grad, chunks=25)]})
+        reference.step({"body": grad, "head": [other_grad]})
+    compare = np.testing.assert_array_equal if name != "LAMB" else functools.partial(
+        np.testing.assert_allclose, rtol=2e-6, atol=1e-7)  # LAMB's norms: summed in another order
+    compare(optimizer.params["body"].compute(), reference.params["body"])
+    compare(optimizer.params["head"][0].compute(), reference.params["head"][0])
+    assert optimizer.state_dict()["groups"] == reference.state_dict()["groups"]
 
 
 def test_refusals_name_the_rule():
