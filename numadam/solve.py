@@ -262,8 +262,6 @@ def _minimize_dask(fun, x0, args, jac, optimizer_type, bounds, clip, nonfinite, 
     import dask
     from scipy.optimize import OptimizeResult
 
-    if nonfinite != "stop":
-        raise ValueError("on a Dask x0, minimize takes nonfinite='stop' only (not yet 'skip')")
     box = None if bounds is None else _number_box(bounds)
     x0 = x0.astype(_solver_dtype(x0.dtype))
     if box is not None:
@@ -290,7 +288,7 @@ def _minimize_dask(fun, x0, args, jac, optimizer_type, bounds, clip, nonfinite, 
     x = optimizer.params
     value, grad_peak, grad = evaluate(x)
     history = [value]
-    nit = 0
+    nit = skipped = 0
     status, message = stop_rules.check(nit, history, grad_peak, x, x) if math.isfinite(value) and math.isfinite(
         grad_peak) else (NON_FINITE, _non_finite_message(value, 0) + "; returning x0")
     while status is None:
@@ -299,9 +297,17 @@ def _minimize_dask(fun, x0, args, jac, optimizer_type, bounds, clip, nonfinite, 
         previous_x = x
         x = optimizer.step(grad)
         candidate, candidate_peak, candidate_grad = evaluate(x)
+        failures = 0
+        while not (math.isfinite(candidate) and math.isfinite(candidate_peak)):
+            failures += 1
+            if nonfinite == "stop" or failures >= stop_rules.patience:
+                break
+            skipped += 1  # a stochastic objective: draw again at the same point
+            candidate, candidate_peak, candidate_grad = evaluate(x)
         if not (math.isfinite(candidate) and math.isfinite(candidate_peak)):
             x = previous_x
-            status, message = NON_FINITE, (_non_finite_message(candidate, nit + 1)
+            tries = "" if nonfinite == "stop" else f" {failures} times in a row"
+            status, message = NON_FINITE, (_non_finite_message(candidate, nit + 1) + tries
                                            + f"; returning the last finite iterate (iteration {nit})")
             break
         nit += 1
@@ -315,7 +321,7 @@ def _minimize_dask(fun, x0, args, jac, optimizer_type, bounds, clip, nonfinite, 
                 break
         status, message = stop_rules.check(nit, history, grad_peak, x, previous_x)
     return OptimizeResult(x=x, fun=value, jac=grad, nit=nit, nfev=calls[0], njev=calls[0], status=status,
-                          success=status in _SUCCESS, message=message, skipped=0,
+                          success=status in _SUCCESS, message=message, skipped=skipped,
                           history=np.array(history, dtype=np.float64))
 
 

@@ -311,3 +311,22 @@ def test_minimize_on_the_cluster_with_bounds_and_clipping(client):
     np.testing.assert_allclose(x, np.clip(target, -0.5, 0.75), atol=0.02)
     with pytest.raises(ValueError, match="bounds are scipy.optimize.Bounds\\(lb, ub\\) with numbers"):
         numadam.minimize(on_dask, da.zeros(600, chunks=150), jac=True, bounds=[(0, 1)] * 600)
+
+
+def test_minimize_on_the_cluster_draws_again_after_a_nonfinite_value(client):
+    """nonfinite='skip': a stochastic objective that returns NaN now and then is evaluated again at the same
+    point, as on NumPy arrays; 'stop' returns the last finite iterate."""
+    target = da.from_array(np.linspace(-1.0, 1.0, 200), chunks=50)
+    calls = [0]
+
+    def flaky(x):
+        calls[0] += 1
+        residual = x - target
+        value = (residual * residual).sum()
+        return (value * np.nan if calls[0] % 5 == 0 else value), 2 * residual
+
+    result = numadam.minimize(flaky, da.zeros(200, chunks=50), jac=True, lr=0.05, maxiter=40, nonfinite="skip")
+    assert result.nit == 40 and result.skipped >= 7 and result.nfev == 41 + result.skipped
+    calls[0] = 0
+    stopped = numadam.minimize(flaky, da.zeros(200, chunks=50), jac=True, lr=0.05, maxiter=40)
+    assert stopped.status == 4 and stopped.nit == 3 and np.isfinite(stopped.fun)
