@@ -13,7 +13,11 @@ from half-updated ones, so a recovered step is the step.
 
 Global reductions (the gradients' global norm for ``clip_global_norm``, the
 non-finite count for ``nonfinite``) are Dask tree reductions, computed before
-the step's tasks are built.
+the step's tasks are built. LAMB's per-parameter norms take a first round of
+tasks (:meth:`DaskState._step_with_norms`). The elementwise policies
+(``clip_value``, number ``bounds``) run inside each chunk's task
+(:class:`ChunkPolicy`), and each parameter steps with its group's
+hyperparameters.
 
 Nothing here imports Dask before a Dask array shows up.
 """
