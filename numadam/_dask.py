@@ -70,12 +70,7 @@ def _chunk_step(cls, names, step, hyper, carry, policy, param, grad, *state):
     """
     from .functional import run_step
 
-    if isinstance(param, np.ndarray):
-        param = _chunk_pool.copy_of(param)
-        state = [_chunk_pool.copy_of(array) for array in state]
-    else:
-        param = param.copy()
-        state = [array.copy() for array in state]
+    param, state = _fresh(param), [_fresh(array) for array in state]
     with _task_threads():
         run_step(cls, dict(zip(("param", "grad", *names), (param, _usable_gradient(grad, policy), *state))),
                  step, hyper, carry)
@@ -88,7 +83,7 @@ def _chunk_first_pass(cls, names, step, hyper, carry, policy, param, grad, *stat
     float64 sums of squares of the parameter and of the update direction over the chunk."""
     from .functional import run_step
 
-    state = [_chunk_pool.copy_of(array) if isinstance(array, np.ndarray) else array.copy() for array in state]
+    state = [_fresh(array) for array in state]
     grad = _usable_gradient(grad, policy)
     if isinstance(param, np.ndarray) and not (param.flags.aligned and param.flags.writeable):
         param = _chunk_pool.copy_of(param)  # only read, but checked like a parameter
@@ -103,13 +98,18 @@ def _chunk_update(cls, names, step, hyper, carry, policy, norms, param, grad, *s
     the state): the new parameter (a copy)."""
     from .functional import run_step
 
-    param = _chunk_pool.copy_of(param) if isinstance(param, np.ndarray) else param.copy()
-    state = [_chunk_pool.copy_of(array) if isinstance(array, np.ndarray) else array.copy() for array in state]
+    param, state = _fresh(param), [_fresh(array) for array in state]
     with _task_threads():
         run_step(cls, dict(zip(("param", "grad", *names), (param, _usable_gradient(grad, policy), *state))),
                  step, hyper, carry, norms=norms, passes=("update",))
     _project(param, policy)
     return param
+
+
+def _fresh(chunk):
+    """A copy of ``chunk`` for a task to write: in recycled memory for NumPy (:mod:`numadam._chunk_pool`),
+    from CuPy's own pool for CuPy."""
+    return _chunk_pool.copy_of(chunk) if isinstance(chunk, np.ndarray) else chunk.copy()
 
 
 def _usable_gradient(grad, policy):
