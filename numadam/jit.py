@@ -103,18 +103,19 @@ def _constant(typingctx, value):
     return _Constant(fixed)(value), lambda context, builder, signature, args: ir.Constant(ir.IntType(8), 0)
 
 
-@overload(operator.eq)
-def _constant_eq(left, right):
-    if isinstance(left, _Constant) and isinstance(right, types.StringLiteral):
-        equal = left.value == right.literal_value
-        return lambda left, right: equal
+def _folded(compare):
+    """``compare`` (``==`` or ``!=``) of a :class:`_Constant` with a string literal, as a constant."""
+
+    def typed(left, right):
+        if isinstance(left, _Constant) and isinstance(right, types.StringLiteral):
+            result = compare(left.value, right.literal_value)
+            return lambda left, right: result
+
+    return typed
 
 
-@overload(operator.ne)
-def _constant_ne(left, right):
-    if isinstance(left, _Constant) and isinstance(right, types.StringLiteral):
-        different = left.value != right.literal_value
-        return lambda left, right: different
+overload(operator.eq)(_folded(operator.eq))
+overload(operator.ne)(_folded(operator.ne))
 
 
 @intrinsic

@@ -218,19 +218,12 @@ def minimize(fun, x0, args=(), jac=None, method="adam", *, bounds=None, maxiter=
                     step_grad[...] = _checked_clip_result(clipped, step_grad)
             previous_x[...] = x
             optimizer.step(step_grad)
-            candidate, candidate_peak = solver.evaluate_into(fresh_grad)
-            failures = 0
-            while not (math.isfinite(candidate) and math.isfinite(candidate_peak)):
-                failures += 1
-                if nonfinite == "stop" or failures >= stop_rules.patience:
-                    break
-                skipped += 1  # a stochastic objective: draw again at the same point
-                candidate, candidate_peak = solver.evaluate_into(fresh_grad)
-            if not (math.isfinite(candidate) and math.isfinite(candidate_peak)):
+            (candidate, candidate_peak), failures, retries = _evaluated_until_finite(
+                lambda: solver.evaluate_into(fresh_grad), nonfinite, stop_rules.patience)
+            skipped += retries
+            if failures > retries:
                 x[...] = previous_x
-                tries = "" if nonfinite == "stop" else f" {failures} times in a row"
-                status, message = NON_FINITE, (_non_finite_message(candidate, nit + 1) + tries
-                                               + f"; returning the last finite iterate (iteration {nit})")
+                status, message = _non_finite_stop(candidate, nit, nonfinite, failures)
                 break
             nit += 1
             value, grad_peak = candidate, candidate_peak
@@ -296,19 +289,12 @@ def _minimize_dask(fun, x0, args, jac, optimizer_type, bounds, clip, nonfinite, 
             observe(value)
         previous_x = x
         x = optimizer.step(grad)
-        candidate, candidate_peak, candidate_grad = evaluate(x)
-        failures = 0
-        while not (math.isfinite(candidate) and math.isfinite(candidate_peak)):
-            failures += 1
-            if nonfinite == "stop" or failures >= stop_rules.patience:
-                break
-            skipped += 1  # a stochastic objective: draw again at the same point
-            candidate, candidate_peak, candidate_grad = evaluate(x)
-        if not (math.isfinite(candidate) and math.isfinite(candidate_peak)):
+        (candidate, candidate_peak, candidate_grad), failures, retries = _evaluated_until_finite(
+            lambda: evaluate(x), nonfinite, stop_rules.patience)
+        skipped += retries
+        if failures > retries:
             x = previous_x
-            tries = "" if nonfinite == "stop" else f" {failures} times in a row"
-            status, message = NON_FINITE, (_non_finite_message(candidate, nit + 1) + tries
-                                           + f"; returning the last finite iterate (iteration {nit})")
+            status, message = _non_finite_stop(candidate, nit, nonfinite, failures)
             break
         nit += 1
         value, grad_peak, grad = candidate, candidate_peak, candidate_grad
@@ -323,6 +309,28 @@ def _minimize_dask(fun, x0, args, jac, optimizer_type, bounds, clip, nonfinite, 
     return OptimizeResult(x=x, fun=value, jac=grad, nit=nit, nfev=calls[0], njev=calls[0], status=status,
                           success=status in _SUCCESS, message=message, skipped=skipped,
                           history=np.array(history, dtype=np.float64))
+
+
+def _evaluated_until_finite(evaluate, nonfinite, patience):
+    """``(result, failures, retries)``: ``evaluate()``'s ``(value, gradient peak, ...)``, drawn again
+    at the same point while it is not finite (a stochastic objective) with ``nonfinite="skip"``, at
+    most ``patience`` times in a row. The result is finite unless ``failures > retries``."""
+    failures = retries = 0
+    result = evaluate()
+    while not (math.isfinite(result[0]) and math.isfinite(result[1])):
+        failures += 1
+        if nonfinite == "stop" or failures >= patience:
+            break
+        retries += 1
+        result = evaluate()
+    return result, failures, retries
+
+
+def _non_finite_stop(value, nit, nonfinite, failures):
+    """The status and message of a solve that met a non-finite value after iterate ``nit``."""
+    tries = "" if nonfinite == "stop" else f" {failures} times in a row"
+    return NON_FINITE, (_non_finite_message(value, nit + 1) + tries
+                        + f"; returning the last finite iterate (iteration {nit})")
 
 
 class _StopRules:

@@ -338,7 +338,7 @@ def launch(spec, table_address, width, n_segments, n_chunks, scalars_address, li
     if loaded is None:
         configured_kernel(spec, blocks, stream, device_step is not None)(*arguments)
         return
-    typed = tuple(np.int64(value) for value in arguments[:6]) + (like,) + tuple(np.int64(v) for v in step_arguments)
+    typed = (*map(np.int64, arguments[:6]), like, *map(np.int64, step_arguments))  # CuPy packs them by dtype
     loaded[1]((blocks,), (THREADS_PER_BLOCK,), typed, stream=cupy.cuda.get_current_stream())
 
 
