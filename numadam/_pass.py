@@ -336,7 +336,7 @@ class DtypePass:
         A gradient ``None`` leaves its parameter and state out of the plan (as
         torch does for ``p.grad is None``); the plan is ``None`` if every one is.
         """
-        if self._bound_grads is not None and all(map(operator.is_, grads, self._bound_grads)):
+        if self.is_bound_to(grads):
             return self._plan
         addresses = np.zeros(len(grads), np.int64)
         odd_layouts = {}
@@ -377,6 +377,17 @@ class DtypePass:
             plan = self.backend.plan(coalesce(rows, self._itemsizes()))
         self._bound_grads, self._plan, self._pieces, self.absent = list(grads), plan, None, absent
         return plan
+
+    @property
+    def last_plan(self):
+        """The plan of the last :meth:`bind`."""
+        return self._plan
+
+    def is_bound_to(self, grads):
+        """Whether ``grads`` (a sequence of leaves) are the very arrays of the last :meth:`bind`,
+        whose plan then still applies: checked in one pass, for it runs on every step."""
+        bound = self._bound_grads
+        return bound is not None and len(grads) == len(bound) and not any(map(operator.is_not, grads, bound))
 
     def _itemsizes(self):
         """The element size of each operand of the table, in order."""

@@ -356,3 +356,23 @@ def test_failed_load_changes_nothing(name, state, error, message):
         opt.load_state_dict(state)
     assert_state_equal(opt.state_dict(), before)
     assert_unchanged(list(params.values()), before_params)
+
+
+@pytest.mark.parametrize("replacement, error, message", [
+    (lambda params, grads: params[1], ValueError, "grads[1] shares memory with a parameter"),
+    (lambda params, grads: grads[1].astype(np.float64), TypeError, "grads[1] has dtype float64"),
+    (lambda params, grads: [0.0] * 3, TypeError, "grads[1] must be an array like its parameter; got a list"),
+])
+def test_a_reused_gradient_list_changed_in_place_is_checked_again(replacement, error, message):
+    """The step skips its checks for the very arrays it checked last time, and only for them."""
+    params = [np.ones(5, np.float32), np.ones(3, np.float32)]
+    grads = [np.full(5, 0.5, np.float32), np.full(3, 0.25, np.float32)]
+    opt = numadam.Adam(params, lr=0.1)
+    opt.step(grads)
+    opt.step(grads)  # the same list and arrays: the checked plan again
+    before = snapshot(params)
+    grads[1] = replacement(params, grads)
+    with pytest.raises(error, match=re.escape(message)):
+        opt.step(grads)
+    assert_unchanged(params, before)
+    assert opt.step_count == 2
