@@ -416,10 +416,8 @@ class DtypePass:
         """Per parameter, the sum of squares and the count of non-finite numbers of the effective gradient."""
         starts, stops, leaves = self.pieces(plan)
         sums = self.backend.reduce(plan, self.spec(flags, policy), scalars, starts, stops)
-        per_leaf = np.zeros((len(self.params), 2))
-        if len(leaves):
-            np.add.at(per_leaf, leaves, sums)
-        return per_leaf
+        n = len(self.params)  # summed in piece order, as the pieces' own sums are
+        return np.stack([np.bincount(leaves, sums[:, 0], n), np.bincount(leaves, sums[:, 1], n)], axis=1)
 
     def _checked_grad(self, k, grad):
         """Every check of gradient ``k``; ``(address, info)``, info ``None`` for the parameter's layout."""

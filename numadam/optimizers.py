@@ -665,6 +665,9 @@ class Optimizer:
 
     def _reduced(self, plans, flags, policy, scalars):
         """Per leaf (in leaf order), the pre-pass's two sums (``policy.reduction`` says which)."""
+        if len(self._passes) == 1:  # every leaf, in order
+            per_leaf = self._passes[0].reduce(plans[0], flags, policy, scalars)
+            return per_leaf[:, 0], per_leaf[:, 1]
         squares = np.zeros(len(self._leaves))
         bad = np.zeros(len(self._leaves))
         for dtype_pass, plan in zip(self._passes, plans):
