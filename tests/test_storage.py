@@ -1,4 +1,5 @@
-"""Storage conversions: 16-bit formats widened to float32 exactly and narrowed by rounding to nearest even.
+"""Storage conversions: 16-bit formats widened to float32 exactly and narrowed by rounding to nearest even,
+or stochastically.
 
 Compared, every bit pattern of the 16-bit formats and many float32 values, with
 NumPy's float16 and ml_dtypes' bfloat16.
@@ -9,7 +10,7 @@ import pytest
 from numba import njit
 
 from numadam._kernels.primitives import INTERPRETED, cpu_primitives
-from numadam._kernels.storage import conversions
+from numadam._kernels.storage import conversions, random_bits, stochastic_rounding
 
 ml_dtypes = pytest.importorskip("ml_dtypes")
 
@@ -79,3 +80,84 @@ def test_the_simulators_conversions_agree(code):
     for bits in range(0, 2**16, 97):
         widened, expected = widen(np.uint16(bits)), np.uint16(bits).view(FORMATS[code]).astype(np.float32)
         assert widened == expected or (np.isnan(widened) and np.isnan(expected))
+
+
+def stochastic_all(code):
+    narrow = stochastic_rounding(code, cpu_primitives())
+
+    @njit
+    def narrow_all(values, randoms):
+        out = np.empty(values.size, np.uint16)
+        for i in range(values.size):
+            out[i] = narrow(values[i], randoms[i])
+        return out
+
+    return narrow_all
+
+
+def bracketing(values, dtype):
+    """The 16-bit numbers just below and just above each value (equal where it is exact)."""
+    nearest = values.astype(dtype).astype(np.float32)
+    step = np.where(nearest < values, np.inf, -np.inf).astype(np.float32)
+    beyond = np.nextafter(nearest.astype(dtype), step.astype(dtype)).astype(np.float32)
+    below, above = np.minimum(nearest, beyond), np.maximum(nearest, beyond)
+    exact = nearest == values
+    return np.where(exact, values, below), np.where(exact, values, above)
+
+
+@pytest.mark.parametrize("code", FORMATS)
+def test_stochastic_rounding_picks_a_neighbour_with_the_probability_that_makes_it_exact_on_average(code):
+    """Each value rounds to one of the two 16-bit numbers around it; over the 2**16 random bits that
+    matter, it rounds up as often as its distance from the lower one says (within 2**-16)."""
+    dtype = FORMATS[code]
+    rng = np.random.default_rng(1)
+    with np.errstate(over="ignore"):
+        values = float32_cases()
+        values = values[np.isfinite(values) & np.isfinite(values.astype(dtype).astype(np.float32))]
+    values = values[np.abs(values) < (60000 if code == "f2" else 1e38)]
+    narrow_all = stochastic_all(code)
+    rounded = narrow_all(values, rng.integers(0, 2**32, values.size, dtype=np.uint64).astype(np.uint32))
+    low, high = bracketing(values, dtype)
+    got = rounded.view(dtype).astype(np.float32)
+    assert np.all((got == low) | (got == high))
+    specials = np.array([np.nan, np.inf, -np.inf, 0.0, -0.0, 1.0], np.float32)
+    for value in specials:
+        got = narrow_all(np.full(4, value, np.float32), np.array([0, 1, 2**31, 2**32 - 1], np.uint32))
+        expected = np.float32(value).astype(dtype).view(np.uint16)
+        assert np.all(got == expected) if value == value else np.isnan(got.view(dtype).astype(np.float32)).all()
+    sweep = (np.arange(2**16, dtype=np.uint32) << np.uint32(16)) | np.uint32(0x8000)
+    for value in rng.standard_normal(20).astype(np.float32) * np.float32(1e-3):
+        low, high = bracketing(np.array([value]), dtype)
+        ups = np.count_nonzero(narrow_all(np.full(sweep.size, value), sweep).view(dtype).astype(np.float32) == high)
+        expected = (abs(value) - abs(low[0] if value > 0 else high[0])) / abs(high[0] - low[0])
+        assert abs(ups / sweep.size - (expected if value > 0 else 1 - expected)) <= 2**-15
+
+
+@pytest.mark.parametrize("code", FORMATS)
+def test_the_simulators_stochastic_rounding_agrees(code):
+    compiled_all = stochastic_all(code)
+    interpreted = stochastic_rounding(code, INTERPRETED)
+    values = float32_cases()[:3000]
+    values = values[np.isfinite(values)]
+    randoms = np.array([random_bits(k, 12345) for k in range(values.size)], np.uint32)
+    expected = compiled_all(values, randoms)
+    assert [interpreted(np.float32(v), np.uint32(r)) for v, r in zip(values, randoms)] == expected.tolist()
+
+
+def test_random_bits_are_uniform_and_differ_between_steps():
+    def written_out(position, salt):  # the mix of numadam._kernels.storage.random_bits, in Python integers
+        cut = 0xFFFFFFFF
+        x = ((position & cut) * 0x9E3779B1 + (position >> 32) * 0x85EBCA77 + salt * 0xC2B2AE3D) & cut
+        x = ((x ^ (x >> 16)) * 0x7FEB352D) & cut
+        x = ((x ^ (x >> 15)) * 0x846CA68B) & cut
+        return x ^ (x >> 16)
+
+    for position, salt in [(0, 0), (5, 123), (2**40 + 7, 2**24 - 1), (2**63 - 1, 99)]:
+        assert random_bits(position, salt) == written_out(position, salt)
+    bits = np.array([random_bits(k, 77) for k in range(1 << 14)], np.uint64)
+    other = np.array([random_bits(k, 78) for k in range(1 << 14)], np.uint64)
+    top = bits >> np.uint64(16)
+    assert abs(top.mean() / 65535 - 0.5) < 0.01
+    assert np.histogram(top, bins=16, range=(0, 65536))[0].min() > 0.9 * top.size / 16
+    assert np.count_nonzero(bits == other) < 5
+    assert len(np.unique(bits)) > 0.99 * bits.size

@@ -113,13 +113,17 @@ def storage_code(dtype):
 
 @njit(inline="always")
 def random_bits(position, salt):
-    """32 random bits for element ``position`` of a step whose ``salt`` is given: a fixed mix
-    (SplitMix64's finalizer) of the two, the same on every target and every thread."""
-    x = np.uint64(position) * np.uint64(0x9E3779B97F4A7C15) + np.uint64(salt)
-    x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
-    x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-    x = x ^ (x >> np.uint64(31))
-    return np.uint32(x >> np.uint64(32))
+    """32 random bits for element ``position`` of a step whose ``salt`` (24 bits) is given: the
+    position's two 32-bit halves and the salt, each times an odd constant, summed, then put through
+    a 32-bit integer finalizer (two multiplies; Wellons' "lowbias32" constants). The same on every
+    target and every thread, and 32-bit arithmetic, which vectorizes twice as wide as 64-bit."""
+    # Numba computes on 32-bit integers in 64 bits: each result is cut back to 32.
+    wide, u32 = np.uint64(position), np.uint32
+    x = u32(u32(u32(wide) * u32(0x9E3779B1)) + u32(u32(wide >> np.uint64(32)) * u32(0x85EBCA77))
+            + u32(u32(salt) * u32(0xC2B2AE3D)))
+    x = u32(u32(x ^ (x >> u32(16))) * u32(0x7FEB352D))
+    x = u32(u32(x ^ (x >> u32(15))) * u32(0x846CA68B))
+    return u32(x ^ (x >> u32(16)))
 
 
 _UNIT = np.float32(2.0**-24)
@@ -128,28 +132,36 @@ _UNIT = np.float32(2.0**-24)
 @functools.cache
 def stochastic_rounding(code, primitives):
     """``narrow(value, random)`` of 16-bit storage ``code`` rounding to one of the two nearest
-    numbers at random, with probabilities that make the result exact on average.
+    numbers at random, with probabilities that make the result exact on average: the number
+    beyond ``value``'s nearer-to-zero neighbour ``low`` is taken with probability
+    ``(|value| - |low|) / (|high| - |low|)``.
 
-    ``random`` holds 32 random bits; the top 24 make a uniform number u in [0, 1): the value
-    rounds away from the nearest number ``nearest`` to its neighbour on the value's side when
-    ``u * |neighbour - nearest| < |value - nearest|``.
+    ``random`` holds 32 random bits. bfloat16 is the top half of a float32, whose magnitude grows
+    linearly with its bits within a binade: adding 16 random bits below the top half and cutting
+    it off rounds up with exactly that probability. float16 makes a uniform u in [0, 1) of the top
+    24 bits and moves from the nearest number ``nearest`` to its neighbour on the value's side when
+    ``u * |neighbour - nearest| < |value - nearest|``. NaN and infinities round to nearest.
     """
     widen, narrow = conversions(code, primitives)
+    bitcast = primitives.bitcast
+
+    @_inlined(primitives)
+    def bfloat16_stochastically(value, random):
+        bits = bitcast(value, _U32)
+        cut = np.uint16((bits + (random >> np.uint32(16))) >> np.uint32(16))
+        return narrow(value) if (bits & np.uint32(0x7FFFFFFF)) >= np.uint32(0x7F800000) else cut
 
     @_inlined(primitives)
     def narrow_stochastically(value, random):
+        # Selects, not branches: the loop around it vectorizes.
         nearest = narrow(value)
         back = widen(nearest)
-        if back == value or value != value or abs(value) == np.inf:
-            return nearest
-        if abs(value) > abs(back):  # away from zero: the next magnitude, with the value's sign
-            neighbour = nearest + np.uint16(1) if nearest & np.uint16(0x7FFF) else (
-                np.uint16(0x8001) if value < 0 else np.uint16(1))
-        else:
-            neighbour = nearest - np.uint16(1)
+        away = abs(value) > abs(back)  # the neighbour on the value's side is the next magnitude
+        next_magnitude = np.uint16(nearest + np.uint16(1)) if nearest & np.uint16(0x7FFF) else (
+            np.uint16(0x8001) if value < 0 else np.uint16(1))
+        neighbour = next_magnitude if away else np.uint16(nearest - np.uint16(1))
         u = np.float32(random >> np.uint32(8)) * _UNIT
-        if u * abs(widen(neighbour) - back) < abs(value - back):
-            return np.uint16(neighbour)
-        return nearest
+        rounds_away = u * abs(widen(neighbour) - back) < abs(value - back)  # false if exact, NaN or infinite
+        return neighbour if rounds_away and back != value else nearest
 
-    return narrow_stochastically
+    return bfloat16_stochastically if code == "bf16" else narrow_stochastically
