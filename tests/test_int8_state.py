@@ -46,11 +46,29 @@ def test_maps_hold_the_dynamic_numbers():
     np.testing.assert_array_equal(quantization.UNSIGNED.values, quantization.UNSIGNED.magnitudes)
 
 
-def reference_codes(magnitudes, numbers):
-    """Codes of ``numbers`` (magnitudes in [0, 1], or NaN): nearest by float32 midpoints, ties down."""
-    mids = ((magnitudes[:-1] + magnitudes[1:]) / np.float32(2)).astype(np.float32)
-    codes = np.searchsorted(mids.astype(numbers.dtype), numbers, side="left")
-    return np.minimum(codes, magnitudes.size - 1)
+def reference_codes(table, numbers):
+    """Codes of ``numbers`` (magnitudes in [0, 1], or NaN) as the module docstring defines them: in
+    float32, on the line through the evenly spaced numbers of their decade, rounded."""
+    m = numbers.astype(np.float32)
+    m = np.where(m <= 1, m, np.float32(1))
+    decade = np.count_nonzero(m[:, None] > table.bounds[None, :], axis=1)
+    codes = (table.slopes[decade] * (m - table.offsets[decade])).astype(np.int32)
+    return np.minimum(codes, table.magnitudes.size - 1)
+
+
+@pytest.mark.parametrize("signed", [True, False])
+def test_each_decades_line_runs_through_its_numbers(signed):
+    """Code c of decade d sits at slope * (number - offset) = c + 1/2, and its lower end 10^-(b-d+1)
+    at the line's first code (``2**d - 1``, the last code of the decade below)."""
+    table = quantization.SIGNED if signed else quantization.UNSIGNED
+    codes = np.arange(table.magnitudes.size)
+    decade = np.count_nonzero(table.magnitudes[:, None] > table.bounds[None, :], axis=1)
+    assert np.array_equal(decade, np.floor(np.log2(np.maximum(codes, 1))).astype(int))
+    on_line = table.slopes[decade].astype(np.float64) * (table.magnitudes - table.offsets[decade].astype(np.float64))
+    np.testing.assert_allclose(on_line, codes + 0.5, atol=1e-3)
+    for d in range(1, table.bounds.size + 1):
+        lower_end = table.slopes[d] * (np.float64(table.bounds[d - 1]) - table.offsets[d])
+        assert abs(lower_end - (2**d - 1 + 0.5)) < 1e-3
 
 
 @pytest.mark.parametrize("signed", [True, False])
@@ -71,15 +89,16 @@ def test_encoding_picks_the_nearest_number_of_the_map(signed):
         values[1::2] *= -1
     codes, scales = quantization.quantize(values, signed)
     np.testing.assert_array_equal(scales, 1)
-    expected = reference_codes(table.magnitudes, np.abs(values))
+    expected = reference_codes(table, np.abs(values))
     np.testing.assert_array_equal(np.abs(codes.astype(np.int32)), expected)
     if signed:
         assert np.all((codes <= 0) | (values > 0)) and np.all((codes >= 0) | (values < 0))
-    # the nearest number (to the float32 midpoint's rounding), checked by brute force
+    # the nearest number (but within two float32 roundings of a halfway point), checked by brute force
     decoded = np.abs(quantization.dequantize(codes, scales, signed)).astype(np.float64)
     distance = np.abs(decoded - np.abs(values))
     best = np.min(np.abs(table.magnitudes[None, :].astype(np.float64) - np.abs(values)[:, None]), axis=1)
-    near_a_midpoint = np.min(np.abs(np.abs(values)[:, None] - mids[None, :]), axis=1) <= np.spacing(mids.max())
+    near_a_midpoint = np.min(np.abs(np.abs(values)[:, None] - mids[None, :]) / (2 * np.spacing(mids[None, :])),
+                             axis=1) <= 1
     assert np.all((distance == best) | near_a_midpoint)
 
 
@@ -106,7 +125,7 @@ def reference_quantize(values, signed):
         magnitude = np.abs(block) * inverse
         if not signed:
             magnitude = np.where(block * inverse < 0, real(0), magnitude)
-        code = reference_codes(table.magnitudes, magnitude)
+        code = reference_codes(table, magnitude)
         codes[b * BLOCK:(b + 1) * BLOCK] = np.where(block >= 0, code, -code) if signed else code
     return codes.reshape(values.shape), scales
 

@@ -22,14 +22,13 @@ signed map (zero and 127 magnitudes, with either sign: codes -127..127 as
 ``int8``, for state of either sign such as the first moment). The largest
 magnitude of a block maps to exactly 1.
 
-Encoding rounds to the nearest number of the map (halfway cases toward zero)
-in four operations: the top 16 bits of the float32 magnitude pick a *bucket*
-(:data:`SIGNED.buckets`, built here and checked to hold at most one midpoint
-between neighbouring codes), whose table entry is the code below it; one
-comparison with the next midpoint finishes. Decoding is one table lookup.
-The table starts at the first bucket holding a midpoint (smaller magnitudes
-are all code 0): about 3.3 KB per map, which stays in a CPU's L1 cache and in
-a CUDA kernel's 64 KB of constant data.
+Encoding needs no table, so that the loops around it vectorize: the numbers
+of one decade (with the top number of the decade below) are evenly spaced, so
+the code of a magnitude ``m`` in :math:`(10^{-e-1}, 10^{-e}]` is
+``floor(slope * (m - offset))``, the slope and offset of its decade picked by
+comparing ``m`` with the decades' bounds. That is the nearest number of the map,
+halfway cases up, except within about a float32 rounding of a halfway point
+(there it may be the other neighbour). Decoding is one table lookup.
 The functions are made per target from its primitives, as the storage
 conversions are (:mod:`numadam._kernels.storage`).
 """
@@ -45,19 +44,14 @@ from .primitives import cpu_primitives
 #: Elements per block: each block of a parameter's state has its own scale.
 BLOCK = 256
 
-_TOP_BUCKET = 0x3F80  # the top 16 bits of float32 1.0: the last bucket a magnitude in [0, 1] reaches
-_U32 = np.uint32(0)
-_TOP = np.uint32(_TOP_BUCKET)
-
-
 class DynamicMap(NamedTuple):
-    """One dynamic map: its magnitudes, the midpoints between them, and the bucket table."""
+    """One dynamic map: its magnitudes, what each stored code decodes to, and how numbers are encoded."""
 
     magnitudes: np.ndarray  # float32, ascending, from 0 to 1
-    midpoints: np.ndarray   # float32: midpoints[c] lies between magnitudes c and c + 1; +inf last
-    buckets: np.ndarray     # uint8: the code below each 16-bit bucket from first_bucket on
     values: np.ndarray      # float32: what each stored code decodes to (signed: index code + 128)
-    first_bucket: np.uint32  # the first bucket holding a midpoint; those below it are all code 0
+    bounds: np.ndarray      # float32: the decades' lower ends, 10^-bits .. 10^-1 (ascending)
+    slopes: np.ndarray      # float32: per decade (bounds[d - 1] < m), codes per unit of magnitude
+    offsets: np.ndarray     # float32: per decade, the magnitude half a code below its first code
 
 
 def _magnitudes(bits):
@@ -69,22 +63,29 @@ def _magnitudes(bits):
     return np.array(sorted(numbers), np.float32)
 
 
+def _decades(bits):
+    """``(bounds, slopes, offsets)`` of the encoding (see :class:`DynamicMap`).
+
+    Decade ``d`` holds codes ``2**d .. 2**(d+1) - 1``, numbers up to
+    :math:`10^{d - b}` spaced :math:`0.9 \cdot 10^{d - b} / 2^d` apart, and code
+    ``2**d - 1`` below them is :math:`10^{d - b - 1}`, on the same line. Decade 0
+    is codes 0 and 1: zero and :math:`10^{-b}`.
+    """
+    slopes = [10.0**bits] + [2.0**d / (0.9 * 10.0 ** (d - bits)) for d in range(1, bits + 1)]
+    first_codes = [0.0] + [2.0**d - 1 for d in range(1, bits + 1)]  # and their magnitudes:
+    first_numbers = [0.0] + [10.0 ** (d - bits - 1) for d in range(1, bits + 1)]
+    offsets = [number - 0.5 / slope - code / slope for number, code, slope in zip(first_numbers, first_codes, slopes)]
+    bounds = [10.0 ** (d - bits - 1) for d in range(1, bits + 1)]
+    return tuple(np.array(column, np.float32) for column in (bounds, slopes, offsets))
+
+
 def _dynamic_map(bits, signed):
     magnitudes = _magnitudes(bits)
-    midpoints = np.append((magnitudes[:-1] + magnitudes[1:]) / np.float32(2), np.float32(np.inf))
-    midpoints = midpoints.astype(np.float32)
-    starts = (np.arange(_TOP_BUCKET + 1, dtype=np.uint32) << np.uint32(16)).view(np.float32)
-    ends = (np.arange(1, _TOP_BUCKET + 2, dtype=np.uint32) << np.uint32(16)).view(np.float32)
-    below = np.searchsorted(midpoints, starts, side="left")  # midpoints < the bucket's start
-    inside = np.searchsorted(midpoints, ends, side="left") - below
-    if inside.max() > 1:
-        raise AssertionError("a 16-bit bucket holds two midpoints: the dynamic map is too fine for one comparison")
-    first = int(np.argmax(inside))  # below[first] == 0: no midpoint lies below it
     values = magnitudes
     if signed:  # code q at index q + 128; -128 is never written and reads as -1
         codes = np.arange(-128, 128)
         values = (np.sign(codes) * magnitudes[np.minimum(np.abs(codes), len(magnitudes) - 1)]).astype(np.float32)
-    return DynamicMap(magnitudes, midpoints, below[first:].astype(np.uint8), values, np.uint32(first))
+    return DynamicMap(magnitudes, values, *_decades(bits))
 
 
 #: The map of state that takes either sign: codes -127..127 (``int8``).
@@ -92,9 +93,7 @@ SIGNED = _dynamic_map(6, signed=True)
 #: The map of state that is never negative: codes 0..255 (``uint8``).
 UNSIGNED = _dynamic_map(7, signed=False)
 
-_SIGNED_BUCKETS, _SIGNED_MIDPOINTS, _SIGNED_VALUES = SIGNED.buckets, SIGNED.midpoints, SIGNED.values
-_UNSIGNED_BUCKETS, _UNSIGNED_MIDPOINTS, _UNSIGNED_VALUES = UNSIGNED.buckets, UNSIGNED.midpoints, UNSIGNED.values
-_SIGNED_FIRST, _UNSIGNED_FIRST = SIGNED.first_bucket, UNSIGNED.first_bucket
+_SIGNED_VALUES, _UNSIGNED_VALUES = SIGNED.values, UNSIGNED.values
 
 
 def _inlined(primitives):
@@ -109,18 +108,32 @@ def codecs(primitives):
     ``encode_*(value, inverse_scale)`` is the code of ``value * inverse_scale`` (a number in
     [-1, 1]; NaN gives the largest code); ``decode_*(code)`` its number in [-1, 1].
     """
-    bitcast, inlined = primitives.bitcast, _inlined(primitives)
+    inlined = _inlined(primitives)
 
-    @inlined
-    def magnitude_code(magnitude, buckets, midpoints, first):
-        # Selects, not branches, and unsigned indices (no negative-index test): the loop vectorizes.
-        bucket = min(bitcast(np.float32(magnitude), _U32) >> np.uint32(16), _TOP)  # above 1 (rounding), NaN
-        code = np.int32(buckets[max(bucket, first) - first])
-        return code + np.int32(1) if magnitude > midpoints[np.uint32(code)] else code
+    def magnitude_coder(table):
+        bounds, slopes, offsets = table.bounds, table.slopes, table.offsets
+        n_bounds, top = len(bounds), np.int32(len(table.magnitudes) - 1)
+
+        @inlined
+        def magnitude_code(magnitude):
+            # float32 whatever the compute dtype; selects, not branches, and no table: the loop
+            # vectorizes. The clamp (1, and NaN to 1: the largest code) also keeps a GPU from
+            # fusing the caller's product into the subtraction below.
+            magnitude = np.float32(magnitude)
+            magnitude = magnitude if magnitude <= np.float32(1) else np.float32(1)
+            slope, offset = slopes[0], offsets[0]
+            for d in range(n_bounds):
+                if magnitude > bounds[d]:
+                    slope, offset = slopes[d + 1], offsets[d + 1]
+            return min(np.int32(slope * (magnitude - offset)), top)
+
+        return magnitude_code
+
+    signed_code, unsigned_code = magnitude_coder(SIGNED), magnitude_coder(UNSIGNED)
 
     @inlined
     def encode_signed(value, inverse_scale):
-        code = magnitude_code(abs(value) * inverse_scale, _SIGNED_BUCKETS, _SIGNED_MIDPOINTS, _SIGNED_FIRST)
+        code = signed_code(abs(value) * inverse_scale)
         return np.int8(code if value >= 0 else -code)
 
     @inlined
@@ -131,7 +144,7 @@ def codecs(primitives):
     def encode_unsigned(value, inverse_scale):
         magnitude = value * inverse_scale
         magnitude = magnitude - magnitude if magnitude < 0 else magnitude  # never negative (rounding aside)
-        return np.uint8(magnitude_code(magnitude, _UNSIGNED_BUCKETS, _UNSIGNED_MIDPOINTS, _UNSIGNED_FIRST))
+        return np.uint8(unsigned_code(magnitude))
 
     @inlined
     def decode_unsigned(code):
