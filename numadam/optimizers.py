@@ -446,11 +446,7 @@ class Optimizer:
                 return self._dask_step(grads)
             foreign = self._foreign
             passes = self._passes
-            if (len(passes) == 1 and foreign is None and self._treedef.leaves_only
-                    and type(grads) in (list, tuple) and passes[0].is_bound_to(grads)):
-                plans = [passes[0].last_plan]  # the last step's very arrays, checked then
-            else:
-                plans = self._bound_plans(grads)
+            plans = self._bound_plans(grads)
             if any(p.absent for p in passes):
                 self._check_gradients_may_be_absent()
                 if all(plan is None for plan in plans):
@@ -464,15 +460,21 @@ class Optimizer:
                 self._step_plans(plans)
 
     def _bound_plans(self, grads):
-        """Each pass's plan for ``grads`` (every gradient checked), ``None`` for a pass without one."""
+        """Each pass's plan for ``grads`` (every gradient checked), ``None`` for a pass without one.
+
+        A flat list of the last step's very arrays was checked then: one identity pass finds it.
+        """
         foreign = self._foreign
+        passes = self._passes
+        if (len(passes) == 1 and foreign is None and self._treedef.leaves_only
+                and type(grads) in (list, tuple) and passes[0].is_bound_to(grads)):
+            return [passes[0].last_plan]
         if grads is None:
             leaves = self._tensor_grads()
         else:
             leaves = self._treedef.flatten_like(grads, "grads")
             if foreign is not None:
                 leaves = adopt(leaves, self._grad_paths(), [False] * len(leaves)).arrays
-        passes = self._passes
         if len(passes) == 1:
             return [passes[0].bind(leaves, self._written)]
         return [p.bind([leaves[k] for k in p.indices], self._written) for p in passes]

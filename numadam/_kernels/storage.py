@@ -162,6 +162,6 @@ def stochastic_rounding(code, primitives):
         neighbour = next_magnitude if away else np.uint16(nearest - np.uint16(1))
         u = np.float32(random >> np.uint32(8)) * _UNIT
         rounds_away = u * abs(widen(neighbour) - back) < abs(value - back)  # false if exact, NaN or infinite
-        return neighbour if rounds_away and back != value else nearest
+        return neighbour if rounds_away else nearest
 
     return bfloat16_stochastically if code == "bf16" else narrow_stochastically
