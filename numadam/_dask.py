@@ -3,11 +3,12 @@
 Dask arrays are immutable, so a step cannot update them in place. It builds
 one task per chunk that runs the family's functional step
 (:func:`numadam.functional.run_step`: the CPU kernel on NumPy chunks, the CUDA
-kernel on CuPy chunks) on fresh copies of the chunk's parameter and state and
-returns them together as one tuple. Dask has no multi-output blockwise, so one
+kernel on CuPy chunks) out of place: it reads the chunk's parameter and state
+and writes their new values into new arrays in one pass, and returns those
+together as one tuple. Dask has no multi-output blockwise, so one
 ``getitem`` task per chunk and output then makes each new array; all of them
 are persisted in one call, so every chunk's task runs once, where its inputs
-live, and no chunk moves. Fresh copies rather than in-place writes: a task
+live, and no chunk moves. New arrays rather than in-place writes: a task
 that Dask runs again (after a lost worker) starts from its own inputs, never
 from half-updated ones, so a recovered step is the step.
 
@@ -62,20 +63,25 @@ def is_dask_array(value):
 
 
 def _chunk_step(cls, names, step, hyper, carry, policy, param, grad, *state):
-    """One chunk's step on copies of its parameter and state: ``(param, *state)`` after it.
+    """One chunk's step into new arrays: ``(param, *state)`` after it; the chunks given stay as they were.
 
-    NumPy chunks are copied into recycled memory (:mod:`numadam._chunk_pool`), and
-    the CPU kernel runs on as many threads as the worker gives a task (see
-    :func:`_task_threads`).
+    The kernel reads the old chunks and writes new ones in one pass (out of
+    place, :func:`_new_chunk`); new NumPy chunks come from recycled memory
+    (:mod:`numadam._chunk_pool`), and the CPU kernel runs on as many threads as
+    the worker gives a task (see :func:`_task_threads`).
     """
     from .functional import run_step
 
-    param, state = _fresh(param), [_fresh(array) for array in state]
+    old = dict(zip(("param", *names), (param, *state)))
+    new, sources = {}, {}
+    for name, chunk in old.items():
+        new[name], source = _new_chunk(chunk)
+        if source is not None:
+            sources[name] = source
     with _task_threads():
-        run_step(cls, dict(zip(("param", "grad", *names), (param, _usable_gradient(grad, policy), *state))),
-                 step, hyper, carry)
-    _project(param, policy)
-    return (param, *state)
+        run_step(cls, {**new, "grad": _usable_gradient(grad, policy)}, step, hyper, carry, sources=sources)
+    _project(new["param"], policy)
+    return tuple(new.values())
 
 
 def _chunk_first_pass(cls, names, step, hyper, carry, policy, param, grad, *state):
@@ -104,6 +110,17 @@ def _chunk_update(cls, names, step, hyper, carry, policy, norms, param, grad, *s
                  step, hyper, carry, norms=norms, passes=("update",))
     _project(param, policy)
     return param
+
+
+def _new_chunk(chunk):
+    """``(new, source)``: where a task writes ``chunk``'s new values and where the kernel reads its old
+    ones: an empty array laid out as ``chunk`` and ``chunk`` itself, or (for a layout that recycled
+    memory does not reproduce, an unaligned buffer) a copy updated in place and ``None``."""
+    if chunk.flags.c_contiguous and getattr(chunk.flags, "aligned", True):  # CuPy's memory is aligned
+        new = _chunk_pool.empty_like(chunk) if isinstance(chunk, np.ndarray) else type(chunk)(chunk.shape, chunk.dtype)
+        if new.strides == chunk.strides:
+            return new, chunk
+    return _fresh(chunk), None
 
 
 def _fresh(chunk):

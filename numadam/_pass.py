@@ -81,16 +81,17 @@ def check_operands(infos, names, arrays, written):
     _validate.check_disjoint(infos, names, arrays, written)
 
 
-def kernel_spec(family, flags, storage, present_kinds, policy=NO_POLICY, state=None):
+def kernel_spec(family, flags, storage, present_kinds, policy=NO_POLICY, state=None, sources=()):
     """The spec of a kernel over parameters whose numbers are stored as ``storage`` (a real
     dtype; a complex one with ``complex_mode="magnitude"``), with the state kinds present,
-    stored as ``state`` (default: the compute dtype), and ``policy``."""
+    stored as ``state`` (default: the compute dtype), and ``policy``; the operands numbered in
+    ``sources`` are updated out of place (see :mod:`numadam._kernels.segments`)."""
     return _kernel_spec(family, tuple(flags), storage, frozenset(present_kinds), policy,
-                        _dtypes.compute_dtype(storage) if state is None else state)
+                        _dtypes.compute_dtype(storage) if state is None else state, tuple(sources))
 
 
 @functools.lru_cache(maxsize=1024)
-def _kernel_spec(family, flags, storage, present_kinds, policy, state):
+def _kernel_spec(family, flags, storage, present_kinds, policy, state, sources):
     compute = _dtypes.compute_dtype(storage)
     param = storage_code(storage)
     codes = {"accumulator": "f8", "low": param, "high": param, "ema": storage_code(compute), "master": "f4"}
@@ -98,7 +99,7 @@ def _kernel_spec(family, flags, storage, present_kinds, policy, state):
                                     else state) if kind.name in present_kinds else "" for kind in family.state)
     used = policy_operands(policy)
     extra = tuple(codes[name] if name in used else "" for name in POLICY_OPERANDS)
-    return KernelSpec(family.name, flags, compute.name, (param, param) + state_codes + extra, policy)
+    return KernelSpec(family.name, flags, compute.name, (param, param) + state_codes + extra, policy, sources)
 
 
 class Quantized(NamedTuple):

@@ -16,6 +16,7 @@ from ._dask import functional_step as dask_functional_step, is_dask_array
 from ._foreign import adopt
 from ._dtypes import is_supported, real_itemsize, storage_dtype
 from ._kernels.policy import NO_POLICY, NO_POLICY_SCALARS, POLICY_OPERANDS
+from ._kernels.segments import ADDRESS
 from ._layout import Operand, segment_rows
 from ._memory import MemoryRanges
 from ._pass import check_operands, kernel_spec, operand_rows
@@ -47,9 +48,47 @@ def _contiguous_rows(arrays, backend):
     return segment_rows((first.nbytes // itemsize,), operands)
 
 
-def run_step(cls, operands, step, hyper, carry, norms=None, passes=("first", "update")):
+def _layout_of(array):
+    """``(type, dtype, shape, strides)`` of an array, as words."""
+    return (f"({type(array).__name__}, {getattr(array, 'dtype', None)}, shape {getattr(array, 'shape', None)}, "
+            f"strides {getattr(array, 'strides', None)})")
+
+
+def _out_of_place(rows, sources, arrays, slots, backend):
+    """``rows`` with a source column for each operand named in ``sources`` (its old values), and
+    the operands' numbers in the order of those columns; every source checked first."""
+    numbers = []
+    for name, source in sources.items():
+        k = slots.index(name) if name in slots else None
+        if k is None or k == 1 or arrays[k] is None:
+            raise ValueError(f"sources may name the parameter and the state of this update; got {name!r}")
+        target = arrays[k]
+        if type(source) is not type(target) or _layout_of(source) != _layout_of(target):
+            raise ValueError(f"the source of {name} must be an array laid out as {name} is "
+                             f"{_layout_of(target)}; got {_layout_of(source)}")
+        numbers.append(k)
+    present = [k for k, array in enumerate(arrays) if array is not None]
+    everything = [arrays[k] for k in present] + list(sources.values())
+    paths = [slots[k] for k in present] + [f"the source of {name}" for name in sources]
+    infos = [backend.describe(array) for array in everything]
+    for info, path in zip(infos[len(present):], paths[len(present):]):
+        _validate.check_layout(info, path, False)
+    _validate.check_disjoint(infos, paths, everything, [k != 1 for k in present] + [False] * len(sources))
+    moved = [rows[:, ADDRESS + k] + (backend.address(source) - backend.address(arrays[k]))
+             for k, source in zip(numbers, sources.values())]
+    return np.column_stack([rows, *moved]), tuple(numbers)
+
+
+def run_step(cls, operands, step, hyper, carry, norms=None, passes=("first", "update"), sources=None):
     """Check the arrays of ``operands`` (a dict: ``param``, ``grad``, the state kinds the
     hyperparameters use) and apply step ``step``; return the family's carry after it.
+
+    With ``sources`` (a dict naming some of the parameter and state operands)
+    the update is out of place: it reads those operands' old values from the
+    source arrays, laid out as the operands are and sharing no memory with what
+    is written, and writes the new values into the operands; the sources stay
+    as they were (a Dask step's new chunks, with no copy first). Not for a
+    family with a norms pass.
 
     ``hyper`` holds checked hyperparameters. For a family with a first pass
     (LAMB's norms), ``passes`` may name one of the two: ``("first",)`` updates
@@ -79,6 +118,11 @@ def run_step(cls, operands, step, hyper, carry, norms=None, passes=("first", "up
         check_operands(infos, names, given, [name != "grad" for name in names])
         by_slot = dict(zip(present, infos))
         rows = operand_rows([by_slot.get(k) for k in range(len(slots))])
+    numbers = ()
+    if sources:
+        if family.norms is not None:
+            raise ValueError(f"{family.name} has a norms pass, which reads the state it writes: it cannot step out of place")
+        rows, numbers = _out_of_place(rows, sources, arrays, slots, backend)
     scalars, carry = family.step_scalars(step, h, carry)
     present = {kind.name for kind in kinds}
     real = storage_dtype(given[0].dtype)
@@ -98,7 +142,7 @@ def run_step(cls, operands, step, hyper, carry, norms=None, passes=("first", "up
                                        np.array([param_squares]), np.array([direction_squares]))[0]
     state = storage_dtype(given[2].dtype) if len(given) > 2 else None
     with adopted.launch():
-        backend.run(plan, kernel_spec(family, family.flags(h), real, present, state=state), [scalars])
+        backend.run(plan, kernel_spec(family, family.flags(h), real, present, state=state, sources=numbers), [scalars])
     adopted.written()
     return carry
 

@@ -40,8 +40,9 @@ class Plan(NamedTuple):
         """The table must have one address and one stride column per operand of ``spec``, and each
         scalar row the spec's count: a kernel reading a narrower table or shorter rows would read
         other rows' addresses or values as its own."""
-        if self.rows.shape[1] != table_width(spec.n_operands):
-            raise AssertionError(f"a table of {self.rows.shape[1]} columns for {spec.n_operands} operands")
+        if self.rows.shape[1] != table_width(spec.n_operands, len(spec.sources)):
+            raise AssertionError(f"a table of {self.rows.shape[1]} columns for {spec.n_operands} operands "
+                                 f"({len(spec.sources)} out of place)")
         expected = spec.n_scalars
         if isinstance(scalars, np.ndarray):
             if scalars.ndim != 2 or scalars.shape[1] != expected:

@@ -64,7 +64,7 @@ def _magnitudes(bits):
 
 
 def _decades(bits):
-    """``(bounds, slopes, offsets)`` of the encoding (see :class:`DynamicMap`).
+    r"""``(bounds, slopes, offsets)`` of the encoding (see :class:`DynamicMap`).
 
     Decade ``d`` holds codes ``2**d .. 2**(d+1) - 1``, numbers up to
     :math:`10^{d - b}` spaced :math:`0.9 \cdot 10^{d - b} / 2^d` apart, and code

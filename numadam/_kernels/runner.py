@@ -10,6 +10,7 @@ the function that updates elements ``start:stop`` of one segment::
         o0 = pointer(table[row + ADDRESS + 0], E0)      # one typed pointer per present operand
         s0 = table[row + ADDRESS + n + 0]               # and its stride
         ...
+        r0 = pointer(table[row + ADDRESS + 2 * n], E0)  # (out of place) where the old values are read
         if s0 == 1 and s1 == 1 and ...:                 # contiguous: a loop LLVM vectorizes
             for i in range(start, stop):
                 param, grad = w0(o0[i]), w1(o1[i])
@@ -59,6 +60,11 @@ def _element(k, index_of):
     return f"o{k}[{index_of(k)}]"
 
 
+def _old(spec, k, index_of):
+    """Operand ``k``'s element as the update reads it: from its source when the update is out of place."""
+    return f"r{k}[{index_of(k)}]" if k in spec.sources else _element(k, index_of)
+
+
 def _gradient_lines(spec, index_of, update=True):
     """The lines forming the effective gradient ``grad``.
 
@@ -88,7 +94,7 @@ def _param_load(spec, index_of):
     if spec.policy.master:
         master = _policy_slot(spec, "master")
         return f"w{master}({_element(master, index_of)})"
-    return f"w0({_element(PARAM, index_of)})"
+    return f"w0({_old(spec, PARAM, index_of)})"
 
 
 def _param_store(spec, index_of):
@@ -120,7 +126,7 @@ def _state_load(spec, k, index_of):
         return "like"
     if spec.operands[k] in QUANTIZED:
         return _buffered(k, "i + shift")
-    return f"w{k}({_element(k, index_of)})"
+    return f"w{k}({_old(spec, k, index_of)})"
 
 
 def _state_store(spec, k, index_of):
@@ -175,6 +181,8 @@ def _header(name, spec, extra_arguments=""):
         if code:
             lines.append(f"    o{k} = pointer(table[row + {ADDRESS + k}], e{k})")
             lines.append(f"    s{k} = table[row + {ADDRESS + n + k}]")
+    for j, k in enumerate(spec.sources):  # out of place: the old values, laid out like the operand
+        lines.append(f"    r{k} = pointer(table[row + {ADDRESS + 2 * n + j}], e{k})")
     return lines
 
 
@@ -292,7 +300,7 @@ def _norm_sums(spec, index_of, lane):
     """The family's norms rule (LAMB's first pass): it updates the state and returns the update
     direction; sums of squares of the parameter (``a``) and of the direction (``b``)."""
     n_state = len(rule(spec.rule).state)
-    state = [f"w{k}({_element(k, index_of)})" if spec.operands[k] else "like" for k in range(2, 2 + n_state)]
+    state = [_state_load(spec, k, index_of) for k in range(2, 2 + n_state)]
     lines = _gradient_lines(spec, index_of) + [
         f"param = {_param_load(spec, index_of)}",
         f"state, direction = norms(param, grad, ({', '.join(state)}{',' if n_state == 1 else ''}), h, flags)"]

@@ -24,9 +24,14 @@ column                    meaning
 ``GROUP``                 the row of the per-group scalars this segment uses
 ``ADDRESS + k``           byte address of operand k's first element
 ``ADDRESS + n + k``       operand k's stride, in its own elements (may be negative)
+``ADDRESS + 2n + j``      (out of place) the address of the old values of
+                          operand ``spec.sources[j]``, laid out like it
 ========================  =====================================================
 
-An absent operand has address 0 and stride 0 and is never dereferenced.
+An absent operand has address 0 and stride 0 and is never dereferenced. An
+out-of-place update (a spec with ``sources``) reads the old values of those
+operands from their source columns and writes the new ones to the operands
+themselves: the old arrays are left as they were.
 """
 
 from numba import njit
@@ -37,9 +42,9 @@ GROUP = 2
 ADDRESS = 3
 
 
-def table_width(n_operands):
-    """Columns of a table over ``n_operands`` operands."""
-    return ADDRESS + 2 * n_operands
+def table_width(n_operands, n_sources=0):
+    """Columns of a table over ``n_operands`` operands, ``n_sources`` of them read from elsewhere."""
+    return ADDRESS + 2 * n_operands + n_sources
 
 
 @njit(inline="always")

@@ -58,8 +58,10 @@ class KernelSpec:
     :mod:`numadam._kernels.storage`), ``""`` for an absent one, in the order
     param, grad, the family's state kinds, then the policy's operands
     (:data:`~numadam._kernels.policy.POLICY_OPERANDS`); ``policy`` is a
-    :class:`~numadam._kernels.policy.Policy`. (Not a tuple: Numba would type
-    it by its items.)
+    :class:`~numadam._kernels.policy.Policy`; ``sources`` the operands whose old
+    values are read from a source column of the table (an update out of place,
+    see :mod:`~numadam._kernels.segments`). (Not a tuple: Numba would type it
+    by its items.)
     """
 
     rule: str
@@ -67,16 +69,17 @@ class KernelSpec:
     real: str
     operands: tuple
     policy: Policy = NO_POLICY
+    sources: tuple = ()
 
     def __hash__(self):  # computed once per object: specs are looked up on every step
         found = self.__dict__.get("_hash")
         if found is None:
-            found = hash((self.rule, self.flags, self.real, self.operands, self.policy))
+            found = hash((self.rule, self.flags, self.real, self.operands, self.policy, self.sources))
             object.__setattr__(self, "_hash", found)
         return found
 
     def __reduce__(self):  # the fields only: a hash does not carry over to another process
-        return KernelSpec, (self.rule, self.flags, self.real, self.operands, self.policy)
+        return KernelSpec, (self.rule, self.flags, self.real, self.operands, self.policy, self.sources)
 
     @property
     def n_operands(self):
@@ -115,7 +118,7 @@ class KernelSpecType(types.Type):
         self.spec = spec
         self.source = source
         super().__init__(name=f"KernelSpec({spec.rule}, flags={spec.flags}, {spec.real}, {spec.operands}, "
-                              f"{tuple(spec.policy)}, {source})")
+                              f"{tuple(spec.policy)}, {spec.sources}, {source})")
 
     @property
     def key(self):

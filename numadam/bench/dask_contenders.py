@@ -13,6 +13,8 @@ persisted.
 import atexit
 import functools
 
+import numpy as np
+
 import numadam
 
 from .contenders import Contender, _options
@@ -53,7 +55,8 @@ class NumadamOnDask(Contender):
 
     def reload_grads(self):
         """Each gradient chunk on the worker that holds its parameter's chunk, as a model computing
-        its gradients there would leave it."""
+        its gradients there would leave it: in memory of its own (a scattered chunk lies in the
+        network buffer it arrived in, possibly unaligned, which the step would copy)."""
         self._grads = [self._beside(g, param) for g, param in zip(self._host_grads, self._optimizer.params)]
         self._distributed.wait(self._grads)
 
@@ -67,7 +70,7 @@ class NumadamOnDask(Contender):
                    for i, key in enumerate(keys)]
         blocks = [self._da.from_delayed(future, shape=(size,), dtype=host.dtype)
                   for future, size in zip(futures, param.chunks[0])]
-        return self._da.concatenate(blocks).persist()
+        return self._da.concatenate(blocks).map_blocks(np.copy).persist()
 
     def step(self):
         self._optimizer.step(self._grads)

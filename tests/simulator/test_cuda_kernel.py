@@ -257,3 +257,25 @@ def test_lamb_on_the_simulator_matches_its_reference():
                       lr=h["lr"], weight_decay=0.1)
     np.testing.assert_allclose(param.copy_to_host(), expected, rtol=4e-7)
     np.testing.assert_array_equal(device_state["exp_avg"].copy_to_host(), expected_state["exp_avg"])
+
+
+@pytest.mark.parametrize("method", ["adam", "adamax", "ademamix"])
+def test_an_out_of_place_step_on_the_simulator_matches_its_reference(method):
+    """The kernel reads the old values from the source columns and leaves the sources as they were."""
+    from numadam.functional import run_step
+
+    cls = numadam.families()[method]
+    rng = np.random.default_rng(12)
+    host = random_array(rng, (3, 5), np.float32)
+    reference = Reference(method, {}, [host])
+    values = hyperparameters(method, {})
+    hyper = {h.name: h.check(h.name, values[h.name]) for h in cls.family.hyperparameters}
+    old = {"param": on_device(host, "F"), **{n: on_device(v, "F") for n, v in reference.state[0].items()}}
+    new = {name: on_device(np.full(host.shape, np.nan, np.float32), "F") for name in old}
+    grad = random_array(rng, host.shape, np.float32)
+    run_step(cls, {**new, "grad": on_device(grad, "F")}, 1, hyper, cls.family.initial_carry(), sources=old)
+    reference.step([grad])
+    np.testing.assert_array_equal(new["param"].copy_to_host(), reference.params[0], strict=True)
+    np.testing.assert_array_equal(old["param"].copy_to_host(), host, strict=True)
+    for name, array in reference.state[0].items():
+        np.testing.assert_array_equal(new[name].copy_to_host(), array, strict=True)
