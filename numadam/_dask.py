@@ -172,6 +172,21 @@ def _filled_like(block, value, dtype):
     return np.full_like(block, value, dtype=dtype)
 
 
+def _together(*chunks):
+    """One chunk of an optimizer's holdings: its parameter's chunk and its state's, in one tuple."""
+    return chunks
+
+
+def _step_held(run, held, grad):
+    """``run`` on one chunk of the holdings: the next holdings' chunk."""
+    return run(held[0], grad, *held[1:])
+
+
+def _held_array(da, function, arrays, token):
+    """The Dask array of tuples made by ``function`` over ``arrays`` chunk by chunk (one task per chunk)."""
+    return da.map_blocks(function, *arrays, dtype=object, meta=np.empty((0,) * arrays[0].ndim, object), token=token)
+
+
 def stepped_blocks(da, run, param, grad, states, token):
     """The lazy arrays ``(param, *states)`` after ``run`` on each chunk: one task per chunk returning
     them all, then one ``getitem`` task per chunk and output (Dask has no multi-output blockwise)."""
@@ -215,8 +230,16 @@ def _meta(array, dtype):
 class DaskState:
     """The parameters of one optimizer as Dask arrays, and their state chunked like them.
 
-    ``params[k]`` and ``state[name][k]`` are persisted Dask arrays; a step
-    replaces them (see the module's docstring).
+    Each parameter and its state are held together: ``holdings[k]`` is a
+    persisted Dask array of tuples, one per chunk of parameter ``k``:
+    ``(param, *state)``. A step is then one task per chunk, which reads the
+    tuple and the gradient's chunk and returns the next tuple: the workaround
+    for Dask's lack of a multi-output blockwise that adds no task (a ``getitem``
+    task per chunk and output would quadruple what the scheduler handles for
+    Adam). ``params[k]`` and ``state[name][k]`` are views of the holdings:
+    Dask arrays whose chunks are items of those tuples, computed where the
+    tuples live. A view you keep holds its whole tuple (the state too) in the
+    workers' memory.
     """
 
     def __init__(self, cls, leaves, paths, h, policies):
@@ -231,16 +254,28 @@ class DaskState:
                                 "all parameters of a Dask optimizer must be Dask arrays")
             _check_dtype(leaf.dtype, path)
         self.kinds = self.family.state_kinds(h)
+        self._metas = [(leaf._meta, _meta(leaf, state_dtype(leaf.dtype))) for leaf in leaves]
         state = {kind.name: [self._initial(kind, h, leaf) for leaf in leaves] for kind in self.kinds}
-        self.params, self.state = self._persisted(list(leaves), state)
+        self._hold(list(leaves), state)
 
-    def _persisted(self, params, state):
+    def _hold(self, params, state):
+        """Hold ``params`` and ``state`` (Dask arrays chunked alike), persisted as tuples (one task per chunk)."""
+        names = list(state)
+        self._held(_held_array(self.da, _together, [param, *(state[name][k] for name in names)], "numadam-held")
+                   for k, param in enumerate(params))
+
+    def _held(self, holdings):
+        """Persist ``holdings`` and make the views of them."""
         import dask
 
-        names = list(state)
-        arrays = dask.persist(*params, *(array for name in names for array in state[name]))
-        n = len(params)
-        return list(arrays[:n]), {name: list(arrays[n * (i + 1):n * (i + 2)]) for i, name in enumerate(names)}
+        self.holdings = list(dask.persist(*holdings))
+        self.params = [self._view(held, 0, meta) for held, (meta, _) in zip(self.holdings, self._metas)]
+        self.state = {kind.name: [self._view(held, i + 1, meta) for held, (_, meta) in zip(self.holdings, self._metas)]
+                      for i, kind in enumerate(self.kinds)}
+
+    @staticmethod
+    def _view(held, item, meta):
+        return held.map_blocks(operator.getitem, item, dtype=meta.dtype, meta=meta)
 
     def _initial(self, kind, h, param):
         initial = kind.initial(h) if callable(kind.initial) else kind.initial
@@ -286,9 +321,8 @@ class DaskState:
         futures_of = getattr(sys.modules.get("distributed"), "futures_of", None)
         if futures_of is None:
             return
-        arrays = self.params + [array for arrays in self.state.values() for array in arrays]
-        for array in arrays:
-            for future in futures_of(array):
+        for held in self.holdings:
+            for future in futures_of(held):
                 if future.status in ("cancelled", "lost", "error"):
                     raise RuntimeError(
                         f"the optimizer's parameters or state on the Dask cluster are {future.status} (a worker "
@@ -303,15 +337,12 @@ class DaskState:
             self._step_with_norms(grads, step, hypers, carries, policy)
             return
         names = [kind.name for kind in self.kinds]
-        params, state = [], {name: [] for name in names}
-        for k, (param, grad) in enumerate(zip(self.params, grads)):
+        holdings = []
+        for k, (held, grad) in enumerate(zip(self.holdings, grads)):
             run = functools.partial(_chunk_step, self.cls, names, step, hypers[k], carries[k], policy)
-            pieces = stepped_blocks(self.da, run, param, grad, [self.state[name][k] for name in names],
-                                    f"numadam-{self.family.name}-step-{step}")
-            params.append(pieces[0])
-            for name, piece in zip(names, pieces[1:]):
-                state[name].append(piece)
-        self.params, self.state = self._persisted(params, state)
+            holdings.append(_held_array(self.da, functools.partial(_step_held, run), [held, grad],
+                                        f"numadam-{self.family.name}-step-{step}"))
+        self._held(holdings)
 
     def _step_with_norms(self, grads, step, hypers, carries, policy):
         """LAMB's two passes: per chunk, the new state and its two sums of squares (one task per
@@ -350,7 +381,7 @@ class DaskState:
             params.append(self.da.map_blocks(update, param, grad, *(state[name][k] for name in names),
                                              dtype=param.dtype, meta=_meta(param, param.dtype),
                                              token=token + "-update"))
-        self.params, self.state = self._persisted(params, state)
+        self._hold(params, state)
 
     def gathered_state(self, lazy):
         """Each state kind's arrays: computed to NumPy (or CuPy), or the persisted Dask arrays if ``lazy``."""
@@ -381,7 +412,7 @@ class DaskState:
 
     def load(self, state):
         """Replace the state by ``state`` (a dict of checked Dask arrays per kind), persisted."""
-        self.params, self.state = self._persisted(self.params, state)
+        self._hold(self.params, state)
 
 
 def _sum_of_squares(da, grad):

@@ -63,11 +63,12 @@ class NumadamOnDask(Contender):
     def _beside(self, host, param):
         client = local_client()
         flat, chunk = host.reshape(-1), param.chunks[0][0]
-        self._distributed.wait(param)
-        keys = param.__dask_keys__()
-        holders = client.who_has(param)
-        futures = [client.scatter(flat[i * chunk:(i + 1) * chunk], workers=list(holders[key]))
-                   for i, key in enumerate(keys)]
+        held = self._distributed.futures_of(param)  # the chunks' data, wherever the parameter's view reads it
+        self._distributed.wait(held)
+        holders = client.who_has(held)
+        where = {future.key[1:]: list(holders[future.key]) for future in held}
+        futures = [client.scatter(flat[i * chunk:(i + 1) * chunk], workers=where[(i,)])
+                   for i in range(len(param.chunks[0]))]
         blocks = [self._da.from_delayed(future, shape=(size,), dtype=host.dtype)
                   for future, size in zip(futures, param.chunks[0])]
         return self._da.concatenate(blocks).map_blocks(np.copy).persist()
