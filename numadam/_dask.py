@@ -5,10 +5,13 @@ one task per chunk that runs the family's functional step
 (:func:`numadam.functional.run_step`: the CPU kernel on NumPy chunks, the CUDA
 kernel on CuPy chunks) out of place: it reads the chunk's parameter and state
 and writes their new values into new arrays in one pass, and returns those
-together as one tuple. Dask has no multi-output blockwise, so one
-``getitem`` task per chunk and output then makes each new array; all of them
-are persisted in one call, so every chunk's task runs once, where its inputs
-live, and no chunk moves. New arrays rather than in-place writes: a task
+together as one tuple. Dask has no multi-output blockwise: an optimizer keeps
+the tuples themselves (:class:`DaskState`: the next step's task reads them,
+and its parameters and state are views of them), so a step is one task per
+chunk; the functional steps, which must answer with arrays, add one
+``getitem`` task per chunk and output. Everything is persisted in one call,
+so every chunk's task runs once, where its inputs live, and no chunk moves.
+New arrays rather than in-place writes: a task
 that Dask runs again (after a lost worker) starts from its own inputs, never
 from half-updated ones, so a recovered step is the step.
 
