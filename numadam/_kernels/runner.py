@@ -46,7 +46,7 @@ from .policy import POLICY_OPERANDS, PolicyScalars
 from .quantization import BLOCK, codecs, inverse_of
 from .segments import ADDRESS, GROUP, OFFSET
 from .spec import fingerprint, rule
-from .storage import QUANTIZED, STORAGES, conversions, random_bits, stochastic_rounding
+from .storage import QUANTIZED, STORAGES, conversions, stochastic_rounding
 
 PARAM, GRAD = 0, 1
 
@@ -356,7 +356,7 @@ def _namespace(spec, primitives):
     namespace = {"rule": registered.function, "norms": registered.norms, "Scalars": registered.scalars,
                  "Flags": registered.flags, "PolicyScalars": PolicyScalars, "pointer": primitives.pointer,
                  "real": real, "float64": np.float64, "zero64": np.float64(0), "one64": np.float64(1),
-                 "uint64": np.uint64, "uint32": np.uint32, "bitcast": primitives.bitcast, "random_bits": random_bits,
+                 "uint64": np.uint64, "uint32": np.uint32, "bitcast": primitives.bitcast, "random_bits": primitives.random_bits,
                  "float32": np.float32, "nan": np.nan, "inverse_of": inverse_of}
     if spec.policy.stochastic:
         namespace["stochastic"] = stochastic_rounding(spec.operands[PARAM], primitives)

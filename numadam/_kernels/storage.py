@@ -111,21 +111,6 @@ def storage_code(dtype):
             np.dtype(np.complex64): "c8", np.dtype(np.complex128): "c16"}[dtype]
 
 
-@njit(inline="always")
-def random_bits(position, salt):
-    """32 random bits for element ``position`` of a step whose ``salt`` (24 bits) is given: the
-    position's two 32-bit halves and the salt, each times an odd constant, summed, then put through
-    a 32-bit integer finalizer (two multiplies; Wellons' "lowbias32" constants). The same on every
-    target and every thread, and 32-bit arithmetic, which vectorizes twice as wide as 64-bit."""
-    # Numba computes on 32-bit integers in 64 bits: each result is cut back to 32.
-    wide, u32 = np.uint64(position), np.uint32
-    x = u32(u32(u32(wide) * u32(0x9E3779B1)) + u32(u32(wide >> np.uint64(32)) * u32(0x85EBCA77))
-            + u32(u32(salt) * u32(0xC2B2AE3D)))
-    x = u32(u32(x ^ (x >> u32(16))) * u32(0x7FEB352D))
-    x = u32(u32(x ^ (x >> u32(15))) * u32(0x846CA68B))
-    return u32(x ^ (x >> u32(16)))
-
-
 _UNIT = np.float32(2.0**-24)
 
 
