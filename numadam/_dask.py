@@ -180,6 +180,12 @@ def _together(*chunks):
     return chunks
 
 
+def _item(held, item):
+    """Item ``item`` of a chunk of the holdings (a Python function: Dask inspects a builtin's
+    signature slowly)."""
+    return held[item]
+
+
 def _step_held(run, held, grad):
     """``run`` on one chunk of the holdings: the next holdings' chunk."""
     return run(held[0], grad, *held[1:])
@@ -272,13 +278,27 @@ class DaskState:
         import dask
 
         self.holdings = list(dask.persist(*holdings))
-        self.params = [self._view(held, 0, meta) for held, (meta, _) in zip(self.holdings, self._metas)]
-        self.state = {kind.name: [self._view(held, i + 1, meta) for held, (_, meta) in zip(self.holdings, self._metas)]
-                      for i, kind in enumerate(self.kinds)}
+        self._views = None
 
-    @staticmethod
-    def _view(held, item, meta):
-        return held.map_blocks(operator.getitem, item, dtype=meta.dtype, meta=meta)
+    @property
+    def params(self):
+        """The parameters: views of the holdings (made at the first call after a step)."""
+        return self._made_views()[0]
+
+    @property
+    def state(self):
+        """Each state kind's arrays: views of the holdings."""
+        return self._made_views()[1]
+
+    def _made_views(self):
+        if self._views is None:
+            def views(item, metas):
+                return [held.map_blocks(_item, item, dtype=meta.dtype, meta=meta) for held, meta in zip(self.holdings, metas)]
+
+            params = views(0, [meta for meta, _ in self._metas])
+            state_metas = [meta for _, meta in self._metas]
+            self._views = params, {kind.name: views(i + 1, state_metas) for i, kind in enumerate(self.kinds)}
+        return self._views
 
     def _initial(self, kind, h, param):
         initial = kind.initial(h) if callable(kind.initial) else kind.initial
@@ -291,7 +311,7 @@ class DaskState:
     def checked_grads(self, grads, grad_paths):
         """The gradients as Dask arrays chunked like their parameters (rechunked if needed)."""
         checked = []
-        for grad, param, path in zip(grads, self.params, grad_paths):
+        for grad, param, (meta, _), path in zip(grads, self.holdings, self._metas, grad_paths):
             if not is_dask_array(grad):
                 if isinstance(grad, np.ndarray) or hasattr(grad, "__cuda_array_interface__"):
                     grad = self.da.from_array(grad, chunks=param.chunks)
@@ -300,8 +320,8 @@ class DaskState:
                                     f"parameter); got {type(grad).__name__}")
             if grad.shape != param.shape:
                 raise ValueError(f"{path} must have its parameter's shape {param.shape}; got {grad.shape}")
-            if grad.dtype != param.dtype:
-                raise TypeError(f"{path} is {grad.dtype} but its parameter is {param.dtype}")
+            if grad.dtype != meta.dtype:
+                raise TypeError(f"{path} is {grad.dtype} but its parameter is {meta.dtype}")
             if grad.chunks != param.chunks:
                 grad = grad.rechunk(param.chunks)
             checked.append(grad)
