@@ -293,7 +293,8 @@ class DaskState:
     def _made_views(self):
         if self._views is None:
             def views(item, metas):
-                return [held.map_blocks(_item, item, dtype=meta.dtype, meta=meta) for held, meta in zip(self.holdings, metas)]
+                return [held.map_blocks(_item, item, dtype=meta.dtype, meta=meta)
+                        for held, meta in zip(self.holdings, metas)]
 
             params = views(0, [meta for meta, _ in self._metas])
             state_metas = [meta for _, meta in self._metas]
@@ -407,7 +408,8 @@ class DaskState:
         self._hold(params, state)
 
     def gathered_state(self, lazy):
-        """Each state kind's arrays: computed to NumPy (or CuPy), or the persisted Dask arrays if ``lazy``."""
+        """Each state kind's arrays: computed to NumPy (or CuPy), or if ``lazy`` the Dask arrays that view
+        the persisted holdings."""
         if lazy:
             return {name: list(arrays) for name, arrays in self.state.items()}
         import dask

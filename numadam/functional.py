@@ -121,7 +121,8 @@ def run_step(cls, operands, step, hyper, carry, norms=None, passes=("first", "up
     numbers = ()
     if sources:
         if family.norms is not None:
-            raise ValueError(f"{family.name} has a norms pass, which reads the state it writes: it cannot step out of place")
+            raise ValueError(f"{family.name} has a norms pass, which reads the state it writes: "
+                             "it cannot step out of place")
         rows, numbers = _out_of_place(rows, sources, arrays, slots, backend)
     scalars, carry = family.step_scalars(step, h, carry)
     present = {kind.name for kind in kinds}

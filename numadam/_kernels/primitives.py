@@ -59,15 +59,15 @@ HASH_ROUNDS = ((16, 0x7FEB352D), (15, 0x846CA68B))
 
 
 def random_bits_codegen(context, builder, signature, args):
-    """32 random bits for element ``position`` (int64) of a step whose ``salt`` (uint64, 24 bits)
+    r"""32 random bits for element ``position`` (int64) of a step whose ``salt`` (uint64, 24 bits)
     is given: :math:`x = (l c_0 + h c_1 + s c_2) \bmod 2^{32}` over the position's low and high
     halves ``l``, ``h`` and the salt ``s``, then ``x = (x ^ (x >> k)) * c`` for each round and a
     last ``x ^ (x >> 16)``, every operation on 32 bits. The same on every target and thread."""
     position, salt = args
     word = ir.IntType(32)
     constant = lambda value: ir.Constant(word, value - (1 << 32) if value >= 1 << 31 else value)  # noqa: E731
-    halves = (builder.trunc(position, word), builder.trunc(builder.lshr(position, ir.Constant(position.type, 32)), word),
-              builder.trunc(salt, word))
+    high = builder.lshr(position, ir.Constant(position.type, 32))
+    halves = (builder.trunc(position, word), builder.trunc(high, word), builder.trunc(salt, word))
     terms = [builder.mul(half, constant(c)) for half, c in zip(halves, HASH_INPUTS)]
     x = builder.add(builder.add(terms[0], terms[1]), terms[2])
     for shift, multiplier in HASH_ROUNDS:
@@ -76,7 +76,7 @@ def random_bits_codegen(context, builder, signature, args):
 
 
 def register(intrinsic, types):
-    """The four primitives as intrinsics of a target: ``intrinsic`` and ``types`` are its own."""
+    """The primitives as intrinsics of a target: ``intrinsic`` and ``types`` are its own."""
 
     @intrinsic
     def pointer(typingctx, address, like):

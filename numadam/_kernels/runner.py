@@ -356,7 +356,8 @@ def _namespace(spec, primitives):
     namespace = {"rule": registered.function, "norms": registered.norms, "Scalars": registered.scalars,
                  "Flags": registered.flags, "PolicyScalars": PolicyScalars, "pointer": primitives.pointer,
                  "real": real, "float64": np.float64, "zero64": np.float64(0), "one64": np.float64(1),
-                 "uint64": np.uint64, "uint32": np.uint32, "bitcast": primitives.bitcast, "random_bits": primitives.random_bits,
+                 "uint64": np.uint64, "uint32": np.uint32, "bitcast": primitives.bitcast,
+                 "random_bits": primitives.random_bits,
                  "float32": np.float32, "nan": np.nan, "inverse_of": inverse_of}
     if spec.policy.stochastic:
         namespace["stochastic"] = stochastic_rounding(spec.operands[PARAM], primitives)
