@@ -740,7 +740,7 @@ class Optimizer:
         """Plain data: hyperparameters, step count, and copies of the state arrays.
 
         Over Dask arrays the state is gathered (computed) to NumPy or CuPy arrays,
-        or with ``lazy=True`` left as the persisted Dask arrays (no copy): save a
+        or with ``lazy=True`` given as Dask arrays that read the persisted state (no copy): save a
         state too large for one machine that way, with ``dask.array.to_zarr``.
 
         The state arrays (for Adam: ``exp_avg``, ``exp_avg_sq`` and, with
