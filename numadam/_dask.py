@@ -196,13 +196,16 @@ def _held_array(da, function, arrays, token):
     return da.map_blocks(function, *arrays, dtype=object, meta=np.empty((0,) * arrays[0].ndim, object), token=token)
 
 
+def _view(held, item, meta):
+    """The Dask array of item ``item`` of each tuple of ``held``, whose chunks are like ``meta``."""
+    return held.map_blocks(_item, item, dtype=meta.dtype, meta=meta)
+
+
 def stepped_blocks(da, run, param, grad, states, token):
     """The lazy arrays ``(param, *states)`` after ``run`` on each chunk: one task per chunk returning
-    them all, then one ``getitem`` task per chunk and output (Dask has no multi-output blockwise)."""
-    together = da.map_blocks(run, param, grad, *states, dtype=object, meta=np.empty((0,) * param.ndim, object),
-                             token=token)
-    return [together.map_blocks(operator.getitem, i, dtype=output.dtype, meta=_meta(output, output.dtype))
-            for i, output in enumerate([param, *states])]
+    them all, then one item task per chunk and output (Dask has no multi-output blockwise)."""
+    together = _held_array(da, run, [param, grad, *states], token)
+    return [_view(together, i, _meta(output, output.dtype)) for i, output in enumerate([param, *states])]
 
 
 def functional_step(cls, operands, step, hyper, carry):
@@ -293,8 +296,7 @@ class DaskState:
     def _made_views(self):
         if self._views is None:
             def views(item, metas):
-                return [held.map_blocks(_item, item, dtype=meta.dtype, meta=meta)
-                        for held, meta in zip(self.holdings, metas)]
+                return [_view(held, item, meta) for held, meta in zip(self.holdings, metas)]
 
             params = views(0, [meta for meta, _ in self._metas])
             state_metas = [meta for _, meta in self._metas]
@@ -380,11 +382,9 @@ class DaskState:
         for k, (param, grad) in enumerate(zip(self.params, grads)):
             first = functools.partial(_chunk_first_pass, self.cls, names, step, hypers[k], carries[k], policy)
             old = [self.state[name][k] for name in names]
-            together = self.da.map_blocks(first, param, grad, *old, dtype=object,
-                                          meta=np.empty((0,) * param.ndim, object), token=token + "-first")
+            together = _held_array(self.da, first, [param, grad, *old], token + "-first")
             for i, (name, array) in enumerate(zip(names, old)):
-                states[name].append(together.map_blocks(operator.getitem, i, dtype=array.dtype,
-                                                        meta=_meta(array, array.dtype)))
+                states[name].append(_view(together, i, _meta(array, array.dtype)))
             sums.append([dask.delayed(operator.getitem)(block, len(names))
                          for block in together.to_delayed().ravel()])
         n_arrays = len(self.params) * len(names)

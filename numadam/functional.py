@@ -49,9 +49,13 @@ def _contiguous_rows(arrays, backend):
 
 
 def _layout_of(array):
-    """``(type, dtype, shape, strides)`` of an array, as words."""
-    return (f"({type(array).__name__}, {getattr(array, 'dtype', None)}, shape {getattr(array, 'shape', None)}, "
-            f"strides {getattr(array, 'strides', None)})")
+    """``(type, dtype, shape, strides)`` of an array (``None`` for what it lacks)."""
+    return type(array), getattr(array, "dtype", None), getattr(array, "shape", None), getattr(array, "strides", None)
+
+
+def _layout_words(array):
+    kind, dtype, shape, strides = _layout_of(array)
+    return f"({kind.__name__}, {dtype}, shape {shape}, strides {strides})"
 
 
 def _out_of_place(rows, sources, arrays, slots, backend):
@@ -63,9 +67,9 @@ def _out_of_place(rows, sources, arrays, slots, backend):
         if k is None or k == 1 or arrays[k] is None:
             raise ValueError(f"sources may name the parameter and the state of this update; got {name!r}")
         target = arrays[k]
-        if type(source) is not type(target) or _layout_of(source) != _layout_of(target):
+        if _layout_of(source) != _layout_of(target):
             raise ValueError(f"the source of {name} must be an array laid out as {name} is "
-                             f"{_layout_of(target)}; got {_layout_of(source)}")
+                             f"{_layout_words(target)}; got {_layout_words(source)}")
         numbers.append(k)
     present = [k for k, array in enumerate(arrays) if array is not None]
     everything = [arrays[k] for k in present] + list(sources.values())
