@@ -440,6 +440,9 @@ class Optimizer:
         torch does for a parameter whose ``grad`` is ``None``); a step in which
         every gradient is ``None`` changes nothing and is not counted. For torch
         parameters, ``step()`` with no argument reads each parameter's ``.grad``.
+
+        The very gradient arrays of the step before keep their checked plan; the
+        same tuple of them (buffers refilled in place) is recognized at once.
         """
         with self._lock:
             if self._dask is not None:

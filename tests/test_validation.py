@@ -376,3 +376,27 @@ def test_a_reused_gradient_list_changed_in_place_is_checked_again(replacement, e
         opt.step(grads)
     assert_unchanged(params, before)
     assert opt.step_count == 2
+
+
+def test_the_same_gradient_tuple_each_step_matches_fresh_gradients_and_a_new_tuple_is_checked():
+    """A tuple cannot change: once checked, the same tuple skips even the identity pass; any
+    other container (a new tuple, a list with the same arrays) is looked at again."""
+    rng = np.random.default_rng(3)
+    params = [rng.standard_normal(n).astype(np.float32) for n in (5, 3, 4)]
+    twin_params = [p.copy() for p in params]
+    buffers = tuple(np.empty_like(p) for p in params)
+    opt, twin = numadam.Adam(params, lr=0.1), numadam.Adam(twin_params, lr=0.1)
+    for _ in range(4):
+        fresh = [rng.standard_normal(p.shape).astype(np.float32) for p in params]
+        for buffer, g in zip(buffers, fresh):
+            buffer[...] = g
+        opt.step(buffers)
+        twin.step(fresh)
+    for p, q in zip(params, twin_params):
+        np.testing.assert_array_equal(p, q)
+    opt.step(list(buffers))  # the same arrays in a list: still the checked plan
+    before = snapshot(params)
+    with pytest.raises(ValueError, match=re.escape("grads[1] shares memory with a parameter")):
+        opt.step((buffers[0], params[1], buffers[2]))
+    assert_unchanged(params, before)
+    assert opt.step_count == 5

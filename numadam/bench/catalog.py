@@ -13,7 +13,9 @@ reference measured in the same run:
 - ``precision``: 16-bit parameters and bfloat16 and 8-bit state, against
   float32 Adam and against the same-traffic kernel of their bytes;
 - ``many``: every family over 1000 arrays of ``size / 1000`` elements, against
-  the same family over one flat array of as many elements;
+  the same family over one flat array of as many elements; the gradients come
+  as the same tuple every step (a loop reusing its buffers), and for Adam and
+  Lion also as the same list, whose arrays the step must look at each time;
 - ``groups``: Adam with its parameters in two :class:`numadam.Group` s, against
   no groups.
 
@@ -51,6 +53,7 @@ class Study(NamedTuple):
     n_arrays: int = 1
     groups: int = 0         # how many Groups the arrays are split into (0: none)
     baseline: str = ""      # the study of the same suite its time is compared with
+    grads_in: type = tuple  # the container of many gradients, the same object each step
     target: tuple = ()      # ("same-traffic" or "baseline", the largest ratio the issues ask for)
 
     @property
@@ -89,6 +92,10 @@ def many_arrays():
         studies[f"{method}, 1000 arrays"] = _plain(f"{method}, 1000 arrays", method, options, n_arrays=1000,
                                                    baseline=f"{method}, one array")._replace(
                                                        target=("baseline", 1.30))
+    for method in ("adam", "lion"):
+        many = studies[f"{method}, 1000 arrays"]
+        studies[f"{method}, 1000 arrays in a list"] = many._replace(name=f"{method}, 1000 arrays in a list",
+                                                                   grads_in=list, target=())
     return studies
 
 
@@ -183,5 +190,7 @@ def build(study, size, seed=0):
         grads = [grads[k:k + cut] for k in range(0, len(grads), cut)]
     elif study.n_arrays == 1:
         tree, grads = params[0], grads[0]
+    else:
+        grads = study.grads_in(grads)
     optimizer = numadam.families()[study.method](tree, **options)
     return optimizer, grads
