@@ -19,8 +19,8 @@ Global reductions (the gradients' global norm for ``clip_global_norm``, the
 non-finite count for ``nonfinite``) are Dask tree reductions, computed before
 the step's tasks are built. LAMB's per-parameter norms take a first round of
 tasks (:meth:`DaskState._step_with_norms`). The elementwise policies
-(``clip_value``, number ``bounds``) run inside each chunk's task
-(:class:`ChunkPolicy`), and each parameter steps with its group's
+(``clip_value``, number ``bounds``, the moving average ``ema``) run inside each
+chunk's task (:class:`ChunkPolicy`), and each parameter steps with its group's
 hyperparameters.
 
 Nothing here imports Dask before a Dask array shows up.
@@ -38,10 +38,11 @@ from typing import NamedTuple
 import numpy as np
 
 from . import _chunk_pool, _dtypes
+from ._family import StateKind
 from ._policy import Policies, global_scale
 
 #: The policies a step over Dask arrays applies; the others are refused with this list.
-SUPPORTED_POLICIES = ("clip_global_norm", "nonfinite", "clip_value", "bounds")
+SUPPORTED_POLICIES = ("clip_global_norm", "nonfinite", "clip_value", "bounds", "ema", "ema_bias_correction")
 
 
 class ChunkPolicy(NamedTuple):
@@ -49,14 +50,17 @@ class ChunkPolicy(NamedTuple):
 
     The gradient is scaled by ``grad_scale`` (global-norm clipping, computed by
     a tree reduction first), then clipped to ``[-clip_value, clip_value]``; the
-    new parameter is projected onto ``[low, high]`` (numbers; ``None``: no bound).
-    The same order as the kernels' policies, the same numbers.
+    new parameter is projected onto ``[low, high]`` (numbers; ``None``: no bound);
+    the moving average of the parameter takes it with decay ``ema`` (its chunk
+    comes last in the task's state). The same order as the kernels' policies,
+    the same numbers.
     """
 
     grad_scale: float = 1.0
     clip_value: float | None = None
     low: float | None = None
     high: float | None = None
+    ema: float | None = None
 
 
 def is_dask_array(value):
@@ -75,6 +79,8 @@ def _chunk_step(cls, names, step, hyper, carry, policy, param, grad, *state):
     """
     from .functional import run_step
 
+    if policy.ema is not None:
+        *state, average = state
     old = dict(zip(("param", *names), (param, *state)))
     new, sources = {}, {}
     for name, chunk in old.items():
@@ -84,6 +90,8 @@ def _chunk_step(cls, names, step, hyper, carry, policy, param, grad, *state):
     with _task_threads():
         run_step(cls, {**new, "grad": _usable_gradient(grad, policy)}, step, hyper, carry, sources=sources)
     _project(new["param"], policy)
+    if policy.ema is not None:
+        return (*new.values(), _averaged(average, new["param"], policy.ema))
     return tuple(new.values())
 
 
@@ -113,6 +121,19 @@ def _chunk_update(cls, names, step, hyper, carry, policy, norms, param, grad, *s
                  step, hyper, carry, norms=norms, passes=("update",))
     _project(param, policy)
     return param
+
+
+def _averaged(average, param, decay):
+    r"""A new chunk of the moving average after a step: :math:`d\,\bar p + (1 - d)\,p`, in the
+    real numbers of the average's dtype (complex as pairs), as the kernels compute it."""
+    kind = average.real.dtype.type
+    kept, taken = kind(decay), kind(1.0 - decay)
+    new = _fresh(average)
+    for part in (operator.attrgetter("real"), operator.attrgetter("imag"))[:2 if average.dtype.kind == "c" else 1]:
+        out = part(new)
+        out *= kept
+        out += part(param) * taken
+    return new
 
 
 def _new_chunk(chunk):
@@ -251,7 +272,8 @@ class DaskState:
     Adam). ``params[k]`` and ``state[name][k]`` are views of the holdings:
     Dask arrays whose chunks are items of those tuples, computed where the
     tuples live. A view you keep holds its whole tuple (the state too) in the
-    workers' memory.
+    workers' memory. With ``ema=d`` the moving average of the parameter is one
+    more item of each tuple, after the family's state (``state["ema"]``).
     """
 
     def __init__(self, cls, leaves, paths, h, policies):
@@ -265,9 +287,17 @@ class DaskState:
                 raise TypeError(f"{path} is a {type(leaf).__name__} but other parameters are Dask arrays: "
                                 "all parameters of a Dask optimizer must be Dask arrays")
             _check_dtype(leaf.dtype, path)
+            if policies.ema is not None and _dtypes.is_low_precision(leaf.dtype):
+                raise ValueError(f"on Dask arrays ema averages float32, float64 and complex parameters; {path} "
+                                 f"is {leaf.dtype} (its average would need the step's unrounded values)")
         self.kinds = self.family.state_kinds(h)
+        #: The optimizer's own arrays beside the family's state, by name: the moving average.
+        self.buffers = ("ema",) if policies.ema is not None else ()
         self._metas = [(leaf._meta, _meta(leaf, state_dtype(leaf.dtype))) for leaf in leaves]
         state = {kind.name: [self._initial(kind, h, leaf) for leaf in leaves] for kind in self.kinds}
+        if policies.ema is not None:  # started at the parameters, or at zero when it is bias corrected
+            start = StateKind("ema", "the moving average", initial=0.0 if policies.ema_bias_correction else "param")
+            state["ema"] = [self._initial(start, h, leaf) for leaf in leaves]
         self._hold(list(leaves), state)
 
     def _hold(self, params, state):
@@ -300,8 +330,13 @@ class DaskState:
 
             params = views(0, [meta for meta, _ in self._metas])
             state_metas = [meta for _, meta in self._metas]
-            self._views = params, {kind.name: views(i + 1, state_metas) for i, kind in enumerate(self.kinds)}
+            self._views = params, {name: views(i + 1, state_metas) for i, name in enumerate(self.names)}
         return self._views
+
+    @property
+    def names(self):
+        """The names of the items after the parameter in each tuple: the state kinds, then the buffers."""
+        return [kind.name for kind in self.kinds] + list(self.buffers)
 
     def _initial(self, kind, h, param):
         initial = kind.initial(h) if callable(kind.initial) else kind.initial
@@ -405,6 +440,10 @@ class DaskState:
             params.append(self.da.map_blocks(update, param, grad, *(state[name][k] for name in names),
                                              dtype=param.dtype, meta=_meta(param, param.dtype),
                                              token=token + "-update"))
+        if policy.ema is not None:
+            state["ema"] = [self.da.map_blocks(_averaged, average, param, policy.ema, dtype=average.dtype,
+                                               meta=_meta(average, average.dtype), token=token + "-ema")
+                            for average, param in zip(self.state["ema"], params)]
         self._hold(params, state)
 
     def gathered_state(self, lazy):
@@ -473,7 +512,7 @@ def chunk_policy(policies, grad_scale):
     """The :class:`ChunkPolicy` of an optimizer's checked ``policies`` for one step."""
     low, high = policies.bounds or (None, None)
     return ChunkPolicy(grad_scale, policies.clip_value, None if low is None else float(low),
-                       None if high is None else float(high))
+                       None if high is None else float(high), policies.ema)
 
 
 def skip_or_scale(policies, squares, bad, grad_paths):

@@ -685,7 +685,8 @@ class Optimizer:
         """The moving average of the parameters (``ema=d``), as new arrays in the tree of ``params``.
 
         With ``ema_bias_correction``, divided by :math:`1 - d^t` (:math:`t` the
-        updates so far); training is not disturbed.
+        updates so far); training is not disturbed. Over Dask arrays, lazy Dask
+        arrays of the averages held with the parameters.
         """
         if self._policies.ema is None:
             raise ValueError("ema_params() needs ema=d (the decay of the moving average) at construction")
@@ -693,7 +694,10 @@ class Optimizer:
             correction = 1.0
             if self._policies.ema_bias_correction and self._step:
                 correction = 1.0 - self._policies.ema ** self._step
-            averages = [p.policy_state["ema"][local] / p.compute.type(correction) for p, local in self._locations]
+            if self._dask is not None:  # lazy: Dask arrays over the held averages
+                averages = [average / average.dtype.type(correction) for average in self._dask.state["ema"]]
+            else:
+                averages = [p.policy_state["ema"][local] / p.compute.type(correction) for p, local in self._locations]
             return self._treedef.unflatten(averages)
 
     def _apply_schedules(self):
@@ -877,6 +881,12 @@ class Optimizer:
             root = f"state[{kind.name!r}]"
             arrays[kind.name] = dask_state.checked_state(kind.name, self._treedef.flatten_like(state[kind.name], root),
                                                          self._treedef.paths(root))
+        for name in dask_state.buffers:
+            if name not in state:
+                raise ValueError(f"state is missing {name!r} (this optimizer keeps it: {name}=...)")
+            root = f"state[{name!r}]"
+            arrays[name] = dask_state.checked_state(name, self._treedef.flatten_like(state[name], root),
+                                                    self._treedef.paths(root))
         return lambda: dask_state.load(arrays)
 
     def _reshape_state(self, kinds, h):

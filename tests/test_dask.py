@@ -223,10 +223,44 @@ def test_groups_on_the_cluster_step_with_their_own_hyperparameters(client, name)
     assert optimizer.state_dict()["groups"] == reference.state_dict()["groups"]
 
 
+@pytest.mark.parametrize("name, options, dtype", [
+    ("Adam", {"ema": 0.9}, np.float32), ("NAdam", {"ema": 0.9}, np.complex64),
+    ("Adam", {"ema": 0.8, "ema_bias_correction": True, "bounds": (-0.3, 0.3)}, np.float64),
+    ("LAMB", {"ema": 0.9, "weight_decay": 0.1}, np.float32),
+])
+def test_the_moving_average_on_the_cluster_is_the_numpy_one(client, name, options, dtype):
+    """ema=d over Dask arrays: the average is held with each chunk, taken in the chunk's task (LAMB:
+    after its update pass), bit for bit the kernels' fused average; saved, loaded into other chunks."""
+    cls = getattr(numadam, name)
+    start, grads = problem(21, dtype=dtype)
+    optimizer = cls([da.from_array(start, chunks=(20, 15))], lr=0.05, **options)
+    reference = cls([start.copy()], lr=0.05, **options)
+    for grad in grads:
+        optimizer.step([da.from_array(grad, chunks=(20, 15))])
+        reference.step([grad])
+    average = optimizer.ema_params()[0]
+    assert isinstance(average, da.Array)
+    compare = np.testing.assert_array_equal if name != "LAMB" else functools.partial(
+        np.testing.assert_allclose, rtol=2e-6, atol=1e-7)  # LAMB's norms: summed in another order
+    compare(average.compute(), reference.ema_params()[0])
+    compare(optimizer.params[0].compute(), reference.params[0])
+    state = optimizer.state_dict()
+    compare(state["ema"][0], reference.state_dict()["ema"][0])
+    reloaded = cls([da.from_array(start, chunks=(10, 30))], lr=0.05, **options)
+    reloaded.load_state_dict(state)
+    np.testing.assert_array_equal(reloaded.ema_params()[0].compute(), average.compute())
+    del state["ema"]
+    with pytest.raises(ValueError, match="state is missing 'ema'"):
+        reloaded.load_state_dict(state)
+
+
 def test_refusals_name_the_rule():
     with pytest.raises(ValueError, match="on Dask arrays numadam applies clip_global_norm, nonfinite, clip_value, "
-                                         "bounds; got ema"):
-        numadam.Adam([da.zeros(10, chunks=5)], ema=0.9)
+                                         "bounds, ema, ema_bias_correction; got accumulate"):
+        numadam.Adam([da.zeros(10, chunks=5)], accumulate=2)
+    with pytest.raises(ValueError, match=r"on Dask arrays ema averages float32, float64 and complex parameters; "
+                                         r"params\[0\] is float16"):
+        numadam.Adam([da.zeros(10, chunks=5, dtype=np.float16)], ema=0.9)
     with pytest.raises(ValueError, match="on Dask arrays the bounds are numbers .* got a ndarray low bound"):
         numadam.Adam([da.zeros(10, chunks=5)], bounds=(np.zeros(10), 1.0))
     with pytest.raises(TypeError, match=r"params\[1\] is a ndarray but other parameters are Dask arrays"):
@@ -276,6 +310,22 @@ def test_state_saved_to_zarr_chunk_by_chunk_and_loaded_into_other_chunks(client,
     on_numpy.load(path)  # a NumPy optimizer reads the store too
     np.testing.assert_array_equal(on_numpy.state_dict()["exp_avg_sq"][0],
                                   numadam.load_state(path)["exp_avg_sq"][0])
+
+
+def test_the_moving_average_is_saved_to_zarr_and_loaded_by_dask_and_numpy(client, tmp_path):
+    pytest.importorskip("zarr")
+    start, grads = problem(22)
+    optimizer = numadam.Adam([da.from_array(start, chunks=(20, 15))], lr=0.01, ema=0.9)
+    for grad in grads:
+        optimizer.step([da.from_array(grad, chunks=(20, 15))])
+    path = tmp_path / "state.zarr"
+    optimizer.save(path)
+    for resumed in (numadam.Adam([da.from_array(start, chunks=(10, 30))], lr=0.01, ema=0.9),
+                    numadam.Adam([start.copy()], lr=0.01, ema=0.9)):
+        resumed.load(path)
+        average = resumed.ema_params()[0]
+        np.testing.assert_array_equal(getattr(average, "compute", lambda: average)(),
+                                      optimizer.ema_params()[0].compute())
 
 
 def test_an_interrupted_zarr_save_is_refused(tmp_path):
