@@ -19,9 +19,10 @@ Global reductions (the gradients' global norm for ``clip_global_norm``, the
 non-finite count for ``nonfinite``) are Dask tree reductions, computed before
 the step's tasks are built. LAMB's per-parameter norms take a first round of
 tasks (:meth:`DaskState._step_with_norms`). The elementwise policies
-(``clip_value``, number ``bounds``, the moving average ``ema``) run inside each
-chunk's task (:class:`ChunkPolicy`), and each parameter steps with its group's
-hyperparameters.
+(``clip_value``, number ``bounds``, the moving average ``ema``, the mean of
+accumulated micro-batches) run inside each chunk's task (:class:`ChunkPolicy`),
+and each parameter steps with its group's hyperparameters. The moving average
+and the accumulator are held as more items of each chunk's tuple.
 
 Nothing here imports Dask before a Dask array shows up.
 """
@@ -42,7 +43,8 @@ from ._family import StateKind
 from ._policy import Policies, global_scale
 
 #: The policies a step over Dask arrays applies; the others are refused with this list.
-SUPPORTED_POLICIES = ("clip_global_norm", "nonfinite", "clip_value", "bounds", "ema", "ema_bias_correction")
+SUPPORTED_POLICIES = ("clip_global_norm", "nonfinite", "clip_value", "bounds", "ema", "ema_bias_correction",
+                      "accumulate")
 
 
 class ChunkPolicy(NamedTuple):
@@ -51,9 +53,11 @@ class ChunkPolicy(NamedTuple):
     The gradient is scaled by ``grad_scale`` (global-norm clipping, computed by
     a tree reduction first), then clipped to ``[-clip_value, clip_value]``; the
     new parameter is projected onto ``[low, high]`` (numbers; ``None``: no bound);
-    the moving average of the parameter takes it with decay ``ema`` (its chunk
-    comes last in the task's state). The same order as the kernels' policies,
-    the same numbers.
+    the moving average of the parameter takes it with decay ``ema``. With
+    ``accumulate`` (the number of micro-batches) the gradient the rule sees is
+    first the mean of the accumulated ones and this one, and the accumulator
+    is cleared. The average's chunk, then the accumulator's, come last in the
+    task's state. The same order as the kernels' policies, the same numbers.
     """
 
     grad_scale: float = 1.0
@@ -61,6 +65,7 @@ class ChunkPolicy(NamedTuple):
     low: float | None = None
     high: float | None = None
     ema: float | None = None
+    accumulate: int | None = None
 
 
 def is_dask_array(value):
@@ -79,8 +84,11 @@ def _chunk_step(cls, names, step, hyper, carry, policy, param, grad, *state):
     """
     from .functional import run_step
 
-    if policy.ema is not None:
-        *state, average = state
+    state = list(state)
+    accumulator = state.pop() if policy.accumulate is not None else None
+    average = state.pop() if policy.ema is not None else None
+    if accumulator is not None:
+        grad = _mean_gradient(accumulator, grad, policy.accumulate)
     old = dict(zip(("param", *names), (param, *state)))
     new, sources = {}, {}
     for name, chunk in old.items():
@@ -90,9 +98,29 @@ def _chunk_step(cls, names, step, hyper, carry, policy, param, grad, *state):
     with _task_threads():
         run_step(cls, {**new, "grad": _usable_gradient(grad, policy)}, step, hyper, carry, sources=sources)
     _project(new["param"], policy)
-    if policy.ema is not None:
-        return (*new.values(), _averaged(average, new["param"], policy.ema))
-    return tuple(new.values())
+    buffers = [] if average is None else [_averaged(average, new["param"], policy.ema)]
+    if accumulator is not None:
+        buffers.append(_filled_like(accumulator, 0, accumulator.dtype))
+    return (*new.values(), *buffers)
+
+
+def _mean_gradient(accumulator, grad, count):
+    """The gradient of an accumulated update: the mean of the ``count`` micro-batch gradients, summed
+    in the float64 ``accumulator`` but for this last one, ``grad``; in ``grad``'s dtype, as the
+    kernels compute it."""
+    total = accumulator + grad.astype(accumulator.dtype)
+    return (total / accumulator.real.dtype.type(count)).astype(grad.dtype)
+
+
+def _accumulated(held, grad):
+    """A chunk's holdings after a micro-batch that only accumulates: ``grad`` added into the
+    accumulator (the last item, a new array); the parameter and the state are the same arrays."""
+    return (*held[:-1], held[-1] + grad.astype(held[-1].dtype))
+
+
+def _mean_of_held(held, grad, count):
+    """The gradient an accumulated update will see (for the reductions before it)."""
+    return _mean_gradient(held[-1], grad, count)
 
 
 def _chunk_first_pass(cls, names, step, hyper, carry, policy, param, grad, *state):
@@ -192,8 +220,9 @@ def _task_threads():
 
 
 def _filled_like(block, value, dtype):
-    """A new chunk shaped like ``block`` (NumPy or CuPy), every element ``value``."""
-    return np.full_like(block, value, dtype=dtype)
+    """A new chunk shaped like ``block`` (NumPy or CuPy), every real number ``value`` (a complex
+    element is a pair of them, as the kernels see it: Yogi's initial 1e-6 is 1e-6 + 1e-6j)."""
+    return np.full_like(block, complex(value, value) if np.dtype(dtype).kind == "c" else value, dtype=dtype)
 
 
 def _together(*chunks):
@@ -210,6 +239,7 @@ def _item(held, item):
 def _step_held(run, held, grad):
     """``run`` on one chunk of the holdings: the next holdings' chunk."""
     return run(held[0], grad, *held[1:])
+
 
 
 def _held_array(da, function, arrays, token):
@@ -287,17 +317,24 @@ class DaskState:
                 raise TypeError(f"{path} is a {type(leaf).__name__} but other parameters are Dask arrays: "
                                 "all parameters of a Dask optimizer must be Dask arrays")
             _check_dtype(leaf.dtype, path)
-            if policies.ema is not None and _dtypes.is_low_precision(leaf.dtype):
-                raise ValueError(f"on Dask arrays ema averages float32, float64 and complex parameters; {path} "
-                                 f"is {leaf.dtype} (its average would need the step's unrounded values)")
+            if (policies.ema is not None or policies.accumulate > 1) and _dtypes.is_low_precision(leaf.dtype):
+                option = "ema" if policies.ema is not None else "accumulate"
+                raise ValueError(f"on Dask arrays {option} takes float32, float64 and complex parameters; {path} "
+                                 f"is {leaf.dtype} (only the fused kernel keeps the step's float32 values)")
         self.kinds = self.family.state_kinds(h)
-        #: The optimizer's own arrays beside the family's state, by name: the moving average.
-        self.buffers = ("ema",) if policies.ema is not None else ()
+        #: The optimizer's own arrays beside the family's state, by name: the moving average, the accumulator.
+        self.buffers = ("ema",) * (policies.ema is not None) + ("accumulator",) * (policies.accumulate > 1)
+        self._accumulate = policies.accumulate
         self._metas = [(leaf._meta, _meta(leaf, state_dtype(leaf.dtype))) for leaf in leaves]
         state = {kind.name: [self._initial(kind, h, leaf) for leaf in leaves] for kind in self.kinds}
         if policies.ema is not None:  # started at the parameters, or at zero when it is bias corrected
             start = StateKind("ema", "the moving average", initial=0.0 if policies.ema_bias_correction else "param")
             state["ema"] = [self._initial(start, h, leaf) for leaf in leaves]
+        if policies.accumulate > 1:  # float64 sums (complex128 for complex parameters)
+            state["accumulator"] = [leaf.map_blocks(_filled_like, 0, _accumulator_dtype(leaf.dtype),
+                                                    dtype=_accumulator_dtype(leaf.dtype),
+                                                    meta=_meta(leaf, _accumulator_dtype(leaf.dtype)))
+                                    for leaf in leaves]
         self._hold(list(leaves), state)
 
     def _hold(self, params, state):
@@ -365,13 +402,18 @@ class DaskState:
             checked.append(grad)
         return checked
 
-    def reduce(self, grads, policies):
-        """``(sum of squares, non-finite count)`` per gradient, float64, by Dask tree reductions."""
+    def reduce(self, grads, policies, phase=""):
+        """``(sum of squares, non-finite count)`` per gradient, float64, by Dask tree reductions: of the
+        gradient the update sees (the mean of the micro-batches for ``phase="apply"``)."""
         import dask
 
+        if phase == "apply":
+            grads = [self.da.map_blocks(_mean_of_held, held, grad, self._accumulate, dtype=grad.dtype,
+                                        meta=grad._meta) for held, grad in zip(self.holdings, grads)]
         wanted = []
         for grad in grads:
-            wanted.append(_sum_of_squares(self.da, grad) if policies.clip_global_norm is not None else 0.0)
+            wanted.append(_sum_of_squares(self.da, grad) if policies.clip_global_norm is not None and phase != "add"
+                          else 0.0)
             wanted.append(self.da.sum(~self.da.isfinite(grad)) if policies.nonfinite != "propagate" else 0)
         values = dask.compute(*wanted)
         return np.array(values[0::2], np.float64), np.array(values[1::2], np.float64)
@@ -389,6 +431,11 @@ class DaskState:
                         f"the optimizer's parameters or state on the Dask cluster are {future.status} (a worker "
                         "died or the client restarted); nothing was stepped. Resume from a saved state: "
                         "make a new optimizer over the parameters and load_state_dict(saved)")
+
+    def accumulate(self, grads):
+        """Add ``grads`` into the accumulators (a micro-batch that takes no step): one task per chunk."""
+        self._held([_held_array(self.da, _accumulated, [held, grad], "numadam-accumulate")
+                    for held, grad in zip(self.holdings, grads)])
 
     def step(self, grads, step, hypers, carries, policy):
         """Replace the parameters and state by their values after step ``step`` (persisted): parameter
@@ -413,6 +460,9 @@ class DaskState:
 
         names = [kind.name for kind in self.kinds]
         token = f"numadam-{self.family.name}-step-{step}"
+        if policy.accumulate is not None:  # both passes see the mean of the micro-batches
+            grads = [self.da.map_blocks(_mean_of_held, held, grad, policy.accumulate, dtype=grad.dtype,
+                                        meta=grad._meta) for held, grad in zip(self.holdings, grads)]
         states, sums = {name: [] for name in names}, []
         for k, (param, grad) in enumerate(zip(self.params, grads)):
             first = functools.partial(_chunk_first_pass, self.cls, names, step, hypers[k], carries[k], policy)
@@ -444,6 +494,10 @@ class DaskState:
             state["ema"] = [self.da.map_blocks(_averaged, average, param, policy.ema, dtype=average.dtype,
                                                meta=_meta(average, average.dtype), token=token + "-ema")
                             for average, param in zip(self.state["ema"], params)]
+        if policy.accumulate is not None:
+            state["accumulator"] = [self.da.map_blocks(_filled_like, old, 0, old.dtype, dtype=old.dtype,
+                                                       meta=_meta(old, old.dtype), token=token + "-cleared")
+                                    for old in self.state["accumulator"]]
         self._hold(params, state)
 
     def gathered_state(self, lazy):
@@ -462,7 +516,7 @@ class DaskState:
         """``leaves`` (NumPy, CuPy or Dask) as Dask arrays chunked like the parameters, checked."""
         checked = []
         for leaf, param, path in zip(leaves, self.params, paths):
-            dtype = state_dtype(param.dtype)
+            dtype = _accumulator_dtype(param.dtype) if name == "accumulator" else state_dtype(param.dtype)
             if not is_dask_array(leaf):
                 if not (isinstance(leaf, np.ndarray) or hasattr(leaf, "__cuda_array_interface__")):
                     raise TypeError(f"{path} must be an array; got {type(leaf).__name__}")
@@ -483,6 +537,10 @@ def _sum_of_squares(da, grad):
     """The float64 sum of the squares of ``grad``'s real numbers, as a tree reduction."""
     parts = (grad.real, grad.imag) if grad.dtype.kind == "c" else (grad,)
     return sum(da.sum(part.astype(np.float64) ** 2) for part in parts)
+
+
+def _accumulator_dtype(dtype):
+    return np.dtype(np.complex128 if dtype.kind == "c" else np.float64)
 
 
 def state_dtype(dtype):
@@ -512,7 +570,8 @@ def chunk_policy(policies, grad_scale):
     """The :class:`ChunkPolicy` of an optimizer's checked ``policies`` for one step."""
     low, high = policies.bounds or (None, None)
     return ChunkPolicy(grad_scale, policies.clip_value, None if low is None else float(low),
-                       None if high is None else float(high), policies.ema)
+                       None if high is None else float(high), policies.ema,
+                       policies.accumulate if policies.accumulate > 1 else None)
 
 
 def skip_or_scale(policies, squares, bad, grad_paths):

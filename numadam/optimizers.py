@@ -176,23 +176,30 @@ class Optimizer:
 
     def _dask_step(self, grads):
         dask_state = self._dask
+        policies = self._policies
         dask_state.check_alive()
         grad_paths = self._grad_paths()
         leaves = dask_state.checked_grads(self._treedef.flatten_like(grads, "grads"), grad_paths)
+        micro_step = self._micro_step + 1
+        phase = policies.phase(micro_step)
         grad_scale = 1.0
-        if self._policies.reduces:
-            squares, bad = dask_state.reduce(leaves, self._policies)
-            grad_scale = skip_or_scale(self._policies, squares, bad, grad_paths)
+        if policies.needs_reduction(phase):
+            squares, bad = dask_state.reduce(leaves, policies, phase)
+            grad_scale = skip_or_scale(policies, squares, bad, grad_paths)
             if grad_scale is None:
                 self._skipped += 1
                 return self.params
+        if phase == "add":  # only accumulated: no update is taken
+            dask_state.accumulate(leaves)
+            self._micro_step = micro_step
+            return self.params
         self._apply_schedules()
         step = self._step + 1
         _, carry, _ = self._step_scalars(step)
         rows = [row._asdict() for row in self._rows()[0]]
         dask_state.step(leaves, step, [rows[r] for r in self._leaf_rows], [self._carry[r] for r in self._leaf_rows],
-                        chunk_policy(self._policies, grad_scale))
-        self._step, self._carry = step, carry
+                        chunk_policy(policies, grad_scale))
+        self._step, self._carry, self._micro_step = step, carry, 0
         return self.params
 
     def _bound_arguments(self, params, args, kwargs):

@@ -47,9 +47,11 @@ def stepped_on_numpy(cls, options, start, grads):
 
 
 @pytest.mark.parametrize("name, options", FAMILIES, ids=lambda v: v if isinstance(v, str) else "-".join(v) or "")
-def test_each_family_on_the_cluster_is_bit_identical_to_numpy(client, name, options):
+@pytest.mark.parametrize("dtype", [np.float32, np.complex64])
+def test_each_family_on_the_cluster_is_bit_identical_to_numpy(client, name, options, dtype):
+    """Complex numbers are pairs of reals on both paths, initial state included (Yogi's 1e-6 in each)."""
     cls = getattr(numadam, name)
-    start, grads = problem(1)
+    start, grads = problem(1, dtype=dtype)
     optimizer = cls([da.from_array(start, chunks=(20, 15))], lr=0.01, **options)
     for grad in grads:
         returned = optimizer.step([da.from_array(grad, chunks=(20, 15))])
@@ -254,13 +256,50 @@ def test_the_moving_average_on_the_cluster_is_the_numpy_one(client, name, option
         reloaded.load_state_dict(state)
 
 
+@pytest.mark.parametrize("name, options, dtype", [
+    ("Adam", {"accumulate": 3}, np.float32), ("Yogi", {"accumulate": 2, "ema": 0.9}, np.complex64),
+    ("Adam", {"accumulate": 3, "clip_global_norm": 0.5, "nonfinite": "skip"}, np.float64),
+    ("LAMB", {"accumulate": 2, "weight_decay": 0.1}, np.float32),
+])
+def test_gradient_accumulation_on_the_cluster_is_the_numpy_one(client, name, options, dtype):
+    """accumulate=k over Dask arrays: k - 1 micro-batches add into a float64 accumulator held with
+    each chunk, the k-th updates with the mean (and clears it), as over NumPy arrays: same step
+    count, same skipped micro-batches, the same numbers; a state saved mid-accumulation resumes."""
+    cls = getattr(numadam, name)
+    start, grads = problem(23, dtype=dtype, steps=8)
+    if options.get("nonfinite") == "skip":
+        grads[1][3, 4] = np.nan  # a micro-batch that only adds, then one that updates
+        grads[5][0, 0] = np.inf
+    optimizer = cls([da.from_array(start, chunks=(20, 15))], lr=0.05, **options)
+    reference = cls([start.copy()], lr=0.05, **options)
+    compare = np.testing.assert_array_equal
+    if name == "LAMB":  # its norms are summed in another order
+        compare = functools.partial(np.testing.assert_allclose, rtol=2e-6, atol=1e-7)
+    if "clip_global_norm" in options:  # so is the global norm: its scale may differ in the last bit
+        compare = functools.partial(np.testing.assert_allclose, rtol=1e-13, atol=1e-16)
+    for t, grad in enumerate(grads):
+        optimizer.step([da.from_array(grad, chunks=(20, 15))])
+        reference.step([grad])
+        assert optimizer.step_count == reference.step_count
+        if t == 4:  # between micro-batches: the accumulator travels with the state
+            state = optimizer.state_dict()
+            compare(state["accumulator"][0], reference.state_dict()["accumulator"][0])
+            optimizer = cls([da.from_array(optimizer.params[0].compute(), chunks=(10, 30))], lr=0.05, **options)
+            optimizer.load_state_dict(state)
+    assert optimizer.state_dict()["micro_step"] == reference.state_dict()["micro_step"]
+    compare(optimizer.params[0].compute(), reference.params[0])
+    if options.get("nonfinite") == "skip":
+        assert optimizer.skipped_steps == reference.skipped_steps == 2
+
+
 def test_refusals_name_the_rule():
     with pytest.raises(ValueError, match="on Dask arrays numadam applies clip_global_norm, nonfinite, clip_value, "
-                                         "bounds, ema, ema_bias_correction; got accumulate"):
-        numadam.Adam([da.zeros(10, chunks=5)], accumulate=2)
-    with pytest.raises(ValueError, match=r"on Dask arrays ema averages float32, float64 and complex parameters; "
-                                         r"params\[0\] is float16"):
-        numadam.Adam([da.zeros(10, chunks=5, dtype=np.float16)], ema=0.9)
+                                         "bounds, ema, ema_bias_correction, accumulate; got state_dtype"):
+        numadam.Adam([da.zeros(10, chunks=5)], state_dtype="bfloat16")
+    for option in ({"ema": 0.9}, {"accumulate": 2}):
+        with pytest.raises(ValueError, match=f"on Dask arrays {next(iter(option))} takes float32, float64 and "
+                                             r"complex parameters; params\[0\] is float16"):
+            numadam.Adam([da.zeros(10, chunks=5, dtype=np.float16)], **option)
     with pytest.raises(ValueError, match="on Dask arrays the bounds are numbers .* got a ndarray low bound"):
         numadam.Adam([da.zeros(10, chunks=5)], bounds=(np.zeros(10), 1.0))
     with pytest.raises(TypeError, match=r"params\[1\] is a ndarray but other parameters are Dask arrays"):
