@@ -44,7 +44,7 @@ from ._policy import Policies, global_scale
 
 #: The policies a step over Dask arrays applies; the others are refused with this list.
 SUPPORTED_POLICIES = ("clip_global_norm", "nonfinite", "clip_value", "bounds", "ema", "ema_bias_correction",
-                      "accumulate")
+                      "accumulate", "state_dtype")
 
 
 class ChunkPolicy(NamedTuple):
@@ -269,13 +269,17 @@ def functional_step(cls, operands, step, hyper, carry):
     param = operands["param"]
     _check_dtype(param.dtype, "param")
     arrays = {}
+    expected_state = state_dtype(param.dtype)
+    states = [operands[name] for name in names]
+    if states and states[0].dtype.name == "bfloat16" and expected_state == np.float32 and param.dtype.kind != "c":
+        expected_state = states[0].dtype  # state_dtype="bfloat16", as the NumPy steps take it
     for name, array in operands.items():
         if not is_dask_array(array):
             raise TypeError(f"{name} is a {type(array).__name__} but param is a Dask array: every operand of a "
                             "step over Dask arrays must be one")
         if array.shape != param.shape:
             raise ValueError(f"{name} must have param's shape {param.shape}; got {array.shape}")
-        expected = param.dtype if name == "grad" else state_dtype(param.dtype)
+        expected = param.dtype if name == "grad" else expected_state
         if array.dtype != expected:
             raise TypeError(f"{name} is {array.dtype} but must be {expected} (param is {param.dtype})")
         arrays[name] = array if array.chunks == param.chunks else array.rechunk(param.chunks)
@@ -325,7 +329,8 @@ class DaskState:
         #: The optimizer's own arrays beside the family's state, by name: the moving average, the accumulator.
         self.buffers = ("ema",) * (policies.ema is not None) + ("accumulator",) * (policies.accumulate > 1)
         self._accumulate = policies.accumulate
-        self._metas = [(leaf._meta, _meta(leaf, state_dtype(leaf.dtype))) for leaf in leaves]
+        self._state_dtype = policies.state_dtype  # None (the default) or bfloat16
+        self._metas = [(leaf._meta, _meta(leaf, self.state_dtype(leaf.dtype))) for leaf in leaves]
         state = {kind.name: [self._initial(kind, h, leaf) for leaf in leaves] for kind in self.kinds}
         if policies.ema is not None:  # started at the parameters, or at zero when it is bias corrected
             start = StateKind("ema", "the moving average", initial=0.0 if policies.ema_bias_correction else "param")
@@ -370,6 +375,10 @@ class DaskState:
             self._views = params, {name: views(i + 1, state_metas) for i, name in enumerate(self.names)}
         return self._views
 
+    def state_dtype(self, dtype):
+        """The dtype of the state of a parameter of ``dtype``."""
+        return state_dtype(dtype) if self._state_dtype is None else self._state_dtype
+
     @property
     def names(self):
         """The names of the items after the parameter in each tuple: the state kinds, then the buffers."""
@@ -377,7 +386,7 @@ class DaskState:
 
     def _initial(self, kind, h, param):
         initial = kind.initial(h) if callable(kind.initial) else kind.initial
-        dtype = state_dtype(param.dtype)
+        dtype = self.state_dtype(param.dtype) if kind.name != "ema" else state_dtype(param.dtype)
         if isinstance(initial, str):  # "param": the state starts at the parameters
             return param.astype(dtype, copy=True)
         # A task per chunk that reads the parameter's chunk: Dask puts it where that chunk lives.
@@ -516,7 +525,8 @@ class DaskState:
         """``leaves`` (NumPy, CuPy or Dask) as Dask arrays chunked like the parameters, checked."""
         checked = []
         for leaf, param, path in zip(leaves, self.params, paths):
-            dtype = _accumulator_dtype(param.dtype) if name == "accumulator" else state_dtype(param.dtype)
+            dtype = {"accumulator": _accumulator_dtype(param.dtype), "ema": state_dtype(param.dtype)}.get(
+                name, self.state_dtype(param.dtype))
             if not is_dask_array(leaf):
                 if not (isinstance(leaf, np.ndarray) or hasattr(leaf, "__cuda_array_interface__")):
                     raise TypeError(f"{path} must be an array; got {type(leaf).__name__}")
@@ -560,6 +570,9 @@ def _check_policies(policies, cls):
     if unsupported:
         raise ValueError(f"on Dask arrays numadam applies {', '.join(SUPPORTED_POLICIES)}; got "
                          f"{', '.join(unsupported)} (step the NumPy arrays of one machine for the others)")
+    if policies.state_dtype is not None and policies.state_dtype.name != "bfloat16":
+        raise ValueError(f"on Dask arrays state_dtype may be 'bfloat16' (or the default); got "
+                         f"{policies.state_dtype.name!r}")
     for side, value in zip(("low", "high"), policies.bounds or ()):
         if value is not None and not isinstance(value, (int, float, np.floating, np.integer)):
             raise ValueError(f"on Dask arrays the bounds are numbers (or None); got a {type(value).__name__} "

@@ -64,19 +64,23 @@ def operand_rows(infos, group=0, follow=None, pairs=True):
 def check_operands(infos, names, arrays, written):
     """Every check on the operands of one update, before anything is written.
 
-    The state of float16 and bfloat16 parameters is float32; every other operand
-    has the parameter's dtype and shape.
+    The gradient has the parameter's dtype and shape; the state has its shape
+    and its compute dtype (float32 for float16 and bfloat16 parameters), or is
+    all bfloat16 where that is float32 (``state_dtype="bfloat16"``).
     """
     param = infos[PARAM]
     _validate.check_parameter_dtype(param, names[PARAM])
-    state = param
-    if _dtypes.is_low_precision(param.dtype):
-        state = param._replace(dtype=_dtypes.compute_dtype(param.dtype))
+    state = param._replace(dtype=_dtypes.compute_dtype(param.dtype)) if _dtypes.is_low_precision(param.dtype) else param
+    first_state = infos[GRAD + 1] if len(infos) > GRAD + 1 else None
+    if (first_state is not None and first_state.dtype.name == "bfloat16" and state.dtype.name == "float32"
+            and param.dtype.kind != "c"):
+        state = state._replace(dtype=first_state.dtype)
     for k, (info, name, writes) in enumerate(zip(infos, names, written)):
         if k in (PARAM, GRAD):
             _validate.check_matches(info, name, param, names[PARAM])
         else:
-            _validate.check_matches(info, name, state, names[PARAM] + ("'s float32 state" if state is not param else ""))
+            _validate.check_matches(info, name, state, names[PARAM] + (
+                f"'s {state.dtype.name} state" if state.dtype != param.dtype else ""))
         _validate.check_layout(info, name, writes)
     _validate.check_disjoint(infos, names, arrays, written)
 

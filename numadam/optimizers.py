@@ -160,12 +160,13 @@ class Optimizer:
         self._carries = {}
         self._carry = [family.initial_carry() for _ in range(len(self._groups) + 1)]
         self._bounds = self._prepared_bounds()
-        self._check_precision_options()
+        self._check_precision_options([info.dtype for info in self._infos])
         self._check_complex_mode()
         self._install_passes(self._hyper_tuple(self._hyper))
 
     def _init_dask(self, leaves, leaf_groups):
         """Parameters that are Dask arrays: a :class:`~numadam._dask.DaskState` steps them."""
+        self._check_precision_options([leaf.dtype for leaf in leaves])
         self._dask = DaskState(type(self), leaves, self._paths, self._hyper_tuple(self._hyper), self._policies)
         self._step = self._skipped = self._micro_step = 0
         self._device_steps = None
@@ -231,23 +232,23 @@ class Optimizer:
             sides.append([leaf_bound(v, path, side) for v, path in zip(values, self._paths)])
         return [self._leaf_bounds(k, low, high) for k, (low, high) in enumerate(zip(*sides))]
 
-    def _check_precision_options(self):
+    def _check_precision_options(self, dtypes):
         """``master_weights`` and ``stochastic_rounding`` round 16-bit parameters; a 16-bit state holds real numbers
-        of float32 arithmetic (rounding float64 to bfloat16 through float32 would round twice)."""
+        of float32 arithmetic (rounding float64 to bfloat16 through float32 would round twice). ``dtypes``:
+        the parameters'."""
         policies = self._policies
-        wide = [path for info, path in zip(self._infos, self._paths) if not _dtypes.is_low_precision(info.dtype)]
+        wide = [(path, dtype) for dtype, path in zip(dtypes, self._paths) if not _dtypes.is_low_precision(dtype)]
         for name in ("master_weights", "stochastic_rounding"):
             if getattr(policies, name) and wide:
-                raise ValueError(f"{name} rounds float16 and bfloat16 parameters; {wide[0]} is "
-                                 f"{self._infos[self._paths.index(wide[0])].dtype}")
+                raise ValueError(f"{name} rounds float16 and bfloat16 parameters; {wide[0][0]} is {wide[0][1]}")
         if policies.state_dtype is not None and policies.state_dtype.itemsize < 4:
-            complex_leaves = [path for info, path in zip(self._infos, self._paths) if info.dtype.kind == "c"]
+            complex_leaves = [path for dtype, path in zip(dtypes, self._paths) if dtype.kind == "c"]
             if complex_leaves:
                 raise ValueError(f"state_dtype={policies.state_dtype.name!r} holds real numbers; "
                                  f"{complex_leaves[0]} is complex")
         if policies.state_dtype is not None and policies.state_dtype.itemsize == 2:
-            doubles = [path for info, path in zip(self._infos, self._paths) if info.dtype.itemsize // (
-                2 if info.dtype.kind == "c" else 1) == 8]
+            doubles = [path for dtype, path in zip(dtypes, self._paths) if dtype.itemsize // (
+                2 if dtype.kind == "c" else 1) == 8]
             if doubles:
                 raise ValueError(f"state_dtype='bfloat16' rounds float32 arithmetic; {doubles[0]} is float64 "
                                  "(keep its float64 state, or take state_dtype='int8')")

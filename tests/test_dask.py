@@ -292,10 +292,43 @@ def test_gradient_accumulation_on_the_cluster_is_the_numpy_one(client, name, opt
         assert optimizer.skipped_steps == reference.skipped_steps == 2
 
 
+@pytest.mark.parametrize("name", ["Adam", "Yogi", "ScheduleFreeAdamW", "LAMB"])
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_bfloat16_state_on_the_cluster_is_the_numpy_one(client, name, dtype):
+    """state_dtype="bfloat16" over Dask arrays: bfloat16 state chunks, rounded in each chunk's task
+    as the kernels round them; the state dict holds bfloat16, and loads into float32 state."""
+    ml_dtypes = pytest.importorskip("ml_dtypes")
+    dtype = np.dtype(getattr(ml_dtypes, dtype, None) or dtype)
+    cls = getattr(numadam, name)
+    start, grads = problem(24)
+    start, grads = start.astype(dtype), [grad.astype(dtype) for grad in grads]
+    optimizer = cls([da.from_array(start, chunks=(20, 15))], lr=0.05, state_dtype="bfloat16")
+    reference = cls([start.copy()], lr=0.05, state_dtype="bfloat16")
+    for grad in grads:
+        optimizer.step([da.from_array(grad, chunks=(20, 15))])
+        reference.step([grad])
+    compare = np.testing.assert_array_equal if name != "LAMB" else functools.partial(
+        np.testing.assert_allclose, rtol=1e-2, atol=1e-6)  # LAMB's norms: summed in another order
+    compare(optimizer.params[0].compute().astype(np.float32), reference.params[0].astype(np.float32))
+    state, expected = optimizer.state_dict(), reference.state_dict()
+    for kind in cls.family.state_kinds(cls.family.Hyper(**optimizer._hyper)):
+        assert state[kind.name][0].dtype.name == "bfloat16"
+        compare(state[kind.name][0].astype(np.float32), expected[kind.name][0].astype(np.float32))
+    wide = cls([da.from_array(optimizer.params[0].compute(), chunks=(10, 30))], lr=0.05)
+    wide.load_state_dict(state)  # bfloat16 numbers, kept in float32 from now on
+    assert wide.state_dict(lazy=True)["exp_avg_sq"][0].dtype == (np.float32 if dtype == np.float32 else np.float32)
+    np.testing.assert_array_equal(wide.state_dict()["exp_avg_sq"][0], state["exp_avg_sq"][0].astype(np.float32))
+
+
 def test_refusals_name_the_rule():
     with pytest.raises(ValueError, match="on Dask arrays numadam applies clip_global_norm, nonfinite, clip_value, "
-                                         "bounds, ema, ema_bias_correction, accumulate; got state_dtype"):
-        numadam.Adam([da.zeros(10, chunks=5)], state_dtype="bfloat16")
+                                         "bounds, ema, ema_bias_correction, accumulate, state_dtype; got "
+                                         "master_weights"):
+        numadam.Adam([da.zeros(10, chunks=5, dtype=np.float16)], master_weights=True)
+    with pytest.raises(ValueError, match="on Dask arrays state_dtype may be 'bfloat16' .*; got 'int8'"):
+        numadam.Adam([da.zeros(10, chunks=5)], state_dtype="int8")
+    with pytest.raises(ValueError, match="state_dtype='bfloat16' holds real numbers; params\\[0\\] is complex"):
+        numadam.Adam([da.zeros(10, chunks=5, dtype=np.complex64)], state_dtype="bfloat16")
     for option in ({"ema": 0.9}, {"accumulate": 2}):
         with pytest.raises(ValueError, match=f"on Dask arrays {next(iter(option))} takes float32, float64 and "
                                              r"complex parameters; params\[0\] is float16"):

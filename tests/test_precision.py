@@ -144,3 +144,23 @@ def test_functional_steps_take_sixteen_bit_parameters_with_float32_state():
         reference.step(grads)
     assert_bits_equal(params, reference.params)
     np.testing.assert_array_equal(m, reference.state[0]["exp_avg"])
+
+
+@pytest.mark.parametrize("dtype", [np.dtype(np.float32)] + SIXTEEN_BITS, ids=str)
+def test_functional_steps_take_bfloat16_state(dtype):
+    """State arrays the caller keeps in bfloat16 (``state_dtype="bfloat16"``): rounded every step as
+    the optimizers round theirs; a mix of state dtypes, or bfloat16 state for float64, is refused."""
+    params = parameters(11, dtype, shapes=((13,),))
+    reference = Reference("adam", {}, params, state_dtype=BFLOAT16)
+    m, v = np.zeros(13, BFLOAT16), np.zeros(13, BFLOAT16)
+    for t, grads in enumerate(gradients(12, params, 3), start=1):
+        numadam.adam_step(params[0], grads[0], m, v, step=t, lr=LR)
+        reference.step(grads)
+    assert_bits_equal(params, reference.params)
+    assert_bits_equal([m, v], [reference.state[0]["exp_avg"], reference.state[0]["exp_avg_sq"]])
+    before = params[0].copy()
+    with pytest.raises(TypeError, match="exp_avg_sq has dtype float32 but param(?:'s bfloat16 state)? has dtype bfloat16"):
+        numadam.adam_step(params[0], grads[0], m, np.zeros(13, np.float32), step=4, lr=LR)
+    assert_bits_equal(params, [before])
+    with pytest.raises(TypeError, match="exp_avg has dtype bfloat16 but param has dtype float64"):
+        numadam.adam_step(np.zeros(3), np.zeros(3), np.zeros(3, BFLOAT16), np.zeros(3, BFLOAT16), step=1)
