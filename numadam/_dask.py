@@ -19,7 +19,7 @@ Global reductions (the gradients' global norm for ``clip_global_norm``, the
 non-finite count for ``nonfinite``) are Dask tree reductions, computed before
 the step's tasks are built. LAMB's per-parameter norms take a first round of
 tasks (:meth:`DaskState._step_with_norms`). The elementwise policies
-(``clip_value``, number ``bounds``, the moving average ``ema``, the mean of
+(``clip_value``, ``bounds`` given as numbers or arrays, the moving average ``ema``, the mean of
 accumulated micro-batches) run inside each chunk's task (:class:`ChunkPolicy`),
 and each parameter steps with its group's hyperparameters. The moving average
 and the accumulator are held as more items of each chunk's tuple.
@@ -47,12 +47,17 @@ SUPPORTED_POLICIES = ("clip_global_norm", "nonfinite", "clip_value", "bounds", "
                       "accumulate", "state_dtype")
 
 
+#: A :class:`ChunkPolicy`'s ``low`` or ``high`` that is an array: its chunk comes last in the task's arguments.
+ARRAY_BOUND = "array"
+
+
 class ChunkPolicy(NamedTuple):
     """What a chunk's task applies around the family's rule, elementwise.
 
     The gradient is scaled by ``grad_scale`` (global-norm clipping, computed by
     a tree reduction first), then clipped to ``[-clip_value, clip_value]``; the
-    new parameter is projected onto ``[low, high]`` (numbers; ``None``: no bound);
+    new parameter is projected onto ``[low, high]`` (numbers, ``None``: no bound,
+    or :data:`ARRAY_BOUND`: the chunk of an array bound, given after the state);
     the moving average of the parameter takes it with decay ``ema``. With
     ``accumulate`` (the number of micro-batches) the gradient the rule sees is
     first the mean of the accumulated ones and this one, and the accumulator
@@ -62,8 +67,8 @@ class ChunkPolicy(NamedTuple):
 
     grad_scale: float = 1.0
     clip_value: float | None = None
-    low: float | None = None
-    high: float | None = None
+    low: float | str | None = None
+    high: float | str | None = None
     ema: float | None = None
     accumulate: int | None = None
 
@@ -84,7 +89,7 @@ def _chunk_step(cls, names, step, hyper, carry, policy, param, grad, *state):
     """
     from .functional import run_step
 
-    state = list(state)
+    state, bounds = _split_bounds(state, policy)
     accumulator = state.pop() if policy.accumulate is not None else None
     average = state.pop() if policy.ema is not None else None
     if accumulator is not None:
@@ -97,7 +102,7 @@ def _chunk_step(cls, names, step, hyper, carry, policy, param, grad, *state):
             sources[name] = source
     with _task_threads():
         run_step(cls, {**new, "grad": _usable_gradient(grad, policy)}, step, hyper, carry, sources=sources)
-    _project(new["param"], policy)
+    _project(new["param"], policy, bounds)
     buffers = [] if average is None else [_averaged(average, new["param"], policy.ema)]
     if accumulator is not None:
         buffers.append(_filled_like(accumulator, 0, accumulator.dtype))
@@ -143,11 +148,12 @@ def _chunk_update(cls, names, step, hyper, carry, policy, norms, param, grad, *s
     the state): the new parameter (a copy)."""
     from .functional import run_step
 
+    state, bounds = _split_bounds(state, policy)
     param, state = _fresh(param), [_fresh(array) for array in state]
     with _task_threads():
         run_step(cls, dict(zip(("param", "grad", *names), (param, _usable_gradient(grad, policy), *state))),
                  step, hyper, carry, norms=norms, passes=("update",))
-    _project(param, policy)
+    _project(param, policy, bounds)
     return param
 
 
@@ -193,12 +199,20 @@ def _usable_gradient(grad, policy):
     return grad
 
 
-def _project(param, policy):
-    """``param`` onto ``[low, high]``, in place (NaN stays NaN)."""
-    if policy.low is not None or policy.high is not None:
-        kind = param.dtype.type
-        param.clip(None if policy.low is None else kind(policy.low), None if policy.high is None else kind(policy.high),
-                   out=param)
+def _split_bounds(state, policy):
+    """``(state, bounds)``: a task's state chunks, and after them the chunks of its array bounds."""
+    n_arrays = (policy.low == ARRAY_BOUND) + (policy.high == ARRAY_BOUND)
+    return list(state[:len(state) - n_arrays]), state[len(state) - n_arrays:]
+
+
+def _project(param, policy, bounds=()):
+    """``param`` onto ``[low, high]``, in place (NaN stays NaN); ``bounds``: the chunks of array bounds."""
+    chunks = iter(bounds)
+    kind = param.dtype.type
+    sides = [next(chunks) if value == ARRAY_BOUND else None if value is None else kind(value)
+             for value in (policy.low, policy.high)]
+    if sides[0] is not None or sides[1] is not None:
+        param.clip(*sides, out=param)
 
 
 @contextlib.contextmanager
@@ -236,9 +250,9 @@ def _item(held, item):
     return held[item]
 
 
-def _step_held(run, held, grad):
-    """``run`` on one chunk of the holdings: the next holdings' chunk."""
-    return run(held[0], grad, *held[1:])
+def _step_held(run, held, grad, *bounds):
+    """``run`` on one chunk of the holdings (and of array bounds): the next holdings' chunk."""
+    return run(held[0], grad, *held[1:], *bounds)
 
 
 
@@ -310,7 +324,7 @@ class DaskState:
     more item of each tuple, after the family's state (``state["ema"]``).
     """
 
-    def __init__(self, cls, leaves, paths, h, policies):
+    def __init__(self, cls, leaves, paths, h, policies, bounds=None):
         self.da = _import_dask_array()
         self.cls = cls
         self.family = cls.family
@@ -340,7 +354,59 @@ class DaskState:
                                                     dtype=_accumulator_dtype(leaf.dtype),
                                                     meta=_meta(leaf, _accumulator_dtype(leaf.dtype)))
                                     for leaf in leaves]
+        self._bounds = None if bounds is None else self._checked_bounds(bounds, leaves)
         self._hold(list(leaves), state)
+
+    def _checked_bounds(self, bounds, leaves):
+        """Each leaf's ``(low, high)``: a number (``None`` where infinite) or a persisted Dask array of
+        its dtype, chunked like it; arrays checked for NaN and ``low <= high`` in one computation."""
+        import dask
+
+        checked, checks = [], []
+        for (low, high), leaf, path in zip(bounds, leaves, self.paths):
+            if leaf.dtype.kind == "c":
+                raise TypeError(f"bounds apply to real parameters; {path} is {leaf.dtype}")
+            sides = []
+            for side, value in (("low", low), ("high", high)):
+                if isinstance(value, float):
+                    sides.append(None if math.isinf(value) else value)
+                    continue
+                if not (is_dask_array(value) or isinstance(value, np.ndarray)
+                        or hasattr(value, "__cuda_array_interface__")):
+                    raise TypeError(f"the {side} bound of {path} must be a number, None or an array; got "
+                                    f"{type(value).__name__}")
+                if value.shape != leaf.shape:
+                    raise ValueError(f"the {side} bound of {path} must have its shape {leaf.shape}; got {value.shape}")
+                if not is_dask_array(value):
+                    value = self.da.from_array(value, chunks=leaf.chunks)
+                value = value.astype(leaf.dtype).rechunk(leaf.chunks)
+                checks.append((f"the {side} bound of {path} must not hold NaN", self.da.isnan(value).any()))
+                sides.append(value)
+            low, high = sides
+            if low is not None and high is not None:
+                message = f"the bounds of {path} must have low <= high"
+                if isinstance(low, float) and isinstance(high, float):
+                    if low > high:
+                        raise ValueError(message)
+                else:
+                    checks.append((message, (low > high).any()))
+            checked.append(sides)
+        failed = dask.compute(*(check for _, check in checks))
+        for (message, _), bad in zip(checks, failed):
+            if bad:
+                raise ValueError(message)
+        arrays = [value for sides in checked for value in sides if is_dask_array(value)]
+        persisted = iter(dask.persist(*arrays))
+        return [[next(persisted) if is_dask_array(value) else value for value in sides] for sides in checked]
+
+    def _leaf_policy(self, policy, k):
+        """``(policy, arrays)``: ``policy`` with leaf ``k``'s bounds, and the Dask arrays of those that are arrays."""
+        if self._bounds is None:
+            return policy, []
+        sides = self._bounds[k]
+        arrays = [value for value in sides if is_dask_array(value)]
+        low, high = (ARRAY_BOUND if is_dask_array(value) else value for value in sides)
+        return policy._replace(low=low, high=high), arrays
 
     def _hold(self, params, state):
         """Hold ``params`` and ``state`` (Dask arrays chunked alike), persisted as tuples (one task per chunk)."""
@@ -456,8 +522,9 @@ class DaskState:
         names = [kind.name for kind in self.kinds]
         holdings = []
         for k, (held, grad) in enumerate(zip(self.holdings, grads)):
-            run = functools.partial(_chunk_step, self.cls, names, step, hypers[k], carries[k], policy)
-            holdings.append(_held_array(self.da, functools.partial(_step_held, run), [held, grad],
+            leaf_policy, bounds = self._leaf_policy(policy, k)
+            run = functools.partial(_chunk_step, self.cls, names, step, hypers[k], carries[k], leaf_policy)
+            holdings.append(_held_array(self.da, functools.partial(_step_held, run), [held, grad, *bounds],
                                         f"numadam-{self.family.name}-step-{step}"))
         self._held(holdings)
 
@@ -495,8 +562,10 @@ class DaskState:
             position += len(blocks)
         params = []
         for k, (param, grad) in enumerate(zip(self.params, grads)):
-            update = functools.partial(_chunk_update, self.cls, names, step, hypers[k], carries[k], policy, norms[k])
-            params.append(self.da.map_blocks(update, param, grad, *(state[name][k] for name in names),
+            leaf_policy, bounds = self._leaf_policy(policy, k)
+            update = functools.partial(_chunk_update, self.cls, names, step, hypers[k], carries[k], leaf_policy,
+                                       norms[k])
+            params.append(self.da.map_blocks(update, param, grad, *(state[name][k] for name in names), *bounds,
                                              dtype=param.dtype, meta=_meta(param, param.dtype),
                                              token=token + "-update"))
         if policy.ema is not None:
@@ -573,17 +642,12 @@ def _check_policies(policies, cls):
     if policies.state_dtype is not None and policies.state_dtype.name != "bfloat16":
         raise ValueError(f"on Dask arrays state_dtype may be 'bfloat16' (or the default); got "
                          f"{policies.state_dtype.name!r}")
-    for side, value in zip(("low", "high"), policies.bounds or ()):
-        if value is not None and not isinstance(value, (int, float, np.floating, np.integer)):
-            raise ValueError(f"on Dask arrays the bounds are numbers (or None); got a {type(value).__name__} "
-                             f"{side} bound")
 
 
 def chunk_policy(policies, grad_scale):
-    """The :class:`ChunkPolicy` of an optimizer's checked ``policies`` for one step."""
-    low, high = policies.bounds or (None, None)
-    return ChunkPolicy(grad_scale, policies.clip_value, None if low is None else float(low),
-                       None if high is None else float(high), policies.ema,
+    """The :class:`ChunkPolicy` of an optimizer's checked ``policies`` for one step (each parameter's
+    bounds are set by :meth:`DaskState._leaf_policy`)."""
+    return ChunkPolicy(grad_scale, policies.clip_value, None, None, policies.ema,
                        policies.accumulate if policies.accumulate > 1 else None)
 
 

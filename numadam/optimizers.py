@@ -167,7 +167,8 @@ class Optimizer:
     def _init_dask(self, leaves, leaf_groups):
         """Parameters that are Dask arrays: a :class:`~numadam._dask.DaskState` steps them."""
         self._check_precision_options([leaf.dtype for leaf in leaves])
-        self._dask = DaskState(type(self), leaves, self._paths, self._hyper_tuple(self._hyper), self._policies)
+        self._dask = DaskState(type(self), leaves, self._paths, self._hyper_tuple(self._hyper), self._policies,
+                               self._given_bounds())
         self._step = self._skipped = self._micro_step = 0
         self._device_steps = None
         self._carry = [self.family.initial_carry() for _ in range(len(self._groups) + 1)]
@@ -219,18 +220,23 @@ class Optimizer:
         return {name: value for name, value in bound.arguments.items()
                 if name not in ("params", "schedule") and name not in POLICY_DEFAULTS}
 
-    def _prepared_bounds(self):
-        """Each leaf's ``(low, high)`` as arrays of its dtype and shape (stride 0 for a number), or ``None``."""
+    def _given_bounds(self):
+        """Each leaf's ``(low, high)`` as given: numbers (infinite for ``None``) or arrays; or ``None``."""
         if self._policies.bounds is None:
             return None
         sides = []
         for side, given in zip(("low", "high"), self._policies.bounds):
             if given is None or not isinstance(given, (dict, list, tuple)):
-                values = [given] * len(self._leaves)
+                values = [given] * len(self._paths)
             else:
                 values = self._treedef.flatten_like(given, f"bounds[{0 if side == 'low' else 1}]")
             sides.append([leaf_bound(v, path, side) for v, path in zip(values, self._paths)])
-        return [self._leaf_bounds(k, low, high) for k, (low, high) in enumerate(zip(*sides))]
+        return list(zip(*sides))
+
+    def _prepared_bounds(self):
+        """Each leaf's ``(low, high)`` as arrays of its dtype and shape (stride 0 for a number), or ``None``."""
+        given = self._given_bounds()
+        return None if given is None else [self._leaf_bounds(k, low, high) for k, (low, high) in enumerate(given)]
 
     def _check_precision_options(self, dtypes):
         """``master_weights`` and ``stochastic_rounding`` round 16-bit parameters; a 16-bit state holds real numbers

@@ -199,6 +199,30 @@ def test_elementwise_policies_on_the_cluster_are_the_numpy_ones(client, options)
     np.testing.assert_array_equal(optimizer.state_dict()["exp_avg_sq"][0], reference.state_dict()["exp_avg_sq"][0])
 
 
+@pytest.mark.parametrize("name", ["Adam", "LAMB"])
+def test_array_bounds_on_the_cluster_are_the_numpy_ones(client, name):
+    """bounds=(low, high) with arrays (NumPy or Dask, chunked otherwise) beside numbers and None, per
+    parameter: each chunk's task projects onto its chunks of the bounds, as the kernels do."""
+    cls = getattr(numadam, name)
+    start, grads = problem(25)
+    other, other_grads = problem(26, (50,))
+    rng = np.random.default_rng(27)
+    low = -0.3 - rng.random((40, 30)).astype(np.float32)
+    high = 0.2 + rng.random((40, 30)).astype(np.float32)
+    bounds = ([da.from_array(low, chunks=(40, 10)), None], [high, 0.25])
+    optimizer = cls([da.from_array(start, chunks=(20, 15)), da.from_array(other, chunks=25)], lr=0.05, bounds=bounds)
+    reference = cls([start.copy(), other.copy()], lr=0.05, bounds=([low, None], [high, 0.25]))
+    for grad, other_grad in zip(grads, other_grads):
+        optimizer.step([da.from_array(4 * grad, chunks=(20, 15)), da.from_array(4 * other_grad, chunks=25)])
+        reference.step([4 * grad, 4 * other_grad])
+    compare = np.testing.assert_array_equal if name != "LAMB" else functools.partial(
+        np.testing.assert_allclose, rtol=2e-6, atol=1e-7)  # LAMB's norms: summed in another order
+    stepped = [p.compute() for p in optimizer.params]
+    for actual, expected in zip(stepped, reference.params):
+        compare(actual, expected)
+    assert (stepped[0] == low).any() and (stepped[0] == high).any() and (stepped[1] == 0.25).any()
+
+
 @pytest.mark.parametrize("name", ["Adam", "NAdam", "LAMB"])
 def test_groups_on_the_cluster_step_with_their_own_hyperparameters(client, name):
     """numadam.Group over Dask arrays: each parameter with its group's hyperparameters (and NAdam's
@@ -333,8 +357,12 @@ def test_refusals_name_the_rule():
         with pytest.raises(ValueError, match=f"on Dask arrays {next(iter(option))} takes float32, float64 and "
                                              r"complex parameters; params\[0\] is float16"):
             numadam.Adam([da.zeros(10, chunks=5, dtype=np.float16)], **option)
-    with pytest.raises(ValueError, match="on Dask arrays the bounds are numbers .* got a ndarray low bound"):
-        numadam.Adam([da.zeros(10, chunks=5)], bounds=(np.zeros(10), 1.0))
+    with pytest.raises(ValueError, match=r"the low bound of params\[0\] must have its shape \(10,\); got \(9,\)"):
+        numadam.Adam([da.zeros(10, chunks=5)], bounds=(np.zeros(9), 1.0))
+    with pytest.raises(ValueError, match=r"the bounds of params\[0\] must have low <= high"):
+        numadam.Adam([da.zeros(10, chunks=5)], bounds=(da.full(10, 2.0, chunks=2), 1.0))
+    with pytest.raises(ValueError, match=r"the high bound of params\[0\] must not hold NaN"):
+        numadam.Adam([da.zeros(10, chunks=5)], bounds=(None, np.full(10, np.nan)))
     with pytest.raises(TypeError, match=r"params\[1\] is a ndarray but other parameters are Dask arrays"):
         numadam.Adam([da.zeros(10, chunks=5), np.zeros(3)])
 
