@@ -44,7 +44,7 @@ from ._policy import Policies, global_scale
 
 #: The policies a step over Dask arrays applies; the others are refused with this list.
 SUPPORTED_POLICIES = ("clip_global_norm", "nonfinite", "clip_value", "bounds", "ema", "ema_bias_correction",
-                      "accumulate", "state_dtype")
+                      "accumulate", "state_dtype", "complex_mode")
 
 
 #: A :class:`ChunkPolicy`'s ``low`` or ``high`` that is an array: its chunk comes last in the task's arguments.
@@ -284,6 +284,7 @@ def functional_step(cls, operands, step, hyper, carry):
     _check_dtype(param.dtype, "param")
     arrays = {}
     expected_state = state_dtype(param.dtype)
+    magnitude = {kind.name for kind in cls.family.state if kind.magnitude} if param.dtype.kind == "c" else set()
     states = [operands[name] for name in names]
     if states and states[0].dtype.name == "bfloat16" and expected_state == np.float32 and param.dtype.kind != "c":
         expected_state = states[0].dtype  # state_dtype="bfloat16", as the NumPy steps take it
@@ -294,6 +295,8 @@ def functional_step(cls, operands, step, hyper, carry):
         if array.shape != param.shape:
             raise ValueError(f"{name} must have param's shape {param.shape}; got {array.shape}")
         expected = param.dtype if name == "grad" else expected_state
+        if name in magnitude and array.dtype.kind != "c":  # complex_mode="magnitude": real numbers
+            expected = _dtypes.storage_dtype(param.dtype)
         if array.dtype != expected:
             raise TypeError(f"{name} is {array.dtype} but must be {expected} (param is {param.dtype})")
         arrays[name] = array if array.chunks == param.chunks else array.rechunk(param.chunks)
@@ -305,7 +308,12 @@ def functional_step(cls, operands, step, hyper, carry):
 
 def _meta(array, dtype):
     """An empty array of ``array``'s chunk type (NumPy or CuPy) and ``dtype``."""
-    return array._meta.astype(dtype)
+    return _empty_like(array._meta, dtype)
+
+
+def _empty_like(meta, dtype):
+    """``meta`` (an empty chunk) in ``dtype``: made anew, not cast (a complex meta has nothing to discard)."""
+    return np.empty_like(meta, dtype=dtype)
 
 
 class DaskState:
@@ -344,15 +352,15 @@ class DaskState:
         self.buffers = ("ema",) * (policies.ema is not None) + ("accumulator",) * (policies.accumulate > 1)
         self._accumulate = policies.accumulate
         self._state_dtype = policies.state_dtype  # None (the default) or bfloat16
-        self._metas = [(leaf._meta, _meta(leaf, self.state_dtype(leaf.dtype))) for leaf in leaves]
+        self._magnitude = {kind.name for kind in self.kinds if kind.magnitude} \
+            if policies.complex_mode == "magnitude" else set()
+        self._metas = [leaf._meta for leaf in leaves]
         state = {kind.name: [self._initial(kind, h, leaf) for leaf in leaves] for kind in self.kinds}
         if policies.ema is not None:  # started at the parameters, or at zero when it is bias corrected
             start = StateKind("ema", "the moving average", initial=0.0 if policies.ema_bias_correction else "param")
             state["ema"] = [self._initial(start, h, leaf) for leaf in leaves]
         if policies.accumulate > 1:  # float64 sums (complex128 for complex parameters)
-            state["accumulator"] = [leaf.map_blocks(_filled_like, 0, _accumulator_dtype(leaf.dtype),
-                                                    dtype=_accumulator_dtype(leaf.dtype),
-                                                    meta=_meta(leaf, _accumulator_dtype(leaf.dtype)))
+            state["accumulator"] = [self._initial(StateKind("accumulator", "the sum of micro-batches"), h, leaf)
                                     for leaf in leaves]
         self._bounds = None if bounds is None else self._checked_bounds(bounds, leaves)
         self._hold(list(leaves), state)
@@ -436,14 +444,22 @@ class DaskState:
             def views(item, metas):
                 return [_view(held, item, meta) for held, meta in zip(self.holdings, metas)]
 
-            params = views(0, [meta for meta, _ in self._metas])
-            state_metas = [meta for _, meta in self._metas]
-            self._views = params, {name: views(i + 1, state_metas) for i, name in enumerate(self.names)}
+            params = views(0, self._metas)
+            self._views = params, {name: views(i + 1, [_empty_like(meta, self.item_dtype(name, meta.dtype))
+                                                       for meta in self._metas])
+                                   for i, name in enumerate(self.names)}
         return self._views
 
-    def state_dtype(self, dtype):
-        """The dtype of the state of a parameter of ``dtype``."""
-        return state_dtype(dtype) if self._state_dtype is None else self._state_dtype
+    def item_dtype(self, name, dtype):
+        """The dtype of the item ``name`` (a state kind or a buffer) held beside a parameter of ``dtype``:
+        float64 sums for the accumulator, the compute dtype for the average, one real number per
+        complex element for magnitude state, else the state dtype (bfloat16 when asked)."""
+        if name == "accumulator":
+            return _accumulator_dtype(dtype)
+        if name == "ema" or self._state_dtype is None:
+            own = state_dtype(dtype)
+            return _dtypes.storage_dtype(dtype) if name in self._magnitude and dtype.kind == "c" else own
+        return self._state_dtype
 
     @property
     def names(self):
@@ -452,7 +468,7 @@ class DaskState:
 
     def _initial(self, kind, h, param):
         initial = kind.initial(h) if callable(kind.initial) else kind.initial
-        dtype = self.state_dtype(param.dtype) if kind.name != "ema" else state_dtype(param.dtype)
+        dtype = self.item_dtype(kind.name, param.dtype)
         if isinstance(initial, str):  # "param": the state starts at the parameters
             return param.astype(dtype, copy=True)
         # A task per chunk that reads the parameter's chunk: Dask puts it where that chunk lives.
@@ -461,7 +477,7 @@ class DaskState:
     def checked_grads(self, grads, grad_paths):
         """The gradients as Dask arrays chunked like their parameters (rechunked if needed)."""
         checked = []
-        for grad, param, (meta, _), path in zip(grads, self.holdings, self._metas, grad_paths):
+        for grad, param, meta, path in zip(grads, self.holdings, self._metas, grad_paths):
             if not is_dask_array(grad):
                 if isinstance(grad, np.ndarray) or hasattr(grad, "__cuda_array_interface__"):
                     grad = self.da.from_array(grad, chunks=param.chunks)
@@ -594,8 +610,7 @@ class DaskState:
         """``leaves`` (NumPy, CuPy or Dask) as Dask arrays chunked like the parameters, checked."""
         checked = []
         for leaf, param, path in zip(leaves, self.params, paths):
-            dtype = {"accumulator": _accumulator_dtype(param.dtype), "ema": state_dtype(param.dtype)}.get(
-                name, self.state_dtype(param.dtype))
+            dtype = self.item_dtype(name, param.dtype)
             if not is_dask_array(leaf):
                 if not (isinstance(leaf, np.ndarray) or hasattr(leaf, "__cuda_array_interface__")):
                     raise TypeError(f"{path} must be an array; got {type(leaf).__name__}")

@@ -61,12 +61,14 @@ def operand_rows(infos, group=0, follow=None, pairs=True):
     return segment_rows(shape, operands, group, follow)
 
 
-def check_operands(infos, names, arrays, written):
+def check_operands(infos, names, arrays, written, magnitude=frozenset()):
     """Every check on the operands of one update, before anything is written.
 
     The gradient has the parameter's dtype and shape; the state has its shape
     and its compute dtype (float32 for float16 and bfloat16 parameters), or is
-    all bfloat16 where that is float32 (``state_dtype="bfloat16"``).
+    all bfloat16 where that is float32 (``state_dtype="bfloat16"``); the state
+    named in ``magnitude`` holds the real numbers of complex parameters
+    (``complex_mode="magnitude"``).
     """
     param = infos[PARAM]
     _validate.check_parameter_dtype(param, names[PARAM])
@@ -78,6 +80,9 @@ def check_operands(infos, names, arrays, written):
     for k, (info, name, writes) in enumerate(zip(infos, names, written)):
         if k in (PARAM, GRAD):
             _validate.check_matches(info, name, param, names[PARAM])
+        elif name in magnitude:
+            real = param._replace(dtype=_dtypes.storage_dtype(param.dtype))
+            _validate.check_matches(info, name, real, names[PARAM] + "'s magnitude state")
         else:
             _validate.check_matches(info, name, state, names[PARAM] + (
                 f"'s {state.dtype.name} state" if state.dtype != param.dtype else ""))

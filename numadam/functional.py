@@ -83,6 +83,17 @@ def _out_of_place(rows, sources, arrays, slots, backend):
     return np.column_stack([rows, *moved]), tuple(numbers)
 
 
+def _magnitude_kinds(family, kinds, arrays):
+    """The names of the state kinds given as real arrays for a complex parameter: the family's
+    magnitude state (``complex_mode="magnitude"``, one real number per complex element), else none."""
+    param = arrays[0]
+    if getattr(getattr(param, "dtype", None), "kind", "") != "c":
+        return frozenset()
+    named = {kind.name: (kind, array) for kind, array in zip(family.state, arrays[2:])}
+    return frozenset(name for name, (kind, array) in named.items()
+                     if kind.magnitude and array is not None and getattr(array.dtype, "kind", "") != "c")
+
+
 def run_step(cls, operands, step, hyper, carry, norms=None, passes=("first", "update"), sources=None):
     """Check the arrays of ``operands`` (a dict: ``param``, ``grad``, the state kinds the
     hyperparameters use) and apply step ``step``; return the family's carry after it.
@@ -116,12 +127,13 @@ def run_step(cls, operands, step, hyper, carry, norms=None, passes=("first", "up
         for k, array in zip(present, given):
             arrays[k] = array
     backend = backend_for(given, names)
+    magnitude = _magnitude_kinds(family, kinds, arrays)
     rows = _contiguous_rows(arrays, backend) if backend.name == "numpy" else None
     if rows is None:
         infos = [backend.describe(array) for array in given]
-        check_operands(infos, names, given, [name != "grad" for name in names])
+        check_operands(infos, names, given, [name != "grad" for name in names], magnitude)
         by_slot = dict(zip(present, infos))
-        rows = operand_rows([by_slot.get(k) for k in range(len(slots))])
+        rows = operand_rows([by_slot.get(k) for k in range(len(slots))], pairs=not magnitude)
     numbers = ()
     if sources:
         if family.norms is not None:
@@ -130,7 +142,7 @@ def run_step(cls, operands, step, hyper, carry, norms=None, passes=("first", "up
         rows, numbers = _out_of_place(rows, sources, arrays, slots, backend)
     scalars, carry = family.step_scalars(step, h, carry)
     present = {kind.name for kind in kinds}
-    real = storage_dtype(given[0].dtype)
+    real = given[0].dtype if magnitude else storage_dtype(given[0].dtype)
     plan = backend.plan(rows)
     if family.norms is not None and "first" in passes:  # the state, and this array's norms
         first = kernel_spec(family, family.flags(h), real, present, NO_POLICY._replace(reduction="norms"),
@@ -145,7 +157,8 @@ def run_step(cls, operands, step, hyper, carry, norms=None, passes=("first", "up
         param_squares, direction_squares = norms
         scalars = family.norms.scalars(np.array([scalars], np.float64), [h], np.zeros(1, np.intp),
                                        np.array([param_squares]), np.array([direction_squares]))[0]
-    state = storage_dtype(given[2].dtype) if len(given) > 2 else None
+    state = storage_dtype(next((array.dtype for array, name in zip(given[2:], names[2:]) if name in magnitude),
+                               given[2].dtype)) if len(given) > 2 else None
     with adopted.launch():
         backend.run(plan, kernel_spec(family, family.flags(h), real, present, state=state, sources=numbers), [scalars])
     adopted.written()

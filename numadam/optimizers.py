@@ -161,12 +161,13 @@ class Optimizer:
         self._carry = [family.initial_carry() for _ in range(len(self._groups) + 1)]
         self._bounds = self._prepared_bounds()
         self._check_precision_options([info.dtype for info in self._infos])
-        self._check_complex_mode()
+        self._check_complex_mode([info.dtype for info in self._infos])
         self._install_passes(self._hyper_tuple(self._hyper))
 
     def _init_dask(self, leaves, leaf_groups):
         """Parameters that are Dask arrays: a :class:`~numadam._dask.DaskState` steps them."""
         self._check_precision_options([leaf.dtype for leaf in leaves])
+        self._check_complex_mode([leaf.dtype for leaf in leaves])
         self._dask = DaskState(type(self), leaves, self._paths, self._hyper_tuple(self._hyper), self._policies,
                                self._given_bounds())
         self._step = self._skipped = self._micro_step = 0
@@ -261,11 +262,11 @@ class Optimizer:
         if policies.state_dtype == QUANTIZED_STATE:
             self._check_quantizable()
 
-    def _check_complex_mode(self):
+    def _check_complex_mode(self, dtypes):
         """``complex_mode="magnitude"`` needs a family with magnitude state, and no policy that reads
-        or writes complex numbers as pairs of reals."""
+        or writes complex numbers as pairs of reals. ``dtypes``: the parameters'."""
         policies = self._policies
-        complex_leaves = [path for info, path in zip(self._infos, self._paths) if info.dtype.kind == "c"]
+        complex_leaves = [path for dtype, path in zip(dtypes, self._paths) if dtype.kind == "c"]
         if policies.complex_mode != "magnitude" or not complex_leaves:
             return
         from .families import families

@@ -107,6 +107,35 @@ def test_adam_matches_the_complex_reference(options, dtype):
 
 
 
+@pytest.mark.parametrize("layout", ["C", "F", "strided"])
+@pytest.mark.parametrize("options", CASES[:3], ids=case_id)
+def test_the_functional_step_takes_a_real_second_moment(options, layout):
+    """``numadam.adam_step`` with a real second moment (and running maximum) for a complex
+    parameter steps in magnitude mode: the same numbers as the reference."""
+    h = hyperparameters("adam", {"lr": LR, **options})
+    rng = np.random.default_rng(4)
+    param = in_layout(random_array(rng, (6, 5), np.complex64), layout)
+    expected, state = param.copy(), initial(param, h)
+    arrays = {name: in_layout(value.copy(), layout) for name, value in state.items()}
+    for step in range(1, STEPS + 1):
+        grad = random_array(rng, param.shape, param.dtype)
+        extra = {name: arrays[name] for name in arrays if name not in ("exp_avg", "exp_avg_sq")}
+        numadam.adam_step(param, grad, arrays["exp_avg"], arrays["exp_avg_sq"], step=step, lr=LR, **extra, **options)
+        expected = magnitude_adam(expected, grad, state, step, h)
+    np.testing.assert_array_equal(param, expected, strict=True)
+    for name in state:
+        np.testing.assert_array_equal(arrays[name], state[name])
+
+
+def test_the_functional_step_refuses_real_state_where_the_family_has_no_magnitude():
+    with pytest.raises(TypeError, match="exp_avg_sq has dtype float32 but param has dtype complex64"):
+        numadam.nadam_step(np.zeros(3, np.complex64), np.zeros(3, np.complex64), np.zeros(3, np.complex64),
+                           np.zeros(3, np.float32), step=1)
+    with pytest.raises(TypeError, match="exp_avg_sq has dtype float64 but param's magnitude state has dtype float32"):
+        numadam.adam_step(np.zeros(3, np.complex64), np.zeros(3, np.complex64), np.zeros(3, np.complex64),
+                          np.zeros(3, np.float64), step=1)
+
+
 @pytest.mark.parametrize("layout", ["F", "strided", "transposed"])
 def test_layouts(layout):
     h = hyperparameters("adam", {"lr": LR, "amsgrad": True})

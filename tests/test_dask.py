@@ -308,6 +308,7 @@ def test_gradient_accumulation_on_the_cluster_is_the_numpy_one(client, name, opt
         if t == 4:  # between micro-batches: the accumulator travels with the state
             state = optimizer.state_dict()
             compare(state["accumulator"][0], reference.state_dict()["accumulator"][0])
+            assert optimizer.state_dict(lazy=True)["accumulator"][0].dtype == state["accumulator"][0].dtype
             optimizer = cls([da.from_array(optimizer.params[0].compute(), chunks=(10, 30))], lr=0.05, **options)
             optimizer.load_state_dict(state)
     assert optimizer.state_dict()["micro_step"] == reference.state_dict()["micro_step"]
@@ -344,10 +345,36 @@ def test_bfloat16_state_on_the_cluster_is_the_numpy_one(client, name, dtype):
     np.testing.assert_array_equal(wide.state_dict()["exp_avg_sq"][0], state["exp_avg_sq"][0].astype(np.float32))
 
 
+@pytest.mark.parametrize("options", [{}, {"amsgrad": True, "weight_decay": 0.1}])
+def test_complex_magnitude_mode_on_the_cluster_is_the_numpy_one(client, options):
+    """complex_mode="magnitude" over Dask arrays: a real second moment per complex element, held in
+    real chunks, bit for bit the NumPy path; lazy views carry each item's own dtype."""
+    start, grads = problem(28, dtype=np.complex64, steps=4)
+    optimizer = numadam.Adam([da.from_array(start, chunks=(20, 15))], lr=0.05, complex_mode="magnitude", **options)
+    reference = numadam.Adam([start.copy()], lr=0.05, complex_mode="magnitude", **options)
+    for grad in grads:
+        optimizer.step([da.from_array(grad, chunks=(20, 15))])
+        reference.step([grad])
+    np.testing.assert_array_equal(optimizer.params[0].compute(), reference.params[0])
+    lazy, state, expected = optimizer.state_dict(lazy=True), optimizer.state_dict(), reference.state_dict()
+    for name in [key for key in expected if isinstance(expected[key], list)]:
+        assert lazy[name][0].dtype == state[name][0].dtype == expected[name][0].dtype
+        np.testing.assert_array_equal(state[name][0], expected[name][0])
+    assert state["exp_avg_sq"][0].dtype == np.float32
+    functional = [da.from_array(array, chunks=(20, 15)) for array in (start, np.zeros_like(start))] + [
+        da.zeros(start.shape, dtype=np.float32, chunks=(20, 15))]
+    param, m, v = numadam.adam_step(functional[0], da.from_array(grads[0], chunks=(20, 15)), *functional[1:],
+                                    step=1, lr=0.05)
+    once = numadam.Adam([start.copy()], lr=0.05, complex_mode="magnitude")
+    once.step([grads[0]])
+    np.testing.assert_array_equal(param.compute(), once.params[0])
+    np.testing.assert_array_equal(v.compute(), once.state_dict()["exp_avg_sq"][0])
+
+
 def test_refusals_name_the_rule():
     with pytest.raises(ValueError, match="on Dask arrays numadam applies clip_global_norm, nonfinite, clip_value, "
-                                         "bounds, ema, ema_bias_correction, accumulate, state_dtype; got "
-                                         "master_weights"):
+                                         "bounds, ema, ema_bias_correction, accumulate, state_dtype, complex_mode; "
+                                         "got master_weights"):
         numadam.Adam([da.zeros(10, chunks=5, dtype=np.float16)], master_weights=True)
     with pytest.raises(ValueError, match="on Dask arrays state_dtype may be 'bfloat16' .*; got 'int8'"):
         numadam.Adam([da.zeros(10, chunks=5)], state_dtype="int8")
