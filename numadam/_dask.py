@@ -44,7 +44,7 @@ from ._policy import Policies, global_scale
 
 #: The policies a step over Dask arrays applies; the others are refused with this list.
 SUPPORTED_POLICIES = ("clip_global_norm", "nonfinite", "clip_value", "bounds", "ema", "ema_bias_correction",
-                      "accumulate", "state_dtype", "complex_mode")
+                      "accumulate", "state_dtype", "complex_mode", "master_weights")
 
 
 #: A :class:`ChunkPolicy`'s ``low`` or ``high`` that is an array: its chunk comes last in the task's arguments.
@@ -61,8 +61,10 @@ class ChunkPolicy(NamedTuple):
     the moving average of the parameter takes it with decay ``ema``. With
     ``accumulate`` (the number of micro-batches) the gradient the rule sees is
     first the mean of the accumulated ones and this one, and the accumulator
-    is cleared. The average's chunk, then the accumulator's, come last in the
-    task's state. The same order as the kernels' policies, the same numbers.
+    is cleared. With ``master`` the update reads and writes a float32 copy of
+    the 16-bit parameter (projected there) and rounds it into the parameter.
+    The average's chunk, the accumulator's, then the master copy's come last in
+    the task's state. The same order as the kernels' policies, the same numbers.
     """
 
     grad_scale: float = 1.0
@@ -71,6 +73,7 @@ class ChunkPolicy(NamedTuple):
     high: float | str | None = None
     ema: float | None = None
     accumulate: int | None = None
+    master: bool = False
 
 
 def is_dask_array(value):
@@ -90,22 +93,33 @@ def _chunk_step(cls, names, step, hyper, carry, policy, param, grad, *state):
     from .functional import run_step
 
     state, bounds = _split_bounds(state, policy)
+    master = state.pop() if policy.master else None
     accumulator = state.pop() if policy.accumulate is not None else None
     average = state.pop() if policy.ema is not None else None
     if accumulator is not None:
         grad = _mean_gradient(accumulator, grad, policy.accumulate)
     old = dict(zip(("param", *names), (param, *state)))
+    if master is not None:
+        old["master"] = master
     new, sources = {}, {}
     for name, chunk in old.items():
         new[name], source = _new_chunk(chunk)
         if source is not None:
             sources[name] = source
     with _task_threads():
-        run_step(cls, {**new, "grad": _usable_gradient(grad, policy)}, step, hyper, carry, sources=sources)
-    _project(new["param"], policy, bounds)
+        run_step(cls, {**new, "grad": _usable_gradient(grad, policy)}, step, hyper, carry, sources=sources,
+                 master=master is not None)
+    new_master = new.pop("master", None)
+    if new_master is None:
+        _project(new["param"], policy, bounds)
+    elif bounds or policy.low is not None or policy.high is not None:  # the float32 copy, then its rounding
+        _project(new_master, policy, bounds, new["param"].dtype)
+        new["param"][...] = new_master.astype(new["param"].dtype)
     buffers = [] if average is None else [_averaged(average, new["param"], policy.ema)]
     if accumulator is not None:
         buffers.append(_filled_like(accumulator, 0, accumulator.dtype))
+    if new_master is not None:
+        buffers.append(new_master)
     return (*new.values(), *buffers)
 
 
@@ -205,10 +219,11 @@ def _split_bounds(state, policy):
     return list(state[:len(state) - n_arrays]), state[len(state) - n_arrays:]
 
 
-def _project(param, policy, bounds=()):
-    """``param`` onto ``[low, high]``, in place (NaN stays NaN); ``bounds``: the chunks of array bounds."""
+def _project(param, policy, bounds=(), dtype=None):
+    """``param`` onto ``[low, high]``, in place (NaN stays NaN); ``bounds``: the chunks of array bounds.
+    Number bounds are first rounded to ``dtype`` (the parameter's, where ``param`` is its float32 copy)."""
     chunks = iter(bounds)
-    kind = param.dtype.type
+    kind = (dtype or param.dtype).type
     sides = [next(chunks) if value == ARRAY_BOUND else None if value is None else kind(value)
              for value in (policy.low, policy.high)]
     if sides[0] is not None or sides[1] is not None:
@@ -343,13 +358,20 @@ class DaskState:
                 raise TypeError(f"{path} is a {type(leaf).__name__} but other parameters are Dask arrays: "
                                 "all parameters of a Dask optimizer must be Dask arrays")
             _check_dtype(leaf.dtype, path)
-            if (policies.ema is not None or policies.accumulate > 1) and _dtypes.is_low_precision(leaf.dtype):
-                option = "ema" if policies.ema is not None else "accumulate"
-                raise ValueError(f"on Dask arrays {option} takes float32, float64 and complex parameters; {path} "
+            wide_only = [name for name, used in (
+                ("clip_global_norm", policies.clip_global_norm is not None),
+                ("clip_value", policies.clip_value is not None), ("ema", policies.ema is not None),
+                ("accumulate", policies.accumulate > 1)) if used]
+            if wide_only and _dtypes.is_low_precision(leaf.dtype):
+                raise ValueError(f"on Dask arrays {wide_only[0]} takes float32, float64 and complex parameters; {path} "
                                  f"is {leaf.dtype} (only the fused kernel keeps the step's float32 values)")
+        if policies.master_weights and self.family.norms is not None:
+            raise ValueError(f"on Dask arrays master_weights is not available for {self.family.title}: its first "
+                             "pass over the chunks reads the parameters, not their float32 copies")
         self.kinds = self.family.state_kinds(h)
         #: The optimizer's own arrays beside the family's state, by name: the moving average, the accumulator.
-        self.buffers = ("ema",) * (policies.ema is not None) + ("accumulator",) * (policies.accumulate > 1)
+        self.buffers = (("ema",) * (policies.ema is not None) + ("accumulator",) * (policies.accumulate > 1)
+                        + ("master",) * policies.master_weights)
         self._accumulate = policies.accumulate
         self._state_dtype = policies.state_dtype  # None (the default) or bfloat16
         self._magnitude = {kind.name for kind in self.kinds if kind.magnitude} \
@@ -362,6 +384,9 @@ class DaskState:
         if policies.accumulate > 1:  # float64 sums (complex128 for complex parameters)
             state["accumulator"] = [self._initial(StateKind("accumulator", "the sum of micro-batches"), h, leaf)
                                     for leaf in leaves]
+        if policies.master_weights:
+            state["master"] = [self._initial(StateKind("master", "the float32 copy", initial="param"), h, leaf)
+                               for leaf in leaves]
         self._bounds = None if bounds is None else self._checked_bounds(bounds, leaves)
         self._hold(list(leaves), state)
 
@@ -456,7 +481,7 @@ class DaskState:
         complex element for magnitude state, else the state dtype (bfloat16 when asked)."""
         if name == "accumulator":
             return _accumulator_dtype(dtype)
-        if name == "ema" or self._state_dtype is None:
+        if name in ("ema", "master") or self._state_dtype is None:
             own = state_dtype(dtype)
             return _dtypes.storage_dtype(dtype) if name in self._magnitude and dtype.kind == "c" else own
         return self._state_dtype
@@ -663,7 +688,7 @@ def chunk_policy(policies, grad_scale):
     """The :class:`ChunkPolicy` of an optimizer's checked ``policies`` for one step (each parameter's
     bounds are set by :meth:`DaskState._leaf_policy`)."""
     return ChunkPolicy(grad_scale, policies.clip_value, None, None, policies.ema,
-                       policies.accumulate if policies.accumulate > 1 else None)
+                       policies.accumulate if policies.accumulate > 1 else None, policies.master_weights)
 
 
 def skip_or_scale(policies, squares, bad, grad_paths):

@@ -80,6 +80,9 @@ def check_operands(infos, names, arrays, written, magnitude=frozenset()):
     for k, (info, name, writes) in enumerate(zip(infos, names, written)):
         if k in (PARAM, GRAD):
             _validate.check_matches(info, name, param, names[PARAM])
+        elif name == "master":  # the float32 copy of a 16-bit parameter, whatever the state's dtype
+            compute = param._replace(dtype=_dtypes.compute_dtype(param.dtype))
+            _validate.check_matches(info, name, compute, names[PARAM] + "'s float32 copy")
         elif name in magnitude:
             real = param._replace(dtype=_dtypes.storage_dtype(param.dtype))
             _validate.check_matches(info, name, real, names[PARAM] + "'s magnitude state")

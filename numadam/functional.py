@@ -65,7 +65,8 @@ def _out_of_place(rows, sources, arrays, slots, backend):
     for name, source in sources.items():
         k = slots.index(name) if name in slots else None
         if k is None or k == 1 or arrays[k] is None:
-            raise ValueError(f"sources may name the parameter and the state of this update; got {name!r}")
+            raise ValueError(f"sources may name the parameter, the state and the master copy of this update; "
+                             f"got {name!r}")
         target = arrays[k]
         if _layout_of(source) != _layout_of(target):
             raise ValueError(f"the source of {name} must be an array laid out as {name} is "
@@ -94,9 +95,13 @@ def _magnitude_kinds(family, kinds, arrays):
                      if kind.magnitude and array is not None and getattr(array.dtype, "kind", "") != "c")
 
 
-def run_step(cls, operands, step, hyper, carry, norms=None, passes=("first", "update"), sources=None):
+def run_step(cls, operands, step, hyper, carry, norms=None, passes=("first", "update"), sources=None,
+             master=False):
     """Check the arrays of ``operands`` (a dict: ``param``, ``grad``, the state kinds the
     hyperparameters use) and apply step ``step``; return the family's carry after it.
+
+    With ``master`` the update reads and writes the float32 copy ``operands["master"]`` of a
+    16-bit parameter and rounds it into the parameter (``master_weights=True``).
 
     With ``sources`` (a dict naming some of the parameter and state operands)
     the update is out of place: it reads those operands' old values from the
@@ -115,7 +120,12 @@ def run_step(cls, operands, step, hyper, carry, norms=None, passes=("first", "up
     family = cls.family
     h = family.Hyper(**hyper)
     kinds = family.state_kinds(h)
-    slots = ["param", "grad"] + [kind.name for kind in family.state] + list(POLICY_OPERANDS)  # no policies here
+    slots = ["param", "grad"] + [kind.name for kind in family.state] + list(POLICY_OPERANDS)
+    policy = NO_POLICY._replace(master=True) if master else NO_POLICY
+    if (operands.get("master") is not None) != master or any(
+            operands.get(name) is not None for name in POLICY_OPERANDS if name != "master"):
+        raise ValueError(f"operands may hold a master copy (with master=True), and no other policy operand; got "
+                         f"{sorted(name for name in operands if name in POLICY_OPERANDS)} with master={master}")
     arrays = [operands.get(name) for name in slots]
     present = [0, 1] + [k for k, array in enumerate(arrays[2:], start=2) if array is not None]
     names = [slots[k] for k in present]
@@ -159,8 +169,11 @@ def run_step(cls, operands, step, hyper, carry, norms=None, passes=("first", "up
                                        np.array([param_squares]), np.array([direction_squares]))[0]
     state = storage_dtype(next((array.dtype for array, name in zip(given[2:], names[2:]) if name in magnitude),
                                given[2].dtype)) if len(given) > 2 else None
+    if master:
+        scalars = tuple(scalars) + tuple(NO_POLICY_SCALARS)
     with adopted.launch():
-        backend.run(plan, kernel_spec(family, family.flags(h), real, present, state=state, sources=numbers), [scalars])
+        backend.run(plan, kernel_spec(family, family.flags(h), real, present, policy, state=state, sources=numbers),
+                    [scalars])
     adopted.written()
     return carry
 

@@ -371,16 +371,41 @@ def test_complex_magnitude_mode_on_the_cluster_is_the_numpy_one(client, options)
     np.testing.assert_array_equal(v.compute(), once.state_dict()["exp_avg_sq"][0])
 
 
+@pytest.mark.parametrize("name, options", [("Adam", {}), ("NAdam", {"bounds": (-0.2, 0.3)}),
+                                           ("ScheduleFreeAdamW", {"state_dtype": "bfloat16"})])
+def test_master_weights_on_the_cluster_are_the_numpy_ones(client, name, options):
+    """master_weights=True over Dask arrays of bfloat16: a float32 copy held with each chunk, read and
+    written out of place by the kernel, rounded into the parameter (projected first), as over NumPy."""
+    ml_dtypes = pytest.importorskip("ml_dtypes")
+    cls = getattr(numadam, name)
+    start, grads = problem(29, steps=4)
+    start, grads = start.astype(ml_dtypes.bfloat16), [grad.astype(ml_dtypes.bfloat16) for grad in grads]
+    optimizer = cls([da.from_array(start, chunks=(20, 15))], lr=0.05, master_weights=True, **options)
+    reference = cls([start.copy()], lr=0.05, master_weights=True, **options)
+    for grad in grads:
+        optimizer.step([da.from_array(grad, chunks=(20, 15))])
+        reference.step([grad])
+    np.testing.assert_array_equal(optimizer.params[0].compute().view(np.uint16), reference.params[0].view(np.uint16))
+    state = optimizer.state_dict()
+    np.testing.assert_array_equal(state["master"][0], reference.state_dict()["master"][0])
+    assert optimizer.state_dict(lazy=True)["master"][0].dtype == np.float32
+    resumed = cls([da.from_array(start, chunks=(10, 30))], lr=0.05, master_weights=True, **options)
+    resumed.load_state_dict(state)
+    np.testing.assert_array_equal(resumed.state_dict()["master"][0], state["master"][0])
+
+
 def test_refusals_name_the_rule():
     with pytest.raises(ValueError, match="on Dask arrays numadam applies clip_global_norm, nonfinite, clip_value, "
-                                         "bounds, ema, ema_bias_correction, accumulate, state_dtype, complex_mode; "
-                                         "got master_weights"):
-        numadam.Adam([da.zeros(10, chunks=5, dtype=np.float16)], master_weights=True)
+                                         "bounds, ema, ema_bias_correction, accumulate, state_dtype, complex_mode, "
+                                         "master_weights; got stochastic_rounding"):
+        numadam.Adam([da.zeros(10, chunks=5, dtype=np.float16)], stochastic_rounding=True)
+    with pytest.raises(ValueError, match="on Dask arrays master_weights is not available for LAMB"):
+        numadam.LAMB([da.zeros(10, chunks=5, dtype=np.float16)], master_weights=True)
     with pytest.raises(ValueError, match="on Dask arrays state_dtype may be 'bfloat16' .*; got 'int8'"):
         numadam.Adam([da.zeros(10, chunks=5)], state_dtype="int8")
     with pytest.raises(ValueError, match="state_dtype='bfloat16' holds real numbers; params\\[0\\] is complex"):
         numadam.Adam([da.zeros(10, chunks=5, dtype=np.complex64)], state_dtype="bfloat16")
-    for option in ({"ema": 0.9}, {"accumulate": 2}):
+    for option in ({"ema": 0.9}, {"accumulate": 2}, {"clip_value": 1.0}, {"clip_global_norm": 1.0}):
         with pytest.raises(ValueError, match=f"on Dask arrays {next(iter(option))} takes float32, float64 and "
                                              r"complex parameters; params\[0\] is float16"):
             numadam.Adam([da.zeros(10, chunks=5, dtype=np.float16)], **option)

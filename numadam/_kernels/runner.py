@@ -93,7 +93,7 @@ def _param_load(spec, index_of):
     """The parameter as the rule reads it: from the float32 master copy where there is one."""
     if spec.policy.master:
         master = _policy_slot(spec, "master")
-        return f"w{master}({_element(master, index_of)})"
+        return f"w{master}({_old(spec, master, index_of)})"
     return f"w0({_old(spec, PARAM, index_of)})"
 
 
