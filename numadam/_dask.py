@@ -131,15 +131,15 @@ def _mean_gradient(accumulator, grad, count):
     return (total / accumulator.real.dtype.type(count)).astype(grad.dtype)
 
 
-def _accumulated(held, grad):
+def _accumulated(item, held, grad):
     """A chunk's holdings after a micro-batch that only accumulates: ``grad`` added into the
-    accumulator (the last item, a new array); the parameter and the state are the same arrays."""
-    return (*held[:-1], held[-1] + grad.astype(held[-1].dtype))
+    accumulator (item ``item``, a new array); the parameter and the other items are the same arrays."""
+    return (*held[:item], held[item] + grad.astype(held[item].dtype), *held[item + 1:])
 
 
-def _mean_of_held(held, grad, count):
-    """The gradient an accumulated update will see (for the reductions before it)."""
-    return _mean_gradient(held[-1], grad, count)
+def _mean_of_held(item, count, held, grad):
+    """The gradient an accumulated update will see: the accumulator (item ``item``) and ``grad``'s mean."""
+    return _mean_gradient(held[item], grad, count)
 
 
 def _chunk_first_pass(cls, names, step, hyper, carry, policy, param, grad, *state):
@@ -270,7 +270,6 @@ def _step_held(run, held, grad, *bounds):
     return run(held[0], grad, *held[1:], *bounds)
 
 
-
 def _held_array(da, function, arrays, token):
     """The Dask array of tuples made by ``function`` over ``arrays`` chunk by chunk (one task per chunk)."""
     return da.map_blocks(function, *arrays, dtype=object, meta=np.empty((0,) * arrays[0].ndim, object), token=token)
@@ -293,23 +292,22 @@ def functional_step(cls, operands, step, hyper, carry):
     state in the family's order), persisted: the functional steps' answer for Dask arrays."""
     import dask
 
+    from ._pass import expected_state_dtype
+
     da = _import_dask_array()
     names = [name for name in operands if name not in ("param", "grad")]
     param = operands["param"]
     _check_dtype(param.dtype, "param")
     arrays = {}
-    expected_state = state_dtype(param.dtype)
+    expected_state = expected_state_dtype(param.dtype, operands[names[0]].dtype if names else None)
     magnitude = {kind.name for kind in cls.family.state if kind.magnitude} if param.dtype.kind == "c" else set()
-    states = [operands[name] for name in names]
-    if states and states[0].dtype.name == "bfloat16" and expected_state == np.float32 and param.dtype.kind != "c":
-        expected_state = states[0].dtype  # state_dtype="bfloat16", as the NumPy steps take it
     for name, array in operands.items():
         if not is_dask_array(array):
             raise TypeError(f"{name} is a {type(array).__name__} but param is a Dask array: every operand of a "
                             "step over Dask arrays must be one")
         if array.shape != param.shape:
             raise ValueError(f"{name} must have param's shape {param.shape}; got {array.shape}")
-        expected = param.dtype if name == "grad" else expected_state
+        expected = param.dtype if name in ("param", "grad") else expected_state
         if name in magnitude and array.dtype.kind != "c":  # complex_mode="magnitude": real numbers
             expected = _dtypes.storage_dtype(param.dtype)
         if array.dtype != expected:
@@ -343,8 +341,9 @@ class DaskState:
     Adam). ``params[k]`` and ``state[name][k]`` are views of the holdings:
     Dask arrays whose chunks are items of those tuples, computed where the
     tuples live. A view you keep holds its whole tuple (the state too) in the
-    workers' memory. With ``ema=d`` the moving average of the parameter is one
-    more item of each tuple, after the family's state (``state["ema"]``).
+    workers' memory. The optimizer's own arrays (:attr:`buffers`: the moving
+    average, the accumulator, the float32 master copy) are more items of each
+    tuple, after the family's state.
     """
 
     def __init__(self, cls, leaves, paths, h, policies, bounds=None):
@@ -353,15 +352,15 @@ class DaskState:
         self.family = cls.family
         self.paths = paths
         _check_policies(policies, cls)
+        wide_only = [name for name, used in (  # what acts on a step's float32 values
+            ("clip_global_norm", policies.clip_global_norm is not None),
+            ("clip_value", policies.clip_value is not None), ("ema", policies.ema is not None),
+            ("accumulate", policies.accumulate > 1)) if used]
         for leaf, path in zip(leaves, paths):
             if not is_dask_array(leaf):
                 raise TypeError(f"{path} is a {type(leaf).__name__} but other parameters are Dask arrays: "
                                 "all parameters of a Dask optimizer must be Dask arrays")
             _check_dtype(leaf.dtype, path)
-            wide_only = [name for name, used in (
-                ("clip_global_norm", policies.clip_global_norm is not None),
-                ("clip_value", policies.clip_value is not None), ("ema", policies.ema is not None),
-                ("accumulate", policies.accumulate > 1)) if used]
             if wide_only and _dtypes.is_low_precision(leaf.dtype):
                 raise ValueError(f"on Dask arrays {wide_only[0]} takes float32, float64 and complex parameters; {path} "
                                  f"is {leaf.dtype} (only the fused kernel keeps the step's float32 values)")
@@ -369,7 +368,7 @@ class DaskState:
             raise ValueError(f"on Dask arrays master_weights is not available for {self.family.title}: its first "
                              "pass over the chunks reads the parameters, not their float32 copies")
         self.kinds = self.family.state_kinds(h)
-        #: The optimizer's own arrays beside the family's state, by name: the moving average, the accumulator.
+        #: The optimizer's own arrays beside the family's state, by name, in their order in the tuples.
         self.buffers = (("ema",) * (policies.ema is not None) + ("accumulator",) * (policies.accumulate > 1)
                         + ("master",) * policies.master_weights)
         self._accumulate = policies.accumulate
@@ -481,9 +480,10 @@ class DaskState:
         complex element for magnitude state, else the state dtype (bfloat16 when asked)."""
         if name == "accumulator":
             return _accumulator_dtype(dtype)
+        if name in self._magnitude and dtype.kind == "c":
+            return _dtypes.storage_dtype(dtype)
         if name in ("ema", "master") or self._state_dtype is None:
-            own = state_dtype(dtype)
-            return _dtypes.storage_dtype(dtype) if name in self._magnitude and dtype.kind == "c" else own
+            return state_dtype(dtype)
         return self._state_dtype
 
     @property
@@ -524,8 +524,7 @@ class DaskState:
         import dask
 
         if phase == "apply":
-            grads = [self.da.map_blocks(_mean_of_held, held, grad, self._accumulate, dtype=grad.dtype,
-                                        meta=grad._meta) for held, grad in zip(self.holdings, grads)]
+            grads = self._mean_gradients(grads)
         wanted = []
         for grad in grads:
             wanted.append(_sum_of_squares(self.da, grad) if policies.clip_global_norm is not None and phase != "add"
@@ -550,8 +549,19 @@ class DaskState:
 
     def accumulate(self, grads):
         """Add ``grads`` into the accumulators (a micro-batch that takes no step): one task per chunk."""
-        self._held([_held_array(self.da, _accumulated, [held, grad], "numadam-accumulate")
+        add = functools.partial(_accumulated, self._item_of("accumulator"))
+        self._held([_held_array(self.da, add, [held, grad], "numadam-accumulate")
                     for held, grad in zip(self.holdings, grads)])
+
+    def _mean_gradients(self, grads):
+        """The gradients an accumulated update sees (lazy): the mean of the accumulators and ``grads``."""
+        mean = functools.partial(_mean_of_held, self._item_of("accumulator"), self._accumulate)
+        return [self.da.map_blocks(mean, held, grad, dtype=grad.dtype, meta=grad._meta)
+                for held, grad in zip(self.holdings, grads)]
+
+    def _item_of(self, name):
+        """Where ``name`` lies in each held tuple (the parameter is item 0)."""
+        return 1 + self.names.index(name)
 
     def step(self, grads, step, hypers, carries, policy):
         """Replace the parameters and state by their values after step ``step`` (persisted): parameter
@@ -578,8 +588,7 @@ class DaskState:
         names = [kind.name for kind in self.kinds]
         token = f"numadam-{self.family.name}-step-{step}"
         if policy.accumulate is not None:  # both passes see the mean of the micro-batches
-            grads = [self.da.map_blocks(_mean_of_held, held, grad, policy.accumulate, dtype=grad.dtype,
-                                        meta=grad._meta) for held, grad in zip(self.holdings, grads)]
+            grads = self._mean_gradients(grads)
         states, sums = {name: [] for name in names}, []
         for k, (param, grad) in enumerate(zip(self.params, grads)):
             first = functools.partial(_chunk_first_pass, self.cls, names, step, hypers[k], carries[k], policy)

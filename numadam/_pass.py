@@ -61,6 +61,17 @@ def operand_rows(infos, group=0, follow=None, pairs=True):
     return segment_rows(shape, operands, group, follow)
 
 
+def expected_state_dtype(param, first_state=None):
+    """The dtype the state arrays of a parameter of dtype ``param`` must have, the first of them
+    being ``first_state``: the parameter's compute dtype for float16 and bfloat16, its own dtype
+    otherwise, or bfloat16 throughout where that is float32 and the first is bfloat16
+    (``state_dtype="bfloat16"``)."""
+    own = _dtypes.compute_dtype(param) if _dtypes.is_low_precision(param) else param
+    if first_state is not None and first_state.name == "bfloat16" and own.name == "float32":
+        return first_state
+    return own
+
+
 def check_operands(infos, names, arrays, written, magnitude=frozenset()):
     """Every check on the operands of one update, before anything is written.
 
@@ -72,11 +83,8 @@ def check_operands(infos, names, arrays, written, magnitude=frozenset()):
     """
     param = infos[PARAM]
     _validate.check_parameter_dtype(param, names[PARAM])
-    state = param._replace(dtype=_dtypes.compute_dtype(param.dtype)) if _dtypes.is_low_precision(param.dtype) else param
-    first_state = infos[GRAD + 1] if len(infos) > GRAD + 1 else None
-    if (first_state is not None and first_state.dtype.name == "bfloat16" and state.dtype.name == "float32"
-            and param.dtype.kind != "c"):
-        state = state._replace(dtype=first_state.dtype)
+    first_state = infos[GRAD + 1].dtype if len(infos) > GRAD + 1 else None
+    state = param._replace(dtype=expected_state_dtype(param.dtype, first_state))
     for k, (info, name, writes) in enumerate(zip(infos, names, written)):
         if k in (PARAM, GRAD):
             _validate.check_matches(info, name, param, names[PARAM])

@@ -86,8 +86,8 @@ def _operands(rng, n=40):
 
 
 @pytest.mark.parametrize("bad, error, message", [
-    (lambda ops, old: {"grad": old}, ValueError, "sources may name the parameter and the state"),
-    (lambda ops, old: {"max_exp_avg_sq": old}, ValueError, "sources may name the parameter and the state"),
+    (lambda ops, old: {"grad": old}, ValueError, "sources may name the parameter, the state and the master copy"),
+    (lambda ops, old: {"max_exp_avg_sq": old}, ValueError, "sources may name the parameter, the state and the master copy"),
     (lambda ops, old: {"param": old.astype(np.float64)}, ValueError, "laid out as param is"),
     (lambda ops, old: {"param": old[:-1]}, ValueError, "laid out as param is"),
     (lambda ops, old: {"param": np.repeat(old, 2)[::2]}, ValueError, "laid out as param is"),
