@@ -10,7 +10,8 @@ the tuples themselves (:class:`DaskState`: the next step's task reads them,
 and its parameters and state are views of them), so a step is one task per
 chunk; the functional steps, which must answer with arrays, add one
 ``getitem`` task per chunk and output. Everything is persisted in one call,
-so every chunk's task runs once, where its inputs live, and no chunk moves.
+so every chunk's task runs once, where its inputs live (Dask's work stealing
+may still hand a task, and its chunks, to an idle worker: docs/frameworks.md).
 New arrays rather than in-place writes: a task
 that Dask runs again (after a lost worker) starts from its own inputs, never
 from half-updated ones, so a recovered step is the step.
