@@ -20,10 +20,11 @@ Global reductions (the gradients' global norm for ``clip_global_norm``, the
 non-finite count for ``nonfinite``) are Dask tree reductions, computed before
 the step's tasks are built. LAMB's per-parameter norms take a first round of
 tasks (:meth:`DaskState._step_with_norms`). The elementwise policies
-(``clip_value``, ``bounds`` given as numbers or arrays, the moving average ``ema``, the mean of
-accumulated micro-batches) run inside each chunk's task (:class:`ChunkPolicy`),
-and each parameter steps with its group's hyperparameters. The moving average
-and the accumulator are held as more items of each chunk's tuple.
+(``clip_value``, ``bounds`` given as numbers or arrays, the moving average
+``ema``, the mean of accumulated micro-batches, the float32 master copy) run
+inside each chunk's task (:class:`ChunkPolicy`), and each parameter steps with
+its group's hyperparameters. The moving average, the accumulator and the
+master copy are held as more items of each chunk's tuple.
 
 Nothing here imports Dask before a Dask array shows up.
 """
@@ -113,7 +114,7 @@ def _chunk_step(cls, names, step, hyper, carry, policy, param, grad, *state):
     new_master = new.pop("master", None)
     if new_master is None:
         _project(new["param"], policy, bounds)
-    elif bounds or policy.low is not None or policy.high is not None:  # the float32 copy, then its rounding
+    elif policy.low is not None or policy.high is not None:  # the float32 copy, then its rounding
         _project(new_master, policy, bounds, new["param"].dtype)
         new["param"][...] = new_master.astype(new["param"].dtype)
     buffers = [] if average is None else [_averaged(average, new["param"], policy.ema)]

@@ -84,15 +84,13 @@ def _out_of_place(rows, sources, arrays, slots, backend):
     return np.column_stack([rows, *moved]), tuple(numbers)
 
 
-def _magnitude_kinds(family, kinds, arrays):
+def _magnitude_kinds(family, arrays):
     """The names of the state kinds given as real arrays for a complex parameter: the family's
     magnitude state (``complex_mode="magnitude"``, one real number per complex element), else none."""
-    param = arrays[0]
-    if getattr(getattr(param, "dtype", None), "kind", "") != "c":
+    if arrays[0].dtype.kind != "c":
         return frozenset()
-    named = {kind.name: (kind, array) for kind, array in zip(family.state, arrays[2:])}
-    return frozenset(name for name, (kind, array) in named.items()
-                     if kind.magnitude and array is not None and getattr(array.dtype, "kind", "") != "c")
+    return frozenset(kind.name for kind, array in zip(family.state, arrays[2:])
+                     if kind.magnitude and array is not None and array.dtype.kind != "c")
 
 
 def run_step(cls, operands, step, hyper, carry, norms=None, passes=("first", "update"), sources=None,
@@ -137,7 +135,7 @@ def run_step(cls, operands, step, hyper, carry, norms=None, passes=("first", "up
         for k, array in zip(present, given):
             arrays[k] = array
     backend = backend_for(given, names)
-    magnitude = _magnitude_kinds(family, kinds, arrays)
+    magnitude = _magnitude_kinds(family, arrays)
     rows = _contiguous_rows(arrays, backend) if backend.name == "numpy" else None
     if rows is None:
         infos = [backend.describe(array) for array in given]
@@ -167,8 +165,7 @@ def run_step(cls, operands, step, hyper, carry, norms=None, passes=("first", "up
         param_squares, direction_squares = norms
         scalars = family.norms.scalars(np.array([scalars], np.float64), [h], np.zeros(1, np.intp),
                                        np.array([param_squares]), np.array([direction_squares]))[0]
-    state = storage_dtype(next((array.dtype for array, name in zip(given[2:], names[2:]) if name in magnitude),
-                               given[2].dtype)) if len(given) > 2 else None
+    state = storage_dtype(given[2].dtype) if len(given) > 2 else None  # real numbers: the same for magnitude state
     if master:
         scalars = tuple(scalars) + tuple(NO_POLICY_SCALARS)
     with adopted.launch():

@@ -160,14 +160,12 @@ class Optimizer:
         self._carries = {}
         self._carry = [family.initial_carry() for _ in range(len(self._groups) + 1)]
         self._bounds = self._prepared_bounds()
-        self._check_precision_options([info.dtype for info in self._infos])
-        self._check_complex_mode([info.dtype for info in self._infos])
+        self._check_storage_options([info.dtype for info in self._infos])
         self._install_passes(self._hyper_tuple(self._hyper))
 
     def _init_dask(self, leaves, leaf_groups):
         """Parameters that are Dask arrays: a :class:`~numadam._dask.DaskState` steps them."""
-        self._check_precision_options([leaf.dtype for leaf in leaves])
-        self._check_complex_mode([leaf.dtype for leaf in leaves])
+        self._check_storage_options([leaf.dtype for leaf in leaves])
         self._dask = DaskState(type(self), leaves, self._paths, self._hyper_tuple(self._hyper), self._policies,
                                self._given_bounds())
         self._step = self._skipped = self._micro_step = 0
@@ -238,6 +236,11 @@ class Optimizer:
         """Each leaf's ``(low, high)`` as arrays of its dtype and shape (stride 0 for a number), or ``None``."""
         given = self._given_bounds()
         return None if given is None else [self._leaf_bounds(k, low, high) for k, (low, high) in enumerate(given)]
+
+    def _check_storage_options(self, dtypes):
+        """The precision options and ``complex_mode`` against the parameters' ``dtypes``."""
+        self._check_precision_options(dtypes)
+        self._check_complex_mode(dtypes)
 
     def _check_precision_options(self, dtypes):
         """``master_weights`` and ``stochastic_rounding`` round 16-bit parameters; a 16-bit state holds real numbers
@@ -890,15 +893,9 @@ class Optimizer:
             raise ValueError(f"state keeps {[k.name for k in kinds]} but this optimizer keeps "
                              f"{[k.name for k in dask_state.kinds]}: make it with the same hyperparameters")
         arrays = {}
-        for kind in kinds:
-            if kind.name not in state:
-                raise ValueError(f"state is missing {kind.name!r}")
-            root = f"state[{kind.name!r}]"
-            arrays[kind.name] = dask_state.checked_state(kind.name, self._treedef.flatten_like(state[kind.name], root),
-                                                         self._treedef.paths(root))
-        for name in dask_state.buffers:
+        for name in dask_state.names:  # the family's state, then the optimizer's own arrays (ema, ...)
             if name not in state:
-                raise ValueError(f"state is missing {name!r} (this optimizer keeps it: {name}=...)")
+                raise ValueError(f"state is missing {name!r}")
             root = f"state[{name!r}]"
             arrays[name] = dask_state.checked_state(name, self._treedef.flatten_like(state[name], root),
                                                     self._treedef.paths(root))
