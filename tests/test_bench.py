@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 import numadam
-from numadam.bench import frameworks
+from numadam.bench import frameworks, timing
 from numadam.bench.cases import BETAS, EPS, LR, VARIANTS, Case, bench_cases, cnn_shapes
 from numadam.bench.command import _case_names
 from numadam.bench.contenders import Problem
@@ -58,8 +58,24 @@ def test_the_dask_case_runs_only_when_named_and_times_a_local_cluster():
     assert result.returncode == 0, result.stderr
     for variant in VARIANTS:
         assert f"| {variant.name} | numadam on Dask |" in result.stdout  # timed: it agreed with numadam
+        assert f"| {variant.name} | numadam on Dask, 4 steps in flight |" in result.stdout
     assert "2-worker LocalCluster" in result.stdout and "WRONG RESULT" not in result.stdout
     assert "dask" not in _case_names("large,small") and "dask" in _case_names("dask")
+
+
+def test_a_contender_taking_several_steps_per_call_is_timed_per_step(monkeypatch):
+    clock = [0.0]
+    monkeypatch.setattr(timing.time, "perf_counter", lambda: clock[0])
+
+    class Ticking:
+        def __init__(self, steps_per_call):
+            self.steps_per_call = steps_per_call
+
+        def step(self):
+            clock[0] += 0.5 * self.steps_per_call  # half a second a step
+
+    medians = timing.interleaved_medians([Ticking(1), Ticking(4)], rounds=3, min_batch_seconds=1.0)
+    assert medians == [0.5, 0.5]
 
 
 def test_missing_optional_packages_are_reported_not_fatal(tmp_path):

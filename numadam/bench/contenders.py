@@ -60,9 +60,15 @@ class Contender:
     """The defaults: an Adam step to check, reading the gradient arrays in place."""
 
     checked = True
+    #: Steps taken by one call of ``step`` (the timings are per step).
+    steps_per_call = 1
 
     def reload_grads(self):
         pass
+
+    def check_step(self):
+        """One step, finished: the step whose result is compared with numadam's."""
+        self.step()
 
 
 def _options(variant):

@@ -37,9 +37,16 @@ def local_client():
 
 
 class NumadamOnDask(Contender):
-    """``numadam.Adam`` / ``AdamW`` over Dask arrays of :data:`CHUNKS` chunks each, on :func:`local_client`."""
+    """``numadam.Adam`` / ``AdamW`` over Dask arrays of :data:`CHUNKS` chunks each, on :func:`local_client`.
 
-    def __init__(self, problem, variant):
+    A call of ``step`` takes ``in_flight`` steps and then waits for the last: with 1, each step's
+    latency (the client builds the next graph only once the last step is done); with more, the
+    steps of a loop that does not wait for each (a model whose next gradients are tasks too),
+    whose graphs reach the scheduler while the workers still run the step before.
+    """
+
+    def __init__(self, problem, variant, in_flight=1):
+        self.steps_per_call = in_flight
         self._da = _require("dask.array")
         self._distributed = _require("distributed")
         local_client()
@@ -74,7 +81,15 @@ class NumadamOnDask(Contender):
         return self._da.concatenate(blocks).map_blocks(np.copy).persist()
 
     def step(self):
+        for _ in range(self.steps_per_call):
+            self._optimizer.step(self._grads)
+        self._wait()
+
+    def check_step(self):
         self._optimizer.step(self._grads)
+        self._wait()
+
+    def _wait(self):
         state = self._optimizer.state_dict(lazy=True)
         self._distributed.wait(self._optimizer.params + [a for value in state.values() if isinstance(value, list)
                                                          for a in value])

@@ -48,6 +48,7 @@ def contender_builders(case):
 
         return [("numadam", "numadam", NumadamObject),
                 ("numadam on Dask", "other", NumadamOnDask),
+                ("numadam on Dask, 4 steps in flight", "other", partial(NumadamOnDask, in_flight=4)),
                 ("same-traffic kernel, parallel", "roofline", partial(SameTrafficFlat, parallel=True))]
     builders = [
         ("numadam", "numadam", NumadamObject),
@@ -149,7 +150,7 @@ def _run_variant(case, problem, variant, second_grads, rounds, min_batch_seconds
         try:
             contender = build(problem, variant)
             if role != "numadam":
-                contender.step()
+                contender.check_step()
         except Unavailable as reason:
             results.append(Result(case, variant, label, role, None, str(reason)))
             continue
@@ -159,12 +160,12 @@ def _run_variant(case, problem, variant, second_grads, rounds, min_batch_seconds
             results.append(Result(case, variant, label, role, None, f"raised {type(error).__name__}: {error}"))
             continue
         if role == "numadam":
-            contender.step()
+            contender.check_step()
         built.append((label, role, contender))
     platform.assign(problem.grads, second_grads)
     for _, _, contender in built:
         contender.reload_grads()
-        contender.step()
+        contender.check_step()
     reference = built[0][2].parameters()
     timed = []
     for label, role, contender in built:

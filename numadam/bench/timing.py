@@ -46,7 +46,8 @@ def steps_per_batch(contender, min_batch_seconds):
 
 
 def interleaved_medians(contenders, rounds, min_batch_seconds, seed=0):
-    """The median seconds per step of each contender, in the order given."""
+    """The median seconds per step of each contender, in the order given (a contender whose
+    ``step`` takes ``steps_per_call`` steps is timed per step)."""
     numbers = [steps_per_batch(contender, min_batch_seconds) for contender in contenders]
     samples = [[] for _ in contenders]
     order = list(range(len(contenders)))
@@ -54,5 +55,6 @@ def interleaved_medians(contenders, rounds, min_batch_seconds, seed=0):
     for _ in range(rounds):
         shuffle(order)
         for k in order:
-            samples[k].append(_time_batch(contenders[k], numbers[k]) / numbers[k])
+            steps = numbers[k] * getattr(contenders[k], "steps_per_call", 1)
+            samples[k].append(_time_batch(contenders[k], numbers[k]) / steps)
     return [statistics.median(times) for times in samples]
