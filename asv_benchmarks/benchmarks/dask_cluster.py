@@ -2,7 +2,9 @@
 
 The same measurement as ``numadam bench --cases dask`` (which runs 1e8), kept
 small enough for every asv run; the time includes waiting for the new
-parameters and state to be persisted on the workers.
+parameters and state to be persisted on the workers: after each step
+(``time_step``), or after four steps in flight (``time_four_steps_in_flight``,
+the time of all four).
 """
 
 import numpy as np
@@ -26,7 +28,12 @@ class DaskStep:
         problem = Problem([rng.standard_normal(size, dtype=np.float32)], [rng.standard_normal(size, dtype=np.float32)],
                           single=True)
         self.contender = NumadamOnDask(problem, VARIANTS[0])  # Adam with the bench's lr, betas and eps
+        self.in_flight = NumadamOnDask(problem, VARIANTS[0], in_flight=4)
         self.contender.step()  # the workers compile their kernels
+        self.in_flight.step()
 
     def time_step(self, backend, size):
         self.contender.step()
+
+    def time_four_steps_in_flight(self, backend, size):
+        self.in_flight.step()
