@@ -370,24 +370,15 @@ class DaskState:
             raise ValueError(f"on Dask arrays master_weights is not available for {self.family.title}: its first "
                              "pass over the chunks reads the parameters, not their float32 copies")
         self.kinds = self.family.state_kinds(h)
+        buffer_kinds = _buffer_kinds(policies)
         #: The optimizer's own arrays beside the family's state, by name, in their order in the tuples.
-        self.buffers = (("ema",) * (policies.ema is not None) + ("accumulator",) * (policies.accumulate > 1)
-                        + ("master",) * policies.master_weights)
+        self.buffers = tuple(kind.name for kind in buffer_kinds)
         self._accumulate = policies.accumulate
         self._state_dtype = policies.state_dtype  # None (the default) or bfloat16
         self._magnitude = {kind.name for kind in self.kinds if kind.magnitude} \
             if policies.complex_mode == "magnitude" else set()
         self._metas = [leaf._meta for leaf in leaves]
-        state = {kind.name: [self._initial(kind, h, leaf) for leaf in leaves] for kind in self.kinds}
-        if policies.ema is not None:  # started at the parameters, or at zero when it is bias corrected
-            start = StateKind("ema", "the moving average", initial=0.0 if policies.ema_bias_correction else "param")
-            state["ema"] = [self._initial(start, h, leaf) for leaf in leaves]
-        if policies.accumulate > 1:  # float64 sums (complex128 for complex parameters)
-            state["accumulator"] = [self._initial(StateKind("accumulator", "the sum of micro-batches"), h, leaf)
-                                    for leaf in leaves]
-        if policies.master_weights:
-            state["master"] = [self._initial(StateKind("master", "the float32 copy", initial="param"), h, leaf)
-                               for leaf in leaves]
+        state = {kind.name: [self._initial(kind, h, leaf) for leaf in leaves] for kind in (*self.kinds, *buffer_kinds)}
         self._bounds = None if bounds is None else self._checked_bounds(bounds, leaves)
         self._hold(list(leaves), state)
 
@@ -667,6 +658,20 @@ def _sum_of_squares(da, grad):
     """The float64 sum of the squares of ``grad``'s real numbers, as a tree reduction."""
     parts = (grad.real, grad.imag) if grad.dtype.kind == "c" else (grad,)
     return sum(da.sum(part.astype(np.float64) ** 2) for part in parts)
+
+
+def _buffer_kinds(policies):
+    """The optimizer's own arrays held beside the family's state, as state kinds in their order in
+    each tuple: the moving average (started at the parameters, or at zero when it is bias
+    corrected), the sums of micro-batches (float64, :func:`_accumulator_dtype`), the float32 copy."""
+    kinds = []
+    if policies.ema is not None:
+        kinds.append(StateKind("ema", "the moving average", initial=0.0 if policies.ema_bias_correction else "param"))
+    if policies.accumulate > 1:
+        kinds.append(StateKind("accumulator", "the sum of micro-batches"))
+    if policies.master_weights:
+        kinds.append(StateKind("master", "the float32 copy", initial="param"))
+    return kinds
 
 
 def _accumulator_dtype(dtype):
