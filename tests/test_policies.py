@@ -194,6 +194,33 @@ def test_raise_names_the_first_parameter_with_a_nonfinite_gradient_and_changes_n
     assert opt.step_count == 1
 
 
+@pytest.mark.parametrize("nonfinite", ["raise", "skip"])
+def test_only_nan_and_infinity_count_as_nonfinite_in_every_piece(nonfinite):
+    """The pre-pass counts non-finite numbers where a piece's sum of squares is not finite:
+    a finite float64 gradient whose squares overflow is stepped; a NaN deep inside a large
+    parameter (a middle piece, parallel kernel) is found."""
+    rng = np.random.default_rng(13)
+    params = {"big": random_array(rng, (70000,), np.float64), "small": random_array(rng, (5,), np.float64)}
+    opt = numadam.Adam(params, lr=LR, nonfinite=nonfinite)
+    huge = {name: np.ones_like(value) for name, value in params.items()}
+    huge["big"][40000] = 1e200  # its square is infinite; the number is not
+    before = copy_tree(params)
+    opt.step(huge)
+    assert opt.step_count == 1 and opt.skipped_steps == 0
+    assert not np.array_equal(params["big"], before["big"])
+    poisoned = copy_tree(huge)
+    poisoned["big"][40000], poisoned["big"][50001] = 1.0, np.nan
+    after_one = copy_tree(params)
+    if nonfinite == "raise":
+        with pytest.raises(FloatingPointError, match=r"grads\['big'\] holds NaN or infinity"):
+            opt.step(poisoned)
+    else:
+        opt.step(poisoned)
+        assert opt.skipped_steps == 1
+    assert_trees_equal(params, after_one)
+    assert opt.step_count == 1
+
+
 def test_propagate_lets_nan_through_as_torch_does():
     params, grads = problem(10)
     opt = numadam.Adam(params, lr=LR)

@@ -288,15 +288,17 @@ def settle_source(spec):
     return "\n".join(lines) + "\n"
 
 
-def _gradient_sums(spec, index_of, lane):
-    """Sum of squares (``a``) and non-finite count (``b``) of the effective gradient before it
-    is scaled or clipped; nothing is written."""
-    return _gradient_lines(spec, index_of, update=False) + [
-        "wide = float64(grad)", f"a{lane} += wide * wide",
-        f"b{lane} += zero64 if grad - grad == grad - grad else one64"]
+def _gradient_squares(spec, index_of):
+    """Sum of squares (``a``) of the effective gradient before it is scaled or clipped; nothing is written."""
+    return _gradient_lines(spec, index_of, update=False) + ["wide = float64(grad)", "a0 += wide * wide"]
 
 
-def _norm_sums(spec, index_of, lane):
+def _gradient_nonfinite(spec, index_of):
+    """Count (``b``) of the effective gradient's NaNs and infinities."""
+    return _gradient_lines(spec, index_of, update=False) + ["b0 += zero64 if grad - grad == grad - grad else one64"]
+
+
+def _norm_sums(spec, index_of):
     """The family's norms rule (LAMB's first pass): it updates the state and returns the update
     direction; sums of squares of the parameter (``a``) and of the direction (``b``)."""
     n_state = len(rule(spec.rule).state)
@@ -305,36 +307,42 @@ def _norm_sums(spec, index_of, lane):
         f"param = {_param_load(spec, index_of)}",
         f"state, direction = norms(param, grad, ({', '.join(state)}{',' if n_state == 1 else ''}), h, flags)"]
     lines += [f"{_element(k, index_of)} = n{k}(state[{k - 2}])" for k in range(2, 2 + n_state) if spec.operands[k]]
-    return lines + ["wide = float64(param)", f"a{lane} += wide * wide",
-                    "wide = float64(direction)", f"b{lane} += wide * wide"]
+    return lines + ["wide = float64(param)", "a0 += wide * wide",
+                    "wide = float64(direction)", "b0 += wide * wide"]
+
+
+def _reduction_loops(spec, body, strided_threads, indent="    "):
+    """Loops running ``body(spec, index_of)`` over elements ``start:stop``: one per layout on the
+    CPU, which compiles them with reassociation (vectorized sums); on CUDA, one strided loop
+    that picks the layout per element."""
+    present = [k for k, code in enumerate(spec.operands) if code]
+    contiguous = "if " + " and ".join(f"s{k} == 1" for k in present) + ":"
+    unit = [indent + "        " + line for line in body(spec, lambda k: "i")]
+    strided = [indent + "        " + line for line in body(spec, lambda k: f"i * s{k}")]
+    if strided_threads:
+        return ([indent + "for i in range(start, stop, step):", indent + "    " + contiguous]
+                + unit + [indent + "    else:"] + strided)
+    return ([indent + contiguous, indent + "    for i in range(start, stop):"] + unit
+            + [indent + "else:", indent + "    for i in range(start, stop):"] + strided)
 
 
 def reduction_source(spec, strided_threads):
     """The source of ``reduce_piece`` for ``spec``: two float64 sums over elements
     ``start:stop`` of one segment, as ``spec.policy.reduction`` says: ``"gradient"``
-    (:func:`_gradient_sums`) or ``"norms"`` (:func:`_norm_sums`)."""
-    present = [k for k, code in enumerate(spec.operands) if code]
-    lines = _header("reduce_piece", spec)
-    lines.append("    a0 = b0 = zero64")
-    sums = _norm_sums if spec.policy.reduction == "norms" else _gradient_sums
+    (the gradient's sum of squares and its count of non-finite numbers) or
+    ``"norms"`` (:func:`_norm_sums`).
 
-    def accumulate(index_of, indent):
-        return [indent + line for line in sums(spec, index_of, 0)]
-
-    unit = lambda k: "i"  # noqa: E731
-    strided = lambda k: f"i * s{k}"  # noqa: E731
-    if strided_threads:
-        lines.append("    for i in range(start, stop, step):")
-        lines += ["        if " + " and ".join(f"s{k} == 1" for k in present) + ":"]
-        lines += accumulate(unit, "            ")
-        lines += ["        else:"] + accumulate(strided, "            ")
-    else:  # one loop per layout, which the CPU compiles with reassociation: vectorized sums
-        lines.append("    if " + " and ".join(f"s{k} == 1" for k in present) + ":")
-        lines.append("        for i in range(start, stop):")
-        lines += accumulate(unit, "            ")
-        lines.append("    else:")
-        lines.append("        for i in range(start, stop):")
-        lines += accumulate(strided, "            ")
+    The count is taken only where the sum of squares is not finite, since a NaN
+    or an infinity makes it so: the common step reads the gradient once, with
+    half the arithmetic.
+    """
+    lines = _header("reduce_piece", spec) + ["    a0 = b0 = zero64"]
+    if spec.policy.reduction == "norms":
+        lines += _reduction_loops(spec, _norm_sums, strided_threads)
+    else:
+        lines += _reduction_loops(spec, _gradient_squares, strided_threads)
+        lines.append("    if a0 - a0 != a0 - a0:")
+        lines += _reduction_loops(spec, _gradient_nonfinite, strided_threads, indent="        ")
     lines.append("    return a0, b0")
     return "\n".join(lines) + "\n"
 
