@@ -333,8 +333,9 @@ def reduction_source(spec, strided_threads):
     ``"norms"`` (:func:`_norm_sums`).
 
     The count is taken only where the sum of squares is not finite, since a NaN
-    or an infinity makes it so: the common step reads the gradient once, with
-    half the arithmetic.
+    or an infinity makes it so (as does a finite float64 whose square
+    overflows, which the count then finds clean): the common step only sums
+    squares.
     """
     lines = _header("reduce_piece", spec) + ["    a0 = b0 = zero64"]
     if spec.policy.reduction == "norms":
