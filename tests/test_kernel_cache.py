@@ -6,10 +6,13 @@ folder, so the first one compiles and the next ones must load.
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -61,3 +64,47 @@ def test_numadam_cache_reports_and_clears_the_cached_kernels(tmp_path):
     cleared = run(None, tmp_path, "-m", "numadam", "cache", "--clear")
     assert "deleted" in cleared
     assert run(None, tmp_path, "-m", "numadam", "cache").startswith("0 cached kernel files")
+
+
+LION_STEP = textwrap.dedent("""
+    import json
+    import numpy as np
+    import numadam
+    from numadam._kernels import cpu
+
+    p = np.ones(4, np.float32)
+    numadam.Lion(p, lr=0.1, weight_decay=0.0).step(np.ones(4, np.float32))
+    print(json.dumps({"p": float(p[0]), "misses": sum(cpu.update_serial.stats.cache_misses.values())}))
+""")
+
+
+def test_editing_a_helper_the_rule_inlines_compiles_anew_in_a_new_process(tmp_path):
+    """``families/_common.py`` holds ``sign``, which Lion's rule inlines: a copy of the package whose
+    ``sign`` returns twice the sign must not load the kernel compiled before the edit."""
+    shutil.copytree(ROOT / "numadam", tmp_path / "numadam", ignore=shutil.ignore_patterns("__pycache__"))
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path / "cache"), "PYTHONPATH": str(tmp_path)}
+
+    def step():
+        result = subprocess.run([sys.executable, "-c", LION_STEP], cwd=tmp_path, env=env, capture_output=True,
+                                text=True, timeout=600)
+        assert result.returncode == 0, result.stdout + result.stderr
+        return json.loads(result.stdout.splitlines()[-1])
+
+    assert step() == {"p": pytest.approx(0.9), "misses": 1}
+    assert step() == {"p": pytest.approx(0.9), "misses": 0}  # loaded, not compiled
+    helpers = tmp_path / "numadam" / "families" / "_common.py"
+    source = helpers.read_text()
+    assert source.count("        return one\n") == 1
+    helpers.write_text(source.replace("        return one\n", "        return one + one\n"))
+    assert step() == {"p": pytest.approx(0.8), "misses": 1}
+
+
+def test_the_fingerprint_covers_the_helpers_a_rule_calls_and_the_package_version(monkeypatch):
+    from numadam._kernels import fingerprint, spec
+
+    roots = (spec.rule("lion").function, None)
+    modules = fingerprint.inlined_modules([spec.rule("lion").function], {"numadam"})
+    assert {"numadam.families.lion", "numadam.families._common"} <= modules
+    before = fingerprint.fingerprint(roots)
+    monkeypatch.setattr(fingerprint, "_package_version", lambda: "0.0.0-another")
+    assert fingerprint.fingerprint(roots) != before

@@ -21,10 +21,13 @@ import numpy as np
 from numba import njit, prange, typeof, types
 from numba.extending import overload
 
+from .fingerprint import compiled_from_module
 from .primitives import cpu_primitives
 from .quantization import BLOCK
 from .runner import block_runners, piece_runner, quantized_operands, reduction_runner
 from .segments import piece_of, segment_of_element, sequence_length
+
+compiled_from_module(__name__)  # its kernels are cached on disk: see numadam._kernels.fingerprint
 
 
 def run_piece(spec, table, row, start, stop, scalars, like):

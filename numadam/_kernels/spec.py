@@ -8,21 +8,21 @@ own (:class:`KernelSpecType`): the CPU kernels take it as their first
 argument, so each spec gets its own machine code, and because the type is
 plain data the code is cached on disk across processes.
 
-The type's key includes a fingerprint of the source of the rule and of the
-code generated around it, so editing a rule can never load stale machine code
-from Numba's cache (Numba itself only watches the file of the cached function).
+The type's key includes a fingerprint of the sources of every module the
+kernel compiles in (the rule, its helpers, the code generated around it) and
+of the package's version, so an edit or an upgrade can never load stale
+machine code from Numba's cache (Numba itself only watches the file of the
+cached function).
 """
 
 import dataclasses
-import hashlib
-import inspect
-import pathlib
 from typing import NamedTuple
 
 from numba import types
 from numba.core.imputils import lower_constant
 from numba.extending import NativeValue, models, register_model, typeof_impl, unbox
 
+from .fingerprint import fingerprint as source_fingerprint
 from .policy import NO_POLICY, Policy, PolicyScalars
 
 
@@ -92,22 +92,16 @@ class KernelSpec:
         return len(_RULES[self.rule].scalars._fields) + policy
 
 
-_GENERATED_AROUND_RULES = ("runner.py", "storage.py", "segments.py", "spec.py", "policy.py", "primitives.py",
-                           "quantization.py")
 _FINGERPRINTS = {}
 
 
 def fingerprint(rule_name):
-    """A hash of the rule's module and of the modules that generate code around it."""
+    """The hash of what a kernel applying rule ``rule_name`` compiles in (see
+    :mod:`~numadam._kernels.fingerprint`), computed once per process."""
     found = _FINGERPRINTS.get(rule_name)
     if found is None:
-        here = pathlib.Path(__file__).parent
-        files = [pathlib.Path(inspect.getsourcefile(_RULES[rule_name].function.py_func))]
-        files += [here / name for name in _GENERATED_AROUND_RULES]
-        digest = hashlib.sha256()
-        for path in files:
-            digest.update(path.read_bytes())
-        found = _FINGERPRINTS[rule_name] = digest.hexdigest()[:16]
+        registered = _RULES[rule_name]
+        found = _FINGERPRINTS[rule_name] = source_fingerprint((registered.function, registered.norms))
     return found
 
 
