@@ -1,12 +1,10 @@
 """numadam: the Adam family of optimizers, fused, for NumPy and CuPy arrays."""
 
 from . import schedules
-from ._group import Group
-from ._state import load_state, save_state
+from .adapters.group import Group
+from .state_files import load_state, save_state
 from .clipping import clip_by_global_norm, clip_by_norm, clip_by_value
-from .families import (ADOPT, LAMB, AdaBelief, Adam, Adamax, AdamW, AdEMAMix, Lion, NAdam, RAdam, ScheduleFreeAdamW,
-                       Yogi, adabelief_step, adam_step, adamax_step, ademamix_step, adopt_step, families, lamb_step,
-                       lion_step, nadam_step, radam_step, schedule_free_adamw_step, yogi_step)
+from .families import (ADOPT, LAMB, AdaBelief, Adam, Adamax, AdamW, AdEMAMix, Lion, NAdam, RAdam, ScheduleFreeAdamW, Yogi, adabelief_step, adam_step, adamax_step, ademamix_step, adopt_step, families, lamb_step, lion_step, nadam_step, radam_step, schedule_free_adamw_step, yogi_step)
 from .plotting import plot_convergence
 from .solve import adam_minimizer, minimize
 

@@ -34,7 +34,7 @@ def main(argv=None):
 
 def kernel_cache(clear, out=print):
     """Report (or ``clear``) the compiled kernels numadam keeps in Numba's disk cache."""
-    from ._kernels.cpu import cache_files
+    from .targets.cpu.kernels import cache_files
 
     files = cache_files()
     folders = sorted({str(path.parent) for path in files})

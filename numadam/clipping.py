@@ -24,10 +24,10 @@ import string
 
 import numpy as np
 
-from . import _validate
-from ._dispatch import backend_for
-from ._foreign import adopt
-from ._tree import flatten
+from .core import validate
+from .targets.dispatch import backend_for
+from .adapters.foreign import adopt
+from .adapters.tree import flatten
 
 
 def clip_by_value(grads, max_value):
@@ -50,7 +50,7 @@ def clip_by_value(grads, max_value):
     >>> g["z"]
     array([1.-0.2j])
     """
-    limit = _validate.check_limit("max_value", max_value)
+    limit = validate.check_limit("max_value", max_value)
     with _checked_leaves(grads) as (leaves, _):
         for leaf in leaves:
             for part in _real_parts(leaf):
@@ -93,7 +93,7 @@ def clip_by_norm(grads, max_norm):
     >>> g["a"], g["b"]
     (array([0.6, 0.8]), array([0.1, 0. ]))
     """
-    limit = _validate.check_limit("max_norm", max_norm)
+    limit = validate.check_limit("max_norm", max_norm)
     with _checked_leaves(grads) as (leaves, treedef):
         paths = treedef.paths("grads")
         measures = [_finite_measure(leaf, path) for leaf, path in zip(leaves, paths)]
@@ -141,7 +141,7 @@ def clip_by_global_norm(grads, max_norm):
     >>> g
     [array([0.6]), array([0.8], dtype=float32)]
     """
-    limit = _validate.check_limit("max_norm", max_norm)
+    limit = validate.check_limit("max_norm", max_norm)
     with _checked_leaves(grads) as (leaves, treedef):
         paths = treedef.paths("grads")
         measures = [_finite_measure(leaf, path) for leaf, path in zip(leaves, paths)]
@@ -173,9 +173,9 @@ def _checked_leaves(grads):
         if backend.name == "cuda" and not isinstance(leaf, backend.array_type):
             raise TypeError(f"{path} is a {type(leaf).__name__}; clipping takes NumPy or CuPy arrays")
         info = backend.describe(leaf)
-        _validate.check_clippable(info, path)
+        validate.check_clippable(info, path)
         infos.append(info)
-    _validate.check_disjoint(infos, paths, leaves, [True] * len(leaves))
+    validate.check_disjoint(infos, paths, leaves, [True] * len(leaves))
     with adopted.launch():
         yield leaves, treedef
     adopted.written()

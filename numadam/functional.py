@@ -2,7 +2,7 @@
 
 Every family's step function (``numadam.adam_step``, ``numadam.nadam_step``,
 ...) is :func:`step_function` of its class: the same checks as the optimizer
-objects (:mod:`numadam._pass`), the same plan builder and the same kernels, on
+objects (:mod:`numadam.engine.bucket`), the same plan builder and the same kernels, on
 arrays the caller keeps.
 """
 
@@ -10,16 +10,16 @@ import inspect
 
 import numpy as np
 
-from . import _validate
-from ._dispatch import backend_for
-from ._dask import functional_step as dask_functional_step, is_dask_array
-from ._foreign import adopt
-from ._dtypes import is_supported, real_itemsize, storage_dtype
-from ._kernels.policy import NO_POLICY, NO_POLICY_SCALARS, POLICY_OPERANDS
-from ._kernels.segments import ADDRESS
-from ._layout import Operand, segment_rows
-from ._memory import MemoryRanges
-from ._pass import check_operands, kernel_spec, operand_rows
+from .core import validate as _validate
+from .targets.dispatch import backend_for
+from .engine.dask import functional_step as dask_functional_step, is_dask_array
+from .adapters.foreign import adopt
+from .core.dtypes import is_supported, real_itemsize, storage_dtype
+from .core.pipeline import NO_POLICY, NO_POLICY_SCALARS, POLICY_OPERANDS
+from .targets.segments import ADDRESS
+from .targets.layout import Operand, segment_rows
+from .core.memory import MemoryRanges
+from .engine.bucket import check_operands, kernel_spec, operand_rows
 
 
 def _contiguous_rows(arrays, backend):

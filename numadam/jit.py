@@ -64,7 +64,7 @@ from llvmlite import ir
 from numba import errors, njit, types
 from numba.extending import intrinsic, models, overload, register_model
 
-from ._backends.cpu import CpuBackend
+from .targets.cpu.backend import CpuBackend
 from .families import families
 
 __all__ = []

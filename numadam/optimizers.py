@@ -1,7 +1,7 @@
 """The optimizer objects: trees of arrays, updated in place, with owned state.
 
 :class:`Optimizer` is every family's class: a family module only declares its
-:class:`~numadam._family.Family` and names a subclass (``class NAdam(Optimizer):
+:class:`~numadam.core.family.Family` and names a subclass (``class NAdam(Optimizer):
 family = NADAM``). From the declaration the class gets its signature, a
 validated property per hyperparameter, per-group hyperparameters
 (:class:`numadam.Group`), ``state_dict``/``load_state_dict``, copying and
@@ -19,18 +19,18 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from . import _dtypes, _validate
-from ._device_steps import DeviceSteps
-from ._dispatch import backend_for
-from ._family import StateKind
-from ._dask import DaskState, chunk_policy, is_dask_array, skip_or_scale
-from ._foreign import adopt, is_tensor
-from ._kernels.policy import PolicyScalars
-from ._kernels import quantization
-from ._pass import QUANTIZED_STATE, Quantized, passes_by_dtype, written_memory
-from ._policy import POLICY_DEFAULTS, checked_policies, global_scale, leaf_bound
-from ._state import load_state, save_state
-from ._tree import flatten
+from .core import dtypes as _dtypes, validate as _validate
+from .engine.device_steps import DeviceSteps
+from .targets.dispatch import backend_for
+from .core.family import StateKind
+from .engine.dask import DaskState, chunk_policy, is_dask_array, skip_or_scale
+from .adapters.foreign import adopt, is_tensor
+from .core.pipeline import PolicyScalars
+from .targets import quantization
+from .engine.bucket import QUANTIZED_STATE, Quantized, passes_by_dtype, written_memory
+from .core.policies import POLICY_DEFAULTS, checked_policies, global_scale, leaf_bound
+from .state_files import load_state, save_state
+from .adapters.tree import flatten
 
 #: Names that users of other libraries pass, and what numadam calls them.
 _OTHER_LIBRARIES_NAMES = {
@@ -69,7 +69,7 @@ class _HyperparameterAttribute:
 
 
 class Optimizer:
-    """The optimizer of one :class:`~numadam._family.Family` (see the subclasses).
+    """The optimizer of one :class:`~numadam.core.family.Family` (see the subclasses).
 
     ``params`` is one array or a dict/list/tuple tree of arrays (subtrees may be
     wrapped in :class:`numadam.Group`), all NumPy or all CUDA arrays, writable
@@ -122,7 +122,7 @@ class Optimizer:
         self._attach_groups()
         self._paths = self._treedef.paths("params")
         #: The leaves as given (torch tensors, ...) and, when they are not NumPy or CuPy arrays,
-        #: what a write through their arrays must tell them (:mod:`numadam._foreign`).
+        #: what a write through their arrays must tell them (:mod:`numadam.adapters.foreign`).
         self._given = given
         self._dask = None
         if any(map(is_dask_array, given)):
@@ -156,7 +156,7 @@ class Optimizer:
         self._step = 0
         self._micro_step = 0  # gradients accumulated since the last update
         self._skipped = 0
-        self._device_steps = None  # CUDA with nonfinite="skip": see numadam._device_steps
+        self._device_steps = None  # CUDA with nonfinite="skip": see numadam.engine.device_steps
         self._carries = {}
         self._carry = [family.initial_carry() for _ in range(len(self._groups) + 1)]
         self._bounds = self._prepared_bounds()
@@ -164,7 +164,7 @@ class Optimizer:
         self._install_passes(self._hyper_tuple(self._hyper))
 
     def _init_dask(self, leaves, leaf_groups):
-        """Parameters that are Dask arrays: a :class:`~numadam._dask.DaskState` steps them."""
+        """Parameters that are Dask arrays: a :class:`~numadam.engine.dask.DaskState` steps them."""
         self._check_storage_options([leaf.dtype for leaf in leaves])
         self._dask = DaskState(type(self), leaves, self._paths, self._hyper_tuple(self._hyper), self._policies,
                                self._given_bounds())
@@ -624,7 +624,7 @@ class Optimizer:
                 and self.family.norms is None and len(self._passes) == 1 and not self._passes[0].quantized)
 
     def _device_step(self, plans):
-        """A step whose skipping and step number the GPU decides (see :mod:`numadam._device_steps`)."""
+        """A step whose skipping and step number the GPU decides (see :mod:`numadam.engine.device_steps`)."""
         steps = self._device_steps
         candidates = steps.candidates()
         self._learn_device_steps(wait=False)
@@ -961,7 +961,7 @@ class Optimizer:
     def _checked_state_arrays(self, state, kind):
         """The leaves of state ``kind`` (or of a policy's buffer): arrays shaped like their parameters,
         of any floating dtype numadam stores (converted on loading), or 8-bit codes with their block
-        scales in ``state[name + '_scales']`` (as :class:`~numadam._pass.Quantized`)."""
+        scales in ``state[name + '_scales']`` (as :class:`~numadam.engine.bucket.Quantized`)."""
         root = f"state[{kind.name!r}]"
         if kind.name not in state:
             raise ValueError(f"state has {kind.when or 'these options'} but no {kind.name!r}")

@@ -24,7 +24,7 @@ Examples
 import math
 import numbers
 
-from . import _validate
+from .core import validate
 
 
 class Schedule:
@@ -65,7 +65,7 @@ class Constant(Schedule):
     _fields = ("lr",)
 
     def __init__(self, lr):
-        self.lr = _validate.check_lr(lr)
+        self.lr = validate.check_lr(lr)
 
     def __call__(self, step):
         _check_steps_taken(step)
@@ -93,8 +93,8 @@ class StepDecay(Schedule):
     _fields = ("lr", "step_size", "gamma")
 
     def __init__(self, lr, step_size, gamma=0.1):
-        self.lr = _validate.check_lr(lr)
-        self.step_size = _validate.check_count("step_size", step_size, minimum=1)
+        self.lr = validate.check_lr(lr)
+        self.step_size = validate.check_count("step_size", step_size, minimum=1)
         self.gamma = _decay_factor("gamma", gamma)
 
     def __call__(self, step):
@@ -114,7 +114,7 @@ class ExponentialDecay(Schedule):
     _fields = ("lr", "gamma")
 
     def __init__(self, lr, gamma):
-        self.lr = _validate.check_lr(lr)
+        self.lr = validate.check_lr(lr)
         self.gamma = _decay_factor("gamma", gamma)
 
     def __call__(self, step):
@@ -147,9 +147,9 @@ class CosineDecay(Schedule):
     _fields = ("lr", "total_steps", "min_lr")
 
     def __init__(self, lr, total_steps, min_lr=0.0):
-        self.lr = _validate.check_lr(lr)
-        self.total_steps = _validate.check_count("total_steps", total_steps, minimum=1)
-        min_lr = _validate.check_limit("min_lr", min_lr)
+        self.lr = validate.check_lr(lr)
+        self.total_steps = validate.check_count("total_steps", total_steps, minimum=1)
+        min_lr = validate.check_limit("min_lr", min_lr)
         if min_lr > self.lr:
             raise ValueError(f"min_lr must be <= lr ({self.lr!r}); got {min_lr!r}")
         self.min_lr = min_lr
@@ -197,7 +197,7 @@ class LinearWarmup(Schedule):
         if not isinstance(schedule, Schedule):
             raise TypeError(f"schedule must be a numadam.schedules.Schedule or a number; got {schedule!r}")
         self.schedule = schedule
-        self.warmup_steps = _validate.check_count("warmup_steps", warmup_steps, minimum=0)
+        self.warmup_steps = validate.check_count("warmup_steps", warmup_steps, minimum=0)
 
     def __call__(self, step):
         steps_taken = _check_steps_taken(step)
@@ -259,18 +259,18 @@ class ReduceOnPlateau(Schedule):
     _fields = ("lr", "factor", "patience", "threshold", "threshold_mode", "cooldown", "min_lr")
 
     def __init__(self, lr, factor=0.1, patience=10, threshold=1e-4, threshold_mode="rel", cooldown=0, min_lr=0.0):
-        self.lr = _validate.check_lr(lr)
-        factor = _validate.check_limit("factor", factor)
+        self.lr = validate.check_lr(lr)
+        factor = validate.check_limit("factor", factor)
         if not 0.0 < factor < 1.0:
             raise ValueError(f"factor must be in (0, 1); got {factor!r}")
         self.factor = factor
-        self.patience = _validate.check_count("patience", patience, minimum=0)
-        self.threshold = _validate.check_limit("threshold", threshold)
+        self.patience = validate.check_count("patience", patience, minimum=0)
+        self.threshold = validate.check_limit("threshold", threshold)
         if threshold_mode not in ("rel", "abs"):
             raise ValueError(f"threshold_mode must be 'rel' or 'abs'; got {threshold_mode!r}")
         self.threshold_mode = threshold_mode
-        self.cooldown = _validate.check_count("cooldown", cooldown, minimum=0)
-        self.min_lr = _validate.check_limit("min_lr", min_lr)
+        self.cooldown = validate.check_count("cooldown", cooldown, minimum=0)
+        self.min_lr = validate.check_limit("min_lr", min_lr)
         self.current_lr = self.lr
         self.best = math.inf
         self.bad_steps = 0
@@ -316,13 +316,13 @@ class ReduceOnPlateau(Schedule):
         names = ("current_lr", "best", "bad_steps", "cooldown_left")
         if not isinstance(running, dict) or sorted(running) != sorted(names):
             raise ValueError(f"state['state'] must be a dict with keys {list(names)}; got {running!r}")
-        fresh.current_lr = _validate.check_lr(running["current_lr"])
+        fresh.current_lr = validate.check_lr(running["current_lr"])
         best = running["best"]
         fresh.best = _real_value("state['state']['best']", best)
         if not (math.isfinite(fresh.best) or fresh.best == math.inf):
             raise ValueError(f"state['state']['best'] must be finite or inf; got {best!r}")
-        fresh.bad_steps = _validate.check_count("state['state']['bad_steps']", running["bad_steps"], minimum=0)
-        fresh.cooldown_left = _validate.check_count("state['state']['cooldown_left']", running["cooldown_left"],
+        fresh.bad_steps = validate.check_count("state['state']['bad_steps']", running["bad_steps"], minimum=0)
+        fresh.cooldown_left = validate.check_count("state['state']['cooldown_left']", running["cooldown_left"],
                                                     minimum=0)
         vars(self).update(vars(fresh))
 
@@ -330,7 +330,7 @@ class ReduceOnPlateau(Schedule):
 def _check_steps_taken(step):
     if type(step) is int and step >= 0:
         return step
-    return _validate.check_count("step", step, minimum=0)
+    return validate.check_count("step", step, minimum=0)
 
 
 def _real_value(name, value):
@@ -343,7 +343,7 @@ def _real_value(name, value):
 
 
 def _decay_factor(name, value):
-    checked = _validate.check_limit(name, value)
+    checked = validate.check_limit(name, value)
     if not 0.0 < checked <= 1.0:
         raise ValueError(f"{name} must be in (0, 1]; got {value!r}")
     return checked

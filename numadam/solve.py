@@ -15,10 +15,10 @@ import warnings
 
 import numpy as np
 
-from . import _dtypes, _validate
-from ._dispatch import backend_for
-from ._dask import is_dask_array
-from ._foreign import adopt, is_foreign, is_jax, is_tensor, tensor_like
+from .core import dtypes as _dtypes, validate as _validate
+from .targets.dispatch import backend_for
+from .engine.dask import is_dask_array
+from .adapters.foreign import adopt, is_foreign, is_jax, is_tensor, tensor_like
 from .clipping import clip_by_global_norm, clip_by_norm, clip_by_value
 from .families import optimizer_class
 _CLIPPERS = {"value": clip_by_value, "norm": clip_by_norm, "global_norm": clip_by_global_norm}

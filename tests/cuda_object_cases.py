@@ -131,7 +131,7 @@ def test_the_policies_on_cuda_kernels_match_the_cpu(device, options):
 
 
 def test_device_steps_count_on_the_gpu_and_the_host_learns_them(device):
-    from numadam._device_steps import WINDOW
+    from numadam.engine.device_steps import WINDOW
 
     host, on_device = twins(device, 3, SHAPES)
     cpu = numadam.NAdam(host, lr=0.05, nonfinite="skip")

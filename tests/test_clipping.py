@@ -38,7 +38,7 @@ def tree_of(rng, scale=1.0):
 
 
 def leaves(tree):
-    from numadam._tree import flatten
+    from numadam.adapters.tree import flatten
     return flatten(tree)[0]
 
 

@@ -15,8 +15,8 @@ pytest.importorskip("numba.cuda")
 import numpy as np  # noqa: E402
 
 import numadam  # noqa: E402
-from numadam._kernels import cuda as cuda_kernels  # noqa: E402
-from numadam._pass import kernel_spec  # noqa: E402
+from numadam.targets.cuda import kernels as cuda_kernels  # noqa: E402
+from numadam.engine.bucket import kernel_spec  # noqa: E402
 
 
 def adam_spec(amsgrad):

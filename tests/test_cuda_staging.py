@@ -3,7 +3,7 @@
 CuPy's memory pool reuses a freed block for later allocations on the stream
 that allocated it, so a table must be read only by kernels on that stream, and
 a page-locked buffer must not be refilled before the copy out of it has run.
-These rules live in plain Python (numadam._backends.cuda.StagedTable and
+These rules live in plain Python (numadam.targets.cuda.backend.StagedTable and
 PinnedStaging); a recording stand-in for the few CuPy calls they make checks
 them here. On hardware, test_cupy.py runs the same code against CuPy.
 """
@@ -13,7 +13,7 @@ import threading
 
 import numpy as np
 
-from numadam._backends.cuda import PinnedStaging, StagedTable
+from numadam.targets.cuda.backend import PinnedStaging, StagedTable
 
 
 class Recorder:

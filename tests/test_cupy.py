@@ -105,7 +105,7 @@ def test_kernel_runs_on_cupys_current_stream():
 
 
 def test_one_kernel_launch_per_step_for_many_arrays(monkeypatch):
-    from numadam._kernels import cuda as cuda_kernels
+    from numadam.targets.cuda import kernels as cuda_kernels
 
     launches = []
     original = cuda_kernels.launch
@@ -124,13 +124,13 @@ def test_steps_never_make_the_host_wait():
 
     (cupyx.allow_synchronize is a no-op in current CuPy, so the ring counts its own waits.)
     """
-    from numadam import _dispatch
+    from numadam.targets import dispatch
 
     params = [cupy.zeros(1000, cupy.float32) for _ in range(10)]
     opt = numadam.Adam(params, lr=0.1)
     opt.step([cupy.ones(1000, cupy.float32) for _ in range(10)])
     cupy.cuda.get_current_stream().synchronize()
-    staging = _dispatch._backend("cuda")._staging
+    staging = dispatch._backend("cuda")._staging
     waits = staging.waits
     for _ in range(20):
         opt.step([cupy.ones(1000, cupy.float32) for _ in range(10)])
@@ -167,7 +167,7 @@ def test_a_step_on_another_stream_copies_the_table_to_that_stream():
 
 def test_a_one_block_step_prints_no_occupancy_warning():
     """numba-cuda warns about grids under 128 blocks when a launch is configured; a 1e3 step needs one."""
-    from numadam._kernels import cuda as cuda_kernels
+    from numadam.targets.cuda import kernels as cuda_kernels
 
     param, grad = cupy.zeros(1000, cupy.float32), cupy.ones(1000, cupy.float32)
     opt = numadam.Adam(param, lr=0.1, amsgrad=True, weight_decay=0.5)

@@ -7,7 +7,7 @@ import textwrap
 import numpy as np
 import pytest
 
-from numadam import _dispatch
+from numadam.targets import dispatch
 
 
 def run_python(code):
@@ -36,17 +36,17 @@ def test_numpy_path_never_imports_cupy_or_numba_cuda():
 
 
 def test_backend_is_chosen_by_type_and_cached():
-    backend = _dispatch.backend_for([np.zeros(3), np.zeros(3)], ["a", "b"])
+    backend = dispatch.backend_for([np.zeros(3), np.zeros(3)], ["a", "b"])
     assert backend.name == "numpy"
-    assert _dispatch.backend_for([np.zeros(2)], ["x"]) is backend
-    assert _dispatch._BACKEND_BY_TYPE[np.ndarray] == "numpy"
+    assert dispatch.backend_for([np.zeros(2)], ["x"]) is backend
+    assert dispatch._BACKEND_BY_TYPE[np.ndarray] == "numpy"
 
 
 def test_ndarray_subclasses_are_numpy_but_masked_arrays_are_refused(tmp_path):
     memmap = np.memmap(tmp_path / "m.dat", dtype=np.float64, mode="w+", shape=(4,))
-    assert _dispatch.backend_for([memmap], ["m"]).name == "numpy"
+    assert dispatch.backend_for([memmap], ["m"]).name == "numpy"
     with pytest.raises(TypeError, match="must be a numpy.ndarray or a CUDA array"):
-        _dispatch.backend_for([np.ma.zeros(3)], ["masked"])
+        dispatch.backend_for([np.ma.zeros(3)], ["masked"])
 
 
 def test_memmap_parameters_are_updated_on_disk(tmp_path):
@@ -64,8 +64,8 @@ def test_objects_with_cuda_array_interface_go_to_cuda():
     class Device:
         __cuda_array_interface__ = {}
 
-    assert _dispatch._backend_name(Device) == "cuda"
-    assert _dispatch._backend_name(list) is None
+    assert dispatch._backend_name(Device) == "cuda"
+    assert dispatch._backend_name(list) is None
 
 
 def test_host_instances_of_cuda_capable_types_are_refused_clearly():

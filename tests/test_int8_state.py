@@ -15,7 +15,7 @@ import pytest
 
 import numadam
 from arrays import in_layout, random_array
-from numadam._kernels import quantization
+from numadam.targets import quantization
 from reference import REFERENCES
 from test_families import CASES, case_id, hyperparameters, initial_carry, initial_state
 

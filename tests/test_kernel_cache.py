@@ -21,7 +21,7 @@ SCRIPT = textwrap.dedent("""
     import json, sys
     import numpy as np
     import numadam
-    from numadam._kernels import cpu
+    from numadam.targets.cpu import kernels as cpu
     sys.path.insert(0, "tests")
     from reference import adam_exact
 
@@ -70,7 +70,7 @@ LION_STEP = textwrap.dedent("""
     import json
     import numpy as np
     import numadam
-    from numadam._kernels import cpu
+    from numadam.targets.cpu import kernels as cpu
 
     p = np.ones(4, np.float32)
     numadam.Lion(p, lr=0.1, weight_decay=0.0).step(np.ones(4, np.float32))
@@ -100,7 +100,7 @@ def test_editing_a_helper_the_rule_inlines_compiles_anew_in_a_new_process(tmp_pa
 
 
 def test_the_fingerprint_covers_the_helpers_a_rule_calls_and_the_package_version(monkeypatch):
-    from numadam._kernels import fingerprint, spec
+    from numadam.targets import fingerprint, spec
 
     roots = (spec.rule("lion").function, None)
     modules = fingerprint.inlined_modules([spec.rule("lion").function], {"numadam"})

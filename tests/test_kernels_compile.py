@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 
 import numadam
-from numadam._kernels import cpu
-from numadam._kernels.policy import Policy
-from numadam._pass import kernel_spec
+from numadam.targets.cpu import kernels as cpu
+from numadam.core.pipeline import Policy
+from numadam.engine.bucket import kernel_spec
 
 FAMILY = numadam.Adam.family
 VARIANTS = [(amsgrad, weight_decay) for amsgrad in (False, True) for weight_decay in (0.0, 0.1)]
@@ -70,7 +70,7 @@ def test_every_family_keeps_float32_arithmetic_in_float32(method):
 def compile_cuda(spec, device_step=False):
     from numba import cuda
 
-    from numadam._kernels import cuda as cuda_kernels
+    from numadam.targets.cuda import kernels as cuda_kernels
 
     if cuda_kernels.SIMULATED:
         pytest.fail("the simulator is on in the main test process")
@@ -127,7 +127,7 @@ def test_policy_kernels_compile_to_ptx_and_for_the_cpu_in_float32(name):
 def test_reduction_kernels_compile_to_ptx(method, reduction):
     from numba import cuda
 
-    from numadam._kernels import cuda as cuda_kernels
+    from numadam.targets.cuda import kernels as cuda_kernels
 
     spec = policy_spec(method, Policy(reduction=reduction))
     signature = (numba.types.int64,) * 5 + (numba.types.int64, numba.types.float32, numba.types.int64)
@@ -140,7 +140,7 @@ def test_the_device_counted_step_kernels_compile_to_ptx():
     """The update that reads its step from the control block, and the one-block kernels around it."""
     from numba import cuda
 
-    from numadam._kernels import cuda as cuda_kernels
+    from numadam.targets.cuda import kernels as cuda_kernels
 
     ptx = compile_cuda(policy_spec("nadam", Policy(grad_scale=True)), device_step=True)
     assert ".target sm_90" in ptx
@@ -185,7 +185,7 @@ def test_the_8_bit_state_block_kernel_compiles_to_ptx():
     """Blocks of 8-bit codes: byte loads and stores, a shared-memory block of new state, float32 arithmetic."""
     from numba import cuda
 
-    from numadam._kernels import cuda as cuda_kernels
+    from numadam.targets.cuda import kernels as cuda_kernels
 
     h = FAMILY.Hyper(**{**numadam.Adam._class_defaults, "amsgrad": True})
     spec = kernel_spec(FAMILY, FAMILY.flags(h), np.dtype(np.float32), {k.name for k in FAMILY.state_kinds(h)},

@@ -25,12 +25,12 @@ def tree_of_arrays(rng):
 
 
 def leaves_of(tree):
-    from numadam._tree import flatten
+    from numadam.adapters.tree import flatten
     return flatten(tree)[0]
 
 
 def grads_like(rng, params, scale=1.0):
-    from numadam._tree import flatten
+    from numadam.adapters.tree import flatten
     leaves, treedef = flatten(params)
     return treedef.unflatten([random_array(rng, leaf.shape, leaf.dtype, scale) for leaf in leaves])
 
@@ -199,7 +199,7 @@ def test_state_dict_round_trip_continues_exactly(rng, tmp_path):
     opt.save(tmp_path / "state.npz")
 
     restored_params = [np.array(p, copy=True) for p in leaves_of(params)]
-    from numadam._tree import flatten
+    from numadam.adapters.tree import flatten
     treedef = flatten(params)[1]
     fresh = numadam.Adam(treedef.unflatten(restored_params), lr=0.5)
     fresh.load(tmp_path / "state.npz")
@@ -305,7 +305,7 @@ def test_results_do_not_depend_on_the_thread_count(rng):
 def test_chunks_that_span_many_segments(rng, monkeypatch, chunk_size, path):
     """Chunks cut across segment boundaries (a chunk may hold the tail of one array,
     several small arrays and the head of the next) and every element is updated once."""
-    from numadam._backends.cpu import CpuBackend
+    from numadam.targets.cpu.backend import CpuBackend
 
     monkeypatch.setattr(CpuBackend, "chunk_size", chunk_size)
     monkeypatch.setattr(CpuBackend, "serial_below", 1 << 40 if path == "serial" else 0)

@@ -16,7 +16,7 @@ import textwrap
 
 import pytest
 
-from numadam._backends.cpu import CpuBackend
+from numadam.targets.cpu.backend import CpuBackend
 
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="fork, and GNU OpenMP's trouble with it, are Linux's")
 
@@ -91,7 +91,7 @@ def run_script(tmp_path, start_method, prelude="", env=None):
 @pytest.mark.parametrize("start_method", ["fork", "spawn"])
 def test_a_child_steps_inherited_and_new_optimizers_after_the_parent_ran_the_parallel_kernel(tmp_path, start_method):
     """Under GNU OpenMP (Linux's layer unless tbb is installed) a forked child runs numadam's kernels
-    serially (numadam._threading): without that, OpenMP would terminate it and break the pool."""
+    serially (numadam.targets.cpu.threads): without that, OpenMP would terminate it and break the pool."""
     works = 2 if start_method == "fork" else 1
     report = run_script(tmp_path, start_method, env={"NUMBA_THREADING_LAYER": "omp"})
     assert report["layers"][0] == "omp" and report["equal"] == [True] * works

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from numba import njit
 
-from numadam._kernels.primitives import INTERPRETED, cpu_primitives
-from numadam._kernels.storage import conversions, stochastic_rounding
+from numadam.targets.primitives import INTERPRETED, cpu_primitives
+from numadam.targets.storage import conversions, stochastic_rounding
 
 ml_dtypes = pytest.importorskip("ml_dtypes")
 
@@ -80,7 +80,7 @@ def test_narrowing_rounds_to_nearest_even_as_numpy_and_ml_dtypes(code):
 
 @pytest.mark.parametrize("code", FORMATS)
 def test_the_simulators_conversions_agree(code):
-    """The CUDA simulator converts in Python (numadam._kernels.primitives.INTERPRETED)."""
+    """The CUDA simulator converts in Python (numadam.targets.primitives.INTERPRETED)."""
     widen, narrow = conversions(code, INTERPRETED)
     values = float32_cases()[:2000]
     for value in values[np.isfinite(values)]:
@@ -153,7 +153,7 @@ def test_the_simulators_stochastic_rounding_agrees(code):
 
 
 def test_random_bits_are_uniform_and_differ_between_steps():
-    def written_out(position, salt):  # numadam._kernels.primitives.random_bits_codegen, in Python integers
+    def written_out(position, salt):  # numadam.targets.primitives.random_bits_codegen, in Python integers
         cut = 0xFFFFFFFF
         x = ((position & cut) * 0x9E3779B1 + (position >> 32) * 0x85EBCA77 + salt * 0xC2B2AE3D) & cut
         x = ((x ^ (x >> 16)) * 0x7FEB352D) & cut

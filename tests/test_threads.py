@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import numadam
-from numadam._backends.cpu import CpuBackend
+from numadam.targets.cpu.backend import CpuBackend
 
 SIZE = 1 << 17
 STEPS = 20

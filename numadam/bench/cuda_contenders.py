@@ -239,7 +239,7 @@ class NumbaEmptyLaunch(Contender):
     checked = False
 
     def __init__(self, problem, variant):
-        from numadam._kernels import cuda as cuda_kernels
+        from numadam.targets.cuda import kernels as cuda_kernels
 
         real_dtype = problem.params[0].dtype.type(0).real.dtype
         with warnings.catch_warnings():

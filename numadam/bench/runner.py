@@ -16,8 +16,7 @@ import numba
 import numpy as np
 
 from .cases import LR, VARIANTS, Case, Variant
-from .contenders import (NumadamFunctional, NumadamObject, NumpyInPlace, NumpyNaive, Problem,
-                         SameTrafficFlat, SameTrafficPerArray)
+from .contenders import (NumadamFunctional, NumadamObject, NumpyInPlace, NumpyNaive, Problem, SameTrafficFlat, SameTrafficPerArray)
 from .frameworks import NumadamOnTensors, OptaxAdam, TorchAdam, Unavailable
 from .timing import interleaved_medians
 

@@ -1,6 +1,6 @@
 """The members of the Adam family, one module each, and :func:`families`, their registry.
 
-A new member is a module declaring its :class:`~numadam._family.Family` (rule,
+A new member is a module declaring its :class:`~numadam.core.family.Family` (rule,
 scalars, hyperparameters, state) with its class and functional step, and one
 line in :data:`_REGISTRY`.
 """

@@ -7,42 +7,42 @@ default.
 
 from numba import njit
 
-from .. import _validate
-from .._family import Hyperparameter
+from ..core import validate
+from ..core.family import Hyperparameter
 
 
 def lr(default):
-    return Hyperparameter("lr", default, lambda name, value: _validate.check_lr(value),
+    return Hyperparameter("lr", default, lambda name, value: validate.check_lr(value),
                           r"Learning rate :math:`\eta` (>= 0).")
 
 
 def betas(default):
     count = len(default)
     symbols = ", ".join(rf"\beta_{i}" for i in range(1, count + 1))
-    return Hyperparameter("betas", default, lambda name, value: _validate.check_betas(value, count),
+    return Hyperparameter("betas", default, lambda name, value: validate.check_betas(value, count),
                           rf":math:`({symbols})`, each in [0, 1).")
 
 
 def eps(default, doc=r":math:`\epsilon` (>= 0), added to the denominator."):
-    return Hyperparameter("eps", default, _validate.check_nonnegative, doc)
+    return Hyperparameter("eps", default, validate.check_nonnegative, doc)
 
 
 def eps_root(default=0.0):
-    return Hyperparameter("eps_root", default, _validate.check_nonnegative,
+    return Hyperparameter("eps_root", default, validate.check_nonnegative,
                           r"optax's :math:`\epsilon_{root}`, added inside the square root (>= 0).")
 
 
 def weight_decay(default, doc=r"Weight decay :math:`\lambda` (>= 0)."):
-    return Hyperparameter("weight_decay", default, _validate.check_nonnegative, doc)
+    return Hyperparameter("weight_decay", default, validate.check_nonnegative, doc)
 
 
 def decoupled_weight_decay(default=False):
-    return Hyperparameter("decoupled_weight_decay", default, _validate.check_flag,
+    return Hyperparameter("decoupled_weight_decay", default, validate.check_flag,
                           "Decay the parameters directly (as AdamW) instead of adding L2 to the gradient.")
 
 
 def maximize():
-    return Hyperparameter("maximize", False, _validate.check_flag, "Ascend instead of descend.")
+    return Hyperparameter("maximize", False, validate.check_flag, "Ascend instead of descend.")
 
 
 def convention(options, doc):

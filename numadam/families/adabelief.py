@@ -18,8 +18,8 @@ from typing import NamedTuple
 
 from numba import njit
 
-from .. import _validate
-from .._family import Family, Hyperparameter, StateKind
+from ..core import validate
+from ..core.family import Family, Hyperparameter, StateKind
 from ..functional import step_function
 from ..optimizers import Optimizer
 from . import _common
@@ -129,7 +129,7 @@ ADABELIEF = Family(
         _common.maximize(),
         _common.convention(("optax", "pytorch"), "Whose arithmetic: 'optax' (the default) or "
                            "'pytorch' (adabelief-pytorch 0.2, where eps_root must be 0 and eps goes into the state)."),
-        Hyperparameter("rectify", False, _validate.check_flag,
+        Hyperparameter("rectify", False, validate.check_flag,
                        "Rectify the step as RAdam does (adabelief-pytorch's default; convention='pytorch').",
                        per_group=False),
     ),

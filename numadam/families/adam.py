@@ -30,8 +30,8 @@ from typing import NamedTuple
 
 from numba import njit
 
-from .. import _validate
-from .._family import Family, Hyperparameter, StateKind
+from ..core import validate
+from ..core.family import Family, Hyperparameter, StateKind
 from ._common import square
 from ..functional import step_function
 from ..optimizers import Optimizer
@@ -164,22 +164,22 @@ ADAM = Family(
     name="adam",
     title="Adam",
     hyperparameters=(
-        Hyperparameter("lr", 1e-3, lambda name, value: _validate.check_lr(value), r"Learning rate :math:`\eta` (>= 0)."),
-        Hyperparameter("betas", (0.9, 0.999), lambda name, value: _validate.check_betas(value),
+        Hyperparameter("lr", 1e-3, lambda name, value: validate.check_lr(value), r"Learning rate :math:`\eta` (>= 0)."),
+        Hyperparameter("betas", (0.9, 0.999), lambda name, value: validate.check_betas(value),
                        r":math:`(\beta_1, \beta_2)`, each in [0, 1)."),
-        Hyperparameter("eps", 1e-8, _validate.check_nonnegative,
+        Hyperparameter("eps", 1e-8, validate.check_nonnegative,
                        r":math:`\epsilon` (>= 0): after the bias-corrected square root (torch), "
                        r"Keras's :math:`\hat\epsilon`, or optax's ``eps``, as ``convention`` says."),
-        Hyperparameter("weight_decay", 0.0, _validate.check_nonnegative,
+        Hyperparameter("weight_decay", 0.0, validate.check_nonnegative,
                        r"Weight decay :math:`\lambda` (>= 0): L2 or decoupled."),
-        Hyperparameter("amsgrad", False, _validate.check_flag,
+        Hyperparameter("amsgrad", False, validate.check_flag,
                        "Keep the running maximum of the second moment (Reddi et al. 2018).", per_group=False),
-        Hyperparameter("maximize", False, _validate.check_flag, "Ascend instead of descend."),
-        Hyperparameter("decoupled_weight_decay", False, _validate.check_flag,
+        Hyperparameter("maximize", False, validate.check_flag, "Ascend instead of descend."),
+        Hyperparameter("decoupled_weight_decay", False, validate.check_flag,
                        "Decay the parameters directly (AdamW) instead of adding L2 to the gradient."),
         Hyperparameter("convention", "torch", _check_convention,
                        "Whose arithmetic: 'torch' (the default), 'keras', 'optax' or 'sklearn'.", per_group=False),
-        Hyperparameter("eps_root", 0.0, _validate.check_nonnegative,
+        Hyperparameter("eps_root", 0.0, validate.check_nonnegative,
                        r"optax's :math:`\epsilon_{root}`, added to :math:`\hat v` inside the square root "
                        "(convention='optax' only)."),
     ),

@@ -20,8 +20,8 @@ from typing import NamedTuple
 
 from numba import njit
 
-from .. import _validate
-from .._family import Family, Hyperparameter, StateKind
+from ..core import validate
+from ..core.family import Family, Hyperparameter, StateKind
 from ..functional import step_function
 from ..optimizers import Optimizer
 from . import _common
@@ -99,11 +99,11 @@ ADEMAMIX = Family(
     hyperparameters=(
         _common.lr(1e-3),
         _common.betas((0.9, 0.999, 0.9999)),
-        Hyperparameter("alpha", 2.0, _validate.check_nonnegative,
+        Hyperparameter("alpha", 2.0, validate.check_nonnegative,
                        r"The weight :math:`\alpha` of the slow momentum (>= 0)."),
-        Hyperparameter("beta3_warmup", None, _validate.check_optional_count,
+        Hyperparameter("beta3_warmup", None, validate.check_optional_count,
                        r"Steps over which :math:`\beta_3` rises from :math:`\beta_1`, or None."),
-        Hyperparameter("alpha_warmup", None, _validate.check_optional_count,
+        Hyperparameter("alpha_warmup", None, validate.check_optional_count,
                        r"Steps over which :math:`\alpha` rises from 0, or None."),
         _common.eps(1e-8),
         _common.weight_decay(0.0, r"Decoupled weight decay :math:`\lambda` (>= 0), added to the update."),

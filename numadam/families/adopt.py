@@ -18,8 +18,8 @@ from typing import NamedTuple
 
 from numba import njit
 
-from .. import _validate
-from .._family import Family, Hyperparameter, StateKind
+from ..core import validate
+from ..core.family import Family, Hyperparameter, StateKind
 from ..functional import step_function
 from ..optimizers import Optimizer
 from . import _common
@@ -50,7 +50,7 @@ def _check_clip_lambda(name, value):
     """``None``, a number (the exponent e of ``step**e``) or a callable ``step -> clip``."""
     if value is None or callable(value):
         return value
-    return _validate.check_nonnegative(name, value)
+    return validate.check_nonnegative(name, value)
 
 
 def clip_value(h, step):

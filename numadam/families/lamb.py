@@ -26,7 +26,7 @@ from typing import NamedTuple
 import numpy as np
 from numba import njit
 
-from .._family import Family, Norms, StateKind
+from ..core.family import Family, Norms, StateKind
 from ..functional import step_function
 from ..optimizers import Optimizer
 from . import _common

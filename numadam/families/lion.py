@@ -14,7 +14,7 @@ from typing import NamedTuple
 
 from numba import njit
 
-from .._family import Family, StateKind
+from ..core.family import Family, StateKind
 from ..functional import step_function
 from ..optimizers import Optimizer
 from . import _common

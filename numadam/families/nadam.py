@@ -20,8 +20,8 @@ from typing import NamedTuple
 
 from numba import njit
 
-from .. import _validate
-from .._family import Carry, Family, Hyperparameter, StateKind
+from ..core import validate
+from ..core.family import Carry, Family, Hyperparameter, StateKind
 from ..functional import step_function
 from ..optimizers import Optimizer
 from . import _common
@@ -140,7 +140,7 @@ NADAM = Family(
         _common.betas((0.9, 0.999)),
         _common.eps(1e-8),
         _common.weight_decay(0.0),
-        Hyperparameter("momentum_decay", 4e-3, _validate.check_nonnegative,
+        Hyperparameter("momentum_decay", 4e-3, validate.check_nonnegative,
                        r"torch's :math:`\psi` in :math:`\mu_t = \beta_1(1 - \frac12 0.96^{t\psi})` (>= 0)."),
         _common.decoupled_weight_decay(),
         _common.maximize(),

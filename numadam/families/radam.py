@@ -18,8 +18,8 @@ from typing import NamedTuple
 
 from numba import njit
 
-from .. import _validate
-from .._family import Family, Hyperparameter, StateKind
+from ..core import validate
+from ..core.family import Family, Hyperparameter, StateKind
 from ..functional import step_function
 from ..optimizers import Optimizer
 from . import _common
@@ -126,7 +126,7 @@ RADAM = Family(
         _common.decoupled_weight_decay(),
         _common.maximize(),
         _common.convention(("torch", "optax"), "Whose arithmetic: 'torch' (the default) or 'optax'."),
-        Hyperparameter("threshold", 5.0, _validate.check_nonnegative,
+        Hyperparameter("threshold", 5.0, validate.check_nonnegative,
                        r"Rectify while :math:`\rho_t` exceeds it (torch: ``>``; optax: ``>=``)."),
         _common.eps_root(),
     ),

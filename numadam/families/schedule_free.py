@@ -22,8 +22,8 @@ from typing import NamedTuple
 
 from numba import njit
 
-from .. import _validate
-from .._family import Carry, Family, Hyperparameter, StateKind
+from ..core import validate
+from ..core.family import Carry, Family, Hyperparameter, StateKind
 from ..functional import step_function
 from ..optimizers import Optimizer
 from . import _common
@@ -95,11 +95,11 @@ SCHEDULE_FREE_ADAMW = Family(
         _common.betas((0.9, 0.999)),
         _common.eps(1e-8),
         _common.weight_decay(0.0, r"Decoupled weight decay :math:`\lambda` (>= 0), taken at :math:`y`."),
-        Hyperparameter("warmup_steps", 0, lambda name, value: _validate.check_count(name, value, minimum=0),
+        Hyperparameter("warmup_steps", 0, lambda name, value: validate.check_count(name, value, minimum=0),
                        "Steps of linear learning-rate warm-up (>= 0).", per_group=False),
-        Hyperparameter("r", 0.0, _validate.check_nonnegative, "The power of k in the averaging weights (>= 0).",
+        Hyperparameter("r", 0.0, validate.check_nonnegative, "The power of k in the averaging weights (>= 0).",
                        per_group=False),
-        Hyperparameter("weight_lr_power", 2.0, _validate.check_nonnegative,
+        Hyperparameter("weight_lr_power", 2.0, validate.check_nonnegative,
                        "The power of the largest learning rate in the averaging weights (>= 0).", per_group=False),
     ),
     state=(StateKind("z", "the base sequence z", initial="param"),

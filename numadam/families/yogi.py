@@ -15,8 +15,8 @@ from typing import NamedTuple
 
 from numba import njit
 
-from .. import _validate
-from .._family import Family, Hyperparameter, StateKind
+from ..core import validate
+from ..core.family import Family, Hyperparameter, StateKind
 from ..functional import step_function
 from ..optimizers import Optimizer
 from . import _common
@@ -77,7 +77,7 @@ YOGI = Family(
         _common.betas((0.9, 0.999)),
         _common.eps(1e-3),
         _common.eps_root(),
-        Hyperparameter("initial_accumulator_value", 1e-6, _validate.check_nonnegative,
+        Hyperparameter("initial_accumulator_value", 1e-6, validate.check_nonnegative,
                        "The value both moments start from (>= 0).", per_group=False),
         _common.weight_decay(0.0, r"Decoupled weight decay :math:`\lambda` (>= 0), added to the update "
                                   "as optax.add_decayed_weights does."),

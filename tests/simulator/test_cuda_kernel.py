@@ -10,10 +10,10 @@ from numba import cuda
 
 import numadam
 from arrays import DTYPES, OPTIONS, random_array
-from numadam import _dispatch
-from numadam._kernels import cuda as cuda_kernels
-from numadam._kernels.policy import POLICY_OPERANDS
-from numadam._pass import kernel_spec, operand_rows
+from numadam.targets import dispatch
+from numadam.targets.cuda import kernels as cuda_kernels
+from numadam.core.pipeline import POLICY_OPERANDS
+from numadam.engine.bucket import kernel_spec, operand_rows
 from numadam.families import functional_step
 from reference import adam_exact
 from test_families import CASES, Reference, case_id, hyperparameters
@@ -84,7 +84,7 @@ def test_many_arrays_in_one_launch(monkeypatch):
     rng = np.random.default_rng(3)
     shapes = [(5,), (2, 3), (), (7,), (4, 4), (70,), (9, 11)]
     layouts = ["C", "F", "C", "reversed", "strided", "C", "F"]
-    backend = _dispatch.backend_for([cuda.to_device(np.zeros(1))], ["x"])
+    backend = dispatch.backend_for([cuda.to_device(np.zeros(1))], ["x"])
     launches = []
     original = cuda_kernels.launch
     monkeypatch.setattr(cuda_kernels, "launch", lambda *a, **k: (launches.append(a), original(*a, **k)))
@@ -108,7 +108,7 @@ def test_many_arrays_in_one_launch(monkeypatch):
 
 def test_device_arrays_dispatch_to_cuda_and_refuse_numpy_partners():
     device = cuda.to_device(np.zeros(3, np.float32))
-    assert _dispatch.backend_for([device], ["p"]).name == "cuda"
+    assert dispatch.backend_for([device], ["p"]).name == "cuda"
     with pytest.raises(TypeError, match="grad is a numpy.ndarray but param is a"):
         numadam.adam_step(device, np.zeros(3, np.float32), cuda.to_device(np.zeros(3, np.float32)),
                           cuda.to_device(np.zeros(3, np.float32)), step=1, **HYPER)
@@ -154,7 +154,7 @@ def test_every_family_matches_its_reference_on_the_simulator(case):
 def policy_launch(policy, host, extra=None, step=1):
     """Run Adam with ``policy`` on device copies of ``host`` (param, grad, exp_avg, exp_avg_sq) and the
     policy operands ``extra`` (name -> host array or number); return the device arrays by name."""
-    from numadam._kernels.policy import PolicyScalars
+    from numadam.core.pipeline import PolicyScalars
 
     family = numadam.Adam.family
     h = family.Hyper(**{**numadam.Adam._class_defaults, "lr": 1e-2})
@@ -162,7 +162,7 @@ def policy_launch(policy, host, extra=None, step=1):
     device = {name: cuda.to_device(array) for name, array in zip(("param", "grad", "exp_avg", "exp_avg_sq"), host)}
     for name, value in (extra or {}).items():
         device[name] = cuda.to_device(np.atleast_1d(value))
-    backend = _dispatch.backend_for([device["param"]], ["param"])
+    backend = dispatch.backend_for([device["param"]], ["param"])
     infos = {name: backend.describe(array) for name, array in device.items()}
     for name in ("low", "high"):
         if name in infos and infos[name].shape != infos["param"].shape:  # a number: stride 0
@@ -182,7 +182,7 @@ def adam_host(rng, shape=(70,), dtype=np.float32):
 
 def test_scaling_clipping_bounds_and_the_moving_average_in_one_kernel():
     """grad * 0.5, clipped to 0.2; then bounds (an array and a number) and the average (0.75, 0.25)."""
-    from numadam._kernels.policy import Policy
+    from numadam.core.pipeline import Policy
 
     rng = np.random.default_rng(21)
     host = adam_host(rng)
@@ -201,7 +201,7 @@ def test_scaling_clipping_bounds_and_the_moving_average_in_one_kernel():
 
 
 def test_accumulation_adds_then_applies_the_mean():
-    from numadam._kernels.policy import Policy
+    from numadam.core.pipeline import Policy
 
     rng = np.random.default_rng(22)
     host = adam_host(rng)
@@ -220,7 +220,7 @@ def test_accumulation_adds_then_applies_the_mean():
 
 @pytest.mark.parametrize("shape", [(70,), (0,), (1000,)], ids=str)
 def test_the_prepass_sums_squares_and_counts_nonfinite_per_piece(shape):
-    from numadam._kernels.policy import Policy
+    from numadam.core.pipeline import Policy
 
     rng = np.random.default_rng(23)
     host = adam_host(rng, shape)

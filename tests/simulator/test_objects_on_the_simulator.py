@@ -5,7 +5,7 @@ stand-in stores it in the simulator's device arrays instead (host memory
 behind ``__cuda_array_interface__``-like views), so that everything the
 objects launch runs through numba-cuda's simulator: the update kernel with
 every policy, the pre-pass, and the device-side step counting of
-``nonfinite="skip"`` (numadam._device_steps). The cases, in
+``nonfinite="skip"`` (numadam.engine.device_steps). The cases, in
 ``tests/cuda_object_cases.py``, compare each run bit for bit with the same
 optimizer on NumPy arrays (the CPU kernels); ``tests/test_cuda_objects.py``
 runs them on a real GPU.
@@ -18,7 +18,7 @@ from numba.cuda.simulator.cudadrv.devicearray import FakeCUDAArray
 
 from cuda_object_cases import *  # noqa: F401,F403 (the shared tests)
 from cuda_object_cases import Device
-from numadam._backends.cuda import CudaBackend
+from numadam.targets.cuda.backend import CudaBackend
 
 
 def _host(array):

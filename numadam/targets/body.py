@@ -1,0 +1,416 @@
+"""The bodies every kernel runs: one segment piece, element by element.
+
+:func:`piece_runner` writes, for one :class:`~numadam.targets.spec.KernelSpec`,
+the function that updates elements ``start:stop`` of one segment::
+
+    def run_piece(table, row, start, stop, step, scalars, like):
+        h = Scalars(scalars[base + 0], ...)             # this segment's group
+        q = PolicyScalars(...)                          # (with a policy) what comes after them
+        flags = Flags(True, False, ...)                 # compile-time constants
+        o0 = pointer(table[row + ADDRESS + 0], E0)      # one typed pointer per present operand
+        s0 = table[row + ADDRESS + n + 0]               # and its stride
+        ...
+        r0 = pointer(table[row + ADDRESS + 2 * n], E0)  # (out of place) where the old values are read
+        if s0 == 1 and s1 == 1 and ...:                 # contiguous: a loop LLVM vectorizes
+            for i in range(start, stop):
+                param, grad = w0(o0[i]), w1(o1[i])
+                (the policy's prologue: accumulation, scaling, clipping of grad)
+                param, state = rule(param, grad, (w2(o2[i]), ..., like), h, flags)
+                (the policy's epilogue: bounds, moving average)
+                o0[i] = n0(param); o2[i] = n2(state[0]); ...
+        else:                                           # strided (and, with bounds, a loop
+            (the same, at i * s0, i * s1, ...)          #  for scalar bounds: stride 0)
+
+An absent operand is never dereferenced: the rule gets ``like`` (zero in the
+real dtype) in its place and its result is dropped. The rule is called, never
+copied: the CPU loop (:mod:`~numadam.targets.cpu.kernels`) and the CUDA loop
+(:mod:`~numadam.targets.cuda.kernels`) run this one function, generated from the
+spec because its arity, storage and policy vary.
+
+:func:`reduction_runner` writes the pre-pass body, which reads the same
+operands and returns two float64 sums over a piece: of the effective
+gradient, its sum of squares and its count of non-finite numbers; or, for a
+family with a norms rule (LAMB), the sums of squares of the parameter and of
+the update direction, after updating the state. On the CPU with four
+interleaved partial sums (a fixed association, so the sums are the same
+whatever the threads), on CUDA one partial sum per thread, combined by the
+kernel in a fixed tree.
+"""
+
+import functools
+import hashlib
+
+import numpy as np
+
+from ..core.pipeline import POLICY_OPERANDS, PolicyScalars
+from .quantization import BLOCK, codecs, inverse_of
+from .segments import ADDRESS, GROUP, OFFSET
+from .spec import fingerprint, rule
+from .storage import QUANTIZED, STORAGES, conversions, stochastic_rounding
+
+PARAM, GRAD = 0, 1
+
+
+def _policy_slot(spec, name):
+    """The operand index of policy operand ``name``."""
+    return spec.n_operands - len(POLICY_OPERANDS) + POLICY_OPERANDS.index(name)
+
+
+def _element(k, index_of):
+    return f"o{k}[{index_of(k)}]"
+
+
+def _old(spec, k, index_of):
+    """Operand ``k``'s element as the update reads it: from its source when the update is out of place."""
+    return f"r{k}[{index_of(k)}]" if k in spec.sources else _element(k, index_of)
+
+
+def _gradient_lines(spec, index_of, update=True):
+    """The lines forming the effective gradient ``grad``.
+
+    For the update (``update``) the accumulator is cleared and the gradient
+    scaled and clipped; the pre-pass reduces the gradient before both and
+    writes nothing.
+    """
+    policy = spec.policy
+    lines = [f"grad = w1({_element(GRAD, index_of)})"]
+    if policy.accumulate == "apply":
+        slot = _policy_slot(spec, "accumulator")
+        lines.append(f"grad = real((w{slot}({_element(slot, index_of)}) + grad) / q.accumulate_count)")
+        if update:
+            lines.append(f"{_element(slot, index_of)} = n{slot}(zero64)")
+    if not update:
+        return lines
+    if policy.grad_scale:
+        lines.append("grad = grad * q.grad_scale")
+    if policy.clip_value:  # NaN stays NaN
+        lines += ["if grad > q.clip_value:", "    grad = q.clip_value",
+                  "elif grad < -q.clip_value:", "    grad = -q.clip_value"]
+    return lines
+
+
+def _param_load(spec, index_of):
+    """The parameter as the rule reads it: from the float32 master copy where there is one."""
+    if spec.policy.master:
+        master = _policy_slot(spec, "master")
+        return f"w{master}({_old(spec, master, index_of)})"
+    return f"w0({_old(spec, PARAM, index_of)})"
+
+
+def _param_store(spec, index_of):
+    """The lines that write the updated ``param``: the master copy, then the parameter, rounded."""
+    lines = []
+    if spec.policy.master:
+        master = _policy_slot(spec, "master")
+        lines.append(f"{_element(master, index_of)} = n{master}(param)")
+    if spec.policy.stochastic:
+        lines.append(f"{_element(PARAM, index_of)} = stochastic(param, random_bits(offset + i, salt))")
+    else:
+        lines.append(f"{_element(PARAM, index_of)} = n0(param)")
+    return lines
+
+
+def _buffered(k, index):
+    """State operand ``k``'s element ``index`` of a block, in the block's buffer (8-bit state).
+
+    The index is unsigned: Numba then adds no negative-index branch, which would keep
+    LLVM from vectorizing the loops that read and write the buffer.
+    """
+    return f"buffer[uint64({(k - 2) * BLOCK} + {index})]"
+
+
+def _state_load(spec, k, index_of):
+    """State operand ``k`` as the rule reads it: widened, or (8-bit state) as decoded into the
+    block's buffer by :func:`_decode_lines`."""
+    if not spec.operands[k]:
+        return "like"
+    if spec.operands[k] in QUANTIZED:
+        return _buffered(k, "i + shift")
+    return f"w{k}({_old(spec, k, index_of)})"
+
+
+def _state_store(spec, k, index_of):
+    """The line that keeps state operand ``k``'s new value: narrowed into the operand, or (8-bit
+    state) into the block's buffer, to be encoded once the block's new scale is known."""
+    slot = k - 2
+    if spec.operands[k] in QUANTIZED:
+        return f"{_buffered(k, 'i + shift')} = state[{slot}]"
+    return f"{_element(k, index_of)} = n{k}(state[{slot}])"
+
+
+def _update_lines(spec, index_of, bounds_loaded):
+    """The lines that update the element at ``index_of(k)`` of each operand ``k``."""
+    policy = spec.policy
+    if policy.accumulate == "add":  # this call only adds the micro-batch gradient into the buffer
+        slot = _policy_slot(spec, "accumulator")
+        return [f"{_element(slot, index_of)} = n{slot}(w{slot}({_element(slot, index_of)}) + w1({_element(GRAD, index_of)}))"]
+    n_state = len(rule(spec.rule).state)
+    state = [_state_load(spec, k, index_of) for k in range(2, 2 + n_state)]
+    lines = _gradient_lines(spec, index_of)
+    lines.append(f"param, state = rule({_param_load(spec, index_of)}, grad, "
+                 f"({', '.join(state)}{',' if n_state == 1 else ''}), h, flags)")
+    if policy.bounds:
+        low, high = _policy_slot(spec, "low"), _policy_slot(spec, "high")
+        if not bounds_loaded:
+            lines += [f"low = w{low}({_element(low, index_of)})", f"high = w{high}({_element(high, index_of)})"]
+        lines += ["if param < low:", "    param = low", "elif param > high:", "    param = high"]
+    if policy.ema:
+        slot = _policy_slot(spec, "ema")
+        lines.append(f"{_element(slot, index_of)} = n{slot}(q.ema_decay * w{slot}({_element(slot, index_of)})"
+                     " + q.one_minus_ema_decay * param)")
+    lines += _param_store(spec, index_of)
+    lines += [_state_store(spec, k, index_of) for k in range(2, 2 + n_state) if spec.operands[k]]
+    return lines
+
+
+def _header(name, spec, extra_arguments=""):
+    """The signature, the scalars and the typed pointers and strides of every present operand."""
+    n = spec.n_operands
+    registered = rule(spec.rule)
+    fields = len(registered.scalars._fields)
+    lines = [f"def {name}(table, row, start, stop, step, scalars, like{extra_arguments}):",
+             f"    base = table[row + {GROUP}] * {spec.n_scalars}",
+             "    h = Scalars(" + ", ".join(f"scalars[base + {j}]" for j in range(fields)) + ")",
+             f"    flags = Flags({', '.join(map(repr, spec.flags))})"]
+    if spec.policy.active:
+        lines.append("    q = PolicyScalars(" + ", ".join(
+            f"scalars[base + {fields + j}]" for j in range(len(PolicyScalars._fields))) + ")")
+    if spec.policy.stochastic:
+        lines += [f"    offset = table[row + {OFFSET}]", "    salt = uint64(q.salt)"]
+    for k, code in enumerate(spec.operands):
+        if code:
+            lines.append(f"    o{k} = pointer(table[row + {ADDRESS + k}], e{k})")
+            lines.append(f"    s{k} = table[row + {ADDRESS + n + k}]")
+    for j, k in enumerate(spec.sources):  # out of place: the old values, laid out like the operand
+        lines.append(f"    r{k} = pointer(table[row + {ADDRESS + 2 * n + j}], e{k})")
+    return lines
+
+
+def _operand_pointers(spec, operands):
+    n = spec.n_operands
+    return [line for k in operands for line in (f"    o{k} = pointer(table[row + {ADDRESS + k}], e{k})",
+                                                f"    s{k} = table[row + {ADDRESS + n + k}]")]
+
+
+def _loop(header, body, step):
+    return [f"        for i in range(start, stop{step}):"] + ["            " + line for line in body]
+
+
+def quantized_operands(spec):
+    """The operands of ``spec`` kept as 8-bit blockwise codes."""
+    return [k for k, code in enumerate(spec.operands) if code in QUANTIZED]
+
+
+def piece_source(spec, strided_threads, name="run_piece"):
+    """The source of ``run_piece`` for ``spec``.
+
+    ``strided_threads`` (CUDA) makes the loops step by ``step`` (the threads of
+    a block share a piece); on the CPU they step by one, which LLVM vectorizes.
+
+    With 8-bit state the function is ``load_piece``, the first half of a block's
+    update: it reads the state with the block's scales (``c2 = scales[...]``)
+    and leaves the new state in ``buffer`` at ``i + shift`` (the element's
+    place in its block) for :func:`store_source`.
+    """
+    step = ", step" if strided_threads else ""
+    present = [k for k, code in enumerate(spec.operands) if code]
+    quantized = quantized_operands(spec)
+    extra = ", scales, n_blocks, block, shift, buffer" if name == "load_piece" else ""
+    lines = _header(name, spec, extra)
+    lines += [f"    c{k} = real(scales[{k - 2} * n_blocks + block])" for k in quantized]
+    unit = lambda k: "i"  # noqa: E731
+    strided = lambda k: f"i * s{k}"  # noqa: E731
+    lines += _decode_lines(spec, quantized, step)
+    lines.append("    if " + " and ".join(f"s{k} == 1" for k in present) + ":")
+    lines += _loop(lines, _update_lines(spec, unit, False), step)
+    if spec.policy.bounds and spec.policy.accumulate != "add":
+        low, high = _policy_slot(spec, "low"), _policy_slot(spec, "high")
+        others = [k for k in present if k not in (low, high)]
+        lines.append(f"    elif s{low} == 0 and s{high} == 0 and " + " and ".join(f"s{k} == 1" for k in others) + ":")
+        lines += [f"        low = w{low}(o{low}[0])", f"        high = w{high}(o{high}[0])"]
+        lines += _loop(lines, _update_lines(spec, unit, True), step)
+    lines.append("    else:")
+    lines += _loop(lines, _update_lines(spec, strided, False), step)
+    return "\n".join(lines) + "\n"
+
+
+def _decode_lines(spec, quantized, step):
+    """A loop of its own that decodes the block's 8-bit state into its buffer, where the update
+    reads it: the table lookups apart from the rule let the rule's loop vectorize."""
+    if not quantized:
+        return []
+
+    def decodes(index_of):
+        return [f"{_buffered(k, 'i + shift')} = d{k}({_element(k, index_of)}) * c{k}" for k in quantized]
+
+    lines = ["    if " + " and ".join(f"s{k} == 1" for k in quantized) + ":"]
+    lines += _loop(lines, decodes(lambda k: "i"), step)
+    lines.append("    else:")
+    lines += _loop(lines, decodes(lambda k: f"i * s{k}"), step)
+    return lines
+
+
+def store_source(spec, strided_threads):
+    """The source of ``store_piece``: the second half of a block's update, which encodes the
+    new state left in ``buffer`` with the block's new ``inverse`` scales."""
+    step = ", step" if strided_threads else ""
+    quantized = quantized_operands(spec)
+    lines = ["def store_piece(table, row, start, stop, step, inverse, shift, buffer):"]
+    lines += _operand_pointers(spec, quantized)
+    lines += [f"    v{k} = inverse[{k - 2}]" for k in quantized]
+
+    def stores(index_of):
+        return [f"{_element(k, index_of)} = q{k}({_buffered(k, 'i + shift')}, v{k})" for k in quantized]
+
+    lines.append("    if " + " and ".join(f"s{k} == 1" for k in quantized) + ":")
+    lines += _loop(lines, stores(lambda k: "i"), step)
+    lines.append("    else:")
+    lines += _loop(lines, stores(lambda k: f"i * s{k}"), step)
+    return "\n".join(lines) + "\n"
+
+
+def settle_source(spec):
+    """The source of ``settle`` (CPU): each 8-bit state's new block scale, the largest magnitude
+    in ``buffer`` (NaN if any is NaN), stored as float32, and its ``inverse``.
+
+    The largest magnitude is found on the bits of the float32 magnitudes, an
+    integer maximum that vectorizes: they order as the numbers do, and every
+    NaN's bits lie above infinity's.
+    """
+    lines = ["def settle(buffer, count, scales, n_blocks, block, inverse, like):"]
+    for k in quantized_operands(spec):
+        slot = k - 2
+        lines += ["    largest = uint32(0)", "    for j in range(count):",
+                  f"        largest = max(largest, bitcast(abs(float32({_buffered(k, 'j')})), uint32(0)))",
+                  "    scale = float32(nan) if largest > uint32(0x7F800000) else bitcast(largest, float32(0))",
+                  f"    scales[{slot} * n_blocks + block] = scale",
+                  f"    inverse[{slot}] = inverse_of(real(scale), like)"]
+    return "\n".join(lines) + "\n"
+
+
+def _gradient_squares(spec, index_of):
+    """Sum of squares (``a``) of the effective gradient before it is scaled or clipped; nothing is written."""
+    return _gradient_lines(spec, index_of, update=False) + ["wide = float64(grad)", "a0 += wide * wide"]
+
+
+def _gradient_nonfinite(spec, index_of):
+    """Count (``b``) of the effective gradient's NaNs and infinities."""
+    return _gradient_lines(spec, index_of, update=False) + ["b0 += zero64 if grad - grad == grad - grad else one64"]
+
+
+def _norm_sums(spec, index_of):
+    """The family's norms rule (LAMB's first pass): it updates the state and returns the update
+    direction; sums of squares of the parameter (``a``) and of the direction (``b``)."""
+    n_state = len(rule(spec.rule).state)
+    state = [_state_load(spec, k, index_of) for k in range(2, 2 + n_state)]
+    lines = _gradient_lines(spec, index_of) + [
+        f"param = {_param_load(spec, index_of)}",
+        f"state, direction = norms(param, grad, ({', '.join(state)}{',' if n_state == 1 else ''}), h, flags)"]
+    lines += [f"{_element(k, index_of)} = n{k}(state[{k - 2}])" for k in range(2, 2 + n_state) if spec.operands[k]]
+    return lines + ["wide = float64(param)", "a0 += wide * wide",
+                    "wide = float64(direction)", "b0 += wide * wide"]
+
+
+def _reduction_loops(spec, body, strided_threads, indent="    "):
+    """Loops running ``body(spec, index_of)`` over elements ``start:stop``: one per layout on the
+    CPU, which compiles them with reassociation (vectorized sums); on CUDA, one strided loop
+    that picks the layout per element."""
+    present = [k for k, code in enumerate(spec.operands) if code]
+    contiguous = "if " + " and ".join(f"s{k} == 1" for k in present) + ":"
+    unit = [indent + "        " + line for line in body(spec, lambda k: "i")]
+    strided = [indent + "        " + line for line in body(spec, lambda k: f"i * s{k}")]
+    if strided_threads:
+        return ([indent + "for i in range(start, stop, step):", indent + "    " + contiguous]
+                + unit + [indent + "    else:"] + strided)
+    return ([indent + contiguous, indent + "    for i in range(start, stop):"] + unit
+            + [indent + "else:", indent + "    for i in range(start, stop):"] + strided)
+
+
+def reduction_source(spec, strided_threads):
+    """The source of ``reduce_piece`` for ``spec``: two float64 sums over elements
+    ``start:stop`` of one segment, as ``spec.policy.reduction`` says: ``"gradient"``
+    (the gradient's sum of squares and its count of non-finite numbers) or
+    ``"norms"`` (:func:`_norm_sums`).
+
+    The count is taken only where the sum of squares is not finite, since a NaN
+    or an infinity makes it so (as does a finite float64 whose square
+    overflows, which the count then finds clean): the common step only sums
+    squares.
+    """
+    lines = _header("reduce_piece", spec) + ["    a0 = b0 = zero64"]
+    if spec.policy.reduction == "norms":
+        lines += _reduction_loops(spec, _norm_sums, strided_threads)
+    else:
+        lines += _reduction_loops(spec, _gradient_squares, strided_threads)
+        lines.append("    if a0 - a0 != a0 - a0:")
+        lines += _reduction_loops(spec, _gradient_nonfinite, strided_threads, indent="        ")
+    lines.append("    return a0, b0")
+    return "\n".join(lines) + "\n"
+
+
+def piece_name(spec, kind="run_piece"):
+    """A name for ``kind`` of ``spec`` that no other spec's shares.
+
+    Numba names machine code after the function and its argument types, which
+    are the same for every spec; code loaded from Numba's disk cache in one
+    process would otherwise link one spec's call to another spec's body.
+    """
+    digest = hashlib.sha256(repr((spec, fingerprint(spec.rule))).encode()).hexdigest()[:16]
+    return f"{kind}_{spec.rule}_{digest}"
+
+
+def _namespace(spec, primitives):
+    registered = rule(spec.rule)
+    real = np.dtype(spec.real).type
+    namespace = {"rule": registered.function, "norms": registered.norms, "Scalars": registered.scalars,
+                 "Flags": registered.flags, "PolicyScalars": PolicyScalars, "pointer": primitives.pointer,
+                 "real": real, "float64": np.float64, "zero64": np.float64(0), "one64": np.float64(1),
+                 "uint64": np.uint64, "uint32": np.uint32, "bitcast": primitives.bitcast,
+                 "random_bits": primitives.random_bits,
+                 "float32": np.float32, "nan": np.nan, "inverse_of": inverse_of}
+    if spec.policy.stochastic:
+        namespace["stochastic"] = stochastic_rounding(spec.operands[PARAM], primitives)
+    encode_signed, decode_signed, encode_unsigned, decode_unsigned = codecs(primitives)
+    for k, code in enumerate(spec.operands):
+        if code in QUANTIZED:
+            signed = QUANTIZED[code]
+            namespace.update({f"e{k}": STORAGES[code].element.type(0), f"d{k}": decode_signed if signed else decode_unsigned,
+                              f"q{k}": encode_signed if signed else encode_unsigned})
+        elif code:
+            widen, narrow = conversions(code, primitives)
+            namespace.update({f"e{k}": STORAGES[code].element.type(0), f"w{k}": widen, f"n{k}": narrow})
+    return namespace
+
+
+def _compiled_source(source, kind, spec, primitives):
+    name = piece_name(spec, kind)
+    namespace = _namespace(spec, primitives)
+    exec(compile(source.replace(f"def {kind}(", f"def {name}(", 1), f"<numadam {name}>", "exec"), namespace)
+    return namespace[name]
+
+
+@functools.cache
+def piece_runner(spec, primitives, strided_threads=False):
+    """``run_piece`` for ``spec`` as a Python function, for the target of ``primitives``
+    (:mod:`numadam.targets.primitives`).
+
+    Interpreted primitives (the CUDA simulator) keep the storage conversions in
+    Python, so that elements reach the compiled rule as NumPy scalars of their own
+    dtype (a compiled conversion would return a Python float, which is float64).
+    """
+    return _compiled_source(piece_source(spec, strided_threads), "run_piece", spec, primitives)
+
+
+@functools.cache
+def reduction_runner(spec, primitives, strided_threads=False):
+    """``reduce_piece`` for ``spec`` as a Python function (see :func:`piece_runner`)."""
+    return _compiled_source(reduction_source(spec, strided_threads), "reduce_piece", spec, primitives)
+
+
+@functools.cache
+def block_runners(spec, primitives, strided_threads=False):
+    """``(load_piece, store_piece, settle)`` for a spec with 8-bit state (see :func:`piece_source`,
+    :func:`store_source` and :func:`settle_source`; ``settle`` is the CPU's, serial)."""
+    return (_compiled_source(piece_source(spec, strided_threads, "load_piece"), "load_piece", spec, primitives),
+            _compiled_source(store_source(spec, strided_threads), "store_piece", spec, primitives),
+            _compiled_source(settle_source(spec), "settle", spec, primitives))

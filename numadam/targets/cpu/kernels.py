@@ -1,0 +1,316 @@
+"""CPU kernels: ``prange`` over the chunks of a segment table.
+
+Each chunk is a run of equal length of the segments laid end to end, so every
+iteration has the same work. Elements are read and written through raw
+pointers taken from the table, so a single call updates any number of arrays.
+Each piece of a segment goes through the spec's ``run_piece``
+(:mod:`numadam.targets.body`), whose contiguous loop LLVM vectorizes.
+
+The kernels take the :class:`~numadam.targets.spec.KernelSpec` as their first
+argument; Numba compiles one machine code per spec and caches it on disk
+(``cache=True``), so a new process loads it instead of compiling.
+
+``error_model="numpy"`` matters: Python's error model inserts a
+division-by-zero check that stops LLVM from vectorizing the loop.
+"""
+
+import functools
+import pathlib
+
+import numpy as np
+from numba import njit, prange, typeof, types
+from numba.extending import overload
+
+from ..fingerprint import compiled_from_module
+from ..primitives import cpu_primitives
+from ..quantization import BLOCK
+from ..body import block_runners, piece_runner, quantized_operands, reduction_runner
+from ..segments import piece_of, segment_of_element, sequence_length
+
+compiled_from_module(__name__)  # its kernels are cached on disk: see numadam.targets.fingerprint
+
+
+def run_piece(spec, table, row, start, stop, scalars, like):
+    """Update elements ``start:stop`` of the segment at ``row`` (compiled per spec)."""
+
+
+@functools.cache
+def _compiled_piece(spec):
+    return njit(piece_runner(spec, cpu_primitives()))
+
+
+@overload(run_piece)
+def _run_piece(spec, table, row, start, stop, scalars, like):
+    piece = _compiled_piece(spec.spec)
+
+    def implementation(spec, table, row, start, stop, scalars, like):
+        piece(table, row, start, stop, 1, scalars, like)
+
+    return implementation
+
+
+def reduce_piece(spec, table, row, start, stop, scalars, like):
+    """The pre-pass's two sums over ``start:stop`` of a segment (see :func:`~numadam.targets.body.reduction_source`)."""
+
+
+@functools.cache
+def _compiled_reduction(spec):
+    # Reassociation lets LLVM vectorize the sums: still one fixed order per compiled kernel, so the
+    # same bits with 1 or N threads (the pieces and their combination are fixed by the chunking).
+    return njit(fastmath={"reassoc"})(reduction_runner(spec, cpu_primitives()))
+
+
+@overload(reduce_piece)
+def _reduce_piece(spec, table, row, start, stop, scalars, like):
+    piece = _compiled_reduction(spec.spec)
+
+    def implementation(spec, table, row, start, stop, scalars, like):
+        return piece(table, row, start, stop, 1, scalars, like)
+
+    return implementation
+
+
+@njit(inline="always")
+def _reduce_span(spec, table, width, n_segments, first, last, scalars, like):
+    """The sums over elements ``first:last`` of the sequence, segment piece by segment piece, in order."""
+    first_sum = 0.0
+    second_sum = 0.0
+    segment = segment_of_element(table, n_segments, first, width)
+    while first < last:
+        row, start, stop = piece_of(table, segment, first, last, width)
+        piece_first, piece_second = reduce_piece(spec, table, row, start, stop, scalars, like)
+        first_sum += piece_first
+        second_sum += piece_second
+        first += stop - start
+        segment += 1
+    return first_sum, second_sum
+
+
+@njit(cache=True, error_model="numpy")
+def reduce_serial(spec, table, width, starts, stops, scalars, like, out):
+    """For each piece ``starts[p]:stops[p]`` of the sequence, ``out[p]``: the pre-pass's two sums."""
+    n_segments = table.size // width
+    for piece in range(starts.size):
+        out[piece, 0], out[piece, 1] = _reduce_span(spec, table, width, n_segments, starts[piece], stops[piece],
+                                                    scalars, like)
+
+
+@njit(cache=True, parallel=True, error_model="numpy")
+def reduce_parallel(spec, table, width, starts, stops, scalars, like, out):
+    """:func:`reduce_serial`, one ``prange`` iteration per piece."""
+    n_segments = table.size // width
+    for piece in prange(starts.size):
+        out[piece, 0], out[piece, 1] = _reduce_span(spec, table, width, n_segments, starts[piece], stops[piece],
+                                                    scalars, like)
+
+
+@njit(inline="always")
+def _update_chunk(spec, table, width, n_segments, n_elements, chunk, chunk_size, scalars, like):
+    """Update chunk ``chunk`` of the sequence, segment piece by segment piece."""
+    first = chunk * chunk_size
+    last = min(first + chunk_size, n_elements)
+    segment = segment_of_element(table, n_segments, first, width)
+    while first < last:
+        row, start, stop = piece_of(table, segment, first, last, width)
+        run_piece(spec, table, row, start, stop, scalars, like)
+        first += stop - start
+        segment += 1
+
+
+@njit(cache=True, error_model="numpy")
+def update_serial(spec, table, width, n_chunks, chunk_size, scalars, like):
+    """Apply the spec's rule over every chunk of ``table``, on the calling thread.
+
+    ``scalars`` holds each group's per-step scalars, row after row, in the real
+    dtype; ``like`` is zero in that dtype.
+    """
+    n_segments = table.size // width
+    n_elements = sequence_length(table, n_segments, width)
+    for chunk in range(n_chunks):
+        _update_chunk(spec, table, width, n_segments, n_elements, chunk, chunk_size, scalars, like)
+
+
+@njit(cache=True, parallel=True, error_model="numpy")
+def update_parallel(spec, table, width, n_chunks, chunk_size, scalars, like):
+    """Apply the spec's rule over every chunk of ``table``, one ``prange`` iteration per chunk."""
+    n_segments = table.size // width
+    n_elements = sequence_length(table, n_segments, width)
+    for chunk in prange(n_chunks):
+        _update_chunk(spec, table, width, n_segments, n_elements, chunk, chunk_size, scalars, like)
+
+
+# -- 8-bit state: block by block ----------------------------------------------------------------
+
+
+def load_piece(spec, table, row, start, stop, scalars, like, scales, n_blocks, block, shift, buffer):
+    """The first half of a block's update over elements ``start:stop`` of a segment (compiled per spec)."""
+
+
+def store_piece(spec, table, row, start, stop, inverse, shift, buffer):
+    """The second half: encode the block's new state (compiled per spec)."""
+
+
+def settle(spec, buffer, count, scales, n_blocks, block, inverse, like):
+    """The block's new scales (compiled per spec)."""
+
+
+def block_buffers(spec, like):
+    """The new state of one block and each state's inverse scale, in the real dtype."""
+
+
+@functools.cache
+def _compiled_blocks(spec):
+    return tuple(njit(function) for function in block_runners(spec, cpu_primitives()))
+
+
+@overload(load_piece)
+def _load_piece(spec, table, row, start, stop, scalars, like, scales, n_blocks, block, shift, buffer):
+    piece = _compiled_blocks(spec.spec)[0]
+
+    def implementation(spec, table, row, start, stop, scalars, like, scales, n_blocks, block, shift, buffer):
+        piece(table, row, start, stop, 1, scalars, like, scales, n_blocks, block, shift, buffer)
+
+    return implementation
+
+
+@overload(store_piece)
+def _store_piece(spec, table, row, start, stop, inverse, shift, buffer):
+    piece = _compiled_blocks(spec.spec)[1]
+
+    def implementation(spec, table, row, start, stop, inverse, shift, buffer):
+        piece(table, row, start, stop, 1, inverse, shift, buffer)
+
+    return implementation
+
+
+@overload(settle)
+def _settle(spec, buffer, count, scales, n_blocks, block, inverse, like):
+    function = _compiled_blocks(spec.spec)[2]
+
+    def implementation(spec, buffer, count, scales, n_blocks, block, inverse, like):
+        function(buffer, count, scales, n_blocks, block, inverse, like)
+
+    return implementation
+
+
+@overload(block_buffers)
+def _block_buffers(spec, like):
+    slots = max(quantized_operands(spec.spec)) - 1
+    dtype = np.float32 if like == types.float32 else np.float64
+
+    def implementation(spec, like):
+        return np.empty(slots * BLOCK, dtype), np.empty(slots, dtype)
+
+    return implementation
+
+
+@njit(inline="always")
+def _update_blocks(spec, table, width, n_segments, blocks, first_block, last_block, scalars, like, scales):
+    """Update blocks ``first_block:last_block``: each block's elements, then its scales, then its codes."""
+    buffer, inverse = block_buffers(spec, like)
+    n_blocks = blocks.size - 1
+    for block in range(first_block, last_block):
+        first = blocks[block]
+        last = blocks[block + 1]
+        segment = segment_of_element(table, n_segments, first, width)
+        position = first
+        while position < last:
+            row, start, stop = piece_of(table, segment, position, last, width)
+            load_piece(spec, table, row, start, stop, scalars, like, scales, n_blocks, block,
+                       position - first - start, buffer)
+            position += stop - start
+            segment += 1
+        settle(spec, buffer, last - first, scales, n_blocks, block, inverse, like)
+        segment = segment_of_element(table, n_segments, first, width)
+        position = first
+        while position < last:
+            row, start, stop = piece_of(table, segment, position, last, width)
+            store_piece(spec, table, row, start, stop, inverse, position - first - start, buffer)
+            position += stop - start
+            segment += 1
+
+
+@njit(cache=True, error_model="numpy")
+def update_blocks_serial(spec, table, width, blocks, blocks_per_chunk, scalars, like, scales):
+    """Apply the spec's rule block by block (8-bit state; ``blocks`` holds each block's first
+    element in the sequence, then the sequence's length), on the calling thread."""
+    n_blocks = blocks.size - 1
+    update_count = -(-n_blocks // blocks_per_chunk)
+    for chunk in range(update_count):
+        _update_blocks(spec, table, width, table.size // width, blocks, chunk * blocks_per_chunk,
+                       min((chunk + 1) * blocks_per_chunk, n_blocks), scalars, like, scales)
+
+
+@njit(cache=True, parallel=True, error_model="numpy")
+def update_blocks_parallel(spec, table, width, blocks, blocks_per_chunk, scalars, like, scales):
+    """:func:`update_blocks_serial`, one ``prange`` iteration per run of ``blocks_per_chunk`` blocks."""
+    n_blocks = blocks.size - 1
+    update_count = -(-n_blocks // blocks_per_chunk)
+    for chunk in prange(update_count):
+        _update_blocks(spec, table, width, table.size // width, blocks, chunk * blocks_per_chunk,
+                       min((chunk + 1) * blocks_per_chunk, n_blocks), scalars, like, scales)
+
+
+def block_signature(spec):
+    """The argument types of the block kernels for ``spec``."""
+    real = types.float32 if spec.real == "float32" else types.float64
+    return (typeof(spec), types.int64[::1], types.int64, types.int64[::1], types.int64, real[::1], real,
+            types.float32[::1])
+
+
+@functools.cache
+def compiled_blocks(spec, parallel):
+    """The machine code of ``update_blocks_parallel`` (or ``_serial``) for ``spec`` (see :func:`compiled`)."""
+    return (update_blocks_parallel if parallel else update_blocks_serial).compile(block_signature(spec))
+
+
+def signature(spec):
+    """The argument types of the kernels for ``spec``."""
+    real = types.float32 if spec.real == "float32" else types.float64
+    return (typeof(spec), types.int64[::1], types.int64, types.int64, types.int64, real[::1], real)
+
+
+def reduction_signature(spec):
+    """The argument types of the reduction kernels for ``spec``."""
+    real = types.float32 if spec.real == "float32" else types.float64
+    return (typeof(spec), types.int64[::1], types.int64, types.int64[::1], types.int64[::1], real[::1], real,
+            types.float64[:, ::1])
+
+
+@functools.cache
+def compiled_reduction(spec, parallel):
+    """The machine code of ``reduce_parallel`` (or ``reduce_serial``) for ``spec`` (see :func:`compiled`)."""
+    return (reduce_parallel if parallel else reduce_serial).compile(reduction_signature(spec))
+
+
+@functools.cache
+def compiled(spec, parallel):
+    """The machine code of ``update_parallel`` (or ``update_serial``) for ``spec``, as a
+    function called without Numba's dispatch (which would type the spec on every call).
+
+    It takes ``(spec, table, width, n_chunks, chunk_size, scalars, like)`` exactly as
+    :func:`signature` types them: an int64 table, and scalars and a zero in the
+    spec's real dtype.
+    """
+    return (update_parallel if parallel else update_serial).compile(signature(spec))
+
+
+@njit(cache=True)
+def data_address(array):
+    """The address of ``array``'s first element, found faster than ``array.ctypes.data``."""
+    return array.ctypes.data
+
+
+def cache_files():
+    """The files of Numba's disk cache that hold these kernels' machine code.
+
+    Numba writes them to ``__pycache__`` beside this module when that folder is
+    writable, else to a folder of the user's cache directory, or to
+    ``NUMBA_CACHE_DIR`` when that is set.
+    """
+    files = []
+    for kernel in (update_serial, update_parallel, reduce_serial, reduce_parallel, update_blocks_serial,
+                   update_blocks_parallel, data_address):
+        directory = pathlib.Path(kernel.stats.cache_path)
+        files += sorted(directory.glob(f"{__name__.rsplit('.', 1)[-1]}.{kernel.__name__}-*.nb[ic]"))
+    return files

@@ -1,0 +1,1 @@
+"""The CUDA target: numba-cuda kernels over segment tables, and the backend that launches them."""

@@ -1,0 +1,328 @@
+"""CuPy and other CUDA arrays, updated by the numba-cuda kernel of :mod:`numadam.targets.cuda.kernels`.
+
+Segment tables reach the GPU through a ring of page-locked buffers
+(:class:`PinnedStaging`), so a step never waits for the copy, and are read only
+on the stream that copied them (:class:`StagedTable`). This module imports
+neither CuPy nor numba-cuda: it finds CuPy in ``sys.modules`` (an array of it
+exists only if the user imported it) and loads the kernels on first use.
+"""
+
+import sys
+import threading
+
+import numpy as np
+
+from ..layout import c_strides, number_chunks
+from ..arrays import ArrayInfo, Plan
+
+_STAGING_LOCK = threading.Lock()
+
+
+class CudaBackend:
+    """CuPy and other CUDA arrays, updated by the numba-cuda kernel."""
+
+    name = "cuda"
+
+    def __init__(self):
+        from . import kernels as kernels
+
+        self._kernels = kernels
+        self.chunk_size = kernels.CHUNK_SIZE
+        self._streams = {}
+        self._staging = None
+
+    @staticmethod
+    def _cupy():
+        return sys.modules.get("cupy")
+
+    def describe(self, array):
+        cupy = self._cupy()
+        if cupy is not None and isinstance(array, cupy.ndarray):
+            return ArrayInfo(array.data.ptr, array.shape, array.strides, array.dtype, False)
+        interface = getattr(array, "__cuda_array_interface__", None)
+        if interface is None:  # the simulator's arrays live in host memory
+            interface = array.__array_interface__
+        if interface.get("mask") is not None:
+            raise TypeError("masked CUDA arrays are not supported")
+        dtype = np.dtype(interface["typestr"])
+        if dtype.kind == "V":  # bfloat16 travels as raw bytes in the interface; the array knows better
+            dtype = np.dtype(getattr(array, "dtype", dtype))
+        shape = tuple(interface["shape"])
+        strides = interface.get("strides")
+        if strides is None:
+            strides = c_strides(shape, dtype.itemsize)
+        address, readonly = interface["data"]
+        return ArrayInfo(address, shape, tuple(strides), dtype, bool(readonly))
+
+    def address(self, array):
+        cupy = self._cupy()
+        if cupy is not None and isinstance(array, cupy.ndarray):
+            return array.data.ptr
+        return self.describe(array).address
+
+    def plan(self, rows):
+        n_chunks, n_elements = number_chunks(rows, self.chunk_size)
+        return Plan(rows, n_chunks, n_elements, self._upload(rows))
+
+    def _upload(self, rows):
+        """``rows`` (int64) in device memory; for CuPy, copied without blocking the host."""
+        flat = np.ascontiguousarray(rows.reshape(-1))
+        if self._kernels.SIMULATED or flat.size == 0:
+            return flat
+        cupy = self._cupy()
+        if cupy is not None:
+            if self._staging is None:
+                with _STAGING_LOCK:  # one ring: a second one could be freed while its copies run
+                    if self._staging is None:
+                        self._staging = PinnedStaging(cupy)
+            return StagedTable(self._staging, flat)
+        from numba import cuda
+
+        return cuda.to_device(flat)
+
+    def _table_address(self, device_table):
+        if isinstance(device_table, np.ndarray):
+            return device_table.ctypes.data
+        if isinstance(device_table, StagedTable):
+            return device_table.address_on_current_stream()
+        return self.describe(device_table).address
+
+    def _stream(self):
+        cupy = self._cupy()
+        if cupy is None or self._kernels.SIMULATED:
+            return 0
+        pointer = cupy.cuda.get_current_stream().ptr
+        if pointer == 0:
+            return 0
+        stream = self._streams.get(pointer)
+        if stream is None:
+            from numba import cuda
+
+            stream = self._streams[pointer] = cuda.external_stream(pointer)
+        return stream
+
+    def _scalars_on_device(self, plan, spec, scalars):
+        """``(real dtype, device words)``: the rows of ``scalars`` rounded once to the spec's real dtype."""
+        plan.check_fits(spec, scalars)
+        real = np.dtype(spec.real)
+        return real, self._upload(_as_int64_words(np.array(scalars, real).reshape(-1)))
+
+    def run(self, plan, spec, scalars):
+        """Launch ``spec``'s kernel with ``scalars`` (one row of floats per group, rounded
+        here, once, to the spec's real dtype)."""
+        if plan.n_chunks == 0:
+            return
+        real, device_values = self._scalars_on_device(plan, spec, scalars)
+        self._kernels.launch(
+            spec,
+            self._table_address(plan.device_table),
+            plan.width,
+            len(plan.rows),
+            plan.n_chunks,
+            self._table_address(device_values),
+            real.type(0),
+            self._stream(),
+        )
+
+    def run_blocks(self, plan, spec, scalars, blocks, scales):
+        """:meth:`run` for a spec with 8-bit state: one thread block per state block (``blocks``:
+        each block's first element in the sequence, then its length), with the blocks' ``scales``."""
+        if plan.n_chunks == 0:
+            return
+        real, device_values = self._scalars_on_device(plan, spec, scalars)
+        self._kernels.launch_blocks(spec, self._table_address(plan.device_table), plan.width, len(plan.rows),
+                                    self.describe(blocks).address, blocks.size - 1,
+                                    self._table_address(device_values), real.type(0),
+                                    self.describe(scales).address, self._stream())
+
+    def reduce(self, plan, spec, scalars, starts, stops):
+        """``(pieces, 2)`` float64 on the host: the pre-pass's two sums over each piece
+        ``starts[p]:stops[p]`` of the sequence. The host waits for them."""
+        out = np.zeros((len(starts), 2))
+        plan.check_fits(spec, scalars)
+        if not len(starts):
+            return out
+        real = np.dtype(spec.real)
+        pieces = self._upload(np.concatenate([starts, stops]).astype(np.int64))
+        values = self._upload(_as_int64_words(np.array(scalars, real).reshape(-1)))
+        device_out = self._upload(np.zeros(2 * len(starts), np.int64))  # 8-byte words, written as float64
+        self._kernels.launch_reduction(spec, self._table_address(plan.device_table), plan.width, len(plan.rows),
+                                       self._table_address(pieces), len(starts), self._table_address(values),
+                                       real.type(0), self._table_address(device_out), self._stream())
+        return self._to_host(device_out).view(np.float64).reshape(-1, 2)
+
+    # -- device-counted steps (nonfinite="skip" without waiting; see numadam.engine.device_steps) -------------
+
+    def control_block(self, applied, skipped):
+        """A new device control block (int64) counting ``applied`` updates and ``skipped`` steps."""
+        host = np.zeros(self._kernels.CONTROL_SIZE, np.int64)
+        host[self._kernels.APPLIED], host[self._kernels.SKIPPED] = applied, skipped
+        if self._kernels.SIMULATED or self._cupy() is None:
+            from numba import cuda
+
+            return cuda.to_device(host)
+        return self._cupy().asarray(host)
+
+    def skip_or_step(self, plan, spec, blocks, starts, stops, control, first_step, clip_value, scale_slot):
+        """One step whose skipping and step number the GPU decides, all queued without waiting.
+
+        ``blocks`` holds, for every step number from ``first_step`` on that the device may be at,
+        the scalar rows of that step; the pre-pass sets the control block's flag if a gradient is
+        not finite and (``clip_value``) writes the clipping scale into slot ``scale_slot`` of every
+        row; the update then reads the block of the device's step, or does nothing if flagged.
+        """
+        plan.check_fits(spec, blocks[0])
+        real = np.dtype(spec.real)
+        values = np.array(blocks, real).reshape(-1)
+        device_values = self._upload(_as_int64_words(values))
+        scalars_address = self._table_address(device_values)
+        control_address = self.describe(control).address
+        stream = self._stream()
+        table = self._table_address(plan.device_table)
+        out = self._upload(np.zeros(2 * max(len(starts), 1), np.int64))
+        if len(starts):
+            pieces = self._upload(np.concatenate([starts, stops]).astype(np.int64))
+            self._kernels.launch_reduction(spec, table, plan.width, len(plan.rows), self._table_address(pieces),
+                                           len(starts), scalars_address, real.type(0), self._table_address(out),
+                                           stream)
+        finalize, commit = self._kernels.control_kernels()
+        self._kernels.launch_one_block(finalize, (self._table_address(out), len(starts), control_address,
+                                                  float(clip_value or 0.0), scalars_address, values.size,
+                                                  spec.n_scalars, scale_slot, real.type(0)), stream)
+        block_bytes = len(blocks[0]) * spec.n_scalars * real.itemsize
+        self._kernels.launch(spec, table, plan.width, len(plan.rows), plan.n_chunks, scalars_address, real.type(0),
+                             stream, device_step=(control_address, first_step, block_bytes))
+        self._kernels.launch_one_block(commit, (control_address,), stream)
+
+    def read_control(self, control):
+        """Start copying the control block to the host; ``(done, values)`` tells when it has arrived."""
+        cupy = self._cupy()
+        if self._kernels.SIMULATED or cupy is None or not isinstance(control, cupy.ndarray):
+            values = control.copy_to_host()
+            return lambda: True, lambda: values
+        pinned = np.ndarray(control.size, np.int64, buffer=cupy.cuda.alloc_pinned_memory(control.nbytes))
+        stream = cupy.cuda.get_current_stream()
+        control.get(stream=stream, out=pinned)
+        event = cupy.cuda.Event(disable_timing=True)
+        event.record(stream)
+        return lambda: event.done, lambda: (event.synchronize(), pinned)[1]
+
+    def _to_host(self, device_array):
+        if isinstance(device_array, np.ndarray):
+            return device_array
+        if isinstance(device_array, StagedTable):
+            return device_array.array.get()
+        return device_array.copy_to_host()
+
+    # Optimizer state lives in CuPy arrays.
+    @property
+    def array_type(self):
+        return self._require_cupy().ndarray
+
+    def _require_cupy(self):
+        cupy = self._cupy()
+        if cupy is None:
+            raise TypeError(
+                "the optimizer objects keep CUDA state in CuPy arrays; install and import cupy "
+                "(numadam.adam_step works with any __cuda_array_interface__ array)"
+            )
+        return cupy
+
+    def zeros(self, size, dtype):
+        return self._require_cupy().zeros(size, dtype)
+
+    def broadcast(self, array, shape):
+        """A view of ``array`` repeated to ``shape`` (strides 0 where repeated)."""
+        return self._require_cupy().broadcast_to(array, shape)
+
+    def view(self, buffer, offset, shape, strides, dtype):
+        cupy = self._require_cupy()
+        return cupy.ndarray(shape, dtype, memptr=buffer.data + offset, strides=strides)
+
+    def assign(self, target, source):
+        """Copy ``source`` (a NumPy or CUDA array) into the CuPy array ``target``."""
+        target[...] = self._require_cupy().asarray(source)
+
+
+class StagedTable:
+    """A segment table in CuPy device memory, read only on the stream that copied it.
+
+    CuPy's memory pool gives a freed block to later allocations on the stream
+    that allocated it, ordered after that stream's work but not after other
+    streams'. So a kernel reads the table only on that stream: a step on
+    another stream copies the rows again, on that stream, and the old copy is
+    freed where every kernel that read it ran. Holding the stream keeps a
+    CuPy-created stream alive, so its handle cannot be reused by a new stream
+    while the table lives.
+    """
+
+    def __init__(self, staging, rows):
+        self._staging = staging
+        self._rows = rows
+        self.array, self.stream = staging.upload(rows)
+
+    def address_on_current_stream(self):
+        """The table's device address, for a kernel on CuPy's current stream."""
+        current = self._staging.current_stream()
+        if current.ptr != self.stream.ptr:
+            self.array, self.stream = self._staging.upload(self._rows)
+        return self.array.data.ptr
+
+
+class PinnedStaging:
+    """A ring of page-locked host buffers for copying segment tables to the GPU.
+
+    A copy from pageable memory makes the host wait for the stream; from
+    page-locked memory it is queued like a kernel. A slot's buffer is refilled
+    only after its previous copy has finished (the slot's event), which it has
+    unless the host runs ``slots`` uploads ahead of the GPU; ``waits`` counts the
+    times it had not. Threads upload one at a time, so two never fill the same buffer.
+    """
+
+    def __init__(self, cupy, slots=8):
+        self._cupy = cupy
+        self._buffers = [None] * slots
+        self._events = [None] * slots
+        self._next = 0
+        self._lock = threading.Lock()
+        self.waits = 0
+
+    def current_stream(self):
+        return self._cupy.cuda.get_current_stream()
+
+    def upload(self, flat):
+        """Copy the int64 array ``flat`` to a new device array on CuPy's current stream.
+
+        Returns ``(device array, stream)``; the host does not wait for the copy.
+        """
+        with self._lock:
+            return self._upload(flat)
+
+    def _upload(self, flat):
+        cupy = self._cupy
+        slot = self._next
+        self._next = (slot + 1) % len(self._buffers)
+        buffer, event = self._buffers[slot], self._events[slot]
+        if event is None:
+            event = self._events[slot] = cupy.cuda.Event(disable_timing=True)
+        elif not event.done:
+            self.waits += 1
+            event.synchronize()
+        if buffer is None or buffer.size < flat.size:
+            size = max(flat.size, 2 * (0 if buffer is None else buffer.size))
+            memory = cupy.cuda.alloc_pinned_memory(size * flat.itemsize)
+            buffer = self._buffers[slot] = np.ndarray(size, np.int64, buffer=memory)
+        staged = buffer[: flat.size]
+        staged[...] = flat
+        stream = self.current_stream()
+        device = cupy.empty(flat.size, np.int64)
+        device.set(staged, stream=stream)
+        event.record(stream)
+        return device, stream
+
+
+def _as_int64_words(values):
+    """``values``' bytes as int64 words (padded with zeros), for :class:`PinnedStaging`."""
+    padded = np.zeros(-(-values.nbytes // 8) * 8, np.uint8)
+    padded[: values.nbytes] = values.view(np.uint8)
+    return padded.view(np.int64)

@@ -1,0 +1,386 @@
+"""CUDA kernels: a grid-stride loop over the chunks of a segment table.
+
+Blocks stride over chunks (equal runs of the segments laid end to end); the
+threads of a block stride over the elements of each segment piece of their
+chunk, so neighbouring threads touch neighbouring elements (coalesced access).
+The segment table, the per-group scalars and the arrays are reached through raw
+device addresses, so one launch updates any number of arrays. Each piece goes
+through the spec's ``run_piece`` (:mod:`numadam.targets.body`): the same
+rule, called from the same generated body, as on the CPU.
+
+Under ``NUMBA_ENABLE_CUDASIM=1`` the kernel runs as Python on the host, where
+"device" memory is host memory: the address helpers then read and write through
+``ctypes`` instead of the LLVM intrinsics used on real hardware.
+
+Importing this module imports numba-cuda; :mod:`numadam.targets.cuda.backend` does so only
+for CUDA arrays.
+"""
+
+import functools
+import math
+import sys
+import warnings
+
+import numpy as np
+from numba import cuda, float32, float64, int64, njit
+
+from ..control import APPLIED, CONTROL_SIZE, FLAG, SKIPPED
+from ..primitives import INTERPRETED, pointer_codegen, register
+from ..quantization import BLOCK, inverse_of
+from ..body import block_runners, piece_runner, quantized_operands, reduction_runner
+from ..segments import piece_of, segment_of_element, sequence_length
+
+SIMULATED = bool(cuda.config.ENABLE_CUDASIM)
+
+if SIMULATED:
+    from .simulated_memory import element_pointer, table_view
+
+    PRIMITIVES = INTERPRETED
+else:
+    from numba.cuda import types
+    from numba.cuda.extending import intrinsic
+
+    PRIMITIVES = register(intrinsic, types)
+    element_pointer = PRIMITIVES.pointer
+
+    @intrinsic
+    def table_view(typingctx, address, n_values):
+        """The int64 table at device byte ``address`` (``n_values`` long)."""
+        return types.CPointer(types.int64)(types.int64, types.int64), pointer_codegen
+
+
+@functools.cache
+def kernel_for(spec, device_step=False):
+    """The kernel of ``spec``: ``kernel(table_address, width, n_segments, n_chunks, chunk_size,
+    scalars_address, like, control_address, first_step, block_bytes)``, with ``like`` zero in the
+    spec's real dtype.
+
+    With ``device_step``, the step number comes from the control block: every
+    block returns at once if the step's flag is set, and otherwise reads its
+    scalars ``(applied + 1 - first_step) * block_bytes`` bytes into them (the
+    host uploads the scalars of every step number the device may be at).
+    Without it, the last three arguments are ignored.
+    """
+    piece = piece_runner(spec, PRIMITIVES, strided_threads=True)
+    run_piece = piece if SIMULATED else njit(inline="always")(piece)  # inlined: needs no device to compile
+
+    @cuda.jit(**_register_cap(spec))
+    def kernel(table_address, width, n_segments, n_chunks, chunk_size, scalars_address, like, control_address,
+               first_step, block_bytes):
+        table = table_view(table_address, n_segments * width)
+        if device_step:
+            control = table_view(control_address, CONTROL_SIZE)
+            if control[FLAG] != 0:
+                return
+            scalars_address += (control[APPLIED] + 1 - first_step) * block_bytes
+        scalars = element_pointer(scalars_address, like)
+        n_elements = sequence_length(table, n_segments, width)
+        for chunk in range(cuda.blockIdx.x, n_chunks, cuda.gridDim.x):
+            first = chunk * chunk_size
+            last = min(first + chunk_size, n_elements)
+            segment = segment_of_element(table, n_segments, first, width)
+            while first < last:
+                row, start, stop = piece_of(table, segment, first, last, width)
+                run_piece(table, row, start + cuda.threadIdx.x, stop, cuda.blockDim.x, scalars, like)
+                first += stop - start
+                segment += 1
+
+    return kernel
+
+
+def _register_cap(spec):
+    """numba-cuda options of the update kernel: float32 updates capped at 64 registers a thread.
+
+    Uncapped, the float32 Adam kernel takes 72 registers, which leaves an H100
+    three blocks of 256 threads per multiprocessor; at 64 it holds four, and a
+    1e8 step moved 2094 GB/s instead of 1844 (docs/gpu.md). 48 and 32 spill
+    and run slower.
+    """
+    return {"max_registers": 64} if spec.real == "float32" and not SIMULATED else {}
+
+
+@functools.cache
+def reduction_kernel_for(spec):
+    """The pre-pass kernel of ``spec``: ``kernel(table_address, width, n_segments, pieces_address,
+    n_pieces, scalars_address, like, out_address)``.
+
+    ``pieces`` holds the pieces' starts then their stops (int64); ``out`` gets
+    each piece's two float64 sums. A block takes a piece; its threads stride
+    over it, each summing its own elements, and the block adds the threads'
+    sums in a fixed tree: the result does not depend on the grid.
+    """
+    piece = reduction_runner(spec, PRIMITIVES, strided_threads=True)
+    reduce_piece = piece if SIMULATED else njit(inline="always")(piece)
+
+    @cuda.jit
+    def kernel(table_address, width, n_segments, pieces_address, n_pieces, scalars_address, like, out_address):
+        table = table_view(table_address, n_segments * width)
+        pieces = table_view(pieces_address, 2 * n_pieces)
+        scalars = element_pointer(scalars_address, like)
+        out = element_pointer(out_address, _ZERO64)
+        first_sums = cuda.shared.array(THREADS_PER_BLOCK, float64)
+        second_sums = cuda.shared.array(THREADS_PER_BLOCK, float64)
+        thread = cuda.threadIdx.x
+        for index in range(cuda.blockIdx.x, n_pieces, cuda.gridDim.x):
+            first = pieces[index]
+            last = pieces[n_pieces + index]
+            first_sum = _ZERO64
+            second_sum = _ZERO64
+            segment = segment_of_element(table, n_segments, first, width)
+            while first < last:
+                row, start, stop = piece_of(table, segment, first, last, width)
+                piece_first, piece_second = reduce_piece(table, row, start + thread, stop, cuda.blockDim.x,
+                                                         scalars, like)
+                first_sum += piece_first
+                second_sum += piece_second
+                first += stop - start
+                segment += 1
+            first_sums[thread] = first_sum
+            second_sums[thread] = second_sum
+            cuda.syncthreads()
+            half = cuda.blockDim.x // 2
+            while half > 0:
+                if thread < half:
+                    first_sums[thread] += first_sums[thread + half]
+                    second_sums[thread] += second_sums[thread + half]
+                cuda.syncthreads()
+                half //= 2
+            if thread == 0:
+                out[2 * index] = first_sums[0]
+                out[2 * index + 1] = second_sums[0]
+            cuda.syncthreads()
+
+    return kernel
+
+
+@functools.cache
+def block_kernel_for(spec):
+    """The kernel of a spec with 8-bit state: ``kernel(table_address, width, n_segments,
+    blocks_address, n_blocks, scalars_address, like, scales_address)``.
+
+    A thread block takes a block of the state (``blocks`` holds each block's
+    first element in the sequence, then the sequence's length) and updates it
+    in three steps, as the CPU does: its threads stride over the block's
+    elements, updating the parameter and leaving the new state in shared
+    memory; the block finds each state's largest magnitude in a tree (NaN
+    wins); then the threads encode the state with the new scale.
+    """
+    load, store, _ = block_runners(spec, PRIMITIVES, strided_threads=True)
+    if not SIMULATED:
+        load, store = njit(inline="always")(load), njit(inline="always")(store)
+    slots = tuple(k - 2 for k in quantized_operands(spec))
+    n_slots = max(slots) + 1
+    buffer_size = n_slots * BLOCK
+    real = np.dtype(spec.real).type
+    numba_real = float64 if spec.real == "float64" else float32
+
+    @cuda.jit
+    def kernel(table_address, width, n_segments, blocks_address, n_blocks, scalars_address, like, scales_address):
+        table = table_view(table_address, n_segments * width)
+        blocks = table_view(blocks_address, n_blocks + 1)
+        scalars = element_pointer(scalars_address, like)
+        scales = element_pointer(scales_address, _ZERO32)
+        buffer = cuda.shared.array(buffer_size, numba_real)
+        largest = cuda.shared.array(THREADS_PER_BLOCK, numba_real)
+        inverse = cuda.shared.array(n_slots, numba_real)
+        thread = cuda.threadIdx.x
+        for block in range(cuda.blockIdx.x, n_blocks, cuda.gridDim.x):
+            first = blocks[block]
+            last = blocks[block + 1]
+            segment = segment_of_element(table, n_segments, first, width)
+            position = first
+            while position < last:
+                row, start, stop = piece_of(table, segment, position, last, width)
+                load(table, row, start + thread, stop, cuda.blockDim.x, scalars, like, scales, n_blocks, block,
+                     position - first - start, buffer)
+                position += stop - start
+                segment += 1
+            cuda.syncthreads()
+            for slot in slots:
+                mine = like
+                for j in range(thread, last - first, cuda.blockDim.x):
+                    magnitude = abs(buffer[slot * BLOCK + j])
+                    if magnitude > mine or magnitude != magnitude:
+                        mine = magnitude
+                largest[thread] = mine
+                cuda.syncthreads()
+                half = cuda.blockDim.x // 2
+                while half > 0:
+                    if thread < half:
+                        other = largest[thread + half]
+                        if other > largest[thread] or other != other:
+                            largest[thread] = other
+                    cuda.syncthreads()
+                    half //= 2
+                if thread == 0:
+                    scale = np.float32(largest[0])
+                    scales[slot * n_blocks + block] = scale
+                    inverse[slot] = inverse_of(real(scale), like)
+                cuda.syncthreads()
+            segment = segment_of_element(table, n_segments, first, width)
+            position = first
+            while position < last:
+                row, start, stop = piece_of(table, segment, position, last, width)
+                store(table, row, start + thread, stop, cuda.blockDim.x, inverse, position - first - start, buffer)
+                position += stop - start
+                segment += 1
+            cuda.syncthreads()
+
+    return kernel
+
+
+def launch_blocks(spec, table_address, width, n_segments, blocks_address, n_blocks, scalars_address, like,
+                  scales_address, stream=0):
+    """Launch the 8-bit state's kernel (:func:`block_kernel_for`), one thread block per state block."""
+    if n_blocks == 0:
+        return
+    grid = min(n_blocks, max_blocks())
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*Grid size")
+        configured = block_kernel_for(spec)[grid, THREADS_PER_BLOCK, stream]
+    configured(table_address, width, n_segments, blocks_address, n_blocks, scalars_address, like, scales_address)
+
+
+_ZERO64 = np.float64(0)
+_ZERO32 = np.float32(0)
+
+#: Threads per block and elements per chunk (each thread handles
+#: ``CHUNK_SIZE // THREADS_PER_BLOCK`` elements of a chunk).
+THREADS_PER_BLOCK = 32 if SIMULATED else 256
+CHUNK_SIZE = 64 if SIMULATED else 2048
+_BLOCKS_PER_SM = 16
+
+
+@functools.cache
+def max_blocks():
+    """An upper bound on useful blocks: enough to fill every multiprocessor.
+
+    Asked of the driver once per process: the query costs microseconds, a
+    noticeable part of a small step. (With GPUs of different sizes, the grid
+    is sized for the first one used; the grid-stride loop is correct for any
+    number of blocks.)
+    """
+    if SIMULATED:
+        return 2
+    return cuda.get_current_device().MULTIPROCESSOR_COUNT * _BLOCKS_PER_SM
+
+
+@functools.cache
+def control_kernels():
+    """``(finalize, commit)``: the one-block kernels around a device-counted step.
+
+    ``finalize(out_address, n_pieces, control_address, clip_value, scalars_address, n_values,
+    row_size, scale_slot, like)`` adds the pre-pass's per-piece sums in order, sets the flag where
+    a gradient is not finite, and, with ``clip_value > 0``, writes the global-norm clipping scale
+    into slot ``scale_slot`` of every scalar row. ``commit(control_address)`` counts the step as
+    applied or skipped.
+    """
+
+    @cuda.jit
+    def finalize(out_address, n_pieces, control_address, clip_value, scalars_address, n_values, row_size,
+                 scale_slot, like):
+        if cuda.threadIdx.x != 0 or cuda.blockIdx.x != 0:
+            return
+        out = element_pointer(out_address, _ZERO64)
+        control = table_view(control_address, CONTROL_SIZE)
+        squares = _ZERO64
+        bad = _ZERO64
+        for index in range(n_pieces):
+            squares += out[2 * index]
+            bad += out[2 * index + 1]
+        control[FLAG] = 1 if bad > 0 else 0
+        if clip_value > 0:
+            norm = math.sqrt(squares)
+            scale = clip_value / norm if norm > clip_value else clip_value / clip_value
+            scalars = element_pointer(scalars_address, like)
+            for index in range(scale_slot, n_values, row_size):
+                scalars[index] = scale
+
+    @cuda.jit
+    def commit(control_address):
+        if cuda.threadIdx.x != 0 or cuda.blockIdx.x != 0:
+            return
+        control = table_view(control_address, CONTROL_SIZE)
+        skipped = control[FLAG]
+        control[APPLIED] += 1 - skipped
+        control[SKIPPED] += skipped
+
+    return finalize, commit
+
+
+@functools.lru_cache(maxsize=256)
+def configured_kernel(spec, blocks, stream, device_step=False):
+    """The kernel of ``spec`` configured for ``blocks`` blocks on ``stream``, made once per configuration.
+
+    A small update gets a small grid on purpose (one block per chunk), so
+    numba-cuda's performance warning about grids of fewer than 128 blocks is
+    silenced here (matched by its text: its class moved between numba-cuda
+    versions).
+    """
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*Grid size")
+        return kernel_for(spec, device_step)[blocks, THREADS_PER_BLOCK, stream]
+
+
+def launch(spec, table_address, width, n_segments, n_chunks, scalars_address, like, stream=0,
+           device_step=None):
+    """Launch one kernel over every chunk of the device segment table at ``table_address``.
+
+    ``device_step`` is ``(control_address, first_step, block_bytes)`` for a device-counted step.
+    """
+    if n_chunks == 0:
+        return
+    blocks = min(n_chunks, max_blocks())
+    step_arguments = (0, 0, 0) if device_step is None else device_step
+    arguments = (table_address, width, n_segments, n_chunks, CHUNK_SIZE, scalars_address, like, *step_arguments)
+    cupy = None if SIMULATED else sys.modules.get("cupy")
+    loaded = None if cupy is None else cupy_loaded(spec, device_step is not None, cupy.cuda.Device().id)
+    if loaded is None:
+        configured_kernel(spec, blocks, stream, device_step is not None)(*arguments)
+        return
+    typed = (*map(np.int64, arguments[:6]), like, *map(np.int64, step_arguments))  # CuPy packs them by dtype
+    loaded[1]((blocks,), (THREADS_PER_BLOCK,), typed, stream=cupy.cuda.get_current_stream())
+
+
+@functools.lru_cache(maxsize=256)
+def cupy_loaded(spec, device_step, device_id):
+    """``(module, function)``: the update kernel of ``spec``, compiled by numba-cuda, loaded by CuPy
+    into the context of GPU ``device_id`` (the current one).
+
+    numba-cuda's launcher types and converts the ten arguments on every launch
+    (25-40 µs of host time on an H100's host, against 5 µs for CuPy's
+    launcher), the larger part of a small step; the same compiled code
+    launched by CuPy gave the same bits (docs/gpu.md). ``None`` where numba-cuda
+    keeps its compiled code in another form: then numba-cuda launches.
+    The launch goes on CuPy's current stream, the one :mod:`numadam.targets.cuda.backend`
+    wraps for numba-cuda.
+    """
+    cupy = sys.modules["cupy"]
+    real = float32 if spec.real == "float32" else float64
+    try:
+        kernel = kernel_for(spec, device_step).compile((int64,) * 6 + (real,) + (int64,) * 3)
+        code = kernel._codelibrary.get_cubin()  # numba-cuda 0.2x-0.30: bytes, or cuda.core's ObjectCode
+        module = cupy.cuda.function.Module()
+        module.load(getattr(code, "code", code))
+        return module, module.get_function(kernel.entry_name)
+    except (AttributeError, TypeError):
+        return None
+
+
+def launch_one_block(kernel, arguments, stream=0):
+    """Launch a one-thread-matters kernel (:func:`control_kernels`) on one block."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*Grid size")
+        kernel[1, 1, stream](*arguments)
+
+
+def launch_reduction(spec, table_address, width, n_segments, pieces_address, n_pieces, scalars_address, like,
+                     out_address, stream=0):
+    """Launch the pre-pass over ``n_pieces`` pieces, one block each (at most :func:`max_blocks`)."""
+    if n_pieces == 0:
+        return
+    blocks = min(n_pieces, max_blocks())
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*Grid size")
+        configured = reduction_kernel_for(spec)[blocks, THREADS_PER_BLOCK, stream]
+    configured(table_address, width, n_segments, pieces_address, n_pieces, scalars_address, like, out_address)

@@ -1,0 +1,123 @@
+"""What a kernel's machine code is made of: the key that keeps Numba's disk cache honest.
+
+Numba's ``cache=True`` keys machine code on the file of the cached function
+and on its argument types, nothing else. A numadam kernel compiles much more
+into itself: the generated body, the family's rule, every helper the rule
+calls (``families/_common.py``), the storage conversions, the codecs and the
+primitives. :func:`fingerprint` finds those modules by walking the code: from
+the functions a kernel is compiled from, through every global name their code
+uses (a function, a Numba dispatcher or intrinsic, a module's attribute), into
+the modules of numadam and of the rule that it reaches. It hashes their
+sources and the package's version; the spec's Numba type carries the hash
+(:class:`~numadam.targets.spec.KernelSpecType`), so an edit anywhere in that
+closure, or an upgrade, compiles anew instead of loading stale code.
+"""
+
+import hashlib
+import importlib.metadata
+import sys
+import types
+
+#: The modules whose every function a kernel may be compiled from (see :func:`compiled_from_module`).
+_KERNEL_MODULES = []
+_SOURCE_DIGESTS = {}
+
+
+def compiled_from_module(module_name):
+    """Declare the module ``module_name`` a place kernels are compiled from: every function in it
+    is a root of every kernel's :func:`fingerprint` (the loops, the code generator, the overloads
+    that reach a generated body by a route no global name shows)."""
+    if module_name not in _KERNEL_MODULES:
+        _KERNEL_MODULES.append(module_name)
+
+
+def _python_function(value):
+    """The Python function behind a function, a Numba dispatcher (``py_func``), an intrinsic
+    (``_defn``), a ``functools.partial`` or a ``functools.cache``; ``None`` for anything else."""
+    for attribute in ("py_func", "_defn", "func", "__wrapped__"):
+        inner = getattr(value, attribute, None)
+        if isinstance(inner, types.FunctionType):
+            return inner
+    return value if isinstance(value, types.FunctionType) else None
+
+
+def _names(code):
+    """Every global or attribute name used by ``code`` and the code nested in it (lambdas, inner functions)."""
+    names = set(code.co_names)
+    for constant in code.co_consts:
+        if isinstance(constant, types.CodeType):
+            names |= _names(constant)
+    return names
+
+
+def inlined_modules(roots, owners):
+    """The names of the modules whose code may be compiled into a kernel built from ``roots``.
+
+    A module counts when its top-level package is one of ``owners``; the walk
+    follows global names, closures and the attributes named of a module, so
+    ``_common.sign(...)`` reaches ``_common``; a class reached (a named tuple
+    whose fields the generated code reads) counts its module.
+    """
+    found, seen, pending = set(), set(), list(roots)
+    while pending:
+        value = pending.pop()
+        if isinstance(value, (tuple, list)):
+            pending.extend(value)
+            continue
+        if isinstance(value, type):  # a named tuple of scalars or flags: its fields shape the code
+            if value.__module__.partition(".")[0] in owners:
+                found.add(value.__module__)
+            continue
+        function = _python_function(value)
+        if function is None or id(function) in seen:
+            continue
+        seen.add(id(function))
+        if function.__module__.partition(".")[0] not in owners:
+            continue
+        found.add(function.__module__)
+        names = _names(function.__code__)
+        scope = function.__globals__
+        for name in names:
+            target = scope.get(name)
+            if isinstance(target, types.ModuleType):
+                if target.__name__.partition(".")[0] in owners:
+                    found.add(target.__name__)
+                    pending.extend(getattr(target, attribute) for attribute in names if hasattr(target, attribute))
+            elif target is not None:
+                pending.append(target)
+        for cell in function.__closure__ or ():
+            try:
+                pending.append(cell.cell_contents)
+            except ValueError:  # a cell not yet filled
+                pass
+    return found
+
+
+def _source_digest(module_name):
+    digest = _SOURCE_DIGESTS.get(module_name)
+    if digest is None:
+        path = getattr(sys.modules[module_name], "__file__", None)
+        source = b"" if path is None else open(path, "rb").read()
+        digest = _SOURCE_DIGESTS[module_name] = hashlib.sha256(source).hexdigest()
+    return digest
+
+
+def _package_version():
+    try:
+        return importlib.metadata.version("numadam")
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown"
+
+
+def fingerprint(rule_functions):
+    """A hash of the sources of every module a kernel applying ``rule_functions`` compiles in,
+    and of numadam's version (see the module docstring)."""
+    owners = {"numadam"} | {function.__module__.partition(".")[0] for function in rule_functions
+                            if function is not None}
+    roots = list(rule_functions)
+    for name in _KERNEL_MODULES:
+        roots += [value for value in vars(sys.modules[name]).values() if _python_function(value) is not None]
+    digest = hashlib.sha256(_package_version().encode())
+    for module_name in sorted(inlined_modules(roots, owners)):
+        digest.update(f"{module_name}:{_source_digest(module_name)}".encode())
+    return digest.hexdigest()[:16]

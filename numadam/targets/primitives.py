@@ -1,0 +1,143 @@
+"""The few machine operations the generated kernels need that Python has no spelling for.
+
+Each is one LLVM instruction (or two), written here once as a code generator
+and registered as an intrinsic by each target with its own type system
+(:func:`cpu_primitives` for Numba's CPU target; numba-cuda registers the same
+code generators in :mod:`numadam.targets.cuda.kernels`); the CUDA simulator gets the
+same operations on NumPy scalars (:data:`INTERPRETED`).
+
+- ``pointer(address, like)``: the address as a pointer to elements of ``like``'s type;
+- ``bitcast(value, like)``: ``value``'s bits read as ``like``'s type (same size);
+- ``half_to_float(bits)``, ``float_to_half(value)``: IEEE half precision (16
+  bits, as ``uint16``) to and from float32, rounding to nearest even;
+- ``random_bits(position, salt)``: 32 random bits for an element of a step
+  (:func:`random_bits_codegen`), in 32-bit integer arithmetic: Numba computes
+  on 32-bit integers in 64 bits, which vectorizes half as wide.
+"""
+
+import functools
+from typing import NamedTuple
+
+import numpy as np
+from llvmlite import ir
+
+
+class Primitives(NamedTuple):
+    """The target's ``pointer``, ``bitcast``, ``half_to_float``, ``float_to_half`` and
+    ``random_bits``; ``interpreted`` when they are plain Python (functions built on them stay
+    Python too)."""
+
+    pointer: object
+    bitcast: object
+    half_to_float: object
+    float_to_half: object
+    random_bits: object
+    interpreted: bool = False
+
+
+def pointer_codegen(context, builder, signature, args):
+    return builder.inttoptr(args[0], context.get_value_type(signature.return_type))
+
+
+def bitcast_codegen(context, builder, signature, args):
+    return builder.bitcast(args[0], context.get_value_type(signature.return_type))
+
+
+def half_to_float_codegen(context, builder, signature, args):
+    return builder.fpext(builder.bitcast(args[0], ir.HalfType()), ir.FloatType())
+
+
+def float_to_half_codegen(context, builder, signature, args):
+    return builder.bitcast(builder.fptrunc(args[0], ir.HalfType()), ir.IntType(16))
+
+
+#: The odd constants of :func:`random_bits_codegen`: the position's low and high 32 bits and the salt
+#: are multiplied by the first three; the two rounds of the finalizer by the last two (Wellons'
+#: "lowbias32").
+HASH_INPUTS = (0x9E3779B1, 0x85EBCA77, 0xC2B2AE3D)
+HASH_ROUNDS = ((16, 0x7FEB352D), (15, 0x846CA68B))
+
+
+def random_bits_codegen(context, builder, signature, args):
+    r"""32 random bits for element ``position`` (int64) of a step whose ``salt`` (uint64, 24 bits)
+    is given: :math:`x = (l c_0 + h c_1 + s c_2) \bmod 2^{32}` over the position's low and high
+    halves ``l``, ``h`` and the salt ``s``, then ``x = (x ^ (x >> k)) * c`` for each round and a
+    last ``x ^ (x >> 16)``, every operation on 32 bits. The same on every target and thread."""
+    position, salt = args
+    word = ir.IntType(32)
+    constant = lambda value: ir.Constant(word, value - (1 << 32) if value >= 1 << 31 else value)  # noqa: E731
+    high = builder.lshr(position, ir.Constant(position.type, 32))
+    halves = (builder.trunc(position, word), builder.trunc(high, word), builder.trunc(salt, word))
+    terms = [builder.mul(half, constant(c)) for half, c in zip(halves, HASH_INPUTS)]
+    x = builder.add(builder.add(terms[0], terms[1]), terms[2])
+    for shift, multiplier in HASH_ROUNDS:
+        x = builder.mul(builder.xor(x, builder.lshr(x, constant(shift))), constant(multiplier))
+    return builder.xor(x, builder.lshr(x, constant(16)))
+
+
+def register(intrinsic, types):
+    """The primitives as intrinsics of a target: ``intrinsic`` and ``types`` are its own."""
+
+    @intrinsic
+    def pointer(typingctx, address, like):
+        return types.CPointer(like)(types.int64, like), pointer_codegen
+
+    @intrinsic
+    def bitcast(typingctx, value, like):
+        return like(value, like), bitcast_codegen
+
+    @intrinsic
+    def half_to_float(typingctx, bits):
+        return types.float32(types.uint16), half_to_float_codegen
+
+    @intrinsic
+    def float_to_half(typingctx, value):
+        return types.uint16(types.float32), float_to_half_codegen
+
+    @intrinsic
+    def random_bits(typingctx, position, salt):
+        return types.uint32(types.int64, types.uint64), random_bits_codegen
+
+    return Primitives(pointer, bitcast, half_to_float, float_to_half, random_bits)
+
+
+@functools.cache
+def cpu_primitives():
+    from numba import types
+    from numba.extending import intrinsic
+
+    return register(intrinsic, types)
+
+
+def _interpreted_pointer(address, like):
+    from .cuda.simulated_memory import element_pointer
+
+    return element_pointer(address, like)
+
+
+def _interpreted_bitcast(value, like):
+    """``value``'s bits as ``like``'s type; a Python float (what a compiled rule returns to
+    Python) is taken as the float of ``like``'s size, a Python int as the unsigned integer."""
+    target = np.dtype(type(like))
+    kind = "f" if isinstance(value, (float, np.floating)) else "u"
+    return np.array([value], dtype=f"{kind}{target.itemsize}").view(target)[0]
+
+
+def _interpreted_random_bits(position, salt):
+    """:func:`random_bits_codegen` in Python integers."""
+    cut = 0xFFFFFFFF
+    position, salt = int(position) & 0xFFFFFFFFFFFFFFFF, int(salt)
+    x = ((position & cut) * HASH_INPUTS[0] + (position >> 32) * HASH_INPUTS[1] + (salt & cut) * HASH_INPUTS[2]) & cut
+    for shift, multiplier in HASH_ROUNDS:
+        x = ((x ^ (x >> shift)) * multiplier) & cut
+    return np.uint32(x ^ (x >> 16))
+
+
+INTERPRETED = Primitives(
+    _interpreted_pointer,
+    _interpreted_bitcast,
+    lambda bits: np.float32(np.uint16(bits).view(np.float16)),
+    lambda value: np.float16(value).view(np.uint16),
+    _interpreted_random_bits,
+    interpreted=True,
+)

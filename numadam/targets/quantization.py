@@ -1,0 +1,230 @@
+r"""8-bit blockwise state: dynamic maps, and the conversions between codes and numbers.
+
+State stored as ``state_dtype="int8"`` is quantized per *block* of
+:data:`BLOCK` consecutive elements (in the parameter's C order), in the manner
+of Dettmers et al., "8-bit Optimizers via Block-wise Quantization" (ICLR 2022):
+each block keeps one float32 scale, the largest magnitude in it, and each
+element one byte, the index of the nearest number of a fixed *dynamic map*
+to the element divided by that scale.
+
+A dynamic map spends its codes on every decade below 1 rather than spreading
+them evenly: numbers in :math:`(10^{-e-1}, 10^{-e}]` get :math:`2^{b-e}`
+codes, linearly spaced,
+
+.. math::
+
+    10^{-e}\,\Bigl(0.1 + 0.9\,\frac{k + 1}{2^{b-e}}\Bigr),
+    \qquad k = 0, \dots, 2^{b-e} - 1,\quad e = 0, \dots, b,
+
+plus zero: ``b = 7`` for the unsigned map (256 numbers in [0, 1], for state
+that is never negative, such as Adam's second moment) and ``b = 6`` for the
+signed map (zero and 127 magnitudes, with either sign: codes -127..127 as
+``int8``, for state of either sign such as the first moment). The largest
+magnitude of a block maps to exactly 1.
+
+Encoding needs no table, so that the loops around it vectorize: the numbers
+of one decade (with the top number of the decade below) are evenly spaced, so
+the code of a magnitude ``m`` in :math:`(10^{-e-1}, 10^{-e}]` is
+``floor(slope * (m - offset))``, the slope and offset of its decade picked by
+comparing ``m`` with the decades' bounds. That is the nearest number of the map,
+halfway cases up, except within about a float32 rounding of a halfway point
+(there it may be the other neighbour). Decoding is one table lookup.
+The functions are made per target from its primitives, as the storage
+conversions are (:mod:`numadam.targets.storage`).
+"""
+
+import functools
+from typing import NamedTuple
+
+import numpy as np
+from numba import njit
+
+from .primitives import cpu_primitives
+
+#: Elements per block: each block of a parameter's state has its own scale.
+BLOCK = 256
+
+class DynamicMap(NamedTuple):
+    """One dynamic map: its magnitudes, what each stored code decodes to, and how numbers are encoded."""
+
+    magnitudes: np.ndarray  # float32, ascending, from 0 to 1
+    values: np.ndarray      # float32: what each stored code decodes to (signed: index code + 128)
+    bounds: np.ndarray      # float32: the decades' lower ends, 10^-bits .. 10^-1 (ascending)
+    slopes: np.ndarray      # float32: per decade (bounds[d - 1] < m), codes per unit of magnitude
+    offsets: np.ndarray     # float32: per decade, the magnitude half a code below its first code
+
+
+def _magnitudes(bits):
+    """Zero and the map's positive numbers, ascending (see the module docstring)."""
+    numbers = [0.0]
+    for exponent in range(bits + 1):
+        count = 2 ** (bits - exponent)
+        numbers += [10.0**-exponent * (0.1 + 0.9 * (k + 1) / count) for k in range(count)]
+    return np.array(sorted(numbers), np.float32)
+
+
+def _decades(bits):
+    r"""``(bounds, slopes, offsets)`` of the encoding (see :class:`DynamicMap`).
+
+    Decade ``d`` holds codes ``2**d .. 2**(d+1) - 1``, numbers up to
+    :math:`10^{d - b}` spaced :math:`0.9 \cdot 10^{d - b} / 2^d` apart, and code
+    ``2**d - 1`` below them is :math:`10^{d - b - 1}`, on the same line. Decade 0
+    is codes 0 and 1: zero and :math:`10^{-b}`.
+    """
+    slopes = [10.0**bits] + [2.0**d / (0.9 * 10.0 ** (d - bits)) for d in range(1, bits + 1)]
+    first_codes = [0.0] + [2.0**d - 1 for d in range(1, bits + 1)]  # and their magnitudes:
+    first_numbers = [0.0] + [10.0 ** (d - bits - 1) for d in range(1, bits + 1)]
+    offsets = [number - 0.5 / slope - code / slope for number, code, slope in zip(first_numbers, first_codes, slopes)]
+    bounds = [10.0 ** (d - bits - 1) for d in range(1, bits + 1)]
+    return tuple(np.array(column, np.float32) for column in (bounds, slopes, offsets))
+
+
+def _dynamic_map(bits, signed):
+    magnitudes = _magnitudes(bits)
+    values = magnitudes
+    if signed:  # code q at index q + 128; -128 is never written and reads as -1
+        codes = np.arange(-128, 128)
+        values = (np.sign(codes) * magnitudes[np.minimum(np.abs(codes), len(magnitudes) - 1)]).astype(np.float32)
+    return DynamicMap(magnitudes, values, *_decades(bits))
+
+
+#: The map of state that takes either sign: codes -127..127 (``int8``).
+SIGNED = _dynamic_map(6, signed=True)
+#: The map of state that is never negative: codes 0..255 (``uint8``).
+UNSIGNED = _dynamic_map(7, signed=False)
+
+_SIGNED_VALUES, _UNSIGNED_VALUES = SIGNED.values, UNSIGNED.values
+
+
+def _inlined(primitives):
+    return (lambda function: function) if primitives.interpreted else njit(inline="always")
+
+
+@functools.cache
+def codecs(primitives):
+    """``(encode_signed, decode_signed, encode_unsigned, decode_unsigned)`` on the target of
+    ``primitives``.
+
+    ``encode_*(value, inverse_scale)`` is the code of ``value * inverse_scale`` (a number in
+    [-1, 1]; NaN gives the largest code); ``decode_*(code)`` its number in [-1, 1].
+    """
+    inlined = _inlined(primitives)
+
+    def magnitude_coder(table):
+        bounds, slopes, offsets = table.bounds, table.slopes, table.offsets
+        n_bounds, top = len(bounds), np.int32(len(table.magnitudes) - 1)
+
+        @inlined
+        def magnitude_code(magnitude):
+            # float32 whatever the compute dtype; selects, not branches, and no table: the loop
+            # vectorizes. The clamp (1, and NaN to 1: the largest code) also keeps a GPU from
+            # fusing the caller's product into the subtraction below.
+            magnitude = np.float32(magnitude)
+            magnitude = magnitude if magnitude <= np.float32(1) else np.float32(1)
+            slope, offset = slopes[0], offsets[0]
+            for d in range(n_bounds):
+                if magnitude > bounds[d]:
+                    slope, offset = slopes[d + 1], offsets[d + 1]
+            return min(np.int32(slope * (magnitude - offset)), top)
+
+        return magnitude_code
+
+    signed_code, unsigned_code = magnitude_coder(SIGNED), magnitude_coder(UNSIGNED)
+
+    @inlined
+    def encode_signed(value, inverse_scale):
+        code = signed_code(abs(value) * inverse_scale)
+        return np.int8(code if value >= 0 else -code)
+
+    @inlined
+    def decode_signed(code):
+        return _SIGNED_VALUES[np.uint32(np.int32(code) + 128)]
+
+    @inlined
+    def encode_unsigned(value, inverse_scale):
+        magnitude = value * inverse_scale
+        magnitude = magnitude - magnitude if magnitude < 0 else magnitude  # never negative (rounding aside)
+        return np.uint8(unsigned_code(magnitude))
+
+    @inlined
+    def decode_unsigned(code):
+        return _UNSIGNED_VALUES[np.uint32(code)]
+
+    return encode_signed, decode_signed, encode_unsigned, decode_unsigned
+
+
+def code_dtype(signed):
+    """The dtype of the codes of a map."""
+    return np.dtype(np.int8 if signed else np.uint8)
+
+
+def code_of_one(signed):
+    """The code of 1: a block of equal numbers is this code times a scale of their value."""
+    return len(SIGNED.magnitudes) - 1 if signed else len(UNSIGNED.magnitudes) - 1
+
+
+@njit(inline="always")
+def inverse_of(scale, zero):
+    """What codes are encoded with: ``1 / scale``, or ``zero`` where the scale is 0, infinite or
+    NaN (then every code is 0, and the scale alone carries infinity or NaN into the values)."""
+    if scale > zero and scale < np.inf:
+        return (zero + np.float32(1)) / scale  # an int 1 would promote float32 to float64
+    return zero
+
+
+def _host_codecs():
+    encode_signed, decode_signed, encode_unsigned, decode_unsigned = codecs(cpu_primitives())
+
+    @njit(cache=False)
+    def quantize(values, codes, scales, signed):
+        """Blocks of ``values`` (1-D float32) into ``codes`` and ``scales``."""
+        for block in range(scales.size):
+            start, stop = block * BLOCK, min((block + 1) * BLOCK, values.size)
+            largest, poisoned = np.float32(0), False
+            for i in range(start, stop):
+                magnitude = abs(values[i])
+                largest = max(largest, magnitude)
+                poisoned |= magnitude != magnitude
+            scale = np.float32(np.nan) if poisoned else largest
+            scales[block] = scale
+            inverse = inverse_of(scale, np.float32(0))
+            for i in range(start, stop):
+                if signed:
+                    codes[i] = encode_signed(values[i], inverse)
+                else:
+                    codes[i] = encode_unsigned(values[i], inverse)
+
+    @njit(cache=False)
+    def dequantize(codes, scales, values, signed):
+        for i in range(values.size):
+            code = decode_signed(codes[i]) if signed else decode_unsigned(codes[i])
+            values[i] = code * scales[i // BLOCK]
+
+    return quantize, dequantize
+
+
+def n_blocks(size):
+    """The blocks of a state of ``size`` elements."""
+    return -(-size // BLOCK)
+
+
+def quantize(values, signed):
+    """``(codes, scales)`` of ``values`` (any real array; blocks over its C order)."""
+    flat = np.ascontiguousarray(values, np.float32).reshape(-1)
+    codes = np.empty(flat.size, code_dtype(signed))
+    scales = np.empty(n_blocks(flat.size), np.float32)
+    _host()[0](flat, codes, scales, signed)
+    return codes.reshape(np.shape(values)), scales
+
+
+def dequantize(codes, scales, signed):
+    """The float32 numbers of ``codes`` (blocks over their C order) with block ``scales``."""
+    flat = np.ascontiguousarray(codes).reshape(-1)
+    values = np.empty(flat.size, np.float32)
+    _host()[1](flat, np.ascontiguousarray(scales, np.float32), values, signed)
+    return values.reshape(np.shape(codes))
+
+
+@functools.cache
+def _host():
+    return _host_codecs()

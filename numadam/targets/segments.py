@@ -1,0 +1,80 @@
+"""The segment table: how a kernel finds the elements it updates.
+
+An update reads and writes *operands* of the same shape: the parameter, its
+gradient, and the family's state arrays (``exp_avg``, ``exp_avg_sq``, ...),
+in the order of :attr:`numadam.targets.spec.KernelSpec.operands`. The host
+cuts them into *segments*: runs of ``length`` elements in which each operand
+advances by a constant stride. A contiguous array is one segment; many arrays
+are many segments of one table, so a single kernel launch updates all of them.
+
+The segments, laid end to end, make one sequence of elements. It is cut into
+*chunks* of ``chunk_size`` consecutive elements, the unit of parallel work (a
+``prange`` iteration, a CUDA thread block): every chunk has the same amount of
+work whatever the arrays' sizes, and a chunk may cover the tail of one segment,
+many small segments and the head of another.
+
+One row of the int64 table per segment, rows in sequence order, for ``n``
+operands (``width = 3 + 2n`` columns):
+
+========================  =====================================================
+column                    meaning
+========================  =====================================================
+``OFFSET``                position of the segment's first element in the sequence
+``LENGTH``                number of (real) elements in the segment, > 0
+``GROUP``                 the row of the per-group scalars this segment uses
+``ADDRESS + k``           byte address of operand k's first element
+``ADDRESS + n + k``       operand k's stride, in its own elements (may be negative)
+``ADDRESS + 2n + j``      (out of place) the address of the old values of
+                          operand ``spec.sources[j]``, laid out like it
+========================  =====================================================
+
+An absent operand has address 0 and stride 0 and is never dereferenced. An
+out-of-place update (a spec with ``sources``) reads the old values of those
+operands from their source columns and writes the new ones to the operands
+themselves: the old arrays are left as they were.
+"""
+
+from numba import njit
+
+OFFSET = 0
+LENGTH = 1
+GROUP = 2
+ADDRESS = 3
+
+
+def table_width(n_operands, n_sources=0):
+    """Columns of a table over ``n_operands`` operands, ``n_sources`` of them read from elsewhere."""
+    return ADDRESS + 2 * n_operands + n_sources
+
+
+@njit(inline="always")
+def sequence_length(table, n_segments, width):
+    """The number of elements in all segments together."""
+    last = (n_segments - 1) * width
+    return table[last + OFFSET] + table[last + LENGTH]
+
+
+@njit(inline="always")
+def piece_of(table, segment, first, last, width):
+    """Where ``segment`` meets elements ``first:last`` of the sequence (``first`` in it).
+
+    Returns ``(row, start, stop)``: the segment's row offset in the table and the
+    run ``start:stop`` of its own elements.
+    """
+    row = segment * width
+    offset = table[row + OFFSET]
+    return row, first - offset, min(last, offset + table[row + LENGTH]) - offset
+
+
+@njit(inline="always")
+def segment_of_element(table, n_segments, element, width):
+    """The segment holding ``element`` of the sequence: the last row with OFFSET <= element."""
+    low = 0
+    high = n_segments - 1
+    while low < high:
+        middle = (low + high + 1) // 2
+        if table[middle * width + OFFSET] <= element:
+            low = middle
+        else:
+            high = middle - 1
+    return low

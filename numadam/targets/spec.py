@@ -1,0 +1,137 @@
+"""What a kernel is compiled for: :class:`KernelSpec`, and the rules it can apply.
+
+A family registers its element rule here (:func:`register_rule`) under its
+name, with the named tuples of its per-step scalars and compile-time flags.
+A :class:`KernelSpec` names the rule, the flags' values, the real dtype of the
+arithmetic and how each operand is stored. Numba sees a spec as a type of its
+own (:class:`KernelSpecType`): the CPU kernels take it as their first
+argument, so each spec gets its own machine code, and because the type is
+plain data the code is cached on disk across processes.
+
+The type's key includes a fingerprint of the sources of every module the
+kernel compiles in (the rule, its helpers, the code generated around it) and
+of the package's version, so an edit or an upgrade can never load stale
+machine code from Numba's cache (Numba itself only watches the file of the
+cached function).
+"""
+
+import dataclasses
+from typing import NamedTuple
+
+from numba import types
+from numba.core.imputils import lower_constant
+from numba.extending import NativeValue, models, register_model, typeof_impl, unbox
+
+from .fingerprint import fingerprint as source_fingerprint
+from ..core.pipeline import NO_POLICY, Policy, PolicyScalars
+
+
+class Rule(NamedTuple):
+    """A registered element rule and the named tuples it reads."""
+
+    function: object  # an ``@njit(inline="always")`` function
+    scalars: type     # the NamedTuple of per-step scalars, in the table's order
+    flags: type       # the NamedTuple of compile-time flags
+    state: tuple      # the names of its state operands, in order
+    norms: object     # the family's norms rule, or None
+
+
+_RULES = {}
+
+
+def register_rule(name, function, scalars, flags, state, norms=None):
+    """Make ``function`` (and ``norms``, a first pass that also returns the update direction)
+    available to kernels as rule ``name``."""
+    _RULES[name] = Rule(function, scalars, flags, tuple(state), norms)
+
+
+def rule(name):
+    return _RULES[name]
+
+
+@dataclasses.dataclass(frozen=True)
+class KernelSpec:
+    """Everything compiled into one kernel.
+
+    ``flags`` holds the values of the rule's flags in their order;
+    ``operands`` one storage code per operand (see
+    :mod:`numadam.targets.storage`), ``""`` for an absent one, in the order
+    param, grad, the family's state kinds, then the policy's operands
+    (:data:`~numadam.core.pipeline.POLICY_OPERANDS`); ``policy`` is a
+    :class:`~numadam.core.pipeline.Policy`; ``sources`` the operands whose old
+    values are read from a source column of the table (an update out of place,
+    see :mod:`~numadam.targets.segments`). (Not a tuple: Numba would type it
+    by its items.)
+    """
+
+    rule: str
+    flags: tuple
+    real: str
+    operands: tuple
+    policy: Policy = NO_POLICY
+    sources: tuple = ()
+
+    def __hash__(self):  # computed once per object: specs are looked up on every step
+        found = self.__dict__.get("_hash")
+        if found is None:
+            found = hash((self.rule, self.flags, self.real, self.operands, self.policy, self.sources))
+            object.__setattr__(self, "_hash", found)
+        return found
+
+    def __reduce__(self):  # the fields only: a hash does not carry over to another process
+        return KernelSpec, (self.rule, self.flags, self.real, self.operands, self.policy, self.sources)
+
+    @property
+    def n_operands(self):
+        return len(self.operands)
+
+    @property
+    def n_scalars(self):
+        """Scalars per row: the rule's, then (with a policy) the policy's."""
+        policy = len(PolicyScalars._fields) if self.policy.active else 0
+        return len(_RULES[self.rule].scalars._fields) + policy
+
+
+_FINGERPRINTS = {}
+
+
+def fingerprint(rule_name):
+    """The hash of what a kernel applying rule ``rule_name`` compiles in (see
+    :mod:`~numadam.targets.fingerprint`), computed once per process."""
+    found = _FINGERPRINTS.get(rule_name)
+    if found is None:
+        registered = _RULES[rule_name]
+        found = _FINGERPRINTS[rule_name] = source_fingerprint((registered.function, registered.norms))
+    return found
+
+
+class KernelSpecType(types.Type):
+    """Numba's type for a :class:`KernelSpec`: the spec itself is the key."""
+
+    def __init__(self, spec, source):
+        self.spec = spec
+        self.source = source
+        super().__init__(name=f"KernelSpec({spec.rule}, flags={spec.flags}, {spec.real}, {spec.operands}, "
+                              f"{tuple(spec.policy)}, {spec.sources}, {source})")
+
+    @property
+    def key(self):
+        return self.spec, self.source
+
+
+@typeof_impl.register(KernelSpec)
+def _typeof_spec(spec, context):
+    return KernelSpecType(spec, fingerprint(spec.rule))
+
+
+register_model(KernelSpecType)(models.OpaqueModel)
+
+
+@unbox(KernelSpecType)
+def _unbox_spec(typ, obj, c):
+    return NativeValue(c.context.get_dummy_value())
+
+
+@lower_constant(KernelSpecType)
+def _constant_spec(context, builder, typ, value):
+    return context.get_dummy_value()
