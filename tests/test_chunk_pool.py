@@ -25,7 +25,7 @@ def test_a_released_chunks_memory_is_reused_and_a_live_ones_never():
 
 def test_the_pool_keeps_at_most_its_limit(monkeypatch):
     chunk_pool.clear()
-    monkeypatch.setattr(_chunk_pool, "LIMIT_BYTES", 6000)
+    monkeypatch.setattr(chunk_pool, "LIMIT_BYTES", 6000)
     chunks = [chunk_pool.empty_like(np.empty(1000, np.float32)) for _ in range(3)]
     del chunks
     gc.collect()

@@ -102,7 +102,7 @@ def test_the_fork_guard_marks_only_children_of_an_openmp_parent(tmp_path):
         import os, sys
         import numpy as np
         import numadam
-        from numadam import _threading
+        from numadam.targets.cpu import threads as _threading
 
         def child_allows():
             read, write = os.pipe()
