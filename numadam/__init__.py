@@ -1,46 +1,15 @@
-"""numadam: the Adam family of optimizers, fused, for NumPy and CuPy arrays."""
+"""numadam: the Adam family of optimizers, fused, for NumPy, CuPy, torch and Dask arrays."""
 
+from . import families as _families
 from . import schedules
 from .adapters.group import Group
-from .state_files import load_state, save_state
 from .clipping import clip_by_global_norm, clip_by_norm, clip_by_value
-from .families import (ADOPT, LAMB, AdaBelief, Adam, Adamax, AdamW, AdEMAMix, Lion, NAdam, RAdam, ScheduleFreeAdamW, Yogi, adabelief_step, adam_step, adamax_step, ademamix_step, adopt_step, families, lamb_step, lion_step, nadam_step, radam_step, schedule_free_adamw_step, yogi_step)
+from .families import *  # noqa: F403  (every algorithm's classes and functional step, and families())
 from .plotting import plot_convergence
 from .solve import adam_minimizer, minimize
+from .state_files import load_state, save_state
 
-__all__ = [
-    "ADOPT",
-    "AdaBelief",
-    "AdEMAMix",
-    "Adam",
-    "AdamW",
-    "Adamax",
-    "Group",
-    "LAMB",
-    "Lion",
-    "NAdam",
-    "RAdam",
-    "ScheduleFreeAdamW",
-    "Yogi",
-    "adabelief_step",
-    "adam_minimizer",
-    "adam_step",
-    "adamax_step",
-    "ademamix_step",
-    "adopt_step",
-    "clip_by_global_norm",
-    "clip_by_norm",
-    "clip_by_value",
-    "families",
-    "lamb_step",
-    "lion_step",
-    "load_state",
-    "minimize",
-    "nadam_step",
-    "plot_convergence",
-    "radam_step",
-    "save_state",
-    "schedule_free_adamw_step",
-    "schedules",
-    "yogi_step",
-]
+__all__ = sorted(_families.__all__ + [
+    "Group", "adam_minimizer", "clip_by_global_norm", "clip_by_norm", "clip_by_value", "load_state", "minimize",
+    "plot_convergence", "save_state", "schedules",
+])

@@ -200,7 +200,7 @@ def _jitted(function):
 
 def _hyperparameters(cls):
     """The class's hyperparameters in signature order (pinned ones left out), with defaults."""
-    names = [h.name for h in cls.family.hyperparameters if h.name not in cls.pinned]
+    names = [h.name for h in cls.algorithm.hyperparameters if h.name not in cls.pinned]
     order = list(inspect.signature(cls).parameters)
     return sorted(names, key=order.index)
 
@@ -215,22 +215,22 @@ class Offered(NamedTuple):
 
 
 def _make(name, cls):
-    family = cls.family
-    always = [kind.name for kind in family.state if kind.present is None]
-    n_state = len(family.state)
+    algorithm = cls.algorithm
+    always = [kind.name for kind in algorithm.state if kind.present is None]
+    n_state = len(algorithm.state)
     hyper = _hyperparameters(cls)
     defaults = {**cls._class_defaults, **cls.pinned}
-    fields = family.Hyper._fields
-    carried = family.carry is not None
-    scalars_of = _jitted(family.scalars)
-    flags_of = _jitted(family.flags)
-    advance = _jitted(family.carry.advance) if carried else None
-    n_fields = len(family.Scalars._fields)
+    fields = algorithm.Hyper._fields
+    carried = algorithm.carry is not None
+    scalars_of = _jitted(algorithm.scalars)
+    flags_of = _jitted(algorithm.flags)
+    advance = _jitted(algorithm.carry.advance) if carried else None
+    n_fields = len(algorithm.Scalars._fields)
 
     # ``<name>_scalars(step, *hyperparameters[, carry])``: float64 scalars (and the new carry).
     signature = ", ".join(f"{h}={defaults[h]!r}" for h in hyper)
 
-    optional = {h.name for h in family.hyperparameters if _may_be_none(h)}
+    optional = {h.name for h in algorithm.hyperparameters if _may_be_none(h)}
 
     def field(h):
         value = h if h in hyper else repr(defaults[h])
@@ -262,10 +262,10 @@ def _make(name, cls):
     lines += ["    s = Scalars(" + ", ".join(narrowed) + ")",
               "    flags = flags_of(h)",
               "    like = narrow(0.0, param)"]
-    loads = ", ".join(f"{kind.name}[i]" if kind.name in always else "like" for kind in family.state)
+    loads = ", ".join(f"{kind.name}[i]" if kind.name in always else "like" for kind in algorithm.state)
     loads = f"({loads}{',' if n_state == 1 else ''})"
-    stores = [f"{kind}[i] = state[{k}]" for k, kind in enumerate(k.name for k in family.state) if kind in always]
-    if family.norms is not None:  # a first pass: the state, and each parameter's sums of squares
+    stores = [f"{kind}[i] = state[{k}]" for k, kind in enumerate(k.name for k in algorithm.state) if kind in always]
+    if algorithm.norms is not None:  # a first pass: the state, and each parameter's sums of squares
         # As the objects' CPU pre-pass sums: in chunks of its size (each compiled with reassociation,
         # like its loop), added in order. The field the sums set is then rounded once, like the others.
         lines += ["    param_squares = direction_squares = 0.0",
@@ -274,7 +274,7 @@ def _make(name, cls):
                   f"{CpuBackend.chunk_size}), s, flags, like)",
                   "        param_squares += a",
                   "        direction_squares += b"]
-        narrowed[family.Scalars._fields.index(family.norms.field)] = (
+        narrowed[algorithm.Scalars._fields.index(algorithm.norms.field)] = (
             "narrow(one(h, param_squares, direction_squares), param)")
         lines += ["    s = Scalars(" + ", ".join(narrowed) + ")"]
         lines = [f"def norm_sums(param, grad, {state_args}, start, stop, s, flags, like):",
@@ -290,16 +290,16 @@ def _make(name, cls):
               "        param[i] = p"]
     lines += [f"        {store}" for store in stores]
     lines.append("    return carry" if carried else "    return None")
-    namespace = {"Hyper": family.Hyper, "Scalars": family.Scalars, "scalars_of": scalars_of, "flags_of": flags_of,
-                 "advance": advance, "initial": family.initial_carry(), "rule": family.rule, "np": np,
+    namespace = {"Hyper": algorithm.Hyper, "Scalars": algorithm.Scalars, "scalars_of": scalars_of, "flags_of": flags_of,
+                 "advance": advance, "initial": algorithm.initial_carry(), "rule": algorithm.rule, "np": np,
                  "narrow": _in_dtype_of, "constant": _constant, "optional": _optional}
-    if family.norms is not None:
-        namespace.update(moments=family.norms.rule, one=_jitted(family.norms.one))
+    if algorithm.norms is not None:
+        namespace.update(moments=algorithm.norms.rule, one=_jitted(algorithm.norms.one))
     exec("\n".join(lines), namespace)
     namespace["scalars_at"] = njit(inline="always")(namespace["scalars_at"])
-    if family.norms is not None:
+    if algorithm.norms is not None:
         namespace["norm_sums"] = njit(fastmath={"reassoc"})(namespace["norm_sums"])
-    return Offered(family.rule, njit(namespace[f"{name}_scalars"]), njit(namespace[f"{name}_flags"]),
+    return Offered(algorithm.rule, njit(namespace[f"{name}_scalars"]), njit(namespace[f"{name}_flags"]),
                    njit(namespace[f"{name}_step"]))
 
 

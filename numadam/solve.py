@@ -17,7 +17,7 @@ import numpy as np
 
 from .core import dtypes as _dtypes, validate as _validate
 from .targets.dispatch import backend_for
-from .engine.dask import is_dask_array
+from .adapters.dask import is_dask_array
 from .adapters.foreign import adopt, is_foreign, is_jax, is_tensor, tensor_like
 from .clipping import clip_by_global_norm, clip_by_norm, clip_by_value
 from .families import optimizer_class

@@ -140,7 +140,7 @@ def test_device_steps_count_on_the_gpu_and_the_host_learns_them(device):
     for grads in gradient_sequence(4, SHAPES, WINDOW + 8, poisoned=poisoned):
         cpu.step(grads)
         gpu.step([device.to_device(g) for g in grads])
-    assert gpu._device_steps is not None, "the GPU counted the steps"
+    assert gpu._engine._device_steps is not None, "the GPU counted the steps"
     assert (gpu.step_count, gpu.skipped_steps) == (cpu.step_count, cpu.skipped_steps) == (6, WINDOW + 2)
     for actual, expected in zip(on_device, host):
         device.assert_matches(actual, expected)

@@ -16,11 +16,11 @@ import numpy as np  # noqa: E402
 
 import numadam  # noqa: E402
 from numadam.targets.cuda import kernels as cuda_kernels  # noqa: E402
-from numadam.engine.bucket import kernel_spec  # noqa: E402
+from numadam.engine.operands import kernel_spec  # noqa: E402
 
 
 def adam_spec(amsgrad):
-    family = numadam.Adam.family
+    family = numadam.Adam.algorithm
     h = family.Hyper(**{**numadam.Adam._class_defaults, "amsgrad": amsgrad})
     return kernel_spec(family, family.flags(h), np.dtype(np.float32), {k.name for k in family.state_kinds(h)})
 

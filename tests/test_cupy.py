@@ -149,7 +149,7 @@ def test_a_step_on_another_stream_copies_the_table_to_that_stream():
     grads = [cupy.asarray(g) for g in grads_host]
     cpu, gpu = numadam.Adam(host, lr=1e-2), numadam.Adam(device, lr=1e-2)
     gpu.step(grads)
-    (group,) = gpu._passes
+    (group,) = gpu._engine.buckets
     first_stream = group._plan.device_table.stream
     side = cupy.cuda.Stream(non_blocking=True)
     cupy.cuda.get_current_stream().synchronize()  # a non-blocking stream does not wait for the first step

@@ -59,7 +59,7 @@ def test_each_family_on_the_cluster_is_bit_identical_to_numpy(client, name, opti
     assert returned[0] is optimizer.params[0]  # step returns the new tree
     np.testing.assert_array_equal(optimizer.params[0].compute(), expected)
     state = optimizer.state_dict()
-    for kind in cls.family.state_kinds(cls.family.Hyper(**optimizer._hyper)):
+    for kind in cls.algorithm.state_kinds(cls.algorithm.Hyper(**optimizer._settings.own)):
         np.testing.assert_array_equal(state[kind.name][0], expected_state[kind.name][0])
 
 
@@ -336,7 +336,7 @@ def test_bfloat16_state_on_the_cluster_is_the_numpy_one(client, name, dtype):
         np.testing.assert_allclose, rtol=1e-2, atol=1e-6)  # LAMB's norms: summed in another order
     compare(optimizer.params[0].compute().astype(np.float32), reference.params[0].astype(np.float32))
     state, expected = optimizer.state_dict(), reference.state_dict()
-    for kind in cls.family.state_kinds(cls.family.Hyper(**optimizer._hyper)):
+    for kind in cls.algorithm.state_kinds(cls.algorithm.Hyper(**optimizer._settings.own)):
         assert state[kind.name][0].dtype.name == "bfloat16"
         compare(state[kind.name][0].astype(np.float32), expected[kind.name][0].astype(np.float32))
     if name == "Adam":  # the functional step takes bfloat16 state arrays too

@@ -5,6 +5,8 @@ dtype, every layout, many arrays in one tree) and the functional steps, and
 through :func:`numadam.minimize`.
 """
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -165,18 +167,18 @@ def test_functional_steps_match_the_reference(case, dtype):
     param = random_array(rng, (3, 5), dtype)
     reference = Reference(method, options, [param])
     state = {name: np.array(value, copy=True) for name, value in reference.state[0].items()}
-    always = [kind.name for kind in cls.family.state if kind.present is None]
+    always = [kind.name for kind in cls.algorithm.state if kind.present is None]
     optional = {name: value for name, value in state.items() if name not in always}
     keywords = {**hyperparameters(method, options), **optional}  # AdamW's pinned options included
     carry = None
     for t in range(1, STEPS + 1):
         grad = random_array(rng, param.shape, dtype)
-        if cls.family.carry is not None:
+        if cls.algorithm.carry is not None:
             keywords["carry"] = carry
         carry = step_function(param, grad, *[state[n] for n in always], step=t, **keywords)
         reference.step([grad])
     assert_bitwise([param] + list(state.values()), reference.params + list(reference.state[0].values()), method)
-    if cls.family.carry is not None:
+    if cls.algorithm.carry is not None:
         assert carry == reference.carry
 
 
@@ -197,16 +199,37 @@ def test_minimize_takes_every_family_by_name(method):
     np.testing.assert_allclose(res.x, 3.0, atol=0.05)
 
 
-def test_families_lists_every_class_and_its_functional_step():
+def test_families_lists_every_module_s_algorithm_with_its_class_and_functional_step():
+    """Each module of numadam/families declares one algorithm; the registry lists them all (and the
+    variants, such as AdamW), sorted, each class exported with its functional step."""
+    import importlib
+    import pkgutil
+
+    from numadam.core.algorithm import Algorithm
     from numadam.families import functional_step
 
+    declared = []
+    for found in pkgutil.iter_modules(importlib.import_module("numadam.families").__path__):
+        if not found.name.startswith("_"):
+            module = importlib.import_module(f"numadam.families.{found.name}")
+            (algorithm,) = [value for value in vars(module).values() if isinstance(value, Algorithm)]
+            declared.append(algorithm)
     names = list(numadam.families())
-    assert names == ["adam", "adamw", "nadam", "radam", "adamax", "adabelief", "yogi", "lion", "ademamix", "adopt",
-                     "schedule_free_adamw", "lamb"]
+    assert names == sorted(names)
+    assert {a.name for a in declared} | {v.title.lower() for a in declared for v in a.variants} == set(names)
     for name, cls in numadam.families().items():
-        assert getattr(numadam, cls.__name__) is cls
-        assert functional_step(name).__name__ == f"{cls.family.name}_step"
-        assert getattr(numadam, f"{cls.family.name}_step") is functional_step(name)
+        assert getattr(numadam, cls.__name__) is cls and cls.__name__ in numadam.__all__
+        assert functional_step(name).__name__ == f"{cls.algorithm.name}_step"
+        assert getattr(numadam, f"{cls.algorithm.name}_step") is functional_step(name)
+
+
+def test_every_registered_algorithm_has_its_numpy_reference_and_its_docs_page():
+    docs = Path(__file__).resolve().parent.parent / "docs" / "families"
+    for name, cls in numadam.families().items():
+        assert name in REFERENCES, f"{name} has no NumPy reference in tests/reference.py"
+        page = docs / f"{cls.algorithm.name}.md"
+        assert page.exists(), f"{name} has no docs page {page}"
+        assert f"numadam.{cls.__name__}" in page.read_text() or cls.__name__ in page.read_text()
 
 
 def test_schedule_free_eval_params_is_the_average_and_leaves_training_alone():

@@ -137,7 +137,7 @@ def test_nan_and_inf_propagate_like_the_reference(rng, dtype):
 def test_a_gradient_in_another_memory_order_does_not_split_the_table(rng):
     """A C-ordered parameter with a Fortran-ordered gradient: two long segments, not one per row."""
     from numadam.targets.dispatch import backend_for
-    from numadam.engine.bucket import operand_rows
+    from numadam.engine.operands import operand_rows
 
     param = random_array(rng, (1000, 2), np.float64)
     grad = np.asfortranarray(random_array(rng, (1000, 2), np.float64))

@@ -41,10 +41,15 @@ def test_a_group_gets_its_own_hyperparameters_and_matches_separate_optimizers(rn
 def test_groups_share_one_kernel_pass_per_dtype(rng, monkeypatch):
     p = model(rng)
     opt = numadam.Adam({"a": numadam.Group([p["W"], p["b"]], lr=0.1), "rest": [p["H"], p["c"]]}, lr=1e-3)
-    backend = opt._backend
+    backend = opt._engine.backend
     runs = []
-    original = type(backend).run
-    monkeypatch.setattr(type(backend), "run", lambda self, *a: (runs.append(a[1]), original(self, *a)))
+    original = type(backend).launcher
+
+    def counted(self, plan, spec, blocks=None):
+        launch = original(self, plan, spec, blocks)
+        return lambda scalars: (runs.append(spec), launch(scalars))
+
+    monkeypatch.setattr(type(backend), "launcher", counted)
     g = grads_of(rng, p)
     opt.step({"a": [g["W"], g["b"]], "rest": [g["H"], g["c"]]})
     assert len(runs) == 1

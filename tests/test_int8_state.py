@@ -106,7 +106,7 @@ def test_encoding_picks_the_nearest_number_of_the_map(signed):
 
 
 def _signed(method, name):
-    kinds = numadam.families()[method].family.state
+    kinds = numadam.families()[method].algorithm.state
     return not next(kind for kind in kinds if kind.name == name).nonnegative
 
 

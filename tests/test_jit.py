@@ -24,7 +24,7 @@ def test_steps_follow_the_objects_bit_for_bit(name, options, dtype):
     ours = rng.standard_normal(40).astype(dtype)
     theirs = ours.copy()
     opt = cls(theirs, lr=1e-2, **options)
-    always = [kind.name for kind in cls.family.state if kind.present is None]
+    always = [kind.name for kind in cls.algorithm.state if kind.present is None]
     state = [np.array(opt.state_dict()[kind], copy=True) for kind in always]
     defaults = {**cls._class_defaults, **cls.pinned, "lr": 1e-2, **options}
     hyper = [defaults[h] for h in jit._hyperparameters(cls)]
@@ -34,7 +34,7 @@ def test_steps_follow_the_objects_bit_for_bit(name, options, dtype):
         opt.step(grad)
         if name == "adam":
             step(ours, grad, *state, t, 1e-2, 0.9, 0.999, 1e-8, 0.0)
-        elif cls.family.carry is not None:
+        elif cls.algorithm.carry is not None:
             carry = step(ours, grad, *state, t, *hyper, carry)
         else:
             step(ours, grad, *state, t, *hyper)
@@ -78,7 +78,7 @@ def test_callable_from_a_users_njit_loop():
 
 
 def test_scalars_are_the_hosts():
-    family = numadam.Adam.family
+    family = numadam.Adam.algorithm
     h = family.Hyper(**numadam.Adam._class_defaults)
     expected = family.scalars(7, h, ())
     assert tuple(jit.adam_scalars(7, 1e-3, (0.9, 0.999), 1e-8, 0.0)) == tuple(expected)

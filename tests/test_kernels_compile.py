@@ -15,9 +15,9 @@ import pytest
 import numadam
 from numadam.targets.cpu import kernels as cpu
 from numadam.core.pipeline import Policy
-from numadam.engine.bucket import kernel_spec
+from numadam.engine.operands import kernel_spec
 
-FAMILY = numadam.Adam.family
+FAMILY = numadam.Adam.algorithm
 VARIANTS = [(amsgrad, weight_decay) for amsgrad in (False, True) for weight_decay in (0.0, 0.1)]
 
 
@@ -53,7 +53,7 @@ def test_cpu_float64_kernel_is_vectorized(variant):
 def family_spec(method, dtype):
     """The spec of ``method`` with its default options and weight decay on (every branch of the rule compiled)."""
     cls = numadam.families()[method]
-    family = cls.family
+    family = cls.algorithm
     h = family.Hyper(**{**cls._class_defaults, **cls.pinned, "weight_decay": 0.1})
     return kernel_spec(family, family.flags(h), np.dtype(dtype), {k.name for k in family.state_kinds(h)})
 
@@ -100,7 +100,7 @@ def test_cuda_kernel_compiles_to_ptx_for_hopper(spec):
 
 def policy_spec(method, policy):
     cls = numadam.families()[method]
-    family = cls.family
+    family = cls.algorithm
     h = family.Hyper(**{**cls._class_defaults, **cls.pinned, "weight_decay": 0.1})
     return kernel_spec(family, family.flags(h), np.dtype(np.float32), {k.name for k in family.state_kinds(h)}, policy)
 

@@ -156,7 +156,7 @@ def test_contiguous_neighbours_coalesce_into_one_segment():
     params = [buffer[k * 100:(k + 1) * 100] for k in range(10)]
     opt = numadam.Adam(params, lr=1e-2)
     opt.step([grad_buffer[k * 100:(k + 1) * 100] for k in range(10)])
-    assert len(opt._passes[0]._plan.rows) == 1
+    assert len(opt._engine.buckets[0]._plan.rows) == 1
     np.testing.assert_array_equal(buffer, np.float32(-1e-2) * np.ones(1000, np.float32) / (np.float32(1) + np.float32(1e-8)))
 
 

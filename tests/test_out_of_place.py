@@ -14,7 +14,7 @@ OUT_OF_PLACE = [case for case in CASES if case[0] != "lamb"]  # LAMB's norms pas
 
 
 def checked(method, options):
-    family = numadam.families()[method].family
+    family = numadam.families()[method].algorithm
     values = hyperparameters(method, options)
     return {h.name: h.check(h.name, values[h.name]) for h in family.hyperparameters}
 

@@ -251,7 +251,7 @@ def test_gradients_may_not_share_memory_with_params_or_state():
         opt.step({"W": params["W"], "b": np.zeros(3, np.float32)})
     with pytest.raises(ValueError, match=r"grads\['b'\] shares memory"):
         opt.step({"W": np.zeros((4, 3), np.float32), "b": params["W"][0]})
-    exp_avg_view = opt._passes[0].state["exp_avg"][0]
+    exp_avg_view = opt._engine.buckets[0].state["exp_avg"][0]
     with pytest.raises(ValueError, match=r"grads\['W'\] shares memory"):
         opt.step({"W": exp_avg_view, "b": np.zeros(3, np.float32)})
     assert_unchanged(list(params.values()), before)

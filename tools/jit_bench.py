@@ -39,8 +39,8 @@ def family_loop(name):
     cls = numadam.families()[name]
     defaults = {**cls._class_defaults, **cls.pinned}
     hyper = ", ".join(repr(defaults[h]) for h in jit._hyperparameters(cls))
-    state = ", ".join(f"s{i}" for i, kind in enumerate(cls.family.state) if kind.present is None)
-    carried = cls.family.carry is not None
+    state = ", ".join(f"s{i}" for i, kind in enumerate(cls.algorithm.state) if kind.present is None)
+    carried = cls.algorithm.carry is not None
     source = (f"def loop(x, g, {state}, steps):\n    carry = None\n    for t in range(1, steps + 1):\n"
               f"        {'carry = ' if carried else ''}step(x, g, {state}, t, {hyper}{', carry' if carried else ''})\n")
     namespace = {"step": jit._functions()[name].step}

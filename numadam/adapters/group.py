@@ -58,7 +58,7 @@ class Group:
         if name in overrides:
             return overrides[name]
         optimizer = self.__dict__.get("_optimizer")
-        if optimizer is not None and name in optimizer.family.names:
+        if optimizer is not None and name in optimizer.algorithm.names:
             return getattr(optimizer, name)
         raise AttributeError(f"{type(self).__name__} has no hyperparameter {name!r}")
 

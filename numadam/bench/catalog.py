@@ -63,8 +63,8 @@ class Study(NamedTuple):
 
 def _state_count(method, options):
     cls = numadam.families()[method]
-    h = cls.family.Hyper(**{**cls._class_defaults, **cls.pinned, **options})
-    return len(cls.family.state_kinds(h))
+    h = cls.algorithm.Hyper(**{**cls._class_defaults, **cls.pinned, **options})
+    return len(cls.algorithm.state_kinds(h))
 
 
 def _plain(name, method, options=None, n_arrays=1, baseline=""):

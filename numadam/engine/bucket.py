@@ -1,125 +1,31 @@
-"""One kernel pass: the operands of an update, checked, and the plan that applies it.
+"""A bucket: the parameters of one storage dtype, their state, and the plans that update them.
 
-:func:`operand_rows` is the plan builder both front ends use: the functional
-steps call it on their arrays, and a :class:`DtypePass` calls it once per
-parameter (with the gradient's address left at zero) and then only adds each
-step's gradient addresses, which is what makes a step over many arrays cheap.
+A :class:`Bucket` holds the parameters of one real dtype (and state dtype),
+their optimizer state in one flat buffer per state kind, the policy operands
+the optimizer keeps (:func:`~numadam.core.pipeline.held_operands`), and the
+segment table that visits every parameter, its gradient and its state. Each
+parameter's state is laid out densely in the parameter's own memory order,
+so a C- or Fortran-ordered parameter and its state form a single segment.
 
-A :class:`DtypePass` holds the parameters of one real dtype, their optimizer
-state in one flat buffer per state kind, and the segment table that visits
-every parameter, its gradient and its state. Each parameter's state is laid
-out densely in the parameter's own memory order, so a C- or Fortran-ordered
-parameter and its state form a single segment. The table is rebuilt only when
-the gradient arrays change: passing the same gradient arrays every step
-(filled in place) reuses it as it is.
+A bucket's rows are built once per parameter (with the gradient's address left
+at zero); a step only adds each gradient's address (:meth:`Bucket.bind`),
+which is what makes a step over many arrays cheap, and passing the same
+gradient arrays every step (filled in place) reuses the plan as it is.
 """
 
-import functools
 import operator
 from typing import NamedTuple
 
 import numpy as np
 
 from ..core import dtypes, validate
-from ..targets.dispatch import backend_for
-from ..targets.segments import ADDRESS
-from ..core.pipeline import NO_POLICY, POLICY_OPERANDS, policy_operands
-from ..targets import quantization
-from ..targets.spec import KernelSpec
-from ..targets.storage import storage_code
-from ..targets.layout import Operand, c_strides, coalesce, dense_strides, segment_rows
 from ..core.memory import MemoryRanges, memory_bounds
-
-PARAM, GRAD = 0, 1
-
-#: ``state_dtype`` of 8-bit blockwise state (:mod:`numadam.targets.quantization`).
-QUANTIZED_STATE = np.dtype(np.int8)
-#: Parameters with fewer (real) elements keep float32 state when ``state_dtype="int8"``:
-#: their state is small, and a block's scale would weigh as much as its codes.
-QUANTIZE_FROM = 4096
-
-
-def operand_rows(infos, group=0, follow=None, pairs=True):
-    """The segment rows over operands described by ``infos`` (``ArrayInfo``, ``None`` if absent).
-
-    All present operands share the first one's shape; each has its own dtype
-    and strides (a stride of 0 repeats one value: a scalar bound). Complex
-    numbers count as pairs of reals, or as elements with ``pairs=False``
-    (``complex_mode="magnitude"``). ``follow`` names the operand whose memory
-    order the rows visit (see :func:`~numadam.targets.layout.segment_rows`).
-    """
-    param = infos[PARAM]
-    if not pairs:
-        operands = [None if info is None else Operand(info.address, info.strides, info.dtype.itemsize)
-                    for info in infos]
-        return segment_rows(param.shape, operands, group, follow)
-    shape = dtypes.real_layout(param.shape, param.strides, param.dtype)[0]
-    operands = [None if info is None else
-                Operand(info.address, dtypes.real_layout(info.shape, info.strides, info.dtype)[1],
-                        dtypes.real_itemsize(info.dtype))
-                for info in infos]
-    return segment_rows(shape, operands, group, follow)
-
-
-def expected_state_dtype(param, first_state=None):
-    """The dtype the state arrays of a parameter of dtype ``param`` must have, the first of them
-    being ``first_state``: the parameter's compute dtype for float16 and bfloat16, its own dtype
-    otherwise, or bfloat16 throughout where that is float32 and the first is bfloat16
-    (``state_dtype="bfloat16"``)."""
-    own = dtypes.compute_dtype(param) if dtypes.is_low_precision(param) else param
-    if first_state is not None and first_state.name == "bfloat16" and own.name == "float32":
-        return first_state
-    return own
-
-
-def check_operands(infos, names, arrays, written, magnitude=frozenset()):
-    """Every check on the operands of one update, before anything is written.
-
-    The gradient has the parameter's dtype and shape; the state has its shape
-    and its compute dtype (float32 for float16 and bfloat16 parameters), or is
-    all bfloat16 where that is float32 (``state_dtype="bfloat16"``); the state
-    named in ``magnitude`` holds the real numbers of complex parameters
-    (``complex_mode="magnitude"``).
-    """
-    param = infos[PARAM]
-    validate.check_parameter_dtype(param, names[PARAM])
-    first_state = infos[GRAD + 1].dtype if len(infos) > GRAD + 1 else None
-    state = param._replace(dtype=expected_state_dtype(param.dtype, first_state))
-    for k, (info, name, writes) in enumerate(zip(infos, names, written)):
-        if k in (PARAM, GRAD):
-            validate.check_matches(info, name, param, names[PARAM])
-        elif name == "master":  # the float32 copy of a 16-bit parameter, whatever the state's dtype
-            compute = param._replace(dtype=dtypes.compute_dtype(param.dtype))
-            validate.check_matches(info, name, compute, names[PARAM] + "'s float32 copy")
-        elif name in magnitude:
-            real = param._replace(dtype=dtypes.storage_dtype(param.dtype))
-            validate.check_matches(info, name, real, names[PARAM] + "'s magnitude state")
-        else:
-            validate.check_matches(info, name, state, names[PARAM] + (
-                f"'s {state.dtype.name} state" if state.dtype != param.dtype else ""))
-        validate.check_layout(info, name, writes)
-    validate.check_disjoint(infos, names, arrays, written)
-
-
-def kernel_spec(family, flags, storage, present_kinds, policy=NO_POLICY, state=None, sources=()):
-    """The spec of a kernel over parameters whose numbers are stored as ``storage`` (a real
-    dtype; a complex one with ``complex_mode="magnitude"``), with the state kinds present,
-    stored as ``state`` (default: the compute dtype), and ``policy``; the operands numbered in
-    ``sources`` are updated out of place (see :mod:`numadam.targets.segments`)."""
-    return _kernel_spec(family, tuple(flags), storage, frozenset(present_kinds), policy,
-                        dtypes.compute_dtype(storage) if state is None else state, tuple(sources))
-
-
-@functools.lru_cache(maxsize=1024)
-def _kernel_spec(family, flags, storage, present_kinds, policy, state, sources):
-    compute = dtypes.compute_dtype(storage)
-    param = storage_code(storage)
-    codes = {"accumulator": "f8", "low": param, "high": param, "ema": storage_code(compute), "master": "f4"}
-    state_codes = tuple(_state_code(kind, dtypes.complex_of(state) if storage.kind == "c" and not kind.magnitude
-                                    else state) if kind.name in present_kinds else "" for kind in family.state)
-    used = policy_operands(policy)
-    extra = tuple(codes[name] if name in used else "" for name in POLICY_OPERANDS)
-    return KernelSpec(family.name, flags, compute.name, (param, param) + state_codes + extra, policy, sources)
+from ..core.pipeline import NO_POLICY, POLICY_OPERANDS, QUANTIZED_STATE, QUANTIZE_FROM, held_operands, operand_dtype
+from ..targets import quantization
+from ..targets.dispatch import backend_for
+from ..targets.layout import c_strides, coalesce, dense_strides
+from ..targets.segments import ADDRESS
+from .operands import GRAD, kernel_spec, operand_rows
 
 
 class Quantized(NamedTuple):
@@ -133,15 +39,7 @@ def _on_host(array):
     return array.get() if not isinstance(array, np.ndarray) and hasattr(array, "get") else np.asarray(array)
 
 
-def _state_code(kind, state):
-    """The storage code of state ``kind`` kept as ``state`` (int8: 8-bit codes, of the unsigned
-    map for state that is never negative)."""
-    if state == QUANTIZED_STATE:
-        return "u8" if kind.nonnegative else "i8"
-    return storage_code(state)
-
-
-class DtypePass:
+class Bucket:
     """Parameters whose numbers share a storage dtype, their state, and the table that updates them.
 
     The state is kept in ``state_dtype`` (the compute dtype by default: float32
@@ -153,17 +51,17 @@ class DtypePass:
     ``complex_mode="magnitude"``) the table's elements are complex numbers, and
     the state kinds marked ``magnitude`` hold one real number per element.
 
-    Besides the family's state, a pass keeps what the optimizer's policies need
-    (:mod:`numadam.core.policies`): a float64 gradient accumulator, the moving average
-    of the parameters (in the compute dtype), a float32 master copy of 16-bit
-    parameters, and each parameter's bounds (its own copy: an array, or one
-    value read with stride 0).
+    Besides the family's state, a bucket keeps the policy operands the
+    optimizer holds (:mod:`numadam.core.pipeline`: a float64 gradient
+    accumulator, the moving average of the parameters, a float32 master copy
+    of 16-bit parameters), and each parameter's bounds (its own copy: an
+    array, or one value read with stride 0).
     """
 
     def __init__(self, backend, family, kinds, indices, params, infos, paths, rows_group, h, policies, bounds,
                  state_dtype, magnitude=False):
         self.backend = backend
-        self.family = family
+        self.algorithm = family
         self.kinds = kinds  # the StateKinds present, in the rule's order
         self.indices = indices
         self.params = params
@@ -178,25 +76,21 @@ class DtypePass:
         self.quantized = state_dtype == QUANTIZED_STATE
         self._itemsize = self.storage.itemsize
         sizes = [dtypes.real_size(info.shape, info.dtype) // (2 if magnitude else 1) for info in infos]
-        #: Where each parameter starts among the real numbers of the pass (and of its table's sequence).
+        #: Where each parameter starts among the real numbers of the bucket (and of its table's sequence).
         self.offsets = np.concatenate(([0], np.cumsum(sizes))).astype(np.int64)
         if self.quantized:
             self._init_blocks(sizes)
         self.buffers = {kind.name: self._initial_buffer(kind, h) for kind in kinds}
         self.state = {name: [self._state_view(buffer, k) for k in range(len(params))]
                       for name, buffer in self.buffers.items()}
+        #: The policy operands the optimizer keeps (:func:`~numadam.core.pipeline.held_operands`), by name.
         self.policy_buffers = {}
-        if policies.accumulate > 1:
-            self.policy_buffers["accumulator"] = backend.zeros(int(self.offsets[-1]), np.dtype(np.float64))
-        if policies.ema is not None:
-            ema = self.policy_buffers["ema"] = backend.zeros(int(self.offsets[-1]), self.compute)
-            if not policies.ema_bias_correction:  # the average starts at the parameters
+        for operand in held_operands(policies):
+            dtype = operand_dtype(operand.name, self.storage, self.compute)
+            buffer = self.policy_buffers[operand.name] = backend.zeros(int(self.offsets[-1]), dtype)
+            if operand.initial == "param":
                 for k, param in enumerate(params):
-                    backend.assign(self._state_view(ema, k), param)
-        if policies.master_weights:
-            master = self.policy_buffers["master"] = backend.zeros(int(self.offsets[-1]), self.compute)
-            for k, param in enumerate(params):
-                backend.assign(self._state_view(master, k), param)
+                    backend.assign(self._state_view(buffer, k), param)
         self.policy_state = {name: [self._state_view(buffer, k) for k in range(len(params))]
                              for name, buffer in self.policy_buffers.items()}
         self.bounds = bounds  # None, or per parameter a (low, high) pair of arrays
@@ -212,6 +106,8 @@ class DtypePass:
         self._plan = None
         self._pieces = None
         self._specs = {}
+        self._launches = {}  # spec -> (plan, the backend's launch of it)
+        self._plain_spec = None  # (flags, spec) of the rule alone
         #: The parameters (local indices) whose gradient was ``None`` in the last :meth:`bind`.
         self.absent = []
 
@@ -225,11 +121,11 @@ class DtypePass:
         self.n_blocks = int(self.first_block[-1])
         self.blocks = self.backend.zeros(len(blocks), np.dtype(np.int64))
         self.backend.assign(self.blocks, blocks)
-        self.scales = self.backend.zeros(len(self.family.state) * self.n_blocks, np.dtype(np.float32))
+        self.scales = self.backend.zeros(len(self.algorithm.state) * self.n_blocks, np.dtype(np.float32))
 
     def block_scales(self, name, k):
         """The scales of parameter ``k``'s blocks of 8-bit state ``name`` (a view)."""
-        row = [kind.name for kind in self.family.state].index(name) * self.n_blocks
+        row = [kind.name for kind in self.algorithm.state].index(name) * self.n_blocks
         return self.scales[row + int(self.first_block[k]):row + int(self.first_block[k + 1])]
 
     def _initial_buffer(self, kind, h):
@@ -254,7 +150,7 @@ class DtypePass:
 
     def add_state(self, kind, h):
         """Allocate state of ``kind``, which was not kept before, at its initial value."""
-        self.kinds = tuple(k for k in self.family.state if k.name in self.buffers or k is kind)
+        self.kinds = tuple(k for k in self.algorithm.state if k.name in self.buffers or k is kind)
         self.buffers[kind.name] = self._initial_buffer(kind, h)
         self.state[kind.name] = [self._state_view(self.buffers[kind.name], k) for k in range(len(self.params))]
         self._rebuild_rows()
@@ -269,7 +165,7 @@ class DtypePass:
         self._param_rows = [self._rows(k, self.infos[k].strides, 0) for k in range(len(self.params))]
         self._fast_rows = np.concatenate(self._param_rows)
         self._bound_grads = self._plan = self._pieces = None
-        self._specs = {}
+        self._specs, self._launches, self._plain_spec = {}, {}, None
 
     def _view_dtype(self, buffer, k):
         """The dtype of parameter ``k``'s part of ``buffer``: the buffer's, complex for complex parameters
@@ -305,7 +201,7 @@ class DtypePass:
         info = self.infos[k]
         grad = info._replace(address=grad_address, strides=grad_strides)
         state = [self._buffer_info(self.buffers[kind.name], k) if kind.name in self.buffers else None
-                 for kind in self.family.state]
+                 for kind in self.algorithm.state]
         extra = {name: self._buffer_info(buffer, k) for name, buffer in self.policy_buffers.items()}
         if self.bounds is not None:
             extra["low"], extra["high"] = (self.backend.describe(bound) for bound in self.bounds[k])
@@ -314,16 +210,16 @@ class DtypePass:
                             self.rows_group[k], follow, pairs=not self.magnitude)
 
     def spec(self, flags, policy=NO_POLICY):
-        """The kernel spec for the rule's ``flags``, the state this pass keeps and ``policy``."""
+        """The kernel spec for the rule's ``flags``, the state this bucket keeps and ``policy``."""
         key = flags, policy
         found = self._specs.get(key)
         if found is None:
-            found = self._specs[key] = kernel_spec(self.family, flags, self.storage, self.buffers.keys(), policy,
+            found = self._specs[key] = kernel_spec(self.algorithm, flags, self.storage, self.buffers.keys(), policy,
                                                    self.state_dtype)
         return found
 
     def written_arrays(self):
-        """Every array this pass writes: the parameters, the state (and its scales) and the policies' buffers."""
+        """Every array this bucket writes: the parameters, the state (and its scales) and the policies' buffers."""
         scales = [self.scales] if self.quantized else []
         return list(self.params) + list(self.buffers.values()) + scales + list(self.policy_buffers.values())
 
@@ -331,7 +227,7 @@ class DtypePass:
         """Copy ``source`` (numbers, or :class:`Quantized` codes) into parameter ``k``'s state ``name``,
         converting it to the state's storage: quantized (on the host) for 8-bit state, decoded
         (on the host) from 8-bit codes, cast otherwise."""
-        signed = not self.family.state[[kind.name for kind in self.family.state].index(name)].nonnegative
+        signed = not self.algorithm.state[[kind.name for kind in self.algorithm.state].index(name)].nonnegative
         target = self.state[name][k]
         if self.quantized:
             codes, scales = source if isinstance(source, Quantized) else quantization.quantize(_on_host(source), signed)
@@ -343,14 +239,24 @@ class DtypePass:
             self.backend.assign(target, source)
 
     def run(self, plan, spec, scalars):
-        """Apply ``spec``'s update: block by block where it updates 8-bit state."""
-        if self.quantized and spec.policy.accumulate != "add":
-            self.backend.run_blocks(plan, spec, scalars, self.blocks, self.scales)
-        else:
-            self.backend.run(plan, spec, scalars)
+        """Apply ``spec``'s update over ``plan`` with each scalar row of ``scalars``: block by block
+        where it updates 8-bit state. The backend's launch of a plan and spec is made once and
+        kept while the plan is this bucket's (:meth:`bind`)."""
+        found = self._launches.get(spec)
+        if found is None or found[0] is not plan:
+            blocks = (self.blocks, self.scales) if self.quantized and spec.policy.accumulate != "add" else None
+            found = self._launches[spec] = plan, self.backend.launcher(plan, spec, blocks)
+        found[1](scalars)
+
+    def launch(self, plan, flags, scalars):
+        """:meth:`run` of the rule alone, with the rule's ``flags`` (the common step, kept short)."""
+        spec = self._plain_spec
+        if spec is None or spec[0] is not flags:
+            spec = self._plain_spec = flags, self.spec(flags)
+        self.run(plan, spec[1], scalars)
 
     def bind(self, grads, written):
-        """Check this pass's gradients and return the plan that applies them.
+        """Check this bucket's gradients and return the plan that applies them.
 
         ``written`` is the optimizer's :class:`~numadam.core.memory.MemoryRanges` of
         what it writes: no gradient may reach into a parameter or a state buffer.
@@ -422,11 +328,10 @@ class DtypePass:
 
     def _itemsizes(self):
         """The element size of each operand of the table, in order."""
-        policy = {"accumulator": 8, "low": self._itemsize, "high": self._itemsize, "ema": self.compute.itemsize,
-                  "master": self.compute.itemsize}
         state = [self.buffers[kind.name].dtype.itemsize if kind.name in self.buffers else self.state_dtype.itemsize
-                 for kind in self.family.state]
-        return [self._itemsize] * 2 + state + [policy[name] for name in POLICY_OPERANDS]
+                 for kind in self.algorithm.state]
+        return [self._itemsize] * 2 + state + [operand_dtype(name, self.storage, self.compute).itemsize
+                                               for name in POLICY_OPERANDS]
 
     def pieces(self, plan):
         """``(starts, stops, leaves)``: the reduction's pieces of ``plan``'s sequence.
@@ -492,8 +397,8 @@ def state_dtype_of(info, policies):
     return wanted
 
 
-def passes_by_dtype(backend, family, kinds, leaves, infos, paths, rows_group, h, policies, bounds):
-    """One :class:`DtypePass` per real dtype and state dtype, in order of first appearance (state
+def buckets_by_dtype(backend, family, kinds, leaves, infos, paths, rows_group, h, policies, bounds):
+    """One :class:`Bucket` per real dtype and state dtype, in order of first appearance (state
     initialized for ``h``).
 
     ``bounds`` holds each leaf's ``(low, high)`` arrays, or is ``None``.
@@ -504,7 +409,7 @@ def passes_by_dtype(backend, family, kinds, leaves, infos, paths, rows_group, h,
         key = (info.dtype if magnitude else dtypes.storage_dtype(info.dtype), state_dtype_of(info, policies), magnitude)
         by_dtype.setdefault(key, []).append(k)
     return [
-        DtypePass(backend, family, kinds, indices, [leaves[k] for k in indices], [infos[k] for k in indices],
+        Bucket(backend, family, kinds, indices, [leaves[k] for k in indices], [infos[k] for k in indices],
                   [paths[k] for k in indices], [rows_group[k] for k in indices], h, policies,
                   None if bounds is None else [bounds[k] for k in indices], state, magnitude)
         for (_, state, magnitude), indices in by_dtype.items()

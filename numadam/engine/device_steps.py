@@ -39,7 +39,7 @@ class DeviceSteps:
         self.known_calls = 0  # calls the known counts include
         self._copy = None     # (calls, done, values) of the copy under way
 
-    def _absorb(self, wait):
+    def absorb(self, wait):
         if self._copy is None:
             return
         calls, done, values = self._copy
@@ -51,7 +51,7 @@ class DeviceSteps:
 
     def candidates(self):
         """The step numbers the next call may take: each step since the last known count may have been skipped."""
-        self._absorb(wait=False)
+        self.absorb(wait=False)
         if self.calls - self.known_calls + 1 > WINDOW:
             self.synchronize()
         first = self.known_applied + 1
@@ -65,8 +65,8 @@ class DeviceSteps:
 
     def synchronize(self):
         """Wait for the exact counts; return ``(applied, skipped)``."""
-        self._absorb(wait=True)
+        self.absorb(wait=True)
         if self.known_calls != self.calls:
             self._copy = (self.calls, *self.backend.read_control(self.control))
-            self._absorb(wait=True)
+            self.absorb(wait=True)
         return self.known_applied, self.known_skipped

@@ -1,37 +1,89 @@
 """The members of the Adam family, one module each, and :func:`families`, their registry.
 
-A new member is a module declaring its :class:`~numadam.core.family.Family` (rule,
-scalars, hyperparameters, state) with its class and functional step, and one
-line in :data:`_REGISTRY`.
+Every module of this package (but those whose names start with ``_``)
+declares one :class:`~numadam.core.algorithm.Algorithm`: its rule, host scalars,
+hyperparameters, state and docs. Everything else is derived from that
+declaration here: the optimizer class (and its variants, such as AdamW), the
+functional step ``<name>_step``, their docstrings, the registry that
+:func:`numadam.minimize` and the tests read, and the package's exports. A
+new member is its module, its NumPy reference (``tests/reference.py``) and its
+docs page (``docs/families/<name>.md``), and nothing else.
 """
 
-from .adabelief import AdaBelief, adabelief_step
-from .adam import Adam, AdamW, adam_step
-from .adamax import Adamax, adamax_step
-from .ademamix import AdEMAMix, ademamix_step
-from .adopt import ADOPT, adopt_step
-from .lamb import LAMB, lamb_step
-from .lion import Lion, lion_step
-from .nadam import NAdam, nadam_step
-from .radam import RAdam, radam_step
-from .schedule_free import ScheduleFreeAdamW, schedule_free_adamw_step
-from .yogi import Yogi, yogi_step
+import importlib
+import pkgutil
 
-#: method name -> (optimizer class, functional step), in the order the docs list them.
-_REGISTRY = {
-    "adam": (Adam, adam_step),
-    "adamw": (AdamW, adam_step),
-    "nadam": (NAdam, nadam_step),
-    "radam": (RAdam, radam_step),
-    "adamax": (Adamax, adamax_step),
-    "adabelief": (AdaBelief, adabelief_step),
-    "yogi": (Yogi, yogi_step),
-    "lion": (Lion, lion_step),
-    "ademamix": (AdEMAMix, ademamix_step),
-    "adopt": (ADOPT, adopt_step),
-    "schedule_free_adamw": (ScheduleFreeAdamW, schedule_free_adamw_step),
-    "lamb": (LAMB, lamb_step),
-}
+from ..core.algorithm import Algorithm, Example
+from ..functional import step_function
+from ..optimizers import Optimizer
+from ..targets.spec import register_rule
+
+#: method name -> (optimizer class, functional step), in alphabetical order of the methods.
+_REGISTRY = {}
+__all__ = ["families"]
+
+
+def _example(example, title):
+    """The doctest lines of a class's docstring (see :class:`~numadam.core.algorithm.Example`)."""
+    if not isinstance(example, Example):
+        return example
+    return (">>> import numpy as np, numadam\n"
+            ">>> w = np.array([1.0, -1.0])\n"
+            f">>> opt = numadam.{title}(w, {example.options})\n"
+            f">>> for _ in range({example.steps}):\n"
+            "...     opt.step(2 * w)\n"
+            f">>> bool(np.all(np.abs(w) < {example.tolerance}))\n"
+            "True")
+
+
+def _sections(*sections):
+    """``(title, text)`` sections as a numpydoc docstring's, those with text only."""
+    return "".join(f"\n\n{title}\n{'-' * len(title)}\n{text}" for title, text in sections if text)
+
+
+def _class_doc(algorithm):
+    return algorithm.doc + _sections(("Examples", _example(algorithm.example, algorithm.title)),
+                                     ("References", "\n".join(algorithm.references)))
+
+
+def _step_doc(algorithm):
+    lead = (f"Take {algorithm.title} step ``step`` on ``param`` and its state, in place.\n\n"
+            f"The update of :class:`numadam.{algorithm.title}`, on single arrays.")
+    extra = f"\n\n{algorithm.step_doc}" if algorithm.step_doc else ""
+    return lead + extra + _sections(("Examples", algorithm.step_example),
+                                    ("References", "\n".join(algorithm.references)))
+
+
+def _make_class(module, title, namespace):
+    cls = type(title, (Optimizer,), {"__module__": module.__name__, "__qualname__": title, **namespace})
+    setattr(module, title, cls)  # where its docstring's examples are found and run (doctest)
+    return cls
+
+
+def _register(module):
+    """Derive the classes, the functional step and the registry entries of ``module``'s algorithm."""
+    (algorithm,) = [value for value in vars(module).values() if isinstance(value, Algorithm)]
+    register_rule(algorithm.name, algorithm.rule, algorithm.Scalars, algorithm.Flags,
+                  [kind.name for kind in algorithm.state], None if algorithm.norms is None else algorithm.norms.rule)
+    methods = {method.__name__: method for method in algorithm.methods}
+    main = _make_class(module, algorithm.title, {"algorithm": algorithm, "__doc__": _class_doc(algorithm), **methods})
+    step = step_function(main, f"{algorithm.name}_step", _step_doc(algorithm))
+    setattr(module, step.__name__, step)
+    _REGISTRY[algorithm.name] = (main, step)
+    globals().update({algorithm.title: main, step.__name__: step})
+    __all__.extend([algorithm.title, step.__name__])
+    for variant in algorithm.variants:
+        cls = _make_class(module, variant.title, {"algorithm": algorithm, "__doc__": variant.doc,
+                                                  "defaults": variant.defaults, "pinned": variant.pinned, **methods})
+        _REGISTRY[variant.title.lower()] = (cls, step)
+        globals()[variant.title] = cls
+        __all__.append(variant.title)
+
+
+for _found in sorted(pkgutil.iter_modules(__path__), key=lambda found: found.name):
+    if not _found.name.startswith("_"):
+        _register(importlib.import_module(f"{__name__}.{_found.name}"))
+_REGISTRY = dict(sorted(_REGISTRY.items()))
 
 
 def families():
@@ -43,7 +95,7 @@ def families():
     >>> numadam.families()["adamw"]
     <class 'numadam.families.adam.AdamW'>
     >>> list(numadam.families())[:4]
-    ['adam', 'adamw', 'nadam', 'radam']
+    ['adabelief', 'adam', 'adamax', 'adamw']
     """
     return {name: cls for name, (cls, _) in _REGISTRY.items()}
 

@@ -8,7 +8,7 @@ default.
 from numba import njit
 
 from ..core import validate
-from ..core.family import Hyperparameter
+from ..core.algorithm import Hyperparameter
 
 
 def lr(default):

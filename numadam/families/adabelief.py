@@ -19,9 +19,7 @@ from typing import NamedTuple
 from numba import njit
 
 from ..core import validate
-from ..core.family import Family, Hyperparameter, StateKind
-from ..functional import step_function
-from ..optimizers import Optimizer
+from ..core.algorithm import Algorithm, Example, Hyperparameter, StateKind
 from . import _common
 
 
@@ -50,7 +48,7 @@ class AdaBeliefFlags(NamedTuple):
     rectify: bool
 
 
-def adabelief_scalars(step, h, carry):
+def adabelief_scalars(step, h, carry) -> AdaBeliefScalars:
     beta1, beta2 = h.betas
     lr, weight_decay = h.lr, h.weight_decay
     bias_correction1, bias_correction2 = 1.0 - beta1**step, 1.0 - beta2**step
@@ -70,7 +68,7 @@ def adabelief_scalars(step, h, carry):
     )
 
 
-def adabelief_flags(h):
+def adabelief_flags(h) -> AdaBeliefFlags:
     decays = h.weight_decay != 0.0
     return AdaBeliefFlags(decays and not h.decoupled_weight_decay, decays and h.decoupled_weight_decay,
                           h.convention == "pytorch", h.rectify)
@@ -116,7 +114,7 @@ def _check_adabelief_combination(h):
                          f"(convention='pytorch'); got eps_root={h.eps_root!r}")
 
 
-ADABELIEF = Family(
+ADABELIEF = Algorithm(
     name="adabelief",
     title="AdaBelief",
     hyperparameters=(
@@ -136,58 +134,31 @@ ADABELIEF = Family(
     state=(StateKind("exp_avg", "the first moment m"),
            StateKind("exp_avg_var", "the belief s, the second moment of g - m", nonnegative=True)),
     scalars=adabelief_scalars,
-    Scalars=AdaBeliefScalars,
     flags=adabelief_flags,
-    Flags=AdaBeliefFlags,
     rule=adabelief_rule,
     check_combination=_check_adabelief_combination,
-)
+    doc=r"""AdaBelief (Zhuang et al. 2020) over a tree of arrays, updated in place.
 
+.. math::
 
-class AdaBelief(Optimizer):
-    r"""AdaBelief (Zhuang et al. 2020) over a tree of arrays, updated in place.
+    m &\leftarrow \beta_1 m + (1-\beta_1) g, \qquad
+    s \leftarrow \beta_2 s + (1-\beta_2)(g - m)^2 + \epsilon_{root} \\
+    p &\leftarrow p - \eta\, \frac{m/(1-\beta_1^t)}{\sqrt{s/(1-\beta_2^t)} + \epsilon}
 
-    .. math::
-
-        m &\leftarrow \beta_1 m + (1-\beta_1) g, \qquad
-        s \leftarrow \beta_2 s + (1-\beta_2)(g - m)^2 + \epsilon_{root} \\
-        p &\leftarrow p - \eta\, \frac{m/(1-\beta_1^t)}{\sqrt{s/(1-\beta_2^t)} + \epsilon}
-
-    optax's ``adabelief`` (the default, with decoupled ``weight_decay`` added to
-    the update as ``optax.add_decayed_weights`` does); ``convention="pytorch"``
-    gives adabelief-pytorch 0.2's update (``eps`` added into :math:`s`, decay
-    :math:`p \leftarrow p(1-\eta\lambda)`, and ``rectify=True`` for its default
-    rectification, with ``eps_root=0``). See :doc:`/families/adabelief`.
-
-    Examples
-    --------
-    >>> import numpy as np, numadam
-    >>> w = np.array([1.0, -1.0])
-    >>> opt = numadam.AdaBelief(w, lr=0.05)
-    >>> for _ in range(300):
-    ...     opt.step(2 * w)
-    >>> bool(np.all(np.abs(w) < 0.05))
-    True
-
-    References
-    ----------
-    Zhuang et al., "AdaBelief Optimizer: Adapting Stepsizes by the Belief in Observed Gradients",
-    NeurIPS 2020.
-    """
-
-    family = ADABELIEF
-
-
-adabelief_step = step_function(AdaBelief, "adabelief_step", r"""Take AdaBelief step ``step`` on ``param`` and its state, in place.
-
-The update of :class:`numadam.AdaBelief`, on single arrays.
-
-Examples
---------
->>> import numpy as np, numadam
+optax's ``adabelief`` (the default, with decoupled ``weight_decay`` added to
+the update as ``optax.add_decayed_weights`` does); ``convention="pytorch"``
+gives adabelief-pytorch 0.2's update (``eps`` added into :math:`s`, decay
+:math:`p \leftarrow p(1-\eta\lambda)`, and ``rectify=True`` for its default
+rectification, with ``eps_root=0``). See :doc:`/families/adabelief`.""",
+    example=Example('lr=0.05', 300, 0.05),
+    references=(
+        'Zhuang et al., "AdaBelief Optimizer: Adapting Stepsizes by the Belief in Observed Gradients",',
+        'NeurIPS 2020.',
+    ),
+    step_example=r""">>> import numpy as np, numadam
 >>> p, g = np.array([1.0, -2.0]), np.array([0.5, -0.5])
 >>> m, s = np.zeros(2), np.zeros(2)
 >>> numadam.adabelief_step(p, g, m, s, step=1, lr=0.1)
 >>> bool(p[0] < 1.0 and p[1] > -2.0)
-True
-""")
+True""",
+)

@@ -31,10 +31,8 @@ from typing import NamedTuple
 from numba import njit
 
 from ..core import validate
-from ..core.family import Family, Hyperparameter, StateKind
+from ..core.algorithm import Algorithm, Hyperparameter, StateKind, Variant
 from ._common import square
-from ..functional import step_function
-from ..optimizers import Optimizer
 
 CONVENTIONS = ("torch", "keras", "optax", "sklearn")
 
@@ -66,7 +64,7 @@ class AdamFlags(NamedTuple):
     optax: bool
 
 
-def adam_scalars(step, h, carry):
+def adam_scalars(step, h, carry) -> AdamScalars:
     """The scalars of step ``step`` in float64, as torch, Keras and optax derive them."""
     beta1, beta2 = h.betas
     bias_correction1 = 1.0 - beta1**step
@@ -93,7 +91,7 @@ def adam_scalars(step, h, carry):
     )
 
 
-def adam_flags(h):
+def adam_flags(h) -> AdamFlags:
     decays = h.weight_decay != 0.0
     return AdamFlags(
         amsgrad=h.amsgrad,
@@ -160,7 +158,7 @@ def _check_adam_combination(h):
                          f"got eps_root={h.eps_root!r} with convention={h.convention!r}")
 
 
-ADAM = Family(
+ADAM = Algorithm(
     name="adam",
     title="Adam",
     hyperparameters=(
@@ -190,117 +188,78 @@ ADAM = Family(
                   present=lambda h: h.amsgrad, when="amsgrad=True", magnitude=True),
     ),
     scalars=adam_scalars,
-    Scalars=AdamScalars,
     flags=adam_flags,
-    Flags=AdamFlags,
     rule=adam_rule,
     check_combination=_check_adam_combination,
-)
+    doc=r"""Adam (Kingma & Ba 2015) over a tree of NumPy or CuPy arrays, updated in place.
 
+Each call ``opt.step(grads)`` takes step :math:`t` (counting from 1) for every
+element of every parameter, complex numbers as pairs of reals:
 
-class Adam(Optimizer):
-    r"""Adam (Kingma & Ba 2015) over a tree of NumPy or CuPy arrays, updated in place.
+.. math::
 
-    Each call ``opt.step(grads)`` takes step :math:`t` (counting from 1) for every
-    element of every parameter, complex numbers as pairs of reals:
+    g &\leftarrow -g \text{ if maximize}, \qquad
+    g \leftarrow g + \lambda p \text{ (L2) or } p \leftarrow p(1-\eta\lambda) \text{ (decoupled)} \\
+    m &\leftarrow \beta_1 m + (1-\beta_1)\, g, \qquad
+    v \leftarrow \beta_2 v + (1-\beta_2)\, g^2, \qquad
+    \hat v \leftarrow \max(\hat v, v) \text{ (AMSGrad)} \\
+    p &\leftarrow p - \frac{\eta}{1-\beta_1^t}\, m \Big/
+          \Bigl(\frac{\sqrt{\hat v}}{\sqrt{1-\beta_2^t}} + \epsilon\Bigr)
 
-    .. math::
+with :math:`\eta` = ``lr``, :math:`(\beta_1, \beta_2)` = ``betas``,
+:math:`\epsilon` = ``eps`` and :math:`\lambda` = ``weight_decay``. This is
+``torch.optim.Adam``'s update for the same options: ``eps`` comes after the
+bias-corrected square root, AMSGrad keeps the maximum of the raw ``v``, and
+``decoupled_weight_decay=True`` gives AdamW (Loshchilov & Hutter 2019).
+``convention="keras"`` (or ``"sklearn"``) computes Keras 3's (scikit-learn's
+MLP's) update, with :math:`\hat\epsilon` added to :math:`\sqrt{v}` and the
+bias corrections folded into the step size; ``convention="optax"`` computes
+optax's, with ``eps_root`` and AMSGrad on the bias-corrected :math:`v`
+(see :doc:`/algorithm`).
 
-        g &\leftarrow -g \text{ if maximize}, \qquad
-        g \leftarrow g + \lambda p \text{ (L2) or } p \leftarrow p(1-\eta\lambda) \text{ (decoupled)} \\
-        m &\leftarrow \beta_1 m + (1-\beta_1)\, g, \qquad
-        v \leftarrow \beta_2 v + (1-\beta_2)\, g^2, \qquad
-        \hat v \leftarrow \max(\hat v, v) \text{ (AMSGrad)} \\
-        p &\leftarrow p - \frac{\eta}{1-\beta_1^t}\, m \Big/
-              \Bigl(\frac{\sqrt{\hat v}}{\sqrt{1-\beta_2^t}} + \epsilon\Bigr)
+Parameters
+----------
+params : array or dict/list/tuple tree of arrays
+    float32, float64, complex64 or complex128 NumPy or CuPy arrays, all on one
+    backend, writable and not sharing memory; subtrees may be wrapped in
+    :class:`numadam.Group` to give them their own hyperparameters. They are
+    updated in place; their layout and writability are checked here, once,
+    so an array made read-only later is still updated.
+lr, betas, eps, weight_decay, maximize, decoupled_weight_decay, eps_root
+    May be changed between steps, e.g. ``opt.lr = 1e-4``, and per group.
+amsgrad : bool
+    Keep ``max_exp_avg_sq`` (Reddi et al. 2018). Set at construction, and by
+    :meth:`load_state_dict` to the loaded state's value.
+convention : {"torch", "keras", "optax", "sklearn"}
+    Whose arithmetic the update follows; set at construction.
+schedule : callable or None
+    A learning-rate schedule (see :mod:`numadam.schedules`, or any callable
+    ``step_count -> lr``): before each step ``lr`` is set to
+    ``schedule(step_count)``, so the ``lr`` argument only matters while no
+    step has been taken. A schedule's ``state_dict()`` is saved with the
+    optimizer's; for :class:`~numadam.schedules.ReduceOnPlateau` report
+    losses with ``opt.schedule.observe(loss)``.
 
-    with :math:`\eta` = ``lr``, :math:`(\beta_1, \beta_2)` = ``betas``,
-    :math:`\epsilon` = ``eps`` and :math:`\lambda` = ``weight_decay``. This is
-    ``torch.optim.Adam``'s update for the same options: ``eps`` comes after the
-    bias-corrected square root, AMSGrad keeps the maximum of the raw ``v``, and
-    ``decoupled_weight_decay=True`` gives AdamW (Loshchilov & Hutter 2019).
-    ``convention="keras"`` (or ``"sklearn"``) computes Keras 3's (scikit-learn's
-    MLP's) update, with :math:`\hat\epsilon` added to :math:`\sqrt{v}` and the
-    bias corrections folded into the step size; ``convention="optax"`` computes
-    optax's, with ``eps_root`` and AMSGrad on the bias-corrected :math:`v`
-    (see :doc:`/algorithm`).
+Every array of a real dtype is updated by one kernel pass per step. Passing
+the same gradient arrays every step (filled in place) also skips re-reading
+their layout.""",
+    example=r""">>> import numpy as np, numadam
+>>> w = np.array([1.0, 2.0])
+>>> opt = numadam.Adam({"w": w}, lr=0.1)
+>>> for _ in range(100):
+...     opt.step({"w": 2 * w})          # gradient of sum(w**2)
+>>> bool(np.all(np.abs(w) < 0.1))
+True
 
-    Parameters
-    ----------
-    params : array or dict/list/tuple tree of arrays
-        float32, float64, complex64 or complex128 NumPy or CuPy arrays, all on one
-        backend, writable and not sharing memory; subtrees may be wrapped in
-        :class:`numadam.Group` to give them their own hyperparameters. They are
-        updated in place; their layout and writability are checked here, once,
-        so an array made read-only later is still updated.
-    lr, betas, eps, weight_decay, maximize, decoupled_weight_decay, eps_root
-        May be changed between steps, e.g. ``opt.lr = 1e-4``, and per group.
-    amsgrad : bool
-        Keep ``max_exp_avg_sq`` (Reddi et al. 2018). Set at construction, and by
-        :meth:`load_state_dict` to the loaded state's value.
-    convention : {"torch", "keras", "optax", "sklearn"}
-        Whose arithmetic the update follows; set at construction.
-    schedule : callable or None
-        A learning-rate schedule (see :mod:`numadam.schedules`, or any callable
-        ``step_count -> lr``): before each step ``lr`` is set to
-        ``schedule(step_count)``, so the ``lr`` argument only matters while no
-        step has been taken. A schedule's ``state_dict()`` is saved with the
-        optimizer's; for :class:`~numadam.schedules.ReduceOnPlateau` report
-        losses with ``opt.schedule.observe(loss)``.
+Keras's ``Adam(learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-07, amsgrad=False)``:
 
-    Every array of a real dtype is updated by one kernel pass per step. Passing
-    the same gradient arrays every step (filled in place) also skips re-reading
-    their layout.
-
-    Examples
-    --------
-    >>> import numpy as np, numadam
-    >>> w = np.array([1.0, 2.0])
-    >>> opt = numadam.Adam({"w": w}, lr=0.1)
-    >>> for _ in range(100):
-    ...     opt.step({"w": 2 * w})          # gradient of sum(w**2)
-    >>> bool(np.all(np.abs(w) < 0.1))
-    True
-
-    Keras's ``Adam(learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-07, amsgrad=False)``:
-
-    >>> opt = numadam.Adam(w, lr=0.001, betas=(0.9, 0.999), eps=1e-07, amsgrad=False, convention="keras")
-
-    References
-    ----------
-    Kingma & Ba, "Adam: A Method for Stochastic Optimization", ICLR 2015.
-    Loshchilov & Hutter, "Decoupled Weight Decay Regularization", ICLR 2019.
-    Reddi, Kale & Kumar, "On the Convergence of Adam and Beyond", ICLR 2018.
-    """
-
-    family = ADAM
-
-
-class AdamW(Adam):
-    r"""AdamW (Loshchilov & Hutter 2019): Adam with decoupled weight decay.
-
-    Before the moment updates, every parameter is multiplied by
-    :math:`1 - \eta\lambda`; the gradient itself gets no decay term. This is
-    ``torch.optim.AdamW``'s update, and ``Adam(..., decoupled_weight_decay=True)``;
-    its default ``weight_decay`` is torch's, 1e-2.
-
-    Examples
-    --------
-    >>> import numpy as np, numadam
-    >>> w = np.ones(3, np.float32)
-    >>> opt = numadam.AdamW([w], lr=0.1, weight_decay=0.5)
-    >>> opt.step([np.zeros(3, np.float32)])   # zero gradient: only the decay acts
-    >>> w
-    array([0.95, 0.95, 0.95], dtype=float32)
-    """
-
-    defaults = {"weight_decay": 1e-2}
-    pinned = {"decoupled_weight_decay": True}
-
-
-adam_step = step_function(Adam, "adam_step", r"""Take Adam step number ``step``, updating ``param`` and its state in place.
-
-For every element (complex arrays as pairs of reals), with :math:`t` = ``step``,
+>>> opt = numadam.Adam(w, lr=0.001, betas=(0.9, 0.999), eps=1e-07, amsgrad=False, convention="keras")""",
+    references=(
+        'Kingma & Ba, "Adam: A Method for Stochastic Optimization", ICLR 2015.',
+        'Loshchilov & Hutter, "Decoupled Weight Decay Regularization", ICLR 2019.',
+        'Reddi, Kale & Kumar, "On the Convergence of Adam and Beyond", ICLR 2018.',
+    ),
+    step_doc=r"""For every element (complex arrays as pairs of reals), with :math:`t` = ``step``,
 :math:`\eta` = ``lr``, :math:`(\beta_1, \beta_2)` = ``betas``,
 :math:`\lambda` = ``weight_decay``:
 
@@ -330,20 +289,27 @@ param, grad, exp_avg, exp_avg_sq : arrays of one dtype and shape
     float32, float64, complex64 or complex128; ``grad`` is only read.
 step : int
     The number of this step, starting at 1.
-max_exp_avg_sq : array, required when ``amsgrad`` is true
-
-Examples
---------
->>> import numpy as np, numadam
+max_exp_avg_sq : array, required when ``amsgrad`` is true""",
+    step_example=r""">>> import numpy as np, numadam
 >>> p = np.array([1.0, -2.0]); g = np.array([0.5, 0.5])
 >>> m, v = np.zeros(2), np.zeros(2)
 >>> numadam.adam_step(p, g, m, v, step=1, lr=0.1, betas=(0.9, 0.999), eps=1e-8)
 >>> p                     # the first step moves each element by about lr
-array([ 0.9, -2.1])
+array([ 0.9, -2.1])""",
+    variants=(Variant("AdamW", r"""AdamW (Loshchilov & Hutter 2019): Adam with decoupled weight decay.
 
-References
-----------
-Kingma & Ba, "Adam: A Method for Stochastic Optimization", ICLR 2015.
-Loshchilov & Hutter, "Decoupled Weight Decay Regularization", ICLR 2019.
-Reddi, Kale & Kumar, "On the Convergence of Adam and Beyond", ICLR 2018.
-""")
+Before the moment updates, every parameter is multiplied by
+:math:`1 - \eta\lambda`; the gradient itself gets no decay term. This is
+``torch.optim.AdamW``'s update, and ``Adam(..., decoupled_weight_decay=True)``;
+its default ``weight_decay`` is torch's, 1e-2.
+
+Examples
+--------
+>>> import numpy as np, numadam
+>>> w = np.ones(3, np.float32)
+>>> opt = numadam.AdamW([w], lr=0.1, weight_decay=0.5)
+>>> opt.step([np.zeros(3, np.float32)])   # zero gradient: only the decay acts
+>>> w
+array([0.95, 0.95, 0.95], dtype=float32)""", defaults={"weight_decay": 1e-2},
+                      pinned={"decoupled_weight_decay": True}),),
+)

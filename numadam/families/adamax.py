@@ -14,9 +14,7 @@ from typing import NamedTuple
 
 from numba import njit
 
-from ..core.family import Family, StateKind
-from ..functional import step_function
-from ..optimizers import Optimizer
+from ..core.algorithm import Algorithm, Example, StateKind
 from . import _common
 
 
@@ -38,14 +36,14 @@ class AdamaxFlags(NamedTuple):
     optax: bool
 
 
-def adamax_scalars(step, h, carry):
+def adamax_scalars(step, h, carry) -> AdamaxScalars:
     beta1, beta2 = h.betas
     bias_correction1 = 1.0 - beta1**step
     return AdamaxScalars(_common.grad_sign(h), h.weight_decay, beta1, 1.0 - beta1, beta2, bias_correction1,
                          h.lr / bias_correction1, h.lr, h.eps)
 
 
-def adamax_flags(h):
+def adamax_flags(h) -> AdamaxFlags:
     return AdamaxFlags(h.weight_decay != 0.0, h.convention == "keras", h.convention == "optax")
 
 
@@ -79,7 +77,7 @@ def adamax_rule(param, grad, state, s, flags):
     return param, (exp_avg, exp_inf)
 
 
-ADAMAX = Family(
+ADAMAX = Algorithm(
     name="adamax",
     title="Adamax",
     hyperparameters=(
@@ -93,54 +91,27 @@ ADAMAX = Family(
     state=(StateKind("exp_avg", "the first moment m"),
            StateKind("exp_inf", "the infinity-norm moment u", nonnegative=True)),
     scalars=adamax_scalars,
-    Scalars=AdamaxScalars,
     flags=adamax_flags,
-    Flags=AdamaxFlags,
     rule=adamax_rule,
-)
+    doc=r"""Adamax (Kingma & Ba 2015) over a tree of arrays, updated in place.
 
+.. math::
 
-class Adamax(Optimizer):
-    r"""Adamax (Kingma & Ba 2015) over a tree of arrays, updated in place.
+    m \leftarrow \beta_1 m + (1-\beta_1) g, \qquad
+    u \leftarrow \max(\beta_2 u, |g| + \epsilon), \qquad
+    p \leftarrow p - \frac{\eta}{1-\beta_1^t}\,\frac{m}{u}
 
-    .. math::
-
-        m \leftarrow \beta_1 m + (1-\beta_1) g, \qquad
-        u \leftarrow \max(\beta_2 u, |g| + \epsilon), \qquad
-        p \leftarrow p - \frac{\eta}{1-\beta_1^t}\,\frac{m}{u}
-
-    ``torch.optim.Adamax``'s update (L2 ``weight_decay``); ``convention="keras"``
-    gives Keras 3's (:math:`\epsilon` added to :math:`u`), ``convention="optax"``
-    optax's. The maximum propagates NaN. See :doc:`/families/adamax`.
-
-    Examples
-    --------
-    >>> import numpy as np, numadam
-    >>> w = np.array([1.0, -1.0])
-    >>> opt = numadam.Adamax(w, lr=0.05)
-    >>> for _ in range(300):
-    ...     opt.step(2 * w)
-    >>> bool(np.all(np.abs(w) < 0.05))
-    True
-
-    References
-    ----------
-    Kingma & Ba, "Adam: A Method for Stochastic Optimization", ICLR 2015, section 7.1.
-    """
-
-    family = ADAMAX
-
-
-adamax_step = step_function(Adamax, "adamax_step", r"""Take Adamax step ``step`` on ``param`` and its state, in place.
-
-The update of :class:`numadam.Adamax`, on single arrays.
-
-Examples
---------
->>> import numpy as np, numadam
+``torch.optim.Adamax``'s update (L2 ``weight_decay``); ``convention="keras"``
+gives Keras 3's (:math:`\epsilon` added to :math:`u`), ``convention="optax"``
+optax's. The maximum propagates NaN. See :doc:`/families/adamax`.""",
+    example=Example('lr=0.05', 300, 0.05),
+    references=(
+        'Kingma & Ba, "Adam: A Method for Stochastic Optimization", ICLR 2015, section 7.1.',
+    ),
+    step_example=r""">>> import numpy as np, numadam
 >>> p, g = np.array([1.0, -2.0]), np.array([0.5, -0.5])
 >>> m, u = np.zeros(2), np.zeros(2)
 >>> numadam.adamax_step(p, g, m, u, step=1, lr=0.1)
 >>> np.round(p, 6)
-array([ 0.9, -1.9])
-""")
+array([ 0.9, -1.9])""",
+)

@@ -21,9 +21,7 @@ from typing import NamedTuple
 from numba import njit
 
 from ..core import validate
-from ..core.family import Family, Hyperparameter, StateKind
-from ..functional import step_function
-from ..optimizers import Optimizer
+from ..core.algorithm import Algorithm, Example, Hyperparameter, StateKind
 from . import _common
 
 
@@ -65,7 +63,7 @@ def half_life_warmup(step, end, start, warmup):
     return end
 
 
-def ademamix_scalars(step, h, carry):
+def ademamix_scalars(step, h, carry) -> AdEMAMixScalars:
     beta1, beta2, beta3 = h.betas
     alpha = h.alpha if h.alpha_warmup is None else linear_warmup(step, h.alpha, 0.0, h.alpha_warmup)
     if h.beta3_warmup is not None:
@@ -74,7 +72,7 @@ def ademamix_scalars(step, h, carry):
                            1.0 - beta1**step, math.sqrt(1.0 - beta2**step), alpha, h.weight_decay, -h.lr, h.eps)
 
 
-def ademamix_flags(h):
+def ademamix_flags(h) -> AdEMAMixFlags:
     return AdEMAMixFlags(h.weight_decay != 0.0)
 
 
@@ -93,7 +91,7 @@ def ademamix_rule(param, grad, state, s, flags):
     return param, (exp_avg_fast, exp_avg_slow, exp_avg_sq)
 
 
-ADEMAMIX = Family(
+ADEMAMIX = Algorithm(
     name="ademamix",
     title="AdEMAMix",
     hyperparameters=(
@@ -112,55 +110,28 @@ ADEMAMIX = Family(
            StateKind("exp_avg_slow", "the slow momentum m2"),
            StateKind("exp_avg_sq", "the second moment v", nonnegative=True)),
     scalars=ademamix_scalars,
-    Scalars=AdEMAMixScalars,
     flags=ademamix_flags,
-    Flags=AdEMAMixFlags,
     rule=ademamix_rule,
-)
+    doc=r"""AdEMAMix (Pagliardini et al. 2024) over a tree of arrays, updated in place.
 
+.. math::
 
-class AdEMAMix(Optimizer):
-    r"""AdEMAMix (Pagliardini et al. 2024) over a tree of arrays, updated in place.
+    p \leftarrow p - \eta\left(\frac{m_1/(1-\beta_1^t) + \alpha\, m_2}{\sqrt{v}/\sqrt{1-\beta_2^t} + \epsilon}
+    + \lambda p\right)
 
-    .. math::
-
-        p \leftarrow p - \eta\left(\frac{m_1/(1-\beta_1^t) + \alpha\, m_2}{\sqrt{v}/\sqrt{1-\beta_2^t} + \epsilon}
-        + \lambda p\right)
-
-    with a fast EMA :math:`m_1` (:math:`\beta_1`), a slow one :math:`m_2`
-    (:math:`\beta_3`), and :math:`\alpha`, :math:`\beta_3` warmed up as in the
-    paper (``alpha_warmup``, ``beta3_warmup``): apple/ml-ademamix's update. Its
-    state is three arrays per parameter (36 bytes of traffic per float32
-    element). See :doc:`/families/ademamix`.
-
-    Examples
-    --------
-    >>> import numpy as np, numadam
-    >>> w = np.array([1.0, -1.0])
-    >>> opt = numadam.AdEMAMix(w, lr=0.02, alpha=1.0, beta3_warmup=50, alpha_warmup=50)
-    >>> for _ in range(300):
-    ...     opt.step(2 * w)
-    >>> bool(np.all(np.abs(w) < 0.1))
-    True
-
-    References
-    ----------
-    Pagliardini, Ablin & Grangier, "The AdEMAMix Optimizer: Better, Faster, Older", 2024.
-    """
-
-    family = ADEMAMIX
-
-
-ademamix_step = step_function(AdEMAMix, "ademamix_step", r"""Take AdEMAMix step ``step`` on ``param`` and its state, in place.
-
-The update of :class:`numadam.AdEMAMix`, on single arrays.
-
-Examples
---------
->>> import numpy as np, numadam
+with a fast EMA :math:`m_1` (:math:`\beta_1`), a slow one :math:`m_2`
+(:math:`\beta_3`), and :math:`\alpha`, :math:`\beta_3` warmed up as in the
+paper (``alpha_warmup``, ``beta3_warmup``): apple/ml-ademamix's update. Its
+state is three arrays per parameter (36 bytes of traffic per float32
+element). See :doc:`/families/ademamix`.""",
+    example=Example('lr=0.02, alpha=1.0, beta3_warmup=50, alpha_warmup=50', 300, 0.1),
+    references=(
+        'Pagliardini, Ablin & Grangier, "The AdEMAMix Optimizer: Better, Faster, Older", 2024.',
+    ),
+    step_example=r""">>> import numpy as np, numadam
 >>> p, g = np.array([1.0, -2.0]), np.array([0.5, -0.5])
 >>> fast, slow, v = np.zeros(2), np.zeros(2), np.zeros(2)
 >>> numadam.ademamix_step(p, g, fast, slow, v, step=1, lr=0.1)
 >>> bool(p[0] < 1.0 and p[1] > -2.0)
-True
-""")
+True""",
+)

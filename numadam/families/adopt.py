@@ -19,9 +19,7 @@ from typing import NamedTuple
 from numba import njit
 
 from ..core import validate
-from ..core.family import Family, Hyperparameter, StateKind
-from ..functional import step_function
-from ..optimizers import Optimizer
+from ..core.algorithm import Algorithm, Example, Hyperparameter, StateKind
 from . import _common
 
 
@@ -65,7 +63,7 @@ def power_clip(h, step):
     return float(step - 1) ** h.clip_lambda
 
 
-def adopt_scalars(step, h, carry):
+def adopt_scalars(step, h, carry) -> ADOPTScalars:
     beta1, beta2 = h.betas
     clip = 0.0 if h.clip_lambda is None or step == 1 else clip_value(h, step)
     return ADOPTScalars(_common.grad_sign(h), h.weight_decay, -h.lr * h.weight_decay,
@@ -73,7 +71,7 @@ def adopt_scalars(step, h, carry):
                         1.0 if step == 1 else 0.0)
 
 
-def adopt_flags(h):
+def adopt_flags(h) -> ADOPTFlags:
     decays = h.weight_decay != 0.0
     return ADOPTFlags(decays and not h.decoupled_weight_decay, decays and h.decoupled_weight_decay,
                       h.clip_lambda is not None, h.convention == "optax")
@@ -106,7 +104,7 @@ def adopt_rule(param, grad, state, s, flags):
     return param, (exp_avg, exp_avg_sq)
 
 
-ADOPT_FAMILY = Family(
+ADOPT_FAMILY = Algorithm(
     name="adopt",
     title="ADOPT",
     hyperparameters=(
@@ -126,55 +124,31 @@ ADOPT_FAMILY = Family(
     state=(StateKind("exp_avg", "the momentum m of the normalized gradient"),
            StateKind("exp_avg_sq", "the second moment v", nonnegative=True)),
     scalars=adopt_scalars,
-    Scalars=ADOPTScalars,
     flags=adopt_flags,
-    Flags=ADOPTFlags,
     rule=adopt_rule,
-)
+    doc=r"""ADOPT (Taniguchi et al. 2024) over a tree of arrays, updated in place.
 
+.. math::
 
-class ADOPT(Optimizer):
-    r"""ADOPT (Taniguchi et al. 2024) over a tree of arrays, updated in place.
+    m \leftarrow \beta_1 m + (1-\beta_1)\, \operatorname{clip}\Bigl(\frac{g}{\max(\sqrt{v}, \epsilon)},
+    \pm c_t\Bigr), \qquad p \leftarrow p - \eta m, \qquad v \leftarrow \beta_2 v + (1-\beta_2) g^2
 
-    .. math::
+where :math:`v` is the second moment *before* this step; the first step
+only sets :math:`v = g^2`. ``clip_lambda=0.25`` is the official
+``lambda step: step**0.25``; a callable may be given too (it is then not
+saved by :meth:`save`). ``convention="optax"`` gives optax.contrib's
+arithmetic. See :doc:`/families/adopt`.""",
+    example=Example('lr=0.05', 300, 0.1),
+    references=(
+        'Taniguchi et al., "ADOPT: Modified Adam Can Converge with Any beta_2 with the Optimal Rate", NeurIPS 2024.',
+    ),
+    step_doc=r"""Take ADOPT step ``step`` on ``param`` and its state, in place.
 
-        m \leftarrow \beta_1 m + (1-\beta_1)\, \operatorname{clip}\Bigl(\frac{g}{\max(\sqrt{v}, \epsilon)},
-        \pm c_t\Bigr), \qquad p \leftarrow p - \eta m, \qquad v \leftarrow \beta_2 v + (1-\beta_2) g^2
-
-    where :math:`v` is the second moment *before* this step; the first step
-    only sets :math:`v = g^2`. ``clip_lambda=0.25`` is the official
-    ``lambda step: step**0.25``; a callable may be given too (it is then not
-    saved by :meth:`save`). ``convention="optax"`` gives optax.contrib's
-    arithmetic. See :doc:`/families/adopt`.
-
-    Examples
-    --------
-    >>> import numpy as np, numadam
-    >>> w = np.array([1.0, -1.0])
-    >>> opt = numadam.ADOPT(w, lr=0.05)
-    >>> for _ in range(300):
-    ...     opt.step(2 * w)
-    >>> bool(np.all(np.abs(w) < 0.1))
-    True
-
-    References
-    ----------
-    Taniguchi et al., "ADOPT: Modified Adam Can Converge with Any beta_2 with the Optimal Rate", NeurIPS 2024.
-    """
-
-    family = ADOPT_FAMILY
-
-
-adopt_step = step_function(ADOPT, "adopt_step", r"""Take ADOPT step ``step`` on ``param`` and its state, in place.
-
-The update of :class:`numadam.ADOPT`, on single arrays; step 1 only sets the second moment.
-
-Examples
---------
->>> import numpy as np, numadam
+The update of :class:`numadam.ADOPT`, on single arrays; step 1 only sets the second moment.""",
+    step_example=r""">>> import numpy as np, numadam
 >>> p, g = np.array([1.0, -2.0]), np.array([0.5, -0.5])
 >>> m, v = np.zeros(2), np.zeros(2)
 >>> numadam.adopt_step(p, g, m, v, step=1, lr=0.1)
 >>> p, v
-(array([ 1., -2.]), array([0.25, 0.25]))
-""")
+(array([ 1., -2.]), array([0.25, 0.25]))""",
+)

@@ -26,9 +26,7 @@ from typing import NamedTuple
 import numpy as np
 from numba import njit
 
-from ..core.family import Family, Norms, StateKind
-from ..functional import step_function
-from ..optimizers import Optimizer
+from ..core.algorithm import Algorithm, Example, Norms, StateKind
 from . import _common
 
 
@@ -50,13 +48,13 @@ class LAMBFlags(NamedTuple):
     decays: bool
 
 
-def lamb_scalars(step, h, carry):
+def lamb_scalars(step, h, carry) -> LAMBScalars:
     beta1, beta2 = h.betas
     return LAMBScalars(beta1, 1.0 - beta1, beta2, 1.0 - beta2, 1.0 - beta1**step, 1.0 - beta2**step,
                        h.eps, h.eps_root, h.weight_decay, h.lr, 1.0)
 
 
-def lamb_flags(h):
+def lamb_flags(h) -> LAMBFlags:
     return LAMBFlags(h.weight_decay != 0.0)
 
 
@@ -120,7 +118,7 @@ def _check_lamb_combination(h):
         raise ValueError(f"eps_root is optax's; apex has none (convention='apex'); got eps_root={h.eps_root!r}")
 
 
-LAMB_FAMILY = Family(
+LAMB_FAMILY = Algorithm(
     name="lamb",
     title="LAMB",
     hyperparameters=(
@@ -136,58 +134,40 @@ LAMB_FAMILY = Family(
     state=(StateKind("exp_avg", "the first moment m"),
            StateKind("exp_avg_sq", "the second moment v", nonnegative=True)),
     scalars=lamb_scalars,
-    Scalars=LAMBScalars,
     flags=lamb_flags,
-    Flags=LAMBFlags,
     rule=lamb_rule,
     check_combination=_check_lamb_combination,
     norms=Norms(lamb_moments, trust_ratio, trust_ratio_of_one, "trust_ratio"),
-)
+    doc=r"""LAMB (You et al. 2020) over a tree of arrays, updated in place.
 
+.. math::
 
-class LAMB(Optimizer):
-    r"""LAMB (You et al. 2020) over a tree of arrays, updated in place.
+    r = \frac{m/(1-\beta_1^t)}{\sqrt{v/(1-\beta_2^t) + \epsilon_{root}} + \epsilon} + \lambda p, \qquad
+    p \leftarrow p - \eta\, \frac{\|p\|}{\|r\|}\, r
 
-    .. math::
-
-        r = \frac{m/(1-\beta_1^t)}{\sqrt{v/(1-\beta_2^t) + \epsilon_{root}} + \epsilon} + \lambda p, \qquad
-        p \leftarrow p - \eta\, \frac{\|p\|}{\|r\|}\, r
-
-    per parameter array, the ratio 1 where either norm is 0: optax's
-    ``lamb``. ``convention="apex"`` gives apex's ``FusedLAMB`` (no trust ratio
-    where ``weight_decay`` is 0; its gradient pre-clip is ``clip_global_norm``).
-    Give biases and norm layers their own :class:`numadam.Group` with
-    ``weight_decay=0.0``. See :doc:`/families/lamb`.
-
-    Examples
-    --------
-    >>> import numpy as np, numadam
-    >>> w = np.array([1.0, -1.0, 0.5])
-    >>> opt = numadam.LAMB(w, lr=0.02)
-    >>> for _ in range(300):
-    ...     opt.step(2 * w)
-    >>> bool(np.all(np.abs(w) < 0.1))
-    True
-
-    References
-    ----------
-    You et al., "Large Batch Optimization for Deep Learning: Training BERT in 76 minutes", ICLR 2020.
-    """
-
-    family = LAMB_FAMILY
-
-
-lamb_step = step_function(LAMB, "lamb_step", r"""Take LAMB step ``step`` on ``param`` and its state, in place.
+per parameter array, the ratio 1 where either norm is 0: optax's
+``lamb``. ``convention="apex"`` gives apex's ``FusedLAMB`` (no trust ratio
+where ``weight_decay`` is 0; its gradient pre-clip is ``clip_global_norm``).
+Give biases and norm layers their own :class:`numadam.Group` with
+``weight_decay=0.0``. See :doc:`/families/lamb`.""",
+    example=r""">>> import numpy as np, numadam
+>>> w = np.array([1.0, -1.0, 0.5])
+>>> opt = numadam.LAMB(w, lr=0.02)
+>>> for _ in range(300):
+...     opt.step(2 * w)
+>>> bool(np.all(np.abs(w) < 0.1))
+True""",
+    references=(
+        'You et al., "Large Batch Optimization for Deep Learning: Training BERT in 76 minutes", ICLR 2020.',
+    ),
+    step_doc=r"""Take LAMB step ``step`` on ``param`` and its state, in place.
 
 The update of :class:`numadam.LAMB` on one array (one trust ratio: its own),
-in its two passes.
-
-Examples
---------
->>> import numpy as np, numadam
+in its two passes.""",
+    step_example=r""">>> import numpy as np, numadam
 >>> p, g = np.array([3.0, 4.0]), np.array([1.0, -1.0])
 >>> m, v = np.zeros(2), np.zeros(2)
 >>> numadam.lamb_step(p, g, m, v, step=1, lr=0.1)
 >>> np.round(p, 6)     # |p| = 5 and |r| = sqrt(2): each element moves by 0.1 * 5 / sqrt(2)
-array([2.646447, 4.353553])
-""")
+array([2.646447, 4.353553])""",
+)

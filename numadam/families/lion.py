@@ -14,9 +14,7 @@ from typing import NamedTuple
 
 from numba import njit
 
-from ..core.family import Family, StateKind
-from ..functional import step_function
-from ..optimizers import Optimizer
+from ..core.algorithm import Algorithm, Example, StateKind
 from . import _common
 
 
@@ -35,12 +33,12 @@ class LionFlags(NamedTuple):
     decoupled_decay: bool
 
 
-def lion_scalars(step, h, carry):
+def lion_scalars(step, h, carry) -> LionScalars:
     beta1, beta2 = h.betas
     return LionScalars(_common.grad_sign(h), h.weight_decay, beta1, 1.0 - beta1, beta2, 1.0 - beta2, h.lr, 1.0)
 
 
-def lion_flags(h):
+def lion_flags(h) -> LionFlags:
     return LionFlags(h.weight_decay != 0.0)
 
 
@@ -57,7 +55,7 @@ def lion_rule(param, grad, state, s, flags):
     return param, (exp_avg,)
 
 
-LION = Family(
+LION = Algorithm(
     name="lion",
     title="Lion",
     hyperparameters=(
@@ -68,51 +66,24 @@ LION = Family(
     ),
     state=(StateKind("exp_avg", "the momentum m"),),
     scalars=lion_scalars,
-    Scalars=LionScalars,
     flags=lion_flags,
-    Flags=LionFlags,
     rule=lion_rule,
-)
+    doc=r"""Lion (Chen et al. 2023) over a tree of arrays, updated in place.
 
+.. math::
 
-class Lion(Optimizer):
-    r"""Lion (Chen et al. 2023) over a tree of arrays, updated in place.
+    p \leftarrow p - \eta\,\bigl(\operatorname{sign}(\beta_1 m + (1-\beta_1) g) + \lambda p\bigr),
+    \qquad m \leftarrow \beta_2 m + (1-\beta_2) g
 
-    .. math::
-
-        p \leftarrow p - \eta\,\bigl(\operatorname{sign}(\beta_1 m + (1-\beta_1) g) + \lambda p\bigr),
-        \qquad m \leftarrow \beta_2 m + (1-\beta_2) g
-
-    The paper's Algorithm 2 and optax's ``lion`` (its defaults too:
-    ``betas=(0.9, 0.99)``, ``weight_decay=1e-3``). See :doc:`/families/lion`.
-
-    Examples
-    --------
-    >>> import numpy as np, numadam
-    >>> w = np.array([1.0, -1.0])
-    >>> opt = numadam.Lion(w, lr=0.01, weight_decay=0.0)
-    >>> for _ in range(300):
-    ...     opt.step(2 * w)
-    >>> bool(np.all(np.abs(w) < 0.05))
-    True
-
-    References
-    ----------
-    Chen et al., "Symbolic Discovery of Optimization Algorithms", NeurIPS 2023.
-    """
-
-    family = LION
-
-
-lion_step = step_function(Lion, "lion_step", r"""Take Lion step ``step`` on ``param`` and its momentum, in place.
-
-The update of :class:`numadam.Lion`, on single arrays.
-
-Examples
---------
->>> import numpy as np, numadam
+The paper's Algorithm 2 and optax's ``lion`` (its defaults too:
+``betas=(0.9, 0.99)``, ``weight_decay=1e-3``). See :doc:`/families/lion`.""",
+    example=Example('lr=0.01, weight_decay=0.0', 300, 0.05),
+    references=(
+        'Chen et al., "Symbolic Discovery of Optimization Algorithms", NeurIPS 2023.',
+    ),
+    step_example=r""">>> import numpy as np, numadam
 >>> p, g, m = np.array([1.0, -2.0]), np.array([0.5, -0.5]), np.zeros(2)
 >>> numadam.lion_step(p, g, m, step=1, lr=0.1, weight_decay=0.0)
 >>> p
-array([ 0.9, -1.9])
-""")
+array([ 0.9, -1.9])""",
+)

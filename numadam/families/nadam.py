@@ -21,9 +21,7 @@ from typing import NamedTuple
 from numba import njit
 
 from ..core import validate
-from ..core.family import Carry, Family, Hyperparameter, StateKind
-from ..functional import step_function
-from ..optimizers import Optimizer
+from ..core.algorithm import Algorithm, Carry, Example, Hyperparameter, StateKind
 from . import _common
 
 
@@ -64,7 +62,7 @@ def _advance(step, h, carry):
     return (momentum_product * _momentum(h, step),)
 
 
-def nadam_scalars(step, h, carry):
+def nadam_scalars(step, h, carry) -> NAdamScalars:
     beta1, beta2 = h.betas
     lr, weight_decay = h.lr, h.weight_decay
     (product,) = carry  # of mu_1 .. mu_t
@@ -87,7 +85,7 @@ def nadam_scalars(step, h, carry):
     )
 
 
-def nadam_flags(h):
+def nadam_flags(h) -> NAdamFlags:
     decays = h.weight_decay != 0.0
     return NAdamFlags(decays and not h.decoupled_weight_decay, decays and h.decoupled_weight_decay,
                       h.convention == "keras", h.convention == "optax")
@@ -132,7 +130,7 @@ def _check_nadam_combination(h):
                          f"with convention={h.convention!r}")
 
 
-NADAM = Family(
+NADAM = Algorithm(
     name="nadam",
     title="NAdam",
     hyperparameters=(
@@ -151,64 +149,38 @@ NADAM = Family(
     state=(StateKind("exp_avg", "the first moment m"),
            StateKind("exp_avg_sq", "the second moment v", nonnegative=True)),
     scalars=nadam_scalars,
-    Scalars=NAdamScalars,
     flags=nadam_flags,
-    Flags=NAdamFlags,
     rule=nadam_rule,
     carry=Carry(("momentum_product",), (1.0,), _advance),
     check_combination=_check_nadam_combination,
-)
+    doc=r"""NAdam (Dozat 2016): Adam with Nesterov momentum, over a tree of arrays, in place.
 
+.. math::
 
-class NAdam(Optimizer):
-    r"""NAdam (Dozat 2016): Adam with Nesterov momentum, over a tree of arrays, in place.
+    \mu_t &= \beta_1\bigl(1 - \tfrac12\, 0.96^{t\psi}\bigr), \qquad
+    m \leftarrow \beta_1 m + (1-\beta_1) g, \qquad v \leftarrow \beta_2 v + (1-\beta_2) g^2 \\
+    p &\leftarrow p - \eta\,\frac{1-\mu_t}{1-\prod_{i\le t}\mu_i}\,\frac{g}{d}
+           - \eta\,\frac{\mu_{t+1}}{1-\prod_{i\le t+1}\mu_i}\,\frac{m}{d},
+    \qquad d = \sqrt{v/(1-\beta_2^t)} + \epsilon
 
-    .. math::
-
-        \mu_t &= \beta_1\bigl(1 - \tfrac12\, 0.96^{t\psi}\bigr), \qquad
-        m \leftarrow \beta_1 m + (1-\beta_1) g, \qquad v \leftarrow \beta_2 v + (1-\beta_2) g^2 \\
-        p &\leftarrow p - \eta\,\frac{1-\mu_t}{1-\prod_{i\le t}\mu_i}\,\frac{g}{d}
-               - \eta\,\frac{\mu_{t+1}}{1-\prod_{i\le t+1}\mu_i}\,\frac{m}{d},
-        \qquad d = \sqrt{v/(1-\beta_2^t)} + \epsilon
-
-    with :math:`\psi` = ``momentum_decay``: ``torch.optim.NAdam``'s update, L2 or
-    (``decoupled_weight_decay``) decoupled decay included. ``convention="keras"``
-    gives Keras 3's (:math:`0.96^t`, no :math:`\psi`), ``convention="optax"``
-    optax's ``nadam`` (constant :math:`\beta_1`, ``eps_root``). The running
-    product of the :math:`\mu_i` is kept on the host and saved in ``state_dict``
-    (``"carry"``). Options as :class:`numadam.Adam`'s; see :doc:`/families/nadam`.
-
-    Examples
-    --------
-    >>> import numpy as np, numadam
-    >>> w = np.array([1.0, -1.0])
-    >>> opt = numadam.NAdam(w, lr=0.1)
-    >>> for _ in range(200):
-    ...     opt.step(2 * w)
-    >>> bool(np.all(np.abs(w) < 0.05))
-    True
-
-    References
-    ----------
-    Dozat, "Incorporating Nesterov Momentum into Adam", ICLR 2016 workshop.
-    """
-
-    family = NADAM
-
-
-nadam_step = step_function(NAdam, "nadam_step", r"""Take NAdam step ``step`` on ``param`` and its state, in place.
-
-The update of :class:`numadam.NAdam`, on single arrays. ``carry`` holds the
+with :math:`\psi` = ``momentum_decay``: ``torch.optim.NAdam``'s update, L2 or
+(``decoupled_weight_decay``) decoupled decay included. ``convention="keras"``
+gives Keras 3's (:math:`0.96^t`, no :math:`\psi`), ``convention="optax"``
+optax's ``nadam`` (constant :math:`\beta_1`, ``eps_root``). The running
+product of the :math:`\mu_i` is kept on the host and saved in ``state_dict``
+(``"carry"``). Options as :class:`numadam.Adam`'s; see :doc:`/families/nadam`.""",
+    example=Example('lr=0.1', 200, 0.05),
+    references=(
+        'Dozat, "Incorporating Nesterov Momentum into Adam", ICLR 2016 workshop.',
+    ),
+    step_doc=r"""``carry`` holds the
 running product of the momentum schedule, ``(momentum_product,)``: pass
-``None`` on the first step and what the previous call returned after it.
-
-Examples
---------
->>> import numpy as np, numadam
+``None`` on the first step and what the previous call returned after it.""",
+    step_example=r""">>> import numpy as np, numadam
 >>> p, g = np.array([1.0, -2.0]), np.array([0.5, 0.5])
 >>> m, v = np.zeros(2), np.zeros(2)
 >>> carry = numadam.nadam_step(p, g, m, v, step=1, lr=0.1)
 >>> carry = numadam.nadam_step(p, g, m, v, step=2, lr=0.1, carry=carry)
 >>> bool(p[0] < 1.0 and p[1] < -2.0)
-True
-""")
+True""",
+)

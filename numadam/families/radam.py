@@ -19,9 +19,7 @@ from typing import NamedTuple
 from numba import njit
 
 from ..core import validate
-from ..core.family import Family, Hyperparameter, StateKind
-from ..functional import step_function
-from ..optimizers import Optimizer
+from ..core.algorithm import Algorithm, Example, Hyperparameter, StateKind
 from . import _common
 
 
@@ -59,7 +57,7 @@ def rectification(step, beta2):
     return rho, math.sqrt((rho - 4.0) * (rho - 2.0) * rho_inf / ((rho_inf - 4.0) * (rho_inf - 2.0) * rho))
 
 
-def radam_scalars(step, h, carry):
+def radam_scalars(step, h, carry) -> RAdamScalars:
     beta1, beta2 = h.betas
     lr, weight_decay = h.lr, h.weight_decay
     rho, rect = rectification(step, beta2)
@@ -73,7 +71,7 @@ def radam_scalars(step, h, carry):
     )
 
 
-def radam_flags(h):
+def radam_flags(h) -> RAdamFlags:
     decays = h.weight_decay != 0.0
     return RAdamFlags(decays and not h.decoupled_weight_decay, decays and h.decoupled_weight_decay,
                       h.convention == "optax")
@@ -115,7 +113,7 @@ def _check_radam_combination(h):
                          f"with convention={h.convention!r}")
 
 
-RADAM = Family(
+RADAM = Algorithm(
     name="radam",
     title="RAdam",
     hyperparameters=(
@@ -133,56 +131,29 @@ RADAM = Family(
     state=(StateKind("exp_avg", "the first moment m"),
            StateKind("exp_avg_sq", "the second moment v", nonnegative=True)),
     scalars=radam_scalars,
-    Scalars=RAdamScalars,
     flags=radam_flags,
-    Flags=RAdamFlags,
     rule=radam_rule,
     check_combination=_check_radam_combination,
-)
+    doc=r"""RAdam (Liu et al. 2020) over a tree of arrays, updated in place.
 
+.. math::
 
-class RAdam(Optimizer):
-    r"""RAdam (Liu et al. 2020) over a tree of arrays, updated in place.
+    m &\leftarrow \beta_1 m + (1-\beta_1) g, \qquad v \leftarrow \beta_2 v + (1-\beta_2) g^2,
+    \qquad \rho_t = \rho_\infty - \frac{2t\beta_2^t}{1-\beta_2^t} \\
+    p &\leftarrow p - \eta\,\frac{m}{1-\beta_1^t}\,\frac{\sqrt{1-\beta_2^t}}{\sqrt v + \epsilon}\, r_t
+    \quad (\rho_t > 5), \qquad p \leftarrow p - \eta\,\frac{m}{1-\beta_1^t} \quad \text{(otherwise)}
 
-    .. math::
-
-        m &\leftarrow \beta_1 m + (1-\beta_1) g, \qquad v \leftarrow \beta_2 v + (1-\beta_2) g^2,
-        \qquad \rho_t = \rho_\infty - \frac{2t\beta_2^t}{1-\beta_2^t} \\
-        p &\leftarrow p - \eta\,\frac{m}{1-\beta_1^t}\,\frac{\sqrt{1-\beta_2^t}}{\sqrt v + \epsilon}\, r_t
-        \quad (\rho_t > 5), \qquad p \leftarrow p - \eta\,\frac{m}{1-\beta_1^t} \quad \text{(otherwise)}
-
-    ``torch.optim.RAdam``'s update, L2 or decoupled decay included;
-    ``convention="optax"`` gives optax's ``radam`` (:math:`\rho_t \ge`
-    ``threshold``, ``eps_root``). See :doc:`/families/radam`.
-
-    Examples
-    --------
-    >>> import numpy as np, numadam
-    >>> w = np.array([1.0, -1.0])
-    >>> opt = numadam.RAdam(w, lr=0.1)
-    >>> for _ in range(300):
-    ...     opt.step(2 * w)
-    >>> bool(np.all(np.abs(w) < 0.05))
-    True
-
-    References
-    ----------
-    Liu et al., "On the Variance of the Adaptive Learning Rate and Beyond", ICLR 2020.
-    """
-
-    family = RADAM
-
-
-radam_step = step_function(RAdam, "radam_step", r"""Take RAdam step ``step`` on ``param`` and its state, in place.
-
-The update of :class:`numadam.RAdam`, on single arrays.
-
-Examples
---------
->>> import numpy as np, numadam
+``torch.optim.RAdam``'s update, L2 or decoupled decay included;
+``convention="optax"`` gives optax's ``radam`` (:math:`\rho_t \ge`
+``threshold``, ``eps_root``). See :doc:`/families/radam`.""",
+    example=Example('lr=0.1', 300, 0.05),
+    references=(
+        'Liu et al., "On the Variance of the Adaptive Learning Rate and Beyond", ICLR 2020.',
+    ),
+    step_example=r""">>> import numpy as np, numadam
 >>> p, g = np.array([1.0, -2.0]), np.array([0.5, 0.5])
 >>> m, v = np.zeros(2), np.zeros(2)
 >>> numadam.radam_step(p, g, m, v, step=1, lr=0.1)   # early steps: momentum only
 >>> p
-array([ 0.95, -2.05])
-""")
+array([ 0.95, -2.05])""",
+)

@@ -23,9 +23,7 @@ from typing import NamedTuple
 from numba import njit
 
 from ..core import validate
-from ..core.family import Carry, Family, Hyperparameter, StateKind
-from ..functional import step_function
-from ..optimizers import Optimizer
+from ..core.algorithm import Algorithm, Carry, Example, Hyperparameter, StateKind
 from . import _common
 
 
@@ -59,7 +57,7 @@ def _advance(step, h, carry):
     return lr_max, weight_sum + weight
 
 
-def schedule_free_scalars(step, h, carry):
+def schedule_free_scalars(step, h, carry) -> ScheduleFreeScalars:
     beta1, beta2 = h.betas
     lr = scheduled_lr(step, h)
     lr_max, weight_sum = carry
@@ -69,7 +67,7 @@ def schedule_free_scalars(step, h, carry):
                                average_weight, 1.0 - average_weight, lr * (beta1 * (1.0 - average_weight) - 1.0), lr)
 
 
-def schedule_free_flags(h):
+def schedule_free_flags(h) -> ScheduleFreeFlags:
     return ScheduleFreeFlags(h.weight_decay != 0.0)
 
 
@@ -87,7 +85,22 @@ def schedule_free_rule(param, grad, state, s, flags):
     return param, (z, exp_avg_sq)
 
 
-SCHEDULE_FREE_ADAMW = Family(
+def eval_params(self):
+    r"""The averaged iterate :math:`x = y + (1 - 1/\beta_1)(z - y)` as new arrays, in the tree of ``params``.
+
+    Computed as ``torch.lerp(y, z, 1 - 1/beta1)``, with each group's
+    :math:`\beta_1`; the parameters and state are not touched. Over Dask
+    parameters, lazy Dask arrays.
+    """
+    with self._lock:
+        averaged = []
+        for y, z, h in self._with_state("z"):
+            weight = y.dtype.type(1.0 - 1.0 / h.betas[0])
+            averaged.append(y + weight * (z - y))
+        return self._treedef.unflatten(averaged)
+
+
+SCHEDULE_FREE_ADAMW = Algorithm(
     name="schedule_free_adamw",
     title="ScheduleFreeAdamW",
     hyperparameters=(
@@ -105,81 +118,45 @@ SCHEDULE_FREE_ADAMW = Family(
     state=(StateKind("z", "the base sequence z", initial="param"),
            StateKind("exp_avg_sq", "the second moment v", nonnegative=True)),
     scalars=schedule_free_scalars,
-    Scalars=ScheduleFreeScalars,
     flags=schedule_free_flags,
-    Flags=ScheduleFreeFlags,
     rule=schedule_free_rule,
     carry=Carry(("lr_max", "weight_sum"), (-1.0, 0.0), _advance),
-)
+    doc=r"""Schedule-free AdamW (Defazio et al. 2024) over a tree of arrays, updated in place.
 
+No learning-rate schedule is needed: the parameters hold the point
+:math:`y` where gradients are taken, the state holds :math:`z`, and
+:meth:`eval_params` returns the averaged iterate :math:`x` to evaluate or
+deploy, without disturbing training (no train/eval mode switching).
 
-class ScheduleFreeAdamW(Optimizer):
-    r"""Schedule-free AdamW (Defazio et al. 2024) over a tree of arrays, updated in place.
+.. math::
 
-    No learning-rate schedule is needed: the parameters hold the point
-    :math:`y` where gradients are taken, the state holds :math:`z`, and
-    :meth:`eval_params` returns the averaged iterate :math:`x` to evaluate or
-    deploy, without disturbing training (no train/eval mode switching).
+    \hat g = \frac{g}{\sqrt{v/(1-\beta_2^t)} + \epsilon} + \lambda y, \qquad
+    y \leftarrow (1-c_t) y + c_t z + \eta_t(\beta_1(1-c_t) - 1)\,\hat g, \qquad
+    z \leftarrow z - \eta_t \hat g
 
-    .. math::
-
-        \hat g = \frac{g}{\sqrt{v/(1-\beta_2^t)} + \epsilon} + \lambda y, \qquad
-        y \leftarrow (1-c_t) y + c_t z + \eta_t(\beta_1(1-c_t) - 1)\,\hat g, \qquad
-        z \leftarrow z - \eta_t \hat g
-
-    facebookresearch/schedule_free's ``AdamWScheduleFree`` (its defaults too,
-    ``lr=0.0025``); the running learning-rate maximum and weight sum that give
-    :math:`c_t` are kept on the host and saved in ``state_dict``. See
-    :doc:`/families/schedule_free_adamw`.
-
-    Examples
-    --------
-    >>> import numpy as np, numadam
-    >>> w = np.array([1.0, -1.0])
-    >>> opt = numadam.ScheduleFreeAdamW(w, lr=0.05, warmup_steps=10)
-    >>> for _ in range(300):
-    ...     opt.step(2 * w)
-    >>> x = opt.eval_params()          # the averaged iterate; w itself is y
-    >>> bool(np.all(np.abs(x) < 0.1))
-    True
-
-    References
-    ----------
-    Defazio, Yang, Mehta, Mishchenko, Khaled & Cutkosky, "The Road Less Scheduled", NeurIPS 2024.
-    """
-
-    family = SCHEDULE_FREE_ADAMW
-
-    def eval_params(self):
-        r"""The averaged iterate :math:`x = y + (1 - 1/\beta_1)(z - y)` as new arrays, in the tree of ``params``.
-
-        Computed as ``torch.lerp(y, z, 1 - 1/beta1)``, with each group's
-        :math:`\beta_1`; the parameters and state are not touched.
-        """
-        with self._lock:
-            rows, _ = self._rows()
-            averaged = []
-            for k, (param, (dtype_pass, local)) in enumerate(zip(self._leaves, self._locations)):
-                beta1 = rows[self._leaf_rows[k]].betas[0]
-                weight = param.dtype.type(1.0 - 1.0 / beta1)
-                z = dtype_pass.state["z"][local]
-                averaged.append(param + weight * (z - param))
-            return self._treedef.unflatten(averaged)
-
-
-schedule_free_adamw_step = step_function(ScheduleFreeAdamW, "schedule_free_adamw_step", r"""Take a schedule-free
-AdamW step ``step`` on ``param`` (y) and its state, in place.
-
-The update of :class:`numadam.ScheduleFreeAdamW`, on single arrays; start
-``z`` as a copy of ``param``. ``carry`` holds ``(lr_max, weight_sum)``: pass
-``None`` on the first step and what the previous call returned after it.
-
-Examples
---------
->>> import numpy as np, numadam
+facebookresearch/schedule_free's ``AdamWScheduleFree`` (its defaults too,
+``lr=0.0025``); the running learning-rate maximum and weight sum that give
+:math:`c_t` are kept on the host and saved in ``state_dict``. See
+:doc:`/families/schedule_free_adamw`.""",
+    example=r""">>> import numpy as np, numadam
+>>> w = np.array([1.0, -1.0])
+>>> opt = numadam.ScheduleFreeAdamW(w, lr=0.05, warmup_steps=10)
+>>> for _ in range(300):
+...     opt.step(2 * w)
+>>> x = opt.eval_params()          # the averaged iterate; w itself is y
+>>> bool(np.all(np.abs(x) < 0.1))
+True""",
+    references=(
+        'Defazio, Yang, Mehta, Mishchenko, Khaled & Cutkosky, "The Road Less Scheduled", NeurIPS 2024.',
+    ),
+    step_doc=r"""``param`` is :math:`y`; start ``z`` as a copy of it. ``carry`` holds
+``(lr_max, weight_sum)``: pass ``None`` on the first step and what the
+previous call returned after it.""",
+    step_example=r""">>> import numpy as np, numadam
 >>> y, g = np.array([1.0, -2.0]), np.array([0.5, -0.5])
 >>> z, v = y.copy(), np.zeros(2)
 >>> carry = numadam.schedule_free_adamw_step(y, g, z, v, step=1, lr=0.1)
 >>> carry
-(0.1, 0.010000000000000002)
-""")
+(0.1, 0.010000000000000002)""",
+    methods=(eval_params,),
+)

@@ -16,9 +16,7 @@ from typing import NamedTuple
 from numba import njit
 
 from ..core import validate
-from ..core.family import Family, Hyperparameter, StateKind
-from ..functional import step_function
-from ..optimizers import Optimizer
+from ..core.algorithm import Algorithm, Example, Hyperparameter, StateKind
 from . import _common
 
 
@@ -40,13 +38,13 @@ class YogiFlags(NamedTuple):
     decoupled_decay: bool
 
 
-def yogi_scalars(step, h, carry):
+def yogi_scalars(step, h, carry) -> YogiScalars:
     beta1, beta2 = h.betas
     return YogiScalars(_common.grad_sign(h), h.weight_decay, beta1, 1.0 - beta1, 1.0 - beta2,
                        1.0 - beta1**step, 1.0 - beta2**step, h.lr, h.eps, h.eps_root, 1.0)
 
 
-def yogi_flags(h):
+def yogi_flags(h) -> YogiFlags:
     return YogiFlags(h.weight_decay != 0.0)
 
 
@@ -69,7 +67,7 @@ def _initial_accumulator(h):
     return h.initial_accumulator_value
 
 
-YOGI = Family(
+YOGI = Algorithm(
     name="yogi",
     title="Yogi",
     hyperparameters=(
@@ -86,54 +84,30 @@ YOGI = Family(
     state=(StateKind("exp_avg", "the first moment m", initial=_initial_accumulator),
            StateKind("exp_avg_sq", "the second moment v", initial=_initial_accumulator)),
     scalars=yogi_scalars,
-    Scalars=YogiScalars,
     flags=yogi_flags,
-    Flags=YogiFlags,
     rule=yogi_rule,
-)
+    doc=r"""Yogi (Zaheer et al. 2018) over a tree of arrays, updated in place.
 
+.. math::
 
-class Yogi(Optimizer):
-    r"""Yogi (Zaheer et al. 2018) over a tree of arrays, updated in place.
+    m &\leftarrow \beta_1 m + (1-\beta_1) g, \qquad
+    v \leftarrow v - (1-\beta_2)\,\operatorname{sign}(v - g^2)\, g^2 \\
+    p &\leftarrow p - \eta\, \frac{m / (1-\beta_1^t)}{\sqrt{v / (1-\beta_2^t) + \epsilon_{root}} + \epsilon}
 
-    .. math::
-
-        m &\leftarrow \beta_1 m + (1-\beta_1) g, \qquad
-        v \leftarrow v - (1-\beta_2)\,\operatorname{sign}(v - g^2)\, g^2 \\
-        p &\leftarrow p - \eta\, \frac{m / (1-\beta_1^t)}{\sqrt{v / (1-\beta_2^t) + \epsilon_{root}} + \epsilon}
-
-    optax's ``yogi``: both moments start at ``initial_accumulator_value``.
-    See :doc:`/families/yogi`.
-
-    Examples
-    --------
-    >>> import numpy as np, numadam
-    >>> w = np.array([1.0, -1.0])
-    >>> opt = numadam.Yogi(w, lr=0.05)
-    >>> for _ in range(300):
-    ...     opt.step(2 * w)
-    >>> bool(np.all(np.abs(w) < 0.05))
-    True
-
-    References
-    ----------
-    Zaheer, Reddi, Sachan, Kale & Kumar, "Adaptive Methods for Nonconvex Optimization", NeurIPS 2018.
-    """
-
-    family = YOGI
-
-
-yogi_step = step_function(Yogi, "yogi_step", r"""Take Yogi step ``step`` on ``param`` and its state, in place.
+optax's ``yogi``: both moments start at ``initial_accumulator_value``.
+See :doc:`/families/yogi`.""",
+    example=Example('lr=0.05', 300, 0.05),
+    references=(
+        'Zaheer, Reddi, Sachan, Kale & Kumar, "Adaptive Methods for Nonconvex Optimization", NeurIPS 2018.',
+    ),
+    step_doc=r"""Take Yogi step ``step`` on ``param`` and its state, in place.
 
 The update of :class:`numadam.Yogi`, on single arrays; start the state at
-``initial_accumulator_value`` (1e-6).
-
-Examples
---------
->>> import numpy as np, numadam
+``initial_accumulator_value`` (1e-6).""",
+    step_example=r""">>> import numpy as np, numadam
 >>> p, g = np.array([1.0, -2.0]), np.array([0.5, -0.5])
 >>> m, v = np.full(2, 1e-6), np.full(2, 1e-6)
 >>> numadam.yogi_step(p, g, m, v, step=1, lr=0.1)
 >>> bool(p[0] < 1.0 and p[1] > -2.0)
-True
-""")
+True""",
+)

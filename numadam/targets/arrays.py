@@ -36,16 +36,19 @@ class Plan(NamedTuple):
         """Columns of the table (see :mod:`numadam.targets.segments`)."""
         return self.rows.shape[1]
 
-    def check_fits(self, spec, scalars):
-        """The table must have one address and one stride column per operand of ``spec``, and each
-        scalar row the spec's count: a kernel reading a narrower table or shorter rows would read
-        other rows' addresses or values as its own."""
+    def check_fits(self, spec):
+        """The table must have one address and one stride column per operand of ``spec``: a kernel
+        reading a narrower table would read other rows' addresses as its own."""
         if self.rows.shape[1] != table_width(spec.n_operands, len(spec.sources)):
             raise AssertionError(f"a table of {self.rows.shape[1]} columns for {spec.n_operands} operands "
                                  f"({len(spec.sources)} out of place)")
-        expected = spec.n_scalars
-        if isinstance(scalars, np.ndarray):
-            if scalars.ndim != 2 or scalars.shape[1] != expected:
-                raise AssertionError(f"scalar rows of shape {scalars.shape} for {expected} values each")
-        elif any(len(row) != expected for row in scalars):
-            raise AssertionError(f"scalar rows of {[len(row) for row in scalars]} values for {expected}")
+
+
+def checked_rows(scalars, real, n_scalars):
+    """The rows of ``scalars`` (tuples of floats, or a float64 array of rows) one after the other,
+    rounded once to ``real``; each row must hold ``n_scalars`` values: a kernel reading shorter
+    rows would read other rows' values as its own."""
+    rows = scalars if isinstance(scalars, np.ndarray) else np.array(scalars, np.float64)
+    if rows.ndim != 2 or rows.shape[1] != n_scalars:
+        raise AssertionError(f"scalar rows of shape {rows.shape} for {n_scalars} values each")
+    return rows.astype(real).reshape(-1)

@@ -76,7 +76,7 @@ def _gradient_lines(spec, index_of, update=True):
     lines = [f"grad = w1({_element(GRAD, index_of)})"]
     if policy.accumulate == "apply":
         slot = _policy_slot(spec, "accumulator")
-        lines.append(f"grad = real((w{slot}({_element(slot, index_of)}) + grad) / q.accumulate_count)")
+        lines.append(f"grad = real((w{slot}({_old(spec, slot, index_of)}) + grad) / q.accumulate_count)")
         if update:
             lines.append(f"{_element(slot, index_of)} = n{slot}(zero64)")
     if not update:
@@ -143,7 +143,7 @@ def _update_lines(spec, index_of, bounds_loaded):
     policy = spec.policy
     if policy.accumulate == "add":  # this call only adds the micro-batch gradient into the buffer
         slot = _policy_slot(spec, "accumulator")
-        return [f"{_element(slot, index_of)} = n{slot}(w{slot}({_element(slot, index_of)}) + w1({_element(GRAD, index_of)}))"]
+        return [f"{_element(slot, index_of)} = n{slot}(w{slot}({_old(spec, slot, index_of)}) + w1({_element(GRAD, index_of)}))"]
     n_state = len(rule(spec.rule).state)
     state = [_state_load(spec, k, index_of) for k in range(2, 2 + n_state)]
     lines = _gradient_lines(spec, index_of)
@@ -156,7 +156,7 @@ def _update_lines(spec, index_of, bounds_loaded):
         lines += ["if param < low:", "    param = low", "elif param > high:", "    param = high"]
     if policy.ema:
         slot = _policy_slot(spec, "ema")
-        lines.append(f"{_element(slot, index_of)} = n{slot}(q.ema_decay * w{slot}({_element(slot, index_of)})"
+        lines.append(f"{_element(slot, index_of)} = n{slot}(q.ema_decay * w{slot}({_old(spec, slot, index_of)})"
                      " + q.one_minus_ema_decay * param)")
     lines += _param_store(spec, index_of)
     lines += [_state_store(spec, k, index_of) for k in range(2, 2 + n_state) if spec.operands[k]]

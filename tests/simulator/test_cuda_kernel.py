@@ -13,7 +13,7 @@ from arrays import DTYPES, OPTIONS, random_array
 from numadam.targets import dispatch
 from numadam.targets.cuda import kernels as cuda_kernels
 from numadam.core.pipeline import POLICY_OPERANDS
-from numadam.engine.bucket import kernel_spec, operand_rows
+from numadam.engine.operands import kernel_spec, operand_rows
 from numadam.families import functional_step
 from reference import adam_exact
 from test_families import CASES, Reference, case_id, hyperparameters
@@ -94,7 +94,7 @@ def test_many_arrays_in_one_launch(monkeypatch):
         rows.append(operand_rows([backend.describe(array) for array in device[:4]] + [None] * (1 + len(POLICY_OPERANDS))))
         hosts.append(host)
         devices.append(device)
-    family = numadam.Adam.family
+    family = numadam.Adam.algorithm
     h = family.Hyper(**{**numadam.Adam._class_defaults, "lr": 1e-2})
     scalars, _ = family.step_scalars(1, h, ())
     spec = kernel_spec(family, family.flags(h), np.dtype(np.float64), {"exp_avg", "exp_avg_sq"})
@@ -135,12 +135,12 @@ def test_every_family_matches_its_reference_on_the_simulator(case):
     reference = Reference(method, options, [host])
     param = cuda.to_device(host)
     state = {name: cuda.to_device(value) for name, value in reference.state[0].items()}
-    always = [kind.name for kind in cls.family.state if kind.present is None]
+    always = [kind.name for kind in cls.algorithm.state if kind.present is None]
     keywords = {**hyperparameters(method, options), **{n: a for n, a in state.items() if n not in always}}
     carry = None
     for t in range(1, 4):
         grad = random_array(rng, host.shape, np.float32)
-        if cls.family.carry is not None:
+        if cls.algorithm.carry is not None:
             keywords["carry"] = carry
         carry = functional_step(method)(param, cuda.to_device(grad), *[state[n] for n in always], step=t, **keywords)
         reference.step([grad])
@@ -156,7 +156,7 @@ def policy_launch(policy, host, extra=None, step=1):
     policy operands ``extra`` (name -> host array or number); return the device arrays by name."""
     from numadam.core.pipeline import PolicyScalars
 
-    family = numadam.Adam.family
+    family = numadam.Adam.algorithm
     h = family.Hyper(**{**numadam.Adam._class_defaults, "lr": 1e-2})
     scalars, _ = family.step_scalars(step, h, ())
     device = {name: cuda.to_device(array) for name, array in zip(("param", "grad", "exp_avg", "exp_avg_sq"), host)}
@@ -269,11 +269,11 @@ def test_an_out_of_place_step_on_the_simulator_matches_its_reference(method):
     host = random_array(rng, (3, 5), np.float32)
     reference = Reference(method, {}, [host])
     values = hyperparameters(method, {})
-    hyper = {h.name: h.check(h.name, values[h.name]) for h in cls.family.hyperparameters}
+    hyper = {h.name: h.check(h.name, values[h.name]) for h in cls.algorithm.hyperparameters}
     old = {"param": on_device(host, "F"), **{n: on_device(v, "F") for n, v in reference.state[0].items()}}
     new = {name: on_device(np.full(host.shape, np.nan, np.float32), "F") for name in old}
     grad = random_array(rng, host.shape, np.float32)
-    run_step(cls, {**new, "grad": on_device(grad, "F")}, 1, hyper, cls.family.initial_carry(), sources=old)
+    run_step(cls, {**new, "grad": on_device(grad, "F")}, 1, hyper, cls.algorithm.initial_carry(), sources=old)
     reference.step([grad])
     np.testing.assert_array_equal(new["param"].copy_to_host(), reference.params[0], strict=True)
     np.testing.assert_array_equal(old["param"].copy_to_host(), host, strict=True)

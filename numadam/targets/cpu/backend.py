@@ -5,21 +5,11 @@ import numpy as np
 from . import threads
 from ..quantization import BLOCK
 from ..layout import number_chunks
-from ..arrays import ArrayInfo, Plan
+from ..arrays import ArrayInfo, Plan, checked_rows
 
 
 #: A spec's real dtype by name, and zero in it.
 _REAL_DTYPES = {name: (np.dtype(name), np.dtype(name).type(0)) for name in ("float32", "float64")}
-
-
-def _row_major(scalars, real):
-    """The rows of ``scalars`` (tuples of floats, or a float64 array of rows) one after the other,
-    rounded once to ``real``."""
-    if isinstance(scalars, np.ndarray):
-        return scalars.astype(real).reshape(-1)
-    if len(scalars) == 1:
-        return np.fromiter(scalars[0], real, len(scalars[0]))
-    return np.array(scalars, real).reshape(-1)
 
 
 class CpuBackend:
@@ -55,36 +45,50 @@ class CpuBackend:
         """Whether ``plan`` runs on every core: large enough, and not in a child forked from OpenMP."""
         return plan.n_elements >= self.serial_below and threads.parallel_allowed()
 
-    def run(self, plan, spec, scalars):
-        """Apply ``spec``'s rule with ``scalars``: one row of floats per group, rounded
-        here, once, to the spec's real dtype."""
+    def launcher(self, plan, spec, blocks=None):
+        """``launch(scalars)``: ``spec``'s rule applied over ``plan``, with ``scalars`` one row of
+        floats per group (a list of tuples, or a float64 array of rows) rounded at each call, once,
+        to the spec's real dtype. Everything that depends only on the plan and the spec is
+        decided here, once. With 8-bit state, ``blocks`` holds the blocks (each block's first
+        element in the sequence, then its length) and their scales, read and written."""
         if plan.n_chunks == 0:
-            return
-        plan.check_fits(spec, scalars)
+            return lambda scalars: None
+        plan.check_fits(spec)
         real, zero = _REAL_DTYPES[spec.real]
-        kernel = self._kernels.compiled(spec, self._parallel(plan))
-        kernel(spec, plan.device_table, plan.width, plan.n_chunks, self.chunk_size, _row_major(scalars, real), zero)
+        n_scalars = spec.n_scalars
+        table, width, parallel = plan.device_table, plan.width, self._parallel(plan)
+        if blocks is None:
+            kernel = self._kernels.compiled(spec, parallel)
+            head, tail = (plan.n_chunks, self.chunk_size), ()
+        else:
+            kernel = self._kernels.compiled_blocks(spec, parallel)
+            head, tail = (blocks[0], self.chunk_size // BLOCK), (blocks[1],)
 
-    def run_blocks(self, plan, spec, scalars, blocks, scales):
-        """:meth:`run` for a spec with 8-bit state: block by block (``blocks``: each block's first
-        element in the sequence, then its length), reading and writing the blocks' ``scales``."""
-        if plan.n_chunks == 0:
-            return
-        plan.check_fits(spec, scalars)
-        real, zero = _REAL_DTYPES[spec.real]
-        kernel = self._kernels.compiled_blocks(spec, self._parallel(plan))
-        kernel(spec, plan.device_table, plan.width, blocks, self.chunk_size // BLOCK, _row_major(scalars, real), zero,
-               scales)
+        def launch(scalars):
+            if type(scalars) is list and len(scalars) == 1:  # one group: the common case, kept short
+                if len(scalars[0]) != n_scalars:
+                    raise AssertionError(f"scalar rows of {len(scalars[0])} values for {n_scalars}")
+                values = np.fromiter(scalars[0], real, n_scalars)
+            else:
+                values = checked_rows(scalars, real, n_scalars)
+            kernel(spec, table, width, *head, values, zero, *tail)
+
+        return launch
+
+    def run(self, plan, spec, scalars):
+        """Apply ``spec``'s rule over ``plan`` once with ``scalars`` (see :meth:`launcher`)."""
+        self.launcher(plan, spec)(scalars)
 
     def reduce(self, plan, spec, scalars, starts, stops):
         """``(pieces, 2)`` float64: the sum of squares and the non-finite count of the
         effective gradient over each piece ``starts[p]:stops[p]`` of the sequence."""
         out = np.zeros((len(starts), 2))
-        plan.check_fits(spec, scalars)
+        plan.check_fits(spec)
         if len(starts):
             real, zero = _REAL_DTYPES[spec.real]
             kernel = self._kernels.compiled_reduction(spec, self._parallel(plan))
-            kernel(spec, plan.device_table, plan.width, starts, stops, _row_major(scalars, real), zero, out)
+            kernel(spec, plan.device_table, plan.width, starts, stops, checked_rows(scalars, real, spec.n_scalars),
+                   zero, out)
         return out
 
     # Optimizer state lives in NumPy arrays.

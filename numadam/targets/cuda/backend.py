@@ -13,7 +13,7 @@ import threading
 import numpy as np
 
 from ..layout import c_strides, number_chunks
-from ..arrays import ArrayInfo, Plan
+from ..arrays import ArrayInfo, Plan, checked_rows
 
 _STAGING_LOCK = threading.Lock()
 
@@ -101,50 +101,49 @@ class CudaBackend:
             stream = self._streams[pointer] = cuda.external_stream(pointer)
         return stream
 
-    def _scalars_on_device(self, plan, spec, scalars):
-        """``(real dtype, device words)``: the rows of ``scalars`` rounded once to the spec's real dtype."""
-        plan.check_fits(spec, scalars)
-        real = np.dtype(spec.real)
-        return real, self._upload(_as_int64_words(np.array(scalars, real).reshape(-1)))
+    def _scalars_on_device(self, scalars, real, n_scalars):
+        """Device words holding the rows of ``scalars`` rounded once to ``real``."""
+        return self._upload(_as_int64_words(checked_rows(scalars, real, n_scalars)))
+
+    def launcher(self, plan, spec, blocks=None):
+        """``launch(scalars)``: ``spec``'s kernel launched over ``plan`` with ``scalars`` (one row of
+        floats per group, rounded at each call, once, to the spec's real dtype), on CuPy's current
+        stream. With 8-bit state, ``blocks`` holds the blocks (each block's first element in the
+        sequence, then its length) and their scales: one thread block per state block."""
+        if plan.n_chunks == 0:
+            return lambda scalars: None
+        plan.check_fits(spec)
+        real, n_scalars, kernels = np.dtype(spec.real), spec.n_scalars, self._kernels
+        if blocks is None:
+            def launch(scalars):
+                values = self._scalars_on_device(scalars, real, n_scalars)
+                kernels.launch(spec, self._table_address(plan.device_table), plan.width, len(plan.rows),
+                               plan.n_chunks, self._table_address(values), real.type(0), self._stream())
+            return launch
+        block_starts, scales = blocks
+
+        def launch_blocks(scalars):
+            values = self._scalars_on_device(scalars, real, n_scalars)
+            kernels.launch_blocks(spec, self._table_address(plan.device_table), plan.width, len(plan.rows),
+                                  self.describe(block_starts).address, block_starts.size - 1,
+                                  self._table_address(values), real.type(0), self.describe(scales).address,
+                                  self._stream())
+        return launch_blocks
 
     def run(self, plan, spec, scalars):
-        """Launch ``spec``'s kernel with ``scalars`` (one row of floats per group, rounded
-        here, once, to the spec's real dtype)."""
-        if plan.n_chunks == 0:
-            return
-        real, device_values = self._scalars_on_device(plan, spec, scalars)
-        self._kernels.launch(
-            spec,
-            self._table_address(plan.device_table),
-            plan.width,
-            len(plan.rows),
-            plan.n_chunks,
-            self._table_address(device_values),
-            real.type(0),
-            self._stream(),
-        )
-
-    def run_blocks(self, plan, spec, scalars, blocks, scales):
-        """:meth:`run` for a spec with 8-bit state: one thread block per state block (``blocks``:
-        each block's first element in the sequence, then its length), with the blocks' ``scales``."""
-        if plan.n_chunks == 0:
-            return
-        real, device_values = self._scalars_on_device(plan, spec, scalars)
-        self._kernels.launch_blocks(spec, self._table_address(plan.device_table), plan.width, len(plan.rows),
-                                    self.describe(blocks).address, blocks.size - 1,
-                                    self._table_address(device_values), real.type(0),
-                                    self.describe(scales).address, self._stream())
+        """Launch ``spec``'s kernel over ``plan`` once with ``scalars`` (see :meth:`launcher`)."""
+        self.launcher(plan, spec)(scalars)
 
     def reduce(self, plan, spec, scalars, starts, stops):
         """``(pieces, 2)`` float64 on the host: the pre-pass's two sums over each piece
         ``starts[p]:stops[p]`` of the sequence. The host waits for them."""
         out = np.zeros((len(starts), 2))
-        plan.check_fits(spec, scalars)
+        plan.check_fits(spec)
         if not len(starts):
             return out
         real = np.dtype(spec.real)
         pieces = self._upload(np.concatenate([starts, stops]).astype(np.int64))
-        values = self._upload(_as_int64_words(np.array(scalars, real).reshape(-1)))
+        values = self._scalars_on_device(scalars, real, spec.n_scalars)
         device_out = self._upload(np.zeros(2 * len(starts), np.int64))  # 8-byte words, written as float64
         self._kernels.launch_reduction(spec, self._table_address(plan.device_table), plan.width, len(plan.rows),
                                        self._table_address(pieces), len(starts), self._table_address(values),
@@ -171,9 +170,9 @@ class CudaBackend:
         not finite and (``clip_value``) writes the clipping scale into slot ``scale_slot`` of every
         row; the update then reads the block of the device's step, or does nothing if flagged.
         """
-        plan.check_fits(spec, blocks[0])
+        plan.check_fits(spec)
         real = np.dtype(spec.real)
-        values = np.array(blocks, real).reshape(-1)
+        values = np.concatenate([checked_rows(block, real, spec.n_scalars) for block in blocks])
         device_values = self._upload(_as_int64_words(values))
         scalars_address = self._table_address(device_values)
         control_address = self.describe(control).address

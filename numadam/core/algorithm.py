@@ -1,6 +1,7 @@
 """How a member of the Adam family is declared: once, in a module of its own.
 
-A :class:`Family` holds everything numadam needs to know about an optimizer:
+An :class:`Algorithm` holds everything numadam needs to know about one
+optimizer of the family:
 
 - its :class:`Hyperparameter` list (names, defaults, checks, docs), from which
   the class signature, validation, properties, ``state_dict``, the docs'
@@ -24,10 +25,10 @@ code's shape and are set once per optimizer.
 """
 
 import dataclasses
+import inspect
 from collections import namedtuple
 from typing import Callable, NamedTuple
 
-from ..targets.spec import register_rule
 
 
 class Hyperparameter(NamedTuple):
@@ -100,29 +101,66 @@ class Norms(NamedTuple):
     field: str
 
 
+class Example(NamedTuple):
+    """The example of a class's docstring: from ``w = [1, -1]``, ``steps`` steps on
+    :math:`\sum w^2` with the options ``options`` bring every element within ``tolerance`` of 0."""
+
+    options: str
+    steps: int = 300
+    tolerance: float = 0.05
+
+
+class Variant(NamedTuple):
+    """One more class over an algorithm (AdamW over Adam's): its name, docstring, the defaults it
+    changes and the hyperparameters it fixes."""
+
+    title: str
+    doc: str
+    defaults: dict
+    pinned: dict
+
+
+#: Every algorithm declared, by name, in the order their modules were imported.
+ALGORITHMS = {}
+
+
 @dataclasses.dataclass(frozen=True, eq=False)
-class Family:
-    """A member of the Adam family, as the engine sees it (see the module docstring)."""
+class Algorithm:
+    """One member of the Adam family, as the engine sees it (see the module docstring)."""
 
     name: str
     title: str
     hyperparameters: tuple
     state: tuple
     scalars: Callable
-    Scalars: type
     flags: Callable
-    Flags: type
     rule: object
     carry: Carry | None = None
     #: ``check_combination(h)`` raises if hyperparameters are wrong together.
     check_combination: Callable | None = None
     #: A first pass that needs each parameter's norms before its update (LAMB), or None.
     norms: "Norms | None" = None
+    #: The class's docstring before its example: what it computes (the math) and whose update it is.
+    doc: str = ""
+    #: The class docstring's example: an :class:`Example`, or doctest lines of its own.
+    example: "Example | str" = None
+    #: The papers, one a line.
+    references: tuple = ()
+    #: What the functional step's docstring says after its first paragraph (the carry, say).
+    step_doc: str = ""
+    #: The functional step's example, as doctest lines.
+    step_example: str = ""
+    #: More classes over this algorithm (:class:`Variant`).
+    variants: tuple = ()
+    #: Methods the classes get besides the optimizer's own (schedule-free AdamW's ``eval_params``).
+    methods: tuple = ()
 
     def __post_init__(self):
-        register_rule(self.name, self.rule, self.Scalars, self.Flags, [kind.name for kind in self.state],
-                      None if self.norms is None else self.norms.rule)
         object.__setattr__(self, "Hyper", namedtuple(f"{self.title}Hyper", self.names))
+        #: The named tuples of the rule's scalars and flags: what ``scalars`` and ``flags`` return.
+        object.__setattr__(self, "Scalars", inspect.signature(self.scalars).return_annotation)
+        object.__setattr__(self, "Flags", inspect.signature(self.flags).return_annotation)
+        ALGORITHMS[self.name] = self
 
     @property
     def names(self):
@@ -138,9 +176,20 @@ class Family:
         """``value`` checked as hyperparameter ``name``."""
         return self.hyperparameter(name).check(name, value)
 
+    def check_combination_of(self, values):
+        """Raise if the hyperparameters ``values`` (a dict of all of them) are wrong together."""
+        if self.check_combination is not None:
+            self.check_combination(self.Hyper(**values))
+
     def state_kinds(self, h):
         """The state kinds the hyperparameters ``h`` use, in the rule's order."""
         return tuple(kind for kind in self.state if kind.present is None or kind.present(h))
+
+    @property
+    def takes_magnitude(self):
+        """Whether ``complex_mode="magnitude"`` applies: some state is built from squared magnitudes
+        and no norms pass reads complex numbers as pairs."""
+        return any(kind.magnitude for kind in self.state) and self.norms is None
 
     def initial_carry(self):
         return () if self.carry is None else tuple(self.carry.initial)

@@ -1,0 +1,342 @@
+"""The local engine: parameters in this process's memory (NumPy, CuPy, torch tensors, DLPack).
+
+The parameters are sorted into buckets (:mod:`numadam.engine.bucket`), one per
+storage dtype, each updated by one kernel launch. A step binds the gradients
+to each bucket's plan, every check made before anything is written, and
+applies it: through the policy pipeline (:class:`~numadam.engine.stepping.Engine`),
+or, for the common step with no policy, straight through the plan's launch.
+
+A plan is checked once and reused while nothing changes: the same gradient
+arrays (the very objects, filled in place) and the same hyperparameters find
+it by identity, and the step is then the scalars of this step and one call
+of the compiled kernel (see :meth:`LocalEngine.step`).
+"""
+
+import operator
+
+import numpy as np
+
+from ..adapters.foreign import adopt, is_tensor
+from ..core import validate
+from ..core.pipeline import PolicyScalars
+from ..targets.dispatch import backend_for
+from .bounds import checked_bounds
+from .bucket import buckets_by_dtype, written_memory
+from .state_dict import checked_bucket_arrays
+from .device_steps import DeviceSteps
+from .stepping import Engine, with_policy
+
+
+class LocalEngine(Engine):
+    """The engine of parameters in this process's memory (see the module docstring).
+
+    ``given`` are the leaves as the user gave them, ``paths`` their names,
+    ``bounds`` each leaf's ``(low, high)`` as given (numbers or arrays) or ``None``.
+    """
+
+    def __init__(self, algorithm, settings, policies, treedef, given, paths, bounds, check_options):
+        super().__init__(algorithm, settings, policies, paths)
+        self.treedef = treedef
+        adopted = adopt(given, paths, [True] * len(given))
+        #: What a write through the leaves' arrays must tell torch (None for NumPy and CuPy).
+        self.foreign = adopted if adopted.arrays is not given else None
+        self.given = given
+        self._last_tensor_grads = [], []  # the last .grad tensors read, and their arrays
+        #: ``(tensor, address, path)`` of each torch parameter.
+        self.tensors = [(leaf, leaf.data_ptr(), path) for leaf, path in zip(given, paths) if is_tensor(leaf)]
+        leaves = adopted.arrays
+        self.backend = backend_for(leaves, paths)
+        self.name = self.backend.name
+        self.infos = [self.backend.describe(leaf) for leaf in leaves]
+        for info, path in zip(self.infos, paths):
+            validate.check_parameter_dtype(info, path)
+            validate.check_layout(info, path, writable=True)
+        validate.check_disjoint(self.infos, paths, leaves, [True] * len(leaves))
+        array_type = self.backend.array_type
+        for leaf, path in zip(leaves, paths):
+            if not isinstance(leaf, array_type):
+                raise TypeError(f"{path} is a {type(leaf).__name__}; the optimizer objects take "
+                                f"{array_type.__module__}.{array_type.__name__} parameters")
+        self.leaves = leaves
+        #: The scalar row each leaf's segments read: its group's, or its own (families with norms).
+        self._table_rows = list(range(len(leaves))) if algorithm.norms is not None else list(settings.leaf_groups)
+        self._device_steps = None  # CUDA with nonfinite="skip": see numadam.engine.device_steps
+        self._carries = {}
+        self._bounds = None if bounds is None else self._bound_arrays(bounds)
+        check_options([info.dtype for info in self.infos])
+        self._install(algorithm.state_kinds(settings.hyper(settings.own)), settings.hyper(settings.own))
+
+    def _bound_arrays(self, given):
+        """Each leaf's ``(low, high)`` as arrays of its dtype and shape: its own copies of array
+        bounds, and a number repeated with stride 0."""
+        backend = self.backend
+
+        def own_copy(value, leaf, side, path):
+            backend_for([leaf, value], [path, f"the {side} bound of {path}"])
+            own = backend.zeros(leaf.size, leaf.dtype).reshape(leaf.shape)
+            backend.assign(own, value)
+            return own
+
+        def repeated(value, leaf):
+            one = backend.zeros(1, leaf.dtype)
+            one[...] = value
+            return backend.broadcast(one.reshape(()), leaf.shape)
+
+        checked = checked_bounds(given, self.leaves, self.paths, own_copy, lambda checks: [bool(c) for c in checks])
+        return [tuple(repeated(side, leaf) if isinstance(side, float) else side for side in pair)
+                for pair, leaf in zip(checked, self.leaves)]
+
+    def _install(self, kinds, h):
+        self.buckets = buckets_by_dtype(self.backend, self.algorithm, kinds, self.leaves, self.infos, self.paths,
+                                        self._table_rows, h, self.policies, self._bounds)
+        self._written = written_memory(self.backend, [a for b in self.buckets for a in b.written_arrays()])
+        self.locations = [None] * len(self.leaves)
+        for bucket in self.buckets:
+            for local, k in enumerate(bucket.indices):
+                self.locations[k] = (bucket, local)
+        #: The common step's bucket: the only one, with no policy, no norms and no torch tensors.
+        self._plain = (self.buckets[0] if len(self.buckets) == 1 and self.policies.plain
+                       and self.algorithm.norms is None and self.foreign is None else None)
+
+    # -- the step ---------------------------------------------------------------------------------
+
+    def step(self, grads):
+        """Bind ``grads`` (a tree like the parameters) and step; see :meth:`numadam.Adam.step`."""
+        bucket = self._plain
+        if bucket is not None and type(grads) in (list, tuple) and bucket.is_bound_to(grads):
+            plan = bucket.last_plan
+            if plan is not None:  # the common step: the plan of the very same gradients
+                settings = self.settings
+                if settings.scheduled_any:
+                    settings.apply_schedules(self.step_count)
+                step = self.step_count + 1
+                scalars, self.carry = settings.step_scalars(step, self.carry)
+                bucket.launch(plan, self.settings.flags, scalars)
+                self.step_count = step
+                return None
+        plans = self._bound_plans(grads)
+        if any(b.absent for b in self.buckets):
+            self._check_gradients_may_be_absent()
+            if all(plan is None for plan in plans):
+                return None
+        if self.foreign is not None:
+            self._check_tensors_in_place()
+            with self.foreign.launch():
+                self._step_plans(plans)
+            self.foreign.written()
+        else:
+            self._step_plans(plans)
+        return None
+
+    def _bound_plans(self, grads):
+        """Each bucket's plan for ``grads`` (every gradient checked), ``None`` for a bucket without one."""
+        buckets = self.buckets
+        if grads is None:
+            leaves = self._tensor_grads()
+        else:
+            leaves = self.treedef.flatten_like(grads, "grads")
+            if self.foreign is not None:
+                leaves = adopt(leaves, self.grad_paths, [False] * len(leaves)).arrays
+        if len(buckets) == 1:
+            return [buckets[0].bind(leaves, self._written)]
+        return [b.bind([leaves[k] for k in b.indices], self._written) for b in buckets]
+
+    def _step_plans(self, plans):
+        if self.policies.plain and self.algorithm.norms is None:
+            self.settings.apply_schedules(self.step_count)
+            step = self.step_count + 1
+            scalars, carry = self.settings.step_scalars(step, self.carry)
+            flags = self.settings.flags
+            for bucket, plan in zip(self.buckets, plans):
+                if plan is not None:
+                    bucket.launch(plan, flags, scalars)
+            self.step_count, self.carry = step, carry
+            return
+        if self._device_steps is None and self._counts_on_device():
+            self._device_steps = DeviceSteps(self.backend, self.step_count, self.skipped)
+            self._carries = {self.step_count: self.carry}
+        if self._device_steps is not None:
+            self._device_step(plans)
+            return
+        self.policy_step(plans)
+
+    def _reduce(self, plans, flags, policy, scalars):
+        if len(self.buckets) == 1:  # every leaf, in order
+            per_leaf = self.buckets[0].reduce(plans[0], flags, policy, scalars)
+            return per_leaf[:, 0], per_leaf[:, 1]
+        first, second = np.zeros(len(self.leaves)), np.zeros(len(self.leaves))
+        for bucket, plan in zip(self.buckets, plans):
+            per_leaf = bucket.reduce(plan, flags, policy, scalars)
+            first[bucket.indices] = per_leaf[:, 0]
+            second[bucket.indices] = per_leaf[:, 1]
+        return first, second
+
+    def _update(self, plans, flags, policy, scalars):
+        for bucket, plan in zip(self.buckets, plans):
+            if plan is not None:
+                bucket.run(plan, bucket.spec(flags, policy), scalars)
+
+    def _check_gradients_may_be_absent(self):
+        """A gradient may be ``None`` unless a policy reduces or accumulates over every parameter,
+        the family has norms, or the state is 8-bit."""
+        policies = self.policies
+        if (policies.reduces or policies.accumulate > 1 or self.algorithm.norms is not None
+                or any(b.quantized for b in self.buckets)):
+            k = next(b.indices[b.absent[0]] for b in self.buckets if b.absent)
+            raise ValueError(f"{self.grad_paths[k]} is None; with clipping, a non-finite policy, accumulation, "
+                             "8-bit state or a family with norms every parameter needs a gradient")
+
+    # -- torch parameters ---------------------------------------------------------------------------
+
+    def _tensor_grads(self):
+        """Each torch parameter's ``.grad`` (``None`` where it has none), adopted."""
+        if len(self.tensors) != len(self.given):
+            raise TypeError(f"{self.algorithm.title}.step() needs grads: only torch parameters carry their "
+                            "gradient (.grad), and these are not all torch tensors; pass a tree of gradients "
+                            "shaped like params")
+        tensors = [tensor.grad for tensor in self.given]
+        last_tensors, last_grads = self._last_tensor_grads
+        if len(tensors) == len(last_tensors) and all(map(operator.is_, tensors, last_tensors)):
+            return last_grads  # the same gradient tensors (filled in place): the same arrays, the same plan
+        present = [k for k, grad in enumerate(tensors) if grad is not None]
+        arrays = adopt([tensors[k] for k in present], [f"{self.paths[k]}.grad" for k in present],
+                       [False] * len(present)).arrays
+        grads = [None] * len(tensors)
+        for k, array in zip(present, arrays):
+            grads[k] = array
+        self._last_tensor_grads = tensors, grads
+        return grads
+
+    def _check_tensors_in_place(self):
+        """torch parameters still own the memory the optimizer updates (``p.data = ...`` moves it)."""
+        for tensor, address, path in self.tensors:
+            if tensor.data_ptr() != address:
+                raise ValueError(f"{path} no longer holds the memory this optimizer updates (was p.data "
+                                 "reassigned?); copy new values in place with p.data.copy_(...), or make a new "
+                                 "optimizer")
+
+    def zero_grad(self, set_to_none):
+        if not self.tensors:
+            raise TypeError(f"{self.algorithm.title}.zero_grad() clears torch parameters' .grad; these "
+                            "parameters carry no gradient (pass gradients to step instead)")
+        for tensor, _, _ in self.tensors:
+            if tensor.grad is not None:
+                if set_to_none:
+                    tensor.grad = None
+                else:
+                    tensor.grad.detach_().zero_()
+
+    # -- steps counted on the GPU (nonfinite="skip" on CUDA) ----------------------------------------
+
+    def _counts_on_device(self):
+        """Whether the GPU decides skips and counts steps: CUDA, ``nonfinite="skip"``, one dtype,
+        no accumulation, no norms pass and no 8-bit state (those skip on the host, which then waits
+        for the pre-pass)."""
+        policies = self.policies
+        return (self.backend.name == "cuda" and policies.nonfinite == "skip" and policies.accumulate == 1
+                and self.algorithm.norms is None and len(self.buckets) == 1 and not self.buckets[0].quantized)
+
+    def _device_step(self, plans):
+        """A step whose skipping and step number the GPU decides (see :mod:`numadam.engine.device_steps`)."""
+        steps = self._device_steps
+        candidates = steps.candidates()
+        self._learn_device_steps(wait=False)
+        policies = self.policies
+        policy = policies.policy("")
+        flags = self.settings.flags
+        carry = self._carries[steps.known_applied]
+        blocks = []
+        for step in candidates:
+            scalars, carry = self.settings.step_scalars(step, carry, self.settings.scheduled(step - 1))
+            self._carries[step] = carry
+            blocks.append(with_policy(scalars, policy, policies.scalars(1.0, step)))  # the GPU writes the scale
+        (bucket,), (plan,) = self.buckets, plans
+        starts, stops, _ = bucket.pieces(plan)
+        scale_slot = len(self.algorithm.Scalars._fields) + PolicyScalars._fields.index("grad_scale")
+        bucket.backend.skip_or_step(plan, bucket.spec(flags, policy), blocks, starts, stops,
+                                    steps.control, candidates[0], policies.clip_global_norm, scale_slot)
+        steps.after_call()
+
+    def _learn_device_steps(self, wait):
+        """Take the counts the GPU reported (waiting for exact ones if ``wait``) as the host's own."""
+        steps = self._device_steps
+        if steps is None:
+            return
+        if wait:
+            steps.synchronize()
+        else:
+            steps.absorb(wait=False)
+        if steps.known_applied != self.step_count or steps.known_skipped != self.skipped:
+            self.step_count, self.skipped = steps.known_applied, steps.known_skipped
+            self.carry = self._carries[self.step_count]
+            self._carries = {step: carry for step, carry in self._carries.items() if step >= self.step_count}
+            self.settings.apply_schedules(self.step_count)
+
+    def counts(self):
+        self._learn_device_steps(wait=True)
+        return super().counts()
+
+    def set_counts(self, step_count, skipped, micro_step, carry):
+        super().set_counts(step_count, skipped, micro_step, carry)
+        self._device_steps = None  # counted on the host again until the next step
+
+    # -- state ----------------------------------------------------------------------------------------
+
+    @property
+    def params(self):
+        """The leaves as given (torch tensors stay tensors)."""
+        return self.given
+
+    @property
+    def arrays(self):
+        """The parameters' NumPy or CuPy arrays (over a torch tensor's memory, for a tensor)."""
+        return self.leaves
+
+    def state_names(self):
+        """The names of the state arrays this engine keeps: the family's kinds, then the held policy operands."""
+        return [kind.name for kind in self.buckets[0].kinds] + list(self.buckets[0].policy_buffers)
+
+    def state_leaves(self, name):
+        """Views of each leaf's state ``name`` (a family kind or a held policy operand)."""
+        return [(b.state[name] if name in b.state else b.policy_state[name])[local] for b, local in self.locations]
+
+    def state_arrays(self, lazy=False):
+        """Copies of every state array, by name (8-bit state adds ``<name>_scales``)."""
+        arrays = {}
+        for kind in self.buckets[0].kinds:
+            arrays[kind.name] = [b.state[kind.name][local].copy() for b, local in self.locations]
+            if any(b.quantized for b in self.buckets):
+                arrays[f"{kind.name}_scales"] = [
+                    b.block_scales(kind.name, local).copy() if b.quantized else np.zeros(0, np.float32)
+                    for b, local in self.locations]
+        for name in self.buckets[0].policy_buffers:
+            arrays[name] = [b.policy_state[name][local].copy() for b, local in self.locations]
+        return arrays
+
+    def ema_params(self, correction):
+        return [b.policy_state["ema"][local] / b.compute.type(correction) for b, local in self.locations]
+
+    def reshape_state(self, kinds, h):
+        """Keep exactly the state kinds ``kinds``, allocating only the new ones (initialized for ``h``)."""
+        wanted = {kind.name for kind in kinds}
+        for bucket in self.buckets:
+            for name in [n for n in bucket.buffers if n not in wanted]:
+                bucket.drop_state(name)
+            for kind in kinds:
+                if kind.name not in bucket.buffers:
+                    bucket.add_state(kind, h)
+        self._written = written_memory(self.backend, [a for b in self.buckets for a in b.written_arrays()])
+
+    def load_state(self, arrays, kinds, h):
+        """Copy the checked state ``arrays`` (by name: leaves) into this engine's own arrays."""
+        self.reshape_state(kinds, h)
+        for name, leaves in arrays.items():
+            for (bucket, local), source in zip(self.locations, leaves):
+                if name in bucket.policy_buffers:
+                    bucket.backend.assign(bucket.policy_state[name][local], source)
+                else:
+                    bucket.load_state(name, local, source)
+
+    def checked_arrays(self, state, kinds, treedef):
+        """The state's arrays, checked against the parameters (see :mod:`numadam.engine.state_dict`)."""
+        return checked_bucket_arrays(self, state, kinds, treedef)
