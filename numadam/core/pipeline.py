@@ -249,6 +249,12 @@ class Policies(namedtuple("Policies", [o.name for o in OPTIONS if o.name != "non
         """The names of the options set to other than their defaults (``bounds`` for ``nonneg``)."""
         return [name for name in self._fields if getattr(self, name) != getattr(_PLAIN, name)]
 
+    @staticmethod
+    def options_on_dask():
+        """The options a step over Dask arrays applies, in the signatures' order."""
+        return [option.name for option in OPTIONS if option.name not in _STAGE_OF_OPTION
+                or _STAGES_BY_NAME[_STAGE_OF_OPTION[option.name]].on_dask]
+
     def refused_on_dask(self):
         """The options given that a step over Dask arrays does not apply."""
         refused = {name for stage in STAGES if not stage.on_dask and stage.on(self)

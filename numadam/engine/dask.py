@@ -28,7 +28,7 @@ import numpy as np
 
 from ..adapters import dask as held
 from ..core import dtypes
-from ..core.pipeline import NO_POLICY, OPTIONS, QUANTIZED_STATE, held_operands
+from ..core.pipeline import NO_POLICY, QUANTIZED_STATE, held_operands
 from .bounds import checked_bounds
 from .operands import expected_state_dtype, policy_operand_dtype, run_on_arrays
 from .state_dict import checked_held_arrays
@@ -47,8 +47,8 @@ class DaskEngine(Engine):
         check_options([leaf.dtype for leaf in leaves])
         refused = policies.refused_on_dask()
         if refused:
-            applied = [option.name for option in OPTIONS if option.name not in refused and option.name != "nonneg"]
-            raise ValueError(f"on Dask arrays numadam applies {', '.join(applied)}; got {', '.join(refused)} "
+            raise ValueError(f"on Dask arrays numadam applies {', '.join(policies.options_on_dask())}; got "
+                             f"{', '.join(refused)} "
                              "(step the NumPy arrays of one machine for the others)")
         if policies.state_dtype == QUANTIZED_STATE:
             raise ValueError("on Dask arrays state_dtype may be 'bfloat16' (or the default); got 'int8' (its "
@@ -294,16 +294,15 @@ class DaskEngine(Engine):
 def _chunk_arrays(algorithm, names, policy, sides, chunks, grad, bound_chunks):
     """The operands of a chunk's kernel, by slot: the held ``chunks`` (parameter, state, held
     operands) that ``policy`` uses, the gradient, and the bounds (numbers repeated with stride 0)."""
-    arrays = dict(zip(("param", *names), chunks))
     used = set(policy.operands())
-    arrays = {name: array for name, array in arrays.items()
+    arrays = {name: held.readable(array) for name, array in zip(("param", *names), chunks)
               if name == "param" or name in used or name not in _POLICY_HELD}
     arrays["grad"] = held.readable(grad)
     if sides is not None and policy.bounds:
         found = iter(bound_chunks)
         param = arrays["param"]
         for slot, side, infinite in zip(("low", "high"), sides, (-np.inf, np.inf)):
-            arrays[slot] = next(found) if side == "array" else held.broadcast_number(
+            arrays[slot] = held.readable(next(found)) if side == "array" else held.broadcast_number(
                 infinite if side is None else side, param)
     return arrays
 
