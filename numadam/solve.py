@@ -15,7 +15,7 @@ import warnings
 
 import numpy as np
 
-from .core import dtypes as _dtypes, validate as _validate
+from .core import dtypes, validate
 from .targets.dispatch import backend_for
 from .adapters.dask import is_dask_array
 from .adapters.foreign import adopt, is_foreign, is_jax, is_tensor, tensor_like
@@ -91,10 +91,9 @@ def minimize(fun, x0, args=(), jac=None, method="adam", *, bounds=None, maxiter=
         gradient must have ``x``'s shape and backend; it is cast to ``x``'s dtype.
         Adam needs a gradient: ``None`` (finite differences) is refused.
     method : str
-        A name from :func:`numadam.families`: "adam" (the default), "adamw",
-        "nadam", "radam", "adamax", "adabelief", "yogi", "lion", "ademamix",
-        "adopt" or "schedule_free_adamw" (the result's ``x`` is then the last
-        iterate :math:`y`; evaluate ``x0``-shaped averages with the class itself).
+        Any name of :func:`numadam.families` ("adam" by default). With
+        "schedule_free_adamw" the result's ``x`` is the last iterate :math:`y`;
+        evaluate the averaged iterate with the class itself.
     **hyperparameters
         The family's hyperparameters (for Adam ``lr``, ``betas``, ``eps``,
         ``weight_decay``, ``amsgrad``, ...: see the class). ``weight_decay``
@@ -184,131 +183,165 @@ def minimize(fun, x0, args=(), jac=None, method="adam", *, bounds=None, maxiter=
     optimizer_type = optimizer_class(method)
     if nonfinite not in ("stop", "skip"):
         raise ValueError(f"nonfinite must be 'stop' (status 4) or 'skip' (evaluate again); got {nonfinite!r}")
-    if is_dask_array(x0):
-        return _minimize_dask(fun, x0, args, jac, optimizer_type, bounds, clip, nonfinite, schedule,
-                              _StopRules(maxiter, gtol, ftol, xtol, patience), callback, hyperparameters)
-    x = _working_copy(x0)
-    box = None if bounds is None else _box(bounds, x)
-    if box is not None:
-        _clip_into(x, box)
-    optimizer = optimizer_type(x, schedule=schedule, bounds=box, **hyperparameters)
     stop_rules = _StopRules(maxiter, gtol, ftol, xtol, patience)
-    clipper = _clipper(clip)
+    iterate = (_DaskIterate if is_dask_array(x0) else _ArrayIterate)(fun, x0, args, jac, optimizer_type, bounds,
+                                                                        clip, schedule, hyperparameters)
     notify = _scipy_style_callback(callback)
-    bar = _progress_bar(_validate.check_flag("progress", progress), stop_rules.maxiter)
-
+    bar = _progress_bar(validate.check_flag("progress", progress), stop_rules.maxiter)
     observe = getattr(schedule, "observe", None)
-    solver = _Evaluations(fun, jac, args, x, box, x0)
-    grad, fresh_grad, step_grad, previous_x = x.copy(), x.copy(), x.copy(), x.copy()
     nit = skipped = 0
     try:
-        value, grad_peak = solver.evaluate_into(grad)
+        value, grad_peak = iterate.evaluate()
         history = [value]
         if math.isfinite(value) and math.isfinite(grad_peak):
-            status, message = stop_rules.check(nit, history, grad_peak, x, previous_x)
+            status, message = stop_rules.check(nit, history, grad_peak, iterate.x, iterate.previous_x)
         else:
             status, message = NON_FINITE, _non_finite_message(value, 0) + "; returning x0"
         while status is None:
             if observe is not None:
                 observe(value)
-            step_grad[...] = grad
-            if clipper is not None:
-                clipped = clipper(step_grad)
-                if clipped is not None and clipped is not step_grad:
-                    step_grad[...] = _checked_clip_result(clipped, step_grad)
-            previous_x[...] = x
-            optimizer.step(step_grad)
+            iterate.step()
             (candidate, candidate_peak), failures, retries = _evaluated_until_finite(
-                lambda: solver.evaluate_into(fresh_grad), nonfinite, stop_rules.patience)
+                iterate.evaluate_candidate, nonfinite, stop_rules.patience)
             skipped += retries
             if failures > retries:
-                x[...] = previous_x
+                iterate.step_back()
                 status, message = _non_finite_stop(candidate, nit, nonfinite, failures)
                 break
             nit += 1
+            iterate.accept()
             value, grad_peak = candidate, candidate_peak
-            grad, fresh_grad = fresh_grad, grad
             history.append(value)
             if bar is not None:
                 bar.set_postfix(fun=f"{value:.6g}", refresh=False)
                 bar.update()
             if notify is not None:
                 try:
-                    notify(OptimizeResult(x=tensor_like(x.copy(), x0), fun=value, jac=tensor_like(grad.copy(), x0),
-                                          nit=nit, nfev=solver.nfev))
+                    notify(OptimizeResult(x=iterate.shown(iterate.x), fun=value, jac=iterate.shown(iterate.grad),
+                                          nit=nit, nfev=iterate.nfev))
                 except StopIteration:
                     status, message = CALLBACK, "stopped: callback raised StopIteration"
                     break
-            status, message = stop_rules.check(nit, history, grad_peak, x, previous_x)
+            status, message = stop_rules.check(nit, history, grad_peak, iterate.x, iterate.previous_x)
     finally:
         if bar is not None:
             bar.close()
-    return OptimizeResult(x=tensor_like(x, x0), fun=value, jac=tensor_like(grad, x0), nit=nit, nfev=solver.nfev,
-                          njev=solver.njev, status=status, success=status in _SUCCESS, message=message, skipped=skipped,
+    x, jac = iterate.result()
+    return OptimizeResult(x=x, fun=value, jac=jac, nit=nit, nfev=iterate.nfev, njev=iterate.nfev, status=status,
+                          success=status in _SUCCESS, message=message, skipped=skipped,
                           history=np.array(history, dtype=np.float64))
 
 
-def _minimize_dask(fun, x0, args, jac, optimizer_type, bounds, clip, nonfinite, schedule, stop_rules, callback,
-                   hyperparameters):
-    """:func:`minimize` over a Dask array: each iterate is a new persisted array (the optimizer's
-    ``params``); values and gradient norms are computed by Dask and come back as NumPy scalars."""
-    import dask
-    from scipy.optimize import OptimizeResult
+class _ArrayIterate:
+    """The iterate of a solve over one NumPy or CuPy array: a copy of ``x0`` the optimizer updates in place.
 
-    box = None if bounds is None else _number_box(bounds)
-    x0 = x0.astype(_solver_dtype(x0.dtype))
-    if box is not None:
-        x0 = x0.clip(*box)  # the first iterate must be feasible
-    optimizer = optimizer_type(x0, schedule=schedule, bounds=box, **_dask_clip_options(clip), **hyperparameters)
-    notify = _scipy_style_callback(callback)
-    observe = getattr(schedule, "observe", None)
-    calls = [0]
+    ``grad`` holds the gradient at ``x``; a step gives the optimizer a copy
+    (clipped, if asked), keeping ``x``'s last value in ``previous_x``; the next
+    gradient lands in ``fresh_grad`` and becomes ``grad`` once accepted.
+    """
 
-    def evaluate(x):
-        calls[0] += 1
-        value, gradient = _value_and_gradient(fun, jac, args, x)
+    def __init__(self, fun, x0, args, jac, optimizer_type, bounds, clip, schedule, hyperparameters):
+        x = _working_copy(x0)
+        box = None if bounds is None else _box(bounds, x)
+        if box is not None:
+            _clip_into(x, box)
+        self.optimizer = optimizer_type(x, schedule=schedule, bounds=box, **hyperparameters)
+        self.clipper = _clipper(clip)
+        self.evaluations = _Evaluations(fun, jac, args, x, box, x0)
+        self.x, self.x0 = x, x0
+        self.grad, self.fresh_grad, self.step_grad, self.previous_x = x.copy(), x.copy(), x.copy(), x.copy()
+
+    @property
+    def nfev(self):
+        return self.evaluations.nfev
+
+    def evaluate(self):
+        """``(value, max |gradient|)`` at ``x``, the gradient into ``grad``."""
+        return self.evaluations.evaluate_into(self.grad)
+
+    def evaluate_candidate(self):
+        """``(value, max |gradient|)`` at ``x`` after a step, the gradient into ``fresh_grad``."""
+        return self.evaluations.evaluate_into(self.fresh_grad)
+
+    def step(self):
+        self.step_grad[...] = self.grad
+        if self.clipper is not None:
+            clipped = self.clipper(self.step_grad)
+            if clipped is not None and clipped is not self.step_grad:
+                self.step_grad[...] = _checked_clip_result(clipped, self.step_grad)
+        self.previous_x[...] = self.x
+        self.optimizer.step(self.step_grad)
+
+    def accept(self):
+        self.grad, self.fresh_grad = self.fresh_grad, self.grad
+
+    def step_back(self):
+        self.x[...] = self.previous_x
+
+    def shown(self, array):
+        """A copy of ``array`` for a callback, as ``x0``'s kind (a torch tensor for a torch ``x0``)."""
+        return tensor_like(array.copy(), self.x0)
+
+    def result(self):
+        return tensor_like(self.x, self.x0), tensor_like(self.grad, self.x0)
+
+
+class _DaskIterate:
+    """The iterate of a solve over a Dask array: each step's new persisted array (the optimizer's
+    ``params``); values and gradient norms are computed by Dask and come back as NumPy scalars.
+    Clipping and bounds are the optimizer's own policies, applied in each chunk's task."""
+
+    def __init__(self, fun, x0, args, jac, optimizer_type, bounds, clip, schedule, hyperparameters):
+        self.box = None if bounds is None else _number_box(bounds)
+        x0 = x0.astype(_solver_dtype(x0.dtype))
+        if self.box is not None:
+            x0 = x0.clip(*self.box)  # the first iterate must be feasible
+        self.optimizer = optimizer_type(x0, schedule=schedule, bounds=self.box, **_dask_clip_options(clip),
+                                        **hyperparameters)
+        self.fun, self.jac, self.args = fun, jac, args
+        self.nfev = 0
+        self.x = self.previous_x = self.optimizer.params
+        self.grad = self.fresh_grad = None
+
+    def _evaluated(self, x):
+        import dask
+
+        self.nfev += 1
+        value, gradient = _value_and_gradient(self.fun, self.jac, self.args, x)
         if not is_dask_array(gradient):
             raise TypeError(f"the gradient of a Dask x must be a Dask array; got {type(gradient).__name__}")
         if gradient.shape != x.shape:
             raise ValueError(f"the gradient must have x's shape {x.shape}; got shape {gradient.shape}")
         value, gradient = dask.persist(value, gradient.astype(x.dtype))
-        measured = gradient if box is None else x - (x - gradient).clip(*box)  # the projected gradient
+        measured = gradient if self.box is None else x - (x - gradient).clip(*self.box)  # the projected gradient
         parts = (measured.real, measured.imag) if measured.dtype.kind == "c" else (measured,)
         value, *peaks = dask.compute(value, *(abs(part).max() for part in parts))
         peaks = [float(peak) for peak in peaks]
         return _objective_value(value), (math.nan if any(map(math.isnan, peaks)) else max(peaks)), gradient
 
-    x = optimizer.params
-    value, grad_peak, grad = evaluate(x)
-    history = [value]
-    nit = skipped = 0
-    status, message = stop_rules.check(nit, history, grad_peak, x, x) if math.isfinite(value) and math.isfinite(
-        grad_peak) else (NON_FINITE, _non_finite_message(value, 0) + "; returning x0")
-    while status is None:
-        if observe is not None:
-            observe(value)
-        previous_x = x
-        x = optimizer.step(grad)
-        (candidate, candidate_peak, candidate_grad), failures, retries = _evaluated_until_finite(
-            lambda: evaluate(x), nonfinite, stop_rules.patience)
-        skipped += retries
-        if failures > retries:
-            x = previous_x
-            status, message = _non_finite_stop(candidate, nit, nonfinite, failures)
-            break
-        nit += 1
-        value, grad_peak, grad = candidate, candidate_peak, candidate_grad
-        history.append(value)
-        if notify is not None:
-            try:
-                notify(OptimizeResult(x=x, fun=value, jac=grad, nit=nit, nfev=calls[0]))
-            except StopIteration:
-                status, message = CALLBACK, "stopped: callback raised StopIteration"
-                break
-        status, message = stop_rules.check(nit, history, grad_peak, x, previous_x)
-    return OptimizeResult(x=x, fun=value, jac=grad, nit=nit, nfev=calls[0], njev=calls[0], status=status,
-                          success=status in _SUCCESS, message=message, skipped=skipped,
-                          history=np.array(history, dtype=np.float64))
+    def evaluate(self):
+        value, peak, self.grad = self._evaluated(self.x)
+        return value, peak
+
+    def evaluate_candidate(self):
+        value, peak, self.fresh_grad = self._evaluated(self.x)
+        return value, peak
+
+    def step(self):
+        self.previous_x = self.x
+        self.x = self.optimizer.step(self.grad)
+
+    def accept(self):
+        self.grad = self.fresh_grad
+
+    def step_back(self):
+        self.x = self.previous_x
+
+    def shown(self, array):
+        return array
+
+    def result(self):
+        return self.x, self.grad
 
 
 def _evaluated_until_finite(evaluate, nonfinite, patience):
@@ -337,11 +370,11 @@ class _StopRules:
     """The stop rules of :func:`minimize`, in their order; ``ftol``/``xtol`` count quiet iterations."""
 
     def __init__(self, maxiter, gtol, ftol, xtol, patience):
-        self.maxiter = _validate.check_count("maxiter", maxiter, minimum=0)
-        self.gtol = _validate.check_limit("gtol", gtol)
-        self.ftol = None if ftol is None else _validate.check_limit("ftol", ftol)
-        self.xtol = None if xtol is None else _validate.check_limit("xtol", xtol)
-        self.patience = _validate.check_count("patience", patience, minimum=1)
+        self.maxiter = validate.check_count("maxiter", maxiter, minimum=0)
+        self.gtol = validate.check_limit("gtol", gtol)
+        self.ftol = None if ftol is None else validate.check_limit("ftol", ftol)
+        self.xtol = None if xtol is None else validate.check_limit("xtol", xtol)
+        self.patience = validate.check_count("patience", patience, minimum=1)
         self.quiet_f = self.quiet_x = 0
 
     def check(self, nit, history, grad_peak, x, previous_x):
@@ -576,8 +609,8 @@ def _solver_dtype(given):
         dtype = np.dtype(np.float64)
     elif dtype.kind in "fc":
         dtype = np.dtype(dtype.type)
-    if not _dtypes.is_supported(dtype) or _dtypes.is_low_precision(dtype):
-        raise TypeError(f"x0 has dtype {given}; minimize works in {_dtypes.names(_SOLVER_DTYPES)} (16-bit "
+    if not dtypes.is_supported(dtype) or dtypes.is_low_precision(dtype):
+        raise TypeError(f"x0 has dtype {given}; minimize works in {dtypes.names(_SOLVER_DTYPES)} (16-bit "
                         "parameters: step numadam.Adam with master_weights=True or stochastic_rounding=True)")
     return dtype
 
@@ -624,7 +657,7 @@ def _clipper(clip):
                         f"got {clip!r}")
     rule, limit = clip
     clip_with = _CLIPPERS[rule]
-    limit = _validate.check_limit("max_value" if rule == "value" else "max_norm", limit)
+    limit = validate.check_limit("max_value" if rule == "value" else "max_norm", limit)
 
     def clip_in_place(grad):
         clip_with(grad, limit)
