@@ -88,11 +88,12 @@ class _Checked(NamedTuple):
 
 
 class _Plan(NamedTuple):
-    """The checked plan of a call's arrays (held weakly, with their shapes) under ``checked``."""
+    """The checked plan of a call's arrays under ``checked``: the arrays' ids, and weak references
+    that tell whether those arrays still live (an id is only theirs while they do)."""
 
     checked: _Checked
+    ids: tuple
     refs: list
-    shapes: list
     launch: object
 
 
@@ -107,15 +108,13 @@ def step_function(cls, name, doc):
     defaults = {n: v for n, v in cls._class_defaults.items() if n not in cls.pinned}
     always = [kind.name for kind in algorithm.state if kind.present is None]
     optional = [kind for kind in algorithm.state if kind.present is not None]
-    optional_names = {kind.name for kind in optional}
+    optional_names = [kind.name for kind in optional]
     last = [None, None]  # the last _Checked and _Plan, each replaced whole (threads may share the function)
 
     def checked_hyperparameters(given):
+        """``given`` checked (with the class's defaults for the others), kept for the next calls."""
         keys, values = tuple(given), tuple(given.values())
         types = tuple(map(type, values))
-        found = last[0]
-        if found is not None and found.keys == keys and found.values == values and found.types == types:
-            return found
         unknown = [k for k in given if k not in defaults]
         if unknown:
             raise TypeError(f"{name}() got unexpected keyword arguments {unknown}; "
@@ -124,8 +123,8 @@ def step_function(cls, name, doc):
         hyper = {h.name: h.check(h.name, merged[h.name]) for h in algorithm.hyperparameters}
         algorithm.check_combination_of(hyper)
         h = algorithm.Hyper(**hyper)
-        found = last[0] = _Checked(keys, values, types, hyper, h, algorithm.flags(h), algorithm.state_kinds(h))
-        return found
+        checked = last[0] = _Checked(keys, values, types, hyper, h, algorithm.flags(h), algorithm.state_kinds(h))
+        return checked
 
     def operands_of(param, grad, state, given_optional, kinds):
         operands = {"param": param, "grad": grad, **dict(zip(always, state))}
@@ -140,40 +139,62 @@ def step_function(cls, name, doc):
         return operands
 
     def planned(checked, operands, step, carry):
-        """The step of NumPy operands through their checked plan, made at their first call and kept
-        while the same arrays come with the same hyperparameters; ``None`` for other operands."""
-        arrays = list(operands.values())
-        plan = last[1]
-        if plan is None or plan.checked is not checked or not _same(plan, arrays):
-            if algorithm.norms is not None or any(type(array) is not np.ndarray for array in arrays):
-                return None
-            ready = prepared(algorithm, operands)
-            spec = kernel_spec(algorithm, checked.flags, ready.storage, ready.present, NO_POLICY, ready.state)
-            plan = last[1] = _Plan(checked, [weakref.ref(array) for array in arrays],
-                                   [array.shape for array in arrays], ready.backend.launcher(ready.plan, spec))
+        """The step of NumPy operands through their checked plan, made here and kept while the same
+        arrays come with the same hyperparameters; ``None`` for other operands."""
+        if algorithm.norms is not None or any(type(array) is not np.ndarray for array in operands.values()):
+            return None
+        ready = prepared(algorithm, operands)
+        spec = kernel_spec(algorithm, checked.flags, ready.storage, ready.present, NO_POLICY, ready.state)
+        arrays = tuple(operands.values())
+        plan = _Plan(checked, tuple(map(id, arrays)), [weakref.ref(array) for array in arrays],
+                     ready.backend.launcher(ready.plan, spec))
         scalars, carry = algorithm.step_scalars(step, checked.h, carry)
         plan.launch([scalars])
+        last[1] = plan
         return carry
 
+    n_state = len(always)
+    initial_carry = algorithm.initial_carry()
+    carried = algorithm.carry is not None
+
     def step_function(param, grad, *state, step, carry=None, **keywords):
-        if len(state) != len(always):
+        if len(state) != n_state:
             raise TypeError(f"{name}() takes param, grad, {', '.join(always)} as positional arrays; "
                             f"got {2 + len(state)} positional arguments")
-        step = validate.check_step(step)
-        given_optional = {k: keywords.pop(k) for k in optional_names if k in keywords}
-        checked = checked_hyperparameters(keywords)
-        operands = operands_of(param, grad, state, given_optional, checked.kinds)
-        if carry is not None and algorithm.carry is None:
+        if type(step) is not int or step < 1:
+            step = validate.check_step(step)
+        given_optional = {}
+        for optional_name in optional_names:
+            array = keywords.pop(optional_name, None)
+            if array is not None:
+                given_optional[optional_name] = array
+        checked = last[0]  # the last call's hyperparameters, if these are they (this runs every call)
+        values = tuple(keywords.values())
+        if (checked is None or checked.values != values or checked.keys != tuple(keywords)
+                or checked.types != tuple(map(type, values))):
+            checked = checked_hyperparameters(keywords)
+        if carry is None:
+            carry = initial_carry
+        elif carried:
+            carry = tuple(carry)
+        else:
             raise TypeError(f"{name}() takes no carry: {algorithm.title} keeps no running host values")
-        carry = algorithm.initial_carry() if carry is None else tuple(carry)
+        plan = last[1]
+        if (plan is not None and plan.checked is checked
+                and plan.ids == (id(param), id(grad), *map(id, state), *map(id, given_optional.values()))
+                and _alive(plan.refs)):
+            scalars, carry = algorithm.step_scalars(step, checked.h, carry)  # the same arrays: their plan
+            plan.launch([scalars])
+            return carry if carried else None
+        operands = operands_of(param, grad, state, given_optional, checked.kinds)
         if is_dask_array(param):  # immutable: the new arrays are the answer
             scalars, after = algorithm.step_scalars(step, checked.h, carry)
             arrays = step_dask_arrays(algorithm, operands, checked.flags, tuple(scalars))
-            return (*arrays, after) if algorithm.carry is not None else arrays
+            return (*arrays, after) if carried else arrays
         after = planned(checked, operands, step, carry)
         if after is None:
             after = run_step(cls, operands, step, checked.hyper, carry)
-        return after if algorithm.carry is not None else None
+        return after if carried else None
 
     P = inspect.Parameter
     parameters = [P(n, P.POSITIONAL_OR_KEYWORD) for n in ["param", "grad"] + always]
@@ -189,12 +210,10 @@ def step_function(cls, name, doc):
     return step_function
 
 
-def _same(plan, arrays):
-    """Whether ``arrays`` are the very arrays of ``plan``, with the same shapes (an array's shape may
-    be set in place)."""
-    if len(plan.refs) != len(arrays):
-        return False
-    for ref, shape, array in zip(plan.refs, plan.shapes, arrays):
-        if ref() is not array or array.shape != shape:
+
+def _alive(refs):
+    """Whether every weak reference of ``refs`` still has its array."""
+    for ref in refs:
+        if ref() is None:
             return False
     return True

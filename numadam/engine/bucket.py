@@ -107,7 +107,6 @@ class Bucket:
         self._pieces = None
         self._specs = {}
         self._launches = {}  # spec -> (plan, the backend's launch of it)
-        self._plain_spec = None  # (flags, spec) of the rule alone
         #: The parameters (local indices) whose gradient was ``None`` in the last :meth:`bind`.
         self.absent = []
 
@@ -165,7 +164,7 @@ class Bucket:
         self._param_rows = [self._rows(k, self.infos[k].strides, 0) for k in range(len(self.params))]
         self._fast_rows = np.concatenate(self._param_rows)
         self._bound_grads = self._plan = self._pieces = None
-        self._specs, self._launches, self._plain_spec = {}, {}, None
+        self._specs, self._launches = {}, {}
 
     def _view_dtype(self, buffer, k):
         """The dtype of parameter ``k``'s part of ``buffer``: the buffer's, complex for complex parameters
@@ -244,16 +243,20 @@ class Bucket:
         kept while the plan is this bucket's (:meth:`bind`)."""
         found = self._launches.get(spec)
         if found is None or found[0] is not plan:
-            blocks = (self.blocks, self.scales) if self.quantized and spec.policy.accumulate != "add" else None
-            found = self._launches[spec] = plan, self.backend.launcher(plan, spec, blocks)
+            found = self._launches[spec] = plan, self.backend.launcher(plan, spec, self._blocks(spec))
         found[1](scalars)
 
-    def launch(self, plan, flags, scalars):
-        """:meth:`run` of the rule alone, with the rule's ``flags`` (the common step, kept short)."""
-        spec = self._plain_spec
-        if spec is None or spec[0] is not flags:
-            spec = self._plain_spec = flags, self.spec(flags)
-        self.run(plan, spec[1], scalars)
+    def launcher(self, plan, flags):
+        """``launch(scalars)``: the rule alone, with the rule's ``flags``, over ``plan``."""
+        spec = self.spec(flags)
+        found = self._launches.get(spec)
+        if found is None or found[0] is not plan:
+            found = self._launches[spec] = plan, self.backend.launcher(plan, spec, self._blocks(spec))
+        return found[1]
+
+    def _blocks(self, spec):
+        """The blocks and scales a kernel of ``spec`` updates block by block (8-bit state), or ``None``."""
+        return (self.blocks, self.scales) if self.quantized and spec.policy.accumulate != "add" else None
 
     def bind(self, grads, written):
         """Check this bucket's gradients and return the plan that applies them.
@@ -304,6 +307,11 @@ class Bucket:
             plan = self.backend.plan(coalesce(rows, self._itemsizes()))
         self._bound_grads, self._plan, self._pieces, self.absent = list(grads), plan, None, absent
         return plan
+
+    @property
+    def bound_grads(self):
+        """The gradients of the last :meth:`bind` (a list, or the very tuple passed again)."""
+        return self._bound_grads
 
     @property
     def last_plan(self):

@@ -37,6 +37,8 @@ class LocalEngine(Engine):
     def __init__(self, algorithm, settings, policies, treedef, given, paths, bounds, check_options):
         super().__init__(algorithm, settings, policies, paths)
         self.treedef = treedef
+        self._one_leaf = treedef.kind == "leaf"
+        self._launch = None, None, None  # the common step's (plan, flags, launch)
         adopted = adopt(given, paths, [True] * len(given))
         #: What a write through the leaves' arrays must tell torch (None for NumPy and CuPy).
         self.foreign = adopted if adopted.arrays is not given else None
@@ -101,19 +103,32 @@ class LocalEngine(Engine):
     # -- the step ---------------------------------------------------------------------------------
 
     def step(self, grads):
-        """Bind ``grads`` (a tree like the parameters) and step; see :meth:`numadam.Adam.step`."""
+        """Bind ``grads`` (a tree like the parameters) and step; see :meth:`numadam.Adam.step`.
+
+        The common step (one bucket, no policy) of the very gradients of the last
+        step, the same tuple, or a list of the same arrays, or the same array of a
+        one-array tree, goes straight to its plan's launch: the scalars of this
+        step and one call of the compiled kernel.
+        """
         bucket = self._plain
-        if bucket is not None and type(grads) in (list, tuple) and bucket.is_bound_to(grads):
-            plan = bucket.last_plan
-            if plan is not None:  # the common step: the plan of the very same gradients
-                settings = self.settings
-                if settings.scheduled_any:
-                    settings.apply_schedules(self.step_count)
-                step = self.step_count + 1
-                scalars, self.carry = settings.step_scalars(step, self.carry)
-                bucket.launch(plan, self.settings.flags, scalars)
-                self.step_count = step
-                return None
+        if bucket is not None:
+            bound = bucket.bound_grads
+            if bound is not None and (grads is bound or (self._one_leaf and grads is bound[0])
+                                      or (type(grads) is list and bucket.is_bound_to(grads))):
+                plan = bucket.last_plan
+                if plan is not None:
+                    settings = self.settings
+                    if settings.scheduled_any:
+                        settings.apply_schedules(self.step_count)
+                    step = self.step_count + 1
+                    hypers, flags = settings.per_group()
+                    scalars, self.carry = settings.step_scalars(step, self.carry, hypers)
+                    launch = self._launch
+                    if launch[0] is not plan or launch[1] is not flags:
+                        launch = self._launch = plan, flags, bucket.launcher(plan, flags)
+                    launch[2](scalars)
+                    self.step_count = step
+                    return None
         plans = self._bound_plans(grads)
         if any(b.absent for b in self.buckets):
             self._check_gradients_may_be_absent()
@@ -149,7 +164,7 @@ class LocalEngine(Engine):
             flags = self.settings.flags
             for bucket, plan in zip(self.buckets, plans):
                 if plan is not None:
-                    bucket.launch(plan, flags, scalars)
+                    bucket.launcher(plan, flags)(scalars)
             self.step_count, self.carry = step, carry
             return
         if self._device_steps is None and self._counts_on_device():

@@ -41,14 +41,15 @@ class Settings:
 
     def per_group(self):
         """Each group's hyperparameters as named tuples, and the union of the flags of the groups
-        in use; recomputed only after a hyperparameter changed."""
-        key = (self.version, tuple(group._version for group in self.groups))
-        if self._cache is None or self._cache[0] != key:
+        in use; recomputed only after a hyperparameter changed (this runs every step)."""
+        cache = self._cache
+        groups = self.groups
+        if cache is None or cache[0] != self.version or (groups and cache[1] != [g._version for g in groups]):
             own = self.own
-            hypers = [self.hyper(own)] + [self.hyper({**own, **group.overrides}) for group in self.groups]
+            hypers = [self.hyper(own)] + [self.hyper({**own, **group.overrides}) for group in groups]
             flags = self.algorithm.union_flags([hypers[g] for g in self.used])
-            self._cache = key, hypers, flags
-        return self._cache[1], self._cache[2]
+            cache = self._cache = self.version, [g._version for g in groups], hypers, flags
+        return cache[2], cache[3]
 
     @property
     def flags(self):
@@ -57,7 +58,7 @@ class Settings:
     @property
     def scheduled_any(self):
         """Whether a schedule sets some ``lr`` before each step."""
-        return self.schedule is not None or any(group.schedule is not None for group in self.groups)
+        return self.schedule is not None or (self.groups and any(group.schedule is not None for group in self.groups))
 
     def apply_schedules(self, step_count):
         """Set ``lr`` (and each scheduled group's) from the schedules for ``step_count`` updates
