@@ -91,6 +91,37 @@ class NumadamObject(Contender):
         return [to_host(p) for p in self._params]
 
 
+class NumadamAlgorithm(Contender):
+    """Another algorithm's object step over the case's arrays (its defaults, Adam's ``lr``): what its
+    call costs beside Adam's. Not compared with Adam: it is another update."""
+
+    checked = False
+
+    def __init__(self, problem, variant, method):
+        self._params = [problem.xp.array(p, copy=True) for p in problem.params]
+        self._grads = problem.grads[0] if problem.single else problem.grads
+        cls = numadam.families()[method]
+        self._optimizer = cls(self._params[0] if problem.single else self._params, lr=LR)
+
+    def step(self):
+        self._optimizer.step(self._grads)
+
+    def parameters(self):
+        return [to_host(p) for p in self._params]
+
+
+class NumadamWithReduction(NumadamObject):
+    """``numadam.Adam`` with ``clip_global_norm`` and ``nonfinite="skip"``: the cost of the reduction
+    pre-pass and its decision. The limit is never reached here, so the update is Adam's, checked."""
+
+    def __init__(self, problem, variant):
+        self._params = [problem.xp.array(p, copy=True) for p in problem.params]
+        self._grads = problem.grads[0] if problem.single else problem.grads
+        optimizer = numadam.AdamW if variant.decoupled else numadam.Adam
+        self._optimizer = optimizer(self._params[0] if problem.single else self._params, clip_global_norm=1e30,
+                                    nonfinite="skip", **_options(variant))
+
+
 class NumadamFunctional(Contender):
     """``numadam.adam_step`` called once per array, state kept by the caller."""
 

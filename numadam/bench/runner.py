@@ -15,8 +15,11 @@ from typing import Callable, NamedTuple
 import numba
 import numpy as np
 
+import numadam
+
 from .cases import LR, VARIANTS, Case, Variant
-from .contenders import (NumadamFunctional, NumadamObject, NumpyInPlace, NumpyNaive, Problem, SameTrafficFlat, SameTrafficPerArray)
+from .contenders import (NumadamAlgorithm, NumadamFunctional, NumadamObject, NumadamWithReduction, NumpyInPlace,
+                         NumpyNaive, Problem, SameTrafficFlat, SameTrafficPerArray)
 from .frameworks import NumadamOnTensors, OptaxAdam, TorchAdam, Unavailable
 from .timing import interleaved_medians
 
@@ -57,6 +60,10 @@ def contender_builders(case):
     ]
     if not case.single:
         builders.append(("same-traffic kernel, one call per array", "other", SameTrafficPerArray))
+    if case.name == "small":  # what a call costs: every algorithm's, and the reduction pre-pass's
+        builders.append(("numadam, clip_global_norm + nonfinite='skip'", "other", NumadamWithReduction))
+        builders += [(f"numadam {cls.__name__}", "other", partial(_in_adam_variant, NumadamAlgorithm, method=name))
+                     for name, cls in numadam.families().items() if name not in ("adam", "adamw")]
     builders += [
         ("NumPy in place", "other", NumpyInPlace),
         ("NumPy naive", "other", NumpyNaive),
@@ -123,6 +130,17 @@ class Platform(NamedTuple):
 CPU = Platform(contender_builders, _cpu_timer, lambda arrays: [a.copy() for a in arrays], _cpu_assign)
 
 
+class NotApplicable(Exception):
+    """This contender has no row in this variant (the table leaves it out, with no note)."""
+
+
+def _in_adam_variant(build, problem, variant, **options):
+    """``build(problem, variant, **options)`` in the ``adam`` variant only: another algorithm's row."""
+    if variant.name != "adam":
+        raise NotApplicable
+    return build(problem, variant, **options)
+
+
 def run_case(case, rounds, min_batch_seconds, seed=0, progress=None, platform=CPU):
     """Check and time every contender of ``case`` for every variant; a list of :class:`Result`."""
     rng = np.random.default_rng(seed)
@@ -150,6 +168,8 @@ def _run_variant(case, problem, variant, second_grads, rounds, min_batch_seconds
             contender = build(problem, variant)
             if role != "numadam":
                 contender.check_step()
+        except NotApplicable:
+            continue
         except Unavailable as reason:
             results.append(Result(case, variant, label, role, None, str(reason)))
             continue

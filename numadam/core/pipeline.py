@@ -240,10 +240,12 @@ class Policies(namedtuple("Policies", [o.name for o in OPTIONS if o.name != "non
         return Policy(accumulate=phase, **switches)
 
     def scalars(self, grad_scale, step=0):
-        """The :class:`PolicyScalars` of update ``step`` with ``grad_scale``."""
+        """The :class:`PolicyScalars` of update ``step`` with ``grad_scale`` (the salt of stochastic
+        rounding is 0 without it: no kernel reads it then)."""
         decay = 0.0 if self.ema is None else self.ema
+        salt = float(_salt(self.seed, step)) if self.stochastic_rounding else 0.0
         return PolicyScalars(float(self.accumulate), grad_scale, 0.0 if self.clip_value is None else self.clip_value,
-                             decay, 1.0 - decay, float(_salt(self.seed, step)))
+                             decay, 1.0 - decay, salt)
 
     def given(self):
         """The names of the options set to other than their defaults (``bounds`` for ``nonneg``)."""
@@ -341,6 +343,7 @@ def skip_or_scale(policies, squares, bad, grad_paths):
 
     Raises ``FloatingPointError`` for ``nonfinite="raise"``, naming the first gradient at fault.
     """
+    bad, squares = _numbers(bad), _numbers(squares)
     if any(bad):
         if policies.nonfinite == "raise":
             path = grad_paths[next(k for k, count in enumerate(bad) if count)]
@@ -351,6 +354,11 @@ def skip_or_scale(policies, squares, bad, grad_paths):
         return 1.0
     norm = math.sqrt(math.fsum(squares))
     return policies.clip_global_norm / norm if norm > policies.clip_global_norm else 1.0
+
+
+def _numbers(values):
+    """``values`` (a NumPy array or a sequence) as a list of Python numbers."""
+    return values.tolist() if hasattr(values, "tolist") else list(values)
 
 
 def leaf_bound(value, path, side):

@@ -13,6 +13,7 @@ which is what makes a step over many arrays cheap, and passing the same
 gradient arrays every step (filled in place) reuses the plan as it is.
 """
 
+import functools
 import operator
 from typing import NamedTuple
 
@@ -107,6 +108,8 @@ class Bucket:
         self._pieces = None
         self._specs = {}
         self._launches = {}  # spec -> (plan, the backend's launch of it)
+        self._reducers = {}  # id(policy) -> (plan, flags, policy, its pre-pass summed by parameter)
+        self._by_identity = {}  # id(policy) -> (plan, flags, policy, launch): see launcher
         #: The parameters (local indices) whose gradient was ``None`` in the last :meth:`bind`.
         self.absent = []
 
@@ -164,7 +167,7 @@ class Bucket:
         self._param_rows = [self._rows(k, self.infos[k].strides, 0) for k in range(len(self.params))]
         self._fast_rows = np.concatenate(self._param_rows)
         self._bound_grads = self._plan = self._pieces = None
-        self._specs, self._launches = {}, {}
+        self._specs, self._launches, self._reducers, self._by_identity = {}, {}, {}, {}
 
     def _view_dtype(self, buffer, k):
         """The dtype of parameter ``k``'s part of ``buffer``: the buffer's, complex for complex parameters
@@ -246,13 +249,15 @@ class Bucket:
             found = self._launches[spec] = plan, self.backend.launcher(plan, spec, self._blocks(spec))
         found[1](scalars)
 
-    def launcher(self, plan, flags):
-        """``launch(scalars)``: the rule alone, with the rule's ``flags``, over ``plan``."""
-        spec = self.spec(flags)
-        found = self._launches.get(spec)
-        if found is None or found[0] is not plan:
-            found = self._launches[spec] = plan, self.backend.launcher(plan, spec, self._blocks(spec))
-        return found[1]
+    def launcher(self, plan, flags, policy=NO_POLICY):
+        """``launch(scalars)``: the update with the rule's ``flags`` and ``policy`` over ``plan``, found
+        by identity (the steps of one optimizer pass the same flags and policy objects)."""
+        found = self._by_identity.get(id(policy))
+        if found is None or found[0] is not plan or found[1] is not flags or found[2] is not policy:
+            spec = self.spec(flags, policy)
+            launch = self.backend.launcher(plan, spec, self._blocks(spec))
+            found = self._by_identity[id(policy)] = plan, flags, policy, launch
+        return found[3]
 
     def _blocks(self, spec):
         """The blocks and scales a kernel of ``spec`` updates block by block (8-bit state), or ``None``."""
@@ -357,11 +362,18 @@ class Bucket:
         return self._pieces[1]
 
     def reduce(self, plan, flags, policy, scalars):
-        """Per parameter, the sum of squares and the count of non-finite numbers of the effective gradient."""
-        starts, stops, leaves = self.pieces(plan)
-        sums = self.backend.reduce(plan, self.spec(flags, policy), scalars, starts, stops)
-        n = len(self.params)  # summed in piece order, as the pieces' own sums are
-        return np.stack([np.bincount(leaves, sums[:, 0], n), np.bincount(leaves, sums[:, 1], n)], axis=1)
+        """Per parameter, the pre-pass's two sums (``policy.reduction`` says which), as a
+        ``(parameters, 2)`` array refilled at each call; the pieces' sums are added in piece order.
+        The pre-pass of a plan, flags and policy is made once and found by identity."""
+        found = self._reducers.get(id(policy))
+        if found is None or found[0] is not plan or found[1] is not flags or found[2] is not policy:
+            starts, stops, leaves = self.pieces(plan)
+            reduce = self.backend.reducer(plan, self.spec(flags, policy), starts, stops)
+            n = len(self.params)
+            if len(leaves) != n:  # pieces of the same parameter: their sums added up, in order
+                reduce = functools.partial(_by_leaf, reduce, leaves, n)
+            found = self._reducers[id(policy)] = plan, flags, policy, reduce
+        return found[3](scalars)
 
     def _checked_grad(self, k, grad):
         """Every check of gradient ``k``; ``(address, info)``, info ``None`` for the parameter's layout."""
@@ -387,6 +399,12 @@ class Bucket:
                 f"{self._grad_path(k)} shares memory with a parameter or the optimizer state; "
                 "gradients must be separate arrays"
             )
+
+
+def _by_leaf(reduce, leaves, n, scalars):
+    """``reduce(scalars)``'s sums of pieces added up per parameter (``leaves``: each piece's), in piece order."""
+    sums = reduce(scalars)
+    return np.stack([np.bincount(leaves, sums[:, 0], n), np.bincount(leaves, sums[:, 1], n)], axis=1)
 
 
 def _with_grad_address(rows, address):

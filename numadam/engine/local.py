@@ -96,9 +96,10 @@ class LocalEngine(Engine):
         for bucket in self.buckets:
             for local, k in enumerate(bucket.indices):
                 self.locations[k] = (bucket, local)
-        #: The common step's bucket: the only one, with no policy, no norms and no torch tensors.
-        self._plain = (self.buckets[0] if len(self.buckets) == 1 and self.policies.plain
-                       and self.algorithm.norms is None and self.foreign is None else None)
+        #: The only bucket, when there is one and no torch tensors (the steps of the same gradients
+        #: then reuse its plan at once); ``_plain``: it takes the rule alone (no policy, no norms).
+        self._single = self.buckets[0] if len(self.buckets) == 1 and self.foreign is None else None
+        self._plain = self.policies.plain and self.algorithm.norms is None
 
     # -- the step ---------------------------------------------------------------------------------
 
@@ -110,13 +111,13 @@ class LocalEngine(Engine):
         one-array tree, goes straight to its plan's launch: the scalars of this
         step and one call of the compiled kernel.
         """
-        bucket = self._plain
+        bucket = self._single
         if bucket is not None:
             bound = bucket.bound_grads
             if bound is not None and (grads is bound or (self._one_leaf and grads is bound[0])
                                       or (type(grads) is list and bucket.is_bound_to(grads))):
                 plan = bucket.last_plan
-                if plan is not None:
+                if plan is not None and self._plain:
                     settings = self.settings
                     if settings.scheduled_any:
                         settings.apply_schedules(self.step_count)
@@ -128,6 +129,9 @@ class LocalEngine(Engine):
                         launch = self._launch = plan, flags, bucket.launcher(plan, flags)
                     launch[2](scalars)
                     self.step_count = step
+                    return None
+                if plan is not None and not bucket.absent:
+                    self._step_plans([plan])
                     return None
         plans = self._bound_plans(grads)
         if any(b.absent for b in self.buckets):
@@ -189,7 +193,7 @@ class LocalEngine(Engine):
     def _update(self, plans, flags, policy, scalars):
         for bucket, plan in zip(self.buckets, plans):
             if plan is not None:
-                bucket.run(plan, bucket.spec(flags, policy), scalars)
+                bucket.launcher(plan, flags, policy)(scalars)
 
     def _check_gradients_may_be_absent(self):
         """A gradient may be ``None`` unless a policy reduces or accumulates over every parameter,

@@ -22,10 +22,10 @@ def with_policy(scalars, policy, policy_scalars):
     """
     if not policy.active:
         return scalars
-    extra = tuple(policy_scalars)
     if isinstance(scalars, np.ndarray):
-        return np.hstack([scalars, np.broadcast_to(np.array(extra, np.float64), (len(scalars), len(extra)))])
-    return [tuple(values) + extra for values in scalars]
+        extra = np.array(policy_scalars, np.float64)
+        return np.hstack([scalars, np.broadcast_to(extra, (len(scalars), len(extra)))])
+    return [values + policy_scalars for values in scalars]
 
 
 class Engine:
@@ -49,6 +49,14 @@ class Engine:
         self.grad_paths = ["grads" + path[len("params"):] for path in paths]
         self.step_count = self.skipped = self.micro_step = 0
         self.carry = [algorithm.initial_carry() for _ in range(len(settings.groups) + 1)]
+        #: The kernel policy of a call in each phase ("", "add", "apply"), made once; with a norms pass,
+        #: that pass's (no bounds or moving average yet) and the update's after it (the gradient consumed).
+        self._policy_of = {phase: policies.policy(phase) for phase in ("", "add", "apply")}
+        self._first_pass_of = {phase: policy._replace(bounds=False, ema=False, reduction="norms")
+                               for phase, policy in self._policy_of.items()}
+        self._leaf_groups = np.asarray(settings.leaf_groups, np.intp)
+        self._after_norms_of = {phase: policy._replace(accumulate="", grad_scale=False, clip_value=False)
+                                for phase, policy in self._policy_of.items()}
 
     def counts(self):
         """``(step_count, skipped, micro_step)``, exact (an engine whose device counts waits for it)."""
@@ -65,42 +73,44 @@ class Engine:
         micro_step = self.micro_step + 1
         phase = policies.phase(micro_step)
         step = self.step_count + 1
-        if phase != "add":
+        if phase != "add" and settings.scheduled_any:
             settings.apply_schedules(self.step_count)  # a function of step_count: again after a skip changes nothing
-        scalars, carry = settings.step_scalars(step, self.carry)
-        flags = settings.flags
+        hypers, flags = settings.per_group()
+        scalars, carry = settings.step_scalars(step, self.carry, hypers)
         if self.algorithm.norms is not None:  # one row per parameter (its group's, for now), as one array
-            scalars = np.array(scalars, np.float64)[settings.leaf_groups]
-        grad_scale = 1.0
+            scalars = np.array(scalars, np.float64)[self._leaf_groups]
+        policy = self._policy_of[phase]
+        grad_scale, rows = 1.0, None
         if policies.needs_reduction(phase):
-            reduction = policies.policy(phase)
-            squares, bad = self._reduce(grads, flags, reduction,
-                                        with_policy(scalars, reduction, policies.scalars(1.0, step)))
+            rows = with_policy(scalars, policy, policies.scalars(1.0, step))
+            squares, bad = self._reduce(grads, flags, policy, rows)
             decision = skip_or_scale(policies, squares, bad, self.grad_paths)
             if decision is None:
                 self.skipped += 1
                 return
             if phase != "add":
                 grad_scale = decision
-        policy = policies.policy(phase)
-        extra = policies.scalars(grad_scale, step)
+        extra = None
         if self.algorithm.norms is not None and phase != "add":
-            scalars, policy = self._norms_pass(grads, flags, policy, scalars, extra)
-        self._update(grads, flags, policy, with_policy(scalars, policy, extra))
+            extra = policies.scalars(grad_scale, step)
+            scalars, policy = self._norms_pass(grads, flags, phase, scalars, extra)
+            rows = None
+        if rows is None or grad_scale != 1.0:  # the pre-pass's rows serve unless the update's differ
+            rows = with_policy(scalars, policy, extra or policies.scalars(grad_scale, step))
+        self._update(grads, flags, policy, rows)
         if phase == "add":  # only accumulated: no update was taken
             self.micro_step = micro_step
             return
         self.step_count, self.carry, self.micro_step = step, carry, 0
 
-    def _norms_pass(self, grads, flags, policy, scalars, extra):
+    def _norms_pass(self, grads, flags, phase, scalars, extra):
         """The family's first pass (LAMB's moments and norms): it consumes the gradient; returns each
         parameter's scalar row for the update and the policy left for it (bounds, moving average)."""
-        first = policy._replace(bounds=False, ema=False, reduction="norms")
+        first = self._first_pass_of[phase]
         param_squares, direction_squares = self._reduce(grads, flags, first, with_policy(scalars, first, extra))
         hypers, _ = self.settings.per_group()
-        scalars = self.algorithm.norms.scalars(scalars, hypers, np.asarray(self.settings.leaf_groups, np.intp),
-                                               param_squares, direction_squares)
-        return scalars, policy._replace(accumulate="", grad_scale=False, clip_value=False)
+        scalars = self.algorithm.norms.scalars(scalars, hypers, self._leaf_groups, param_squares, direction_squares)
+        return scalars, self._after_norms_of[phase]
 
     def _reduce(self, grads, flags, policy, scalars):
         """Per parameter, in parameter order, the two float64 sums of the pre-pass ``policy.reduction``."""

@@ -12,6 +12,16 @@ from ..arrays import ArrayInfo, Plan, checked_rows
 _REAL_DTYPES = {name: (np.dtype(name), np.dtype(name).type(0)) for name in ("float32", "float64")}
 
 
+def _row_values(scalars, real, n_scalars):
+    """The scalar rows as one array in the kernel's ``real`` dtype (see
+    :func:`~numadam.targets.arrays.checked_rows`); one row, the common case, is kept short."""
+    if type(scalars) is list and len(scalars) == 1:
+        if len(scalars[0]) != n_scalars:
+            raise AssertionError(f"scalar rows of {len(scalars[0])} values for {n_scalars}")
+        return np.fromiter(scalars[0], real, n_scalars)
+    return checked_rows(scalars, real, n_scalars)
+
+
 class CpuBackend:
     """NumPy arrays, updated by the Numba ``prange`` kernel."""
 
@@ -65,13 +75,7 @@ class CpuBackend:
             head, tail = (blocks[0], self.chunk_size // BLOCK), (blocks[1],)
 
         def launch(scalars):
-            if type(scalars) is list and len(scalars) == 1:  # one group: the common case, kept short
-                if len(scalars[0]) != n_scalars:
-                    raise AssertionError(f"scalar rows of {len(scalars[0])} values for {n_scalars}")
-                values = np.fromiter(scalars[0], real, n_scalars)
-            else:
-                values = checked_rows(scalars, real, n_scalars)
-            kernel(spec, table, width, *head, values, zero, *tail)
+            kernel(spec, table, width, *head, _row_values(scalars, real, n_scalars), zero, *tail)
 
         return launch
 
@@ -79,17 +83,27 @@ class CpuBackend:
         """Apply ``spec``'s rule over ``plan`` once with ``scalars`` (see :meth:`launcher`)."""
         self.launcher(plan, spec)(scalars)
 
-    def reduce(self, plan, spec, scalars, starts, stops):
-        """``(pieces, 2)`` float64: the sum of squares and the non-finite count of the
-        effective gradient over each piece ``starts[p]:stops[p]`` of the sequence."""
+    def reducer(self, plan, spec, starts, stops):
+        """``reduce(scalars)``: the pre-pass of ``spec`` over ``plan``, its two float64 sums over each
+        piece ``starts[p]:stops[p]`` of the sequence, as a ``(pieces, 2)`` array (refilled at each
+        call: copy what is kept)."""
         out = np.zeros((len(starts), 2))
         plan.check_fits(spec)
-        if len(starts):
-            real, zero = _REAL_DTYPES[spec.real]
-            kernel = self._kernels.compiled_reduction(spec, self._parallel(plan))
-            kernel(spec, plan.device_table, plan.width, starts, stops, checked_rows(scalars, real, spec.n_scalars),
-                   zero, out)
-        return out
+        if not len(starts):
+            return lambda scalars: out
+        real, zero = _REAL_DTYPES[spec.real]
+        n_scalars, table, width = spec.n_scalars, plan.device_table, plan.width
+        kernel = self._kernels.compiled_reduction(spec, self._parallel(plan))
+
+        def reduce(scalars):
+            kernel(spec, table, width, starts, stops, _row_values(scalars, real, n_scalars), zero, out)
+            return out
+
+        return reduce
+
+    def reduce(self, plan, spec, scalars, starts, stops):
+        """The pre-pass over ``plan`` once (see :meth:`reducer`)."""
+        return self.reducer(plan, spec, starts, stops)(scalars).copy()
 
     # Optimizer state lives in NumPy arrays.
     array_type = np.ndarray

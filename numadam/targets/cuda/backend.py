@@ -134,6 +134,10 @@ class CudaBackend:
         """Launch ``spec``'s kernel over ``plan`` once with ``scalars`` (see :meth:`launcher`)."""
         self.launcher(plan, spec)(scalars)
 
+    def reducer(self, plan, spec, starts, stops):
+        """``reduce(scalars)``: :meth:`reduce` over ``plan`` with ``scalars`` (the host waits)."""
+        return lambda scalars: self.reduce(plan, spec, scalars, starts, stops)
+
     def reduce(self, plan, spec, scalars, starts, stops):
         """``(pieces, 2)`` float64 on the host: the pre-pass's two sums over each piece
         ``starts[p]:stops[p]`` of the sequence. The host waits for them."""
