@@ -339,7 +339,7 @@ def skip_or_scale(policies, squares, bad, grad_paths):
     """The decision of a step whose gradients were reduced: ``None`` to skip it (``nonfinite="skip"``),
     else the gradients' scale (:math:`c/\\|g\\|` where the global norm exceeds ``clip_global_norm``,
     else 1). ``squares`` and ``bad`` hold each gradient's sum of squares and count of non-finite
-    numbers; the norm sums them exactly (``math.fsum``), so it does not depend on their order.
+    numbers; the norm adds the sums of squares in parameter order.
 
     Raises ``FloatingPointError`` for ``nonfinite="raise"``, naming the first gradient at fault.
     """
@@ -352,7 +352,10 @@ def skip_or_scale(policies, squares, bad, grad_paths):
             return None
     if policies.clip_global_norm is None:
         return 1.0
-    norm = math.sqrt(math.fsum(squares))
+    total = 0.0
+    for square in squares:
+        total += square
+    norm = math.sqrt(total)
     return policies.clip_global_norm / norm if norm > policies.clip_global_norm else 1.0
 
 

@@ -110,6 +110,7 @@ class Bucket:
         self._launches = {}  # spec -> (plan, the backend's launch of it)
         self._reducers = {}  # id(policy) -> (plan, flags, policy, its pre-pass summed by parameter)
         self._by_identity = {}  # id(policy) -> (plan, flags, policy, launch): see launcher
+        self._fused = {}  # id(policy) -> (plan, flags, policy, fused step or None): see reduce_and_update
         #: The parameters (local indices) whose gradient was ``None`` in the last :meth:`bind`.
         self.absent = []
 
@@ -167,7 +168,7 @@ class Bucket:
         self._param_rows = [self._rows(k, self.infos[k].strides, 0) for k in range(len(self.params))]
         self._fast_rows = np.concatenate(self._param_rows)
         self._bound_grads = self._plan = self._pieces = None
-        self._specs, self._launches, self._reducers, self._by_identity = {}, {}, {}, {}
+        self._specs, self._launches, self._reducers, self._by_identity, self._fused = {}, {}, {}, {}, {}
 
     def _view_dtype(self, buffer, k):
         """The dtype of parameter ``k``'s part of ``buffer``: the buffer's, complex for complex parameters
@@ -374,6 +375,21 @@ class Bucket:
                 reduce = functools.partial(_by_leaf, reduce, leaves, n)
             found = self._reducers[id(policy)] = plan, flags, policy, reduce
         return found[3](scalars)
+
+    def reduce_and_update(self, plan, flags, policy, scalars, nonfinite, clip):
+        """The gradient pre-pass, its decision and the update, in one call where the backend has one
+        for ``plan`` (a serial CPU plan; not 8-bit state): ``(updated, sums)``, each parameter's two
+        sums (see :func:`numadam.targets.cpu.kernels.reduce_then_update_serial`); ``None`` elsewhere."""
+        found = self._fused.get(id(policy))
+        if found is None or found[0] is not plan or found[1] is not flags or found[2] is not policy:
+            step = None
+            make = getattr(self.backend, "reducing_launcher", None)
+            if make is not None and not self.quantized:
+                starts, stops, leaves = self.pieces(plan)
+                step = make(plan, self.spec(flags, policy), starts, stops, np.ascontiguousarray(leaves, np.int64),
+                            len(self.params), nonfinite, clip)
+            found = self._fused[id(policy)] = plan, flags, policy, step
+        return None if found[3] is None else found[3](scalars)
 
     def _checked_grad(self, k, grad):
         """Every check of gradient ``k``; ``(address, info)``, info ``None`` for the parameter's layout."""

@@ -190,6 +190,17 @@ class LocalEngine(Engine):
             second[bucket.indices] = per_leaf[:, 1]
         return first, second
 
+    def _reduce_then_update(self, plans, flags, policy, scalars):
+        if len(self.buckets) != 1 or plans[0] is None:
+            return None
+        fused = self.buckets[0].reduce_and_update(plans[0], flags, policy, scalars,
+                                                  self.policies.nonfinite != "propagate",
+                                                  self.policies.clip_global_norm or 0.0)
+        if fused is None:
+            return None
+        updated, sums = fused
+        return updated, sums[:, 0], sums[:, 1]
+
     def _update(self, plans, flags, policy, scalars):
         for bucket, plan in zip(self.buckets, plans):
             if plan is not None:

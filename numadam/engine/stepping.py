@@ -83,6 +83,17 @@ class Engine:
         grad_scale, rows = 1.0, None
         if policies.needs_reduction(phase):
             rows = with_policy(scalars, policy, policies.scalars(1.0, step))
+            fused = None
+            if phase != "add" and self.algorithm.norms is None:
+                fused = self._reduce_then_update(grads, flags, policy, rows)
+            if fused is not None:  # the pre-pass, the decision and the update: one call
+                updated, squares, bad = fused
+                if not updated:
+                    skip_or_scale(policies, squares, bad, self.grad_paths)  # raises for nonfinite="raise"
+                    self.skipped += 1
+                    return
+                self.step_count, self.carry, self.micro_step = step, carry, 0
+                return
             squares, bad = self._reduce(grads, flags, policy, rows)
             decision = skip_or_scale(policies, squares, bad, self.grad_paths)
             if decision is None:
@@ -115,6 +126,12 @@ class Engine:
     def _reduce(self, grads, flags, policy, scalars):
         """Per parameter, in parameter order, the two float64 sums of the pre-pass ``policy.reduction``."""
         raise NotImplementedError
+
+    def _reduce_then_update(self, grads, flags, policy, scalars):
+        """The gradient pre-pass, the decision of :func:`~numadam.core.pipeline.skip_or_scale` and the
+        update, in one call where the engine has one: ``(updated, squares, bad)``; else ``None``
+        (the default), and the step takes them one by one."""
+        return None
 
     def _update(self, grads, flags, policy, scalars):
         """The kernel of ``policy`` over every parameter, with the scalar rows ``scalars``."""

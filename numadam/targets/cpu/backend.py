@@ -3,6 +3,7 @@
 import numpy as np
 
 from . import threads
+from ...core.pipeline import PolicyScalars
 from ..quantization import BLOCK
 from ..layout import number_chunks
 from ..arrays import ArrayInfo, Plan, checked_rows
@@ -100,6 +101,28 @@ class CpuBackend:
             return out
 
         return reduce
+
+    def reducing_launcher(self, plan, spec, starts, stops, leaves, n_leaves, nonfinite, clip):
+        """``step(scalars) -> (updated, sums)``: the pre-pass of ``spec`` over ``plan`` (pieces
+        ``starts[p]:stops[p]`` of parameters ``leaves[p]``), its decision and the update, in one
+        serial call (:func:`~numadam.targets.cpu.kernels.reduce_then_update_serial`); ``None`` where
+        that does not apply (a plan for every core). ``sums`` holds each parameter's two sums,
+        refilled at each call."""
+        if self._parallel(plan) or plan.n_chunks == 0 or not len(starts):
+            return None
+        plan.check_fits(spec)
+        real, zero = _REAL_DTYPES[spec.real]
+        n_scalars, table, width, n_chunks = spec.n_scalars, plan.device_table, plan.width, plan.n_chunks
+        kernel = self._kernels.compiled_fused(spec)
+        sums = np.zeros((n_leaves, 2))
+        scale_slot = spec.n_scalars - len(PolicyScalars._fields) + PolicyScalars._fields.index("grad_scale")
+
+        def step(scalars):
+            skipped = kernel(spec, table, width, starts, stops, leaves, _row_values(scalars, real, n_scalars), zero,
+                             sums, nonfinite, clip, scale_slot, n_scalars, n_chunks, self.chunk_size)
+            return not skipped, sums
+
+        return step
 
     def reduce(self, plan, spec, scalars, starts, stops):
         """The pre-pass over ``plan`` once (see :meth:`reducer`)."""

@@ -15,6 +15,7 @@ division-by-zero check that stops LLVM from vectorizing the loop.
 """
 
 import functools
+import math
 import pathlib
 
 import numpy as np
@@ -137,6 +138,60 @@ def update_parallel(spec, table, width, n_chunks, chunk_size, scalars, like):
     n_elements = sequence_length(table, n_segments, width)
     for chunk in prange(n_chunks):
         _update_chunk(spec, table, width, n_segments, n_elements, chunk, chunk_size, scalars, like)
+
+
+@njit(cache=True, error_model="numpy")
+def reduce_then_update_serial(spec, table, width, starts, stops, leaves, scalars, like, sums, nonfinite, clip,
+                              scale_slot, row_size, n_chunks, chunk_size):
+    """A serial step with a gradient pre-pass, in one call: the pre-pass over each piece
+    ``starts[p]:stops[p]``, added into ``sums[leaves[p]]`` in piece order; its decision; then the
+    update over every chunk.
+
+    Returns 1, having written nothing, where a gradient holds NaN or infinity
+    and ``nonfinite`` is set (``nonfinite="raise"`` or ``"skip"``); else 0. With
+    ``clip > 0`` (``clip_global_norm``) the gradients' scale
+    :math:`\min(1, c/\|g\|)`, the norm from the sums of squares added in
+    parameter order, is written into slot ``scale_slot`` of every row of
+    ``scalars`` first: the host's decision (:func:`numadam.core.pipeline.skip_or_scale`),
+    the same float64 operations in the same order.
+    """
+    n_segments = table.size // width
+    sums[:] = 0.0
+    for piece in range(starts.size):
+        first_sum, second_sum = _reduce_span(spec, table, width, n_segments, starts[piece], stops[piece], scalars,
+                                             like)
+        sums[leaves[piece], 0] += first_sum
+        sums[leaves[piece], 1] += second_sum
+    if nonfinite:
+        for leaf in range(sums.shape[0]):
+            if sums[leaf, 1] != 0.0:
+                return 1
+    if clip > 0.0:
+        total = 0.0
+        for leaf in range(sums.shape[0]):
+            total += sums[leaf, 0]
+        norm = math.sqrt(total)
+        if norm > clip:
+            for slot in range(scale_slot, scalars.size, row_size):
+                scalars[slot] = clip / norm
+    n_elements = sequence_length(table, n_segments, width)
+    for chunk in range(n_chunks):
+        _update_chunk(spec, table, width, n_segments, n_elements, chunk, chunk_size, scalars, like)
+    return 0
+
+
+def fused_signature(spec):
+    """The argument types of :func:`reduce_then_update_serial` for ``spec``."""
+    real = types.float32 if spec.real == "float32" else types.float64
+    return (typeof(spec), types.int64[::1], types.int64, types.int64[::1], types.int64[::1], types.int64[::1],
+            real[::1], real, types.float64[:, ::1], types.boolean, types.float64, types.int64, types.int64,
+            types.int64, types.int64)
+
+
+@functools.cache
+def compiled_fused(spec):
+    """The machine code of :func:`reduce_then_update_serial` for ``spec`` (see :func:`compiled`)."""
+    return reduce_then_update_serial.compile(fused_signature(spec))
 
 
 # -- 8-bit state: block by block ----------------------------------------------------------------
@@ -309,8 +364,8 @@ def cache_files():
     ``NUMBA_CACHE_DIR`` when that is set.
     """
     files = []
-    for kernel in (update_serial, update_parallel, reduce_serial, reduce_parallel, update_blocks_serial,
-                   update_blocks_parallel, data_address):
+    for kernel in (update_serial, update_parallel, reduce_serial, reduce_parallel, reduce_then_update_serial,
+                   update_blocks_serial, update_blocks_parallel, data_address):
         directory = pathlib.Path(kernel.stats.cache_path)
         files += sorted(directory.glob(f"{__name__.rsplit('.', 1)[-1]}.{kernel.__name__}-*.nb[ic]"))
     return files
