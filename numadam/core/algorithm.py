@@ -102,7 +102,7 @@ class Norms(NamedTuple):
 
 
 class Example(NamedTuple):
-    """The example of a class's docstring: from ``w = [1, -1]``, ``steps`` steps on
+    r"""The example of a class's docstring: from ``w = [1, -1]``, ``steps`` steps on
     :math:`\sum w^2` with the options ``options`` bring every element within ``tolerance`` of 0."""
 
     options: str

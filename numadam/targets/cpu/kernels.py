@@ -143,7 +143,7 @@ def update_parallel(spec, table, width, n_chunks, chunk_size, scalars, like):
 @njit(cache=True, error_model="numpy")
 def reduce_then_update_serial(spec, table, width, starts, stops, leaves, scalars, like, sums, nonfinite, clip,
                               scale_slot, row_size, n_chunks, chunk_size):
-    """A serial step with a gradient pre-pass, in one call: the pre-pass over each piece
+    r"""A serial step with a gradient pre-pass, in one call: the pre-pass over each piece
     ``starts[p]:stops[p]``, added into ``sums[leaves[p]]`` in piece order; its decision; then the
     update over every chunk.
 
