@@ -1,4 +1,14 @@
-"""Shared fixtures, and the ``gpu`` marker.
+"""Shared fixtures, the test tiers, and the ``gpu`` marker.
+
+The tiers: ``python -m pytest`` (the README's command) runs the quick tier,
+every test but those marked ``slow`` (they compile many kernels or run long
+solves), ``dask`` (they start a cluster) and ``subprocess`` (they start new
+Python processes); ``python -m pytest --full`` runs everything, and a
+``-m`` expression picks tests as usual (CI runs ``-m "slow or dask or
+subprocess"`` after the quick tier). The CUDA simulator's tests
+(``tests/simulator``) run in a process of their own, started with
+``NUMBA_ENABLE_CUDASIM=1`` (which must be set before Numba is imported):
+``NUMBA_ENABLE_CUDASIM=1 python -m pytest tests/simulator``.
 
 A test marked ``gpu`` needs a CUDA device through CuPy. Without one it is
 skipped, with the reason; with ``NUMADAM_REQUIRE_GPU=1`` it fails instead, so
@@ -13,12 +23,37 @@ import numpy as np
 import pytest
 
 REQUIRE_GPU = "NUMADAM_REQUIRE_GPU"
+#: The markers of the full tier: the quick tier leaves these tests out.
+FULL_TIER = {
+    "slow": "compiles many kernels or runs long: full tier only (python -m pytest --full)",
+    "dask": "starts a Dask cluster: full tier only",
+    "subprocess": "starts new Python processes: full tier only",
+}
+
+
+def pytest_addoption(parser):
+    parser.addoption("--full", action="store_true",
+                     help=f"run every test, those marked {', '.join(FULL_TIER)} too (the quick tier leaves them out)")
 
 
 def pytest_configure(config):
     config.addinivalue_line(
         "markers", f"gpu: needs a CUDA device through CuPy; skipped without one, failed with {REQUIRE_GPU}=1"
     )
+    for marker, meaning in FULL_TIER.items():
+        config.addinivalue_line("markers", f"{marker}: {meaning}")
+
+
+def pytest_collection_modifyitems(config, items):
+    """The quick tier: without ``--full`` or a ``-m`` expression, leave out the full tier's tests."""
+    if config.getoption("--full") or config.getoption("markexpr"):
+        return
+    quick, full = [], []
+    for item in items:
+        (full if any(item.get_closest_marker(marker) for marker in FULL_TIER) else quick).append(item)
+    if full:
+        config.hook.pytest_deselected(items=full)
+        items[:] = quick
 
 
 @functools.cache

@@ -56,9 +56,26 @@ def convention(options, doc):
     return Hyperparameter("convention", options[0], check, doc, per_group=False)
 
 
+def eps_root_needs_optax(h):
+    """The check of a family whose ``eps_root`` is optax's alone: it needs ``convention="optax"``."""
+    if h.eps_root != 0.0 and h.convention != "optax":
+        raise ValueError(f"eps_root is optax's (inside the square root); it needs convention='optax', "
+                         f"got eps_root={h.eps_root!r} with convention={h.convention!r}")
+
+
 def grad_sign(h):
     """The gradient's sign: -1 to ascend (``maximize``), else 1."""
     return -1.0 if h.maximize else 1.0
+
+
+@njit(inline="always")
+def decayed_gradient(param, grad, s, flags):
+    r"""The gradient a rule steps with: negated to ascend (``s.grad_sign``), plus :math:`\lambda p`
+    for L2 decay (``flags.l2_decay``, :math:`\lambda` = ``s.weight_decay``)."""
+    grad = s.grad_sign * grad
+    if flags.l2_decay:
+        grad = grad + s.weight_decay * param
+    return grad
 
 
 @njit(inline="always")

@@ -14,7 +14,7 @@ default), rectifies the step as RAdam does.
 """
 
 import math
-from typing import NamedTuple
+from collections import namedtuple
 
 from numba import njit
 
@@ -23,29 +23,13 @@ from ..core.algorithm import Algorithm, Example, Hyperparameter, StateKind
 from . import _common
 
 
-class AdaBeliefScalars(NamedTuple):
-    grad_sign: float
-    weight_decay: float
-    decay_factor: float
-    beta1: float
-    one_minus_beta1: float
-    beta2: float
-    one_minus_beta2: float
-    bias_correction1: float
-    bias_correction2: float
-    bias_correction2_sqrt: float
-    belief_eps: float
-    step_size: float
-    lr: float
-    eps: float
-    adaptive: float  # 1 for an adaptive step, 0 for a momentum (SGD) step (rectify, early steps)
+#: ``adaptive``: 1 for an adaptive step, 0 for a momentum (SGD) step (rectify, early steps).
+AdaBeliefScalars = namedtuple("AdaBeliefScalars", "grad_sign weight_decay decay_factor beta1 one_minus_beta1 beta2 "
+                                                  "one_minus_beta2 bias_correction1 bias_correction2 "
+                                                  "bias_correction2_sqrt belief_eps step_size lr eps adaptive")
 
 
-class AdaBeliefFlags(NamedTuple):
-    l2_decay: bool
-    decoupled_decay: bool
-    pytorch: bool
-    rectify: bool
+AdaBeliefFlags = namedtuple("AdaBeliefFlags", "l2_decay decoupled_decay pytorch rectify")
 
 
 def adabelief_scalars(step, h, carry) -> AdaBeliefScalars:
@@ -78,9 +62,7 @@ def adabelief_flags(h) -> AdaBeliefFlags:
 def adabelief_rule(param, grad, state, s, flags):
     """AdaBelief for one real element; ``state`` is ``(exp_avg, exp_avg_var)``."""
     exp_avg, exp_avg_var = state
-    grad = s.grad_sign * grad
-    if flags.l2_decay:
-        grad = grad + s.weight_decay * param
+    grad = _common.decayed_gradient(param, grad, s, flags)
     if flags.pytorch:
         if flags.decoupled_decay:
             param = param * s.decay_factor
@@ -115,15 +97,10 @@ def _check_adabelief_combination(h):
 
 
 ADABELIEF = Algorithm(
-    name="adabelief",
-    title="AdaBelief",
+    name="adabelief", title="AdaBelief",
     hyperparameters=(
-        _common.lr(1e-3),
-        _common.betas((0.9, 0.999)),
-        _common.eps(1e-16),
-        _common.eps_root(1e-16),
-        _common.weight_decay(0.0),
-        _common.decoupled_weight_decay(True),
+        _common.lr(1e-3), _common.betas((0.9, 0.999)), _common.eps(1e-16),
+        _common.eps_root(1e-16), _common.weight_decay(0.0), _common.decoupled_weight_decay(True),
         _common.maximize(),
         _common.convention(("optax", "pytorch"), "Whose arithmetic: 'optax' (the default) or "
                            "'pytorch' (adabelief-pytorch 0.2, where eps_root must be 0 and eps goes into the state)."),
@@ -133,9 +110,7 @@ ADABELIEF = Algorithm(
     ),
     state=(StateKind("exp_avg", "the first moment m"),
            StateKind("exp_avg_var", "the belief s, the second moment of g - m", nonnegative=True)),
-    scalars=adabelief_scalars,
-    flags=adabelief_flags,
-    rule=adabelief_rule,
+    scalars=adabelief_scalars, flags=adabelief_flags, rule=adabelief_rule,
     check_combination=_check_adabelief_combination,
     doc=r"""AdaBelief (Zhuang et al. 2020) over a tree of arrays, updated in place.
 

@@ -26,42 +26,24 @@ A complex element is two reals by default; with ``complex_mode="magnitude"``
 """
 
 import math
-from typing import NamedTuple
+from collections import namedtuple
 
 from numba import njit
 
 from ..core import validate
 from ..core.algorithm import Algorithm, Hyperparameter, StateKind, Variant
+from . import _common
 from ._common import square
 
 CONVENTIONS = ("torch", "keras", "optax", "sklearn")
 
 
-class AdamScalars(NamedTuple):
-    grad_sign: float
-    weight_decay: float
-    decay_factor: float
-    decay_rate: float
-    beta1: float
-    one_minus_beta1: float
-    beta2: float
-    one_minus_beta2: float
-    bias_correction1: float
-    bias_correction2: float
-    bias_correction2_sqrt: float
-    step_size: float
-    lr: float
-    eps: float
-    eps_root: float
+AdamScalars = namedtuple("AdamScalars", "grad_sign weight_decay decay_factor decay_rate beta1 one_minus_beta1 beta2 "
+                                        "one_minus_beta2 bias_correction1 bias_correction2 bias_correction2_sqrt "
+                                        "step_size lr eps eps_root")
 
 
-class AdamFlags(NamedTuple):
-    amsgrad: bool
-    l2_decay: bool
-    decoupled_decay: bool
-    eps_hat: bool
-    keras_moments: bool
-    optax: bool
+AdamFlags = namedtuple("AdamFlags", "amsgrad l2_decay decoupled_decay eps_hat keras_moments optax")
 
 
 def adam_scalars(step, h, carry) -> AdamScalars:
@@ -112,9 +94,7 @@ def adam_rule(param, grad, state, s, flags):
     ``numpy.maximum``. Every expression is evaluated left to right, as written.
     """
     exp_avg, exp_avg_sq, max_exp_avg_sq = state
-    grad = s.grad_sign * grad
-    if flags.l2_decay:
-        grad = grad + s.weight_decay * param
+    grad = _common.decayed_gradient(param, grad, s, flags)
     if flags.keras_moments:
         exp_avg = exp_avg + (grad - exp_avg) * s.one_minus_beta1
         exp_avg_sq = exp_avg_sq + (square(grad) - exp_avg_sq) * s.one_minus_beta2
@@ -152,15 +132,8 @@ def _check_convention(name, value):
     return value
 
 
-def _check_adam_combination(h):
-    if h.eps_root != 0.0 and h.convention != "optax":
-        raise ValueError(f"eps_root is optax's (inside the square root); it needs convention='optax', "
-                         f"got eps_root={h.eps_root!r} with convention={h.convention!r}")
-
-
 ADAM = Algorithm(
-    name="adam",
-    title="Adam",
+    name="adam", title="Adam",
     hyperparameters=(
         Hyperparameter("lr", 1e-3, lambda name, value: validate.check_lr(value), r"Learning rate :math:`\eta` (>= 0)."),
         Hyperparameter("betas", (0.9, 0.999), lambda name, value: validate.check_betas(value),
@@ -187,10 +160,8 @@ ADAM = Algorithm(
         StateKind("max_exp_avg_sq", "the running maximum of exp_avg_sq", nonnegative=True,
                   present=lambda h: h.amsgrad, when="amsgrad=True", magnitude=True),
     ),
-    scalars=adam_scalars,
-    flags=adam_flags,
-    rule=adam_rule,
-    check_combination=_check_adam_combination,
+    scalars=adam_scalars, flags=adam_flags, rule=adam_rule,
+    check_combination=_common.eps_root_needs_optax,
     doc=r"""Adam (Kingma & Ba 2015) over a tree of NumPy or CuPy arrays, updated in place.
 
 Each call ``opt.step(grads)`` takes step :math:`t` (counting from 1) for every

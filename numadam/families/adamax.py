@@ -10,7 +10,7 @@ Keras's and optax's arithmetic.
         p \leftarrow p - \frac{\eta\, m}{(1-\beta_1^t)(u + \epsilon)}
 """
 
-from typing import NamedTuple
+from collections import namedtuple
 
 from numba import njit
 
@@ -18,22 +18,11 @@ from ..core.algorithm import Algorithm, Example, StateKind
 from . import _common
 
 
-class AdamaxScalars(NamedTuple):
-    grad_sign: float
-    weight_decay: float
-    beta1: float
-    one_minus_beta1: float
-    beta2: float
-    bias_correction1: float
-    step_size: float
-    lr: float
-    eps: float
+AdamaxScalars = namedtuple("AdamaxScalars", "grad_sign weight_decay beta1 one_minus_beta1 beta2 bias_correction1 "
+                                            "step_size lr eps")
 
 
-class AdamaxFlags(NamedTuple):
-    l2_decay: bool
-    keras: bool
-    optax: bool
+AdamaxFlags = namedtuple("AdamaxFlags", "l2_decay keras optax")
 
 
 def adamax_scalars(step, h, carry) -> AdamaxScalars:
@@ -59,9 +48,7 @@ def _maximum(first, second):
 def adamax_rule(param, grad, state, s, flags):
     """Adamax for one real element; ``state`` is ``(exp_avg, exp_inf)``."""
     exp_avg, exp_inf = state
-    grad = s.grad_sign * grad
-    if flags.l2_decay:
-        grad = grad + s.weight_decay * param
+    grad = _common.decayed_gradient(param, grad, s, flags)
     if flags.keras:
         exp_avg = exp_avg + (grad - exp_avg) * s.one_minus_beta1
         exp_inf = _maximum(s.beta2 * exp_inf, abs(grad))
@@ -78,11 +65,9 @@ def adamax_rule(param, grad, state, s, flags):
 
 
 ADAMAX = Algorithm(
-    name="adamax",
-    title="Adamax",
+    name="adamax", title="Adamax",
     hyperparameters=(
-        _common.lr(2e-3),
-        _common.betas((0.9, 0.999)),
+        _common.lr(2e-3), _common.betas((0.9, 0.999)),
         _common.eps(1e-8, r":math:`\epsilon` (>= 0): added to :math:`|g|` (torch, optax) or to :math:`u` (Keras)."),
         _common.weight_decay(0.0, r"L2 weight decay :math:`\lambda` (>= 0), added to the gradient."),
         _common.maximize(),
@@ -90,9 +75,7 @@ ADAMAX = Algorithm(
     ),
     state=(StateKind("exp_avg", "the first moment m"),
            StateKind("exp_inf", "the infinity-norm moment u", nonnegative=True)),
-    scalars=adamax_scalars,
-    flags=adamax_flags,
-    rule=adamax_rule,
+    scalars=adamax_scalars, flags=adamax_flags, rule=adamax_rule,
     doc=r"""Adamax (Kingma & Ba 2015) over a tree of arrays, updated in place.
 
 .. math::

@@ -16,7 +16,7 @@ schedulers).
 """
 
 import math
-from typing import NamedTuple
+from collections import namedtuple
 
 from numba import njit
 
@@ -25,23 +25,12 @@ from ..core.algorithm import Algorithm, Example, Hyperparameter, StateKind
 from . import _common
 
 
-class AdEMAMixScalars(NamedTuple):
-    beta1: float
-    one_minus_beta1: float
-    beta2: float
-    one_minus_beta2: float
-    beta3: float
-    one_minus_beta3: float
-    bias_correction1: float
-    bias_correction2_sqrt: float
-    alpha: float
-    weight_decay: float
-    negative_lr: float
-    eps: float
+AdEMAMixScalars = namedtuple("AdEMAMixScalars", "beta1 one_minus_beta1 beta2 one_minus_beta2 beta3 one_minus_beta3 "
+                                                "bias_correction1 bias_correction2_sqrt alpha weight_decay "
+                                                "negative_lr eps")
 
 
-class AdEMAMixFlags(NamedTuple):
-    decoupled_decay: bool
+AdEMAMixFlags = namedtuple("AdEMAMixFlags", "decoupled_decay")
 
 
 def linear_warmup(step, end, start, warmup):
@@ -92,11 +81,9 @@ def ademamix_rule(param, grad, state, s, flags):
 
 
 ADEMAMIX = Algorithm(
-    name="ademamix",
-    title="AdEMAMix",
+    name="ademamix", title="AdEMAMix",
     hyperparameters=(
-        _common.lr(1e-3),
-        _common.betas((0.9, 0.999, 0.9999)),
+        _common.lr(1e-3), _common.betas((0.9, 0.999, 0.9999)),
         Hyperparameter("alpha", 2.0, validate.check_nonnegative,
                        r"The weight :math:`\alpha` of the slow momentum (>= 0)."),
         Hyperparameter("beta3_warmup", None, validate.check_optional_count,
@@ -109,9 +96,7 @@ ADEMAMIX = Algorithm(
     state=(StateKind("exp_avg_fast", "the fast momentum m1"),
            StateKind("exp_avg_slow", "the slow momentum m2"),
            StateKind("exp_avg_sq", "the second moment v", nonnegative=True)),
-    scalars=ademamix_scalars,
-    flags=ademamix_flags,
-    rule=ademamix_rule,
+    scalars=ademamix_scalars, flags=ademamix_flags, rule=ademamix_rule,
     doc=r"""AdEMAMix (Pagliardini et al. 2024) over a tree of arrays, updated in place.
 
 .. math::

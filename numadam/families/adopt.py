@@ -14,7 +14,7 @@ optax as :math:`(1-\beta_1)x + \beta_1 m`.
 """
 
 import math
-from typing import NamedTuple
+from collections import namedtuple
 
 from numba import njit
 
@@ -23,25 +23,12 @@ from ..core.algorithm import Algorithm, Example, Hyperparameter, StateKind
 from . import _common
 
 
-class ADOPTScalars(NamedTuple):
-    grad_sign: float
-    weight_decay: float
-    decay_rate: float
-    beta1: float
-    one_minus_beta1: float
-    beta2: float
-    one_minus_beta2: float
-    clip: float
-    negative_lr: float
-    eps: float
-    first: float  # 1 on the first step, which only sets v
+#: ``first``: 1 on the first step, which only sets v.
+ADOPTScalars = namedtuple("ADOPTScalars", "grad_sign weight_decay decay_rate beta1 one_minus_beta1 beta2 "
+                                          "one_minus_beta2 clip negative_lr eps first")
 
 
-class ADOPTFlags(NamedTuple):
-    l2_decay: bool
-    decoupled_decay: bool
-    clip: bool
-    optax: bool
+ADOPTFlags = namedtuple("ADOPTFlags", "l2_decay decoupled_decay clip optax")
 
 
 def _check_clip_lambda(name, value):
@@ -81,9 +68,7 @@ def adopt_flags(h) -> ADOPTFlags:
 def adopt_rule(param, grad, state, s, flags):
     """ADOPT for one real element; ``state`` is ``(exp_avg, exp_avg_sq)``."""
     exp_avg, exp_avg_sq = state
-    grad = s.grad_sign * grad
-    if flags.l2_decay:
-        grad = grad + s.weight_decay * param
+    grad = _common.decayed_gradient(param, grad, s, flags)
     if s.first != 0:
         return param, (exp_avg, exp_avg_sq + grad * grad)
     if flags.decoupled_decay:
@@ -105,27 +90,21 @@ def adopt_rule(param, grad, state, s, flags):
 
 
 ADOPT_FAMILY = Algorithm(
-    name="adopt",
-    title="ADOPT",
+    name="adopt", title="ADOPT",
     hyperparameters=(
-        _common.lr(1e-3),
-        _common.betas((0.9, 0.9999)),
+        _common.lr(1e-3), _common.betas((0.9, 0.9999)),
         _common.eps(1e-6, r":math:`\epsilon` (>= 0): the floor of :math:`\sqrt{v}`."),
         Hyperparameter("clip_lambda", 0.25, _check_clip_lambda,
                        "Clip the normalized gradient to [-c, c], c = step**clip_lambda for a number, "
                        "c = clip_lambda(step) for a callable (the steps taken before this one); None: no clipping.",
                        per_group=False),
-        _common.weight_decay(0.0),
-        _common.decoupled_weight_decay(),
-        _common.maximize(),
+        _common.weight_decay(0.0), _common.decoupled_weight_decay(), _common.maximize(),
         _common.convention(("official", "optax"),
                            "Whose arithmetic: 'official' (iShohei220/adopt, the default) or 'optax' (optax.contrib)."),
     ),
     state=(StateKind("exp_avg", "the momentum m of the normalized gradient"),
            StateKind("exp_avg_sq", "the second moment v", nonnegative=True)),
-    scalars=adopt_scalars,
-    flags=adopt_flags,
-    rule=adopt_rule,
+    scalars=adopt_scalars, flags=adopt_flags, rule=adopt_rule,
     doc=r"""ADOPT (Taniguchi et al. 2024) over a tree of arrays, updated in place.
 
 .. math::

@@ -21,7 +21,7 @@ Exclude biases and norm layers from the decay with :class:`numadam.Group`.
 """
 
 import math
-from typing import NamedTuple
+from collections import namedtuple
 
 import numpy as np
 from numba import njit
@@ -30,22 +30,12 @@ from ..core.algorithm import Algorithm, Example, Norms, StateKind
 from . import _common
 
 
-class LAMBScalars(NamedTuple):
-    beta1: float
-    one_minus_beta1: float
-    beta2: float
-    one_minus_beta2: float
-    bias_correction1: float
-    bias_correction2: float
-    eps: float
-    eps_root: float
-    weight_decay: float
-    lr: float
-    trust_ratio: float  # per parameter, from the first pass
+#: ``trust_ratio``: per parameter, from the first pass.
+LAMBScalars = namedtuple("LAMBScalars", "beta1 one_minus_beta1 beta2 one_minus_beta2 bias_correction1 "
+                                        "bias_correction2 eps eps_root weight_decay lr trust_ratio")
 
 
-class LAMBFlags(NamedTuple):
-    decays: bool
+LAMBFlags = namedtuple("LAMBFlags", "decays")
 
 
 def lamb_scalars(step, h, carry) -> LAMBScalars:
@@ -119,12 +109,9 @@ def _check_lamb_combination(h):
 
 
 LAMB_FAMILY = Algorithm(
-    name="lamb",
-    title="LAMB",
+    name="lamb", title="LAMB",
     hyperparameters=(
-        _common.lr(1e-3),
-        _common.betas((0.9, 0.999)),
-        _common.eps(1e-6),
+        _common.lr(1e-3), _common.betas((0.9, 0.999)), _common.eps(1e-6),
         _common.eps_root(),
         _common.weight_decay(0.0, r"Decoupled weight decay :math:`\lambda` (>= 0), in the direction :math:`r`."),
         _common.convention(("optax", "apex"),
@@ -133,9 +120,7 @@ LAMB_FAMILY = Algorithm(
     ),
     state=(StateKind("exp_avg", "the first moment m"),
            StateKind("exp_avg_sq", "the second moment v", nonnegative=True)),
-    scalars=lamb_scalars,
-    flags=lamb_flags,
-    rule=lamb_rule,
+    scalars=lamb_scalars, flags=lamb_flags, rule=lamb_rule,
     check_combination=_check_lamb_combination,
     norms=Norms(lamb_moments, trust_ratio, trust_ratio_of_one, "trust_ratio"),
     doc=r"""LAMB (You et al. 2020) over a tree of arrays, updated in place.

@@ -10,7 +10,7 @@ element: the learning rate is typically 3-10x smaller than AdamW's and the
 weight decay that much larger.
 """
 
-from typing import NamedTuple
+from collections import namedtuple
 
 from numba import njit
 
@@ -18,19 +18,10 @@ from ..core.algorithm import Algorithm, Example, StateKind
 from . import _common
 
 
-class LionScalars(NamedTuple):
-    grad_sign: float
-    weight_decay: float
-    beta1: float
-    one_minus_beta1: float
-    beta2: float
-    one_minus_beta2: float
-    lr: float
-    one: float
+LionScalars = namedtuple("LionScalars", "grad_sign weight_decay beta1 one_minus_beta1 beta2 one_minus_beta2 lr one")
 
 
-class LionFlags(NamedTuple):
-    decoupled_decay: bool
+LionFlags = namedtuple("LionFlags", "decoupled_decay")
 
 
 def lion_scalars(step, h, carry) -> LionScalars:
@@ -56,18 +47,14 @@ def lion_rule(param, grad, state, s, flags):
 
 
 LION = Algorithm(
-    name="lion",
-    title="Lion",
+    name="lion", title="Lion",
     hyperparameters=(
-        _common.lr(1e-4),
-        _common.betas((0.9, 0.99)),
+        _common.lr(1e-4), _common.betas((0.9, 0.99)),
         _common.weight_decay(1e-3, r"Decoupled weight decay :math:`\lambda` (>= 0), scaled by :math:`\eta`."),
         _common.maximize(),
     ),
     state=(StateKind("exp_avg", "the momentum m"),),
-    scalars=lion_scalars,
-    flags=lion_flags,
-    rule=lion_rule,
+    scalars=lion_scalars, flags=lion_flags, rule=lion_rule,
     doc=r"""Lion (Chen et al. 2023) over a tree of arrays, updated in place.
 
 .. math::

@@ -16,7 +16,7 @@ optax (``adam(nesterov=True)``) keeps :math:`\beta_1` constant instead:
 """
 
 import math
-from typing import NamedTuple
+from collections import namedtuple
 
 from numba import njit
 
@@ -25,29 +25,12 @@ from ..core.algorithm import Algorithm, Carry, Example, Hyperparameter, StateKin
 from . import _common
 
 
-class NAdamScalars(NamedTuple):
-    grad_sign: float
-    weight_decay: float
-    decay_factor: float
-    beta1: float
-    one_minus_beta1: float
-    beta2: float
-    one_minus_beta2: float
-    bias_correction2: float
-    grad_coefficient: float
-    grad_divisor: float
-    momentum_coefficient: float
-    momentum_divisor: float
-    lr: float
-    eps: float
-    eps_root: float
+NAdamScalars = namedtuple("NAdamScalars", "grad_sign weight_decay decay_factor beta1 one_minus_beta1 beta2 "
+                                          "one_minus_beta2 bias_correction2 grad_coefficient grad_divisor "
+                                          "momentum_coefficient momentum_divisor lr eps eps_root")
 
 
-class NAdamFlags(NamedTuple):
-    l2_decay: bool
-    decoupled_decay: bool
-    keras: bool
-    optax: bool
+NAdamFlags = namedtuple("NAdamFlags", "l2_decay decoupled_decay keras optax")
 
 
 def _momentum(h, step):
@@ -95,9 +78,7 @@ def nadam_flags(h) -> NAdamFlags:
 def nadam_rule(param, grad, state, s, flags):
     """NAdam for one real element; ``state`` is ``(exp_avg, exp_avg_sq)``."""
     exp_avg, exp_avg_sq = state
-    grad = s.grad_sign * grad
-    if flags.l2_decay:
-        grad = grad + s.weight_decay * param
+    grad = _common.decayed_gradient(param, grad, s, flags)
     if flags.keras:
         exp_avg = exp_avg + (grad - exp_avg) * s.one_minus_beta1
         exp_avg_sq = exp_avg_sq + (grad * grad - exp_avg_sq) * s.one_minus_beta2
@@ -124,35 +105,23 @@ def nadam_rule(param, grad, state, s, flags):
     return param, (exp_avg, exp_avg_sq)
 
 
-def _check_nadam_combination(h):
-    if h.eps_root != 0.0 and h.convention != "optax":
-        raise ValueError(f"eps_root is optax's; it needs convention='optax', got eps_root={h.eps_root!r} "
-                         f"with convention={h.convention!r}")
-
-
 NADAM = Algorithm(
-    name="nadam",
-    title="NAdam",
+    name="nadam", title="NAdam",
     hyperparameters=(
-        _common.lr(2e-3),
-        _common.betas((0.9, 0.999)),
-        _common.eps(1e-8),
+        _common.lr(2e-3), _common.betas((0.9, 0.999)), _common.eps(1e-8),
         _common.weight_decay(0.0),
         Hyperparameter("momentum_decay", 4e-3, validate.check_nonnegative,
                        r"torch's :math:`\psi` in :math:`\mu_t = \beta_1(1 - \frac12 0.96^{t\psi})` (>= 0)."),
-        _common.decoupled_weight_decay(),
-        _common.maximize(),
+        _common.decoupled_weight_decay(), _common.maximize(),
         _common.convention(("torch", "keras", "optax"),
                            "Whose arithmetic: 'torch' (the default), 'keras' (0.96^t) or 'optax' (constant beta1)."),
         _common.eps_root(),
     ),
     state=(StateKind("exp_avg", "the first moment m"),
            StateKind("exp_avg_sq", "the second moment v", nonnegative=True)),
-    scalars=nadam_scalars,
-    flags=nadam_flags,
-    rule=nadam_rule,
+    scalars=nadam_scalars, flags=nadam_flags, rule=nadam_rule,
     carry=Carry(("momentum_product",), (1.0,), _advance),
-    check_combination=_check_nadam_combination,
+    check_combination=_common.eps_root_needs_optax,
     doc=r"""NAdam (Dozat 2016): Adam with Nesterov momentum, over a tree of arrays, in place.
 
 .. math::

@@ -14,7 +14,7 @@ optax divides by :math:`\sqrt{v/(1-\beta_2^t) + \epsilon_{root}} + \epsilon` ins
 """
 
 import math
-from typing import NamedTuple
+from collections import namedtuple
 
 from numba import njit
 
@@ -23,28 +23,13 @@ from ..core.algorithm import Algorithm, Example, Hyperparameter, StateKind
 from . import _common
 
 
-class RAdamScalars(NamedTuple):
-    grad_sign: float
-    weight_decay: float
-    decay_factor: float
-    beta1: float
-    one_minus_beta1: float
-    beta2: float
-    one_minus_beta2: float
-    bias_correction1: float
-    bias_correction2: float
-    bias_correction2_sqrt: float
-    rectified: float  # 1 while rho_t is above the threshold, else 0
-    rectification: float
-    lr: float
-    eps: float
-    eps_root: float
+#: ``rectified``: 1 while rho_t is above the threshold, else 0.
+RAdamScalars = namedtuple("RAdamScalars", "grad_sign weight_decay decay_factor beta1 one_minus_beta1 beta2 "
+                                          "one_minus_beta2 bias_correction1 bias_correction2 bias_correction2_sqrt "
+                                          "rectified rectification lr eps eps_root")
 
 
-class RAdamFlags(NamedTuple):
-    l2_decay: bool
-    decoupled_decay: bool
-    optax: bool
+RAdamFlags = namedtuple("RAdamFlags", "l2_decay decoupled_decay optax")
 
 
 def rectification(step, beta2):
@@ -81,9 +66,7 @@ def radam_flags(h) -> RAdamFlags:
 def radam_rule(param, grad, state, s, flags):
     """RAdam for one real element; ``state`` is ``(exp_avg, exp_avg_sq)``."""
     exp_avg, exp_avg_sq = state
-    grad = s.grad_sign * grad
-    if flags.l2_decay:
-        grad = grad + s.weight_decay * param
+    grad = _common.decayed_gradient(param, grad, s, flags)
     if flags.optax:
         exp_avg = s.beta1 * exp_avg + s.one_minus_beta1 * grad
         exp_avg_sq = s.beta2 * exp_avg_sq + s.one_minus_beta2 * (grad * grad)
@@ -107,22 +90,11 @@ def radam_rule(param, grad, state, s, flags):
     return param, (exp_avg, exp_avg_sq)
 
 
-def _check_radam_combination(h):
-    if h.eps_root != 0.0 and h.convention != "optax":
-        raise ValueError(f"eps_root is optax's; it needs convention='optax', got eps_root={h.eps_root!r} "
-                         f"with convention={h.convention!r}")
-
-
 RADAM = Algorithm(
-    name="radam",
-    title="RAdam",
+    name="radam", title="RAdam",
     hyperparameters=(
-        _common.lr(1e-3),
-        _common.betas((0.9, 0.999)),
-        _common.eps(1e-8),
-        _common.weight_decay(0.0),
-        _common.decoupled_weight_decay(),
-        _common.maximize(),
+        _common.lr(1e-3), _common.betas((0.9, 0.999)), _common.eps(1e-8),
+        _common.weight_decay(0.0), _common.decoupled_weight_decay(), _common.maximize(),
         _common.convention(("torch", "optax"), "Whose arithmetic: 'torch' (the default) or 'optax'."),
         Hyperparameter("threshold", 5.0, validate.check_nonnegative,
                        r"Rectify while :math:`\rho_t` exceeds it (torch: ``>``; optax: ``>=``)."),
@@ -130,10 +102,8 @@ RADAM = Algorithm(
     ),
     state=(StateKind("exp_avg", "the first moment m"),
            StateKind("exp_avg_sq", "the second moment v", nonnegative=True)),
-    scalars=radam_scalars,
-    flags=radam_flags,
-    rule=radam_rule,
-    check_combination=_check_radam_combination,
+    scalars=radam_scalars, flags=radam_flags, rule=radam_rule,
+    check_combination=_common.eps_root_needs_optax,
     doc=r"""RAdam (Liu et al. 2020) over a tree of arrays, updated in place.
 
 .. math::

@@ -18,7 +18,7 @@ with :math:`p` = ``weight_lr_power`` and :math:`r` = ``r``.
 """
 
 import math
-from typing import NamedTuple
+from collections import namedtuple
 
 from numba import njit
 
@@ -27,20 +27,13 @@ from ..core.algorithm import Algorithm, Carry, Example, Hyperparameter, StateKin
 from . import _common
 
 
-class ScheduleFreeScalars(NamedTuple):
-    beta2: float
-    one_minus_beta2: float
-    bias_correction2: float
-    eps: float
-    weight_decay: float
-    average_weight: float  # c_{k+1}
-    one_minus_average_weight: float
-    y_step: float  # eta_k (beta1 (1 - c_{k+1}) - 1)
-    lr: float
+#: ``average_weight``: c_{k+1}.
+#: ``y_step``: eta_k (beta1 (1 - c_{k+1}) - 1).
+ScheduleFreeScalars = namedtuple("ScheduleFreeScalars", "beta2 one_minus_beta2 bias_correction2 eps weight_decay "
+                                                        "average_weight one_minus_average_weight y_step lr")
 
 
-class ScheduleFreeFlags(NamedTuple):
-    decoupled_decay: bool
+ScheduleFreeFlags = namedtuple("ScheduleFreeFlags", "decoupled_decay")
 
 
 def scheduled_lr(step, h):
@@ -101,12 +94,9 @@ def eval_params(self):
 
 
 SCHEDULE_FREE_ADAMW = Algorithm(
-    name="schedule_free_adamw",
-    title="ScheduleFreeAdamW",
+    name="schedule_free_adamw", title="ScheduleFreeAdamW",
     hyperparameters=(
-        _common.lr(2.5e-3),
-        _common.betas((0.9, 0.999)),
-        _common.eps(1e-8),
+        _common.lr(2.5e-3), _common.betas((0.9, 0.999)), _common.eps(1e-8),
         _common.weight_decay(0.0, r"Decoupled weight decay :math:`\lambda` (>= 0), taken at :math:`y`."),
         Hyperparameter("warmup_steps", 0, lambda name, value: validate.check_count(name, value, minimum=0),
                        "Steps of linear learning-rate warm-up (>= 0).", per_group=False),
@@ -117,9 +107,7 @@ SCHEDULE_FREE_ADAMW = Algorithm(
     ),
     state=(StateKind("z", "the base sequence z", initial="param"),
            StateKind("exp_avg_sq", "the second moment v", nonnegative=True)),
-    scalars=schedule_free_scalars,
-    flags=schedule_free_flags,
-    rule=schedule_free_rule,
+    scalars=schedule_free_scalars, flags=schedule_free_flags, rule=schedule_free_rule,
     carry=Carry(("lr_max", "weight_sum"), (-1.0, 0.0), _advance),
     doc=r"""Schedule-free AdamW (Defazio et al. 2024) over a tree of arrays, updated in place.
 

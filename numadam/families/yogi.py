@@ -11,7 +11,7 @@ Both moments start at ``initial_accumulator_value`` (optax: 1e-6), and
 """
 
 import math
-from typing import NamedTuple
+from collections import namedtuple
 
 from numba import njit
 
@@ -20,22 +20,11 @@ from ..core.algorithm import Algorithm, Example, Hyperparameter, StateKind
 from . import _common
 
 
-class YogiScalars(NamedTuple):
-    grad_sign: float
-    weight_decay: float
-    beta1: float
-    one_minus_beta1: float
-    one_minus_beta2: float
-    bias_correction1: float
-    bias_correction2: float
-    lr: float
-    eps: float
-    eps_root: float
-    one: float
+YogiScalars = namedtuple("YogiScalars", "grad_sign weight_decay beta1 one_minus_beta1 one_minus_beta2 "
+                                        "bias_correction1 bias_correction2 lr eps eps_root one")
 
 
-class YogiFlags(NamedTuple):
-    decoupled_decay: bool
+YogiFlags = namedtuple("YogiFlags", "decoupled_decay")
 
 
 def yogi_scalars(step, h, carry) -> YogiScalars:
@@ -68,12 +57,9 @@ def _initial_accumulator(h):
 
 
 YOGI = Algorithm(
-    name="yogi",
-    title="Yogi",
+    name="yogi", title="Yogi",
     hyperparameters=(
-        _common.lr(1e-2),
-        _common.betas((0.9, 0.999)),
-        _common.eps(1e-3),
+        _common.lr(1e-2), _common.betas((0.9, 0.999)), _common.eps(1e-3),
         _common.eps_root(),
         Hyperparameter("initial_accumulator_value", 1e-6, validate.check_nonnegative,
                        "The value both moments start from (>= 0).", per_group=False),
@@ -83,9 +69,7 @@ YOGI = Algorithm(
     ),
     state=(StateKind("exp_avg", "the first moment m", initial=_initial_accumulator),
            StateKind("exp_avg_sq", "the second moment v", initial=_initial_accumulator)),
-    scalars=yogi_scalars,
-    flags=yogi_flags,
-    rule=yogi_rule,
+    scalars=yogi_scalars, flags=yogi_flags, rule=yogi_rule,
     doc=r"""Yogi (Zaheer et al. 2018) over a tree of arrays, updated in place.
 
 .. math::

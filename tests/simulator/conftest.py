@@ -1,8 +1,7 @@
-"""These tests run only inside numba-cuda's simulator, in their own pytest process.
-
-``tests/test_cuda_simulator.py`` starts that process with ``NUMBA_ENABLE_CUDASIM=1``
-(which must be set before Numba is imported); the main test process leaves this
-folder alone so that the simulator never replaces the real ``numba.cuda`` there.
+"""These tests run only inside numba-cuda's simulator, in a pytest process of their own:
+``NUMBA_ENABLE_CUDASIM=1 python -m pytest tests/simulator`` (the variable must be set before
+Numba is imported). Any other test process leaves this folder alone, so that the simulator never
+replaces the real ``numba.cuda`` there.
 """
 
 import os
