@@ -35,5 +35,36 @@ napoleon_numpy_docstring = True
 napoleon_use_param = False
 autodoc_member_order = "bysource"
 
+
+
+def _write_registry_pages():
+    """The parts of the docs that list every algorithm, written from :func:`numadam.families` before
+    each build (``docs/_generated``, not committed): the API entries of the classes and functional
+    steps, and the table of families in :doc:`algorithm`. A new algorithm appears in them by itself."""
+    generated = Path(__file__).resolve().parent / "_generated"
+    generated.mkdir(exist_ok=True)
+    classes, steps, rows = [], [], []
+    for name, cls in numadam.families().items():
+        algorithm = cls.algorithm
+        members = "\n   :members: " + ", ".join(m.__name__ for m in algorithm.methods) if algorithm.methods else ""
+        classes.append(f".. autoclass:: numadam.{cls.__name__}{members}\n")
+        if name == algorithm.name:
+            steps.append(f".. autofunction:: numadam.{name}_step\n")
+            conventions = algorithm.hyperparameter("convention").options if "convention" in algorithm.names else ()
+            variants = "".join(f", {variant.title}" for variant in algorithm.variants)
+            rows.append(f"| {{doc}}`{cls.__name__}{variants} <families/{name}>` "
+                        f"| {', '.join(f'`{c!r}`' for c in conventions) or '(one)'} "
+                        f"| {', '.join(f'`{kind.name}`' for kind in algorithm.state)} "
+                        f"| {algorithm.references[0] if algorithm.references else ''} |")
+    (generated / "api_classes.md").write_text("```{eval-rst}\n" + "\n".join(classes) + "```\n")
+    (generated / "api_steps.md").write_text("```{eval-rst}\n" + "\n".join(steps) + "```\n")
+    (generated / "family_table.md").write_text(
+        "| family | `convention=` (the first is the default) | state | paper |\n|---|---|---|---|\n"
+        + "\n".join(rows) + "\n")
+
+
+_write_registry_pages()
+exclude_patterns.append("_generated")
+
 html_theme = "furo"
 html_title = f"numadam {release}"

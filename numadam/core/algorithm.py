@@ -32,13 +32,15 @@ from typing import Callable, NamedTuple
 
 
 class Hyperparameter(NamedTuple):
-    """One hyperparameter: ``check(name, value)`` returns the value to use or raises."""
+    """One hyperparameter: ``check(name, value)`` returns the value to use or raises; ``options``
+    lists the values of one that takes a choice (``convention``)."""
 
     name: str
     default: object
     check: Callable
     doc: str
     per_group: bool = True
+    options: tuple = ()
 
 
 class StateKind(NamedTuple):

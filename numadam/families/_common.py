@@ -53,7 +53,7 @@ def convention(options, doc):
             raise ValueError(f"{name} must be one of {list(options)}; got {value!r}")
         return value
 
-    return Hyperparameter("convention", options[0], check, doc, per_group=False)
+    return Hyperparameter("convention", options[0], check, doc, per_group=False, options=tuple(options))
 
 
 def eps_root_needs_optax(h):

@@ -127,7 +127,7 @@ gives adabelief-pytorch 0.2's update (``eps`` added into :math:`s`, decay
 rectification, with ``eps_root=0``). See :doc:`/families/adabelief`.""",
     example=Example('lr=0.05', 300, 0.05),
     references=(
-        'Zhuang et al., "AdaBelief Optimizer: Adapting Stepsizes by the Belief in Observed Gradients",',
+        'Zhuang et al., "AdaBelief Optimizer: Adapting Stepsizes by the Belief in Observed Gradients", '
         'NeurIPS 2020.',
     ),
     step_example=r""">>> import numpy as np, numadam

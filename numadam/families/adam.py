@@ -126,12 +126,6 @@ def adam_rule(param, grad, state, s, flags):
     return param, (exp_avg, exp_avg_sq, max_exp_avg_sq)
 
 
-def _check_convention(name, value):
-    if value not in CONVENTIONS:
-        raise ValueError(f"{name} must be one of {list(CONVENTIONS)}; got {value!r}")
-    return value
-
-
 ADAM = Algorithm(
     name="adam", title="Adam",
     hyperparameters=(
@@ -148,8 +142,7 @@ ADAM = Algorithm(
         Hyperparameter("maximize", False, validate.check_flag, "Ascend instead of descend."),
         Hyperparameter("decoupled_weight_decay", False, validate.check_flag,
                        "Decay the parameters directly (AdamW) instead of adding L2 to the gradient."),
-        Hyperparameter("convention", "torch", _check_convention,
-                       "Whose arithmetic: 'torch' (the default), 'keras', 'optax' or 'sklearn'.", per_group=False),
+        _common.convention(CONVENTIONS, "Whose arithmetic: 'torch' (the default), 'keras', 'optax' or 'sklearn'."),
         Hyperparameter("eps_root", 0.0, validate.check_nonnegative,
                        r"optax's :math:`\epsilon_{root}`, added to :math:`\hat v` inside the square root "
                        "(convention='optax' only)."),
