@@ -18,6 +18,7 @@ must agree with it to rounding.
 """
 
 import math
+from typing import Callable, NamedTuple
 
 import numpy as np
 
@@ -432,17 +433,47 @@ def lamb_reference(param, grad, state, step, carry, h):
     return (*_back(p, s, dtype), carry)
 
 
+class Reference(NamedTuple):
+    """A family's reference: ``step(param, grad, state, t, carry, h) -> (param, state, carry)``, the state
+    before its first step (``start(param, h)``, a dict of arrays, as its paper and library start it),
+    and its running host values before the first step (``carry``)."""
+
+    step: Callable
+    start: Callable
+    carry: tuple = ()
+
+
+def _zeros(*names):
+    """A start of every state array at zero."""
+    return lambda param, h: {name: np.zeros_like(param) for name in names}
+
+
+def _adam_start(param, h):
+    state = _zeros("exp_avg", "exp_avg_sq")(param, h)
+    return {**state, "max_exp_avg_sq": np.zeros_like(param)} if h["amsgrad"] else state
+
+
+def _yogi_start(param, h):
+    """Every real number (complex: each part) at ``initial_accumulator_value``."""
+    value = h["initial_accumulator_value"]
+    start = np.full_like(param, value * (1 + 1j) if param.dtype.kind == "c" else value)
+    return {"exp_avg": start, "exp_avg_sq": start.copy()}
+
+
+#: Every family's reference, by the method name of :func:`numadam.families`.
 REFERENCES = {
-    "adam": adam_reference,
-    "adamw": adam_reference,
-    "nadam": nadam_reference,
-    "radam": radam_reference,
-    "adamax": adamax_reference,
-    "adabelief": adabelief_reference,
-    "yogi": yogi_reference,
-    "lion": lion_reference,
-    "ademamix": ademamix_reference,
-    "adopt": adopt_reference,
-    "schedule_free_adamw": schedule_free_adamw_reference,
-    "lamb": lamb_reference,
+    "adam": Reference(adam_reference, _adam_start),
+    "adamw": Reference(adam_reference, _adam_start),
+    "nadam": Reference(nadam_reference, _zeros("exp_avg", "exp_avg_sq"), (1.0,)),
+    "radam": Reference(radam_reference, _zeros("exp_avg", "exp_avg_sq")),
+    "adamax": Reference(adamax_reference, _zeros("exp_avg", "exp_inf")),
+    "adabelief": Reference(adabelief_reference, _zeros("exp_avg", "exp_avg_var")),
+    "yogi": Reference(yogi_reference, _yogi_start),
+    "lion": Reference(lion_reference, _zeros("exp_avg")),
+    "ademamix": Reference(ademamix_reference, _zeros("exp_avg_fast", "exp_avg_slow", "exp_avg_sq")),
+    "adopt": Reference(adopt_reference, _zeros("exp_avg", "exp_avg_sq")),
+    "schedule_free_adamw": Reference(schedule_free_adamw_reference,
+                                     lambda param, h: {"z": np.array(param, copy=True), "exp_avg_sq": np.zeros_like(param)},
+                                     (-1.0, 0.0)),
+    "lamb": Reference(lamb_reference, _zeros("exp_avg", "exp_avg_sq")),
 }

@@ -14,42 +14,32 @@ import numadam
 from arrays import DTYPES, LAYOUTS, in_layout, random_array
 from reference import REFERENCES
 
-#: (method, options): each family in each convention, with decay, maximize and its own options.
-CASES = [
-    ("adam", {}),
+#: (method, options): every registered family with its defaults, then in each convention, with decay, maximize
+#: and its own options.
+CASES = [(name, {}) for name in numadam.families()] + [
     ("adam", {"convention": "keras", "amsgrad": True}),
     ("adam", {"convention": "keras", "weight_decay": 0.05, "decoupled_weight_decay": True}),
     ("adam", {"convention": "sklearn", "weight_decay": 0.05}),
     ("adam", {"convention": "optax", "eps_root": 1e-8, "amsgrad": True, "weight_decay": 0.1,
               "decoupled_weight_decay": True}),
     ("adamw", {"amsgrad": True, "maximize": True}),
-    ("nadam", {}),
     ("nadam", {"weight_decay": 0.1, "maximize": True}),
     ("nadam", {"weight_decay": 0.1, "decoupled_weight_decay": True, "momentum_decay": 0.01}),
     ("nadam", {"convention": "keras", "weight_decay": 0.1, "decoupled_weight_decay": True}),
     ("nadam", {"convention": "optax", "eps_root": 1e-10, "weight_decay": 0.1, "decoupled_weight_decay": True}),
-    ("radam", {}),
     ("radam", {"weight_decay": 0.1, "decoupled_weight_decay": True, "maximize": True}),
     ("radam", {"convention": "optax", "threshold": 5.5, "weight_decay": 0.1}),
-    ("adamax", {}),
     ("adamax", {"convention": "keras", "weight_decay": 0.1}),
     ("adamax", {"convention": "optax", "maximize": True}),
-    ("adabelief", {}),
     ("adabelief", {"weight_decay": 0.1}),
     ("adabelief", {"convention": "pytorch", "eps_root": 0.0, "rectify": True, "weight_decay": 0.1}),
     ("adabelief", {"convention": "pytorch", "eps_root": 0.0, "weight_decay": 0.1, "decoupled_weight_decay": False}),
-    ("yogi", {}),
     ("yogi", {"weight_decay": 0.1, "maximize": True}),
-    ("lion", {}),
     ("lion", {"weight_decay": 0.0, "maximize": True}),
-    ("ademamix", {}),
     ("ademamix", {"alpha_warmup": 4, "beta3_warmup": 4, "weight_decay": 0.1}),
-    ("adopt", {}),
     ("adopt", {"weight_decay": 0.1, "maximize": True}),
     ("adopt", {"convention": "optax", "clip_lambda": None, "weight_decay": 0.1, "decoupled_weight_decay": True}),
-    ("schedule_free_adamw", {}),
     ("schedule_free_adamw", {"warmup_steps": 3, "weight_decay": 0.1, "r": 0.5}),
-    ("lamb", {}),
     ("lamb", {"weight_decay": 0.1, "eps_root": 1e-10}),
     ("lamb", {"convention": "apex"}),
 ]
@@ -69,23 +59,11 @@ def hyperparameters(method, options):
 
 def initial_state(method, param, h):
     """Each family's state before the first step, as its paper (and library) starts it."""
-    zeros = np.zeros_like(param)
-    if method in ("adam", "adamw"):
-        state = {"exp_avg": zeros, "exp_avg_sq": zeros.copy()}
-        return {**state, "max_exp_avg_sq": zeros.copy()} if h["amsgrad"] else state
-    if method == "yogi":  # every real number (complex as pairs) starts at the value
-        value = h["initial_accumulator_value"]
-        start = np.full_like(param, value * (1 + 1j) if param.dtype.kind == "c" else value)
-        return {"exp_avg": start, "exp_avg_sq": start.copy()}
-    if method == "schedule_free_adamw":
-        return {"z": np.array(param, copy=True), "exp_avg_sq": zeros}
-    names = {"adamax": ["exp_avg", "exp_inf"], "adabelief": ["exp_avg", "exp_avg_var"], "lion": ["exp_avg"],
-             "ademamix": ["exp_avg_fast", "exp_avg_slow", "exp_avg_sq"]}.get(method, ["exp_avg", "exp_avg_sq"])
-    return {name: zeros.copy() for name in names}
+    return REFERENCES[method].start(param, h)
 
 
 def initial_carry(method):
-    return {"nadam": (1.0,), "schedule_free_adamw": (-1.0, 0.0)}.get(method, ())
+    return REFERENCES[method].carry
 
 
 class Reference:
@@ -102,7 +80,7 @@ class Reference:
         self.t += 1
         carry = self.carry
         for k, g in enumerate(grads):
-            self.params[k], self.state[k], carry = REFERENCES[self.method](
+            self.params[k], self.state[k], carry = REFERENCES[self.method].step(
                 self.params[k], g, self.state[k], self.t, self.carry, self.h)
         self.carry = carry
 

@@ -46,7 +46,7 @@ class Reference:
         for k, g in enumerate(grads):
             start = self.master[k] if self.master is not None else self.params[k].astype(np.float32)
             state = {name: value.astype(np.float32) for name, value in self.state[k].items()}
-            updated, state, carry = REFERENCES[self.method](start, g.astype(np.float32), state, self.t, self.carry,
+            updated, state, carry = REFERENCES[self.method].step(start, g.astype(np.float32), state, self.t, self.carry,
                                                             self.h)
             if self.master is not None:
                 self.master[k] = updated

@@ -250,7 +250,7 @@ def test_lamb_on_the_simulator_matches_its_reference():
     grad = random_array(rng, (150,), np.float32)
     state = {"exp_avg": np.zeros(150, np.float32), "exp_avg_sq": np.zeros(150, np.float32)}
     h = hyperparameters("lamb", {"weight_decay": 0.1})
-    expected, expected_state, _ = REFERENCES["lamb"](host, grad, state, 1, (), h)
+    expected, expected_state, _ = REFERENCES["lamb"].step(host, grad, state, 1, (), h)
     param = cuda.to_device(host)
     device_state = {name: cuda.to_device(value) for name, value in state.items()}
     numadam.lamb_step(param, cuda.to_device(grad), device_state["exp_avg"], device_state["exp_avg_sq"], step=1,
