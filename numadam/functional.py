@@ -20,6 +20,7 @@ from .core import validate
 from .core.pipeline import NO_POLICY, NO_POLICY_SCALARS, POLICY_OPERANDS
 from .engine.dask import step_dask_arrays
 from .engine.operands import kernel_spec, prepared, run_on_arrays
+from .engine.stepping import with_norms
 
 
 def run_step(cls, operands, step, hyper, carry, norms=None, passes=("first", "update"), sources=None,
@@ -66,8 +67,8 @@ def run_step(cls, operands, step, hyper, carry, norms=None, passes=("first", "up
                 return norms
         if algorithm.norms is not None:
             param_squares, direction_squares = norms
-            scalars = algorithm.norms.scalars(np.array([scalars], np.float64), [h], np.zeros(1, np.intp),
-                                              np.array([param_squares]), np.array([direction_squares]))[0]
+            scalars = with_norms(algorithm, np.array([scalars], np.float64), np.array([algorithm.norms.applies(h)]),
+                                 [param_squares], [direction_squares])[0]
         if master:
             scalars = tuple(scalars) + tuple(NO_POLICY_SCALARS)
         run_on_arrays(algorithm, arrays, flags, policy, tuple(scalars), sources=sources)

@@ -274,8 +274,9 @@ def _make(name, cls):
                   f"{CpuBackend.chunk_size}), s, flags, like)",
                   "        param_squares += a",
                   "        direction_squares += b"]
-        narrowed[algorithm.Scalars._fields.index(algorithm.norms.field)] = (
-            "narrow(one(h, param_squares, direction_squares), param)")
+        field = algorithm.Scalars._fields.index(algorithm.norms.field)
+        narrowed[field] = (f"narrow(value(param_squares, direction_squares), param) if applies(h) "
+                           f"else {narrowed[field]}")
         lines += ["    s = Scalars(" + ", ".join(narrowed) + ")"]
         lines = [f"def norm_sums(param, grad, {state_args}, start, stop, s, flags, like):",
                  "    a = b = 0.0",
@@ -294,7 +295,8 @@ def _make(name, cls):
                  "advance": advance, "initial": algorithm.initial_carry(), "rule": algorithm.rule, "np": np,
                  "narrow": _in_dtype_of, "constant": _constant, "optional": _optional}
     if algorithm.norms is not None:
-        namespace.update(moments=algorithm.norms.rule, one=_jitted(algorithm.norms.one))
+        namespace.update(moments=algorithm.norms.rule, value=_jitted(algorithm.norms.value),
+                         applies=_jitted(algorithm.norms.applies))
     exec("\n".join(lines), namespace)
     namespace["scalars_at"] = njit(inline="always")(namespace["scalars_at"])
     if algorithm.norms is not None:

@@ -85,22 +85,19 @@ class Norms(NamedTuple):
 
     ``rule(param, grad, state, s, flags) -> (state, direction)`` updates the
     state and returns the update direction; the pass sums, per parameter, the
-    squares of the parameter and of the direction. ``scalars(values, hypers,
-    row_of, param_squares, direction_squares)`` then returns the scalar rows for
-    the second pass, the family's ``rule``, which applies the update without
-    touching the state: ``values`` holds the family's scalars, one float64 row
-    per parameter; parameter ``k`` has the hyperparameters ``hypers[row_of[k]]``
-    and the sums ``param_squares[k]`` and ``direction_squares[k]``. It works on
-    whole arrays: a thousand parameters cost one NumPy call, not a thousand.
-    ``one(h, param_squares, direction_squares)`` is the value it sets in the
-    field ``field`` of the scalars for one parameter, as plain Python that njit
-    code compiles (:mod:`numadam.jit`).
+    squares of the parameter and of the direction. Field ``field`` of each
+    parameter's scalars is then set to ``value(param_squares,
+    direction_squares)``, where ``applies(h)`` is true of the hyperparameters
+    of its group, and the family's ``rule`` applies the update without touching
+    the state. ``value`` is plain Python arithmetic on two floats that every
+    path compiles: the host's loop over parameters, the CPU's one-call step,
+    and :mod:`numadam.jit`.
     """
 
     rule: object
-    scalars: Callable
-    one: Callable
     field: str
+    applies: Callable
+    value: Callable
 
 
 class Example(NamedTuple):

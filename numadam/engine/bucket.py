@@ -391,6 +391,22 @@ class Bucket:
             found = self._fused[id(policy)] = plan, flags, policy, step
         return None if found[3] is None else found[3](scalars)
 
+    def norms_and_update(self, plan, flags, first, update, first_scalars, scalars, applies, field_slot):
+        """A family's norms pass (policy ``first``), the field its sums set and its update (policy
+        ``update``), in one call where the backend has one for ``plan`` (a serial CPU plan): each
+        parameter's two sums (see :func:`numadam.targets.cpu.kernels.norms_then_update_serial`);
+        ``None`` elsewhere."""
+        found = self._fused.get(id(first))
+        if found is None or found[0] is not plan or found[1] is not flags or found[2] is not first:
+            step = None
+            make = getattr(self.backend, "norms_launcher", None)
+            if make is not None:
+                starts, stops, leaves = self.pieces(plan)
+                step = make(plan, self.spec(flags, first), self.spec(flags, update), starts, stops,
+                            np.ascontiguousarray(leaves, np.int64), len(self.params), field_slot)
+            found = self._fused[id(first)] = plan, flags, first, step
+        return None if found[3] is None else found[3](first_scalars, scalars, applies)
+
     def _checked_grad(self, k, grad):
         """Every check of gradient ``k``; ``(address, info)``, info ``None`` for the parameter's layout."""
         info = self.infos[k]

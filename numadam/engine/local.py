@@ -201,6 +201,14 @@ class LocalEngine(Engine):
         updated, sums = fused
         return updated, sums[:, 0], sums[:, 1]
 
+    def _norms_then_update(self, plans, flags, phase, scalars, extra):
+        if len(self.buckets) != 1 or plans[0] is None:
+            return False
+        first, after, first_rows, rows, field = self._norms_fields(phase, scalars, extra)
+        sums = self.buckets[0].norms_and_update(plans[0], flags, first, after, first_rows, rows, self._norms_apply(),
+                                                field)
+        return sums is not None
+
     def _update(self, plans, flags, policy, scalars):
         for bucket, plan in zip(self.buckets, plans):
             if plan is not None:

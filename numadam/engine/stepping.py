@@ -10,9 +10,38 @@ parameter). The local engine runs them over its buckets, the Dask engine as
 one task per chunk, both with the same generated kernels.
 """
 
+import functools
+
 import numpy as np
+from numba import njit
 
 from ..core.pipeline import skip_or_scale
+
+
+@functools.cache
+def norms_values(value):
+    """``fill(param_squares, direction_squares, out)``: ``out[k] = value(param_squares[k],
+    direction_squares[k])``, compiled, the family's ``value`` inlined (one source for every path)."""
+    value = njit(inline="always")(value)
+
+    @njit
+    def fill(param_squares, direction_squares, out):
+        for k in range(out.size):
+            out[k] = value(param_squares[k], direction_squares[k])
+
+    return fill
+
+
+def with_norms(algorithm, scalars, applies, param_squares, direction_squares):
+    """``scalars`` (float64, one row per parameter) with the field the family's norms set
+    (:class:`~numadam.core.algorithm.Norms`): its value of each parameter's sums, where it applies."""
+    norms = algorithm.norms
+    values = np.empty(len(scalars))
+    norms_values(norms.value)(np.asarray(param_squares, np.float64), np.asarray(direction_squares, np.float64),
+                              values)
+    rows = scalars.copy()
+    rows[applies, algorithm.Scalars._fields.index(norms.field)] = values[applies]
+    return rows
 
 
 def with_policy(scalars, policy, policy_scalars):
@@ -55,6 +84,7 @@ class Engine:
         self._first_pass_of = {phase: policy._replace(bounds=False, ema=False, reduction="norms")
                                for phase, policy in self._policy_of.items()}
         self._leaf_groups = np.asarray(settings.leaf_groups, np.intp)
+        self._applies = None  # (the hyperparameters, whether each parameter's norms set its field)
         self._after_norms_of = {phase: policy._replace(accumulate="", grad_scale=False, clip_value=False)
                                 for phase, policy in self._policy_of.items()}
 
@@ -77,8 +107,8 @@ class Engine:
             settings.apply_schedules(self.step_count)  # a function of step_count: again after a skip changes nothing
         hypers, flags = settings.per_group()
         scalars, carry = settings.step_scalars(step, self.carry, hypers)
-        if self.algorithm.norms is not None:  # one row per parameter (its group's, for now), as one array
-            scalars = np.array(scalars, np.float64)[self._leaf_groups]
+        if self.algorithm.norms is not None:  # one row per parameter (its group's, until its norms set its field)
+            scalars = [scalars[group] for group in self.settings.leaf_groups]
         policy = self._policy_of[phase]
         grad_scale, rows = 1.0, None
         if policies.needs_reduction(phase):
@@ -104,6 +134,9 @@ class Engine:
         extra = None
         if self.algorithm.norms is not None and phase != "add":
             extra = policies.scalars(grad_scale, step)
+            if self._norms_then_update(grads, flags, phase, scalars, extra):  # both passes: one call
+                self.step_count, self.carry, self.micro_step = step, carry, 0
+                return
             scalars, policy = self._norms_pass(grads, flags, phase, scalars, extra)
             rows = None
         if rows is None or grad_scale != 1.0:  # the pre-pass's rows serve unless the update's differ
@@ -116,16 +149,38 @@ class Engine:
 
     def _norms_pass(self, grads, flags, phase, scalars, extra):
         """The family's first pass (LAMB's moments and norms): it consumes the gradient; returns each
-        parameter's scalar row for the update and the policy left for it (bounds, moving average)."""
+        parameter's scalar row for the update (the field its norms set, where it applies) and the
+        policy left for it (bounds, moving average)."""
         first = self._first_pass_of[phase]
         param_squares, direction_squares = self._reduce(grads, flags, first, with_policy(scalars, first, extra))
-        hypers, _ = self.settings.per_group()
-        scalars = self.algorithm.norms.scalars(scalars, hypers, self._leaf_groups, param_squares, direction_squares)
-        return scalars, self._after_norms_of[phase]
+        rows = with_norms(self.algorithm, np.array(scalars, np.float64), self._norms_apply(), param_squares,
+                          direction_squares)
+        return rows, self._after_norms_of[phase]
+
+    def _norms_apply(self):
+        """Whether each parameter's norms set its field (:attr:`Norms.applies` of its group's
+        hyperparameters), recomputed only after a hyperparameter changed."""
+        hypers, flags = self.settings.per_group()
+        found = self._applies
+        if found is None or found[0] is not hypers:
+            by_group = np.array([bool(self.algorithm.norms.applies(h)) for h in hypers])
+            found = self._applies = hypers, by_group[self._leaf_groups]
+        return found[1]
 
     def _reduce(self, grads, flags, policy, scalars):
         """Per parameter, in parameter order, the two float64 sums of the pre-pass ``policy.reduction``."""
         raise NotImplementedError
+
+    def _norms_then_update(self, grads, flags, phase, scalars, extra):
+        """The family's norms pass, the field it sets and the update, in one call where the engine has
+        one: true if it took the step; else false (the default), and the step takes them one by one."""
+        return False
+
+    def _norms_fields(self, phase, scalars, extra):
+        """``(first pass's rows, update's rows, applies, field slot)`` of a norms step in ``phase``."""
+        first, after = self._first_pass_of[phase], self._after_norms_of[phase]
+        field = self.algorithm.Scalars._fields.index(self.algorithm.norms.field)
+        return first, after, with_policy(scalars, first, extra), with_policy(scalars, after, extra), field
 
     def _reduce_then_update(self, grads, flags, policy, scalars):
         """The gradient pre-pass, the decision of :func:`~numadam.core.pipeline.skip_or_scale` and the

@@ -63,8 +63,10 @@ def _make_class(module, title, namespace):
 def _register(module):
     """Derive the classes, the functional step and the registry entries of ``module``'s algorithm."""
     (algorithm,) = [value for value in vars(module).values() if isinstance(value, Algorithm)]
+    norms = algorithm.norms
     register_rule(algorithm.name, algorithm.rule, algorithm.Scalars, algorithm.Flags,
-                  [kind.name for kind in algorithm.state], None if algorithm.norms is None else algorithm.norms.rule)
+                  [kind.name for kind in algorithm.state], None if norms is None else norms.rule,
+                  None if norms is None else norms.value)
     methods = {method.__name__: method for method in algorithm.methods}
     main = _make_class(module, algorithm.title, {"algorithm": algorithm, "__doc__": _class_doc(algorithm), **methods})
     step = step_function(main, f"{algorithm.name}_step", _step_doc(algorithm))

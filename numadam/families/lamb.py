@@ -23,7 +23,6 @@ Exclude biases and norm layers from the decay with :class:`numadam.Group`.
 import math
 from collections import namedtuple
 
-import numpy as np
 from numba import njit
 
 from ..core.algorithm import Algorithm, Example, Norms, StateKind
@@ -48,27 +47,10 @@ def lamb_flags(h) -> LAMBFlags:
     return LAMBFlags(h.weight_decay != 0.0)
 
 
-_TRUST_RATIO = LAMBScalars._fields.index("trust_ratio")
-
-
-def trust_ratio(values, hypers, row_of, param_squares, direction_squares):
-    """The rows of the second pass: each parameter's trust ratio :math:`\\|p\\|/\\|r\\|` set in its row.
-
-    The ratio stays 1 where either norm is 0, and (apex) where the
-    parameter's weight decay is 0.
-    """
-    param_norms, direction_norms = np.sqrt(param_squares), np.sqrt(direction_squares)
-    uses_ratio = np.array([uses_trust_ratio(h) for h in hypers])[row_of]
-    uses_ratio &= (param_norms != 0.0) & (direction_norms != 0.0)
-    values = values.copy()
-    values[uses_ratio, _TRUST_RATIO] = param_norms[uses_ratio] / direction_norms[uses_ratio]
-    return values
-
-
-def trust_ratio_of_one(h, param_squares, direction_squares):
-    """:func:`trust_ratio` for one parameter, in plain Python that njit code compiles."""
+def trust_ratio(param_squares, direction_squares):
+    """The trust ratio :math:`\\|p\\|/\\|r\\|` of a parameter from its sums of squares; 1 where either norm is 0."""
     param_norm, direction_norm = math.sqrt(param_squares), math.sqrt(direction_squares)
-    if uses_trust_ratio(h) and param_norm != 0.0 and direction_norm != 0.0:
+    if param_norm != 0.0 and direction_norm != 0.0:
         return param_norm / direction_norm
     return 1.0
 
@@ -122,7 +104,7 @@ LAMB_FAMILY = Algorithm(
            StateKind("exp_avg_sq", "the second moment v", nonnegative=True)),
     scalars=lamb_scalars, flags=lamb_flags, rule=lamb_rule,
     check_combination=_check_lamb_combination,
-    norms=Norms(lamb_moments, trust_ratio, trust_ratio_of_one, "trust_ratio"),
+    norms=Norms(lamb_moments, "trust_ratio", uses_trust_ratio, trust_ratio),
     doc=r"""LAMB (You et al. 2020) over a tree of arrays, updated in place.
 
 .. math::

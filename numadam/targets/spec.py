@@ -34,15 +34,16 @@ class Rule(NamedTuple):
     flags: type       # the NamedTuple of compile-time flags
     state: tuple      # the names of its state operands, in order
     norms: object     # the family's norms rule, or None
+    value: object     # with a norms rule: the value its sums set in each parameter's scalars (plain Python)
 
 
 _RULES = {}
 
 
-def register_rule(name, function, scalars, flags, state, norms=None):
-    """Make ``function`` (and ``norms``, a first pass that also returns the update direction)
-    available to kernels as rule ``name``."""
-    _RULES[name] = Rule(function, scalars, flags, tuple(state), norms)
+def register_rule(name, function, scalars, flags, state, norms=None, value=None):
+    """Make ``function`` (and ``norms``, a first pass that also returns the update direction, with
+    ``value``, what its sums set in each parameter's scalars) available to kernels as rule ``name``."""
+    _RULES[name] = Rule(function, scalars, flags, tuple(state), norms, value)
 
 
 def rule(name):
@@ -87,9 +88,13 @@ class KernelSpec:
 
     @property
     def n_scalars(self):
-        """Scalars per row: the rule's, then (with a policy) the policy's."""
-        policy = len(PolicyScalars._fields) if self.policy.active else 0
-        return len(_RULES[self.rule].scalars._fields) + policy
+        """Scalars per row: the rule's, then (with a policy) the policy's (computed once per object)."""
+        found = self.__dict__.get("_n_scalars")
+        if found is None:
+            policy = len(PolicyScalars._fields) if self.policy.active else 0
+            found = len(_RULES[self.rule].scalars._fields) + policy
+            object.__setattr__(self, "_n_scalars", found)
+        return found
 
 
 _FINGERPRINTS = {}
@@ -101,7 +106,8 @@ def fingerprint(rule_name):
     found = _FINGERPRINTS.get(rule_name)
     if found is None:
         registered = _RULES[rule_name]
-        found = _FINGERPRINTS[rule_name] = source_fingerprint((registered.function, registered.norms))
+        found = _FINGERPRINTS[rule_name] = source_fingerprint((registered.function, registered.norms,
+                                                               registered.value))
     return found
 
 

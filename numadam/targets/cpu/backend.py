@@ -124,6 +124,30 @@ class CpuBackend:
 
         return step
 
+    def norms_launcher(self, plan, first, update, starts, stops, leaves, n_leaves, field_slot):
+        """``step(first_scalars, scalars, applies) -> sums``: a family's norms pass (``first``), the field
+        ``field_slot`` each parameter's sums set where ``applies``, and the update (``update``), in
+        one serial call (:func:`~numadam.targets.cpu.kernels.norms_then_update_serial`; ``scalars``:
+        a row per parameter); ``None`` where that does not apply (a plan for every core)."""
+        if self._parallel(plan) or plan.n_chunks == 0 or not len(starts):
+            return None
+        plan.check_fits(first)
+        plan.check_fits(update)
+        real, zero = _REAL_DTYPES[first.real]
+        table, width, n_chunks = plan.device_table, plan.width, plan.n_chunks
+        kernel = self._kernels.compiled_norms(first, update)
+        sums = np.zeros((n_leaves, 2))
+
+        n_first, n_update = first.n_scalars, update.n_scalars
+
+        def step(first_scalars, scalars, applies):
+            kernel(first, update, table, width, starts, stops, leaves, _row_values(first_scalars, real, n_first),
+                   _row_values(scalars, real, n_update), zero, sums, applies, field_slot, n_update, n_chunks,
+                   self.chunk_size)
+            return sums
+
+        return step
+
     def reduce(self, plan, spec, scalars, starts, stops):
         """The pre-pass over ``plan`` once (see :meth:`reducer`)."""
         return self.reducer(plan, spec, starts, stops)(scalars).copy()

@@ -27,6 +27,7 @@ from ..primitives import cpu_primitives
 from ..quantization import BLOCK
 from ..body import block_runners, piece_runner, quantized_operands, reduction_runner
 from ..segments import piece_of, segment_of_element, sequence_length
+from ..spec import rule
 
 compiled_from_module(__name__)  # its kernels are cached on disk: see numadam.targets.fingerprint
 
@@ -178,6 +179,57 @@ def reduce_then_update_serial(spec, table, width, starts, stops, leaves, scalars
     for chunk in range(n_chunks):
         _update_chunk(spec, table, width, n_segments, n_elements, chunk, chunk_size, scalars, like)
     return 0
+
+
+def norms_value(spec, param_squares, direction_squares):
+    """What a parameter's sums of squares set in its scalars (the family's norms value, compiled per spec)."""
+
+
+@overload(norms_value)
+def _norms_value(spec, param_squares, direction_squares):
+    value = njit(inline="always")(rule(spec.spec.rule).value)
+
+    def implementation(spec, param_squares, direction_squares):
+        return value(param_squares, direction_squares)
+
+    return implementation
+
+
+@njit(cache=True, error_model="numpy")
+def norms_then_update_serial(first, update, table, width, starts, stops, leaves, first_scalars, scalars, like, sums,
+                             applies, field_slot, row_size, n_chunks, chunk_size):
+    """A serial step of a family with a norms pass (LAMB), in one call: the first pass (``first``)
+    over each piece, its sums of squares added into ``sums[leaves[p]]`` in piece order; each
+    parameter's field ``field_slot`` of ``scalars`` (one row per parameter) set to the family's
+    value of its sums where ``applies``; then the update (``update``) over every chunk. The host's
+    float64 operations in the same order (:meth:`numadam.engine.stepping.Engine._norms_pass`)."""
+    n_segments = table.size // width
+    sums[:] = 0.0
+    for piece in range(starts.size):
+        first_sum, second_sum = _reduce_span(first, table, width, n_segments, starts[piece], stops[piece],
+                                             first_scalars, like)
+        sums[leaves[piece], 0] += first_sum
+        sums[leaves[piece], 1] += second_sum
+    for leaf in range(sums.shape[0]):
+        if applies[leaf]:
+            scalars[leaf * row_size + field_slot] = norms_value(update, sums[leaf, 0], sums[leaf, 1])
+    n_elements = sequence_length(table, n_segments, width)
+    for chunk in range(n_chunks):
+        _update_chunk(update, table, width, n_segments, n_elements, chunk, chunk_size, scalars, like)
+
+
+def norms_signature(first, update):
+    """The argument types of :func:`norms_then_update_serial` for the specs ``first`` and ``update``."""
+    real = types.float32 if first.real == "float32" else types.float64
+    return (typeof(first), typeof(update), types.int64[::1], types.int64, types.int64[::1], types.int64[::1],
+            types.int64[::1], real[::1], real[::1], real, types.float64[:, ::1], types.boolean[::1], types.int64,
+            types.int64, types.int64, types.int64)
+
+
+@functools.cache
+def compiled_norms(first, update):
+    """The machine code of :func:`norms_then_update_serial` for ``first`` and ``update``."""
+    return norms_then_update_serial.compile(norms_signature(first, update))
 
 
 def fused_signature(spec):
@@ -365,7 +417,7 @@ def cache_files():
     """
     files = []
     for kernel in (update_serial, update_parallel, reduce_serial, reduce_parallel, reduce_then_update_serial,
-                   update_blocks_serial, update_blocks_parallel, data_address):
+                   norms_then_update_serial, update_blocks_serial, update_blocks_parallel, data_address):
         directory = pathlib.Path(kernel.stats.cache_path)
         files += sorted(directory.glob(f"{__name__.rsplit('.', 1)[-1]}.{kernel.__name__}-*.nb[ic]"))
     return files
