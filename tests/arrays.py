@@ -44,3 +44,15 @@ def in_layout(array, layout):
     if layout == "transposed":
         return np.ascontiguousarray(array.T).T
     raise ValueError(layout)
+
+
+def tiered(values, quick, unpack=False):
+    """``values`` as pytest parameters, those for which ``quick(value)`` is false marked ``slow``: the
+    quick tier (``python -m pytest``) runs a representative few, the full tier all (see conftest.py).
+    With ``unpack`` each value is a tuple of several arguments' values."""
+    import pytest
+
+    def slow(value):
+        return pytest.param(*value, marks=pytest.mark.slow) if unpack else pytest.param(value, marks=pytest.mark.slow)
+
+    return [value if quick(value) else slow(value) for value in values]

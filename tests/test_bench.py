@@ -22,6 +22,9 @@ from numadam.bench.roofline import SERIAL_BELOW, kernel_for, same_traffic_kernel
 from numadam.bench.runner import Result, disagreement, run_case, set_threads
 from numadam.bench.table import markdown_tables
 
+pytestmark = pytest.mark.slow
+
+
 FLOATS = [np.float32, np.float64]
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 

@@ -7,6 +7,9 @@ import sys
 import pytest
 
 
+pytestmark = pytest.mark.subprocess
+
+
 def run(command):
     result = subprocess.run(command, capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, result.stderr

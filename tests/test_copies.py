@@ -111,6 +111,7 @@ def _step_copy(opt):
     return opt.params, opt.step_count
 
 
+@pytest.mark.subprocess
 def test_joblib_workers_step_their_own_copies():
     """joblib's default backend (loky) pickles the optimizer into worker processes with cloudpickle."""
     joblib = pytest.importorskip("joblib")
@@ -126,6 +127,7 @@ def test_joblib_workers_step_their_own_copies():
             np.testing.assert_array_equal(worker_params[name], params[name], strict=True)
 
 
+@pytest.mark.subprocess
 def test_a_spawned_process_steps_its_copy():
     opt, params = trained(size=SIZE)
     frozen = {name: array.copy() for name, array in params.items()}

@@ -15,6 +15,9 @@ da = pytest.importorskip("dask.array")
 distributed = pytest.importorskip("distributed")
 is_dask_collection = pytest.importorskip("dask").is_dask_collection
 
+pytestmark = pytest.mark.dask
+
+
 #: (class, options) of every registered algorithm whose Dask steps are bit for bit the NumPy ones
 #: (those with a norms pass, LAMB, sum their norms in another order: their own tests), and more options.
 FAMILIES = [(cls.__name__, {}) for cls in numadam.families().values() if cls.algorithm.norms is None] + [

@@ -9,6 +9,9 @@ from numadam.demo import dask_deconvolution, deconvolution
 da = pytest.importorskip("dask.array")
 
 
+pytestmark = pytest.mark.dask
+
+
 def test_the_dask_objective_is_example_4s_objective():
     rng = np.random.default_rng(3)
     n, chunk, alpha = 1000, 150, 1e-2  # chunks not dividing n, each wider than the blur's reach

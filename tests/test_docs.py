@@ -104,6 +104,7 @@ def test_the_harness_finds_the_examples():
     assert "cuda-script" in kinds["minimize.md"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("page", [page for page in PAGES if code_blocks(page)], ids=lambda page: page.name)
 def test_examples_run(page, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # examples may save files
@@ -123,6 +124,7 @@ def test_examples_run(page, tmp_path, monkeypatch):
             exec(compile("\n" * (first_line - 1) + source, str(page), "exec"), namespace)
 
 
+@pytest.mark.slow
 def test_docs_build_without_warnings(tmp_path):
     for module in ("sphinx", "myst_parser", "furo"):
         pytest.importorskip(module, reason=f"building the docs needs {module} (pip install '.[docs]')")

@@ -11,6 +11,9 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.subprocess
+
+
 TESTS = Path(__file__).resolve().parent
 GPU_TEST = "tests/test_cupy.py::test_state_dict_round_trips_between_numpy_and_cupy"
 

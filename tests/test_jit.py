@@ -5,6 +5,7 @@ import pytest
 from numba import njit
 
 import numadam
+from arrays import tiered
 from numadam import jit
 
 OFFERED = list(numadam.families())
@@ -15,8 +16,9 @@ OPTIONS = [("ademamix", {"alpha_warmup": 8, "beta3_warmup": 12}), ("adopt", {"cl
            ("adopt", {"clip_lambda": 0.5, "convention": "optax"}), ("nadam", {"convention": "keras"})]
 
 
-@pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("name, options", [(name, {}) for name in OFFERED] + OPTIONS,
+@pytest.mark.parametrize("dtype", tiered([np.float32, np.float64], lambda dtype: dtype == np.float32))
+@pytest.mark.parametrize("name, options", tiered([(name, {}) for name in OFFERED] + OPTIONS,
+                                                 lambda case: case == ("adam", {}), unpack=True),
                          ids=lambda v: v if isinstance(v, str) else "-".join(f"{k}={w}" for k, w in v.items()))
 def test_steps_follow_the_objects_bit_for_bit(name, options, dtype):
     cls = numadam.families()[name]
@@ -48,6 +50,7 @@ def test_steps_follow_the_objects_bit_for_bit(name, options, dtype):
         np.testing.assert_array_equal(array, opt.state_dict()[name_])
 
 
+@pytest.mark.slow
 def test_lamb_spans_the_objects_chunks():
     """Parameters longer than one chunk of the objects' pre-pass: sums per chunk, added in order."""
     rng = np.random.default_rng(1)

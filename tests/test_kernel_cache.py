@@ -14,6 +14,9 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.subprocess
+
+
 ROOT = Path(__file__).resolve().parent.parent
 
 # Two specs in one process (Adam, then AMSGrad), each checked against the reference: code loaded from the cache must link every spec to its own body.

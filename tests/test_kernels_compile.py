@@ -17,6 +17,9 @@ from numadam.targets.cpu import kernels as cpu
 from numadam.core.pipeline import Policy
 from numadam.engine.operands import kernel_spec
 
+pytestmark = pytest.mark.slow
+
+
 FAMILY = numadam.Adam.algorithm
 VARIANTS = [(amsgrad, weight_decay) for amsgrad in (False, True) for weight_decay in (0.0, 0.1)]
 

@@ -18,7 +18,9 @@ import pytest
 
 from numadam.targets.cpu.backend import CpuBackend
 
-pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="fork, and GNU OpenMP's trouble with it, are Linux's")
+pytestmark = [pytest.mark.skipif(sys.platform != "linux", reason="fork, and GNU OpenMP's trouble with it, are Linux's"),
+              pytest.mark.subprocess]
+
 
 SIZE = 1 << 20
 assert SIZE >= CpuBackend.serial_below  # the parallel kernel runs

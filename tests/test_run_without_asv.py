@@ -10,6 +10,10 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+import pytest
+
+pytestmark = pytest.mark.subprocess
+
 
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = ROOT / "asv_benchmarks" / "run_without_asv.py"
