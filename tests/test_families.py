@@ -96,7 +96,7 @@ def assert_bitwise(actual, expected, method=None):
             np.testing.assert_array_equal(a, e, strict=True)
 
 
-@pytest.mark.parametrize("dtype", tiered(DTYPES, lambda dtype: dtype == np.float32))
+@pytest.mark.parametrize("dtype", tiered(DTYPES, lambda dtype: dtype in (np.float32, np.complex64)))
 @pytest.mark.parametrize("case", tiered(CASES, lambda case: not case[1]), ids=case_id)
 def test_objects_match_the_reference(case, dtype):
     method, options = case
