@@ -34,8 +34,8 @@ def assembly(kind, spec):
     """The machine code of a fresh compilation (Numba cannot inspect code it loaded from its cache)."""
     cached = cpu.update_parallel if kind == "parallel" else cpu.update_serial
     kernel = numba.njit(parallel=kind == "parallel", error_model="numpy")(cached.py_func)
-    kernel.compile(cpu.signature(spec))
-    return kernel.inspect_asm(cpu.signature(spec))
+    kernel.compile(cpu.signature("update", spec))
+    return kernel.inspect_asm(cpu.signature("update", spec))
 
 
 @pytest.mark.parametrize("variant", VARIANTS, ids=lambda v: f"amsgrad={v[0]},wd={v[1]}")

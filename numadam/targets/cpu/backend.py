@@ -69,10 +69,10 @@ class CpuBackend:
         n_scalars = spec.n_scalars
         table, width, parallel = plan.device_table, plan.width, self._parallel(plan)
         if blocks is None:
-            kernel = self._kernels.compiled(spec, parallel)
+            kernel = self._kernels.compiled("update", spec, parallel=parallel)
             head, tail = (plan.n_chunks, self.chunk_size), ()
         else:
-            kernel = self._kernels.compiled_blocks(spec, parallel)
+            kernel = self._kernels.compiled("blocks", spec, parallel=parallel)
             head, tail = (blocks[0], self.chunk_size // BLOCK), (blocks[1],)
 
         def launch(scalars):
@@ -94,7 +94,7 @@ class CpuBackend:
             return lambda scalars: out
         real, zero = _REAL_DTYPES[spec.real]
         n_scalars, table, width = spec.n_scalars, plan.device_table, plan.width
-        kernel = self._kernels.compiled_reduction(spec, self._parallel(plan))
+        kernel = self._kernels.compiled("reduce", spec, parallel=self._parallel(plan))
 
         def reduce(scalars):
             kernel(spec, table, width, starts, stops, _row_values(scalars, real, n_scalars), zero, out)
@@ -113,7 +113,7 @@ class CpuBackend:
         plan.check_fits(spec)
         real, zero = _REAL_DTYPES[spec.real]
         n_scalars, table, width, n_chunks = spec.n_scalars, plan.device_table, plan.width, plan.n_chunks
-        kernel = self._kernels.compiled_fused(spec)
+        kernel = self._kernels.compiled("reduce_then_update", spec)
         sums = np.zeros((n_leaves, 2))
         scale_slot = spec.n_scalars - len(PolicyScalars._fields) + PolicyScalars._fields.index("grad_scale")
 
@@ -135,7 +135,7 @@ class CpuBackend:
         plan.check_fits(update)
         real, zero = _REAL_DTYPES[first.real]
         table, width, n_chunks = plan.device_table, plan.width, plan.n_chunks
-        kernel = self._kernels.compiled_norms(first, update)
+        kernel = self._kernels.compiled("norms_then_update", first, update)
         sums = np.zeros((n_leaves, 2))
 
         n_first, n_update = first.n_scalars, update.n_scalars

@@ -218,32 +218,12 @@ def norms_then_update_serial(first, update, table, width, starts, stops, leaves,
         _update_chunk(update, table, width, n_segments, n_elements, chunk, chunk_size, scalars, like)
 
 
-def norms_signature(first, update):
-    """The argument types of :func:`norms_then_update_serial` for the specs ``first`` and ``update``."""
-    real = types.float32 if first.real == "float32" else types.float64
-    return (typeof(first), typeof(update), types.int64[::1], types.int64, types.int64[::1], types.int64[::1],
-            types.int64[::1], real[::1], real[::1], real, types.float64[:, ::1], types.boolean[::1], types.int64,
-            types.int64, types.int64, types.int64)
 
 
-@functools.cache
-def compiled_norms(first, update):
-    """The machine code of :func:`norms_then_update_serial` for ``first`` and ``update``."""
-    return norms_then_update_serial.compile(norms_signature(first, update))
 
 
-def fused_signature(spec):
-    """The argument types of :func:`reduce_then_update_serial` for ``spec``."""
-    real = types.float32 if spec.real == "float32" else types.float64
-    return (typeof(spec), types.int64[::1], types.int64, types.int64[::1], types.int64[::1], types.int64[::1],
-            real[::1], real, types.float64[:, ::1], types.boolean, types.float64, types.int64, types.int64,
-            types.int64, types.int64)
 
 
-@functools.cache
-def compiled_fused(spec):
-    """The machine code of :func:`reduce_then_update_serial` for ``spec`` (see :func:`compiled`)."""
-    return reduce_then_update_serial.compile(fused_signature(spec))
 
 
 # -- 8-bit state: block by block ----------------------------------------------------------------
@@ -358,48 +338,56 @@ def update_blocks_parallel(spec, table, width, blocks, blocks_per_chunk, scalars
                        min((chunk + 1) * blocks_per_chunk, n_blocks), scalars, like, scales)
 
 
-def block_signature(spec):
-    """The argument types of the block kernels for ``spec``."""
-    real = types.float32 if spec.real == "float32" else types.float64
-    return (typeof(spec), types.int64[::1], types.int64, types.int64[::1], types.int64, real[::1], real,
-            types.float32[::1])
+
+
+
+
+
+
+
+
+
+
+
+
+def _arguments(real):
+    """The types of each kernel's arguments after its spec(s), for the real dtype ``real``."""
+    table, integer, integers = types.int64[::1], types.int64, types.int64[::1]
+    return {
+        "update": (table, integer, integer, integer, real[::1], real),
+        "reduce": (table, integer, integers, integers, real[::1], real, types.float64[:, ::1]),
+        "blocks": (table, integer, integers, integer, real[::1], real, types.float32[::1]),
+        "reduce_then_update": (table, integer, integers, integers, integers, real[::1], real, types.float64[:, ::1],
+                               types.boolean, types.float64, integer, integer, integer, integer),
+        "norms_then_update": (table, integer, integers, integers, integers, real[::1], real[::1], real,
+                              types.float64[:, ::1], types.boolean[::1], integer, integer, integer, integer),
+    }
+
+
+#: Each kernel by name: its serial and its parallel function (``None``: serial only).
+KERNELS = {
+    "update": (update_serial, update_parallel),
+    "reduce": (reduce_serial, reduce_parallel),
+    "blocks": (update_blocks_serial, update_blocks_parallel),
+    "reduce_then_update": (reduce_then_update_serial, None),
+    "norms_then_update": (norms_then_update_serial, None),
+}
+
+
+def signature(kind, *specs):
+    """The argument types of kernel ``kind`` for ``specs`` (one spec; two for ``norms_then_update``)."""
+    real = types.float32 if specs[0].real == "float32" else types.float64
+    return tuple(typeof(spec) for spec in specs) + _arguments(real)[kind]
 
 
 @functools.cache
-def compiled_blocks(spec, parallel):
-    """The machine code of ``update_blocks_parallel`` (or ``_serial``) for ``spec`` (see :func:`compiled`)."""
-    return (update_blocks_parallel if parallel else update_blocks_serial).compile(block_signature(spec))
-
-
-def signature(spec):
-    """The argument types of the kernels for ``spec``."""
-    real = types.float32 if spec.real == "float32" else types.float64
-    return (typeof(spec), types.int64[::1], types.int64, types.int64, types.int64, real[::1], real)
-
-
-def reduction_signature(spec):
-    """The argument types of the reduction kernels for ``spec``."""
-    real = types.float32 if spec.real == "float32" else types.float64
-    return (typeof(spec), types.int64[::1], types.int64, types.int64[::1], types.int64[::1], real[::1], real,
-            types.float64[:, ::1])
-
-
-@functools.cache
-def compiled_reduction(spec, parallel):
-    """The machine code of ``reduce_parallel`` (or ``reduce_serial``) for ``spec`` (see :func:`compiled`)."""
-    return (reduce_parallel if parallel else reduce_serial).compile(reduction_signature(spec))
-
-
-@functools.cache
-def compiled(spec, parallel):
-    """The machine code of ``update_parallel`` (or ``update_serial``) for ``spec``, as a
-    function called without Numba's dispatch (which would type the spec on every call).
-
-    It takes ``(spec, table, width, n_chunks, chunk_size, scalars, like)`` exactly as
-    :func:`signature` types them: an int64 table, and scalars and a zero in the
-    spec's real dtype.
-    """
-    return (update_parallel if parallel else update_serial).compile(signature(spec))
+def compiled(kind, *specs, parallel=False):
+    """The machine code of kernel ``kind`` (a name of :data:`KERNELS`) for ``specs``, serial or
+    ``parallel``: a function called without Numba's dispatch (which would type the spec on every
+    call), with its arguments exactly as :func:`signature` types them: an int64 table, and
+    scalars and a zero in the spec's real dtype. One entry for every kernel."""
+    kernel = KERNELS[kind][1 if parallel else 0]
+    return kernel.compile(signature(kind, *specs))
 
 
 @njit(cache=True)
@@ -416,8 +404,8 @@ def cache_files():
     ``NUMBA_CACHE_DIR`` when that is set.
     """
     files = []
-    for kernel in (update_serial, update_parallel, reduce_serial, reduce_parallel, reduce_then_update_serial,
-                   norms_then_update_serial, update_blocks_serial, update_blocks_parallel, data_address):
+    kernels = [kernel for pair in KERNELS.values() for kernel in pair if kernel is not None] + [data_address]
+    for kernel in kernels:
         directory = pathlib.Path(kernel.stats.cache_path)
         files += sorted(directory.glob(f"{__name__.rsplit('.', 1)[-1]}.{kernel.__name__}-*.nb[ic]"))
     return files
