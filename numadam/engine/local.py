@@ -204,9 +204,9 @@ class LocalEngine(Engine):
     def _norms_then_update(self, plans, flags, phase, scalars, extra):
         if len(self.buckets) != 1 or plans[0] is None:
             return False
-        first, after, first_rows, rows, field = self._norms_fields(phase, scalars, extra)
-        sums = self.buckets[0].norms_and_update(plans[0], flags, first, after, first_rows, rows, self._norms_apply(),
-                                                field)
+        first, after, first_rows, update_rows, field = self._norms_fields(phase, scalars, extra)
+        sums = self.buckets[0].norms_and_update(plans[0], flags, first, after, first_rows, update_rows,
+                                                self._norms_apply(), field)
         return sums is not None
 
     def _update(self, plans, flags, policy, scalars):

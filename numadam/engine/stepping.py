@@ -110,12 +110,12 @@ class Engine:
         if self.algorithm.norms is not None:  # one row per parameter (its group's, until its norms set its field)
             scalars = [scalars[group] for group in self.settings.leaf_groups]
         policy = self._policy_of[phase]
-        grad_scale, rows = 1.0, None
+        grad_scale, scalar_rows = 1.0, None
         if policies.needs_reduction(phase):
-            rows = with_policy(scalars, policy, policies.scalars(1.0, step))
+            scalar_rows = with_policy(scalars, policy, policies.scalars(1.0, step))
             fused = None
             if phase != "add" and self.algorithm.norms is None:
-                fused = self._reduce_then_update(grads, flags, policy, rows)
+                fused = self._reduce_then_update(grads, flags, policy, scalar_rows)
             if fused is not None:  # the pre-pass, the decision and the update: one call
                 updated, squares, bad = fused
                 if not updated:
@@ -124,7 +124,7 @@ class Engine:
                     return
                 self.step_count, self.carry, self.micro_step = step, carry, 0
                 return
-            squares, bad = self._reduce(grads, flags, policy, rows)
+            squares, bad = self._reduce(grads, flags, policy, scalar_rows)
             decision = skip_or_scale(policies, squares, bad, self.grad_paths)
             if decision is None:
                 self.skipped += 1
@@ -138,10 +138,10 @@ class Engine:
                 self.step_count, self.carry, self.micro_step = step, carry, 0
                 return
             scalars, policy = self._norms_pass(grads, flags, phase, scalars, extra)
-            rows = None
-        if rows is None or grad_scale != 1.0:  # the pre-pass's rows serve unless the update's differ
-            rows = with_policy(scalars, policy, extra or policies.scalars(grad_scale, step))
-        self._update(grads, flags, policy, rows)
+            scalar_rows = None
+        if scalar_rows is None or grad_scale != 1.0:  # the pre-pass's rows serve unless the update's differ
+            scalar_rows = with_policy(scalars, policy, extra or policies.scalars(grad_scale, step))
+        self._update(grads, flags, policy, scalar_rows)
         if phase == "add":  # only accumulated: no update was taken
             self.micro_step = micro_step
             return
@@ -177,7 +177,8 @@ class Engine:
         return False
 
     def _norms_fields(self, phase, scalars, extra):
-        """``(first pass's rows, update's rows, applies, field slot)`` of a norms step in ``phase``."""
+        """``(first pass's policy, update's policy, first pass's scalar rows, update's scalar rows, the
+        field's slot)`` of a norms step in ``phase``."""
         first, after = self._first_pass_of[phase], self._after_norms_of[phase]
         field = self.algorithm.Scalars._fields.index(self.algorithm.norms.field)
         return first, after, with_policy(scalars, first, extra), with_policy(scalars, after, extra), field

@@ -232,13 +232,27 @@ def block_kernel_for(spec):
 def launch_blocks(spec, table_address, width, n_segments, blocks_address, n_blocks, scalars_address, like,
                   scales_address, stream=0):
     """Launch the 8-bit state's kernel (:func:`block_kernel_for`), one thread block per state block."""
-    if n_blocks == 0:
-        return
-    grid = min(n_blocks, max_blocks())
+    _launch_over(block_kernel_for(spec), n_blocks, stream, table_address, width, n_segments, blocks_address, n_blocks,
+                 scalars_address, like, scales_address)
+
+
+def _quiet_grid(kernel, blocks, threads, stream):
+    """``kernel`` configured for ``blocks`` blocks of ``threads`` threads on ``stream``.
+
+    A small update gets a small grid on purpose (one block per chunk), so
+    numba-cuda's performance warning about grids of fewer than 128 blocks is
+    silenced here (matched by its text: its class moved between numba-cuda
+    versions).
+    """
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*Grid size")
-        configured = block_kernel_for(spec)[grid, THREADS_PER_BLOCK, stream]
-    configured(table_address, width, n_segments, blocks_address, n_blocks, scalars_address, like, scales_address)
+        return kernel[blocks, threads, stream]
+
+
+def _launch_over(kernel, n_work, stream, *arguments):
+    """Launch ``kernel`` with a block per unit of work (at most :func:`max_blocks`), none for no work."""
+    if n_work:
+        _quiet_grid(kernel, min(n_work, max_blocks()), THREADS_PER_BLOCK, stream)(*arguments)
 
 
 _ZERO64 = np.float64(0)
@@ -310,16 +324,8 @@ def control_kernels():
 
 @functools.lru_cache(maxsize=256)
 def configured_kernel(spec, blocks, stream, device_step=False):
-    """The kernel of ``spec`` configured for ``blocks`` blocks on ``stream``, made once per configuration.
-
-    A small update gets a small grid on purpose (one block per chunk), so
-    numba-cuda's performance warning about grids of fewer than 128 blocks is
-    silenced here (matched by its text: its class moved between numba-cuda
-    versions).
-    """
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*Grid size")
-        return kernel_for(spec, device_step)[blocks, THREADS_PER_BLOCK, stream]
+    """The kernel of ``spec`` configured for ``blocks`` blocks on ``stream``, made once per configuration."""
+    return _quiet_grid(kernel_for(spec, device_step), blocks, THREADS_PER_BLOCK, stream)
 
 
 def launch(spec, table_address, width, n_segments, n_chunks, scalars_address, like, stream=0,
@@ -369,18 +375,11 @@ def cupy_loaded(spec, device_step, device_id):
 
 def launch_one_block(kernel, arguments, stream=0):
     """Launch a one-thread-matters kernel (:func:`control_kernels`) on one block."""
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*Grid size")
-        kernel[1, 1, stream](*arguments)
+    _quiet_grid(kernel, 1, 1, stream)(*arguments)
 
 
 def launch_reduction(spec, table_address, width, n_segments, pieces_address, n_pieces, scalars_address, like,
                      out_address, stream=0):
     """Launch the pre-pass over ``n_pieces`` pieces, one block each (at most :func:`max_blocks`)."""
-    if n_pieces == 0:
-        return
-    blocks = min(n_pieces, max_blocks())
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*Grid size")
-        configured = reduction_kernel_for(spec)[blocks, THREADS_PER_BLOCK, stream]
-    configured(table_address, width, n_segments, pieces_address, n_pieces, scalars_address, like, out_address)
+    _launch_over(reduction_kernel_for(spec), n_pieces, stream, table_address, width, n_segments, pieces_address,
+                 n_pieces, scalars_address, like, out_address)
