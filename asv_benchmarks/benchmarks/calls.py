@@ -1,0 +1,56 @@
+"""What one call costs: a step of 1e3 float32, where the fixed cost of a call is the whole cost.
+
+Beside numadam's steps, NumPy's in-place Adam step (the same arithmetic in a
+dozen ufunc calls) is timed too: what a call of numadam's costs is read as a
+fraction of it (``numadam bench --cases small`` times the same rows
+interleaved, in one run).
+"""
+
+import numpy as np
+
+import numadam
+
+from .common import LR
+
+SIZE = 1_000
+
+
+def _step_of(call, param, grad):
+    """The step function of ``call``: a family's object step, the functional step, a policy step or NumPy's."""
+    if call == "numpy in place":
+        from numadam.bench.numpy_adam import InPlaceAdam
+
+        optimizer, grads = InPlaceAdam([param], LR, (0.9, 0.999), 1e-8), [grad]
+        return lambda: optimizer.step(grads)
+    if call == "adam_step":
+        exp_avg, exp_avg_sq, step = np.zeros_like(param), np.zeros_like(param), [0]
+
+        def functional():
+            step[0] += 1
+            numadam.adam_step(param, grad, exp_avg, exp_avg_sq, step=step[0], lr=LR)
+
+        return functional
+    if call == "adam, clip_global_norm + nonfinite='skip'":
+        optimizer = numadam.Adam(param, lr=LR, clip_global_norm=1e30, nonfinite="skip")
+    else:
+        optimizer = numadam.families()[call](param, lr=LR)
+    return lambda: optimizer.step(grad)
+
+
+class CallCost:
+    """One step of one float32 array of 1e3 elements."""
+
+    params = (["numpy in place", "adam_step", "adam, clip_global_norm + nonfinite='skip'"]
+              + list(numadam.families()),)
+    param_names = ("call",)
+    timeout = 300
+
+    def setup(self, call):
+        rng = np.random.default_rng(7)
+        param, grad = (rng.standard_normal(SIZE).astype(np.float32) for _ in range(2))
+        self.step = _step_of(call, param, grad)
+        for _ in range(10):  # compiles the kernels, and the same gradient's plan is made
+            self.step()
+
+    def time_step(self, call):
+        self.step()
