@@ -53,14 +53,6 @@ def check_beta(name, value):
     return checked
 
 
-def check_eps(eps):
-    return check_nonnegative("eps", eps)
-
-
-def check_weight_decay(weight_decay):
-    return check_nonnegative("weight_decay", weight_decay)
-
-
 def check_real(name, value):
     """A finite real number."""
     checked = _real_number(name, value)

@@ -192,7 +192,7 @@ def _operand_pointers(spec, operands):
                                                 f"    s{k} = table[row + {ADDRESS + n + k}]")]
 
 
-def _loop(header, body, step):
+def _loop(body, step):
     return [f"        for i in range(start, stop{step}):"] + ["            " + line for line in body]
 
 
@@ -222,15 +222,15 @@ def piece_source(spec, strided_threads, name="run_piece"):
     strided = lambda k: f"i * s{k}"  # noqa: E731
     lines += _decode_lines(spec, quantized, step)
     lines.append("    if " + " and ".join(f"s{k} == 1" for k in present) + ":")
-    lines += _loop(lines, _update_lines(spec, unit, False), step)
+    lines += _loop(_update_lines(spec, unit, False), step)
     if spec.policy.bounds and spec.policy.accumulate != "add":
         low, high = _policy_slot(spec, "low"), _policy_slot(spec, "high")
         others = [k for k in present if k not in (low, high)]
         lines.append(f"    elif s{low} == 0 and s{high} == 0 and " + " and ".join(f"s{k} == 1" for k in others) + ":")
         lines += [f"        low = w{low}(o{low}[0])", f"        high = w{high}(o{high}[0])"]
-        lines += _loop(lines, _update_lines(spec, unit, True), step)
+        lines += _loop(_update_lines(spec, unit, True), step)
     lines.append("    else:")
-    lines += _loop(lines, _update_lines(spec, strided, False), step)
+    lines += _loop(_update_lines(spec, strided, False), step)
     return "\n".join(lines) + "\n"
 
 
@@ -244,9 +244,9 @@ def _decode_lines(spec, quantized, step):
         return [f"{_buffered(k, 'i + shift')} = d{k}({_element(k, index_of)}) * c{k}" for k in quantized]
 
     lines = ["    if " + " and ".join(f"s{k} == 1" for k in quantized) + ":"]
-    lines += _loop(lines, decodes(lambda k: "i"), step)
+    lines += _loop(decodes(lambda k: "i"), step)
     lines.append("    else:")
-    lines += _loop(lines, decodes(lambda k: f"i * s{k}"), step)
+    lines += _loop(decodes(lambda k: f"i * s{k}"), step)
     return lines
 
 
@@ -263,9 +263,9 @@ def store_source(spec, strided_threads):
         return [f"{_element(k, index_of)} = q{k}({_buffered(k, 'i + shift')}, v{k})" for k in quantized]
 
     lines.append("    if " + " and ".join(f"s{k} == 1" for k in quantized) + ":")
-    lines += _loop(lines, stores(lambda k: "i"), step)
+    lines += _loop(stores(lambda k: "i"), step)
     lines.append("    else:")
-    lines += _loop(lines, stores(lambda k: f"i * s{k}"), step)
+    lines += _loop(stores(lambda k: f"i * s{k}"), step)
     return "\n".join(lines) + "\n"
 
 
