@@ -1,4 +1,5 @@
-"""numadam.adam_step against the NumPy reference: dtypes, shapes, layouts, options, trajectories."""
+"""The functional steps against the NumPy references: every family's in every shape and dtype, and
+Adam's in depth (layouts of each operand, trajectories, the paper's arrangement, NaN and infinity)."""
 
 import numpy as np
 import pytest
@@ -6,8 +7,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import numadam
-from arrays import DTYPES, LAYOUTS, OPTIONS, in_layout, random_array
+from arrays import DTYPES, LAYOUTS, OPTIONS, in_layout, random_array, tiered
+from numadam.families import functional_step
 from reference import adam_exact, adam_paper, as_real
+from test_families import CASES, STEPS, Reference, case_id, hyperparameters
+from test_families import assert_bitwise as assert_family_bitwise
 
 HYPER = {"lr": 1e-2, "betas": (0.9, 0.999), "eps": 1e-8}
 SHAPES = [(), (0,), (1,), (7,), (3, 5), (2, 3, 4), (4, 1, 3), (300,)]
@@ -47,12 +51,38 @@ def assert_bitwise(actual, expected):
         np.testing.assert_array_equal(a, e, strict=True)
 
 
-@pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("option", sorted(OPTIONS))
-@pytest.mark.parametrize("shape", SHAPES, ids=str)
-def test_one_step_is_bitwise_the_reference(rng, dtype, option, shape):
-    arrays, expected = run_both(rng, shape, dtype, OPTIONS[option])
-    assert_bitwise([arrays[0], arrays[2], arrays[3], arrays[4]], [expected[0], expected[2], expected[3], expected[4]])
+#: (case, shape) of every family's functional step: each case of tests/test_families.py in every shape.
+FAMILY_CASES = [(case, shape) for case in CASES for shape in SHAPES]
+
+
+@pytest.mark.parametrize("dtype", tiered(DTYPES, lambda dtype: dtype == np.float32))
+@pytest.mark.parametrize("case, shape", tiered(FAMILY_CASES, lambda pair: not pair[0][1] and (
+    pair[1] == (3, 5) or pair[0][0] == "adam"), unpack=True), ids=lambda v: case_id(v) if isinstance(v, tuple)
+    and len(v) == 2 and isinstance(v[1], dict) else str(v))
+def test_every_family_s_functional_step_matches_its_reference(case, shape, dtype):
+    """Every family's functional step, every option of tests/test_families.py's cases, every shape
+    (empty and scalar ones too), eight steps: bit for bit its NumPy reference (LAMB: to a few ulps)."""
+    method, options = case
+    cls = numadam.families()[method]
+    step_function = functional_step(method)
+    rng = np.random.default_rng(7)
+    param = random_array(rng, shape, dtype)
+    reference = Reference(method, options, [param])
+    state = {name: np.array(value, copy=True) for name, value in reference.state[0].items()}
+    always = [kind.name for kind in cls.algorithm.state if kind.present is None]
+    optional = {name: value for name, value in state.items() if name not in always}
+    keywords = {**hyperparameters(method, options), **optional}  # AdamW's pinned options included
+    carry = None
+    for t in range(1, STEPS + 1):
+        grad = random_array(rng, param.shape, dtype)
+        if cls.algorithm.carry is not None:
+            keywords["carry"] = carry
+        carry = step_function(param, grad, *[state[n] for n in always], step=t, **keywords)
+        reference.step([grad])
+    assert_family_bitwise([param] + list(state.values()), reference.params + list(reference.state[0].values()),
+                          method)
+    if cls.algorithm.carry is not None:
+        assert carry == reference.carry
 
 
 @pytest.mark.parametrize("dtype", DTYPES)

@@ -11,6 +11,7 @@ import pytest
 import scipy.optimize
 
 import numadam
+from arrays import tiered
 from numadam import schedules
 
 
@@ -669,3 +670,20 @@ def test_the_solver_front_door_imports_nothing_optional_until_used():
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     assert result.stdout.split("\n")[:3] == ["[]", "[]", "False Figure"]
+
+
+@pytest.mark.parametrize("method", tiered(list(numadam.families()), lambda method: method == "adam"))
+def test_minimize_takes_every_family_by_name(method):
+    """A bowl with its minimum at 3: every family reaches it from 0 with its own hyperparameters."""
+    options = {"lion": {"lr": 1e-2, "weight_decay": 0.0}, "ademamix": {"lr": 0.05, "alpha": 0.5},
+               "adopt": {"lr": 0.05}, "schedule_free_adamw": {"lr": 0.05}}.get(method, {"lr": 0.05})
+    if method == "adamw":
+        options = {"lr": 0.05, "weight_decay": 0.0}
+
+    def fun(x):
+        return float(np.sum((x - 3.0) ** 2)), 2 * (x - 3.0)
+
+    res = numadam.minimize(fun, np.zeros(4), jac=True, method=method, maxiter=3000, gtol=1e-3,
+                           schedule=numadam.schedules.CosineDecay(options.pop("lr"), total_steps=3000), **options)
+    assert res.nit > 0
+    np.testing.assert_allclose(res.x, 3.0, atol=0.05)
