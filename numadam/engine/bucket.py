@@ -396,6 +396,12 @@ class Bucket:
         ``update``), in one call where the backend has one for ``plan`` (a serial CPU plan): each
         parameter's two sums (see :func:`numadam.targets.cpu.kernels.norms_then_update_serial`);
         ``None`` elsewhere."""
+        step = self.norms_stepper(plan, flags, first, update, field_slot)
+        return None if step is None else step(first_scalars, scalars, applies)
+
+    def norms_stepper(self, plan, flags, first, update, field_slot):
+        """``step(first_scalars, scalars, applies)`` of :meth:`norms_and_update`, made once per plan,
+        flags and policy; ``None`` where the backend has no such call for ``plan``."""
         found = self._fused.get(id(first))
         if found is None or found[0] is not plan or found[1] is not flags or found[2] is not first:
             step = None
@@ -405,7 +411,7 @@ class Bucket:
                 step = make(plan, self.spec(flags, first), self.spec(flags, update), starts, stops,
                             np.ascontiguousarray(leaves, np.int64), len(self.params), field_slot)
             found = self._fused[id(first)] = plan, flags, first, step
-        return None if found[3] is None else found[3](first_scalars, scalars, applies)
+        return found[3]
 
     def _checked_grad(self, k, grad):
         """Every check of gradient ``k``; ``(address, info)``, info ``None`` for the parameter's layout."""

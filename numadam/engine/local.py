@@ -97,9 +97,9 @@ class LocalEngine(Engine):
             for local, k in enumerate(bucket.indices):
                 self.locations[k] = (bucket, local)
         #: The only bucket, when there is one and no torch tensors (the steps of the same gradients
-        #: then reuse its plan at once); ``_plain``: it takes the rule alone (no policy, no norms).
+        #: then reuse its plan at once); ``_plain``: no policy (the rule alone, or a family's norms and rule).
         self._single = self.buckets[0] if len(self.buckets) == 1 and self.foreign is None else None
-        self._plain = self.policies.plain and self.algorithm.norms is None
+        self._plain = self.policies.plain
 
     # -- the step ---------------------------------------------------------------------------------
 
@@ -117,18 +117,7 @@ class LocalEngine(Engine):
             if bound is not None and (grads is bound or (self._one_leaf and grads is bound[0])
                                       or (type(grads) is list and bucket.is_bound_to(grads))):
                 plan = bucket.last_plan
-                if plan is not None and self._plain:
-                    settings = self.settings
-                    if settings.scheduled_any:
-                        settings.apply_schedules(self.step_count)
-                    step = self.step_count + 1
-                    hypers, flags = settings.per_group()
-                    scalars, self.carry = settings.step_scalars(step, self.carry, hypers)
-                    launch = self._launch
-                    if launch[0] is not plan or launch[1] is not flags:
-                        launch = self._launch = plan, flags, bucket.launcher(plan, flags)
-                    launch[2](scalars)
-                    self.step_count = step
+                if plan is not None and self._plain and self._direct_step(bucket, plan):
                     return None
                 if plan is not None and not bucket.absent:
                     self._step_plans([plan])
@@ -147,6 +136,28 @@ class LocalEngine(Engine):
             self._step_plans(plans)
         return None
 
+    def _direct_launcher(self, bucket, plan, flags):
+        """``launch(scalars)`` of the common step (no policy) over ``plan``, with each group's scalar
+        row: the rule's kernel, or for a family with norms its one-call norms pass and update;
+        ``None`` where there is no one call (a norms plan for every core)."""
+        if self.algorithm.norms is None:
+            return bucket.launcher(plan, flags)
+        first, update = self._first_pass_of[""], self._after_norms_of[""]
+        field = self.algorithm.Scalars._fields.index(self.algorithm.norms.field)
+        step = bucket.norms_stepper(plan, flags, first, update, field)
+        if step is None:
+            return None
+        leaf_groups, applies = self.settings.leaf_groups, self._norms_apply
+        extra = tuple(self.policies.scalars(1.0))  # no policy: the same every step (as with_policy appends)
+        first_extra, update_extra = (extra if first.active else ()), (extra if update.active else ())
+
+        def launch(scalars):
+            rows = [scalars[group] for group in leaf_groups]  # one row per parameter: its trust ratio
+            first_rows = [row + first_extra for row in rows] if first_extra else rows
+            step(first_rows, [row + update_extra for row in rows] if update_extra else rows, applies())
+
+        return launch
+
     def _bound_plans(self, grads):
         """Each bucket's plan for ``grads`` (every gradient checked), ``None`` for a bucket without one."""
         buckets = self.buckets
@@ -160,7 +171,28 @@ class LocalEngine(Engine):
             return [buckets[0].bind(leaves, self._written)]
         return [b.bind([leaves[k] for k in b.indices], self._written) for b in buckets]
 
+    def _direct_step(self, bucket, plan):
+        """The common step (no policy) of the only ``bucket`` over ``plan``: this step's scalars and
+        the launch made once for the plan and flags. False, having done nothing, where there is
+        no such launch (see :meth:`_direct_launcher`)."""
+        settings = self.settings
+        if settings.scheduled_any:
+            settings.apply_schedules(self.step_count)
+        hypers, flags = settings.per_group()
+        launch = self._launch
+        if launch[0] is not plan or launch[1] is not flags:
+            launch = self._launch = plan, flags, self._direct_launcher(bucket, plan, flags)
+        if launch[2] is None:
+            return False
+        step = self.step_count + 1
+        scalars, self.carry = settings.step_scalars(step, self.carry, hypers)
+        launch[2](scalars)
+        self.step_count = step
+        return True
+
     def _step_plans(self, plans):
+        if self._plain and len(plans) == 1 and plans[0] is not None and self._direct_step(self.buckets[0], plans[0]):
+            return
         if self.policies.plain and self.algorithm.norms is None:
             self.settings.apply_schedules(self.step_count)
             step = self.step_count + 1

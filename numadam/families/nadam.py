@@ -35,9 +35,8 @@ NAdamFlags = namedtuple("NAdamFlags", "l2_decay decoupled_decay keras optax")
 
 def _momentum(h, step):
     """:math:`\\mu_t`: torch's (with ``momentum_decay``) or Keras's (0.96^t)."""
-    beta1 = h.betas[0]
-    exponent = step if h.convention == "keras" else step * h.momentum_decay
-    return beta1 * (1.0 - 0.5 * 0.96**exponent)
+    rate = 1.0 if h.convention == "keras" else h.momentum_decay  # 0.96^(t * 1.0) is 0.96^t
+    return h.betas[0] * (1.0 - 0.5 * 0.96 ** (step * rate))
 
 
 def _advance(step, h, carry):
@@ -46,21 +45,25 @@ def _advance(step, h, carry):
 
 
 def nadam_scalars(step, h, carry) -> NAdamScalars:
+    """The scalars of step ``step`` (this runs every step: no call it can spare)."""
     beta1, beta2 = h.betas
     lr, weight_decay = h.lr, h.weight_decay
     (product,) = carry  # of mu_1 .. mu_t
-    if h.convention == "optax":
+    convention = h.convention
+    if convention == "optax":
         grad_coefficient, grad_divisor = 1.0 - beta1, 1.0 - beta1**step
         momentum_coefficient, momentum_divisor = beta1, 1.0 - beta1 ** (step + 1)
     else:
-        momentum, momentum_next = _momentum(h, step), _momentum(h, step + 1)
+        rate = 1.0 if convention == "keras" else h.momentum_decay  # as in _momentum, written out
+        momentum = beta1 * (1.0 - 0.5 * 0.96 ** (step * rate))
+        momentum_next = beta1 * (1.0 - 0.5 * 0.96 ** ((step + 1) * rate))
         grad_coefficient, grad_divisor = 1.0 - momentum, 1.0 - product
         momentum_coefficient, momentum_divisor = momentum_next, 1.0 - product * momentum_next
-        if h.convention == "torch":  # torch folds -lr into the coefficients
+        if convention == "torch":  # torch folds -lr into the coefficients
             grad_coefficient, grad_divisor = -lr * grad_coefficient / grad_divisor, 1.0
             momentum_coefficient, momentum_divisor = -lr * momentum_coefficient / momentum_divisor, 1.0
     return NAdamScalars(
-        _common.grad_sign(h), weight_decay,
+        -1.0 if h.maximize else 1.0, weight_decay,
         1.0 - lr * weight_decay if h.decoupled_weight_decay else 1.0,
         beta1, 1.0 - beta1, beta2, 1.0 - beta2, 1.0 - beta2**step,
         grad_coefficient, grad_divisor, momentum_coefficient, momentum_divisor,

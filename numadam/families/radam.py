@@ -32,27 +32,27 @@ RAdamScalars = namedtuple("RAdamScalars", "grad_sign weight_decay decay_factor b
 RAdamFlags = namedtuple("RAdamFlags", "l2_decay decoupled_decay optax")
 
 
-def rectification(step, beta2):
-    """:math:`(\\rho_t, r_t)` of step ``step``; :math:`r_t` is NaN where :math:`\\rho_t \\le 4`."""
-    rho_inf = 2.0 / (1.0 - beta2) - 1.0
-    beta2_t = beta2**step
-    rho = rho_inf - 2.0 * step * beta2_t / (1.0 - beta2_t)
+def rectification(rho, rho_inf):
+    """:math:`r_t` of :math:`\\rho_t` = ``rho``; NaN where :math:`\\rho_t \\le 4`."""
     if rho <= 4.0:
-        return rho, math.nan
-    return rho, math.sqrt((rho - 4.0) * (rho - 2.0) * rho_inf / ((rho_inf - 4.0) * (rho_inf - 2.0) * rho))
+        return math.nan
+    return math.sqrt((rho - 4.0) * (rho - 2.0) * rho_inf / ((rho_inf - 4.0) * (rho_inf - 2.0) * rho))
 
 
 def radam_scalars(step, h, carry) -> RAdamScalars:
+    """The scalars of step ``step`` (this runs every step: each power is taken once)."""
     beta1, beta2 = h.betas
     lr, weight_decay = h.lr, h.weight_decay
-    rho, rect = rectification(step, beta2)
+    beta2_t = beta2**step
+    bias_correction2 = 1.0 - beta2_t
+    rho_inf = 2.0 / (1.0 - beta2) - 1.0
+    rho = rho_inf - 2.0 * step * beta2_t / bias_correction2
     rectified = rho >= h.threshold if h.convention == "optax" else rho > h.threshold
-    bias_correction2 = 1.0 - beta2**step
     return RAdamScalars(
-        _common.grad_sign(h), weight_decay,
+        -1.0 if h.maximize else 1.0, weight_decay,
         1.0 - lr * weight_decay if h.decoupled_weight_decay else 1.0,
         beta1, 1.0 - beta1, beta2, 1.0 - beta2, 1.0 - beta1**step, bias_correction2, math.sqrt(bias_correction2),
-        1.0 if rectified else 0.0, rect if rectified else 0.0, lr, h.eps, h.eps_root,
+        1.0 if rectified else 0.0, rectification(rho, rho_inf) if rectified else 0.0, lr, h.eps, h.eps_root,
     )
 
 

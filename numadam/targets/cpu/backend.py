@@ -141,9 +141,12 @@ class CpuBackend:
         n_first, n_update = first.n_scalars, update.n_scalars
 
         def step(first_scalars, scalars, applies):
-            kernel(first, update, table, width, starts, stops, leaves, _row_values(first_scalars, real, n_first),
-                   _row_values(scalars, real, n_update), zero, sums, applies, field_slot, n_update, n_chunks,
-                   self.chunk_size)
+            first_values = _row_values(first_scalars, real, n_first)
+            # The same rows serve both passes (no policy scalars): the kernel sets the field only
+            # after the first pass has read its rows.
+            values = first_values if scalars is first_scalars and n_first == n_update else _row_values(scalars, real, n_update)
+            kernel(first, update, table, width, starts, stops, leaves, first_values, values, zero, sums, applies,
+                   field_slot, n_update, n_chunks, self.chunk_size)
             return sums
 
         return step
