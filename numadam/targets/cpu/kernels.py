@@ -31,12 +31,15 @@ from ..spec import rule
 
 compiled_from_module(__name__)  # its kernels are cached on disk: see numadam.targets.fingerprint
 
+
 def run_piece(spec, table, row, start, stop, scalars, like):
     """Update elements ``start:stop`` of the segment at ``row`` (compiled per spec)."""
+
 
 @functools.cache
 def _compiled_piece(spec):
     return njit(piece_runner(spec, cpu_primitives()))
+
 
 @overload(run_piece)
 def _run_piece(spec, table, row, start, stop, scalars, like):
@@ -47,14 +50,17 @@ def _run_piece(spec, table, row, start, stop, scalars, like):
 
     return implementation
 
+
 def reduce_piece(spec, table, row, start, stop, scalars, like):
     """The pre-pass's two sums over ``start:stop`` of a segment (see :func:`~numadam.targets.body.reduction_source`)."""
+
 
 @functools.cache
 def _compiled_reduction(spec):
     # Reassociation lets LLVM vectorize the sums: still one fixed order per compiled kernel, so the
     # same bits with 1 or N threads (the pieces and their combination are fixed by the chunking).
     return njit(fastmath={"reassoc"})(reduction_runner(spec, cpu_primitives()))
+
 
 @overload(reduce_piece)
 def _reduce_piece(spec, table, row, start, stop, scalars, like):
@@ -64,6 +70,7 @@ def _reduce_piece(spec, table, row, start, stop, scalars, like):
         return piece(table, row, start, stop, 1, scalars, like)
 
     return implementation
+
 
 @njit(inline="always")
 def _reduce_span(spec, table, width, n_segments, first, last, scalars, like):
@@ -80,6 +87,7 @@ def _reduce_span(spec, table, width, n_segments, first, last, scalars, like):
         segment += 1
     return first_sum, second_sum
 
+
 @njit(cache=True, error_model="numpy")
 def reduce_serial(spec, table, width, starts, stops, scalars, like, out):
     """For each piece ``starts[p]:stops[p]`` of the sequence, ``out[p]``: the pre-pass's two sums."""
@@ -88,6 +96,7 @@ def reduce_serial(spec, table, width, starts, stops, scalars, like, out):
         out[piece, 0], out[piece, 1] = _reduce_span(spec, table, width, n_segments, starts[piece], stops[piece],
                                                     scalars, like)
 
+
 @njit(cache=True, parallel=True, error_model="numpy")
 def reduce_parallel(spec, table, width, starts, stops, scalars, like, out):
     """:func:`reduce_serial`, one ``prange`` iteration per piece."""
@@ -95,6 +104,7 @@ def reduce_parallel(spec, table, width, starts, stops, scalars, like, out):
     for piece in prange(starts.size):
         out[piece, 0], out[piece, 1] = _reduce_span(spec, table, width, n_segments, starts[piece], stops[piece],
                                                     scalars, like)
+
 
 @njit(inline="always")
 def _update_chunk(spec, table, width, n_segments, n_elements, chunk, chunk_size, scalars, like):
@@ -108,6 +118,7 @@ def _update_chunk(spec, table, width, n_segments, n_elements, chunk, chunk_size,
         first += stop - start
         segment += 1
 
+
 @njit(cache=True, error_model="numpy")
 def update_serial(spec, table, width, n_chunks, chunk_size, scalars, like):
     """Apply the spec's rule over every chunk of ``table``, on the calling thread.
@@ -120,6 +131,7 @@ def update_serial(spec, table, width, n_chunks, chunk_size, scalars, like):
     for chunk in range(n_chunks):
         _update_chunk(spec, table, width, n_segments, n_elements, chunk, chunk_size, scalars, like)
 
+
 @njit(cache=True, parallel=True, error_model="numpy")
 def update_parallel(spec, table, width, n_chunks, chunk_size, scalars, like):
     """Apply the spec's rule over every chunk of ``table``, one ``prange`` iteration per chunk."""
@@ -127,6 +139,7 @@ def update_parallel(spec, table, width, n_chunks, chunk_size, scalars, like):
     n_elements = sequence_length(table, n_segments, width)
     for chunk in prange(n_chunks):
         _update_chunk(spec, table, width, n_segments, n_elements, chunk, chunk_size, scalars, like)
+
 
 @njit(cache=True, error_model="numpy")
 def reduce_then_update_serial(spec, table, width, starts, stops, leaves, scalars, like, sums, nonfinite, clip,
@@ -167,8 +180,10 @@ def reduce_then_update_serial(spec, table, width, starts, stops, leaves, scalars
         _update_chunk(spec, table, width, n_segments, n_elements, chunk, chunk_size, scalars, like)
     return 0
 
+
 def norms_value(spec, param_squares, direction_squares):
     """What a parameter's sums of squares set in its scalars (the family's norms value, compiled per spec)."""
+
 
 @overload(norms_value)
 def _norms_value(spec, param_squares, direction_squares):
@@ -178,6 +193,7 @@ def _norms_value(spec, param_squares, direction_squares):
         return value(param_squares, direction_squares)
 
     return implementation
+
 
 @njit(cache=True, error_model="numpy")
 def norms_then_update_serial(first, update, table, width, starts, stops, leaves, first_scalars, scalars, like, sums,
@@ -201,23 +217,30 @@ def norms_then_update_serial(first, update, table, width, starts, stops, leaves,
     for chunk in range(n_chunks):
         _update_chunk(update, table, width, n_segments, n_elements, chunk, chunk_size, scalars, like)
 
+
 # -- 8-bit state: block by block ----------------------------------------------------------------
+
 
 def load_piece(spec, table, row, start, stop, scalars, like, scales, n_blocks, block, shift, buffer):
     """The first half of a block's update over elements ``start:stop`` of a segment (compiled per spec)."""
 
+
 def store_piece(spec, table, row, start, stop, inverse, shift, buffer):
     """The second half: encode the block's new state (compiled per spec)."""
+
 
 def settle(spec, buffer, count, scales, n_blocks, block, inverse, like):
     """The block's new scales (compiled per spec)."""
 
+
 def block_buffers(spec, like):
     """The new state of one block and each state's inverse scale, in the real dtype."""
+
 
 @functools.cache
 def _compiled_blocks(spec):
     return tuple(njit(function) for function in block_runners(spec, cpu_primitives()))
+
 
 @overload(load_piece)
 def _load_piece(spec, table, row, start, stop, scalars, like, scales, n_blocks, block, shift, buffer):
@@ -228,6 +251,7 @@ def _load_piece(spec, table, row, start, stop, scalars, like, scales, n_blocks, 
 
     return implementation
 
+
 @overload(store_piece)
 def _store_piece(spec, table, row, start, stop, inverse, shift, buffer):
     piece = _compiled_blocks(spec.spec)[1]
@@ -236,6 +260,7 @@ def _store_piece(spec, table, row, start, stop, inverse, shift, buffer):
         piece(table, row, start, stop, 1, inverse, shift, buffer)
 
     return implementation
+
 
 @overload(settle)
 def _settle(spec, buffer, count, scales, n_blocks, block, inverse, like):
@@ -246,6 +271,7 @@ def _settle(spec, buffer, count, scales, n_blocks, block, inverse, like):
 
     return implementation
 
+
 @overload(block_buffers)
 def _block_buffers(spec, like):
     slots = max(quantized_operands(spec.spec)) - 1
@@ -255,6 +281,7 @@ def _block_buffers(spec, like):
         return np.empty(slots * BLOCK, dtype), np.empty(slots, dtype)
 
     return implementation
+
 
 @njit(inline="always")
 def _update_blocks(spec, table, width, n_segments, blocks, first_block, last_block, scalars, like, scales):
@@ -281,6 +308,7 @@ def _update_blocks(spec, table, width, n_segments, blocks, first_block, last_blo
             position += stop - start
             segment += 1
 
+
 @njit(cache=True, error_model="numpy")
 def update_blocks_serial(spec, table, width, blocks, blocks_per_chunk, scalars, like, scales):
     """Apply the spec's rule block by block (8-bit state; ``blocks`` holds each block's first
@@ -291,6 +319,7 @@ def update_blocks_serial(spec, table, width, blocks, blocks_per_chunk, scalars, 
         _update_blocks(spec, table, width, table.size // width, blocks, chunk * blocks_per_chunk,
                        min((chunk + 1) * blocks_per_chunk, n_blocks), scalars, like, scales)
 
+
 @njit(cache=True, parallel=True, error_model="numpy")
 def update_blocks_parallel(spec, table, width, blocks, blocks_per_chunk, scalars, like, scales):
     """:func:`update_blocks_serial`, one ``prange`` iteration per run of ``blocks_per_chunk`` blocks."""
@@ -299,6 +328,7 @@ def update_blocks_parallel(spec, table, width, blocks, blocks_per_chunk, scalars
     for chunk in prange(update_count):
         _update_blocks(spec, table, width, table.size // width, blocks, chunk * blocks_per_chunk,
                        min((chunk + 1) * blocks_per_chunk, n_blocks), scalars, like, scales)
+
 
 def _arguments(real):
     """The types of each kernel's arguments after its spec(s), for the real dtype ``real``."""
@@ -313,6 +343,7 @@ def _arguments(real):
                               types.float64[:, ::1], types.boolean[::1], integer, integer, integer, integer),
     }
 
+
 #: Each kernel by name: its serial and its parallel function (``None``: serial only).
 KERNELS = {
     "update": (update_serial, update_parallel),
@@ -322,10 +353,12 @@ KERNELS = {
     "norms_then_update": (norms_then_update_serial, None),
 }
 
+
 def signature(kind, *specs):
     """The argument types of kernel ``kind`` for ``specs`` (one spec; two for ``norms_then_update``)."""
     real = types.float32 if specs[0].real == "float32" else types.float64
     return tuple(typeof(spec) for spec in specs) + _arguments(real)[kind]
+
 
 @functools.cache
 def compiled(kind, *specs, parallel=False):
@@ -336,10 +369,12 @@ def compiled(kind, *specs, parallel=False):
     kernel = KERNELS[kind][1 if parallel else 0]
     return kernel.compile(signature(kind, *specs))
 
+
 @njit(cache=True)
 def data_address(array):
     """The address of ``array``'s first element, found faster than ``array.ctypes.data``."""
     return array.ctypes.data
+
 
 def cache_files():
     """The files of Numba's disk cache that hold these kernels' machine code.
