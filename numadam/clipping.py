@@ -187,7 +187,7 @@ def _real_parts(array):
 
 
 #: A float64 sum of squares at least this large lost nothing to underflow that matters.
-_SAFE_SUM_OF_SQUARES = 1e-200
+SAFE_SUM_OF_SQUARES = 1e-200
 
 
 def _finite_measure(array, path):
@@ -206,7 +206,7 @@ def _finite_measure(array, path):
     with np.errstate(over="ignore", invalid="ignore"):
         total = sum(_float64_sum_of_squares(part) for part in parts)
     narrow = array.dtype.itemsize < (16 if array.dtype.kind == "c" else 8)
-    if math.isfinite(total) and (narrow or total >= _SAFE_SUM_OF_SQUARES):
+    if math.isfinite(total) and (narrow or total >= SAFE_SUM_OF_SQUARES):
         return (1.0, total) if total else (0.0, 0.0)
     return _scaled_measure(parts, path)
 

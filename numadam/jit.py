@@ -198,8 +198,9 @@ def _jitted(function):
     return njit(inline="always")(copy)
 
 
-def _hyperparameters(cls):
-    """The class's hyperparameters in signature order (pinned ones left out), with defaults."""
+def hyperparameter_order(cls):
+    """The names of the class's hyperparameters in signature order (pinned ones left out): the
+    order ``<family>_step`` takes them in."""
     names = [h.name for h in cls.algorithm.hyperparameters if h.name not in cls.pinned]
     order = list(inspect.signature(cls).parameters)
     return sorted(names, key=order.index)
@@ -218,7 +219,7 @@ def _make(name, cls):
     algorithm = cls.algorithm
     always = [kind.name for kind in algorithm.state if kind.present is None]
     n_state = len(algorithm.state)
-    hyper = _hyperparameters(cls)
+    hyper = hyperparameter_order(cls)
     defaults = {**cls._class_defaults, **cls.pinned}
     fields = algorithm.Hyper._fields
     carried = algorithm.carry is not None
@@ -308,6 +309,11 @@ def _make(name, cls):
 @functools.cache
 def _functions():
     return {name: _make(name, cls) for name, cls in families().items()}
+
+
+def offered(name):
+    """The :class:`Offered` functions of family ``name`` (a name of :func:`numadam.families`)."""
+    return _functions()[name]
 
 
 def _torch_adam_step(param, grad, exp_avg, exp_avg_sq, step, lr, beta1, beta2, eps, weight_decay):

@@ -98,7 +98,7 @@ class StepDecay(Schedule):
         self.gamma = _decay_factor("gamma", gamma)
 
     def __call__(self, step):
-        return self.lr * self.gamma ** (_check_steps_taken(step) // self.step_size)
+        return step_decay_rate(_check_steps_taken(step), self.lr, self.step_size, self.gamma)
 
 
 class ExponentialDecay(Schedule):
@@ -118,7 +118,7 @@ class ExponentialDecay(Schedule):
         self.gamma = _decay_factor("gamma", gamma)
 
     def __call__(self, step):
-        return self.lr * self.gamma ** _check_steps_taken(step)
+        return exponential_rate(_check_steps_taken(step), self.lr, self.gamma)
 
 
 class CosineDecay(Schedule):
@@ -155,8 +155,7 @@ class CosineDecay(Schedule):
         self.min_lr = min_lr
 
     def __call__(self, step):
-        progress = min(_check_steps_taken(step), self.total_steps) / self.total_steps
-        return self.min_lr + 0.5 * (self.lr - self.min_lr) * (1.0 + math.cos(math.pi * progress))
+        return cosine_rate(_check_steps_taken(step), self.lr, self.total_steps, self.min_lr)
 
 
 class LinearWarmup(Schedule):
@@ -202,7 +201,7 @@ class LinearWarmup(Schedule):
     def __call__(self, step):
         steps_taken = _check_steps_taken(step)
         if steps_taken < self.warmup_steps:
-            return self.schedule(0) * (steps_taken + 1) / (self.warmup_steps + 1)
+            return warmup_rate(steps_taken, self.warmup_steps, self.schedule(0))
         return self.schedule(steps_taken - self.warmup_steps)
 
     def observe(self, loss):
@@ -325,6 +324,32 @@ class ReduceOnPlateau(Schedule):
         fresh.cooldown_left = validate.check_count("state['state']['cooldown_left']", running["cooldown_left"],
                                                     minimum=0)
         vars(self).update(vars(fresh))
+
+
+# The closed forms, as functions of plain numbers: the classes call them, and a compiled
+# solve (numadam.solver.compiled) compiles the very same functions. Powers take a float
+# exponent, as Python's float ** int does, so compiled code computes the same bits.
+
+
+def step_decay_rate(steps_taken, lr, step_size, gamma):
+    """:class:`StepDecay`'s :math:`\\eta\\,\\gamma^{\\lfloor k/s \\rfloor}`."""
+    return lr * gamma ** float(steps_taken // step_size)
+
+
+def exponential_rate(steps_taken, lr, gamma):
+    """:class:`ExponentialDecay`'s :math:`\\eta\\,\\gamma^k`."""
+    return lr * gamma ** float(steps_taken)
+
+
+def cosine_rate(steps_taken, lr, total_steps, min_lr):
+    """:class:`CosineDecay`'s half cosine from ``lr`` to ``min_lr`` over ``total_steps``."""
+    progress = min(steps_taken, total_steps) / total_steps
+    return min_lr + 0.5 * (lr - min_lr) * (1.0 + math.cos(math.pi * progress))
+
+
+def warmup_rate(steps_taken, warmup_steps, first_rate):
+    """:class:`LinearWarmup`'s ramp, at ``steps_taken < warmup_steps``, to the wrapped schedule's first rate."""
+    return first_rate * (steps_taken + 1) / (warmup_steps + 1)
 
 
 def _check_steps_taken(step):

@@ -20,11 +20,14 @@ from .targets.dispatch import backend_for
 from .adapters.dask import is_dask_array
 from .adapters.foreign import adopt, is_foreign, is_jax, is_tensor, tensor_like
 from .clipping import clip_by_global_norm, clip_by_norm, clip_by_value
-from .families import optimizer_class
-_CLIPPERS = {"value": clip_by_value, "norm": clip_by_norm, "global_norm": clip_by_global_norm}
+from .families import families, optimizer_class
+from .solver import compiled as compiled_solver
+from .solver.rules import (CALLBACK, NON_FINITE, NONE, SUCCESS, clip_norm_in_place, clip_value_in_place,
+                           non_finite_message, stop_message, stop_status)
 
-GTOL, MAXITER, FTOL, XTOL, NON_FINITE, CALLBACK = 0, 1, 2, 3, 4, 99
-_SUCCESS = (GTOL, FTOL, XTOL)
+_CLIPPERS = {"value": clip_by_value, "norm": clip_by_norm, "global_norm": clip_by_global_norm}
+#: The clippers of real NumPy gradients: the compiled solve's, so both loops clip alike, bit for bit.
+_NUMPY_CLIPPERS = {"value": clip_value_in_place, "norm": clip_norm_in_place, "global_norm": clip_norm_in_place}
 
 if sys.version_info >= (3, 14):
     import annotationlib
@@ -41,7 +44,7 @@ _SOLVER_DTYPES = tuple(np.dtype(t) for t in (np.float32, np.float64, np.complex6
 
 def minimize(fun, x0, args=(), jac=None, method="adam", *, bounds=None, maxiter=1000, gtol=1e-5, ftol=None,
              xtol=None, patience=10, schedule=None, clip=None, callback=None, progress=False, nonfinite="stop",
-             **hyperparameters):
+             compiled=None, **hyperparameters):
     r"""Minimize ``fun`` from ``x0`` with Adam (or any family); return a ``scipy.optimize.OptimizeResult``.
 
     Iterate :math:`k = 0, 1, \dots` from :math:`x_0` (a copy of ``x0``; ``x0``
@@ -142,6 +145,20 @@ def minimize(fun, x0, args=(), jac=None, method="adam", *, bounds=None, maxiter=
     progress : bool
         Show a tqdm progress bar (with the current objective) on stderr; needs
         tqdm, and raises ``ImportError`` before the solve if it is missing.
+    compiled : None, True or False
+        Run the whole solve as one Numba function (:mod:`numadam.solver.compiled`):
+        the objective, the step, the schedule, the clipping, the bounds and the
+        stop rules in machine code, with the Python loop's iterates bit for bit.
+        That takes ``fun`` (and ``jac``, unless ``jac=True``) as ``@numba.njit``
+        functions of a real NumPy ``x0``, no ``callback``, ``progress=False``,
+        ``nonfinite="stop"``, a clipping rule (not a callable), a closed-form
+        schedule (not :class:`~numadam.schedules.ReduceOnPlateau`) and no
+        optimizer option but ``bounds``/``nonneg``. ``None`` (the default)
+        compiles where it can; ``True`` demands it and raises a ``TypeError``
+        saying why where it cannot; ``False`` keeps the Python loop. The
+        compiled solve is cached on disk (``$NUMADAM_CACHE_DIR``, else
+        ``~/.cache/numadam``) where ``fun`` is a module-level function of a
+        file, so a new process reuses it.
 
     Returns
     -------
@@ -151,7 +168,10 @@ def minimize(fun, x0, args=(), jac=None, method="adam", *, bounds=None, maxiter=
         ``njev``, ``status``, ``success``, ``message``, ``skipped`` (see ``nonfinite``) and
         ``history``: a float64
         NumPy array of :math:`f_0, \dots, f_{\mathrm{nit}}`. ``x`` is the last
-        iterate, not necessarily the best one seen.
+        iterate, not necessarily the best one seen. ``compiled`` says whether
+        the solve ran compiled; a compiled one also has ``compile_time``, the
+        seconds spent compiling it (or loading it from the disk cache) before
+        it ran, 0.0 when this process had it ready.
 
     Examples
     --------
@@ -181,13 +201,20 @@ def minimize(fun, x0, args=(), jac=None, method="adam", *, bounds=None, maxiter=
             "Adam needs the gradient"
         )
     optimizer_type = optimizer_class(method)
+    if compiled not in (None, True, False):
+        raise TypeError(f"compiled must be None (compile where possible), True or False; got {compiled!r}")
     if nonfinite not in ("stop", "skip"):
         raise ValueError(f"nonfinite must be 'stop' (status 4) or 'skip' (evaluate again); got {nonfinite!r}")
     stop_rules = _StopRules(maxiter, gtol, ftol, xtol, patience)
     iterate = (_DaskIterate if is_dask_array(x0) else _ArrayIterate)(fun, x0, args, jac, optimizer_type, bounds,
                                                                         clip, schedule, hyperparameters)
     notify = _scipy_style_callback(callback)
-    bar = _progress_bar(validate.check_flag("progress", progress), stop_rules.maxiter)
+    progress = validate.check_flag("progress", progress)
+    solve = compiled_solver.prepared(fun, jac, args, iterate.x, iterate.optimizer, _family_name(optimizer_type),
+                                     schedule, clip, iterate.box, stop_rules, callback, progress, nonfinite, compiled)
+    if solve is not None:
+        return _compiled_result(solve, fun, jac, args, stop_rules, OptimizeResult)
+    bar = _progress_bar(progress, stop_rules.maxiter)
     observe = getattr(schedule, "observe", None)
     nit = skipped = 0
     try:
@@ -196,7 +223,7 @@ def minimize(fun, x0, args=(), jac=None, method="adam", *, bounds=None, maxiter=
         if math.isfinite(value) and math.isfinite(grad_peak):
             status, message = stop_rules.check(nit, history, grad_peak, iterate.x, iterate.previous_x)
         else:
-            status, message = NON_FINITE, _non_finite_message(value, 0) + "; returning x0"
+            status, message = NON_FINITE, non_finite_message(value, 0) + "; returning x0"
         while status is None:
             if observe is not None:
                 observe(value)
@@ -228,8 +255,30 @@ def minimize(fun, x0, args=(), jac=None, method="adam", *, bounds=None, maxiter=
             bar.close()
     x, jac = iterate.result()
     return OptimizeResult(x=x, fun=value, jac=jac, nit=nit, nfev=iterate.nfev, njev=iterate.nfev, status=status,
-                          success=status in _SUCCESS, message=message, skipped=skipped,
-                          history=np.array(history, dtype=np.float64))
+                          success=status in SUCCESS, message=message, skipped=skipped,
+                          history=np.array(history, dtype=np.float64), compiled=False)
+
+
+def _family_name(optimizer_type):
+    return next(name for name, cls in families().items() if cls is optimizer_type)
+
+
+def _compiled_result(solve, fun, jac, args, stop_rules, OptimizeResult):
+    """Run the compiled ``solve``; its result as the Python loop would give it."""
+    (status, nit, nfev, value, candidate, grad_peak, history, grad), compile_time = solve.run()
+    x = solve.x
+    if status == compiled_solver.BAD_SHAPE:
+        gradient = _value_and_gradient(fun, jac, args, x)[1]
+        raise ValueError(f"the gradient must have x's shape {x.shape}; got shape {np.shape(gradient)}")
+    if status == NON_FINITE:
+        message = (non_finite_message(value, 0) + "; returning x0" if nfev == 1
+                   else _non_finite_stop(candidate, nit, "stop", 1)[1])
+    else:
+        message = stop_message(status, grad_peak, stop_rules.gtol, stop_rules.ftol, stop_rules.xtol,
+                               stop_rules.patience, stop_rules.maxiter)
+    return OptimizeResult(x=x, fun=value, jac=grad.reshape(x.shape), nit=nit, nfev=nfev, njev=nfev, status=status,
+                          success=status in SUCCESS, message=message, skipped=0, history=history.copy(),
+                          compiled=True, compile_time=compile_time)
 
 
 class _ArrayIterate:
@@ -246,6 +295,7 @@ class _ArrayIterate:
         if box is not None:
             _clip_into(x, box)
         self.optimizer = optimizer_type(x, schedule=schedule, bounds=box, **hyperparameters)
+        self.box = box
         self.clipper = _clipper(clip)
         self.evaluations = _Evaluations(fun, jac, args, x, box, x0)
         self.x, self.x0 = x, x0
@@ -362,7 +412,7 @@ def _evaluated_until_finite(evaluate, nonfinite, patience):
 def _non_finite_stop(value, nit, nonfinite, failures):
     """The status and message of a solve that met a non-finite value after iterate ``nit``."""
     tries = "" if nonfinite == "stop" else f" {failures} times in a row"
-    return NON_FINITE, (_non_finite_message(value, nit + 1) + tries
+    return NON_FINITE, (non_finite_message(value, nit + 1) + tries
                         + f"; returning the last finite iterate (iteration {nit})")
 
 
@@ -378,26 +428,17 @@ class _StopRules:
         self.quiet_f = self.quiet_x = 0
 
     def check(self, nit, history, grad_peak, x, previous_x):
-        """``(status, message)`` if iterate ``nit`` ends the solve, else ``(None, None)``."""
-        if grad_peak <= self.gtol:
-            return GTOL, f"converged: max |gradient| = {grad_peak:.3g} <= gtol = {self.gtol:g}"
-        if nit > 0 and self.ftol is not None:
-            value, previous = history[-1], history[-2]
-            quiet = abs(value - previous) <= self.ftol * max(abs(value), abs(previous), 1.0)
-            self.quiet_f = self.quiet_f + 1 if quiet else 0
-            if self.quiet_f >= self.patience:
-                return FTOL, (f"converged: the relative change of fun stayed <= ftol = {self.ftol:g} "
-                              f"for {self.patience} iterations")
-        if nit > 0 and self.xtol is not None:
-            quiet = _largest_magnitude(x - previous_x) <= self.xtol * max(_largest_magnitude(x), 1.0)
-            self.quiet_x = self.quiet_x + 1 if quiet else 0
-            if self.quiet_x >= self.patience:
-                return XTOL, (f"converged: the relative step stayed <= xtol = {self.xtol:g} "
-                              f"for {self.patience} iterations")
-        if nit == self.maxiter:
-            return MAXITER, (f"stopped: maxiter = {self.maxiter} iterations reached with "
-                             f"max |gradient| = {grad_peak:.3g} > gtol = {self.gtol:g}")
-        return None, None
+        """``(status, message)`` if iterate ``nit`` ends the solve, else ``(None, None)``
+        (:func:`numadam.solver.rules.stop_status`, as the compiled solve decides)."""
+        measure_x = nit > 0 and self.xtol is not None
+        status, self.quiet_f, self.quiet_x = stop_status(
+            nit, history[-1], history[-2] if nit > 0 else history[-1], grad_peak,
+            _largest_magnitude(x - previous_x) if measure_x else 0.0, _largest_magnitude(x) if measure_x else 0.0,
+            self.quiet_f, self.quiet_x, self.gtol, -1.0 if self.ftol is None else self.ftol,
+            -1.0 if self.xtol is None else self.xtol, self.patience, self.maxiter)
+        if status == NONE:
+            return None, None
+        return status, stop_message(status, grad_peak, self.gtol, self.ftol, self.xtol, self.patience, self.maxiter)
 
 
 def adam_minimizer(fun, x0, args=(), jac=None, hess=None, hessp=None, bounds=None, constraints=(),
@@ -643,11 +684,6 @@ def _largest_magnitude(array):
     return math.nan if any(map(math.isnan, peaks)) else max(peaks)
 
 
-def _non_finite_message(value, iteration):
-    what = "fun returned {value}" if not math.isfinite(value) else "the gradient holds NaN or infinity"
-    return f"stopped: {what.format(value=value)} at iteration {iteration}"
-
-
 def _clipper(clip):
     """A function that clips a gradient array in place (or returns the clipped one), or ``None``."""
     if clip is None or callable(clip):
@@ -656,11 +692,14 @@ def _clipper(clip):
         raise TypeError(f"clip must be None, a callable or a pair (rule, limit) with rule in {list(_CLIPPERS)}; "
                         f"got {clip!r}")
     rule, limit = clip
-    clip_with = _CLIPPERS[rule]
+    clip_with, clip_numpy = _CLIPPERS[rule], _NUMPY_CLIPPERS[rule]
     limit = validate.check_limit("max_value" if rule == "value" else "max_norm", limit)
 
     def clip_in_place(grad):
-        clip_with(grad, limit)
+        if type(grad) is np.ndarray and grad.dtype.kind == "f":
+            clip_numpy(grad.reshape(-1), limit)
+        else:
+            clip_with(grad, limit)
 
     return clip_in_place
 

@@ -29,7 +29,7 @@ def test_steps_follow_the_objects_bit_for_bit(name, options, dtype):
     always = [kind.name for kind in cls.algorithm.state if kind.present is None]
     state = [np.array(opt.state_dict()[kind], copy=True) for kind in always]
     defaults = {**cls._class_defaults, **cls.pinned, "lr": 1e-2, **options}
-    hyper = [defaults[h] for h in jit._hyperparameters(cls)]
+    hyper = [defaults[h] for h in jit.hyperparameter_order(cls)]
     step, carry = getattr(jit, f"{name}_step"), None
     for t in range(1, 21):
         grad = rng.standard_normal(40).astype(dtype)

@@ -1,0 +1,2 @@
+"""The solver behind :func:`numadam.minimize`: its stop rules (:mod:`.rules`), and the whole solve
+compiled into one Numba function for Numba objectives (:mod:`.compiled`)."""

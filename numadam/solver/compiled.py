@@ -1,0 +1,439 @@
+r"""The whole of :func:`numadam.minimize` in one Numba function, for Numba objectives.
+
+When ``fun`` (and ``jac``, unless ``jac=True``) are ``@numba.njit`` functions, the
+loop itself compiles: the objective, the gradient's checks and cast, the
+clipping, the family's step (:mod:`numadam.jit`, the rule and host scalars the
+optimizer objects run), the projection onto the bounds, the learning-rate
+schedule and the stop rules (:mod:`numadam.solver.rules`) run in machine code,
+with no Python between iterations. Each piece is the code the Python loop runs
+(the same functions, compiled), so a compiled solve takes the Python loop's
+iterates bit for bit.
+
+:func:`prepared` decides whether a solve compiles and why not; :class:`CompiledSolve`
+writes the solve's source for its configuration (the family, which options are on,
+the schedule's shape, the objective), compiles it once per process and, where the
+objective is a module-level function of a file, caches the machine code on disk:
+the source is written to a file named by a hash of itself, of numadam's sources
+and of the objective's module sources, so a second process loads the machine code
+and an edit to either compiles anew.
+"""
+
+import functools
+import hashlib
+import importlib.util
+import os
+import pathlib
+import sys
+import time
+
+import numpy as np
+from numba import typeof, types
+from numba.core.registry import CPUDispatcher
+
+from .. import jit as jit_steps
+from ..core.pipeline import OPTIONS
+from ..schedules import Constant, CosineDecay, ExponentialDecay, LinearWarmup, StepDecay
+from ..targets.fingerprint import inlined_modules
+
+#: What a compiled run returns in its status where the gradient's shape is not x's.
+BAD_SHAPE = -2
+
+#: The policy options a compiled solve applies (bounds, as a projection); every other must be at its default.
+_PROJECTIONS = ("bounds", "nonneg")
+_POLICY_DEFAULTS = {option.name: option.default for option in OPTIONS}
+
+
+class NotCompilable(Exception):
+    """Why a solve cannot compile, in words (see :func:`prepared`)."""
+
+
+def prepared(fun, jac, args, x, optimizer, family, schedule, clip, box, stop_rules, callback, progress, nonfinite,
+             compiled):
+    """The :class:`CompiledSolve` of a solve, or ``None`` where it runs in Python.
+
+    ``compiled`` is ``None`` (compile where possible), ``True`` (compile, or raise a
+    ``TypeError`` saying why not) or ``False``. ``x`` is the solver's working copy of
+    ``x0`` and ``optimizer`` the optimizer over it that the Python loop would step:
+    its hyperparameters and policies are the checked ones.
+    """
+    if compiled is False:
+        return None
+    try:
+        _check_compilable(fun, jac, x, optimizer, schedule, clip, callback, progress, nonfinite)
+        return CompiledSolve(fun, jac, args, x, optimizer, family, schedule, clip, box, stop_rules)
+    except NotCompilable as reason:
+        if compiled:
+            raise TypeError(f"compiled=True: the solve cannot compile: {reason}") from None
+        return None
+
+
+def _is_numba_function(value):
+    return isinstance(value, CPUDispatcher)
+
+
+def _check_compilable(fun, jac, x, optimizer, schedule, clip, callback, progress, nonfinite):
+    """Raise :class:`NotCompilable` naming the first thing that keeps the solve in Python."""
+    if not _is_numba_function(fun):
+        raise NotCompilable("fun is not a Numba function (decorate it with @numba.njit)")
+    if jac is not True and not _is_numba_function(jac):
+        raise NotCompilable("jac is not a Numba function (decorate it with @numba.njit, or pass jac=True)")
+    if type(x) is not np.ndarray or x.dtype.kind != "f":
+        raise NotCompilable(f"x0 is not a real NumPy array (float32 or float64); got {type(x).__name__} of "
+                            f"dtype {x.dtype}")
+    if callback is not None:
+        raise NotCompilable("a callback is Python code, called between iterations")
+    if progress:
+        raise NotCompilable("progress=True draws a Python progress bar between iterations")
+    if nonfinite != "stop":
+        raise NotCompilable(f"nonfinite={nonfinite!r} (a compiled solve stops at a non-finite value: 'stop')")
+    if clip is not None and not isinstance(clip, tuple):
+        raise NotCompilable("a callable clip is Python code; pass ('value', c), ('norm', c) or ('global_norm', c)")
+    if schedule is not None and _rate_source(schedule, "k", []) is None:
+        raise NotCompilable(f"the schedule {schedule!r} is not a closed form of the step (Constant, StepDecay, "
+                            "ExponentialDecay, CosineDecay, or LinearWarmup of one)")
+    policies = optimizer.policies
+    for name, value in policies.items():
+        if name not in _PROJECTIONS and value != _POLICY_DEFAULTS[name] and name != "complex_mode":
+            raise NotCompilable(f"the option {name}={value!r} (a compiled solve applies only bounds and nonneg)")
+    algorithm = optimizer.algorithm
+    h = algorithm.Hyper(**{**optimizer.hyperparameters(), **optimizer.pinned})
+    for kind in algorithm.state_kinds(h):
+        if kind.present is not None:
+            raise NotCompilable(f"{kind.when} keeps state ({kind.name}) that numadam.jit's steps do not take")
+
+
+def _rate_source(schedule, step, params):
+    """Source of the rate of ``schedule`` after ``step`` steps (an expression), its numbers appended
+    to ``params`` (read as ``rate_params[i]``); ``None`` for a schedule that is not a closed form."""
+    def param(value):
+        params.append(value)
+        return f"rate_params[{len(params) - 1}]"
+
+    kind = type(schedule)
+    if kind is Constant:
+        return param(schedule.lr)
+    if kind is StepDecay:
+        return f"step_decay_rate({step}, {param(schedule.lr)}, {param(schedule.step_size)}, {param(schedule.gamma)})"
+    if kind is ExponentialDecay:
+        return f"exponential_rate({step}, {param(schedule.lr)}, {param(schedule.gamma)})"
+    if kind is CosineDecay:
+        return (f"cosine_rate({step}, {param(schedule.lr)}, {param(schedule.total_steps)}, "
+                f"{param(schedule.min_lr)})")
+    if kind is LinearWarmup:
+        warmup = param(schedule.warmup_steps)
+        first = _rate_source(schedule.schedule, "0", params)
+        after = _rate_source(schedule.schedule, f"({step} - {warmup})", params)
+        if first is None or after is None:
+            return None
+        return f"(warmup_rate({step}, {warmup}, {first}) if {step} < {warmup} else {after})"
+    return None
+
+
+class CompiledSolve:
+    """One solve's compiled loop and its arguments (see the module docstring); :meth:`run` solves."""
+
+    def __init__(self, fun, jac, args, x, optimizer, family, schedule, clip, box, stop_rules):
+        algorithm = optimizer.algorithm
+        self.x, self.args, self.stop_rules = x, args, stop_rules
+        hyperparameters = optimizer.hyperparameters()
+        h = algorithm.Hyper(**{**hyperparameters, **optimizer.pinned})
+        flat = x.reshape(-1)
+        self.state = tuple(_initial_state(kind, h, flat) for kind in algorithm.state if kind.present is None)
+        self.carry = algorithm.initial_carry()
+        order = jit_steps.hyperparameter_order(type(optimizer))
+        hyper_args, self.hyper = [], []
+        for name in order:
+            value = hyperparameters[name]
+            if name == "lr" and schedule is not None:
+                hyper_args.append("lr")
+            elif isinstance(value, str):  # a constant of the compiled code (numadam.jit folds it)
+                hyper_args.append(repr(value))
+            else:
+                self.hyper.append(value)
+                hyper_args.append(f"hyper[{len(self.hyper) - 1}]")
+        rate_params = []
+        rate = None if schedule is None else _rate_source(schedule, "nit", rate_params)
+        self.rate_params = tuple(rate_params)
+        self.low, self.high = _projection(optimizer.policies, x)
+        self.clip_limit = 0.0 if clip is None else float(clip[1])
+        argument_types = (typeof(x),) + tuple(typeof(a) for a in args)
+        _check_objective(fun, jac, argument_types, x)
+        source = _solve_source(family, len(self.state), algorithm.carry is not None, hyper_args, rate,
+                               None if clip is None else clip[0], self.low is not None, box is not None, jac is True)
+        self.function = _compiled(source, fun, None if jac is True else jac)
+
+    def run(self):
+        """``(status, nit, nfev, value, candidate, grad_peak, history, grad)`` of the compiled loop, and
+        the seconds the first call of this configuration spent compiling (0 when it was ready)."""
+        rules_ = self.stop_rules
+        arguments = (self.x, self.args, tuple(self.hyper), self.carry, self.rate_params,
+                     _or_empty(self.low, self.x), _or_empty(self.high, self.x), self.clip_limit, rules_.gtol,
+                     -1.0 if rules_.ftol is None else rules_.ftol, -1.0 if rules_.xtol is None else rules_.xtol,
+                     rules_.patience, rules_.maxiter, self.state)
+        compiling = not self.function.overloads
+        started = time.perf_counter()
+        if compiling:
+            self.function.compile(tuple(typeof(a) for a in arguments))
+        compile_seconds = time.perf_counter() - started if compiling else 0.0
+        return self.function(*arguments), compile_seconds
+
+
+def _or_empty(array, x):
+    return array if array is not None else np.empty(0, x.dtype)
+
+
+def _initial_state(kind, h, flat):
+    initial = kind.initial(h) if callable(kind.initial) else kind.initial
+    if isinstance(initial, str):  # "param": a copy of the parameter
+        return flat.copy()
+    return np.full(flat.size, initial, flat.dtype)
+
+
+def _projection(policies, x):
+    """The optimizer's bounds as two flat arrays in ``x``'s dtype (as its engine holds them), or ``(None, None)``."""
+    if policies["nonneg"]:
+        low, high = 0.0, None
+    elif policies["bounds"] is not None:
+        low, high = policies["bounds"]
+    else:
+        return None, None
+    return tuple(np.ascontiguousarray(np.broadcast_to(np.asarray(default if side is None else side, x.dtype),
+                                                      x.shape)).reshape(-1)
+                 for side, default in ((low, -np.inf), (high, np.inf)))
+
+
+def _check_objective(fun, jac, argument_types, x):
+    """Compile the objective for the iterate's type and refuse what it returns unless it is a real
+    scalar and (with ``jac=True``, as a pair) a gradient array of ``x``'s dimensions and a real dtype."""
+    returned = _return_type(fun, argument_types)
+    expected_gradient = f"a real array of {x.ndim} dimension{'s' if x.ndim != 1 else ''} (x's shape {x.shape})"
+    if jac is True:
+        if not (isinstance(returned, types.BaseTuple) and len(returned) == 2):
+            raise TypeError(f"with jac=True, fun must return (value, gradient): a real scalar and "
+                            f"{expected_gradient}; it returns {returned}")
+        value, gradient = returned
+    else:
+        value, gradient = returned, _return_type(jac, argument_types)
+    if not (isinstance(value, (types.Float, types.Integer)) and not isinstance(value, types.Boolean)):
+        raise TypeError(f"fun must return a real scalar as its value; it returns {value}")
+    if not (isinstance(gradient, types.Array) and gradient.ndim == x.ndim
+            and isinstance(gradient.dtype, (types.Float, types.Integer))):
+        raise TypeError(f"the gradient must be {expected_gradient}; {'fun' if jac is True else 'jac'} returns "
+                        f"{gradient}")
+
+
+def _return_type(function, argument_types):
+    function.compile(argument_types)
+    return function.overloads[argument_types].signature.return_type
+
+
+# -- the source of a compiled solve ------------------------------------------------------------------
+
+
+_TEMPLATE = '''
+def solve(x, args, hyper, carry, rate_params, low, high, clip_limit, gtol, ftol, xtol, patience, maxiter, state):
+    flat = x.reshape(-1)
+    grad = np.empty_like(flat)
+    fresh = np.empty_like(flat)
+    step_grad = np.empty_like(flat)
+    previous = flat.copy()
+    {state}
+    history = np.empty(min(maxiter, 4095) + 1)
+    value = 0.0
+{evaluate_grad}
+    nfev = 1
+    peak = {peak_grad}
+    history[0] = value
+    nit = 0
+    quiet_f = 0
+    quiet_x = 0
+    candidate = value
+    if math.isfinite(value) and math.isfinite(peak):
+        status, quiet_f, quiet_x = stop_status(0, value, value, peak, 0.0, 0.0, quiet_f, quiet_x, gtol, ftol,
+                                               xtol, patience, maxiter)
+    else:
+        status = NON_FINITE
+    while status == NONE:
+        {clip}
+        previous[:] = flat
+        {rate}
+        {step}
+        {project}
+{evaluate_fresh}
+        nfev += 1
+        candidate = value_fresh
+        candidate_peak = {peak_fresh}
+        if not (math.isfinite(candidate) and math.isfinite(candidate_peak)):
+            flat[:] = previous
+            status = NON_FINITE
+            break
+        nit += 1
+        grad, fresh = fresh, grad
+        value = candidate
+        peak = candidate_peak
+        if nit == history.size:
+            longer = np.empty(min(2 * history.size, maxiter + 1))
+            longer[:nit] = history
+            history = longer
+        history[nit] = value
+        change = 0.0
+        largest = 0.0
+        if xtol >= 0.0:
+            change = largest_difference(flat, previous)
+            largest = largest_magnitude(flat)
+        status, quiet_f, quiet_x = stop_status(nit, value, history[nit - 1], peak, change, largest, quiet_f,
+                                               quiet_x, gtol, ftol, xtol, patience, maxiter)
+    return status, nit, nfev, value, candidate, peak, history[:nit + 1], grad
+'''
+
+
+def _evaluate_source(into, result, jac_true, indent):
+    """Lines evaluating the objective at ``x``: the value as a float64 ``result``, the gradient cast into ``into``."""
+    if jac_true:
+        lines = ["returned = fun(x, *args)", f"{result} = float(returned[0])", "gradient = returned[1]"]
+    else:
+        lines = [f"{result} = float(fun(x, *args))", "gradient = jac(x, *args)"]
+    lines += ["if gradient.shape != x.shape:",
+              "    return BAD_SHAPE, 0, 0, 0.0, 0.0, 0.0, history[:1], grad",
+              "i = 0",  # the gradient cast into the solver's own array, in C order (faster than a slice copy)
+              "for element in np.nditer(gradient):",
+              f"    {into}[i] = element.item()",
+              "    i += 1"]
+    return "\n".join(indent + line for line in lines)
+
+
+def _solve_source(family, n_state, carried, hyper_args, rate, clip, projects, projected_gtol, jac_true):
+    """The source of ``solve`` for one configuration (see :data:`_TEMPLATE`)."""
+    state_names = [f"s{k}" for k in range(n_state)]
+    step = (f"step(flat, step_grad, {', '.join(state_names)}, nit + 1, {', '.join(hyper_args)}"
+            + (", carry)" if carried else ")"))
+    peak = ("projected_peak(flat, {0}, low, high)" if projected_gtol else "largest_magnitude({0})")
+    return _TEMPLATE.format(
+        state="; ".join(f"{name} = state[{k}]" for k, name in enumerate(state_names)),
+        evaluate_grad=_evaluate_source("grad", "value", jac_true, "    "),
+        evaluate_fresh=_evaluate_source("fresh", "value_fresh", jac_true, "        "),
+        peak_grad=peak.format("grad"), peak_fresh=peak.format("fresh"),
+        clip="step_grad = grad" if clip is None else (  # the step reads its gradient, never writes it
+            "step_grad[:] = grad\n        "
+            + ("clip_value_in_place" if clip == "value" else "clip_norm_in_place") + "(step_grad, clip_limit)"),
+        rate="pass" if rate is None else f"lr = {rate}",
+        step=("carry = " if carried else "") + step,
+        project="project(flat, low, high)" if projects else "pass",
+    ) + f"\n\nstep = inlined(jit_steps.offered({family!r}).step)\n"
+
+
+# -- compiling it, and caching the machine code ------------------------------------------------------------
+
+
+_HEADER = '''"""A solve compiled by numadam.solver.compiled (generated; safe to delete)."""
+import math
+
+import numpy as np
+from numba import njit
+
+from numadam import jit as jit_steps
+from numadam import schedules
+from numadam.solver import rules
+from numadam.solver.compiled import BAD_SHAPE
+from numadam.solver.rules import NONE, NON_FINITE
+
+
+def inlined(function):
+    """``function`` (plain Python or a Numba function) compiled into the solve: no call is left."""
+    return njit(inline="always")(getattr(function, "py_func", function))
+
+
+stop_status, clip_norm_in_place, clip_value_in_place, largest_difference, largest_magnitude, project, \\
+    projected_peak = map(inlined, (rules.stop_status, rules.clip_norm_in_place, rules.clip_value_in_place,
+                                   rules.largest_difference, rules.largest_magnitude, rules.project,
+                                   rules.projected_peak))
+cosine_rate, exponential_rate, step_decay_rate, warmup_rate = map(inlined, (
+    schedules.cosine_rate, schedules.exponential_rate, schedules.step_decay_rate, schedules.warmup_rate))
+'''
+
+
+def _compiled(source, fun, jac):
+    """The dispatcher of ``solve`` in ``source`` calling ``fun`` (and ``jac``): from a file of the disk
+    cache where the objective is a module-level function of a file, else compiled in this process."""
+    importable = [_import_line(name, f) for name, f in (("fun", fun), ("jac", jac)) if f is not None]
+    directory = _cache_directory()
+    if directory is not None and all(line is not None for line in importable):
+        return _cached_solve(directory, source, importable, [f for f in (fun, jac) if f is not None])
+    namespace = {"fun": fun, "jac": jac}
+    exec(compile(_HEADER + source, "<numadam compiled solve>", "exec"), namespace)
+    from numba import njit
+
+    return njit(namespace["solve"])
+
+
+def _import_line(name, function):
+    """``from module import function as name`` where ``function`` is found by name in a module with a
+    file (what a new process finds again); else ``None``."""
+    python = function.py_func
+    module = sys.modules.get(python.__module__)
+    if module is None or getattr(module, "__file__", None) is None or "<" in python.__qualname__ \
+            or "." in python.__qualname__ or getattr(module, python.__name__, None) is not function:
+        return None
+    if python.__module__ == "__main__":
+        return f"{name} = __import__('__main__').{python.__name__}"
+    return f"from {python.__module__} import {python.__name__} as {name}"
+
+
+def _cache_directory():
+    """Where compiled solves are kept: ``$NUMADAM_CACHE_DIR``, else ``numadam/solves`` in the user's cache
+    folder; ``None`` if it cannot be written."""
+    root = os.environ.get("NUMADAM_CACHE_DIR")
+    if root is None:
+        base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+        root = os.path.join(base, "numadam")
+    directory = pathlib.Path(root) / "solves"
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        return None
+    return directory if os.access(directory, os.W_OK) else None
+
+
+@functools.cache
+def _numadam_sources_digest():
+    """A hash of every source file of numadam: any edit, or an upgrade, compiles solves anew."""
+    root = pathlib.Path(__file__).resolve().parent.parent
+    digest = hashlib.sha256()
+    for path in sorted(root.rglob("*.py")):
+        digest.update(str(path.relative_to(root)).encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+def _objective_digest(functions):
+    """A hash of the sources of the modules the objective's code reaches (its own package's)."""
+    owners = {f.py_func.__module__.partition(".")[0] for f in functions}
+    digest = hashlib.sha256()
+    for name in sorted(inlined_modules([f.py_func for f in functions], owners)):
+        path = getattr(sys.modules.get(name), "__file__", None)
+        digest.update(name.encode())
+        if path is not None and os.path.exists(path):
+            digest.update(pathlib.Path(path).read_bytes())
+    return digest.hexdigest()
+
+
+_LOADED = {}
+
+
+def _cached_solve(directory, source, importable, functions):
+    text = _HEADER + "\n".join(importable) + "\n" + source.replace("def solve(", "@njit(cache=True)\ndef solve(", 1)
+    key = hashlib.sha256("\0".join([text, _numadam_sources_digest(), _objective_digest(functions)]).encode())
+    name = f"numadam_solve_{key.hexdigest()[:24]}"
+    if name in _LOADED:
+        return _LOADED[name]
+    path = directory / f"{name}.py"
+    if not path.exists() or path.read_text() != text:
+        partial = path.with_suffix(f".{os.getpid()}.tmp")
+        partial.write_text(text)
+        os.replace(partial, path)  # whole, or not at all, for a process reading it beside us
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    _LOADED[name] = module.solve
+    return module.solve
