@@ -1,0 +1,299 @@
+"""minimize compiled whole: the same iterates as the Python loop over ``fun.py_func``, bit for bit,
+for every family and option; refusals that say why; objectives that return the wrong things."""
+
+import math
+import re
+
+import numpy as np
+import pytest
+from numba import njit
+from scipy.optimize import Bounds
+
+import numadam
+from arrays import tiered
+from numadam import schedules
+
+
+# -- objectives: float64 arithmetic on scalars, so Numba and Python compute the same bits -----------
+
+
+@njit
+def rosenbrock(x):
+    """The Rosenbrock valley over consecutive pairs, and its gradient (float64)."""
+    flat = x.reshape(-1)
+    value = 0.0
+    grad = np.zeros(flat.size)
+    for i in range(flat.size - 1):
+        a = np.float64(flat[i])
+        b = np.float64(flat[i + 1])
+        rise = b - a * a
+        gap = 1.0 - a
+        value += 100.0 * rise * rise + gap * gap
+        grad[i] += -400.0 * rise * a - 2.0 * gap
+        grad[i + 1] += 200.0 * rise
+    return value, grad.reshape(x.shape)
+
+
+@njit
+def bowl_value(x, centre, scale):
+    """:math:`s \\sum_i (x_i - c_i)^2`, with ``args=(centre, scale)``."""
+    value = 0.0
+    for i in range(x.size):
+        gap = np.float64(x[i]) - centre[i]
+        value += scale * gap * gap
+    return value
+
+
+@njit
+def bowl_gradient(x, centre, scale):
+    grad = np.empty(x.size)
+    for i in range(x.size):
+        grad[i] = 2.0 * scale * (np.float64(x[i]) - centre[i])
+    return grad
+
+
+@njit
+def blows_up(x):
+    """Finite while x[0] < 0.5, then NaN: the solve must stop and step back."""
+    value, grad = rosenbrock(x)
+    if x[0] >= 0.5:
+        value = math.nan
+    return value, grad
+
+
+@njit
+def float32_gradient(x):
+    """A float32 gradient of a float32 value (cast to float64 and to x's dtype by the solver)."""
+    grad = np.empty(x.size, np.float32)
+    value = np.float32(0.0)
+    for i in range(x.size):
+        grad[i] = np.float32(2.0) * x[i]
+        value += x[i] * x[i]
+    return value, grad
+
+
+def both(fun, x0, **options):
+    """The compiled solve and the Python loop over ``fun.py_func`` with the same options."""
+    jac = options.pop("jac", True)
+    compiled = numadam.minimize(fun, x0, jac=jac, compiled=True, **options)
+    python = numadam.minimize(fun.py_func, x0, jac=jac if jac is True else jac.py_func, compiled=False, **options)
+    assert compiled.compiled and not python.compiled
+    return compiled, python
+
+
+def assert_same_solve(compiled, python):
+    assert compiled.nit == python.nit and compiled.nfev == python.nfev and compiled.status == python.status
+    assert compiled.message == python.message and compiled.success == python.success
+    assert compiled.x.dtype == python.x.dtype and compiled.x.shape == python.x.shape
+    np.testing.assert_array_equal(compiled.x, python.x)
+    np.testing.assert_array_equal(compiled.jac, python.jac)
+    np.testing.assert_array_equal(compiled.history, python.history)
+    assert compiled.fun == python.fun or (math.isnan(compiled.fun) and math.isnan(python.fun))
+
+
+X0 = np.array([-1.2, 1.0, -0.5, 0.8, 0.3, -0.9])
+
+
+# -- every family, both dtypes ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("dtype", tiered([np.float64, np.float32], lambda dtype: dtype == np.float64))
+@pytest.mark.parametrize("name", tiered(list(numadam.families()), lambda name: name in ("adam", "nadam")))
+def test_every_family_compiled_takes_the_python_loop_s_iterates(name, dtype):
+    compiled, python = both(rosenbrock, X0.astype(dtype), method=name, lr=2e-3, maxiter=150, gtol=0.0)
+    assert compiled.nit == 150 and compiled.status == 1
+    if name == "lamb" and dtype == np.float64:
+        # LAMB's float64 norms are sums whose association the CPU vectorizer picks, for the objects'
+        # pre-pass and numadam.jit's step apart (see numadam.jit): the last bits may differ.
+        np.testing.assert_allclose(compiled.x, python.x, rtol=1e-13, atol=0)
+        assert compiled.nit == python.nit and compiled.status == python.status
+        return
+    assert_same_solve(compiled, python)
+
+
+# -- the options -------------------------------------------------------------------------------------
+
+
+CENTRE = np.array([1.0, -2.0, 0.5, 3.0])
+
+OPTIONS = {
+    "gtol": (rosenbrock, X0, {"lr": 0.05, "maxiter": 20000, "gtol": 1e-3}),
+    "ftol": (rosenbrock, X0, {"lr": 1e-3, "maxiter": 5000, "ftol": 1e-4, "patience": 3}),
+    "xtol": (rosenbrock, X0, {"lr": 1e-4, "maxiter": 5000, "xtol": 1e-3, "patience": 4}),
+    "maxiter-0": (rosenbrock, X0, {"maxiter": 0}),
+    "hyperparameters": (rosenbrock, X0, {"method": "adamw", "lr": 5e-3, "betas": (0.8, 0.99), "eps": 1e-6,
+                                          "weight_decay": 0.1, "maximize": False, "maxiter": 200, "gtol": 0.0}),
+    "keras": (rosenbrock, X0, {"lr": 5e-3, "convention": "keras", "maxiter": 200, "gtol": 0.0}),
+    "clip-value": (rosenbrock, X0, {"lr": 1e-2, "clip": ("value", 0.5), "maxiter": 200, "gtol": 0.0}),
+    "clip-norm": (rosenbrock, X0, {"lr": 1e-2, "clip": ("norm", 1.0), "maxiter": 200, "gtol": 0.0}),
+    "clip-global-norm": (rosenbrock, X0, {"lr": 1e-2, "clip": ("global_norm", 0.7), "maxiter": 200,
+                                          "gtol": 0.0}),
+    "bounds-numbers": (rosenbrock, X0, {"lr": 1e-2, "bounds": [(-0.5, 0.5)] * 6, "maxiter": 300, "gtol": 1e-9}),
+    "bounds-arrays": (rosenbrock, X0, {"lr": 1e-2, "maxiter": 300, "gtol": 1e-9,
+                                       "bounds": Bounds([-1, -1, 0, 0, -2, -2.0], [0, 2, 1, 1, 0.1, 3])}),
+    "nonneg": (rosenbrock, X0, {"lr": 1e-2, "nonneg": True, "maxiter": 300, "gtol": 0.0}),
+    "step-decay": (rosenbrock, X0, {"schedule": schedules.StepDecay(1e-2, step_size=7, gamma=0.7), "maxiter": 100,
+                                    "gtol": 0.0}),
+    "exponential": (rosenbrock, X0, {"schedule": schedules.ExponentialDecay(1e-2, gamma=0.99), "maxiter": 100,
+                                     "gtol": 0.0}),
+    "cosine-warmup": (rosenbrock, X0, {"schedule": schedules.LinearWarmup(schedules.CosineDecay(1e-2, 60, 1e-4), 9),
+                                       "maxiter": 100, "gtol": 0.0}),
+    "constant": (rosenbrock, X0, {"schedule": schedules.Constant(3e-3), "maxiter": 100, "gtol": 0.0}),
+    "args-and-jac": (bowl_value, np.zeros(4), {"jac": bowl_gradient, "args": (CENTRE, 0.5), "lr": 0.1,
+                                               "maxiter": 3000, "gtol": 1e-6}),
+    "two-dimensional-x": (rosenbrock, X0.reshape(2, 3), {"lr": 1e-2, "maxiter": 100, "gtol": 0.0}),
+    "float32-objective": (float32_gradient, np.linspace(-1, 1, 5).astype(np.float32), {"lr": 0.05, "maxiter": 100,
+                                                                                        "gtol": 0.0}),
+    "non-finite": (blows_up, np.zeros(4), {"lr": 0.05, "maxiter": 1000, "gtol": 0.0}),
+    "non-finite-at-x0": (blows_up, np.ones(4), {"maxiter": 10}),
+}
+
+
+@pytest.mark.parametrize("case", tiered(sorted(OPTIONS), lambda case: case in ("clip-norm", "bounds-arrays")))
+def test_each_option_compiled_takes_the_python_loop_s_iterates(case):
+    fun, x0, options = OPTIONS[case]
+    given = x0.copy()
+    compiled, python = both(fun, x0, **options)
+    assert_same_solve(compiled, python)
+    np.testing.assert_array_equal(x0, given)  # x0 is never written
+    if case == "non-finite":
+        assert compiled.status == 4 and 0 < compiled.nit < 1000 and "returning the last finite iterate" in compiled.message
+    if case == "non-finite-at-x0":
+        assert compiled.status == 4 and compiled.nit == 0 and compiled.message.endswith("returning x0")
+    if case in ("gtol", "ftol", "xtol"):
+        assert compiled.status == {"gtol": 0, "ftol": 2, "xtol": 3}[case] and compiled.success
+
+
+@pytest.mark.slow
+def test_the_options_change_the_solve():
+    """The option cases are not all the plain solve (each option reaches the compiled code)."""
+    plain = numadam.minimize(rosenbrock, X0, jac=True, lr=1e-2, maxiter=200, gtol=0.0, compiled=True)
+    for case in ("clip-value", "clip-norm", "nonneg"):
+        fun, x0, options = OPTIONS[case]
+        res = numadam.minimize(fun, x0, jac=True, compiled=True, **options)
+        assert not np.array_equal(res.x[:6], plain.x), case
+
+
+# -- choosing the compiled path, and refusing it -----------------------------------------------------------
+
+
+def test_compiled_none_compiles_numba_objectives_and_runs_python_ones_in_python():
+    assert numadam.minimize(rosenbrock, X0, jac=True, maxiter=5).compiled
+    assert not numadam.minimize(rosenbrock.py_func, X0, jac=True, maxiter=5).compiled
+    assert not numadam.minimize(rosenbrock, X0, jac=True, maxiter=5, callback=lambda x: None).compiled
+    assert not numadam.minimize(rosenbrock, X0, jac=True, maxiter=5, compiled=False).compiled
+
+
+REFUSALS = {
+    "a Python fun": ({"fun": rosenbrock.py_func}, "fun is not a Numba function"),
+    "a Python jac": ({"fun": bowl_value, "jac": bowl_gradient.py_func, "args": (CENTRE, 1.0), "x0": np.zeros(4)},
+                     "jac is not a Numba function"),
+    "a callback": ({"callback": lambda x: None}, "a callback is Python code"),
+    "progress": ({"progress": True}, "progress=True"),
+    "skip": ({"nonfinite": "skip"}, "nonfinite='skip'"),
+    "a callable clip": ({"clip": np.sign}, "a callable clip is Python code"),
+    "ReduceOnPlateau": ({"schedule": schedules.ReduceOnPlateau(1e-3)}, "the schedule ReduceOnPlateau(lr=0.001"),
+    "amsgrad": ({"amsgrad": True}, "amsgrad=True keeps state (max_exp_avg_sq)"),
+    "an optimizer option": ({"clip_value": 1.0}, "the option clip_value=1.0"),
+    "complex x0": ({"x0": X0.astype(np.complex128)}, "x0 is not a real NumPy array"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(REFUSALS))
+def test_compiled_true_says_why_a_solve_cannot_compile(case):
+    given, reason = REFUSALS[case]
+    arguments = {"fun": rosenbrock, "x0": X0, "jac": True, "maxiter": 3, **given}
+    with pytest.raises(TypeError, match="compiled=True: the solve cannot compile: " + re.escape(reason)):
+        numadam.minimize(compiled=True, **arguments)
+
+
+def test_compiled_must_be_none_true_or_false():
+    with pytest.raises(TypeError, match="compiled must be None .* got 'yes'"):
+        numadam.minimize(rosenbrock, X0, jac=True, compiled="yes")
+
+
+# -- objectives that return the wrong things ----------------------------------------------------------------
+
+
+@njit
+def value_only(x):
+    return float(x[0] ** 2)
+
+
+@njit
+def complex_value(x):
+    return 1j * x[0], 2 * x
+
+
+@njit
+def matrix_gradient(x):
+    return 1.0, np.zeros((x.size, 1))
+
+
+@njit
+def short_gradient(x):
+    return 1.0, np.zeros(x.size - 1)
+
+
+BAD_OBJECTIVES = {
+    "no pair": (value_only, TypeError, "with jac=True, fun must return (value, gradient): a real scalar and a real "
+                                       "array of 1 dimension (x's shape (6,)); it returns float64"),
+    "complex value": (complex_value, TypeError, "fun must return a real scalar as its value; it returns complex128"),
+    "2-D gradient": (matrix_gradient, TypeError, "the gradient must be a real array of 1 dimension (x's shape (6,)); "
+                                                "fun returns array(float64, 2d, C)"),
+    "short gradient": (short_gradient, ValueError, "the gradient must have x's shape (6,); got shape (5,)"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_OBJECTIVES))
+def test_an_objective_returning_the_wrong_things_is_refused_before_the_loop(case):
+    fun, error, message = BAD_OBJECTIVES[case]
+    x0 = X0.copy()
+    with pytest.raises(error, match=re.escape(message)):
+        numadam.minimize(fun, x0, jac=True, compiled=True)
+    np.testing.assert_array_equal(x0, X0)
+
+
+# -- the disk cache ------------------------------------------------------------------------------------------
+
+
+SCRIPT = """
+import numpy as np, numba, numadam
+from numadam.solver import compiled
+from objective import valley
+res = numadam.minimize(valley, np.zeros(3), jac=True, lr=0.01, maxiter=50, gtol=0.0, compiled=True)
+solve = list(compiled._LOADED.values())[0]
+print(repr(float(res.x[0])), sum(solve.stats.cache_hits.values()))
+"""
+
+OBJECTIVE = """
+import numpy as np, numba
+
+@numba.njit
+def valley(x):
+    return float(((x - {target}) ** 2).sum()), 2 * (x - {target})
+"""
+
+
+@pytest.mark.subprocess
+def test_a_new_process_loads_the_compiled_solve_and_an_edited_objective_compiles_anew(tmp_path):
+    import subprocess
+    import sys
+
+    (tmp_path / "objective.py").write_text(OBJECTIVE.format(target=1.0))
+    (tmp_path / "run.py").write_text(SCRIPT)
+    env = {**__import__("os").environ, "NUMADAM_CACHE_DIR": str(tmp_path / "cache"), "PYTHONPATH": str(tmp_path)}
+
+    def run():
+        done = subprocess.run([sys.executable, "run.py"], cwd=tmp_path, env=env, capture_output=True, text=True,
+                              check=True)
+        x, hits = done.stdout.split()
+        return float(x), int(hits)
+
+    first, hits = run()
+    assert hits == 0
+    again, hits = run()
+    assert hits == 1 and again == first  # the machine code came from the disk
+    (tmp_path / "objective.py").write_text(OBJECTIVE.format(target=-1.0))
+    edited, hits = run()
+    assert hits == 0 and edited < 0 < first  # the edit compiled anew
