@@ -55,6 +55,26 @@ def test_quick_bench_prints_the_table_and_writes_table_and_plot(tmp_path):
     assert table.startswith("numadam bench --quick") and table in result.stdout
 
 
+def test_the_solve_bench_times_every_loop_and_checks_the_compiled_iterates(tmp_path):
+    output = tmp_path / "solve.png"
+    result = bench("--solve", "--quick", "--iterations", "2000", "--output", str(output), block_optional=True)
+    assert result.returncode == 0, result.stderr
+    assert "took the Python loop's iterates bit for bit: yes" in result.stdout
+    for label in ("numadam.minimize, compiled", "Python loop", "hand-written @njit loop"):
+        assert f"| {label} |" in result.stdout
+    assert "optax" not in result.stdout.split("| loop |")[1]  # an optional contender, absent here
+    assert output.with_suffix(".txt").read_text() in result.stdout
+
+
+def test_the_solve_bench_s_hand_written_loop_is_adam():
+    from numadam.bench.solve import hand_written_loop, rosenbrock
+
+    x = np.zeros(10)
+    hand_written_loop(x, 300, 1e-3)
+    res = numadam.minimize(rosenbrock, np.zeros(10), jac=True, lr=1e-3, maxiter=300, gtol=0.0)
+    np.testing.assert_array_equal(x, res.x)
+
+
 def test_the_dask_case_runs_only_when_named_and_times_a_local_cluster():
     pytest.importorskip("distributed")
     result = bench("--quick", "--cases", "dask", "--repeat", "1")

@@ -44,6 +44,11 @@ def add_arguments(parser):
                              f"({', '.join(SUITES)}, or all) at --size elements")
     parser.add_argument("--size", type=_positive_int, default=None,
                         help="elements per suite study (default 1e7, or 1e5 with --quick)")
+    parser.add_argument("--solve", action="store_true",
+                        help="instead of the cases, time numadam.minimize's compiled solve against its Python loop, "
+                             "a hand-written @njit loop and (if installed) optax in jax.jit, per iteration")
+    parser.add_argument("--iterations", type=_positive_int, default=None,
+                        help="iterations of each --solve contender (default 1e5, or 1e3 with --quick)")
 
 
 def _suite_names(text):
@@ -149,10 +154,35 @@ def run_suites(args, out=print):
     return 0
 
 
+def run_solve(args, out=print):
+    """``--solve``: the table of :mod:`numadam.bench.solve`, printed and (with ``--output``) written."""
+    from . import solve
+
+    iterations = args.iterations or (1_000 if args.quick else 100_000)
+    rounds = args.repeat or (3 if args.quick else 7)
+
+    def progress(text):
+        print(f"numadam bench --solve: {text}", file=sys.stderr, flush=True)
+
+    rows, compile_seconds, same = solve.run(iterations, rounds, progress=progress)
+    text = (f"numadam bench --solve{' --quick' if args.quick else ''}: median of {rounds} interleaved rounds on "
+            f"{os.cpu_count()} CPU(s) ({platform.machine()}). {_versions()}.\n\n"
+            + solve.markdown(rows, compile_seconds, same, iterations))
+    out(text)
+    if args.output is not None:
+        path = args.output.with_suffix(".txt")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+        out(f"table written to {path}")
+    return 0 if same else 1
+
+
 def run(args, out=print):
     """Run the benchmark ``args`` asks for; return the exit status (see the module's docstring)."""
     if getattr(args, "suite", None):
         return run_suites(args, out)
+    if getattr(args, "solve", False):
+        return run_solve(args, out)
     from .plot import save_plot
     from .runner import CPU, run_case, set_threads
     from .table import markdown_tables

@@ -146,7 +146,9 @@ class CompiledSolve:
             value = hyperparameters[name]
             if name == "lr" and schedule is not None:
                 hyper_args.append("lr")
-            elif isinstance(value, str):  # a constant of the compiled code (numadam.jit folds it)
+            elif isinstance(value, (str, bool)) or value is None:
+                # A switch: a constant of the compiled code, so the rule's branches on it fold away
+                # (numadam.jit compares strings at compile time); numbers stay arguments.
                 hyper_args.append(repr(value))
             else:
                 self.hyper.append(value)
@@ -255,7 +257,7 @@ def solve(x, args, hyper, carry, rate_params, low, high, clip_limit, gtol, ftol,
         status = NON_FINITE
     while status == NONE:
         {clip}
-        previous[:] = flat
+        copy_into(previous, flat)
         {rate}
         {step}
         {project}
@@ -264,7 +266,7 @@ def solve(x, args, hyper, carry, rate_params, low, high, clip_limit, gtol, ftol,
         candidate = value_fresh
         candidate_peak = {peak_fresh}
         if not (math.isfinite(candidate) and math.isfinite(candidate_peak)):
-            flat[:] = previous
+            copy_into(flat, previous)
             status = NON_FINITE
             break
         nit += 1
@@ -314,7 +316,7 @@ def _solve_source(family, n_state, carried, hyper_args, rate, clip, projects, pr
         evaluate_fresh=_evaluate_source("fresh", "value_fresh", jac_true, "        "),
         peak_grad=peak.format("grad"), peak_fresh=peak.format("fresh"),
         clip="step_grad = grad" if clip is None else (  # the step reads its gradient, never writes it
-            "step_grad[:] = grad\n        "
+            "copy_into(step_grad, grad)\n        "
             + ("clip_value_in_place" if clip == "value" else "clip_norm_in_place") + "(step_grad, clip_limit)"),
         rate="pass" if rate is None else f"lr = {rate}",
         step=("carry = " if carried else "") + step,
@@ -343,10 +345,10 @@ def inlined(function):
     return njit(inline="always")(getattr(function, "py_func", function))
 
 
-stop_status, clip_norm_in_place, clip_value_in_place, largest_difference, largest_magnitude, project, \\
-    projected_peak = map(inlined, (rules.stop_status, rules.clip_norm_in_place, rules.clip_value_in_place,
-                                   rules.largest_difference, rules.largest_magnitude, rules.project,
-                                   rules.projected_peak))
+stop_status, clip_norm_in_place, clip_value_in_place, copy_into, largest_difference, largest_magnitude, \\
+    project, projected_peak = map(inlined, (
+        rules.stop_status, rules.clip_norm_in_place, rules.clip_value_in_place, rules.copy_into,
+        rules.largest_difference, rules.largest_magnitude, rules.project, rules.projected_peak))
 cosine_rate, exponential_rate, step_decay_rate, warmup_rate = map(inlined, (
     schedules.cosine_rate, schedules.exponential_rate, schedules.step_decay_rate, schedules.warmup_rate))
 '''
