@@ -53,6 +53,16 @@ def test_deconvolution_adam_gets_close_to_lbfgs(quick_demo_without_matplotlib):
     assert abs(metrics["lbfgs_fun"] - metrics["exact_fun"]) < 1e-8 * metrics["exact_fun"]
     assert -1e-8 < metrics["relative_gap"] < 1e-3
     assert metrics["solution_difference"] < 1e-2
+    assert metrics["compiled"] and metrics["compiled_difference"] < 1e-10  # the compiled solve, beside it
+
+
+def test_the_compiled_objective_is_the_numpy_objective(rng):
+    objective, kernel, y, _, alpha = deconvolution.make_problem(rng, n=60)
+    x = rng.standard_normal(60)
+    value, grad = objective(x)
+    compiled_value, compiled_grad = deconvolution.compiled_tikhonov(x, kernel, y, alpha)
+    assert compiled_value == pytest.approx(value, rel=1e-13)
+    np.testing.assert_allclose(compiled_grad, grad, rtol=1e-12, atol=1e-14)
 
 
 def test_report_has_every_section_and_skips_the_plot_without_matplotlib(quick_demo_without_matplotlib):
