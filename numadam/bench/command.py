@@ -145,13 +145,18 @@ def run_suites(args, out=print):
             "the named study of the same run. torch foreach: torch.optim's multi-tensor step of the family.\n")
     for name in args.suite:
         text += "\n" + markdown(name, size, run_suite(name, size, rounds, min_batch_seconds, progress))
+    _print_and_write(text, args.output, out)
+    return 0
+
+
+def _print_and_write(text, output, out):
+    """Print ``text``; with ``--output``, write it beside that path with the suffix .txt."""
     out(text)
-    if args.output is not None:
-        path = args.output.with_suffix(".txt")
+    if output is not None:
+        path = output.with_suffix(".txt")
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text)
         out(f"table written to {path}")
-    return 0
 
 
 def run_solve(args, out=print):
@@ -168,12 +173,7 @@ def run_solve(args, out=print):
     text = (f"numadam bench --solve{' --quick' if args.quick else ''}: median of {rounds} interleaved rounds on "
             f"{os.cpu_count()} CPU(s) ({platform.machine()}). {_versions()}.\n\n"
             + solve.markdown(rows, compile_seconds, same, iterations))
-    out(text)
-    if args.output is not None:
-        path = args.output.with_suffix(".txt")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text)
-        out(f"table written to {path}")
+    _print_and_write(text, args.output, out)
     return 0 if same else 1
 
 

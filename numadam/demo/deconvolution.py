@@ -114,19 +114,25 @@ def tikhonov_objective(y, kernel, alpha):
     return objective
 
 
+@njit(inline="always")
+def _blurred_at(values, kernel, i):
+    """``np.convolve(values, kernel, mode="same")[i]`` written out (zero outside)."""
+    total, half = 0.0, (kernel.size - 1) // 2
+    for j in range(kernel.size):
+        k = i + half - j
+        if 0 <= k < values.size:
+            total += values[k] * kernel[j]
+    return total
+
+
 @njit(cache=True)
 def compiled_tikhonov(x, kernel, y, alpha):
     """:func:`tikhonov_objective`'s ``(f(x), grad f(x))`` as a Numba function of ``(x, kernel, y, alpha)``,
-    in loops: the blur is ``np.convolve(x, kernel, mode="same")`` written out."""
-    n, half = x.size, (kernel.size - 1) // 2
+    in loops (the blur is self-adjoint: :math:`A^T = A`)."""
+    n = x.size
     residual = np.empty(n)
     for i in range(n):
-        total = 0.0
-        for j in range(kernel.size):
-            k = i + half - j
-            if 0 <= k < n:
-                total += x[k] * kernel[j]
-        residual[i] = total - y[i]
+        residual[i] = _blurred_at(x, kernel, i) - y[i]
     value = 0.0
     for i in range(n):
         value += residual[i] * residual[i]
@@ -135,14 +141,9 @@ def compiled_tikhonov(x, kernel, y, alpha):
         slopes += (x[i + 1] - x[i]) * (x[i + 1] - x[i])
     grad = np.empty(n)
     for i in range(n):
-        total = 0.0
-        for j in range(kernel.size):
-            k = i + half - j
-            if 0 <= k < n:
-                total += residual[k] * kernel[j]
-        left = x[i] - x[i - 1] if i > 0 else 0.0   # D^T D x: minus the change of the slopes at i
+        left = x[i] - x[i - 1] if i > 0 else 0.0  # D^T D x: minus the change of the slopes at i
         right = x[i + 1] - x[i] if i < n - 1 else 0.0
-        grad[i] = total + alpha * (left - right)
+        grad[i] = _blurred_at(residual, kernel, i) + alpha * (left - right)
     return 0.5 * value + 0.5 * alpha * slopes, grad
 
 

@@ -61,16 +61,21 @@ def non_finite_message(value, iteration):
     return f"stopped: {what.format(value=value)} at iteration {iteration}"
 
 
+@njit(inline="always")
+def _widened(peak, value):
+    """The larger of ``peak`` and :math:`|value|` in float64; NaN once either is NaN."""
+    magnitude = abs(np.float64(value))
+    if magnitude != magnitude or peak != peak:
+        return math.nan
+    return magnitude if magnitude > peak else peak
+
+
 @njit(cache=True)
 def largest_magnitude(array):
     r""":math:`\max_i |a_i|` of a real array as a float64; NaN if any element is NaN."""
     peak = 0.0
     for value in array:
-        magnitude = abs(np.float64(value))
-        if magnitude != magnitude:
-            return math.nan
-        if magnitude > peak:
-            peak = magnitude
+        peak = _widened(peak, value)
     return peak
 
 
@@ -85,11 +90,7 @@ def projected_peak(x, grad, low, high):
             moved = low[i]
         elif moved > high[i]:
             moved = high[i]
-        magnitude = abs(np.float64(x[i] - moved))
-        if magnitude != magnitude:
-            return math.nan
-        if magnitude > peak:
-            peak = magnitude
+        peak = _widened(peak, x[i] - moved)
     return peak
 
 
@@ -135,11 +136,7 @@ def largest_difference(x, previous):
     r""":math:`\|x - x_{prev}\|_\infty`, each difference in the arrays' dtype (as NumPy's ``x - previous``)."""
     peak = 0.0
     for i in range(x.size):
-        magnitude = abs(np.float64(x[i] - previous[i]))
-        if magnitude != magnitude:
-            return math.nan
-        if magnitude > peak:
-            peak = magnitude
+        peak = _widened(peak, x[i] - previous[i])
     return peak
 
 
