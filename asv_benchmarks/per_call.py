@@ -1,0 +1,76 @@
+"""What one call costs at 1e3 float32, interleaved medians in one process, for any numadam version.
+
+NumPy's in-place Adam step, numadam's object and functional Adam steps, every
+family's object step, ``clip_global_norm`` with ``nonfinite="skip"``, and
+torch tensors (if torch is installed). It uses only what every version since
+the family engine has, so the same script times an old checkout::
+
+    python asv_benchmarks/per_call.py [rounds]
+    PYTHONPATH=/path/to/old/checkout python asv_benchmarks/per_call.py [rounds]
+
+``numadam bench --cases small`` times the same rows with the rest of the bench.
+"""
+
+import sys
+
+import numpy as np
+
+import numadam
+from numadam.bench.numpy_adam import InPlaceAdam
+from numadam.bench.timing import interleaved_medians
+
+SIZE, LR = 1_000, 1e-3
+
+
+class Call:
+    def __init__(self, label, step):
+        self.label, self.step = label, step
+
+
+def calls():
+    rng = np.random.default_rng(0)
+    start = rng.standard_normal(SIZE).astype(np.float32)
+    grad = rng.standard_normal(SIZE).astype(np.float32)
+    found = []
+    numpy_adam, grads = InPlaceAdam([start.copy()], LR, (0.9, 0.999), 1e-8), [grad]
+    found.append(Call("NumPy in place", lambda: numpy_adam.step(grads)))
+    adam = numadam.Adam(start.copy(), lr=LR)
+    found.append(Call("Adam.step", lambda: adam.step(grad)))
+    param, exp_avg, exp_avg_sq, count = start.copy(), np.zeros(SIZE, np.float32), np.zeros(SIZE, np.float32), [0]
+
+    def functional():
+        count[0] += 1
+        numadam.adam_step(param, grad, exp_avg, exp_avg_sq, step=count[0], lr=LR)
+
+    found.append(Call("adam_step", functional))
+    reduced = numadam.Adam(start.copy(), lr=LR, clip_global_norm=1e30, nonfinite="skip")
+    found.append(Call("clip_global_norm + skip", lambda: reduced.step(grad)))
+    for name, cls in numadam.families().items():
+        if name not in ("adam", "adamw"):
+            optimizer = cls(start.copy(), lr=LR)
+            found.append(Call(cls.__name__, lambda optimizer=optimizer: optimizer.step(grad)))
+    try:
+        import torch
+    except ImportError:
+        return found
+    tensor = torch.from_numpy(start.copy()).requires_grad_()
+    tensor.grad = torch.from_numpy(grad.copy())
+    on_tensors = numadam.Adam([tensor], lr=LR)
+    found.append(Call("torch tensors", on_tensors.step))
+    return found
+
+
+def main(rounds=30):
+    found = calls()
+    for call in found:
+        for _ in range(200):  # compiled, and the plans made
+            call.step()
+    medians = interleaved_medians(found, rounds, 0.02)
+    numpy_step, adam_step = medians[0], medians[1]
+    print(f"{'call':28s} {'us':>8s} {'x NumPy':>8s} {'x Adam.step':>12s}")
+    for call, seconds in zip(found, medians):
+        print(f"{call.label:28s} {seconds * 1e6:8.2f} {seconds / numpy_step:8.2f} {seconds / adam_step:12.2f}")
+
+
+if __name__ == "__main__":
+    main(int(sys.argv[1]) if len(sys.argv) > 1 else 30)
