@@ -158,6 +158,39 @@ class LocalEngine(Engine):
 
         return launch
 
+    def norms_kernel(self, grads):
+        """The CPU's one-call norms kernel of the common step (no policy) over ``grads`` as data, for
+        compiled code that steps a family with norms itself (:mod:`numadam.solver.compiled`):
+        ``(kernel, arguments)``, ``arguments`` those of
+        :func:`~numadam.targets.cpu.kernels.norms_then_update_serial` with the two scalar rows to
+        fill each step (the family's fields first; the policy's, after them, already filled).
+        ``None`` unless one NumPy bucket of full-precision state holds every parameter."""
+        if self.name != "numpy" or len(self.buckets) != 1 or self.foreign is not None or self.buckets[0].quantized:
+            return None
+        from ..targets.cpu import kernels  # the CPU's: this engine holds NumPy arrays
+
+        bucket = self.buckets[0]
+        plan = bucket.bind(self.treedef.flatten_like(grads, "grads"), self._written)
+        first, update = self._first_pass_of[""], self._after_norms_of[""]
+        flags = self.settings.flags
+        first_spec, update_spec = bucket.spec(flags, first), bucket.spec(flags, update)
+        starts, stops, leaves = bucket.pieces(plan)
+        real = np.dtype(first_spec.real)
+        extra = np.array(tuple(self.policies.scalars(1.0)), np.float64)  # no policy: the same every step
+
+        def rows(spec, policy):
+            row = np.zeros(spec.n_scalars, real)
+            if policy.active:
+                row[len(row) - len(extra):] = extra
+            return row
+
+        field = self.algorithm.Scalars._fields.index(self.algorithm.norms.field)
+        arguments = (first_spec, update_spec, plan.device_table, plan.width, starts, stops,
+                     np.ascontiguousarray(leaves, np.int64), rows(first_spec, first), rows(update_spec, update),
+                     real.type(0), np.zeros((len(bucket.params), 2)), np.ascontiguousarray(self._norms_apply()),
+                     field, update_spec.n_scalars, plan.n_chunks, self.backend.chunk_size)
+        return kernels.norms_then_update_serial, arguments
+
     def _bound_plans(self, grads):
         """Each bucket's plan for ``grads`` (every gradient checked), ``None`` for a bucket without one."""
         buckets = self.buckets

@@ -138,7 +138,16 @@ class CompiledSolve:
         hyperparameters = optimizer.hyperparameters()
         h = algorithm.Hyper(**{**hyperparameters, **optimizer.pinned})
         flat = x.reshape(-1)
-        self.state = tuple(_initial_state(kind, h, flat) for kind in algorithm.state if kind.present is None)
+        self.kernel, n_fields = (), 0
+        if algorithm.norms is None:  # numadam.jit's step, on the solve's own state
+            self.state = tuple(_initial_state(kind, h, flat) for kind in algorithm.state if kind.present is None)
+        else:  # the optimizer's own norms kernel and state: two passes, their sums as the objects add them
+            bound = np.empty_like(x)
+            found = optimizer._norms_kernel(bound)
+            if found is None:
+                raise NotCompilable(f"{algorithm.title} has no one-call norms kernel for these parameters")
+            self.state, self.kernel, n_fields = (), found[1] + (bound.reshape(-1),), len(algorithm.Scalars._fields)
+            self._holder = optimizer  # the kernel's table points into its state: it must outlive the solve
         self.carry = algorithm.initial_carry()
         order = jit_steps.hyperparameter_order(type(optimizer))
         hyper_args, self.hyper = [], []
@@ -161,7 +170,8 @@ class CompiledSolve:
         argument_types = (typeof(x),) + tuple(typeof(a) for a in args)
         _check_objective(fun, jac, argument_types, x)
         source = _solve_source(family, len(self.state), algorithm.carry is not None, hyper_args, rate,
-                               None if clip is None else clip[0], self.low is not None, box is not None, jac is True)
+                               None if clip is None else clip[0], self.low is not None, box is not None, jac is True,
+                               n_fields)
         self.function = _compiled(source, fun, None if jac is True else jac)
 
     def run(self):
@@ -171,7 +181,7 @@ class CompiledSolve:
         arguments = (self.x, self.args, tuple(self.hyper), self.carry, self.rate_params,
                      _or_empty(self.low, self.x), _or_empty(self.high, self.x), self.clip_limit, rules_.gtol,
                      -1.0 if rules_.ftol is None else rules_.ftol, -1.0 if rules_.xtol is None else rules_.xtol,
-                     rules_.patience, rules_.maxiter, self.state)
+                     rules_.patience, rules_.maxiter, self.state, self.kernel)
         compiling = not self.function.overloads
         started = time.perf_counter()
         if compiling:
@@ -233,18 +243,19 @@ def _return_type(function, argument_types):
 
 
 _TEMPLATE = '''
-def solve(x, args, hyper, carry, rate_params, low, high, clip_limit, gtol, ftol, xtol, patience, maxiter, state):
+def solve(x, args, hyper, carry, rate_params, low, high, clip_limit, gtol, ftol, xtol, patience, maxiter, state,
+          kernel):
     flat = x.reshape(-1)
     grad = np.empty_like(flat)
     fresh = np.empty_like(flat)
-    step_grad = np.empty_like(flat)
+    step_grad = {step_buffer}
     previous = flat.copy()
     {state}
     history = np.empty(min(maxiter, 4095) + 1)
     value = 0.0
 {evaluate_grad}
     nfev = 1
-    peak = {peak_grad}
+{peak_grad}
     history[0] = value
     nit = 0
     quiet_f = 0
@@ -264,7 +275,7 @@ def solve(x, args, hyper, carry, rate_params, low, high, clip_limit, gtol, ftol,
 {evaluate_fresh}
         nfev += 1
         candidate = value_fresh
-        candidate_peak = {peak_fresh}
+{peak_fresh}
         if not (math.isfinite(candidate) and math.isfinite(candidate_peak)):
             copy_into(flat, previous)
             status = NON_FINITE
@@ -290,38 +301,60 @@ def solve(x, args, hyper, carry, rate_params, low, high, clip_limit, gtol, ftol,
 
 
 def _evaluate_source(into, result, jac_true, indent):
-    """Lines evaluating the objective at ``x``: the value as a float64 ``result``, the gradient cast into ``into``."""
+    """Lines evaluating the objective at ``x``: the value as a float64 ``result``, the gradient cast into
+    ``into`` (its largest magnitude measured on the way, as ``measured``)."""
     if jac_true:
         lines = ["returned = fun(x, *args)", f"{result} = float(returned[0])", "gradient = returned[1]"]
     else:
         lines = [f"{result} = float(fun(x, *args))", "gradient = jac(x, *args)"]
     lines += ["if gradient.shape != x.shape:",
               "    return BAD_SHAPE, 0, 0, 0.0, 0.0, 0.0, history[:1], grad",
-              "i = 0",  # the gradient cast into the solver's own array, in C order (faster than a slice copy)
+              "i = 0",  # cast into the solver's own array in C order (faster than a slice copy), measured
+              "measured, seen_nan = 0.0, False",
               "for element in np.nditer(gradient):",
               f"    {into}[i] = element.item()",
-              "    i += 1"]
+              f"    measured, seen_nan = widened(measured, seen_nan, {into}[i])",
+              "    i += 1",
+              "if seen_nan:",
+              "    measured = math.nan"]
     return "\n".join(indent + line for line in lines)
 
 
-def _solve_source(family, n_state, carried, hyper_args, rate, clip, projects, projected_gtol, jac_true):
-    """The source of ``solve`` for one configuration (see :data:`_TEMPLATE`)."""
+def _peak_source(name, into, projected_gtol, indent):
+    """``name = `` the gradient's measure for ``gtol``: as measured while copied, or projected."""
+    return f"{indent}{name} = " + (f"projected_peak(flat, {into}, low, high)" if projected_gtol else "measured")
+
+
+def _solve_source(family, n_state, carried, hyper_args, rate, clip, projects, projected_gtol, jac_true, n_fields):
+    """The source of ``solve`` for one configuration (see :data:`_TEMPLATE`). ``n_fields`` > 0: a family
+    with norms, stepped by the optimizer's norms kernel (``kernel``: its arguments, then the gradient
+    array they are bound to), whose scalar rows take the family's ``n_fields`` scalars each step."""
     state_names = [f"s{k}" for k in range(n_state)]
-    step = (f"step(flat, step_grad, {', '.join(state_names)}, nit + 1, {', '.join(hyper_args)}"
-            + (", carry)" if carried else ")"))
-    peak = ("projected_peak(flat, {0}, low, high)" if projected_gtol else "largest_magnitude({0})")
+    if n_fields:
+        scalars = f"wide = family_scalars(nit + 1, {', '.join(hyper_args)})"
+        rows = [f"kernel[{row}][{j}] = wide[{j}]" for row in (7, 8) for j in range(n_fields)]
+        step = "\n        ".join([scalars] + rows + [f"norms_kernel({', '.join(f'kernel[{k}]' for k in range(16))})"])
+        tail = (f"\n\nfamily_scalars = inlined(jit_steps.offered({family!r}).scalars)\n"
+                "norms_kernel = cpu_kernels.norms_then_update_serial\n")
+    else:
+        step = (("carry = " if carried else "") + f"step(flat, step_grad, {', '.join(state_names)}, nit + 1, "
+                f"{', '.join(hyper_args)}" + (", carry)" if carried else ")"))
+        tail = f"\n\nstep = inlined(jit_steps.offered({family!r}).step)\n"
+    copy = "step_grad = grad" if clip is None and not n_fields else "copy_into(step_grad, grad)"
     return _TEMPLATE.format(
         state="; ".join(f"{name} = state[{k}]" for k, name in enumerate(state_names)),
+        step_buffer="kernel[16]" if n_fields else "np.empty_like(flat)",
         evaluate_grad=_evaluate_source("grad", "value", jac_true, "    "),
         evaluate_fresh=_evaluate_source("fresh", "value_fresh", jac_true, "        "),
-        peak_grad=peak.format("grad"), peak_fresh=peak.format("fresh"),
-        clip="step_grad = grad" if clip is None else (  # the step reads its gradient, never writes it
-            "copy_into(step_grad, grad)\n        "
-            + ("clip_value_in_place" if clip == "value" else "clip_norm_in_place") + "(step_grad, clip_limit)"),
+        peak_grad=_peak_source("peak", "grad", projected_gtol, "    "),
+        peak_fresh=_peak_source("candidate_peak", "fresh", projected_gtol, "        "),
+        clip=copy if clip is None else (  # the step reads its gradient, never writes it
+            copy + "\n        " + ("clip_value_in_place" if clip == "value" else "clip_norm_in_place")
+            + "(step_grad, clip_limit)"),
         rate="pass" if rate is None else f"lr = {rate}",
-        step=("carry = " if carried else "") + step,
-        project="project(flat, low, high)" if projects else "pass",
-    ) + f"\n\nstep = inlined(jit_steps.offered({family!r}).step)\n"
+        step=step,
+        project="project(flat, low, high)" if projects and not n_fields else "pass",  # the norms kernel projects
+    ) + tail
 
 
 # -- compiling it, and caching the machine code ------------------------------------------------------------
@@ -337,6 +370,7 @@ from numadam import jit as jit_steps
 from numadam import schedules
 from numadam.solver import rules
 from numadam.solver.compiled import BAD_SHAPE
+from numadam.targets.cpu import kernels as cpu_kernels
 from numadam.solver.rules import NONE, NON_FINITE
 
 
@@ -349,6 +383,7 @@ stop_status, clip_norm_in_place, clip_value_in_place, copy_into, largest_differe
     project, projected_peak = map(inlined, (
         rules.stop_status, rules.clip_norm_in_place, rules.clip_value_in_place, rules.copy_into,
         rules.largest_difference, rules.largest_magnitude, rules.project, rules.projected_peak))
+widened = inlined(rules.widened)
 cosine_rate, exponential_rate, step_decay_rate, warmup_rate = map(inlined, (
     schedules.cosine_rate, schedules.exponential_rate, schedules.step_decay_rate, schedules.warmup_rate))
 '''

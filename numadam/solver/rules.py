@@ -62,36 +62,35 @@ def non_finite_message(value, iteration):
 
 
 @njit(inline="always")
-def _widened(peak, value):
-    """The larger of ``peak`` and :math:`|value|` in float64; NaN once either is NaN."""
+def widened(peak, seen_nan, value):
+    """``(peak, seen_nan)`` after :math:`|value|` (in float64): the larger magnitude, and whether a NaN
+    was seen (no branch on it, so the loops stay short)."""
     magnitude = abs(np.float64(value))
-    if magnitude != magnitude or peak != peak:
-        return math.nan
-    return magnitude if magnitude > peak else peak
+    return (magnitude if magnitude > peak else peak), seen_nan | (magnitude != magnitude)
 
 
 @njit(cache=True)
 def largest_magnitude(array):
     r""":math:`\max_i |a_i|` of a real array as a float64; NaN if any element is NaN."""
-    peak = 0.0
+    peak, seen_nan = 0.0, False
     for value in array:
-        peak = _widened(peak, value)
-    return peak
+        peak, seen_nan = widened(peak, seen_nan, value)
+    return math.nan if seen_nan else peak
 
 
 @njit(cache=True)
 def projected_peak(x, grad, low, high):
     r""":math:`\|x - \operatorname{clip}(x - g, l, u)\|_\infty` (L-BFGS-B's projected gradient), each
     operation in the arrays' dtype as NumPy's; NaN if any element is NaN."""
-    peak = 0.0
+    peak, seen_nan = 0.0, False
     for i in range(x.size):
         moved = x[i] - grad[i]
         if moved < low[i]:
             moved = low[i]
         elif moved > high[i]:
             moved = high[i]
-        peak = _widened(peak, x[i] - moved)
-    return peak
+        peak, seen_nan = widened(peak, seen_nan, x[i] - moved)
+    return math.nan if seen_nan else peak
 
 
 @njit(cache=True)
@@ -134,10 +133,10 @@ def clip_norm_in_place(grad, limit):
 @njit(cache=True)
 def largest_difference(x, previous):
     r""":math:`\|x - x_{prev}\|_\infty`, each difference in the arrays' dtype (as NumPy's ``x - previous``)."""
-    peak = 0.0
+    peak, seen_nan = 0.0, False
     for i in range(x.size):
-        peak = _widened(peak, x[i] - previous[i])
-    return peak
+        peak, seen_nan = widened(peak, seen_nan, x[i] - previous[i])
+    return math.nan if seen_nan else peak
 
 
 @njit(cache=True)
