@@ -255,8 +255,8 @@ def _make(name, cls):
     # ``<name>_flags(*hyperparameters)``: the rule's compile-time switches.
     lines += [f"def {name}_flags({signature}):", f"    return flags_of({hyper_tuple})"]
     # ``<name>_step(param, grad, *state, step, *hyperparameters[, carry])``
-    state_args = ", ".join(always)
-    lines += [f"def {name}_step(param, grad, {state_args}, step, {signature}{carry_arg}):",
+    state_args = "".join(f"{kind}, " for kind in always)  # each with its comma: a family may keep none
+    lines += [f"def {name}_step(param, grad, {state_args}step, {signature}{carry_arg}):",
               f"    h = {hyper_tuple}",
               f"    wide, carry = scalars_at(step, h, {'carry' if carried else '()'})"]
     narrowed = [f"narrow(wide[{j}], param)" for j in range(n_fields)]
@@ -271,7 +271,7 @@ def _make(name, cls):
         # like its loop), added in order. The field the sums set is then rounded once, like the others.
         lines += ["    param_squares = direction_squares = 0.0",
                   f"    for start in range(0, param.size, {CpuBackend.chunk_size}):",
-                  f"        a, b = norm_sums(param, grad, {state_args}, start, min(param.size, start + "
+                  f"        a, b = norm_sums(param, grad, {state_args}start, min(param.size, start + "
                   f"{CpuBackend.chunk_size}), s, flags, like)",
                   "        param_squares += a",
                   "        direction_squares += b"]
@@ -279,7 +279,7 @@ def _make(name, cls):
         narrowed[field] = (f"narrow(value(param_squares, direction_squares), param) if applies(h) "
                            f"else {narrowed[field]}")
         lines += ["    s = Scalars(" + ", ".join(narrowed) + ")"]
-        lines = [f"def norm_sums(param, grad, {state_args}, start, stop, s, flags, like):",
+        lines = [f"def norm_sums(param, grad, {state_args}start, stop, s, flags, like):",
                  "    a = b = 0.0",
                  "    for i in range(start, stop):",
                  "        p = param[i]",

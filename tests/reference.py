@@ -332,6 +332,21 @@ def lion_reference(param, grad, state, step, carry, h):
     return (*_back(p, s, dtype), carry)
 
 
+def sgd_reference(param, grad, state, step, carry, h):
+    """SGD with momentum (Polyak 1964), dampening and Nesterov momentum (Sutskever et al. 2013), as
+    torch.optim.SGD computes it: the buffer starts as the first gradient."""
+    dtype = np.asarray(param).dtype
+    p, g, s, real = _reals(param, grad, state)
+    p, g = _decay_and_sign(p, g, h, real)
+    momentum = h["momentum"]
+    if momentum != 0:
+        b = g if step == 1 else s["momentum_buffer"] * real(momentum) + real(1 - h["dampening"]) * g
+        s["momentum_buffer"] = b
+        g = g + real(momentum) * b if h["nesterov"] else b
+    p = p - real(h["lr"]) * g
+    return (*_back(p, s, dtype), carry)
+
+
 def ademamix_reference(param, grad, state, step, carry, h):
     """AdEMAMix (Pagliardini et al. 2024) as apple/ml-ademamix computes it, warm-ups included."""
     dtype = np.asarray(param).dtype
@@ -476,4 +491,5 @@ REFERENCES = {
                                      lambda param, h: {"z": np.array(param, copy=True), "exp_avg_sq": np.zeros_like(param)},
                                      (-1.0, 0.0)),
     "lamb": Reference(lamb_reference, _zeros("exp_avg", "exp_avg_sq")),
+    "sgd": Reference(sgd_reference, lambda param, h: _zeros("momentum_buffer")(param, h) if h["momentum"] else {}),
 }

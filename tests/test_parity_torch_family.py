@@ -1,4 +1,4 @@
-"""NAdam, RAdam and Adamax against torch.optim, where torch is installed (never a CI dependency).
+"""NAdam, RAdam, Adamax, SGD, RMSprop and Adagrad against torch.optim, where torch is installed (never a CI dependency).
 
 numadam's defaults are torch's conventions for these three; the reference
 tests (tests/test_families.py) hold numadam to its NumPy transcription bit for
@@ -26,6 +26,10 @@ CASES = {
     "radam-decoupled": ("RAdam", {"weight_decay": 0.1, "decoupled_weight_decay": True}),
     "adamax": ("Adamax", {}),
     "adamax-l2-maximize": ("Adamax", {"weight_decay": 0.1, "maximize": True}),
+    "sgd": ("SGD", {}),
+    "sgd-momentum-l2": ("SGD", {"momentum": 0.9, "weight_decay": 0.1}),
+    "sgd-dampening-maximize": ("SGD", {"momentum": 0.8, "dampening": 0.3, "maximize": True}),
+    "sgd-nesterov": ("SGD", {"momentum": 0.9, "nesterov": True, "weight_decay": 0.05}),
 }
 
 
