@@ -347,6 +347,17 @@ def sgd_reference(param, grad, state, step, carry, h):
     return (*_back(p, s, dtype), carry)
 
 
+def adagrad_reference(param, grad, state, step, carry, h):
+    """Adagrad (Duchi, Hazan & Singer 2011) with torch.optim.Adagrad's rate decay and L2 decay."""
+    dtype = np.asarray(param).dtype
+    p, g, s, real = _reals(param, grad, state)
+    p, g = _decay_and_sign(p, g, h, real)
+    s["sum"] = s["sum"] + g * g
+    step_size = real(h["lr"] / (1 + (step - 1) * h["lr_decay"]))
+    p = p - (step_size * g) / (np.sqrt(s["sum"]) + real(h["eps"]))
+    return (*_back(p, s, dtype), carry)
+
+
 def ademamix_reference(param, grad, state, step, carry, h):
     """AdEMAMix (Pagliardini et al. 2024) as apple/ml-ademamix computes it, warm-ups included."""
     dtype = np.asarray(param).dtype
@@ -491,5 +502,8 @@ REFERENCES = {
                                      lambda param, h: {"z": np.array(param, copy=True), "exp_avg_sq": np.zeros_like(param)},
                                      (-1.0, 0.0)),
     "lamb": Reference(lamb_reference, _zeros("exp_avg", "exp_avg_sq")),
+    "adagrad": Reference(adagrad_reference, lambda param, h: {
+        "sum": np.full_like(param, h["initial_accumulator_value"] * (1 + 1j) if param.dtype.kind == "c"
+                            else h["initial_accumulator_value"])}),
     "sgd": Reference(sgd_reference, lambda param, h: _zeros("momentum_buffer")(param, h) if h["momentum"] else {}),
 }

@@ -46,6 +46,7 @@ CASES = [(name, {}) for name in numadam.families()] + [
     ("schedule_free_adamw", {"warmup_steps": 3, "weight_decay": 0.1, "r": 0.5}),
     ("lamb", {"weight_decay": 0.1, "eps_root": 1e-10}),
     ("lamb", {"convention": "apex"}),
+    ("adagrad", {"lr_decay": 0.05, "weight_decay": 0.1, "initial_accumulator_value": 0.2, "maximize": True}),
     ("sgd", {"momentum": 0.9, "weight_decay": 0.1}),
     ("sgd", {"momentum": 0.8, "dampening": 0.3, "maximize": True}),
     ("sgd", {"momentum": 0.9, "nesterov": True, "weight_decay": 0.05}),

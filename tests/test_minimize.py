@@ -676,7 +676,8 @@ def test_the_solver_front_door_imports_nothing_optional_until_used():
 def test_minimize_takes_every_family_by_name(method):
     """A bowl with its minimum at 3: every family reaches it from 0 with its own hyperparameters."""
     options = {"lion": {"lr": 1e-2, "weight_decay": 0.0}, "ademamix": {"lr": 0.05, "alpha": 0.5},
-               "adopt": {"lr": 0.05}, "schedule_free_adamw": {"lr": 0.05}}.get(method, {"lr": 0.05})
+               "adopt": {"lr": 0.05}, "schedule_free_adamw": {"lr": 0.05},
+               "adagrad": {"lr": 0.5}}.get(method, {"lr": 0.05})
     if method == "adamw":
         options = {"lr": 0.05, "weight_decay": 0.0}
 

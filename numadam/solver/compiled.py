@@ -337,7 +337,7 @@ def _solve_source(family, n_state, carried, hyper_args, rate, clip, projects, pr
         tail = (f"\n\nfamily_scalars = inlined(jit_steps.offered({family!r}).scalars)\n"
                 "norms_kernel = cpu_kernels.norms_then_update_serial\n")
     else:
-        step = (("carry = " if carried else "") + f"step(flat, step_grad, {', '.join(state_names)}, nit + 1, "
+        step = (("carry = " if carried else "") + f"step(flat, step_grad, {''.join(n + ', ' for n in state_names)}nit + 1, "
                 f"{', '.join(hyper_args)}" + (", carry)" if carried else ")"))
         tail = f"\n\nstep = inlined(jit_steps.offered({family!r}).step)\n"
     copy = "step_grad = grad" if clip is None and not n_fields else "copy_into(step_grad, grad)"
