@@ -358,6 +358,35 @@ def adagrad_reference(param, grad, state, step, carry, h):
     return (*_back(p, s, dtype), carry)
 
 
+def rmsprop_reference(param, grad, state, step, carry, h):
+    """RMSprop (Tieleman & Hinton 2012), centered (Graves 2013) and with momentum, as
+    torch.optim.RMSprop computes it (its lerp for the centered average)."""
+    dtype = np.asarray(param).dtype
+    p, g, s, real = _reals(param, grad, state)
+    p, g = _decay_and_sign(p, g, h, real)
+    alpha = h["alpha"]
+    v = s["square_avg"] * real(alpha) + real(1 - alpha) * (g * g)
+    s["square_avg"] = v
+    if h["centered"]:
+        m = s["grad_avg"]
+        m = m + real(1 - alpha) * (g - m) if 1 - alpha < 0.5 else g - (g - m) * real(alpha)  # torch.lerp
+        s["grad_avg"] = m
+        denominator = np.sqrt(v - m * m) + real(h["eps"])
+    else:
+        denominator = np.sqrt(v) + real(h["eps"])
+    if h["momentum"] > 0:
+        s["momentum_buffer"] = s["momentum_buffer"] * real(h["momentum"]) + g / denominator
+        p = p - real(h["lr"]) * s["momentum_buffer"]
+    else:
+        p = p - (real(h["lr"]) * g) / denominator
+    return (*_back(p, s, dtype), carry)
+
+
+def _rmsprop_start(param, h):
+    names = ["square_avg"] + (["grad_avg"] if h["centered"] else []) + (["momentum_buffer"] if h["momentum"] else [])
+    return _zeros(*names)(param, h)
+
+
 def ademamix_reference(param, grad, state, step, carry, h):
     """AdEMAMix (Pagliardini et al. 2024) as apple/ml-ademamix computes it, warm-ups included."""
     dtype = np.asarray(param).dtype
@@ -505,5 +534,6 @@ REFERENCES = {
     "adagrad": Reference(adagrad_reference, lambda param, h: {
         "sum": np.full_like(param, h["initial_accumulator_value"] * (1 + 1j) if param.dtype.kind == "c"
                             else h["initial_accumulator_value"])}),
+    "rmsprop": Reference(rmsprop_reference, _rmsprop_start),
     "sgd": Reference(sgd_reference, lambda param, h: _zeros("momentum_buffer")(param, h) if h["momentum"] else {}),
 }

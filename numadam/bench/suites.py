@@ -18,7 +18,7 @@ from .roofline import SERIAL_BELOW, traffic_kernel
 from .timing import interleaved_medians
 
 #: numadam families that torch.optim has, and torch's class names.
-TORCH_FAMILIES = {"adam": "Adam", "adamw": "AdamW", "nadam": "NAdam", "radam": "RAdam", "adamax": "Adamax", "sgd": "SGD", "adagrad": "Adagrad"}
+TORCH_FAMILIES = {"adam": "Adam", "adamw": "AdamW", "nadam": "NAdam", "radam": "RAdam", "adamax": "Adamax", "sgd": "SGD", "adagrad": "Adagrad", "rmsprop": "RMSprop"}
 
 
 class Timed(NamedTuple):
