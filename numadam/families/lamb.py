@@ -25,7 +25,7 @@ from collections import namedtuple
 
 from numba import njit
 
-from ..core.algorithm import Algorithm, Example, Norms, StateKind
+from ..core.algorithm import Algorithm, Norms, StateKind
 from . import _common
 
 

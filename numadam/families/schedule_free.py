@@ -23,7 +23,7 @@ from collections import namedtuple
 from numba import njit
 
 from ..core import validate
-from ..core.algorithm import Algorithm, Carry, Example, Hyperparameter, StateKind
+from ..core.algorithm import Algorithm, Carry, Hyperparameter, StateKind
 from . import _common
 
 
