@@ -25,8 +25,9 @@ torch's Adam with L2 decay and a fixed signature::
 
     adam_step(param, grad, exp_avg, exp_avg_sq, step, lr, beta1, beta2, eps, weight_decay)
 
-State that only some options use (AMSGrad's running maximum) is not offered
-here. A string hyperparameter (``convention``) must be a constant of the
+State that only some options keep (AMSGrad's running maximum, SGD's momentum
+buffer, RMSprop's centered average) comes by name, after the hyperparameters
+(``max_exp_avg_sq=...``); leave it out (None) when the option is off. A string hyperparameter (``convention``) must be a constant of the
 calling code, and each value compiles a step of its own; one that may be
 None (AdEMAMix's warm-ups, ADOPT's ``clip_lambda``) takes None or a number,
 never a Python callable. LAMB's step makes two passes, as the objects do: the
@@ -175,6 +176,32 @@ def _in_dtype_of_overload(value, array):
     return lambda value, array: np.float64(value)
 
 
+def _load(state, i, like):
+    """Element ``i`` of optional state, or ``like`` where it is ``None`` (njit only)."""
+
+
+@overload(_load)
+def _load_overload(state, i, like):
+    if isinstance(state, types.NoneType):
+        return lambda state, i, like: like
+    return lambda state, i, like: state[i]
+
+
+def _store(state, i, value):
+    """Write element ``i`` of optional state; nothing where it is ``None`` (njit only)."""
+
+
+@overload(_store)
+def _store_overload(state, i, value):
+    if isinstance(state, types.NoneType):
+        return lambda state, i, value: None
+
+    def store(state, i, value):
+        state[i] = value
+
+    return store
+
+
 def _jitted(function):
     """``function`` compiled by Numba, with the plain Python helpers it calls from the family
     modules (directly or as ``_common.name``) compiled too: the same code, made callable from
@@ -256,16 +283,21 @@ def _make(name, cls):
     lines += [f"def {name}_flags({signature}):", f"    return flags_of({hyper_tuple})"]
     # ``<name>_step(param, grad, *state, step, *hyperparameters[, carry])``
     state_args = "".join(f"{kind}, " for kind in always)  # each with its comma: a family may keep none
-    lines += [f"def {name}_step(param, grad, {state_args}step, {signature}{carry_arg}):",
+    # State only some options keep (AMSGrad's maximum, SGD's momentum) comes by keyword, None without them.
+    optional_state = [kind.name for kind in algorithm.state if kind.present is not None]
+    optional_args = "".join(f", {kind}=None" for kind in optional_state)
+    lines += [f"def {name}_step(param, grad, {state_args}step, {signature}{carry_arg}{optional_args}):",
               f"    h = {hyper_tuple}",
               f"    wide, carry = scalars_at(step, h, {'carry' if carried else '()'})"]
     narrowed = [f"narrow(wide[{j}], param)" for j in range(n_fields)]
     lines += ["    s = Scalars(" + ", ".join(narrowed) + ")",
               "    flags = flags_of(h)",
               "    like = narrow(0.0, param)"]
-    loads = ", ".join(f"{kind.name}[i]" if kind.name in always else "like" for kind in algorithm.state)
+    loads = ", ".join(f"{kind.name}[i]" if kind.name in always else f"load({kind.name}, i, like)"
+                      for kind in algorithm.state)
     loads = f"({loads}{',' if n_state == 1 else ''})"
-    stores = [f"{kind}[i] = state[{k}]" for k, kind in enumerate(k.name for k in algorithm.state) if kind in always]
+    stores = [f"{kind}[i] = state[{k}]" if kind in always else f"store({kind}, i, state[{k}])"
+              for k, kind in enumerate(k.name for k in algorithm.state)]
     if algorithm.norms is not None:  # a first pass: the state, and each parameter's sums of squares
         # As the objects' CPU pre-pass sums: in chunks of its size (each compiled with reassociation,
         # like its loop), added in order. The field the sums set is then rounded once, like the others.
@@ -294,7 +326,8 @@ def _make(name, cls):
     lines.append("    return carry" if carried else "    return None")
     namespace = {"Hyper": algorithm.Hyper, "Scalars": algorithm.Scalars, "scalars_of": scalars_of, "flags_of": flags_of,
                  "advance": advance, "initial": algorithm.initial_carry(), "rule": algorithm.rule, "np": np,
-                 "narrow": _in_dtype_of, "constant": _constant, "optional": _optional}
+                 "narrow": _in_dtype_of, "constant": _constant, "optional": _optional, "load": _load,
+                 "store": _store}
     if algorithm.norms is not None:
         namespace.update(moments=algorithm.norms.rule, value=_jitted(algorithm.norms.value),
                          applies=_jitted(algorithm.norms.applies))

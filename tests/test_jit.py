@@ -11,9 +11,12 @@ from numadam import jit
 OFFERED = list(numadam.families())
 
 
-#: Options other than the defaults: None where a number may stand, numbers where None is the default.
+#: Options other than the defaults: None where a number may stand, numbers where None is the default,
+#: and options that keep state of their own (passed by name).
 OPTIONS = [("ademamix", {"alpha_warmup": 8, "beta3_warmup": 12}), ("adopt", {"clip_lambda": None}),
-           ("adopt", {"clip_lambda": 0.5, "convention": "optax"}), ("nadam", {"convention": "keras"})]
+           ("adopt", {"clip_lambda": 0.5, "convention": "optax"}), ("nadam", {"convention": "keras"}),
+           ("adam", {"amsgrad": True, "weight_decay": 0.1}), ("sgd", {"momentum": 0.9, "nesterov": True}),
+           ("rmsprop", {"centered": True, "momentum": 0.5})]
 
 
 @pytest.mark.parametrize("dtype", tiered([np.float32, np.float64], lambda dtype: dtype == np.float32))
@@ -28,25 +31,28 @@ def test_steps_follow_the_objects_bit_for_bit(name, options, dtype):
     opt = cls(theirs, lr=1e-2, **options)
     always = [kind.name for kind in cls.algorithm.state if kind.present is None]
     state = [np.array(opt.state_dict()[kind], copy=True) for kind in always]
+    h = cls.algorithm.Hyper(**{**cls._class_defaults, **cls.pinned, **options})
+    by_name = {kind.name: np.array(opt.state_dict()[kind.name], copy=True)
+               for kind in cls.algorithm.state_kinds(h) if kind.present is not None}
     defaults = {**cls._class_defaults, **cls.pinned, "lr": 1e-2, **options}
     hyper = [defaults[h] for h in jit.hyperparameter_order(cls)]
     step, carry = getattr(jit, f"{name}_step"), None
     for t in range(1, 21):
         grad = rng.standard_normal(40).astype(dtype)
         opt.step(grad)
-        if name == "adam":
+        if name == "adam" and not options:
             step(ours, grad, *state, t, 1e-2, 0.9, 0.999, 1e-8, 0.0)
         elif cls.algorithm.carry is not None:
             carry = step(ours, grad, *state, t, *hyper, carry)
         else:
-            step(ours, grad, *state, t, *hyper)
+            jit.offered(name).step(ours, grad, *state, t, *hyper, **by_name)
     if name == "lamb" and dtype == np.float64:
         # The norms are sums in float64 whose order the CPU vectorizer picks for the objects' pre-pass;
         # numadam.jit sums in order. (float32 squares are exact in float64: those sums agree.)
         np.testing.assert_allclose(ours, theirs, rtol=0, atol=4 * np.finfo(dtype).eps * np.abs(theirs).max())
     else:
         np.testing.assert_array_equal(ours, theirs)
-    for name_, array in zip(always, state):
+    for name_, array in [*zip(always, state), *by_name.items()]:
         np.testing.assert_array_equal(array, opt.state_dict()[name_])
 
 

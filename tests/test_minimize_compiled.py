@@ -126,6 +126,11 @@ OPTIONS = {
     "bounds-arrays": (rosenbrock, X0, {"lr": 1e-2, "maxiter": 300, "gtol": 1e-9,
                                        "bounds": Bounds([-1, -1, 0, 0, -2, -2.0], [0, 2, 1, 1, 0.1, 3])}),
     "nonneg": (rosenbrock, X0, {"lr": 1e-2, "nonneg": True, "maxiter": 300, "gtol": 0.0}),
+    "amsgrad": (rosenbrock, X0, {"lr": 1e-2, "amsgrad": True, "maxiter": 200, "gtol": 0.0}),
+    "sgd-momentum": (rosenbrock, X0, {"method": "sgd", "lr": 1e-4, "momentum": 0.9, "nesterov": True,
+                                      "maxiter": 200, "gtol": 0.0}),
+    "rmsprop-centered-momentum": (rosenbrock, X0.astype(np.float32), {
+        "method": "rmsprop", "lr": 1e-3, "centered": True, "momentum": 0.5, "maxiter": 200, "gtol": 0.0}),
     "lamb-options": (rosenbrock, X0.astype(np.float32), {
         "method": "lamb", "lr": 1e-2, "weight_decay": 0.01, "convention": "apex", "clip": ("norm", 2.0),
         "bounds": [(-0.5, 0.5)] * 6, "schedule": schedules.ExponentialDecay(1e-2, gamma=0.995), "maxiter": 200,
@@ -191,8 +196,8 @@ REFUSALS = {
     "skip": ({"nonfinite": "skip"}, "nonfinite='skip'"),
     "a callable clip": ({"clip": np.sign}, "a callable clip is Python code"),
     "ReduceOnPlateau": ({"schedule": schedules.ReduceOnPlateau(1e-3)}, "the schedule ReduceOnPlateau(lr=0.001"),
-    "amsgrad": ({"amsgrad": True}, "amsgrad=True keeps state (max_exp_avg_sq)"),
     "an optimizer option": ({"clip_value": 1.0}, "the option clip_value=1.0"),
+    "a Python callback": ({"callback": print}, "a callback is Python code"),
     "complex x0": ({"x0": X0.astype(np.complex128)}, "x0 is not a real NumPy array"),
 }
 

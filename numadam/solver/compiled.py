@@ -95,11 +95,6 @@ def _check_compilable(fun, jac, x, optimizer, schedule, clip, callback, progress
     for name, value in policies.items():
         if name not in _PROJECTIONS and value != _POLICY_DEFAULTS[name] and name != "complex_mode":
             raise NotCompilable(f"the option {name}={value!r} (a compiled solve applies only bounds and nonneg)")
-    algorithm = optimizer.algorithm
-    h = algorithm.Hyper(**{**optimizer.hyperparameters(), **optimizer.pinned})
-    for kind in algorithm.state_kinds(h):
-        if kind.present is not None:
-            raise NotCompilable(f"{kind.when} keeps state ({kind.name}) that numadam.jit's steps do not take")
 
 
 def _rate_source(schedule, step, params):
@@ -138,9 +133,12 @@ class CompiledSolve:
         hyperparameters = optimizer.hyperparameters()
         h = algorithm.Hyper(**{**hyperparameters, **optimizer.pinned})
         flat = x.reshape(-1)
-        self.kernel, n_fields = (), 0
+        self.kernel, n_fields, optional_names = (), 0, []
         if algorithm.norms is None:  # numadam.jit's step, on the solve's own state
-            self.state = tuple(_initial_state(kind, h, flat) for kind in algorithm.state if kind.present is None)
+            kinds = [kind for kind in algorithm.state if kind.present is None]  # then the options' own, by name
+            optional = [kind for kind in algorithm.state_kinds(h) if kind.present is not None]
+            self.state = tuple(_initial_state(kind, h, flat) for kind in kinds + optional)
+            optional_names = [kind.name for kind in optional]
         else:  # the optimizer's own norms kernel and state: two passes, their sums as the objects add them
             bound = np.empty_like(x)
             found = optimizer._norms_kernel(bound)
@@ -169,7 +167,7 @@ class CompiledSolve:
         self.clip_limit = 0.0 if clip is None else float(clip[1])
         argument_types = (typeof(x),) + tuple(typeof(a) for a in args)
         _check_objective(fun, jac, argument_types, x)
-        source = _solve_source(family, len(self.state), algorithm.carry is not None, hyper_args, rate,
+        source = _solve_source(family, optional_names, len(self.state), algorithm.carry is not None, hyper_args, rate,
                                None if clip is None else clip[0], self.low is not None, box is not None, jac is True,
                                n_fields)
         self.function = _compiled(source, fun, None if jac is True else jac)
@@ -325,11 +323,14 @@ def _peak_source(name, into, projected_gtol, indent):
     return f"{indent}{name} = " + (f"projected_peak(flat, {into}, low, high)" if projected_gtol else "measured")
 
 
-def _solve_source(family, n_state, carried, hyper_args, rate, clip, projects, projected_gtol, jac_true, n_fields):
-    """The source of ``solve`` for one configuration (see :data:`_TEMPLATE`). ``n_fields`` > 0: a family
+def _solve_source(family, optional, n_state, carried, hyper_args, rate, clip, projects, projected_gtol, jac_true,
+                  n_fields):
+    """The source of ``solve`` for one configuration (see :data:`_TEMPLATE`): ``n_state`` state arrays,
+    the last of them the ``optional`` kinds (passed to the step by name). ``n_fields`` > 0: a family
     with norms, stepped by the optimizer's norms kernel (``kernel``: its arguments, then the gradient
     array they are bound to), whose scalar rows take the family's ``n_fields`` scalars each step."""
     state_names = [f"s{k}" for k in range(n_state)]
+    positional, by_name = state_names[:n_state - len(optional)], state_names[n_state - len(optional):]
     if n_fields:
         scalars = f"wide = family_scalars(nit + 1, {', '.join(hyper_args)})"
         rows = [f"kernel[{row}][{j}] = wide[{j}]" for row in (7, 8) for j in range(n_fields)]
@@ -337,8 +338,9 @@ def _solve_source(family, n_state, carried, hyper_args, rate, clip, projects, pr
         tail = (f"\n\nfamily_scalars = inlined(jit_steps.offered({family!r}).scalars)\n"
                 "norms_kernel = cpu_kernels.norms_then_update_serial\n")
     else:
-        step = (("carry = " if carried else "") + f"step(flat, step_grad, {''.join(n + ', ' for n in state_names)}nit + 1, "
-                f"{', '.join(hyper_args)}" + (", carry)" if carried else ")"))
+        step = (("carry = " if carried else "") + f"step(flat, step_grad, {''.join(n + ', ' for n in positional)}nit + 1, "
+                + ", ".join(hyper_args + (["carry"] if carried else [])
+                            + [f"{kind}={name}" for kind, name in zip(optional, by_name)]) + ")")
         tail = f"\n\nstep = inlined(jit_steps.offered({family!r}).step)\n"
     copy = "step_grad = grad" if clip is None and not n_fields else "copy_into(step_grad, grad)"
     return _TEMPLATE.format(
