@@ -287,8 +287,12 @@ def _make(name, cls):
     optional_state = [kind.name for kind in algorithm.state if kind.present is not None]
     optional_args = "".join(f", {kind}=None" for kind in optional_state)
     lines += [f"def {name}_step(param, grad, {state_args}step, {signature}{carry_arg}{optional_args}):",
-              f"    h = {hyper_tuple}",
-              f"    wide, carry = scalars_at(step, h, {'carry' if carried else '()'})"]
+              f"    h = {hyper_tuple}"]
+    for k, kind in enumerate(k for k in algorithm.state if k.present is not None):  # refused if left out
+        lines += [f"    if {kind.name} is None and present_{k}(h):",
+                  f"        raise ValueError('{name}_step: {kind.when} keeps {kind.name}; pass it by name "
+                  f"({kind.name}=an array like param)')"]
+    lines.append(f"    wide, carry = scalars_at(step, h, {'carry' if carried else '()'})")
     narrowed = [f"narrow(wide[{j}], param)" for j in range(n_fields)]
     lines += ["    s = Scalars(" + ", ".join(narrowed) + ")",
               "    flags = flags_of(h)",
@@ -331,6 +335,8 @@ def _make(name, cls):
     if algorithm.norms is not None:
         namespace.update(moments=algorithm.norms.rule, value=_jitted(algorithm.norms.value),
                          applies=_jitted(algorithm.norms.applies))
+    namespace.update({f"present_{k}": _jitted(kind.present)
+                      for k, kind in enumerate(k for k in algorithm.state if k.present is not None)})
     exec("\n".join(lines), namespace)
     namespace["scalars_at"] = njit(inline="always")(namespace["scalars_at"])
     if algorithm.norms is not None:

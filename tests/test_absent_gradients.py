@@ -70,3 +70,18 @@ def test_the_functional_step_still_needs_its_gradient():
     param = np.zeros(3, np.float32)
     with pytest.raises(TypeError, match="grad must be a numpy.ndarray or a CUDA array"):
         numadam.adam_step(param, None, np.zeros(3, np.float32), np.zeros(3, np.float32), step=1)
+
+
+def test_a_family_with_norms_refuses_a_missing_gradient_every_time():
+    """The second call with the same gradients must not take the bound plan's short way round."""
+    rng = np.random.default_rng(3)
+    a, b = rng.standard_normal(5), rng.standard_normal(4)
+    given = a.copy(), b.copy()
+    opt = numadam.LAMB([a, b], lr=0.1)
+    grads = [rng.standard_normal(5), None]
+    for _ in range(2):
+        with pytest.raises(ValueError, match=r"grads\[1\] is None"):
+            opt.step(grads)
+    np.testing.assert_array_equal(a, given[0])
+    np.testing.assert_array_equal(b, given[1])
+    assert opt.step_count == 0

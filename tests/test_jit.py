@@ -97,3 +97,10 @@ def test_scalars_are_the_hosts():
 def test_every_family_is_offered():
     names = {f"{name}_{kind}" for name in numadam.families() for kind in ("rule", "scalars", "flags", "step")}
     assert names <= set(jit.__all__) and all(callable(getattr(jit, name)) for name in names)
+
+
+def test_state_an_option_keeps_must_be_passed():
+    p, g = np.ones(3), np.ones(3)
+    with pytest.raises(ValueError, match=r"sgd_step: momentum != 0 keeps momentum_buffer; pass it by name"):
+        jit.sgd_step(p, g, 1, 0.1, 0.9)
+    np.testing.assert_array_equal(p, np.ones(3))

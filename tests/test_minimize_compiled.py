@@ -270,16 +270,20 @@ print(repr(float(res.x[0])), sum(solve.stats.cache_hits.values()))
 """
 
 OBJECTIVE = """
+import os
 import numpy as np, numba
+
+DATA = np.full(3, float(os.environ.get("SHIFT", "0")))  # a global array: Numba freezes it into the code
+
 
 @numba.njit
 def valley(x):
-    return float(((x - {target}) ** 2).sum()), 2 * (x - {target})
+    return float(((x - {target} - DATA) ** 2).sum()), 2 * (x - {target} - DATA)
 """
 
 
 @pytest.mark.subprocess
-def test_a_new_process_loads_the_compiled_solve_and_an_edited_objective_compiles_anew(tmp_path):
+def test_a_new_process_loads_the_compiled_solve_and_an_edited_objective_or_new_data_compiles_anew(tmp_path):
     import subprocess
     import sys
 
@@ -300,3 +304,42 @@ def test_a_new_process_loads_the_compiled_solve_and_an_edited_objective_compiles
     (tmp_path / "objective.py").write_text(OBJECTIVE.format(target=-1.0))
     edited, hits = run()
     assert hits == 0 and edited < 0 < first  # the edit compiled anew
+    env["SHIFT"] = "5"
+    shifted, hits = run()
+    assert hits == 0 and shifted > first  # other data in a global array: compiled anew, not the old array
+
+
+@njit
+def squares(x):
+    return float((x * x).sum()), 2 * x
+
+
+@njit
+def one_element_value(x):
+    """A value as a one-element array (the Python loop takes it; a compiled solve does not)."""
+    value = np.zeros(1)
+    value[0] = np.sum(x * x)
+    return value, 2 * x
+
+
+def test_what_only_the_python_loop_takes_runs_there_unless_compiled_is_demanded():
+    x0 = np.asfortranarray(np.arange(6.0).reshape(2, 3))  # F order: the compiled solve walks x in C order
+    for fun, x, reason in ((squares, x0, "x0 is not in C order"),
+                           (one_element_value, X0, "a compiled solve takes a real scalar value")):
+        res = numadam.minimize(fun, x, jac=True, lr=1e-2, maxiter=20)
+        assert not res.compiled and res.nit == 20
+        with pytest.raises(TypeError, match=re.escape(reason)):
+            numadam.minimize(fun, x, jac=True, compiled=True)
+
+
+def test_an_objective_without_a_file_compiles_once_per_process():
+    def make(target):
+        @njit
+        def bowl(x):
+            return float(((x - target) ** 2).sum()), 2 * (x - target)
+        return bowl
+
+    bowl = make(2.0)  # a closure: no module-level name, so no disk cache
+    first = numadam.minimize(bowl, np.zeros(3), jac=True, lr=0.1, maxiter=50, compiled=True)
+    again = numadam.minimize(bowl, np.ones(3), jac=True, lr=0.2, maxiter=60, compiled=True)
+    assert first.compile_time > 0 and again.compile_time == 0.0 and again.nit == 60

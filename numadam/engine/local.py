@@ -117,7 +117,8 @@ class LocalEngine(Engine):
             if bound is not None and (grads is bound or (self._one_leaf and grads is bound[0])
                                       or (type(grads) is list and bucket.is_bound_to(grads))):
                 plan = bucket.last_plan
-                if plan is not None and self._plain and self._direct_step(bucket, plan):
+                if (plan is not None and self._plain and not (bucket.absent and self.algorithm.norms is not None)
+                        and self._direct_step(bucket, plan)):  # a family with norms needs every gradient
                     return None
                 if plan is not None and not bucket.absent:
                     self._step_plans([plan])

@@ -24,7 +24,10 @@ import importlib.util
 import os
 import pathlib
 import sys
+import sysconfig
+import threading
 import time
+import types as pytypes
 
 import numpy as np
 from numba import typeof, types
@@ -33,7 +36,7 @@ from numba.core.registry import CPUDispatcher
 from .. import jit as jit_steps
 from ..core.pipeline import OPTIONS
 from ..schedules import Constant, CosineDecay, ExponentialDecay, LinearWarmup, StepDecay
-from ..targets.fingerprint import inlined_modules
+from ..targets.fingerprint import code_names, python_function
 
 #: What a compiled run returns in its status where the gradient's shape is not x's.
 BAD_SHAPE = -2
@@ -80,6 +83,8 @@ def _check_compilable(fun, jac, x, optimizer, schedule, clip, callback, progress
     if type(x) is not np.ndarray or x.dtype.kind != "f":
         raise NotCompilable(f"x0 is not a real NumPy array (float32 or float64); got {type(x).__name__} of "
                             f"dtype {x.dtype}")
+    if not x.flags.c_contiguous:
+        raise NotCompilable("x0 is not in C order (a compiled solve walks the iterate flat, in C order)")
     if callback is not None:
         raise NotCompilable("a callback is Python code, called between iterations")
     if progress:
@@ -180,10 +185,11 @@ class CompiledSolve:
                      _or_empty(self.low, self.x), _or_empty(self.high, self.x), self.clip_limit, rules_.gtol,
                      -1.0 if rules_.ftol is None else rules_.ftol, -1.0 if rules_.xtol is None else rules_.xtol,
                      rules_.patience, rules_.maxiter, self.state, self.kernel)
-        compiling = not self.function.overloads
+        signature = tuple(typeof(a) for a in arguments)
+        compiling = signature not in self.function.overloads
         started = time.perf_counter()
         if compiling:
-            self.function.compile(tuple(typeof(a) for a in arguments))
+            self.function.compile(signature)
         compile_seconds = time.perf_counter() - started if compiling else 0.0
         return self.function(*arguments), compile_seconds
 
@@ -224,6 +230,10 @@ def _check_objective(fun, jac, argument_types, x):
         value, gradient = returned
     else:
         value, gradient = returned, _return_type(jac, argument_types)
+    if isinstance(value, types.Array) or (isinstance(gradient, types.Array)
+                                           and isinstance(gradient.dtype, types.Boolean)):
+        raise NotCompilable(f"fun returns {value} and {gradient}: a compiled solve takes a real scalar value and "
+                            "a float or integer gradient")  # the Python loop takes a one-element array too
     if not (isinstance(value, (types.Float, types.Integer)) and not isinstance(value, types.Boolean)):
         raise TypeError(f"fun must return a real scalar as its value; it returns {value}")
     if not (isinstance(gradient, types.Array) and gradient.ndim == x.ndim
@@ -391,9 +401,20 @@ cosine_rate, exponential_rate, step_decay_rate, warmup_rate = map(inlined, (
 '''
 
 
+_COMPILED = {}
+
+
 def _compiled(source, fun, jac):
     """The dispatcher of ``solve`` in ``source`` calling ``fun`` (and ``jac``): from a file of the disk
-    cache where the objective is a module-level function of a file, else compiled in this process."""
+    cache where the objective is a module-level function of a file, else compiled in this process;
+    made once per process for each source and objective."""
+    found = _COMPILED.get((source, fun, jac))
+    if found is None:
+        found = _COMPILED[source, fun, jac] = _dispatcher(source, fun, jac)
+    return found
+
+
+def _dispatcher(source, fun, jac):
     importable = [_import_line(name, f) for name, f in (("fun", fun), ("jac", jac)) if f is not None]
     directory = _cache_directory()
     if directory is not None and all(line is not None for line in importable):
@@ -445,15 +466,62 @@ def _numadam_sources_digest():
 
 
 def _objective_digest(functions):
-    """A hash of the sources of the modules the objective's code reaches (its own package's)."""
-    owners = {f.py_func.__module__.partition(".")[0] for f in functions}
-    digest = hashlib.sha256()
-    for name in sorted(inlined_modules([f.py_func for f in functions], owners)):
-        path = getattr(sys.modules.get(name), "__file__", None)
+    """A hash of what the objective's machine code is made of beyond numadam: the source of every
+    module of the user's own code that its functions reach (not the standard library's, nor an
+    installed package's), and the bytes of every global array they read, which Numba freezes into
+    the code: a new process with other data compiles anew."""
+    digest, modules = hashlib.sha256(), set()
+    seen, pending = set(), [f.py_func for f in functions]
+
+    def reach(name, value):
+        if isinstance(value, np.ndarray):
+            digest.update(f"{name}:{value.dtype.str}:{value.shape}".encode())
+            digest.update(hashlib.sha256(np.ascontiguousarray(value).view(np.uint8)).digest())
+            return
+        inner = python_function(value)
+        if inner is not None:
+            pending.append(inner)
+
+    while pending:
+        function = pending.pop()
+        if id(function) in seen or not _is_users(sys.modules.get(function.__module__)):
+            continue
+        seen.add(id(function))
+        modules.add(function.__module__)
+        names = code_names(function.__code__)
+        for name in names:
+            value = function.__globals__.get(name)
+            if isinstance(value, pytypes.ModuleType):
+                if _is_users(value):
+                    modules.add(value.__name__)
+                    for attribute in names:
+                        reach(f"{value.__name__}.{attribute}", getattr(value, attribute, None))
+            else:
+                reach(name, value)
+        for cell in function.__closure__ or ():
+            try:
+                reach("<closure>", cell.cell_contents)
+            except ValueError:  # a cell not yet filled
+                pass
+    for name in sorted(modules):
         digest.update(name.encode())
-        if path is not None and os.path.exists(path):
-            digest.update(pathlib.Path(path).read_bytes())
+        digest.update(pathlib.Path(sys.modules[name].__file__).read_bytes())
     return digest.hexdigest()
+
+
+#: Where the standard library and installed packages live: code there is not the user's.
+_INSTALLED = tuple({os.path.realpath(path) for key, path in sysconfig.get_paths().items()
+                    if key in ("stdlib", "platstdlib", "purelib", "platlib")})
+
+
+def _is_users(module):
+    """Whether ``module`` is the user's own code: a file outside the standard library, the installed
+    packages and numadam (whose own sources key the cache apart)."""
+    path = getattr(module, "__file__", None)
+    if path is None or module.__name__.partition(".")[0] == "numadam":
+        return False
+    path = os.path.realpath(path)
+    return not any(path.startswith(root + os.sep) for root in _INSTALLED)
 
 
 _LOADED = {}
@@ -467,7 +535,7 @@ def _cached_solve(directory, source, importable, functions):
         return _LOADED[name]
     path = directory / f"{name}.py"
     if not path.exists() or path.read_text() != text:
-        partial = path.with_suffix(f".{os.getpid()}.tmp")
+        partial = path.with_suffix(f".{os.getpid()}.{threading.get_ident()}.tmp")
         partial.write_text(text)
         os.replace(partial, path)  # whole, or not at all, for a process reading it beside us
     spec = importlib.util.spec_from_file_location(name, path)

@@ -31,7 +31,7 @@ def compiled_from_module(module_name):
         _KERNEL_MODULES.append(module_name)
 
 
-def _python_function(value):
+def python_function(value):
     """The Python function behind a function, a Numba dispatcher (``py_func``), an intrinsic
     (``_defn``), a ``functools.partial`` or a ``functools.cache``; ``None`` for anything else."""
     for attribute in ("py_func", "_defn", "func", "__wrapped__"):
@@ -41,12 +41,12 @@ def _python_function(value):
     return value if isinstance(value, types.FunctionType) else None
 
 
-def _names(code):
+def code_names(code):
     """Every global or attribute name used by ``code`` and the code nested in it (lambdas, inner functions)."""
     names = set(code.co_names)
     for constant in code.co_consts:
         if isinstance(constant, types.CodeType):
-            names |= _names(constant)
+            names |= code_names(constant)
     return names
 
 
@@ -68,14 +68,14 @@ def inlined_modules(roots, owners):
             if value.__module__.partition(".")[0] in owners:
                 found.add(value.__module__)
             continue
-        function = _python_function(value)
+        function = python_function(value)
         if function is None or id(function) in seen:
             continue
         seen.add(id(function))
         if function.__module__.partition(".")[0] not in owners:
             continue
         found.add(function.__module__)
-        names = _names(function.__code__)
+        names = code_names(function.__code__)
         scope = function.__globals__
         for name in names:
             target = scope.get(name)
@@ -116,7 +116,7 @@ def fingerprint(rule_functions):
                             if function is not None}
     roots = list(rule_functions)
     for name in _KERNEL_MODULES:
-        roots += [value for value in vars(sys.modules[name]).values() if _python_function(value) is not None]
+        roots += [value for value in vars(sys.modules[name]).values() if python_function(value) is not None]
     digest = hashlib.sha256(_package_version().encode())
     for module_name in sorted(inlined_modules(roots, owners)):
         digest.update(f"{module_name}:{_source_digest(module_name)}".encode())
