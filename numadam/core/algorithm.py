@@ -67,6 +67,10 @@ class StateKind(NamedTuple):
     when: str = ""
     magnitude: bool = False
 
+    def initial_for(self, h):
+        """The initial value for hyperparameters ``h``: a number, or ``"param"``."""
+        return self.initial(h) if callable(self.initial) else self.initial
+
 
 class Carry(NamedTuple):
     """Running host-side values of a family (a schedule's running maximum, say).

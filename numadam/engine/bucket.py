@@ -133,7 +133,7 @@ class Bucket:
 
     def _initial_buffer(self, kind, h):
         """A new buffer of state ``kind``, holding its initial value for hyperparameters ``h``."""
-        initial = kind.initial(h) if callable(kind.initial) else kind.initial
+        initial = kind.initial_for(h)
         if self.quantized:  # every code 1 (or 0) times a scale of the initial value
             signed = not kind.nonnegative
             buffer = self.backend.zeros(int(self.offsets[-1]), quantization.code_dtype(signed))

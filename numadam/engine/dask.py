@@ -67,8 +67,8 @@ class DaskEngine(Engine):
             if policies.complex_mode == "magnitude" else set()
         self._metas = [leaf._meta for leaf in leaves]
         self._bounds = None if bounds is None else self._bound_arrays(bounds, leaves)
-        state = {kind.name: [self._initial(kind.name, kind.initial(h) if callable(kind.initial) else kind.initial,
-                                           leaf) for leaf in leaves] for kind in self.kinds}
+        state = {kind.name: [self._initial(kind.name, kind.initial_for(h), leaf) for leaf in leaves]
+                 for kind in self.kinds}
         for operand in self.held:
             state[operand.name] = [self._initial(operand.name, operand.initial, leaf) for leaf in leaves]
         self._first_pass = None

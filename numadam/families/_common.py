@@ -36,6 +36,16 @@ def weight_decay(default, doc=r"Weight decay :math:`\lambda` (>= 0)."):
     return Hyperparameter("weight_decay", default, validate.check_nonnegative, doc)
 
 
+def l2_weight_decay():
+    """L2 decay added to the gradient, off by default (the classic methods' and Adamax's)."""
+    return weight_decay(0.0, r"L2 weight decay :math:`\lambda` (>= 0), added to the gradient.")
+
+
+def momentum():
+    """Heavy-ball momentum, off by default (SGD's and RMSprop's)."""
+    return Hyperparameter("momentum", 0.0, validate.check_nonnegative, r"Momentum :math:`\mu` (>= 0; 0: none).")
+
+
 def decoupled_weight_decay(default=False):
     return Hyperparameter("decoupled_weight_decay", default, validate.check_flag,
                           "Decay the parameters directly (as AdamW) instead of adding L2 to the gradient.")

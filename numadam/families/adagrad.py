@@ -52,7 +52,7 @@ ADAGRAD = Algorithm(
         _common.lr(1e-2),
         Hyperparameter("lr_decay", 0.0, validate.check_nonnegative,
                        r"Rate decay :math:`\delta` (>= 0): step :math:`t` uses :math:`\eta/(1 + (t-1)\delta)`."),
-        _common.weight_decay(0.0, r"L2 weight decay :math:`\lambda` (>= 0), added to the gradient."),
+        _common.l2_weight_decay(),
         Hyperparameter("initial_accumulator_value", 0.0, validate.check_nonnegative,
                        "Where the sum of squared gradients starts (>= 0)."),
         _common.eps(1e-10),

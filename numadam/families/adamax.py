@@ -69,7 +69,7 @@ ADAMAX = Algorithm(
     hyperparameters=(
         _common.lr(2e-3), _common.betas((0.9, 0.999)),
         _common.eps(1e-8, r":math:`\epsilon` (>= 0): added to :math:`|g|` (torch, optax) or to :math:`u` (Keras)."),
-        _common.weight_decay(0.0, r"L2 weight decay :math:`\lambda` (>= 0), added to the gradient."),
+        _common.l2_weight_decay(),
         _common.maximize(),
         _common.convention(("torch", "keras", "optax"), "Whose arithmetic: 'torch' (the default), 'keras' or 'optax'."),
     ),

@@ -66,8 +66,8 @@ RMSPROP = Algorithm(
         Hyperparameter("alpha", 0.99, validate.check_beta,
                        r"Smoothing constant :math:`\alpha` in [0, 1) of the running average of squares."),
         _common.eps(1e-8),
-        _common.weight_decay(0.0, r"L2 weight decay :math:`\lambda` (>= 0), added to the gradient."),
-        Hyperparameter("momentum", 0.0, validate.check_nonnegative, r"Momentum :math:`\mu` (>= 0; 0: none)."),
+        _common.l2_weight_decay(),
+        _common.momentum(),
         Hyperparameter("centered", False, validate.check_flag,
                        "Divide by the root of the running variance instead (the average of squares minus the "
                        "square of the running average of the gradient)."),

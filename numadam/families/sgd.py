@@ -65,10 +65,10 @@ SGD_ALGORITHM = Algorithm(
     name="sgd", title="SGD",
     hyperparameters=(
         _common.lr(1e-3),
-        Hyperparameter("momentum", 0.0, validate.check_nonnegative, r"Momentum :math:`\mu` (>= 0; 0: none)."),
+        _common.momentum(),
         Hyperparameter("dampening", 0.0, validate.check_nonnegative,
                        r"Dampening :math:`\tau` (>= 0) of the gradient added into the momentum."),
-        _common.weight_decay(0.0, r"L2 weight decay :math:`\lambda` (>= 0), added to the gradient."),
+        _common.l2_weight_decay(),
         Hyperparameter("nesterov", False, validate.check_flag,
                        "Nesterov momentum: step along the gradient plus the momentum (needs momentum > 0 "
                        "and dampening = 0)."),

@@ -199,7 +199,7 @@ def _or_empty(array, x):
 
 
 def _initial_state(kind, h, flat):
-    initial = kind.initial(h) if callable(kind.initial) else kind.initial
+    initial = kind.initial_for(h)
     if isinstance(initial, str):  # "param": a copy of the parameter
         return flat.copy()
     return np.full(flat.size, initial, flat.dtype)
