@@ -3,6 +3,7 @@
 from . import families as _families
 from . import schedules
 from .adapters.group import Group
+from .adapters.rows import Rows
 from .clipping import clip_by_global_norm, clip_by_norm, clip_by_value
 from .families import *  # noqa: F403  (every algorithm's classes and functional step, and families())
 from .plotting import plot_convergence
@@ -11,5 +12,5 @@ from .state_files import load_state, save_state
 
 __all__ = sorted(_families.__all__ + [
     "Group", "adam_minimizer", "clip_by_global_norm", "clip_by_norm", "clip_by_value", "load_state", "minimize",
-    "plot_convergence", "save_state", "schedules",
+    "plot_convergence", "Rows", "save_state", "schedules",
 ])

@@ -488,6 +488,22 @@ def lamb_reference(param, grad, state, step, carry, h):
     return (*_back(p, s, dtype), carry)
 
 
+def sparse_adam_reference(param, grad, state, step, carry, h):
+    """torch.optim.SparseAdam on every row (a dense gradient lists them all): the moments moved
+    toward g and g^2, eps added to sqrt(v), the step size lr sqrt(1 - beta2^t) / (1 - beta1^t)."""
+    dtype = np.asarray(param).dtype
+    p, g, s, real = _reals(param, grad, state)
+    beta1, beta2 = h["betas"]
+    if h["maximize"]:
+        g = -g
+    m = s["exp_avg"] + (g - s["exp_avg"]) * real(1 - beta1)
+    v = s["exp_avg_sq"] + (g * g - s["exp_avg_sq"]) * real(1 - beta2)
+    step_size = h["lr"] * math.sqrt(1 - beta2**step) / (1 - beta1**step)
+    p = p - real(step_size) * (m / (np.sqrt(v) + real(h["eps"])))
+    s["exp_avg"], s["exp_avg_sq"] = m, v
+    return (*_back(p, s, dtype), carry)
+
+
 class Reference(NamedTuple):
     """A family's reference: ``step(param, grad, state, t, carry, h) -> (param, state, carry)``, the state
     before its first step (``start(param, h)``, a dict of arrays, as its paper and library start it),
@@ -535,5 +551,6 @@ REFERENCES = {
         "sum": np.full_like(param, h["initial_accumulator_value"] * (1 + 1j) if param.dtype.kind == "c"
                             else h["initial_accumulator_value"])}),
     "rmsprop": Reference(rmsprop_reference, _rmsprop_start),
+    "sparse_adam": Reference(sparse_adam_reference, _zeros("exp_avg", "exp_avg_sq")),
     "sgd": Reference(sgd_reference, lambda param, h: _zeros("momentum_buffer")(param, h) if h["momentum"] else {}),
 }

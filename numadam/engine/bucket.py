@@ -21,12 +21,13 @@ import numpy as np
 
 from ..core import dtypes, validate
 from ..core.memory import MemoryRanges, memory_bounds
+from ..adapters.rows import check_parameter, check_values, checked_index, coalesced, is_rows
 from ..core.pipeline import NO_POLICY, POLICY_OPERANDS, QUANTIZED_STATE, QUANTIZE_FROM, held_operands, operand_dtype
 from ..targets import quantization
 from ..targets.dispatch import backend_for
 from ..targets.layout import c_strides, coalesce, dense_strides
-from ..targets.segments import ADDRESS
-from .operands import GRAD, kernel_spec, operand_rows
+from ..targets.segments import ADDRESS, LENGTH
+from .operands import GRAD, kernel_spec, operand_rows, selected_rows
 
 
 class Quantized(NamedTuple):
@@ -106,6 +107,8 @@ class Bucket:
         self._bound_grads = None
         self._plan = None
         self._pieces = None
+        self._plan_offsets, self._kept = None, []
+        self.listed = []
         self._specs = {}
         self._launches = {}  # spec -> (plan, the backend's launch of it)
         self._reducers = {}  # id(policy) -> (plan, flags, policy, its pre-pass summed by parameter)
@@ -199,18 +202,30 @@ class Bucket:
         return info._replace(address=address, strides=self._dense_strides(k, dtype.itemsize), dtype=dtype,
                              readonly=False)
 
-    def _rows(self, k, grad_strides, grad_address):
-        """Segment rows of parameter ``k`` with a gradient of the given layout."""
-        info = self.infos[k]
-        grad = info._replace(address=grad_address, strides=grad_strides)
+    def _operand_infos(self, k, grad):
+        """The operands of parameter ``k``'s update, in the kernels' order, with gradient ``grad``
+        (an ``ArrayInfo``); ``None`` for those absent."""
         state = [self._buffer_info(self.buffers[kind.name], k) if kind.name in self.buffers else None
                  for kind in self.algorithm.state]
         extra = {name: self._buffer_info(buffer, k) for name, buffer in self.policy_buffers.items()}
         if self.bounds is not None:
             extra["low"], extra["high"] = (self.backend.describe(bound) for bound in self.bounds[k])
-        follow = 2 + next(j for j, s in enumerate(state) if s is not None) if self.quantized else None
-        return operand_rows([info, grad] + state + [extra.get(name) for name in POLICY_OPERANDS],
-                            self.rows_group[k], follow, pairs=not self.magnitude)
+        return [self.infos[k], grad] + state + [extra.get(name) for name in POLICY_OPERANDS]
+
+    def _rows(self, k, grad_strides, grad_address):
+        """Segment rows of parameter ``k`` with a gradient of the given layout."""
+        grad = self.infos[k]._replace(address=grad_address, strides=grad_strides)
+        infos = self._operand_infos(k, grad)
+        follow = 2 + next(j for j, s in enumerate(infos[2:]) if s is not None) if self.quantized else None
+        return operand_rows(infos, self.rows_group[k], follow, pairs=not self.magnitude)
+
+    def _listed_rows(self, k, listed):
+        """Segment rows of the rows of parameter ``k`` that a :class:`~numadam.adapters.rows.Rows`
+        gradient lists (``listed``: its checked ``Coalesced``)."""
+        infos = self._operand_infos(k, self.backend.describe(listed.values))
+        picks = [listed.index] * len(infos)
+        picks[GRAD] = np.arange(len(listed.index), dtype=np.int64)
+        return selected_rows(infos, picks, self.rows_group[k], pairs=not self.magnitude)
 
     def spec(self, flags, policy=NO_POLICY):
         """The kernel spec for the rule's ``flags``, the state this bucket keeps and ``policy``."""
@@ -271,11 +286,15 @@ class Bucket:
         what it writes: no gradient may reach into a parameter or a state buffer.
         A gradient ``None`` leaves its parameter and state out of the plan (as
         torch does for ``p.grad is None``); the plan is ``None`` if every one is.
+        A :class:`~numadam.adapters.rows.Rows` gradient puts only the rows it
+        lists into the plan (``listed`` names those parameters); such a plan is
+        made anew at every step.
         """
         if self.is_bound_to(grads):
             return self._plan
         addresses = np.zeros(len(grads), np.int64)
         odd_layouts = {}
+        listed = {}
         absent = []
         address_of = self.backend.address
         for k, (grad, (kind, dtype, shape, strides)) in enumerate(zip(grads, self._expected)):
@@ -283,6 +302,9 @@ class Bucket:
                 addresses[k] = address_of(grad)
             elif grad is None:
                 absent.append(k)
+            elif is_rows(grad):
+                listed[k], odd_layouts[k] = self._checked_rows(k, grad)
+                addresses[k] = odd_layouts[k].address
             else:
                 addresses[k], odd_layouts[k] = self._checked_grad(k, grad)
         present = np.ones(len(grads), bool)
@@ -292,16 +314,23 @@ class Bucket:
             k = int(misaligned[0])
             validate.check_layout(self.backend.describe(grads[k]), self._grad_path(k), writable=False)
         odd_layouts = {k: info for k, info in odd_layouts.items() if info is not None}
-        self._check_grads_disjoint(grads, addresses, odd_layouts, written, present)
+        self._check_grads_disjoint([grad.values if k in listed else grad for k, grad in enumerate(grads)],
+                                   addresses, odd_layouts, written, present)
+        offsets = None
         if not present.any():
             plan = None
         else:
             if odd_layouts:
-                rows = np.concatenate([
-                    self._rows(k, odd_layouts[k].strides, odd_layouts[k].address) if k in odd_layouts
+                pieces = [
+                    self._listed_rows(k, listed[k]) if k in listed
+                    else self._rows(k, odd_layouts[k].strides, odd_layouts[k].address) if k in odd_layouts
                     else _with_grad_address(self._param_rows[k], addresses[k])
-                    for k in np.flatnonzero(present)
-                ])
+                    for k in range(len(grads))
+                ]
+                if listed:  # where each parameter's listed rows start in the plan's sequence
+                    lengths = [int(rows[:, LENGTH].sum()) if present[k] else 0 for k, rows in enumerate(pieces)]
+                    offsets = np.concatenate(([0], np.cumsum(lengths))).astype(np.int64)
+                rows = np.concatenate([rows for k, rows in enumerate(pieces) if present[k]])
             else:
                 rows, leaf_of_row = self._fast_rows, self._fast_leaf
                 if absent:
@@ -311,8 +340,29 @@ class Bucket:
                     rows = rows.copy()
                 rows[:, ADDRESS + GRAD] += addresses[leaf_of_row]
             plan = self.backend.plan(coalesce(rows, self._itemsizes()))
-        self._bound_grads, self._plan, self._pieces, self.absent = list(grads), plan, None, absent
+        self._bound_grads = None if listed else list(grads)
+        self._plan, self._pieces, self.absent = plan, None, absent
+        #: The parameters (local indices) whose gradient in the last :meth:`bind` was a ``Rows``.
+        self.listed = sorted(listed)
+        #: Where each parameter starts in the last plan's sequence, when that differs from
+        #: ``offsets`` (``Rows`` gradients), and the summed values that plan reads.
+        self._plan_offsets, self._kept = offsets, [found.values for found in listed.values()]
         return plan
+
+    def _checked_rows(self, k, rows):
+        """Every check of ``Rows`` gradient ``k``; ``(Coalesced, info of the values it reads)``."""
+        info, path = self.infos[k], self._grad_path(k)
+        check_parameter(info, path)
+        if self.quantized:
+            raise ValueError(f"{path} is a Rows gradient; 8-bit state (state_dtype='int8') scales blocks that "
+                             "span rows, so it needs dense gradients")
+        index = checked_index(rows, info.shape[0], path)
+        backend_for([self.params[k], rows.values], [self.paths[k], f"{path}.values"])
+        values_info = self.backend.describe(rows.values)
+        check_values(values_info, info, len(index), path)
+        validate.check_layout(values_info, f"{path}.values", writable=False)
+        found = coalesced(index, rows.values, self.backend)
+        return found, self.backend.describe(found.values)
 
     @property
     def bound_grads(self):
@@ -355,10 +405,11 @@ class Bucket:
         not depend on how many threads run them.
         """
         if self._pieces is None or self._pieces[0] is not plan:
-            cuts = np.union1d(np.arange(0, plan.n_elements, self.backend.chunk_size), self.offsets[:-1])
+            offsets = self.offsets if self._plan_offsets is None or plan is not self._plan else self._plan_offsets
+            cuts = np.union1d(np.arange(0, plan.n_elements, self.backend.chunk_size), offsets[:-1])
             cuts = cuts[cuts < plan.n_elements].astype(np.int64)
             stops = np.append(cuts[1:], plan.n_elements).astype(np.int64)
-            leaves = np.searchsorted(self.offsets, cuts, side="right") - 1
+            leaves = np.searchsorted(offsets, cuts, side="right") - 1
             self._pieces = plan, (cuts, stops, leaves)
         return self._pieces[1]
 

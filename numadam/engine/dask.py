@@ -27,6 +27,7 @@ import functools
 import numpy as np
 
 from ..adapters import dask as held
+from ..adapters.rows import is_rows
 from ..core import dtypes
 from ..core.pipeline import NO_POLICY, QUANTIZED_STATE, held_operands
 from .bounds import checked_bounds
@@ -175,6 +176,9 @@ class DaskEngine(Engine):
         checked = []
         for grad, holding, meta, path in zip(grads, self.holdings, self._metas, self.grad_paths):
             if not held.is_dask_array(grad):
+                if is_rows(grad):
+                    raise TypeError(f"{path} is a Rows gradient; over Dask arrays every chunk takes a dense "
+                                    "gradient (scatter the rows into a zero array chunked like its parameter)")
                 if isinstance(grad, np.ndarray) or hasattr(grad, "__cuda_array_interface__"):
                     grad = da.from_array(grad, chunks=holding.chunks)
                 else:
@@ -376,6 +380,8 @@ def step_dask_arrays(algorithm, operands, flags, scalars):
     magnitude = {kind.name for kind in algorithm.state if kind.magnitude} if param.dtype.kind == "c" else set()
     arrays = {}
     for name, array in operands.items():
+        if is_rows(array):
+            raise TypeError(f"{name} is a Rows gradient; a step over Dask arrays takes dense gradients")
         if not held.is_dask_array(array):
             raise TypeError(f"{name} is a {type(array).__name__} but param is a Dask array: every operand of a "
                             "step over Dask arrays must be one")

@@ -124,6 +124,8 @@ class LocalEngine(Engine):
                     self._step_plans([plan])
                     return None
         plans = self._bound_plans(grads)
+        if any(b.listed for b in self.buckets):
+            self._check_rows_allowed()
         if any(b.absent for b in self.buckets):
             self._check_gradients_may_be_absent()
             if all(plan is None for plan in plans):
@@ -279,6 +281,19 @@ class LocalEngine(Engine):
         for bucket, plan in zip(self.buckets, plans):
             if plan is not None:
                 bucket.launcher(plan, flags, policy)(scalars)
+
+    def _check_rows_allowed(self):
+        """A :class:`~numadam.adapters.rows.Rows` gradient leaves the other rows alone: refused where
+        the step needs every element of a parameter (a family with norms: the whole parameter's;
+        accumulation: a dense sum of gradients)."""
+        bucket = next(b for b in self.buckets if b.listed)
+        path = self.grad_paths[bucket.indices[bucket.listed[0]]]
+        if self.algorithm.norms is not None:
+            raise ValueError(f"{path} is a Rows gradient; {self.algorithm.title}'s update needs the norms of "
+                             "every parameter's whole update, so it takes dense gradients")
+        if self.policies.accumulate > 1:
+            raise ValueError(f"{path} is a Rows gradient; accumulate={self.policies.accumulate} sums dense "
+                             "gradients, so it takes dense gradients")
 
     def _check_gradients_may_be_absent(self):
         """A gradient may be ``None`` unless a policy reduces or accumulates over every parameter,

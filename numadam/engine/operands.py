@@ -55,6 +55,26 @@ def operand_rows(infos, group=0, follow=None, pairs=True):
     return segment_rows(shape, operands, group, follow)
 
 
+def selected_rows(infos, picks, group=0, follow=None, pairs=True):
+    """The segment rows over some rows (first-axis positions) of each operand in ``infos``.
+
+    ``picks[k]`` lists, for operand ``k``, the positions along its first axis
+    to visit, one per listed row, all of the same length (the parameter's rows,
+    the state's same rows, the j-th row of a :class:`~numadam.adapters.rows.Rows`'
+    values). One row's segments are laid out once (:func:`operand_rows`) and
+    repeated, each operand's addresses moved to its picked row.
+    """
+    one_row = [None if info is None else info._replace(shape=tuple(info.shape[1:]), strides=tuple(info.strides[1:]))
+               for info in infos]
+    template = operand_rows(one_row, group, follow, pairs)
+    count = len(picks[PARAM])
+    rows = np.tile(template, (count, 1))
+    for k, info in enumerate(infos):
+        if info is not None and info.strides[0]:
+            rows[:, ADDRESS + k] += np.repeat(np.asarray(picks[k], np.int64) * info.strides[0], len(template))
+    return rows
+
+
 def expected_state_dtype(param, first_state=None):
     """The dtype the state arrays of a parameter of dtype ``param`` must have, the first of them
     being ``first_state``: the parameter's compute dtype for float16 and bfloat16, its own dtype

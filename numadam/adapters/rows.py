@@ -1,0 +1,136 @@
+r"""Row-sparse gradients: :class:`Rows`, a gradient that lists the rows it touches.
+
+An embedding table, or an inverse problem whose step touches a few patches,
+has a gradient that is zero outside a few rows of its parameter. ``Rows(index,
+values)`` stands for that gradient: row ``index[j]`` of the parameter (its
+first axis) has gradient ``values[j]``, and every other row has none. A row
+listed more than once has the sum of its values (in the order given), as
+torch coalesces a sparse gradient.
+
+A step with a :class:`Rows` gradient is *lazy*: only the listed rows of the
+parameter and of its state change. A dense step with zeros in the other rows
+would differ: it would decay their moments, move their parameters by the
+momentum they still carry, and apply weight decay to them. The step count is
+the optimizer's, shared by every parameter, and the bias corrections use it.
+
+This module checks a :class:`Rows` against its parameter and sums repeated
+rows (:func:`coalesced`); the engines lay the listed rows out as segments of
+their kernels' tables, so the same kernels update them.
+"""
+
+from typing import NamedTuple
+
+import numpy as np
+
+
+class Rows:
+    """A row-sparse gradient: ``values[j]`` is the gradient of row ``index[j]`` of its parameter.
+
+    Parameters
+    ----------
+    index : array of integers, shape (k,)
+        Rows of the parameter (its first axis), each in ``[0, n)`` for a
+        parameter of shape ``(n, ...)``; for a 1-D parameter, its elements.
+        A row may repeat: its values are then summed.
+    values : array, shape (k,) + parameter.shape[1:]
+        The rows' gradients, in the parameter's dtype and on its device.
+
+    Examples
+    --------
+    >>> import numpy as np, numadam
+    >>> table = np.zeros((5, 2))
+    >>> opt = numadam.Adam(table, lr=0.1)
+    >>> opt.step(numadam.Rows(np.array([1, 3, 1]), np.ones((3, 2))))   # row 1 twice: gradient 2
+    >>> np.flatnonzero(table.any(axis=1))                              # only rows 1 and 3 moved
+    array([1, 3])
+    """
+
+    __slots__ = ("index", "values")
+
+    def __init__(self, index, values):
+        self.index = index
+        self.values = values
+
+    def __repr__(self):
+        shape = getattr(self.values, "shape", None)
+        return f"Rows(index of {len(self.index)} rows, values of shape {shape})"
+
+
+def is_rows(value):
+    return type(value) is Rows
+
+
+class Coalesced(NamedTuple):
+    """A checked :class:`Rows`: each listed row once (``index``, int64 on the host), its gradient
+    ``values[j]`` (the given array when no row repeats, else a new one of the sums)."""
+
+    index: np.ndarray
+    values: object
+
+
+def _host(array):
+    """``array`` as a NumPy array (CuPy and numba-cuda arrays copied to the host)."""
+    if isinstance(array, np.ndarray):
+        return array
+    if hasattr(array, "get"):
+        return array.get()
+    if hasattr(array, "copy_to_host"):
+        return array.copy_to_host()
+    return np.asarray(array)
+
+
+def checked_index(rows, n_rows, path):
+    """The index of ``rows``, the gradient of a parameter with ``n_rows`` rows named ``path``, as
+    int64 on the host; every rule checked."""
+    index = _host(rows.index)
+    if index.dtype.kind not in "iu" or index.dtype == np.bool_:
+        raise TypeError(f"{path}.index must hold integers (the rows of its parameter); got dtype {index.dtype}")
+    if index.ndim != 1:
+        raise ValueError(f"{path}.index must be 1-D (one row number per row of values); got shape {index.shape}")
+    index = index.astype(np.int64, copy=False)
+    if len(index):
+        low, high = int(index.min()), int(index.max())
+        if low < 0 or high >= n_rows:
+            bad = low if low < 0 else high
+            raise ValueError(f"{path}.index must lie in [0, {n_rows}) (the rows of its parameter); got {bad}")
+    return index
+
+
+def check_values(values_info, param_info, n_listed, path):
+    """The values of a :class:`Rows` (``values_info``, an ``ArrayInfo``) have the parameter's dtype
+    and shape ``(n_listed,) + shape[1:]``."""
+    expected = (n_listed,) + tuple(param_info.shape[1:])
+    if values_info.dtype != param_info.dtype:
+        raise TypeError(f"{path}.values must have its parameter's dtype {param_info.dtype}; "
+                        f"got {values_info.dtype}")
+    if tuple(values_info.shape) != expected:
+        raise ValueError(f"{path}.values must have shape {expected} (one row per index, each shaped like a row "
+                         f"of its parameter {tuple(param_info.shape)}); got {tuple(values_info.shape)}")
+
+
+def check_parameter(param_info, path):
+    if len(param_info.shape) == 0:
+        raise ValueError(f"{path} is a Rows gradient of a 0-d parameter; Rows lists the rows of a parameter "
+                         "of 1 or more dimensions")
+
+
+def coalesced(index, values, backend):
+    """``Coalesced(index, values)`` of a checked index (int64) and its values: each row once.
+
+    Rows listed once keep the given array (no copy). Repeated rows are summed
+    in the order given, on the host (as ``numpy.add.reduceat`` does, so every
+    backend gets the same bits), into a new array of ``backend``'s.
+    """
+    if len(index) < 2 or bool(np.all(index[1:] > index[:-1])):
+        return Coalesced(index, values)
+    order = np.argsort(index, kind="stable")
+    ordered = index[order]
+    firsts = np.flatnonzero(np.concatenate(([True], ordered[1:] != ordered[:-1])))
+    if len(firsts) == len(index):
+        return Coalesced(index, values)
+    summed = np.add.reduceat(_host(values)[order], firsts, axis=0)
+    if isinstance(values, np.ndarray):
+        return Coalesced(ordered[firsts], summed)
+    own = backend.zeros(summed.size, summed.dtype).reshape(summed.shape)
+    backend.assign(own, summed)
+    return Coalesced(ordered[firsts], own)
