@@ -25,6 +25,7 @@ import sys
 import numpy as np
 
 from ..targets.dispatch import describe_type
+from .rows import Rows
 
 _KIND_BY_TYPE = {np.ndarray: None}
 
@@ -101,6 +102,8 @@ def adopt(leaves, paths, written):
         kind = _kind(type(leaf))
         if kind is None:
             arrays.append(leaf)
+        elif kind == "torch" and leaf.layout is not sys.modules["torch"].strided:
+            arrays.append(_sparse_rows(leaf, path, writes))
         elif kind == "torch":
             array, leaf_stream = _tensor_array(leaf, path, writes)
             arrays.append(array)
@@ -115,6 +118,22 @@ def adopt(leaves, paths, written):
         else:
             arrays.append(_dlpack_array(leaf, path, writes))
     return Adopted(arrays, tensors, stream)
+
+
+def _sparse_rows(tensor, path, writes):
+    """The :class:`~numadam.adapters.rows.Rows` of a sparse COO gradient tensor whose sparse
+    dimension is its first (``nn.Embedding(sparse=True)``'s), over the tensor's own index and values."""
+    torch = sys.modules["torch"]
+    if writes or tensor.layout is not torch.sparse_coo:
+        raise TypeError(f"{path} is a torch tensor of layout {tensor.layout}; numadam updates strided tensors, "
+                        "and takes sparse COO tensors as gradients")
+    if tensor.sparse_dim() != 1:
+        raise ValueError(f"{path} is a sparse COO tensor with {tensor.sparse_dim()} sparse dimensions; numadam "
+                         "takes sparse gradients whose first dimension alone is sparse (rows), as "
+                         "nn.Embedding(sparse=True) gives")
+    index, values = tensor._indices()[0], tensor._values()
+    (index, values) = adopt([index, values], [f"{path}'s indices", f"{path}'s values"], [False, False]).arrays
+    return Rows(index, values)
 
 
 def _tensor_array(tensor, path, writes):

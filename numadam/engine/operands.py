@@ -16,6 +16,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from ..adapters.rows import check_parameter, check_values, checked_index, coalesced, is_rows
 from ..core import dtypes, validate
 from ..core.pipeline import NO_POLICY, POLICY_OPERANDS, QUANTIZED_STATE, operand_dtype
 from ..core.memory import MemoryRanges
@@ -95,7 +96,7 @@ def policy_operand_dtype(name, param):
     return dtypes.complex_of(real) if param.kind == "c" else real
 
 
-def check_operands(infos, names, arrays, written, magnitude=frozenset()):
+def check_operands(infos, names, arrays, written, magnitude=frozenset(), listed=False):
     """Every check on the operands of one update, before anything is written.
 
     The gradient has the parameter's dtype and shape; the state has its shape
@@ -103,14 +104,17 @@ def check_operands(infos, names, arrays, written, magnitude=frozenset()):
     all bfloat16 where that is float32 (``state_dtype="bfloat16"``); the state
     named in ``magnitude`` holds the real numbers of complex parameters
     (``complex_mode="magnitude"``); a policy operand has the dtype of
-    :func:`policy_operand_dtype`.
+    :func:`policy_operand_dtype`. With ``listed`` the gradient is the values
+    of a :class:`~numadam.adapters.rows.Rows`, whose shape its own checks take.
     """
     param = infos[PARAM]
     validate.check_parameter_dtype(param, names[PARAM])
     states = [info for info, name in zip(infos[GRAD + 1:], names[GRAD + 1:]) if name not in POLICY_OPERANDS]
     state = param._replace(dtype=expected_state_dtype(param.dtype, states[0].dtype if states else None))
     for k, (info, name, writes) in enumerate(zip(infos, names, written)):
-        if k in (PARAM, GRAD):
+        if k == GRAD and listed:
+            pass
+        elif k in (PARAM, GRAD):
             validate.check_matches(info, name, param, names[PARAM])
         elif name in POLICY_OPERANDS:
             expected = param._replace(dtype=policy_operand_dtype(name, param.dtype))
@@ -164,6 +168,8 @@ class Prepared(NamedTuple):
     state: np.dtype
     present: frozenset
     sources: tuple
+    #: Arrays the plan reads that nobody else holds (the summed values of repeated rows).
+    kept: tuple = ()
 
 
 def magnitude_kinds(algorithm, arrays):
@@ -187,19 +193,29 @@ def prepared(algorithm, arrays, sources=None, written=None):
     """
     all_slots = slots(algorithm)
     names = [name for name in all_slots if name in ("param", "grad") or arrays.get(name) is not None]
-    given = [arrays.get(name) for name in names]
+    rows_grad = arrays.get("grad") if is_rows(arrays.get("grad")) else None
+    given = [rows_grad.values if name == "grad" and rows_grad is not None else arrays.get(name) for name in names]
     if written is None:
         written = {name for name in names if name not in ("grad", "low", "high")}
     backend = backend_for(given, names)
     magnitude = magnitude_kinds(algorithm, arrays)
-    rows = None
-    if backend.name == "numpy" and len(written) == len(names) - 1:  # the common case, checked in one pass
+    rows, kept = None, ()
+    if backend.name == "numpy" and len(written) == len(names) - 1 and rows_grad is None:  # the common case
         rows = _contiguous_rows([arrays.get(name) for name in all_slots], backend)
     if rows is None:
         infos = [backend.describe(array) for array in given]
-        check_operands(infos, names, given, [name in written for name in names], magnitude)
+        if rows_grad is not None:
+            found = _listed(rows_grad, infos[PARAM], infos[GRAD], backend)
+            infos[GRAD], kept = backend.describe(found.values), (found.values,)
+        check_operands(infos, names, given, [name in written for name in names], magnitude, rows_grad is not None)
         by_name = dict(zip(names, infos))
-        rows = operand_rows([by_name.get(name) for name in all_slots], pairs=not magnitude)
+        ordered = [by_name.get(name) for name in all_slots]
+        if rows_grad is None:
+            rows = operand_rows(ordered, pairs=not magnitude)
+        else:
+            picks = [found.index] * len(ordered)
+            picks[GRAD] = np.arange(len(found.index), dtype=np.int64)
+            rows = selected_rows(ordered, picks, pairs=not magnitude)
     numbers = ()
     if sources:
         rows, numbers = _out_of_place(rows, sources, arrays, written, backend, algorithm)
@@ -208,7 +224,17 @@ def prepared(algorithm, arrays, sources=None, written=None):
     states = [arrays[kind.name] for kind in algorithm.state if arrays.get(kind.name) is not None]
     state = dtypes.storage_dtype(states[0].dtype) if states else None
     present = frozenset(kind.name for kind in algorithm.state if arrays.get(kind.name) is not None)
-    return Prepared(backend, backend.plan(rows), storage, state, present, numbers)
+    return Prepared(backend, backend.plan(rows), storage, state, present, numbers, kept)
+
+
+def _listed(rows, param, values, backend):
+    """The checked, coalesced :class:`~numadam.adapters.rows.Rows` gradient ``rows`` of a parameter
+    (``param``, an ``ArrayInfo``; ``values``, its values')."""
+    check_parameter(param, "grad")
+    index = checked_index(rows, param.shape[0], "grad")
+    check_values(values, param, len(index), "grad")
+    validate.check_layout(values, "grad.values", False)
+    return coalesced(index, rows.values, backend)
 
 
 def _contiguous_rows(arrays, backend):

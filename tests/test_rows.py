@@ -1,0 +1,256 @@
+"""Row-sparse gradients (numadam.Rows): lazy steps of the listed rows, against the NumPy references.
+
+A Rows step must equal each family's reference applied to the listed rows alone
+(with repeated rows summed first, in the order given), at the optimizer's global
+step count; every other row of the parameter and of its state stays as it was.
+"""
+
+import numpy as np
+import pytest
+
+import numadam
+from arrays import in_layout, random_array, tiered
+from reference import REFERENCES
+from test_families import CASES, LR, case_id, hyperparameters, initial_carry, initial_state
+
+#: The cases of the families a Rows gradient may step: all but those with norms of whole parameters.
+ROW_CASES = [case for case in CASES if numadam.families()[case[0]].algorithm.norms is None]
+
+
+def random_rows(rng, param, count, dtype=None):
+    """A Rows gradient of ``count`` random rows of ``param`` (some repeated)."""
+    index = rng.integers(0, param.shape[0], size=count)
+    return numadam.Rows(index, random_array(rng, (count,) + param.shape[1:], dtype or param.dtype))
+
+
+def dense(rows, shape, dtype):
+    """The dense gradient a Rows stands for (repeated rows added in the order given), and its rows."""
+    full = np.zeros(shape, dtype)
+    np.add.at(full, np.asarray(rows.index), rows.values)
+    return full, np.unique(np.asarray(rows.index))
+
+
+class LazyReference:
+    """Each leaf's reference applied to the listed rows of the parameter and its state only."""
+
+    def __init__(self, method, options, params):
+        self.method, self.h = method, hyperparameters(method, options)
+        self.params = [np.array(p, copy=True) for p in params]
+        self.state = [initial_state(method, p, self.h) for p in self.params]
+        self.carry = initial_carry(method)
+        self.t = 0
+
+    def step(self, grads):
+        self.t += 1
+        carry = self.carry
+        for k, grad in enumerate(grads):
+            param, state = self.params[k], self.state[k]
+            if isinstance(grad, numadam.Rows):
+                full, listed = dense(grad, param.shape, param.dtype)
+            else:
+                full, listed = grad, np.arange(param.shape[0])
+            new_param, new_state, carry = REFERENCES[self.method].step(
+                param[listed], full[listed], {name: s[listed] for name, s in state.items()}, self.t, self.carry,
+                self.h)
+            param[listed] = new_param
+            for name, values in new_state.items():
+                state[name][listed] = values
+        self.carry = carry
+
+
+def assert_same(actual, expected):
+    for a, e in zip(actual, expected):
+        np.testing.assert_array_equal(a, e, strict=True)
+
+
+@pytest.mark.parametrize("case", tiered(ROW_CASES, lambda case: not case[1] and case[0] in
+                                        ("adam", "sparse_adam", "sgd", "schedule_free_adamw")), ids=case_id)
+def test_a_rows_step_is_the_reference_on_the_listed_rows_alone(case):
+    method, options = case
+    rng = np.random.default_rng(11)
+    params = [random_array(rng, (9, 3), np.float32), random_array(rng, (7,), np.float64),
+              random_array(rng, (6, 2, 2), np.complex64)]
+    reference = LazyReference(method, options, params)
+    opt = numadam.families()[method](params, lr=LR, **options)
+    for t in range(6):
+        grads = [random_rows(rng, params[0], 5), random_rows(rng, params[1], 3),
+                 random_rows(rng, params[2], 4) if t % 3 else random_array(rng, params[2].shape, np.complex64)]
+        opt.step(grads)
+        reference.step(grads)
+    assert_same(params, reference.params)
+    state = opt.state_dict()
+    for name in reference.state[0]:
+        assert_same(state[name], [s[name] for s in reference.state])
+    assert opt.step_count == 6
+
+
+@pytest.mark.parametrize("layout", tiered(["C", "F", "strided", "reversed", "transposed"], lambda l: l == "F"))
+def test_rows_of_parameters_and_values_in_any_layout(layout):
+    rng = np.random.default_rng(12)
+    params = [in_layout(random_array(rng, (8, 5), np.float32), layout),
+              in_layout(random_array(rng, (6, 3, 2), np.float64), layout)]
+    reference = LazyReference("adam", {"amsgrad": True}, params)
+    opt = numadam.Adam(params, lr=LR, amsgrad=True)
+    for _ in range(4):
+        grads = []
+        for param in params:
+            rows = random_rows(rng, param, 4)
+            grads.append(numadam.Rows(rows.index, in_layout(rows.values, layout)))
+        opt.step(grads)
+        reference.step(grads)
+    assert_same(params, reference.params)
+
+
+def test_the_functional_step_takes_rows():
+    rng = np.random.default_rng(13)
+    param = random_array(rng, (10, 4), np.float32)
+    m, v = np.zeros_like(param), np.zeros_like(param)
+    reference = LazyReference("sparse_adam", {}, [param])
+    for step in range(1, 5):
+        rows = random_rows(rng, param, 6)
+        numadam.sparse_adam_step(param, rows, m, v, step=step, lr=LR)
+        reference.step([rows])
+    assert_same([param, m, v], [reference.params[0], reference.state[0]["exp_avg"],
+                                reference.state[0]["exp_avg_sq"]])
+
+
+def test_repeated_rows_are_summed_in_the_order_given():
+    param = np.zeros((3, 1), np.float32)
+    values = np.array([[1e8], [1.0], [-1e8]], np.float32)
+    opt = numadam.SGD(param, lr=1.0)
+    opt.step(numadam.Rows(np.array([2, 2, 2]), values))
+    assert param[2, 0] == -((np.float32(1e8) + np.float32(1.0)) + np.float32(-1e8))  # 0: 1.0 is lost to 1e8
+    assert not param[:2].any()
+
+
+def test_rows_listing_nothing_change_nothing_and_count_the_step():
+    param = np.ones((4, 2))
+    opt = numadam.Adam(param, lr=0.1)
+    opt.step(numadam.Rows(np.zeros(0, np.int64), np.zeros((0, 2))))
+    assert opt.step_count == 1 and (param == 1).all() and not opt.state_dict()["exp_avg"].any()
+
+
+def test_a_one_dimensional_parameter_lists_its_elements():
+    param = np.zeros(6)
+    opt = numadam.SGD(param, lr=1.0)
+    opt.step(numadam.Rows(np.array([4, 1, 2]), np.array([1.0, 2.0, 3.0])))
+    np.testing.assert_array_equal(param, [0.0, -2.0, -3.0, 0.0, -1.0, 0.0])
+
+
+def test_rows_gradients_with_a_global_norm_clip_take_the_norm_of_the_gradient_they_stand_for():
+    """Plain SGD leaves rows with zero gradient alone, so its lazy step equals the dense step; the
+    clip's norm is then the dense gradient's."""
+    rng = np.random.default_rng(14)
+    shapes = [(20, 3), (9,)]
+    lazy = [random_array(rng, shape, np.float64) for shape in shapes]
+    dense_params = [p.copy() for p in lazy]
+    opt = numadam.SGD(lazy, lr=0.1, clip_global_norm=0.5)
+    dense_opt = numadam.SGD(dense_params, lr=0.1, clip_global_norm=0.5)
+    for _ in range(3):
+        grads = [random_rows(rng, p, 4) for p in lazy]
+        opt.step(grads)
+        dense_opt.step([dense(g, p.shape, p.dtype)[0] for g, p in zip(grads, lazy)])
+    for a, e in zip(lazy, dense_params):
+        np.testing.assert_allclose(a, e, rtol=1e-14, atol=1e-15)
+
+
+@pytest.mark.parametrize("nonfinite", ["raise", "skip"])
+def test_a_nonfinite_value_in_rows_is_found_in_the_right_parameter(nonfinite):
+    rng = np.random.default_rng(15)
+    params = {"a": random_array(rng, (40000, 2), np.float32), "b": random_array(rng, (30, 4), np.float32)}
+    before = {k: v.copy() for k, v in params.items()}
+    opt = numadam.Adam(params, lr=0.1, nonfinite=nonfinite)
+    values = np.ones((3, 4), np.float32)
+    values[2, 1] = np.nan
+    grads = {"a": random_rows(rng, params["a"], 5000), "b": numadam.Rows(np.array([0, 5, 9]), values)}
+    if nonfinite == "raise":
+        with pytest.raises(FloatingPointError, match=r"grads\['b'\]"):
+            opt.step(grads)
+    else:
+        opt.step(grads)
+        assert opt.skipped_steps == 1
+    assert opt.step_count == 0
+    for k in params:
+        np.testing.assert_array_equal(params[k], before[k])
+    grads["b"].values[2, 1] = 1.0  # the same rows, clean now: they step
+    opt.step(grads)
+    assert opt.step_count == 1 and (params["b"][[0, 5, 9]] != before["b"][[0, 5, 9]]).all()
+
+
+BAD_ROWS = [
+    (lambda: numadam.Rows(np.array([0.0, 1.0]), np.ones((2, 3), np.float32)), TypeError, "must hold integers"),
+    (lambda: numadam.Rows(np.array([[0, 1]]), np.ones((2, 3), np.float32)), ValueError, "must be 1-D"),
+    (lambda: numadam.Rows(np.array([0, 1]), np.ones((2, 4), np.float32)), ValueError, r"must have shape \(2, 3\)"),
+    (lambda: numadam.Rows(np.array([0, 1]), np.ones((3, 3), np.float32)), ValueError, r"must have shape \(2, 3\)"),
+    (lambda: numadam.Rows(np.array([0, 1]), np.ones((2, 3), np.float64)), TypeError, "dtype float32"),
+    (lambda: numadam.Rows(np.array([0, 5]), np.ones((2, 3), np.float32)), ValueError, r"in \[0, 5\).*got 5"),
+    (lambda: numadam.Rows(np.array([-1, 2]), np.ones((2, 3), np.float32)), ValueError, r"in \[0, 5\).*got -1"),
+]
+
+
+@pytest.mark.parametrize("make, error, message", BAD_ROWS)
+def test_bad_rows_are_refused_naming_the_leaf_and_nothing_is_written(make, error, message):
+    params = {"w": np.ones((5, 3), np.float32), "b": np.ones(3, np.float32)}
+    opt = numadam.Adam(params, lr=0.1)
+    opt.step({"w": np.ones((5, 3), np.float32), "b": np.ones(3, np.float32)})
+    before = opt.state_dict()
+    kept = {k: v.copy() for k, v in params.items()}
+    with pytest.raises(error, match=message) as raised:
+        opt.step({"w": make(), "b": np.ones(3, np.float32)})
+    assert "grads['w']" in str(raised.value)
+    for k in params:
+        np.testing.assert_array_equal(params[k], kept[k])
+    after = opt.state_dict()
+    assert after["step"] == before["step"] == 1
+    for name in ("exp_avg", "exp_avg_sq"):
+        for a, b in zip(after[name].values(), before[name].values()):
+            np.testing.assert_array_equal(a, b)
+    with pytest.raises(error, match=message):  # the functional step refuses the same
+        numadam.adam_step(params["w"], make(), np.zeros((5, 3), np.float32), np.zeros((5, 3), np.float32), step=1)
+    np.testing.assert_array_equal(params["w"], kept["w"])
+
+
+@pytest.mark.parametrize("method, options, message", [
+    ("lamb", {}, "norms of every parameter"),
+    ("adam", {"accumulate": 2}, "accumulate=2"),
+    ("adam", {"state_dtype": "int8"}, "8-bit state"),
+])
+def test_what_needs_every_element_refuses_rows(method, options, message):
+    param = np.ones((5000, 2), np.float32)
+    opt = numadam.families()[method](param, lr=0.1, **options)
+    with pytest.raises(ValueError, match=message) as raised:
+        opt.step(numadam.Rows(np.array([1, 2]), np.ones((2, 2), np.float32)))
+    assert "grads" in str(raised.value)
+    assert (param == 1).all() and opt.step_count == 0
+
+
+def test_a_zero_dimensional_parameter_takes_no_rows():
+    param = np.ones((), np.float64)
+    with pytest.raises(ValueError, match="0-d parameter"):
+        numadam.Adam(param).step(numadam.Rows(np.array([0]), np.ones(1)))
+
+
+def test_values_that_share_memory_with_the_parameter_are_refused():
+    param = np.ones((6, 2))
+    opt = numadam.Adam(param, lr=0.1)
+    with pytest.raises(ValueError, match="shares memory"):
+        opt.step(numadam.Rows(np.array([0, 1]), param[2:4]))
+    assert (param == 1).all()
+
+
+def test_dask_steps_refuse_rows_with_the_reason():
+    da = pytest.importorskip("dask.array")
+    param = da.ones((6, 2), chunks=3)
+    with pytest.raises(TypeError, match="Rows gradient; a step over Dask arrays takes dense"):
+        numadam.adam_step(param, numadam.Rows(np.array([1]), np.ones((1, 2))), da.zeros((6, 2), chunks=3),
+                          da.zeros((6, 2), chunks=3), step=1)
+
+
+def test_a_rows_step_is_cheap_in_what_it_builds():
+    """The plan of a Rows step lists one segment per listed row of a C-ordered table (merged where
+    rows follow each other), never the table's other rows."""
+    param = np.zeros((100000, 16), np.float32)
+    opt = numadam.Adam(param, lr=0.1)
+    opt.step(numadam.Rows(np.array([5, 6, 7, 900, 42]), np.ones((5, 16), np.float32)))
+    plan = opt._engine.buckets[0].last_plan
+    assert plan.n_elements == 5 * 16 and len(plan.rows) == 3  # rows 5-7 merged, 42, 900
