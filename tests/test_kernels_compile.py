@@ -59,7 +59,8 @@ def family_spec(method, dtype):
     """The spec of ``method`` with its default options and weight decay on (every branch of the rule compiled)."""
     cls = numadam.families()[method]
     family = cls.algorithm
-    h = family.Hyper(**{**cls._class_defaults, **cls.pinned, "weight_decay": 0.1})
+    decay = {"weight_decay": 0.1} if "weight_decay" in family.names else {}
+    h = family.Hyper(**{**cls._class_defaults, **cls.pinned, **decay})
     return kernel_spec(family, family.flags(h), np.dtype(dtype), {k.name for k in family.state_kinds(h)})
 
 
@@ -108,7 +109,8 @@ def test_cuda_kernel_compiles_to_ptx_for_hopper(spec):
 def policy_spec(method, policy):
     cls = numadam.families()[method]
     family = cls.algorithm
-    h = family.Hyper(**{**cls._class_defaults, **cls.pinned, "weight_decay": 0.1})
+    decay = {"weight_decay": 0.1} if "weight_decay" in family.names else {}
+    h = family.Hyper(**{**cls._class_defaults, **cls.pinned, **decay})
     return kernel_spec(family, family.flags(h), np.dtype(np.float32), {k.name for k in family.state_kinds(h)}, policy)
 
 
