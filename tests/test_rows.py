@@ -254,3 +254,105 @@ def test_a_rows_step_is_cheap_in_what_it_builds():
     opt.step(numadam.Rows(np.array([5, 6, 7, 900, 42]), np.ones((5, 16), np.float32)))
     plan = opt._engine.buckets[0].last_plan
     assert plan.n_elements == 5 * 16 and len(plan.rows) == 3  # rows 5-7 merged, 42, 900
+
+
+@pytest.mark.parametrize("options", [{"master_weights": True}, {"ema": 0.9}, {"clip_value": 0.5, "nonneg": True}],
+                         ids=lambda options: ",".join(options))
+def test_policies_act_on_the_listed_rows_as_a_dense_step_does(options):
+    """Plain SGD moves no row whose gradient is zero, so on the listed rows a Rows step equals the
+    dense step; the other rows (and their moving average) stay exactly as they were."""
+    ml_dtypes = pytest.importorskip("ml_dtypes") if "master_weights" in options else None
+    dtype = ml_dtypes.bfloat16 if ml_dtypes else np.float32
+    rng = np.random.default_rng(16)
+    start = np.abs(rng.standard_normal((12, 3))).astype(dtype)
+    lazy, dense_param = start.copy(), start.copy()
+    opt, dense_opt = numadam.SGD(lazy, lr=0.1, **options), numadam.SGD(dense_param, lr=0.1, **options)
+    listed_ever = np.zeros(12, bool)
+    for _ in range(3):
+        grad = random_rows(rng, lazy, 4, np.float32)
+        grad = numadam.Rows(grad.index, grad.values.astype(dtype))
+        full, listed = dense(grad, lazy.shape, dtype)
+        opt.step(grad)
+        dense_opt.step(full)
+        listed_ever[listed] = True
+        np.testing.assert_array_equal(lazy[listed], dense_param[listed])
+    np.testing.assert_array_equal(lazy[~listed_ever], start[~listed_ever])
+    if "ema" in options:
+        average = opt.ema_params()
+        np.testing.assert_array_equal(average[~listed_ever], start[~listed_ever])
+        assert (average[listed_ever] != start[listed_ever]).any()
+
+
+def test_stochastic_rounding_rounds_the_listed_rows_only():
+    ml_dtypes = pytest.importorskip("ml_dtypes")
+    rng = np.random.default_rng(17)
+    start = rng.standard_normal((64, 8)).astype(ml_dtypes.bfloat16)
+    param = start.copy()
+    opt = numadam.SGD(param, lr=1e-3, stochastic_rounding=True, seed=3)
+    index = np.array([3, 40])
+    values = rng.standard_normal((2, 8)).astype(ml_dtypes.bfloat16)
+    opt.step(numadam.Rows(index, values))
+    exact = start[index].astype(np.float32) - np.float32(1e-3) * values.astype(np.float32)
+    spacing = np.abs(start[index].astype(np.float32)) * 2.0**-7
+    assert (np.abs(param[index].astype(np.float32) - exact) <= spacing).all()
+    others = np.setdiff1d(np.arange(64), index)
+    np.testing.assert_array_equal(param[others], start[others])
+
+
+def _embedding_losses(torch, rng, weight, steps, unique):
+    """Per step: the looked-up rows and the coefficients whose weighted sum is the loss."""
+    for _ in range(steps):
+        count = 8
+        idx = (rng.choice(weight.shape[0], count, replace=False) if unique
+               else rng.integers(0, weight.shape[0] // 4, count))
+        yield idx, rng.standard_normal((count, weight.shape[1])).astype(np.float32)
+
+
+@pytest.mark.parametrize("unique", [True, False], ids=["rows-once", "rows-repeated"])
+def test_sparse_adam_matches_torch_sparse_adam(unique):
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(18)
+    weight = rng.standard_normal((40, 5)).astype(np.float32)
+    embedding = torch.nn.Embedding(40, 5, sparse=True)
+    embedding.weight.data.copy_(torch.from_numpy(weight))
+    theirs = torch.optim.SparseAdam(embedding.parameters(), lr=0.05, betas=(0.8, 0.99), eps=1e-6)
+    ours = weight.copy()
+    opt = numadam.SparseAdam(ours, lr=0.05, betas=(0.8, 0.99), eps=1e-6)
+    tensor = torch.nn.Parameter(torch.from_numpy(weight.copy()))
+    opt_tensor = numadam.SparseAdam([tensor], lr=0.05, betas=(0.8, 0.99), eps=1e-6)
+    for idx, coefficients in _embedding_losses(torch, rng, weight, 6, unique):
+        theirs.zero_grad()
+        (embedding(torch.from_numpy(idx)) * torch.from_numpy(coefficients)).sum().backward()
+        tensor.grad = embedding.weight.grad.clone()   # sparse COO, uncoalesced where rows repeat
+        theirs.step()
+        opt.step(numadam.Rows(idx, coefficients))
+        opt_tensor.step()
+    # To an ulp or two: torch's vectorized float32 square root is not always correctly rounded (numadam's
+    # is IEEE's), and its coalesce may add three or more repeats of a row in another order.
+    tolerance = 4 * np.finfo(np.float32).eps
+    np.testing.assert_allclose(ours, embedding.weight.detach().numpy(), rtol=tolerance, atol=tolerance)
+    for name in ("exp_avg", "exp_avg_sq"):
+        np.testing.assert_allclose(opt.state_dict()[name], theirs.state[embedding.weight][name].numpy(),
+                                   rtol=tolerance, atol=tolerance)
+    np.testing.assert_array_equal(tensor.detach().numpy(), ours)
+
+
+def test_torch_parameters_with_sparse_gradients_step_lazily_in_every_family():
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(19)
+    weight = rng.standard_normal((30, 4)).astype(np.float32)
+    tensor = torch.nn.Parameter(torch.from_numpy(weight.copy()))
+    ours = weight.copy()
+    opt_tensor, opt = numadam.Adam([tensor], lr=0.1, weight_decay=0.1), numadam.Adam(ours, lr=0.1, weight_decay=0.1)
+    for _ in range(3):
+        idx = rng.integers(0, 30, 6)
+        values = rng.standard_normal((6, 4)).astype(np.float32)
+        tensor.grad = torch.sparse_coo_tensor(torch.from_numpy(idx)[None], torch.from_numpy(values), (30, 4),
+                                              check_invariants=True)
+        opt_tensor.step()
+        opt.step(numadam.Rows(idx, values))
+    np.testing.assert_array_equal(tensor.detach().numpy(), ours)
+    assert tensor._version > 0
+    with pytest.raises(ValueError, match="2 sparse dimensions"):
+        tensor.grad = torch.sparse_coo_tensor(torch.tensor([[0], [1]]), torch.tensor([1.0]), (30, 4))
+        opt_tensor.step()
