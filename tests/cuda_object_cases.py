@@ -235,3 +235,27 @@ def test_a_users_cuda_kernel_calls_the_engines_rule(device):
                            jit.adam_scalars(step, 0.01, weight_decay=0.1), jit.adam_flags(0.01, weight_decay=0.1))
     device.assert_matches(param, host)
     device.assert_matches(exp_avg_sq, cpu.state_dict()["exp_avg_sq"][0])
+
+
+@pytest.mark.parametrize("options", [{}, {"nonfinite": "skip", "clip_global_norm": 1.0}, {"weight_decay": 0.1}])
+def test_rows_gradients_on_cuda_kernels_match_the_cpu(device, options):
+    """Row-sparse gradients (numadam.Rows) with values on the device, rows once and repeated: the
+    same listed-row plan as the CPU's; device-counted skips and the clip's pre-pass over its pieces."""
+    shapes = [(30, 3), (25,)]
+    host, on_device = twins(device, 3, shapes)
+    cpu, gpu = numadam.Adam(host, lr=0.05, **options), numadam.Adam(on_device, lr=0.05, **options)
+    rng = np.random.default_rng(4)
+    for step in range(5):
+        grads = []
+        for shape in shapes:
+            index = rng.integers(0, shape[0], 6) if step % 2 else rng.choice(shape[0], 6, replace=False)
+            values = random_array(rng, (6,) + shape[1:], np.float32)
+            if step == 3:
+                values.flat[0] = np.nan
+            grads.append((index, values))
+        cpu.step([numadam.Rows(index, values) for index, values in grads])
+        gpu.step([numadam.Rows(index, device.to_device(values)) for index, values in grads])
+    assert gpu.step_count == cpu.step_count and gpu.skipped_steps == cpu.skipped_steps
+    for actual, expected in zip(on_device, host):
+        device.assert_matches(actual, expected)
+    device.assert_trees_match(gpu.state_dict(), cpu.state_dict())
