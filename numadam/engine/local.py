@@ -150,14 +150,16 @@ class LocalEngine(Engine):
         step = bucket.norms_stepper(plan, flags, first, update, field)
         if step is None:
             return None
-        leaf_groups, applies = self.settings.leaf_groups, self._norms_apply
-        extra = tuple(self.policies.scalars(1.0))  # no policy: the same every step (as with_policy appends)
-        first_extra, update_extra = (extra if first.active else ()), (extra if update.active else ())
+        leaf_groups = self.settings.leaf_groups
+        # New hyperparameters come with new flags (Settings.per_group), and new flags with a new launch.
+        applies = self._norms_apply()
+        # No policy: the same every step (as with_policy appends). The update's rows are the first
+        # pass's, each cut to its length by the kernel: one row per parameter (its trust ratio).
+        extra = tuple(self.policies.scalars(1.0)) if first.active else ()
 
         def launch(scalars):
-            rows = [scalars[group] for group in leaf_groups]  # one row per parameter: its trust ratio
-            first_rows = [row + first_extra for row in rows] if first_extra else rows
-            step(first_rows, [row + update_extra for row in rows] if update_extra else rows, applies())
+            rows = [scalars[group] + extra for group in leaf_groups]
+            step(rows, rows, applies)
 
         return launch
 

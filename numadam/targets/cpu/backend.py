@@ -128,7 +128,8 @@ class CpuBackend:
         """``step(first_scalars, scalars, applies) -> sums``: a family's norms pass (``first``), the field
         ``field_slot`` each parameter's sums set where ``applies``, and the update (``update``), in
         one serial call (:func:`~numadam.targets.cpu.kernels.norms_then_update_serial`; ``scalars``:
-        a row per parameter); ``None`` where that does not apply (a plan for every core)."""
+        a row per parameter, or ``first_scalars`` itself: the update reads the first values of each
+        row); ``None`` where that does not apply (a plan for every core)."""
         if self._parallel(plan) or plan.n_chunks == 0 or not len(starts):
             return None
         plan.check_fits(first)
@@ -142,9 +143,9 @@ class CpuBackend:
 
         def step(first_scalars, scalars, applies):
             first_values = _row_values(first_scalars, real, n_first)
-            # The same rows serve both passes (no policy scalars): the kernel sets the field only
-            # after the first pass has read its rows.
-            values = first_values if scalars is first_scalars and n_first == n_update else _row_values(scalars, real, n_update)
+            # The same rows serve both passes: the kernel cuts them to the update's and sets the
+            # field only after the first pass has read them.
+            values = first_values if scalars is first_scalars else _row_values(scalars, real, n_update)
             kernel(first, update, table, width, starts, stops, leaves, first_values, values, zero, sums, applies,
                    field_slot, n_update, n_chunks, self.chunk_size)
             return sums

@@ -202,15 +202,25 @@ def norms_then_update_serial(first, update, table, width, starts, stops, leaves,
     over each piece, its sums of squares added into ``sums[leaves[p]]`` in piece order; each
     parameter's field ``field_slot`` of ``scalars`` (one row per parameter) set to the family's
     value of its sums where ``applies``; then the update (``update``) over every chunk. The host's
-    float64 operations in the same order (:meth:`numadam.engine.stepping.Engine._norms_pass`)."""
+    float64 operations in the same order (:meth:`numadam.engine.stepping.Engine._norms_pass`).
+
+    ``scalars`` may be ``first_scalars`` itself: each row then holds the first pass's scalars,
+    whose first ``row_size`` are the update's (the policy's come after the family's), and each is
+    cut to them in place once the first pass has read it."""
     n_segments = table.size // width
+    n_leaves = sums.shape[0]
     sums[:] = 0.0
     for piece in range(starts.size):
         first_sum, second_sum = _reduce_span(first, table, width, n_segments, starts[piece], stops[piece],
                                              first_scalars, like)
         sums[leaves[piece], 0] += first_sum
         sums[leaves[piece], 1] += second_sum
-    for leaf in range(sums.shape[0]):
+    first_size = first_scalars.size // n_leaves
+    if first_size != row_size and scalars.ctypes.data == first_scalars.ctypes.data:
+        for leaf in range(1, n_leaves):  # each row moves down, onto rows already moved
+            for slot in range(row_size):
+                scalars[leaf * row_size + slot] = scalars[leaf * first_size + slot]
+    for leaf in range(n_leaves):
         if applies[leaf]:
             scalars[leaf * row_size + field_slot] = norms_value(update, sums[leaf, 0], sums[leaf, 1])
     n_elements = sequence_length(table, n_segments, width)
