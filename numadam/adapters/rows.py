@@ -21,6 +21,7 @@ their kernels' tables, so the same kernels update them.
 from typing import NamedTuple
 
 import numpy as np
+from numba import njit
 
 
 class Rows:
@@ -87,13 +88,34 @@ def checked_index(rows, n_rows, path):
         raise TypeError(f"{path}.index must hold integers (the rows of its parameter); got dtype {index.dtype}")
     if index.ndim != 1:
         raise ValueError(f"{path}.index must be 1-D (one row number per row of values); got shape {index.shape}")
-    index = index.astype(np.int64, copy=False)
-    if len(index):
-        low, high = int(index.min()), int(index.max())
-        if low < 0 or high >= n_rows:
-            bad = low if low < 0 else high
-            raise ValueError(f"{path}.index must lie in [0, {n_rows}) (the rows of its parameter); got {bad}")
-    return index
+    index = np.ascontiguousarray(index, np.int64)
+    outside, bad, repeated = _scan(index, n_rows)
+    if outside:
+        raise ValueError(f"{path}.index must lie in [0, {n_rows}) (the rows of its parameter); got {bad}")
+    return Checked(index, repeated)
+
+
+class Checked(NamedTuple):
+    """A checked index (int64, C-contiguous) and whether a row repeats in it."""
+
+    index: np.ndarray
+    repeated: bool
+
+
+@njit(cache=True)
+def _scan(index, n_rows):
+    """``(outside, bad, repeated)``: whether an index lies outside ``[0, n_rows)``, the first that does,
+    and whether a row repeats (looked for only when none is outside: one bit per row)."""
+    for row in index:
+        if row < 0 or row >= n_rows:
+            return True, row, False
+    seen = np.zeros((n_rows + 7) // 8, np.uint8)
+    for row in index:
+        byte, bit = row >> 3, np.uint8(1 << (row & 7))
+        if seen[byte] & bit:
+            return False, 0, True
+        seen[byte] |= bit
+    return False, 0, False
 
 
 def check_values(values_info, param_info, n_listed, path):
@@ -114,20 +136,19 @@ def check_parameter(param_info, path):
                          "of 1 or more dimensions")
 
 
-def coalesced(index, values, backend):
-    """``Coalesced(index, values)`` of a checked index (int64) and its values: each row once.
+def coalesced(checked, values, backend):
+    """``Coalesced(index, values)`` of a :class:`Checked` index and its values: each row once.
 
     Rows listed once keep the given array (no copy). Repeated rows are summed
     in the order given, on the host (as ``numpy.add.reduceat`` does, so every
     backend gets the same bits), into a new array of ``backend``'s.
     """
-    if len(index) < 2 or bool(np.all(index[1:] > index[:-1])):
+    index = checked.index
+    if not checked.repeated:
         return Coalesced(index, values)
     order = np.argsort(index, kind="stable")
     ordered = index[order]
     firsts = np.flatnonzero(np.concatenate(([True], ordered[1:] != ordered[:-1])))
-    if len(firsts) == len(index):
-        return Coalesced(index, values)
     summed = np.add.reduceat(_host(values)[order], firsts, axis=0)
     if isinstance(values, np.ndarray):
         return Coalesced(ordered[firsts], summed)

@@ -17,7 +17,10 @@ reference measured in the same run:
   as the same tuple every step (a loop reusing its buffers), and for Adam and
   Lion also as the same list, whose arrays the step must look at each time;
 - ``groups``: Adam with its parameters in two :class:`numadam.Group` s, against
-  no groups.
+  no groups;
+- ``rows``: Adam and SparseAdam stepping a table of 16-wide rows with
+  :class:`numadam.Rows` gradients that list 1% of its rows, against the dense
+  step of the same table.
 
 Examples
 --------
@@ -55,6 +58,13 @@ class Study(NamedTuple):
     baseline: str = ""      # the study of the same suite its time is compared with
     grads_in: type = tuple  # the container of many gradients, the same object each step
     target: tuple = ()      # ("same-traffic" or "baseline", the largest ratio the issues ask for)
+    width: int = 1          # elements per row: the parameters are (size / width, width) matrices
+    listed: float = 1.0     # the share of rows a step's gradient lists (numadam.Rows below 1)
+
+    @property
+    def moved(self):
+        """The share of the elements a step reads and writes."""
+        return self.listed
 
     @property
     def bytes_per_element(self):
@@ -156,8 +166,20 @@ def groups():
                                                            target=("baseline", 1.05))}
 
 
+def rows():
+    """Row-sparse gradients (numadam.Rows) listing 1% of the rows of a table of 16-wide rows, against
+    the dense step of the same table; the same-traffic kernel moves the listed rows' bytes."""
+    studies = {}
+    for method in ("adam", "sparse_adam"):
+        dense = _plain(f"{method}, dense", method)._replace(width=16)
+        studies[dense.name] = dense
+        studies[f"{method}, 1% of rows"] = dense._replace(name=f"{method}, 1% of rows", listed=0.01,
+                                                         baseline=dense.name, target=("baseline", 0.05))
+    return studies
+
+
 SUITES = {"families": families, "many": many_arrays, "policies": policies, "precision": precision,
-          "groups": groups}
+          "groups": groups, "rows": rows}
 
 
 @functools.cache
@@ -177,8 +199,12 @@ def build(study, size, seed=0):
     rng = np.random.default_rng(seed)
     dtype = storage_dtype(study.param_dtype)
     per_array = max(1, size // study.n_arrays)
-    params = [rng.standard_normal(per_array).astype(np.float32).astype(dtype) for _ in range(study.n_arrays)]
-    grads = [rng.standard_normal(per_array).astype(np.float32).astype(dtype) for _ in range(study.n_arrays)]
+    shape = (per_array // study.width, study.width) if study.width > 1 else (per_array,)
+    params = [rng.standard_normal(shape).astype(np.float32).astype(dtype) for _ in range(study.n_arrays)]
+    grads = [rng.standard_normal(shape).astype(np.float32).astype(dtype) for _ in range(study.n_arrays)]
+    if study.listed < 1:  # the same rows every step, in a random order, each once
+        count = max(1, int(shape[0] * study.listed))
+        grads = [numadam.Rows(rng.choice(shape[0], count, replace=False), grad[:count].copy()) for grad in grads]
     options = dict(study.options)
     if options.get("bounds") == "arrays":  # shaped like the tree (built below)
         low, high = ([np.full(per_array, value, dtype) for _ in params] for value in (-10.0, 10.0))

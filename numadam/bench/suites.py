@@ -42,6 +42,7 @@ class _Traffic:
     def __init__(self, study, size):
         # ones, not zeros: np.zeros leaves untouched pages mapped to the kernel's one zero page, and
         # reading those costs no memory traffic at all.
+        size = max(1, int(size * study.moved))
         self.arrays = [np.ones(size, dtype) for dtype in study.written + study.read]
         self.kernel = traffic_kernel(study.written, study.read, size >= SERIAL_BELOW)
         self.kernel(*self.arrays)
@@ -110,7 +111,7 @@ def markdown(name, size, rows):
              "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for row in rows:
         study = row.study
-        gbps = study.bytes_per_element * size / row.seconds / 1e9
+        gbps = study.bytes_per_element * size * study.moved / row.seconds / 1e9
         traffic_ratio = row.seconds / row.traffic_seconds
         baseline = by_name.get(study.baseline)
         baseline_ratio = row.seconds / baseline.seconds if baseline else None

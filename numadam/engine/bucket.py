@@ -359,7 +359,7 @@ class Bucket:
         index = checked_index(rows, info.shape[0], path)
         backend_for([self.params[k], rows.values], [self.paths[k], f"{path}.values"])
         values_info = self.backend.describe(rows.values)
-        check_values(values_info, info, len(index), path)
+        check_values(values_info, info, len(index.index), path)
         validate.check_layout(values_info, f"{path}.values", writable=False)
         found = coalesced(index, rows.values, self.backend)
         return found, self.backend.describe(found.values)

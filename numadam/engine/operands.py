@@ -232,7 +232,7 @@ def _listed(rows, param, values, backend):
     (``param``, an ``ArrayInfo``; ``values``, its values')."""
     check_parameter(param, "grad")
     index = checked_index(rows, param.shape[0], "grad")
-    check_values(values, param, len(index), "grad")
+    check_values(values, param, len(index.index), "grad")
     validate.check_layout(values, "grad.values", False)
     return coalesced(index, rows.values, backend)
 

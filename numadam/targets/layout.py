@@ -13,6 +13,7 @@ import math
 from typing import NamedTuple
 
 import numpy as np
+from numba import njit
 
 from .segments import ADDRESS, GROUP, LENGTH, OFFSET, table_width
 
@@ -117,22 +118,33 @@ def coalesce(rows, itemsizes):
     (same strides, next address) and both use the same scalar row."""
     if len(rows) < 2:
         return rows
+    merged = _merged(rows, np.asarray(itemsizes, np.int64), ADDRESS, LENGTH, GROUP)
+    return rows if len(merged) == len(rows) else merged
+
+
+@njit(cache=True)
+def _merged(rows, itemsizes, address, length, group):
+    """:func:`coalesce`'s rows, in one pass (the column numbers passed in: a cached kernel keeps
+    no module's globals)."""
     n = len(itemsizes)
-    previous, following = rows[:-1], rows[1:]
-    addresses = slice(ADDRESS, ADDRESS + n)
-    element_strides = slice(ADDRESS + n, ADDRESS + 2 * n)
-    expected = previous[:, addresses] + (previous[:, [LENGTH]] * previous[:, element_strides]
-                                         * np.asarray(itemsizes, np.int64))
-    continues = np.all(
-        (following[:, addresses] == expected) & (following[:, element_strides] == previous[:, element_strides]),
-        axis=1,
-    ) & (following[:, GROUP] == previous[:, GROUP])
-    if not continues.any():
-        return rows
-    starts = np.flatnonzero(np.concatenate(([True], ~continues)))
-    merged = rows[starts].copy()
-    merged[:, LENGTH] = np.add.reduceat(rows[:, LENGTH], starts)
-    return merged
+    out = np.empty_like(rows)
+    count = 0
+    for i in range(rows.shape[0]):
+        if count:
+            last = count - 1
+            continues = rows[i, group] == out[last, group]
+            for k in range(n):
+                if not continues:
+                    break
+                stride = out[last, address + n + k]
+                continues = (rows[i, address + n + k] == stride and rows[i, address + k]
+                             == out[last, address + k] + out[last, length] * stride * itemsizes[k])
+            if continues:
+                out[last, length] += rows[i, length]
+                continue
+        out[count] = rows[i]
+        count += 1
+    return out[:count]
 
 
 def number_chunks(rows, chunk_size):
