@@ -1,5 +1,6 @@
 """The studies of ``numadam bench --suite`` (numadam.bench.catalog): every family, policy,
-storage format and groups, each with its same-traffic kernel, at 1e6 float32 elements.
+storage format, groups and row-sparse gradients, each with its same-traffic kernel, at 1e6 float32
+elements.
 
 ``track_ratio`` is the study's time over its same-traffic kernel's, measured
 side by side, so its history is less noisy than the times themselves.
@@ -43,7 +44,8 @@ class Suites:
         self.optimizer.step()
 
     def track_bandwidth(self, name):
-        return self.study.bytes_per_element * SIZE / median_step_seconds(self.optimizer.step) / 1e9
+        moved = getattr(self.study, "moved", 1.0)  # the share of elements a step moves (Rows: the listed rows)
+        return self.study.bytes_per_element * SIZE * moved / median_step_seconds(self.optimizer.step) / 1e9
 
     track_bandwidth.unit = "GB/s"
 
