@@ -330,7 +330,8 @@ class Bucket:
                 if listed:  # where each parameter's listed rows start in the plan's sequence
                     lengths = [int(rows[:, LENGTH].sum()) if present[k] else 0 for k, rows in enumerate(pieces)]
                     offsets = np.concatenate(([0], np.cumsum(lengths))).astype(np.int64)
-                rows = np.concatenate([rows for k, rows in enumerate(pieces) if present[k]])
+                kept = [rows for k, rows in enumerate(pieces) if present[k]]
+                rows = kept[0] if len(kept) == 1 else np.concatenate(kept)
             else:
                 rows, leaf_of_row = self._fast_rows, self._fast_leaf
                 if absent:

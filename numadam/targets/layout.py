@@ -115,19 +115,19 @@ def _merged_dims(shape, strides, order):
 
 def coalesce(rows, itemsizes):
     """Merge each row into its predecessor where every operand simply continues it
-    (same strides, next address) and both use the same scalar row."""
+    (same strides, next address) and both use the same scalar row: the first rows of
+    ``rows`` (which the caller owns: it is rewritten in place) hold the merged table."""
     if len(rows) < 2:
         return rows
-    merged = _merged(rows, np.asarray(itemsizes, np.int64), ADDRESS, LENGTH, GROUP)
-    return rows if len(merged) == len(rows) else merged
+    return rows[:_merge_in_place(rows, np.asarray(itemsizes, np.int64), ADDRESS, LENGTH, GROUP)]
 
 
 @njit(cache=True)
-def _merged(rows, itemsizes, address, length, group):
-    """:func:`coalesce`'s rows, in one pass (the column numbers passed in: a cached kernel keeps
-    no module's globals)."""
+def _merge_in_place(rows, itemsizes, address, length, group):
+    """:func:`coalesce` in one pass, the merged rows written over the first ones; their count (the
+    column numbers passed in: a cached kernel keeps no module's globals)."""
     n = len(itemsizes)
-    out = np.empty_like(rows)
+    out = rows
     count = 0
     for i in range(rows.shape[0]):
         if count:
@@ -142,9 +142,10 @@ def _merged(rows, itemsizes, address, length, group):
             if continues:
                 out[last, length] += rows[i, length]
                 continue
-        out[count] = rows[i]
+        if count != i:
+            out[count] = rows[i]
         count += 1
-    return out[:count]
+    return count
 
 
 def number_chunks(rows, chunk_size):
