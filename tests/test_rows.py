@@ -11,7 +11,7 @@ import pytest
 import numadam
 from arrays import in_layout, random_array, tiered
 from reference import REFERENCES
-from test_families import CASES, LR, case_id, hyperparameters, initial_carry, initial_state
+from test_families import CASES, LR, Reference, case_id
 
 #: The cases of the families a Rows gradient may step: all but those with norms of whole parameters.
 ROW_CASES = [case for case in CASES if numadam.families()[case[0]].algorithm.norms is None]
@@ -30,15 +30,8 @@ def dense(rows, shape, dtype):
     return full, np.unique(np.asarray(rows.index))
 
 
-class LazyReference:
+class LazyReference(Reference):
     """Each leaf's reference applied to the listed rows of the parameter and its state only."""
-
-    def __init__(self, method, options, params):
-        self.method, self.h = method, hyperparameters(method, options)
-        self.params = [np.array(p, copy=True) for p in params]
-        self.state = [initial_state(method, p, self.h) for p in self.params]
-        self.carry = initial_carry(method)
-        self.t = 0
 
     def step(self, grads):
         self.t += 1
