@@ -10,7 +10,8 @@ fixture (a :class:`Device`) and imports these tests:
 
 Covered: every family, the policies (skip, clipping, bounds, EMA,
 accumulation) with device-counted skips, LAMB with groups, 16-bit parameters
-and state, 8-bit blockwise state and the complex magnitude mode.
+and state, 8-bit blockwise state, the complex magnitude mode, and the scalars
+of a step passed as kernel arguments (nothing copied to the GPU per step).
 """
 
 import numpy as np
@@ -20,6 +21,7 @@ from numba import cuda  # a global, which the simulator replaces in the kernel b
 import numadam
 from arrays import random_array
 from numadam import jit
+from numadam.targets.cuda.backend import ARGUMENT_ROWS, CudaBackend
 
 
 class Device:
@@ -259,3 +261,116 @@ def test_rows_gradients_on_cuda_kernels_match_the_cpu(device, options):
     for actual, expected in zip(on_device, host):
         device.assert_matches(actual, expected)
     device.assert_trees_match(gpu.state_dict(), cpu.state_dict())
+
+
+# -- the scalars of a step: kernel arguments, not a copy to the GPU ----------------------------------
+
+@pytest.fixture
+def uploads(monkeypatch):
+    """Every array CudaBackend copies to the GPU (segment tables, pieces, scalar rows), in order."""
+    copied = []
+    original = CudaBackend._upload
+
+    def upload(self, rows):
+        copied.append(np.array(rows))
+        return original(self, rows)
+
+    monkeypatch.setattr(CudaBackend, "_upload", upload)
+    return copied
+
+
+def refill(array, values):
+    """Copy ``values`` into the device array ``array``, in place: the next step keeps its plan."""
+    if hasattr(array, "copy_to_device"):  # numba-cuda's device arrays (the simulator's)
+        array.copy_to_device(values)
+    else:  # CuPy's
+        array.set(values)
+
+
+def grouped(arrays, n_rows, group=True):
+    """A tree of ``arrays`` whose optimizer takes ``n_rows`` scalar rows: its own, for the first
+    arrays, and one per :class:`numadam.Group` of one array each (``group``: else plain lists, the
+    gradients' tree)."""
+    n_groups = n_rows - 1
+    rest = len(arrays) - n_groups
+    tree = {"rest": list(arrays[:rest])}
+    for k in range(n_groups):
+        tree[f"g{k}"] = (numadam.Group([arrays[rest + k]], lr=0.01 * (k + 2), weight_decay=0.1 * k) if group
+                         else [arrays[rest + k]])
+    return tree
+
+
+def leaves(tree):
+    """The arrays of a tree of dicts and lists, in order."""
+    if isinstance(tree, dict):
+        return [leaf for key in sorted(tree) for leaf in leaves(tree[key])]
+    if isinstance(tree, list):
+        return [leaf for item in tree for leaf in leaves(item)]
+    return [tree]
+
+
+def assert_states_match(device, gpu, cpu):
+    """The state arrays of two optimizers over the same tree."""
+    actual, expected = gpu.state_dict(), cpu.state_dict()
+    for kind in gpu._engine.state_names():
+        for a, e in zip(leaves(actual[kind]), leaves(expected[kind]), strict=True):
+            device.assert_matches(a, e)
+    assert (actual["step"], gpu.skipped_steps) == (expected["step"], cpu.skipped_steps)
+
+
+def steps_of_the_same_gradients(device, gpu, cpu, shapes, n_rows, dtype, uploads, steps=4):
+    """``steps`` steps of both optimizers with the same device gradient arrays, refilled in place:
+    the device arrays' copies made after the first step."""
+    sequence = gradient_sequence(18, shapes, steps, dtype=dtype)
+    grads = [device.to_device(g) for g in sequence[0]]
+    copied = []
+    for step, values in enumerate(sequence):
+        if step:
+            for array, host in zip(grads, values):
+                refill(array, host)
+        uploads.clear()
+        cpu.step(grouped(values, n_rows, group=False))
+        gpu.step(grouped(grads, n_rows, group=False))
+        if step:
+            copied += uploads
+    return copied
+
+
+SCALAR_SHAPES = [(40,), (3, 9), (70,), (5,), (2, 3)]
+assert ARGUMENT_ROWS + 1 <= len(SCALAR_SHAPES), "a Group of one array for each row past the optimizer's own"
+
+
+@pytest.mark.parametrize("n_rows", [1, 2, ARGUMENT_ROWS + 1], ids=lambda n: f"{n}-rows")
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.complex64], ids=lambda d: np.dtype(d).name)
+def test_a_step_passes_its_scalars_as_kernel_arguments(device, uploads, dtype, n_rows):
+    """A step of the same gradients copies nothing to the GPU: its scalar rows (one per group, the
+    optimizer's own included) are the kernel's arguments, one or two groups' and up to
+    ARGUMENT_ROWS; past that, one copy of the rows per step. The results stay the CPU's."""
+    host, on_device = twins(device, 17, SCALAR_SHAPES, dtype)
+    cpu = numadam.Adam(grouped(host, n_rows), lr=0.01, amsgrad=True)
+    gpu = numadam.Adam(grouped(on_device, n_rows), lr=0.01, amsgrad=True)
+    copied = steps_of_the_same_gradients(device, gpu, cpu, SCALAR_SHAPES, n_rows, dtype, uploads)
+    if n_rows <= 2:
+        assert copied == []
+    else:
+        n_scalars = len(numadam.Adam.algorithm.Scalars._fields)
+        row_bytes = n_rows * n_scalars * np.dtype(dtype).type(0).real.dtype.itemsize
+        assert [array.nbytes for array in copied] == [-(-row_bytes // 8) * 8] * 3  # in 8-byte words
+    for actual, expected in zip(on_device, host):
+        device.assert_matches(actual, expected)
+    assert_states_match(device, gpu, cpu)
+
+
+@pytest.mark.parametrize("n_rows", [1, 2], ids=lambda n: f"{n}-rows")
+@pytest.mark.parametrize("options", [{"clip_global_norm": 0.5}, {"state_dtype": "int8"}],
+                         ids=lambda options: ",".join(options))
+def test_the_prepass_and_8_bit_state_take_their_scalars_as_arguments_too(device, uploads, options, n_rows):
+    """Clipping by the global norm (the pre-pass, whose pieces and sums are placed on the GPU once
+    per plan, then the update) and 8-bit state (a thread block per state block) copy nothing per step."""
+    host, on_device = twins(device, 19, SCALAR_SHAPES)
+    cpu = numadam.Adam(grouped(host, n_rows), lr=0.01, **options)
+    gpu = numadam.Adam(grouped(on_device, n_rows), lr=0.01, **options)
+    assert steps_of_the_same_gradients(device, gpu, cpu, SCALAR_SHAPES, n_rows, np.float32, uploads) == []
+    for actual, expected in zip(on_device, host):
+        device.assert_matches(actual, expected)
+    assert_states_match(device, gpu, cpu)

@@ -6,6 +6,9 @@ here; the launch itself is tested on hardware (test_cupy.py) and in the
 simulator (tests/simulator).
 """
 
+import re
+import sys
+import types
 import warnings
 
 import pytest
@@ -54,3 +57,55 @@ def test_the_multiprocessor_count_is_asked_of_the_driver_once(monkeypatch):
         assert len(queries) == 1
     finally:
         cuda_kernels.max_blocks.cache_clear()
+
+
+class LoadedKernel:
+    """A stand-in for the CuPy function of :func:`cuda_kernels.cupy_loaded`, recording its launches."""
+
+    def __init__(self):
+        self.arguments = []
+
+    def __call__(self, grid, block, arguments, stream):
+        self.arguments.append(arguments)
+
+
+def cupy_launch(monkeypatch, spec, scalars):
+    """The arguments :func:`cuda_kernels.launch` hands CuPy for ``scalars``, and the number of values
+    the kernel it asked for takes as arguments."""
+    loaded, asked = LoadedKernel(), []
+
+    class Cupy:  # the attributes launch reads: cupy.cuda.Device().id, cupy.cuda.get_current_stream()
+        class cuda:  # noqa: N801 (CuPy's name)
+            Device = staticmethod(lambda: types.SimpleNamespace(id=0))
+            get_current_stream = staticmethod(lambda: None)
+
+    def cupy_loaded(spec, device_step, device_id, n_values=0):
+        asked.append(n_values)
+        return None, loaded
+
+    monkeypatch.setitem(sys.modules, "cupy", Cupy)
+    monkeypatch.setattr(cuda_kernels, "cupy_loaded", cupy_loaded)
+    monkeypatch.setattr(cuda_kernels, "max_blocks", lambda: 132 * 16)
+    cuda_kernels.launch(spec, 4096, 13, 2, 1, scalars, np.float32(0))
+    (arguments,) = loaded.arguments
+    return arguments, asked[0]
+
+
+@pytest.mark.parametrize("n_rows", [0, 1, 2])
+def test_a_launch_through_cupy_packs_its_scalars_as_the_kernel_takes_them(monkeypatch, n_rows):
+    """CuPy packs each argument by its dtype; the compiled kernel's parameters, in PTX, must be
+    those types in that order: the scalars' values (or their address, ``n_rows`` 0) in place."""
+    from numba import cuda
+
+    spec = adam_spec(True)
+    values = tuple(np.arange(n_rows * spec.n_scalars, dtype=np.float32))
+    arguments, n_values = cupy_launch(monkeypatch, spec, values if n_rows else 8192)
+    assert n_values == len(values)
+    if n_rows:
+        assert arguments[5:5 + n_values] == values
+    ptx, _ = cuda.compile_ptx(cuda_kernels.kernel_for(spec).py_func, cuda_kernels.update_signature(spec, n_values),
+                              cc=(9, 0))
+    entry = ptx[ptx.index(".entry"):]
+    parameters = re.findall(r"\.param \.(\w+)", entry[:entry.index(")")])
+    ptx_type = {np.dtype(np.int64): "u64", np.dtype(np.float32): "f32"}
+    assert [ptx_type[np.asarray(argument).dtype] for argument in arguments] == parameters

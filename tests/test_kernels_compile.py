@@ -190,18 +190,22 @@ def test_16_bit_storage_compiles_to_16_bit_moves_and_float32_arithmetic(name):
     assert not re.search(r"\bv?(sqrt|div|mul)(sd|pd)\b", code), "float32 arithmetic promoted to float64"
 
 
+def int8_spec():
+    """Adam with AMSGrad and 8-bit state, float32 parameters."""
+    h = FAMILY.Hyper(**{**numadam.Adam._class_defaults, "amsgrad": True})
+    return kernel_spec(FAMILY, FAMILY.flags(h), np.dtype(np.float32), {k.name for k in FAMILY.state_kinds(h)},
+                       state=np.dtype(np.int8))
+
+
 def test_the_8_bit_state_block_kernel_compiles_to_ptx():
     """Blocks of 8-bit codes: byte loads and stores, a shared-memory block of new state, float32 arithmetic."""
     from numba import cuda
 
     from numadam.targets.cuda import kernels as cuda_kernels
 
-    h = FAMILY.Hyper(**{**numadam.Adam._class_defaults, "amsgrad": True})
-    spec = kernel_spec(FAMILY, FAMILY.flags(h), np.dtype(np.float32), {k.name for k in FAMILY.state_kinds(h)},
-                       state=np.dtype(np.int8))
     int64 = numba.types.int64
     signature = (int64,) * 6 + (numba.types.float32, int64)
-    ptx, _ = cuda.compile_ptx(cuda_kernels.block_kernel_for(spec).py_func, signature, cc=(9, 0))
+    ptx, _ = cuda.compile_ptx(cuda_kernels.block_kernel_for(int8_spec()).py_func, signature, cc=(9, 0))
     assert re.search(r"ld\.global(\.\w+)*\.[us]8", ptx) and re.search(r"st\.global(\.\w+)*\.[us]8", ptx)
     assert ".shared" in ptx and "bar.sync" in ptx
     assert not re.search(r"\b(add|sub|mul|div|sqrt|fma)(\.\w+)*\.f64\b", ptx), "arithmetic outside float32"
@@ -224,3 +228,47 @@ def test_complex_elements_compile_on_both_targets(dtype):
         assert not re.search(r"\bv?(sqrt|div|mul)(sd|pd)\b", assembly("serial", spec)), "promoted to float64"
     else:
         assembly("serial", spec)
+
+
+def scalar_arguments_ptx(kind, spec, n_values):
+    """PTX of the ``kind`` kernel of ``spec`` taking ``n_values`` scalars as arguments (0: at an address)."""
+    from numba import cuda
+
+    from numadam.targets.cuda import kernels as cuda_kernels
+
+    signature = cuda_kernels.update_signature(spec, n_values)
+    if kind != "update":  # (table, width, segments, pieces or blocks, their count, scalars, like, out or scales)
+        signature = signature[:7] + (numba.types.int64,)
+    kernel = {"update": cuda_kernels.kernel_for, "reduction": cuda_kernels.reduction_kernel_for,
+              "blocks": cuda_kernels.block_kernel_for}[kind](spec)
+    ptx, _ = cuda.compile_ptx(kernel.py_func, signature, cc=(9, 0))
+    return ptx
+
+
+def kernel_parameters(ptx):
+    """The types of the kernel's parameters, in order."""
+    entry = ptx[ptx.index(".entry"):]
+    return re.findall(r"\.param \.(\w+)", entry[:entry.index(")")])
+
+
+@pytest.mark.parametrize("kind, spec", [("update", adam_spec(np.float32, True, 0.1)),
+                                        ("update", adam_spec(np.float64, False, 0.0)),
+                                        ("reduction", policy_spec("adam", Policy(accumulate="apply",
+                                                                                 reduction="gradient"))),
+                                        ("reduction", policy_spec("lamb", Policy(reduction="norms"))),
+                                        ("blocks", int8_spec())],
+                         ids=["update-float32", "update-float64", "reduction", "norms", "blocks"])
+def test_scalars_passed_as_arguments_are_kernel_parameters(kind, spec):
+    """Two rows of scalars as arguments: a parameter of the real dtype for each value where the
+    address was, stored once into the thread's local memory, where each piece reads its row.
+    (The gradient's pre-pass reads a scalar only when it takes the mean of accumulated gradients.)"""
+    width = 32 if spec.real == "float32" else 64
+    n_values = 2 * spec.n_scalars
+    by_address = kernel_parameters(scalar_arguments_ptx(kind, spec, 0))
+    ptx = scalar_arguments_ptx(kind, spec, n_values)
+    assert kernel_parameters(ptx) == by_address[:5] + [f"f{width}"] * n_values + by_address[6:]
+    stored = re.findall(rf"st\.local(?:\.v(\d))?\.[bf]{width}\b", ptx)  # (st.local.v2.f32 stores two)
+    assert sum(int(vector or 1) for vector in stored) == n_values, "one copy of the values"
+    assert re.search(rf"ld\.local(\.v\d)?\.[bf]{width}\b", ptx), "rows read from the copy"
+    if width == 32 and kind == "update":  # (the pre-pass sums in float64)
+        assert not re.search(r"\b(add|sub|mul|div|sqrt|fma)(\.\w+)*\.f64\b", ptx), "float32 kernel uses float64"

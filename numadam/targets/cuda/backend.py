@@ -1,10 +1,18 @@
 """CuPy and other CUDA arrays, updated by the numba-cuda kernel of :mod:`numadam.targets.cuda.kernels`.
 
-Segment tables reach the GPU through a ring of page-locked buffers
-(:class:`PinnedStaging`), so a step never waits for the copy, and are read only
-on the stream that copied them (:class:`StagedTable`). This module imports
-neither CuPy nor numba-cuda: it finds CuPy in ``sys.modules`` (an array of it
-exists only if the user imported it) and loads the kernels on first use.
+As on the CPU, what depends only on a plan and a kernel spec is done once, when
+its launch is made (:meth:`CudaBackend.launcher`, :meth:`CudaBackend.reducer`);
+a step then rounds its scalars and launches. The scalar rows of up to
+:data:`ARGUMENT_ROWS` groups travel as kernel arguments, so a step copies
+nothing to the GPU; more rows, and the device-counted steps' rows (which the
+GPU picks and writes), are uploaded with each step.
+
+Segment tables (and those scalar rows) reach the GPU through a ring of
+page-locked buffers (:class:`PinnedStaging`), so a step never waits for the
+copy, and are read only on the stream that copied them (:class:`StagedTable`).
+This module imports neither CuPy nor numba-cuda: it finds CuPy in
+``sys.modules`` (an array of it exists only if the user imported it) and loads
+the kernels on first use.
 """
 
 import sys
@@ -16,6 +24,12 @@ from ..layout import c_strides, number_chunks
 from ..arrays import ArrayInfo, Plan, checked_rows
 
 _STAGING_LOCK = threading.Lock()
+
+#: At most this many scalar rows (one per group, the optimizer's own included, or one per parameter
+#: for a family with norms) reach a kernel as its arguments; more are copied to the GPU at each
+#: call. Each count compiles a kernel of its own; four rows of the longest (21 values, float64)
+#: take 672 bytes of the 4 KB of a launch's arguments.
+ARGUMENT_ROWS = 4
 
 
 class CudaBackend:
@@ -101,33 +115,47 @@ class CudaBackend:
             stream = self._streams[pointer] = cuda.external_stream(pointer)
         return stream
 
-    def _scalars_on_device(self, scalars, real, n_scalars):
-        """Device words holding the rows of ``scalars`` rounded once to ``real``."""
-        return self._upload(_as_int64_words(checked_rows(scalars, real, n_scalars)))
+    def _kernel_scalars(self, scalars, real, n_scalars):
+        """The rows of ``scalars`` rounded once to ``real``, as a kernel takes them: a tuple of their
+        values (kernel arguments) for at most :data:`ARGUMENT_ROWS` rows, a device copy otherwise
+        (held by the caller until its launch is queued; :meth:`_scalars_argument` passes it)."""
+        values = _row_values(scalars, real, n_scalars)
+        if 0 < values.size <= ARGUMENT_ROWS * n_scalars:
+            return tuple(values)
+        return self._upload(_as_int64_words(values))
+
+    def _scalars_argument(self, values):
+        """The kernel's ``scalars`` argument for :meth:`_kernel_scalars`' ``values``."""
+        return values if type(values) is tuple else self._table_address(values)
 
     def launcher(self, plan, spec, blocks=None):
         """``launch(scalars)``: ``spec``'s kernel launched over ``plan`` with ``scalars`` (one row of
-        floats per group, rounded at each call, once, to the spec's real dtype), on CuPy's current
-        stream. With 8-bit state, ``blocks`` holds the blocks (each block's first element in the
-        sequence, then its length) and their scales: one thread block per state block."""
+        floats per group, rounded at each call, once, to the spec's real dtype, and passed as
+        kernel arguments: see :meth:`_kernel_scalars`), on CuPy's current stream. Everything that
+        depends only on the plan and the spec is decided here, once. With 8-bit state, ``blocks``
+        holds the blocks (each block's first element in the sequence, then its length) and their
+        scales: one thread block per state block."""
         if plan.n_chunks == 0:
             return lambda scalars: None
         plan.check_fits(spec)
         real, n_scalars, kernels = np.dtype(spec.real), spec.n_scalars, self._kernels
+        like, table, width, n_segments = real.type(0), plan.device_table, plan.width, len(plan.rows)
         if blocks is None:
+            n_chunks = plan.n_chunks
+
             def launch(scalars):
-                values = self._scalars_on_device(scalars, real, n_scalars)
-                kernels.launch(spec, self._table_address(plan.device_table), plan.width, len(plan.rows),
-                               plan.n_chunks, self._table_address(values), real.type(0), self._stream())
+                values = self._kernel_scalars(scalars, real, n_scalars)
+                kernels.launch(spec, self._table_address(table), width, n_segments, n_chunks,
+                               self._scalars_argument(values), like, self._stream())
             return launch
-        block_starts, scales = blocks
+        block_starts, scales = blocks  # the bucket's own arrays, made with it: their addresses do not change
+        blocks_address, n_blocks = self.describe(block_starts).address, block_starts.size - 1
+        scales_address = self.describe(scales).address
 
         def launch_blocks(scalars):
-            values = self._scalars_on_device(scalars, real, n_scalars)
-            kernels.launch_blocks(spec, self._table_address(plan.device_table), plan.width, len(plan.rows),
-                                  self.describe(block_starts).address, block_starts.size - 1,
-                                  self._table_address(values), real.type(0), self.describe(scales).address,
-                                  self._stream())
+            values = self._kernel_scalars(scalars, real, n_scalars)
+            kernels.launch_blocks(spec, self._table_address(table), width, n_segments, blocks_address, n_blocks,
+                                  self._scalars_argument(values), like, scales_address, self._stream())
         return launch_blocks
 
     def run(self, plan, spec, scalars):
@@ -135,24 +163,33 @@ class CudaBackend:
         self.launcher(plan, spec)(scalars)
 
     def reducer(self, plan, spec, starts, stops):
-        """``reduce(scalars)``: :meth:`reduce` over ``plan`` with ``scalars`` (the host waits)."""
-        return lambda scalars: self.reduce(plan, spec, scalars, starts, stops)
-
-    def reduce(self, plan, spec, scalars, starts, stops):
-        """``(pieces, 2)`` float64 on the host: the pre-pass's two sums over each piece
-        ``starts[p]:stops[p]`` of the sequence. The host waits for them."""
-        out = np.zeros((len(starts), 2))
+        """``reduce(scalars)``: the pre-pass of ``spec`` over ``plan``, its two float64 sums over each
+        piece ``starts[p]:stops[p]`` of the sequence, as a ``(pieces, 2)`` array on the host (the
+        host waits for them; refilled at each call: copy what is kept). The pieces and the
+        sums' device memory are uploaded here, once; a call passes its scalars as the update
+        does (:meth:`_kernel_scalars`)."""
         plan.check_fits(spec)
         if not len(starts):
-            return out
-        real = np.dtype(spec.real)
+            none = np.zeros((0, 2))
+            return lambda scalars: none
+        real, n_scalars, kernels = np.dtype(spec.real), spec.n_scalars, self._kernels
+        like, table, width, n_segments = real.type(0), plan.device_table, plan.width, len(plan.rows)
+        n_pieces = len(starts)
         pieces = self._upload(np.concatenate([starts, stops]).astype(np.int64))
-        values = self._scalars_on_device(scalars, real, spec.n_scalars)
-        device_out = self._upload(np.zeros(2 * len(starts), np.int64))  # 8-byte words, written as float64
-        self._kernels.launch_reduction(spec, self._table_address(plan.device_table), plan.width, len(plan.rows),
-                                       self._table_address(pieces), len(starts), self._table_address(values),
-                                       real.type(0), self._table_address(device_out), self._stream())
-        return self._to_host(device_out).view(np.float64).reshape(-1, 2)
+        out = self._upload(np.zeros(2 * n_pieces, np.int64))  # 8-byte words, written as float64
+
+        def reduce(scalars):
+            values = self._kernel_scalars(scalars, real, n_scalars)
+            kernels.launch_reduction(spec, self._table_address(table), width, n_segments, self._table_address(pieces),
+                                     n_pieces, self._scalars_argument(values), like, self._table_address(out),
+                                     self._stream())
+            return self._to_host(out).view(np.float64).reshape(-1, 2)
+
+        return reduce
+
+    def reduce(self, plan, spec, scalars, starts, stops):
+        """The pre-pass over ``plan`` once (see :meth:`reducer`)."""
+        return self.reducer(plan, spec, starts, stops)(scalars).copy()
 
     # -- device-counted steps (nonfinite="skip" without waiting; see numadam.engine.device_steps) -------------
 
@@ -173,6 +210,8 @@ class CudaBackend:
         the scalar rows of that step; the pre-pass sets the control block's flag if a gradient is
         not finite and (``clip_value``) writes the clipping scale into slot ``scale_slot`` of every
         row; the update then reads the block of the device's step, or does nothing if flagged.
+        These rows are uploaded at each call, not passed as kernel arguments: the GPU picks the
+        block and writes into it.
         """
         plan.check_fits(spec)
         real = np.dtype(spec.real)
@@ -322,6 +361,16 @@ class PinnedStaging:
         device.set(staged, stream=stream)
         event.record(stream)
         return device, stream
+
+
+def _row_values(scalars, real, n_scalars):
+    """The scalar rows one after the other in ``real`` (see
+    :func:`~numadam.targets.arrays.checked_rows`); one row, the common case, is kept short."""
+    if type(scalars) is list and len(scalars) == 1:
+        if len(scalars[0]) != n_scalars:
+            raise AssertionError(f"scalar rows of {len(scalars[0])} values for {n_scalars}")
+        return np.fromiter(scalars[0], real, n_scalars)
+    return checked_rows(scalars, real, n_scalars)
 
 
 def _as_int64_words(values):

@@ -3,8 +3,12 @@
 Blocks stride over chunks (equal runs of the segments laid end to end); the
 threads of a block stride over the elements of each segment piece of their
 chunk, so neighbouring threads touch neighbouring elements (coalesced access).
-The segment table, the per-group scalars and the arrays are reached through raw
-device addresses, so one launch updates any number of arrays. Each piece goes
+The segment table and the arrays are reached through raw device addresses, so
+one launch updates any number of arrays. The per-group scalar rows come either
+as kernel arguments (a tuple of values in the spec's real dtype, which the
+launch packs with the other arguments: nothing is copied to the GPU for them)
+or, where there are too many rows for that or the GPU picks them, at a device
+address; :func:`scalar_view` reads both the same way. Each piece goes
 through the spec's ``run_piece`` (:mod:`numadam.targets.body`): the same
 rule, called from the same generated body, as on the CPU.
 
@@ -23,6 +27,7 @@ import warnings
 
 import numpy as np
 from numba import cuda, float32, float64, int64, njit
+from numba.types import UniTuple
 
 from ..control import APPLIED, CONTROL_SIZE, FLAG, SKIPPED
 from ..primitives import INTERPRETED, pointer_codegen, register
@@ -33,11 +38,11 @@ from ..segments import piece_of, segment_of_element, sequence_length
 SIMULATED = bool(cuda.config.ENABLE_CUDASIM)
 
 if SIMULATED:
-    from .simulated_memory import element_pointer, table_view
+    from .simulated_memory import element_pointer, scalar_view, table_view
 
     PRIMITIVES = INTERPRETED
 else:
-    from numba.cuda import types
+    from numba.cuda import cgutils, types
     from numba.cuda.extending import intrinsic
 
     PRIMITIVES = register(intrinsic, types)
@@ -48,32 +53,51 @@ else:
         """The int64 table at device byte ``address`` (``n_values`` long)."""
         return types.CPointer(types.int64)(types.int64, types.int64), pointer_codegen
 
+    def _local_copy_codegen(context, builder, signature, args):
+        """The tuple ``args[0]`` stored in the thread's local memory, and a pointer to its first value."""
+        copy = cgutils.alloca_once(builder, args[0].type)
+        builder.store(args[0], copy)
+        return builder.bitcast(copy, context.get_value_type(signature.return_type))
+
+    @intrinsic
+    def scalar_view(typingctx, scalars, like):
+        """The scalar rows as a pointer to values of ``like``'s type: ``scalars`` is their device
+        byte address (int64), or the values themselves (a tuple passed as kernel arguments),
+        then copied once into the thread's local memory, where a row is read by its group's
+        index as from device memory."""
+        if isinstance(scalars, types.UniTuple):
+            if scalars.dtype != like:
+                return None
+            return types.CPointer(like)(scalars, like), _local_copy_codegen
+        return types.CPointer(like)(types.int64, like), pointer_codegen
+
 
 @functools.cache
 def kernel_for(spec, device_step=False):
     """The kernel of ``spec``: ``kernel(table_address, width, n_segments, n_chunks, chunk_size,
-    scalars_address, like, control_address, first_step, block_bytes)``, with ``like`` zero in the
-    spec's real dtype.
+    scalars, like, control_address, first_step, block_bytes)``, with ``like`` zero in the spec's
+    real dtype and ``scalars`` the rows' values (a tuple in that dtype, as kernel arguments) or
+    their device address (see :func:`scalar_view`); numba-cuda compiles one kernel for each.
 
     With ``device_step``, the step number comes from the control block: every
     block returns at once if the step's flag is set, and otherwise reads its
-    scalars ``(applied + 1 - first_step) * block_bytes`` bytes into them (the
-    host uploads the scalars of every step number the device may be at).
-    Without it, the last three arguments are ignored.
+    scalars ``(applied + 1 - first_step) * block_bytes`` bytes past the address
+    ``scalars`` (the host uploads the scalars of every step number the device
+    may be at). Without it, the last three arguments are ignored.
     """
     piece = piece_runner(spec, PRIMITIVES, strided_threads=True)
     run_piece = piece if SIMULATED else njit(inline="always")(piece)  # inlined: needs no device to compile
 
     @cuda.jit(**_register_cap(spec))
-    def kernel(table_address, width, n_segments, n_chunks, chunk_size, scalars_address, like, control_address,
+    def kernel(table_address, width, n_segments, n_chunks, chunk_size, scalars, like, control_address,
                first_step, block_bytes):
         table = table_view(table_address, n_segments * width)
-        if device_step:
+        if device_step:  # a constant of this kernel: the branch is compiled only into device-counted steps
             control = table_view(control_address, CONTROL_SIZE)
             if control[FLAG] != 0:
                 return
-            scalars_address += (control[APPLIED] + 1 - first_step) * block_bytes
-        scalars = element_pointer(scalars_address, like)
+            scalars += (control[APPLIED] + 1 - first_step) * block_bytes
+        values = scalar_view(scalars, like)
         n_elements = sequence_length(table, n_segments, width)
         for chunk in range(cuda.blockIdx.x, n_chunks, cuda.gridDim.x):
             first = chunk * chunk_size
@@ -81,7 +105,7 @@ def kernel_for(spec, device_step=False):
             segment = segment_of_element(table, n_segments, first, width)
             while first < last:
                 row, start, stop = piece_of(table, segment, first, last, width)
-                run_piece(table, row, start + cuda.threadIdx.x, stop, cuda.blockDim.x, scalars, like)
+                run_piece(table, row, start + cuda.threadIdx.x, stop, cuda.blockDim.x, values, like)
                 first += stop - start
                 segment += 1
 
@@ -102,7 +126,7 @@ def _register_cap(spec):
 @functools.cache
 def reduction_kernel_for(spec):
     """The pre-pass kernel of ``spec``: ``kernel(table_address, width, n_segments, pieces_address,
-    n_pieces, scalars_address, like, out_address)``.
+    n_pieces, scalars, like, out_address)`` (``scalars`` as for :func:`kernel_for`).
 
     ``pieces`` holds the pieces' starts then their stops (int64); ``out`` gets
     each piece's two float64 sums. A block takes a piece; its threads stride
@@ -113,10 +137,10 @@ def reduction_kernel_for(spec):
     reduce_piece = piece if SIMULATED else njit(inline="always")(piece)
 
     @cuda.jit
-    def kernel(table_address, width, n_segments, pieces_address, n_pieces, scalars_address, like, out_address):
+    def kernel(table_address, width, n_segments, pieces_address, n_pieces, scalars, like, out_address):
         table = table_view(table_address, n_segments * width)
         pieces = table_view(pieces_address, 2 * n_pieces)
-        scalars = element_pointer(scalars_address, like)
+        values = scalar_view(scalars, like)
         out = element_pointer(out_address, _ZERO64)
         first_sums = cuda.shared.array(THREADS_PER_BLOCK, float64)
         second_sums = cuda.shared.array(THREADS_PER_BLOCK, float64)
@@ -130,7 +154,7 @@ def reduction_kernel_for(spec):
             while first < last:
                 row, start, stop = piece_of(table, segment, first, last, width)
                 piece_first, piece_second = reduce_piece(table, row, start + thread, stop, cuda.blockDim.x,
-                                                         scalars, like)
+                                                         values, like)
                 first_sum += piece_first
                 second_sum += piece_second
                 first += stop - start
@@ -156,7 +180,7 @@ def reduction_kernel_for(spec):
 @functools.cache
 def block_kernel_for(spec):
     """The kernel of a spec with 8-bit state: ``kernel(table_address, width, n_segments,
-    blocks_address, n_blocks, scalars_address, like, scales_address)``.
+    blocks_address, n_blocks, scalars, like, scales_address)`` (``scalars`` as for :func:`kernel_for`).
 
     A thread block takes a block of the state (``blocks`` holds each block's
     first element in the sequence, then the sequence's length) and updates it
@@ -175,10 +199,10 @@ def block_kernel_for(spec):
     numba_real = float64 if spec.real == "float64" else float32
 
     @cuda.jit
-    def kernel(table_address, width, n_segments, blocks_address, n_blocks, scalars_address, like, scales_address):
+    def kernel(table_address, width, n_segments, blocks_address, n_blocks, scalars, like, scales_address):
         table = table_view(table_address, n_segments * width)
         blocks = table_view(blocks_address, n_blocks + 1)
-        scalars = element_pointer(scalars_address, like)
+        values = scalar_view(scalars, like)
         scales = element_pointer(scales_address, _ZERO32)
         buffer = cuda.shared.array(buffer_size, numba_real)
         largest = cuda.shared.array(THREADS_PER_BLOCK, numba_real)
@@ -191,7 +215,7 @@ def block_kernel_for(spec):
             position = first
             while position < last:
                 row, start, stop = piece_of(table, segment, position, last, width)
-                load(table, row, start + thread, stop, cuda.blockDim.x, scalars, like, scales, n_blocks, block,
+                load(table, row, start + thread, stop, cuda.blockDim.x, values, like, scales, n_blocks, block,
                      position - first - start, buffer)
                 position += stop - start
                 segment += 1
@@ -229,11 +253,11 @@ def block_kernel_for(spec):
     return kernel
 
 
-def launch_blocks(spec, table_address, width, n_segments, blocks_address, n_blocks, scalars_address, like,
+def launch_blocks(spec, table_address, width, n_segments, blocks_address, n_blocks, scalars, like,
                   scales_address, stream=0):
     """Launch the 8-bit state's kernel (:func:`block_kernel_for`), one thread block per state block."""
     _launch_over(block_kernel_for(spec), n_blocks, stream, table_address, width, n_segments, blocks_address, n_blocks,
-                 scalars_address, like, scales_address)
+                 scalars, like, scales_address)
 
 
 def _quiet_grid(kernel, blocks, threads, stream):
@@ -328,30 +352,39 @@ def configured_kernel(spec, blocks, stream, device_step=False):
     return _quiet_grid(kernel_for(spec, device_step), blocks, THREADS_PER_BLOCK, stream)
 
 
-def launch(spec, table_address, width, n_segments, n_chunks, scalars_address, like, stream=0,
-           device_step=None):
+def launch(spec, table_address, width, n_segments, n_chunks, scalars, like, stream=0, device_step=None):
     """Launch one kernel over every chunk of the device segment table at ``table_address``.
 
-    ``device_step`` is ``(control_address, first_step, block_bytes)`` for a device-counted step.
+    ``scalars`` is a tuple of the rows' values in ``like``'s dtype (kernel
+    arguments), or their device address (see :func:`kernel_for`);
+    ``device_step`` is ``(control_address, first_step, block_bytes)`` for a
+    device-counted step, whose scalars are at an address.
     """
     if n_chunks == 0:
         return
     blocks = min(n_chunks, max_blocks())
     step_arguments = (0, 0, 0) if device_step is None else device_step
-    arguments = (table_address, width, n_segments, n_chunks, CHUNK_SIZE, scalars_address, like, *step_arguments)
     cupy = None if SIMULATED else sys.modules.get("cupy")
-    loaded = None if cupy is None else cupy_loaded(spec, device_step is not None, cupy.cuda.Device().id)
+    in_arguments = type(scalars) is tuple
+    loaded = None if cupy is None else cupy_loaded(spec, device_step is not None, cupy.cuda.Device().id,
+                                                   len(scalars) if in_arguments else 0)
     if loaded is None:
-        configured_kernel(spec, blocks, stream, device_step is not None)(*arguments)
+        configured_kernel(spec, blocks, stream, device_step is not None)(
+            table_address, width, n_segments, n_chunks, CHUNK_SIZE, scalars, like, *step_arguments)
         return
-    typed = (*map(np.int64, arguments[:6]), like, *map(np.int64, step_arguments))  # CuPy packs them by dtype
+    # CuPy packs each argument by its dtype, a tuple's values one by one: the compiled kernel's
+    # parameters, in whose list numba-cuda lays a tuple out value by value.
+    values = scalars if in_arguments else (np.int64(scalars),)
+    typed = (*map(np.int64, (table_address, width, n_segments, n_chunks, CHUNK_SIZE)), *values, like,
+             *map(np.int64, step_arguments))
     loaded[1]((blocks,), (THREADS_PER_BLOCK,), typed, stream=cupy.cuda.get_current_stream())
 
 
 @functools.lru_cache(maxsize=256)
-def cupy_loaded(spec, device_step, device_id):
+def cupy_loaded(spec, device_step, device_id, n_values=0):
     """``(module, function)``: the update kernel of ``spec``, compiled by numba-cuda, loaded by CuPy
-    into the context of GPU ``device_id`` (the current one).
+    into the context of GPU ``device_id`` (the current one), for ``n_values`` scalars passed as
+    kernel arguments (0: the scalars at a device address).
 
     numba-cuda's launcher types and converts the ten arguments on every launch
     (25-40 µs of host time on an H100's host, against 5 µs for CuPy's
@@ -362,9 +395,8 @@ def cupy_loaded(spec, device_step, device_id):
     wraps for numba-cuda.
     """
     cupy = sys.modules["cupy"]
-    real = float32 if spec.real == "float32" else float64
     try:
-        kernel = kernel_for(spec, device_step).compile((int64,) * 6 + (real,) + (int64,) * 3)
+        kernel = kernel_for(spec, device_step).compile(update_signature(spec, n_values))
         code = kernel._codelibrary.get_cubin()  # numba-cuda 0.2x-0.30: bytes, or cuda.core's ObjectCode
         module = cupy.cuda.function.Module()
         module.load(getattr(code, "code", code))
@@ -373,13 +405,21 @@ def cupy_loaded(spec, device_step, device_id):
         return None
 
 
+def update_signature(spec, n_values=0):
+    """The argument types of :func:`kernel_for`'s kernel of ``spec`` with ``n_values`` scalars
+    passed as arguments (0: at a device address)."""
+    real = float32 if spec.real == "float32" else float64
+    scalars = int64 if n_values == 0 else UniTuple(real, n_values)
+    return (int64,) * 5 + (scalars, real) + (int64,) * 3
+
+
 def launch_one_block(kernel, arguments, stream=0):
     """Launch a one-thread-matters kernel (:func:`control_kernels`) on one block."""
     _quiet_grid(kernel, 1, 1, stream)(*arguments)
 
 
-def launch_reduction(spec, table_address, width, n_segments, pieces_address, n_pieces, scalars_address, like,
+def launch_reduction(spec, table_address, width, n_segments, pieces_address, n_pieces, scalars, like,
                      out_address, stream=0):
     """Launch the pre-pass over ``n_pieces`` pieces, one block each (at most :func:`max_blocks`)."""
     _launch_over(reduction_kernel_for(spec), n_pieces, stream, table_address, width, n_segments, pieces_address,
-                 n_pieces, scalars_address, like, out_address)
+                 n_pieces, scalars, like, out_address)

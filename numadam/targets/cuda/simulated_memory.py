@@ -38,3 +38,8 @@ def element_pointer(address, like):
 def table_view(address, n_values):
     buffer = (ctypes.c_int64 * int(n_values)).from_address(int(address))
     return np.frombuffer(buffer, dtype=np.int64)
+
+
+def scalar_view(scalars, like):
+    """The scalar rows, indexable: a tuple of values (kernel arguments) as it is, an address as a pointer."""
+    return scalars if isinstance(scalars, tuple) else element_pointer(scalars, like)
