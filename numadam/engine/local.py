@@ -156,6 +156,14 @@ class LocalEngine(Engine):
         # No policy: the same every step (as with_policy appends). The update's rows are the first
         # pass's, each cut to its length by the kernel: one row per parameter (its trust ratio).
         extra = tuple(self.policies.scalars(1.0)) if first.active else ()
+        if len(leaf_groups) == 1:  # one parameter: the common case, kept short (this runs every step)
+            group = leaf_groups[0]
+
+            def launch(scalars):
+                rows = [scalars[group] + extra]
+                step(rows, rows, applies)
+
+            return launch
 
         def launch(scalars):
             rows = [scalars[group] + extra for group in leaf_groups]

@@ -195,18 +195,10 @@ def _norms_value(spec, param_squares, direction_squares):
     return implementation
 
 
-@njit(cache=True, error_model="numpy")
-def norms_then_update_serial(first, update, table, width, starts, stops, leaves, first_scalars, scalars, like, sums,
-                             applies, field_slot, row_size, n_chunks, chunk_size):
-    """A serial step of a family with a norms pass (LAMB), in one call: the first pass (``first``)
-    over each piece, its sums of squares added into ``sums[leaves[p]]`` in piece order; each
-    parameter's field ``field_slot`` of ``scalars`` (one row per parameter) set to the family's
-    value of its sums where ``applies``; then the update (``update``) over every chunk. The host's
-    float64 operations in the same order (:meth:`numadam.engine.stepping.Engine._norms_pass`).
-
-    ``scalars`` may be ``first_scalars`` itself: each row then holds the first pass's scalars,
-    whose first ``row_size`` are the update's (the policy's come after the family's), and each is
-    cut to them in place once the first pass has read it."""
+@njit(inline="always")
+def _norms_then_update(first, update, table, width, starts, stops, leaves, first_scalars, scalars, like, sums,
+                       applies, field_slot, row_size, n_chunks, chunk_size):
+    """The body of :func:`norms_then_update_serial` and :func:`norms_step_serial`."""
     n_segments = table.size // width
     n_leaves = sums.shape[0]
     sums[:] = 0.0
@@ -226,6 +218,34 @@ def norms_then_update_serial(first, update, table, width, starts, stops, leaves,
     n_elements = sequence_length(table, n_segments, width)
     for chunk in range(n_chunks):
         _update_chunk(update, table, width, n_segments, n_elements, chunk, chunk_size, scalars, like)
+
+
+@njit(cache=True, error_model="numpy")
+def norms_then_update_serial(first, update, table, width, starts, stops, leaves, first_scalars, scalars, like, sums,
+                             applies, field_slot, row_size, n_chunks, chunk_size):
+    """A serial step of a family with a norms pass (LAMB), in one call: the first pass (``first``)
+    over each piece, its sums of squares added into ``sums[leaves[p]]`` in piece order; each
+    parameter's field ``field_slot`` of ``scalars`` (one row per parameter) set to the family's
+    value of its sums where ``applies``; then the update (``update``) over every chunk. The host's
+    float64 operations in the same order (:meth:`numadam.engine.stepping.Engine._norms_pass`).
+
+    ``scalars`` may be ``first_scalars`` itself: each row then holds the first pass's scalars,
+    whose first ``row_size`` are the update's (the policy's come after the family's), and each is
+    cut to them in place once the first pass has read it."""
+    _norms_then_update(first, update, table, width, starts, stops, leaves, first_scalars, scalars, like, sums,
+                       applies, field_slot, row_size, n_chunks, chunk_size)
+
+
+@njit(cache=True, error_model="numpy")
+def norms_step_serial(first, update, table, width, pieces, scalars, like, sums, applies, field_slot, row_size,
+                      n_chunks, chunk_size):
+    """:func:`norms_then_update_serial` with one row array for both passes (cut in place) and the
+    pieces' starts, stops and parameters one after the other in ``pieces``: the engine's step,
+    three arrays fewer to take from Python at each call."""
+    n_pieces = pieces.size // 3
+    _norms_then_update(first, update, table, width, pieces[:n_pieces], pieces[n_pieces:2 * n_pieces],
+                       pieces[2 * n_pieces:], scalars, scalars, like, sums, applies, field_slot, row_size, n_chunks,
+                       chunk_size)
 
 
 # -- 8-bit state: block by block ----------------------------------------------------------------
@@ -351,6 +371,8 @@ def _arguments(real):
                                types.boolean, types.float64, integer, integer, integer, integer),
         "norms_then_update": (table, integer, integers, integers, integers, real[::1], real[::1], real,
                               types.float64[:, ::1], types.boolean[::1], integer, integer, integer, integer),
+        "norms_step": (table, integer, integers, real[::1], real, types.float64[:, ::1], types.boolean[::1], integer,
+                       integer, integer, integer),
     }
 
 
@@ -361,11 +383,12 @@ KERNELS = {
     "blocks": (update_blocks_serial, update_blocks_parallel),
     "reduce_then_update": (reduce_then_update_serial, None),
     "norms_then_update": (norms_then_update_serial, None),
+    "norms_step": (norms_step_serial, None),
 }
 
 
 def signature(kind, *specs):
-    """The argument types of kernel ``kind`` for ``specs`` (one spec; two for ``norms_then_update``)."""
+    """The argument types of kernel ``kind`` for ``specs`` (one spec; two for the norms kernels)."""
     real = types.float32 if specs[0].real == "float32" else types.float64
     return tuple(typeof(spec) for spec in specs) + _arguments(real)[kind]
 
