@@ -5,6 +5,12 @@ Compared, every bit pattern of the 16-bit formats and many float32 values, with
 NumPy's float16 and ml_dtypes' bfloat16.
 """
 
+import os
+import platform
+import re
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 from numba import njit
@@ -88,6 +94,69 @@ def test_the_simulators_conversions_agree(code):
     for bits in range(0, 2**16, 97):
         widened, expected = widen(np.uint16(bits)), np.uint16(bits).view(FORMATS[code]).astype(np.float32)
         assert widened == expected or (np.isnan(widened) and np.isnan(expected))
+
+
+#: NaNs as bits: quiet and signalling, both signs, payloads in the kept and in the cut half, and the
+#: largest (whose cut half would overflow 32 bits if a rounding bias were added).
+NAN_BITS = np.array([0x7FC00000, 0xFFC00000, 0x7F800001, 0xFF800001, 0x7FA0FFFF, 0x7F80FFFF, 0x7FFFFFFF,
+                     0xFFFFFFFF, 0xFFFF8001], np.uint32)
+
+
+def quieted(bits):
+    """A bfloat16 NaN as numadam makes it: the float32's top half with its quiet bit set."""
+    return ((bits >> np.uint32(16)) | np.uint32(0x40)).astype(np.uint16)
+
+
+def test_bfloat16_nans_keep_their_sign_and_payload_and_turn_quiet():
+    _, narrow_all = compiled("bf16")
+    _, interpreted = conversions("bf16", INTERPRETED)
+    values = NAN_BITS.view(np.float32)
+    np.testing.assert_array_equal(narrow_all(values), quieted(NAN_BITS))
+    assert [interpreted(value) for value in values] == quieted(NAN_BITS).tolist()
+
+
+def test_bfloat16_stochastic_rounding_keeps_infinities_and_quiets_nans_whatever_the_random_bits():
+    compiled_all = stochastic_all("bf16")
+    interpreted = stochastic_rounding("bf16", INTERPRETED)
+    specials = np.concatenate([NAN_BITS, np.array([0x7F800000, 0xFF800000], np.uint32)])
+    expected = np.where(np.isnan(specials.view(np.float32)), quieted(specials),
+                        (specials >> np.uint32(16)).astype(np.uint16))
+    for random in (0, 1, 0x8000_0000, 0xFFFF_FFFF):
+        randoms = np.full(specials.size, random, np.uint32)
+        np.testing.assert_array_equal(compiled_all(specials.view(np.float32), randoms), expected)
+        assert [interpreted(value, np.uint32(random)) for value in specials.view(np.float32)] == expected.tolist()
+
+
+#: What a loop converting bfloat16 through float32 is compiled to, for a CPU named in the environment.
+_SCALE_LOOP = """
+from numba import njit
+from numadam.targets.primitives import cpu_primitives
+from numadam.targets.storage import conversions
+widen, narrow = conversions("bf16", cpu_primitives())
+
+@njit(error_model="numpy")
+def scale(bits, factor):
+    for i in range(bits.size):
+        bits[i] = narrow(widen(bits[i]) * factor)
+
+scale.compile("void(uint16[::1], float32)")
+print(scale.inspect_asm(scale.signatures[0]))
+"""
+
+
+@pytest.mark.subprocess
+@pytest.mark.skipif(platform.machine() not in ("x86_64", "AMD64"), reason="reads x86 assembly")
+@pytest.mark.parametrize("cpu", ["sapphirerapids", "znver4", "haswell"])
+def test_bfloat16_conversions_vectorize_on_intel_and_amd_cpus(cpu, tmp_path):
+    """The same code, compiled by LLVM for an Intel and an AMD CPU with AVX-512 and for one with AVX2:
+    widening and narrowing are shifts of whole vectors of 32-bit lanes (ymm or zmm registers)."""
+    environment = {**os.environ, "NUMBA_CPU_NAME": cpu, "NUMBA_CPU_FEATURES": "", "NUMBA_CACHE_DIR": str(tmp_path)}
+    done = subprocess.run([sys.executable, "-c", _SCALE_LOOP], env=environment, capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert re.search(r"\bvpslld\s+\$16, %[yz]mm", done.stdout), "widening is not vectorized"
+    assert re.search(r"\bvpsrld\s+\$16, %[yz]mm", done.stdout), "narrowing is not vectorized"
+    assert not re.search(r"\bvp(add|sll|srl)q\b", done.stdout), "64-bit lanes: half as many elements per vector"
 
 
 def stochastic_all(code):
