@@ -9,6 +9,7 @@ import subprocess
 import sys
 import tracemalloc
 
+import numba
 import numpy as np
 import pytest
 
@@ -53,6 +54,7 @@ def test_quick_bench_prints_the_table_and_writes_table_and_plot(tmp_path):
     assert output.read_bytes().startswith(PNG_SIGNATURE)
     table = output.with_suffix(".txt").read_text()
     assert table.startswith("numadam bench --quick") and table in result.stdout
+    assert table.splitlines()[1].startswith("Machine: ") and "Numba threading layer " in table.splitlines()[1]
 
 
 def test_the_solve_bench_times_every_loop_and_checks_the_compiled_iterates(tmp_path):
@@ -63,6 +65,7 @@ def test_the_solve_bench_times_every_loop_and_checks_the_compiled_iterates(tmp_p
     for label in ("numadam.minimize, compiled", "Python loop", "hand-written @njit loop"):
         assert f"| {label} |" in result.stdout
     assert "optax" not in result.stdout.split("| loop |")[1]  # an optional contender, absent here
+    assert result.stdout.splitlines()[1].startswith("Machine: ") and "Numba threading layer " in result.stdout
     assert output.with_suffix(".txt").read_text() in result.stdout
 
 
@@ -276,3 +279,84 @@ def test_every_family_has_a_study_with_its_own_bytes():
     assert set(studies) == set(numadam.families()) - {"lamb"}
     assert studies["adam"].bytes_per_element == 28 and studies["ademamix"].bytes_per_element == 36
     assert studies["lion"].bytes_per_element == 20
+
+
+def fake_sysfs(root, caches):
+    """A ``cpu0/cache`` folder as Linux writes it: ``index*/{level,type,size}``."""
+    for k, (level, kind, size) in enumerate(caches):
+        index = root / f"index{k}"
+        index.mkdir(parents=True)
+        for name, text in (("level", str(level)), ("type", kind), ("size", size)):
+            (index / name).write_text(text + "\n")
+    return root
+
+
+EPYC_CACHES = [(1, "Data", "48K"), (1, "Instruction", "32K"), (2, "Unified", "1024K"), (3, "Unified", "32768K")]
+
+
+def test_cache_sizes_are_read_from_sysfs(tmp_path, monkeypatch):
+    from numadam.bench import machine
+
+    monkeypatch.setattr(machine, "SYSFS_CACHES", fake_sysfs(tmp_path / "cache", EPYC_CACHES))
+    found = machine.caches()
+    assert [(cache.name, cache.size) for cache in found] == [("L1d", 48 << 10), ("L2", 1 << 20), ("L3", 32 << 20)]
+    assert machine.last_level_cache(found).size == 32 << 20
+
+
+def test_cache_sizes_fall_back_to_lscpu_and_then_to_none(tmp_path, monkeypatch):
+    from numadam.bench import machine
+
+    lscpu = ('{"caches": [{"name": "L1d", "one-size": "49152", "type": "Data", "level": 1},'
+             ' {"name": "L3", "one-size": "503316480", "type": "Unified", "level": 3}]}')
+    assert machine.parse_lscpu(lscpu)[-1] == machine.Cache(3, "Unified", 480 << 20)
+    monkeypatch.setattr(machine, "SYSFS_CACHES", tmp_path / "absent")
+    monkeypatch.setattr(machine, "_lscpu_caches", lambda: machine.parse_lscpu(lscpu))
+    assert machine.last_level_cache(machine.caches()).size == 480 << 20
+    monkeypatch.setattr(machine, "_lscpu_caches", lambda: [])
+    assert machine.caches() == [] and machine.last_level_cache([]) is None
+    assert "caches of one CPU: not reported by the OS" in machine.describe()
+    assert machine.roofline_size(16, 100) == machine.LEAST_SIZE and machine.size_warning(10, 16) is None
+
+
+@pytest.mark.parametrize("last_level, memory, held, expected", [
+    (32 << 20, None, 180, 2 * 10**7),           # a 32 MiB L3: 8 x 32 MiB / 16 B = 1.7e7, rounded up
+    (480 << 20, None, 180, 3 * 10**8),          # a 480 MiB L3: 2.5e8, rounded up
+    (480 << 20, 24 << 30, 180, 10**8),          # ... but 3/4 of 24 GiB holds 1.07e8 at 180 B per element
+    (1 << 20, None, 180, 10**7),                # never below 1e7
+    (480 << 20, 1 << 30, 180, 10**7),           # not even for want of memory
+    (None, None, 180, 10**7),                   # no cache known: 1e7
+])
+def test_roofline_sizes_pass_the_last_level_cache_as_far_as_memory_allows(last_level, memory, held, expected):
+    from numadam.bench.machine import roofline_size
+
+    assert roofline_size(16, held, last_level=last_level, memory=memory) == expected
+
+
+def test_sizes_short_of_the_last_level_cache_are_named():
+    from numadam.bench.machine import size_warning
+
+    why = size_warning(10**7, 16, last_level=32 << 20)
+    assert "4.8x the last-level cache (32 MiB)" in why and "--size 2e7 or more" in why
+    assert size_warning(6 * 10**7, 16, last_level=32 << 20) is None
+
+
+def test_headers_name_the_machine_and_warn_when_the_size_is_in_cache(tmp_path, monkeypatch, capsys):
+    import argparse
+
+    from numadam.bench import command, machine
+
+    monkeypatch.setattr(machine, "SYSFS_CACHES", fake_sysfs(tmp_path / "cache", EPYC_CACHES))
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text("processor\t: 0\nvendor_id\t: AuthenticAMD\nmodel name\t: AMD EPYC 9B45\n")
+    monkeypatch.setattr(machine, "CPUINFO", cpuinfo)
+    line = machine.describe(2)
+    assert line.startswith("Machine: AMD EPYC 9B45 (")
+    assert "caches of one CPU: L1d 48 KiB, L2 1 MiB, L3 32 MiB;" in line
+    assert f"Numba threading layer {numba.threading_layer()}, 2 thread(s)." in line
+
+    args = argparse.Namespace(suite=["groups"], quick=False, size=20_000, repeat=1, threads=None, output=None)
+    printed = []
+    assert command.run_suites(args, out=printed.append) == 0
+    assert printed[0].splitlines()[1].startswith("Machine: AMD EPYC 9B45 (")
+    assert "warning: at 2e4 elements the arrays of a step (312 KiB) are 0.0095x the last-level cache" \
+        in capsys.readouterr().err

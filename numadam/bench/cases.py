@@ -19,6 +19,8 @@ from typing import NamedTuple
 
 import numpy as np
 
+from .machine import count_text
+
 #: Hyperparameters shared by every variant and implementation.
 LR = 1e-3
 BETAS = (0.9, 0.999)
@@ -89,10 +91,8 @@ def cnn_shapes(widths=CNN_WIDTHS, hidden=CNN_HIDDEN, in_channels=3, classes=10, 
 
 
 def _title(count, size, dtype):
-    exponent = round(math.log10(size))
-    size_text = f"1e{exponent}" if 10**exponent == size else f"{size}"
     arrays = "1 array" if count == 1 else f"{count} arrays"
-    return f"{arrays} of {size_text} {np.dtype(dtype).name}"
+    return f"{arrays} of {count_text(size)} {np.dtype(dtype).name}"
 
 
 def _uniform(name, count, size, dtype):
@@ -114,9 +114,18 @@ def _common_cases(large, quick):
     ]
 
 
-def bench_cases(quick=False):
-    """The cases by name; ``quick`` shrinks the large ones for tests and CI."""
-    cases = _common_cases(1 << 17 if quick else 10**7, quick)
+#: Arrays of a case's size and dtype its contenders hold at once, at most (each implementation's
+#: parameters, state and scratch, and the gradients): what a run of the case needs in memory.
+HELD_ARRAYS = 48
+
+#: The cases whose size ``--size`` sets: the roofline studies.
+LARGE_CASES = ("large", "large-f64")
+
+
+def bench_cases(quick=False, large=None):
+    """The cases by name, with ``large`` elements in the large ones (default 1e7, or 2^17 with
+    ``quick``, which also shrinks the many-array cases for tests and CI)."""
+    cases = _common_cases(large or (1 << 17 if quick else 10**7), quick)
     return {case.name: case for case in cases}
 
 

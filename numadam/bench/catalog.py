@@ -70,6 +70,11 @@ class Study(NamedTuple):
     def bytes_per_element(self):
         return traffic_bytes(self.written, self.read)
 
+    @property
+    def footprint(self):
+        """The bytes per element of the arrays a step reads or writes, each counted once."""
+        return sum(np.dtype(dtype).itemsize for dtype in self.written + self.read)
+
 
 def _state_count(method, options):
     cls = numadam.families()[method]

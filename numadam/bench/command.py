@@ -10,15 +10,16 @@ import platform
 import sys
 from pathlib import Path
 
-from .cases import bench_cases, cuda_bench_cases, optional_cases
+from .cases import HELD_ARRAYS, LARGE_CASES, bench_cases, cuda_bench_cases, optional_cases
 from .catalog import SUITES
+from .machine import ADAM_FOOTPRINT, describe, roofline_size, size_warning
 
 #: The exit status of ``--device cuda`` without a usable GPU.
 NO_CUDA_DEVICE = 3
 
 
-def _cases(device, quick=False):
-    return cuda_bench_cases(quick) if device == "cuda" else bench_cases(quick)
+def _cases(device, quick=False, large=None):
+    return cuda_bench_cases(quick) if device == "cuda" else bench_cases(quick, large)
 
 
 def add_arguments(parser):
@@ -43,7 +44,10 @@ def add_arguments(parser):
                         help="instead of the cases, run these comma-separated suites of numadam.bench.catalog "
                              f"({', '.join(SUITES)}, or all) at --size elements")
     parser.add_argument("--size", type=_positive_int, default=None,
-                        help="elements per suite study (default 1e7, or 1e5 with --quick)")
+                        help="elements per suite study, and in the large cases on the CPU (default: enough for the "
+                             "arrays of a float32 Adam step to span 8 times the last-level cache, at least 1e7, as "
+                             "far as the available memory allows; with --quick 1e5 per suite study and 2^17 in the "
+                             "large cases)")
     parser.add_argument("--solve", action="store_true",
                         help="instead of the cases, time numadam.minimize's compiled solve against its Python loop, "
                              "a hand-written @njit loop and (if installed) optax in jax.jit, per iteration")
@@ -90,11 +94,19 @@ def _versions(names=("numadam", "numpy", "numba", "torch", "jax", "optax")):
     return ", ".join(parts)
 
 
+def _warn_unless_past_the_cache(size):
+    """Warn on stderr when the arrays of a float32 Adam step of ``size`` elements are not past the
+    last-level cache (see :mod:`numadam.bench.machine`)."""
+    why = size_warning(size, ADAM_FOOTPRINT)
+    if why:
+        print(f"numadam bench: warning: {why}", file=sys.stderr, flush=True)
+
+
 def _cpu_header(args, rounds, threads):
     return (
         f"numadam bench{' --quick' if args.quick else ''}: median of {rounds} interleaved rounds, "
         f"{threads} Numba/torch thread(s) on {os.cpu_count()} CPU(s) ({platform.machine()}); "
-        f"jax uses its own thread pool. {_versions()}.\n\n"
+        f"jax uses its own thread pool. {_versions()}.\n{describe(threads)}\n\n"
         "GB/s: the bytes a step must move (28 per float32 element for Adam and AdamW, 36 for AMSGrad; "
         "twice that in float64) over the time. × roofline: time over the faster same-traffic kernel "
         "(same bytes, trivial arithmetic). × numadam: time over numadam's object API.\n"
@@ -112,7 +124,8 @@ def _cuda_header(args, rounds):
         f"on {name} ({properties['multiProcessorCount']} SMs, {properties['totalGlobalMem'] / 2**30:.0f} GiB; "
         f"CUDA driver {cupy.cuda.runtime.driverGetVersion()}, runtime {cupy.cuda.runtime.runtimeGetVersion()}), "
         f"host {platform.machine()} with {os.cpu_count()} CPU(s). "
-        f"{_versions(('numadam', 'numpy', 'numba', 'numba-cuda', 'cupy-cuda13x', 'cupy-cuda12x', 'torch'))}.\n\n"
+        f"{_versions(('numadam', 'numpy', 'numba', 'numba-cuda', 'cupy-cuda13x', 'cupy-cuda12x', 'torch'))}.\n"
+        f"Host: {describe()}\n\n"
         "time per step: GPU time per step over a batch of steps queued back to back (CUDA events); when the "
         "host launches slower than the GPU runs, this is the host's rate. GB/s: the bytes a step must move "
         "(28 per float32 element for Adam and AdamW, 36 for AMSGrad; twice that in float64 and complex64) "
@@ -127,10 +140,13 @@ def _cuda_header(args, rounds):
 def run_suites(args, out=print):
     """``--suite``: the suites' tables, printed and (with ``--output``) written as Markdown."""
     from .runner import set_threads
-    from .suites import markdown, run_suite
+    from .suites import held_bytes, markdown, run_suite
 
     threads = set_threads(args.threads)
-    size = args.size or (100_000 if args.quick else 10_000_000)
+    size = args.size or (100_000 if args.quick else
+                         roofline_size(ADAM_FOOTPRINT, max(held_bytes(name) for name in args.suite)))
+    if not args.quick:
+        _warn_unless_past_the_cache(size)
     rounds = args.repeat or (3 if args.quick else 15)
     min_batch_seconds = 1e-3 if args.quick else 2e-2
 
@@ -139,7 +155,7 @@ def run_suites(args, out=print):
 
     text = (f"numadam bench --suite {','.join(args.suite)}{' --quick' if args.quick else ''}: median of {rounds} "
             f"interleaved rounds, {threads} Numba/torch thread(s) on {os.cpu_count()} CPU(s) "
-            f"({platform.machine()}). {_versions(('numadam', 'numpy', 'numba', 'torch'))}.\n\n"
+            f"({platform.machine()}). {_versions(('numadam', 'numpy', 'numba', 'torch'))}.\n{describe(threads)}\n\n"
             "GB/s: the bytes a step must move per element (in parentheses) times the elements, over the time. "
             "× same-traffic: time over a loop moving those bytes with trivial arithmetic. × baseline: time over "
             "the named study of the same run. torch foreach: torch.optim's multi-tensor step of the family.\n")
@@ -171,10 +187,22 @@ def run_solve(args, out=print):
 
     rows, compile_seconds, same = solve.run(iterations, rounds, progress=progress)
     text = (f"numadam bench --solve{' --quick' if args.quick else ''}: median of {rounds} interleaved rounds on "
-            f"{os.cpu_count()} CPU(s) ({platform.machine()}). {_versions()}.\n\n"
+            f"{os.cpu_count()} CPU(s) ({platform.machine()}). {_versions()}.\n{describe()}\n\n"
             + solve.markdown(rows, compile_seconds, same, iterations))
     _print_and_write(text, args.output, out)
     return 0 if same else 1
+
+
+def _large_size(size, device, names):
+    """Elements in the large cases: ``size`` if given, else past the last-level cache (as far as
+    memory allows), with a warning when the large cases run and are not past it; ``None`` on a GPU."""
+    if device != "cpu":
+        return None
+    if size is None:
+        size = roofline_size(ADAM_FOOTPRINT, HELD_ARRAYS * 8)  # the float64 case holds the most
+    if any(name in LARGE_CASES for name in names):
+        _warn_unless_past_the_cache(size)
+    return size
 
 
 def run(args, out=print):
@@ -189,7 +217,8 @@ def run(args, out=print):
 
     device = getattr(args, "device", "cpu")
     default = list(_cases(device, args.quick))
-    cases = {**_cases(device, args.quick), **(optional_cases(args.quick) if device == "cpu" else {})}
+    large = args.size if args.quick else _large_size(args.size, device, args.cases or default)
+    cases = {**_cases(device, args.quick, large), **(optional_cases(args.quick) if device == "cpu" else {})}
     unknown = [name for name in args.cases or [] if name not in cases]
     if unknown:
         print(f"numadam bench: --device {device} has no case {', '.join(unknown)}; "

@@ -96,6 +96,16 @@ def run_suite(name, size, rounds, min_batch_seconds, progress=print):
             for study, (a, b, c) in zip(studies, slots)]
 
 
+def held_bytes(name):
+    """The bytes per element of ``size`` a run of suite ``name`` holds at once: every study's
+    arrays, its same-traffic kernel's and (for the families torch has) torch's."""
+    held = 0
+    for study in catalog.SUITES[name]().values():
+        torch = name in ("families", "many") and study.method in TORCH_FAMILIES
+        held += study.footprint * (1 + study.moved + torch)
+    return held
+
+
 def _verdict(ratio, target):
     return "yes" if ratio <= target else "**no**"
 
