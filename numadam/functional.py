@@ -16,6 +16,7 @@ import numpy as np
 
 from .adapters.dask import is_dask_array
 from .adapters.foreign import adopt
+from .adapters.rows import is_rows
 from .core import validate
 from .core.pipeline import NO_POLICY, NO_POLICY_SCALARS, POLICY_OPERANDS
 from .engine.dask import step_dask_arrays
@@ -50,6 +51,9 @@ def run_step(cls, operands, step, hyper, carry, norms=None, passes=("first", "up
             operands.get(name) is not None for name in POLICY_OPERANDS if name != "master"):
         raise ValueError(f"operands may hold a master copy (with master=True), and no other policy operand; got "
                          f"{sorted(name for name in operands if name in POLICY_OPERANDS)} with master={master}")
+    if algorithm.norms is not None and is_rows(operands.get("grad")):
+        raise ValueError(f"grad is a Rows gradient; {algorithm.title}'s update needs the norms of the whole "
+                         "parameter, so it takes dense gradients")
     if sources and algorithm.norms is not None:
         raise ValueError(f"{algorithm.name} has a norms pass, which reads the state it writes: "
                          "it cannot step out of place")

@@ -109,11 +109,13 @@ def test_the_functional_step_takes_rows():
 
 def test_repeated_rows_are_summed_in_the_order_given():
     param = np.zeros((3, 1), np.float32)
-    values = np.array([[1e8], [1.0], [-1e8]], np.float32)
+    values = np.array([[1.0], [1e8], [-1e8]], np.float32)  # (1 + 1e8) - 1e8 = 0 in float32; the reverse order: 1
     opt = numadam.SGD(param, lr=1.0)
     opt.step(numadam.Rows(np.array([2, 2, 2]), values))
-    assert param[2, 0] == -((np.float32(1e8) + np.float32(1.0)) + np.float32(-1e8))  # 0: 1.0 is lost to 1e8
+    assert param[2, 0] == 0.0
     assert not param[:2].any()
+    opt.step(numadam.Rows(np.array([0, 1, 0, 0]), np.array([[-1e8], [1.0], [1e8], [1.0]], np.float32)))
+    np.testing.assert_array_equal(param[:, 0], [-1.0, -1.0, 0.0])  # row 0: (-1e8 + 1e8) + 1
 
 
 def test_rows_listing_nothing_change_nothing_and_count_the_step():
@@ -201,6 +203,48 @@ def test_bad_rows_are_refused_naming_the_leaf_and_nothing_is_written(make, error
     with pytest.raises(error, match=message):  # the functional step refuses the same
         numadam.adam_step(params["w"], make(), np.zeros((5, 3), np.float32), np.zeros((5, 3), np.float32), step=1)
     np.testing.assert_array_equal(params["w"], kept["w"])
+
+
+def test_an_empty_rows_leaf_does_not_shift_the_sums_of_the_others():
+    """Parallel pre-pass (65536 elements and more) over a plan whose second to fourth parameters
+    list no row: the non-finite value is found in the first."""
+    params = [np.ones((16384, 4), np.float32)] + [np.ones((3, 4), np.float32) for _ in range(3)]
+    opt = numadam.Adam(params, lr=0.1, nonfinite="raise")
+    values = np.ones((16384, 4), np.float32)
+    values[5000, 0] = np.nan
+    empty = [numadam.Rows(np.zeros(0, np.int64), np.zeros((0, 4), np.float32)) for _ in range(3)]
+    with pytest.raises(FloatingPointError, match=r"grads\[0\] holds"):
+        opt.step([numadam.Rows(np.arange(16384), values)] + empty)
+
+
+def test_groups_take_rows_with_their_own_hyperparameters():
+    rng = np.random.default_rng(20)
+    params = [random_array(rng, (8, 2), np.float64) for _ in range(2)]
+    opt = numadam.SGD([numadam.Group([params[0]], lr=0.1), numadam.Group([params[1]], lr=0.2)], lr=1.0)
+    before = [p.copy() for p in params]
+    values = np.ones((1, 2))
+    opt.step([[numadam.Rows(np.array([3]), values)], [numadam.Rows(np.array([5]), values)]])
+    np.testing.assert_array_equal(params[0][3], before[0][3] - 0.1)
+    np.testing.assert_array_equal(params[1][5], before[1][5] - 0.2)
+    assert (params[0][np.arange(8) != 3] == before[0][np.arange(8) != 3]).all()
+
+
+def test_values_that_share_memory_with_the_state_are_refused():
+    param = np.ones((6, 2))
+    opt = numadam.Adam(param, lr=0.1, ema=0.9)
+    opt.step(np.ones((6, 2)))
+    for shared in (opt._engine.state_leaves("exp_avg")[0][1:3], opt._engine.state_leaves("ema")[0][:2]):
+        with pytest.raises(ValueError, match="shares memory"):
+            opt.step(numadam.Rows(np.array([0, 1]), shared))
+    assert opt.step_count == 1
+
+
+def test_the_functional_step_of_a_family_with_norms_refuses_rows():
+    p = np.ones((4, 2))
+    m, v = np.zeros_like(p), np.zeros_like(p)
+    with pytest.raises(ValueError, match="LAMB's update needs the norms of the whole parameter"):
+        numadam.lamb_step(p, numadam.Rows([1], np.ones((1, 2))), m, v, step=1, lr=0.1)
+    assert (p == 1).all() and not m.any()
 
 
 @pytest.mark.parametrize("method, options, message", [
@@ -330,13 +374,16 @@ def test_sparse_adam_matches_torch_sparse_adam(unique):
     np.testing.assert_array_equal(tensor.detach().numpy(), ours)
 
 
-def test_torch_parameters_with_sparse_gradients_step_lazily_in_every_family():
+@pytest.mark.parametrize("method, options", [("adam", {"weight_decay": 0.1}), ("rmsprop", {"momentum": 0.9}),
+                                             ("adagrad", {}), ("lion", {})])
+def test_torch_parameters_with_sparse_gradients_step_lazily(method, options):
     torch = pytest.importorskip("torch")
     rng = np.random.default_rng(19)
     weight = rng.standard_normal((30, 4)).astype(np.float32)
     tensor = torch.nn.Parameter(torch.from_numpy(weight.copy()))
     ours = weight.copy()
-    opt_tensor, opt = numadam.Adam([tensor], lr=0.1, weight_decay=0.1), numadam.Adam(ours, lr=0.1, weight_decay=0.1)
+    cls = numadam.families()[method]
+    opt_tensor, opt = cls([tensor], lr=0.1, **options), cls(ours, lr=0.1, **options)
     for _ in range(3):
         idx = rng.integers(0, 30, 6)
         values = rng.standard_normal((6, 4)).astype(np.float32)
@@ -349,3 +396,30 @@ def test_torch_parameters_with_sparse_gradients_step_lazily_in_every_family():
     with pytest.raises(ValueError, match="2 sparse dimensions"):
         tensor.grad = torch.sparse_coo_tensor(torch.tensor([[0], [1]]), torch.tensor([1.0]), (30, 4))
         opt_tensor.step()
+
+
+def test_rows_of_torch_tensors_and_one_dimensional_and_empty_sparse_gradients():
+    torch = pytest.importorskip("torch")
+    w = torch.nn.Parameter(torch.zeros(4, 2))
+    b = torch.nn.Parameter(torch.zeros(5))
+    opt = numadam.SGD([w, b], lr=1.0)
+    opt.step([numadam.Rows(torch.tensor([1]), torch.ones(1, 2)), numadam.Rows(torch.tensor([4, 0]), torch.ones(2))])
+    np.testing.assert_array_equal(w.detach().numpy(), [[0, 0], [-1, -1], [0, 0], [0, 0]])
+    np.testing.assert_array_equal(b.detach().numpy(), [-1, 0, 0, 0, -1])
+    w.grad = torch.sparse_coo_tensor(torch.zeros((1, 0), dtype=torch.int64), torch.zeros(0, 2), (4, 2),
+                                     check_invariants=True)
+    b.grad = torch.sparse_coo_tensor(torch.tensor([[2]]), torch.tensor([3.0]), (5,), check_invariants=True)
+    opt.step()
+    np.testing.assert_array_equal(w.detach().numpy(), [[0, 0], [-1, -1], [0, 0], [0, 0]])
+    np.testing.assert_array_equal(b.detach().numpy(), [-1, 0, -3, 0, -1])
+    assert opt.step_count == 2
+
+
+@pytest.mark.dask
+def test_the_dask_engine_refuses_rows_naming_the_leaf():
+    da = pytest.importorskip("dask.array")
+    param = da.ones((6, 2), chunks=3)
+    opt = numadam.Adam({"w": param}, lr=0.1)
+    with pytest.raises(TypeError, match=r"grads\['w'\] is a Rows gradient"):
+        opt.step({"w": numadam.Rows(np.array([1]), np.ones((1, 2)))})
+    assert opt.step_count == 0

@@ -25,7 +25,7 @@ import sys
 import numpy as np
 
 from ..targets.dispatch import describe_type
-from .rows import Rows
+from .rows import Rows, is_rows
 
 _KIND_BY_TYPE = {np.ndarray: None}
 
@@ -95,12 +95,15 @@ def adopt(leaves, paths, written):
     NumPy and CuPy leaves pass through as they are; anything else unknown is left
     for :func:`numadam.targets.dispatch.backend_for` to refuse.
     """
-    if all(_kind(type(leaf)) is None for leaf in leaves):
+    if all(_kind(type(leaf)) is None and not is_rows(leaf) for leaf in leaves):
         return Adopted(leaves)
     arrays, tensors, stream = [], [], None
     for leaf, path, writes in zip(leaves, paths, written):
         kind = _kind(type(leaf))
-        if kind is None:
+        if is_rows(leaf):  # its index and values adopted as any gradient is
+            arrays.append(Rows(*adopt([leaf.index, leaf.values], [f"{path}.index", f"{path}.values"],
+                                      [False, False]).arrays))
+        elif kind is None:
             arrays.append(leaf)
         elif kind == "torch" and leaf.layout is not sys.modules["torch"].strided:
             arrays.append(_sparse_rows(leaf, path, writes))

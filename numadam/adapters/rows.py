@@ -53,8 +53,7 @@ class Rows:
         self.values = values
 
     def __repr__(self):
-        shape = getattr(self.values, "shape", None)
-        return f"Rows(index of {len(self.index)} rows, values of shape {shape})"
+        return f"Rows(index of shape {np.shape(self.index)}, values of shape {np.shape(self.values)})"
 
 
 def is_rows(value):
@@ -84,10 +83,15 @@ def checked_index(rows, n_rows, path):
     """The index of ``rows``, the gradient of a parameter with ``n_rows`` rows named ``path``, as
     int64 on the host; every rule checked."""
     index = _host(rows.index)
+    if index.size == 0 and index.dtype.kind == "f" and not isinstance(rows.index, np.ndarray):
+        index = index.astype(np.int64)  # an empty list
     if index.dtype.kind not in "iu" or index.dtype == np.bool_:
         raise TypeError(f"{path}.index must hold integers (the rows of its parameter); got dtype {index.dtype}")
     if index.ndim != 1:
         raise ValueError(f"{path}.index must be 1-D (one row number per row of values); got shape {index.shape}")
+    if index.dtype.kind == "u" and index.size and int(index.max()) >= n_rows:  # before int64 could wrap it
+        raise ValueError(f"{path}.index must lie in [0, {n_rows}) (the rows of its parameter); "
+                         f"got {int(index.max())}")
     index = np.ascontiguousarray(index, np.int64)
     outside, bad, repeated = _scan(index, n_rows)
     if outside:
@@ -140,18 +144,31 @@ def coalesced(checked, values, backend):
     """``Coalesced(index, values)`` of a :class:`Checked` index and its values: each row once.
 
     Rows listed once keep the given array (no copy). Repeated rows are summed
-    in the order given, on the host (as ``numpy.add.reduceat`` does, so every
-    backend gets the same bits), into a new array of ``backend``'s.
+    in the order given, on the host (so every backend gets the same bits), into
+    a new array of ``backend``'s.
     """
     index = checked.index
     if not checked.repeated:
         return Coalesced(index, values)
+    summed, rows = _summed_in_order(index, _host(values))
+    if isinstance(values, np.ndarray):
+        return Coalesced(rows, summed)
+    own = backend.zeros(summed.size, summed.dtype).reshape(summed.shape)
+    backend.assign(own, summed)
+    return Coalesced(rows, own)
+
+
+def _summed_in_order(index, values):
+    """``(sums, rows)``: each listed row once (ascending) and the sum of its values in the order
+    given, ``((v_1 + v_2) + v_3) + ...``, in their own dtype: one vectorized add per repeat."""
     order = np.argsort(index, kind="stable")
     ordered = index[order]
     firsts = np.flatnonzero(np.concatenate(([True], ordered[1:] != ordered[:-1])))
-    summed = np.add.reduceat(_host(values)[order], firsts, axis=0)
-    if isinstance(values, np.ndarray):
-        return Coalesced(ordered[firsts], summed)
-    own = backend.zeros(summed.size, summed.dtype).reshape(summed.shape)
-    backend.assign(own, summed)
-    return Coalesced(ordered[firsts], own)
+    counts = np.diff(np.append(firsts, len(index)))
+    rank = np.arange(len(index)) - np.repeat(firsts, counts)  # each value's place among its row's
+    row_of = np.repeat(np.arange(len(firsts)), counts)
+    summed = values[order[firsts]]
+    for repeat in range(1, int(counts.max())):
+        picked = np.flatnonzero(rank == repeat)
+        summed[row_of[picked]] += values[order[picked]]
+    return summed, ordered[firsts]

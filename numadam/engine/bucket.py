@@ -423,7 +423,8 @@ class Bucket:
             starts, stops, leaves = self.pieces(plan)
             reduce = self.backend.reducer(plan, self.spec(flags, policy), starts, stops)
             n = len(self.params)
-            if len(leaves) != n:  # pieces of the same parameter: their sums added up, in order
+            if len(leaves) != n or not np.array_equal(leaves, np.arange(n)):  # pieces of one parameter, or
+                # none (an empty Rows, a parameter of no elements): their sums added up per parameter, in order
                 reduce = functools.partial(_by_leaf, reduce, leaves, n)
             found = self._reducers[id(policy)] = plan, flags, policy, reduce
         return found[3](scalars)
