@@ -145,31 +145,17 @@ class LocalEngine(Engine):
         ``None`` where there is no one call (a norms plan for every core)."""
         if self.algorithm.norms is None:
             return bucket.launcher(plan, flags)
-        first, update = self._first_pass_of[""], self._after_norms_of[""]
-        field = self.algorithm.Scalars._fields.index(self.algorithm.norms.field)
-        step = bucket.norms_stepper(plan, flags, first, update, field)
-        if step is None:
+        make = getattr(bucket.backend, "norms_step_launcher", None)
+        if make is None:
             return None
-        leaf_groups = self.settings.leaf_groups
-        # New hyperparameters come with new flags (Settings.per_group), and new flags with a new launch.
-        applies = self._norms_apply()
-        # No policy: the same every step (as with_policy appends). The update's rows are the first
-        # pass's, each cut to its length by the kernel: one row per parameter (its trust ratio).
-        extra = tuple(self.policies.scalars(1.0)) if first.active else ()
-        if len(leaf_groups) == 1:  # one parameter: the common case, kept short (this runs every step)
-            group = leaf_groups[0]
-
-            def launch(scalars):
-                rows = [scalars[group] + extra]
-                step(rows, rows, applies)
-
-            return launch
-
-        def launch(scalars):
-            rows = [scalars[group] + extra for group in leaf_groups]
-            step(rows, rows, applies)
-
-        return launch
+        first, update = self._first_pass_of[""], self._after_norms_of[""]
+        starts, stops, leaves = bucket.pieces(plan)
+        # New hyperparameters come with new flags (Settings.per_group), and new flags with a new launch;
+        # no policy: its scalars are the same every step (as with_policy appends them).
+        return make(plan, bucket.spec(flags, first), bucket.spec(flags, update), starts, stops, leaves,
+                    self.settings.leaf_groups, self._norms_apply(),
+                    tuple(self.policies.scalars(1.0)) if first.active else (),
+                    self.algorithm.Scalars._fields.index(self.algorithm.norms.field))
 
     def norms_kernel(self, grads):
         """The CPU's one-call norms kernel of the common step (no policy) over ``grads`` as data, for

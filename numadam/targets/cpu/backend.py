@@ -127,34 +127,56 @@ class CpuBackend:
     def norms_launcher(self, plan, first, update, starts, stops, leaves, n_leaves, field_slot):
         """``step(first_scalars, scalars, applies) -> sums``: a family's norms pass (``first``), the field
         ``field_slot`` each parameter's sums set where ``applies``, and the update (``update``), in
-        one serial call (:func:`~numadam.targets.cpu.kernels.norms_step_serial`; ``scalars``: a row
-        per parameter, or ``first_scalars`` itself: the update reads the first values of each row);
-        ``None`` where that does not apply (a plan for every core)."""
+        one serial call (:func:`~numadam.targets.cpu.kernels.norms_then_update_serial`; ``scalars``:
+        a row per parameter, or ``first_scalars`` itself: the update reads the first values of each
+        row); ``None`` where that does not apply (a plan for every core)."""
         if self._parallel(plan) or plan.n_chunks == 0 or not len(starts):
             return None
         plan.check_fits(first)
         plan.check_fits(update)
         real, zero = _REAL_DTYPES[first.real]
         table, width, n_chunks = plan.device_table, plan.width, plan.n_chunks
-        kernel = self._kernels.compiled("norms_step", first, update)
-        pieces = np.concatenate([starts, stops, leaves]).astype(np.int64)
+        kernel = self._kernels.compiled("norms_then_update", first, update)
         sums = np.zeros((n_leaves, 2))
         n_first, n_update, chunk_size = first.n_scalars, update.n_scalars, self.chunk_size
-        kernels = self._kernels
 
         def step(first_scalars, scalars, applies):
             first_values = _row_values(first_scalars, real, n_first)
-            if scalars is first_scalars:  # the kernel cuts the rows to the update's once the first pass has read them
-                kernel(first, update, table, width, pieces, first_values, zero, sums, applies, field_slot, n_update,
-                       n_chunks, chunk_size)
-            else:
-                kernels.compiled("norms_then_update", first, update)(
-                    first, update, table, width, starts, stops, leaves, first_values,
-                    _row_values(scalars, real, n_update), zero, sums, applies, field_slot, n_update, n_chunks,
-                    chunk_size)
+            # The same rows serve both passes: the kernel cuts them to the update's and sets the
+            # field only after the first pass has read them.
+            values = first_values if scalars is first_scalars else _row_values(scalars, real, n_update)
+            kernel(first, update, table, width, starts, stops, leaves, first_values, values, zero, sums, applies,
+                   field_slot, n_update, n_chunks, chunk_size)
             return sums
 
         return step
+
+    def norms_step_launcher(self, plan, first, update, starts, stops, leaves, leaf_groups, applies, policy_scalars,
+                            field_slot):
+        """``launch(scalars)``: the common step (no policy) of a family with a norms pass over ``plan``,
+        with ``scalars`` one row of the family's scalars per group, in one serial call
+        (:func:`~numadam.targets.cpu.kernels.norms_step_serial`), which makes each parameter's row:
+        its group's (``leaf_groups``), then ``policy_scalars`` (what the first pass reads after the
+        family's); its sums set field ``field_slot`` where ``applies``. ``None`` where that does not
+        apply (a plan for every core)."""
+        if self._parallel(plan) or plan.n_chunks == 0 or not len(starts):
+            return None
+        plan.check_fits(first)
+        plan.check_fits(update)
+        real, zero = _REAL_DTYPES[first.real]
+        table, width, n_chunks, chunk_size = plan.device_table, plan.width, plan.n_chunks, self.chunk_size
+        kernel = self._kernels.compiled("norms_step", first, update)
+        layout = np.concatenate([starts, stops, leaves, leaf_groups, applies]).astype(np.int64)
+        scalars = np.zeros(len(policy_scalars) + len(leaf_groups) * first.n_scalars, real)
+        scalars[:len(policy_scalars)] = policy_scalars  # rounded once, as every row would be
+        sums = np.zeros((len(leaf_groups), 2))
+        n_fields = first.n_scalars - len(policy_scalars)
+
+        def launch(group_scalars):
+            kernel(first, update, table, width, layout, _row_values(group_scalars, real, n_fields), scalars, zero, sums,
+                   field_slot, n_chunks, chunk_size)
+
+        return launch
 
     def reduce(self, plan, spec, scalars, starts, stops):
         """The pre-pass over ``plan`` once (see :meth:`reducer`)."""

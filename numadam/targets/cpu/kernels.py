@@ -236,16 +236,46 @@ def norms_then_update_serial(first, update, table, width, starts, stops, leaves,
                        applies, field_slot, row_size, n_chunks, chunk_size)
 
 
+def row_sizes(first, update):
+    """``(fields, first, update)``: the family's scalars, and the first pass's and the update's
+    scalars per row (the policy's after the family's; compiled per spec)."""
+
+
+@overload(row_sizes)
+def _row_sizes(first, update):
+    sizes = len(rule(first.spec.rule).scalars._fields), first.spec.n_scalars, update.spec.n_scalars
+
+    def implementation(first, update):
+        return sizes
+
+    return implementation
+
+
 @njit(cache=True, error_model="numpy")
-def norms_step_serial(first, update, table, width, pieces, scalars, like, sums, applies, field_slot, row_size,
-                      n_chunks, chunk_size):
-    """:func:`norms_then_update_serial` with one row array for both passes (cut in place) and the
-    pieces' starts, stops and parameters one after the other in ``pieces``: the engine's step,
-    three arrays fewer to take from Python at each call."""
-    n_pieces = pieces.size // 3
-    _norms_then_update(first, update, table, width, pieces[:n_pieces], pieces[n_pieces:2 * n_pieces],
-                       pieces[2 * n_pieces:], scalars, scalars, like, sums, applies, field_slot, row_size, n_chunks,
-                       chunk_size)
+def norms_step_serial(first, update, table, width, layout, group_scalars, scalars, like, sums, field_slot, n_chunks,
+                      chunk_size):
+    """The common step (no policy) of a family with a norms pass, in one serial call: each
+    parameter's row of ``scalars`` made of its group's row of ``group_scalars`` (the family's
+    scalars) and the policy's scalars, kept in front of the rows; then
+    :func:`norms_then_update_serial` over those rows, which it cuts to the update's in place.
+
+    ``layout`` holds the pieces' starts, their stops and their parameters, then each parameter's
+    group and whether its sums set its field (1 or 0), one after the other."""
+    n_leaves = sums.shape[0]
+    n_pieces = (layout.size - 2 * n_leaves) // 3
+    n_fields, n_first, n_update = row_sizes(first, update)
+    n_policy = n_first - n_fields
+    rows = scalars[n_policy:]
+    groups = layout[3 * n_pieces:3 * n_pieces + n_leaves]
+    for leaf in range(n_leaves):
+        row, group = leaf * n_first, groups[leaf] * n_fields
+        for slot in range(n_fields):
+            rows[row + slot] = group_scalars[group + slot]
+        for slot in range(n_policy):
+            rows[row + n_fields + slot] = scalars[slot]
+    _norms_then_update(first, update, table, width, layout[:n_pieces], layout[n_pieces:2 * n_pieces],
+                       layout[2 * n_pieces:3 * n_pieces], rows, rows, like, sums, layout[3 * n_pieces + n_leaves:],
+                       field_slot, n_update, n_chunks, chunk_size)
 
 
 # -- 8-bit state: block by block ----------------------------------------------------------------
@@ -371,8 +401,8 @@ def _arguments(real):
                                types.boolean, types.float64, integer, integer, integer, integer),
         "norms_then_update": (table, integer, integers, integers, integers, real[::1], real[::1], real,
                               types.float64[:, ::1], types.boolean[::1], integer, integer, integer, integer),
-        "norms_step": (table, integer, integers, real[::1], real, types.float64[:, ::1], types.boolean[::1], integer,
-                       integer, integer, integer),
+        "norms_step": (table, integer, integers, real[::1], real[::1], real, types.float64[:, ::1], integer, integer,
+                       integer),
     }
 
 
