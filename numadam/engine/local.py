@@ -123,7 +123,11 @@ class LocalEngine(Engine):
                 if plan is not None and not bucket.absent:
                     self._step_plans([plan])
                     return None
-        plans = self._bound_plans(grads)
+        if self.foreign is None:
+            plans = self._bound_plans(grads)
+        else:  # on the tensors' stream: a Rows gradient's index and sums are read and written there
+            with self.foreign.launch():
+                plans = self._bound_plans(grads)
         if any(b.listed for b in self.buckets):
             self._check_rows_allowed()
         if any(b.absent for b in self.buckets):
