@@ -48,6 +48,10 @@ def checked_rows(scalars, real, n_scalars):
     """The rows of ``scalars`` (tuples of floats, or a float64 array of rows) one after the other,
     rounded once to ``real``; each row must hold ``n_scalars`` values: a kernel reading shorter
     rows would read other rows' values as its own."""
+    if type(scalars) is list and len(scalars) == 1:  # one row, the common case, kept short
+        if len(scalars[0]) != n_scalars:
+            raise AssertionError(f"scalar rows of {len(scalars[0])} values for {n_scalars}")
+        return np.fromiter(scalars[0], real, n_scalars)
     rows = scalars if isinstance(scalars, np.ndarray) else np.array(scalars, np.float64)
     if rows.ndim != 2 or rows.shape[1] != n_scalars:
         raise AssertionError(f"scalar rows of shape {rows.shape} for {n_scalars} values each")

@@ -13,16 +13,6 @@ from ..arrays import ArrayInfo, Plan, checked_rows
 _REAL_DTYPES = {name: (np.dtype(name), np.dtype(name).type(0)) for name in ("float32", "float64")}
 
 
-def _row_values(scalars, real, n_scalars):
-    """The scalar rows as one array in the kernel's ``real`` dtype (see
-    :func:`~numadam.targets.arrays.checked_rows`); one row, the common case, is kept short."""
-    if type(scalars) is list and len(scalars) == 1:
-        if len(scalars[0]) != n_scalars:
-            raise AssertionError(f"scalar rows of {len(scalars[0])} values for {n_scalars}")
-        return np.fromiter(scalars[0], real, n_scalars)
-    return checked_rows(scalars, real, n_scalars)
-
-
 class CpuBackend:
     """NumPy arrays, updated by the Numba ``prange`` kernel."""
 
@@ -76,7 +66,7 @@ class CpuBackend:
             head, tail = (blocks[0], self.chunk_size // BLOCK), (blocks[1],)
 
         def launch(scalars):
-            kernel(spec, table, width, *head, _row_values(scalars, real, n_scalars), zero, *tail)
+            kernel(spec, table, width, *head, checked_rows(scalars, real, n_scalars), zero, *tail)
 
         return launch
 
@@ -97,7 +87,7 @@ class CpuBackend:
         kernel = self._kernels.compiled("reduce", spec, parallel=self._parallel(plan))
 
         def reduce(scalars):
-            kernel(spec, table, width, starts, stops, _row_values(scalars, real, n_scalars), zero, out)
+            kernel(spec, table, width, starts, stops, checked_rows(scalars, real, n_scalars), zero, out)
             return out
 
         return reduce
@@ -118,7 +108,7 @@ class CpuBackend:
         scale_slot = spec.n_scalars - len(PolicyScalars._fields) + PolicyScalars._fields.index("grad_scale")
 
         def step(scalars):
-            skipped = kernel(spec, table, width, starts, stops, leaves, _row_values(scalars, real, n_scalars), zero,
+            skipped = kernel(spec, table, width, starts, stops, leaves, checked_rows(scalars, real, n_scalars), zero,
                              sums, nonfinite, clip, scale_slot, n_scalars, n_chunks, self.chunk_size)
             return not skipped, sums
 
@@ -141,10 +131,10 @@ class CpuBackend:
         n_first, n_update, chunk_size = first.n_scalars, update.n_scalars, self.chunk_size
 
         def step(first_scalars, scalars, applies):
-            first_values = _row_values(first_scalars, real, n_first)
+            first_values = checked_rows(first_scalars, real, n_first)
             # The same rows serve both passes: the kernel cuts them to the update's and sets the
             # field only after the first pass has read them.
-            values = first_values if scalars is first_scalars else _row_values(scalars, real, n_update)
+            values = first_values if scalars is first_scalars else checked_rows(scalars, real, n_update)
             kernel(first, update, table, width, starts, stops, leaves, first_values, values, zero, sums, applies,
                    field_slot, n_update, n_chunks, chunk_size)
             return sums
@@ -173,7 +163,7 @@ class CpuBackend:
         n_fields = first.n_scalars - len(policy_scalars)
 
         def launch(group_scalars):
-            kernel(first, update, table, width, layout, _row_values(group_scalars, real, n_fields), scalars, zero, sums,
+            kernel(first, update, table, width, layout, checked_rows(group_scalars, real, n_fields), scalars, zero, sums,
                    field_slot, n_chunks, chunk_size)
 
         return launch

@@ -119,7 +119,7 @@ class CudaBackend:
         """The rows of ``scalars`` rounded once to ``real``, as a kernel takes them: a tuple of their
         values (kernel arguments) for at most :data:`ARGUMENT_ROWS` rows, a device copy otherwise
         (held by the caller until its launch is queued; :meth:`_scalars_argument` passes it)."""
-        values = _row_values(scalars, real, n_scalars)
+        values = checked_rows(scalars, real, n_scalars)
         if 0 < values.size <= ARGUMENT_ROWS * n_scalars:
             return tuple(values)
         return self._upload(_as_int64_words(values))
@@ -361,16 +361,6 @@ class PinnedStaging:
         device.set(staged, stream=stream)
         event.record(stream)
         return device, stream
-
-
-def _row_values(scalars, real, n_scalars):
-    """The scalar rows one after the other in ``real`` (see
-    :func:`~numadam.targets.arrays.checked_rows`); one row, the common case, is kept short."""
-    if type(scalars) is list and len(scalars) == 1:
-        if len(scalars[0]) != n_scalars:
-            raise AssertionError(f"scalar rows of {len(scalars[0])} values for {n_scalars}")
-        return np.fromiter(scalars[0], real, n_scalars)
-    return checked_rows(scalars, real, n_scalars)
 
 
 def _as_int64_words(values):
