@@ -67,6 +67,33 @@ class _TorchForeach:
         self.optimizer.step()
 
 
+class _TorchSparseAdam:
+    """``torch.optim.SparseAdam`` over the study's table, its ``.grad`` a coalesced sparse COO tensor
+    listing as many rows as the study's :class:`numadam.Rows`."""
+
+    def __init__(self, torch, study, size):
+        rows = size // study.width
+        count = max(1, int(rows * study.listed))
+        index = torch.from_numpy(np.random.default_rng(1).choice(rows, count, replace=False))
+        self.param = torch.nn.Parameter(torch.zeros(rows, study.width))
+        self.param.grad = torch.sparse_coo_tensor(index[None], torch.ones(count, study.width),
+                                                  (rows, study.width)).coalesce()
+        self.optimizer = torch.optim.SparseAdam([self.param], lr=study.options["lr"])
+
+    def step(self):
+        self.optimizer.step()
+
+
+def _torch_contender(torch, name, study, size):
+    """torch's step of the same study, or ``None``: the ``foreach`` step of the families torch has,
+    and SparseAdam's for row-sparse gradients."""
+    if torch is None or study.param_dtype != catalog.F32:
+        return None
+    if name == "rows":
+        return _TorchSparseAdam(torch, study, size) if study.method == "sparse_adam" and study.listed < 1 else None
+    return _TorchForeach(torch, study, size) if study.method in TORCH_FAMILIES else None
+
+
 def _torch():
     try:
         import torch
@@ -78,7 +105,7 @@ def _torch():
 def run_suite(name, size, rounds, min_batch_seconds, progress=print):
     """Time every study of suite ``name`` at ``size`` elements; return :class:`Timed` rows."""
     studies = list(catalog.SUITES[name]().values())
-    torch = _torch() if name in ("families", "many") else None
+    torch = _torch() if name in ("families", "many", "rows") else None
     contenders, slots = [], []
     for study in studies:
         progress(f"{name}: preparing {study.name}")
@@ -86,9 +113,10 @@ def run_suite(name, size, rounds, min_batch_seconds, progress=print):
         optimizer.step(grads)  # compile before timing
         slot = [len(contenders), len(contenders) + 1, None]
         contenders += [_Step(optimizer, grads), _Traffic(study, size)]
-        if torch is not None and study.method in TORCH_FAMILIES and study.param_dtype == catalog.F32:
+        theirs = _torch_contender(torch, name, study, size)
+        if theirs is not None:
             slot[2] = len(contenders)
-            contenders.append(_TorchForeach(torch, study, size))
+            contenders.append(theirs)
         slots.append(slot)
     progress(f"{name}: timing {len(contenders)} contenders, {rounds} rounds")
     medians = interleaved_medians(contenders, rounds, min_batch_seconds)
@@ -101,7 +129,8 @@ def held_bytes(name):
     arrays, its same-traffic kernel's and (for the families torch has) torch's."""
     held = 0
     for study in catalog.SUITES[name]().values():
-        torch = name in ("families", "many") and study.method in TORCH_FAMILIES
+        torch = ((name in ("families", "many") and study.method in TORCH_FAMILIES)
+                 or (name == "rows" and study.method == "sparse_adam"))
         held += study.footprint * (1 + study.moved + torch)
     return held
 
@@ -115,7 +144,7 @@ def markdown(name, size, rows):
     by_name = {row.study.name: row for row in rows}
     torch_column = any(row.torch_seconds is not None for row in rows)
     header = ["study", "ms per step", "GB/s", "× same-traffic", "× baseline"]
-    header += ["torch foreach ms", "torch / numadam"] if torch_column else []
+    header += ["torch ms", "torch / numadam"] if torch_column else []
     header += ["target", "met"]
     lines = [f"Suite `{name}`, {size:.0e} float32 elements in all.", "",
              "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]

@@ -27,7 +27,7 @@ from ..targets import quantization
 from ..targets.dispatch import backend_for
 from ..targets.layout import c_strides, coalesce, dense_strides
 from ..targets.segments import ADDRESS, LENGTH
-from .operands import GRAD, kernel_spec, operand_rows, selected_rows
+from .operands import GRAD, kernel_spec, listed_rows, operand_rows, row_template
 
 
 class Quantized(NamedTuple):
@@ -109,6 +109,7 @@ class Bucket:
         self._pieces = None
         self._plan_offsets, self._kept = None, []
         self.listed = []
+        self._templates = {}  # (parameter, strides of a row of Rows values) -> RowTemplate
         self._specs = {}
         self._launches = {}  # spec -> (plan, the backend's launch of it)
         self._reducers = {}  # id(policy) -> (plan, flags, policy, its pre-pass summed by parameter)
@@ -169,6 +170,7 @@ class Bucket:
 
     def _rebuild_rows(self):
         self._param_rows = [self._rows(k, self.infos[k].strides, 0) for k in range(len(self.params))]
+        self._templates = {}
         self._fast_rows = np.concatenate(self._param_rows)
         self._bound_grads = self._plan = self._pieces = None
         self._specs, self._launches, self._reducers, self._by_identity, self._fused = {}, {}, {}, {}, {}
@@ -219,13 +221,16 @@ class Bucket:
         follow = 2 + next(j for j, s in enumerate(infos[2:]) if s is not None) if self.quantized else None
         return operand_rows(infos, self.rows_group[k], follow, pairs=not self.magnitude)
 
-    def _listed_rows(self, k, listed):
+    def _listed_rows(self, k, listed, values):
         """Segment rows of the rows of parameter ``k`` that a :class:`~numadam.adapters.rows.Rows`
-        gradient lists (``listed``: its checked ``Coalesced``)."""
-        infos = self._operand_infos(k, self.backend.describe(listed.values))
-        picks = [listed.index] * len(infos)
-        picks[GRAD] = np.arange(len(listed.index), dtype=np.int64)
-        return selected_rows(infos, picks, self.rows_group[k], pairs=not self.magnitude)
+        gradient lists (``listed``: its checked ``Coalesced``; ``values``: the ``ArrayInfo`` of
+        its values). One row's layout is made once per parameter and layout of the values."""
+        key = k, values.strides[1:]
+        template = self._templates.get(key)
+        if template is None:
+            infos = self._operand_infos(k, values._replace(address=0))
+            template = self._templates[key] = row_template(infos, self.rows_group[k], pairs=not self.magnitude)
+        return listed_rows(template, listed.index, values.address, values.strides[0])
 
     def spec(self, flags, policy=NO_POLICY):
         """The kernel spec for the rule's ``flags``, the state this bucket keeps and ``policy``."""
@@ -322,7 +327,7 @@ class Bucket:
         else:
             if odd_layouts:
                 pieces = [
-                    self._listed_rows(k, listed[k]) if k in listed
+                    self._listed_rows(k, listed[k], odd_layouts[k]) if k in listed
                     else self._rows(k, odd_layouts[k].strides, odd_layouts[k].address) if k in odd_layouts
                     else _with_grad_address(self._param_rows[k], addresses[k])
                     for k in range(len(grads))

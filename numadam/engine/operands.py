@@ -56,23 +56,32 @@ def operand_rows(infos, group=0, follow=None, pairs=True):
     return segment_rows(shape, operands, group, follow)
 
 
-def selected_rows(infos, picks, group=0, follow=None, pairs=True):
-    """The segment rows over some rows (first-axis positions) of each operand in ``infos``.
+class RowTemplate(NamedTuple):
+    """The segment rows of an update's first row (first-axis position 0 of every operand) and each
+    operand's first-axis stride in bytes (0 where absent): what :func:`listed_rows` repeats."""
 
-    ``picks[k]`` lists, for operand ``k``, the positions along its first axis
-    to visit, one per listed row, all of the same length (the parameter's rows,
-    the state's same rows, the j-th row of a :class:`~numadam.adapters.rows.Rows`'
-    values). One row's segments are laid out once (:func:`operand_rows`) and
-    repeated, each operand's addresses moved to its picked row.
-    """
+    rows: np.ndarray
+    strides: np.ndarray
+
+
+def row_template(infos, group=0, follow=None, pairs=True):
+    """The :class:`RowTemplate` of operands ``infos`` (``ArrayInfo``, ``None`` if absent), each
+    laid out as :func:`operand_rows` lays out one row of it."""
     one_row = [None if info is None else info._replace(shape=tuple(info.shape[1:]), strides=tuple(info.strides[1:]))
                for info in infos]
-    template = operand_rows(one_row, group, follow, pairs)
-    count = len(picks[PARAM])
-    rows = np.tile(template, (count, 1))
-    for k, info in enumerate(infos):
-        if info is not None and info.strides[0]:
-            rows[:, ADDRESS + k] += np.repeat(np.asarray(picks[k], np.int64) * info.strides[0], len(template))
+    strides = np.array([0 if info is None else info.strides[0] for info in infos], np.int64)
+    return RowTemplate(operand_rows(one_row, group, follow, pairs), strides)
+
+
+def listed_rows(template, index, grad_address, grad_stride):
+    """The segment rows over rows ``index`` of every operand of ``template`` but the gradient, whose
+    j-th row (at ``grad_address + j * grad_stride``) goes with row ``index[j]`` of the others:
+    the rows of a :class:`~numadam.adapters.rows.Rows` gradient's update."""
+    count, per_row = len(index), len(template.rows)
+    moves = index[:, None] * template.strides[None, :]
+    moves[:, GRAD] = grad_address + np.arange(count, dtype=np.int64) * grad_stride
+    rows = np.tile(template.rows, (count, 1))
+    rows[:, ADDRESS:ADDRESS + len(template.strides)] += moves if per_row == 1 else np.repeat(moves, per_row, axis=0)
     return rows
 
 
@@ -213,9 +222,10 @@ def prepared(algorithm, arrays, sources=None, written=None):
         if rows_grad is None:
             rows = operand_rows(ordered, pairs=not magnitude)
         else:
-            picks = [found.index] * len(ordered)
-            picks[GRAD] = np.arange(len(found.index), dtype=np.int64)
-            rows = selected_rows(ordered, picks, pairs=not magnitude)
+            values = ordered[GRAD]
+            template = row_template([info._replace(address=0) if k == GRAD else info
+                                     for k, info in enumerate(ordered)], pairs=not magnitude)
+            rows = listed_rows(template, found.index, values.address, values.strides[0])
     numbers = ()
     if sources:
         rows, numbers = _out_of_place(rows, sources, arrays, written, backend, algorithm)
