@@ -110,6 +110,7 @@ class Bucket:
         self._plan_offsets, self._kept = None, []
         self.listed = []
         self._templates = {}  # (parameter, strides of a row of Rows values) -> RowTemplate
+        self._scratch = None  # the table of the last plan of one parameter's Rows, written over by the next
         self._specs = {}
         self._launches = {}  # spec -> (plan, the backend's launch of it)
         self._reducers = {}  # id(policy) -> (plan, flags, policy, its pre-pass summed by parameter)
@@ -221,16 +222,21 @@ class Bucket:
         follow = 2 + next(j for j, s in enumerate(infos[2:]) if s is not None) if self.quantized else None
         return operand_rows(infos, self.rows_group[k], follow, pairs=not self.magnitude)
 
-    def _listed_rows(self, k, listed, values):
+    def _listed_rows(self, k, listed, values, alone):
         """Segment rows of the rows of parameter ``k`` that a :class:`~numadam.adapters.rows.Rows`
         gradient lists (``listed``: its checked ``Coalesced``; ``values``: the ``ArrayInfo`` of
-        its values). One row's layout is made once per parameter and layout of the values."""
+        its values). One row's layout is made once per parameter and layout of the values. The
+        rows of a plan of that parameter ``alone`` are written over the last such plan's: a plan of
+        ``Rows`` is never used again once the next step has bound its gradients."""
         key = k, values.strides[1:]
         template = self._templates.get(key)
         if template is None:
             infos = self._operand_infos(k, values._replace(address=0))
             template = self._templates[key] = row_template(infos, self.rows_group[k], pairs=not self.magnitude)
-        return listed_rows(template, listed.index, values.address, values.strides[0])
+        rows = listed_rows(template, listed.index, values.address, values.strides[0], self._scratch if alone else None)
+        if alone and (self._scratch is None or rows.base is not self._scratch):
+            self._scratch = rows if rows.base is None else rows.base
+        return rows
 
     def spec(self, flags, policy=NO_POLICY):
         """The kernel spec for the rule's ``flags``, the state this bucket keeps and ``policy``."""
@@ -326,8 +332,9 @@ class Bucket:
             plan = None
         else:
             if odd_layouts:
+                alone = len(listed) == 1 and present.sum() == 1
                 pieces = [
-                    self._listed_rows(k, listed[k], odd_layouts[k]) if k in listed
+                    self._listed_rows(k, listed[k], odd_layouts[k], alone) if k in listed
                     else self._rows(k, odd_layouts[k].strides, odd_layouts[k].address) if k in odd_layouts
                     else _with_grad_address(self._param_rows[k], addresses[k])
                     for k in range(len(grads))

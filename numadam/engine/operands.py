@@ -15,6 +15,7 @@ import functools
 from typing import NamedTuple
 
 import numpy as np
+from numba import njit
 
 from ..adapters.rows import check_parameter, check_values, checked_index, coalesced, is_rows
 from ..core import dtypes, validate
@@ -73,16 +74,37 @@ def row_template(infos, group=0, follow=None, pairs=True):
     return RowTemplate(operand_rows(one_row, group, follow, pairs), strides)
 
 
-def listed_rows(template, index, grad_address, grad_stride):
+def listed_rows(template, index, grad_address, grad_stride, scratch=None):
     """The segment rows over rows ``index`` of every operand of ``template`` but the gradient, whose
     j-th row (at ``grad_address + j * grad_stride``) goes with row ``index[j]`` of the others:
-    the rows of a :class:`~numadam.adapters.rows.Rows` gradient's update."""
-    count, per_row = len(index), len(template.rows)
-    moves = index[:, None] * template.strides[None, :]
-    moves[:, GRAD] = grad_address + np.arange(count, dtype=np.int64) * grad_stride
-    rows = np.tile(template.rows, (count, 1))
-    rows[:, ADDRESS:ADDRESS + len(template.strides)] += moves if per_row == 1 else np.repeat(moves, per_row, axis=0)
+    the rows of a :class:`~numadam.adapters.rows.Rows` gradient's update. They are written into
+    ``scratch`` (rows of the template's width) where it is large enough: memory used before, which
+    a new array of that size (megabytes for 1e4 rows) is not, and the first touch of it costs more
+    than the writing."""
+    needed = len(index) * len(template.rows)
+    if scratch is None or len(scratch) < needed or scratch.shape[1] != template.rows.shape[1]:
+        scratch = np.empty((needed, template.rows.shape[1]), np.int64)
+    rows = scratch[:needed]
+    _listed_table(template.rows, template.strides, index, grad_address, grad_stride, ADDRESS, GRAD, rows)
     return rows
+
+
+@njit(cache=True)
+def _listed_table(template, strides, index, grad_address, grad_stride, address, grad, rows):
+    """:func:`listed_rows` in one pass (the column numbers passed in: a cached kernel keeps no
+    module's globals)."""
+    per_row, width = template.shape
+    for j in range(len(index)):
+        row = index[j]
+        for t in range(per_row):
+            out = j * per_row + t
+            for column in range(width):
+                rows[out, column] = template[t, column]
+            for k in range(len(strides)):
+                if k == grad:
+                    rows[out, address + k] += grad_address + j * grad_stride
+                elif strides[k] != 0:
+                    rows[out, address + k] += row * strides[k]
 
 
 def expected_state_dtype(param, first_state=None):
