@@ -62,10 +62,12 @@ def is_rows(value):
 
 class Coalesced(NamedTuple):
     """A checked :class:`Rows`: each listed row once (``index``, int64 on the host), its gradient
-    ``values[j]`` (the given array when no row repeats, else a new one of the sums)."""
+    ``values[j]`` (the given array when no row repeats, else a new one of the sums), and whether
+    the rows ascend."""
 
     index: np.ndarray
     values: object
+    ascending: bool
 
 
 def _host(array):
@@ -93,33 +95,42 @@ def checked_index(rows, n_rows, path):
         raise ValueError(f"{path}.index must lie in [0, {n_rows}) (the rows of its parameter); "
                          f"got {int(index.max())}")
     index = np.ascontiguousarray(index, np.int64)
-    outside, bad, repeated = _scan(index, n_rows)
+    outside, bad, repeated, ascending = _scan(index, n_rows)
     if outside:
         raise ValueError(f"{path}.index must lie in [0, {n_rows}) (the rows of its parameter); got {bad}")
-    return Checked(index, repeated)
+    return Checked(index, repeated, ascending)
 
 
 class Checked(NamedTuple):
-    """A checked index (int64, C-contiguous) and whether a row repeats in it."""
+    """A checked index (int64, C-contiguous), whether a row repeats in it, and whether its rows
+    ascend (then neighbouring rows may make one segment)."""
 
     index: np.ndarray
     repeated: bool
+    ascending: bool
 
 
 @njit(cache=True)
 def _scan(index, n_rows):
-    """``(outside, bad, repeated)``: whether an index lies outside ``[0, n_rows)``, the first that does,
-    and whether a row repeats (looked for only when none is outside: one bit per row)."""
-    for row in index:
+    """``(outside, bad, repeated, ascending)``: whether an index lies outside ``[0, n_rows)``, the
+    first that does, whether a row repeats (looked for only when none is outside: one bit per
+    row), and whether the rows strictly ascend (then none repeats)."""
+    ascending = True
+    for j in range(len(index)):
+        row = index[j]
         if row < 0 or row >= n_rows:
-            return True, row, False
+            return True, row, False, False
+        if j and row <= index[j - 1]:
+            ascending = False
+    if ascending:
+        return False, 0, False, True
     seen = np.zeros((n_rows + 7) // 8, np.uint8)
     for row in index:
         byte, bit = row >> 3, np.uint8(1 << (row & 7))
         if seen[byte] & bit:
-            return False, 0, True
+            return False, 0, True, False
         seen[byte] |= bit
-    return False, 0, False
+    return False, 0, False, False
 
 
 def check_values(values_info, param_info, n_listed, path):
@@ -149,13 +160,13 @@ def coalesced(checked, values, backend):
     """
     index = checked.index
     if not checked.repeated:
-        return Coalesced(index, values)
+        return Coalesced(index, values, checked.ascending)
     summed, rows = _summed_in_order(index, _host(values))
     if isinstance(values, np.ndarray):
-        return Coalesced(rows, summed)
+        return Coalesced(rows, summed, True)
     own = backend.zeros(summed.size, summed.dtype).reshape(summed.shape)
     backend.assign(own, summed)
-    return Coalesced(rows, own)
+    return Coalesced(rows, own, True)
 
 
 def _summed_in_order(index, values):

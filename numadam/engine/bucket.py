@@ -352,7 +352,9 @@ class Bucket:
                 else:
                     rows = rows.copy()
                 rows[:, ADDRESS + GRAD] += addresses[leaf_of_row]
-            plan = self.backend.plan(coalesce(rows, self._itemsizes()))
+            if all(found.ascending for found in listed.values()):  # else few neighbours: not worth a pass
+                rows = coalesce(rows, self._itemsizes())
+            plan = self.backend.plan(rows)
         self._bound_grads = None if listed else list(grads)
         self._plan, self._pieces, self.absent = plan, None, absent
         #: The parameters (local indices) whose gradient in the last :meth:`bind` was a ``Rows``.

@@ -15,7 +15,7 @@ import functools
 from typing import NamedTuple
 
 import numpy as np
-from numba import njit
+from numba import njit, prange
 
 from ..adapters.rows import check_parameter, check_values, checked_index, coalesced, is_rows
 from ..core import dtypes, validate
@@ -25,6 +25,7 @@ from ..targets.dispatch import backend_for
 from ..targets.layout import Operand, segment_rows
 from ..targets.segments import ADDRESS
 from ..targets.spec import KernelSpec
+from ..targets.cpu.threads import parallel_allowed
 from ..targets.storage import storage_code
 
 PARAM, GRAD = 0, 1
@@ -85,26 +86,44 @@ def listed_rows(template, index, grad_address, grad_stride, scratch=None):
     if scratch is None or len(scratch) < needed or scratch.shape[1] != template.rows.shape[1]:
         scratch = np.empty((needed, template.rows.shape[1]), np.int64)
     rows = scratch[:needed]
-    _listed_table(template.rows, template.strides, index, grad_address, grad_stride, ADDRESS, GRAD, rows)
+    fill = _listed_table_parallel if len(index) >= _PARALLEL_ROWS and parallel_allowed() else _listed_table
+    fill(template.rows, template.strides, index, grad_address, grad_stride, ADDRESS, GRAD, rows)
     return rows
+
+
+#: From this many listed rows on, their table is written on every core.
+_PARALLEL_ROWS = 4096
 
 
 @njit(cache=True)
 def _listed_table(template, strides, index, grad_address, grad_stride, address, grad, rows):
-    """:func:`listed_rows` in one pass (the column numbers passed in: a cached kernel keeps no
-    module's globals)."""
-    per_row, width = template.shape
+    """:func:`listed_rows` in one pass over the listed rows (the column numbers passed in: a
+    cached kernel keeps no module's globals)."""
     for j in range(len(index)):
-        row = index[j]
-        for t in range(per_row):
-            out = j * per_row + t
-            for column in range(width):
-                rows[out, column] = template[t, column]
-            for k in range(len(strides)):
-                if k == grad:
-                    rows[out, address + k] += grad_address + j * grad_stride
-                elif strides[k] != 0:
-                    rows[out, address + k] += row * strides[k]
+        _listed_row(template, strides, index, grad_address, grad_stride, address, grad, rows, j)
+
+
+@njit(cache=True, parallel=True)
+def _listed_table_parallel(template, strides, index, grad_address, grad_stride, address, grad, rows):
+    """:func:`_listed_table` on every core."""
+    for j in prange(len(index)):
+        _listed_row(template, strides, index, grad_address, grad_stride, address, grad, rows, j)
+
+
+@njit(inline="always")
+def _listed_row(template, strides, index, grad_address, grad_stride, address, grad, rows, j):
+    """The template's rows moved to listed row ``j``."""
+    per_row, width = template.shape
+    row = index[j]
+    for t in range(per_row):
+        out = j * per_row + t
+        for column in range(width):
+            rows[out, column] = template[t, column]
+        for k in range(len(strides)):
+            if k == grad:
+                rows[out, address + k] += grad_address + j * grad_stride
+            elif strides[k] != 0:
+                rows[out, address + k] += row * strides[k]
 
 
 def expected_state_dtype(param, first_state=None):

@@ -153,12 +153,16 @@ def number_chunks(rows, chunk_size):
 
     ``chunks`` counts the runs of ``chunk_size`` elements, ``elements`` all elements.
     """
-    if len(rows) == 1:
-        rows[0, OFFSET] = 0
-        total = int(rows[0, LENGTH])
-    else:
-        lengths = rows[:, LENGTH]
-        ends = np.cumsum(lengths)
-        rows[:, OFFSET] = ends - lengths
-        total = int(ends[-1]) if len(ends) else 0
+    total = _offsets(rows, OFFSET, LENGTH)
     return -(-total // chunk_size), total
+
+
+@njit(cache=True)
+def _offsets(rows, offset, length):
+    """Each row's ``OFFSET``, the segments' lengths before it; the total (the column numbers passed
+    in: a cached kernel keeps no module's globals)."""
+    total = 0
+    for row in range(rows.shape[0]):
+        rows[row, offset] = total
+        total += rows[row, length]
+    return total
