@@ -77,7 +77,7 @@ class _TorchSparseAdam:
         index = torch.from_numpy(np.random.default_rng(1).choice(rows, count, replace=False))
         self.param = torch.nn.Parameter(torch.zeros(rows, study.width))
         self.param.grad = torch.sparse_coo_tensor(index[None], torch.ones(count, study.width),
-                                                  (rows, study.width)).coalesce()
+                                                  (rows, study.width), check_invariants=True).coalesce()
         self.optimizer = torch.optim.SparseAdam([self.param], lr=study.options["lr"])
 
     def step(self):
