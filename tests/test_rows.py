@@ -424,3 +424,14 @@ def test_the_dask_engine_refuses_rows_naming_the_leaf():
     with pytest.raises(TypeError, match=r"grads\['w'\] is a Rows gradient"):
         opt.step({"w": numadam.Rows(np.array([1]), np.ones((1, 2)))})
     assert opt.step_count == 0
+
+
+@pytest.mark.parametrize("rows", [50, 10**6], ids=["bits", "sorted"])
+def test_repeats_are_found_in_small_and_large_parameters(rows):
+    """Repeats are looked for with a bit per row, or by sorting a few rows of a large parameter."""
+    param = np.zeros((rows, 1), np.float32)
+    opt = numadam.SGD(param, lr=1.0)
+    opt.step(numadam.Rows(np.array([7, 3, 9, 3]), np.ones((4, 1), np.float32)))
+    assert param[3, 0] == -2.0 and param[7, 0] == param[9, 0] == -1.0
+    opt.step(numadam.Rows(np.array([9, 3, 7]), np.ones((3, 1), np.float32)))  # no repeat, not ascending
+    assert param[3, 0] == -3.0 and param[7, 0] == param[9, 0] == -2.0

@@ -124,6 +124,12 @@ def _scan(index, n_rows):
             ascending = False
     if ascending:
         return False, 0, False, True
+    if n_rows // 8 > 16 * len(index):  # a few rows of a large parameter: sorting them costs less than the bits
+        ordered = np.sort(index)
+        for j in range(1, len(ordered)):
+            if ordered[j] == ordered[j - 1]:
+                return False, 0, True, False
+        return False, 0, False, False
     seen = np.zeros((n_rows + 7) // 8, np.uint8)
     for row in index:
         byte, bit = row >> 3, np.uint8(1 << (row & 7))
