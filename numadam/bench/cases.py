@@ -19,7 +19,6 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .machine import count_text
 
 #: Hyperparameters shared by every variant and implementation.
 LR = 1e-3
@@ -88,6 +87,13 @@ def cnn_shapes(widths=CNN_WIDTHS, hidden=CNN_HIDDEN, in_channels=3, classes=10, 
         channels = width
     shapes += [(hidden, channels * side * side), (hidden,), (classes, hidden), (classes,)]
     return tuple(shapes)
+
+
+def count_text(n):
+    """An element count as ``6e7`` when it has one significant digit, else as digits (this module
+    imports nothing of numadam's: the asv suite loads it by path from each checkout)."""
+    mantissa, exponent = f"{n:.0e}".split("e")
+    return f"{mantissa}e{int(exponent)}" if float(f"{n:.0e}") == n and n >= 1000 else f"{n}"
 
 
 def _title(count, size, dtype):

@@ -39,6 +39,8 @@ import subprocess
 from pathlib import Path
 from typing import NamedTuple
 
+from .cases import count_text
+
 #: The caches of the first CPU as Linux lists them: ``index*/{level,type,size}``.
 SYSFS_CACHES = Path("/sys/devices/system/cpu/cpu0/cache")
 #: Linux's description of its CPUs (the model name) and of its memory (``MemAvailable``).
@@ -152,12 +154,6 @@ def threading_layer():
 
         traffic_kernel(("float32",), ("float32",), True)(np.ones(2, np.float32), np.ones(2, np.float32))
         return numba.threading_layer()
-
-
-def count_text(n):
-    """An element count as ``6e7`` when it has one significant digit, else as digits."""
-    mantissa, exponent = f"{n:.0e}".split("e")
-    return f"{mantissa}e{int(exponent)}" if float(f"{n:.0e}") == n and n >= 1000 else f"{n}"
 
 
 def size_text(size):
