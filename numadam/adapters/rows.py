@@ -23,6 +23,8 @@ from typing import NamedTuple
 import numpy as np
 from numba import njit
 
+from ..core import validate
+
 
 class Rows:
     """A row-sparse gradient: ``values[j]`` is the gradient of row ``index[j]`` of its parameter.
@@ -155,6 +157,16 @@ def check_parameter(param_info, path):
     if len(param_info.shape) == 0:
         raise ValueError(f"{path} is a Rows gradient of a 0-d parameter; Rows lists the rows of a parameter "
                          "of 1 or more dimensions")
+
+
+def checked(rows, param_info, values_info, path, backend):
+    """Every check of ``rows``, the :class:`Rows` gradient named ``path`` of a parameter
+    (``param_info``, an ``ArrayInfo``; ``values_info``, its values'), then its :func:`coalesced` rows."""
+    check_parameter(param_info, path)
+    index = checked_index(rows, param_info.shape[0], path)
+    check_values(values_info, param_info, len(index.index), path)
+    validate.check_layout(values_info, f"{path}.values", writable=False)
+    return coalesced(index, rows.values, backend)
 
 
 def coalesced(checked, values, backend):

@@ -21,7 +21,7 @@ import numpy as np
 
 from ..core import dtypes, validate
 from ..core.memory import MemoryRanges, memory_bounds
-from ..adapters.rows import check_parameter, check_values, checked_index, coalesced, is_rows
+from ..adapters.rows import checked as checked_rows, is_rows
 from ..core.pipeline import NO_POLICY, POLICY_OPERANDS, QUANTIZED_STATE, QUANTIZE_FROM, held_operands, operand_dtype
 from ..targets import quantization
 from ..targets.dispatch import backend_for
@@ -233,9 +233,10 @@ class Bucket:
         if template is None:
             infos = self._operand_infos(k, values._replace(address=0))
             template = self._templates[key] = row_template(infos, self.rows_group[k], pairs=not self.magnitude)
-        rows = listed_rows(template, listed.index, values.address, values.strides[0], self._scratch if alone else None)
-        if alone and (self._scratch is None or rows.base is not self._scratch):
-            self._scratch = rows if rows.base is None else rows.base
+        rows, scratch = listed_rows(template, listed.index, values.address, values.strides[0],
+                                    self._scratch if alone else None)
+        if alone:
+            self._scratch = scratch
         return rows
 
     def spec(self, flags, policy=NO_POLICY):
@@ -366,17 +367,12 @@ class Bucket:
 
     def _checked_rows(self, k, rows):
         """Every check of ``Rows`` gradient ``k``; ``(Coalesced, info of the values it reads)``."""
-        info, path = self.infos[k], self._grad_path(k)
-        check_parameter(info, path)
+        path = self._grad_path(k)
         if self.quantized:
             raise ValueError(f"{path} is a Rows gradient; 8-bit state (state_dtype='int8') scales blocks that "
                              "span rows, so it needs dense gradients")
-        index = checked_index(rows, info.shape[0], path)
         backend_for([self.params[k], rows.values], [self.paths[k], f"{path}.values"])
-        values_info = self.backend.describe(rows.values)
-        check_values(values_info, info, len(index.index), path)
-        validate.check_layout(values_info, f"{path}.values", writable=False)
-        found = coalesced(index, rows.values, self.backend)
+        found = checked_rows(rows, self.infos[k], self.backend.describe(rows.values), path, self.backend)
         return found, self.backend.describe(found.values)
 
     @property

@@ -17,7 +17,7 @@ from typing import NamedTuple
 import numpy as np
 from numba import njit, prange
 
-from ..adapters.rows import check_parameter, check_values, checked_index, coalesced, is_rows
+from ..adapters.rows import checked as checked_rows, is_rows
 from ..core import dtypes, validate
 from ..core.pipeline import NO_POLICY, POLICY_OPERANDS, QUANTIZED_STATE, operand_dtype
 from ..core.memory import MemoryRanges
@@ -81,14 +81,14 @@ def listed_rows(template, index, grad_address, grad_stride, scratch=None):
     the rows of a :class:`~numadam.adapters.rows.Rows` gradient's update. They are written into
     ``scratch`` (rows of the template's width) where it is large enough: memory used before, which
     a new array of that size (megabytes for 1e4 rows) is not, and the first touch of it costs more
-    than the writing."""
+    than the writing. Returns ``(rows, scratch)``: the rows, and the memory that holds them."""
     needed = len(index) * len(template.rows)
     if scratch is None or len(scratch) < needed or scratch.shape[1] != template.rows.shape[1]:
         scratch = np.empty((needed, template.rows.shape[1]), np.int64)
     rows = scratch[:needed]
     fill = _listed_table_parallel if len(index) >= _PARALLEL_ROWS and parallel_allowed() else _listed_table
     fill(template.rows, template.strides, index, grad_address, grad_stride, ADDRESS, GRAD, rows)
-    return rows
+    return rows, scratch
 
 
 #: From this many listed rows on, their table is written on every core.
@@ -163,8 +163,8 @@ def check_operands(infos, names, arrays, written, magnitude=frozenset(), listed=
     state = param._replace(dtype=expected_state_dtype(param.dtype, states[0].dtype if states else None))
     for k, (info, name, writes) in enumerate(zip(infos, names, written)):
         if k == GRAD and listed:
-            pass
-        elif k in (PARAM, GRAD):
+            continue  # checked with its index (numadam.adapters.rows.checked)
+        if k in (PARAM, GRAD):
             validate.check_matches(info, name, param, names[PARAM])
         elif name in POLICY_OPERANDS:
             expected = param._replace(dtype=policy_operand_dtype(name, param.dtype))
@@ -255,7 +255,7 @@ def prepared(algorithm, arrays, sources=None, written=None):
     if rows is None:
         infos = [backend.describe(array) for array in given]
         if rows_grad is not None:
-            found = _listed(rows_grad, infos[PARAM], infos[GRAD], backend)
+            found = checked_rows(rows_grad, infos[PARAM], infos[GRAD], "grad", backend)
             infos[GRAD], kept = backend.describe(found.values), (found.values,)
         check_operands(infos, names, given, [name in written for name in names], magnitude, rows_grad is not None)
         by_name = dict(zip(names, infos))
@@ -266,7 +266,7 @@ def prepared(algorithm, arrays, sources=None, written=None):
             values = ordered[GRAD]
             template = row_template([info._replace(address=0) if k == GRAD else info
                                      for k, info in enumerate(ordered)], pairs=not magnitude)
-            rows = listed_rows(template, found.index, values.address, values.strides[0])
+            rows, _ = listed_rows(template, found.index, values.address, values.strides[0])
     numbers = ()
     if sources:
         rows, numbers = _out_of_place(rows, sources, arrays, written, backend, algorithm)
@@ -276,16 +276,6 @@ def prepared(algorithm, arrays, sources=None, written=None):
     state = dtypes.storage_dtype(states[0].dtype) if states else None
     present = frozenset(kind.name for kind in algorithm.state if arrays.get(kind.name) is not None)
     return Prepared(backend, backend.plan(rows), storage, state, present, numbers, kept)
-
-
-def _listed(rows, param, values, backend):
-    """The checked, coalesced :class:`~numadam.adapters.rows.Rows` gradient ``rows`` of a parameter
-    (``param``, an ``ArrayInfo``; ``values``, its values')."""
-    check_parameter(param, "grad")
-    index = checked_index(rows, param.shape[0], "grad")
-    check_values(values, param, len(index.index), "grad")
-    validate.check_layout(values, "grad.values", False)
-    return coalesced(index, rows.values, backend)
 
 
 def _contiguous_rows(arrays, backend):
