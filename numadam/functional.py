@@ -17,10 +17,11 @@ import numpy as np
 from .adapters.dask import is_dask_array
 from .adapters.foreign import adopt
 from .adapters.rows import is_rows
-from .core import validate
+from .core import dtypes, factors, validate
 from .core.pipeline import NO_POLICY, NO_POLICY_SCALARS, POLICY_OPERANDS
 from .engine.dask import step_dask_arrays
 from .engine.operands import kernel_spec, prepared, run_on_arrays
+from .targets.dispatch import backend_for
 from .engine.stepping import with_norms
 
 
@@ -62,6 +63,11 @@ def run_step(cls, operands, step, hyper, carry, norms=None, passes=("first", "up
     arrays = dict(zip(names, adopted.arrays))
     scalars, carry = algorithm.step_scalars(step, h, carry)
     flags = algorithm.flags(h)
+    if algorithm.factored:
+        with adopted.launch():
+            _factored_step(algorithm, arrays, scalars, flags, h)
+        adopted.written()
+        return carry
     with adopted.launch():
         if algorithm.norms is not None and "first" in passes:  # the state, and this array's norms
             norms = run_on_arrays(algorithm, arrays, flags, NO_POLICY._replace(reduction="norms"),
@@ -78,6 +84,49 @@ def run_step(cls, operands, step, hyper, carry, norms=None, passes=("first", "up
         run_on_arrays(algorithm, arrays, flags, policy, tuple(scalars), sources=sources)
     adopted.written()
     return carry
+
+
+def _factored_step(algorithm, arrays, scalars, flags, h):
+    """A step of a family with factored state (:mod:`numadam.core.factors`) on one array: every
+    check first, then the factors' pass, the norms pass and the update. The factors are given in
+    their own shapes (``col_var`` may be ``None`` below two dimensions: one 1); the derived ones
+    are made here."""
+    param, grad = arrays["param"], arrays["grad"]
+    backend = backend_for([param, grad], ["param", "grad"])
+    real = dtypes.compute_dtype(param.dtype)
+    xp = backend.array_module
+    own = {}
+    for kind in algorithm.state:
+        shape = factors.factor_shape(kind.factor, param.shape)
+        given = arrays.get(kind.name)
+        if kind.derived or (given is None and not factors.factored(param.shape) and kind.factor == "columns"):
+            given = xp.full(shape, factors.initial_value(kind.factor, param.shape), real)
+        elif given is None:
+            raise ValueError(f"{kind.name} ({kind.doc}) must be an array of shape {shape}; got None")
+        backend_for([param, given], ["param", kind.name])
+        if given.shape != shape or given.dtype != real:
+            raise ValueError(f"{kind.name} ({kind.doc}) of a {real.name} computation over param of shape "
+                             f"{param.shape} must be {real.name} of shape {shape}; got {given.dtype} of shape "
+                             f"{given.shape}")
+        validate.check_layout(backend.describe(given), kind.name, writable=True)
+        own[kind.name] = given
+    views = {name: xp.broadcast_to(array, param.shape) for name, array in own.items()}
+    update = {**arrays, **views}
+    written = {"param"} | ({"master"} if "master" in arrays else set())
+    prepared(algorithm, update, written=written)  # every check of the update before anything is written
+    s = algorithm.Scalars(*scalars)
+    weight, floor = algorithm.factors(s, real)
+    sums = backend.factor_squares(grad, real, 1.0, None)
+    if param.size:
+        factors.update_factors(xp, grad, *own.values(), weight, floor, sums)
+    norms = run_on_arrays(algorithm, update, flags, NO_POLICY._replace(reduction="norms"),
+                          tuple(scalars) + tuple(NO_POLICY_SCALARS), written=written, reduce=True)
+    scalars = with_norms(algorithm, np.array([scalars], np.float64), np.array([algorithm.norms.applies(h)]),
+                         [norms[0]], [norms[1]], [dtypes.real_size(param.shape, param.dtype)])[0]
+    if "master" in arrays:
+        scalars = tuple(scalars) + tuple(NO_POLICY_SCALARS)
+    run_on_arrays(algorithm, update, flags, NO_POLICY._replace(master="master" in arrays), tuple(scalars),
+                  written=written)
 
 
 class _Checked(NamedTuple):
@@ -111,7 +160,7 @@ def step_function(cls, name, doc):
     """
     algorithm = cls.algorithm
     defaults = {n: v for n, v in cls._class_defaults.items() if n not in cls.pinned}
-    always = [kind.name for kind in algorithm.state if kind.present is None]
+    always = [kind.name for kind in algorithm.state if kind.present is None and not kind.derived]
     optional = [kind for kind in algorithm.state if kind.present is not None]
     optional_names = [kind.name for kind in optional]
     last = [None, None]  # the last _Checked and _Plan, each replaced whole (threads may share the function)
@@ -192,6 +241,10 @@ def step_function(cls, name, doc):
             plan.launch([scalars])
             return carry if carried else None
         operands = operands_of(param, grad, state, given_optional, checked.kinds)
+        if is_dask_array(param) and algorithm.factored:
+            raise TypeError(f"{name}() takes NumPy, CuPy and torch arrays; {algorithm.title}'s row and column "
+                            "sums across Dask chunks are not built yet: step it with the optimizer object's "
+                            "NumPy arrays")
         if is_dask_array(param):  # immutable: the new arrays are the answer
             scalars, after = algorithm.step_scalars(step, checked.h, carry)
             arrays = step_dask_arrays(algorithm, operands, checked.flags, tuple(scalars))

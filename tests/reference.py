@@ -504,6 +504,53 @@ def sparse_adam_reference(param, grad, state, step, carry, h):
     return (*_back(p, s, dtype), carry)
 
 
+def adafactor_reference(param, grad, state, step, carry, h):
+    """torch.optim.Adafactor (Shazeer & Stern 2018): row and column means of g^2 over the last two
+    dimensions, moved by torch's lerp with weight t**beta2_decay; the estimate r c / max(mean r, eps1),
+    at least eps1^2; the step rho max(eps2, RMS(p)) / max(1, RMS(u)/d) along u = g / sqrt(estimate).
+    Sums of squares in float64, rounded once; eps1 None is the machine epsilon of the dtype."""
+    dtype = np.asarray(param).dtype
+    if np.size(param) == 0:  # nothing to step, no means to take
+        return param, state, carry
+    p, g, s, real = _reals(param, grad, state)
+    eps1, eps2 = h["eps"]
+    eps1 = np.finfo(real).eps if eps1 is None else eps1
+    if h["maximize"]:
+        g = -g
+    weight = real(float(step) ** h["beta2_decay"])
+
+    def lerp(start, end):
+        return start + weight * (end - start) if weight < 0.5 else end - (end - start) * (real(1) - weight)
+
+    squares = g.astype(np.float64) ** 2
+    if p.ndim >= 2:
+        rows, columns = p.shape[-2:]
+        s["row_var"] = lerp(s["row_var"], (squares.sum(axis=-1, keepdims=True) / columns).astype(real))
+        s["col_var"] = lerp(s["col_var"], (squares.sum(axis=-2, keepdims=True) / rows).astype(real))
+        mean = (s["row_var"].astype(np.float64).sum(axis=-2, keepdims=True) / rows).astype(real)
+        estimate = s["row_var"] * s["col_var"] / np.maximum(mean, real(eps1))
+    else:
+        s["row_var"] = lerp(s["row_var"], g * g)
+        estimate = s["row_var"]
+    u = (real(1) / np.sqrt(np.maximum(estimate, real(eps1 * eps1)))) * g
+    count = math.sqrt(p.size)
+    alpha = max(eps2, math.sqrt(float(np.sum(p.astype(np.float64) ** 2))) / count) * min(h["lr"], 1 / step**0.5)
+    scale = -alpha / max(1.0, math.sqrt(float(np.sum(u.astype(np.float64) ** 2))) / (count * h["d"]))
+    if h["weight_decay"] != 0:
+        p = p * real(1 - h["lr"] * h["weight_decay"])
+    p = p + real(scale) * u
+    return (*_back(p, s, dtype), carry)
+
+
+def _adafactor_start(param, h):
+    """Row and column factors at zero (a full second moment and a 1 below two dimensions)."""
+    shape = np.shape(param)
+    if len(shape) >= 2:
+        return {"row_var": np.zeros(shape[:-1] + (1,), param.dtype),
+                "col_var": np.zeros(shape[:-2] + (1, shape[-1]), param.dtype)}
+    return {"row_var": np.zeros_like(param), "col_var": np.ones((), param.dtype)}
+
+
 class Reference(NamedTuple):
     """A family's reference: ``step(param, grad, state, t, carry, h) -> (param, state, carry)``, the state
     before its first step (``start(param, h)``, a dict of arrays, as its paper and library start it),
@@ -547,6 +594,7 @@ REFERENCES = {
                                      lambda param, h: {"z": np.array(param, copy=True), "exp_avg_sq": np.zeros_like(param)},
                                      (-1.0, 0.0)),
     "lamb": Reference(lamb_reference, _zeros("exp_avg", "exp_avg_sq")),
+    "adafactor": Reference(adafactor_reference, _adafactor_start),
     "adagrad": Reference(adagrad_reference, lambda param, h: {
         "sum": np.full_like(param, h["initial_accumulator_value"] * (1 + 1j) if param.dtype.kind == "c"
                             else h["initial_accumulator_value"])}),

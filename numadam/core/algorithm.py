@@ -57,6 +57,14 @@ class StateKind(NamedTuple):
     ``complex_mode="magnitude"`` it is one real number per complex element,
     while the parameter, the gradient and the other state are complex numbers.
     A family takes ``complex_mode="magnitude"`` when some of its state is so marked.
+
+    ``factor`` marks *factored* state (:mod:`numadam.core.factors`), whose shape
+    is not the parameter's: ``"rows"``, ``"columns"`` or ``"means"`` of the last
+    two dimensions (Adafactor's second moment). The rule reads it as if it had
+    the parameter's shape (each value repeated along the dimensions it does not
+    keep) and never writes it: the factors' own pass updates it before the rule
+    runs. A ``derived`` kind is recomputed from the others at every step and is
+    not part of the saved state.
     """
 
     name: str
@@ -66,6 +74,8 @@ class StateKind(NamedTuple):
     present: Callable | None = None
     when: str = ""
     magnitude: bool = False
+    factor: str = ""
+    derived: bool = False
 
     def initial_for(self, h):
         """The initial value for hyperparameters ``h``: a number, or ``"param"``."""
@@ -96,12 +106,18 @@ class Norms(NamedTuple):
     the state. ``value`` is plain Python arithmetic on two floats that every
     path compiles: the host's loop over parameters, the CPU's one-call step,
     and :mod:`numadam.jit`.
+
+    With ``per_parameter`` the value also depends on the parameter:
+    ``value(param_squares, direction_squares, count, s)`` takes its number of
+    real elements and its scalars ``s`` (floats), and the steps compute it on
+    the host (Adafactor's step size, from two root mean squares).
     """
 
     rule: object
     field: str
     applies: Callable
     value: Callable
+    per_parameter: bool = False
 
 
 class Example(NamedTuple):
@@ -143,6 +159,10 @@ class Algorithm:
     check_combination: Callable | None = None
     #: A first pass that needs each parameter's norms before its update (LAMB), or None.
     norms: "Norms | None" = None
+    #: With factored state: ``factors(s, real) -> (weight, floor)``, from a parameter's scalars ``s``
+    #: (floats) and its real dtype, the weight of this step's squares in the factors' moving
+    #: averages and the floor of the row mean, both of dtype ``real`` (:mod:`numadam.core.factors`).
+    factors: Callable | None = None
     #: The class's docstring before its example: what it computes (the math) and whose update it is.
     doc: str = ""
     #: The class docstring's example: an :class:`Example`, or doctest lines of its own.
@@ -183,6 +203,16 @@ class Algorithm:
         """Raise if the hyperparameters ``values`` (a dict of all of them) are wrong together."""
         if self.check_combination is not None:
             self.check_combination(self.Hyper(**values))
+
+    @property
+    def factored(self):
+        """Whether some state is factored (see :class:`StateKind`): the steps then run the factors'
+        pass (:mod:`numadam.core.factors`) before the norms pass."""
+        return self.factors is not None
+
+    def saved_kinds(self, kinds):
+        """The state kinds among ``kinds`` that a state dict holds (the derived ones are recomputed)."""
+        return tuple(kind for kind in kinds if not kind.derived)
 
     def state_kinds(self, h):
         """The state kinds the hyperparameters ``h`` use, in the rule's order."""

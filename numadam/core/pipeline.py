@@ -412,6 +412,8 @@ def check_options_for(policies, algorithm, parameter_dtypes, paths):
             raise ValueError(f"state_dtype='int8' is not available for {algorithm.title}: its state "
                              f"{iterates[0]!r} is an iterate (it starts at the parameters), which 8-bit "
                              "codes cannot carry; use 'bfloat16'")
+    if algorithm.factored:
+        _check_factored(policies, algorithm, parameter_dtypes, paths)
     if policies.complex_mode != "magnitude" or not complex_leaves:
         return
     if not algorithm.takes_magnitude:
@@ -422,3 +424,24 @@ def check_options_for(policies, algorithm, parameter_dtypes, paths):
     if taken:
         raise ValueError(f"complex_mode='magnitude' is not available with {taken[0]}= (it reads complex "
                          f"parameters as pairs of reals); {complex_leaves[0]} is complex")
+
+
+def _check_factored(policies, algorithm, parameter_dtypes, paths):
+    """What a family with factored state (:mod:`numadam.core.factors`) refuses: complex parameters
+    (torch's Adafactor refuses them too), state in another dtype than the step's, and accumulation."""
+    from . import dtypes
+
+    for dtype, path in zip(parameter_dtypes, paths):
+        if dtype.kind == "c":
+            raise TypeError(f"{algorithm.title} takes real parameters: its factors are means of squares over "
+                            f"rows and columns; {path} is {dtype} (step its real and imaginary parts as two "
+                            "real arrays)")
+        if policies.state_dtype is not None and policies.state_dtype != dtypes.compute_dtype(dtype):
+            raise ValueError(f"state_dtype={policies.state_dtype.name!r} is not available for {algorithm.title}: "
+                             f"its factors hold R + C numbers per R x C matrix, kept in the dtype its step "
+                             f"computes in ({dtypes.compute_dtype(dtype).name} for {path})")
+    if policies.accumulate > 1:
+        raise ValueError(f"accumulate={policies.accumulate} is not available for {algorithm.title}: its factors' "
+                         "pass reads the step's gradient whole; average the micro-batches' gradients and "
+                         "step once")
+

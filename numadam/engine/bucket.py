@@ -19,7 +19,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from ..core import dtypes, validate
+from ..core import dtypes, factors, validate
 from ..core.memory import MemoryRanges, memory_bounds
 from ..adapters.rows import checked as checked_rows, is_rows
 from ..core.pipeline import NO_POLICY, POLICY_OPERANDS, QUANTIZED_STATE, QUANTIZE_FROM, held_operands, operand_dtype
@@ -82,8 +82,13 @@ class Bucket:
         self.offsets = np.concatenate(([0], np.cumsum(sizes))).astype(np.int64)
         if self.quantized:
             self._init_blocks(sizes)
+        #: Where each parameter's factored state starts in its buffer (:mod:`numadam.core.factors`), by factor.
+        self.factor_offsets = {
+            factor: np.concatenate(([0], np.cumsum([factors.factor_size(factor, info.shape) for info in infos])))
+            .astype(np.int64) for factor in {kind.factor for kind in family.state if kind.factor}}
+        self._factor_of = {kind.name: kind.factor for kind in family.state}
         self.buffers = {kind.name: self._initial_buffer(kind, h) for kind in kinds}
-        self.state = {name: [self._state_view(buffer, k) for k in range(len(params))]
+        self.state = {name: [self._state_view(buffer, k, self._factor_of[name]) for k in range(len(params))]
                       for name, buffer in self.buffers.items()}
         #: The policy operands the optimizer keeps (:func:`~numadam.core.pipeline.held_operands`), by name.
         self.policy_buffers = {}
@@ -139,6 +144,13 @@ class Bucket:
     def _initial_buffer(self, kind, h):
         """A new buffer of state ``kind``, holding its initial value for hyperparameters ``h``."""
         initial = kind.initial_for(h)
+        if kind.factor:
+            offsets = self.factor_offsets[kind.factor]
+            buffer = self.backend.zeros(int(offsets[-1]), self.state_dtype)
+            for k, info in enumerate(self.infos):
+                if factors.initial_value(kind.factor, info.shape) != 0.0:
+                    buffer[int(offsets[k]):int(offsets[k + 1])] = factors.initial_value(kind.factor, info.shape)
+            return buffer
         if self.quantized:  # every code 1 (or 0) times a scale of the initial value
             signed = not kind.nonnegative
             buffer = self.backend.zeros(int(self.offsets[-1]), quantization.code_dtype(signed))
@@ -160,7 +172,8 @@ class Bucket:
         """Allocate state of ``kind``, which was not kept before, at its initial value."""
         self.kinds = tuple(k for k in self.algorithm.state if k.name in self.buffers or k is kind)
         self.buffers[kind.name] = self._initial_buffer(kind, h)
-        self.state[kind.name] = [self._state_view(self.buffers[kind.name], k) for k in range(len(self.params))]
+        self.state[kind.name] = [self._state_view(self.buffers[kind.name], k, kind.factor)
+                                 for k in range(len(self.params))]
         self._rebuild_rows()
 
     def drop_state(self, name):
@@ -191,15 +204,27 @@ class Bucket:
             return c_strides(info.shape, itemsize)
         return dense_strides(info.shape, info.strides, itemsize)
 
-    def _state_view(self, buffer, k):
-        """Parameter ``k``'s part of ``buffer``, shaped like the parameter (see :meth:`_dense_strides`)."""
+    def _state_view(self, buffer, k, factor=""):
+        """Parameter ``k``'s part of ``buffer``, shaped like the parameter (see :meth:`_dense_strides`),
+        or for ``factor`` state, like that factor of it (C order)."""
         info = self.infos[k]
+        if factor:
+            shape = factors.factor_shape(factor, info.shape)
+            offset = int(self.factor_offsets[factor][k]) * buffer.dtype.itemsize
+            return self.backend.view(buffer, offset, shape, c_strides(shape, buffer.dtype.itemsize), buffer.dtype)
         dtype = self._view_dtype(buffer, k)
         offset = int(self.offsets[k]) * buffer.dtype.itemsize
         return self.backend.view(buffer, offset, info.shape, self._dense_strides(k, dtype.itemsize), dtype)
 
-    def _buffer_info(self, buffer, k):
+    def _buffer_info(self, buffer, k, factor=""):
+        """How a kernel reads parameter ``k``'s part of ``buffer``: shaped like the parameter (a
+        factor's values repeated along the dimensions it does not keep)."""
         info = self.infos[k]
+        if factor:
+            itemsize = buffer.dtype.itemsize
+            address = self.backend.address(buffer) + int(self.factor_offsets[factor][k]) * itemsize
+            return info._replace(address=address, strides=factors.broadcast_strides(factor, info.shape, itemsize),
+                                 dtype=buffer.dtype, readonly=False)
         dtype = self._view_dtype(buffer, k)
         address = self.backend.address(buffer) + int(self.offsets[k]) * buffer.dtype.itemsize
         return info._replace(address=address, strides=self._dense_strides(k, dtype.itemsize), dtype=dtype,
@@ -208,7 +233,7 @@ class Bucket:
     def _operand_infos(self, k, grad):
         """The operands of parameter ``k``'s update, in the kernels' order, with gradient ``grad``
         (an ``ArrayInfo``); ``None`` for those absent."""
-        state = [self._buffer_info(self.buffers[kind.name], k) if kind.name in self.buffers else None
+        state = [self._buffer_info(self.buffers[kind.name], k, kind.factor) if kind.name in self.buffers else None
                  for kind in self.algorithm.state]
         extra = {name: self._buffer_info(buffer, k) for name, buffer in self.policy_buffers.items()}
         if self.bounds is not None:
@@ -219,7 +244,10 @@ class Bucket:
         """Segment rows of parameter ``k`` with a gradient of the given layout."""
         grad = self.infos[k]._replace(address=grad_address, strides=grad_strides)
         infos = self._operand_infos(k, grad)
-        follow = 2 + next(j for j, s in enumerate(infos[2:]) if s is not None) if self.quantized else None
+        # 8-bit state needs its blocks in order; factored state is read with stride 0 (which would
+        # make a column of a matrix the shorter walk): both follow an array's own memory order.
+        follow = (2 + next(j for j, s in enumerate(infos[2:]) if s is not None) if self.quantized
+                  else 0 if self.factor_offsets else None)
         return operand_rows(infos, self.rows_group[k], follow, pairs=not self.magnitude)
 
     def _listed_rows(self, k, listed, values, alone):
@@ -267,6 +295,20 @@ class Bucket:
             self.backend.assign(target, quantization.dequantize(_on_host(source.codes), _on_host(source.scales), signed))
         else:
             self.backend.assign(target, source)
+
+    def update_factors(self, rows, grad_scale, clip_value):
+        """The factors' pass (:mod:`numadam.core.factors`) over the gradients of the last :meth:`bind`,
+        with each parameter's scalar row ``rows[k]`` (floats): its row and column sums of squares,
+        then its factors' moving averages and row means, in place."""
+        family = self.algorithm
+        names = [kind.name for kind in family.state if kind.factor]
+        for k, grad in enumerate(self._bound_grads):
+            if grad.size == 0:  # no squares to take the means of: the factors stay as they are
+                continue
+            weight, floor = family.factors(family.Scalars(*rows[k][:len(family.Scalars._fields)]), self.compute)
+            sums = self.backend.factor_squares(grad, self.compute, grad_scale, clip_value)
+            factors.update_factors(self.backend.array_module, grad, *(self.state[name][k] for name in names),
+                                   weight, floor, sums)
 
     def run(self, plan, spec, scalars):
         """Apply ``spec``'s update over ``plan`` with each scalar row of ``scalars``: block by block

@@ -46,6 +46,9 @@ class DaskEngine(Engine):
         super().__init__(algorithm, settings, policies, paths)
         self.treedef = treedef
         check_options([leaf.dtype for leaf in leaves])
+        if algorithm.factored:
+            raise TypeError(f"{algorithm.title} takes NumPy, CuPy and torch arrays: its row and column sums "
+                            "across Dask chunks are not built yet (step the NumPy arrays of one machine)")
         refused = policies.refused_on_dask()
         if refused:
             raise ValueError(f"on Dask arrays numadam applies {', '.join(policies.options_on_dask())}; got "

@@ -17,7 +17,7 @@ import operator
 import numpy as np
 
 from ..adapters.foreign import adopt, is_tensor
-from ..core import validate
+from ..core import dtypes, validate
 from ..core.pipeline import PolicyScalars
 from ..targets.dispatch import backend_for
 from .bounds import checked_bounds
@@ -150,7 +150,7 @@ class LocalEngine(Engine):
         if self.algorithm.norms is None:
             return bucket.launcher(plan, flags)
         make = getattr(bucket.backend, "norms_step_launcher", None)
-        if make is None:
+        if make is None or self.algorithm.factored:  # the factors' pass comes first
             return None
         first, update = self._first_pass_of[""], self._after_norms_of[""]
         starts, stops, leaves = bucket.pieces(plan)
@@ -276,6 +276,14 @@ class LocalEngine(Engine):
         sums = self.buckets[0].norms_and_update(plans[0], flags, first, after, first_rows, update_rows,
                                                 self._norms_apply(), field)
         return sums is not None
+
+    def _factor_pass(self, plans, scalars, grad_scale):
+        for bucket, plan in zip(self.buckets, plans):
+            if plan is not None:
+                bucket.update_factors([scalars[k] for k in bucket.indices], grad_scale, self.policies.clip_value)
+
+    def _element_counts(self):
+        return [dtypes.real_size(info.shape, info.dtype) for info in self.infos]
 
     def _update(self, plans, flags, policy, scalars):
         for bucket, plan in zip(self.buckets, plans):
@@ -422,7 +430,7 @@ class LocalEngine(Engine):
     def state_arrays(self, lazy=False):
         """Copies of every state array, by name (8-bit state adds ``<name>_scales``)."""
         arrays = {}
-        for kind in self.buckets[0].kinds:
+        for kind in self.algorithm.saved_kinds(self.buckets[0].kinds):
             arrays[kind.name] = [b.state[kind.name][local].copy() for b, local in self.locations]
             if any(b.quantized for b in self.buckets):
                 arrays[f"{kind.name}_scales"] = [

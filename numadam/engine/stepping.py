@@ -32,13 +32,20 @@ def norms_values(value):
     return fill
 
 
-def with_norms(algorithm, scalars, applies, param_squares, direction_squares):
+def with_norms(algorithm, scalars, applies, param_squares, direction_squares, counts=None):
     """``scalars`` (float64, one row per parameter) with the field the family's norms set
-    (:class:`~numadam.core.algorithm.Norms`): its value of each parameter's sums, where it applies."""
+    (:class:`~numadam.core.algorithm.Norms`): its value of each parameter's sums, where it applies.
+    A value that depends on the parameter (``per_parameter``) takes each one's number of real
+    elements ``counts`` and its scalars."""
     norms = algorithm.norms
-    values = np.empty(len(scalars))
-    norms_values(norms.value)(np.asarray(param_squares, np.float64), np.asarray(direction_squares, np.float64),
-                              values)
+    if norms.per_parameter:
+        fields = len(algorithm.Scalars._fields)
+        values = np.array([norms.value(float(p), float(d), int(n), algorithm.Scalars(*row[:fields].tolist()))
+                           for p, d, n, row in zip(param_squares, direction_squares, counts, scalars)])
+    else:
+        values = np.empty(len(scalars))
+        norms_values(norms.value)(np.asarray(param_squares, np.float64), np.asarray(direction_squares, np.float64),
+                                  values)
     rows = scalars.copy()
     rows[applies, algorithm.Scalars._fields.index(norms.field)] = values[applies]
     return rows
@@ -132,9 +139,12 @@ class Engine:
             if phase != "add":
                 grad_scale = decision
         extra = None
+        if self.algorithm.factored and phase != "add":
+            self._factor_pass(grads, scalars, grad_scale)
         if self.algorithm.norms is not None and phase != "add":
             extra = policies.scalars(grad_scale, step)
-            if self._norms_then_update(grads, flags, phase, scalars, extra):  # both passes: one call
+            if (not self.algorithm.norms.per_parameter  # (whose value the one call does not compute)
+                    and self._norms_then_update(grads, flags, phase, scalars, extra)):  # both passes: one call
                 self.step_count, self.carry, self.micro_step = step, carry, 0
                 return
             scalars, policy = self._norms_pass(grads, flags, phase, scalars, extra)
@@ -154,7 +164,7 @@ class Engine:
         first = self._first_pass_of[phase]
         param_squares, direction_squares = self._reduce(grads, flags, first, with_policy(scalars, first, extra))
         rows = with_norms(self.algorithm, np.array(scalars, np.float64), self._norms_apply(), param_squares,
-                          direction_squares)
+                          direction_squares, self._element_counts())
         return rows, self._after_norms_of[phase]
 
     def _norms_apply(self):
@@ -169,6 +179,16 @@ class Engine:
 
     def _reduce(self, grads, flags, policy, scalars):
         """Per parameter, in parameter order, the two float64 sums of the pre-pass ``policy.reduction``."""
+        raise NotImplementedError
+
+    def _factor_pass(self, grads, scalars, grad_scale):
+        """The factors' pass of a family with factored state (:mod:`numadam.core.factors`): each
+        parameter's factors moved toward the squares of its gradient (scaled by ``grad_scale``,
+        clipped as the options say), with its scalar row ``scalars[k]``."""
+        raise NotImplementedError
+
+    def _element_counts(self):
+        """Each parameter's number of real elements (a norms value per parameter takes it)."""
         raise NotImplementedError
 
     def _norms_then_update(self, grads, flags, phase, scalars, extra):

@@ -159,8 +159,15 @@ def _update_lines(spec, index_of, bounds_loaded):
         lines.append(f"{_element(slot, index_of)} = n{slot}(q.ema_decay * w{slot}({_old(spec, slot, index_of)})"
                      " + q.one_minus_ema_decay * param)")
     lines += _param_store(spec, index_of)
-    lines += [_state_store(spec, k, index_of) for k in range(2, 2 + n_state) if spec.operands[k]]
+    lines += [_state_store(spec, k, index_of) for k in _written_state(spec)]
     return lines
+
+
+def _written_state(spec):
+    """The state operands an update writes: those present, but the rule's read-only ones."""
+    registered = rule(spec.rule)
+    return [k for k in range(2, 2 + len(registered.state))
+            if spec.operands[k] and registered.state[k - 2] not in registered.read_only]
 
 
 def _header(name, spec, extra_arguments=""):
@@ -306,7 +313,7 @@ def _norm_sums(spec, index_of):
     lines = _gradient_lines(spec, index_of) + [
         f"param = {_param_load(spec, index_of)}",
         f"state, direction = norms(param, grad, ({', '.join(state)}{',' if n_state == 1 else ''}), h, flags)"]
-    lines += [f"{_element(k, index_of)} = n{k}(state[{k - 2}])" for k in range(2, 2 + n_state) if spec.operands[k]]
+    lines += [f"{_element(k, index_of)} = n{k}(state[{k - 2}])" for k in _written_state(spec)]
     return lines + ["wide = float64(param)", "a0 += wide * wide",
                     "wide = float64(direction)", "b0 += wide * wide"]
 

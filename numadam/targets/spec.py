@@ -35,15 +35,17 @@ class Rule(NamedTuple):
     state: tuple      # the names of its state operands, in order
     norms: object     # the family's norms rule, or None
     value: object     # with a norms rule: the value its sums set in each parameter's scalars (plain Python)
+    read_only: tuple = ()  # the state operands it reads and never writes (factored state)
 
 
 _RULES = {}
 
 
-def register_rule(name, function, scalars, flags, state, norms=None, value=None):
+def register_rule(name, function, scalars, flags, state, norms=None, value=None, read_only=()):
     """Make ``function`` (and ``norms``, a first pass that also returns the update direction, with
-    ``value``, what its sums set in each parameter's scalars) available to kernels as rule ``name``."""
-    _RULES[name] = Rule(function, scalars, flags, tuple(state), norms, value)
+    ``value``, what its sums set in each parameter's scalars) available to kernels as rule ``name``;
+    the state operands named in ``read_only`` are read and never written."""
+    _RULES[name] = Rule(function, scalars, flags, tuple(state), norms, value, tuple(read_only))
 
 
 def rule(name):

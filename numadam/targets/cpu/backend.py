@@ -3,6 +3,7 @@
 import numpy as np
 
 from . import threads
+from ...core import factors
 from ...core.pipeline import PolicyScalars
 from ..quantization import BLOCK
 from ..layout import number_chunks
@@ -174,6 +175,15 @@ class CpuBackend:
 
     # Optimizer state lives in NumPy arrays.
     array_type = np.ndarray
+    array_module = np
+
+    @staticmethod
+    def factor_squares(grad, real, grad_scale, clip_value):
+        """What the factors' pass takes of ``grad`` (:func:`numadam.core.factors.squares`): its row
+        and column sums of squares in one compiled read of it, on every core."""
+        from .factor_sums import row_and_column_squares
+
+        return factors.squares(np, grad, real, grad_scale, clip_value, row_and_column_squares)
 
     @staticmethod
     def zeros(size, dtype):

@@ -20,6 +20,7 @@ import threading
 
 import numpy as np
 
+from ...core import factors
 from ..layout import c_strides, number_chunks
 from ..arrays import ArrayInfo, Plan, checked_rows
 
@@ -272,6 +273,15 @@ class CudaBackend:
 
     def zeros(self, size, dtype):
         return self._require_cupy().zeros(size, dtype)
+
+    @property
+    def array_module(self):
+        return self._require_cupy()
+
+    def factor_squares(self, grad, real, grad_scale, clip_value):
+        """What the factors' pass takes of ``grad`` (:func:`numadam.core.factors.squares`), by CuPy's
+        reductions on the device."""
+        return factors.squares(self._require_cupy(), grad, real, grad_scale, clip_value)
 
     def broadcast(self, array, shape):
         """A view of ``array`` repeated to ``shape`` (strides 0 where repeated)."""

@@ -1,0 +1,135 @@
+r"""Factored state: a second moment kept as the row and column means of the last two dimensions.
+
+A parameter of shape :math:`(\dots, R, C)` keeps (Shazeer & Stern 2018)
+
+- ``row_var`` of shape :math:`(\dots, R, 1)`: moving averages of each row's mean of :math:`g^2`;
+- ``col_var`` of shape :math:`(\dots, 1, C)`: the same of each column's;
+- ``row_mean`` of shape :math:`(\dots, 1, 1)` (derived, not saved): the mean of ``row_var``
+  over the rows, at least :math:`\epsilon_1`,
+
+so that :math:`\hat v_{rc} = r_r\, c_c / \bar r` stands for the full second moment
+with :math:`R + C` numbers instead of :math:`R C`. A parameter of fewer than two
+dimensions keeps its full second moment in ``row_var`` (its own shape), and
+``col_var`` and ``row_mean`` hold one 1 each, so that the same
+:math:`r\,c/\bar r` is the second moment itself, exactly.
+
+The rule reads each factor as if it had the parameter's shape: its values
+repeated, with stride 0, along the dimensions it does not keep
+(:func:`broadcast_strides`). The factors' pass (:func:`update_factors`) runs
+before the rule, per parameter: one pass over the gradient that sums the
+squares of each row and each column (in float64; :func:`sums_of_squares`),
+then the moving averages and the row means, on arrays of :math:`R + C`
+numbers.
+"""
+
+import math
+
+import numpy as np
+
+#: What each factored state kind keeps of the last two dimensions.
+FACTORS = ("rows", "columns", "means")
+
+
+def factored(shape):
+    """Whether a parameter of ``shape`` keeps row and column factors (two or more dimensions)."""
+    return len(shape) >= 2
+
+
+def factor_shape(factor, shape):
+    """The shape of a parameter's ``factor`` state (see the module docstring)."""
+    if not factored(shape):
+        return tuple(shape) if factor == "rows" else ()
+    if factor == "rows":
+        return tuple(shape[:-1]) + (1,)
+    if factor == "columns":
+        return tuple(shape[:-2]) + (1, shape[-1])
+    return tuple(shape[:-2]) + (1, 1)
+
+
+def initial_value(factor, shape):
+    """A factor's value before the first step: 0, but 1 for the columns and the row mean of a
+    parameter of fewer than two dimensions (its full second moment is ``row_var``)."""
+    return 0.0 if factor == "rows" or (factor == "columns" and factored(shape)) else 1.0
+
+
+def factor_size(factor, shape):
+    return math.prod(factor_shape(factor, shape))
+
+
+def broadcast_strides(factor, shape, itemsize):
+    """The strides (bytes) that read a C-ordered ``factor`` state as if it had the parameter's
+    ``shape``: 0 along each dimension it keeps only once."""
+    own = factor_shape(factor, shape)
+    padded = (1,) * (len(shape) - len(own)) + tuple(own)
+    strides, step = [], itemsize
+    for length in reversed(padded):
+        strides.append(step)
+        step *= length
+    strides.reverse()
+    return tuple(0 if kept == 1 and full != 1 else stride for kept, full, stride in zip(padded, shape, strides))
+
+
+def effective_gradient(xp, grad, real, grad_scale, clip_value):
+    """The gradient the rule steps with (scaled by ``grad_scale``, clipped to ``clip_value`` where
+    it is not None), in dtype ``real``."""
+    g = grad.astype(real)
+    if grad_scale != 1.0:
+        g = g * real.type(grad_scale)
+    if clip_value is not None:
+        g = xp.where(g > real.type(clip_value), real.type(clip_value),
+                     xp.where(g < -real.type(clip_value), -real.type(clip_value), g))
+    return g
+
+
+def sums_of_squares(xp, grad, real, grad_scale, clip_value):
+    """``(row_sums, column_sums)`` of the squares of the effective gradient over the last and the
+    next-to-last dimension, in float64, with any array module ``xp`` (the reference pass)."""
+    g = effective_gradient(xp, grad, real, grad_scale, clip_value).astype(np.float64)
+    squares = g * g
+    return squares.sum(axis=-1), squares.sum(axis=-2)
+
+
+def lerp(xp, start, end, weight, one_minus_weight):
+    """``torch.lerp(start, end, weight)`` as torch evaluates it, elementwise (see
+    :func:`numadam.families._common.torch_lerp`)."""
+    return xp.where(weight < 0.5, start + weight * (end - start), end - (end - start) * one_minus_weight)
+
+
+def at_least(xp, values, floor):
+    """``values`` clamped below at ``floor`` (NaN stays NaN), as ``torch.clamp_min``."""
+    return xp.where(values < floor, floor, values)
+
+
+def update_factors(xp, grad, row_var, col_var, row_mean, weight, eps1, sums):
+    r"""Move the factors of one parameter toward its gradient's squares, in place.
+
+    ``row_var``, ``col_var``, ``row_mean`` are its factor states (their own
+    shapes); ``weight`` is :math:`\beta_2`'s complement :math:`t^{d}` of this
+    step, in the state's dtype; ``eps1`` the floor of the row mean. ``sums`` is
+    ``(row_sums, column_sums)`` of the effective gradient's squares (float64),
+    or, for a parameter of fewer than two dimensions, the squares themselves
+    in the state's dtype.
+    """
+    real = row_var.dtype.type
+    one_minus = real(1) - weight
+    if not factored(grad.shape):
+        row_var[...] = lerp(xp, row_var, sums, weight, one_minus)
+        return
+    row_sums, column_sums = sums
+    rows, columns = grad.shape[-2], grad.shape[-1]
+    row_var[...] = lerp(xp, row_var, (row_sums / columns).astype(real)[..., None], weight, one_minus)
+    col_var[...] = lerp(xp, col_var, (column_sums / rows).astype(real)[..., None, :], weight, one_minus)
+    means = (row_var.astype(np.float64).sum(axis=-2, keepdims=True) / rows).astype(real)
+    row_mean[...] = at_least(xp, means, eps1)
+
+
+def squares(xp, grad, real, grad_scale, clip_value, row_and_column_squares=None):
+    """What :func:`update_factors` takes of a gradient: its row and column sums of squares (by
+    ``row_and_column_squares(grad, grad_scale, clip_value)`` where given and the gradient holds
+    ``real`` numbers, else :func:`sums_of_squares`), or for fewer than two dimensions its squares."""
+    if not factored(grad.shape):
+        g = effective_gradient(xp, grad, real, grad_scale, clip_value)
+        return g * g
+    if row_and_column_squares is not None and grad.dtype == real:
+        return row_and_column_squares(grad, grad_scale, clip_value)
+    return sums_of_squares(xp, grad, real, grad_scale, clip_value)

@@ -1,0 +1,86 @@
+"""The factors' pass on the CPU: each row's and each column's sum of squares, in one read of the gradient.
+
+:func:`row_and_column_squares` reads a gradient of shape ``(B, R, C)`` (any
+strides; float32 or float64) once and writes, in float64, the sum of the
+squares of the effective gradient over each row (the last dimension) and over
+each column (the next-to-last). The rows are cut into blocks of
+:data:`ROWS_PER_BLOCK`, one ``prange`` iteration each: a block sums its rows
+and its own partial column sums, and the partial sums are added block after
+block. The association is fixed by the blocks, not by the threads, so the
+sums are the same on any number of cores.
+"""
+
+import math
+
+import numpy as np
+from numba import njit, prange
+
+#: Rows of one block of parallel work (and of one partial column sum).
+ROWS_PER_BLOCK = 64
+
+
+def row_and_column_squares(grad, grad_scale, clip_value):
+    """``(row_sums, column_sums)`` of ``grad`` (``(..., R, C)``), as :func:`numadam.core.factors.sums_of_squares`
+    computes them but in one read, on every core."""
+    shape = grad.shape
+    flat = grad[None] if grad.ndim == 2 else grad.reshape((math.prod(shape[:-2]),) + shape[-2:])
+    if flat.strides[-2] and abs(flat.strides[-1]) > abs(flat.strides[-2]):  # Fortran-like: walk it transposed
+        columns, rows = _squares(flat.swapaxes(-1, -2), grad_scale, clip_value)
+    else:
+        rows, columns = _squares(flat, grad_scale, clip_value)
+    return rows.reshape(shape[:-1]), columns.reshape(shape[:-2] + shape[-1:])
+
+
+def _squares(grad, grad_scale, clip_value):
+    real = grad.dtype.type
+    batch, n_rows, n_columns = grad.shape
+    n_blocks = max(1, -(-n_rows // ROWS_PER_BLOCK))
+    rows = np.empty((batch, n_rows))
+    partial = np.zeros((batch, n_blocks, n_columns))
+    columns = np.empty((batch, n_columns))
+    clip = real(np.inf if clip_value is None else clip_value)
+    _block_sums(grad, real(grad_scale), clip, ROWS_PER_BLOCK, rows, partial)
+    _added_blocks(partial, columns)
+    return rows, columns
+
+
+@njit(inline="always")
+def _effective(value, grad_scale, clip):
+    """The gradient the rule steps with: scaled, then clipped to [-clip, clip] (NaN stays NaN)."""
+    value = value * grad_scale
+    if value > clip:
+        return clip
+    if value < -clip:
+        return -clip
+    return value
+
+
+@njit(cache=True, parallel=True, fastmath={"reassoc"})
+def _block_sums(grad, grad_scale, clip, per_block, rows, partial):
+    """Each row's sum of squares into ``rows``, and the column sums of each block of ``per_block``
+    rows into ``partial``."""
+    batch, n_rows, n_columns = grad.shape
+    n_blocks = partial.shape[1]
+    for job in prange(batch * n_blocks):
+        b = job // n_blocks
+        block = job - b * n_blocks
+        for r in range(block * per_block, min(n_rows, (block + 1) * per_block)):
+            total = 0.0
+            for c in range(n_columns):
+                wide = np.float64(_effective(grad[b, r, c], grad_scale, clip))
+                square = wide * wide
+                total += square
+                partial[b, block, c] += square
+            rows[b, r] = total
+
+
+@njit(cache=True, parallel=True)
+def _added_blocks(partial, columns):
+    """The blocks' column sums added in block order."""
+    batch, n_blocks, n_columns = partial.shape
+    for b in prange(batch):
+        for c in range(n_columns):
+            columns[b, c] = 0.0
+        for block in range(n_blocks):
+            for c in range(n_columns):
+                columns[b, c] += partial[b, block, c]
