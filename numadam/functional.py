@@ -92,6 +92,7 @@ def _factored_step(algorithm, arrays, scalars, flags, h):
     their own shapes (``col_var`` may be ``None`` below two dimensions: one 1); the derived ones
     are made here."""
     param, grad = arrays["param"], arrays["grad"]
+    factors.check_real_parameter(algorithm.title, param.dtype, "param")
     backend = backend_for([param, grad], ["param", "grad"])
     real = dtypes.compute_dtype(param.dtype)
     xp = backend.array_module

@@ -474,7 +474,7 @@ BAD_CALLS = [
     ({"jac": None}, TypeError, "jac must be True"),
     ({"jac": False}, TypeError, "jac must be True"),
     ({"jac": "2-point"}, TypeError, "Adam needs the gradient"),
-    ({"method": "newton"}, ValueError, "method must be one of ['adabelief', 'adagrad', 'adam', 'adamax'"),
+    ({"method": "newton"}, ValueError, "method must be one of ['adabelief', 'adafactor', 'adagrad', 'adam'"),
     ({"lr": -1.0}, ValueError, "lr must be finite and >= 0; got -1.0"),
     ({"betas": (0.9, 1.0)}, ValueError, "beta2 must be in [0, 1)"),
     ({"amsgrad": "no"}, TypeError, "amsgrad must be True or False"),

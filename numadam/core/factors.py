@@ -30,6 +30,13 @@ import numpy as np
 FACTORS = ("rows", "columns", "means")
 
 
+def check_real_parameter(title, dtype, path):
+    """Refuse a complex parameter of a family with factored state (torch's Adafactor refuses them too)."""
+    if dtype.kind == "c":
+        raise TypeError(f"{title} takes real parameters: its factors are means of squares over rows and "
+                        f"columns; {path} is {dtype} (step its real and imaginary parts as two real arrays)")
+
+
 def factored(shape):
     """Whether a parameter of ``shape`` keeps row and column factors (two or more dimensions)."""
     return len(shape) >= 2

@@ -429,13 +429,10 @@ def check_options_for(policies, algorithm, parameter_dtypes, paths):
 def _check_factored(policies, algorithm, parameter_dtypes, paths):
     """What a family with factored state (:mod:`numadam.core.factors`) refuses: complex parameters
     (torch's Adafactor refuses them too), state in another dtype than the step's, and accumulation."""
-    from . import dtypes
+    from . import dtypes, factors
 
     for dtype, path in zip(parameter_dtypes, paths):
-        if dtype.kind == "c":
-            raise TypeError(f"{algorithm.title} takes real parameters: its factors are means of squares over "
-                            f"rows and columns; {path} is {dtype} (step its real and imaginary parts as two "
-                            "real arrays)")
+        factors.check_real_parameter(algorithm.title, dtype, path)
         if policies.state_dtype is not None and policies.state_dtype != dtypes.compute_dtype(dtype):
             raise ValueError(f"state_dtype={policies.state_dtype.name!r} is not available for {algorithm.title}: "
                              f"its factors hold R + C numbers per R x C matrix, kept in the dtype its step "

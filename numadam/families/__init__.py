@@ -97,7 +97,7 @@ def families():
     >>> numadam.families()["adamw"]
     <class 'numadam.families.adam.AdamW'>
     >>> list(numadam.families())[:4]
-    ['adabelief', 'adagrad', 'adam', 'adamax']
+    ['adabelief', 'adafactor', 'adagrad', 'adam']
     """
     return {name: cls for name, (cls, _) in _REGISTRY.items()}
 

@@ -1,0 +1,66 @@
+"""Adafactor against torch.optim.Adafactor, where torch is installed (never a CI dependency).
+
+torch takes its norms in float32 and squares them; numadam sums squares in
+float64 and rounds once (tests/reference.py holds numadam to its NumPy
+transcription; this module holds both to torch), so agreement is to a few
+units in the last place of the parameters' scale.
+"""
+
+import numpy as np
+import pytest
+
+import numadam
+from arrays import random_array
+
+torch = pytest.importorskip("torch")
+if not hasattr(torch.optim, "Adafactor"):
+    pytest.skip("this torch has no torch.optim.Adafactor (added in 2.5)", allow_module_level=True)
+
+#: Options both take, per case.
+CASES = {
+    "defaults": {},
+    "decay-maximize": {"weight_decay": 0.1, "maximize": True},
+    "eps1-d-beta2_decay": {"eps": (1e-20, 1e-3), "d": 1.5, "beta2_decay": -0.6},
+    "large-lr": {"lr": 0.5},  # rho = 1/sqrt(t) after the first step: the relative step's own schedule
+}
+#: A matrix, a batch of matrices, a vector and a scalar: the factored and the full second moments.
+SHAPES = [(6, 5), (2, 4, 3), (7,), ()]
+
+
+@pytest.mark.parametrize("foreach", [False, True])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_forty_steps_agree_with_torch(case, dtype, foreach):
+    options = {"lr": 0.01, **CASES[case]}
+    rng = np.random.default_rng(3)
+    params = [random_array(rng, shape, dtype) for shape in SHAPES]
+    tensors = [torch.tensor(p.copy(), requires_grad=True) for p in params]
+    theirs = torch.optim.Adafactor(tensors, foreach=foreach, **options)
+    ours = numadam.Adafactor(params, **options)
+    for _ in range(40):
+        grads = [random_array(rng, p.shape, dtype) for p in params]
+        for tensor, grad in zip(tensors, grads):
+            tensor.grad = torch.tensor(grad)
+        theirs.step()
+        ours.step(grads)
+    tolerance = 64 * np.finfo(dtype).eps
+    for mine, tensor in zip(params, tensors):
+        np.testing.assert_allclose(mine, tensor.detach().numpy(), rtol=tolerance, atol=tolerance)
+    state = ours.state_dict()
+    for k, tensor in enumerate(tensors):
+        kept = theirs.state[tensor]
+        if tensor.dim() >= 2:
+            np.testing.assert_allclose(state["row_var"][k], kept["row_var"].numpy(), rtol=tolerance, atol=0)
+            np.testing.assert_allclose(state["col_var"][k], kept["col_var"].numpy(), rtol=tolerance, atol=0)
+        else:
+            np.testing.assert_allclose(state["row_var"][k], kept["variance"].numpy(), rtol=tolerance, atol=0)
+
+
+def test_state_is_rows_plus_columns():
+    """The issue's example: a 1000 x 2000 float32 matrix keeps 3000 numbers of state."""
+    w = np.zeros((1000, 2000), np.float32)
+    opt = numadam.Adafactor(w)
+    opt.step(np.ones_like(w))
+    state = opt.state_dict()
+    assert state["row_var"].size + state["col_var"].size == 3000
+    assert sum(buffer.size for bucket in opt._engine.buckets for buffer in bucket.buffers.values()) == 3001
