@@ -347,7 +347,13 @@ def _make(name, cls):
 
 @functools.cache
 def _functions():
-    return {name: _make(name, cls) for name, cls in families().items()}
+    return {name: _make(name, cls) for name, cls in families().items() if name not in _NOT_OFFERED}
+
+
+#: Families this module has no step of yet, and why.
+_NOT_OFFERED = {name: f"{cls.__name__}'s factors' pass (its row and column sums) runs on the host, between "
+                      "the kernels; step it with the optimizer objects"
+                for name, cls in families().items() if cls.algorithm.factored}
 
 
 def offered(name):
@@ -365,6 +371,9 @@ def __getattr__(attribute):
         for kind, function in offered._asdict().items():
             if attribute == f"{name}_{kind}" and attribute != "adam_step":
                 return function
+    for name, reason in _NOT_OFFERED.items():
+        if attribute.startswith(f"{name}_"):
+            raise AttributeError(f"numadam.jit has no {attribute} yet: {reason}")
     raise AttributeError(f"module 'numadam.jit' has no attribute {attribute!r}")
 
 

@@ -98,11 +98,20 @@ X0 = np.array([-1.2, 1.0, -0.5, 0.8, 0.3, -0.9])
 
 
 @pytest.mark.parametrize("dtype", tiered([np.float64, np.float32], lambda dtype: dtype == np.float64))
-@pytest.mark.parametrize("name", tiered(list(numadam.families()), lambda name: name in ("adam", "nadam")))
+@pytest.mark.parametrize("name", tiered([name for name, cls in numadam.families().items()
+                                         if not cls.algorithm.factored], lambda name: name in ("adam", "nadam")))
 def test_every_family_compiled_takes_the_python_loop_s_iterates(name, dtype):
     compiled, python = both(rosenbrock, X0.astype(dtype), method=name, lr=2e-3, maxiter=150, gtol=0.0)
     assert compiled.nit == 150 and compiled.status == 1
     assert_same_solve(compiled, python)
+
+
+def test_a_family_with_factored_state_solves_in_python_and_says_why():
+    """Adafactor's factors' pass runs on the host: minimize steps it in the Python loop."""
+    python = numadam.minimize(rosenbrock, X0, jac=True, method="adafactor", lr=2e-3, maxiter=50, gtol=0.0)
+    assert python.compiled is False and python.nit == 50
+    with pytest.raises(TypeError, match="cannot compile: Adafactor's factors' pass"):
+        numadam.minimize(rosenbrock, X0, jac=True, method="adafactor", maxiter=5, compiled=True)
 
 
 # -- the options -------------------------------------------------------------------------------------

@@ -118,6 +118,10 @@ def test_accumulation_updates_with_the_mean_every_k_calls(method):
     cls = numadam.families()[method]
     params, grads = problem(6)
     twin = copy_tree(params)
+    if cls.algorithm.factored:  # its factors' pass reads one gradient whole
+        with pytest.raises(ValueError, match="accumulate=3 is not available for Adafactor"):
+            cls(params, lr=LR, accumulate=3)
+        return
     opt, plain = cls(params, lr=LR, accumulate=3), cls(twin, lr=LR)
     for start in (0, 3):
         total = {name: np.zeros(p.shape, np.float64) for name, p in params.items()}

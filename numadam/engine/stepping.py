@@ -92,7 +92,10 @@ class Engine:
                                for phase, policy in self._policy_of.items()}
         self._leaf_groups = np.asarray(settings.leaf_groups, np.intp)
         self._applies = None  # (the hyperparameters, whether each parameter's norms set its field)
-        self._after_norms_of = {phase: policy._replace(accumulate="", grad_scale=False, clip_value=False)
+        # The update after a norms pass reads the state that pass wrote, not the gradient; with factored
+        # state (which the norms pass only reads) it steps along the gradient again, scaled and clipped.
+        consumed = {} if algorithm.factored else {"grad_scale": False, "clip_value": False}
+        self._after_norms_of = {phase: policy._replace(accumulate="", **consumed)
                                 for phase, policy in self._policy_of.items()}
 
     def counts(self):

@@ -96,6 +96,9 @@ def _check_compilable(fun, jac, x, optimizer, schedule, clip, callback, progress
     if schedule is not None and _rate_source(schedule, "k", []) is None:
         raise NotCompilable(f"the schedule {schedule!r} is not a closed form of the step (Constant, StepDecay, "
                             "ExponentialDecay, CosineDecay, or LinearWarmup of one)")
+    if optimizer.algorithm.factored:
+        raise NotCompilable(f"{optimizer.algorithm.title}'s factors' pass (its row and column sums) runs on the "
+                            "host, between the kernels")
     policies = optimizer.policies
     for name, value in policies.items():
         if name not in _PROJECTIONS and value != _POLICY_DEFAULTS[name] and name != "complex_mode":
