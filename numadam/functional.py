@@ -9,6 +9,8 @@ a loop over a few small arrays costs little more than the kernel.
 """
 
 import inspect
+import math
+import sys
 import weakref
 from typing import NamedTuple
 
@@ -94,14 +96,19 @@ def _factored_step(algorithm, arrays, scalars, flags, h):
     param, grad = arrays["param"], arrays["grad"]
     factors.check_real_parameter(algorithm.title, param.dtype, "param")
     backend = backend_for([param, grad], ["param", "grad"])
+    cupy = sys.modules.get("cupy")
+    if backend.name == "cuda" and (cupy is None or not isinstance(param, cupy.ndarray)):
+        raise TypeError(f"{algorithm.name}_step takes CuPy arrays on CUDA (CuPy holds its row mean and the "
+                        f"factors' broadcast views); got {type(param).__module__}.{type(param).__name__} (the "
+                        f"optimizer objects take any CUDA array)")
     real = dtypes.compute_dtype(param.dtype)
-    xp = backend.array_module
     own = {}
     for kind in algorithm.state:
         shape = factors.factor_shape(kind.factor, param.shape)
         given = arrays.get(kind.name)
         if kind.derived or (given is None and not factors.factored(param.shape) and kind.factor == "columns"):
-            given = xp.full(shape, factors.initial_value(kind.factor, param.shape), real)
+            given = backend.zeros(math.prod(shape), real).reshape(shape)
+            backend.assign(given, np.full(shape, factors.initial_value(kind.factor, param.shape), real))
         elif given is None:
             raise ValueError(f"{kind.name} ({kind.doc}) must be an array of shape {shape}; got None")
         backend_for([param, given], ["param", kind.name])
@@ -111,15 +118,14 @@ def _factored_step(algorithm, arrays, scalars, flags, h):
                              f"{given.shape}")
         validate.check_layout(backend.describe(given), kind.name, writable=True)
         own[kind.name] = given
-    views = {name: xp.broadcast_to(array, param.shape) for name, array in own.items()}
+    views = {name: backend.broadcast(array, param.shape) for name, array in own.items()}
     update = {**arrays, **views}
     written = {"param"} | ({"master"} if "master" in arrays else set())
     prepared(algorithm, update, written=written)  # every check of the update before anything is written
     s = algorithm.Scalars(*scalars)
     weight, floor = algorithm.factors(s, real)
-    sums = backend.factor_squares(grad, real, 1.0, None)
     if param.size:
-        factors.update_factors(xp, grad, *own.values(), weight, floor, sums)
+        backend.update_factors(grad, *own.values(), weight, floor, 1.0, None)
     norms = run_on_arrays(algorithm, update, flags, NO_POLICY._replace(reduction="norms"),
                           tuple(scalars) + tuple(NO_POLICY_SCALARS), written=written, reduce=True)
     scalars = with_norms(algorithm, np.array([scalars], np.float64), np.array([algorithm.norms.applies(h)]),

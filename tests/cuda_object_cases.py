@@ -41,7 +41,7 @@ class Device:
         actual, expected = self.to_host(actual), np.asarray(expected)
         ulps = self.ulps if ulps is None else ulps
         if ulps == 0:
-            np.testing.assert_array_equal(actual.view(np.uint8), expected.view(np.uint8))
+            np.testing.assert_array_equal(actual.reshape(-1).view(np.uint8), expected.reshape(-1).view(np.uint8))
         elif expected.dtype.kind in "iu":
             assert np.abs(actual.astype(np.int64) - expected.astype(np.int64)).max(initial=0) <= self.code_steps
         else:

@@ -44,6 +44,7 @@ def factored(shape):
 
 def factor_shape(factor, shape):
     """The shape of a parameter's ``factor`` state (see the module docstring)."""
+    shape = tuple(shape)
     if not factored(shape):
         return tuple(shape) if factor == "rows" else ()
     if factor == "rows":

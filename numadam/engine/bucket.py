@@ -306,9 +306,8 @@ class Bucket:
             if grad.size == 0:  # no squares to take the means of: the factors stay as they are
                 continue
             weight, floor = family.factors(family.Scalars(*rows[k][:len(family.Scalars._fields)]), self.compute)
-            sums = self.backend.factor_squares(grad, self.compute, grad_scale, clip_value)
-            factors.update_factors(self.backend.array_module, grad, *(self.state[name][k] for name in names),
-                                   weight, floor, sums)
+            self.backend.update_factors(grad, *(self.state[name][k] for name in names), weight, floor, grad_scale,
+                                        clip_value)
 
     def run(self, plan, spec, scalars):
         """Apply ``spec``'s update over ``plan`` with each scalar row of ``scalars``: block by block

@@ -175,15 +175,15 @@ class CpuBackend:
 
     # Optimizer state lives in NumPy arrays.
     array_type = np.ndarray
-    array_module = np
 
     @staticmethod
-    def factor_squares(grad, real, grad_scale, clip_value):
-        """What the factors' pass takes of ``grad`` (:func:`numadam.core.factors.squares`): its row
-        and column sums of squares in one compiled read of it, on every core."""
+    def update_factors(grad, row_var, col_var, row_mean, weight, floor, grad_scale, clip_value):
+        """One parameter's factors moved toward its gradient (:func:`numadam.core.factors.update_factors`),
+        its row and column sums of squares taken in one compiled read of it, on every core."""
         from .factor_sums import row_and_column_squares
 
-        return factors.squares(np, grad, real, grad_scale, clip_value, row_and_column_squares)
+        sums = factors.squares(np, grad, row_var.dtype, grad_scale, clip_value, row_and_column_squares)
+        factors.update_factors(np, grad, row_var, col_var, row_mean, weight, floor, sums)
 
     @staticmethod
     def zeros(size, dtype):

@@ -15,6 +15,8 @@ import math
 import numpy as np
 from numba import njit, prange
 
+from ..factor_elements import effective
+
 #: Rows of one block of parallel work (and of one partial column sum).
 ROWS_PER_BLOCK = 64
 
@@ -44,18 +46,8 @@ def _squares(grad, grad_scale, clip_value):
     return rows, columns
 
 
-@njit(inline="always")
-def _effective(value, grad_scale, clip):
-    """The gradient the rule steps with: scaled, then clipped to [-clip, clip] (NaN stays NaN)."""
-    value = value * grad_scale
-    if value > clip:
-        return clip
-    if value < -clip:
-        return -clip
-    return value
-
-
-@njit(cache=True, parallel=True, fastmath={"reassoc"})
+# Not cached on disk: it inlines numadam.targets.factor_elements, which Numba's cache would not watch.
+@njit(parallel=True, fastmath={"reassoc"})
 def _block_sums(grad, grad_scale, clip, per_block, rows, partial):
     """Each row's sum of squares into ``rows``, and the column sums of each block of ``per_block``
     rows into ``partial``."""
@@ -67,7 +59,7 @@ def _block_sums(grad, grad_scale, clip, per_block, rows, partial):
         for r in range(block * per_block, min(n_rows, (block + 1) * per_block)):
             total = 0.0
             for c in range(n_columns):
-                wide = np.float64(_effective(grad[b, r, c], grad_scale, clip))
+                wide = np.float64(effective(grad[b, r, c], grad_scale, clip))
                 square = wide * wide
                 total += square
                 partial[b, block, c] += square

@@ -20,7 +20,6 @@ import threading
 
 import numpy as np
 
-from ...core import factors
 from ..layout import c_strides, number_chunks
 from ..arrays import ArrayInfo, Plan, checked_rows
 
@@ -274,14 +273,12 @@ class CudaBackend:
     def zeros(self, size, dtype):
         return self._require_cupy().zeros(size, dtype)
 
-    @property
-    def array_module(self):
-        return self._require_cupy()
+    def update_factors(self, grad, row_var, col_var, row_mean, weight, floor, grad_scale, clip_value):
+        """One parameter's factors moved toward its gradient, by the kernels of
+        :mod:`numadam.targets.cuda.factors` on the current stream."""
+        from .factors import update_factors
 
-    def factor_squares(self, grad, real, grad_scale, clip_value):
-        """What the factors' pass takes of ``grad`` (:func:`numadam.core.factors.squares`), by CuPy's
-        reductions on the device."""
-        return factors.squares(self._require_cupy(), grad, real, grad_scale, clip_value)
+        update_factors(self, grad, row_var, col_var, row_mean, weight, floor, grad_scale, clip_value)
 
     def broadcast(self, array, shape):
         """A view of ``array`` repeated to ``shape`` (strides 0 where repeated)."""
