@@ -10,7 +10,7 @@ changes nothing.
 
 import numpy as np
 
-from ..core import dtypes, validate
+from ..core import dtypes, factors, validate
 from ..core.algorithm import StateKind
 from ..targets import quantization
 from ..targets.dispatch import backend_for
@@ -149,7 +149,7 @@ def checked_bucket_arrays(engine, state, kinds, treedef):
     """The state's arrays for a local engine's buckets, by name: each state kind's leaves and each
     held policy operand's, checked against their parameters (any floating dtype numadam keeps,
     converted on loading, or 8-bit codes with their block scales, as :class:`Quantized`)."""
-    arrays = {kind.name: _checked_leaves(engine, state, kind, treedef) for kind in kinds}
+    arrays = {kind.name: _checked_leaves(engine, state, kind, treedef) for kind in engine.algorithm.saved_kinds(kinds)}
     for name in engine.buckets[0].policy_buffers:
         arrays[name] = _checked_leaves(engine, state, StateKind(name, ""), treedef)
     return arrays
@@ -165,7 +165,9 @@ def _checked_leaves(engine, state, kind, treedef):
     scales = None
     for k, (leaf, path, info) in enumerate(zip(leaves, paths, engine.infos)):
         backend_for([leaf], [path])
-        if leaf.shape != info.shape:
+        if kind.factor:
+            _check_factor(leaf, path, kind, info)
+        elif leaf.shape != info.shape:
             raise ValueError(f"{path} has shape {leaf.shape} but its parameter has shape {info.shape}")
         if leaf.dtype.kind in "iu":
             if scales is None:
@@ -180,6 +182,22 @@ def _checked_leaves(engine, state, kind, treedef):
         if kind.nonnegative and _has_negative_entries(leaf):
             raise ValueError(f"{path} has negative entries; {kind.name} is >= 0")
     return leaves
+
+
+def _check_factor(leaf, path, kind, info):
+    """A factored state's leaf (:mod:`numadam.core.factors`): its factor's shape, and the 1 that stands
+    for the columns of a parameter of fewer than two dimensions."""
+    shape = factors.factor_shape(kind.factor, info.shape)
+    if tuple(leaf.shape) != shape:
+        raise ValueError(f"{path} has shape {tuple(leaf.shape)}; {kind.name} of a parameter of shape {info.shape} "
+                         f"has shape {shape}")
+    if not factors.factored(info.shape) and kind.factor != "rows" and bool((_host(leaf) != 1).any()):
+        raise ValueError(f"{path} must be 1: a parameter of fewer than two dimensions keeps its full second "
+                         f"moment in row_var; got {leaf!r}")
+
+
+def _host(array):
+    return array.get() if hasattr(array, "get") and not isinstance(array, np.ndarray) else np.asarray(array)
 
 
 def _checked_scales(state, kind, treedef):

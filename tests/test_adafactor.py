@@ -1,0 +1,224 @@
+"""Adafactor's factored state: its shapes, the factors' pass, the options it takes and refuses.
+
+The trajectories against the NumPy reference (every dtype, layout and shape)
+are in tests/test_families.py and tests/test_functional.py; against torch in
+tests/test_parity_torch_adafactor.py.
+"""
+
+import numpy as np
+import pytest
+
+import numadam
+from arrays import LAYOUTS, in_layout, random_array, tiered
+from numadam.core import factors
+from numadam.targets.cpu import factor_sums
+from test_families import Reference, assert_bitwise
+
+LR = 1e-2
+
+
+def steps(opt, grads):
+    for grad in grads:
+        opt.step(grad)
+
+
+@pytest.mark.parametrize("shape", [(5, 3), (2, 3, 4), (1, 7), (7, 1), (6,), ()])
+def test_the_state_has_the_factors_shapes(shape):
+    param = np.ones(shape, np.float32)
+    opt = numadam.Adafactor(param)
+    state = opt.state_dict()
+    assert "row_mean" not in state  # derived: recomputed every step, not saved
+    assert state["row_var"].shape == factors.factor_shape("rows", shape)
+    assert state["col_var"].shape == factors.factor_shape("columns", shape)
+    if len(shape) < 2:
+        assert state["row_var"].shape == shape and state["col_var"] == 1.0
+
+
+@pytest.mark.parametrize("layout", tiered(LAYOUTS, lambda layout: layout in ("C", "F")))
+@pytest.mark.parametrize("shape", [(40, 3), (3, 130), (2, 70, 5)])
+def test_every_layout_of_matrices_and_batches_matches_the_reference(layout, shape):
+    """Rows past one block of the compiled pass (64), tall and wide matrices, a batch."""
+    rng = np.random.default_rng(1)
+    param = in_layout(random_array(rng, shape, np.float32), layout)
+    reference = Reference("adafactor", {}, [param])
+    opt = numadam.Adafactor(param, lr=LR)
+    for _ in range(5):
+        grad = in_layout(random_array(rng, shape, np.float32), layout)
+        opt.step(grad)
+        reference.step([grad])
+    assert_bitwise([param], reference.params, "adafactor")
+    assert_bitwise([opt.state_dict()["row_var"], opt.state_dict()["col_var"]],
+                   [reference.state[0]["row_var"], reference.state[0]["col_var"]], "adafactor")
+
+
+@pytest.mark.parametrize("layout", ["C", "F", "strided"])
+def test_the_compiled_sums_are_the_float64_sums_of_the_effective_gradient(layout):
+    rng = np.random.default_rng(2)
+    grad = in_layout(random_array(rng, (3, 150, 9), np.float32), layout)
+    for scale, clip in [(1.0, None), (0.5, 0.3)]:
+        rows, columns = factor_sums.row_and_column_squares(grad, scale, clip)
+        effective = np.clip(grad * np.float32(scale), -np.inf if clip is None else -np.float32(clip),
+                            np.inf if clip is None else np.float32(clip)).astype(np.float64) ** 2
+        np.testing.assert_allclose(rows, effective.sum(axis=-1), rtol=1e-14)
+        np.testing.assert_allclose(columns, effective.sum(axis=-2), rtol=1e-14)
+
+
+def test_the_sums_do_not_depend_on_the_number_of_threads():
+    """Rows in fixed blocks, the blocks' column sums added in block order: the threads change nothing."""
+    import numba
+
+    grad = random_array(np.random.default_rng(3), (1000, 33), np.float32)
+    previous = numba.get_num_threads()
+    try:
+        numba.set_num_threads(1)
+        one = factor_sums.row_and_column_squares(grad, 1.0, None)
+        numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)
+        every = factor_sums.row_and_column_squares(grad, 1.0, None)
+    finally:
+        numba.set_num_threads(previous)
+    for a, b in zip(one, every):
+        np.testing.assert_array_equal(a, b)
+
+
+def problem(seed):
+    rng = np.random.default_rng(seed)
+    shapes = {"W": (6, 4), "b": (4,), "T": (2, 3, 5)}
+    params = {name: random_array(rng, shape, np.float32) for name, shape in shapes.items()}
+    grads = [{name: random_array(rng, shape, np.float32) for name, shape in shapes.items()} for _ in range(5)]
+    return params, grads
+
+
+def copies(tree):
+    return {name: np.array(value, copy=True) for name, value in tree.items()}
+
+
+def test_clip_value_clips_the_gradient_of_every_pass():
+    """The factors, the norms and the update all see the clipped gradient: as clipping it by hand."""
+    params, grads = problem(4)
+    fused, by_hand = copies(params), copies(params)
+    opt, plain = numadam.Adafactor(fused, lr=LR, clip_value=0.3), numadam.Adafactor(by_hand, lr=LR)
+    for g in grads:
+        opt.step(g)
+        plain.step(numadam.clip_by_value(copies(g), 0.3))
+    for name in params:
+        np.testing.assert_array_equal(fused[name], by_hand[name])
+    np.testing.assert_array_equal(opt.state_dict()["col_var"]["W"], plain.state_dict()["col_var"]["W"])
+
+
+def test_nonfinite_skip_leaves_the_factors_alone():
+    params, grads = problem(5)
+    opt = numadam.Adafactor(params, lr=LR, nonfinite="skip")
+    opt.step(grads[0])
+    before = (copies(params), opt.state_dict())
+    poisoned = copies(grads[1])
+    poisoned["W"][2, 1] = np.nan
+    opt.step(poisoned)
+    assert opt.skipped_steps == 1 and opt.step_count == 1
+    for name in params:
+        np.testing.assert_array_equal(params[name], before[0][name])
+        np.testing.assert_array_equal(opt.state_dict()["row_var"][name], before[1]["row_var"][name])
+
+
+def test_groups_step_with_their_own_hyperparameters():
+    """A group's lr and decay are its own: as two optimizers, one per group."""
+    params, grads = problem(6)
+    together, apart = copies(params), copies(params)
+    opt = numadam.Adafactor({"W": numadam.Group(together["W"], lr=0.1, weight_decay=0.5),
+                             "rest": {"b": together["b"], "T": together["T"]}}, lr=LR)
+    first, second = numadam.Adafactor(apart["W"], lr=0.1, weight_decay=0.5), \
+        numadam.Adafactor({"b": apart["b"], "T": apart["T"]}, lr=LR)
+    for g in grads:
+        opt.step({"W": g["W"], "rest": {"b": g["b"], "T": g["T"]}})
+        first.step(g["W"])
+        second.step({"b": g["b"], "T": g["T"]})
+    for name in params:
+        np.testing.assert_array_equal(together[name], apart[name])
+
+
+def test_state_dict_round_trip_continues_exactly(tmp_path):
+    params, grads = problem(7)
+    straight, twin = copies(params), copies(params)
+    opt = numadam.Adafactor(straight, lr=LR, weight_decay=0.1)
+    steps(opt, grads)
+    first = numadam.Adafactor(twin, lr=LR, weight_decay=0.1)
+    steps(first, grads[:2])
+    first.save(tmp_path / "state")
+    resumed = numadam.Adafactor(twin, lr=LR, weight_decay=0.1)
+    resumed.load(tmp_path / "state")
+    steps(resumed, grads[2:])
+    for name in params:
+        np.testing.assert_array_equal(twin[name], straight[name])
+
+
+def test_a_state_of_the_wrong_shape_is_refused_and_changes_nothing():
+    params, grads = problem(8)
+    opt = numadam.Adafactor(params, lr=LR)
+    opt.step(grads[0])
+    state = opt.state_dict()
+    before = opt.state_dict()
+    state["row_var"]["W"] = np.zeros((6, 4), np.float32)  # a full-size second moment is not a row factor
+    with pytest.raises(ValueError, match=r"state\['row_var'\]\['W'\] has shape \(6, 4\); row_var of a parameter "
+                                         r"of shape \(6, 4\) has shape \(6, 1\)"):
+        opt.load_state_dict(state)
+    np.testing.assert_array_equal(opt.state_dict()["row_var"]["W"], before["row_var"]["W"])
+
+
+@pytest.mark.parametrize("options, error, match", [
+    ({"state_dtype": "bfloat16"}, ValueError, "state_dtype='bfloat16' is not available for Adafactor"),
+    ({"state_dtype": "int8"}, ValueError, "not available for Adafactor"),
+    ({"accumulate": 2}, ValueError, "accumulate=2 is not available for Adafactor"),
+])
+def test_options_it_refuses_say_why(options, error, match):
+    with pytest.raises(error, match=match):
+        numadam.Adafactor(np.zeros((3, 4), np.float32), **options)
+
+
+@pytest.mark.parametrize("hyper, match", [
+    ({"beta2_decay": 0.5}, "beta2_decay must be <= 0"),
+    ({"d": 0.5}, r"d \(the update's RMS clipping threshold\) must be >= 1"),
+    ({"eps": 1e-3}, r"eps must be a pair \(eps1, eps2\)"),
+    ({"eps": (-1.0, 1e-3)}, r"eps\[0\]"),
+    ({"eps": (None, -1.0)}, r"eps\[1\]"),
+])
+def test_bad_hyperparameters_are_refused(hyper, match):
+    with pytest.raises((TypeError, ValueError), match=match):
+        numadam.Adafactor(np.zeros((3, 4)), **hyper)
+
+
+def test_rows_gradients_are_refused_before_anything_is_written():
+    param = np.ones((10, 4), np.float32)
+    opt = numadam.Adafactor(param)
+    with pytest.raises(ValueError, match="Rows gradient; Adafactor's update needs the norms"):
+        opt.step(numadam.Rows(np.array([1, 3]), np.ones((2, 4), np.float32)))
+    np.testing.assert_array_equal(param, 1.0)
+    assert opt.step_count == 0
+
+
+def test_the_functional_step_refuses_factors_of_the_wrong_shape_before_writing():
+    p, g = np.ones((3, 4)), np.ones((3, 4))
+    row_var, col_var = np.zeros((3, 1)), np.zeros((4, 1))
+    with pytest.raises(ValueError, match=r"col_var .* must be float64 of shape \(1, 4\); got float64 of shape \(4, 1\)"):
+        numadam.adafactor_step(p, g, row_var, col_var, step=1)
+    np.testing.assert_array_equal(p, 1.0)
+    np.testing.assert_array_equal(row_var, 0.0)
+
+
+def test_sixteen_bit_parameters_step_in_float32_with_master_weights():
+    """bfloat16 parameters: float32 factors; with master weights, the float32 copy steps as float32 would."""
+    ml_dtypes = pytest.importorskip("ml_dtypes")
+    rng = np.random.default_rng(9)
+    wide = random_array(rng, (8, 5), np.float32).astype(ml_dtypes.bfloat16).astype(np.float32)
+    narrow = wide.astype(ml_dtypes.bfloat16)
+    opt32, opt16 = numadam.Adafactor(wide, lr=LR), numadam.Adafactor(narrow, lr=LR, master_weights=True)
+    for _ in range(4):
+        grad = random_array(rng, (8, 5), np.float32).astype(ml_dtypes.bfloat16)
+        opt32.step(grad.astype(np.float32))
+        opt16.step(grad)
+    np.testing.assert_array_equal(opt16.state_dict()["master"], wide)
+    np.testing.assert_array_equal(narrow, wide.astype(ml_dtypes.bfloat16))
+
+
+def test_minimize_takes_adafactor():
+    result = numadam.minimize(lambda x: (float(np.sum((x - 3.0) ** 2)), 2 * (x - 3.0)), np.zeros((4, 3)),
+                              jac=True, method="adafactor", lr=0.1, maxiter=2000, gtol=1e-6)
+    np.testing.assert_allclose(result.x, 3.0, atol=1e-3)
