@@ -230,6 +230,9 @@ def piece_source(spec, strided_threads, name="run_piece"):
     lines += _decode_lines(spec, quantized, step)
     lines.append("    if " + " and ".join(f"s{k} == 1" for k in present) + ":")
     lines += _loop(_update_lines(spec, unit, False), step)
+    for condition, index_of in _factored_layouts(spec, present):
+        lines.append(f"    elif {condition}:")
+        lines += _loop(_update_lines(spec, index_of, False), step)
     if spec.policy.bounds and spec.policy.accumulate != "add":
         low, high = _policy_slot(spec, "low"), _policy_slot(spec, "high")
         others = [k for k in present if k not in (low, high)]
@@ -239,6 +242,33 @@ def piece_source(spec, strided_threads, name="run_piece"):
     lines.append("    else:")
     lines += _loop(_update_lines(spec, strided, False), step)
     return "\n".join(lines) + "\n"
+
+
+#: The strides (0 or 1) of the read-only state operands (factored state: row factor, column factor,
+#: row mean) in the segments of a matrix walked along its rows (C order) or its columns (Fortran
+#: order, and vectors, whose full second moment is the row factor).
+_FACTORED_STRIDES = ((0, 1, 0), (1, 0, 0))
+
+
+def _factored_layouts(spec, present):
+    """``(condition, index_of)`` of each contiguous layout of a spec with factored state: every
+    operand at stride 1 but the factors, each read at stride 0 (its value for the whole segment,
+    ``o[0]``) or 1. Loops LLVM vectorizes, where the strided loop would gather."""
+    registered = rule(spec.rule)
+    factored = [k for k in range(2, 2 + len(registered.state))
+                if spec.operands[k] and registered.state[k - 2] in registered.read_only]
+    if not factored:
+        return []
+    others = [k for k in present if k not in factored]
+    layouts = []
+    for strides in _FACTORED_STRIDES:
+        if len(strides) != len(factored):
+            continue
+        zeros = {k for k, stride in zip(factored, strides) if stride == 0}
+        condition = " and ".join([f"s{k} == 1" for k in others] + [f"s{k} == {stride}" for k, stride in
+                                                                    zip(factored, strides)])
+        layouts.append((condition, lambda k, zeros=zeros: "0" if k in zeros else "i"))
+    return layouts
 
 
 def _decode_lines(spec, quantized, step):
@@ -326,10 +356,15 @@ def _reduction_loops(spec, body, strided_threads, indent="    "):
     contiguous = "if " + " and ".join(f"s{k} == 1" for k in present) + ":"
     unit = [indent + "        " + line for line in body(spec, lambda k: "i")]
     strided = [indent + "        " + line for line in body(spec, lambda k: f"i * s{k}")]
+    factored = [(f"elif {condition}:", [indent + "        " + line for line in body(spec, index_of)])
+                for condition, index_of in _factored_layouts(spec, present)]
     if strided_threads:
-        return ([indent + "for i in range(start, stop, step):", indent + "    " + contiguous]
-                + unit + [indent + "    else:"] + strided)
+        return ([indent + "for i in range(start, stop, step):", indent + "    " + contiguous] + unit
+                + [line for condition, lines in factored for line in [indent + "    " + condition] + lines]
+                + [indent + "    else:"] + strided)
     return ([indent + contiguous, indent + "    for i in range(start, stop):"] + unit
+            + [line for condition, lines in factored
+               for line in [indent + condition, indent + "    for i in range(start, stop):"] + lines]
             + [indent + "else:", indent + "    for i in range(start, stop):"] + strided)
 
 

@@ -6,8 +6,9 @@ squares of the effective gradient over each row (the last dimension) and over
 each column (the next-to-last). The rows are cut into blocks of
 :data:`ROWS_PER_BLOCK`, one ``prange`` iteration each: a block sums its rows
 and its own partial column sums, and the partial sums are added block after
-block. The association is fixed by the blocks, not by the threads, so the
-sums are the same on any number of cores.
+block. The association is fixed by the blocks (and, within one, by groups of
+four rows), not by the threads, so the sums are the same on any number of
+cores.
 """
 
 import math
@@ -46,24 +47,58 @@ def _squares(grad, grad_scale, clip_value):
     return rows, columns
 
 
-# Not cached on disk: it inlines numadam.targets.factor_elements, which Numba's cache would not watch.
-@njit(parallel=True, fastmath={"reassoc"})
+# Not cached on disk (here and below): they inline numadam.targets.factor_elements, which Numba's
+# cache would not watch.
+@njit(parallel=True)
 def _block_sums(grad, grad_scale, clip, per_block, rows, partial):
     """Each row's sum of squares into ``rows``, and the column sums of each block of ``per_block``
-    rows into ``partial``."""
+    rows into ``partial``: four rows at a time, whose squares go into the column sums as
+    :math:`(s_0 + s_1) + (s_2 + s_3)` (a quarter of the loads and stores of the sums)."""
     batch, n_rows, n_columns = grad.shape
     n_blocks = partial.shape[1]
     for job in prange(batch * n_blocks):
         b = job // n_blocks
         block = job - b * n_blocks
-        for r in range(block * per_block, min(n_rows, (block + 1) * per_block)):
-            total = 0.0
-            for c in range(n_columns):
-                wide = np.float64(effective(grad[b, r, c], grad_scale, clip))
-                square = wide * wide
-                total += square
-                partial[b, block, c] += square
-            rows[b, r] = total
+        part = partial[b, block]
+        totals = np.empty(4)
+        r, last = block * per_block, min(n_rows, (block + 1) * per_block)
+        while r + 4 <= last:
+            _four_rows(grad[b, r], grad[b, r + 1], grad[b, r + 2], grad[b, r + 3], grad_scale, clip, part, totals)
+            rows[b, r:r + 4] = totals
+            r += 4
+        while r < last:
+            rows[b, r] = _one_row(grad[b, r], grad_scale, clip, part)
+            r += 1
+
+
+@njit(fastmath={"reassoc"})
+def _four_rows(row0, row1, row2, row3, grad_scale, clip, part, totals):
+    """The sums of squares of four rows into ``totals``, their column sums added into ``part``."""
+    total0 = total1 = total2 = total3 = 0.0
+    for c in range(row0.size):
+        wide0 = np.float64(effective(row0[c], grad_scale, clip))
+        wide1 = np.float64(effective(row1[c], grad_scale, clip))
+        wide2 = np.float64(effective(row2[c], grad_scale, clip))
+        wide3 = np.float64(effective(row3[c], grad_scale, clip))
+        square0, square1, square2, square3 = wide0 * wide0, wide1 * wide1, wide2 * wide2, wide3 * wide3
+        total0 += square0
+        total1 += square1
+        total2 += square2
+        total3 += square3
+        part[c] += (square0 + square1) + (square2 + square3)
+    totals[0], totals[1], totals[2], totals[3] = total0, total1, total2, total3
+
+
+@njit(fastmath={"reassoc"})
+def _one_row(row, grad_scale, clip, part):
+    """The sum of squares of one row, its squares added into the column sums ``part``."""
+    total = 0.0
+    for c in range(row.size):
+        wide = np.float64(effective(row[c], grad_scale, clip))
+        square = wide * wide
+        total += square
+        part[c] += square
+    return total
 
 
 @njit(cache=True, parallel=True)
