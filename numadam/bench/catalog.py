@@ -95,13 +95,25 @@ FAMILY_OPTIONS = {"adamw": {"weight_decay": 1e-2}}
 
 
 def families():
-    return {method: _plain(method, method, FAMILY_OPTIONS.get(method))._replace(target=("same-traffic", 1.10))
-            for method in numadam.families() if method != "lamb"}  # LAMB's two passes: see policies()
+    studies = {method: _plain(method, method, FAMILY_OPTIONS.get(method))._replace(target=("same-traffic", 1.10))
+               for method in numadam.families() if method not in ("lamb", "adafactor")}  # LAMB: see policies()
+    studies["adafactor"] = adafactor()
+    return dict(sorted(studies.items()))
+
+
+def adafactor():
+    """Adafactor over matrices 1000 wide: its factors' pass reads g; its norms pass reads p and g; its
+    update reads p and g and writes p. 24 bytes per element, as if p were read and written once and
+    four arrays read once (its factors, R + C numbers, weigh nothing)."""
+    return Study("adafactor", "adafactor", {"lr": 1e-3}, (F32,), (F32,) * 4, width=1000,
+                 target=("same-traffic", 1.30))
 
 
 def many_arrays():
     studies = {}
     for method in numadam.families():
+        if method == "adafactor":  # its factors' pass runs per array on the host: see families()
+            continue
         options = FAMILY_OPTIONS.get(method)
         studies[f"{method}, one array"] = _plain(f"{method}, one array", method, options)
         studies[f"{method}, 1000 arrays"] = _plain(f"{method}, 1000 arrays", method, options, n_arrays=1000,

@@ -18,7 +18,8 @@ from .roofline import SERIAL_BELOW, traffic_kernel
 from .timing import interleaved_medians
 
 #: numadam families that torch.optim has, and torch's class names.
-TORCH_FAMILIES = {"adam": "Adam", "adamw": "AdamW", "nadam": "NAdam", "radam": "RAdam", "adamax": "Adamax", "sgd": "SGD", "adagrad": "Adagrad", "rmsprop": "RMSprop"}
+TORCH_FAMILIES = {"adam": "Adam", "adamw": "AdamW", "nadam": "NAdam", "radam": "RAdam", "adamax": "Adamax",
+                  "sgd": "SGD", "adagrad": "Adagrad", "rmsprop": "RMSprop", "adafactor": "Adafactor"}
 
 
 class Timed(NamedTuple):
@@ -57,9 +58,10 @@ class _TorchForeach:
     def __init__(self, torch, study, size):
         name = TORCH_FAMILIES[study.method]
         per_array = size // study.n_arrays
-        self.params = [torch.zeros(per_array) for _ in range(study.n_arrays)]
+        shape = (per_array // study.width, study.width) if study.width > 1 else (per_array,)
+        self.params = [torch.zeros(shape) for _ in range(study.n_arrays)]
         for p in self.params:
-            p.grad = torch.ones(per_array)
+            p.grad = torch.ones(shape)
         options = {k: v for k, v in study.options.items() if k in ("lr", "weight_decay")}
         self.optimizer = getattr(torch.optim, name)(self.params, foreach=True, **options)
 

@@ -116,6 +116,7 @@ class Bucket:
         self.listed = []
         self._templates = {}  # (parameter, strides of a row of Rows values) -> RowTemplate
         self._scratch = None  # the table of the last plan of one parameter's Rows, written over by the next
+        self._factor_scratch = {}  # parameter -> the memory of its factors' pass (factored state)
         self._specs = {}
         self._launches = {}  # spec -> (plan, the backend's launch of it)
         self._reducers = {}  # id(policy) -> (plan, flags, policy, its pre-pass summed by parameter)
@@ -307,7 +308,7 @@ class Bucket:
                 continue
             weight, floor = family.factors(family.Scalars(*rows[k][:len(family.Scalars._fields)]), self.compute)
             self.backend.update_factors(grad, *(self.state[name][k] for name in names), weight, floor, grad_scale,
-                                        clip_value)
+                                        clip_value, self._factor_scratch.setdefault(k, {}))
 
     def run(self, plan, spec, scalars):
         """Apply ``spec``'s update over ``plan`` with each scalar row of ``scalars``: block by block

@@ -177,12 +177,17 @@ class CpuBackend:
     array_type = np.ndarray
 
     @staticmethod
-    def update_factors(grad, row_var, col_var, row_mean, weight, floor, grad_scale, clip_value):
+    def update_factors(grad, row_var, col_var, row_mean, weight, floor, grad_scale, clip_value, scratch=None):
         """One parameter's factors moved toward its gradient (:func:`numadam.core.factors.update_factors`),
-        its row and column sums of squares taken in one compiled read of it, on every core."""
+        its row and column sums of squares taken in one compiled read of it, on every core (with
+        ``scratch``, a dict the caller keeps for the parameter: see
+        :func:`~numadam.targets.cpu.factor_sums.row_and_column_squares`)."""
         from .factor_sums import row_and_column_squares
 
-        sums = factors.squares(np, grad, row_var.dtype, grad_scale, clip_value, row_and_column_squares)
+        def sums_of(grad, grad_scale, clip_value):
+            return row_and_column_squares(grad, grad_scale, clip_value, scratch)
+
+        sums = factors.squares(np, grad, row_var.dtype, grad_scale, clip_value, sums_of)
         factors.update_factors(np, grad, row_var, col_var, row_mean, weight, floor, sums)
 
     @staticmethod

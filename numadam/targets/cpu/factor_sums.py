@@ -7,7 +7,7 @@ each column (the next-to-last). The rows are cut into blocks of
 :data:`ROWS_PER_BLOCK`, one ``prange`` iteration each: a block sums its rows
 and its own partial column sums, and the partial sums are added block after
 block. The association is fixed by the blocks (and, within one, by groups of
-four rows), not by the threads, so the sums are the same on any number of
+eight rows), not by the threads, so the sums are the same on any number of
 cores.
 """
 
@@ -22,28 +22,31 @@ from ..factor_elements import effective
 ROWS_PER_BLOCK = 64
 
 
-def row_and_column_squares(grad, grad_scale, clip_value):
+def row_and_column_squares(grad, grad_scale, clip_value, scratch=None):
     """``(row_sums, column_sums)`` of ``grad`` (``(..., R, C)``), as :func:`numadam.core.factors.sums_of_squares`
-    computes them but in one read, on every core."""
+    computes them but in one read, on every core. ``scratch`` (a dict the caller keeps for this
+    gradient's shape) holds the partial sums from call to call: memory touched before, which new
+    arrays of megabytes are not."""
     shape = grad.shape
     flat = grad[None] if grad.ndim == 2 else grad.reshape((math.prod(shape[:-2]),) + shape[-2:])
     if flat.strides[-2] and abs(flat.strides[-1]) > abs(flat.strides[-2]):  # Fortran-like: walk it transposed
-        columns, rows = _squares(flat.swapaxes(-1, -2), grad_scale, clip_value)
+        columns, rows = _squares(flat.swapaxes(-1, -2), grad_scale, clip_value, {} if scratch is None else scratch)
     else:
-        rows, columns = _squares(flat, grad_scale, clip_value)
+        rows, columns = _squares(flat, grad_scale, clip_value, {} if scratch is None else scratch)
     return rows.reshape(shape[:-1]), columns.reshape(shape[:-2] + shape[-1:])
 
 
-def _squares(grad, grad_scale, clip_value):
+def _squares(grad, grad_scale, clip_value, scratch):
     real = grad.dtype.type
     batch, n_rows, n_columns = grad.shape
     n_blocks = max(1, -(-n_rows // ROWS_PER_BLOCK))
-    rows = np.empty((batch, n_rows))
-    partial = np.zeros((batch, n_blocks, n_columns))
-    columns = np.empty((batch, n_columns))
+    key = batch, n_rows, n_columns
+    if scratch.get("shape") != key:
+        scratch.update(shape=key, partial=np.empty((batch, n_blocks, n_columns)))
+    rows, columns = np.empty((batch, n_rows)), np.empty((batch, n_columns))  # small: handed to the caller
     clip = real(np.inf if clip_value is None else clip_value)
-    _block_sums(grad, real(grad_scale), clip, ROWS_PER_BLOCK, rows, partial)
-    _added_blocks(partial, columns)
+    _block_sums(grad, real(grad_scale), clip, ROWS_PER_BLOCK, rows, scratch["partial"])
+    _added_blocks(scratch["partial"], columns)
     return rows, columns
 
 
@@ -52,41 +55,55 @@ def _squares(grad, grad_scale, clip_value):
 @njit(parallel=True)
 def _block_sums(grad, grad_scale, clip, per_block, rows, partial):
     """Each row's sum of squares into ``rows``, and the column sums of each block of ``per_block``
-    rows into ``partial``: four rows at a time, whose squares go into the column sums as
-    :math:`(s_0 + s_1) + (s_2 + s_3)` (a quarter of the loads and stores of the sums)."""
+    rows into ``partial``: eight rows at a time, whose squares go into the column sums as
+    :math:`((s_0 + s_1) + (s_2 + s_3)) + ((s_4 + s_5) + (s_6 + s_7))` (an eighth of the loads and
+    stores of the sums), then the rows left one by one."""
     batch, n_rows, n_columns = grad.shape
     n_blocks = partial.shape[1]
     for job in prange(batch * n_blocks):
         b = job // n_blocks
         block = job - b * n_blocks
         part = partial[b, block]
-        totals = np.empty(4)
+        part[:] = 0.0
+        totals = np.empty(8)
         r, last = block * per_block, min(n_rows, (block + 1) * per_block)
-        while r + 4 <= last:
-            _four_rows(grad[b, r], grad[b, r + 1], grad[b, r + 2], grad[b, r + 3], grad_scale, clip, part, totals)
-            rows[b, r:r + 4] = totals
-            r += 4
+        while r + 8 <= last:
+            _eight_rows(grad[b, r:r + 8], grad_scale, clip, part, totals)
+            rows[b, r:r + 8] = totals
+            r += 8
         while r < last:
             rows[b, r] = _one_row(grad[b, r], grad_scale, clip, part)
             r += 1
 
 
 @njit(fastmath={"reassoc"})
-def _four_rows(row0, row1, row2, row3, grad_scale, clip, part, totals):
-    """The sums of squares of four rows into ``totals``, their column sums added into ``part``."""
-    total0 = total1 = total2 = total3 = 0.0
+def _eight_rows(eight, grad_scale, clip, part, totals):
+    """The sums of squares of eight rows into ``totals``, their column sums added into ``part``."""
+    row0, row1, row2, row3, row4, row5, row6, row7 = (eight[0], eight[1], eight[2], eight[3], eight[4], eight[5],
+                                                      eight[6], eight[7])
+    total0 = total1 = total2 = total3 = total4 = total5 = total6 = total7 = 0.0
     for c in range(row0.size):
         wide0 = np.float64(effective(row0[c], grad_scale, clip))
         wide1 = np.float64(effective(row1[c], grad_scale, clip))
         wide2 = np.float64(effective(row2[c], grad_scale, clip))
         wide3 = np.float64(effective(row3[c], grad_scale, clip))
+        wide4 = np.float64(effective(row4[c], grad_scale, clip))
+        wide5 = np.float64(effective(row5[c], grad_scale, clip))
+        wide6 = np.float64(effective(row6[c], grad_scale, clip))
+        wide7 = np.float64(effective(row7[c], grad_scale, clip))
         square0, square1, square2, square3 = wide0 * wide0, wide1 * wide1, wide2 * wide2, wide3 * wide3
+        square4, square5, square6, square7 = wide4 * wide4, wide5 * wide5, wide6 * wide6, wide7 * wide7
         total0 += square0
         total1 += square1
         total2 += square2
         total3 += square3
-        part[c] += (square0 + square1) + (square2 + square3)
+        total4 += square4
+        total5 += square5
+        total6 += square6
+        total7 += square7
+        part[c] += ((square0 + square1) + (square2 + square3)) + ((square4 + square5) + (square6 + square7))
     totals[0], totals[1], totals[2], totals[3] = total0, total1, total2, total3
+    totals[4], totals[5], totals[6], totals[7] = total4, total5, total6, total7
 
 
 @njit(fastmath={"reassoc"})

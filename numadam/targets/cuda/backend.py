@@ -273,9 +273,9 @@ class CudaBackend:
     def zeros(self, size, dtype):
         return self._require_cupy().zeros(size, dtype)
 
-    def update_factors(self, grad, row_var, col_var, row_mean, weight, floor, grad_scale, clip_value):
+    def update_factors(self, grad, row_var, col_var, row_mean, weight, floor, grad_scale, clip_value, scratch=None):
         """One parameter's factors moved toward its gradient, by the kernels of
-        :mod:`numadam.targets.cuda.factors` on the current stream."""
+        :mod:`numadam.targets.cuda.factors` on the current stream (``scratch``: unused)."""
         from .factors import update_factors
 
         update_factors(self, grad, row_var, col_var, row_mean, weight, floor, grad_scale, clip_value)
