@@ -122,8 +122,7 @@ def _factored_step(algorithm, arrays, scalars, flags, h):
     update = {**arrays, **views}
     written = {"param"} | ({"master"} if "master" in arrays else set())
     prepared(algorithm, update, written=written)  # every check of the update before anything is written
-    s = algorithm.Scalars(*scalars)
-    weight, floor = algorithm.factors(s, real)
+    weight, floor = factors.weights(algorithm, scalars, real)
     if param.size:
         backend.update_factors(grad, *own.values(), weight, floor, 1.0, None)
     norms = run_on_arrays(algorithm, update, flags, NO_POLICY._replace(reduction="norms"),

@@ -38,6 +38,14 @@ order here while the objects' pre-pass lets the CPU vectorize them, so LAMB on
 float64 parameters may differ from the objects in the last bits (float32
 squares are exact in float64 and their sums agree).
 
+Adafactor's step takes ``param, grad, row_var, col_var``: a matrix with its
+row factor ``(R, 1)`` and column factor ``(1, C)``, or a vector with its full
+second moment as ``row_var`` (``col_var`` is then not read). It makes the
+objects' three passes in one call: the factors (sums of squares in float64,
+in order), the norms, the update; ``eps=(None, 1e-3)`` takes None or a number
+first. The sums' order differs from the objects' blocked sums, so the two may
+differ by an ulp.
+
 Example
 -------
 >>> import numpy as np
@@ -264,6 +272,9 @@ def _make(name, cls):
         value = h if h in hyper else repr(defaults[h])
         if isinstance(defaults[h], str):
             return f"constant({value})"
+        if isinstance(defaults[h], tuple) and None in defaults[h]:  # Adafactor's eps: (None or a number, a number)
+            return "(" + ", ".join(f"optional({value}[{j}])" if item is None else f"{value}[{j}]"
+                                   for j, item in enumerate(defaults[h])) + ")"
         return f"optional({value})" if h in optional else value
 
     hyper_tuple = "Hyper(" + ", ".join(field(h) for h in fields) + ")"
@@ -297,6 +308,8 @@ def _make(name, cls):
     lines += ["    s = Scalars(" + ", ".join(narrowed) + ")",
               "    flags = flags_of(h)",
               "    like = narrow(0.0, param)"]
+    if algorithm.factored:  # a step of its own shape: the factors, the norms, the update
+        return _make_factored(name, algorithm, lines, narrowed, scalars_of, flags_of)
     loads = ", ".join(f"{kind.name}[i]" if kind.name in always else f"load({kind.name}, i, like)"
                       for kind in algorithm.state)
     loads = f"({loads}{',' if n_state == 1 else ''})"
@@ -345,15 +358,124 @@ def _make(name, cls):
                    njit(namespace[f"{name}_step"]))
 
 
+def _make_factored(name, algorithm, lines, narrowed, scalars_of, flags_of):
+    """The :class:`Offered` of a family with factored state (:mod:`numadam.core.factors`): its step
+    takes ``param, grad, row_var, col_var`` (a matrix and its factors, or a vector, its full second
+    moment and ``col_var`` ignored) and makes the objects' three passes in one call: the factors'
+    sums (in float64, in order), the norms, the update. ``lines`` hold the generated source up to
+    the step's narrowed scalars ``s``."""
+    field = algorithm.Scalars._fields.index(algorithm.norms.field)
+    wide = "Scalars(" + ", ".join(f"wide[{j}]" for j in range(len(narrowed))) + ")"
+    narrowed = list(narrowed)
+    narrowed[field] = f"narrow(value(sums[0], sums[1], param.size, {wide}), param)"
+    lines = [line.replace(f"def {name}_step(param, grad, row_var, col_var, row_mean, step,",
+                          f"def {name}_step(param, grad, row_var, col_var, step,") for line in lines]
+    lines += ["    weight, floor = factor_weights(s)",
+              "    mean = moved_factors(param, grad, row_var, col_var, weight, s.one - weight, floor)",
+              "    sums = factored_sums(param, grad, row_var, col_var, mean, s, flags)",
+              "    s = Scalars(" + ", ".join(narrowed) + ")",
+              "    factored_update(param, grad, row_var, col_var, mean, s, flags)",
+              "    return None"]
+    namespace = {"Hyper": algorithm.Hyper, "Scalars": algorithm.Scalars, "scalars_of": scalars_of,
+                 "flags_of": flags_of, "narrow": _in_dtype_of, "constant": _constant, "optional": _optional,
+                 "value": _jitted(algorithm.norms.value), "factor_weights": _jitted(algorithm.factors),
+                 "moved_factors": _moved_factors, "factored_sums": _factored_passes(algorithm.norms.rule, True),
+                 "factored_update": _factored_passes(algorithm.rule, False)}
+    exec("\n".join(lines), namespace)
+    namespace["scalars_at"] = njit(inline="always")(namespace["scalars_at"])
+    return Offered(algorithm.rule, njit(namespace[f"{name}_scalars"]), njit(namespace[f"{name}_flags"]),
+                   njit(namespace[f"{name}_step"]))
+
+
+def _moved_factors(param, grad, row_var, col_var, weight, one_minus_weight, floor):
+    """The factors of ``param`` moved toward ``grad``'s squares (njit only); returns the floored row
+    mean (1 for a vector, whose ``row_var`` is its full second moment)."""
+
+
+@overload(_moved_factors)
+def _moved_factors_overload(param, grad, row_var, col_var, weight, one_minus_weight, floor):
+    from .families._common import torch_lerp
+
+    if param.ndim == 1:
+        def vector(param, grad, row_var, col_var, weight, one_minus_weight, floor):
+            for i in range(param.size):
+                row_var[i] = torch_lerp(row_var[i], grad[i] * grad[i], weight, one_minus_weight)
+            return weight - weight + weight / weight
+        return vector
+    if param.ndim != 2:
+        raise errors.TypingError("numadam.jit's factored steps take a vector or a matrix")
+
+    def matrix(param, grad, row_var, col_var, weight, one_minus_weight, floor):
+        n_rows, n_columns = param.shape
+        for r in range(n_rows):
+            total = 0.0
+            for c in range(n_columns):
+                wide = np.float64(grad[r, c])
+                total += wide * wide
+            row_var[r, 0] = torch_lerp(row_var[r, 0], _in_dtype_of(total / n_columns, param), weight,
+                                       one_minus_weight)
+        for c in range(n_columns):
+            total = 0.0
+            for r in range(n_rows):
+                wide = np.float64(grad[r, c])
+                total += wide * wide
+            col_var[0, c] = torch_lerp(col_var[0, c], _in_dtype_of(total / n_rows, param), weight,
+                                       one_minus_weight)
+        total = 0.0
+        for r in range(n_rows):
+            total += np.float64(row_var[r, 0])
+        mean = _in_dtype_of(total / n_rows, param)
+        return floor if mean < floor else mean
+    return matrix
+
+
+def _factored_passes(rule, norms):
+    """The norms pass (``norms``: it returns the float64 sums of squares of the parameter and of the
+    direction) or the update of a factored rule over a vector or a matrix (njit only)."""
+
+    def stub(param, grad, row_var, col_var, mean, s, flags):
+        pass
+
+    @overload(stub)
+    def implementation(param, grad, row_var, col_var, mean, s, flags):
+        if param.ndim == 1:
+            def vector(param, grad, row_var, col_var, mean, s, flags):
+                a = b = 0.0
+                for i in range(param.size):
+                    state = (row_var[i], s.one, mean)
+                    if norms:
+                        _, direction = rule(param[i], grad[i], state, s, flags)
+                        wide = np.float64(param[i])
+                        a += wide * wide
+                        wide = np.float64(direction)
+                        b += wide * wide
+                    else:
+                        param[i] = rule(param[i], grad[i], state, s, flags)[0]
+                return a, b
+            return vector
+
+        def matrix(param, grad, row_var, col_var, mean, s, flags):
+            a = b = 0.0
+            for r in range(param.shape[0]):
+                for c in range(param.shape[1]):
+                    state = (row_var[r, 0], col_var[0, c], mean)
+                    if norms:
+                        _, direction = rule(param[r, c], grad[r, c], state, s, flags)
+                        wide = np.float64(param[r, c])
+                        a += wide * wide
+                        wide = np.float64(direction)
+                        b += wide * wide
+                    else:
+                        param[r, c] = rule(param[r, c], grad[r, c], state, s, flags)[0]
+            return a, b
+        return matrix
+
+    return stub
+
+
 @functools.cache
 def _functions():
-    return {name: _make(name, cls) for name, cls in families().items() if name not in _NOT_OFFERED}
-
-
-#: Families this module has no step of yet, and why.
-_NOT_OFFERED = {name: f"{cls.__name__}'s factors' pass (its row and column sums) runs on the host, between "
-                      "the kernels; step it with the optimizer objects"
-                for name, cls in families().items() if cls.algorithm.factored}
+    return {name: _make(name, cls) for name, cls in families().items()}
 
 
 def offered(name):
@@ -371,9 +493,6 @@ def __getattr__(attribute):
         for kind, function in offered._asdict().items():
             if attribute == f"{name}_{kind}" and attribute != "adam_step":
                 return function
-    for name, reason in _NOT_OFFERED.items():
-        if attribute.startswith(f"{name}_"):
-            raise AttributeError(f"numadam.jit has no {attribute} yet: {reason}")
     raise AttributeError(f"module 'numadam.jit' has no attribute {attribute!r}")
 
 

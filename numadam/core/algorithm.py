@@ -159,9 +159,9 @@ class Algorithm:
     check_combination: Callable | None = None
     #: A first pass that needs each parameter's norms before its update (LAMB), or None.
     norms: "Norms | None" = None
-    #: With factored state: ``factors(s, real) -> (weight, floor)``, from a parameter's scalars ``s``
-    #: (floats) and its real dtype, the weight of this step's squares in the factors' moving
-    #: averages and the floor of the row mean, both of dtype ``real`` (:mod:`numadam.core.factors`).
+    #: With factored state: ``factors(s) -> (weight, floor)``, from a parameter's scalars ``s`` rounded
+    #: to the dtype its step computes in, the weight of this step's squares in the factors' moving
+    #: averages and the floor of the row mean (:mod:`numadam.core.factors`).
     factors: Callable | None = None
     #: The class's docstring before its example: what it computes (the math) and whose update it is.
     doc: str = ""

@@ -77,6 +77,14 @@ def broadcast_strides(factor, shape, itemsize):
     return tuple(0 if kept == 1 and full != 1 else stride for kept, full, stride in zip(padded, shape, strides))
 
 
+def weights(algorithm, row, real):
+    """``(weight, floor)`` of :attr:`~numadam.core.algorithm.Algorithm.factors` from a parameter's
+    scalar row ``row`` (floats), rounded to ``real`` as the kernels round them."""
+    narrowed = algorithm.Scalars(*(real.type(value) for value in list(row)[:len(algorithm.Scalars._fields)]))
+    weight, floor = algorithm.factors(narrowed)
+    return real.type(weight), real.type(floor)
+
+
 def effective_gradient(xp, grad, real, grad_scale, clip_value):
     """The gradient the rule steps with (scaled by ``grad_scale``, clipped to ``clip_value`` where
     it is not None), in dtype ``real``."""

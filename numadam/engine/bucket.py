@@ -306,7 +306,7 @@ class Bucket:
         for k, grad in enumerate(self._bound_grads):
             if grad.size == 0:  # no squares to take the means of: the factors stay as they are
                 continue
-            weight, floor = family.factors(family.Scalars(*rows[k][:len(family.Scalars._fields)]), self.compute)
+            weight, floor = factors.weights(family, rows[k], self.compute)
             self.backend.update_factors(grad, *(self.state[name][k] for name in names), weight, floor, grad_scale,
                                         clip_value, self._factor_scratch.setdefault(k, {}))
 

@@ -29,7 +29,6 @@ column's sum of squares, :mod:`numadam.core.factors`), the norms pass
 import math
 from collections import namedtuple
 
-import numpy as np
 from numba import njit
 
 from ..core import validate
@@ -46,22 +45,34 @@ AdafactorFlags = namedtuple("AdafactorFlags", "decays")
 
 
 def adafactor_scalars(step, h, carry) -> AdafactorScalars:
-    eps1, eps2 = h.eps
-    return AdafactorScalars(1.0, _common.grad_sign(h), 1.0 - h.lr * h.weight_decay,
-                            0.0 if eps1 is None else eps1 * eps1, 1.0 if eps1 is None else 0.0, eps2,
-                            min(h.lr, 1.0 / step**0.5), h.d, float(step) ** h.beta2_decay,
-                            0.0 if eps1 is None else eps1, 0.0)
+    eps1_squared, machine_eps1, eps1 = _eps1_terms(h.eps[0])
+    return AdafactorScalars(1.0, _common.grad_sign(h), 1.0 - h.lr * h.weight_decay, eps1_squared, machine_eps1,
+                            float(h.eps[1]), min(h.lr, 1.0 / step**0.5), h.d, float(step) ** h.beta2_decay, eps1,
+                            0.0)
+
+
+def _eps1_terms(eps1):
+    """``(eps1**2, 1 if eps1 is None else 0, eps1 or 0)``: None stands for the machine epsilon of the
+    dtype the step computes in, which the rule takes itself (:func:`machine_epsilon`)."""
+    if eps1 is None:
+        return 0.0, 1.0, 0.0
+    return float(eps1) * float(eps1), 0.0, float(eps1)
 
 
 def adafactor_flags(h) -> AdafactorFlags:
     return AdafactorFlags(h.weight_decay != 0.0)
 
 
-def factor_weights(s, real):
-    """The weight of this step's squares in the factors' moving averages and the floor of the
-    row mean (:math:`\\epsilon_1`, the machine epsilon of ``real`` where it is ``None``)."""
-    floor = np.finfo(real).eps if s.machine_eps1 else s.eps1
-    return real.type(s.weight), real.type(floor)
+def factor_weights(s):
+    """The weight of this step's squares in the factors' moving averages and the floor of the row
+    mean (:math:`\\epsilon_1`, or the machine epsilon), from the parameter's scalars ``s`` rounded to
+    the dtype the step computes in."""
+    if s.machine_eps1 != 0:
+        return s.weight, machine_epsilon(s.one)
+    return s.weight, s.eps1
+
+
+
 
 
 def step_scale(param_squares, direction_squares, count, s):
