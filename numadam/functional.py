@@ -248,9 +248,9 @@ def step_function(cls, name, doc):
             return carry if carried else None
         operands = operands_of(param, grad, state, given_optional, checked.kinds)
         if is_dask_array(param) and algorithm.factored:
-            raise TypeError(f"{name}() takes NumPy, CuPy and torch arrays; {algorithm.title}'s row and column "
-                            "sums across Dask chunks are not built yet: step it with the optimizer object's "
-                            "NumPy arrays")
+            raise TypeError(f"{name}() takes NumPy, CuPy and torch arrays; over Dask arrays step "
+                            f"numadam.{algorithm.title}, whose factors this process holds while the chunks' "
+                            "tasks sum their rows and columns")
         if is_dask_array(param):  # immutable: the new arrays are the answer
             scalars, after = algorithm.step_scalars(step, checked.h, carry)
             arrays = step_dask_arrays(algorithm, operands, checked.flags, tuple(scalars))

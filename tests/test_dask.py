@@ -187,6 +187,45 @@ def test_lamb_takes_its_norms_per_parameter_over_the_chunks(client, options):
             np.testing.assert_allclose(actual, expected, rtol=2e-6, atol=1e-9)
 
 
+@pytest.mark.parametrize("options", [{}, {"weight_decay": 0.1, "maximize": True},
+                                     {"clip_value": 0.3, "clip_global_norm": 2.0, "nonfinite": "skip"}])
+def test_adafactor_adds_its_row_and_column_sums_across_chunks(client, options):
+    """Chunks cut across the rows and the columns of a matrix, a batch of matrices and a vector: each
+    chunk's task sums its rows' and columns' squares, this process adds them in chunk order and moves
+    the factors, each chunk reads its part of them. The sums add up in another order than one
+    process's: equal to a few ulps. The state continues on NumPy arrays."""
+    shapes = [((40, 30), (15, 20)), ((3, 20, 12), (2, 7, 5)), ((25,), (10,))]
+    rng = np.random.default_rng(31)
+    starts = [random_array(rng, shape, np.float32) for shape, _ in shapes]
+    grads = [[3 * random_array(rng, shape, np.float32) for shape, _ in shapes] for _ in range(4)]
+    grads[2][0][3, 4] = np.nan if options.get("nonfinite") else grads[2][0][3, 4]
+    optimizer = numadam.Adafactor([da.from_array(s, chunks=c) for s, (_, c) in zip(starts, shapes)], lr=0.05,
+                                  **options)
+    reference = numadam.Adafactor([s.copy() for s in starts], lr=0.05, **options)
+    for step in grads[:3]:
+        optimizer.step([da.from_array(g, chunks=c) for g, (_, c) in zip(step, shapes)])
+        reference.step(step)
+    assert optimizer.step_count == reference.step_count
+    for actual, expected in zip(optimizer.params, reference.params):
+        np.testing.assert_allclose(actual.compute(), expected, rtol=1e-6, atol=1e-7)
+    state, expected_state = optimizer.state_dict(), reference.state_dict()
+    for name in ("row_var", "col_var"):
+        for actual, expected in zip(state[name], expected_state[name]):
+            assert actual.shape == expected.shape
+            np.testing.assert_allclose(actual, expected, rtol=1e-6)
+    resumed = numadam.Adafactor([np.array(p.compute(), copy=True) for p in optimizer.params], lr=0.05, **options)
+    resumed.load_state_dict(state)
+    on_cluster = numadam.Adafactor([da.from_array(p, chunks=c) for p, (_, c) in zip(reference.params, shapes)],
+                                   lr=0.05, **options)
+    on_cluster.load_state_dict(reference.state_dict())
+    resumed.step(grads[3])
+    on_cluster.step([da.from_array(g, chunks=c) for g, (_, c) in zip(grads[3], shapes)])
+    reference.step(grads[3])
+    for actual, again, expected in zip(resumed.params, on_cluster.params, reference.params):
+        np.testing.assert_allclose(actual, expected, rtol=1e-6, atol=1e-7)
+        np.testing.assert_allclose(again.compute(), expected, rtol=1e-6, atol=1e-7)
+
+
 @pytest.mark.parametrize("options", [{"clip_value": 0.3}, {"bounds": (-0.2, 0.25)}, {"nonneg": True},
                                      {"bounds": (None, 0.1), "clip_value": 0.5, "clip_global_norm": 2.0}])
 def test_elementwise_policies_on_the_cluster_are_the_numpy_ones(client, options):
@@ -201,7 +240,7 @@ def test_elementwise_policies_on_the_cluster_are_the_numpy_ones(client, options)
     np.testing.assert_array_equal(optimizer.state_dict()["exp_avg_sq"][0], reference.state_dict()["exp_avg_sq"][0])
 
 
-@pytest.mark.parametrize("name", ["Adam", "LAMB"])
+@pytest.mark.parametrize("name", ["Adam", "LAMB", "Adafactor"])
 def test_array_bounds_on_the_cluster_are_the_numpy_ones(client, name):
     """bounds=(low, high) with arrays (NumPy or Dask, chunked otherwise) beside numbers and None, per
     parameter: each chunk's task projects onto its chunks of the bounds, as the kernels do."""
@@ -217,15 +256,15 @@ def test_array_bounds_on_the_cluster_are_the_numpy_ones(client, name):
     for grad, other_grad in zip(grads, other_grads):
         optimizer.step([da.from_array(4 * grad, chunks=(20, 15)), da.from_array(4 * other_grad, chunks=25)])
         reference.step([4 * grad, 4 * other_grad])
-    compare = np.testing.assert_array_equal if name != "LAMB" else functools.partial(
-        np.testing.assert_allclose, rtol=2e-6, atol=1e-7)  # LAMB's norms: summed in another order
+    compare = np.testing.assert_array_equal if name not in ("LAMB", "Adafactor") else functools.partial(
+        np.testing.assert_allclose, rtol=2e-6, atol=1e-7)  # LAMB's norms (Adafactor's sums): in another order
     stepped = [p.compute() for p in optimizer.params]
     for actual, expected in zip(stepped, reference.params):
         compare(actual, expected)
     assert (stepped[0] == low).any() and (stepped[0] == high).any() and (stepped[1] == 0.25).any()
 
 
-@pytest.mark.parametrize("name", ["Adam", "NAdam", "LAMB"])
+@pytest.mark.parametrize("name", ["Adam", "NAdam", "LAMB", "Adafactor"])
 def test_groups_on_the_cluster_step_with_their_own_hyperparameters(client, name):
     """numadam.Group over Dask arrays: each parameter with its group's hyperparameters (and NAdam's
     carry per group), as over NumPy arrays; a group's lr set between steps applies at the next."""
@@ -244,8 +283,8 @@ def test_groups_on_the_cluster_step_with_their_own_hyperparameters(client, name)
                 opt.groups[0].lr = 0.02
         optimizer.step({"body": da.from_array(grad, chunks=(15, 10)), "head": [da.from_array(other_grad, chunks=25)]})
         reference.step({"body": grad, "head": [other_grad]})
-    compare = np.testing.assert_array_equal if name != "LAMB" else functools.partial(
-        np.testing.assert_allclose, rtol=2e-6, atol=1e-7)  # LAMB's norms: summed in another order
+    compare = np.testing.assert_array_equal if name not in ("LAMB", "Adafactor") else functools.partial(
+        np.testing.assert_allclose, rtol=2e-6, atol=1e-7)  # LAMB's norms (Adafactor's sums): in another order
     compare(optimizer.params["body"].compute(), reference.params["body"])
     compare(optimizer.params["head"][0].compute(), reference.params["head"][0])
     assert optimizer.state_dict()["groups"] == reference.state_dict()["groups"]
@@ -268,8 +307,8 @@ def test_the_moving_average_on_the_cluster_is_the_numpy_one(client, name, option
         reference.step([grad])
     average = optimizer.ema_params()[0]
     assert isinstance(average, da.Array)
-    compare = np.testing.assert_array_equal if name != "LAMB" else functools.partial(
-        np.testing.assert_allclose, rtol=2e-6, atol=1e-7)  # LAMB's norms: summed in another order
+    compare = np.testing.assert_array_equal if name not in ("LAMB", "Adafactor") else functools.partial(
+        np.testing.assert_allclose, rtol=2e-6, atol=1e-7)  # LAMB's norms (Adafactor's sums): in another order
     compare(average.compute(), reference.ema_params()[0])
     compare(optimizer.params[0].compute(), reference.params[0])
     state = optimizer.state_dict()

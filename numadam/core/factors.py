@@ -116,8 +116,8 @@ def at_least(xp, values, floor):
     return xp.where(values < floor, floor, values)
 
 
-def update_factors(xp, grad, row_var, col_var, row_mean, weight, eps1, sums):
-    r"""Move the factors of one parameter toward its gradient's squares, in place.
+def update_factors(xp, shape, row_var, col_var, row_mean, weight, eps1, sums):
+    r"""Move the factors of one parameter of ``shape`` toward its gradient's squares, in place.
 
     ``row_var``, ``col_var``, ``row_mean`` are its factor states (their own
     shapes); ``weight`` is :math:`\beta_2`'s complement :math:`t^{d}` of this
@@ -128,11 +128,11 @@ def update_factors(xp, grad, row_var, col_var, row_mean, weight, eps1, sums):
     """
     real = row_var.dtype.type
     one_minus = real(1) - weight
-    if not factored(grad.shape):
+    if not factored(shape):
         row_var[...] = lerp(xp, row_var, sums, weight, one_minus)
         return
     row_sums, column_sums = sums
-    rows, columns = grad.shape[-2], grad.shape[-1]
+    rows, columns = shape[-2], shape[-1]
     row_var[...] = lerp(xp, row_var, (row_sums / columns).astype(real)[..., None], weight, one_minus)
     col_var[...] = lerp(xp, col_var, (column_sums / rows).astype(real)[..., None, :], weight, one_minus)
     means = (row_var.astype(np.float64).sum(axis=-2, keepdims=True) / rows).astype(real)

@@ -28,11 +28,11 @@ import numpy as np
 
 from ..adapters import dask as held
 from ..adapters.rows import is_rows
-from ..core import dtypes
+from ..core import dtypes, factors
 from ..core.pipeline import NO_POLICY, QUANTIZED_STATE, held_operands
 from .bounds import checked_bounds
 from .operands import expected_state_dtype, policy_operand_dtype, run_on_arrays
-from .state_dict import checked_held_arrays
+from .state_dict import checked_factors, checked_held_arrays
 from .stepping import Engine
 
 
@@ -46,9 +46,6 @@ class DaskEngine(Engine):
         super().__init__(algorithm, settings, policies, paths)
         self.treedef = treedef
         check_options([leaf.dtype for leaf in leaves])
-        if algorithm.factored:
-            raise TypeError(f"{algorithm.title} takes NumPy, CuPy and torch arrays: its row and column sums "
-                            "across Dask chunks are not built yet (step the NumPy arrays of one machine)")
         refused = policies.refused_on_dask()
         if refused:
             raise ValueError(f"on Dask arrays numadam applies {', '.join(policies.options_on_dask())}; got "
@@ -66,13 +63,20 @@ class DaskEngine(Engine):
         self.kinds = algorithm.state_kinds(h)
         self.held = held_operands(policies)
         #: The names of the items after the parameter in each tuple: the state kinds, then the held operands.
-        self.names = [kind.name for kind in self.kinds] + [operand.name for operand in self.held]
+        #: Factored state is not among them: each parameter's factors (R + C numbers of a matrix) are
+        #: NumPy arrays of this process, made from the chunks' row and column sums (:meth:`_factor_pass`).
+        self.names = ([kind.name for kind in self.kinds if not kind.factor]
+                      + [operand.name for operand in self.held])
+        self.factors = [{kind.name: np.full(factors.factor_shape(kind.factor, leaf.shape),
+                                            factors.initial_value(kind.factor, leaf.shape),
+                                            expected_state_dtype(leaf.dtype))
+                         for kind in self.kinds if kind.factor} for leaf in leaves]
         self._magnitude = {kind.name for kind in self.kinds if kind.magnitude} \
             if policies.complex_mode == "magnitude" else set()
         self._metas = [leaf._meta for leaf in leaves]
         self._bounds = None if bounds is None else self._bound_arrays(bounds, leaves)
         state = {kind.name: [self._initial(kind.name, kind.initial_for(h), leaf) for leaf in leaves]
-                 for kind in self.kinds}
+                 for kind in self.kinds if not kind.factor}
         for operand in self.held:
             state[operand.name] = [self._initial(operand.name, operand.initial, leaf) for leaf in leaves]
         self._first_pass = None
@@ -201,11 +205,34 @@ class DaskEngine(Engine):
         return tuple(scalars[k].tolist()) if isinstance(scalars, np.ndarray) else scalars[self.settings.leaf_groups[k]]
 
     def _task(self, function, flags, policy, scalars, k, *extra):
-        """Leaf ``k``'s chunk function: ``function`` with what every chunk of it shares."""
+        """Leaf ``k``'s chunk function: ``function`` with what every chunk of it shares (its factors too)."""
         sides = None if self._bounds is None else tuple(side if not held.is_dask_array(side) else "array"
                                                         for side in self._bounds[k])
         return functools.partial(function, self.algorithm, tuple(self.names), flags, policy,
-                                 self._row(scalars, k), sides, *extra)
+                                 self._row(scalars, k), sides, *extra, factors=self.factors[k])
+
+    def _factor_pass(self, grads, scalars, grad_scale):
+        """Each chunk's row and column sums of squares (one task per chunk), added here in chunk order
+        into each parameter's sums; then its factors moved (:func:`numadam.core.factors.update_factors`)."""
+        import dask
+
+        clip = self.policies.clip_value
+        tasks = [grad.map_blocks(_chunk_squares, grad_scale, clip, dtype=object,
+                                 meta=np.empty((0,) * grad.ndim, object),
+                                 token=f"numadam-factors-{self.step_count + 1}") for grad in grads]
+        blocks = [list(task.to_delayed().ravel()) for task in tasks]
+        computed = iter(dask.compute(*(block for per_leaf in blocks for block in per_leaf)))
+        names = [kind.name for kind in self.kinds if kind.factor]
+        for k, (grad, per_leaf) in enumerate(zip(grads, blocks)):
+            found = [next(computed) for _ in per_leaf]  # (location, sums) of each chunk, in chunk order
+            real = self.factors[k][names[0]].dtype
+            weight, floor = factors.weights(self.algorithm, self._row(scalars, k), real)
+            if grad.size:
+                factors.update_factors(np, grad.shape, *(self.factors[k][name] for name in names), weight, floor,
+                                       _added_sums(grad.shape, found, real))
+
+    def _element_counts(self):
+        return [dtypes.real_size(holding.shape, meta.dtype) for holding, meta in zip(self.holdings, self._metas)]
 
     def _bound_chunks(self, k):
         return [] if self._bounds is None else [side for side in self._bounds[k] if held.is_dask_array(side)]
@@ -258,13 +285,15 @@ class DaskEngine(Engine):
         """Each state array, by name: computed to NumPy (or CuPy), or if ``lazy`` the Dask arrays that
         view the persisted holdings."""
         views = {name: list(self.state_leaves(name)) for name in self.names}
+        own = {kind.name: [leaf[kind.name].copy() for leaf in self.factors] for kind in self.kinds
+               if kind.factor and not kind.derived}
         if lazy:
-            return views
+            return {**own, **views}
         import dask
 
         computed = dask.compute(*(array for name in self.names for array in views[name]))
         n = len(self.holdings)
-        return {name: list(computed[n * i:n * (i + 1)]) for i, name in enumerate(self.names)}
+        return {**own, **{name: list(computed[n * i:n * (i + 1)]) for i, name in enumerate(self.names)}}
 
     def ema_params(self, correction):
         return [average / average.dtype.type(correction) for average in self.state_leaves("ema")]
@@ -287,24 +316,42 @@ class DaskEngine(Engine):
         return checked
 
     def checked_arrays(self, state, kinds, treedef):
-        """The state's arrays, checked, as Dask arrays (see :mod:`numadam.engine.state_dict`)."""
-        return checked_held_arrays(self, state, kinds, treedef)
+        """The state's arrays, checked, as Dask arrays, and the factors as NumPy arrays (see
+        :mod:`numadam.engine.state_dict`)."""
+        arrays = checked_held_arrays(self, state, kinds, treedef)
+        for kind in kinds:
+            if kind.factor and not kind.derived:
+                arrays[kind.name] = checked_factors(state, kind, treedef, self.holdings)
+        return arrays
 
     def load_state(self, arrays, kinds, h):
-        """Replace the state by ``arrays`` (a dict of checked Dask arrays by name), persisted."""
+        """Replace the state by ``arrays`` (a dict of checked Dask arrays by name; the factors NumPy
+        arrays of this process), persisted."""
+        for kind in kinds:
+            if kind.factor and not kind.derived:
+                for own, given in zip(self.factors, arrays[kind.name]):
+                    own[kind.name][...] = given
         self._hold(self.params, {name: arrays[name] for name in self.names})
 
 
 # -- the tasks: one chunk each ------------------------------------------------------------------------
 
 
-def _chunk_arrays(algorithm, names, policy, sides, chunks, grad, bound_chunks):
+def _chunk_arrays(algorithm, names, policy, sides, chunks, grad, bound_chunks, factors=None, block_info=None):
     """The operands of a chunk's kernel, by slot: the held ``chunks`` (parameter, state, held
-    operands) that ``policy`` uses, the gradient, and the bounds (numbers repeated with stride 0)."""
+    operands) that ``policy`` uses, the gradient, the bounds (numbers repeated with stride 0), and
+    the chunk's part of the parameter's ``factors`` (factored state, repeated with stride 0 along
+    the dimensions each does not keep; ``block_info`` says where the chunk lies)."""
     used = set(policy.operands())
     arrays = {name: held.readable(array) for name, array in zip(("param", *names), chunks)
               if name == "param" or name in used or name not in _POLICY_HELD}
     arrays["grad"] = held.readable(grad)
+    if factors:
+        where = [slice(start, stop) for start, stop in block_info[0]["array-location"]]
+        for name, factor in factors.items():
+            part = factor[tuple(slice(None) if kept == 1 else cut for kept, cut in
+                                zip(factor.shape, where[len(where) - factor.ndim:]))]
+            arrays[name] = np.broadcast_to(part, arrays["param"].shape)
     if sides is not None and policy.bounds:
         found = iter(bound_chunks)
         param = arrays["param"]
@@ -338,33 +385,67 @@ def _out_of_place(algorithm, flags, policy, row, arrays, written, reduce=False):
     return new, sums
 
 
-def _update_chunk(algorithm, names, flags, policy, row, sides, chunks, grad, *bound_chunks):
+def _update_chunk(algorithm, names, flags, policy, row, sides, chunks, grad, *bound_chunks, factors=None,
+                  block_info=None):
     """One chunk's update into new arrays: the next tuple of its holdings."""
-    arrays = _chunk_arrays(algorithm, names, policy, sides, chunks, grad, bound_chunks)
+    arrays = _chunk_arrays(algorithm, names, policy, sides, chunks, grad, bound_chunks, factors, block_info)
     new, _ = _out_of_place(algorithm, flags, policy, row, arrays, _written(arrays, policy))
     return tuple(new.get(name, chunk) for name, chunk in zip(("param", *names), chunks))
 
 
-def _reduced_chunk(algorithm, names, flags, policy, row, sides, chunks, grad):
+def _reduced_chunk(algorithm, names, flags, policy, row, sides, chunks, grad, factors=None, block_info=None):
     """The gradient pre-pass over one chunk: its two float64 sums (nothing is written)."""
     arrays = _chunk_arrays(algorithm, names, policy, sides, chunks, grad, ())
     with held.task_threads():
         return run_on_arrays(algorithm, arrays, flags, policy, row, written=set(), reduce=True)
 
 
-def _first_pass_chunk(algorithm, names, flags, policy, row, sides, chunks, grad):
+def _first_pass_chunk(algorithm, names, flags, policy, row, sides, chunks, grad, factors=None, block_info=None):
     """A family's first pass over one chunk (LAMB's): the new state and accumulator (new arrays, in the
     order of ``names``, the others ``None``), then the two float64 sums."""
-    arrays = _chunk_arrays(algorithm, names, policy, sides, chunks, grad, ())
-    written = {name for name in arrays if name not in ("param", "grad", "master")}
+    arrays = _chunk_arrays(algorithm, names, policy, sides, chunks, grad, (), factors, block_info)
+    written = {name for name in arrays if name not in ("param", "grad", "master") and name not in (factors or {})}
     new, sums = _out_of_place(algorithm, flags, policy, row, arrays, written, reduce=True)
     return (*(new.get(name) for name in names), np.array(sums, np.float64))
 
 
-def _update_after_first_pass(algorithm, names, flags, policy, row, sides, first, chunks, grad, *bound_chunks):
+def _update_after_first_pass(algorithm, names, flags, policy, row, sides, first, chunks, grad, *bound_chunks,
+                             factors=None, block_info=None):
     """A family's update over one chunk after its first pass (LAMB's: the state that pass wrote)."""
     chunks = (chunks[0], *(after if after is not None else chunk for after, chunk in zip(first[:-1], chunks[1:])))
-    return _update_chunk(algorithm, names, flags, policy, row, sides, chunks, grad, *bound_chunks)
+    return _update_chunk(algorithm, names, flags, policy, row, sides, chunks, grad, *bound_chunks, factors=factors,
+                         block_info=None if block_info is None else {0: block_info[1]})
+
+
+def _chunk_squares(grad, grad_scale, clip_value, block_info=None):
+    """One chunk's part of the factors' pass: ``(where it lies, its row and column sums of squares)``
+    (for fewer than two dimensions, its squares), as the local engine's CPU pass takes them."""
+    from ..targets.cpu.factor_sums import row_and_column_squares
+
+    where = tuple(slice(start, stop) for start, stop in block_info[0]["array-location"])
+    real = expected_state_dtype(grad.dtype)
+    with held.task_threads():
+        found = factors.squares(np, held.readable(grad), real, grad_scale, clip_value, row_and_column_squares)
+    block = np.empty((1,) * grad.ndim, object)
+    block[(0,) * grad.ndim] = (where, found)
+    return block
+
+
+def _added_sums(shape, found, real):
+    """A parameter's row and column sums of squares from its chunks' ``(where, sums)``, added in chunk
+    order (for fewer than two dimensions, its squares put in place)."""
+    if not factors.factored(shape):
+        squares = np.empty(shape, real)
+        for block in found:
+            where, part = block[(0,) * block.ndim]
+            squares[where] = part
+        return squares
+    rows, columns = np.zeros(shape[:-1]), np.zeros(shape[:-2] + shape[-1:])
+    for block in found:
+        where, (row_sums, column_sums) = block[(0,) * block.ndim]
+        rows[where[:-1]] += row_sums
+        columns[where[:-2] + where[-1:]] += column_sums
+    return rows, columns
 
 
 # -- the functional steps over Dask arrays ------------------------------------------------------------

@@ -184,6 +184,18 @@ def _checked_leaves(engine, state, kind, treedef):
     return leaves
 
 
+def checked_factors(state, kind, treedef, params):
+    """The leaves of factored state ``kind`` (:mod:`numadam.core.factors`) as NumPy arrays, each checked
+    against its parameter (``params``: anything with its ``shape``)."""
+    root = f"state[{kind.name!r}]"
+    if kind.name not in state:
+        raise ValueError(f"state has no {kind.name!r}")
+    leaves = treedef.flatten_like(state[kind.name], root)
+    for leaf, path, param in zip(leaves, treedef.paths(root), params):
+        _check_factor(leaf, path, kind, param)
+    return [_host(leaf) for leaf in leaves]
+
+
 def _check_factor(leaf, path, kind, info):
     """A factored state's leaf (:mod:`numadam.core.factors`): its factor's shape, and the 1 that stands
     for the columns of a parameter of fewer than two dimensions."""

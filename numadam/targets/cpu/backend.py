@@ -188,7 +188,7 @@ class CpuBackend:
             return row_and_column_squares(grad, grad_scale, clip_value, scratch)
 
         sums = factors.squares(np, grad, row_var.dtype, grad_scale, clip_value, sums_of)
-        factors.update_factors(np, grad, row_var, col_var, row_mean, weight, floor, sums)
+        factors.update_factors(np, grad.shape, row_var, col_var, row_mean, weight, floor, sums)
 
     @staticmethod
     def zeros(size, dtype):
