@@ -182,9 +182,14 @@ class CpuBackend:
         its row and column sums of squares taken in one compiled read of it, on every core (with
         ``scratch``, a dict the caller keeps for the parameter: see
         :func:`~numadam.targets.cpu.factor_sums.row_and_column_squares`)."""
-        from .factor_sums import row_and_column_squares
+        from .factor_sums import move_factors, row_and_column_squares
 
-        def sums_of(grad, grad_scale, clip_value):
+        if grad.dtype == row_var.dtype:  # float32 or float64: all of it compiled
+            move_factors(grad, row_var, col_var, row_mean, weight, floor, grad_scale, clip_value,
+                         {} if scratch is None else scratch)
+            return
+
+        def sums_of(grad, grad_scale, clip_value):  # 16-bit gradients: widened by NumPy first
             return row_and_column_squares(grad, grad_scale, clip_value, scratch)
 
         sums = factors.squares(np, grad, row_var.dtype, grad_scale, clip_value, sums_of)

@@ -16,6 +16,7 @@ import math
 import numpy as np
 from numba import njit, prange
 
+from ...families._common import torch_lerp
 from ..factor_elements import effective
 
 #: Rows of one block of parallel work (and of one partial column sum).
@@ -42,12 +43,63 @@ def _squares(grad, grad_scale, clip_value, scratch):
     n_blocks = max(1, -(-n_rows // ROWS_PER_BLOCK))
     key = batch, n_rows, n_columns
     if scratch.get("shape") != key:
-        scratch.update(shape=key, partial=np.empty((batch, n_blocks, n_columns)))
-    rows, columns = np.empty((batch, n_rows)), np.empty((batch, n_columns))  # small: handed to the caller
+        scratch.update(shape=key, partial=np.empty((batch, n_blocks, n_columns)), rows=np.empty((batch, n_rows)),
+                       columns=np.empty((batch, n_columns)))
     clip = real(np.inf if clip_value is None else clip_value)
-    _block_sums(grad, real(grad_scale), clip, ROWS_PER_BLOCK, rows, scratch["partial"])
-    _added_blocks(scratch["partial"], columns)
-    return rows, columns
+    sums = _block_sums if grad.size >= SERIAL_BELOW else _block_sums_serial
+    sums(grad, real(grad_scale), clip, ROWS_PER_BLOCK, scratch["rows"], scratch["partial"])
+    _added_blocks(scratch["partial"], scratch["columns"])
+    return scratch["rows"], scratch["columns"]
+
+
+def move_factors(grad, row_var, col_var, row_mean, weight, floor, grad_scale, clip_value, scratch):
+    """One parameter's factors moved toward its gradient (float32 or float64, as its factors), in
+    place: :func:`numadam.core.factors.update_factors` in compiled calls, on every core from
+    :data:`SERIAL_BELOW` elements. ``scratch`` is a dict the caller keeps for the parameter."""
+    real = row_var.dtype.type
+    one_minus = real(1) - weight
+    if grad.ndim < 2:
+        clip = real(np.inf if clip_value is None else clip_value)
+        _moved_variance(grad.reshape(-1), real(grad_scale), clip, row_var.reshape(-1), weight, one_minus)
+        return
+    rows, columns = row_and_column_squares(grad, grad_scale, clip_value, scratch)
+    batch = math.prod(grad.shape[:-2])
+    n_rows, n_columns = grad.shape[-2:]
+    _moved_factors(rows.reshape(batch, n_rows), columns.reshape(batch, n_columns), row_var.reshape(batch, n_rows),
+                   col_var.reshape(batch, n_columns), row_mean.reshape(batch), weight, one_minus, floor)
+
+
+#: From this many elements on, the factors' pass runs on every core: waking the threads costs more
+#: than it saves below.
+SERIAL_BELOW = 1 << 16
+
+
+@njit
+def _moved_variance(grad, grad_scale, clip, variance, weight, one_minus_weight):
+    """A vector's full second moment moved toward its gradient's squares (torch's lerp)."""
+    for i in range(grad.size):
+        value = effective(grad[i], grad_scale, clip)
+        variance[i] = torch_lerp(variance[i], value * value, weight, one_minus_weight)
+
+
+@njit
+def _moved_factors(row_sums, column_sums, row_var, col_var, row_mean, weight, one_minus_weight, floor):
+    """The factors of each matrix of a batch moved toward the means of its rows' and columns' squares
+    (float64 sums, each mean rounded once), then its row factor's mean over the rows, floored."""
+    batch, n_rows = row_var.shape
+    n_columns = col_var.shape[1]
+    end = row_var[0, :1].copy()  # one number of the factors' dtype: a mean rounded into it
+    for b in range(batch):
+        total = 0.0
+        for r in range(n_rows):
+            end[0] = row_sums[b, r] / n_columns
+            row_var[b, r] = torch_lerp(row_var[b, r], end[0], weight, one_minus_weight)
+            total += np.float64(row_var[b, r])
+        for c in range(n_columns):
+            end[0] = column_sums[b, c] / n_rows
+            col_var[b, c] = torch_lerp(col_var[b, c], end[0], weight, one_minus_weight)
+        end[0] = total / n_rows
+        row_mean[b] = floor if end[0] < floor else end[0]
 
 
 # Not cached on disk (here and below): they inline numadam.targets.factor_elements, which Numba's
@@ -116,6 +168,9 @@ def _one_row(row, grad_scale, clip, part):
         total += square
         part[c] += square
     return total
+
+
+_block_sums_serial = njit(_block_sums.py_func)  # the same loops on the calling thread
 
 
 @njit(cache=True, parallel=True)
