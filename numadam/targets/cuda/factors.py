@@ -25,7 +25,8 @@ THREADS = 128
 
 @cuda.jit
 def _row_means(grad, grad_scale, clip, means):
-    """``means[r, 0]``: the mean of row r's squares (``means`` shaped like the row factor)."""
+    """``means[r, 0]``: the mean of row r's squares (``means`` shaped like the row factor). Over the
+    transposes of the gradient and of the column factor, the columns' means."""
     r = cuda.grid(1)
     if r < grad.shape[0]:
         total = float64(0.0)
@@ -33,18 +34,6 @@ def _row_means(grad, grad_scale, clip, means):
             wide = float64(effective(grad[r, c], grad_scale, clip))
             total += wide * wide
         means[r, 0] = total / grad.shape[1]
-
-
-@cuda.jit
-def _column_means(grad, grad_scale, clip, means):
-    """``means[0, c]``: the mean of column c's squares (``means`` shaped like the column factor)."""
-    c = cuda.grid(1)
-    if c < grad.shape[1]:
-        total = float64(0.0)
-        for r in range(grad.shape[0]):
-            wide = float64(effective(grad[r, c], grad_scale, clip))
-            total += wide * wide
-        means[0, c] = total / grad.shape[0]
 
 
 @cuda.jit
@@ -99,7 +88,7 @@ def update_factors(backend, grad, row_var, col_var, row_mean, weight, floor, gra
     for batch in itertools.product(*map(range, grad.shape[:-2])):
         matrix, r, c, m = grad[batch], row_var[batch], col_var[batch], row_mean[batch]
         _grid(_row_means, rows)(matrix, scale, clip, row_ends)
-        _grid(_column_means, columns)(matrix, scale, clip, column_ends)
+        _grid(_row_means, columns)(matrix.T, scale, clip, column_ends.T)
         _grid(_lerp, rows)(r, row_ends, weight, one_minus)
         _grid(_lerp, columns)(c, column_ends, weight, one_minus)
         _grid(_floored_mean, 1)(r, floor, m)
