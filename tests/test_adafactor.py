@@ -35,7 +35,7 @@ def test_the_state_has_the_factors_shapes(shape):
 
 
 @pytest.mark.parametrize("layout", tiered(LAYOUTS, lambda layout: layout in ("C", "F")))
-@pytest.mark.parametrize("shape", [(40, 3), (3, 130), (2, 70, 5)])
+@pytest.mark.parametrize("shape", tiered([(40, 3), (3, 130), (2, 70, 5)], lambda shape: shape == (40, 3)))
 def test_every_layout_of_matrices_and_batches_matches_the_reference(layout, shape):
     """Rows past one block of the compiled pass (64), tall and wide matrices, a batch."""
     rng = np.random.default_rng(1)
@@ -92,6 +92,7 @@ def copies(tree):
     return {name: np.array(value, copy=True) for name, value in tree.items()}
 
 
+@pytest.mark.slow
 def test_clip_value_clips_the_gradient_of_every_pass():
     """The factors, the norms and the update all see the clipped gradient: as clipping it by hand."""
     params, grads = problem(4)
@@ -119,6 +120,7 @@ def test_nonfinite_skip_leaves_the_factors_alone():
         np.testing.assert_array_equal(opt.state_dict()["row_var"][name], before[1]["row_var"][name])
 
 
+@pytest.mark.slow
 def test_groups_step_with_their_own_hyperparameters():
     """A group's lr and decay are its own: as two optimizers, one per group."""
     params, grads = problem(6)
@@ -203,6 +205,7 @@ def test_the_functional_step_refuses_factors_of_the_wrong_shape_before_writing()
     np.testing.assert_array_equal(row_var, 0.0)
 
 
+@pytest.mark.slow
 def test_sixteen_bit_parameters_step_in_float32_with_master_weights():
     """bfloat16 parameters: float32 factors; with master weights, the float32 copy steps as float32 would."""
     ml_dtypes = pytest.importorskip("ml_dtypes")
@@ -218,6 +221,7 @@ def test_sixteen_bit_parameters_step_in_float32_with_master_weights():
     np.testing.assert_array_equal(narrow, wide.astype(ml_dtypes.bfloat16))
 
 
+@pytest.mark.slow
 def test_minimize_takes_adafactor():
     result = numadam.minimize(lambda x: (float(np.sum((x - 3.0) ** 2)), 2 * (x - 3.0)), np.zeros((4, 3)),
                               jac=True, method="adafactor", lr=0.1, maxiter=2000, gtol=1e-6)
