@@ -129,17 +129,22 @@ def _state_load(spec, k, index_of):
     return f"w{k}({_old(spec, k, index_of)})"
 
 
-def _state_store(spec, k, index_of):
-    """The line that keeps state operand ``k``'s new value: narrowed into the operand, or (8-bit
-    state) into the block's buffer, to be encoded once the block's new scale is known."""
+def _state_store(spec, k, index_of, largest=False):
+    """The lines that keep state operand ``k``'s new value: narrowed into the operand, or (8-bit
+    state) into the block's buffer, to be encoded once the block's new scale is known; with
+    ``largest``, the buffer's largest magnitude so far too (``l{k}``, see :func:`settle_source`)."""
     slot = k - 2
     if spec.operands[k] in QUANTIZED:
-        return f"{_buffered(k, 'i + shift')} = state[{slot}]"
-    return f"{_element(k, index_of)} = n{k}(state[{slot}])"
+        lines = [f"{_buffered(k, 'i + shift')} = state[{slot}]"]
+        if largest:
+            lines.append(f"l{k} = max(l{k}, bitcast(abs(float32(state[{slot}])), uint32(0)))")
+        return lines
+    return [f"{_element(k, index_of)} = n{k}(state[{slot}])"]
 
 
-def _update_lines(spec, index_of, bounds_loaded):
-    """The lines that update the element at ``index_of(k)`` of each operand ``k``."""
+def _update_lines(spec, index_of, bounds_loaded, largest=False):
+    """The lines that update the element at ``index_of(k)`` of each operand ``k`` (``largest``: see
+    :func:`_state_store`)."""
     policy = spec.policy
     if policy.accumulate == "add":  # this call only adds the micro-batch gradient into the buffer
         slot = _policy_slot(spec, "accumulator")
@@ -159,7 +164,7 @@ def _update_lines(spec, index_of, bounds_loaded):
         lines.append(f"{_element(slot, index_of)} = n{slot}(q.ema_decay * w{slot}({_old(spec, slot, index_of)})"
                      " + q.one_minus_ema_decay * param)")
     lines += _param_store(spec, index_of)
-    lines += [_state_store(spec, k, index_of) for k in _written_state(spec)]
+    lines += [line for k in _written_state(spec) for line in _state_store(spec, k, index_of, largest)]
     return lines
 
 
@@ -217,30 +222,41 @@ def piece_source(spec, strided_threads, name="run_piece"):
     With 8-bit state the function is ``load_piece``, the first half of a block's
     update: it reads the state with the block's scales (``c2 = scales[...]``)
     and leaves the new state in ``buffer`` at ``i + shift`` (the element's
-    place in its block) for :func:`store_source`.
+    place in its block) for :func:`store_source`. On the CPU it also takes and
+    returns ``largest``, the bits of each state's largest new magnitude in the
+    block so far (the float32 magnitudes' bits, whose integer order is theirs,
+    every NaN above infinity), found in the update's own loop for
+    :func:`settle_source`.
     """
     step = ", step" if strided_threads else ""
     present = [k for k, code in enumerate(spec.operands) if code]
     quantized = quantized_operands(spec)
+    largest = name == "load_piece" and not strided_threads
+    if largest and set(quantized) - set(_written_state(spec)):
+        raise ValueError(f"8-bit state must be written by the update: {spec.rule} leaves some unwritten")
     extra = ", scales, n_blocks, block, shift, buffer" if name == "load_piece" else ""
-    lines = _header(name, spec, extra)
+    lines = _header(name, spec, extra + (", largest" if largest else ""))
     lines += [f"    c{k} = real(scales[{k - 2} * n_blocks + block])" for k in quantized]
+    if largest:
+        lines += [f"    l{k} = largest[{j}]" for j, k in enumerate(quantized)]
     unit = lambda k: "i"  # noqa: E731
     strided = lambda k: f"i * s{k}"  # noqa: E731
     lines += _decode_lines(spec, quantized, step)
     lines.append("    if " + " and ".join(f"s{k} == 1" for k in present) + ":")
-    lines += _loop(_update_lines(spec, unit, False), step)
+    lines += _loop(_update_lines(spec, unit, False, largest), step)
     for condition, index_of in _factored_layouts(spec, present):
         lines.append(f"    elif {condition}:")
-        lines += _loop(_update_lines(spec, index_of, False), step)
+        lines += _loop(_update_lines(spec, index_of, False, largest), step)
     if spec.policy.bounds and spec.policy.accumulate != "add":
         low, high = _policy_slot(spec, "low"), _policy_slot(spec, "high")
         others = [k for k in present if k not in (low, high)]
         lines.append(f"    elif s{low} == 0 and s{high} == 0 and " + " and ".join(f"s{k} == 1" for k in others) + ":")
         lines += [f"        low = w{low}(o{low}[0])", f"        high = w{high}(o{high}[0])"]
-        lines += _loop(_update_lines(spec, unit, True), step)
+        lines += _loop(_update_lines(spec, unit, True, largest), step)
     lines.append("    else:")
-    lines += _loop(_update_lines(spec, strided, False), step)
+    lines += _loop(_update_lines(spec, strided, False, largest), step)
+    if largest:
+        lines.append("    return (" + "".join(f"l{k}, " for k in quantized) + ")")
     return "\n".join(lines) + "\n"
 
 
@@ -295,31 +311,28 @@ def store_source(spec, strided_threads):
     lines = ["def store_piece(table, row, start, stop, step, inverse, shift, buffer):"]
     lines += _operand_pointers(spec, quantized)
     lines += [f"    v{k} = inverse[{k - 2}]" for k in quantized]
-
-    def stores(index_of):
-        return [f"{_element(k, index_of)} = q{k}({_buffered(k, 'i + shift')}, v{k})" for k in quantized]
-
-    lines.append("    if " + " and ".join(f"s{k} == 1" for k in quantized) + ":")
-    lines += _loop(stores(lambda k: "i"), step)
-    lines.append("    else:")
-    lines += _loop(stores(lambda k: f"i * s{k}"), step)
+    for k in quantized:  # a loop per state: one map's constants stay in registers
+        lines.append(f"    if s{k} == 1:")
+        lines += _loop([f"{_element(k, lambda k: 'i')} = q{k}({_buffered(k, 'i + shift')}, v{k})"], step)
+        lines.append("    else:")
+        lines += _loop([f"{_element(k, lambda k: f'i * s{k}')} = q{k}({_buffered(k, 'i + shift')}, v{k})"], step)
     return "\n".join(lines) + "\n"
 
 
 def settle_source(spec):
     """The source of ``settle`` (CPU): each 8-bit state's new block scale, the largest magnitude
-    in ``buffer`` (NaN if any is NaN), stored as float32, and its ``inverse``.
+    of its new state (NaN if any is NaN), stored as float32, and its ``inverse``.
 
-    The largest magnitude is found on the bits of the float32 magnitudes, an
-    integer maximum that vectorizes: they order as the numbers do, and every
-    NaN's bits lie above infinity's.
+    ``largest`` holds, per state, the bits of the largest float32 magnitude
+    that the block's pieces returned (:func:`piece_source`): an integer maximum,
+    taken in the update's vectorized loop, since the bits order as the numbers
+    do and every NaN's bits lie above infinity's.
     """
-    lines = ["def settle(buffer, count, scales, n_blocks, block, inverse, like):"]
-    for k in quantized_operands(spec):
+    lines = ["def settle(largest, scales, n_blocks, block, inverse, like):"]
+    for j, k in enumerate(quantized_operands(spec)):
         slot = k - 2
-        lines += ["    largest = uint32(0)", "    for j in range(count):",
-                  f"        largest = max(largest, bitcast(abs(float32({_buffered(k, 'j')})), uint32(0)))",
-                  "    scale = float32(nan) if largest > uint32(0x7F800000) else bitcast(largest, float32(0))",
+        lines += [f"    largest_bits = largest[{j}]",
+                  "    scale = float32(nan) if largest_bits > uint32(0x7F800000) else bitcast(largest_bits, float32(0))",
                   f"    scales[{slot} * n_blocks + block] = scale",
                   f"    inverse[{slot}] = inverse_of(real(scale), like)"]
     return "\n".join(lines) + "\n"

@@ -281,20 +281,22 @@ def norms_step_serial(first, update, table, width, layout, group_scalars, scalar
 # -- 8-bit state: block by block ----------------------------------------------------------------
 
 
-def load_piece(spec, table, row, start, stop, scalars, like, scales, n_blocks, block, shift, buffer):
-    """The first half of a block's update over elements ``start:stop`` of a segment (compiled per spec)."""
+def load_piece(spec, table, row, start, stop, scalars, like, scales, n_blocks, block, shift, buffer, largest):
+    """The first half of a block's update over elements ``start:stop`` of a segment (compiled per
+    spec); returns ``largest`` with this piece's new state taken in."""
 
 
 def store_piece(spec, table, row, start, stop, inverse, shift, buffer):
     """The second half: encode the block's new state (compiled per spec)."""
 
 
-def settle(spec, buffer, count, scales, n_blocks, block, inverse, like):
-    """The block's new scales (compiled per spec)."""
+def settle(spec, largest, scales, n_blocks, block, inverse, like):
+    """The block's new scales, from the bits of each state's largest magnitude (compiled per spec)."""
 
 
 def block_buffers(spec, like):
-    """The new state of one block and each state's inverse scale, in the real dtype."""
+    """The new state of one block, each state's inverse scale in the real dtype, and the bits of
+    no magnitude yet (a ``uint32`` zero per 8-bit state) to start ``largest`` from."""
 
 
 @functools.cache
@@ -303,11 +305,12 @@ def _compiled_blocks(spec):
 
 
 @overload(load_piece)
-def _load_piece(spec, table, row, start, stop, scalars, like, scales, n_blocks, block, shift, buffer):
+def _load_piece(spec, table, row, start, stop, scalars, like, scales, n_blocks, block, shift, buffer, largest):
     piece = _compiled_blocks(spec.spec)[0]
 
-    def implementation(spec, table, row, start, stop, scalars, like, scales, n_blocks, block, shift, buffer):
-        piece(table, row, start, stop, 1, scalars, like, scales, n_blocks, block, shift, buffer)
+    def implementation(spec, table, row, start, stop, scalars, like, scales, n_blocks, block, shift, buffer,
+                       largest):
+        return piece(table, row, start, stop, 1, scalars, like, scales, n_blocks, block, shift, buffer, largest)
 
     return implementation
 
@@ -323,22 +326,26 @@ def _store_piece(spec, table, row, start, stop, inverse, shift, buffer):
 
 
 @overload(settle)
-def _settle(spec, buffer, count, scales, n_blocks, block, inverse, like):
+def _settle(spec, largest, scales, n_blocks, block, inverse, like):
     function = _compiled_blocks(spec.spec)[2]
 
-    def implementation(spec, buffer, count, scales, n_blocks, block, inverse, like):
-        function(buffer, count, scales, n_blocks, block, inverse, like)
+    def implementation(spec, largest, scales, n_blocks, block, inverse, like):
+        function(largest, scales, n_blocks, block, inverse, like)
 
     return implementation
 
 
 @overload(block_buffers)
 def _block_buffers(spec, like):
-    slots = max(quantized_operands(spec.spec)) - 1
+    quantized = quantized_operands(spec.spec)
+    slots = max(quantized) - 1
     dtype = np.float32 if like == types.float32 else np.float64
+    nothing = {1: lambda: (np.uint32(0),), 2: lambda: (np.uint32(0), np.uint32(0)),
+               3: lambda: (np.uint32(0), np.uint32(0), np.uint32(0))}[len(quantized)]
+    nothing = njit(inline="always")(nothing)
 
     def implementation(spec, like):
-        return np.empty(slots * BLOCK, dtype), np.empty(slots, dtype)
+        return np.empty(slots * BLOCK, dtype), np.empty(slots, dtype), nothing()
 
     return implementation
 
@@ -346,20 +353,21 @@ def _block_buffers(spec, like):
 @njit(inline="always")
 def _update_blocks(spec, table, width, n_segments, blocks, first_block, last_block, scalars, like, scales):
     """Update blocks ``first_block:last_block``: each block's elements, then its scales, then its codes."""
-    buffer, inverse = block_buffers(spec, like)
+    buffer, inverse, nothing = block_buffers(spec, like)
     n_blocks = blocks.size - 1
     for block in range(first_block, last_block):
         first = blocks[block]
         last = blocks[block + 1]
         segment = segment_of_element(table, n_segments, first, width)
         position = first
+        largest = nothing
         while position < last:
             row, start, stop = piece_of(table, segment, position, last, width)
-            load_piece(spec, table, row, start, stop, scalars, like, scales, n_blocks, block,
-                       position - first - start, buffer)
+            largest = load_piece(spec, table, row, start, stop, scalars, like, scales, n_blocks, block,
+                                 position - first - start, buffer, largest)
             position += stop - start
             segment += 1
-        settle(spec, buffer, last - first, scales, n_blocks, block, inverse, like)
+        settle(spec, largest, scales, n_blocks, block, inverse, like)
         segment = segment_of_element(table, n_segments, first, width)
         position = first
         while position < last:
