@@ -226,6 +226,29 @@ def test_adafactor_adds_its_row_and_column_sums_across_chunks(client, options):
         np.testing.assert_allclose(again.compute(), expected, rtol=1e-6, atol=1e-7)
 
 
+@pytest.mark.parametrize("leaf, match, error", [
+    (-np.ones((1, 5), np.float32), r"state\['col_var'\]\[0\] has negative entries; col_var is >= 0", ValueError),
+    (np.ones((1, 5), np.complex64), r"state\['col_var'\]\[0\] has dtype complex64", TypeError),
+    (np.ones((1, 5), np.int64), r"state\['col_var'\]\[0\] has dtype int64", TypeError),
+    (np.full((1, 5), "a"), r"state\['col_var'\]\[0\] has dtype <U1", TypeError),
+])
+def test_adafactor_refuses_factors_the_local_engine_refuses_and_changes_nothing(client, leaf, match, error):
+    """The factors the client holds are checked as the local engine checks its state (dtype, sign),
+    all of them before any is written: a bad col_var leaves the row_var given beside it unloaded."""
+    params = [da.from_array(np.ones((4, 5), np.float32), chunks=(2, 5))]
+    optimizer = numadam.Adafactor(params, lr=0.05)
+    optimizer.step([da.from_array(np.full((4, 5), 0.5, np.float32), chunks=(2, 5))])
+    before = optimizer.state_dict()
+    state = optimizer.state_dict()
+    state["row_var"][0] = state["row_var"][0] + 1.0  # a good row factor, loaded first
+    state["col_var"][0] = leaf
+    with pytest.raises(error, match=match):
+        optimizer.load_state_dict(state)
+    after = optimizer.state_dict()
+    for name in ("row_var", "col_var"):
+        np.testing.assert_array_equal(after[name][0], before[name][0])
+
+
 @pytest.mark.parametrize("options", [{"clip_value": 0.3}, {"bounds": (-0.2, 0.25)}, {"nonneg": True},
                                      {"bounds": (None, 0.1), "clip_value": 0.5, "clip_global_norm": 2.0}])
 def test_elementwise_policies_on_the_cluster_are_the_numpy_ones(client, options):

@@ -37,7 +37,8 @@ class Quantized(NamedTuple):
     scales: object
 
 
-def _on_host(array):
+def on_host(array):
+    """``array`` as a NumPy array (a CUDA array copied to the host)."""
     return array.get() if not isinstance(array, np.ndarray) and hasattr(array, "get") else np.asarray(array)
 
 
@@ -289,11 +290,11 @@ class Bucket:
         signed = not self.algorithm.state[[kind.name for kind in self.algorithm.state].index(name)].nonnegative
         target = self.state[name][k]
         if self.quantized:
-            codes, scales = source if isinstance(source, Quantized) else quantization.quantize(_on_host(source), signed)
+            codes, scales = source if isinstance(source, Quantized) else quantization.quantize(on_host(source), signed)
             self.backend.assign(target, codes)
             self.backend.assign(self.block_scales(name, k), scales)
         elif isinstance(source, Quantized):
-            self.backend.assign(target, quantization.dequantize(_on_host(source.codes), _on_host(source.scales), signed))
+            self.backend.assign(target, quantization.dequantize(on_host(source.codes), on_host(source.scales), signed))
         else:
             self.backend.assign(target, source)
 

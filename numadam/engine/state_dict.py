@@ -14,7 +14,7 @@ from ..core import dtypes, factors, validate
 from ..core.algorithm import StateKind
 from ..targets import quantization
 from ..targets.dispatch import backend_for
-from .bucket import Quantized
+from .bucket import Quantized, on_host
 
 
 def state_dict(optimizer, lazy=False):
@@ -174,26 +174,34 @@ def _checked_leaves(engine, state, kind, treedef):
                 scales = _checked_scales(state, kind, treedef)
             leaves[k] = _checked_codes(leaf, path, kind, scales[k], info)
             continue
-        complex_parameter = info.dtype.kind == "c" and not magnitude
-        if not dtypes.is_supported(leaf.dtype) or (leaf.dtype.kind == "c") != complex_parameter:
-            raise TypeError(f"{path} has dtype {leaf.dtype}; state is loaded from "
-                            f"{'complex' if complex_parameter else 'real'} float16, bfloat16, float32 or "
-                            f"float64 numbers shaped like its parameter{'' if complex_parameter else ', or 8-bit codes'}")
-        if kind.nonnegative and _has_negative_entries(leaf):
-            raise ValueError(f"{path} has negative entries; {kind.name} is >= 0")
+        _check_numbers(leaf, path, kind, complex_parameter=info.dtype.kind == "c" and not magnitude)
     return leaves
+
+
+def _check_numbers(leaf, path, kind, complex_parameter, codes=True):
+    """A state leaf's numbers: a floating dtype numadam keeps (complex for a complex parameter but
+    magnitude state), never negative where ``kind`` is not; ``codes``: 8-bit codes may also come."""
+    if not dtypes.is_supported(leaf.dtype) or (leaf.dtype.kind == "c") != complex_parameter:
+        raise TypeError(f"{path} has dtype {leaf.dtype}; state is loaded from "
+                        f"{'complex' if complex_parameter else 'real'} float16, bfloat16, float32 or "
+                        f"float64 numbers shaped like its parameter"
+                        f"{', or 8-bit codes' if codes and not complex_parameter else ''}")
+    if kind.nonnegative and _has_negative_entries(leaf):
+        raise ValueError(f"{path} has negative entries; {kind.name} is >= 0")
 
 
 def checked_factors(state, kind, treedef, params):
     """The leaves of factored state ``kind`` (:mod:`numadam.core.factors`) as NumPy arrays, each checked
-    against its parameter (``params``: anything with its ``shape``)."""
+    against its parameter (``params``: anything with its ``shape``) as the local engine checks its
+    state (real floating numbers, never negative), so that loading them cannot fail half-way."""
     root = f"state[{kind.name!r}]"
     if kind.name not in state:
         raise ValueError(f"state has no {kind.name!r}")
-    leaves = treedef.flatten_like(state[kind.name], root)
+    leaves = [on_host(leaf) for leaf in treedef.flatten_like(state[kind.name], root)]
     for leaf, path, param in zip(leaves, treedef.paths(root), params):
         _check_factor(leaf, path, kind, param)
-    return [_host(leaf) for leaf in leaves]
+        _check_numbers(leaf, path, kind, complex_parameter=False, codes=False)
+    return leaves
 
 
 def _check_factor(leaf, path, kind, info):
@@ -203,13 +211,9 @@ def _check_factor(leaf, path, kind, info):
     if tuple(leaf.shape) != shape:
         raise ValueError(f"{path} has shape {tuple(leaf.shape)}; {kind.name} of a parameter of shape {info.shape} "
                          f"has shape {shape}")
-    if not factors.factored(info.shape) and kind.factor != "rows" and bool((_host(leaf) != 1).any()):
+    if not factors.factored(info.shape) and kind.factor != "rows" and bool((on_host(leaf) != 1).any()):
         raise ValueError(f"{path} must be 1: a parameter of fewer than two dimensions keeps its full second "
                          f"moment in row_var; got {leaf!r}")
-
-
-def _host(array):
-    return array.get() if hasattr(array, "get") and not isinstance(array, np.ndarray) else np.asarray(array)
 
 
 def _checked_scales(state, kind, treedef):
