@@ -23,6 +23,7 @@ from .core import dtypes, factors, validate
 from .core.pipeline import NO_POLICY, NO_POLICY_SCALARS, POLICY_OPERANDS
 from .engine.dask import step_dask_arrays
 from .engine.operands import kernel_spec, prepared, run_on_arrays
+from .engine.state_dict import check_factor
 from .targets.dispatch import backend_for
 from .engine.stepping import with_norms
 
@@ -117,7 +118,13 @@ def _factored_step(algorithm, arrays, scalars, flags, h):
                              f"{param.shape} must be {real.name} of shape {shape}; got {given.dtype} of shape "
                              f"{given.shape}")
         validate.check_layout(backend.describe(given), kind.name, writable=True)
+        if arrays.get(kind.name) is not None:  # the caller's: a vector's col_var must be the 1 it stands for
+            check_factor(given, kind.name, kind, param)
         own[kind.name] = given
+    # The factors' pass writes the caller's factors before the norms and the update read the gradient.
+    mine = {"param": param, "grad": grad, **{name: own[name] for name in own if arrays.get(name) is not None}}
+    validate.check_disjoint([backend.describe(array) for array in mine.values()], list(mine), list(mine.values()),
+                            [name != "grad" for name in mine])
     views = {name: backend.broadcast(array, param.shape) for name, array in own.items()}
     update = {**arrays, **views}
     written = {"param"} | ({"master"} if "master" in arrays else set())

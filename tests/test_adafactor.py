@@ -205,6 +205,36 @@ def test_the_functional_step_refuses_factors_of_the_wrong_shape_before_writing()
     np.testing.assert_array_equal(row_var, 0.0)
 
 
+def test_the_functional_step_refuses_factors_that_share_memory_before_writing():
+    """The factors' pass writes row_var and col_var before the norms and the update read the gradient:
+    a factor over the gradient's memory (or the other factor's) would change what they read."""
+    p, g = np.ones((3, 4)), np.arange(12.0).reshape(3, 4)
+    cases = [(g[:, :1], np.zeros((1, 4)), r"grad and row_var share memory"),
+             (np.zeros((3, 1)), g[:1, :], r"grad and col_var share memory")]
+    for row_var, col_var, match in cases:
+        with pytest.raises(ValueError, match=match):
+            numadam.adafactor_step(p, g, row_var, col_var, step=1)
+        np.testing.assert_array_equal(p, 1.0)
+        np.testing.assert_array_equal(g, np.arange(12.0).reshape(3, 4))
+    shared = np.zeros((1, 1))
+    with pytest.raises(ValueError, match=r"row_var and col_var share memory"):
+        numadam.adafactor_step(np.ones((1, 1)), np.ones((1, 1)), shared, shared, step=1)
+    np.testing.assert_array_equal(shared, 0.0)
+
+
+def test_the_functional_step_of_a_vector_takes_col_var_as_one_or_none():
+    """A vector's col_var stands for a 1 (as a loaded state's must be): another value is refused."""
+    v, g, variance = np.ones(5), np.linspace(-1.0, 1.0, 5), np.zeros(5)
+    with pytest.raises(ValueError, match=r"col_var must be 1: a parameter of fewer than two dimensions"):
+        numadam.adafactor_step(v, g, variance, np.zeros(()), step=1)
+    np.testing.assert_array_equal(v, 1.0)
+    np.testing.assert_array_equal(variance, 0.0)
+    given, alone = v.copy(), v.copy()
+    numadam.adafactor_step(given, g, np.zeros(5), np.ones(()), step=1)
+    numadam.adafactor_step(alone, g, np.zeros(5), None, step=1)
+    np.testing.assert_array_equal(given, alone)
+
+
 @pytest.mark.slow
 def test_sixteen_bit_parameters_step_in_float32_with_master_weights():
     """bfloat16 parameters: float32 factors; with master weights, the float32 copy steps as float32 would."""

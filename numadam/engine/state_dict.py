@@ -166,7 +166,7 @@ def _checked_leaves(engine, state, kind, treedef):
     for k, (leaf, path, info) in enumerate(zip(leaves, paths, engine.infos)):
         backend_for([leaf], [path])
         if kind.factor:
-            _check_factor(leaf, path, kind, info)
+            check_factor(leaf, path, kind, info)
         elif leaf.shape != info.shape:
             raise ValueError(f"{path} has shape {leaf.shape} but its parameter has shape {info.shape}")
         if leaf.dtype.kind in "iu":
@@ -199,12 +199,12 @@ def checked_factors(state, kind, treedef, params):
         raise ValueError(f"state has no {kind.name!r}")
     leaves = [on_host(leaf) for leaf in treedef.flatten_like(state[kind.name], root)]
     for leaf, path, param in zip(leaves, treedef.paths(root), params):
-        _check_factor(leaf, path, kind, param)
+        check_factor(leaf, path, kind, param)
         _check_numbers(leaf, path, kind, complex_parameter=False, codes=False)
     return leaves
 
 
-def _check_factor(leaf, path, kind, info):
+def check_factor(leaf, path, kind, info):
     """A factored state's leaf (:mod:`numadam.core.factors`): its factor's shape, and the 1 that stands
     for the columns of a parameter of fewer than two dimensions."""
     shape = factors.factor_shape(kind.factor, info.shape)
