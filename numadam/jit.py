@@ -40,7 +40,8 @@ squares are exact in float64 and their sums agree).
 
 Adafactor's step takes ``param, grad, row_var, col_var``: a matrix with its
 row factor ``(R, 1)`` and column factor ``(1, C)``, or a vector with its full
-second moment as ``row_var`` (``col_var`` is then not read). It makes the
+second moment as ``row_var`` (``col_var`` is then not read); factors of other
+shapes are refused with a ValueError before anything is written. It makes the
 objects' three passes in one call: the factors (sums of squares in float64,
 in order), the norms, the update; ``eps=(None, 1e-3)`` takes None or a number
 first. The sums' order differs from the objects' blocked sums, so the two may
@@ -388,44 +389,43 @@ def _make_factored(name, algorithm, lines, narrowed, scalars_of, flags_of):
 
 
 def _moved_factors(param, grad, row_var, col_var, weight, one_minus_weight, floor):
-    """The factors of ``param`` moved toward ``grad``'s squares (njit only); returns the floored row
-    mean (1 for a vector, whose ``row_var`` is its full second moment)."""
+    """The factors of ``param`` moved toward ``grad``'s squares (njit only), by the CPU factors' pass
+    (:mod:`numadam.targets.cpu.factor_sums`) from sums taken here in order; returns the floored row
+    mean (1 for a vector, whose ``row_var`` is its full second moment). Factors of other shapes
+    are refused: Numba would read and write past their ends."""
 
 
 @overload(_moved_factors)
 def _moved_factors_overload(param, grad, row_var, col_var, weight, one_minus_weight, floor):
-    from .families._common import torch_lerp
+    from .targets.cpu.factor_sums import moved_factors_from_sums, moved_variance
 
     if param.ndim == 1:
         def vector(param, grad, row_var, col_var, weight, one_minus_weight, floor):
-            for i in range(param.size):
-                row_var[i] = torch_lerp(row_var[i], grad[i] * grad[i], weight, one_minus_weight)
-            return weight - weight + weight / weight
+            if grad.shape != param.shape or row_var.shape != param.shape:
+                raise ValueError("adafactor_step: grad and row_var (the full second moment) of a vector must "
+                                 "have its shape")
+            moved_variance(grad, _in_dtype_of(1.0, param), _in_dtype_of(np.inf, param), row_var, weight,
+                           one_minus_weight)
+            return _in_dtype_of(1.0, param)
         return vector
     if param.ndim != 2:
         raise errors.TypingError("numadam.jit's factored steps take a vector or a matrix")
 
     def matrix(param, grad, row_var, col_var, weight, one_minus_weight, floor):
         n_rows, n_columns = param.shape
-        for r in range(n_rows):
-            total = 0.0
+        if grad.shape != param.shape or row_var.shape != (n_rows, 1) or col_var.shape != (1, n_columns):
+            raise ValueError("adafactor_step: the grad of an (R, C) matrix must have its shape, row_var the "
+                             "shape (R, 1) and col_var (1, C)")
+        row_sums, column_sums = np.zeros((1, n_rows)), np.zeros((1, n_columns))
+        for r in range(n_rows):  # each sum in order
             for c in range(n_columns):
                 wide = np.float64(grad[r, c])
-                total += wide * wide
-            row_var[r, 0] = torch_lerp(row_var[r, 0], _in_dtype_of(total / n_columns, param), weight,
-                                       one_minus_weight)
-        for c in range(n_columns):
-            total = 0.0
-            for r in range(n_rows):
-                wide = np.float64(grad[r, c])
-                total += wide * wide
-            col_var[0, c] = torch_lerp(col_var[0, c], _in_dtype_of(total / n_rows, param), weight,
-                                       one_minus_weight)
-        total = 0.0
-        for r in range(n_rows):
-            total += np.float64(row_var[r, 0])
-        mean = _in_dtype_of(total / n_rows, param)
-        return floor if mean < floor else mean
+                square = wide * wide
+                row_sums[0, r] += square
+                column_sums[0, c] += square
+        mean = np.empty(1, row_var.dtype)
+        moved_factors_from_sums(row_sums, column_sums, row_var.T, col_var, mean, weight, one_minus_weight, floor)
+        return mean[0]
     return matrix
 
 

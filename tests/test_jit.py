@@ -35,6 +35,35 @@ def test_adafactor_steps_a_matrix_as_the_objects_do(dtype, options):
     np.testing.assert_allclose(col_var, opt.state_dict()["col_var"], rtol=tolerance)
 
 
+def test_adafactor_steps_a_vector_whose_weight_underflows_as_the_objects_do():
+    """t**beta2_decay rounds to 0 in float32 from some step on: the vector's second moment then stays
+    as it is, and the step goes on (its stand-in row mean is 1, not weight / weight)."""
+    ours = np.linspace(-1.0, 1.0, 6).astype(np.float32)
+    theirs = ours.copy()
+    opt = numadam.Adafactor(theirs, beta2_decay=-20.0)
+    variance = np.zeros(6, np.float32)
+    grad = np.linspace(0.5, 1.0, 6).astype(np.float32)
+    for t in range(1, 201):  # 200**-20 is below float32's smallest number
+        opt.step(grad)
+        jit.adafactor_step(ours, grad, variance, np.ones((), np.float32), t, 1e-2, -20.0)
+    assert np.float32(200.0 ** -20) == 0 and np.isfinite(ours).all()
+    np.testing.assert_allclose(ours, theirs, rtol=0, atol=4 * np.finfo(np.float32).eps)
+    np.testing.assert_array_equal(variance, opt.state_dict()["row_var"])
+
+
+@pytest.mark.parametrize("shapes", [((70, 9), (1, 1), (1, 9)), ((70, 9), (70, 1), (9, 1)), ((70, 9), (9, 1), (1, 70)),
+                                    ((6,), (5,), ())])
+def test_adafactor_refuses_factors_of_other_shapes_before_writing(shapes):
+    """Numba does not check its indices: a factor of another shape would be read and written past its end."""
+    shape, row_shape, column_shape = shapes
+    param, grad = np.ones(shape), np.ones(shape)
+    row_var, col_var = np.zeros(row_shape), np.ones(column_shape)
+    with pytest.raises(ValueError, match="adafactor_step: "):
+        jit.adafactor_step(param, grad, row_var, col_var, 1)
+    np.testing.assert_array_equal(param, 1.0)
+    np.testing.assert_array_equal(row_var, 0.0)
+
+
 #: Options other than the defaults: None where a number may stand, numbers where None is the default,
 #: and options that keep state of their own (passed by name).
 OPTIONS = [("ademamix", {"alpha_warmup": 8, "beta3_warmup": 12}), ("adopt", {"clip_lambda": None}),

@@ -60,13 +60,14 @@ def move_factors(grad, row_var, col_var, row_mean, weight, floor, grad_scale, cl
     one_minus = real(1) - weight
     if grad.ndim < 2:
         clip = real(np.inf if clip_value is None else clip_value)
-        _moved_variance(grad.reshape(-1), real(grad_scale), clip, row_var.reshape(-1), weight, one_minus)
+        moved_variance(grad.reshape(-1), real(grad_scale), clip, row_var.reshape(-1), weight, one_minus)
         return
     rows, columns = row_and_column_squares(grad, grad_scale, clip_value, scratch)
     batch = math.prod(grad.shape[:-2])
     n_rows, n_columns = grad.shape[-2:]
-    _moved_factors(rows.reshape(batch, n_rows), columns.reshape(batch, n_columns), row_var.reshape(batch, n_rows),
-                   col_var.reshape(batch, n_columns), row_mean.reshape(batch), weight, one_minus, floor)
+    moved_factors_from_sums(rows.reshape(batch, n_rows), columns.reshape(batch, n_columns),
+                            row_var.reshape(batch, n_rows), col_var.reshape(batch, n_columns), row_mean.reshape(batch),
+                            weight, one_minus, floor)
 
 
 #: From this many elements on, the factors' pass runs on every core: waking the threads costs more
@@ -75,7 +76,7 @@ SERIAL_BELOW = 1 << 16
 
 
 @njit
-def _moved_variance(grad, grad_scale, clip, variance, weight, one_minus_weight):
+def moved_variance(grad, grad_scale, clip, variance, weight, one_minus_weight):
     """A vector's full second moment moved toward its gradient's squares (torch's lerp)."""
     for i in range(grad.size):
         value = effective(grad[i], grad_scale, clip)
@@ -83,7 +84,7 @@ def _moved_variance(grad, grad_scale, clip, variance, weight, one_minus_weight):
 
 
 @njit
-def _moved_factors(row_sums, column_sums, row_var, col_var, row_mean, weight, one_minus_weight, floor):
+def moved_factors_from_sums(row_sums, column_sums, row_var, col_var, row_mean, weight, one_minus_weight, floor):
     """The factors of each matrix of a batch moved toward the means of its rows' and columns' squares
     (float64 sums, each mean rounded once), then its row factor's mean over the rows, floored."""
     batch, n_rows = row_var.shape
