@@ -56,6 +56,39 @@ def test_forty_steps_agree_with_torch(case, dtype, foreach):
             np.testing.assert_allclose(state["row_var"][k], kept["variance"].numpy(), rtol=tolerance, atol=0)
 
 
+#: Gradients of the scale at which a floor binds, from eps1 (or the dtype's machine epsilon) e:
+#: 0.01 e, the estimate's (floored at e**2: u = g / e); e**0.625, the row mean's (floored at e, while
+#: the estimate stays above e**2), with d large enough that the RMS clipping does not undo it.
+#: Each with its d and lr.
+FLOORS = {"estimate": (lambda e: 0.01 * e, 1.0, 0.1), "row-mean": (lambda e: e ** 0.625, 1e6, 1e-3)}
+
+
+@pytest.mark.parametrize("floor", sorted(FLOORS))
+@pytest.mark.parametrize("eps1", [None, 1e-12])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_the_floors_of_small_gradients_agree_with_torch(dtype, eps1, floor):
+    """Gradients small enough that eps1 (None: the dtype's machine epsilon) floors the row mean or the
+    estimate of the second moment, which gradients of the parameters' scale never reach."""
+    scale_of, d, lr = FLOORS[floor]
+    scale = dtype(scale_of(np.finfo(dtype).eps if eps1 is None else eps1))
+    rng = np.random.default_rng(5)
+    params = [random_array(rng, shape, dtype) for shape in SHAPES]
+    starts = [p.copy() for p in params]
+    tensors = [torch.tensor(p.copy(), requires_grad=True) for p in params]
+    theirs = torch.optim.Adafactor(tensors, lr=lr, eps=(eps1, 1e-3), d=d)
+    ours = numadam.Adafactor(params, lr=lr, eps=(eps1, 1e-3), d=d)
+    for _ in range(10):
+        grads = [np.asarray(random_array(rng, p.shape, dtype) * scale, dtype) for p in params]
+        for tensor, grad in zip(tensors, grads):
+            tensor.grad = torch.tensor(grad)
+        theirs.step()
+        ours.step(grads)
+    tolerance = 64 * np.finfo(dtype).eps
+    for mine, tensor, start in zip(params, tensors, starts):
+        assert np.abs(mine - start).max() > 1e-4  # the steps are far above the tolerance
+        np.testing.assert_allclose(mine, tensor.detach().numpy(), rtol=tolerance, atol=tolerance)
+
+
 def test_state_is_rows_plus_columns():
     """The issue's example: a 1000 x 2000 float32 matrix keeps 3000 numbers of state."""
     w = np.zeros((1000, 2000), np.float32)
