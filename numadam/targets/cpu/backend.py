@@ -3,7 +3,6 @@
 import numpy as np
 
 from . import threads
-from ...core import factors
 from ...core.pipeline import PolicyScalars
 from ..quantization import BLOCK
 from ..layout import number_chunks
@@ -181,19 +180,14 @@ class CpuBackend:
         """One parameter's factors moved toward its gradient (:func:`numadam.core.factors.update_factors`),
         its row and column sums of squares taken in one compiled read of it, on every core (with
         ``scratch``, a dict the caller keeps for the parameter: see
-        :func:`~numadam.targets.cpu.factor_sums.row_and_column_squares`)."""
-        from .factor_sums import move_factors, row_and_column_squares
+        :func:`~numadam.targets.cpu.factor_sums.row_and_column_squares`). A 16-bit gradient is
+        widened to the factors' dtype first (exactly: the update forms its effective gradient there)."""
+        from .factor_sums import move_factors
 
-        if grad.dtype == row_var.dtype:  # float32 or float64: all of it compiled
-            move_factors(grad, row_var, col_var, row_mean, weight, floor, grad_scale, clip_value,
-                         {} if scratch is None else scratch)
-            return
-
-        def sums_of(grad, grad_scale, clip_value):  # 16-bit gradients: widened by NumPy first
-            return row_and_column_squares(grad, grad_scale, clip_value, scratch)
-
-        sums = factors.squares(np, grad, row_var.dtype, grad_scale, clip_value, sums_of)
-        factors.update_factors(np, grad.shape, row_var, col_var, row_mean, weight, floor, sums)
+        if grad.dtype != row_var.dtype:
+            grad = grad.astype(row_var.dtype)
+        move_factors(grad, row_var, col_var, row_mean, weight, floor, grad_scale, clip_value,
+                     {} if scratch is None else scratch)
 
     @staticmethod
     def zeros(size, dtype):
