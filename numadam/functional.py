@@ -61,6 +61,9 @@ def run_step(cls, operands, step, hyper, carry, norms=None, passes=("first", "up
     if sources and algorithm.norms is not None:
         raise ValueError(f"{algorithm.name} has a norms pass, which reads the state it writes: "
                          "it cannot step out of place")
+    if master and algorithm.factored:
+        raise ValueError(f"{algorithm.name}'s functional step takes no master copy; step "
+                         f"numadam.{algorithm.title}(..., master_weights=True)")
     names = [name for name, array in operands.items() if array is not None or name in ("param", "grad")]
     adopted = adopt([operands[name] for name in names], names, [name != "grad" for name in names])
     arrays = dict(zip(names, adopted.arrays))
@@ -127,7 +130,7 @@ def _factored_step(algorithm, arrays, scalars, flags, h):
                             [name != "grad" for name in mine])
     views = {name: backend.broadcast(array, param.shape) for name, array in own.items()}
     update = {**arrays, **views}
-    written = {"param"} | ({"master"} if "master" in arrays else set())
+    written = {"param"}
     prepared(algorithm, update, written=written)  # every check of the update before anything is written
     weight, floor = factors.weights(algorithm, scalars, real)
     if param.size:
@@ -136,10 +139,7 @@ def _factored_step(algorithm, arrays, scalars, flags, h):
                           tuple(scalars) + tuple(NO_POLICY_SCALARS), written=written, reduce=True)
     scalars = with_norms(algorithm, np.array([scalars], np.float64), np.array([algorithm.norms.applies(h)]),
                          [norms[0]], [norms[1]], [dtypes.real_size(param.shape, param.dtype)])[0]
-    if "master" in arrays:
-        scalars = tuple(scalars) + tuple(NO_POLICY_SCALARS)
-    run_on_arrays(algorithm, update, flags, NO_POLICY._replace(master="master" in arrays), tuple(scalars),
-                  written=written)
+    run_on_arrays(algorithm, update, flags, NO_POLICY, tuple(scalars), written=written)
 
 
 class _Checked(NamedTuple):

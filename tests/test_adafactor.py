@@ -256,3 +256,19 @@ def test_minimize_takes_adafactor():
     result = numadam.minimize(lambda x: (float(np.sum((x - 3.0) ** 2)), 2 * (x - 3.0)), np.zeros((4, 3)),
                               jac=True, method="adafactor", lr=0.1, maxiter=2000, gtol=1e-6)
     np.testing.assert_allclose(result.x, 3.0, atol=1e-3)
+
+
+def test_the_factored_functional_step_takes_no_master_copy():
+    """Its norms would read the 16-bit parameter and its update the master copy: refused, nothing written."""
+    ml_dtypes = pytest.importorskip("ml_dtypes")
+    from numadam.functional import run_step
+
+    hyper = {h.name: h.check(h.name, numadam.Adafactor._class_defaults[h.name])
+             for h in numadam.Adafactor.algorithm.hyperparameters}
+    param, master = np.ones((3, 4), ml_dtypes.bfloat16), np.full((3, 4), 1.001, np.float32)
+    operands = {"param": param, "grad": np.ones((3, 4), ml_dtypes.bfloat16), "row_var": np.zeros((3, 1), np.float32),
+                "col_var": np.zeros((1, 4), np.float32), "master": master}
+    with pytest.raises(ValueError, match="adafactor's functional step takes no master copy"):
+        run_step(numadam.Adafactor, operands, 1, hyper, (), master=True)
+    np.testing.assert_array_equal(master, np.float32(1.001))
+    np.testing.assert_array_equal(operands["row_var"], 0.0)
