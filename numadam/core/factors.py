@@ -120,8 +120,8 @@ def update_factors(xp, shape, row_var, col_var, row_mean, weight, eps1, sums):
     r"""Move the factors of one parameter of ``shape`` toward its gradient's squares, in place.
 
     ``row_var``, ``col_var``, ``row_mean`` are its factor states (their own
-    shapes); ``weight`` is :math:`\beta_2`'s complement :math:`t^{d}` of this
-    step, in the state's dtype; ``eps1`` the floor of the row mean. ``sums`` is
+    shapes); ``weight`` is :math:`\beta_2`'s complement :math:`t^{c}` (``beta2_decay``
+    :math:`c`) of this step, in the state's dtype; ``eps1`` the floor of the row mean. ``sums`` is
     ``(row_sums, column_sums)`` of the effective gradient's squares (float64),
     or, for a parameter of fewer than two dimensions, the squares themselves
     in the state's dtype.
