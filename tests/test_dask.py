@@ -313,6 +313,29 @@ def test_groups_on_the_cluster_step_with_their_own_hyperparameters(client, name)
     assert optimizer.state_dict()["groups"] == reference.state_dict()["groups"]
 
 
+@pytest.mark.parametrize("name, group", [("LAMB", {"betas": (0.5, 0.6), "weight_decay": 0.3}),
+                                         ("Adafactor", {"beta2_decay": -0.3, "eps": (1e-3, 1e-2), "maximize": True})])
+def test_a_family_with_norms_takes_each_parameter_s_own_group_in_its_first_pass(client, name, group):
+    """The first pass (LAMB's moments, Adafactor's factors and direction) of a parameter whose
+    position is not its group's number (the group's parameter first, two of the defaults after it)
+    steps with its own group's hyperparameters."""
+    cls = getattr(numadam, name)
+    rng = np.random.default_rng(16)
+    starts = [random_array(rng, (6, 4), np.float32) for _ in range(3)]
+    grads = [[random_array(rng, (6, 4), np.float32) for _ in range(3)] for _ in range(3)]
+
+    def make(a, b, c):
+        return cls({"a": numadam.Group(a, lr=0.1, **group), "b": b, "c": c}, lr=0.01)
+
+    optimizer = make(*(da.from_array(s, chunks=(3, 4)) for s in starts))
+    reference = make(*(s.copy() for s in starts))
+    for step in grads:
+        optimizer.step({key: da.from_array(g, chunks=(3, 4)) for key, g in zip("abc", step)})
+        reference.step(dict(zip("abc", step)))
+    for key in "abc":
+        np.testing.assert_allclose(optimizer.params[key].compute(), reference.params[key], rtol=2e-6, atol=1e-7)
+
+
 @pytest.mark.parametrize("name, options, dtype", [
     ("Adam", {"ema": 0.9}, np.float32), ("NAdam", {"ema": 0.9}, np.complex64),
     ("Adam", {"ema": 0.8, "ema_bias_correction": True, "bounds": (-0.3, 0.3)}, np.float64),

@@ -201,8 +201,11 @@ class DaskEngine(Engine):
         return checked
 
     def _row(self, scalars, k):
-        """Leaf ``k``'s scalar row: its own (families with norms) or its group's."""
-        return tuple(scalars[k].tolist()) if isinstance(scalars, np.ndarray) else scalars[self.settings.leaf_groups[k]]
+        """Leaf ``k``'s scalar row: its own (families with norms: one row per parameter, a list before
+        their norms set their field, an array after) or its group's."""
+        if self.algorithm.norms is None:
+            return scalars[self.settings.leaf_groups[k]]
+        return tuple(scalars[k].tolist()) if isinstance(scalars, np.ndarray) else scalars[k]
 
     def _task(self, function, flags, policy, scalars, k, *extra):
         """Leaf ``k``'s chunk function: ``function`` with what every chunk of it shares (its factors too)."""
