@@ -64,10 +64,12 @@ def test_the_compiled_sums_are_the_float64_sums_of_the_effective_gradient(layout
 
 
 def test_the_sums_do_not_depend_on_the_number_of_threads():
-    """Rows in fixed blocks, the blocks' column sums added in block order: the threads change nothing."""
+    """Rows in fixed blocks, the blocks' column sums added in block order: the threads change nothing.
+    (Large enough for the parallel loops: smaller gradients are summed on the calling thread.)"""
     import numba
 
-    grad = random_array(np.random.default_rng(3), (1000, 33), np.float32)
+    grad = random_array(np.random.default_rng(3), (1000, 70), np.float32)
+    assert grad.size >= factor_sums.SERIAL_BELOW
     previous = numba.get_num_threads()
     try:
         numba.set_num_threads(1)
@@ -76,8 +78,10 @@ def test_the_sums_do_not_depend_on_the_number_of_threads():
         every = factor_sums.row_and_column_squares(grad, 1.0, None)
     finally:
         numba.set_num_threads(previous)
-    for a, b in zip(one, every):
+    squares = grad.astype(np.float64) ** 2
+    for a, b, expected in zip(one, every, (squares.sum(axis=-1), squares.sum(axis=-2))):
         np.testing.assert_array_equal(a, b)
+        np.testing.assert_allclose(b, expected, rtol=1e-14)
 
 
 def problem(seed):
