@@ -110,18 +110,28 @@ def test_clip_value_clips_the_gradient_of_every_pass():
     np.testing.assert_array_equal(opt.state_dict()["col_var"]["W"], plain.state_dict()["col_var"]["W"])
 
 
-def test_nonfinite_skip_leaves_the_factors_alone():
+@pytest.mark.parametrize("nonfinite", ["skip", "raise"])
+def test_a_nonfinite_gradient_leaves_the_factors_alone(nonfinite):
+    """The non-finite check runs before the factors' pass: a skipped or refused step changes nothing
+    (the poisoned gradient is the last parameter's: a check made parameter by parameter with the
+    factors' pass would have moved the others' factors)."""
     params, grads = problem(5)
-    opt = numadam.Adafactor(params, lr=LR, nonfinite="skip")
+    opt = numadam.Adafactor(params, lr=LR, nonfinite=nonfinite)
     opt.step(grads[0])
     before = (copies(params), opt.state_dict())
     poisoned = copies(grads[1])
-    poisoned["W"][2, 1] = np.nan
-    opt.step(poisoned)
-    assert opt.skipped_steps == 1 and opt.step_count == 1
+    poisoned["T"][1, 2, 3] = np.nan
+    if nonfinite == "raise":
+        with pytest.raises(FloatingPointError, match=r"grads\['T'\] holds NaN"):
+            opt.step(poisoned)
+    else:
+        opt.step(poisoned)
+        assert opt.skipped_steps == 1
+    assert opt.step_count == 1
     for name in params:
         np.testing.assert_array_equal(params[name], before[0][name])
-        np.testing.assert_array_equal(opt.state_dict()["row_var"][name], before[1]["row_var"][name])
+        for factor in ("row_var", "col_var"):
+            np.testing.assert_array_equal(opt.state_dict()[factor][name], before[1][factor][name])
 
 
 @pytest.mark.slow
