@@ -75,6 +75,7 @@ from numba import errors, njit, types
 from numba.extending import intrinsic, models, overload, register_model
 
 from .targets.cpu.backend import CpuBackend
+from .targets.body import NORMS_TILE
 from .families import families
 
 __all__ = []
@@ -317,8 +318,10 @@ def _make(name, cls):
     stores = [f"{kind}[i] = state[{k}]" if kind in always else f"store({kind}, i, state[{k}])"
               for k, kind in enumerate(k.name for k in algorithm.state)]
     if algorithm.norms is not None:  # a first pass: the state, and each parameter's sums of squares
-        # As the objects' CPU pre-pass sums: in chunks of its size (each compiled with reassociation,
-        # like its loop), added in order. The field the sums set is then rounded once, like the others.
+        # As the objects' CPU pre-pass sums: in chunks of its size, each in tiles of NORMS_TILE (the
+        # rule's loop, then the sums' loop, compiled with reassociation like the kernel's: see
+        # numadam.targets.body._tiled_norm_loops), added in order. The field the sums set is then
+        # rounded once, like the others.
         lines += ["    param_squares = direction_squares = 0.0",
                   f"    for start in range(0, param.size, {CpuBackend.chunk_size}):",
                   f"        a, b = norm_sums(param, grad, {state_args}start, min(param.size, start + "
@@ -331,12 +334,19 @@ def _make(name, cls):
         lines += ["    s = Scalars(" + ", ".join(narrowed) + ")"]
         lines = [f"def norm_sums(param, grad, {state_args}start, stop, s, flags, like):",
                  "    a = b = 0.0",
-                 "    for i in range(start, stop):",
-                 "        p = param[i]",
-                 f"        state, direction = moments(p, grad[i], {loads}, s, flags)"] + [
-                 f"        {store}" for store in stores] + [
-                 "        wide = np.float64(p)", "        a += wide * wide",
-                 "        wide = np.float64(direction)", "        b += wide * wide", "    return a, b"] + lines
+                 f"    tile = np.empty({2 * NORMS_TILE}, param.dtype)",
+                 f"    for first in range(start, stop, {NORMS_TILE}):",
+                 f"        last = min(first + {NORMS_TILE}, stop)",
+                 "        for i in range(first, last):",
+                 "            p = param[i]",
+                 f"            state, direction = moments(p, grad[i], {loads}, s, flags)"] + [
+                 f"            {store}" for store in stores] + [
+                 "            tile[np.uint64(i - first)] = p",
+                 f"            tile[np.uint64({NORMS_TILE} + i - first)] = direction",
+                 "        for i in range(first, last):",
+                 "            wide = np.float64(tile[np.uint64(i - first)])", "            a += wide * wide",
+                 f"            wide = np.float64(tile[np.uint64({NORMS_TILE} + i - first)])",
+                 "            b += wide * wide", "    return a, b"] + lines
     lines += ["    for i in range(param.size):",
               f"        p, state = rule(param[i], grad[i], {loads}, s, flags)",
               "        param[i] = p"]
