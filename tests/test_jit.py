@@ -99,10 +99,9 @@ def test_steps_follow_the_objects_bit_for_bit(name, options, dtype):
             carry = step(ours, grad, *state, t, *hyper, carry)
         else:
             jit.offered(name).step(ours, grad, *state, t, *hyper, **by_name)
-    if (name == "lamb" and dtype == np.float64) or name == "adafactor":
-        # The norms are sums in float64 whose order the CPU vectorizer picks for the objects' pre-pass;
-        # numadam.jit sums in order. (float32 squares are exact in float64: LAMB's sums agree; Adafactor's
-        # direction is a quotient, whose sums may round apart by an ulp.)
+    if name == "adafactor":
+        # Its norms are float64 sums that numadam.jit takes in order, where the objects' pass sums in
+        # blocks (LAMB's jit step sums in the objects' tiles: the same bits).
         np.testing.assert_allclose(ours, theirs, rtol=0, atol=4 * np.finfo(dtype).eps * np.abs(theirs).max())
     else:
         np.testing.assert_array_equal(ours, theirs)
@@ -158,3 +157,23 @@ def test_state_an_option_keeps_must_be_passed():
     with pytest.raises(ValueError, match=r"sgd_step: momentum != 0 keeps momentum_buffer; pass it by name"):
         jit.sgd_step(p, g, 1, 0.1, 0.9)
     np.testing.assert_array_equal(p, np.ones(3))
+
+
+@pytest.mark.parametrize("size", [513, 40_000])
+def test_lamb_sums_over_many_tiles_and_chunks_are_the_objects_bit_for_bit(size):
+    """numadam.jit sums LAMB's squares in the objects' chunks and tiles (targets.body.NORMS_TILE), in
+    their order: the same trust ratio, so the same bits, however many tiles and chunks the sums span.
+    In float64, where a sum in another order moves the trust ratio (float32's rounds it away)."""
+    rng = np.random.default_rng(5)
+    ours = rng.standard_normal(size)
+    theirs = ours.copy()
+    opt = numadam.LAMB(theirs, lr=1e-2, weight_decay=0.1)
+    exp_avg, exp_avg_sq = np.zeros(size), np.zeros(size)
+    hyper = [{**numadam.LAMB._class_defaults, "lr": 1e-2, "weight_decay": 0.1}[h]
+             for h in jit.hyperparameter_order(numadam.LAMB)]
+    for t in range(1, 6):
+        grad = rng.standard_normal(size) * rng.uniform(0.1, 10.0, size)
+        opt.step(grad)
+        jit.lamb_step(ours, grad, exp_avg, exp_avg_sq, t, *hyper)
+    np.testing.assert_array_equal(ours, theirs)
+    np.testing.assert_array_equal(exp_avg_sq, opt.state_dict()["exp_avg_sq"])
