@@ -7,8 +7,9 @@ are not strings tagged so that they come back as they went in. No pickle is
 involved, so loading never runs code.
 
 A path ending in ``.zarr`` makes a Zarr store instead, for state too large for
-one machine: each array a Zarr array chunked like it, a Dask array's chunks
-written by the workers that hold them, one file per chunk, each written
+one machine: each array a Zarr array chunked like it (a Dask array whose chunks
+differ in size: to its largest), a Dask array's chunks written by the workers
+that hold them, one file per chunk, each written
 atomically (Zarr 3.1.3 and later: its local store writes a temporary file and renames it). The
 JSON goes last, so a store whose save was interrupted has none and is refused.
 """
@@ -82,7 +83,7 @@ def _save_zarr(document, arrays, path):
         if hasattr(array, "dask"):  # written chunk by chunk where the chunks live
             import dask.array as da
 
-            lazy.append(da.to_zarr(array, path, component=name, compute=False, overwrite=True))
+            lazy.append(da.to_zarr(_regular(array), path, component=name, compute=False, overwrite=True))
         else:
             group.create_array(name, data=_on_host(array))
     if lazy:
@@ -90,6 +91,15 @@ def _save_zarr(document, arrays, path):
 
         dask.compute(*lazy)
     group.attrs[_META] = json.dumps(document)
+
+
+def _regular(array):
+    """A Dask array as Zarr stores it: chunks of one size along each axis (the last may be smaller),
+    rechunked to its largest where they are not (8-bit state's scales: one chunk per chunk of its
+    parameter, as many as its blocks)."""
+    if all(len(set(sizes[:-1])) <= 1 and sizes[-1] <= sizes[0] for sizes in array.chunks if sizes):
+        return array
+    return array.rechunk(array.chunksize)
 
 
 def load_state(path, lazy=False):

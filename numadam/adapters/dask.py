@@ -49,6 +49,55 @@ def held_array(function, arrays, token):
     return da.map_blocks(function, *arrays, dtype=object, meta=np.empty((0,) * arrays[0].ndim, object), token=token)
 
 
+def held_array_with_pieces(function, arrays, pieces, token):
+    """:func:`held_array` whose tasks also take a piece of each of ``pieces`` (see
+    :func:`map_chunks_with_pieces`)."""
+    return map_chunks_with_pieces(function, arrays, pieces, token, np.empty((0,) * arrays[0].ndim, object))
+
+
+def map_chunks_with_pieces(function, arrays, pieces, token, meta):
+    """The Dask array of ``function`` over ``arrays`` (chunked alike) chunk by chunk, like ``meta``
+    (an empty chunk), each task also taking a piece of each of ``pieces``: 1-D Dask arrays with one
+    chunk per chunk of ``arrays``, in the C order of their chunk grid. Chunk ``(i, j, ...)``'s task
+    calls ``function(its chunks of arrays, its pieces)``."""
+    from dask.array import Array
+    from dask.base import tokenize
+    from dask.highlevelgraph import HighLevelGraph
+
+    first = arrays[0]
+    for piece in pieces:
+        if piece.ndim != 1 or len(piece.chunks[0]) != first.npartitions:
+            raise ValueError(f"each piece array must have one chunk per chunk ({first.npartitions}); got chunks "
+                             f"{piece.chunks}")
+    name = f"{token}-{tokenize(function, *arrays, *pieces)}"
+    layer = {(name, *index): (function, *((array.name, *index) for array in arrays),
+                              *((piece.name, j) for piece in pieces))
+             for j, index in enumerate(np.ndindex(*first.numblocks))}
+    graph = HighLevelGraph.from_collections(name, layer, dependencies=[*arrays, *pieces])
+    return Array(graph, name, chunks=first.chunks, dtype=meta.dtype, meta=meta)
+
+
+def pieces_of(held, function, counts, meta):
+    """The 1-D Dask array of ``function(chunk)`` for each chunk of ``held`` in the C order of its
+    chunk grid, ``counts[j]`` elements from the ``j``-th, like ``meta`` (an empty 1-D chunk)."""
+    from dask.array import Array
+    from dask.base import tokenize
+    from dask.highlevelgraph import HighLevelGraph
+
+    name = f"numadam-pieces-{tokenize(held, function, tuple(counts))}"
+    layer = {(name, j): (function, (held.name, *index)) for j, index in enumerate(np.ndindex(*held.numblocks))}
+    graph = HighLevelGraph.from_collections(name, layer, dependencies=[held])
+    return Array(graph, name, chunks=(tuple(int(count) for count in counts),), dtype=meta.dtype, meta=meta)
+
+
+def chunk_order(array):
+    """The location of each chunk of ``array`` in the C order of its chunk grid: an int64 array of
+    shape ``(chunks, ndim, 2)``, each chunk's ``(start, stop)`` along each axis."""
+    edges = [np.cumsum((0,) + tuple(sizes)) for sizes in array.chunks]
+    return np.array([[(edges[axis][i], edges[axis][i + 1]) for axis, i in enumerate(index)]
+                     for index in np.ndindex(*array.numblocks)], np.int64).reshape(-1, array.ndim, 2)
+
+
 def view(held, index, meta):
     """The Dask array of item ``index`` of each tuple of ``held``, whose chunks are like ``meta``."""
     return held.map_blocks(item, index, dtype=meta.dtype, meta=meta)
@@ -78,6 +127,20 @@ def new_chunk(chunk):
 def fresh(chunk):
     """A copy of ``chunk`` for a task to write: in recycled memory for NumPy, from CuPy's own pool for CuPy."""
     return chunk_pool.copy_of(chunk) if isinstance(chunk, np.ndarray) else chunk.copy()
+
+
+def on_host(array):
+    """``array`` as a NumPy array: a CuPy array copied to the host, a Dask array computed."""
+    if is_dask_array(array):
+        array = array.compute()
+    return array.get() if not isinstance(array, np.ndarray) and hasattr(array, "get") else np.asarray(array)
+
+
+def like_chunk(array, chunk):
+    """The NumPy ``array`` as an array of ``chunk``'s kind (copied to the GPU for a CuPy chunk)."""
+    if isinstance(chunk, np.ndarray):
+        return array
+    return sys.modules[type(chunk).__module__.split(".")[0]].asarray(array)
 
 
 def readable(chunk):

@@ -46,8 +46,8 @@ From this module come the optimizers' keyword options, their defaults and
 checks (:func:`checked_policies`), the kernels' compile-time switches
 (:class:`Policy`) and per-step values (:class:`PolicyScalars`), the operands
 the kernels read after the family's state (:data:`POLICY_OPERANDS`) with
-their dtypes (:func:`operand_dtype`), what ``complex_mode="magnitude"``, 16-bit
-parameters and Dask arrays take, and the one decision of a reduced step
+their dtypes (:func:`operand_dtype`), what ``complex_mode="magnitude"`` and
+16-bit parameters take, and the one decision of a reduced step
 (:func:`skip_or_scale`).
 """
 
@@ -93,8 +93,7 @@ class Stage(NamedTuple):
     ``on(policies)`` tells whether checked options turn it on. A stage that
     reads complex numbers as pairs of reals (``pairs``) is refused with
     ``complex_mode="magnitude"``; one that needs float16 or bfloat16 parameters
-    (``low_precision``) is refused for others; ``on_dask`` says whether a step
-    over Dask arrays applies it.
+    (``low_precision``) is refused for others.
     """
 
     name: str
@@ -104,7 +103,6 @@ class Stage(NamedTuple):
     scalars: tuple = ()
     pairs: bool = False
     low_precision: bool = False
-    on_dask: bool = True
 
 
 STAGES = (
@@ -120,7 +118,7 @@ STAGES = (
     Stage("master_weights", "master", lambda p: p.master_weights,
           (Operand("master", "compute", initial="param"),), low_precision=True),
     Stage("stochastic_rounding", "stochastic", lambda p: p.stochastic_rounding, (), ("salt",),
-          low_precision=True, on_dask=False),
+          low_precision=True),
 )
 
 #: The policy operands, in the order the kernels take them after the family's state.
@@ -139,7 +137,9 @@ class Policy(_KernelSwitches):
     the accumulator; the rule is not called) or ``"apply"`` (the mean of the
     accumulator and the gradient replaces it, and the accumulator is cleared);
     ``reduction`` says what the pre-pass sums: ``"gradient"`` or ``"norms"``
-    (the family's norms rule).
+    (the family's norms rule). ``stochastic`` is ``True`` (the random bits of
+    an element come from its position in the table's sequence) or
+    :data:`CHUNK_POSITIONS`.
     """
 
     __slots__ = ()
@@ -155,6 +155,10 @@ class Policy(_KernelSwitches):
 
 
 NO_POLICY = Policy()
+#: ``Policy.stochastic`` of a kernel over a chunk of a parameter (a Dask chunk's): the random bits
+#: of an element come from its position in the whole parameter, which the table gives per segment
+#: (:func:`~numadam.targets.segments.position_column`).
+CHUNK_POSITIONS = "positions"
 
 #: Per-step values of the stages, after the family's scalars in each scalar row.
 PolicyScalars = namedtuple("PolicyScalars", [name for stage in STAGES for name in stage.scalars])
@@ -250,18 +254,6 @@ class Policies(namedtuple("Policies", [o.name for o in OPTIONS if o.name != "non
     def given(self):
         """The names of the options set to other than their defaults (``bounds`` for ``nonneg``)."""
         return [name for name in self._fields if getattr(self, name) != getattr(_PLAIN, name)]
-
-    @staticmethod
-    def options_on_dask():
-        """The options a step over Dask arrays applies, in the signatures' order."""
-        return [option.name for option in OPTIONS if option.name not in _STAGE_OF_OPTION
-                or _STAGES_BY_NAME[_STAGE_OF_OPTION[option.name]].on_dask]
-
-    def refused_on_dask(self):
-        """The options given that a step over Dask arrays does not apply."""
-        refused = {name for stage in STAGES if not stage.on_dask and stage.on(self)
-                   for name, of in _STAGE_OF_OPTION.items() if of == stage.name}
-        return [name for name in self.given() if name in refused]
 
     def pairs_only(self):
         """The options given that read complex numbers as pairs of reals (refused with ``complex_mode="magnitude"``)."""

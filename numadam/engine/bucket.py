@@ -567,6 +567,27 @@ def state_dtype_of(info, policies):
     return wanted
 
 
+def bucket_key(info, policies):
+    """What puts a parameter (anything with a ``shape`` and a ``dtype``) in its bucket: ``(its
+    numbers' storage dtype, its state dtype, whether its complex numbers are whole elements)``."""
+    magnitude = policies.complex_mode == "magnitude" and info.dtype.kind == "c"
+    return info.dtype if magnitude else dtypes.storage_dtype(info.dtype), state_dtype_of(info, policies), magnitude
+
+
+def sequence_starts(infos, policies):
+    """Where each parameter's first element lies in the sequence of its bucket's table: the
+    elements of the parameters before it in the same bucket (complex numbers as pairs of reals,
+    or whole under ``complex_mode="magnitude"``). Stochastic rounding draws an element's bits
+    from its place in that sequence."""
+    starts, filled = [], {}
+    for info in infos:
+        key = bucket_key(info, policies)
+        size = dtypes.real_size(info.shape, info.dtype) // (2 if key[2] else 1)
+        starts.append(filled.get(key, 0))
+        filled[key] = starts[-1] + size
+    return starts
+
+
 def buckets_by_dtype(backend, family, kinds, leaves, infos, paths, rows_group, h, policies, bounds):
     """One :class:`Bucket` per real dtype and state dtype, in order of first appearance (state
     initialized for ``h``).
@@ -575,9 +596,7 @@ def buckets_by_dtype(backend, family, kinds, leaves, infos, paths, rows_group, h
     """
     by_dtype = {}
     for k, info in enumerate(infos):
-        magnitude = policies.complex_mode == "magnitude" and info.dtype.kind == "c"
-        key = (info.dtype if magnitude else dtypes.storage_dtype(info.dtype), state_dtype_of(info, policies), magnitude)
-        by_dtype.setdefault(key, []).append(k)
+        by_dtype.setdefault(bucket_key(info, policies), []).append(k)
     return [
         Bucket(backend, family, kinds, indices, [leaves[k] for k in indices], [infos[k] for k in indices],
                   [paths[k] for k in indices], [rows_group[k] for k in indices], h, policies,

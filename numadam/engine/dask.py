@@ -19,6 +19,17 @@ host adds the chunks' sums in chunk order. LAMB's first pass is such a round
 of tasks (its state written into new chunks); its update follows with each
 parameter's norms.
 
+Two storage options need to know where a chunk lies. Stochastic rounding
+draws each element's random bits from its position in the whole parameter
+(in its bucket's sequence, as the local engine lays the parameters out:
+:func:`~numadam.engine.bucket.sequence_starts`): each chunk's task finds its
+place from Dask's ``block_info``, and its kernel's table gives every
+contiguous run of the chunk its own position (:class:`~numadam.engine.operands.Place`).
+8-bit state (``state_dtype="int8"``) is blocked chunk by chunk: each chunk's
+codes are blocked over the chunk's own C order, and its tuple ends with the
+float32 scales of its blocks, one row per state kind of the family
+(:mod:`numadam.engine.chunk_blocks` says how a state dict holds them).
+
 Nothing here imports Dask before a Dask array shows up.
 """
 
@@ -30,8 +41,12 @@ from ..adapters import dask as held
 from ..adapters.rows import is_rows
 from ..core import dtypes, factors
 from ..core.pipeline import NO_POLICY, QUANTIZED_STATE, held_operands
+from ..targets import quantization
+from ..targets.layout import c_strides
+from . import chunk_blocks
 from .bounds import checked_bounds
-from .operands import expected_state_dtype, policy_operand_dtype, run_on_arrays
+from .bucket import Quantized, sequence_starts, state_dtype_of
+from .operands import Place, expected_state_dtype, policy_operand_dtype, run_on_arrays
 from .state_dict import checked_factors, checked_held_arrays
 from .stepping import Engine
 
@@ -46,14 +61,6 @@ class DaskEngine(Engine):
         super().__init__(algorithm, settings, policies, paths)
         self.treedef = treedef
         check_options([leaf.dtype for leaf in leaves])
-        refused = policies.refused_on_dask()
-        if refused:
-            raise ValueError(f"on Dask arrays numadam applies {', '.join(policies.options_on_dask())}; got "
-                             f"{', '.join(refused)} "
-                             "(step the NumPy arrays of one machine for the others)")
-        if policies.state_dtype == QUANTIZED_STATE:
-            raise ValueError("on Dask arrays state_dtype may be 'bfloat16' (or the default); got 'int8' (its "
-                             "blocks of 256 elements run over a parameter's C order, not over its chunks)")
         for leaf, path in zip(leaves, paths):
             if not held.is_dask_array(leaf):
                 raise TypeError(f"{path} is a {type(leaf).__name__} but other parameters are Dask arrays: "
@@ -61,6 +68,12 @@ class DaskEngine(Engine):
             _check_dtype(leaf.dtype, path)
         h = settings.hyper(settings.own)
         self.kinds = algorithm.state_kinds(h)
+        self._kind_of = {kind.name: kind for kind in algorithm.state}
+        #: Whether each leaf's state is 8-bit, blocked chunk by chunk (``state_dtype="int8"``, from
+        #: :data:`~numadam.core.pipeline.QUANTIZE_FROM` elements on, as over NumPy arrays).
+        self._quantized = [state_dtype_of(leaf, policies) == QUANTIZED_STATE for leaf in leaves]
+        #: Where each leaf starts in its bucket's sequence (stochastic rounding), or ``None``.
+        self._starts = sequence_starts(leaves, policies) if policies.stochastic_rounding else None
         self.held = held_operands(policies)
         #: The names of the items after the parameter in each tuple: the state kinds, then the held operands.
         #: Factored state is not among them: each parameter's factors (R + C numbers of a matrix) are
@@ -107,10 +120,31 @@ class DaskEngine(Engine):
                       for side in pair) for pair in checked]
 
     def _hold(self, params, state):
-        """Hold ``params`` and ``state`` (Dask arrays chunked alike), persisted as tuples (one task per chunk)."""
+        """Hold ``params`` and ``state`` (Dask arrays chunked alike), persisted as tuples (one task per
+        chunk). A leaf's 8-bit state comes as numbers, quantized in each chunk's task over its own C
+        order, or as :class:`~numadam.engine.bucket.Quantized` codes chunked like it with their
+        scales (one chunk of them per chunk: :func:`_held_blocks`)."""
         names = list(state)
-        self._held([held.held_array(held.together, [param, *(state[name][k] for name in names)], "numadam-held")
-                    for k, param in enumerate(params)])
+        holdings = []
+        for k, param in enumerate(params):
+            items = [state[name][k] for name in names]
+            if not self._quantized[k]:
+                holdings.append(held.held_array(held.together, [param, *items], "numadam-held"))
+                continue
+            rows = tuple(self._scale_row(name) for name in names)
+            coded = tuple(isinstance(item, Quantized) for item in items)
+            signed = tuple(row >= 0 and not self.algorithm.state[row].nonnegative for row in rows)
+            together = functools.partial(_held_blocks, len(self.algorithm.state), rows, signed, coded)
+            arrays = [param, *(item.codes if isinstance(item, Quantized) else item for item in items)]
+            pieces = [item.scales for item in items if isinstance(item, Quantized)]
+            holdings.append(held.held_array_with_pieces(together, arrays, pieces, "numadam-held"))
+        self._held(holdings)
+
+    def _scale_row(self, name):
+        """The row of item ``name``'s block scales among a chunk's (its place in the family's state),
+        or -1 for a held operand (never 8-bit)."""
+        kinds = [kind.name for kind in self.algorithm.state]
+        return kinds.index(name) if name in kinds else -1
 
     def _held(self, holdings):
         """Persist ``holdings`` and make the views of them."""
@@ -142,23 +176,42 @@ class DaskEngine(Engine):
                 return [held.view(holding, index, meta) for holding, meta in zip(self.holdings, metas)]
 
             params = views(0, self._metas)
-            self._views = params, {name: views(i + 1, [held.empty_like(meta, self.item_dtype(name, meta.dtype))
-                                                       for meta in self._metas])
+            self._views = params, {name: views(i + 1, [held.empty_like(meta, self.item_dtype(name, meta.dtype, q))
+                                                       for meta, q in zip(self._metas, self._quantized)])
                                    for i, name in enumerate(self.names)}
         return self._views
 
-    def item_dtype(self, name, dtype):
+    def item_dtype(self, name, dtype, quantized=False):
         """The dtype of the item ``name`` (a state kind or a held operand) beside a parameter of
         ``dtype``: the policy operand's, one real number per complex element for magnitude state,
-        else the state dtype (bfloat16 when asked)."""
+        8-bit codes for a ``quantized`` leaf's state (signed or not as the kind), else the state
+        dtype (bfloat16 when asked)."""
         if name in (operand.name for operand in self.held):
             return policy_operand_dtype(name, dtype)
         if name in self._magnitude and dtype.kind == "c":
             return dtypes.storage_dtype(dtype)
+        if quantized:
+            return quantization.code_dtype(signed=not self._kind_of[name].nonnegative)
         state = expected_state_dtype(dtype)
-        if self.policies.state_dtype is None or dtype.kind == "c" or state.itemsize != 4:
+        wanted = self.policies.state_dtype
+        if wanted is None or wanted == QUANTIZED_STATE or dtype.kind == "c" or state.itemsize != 4:
             return state
-        return self.policies.state_dtype
+        return wanted
+
+    def _scales_view(self, k, name):
+        """Leaf ``k``'s scales of its 8-bit state ``name``: each chunk's, chunk after chunk in the C order
+        of the chunk grid, as a 1-D Dask array of one chunk per chunk (empty where its state is not 8-bit)."""
+        if not self._quantized[k]:
+            return np.zeros(0, np.float32)
+        holding = self.holdings[k]
+        counts = chunk_blocks.block_counts(held.chunk_order(holding))
+        row = functools.partial(_scales_row, len(self.names) + 1, self._scale_row(name))
+        return held.pieces_of(holding, row, counts, held.empty_like(self._metas[k].reshape(-1), np.float32))
+
+    def _block_layouts(self):
+        """Each leaf's locations of the chunks its 8-bit blocks follow (none where its state is not 8-bit)."""
+        return [held.chunk_order(holding) if quantized else chunk_blocks.none_blocked(holding.ndim)
+                for holding, quantized in zip(self.holdings, self._quantized)]
 
     def _initial(self, name, initial, param):
         dtype = self.item_dtype(name, param.dtype)
@@ -208,11 +261,13 @@ class DaskEngine(Engine):
         return tuple(scalars[k].tolist()) if isinstance(scalars, np.ndarray) else scalars[k]
 
     def _task(self, function, flags, policy, scalars, k, *extra):
-        """Leaf ``k``'s chunk function: ``function`` with what every chunk of it shares (its factors too)."""
+        """Leaf ``k``'s chunk function: ``function`` with what every chunk of it shares (its factors, its
+        start in its bucket's sequence, whether its tuples end with block scales, too)."""
         sides = None if self._bounds is None else tuple(side if not held.is_dask_array(side) else "array"
                                                         for side in self._bounds[k])
         return functools.partial(function, self.algorithm, tuple(self.names), flags, policy,
-                                 self._row(scalars, k), sides, *extra, factors=self.factors[k])
+                                 self._row(scalars, k), sides, *extra, factors=self.factors[k],
+                                 blocked=self._quantized[k], start=None if self._starts is None else self._starts[k])
 
     def _factor_pass(self, grads, scalars, grad_scale):
         """Each chunk's row and column sums of squares (one task per chunk), added here in chunk order
@@ -286,37 +341,82 @@ class DaskEngine(Engine):
 
     def state_arrays(self, lazy=False):
         """Each state array, by name: computed to NumPy (or CuPy), or if ``lazy`` the Dask arrays that
-        view the persisted holdings."""
+        view the persisted holdings. 8-bit state adds ``<name>_scales`` and the chunks its blocks
+        follow (:mod:`numadam.engine.chunk_blocks`)."""
         views = {name: list(self.state_leaves(name)) for name in self.names}
+        layouts = {}
+        if any(self._quantized):
+            for kind in self.kinds:
+                views[f"{kind.name}_scales"] = [self._scales_view(k, kind.name) for k in range(len(self.holdings))]
+            layouts = {chunk_blocks.LAYOUT_KEY: self._block_layouts()}
         own = {kind.name: [leaf[kind.name].copy() for leaf in self.factors] for kind in self.kinds
                if kind.factor and not kind.derived}
         if lazy:
-            return {**own, **views}
+            return {**own, **views, **layouts}
         import dask
 
-        computed = dask.compute(*(array for name in self.names for array in views[name]))
+        names = list(views)
+        computed = dask.compute(*(array for name in names for array in views[name]))
         n = len(self.holdings)
-        return {**own, **{name: list(computed[n * i:n * (i + 1)]) for i, name in enumerate(self.names)}}
+        return {**own, **{name: list(computed[n * i:n * (i + 1)]) for i, name in enumerate(names)}, **layouts}
 
     def ema_params(self, correction):
         return [average / average.dtype.type(correction) for average in self.state_leaves("ema")]
 
-    def checked_state(self, name, leaves, paths):
-        """``leaves`` (NumPy, CuPy or Dask) as Dask arrays chunked like the parameters, checked."""
-        da = held.dask_array_module()
+    def checked_state(self, name, leaves, paths, coded=None):
+        """``leaves`` (NumPy, CuPy or Dask) as Dask arrays chunked like the parameters, checked: numbers
+        (quantized where a leaf keeps 8-bit state), or 8-bit codes blocked as ``coded[k]`` says (a
+        :class:`~numadam.engine.chunk_blocks.Blocks`, ``None`` for numbers): kept as
+        :class:`~numadam.engine.bucket.Quantized` codes and scales where their blocks are the leaf's,
+        decoded otherwise."""
         checked = []
-        for leaf, param, path in zip(leaves, self.params, paths):
+        for k, (leaf, param, path) in enumerate(zip(leaves, self.params, paths)):
             dtype = self.item_dtype(name, param.dtype)
-            if not held.is_dask_array(leaf):
-                if not (isinstance(leaf, np.ndarray) or hasattr(leaf, "__cuda_array_interface__")):
-                    raise TypeError(f"{path} must be an array; got {type(leaf).__name__}")
-                leaf = da.from_array(leaf, chunks=param.chunks)
-            if leaf.shape != param.shape:
-                raise ValueError(f"{path} must have shape {param.shape}; got {leaf.shape}")
+            leaf = _as_dask(leaf, param, path)
+            blocks = None if coded is None else coded[k]
+            if blocks is not None:
+                leaf = self._checked_codes(name, k, leaf, blocks, path)
+                if isinstance(leaf, Quantized):
+                    checked.append(leaf)
+                    continue
             if not np.can_cast(leaf.dtype, dtype, "same_kind"):
                 raise TypeError(f"{path} has dtype {leaf.dtype}, which does not cast to the state's {dtype}")
             checked.append(leaf.astype(dtype).rechunk(param.chunks))
         return checked
+
+    def _checked_codes(self, name, k, codes, blocks, path):
+        """Leaf ``k``'s 8-bit codes of state ``name`` (a Dask array of its parameter's shape) and their
+        :class:`~numadam.engine.chunk_blocks.Blocks`, checked: as :class:`~numadam.engine.bucket.Quantized`
+        codes and scales chunked like the leaf where their blocks are the leaf's, else decoded (float32)
+        chunk by chunk of the blocks' own chunks (those of a whole parameter's blocks: in one task)."""
+        da = held.dask_array_module()
+        param, kind = self.params[k], self._kind_of[name]
+        expected = quantization.code_dtype(signed=not kind.nonnegative)
+        if codes.dtype != expected:
+            raise TypeError(f"{path} holds 8-bit codes of dtype {codes.dtype}; {name} is coded as {expected}")
+        if param.dtype.kind == "c":
+            raise TypeError(f"{path} holds 8-bit codes, which hold real numbers; its parameter is complex")
+        shape = param.shape
+        saved = chunk_blocks.whole(shape) if blocks.locations is None else chunk_blocks.checked_locations(
+            held.on_host(blocks.locations), shape, blocks.locations_path)
+        counts = chunk_blocks.block_counts(saved)
+        scales, expected = blocks.scales, (int(counts.sum()),)
+        if tuple(getattr(scales, "shape", ())) != expected or getattr(scales, "dtype", None) != np.float32:
+            found = getattr(scales, "dtype", type(scales).__name__), getattr(scales, "shape", None)
+            raise ValueError(f"{blocks.scales_path} must be float32 of shape {expected}, one scale per block of "
+                             f"{quantization.BLOCK} of each chunk its blocks follow; got {found[0]} of shape "
+                             f"{found[1]}")
+        if not held.is_dask_array(scales):
+            scales = da.from_array(held.on_host(scales), chunks=-1)
+        target = held.chunk_order(param)
+        if self._quantized[k] and chunk_blocks.same_blocks(saved, target, shape):
+            return Quantized(codes.rechunk(param.chunks),
+                             scales.rechunk((tuple(int(c) for c in chunk_blocks.block_counts(target)),)))
+        decode = functools.partial(_decoded_chunk, not kind.nonnegative)
+        in_saved_chunks = codes.rechunk(chunk_blocks.grid_chunks(saved))
+        pieces = scales.rechunk((tuple(int(c) for c in counts),))
+        return held.map_chunks_with_pieces(decode, [in_saved_chunks], [pieces], "numadam-decoded",
+                                           held.meta_of(param, np.float32))
 
     def checked_arrays(self, state, kinds, treedef):
         """The state's arrays, checked, as Dask arrays, and the factors as NumPy arrays (see
@@ -338,6 +438,55 @@ class DaskEngine(Engine):
 
 
 # -- the tasks: one chunk each ------------------------------------------------------------------------
+
+
+def _as_dask(leaf, param, path):
+    """A state leaf (NumPy, CuPy or Dask) of ``param``'s shape as a Dask array (chunked like ``param``
+    if it was not one)."""
+    dask_array = held.is_dask_array(leaf)
+    if not (dask_array or isinstance(leaf, np.ndarray) or hasattr(leaf, "__cuda_array_interface__")):
+        raise TypeError(f"{path} must be an array; got {type(leaf).__name__}")
+    if tuple(leaf.shape) != param.shape:
+        raise ValueError(f"{path} must have shape {param.shape}; got {tuple(leaf.shape)}")
+    return leaf if dask_array else held.dask_array_module().from_array(leaf, chunks=param.chunks)
+
+
+def _held_blocks(n_kinds, rows, signed, coded, param, *given):
+    """One chunk of a leaf's holdings with 8-bit state: ``(param, *items, scales)``, each state item
+    (``rows[i]``: its row of scales; -1 for a held operand) either numbers quantized here over the
+    chunk's own C order (``signed`` map or not) or codes (``coded[i]``) with their piece of scales,
+    which come after the items; ``scales``: ``(n_kinds, blocks)`` float32."""
+    items, pieces = given[:len(rows)], iter(given[len(rows):])
+    scales = np.zeros((n_kinds, quantization.n_blocks(param.size)), np.float32)
+    kept = []
+    for item, row, is_signed, is_coded in zip(items, rows, signed, coded):
+        if row < 0:
+            kept.append(item)
+        elif is_coded:
+            kept.append(item if item.flags.c_contiguous else item.copy())
+            scales[row] = held.on_host(next(pieces))
+        else:
+            codes, scales[row] = quantization.quantize(held.on_host(item), is_signed)
+            kept.append(held.like_chunk(codes, param))
+    return (param, *kept, held.like_chunk(scales, param))
+
+
+def _scales_row(index, row, chunk):
+    """Row ``row`` of the block scales that are item ``index`` of a chunk's tuple."""
+    return chunk[index][row]
+
+
+def _decoded_chunk(signed, codes, scales):
+    """The float32 numbers of one chunk's 8-bit ``codes`` blocked over its C order with ``scales``."""
+    return held.like_chunk(quantization.dequantize(held.on_host(codes), held.on_host(scales), signed), codes)
+
+
+def _place(start, block_info):
+    """Where the chunk Dask's ``block_info`` describes lies in its parameter, which starts at ``start``
+    in its bucket's sequence (a :class:`~numadam.engine.operands.Place`)."""
+    info = block_info[0]
+    steps = c_strides(tuple(info["shape"]), 1)
+    return Place(start + sum(low * step for (low, _), step in zip(info["array-location"], steps)), steps)
 
 
 def _chunk_arrays(algorithm, names, policy, sides, chunks, grad, bound_chunks, factors=None, block_info=None):
@@ -375,49 +524,65 @@ def _written(arrays, policy):
     return {name for name in arrays if name not in ("grad", "low", "high")}
 
 
-def _out_of_place(algorithm, flags, policy, row, arrays, written, reduce=False):
-    """Run a chunk's kernel writing ``written`` into new arrays; ``(new arrays by name, sums)``."""
+def _out_of_place(algorithm, flags, policy, row, arrays, written, reduce=False, place=None, scales=None):
+    """Run a chunk's kernel writing ``written`` into new arrays; ``(new arrays by name, sums, new
+    scales)``. 8-bit codes and their block ``scales`` are updated in place in copies of their own."""
     new, sources = {}, {}
     for name in written:
+        if np.dtype(arrays[name].dtype).kind in "iu":  # 8-bit codes: their blocks are read and written in place
+            new[name] = held.fresh(arrays[name])
+            continue
         new[name], source = held.new_chunk(arrays[name])
         if source is not None:
             sources[name] = source
+    if scales is not None and policy.accumulate != "add":
+        scales = held.fresh(scales)
     with held.task_threads():
         sums = run_on_arrays(algorithm, {**arrays, **new}, flags, policy, row, sources=sources, written=written,
-                             reduce=reduce)
-    return new, sums
+                             reduce=reduce, place=place, scales=scales)
+    return new, sums, scales
 
 
 def _update_chunk(algorithm, names, flags, policy, row, sides, chunks, grad, *bound_chunks, factors=None,
-                  block_info=None):
-    """One chunk's update into new arrays: the next tuple of its holdings."""
+                  blocked=False, start=None, block_info=None):
+    """One chunk's update into new arrays: the next tuple of its holdings (with ``blocked``, its last
+    item the block scales of its 8-bit state; with ``start``, its parameter's start in its bucket's
+    sequence, its kernel takes its place there)."""
     arrays = _chunk_arrays(algorithm, names, policy, sides, chunks, grad, bound_chunks, factors, block_info)
-    new, _ = _out_of_place(algorithm, flags, policy, row, arrays, _written(arrays, policy))
-    return tuple(new.get(name, chunk) for name, chunk in zip(("param", *names), chunks))
+    place = None if start is None else _place(start, block_info)
+    scales = chunks[len(names) + 1] if blocked else None
+    new, _, scales = _out_of_place(algorithm, flags, policy, row, arrays, _written(arrays, policy), place=place,
+                                   scales=scales)
+    updated = tuple(new.get(name, chunk) for name, chunk in zip(("param", *names), chunks))
+    return updated + ((scales,) if blocked else ())
 
 
-def _reduced_chunk(algorithm, names, flags, policy, row, sides, chunks, grad, factors=None, block_info=None):
+def _reduced_chunk(algorithm, names, flags, policy, row, sides, chunks, grad, factors=None, blocked=False,
+                   start=None, block_info=None):
     """The gradient pre-pass over one chunk: its two float64 sums (nothing is written)."""
     arrays = _chunk_arrays(algorithm, names, policy, sides, chunks, grad, ())
     with held.task_threads():
         return run_on_arrays(algorithm, arrays, flags, policy, row, written=set(), reduce=True)
 
 
-def _first_pass_chunk(algorithm, names, flags, policy, row, sides, chunks, grad, factors=None, block_info=None):
+def _first_pass_chunk(algorithm, names, flags, policy, row, sides, chunks, grad, factors=None, blocked=False,
+                      start=None, block_info=None):
     """A family's first pass over one chunk (LAMB's): the new state and accumulator (new arrays, in the
-    order of ``names``, the others ``None``), then the two float64 sums."""
+    order of ``names``, the others ``None``), then the two float64 sums (never 8-bit state: a family
+    with norms refuses it)."""
     arrays = _chunk_arrays(algorithm, names, policy, sides, chunks, grad, (), factors, block_info)
     written = {name for name in arrays if name not in ("param", "grad", "master") and name not in (factors or {})}
-    new, sums = _out_of_place(algorithm, flags, policy, row, arrays, written, reduce=True)
+    new, sums, _ = _out_of_place(algorithm, flags, policy, row, arrays, written, reduce=True)
     return (*(new.get(name) for name in names), np.array(sums, np.float64))
 
 
 def _update_after_first_pass(algorithm, names, flags, policy, row, sides, first, chunks, grad, *bound_chunks,
-                             factors=None, block_info=None):
+                             factors=None, blocked=False, start=None, block_info=None):
     """A family's update over one chunk after its first pass (LAMB's: the state that pass wrote)."""
-    chunks = (chunks[0], *(after if after is not None else chunk for after, chunk in zip(first[:-1], chunks[1:])))
+    chunks = (chunks[0], *(after if after is not None else chunk for after, chunk in zip(first[:-1], chunks[1:])),
+              *chunks[len(names) + 1:])
     return _update_chunk(algorithm, names, flags, policy, row, sides, chunks, grad, *bound_chunks, factors=factors,
-                         block_info=None if block_info is None else {0: block_info[1]})
+                         blocked=blocked, start=start, block_info=None if block_info is None else {0: block_info[1]})
 
 
 def _chunk_squares(grad, grad_scale, clip_value, block_info=None):

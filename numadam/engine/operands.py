@@ -8,7 +8,11 @@ kinds, then the policy operands (:data:`~numadam.core.pipeline.POLICY_OPERANDS`)
 the kernel. :func:`run_on_arrays` does all three for the arrays of one update
 and runs it, in place or out of place: the functional steps and each chunk
 of a Dask step go through it, with the same generated kernels as the
-optimizers' buckets (:mod:`numadam.engine.bucket`).
+optimizers' buckets (:mod:`numadam.engine.bucket`). A chunk's update may
+also say where its arrays lie in the whole parameter (:class:`Place`: its
+stochastic rounding draws each element's bits from that position), and keep
+8-bit state: codes, blocked over the chunk's own C order, with their block
+scales.
 """
 
 import functools
@@ -19,10 +23,11 @@ from numba import njit, prange
 
 from ..adapters.rows import checked as checked_rows, is_rows
 from ..core import dtypes, validate
-from ..core.pipeline import NO_POLICY, POLICY_OPERANDS, QUANTIZED_STATE, operand_dtype
+from ..core.pipeline import CHUNK_POSITIONS, NO_POLICY, POLICY_OPERANDS, QUANTIZED_STATE, operand_dtype
 from ..core.memory import MemoryRanges
 from ..targets.dispatch import backend_for
 from ..targets.layout import Operand, segment_rows
+from ..targets.quantization import BLOCK, code_dtype
 from ..targets.segments import ADDRESS
 from ..targets.spec import KernelSpec
 from ..targets.cpu.threads import parallel_allowed
@@ -56,6 +61,29 @@ def operand_rows(infos, group=0, follow=None, pairs=True):
                         dtypes.real_itemsize(info.dtype))
                 for info in infos]
     return segment_rows(shape, operands, group, follow)
+
+
+class Place(NamedTuple):
+    """Where the arrays of an update lie in a whole parameter: the position of their first element
+    (in the sequence of the parameter's bucket, as the local engine lays it out) and the steps
+    between positions along each axis (the parameter's C-order strides, in elements)."""
+
+    first: int
+    steps: tuple
+
+
+def placed_rows(infos, place, follow=None):
+    """``(rows, positions)``: :func:`operand_rows` over real operands ``infos``, with segments cut
+    where the positions of ``place`` do not simply continue, and for each row the position of its
+    first element and the step between its elements' positions (two int64 columns)."""
+    param = infos[PARAM]
+    operands = [None if info is None else Operand(info.address, info.strides, info.dtype.itemsize)
+                for info in infos]
+    rows = segment_rows(param.shape, operands + [Operand(place.first, tuple(place.steps), 1)], 0, follow)
+    n = len(infos)
+    position, step = ADDRESS + n, ADDRESS + 2 * n + 1
+    kept = [column for column in range(rows.shape[1]) if column not in (position, step)]
+    return np.ascontiguousarray(rows[:, kept]), rows[:, [position, step]]
 
 
 class RowTemplate(NamedTuple):
@@ -146,26 +174,33 @@ def policy_operand_dtype(name, param):
     return dtypes.complex_of(real) if param.kind == "c" else real
 
 
-def check_operands(infos, names, arrays, written, magnitude=frozenset(), listed=False):
+def check_operands(infos, names, arrays, written, magnitude=frozenset(), listed=False, codes=None):
     """Every check on the operands of one update, before anything is written.
 
     The gradient has the parameter's dtype and shape; the state has its shape
     and its compute dtype (float32 for float16 and bfloat16 parameters), or is
     all bfloat16 where that is float32 (``state_dtype="bfloat16"``); the state
     named in ``magnitude`` holds the real numbers of complex parameters
-    (``complex_mode="magnitude"``); a policy operand has the dtype of
-    :func:`policy_operand_dtype`. With ``listed`` the gradient is the values
-    of a :class:`~numadam.adapters.rows.Rows`, whose shape its own checks take.
+    (``complex_mode="magnitude"``); 8-bit state, every state of the update
+    then, holds the codes ``codes`` names (its dtype by name) of a real
+    parameter; a policy operand has the dtype of :func:`policy_operand_dtype`.
+    With ``listed`` the gradient is the values of a
+    :class:`~numadam.adapters.rows.Rows`, whose shape its own checks take.
     """
     param = infos[PARAM]
+    codes = codes or {}
     validate.check_parameter_dtype(param, names[PARAM])
     states = [info for info, name in zip(infos[GRAD + 1:], names[GRAD + 1:]) if name not in POLICY_OPERANDS]
+    if codes:
+        _check_codes(param, names, codes)
     state = param._replace(dtype=expected_state_dtype(param.dtype, states[0].dtype if states else None))
     for k, (info, name, writes) in enumerate(zip(infos, names, written)):
         if k == GRAD and listed:
             continue  # checked with its index (numadam.adapters.rows.checked)
         if k in (PARAM, GRAD):
             validate.check_matches(info, name, param, names[PARAM])
+        elif name in codes:
+            validate.check_matches(info, name, param._replace(dtype=codes[name]), names[PARAM] + "'s 8-bit codes")
         elif name in POLICY_OPERANDS:
             expected = param._replace(dtype=policy_operand_dtype(name, param.dtype))
             what = "'s float32 copy" if name == "master" else f"'s {name}"
@@ -178,6 +213,23 @@ def check_operands(infos, names, arrays, written, magnitude=frozenset(), listed=
                 f"'s {state.dtype.name} state" if state.dtype != param.dtype else ""))
         validate.check_layout(info, name, writes)
     validate.check_disjoint(infos, names, arrays, written)
+
+
+def _check_codes(param, names, codes):
+    """8-bit state is all the state of an update, and holds real numbers."""
+    if param.dtype.kind == "c":
+        raise TypeError(f"{names[PARAM]} is complex; 8-bit state codes hold real numbers")
+    numbers = [name for name in names[GRAD + 1:] if name not in POLICY_OPERANDS and name not in codes]
+    if numbers:
+        raise TypeError(f"{numbers[0]} holds numbers but {next(iter(codes))} holds 8-bit codes: an update keeps "
+                        "all its state one way")
+
+
+def state_codes(algorithm, arrays):
+    """The dtype of the 8-bit codes of each state kind that ``arrays`` gives as integers (signed
+    codes for state of either sign, unsigned for state that is never negative), by name."""
+    return {kind.name: code_dtype(signed=not kind.nonnegative) for kind in algorithm.state
+            if arrays.get(kind.name) is not None and np.dtype(arrays[kind.name].dtype).kind in "iu"}
 
 
 def kernel_spec(algorithm, flags, storage, present_kinds, policy=NO_POLICY, state=None, sources=()):
@@ -231,7 +283,7 @@ def magnitude_kinds(algorithm, arrays):
                      if kind.magnitude and arrays.get(kind.name) is not None and arrays[kind.name].dtype.kind != "c")
 
 
-def prepared(algorithm, arrays, sources=None, written=None):
+def prepared(algorithm, arrays, sources=None, written=None, place=None):
     """Check the operands ``arrays`` (a dict by slot name: ``param``, ``grad``, the state kinds and
     policy operands present) of one update, and lay them out.
 
@@ -240,6 +292,10 @@ def prepared(algorithm, arrays, sources=None, written=None):
     operands) the update is out of place: it reads those operands' old values
     from the source arrays, laid out as the operands are and sharing no
     memory with what is written, and writes the new values into the operands.
+    With ``place`` (a :class:`Place`) the table ends with each segment's
+    position in the whole parameter (:func:`placed_rows`). State given as
+    8-bit codes (integers) is read and written in place, its elements visited
+    in its own order (its blocks' order).
     """
     all_slots = slots(algorithm)
     names = [name for name in all_slots if name in ("param", "grad") or arrays.get(name) is not None]
@@ -249,19 +305,27 @@ def prepared(algorithm, arrays, sources=None, written=None):
         written = {name for name in names if name not in ("grad", "low", "high")}
     backend = backend_for(given, names)
     magnitude = magnitude_kinds(algorithm, arrays)
-    rows, kept = None, ()
-    if backend.name == "numpy" and len(written) == len(names) - 1 and rows_grad is None:  # the common case
+    codes = state_codes(algorithm, arrays)
+    rows, kept, positions = None, (), None
+    if (backend.name == "numpy" and len(written) == len(names) - 1 and rows_grad is None
+            and place is None):  # the common case
         rows = _contiguous_rows([arrays.get(name) for name in all_slots], backend)
     if rows is None:
         infos = [backend.describe(array) for array in given]
         if rows_grad is not None:
             found = checked_rows(rows_grad, infos[PARAM], infos[GRAD], "grad", backend)
             infos[GRAD], kept = backend.describe(found.values), (found.values,)
-        check_operands(infos, names, given, [name in written for name in names], magnitude, rows_grad is not None)
+        check_operands(infos, names, given, [name in written for name in names], magnitude, rows_grad is not None,
+                       codes)
         by_name = dict(zip(names, infos))
         ordered = [by_name.get(name) for name in all_slots]
-        if rows_grad is None:
-            rows = operand_rows(ordered, pairs=not magnitude)
+        follow = next((k for k, name in enumerate(all_slots) if name in codes), None)
+        if place is not None:
+            if magnitude or infos[PARAM].dtype.kind == "c":
+                raise TypeError("an update placed in a whole parameter takes a real parameter")
+            rows, positions = placed_rows(ordered, place, follow)
+        elif rows_grad is None:
+            rows = operand_rows(ordered, follow=follow, pairs=not magnitude)
         else:
             values = ordered[GRAD]
             template = row_template([info._replace(address=0) if k == GRAD else info
@@ -270,10 +334,12 @@ def prepared(algorithm, arrays, sources=None, written=None):
     numbers = ()
     if sources:
         rows, numbers = _out_of_place(rows, sources, arrays, written, backend, algorithm)
+    if positions is not None:
+        rows = np.column_stack([rows, positions])
     param = arrays["param"]
     storage = param.dtype if magnitude else dtypes.storage_dtype(param.dtype)
     states = [arrays[kind.name] for kind in algorithm.state if arrays.get(kind.name) is not None]
-    state = dtypes.storage_dtype(states[0].dtype) if states else None
+    state = QUANTIZED_STATE if codes else dtypes.storage_dtype(states[0].dtype) if states else None
     present = frozenset(kind.name for kind in algorithm.state if arrays.get(kind.name) is not None)
     return Prepared(backend, backend.plan(rows), storage, state, present, numbers, kept)
 
@@ -340,7 +406,8 @@ def _out_of_place(rows, sources, arrays, written, backend, algorithm):
     return np.column_stack([rows, *moved]), tuple(numbers)
 
 
-def run_on_arrays(algorithm, arrays, flags, policy, scalars, sources=None, written=None, reduce=False):
+def run_on_arrays(algorithm, arrays, flags, policy, scalars, sources=None, written=None, reduce=False, place=None,
+                  scales=None):
     """Check the operands ``arrays`` of one update (see :func:`prepared`) and run its kernel with
     the scalar row ``scalars`` (the family's, then the policy's where ``policy`` is active).
 
@@ -348,14 +415,45 @@ def run_on_arrays(algorithm, arrays, flags, policy, scalars, sources=None, writt
     returns its two float64 sums over the arrays (see
     :func:`~numadam.targets.body.reduction_source`), summed chunk by chunk in
     order.
+
+    ``place`` (a :class:`Place`) says where the arrays lie in a whole
+    parameter: stochastic rounding draws each element's random bits from its
+    position there. With 8-bit state, ``scales`` holds the float32 scales of
+    its blocks of :data:`~numadam.targets.quantization.BLOCK` elements (the
+    arrays' own C order), one row of them per state kind of the family (its
+    order), read and written in place by the update.
     """
-    ready = prepared(algorithm, arrays, sources, written)
+    if reduce or not policy.stochastic:
+        place = None
+    elif place is not None:
+        policy = policy._replace(stochastic=CHUNK_POSITIONS)
+    ready = prepared(algorithm, arrays, sources, written, place)
     spec = kernel_spec(algorithm, flags, ready.storage, ready.present, policy, ready.state, ready.sources)
     backend, plan = ready.backend, ready.plan
     if not reduce:
-        backend.run(plan, spec, [scalars])
+        blocks = None
+        if ready.state == QUANTIZED_STATE and policy.accumulate != "add":
+            blocks = _chunk_blocks(backend, plan, scales, len(algorithm.state))
+        backend.launcher(plan, spec, blocks)([scalars])
         return None
     starts = np.arange(0, plan.n_elements, backend.chunk_size, dtype=np.int64)
     stops = np.append(starts[1:], plan.n_elements).astype(np.int64)
     sums = backend.reduce(plan, spec, [scalars], starts, stops)
     return tuple(float(total) for total in sums.sum(axis=0)) if len(sums) else (0.0, 0.0)
+
+
+def _chunk_blocks(backend, plan, scales, n_kinds):
+    """``(blocks, scales)`` of an update of 8-bit state over ``plan``: each block's first element in
+    the sequence (every :data:`~numadam.targets.quantization.BLOCK`-th), then the sequence's length,
+    and ``scales``, checked to hold ``n_kinds`` rows of one scale per block."""
+    n_elements = plan.n_elements
+    starts = np.append(np.arange(0, n_elements, BLOCK), n_elements).astype(np.int64)
+    expected = (n_kinds, len(starts) - 1)
+    if scales is None or tuple(scales.shape) != expected or scales.dtype != np.float32:
+        raise ValueError(f"8-bit state of {n_elements} elements needs float32 block scales of shape {expected}; got "
+                         f"{None if scales is None else (scales.dtype, tuple(scales.shape))}")
+    if not scales.flags.c_contiguous:
+        raise ValueError("the block scales of 8-bit state must be C-contiguous: the update writes them")
+    blocks = backend.zeros(len(starts), np.dtype(np.int64))
+    backend.assign(blocks, starts)
+    return blocks, scales.reshape(-1)

@@ -14,6 +14,7 @@ from ..core import dtypes, factors, validate
 from ..core.algorithm import StateKind
 from ..targets import quantization
 from ..targets.dispatch import backend_for
+from . import chunk_blocks
 from .bucket import Quantized, on_host
 
 
@@ -162,7 +163,7 @@ def _checked_leaves(engine, state, kind, treedef):
     leaves = treedef.flatten_like(state[kind.name], root)
     paths = treedef.paths(root)
     magnitude = kind.magnitude and engine.policies.complex_mode == "magnitude"
-    scales = None
+    coded = None
     for k, (leaf, path, info) in enumerate(zip(leaves, paths, engine.infos)):
         backend_for([leaf], [path])
         if kind.factor:
@@ -170,9 +171,9 @@ def _checked_leaves(engine, state, kind, treedef):
         elif leaf.shape != info.shape:
             raise ValueError(f"{path} has shape {leaf.shape} but its parameter has shape {info.shape}")
         if leaf.dtype.kind in "iu":
-            if scales is None:
-                scales = _checked_scales(state, kind, treedef)
-            leaves[k] = _checked_codes(leaf, path, kind, scales[k], info)
+            if coded is None:
+                coded = coded_leaves(state, kind.name, leaves, treedef)
+            leaves[k] = _checked_codes(leaf, path, kind, coded[k], info)
             continue
         _check_numbers(leaf, path, kind, complex_parameter=info.dtype.kind == "c" and not magnitude)
     return leaves
@@ -216,25 +217,47 @@ def check_factor(leaf, path, kind, info):
                          f"moment in row_var; got {leaf!r}")
 
 
-def _checked_scales(state, kind, treedef):
-    name = f"{kind.name}_scales"
-    if name not in state:
-        raise ValueError(f"state[{kind.name!r}] holds 8-bit codes but state has no {name!r} (their block scales)")
-    return treedef.flatten_like(state[name], f"state[{name!r}]")
+def coded_leaves(state, name, leaves, treedef):
+    """How each leaf of state ``name`` is blocked where it holds 8-bit codes: a
+    :class:`~numadam.engine.chunk_blocks.Blocks` of its ``<name>_scales`` and, if the state has them,
+    the chunks its blocks follow (:data:`~numadam.engine.chunk_blocks.LAYOUT_KEY`); ``None`` for a
+    leaf of numbers. ``None`` if no leaf holds codes."""
+    if not any(np.dtype(getattr(leaf, "dtype", np.float64)).kind in "iu" for leaf in leaves):
+        return None
+    scales_name = f"{name}_scales"
+    if scales_name not in state:
+        raise ValueError(f"state[{name!r}] holds 8-bit codes but state has no {scales_name!r} (their block scales)")
+    scales = treedef.flatten_like(state[scales_name], f"state[{scales_name!r}]")
+    scales_paths = treedef.paths(f"state[{scales_name!r}]")
+    layout_root = f"state[{chunk_blocks.LAYOUT_KEY!r}]"
+    locations = ([None] * len(leaves) if chunk_blocks.LAYOUT_KEY not in state
+                 else treedef.flatten_like(state[chunk_blocks.LAYOUT_KEY], layout_root))
+    return [chunk_blocks.Blocks(scale, where, scales_path, layout_path)
+            if np.dtype(getattr(leaf, "dtype", np.float64)).kind in "iu" else None
+            for leaf, scale, where, scales_path, layout_path
+            in zip(leaves, scales, locations, scales_paths, treedef.paths(layout_root))]
 
 
-def _checked_codes(codes, path, kind, scales, info):
+def _checked_codes(codes, path, kind, blocks, info):
+    """A leaf of 8-bit codes for a local engine: :class:`Quantized` codes and scales where its blocks
+    are the parameter's C order's, else (blocks that follow the chunks of a Dask optimizer's
+    parameter) its float32 numbers, decoded."""
     expected = quantization.code_dtype(signed=not kind.nonnegative)
     if codes.dtype != expected:
         raise TypeError(f"{path} holds 8-bit codes of dtype {codes.dtype}; {kind.name} is coded as {expected}")
     if info.dtype.kind == "c":
         raise TypeError(f"{path} holds 8-bit codes, which hold real numbers; its parameter is complex")
-    blocks = quantization.n_blocks(codes.size)
-    if getattr(scales, "shape", None) != (blocks,) or scales.dtype != np.float32:
-        raise ValueError(f"the scales of {path} must be float32 of shape ({blocks},), one per block of "
-                         f"{quantization.BLOCK}; got {getattr(scales, 'dtype', type(scales).__name__)} "
-                         f"of shape {getattr(scales, 'shape', None)}")
-    return Quantized(codes, scales)
+    locations = (chunk_blocks.whole(info.shape) if blocks.locations is None
+                 else chunk_blocks.checked_locations(on_host(blocks.locations), info.shape, blocks.locations_path))
+    count = int(chunk_blocks.block_counts(locations).sum())
+    scales = blocks.scales
+    if getattr(scales, "shape", None) != (count,) or scales.dtype != np.float32:
+        raise ValueError(f"the scales of {path} must be float32 of shape ({count},), one per block of "
+                         f"{quantization.BLOCK} of each chunk its blocks follow; got "
+                         f"{getattr(scales, 'dtype', type(scales).__name__)} of shape {getattr(scales, 'shape', None)}")
+    if chunk_blocks.blocks_whole(locations, info.shape):
+        return Quantized(codes, scales)
+    return chunk_blocks.decoded(on_host(codes), on_host(scales), locations, not kind.nonnegative)
 
 
 def _has_negative_entries(array):
@@ -253,11 +276,14 @@ def checked_held_arrays(engine, state, kinds, treedef):
         raise ValueError(f"state keeps {[k.name for k in kinds]} but this optimizer keeps "
                          f"{[k.name for k in engine.kinds]}: make it with the same hyperparameters")
     arrays = {}
+    kind_names = {kind.name for kind in kinds}
     for name in engine.names:
         if name not in state:
             raise ValueError(f"state is missing {name!r}")
         root = f"state[{name!r}]"
-        arrays[name] = engine.checked_state(name, treedef.flatten_like(state[name], root), treedef.paths(root))
+        leaves = treedef.flatten_like(state[name], root)
+        coded = coded_leaves(state, name, leaves, treedef) if name in kind_names else None
+        arrays[name] = engine.checked_state(name, leaves, treedef.paths(root), coded)
     return arrays
 
 

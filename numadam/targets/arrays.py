@@ -39,7 +39,7 @@ class Plan(NamedTuple):
     def check_fits(self, spec):
         """The table must have one address and one stride column per operand of ``spec``: a kernel
         reading a narrower table would read other rows' addresses as its own."""
-        if self.rows.shape[1] != table_width(spec.n_operands, len(spec.sources)):
+        if self.rows.shape[1] != table_width(spec.n_operands, len(spec.sources), spec.positions):
             raise AssertionError(f"a table of {self.rows.shape[1]} columns for {spec.n_operands} operands "
                                  f"({len(spec.sources)} out of place)")
 

@@ -44,7 +44,7 @@ import numpy as np
 
 from ..core.pipeline import POLICY_OPERANDS, PolicyScalars
 from .quantization import BLOCK, codecs, inverse_of
-from .segments import ADDRESS, GROUP, OFFSET
+from .segments import ADDRESS, GROUP, OFFSET, position_column
 from .spec import fingerprint, rule
 from .storage import QUANTIZED, STORAGES, conversions, stochastic_rounding
 
@@ -104,7 +104,8 @@ def _param_store(spec, index_of):
         master = _policy_slot(spec, "master")
         lines.append(f"{_element(master, index_of)} = n{master}(param)")
     if spec.policy.stochastic:
-        lines.append(f"{_element(PARAM, index_of)} = stochastic(param, random_bits(offset + i, salt))")
+        position = "offset + i * offset_step" if spec.positions else "offset + i"
+        lines.append(f"{_element(PARAM, index_of)} = stochastic(param, random_bits({position}, salt))")
     else:
         lines.append(f"{_element(PARAM, index_of)} = n0(param)")
     return lines
@@ -187,8 +188,13 @@ def _header(name, spec, extra_arguments=""):
     if spec.policy.active:
         lines.append("    q = PolicyScalars(" + ", ".join(
             f"scalars[base + {fields + j}]" for j in range(len(PolicyScalars._fields))) + ")")
+    if spec.positions:  # a chunk's table: each segment's position in the whole parameter, and its step
+        column = position_column(n, len(spec.sources))
+        lines += [f"    offset = table[row + {column}]", f"    offset_step = table[row + {column + 1}]"]
+    elif spec.policy.stochastic:
+        lines.append(f"    offset = table[row + {OFFSET}]")
     if spec.policy.stochastic:
-        lines += [f"    offset = table[row + {OFFSET}]", "    salt = uint64(q.salt)"]
+        lines.append("    salt = uint64(q.salt)")
     for k, code in enumerate(spec.operands):
         if code:
             lines.append(f"    o{k} = pointer(table[row + {ADDRESS + k}], e{k})")

@@ -26,12 +26,21 @@ column                    meaning
 ``ADDRESS + n + k``       operand k's stride, in its own elements (may be negative)
 ``ADDRESS + 2n + j``      (out of place) the address of the old values of
                           operand ``spec.sources[j]``, laid out like it
+``POSITION``, ``+ 1``     (a chunk's stochastic rounding) the position in the
+                          whole parameter of the segment's first element, and
+                          the step between its elements' positions; after the
+                          source columns (:func:`position_column`)
 ========================  =====================================================
 
 An absent operand has address 0 and stride 0 and is never dereferenced. An
 out-of-place update (a spec with ``sources``) reads the old values of those
 operands from their source columns and writes the new ones to the operands
 themselves: the old arrays are left as they were.
+
+Stochastic rounding draws an element's random bits from its position: the
+sequence's (``OFFSET`` plus its index in the segment) where the table covers
+whole parameters, or, for the table of a chunk of a parameter (a Dask chunk's,
+whose sequence starts at the chunk), the one the two position columns give.
 """
 
 from numba import njit
@@ -42,8 +51,15 @@ GROUP = 2
 ADDRESS = 3
 
 
-def table_width(n_operands, n_sources=0):
-    """Columns of a table over ``n_operands`` operands, ``n_sources`` of them read from elsewhere."""
+def table_width(n_operands, n_sources=0, positions=False):
+    """Columns of a table over ``n_operands`` operands, ``n_sources`` of them read from elsewhere, with
+    the two position columns where ``positions``."""
+    return ADDRESS + 2 * n_operands + n_sources + (2 if positions else 0)
+
+
+def position_column(n_operands, n_sources):
+    """The column of each segment's position in the whole parameter (the next: the step between its
+    elements' positions) in a table over ``n_operands`` operands, ``n_sources`` read from elsewhere."""
     return ADDRESS + 2 * n_operands + n_sources
 
 

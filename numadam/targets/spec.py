@@ -23,7 +23,7 @@ from numba.core.imputils import lower_constant
 from numba.extending import NativeValue, models, register_model, typeof_impl, unbox
 
 from .fingerprint import fingerprint as source_fingerprint
-from ..core.pipeline import NO_POLICY, Policy, PolicyScalars
+from ..core.pipeline import CHUNK_POSITIONS, NO_POLICY, Policy, PolicyScalars
 
 
 class Rule(NamedTuple):
@@ -87,6 +87,12 @@ class KernelSpec:
     @property
     def n_operands(self):
         return len(self.operands)
+
+    @property
+    def positions(self):
+        """Whether the table gives each segment's position in the whole parameter (a chunk's
+        stochastic rounding: :data:`~numadam.core.pipeline.CHUNK_POSITIONS`)."""
+        return self.policy.stochastic == CHUNK_POSITIONS
 
     @property
     def n_scalars(self):
