@@ -197,6 +197,25 @@ def test_int8_state_with_groups_and_policies_on_the_cluster_is_the_numpy_one(cli
         np.testing.assert_array_equal(state[name]["head"][0], expected[name]["head"][0], strict=True)
 
 
+def test_int8_state_with_accumulation_and_master_weights_is_the_numpy_one(client):  # noqa: F811
+    """float16 parameters with a float32 copy, 8-bit state and accumulate=2 over aligned chunks: the
+    micro-batches that only add carry the codes and scales on; the NumPy optimizer's bits."""
+    rng = np.random.default_rng(50)
+    dtype = SIXTEEN_BITS[0]
+    start = random_array(rng, (96, 128), np.float32).astype(dtype)
+    grads = [random_array(rng, start.shape, np.float32).astype(dtype) for _ in range(6)]
+    options = {"lr": 1e-2, "state_dtype": "int8", "accumulate": 2, "master_weights": True}
+    optimizer = numadam.Adam([da.from_array(start, chunks=(32, 128))], **options)
+    reference = numadam.Adam([start.copy()], **options)
+    for grad in grads:
+        optimizer.step([da.from_array(grad, chunks=(32, 128))])
+        reference.step([grad])
+    assert optimizer.step_count == reference.step_count == 3
+    np.testing.assert_array_equal(bits(optimizer.params[0].compute()), bits(reference.params[0]))
+    assert_states_equal(optimizer.state_dict(), reference.state_dict(),
+                        ["exp_avg", "exp_avg_scales", "exp_avg_sq", "exp_avg_sq_scales", "master"])
+
+
 def test_int8_state_and_stochastic_rounding_together_are_the_numpy_ones(client):  # noqa: F811
     """float16 parameters with 8-bit state and stochastic rounding, over aligned chunks."""
     rng = np.random.default_rng(51)

@@ -393,3 +393,19 @@ def test_state_of_another_float_dtype_is_cast_on_loading():
     loaded = opt.state_dict()["exp_avg"]
     assert loaded.dtype == np.float32
     np.testing.assert_array_equal(loaded, np.float32(0.1))
+
+
+def test_accumulation_adds_micro_batches_beside_8_bit_state():
+    """accumulate=k with 8-bit state: the micro-batches that only add read no state (their kernel
+    carries the codes without decoding them); the k-th steps with the mean, as one step would."""
+    rng = np.random.default_rng(7)
+    start = random_array(rng, (5000,), np.float32)
+    grads = [random_array(rng, start.shape, np.float32) for _ in range(2)]
+    accumulated, once = start.copy(), start.copy()
+    opt = numadam.Adam([accumulated], lr=LR, state_dtype="int8", accumulate=2)
+    for grad in grads:
+        opt.step([grad])
+    numadam.Adam([once], lr=LR, state_dtype="int8").step([((grads[0].astype(np.float64) + grads[1]) / 2)
+                                                          .astype(np.float32)])
+    assert opt.step_count == 1
+    np.testing.assert_array_equal(accumulated, once)

@@ -561,8 +561,9 @@ def _reduced_chunk(algorithm, names, flags, policy, row, sides, chunks, grad, fa
                    start=None, block_info=None):
     """The gradient pre-pass over one chunk: its two float64 sums (nothing is written)."""
     arrays = _chunk_arrays(algorithm, names, policy, sides, chunks, grad, ())
+    scales = chunks[len(names) + 1] if blocked else None  # (not read: it says the state is 8-bit codes)
     with held.task_threads():
-        return run_on_arrays(algorithm, arrays, flags, policy, row, written=set(), reduce=True)
+        return run_on_arrays(algorithm, arrays, flags, policy, row, written=set(), reduce=True, scales=scales)
 
 
 def _first_pass_chunk(algorithm, names, flags, policy, row, sides, chunks, grad, factors=None, blocked=False,

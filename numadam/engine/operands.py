@@ -283,7 +283,7 @@ def magnitude_kinds(algorithm, arrays):
                      if kind.magnitude and arrays.get(kind.name) is not None and arrays[kind.name].dtype.kind != "c")
 
 
-def prepared(algorithm, arrays, sources=None, written=None, place=None):
+def prepared(algorithm, arrays, sources=None, written=None, place=None, blocked=False):
     """Check the operands ``arrays`` (a dict by slot name: ``param``, ``grad``, the state kinds and
     policy operands present) of one update, and lay them out.
 
@@ -293,9 +293,10 @@ def prepared(algorithm, arrays, sources=None, written=None, place=None):
     from the source arrays, laid out as the operands are and sharing no
     memory with what is written, and writes the new values into the operands.
     With ``place`` (a :class:`Place`) the table ends with each segment's
-    position in the whole parameter (:func:`placed_rows`). State given as
-    8-bit codes (integers) is read and written in place, its elements visited
-    in its own order (its blocks' order).
+    position in the whole parameter (:func:`placed_rows`). With ``blocked``
+    the state may be 8-bit codes (integers; the caller holds their block
+    scales), read and written in place, its elements visited in its own order
+    (its blocks' order).
     """
     all_slots = slots(algorithm)
     names = [name for name in all_slots if name in ("param", "grad") or arrays.get(name) is not None]
@@ -305,7 +306,7 @@ def prepared(algorithm, arrays, sources=None, written=None, place=None):
         written = {name for name in names if name not in ("grad", "low", "high")}
     backend = backend_for(given, names)
     magnitude = magnitude_kinds(algorithm, arrays)
-    codes = state_codes(algorithm, arrays)
+    codes = state_codes(algorithm, arrays) if blocked else {}
     rows, kept, positions = None, (), None
     if (backend.name == "numpy" and len(written) == len(names) - 1 and rows_grad is None
             and place is None):  # the common case
@@ -421,13 +422,15 @@ def run_on_arrays(algorithm, arrays, flags, policy, scalars, sources=None, writt
     position there. With 8-bit state, ``scales`` holds the float32 scales of
     its blocks of :data:`~numadam.targets.quantization.BLOCK` elements (the
     arrays' own C order), one row of them per state kind of the family (its
-    order), read and written in place by the update.
+    order), read and written in place by an update (a pre-pass, or a call
+    that only accumulates, reads neither); without ``scales`` the state is
+    numbers.
     """
     if reduce or not policy.stochastic:
         place = None
     elif place is not None:
         policy = policy._replace(stochastic=CHUNK_POSITIONS)
-    ready = prepared(algorithm, arrays, sources, written, place)
+    ready = prepared(algorithm, arrays, sources, written, place, blocked=scales is not None)
     spec = kernel_spec(algorithm, flags, ready.storage, ready.present, policy, ready.state, ready.sources)
     backend, plan = ready.backend, ready.plan
     if not reduce:

@@ -236,7 +236,8 @@ def piece_source(spec, strided_threads, name="run_piece"):
     """
     step = ", step" if strided_threads else ""
     present = [k for k, code in enumerate(spec.operands) if code]
-    quantized = quantized_operands(spec)
+    # With 8-bit state, run_piece only adds a micro-batch into the accumulator: it reads no state.
+    quantized = quantized_operands(spec) if name == "load_piece" else []
     largest = name == "load_piece" and not strided_threads
     if largest and set(quantized) - set(_written_state(spec)):
         raise ValueError(f"8-bit state must be written by the update: {spec.rule} leaves some unwritten")
