@@ -269,7 +269,19 @@ def test_suites_time_every_study_beside_its_same_traffic_kernel():
         assert all(row.seconds > 0 and row.traffic_seconds > 0 for row in rows)
         table = markdown(suite, 20_000, rows)
         assert table.count("\n| ") == len(rows) + 1
-        assert "≤ 1.05 × baseline" in table or "≤ 0.65 × baseline" in table
+        assert "≤ 1.05 × baseline" in table or "≤ 1.30 × baseline" in table
+
+
+def test_precision_suite_times_bitsandbytes_adam8bit_beside_int8_state():
+    """The optional contender of 8-bit state: bitsandbytes' Adam8bit, in its own column."""
+    pytest.importorskip("bitsandbytes")
+    from numadam.bench.suites import markdown, run_suite
+
+    rows = run_suite("precision", 20_000, rounds=2, min_batch_seconds=1e-4, progress=lambda text: None)
+    timed = {row.study.name: row.other_seconds for row in rows}
+    assert timed.pop("int8 state") > 0 and set(timed.values()) == {None}
+    table = markdown("precision", 20_000, rows)
+    assert "| bitsandbytes ms | bitsandbytes / numadam |" in table
 
 
 def test_every_family_has_a_study_with_its_own_bytes():

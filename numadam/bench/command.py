@@ -155,11 +155,12 @@ def run_suites(args, out=print):
 
     text = (f"numadam bench --suite {','.join(args.suite)}{' --quick' if args.quick else ''}: median of {rounds} "
             f"interleaved rounds, {threads} Numba/torch thread(s) on {os.cpu_count()} CPU(s) "
-            f"({platform.machine()}). {_versions(('numadam', 'numpy', 'numba', 'torch'))}.\n{describe(threads)}\n\n"
+            f"({platform.machine()}). {_versions(('numadam', 'numpy', 'numba', 'torch', 'bitsandbytes'))}.\n{describe(threads)}\n\n"
             "GB/s: the bytes a step must move per element (in parentheses) times the elements, over the time. "
             "× same-traffic: time over a loop moving those bytes with trivial arithmetic. × baseline: time over "
             "the named study of the same run. torch: torch.optim's multi-tensor (foreach) step of the family; "
-            "for row-sparse gradients, SparseAdam's with a sparse COO .grad.\n")
+            "for row-sparse gradients, SparseAdam's with a sparse COO .grad. bitsandbytes: its Adam8bit on CPU "
+            "tensors, beside int8 state.\n")
     for name in args.suite:
         text += "\n" + markdown(name, size, run_suite(name, size, rounds, min_batch_seconds, progress))
     _print_and_write(text, args.output, out)

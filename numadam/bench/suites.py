@@ -1,7 +1,9 @@
 """``numadam bench --suite``: time the studies of :mod:`numadam.bench.catalog` and tabulate them.
 
-Every study of a suite, its same-traffic kernel, and (for the families torch
-has) torch's ``foreach`` step are timed together in one interleaved run
+Every study of a suite, its same-traffic kernel, and another library's step
+of the same study where one is installed (torch's ``foreach`` step for the
+families torch has, its ``SparseAdam`` for row-sparse gradients,
+bitsandbytes' ``Adam8bit`` for 8-bit state) are timed together in one interleaved run
 (:func:`~numadam.bench.timing.interleaved_medians`), so the ratios hold on a
 noisy machine. The table gives the time per step, the effective bandwidth
 (the study's bytes per element times the elements, over the time), the ratio to
@@ -9,6 +11,7 @@ the same-traffic kernel, the ratio to the suite's baseline, and the target the
 issues set.
 """
 
+import importlib
 from typing import NamedTuple
 
 import numpy as np
@@ -22,11 +25,15 @@ TORCH_FAMILIES = {"adam": "Adam", "adamw": "AdamW", "nadam": "NAdam", "radam": "
                   "sgd": "SGD", "adagrad": "Adagrad", "rmsprop": "RMSprop", "adafactor": "Adafactor"}
 
 
+#: The library each suite is compared with, where it is installed (none is a dependency).
+OTHER_LIBRARY = {"families": "torch", "many": "torch", "rows": "torch", "precision": "bitsandbytes"}
+
+
 class Timed(NamedTuple):
     study: catalog.Study
     seconds: float
     traffic_seconds: float
-    torch_seconds: float | None = None
+    other_seconds: float | None = None  # OTHER_LIBRARY[suite]'s step of the same study
 
 
 class _Step:
@@ -86,28 +93,47 @@ class _TorchSparseAdam:
         self.optimizer.step()
 
 
-def _torch_contender(torch, name, study, size):
-    """torch's step of the same study, or ``None``: the ``foreach`` step of the families torch has,
-    and SparseAdam's for row-sparse gradients."""
-    if torch is None or study.param_dtype != catalog.F32:
+class _Bitsandbytes8bit:
+    """bitsandbytes' ``Adam8bit`` (block-wise 8-bit moments) over CPU tensors of the study's arrays."""
+
+    def __init__(self, torch, bitsandbytes, study, size):
+        per_array = size // study.n_arrays
+        self.params = [torch.nn.Parameter(torch.zeros(per_array)) for _ in range(study.n_arrays)]
+        for p in self.params:
+            p.grad = torch.ones(per_array)
+        # numadam's defaults are bitsandbytes' (betas (0.9, 0.999), eps 1e-8)
+        self.optimizer = bitsandbytes.optim.Adam8bit(self.params, lr=study.options["lr"])
+
+    def step(self):
+        self.optimizer.step()
+
+
+def _other_contender(name, study, size):
+    """:data:`OTHER_LIBRARY`'s step of the same study, or ``None`` (no such step, or not installed)."""
+    if study.param_dtype != catalog.F32:
+        return None
+    torch = _optional("torch")
+    if torch is None:
         return None
     if name == "rows":
         return _TorchSparseAdam(torch, study, size) if study.method == "sparse_adam" and study.listed < 1 else None
+    if name == "precision":
+        bitsandbytes = _optional("bitsandbytes") if study.options.get("state_dtype") == "int8" else None
+        return None if bitsandbytes is None else _Bitsandbytes8bit(torch, bitsandbytes, study, size)
     return _TorchForeach(torch, study, size) if study.method in TORCH_FAMILIES else None
 
 
-def _torch():
+def _optional(module_name):
+    """The module, or ``None`` where it is not installed."""
     try:
-        import torch
+        return importlib.import_module(module_name)
     except ImportError:
         return None
-    return torch
 
 
 def run_suite(name, size, rounds, min_batch_seconds, progress=print):
     """Time every study of suite ``name`` at ``size`` elements; return :class:`Timed` rows."""
     studies = list(catalog.SUITES[name]().values())
-    torch = _torch() if name in ("families", "many", "rows") else None
     contenders, slots = [], []
     for study in studies:
         progress(f"{name}: preparing {study.name}")
@@ -115,7 +141,7 @@ def run_suite(name, size, rounds, min_batch_seconds, progress=print):
         optimizer.step(grads)  # compile before timing
         slot = [len(contenders), len(contenders) + 1, None]
         contenders += [_Step(optimizer, grads), _Traffic(study, size)]
-        theirs = _torch_contender(torch, name, study, size)
+        theirs = _other_contender(name, study, size) if name in OTHER_LIBRARY else None
         if theirs is not None:
             slot[2] = len(contenders)
             contenders.append(theirs)
@@ -128,12 +154,14 @@ def run_suite(name, size, rounds, min_batch_seconds, progress=print):
 
 def held_bytes(name):
     """The bytes per element of ``size`` a run of suite ``name`` holds at once: every study's
-    arrays, its same-traffic kernel's and (for the families torch has) torch's."""
+    arrays, its same-traffic kernel's and (where :data:`OTHER_LIBRARY` has a step of it) the other
+    library's."""
     held = 0
     for study in catalog.SUITES[name]().values():
-        torch = ((name in ("families", "many") and study.method in TORCH_FAMILIES)
-                 or (name == "rows" and study.method == "sparse_adam"))
-        held += study.footprint * (1 + study.moved + torch)
+        other = ((name in ("families", "many") and study.method in TORCH_FAMILIES)
+                 or (name == "rows" and study.method == "sparse_adam")
+                 or (name == "precision" and study.options.get("state_dtype") == "int8"))
+        held += study.footprint * (1 + study.moved + other)
     return held
 
 
@@ -144,9 +172,10 @@ def _verdict(ratio, target):
 def markdown(name, size, rows):
     """The table of one suite's rows."""
     by_name = {row.study.name: row for row in rows}
-    torch_column = any(row.torch_seconds is not None for row in rows)
+    other = OTHER_LIBRARY.get(name)
+    other_column = any(row.other_seconds is not None for row in rows)
     header = ["study", "ms per step", "GB/s", "× same-traffic", "× baseline"]
-    header += ["torch ms", "torch / numadam"] if torch_column else []
+    header += [f"{other} ms", f"{other} / numadam"] if other_column else []
     header += ["target", "met"]
     lines = [f"Suite `{name}`, {size:.0e} float32 elements in all.", "",
              "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
@@ -158,9 +187,9 @@ def markdown(name, size, rows):
         baseline_ratio = row.seconds / baseline.seconds if baseline else None
         cells = [study.name, f"{row.seconds * 1e3:.2f}", f"{gbps:.1f} ({study.bytes_per_element} B)",
                  f"{traffic_ratio:.2f}", "" if baseline_ratio is None else f"{baseline_ratio:.2f} × {study.baseline}"]
-        if torch_column:
-            cells += ["", ""] if row.torch_seconds is None else [
-                f"{row.torch_seconds * 1e3:.2f}", f"{row.torch_seconds / row.seconds:.1f}"]
+        if other_column:
+            cells += ["", ""] if row.other_seconds is None else [
+                f"{row.other_seconds * 1e3:.2f}", f"{row.other_seconds / row.seconds:.1f}"]
         if study.target:
             against, limit = study.target
             ratio = traffic_ratio if against == "same-traffic" else baseline_ratio
