@@ -117,6 +117,7 @@ def test_deconvolution_gradient_and_exact_solution(rng):
     assert np.linalg.norm(objective(x_exact)[1]) < 1e-10 * np.linalg.norm(objective(np.zeros(60))[1])
 
 
+@pytest.mark.slow
 def test_sixteen_bit_storage_trains_on_the_rounded_numbers():
     """The precision study's bfloat16 parameters: the example computes with the rounded numbers."""
     ml_dtypes = pytest.importorskip("ml_dtypes")

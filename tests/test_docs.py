@@ -124,6 +124,7 @@ def test_examples_run(page, tmp_path, monkeypatch):
             exec(compile("\n" * (first_line - 1) + source, str(page), "exec"), namespace)
 
 
+@pytest.mark.slow
 def test_docs_build_without_warnings(tmp_path):
     for module in ("sphinx", "myst_parser", "furo"):
         pytest.importorskip(module, reason=f"building the docs needs {module} (pip install '.[docs]')")

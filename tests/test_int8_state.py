@@ -395,6 +395,7 @@ def test_state_of_another_float_dtype_is_cast_on_loading():
     np.testing.assert_array_equal(loaded, np.float32(0.1))
 
 
+@pytest.mark.slow
 def test_accumulation_adds_micro_batches_beside_8_bit_state():
     """accumulate=k with 8-bit state: the micro-batches that only add read no state (their kernel
     carries the codes without decoding them); the k-th steps with the mean, as one step would."""

@@ -159,7 +159,7 @@ def test_state_an_option_keeps_must_be_passed():
     np.testing.assert_array_equal(p, np.ones(3))
 
 
-@pytest.mark.parametrize("size", [513, 40_000])
+@pytest.mark.parametrize("size", tiered([513, 40_000], lambda size: size == 40_000))
 def test_lamb_sums_over_many_tiles_and_chunks_are_the_objects_bit_for_bit(size):
     """numadam.jit sums LAMB's squares in the objects' chunks and tiles (targets.body.NORMS_TILE), in
     their order: the same trust ratio, so the same bits, however many tiles and chunks the sums span.

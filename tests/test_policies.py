@@ -234,6 +234,7 @@ def test_propagate_lets_nan_through_as_torch_does():
     assert np.isnan(params["b"][0]) and np.isfinite(params["W"]).all()
 
 
+@pytest.mark.slow
 def test_skip_with_accumulation_does_not_count_the_skipped_micro_step():
     params, grads = problem(11)
     twin = copy_tree(params)

@@ -52,6 +52,7 @@ def frequent_thread_switches():
     sys.setswitchinterval(interval)
 
 
+@pytest.mark.slow
 def test_separate_optimizers_on_separate_threads_match_stepping_them_in_turn(frequent_thread_switches):
     in_turn = {}
     for name in PROBLEMS:
