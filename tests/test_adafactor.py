@@ -63,6 +63,20 @@ def test_the_compiled_sums_are_the_float64_sums_of_the_effective_gradient(layout
         np.testing.assert_allclose(columns, effective.sum(axis=-2), rtol=1e-14)
 
 
+@pytest.mark.parametrize("shape", [(1000, 70), (13, 9)])
+def test_a_gradient_neither_scaled_nor_clipped_is_summed_as_the_effective_one(shape):
+    """The pass without the scale and the clip (grad_scale 1, no clip_value) gives the bits of the
+    pass with them at 1 and infinity, NaN and infinities included, in parallel and serial sizes."""
+    grad = random_array(np.random.default_rng(4), shape, np.float32)
+    grad[1, 2], grad[3, 4], grad[5, 6] = np.nan, np.inf, -np.inf
+    grad[7] *= 1e30  # squares past float32's range: float64 sums hold them
+    plain = factor_sums.row_and_column_squares(grad, 1.0, None)
+    effective = factor_sums.row_and_column_squares(grad, 1.0, np.inf)
+    for ours, theirs in zip(plain, effective):
+        np.testing.assert_array_equal(ours.view(np.int64), theirs.view(np.int64))
+    assert np.isnan(plain[0][1]) and plain[0][3] == np.inf and np.isfinite(plain[0][0])
+
+
 def test_the_sums_do_not_depend_on_the_number_of_threads():
     """Rows in fixed blocks, the blocks' column sums added in block order: the threads change nothing.
     (Large enough for the parallel loops: smaller gradients are summed on the calling thread.)"""

@@ -47,7 +47,8 @@ def _squares(grad, grad_scale, clip_value, scratch):
                        columns=np.empty((batch, n_columns)))
     clip = real(np.inf if clip_value is None else clip_value)
     sums = _block_sums if grad.size >= SERIAL_BELOW else _block_sums_serial
-    sums(grad, real(grad_scale), clip, ROWS_PER_BLOCK, scratch["rows"], scratch["partial"])
+    as_given = grad_scale == 1 and clip_value is None
+    sums(grad, real(grad_scale), clip, as_given, ROWS_PER_BLOCK, scratch["rows"], scratch["partial"])
     _added_blocks(scratch["partial"], scratch["columns"])
     return scratch["rows"], scratch["columns"]
 
@@ -106,11 +107,12 @@ def moved_factors_from_sums(row_sums, column_sums, row_var, col_var, row_mean, w
 # Not cached on disk (here and below): they inline numadam.targets.factor_elements, which Numba's
 # cache would not watch.
 @njit(parallel=True)
-def _block_sums(grad, grad_scale, clip, per_block, rows, partial):
+def _block_sums(grad, grad_scale, clip, as_given, per_block, rows, partial):
     """Each row's sum of squares into ``rows``, and the column sums of each block of ``per_block``
     rows into ``partial``: eight rows at a time, whose squares go into the column sums as
     :math:`((s_0 + s_1) + (s_2 + s_3)) + ((s_4 + s_5) + (s_6 + s_7))` (an eighth of the loads and
-    stores of the sums), then the rows left one by one."""
+    stores of the sums), then the rows left one by one. ``as_given``: the squares of the gradient
+    as it is (:func:`_element`)."""
     batch, n_rows, n_columns = grad.shape
     n_blocks = partial.shape[1]
     for job in prange(batch * n_blocks):
@@ -121,29 +123,29 @@ def _block_sums(grad, grad_scale, clip, per_block, rows, partial):
         totals = np.empty(8)
         r, last = block * per_block, min(n_rows, (block + 1) * per_block)
         while r + 8 <= last:
-            _eight_rows(grad[b, r:r + 8], grad_scale, clip, part, totals)
+            _eight_rows(grad[b, r:r + 8], grad_scale, clip, as_given, part, totals)
             rows[b, r:r + 8] = totals
             r += 8
         while r < last:
-            rows[b, r] = _one_row(grad[b, r], grad_scale, clip, part)
+            rows[b, r] = _one_row(grad[b, r], grad_scale, clip, as_given, part)
             r += 1
 
 
 @njit(fastmath={"reassoc"})
-def _eight_rows(eight, grad_scale, clip, part, totals):
+def _eight_rows(eight, grad_scale, clip, as_given, part, totals):
     """The sums of squares of eight rows into ``totals``, their column sums added into ``part``."""
     row0, row1, row2, row3, row4, row5, row6, row7 = (eight[0], eight[1], eight[2], eight[3], eight[4], eight[5],
                                                       eight[6], eight[7])
     total0 = total1 = total2 = total3 = total4 = total5 = total6 = total7 = 0.0
     for c in range(row0.size):
-        wide0 = np.float64(effective(row0[c], grad_scale, clip))
-        wide1 = np.float64(effective(row1[c], grad_scale, clip))
-        wide2 = np.float64(effective(row2[c], grad_scale, clip))
-        wide3 = np.float64(effective(row3[c], grad_scale, clip))
-        wide4 = np.float64(effective(row4[c], grad_scale, clip))
-        wide5 = np.float64(effective(row5[c], grad_scale, clip))
-        wide6 = np.float64(effective(row6[c], grad_scale, clip))
-        wide7 = np.float64(effective(row7[c], grad_scale, clip))
+        wide0 = np.float64(_element(row0[c], grad_scale, clip, as_given))
+        wide1 = np.float64(_element(row1[c], grad_scale, clip, as_given))
+        wide2 = np.float64(_element(row2[c], grad_scale, clip, as_given))
+        wide3 = np.float64(_element(row3[c], grad_scale, clip, as_given))
+        wide4 = np.float64(_element(row4[c], grad_scale, clip, as_given))
+        wide5 = np.float64(_element(row5[c], grad_scale, clip, as_given))
+        wide6 = np.float64(_element(row6[c], grad_scale, clip, as_given))
+        wide7 = np.float64(_element(row7[c], grad_scale, clip, as_given))
         square0, square1, square2, square3 = wide0 * wide0, wide1 * wide1, wide2 * wide2, wide3 * wide3
         square4, square5, square6, square7 = wide4 * wide4, wide5 * wide5, wide6 * wide6, wide7 * wide7
         total0 += square0
@@ -160,15 +162,23 @@ def _eight_rows(eight, grad_scale, clip, part, totals):
 
 
 @njit(fastmath={"reassoc"})
-def _one_row(row, grad_scale, clip, part):
+def _one_row(row, grad_scale, clip, as_given, part):
     """The sum of squares of one row, its squares added into the column sums ``part``."""
     total = 0.0
     for c in range(row.size):
-        wide = np.float64(effective(row[c], grad_scale, clip))
+        wide = np.float64(_element(row[c], grad_scale, clip, as_given))
         square = wide * wide
         total += square
         part[c] += square
     return total
+
+
+@njit(inline="always")
+def _element(value, grad_scale, clip, as_given):
+    """The effective gradient (:func:`~numadam.targets.factor_elements.effective`), or with ``as_given``
+    (``grad_scale`` 1, no clip) the value itself: the same number without the multiply and the two
+    comparisons. The flag does not change within a loop, so the compiler makes a loop of each kind."""
+    return value if as_given else effective(value, grad_scale, clip)
 
 
 _block_sums_serial = njit(_block_sums.py_func)  # the same loops on the calling thread
