@@ -131,7 +131,7 @@ def policies():
     lamb = _plain("lamb", "lamb", baseline="adam")
     # LAMB's first pass reads p, g, m, v and writes m, v; its second reads p, m, v and writes p:
     # 40 bytes per element, as if p, m, v were read and written once and p, g, m, v read once more.
-    lamb = lamb._replace(written=(F32,) * 3, read=(F32,) * 4, target=("baseline", 1.35))
+    lamb = lamb._replace(written=(F32,) * 3, read=(F32,) * 4, target=("baseline", 1.60))
     return {
         "adam": adam,
         "nonfinite='skip'": adam._replace(name="nonfinite='skip'", options={**adam.options, "nonfinite": "skip"},
