@@ -400,14 +400,14 @@ def _make_factored(name, algorithm, lines, narrowed, scalars_of, flags_of):
 
 def _moved_factors(param, grad, row_var, col_var, weight, one_minus_weight, floor):
     """The factors of ``param`` moved toward ``grad``'s squares (njit only), by the CPU factors' pass
-    (:mod:`numadam.targets.cpu.factor_sums`) from sums taken here in order; returns the floored row
+    (:mod:`numadam.targets.cpu.factor_sums`) from its sums, over its blocks; returns the floored row
     mean (1 for a vector, whose ``row_var`` is its full second moment). Factors of other shapes
     are refused: Numba would read and write past their ends."""
 
 
 @overload(_moved_factors)
 def _moved_factors_overload(param, grad, row_var, col_var, weight, one_minus_weight, floor):
-    from .targets.cpu.factor_sums import moved_factors_from_sums, moved_variance
+    from .targets.cpu.factor_sums import matrix_squares, moved_factors_from_sums, moved_variance
 
     if param.ndim == 1:
         def vector(param, grad, row_var, col_var, weight, one_minus_weight, floor):
@@ -426,13 +426,7 @@ def _moved_factors_overload(param, grad, row_var, col_var, weight, one_minus_wei
         if grad.shape != param.shape or row_var.shape != (n_rows, 1) or col_var.shape != (1, n_columns):
             raise ValueError("adafactor_step: the grad of an (R, C) matrix must have its shape, row_var the "
                              "shape (R, 1) and col_var (1, C)")
-        row_sums, column_sums = np.zeros((1, n_rows)), np.zeros((1, n_columns))
-        for r in range(n_rows):  # each sum in order
-            for c in range(n_columns):
-                wide = np.float64(grad[r, c])
-                square = wide * wide
-                row_sums[0, r] += square
-                column_sums[0, c] += square
+        row_sums, column_sums = matrix_squares(grad, _in_dtype_of(1.0, grad), _in_dtype_of(np.inf, grad))
         mean = np.empty(1, row_var.dtype)
         moved_factors_from_sums(row_sums, column_sums, row_var.T, col_var, mean, weight, one_minus_weight, floor)
         return mean[0]

@@ -184,6 +184,28 @@ def _element(value, grad_scale, clip, as_given):
 _block_sums_serial = njit(_block_sums.py_func)  # the same loops on the calling thread
 
 
+@njit
+def matrix_squares(grad, one, infinity):
+    """``(row_sums, column_sums)`` of a matrix's squares, each of shape ``(1, n)``, for njit code
+    (:mod:`numadam.jit`): :func:`row_and_column_squares` of a gradient neither scaled nor clipped
+    (``one`` and ``infinity`` in the gradient's dtype), on the calling thread, over the same blocks
+    and the same walk of an F-ordered matrix: the same bits."""
+    if grad.strides[0] != 0 and abs(grad.strides[1]) > abs(grad.strides[0]):
+        columns, rows = _serial_squares(grad.T, one, infinity)
+        return rows, columns
+    return _serial_squares(grad, one, infinity)
+
+
+@njit
+def _serial_squares(grad, one, infinity):
+    n_rows, n_columns = grad.shape
+    n_blocks = max(1, -(-n_rows // ROWS_PER_BLOCK))
+    rows, partial, columns = np.empty((1, n_rows)), np.empty((1, n_blocks, n_columns)), np.empty((1, n_columns))
+    _block_sums_serial(grad[None], one, infinity, True, ROWS_PER_BLOCK, rows, partial)
+    _added_blocks_serial(partial, columns)
+    return rows, columns
+
+
 @njit(cache=True, parallel=True)
 def _added_blocks(partial, columns):
     """The blocks' column sums added in block order."""
@@ -194,3 +216,6 @@ def _added_blocks(partial, columns):
         for block in range(n_blocks):
             for c in range(n_columns):
                 columns[b, c] += partial[b, block, c]
+
+
+_added_blocks_serial = njit(_added_blocks.py_func)  # the same order on the calling thread
