@@ -8,7 +8,8 @@ each column (the next-to-last). The rows are cut into blocks of
 and its own partial column sums, and the partial sums are added block after
 block. The association is fixed by the blocks (and, within one, by groups of
 eight rows), not by the threads, so the sums are the same on any number of
-cores.
+cores. :func:`matrix_squares` takes the same sums of one matrix on the
+calling thread, for :mod:`numadam.jit`'s factored step.
 """
 
 import math
@@ -198,6 +199,7 @@ def matrix_squares(grad, one, infinity):
 
 @njit
 def _serial_squares(grad, one, infinity):
+    """:func:`matrix_squares` of a matrix walked row by row."""
     n_rows, n_columns = grad.shape
     n_blocks = max(1, -(-n_rows // ROWS_PER_BLOCK))
     rows, partial, columns = np.empty((1, n_rows)), np.empty((1, n_blocks, n_columns)), np.empty((1, n_columns))
