@@ -108,19 +108,29 @@ class _Bitsandbytes8bit:
         self.optimizer.step()
 
 
-def _other_contender(name, study, size):
-    """:data:`OTHER_LIBRARY`'s step of the same study, or ``None`` (no such step, or not installed)."""
-    if study.param_dtype != catalog.F32:
-        return None
-    torch = _optional("torch")
-    if torch is None:
+def _other_step(name, study):
+    """The class of :data:`OTHER_LIBRARY`'s step of ``study`` in suite ``name``, or ``None`` where
+    that library has none: torch's ``foreach`` step of the families it has, its SparseAdam for
+    row-sparse gradients, bitsandbytes' Adam8bit for int8 state (float32 parameters only)."""
+    if name not in OTHER_LIBRARY or study.param_dtype != catalog.F32:
         return None
     if name == "rows":
-        return _TorchSparseAdam(torch, study, size) if study.method == "sparse_adam" and study.listed < 1 else None
+        return _TorchSparseAdam if study.method == "sparse_adam" and study.listed < 1 else None
     if name == "precision":
-        bitsandbytes = _optional("bitsandbytes") if study.options.get("state_dtype") == "int8" else None
-        return None if bitsandbytes is None else _Bitsandbytes8bit(torch, bitsandbytes, study, size)
-    return _TorchForeach(torch, study, size) if study.method in TORCH_FAMILIES else None
+        return _Bitsandbytes8bit if study.options.get("state_dtype") == "int8" else None
+    return _TorchForeach if study.method in TORCH_FAMILIES else None
+
+
+def _other_contender(name, study, size):
+    """:data:`OTHER_LIBRARY`'s step of the same study, or ``None`` (no such step, or not installed)."""
+    step = _other_step(name, study)
+    torch = None if step is None else _optional("torch")
+    if torch is None:
+        return None
+    if step is _Bitsandbytes8bit:
+        bitsandbytes = _optional("bitsandbytes")
+        return None if bitsandbytes is None else step(torch, bitsandbytes, study, size)
+    return step(torch, study, size)
 
 
 def _optional(module_name):
@@ -141,7 +151,7 @@ def run_suite(name, size, rounds, min_batch_seconds, progress=print):
         optimizer.step(grads)  # compile before timing
         slot = [len(contenders), len(contenders) + 1, None]
         contenders += [_Step(optimizer, grads), _Traffic(study, size)]
-        theirs = _other_contender(name, study, size) if name in OTHER_LIBRARY else None
+        theirs = _other_contender(name, study, size)
         if theirs is not None:
             slot[2] = len(contenders)
             contenders.append(theirs)
@@ -158,10 +168,7 @@ def held_bytes(name):
     library's."""
     held = 0
     for study in catalog.SUITES[name]().values():
-        other = ((name in ("families", "many") and study.method in TORCH_FAMILIES)
-                 or (name == "rows" and study.method == "sparse_adam")
-                 or (name == "precision" and study.options.get("state_dtype") == "int8"))
-        held += study.footprint * (1 + study.moved + other)
+        held += study.footprint * (1 + study.moved + (_other_step(name, study) is not None))
     return held
 
 

@@ -31,7 +31,7 @@ def row_and_column_squares(grad, grad_scale, clip_value, scratch=None):
     arrays of megabytes are not."""
     shape = grad.shape
     flat = grad[None] if grad.ndim == 2 else grad.reshape((math.prod(shape[:-2]),) + shape[-2:])
-    if flat.strides[-2] and abs(flat.strides[-1]) > abs(flat.strides[-2]):  # Fortran-like: walk it transposed
+    if walks_transposed(flat.strides[-2], flat.strides[-1]):
         columns, rows = _squares(flat.swapaxes(-1, -2), grad_scale, clip_value, {} if scratch is None else scratch)
     else:
         rows, columns = _squares(flat, grad_scale, clip_value, {} if scratch is None else scratch)
@@ -185,13 +185,28 @@ def _element(value, grad_scale, clip, as_given):
 _block_sums_serial = njit(_block_sums.py_func)  # the same loops on the calling thread
 
 
+@njit(cache=True, parallel=True)
+def _added_blocks(partial, columns):
+    """The blocks' column sums added in block order."""
+    batch, n_blocks, n_columns = partial.shape
+    for b in prange(batch):
+        for c in range(n_columns):
+            columns[b, c] = 0.0
+        for block in range(n_blocks):
+            for c in range(n_columns):
+                columns[b, c] += partial[b, block, c]
+
+
+_added_blocks_serial = njit(_added_blocks.py_func)  # the same order on the calling thread
+
+
 @njit
 def matrix_squares(grad, one, infinity):
     """``(row_sums, column_sums)`` of a matrix's squares, each of shape ``(1, n)``, for njit code
     (:mod:`numadam.jit`): :func:`row_and_column_squares` of a gradient neither scaled nor clipped
     (``one`` and ``infinity`` in the gradient's dtype), on the calling thread, over the same blocks
     and the same walk of an F-ordered matrix: the same bits."""
-    if grad.strides[0] != 0 and abs(grad.strides[1]) > abs(grad.strides[0]):
+    if _walks_transposed(grad.strides[0], grad.strides[1]):
         columns, rows = _serial_squares(grad.T, one, infinity)
         return rows, columns
     return _serial_squares(grad, one, infinity)
@@ -208,16 +223,10 @@ def _serial_squares(grad, one, infinity):
     return rows, columns
 
 
-@njit(cache=True, parallel=True)
-def _added_blocks(partial, columns):
-    """The blocks' column sums added in block order."""
-    batch, n_blocks, n_columns = partial.shape
-    for b in prange(batch):
-        for c in range(n_columns):
-            columns[b, c] = 0.0
-        for block in range(n_blocks):
-            for c in range(n_columns):
-                columns[b, c] += partial[b, block, c]
+def walks_transposed(row_stride, column_stride):
+    """Whether a matrix with these strides is Fortran-like, so its sums walk it transposed (the
+    columns as rows): the same association for a matrix and its transpose's memory."""
+    return row_stride != 0 and abs(column_stride) > abs(row_stride)
 
 
-_added_blocks_serial = njit(_added_blocks.py_func)  # the same order on the calling thread
+_walks_transposed = njit(inline="always")(walks_transposed)
