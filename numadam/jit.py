@@ -378,14 +378,19 @@ def _make_factored(name, algorithm, lines, narrowed, scalars_of, flags_of):
     field = algorithm.Scalars._fields.index(algorithm.norms.field)
     wide = "Scalars(" + ", ".join(f"wide[{j}]" for j in range(len(narrowed))) + ")"
     narrowed = list(narrowed)
-    narrowed[field] = f"narrow(value(sums[0], sums[1], param.size, {wide}), param)"
-    lines = [line.replace(f"def {name}_step(param, grad, row_var, col_var, row_mean, step,",
+    narrowed_field = f"narrow(value(sums[0], sums[1], param.size, {wide}), param)"
+    derived = "".join(f"{kind.name}, " for kind in algorithm.state if kind.derived)
+    lines = [line.replace(f"def {name}_step(param, grad, row_var, col_var, {derived}step,",
                           f"def {name}_step(param, grad, row_var, col_var, step,") for line in lines]
-    lines += ["    weight, floor = factor_weights(s)",
-              "    mean = moved_factors(param, grad, row_var, col_var, weight, s.one - weight, floor)",
-              "    sums = factored_sums(param, grad, row_var, col_var, mean, s, flags)",
-              "    s = Scalars(" + ", ".join(narrowed) + ")",
-              "    factored_update(param, grad, row_var, col_var, mean, s, flags)",
+    # A matrix's direction from its factors' scales, a vector's from its full second moment.
+    narrowed[algorithm.Scalars._fields.index("factored")] = "narrow(1.0 if param.ndim >= 2 else 0.0, param)"
+    lines += ["    s = Scalars(" + ", ".join(narrowed) + ")",
+              "    weight, floor = factor_weights(s)",
+              "    mean, row_scale, col_scale = moved_factors(param, grad, row_var, col_var, weight, s.one - weight, "
+              "floor)",
+              "    sums = factored_sums(param, grad, row_var, col_var, mean, row_scale, col_scale, s, flags)",
+              "    s = Scalars(" + ", ".join(narrowed[:field] + [narrowed_field] + narrowed[field + 1:]) + ")",
+              "    factored_update(param, grad, row_var, col_var, mean, row_scale, col_scale, s, flags)",
               "    return None"]
     namespace = {"Hyper": algorithm.Hyper, "Scalars": algorithm.Scalars, "scalars_of": scalars_of,
                  "flags_of": flags_of, "narrow": _in_dtype_of, "constant": _constant, "optional": _optional,
@@ -401,8 +406,9 @@ def _make_factored(name, algorithm, lines, narrowed, scalars_of, flags_of):
 def _moved_factors(param, grad, row_var, col_var, weight, one_minus_weight, floor):
     """The factors of ``param`` moved toward ``grad``'s squares (njit only), by the CPU factors' pass
     (:mod:`numadam.targets.cpu.factor_sums`) from its sums, over its blocks; returns the floored row
-    mean (1 for a vector, whose ``row_var`` is its full second moment). Factors of other shapes
-    are refused: Numba would read and write past their ends."""
+    mean and the rows' and columns' scales (1 and two empty arrays for a vector, whose ``row_var`` is
+    its full second moment). Factors of other shapes are refused: Numba would read and write past
+    their ends."""
 
 
 @overload(_moved_factors)
@@ -416,7 +422,7 @@ def _moved_factors_overload(param, grad, row_var, col_var, weight, one_minus_wei
                                  "have its shape")
             moved_variance(grad, _in_dtype_of(1.0, param), _in_dtype_of(np.inf, param), row_var, weight,
                            one_minus_weight)
-            return _in_dtype_of(1.0, param)
+            return _in_dtype_of(1.0, param), np.empty((0, 1), row_var.dtype), np.empty((1, 0), row_var.dtype)
         return vector
     if param.ndim != 2:
         raise errors.TypingError("numadam.jit's factored steps take a vector or a matrix")
@@ -428,8 +434,10 @@ def _moved_factors_overload(param, grad, row_var, col_var, weight, one_minus_wei
                              "shape (R, 1) and col_var (1, C)")
         row_sums, column_sums = matrix_squares(grad, _in_dtype_of(1.0, grad), _in_dtype_of(np.inf, grad))
         mean = np.empty(1, row_var.dtype)
-        moved_factors_from_sums(row_sums, column_sums, row_var.T, col_var, mean, weight, one_minus_weight, floor)
-        return mean[0]
+        row_scale, col_scale = np.empty((n_rows, 1), row_var.dtype), np.empty((1, n_columns), row_var.dtype)
+        moved_factors_from_sums(row_sums, column_sums, row_var.T, col_var, mean, row_scale.T, col_scale, weight,
+                                one_minus_weight, floor)
+        return mean[0], row_scale, col_scale
     return matrix
 
 
@@ -437,16 +445,16 @@ def _factored_passes(rule, norms):
     """The norms pass (``norms``: it returns the float64 sums of squares of the parameter and of the
     direction) or the update of a factored rule over a vector or a matrix (njit only)."""
 
-    def stub(param, grad, row_var, col_var, mean, s, flags):
+    def stub(param, grad, row_var, col_var, mean, row_scale, col_scale, s, flags):
         pass
 
     @overload(stub)
-    def implementation(param, grad, row_var, col_var, mean, s, flags):
+    def implementation(param, grad, row_var, col_var, mean, row_scale, col_scale, s, flags):
         if param.ndim == 1:
-            def vector(param, grad, row_var, col_var, mean, s, flags):
+            def vector(param, grad, row_var, col_var, mean, row_scale, col_scale, s, flags):
                 a = b = 0.0
                 for i in range(param.size):
-                    state = (row_var[i], s.one, mean)
+                    state = (row_var[i], s.one, mean, s.one - s.one, s.one - s.one)
                     if norms:
                         _, direction = rule(param[i], grad[i], state, s, flags)
                         wide = np.float64(param[i])
@@ -458,11 +466,11 @@ def _factored_passes(rule, norms):
                 return a, b
             return vector
 
-        def matrix(param, grad, row_var, col_var, mean, s, flags):
+        def matrix(param, grad, row_var, col_var, mean, row_scale, col_scale, s, flags):
             a = b = 0.0
             for r in range(param.shape[0]):
                 for c in range(param.shape[1]):
-                    state = (row_var[r, 0], col_var[0, c], mean)
+                    state = (row_var[r, 0], col_var[0, c], mean, row_scale[r, 0], col_scale[0, c])
                     if norms:
                         _, direction = rule(param[r, c], grad[r, c], state, s, flags)
                         wide = np.float64(param[r, c])

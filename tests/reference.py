@@ -507,7 +507,8 @@ def sparse_adam_reference(param, grad, state, step, carry, h):
 def adafactor_reference(param, grad, state, step, carry, h):
     """torch.optim.Adafactor (Shazeer & Stern 2018): row and column means of g^2 over the last two
     dimensions, moved by torch's lerp with weight t**beta2_decay; the estimate r c / max(mean r, eps1),
-    at least eps1^2; the step rho max(eps2, RMS(p)) / max(1, RMS(u)/d) along u = g / sqrt(estimate).
+    at least eps1^2; the step rho max(eps2, RMS(p)) / max(1, RMS(u)/d) along u = g / sqrt(estimate),
+    of a matrix taken as min(sqrt(max(mean r, eps1) / r) / sqrt(c), 1 / eps1) g (numadam's products).
     Sums of squares in float64, rounded once; eps1 None is the machine epsilon of the dtype."""
     dtype = np.asarray(param).dtype
     if np.size(param) == 0:  # nothing to step, no means to take
@@ -528,11 +529,15 @@ def adafactor_reference(param, grad, state, step, carry, h):
         s["row_var"] = lerp(s["row_var"], (squares.sum(axis=-1, keepdims=True) / columns).astype(real))
         s["col_var"] = lerp(s["col_var"], (squares.sum(axis=-2, keepdims=True) / rows).astype(real))
         mean = (s["row_var"].astype(np.float64).sum(axis=-2, keepdims=True) / rows).astype(real)
-        estimate = s["row_var"] * s["col_var"] / np.maximum(mean, real(eps1))
+        with np.errstate(divide="ignore", invalid="ignore"):  # a zero factor: an infinite scale, capped
+            row_scale = np.sqrt(np.maximum(mean, real(eps1)) / s["row_var"])
+            column_scale = real(1) / np.sqrt(s["col_var"])
+            cap = real(1) / np.sqrt(real(eps1 * eps1))
+        scale = row_scale * column_scale  # 1 / sqrt(the estimate r c / mean), as products
+        u = np.where(scale > cap, cap, scale) * g
     else:
         s["row_var"] = lerp(s["row_var"], g * g)
-        estimate = s["row_var"]
-    u = (real(1) / np.sqrt(np.maximum(estimate, real(eps1 * eps1)))) * g
+        u = (real(1) / np.sqrt(np.maximum(s["row_var"], real(eps1 * eps1)))) * g
     count = math.sqrt(p.size)
     alpha = max(eps2, math.sqrt(float(np.sum(p.astype(np.float64) ** 2))) / count) * min(h["lr"], 1 / step**0.5)
     scale = -alpha / max(1.0, math.sqrt(float(np.sum(u.astype(np.float64) ** 2))) / (count * h["d"]))

@@ -27,7 +27,7 @@ def test_the_state_has_the_factors_shapes(shape):
     param = np.ones(shape, np.float32)
     opt = numadam.Adafactor(param)
     state = opt.state_dict()
-    assert "row_mean" not in state  # derived: recomputed every step, not saved
+    assert not {"row_mean", "row_scale", "col_scale"} & set(state)  # derived: recomputed every step, not saved
     assert state["row_var"].shape == factors.factor_shape("rows", shape)
     assert state["col_var"].shape == factors.factor_shape("columns", shape)
     if len(shape) < 2:
@@ -49,6 +49,30 @@ def test_every_layout_of_matrices_and_batches_matches_the_reference(layout, shap
     assert_bitwise([param], reference.params, "adafactor")
     assert_bitwise([opt.state_dict()["row_var"], opt.state_dict()["col_var"]],
                    [reference.state[0]["row_var"], reference.state[0]["col_var"]], "adafactor")
+
+
+@pytest.mark.parametrize("eps1", [None, 1e-12, 0.0])
+def test_zero_rows_and_columns_take_the_capped_scale_as_the_reference(eps1):
+    """A row and a column of zeros: their factors are 0 and their scales infinite, so the direction
+    takes the cap 1/eps1 there, as the reference's (and torch's 1/sqrt(eps1^2)). With eps1 = 0 the
+    cap is infinite and the zero gradient times it NaN, in torch too: NaN in the same places."""
+    rng = np.random.default_rng(4)
+    param = random_array(rng, (6, 5), np.float32)
+    hyper = {"eps": (eps1, 1e-3)}
+    reference = Reference("adafactor", hyper, [param])
+    opt = numadam.Adafactor(param, lr=LR, **hyper)
+    with np.errstate(invalid="ignore"):
+        for _ in range(3):
+            grad = random_array(rng, (6, 5), np.float32)
+            grad[2], grad[:, 3] = 0, 0
+            opt.step(grad)
+            reference.step([grad])
+    if eps1 == 0.0:
+        np.testing.assert_array_equal(np.isnan(param), np.isnan(reference.params[0]))
+        assert np.isnan(param[2]).all() and np.isnan(param[:, 3]).all()
+    else:
+        assert np.all(np.isfinite(param))
+        assert_bitwise([param], reference.params, "adafactor")
 
 
 @pytest.mark.parametrize("layout", ["C", "F", "strided"])
@@ -300,3 +324,14 @@ def test_the_factored_functional_step_takes_no_master_copy():
         run_step(numadam.Adafactor, operands, 1, hyper, (), master=True)
     np.testing.assert_array_equal(master, np.float32(1.001))
     np.testing.assert_array_equal(operands["row_var"], 0.0)
+
+
+def test_state_is_rows_plus_columns():
+    """The issue's example: a 1000 x 2000 float32 matrix keeps 3000 numbers of state (saved), and
+    holds 6001 (the factors, their scales and the row mean, derived every step)."""
+    w = np.zeros((1000, 2000), np.float32)
+    opt = numadam.Adafactor(w)
+    opt.step(np.ones_like(w))
+    state = opt.state_dict()
+    assert state["row_var"].size + state["col_var"].size == 3000
+    assert sum(buffer.size for bucket in opt._engine.buckets for buffer in bucket.buffers.values()) == 2 * 3000 + 1

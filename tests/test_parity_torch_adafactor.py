@@ -87,13 +87,3 @@ def test_the_floors_of_small_gradients_agree_with_torch(dtype, eps1, floor):
     for mine, tensor, start in zip(params, tensors, starts):
         assert np.abs(mine - start).max() > 1e-4  # the steps are far above the tolerance
         np.testing.assert_allclose(mine, tensor.detach().numpy(), rtol=tolerance, atol=tolerance)
-
-
-def test_state_is_rows_plus_columns():
-    """The issue's example: a 1000 x 2000 float32 matrix keeps 3000 numbers of state."""
-    w = np.zeros((1000, 2000), np.float32)
-    opt = numadam.Adafactor(w)
-    opt.step(np.ones_like(w))
-    state = opt.state_dict()
-    assert state["row_var"].size + state["col_var"].size == 3000
-    assert sum(buffer.size for bucket in opt._engine.buckets for buffer in bucket.buffers.values()) == 3001

@@ -59,8 +59,9 @@ class StateKind(NamedTuple):
     A family takes ``complex_mode="magnitude"`` when some of its state is so marked.
 
     ``factor`` marks *factored* state (:mod:`numadam.core.factors`), whose shape
-    is not the parameter's: ``"rows"``, ``"columns"`` or ``"means"`` of the last
-    two dimensions (Adafactor's second moment). The rule reads it as if it had
+    is not the parameter's: one of :data:`numadam.core.factors.FACTORS` (rows,
+    columns, means or scales of the last two dimensions: Adafactor's second
+    moment and what its direction is made of). The rule reads it as if it had
     the parameter's shape (each value repeated along the dimensions it does not
     keep) and never writes it: the factors' own pass updates it before the rule
     runs. A ``derived`` kind is recomputed from the others at every step and is
@@ -111,6 +112,11 @@ class Norms(NamedTuple):
     ``value(param_squares, direction_squares, count, s)`` takes its number of
     real elements and its scalars ``s`` (floats), and the steps compute it on
     the host (Adafactor's step size, from two root mean squares).
+
+    ``tiled``: the CPU's pass keeps each tile's directions apart from their
+    float64 sums, so that a rule with divisions and roots vectorizes at the
+    compute dtype's width (LAMB's); a rule of products (Adafactor's matrices)
+    runs faster in one loop.
     """
 
     rule: object
@@ -118,6 +124,7 @@ class Norms(NamedTuple):
     applies: Callable
     value: Callable
     per_parameter: bool = False
+    tiled: bool = True
 
 
 class Example(NamedTuple):

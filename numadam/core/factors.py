@@ -13,13 +13,21 @@ dimensions keeps its full second moment in ``row_var`` (its own shape), and
 ``col_var`` and ``row_mean`` hold one 1 each, so that the same
 :math:`r\,c/\bar r` is the second moment itself, exactly.
 
+Two more derived factors hold what the rule multiplies a matrix's gradient by,
+so that it takes no division or root per element (:mod:`numadam.families.adafactor`):
+
+- ``row_scale`` of the row factor's shape: :math:`a_r = \sqrt{\bar r / r_r}`;
+- ``col_scale`` of the column factor's shape: :math:`b_c = 1/\sqrt{c_c}`;
+
+a parameter of fewer than two dimensions holds one 0 in each (it does not read them).
+
 The rule reads each factor as if it had the parameter's shape: its values
 repeated, with stride 0, along the dimensions it does not keep
 (:func:`broadcast_strides`). The factors' pass (:func:`update_factors`) runs
 before the rule, per parameter: one pass over the gradient that sums the
 squares of each row and each column (in float64; :func:`sums_of_squares`),
-then the moving averages and the row means, on arrays of :math:`R + C`
-numbers.
+then the moving averages, the row means and the scales, on arrays of
+:math:`R + C` numbers.
 """
 
 import math
@@ -27,7 +35,7 @@ import math
 import numpy as np
 
 #: What each factored state kind keeps of the last two dimensions.
-FACTORS = ("rows", "columns", "means")
+FACTORS = ("rows", "columns", "means", "row_scales", "column_scales")
 
 
 def check_real_parameter(title, dtype, path):
@@ -47,16 +55,27 @@ def factor_shape(factor, shape):
     shape = tuple(shape)
     if not factored(shape):
         return tuple(shape) if factor == "rows" else ()
-    if factor == "rows":
+    if factor in ("rows", "row_scales"):
         return tuple(shape[:-1]) + (1,)
-    if factor == "columns":
+    if factor in ("columns", "column_scales"):
         return tuple(shape[:-2]) + (1, shape[-1])
     return tuple(shape[:-2]) + (1, 1)
+
+
+def with_factored(algorithm, row, shape):
+    """A parameter's scalar ``row`` (floats) with its field ``factored``: 1 where a parameter of
+    ``shape`` keeps row and column factors, so that the rule takes its direction from their scales
+    (one value for the whole parameter: the kernels' loops are compiled for each side)."""
+    field = algorithm.Scalars._fields.index("factored")
+    row = tuple(row)
+    return row[:field] + (1.0 if factored(shape) else 0.0,) + row[field + 1:]
 
 
 def initial_value(factor, shape):
     """A factor's value before the first step: 0, but 1 for the columns and the row mean of a
     parameter of fewer than two dimensions (its full second moment is ``row_var``)."""
+    if factor in ("row_scales", "column_scales"):
+        return 0.0
     return 0.0 if factor == "rows" or (factor == "columns" and factored(shape)) else 1.0
 
 
@@ -116,11 +135,11 @@ def at_least(xp, values, floor):
     return xp.where(values < floor, floor, values)
 
 
-def update_factors(xp, shape, row_var, col_var, row_mean, weight, eps1, sums):
+def update_factors(xp, shape, row_var, col_var, row_mean, row_scale, col_scale, weight, eps1, sums):
     r"""Move the factors of one parameter of ``shape`` toward its gradient's squares, in place.
 
-    ``row_var``, ``col_var``, ``row_mean`` are its factor states (their own
-    shapes); ``weight`` is :math:`\beta_2`'s complement :math:`t^{c}` (``beta2_decay``
+    ``row_var``, ``col_var``, ``row_mean``, ``row_scale``, ``col_scale`` are its
+    factor states (their own shapes); ``weight`` is :math:`\beta_2`'s complement :math:`t^{c}` (``beta2_decay``
     :math:`c`) of this step, in the state's dtype; ``eps1`` the floor of the row mean. ``sums`` is
     ``(row_sums, column_sums)`` of the effective gradient's squares (float64),
     or, for a parameter of fewer than two dimensions, the squares themselves
@@ -137,6 +156,16 @@ def update_factors(xp, shape, row_var, col_var, row_mean, weight, eps1, sums):
     col_var[...] = lerp(xp, col_var, (column_sums / rows).astype(real)[..., None, :], weight, one_minus)
     means = (row_var.astype(np.float64).sum(axis=-2, keepdims=True) / rows).astype(real)
     row_mean[...] = at_least(xp, means, eps1)
+    scales(xp, row_var, col_var, row_mean, row_scale, col_scale)
+
+
+def scales(xp, row_var, col_var, row_mean, row_scale, col_scale):
+    """The scales of a matrix's factors (see the module docstring), in their dtype, in place:
+    :func:`numadam.targets.factor_elements.row_scale` and ``column_scale`` over arrays (each a
+    correctly rounded division and root, so the same numbers as the compiled ones)."""
+    with np.errstate(divide="ignore", invalid="ignore"):  # a row or column of zeros: an infinite scale
+        row_scale[...] = xp.sqrt(row_mean / row_var)
+        col_scale[...] = row_var.dtype.type(1) / xp.sqrt(col_var)
 
 
 def squares(xp, grad, real, grad_scale, clip_value, row_and_column_squares=None):

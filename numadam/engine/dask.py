@@ -289,6 +289,9 @@ class DaskEngine(Engine):
                 factors.update_factors(np, grad.shape, *(self.factors[k][name] for name in names), weight, floor,
                                        _added_sums(grad.shape, found, real))
 
+    def _shapes(self):
+        return [holding.shape for holding in self.holdings]
+
     def _element_counts(self):
         return [dtypes.real_size(holding.shape, meta.dtype) for holding, meta in zip(self.holdings, self._metas)]
 

@@ -282,6 +282,9 @@ class LocalEngine(Engine):
             if plan is not None:
                 bucket.update_factors([scalars[k] for k in bucket.indices], grad_scale, self.policies.clip_value)
 
+    def _shapes(self):
+        return [info.shape for info in self.infos]
+
     def _element_counts(self):
         return [dtypes.real_size(info.shape, info.dtype) for info in self.infos]
 

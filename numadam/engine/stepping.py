@@ -15,6 +15,7 @@ import functools
 import numpy as np
 from numba import njit
 
+from ..core.factors import with_factored
 from ..core.pipeline import skip_or_scale
 
 
@@ -119,6 +120,8 @@ class Engine:
         scalars, carry = settings.step_scalars(step, self.carry, hypers)
         if self.algorithm.norms is not None:  # one row per parameter (its group's, until its norms set its field)
             scalars = [scalars[group] for group in self.settings.leaf_groups]
+            if self.algorithm.factored:
+                scalars = [with_factored(self.algorithm, row, shape) for row, shape in zip(scalars, self._shapes())]
         policy = self._policy_of[phase]
         grad_scale, scalar_rows = 1.0, None
         if policies.needs_reduction(phase):
@@ -192,6 +195,10 @@ class Engine:
 
     def _element_counts(self):
         """Each parameter's number of real elements (a norms value per parameter takes it)."""
+        raise NotImplementedError
+
+    def _shapes(self):
+        """Each parameter's shape (a family with factored state takes its direction by it)."""
         raise NotImplementedError
 
     def _norms_then_update(self, grads, flags, phase, scalars, extra):

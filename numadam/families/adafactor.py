@@ -17,13 +17,32 @@ For each parameter array of shape :math:`(\dots, R, C)`, at step :math:`t`, with
 where :math:`\bar r` is the mean of :math:`r` over the rows and the RMS are over
 the whole array. A parameter of fewer than two dimensions keeps its full
 second moment :math:`v \leftarrow \operatorname{lerp}(v, g^2, \hat\beta_t)` and
-uses :math:`\hat v = v`. :math:`\epsilon_1` is ``None`` by default: the machine
+uses :math:`\hat v = v`.
+
+A matrix's direction is computed as
+
+.. math::
+
+    u_{rc} = \min\Big(a_r\, b_c,\ \frac{1}{\sqrt{\epsilon_1^2}}\Big)\, g_{rc}, \qquad
+    a_r = \sqrt{\max(\bar r, \epsilon_1) / r_r}, \quad b_c = \frac{1}{\sqrt{k_c}},
+
+the same numbers as :math:`1/\sqrt{\max(\hat v, \epsilon_1^2)}` up to a few
+roundings (torch rounds the estimate, then its root: it agrees to a few units
+in the last place), with the :math:`R + C` roots and divisions taken once per
+step by the factors' pass (``row_scale`` and ``col_scale``, derived state)
+instead of two divisions and a root per element, which bound the norms pass
+and the update by the divider rather than by memory (docs/performance.md).
+A vector's direction is :math:`g / \sqrt{\max(v, \epsilon_1^2)}` per element,
+as torch's. Which of the two a parameter takes is its scalar ``factored``.
+
+:math:`\epsilon_1` is ``None`` by default: the machine
 epsilon of the dtype the step computes in (float32 for float16 and bfloat16
 parameters, whose torch counterpart takes their own).
 
 A step is three passes over memory: the factors' pass (each row's and each
-column's sum of squares, :mod:`numadam.core.factors`), the norms pass
-(:math:`\|p\|^2` and :math:`\|u\|^2`), and the update.
+column's sum of squares, :mod:`numadam.core.factors`, then the factors, the
+row mean and the scales), the norms pass (:math:`\|p\|^2` and
+:math:`\|u\|^2`), and the update.
 """
 
 import math
@@ -37,8 +56,10 @@ from . import _common
 
 
 #: ``step_scale``: per parameter, from the norms pass: :math:`-\alpha_t / \max(1, \operatorname{RMS}(u)/d)`.
+#: ``factored``: per parameter, 1 where it keeps row and column factors (its direction from the
+#: factors' scales), 0 where it keeps a full second moment.
 AdafactorScalars = namedtuple("AdafactorScalars", "one grad_sign decay eps1_squared machine_eps1 eps2 rho d "
-                                                  "weight eps1 step_scale")
+                                                  "weight eps1 factored step_scale")
 
 
 AdafactorFlags = namedtuple("AdafactorFlags", "decays")
@@ -48,7 +69,7 @@ def adafactor_scalars(step, h, carry) -> AdafactorScalars:
     eps1_squared, machine_eps1, eps1 = _eps1_terms(h.eps[0])
     return AdafactorScalars(1.0, _common.grad_sign(h), 1.0 - h.lr * h.weight_decay, eps1_squared, machine_eps1,
                             float(h.eps[1]), min(h.lr, 1.0 / step**0.5), h.d, float(step) ** h.beta2_decay, eps1,
-                            0.0)
+                            0.0, 0.0)
 
 
 def _eps1_terms(eps1):
@@ -95,11 +116,19 @@ def machine_epsilon(one):
 
 @njit(inline="always")
 def _direction(grad, state, s):
-    """The update direction :math:`u = g / \\sqrt{\\max(r k / \\bar r, \\epsilon_1^2)}` of one element."""
-    row, column, mean = state
-    variance = row * column / mean
+    """The update direction of one element: :math:`\\min(a_r b_c, 1/\\sqrt{\\epsilon_1^2})\\, g` in
+    a matrix, :math:`g / \\sqrt{\\max(v, \\epsilon_1^2)}` in a vector (see the module docstring).
+    ``s.factored`` is the same for a whole parameter: the loops are compiled once for each side."""
+    row, column, mean, row_factor_scale, column_factor_scale = state
     epsilon = machine_epsilon(s.one)
     floor = s.eps1_squared + s.machine_eps1 * (epsilon * epsilon)
+    if s.factored != 0:
+        scale = row_factor_scale * column_factor_scale
+        cap = s.one / math.sqrt(floor)
+        if scale > cap:  # NaN stays NaN
+            scale = cap
+        return scale * (s.grad_sign * grad)
+    variance = row * column / mean
     if variance < floor:  # NaN stays NaN, as torch's clamp_min
         variance = floor
     return (s.one / math.sqrt(variance)) * (s.grad_sign * grad)
@@ -158,9 +187,13 @@ ADAFACTOR = Algorithm(
                                 "of fewer than two dimensions)", nonnegative=True, factor="rows"),
            StateKind("col_var", "the column factor of the second moment", nonnegative=True, factor="columns"),
            StateKind("row_mean", "the mean of the row factor over the rows", nonnegative=True, factor="means",
-                     derived=True)),
+                     derived=True),
+           StateKind("row_scale", "each row's scale of the direction, from the factors", nonnegative=True,
+                     factor="row_scales", derived=True),
+           StateKind("col_scale", "each column's scale of the direction, from the factors", nonnegative=True,
+                     factor="column_scales", derived=True)),
     scalars=adafactor_scalars, flags=adafactor_flags, rule=adafactor_rule,
-    norms=Norms(adafactor_direction, "step_scale", lambda h: True, step_scale, per_parameter=True),
+    norms=Norms(adafactor_direction, "step_scale", lambda h: True, step_scale, per_parameter=True, tiled=False),
     factors=factor_weights,
     doc=r"""Adafactor (Shazeer & Stern 2018) over a tree of arrays, updated in place: ``torch.optim.Adafactor``.
 

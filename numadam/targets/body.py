@@ -268,9 +268,10 @@ def piece_source(spec, strided_threads, name="run_piece"):
 
 
 #: The strides (0 or 1) of the read-only state operands (factored state: row factor, column factor,
-#: row mean) in the segments of a matrix walked along its rows (C order) or its columns (Fortran
-#: order, and vectors, whose full second moment is the row factor).
-_FACTORED_STRIDES = ((0, 1, 0), (1, 0, 0))
+#: row mean, row scales, column scales) in the segments of a matrix walked along its rows (C
+#: order) or its columns (Fortran order), and of a vector (whose full second moment is the row
+#: factor, the rest one number each).
+_FACTORED_STRIDES = ((0, 1, 0, 0, 1), (1, 0, 0, 1, 0), (1, 0, 0, 0, 0))
 
 
 def _factored_layouts(spec, present):
@@ -433,7 +434,7 @@ def reduction_source(spec, strided_threads):
     squares.
     """
     lines = _header("reduce_piece", spec) + ["    a0 = b0 = zero64"]
-    if spec.policy.reduction == "norms" and not strided_threads:
+    if spec.policy.reduction == "norms" and not strided_threads and rule(spec.rule).norms_tiled:
         lines += _tiled_norm_loops(spec)
     elif spec.policy.reduction == "norms":
         lines += _reduction_loops(spec, _norm_sums, strided_threads)

@@ -4,6 +4,8 @@ Written once, inlined into the CPU pass (:mod:`numadam.targets.cpu.factor_sums`)
 and the CUDA one (:mod:`numadam.targets.cuda.factors`).
 """
 
+import math
+
 from numba import njit
 
 
@@ -17,3 +19,16 @@ def effective(value, grad_scale, clip):
     if value < -clip:
         return -clip
     return value
+
+
+@njit(inline="always")
+def row_scale(mean, row):
+    """A matrix row's scale :math:`a_r = \\sqrt{\\bar r / r_r}` (``mean`` already floored): with the
+    column's, what Adafactor's rule multiplies the gradient by (:mod:`numadam.families.adafactor`)."""
+    return math.sqrt(mean / row)
+
+
+@njit(inline="always")
+def column_scale(one, column):
+    """A matrix column's scale :math:`b_c = 1 / \\sqrt{c_c}` (``one``: 1 in the factors' dtype)."""
+    return one / math.sqrt(column)

@@ -176,7 +176,8 @@ class CpuBackend:
     array_type = np.ndarray
 
     @staticmethod
-    def update_factors(grad, row_var, col_var, row_mean, weight, floor, grad_scale, clip_value, scratch=None):
+    def update_factors(grad, row_var, col_var, row_mean, row_scale, col_scale, weight, floor, grad_scale, clip_value,
+                       scratch=None):
         """One parameter's factors moved toward its gradient (:func:`numadam.core.factors.update_factors`),
         its row and column sums of squares taken in one compiled read of it, on every core (with
         ``scratch``, a dict the caller keeps for the parameter: see
@@ -186,7 +187,7 @@ class CpuBackend:
 
         if grad.dtype != row_var.dtype:
             grad = grad.astype(row_var.dtype)
-        move_factors(grad, row_var, col_var, row_mean, weight, floor, grad_scale, clip_value,
+        move_factors(grad, row_var, col_var, row_mean, row_scale, col_scale, weight, floor, grad_scale, clip_value,
                      {} if scratch is None else scratch)
 
     @staticmethod

@@ -18,7 +18,7 @@ import numpy as np
 from numba import njit, prange
 
 from ...families._common import torch_lerp
-from ..factor_elements import effective
+from ..factor_elements import column_scale, effective, row_scale
 
 #: Rows of one block of parallel work (and of one partial column sum).
 ROWS_PER_BLOCK = 64
@@ -54,7 +54,8 @@ def _squares(grad, grad_scale, clip_value, scratch):
     return scratch["rows"], scratch["columns"]
 
 
-def move_factors(grad, row_var, col_var, row_mean, weight, floor, grad_scale, clip_value, scratch):
+def move_factors(grad, row_var, col_var, row_mean, row_scales, col_scales, weight, floor, grad_scale, clip_value,
+                 scratch):
     """One parameter's factors moved toward its gradient (float32 or float64, as its factors), in
     place: :func:`numadam.core.factors.update_factors` in compiled calls, on every core from
     :data:`SERIAL_BELOW` elements. ``scratch`` is a dict the caller keeps for the parameter."""
@@ -69,7 +70,8 @@ def move_factors(grad, row_var, col_var, row_mean, weight, floor, grad_scale, cl
     n_rows, n_columns = grad.shape[-2:]
     moved_factors_from_sums(rows.reshape(batch, n_rows), columns.reshape(batch, n_columns),
                             row_var.reshape(batch, n_rows), col_var.reshape(batch, n_columns), row_mean.reshape(batch),
-                            weight, one_minus, floor)
+                            row_scales.reshape(batch, n_rows), col_scales.reshape(batch, n_columns), weight, one_minus,
+                            floor)
 
 
 #: From this many elements on, the factors' pass runs on every core: waking the threads costs more
@@ -85,13 +87,18 @@ def moved_variance(grad, grad_scale, clip, variance, weight, one_minus_weight):
         variance[i] = torch_lerp(variance[i], value * value, weight, one_minus_weight)
 
 
-@njit
-def moved_factors_from_sums(row_sums, column_sums, row_var, col_var, row_mean, weight, one_minus_weight, floor):
+@njit(error_model="numpy")  # a factor of 0: an infinite scale (the direction takes the cap)
+def moved_factors_from_sums(row_sums, column_sums, row_var, col_var, row_mean, row_scales, col_scales, weight,
+                            one_minus_weight, floor):
     """The factors of each matrix of a batch moved toward the means of its rows' and columns' squares
-    (float64 sums, each mean rounded once), then its row factor's mean over the rows, floored."""
+    (float64 sums, each mean rounded once), then its row factor's mean over the rows, floored, and
+    the rows' and columns' scales (:func:`~numadam.targets.factor_elements.row_scale`,
+    :func:`~numadam.targets.factor_elements.column_scale`)."""
     batch, n_rows = row_var.shape
     n_columns = col_var.shape[1]
     end = row_var[0, :1].copy()  # one number of the factors' dtype: a mean rounded into it
+    end[0] = 1
+    one = end[0]
     for b in range(batch):
         total = 0.0
         for r in range(n_rows):
@@ -101,8 +108,11 @@ def moved_factors_from_sums(row_sums, column_sums, row_var, col_var, row_mean, w
         for c in range(n_columns):
             end[0] = column_sums[b, c] / n_rows
             col_var[b, c] = torch_lerp(col_var[b, c], end[0], weight, one_minus_weight)
+            col_scales[b, c] = column_scale(one, col_var[b, c])
         end[0] = total / n_rows
         row_mean[b] = floor if end[0] < floor else end[0]
+        for r in range(n_rows):
+            row_scales[b, r] = row_scale(row_mean[b], row_var[b, r])
 
 
 # Not cached on disk (here and below): they inline numadam.targets.factor_elements, which Numba's

@@ -273,12 +273,14 @@ class CudaBackend:
     def zeros(self, size, dtype):
         return self._require_cupy().zeros(size, dtype)
 
-    def update_factors(self, grad, row_var, col_var, row_mean, weight, floor, grad_scale, clip_value, scratch=None):
+    def update_factors(self, grad, row_var, col_var, row_mean, row_scale, col_scale, weight, floor, grad_scale,
+                       clip_value, scratch=None):
         """One parameter's factors moved toward its gradient, by the kernels of
         :mod:`numadam.targets.cuda.factors` on the current stream (``scratch``: unused)."""
         from .factors import update_factors
 
-        update_factors(self, grad, row_var, col_var, row_mean, weight, floor, grad_scale, clip_value)
+        update_factors(self, grad, row_var, col_var, row_mean, row_scale, col_scale, weight, floor, grad_scale,
+                       clip_value)
 
     def broadcast(self, array, shape):
         """A view of ``array`` repeated to ``shape`` (strides 0 where repeated)."""

@@ -5,7 +5,7 @@ the other): one thread per row sums that row's squares of the effective
 gradient and one thread per column that column's (in float64, in order: the
 sums are the same on any GPU), each stored as a mean in the state's dtype;
 one thread per factor element then moves it by torch's lerp; one thread takes
-the row mean. A parameter of fewer than two dimensions moves its full second
+the row mean; one thread per row and per column its scale. A parameter of fewer than two dimensions moves its full second
 moment toward the squares, one thread per element. The element arithmetic is
 the CPU pass's (:mod:`numadam.targets.factor_elements`) and the rules'
 (:func:`numadam.families._common.torch_lerp`).
@@ -18,7 +18,7 @@ from numba import cuda, float64
 
 from ...core import factors
 from ...families._common import torch_lerp
-from ..factor_elements import effective
+from ..factor_elements import column_scale, effective, row_scale
 
 THREADS = 128
 
@@ -66,11 +66,29 @@ def _floored_mean(row_var, floor, mean):
             mean[0, 0] = floor
 
 
+@cuda.jit
+def _row_scales(row_var, mean, scales):
+    """``scales[r, 0]``: row r's scale (:func:`~numadam.targets.factor_elements.row_scale`)."""
+    r = cuda.grid(1)
+    if r < row_var.shape[0]:
+        scales[r, 0] = row_scale(mean[0, 0], row_var[r, 0])
+
+
+@cuda.jit
+def _column_scales(col_var, one, scales):
+    """``scales[0, c]``: column c's scale (:func:`~numadam.targets.factor_elements.column_scale`;
+    ``one``: 1 in the factors' dtype)."""
+    c = cuda.grid(1)
+    if c < col_var.shape[1]:
+        scales[0, c] = column_scale(one, col_var[0, c])
+
+
 def _grid(kernel, threads):
     return kernel[max(1, -(-threads // THREADS)), THREADS]
 
 
-def update_factors(backend, grad, row_var, col_var, row_mean, weight, floor, grad_scale, clip_value):
+def update_factors(backend, grad, row_var, col_var, row_mean, row_scales, col_scales, weight, floor, grad_scale,
+                   clip_value):
     """One parameter's factors moved toward its gradient (see :func:`numadam.core.factors.update_factors`),
     in place, by kernels on the current stream. ``weight`` and ``floor`` are of the state's dtype."""
     real = np.dtype(row_var.dtype).type
@@ -87,8 +105,11 @@ def update_factors(backend, grad, row_var, col_var, row_mean, weight, floor, gra
     column_ends = backend.zeros(columns, col_var.dtype).reshape(1, columns)
     for batch in itertools.product(*map(range, grad.shape[:-2])):
         matrix, r, c, m = grad[batch], row_var[batch], col_var[batch], row_mean[batch]
+        a, b = row_scales[batch], col_scales[batch]
         _grid(_row_means, rows)(matrix, scale, clip, row_ends)
         _grid(_row_means, columns)(matrix.T, scale, clip, column_ends.T)
         _grid(_lerp, rows)(r, row_ends, weight, one_minus)
         _grid(_lerp, columns)(c, column_ends, weight, one_minus)
         _grid(_floored_mean, 1)(r, floor, m)
+        _grid(_row_scales, rows)(r, m, a)
+        _grid(_column_scales, columns)(c, real(1), b)
