@@ -113,10 +113,11 @@ class Norms(NamedTuple):
     real elements and its scalars ``s`` (floats), and the steps compute it on
     the host (Adafactor's step size, from two root mean squares).
 
-    ``tiled``: the CPU's pass keeps each tile's directions apart from their
-    float64 sums, so that a rule with divisions and roots vectorizes at the
-    compute dtype's width (LAMB's); a rule of products (Adafactor's matrices)
-    runs faster in one loop.
+    The CPU's pass keeps each tile's directions apart from their float64 sums,
+    so that a rule with divisions and roots vectorizes at the compute dtype's
+    width (LAMB's, Adafactor's vectors); with ``tiled_matrices`` false, a
+    matrix's layouts of factored state run in one loop instead, faster for a
+    direction of products only (Adafactor's matrices).
     """
 
     rule: object
@@ -124,7 +125,7 @@ class Norms(NamedTuple):
     applies: Callable
     value: Callable
     per_parameter: bool = False
-    tiled: bool = True
+    tiled_matrices: bool = True
 
 
 class Example(NamedTuple):

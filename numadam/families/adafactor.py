@@ -193,7 +193,8 @@ ADAFACTOR = Algorithm(
            StateKind("col_scale", "each column's scale of the direction, from the factors", nonnegative=True,
                      factor="column_scales", derived=True)),
     scalars=adafactor_scalars, flags=adafactor_flags, rule=adafactor_rule,
-    norms=Norms(adafactor_direction, "step_scale", lambda h: True, step_scale, per_parameter=True, tiled=False),
+    norms=Norms(adafactor_direction, "step_scale", lambda h: True, step_scale, per_parameter=True,
+                tiled_matrices=False),
     factors=factor_weights,
     doc=r"""Adafactor (Shazeer & Stern 2018) over a tree of arrays, updated in place: ``torch.optim.Adafactor``.
 

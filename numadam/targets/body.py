@@ -251,7 +251,7 @@ def piece_source(spec, strided_threads, name="run_piece"):
     lines += _decode_lines(spec, quantized, step)
     lines.append("    if " + " and ".join(f"s{k} == 1" for k in present) + ":")
     lines += _loop(_update_lines(spec, unit, False, largest), step)
-    for condition, index_of in _factored_layouts(spec, present):
+    for condition, index_of, _ in _factored_layouts(spec, present):
         lines.append(f"    elif {condition}:")
         lines += _loop(_update_lines(spec, index_of, False, largest), step)
     if spec.policy.bounds and spec.policy.accumulate != "add":
@@ -270,14 +270,15 @@ def piece_source(spec, strided_threads, name="run_piece"):
 #: The strides (0 or 1) of the read-only state operands (factored state: row factor, column factor,
 #: row mean, row scales, column scales) in the segments of a matrix walked along its rows (C
 #: order) or its columns (Fortran order), and of a vector (whose full second moment is the row
-#: factor, the rest one number each).
-_FACTORED_STRIDES = ((0, 1, 0, 0, 1), (1, 0, 0, 1, 0), (1, 0, 0, 0, 0))
+#: factor, the rest one number each); and whether the layout is a matrix's.
+_FACTORED_STRIDES = (((0, 1, 0, 0, 1), True), ((1, 0, 0, 1, 0), True), ((1, 0, 0, 0, 0), False))
 
 
 def _factored_layouts(spec, present):
-    """``(condition, index_of)`` of each contiguous layout of a spec with factored state: every
-    operand at stride 1 but the factors, each read at stride 0 (its value for the whole segment,
-    ``o[0]``) or 1. Loops LLVM vectorizes, where the strided loop would gather."""
+    """``(condition, index_of, matrix)`` of each contiguous layout of a spec with factored state:
+    every operand at stride 1 but the factors, each read at stride 0 (its value for the whole
+    segment, ``o[0]``) or 1; ``matrix``, whether it is a matrix's. Loops LLVM vectorizes, where the
+    strided loop would gather."""
     registered = rule(spec.rule)
     factored = [k for k in range(2, 2 + len(registered.state))
                 if spec.operands[k] and registered.state[k - 2] in registered.read_only]
@@ -285,13 +286,13 @@ def _factored_layouts(spec, present):
         return []
     others = [k for k in present if k not in factored]
     layouts = []
-    for strides in _FACTORED_STRIDES:
+    for strides, matrix in _FACTORED_STRIDES:
         if len(strides) != len(factored):
             continue
         zeros = {k for k, stride in zip(factored, strides) if stride == 0}
         condition = " and ".join([f"s{k} == 1" for k in others] + [f"s{k} == {stride}" for k, stride in
                                                                     zip(factored, strides)])
-        layouts.append((condition, lambda k, zeros=zeros: "0" if k in zeros else "i"))
+        layouts.append((condition, lambda k, zeros=zeros: "0" if k in zeros else "i", matrix))
     return layouts
 
 
@@ -383,15 +384,24 @@ def _tiled_norm_loops(spec):
     a loop applies :func:`_norms_rule` and keeps each parameter and direction in ``tile``, a
     second adds their float64 squares. Apart, each loop vectorizes at its own width: the rule's
     divisions and root at the compute dtype's (8 float32 lanes on AVX2), the float64 sums at theirs
-    (4); in one loop LLVM took 4 lanes for both. The sums' order is fixed by the tiles."""
+    (4); in one loop LLVM took 4 lanes for both. The sums' order is fixed by the tiles. A matrix's
+    layouts go untiled where the family says its direction there is products only
+    (:attr:`numadam.core.algorithm.Norms.tiled_matrices`): the tile costs more than it saves."""
     present = [k for k, code in enumerate(spec.operands) if code]
-    layouts = ([("if " + " and ".join(f"s{k} == 1" for k in present) + ":", lambda k: "i")]
-               + [(f"elif {condition}:", index_of) for condition, index_of in _factored_layouts(spec, present)]
-               + [("else:", lambda k: f"i * s{k}")])
+    untiled_matrices = not rule(spec.rule).norms_tiled_matrices
+    layouts = ([("if " + " and ".join(f"s{k} == 1" for k in present) + ":", lambda k: "i", False)]
+               + [(f"elif {condition}:", index_of, matrix)
+                  for condition, index_of, matrix in _factored_layouts(spec, present)]
+               + [("else:", lambda k: f"i * s{k}", False)])
     held = ["tile[uint64(i - first)] = param", f"tile[uint64({NORMS_TILE} + i - first)] = direction"]
-    lines = [f"    tile = empty({2 * NORMS_TILE}, real)"]
-    for condition, index_of in layouts:
-        lines += ["    " + condition, f"        for first in range(start, stop, {NORMS_TILE}):",
+    lines = []
+    for condition, index_of, matrix in layouts:
+        if matrix and untiled_matrices:  # products only: one loop at the sums' width is faster
+            lines += ["    " + condition, "        for i in range(start, stop):"]
+            lines += ["            " + line for line in _norm_sums(spec, index_of)]
+            continue
+        lines += ["    " + condition, f"        tile = empty({2 * NORMS_TILE}, real)",
+                  f"        for first in range(start, stop, {NORMS_TILE}):",
                   f"            last = min(first + {NORMS_TILE}, stop)",
                   "            for i in range(first, last):"]
         lines += ["                " + line for line in _norms_rule(spec, index_of) + held]
@@ -411,7 +421,7 @@ def _reduction_loops(spec, body, strided_threads, indent="    "):
     unit = [indent + "        " + line for line in body(spec, lambda k: "i")]
     strided = [indent + "        " + line for line in body(spec, lambda k: f"i * s{k}")]
     factored = [(f"elif {condition}:", [indent + "        " + line for line in body(spec, index_of)])
-                for condition, index_of in _factored_layouts(spec, present)]
+                for condition, index_of, _ in _factored_layouts(spec, present)]
     if strided_threads:
         return ([indent + "for i in range(start, stop, step):", indent + "    " + contiguous] + unit
                 + [line for condition, lines in factored for line in [indent + "    " + condition] + lines]
@@ -434,7 +444,7 @@ def reduction_source(spec, strided_threads):
     squares.
     """
     lines = _header("reduce_piece", spec) + ["    a0 = b0 = zero64"]
-    if spec.policy.reduction == "norms" and not strided_threads and rule(spec.rule).norms_tiled:
+    if spec.policy.reduction == "norms" and not strided_threads:
         lines += _tiled_norm_loops(spec)
     elif spec.policy.reduction == "norms":
         lines += _reduction_loops(spec, _norm_sums, strided_threads)

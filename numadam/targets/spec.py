@@ -36,18 +36,20 @@ class Rule(NamedTuple):
     norms: object     # the family's norms rule, or None
     value: object     # with a norms rule: the value its sums set in each parameter's scalars (plain Python)
     read_only: tuple = ()  # the state operands it reads and never writes (factored state)
-    norms_tiled: bool = True  # the CPU's norms pass in tiles (:attr:`numadam.core.algorithm.Norms.tiled`)
+    norms_tiled_matrices: bool = True  # :attr:`numadam.core.algorithm.Norms.tiled_matrices`
 
 
 _RULES = {}
 
 
-def register_rule(name, function, scalars, flags, state, norms=None, value=None, read_only=(), norms_tiled=True):
+def register_rule(name, function, scalars, flags, state, norms=None, value=None, read_only=(),
+                  norms_tiled_matrices=True):
     """Make ``function`` (and ``norms``, a first pass that also returns the update direction, with
-    ``value``, what its sums set in each parameter's scalars; ``norms_tiled``, whether the CPU runs
-    that pass in tiles) available to kernels as rule ``name``; the state operands named in
-    ``read_only`` are read and never written."""
-    _RULES[name] = Rule(function, scalars, flags, tuple(state), norms, value, tuple(read_only), norms_tiled)
+    ``value``, what its sums set in each parameter's scalars; ``norms_tiled_matrices``, whether the
+    CPU runs that pass over a matrix's layouts in tiles) available to kernels as rule ``name``; the
+    state operands named in ``read_only`` are read and never written."""
+    _RULES[name] = Rule(function, scalars, flags, tuple(state), norms, value, tuple(read_only),
+                        norms_tiled_matrices)
 
 
 def rule(name):
