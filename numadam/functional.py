@@ -133,7 +133,7 @@ def _factored_step(algorithm, arrays, scalars, flags, h):
     written = {"param"}
     prepared(algorithm, update, written=written)  # every check of the update before anything is written
     weight, floor = factors.weights(algorithm, scalars, real)
-    scalars = factors.with_factored(algorithm, scalars, param.shape)
+    scalars = factors.with_factored(algorithm, scalars, factors.factored(param.shape))
     if param.size:
         backend.update_factors(grad, *own.values(), weight, floor, 1.0, None)
     norms = run_on_arrays(algorithm, update, flags, NO_POLICY._replace(reduction="norms"),

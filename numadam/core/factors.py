@@ -62,13 +62,14 @@ def factor_shape(factor, shape):
     return tuple(shape[:-2]) + (1, 1)
 
 
-def with_factored(algorithm, row, shape):
-    """A parameter's scalar ``row`` (floats) with its field ``factored``: 1 where a parameter of
-    ``shape`` keeps row and column factors, so that the rule takes its direction from their scales
-    (one value for the whole parameter: the kernels' loops are compiled for each side)."""
+def with_factored(algorithm, row, keeps_factors):
+    """A parameter's scalar ``row`` (floats) with its field ``factored``: 1 where it keeps row and
+    column factors (``keeps_factors``, :func:`factored` of its shape), so that the rule takes its
+    direction from their scales (one value for the whole parameter: the kernels' loops are compiled
+    for each side)."""
     field = algorithm.Scalars._fields.index("factored")
     row = tuple(row)
-    return row[:field] + (1.0 if factored(shape) else 0.0,) + row[field + 1:]
+    return row[:field] + (1.0 if keeps_factors else 0.0,) + row[field + 1:]
 
 
 def initial_value(factor, shape):

@@ -15,7 +15,7 @@ import functools
 import numpy as np
 from numba import njit
 
-from ..core.factors import with_factored
+from ..core.factors import factored, with_factored
 from ..core.pipeline import skip_or_scale
 
 
@@ -121,7 +121,7 @@ class Engine:
         if self.algorithm.norms is not None:  # one row per parameter (its group's, until its norms set its field)
             scalars = [scalars[group] for group in self.settings.leaf_groups]
             if self.algorithm.factored:
-                scalars = [with_factored(self.algorithm, row, shape) for row, shape in zip(scalars, self._shapes())]
+                scalars = [with_factored(self.algorithm, row, keeps) for row, keeps in zip(scalars, self._keeps_factors)]
         policy = self._policy_of[phase]
         grad_scale, scalar_rows = 1.0, None
         if policies.needs_reduction(phase):
@@ -200,6 +200,11 @@ class Engine:
     def _shapes(self):
         """Each parameter's shape (a family with factored state takes its direction by it)."""
         raise NotImplementedError
+
+    @functools.cached_property
+    def _keeps_factors(self):
+        """Whether each parameter keeps row and column factors (found once: shapes do not change)."""
+        return [factored(shape) for shape in self._shapes()]
 
     def _norms_then_update(self, grads, flags, phase, scalars, extra):
         """The family's norms pass, the field it sets and the update, in one call where the engine has
