@@ -1,6 +1,7 @@
 """Shared fixtures, the test tiers, and the ``gpu`` marker.
 
-The tiers: ``python -m pytest`` (the README's command) runs the quick tier,
+The tiers: ``python -m pytest`` runs the quick tier (the README's command adds
+``-n auto``: a process per core),
 every test but those marked ``slow`` (they compile many kernels or run long
 solves), ``dask`` (they start a cluster) and ``subprocess`` (they start new
 Python processes); ``python -m pytest --full`` runs everything, and a

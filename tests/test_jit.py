@@ -57,8 +57,9 @@ def test_adafactor_steps_a_vector_whose_weight_underflows_as_the_objects_do():
 def test_adafactor_refuses_factors_of_other_shapes_before_writing(shapes):
     """Numba does not check its indices: a factor of another shape would be read and written past its end."""
     shape, row_shape, column_shape = shapes
-    param, grad = np.ones(shape), np.ones(shape)
-    row_var, col_var = np.zeros(row_shape), np.ones(column_shape)
+    # float32: the signature test_adafactor_steps_a_matrix_as_the_objects_do compiles in the quick tier
+    param, grad = np.ones(shape, np.float32), np.ones(shape, np.float32)
+    row_var, col_var = np.zeros(row_shape, np.float32), np.ones(column_shape, np.float32)
     with pytest.raises(ValueError, match="adafactor_step: "):
         jit.adafactor_step(param, grad, row_var, col_var, 1)
     np.testing.assert_array_equal(param, 1.0)

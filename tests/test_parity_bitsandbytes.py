@@ -54,6 +54,7 @@ def _bitsandbytes_fit(x, y):
     return _loss_and_gradient(w, x, y)[0]
 
 
+@pytest.mark.slow  # three fits of a few hundred steps: the full tier
 def test_int8_state_fits_as_close_to_float32_state_as_bitsandbytes_adam8bit():
     x, y = _problem()
     float32 = _numadam_fit(x, y)
