@@ -100,7 +100,7 @@ def broadcast_strides(factor, shape, itemsize):
 def weights(algorithm, row, real):
     """``(weight, floor)`` of :attr:`~numadam.core.algorithm.Algorithm.factors` from a parameter's
     scalar row ``row`` (floats), rounded to ``real`` as the kernels round them."""
-    narrowed = algorithm.Scalars(*(real.type(value) for value in list(row)[:len(algorithm.Scalars._fields)]))
+    narrowed = algorithm.Scalars(*np.array(row[:len(algorithm.Scalars._fields)], real))  # each rounded once
     weight, floor = algorithm.factors(narrowed)
     return real.type(weight), real.type(floor)
 

@@ -170,7 +170,7 @@ class Engine:
         first = self._first_pass_of[phase]
         param_squares, direction_squares = self._reduce(grads, flags, first, with_policy(scalars, first, extra))
         rows = with_norms(self.algorithm, np.array(scalars, np.float64), self._norms_apply(), param_squares,
-                          direction_squares, self._element_counts())
+                          direction_squares, self._counts)
         return rows, self._after_norms_of[phase]
 
     def _norms_apply(self):
@@ -200,6 +200,11 @@ class Engine:
     def _shapes(self):
         """Each parameter's shape (a family with factored state takes its direction by it)."""
         raise NotImplementedError
+
+    @functools.cached_property
+    def _counts(self):
+        """Each parameter's number of real elements (found once: shapes do not change)."""
+        return self._element_counts()
 
     @functools.cached_property
     def _keeps_factors(self):

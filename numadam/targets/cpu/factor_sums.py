@@ -47,10 +47,11 @@ def _squares(grad, grad_scale, clip_value, scratch):
         scratch.update(shape=key, partial=np.empty((batch, n_blocks, n_columns)), rows=np.empty((batch, n_rows)),
                        columns=np.empty((batch, n_columns)))
     clip = real(np.inf if clip_value is None else clip_value)
-    sums = _block_sums if grad.size >= SERIAL_BELOW else _block_sums_serial
+    parallel = grad.size >= SERIAL_BELOW
     as_given = grad_scale == 1 and clip_value is None
-    sums(grad, real(grad_scale), clip, as_given, ROWS_PER_BLOCK, scratch["rows"], scratch["partial"])
-    _added_blocks(scratch["partial"], scratch["columns"])
+    (_block_sums if parallel else _block_sums_serial)(grad, real(grad_scale), clip, as_given, ROWS_PER_BLOCK,
+                                                      scratch["rows"], scratch["partial"])
+    (_added_blocks if parallel else _added_blocks_serial)(scratch["partial"], scratch["columns"])
     return scratch["rows"], scratch["columns"]
 
 
