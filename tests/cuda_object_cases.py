@@ -99,15 +99,18 @@ SHAPES = [(40,), (3, 9), (70,)]
 
 @pytest.mark.parametrize("method", list(numadam.families()))
 def test_every_family_on_cuda_kernels_matches_the_cpu(device, method):
+    """Bit for bit, but Adafactor to a few ulps: the CPU's factors' pass sums its norms in its own
+    order and form (numadam.core.factors), CUDA's norms pass as the rule forms u."""
     cls = numadam.families()[method]
     host, on_device = twins(device, 13, SHAPES)
     cpu, gpu = cls(host, lr=0.01), cls(on_device, lr=0.01)
+    ulps = 4 if method == "adafactor" else None
     for grads in gradient_sequence(14, SHAPES, 4):
         cpu.step(grads)
         gpu.step([device.to_device(g) for g in grads])
     for actual, expected in zip(on_device, host):
-        device.assert_matches(actual, expected)
-    device.assert_trees_match(gpu.state_dict(), cpu.state_dict())
+        device.assert_matches(actual, expected, ulps)
+    device.assert_trees_match(gpu.state_dict(), cpu.state_dict(), ulps)
 
 
 @pytest.mark.parametrize("options", [{}, {"clip_value": 0.3, "weight_decay": 0.1}])

@@ -87,6 +87,96 @@ def test_the_compiled_sums_are_the_float64_sums_of_the_effective_gradient(layout
         np.testing.assert_allclose(columns, effective.sum(axis=-2), rtol=1e-14)
 
 
+def elementwise_norms(param, grad, state, estimate_floor, scale, clip):
+    """``(‖p‖², ‖u‖²)`` of one parameter as the norms pass sums them: u formed element by element as
+    the rule forms it from the moved factors' scales (a matrix) or second moment (a vector)."""
+    real = state["row_var"].dtype.type
+    g = np.clip(grad * real(scale), -real(clip), real(clip))
+    if grad.ndim >= 2:
+        cap = real(1) / np.sqrt(real(estimate_floor))
+        with np.errstate(over="ignore"):
+            products = state["row_scale"] * state["col_scale"]
+        u = np.where(products > cap, cap, products) * g
+    else:
+        u = (real(1) / np.sqrt(np.maximum(state["row_var"], real(estimate_floor)))) * g
+    return float(np.sum(param.astype(np.float64) ** 2)), float(np.sum(u.astype(np.float64) ** 2))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("layout", ["C", "F", "strided"])
+@pytest.mark.parametrize("shape", tiered([(70, 9), (600, 130), (3, 50, 20), (9, 700), (1000,)],
+                                         lambda shape: shape in ((70, 9), (600, 130))))
+def test_the_factors_pass_sums_the_norms_the_norms_pass_would(shape, layout, dtype):
+    """‖u‖² from the row and column sums (:mod:`numadam.core.factors`: the mean row factor times
+    each column's sum of g^2 / r over its factor) and ‖p‖² in the same read: the norms pass's sums
+    to a few units in the last place of the dtype, in serial and parallel sizes, walked by rows
+    or transposed, with a gradient scale and a clip."""
+    from numadam.targets.cpu.backend import CpuBackend
+
+    rng = np.random.default_rng(5)
+    real = np.dtype(dtype)
+    param = in_layout(random_array(rng, shape, dtype), layout)
+    state = {name: np.zeros(factors.factor_shape(factor, shape), dtype) for name, factor in
+             [("row_var", "rows"), ("col_var", "columns"), ("row_mean", "means"), ("row_scale", "row_scales"),
+              ("col_scale", "column_scales")]}
+    if len(shape) < 2:
+        state["col_var"][...] = state["row_mean"][...] = 1
+    estimate_floor = real.type(np.finfo(dtype).eps) ** 2
+    for step, (scale, clip) in enumerate([(1.0, None), (0.5, 0.7), (2.0, None)], start=1):
+        grad = in_layout(random_array(rng, shape, dtype), layout)
+        found = CpuBackend.update_factors(grad, *state.values(), real.type(step ** -0.8), real.type(np.finfo(dtype).eps),
+                                          scale, clip, {}, param=param, estimate_floor=estimate_floor)
+        expected = elementwise_norms(param, grad, state, estimate_floor, scale, np.inf if clip is None else clip)
+        assert found is not None
+        np.testing.assert_allclose(found, expected, rtol=16 * np.finfo(dtype).eps)
+
+
+def test_the_factors_pass_leaves_the_norms_to_the_norms_pass_where_its_formula_does_not_hold(monkeypatch):
+    """A row of zeros (an infinite scale, capped), a gradient too small for its squares' estimate
+    (scales past the cap 1/eps1), a NaN, rows wider than the pass keeps in its cache: the pass
+    returns None, and the optimizer's step runs the norms pass (and matches the reference)."""
+    from numadam.targets.cpu.backend import CpuBackend
+
+    rng = np.random.default_rng(6)
+    state = {name: np.zeros(factors.factor_shape(factor, (40, 30)), np.float32) for name, factor in
+             [("row_var", "rows"), ("col_var", "columns"), ("row_mean", "means"), ("row_scale", "row_scales"),
+              ("col_scale", "column_scales")]}
+    param = random_array(rng, (40, 30), np.float32)
+    floor = np.float32(np.finfo(np.float32).eps) ** 2
+
+    def passed(grad):
+        fresh = {name: array.copy() for name, array in state.items()}
+        return CpuBackend.update_factors(grad, *fresh.values(), np.float32(1), np.finfo(np.float32).eps, 1.0, None,
+                                         {}, param=param, estimate_floor=floor)
+
+    zero_row, tiny, poisoned = (random_array(rng, (40, 30), np.float32) for _ in range(3))
+    zero_row[7] = 0
+    tiny *= np.float32(1e-9)
+    poisoned[3, 4] = np.nan
+    assert passed(random_array(rng, (40, 30), np.float32)) is not None
+    for grad in (zero_row, tiny, poisoned):
+        with np.errstate(invalid="ignore", divide="ignore"):
+            assert passed(grad) is None
+    monkeypatch.setattr(factor_sums, "WIDEST_ROW_WITH_NORMS", 29)
+    assert passed(random_array(rng, (40, 30), np.float32)) is None
+    monkeypatch.undo()
+
+    reductions = []
+    engine_type = type(numadam.Adafactor(np.ones((2, 2), np.float32))._engine)
+    original = engine_type._reduce
+    monkeypatch.setattr(engine_type, "_reduce", lambda self, *a: reductions.append(1) or original(self, *a))
+    start = random_array(rng, (40, 30), np.float32)
+    reference = Reference("adafactor", {}, [start.copy()])
+    opt = numadam.Adafactor(start, lr=LR)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        for grad, runs in [(zero_row, 1), (random_array(rng, (40, 30), np.float32), 1), (poisoned, 2)]:
+            opt.step(grad)  # a row of zeros on the first step: its factor 0, its scale infinite
+            reference.step([grad])
+            assert len(reductions) == runs
+            np.testing.assert_array_equal(np.isnan(start), np.isnan(reference.params[0]))
+    assert np.isnan(start).all()  # the NaN's row and column factors poison every row's mean
+
+
 @pytest.mark.parametrize("shape", [(1000, 70), (13, 9)])
 def test_a_gradient_neither_scaled_nor_clipped_is_summed_as_the_effective_one(shape):
     """The pass without the scale and the clip (grad_scale 1, no clip_value) gives the bits of the

@@ -171,6 +171,11 @@ class Algorithm:
     #: to the dtype its step computes in, the weight of this step's squares in the factors' moving
     #: averages and the floor of the row mean (:mod:`numadam.core.factors`).
     factors: Callable | None = None
+    #: With factored state whose direction is :math:`u = g / \sqrt{\max(\hat v, \epsilon_1^2)}`
+    #: (Adafactor's): ``direction_floor(s)``, that floor from the scalars ``s`` as ``factors`` takes
+    #: them, so that the factors' pass can sum the norms pass's :math:`\|p\|^2` and :math:`\|u\|^2`
+    #: itself (:func:`numadam.core.factors.pass_constants`); None: the norms pass sums them.
+    direction_floor: Callable | None = None
     #: The class's docstring before its example: what it computes (the math) and whose update it is.
     doc: str = ""
     #: The class docstring's example: an :class:`Example`, or doctest lines of its own.

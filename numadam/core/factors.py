@@ -28,6 +28,35 @@ before the rule, per parameter: one pass over the gradient that sums the
 squares of each row and each column (in float64; :func:`sums_of_squares`),
 then the moving averages, the row means and the scales, on arrays of
 :math:`R + C` numbers.
+
+The norms from the factors' pass
+--------------------------------
+Adafactor's step size needs :math:`\|p\|^2` and :math:`\|u\|^2` of each
+parameter, with the direction :math:`u_{rc} = \min(a_r b_c, \kappa)\, g_{rc}`
+(:math:`\kappa = 1/\sqrt{\epsilon_1^2}`, the cap). Where no product of scales
+reaches the cap, :math:`a_r^2 b_c^2 = \bar r / (r_r c_c)` and
+
+.. math::
+
+    \|u\|^2 = \bar r \sum_c \frac{1}{c_c} \sum_r \frac{g_{rc}^2}{r_r},
+
+whose inner sums need only the row factor :math:`r_r`, known as soon as its
+row's squares are summed. So the CPU's factors' pass
+(:func:`numadam.targets.cpu.factor_sums.move_factors`) reads the parameter
+beside the gradient and sums, in the same read, :math:`\|p\|^2` and each
+column's :math:`W_c = \sum_r g_{rc}^2 / r_r` (for a matrix it walks
+transposed, each row's over the column factors: the identity is symmetric);
+a vector's :math:`\|u\|^2` is summed element by element as the rule forms
+:math:`u`. The step then needs no norms pass: two passes over memory instead
+of three. The formula is exact in real numbers; in floating point it differs
+from the sum of the rounded :math:`u_{rc}^2` by a few units in the last place
+of :math:`u`'s dtype, relative (:math:`a_r` and :math:`b_c` are rounded, the
+formula's quotients are not). Where some :math:`a_r b_c` exceeds the cap (a
+row or a column of zeros, gradients near :math:`\epsilon_1`), the sum is not
+finite, the rows are wider than the pass keeps in its cache, or the
+parameter is stored in another dtype than its factors (16-bit parameters
+without a float32 master copy),
+the norms pass sums :math:`u` as the rule forms it, as before.
 """
 
 import math
@@ -100,9 +129,17 @@ def broadcast_strides(factor, shape, itemsize):
 def weights(algorithm, row, real):
     """``(weight, floor)`` of :attr:`~numadam.core.algorithm.Algorithm.factors` from a parameter's
     scalar row ``row`` (floats), rounded to ``real`` as the kernels round them."""
+    return pass_constants(algorithm, row, real)[:2]
+
+
+def pass_constants(algorithm, row, real):
+    """``(weight, floor, estimate_floor)``: :func:`weights`, and the floor of the direction's estimate
+    (:attr:`~numadam.core.algorithm.Algorithm.direction_floor`; ``None`` where the family has none)
+    with which the factors' pass sums the norms (see the module docstring)."""
     narrowed = algorithm.Scalars(*np.array(row[:len(algorithm.Scalars._fields)], real))  # each rounded once
     weight, floor = algorithm.factors(narrowed)
-    return real.type(weight), real.type(floor)
+    estimate = None if algorithm.direction_floor is None else real.type(algorithm.direction_floor(narrowed))
+    return real.type(weight), real.type(floor), estimate
 
 
 def effective_gradient(xp, grad, real, grad_scale, clip_value):

@@ -301,15 +301,29 @@ class Bucket:
     def update_factors(self, rows, grad_scale, clip_value):
         """The factors' pass (:mod:`numadam.core.factors`) over the gradients of the last :meth:`bind`,
         with each parameter's scalar row ``rows[k]`` (floats): its row and column sums of squares,
-        then its factors' moving averages and row means, in place."""
+        then its factors' moving averages and row means, in place. Returns, per parameter, the
+        norms pass's ``(‖p‖², ‖u‖²)`` where the pass summed them too (see
+        :mod:`numadam.core.factors`), else ``None``."""
         family = self.algorithm
         names = [kind.name for kind in family.state if kind.factor]
+        found = []
         for k, grad in enumerate(self._bound_grads):
             if grad.size == 0:  # no squares to take the means of: the factors stay as they are
+                found.append((0.0, 0.0))
                 continue
-            weight, floor = factors.weights(family, rows[k], self.compute)
-            self.backend.update_factors(grad, *(self.state[name][k] for name in names), weight, floor, grad_scale,
-                                        clip_value, self._factor_scratch.setdefault(k, {}))
+            weight, floor, estimate_floor = factors.pass_constants(family, rows[k], self.compute)
+            param = self._stepped_param(k) if estimate_floor is not None else None
+            found.append(self.backend.update_factors(grad, *(self.state[name][k] for name in names), weight, floor,
+                                                     grad_scale, clip_value, self._factor_scratch.setdefault(k, {}),
+                                                     param=param, estimate_floor=estimate_floor))
+        return found
+
+    def _stepped_param(self, k):
+        """Parameter ``k`` as the rule reads it, where an array holds it so: its float32 master copy,
+        or itself in the dtype the step computes in; else ``None`` (a 16-bit parameter read widened)."""
+        if "master" in self.policy_state:
+            return self.policy_state["master"][k]
+        return self.params[k] if self.infos[k].dtype == self.compute else None
 
     def run(self, plan, spec, scalars):
         """Apply ``spec``'s update over ``plan`` with each scalar row of ``scalars``: block by block

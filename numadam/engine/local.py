@@ -278,9 +278,13 @@ class LocalEngine(Engine):
         return sums is not None
 
     def _factor_pass(self, plans, scalars, grad_scale):
+        found = [None] * len(self.leaves)
         for bucket, plan in zip(self.buckets, plans):
             if plan is not None:
-                bucket.update_factors([scalars[k] for k in bucket.indices], grad_scale, self.policies.clip_value)
+                sums = bucket.update_factors([scalars[k] for k in bucket.indices], grad_scale, self.policies.clip_value)
+                for k, pair in zip(bucket.indices, sums):
+                    found[k] = pair
+        return found
 
     def _shapes(self):
         return [info.shape for info in self.infos]

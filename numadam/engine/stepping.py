@@ -144,16 +144,16 @@ class Engine:
                 return
             if phase != "add":
                 grad_scale = decision
-        extra = None
+        extra = known = None
         if self.algorithm.factored and phase != "add":
-            self._factor_pass(grads, scalars, grad_scale)
+            known = self._factor_pass(grads, scalars, grad_scale)
         if self.algorithm.norms is not None and phase != "add":
             extra = policies.scalars(grad_scale, step)
             if (not self.algorithm.norms.per_parameter  # (whose value the one call does not compute)
                     and self._norms_then_update(grads, flags, phase, scalars, extra)):  # both passes: one call
                 self.step_count, self.carry, self.micro_step = step, carry, 0
                 return
-            scalars, policy = self._norms_pass(grads, flags, phase, scalars, extra)
+            scalars, policy = self._norms_pass(grads, flags, phase, scalars, extra, known)
             scalar_rows = None
         if scalar_rows is None or grad_scale != 1.0:  # the pre-pass's rows serve unless the update's differ
             scalar_rows = with_policy(scalars, policy, extra or policies.scalars(grad_scale, step))
@@ -163,12 +163,21 @@ class Engine:
             return
         self.step_count, self.carry, self.micro_step = step, carry, 0
 
-    def _norms_pass(self, grads, flags, phase, scalars, extra):
+    def _norms_pass(self, grads, flags, phase, scalars, extra, known=None):
         """The family's first pass (LAMB's moments and norms): it consumes the gradient; returns each
         parameter's scalar row for the update (the field its norms set, where it applies) and the
-        policy left for it (bounds, moving average)."""
+        policy left for it (bounds, moving average). ``known`` holds, per parameter, the two sums
+        where the factors' pass took them (:mod:`numadam.core.factors`), else ``None``: the pass
+        runs only where one is missing, and each parameter found there keeps its own."""
         first = self._first_pass_of[phase]
-        param_squares, direction_squares = self._reduce(grads, flags, first, with_policy(scalars, first, extra))
+        if known is not None and all(pair is not None for pair in known):
+            param_squares, direction_squares = np.array(known, np.float64).T
+        else:
+            param_squares, direction_squares = (np.array(sums, np.float64) for sums in
+                                                self._reduce(grads, flags, first, with_policy(scalars, first, extra)))
+            for k, pair in enumerate(known or ()):
+                if pair is not None:
+                    param_squares[k], direction_squares[k] = pair
         rows = with_norms(self.algorithm, np.array(scalars, np.float64), self._norms_apply(), param_squares,
                           direction_squares, self._counts)
         return rows, self._after_norms_of[phase]
@@ -190,7 +199,8 @@ class Engine:
     def _factor_pass(self, grads, scalars, grad_scale):
         """The factors' pass of a family with factored state (:mod:`numadam.core.factors`): each
         parameter's factors moved toward the squares of its gradient (scaled by ``grad_scale``,
-        clipped as the options say), with its scalar row ``scalars[k]``."""
+        clipped as the options say), with its scalar row ``scalars[k]``. Returns ``None``, or per
+        parameter the norms pass's two sums where the pass took them too, else ``None``."""
         raise NotImplementedError
 
     def _element_counts(self):

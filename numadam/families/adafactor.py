@@ -42,12 +42,15 @@ parameters, whose torch counterpart takes their own).
 A step is three passes over memory: the factors' pass (each row's and each
 column's sum of squares, :mod:`numadam.core.factors`, then the factors, the
 row mean and the scales), the norms pass (:math:`\|p\|^2` and
-:math:`\|u\|^2`), and the update.
+:math:`\|u\|^2`), and the update; on the CPU two, where the factors' pass
+sums the norms as well (:mod:`numadam.core.factors`, "The norms from the
+factors' pass").
 """
 
 import math
 from collections import namedtuple
 
+import numpy as np
 from numba import njit
 
 from ..core import validate
@@ -96,6 +99,24 @@ def factor_weights(s):
 
 
 
+def estimate_floor(s, epsilon):
+    """The floor :math:`\epsilon_1^2` of the second moment's estimate, from the parameter's scalars
+    ``s`` and the machine epsilon ``epsilon`` of their dtype (which stands for :math:`\epsilon_1`
+    where it is None): in ``s``'s dtype, on the host (NumPy scalars) as in the rule."""
+    return s.eps1_squared + s.machine_eps1 * (epsilon * epsilon)
+
+
+_estimate_floor = njit(inline="always")(estimate_floor)
+
+
+def direction_floor(s):
+    """:func:`estimate_floor` on the host, from scalars ``s`` narrowed to NumPy scalars of the dtype
+    the step computes in: what the factors' pass takes to sum the direction's squares itself
+    (:mod:`numadam.core.factors`)."""
+    real = type(s.one)
+    return estimate_floor(s, real(np.finfo(real).eps))
+
+
 def step_scale(param_squares, direction_squares, count, s):
     r""":math:`-\alpha_t / \max(1, \operatorname{RMS}(u)/d)` of a parameter of ``count`` real numbers
     from its sums of squares :math:`\|p\|^2` (before the decay) and :math:`\|u\|^2`."""
@@ -120,8 +141,7 @@ def _direction(grad, state, s):
     a matrix, :math:`g / \\sqrt{\\max(v, \\epsilon_1^2)}` in a vector (see the module docstring).
     ``s.factored`` is the same for a whole parameter: the loops are compiled once for each side."""
     row, column, mean, row_factor_scale, column_factor_scale = state
-    epsilon = machine_epsilon(s.one)
-    floor = s.eps1_squared + s.machine_eps1 * (epsilon * epsilon)
+    floor = _estimate_floor(s, machine_epsilon(s.one))
     if s.factored != 0:
         scale = row_factor_scale * column_factor_scale
         cap = s.one / math.sqrt(floor)
@@ -196,6 +216,7 @@ ADAFACTOR = Algorithm(
     norms=Norms(adafactor_direction, "step_scale", lambda h: True, step_scale, per_parameter=True,
                 tiled_matrices=False),
     factors=factor_weights,
+    direction_floor=direction_floor,
     doc=r"""Adafactor (Shazeer & Stern 2018) over a tree of arrays, updated in place: ``torch.optim.Adafactor``.
 
 .. math::

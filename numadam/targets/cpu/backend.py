@@ -177,18 +177,20 @@ class CpuBackend:
 
     @staticmethod
     def update_factors(grad, row_var, col_var, row_mean, row_scale, col_scale, weight, floor, grad_scale, clip_value,
-                       scratch=None):
+                       scratch=None, param=None, estimate_floor=None):
         """One parameter's factors moved toward its gradient (:func:`numadam.core.factors.update_factors`),
         its row and column sums of squares taken in one compiled read of it, on every core (with
         ``scratch``, a dict the caller keeps for the parameter: see
         :func:`~numadam.targets.cpu.factor_sums.row_and_column_squares`). A 16-bit gradient is
-        widened to the factors' dtype first (exactly: the update forms its effective gradient there)."""
+        widened to the factors' dtype first (exactly: the update forms its effective gradient there).
+        With ``param`` and ``estimate_floor``, returns the norms pass's sums where the same read
+        took them (:func:`~numadam.targets.cpu.factor_sums.move_factors`), else ``None``."""
         from .factor_sums import move_factors
 
         if grad.dtype != row_var.dtype:
             grad = grad.astype(row_var.dtype)
-        move_factors(grad, row_var, col_var, row_mean, row_scale, col_scale, weight, floor, grad_scale, clip_value,
-                     {} if scratch is None else scratch)
+        return move_factors(grad, row_var, col_var, row_mean, row_scale, col_scale, weight, floor, grad_scale,
+                            clip_value, {} if scratch is None else scratch, param, estimate_floor)
 
     @staticmethod
     def zeros(size, dtype):

@@ -30,49 +30,97 @@ def row_and_column_squares(grad, grad_scale, clip_value, scratch=None):
     gradient's shape) holds the partial sums from call to call: memory touched before, which new
     arrays of megabytes are not."""
     shape = grad.shape
-    flat = grad[None] if grad.ndim == 2 else grad.reshape((math.prod(shape[:-2]),) + shape[-2:])
+    flat = _batched(grad)
+    scratch = {} if scratch is None else scratch
     if walks_transposed(flat.strides[-2], flat.strides[-1]):
-        columns, rows = _squares(flat.swapaxes(-1, -2), grad_scale, clip_value, {} if scratch is None else scratch)
+        columns, rows = _squares(flat.swapaxes(-1, -2), grad_scale, clip_value, scratch)
     else:
-        rows, columns = _squares(flat, grad_scale, clip_value, {} if scratch is None else scratch)
+        rows, columns = _squares(flat, grad_scale, clip_value, scratch)
     return rows.reshape(shape[:-1]), columns.reshape(shape[:-2] + shape[-1:])
 
 
-def _squares(grad, grad_scale, clip_value, scratch):
+def _batched(array):
+    """``array`` of shape ``(..., R, C)`` as ``(B, R, C)``."""
+    return array[None] if array.ndim == 2 else array.reshape((math.prod(array.shape[:-2]),) + array.shape[-2:])
+
+
+def _squares(grad, grad_scale, clip_value, scratch, norms=None):
+    r"""The sums of :func:`row_and_column_squares` over ``grad`` ``(B, R, C)`` walked row by row; with
+    ``norms`` (``(param, walk_factor, weight, one_minus_weight)``, :func:`_sums_with_norms`) also
+    each column's :math:`\sum_r g_{rc}^2 / f_r` into ``scratch["weighted"]`` and each block's
+    :math:`\sum p^2` into ``scratch["param_blocks"]``."""
     real = grad.dtype.type
     batch, n_rows, n_columns = grad.shape
     n_blocks = max(1, -(-n_rows // ROWS_PER_BLOCK))
-    key = batch, n_rows, n_columns
+    key = batch, n_rows, n_columns, norms is not None
     if scratch.get("shape") != key:
+        scratch.clear()
         scratch.update(shape=key, partial=np.empty((batch, n_blocks, n_columns)), rows=np.empty((batch, n_rows)),
                        columns=np.empty((batch, n_columns)))
+        if norms is not None:
+            scratch.update(weighted_blocks=np.empty((batch, n_blocks, n_columns)),
+                           weighted=np.empty((batch, n_columns)), param_blocks=np.empty((batch, n_blocks)))
     clip = real(np.inf if clip_value is None else clip_value)
     parallel = grad.size >= SERIAL_BELOW
     as_given = grad_scale == 1 and clip_value is None
-    (_block_sums if parallel else _block_sums_serial)(grad, real(grad_scale), clip, as_given, ROWS_PER_BLOCK,
-                                                      scratch["rows"], scratch["partial"])
+    if norms is None:
+        (_block_sums if parallel else _block_sums_serial)(grad, real(grad_scale), clip, as_given, ROWS_PER_BLOCK,
+                                                          scratch["rows"], scratch["partial"])
+    else:
+        param, walk_factor, weight, one_minus_weight = norms
+        (_block_sums_with_norms if parallel else _block_sums_with_norms_serial)(
+            grad, real(grad_scale), clip, as_given, ROWS_PER_BLOCK, scratch["rows"], scratch["partial"], param,
+            walk_factor, weight, one_minus_weight, scratch["weighted_blocks"], scratch["param_blocks"])
+        (_added_blocks if parallel else _added_blocks_serial)(scratch["weighted_blocks"], scratch["weighted"])
     (_added_blocks if parallel else _added_blocks_serial)(scratch["partial"], scratch["columns"])
     return scratch["rows"], scratch["columns"]
 
 
 def move_factors(grad, row_var, col_var, row_mean, row_scales, col_scales, weight, floor, grad_scale, clip_value,
-                 scratch):
-    """One parameter's factors moved toward its gradient (float32 or float64, as its factors), in
+                 scratch, param=None, estimate_floor=None):
+    r"""One parameter's factors moved toward its gradient (float32 or float64, as its factors), in
     place: :func:`numadam.core.factors.update_factors` in compiled calls, on every core from
-    :data:`SERIAL_BELOW` elements. ``scratch`` is a dict the caller keeps for the parameter."""
+    :data:`SERIAL_BELOW` elements. ``scratch`` is a dict the caller keeps for the parameter.
+
+    With ``param`` (the parameter, in the factors' dtype) and ``estimate_floor`` (the floor
+    :math:`\epsilon_1^2` of the rule's estimate), the same read also sums what the norms pass
+    would (:func:`numadam.core.factors.norms_from_factors`): returns ``(‖p‖², ‖u‖²)``, or ``None``
+    where the pass cannot (a matrix whose rows are wider than :data:`WIDEST_ROW_WITH_NORMS`, or
+    whose direction meets the cap somewhere). Without ``param``, ``None``."""
     real = row_var.dtype.type
     one_minus = real(1) - weight
+    clip = real(np.inf if clip_value is None else clip_value)
     if grad.ndim < 2:
-        clip = real(np.inf if clip_value is None else clip_value)
-        moved_variance(grad.reshape(-1), real(grad_scale), clip, row_var.reshape(-1), weight, one_minus)
-        return
-    rows, columns = row_and_column_squares(grad, grad_scale, clip_value, scratch)
-    batch = math.prod(grad.shape[:-2])
-    n_rows, n_columns = grad.shape[-2:]
-    moved_factors_from_sums(rows.reshape(batch, n_rows), columns.reshape(batch, n_columns),
-                            row_var.reshape(batch, n_rows), col_var.reshape(batch, n_columns), row_mean.reshape(batch),
-                            row_scales.reshape(batch, n_rows), col_scales.reshape(batch, n_columns), weight, one_minus,
-                            floor)
+        if param is None:
+            moved_variance(grad.reshape(-1), real(grad_scale), clip, row_var.reshape(-1), weight, one_minus)
+            return None
+        return moved_variance_with_norms(grad.reshape(-1), param.reshape(-1), real(grad_scale), clip,
+                                         row_var.reshape(-1), weight, one_minus, real(estimate_floor))
+    flat = _batched(grad)
+    batch, n_rows, n_columns = flat.shape
+    transposed = walks_transposed(flat.strides[-2], flat.strides[-1])
+    walked = flat.swapaxes(-1, -2) if transposed else flat
+    norms = None
+    if param is not None and walked.shape[-1] <= WIDEST_ROW_WITH_NORMS:
+        walk_param = _batched(param).swapaxes(-1, -2) if transposed else _batched(param)
+        walk_factor = (col_var if transposed else row_var).reshape(batch, -1)
+        norms = walk_param, walk_factor, weight, one_minus
+    walk_rows, walk_columns = _squares(walked, grad_scale, clip_value, scratch, norms)
+    rows, columns = (walk_columns, walk_rows) if transposed else (walk_rows, walk_columns)
+    moved_factors_from_sums(rows, columns, row_var.reshape(batch, n_rows), col_var.reshape(batch, n_columns),
+                            row_mean.reshape(batch), row_scales.reshape(batch, n_rows),
+                            col_scales.reshape(batch, n_columns), weight, one_minus, floor)
+    if norms is None:
+        return None
+    found = _norms_from_sums(scratch["weighted"], (row_var if transposed else col_var).reshape(batch, -1),
+                             row_mean.reshape(batch), row_scales.reshape(-1), col_scales.reshape(-1),
+                             scratch["param_blocks"], real(1) / np.sqrt(real(estimate_floor)))
+    return found[1:] if found[0] else None
+
+
+#: The widest row (in the order the pass walks the matrix) whose norms the factors' pass sums: it
+#: reads eight rows twice, the second time from the cache (8 x 65536 float64 is 4 MiB).
+WIDEST_ROW_WITH_NORMS = 1 << 16
 
 
 #: From this many elements on, the factors' pass runs on every core: waking the threads costs more
@@ -114,6 +162,52 @@ def moved_factors_from_sums(row_sums, column_sums, row_var, col_var, row_mean, r
         row_mean[b] = floor if end[0] < floor else end[0]
         for r in range(n_rows):
             row_scales[b, r] = row_scale(row_mean[b], row_var[b, r])
+
+
+@njit(error_model="numpy")
+def moved_variance_with_norms(grad, param, grad_scale, clip, variance, weight, one_minus_weight, estimate_floor):
+    r""":func:`moved_variance`, and the vector's ``(‖p‖², ‖u‖²)``: its direction
+    :math:`u = g / \sqrt{\max(v, \epsilon_1^2)}` formed as the rule forms it (the factors' floor
+    ``estimate_floor``; its sign does not matter here), each square summed in float64."""
+    one = variance[:1].copy()
+    one[0] = 1
+    param_squares = direction_squares = 0.0
+    for i in range(grad.size):
+        value = effective(grad[i], grad_scale, clip)
+        moved = torch_lerp(variance[i], value * value, weight, one_minus_weight)
+        variance[i] = moved
+        if moved < estimate_floor:  # NaN stays NaN
+            moved = estimate_floor
+        direction = (one[0] / math.sqrt(moved)) * value
+        direction_squares += np.float64(direction) * np.float64(direction)
+        param_squares += np.float64(param[i]) * np.float64(param[i])
+    return param_squares, direction_squares
+
+
+@njit(error_model="numpy")
+def _norms_from_sums(weighted, walk_columns, row_mean, row_scales, column_scales, param_blocks, cap):
+    r"""``(valid, ‖p‖², ‖u‖²)`` of a batch of matrices from the factors' pass
+    (:func:`numadam.core.factors.norms_from_factors`): :math:`\|u\|^2 = \sum_b \bar r_b \sum_j W_{bj} / h_{bj}`
+    with ``weighted`` :math:`W` (each walked column's :math:`\sum_i g^2 / f_i`) and ``walk_columns``
+    :math:`h` (the walked columns' moved factors); valid where no product of scales passes
+    ``cap`` and the sum is finite."""
+    largest_row = largest_column = row_scales[0] * 0
+    for value in row_scales:
+        if not value <= largest_row:
+            largest_row = value
+    for value in column_scales:
+        if not value <= largest_column:
+            largest_column = value
+    param_squares = direction_squares = 0.0
+    for b in range(weighted.shape[0]):
+        for block in range(param_blocks.shape[1]):
+            param_squares += param_blocks[b, block]
+        matrix = 0.0
+        for j in range(weighted.shape[1]):
+            matrix += weighted[b, j] / np.float64(walk_columns[b, j])
+        direction_squares += np.float64(row_mean[b]) * matrix
+    valid = largest_row * largest_column <= cap and math.isfinite(direction_squares)
+    return valid, param_squares, direction_squares
 
 
 # Not cached on disk (here and below): they inline numadam.targets.factor_elements, which Numba's
@@ -194,6 +288,94 @@ def _element(value, grad_scale, clip, as_given):
 
 
 _block_sums_serial = njit(_block_sums.py_func)  # the same loops on the calling thread
+
+
+@njit(parallel=True, error_model="numpy")  # a factor of 0: an infinite quotient (the norms pass then sums u)
+def _block_sums_with_norms(grad, grad_scale, clip, as_given, per_block, rows, partial, param, walk_factor, weight,
+                           one_minus_weight, weighted, param_blocks):
+    r""":func:`_block_sums`, and in the same read, for each block: each column's
+    :math:`\sum_r (g_{rc} / \sqrt{f_r})^2` over its rows into ``weighted``, with :math:`f_r` row r's
+    factor ``walk_factor`` moved toward its new mean square (as :func:`moved_factors_from_sums`
+    moves it: the same bits), eight rows at a time while they are in the cache; and
+    :math:`\sum p^2` of its rows of ``param`` (in float64) into ``param_blocks``."""
+    batch, n_rows, n_columns = grad.shape
+    n_blocks = partial.shape[1]
+    for job in prange(batch * n_blocks):
+        b = job // n_blocks
+        block = job - b * n_blocks
+        part, heavy = partial[b, block], weighted[b, block]
+        part[:] = 0.0
+        heavy[:] = 0.0
+        totals = np.empty(8)
+        scales = np.zeros(8, grad.dtype)
+        end = walk_factor[b, :1].copy()  # one number of the factors' dtype: a mean rounded into it
+        end[0] = 1
+        one = end[0]
+        squares = 0.0
+        r, last = block * per_block, min(n_rows, (block + 1) * per_block)
+        while r < last:
+            count = min(8, last - r)
+            if count == 8:
+                _eight_rows(grad[b, r:r + 8], grad_scale, clip, as_given, part, totals)
+            else:
+                for k in range(count):
+                    totals[k] = _one_row(grad[b, r + k], grad_scale, clip, as_given, part)
+            for k in range(count):
+                rows[b, r + k] = totals[k]
+                end[0] = totals[k] / n_columns
+                scales[k] = one / math.sqrt(torch_lerp(walk_factor[b, r + k], end[0], weight, one_minus_weight))
+            if count == 8:
+                _eight_rows_weighted(grad[b, r:r + 8], grad_scale, clip, as_given, scales, heavy)
+            else:
+                for k in range(count):
+                    _one_row_weighted(grad[b, r + k], grad_scale, clip, as_given, scales[k], heavy)
+            for k in range(count):
+                squares += _row_squares(param[b, r + k])
+            r += count
+        param_blocks[b, block] = squares
+
+
+_block_sums_with_norms_serial = njit(error_model="numpy")(_block_sums_with_norms.py_func)
+
+
+@njit(fastmath={"reassoc", "contract"})
+def _eight_rows_weighted(eight, grad_scale, clip, as_given, scales, heavy):
+    """Eight rows' :math:`(g\, s_k)^2` (row k's ``scales[k]``, :math:`1/\sqrt{f_k}`), added into the
+    column sums ``heavy``: in the gradient's dtype (eight float32 lanes where it is float32), each
+    column's eight added in float64. A square past the dtype's range is infinite, and the norms
+    pass then sums u itself."""
+    row0, row1, row2, row3, row4, row5, row6, row7 = (eight[0], eight[1], eight[2], eight[3], eight[4], eight[5],
+                                                      eight[6], eight[7])
+    s0, s1, s2, s3, s4, s5, s6, s7 = scales[0], scales[1], scales[2], scales[3], scales[4], scales[5], scales[6], \
+        scales[7]
+    for c in range(row0.size):
+        x0 = _element(row0[c], grad_scale, clip, as_given) * s0
+        x1 = _element(row1[c], grad_scale, clip, as_given) * s1
+        x2 = _element(row2[c], grad_scale, clip, as_given) * s2
+        x3 = _element(row3[c], grad_scale, clip, as_given) * s3
+        x4 = _element(row4[c], grad_scale, clip, as_given) * s4
+        x5 = _element(row5[c], grad_scale, clip, as_given) * s5
+        x6 = _element(row6[c], grad_scale, clip, as_given) * s6
+        x7 = _element(row7[c], grad_scale, clip, as_given) * s7
+        heavy[c] += np.float64(((x0 * x0 + x1 * x1) + (x2 * x2 + x3 * x3)) + ((x4 * x4 + x5 * x5) + (x6 * x6 + x7 * x7)))
+
+
+@njit(fastmath={"reassoc", "contract"})
+def _one_row_weighted(row, grad_scale, clip, as_given, scale, heavy):
+    """One row's :math:`(g\, s)^2` added into the column sums ``heavy`` (see :func:`_eight_rows_weighted`)."""
+    for c in range(row.size):
+        x = _element(row[c], grad_scale, clip, as_given) * scale
+        heavy[c] += np.float64(x * x)
+
+
+@njit(fastmath={"reassoc"})
+def _row_squares(row):
+    """The sum of the squares of one row, in float64."""
+    total = 0.0
+    for c in range(row.size):
+        wide = np.float64(row[c])
+        total += wide * wide
+    return total
 
 
 @njit(cache=True, parallel=True)

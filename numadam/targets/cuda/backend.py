@@ -274,13 +274,15 @@ class CudaBackend:
         return self._require_cupy().zeros(size, dtype)
 
     def update_factors(self, grad, row_var, col_var, row_mean, row_scale, col_scale, weight, floor, grad_scale,
-                       clip_value, scratch=None):
+                       clip_value, scratch=None, param=None, estimate_floor=None):
         """One parameter's factors moved toward its gradient, by the kernels of
-        :mod:`numadam.targets.cuda.factors` on the current stream (``scratch``: unused)."""
+        :mod:`numadam.targets.cuda.factors` on the current stream (``scratch``, ``param`` and
+        ``estimate_floor``: unused). Returns ``None``: the norms pass sums the norms."""
         from .factors import update_factors
 
         update_factors(self, grad, row_var, col_var, row_mean, row_scale, col_scale, weight, floor, grad_scale,
                        clip_value)
+        return None
 
     def broadcast(self, array, shape):
         """A view of ``array`` repeated to ``shape`` (strides 0 where repeated)."""
