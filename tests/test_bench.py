@@ -293,6 +293,17 @@ def test_every_family_has_a_study_with_its_own_bytes():
     assert studies["lion"].bytes_per_element == 20
 
 
+def test_adafactor_suite_steps_three_widths_of_twenty_bytes():
+    """Adafactor's two passes (the norms summed in the factors' pass) move 20 bytes an element: the
+    factors' pass reads p and g, the update reads them and writes p. Three widths, one target."""
+    from numadam.bench import catalog
+
+    studies = catalog.SUITES["adafactor"]()
+    assert [study.width for study in studies.values()] == [100, 1000, 10000]
+    assert {study.bytes_per_element for study in studies.values()} == {20}
+    assert [study.target for study in studies.values()] == [(), ("same-traffic", 1.30), ()]
+
+
 def fake_sysfs(root, caches):
     """A ``cpu0/cache`` folder as Linux writes it: ``index*/{level,type,size}``."""
     for k, (level, kind, size) in enumerate(caches):

@@ -109,6 +109,15 @@ def adafactor():
                  target=("same-traffic", 1.30))
 
 
+def adafactor_widths():
+    """Adafactor's study at 100, 1000 and 10000 wide: a factored matrix pays a fixed cost per row
+    (docs/performance.md, "What a matrix row costs"); the target is the 1000-wide study's."""
+    study = adafactor()
+    return {f"adafactor, {width} wide": study._replace(name=f"adafactor, {width} wide", width=width,
+                                                      target=study.target if width == 1000 else ())
+            for width in (100, 1000, 10000)}
+
+
 def many_arrays():
     studies = {}
     for method in numadam.families():
@@ -196,7 +205,7 @@ def rows():
 
 
 SUITES = {"families": families, "many": many_arrays, "policies": policies, "precision": precision,
-          "groups": groups, "rows": rows}
+          "groups": groups, "rows": rows, "adafactor": adafactor_widths}
 
 
 @functools.cache

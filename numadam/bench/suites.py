@@ -26,7 +26,8 @@ TORCH_FAMILIES = {"adam": "Adam", "adamw": "AdamW", "nadam": "NAdam", "radam": "
 
 
 #: The library each suite is compared with, where it is installed (none is a dependency).
-OTHER_LIBRARY = {"families": "torch", "many": "torch", "rows": "torch", "precision": "bitsandbytes"}
+OTHER_LIBRARY = {"families": "torch", "many": "torch", "rows": "torch", "precision": "bitsandbytes",
+                 "adafactor": "torch"}
 
 
 class Timed(NamedTuple):
