@@ -104,13 +104,13 @@ def elementwise_norms(param, grad, state, estimate_floor, scale, clip):
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("layout", ["C", "F", "strided"])
-@pytest.mark.parametrize("shape", tiered([(70, 9), (600, 130), (3, 50, 20), (9, 700), (1000,)],
-                                         lambda shape: shape in ((70, 9), (600, 130))))
+@pytest.mark.parametrize("shape", tiered([(70, 9), (600, 130), (3, 50, 20), (9, 700), (1000,), (100000,)],
+                                         lambda shape: shape in ((70, 9), (600, 130), (100000,))))
 def test_the_factors_pass_sums_the_norms_the_norms_pass_would(shape, layout, dtype):
     """‖u‖² from the row and column sums (:mod:`numadam.core.factors`: the mean row factor times
     each column's sum of g^2 / r over its factor) and ‖p‖² in the same read: the norms pass's sums
-    to a few units in the last place of the dtype, in serial and parallel sizes, walked by rows
-    or transposed, with a gradient scale and a clip."""
+    to a few units in the last place of the dtype, in serial and parallel sizes (a vector's in
+    chunks), walked by rows or transposed, with a gradient scale and a clip."""
     from numadam.targets.cpu.backend import CpuBackend
 
     rng = np.random.default_rng(5)
@@ -210,6 +210,32 @@ def test_the_sums_do_not_depend_on_the_number_of_threads():
     for a, b, expected in zip(one, every, (squares.sum(axis=-1), squares.sum(axis=-2))):
         np.testing.assert_array_equal(a, b)
         np.testing.assert_allclose(b, expected, rtol=1e-14)
+
+
+def test_the_norms_of_the_factors_pass_do_not_depend_on_the_number_of_threads():
+    """The blocks' and chunks' sums added in their order: one thread and every thread give the
+    same bits, for a matrix and for a vector (parallel sizes)."""
+    import numba
+
+    from numadam.targets.cpu.backend import CpuBackend
+
+    rng = np.random.default_rng(8)
+    floor = np.float32(np.finfo(np.float32).eps) ** 2
+    previous = numba.get_num_threads()
+    for shape in [(1000, 70), (100000,)]:
+        param, grad = random_array(rng, shape, np.float32), random_array(rng, shape, np.float32)
+        found = []
+        for threads in (1, numba.config.NUMBA_NUM_THREADS):
+            state = [np.zeros(factors.factor_shape(factor, shape), np.float32) for factor in factors.FACTORS]
+            if len(shape) < 2:
+                state[1][...] = state[2][...] = 1
+            try:
+                numba.set_num_threads(threads)
+                found.append(CpuBackend.update_factors(grad, *state, np.float32(1), np.finfo(np.float32).eps, 1.0,
+                                                       None, {}, param=param, estimate_floor=floor))
+            finally:
+                numba.set_num_threads(previous)
+        assert found[0] is not None and found[0] == found[1]
 
 
 def problem(seed):

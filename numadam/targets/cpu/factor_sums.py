@@ -164,18 +164,56 @@ def moved_factors_from_sums(row_sums, column_sums, row_var, col_var, row_mean, r
             row_scales[b, r] = row_scale(row_mean[b], row_var[b, r])
 
 
-@njit(error_model="numpy")
 def moved_variance_with_norms(grad, param, grad_scale, clip, variance, weight, one_minus_weight, estimate_floor):
-    r""":func:`moved_variance`, and the vector's ``(‖p‖², ‖u‖²)``: its direction
+    """:func:`moved_variance`, and the vector's ``(‖p‖², ‖u‖²)``: its direction
     :math:`u = g / \sqrt{\max(v, \epsilon_1^2)}` formed as the rule forms it (the factors' floor
-    ``estimate_floor``; its sign does not matter here), each square summed in float64."""
+    ``estimate_floor``; its sign does not matter here), each square summed in float64; in chunks
+    of :data:`VECTOR_CHUNK` elements on every core from :data:`SERIAL_BELOW` elements, their sums
+    added in order (the same sums on any number of cores)."""
+    if grad.size < SERIAL_BELOW:
+        moved_variance(grad, grad_scale, clip, variance, weight, one_minus_weight)
+        return _vector_norms(grad, param, grad_scale, clip, variance, estimate_floor)
+    sums = np.empty((-(-grad.size // VECTOR_CHUNK), 2))
+    _moved_variance_chunks(grad, param, grad_scale, clip, variance, weight, one_minus_weight, estimate_floor, sums)
+    return _added_in_order(sums)
+
+
+#: Elements of one parallel task of a vector's factors' pass.
+VECTOR_CHUNK = 1 << 14
+
+
+@njit(parallel=True, error_model="numpy")
+def _moved_variance_chunks(grad, param, grad_scale, clip, variance, weight, one_minus_weight, estimate_floor, sums):
+    """:func:`moved_variance` and :func:`_vector_norms` chunk by chunk (the chunk's arrays in the cache
+    for the second loop), each chunk's two sums into its row of ``sums``."""
+    for k in prange(sums.shape[0]):
+        first = k * VECTOR_CHUNK
+        last = min(grad.size, first + VECTOR_CHUNK)
+        moved_variance(grad[first:last], grad_scale, clip, variance[first:last], weight, one_minus_weight)
+        sums[k, 0], sums[k, 1] = _vector_norms(grad[first:last], param[first:last], grad_scale, clip,
+                                               variance[first:last], estimate_floor)
+
+
+@njit
+def _added_in_order(sums):
+    """The columns of ``sums`` each added row after row: ``(‖p‖², ‖u‖²)``."""
+    param_squares = direction_squares = 0.0
+    for k in range(sums.shape[0]):
+        param_squares += sums[k, 0]
+        direction_squares += sums[k, 1]
+    return param_squares, direction_squares
+
+
+@njit(fastmath={"reassoc"}, error_model="numpy")
+def _vector_norms(grad, param, grad_scale, clip, variance, estimate_floor):
+    """``(‖p‖², ‖u‖²)`` of a vector from its moved second moment ``variance`` (see
+    :func:`moved_variance_with_norms`)."""
     one = variance[:1].copy()
     one[0] = 1
     param_squares = direction_squares = 0.0
     for i in range(grad.size):
         value = effective(grad[i], grad_scale, clip)
-        moved = torch_lerp(variance[i], value * value, weight, one_minus_weight)
-        variance[i] = moved
+        moved = variance[i]
         if moved < estimate_floor:  # NaN stays NaN
             moved = estimate_floor
         direction = (one[0] / math.sqrt(moved)) * value
@@ -378,15 +416,24 @@ def _row_squares(row):
     return total
 
 
+#: Columns of one parallel task of :func:`_added_blocks`.
+COLUMNS_PER_TASK = 256
+
+
 @njit(cache=True, parallel=True)
 def _added_blocks(partial, columns):
-    """The blocks' column sums added in block order."""
+    """The blocks' column sums added in block order, a task per :data:`COLUMNS_PER_TASK` columns of
+    each matrix (so that one matrix of many blocks takes every core too)."""
     batch, n_blocks, n_columns = partial.shape
-    for b in prange(batch):
-        for c in range(n_columns):
+    n_tiles = -(-n_columns // COLUMNS_PER_TASK)
+    for job in prange(batch * n_tiles):
+        b = job // n_tiles
+        first = (job - b * n_tiles) * COLUMNS_PER_TASK
+        last = min(n_columns, first + COLUMNS_PER_TASK)
+        for c in range(first, last):
             columns[b, c] = 0.0
         for block in range(n_blocks):
-            for c in range(n_columns):
+            for c in range(first, last):
                 columns[b, c] += partial[b, block, c]
 
 
