@@ -46,7 +46,7 @@ def _batched(array):
 
 def _squares(grad, grad_scale, clip_value, scratch, norms=None):
     r"""The sums of :func:`row_and_column_squares` over ``grad`` ``(B, R, C)`` walked row by row; with
-    ``norms`` (``(param, walk_factor, weight, one_minus_weight)``, :func:`_sums_with_norms`) also
+    ``norms`` (``(param, walk_factor, weight, one_minus_weight)``, :func:`_block_sums_with_norms`) also
     each column's :math:`\sum_r g_{rc}^2 / f_r` into ``scratch["weighted"]`` and each block's
     :math:`\sum p^2` into ``scratch["param_blocks"]``."""
     real = grad.dtype.type
@@ -84,7 +84,7 @@ def move_factors(grad, row_var, col_var, row_mean, row_scales, col_scales, weigh
 
     With ``param`` (the parameter, in the factors' dtype) and ``estimate_floor`` (the floor
     :math:`\epsilon_1^2` of the rule's estimate), the same read also sums what the norms pass
-    would (:func:`numadam.core.factors.norms_from_factors`): returns ``(‖p‖², ‖u‖²)``, or ``None``
+    would (:mod:`numadam.core.factors`, "The norms from the factors' pass"): returns ``(‖p‖², ‖u‖²)``, or ``None``
     where the pass cannot (a matrix whose rows are wider than :data:`WIDEST_ROW_WITH_NORMS`, or
     whose direction meets the cap somewhere). Without ``param``, ``None``."""
     real = row_var.dtype.type
@@ -165,7 +165,7 @@ def moved_factors_from_sums(row_sums, column_sums, row_var, col_var, row_mean, r
 
 
 def moved_variance_with_norms(grad, param, grad_scale, clip, variance, weight, one_minus_weight, estimate_floor):
-    """:func:`moved_variance`, and the vector's ``(‖p‖², ‖u‖²)``: its direction
+    r""":func:`moved_variance`, and the vector's ``(‖p‖², ‖u‖²)``: its direction
     :math:`u = g / \sqrt{\max(v, \epsilon_1^2)}` formed as the rule forms it (the factors' floor
     ``estimate_floor``; its sign does not matter here), each square summed in float64; in chunks
     of :data:`VECTOR_CHUNK` elements on every core from :data:`SERIAL_BELOW` elements, their sums
@@ -225,7 +225,7 @@ def _vector_norms(grad, param, grad_scale, clip, variance, estimate_floor):
 @njit(error_model="numpy")
 def _norms_from_sums(weighted, walk_columns, row_mean, row_scales, column_scales, param_blocks, cap):
     r"""``(valid, ‖p‖², ‖u‖²)`` of a batch of matrices from the factors' pass
-    (:func:`numadam.core.factors.norms_from_factors`): :math:`\|u\|^2 = \sum_b \bar r_b \sum_j W_{bj} / h_{bj}`
+    (:mod:`numadam.core.factors`): :math:`\|u\|^2 = \sum_b \bar r_b \sum_j W_{bj} / h_{bj}`
     with ``weighted`` :math:`W` (each walked column's :math:`\sum_i g^2 / f_i`) and ``walk_columns``
     :math:`h` (the walked columns' moved factors); valid where no product of scales passes
     ``cap`` and the sum is finite."""
@@ -378,7 +378,7 @@ _block_sums_with_norms_serial = njit(error_model="numpy")(_block_sums_with_norms
 
 @njit(fastmath={"reassoc", "contract"})
 def _eight_rows_weighted(eight, grad_scale, clip, as_given, scales, heavy):
-    """Eight rows' :math:`(g\, s_k)^2` (row k's ``scales[k]``, :math:`1/\sqrt{f_k}`), added into the
+    r"""Eight rows' :math:`(g\, s_k)^2` (row k's ``scales[k]``, :math:`1/\sqrt{f_k}`), added into the
     column sums ``heavy``: in the gradient's dtype (eight float32 lanes where it is float32), each
     column's eight added in float64. A square past the dtype's range is infinite, and the norms
     pass then sums u itself."""
@@ -400,7 +400,7 @@ def _eight_rows_weighted(eight, grad_scale, clip, as_given, scales, heavy):
 
 @njit(fastmath={"reassoc", "contract"})
 def _one_row_weighted(row, grad_scale, clip, as_given, scale, heavy):
-    """One row's :math:`(g\, s)^2` added into the column sums ``heavy`` (see :func:`_eight_rows_weighted`)."""
+    r"""One row's :math:`(g\, s)^2` added into the column sums ``heavy`` (see :func:`_eight_rows_weighted`)."""
     for c in range(row.size):
         x = _element(row[c], grad_scale, clip, as_given) * scale
         heavy[c] += np.float64(x * x)
