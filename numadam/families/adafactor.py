@@ -100,7 +100,7 @@ def factor_weights(s):
 
 
 def estimate_floor(s, epsilon):
-    """The floor :math:`\epsilon_1^2` of the second moment's estimate, from the parameter's scalars
+    r"""The floor :math:`\epsilon_1^2` of the second moment's estimate, from the parameter's scalars
     ``s`` and the machine epsilon ``epsilon`` of their dtype (which stands for :math:`\epsilon_1`
     where it is None): in ``s``'s dtype, on the host (NumPy scalars) as in the rule."""
     return s.eps1_squared + s.machine_eps1 * (epsilon * epsilon)
