@@ -138,9 +138,9 @@ def many_arrays():
 def policies():
     adam = _plain("adam", "adam")
     lamb = _plain("lamb", "lamb", baseline="adam")
-    # LAMB's first pass reads p, g, m, v and writes m, v and the direction r; its second reads p, r and
-    # writes p: 40 bytes per element, as if p, m, v, r were read and written once and p, g read once more.
-    lamb = lamb._replace(written=(F32,) * 4, read=(F32,) * 2, target=("baseline", 1.60))
+    # LAMB's first pass reads p, g, m, v and writes m, v; its second reads p, m, v and writes p:
+    # 40 bytes per element, as if p, m, v were read and written once and p, g, m, v read once more.
+    lamb = lamb._replace(written=(F32,) * 3, read=(F32,) * 4, target=("baseline", 1.60))
     return {
         "adam": adam,
         "nonfinite='skip'": adam._replace(name="nonfinite='skip'", options={**adam.options, "nonfinite": "skip"},

@@ -118,14 +118,6 @@ class Norms(NamedTuple):
     width (LAMB's, Adafactor's vectors); with ``tiled_matrices`` false, a
     matrix's layouts of factored state run in one loop instead, faster for a
     direction of products only (Adafactor's matrices).
-
-    ``apply(param, direction, s, flags) -> param``, where a family gives it, is
-    its update from the direction the first pass returned, the field set; the
-    family's ``rule`` must be that same function of the direction it forms
-    again. The CPU may then keep the first pass's directions in memory and
-    have the update read them instead of the state: the same bits, and on a
-    step past the caches fewer bytes read after the first pass and no
-    divisions (:class:`~numadam.core.pipeline.Policy`'s ``direction``).
     """
 
     rule: object
@@ -134,7 +126,6 @@ class Norms(NamedTuple):
     value: Callable
     per_parameter: bool = False
     tiled_matrices: bool = True
-    apply: object = None
 
 
 class Example(NamedTuple):

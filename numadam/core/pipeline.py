@@ -119,9 +119,6 @@ STAGES = (
           (Operand("master", "compute", initial="param"),), low_precision=True),
     Stage("stochastic_rounding", "stochastic", lambda p: p.stochastic_rounding, (), ("salt",),
           low_precision=True),
-    # No option turns this one on: a bucket on the CPU does, for a family whose update can take the
-    # direction its norms pass found (see Policy).
-    Stage("stored_direction", "direction", lambda p: False, (Operand("direction", "compute", held=False),)),
 )
 
 #: The policy operands, in the order the kernels take them after the family's state.
@@ -142,19 +139,14 @@ class Policy(_KernelSwitches):
     ``reduction`` says what the pre-pass sums: ``"gradient"`` or ``"norms"``
     (the family's norms rule). ``stochastic`` is ``True`` (the random bits of
     an element come from its position in the table's sequence) or
-    :data:`CHUNK_POSITIONS`. ``direction`` (a family with a norms pass whose
-    :attr:`~numadam.core.algorithm.Norms.apply` takes a direction, on the CPU):
-    the norms pass writes each element's update direction into the
-    ``direction`` operand, and the update reads it there instead of forming it
-    again from the state; it takes no per-step scalars.
+    :data:`CHUNK_POSITIONS`.
     """
 
     __slots__ = ()
 
     @property
     def active(self):
-        """Whether the kernel reads the policy's per-step scalars (any switch but ``direction``)."""
-        return self._replace(direction=False) != NO_POLICY
+        return self != NO_POLICY
 
     def operands(self):
         """The names of the policy operands a kernel with these switches reads or writes."""

@@ -101,10 +101,6 @@ class Bucket:
                     backend.assign(self._state_view(buffer, k), param)
         self.policy_state = {name: [self._state_view(buffer, k) for k in range(len(params))]
                              for name, buffer in self.policy_buffers.items()}
-        #: Each element's update direction, written by the family's norms pass and read by its update
-        #: (``Policy.direction``), or ``None``: see :meth:`_stores_direction`. Not state: never saved.
-        self.direction = (backend.zeros(int(self.offsets[-1]), operand_dtype("direction", self.storage, self.compute))
-                          if self._stores_direction() else None)
         self.bounds = bounds  # None, or per parameter a (low, high) pair of arrays
         self._param_rows = [self._rows(k, self.infos[k].strides, 0) for k in range(len(params))]
         self._fast_rows = np.concatenate(self._param_rows)
@@ -129,19 +125,6 @@ class Bucket:
         self._fused = {}  # id(policy) -> (plan, flags, policy, fused step or None): see reduce_and_update
         #: The parameters (local indices) whose gradient was ``None`` in the last :meth:`bind`.
         self.absent = []
-
-    def _stores_direction(self):
-        """Whether this bucket keeps its family's directions between the norms pass and the update:
-        on the CPU, where the family's update can take them (:attr:`~numadam.core.algorithm.Norms.apply`),
-        the state is kept in the compute dtype, and the bucket is large enough to step on every core.
-        (An update that forms the direction again from 16-bit state reads the rounded moments, and
-        the stored direction would not be the same bits.) Its update
-        then reads the parameter and the direction instead of the parameter and the state, and
-        divides nothing; on a step past the caches that saves more time than the direction's
-        writing costs. A smaller bucket's two passes run in one call, mostly in the caches."""
-        norms = self.algorithm.norms
-        return (norms is not None and norms.apply is not None and self.backend.name == "numpy"
-                and self.state_dtype == self.compute and self.offsets[-1] >= self.backend.serial_below)
 
     def _init_blocks(self, sizes):
         """8-bit state: the blocks (each parameter's runs of ``BLOCK`` elements, as the sequence's
@@ -255,8 +238,6 @@ class Bucket:
         state = [self._buffer_info(self.buffers[kind.name], k, kind.factor) if kind.name in self.buffers else None
                  for kind in self.algorithm.state]
         extra = {name: self._buffer_info(buffer, k) for name, buffer in self.policy_buffers.items()}
-        if self.direction is not None:
-            extra["direction"] = self._buffer_info(self.direction, k)
         if self.bounds is not None:
             extra["low"], extra["high"] = (self.backend.describe(bound) for bound in self.bounds[k])
         return [self.infos[k], grad] + state + [extra.get(name) for name in POLICY_OPERANDS]
@@ -293,21 +274,14 @@ class Bucket:
         key = flags, policy
         found = self._specs.get(key)
         if found is None:
-            if self.direction is not None and policy.accumulate != "add":
-                # Each pass of a step but a micro-batch's addition: the norms pass stores the directions,
-                # the update after it reads them (a family with norms updates only after that pass).
-                policy = policy._replace(direction=True)
             found = self._specs[key] = kernel_spec(self.algorithm, flags, self.storage, self.buffers.keys(), policy,
                                                    self.state_dtype)
         return found
 
     def written_arrays(self):
-        """Every array this bucket writes: the parameters, the state (and its scales), the policies' buffers
-        and the stored directions."""
+        """Every array this bucket writes: the parameters, the state (and its scales) and the policies' buffers."""
         scales = [self.scales] if self.quantized else []
-        direction = [] if self.direction is None else [self.direction]
-        return (list(self.params) + list(self.buffers.values()) + scales + list(self.policy_buffers.values())
-                + direction)
+        return list(self.params) + list(self.buffers.values()) + scales + list(self.policy_buffers.values())
 
     def load_state(self, name, k, source):
         """Copy ``source`` (numbers, or :class:`Quantized` codes) into parameter ``k``'s state ``name``,

@@ -17,9 +17,6 @@ norm (``max_grad_norm``; numadam's ``clip_global_norm`` option does the same).
 
 A step is two passes over memory: the first updates the moments and sums
 :math:`\|p\|^2` and :math:`\|r\|^2` per parameter, the second applies the update.
-On the CPU, a bucket of parameters large enough to step on every core keeps
-:math:`r` from the first pass for the second (one number of the compute dtype
-per element), which then reads :math:`p` and :math:`r` only.
 Exclude biases and norm layers from the decay with :class:`numadam.Group`.
 """
 
@@ -81,17 +78,11 @@ def lamb_moments(param, grad, state, s, flags):
 
 
 @njit(inline="always")
-def lamb_apply(param, direction, s, flags):
-    """LAMB's update of one real element along its direction, with the parameter's trust ratio."""
-    return param - s.lr * (direction * s.trust_ratio)
-
-
-@njit(inline="always")
 def lamb_rule(param, grad, state, s, flags):
-    """LAMB's second pass for one real element: the direction formed again from the state the first
-    pass wrote, then :func:`lamb_apply`."""
+    """LAMB's second pass for one real element: the update, with the parameter's trust ratio."""
     exp_avg, exp_avg_sq = state
-    return lamb_apply(param, _direction(param, exp_avg, exp_avg_sq, s, flags), s, flags), (exp_avg, exp_avg_sq)
+    direction = _direction(param, exp_avg, exp_avg_sq, s, flags)
+    return param - s.lr * (direction * s.trust_ratio), (exp_avg, exp_avg_sq)
 
 
 def _check_lamb_combination(h):
@@ -113,7 +104,7 @@ LAMB_FAMILY = Algorithm(
            StateKind("exp_avg_sq", "the second moment v", nonnegative=True)),
     scalars=lamb_scalars, flags=lamb_flags, rule=lamb_rule,
     check_combination=_check_lamb_combination,
-    norms=Norms(lamb_moments, "trust_ratio", uses_trust_ratio, trust_ratio, apply=lamb_apply),
+    norms=Norms(lamb_moments, "trust_ratio", uses_trust_ratio, trust_ratio),
     doc=r"""LAMB (You et al. 2020) over a tree of arrays, updated in place.
 
 .. math::

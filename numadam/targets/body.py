@@ -150,15 +150,11 @@ def _update_lines(spec, index_of, bounds_loaded, largest=False):
     if policy.accumulate == "add":  # this call only adds the micro-batch gradient into the buffer
         slot = _policy_slot(spec, "accumulator")
         return [f"{_element(slot, index_of)} = n{slot}(w{slot}({_old(spec, slot, index_of)}) + w1({_element(GRAD, index_of)}))"]
-    if policy.direction:  # along the direction the norms pass stored: no gradient, and the state is written
-        slot = _policy_slot(spec, "direction")
-        lines = [f"param = apply({_param_load(spec, index_of)}, w{slot}({_element(slot, index_of)}), h, flags)"]
-    else:
-        n_state = len(rule(spec.rule).state)
-        state = [_state_load(spec, k, index_of) for k in range(2, 2 + n_state)]
-        lines = _gradient_lines(spec, index_of)
-        lines.append(f"param, state = rule({_param_load(spec, index_of)}, grad, "
-                     f"({', '.join(state)}{',' if n_state == 1 else ''}), h, flags)")
+    n_state = len(rule(spec.rule).state)
+    state = [_state_load(spec, k, index_of) for k in range(2, 2 + n_state)]
+    lines = _gradient_lines(spec, index_of)
+    lines.append(f"param, state = rule({_param_load(spec, index_of)}, grad, "
+                 f"({', '.join(state)}{',' if n_state == 1 else ''}), h, flags)")
     if policy.bounds:
         low, high = _policy_slot(spec, "low"), _policy_slot(spec, "high")
         if not bounds_loaded:
@@ -169,8 +165,7 @@ def _update_lines(spec, index_of, bounds_loaded, largest=False):
         lines.append(f"{_element(slot, index_of)} = n{slot}(q.ema_decay * w{slot}({_old(spec, slot, index_of)})"
                      " + q.one_minus_ema_decay * param)")
     lines += _param_store(spec, index_of)
-    if not policy.direction:
-        lines += [line for k in _written_state(spec) for line in _state_store(spec, k, index_of, largest)]
+    lines += [line for k in _written_state(spec) for line in _state_store(spec, k, index_of, largest)]
     return lines
 
 
@@ -370,11 +365,7 @@ def _norms_rule(spec, index_of):
     lines = _gradient_lines(spec, index_of) + [
         f"param = {_param_load(spec, index_of)}",
         f"state, direction = norms(param, grad, ({', '.join(state)}{',' if n_state == 1 else ''}), h, flags)"]
-    lines += [f"{_element(k, index_of)} = n{k}(state[{k - 2}])" for k in _written_state(spec)]
-    if spec.policy.direction:  # kept for the update (see _update_lines)
-        slot = _policy_slot(spec, "direction")
-        lines.append(f"{_element(slot, index_of)} = n{slot}(direction)")
-    return lines
+    return lines + [f"{_element(k, index_of)} = n{k}(state[{k - 2}])" for k in _written_state(spec)]
 
 
 def _norm_sums(spec, index_of):
@@ -479,8 +470,7 @@ def piece_name(spec, kind="run_piece"):
 def _namespace(spec, primitives):
     registered = rule(spec.rule)
     real = np.dtype(spec.real).type
-    namespace = {"rule": registered.function, "norms": registered.norms, "apply": registered.apply,
-                 "Scalars": registered.scalars,
+    namespace = {"rule": registered.function, "norms": registered.norms, "Scalars": registered.scalars,
                  "Flags": registered.flags, "PolicyScalars": PolicyScalars, "pointer": primitives.pointer,
                  "real": real, "float64": np.float64, "zero64": np.float64(0), "one64": np.float64(1),
                  "uint64": np.uint64, "uint32": np.uint32, "bitcast": primitives.bitcast,

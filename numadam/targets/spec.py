@@ -37,21 +37,19 @@ class Rule(NamedTuple):
     value: object     # with a norms rule: the value its sums set in each parameter's scalars (plain Python)
     read_only: tuple = ()  # the state operands it reads and never writes (factored state)
     norms_tiled_matrices: bool = True  # :attr:`numadam.core.algorithm.Norms.tiled_matrices`
-    apply: object = None  # :attr:`numadam.core.algorithm.Norms.apply`: the update from a stored direction
 
 
 _RULES = {}
 
 
 def register_rule(name, function, scalars, flags, state, norms=None, value=None, read_only=(),
-                  norms_tiled_matrices=True, apply=None):
+                  norms_tiled_matrices=True):
     """Make ``function`` (and ``norms``, a first pass that also returns the update direction, with
     ``value``, what its sums set in each parameter's scalars; ``norms_tiled_matrices``, whether the
     CPU runs that pass over a matrix's layouts in tiles) available to kernels as rule ``name``; the
-    state operands named in ``read_only`` are read and never written; ``apply`` is the update from
-    a direction the norms pass stored, where the family has one)."""
+    state operands named in ``read_only`` are read and never written."""
     _RULES[name] = Rule(function, scalars, flags, tuple(state), norms, value, tuple(read_only),
-                        norms_tiled_matrices, apply)
+                        norms_tiled_matrices)
 
 
 def rule(name):
@@ -121,7 +119,7 @@ def fingerprint(rule_name):
     if found is None:
         registered = _RULES[rule_name]
         found = _FINGERPRINTS[rule_name] = source_fingerprint((registered.function, registered.norms,
-                                                               registered.value, registered.apply))
+                                                               registered.value))
     return found
 
 
