@@ -69,6 +69,40 @@ def test_numadam_cache_reports_and_clears_the_cached_kernels(tmp_path):
     assert run(None, tmp_path, "-m", "numadam", "cache").startswith("0 cached kernel files")
 
 
+class _PolicyOfAnotherVersion:
+    """Pickles as numadam's Policy with one field more than it has: what an index written by a
+    numadam whose policy had another switch holds for this one."""
+
+    def __reduce__(self):
+        from numadam.core.pipeline import Policy
+
+        return Policy, tuple(range(len(Policy._fields) + 1))
+
+
+def test_an_index_that_another_version_wrote_is_emptied_and_the_kernel_compiled(tmp_path):
+    """Numba unpickles a kernel's whole index before it checks that the index is its own: keys
+    that another numadam pickled must not fail every step of this one."""
+    import pickle
+
+    run(SCRIPT, tmp_path)
+    indexes = sorted(tmp_path.rglob("kernels.update_serial-*.nbi"))
+    assert indexes
+    for index in indexes:
+        with open(index, "rb") as file:
+            version = pickle.load(file)
+        with open(index, "wb") as file:
+            pickle.dump(version, file, protocol=-1)
+            file.write(pickle.dumps(("another stamp", {"key": _PolicyOfAnotherVersion()}), protocol=-1))
+    with pytest.raises(TypeError):  # what Numba's own loading meets
+        with open(indexes[0], "rb") as file:
+            pickle.load(file)
+            pickle.loads(file.read())
+    recovered = json.loads(run(SCRIPT, tmp_path).splitlines()[-1])
+    assert recovered == {"correct": [True, True], "hits": 0, "misses": 2}
+    warm = json.loads(run(SCRIPT, tmp_path).splitlines()[-1])  # the emptied index now holds both again
+    assert warm == {"correct": [True, True], "hits": 2, "misses": 0}
+
+
 LION_STEP = textwrap.dedent("""
     import json
     import numpy as np

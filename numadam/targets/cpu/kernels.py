@@ -8,7 +8,10 @@ Each piece of a segment goes through the spec's ``run_piece``
 
 The kernels take the :class:`~numadam.targets.spec.KernelSpec` as their first
 argument; Numba compiles one machine code per spec and caches it on disk
-(``cache=True``), so a new process loads it instead of compiling.
+(``cache=True``), so a new process loads it instead of compiling. An index
+on disk that another numadam wrote, whose keys this one cannot unpickle (a
+spec's class with other fields), is emptied and the kernel compiled
+(:func:`compiled`), instead of failing every step.
 
 ``error_model="numpy"`` matters: Python's error model inserts a
 division-by-zero check that stops LLVM from vectorizing the loop.
@@ -17,6 +20,7 @@ division-by-zero check that stops LLVM from vectorizing the loop.
 import functools
 import math
 import pathlib
+import traceback
 
 import numpy as np
 from numba import njit, prange, typeof, types
@@ -438,7 +442,22 @@ def compiled(kind, *specs, parallel=False):
     call), with its arguments exactly as :func:`signature` types them: an int64 table, and
     scalars and a zero in the spec's real dtype. One entry for every kernel."""
     kernel = KERNELS[kind][1 if parallel else 0]
-    return kernel.compile(signature(kind, *specs))
+    types_ = signature(kind, *specs)
+    try:
+        return kernel.compile(types_)
+    except Exception as error:  # noqa: BLE001 (re-raised unless it is the index's)
+        if not _raised_reading_the_index(error):
+            raise
+    # The kernel's index on disk holds keys this numadam cannot unpickle: another version wrote
+    # them (a class of the spec changed its fields). They could match none of this version's
+    # specs (its fingerprint keys them apart), so the index is emptied and the kernel compiled.
+    kernel._cache.flush()
+    return kernel.compile(types_)
+
+
+def _raised_reading_the_index(error):
+    """Whether ``error`` came from unpickling the index of Numba's disk cache (``_load_index``)."""
+    return any(frame.name == "_load_index" for frame in traceback.extract_tb(error.__traceback__))
 
 
 @njit(cache=True)
