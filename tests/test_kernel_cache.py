@@ -145,3 +145,43 @@ def test_the_fingerprint_covers_the_helpers_a_rule_calls_and_the_package_version
     before = fingerprint.fingerprint(roots)
     monkeypatch.setattr(fingerprint, "_package_version", lambda: "0.0.0-another")
     assert fingerprint.fingerprint(roots) != before
+
+
+class _UnreadableIndex:
+    """A kernel whose index fails to unpickle (as Numba's ``_load_index`` does) until its cache is
+    replaced, and whose cache cannot be written (``flush`` fails)."""
+
+    class _ReadOnlyCache:
+        def flush(self):
+            raise PermissionError("a read-only folder")
+
+    def __init__(self):
+        self._cache = self._ReadOnlyCache()
+
+    def compile(self, types_):
+        def _load_index():
+            raise TypeError("_KernelSwitches.__new__() takes from 1 to 9 positional arguments but 10 were given")
+
+        if isinstance(self._cache, self._ReadOnlyCache):
+            _load_index()
+        return ("compiled", types_)
+
+
+def test_an_unreadable_index_in_a_folder_that_cannot_be_written_compiles_in_memory():
+    from numba.core.caching import NullCache
+    from numadam.targets.cpu.kernels import compiled_despite_the_index
+
+    kernel = _UnreadableIndex()
+    assert compiled_despite_the_index(kernel, ("types",)) == ("compiled", ("types",))
+    assert isinstance(kernel._cache, NullCache)
+
+
+def test_errors_that_are_not_the_index_s_are_raised():
+    from numadam.targets.cpu.kernels import compiled_despite_the_index
+
+    class Failing:
+        def compile(self, types_):
+            raise TypeError("a typing error of the kernel itself")
+
+    with pytest.raises(TypeError, match="the kernel itself"):
+        compiled_despite_the_index(Failing(), ())

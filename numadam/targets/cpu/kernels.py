@@ -24,6 +24,7 @@ import traceback
 
 import numpy as np
 from numba import njit, prange, typeof, types
+from numba.core.caching import NullCache
 from numba.extending import overload
 
 from ..fingerprint import compiled_from_module
@@ -441,17 +442,23 @@ def compiled(kind, *specs, parallel=False):
     ``parallel``: a function called without Numba's dispatch (which would type the spec on every
     call), with its arguments exactly as :func:`signature` types them: an int64 table, and
     scalars and a zero in the spec's real dtype. One entry for every kernel."""
-    kernel = KERNELS[kind][1 if parallel else 0]
-    types_ = signature(kind, *specs)
+    return compiled_despite_the_index(KERNELS[kind][1 if parallel else 0], signature(kind, *specs))
+
+
+def compiled_despite_the_index(kernel, types_):
+    """``kernel.compile(types_)``; where Numba fails to unpickle the kernel's index on disk (keys
+    that another numadam wrote: a class of the spec with other fields), the index is emptied and
+    the kernel compiled. Such keys could match none of this version's specs (its fingerprint keys
+    them apart). Where the index cannot be written either, the kernel compiles in memory only."""
     try:
         return kernel.compile(types_)
     except Exception as error:  # noqa: BLE001 (re-raised unless it is the index's)
         if not _raised_reading_the_index(error):
             raise
-    # The kernel's index on disk holds keys this numadam cannot unpickle: another version wrote
-    # them (a class of the spec changed its fields). They could match none of this version's
-    # specs (its fingerprint keys them apart), so the index is emptied and the kernel compiled.
-    kernel._cache.flush()
+    try:
+        kernel._cache.flush()
+    except OSError:
+        kernel._cache = NullCache()
     return kernel.compile(types_)
 
 
