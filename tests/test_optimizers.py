@@ -279,6 +279,7 @@ def test_load_rejects_foreign_files(tmp_path):
 
 # -- threads ---------------------------------------------------------------------------
 
+@pytest.mark.slow  # full tier: 9 s cold
 def test_results_do_not_depend_on_the_thread_count(rng):
     params = [random_array(rng, (200_003,), np.float32), random_array(rng, (70_001,), np.complex128)]
     grads = [grads_like(rng, p) for p in params]
