@@ -11,10 +11,10 @@ from numadam import jit
 OFFERED = list(numadam.families())
 
 
-@pytest.mark.parametrize("dtype, options", tiered(
-    [(dtype, options) for dtype in (np.float32, np.float64)
-     for options in ({}, {"weight_decay": 0.1, "maximize": True, "eps": (1e-20, 1e-3)})],
-    lambda case: False, unpack=True))  # full tier: 16 s cold (the vector's test below is quick)
+@pytest.mark.slow  # full tier: 16 s cold (the vector's test below is quick)
+@pytest.mark.parametrize("dtype, options", [(dtype, options) for dtype in (np.float32, np.float64)
+                                            for options in ({}, {"weight_decay": 0.1, "maximize": True,
+                                                                 "eps": (1e-20, 1e-3)})])
 def test_adafactor_steps_a_matrix_as_the_objects_do(dtype, options):
     """The factored step on a matrix: its row and column factors bit for bit with the objects' (the
     same blocks of rows); the norms' sums in float64 in order (the objects' in tiles and chunks),

@@ -11,7 +11,7 @@ argument; Numba compiles one machine code per spec and caches it on disk
 (``cache=True``), so a new process loads it instead of compiling. An index
 on disk that another numadam wrote, whose keys this one cannot unpickle (a
 spec's class with other fields), is emptied and the kernel compiled
-(:func:`compiled`), instead of failing every step.
+(:func:`compiled_despite_the_index`), instead of failing every step.
 
 ``error_model="numpy"`` matters: Python's error model inserts a
 division-by-zero check that stops LLVM from vectorizing the loop.
