@@ -67,7 +67,7 @@ def _register(module):
     register_rule(algorithm.name, algorithm.rule, algorithm.Scalars, algorithm.Flags,
                   [kind.name for kind in algorithm.state], None if norms is None else norms.rule,
                   None if norms is None else norms.value, [kind.name for kind in algorithm.state if kind.factor],
-                  norms is None or norms.tiled_matrices)
+                  norms is None or norms.tiled_matrices, algorithm.factors, algorithm.direction_floor)
     methods = {method.__name__: method for method in algorithm.methods}
     main = _make_class(module, algorithm.title, {"algorithm": algorithm, "__doc__": _class_doc(algorithm), **methods})
     step = step_function(main, f"{algorithm.name}_step", _step_doc(algorithm))

@@ -52,6 +52,7 @@ from collections import namedtuple
 
 import numpy as np
 from numba import njit
+from numba.extending import overload
 
 from ..core import validate
 from ..core.algorithm import Algorithm, Hyperparameter, Norms, StateKind
@@ -112,9 +113,15 @@ _estimate_floor = njit(inline="always")(estimate_floor)
 def direction_floor(s):
     """:func:`estimate_floor` on the host, from scalars ``s`` narrowed to NumPy scalars of the dtype
     the step computes in: what the factors' pass takes to sum the direction's squares itself
-    (:mod:`numadam.core.factors`)."""
+    (:mod:`numadam.core.factors`). In compiled code, the rule's own expression (the same number:
+    :func:`machine_epsilon` is the dtype's epsilon exactly)."""
     real = type(s.one)
     return estimate_floor(s, real(np.finfo(real).eps))
+
+
+@overload(direction_floor)
+def _compiled_direction_floor(s):
+    return lambda s: _estimate_floor(s, machine_epsilon(s.one))
 
 
 def step_scale(param_squares, direction_squares, count, s):

@@ -37,19 +37,23 @@ class Rule(NamedTuple):
     value: object     # with a norms rule: the value its sums set in each parameter's scalars (plain Python)
     read_only: tuple = ()  # the state operands it reads and never writes (factored state)
     norms_tiled_matrices: bool = True  # :attr:`numadam.core.algorithm.Norms.tiled_matrices`
+    factors: object = None          # factored state: :attr:`numadam.core.algorithm.Algorithm.factors`
+    direction_floor: object = None  # and :attr:`~numadam.core.algorithm.Algorithm.direction_floor` (compilable)
 
 
 _RULES = {}
 
 
 def register_rule(name, function, scalars, flags, state, norms=None, value=None, read_only=(),
-                  norms_tiled_matrices=True):
+                  norms_tiled_matrices=True, factors=None, direction_floor=None):
     """Make ``function`` (and ``norms``, a first pass that also returns the update direction, with
     ``value``, what its sums set in each parameter's scalars; ``norms_tiled_matrices``, whether the
     CPU runs that pass over a matrix's layouts in tiles) available to kernels as rule ``name``; the
-    state operands named in ``read_only`` are read and never written."""
+    state operands named in ``read_only`` are read and never written. A family with factored state
+    gives its ``factors`` and ``direction_floor`` (:class:`~numadam.core.algorithm.Algorithm`),
+    which its one-call step compiles in (:mod:`numadam.targets.cpu.factored_step`)."""
     _RULES[name] = Rule(function, scalars, flags, tuple(state), norms, value, tuple(read_only),
-                        norms_tiled_matrices)
+                        norms_tiled_matrices, factors, direction_floor)
 
 
 def rule(name):
@@ -119,7 +123,8 @@ def fingerprint(rule_name):
     if found is None:
         registered = _RULES[rule_name]
         found = _FINGERPRINTS[rule_name] = source_fingerprint((registered.function, registered.norms,
-                                                               registered.value))
+                                                               registered.value, registered.factors,
+                                                               registered.direction_floor))
     return found
 
 

@@ -168,6 +168,43 @@ class CpuBackend:
 
         return launch
 
+    def factored_step_launcher(self, plan, update, grads, params, factor_states, groups, applies, counts,
+                               factored_slot, field_slot):
+        """``launch(scalars) -> None or (sums, found)``: the common step (no policy) of a family with
+        factored state over ``plan``, with ``scalars`` one row of the family's scalars per group, in
+        one serial call (:func:`~numadam.targets.cpu.factored_step.factored_step_serial`; the
+        parameters as :func:`~numadam.targets.cpu.factored_step.factored_layout` takes them). ``None`` on success; else
+        the factors have moved and nothing more is written, and it returns each parameter's
+        ``(‖p‖², ‖u‖²)`` with whether the factors' pass found them, for the host's norms pass and
+        update. The launcher is ``None`` where the one call does not apply (a plan for every core,
+        or parameters :func:`~numadam.targets.cpu.factored_step.factored_layout` refuses)."""
+        if self._parallel(plan) or plan.n_chunks == 0:
+            return None
+        plan.check_fits(update)
+        from .factored_step import compiled, factored_layout
+
+        real, zero = _REAL_DTYPES[update.real]
+        layout = factored_layout(grads, params, factor_states, groups, applies, counts, real)
+        if layout is None:
+            return None
+        n_leaves = len(grads)
+        kernel = compiled(update)
+        table, width, n_chunks, chunk_size, n_fields = (plan.device_table, plan.width, plan.n_chunks, self.chunk_size,
+                                                        update.n_scalars)
+        rows, scalars = np.zeros((n_leaves, n_fields)), np.zeros(n_leaves * n_fields, real)
+        sums, found = np.zeros((n_leaves, 2)), np.zeros(n_leaves, bool)
+
+        def launch(group_scalars):
+            group_rows = np.array(group_scalars, np.float64)
+            if group_rows.ndim != 2 or group_rows.shape[1] != n_fields:
+                raise AssertionError(f"scalar rows of shape {group_rows.shape} for {n_fields} values each")
+            if kernel(update, table, width, n_chunks, chunk_size, layout, group_rows, rows, scalars, zero, sums, found,
+                      factored_slot, field_slot):
+                return sums, found
+            return None
+
+        return launch
+
     def reduce(self, plan, spec, scalars, starts, stops):
         """The pre-pass over ``plan`` once (see :meth:`reducer`)."""
         return self.reducer(plan, spec, starts, stops)(scalars).copy()

@@ -480,9 +480,13 @@ def cache_files():
     writable, else to a folder of the user's cache directory, or to
     ``NUMBA_CACHE_DIR`` when that is set.
     """
+    from .factored_step import factored_step_serial  # (which imports this module)
+
     files = []
-    kernels = [kernel for pair in KERNELS.values() for kernel in pair if kernel is not None] + [data_address]
+    kernels = [kernel for pair in KERNELS.values() for kernel in pair if kernel is not None] + [data_address,
+                                                                                               factored_step_serial]
     for kernel in kernels:
         directory = pathlib.Path(kernel.stats.cache_path)
-        files += sorted(directory.glob(f"{__name__.rsplit('.', 1)[-1]}.{kernel.__name__}-*.nb[ic]"))
+        module = kernel.py_func.__module__.rsplit('.', 1)[-1]
+        files += sorted(directory.glob(f"{module}.{kernel.__name__}-*.nb[ic]"))
     return files
