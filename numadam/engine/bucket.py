@@ -318,18 +318,21 @@ class Bucket:
                                                      param=param, estimate_floor=estimate_floor))
         return found
 
-    def factored_step_launcher(self, plan, flags, update, groups, applies, counts, factored_slot, field_slot):
+    def factored_step_launcher(self, plan, flags, update, first, policy_scalars, groups, applies, counts,
+                               factored_slot, field_slot):
         """The backend's one-call common step of a family with factored state over ``plan``
         (:meth:`numadam.targets.cpu.backend.CpuBackend.factored_step_launcher`), with the update's
-        ``policy``, each parameter's group, whether its norms set its field and its real elements
-        (global lists, in parameter order); ``None`` where the backend has none or it does not apply
-        (8-bit state, a parameter not in the dtype the step computes in)."""
+        policy ``update``, the norms pass's ``first`` (its policy scalars ``policy_scalars``), each
+        parameter's group, whether its norms set its field and its real elements (global lists, in
+        parameter order); ``None`` where the backend has none or it does not apply (8-bit state, a
+        parameter not in the dtype the step computes in)."""
         make = getattr(self.backend, "factored_step_launcher", None)
         params = [self._stepped_param(k) for k in range(len(self.params))]
         if make is None or self.quantized or any(param is None for param in params):
             return None
         names = [kind.name for kind in self.algorithm.state if kind.factor]
-        return make(plan, self.spec(flags, update), self._bound_grads, params,
+        return make(plan, self.spec(flags, update), self.spec(flags, first), self.pieces(plan), policy_scalars,
+                    self._bound_grads, params,
                     [tuple(self.state[name][k] for name in names) for k in range(len(self.params))],
                     [groups[k] for k in self.indices], [applies[k] for k in self.indices],
                     [counts[k] for k in self.indices], factored_slot, field_slot)

@@ -18,7 +18,6 @@ import numpy as np
 
 from ..adapters.foreign import adopt, is_tensor
 from ..core import dtypes, validate
-from ..core.factors import with_factored
 from ..core.pipeline import PolicyScalars
 from ..targets.dispatch import backend_for
 from .bounds import checked_bounds
@@ -166,30 +165,14 @@ class LocalEngine(Engine):
 
     def _factored_launcher(self, bucket, plan, flags):
         """``launch(scalars)`` of the common step of a family with factored state: the backend's one
-        call (:meth:`~numadam.engine.bucket.Bucket.factored_step_launcher`), and where its factors'
-        pass did not find every parameter's norms, the norms pass and the update here, as
-        :meth:`policy_step` takes them; ``None`` where there is no one call."""
+        call (:meth:`~numadam.engine.bucket.Bucket.factored_step_launcher`); ``None`` where there is
+        none. Its policies are :meth:`policy_step`'s: the norms pass's, then the update's."""
         fields = self.algorithm.Scalars._fields
-        update = self._after_norms_of[""]
-        step = bucket.factored_step_launcher(plan, flags, update, self.settings.leaf_groups, self._norms_apply(),
-                                             self._counts, fields.index("factored"),
-                                             fields.index(self.algorithm.norms.field))
-        if step is None:
-            return None
-
-        def launch(scalars):
-            missing = step(scalars)
-            if missing is None:
-                return
-            sums, found = missing
-            rows = [with_factored(self.algorithm, scalars[group], keeps)
-                    for group, keeps in zip(self.settings.leaf_groups, self._keeps_factors)]
-            known = [tuple(pair) if ok else None for pair, ok in zip(sums.tolist(), found)]
-            extra = self.policies.scalars(1.0, self.step_count + 1)
-            rows, policy = self._norms_pass([plan], flags, "", rows, extra, known)
-            self._update([plan], flags, policy, with_policy(rows, policy, extra))
-
-        return launch
+        first = self._first_pass_of[""]
+        return bucket.factored_step_launcher(plan, flags, self._after_norms_of[""], first,
+                                             tuple(self.policies.scalars(1.0)) if first.active else (),
+                                             self.settings.leaf_groups, self._norms_apply(), self._counts,
+                                             fields.index("factored"), fields.index(self.algorithm.norms.field))
 
     def norms_kernel(self, grads):
         """The CPU's one-call norms kernel of the common step (no policy) over ``grads`` as data, for

@@ -168,40 +168,42 @@ class CpuBackend:
 
         return launch
 
-    def factored_step_launcher(self, plan, update, grads, params, factor_states, groups, applies, counts,
-                               factored_slot, field_slot):
-        """``launch(scalars) -> None or (sums, found)``: the common step (no policy) of a family with
-        factored state over ``plan``, with ``scalars`` one row of the family's scalars per group, in
-        one serial call (:func:`~numadam.targets.cpu.factored_step.factored_step_serial`; the
-        parameters as :func:`~numadam.targets.cpu.factored_step.factored_layout` takes them). ``None`` on success; else
-        the factors have moved and nothing more is written, and it returns each parameter's
-        ``(‖p‖², ‖u‖²)`` with whether the factors' pass found them, for the host's norms pass and
-        update. The launcher is ``None`` where the one call does not apply (a plan for every core,
-        or parameters :func:`~numadam.targets.cpu.factored_step.factored_layout` refuses)."""
+    def factored_step_launcher(self, plan, update, first, pieces, policy_scalars, grads, params, factor_states,
+                               groups, applies, counts, factored_slot, field_slot):
+        """``launch(scalars)``: the common step (no policy) of a family with factored state over
+        ``plan``, with ``scalars`` one row of the family's scalars per group, in one serial call
+        (:func:`~numadam.targets.cpu.factored_step.factored_step_serial`): the factors' pass, the
+        norms pass (``first``, whose rows end in ``policy_scalars``) over the ``pieces`` (``(starts,
+        stops, leaves)``) of the parameters whose norms that pass could not take, and the update
+        (``update``); the parameters as :func:`~numadam.targets.cpu.factored_step.factored_layout`
+        takes them. It returns how many parameters took the norms pass. ``None`` where the one
+        call does not apply (a plan for every core, or parameters that function refuses)."""
         if self._parallel(plan) or plan.n_chunks == 0:
             return None
         plan.check_fits(update)
+        plan.check_fits(first)
         from .factored_step import compiled, factored_layout
 
         real, zero = _REAL_DTYPES[update.real]
         layout = factored_layout(grads, params, factor_states, groups, applies, counts, real)
         if layout is None:
             return None
-        n_leaves = len(grads)
-        kernel = compiled(update)
-        table, width, n_chunks, chunk_size, n_fields = (plan.device_table, plan.width, plan.n_chunks, self.chunk_size,
-                                                        update.n_scalars)
+        kernel = compiled(update, first)
+        n_leaves, n_fields, n_first = len(grads), update.n_scalars, first.n_scalars
+        table, width, n_chunks, chunk_size = plan.device_table, plan.width, plan.n_chunks, self.chunk_size
+        starts, stops, leaves = (np.ascontiguousarray(array, np.int64) for array in pieces)
         rows, scalars = np.zeros((n_leaves, n_fields)), np.zeros(n_leaves * n_fields, real)
+        first_scalars = np.zeros((n_leaves, n_first), real)
+        first_scalars[:, n_fields:] = policy_scalars  # rounded once, as every row would be
+        first_scalars = first_scalars.reshape(-1)
         sums, found = np.zeros((n_leaves, 2)), np.zeros(n_leaves, bool)
 
         def launch(group_scalars):
             group_rows = np.array(group_scalars, np.float64)
             if group_rows.ndim != 2 or group_rows.shape[1] != n_fields:
                 raise AssertionError(f"scalar rows of shape {group_rows.shape} for {n_fields} values each")
-            if kernel(update, table, width, n_chunks, chunk_size, layout, group_rows, rows, scalars, zero, sums, found,
-                      factored_slot, field_slot):
-                return sums, found
-            return None
+            return kernel(update, first, table, width, n_chunks, chunk_size, layout, starts, stops, leaves, group_rows,
+                          rows, first_scalars, scalars, zero, sums, found, factored_slot, field_slot)
 
         return launch
 

@@ -112,9 +112,11 @@ def move_factors(grad, row_var, col_var, row_mean, row_scales, col_scales, weigh
                             col_scales.reshape(batch, n_columns), weight, one_minus, floor)
     if norms is None:
         return None
+    with np.errstate(divide="ignore"):  # a floor of 0 (eps1 squared below the dtype's range): no cap
+        cap = real(1) / np.sqrt(real(estimate_floor))
     found = _norms_from_sums(scratch["weighted"], (row_var if transposed else col_var).reshape(batch, -1),
                              row_mean.reshape(batch), row_scales.reshape(-1), col_scales.reshape(-1),
-                             scratch["param_blocks"], real(1) / np.sqrt(real(estimate_floor)))
+                             scratch["param_blocks"], cap)
     return found[1:] if found[0] else None
 
 

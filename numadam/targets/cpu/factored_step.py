@@ -16,8 +16,9 @@ times that. :func:`factored_step_serial` makes the whole step in compiled code:
 each parameter's row of scalars from its group's, the factors' constants from
 that row rounded to the compute dtype (the family's ``factors`` and
 ``direction_floor``), the factors' pass (the functions of
-:mod:`numadam.targets.cpu.factor_sums`, on the calling thread), the family's
-norms value, the rows rounded once, then the update over every chunk. The same
+:mod:`numadam.targets.cpu.factor_sums`, on the calling thread), the norms pass
+for the parameters whose norms that pass could not take, the family's norms
+value, the rows rounded once, then the update over every chunk. The same
 functions, in the same order, on the same numbers as the host's passes: the
 same bits.
 
@@ -26,9 +27,7 @@ each (:func:`factored_layout`): what kind of parameter it is, its group, its
 element count, whether its norms set its field, the walk of its gradient and
 parameter (addresses and strides, a matrix walked transposed where it is
 Fortran-like, as the factors' pass walks it) and the addresses of its factors
-(each dense in C order). Where a parameter's norms are not found by the
-factors' pass (some product of scales reaches the cap), the kernel stops after
-that pass and says so, and the host runs the norms pass and the update.
+(each dense in C order).
 """
 
 import functools
@@ -43,7 +42,7 @@ from ..spec import rule
 from .factor_sums import (ROWS_PER_BLOCK, SERIAL_BELOW, WIDEST_ROW_WITH_NORMS, _added_blocks_serial, _batched,
                           _block_sums_with_norms_serial, _norms_from_sums, _vector_norms, moved_factors_from_sums,
                           moved_variance, walks_transposed)
-from .kernels import _update_chunk, compiled_despite_the_index, sequence_length
+from .kernels import _reduce_span, _update_chunk, compiled_despite_the_index, sequence_length
 
 compiled_from_module(__name__)  # cached on disk: its closure is part of every spec's fingerprint
 
@@ -205,16 +204,19 @@ def _vector_pass(layout, base, one, infinity, weight, one_minus_weight, estimate
 
 
 @njit(cache=True, error_model="numpy")
-def factored_step_serial(update, table, width, n_chunks, chunk_size, layout, group_scalars, rows, scalars, like, sums,
-                         found, factored_slot, field_slot):
+def factored_step_serial(update, first, table, width, n_chunks, chunk_size, layout, starts, stops, leaves,
+                         group_scalars, rows, first_scalars, scalars, like, sums, found, factored_slot, field_slot):
     """The common step (no policy) of a family with factored state, on the calling thread (see the
     module docstring). ``group_scalars`` holds each group's float64 scalars; ``rows`` receives
     each parameter's (its ``factored_slot`` 1 for a matrix, 0 otherwise; its ``field_slot`` its
     norms value where that applies), ``scalars`` the same rounded to the update's dtype, ``sums``
     each parameter's ``(‖p‖², ‖u‖²)`` and ``found`` whether the factors' pass found them.
 
-    Returns the number of parameters whose sums were not found: where that is not 0, the factors
-    have moved and nothing else is written (the host runs the norms pass and the update)."""
+    Where it did not, the norms pass (``first``) sums them over that parameter's pieces
+    ``starts[p]:stops[p]`` (``leaves[p]`` the parameter of each), added in piece order, with the
+    parameter's row rounded into ``first_scalars`` (whose slots after the family's already hold
+    the first pass's policy scalars): as the host's norms pass, which sums every parameter and
+    keeps the others' sums from the factors' pass. Returns how many parameters took it."""
     n_leaves, n_fields = rows.shape
     units = np.ones(2, scalars.dtype)  # 1 and infinity in the real dtype (a literal would be float64)
     units[1] = np.inf
@@ -240,34 +242,45 @@ def factored_step_serial(update, table, width, n_chunks, chunk_size, layout, gro
                                                            floor, estimate_floor, like)
         if not valid:
             found[leaf] = False
+            sums[leaf, 0] = sums[leaf, 1] = 0.0
             missing += 1
+    n_segments = table.size // width
     if missing:
-        return missing
+        n_first = first_scalars.size // n_leaves
+        for leaf in range(n_leaves):
+            for slot in range(n_fields):
+                first_scalars[leaf * n_first + slot] = rows[leaf, slot]
+        for piece in range(starts.size):
+            leaf = leaves[piece]
+            if not found[leaf]:
+                param_squares, direction_squares = _reduce_span(first, table, width, n_segments, starts[piece],
+                                                                stops[piece], first_scalars, like)
+                sums[leaf, 0] += param_squares
+                sums[leaf, 1] += direction_squares
     for leaf in range(n_leaves):
         base = leaf * FIELDS
         if layout[base + APPLIES]:
             rows[leaf, field_slot] = norms_field(update, sums[leaf, 0], sums[leaf, 1], layout[base + COUNT], rows[leaf])
         for slot in range(n_fields):
             scalars[leaf * n_fields + slot] = rows[leaf, slot]
-    n_segments = table.size // width
     n_elements = sequence_length(table, n_segments, width)
     for chunk in range(n_chunks):
         _update_chunk(update, table, width, n_segments, n_elements, chunk, chunk_size, scalars, like)
-    return 0
+    return missing
 
 
-def compiled(spec):
-    """The machine code of :func:`factored_step_serial` for the update ``spec`` (see
-    :func:`numadam.targets.cpu.kernels.compiled`)."""
-    return _compiled(spec)
+def compiled(update, first):
+    """The machine code of :func:`factored_step_serial` for the update's and the norms pass's specs
+    (see :func:`numadam.targets.cpu.kernels.compiled`)."""
+    return _compiled(update, first)
 
 
 @functools.cache
-def _compiled(spec):
+def _compiled(update, first):
     from numba import typeof, types
 
-    real = types.float32 if spec.real == "float32" else types.float64
+    real = types.float32 if update.real == "float32" else types.float64
     integers, integer, wide = types.int64[::1], types.int64, types.float64[:, ::1]
-    signature = (typeof(spec), integers, integer, integer, integer, integers, wide, wide, real[::1], real, wide,
-                 types.boolean[::1], integer, integer)
+    signature = (typeof(update), typeof(first), integers, integer, integer, integer, integers, integers, integers,
+                 integers, wide, wide, real[::1], real[::1], real, wide, types.boolean[::1], integer, integer)
     return compiled_despite_the_index(factored_step_serial, signature)
