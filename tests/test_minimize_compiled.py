@@ -98,20 +98,50 @@ X0 = np.array([-1.2, 1.0, -0.5, 0.8, 0.3, -0.9])
 
 
 @pytest.mark.parametrize("dtype", tiered([np.float64, np.float32], lambda dtype: dtype == np.float64))
-@pytest.mark.parametrize("name", tiered([name for name, cls in numadam.families().items()
-                                         if not cls.algorithm.factored], lambda name: name == "adam"))
+@pytest.mark.parametrize("name", tiered(list(numadam.families()), lambda name: name == "adam"))
 def test_every_family_compiled_takes_the_python_loop_s_iterates(name, dtype):
     compiled, python = both(rosenbrock, X0.astype(dtype), method=name, lr=2e-3, maxiter=150, gtol=0.0)
     assert compiled.nit == 150 and compiled.status == 1
     assert_same_solve(compiled, python)
 
 
-def test_a_family_with_factored_state_solves_in_python_and_says_why():
-    """Adafactor's factors' pass runs on the host: minimize steps it in the Python loop."""
-    python = numadam.minimize(rosenbrock, X0, jac=True, method="adafactor", lr=2e-3, maxiter=50, gtol=0.0)
-    assert python.compiled is False and python.nit == 50
-    with pytest.raises(TypeError, match="cannot compile: Adafactor's factors' pass"):
-        numadam.minimize(rosenbrock, X0, jac=True, method="adafactor", maxiter=5, compiled=True)
+@pytest.mark.parametrize("shape", [(2, 3), (3, 1, 2)])
+def test_adafactor_compiled_takes_the_python_loop_s_iterates_over_matrices(shape):
+    """A matrix and a batch of them keep row and column factors: the compiled solve steps them with
+    the optimizer's one-call factored step (its factors' pass, norms and update)."""
+    compiled, python = both(rosenbrock, X0.reshape(shape), method="adafactor", lr=2e-2, maxiter=150, gtol=0.0)
+    assert compiled.nit == 150
+    assert_same_solve(compiled, python)
+
+
+@njit
+def sparse_rows(x):
+    """A bowl in the first row of a matrix only: the other rows' gradients are 0, their factors 0
+    and their scales infinite, so the factors' pass leaves the norms to the norms pass."""
+    value = 0.0
+    grad = np.zeros_like(x)
+    for j in range(x.shape[1]):
+        gap = x[0, j] - 1.0
+        value += gap * gap
+        grad[0, j] = 2.0 * gap
+    return value, grad
+
+
+def test_adafactor_compiled_runs_the_norms_pass_where_the_factors_pass_cannot():
+    compiled, python = both(sparse_rows, np.full((3, 4), 0.5), method="adafactor", lr=1e-2, eps=(1e-3, 1e-3),
+                            maxiter=60, gtol=0.0)
+    assert compiled.nit == 60
+    assert_same_solve(compiled, python)
+
+
+@pytest.mark.slow
+def test_adafactor_compiled_takes_the_python_loop_s_iterates_past_the_parallel_size():
+    """Past 65536 elements the objects' factors' pass runs on every core (a vector's in chunks, their
+    sums added in order); the compiled solve's one call sums in the same order on one thread."""
+    rng = np.random.default_rng(0)
+    for x0 in (rng.standard_normal(70_000) * 0.1, rng.standard_normal((300, 250)) * 0.1):
+        compiled, python = both(rosenbrock, x0, method="adafactor", lr=1e-2, maxiter=3, gtol=0.0)
+        assert_same_solve(compiled, python)
 
 
 # -- the options -------------------------------------------------------------------------------------
@@ -140,6 +170,10 @@ OPTIONS = {
                                       "maxiter": 200, "gtol": 0.0}),
     "rmsprop-centered-momentum": (rosenbrock, X0.astype(np.float32), {
         "method": "rmsprop", "lr": 1e-3, "centered": True, "momentum": 0.5, "maxiter": 200, "gtol": 0.0}),
+    "adafactor-options": (rosenbrock, X0.reshape(3, 2).astype(np.float32), {
+        "method": "adafactor", "lr": 1e-2, "weight_decay": 0.01, "d": 1.5, "beta2_decay": -0.6, "eps": (1e-4, 1e-3),
+        "bounds": Bounds(-0.5, 0.5), "schedule": schedules.CosineDecay(2e-2, 150, 1e-3), "maxiter": 150,
+        "gtol": 1e-9}),
     "lamb-options": (rosenbrock, X0.astype(np.float32), {
         "method": "lamb", "lr": 1e-2, "weight_decay": 0.01, "convention": "apex", "clip": ("norm", 2.0),
         "bounds": [(-0.5, 0.5)] * 6, "schedule": schedules.ExponentialDecay(1e-2, gamma=0.995), "maxiter": 200,

@@ -319,14 +319,15 @@ class Bucket:
         return found
 
     def factored_step_launcher(self, plan, flags, update, first, policy_scalars, groups, applies, counts,
-                               factored_slot, field_slot):
+                               factored_slot, field_slot, arguments=False):
         """The backend's one-call common step of a family with factored state over ``plan``
-        (:meth:`numadam.targets.cpu.backend.CpuBackend.factored_step_launcher`), with the update's
-        policy ``update``, the norms pass's ``first`` (its policy scalars ``policy_scalars``), each
-        parameter's group, whether its norms set its field and its real elements (global lists, in
-        parameter order); ``None`` where the backend has none or it does not apply (8-bit state, a
-        parameter not in the dtype the step computes in)."""
-        make = getattr(self.backend, "factored_step_launcher", None)
+        (:meth:`numadam.targets.cpu.backend.CpuBackend.factored_step_launcher`; with ``arguments``,
+        the kernel and its arguments instead, :meth:`~numadam.targets.cpu.backend.CpuBackend.factored_step_arguments`),
+        with the update's policy ``update``, the norms pass's ``first`` (its policy scalars
+        ``policy_scalars``), each parameter's group, whether its norms set its field and its real
+        elements (global lists, in parameter order); ``None`` where the backend has none or it does
+        not apply (8-bit state, a parameter not in the dtype the step computes in)."""
+        make = getattr(self.backend, "factored_step_arguments" if arguments else "factored_step_launcher", None)
         params = [self._stepped_param(k) for k in range(len(self.params))]
         if make is None or self.quantized or any(param is None for param in params):
             return None

@@ -163,23 +163,27 @@ class LocalEngine(Engine):
                     tuple(self.policies.scalars(1.0)) if first.active else (),
                     self.algorithm.Scalars._fields.index(self.algorithm.norms.field))
 
-    def _factored_launcher(self, bucket, plan, flags):
+    def _factored_launcher(self, bucket, plan, flags, arguments=False):
         """``launch(scalars)`` of the common step of a family with factored state: the backend's one
-        call (:meth:`~numadam.engine.bucket.Bucket.factored_step_launcher`); ``None`` where there is
-        none. Its policies are :meth:`policy_step`'s: the norms pass's, then the update's."""
+        call (:meth:`~numadam.engine.bucket.Bucket.factored_step_launcher`; with ``arguments``, the
+        kernel and its arguments); ``None`` where there is none. Its policies are
+        :meth:`policy_step`'s: the norms pass's, then the update's."""
         fields = self.algorithm.Scalars._fields
         first = self._first_pass_of[""]
         return bucket.factored_step_launcher(plan, flags, self._after_norms_of[""], first,
-                                             tuple(self.policies.scalars(1.0)) if first.active else (),
+                                             tuple(self.policies.scalars(1.0)),  # no policy: the same every step
                                              self.settings.leaf_groups, self._norms_apply(), self._counts,
-                                             fields.index("factored"), fields.index(self.algorithm.norms.field))
+                                             fields.index("factored"), fields.index(self.algorithm.norms.field),
+                                             arguments)
 
     def norms_kernel(self, grads):
         """The CPU's one-call norms kernel of the common step (no policy) over ``grads`` as data, for
         compiled code that steps a family with norms itself (:mod:`numadam.solver.compiled`):
         ``(kernel, arguments)``, ``arguments`` those of
         :func:`~numadam.targets.cpu.kernels.norms_then_update_serial` with the two scalar rows to
-        fill each step (the family's fields first; the policy's, after them, already filled).
+        fill each step (the family's fields first; the policy's, after them, already filled). For a
+        family with factored state, :func:`~numadam.targets.cpu.factored_step.factored_step_serial`
+        with the groups' float64 rows (``arguments[10]``) to fill each step instead.
         ``None`` unless one NumPy bucket of full-precision state holds every parameter."""
         if self.name != "numpy" or len(self.buckets) != 1 or self.foreign is not None or self.buckets[0].quantized:
             return None
@@ -187,6 +191,8 @@ class LocalEngine(Engine):
 
         bucket = self.buckets[0]
         plan = bucket.bind(self.treedef.flatten_like(grads, "grads"), self._written)
+        if self.algorithm.factored:  # its factors' pass, norms and update: one call of its own
+            return self._factored_launcher(bucket, plan, self.settings.flags, arguments=True)
         first, update = self._first_pass_of[""], self._after_norms_of[""]
         flags = self.settings.flags
         first_spec, update_spec = bucket.spec(flags, first), bucket.spec(flags, update)

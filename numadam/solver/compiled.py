@@ -96,9 +96,6 @@ def _check_compilable(fun, jac, x, optimizer, schedule, clip, callback, progress
     if schedule is not None and _rate_source(schedule, "k", []) is None:
         raise NotCompilable(f"the schedule {schedule!r} is not a closed form of the step (Constant, StepDecay, "
                             "ExponentialDecay, CosineDecay, or LinearWarmup of one)")
-    if optimizer.algorithm.factored:
-        raise NotCompilable(f"{optimizer.algorithm.title}'s factors' pass (its row and column sums) runs on the "
-                            "host, between the kernels")
     policies = optimizer.policies
     for name, value in policies.items():
         if name not in _PROJECTIONS and value != _POLICY_DEFAULTS[name] and name != "complex_mode":
@@ -177,7 +174,7 @@ class CompiledSolve:
         _check_objective(fun, jac, argument_types, x)
         source = _solve_source(family, optional_names, len(self.state), algorithm.carry is not None, hyper_args, rate,
                                None if clip is None else clip[0], self.low is not None, box is not None, jac is True,
-                               n_fields)
+                               n_fields, algorithm.factored)
         self.function = _compiled(source, fun, None if jac is True else jac)
 
     def run(self):
@@ -337,19 +334,27 @@ def _peak_source(name, into, projected_gtol, indent):
 
 
 def _solve_source(family, optional, n_state, carried, hyper_args, rate, clip, projects, projected_gtol, jac_true,
-                  n_fields):
+                  n_fields, factored=False):
     """The source of ``solve`` for one configuration (see :data:`_TEMPLATE`): ``n_state`` state arrays,
     the last of them the ``optional`` kinds (passed to the step by name). ``n_fields`` > 0: a family
     with norms, stepped by the optimizer's norms kernel (``kernel``: its arguments, then the gradient
-    array they are bound to), whose scalar rows take the family's ``n_fields`` scalars each step."""
+    array they are bound to), whose scalar rows take the family's ``n_fields`` scalars each step;
+    ``factored``: its one-call factored step, whose group row takes them
+    (:func:`numadam.targets.cpu.factored_step.factored_step_serial`)."""
     state_names = [f"s{k}" for k in range(n_state)]
     positional, by_name = state_names[:n_state - len(optional)], state_names[n_state - len(optional):]
+    n_arguments = 19 if factored else 16
     if n_fields:
         scalars = f"wide = family_scalars(nit + 1, {', '.join(hyper_args)})"
-        rows = [f"kernel[{row}][{j}] = wide[{j}]" for row in (7, 8) for j in range(n_fields)]
-        step = "\n        ".join([scalars] + rows + [f"norms_kernel({', '.join(f'kernel[{k}]' for k in range(16))})"])
+        if factored:
+            rows = [f"kernel[10][0, {j}] = wide[{j}]" for j in range(n_fields)]
+        else:
+            rows = [f"kernel[{row}][{j}] = wide[{j}]" for row in (7, 8) for j in range(n_fields)]
+        call = f"norms_kernel({', '.join(f'kernel[{k}]' for k in range(n_arguments))})"
+        step = "\n        ".join([scalars] + rows + [call])
         tail = (f"\n\nfamily_scalars = inlined(jit_steps.offered({family!r}).scalars)\n"
-                "norms_kernel = cpu_kernels.norms_then_update_serial\n")
+                + ("norms_kernel = factored_step.factored_step_serial\n" if factored
+                   else "norms_kernel = cpu_kernels.norms_then_update_serial\n"))
     else:
         step = (("carry = " if carried else "") + f"step(flat, step_grad, {''.join(n + ', ' for n in positional)}nit + 1, "
                 + ", ".join(hyper_args + (["carry"] if carried else [])
@@ -358,7 +363,7 @@ def _solve_source(family, optional, n_state, carried, hyper_args, rate, clip, pr
     copy = "step_grad = grad" if clip is None and not n_fields else "copy_into(step_grad, grad)"
     return _TEMPLATE.format(
         state="; ".join(f"{name} = state[{k}]" for k, name in enumerate(state_names)),
-        step_buffer="kernel[16]" if n_fields else "np.empty_like(flat)",
+        step_buffer=f"kernel[{n_arguments}]" if n_fields else "np.empty_like(flat)",
         evaluate_grad=_evaluate_source("grad", "value", jac_true, "    "),
         evaluate_fresh=_evaluate_source("fresh", "value_fresh", jac_true, "        "),
         peak_grad=_peak_source("peak", "grad", projected_gtol, "    "),
@@ -385,7 +390,7 @@ from numadam import jit as jit_steps
 from numadam import schedules
 from numadam.solver import rules
 from numadam.solver.compiled import BAD_SHAPE
-from numadam.targets.cpu import kernels as cpu_kernels
+from numadam.targets.cpu import factored_step, kernels as cpu_kernels
 from numadam.solver.rules import NONE, NON_FINITE
 
 

@@ -7,6 +7,7 @@ from ...core.pipeline import PolicyScalars
 from ..quantization import BLOCK
 from ..layout import number_chunks
 from ..arrays import ArrayInfo, Plan, checked_rows
+from ..spec import rule
 
 
 #: A spec's real dtype by name, and zero in it.
@@ -172,13 +173,37 @@ class CpuBackend:
                                groups, applies, counts, factored_slot, field_slot):
         """``launch(scalars)``: the common step (no policy) of a family with factored state over
         ``plan``, with ``scalars`` one row of the family's scalars per group, in one serial call
-        (:func:`~numadam.targets.cpu.factored_step.factored_step_serial`): the factors' pass, the
-        norms pass (``first``, whose rows end in ``policy_scalars``) over the ``pieces`` (``(starts,
-        stops, leaves)``) of the parameters whose norms that pass could not take, and the update
-        (``update``); the parameters as :func:`~numadam.targets.cpu.factored_step.factored_layout`
-        takes them. It returns how many parameters took the norms pass. ``None`` where the one
-        call does not apply (a plan for every core, or parameters that function refuses)."""
-        if self._parallel(plan) or plan.n_chunks == 0:
+        (:meth:`factored_step_arguments`); it returns how many parameters took the norms pass.
+        ``None`` where the one call does not apply (a plan for every core, or parameters
+        :func:`~numadam.targets.cpu.factored_step.factored_layout` refuses)."""
+        if self._parallel(plan):
+            return None
+        found = self.factored_step_arguments(plan, update, first, pieces, policy_scalars, grads, params,
+                                             factor_states, groups, applies, counts, factored_slot, field_slot)
+        if found is None:
+            return None
+        kernel, arguments = found
+        n_fields = len(rule(update.rule).scalars._fields)
+
+        def launch(group_scalars):
+            group_rows = np.array(group_scalars, np.float64)
+            if group_rows.ndim != 2 or group_rows.shape[1] != n_fields:
+                raise AssertionError(f"scalar rows of shape {group_rows.shape} for {n_fields} values each")
+            return kernel(*arguments[:10], group_rows, *arguments[11:])
+
+        return launch
+
+    def factored_step_arguments(self, plan, update, first, pieces, policy_scalars, grads, params, factor_states,
+                                groups, applies, counts, factored_slot, field_slot):
+        """``(kernel, arguments)`` of the one-call step of a family with factored state
+        (:func:`~numadam.targets.cpu.factored_step.factored_step_serial`, on the calling thread
+        whatever the size): the factors' pass, the norms pass (``first``, whose rows end in
+        ``policy_scalars``) over the ``pieces`` (``(starts, stops, leaves)``) of the parameters whose
+        norms that pass could not take, and the update (``update``); the parameters as
+        :func:`~numadam.targets.cpu.factored_step.factored_layout` takes them. ``arguments[10]``
+        holds the groups' float64 scalar rows, to be filled before each call. ``None`` where
+        that function refuses the parameters, or the plan is empty."""
+        if plan.n_chunks == 0:
             return None
         plan.check_fits(update)
         plan.check_fits(first)
@@ -188,24 +213,19 @@ class CpuBackend:
         layout = factored_layout(grads, params, factor_states, groups, applies, counts, real)
         if layout is None:
             return None
-        kernel = compiled(update, first)
-        n_leaves, n_fields, n_first = len(grads), update.n_scalars, first.n_scalars
-        table, width, n_chunks, chunk_size = plan.device_table, plan.width, plan.n_chunks, self.chunk_size
+        n_leaves, n_fields = len(grads), len(rule(update.rule).scalars._fields)
         starts, stops, leaves = (np.ascontiguousarray(array, np.int64) for array in pieces)
-        rows, scalars = np.zeros((n_leaves, n_fields)), np.zeros(n_leaves * n_fields, real)
-        first_scalars = np.zeros((n_leaves, n_first), real)
-        first_scalars[:, n_fields:] = policy_scalars  # rounded once, as every row would be
-        first_scalars = first_scalars.reshape(-1)
-        sums, found = np.zeros((n_leaves, 2)), np.zeros(n_leaves, bool)
 
-        def launch(group_scalars):
-            group_rows = np.array(group_scalars, np.float64)
-            if group_rows.ndim != 2 or group_rows.shape[1] != n_fields:
-                raise AssertionError(f"scalar rows of shape {group_rows.shape} for {n_fields} values each")
-            return kernel(update, first, table, width, n_chunks, chunk_size, layout, starts, stops, leaves, group_rows,
-                          rows, first_scalars, scalars, zero, sums, found, factored_slot, field_slot)
+        def rows(spec):  # each parameter's: the family's (filled at each call), then the policy's
+            values = np.zeros((n_leaves, spec.n_scalars), real)
+            if spec.policy.active:
+                values[:, n_fields:] = policy_scalars  # rounded once, as every row would be
+            return values.reshape(-1)
 
-        return launch
+        return compiled(update, first), (
+            update, first, plan.device_table, plan.width, plan.n_chunks, self.chunk_size, layout, starts, stops, leaves,
+            np.zeros((max(groups) + 1, n_fields)), np.zeros((n_leaves, n_fields)), rows(first), rows(update), zero,
+            np.zeros((n_leaves, 2)), np.zeros(n_leaves, bool), factored_slot, field_slot)
 
     def reduce(self, plan, spec, scalars, starts, stops):
         """The pre-pass over ``plan`` once (see :meth:`reducer`)."""

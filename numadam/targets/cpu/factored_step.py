@@ -39,9 +39,9 @@ from numba.extending import overload
 from ..fingerprint import compiled_from_module
 from ..primitives import cpu_primitives
 from ..spec import rule
-from .factor_sums import (ROWS_PER_BLOCK, SERIAL_BELOW, WIDEST_ROW_WITH_NORMS, _added_blocks_serial, _batched,
-                          _block_sums_with_norms_serial, _norms_from_sums, _vector_norms, moved_factors_from_sums,
-                          moved_variance, walks_transposed)
+from .factor_sums import (ROWS_PER_BLOCK, SERIAL_BELOW, VECTOR_CHUNK, WIDEST_ROW_WITH_NORMS, _added_blocks_serial,
+                          _batched, _block_sums_with_norms_serial, _norms_from_sums, _vector_norms,
+                          moved_factors_from_sums, moved_variance, walks_transposed)
 from .kernels import _reduce_span, _update_chunk, compiled_despite_the_index, sequence_length
 
 compiled_from_module(__name__)  # cached on disk: its closure is part of every spec's fingerprint
@@ -62,14 +62,14 @@ def factored_layout(grads, params, factor_states, groups, applies, counts, real)
     ``(row_var, col_var, row_mean, row_scale, col_scale)``, ``groups`` their scalar rows' groups,
     ``applies`` whether their norms set their field, ``counts`` their real elements.
 
-    ``None`` where the one call does not apply: another dtype; a size the factors' pass would run
-    on every core; a gradient or parameter the pass does not walk densely (a vector not
+    ``None`` where the one call does not apply: another dtype; a gradient or parameter the pass
+    does not walk densely (a vector not
     contiguous, a matrix or batch of them neither C- nor Fortran-ordered), for the pass's sums
     are compiled for the arrays' layouts, and the one call must add them in the order the
     host's pass does (its dense arrays' loops, the same machine code)."""
     layout = np.zeros((len(grads), FIELDS), np.int64)
     for k, (grad, param, factors) in enumerate(zip(grads, params, factor_states)):
-        if grad.dtype != real or param.dtype != real or grad.size >= SERIAL_BELOW:
+        if grad.dtype != real or param.dtype != real:
             return None
         if any(not array.flags.c_contiguous for array in factors):
             return None
@@ -194,23 +194,36 @@ def _matrix_pass(layout, base, one, infinity, weight, one_minus_weight, floor, e
 
 @njit(inline="always")
 def _vector_pass(layout, base, one, infinity, weight, one_minus_weight, estimate_floor, like):
-    """One vector's moving average with its norms (:func:`numadam.targets.cpu.factor_sums.moved_variance_with_norms`
-    below its parallel size): ``(‖p‖², ‖u‖²)``."""
+    """One vector's moving average with its norms: ``(‖p‖², ‖u‖²)``, as
+    :func:`numadam.targets.cpu.factor_sums.moved_variance_with_norms` sums them (from its parallel
+    size on, chunk by chunk, the chunks' sums added in order: here on the calling thread)."""
     n = layout[base + COLUMNS]
     grad, param = _dense(layout[base + GRAD], (n,), like), _dense(layout[base + PARAM], (n,), like)
     variance = _dense(layout[base + ROW_VAR], (n,), like)
-    moved_variance(grad, one, infinity, variance, weight, one_minus_weight)
-    return _vector_norms(grad, param, one, infinity, variance, estimate_floor)
+    if n < SERIAL_BELOW:
+        moved_variance(grad, one, infinity, variance, weight, one_minus_weight)
+        return _vector_norms(grad, param, one, infinity, variance, estimate_floor)
+    param_squares = direction_squares = 0.0
+    for first in range(0, n, VECTOR_CHUNK):
+        last = min(n, first + VECTOR_CHUNK)
+        moved_variance(grad[first:last], one, infinity, variance[first:last], weight, one_minus_weight)
+        chunk_param, chunk_direction = _vector_norms(grad[first:last], param[first:last], one, infinity,
+                                                     variance[first:last], estimate_floor)
+        param_squares += chunk_param
+        direction_squares += chunk_direction
+    return param_squares, direction_squares
 
 
 @njit(cache=True, error_model="numpy")
 def factored_step_serial(update, first, table, width, n_chunks, chunk_size, layout, starts, stops, leaves,
                          group_scalars, rows, first_scalars, scalars, like, sums, found, factored_slot, field_slot):
     """The common step (no policy) of a family with factored state, on the calling thread (see the
-    module docstring). ``group_scalars`` holds each group's float64 scalars; ``rows`` receives
-    each parameter's (its ``factored_slot`` 1 for a matrix, 0 otherwise; its ``field_slot`` its
-    norms value where that applies), ``scalars`` the same rounded to the update's dtype, ``sums``
-    each parameter's ``(‖p‖², ‖u‖²)`` and ``found`` whether the factors' pass found them.
+    module docstring). ``group_scalars`` holds each group's float64 scalars (the family's);
+    ``rows`` receives each parameter's (its ``factored_slot`` 1 for a matrix, 0 otherwise; its
+    ``field_slot`` its norms value where that applies), ``scalars`` the same rounded to the
+    update's dtype, in front of each row's policy scalars, already there (the bounds of a
+    compiled solve); ``sums`` each parameter's ``(‖p‖², ‖u‖²)`` and ``found`` whether the
+    factors' pass found them.
 
     Where it did not, the norms pass (``first``) sums them over that parameter's pieces
     ``starts[p]:stops[p]`` (``leaves[p]`` the parameter of each), added in piece order, with the
@@ -257,12 +270,13 @@ def factored_step_serial(update, first, table, width, n_chunks, chunk_size, layo
                                                                 stops[piece], first_scalars, like)
                 sums[leaf, 0] += param_squares
                 sums[leaf, 1] += direction_squares
+    n_update = scalars.size // n_leaves
     for leaf in range(n_leaves):
         base = leaf * FIELDS
         if layout[base + APPLIES]:
             rows[leaf, field_slot] = norms_field(update, sums[leaf, 0], sums[leaf, 1], layout[base + COUNT], rows[leaf])
         for slot in range(n_fields):
-            scalars[leaf * n_fields + slot] = rows[leaf, slot]
+            scalars[leaf * n_update + slot] = rows[leaf, slot]
     n_elements = sequence_length(table, n_segments, width)
     for chunk in range(n_chunks):
         _update_chunk(update, table, width, n_segments, n_elements, chunk, chunk_size, scalars, like)
