@@ -105,6 +105,7 @@ def test_every_family_compiled_takes_the_python_loop_s_iterates(name, dtype):
     assert_same_solve(compiled, python)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("shape", [(2, 3), (3, 1, 2)])
 def test_adafactor_compiled_takes_the_python_loop_s_iterates_over_matrices(shape):
     """A matrix and a batch of them keep row and column factors: the compiled solve steps them with
@@ -127,6 +128,7 @@ def sparse_rows(x):
     return value, grad
 
 
+@pytest.mark.slow
 def test_adafactor_compiled_runs_the_norms_pass_where_the_factors_pass_cannot():
     compiled, python = both(sparse_rows, np.full((3, 4), 0.5), method="adafactor", lr=1e-2, eps=(1e-3, 1e-3),
                             maxiter=60, gtol=0.0)
