@@ -25,9 +25,16 @@ same bits.
 The parameters reach the kernel as one ``int64`` array, :data:`FIELDS` numbers
 each (:func:`factored_layout`): what kind of parameter it is, its group, its
 element count, whether its norms set its field, the walk of its gradient and
-parameter (addresses and strides, a matrix walked transposed where it is
-Fortran-like, as the factors' pass walks it) and the addresses of its factors
-(each dense in C order).
+parameter (their addresses and the shape ``(B, R, C)`` the factors' pass walks,
+a matrix transposed where it is Fortran-ordered; both dense in that walk) and
+the addresses of its factors (each dense in C order). The pass's loops are
+compiled for the arrays' layouts, so the dense walk is what makes them the
+host's machine code, which sums in the host's order.
+
+The same kernel serves a compiled :func:`numadam.minimize` (the solve fills the
+group's row before each call; :meth:`numadam.engine.local.LocalEngine.norms_kernel`),
+at any size: the factors' pass of a large vector runs in the chunks whose sums the
+host adds in order, on one thread.
 """
 
 import functools
