@@ -17,7 +17,7 @@ from numadam.targets.cpu import factored_step
 
 @pytest.fixture
 def calls(monkeypatch):
-    """How many times the one-call kernel ran, and how many of those ran the norms pass too."""
+    """How many times the one-call kernel ran, and how many of those left the norms to the host."""
     counted = {"kernel": 0, "missing": 0}
     compiled = factored_step.compiled
 
@@ -117,10 +117,11 @@ def test_groups_take_their_own_scalars_in_the_one_call(calls, monkeypatch):
 
 
 @pytest.mark.parametrize("eps1", [None, 1e-30])
-def test_where_the_factors_pass_finds_no_norms_the_norms_pass_runs_in_the_same_call(eps1, calls, monkeypatch):
+def test_where_the_factors_pass_finds_no_norms_the_host_finishes_the_step(eps1, calls, monkeypatch):
     """A row of zeros: its scale is infinite, the direction takes the cap there, and the factors'
-    pass cannot sum the norms; the same call runs the norms pass for that parameter (the same bits
-    as the passes one by one)."""
+    pass cannot sum the norms; the call says so having moved the factors only, and the host's
+    norms pass and update finish the step (the same bits as the passes one by one). A compiled
+    solve's call runs that norms pass itself (tests/test_minimize_compiled.py)."""
     start, grads = arrays(3, [(16, 5), (4,)], np.float32)
     for grad in grads:
         grad[0][3] = 0.0

@@ -323,8 +323,8 @@ class Bucket:
         """The backend's one-call common step of a family with factored state over ``plan``
         (:meth:`numadam.targets.cpu.backend.CpuBackend.factored_step_launcher`; with ``arguments``,
         the kernel and its arguments instead, :meth:`~numadam.targets.cpu.backend.CpuBackend.factored_step_arguments`),
-        with the update's policy ``update``, the norms pass's ``first`` (its policy scalars
-        ``policy_scalars``), each parameter's group, whether its norms set its field and its real
+        with the update's policy ``update``, the norms pass's ``first`` (or ``None``: the host's; its
+        policy scalars ``policy_scalars``), each parameter's group, whether its norms set its field and its real
         elements (global lists, in parameter order); ``None`` where the backend has none or it does
         not apply (8-bit state, a parameter not in the dtype the step computes in)."""
         make = getattr(self.backend, "factored_step_arguments" if arguments else "factored_step_launcher", None)
@@ -332,7 +332,8 @@ class Bucket:
         if make is None or self.quantized or any(param is None for param in params):
             return None
         names = [kind.name for kind in self.algorithm.state if kind.factor]
-        return make(plan, self.spec(flags, update), self.spec(flags, first), self.pieces(plan), policy_scalars,
+        return make(plan, self.spec(flags, update), None if first is None else self.spec(flags, first),
+                    self.pieces(plan), policy_scalars,
                     self._bound_grads, params,
                     [tuple(self.state[name][k] for name in names) for k in range(len(self.params))],
                     [groups[k] for k in self.indices], [applies[k] for k in self.indices],

@@ -18,6 +18,7 @@ import numpy as np
 
 from ..adapters.foreign import adopt, is_tensor
 from ..core import dtypes, validate
+from ..core.factors import with_factored
 from ..core.pipeline import PolicyScalars
 from ..targets.dispatch import backend_for
 from .bounds import checked_bounds
@@ -165,16 +166,32 @@ class LocalEngine(Engine):
 
     def _factored_launcher(self, bucket, plan, flags, arguments=False):
         """``launch(scalars)`` of the common step of a family with factored state: the backend's one
-        call (:meth:`~numadam.engine.bucket.Bucket.factored_step_launcher`; with ``arguments``, the
-        kernel and its arguments); ``None`` where there is none. Its policies are
-        :meth:`policy_step`'s: the norms pass's, then the update's."""
+        call (:meth:`~numadam.engine.bucket.Bucket.factored_step_launcher`), and where its factors'
+        pass did not take some parameter's norms, the norms pass and the update here, as
+        :meth:`policy_step` takes them (a norms pass compiled into the one call would cost seconds
+        of compiling, for a step that rarely needs it); ``None`` where there is no one call. With
+        ``arguments``, the kernel and its arguments for compiled code, its norms pass compiled in."""
         fields = self.algorithm.Scalars._fields
-        first = self._first_pass_of[""]
-        return bucket.factored_step_launcher(plan, flags, self._after_norms_of[""], first,
+        first, update = self._first_pass_of[""], self._after_norms_of[""]
+        step = bucket.factored_step_launcher(plan, flags, update, first if arguments else None,
                                              tuple(self.policies.scalars(1.0)),  # no policy: the same every step
                                              self.settings.leaf_groups, self._norms_apply(), self._counts,
                                              fields.index("factored"), fields.index(self.algorithm.norms.field),
                                              arguments)
+        if step is None or arguments:
+            return step
+
+        def launch(scalars):
+            if not step(scalars):
+                return
+            rows = [with_factored(self.algorithm, scalars[group], keeps)
+                    for group, keeps in zip(self.settings.leaf_groups, self._keeps_factors)]
+            known = [tuple(pair) if ok else None for pair, ok in zip(step.sums.tolist(), step.found)]
+            extra = self.policies.scalars(1.0, self.step_count + 1)
+            rows, policy = self._norms_pass([plan], flags, "", rows, extra, known)
+            self._update([plan], flags, policy, with_policy(rows, policy, extra))
+
+        return launch
 
     def norms_kernel(self, grads):
         """The CPU's one-call norms kernel of the common step (no policy) over ``grads`` as data, for

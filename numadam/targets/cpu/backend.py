@@ -173,8 +173,11 @@ class CpuBackend:
                                groups, applies, counts, factored_slot, field_slot):
         """``launch(scalars)``: the common step (no policy) of a family with factored state over
         ``plan``, with ``scalars`` one row of the family's scalars per group, in one serial call
-        (:meth:`factored_step_arguments`); it returns how many parameters took the norms pass.
-        ``None`` where the one call does not apply (a plan for every core, or parameters
+        (:meth:`factored_step_arguments`). It returns how many parameters need the norms pass;
+        with ``first`` None, where that is not 0 it has moved the factors and written nothing
+        else, and ``launch.sums`` and ``launch.found`` hold each parameter's ``(‖p‖², ‖u‖²)`` and
+        whether the factors' pass took them, for the host's norms pass and update. ``None``
+        where the one call does not apply (a plan for every core, or parameters
         :func:`~numadam.targets.cpu.factored_step.factored_layout` refuses)."""
         if self._parallel(plan):
             return None
@@ -191,22 +194,25 @@ class CpuBackend:
                 raise AssertionError(f"scalar rows of shape {group_rows.shape} for {n_fields} values each")
             return kernel(*arguments[:10], group_rows, *arguments[11:])
 
+        launch.sums, launch.found = arguments[15], arguments[16]
         return launch
 
     def factored_step_arguments(self, plan, update, first, pieces, policy_scalars, grads, params, factor_states,
                                 groups, applies, counts, factored_slot, field_slot):
         """``(kernel, arguments)`` of the one-call step of a family with factored state
         (:func:`~numadam.targets.cpu.factored_step.factored_step_serial`, on the calling thread
-        whatever the size): the factors' pass, the norms pass (``first``, whose rows end in
-        ``policy_scalars``) over the ``pieces`` (``(starts, stops, leaves)``) of the parameters whose
-        norms that pass could not take, and the update (``update``); the parameters as
+        whatever the size): the factors' pass; the norms pass (``first``, or ``None``: none) over
+        the ``pieces`` (``(starts, stops, leaves)``) of the parameters whose norms that pass could
+        not take; the update (``update``: a compiled solve's bounds, say). The rows of both end in
+        ``policy_scalars`` where their policy is active; the parameters are as
         :func:`~numadam.targets.cpu.factored_step.factored_layout` takes them. ``arguments[10]``
         holds the groups' float64 scalar rows, to be filled before each call. ``None`` where
         that function refuses the parameters, or the plan is empty."""
         if plan.n_chunks == 0:
             return None
         plan.check_fits(update)
-        plan.check_fits(first)
+        if first is not None:
+            plan.check_fits(first)
         from .factored_step import compiled, factored_layout
 
         real, zero = _REAL_DTYPES[update.real]
@@ -217,8 +223,8 @@ class CpuBackend:
         starts, stops, leaves = (np.ascontiguousarray(array, np.int64) for array in pieces)
 
         def rows(spec):  # each parameter's: the family's (filled at each call), then the policy's
-            values = np.zeros((n_leaves, spec.n_scalars), real)
-            if spec.policy.active:
+            values = np.zeros((n_leaves, 0 if spec is None else spec.n_scalars), real)
+            if spec is not None and spec.policy.active:
                 values[:, n_fields:] = policy_scalars  # rounded once, as every row would be
             return values.reshape(-1)
 

@@ -17,7 +17,8 @@ each parameter's row of scalars from its group's, the factors' constants from
 that row rounded to the compute dtype (the family's ``factors`` and
 ``direction_floor``), the factors' pass (the functions of
 :mod:`numadam.targets.cpu.factor_sums`, on the calling thread), the norms pass
-for the parameters whose norms that pass could not take, the family's norms
+for the parameters whose norms that pass could not take (a compiled solve's;
+the objects' call leaves it, and the update, to the host), the family's norms
 value, the rows rounded once, then the update over every chunk. The same
 functions, in the same order, on the same numbers as the host's passes: the
 same bits.
@@ -40,7 +41,7 @@ host adds in order, on one thread.
 import functools
 
 import numpy as np
-from numba import carray, njit
+from numba import carray, njit, types
 from numba.extending import overload
 
 from ..fingerprint import compiled_from_module
@@ -221,6 +222,46 @@ def _vector_pass(layout, base, one, infinity, weight, one_minus_weight, estimate
     return param_squares, direction_squares
 
 
+def first_is_none(first):
+    """Whether the kernel was given no norms pass (compiled to a constant)."""
+
+
+@overload(first_is_none)
+def _first_is_none(first):
+    none = isinstance(first, types.NoneType)
+    return lambda first: none
+
+
+def _missing_norms(first, table, width, n_segments, starts, stops, leaves, rows, first_scalars, like, sums, found):
+    """The norms pass ``first`` over the pieces of the parameters not ``found``, its sums added into
+    theirs in piece order, each row rounded into ``first_scalars`` (nothing without a pass)."""
+
+
+@overload(_missing_norms)
+def _missing_norms_overload(first, table, width, n_segments, starts, stops, leaves, rows, first_scalars, like, sums,
+                            found):
+    if isinstance(first, types.NoneType):
+        return lambda first, table, width, n_segments, starts, stops, leaves, rows, first_scalars, like, sums, \
+            found: None
+
+    def implementation(first, table, width, n_segments, starts, stops, leaves, rows, first_scalars, like, sums,
+                       found):
+        n_leaves, n_fields = rows.shape
+        n_first = first_scalars.size // n_leaves
+        for leaf in range(n_leaves):
+            for slot in range(n_fields):
+                first_scalars[leaf * n_first + slot] = rows[leaf, slot]
+        for piece in range(starts.size):
+            leaf = leaves[piece]
+            if not found[leaf]:
+                param_squares, direction_squares = _reduce_span(first, table, width, n_segments, starts[piece],
+                                                                stops[piece], first_scalars, like)
+                sums[leaf, 0] += param_squares
+                sums[leaf, 1] += direction_squares
+
+    return implementation
+
+
 @njit(cache=True, error_model="numpy")
 def factored_step_serial(update, first, table, width, n_chunks, chunk_size, layout, starts, stops, leaves,
                          group_scalars, rows, first_scalars, scalars, like, sums, found, factored_slot, field_slot):
@@ -236,7 +277,10 @@ def factored_step_serial(update, first, table, width, n_chunks, chunk_size, layo
     ``starts[p]:stops[p]`` (``leaves[p]`` the parameter of each), added in piece order, with the
     parameter's row rounded into ``first_scalars`` (whose slots after the family's already hold
     the first pass's policy scalars): as the host's norms pass, which sums every parameter and
-    keeps the others' sums from the factors' pass. Returns how many parameters took it."""
+    keeps the others' sums from the factors' pass. Returns how many parameters took it. With
+    ``first`` None (the objects' step: a pass compiled in costs seconds and rarely runs), it
+    returns that number having moved the factors and written nothing else: the host runs the
+    norms pass and the update."""
     n_leaves, n_fields = rows.shape
     units = np.ones(2, scalars.dtype)  # 1 and infinity in the real dtype (a literal would be float64)
     units[1] = np.inf
@@ -266,17 +310,10 @@ def factored_step_serial(update, first, table, width, n_chunks, chunk_size, layo
             missing += 1
     n_segments = table.size // width
     if missing:
-        n_first = first_scalars.size // n_leaves
-        for leaf in range(n_leaves):
-            for slot in range(n_fields):
-                first_scalars[leaf * n_first + slot] = rows[leaf, slot]
-        for piece in range(starts.size):
-            leaf = leaves[piece]
-            if not found[leaf]:
-                param_squares, direction_squares = _reduce_span(first, table, width, n_segments, starts[piece],
-                                                                stops[piece], first_scalars, like)
-                sums[leaf, 0] += param_squares
-                sums[leaf, 1] += direction_squares
+        if first_is_none(first):  # (compiled away) the host runs the norms pass and the update
+            return missing
+        _missing_norms(first, table, width, n_segments, starts, stops, leaves, rows, first_scalars, like, sums,
+                       found)
     n_update = scalars.size // n_leaves
     for leaf in range(n_leaves):
         base = leaf * FIELDS
@@ -298,7 +335,7 @@ def compiled(update, first):
 
 @functools.cache
 def _compiled(update, first):
-    from numba import typeof, types
+    from numba import typeof
 
     real = types.float32 if update.real == "float32" else types.float64
     integers, integer, wide = types.int64[::1], types.int64, types.float64[:, ::1]
