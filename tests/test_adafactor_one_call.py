@@ -148,3 +148,21 @@ def test_a_strided_gradient_takes_the_passes(calls):
         twin.step(np.ascontiguousarray(wide[:, ::2]))
     assert calls["kernel"] == 3  # the twin's dense gradients only
     np.testing.assert_allclose(param, reference, rtol=1e-6)
+
+
+def test_the_one_call_compiles_the_passes_functions_for_the_hosts_argument_types(calls):
+    """The one call must run the host's machine code of the factors' pass (whose float64 sums are
+    reassociated as each compiled loop vectorizes them): a constant passed from compiled code would
+    be typed as a literal, a version of its own."""
+    from numba import types
+
+    from numadam.targets.cpu import factor_sums
+
+    start, grads = arrays(5, [(9, 7), (5,)], np.float32, steps=1)
+    numadam.Adafactor([p.copy() for p in start], lr=1e-2).step(grads[0])
+    assert calls["kernel"] == 1
+    for function in (factor_sums._block_sums_with_norms_serial, factor_sums._eight_rows, factor_sums._one_row,
+                     factor_sums._eight_rows_weighted, factor_sums.moved_variance, factor_sums._vector_norms):
+        assert function.signatures
+        for signature in function.signatures:
+            assert not any(isinstance(argument, types.Literal) for argument in signature), (function, signature)

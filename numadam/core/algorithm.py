@@ -174,9 +174,9 @@ class Algorithm:
     #: With factored state whose direction is :math:`u = g / \sqrt{\max(\hat v, \epsilon_1^2)}`
     #: (Adafactor's): ``direction_floor(s)``, that floor from the scalars ``s`` as ``factors`` takes
     #: them, so that the factors' pass can sum the norms pass's :math:`\|p\|^2` and :math:`\|u\|^2`
-    #: itself (:func:`numadam.core.factors.pass_constants`); None: the norms pass sums them. Also
-    #: callable from compiled code (an ``overload`` of it), for the one-call step
-    #: (:mod:`numadam.targets.cpu.factored_step`).
+    #: itself (:func:`numadam.core.factors.pass_constants`); None: the norms pass sums them. It must
+    #: also be callable from compiled code (an ``overload`` of it, as Adafactor's): the one-call step
+    #: (:mod:`numadam.targets.cpu.factored_step`) compiles it in.
     direction_floor: Callable | None = None
     #: The class's docstring before its example: what it computes (the math) and whose update it is.
     doc: str = ""

@@ -31,6 +31,11 @@ def compiled_from_module(module_name):
         _KERNEL_MODULES.append(module_name)
 
 
+def kernel_modules():
+    """The modules declared by :func:`compiled_from_module` so far, in order."""
+    return tuple(_KERNEL_MODULES)
+
+
 def python_function(value):
     """The Python function behind a function, a Numba dispatcher (``py_func``), an intrinsic
     (``_defn``), a ``functools.partial`` or a ``functools.cache``; ``None`` for anything else."""

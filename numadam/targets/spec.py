@@ -22,7 +22,7 @@ from numba import types
 from numba.core.imputils import lower_constant
 from numba.extending import NativeValue, models, register_model, typeof_impl, unbox
 
-from .fingerprint import fingerprint as source_fingerprint
+from .fingerprint import fingerprint as source_fingerprint, kernel_modules
 from ..core.pipeline import CHUNK_POSITIONS, NO_POLICY, Policy, PolicyScalars
 
 
@@ -118,11 +118,12 @@ _FINGERPRINTS = {}
 
 def fingerprint(rule_name):
     """The hash of what a kernel applying rule ``rule_name`` compiles in (see
-    :mod:`~numadam.targets.fingerprint`), computed once per process."""
-    found = _FINGERPRINTS.get(rule_name)
+    :mod:`~numadam.targets.fingerprint`), computed once per process and set of kernel modules."""
+    key = rule_name, kernel_modules()  # a module of kernels registered later: a new hash, not a stale one
+    found = _FINGERPRINTS.get(key)
     if found is None:
         registered = _RULES[rule_name]
-        found = _FINGERPRINTS[rule_name] = source_fingerprint((registered.function, registered.norms,
+        found = _FINGERPRINTS[key] = source_fingerprint((registered.function, registered.norms,
                                                                registered.value, registered.factors,
                                                                registered.direction_floor))
     return found

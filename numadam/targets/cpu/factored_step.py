@@ -59,9 +59,9 @@ pointer = cpu_primitives().pointer
 #: The kinds of parameter in the layout.
 EMPTY, VECTOR, MATRIX = 0, 1, 2
 #: Numbers per parameter in the layout, and where each sits.
-(KIND, GROUP, COUNT, APPLIES, TRANSPOSED, BATCH, ROWS, COLUMNS, GRAD, PARAM, ROW_VAR, COL_VAR, ROW_MEAN, ROW_SCALES,
- COL_SCALES) = range(15)
-FIELDS = 15
+(KIND, GROUP, COUNT, APPLIES, KEEPS_FACTORS, TRANSPOSED, BATCH, ROWS, COLUMNS, ROWS_PER_BLOCK_OF_PASS, GRAD, PARAM,
+ ROW_VAR, COL_VAR, ROW_MEAN, ROW_SCALES, COL_SCALES) = range(17)
+FIELDS = 17
 
 
 def factored_layout(grads, params, factor_states, groups, applies, counts, real):
@@ -70,10 +70,11 @@ def factored_layout(grads, params, factor_states, groups, applies, counts, real)
     ``(row_var, col_var, row_mean, row_scale, col_scale)``, ``groups`` their scalar rows' groups,
     ``applies`` whether their norms set their field, ``counts`` their real elements.
 
-    ``None`` where the one call does not apply: another dtype; a gradient or parameter the pass
-    does not walk densely (a vector not
-    contiguous, a matrix or batch of them neither C- nor Fortran-ordered), for the pass's sums
-    are compiled for the arrays' layouts, and the one call must add them in the order the
+    ``None`` where the one call does not apply: another dtype; factors not dense; a batch of
+    matrices whose ``(B, R, C)`` form is a copy; rows (as the pass walks them) wider than the
+    pass sums the norms of; a gradient or parameter the pass does not walk densely (a vector
+    not contiguous, a matrix or batch of them neither C- nor Fortran-ordered), for the pass's
+    sums are compiled for the arrays' layouts, and the one call must add them in the order the
     host's pass does (its dense arrays' loops, the same machine code)."""
     layout = np.zeros((len(grads), FIELDS), np.int64)
     for k, (grad, param, factors) in enumerate(zip(grads, params, factor_states)):
@@ -82,7 +83,10 @@ def factored_layout(grads, params, factor_states, groups, applies, counts, real)
         if any(not array.flags.c_contiguous for array in factors):
             return None
         row = layout[k]
-        row[GROUP], row[COUNT], row[APPLIES] = groups[k], counts[k], applies[k]
+        row[GROUP], row[COUNT], row[APPLIES], row[KEEPS_FACTORS] = groups[k], counts[k], applies[k], grad.ndim >= 2
+        # A number the kernel reads, not a constant it compiles in: the pass's functions then get the
+        # argument types the host's calls give them (an int64, not a literal), hence its machine code.
+        row[ROWS_PER_BLOCK_OF_PASS] = ROWS_PER_BLOCK
         row[ROW_VAR:COL_SCALES + 1] = [array.__array_interface__["data"][0] for array in factors]
         if grad.size == 0:
             row[KIND] = EMPTY
@@ -184,11 +188,13 @@ def _matrix_pass(layout, base, one, infinity, weight, one_minus_weight, floor, e
     row_mean = _dense(layout[base + ROW_MEAN], (batch,), like)
     row_scales = _dense(layout[base + ROW_SCALES], (batch, n_rows), like)
     col_scales = _dense(layout[base + COL_SCALES], (batch, n_columns), like)
-    n_blocks = max(1, -(-walked_rows // ROWS_PER_BLOCK))
+    per_block = layout[base + ROWS_PER_BLOCK_OF_PASS]
+    n_blocks = max(1, -(-walked_rows // per_block))
     walk_sums, walk_columns = np.empty((batch, walked_rows)), np.empty((batch, walked_columns))
     partial, weighted_blocks = np.empty((batch, n_blocks, walked_columns)), np.empty((batch, n_blocks, walked_columns))
     weighted, param_blocks = np.empty((batch, walked_columns)), np.empty((batch, n_blocks))
-    _block_sums_with_norms_serial(grad, one, infinity, True, ROWS_PER_BLOCK, walk_sums, partial, param,
+    as_given = layout[base + KIND] == MATRIX  # (true: neither scaled nor clipped; a bool, as the host's)
+    _block_sums_with_norms_serial(grad, one, infinity, as_given, per_block, walk_sums, partial, param,
                                   col_var if transposed else row_var, weight, one_minus_weight, weighted_blocks,
                                   param_blocks)
     _added_blocks_serial(weighted_blocks, weighted)
@@ -291,7 +297,7 @@ def factored_step_serial(update, first, table, width, n_chunks, chunk_size, layo
         kind = layout[base + KIND]
         for slot in range(n_fields):
             rows[leaf, slot] = group_scalars[layout[base + GROUP], slot]
-        rows[leaf, factored_slot] = 1.0 if kind == MATRIX else 0.0
+        rows[leaf, factored_slot] = 1.0 if layout[base + KEEPS_FACTORS] else 0.0
         found[leaf] = True
         sums[leaf, 0] = sums[leaf, 1] = 0.0
         if kind == EMPTY:  # no squares to take the means of: the factors stay as they are
