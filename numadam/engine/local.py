@@ -18,7 +18,6 @@ import numpy as np
 
 from ..adapters.foreign import adopt, is_tensor
 from ..core import dtypes, validate
-from ..core.factors import with_factored
 from ..core.pipeline import PolicyScalars
 from ..targets.dispatch import backend_for
 from .bounds import checked_bounds
@@ -184,8 +183,7 @@ class LocalEngine(Engine):
         def launch(scalars):
             if not step(scalars):
                 return
-            rows = [with_factored(self.algorithm, scalars[group], keeps)
-                    for group, keeps in zip(self.settings.leaf_groups, self._keeps_factors)]
+            rows = self._leaf_rows(scalars)
             known = [tuple(pair) if ok else None for pair, ok in zip(step.sums.tolist(), step.found)]
             extra = self.policies.scalars(1.0, self.step_count + 1)
             rows, policy = self._norms_pass([plan], flags, "", rows, extra, known)

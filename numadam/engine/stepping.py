@@ -119,9 +119,7 @@ class Engine:
         hypers, flags = settings.per_group()
         scalars, carry = settings.step_scalars(step, self.carry, hypers)
         if self.algorithm.norms is not None:  # one row per parameter (its group's, until its norms set its field)
-            scalars = [scalars[group] for group in self.settings.leaf_groups]
-            if self.algorithm.factored:
-                scalars = [with_factored(self.algorithm, row, keeps) for row, keeps in zip(scalars, self._keeps_factors)]
+            scalars = self._leaf_rows(scalars)
         policy = self._policy_of[phase]
         grad_scale, scalar_rows = 1.0, None
         if policies.needs_reduction(phase):
@@ -162,6 +160,14 @@ class Engine:
             self.micro_step = micro_step
             return
         self.step_count, self.carry, self.micro_step = step, carry, 0
+
+    def _leaf_rows(self, scalars):
+        """Each parameter's row of the groups' ``scalars``: its group's, with its field ``factored``
+        (a family with factored state)."""
+        rows = [scalars[group] for group in self.settings.leaf_groups]
+        if self.algorithm.factored:
+            rows = [with_factored(self.algorithm, row, keeps) for row, keeps in zip(rows, self._keeps_factors)]
+        return rows
 
     def _norms_pass(self, grads, flags, phase, scalars, extra, known=None):
         """The family's first pass (LAMB's moments and norms): it consumes the gradient; returns each

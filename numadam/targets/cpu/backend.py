@@ -28,7 +28,7 @@ class CpuBackend:
         from . import factored_step, kernels as cpu  # (both part of every spec's fingerprint from here on)
 
         self._kernels = cpu
-        self._factored_step = factored_step
+        self._factored = factored_step
 
     @staticmethod
     def describe(array):
@@ -214,10 +214,8 @@ class CpuBackend:
         plan.check_fits(update)
         if first is not None:
             plan.check_fits(first)
-        from .factored_step import compiled, factored_layout
-
         real, zero = _REAL_DTYPES[update.real]
-        layout = factored_layout(grads, params, factor_states, groups, applies, counts, real)
+        layout = self._factored.factored_layout(grads, params, factor_states, groups, applies, counts, real)
         if layout is None:
             return None
         n_leaves, n_fields = len(grads), len(rule(update.rule).scalars._fields)
@@ -229,7 +227,7 @@ class CpuBackend:
                 values[:, n_fields:] = policy_scalars  # rounded once, as every row would be
             return values.reshape(-1)
 
-        return compiled(update, first), (
+        return self._factored.compiled(update, first), (
             update, first, plan.device_table, plan.width, plan.n_chunks, self.chunk_size, layout, starts, stops, leaves,
             np.zeros((max(groups) + 1, n_fields)), np.zeros((n_leaves, n_fields)), rows(first), rows(update), zero,
             np.zeros((n_leaves, 2)), np.zeros(n_leaves, bool), factored_slot, field_slot)
