@@ -12,6 +12,11 @@ import numadam
 from arrays import random_array, tiered
 from reference import REFERENCES
 from test_families import CASES, case_id, hyperparameters, initial_carry, initial_state
+from test_storage import random_bits_written_out
+
+from numadam.core.pipeline import _salt
+from numadam.targets.primitives import INTERPRETED
+from numadam.targets.storage import stochastic_rounding
 
 ml_dtypes = pytest.importorskip("ml_dtypes")
 BFLOAT16 = np.dtype(ml_dtypes.bfloat16)
@@ -122,6 +127,30 @@ def test_stochastic_rounding_is_unbiased_and_repeatable(dtype):
     assert abs(runs["stochastic"].mean() - expected) < 2e-4
     np.testing.assert_array_equal(runs["stochastic"], runs["again"])
     assert not np.array_equal(runs["stochastic"], runs["other seed"])
+
+
+@pytest.mark.parametrize("dtype", SIXTEEN_BITS, ids=str)
+def test_stochastic_rounding_draws_each_element_s_bits_from_its_position_and_the_step(dtype):
+    """Each element rounds with the random bits of its position in the sequence of its bucket (the
+    parameters laid end to end, each in C order) and of the step's salt: the float32 step of the
+    reference, each element then rounded by the storage's stochastic rounding, bit for bit."""
+    code = "bf16" if dtype == BFLOAT16 else "f2"
+    narrow = stochastic_rounding(code, INTERPRETED)
+    params = parameters(4, dtype, shapes=((6, 5), (17,), (3, 4)))
+    reference = Reference("adam", {}, params, master=True)  # its float32 results, before rounding
+    opt = numadam.Adam(params, lr=LR, stochastic_rounding=True, seed=11)
+    for grads in gradients(7, params, 3):
+        opt.step(grads)
+        reference.step(grads)
+        salt = _salt(11, reference.t)
+        first = 0
+        for param, exact in zip(params, reference.master):
+            positions = first + np.arange(exact.size)
+            rounded = [narrow(value, np.uint32(random_bits_written_out(int(k), salt)))
+                       for value, k in zip(exact.ravel(), positions)]
+            np.testing.assert_array_equal(param.view(np.uint16).ravel(), np.array(rounded, np.uint16))
+            first += exact.size
+        reference.master = [p.astype(np.float32) for p in params]  # the next step starts from the rounded ones
 
 
 def test_sixteen_bit_options_are_checked():

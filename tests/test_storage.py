@@ -26,7 +26,8 @@ _compiled_random_bits = cpu_primitives().random_bits
 @njit
 def random_bits(position, salt):
     """The CPU target's ``random_bits``, callable from Python."""
-    return _compiled_random_bits(np.int64(position), np.uint64(salt))
+    return _compiled_random_bits(np.int64(0), np.int64(position), np.int64(1), np.int64(position) >> np.int64(32),
+                                 np.uint64(salt))
 
 
 def compiled(code):
@@ -221,16 +222,32 @@ def test_the_simulators_stochastic_rounding_agrees(code):
     assert [interpreted(np.float32(v), np.uint32(r)) for v, r in zip(values, randoms)] == expected.tolist()
 
 
-def test_random_bits_are_uniform_and_differ_between_steps():
-    def written_out(position, salt):  # numadam.targets.primitives.random_bits_codegen, in Python integers
-        cut = 0xFFFFFFFF
-        x = ((position & cut) * 0x9E3779B1 + (position >> 32) * 0x85EBCA77 + salt * 0xC2B2AE3D) & cut
-        x = ((x ^ (x >> 16)) * 0x7FEB352D) & cut
-        x = ((x ^ (x >> 15)) * 0x846CA68B) & cut
-        return x ^ (x >> 16)
+def random_bits_written_out(position, salt):
+    """The random bits of the element at ``position`` of a step of ``salt``, as
+    :func:`numadam.targets.primitives.random_bits_codegen` documents them, in Python integers."""
+    cut = 0xFFFFFFFF
+    x = ((position & cut) * 0x9E3779B1 + (position >> 32) * 0x85EBCA77 + salt * 0xC2B2AE3D) & cut
+    x = ((x ^ (x >> 16)) * 0x7FEB352D) & cut
+    x = ((x ^ (x >> 15)) * 0x846CA68B) & cut
+    return x ^ (x >> 16)
 
+
+@njit
+def _random_bits_of_index(index, offset, step, salt):
+    return _compiled_random_bits(np.int64(index), np.int64(offset), np.int64(step),
+                                 np.int64(offset + index * step) >> np.int64(32), np.uint64(salt))
+
+
+def test_random_bits_are_uniform_and_differ_between_steps():
     for position, salt in [(0, 0), (5, 123), (2**40 + 7, 2**24 - 1), (2**63 - 1, 99)]:
-        assert random_bits(position, salt) == written_out(position, salt) == INTERPRETED.random_bits(position, salt)
+        expected = random_bits_written_out(position, salt)
+        assert random_bits(position, salt) == expected == INTERPRETED.random_bits(0, position, 1, position >> 32, salt)
+    # The position given as an index along a segment: offset + index * step, whatever the step.
+    for index, offset, step, salt in [(7, 2**32 - 3, 1, 5), (3, 2**33 + 1, 5, 77), (9, 2**40, -3, 2**24 - 1)]:
+        position = offset + index * step
+        expected = random_bits_written_out(position, salt)
+        assert _random_bits_of_index(index, offset, step, salt) == expected
+        assert INTERPRETED.random_bits(index, offset, step, position >> 32, salt) == expected
     bits = np.array([random_bits(k, 77) for k in range(1 << 14)], np.uint64)
     other = np.array([random_bits(k, 78) for k in range(1 << 14)], np.uint64)
     top = bits >> np.uint64(16)
@@ -238,3 +255,46 @@ def test_random_bits_are_uniform_and_differ_between_steps():
     assert np.histogram(top, bins=16, range=(0, 65536))[0].min() > 0.9 * top.size / 16
     assert np.count_nonzero(bits == other) < 5
     assert len(np.unique(bits)) > 0.99 * bits.size
+
+
+@pytest.mark.parametrize("positions", [False, True], ids=["sequence", "chunk"])
+def test_a_piece_whose_positions_cross_a_multiple_of_2_32_rounds_each_element_with_its_own_bits(positions):
+    """The random bits' top half changes inside a piece whose positions cross a multiple of 2**32 (a
+    sequence of over four billion elements, or a chunk of such a parameter, whose positions step by
+    3 here): the piece in one call rounds as its elements called one by one, each its own run."""
+    import numadam
+    from numadam.core.pipeline import CHUNK_POSITIONS, Policy, PolicyScalars
+    from numadam.engine.operands import kernel_spec
+    from numadam.targets.cpu.kernels import _compiled_piece
+    from numadam.targets.segments import ADDRESS, GROUP, LENGTH, OFFSET, position_column, table_width
+    from numadam.targets.spec import rule
+
+    family = numadam.Adam.algorithm
+    hyper = family.Hyper(**numadam.Adam._class_defaults)
+    spec = kernel_spec(family, family.flags(hyper), FORMATS["bf16"], {kind.name for kind in family.state_kinds(hyper)},
+                       Policy(stochastic=CHUNK_POSITIONS if positions else True))
+    piece = _compiled_piece(spec)
+    n, rng = 64, np.random.default_rng(5)
+    start = [rng.standard_normal(n).astype(np.float32).astype(FORMATS["bf16"]) for _ in range(2)] + [
+        rng.standard_normal(n).astype(np.float32), rng.random(n).astype(np.float32)]
+    scalars = rng.random(spec.n_scalars).astype(np.float32)
+    scalars[len(rule(spec.rule).scalars._fields) + PolicyScalars._fields.index("salt")] = 4321
+    table = np.zeros(table_width(spec.n_operands, 0, positions), np.int64)
+    table[OFFSET], table[LENGTH], table[GROUP] = (0 if positions else 2**32 - 20), n, 0
+    if positions:
+        column = position_column(spec.n_operands, 0)
+        table[column], table[column + 1] = 2**32 - 61, 3  # elements 0-20 below 2**32, 21-63 above
+
+    def stepped(calls):
+        arrays = [array.copy() for array in start]
+        for k, array in enumerate(arrays):
+            table[ADDRESS + k], table[ADDRESS + spec.n_operands + k] = array.ctypes.data, 1
+        for first, last in calls:
+            piece(table, 0, first, last, 1, scalars, np.float32(0))
+        return arrays
+
+    whole, one_by_one = stepped([(0, n)]), stepped([(i, i + 1) for i in range(n)])
+    assert not np.array_equal(whole[0].view(np.uint16), start[0].view(np.uint16))
+    for together, alone in zip(whole, one_by_one):
+        np.testing.assert_array_equal(together.view(np.uint16 if together.itemsize == 2 else np.uint32),
+                                      alone.view(np.uint16 if alone.itemsize == 2 else np.uint32))

@@ -97,15 +97,25 @@ def _param_load(spec, index_of):
     return f"w0({_old(spec, PARAM, index_of)})"
 
 
-def _param_store(spec, index_of):
-    """The lines that write the updated ``param``: the master copy, then the parameter, rounded."""
+def _position_step(spec):
+    """How far apart the positions in the whole parameter of the segment's elements are: element
+    ``i`` is at ``offset + i * step``, its random bits' (stochastic rounding)."""
+    return "offset_step" if spec.positions else "1"
+
+
+def _param_store(spec, index_of, runs=False):
+    """The lines that write the updated ``param``: the master copy, then the parameter, rounded.
+
+    With ``runs`` (see :func:`_runs`) the top half of the element's position is ``position_top``,
+    that of its run; else it is computed for each element."""
     lines = []
     if spec.policy.master:
         master = _policy_slot(spec, "master")
         lines.append(f"{_element(master, index_of)} = n{master}(param)")
     if spec.policy.stochastic:
-        position = "offset + i * offset_step" if spec.positions else "offset + i"
-        lines.append(f"{_element(PARAM, index_of)} = stochastic(param, random_bits({position}, salt))")
+        step = _position_step(spec)
+        top = "position_top" if runs else f"(offset + i * {step}) >> 32"
+        lines.append(f"{_element(PARAM, index_of)} = stochastic(param, random_bits(i, offset, {step}, {top}, salt))")
     else:
         lines.append(f"{_element(PARAM, index_of)} = n0(param)")
     return lines
@@ -143,9 +153,9 @@ def _state_store(spec, k, index_of, largest=False):
     return [f"{_element(k, index_of)} = n{k}(state[{slot}])"]
 
 
-def _update_lines(spec, index_of, bounds_loaded, largest=False):
+def _update_lines(spec, index_of, bounds_loaded, largest=False, runs=False):
     """The lines that update the element at ``index_of(k)`` of each operand ``k`` (``largest``: see
-    :func:`_state_store`)."""
+    :func:`_state_store`; ``runs``: :func:`_param_store`)."""
     policy = spec.policy
     if policy.accumulate == "add":  # this call only adds the micro-batch gradient into the buffer
         slot = _policy_slot(spec, "accumulator")
@@ -164,7 +174,7 @@ def _update_lines(spec, index_of, bounds_loaded, largest=False):
         slot = _policy_slot(spec, "ema")
         lines.append(f"{_element(slot, index_of)} = n{slot}(q.ema_decay * w{slot}({_old(spec, slot, index_of)})"
                      " + q.one_minus_ema_decay * param)")
-    lines += _param_store(spec, index_of)
+    lines += _param_store(spec, index_of, runs)
     lines += [line for k in _written_state(spec) for line in _state_store(spec, k, index_of, largest)]
     return lines
 
@@ -249,22 +259,42 @@ def piece_source(spec, strided_threads, name="run_piece"):
     unit = lambda k: "i"  # noqa: E731
     strided = lambda k: f"i * s{k}"  # noqa: E731
     lines += _decode_lines(spec, quantized, step)
-    lines.append("    if " + " and ".join(f"s{k} == 1" for k in present) + ":")
-    lines += _loop(_update_lines(spec, unit, False, largest), step)
+    runs = spec.policy.stochastic and not strided_threads
+    loops = ["    if " + " and ".join(f"s{k} == 1" for k in present) + ":"]
+    loops += _loop(_update_lines(spec, unit, False, largest, runs), step)
     for condition, index_of, _ in _factored_layouts(spec, present):
-        lines.append(f"    elif {condition}:")
-        lines += _loop(_update_lines(spec, index_of, False, largest), step)
+        loops.append(f"    elif {condition}:")
+        loops += _loop(_update_lines(spec, index_of, False, largest, runs), step)
     if spec.policy.bounds and spec.policy.accumulate != "add":
         low, high = _policy_slot(spec, "low"), _policy_slot(spec, "high")
         others = [k for k in present if k not in (low, high)]
-        lines.append(f"    elif s{low} == 0 and s{high} == 0 and " + " and ".join(f"s{k} == 1" for k in others) + ":")
-        lines += [f"        low = w{low}(o{low}[0])", f"        high = w{high}(o{high}[0])"]
-        lines += _loop(_update_lines(spec, unit, True, largest), step)
-    lines.append("    else:")
-    lines += _loop(_update_lines(spec, strided, False, largest), step)
+        loops.append(f"    elif s{low} == 0 and s{high} == 0 and " + " and ".join(f"s{k} == 1" for k in others) + ":")
+        loops += [f"        low = w{low}(o{low}[0])", f"        high = w{high}(o{high}[0])"]
+        loops += _loop(_update_lines(spec, unit, True, largest, runs), step)
+    loops.append("    else:")
+    loops += _loop(_update_lines(spec, strided, False, largest, runs), step)
+    lines += _runs(spec, loops) if runs else loops
     if largest:
         lines.append("    return (" + "".join(f"l{k}, " for k in quantized) + ")")
     return "\n".join(lines) + "\n"
+
+
+def _runs(spec, loops):
+    """``loops`` (over ``start:stop``) run once for each run of elements whose positions share
+    their top 32 bits, ``position_top`` (stochastic rounding on the CPU): a piece is one run unless
+    its positions cross a multiple of 2^32 (past four billion elements). The random bits' loop then
+    steps 32-bit indices in its vector lanes, not 64-bit positions; the bits are each position's."""
+    step = _position_step(spec)
+    return ["    piece_stop = stop",
+            "    while start < piece_stop:",
+            f"        first = offset + start * {step}",
+            "        position_top = first >> 32",
+            f"        if {step} > 0:  # the positions up to the next multiple of 2^32",
+            f"            stop = min(piece_stop, start + (((position_top + 1) << 32) - first + {step} - 1) // {step})",
+            f"        elif {step} < 0:  # down to the last one",
+            f"            stop = min(piece_stop, start + (first - (position_top << 32)) // -{step} + 1)",
+            "        else:",
+            "            stop = piece_stop"] + ["    " + line for line in loops] + ["        start = stop"]
 
 
 #: The strides (0 or 1) of the read-only state operands (factored state: row factor, column factor,

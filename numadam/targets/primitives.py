@@ -10,10 +10,11 @@ same operations on NumPy scalars (:data:`INTERPRETED`).
 - ``bitcast(value, like)``: ``value``'s bits read as ``like``'s type (same size);
 - ``half_to_float(bits)``, ``float_to_half(value)``: IEEE half precision (16
   bits, as ``uint16``) to and from float32, rounding to nearest even;
-- ``random_bits(position, salt)``: 32 random bits for an element of a step
-  (:func:`random_bits_codegen`), in 32-bit integer arithmetic: Numba computes
-  on 32-bit integers in 64 bits, which vectorizes half as wide.
-"""
+- ``random_bits(index, offset, step, top, salt)``: 32 random bits for the element at
+  position ``offset + index * step`` of a parameter, in a step (:func:`random_bits_codegen`),
+  in 32-bit integer arithmetic: Numba computes on 32-bit integers in 64 bits,
+  which vectorizes half as wide. ``top`` is the position's top 32 bits, which a
+  loop may compute once for a run of positions that share them."""
 
 import functools
 from typing import NamedTuple
@@ -59,17 +60,26 @@ HASH_ROUNDS = ((16, 0x7FEB352D), (15, 0x846CA68B))
 
 
 def random_bits_codegen(context, builder, signature, args):
-    r"""32 random bits for element ``position`` (int64) of a step whose ``salt`` (uint64, 24 bits)
-    is given: :math:`x = (l c_0 + h c_1 + s c_2) \bmod 2^{32}` over the position's low and high
-    halves ``l``, ``h`` and the salt ``s``, then ``x = (x ^ (x >> k)) * c`` for each round and a
-    last ``x ^ (x >> 16)``, every operation on 32 bits. The same on every target and thread."""
-    position, salt = args
+    r"""32 random bits for the element at position ``offset + index * step`` (int64) of a step
+    whose ``salt`` (uint64, 24 bits) is given: :math:`x = (l c_0 + h c_1 + s c_2) \bmod 2^{32}`
+    over the position's low and high halves ``l``, ``h`` and the salt ``s``, then
+    ``x = (x ^ (x >> k)) * c`` for each round and a last ``x ^ (x >> 16)``, every operation on
+    32 bits. The same on every target and thread.
+
+    The high half comes as its own argument ``top`` (``position >> 32``), and the low half is
+    formed from the index's: ``l = (o + i s) mod 2^32`` over the low halves of ``offset``,
+    ``index`` and ``step``. A loop over ``index`` whose positions share their top (computed once
+    before it) then steps a 32-bit index in its vector lanes, not 64-bit positions."""
+    index, offset, step, top, salt = args
     word = ir.IntType(32)
     constant = lambda value: ir.Constant(word, value - (1 << 32) if value >= 1 << 31 else value)  # noqa: E731
-    high = builder.lshr(position, ir.Constant(position.type, 32))
-    halves = (builder.trunc(position, word), builder.trunc(high, word), builder.trunc(salt, word))
-    terms = [builder.mul(half, constant(c)) for half, c in zip(halves, HASH_INPUTS)]
-    x = builder.add(builder.add(terms[0], terms[1]), terms[2])
+    # (o + i s) c0 + h c1 + s' c2 as i (s c0) + (o c0 + h c1 + s' c2): the same 32 bits, and the
+    # part that does not change along a loop over i is one term, computed before it.
+    fixed = builder.add(builder.add(builder.mul(builder.trunc(offset, word), constant(HASH_INPUTS[0])),
+                                    builder.mul(builder.trunc(top, word), constant(HASH_INPUTS[1]))),
+                        builder.mul(builder.trunc(salt, word), constant(HASH_INPUTS[2])))
+    stride = builder.mul(builder.trunc(step, word), constant(HASH_INPUTS[0]))
+    x = builder.add(builder.mul(builder.trunc(index, word), stride), fixed)
     for shift, multiplier in HASH_ROUNDS:
         x = builder.mul(builder.xor(x, builder.lshr(x, constant(shift))), constant(multiplier))
     return builder.xor(x, builder.lshr(x, constant(16)))
@@ -95,8 +105,9 @@ def register(intrinsic, types):
         return types.uint16(types.float32), float_to_half_codegen
 
     @intrinsic
-    def random_bits(typingctx, position, salt):
-        return types.uint32(types.int64, types.uint64), random_bits_codegen
+    def random_bits(typingctx, index, offset, step, top, salt):
+        integer = types.int64
+        return types.uint32(integer, integer, integer, integer, types.uint64), random_bits_codegen
 
     return Primitives(pointer, bitcast, half_to_float, float_to_half, random_bits)
 
@@ -123,11 +134,11 @@ def _interpreted_bitcast(value, like):
     return np.array([value], dtype=f"{kind}{target.itemsize}").view(target)[0]
 
 
-def _interpreted_random_bits(position, salt):
+def _interpreted_random_bits(index, offset, step, top, salt):
     """:func:`random_bits_codegen` in Python integers."""
     cut = 0xFFFFFFFF
-    position, salt = int(position) & 0xFFFFFFFFFFFFFFFF, int(salt)
-    x = ((position & cut) * HASH_INPUTS[0] + (position >> 32) * HASH_INPUTS[1] + (salt & cut) * HASH_INPUTS[2]) & cut
+    low, top, salt = (int(offset) + int(index) * int(step)) & cut, int(top) & cut, int(salt)
+    x = (low * HASH_INPUTS[0] + top * HASH_INPUTS[1] + (salt & cut) * HASH_INPUTS[2]) & cut
     for shift, multiplier in HASH_ROUNDS:
         x = ((x ^ (x >> shift)) * multiplier) & cut
     return np.uint32(x ^ (x >> 16))
