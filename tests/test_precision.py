@@ -129,7 +129,7 @@ def test_stochastic_rounding_is_unbiased_and_repeatable(dtype):
     assert not np.array_equal(runs["stochastic"], runs["other seed"])
 
 
-@pytest.mark.parametrize("dtype", SIXTEEN_BITS, ids=str)
+@pytest.mark.parametrize("dtype", tiered(SIXTEEN_BITS, lambda dtype: dtype == BFLOAT16), ids=str)
 def test_stochastic_rounding_draws_each_element_s_bits_from_its_position_and_the_step(dtype):
     """Each element rounds with the random bits of its position in the sequence of its bucket (the
     parameters laid end to end, each in C order) and of the step's salt: the float32 step of the

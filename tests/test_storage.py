@@ -257,7 +257,7 @@ def test_random_bits_are_uniform_and_differ_between_steps():
     assert len(np.unique(bits)) > 0.99 * bits.size
 
 
-@pytest.mark.parametrize("positions", [False, True], ids=["sequence", "chunk"])
+@pytest.mark.parametrize("positions", [False, pytest.param(True, marks=pytest.mark.slow)], ids=["sequence", "chunk"])
 def test_a_piece_whose_positions_cross_a_multiple_of_2_32_rounds_each_element_with_its_own_bits(positions):
     """The random bits' top half changes inside a piece whose positions cross a multiple of 2**32 (a
     sequence of over four billion elements, or a chunk of such a parameter, whose positions step by
