@@ -23,11 +23,16 @@ ml_dtypes = pytest.importorskip("ml_dtypes")
 _compiled_random_bits = cpu_primitives().random_bits
 
 
-@njit
 def random_bits(position, salt):
-    """The CPU target's ``random_bits``, callable from Python."""
-    return _compiled_random_bits(np.int64(0), np.int64(position), np.int64(1), np.int64(position) >> np.int64(32),
-                                 np.uint64(salt))
+    """The CPU target's ``random_bits`` of a position, callable from Python."""
+    return _random_bits_of_index(0, position, 1, salt)
+
+
+@njit
+def _random_bits_of_index(index, offset, step, salt):
+    """The CPU target's ``random_bits`` of position ``offset + index * step``, callable from Python."""
+    return _compiled_random_bits(np.int64(index), np.int64(offset), np.int64(step),
+                                 np.int64(offset + index * step) >> np.int64(32), np.uint64(salt))
 
 
 def compiled(code):
@@ -230,12 +235,6 @@ def random_bits_written_out(position, salt):
     x = ((x ^ (x >> 16)) * 0x7FEB352D) & cut
     x = ((x ^ (x >> 15)) * 0x846CA68B) & cut
     return x ^ (x >> 16)
-
-
-@njit
-def _random_bits_of_index(index, offset, step, salt):
-    return _compiled_random_bits(np.int64(index), np.int64(offset), np.int64(step),
-                                 np.int64(offset + index * step) >> np.int64(32), np.uint64(salt))
 
 
 def test_random_bits_are_uniform_and_differ_between_steps():

@@ -98,8 +98,8 @@ def _param_load(spec, index_of):
 
 
 def _position_step(spec):
-    """How far apart the positions in the whole parameter of the segment's elements are: element
-    ``i`` is at ``offset + i * step``, its random bits' (stochastic rounding)."""
+    """The step between the positions of the segment's elements, whose random bits (stochastic
+    rounding) are those of position ``offset + i * step``."""
     return "offset_step" if spec.positions else "1"
 
 

@@ -73,13 +73,10 @@ def random_bits_codegen(context, builder, signature, args):
     index, offset, step, top, salt = args
     word = ir.IntType(32)
     constant = lambda value: ir.Constant(word, value - (1 << 32) if value >= 1 << 31 else value)  # noqa: E731
-    # (o + i s) c0 + h c1 + s' c2 as i (s c0) + (o c0 + h c1 + s' c2): the same 32 bits, and the
-    # part that does not change along a loop over i is one term, computed before it.
-    fixed = builder.add(builder.add(builder.mul(builder.trunc(offset, word), constant(HASH_INPUTS[0])),
-                                    builder.mul(builder.trunc(top, word), constant(HASH_INPUTS[1]))),
-                        builder.mul(builder.trunc(salt, word), constant(HASH_INPUTS[2])))
-    stride = builder.mul(builder.trunc(step, word), constant(HASH_INPUTS[0]))
-    x = builder.add(builder.mul(builder.trunc(index, word), stride), fixed)
+    low = builder.add(builder.trunc(offset, word), builder.mul(builder.trunc(index, word), builder.trunc(step, word)))
+    halves = (low, builder.trunc(top, word), builder.trunc(salt, word))
+    terms = [builder.mul(half, constant(c)) for half, c in zip(halves, HASH_INPUTS)]
+    x = builder.add(builder.add(terms[0], terms[1]), terms[2])
     for shift, multiplier in HASH_ROUNDS:
         x = builder.mul(builder.xor(x, builder.lshr(x, constant(shift))), constant(multiplier))
     return builder.xor(x, builder.lshr(x, constant(16)))
