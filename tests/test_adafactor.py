@@ -392,6 +392,7 @@ def test_the_functional_step_refuses_factors_that_share_memory_before_writing():
     np.testing.assert_array_equal(shared, 0.0)
 
 
+@pytest.mark.slow  # compiles the functional vector step: 11 s of the quick tier
 def test_the_functional_step_of_a_vector_takes_col_var_as_one_or_none():
     """A vector's col_var stands for a 1 (as a loaded state's must be): another value is refused."""
     v, g, variance = np.ones(5), np.linspace(-1.0, 1.0, 5), np.zeros(5)
