@@ -115,14 +115,30 @@ def test_every_family_on_cuda_kernels_matches_the_cpu(device, method):
 
 @pytest.mark.parametrize("options", [{}, {"clip_value": 0.3, "weight_decay": 0.1}])
 def test_adafactor_factors_on_cuda_kernels_match_the_cpu(device, options):
-    """A batch of matrices, a tall and a wide one: the CUDA factors' pass (a thread per row, per
-    column, per factor element) against the CPU's, the update through the same generated kernels.
-    The CPU adds a row's squares eight lanes at a time and a column's eight rows at a time, CUDA in
+    """A batch of matrices, a tall and a wide one: the CUDA factors' pass (tiles of 256 columns by
+    256 rows) against the CPU's, the update through the same generated kernels. The CPU adds a
+    row's squares eight lanes at a time and a column's eight rows at a time, CUDA in its tiles'
     order: their float64 sums may round apart, and the results by an ulp or two."""
     shapes = [(2, 5, 4), (9, 3), (2, 11)]
     host, on_device = twins(device, 21, shapes)
     cpu, gpu = numadam.Adafactor(host, lr=0.05, **options), numadam.Adafactor(on_device, lr=0.05, **options)
     for grads in gradient_sequence(22, shapes, 3):
+        cpu.step(grads)
+        gpu.step([device.to_device(g) for g in grads])
+    for actual, expected in zip(on_device, host):
+        device.assert_matches(actual, expected, ulps=4)
+    device.assert_trees_match(gpu.state_dict(), cpu.state_dict(), ulps=4)
+
+
+def test_adafactor_factors_of_matrices_past_one_tile_match_the_cpu(device):
+    """Matrices of more rows and more columns than a block of the CUDA factors' pass sums (256 by
+    256, sixteen rows at a time), with a last stage of 4 rows, and a column-major gradient (read
+    as its transpose): each row's and column's sum gathered from several blocks."""
+    shapes = [(260, 3), (3, 260), (258, 5)]
+    host, on_device = twins(device, 31, shapes)
+    cpu, gpu = numadam.Adafactor(host, lr=0.05), numadam.Adafactor(on_device, lr=0.05)
+    for grads in gradient_sequence(32, shapes, 2):
+        grads[2] = np.asfortranarray(grads[2])
         cpu.step(grads)
         gpu.step([device.to_device(g) for g in grads])
     for actual, expected in zip(on_device, host):

@@ -272,3 +272,24 @@ def test_scalars_passed_as_arguments_are_kernel_parameters(kind, spec):
     assert re.search(rf"ld\.local(\.v\d)?\.[bf]{width}\b", ptx), "rows read from the copy"
     if width == 32 and kind == "update":  # (the pre-pass sums in float64)
         assert not re.search(r"\b(add|sub|mul|div|sqrt|fma)(\.\w+)*\.f64\b", ptx), "float32 kernel uses float64"
+
+
+@pytest.mark.parametrize("real", ["float32", "float64"])
+def test_the_factors_pass_compiles_to_ptx(real):
+    """Adafactor's factors' pass on CUDA: the tile kernel reads the gradient, stages its squares in
+    shared memory and sums them in float64; the one-block row mean sums in a tree."""
+    from numba import cuda
+
+    from numadam.targets.cuda import factors as cuda_factors
+
+    dtype = getattr(numba.types, real)
+    matrix, row, sums = dtype[:, :], dtype[:, :], numba.types.float64[:, :]
+    ptx, _ = cuda.compile_ptx(cuda_factors._tile_sums.py_func, (matrix, dtype, dtype, sums, sums), cc=(9, 0))
+    assert ".shared" in ptx and "bar.sync" in ptx, "the squares are staged in shared memory"
+    assert re.search(r"add(\.rn)?\.f64", ptx), "the sums are float64"
+    assert ".local" not in ptx, "nothing spills to local memory"
+    finish, _ = cuda.compile_ptx(cuda_factors._finish_factor.py_func,
+                                 (sums, numba.types.int64, row, row, dtype, dtype), cc=(9, 0))
+    mean, _ = cuda.compile_ptx(cuda_factors._floored_mean.py_func, (row, dtype, row), cc=(9, 0))
+    assert "bar.sync" in mean
+    cuda.compile_ptx(cuda_factors._scales.py_func, (row, row, row, row, dtype, row), cc=(9, 0))

@@ -1,13 +1,31 @@
 """The factors' pass on CUDA (:mod:`numadam.core.factors`), on any CUDA array (CuPy, numba-cuda, torch).
 
 Per matrix of a parameter (its last two dimensions; a batch of them one after
-the other): one thread per row sums that row's squares of the effective
-gradient and one thread per column that column's (in float64, in order: the
-sums are the same on any GPU), each stored as a mean in the state's dtype;
-one thread per factor element then moves it by torch's lerp; one thread takes
-the row mean; one thread per row and per column its scale. A parameter of fewer than two dimensions moves its full second
-moment toward the squares, one thread per element. The element arithmetic is
-the CPU pass's (:mod:`numadam.targets.factor_elements`) and the rules'
+the other), five kernels:
+
+1. **The tiles' sums** (:func:`_tile_sums`), the only one that reads the
+   gradient: a block of 256 threads takes 256 columns and 256 rows, each
+   thread one column, sixteen rows at a time, so that a warp reads 32
+   neighbouring elements at once. Each thread adds its column's squares of
+   the effective gradient and stages them in shared memory, where sixteen
+   threads per row then add the row's. Out come, in float64, each block's
+   sums of each of its columns and each of its rows (about 3% of the
+   gradient's bytes each).
+2. **The rows** and 3. **the columns** (:func:`_finish_factor`): one thread
+   per row (column) adds its tiles' sums in order, divides by the count into
+   the state's dtype, and moves the factor toward that mean by torch's lerp.
+4. **The row mean** (:func:`_floored_mean`): one block adds the row factor,
+   each thread a stride of it and the block its threads' sums in a fixed
+   tree; at least ``floor``.
+5. **The scales** (:func:`_scales`): one thread per row and per column.
+
+Every sum is in float64 and in an order fixed by the shape alone, so a GPU of
+any size gets the same bits; the CPU's pass adds in its own order, so the two
+may differ in the last place of a factor. A matrix stored column-major is
+read as its transpose, so that the reads stay coalesced. A parameter of fewer
+than two dimensions moves its full second moment toward the squares, one
+thread per element. The element arithmetic is the CPU pass's
+(:mod:`numadam.targets.factor_elements`) and the rules'
 (:func:`numadam.families._common.torch_lerp`).
 """
 
@@ -20,20 +38,112 @@ from ...core import factors
 from ...families._common import torch_lerp
 from ..factor_elements import column_scale, effective, row_scale
 
-THREADS = 128
+THREADS = 128  # a block of the one-dimensional kernels
+TILE_COLUMNS = 256  # a tile's columns: one per thread of its block
+STAGE_ROWS = 16  # rows staged in shared memory at a time
+SPAN_ROWS = 256  # rows a block sums its columns over (sixteen stages)
+PARTS = TILE_COLUMNS // STAGE_ROWS  # threads adding one staged row
+MOST_ROW_BLOCKS = 65535  # CUDA's limit on a grid's second dimension: more spans take turns
 
 
 @cuda.jit
-def _row_means(grad, grad_scale, clip, means):
-    """``means[r, 0]``: the mean of row r's squares (``means`` shaped like the row factor). Over the
-    transposes of the gradient and of the column factor, the columns' means."""
-    r = cuda.grid(1)
-    if r < grad.shape[0]:
+def _tile_sums(grad, grad_scale, clip, row_sums, column_sums):
+    """The sums of squares of the effective gradient over each tile's rows and columns, in float64.
+
+    Block ``(i, j)`` takes the 256 columns of column tile ``i`` and the 256 rows of span
+    ``j`` (then spans ``j + gridDim.y``, ...). It writes ``row_sums[i, r]``, row ``r``'s
+    sum over the tile's columns, and ``column_sums[j, c]``, column ``c``'s sum over the
+    span's rows. Sixteen rows at a time, thread ``k`` reads column ``256 i + k`` of each
+    (a warp's reads are neighbours), adds the squares to its column's sum and stages them
+    in shared memory; then sixteen threads per staged row each add every sixteenth of its
+    squares, and one thread per row adds those sixteen sums, in order.
+    """
+    thread = cuda.threadIdx.x
+    column = cuda.blockIdx.x * TILE_COLUMNS + thread
+    inside = column < grad.shape[1]
+    staged = cuda.shared.array((STAGE_ROWS, TILE_COLUMNS), float64)
+    parts = cuda.shared.array((STAGE_ROWS, PARTS), float64)
+    my_row, my_part = thread // PARTS, thread % PARTS
+    n_rows = grad.shape[0]
+    for span in range(cuda.blockIdx.y, (n_rows + SPAN_ROWS - 1) // SPAN_ROWS, cuda.gridDim.y):
+        column_sum = float64(0.0)
+        for first in range(span * SPAN_ROWS, min(span * SPAN_ROWS + SPAN_ROWS, n_rows), STAGE_ROWS):
+            stage_rows = min(STAGE_ROWS, n_rows - first)
+            if inside and stage_rows == STAGE_ROWS:  # a whole stage: sixteen reads in flight
+                for k in range(STAGE_ROWS):
+                    wide = float64(effective(grad[first + k, column], grad_scale, clip))
+                    staged[k, thread] = wide * wide
+                    column_sum += wide * wide
+            else:
+                for k in range(STAGE_ROWS):
+                    square = float64(0.0)
+                    if inside and k < stage_rows:
+                        wide = float64(effective(grad[first + k, column], grad_scale, clip))
+                        square = wide * wide
+                    staged[k, thread] = square
+                    column_sum += square
+            cuda.syncthreads()
+            part = float64(0.0)
+            for j in range(my_part, TILE_COLUMNS, PARTS):
+                part += staged[my_row, j]
+            parts[my_row, my_part] = part
+            cuda.syncthreads()
+            if thread < stage_rows:
+                row_sum = float64(0.0)
+                for p in range(PARTS):
+                    row_sum += parts[thread, p]
+                row_sums[cuda.blockIdx.x, first + thread] = row_sum
+        if inside:
+            column_sums[span, column] = column_sum
+
+
+@cuda.jit
+def _finish_factor(sums, count, factor, ends, weight, one_minus_weight):
+    """``factor[0, i]`` (one row of factors) moved by torch's lerp toward the mean of its squares:
+    the sum of ``sums[:, i]`` over the tiles, in order, divided by ``count`` into ``ends[0, i]``
+    (the state's dtype). One thread per factor."""
+    i = cuda.grid(1)
+    if i < factor.shape[1]:
         total = float64(0.0)
-        for c in range(grad.shape[1]):
-            wide = float64(effective(grad[r, c], grad_scale, clip))
-            total += wide * wide
-        means[r, 0] = total / grad.shape[1]
+        for tile in range(sums.shape[0]):
+            total += sums[tile, i]
+        ends[0, i] = total / count
+        factor[0, i] = torch_lerp(factor[0, i], ends[0, i], weight, one_minus_weight)
+
+
+@cuda.jit
+def _floored_mean(row_var, floor, mean):
+    """``mean[0, 0]``: the mean of the row factor ``row_var[0, :]``, at least ``floor`` (NaN stays NaN).
+    One block: each thread adds every ``THREADS``-th factor, the block its threads' sums in a tree."""
+    thread = cuda.threadIdx.x
+    sums = cuda.shared.array(THREADS, float64)
+    total = float64(0.0)
+    for r in range(thread, row_var.shape[1], THREADS):
+        total += float64(row_var[0, r])
+    sums[thread] = total
+    cuda.syncthreads()
+    half = THREADS // 2
+    while half > 0:
+        if thread < half:
+            sums[thread] += sums[thread + half]
+        cuda.syncthreads()
+        half //= 2
+    if thread == 0:
+        mean[0, 0] = sums[0] / row_var.shape[1]
+        if mean[0, 0] < floor:
+            mean[0, 0] = floor
+
+
+@cuda.jit
+def _scales(row_var, mean, row_scales, col_var, one, col_scales):
+    """Row r's scale (:func:`~numadam.targets.factor_elements.row_scale`) into ``row_scales[r, 0]`` and
+    column c's (:func:`~numadam.targets.factor_elements.column_scale`; ``one``: 1 in the factors'
+    dtype) into ``col_scales[0, c]``, thread i taking row i and column i."""
+    i = cuda.grid(1)
+    if i < row_var.shape[0]:
+        row_scales[i, 0] = row_scale(mean[0, 0], row_var[i, 0])
+    if i < col_var.shape[1]:
+        col_scales[0, i] = column_scale(one, col_var[0, i])
 
 
 @cuda.jit
@@ -47,44 +157,21 @@ def _squares(grad, grad_scale, clip, out):
 
 @cuda.jit
 def _lerp(state, ends, weight, one_minus_weight):
-    """``state`` moved toward ``ends`` (both 2-D, one shape) by torch's lerp, one thread per element."""
+    """``state[i]`` moved toward ``ends[i]`` (flat, one length) by torch's lerp, one thread per element."""
     i = cuda.grid(1)
-    if i < state.size:
-        row, column = i // state.shape[1], i % state.shape[1]
-        state[row, column] = torch_lerp(state[row, column], ends[row, column], weight, one_minus_weight)
-
-
-@cuda.jit
-def _floored_mean(row_var, floor, mean):
-    """``mean[0, 0]``: the mean of the row factor over the rows, at least ``floor`` (NaN stays NaN)."""
-    if cuda.grid(1) == 0:
-        total = float64(0.0)
-        for r in range(row_var.shape[0]):
-            total += float64(row_var[r, 0])
-        mean[0, 0] = total / row_var.shape[0]
-        if mean[0, 0] < floor:
-            mean[0, 0] = floor
-
-
-@cuda.jit
-def _row_scales(row_var, mean, scales):
-    """``scales[r, 0]``: row r's scale (:func:`~numadam.targets.factor_elements.row_scale`)."""
-    r = cuda.grid(1)
-    if r < row_var.shape[0]:
-        scales[r, 0] = row_scale(mean[0, 0], row_var[r, 0])
-
-
-@cuda.jit
-def _column_scales(col_var, one, scales):
-    """``scales[0, c]``: column c's scale (:func:`~numadam.targets.factor_elements.column_scale`;
-    ``one``: 1 in the factors' dtype)."""
-    c = cuda.grid(1)
-    if c < col_var.shape[1]:
-        scales[0, c] = column_scale(one, col_var[0, c])
+    if i < state.shape[0]:
+        state[i] = torch_lerp(state[i], ends[i], weight, one_minus_weight)
 
 
 def _grid(kernel, threads):
     return kernel[max(1, -(-threads // THREADS)), THREADS]
+
+
+def _column_major(grad):
+    """Whether the columns of ``grad``'s matrices are their contiguous direction (read them
+    transposed then)."""
+    strides = getattr(grad, "strides", None)
+    return isinstance(strides, tuple) and abs(strides[-2]) < abs(strides[-1])
 
 
 def update_factors(backend, grad, row_var, col_var, row_mean, row_scales, col_scales, weight, floor, grad_scale,
@@ -98,18 +185,23 @@ def update_factors(backend, grad, row_var, col_var, row_mean, row_scales, col_sc
         flat_grad, flat_var = grad.reshape(-1), row_var.reshape(-1)
         squares = backend.zeros(max(1, flat_var.size), row_var.dtype)
         _grid(_squares, flat_grad.size)(flat_grad, scale, clip, squares)
-        _grid(_lerp, flat_var.size)(flat_var.reshape(1, -1), squares.reshape(1, -1), weight, one_minus)
+        _grid(_lerp, flat_var.size)(flat_var, squares, weight, one_minus)
         return
     rows, columns = grad.shape[-2:]
-    row_ends = backend.zeros(rows, row_var.dtype).reshape(rows, 1)
+    transposed = _column_major(grad)
+    read_rows, read_columns = (columns, rows) if transposed else (rows, columns)
+    column_tiles = max(1, -(-read_columns // TILE_COLUMNS))
+    spans = max(1, -(-read_rows // SPAN_ROWS))
+    across = backend.zeros(column_tiles * read_rows, np.float64).reshape(column_tiles, read_rows)
+    down = backend.zeros(spans * read_columns, np.float64).reshape(spans, read_columns)
+    row_tile_sums, column_tile_sums = (down, across) if transposed else (across, down)
+    row_ends = backend.zeros(rows, row_var.dtype).reshape(1, rows)
     column_ends = backend.zeros(columns, col_var.dtype).reshape(1, columns)
+    tiles = _tile_sums[(column_tiles, min(spans, MOST_ROW_BLOCKS)), TILE_COLUMNS]
     for batch in itertools.product(*map(range, grad.shape[:-2])):
         matrix, r, c, m = grad[batch], row_var[batch], col_var[batch], row_mean[batch]
-        a, b = row_scales[batch], col_scales[batch]
-        _grid(_row_means, rows)(matrix, scale, clip, row_ends)
-        _grid(_row_means, columns)(matrix.T, scale, clip, column_ends.T)
-        _grid(_lerp, rows)(r, row_ends, weight, one_minus)
-        _grid(_lerp, columns)(c, column_ends, weight, one_minus)
-        _grid(_floored_mean, 1)(r, floor, m)
-        _grid(_row_scales, rows)(r, m, a)
-        _grid(_column_scales, columns)(c, real(1), b)
+        tiles(matrix.T if transposed else matrix, scale, clip, across, down)
+        _grid(_finish_factor, rows)(row_tile_sums, columns, r.T, row_ends, weight, one_minus)
+        _grid(_finish_factor, columns)(column_tile_sums, rows, c, column_ends, weight, one_minus)
+        _floored_mean[1, THREADS](r.T, floor, m)
+        _grid(_scales, max(rows, columns))(r, m, row_scales[batch], c, real(1), col_scales[batch])
