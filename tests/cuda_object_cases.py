@@ -132,9 +132,10 @@ def test_adafactor_factors_on_cuda_kernels_match_the_cpu(device, options):
 
 def test_adafactor_factors_of_matrices_past_one_tile_match_the_cpu(device):
     """Matrices of more rows and more columns than a block of the CUDA factors' pass sums (256 by
-    256, sixteen rows at a time), with a last stage of 4 rows, and a column-major gradient (read
-    as its transpose): each row's and column's sum gathered from several blocks."""
-    shapes = [(260, 3), (3, 260), (258, 5)]
+    256, sixteen rows at a time), with a last stage of 4 rows, in batches of two (one launch per
+    kernel), one of them column-major (read as its transpose): each row's and column's sum
+    gathered from several blocks."""
+    shapes = [(260, 3), (2, 3, 260), (2, 258, 5)]
     host, on_device = twins(device, 31, shapes)
     cpu, gpu = numadam.Adafactor(host, lr=0.05), numadam.Adafactor(on_device, lr=0.05)
     for grads in gradient_sequence(32, shapes, 2):

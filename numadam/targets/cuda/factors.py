@@ -1,7 +1,7 @@
 """The factors' pass on CUDA (:mod:`numadam.core.factors`), on any CUDA array (CuPy, numba-cuda, torch).
 
-Per matrix of a parameter (its last two dimensions; a batch of them one after
-the other), five kernels:
+Over the matrices of a parameter (its last two dimensions; a batch of them
+in each launch), five kernels:
 
 1. **The tiles' sums** (:func:`_tile_sums`), the only one that reads the
    gradient: a block of 256 threads takes 256 columns and 256 rows, each
@@ -29,8 +29,6 @@ thread per element. The element arithmetic is the CPU pass's
 (:func:`numadam.families._common.torch_lerp`).
 """
 
-import itertools
-
 import numpy as np
 from numba import cuda, float64
 
@@ -43,42 +41,46 @@ TILE_COLUMNS = 256  # a tile's columns: one per thread of its block
 STAGE_ROWS = 16  # rows staged in shared memory at a time
 SPAN_ROWS = 256  # rows a block sums its columns over (sixteen stages)
 PARTS = TILE_COLUMNS // STAGE_ROWS  # threads adding one staged row
-MOST_ROW_BLOCKS = 65535  # CUDA's limit on a grid's second dimension: more spans take turns
+MOST_BLOCKS = 65535  # at most this many blocks along a grid's dimension: more work takes turns
 
 
 @cuda.jit
 def _tile_sums(grad, grad_scale, clip, row_sums, column_sums):
     """The sums of squares of the effective gradient over each tile's rows and columns, in float64.
 
-    Block ``(i, j)`` takes the 256 columns of column tile ``i`` and the 256 rows of span
-    ``j`` (then spans ``j + gridDim.y``, ...). It writes ``row_sums[i, r]``, row ``r``'s
-    sum over the tile's columns, and ``column_sums[j, c]``, column ``c``'s sum over the
-    span's rows. Sixteen rows at a time, thread ``k`` reads column ``256 i + k`` of each
-    (a warp's reads are neighbours), adds the squares to its column's sum and stages them
-    in shared memory; then sixteen threads per staged row each add every sixteenth of its
+    ``grad`` is a batch of matrices, ``(batch, rows, columns)``. Block ``(i, j)`` takes
+    the 256 columns of column tile ``i`` and the 256 rows of span ``j`` of the batch's
+    spans laid end to end (then span ``j + gridDim.y``, ...). For matrix ``b`` it writes
+    ``row_sums[b, i, r]``, row ``r``'s sum over the tile's columns, and
+    ``column_sums[b, s, c]``, column ``c``'s sum over span ``s``'s rows. Sixteen rows at
+    a time, thread ``k`` reads column ``256 i + k`` of each (a warp's reads are
+    neighbours), adds the squares to its column's sum and stages them in shared
+    memory; then sixteen threads per staged row each add every sixteenth of its
     squares, and one thread per row adds those sixteen sums, in order.
     """
     thread = cuda.threadIdx.x
     column = cuda.blockIdx.x * TILE_COLUMNS + thread
-    inside = column < grad.shape[1]
+    inside = column < grad.shape[2]
     staged = cuda.shared.array((STAGE_ROWS, TILE_COLUMNS), float64)
     parts = cuda.shared.array((STAGE_ROWS, PARTS), float64)
     my_row, my_part = thread // PARTS, thread % PARTS
-    n_rows = grad.shape[0]
-    for span in range(cuda.blockIdx.y, (n_rows + SPAN_ROWS - 1) // SPAN_ROWS, cuda.gridDim.y):
+    n_rows = grad.shape[1]
+    spans = (n_rows + SPAN_ROWS - 1) // SPAN_ROWS
+    for work in range(cuda.blockIdx.y, grad.shape[0] * spans, cuda.gridDim.y):
+        matrix, span = work // spans, work % spans
         column_sum = float64(0.0)
         for first in range(span * SPAN_ROWS, min(span * SPAN_ROWS + SPAN_ROWS, n_rows), STAGE_ROWS):
             stage_rows = min(STAGE_ROWS, n_rows - first)
             if inside and stage_rows == STAGE_ROWS:  # a whole stage: sixteen reads in flight
                 for k in range(STAGE_ROWS):
-                    wide = float64(effective(grad[first + k, column], grad_scale, clip))
+                    wide = float64(effective(grad[matrix, first + k, column], grad_scale, clip))
                     staged[k, thread] = wide * wide
                     column_sum += wide * wide
             else:
                 for k in range(STAGE_ROWS):
                     square = float64(0.0)
                     if inside and k < stage_rows:
-                        wide = float64(effective(grad[first + k, column], grad_scale, clip))
+                        wide = float64(effective(grad[matrix, first + k, column], grad_scale, clip))
                         square = wide * wide
                     staged[k, thread] = square
                     column_sum += square
@@ -92,79 +94,84 @@ def _tile_sums(grad, grad_scale, clip, row_sums, column_sums):
                 row_sum = float64(0.0)
                 for p in range(PARTS):
                     row_sum += parts[thread, p]
-                row_sums[cuda.blockIdx.x, first + thread] = row_sum
+                row_sums[matrix, cuda.blockIdx.x, first + thread] = row_sum
         if inside:
-            column_sums[span, column] = column_sum
+            column_sums[matrix, span, column] = column_sum
 
 
 @cuda.jit
 def _finish_factor(sums, count, factor, ends, weight, one_minus_weight):
-    """``factor[0, i]`` (one row of factors) moved by torch's lerp toward the mean of its squares:
-    the sum of ``sums[:, i]`` over the tiles, in order, divided by ``count`` into ``ends[0, i]``
-    (the state's dtype). One thread per factor."""
-    i = cuda.grid(1)
-    if i < factor.shape[1]:
+    """``factor[b, 0, i]`` (a row of factors per matrix ``b``) moved by torch's lerp toward the mean
+    of its squares: the sum of ``sums[b, :, i]`` over the tiles, in order, divided by ``count``
+    into ``ends[b, 0, i]`` (the state's dtype). One thread per factor."""
+    n = factor.shape[2]
+    for index in range(cuda.grid(1), factor.shape[0] * n, cuda.gridsize(1)):
+        matrix, i = index // n, index % n
         total = float64(0.0)
-        for tile in range(sums.shape[0]):
-            total += sums[tile, i]
-        ends[0, i] = total / count
-        factor[0, i] = torch_lerp(factor[0, i], ends[0, i], weight, one_minus_weight)
+        for tile in range(sums.shape[1]):
+            total += sums[matrix, tile, i]
+        ends[matrix, 0, i] = total / count
+        factor[matrix, 0, i] = torch_lerp(factor[matrix, 0, i], ends[matrix, 0, i], weight, one_minus_weight)
 
 
 @cuda.jit
 def _floored_mean(row_var, floor, mean):
-    """``mean[0, 0]``: the mean of the row factor ``row_var[0, :]``, at least ``floor`` (NaN stays NaN).
-    One block: each thread adds every ``THREADS``-th factor, the block its threads' sums in a tree."""
+    """``mean[b, 0, 0]``: the mean of matrix ``b``'s row factor ``row_var[b, 0, :]``, at least
+    ``floor`` (NaN stays NaN). A block per matrix: each thread adds every ``THREADS``-th
+    factor, the block its threads' sums in a tree."""
     thread = cuda.threadIdx.x
     sums = cuda.shared.array(THREADS, float64)
-    total = float64(0.0)
-    for r in range(thread, row_var.shape[1], THREADS):
-        total += float64(row_var[0, r])
-    sums[thread] = total
-    cuda.syncthreads()
-    half = THREADS // 2
-    while half > 0:
-        if thread < half:
-            sums[thread] += sums[thread + half]
+    for matrix in range(cuda.blockIdx.x, row_var.shape[0], cuda.gridDim.x):
+        total = float64(0.0)
+        for r in range(thread, row_var.shape[2], THREADS):
+            total += float64(row_var[matrix, 0, r])
+        sums[thread] = total
         cuda.syncthreads()
-        half //= 2
-    if thread == 0:
-        mean[0, 0] = sums[0] / row_var.shape[1]
-        if mean[0, 0] < floor:
-            mean[0, 0] = floor
+        half = THREADS // 2
+        while half > 0:
+            if thread < half:
+                sums[thread] += sums[thread + half]
+            cuda.syncthreads()
+            half //= 2
+        if thread == 0:
+            mean[matrix, 0, 0] = sums[0] / row_var.shape[2]
+            if mean[matrix, 0, 0] < floor:
+                mean[matrix, 0, 0] = floor
+        cuda.syncthreads()
 
 
 @cuda.jit
 def _scales(row_var, mean, row_scales, col_var, one, col_scales):
-    """Row r's scale (:func:`~numadam.targets.factor_elements.row_scale`) into ``row_scales[r, 0]`` and
-    column c's (:func:`~numadam.targets.factor_elements.column_scale`; ``one``: 1 in the factors'
-    dtype) into ``col_scales[0, c]``, thread i taking row i and column i."""
-    i = cuda.grid(1)
-    if i < row_var.shape[0]:
-        row_scales[i, 0] = row_scale(mean[0, 0], row_var[i, 0])
-    if i < col_var.shape[1]:
-        col_scales[0, i] = column_scale(one, col_var[0, i])
+    """Matrix b's row r's scale (:func:`~numadam.targets.factor_elements.row_scale`) into
+    ``row_scales[b, r, 0]`` and column c's (:func:`~numadam.targets.factor_elements.column_scale`;
+    ``one``: 1 in the factors' dtype) into ``col_scales[b, 0, c]``; a thread per row and column."""
+    rows, columns = row_var.shape[1], col_var.shape[2]
+    width = max(rows, columns)
+    for index in range(cuda.grid(1), row_var.shape[0] * width, cuda.gridsize(1)):
+        matrix, i = index // width, index % width
+        if i < rows:
+            row_scales[matrix, i, 0] = row_scale(mean[matrix, 0, 0], row_var[matrix, i, 0])
+        if i < columns:
+            col_scales[matrix, 0, i] = column_scale(one, col_var[matrix, 0, i])
 
 
 @cuda.jit
 def _squares(grad, grad_scale, clip, out):
     """``out[i]``: the square of element i of a flat gradient, in the state's dtype."""
-    i = cuda.grid(1)
-    if i < grad.shape[0]:
+    for i in range(cuda.grid(1), grad.shape[0], cuda.gridsize(1)):
         value = effective(grad[i], grad_scale, clip)
         out[i] = value * value
 
 
 @cuda.jit
 def _lerp(state, ends, weight, one_minus_weight):
-    """``state[i]`` moved toward ``ends[i]`` (flat, one length) by torch's lerp, one thread per element."""
-    i = cuda.grid(1)
-    if i < state.shape[0]:
+    """``state[i]`` moved toward ``ends[i]`` (flat, one length) by torch's lerp, a thread per element."""
+    for i in range(cuda.grid(1), state.shape[0], cuda.gridsize(1)):
         state[i] = torch_lerp(state[i], ends[i], weight, one_minus_weight)
 
 
 def _grid(kernel, threads):
-    return kernel[max(1, -(-threads // THREADS)), THREADS]
+    return kernel[max(1, min(-(-threads // THREADS), MOST_BLOCKS)), THREADS]
 
 
 def _column_major(grad):
@@ -174,10 +181,17 @@ def _column_major(grad):
     return isinstance(strides, tuple) and abs(strides[-2]) < abs(strides[-1])
 
 
+def _swapped(matrices):
+    """A batch of matrices ``(batch, rows, columns)`` viewed as their transposes."""
+    return matrices.transpose((0, 2, 1))
+
+
 def update_factors(backend, grad, row_var, col_var, row_mean, row_scales, col_scales, weight, floor, grad_scale,
                    clip_value):
     """One parameter's factors moved toward its gradient (see :func:`numadam.core.factors.update_factors`),
-    in place, by kernels on the current stream. ``weight`` and ``floor`` are of the state's dtype."""
+    in place, by kernels on the current stream. ``weight`` and ``floor`` are of the state's dtype.
+    The matrices of a batch go through each kernel in one launch, as a 3-D array (the factors
+    are contiguous: their reshapes are views)."""
     real = np.dtype(row_var.dtype).type
     scale, clip = real(grad_scale), real(np.inf if clip_value is None else clip_value)
     one_minus = real(1) - weight
@@ -188,20 +202,23 @@ def update_factors(backend, grad, row_var, col_var, row_mean, row_scales, col_sc
         _grid(_lerp, flat_var.size)(flat_var, squares, weight, one_minus)
         return
     rows, columns = grad.shape[-2:]
+    batch = int(np.prod(grad.shape[:-2], dtype=np.int64))
+    matrices = grad.reshape(batch, rows, columns)
+    r, c = row_var.reshape(batch, rows, 1), col_var.reshape(batch, 1, columns)
+    m = row_mean.reshape(batch, 1, 1)
+    a, b = row_scales.reshape(batch, rows, 1), col_scales.reshape(batch, 1, columns)
     transposed = _column_major(grad)
     read_rows, read_columns = (columns, rows) if transposed else (rows, columns)
     column_tiles = max(1, -(-read_columns // TILE_COLUMNS))
     spans = max(1, -(-read_rows // SPAN_ROWS))
-    across = backend.zeros(column_tiles * read_rows, np.float64).reshape(column_tiles, read_rows)
-    down = backend.zeros(spans * read_columns, np.float64).reshape(spans, read_columns)
+    across = backend.zeros(batch * column_tiles * read_rows, np.float64).reshape(batch, column_tiles, read_rows)
+    down = backend.zeros(batch * spans * read_columns, np.float64).reshape(batch, spans, read_columns)
     row_tile_sums, column_tile_sums = (down, across) if transposed else (across, down)
-    row_ends = backend.zeros(rows, row_var.dtype).reshape(1, rows)
-    column_ends = backend.zeros(columns, col_var.dtype).reshape(1, columns)
-    tiles = _tile_sums[(column_tiles, min(spans, MOST_ROW_BLOCKS)), TILE_COLUMNS]
-    for batch in itertools.product(*map(range, grad.shape[:-2])):
-        matrix, r, c, m = grad[batch], row_var[batch], col_var[batch], row_mean[batch]
-        tiles(matrix.T if transposed else matrix, scale, clip, across, down)
-        _grid(_finish_factor, rows)(row_tile_sums, columns, r.T, row_ends, weight, one_minus)
-        _grid(_finish_factor, columns)(column_tile_sums, rows, c, column_ends, weight, one_minus)
-        _floored_mean[1, THREADS](r.T, floor, m)
-        _grid(_scales, max(rows, columns))(r, m, row_scales[batch], c, real(1), col_scales[batch])
+    row_ends = backend.zeros(batch * rows, row_var.dtype).reshape(batch, 1, rows)
+    column_ends = backend.zeros(batch * columns, col_var.dtype).reshape(batch, 1, columns)
+    _tile_sums[(column_tiles, min(batch * spans, MOST_BLOCKS)), TILE_COLUMNS](
+        _swapped(matrices) if transposed else matrices, scale, clip, across, down)
+    _grid(_finish_factor, batch * rows)(row_tile_sums, columns, _swapped(r), row_ends, weight, one_minus)
+    _grid(_finish_factor, batch * columns)(column_tile_sums, rows, c, column_ends, weight, one_minus)
+    _floored_mean[max(1, min(batch, MOST_BLOCKS)), THREADS](_swapped(r), floor, m)
+    _grid(_scales, batch * max(rows, columns))(r, m, a, c, real(1), b)
