@@ -12,8 +12,9 @@
 #   bench-large  the 1e8 float32, float64 and complex64 cases                 -> bench-large.{txt,png}
 #   bench        every case in one run                                        -> bench-cuda.{txt,png}
 #   asv          the asv suite's CuPy cases (asv_benchmarks/run_without_asv.py) -> asv-cupy.{md,json}
+#   families     SGD, RMSprop, Adagrad, Adafactor, SparseAdam against same-traffic kernels -> families.md
 #   smoke        env, gpu-tests and bench-quick
-#   all          env, gpu-tests, suite, bench and asv
+#   all          env, gpu-tests, suite, bench, asv and families
 # RESULTS_DIR defaults to gpu-results. PYTHON picks the interpreter (default python3).
 # The exit status is that of the first step that failed, or 0.
 set -uo pipefail
@@ -75,6 +76,11 @@ run_asv() {
     record asv "${PIPESTATUS[0]}"
 }
 
+run_families() {
+    "$python" tools/gpu_families.py "$out"
+    record families $?
+}
+
 case "$step" in
     env) run_env ;;
     gpu-tests) run_gpu_tests ;;
@@ -84,8 +90,9 @@ case "$step" in
     bench-large) run_bench bench-large --cases large,large-f64,large-c64 ;;
     bench) run_bench bench-cuda ;;
     asv) run_asv ;;
+    families) run_families ;;
     smoke) run_env; run_gpu_tests; run_bench bench-quick --quick ;;
-    all) run_env; run_gpu_tests; run_suite; run_bench bench-cuda; run_asv ;;
+    all) run_env; run_gpu_tests; run_suite; run_bench bench-cuda; run_asv; run_families ;;
     *) echo "gpu-check: unknown step '$step' (see the top of $0)" >&2; exit 2 ;;
 esac
 echo "gpu-check: results in $out"
