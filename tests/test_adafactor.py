@@ -307,6 +307,7 @@ def test_groups_step_with_their_own_hyperparameters():
         np.testing.assert_array_equal(together[name], apart[name])
 
 
+@pytest.mark.slow  # full tier: 8 s cold (the quick tier took 366 s in CI)
 def test_state_dict_round_trip_continues_exactly(tmp_path):
     params, grads = problem(7)
     straight, twin = copies(params), copies(params)

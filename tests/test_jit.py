@@ -52,6 +52,7 @@ def test_adafactor_steps_a_vector_whose_weight_underflows_as_the_objects_do():
     np.testing.assert_array_equal(variance, opt.state_dict()["row_var"])
 
 
+@pytest.mark.slow  # full tier: 18 s cold, the compiled matrix step (the quick tier took 366 s in CI)
 @pytest.mark.parametrize("shapes", [((70, 9), (1, 1), (1, 9)), ((70, 9), (70, 1), (9, 1)), ((70, 9), (9, 1), (1, 70)),
                                     ((6,), (5,), ())])
 def test_adafactor_refuses_factors_of_other_shapes_before_writing(shapes):

@@ -280,6 +280,8 @@ class CudaBackend:
         ``estimate_floor``: unused). Returns ``None``: the norms pass sums the norms."""
         from .factors import update_factors
 
+        if not isinstance(grad, self.array_type):  # another library's CUDA array: viewed by CuPy, not copied
+            grad = self._require_cupy().asarray(grad)
         update_factors(self, grad, row_var, col_var, row_mean, row_scale, col_scale, weight, floor, grad_scale,
                        clip_value)
         return None

@@ -174,10 +174,10 @@ def _grid(kernel, threads):
     return kernel[max(1, min(-(-threads // THREADS), MOST_BLOCKS)), THREADS]
 
 
-def _column_major(grad):
-    """Whether the columns of ``grad``'s matrices are their contiguous direction (read them
+def _column_major(matrices):
+    """Whether the columns of a batch of matrices are their contiguous direction (read them
     transposed then)."""
-    strides = getattr(grad, "strides", None)
+    strides = getattr(matrices, "strides", None)
     return isinstance(strides, tuple) and abs(strides[-2]) < abs(strides[-1])
 
 
@@ -207,7 +207,7 @@ def update_factors(backend, grad, row_var, col_var, row_mean, row_scales, col_sc
     r, c = row_var.reshape(batch, rows, 1), col_var.reshape(batch, 1, columns)
     m = row_mean.reshape(batch, 1, 1)
     a, b = row_scales.reshape(batch, rows, 1), col_scales.reshape(batch, 1, columns)
-    transposed = _column_major(grad)
+    transposed = _column_major(matrices)  # (a reshape that had to copy made a C-ordered batch)
     read_rows, read_columns = (columns, rows) if transposed else (rows, columns)
     column_tiles = max(1, -(-read_columns // TILE_COLUMNS))
     spans = max(1, -(-read_rows // SPAN_ROWS))
