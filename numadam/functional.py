@@ -92,6 +92,16 @@ def run_step(cls, operands, step, hyper, carry, norms=None, passes=("first", "up
     return carry
 
 
+def _check_batch_merges(info, name):
+    """The factors' passes write a factor of a parameter of more than three dimensions as one batch
+    of matrices (a reshape, which must not copy): its batch dimensions must merge into one."""
+    batch = [(extent, stride) for extent, stride in zip(info.shape[:-2], info.strides[:-2]) if extent > 1]
+    if any(outer != extent * stride for (_, outer), (extent, stride) in zip(batch, batch[1:])):
+        raise ValueError(f"{name} of shape {info.shape} must have batch dimensions (all but its last two) that "
+                         f"merge into one, as in C order, since the factors' pass writes it as one batch of "
+                         f"matrices; got strides {info.strides} (pass a C-contiguous array)")
+
+
 def _factored_step(algorithm, arrays, scalars, flags, h):
     """A step of a family with factored state (:mod:`numadam.core.factors`) on one array: every
     check first, then the factors' pass, the norms pass and the update. The factors are given in
@@ -121,6 +131,7 @@ def _factored_step(algorithm, arrays, scalars, flags, h):
                              f"{param.shape} must be {real.name} of shape {shape}; got {given.dtype} of shape "
                              f"{given.shape}")
         validate.check_layout(backend.describe(given), kind.name, writable=True)
+        _check_batch_merges(backend.describe(given), kind.name)
         if arrays.get(kind.name) is not None:  # the caller's: a vector's col_var must be the 1 it stands for
             check_factor(given, kind.name, kind, param)
         own[kind.name] = given

@@ -147,6 +147,25 @@ def test_adafactor_factors_of_matrices_past_one_tile_match_the_cpu(device):
     device.assert_trees_match(gpu.state_dict(), cpu.state_dict(), ulps=4)
 
 
+def test_adafactor_factors_when_the_grid_takes_turns_match_the_cpu(device, monkeypatch):
+    """Grids capped at two blocks, so that each kernel of the CUDA factors' pass loops over its
+    work (matrices, spans, factors) as it does past CUDA's grid limits: a batch of three, row- and
+    column-major, and a vector."""
+    from numadam.targets.cuda import factors as cuda_factors
+
+    monkeypatch.setattr(cuda_factors, "MOST_BLOCKS", 2)
+    shapes = [(3, 100, 3), (3, 100, 3), (300,)]
+    host, on_device = twins(device, 41, shapes)
+    cpu, gpu = numadam.Adafactor(host, lr=0.05), numadam.Adafactor(on_device, lr=0.05)
+    for grads in gradient_sequence(42, shapes, 2):
+        grads[1] = np.asfortranarray(grads[1])
+        cpu.step(grads)
+        gpu.step([device.to_device(g) for g in grads])
+    for actual, expected in zip(on_device, host):
+        device.assert_matches(actual, expected, ulps=4)
+    device.assert_trees_match(gpu.state_dict(), cpu.state_dict(), ulps=4)
+
+
 @pytest.mark.parametrize("options", [
     {"nonfinite": "skip"},
     {"nonfinite": "skip", "clip_global_norm": 1.0},

@@ -376,6 +376,21 @@ def test_the_functional_step_refuses_factors_of_the_wrong_shape_before_writing()
     np.testing.assert_array_equal(row_var, 0.0)
 
 
+def test_the_functional_step_refuses_factors_whose_batch_does_not_merge_before_writing():
+    """A 4-D parameter's factors are written as one batch of matrices: a row_var whose two batch
+    dimensions are transposed (a reshape would copy it, and the pass would write the copy) is
+    refused; the same factor in C order steps."""
+    p, g = np.ones((3, 2, 5, 4)), np.ones((3, 2, 5, 4))
+    row_var, col_var = np.zeros((2, 3, 5, 1)).transpose(1, 0, 2, 3), np.zeros((3, 2, 1, 4))
+    with pytest.raises(ValueError, match=r"row_var of shape \(3, 2, 5, 1\) must have batch dimensions .* merge"):
+        numadam.adafactor_step(p, g, row_var, col_var, step=1)
+    np.testing.assert_array_equal(p, 1.0)
+    np.testing.assert_array_equal(row_var, 0.0)
+    row_var = np.ascontiguousarray(row_var)
+    numadam.adafactor_step(p, g, row_var, col_var, step=1)
+    assert (row_var > 0).all() and (col_var > 0).all() and (p < 1).all()
+
+
 def test_the_functional_step_refuses_factors_that_share_memory_before_writing():
     """The factors' pass writes row_var and col_var before the norms and the update read the gradient:
     a factor over the gradient's memory (or the other factor's) would change what they read."""

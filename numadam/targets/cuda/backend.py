@@ -283,7 +283,7 @@ class CudaBackend:
         if not isinstance(grad, self.array_type):  # another library's CUDA array: viewed by CuPy, not copied
             grad = self._require_cupy().asarray(grad)
         update_factors(self, grad, row_var, col_var, row_mean, row_scale, col_scale, weight, floor, grad_scale,
-                       clip_value)
+                       clip_value, self._stream())
         return None
 
     def broadcast(self, array, shape):

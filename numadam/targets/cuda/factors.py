@@ -9,8 +9,8 @@ in each launch), five kernels:
    neighbouring elements at once. Each thread adds its column's squares of
    the effective gradient and stages them in shared memory, where sixteen
    threads per row then add the row's. Out come, in float64, each block's
-   sums of each of its columns and each of its rows (about 3% of the
-   gradient's bytes each).
+   sums of each of its columns and each of its rows (each under 1% of a
+   float32 gradient's bytes).
 2. **The rows** and 3. **the columns** (:func:`_finish_factor`): one thread
    per row (column) adds its tiles' sums in order, divides by the count into
    the state's dtype, and moves the factor toward that mean by torch's lerp.
@@ -19,8 +19,8 @@ in each launch), five kernels:
    tree; at least ``floor``.
 5. **The scales** (:func:`_scales`): one thread per row and per column.
 
-Every sum is in float64 and in an order fixed by the shape alone, so a GPU of
-any size gets the same bits; the CPU's pass adds in its own order, so the two
+Every sum is in float64 and in an order fixed by the shape and the layout
+alone, so a GPU of any size gets the same bits; the CPU's pass adds in its own order, so the two
 may differ in the last place of a factor. A matrix stored column-major is
 read as its transpose, so that the reads stay coalesced. A parameter of fewer
 than two dimensions moves its full second moment toward the squares, one
@@ -28,6 +28,8 @@ thread per element. The element arithmetic is the CPU pass's
 (:mod:`numadam.targets.factor_elements`) and the rules'
 (:func:`numadam.families._common.torch_lerp`).
 """
+
+import warnings
 
 import numpy as np
 from numba import cuda, float64
@@ -170,8 +172,18 @@ def _lerp(state, ends, weight, one_minus_weight):
         state[i] = torch_lerp(state[i], ends[i], weight, one_minus_weight)
 
 
-def _grid(kernel, threads):
-    return kernel[max(1, min(-(-threads // THREADS), MOST_BLOCKS)), THREADS]
+def _launch(kernel, blocks, threads, stream, *arguments):
+    """``kernel`` run on ``blocks`` blocks (an int, or a pair) of ``threads`` threads on ``stream``;
+    a small parameter gets a small grid on purpose, so numba-cuda's warning about it is silenced."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*Grid size")
+        kernel[blocks, threads, stream](*arguments)
+
+
+def _over(kernel, threads, stream, *arguments):
+    """``kernel`` run with ``THREADS`` threads per block and enough blocks for ``threads`` threads
+    (at most ``MOST_BLOCKS``: its loops take turns beyond)."""
+    _launch(kernel, max(1, min(-(-threads // THREADS), MOST_BLOCKS)), THREADS, stream, *arguments)
 
 
 def _column_major(matrices):
@@ -187,9 +199,10 @@ def _swapped(matrices):
 
 
 def update_factors(backend, grad, row_var, col_var, row_mean, row_scales, col_scales, weight, floor, grad_scale,
-                   clip_value):
+                   clip_value, stream=0):
     """One parameter's factors moved toward its gradient (see :func:`numadam.core.factors.update_factors`),
-    in place, by kernels on the current stream. ``weight`` and ``floor`` are of the state's dtype.
+    in place, by kernels on ``stream`` (the backend's current one, where the update runs and the
+    scratch arrays were allocated). ``weight`` and ``floor`` are of the state's dtype.
     The matrices of a batch go through each kernel in one launch, as a 3-D array (the factors
     are contiguous: their reshapes are views)."""
     real = np.dtype(row_var.dtype).type
@@ -198,8 +211,8 @@ def update_factors(backend, grad, row_var, col_var, row_mean, row_scales, col_sc
     if not factors.factored(grad.shape):
         flat_grad, flat_var = grad.reshape(-1), row_var.reshape(-1)
         squares = backend.zeros(max(1, flat_var.size), row_var.dtype)
-        _grid(_squares, flat_grad.size)(flat_grad, scale, clip, squares)
-        _grid(_lerp, flat_var.size)(flat_var, squares, weight, one_minus)
+        _over(_squares, flat_grad.size, stream, flat_grad, scale, clip, squares)
+        _over(_lerp, flat_var.size, stream, flat_var, squares, weight, one_minus)
         return
     rows, columns = grad.shape[-2:]
     batch = int(np.prod(grad.shape[:-2], dtype=np.int64))
@@ -216,9 +229,9 @@ def update_factors(backend, grad, row_var, col_var, row_mean, row_scales, col_sc
     row_tile_sums, column_tile_sums = (down, across) if transposed else (across, down)
     row_ends = backend.zeros(batch * rows, row_var.dtype).reshape(batch, 1, rows)
     column_ends = backend.zeros(batch * columns, col_var.dtype).reshape(batch, 1, columns)
-    _tile_sums[(column_tiles, min(batch * spans, MOST_BLOCKS)), TILE_COLUMNS](
-        _swapped(matrices) if transposed else matrices, scale, clip, across, down)
-    _grid(_finish_factor, batch * rows)(row_tile_sums, columns, _swapped(r), row_ends, weight, one_minus)
-    _grid(_finish_factor, batch * columns)(column_tile_sums, rows, c, column_ends, weight, one_minus)
-    _floored_mean[max(1, min(batch, MOST_BLOCKS)), THREADS](_swapped(r), floor, m)
-    _grid(_scales, batch * max(rows, columns))(r, m, a, c, real(1), b)
+    _launch(_tile_sums, (column_tiles, max(1, min(batch * spans, MOST_BLOCKS))), TILE_COLUMNS, stream,
+            _swapped(matrices) if transposed else matrices, scale, clip, across, down)
+    _over(_finish_factor, batch * rows, stream, row_tile_sums, columns, _swapped(r), row_ends, weight, one_minus)
+    _over(_finish_factor, batch * columns, stream, column_tile_sums, rows, c, column_ends, weight, one_minus)
+    _launch(_floored_mean, max(1, min(batch, MOST_BLOCKS)), THREADS, stream, _swapped(r), floor, m)
+    _over(_scales, batch * max(rows, columns), stream, r, m, a, c, real(1), b)
