@@ -113,21 +113,30 @@ def test_every_family_on_cuda_kernels_matches_the_cpu(device, method):
     device.assert_trees_match(gpu.state_dict(), cpu.state_dict(), ulps)
 
 
-@pytest.mark.parametrize("options", [{}, {"clip_value": 0.3, "weight_decay": 0.1}])
-def test_adafactor_factors_on_cuda_kernels_match_the_cpu(device, options):
-    """A batch of matrices, a tall and a wide one: the CUDA factors' pass (tiles of 256 columns by
-    256 rows) against the CPU's, the update through the same generated kernels. The CPU adds a
-    row's squares eight lanes at a time and a column's eight rows at a time, CUDA in its tiles'
-    order: their float64 sums may round apart, and the results by an ulp or two."""
-    shapes = [(2, 5, 4), (9, 3), (2, 11)]
-    host, on_device = twins(device, 21, shapes)
+def assert_adafactor_matches_the_cpu(device, seed, shapes, steps, options=(), column_major=()):
+    """Adafactor on the device against the CPU over ``steps`` random gradients of ``shapes`` (those
+    at the places ``column_major`` given in Fortran order), to 4 ulps: the CPU's factors' pass and
+    CUDA's add their float64 sums in different orders, which may round apart."""
+    options = dict(options)
+    host, on_device = twins(device, seed, shapes)
     cpu, gpu = numadam.Adafactor(host, lr=0.05, **options), numadam.Adafactor(on_device, lr=0.05, **options)
-    for grads in gradient_sequence(22, shapes, 3):
+    for grads in gradient_sequence(seed + 1, shapes, steps):
+        for k in column_major:
+            grads[k] = np.asfortranarray(grads[k])
         cpu.step(grads)
         gpu.step([device.to_device(g) for g in grads])
     for actual, expected in zip(on_device, host):
         device.assert_matches(actual, expected, ulps=4)
     device.assert_trees_match(gpu.state_dict(), cpu.state_dict(), ulps=4)
+
+
+@pytest.mark.parametrize("options", [{}, {"clip_value": 0.3, "weight_decay": 0.1}])
+def test_adafactor_factors_on_cuda_kernels_match_the_cpu(device, options):
+    """A batch of matrices, a tall and a wide one: the CUDA factors' pass (tiles of 256 columns by
+    256 rows) against the CPU's, the update through the same generated kernels. The CPU adds a
+    row's squares eight lanes at a time and a column's eight rows at a time, CUDA in its tiles'
+    order."""
+    assert_adafactor_matches_the_cpu(device, 21, [(2, 5, 4), (9, 3), (2, 11)], 3, options)
 
 
 def test_adafactor_factors_of_matrices_past_one_tile_match_the_cpu(device):
@@ -135,16 +144,7 @@ def test_adafactor_factors_of_matrices_past_one_tile_match_the_cpu(device):
     256, sixteen rows at a time), with a last stage of 4 rows, in batches of two (one launch per
     kernel), one of them column-major (read as its transpose): each row's and column's sum
     gathered from several blocks."""
-    shapes = [(260, 3), (2, 3, 260), (2, 258, 5)]
-    host, on_device = twins(device, 31, shapes)
-    cpu, gpu = numadam.Adafactor(host, lr=0.05), numadam.Adafactor(on_device, lr=0.05)
-    for grads in gradient_sequence(32, shapes, 2):
-        grads[2] = np.asfortranarray(grads[2])
-        cpu.step(grads)
-        gpu.step([device.to_device(g) for g in grads])
-    for actual, expected in zip(on_device, host):
-        device.assert_matches(actual, expected, ulps=4)
-    device.assert_trees_match(gpu.state_dict(), cpu.state_dict(), ulps=4)
+    assert_adafactor_matches_the_cpu(device, 31, [(260, 3), (2, 3, 260), (2, 258, 5)], 2, column_major=[2])
 
 
 def test_adafactor_factors_when_the_grid_takes_turns_match_the_cpu(device, monkeypatch):
@@ -154,16 +154,7 @@ def test_adafactor_factors_when_the_grid_takes_turns_match_the_cpu(device, monke
     from numadam.targets.cuda import factors as cuda_factors
 
     monkeypatch.setattr(cuda_factors, "MOST_BLOCKS", 2)
-    shapes = [(3, 100, 3), (3, 100, 3), (300,)]
-    host, on_device = twins(device, 41, shapes)
-    cpu, gpu = numadam.Adafactor(host, lr=0.05), numadam.Adafactor(on_device, lr=0.05)
-    for grads in gradient_sequence(42, shapes, 2):
-        grads[1] = np.asfortranarray(grads[1])
-        cpu.step(grads)
-        gpu.step([device.to_device(g) for g in grads])
-    for actual, expected in zip(on_device, host):
-        device.assert_matches(actual, expected, ulps=4)
-    device.assert_trees_match(gpu.state_dict(), cpu.state_dict(), ulps=4)
+    assert_adafactor_matches_the_cpu(device, 41, [(3, 100, 3), (3, 100, 3), (300,)], 2, column_major=[1])
 
 
 @pytest.mark.parametrize("options", [
