@@ -130,8 +130,9 @@ def _factored_step(algorithm, arrays, scalars, flags, h):
             raise ValueError(f"{kind.name} ({kind.doc}) of a {real.name} computation over param of shape "
                              f"{param.shape} must be {real.name} of shape {shape}; got {given.dtype} of shape "
                              f"{given.shape}")
-        validate.check_layout(backend.describe(given), kind.name, writable=True)
-        _check_batch_merges(backend.describe(given), kind.name)
+        info = backend.describe(given)
+        validate.check_layout(info, kind.name, writable=True)
+        _check_batch_merges(info, kind.name)
         if arrays.get(kind.name) is not None:  # the caller's: a vector's col_var must be the 1 it stands for
             check_factor(given, kind.name, kind, param)
         own[kind.name] = given

@@ -18,28 +18,21 @@ import cupy
 import numpy as np
 
 import numadam
+from numadam.bench.cuda_contenders import elementwise_traffic_kernel
+from numadam.bench.cuda_timing import CudaClock
 
 N = 100_000_000
 
 
 def timed(step, reps=20):
     """Milliseconds per call of ``step`` over ``reps`` calls queued back to back, after one warm-up."""
+    clock = CudaClock()
     step()
-    cupy.cuda.Device().synchronize()
-    start, stop = cupy.cuda.Event(), cupy.cuda.Event()
-    start.record()
+    clock.synchronize()
+    clock.start()
     for _ in range(reps):
         step()
-    stop.record()
-    stop.synchronize()
-    return cupy.cuda.get_elapsed_time(start, stop) / reps
-
-
-def same_traffic_kernel(n_states):
-    """``P += G`` and ``S_i += G``: reads the gradient, reads and writes the parameter and each state."""
-    outputs = "".join(f", float32 S{i}" for i in range(n_states))
-    body = "P += G;" + "".join(f" S{i} += G;" for i in range(n_states))
-    return cupy.ElementwiseKernel("float32 G", "float32 P" + outputs, body, f"same_traffic_{n_states}")
+    return clock.stop() / reps * 1e3
 
 
 def free():
@@ -60,7 +53,7 @@ def elementwise_families(grad):
         opt = make(param)
         ms = timed(lambda: opt.step([grad]))
         states, copy = [cupy.zeros(N, cupy.float32) for _ in range(n_states)], cupy.ones(N, cupy.float32)
-        kernel = same_traffic_kernel(n_states)
+        kernel = elementwise_traffic_kernel(n_states)
         reference = timed(lambda: kernel(grad, copy, *states))
         gigabytes = 4 * N * (3 + 2 * n_states) / 1e9
         rows.append(f"| {name} | {ms:.3f} | {gigabytes / ms * 1e3:.0f} | {reference:.3f} | {ms / reference:.2f} |")
@@ -72,7 +65,7 @@ def elementwise_families(grad):
 def adafactor(rng):
     rows = ["| Adafactor, float32 | ms per step | same-traffic ms (p += g) | × same-traffic | torch foreach ms "
             "| torch / numadam |", "|---|---:|---:|---:|---:|---:|"]
-    kernel = same_traffic_kernel(0)
+    kernel = elementwise_traffic_kernel(0)
     for shape in [(10000, 10000), (30000, 1000), (100, 1000, 1000)]:
         param, grad = cupy.ones(shape, cupy.float32), rng.standard_normal(shape, dtype=np.float32)
         opt = numadam.Adafactor([param], lr=1e-3)

@@ -132,13 +132,18 @@ class NumadamOneFlatArray(Contender):
         return [piece.reshape(shape) for piece, shape in zip(np.split(flat, ends[:-1]), self._shapes)]
 
 
-@functools.cache
 def same_traffic_kernel(amsgrad):
     """The CuPy kernel with the traffic of an Adam (or AMSGrad) step: ``kernel(g, p, m, v[, v_max])``."""
-    cupy = _cupy()
-    outputs = "T p, T m, T v" + (", T v_max" if amsgrad else "")
-    body = "p += g; m += g; v += g;" + (" v_max += g;" if amsgrad else "")
-    return cupy.ElementwiseKernel("T g", outputs, body, "numadam_same_traffic" + ("_amsgrad" if amsgrad else ""))
+    return elementwise_traffic_kernel(3 if amsgrad else 2)
+
+
+@functools.cache
+def elementwise_traffic_kernel(n_states):
+    """The CuPy kernel with the traffic of an elementwise step with ``n_states`` state arrays:
+    ``kernel(g, p, s_1, ..., s_n)`` reads ``g`` and adds it to ``p`` and to each state."""
+    outputs = ", ".join(["T p"] + [f"T s{i}" for i in range(n_states)])
+    body = " ".join(["p += g;"] + [f"s{i} += g;" for i in range(n_states)])
+    return _cupy().ElementwiseKernel("T g", outputs, body, f"numadam_same_traffic_{n_states}")
 
 
 class CupySameTraffic(Contender):

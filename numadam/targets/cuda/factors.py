@@ -29,14 +29,13 @@ thread per element. The element arithmetic is the CPU pass's
 (:func:`numadam.families._common.torch_lerp`).
 """
 
-import warnings
-
 import numpy as np
 from numba import cuda, float64
 
 from ...core import factors
 from ...families._common import torch_lerp
 from ..factor_elements import column_scale, effective, row_scale
+from .kernels import quiet_grid
 
 THREADS = 128  # a block of the one-dimensional kernels
 TILE_COLUMNS = 256  # a tile's columns: one per thread of its block
@@ -172,25 +171,16 @@ def _lerp(state, ends, weight, one_minus_weight):
         state[i] = torch_lerp(state[i], ends[i], weight, one_minus_weight)
 
 
-def _launch(kernel, blocks, threads, stream, *arguments):
-    """``kernel`` run on ``blocks`` blocks (an int, or a pair) of ``threads`` threads on ``stream``;
-    a small parameter gets a small grid on purpose, so numba-cuda's warning about it is silenced."""
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*Grid size")
-        kernel[blocks, threads, stream](*arguments)
-
-
 def _over(kernel, threads, stream, *arguments):
     """``kernel`` run with ``THREADS`` threads per block and enough blocks for ``threads`` threads
     (at most ``MOST_BLOCKS``: its loops take turns beyond)."""
-    _launch(kernel, max(1, min(-(-threads // THREADS), MOST_BLOCKS)), THREADS, stream, *arguments)
+    quiet_grid(kernel, max(1, min(-(-threads // THREADS), MOST_BLOCKS)), THREADS, stream)(*arguments)
 
 
 def _column_major(matrices):
     """Whether the columns of a batch of matrices are their contiguous direction (read them
     transposed then)."""
-    strides = getattr(matrices, "strides", None)
-    return isinstance(strides, tuple) and abs(strides[-2]) < abs(strides[-1])
+    return abs(matrices.strides[-2]) < abs(matrices.strides[-1])
 
 
 def _swapped(matrices):
@@ -229,9 +219,9 @@ def update_factors(backend, grad, row_var, col_var, row_mean, row_scales, col_sc
     row_tile_sums, column_tile_sums = (down, across) if transposed else (across, down)
     row_ends = backend.zeros(batch * rows, row_var.dtype).reshape(batch, 1, rows)
     column_ends = backend.zeros(batch * columns, col_var.dtype).reshape(batch, 1, columns)
-    _launch(_tile_sums, (column_tiles, max(1, min(batch * spans, MOST_BLOCKS))), TILE_COLUMNS, stream,
-            _swapped(matrices) if transposed else matrices, scale, clip, across, down)
+    quiet_grid(_tile_sums, (column_tiles, max(1, min(batch * spans, MOST_BLOCKS))), TILE_COLUMNS, stream)(
+        _swapped(matrices) if transposed else matrices, scale, clip, across, down)
     _over(_finish_factor, batch * rows, stream, row_tile_sums, columns, _swapped(r), row_ends, weight, one_minus)
     _over(_finish_factor, batch * columns, stream, column_tile_sums, rows, c, column_ends, weight, one_minus)
-    _launch(_floored_mean, max(1, min(batch, MOST_BLOCKS)), THREADS, stream, _swapped(r), floor, m)
+    quiet_grid(_floored_mean, max(1, min(batch, MOST_BLOCKS)), THREADS, stream)(_swapped(r), floor, m)
     _over(_scales, batch * max(rows, columns), stream, r, m, a, c, real(1), b)

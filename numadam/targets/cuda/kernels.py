@@ -260,12 +260,12 @@ def launch_blocks(spec, table_address, width, n_segments, blocks_address, n_bloc
                  scalars, like, scales_address)
 
 
-def _quiet_grid(kernel, blocks, threads, stream):
+def quiet_grid(kernel, blocks, threads, stream):
     """``kernel`` configured for ``blocks`` blocks of ``threads`` threads on ``stream``.
 
-    A small update gets a small grid on purpose (one block per chunk), so
-    numba-cuda's performance warning about grids of fewer than 128 blocks is
-    silenced here (matched by its text: its class moved between numba-cuda
+    A small update (or a small parameter's factors' pass) gets a small grid on
+    purpose, so numba-cuda's performance warning about grids of fewer than 128
+    blocks is silenced here (matched by its text: its class moved between numba-cuda
     versions).
     """
     with warnings.catch_warnings():
@@ -276,7 +276,7 @@ def _quiet_grid(kernel, blocks, threads, stream):
 def _launch_over(kernel, n_work, stream, *arguments):
     """Launch ``kernel`` with a block per unit of work (at most :func:`max_blocks`), none for no work."""
     if n_work:
-        _quiet_grid(kernel, min(n_work, max_blocks()), THREADS_PER_BLOCK, stream)(*arguments)
+        quiet_grid(kernel, min(n_work, max_blocks()), THREADS_PER_BLOCK, stream)(*arguments)
 
 
 _ZERO64 = np.float64(0)
@@ -349,7 +349,7 @@ def control_kernels():
 @functools.lru_cache(maxsize=256)
 def configured_kernel(spec, blocks, stream, device_step=False):
     """The kernel of ``spec`` configured for ``blocks`` blocks on ``stream``, made once per configuration."""
-    return _quiet_grid(kernel_for(spec, device_step), blocks, THREADS_PER_BLOCK, stream)
+    return quiet_grid(kernel_for(spec, device_step), blocks, THREADS_PER_BLOCK, stream)
 
 
 def launch(spec, table_address, width, n_segments, n_chunks, scalars, like, stream=0, device_step=None):
@@ -415,7 +415,7 @@ def update_signature(spec, n_values=0):
 
 def launch_one_block(kernel, arguments, stream=0):
     """Launch a one-thread-matters kernel (:func:`control_kernels`) on one block."""
-    _quiet_grid(kernel, 1, 1, stream)(*arguments)
+    quiet_grid(kernel, 1, 1, stream)(*arguments)
 
 
 def launch_reduction(spec, table_address, width, n_segments, pieces_address, n_pieces, scalars, like,
