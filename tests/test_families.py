@@ -181,6 +181,37 @@ def test_families_lists_every_module_s_algorithm_with_its_class_and_functional_s
         assert getattr(numadam, f"{cls.algorithm.name}_step") is functional_step(name)
 
 
+def test_each_algorithm_pickles_as_a_reference_to_its_module_and_another_by_value():
+    """A Dask task carries its algorithm to a worker every step: numadam's own go as a reference
+    (the same object comes back, in a few bytes), and name their module in Dask's tokens; an algorithm
+    declared elsewhere pickles by value, without being declared again."""
+    import dataclasses
+    import pickle
+
+    from numadam.core.algorithm import ALGORITHMS
+
+    tokenize = pytest.importorskip("dask.base").tokenize
+    algorithms = [cls.algorithm for cls in numadam.families().values()]
+    for algorithm in algorithms:
+        pickled = pickle.dumps(algorithm)
+        assert pickle.loads(pickled) is algorithm and len(pickled) < 200, (algorithm.name, len(pickled))
+        assert tokenize(algorithm) == tokenize(pickle.loads(pickled))
+    assert len({tokenize(algorithm) for algorithm in algorithms}) == len(set(map(id, algorithms)))
+
+    adam = numadam.Adam.algorithm
+    declared = dict(ALGORITHMS)
+    try:
+        mine = dataclasses.replace(adam, name="adam_of_a_user")
+    finally:
+        ALGORITHMS.clear()
+        ALGORITHMS.update(declared)
+    cloudpickle = pytest.importorskip("cloudpickle")
+    copied = cloudpickle.loads(cloudpickle.dumps(mine))
+    assert copied is not mine and copied.name == "adam_of_a_user" and copied.rule is adam.rule
+    assert copied.Hyper._fields == adam.Hyper._fields and ALGORITHMS == declared
+    assert tokenize(mine) != tokenize(adam)
+
+
 def test_every_registered_algorithm_has_its_numpy_reference_and_its_docs_page():
     docs = Path(__file__).resolve().parent.parent / "docs" / "families"
     for name, cls in numadam.families().items():

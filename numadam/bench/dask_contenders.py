@@ -4,10 +4,12 @@ one process.
 The cluster is a ``distributed.LocalCluster`` of :data:`WORKERS` worker
 processes with one thread each, started at the first Dask contender and
 closed when the process exits; each parameter is cut into :data:`CHUNKS`
-chunks. The gradients are scattered to the workers once (as gradients that a
-model computes there would be), so a step times what numadam adds: the step's
-tasks, their kernels, and waiting for the new parameters and state to be
-persisted.
+chunks, spread evenly over the workers (chunk ``i`` on worker ``i % WORKERS``:
+each chunk's step runs where the chunk lives, so a worker holding more chunks
+than the others sets the step's time). The gradients are scattered to the
+workers once (as gradients that a model computes there would be), beside their
+parameters' chunks, so a step times what numadam adds: the step's tasks, their
+kernels, and waiting for the new parameters and state to be persisted.
 """
 
 import atexit
@@ -57,8 +59,11 @@ class NumadamOnDask(Contender):
         self.reload_grads()
 
     def _scattered(self, array):
+        """``array`` as a 1-D Dask array of :data:`CHUNKS` chunks, chunk ``i`` on worker ``i % WORKERS``
+        (left to itself, the scheduler put 6 chunks on one worker and 10 on the other)."""
+        workers = sorted(local_client().scheduler_info()["workers"])
         chunk = -(-array.size // CHUNKS)
-        return self._da.from_array(array.reshape(-1), chunks=chunk).persist()
+        return self._placed(array, chunk, [[workers[i % len(workers)]] for i in range(-(-array.size // chunk))])
 
     def reload_grads(self):
         """Each gradient chunk on the worker that holds its parameter's chunk, as a model computing
@@ -69,15 +74,21 @@ class NumadamOnDask(Contender):
 
     def _beside(self, host, param):
         client = local_client()
-        flat, chunk = host.reshape(-1), param.chunks[0][0]
         held = self._distributed.futures_of(param)  # the chunks' data, wherever the parameter's view reads it
         self._distributed.wait(held)
         holders = client.who_has(held)
         where = {future.key[1:]: list(holders[future.key]) for future in held}
-        futures = [client.scatter(flat[i * chunk:(i + 1) * chunk], workers=where[(i,)])
-                   for i in range(len(param.chunks[0]))]
-        blocks = [self._da.from_delayed(future, shape=(size,), dtype=host.dtype)
-                  for future, size in zip(futures, param.chunks[0])]
+        return self._placed(host, param.chunks[0][0], [where[(i,)] for i in range(len(param.chunks[0]))])
+
+    def _placed(self, host, chunk, workers):
+        """``host`` flattened into a Dask array of chunks of ``chunk`` elements, the ``i``-th on
+        ``workers[i]``, each in memory of its own."""
+        client = local_client()
+        flat = host.reshape(-1)
+        pieces = [flat[i * chunk:(i + 1) * chunk] for i in range(len(workers))]
+        futures = [client.scatter(piece, workers=where) for piece, where in zip(pieces, workers)]
+        blocks = [self._da.from_delayed(future, shape=piece.shape, dtype=host.dtype)
+                  for future, piece in zip(futures, pieces)]
         return self._da.concatenate(blocks).map_blocks(np.copy).persist()
 
     def step(self):
