@@ -222,7 +222,8 @@ class Algorithm:
         """The name of the module of :mod:`numadam.families` that declares this algorithm, or None."""
         home = getattr(self.scalars, "__module__", "") or ""
         module = sys.modules.get(home)
-        if home.startswith("numadam.families.") and module is not None and self in vars(module).values():
+        if home.startswith("numadam.families.") and module is not None and any(
+                value is self for value in vars(module).values()):
             return home
         return None
 
