@@ -9,10 +9,11 @@ each chunk's step runs where the chunk lives, so a worker holding more chunks
 than the others sets the step's time), with Dask's work stealing off, as
 docs/frameworks.md advises for a cluster that only runs such steps: stealing
 hands a queued task to an idle worker with its chunks, and over 40 steps moved
-this bench's chunks from 8 and 8 per worker to 11 and 5. The gradients are scattered to the
-workers once (as gradients that a model computes there would be), beside their
-parameters' chunks, so a step times what numadam adds: the step's tasks, their
-kernels, and waiting for the new parameters and state to be persisted.
+this bench's chunks from 8 and 8 per worker to 11 and 5. The gradients are
+scattered to the workers once (as gradients that a model computes there would
+be), beside their parameters' chunks, so a step times what numadam adds: the
+step's tasks, their kernels, and waiting for the new parameters and state to
+be persisted.
 """
 
 import atexit

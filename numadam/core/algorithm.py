@@ -222,8 +222,7 @@ class Algorithm:
         """The name of the module of :mod:`numadam.families` that declares this algorithm, or None."""
         home = getattr(self.scalars, "__module__", "") or ""
         module = sys.modules.get(home)
-        if home.startswith("numadam.families.") and module is not None and any(
-                value is self for value in vars(module).values()):
+        if home.startswith("numadam.families.") and module is not None and declared_in(module) is self:
             return home
         return None
 
@@ -285,8 +284,13 @@ def family_algorithm(module):
     """The algorithm that module ``module`` of :mod:`numadam.families` declares (how one unpickles)."""
     import numadam.families  # noqa: F401  (declares every family and registers its rule)
 
-    (algorithm,) = [value for value in vars(importlib.import_module(module)).values() if isinstance(value, Algorithm)]
-    return algorithm
+    return declared_in(importlib.import_module(module))
+
+
+def declared_in(module):
+    """The one :class:`Algorithm` that ``module`` (a module of :mod:`numadam.families`) declares, or None."""
+    found = [value for value in vars(module).values() if isinstance(value, Algorithm)]
+    return found[0] if len(found) == 1 else None
 
 
 def _restored(cls, attributes):

@@ -505,7 +505,7 @@ def _chunk_arrays(algorithm, names, policy, sides, chunks, grad, bound_chunks, f
         where = [slice(start, stop) for start, stop in block_info[0]["array-location"]]
         for name, factor in factors.items():  # pickled into the task: maybe unaligned off the network
             part = held.readable(factor)[tuple(slice(None) if kept == 1 else cut for kept, cut in
-                                zip(factor.shape, where[len(where) - factor.ndim:]))]
+                                               zip(factor.shape, where[len(where) - factor.ndim:]))]
             arrays[name] = np.broadcast_to(part, arrays["param"].shape)
     if sides is not None and policy.bounds:
         found = iter(bound_chunks)

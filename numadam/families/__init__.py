@@ -13,7 +13,7 @@ docs page (``docs/families/<name>.md``), and nothing else.
 import importlib
 import pkgutil
 
-from ..core.algorithm import Algorithm, Example
+from ..core.algorithm import Example, declared_in
 from ..functional import step_function
 from ..optimizers import Optimizer
 from ..targets.spec import register_rule
@@ -62,7 +62,9 @@ def _make_class(module, title, namespace):
 
 def _register(module):
     """Derive the classes, the functional step and the registry entries of ``module``'s algorithm."""
-    (algorithm,) = [value for value in vars(module).values() if isinstance(value, Algorithm)]
+    algorithm = declared_in(module)
+    if algorithm is None:
+        raise TypeError(f"{module.__name__} must declare exactly one Algorithm")
     norms = algorithm.norms
     register_rule(algorithm.name, algorithm.rule, algorithm.Scalars, algorithm.Flags,
                   [kind.name for kind in algorithm.state], None if norms is None else norms.rule,
