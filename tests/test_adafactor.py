@@ -179,7 +179,7 @@ def test_the_factors_pass_leaves_the_norms_to_the_norms_pass_where_its_formula_d
     assert np.isnan(start).all()  # the NaN's row and column factors poison every row's mean
 
 
-@pytest.mark.parametrize("shape", [(1000, 70), (13, 9)])
+@pytest.mark.parametrize("shape", [(1000, 70), (13, 9), (20, factor_sums.ONE_ROW_WIDEST + 76)])
 def test_a_gradient_neither_scaled_nor_clipped_is_summed_as_the_effective_one(shape):
     """The pass without the scale and the clip (grad_scale 1, no clip_value) gives the bits of the
     pass with them at 1 and infinity, NaN and infinities included, in parallel and serial sizes."""
@@ -193,12 +193,13 @@ def test_a_gradient_neither_scaled_nor_clipped_is_summed_as_the_effective_one(sh
     assert np.isnan(plain[0][1]) and plain[0][3] == np.inf and np.isfinite(plain[0][0])
 
 
-def test_the_sums_do_not_depend_on_the_number_of_threads():
+@pytest.mark.parametrize("shape", [(1000, 70), (61, factor_sums.ONE_ROW_WIDEST + 76)])  # a row at a time; eight
+def test_the_sums_do_not_depend_on_the_number_of_threads(shape):
     """Rows in fixed blocks, the blocks' column sums added in block order: the threads change nothing.
     (Large enough for the parallel loops: smaller gradients are summed on the calling thread.)"""
     import numba
 
-    grad = random_array(np.random.default_rng(3), (1000, 70), np.float32)
+    grad = random_array(np.random.default_rng(3), shape, np.float32)
     assert grad.size >= factor_sums.SERIAL_BELOW
     previous = numba.get_num_threads()
     try:

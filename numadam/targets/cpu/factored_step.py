@@ -47,9 +47,9 @@ from numba.extending import overload
 from ..fingerprint import compiled_from_module
 from ..primitives import cpu_primitives
 from ..spec import rule
-from .factor_sums import (ROWS_PER_BLOCK, SERIAL_BELOW, VECTOR_CHUNK, WIDEST_ROW_WITH_NORMS, _added_blocks_serial,
+from .factor_sums import (SERIAL_BELOW, VECTOR_CHUNK, WIDEST_ROW_WITH_NORMS, _added_blocks_serial,
                           _batched, _block_sums_with_norms_serial, _norms_from_sums, _vector_norms,
-                          moved_factors_from_sums, moved_variance, walks_transposed)
+                          moved_factors_from_sums, moved_variance, rows_per_block, walks_transposed)
 from .kernels import _reduce_span, _update_chunk, compiled_despite_the_index, sequence_length
 
 compiled_from_module(__name__)  # cached on disk: its closure is part of every spec's fingerprint
@@ -84,9 +84,6 @@ def factored_layout(grads, params, factor_states, groups, applies, counts, real)
             return None
         row = layout[k]
         row[GROUP], row[COUNT], row[APPLIES], row[KEEPS_FACTORS] = groups[k], counts[k], applies[k], grad.ndim >= 2
-        # A number the kernel reads, not a constant it compiles in: the pass's functions then get the
-        # argument types the host's calls give them (an int64, not a literal), hence its machine code.
-        row[ROWS_PER_BLOCK_OF_PASS] = ROWS_PER_BLOCK
         row[ROW_VAR:COL_SCALES + 1] = [array.__array_interface__["data"][0] for array in factors]
         if grad.size == 0:
             row[KIND] = EMPTY
@@ -107,6 +104,9 @@ def factored_layout(grads, params, factor_states, groups, applies, counts, real)
         if not (walked_grad.flags.c_contiguous and walked_param.flags.c_contiguous):
             return None
         row[BATCH:COLUMNS + 1] = walked_grad.shape
+        # A number the kernel reads, not one it computes: the pass's functions then get the argument
+        # types the host's calls give them (an int64, not a literal), hence its machine code.
+        row[ROWS_PER_BLOCK_OF_PASS] = rows_per_block(walked_grad.shape[-2])
         row[GRAD], row[PARAM] = walked_grad.__array_interface__["data"][0], walked_param.__array_interface__["data"][0]
     return layout.reshape(-1)
 
