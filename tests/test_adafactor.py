@@ -179,11 +179,23 @@ def test_the_factors_pass_leaves_the_norms_to_the_norms_pass_where_its_formula_d
     assert np.isnan(start).all()  # the NaN's row and column factors poison every row's mean
 
 
-@pytest.mark.parametrize("shape", [(1000, 70), (13, 9), (20, factor_sums.ONE_ROW_WIDEST + 76)])
+#: Shapes of the pass's kinds of block: serial and parallel sizes, one block and several, rows summed
+#: one at a time (up to ONE_ROW_WIDEST columns) and eight at a time, blocks of more than 64 rows.
+SUM_SHAPES = [(13, 9), (1000, 70), (20, factor_sums.ONE_ROW_WIDEST + 76), (136, factor_sums.ONE_ROW_WIDEST + 76),
+              (4200, 20)]
+
+
+@pytest.mark.parametrize("shape", SUM_SHAPES)
 def test_a_gradient_neither_scaled_nor_clipped_is_summed_as_the_effective_one(shape):
     """The pass without the scale and the clip (grad_scale 1, no clip_value) gives the bits of the
-    pass with them at 1 and infinity, NaN and infinities included, in parallel and serial sizes."""
-    grad = random_array(np.random.default_rng(4), shape, np.float32)
+    pass with them at 1 and infinity, NaN and infinities included, in parallel and serial sizes:
+    its sums, and with the norms (whose weighted sums have a loop of their own for a gradient as
+    given) its factors and ``(‖p‖², ‖u‖²)``."""
+    from numadam.targets.cpu.backend import CpuBackend
+
+    rng = np.random.default_rng(4)
+    grad = random_array(rng, shape, np.float32)
+    param = random_array(rng, shape, np.float32)
     grad[1, 2], grad[3, 4], grad[5, 6] = np.nan, np.inf, -np.inf
     grad[7] *= 1e30  # squares past float32's range: float64 sums hold them
     plain = factor_sums.row_and_column_squares(grad, 1.0, None)
@@ -191,12 +203,38 @@ def test_a_gradient_neither_scaled_nor_clipped_is_summed_as_the_effective_one(sh
     for ours, theirs in zip(plain, effective):
         np.testing.assert_array_equal(ours.view(np.int64), theirs.view(np.int64))
     assert np.isnan(plain[0][1]) and plain[0][3] == np.inf and np.isfinite(plain[0][0])
+    finite = random_array(rng, shape, np.float32)
+    moved = []
+    for clip in (None, np.inf):
+        state = [np.full(factors.factor_shape(factor, shape), 0.5, np.float32)
+                 for factor in ("rows", "columns", "means", "row_scales", "column_scales")]
+        found = CpuBackend.update_factors(finite, *state, np.float32(0.2), np.float32(1e-30), 1.0, clip, {},
+                                          param=param, estimate_floor=np.float32(1e-30))
+        assert found is not None
+        moved.append((state, found))
+    (state, found), (state_inf, found_inf) = moved
+    for ours, theirs in zip(state, state_inf):
+        np.testing.assert_array_equal(ours.view(np.int32), theirs.view(np.int32))
+    assert np.array(found).tobytes() == np.array(found_inf).tobytes()
 
 
-@pytest.mark.parametrize("shape", [(1000, 70), (61, factor_sums.ONE_ROW_WIDEST + 76)])  # a row at a time; eight
+def test_the_blocks_of_rows_depend_on_the_rows_alone():
+    """At least 64 rows a block, a multiple of 8, at most 64 blocks a matrix; 64 up to 4096 rows."""
+    for n_rows in [0, 1, 7, 64, 65, 4096, 4097, 4200, 30000, 10**6, 10**6 + 3]:
+        per_block = factor_sums.rows_per_block(n_rows)
+        blocks = factor_sums.block_count(n_rows, per_block)
+        assert per_block >= factor_sums.FEWEST_ROWS_PER_BLOCK and per_block % 8 == 0
+        assert 1 <= blocks <= factor_sums.MOST_BLOCKS_PER_MATRIX and (blocks - 1) * per_block < max(n_rows, 1)
+        assert per_block == 64 or n_rows > 4096
+    assert factor_sums.rows_per_block(30000) == 472
+
+
+@pytest.mark.parametrize("shape", [shape for shape in SUM_SHAPES if np.prod(shape) >= factor_sums.SERIAL_BELOW])
 def test_the_sums_do_not_depend_on_the_number_of_threads(shape):
-    """Rows in fixed blocks, the blocks' column sums added in block order: the threads change nothing.
-    (Large enough for the parallel loops: smaller gradients are summed on the calling thread.)"""
+    """Rows in fixed blocks, the blocks' column sums added in block order: the threads change nothing,
+    and :mod:`numadam.jit`'s pass (on the calling thread, :func:`factor_sums.matrix_squares`) gives
+    the same bits. (Large enough for the parallel loops: smaller gradients are summed on the calling
+    thread.)"""
     import numba
 
     grad = random_array(np.random.default_rng(3), shape, np.float32)
@@ -209,9 +247,11 @@ def test_the_sums_do_not_depend_on_the_number_of_threads(shape):
         every = factor_sums.row_and_column_squares(grad, 1.0, None)
     finally:
         numba.set_num_threads(previous)
+    compiled = factor_sums.matrix_squares(grad, np.float32(1), np.float32(np.inf))
     squares = grad.astype(np.float64) ** 2
-    for a, b, expected in zip(one, every, (squares.sum(axis=-1), squares.sum(axis=-2))):
+    for a, b, c, expected in zip(one, every, compiled, (squares.sum(axis=-1), squares.sum(axis=-2))):
         np.testing.assert_array_equal(a, b)
+        np.testing.assert_array_equal(c.reshape(-1), b)
         np.testing.assert_allclose(b, expected, rtol=1e-14)
 
 

@@ -43,7 +43,8 @@ reaches the cap, :math:`a_r^2 b_c^2 = \bar r / (r_r c_c)` and
 whose inner sums need only the row factor :math:`r_r`, known as soon as its
 row's squares are summed. So the CPU's factors' pass
 (:func:`numadam.targets.cpu.factor_sums.move_factors`) reads the parameter
-beside the gradient and sums, in the same read, :math:`\|p\|^2` and each
+with the gradient (each block of rows' parameter, then its gradient) and sums,
+in the same pass, :math:`\|p\|^2` and each
 column's :math:`W_c = \sum_r g_{rc}^2 / r_r` (for a matrix it walks
 transposed, each row's over the column factors: the identity is symmetric);
 a vector's :math:`\|u\|^2` is summed element by element as the rule forms

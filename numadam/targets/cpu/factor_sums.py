@@ -4,10 +4,10 @@
 strides; float32 or float64) once and writes, in float64, the sum of the
 squares of the effective gradient over each row (the last dimension) and over
 each column (the next-to-last). The rows are cut into blocks
-(:func:`rows_per_block`), one ``prange`` iteration each: a block sums its rows
-one after another, each into its own total and into the block's partial
-column sums (:func:`_rows_of_block`), and the partial sums are added block
-after block. The association is fixed by the shape (the blocks, and the rows
+(:func:`rows_per_block`), one ``prange`` iteration each: a block sums its rows,
+each into its own total and into the block's partial column sums (narrow rows
+one at a time, wide ones eight at a time: :func:`_rows_of_block`), and the
+partial sums are added block after block. The association is fixed by the shape (the blocks, and the rows
 within one), not by the threads, so the sums are the same on any number of
 cores. :func:`matrix_squares` takes the same sums of one matrix on the
 calling thread, for :mod:`numadam.jit`'s factored step.
@@ -24,19 +24,28 @@ from ..factor_elements import column_scale, effective, row_scale
 
 #: The fewest rows of a block of parallel work (and of one partial column sum).
 FEWEST_ROWS_PER_BLOCK = 64
-#: The most blocks of one matrix: their partial column sums are written, then added, once per step.
-MOST_BLOCKS = 64
+#: The most blocks of one matrix: their partial column sums are written, then added, once per step;
+#: and one matrix's pass takes at most this many cores.
+MOST_BLOCKS_PER_MATRIX = 64
 
 
-@register_jitable  # a plain function on the host, compiled into the one call's and numadam.jit's passes
+@register_jitable  # a plain function on the host, compiled into numadam.jit's pass
 def rows_per_block(n_rows):
     """The rows of each block of the factors' pass over a matrix of ``n_rows`` rows (as the pass walks
     it): at least :data:`FEWEST_ROWS_PER_BLOCK`, a multiple of 8 (the weighted sums' groups), and
-    enough that the matrix has at most :data:`MOST_BLOCKS` blocks. At 30000 x 1000, blocks of 64 rows
-    wrote and added 469 partial sums of 1000 columns twice a step: 1.1 ms of a 23 ms step on two
-    cores (a Zen 4). A function of the shape alone, so the sums' association is too."""
-    per_block = max(FEWEST_ROWS_PER_BLOCK, -(-n_rows // MOST_BLOCKS))
+    enough that the matrix has at most :data:`MOST_BLOCKS_PER_MATRIX` blocks. At 30000 x 1000,
+    blocks of 64 rows wrote and added 469 partial sums of 1000 columns twice a step: 1.3 ms of a
+    23 ms step on two cores (a Zen 4). A function of the shape alone, so the sums' association is
+    too."""
+    per_block = max(FEWEST_ROWS_PER_BLOCK, -(-n_rows // MOST_BLOCKS_PER_MATRIX))
     return -(-per_block // 8) * 8
+
+
+@register_jitable
+def block_count(n_rows, per_block):
+    """The blocks of ``per_block`` rows (:func:`rows_per_block`) of a matrix of ``n_rows`` rows (one,
+    empty, where it has none)."""
+    return max(1, -(-n_rows // per_block))
 
 
 def row_and_column_squares(grad, grad_scale, clip_value, scratch=None):
@@ -67,7 +76,7 @@ def _squares(grad, grad_scale, clip_value, scratch, norms=None):
     real = grad.dtype.type
     batch, n_rows, n_columns = grad.shape
     per_block = rows_per_block(n_rows)
-    n_blocks = max(1, -(-n_rows // per_block))
+    n_blocks = block_count(n_rows, per_block)
     key = batch, n_rows, n_columns, norms is not None
     if scratch.get("shape") != key:
         scratch.clear()
@@ -376,8 +385,8 @@ def _block_sums_with_norms(grad, grad_scale, clip, as_given, per_block, rows, pa
     moves it: the same bits), eight rows at a time once their sums are known, while they are in
     the cache.
 
-    The block's parameter read first, in one stream, then its gradient: 6% faster than each group
-    of eight rows' parameter after their gradient (a Zen 4, 30000 x 1000 float32)."""
+    The block's parameter read first, in one stream, then its gradient: about 10% faster than each
+    group of eight rows' parameter after their gradient (a Zen 4, 30000 x 1000 float32)."""
     batch, n_rows, n_columns = grad.shape
     n_blocks = partial.shape[1]
     for job in prange(batch * n_blocks):
@@ -492,7 +501,7 @@ def _serial_squares(grad, one, infinity):
     """:func:`matrix_squares` of a matrix walked row by row."""
     n_rows, n_columns = grad.shape
     per_block = rows_per_block(n_rows)
-    n_blocks = max(1, -(-n_rows // per_block))
+    n_blocks = block_count(n_rows, per_block)
     rows, partial, columns = np.empty((1, n_rows)), np.empty((1, n_blocks, n_columns)), np.empty((1, n_columns))
     _block_sums_serial(grad[None], one, infinity, per_block, rows, partial)
     _added_blocks_serial(partial, columns)

@@ -49,7 +49,8 @@ from ..primitives import cpu_primitives
 from ..spec import rule
 from .factor_sums import (SERIAL_BELOW, VECTOR_CHUNK, WIDEST_ROW_WITH_NORMS, _added_blocks_serial,
                           _batched, _block_sums_with_norms_serial, _norms_from_sums, _vector_norms,
-                          moved_factors_from_sums, moved_variance, rows_per_block, walks_transposed)
+                          block_count, moved_factors_from_sums, moved_variance, rows_per_block,
+                          walks_transposed)
 from .kernels import _reduce_span, _update_chunk, compiled_despite_the_index, sequence_length
 
 compiled_from_module(__name__)  # cached on disk: its closure is part of every spec's fingerprint
@@ -104,8 +105,7 @@ def factored_layout(grads, params, factor_states, groups, applies, counts, real)
         if not (walked_grad.flags.c_contiguous and walked_param.flags.c_contiguous):
             return None
         row[BATCH:COLUMNS + 1] = walked_grad.shape
-        # A number the kernel reads, not one it computes: the pass's functions then get the argument
-        # types the host's calls give them (an int64, not a literal), hence its machine code.
+        # The host's blocks, which the kernel reads (as the host's pass, an int64).
         row[ROWS_PER_BLOCK_OF_PASS] = rows_per_block(walked_grad.shape[-2])
         row[GRAD], row[PARAM] = walked_grad.__array_interface__["data"][0], walked_param.__array_interface__["data"][0]
     return layout.reshape(-1)
@@ -189,7 +189,7 @@ def _matrix_pass(layout, base, one, infinity, weight, one_minus_weight, floor, e
     row_scales = _dense(layout[base + ROW_SCALES], (batch, n_rows), like)
     col_scales = _dense(layout[base + COL_SCALES], (batch, n_columns), like)
     per_block = layout[base + ROWS_PER_BLOCK_OF_PASS]
-    n_blocks = max(1, -(-walked_rows // per_block))
+    n_blocks = block_count(walked_rows, per_block)
     walk_sums, walk_columns = np.empty((batch, walked_rows)), np.empty((batch, walked_columns))
     partial, weighted_blocks = np.empty((batch, n_blocks, walked_columns)), np.empty((batch, n_blocks, walked_columns))
     weighted, param_blocks = np.empty((batch, walked_columns)), np.empty((batch, n_blocks))
