@@ -7,10 +7,11 @@ each column (the next-to-last). The rows are cut into blocks
 (:func:`rows_per_block`), one ``prange`` iteration each: a block sums its rows,
 each into its own total and into the block's partial column sums (narrow rows
 one at a time, wide ones eight at a time: :func:`_rows_of_block`), and the
-partial sums are added block after block. The association is fixed by the shape (the blocks, and the rows
-within one), not by the threads, so the sums are the same on any number of
-cores. :func:`matrix_squares` takes the same sums of one matrix on the
-calling thread, for :mod:`numadam.jit`'s factored step.
+partial sums are added block after block. The association is fixed by the
+shape (the blocks, and the rows within one), not by the threads, so the sums
+are the same on any number of cores. :func:`matrix_squares` takes the same
+sums of one matrix on the calling thread, for :mod:`numadam.jit`'s factored
+step.
 """
 
 import math
