@@ -60,9 +60,9 @@ pointer = cpu_primitives().pointer
 #: The kinds of parameter in the layout.
 EMPTY, VECTOR, MATRIX = 0, 1, 2
 #: Numbers per parameter in the layout, and where each sits.
-(KIND, GROUP, COUNT, APPLIES, KEEPS_FACTORS, TRANSPOSED, BATCH, ROWS, COLUMNS, ROWS_PER_BLOCK_OF_PASS, GRAD, PARAM,
- ROW_VAR, COL_VAR, ROW_MEAN, ROW_SCALES, COL_SCALES) = range(17)
-FIELDS = 17
+(KIND, GROUP, COUNT, APPLIES, KEEPS_FACTORS, TRANSPOSED, BATCH, ROWS, COLUMNS, GRAD, PARAM, ROW_VAR, COL_VAR,
+ ROW_MEAN, ROW_SCALES, COL_SCALES) = range(16)
+FIELDS = 16
 
 
 def factored_layout(grads, params, factor_states, groups, applies, counts, real):
@@ -105,8 +105,6 @@ def factored_layout(grads, params, factor_states, groups, applies, counts, real)
         if not (walked_grad.flags.c_contiguous and walked_param.flags.c_contiguous):
             return None
         row[BATCH:COLUMNS + 1] = walked_grad.shape
-        # The host's blocks, which the kernel reads (as the host's pass, an int64).
-        row[ROWS_PER_BLOCK_OF_PASS] = rows_per_block(walked_grad.shape[-2])
         row[GRAD], row[PARAM] = walked_grad.__array_interface__["data"][0], walked_param.__array_interface__["data"][0]
     return layout.reshape(-1)
 
@@ -188,7 +186,7 @@ def _matrix_pass(layout, base, one, infinity, weight, one_minus_weight, floor, e
     row_mean = _dense(layout[base + ROW_MEAN], (batch,), like)
     row_scales = _dense(layout[base + ROW_SCALES], (batch, n_rows), like)
     col_scales = _dense(layout[base + COL_SCALES], (batch, n_columns), like)
-    per_block = layout[base + ROWS_PER_BLOCK_OF_PASS]
+    per_block = rows_per_block(walked_rows)  # the host pass's blocks, from the walked shape as there
     n_blocks = block_count(walked_rows, per_block)
     walk_sums, walk_columns = np.empty((batch, walked_rows)), np.empty((batch, walked_columns))
     partial, weighted_blocks = np.empty((batch, n_blocks, walked_columns)), np.empty((batch, n_blocks, walked_columns))
