@@ -103,10 +103,12 @@ def elementwise_norms(param, grad, state, estimate_floor, scale, clip):
 
 
 @pytest.mark.parametrize("shape, layout, dtype", tiered(
-    [(shape, layout, dtype) for shape in [(70, 9), (600, 130), (3, 50, 20), (9, 700), (1000,), (100000,)]
+    [(shape, layout, dtype)
+     for shape in [(70, 9), (600, 130), (3, 50, 20), (9, 700), (150, 700), (700, 150), (1000,), (100000,)]
      for layout in ["C", "F", "strided"] for dtype in [np.float32, np.float64]],
     lambda case: (case[0], case[1], case[2]) in (((70, 9), "F", np.float32), ((600, 130), "C", np.float32),
-                                                 ((600, 130), "strided", np.float32), ((100000,), "C", np.float32)),
+                                                 ((600, 130), "strided", np.float32), ((100000,), "C", np.float32),
+                                                 ((150, 700), "C", np.float32), ((700, 150), "F", np.float32)),
     unpack=True))
 def test_the_factors_pass_sums_the_norms_the_norms_pass_would(shape, layout, dtype):
     """‖u‖² from the row and column sums (:mod:`numadam.core.factors`: the mean row factor times
@@ -180,9 +182,11 @@ def test_the_factors_pass_leaves_the_norms_to_the_norms_pass_where_its_formula_d
 
 
 #: Shapes of the pass's kinds of block: serial and parallel sizes, one block and several, rows summed
-#: one at a time (up to ONE_ROW_WIDEST columns) and eight at a time, blocks of more than 64 rows.
+#: one at a time (up to ONE_ROW_WIDEST columns) and eight at a time, blocks of more than 64 rows, and
+#: weighted sums sixteen rows at a time (SIXTEEN_ROWS_NARROWEST to SIXTEEN_ROWS_WIDEST columns), with
+#: blocks ending in sixteen, in eight and some, and in fewer than eight rows.
 SUM_SHAPES = [(13, 9), (1000, 70), (20, factor_sums.ONE_ROW_WIDEST + 76), (136, factor_sums.ONE_ROW_WIDEST + 76),
-              (4200, 20)]
+              (4200, 20), (44, factor_sums.SIXTEEN_ROWS_NARROWEST), (150, factor_sums.SIXTEEN_ROWS_WIDEST)]
 
 
 @pytest.mark.parametrize("shape", SUM_SHAPES)
@@ -229,6 +233,13 @@ def test_the_blocks_of_rows_depend_on_the_rows_alone():
     assert factor_sums.rows_per_block(30000) == 472
 
 
+def test_the_weighted_sums_take_sixteen_rows_from_512_to_1024_columns():
+    """The weighted sums' groups (a function of the walked rows' width alone): sixteen rows from 512 to
+    1024 columns, else eight."""
+    groups = {width: factor_sums.weighted_group_rows(width) for width in [1, 100, 511, 512, 1000, 1024, 1025, 10**5]}
+    assert groups == {1: 8, 100: 8, 511: 8, 512: 16, 1000: 16, 1024: 16, 1025: 8, 10**5: 8}
+
+
 @pytest.mark.parametrize("shape", [shape for shape in SUM_SHAPES if np.prod(shape) >= factor_sums.SERIAL_BELOW])
 def test_the_sums_do_not_depend_on_the_number_of_threads(shape):
     """Rows in fixed blocks, the blocks' column sums added in block order: the threads change nothing,
@@ -265,7 +276,7 @@ def test_the_norms_of_the_factors_pass_do_not_depend_on_the_number_of_threads():
     rng = np.random.default_rng(8)
     floor = np.float32(np.finfo(np.float32).eps) ** 2
     previous = numba.get_num_threads()
-    for shape in [(1000, 70), (100000,)]:
+    for shape in [(1000, 70), (150, 700), (100000,)]:
         param, grad = random_array(rng, shape, np.float32), random_array(rng, shape, np.float32)
         found = []
         for threads in (1, numba.config.NUMBA_NUM_THREADS):
