@@ -104,7 +104,8 @@ def elementwise_norms(param, grad, state, estimate_floor, scale, clip):
 
 @pytest.mark.parametrize("shape, layout, dtype", tiered(
     [(shape, layout, dtype)
-     for shape in [(70, 9), (600, 130), (3, 50, 20), (9, 700), (150, 700), (700, 150), (1000,), (100000,)]
+     for shape in [(70, 9), (600, 130), (3, 50, 20), (9, 700), (150, 700), (700, 150), (3, 50, 600), (1000,),
+                   (100000,)]
      for layout in ["C", "F", "strided"] for dtype in [np.float32, np.float64]],
     lambda case: (case[0], case[1], case[2]) in (((70, 9), "F", np.float32), ((600, 130), "C", np.float32),
                                                  ((600, 130), "strided", np.float32), ((100000,), "C", np.float32),
@@ -182,9 +183,10 @@ def test_the_factors_pass_leaves_the_norms_to_the_norms_pass_where_its_formula_d
 
 
 #: Shapes of the pass's kinds of block: serial and parallel sizes, one block and several, rows summed
-#: one at a time (up to ONE_ROW_WIDEST columns) and eight at a time, blocks of more than 64 rows, and
-#: weighted sums sixteen rows at a time (SIXTEEN_ROWS_NARROWEST to SIXTEEN_ROWS_WIDEST columns), with
-#: blocks ending in sixteen, in eight and some, and in fewer than eight rows.
+#: one at a time (up to ONE_ROW_WIDEST columns) and eight at a time, blocks of more than 64 rows; and,
+#: for the pass with the norms, weighted sums sixteen rows at a time (SIXTEEN_ROWS_NARROWEST to
+#: SIXTEEN_ROWS_WIDEST columns), with blocks ending in sixteen, in eight and some, and in fewer than
+#: eight rows.
 SUM_SHAPES = [(13, 9), (1000, 70), (20, factor_sums.ONE_ROW_WIDEST + 76), (136, factor_sums.ONE_ROW_WIDEST + 76),
               (4200, 20), (44, factor_sums.SIXTEEN_ROWS_NARROWEST), (150, factor_sums.SIXTEEN_ROWS_WIDEST)]
 
@@ -220,6 +222,26 @@ def test_a_gradient_neither_scaled_nor_clipped_is_summed_as_the_effective_one(sh
     for ours, theirs in zip(state, state_inf):
         np.testing.assert_array_equal(ours.view(np.int32), theirs.view(np.int32))
     assert np.array(found).tobytes() == np.array(found_inf).tobytes()
+
+
+@pytest.mark.parametrize("shape", SUM_SHAPES)
+def test_the_factors_are_the_same_bits_with_the_norms_or_without(shape):
+    """The pass that sums the norms too sums each block's rows in the same groups of eight as the pass
+    without them: the same factors and scales, bit for bit."""
+    from numadam.targets.cpu.backend import CpuBackend
+
+    rng = np.random.default_rng(6)
+    grad, param = random_array(rng, shape, np.float32), random_array(rng, shape, np.float32)
+    moved = []
+    for norms in (False, True):
+        state = [np.full(factors.factor_shape(factor, shape), 0.5, np.float32) for factor in factors.FACTORS]
+        found = CpuBackend.update_factors(grad, *state, np.float32(0.2), np.float32(1e-30), 1.0, None, {},
+                                          param=param if norms else None,
+                                          estimate_floor=np.float32(1e-30) if norms else None)
+        assert (found is not None) == norms
+        moved.append(state)
+    for ours, theirs in zip(*moved):
+        np.testing.assert_array_equal(ours.view(np.int32), theirs.view(np.int32))
 
 
 def test_the_blocks_of_rows_depend_on_the_rows_alone():

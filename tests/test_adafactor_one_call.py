@@ -79,6 +79,8 @@ CASES = [  # (shapes, dtype, order, options)
     ([(70, 9), (8,)], np.float64, "C", {}),
     ([(12, 5), (6,)], np.float32, "C", {"weight_decay": 0.1, "maximize": True, "d": 2.0, "beta2_decay": -0.5,
                                        "eps": (1e-3, 1e-2)}),
+    ([(40, 600), (3,)], np.float32, "C", {}),  # (weighted sums sixteen rows at a time)
+    ([(600, 40)], np.float32, "F", {}),  # (the same, walked transposed)
 ]
 
 
@@ -162,7 +164,8 @@ def test_the_one_call_compiles_the_passes_functions_for_the_hosts_argument_types
     numadam.Adafactor([p.copy() for p in start], lr=1e-2).step(grads[0])
     assert calls["kernel"] == 1
     for function in (factor_sums._block_sums_with_norms_serial, factor_sums._one_row, factor_sums._eight_rows,
-                     factor_sums._row_squares, factor_sums._eight_rows_weighted, factor_sums.moved_variance,
+                     factor_sums._row_squares, factor_sums._eight_rows_weighted, factor_sums._sixteen_rows_weighted,
+                     factor_sums.moved_variance,
                      factor_sums._vector_norms):
         assert function.signatures
         for signature in function.signatures:

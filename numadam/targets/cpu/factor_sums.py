@@ -33,7 +33,7 @@ MOST_BLOCKS_PER_MATRIX = 64
 @register_jitable  # a plain function on the host, compiled into numadam.jit's pass
 def rows_per_block(n_rows):
     """The rows of each block of the factors' pass over a matrix of ``n_rows`` rows (as the pass walks
-    it): at least :data:`FEWEST_ROWS_PER_BLOCK`, a multiple of 8 (the weighted sums' groups), and
+    it): at least :data:`FEWEST_ROWS_PER_BLOCK`, a multiple of 8 (the column sums' groups of eight rows), and
     enough that the matrix has at most :data:`MOST_BLOCKS_PER_MATRIX` blocks. At 30000 x 1000,
     blocks of 64 rows wrote and added 469 partial sums of 1000 columns twice a step: 1.3 ms of a
     23 ms step on two cores (a Zen 4). A function of the shape alone, so the sums' association is
@@ -290,9 +290,18 @@ def _block_sums(grad, grad_scale, clip, per_block, rows, partial):
         part = partial[b, block]
         part[:] = 0.0
         first, last = block * per_block, min(n_rows, (block + 1) * per_block)
-        for r in range(first, last, 8):
-            count = min(8, last - r)
-            _rows_of_block(grad[b, r:r + count], grad_scale, clip, part, rows[b, r:r + count])
+        _rows_in_eights(grad[b, first:last], grad_scale, clip, part, rows[b, first:last])
+
+
+@njit(inline="always")
+def _rows_in_eights(run, grad_scale, clip, part, totals):
+    """The rows of ``run`` (a block's, or a group of them starting a multiple of eight rows into
+    it) eight at a time (:func:`_rows_of_block`): their sums of squares into ``totals``, their
+    squares into the column sums ``part``. Both passes sum a block's rows in these groups, so its
+    column sums are the same bits with the norms or without."""
+    for first in range(0, run.shape[0], 8):
+        last = min(run.shape[0], first + 8)
+        _rows_of_block(run[first:last], grad_scale, clip, part, totals[first:last])
 
 
 #: The widest rows summed one at a time: the block's partial column sums (float64) then stay in the
@@ -408,9 +417,7 @@ def _block_sums_with_norms(grad, grad_scale, clip, as_given, per_block, rows, pa
         param_blocks[b, block] = squares
         for r in range(first, last, group):
             count = min(group, last - r)
-            for eight in range(r, r + count, 8):  # the column sums in groups of eight rows, as _block_sums
-                size = min(8, r + count - eight)
-                _rows_of_block(grad[b, eight:eight + size], grad_scale, clip, part, rows[b, eight:eight + size])
+            _rows_in_eights(grad[b, r:r + count], grad_scale, clip, part, rows[b, r:r + count])
             for k in range(count):
                 end[0] = rows[b, r + k] / n_columns
                 scales[k] = one / math.sqrt(torch_lerp(walk_factor[b, r + k], end[0], weight, one_minus_weight))
@@ -425,10 +432,11 @@ SIXTEEN_ROWS_NARROWEST, SIXTEEN_ROWS_WIDEST = 512, ONE_ROW_WIDEST
 @register_jitable
 def weighted_group_rows(n_columns):
     """The rows of each group whose weighted column sums the factors' pass adds at once: sixteen for
-    rows of :data:`SIXTEEN_ROWS_NARROWEST` to :data:`SIXTEEN_ROWS_WIDEST` columns, else eight.
-    Sixteen rows add into the float64 column sums half as often; on a Zen 4 (30000 x 1000 float32,
-    two threads) the pass took 5% less (700 and 1000 wide), but 11-16% more at 250 and 400 wide,
-    where each group's setup (sixteen rows' pointers) weighs more than its columns. A function of
+    walked rows of :data:`SIXTEEN_ROWS_NARROWEST` to :data:`SIXTEEN_ROWS_WIDEST` columns, else eight.
+    Sixteen rows add into the float64 column sums half as often; on a Zen 4 (3e7 float32, two
+    threads) the pass took about 5% less at 700 and 1000 wide, but 11-16% more at 250 and 400 wide,
+    where each group's setup (sixteen rows' pointers) weighs more than its columns. Rows wider than
+    :data:`ONE_ROW_WIDEST`, summed eight at a time, were not measured with sixteen. A function of
     the shape alone, so the sums' association is too."""
     return 16 if SIXTEEN_ROWS_NARROWEST <= n_columns <= SIXTEEN_ROWS_WIDEST else 8
 
@@ -477,13 +485,18 @@ def _eight_rows_weighted(eight, grad_scale, clip, as_given, scales, heavy):
 
 @njit
 def _sixteen_rows_weighted(sixteen, grad_scale, clip, as_given, scales, heavy):
-    r""":func:`_eight_rows_weighted` over sixteen rows (:func:`_sixteen_squares`), into ``heavy`` once.
+    r"""Sixteen rows' :math:`(g\, s_k)^2` added into the column sums ``heavy``, each column's sixteen
+    summed in the gradient's dtype (:func:`_sixteen_squares`: its two eights added there too,
+    one rounding more than two calls of :func:`_eight_rows_weighted`, and other bits: no fused
+    multiply-adds here), then once into ``heavy`` in float64.
 
     Two loops, one for the gradient as given and one for the effective gradient, the same
     arithmetic in each, exactly as written (no reassociation, no fused multiply-adds: the two
     loops' sums are the same bits where the effective gradient is the gradient): one loop of the
     sixteen rows with the flag inside, as :func:`_eight_rows_weighted`, forms the effective
-    gradient whatever the flag (LLVM does not split a loop that large), and gained nothing."""
+    gradient whatever the flag (LLVM does not split a loop that large), and gained nothing. The
+    scales enter as a tuple of values, not read from their array in the loop: the pass 5.5%
+    faster than the eight-row one that way, 2.7% reading the array (a Zen 4, 30000 x 1000)."""
     r0, r1, r2, r3, r4, r5, r6, r7 = (sixteen[0], sixteen[1], sixteen[2], sixteen[3], sixteen[4], sixteen[5],
                                       sixteen[6], sixteen[7])
     r8, r9, r10, r11, r12, r13, r14, r15 = (sixteen[8], sixteen[9], sixteen[10], sixteen[11], sixteen[12],
