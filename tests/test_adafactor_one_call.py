@@ -165,8 +165,7 @@ def test_the_one_call_compiles_the_passes_functions_for_the_hosts_argument_types
     assert calls["kernel"] == 1
     for function in (factor_sums._block_sums_with_norms_serial, factor_sums._one_row, factor_sums._eight_rows,
                      factor_sums._row_squares, factor_sums._eight_rows_weighted, factor_sums._sixteen_rows_weighted,
-                     factor_sums.moved_variance,
-                     factor_sums._vector_norms):
+                     factor_sums.moved_variance, factor_sums._vector_norms):
         assert function.signatures
         for signature in function.signatures:
             assert not any(isinstance(argument, types.Literal) for argument in signature), (function, signature)
