@@ -3,9 +3,11 @@
 Every algorithm's step function (``numadam.adam_step``, ``numadam.nadam_step``,
 ...) is :func:`step_function` of its class: the same checks as the optimizer
 objects (:mod:`numadam.engine.operands`), the same kernels, on arrays the
-caller keeps. The checked plan of the last call is kept: the same arrays (the
-very objects) with the same hyperparameters step with no check repeated, so
-a loop over a few small arrays costs little more than the kernel.
+caller keeps. The checked plans of the latest calls are kept, one per set of
+arrays: the same arrays (the very objects: NumPy, CuPy or other CUDA arrays)
+with the same hyperparameters as the last call step with no check repeated
+and, on a GPU, no table uploaded again, so a loop over a few small arrays
+costs little more than their kernels' launches.
 """
 
 import inspect
@@ -17,7 +19,7 @@ from typing import NamedTuple
 import numpy as np
 
 from .adapters.dask import is_dask_array
-from .adapters.foreign import adopt
+from .adapters.foreign import adopt, is_foreign
 from .adapters.rows import is_rows
 from .core import dtypes, factors, validate
 from .core.pipeline import NO_POLICY, NO_POLICY_SCALARS, POLICY_OPERANDS
@@ -167,12 +169,14 @@ class _Checked(NamedTuple):
     kinds: tuple
 
 
+MOST_PLANS = 1024  # plans a step function keeps; past that it forgets them all and plans again
+
+
 class _Plan(NamedTuple):
-    """The checked plan of a call's arrays under ``checked``: the arrays' ids, and weak references
-    that tell whether those arrays still live (an id is only theirs while they do)."""
+    """The checked plan of a call's arrays under ``checked``: weak references that tell whether
+    those arrays still live (the ids it is kept under are only theirs while they do), and its launch."""
 
     checked: _Checked
-    ids: tuple
     refs: list
     launch: object
 
@@ -189,7 +193,8 @@ def step_function(cls, name, doc):
     always = [kind.name for kind in algorithm.state if kind.present is None and not kind.derived]
     optional = [kind for kind in algorithm.state if kind.present is not None]
     optional_names = [kind.name for kind in optional]
-    last = [None, None]  # the last _Checked and _Plan, each replaced whole (threads may share the function)
+    last = [None]  # the last _Checked, replaced whole (threads may share the function)
+    plans = {}  # the _Plan of each recent call's arrays, by their ids (a dict's get and set are atomic)
 
     def checked_hyperparameters(given):
         """``given`` checked (with the class's defaults for the others), kept for the next calls."""
@@ -218,19 +223,22 @@ def step_function(cls, name, doc):
                 operands[kind.name] = given_optional[kind.name]
         return operands
 
-    def planned(checked, operands, step, carry):
-        """The step of NumPy operands through their checked plan, made here and kept while the same
-        arrays come with the same hyperparameters; ``None`` for other operands."""
-        if algorithm.norms is not None or any(type(array) is not np.ndarray for array in operands.values()):
+    def planned(checked, operands, key, step, carry):
+        """The step of NumPy, CuPy or other CUDA arrays through their checked plan, made here and kept
+        while the same arrays come with the same hyperparameters; ``None`` for operands that are
+        adopted at each call (torch tensors, DLPack arrays, row-sparse gradients) and for an
+        algorithm with a norms pass, whose kernels depend on the norms of each call."""
+        if algorithm.norms is not None or any(is_foreign(array) or is_rows(array) for array in operands.values()):
             return None
         ready = prepared(algorithm, operands)
         spec = kernel_spec(algorithm, checked.flags, ready.storage, ready.present, NO_POLICY, ready.state)
         arrays = tuple(operands.values())
-        plan = _Plan(checked, tuple(map(id, arrays)), [weakref.ref(array) for array in arrays],
-                     ready.backend.launcher(ready.plan, spec))
+        plan = _Plan(checked, [weakref.ref(array) for array in arrays], ready.backend.launcher(ready.plan, spec))
         scalars, carry = algorithm.step_scalars(step, checked.h, carry)
         plan.launch([scalars])
-        last[1] = plan
+        if len(plans) >= MOST_PLANS:
+            plans.clear()
+        plans[key] = plan
         return carry
 
     n_state = len(always)
@@ -248,21 +256,21 @@ def step_function(cls, name, doc):
             array = keywords.pop(optional_name, None)
             if array is not None:
                 given_optional[optional_name] = array
-        checked = last[0]  # the last call's hyperparameters, if these are they (this runs every call)
-        values = tuple(keywords.values())
-        if (checked is None or checked.values != values or checked.keys != tuple(keywords)
-                or checked.types != tuple(map(type, values))):
-            checked = checked_hyperparameters(keywords)
         if carry is None:
             carry = initial_carry
         elif carried:
             carry = tuple(carry)
         else:
             raise TypeError(f"{name}() takes no carry: {algorithm.title} keeps no running host values")
-        plan = last[1]
-        if (plan is not None and plan.checked is checked
-                and plan.ids == (id(param), id(grad), *map(id, state), *map(id, given_optional.values()))
-                and _alive(plan.refs)):
+        key = (id(param), id(grad), *map(id, state), *map(id, given_optional.values()))
+        plan = plans.get(key)
+        # The hyperparameters these arrays last stepped with, else the last call's, if these are they.
+        checked = last[0] if plan is None else plan.checked
+        values = tuple(keywords.values())
+        if (checked is None or checked.values != values or checked.keys != tuple(keywords)
+                or checked.types != tuple(map(type, values))):
+            checked = checked_hyperparameters(keywords)
+        if plan is not None and plan.checked is checked and _alive(plan.refs):
             scalars, carry = algorithm.step_scalars(step, checked.h, carry)  # the same arrays: their plan
             plan.launch([scalars])
             return carry if carried else None
@@ -275,7 +283,7 @@ def step_function(cls, name, doc):
             scalars, after = algorithm.step_scalars(step, checked.h, carry)
             arrays = step_dask_arrays(algorithm, operands, checked.flags, tuple(scalars))
             return (*arrays, after) if carried else arrays
-        after = planned(checked, operands, step, carry)
+        after = planned(checked, operands, key, step, carry)
         if after is None:
             after = run_step(cls, operands, step, checked.hyper, carry)
         return after if carried else None

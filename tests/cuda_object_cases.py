@@ -10,9 +10,13 @@ fixture (a :class:`Device`) and imports these tests:
 
 Covered: every family, the policies (skip, clipping, bounds, EMA,
 accumulation) with device-counted skips, LAMB with groups, 16-bit parameters
-and state, 8-bit blockwise state, the complex magnitude mode, and the scalars
-of a step passed as kernel arguments (nothing copied to the GPU per step).
+and state, 8-bit blockwise state, the complex magnitude mode, the scalars
+of a step passed as kernel arguments (nothing copied to the GPU per step),
+and the functional step of the same arrays keeping its plan (nothing copied
+after its first call).
 """
+
+import inspect
 
 import numpy as np
 import pytest
@@ -21,6 +25,7 @@ from numba import cuda  # a global, which the simulator replaces in the kernel b
 import numadam
 from arrays import random_array
 from numadam import jit
+from numadam.families import functional_step
 from numadam.targets.cuda.backend import ARGUMENT_ROWS, CudaBackend
 
 
@@ -421,3 +426,42 @@ def test_the_prepass_and_8_bit_state_take_their_scalars_as_arguments_too(device,
     for actual, expected in zip(on_device, host):
         device.assert_matches(actual, expected)
     assert_states_match(device, gpu, cpu)
+
+
+@pytest.mark.parametrize("method, options, keyword_state", [
+    ("adam", {"amsgrad": True}, ["max_exp_avg_sq"]), ("nadam", {}, []), ("sgd", {"momentum": 0.9}, ["momentum_buffer"])],
+    ids=["adam-amsgrad", "nadam", "sgd-momentum"])
+def test_the_functional_step_of_the_same_arrays_copies_nothing_after_its_first_call(device, uploads, method,
+                                                                                     options, keyword_state):
+    """The functional step keeps the checked plan of its last call: called again with the very same
+    device arrays (the gradient refilled in place) and hyperparameters, it copies no segment table
+    to the GPU, and each call stays the CPU's. New hyperparameters are planned again."""
+    step = functional_step(method)
+    P = inspect.Parameter
+    positional = [p.name for p in inspect.signature(step).parameters.values()
+                  if p.kind == P.POSITIONAL_OR_KEYWORD][2:]
+    rng = np.random.default_rng(23)
+    host = {"param": random_array(rng, (3, 50), np.float32)}
+    host.update({name: np.zeros((3, 50), np.float32) for name in positional + keyword_state})
+    on_device = {name: device.to_device(array.copy()) for name, array in host.items()}
+    sequence = gradient_sequence(24, [(3, 50)], 5)
+    grad = device.to_device(sequence[0][0])
+    carries = {"cpu": None, "gpu": None}
+    params, copies = [], []
+    for where, arrays in (("cpu", host), ("gpu", on_device)):  # one after the other: each keeps its plan
+        for t, (values,) in enumerate(sequence, start=1):
+            if where == "gpu" and t > 1:
+                refill(grad, values)
+            lr = 0.01 if t < 5 else 0.02  # the last call's new hyperparameters: planned again, and applied
+            uploads.clear()
+            carries[where] = step(arrays["param"], values if where == "cpu" else grad,
+                                  *[arrays[n] for n in positional], step=t, lr=lr, carry=carries[where],
+                                  **{n: arrays[n] for n in keyword_state}, **options)
+            if where == "cpu":
+                params.append(arrays["param"].copy())
+            else:
+                copies.append(len(uploads))
+                device.assert_matches(arrays["param"], params[t - 1])
+    assert copies[0] >= 1 and copies[1:4] == [0, 0, 0] and copies[4] >= 1, copies
+    for name in positional + keyword_state:
+        device.assert_matches(on_device[name], host[name])

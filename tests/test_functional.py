@@ -184,3 +184,34 @@ def test_a_gradient_in_another_memory_order_does_not_split_the_table(rng):
     expected = adam_exact(param, grad, state[0], state[1], step=1, **HYPER)
     numadam.adam_step(param, grad, *state, step=1, **HYPER)
     assert_bitwise([param, state[0], state[1]], expected[:3])
+
+
+def test_a_loop_over_arrays_keeps_each_ones_plan_and_hyperparameters(rng, monkeypatch):
+    """A loop stepping several arrays, each with its own learning rate, plans each set of arrays
+    once: later calls with the very same arrays and hyperparameters reuse it. A changed
+    hyperparameter, a new array or a freed array's successor is planned again; every step stays
+    the reference's, bit for bit."""
+    import numadam.functional as functional
+
+    planned = []
+    original = functional.prepared
+    monkeypatch.setattr(functional, "prepared", lambda *a, **k: planned.append(1) or original(*a, **k))
+    shapes = [(7,), (3, 5), (300,), (2, 3, 4)]
+    arrays = [[random_array(rng, s, np.float32, 0.01 if k == 3 else 1.0, positive=k == 3) for k in range(4)]
+              for s in shapes]
+    expected = [[a.copy() for a in arrays_of_one] for arrays_of_one in arrays]
+    counts = []
+    for step in range(1, 6):
+        planned.clear()
+        for k, (param, grad, exp_avg, exp_avg_sq) in enumerate(arrays):
+            lr = 10.0 ** -(k + 1) * (2 if step == 4 and k == 1 else 1)  # array 1: another lr at step 4 only
+            grad[...] = random_array(rng, grad.shape, np.float32)
+            numadam.adam_step(param, grad, exp_avg, exp_avg_sq, step=step, lr=lr, betas=(0.9, 0.999), eps=1e-8)
+            p, m, v, _ = adam_exact(expected[k][0], grad, expected[k][2], expected[k][3], None, step=step, lr=lr,
+                                    betas=(0.9, 0.999), eps=1e-8)
+            expected[k] = [p, grad.copy(), m, v]
+            assert_bitwise([param, exp_avg, exp_avg_sq], [p, m, v])
+        counts.append(len(planned))
+        if step == 2:  # array 2's gradient replaced by a new array: its plan is made again
+            arrays[2][1] = arrays[2][1].copy()
+    assert counts == [4, 0, 1, 1, 1], counts  # step 5: array 1 back to its first lr, planned again
