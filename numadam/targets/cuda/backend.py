@@ -187,6 +187,53 @@ class CudaBackend:
 
         return reduce
 
+    def norms_step_launcher(self, plan, first, update, starts, stops, leaves, leaf_groups, applies, policy_scalars,
+                            field_slot):
+        """``launch(scalars)``: the common step (no policy) of a family with a norms pass over ``plan``,
+        queued on the current stream without waiting for the GPU; ``scalars`` holds one row of the
+        family's scalars per group, each parameter's taken from its group (``leaf_groups``).
+
+        Three kernels: the norms pass (``first``, each parameter's row followed by
+        ``policy_scalars``), which writes each of the pieces ``starts[p]:stops[p]`` (of parameter
+        ``leaves[p]``, in order) two float64 sums; :func:`~numadam.targets.cuda.kernels.norms_values_kernel`,
+        which adds them per parameter and writes the family's value into field ``field_slot`` of
+        its update row, in device memory, where ``applies``; and the update (``update``), which
+        reads those rows. The rows are those the host would make (:func:`~numadam.engine.stepping.with_norms`),
+        rounded once to the real dtype, so the step never copies the sums to the host.
+        ``None`` where there is nothing to sum (the host's path then steps).
+        """
+        if plan.n_chunks == 0 or not len(starts):
+            return None
+        plan.check_fits(first)
+        plan.check_fits(update)
+        from ..spec import rule
+
+        kernels, real = self._kernels, np.dtype(first.real)
+        like, n_leaves, n_pieces = real.type(0), len(leaf_groups), len(starts)
+        table, width, n_segments, n_chunks = plan.device_table, plan.width, len(plan.rows), plan.n_chunks
+        bounds = np.searchsorted(np.asarray(leaves, np.int64), np.arange(n_leaves + 1))
+        layout = self._upload(np.concatenate([bounds, np.asarray(applies, bool)]).astype(np.int64))
+        pieces = self._upload(np.concatenate([starts, stops]).astype(np.int64))
+        out = self._upload(np.zeros(2 * n_pieces, np.int64))  # 8-byte words, written as float64
+        groups = np.asarray(leaf_groups, np.intp)
+        extra = np.array(policy_scalars, np.float64)
+        value = rule(first.rule).value
+
+        def launch(scalars):
+            rows = np.array(scalars, np.float64)[groups]  # one per parameter
+            first_rows = np.hstack([rows, np.broadcast_to(extra, (n_leaves, len(extra)))]) if len(extra) else rows
+            first_values = self._kernel_scalars(first_rows, real, first.n_scalars)
+            update_values = self._upload(_as_int64_words(checked_rows(rows, real, update.n_scalars)))
+            rows_address, stream = self._table_address(update_values), self._stream()
+            out_address = self._table_address(out)
+            kernels.launch_reduction(first, self._table_address(table), width, n_segments, self._table_address(pieces),
+                                     n_pieces, self._scalars_argument(first_values), like, out_address, stream)
+            kernels.launch_norms_values(value, out_address, self._table_address(layout), n_leaves, rows_address,
+                                        update.n_scalars, field_slot, like, stream)
+            kernels.launch(update, self._table_address(table), width, n_segments, n_chunks, rows_address, like, stream)
+
+        return launch
+
     def reduce(self, plan, spec, scalars, starts, stops):
         """The pre-pass over ``plan`` once (see :meth:`reducer`)."""
         return self.reducer(plan, spec, starts, stops)(scalars).copy()

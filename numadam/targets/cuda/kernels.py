@@ -423,3 +423,62 @@ def launch_reduction(spec, table_address, width, n_segments, pieces_address, n_p
     """Launch the pre-pass over ``n_pieces`` pieces, one block each (at most :func:`max_blocks`)."""
     _launch_over(reduction_kernel_for(spec), n_pieces, stream, table_address, width, n_segments, pieces_address,
                  n_pieces, scalars, like, out_address)
+
+
+@functools.cache
+def norms_values_kernel(value):
+    """The kernel that turns the norms pass's per-piece sums into each parameter's update row,
+    on the GPU: ``kernel(out_address, layout_address, n_leaves, rows_address, row_size,
+    field_slot, like)``.
+
+    ``out`` holds the pass's two float64 sums of each piece (:func:`reduction_kernel_for`);
+    ``layout`` (int64) the first piece of each parameter, then the end of the last one
+    (``n_leaves + 1`` bounds: a parameter's pieces are consecutive), then whether each
+    parameter's norms apply. A block takes a parameter: its threads add every
+    ``blockDim``-th piece, the block adds the threads' sums in a fixed tree, so
+    that with :math:`S_p = \\sum \\|p\\|^2` and :math:`S_u = \\sum \\|u\\|^2` over its
+    pieces, field ``field_slot`` of its row (``row_size`` values of ``like``'s
+    dtype at ``rows_address``) becomes ``value(S_p, S_u)``, the family's
+    :attr:`~numadam.core.algorithm.Norms.value` compiled for the device, rounded
+    once to the row's dtype, where its norms apply. A parameter of one or two
+    pieces gets the sums the host's ``bincount`` would; more pieces are added in
+    another order (the host's sums then differ in the last places of float64).
+    """
+    on_device = value if SIMULATED else njit(inline="always")(value)
+
+    @cuda.jit
+    def kernel(out_address, layout_address, n_leaves, rows_address, row_size, field_slot, like):
+        out = element_pointer(out_address, _ZERO64)
+        layout = table_view(layout_address, 2 * n_leaves + 1)
+        rows = element_pointer(rows_address, like)
+        first_sums = cuda.shared.array(THREADS_PER_BLOCK, float64)
+        second_sums = cuda.shared.array(THREADS_PER_BLOCK, float64)
+        thread = cuda.threadIdx.x
+        for leaf in range(cuda.blockIdx.x, n_leaves, cuda.gridDim.x):
+            first_sum = _ZERO64
+            second_sum = _ZERO64
+            for index in range(layout[leaf] + thread, layout[leaf + 1], cuda.blockDim.x):
+                first_sum += out[2 * index]
+                second_sum += out[2 * index + 1]
+            first_sums[thread] = first_sum
+            second_sums[thread] = second_sum
+            cuda.syncthreads()
+            half = cuda.blockDim.x // 2
+            while half > 0:
+                if thread < half:
+                    first_sums[thread] += first_sums[thread + half]
+                    second_sums[thread] += second_sums[thread + half]
+                cuda.syncthreads()
+                half //= 2
+            if thread == 0 and layout[n_leaves + 1 + leaf] != 0:
+                rows[leaf * row_size + field_slot] = on_device(first_sums[0], second_sums[0])
+            cuda.syncthreads()
+
+    return kernel
+
+
+def launch_norms_values(value, out_address, layout_address, n_leaves, rows_address, row_size, field_slot, like,
+                        stream=0):
+    """Launch :func:`norms_values_kernel` of ``value``: a block per parameter (at most :func:`max_blocks`)."""
+    _launch_over(norms_values_kernel(value), n_leaves, stream, out_address, layout_address, n_leaves, rows_address,
+                 row_size, field_slot, like)
