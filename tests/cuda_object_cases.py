@@ -467,30 +467,44 @@ def test_the_functional_step_of_the_same_arrays_copies_nothing_after_its_first_c
         device.assert_matches(on_device[name], host[name])
 
 
-@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.complex64], ids=lambda d: np.dtype(d).name)
-def test_a_lamb_step_never_copies_its_norms_to_the_host(device, monkeypatch, dtype):
-    """LAMB's common step queues its three kernels (the norms pass, the trust ratios written into
-    the update's rows on the GPU, the update) and never waits for the GPU: nothing comes back to
-    the host. Five parameters (more rows than kernel arguments take), one of them zero-size and one
-    of many pieces (its sums added in another order than the CPU's: a few ulps in float64), two
-    groups, one of which takes no trust ratio (apex's convention, without weight decay)."""
+NORMS_CASES = [("lamb", np.float32), ("lamb", np.float64), ("lamb", np.complex64), ("adafactor", np.float32),
+               ("adafactor", np.float64)]
+
+
+def norms_family(method, arrays):
+    """An optimizer of ``method`` over two groups of ``arrays``: LAMB's first group takes no trust
+    ratio (apex's convention without weight decay), Adafactor's has its own ``d``."""
+    if method == "lamb":
+        return numadam.LAMB({"g": numadam.Group(arrays[:2], weight_decay=0.0), "rest": arrays[2:]}, lr=0.02,
+                            weight_decay=0.1, convention="apex")
+    return numadam.Adafactor({"g": numadam.Group(arrays[:2], d=1.5), "rest": arrays[2:]}, lr=0.02,
+                             weight_decay=0.1)
+
+
+@pytest.mark.parametrize("method, dtype", NORMS_CASES, ids=lambda v: v if isinstance(v, str) else np.dtype(v).name)
+def test_a_norms_step_never_copies_its_norms_to_the_host(device, monkeypatch, method, dtype):
+    """LAMB's and Adafactor's common steps queue their kernels (Adafactor's factors' pass, the
+    norms pass, the family's value of each parameter written into the update's rows on the GPU,
+    the update) and never wait for the GPU: nothing comes back to the host. Five parameters (more
+    rows than kernel arguments take), one of them zero-size and one of many pieces (its sums added
+    in another order than the CPU's: a few ulps in float64), matrices and vectors, two groups.
+    Adafactor within a few ulps (the CPU's factors' pass sums its norms in its own order)."""
     fetched = []
     original = CudaBackend._to_host
     monkeypatch.setattr(CudaBackend, "_to_host", lambda self, array: fetched.append(1) or original(self, array))
-    shapes = [(40,), (0,), (3, 9), (300,), (7,)]
+    shapes = [(40,), (0,), (3, 9), (300,), (7, 5)]
     host, on_device = twins(device, 31, shapes, dtype)
-    make = lambda arrays: numadam.LAMB(  # noqa: E731
-        {"g": numadam.Group(arrays[:2], weight_decay=0.0), "rest": arrays[2:]}, lr=0.02, weight_decay=0.1,
-        convention="apex")
-    cpu, gpu = make(host), make(on_device)
+    cpu, gpu = norms_family(method, host), norms_family(method, on_device)
     for grads in gradient_sequence(32, shapes, 4, dtype=dtype):
         cpu.step({"g": grads[:2], "rest": grads[2:]})
         gpu.step({"g": [device.to_device(g) for g in grads[:2]], "rest": [device.to_device(g) for g in grads[2:]]})
     assert fetched == []
-    ulps = None if np.dtype(dtype).itemsize == 4 else 8
+    ulps = 8 if method == "adafactor" or np.dtype(dtype).itemsize == 8 else None
     for actual, expected in zip(on_device, host):
         device.assert_matches(actual, expected, ulps)
     actual, expected = gpu.state_dict(), cpu.state_dict()
-    for kind in ("exp_avg", "exp_avg_sq"):
+    kinds = [kind for kind in gpu._engine.state_names() if kind in expected]  # the state dict's own
+    assert kinds
+    for kind in kinds:
         for a, e in zip(leaves(actual[kind]), leaves(expected[kind]), strict=True):
             device.assert_matches(a, e, ulps)

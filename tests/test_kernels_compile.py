@@ -160,17 +160,21 @@ def test_the_device_counted_step_kernels_compile_to_ptx():
 
 
 @pytest.mark.parametrize("real", ["float32", "float64"])
-def test_the_norms_values_kernel_compiles_to_ptx_with_ieee_roots_and_divisions(real):
-    """LAMB's trust ratios on the GPU (the norms' sums per parameter, the family's value written
-    into the update's rows): valid PTX for Hopper, its square roots and division IEEE (``.rn``),
-    and the value stored in the rows' dtype."""
+@pytest.mark.parametrize("method", ["lamb", "adafactor"])
+def test_the_norms_values_kernel_compiles_to_ptx_with_ieee_roots_and_divisions(method, real):
+    """LAMB's trust ratios and Adafactor's step sizes (a value per parameter, from its row) on
+    the GPU: the norms' sums per parameter, the family's value written into the update's rows.
+    Valid PTX for Hopper, its square roots and division IEEE (``.rn``), and the value stored in
+    the rows' dtype."""
     from numba import cuda
 
     from numadam.targets.cuda import kernels as cuda_kernels
 
-    kernel = cuda_kernels.norms_values_kernel(rule("lamb").value)
+    family = numadam.families()[method].algorithm
+    kernel = cuda_kernels.norms_values_kernel(family.norms.value,
+                                              family.Scalars if family.norms.per_parameter else None)
     int64 = numba.types.int64
-    ptx, _ = cuda.compile_ptx(kernel.py_func, (int64,) * 6 + (getattr(numba.types, real),), cc=(9, 0))
+    ptx, _ = cuda.compile_ptx(kernel.py_func, (int64,) * 8 + (getattr(numba.types, real),), cc=(9, 0))
     assert ".target sm_90" in ptx
     assert re.search(r"sqrt\.rn\.f64", ptx) and re.search(r"div\.rn\.f64", ptx)
     assert re.search(r"st\.global\.f32" if real == "float32" else r"st\.global\.f64", ptx)

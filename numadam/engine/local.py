@@ -168,11 +168,13 @@ class LocalEngine(Engine):
         call (:meth:`~numadam.engine.bucket.Bucket.factored_step_launcher`), and where its factors'
         pass did not take some parameter's norms, the norms pass and the update here, as
         :meth:`policy_step` takes them (a norms pass compiled into the one call would cost seconds
-        of compiling, for a step that rarely needs it); ``None`` where there is no one call. With
-        ``arguments``, the kernel and its arguments for compiled code, its norms pass compiled in."""
+        of compiling, for a step that rarely needs it), unless the backend's one call takes its
+        norms pass too (``norms_in_factored_step``: CUDA's); ``None`` where there is no one call.
+        With ``arguments``, the kernel and its arguments for compiled code, its norms pass compiled in."""
         fields = self.algorithm.Scalars._fields
         first, update = self._first_pass_of[""], self._after_norms_of[""]
-        step = bucket.factored_step_launcher(plan, flags, update, first if arguments else None,
+        norms_too = arguments or bucket.backend.norms_in_factored_step
+        step = bucket.factored_step_launcher(plan, flags, update, first if norms_too else None,
                                              tuple(self.policies.scalars(1.0)),  # no policy: the same every step
                                              self.settings.leaf_groups, self._norms_apply(), self._counts,
                                              fields.index("factored"), fields.index(self.algorithm.norms.field),

@@ -23,6 +23,10 @@ class CpuBackend:
     #: Below this many elements the update runs on the calling thread: waking
     #: the thread pool costs more than it saves.
     serial_below = 1 << 16
+    #: Whether the one-call step of a family with factored state takes its norms pass too in a
+    #: plain step (:meth:`factored_step_launcher`'s ``first``): here not, since compiling it in
+    #: costs seconds for a pass the factors' pass usually makes needless.
+    norms_in_factored_step = False
 
     def __init__(self):
         from . import factored_step, kernels as cpu  # (both part of every spec's fingerprint from here on)

@@ -36,6 +36,9 @@ class CudaBackend:
     """CuPy and other CUDA arrays, updated by the numba-cuda kernel."""
 
     name = "cuda"
+    #: The one-call step of a family with factored state takes its norms pass too
+    #: (:meth:`factored_step_launcher`), so that a step never waits for the GPU.
+    norms_in_factored_step = True
 
     def __init__(self):
         from . import kernels as kernels
@@ -192,47 +195,100 @@ class CudaBackend:
         """``launch(scalars)``: the common step (no policy) of a family with a norms pass over ``plan``,
         queued on the current stream without waiting for the GPU; ``scalars`` holds one row of the
         family's scalars per group, each parameter's taken from its group (``leaf_groups``).
-
-        Three kernels: the norms pass (``first``, each parameter's row followed by
-        ``policy_scalars``), which writes each of the pieces ``starts[p]:stops[p]`` (of parameter
-        ``leaves[p]``, in order) two float64 sums; :func:`~numadam.targets.cuda.kernels.norms_values_kernel`,
-        which adds them per parameter and writes the family's value into field ``field_slot`` of
-        its update row, in device memory, where ``applies``; and the update (``update``), which
-        reads those rows. The rows are those the host would make (:func:`~numadam.engine.stepping.with_norms`),
-        rounded once to the real dtype, so the step never copies the sums to the host.
-        ``None`` where there is nothing to sum (the host's path then steps).
-        """
+        See :meth:`_norms_and_update`; ``None`` where there is nothing to sum (the host's path
+        then steps)."""
         if plan.n_chunks == 0 or not len(starts):
             return None
+        groups = np.asarray(leaf_groups, np.intp)
+        norms_and_update = self._norms_and_update(plan, first, update, (starts, stops, leaves), applies,
+                                                  np.zeros(len(groups), np.int64), policy_scalars, field_slot)
+
+        def launch(scalars):
+            norms_and_update(np.array(scalars, np.float64)[groups])
+
+        return launch
+
+    def factored_step_launcher(self, plan, update, first, pieces, policy_scalars, grads, params, factor_states,
+                               groups, applies, counts, factored_slot, field_slot):
+        """``launch(scalars)``: the common step (no policy) of a family with factored state over
+        ``plan``, queued on the current stream without waiting for the GPU, with ``scalars`` one row
+        of the family's scalars per group (each parameter's taken from its group, ``groups``, its
+        field ``factored_slot`` 1 where it keeps row and column factors): each parameter's factors'
+        pass (:mod:`numadam.targets.cuda.factors`, the factors ``factor_states[k]`` of
+        gradient ``grads[k]``), then the norms pass ``first`` over the ``pieces`` and the
+        update, as :meth:`_norms_and_update`, the family's value taking each parameter's number of
+        real elements ``counts[k]`` and its row. The launch returns 0: no parameter is left
+        for the host's norms pass. ``None`` without ``first``, or where there is nothing to sum."""
+        starts = pieces[0]
+        if first is None or plan.n_chunks == 0 or not len(starts):
+            return None
+        from ...core import factors
+        from ...core.algorithm import ALGORITHMS
+
+        family = ALGORITHMS[update.rule]
+        real = np.dtype(update.real)
+        groups = np.asarray(groups, np.intp)
+        keeps = np.array([1.0 if factors.factored(grad.shape) else 0.0 for grad in grads])
+        stepped = [k for k, grad in enumerate(grads) if grad.size]  # an empty gradient leaves its factors
+        norms_and_update = self._norms_and_update(plan, first, update, pieces, applies, counts, policy_scalars,
+                                                  field_slot, family.Scalars)
+
+        def launch(scalars):
+            rows = np.array(scalars, np.float64)[groups]
+            rows[:, factored_slot] = keeps
+            for k in stepped:
+                weight, floor, estimate_floor = factors.pass_constants(family, rows[k], real)
+                self.update_factors(grads[k], *factor_states[k], weight, floor, 1.0, None)
+            norms_and_update(rows)
+            return 0
+
+        return launch
+
+    def _norms_and_update(self, plan, first, update, pieces, applies, counts, policy_scalars, field_slot,
+                          scalars=None):
+        """``run(rows)``: a family's norms pass and update over ``plan``, with ``rows`` each
+        parameter's float64 row of the family's scalars, queued without waiting for the GPU.
+
+        Three kernels: the norms pass (``first``, each row followed by ``policy_scalars``), which
+        writes two float64 sums for each piece ``starts[p]:stops[p]`` of ``pieces`` (of parameter
+        ``leaves[p]``, in order); :func:`~numadam.targets.cuda.kernels.norms_values_kernel` (with
+        ``scalars``, the family's NamedTuple, for a value per parameter, which takes ``counts``),
+        which adds them per parameter and writes the family's value into field ``field_slot`` of
+        its update row, in device memory, where ``applies``; and the update (``update``), which
+        reads those rows. The rows are those the host would make
+        (:func:`~numadam.engine.stepping.with_norms`), rounded once to the real dtype, so a
+        step never copies the sums to the host.
+        """
         plan.check_fits(first)
         plan.check_fits(update)
         from ..spec import rule
 
+        starts, stops, leaves = pieces
         kernels, real = self._kernels, np.dtype(first.real)
-        like, n_leaves, n_pieces = real.type(0), len(leaf_groups), len(starts)
+        like, n_leaves, n_pieces = real.type(0), len(applies), len(starts)
         table, width, n_segments, n_chunks = plan.device_table, plan.width, len(plan.rows), plan.n_chunks
         bounds = np.searchsorted(np.asarray(leaves, np.int64), np.arange(n_leaves + 1))
-        layout = self._upload(np.concatenate([bounds, np.asarray(applies, bool)]).astype(np.int64))
+        layout = self._upload(np.concatenate([bounds, np.asarray(applies, bool), counts]).astype(np.int64))
         pieces = self._upload(np.concatenate([starts, stops]).astype(np.int64))
         out = self._upload(np.zeros(2 * n_pieces, np.int64))  # 8-byte words, written as float64
-        groups = np.asarray(leaf_groups, np.intp)
         extra = np.array(policy_scalars, np.float64)
         value = rule(first.rule).value
 
-        def launch(scalars):
-            rows = np.array(scalars, np.float64)[groups]  # one per parameter
+        def run(rows):
             first_rows = np.hstack([rows, np.broadcast_to(extra, (n_leaves, len(extra)))]) if len(extra) else rows
             first_values = self._kernel_scalars(first_rows, real, first.n_scalars)
             update_values = self._upload(_as_int64_words(checked_rows(rows, real, update.n_scalars)))
+            family_rows = None if scalars is None else self._upload(_as_int64_words(np.ascontiguousarray(rows).reshape(-1)))
             rows_address, stream = self._table_address(update_values), self._stream()
-            out_address = self._table_address(out)
-            kernels.launch_reduction(first, self._table_address(table), width, n_segments, self._table_address(pieces),
-                                     n_pieces, self._scalars_argument(first_values), like, out_address, stream)
-            kernels.launch_norms_values(value, out_address, self._table_address(layout), n_leaves, rows_address,
-                                        update.n_scalars, field_slot, like, stream)
-            kernels.launch(update, self._table_address(table), width, n_segments, n_chunks, rows_address, like, stream)
+            out_address, table_address = self._table_address(out), self._table_address(table)
+            kernels.launch_reduction(first, table_address, width, n_segments, self._table_address(pieces), n_pieces,
+                                     self._scalars_argument(first_values), like, out_address, stream)
+            kernels.launch_norms_values(value, scalars, out_address, self._table_address(layout), n_leaves,
+                                        0 if family_rows is None else self._table_address(family_rows),
+                                        rows.shape[1], rows_address, update.n_scalars, field_slot, like, stream)
+            kernels.launch(update, table_address, width, n_segments, n_chunks, rows_address, like, stream)
 
-        return launch
+        return run
 
     def reduce(self, plan, spec, scalars, starts, stops):
         """The pre-pass over ``plan`` once (see :meth:`reducer`)."""

@@ -426,30 +426,37 @@ def launch_reduction(spec, table_address, width, n_segments, pieces_address, n_p
 
 
 @functools.cache
-def norms_values_kernel(value):
+def norms_values_kernel(value, scalars=None):
     """The kernel that turns the norms pass's per-piece sums into each parameter's update row,
-    on the GPU: ``kernel(out_address, layout_address, n_leaves, rows_address, row_size,
-    field_slot, like)``.
+    on the GPU: ``kernel(out_address, layout_address, n_leaves, family_rows_address, n_fields,
+    rows_address, row_size, field_slot, like)``.
 
     ``out`` holds the pass's two float64 sums of each piece (:func:`reduction_kernel_for`);
-    ``layout`` (int64) the first piece of each parameter, then the end of the last one
-    (``n_leaves + 1`` bounds: a parameter's pieces are consecutive), then whether each
-    parameter's norms apply. A block takes a parameter: its threads add every
-    ``blockDim``-th piece, the block adds the threads' sums in a fixed tree, so
+    ``layout`` (int64, ``3 n_leaves + 1`` values) the first piece of each parameter and the
+    end of the last one (a parameter's pieces are consecutive), whether each parameter's
+    norms apply, and its number of real elements. A block takes a parameter: its threads
+    add every ``blockDim``-th piece, the block adds the threads' sums in a fixed tree, so
     that with :math:`S_p = \\sum \\|p\\|^2` and :math:`S_u = \\sum \\|u\\|^2` over its
-    pieces, field ``field_slot`` of its row (``row_size`` values of ``like``'s
-    dtype at ``rows_address``) becomes ``value(S_p, S_u)``, the family's
-    :attr:`~numadam.core.algorithm.Norms.value` compiled for the device, rounded
-    once to the row's dtype, where its norms apply. A parameter of one or two
-    pieces gets the sums the host's ``bincount`` would; more pieces are added in
-    another order (the host's sums then differ in the last places of float64).
+    pieces, field ``field_slot`` of its row (``row_size`` values of ``like``'s dtype at
+    ``rows_address``) becomes ``value(S_p, S_u)``, the family's
+    :attr:`~numadam.core.algorithm.Norms.value` compiled for the device, rounded once to
+    the row's dtype, where its norms apply. With ``scalars`` (the family's NamedTuple of
+    scalars: a value ``per_parameter``) it is ``value(S_p, S_u, n, s)``, ``n`` the
+    parameter's real elements and ``s`` its row of ``n_fields`` float64 scalars at
+    ``family_rows_address``, as the host computes it. A parameter of one or two pieces
+    gets the sums the host's ``bincount`` would; more pieces are added in another order
+    (the host's sums then differ in the last places of float64).
     """
     on_device = value if SIMULATED else njit(inline="always")(value)
+    per_parameter = scalars is not None
+    make_scalars = _scalars_maker(scalars) if per_parameter else None
 
     @cuda.jit
-    def kernel(out_address, layout_address, n_leaves, rows_address, row_size, field_slot, like):
+    def kernel(out_address, layout_address, n_leaves, family_rows_address, n_fields, rows_address, row_size,
+               field_slot, like):
         out = element_pointer(out_address, _ZERO64)
-        layout = table_view(layout_address, 2 * n_leaves + 1)
+        layout = table_view(layout_address, 3 * n_leaves + 1)
+        family_rows = element_pointer(family_rows_address, _ZERO64)
         rows = element_pointer(rows_address, like)
         first_sums = cuda.shared.array(THREADS_PER_BLOCK, float64)
         second_sums = cuda.shared.array(THREADS_PER_BLOCK, float64)
@@ -471,14 +478,30 @@ def norms_values_kernel(value):
                 cuda.syncthreads()
                 half //= 2
             if thread == 0 and layout[n_leaves + 1 + leaf] != 0:
-                rows[leaf * row_size + field_slot] = on_device(first_sums[0], second_sums[0])
+                if per_parameter:
+                    found = on_device(first_sums[0], second_sums[0], layout[2 * n_leaves + 1 + leaf],
+                                      make_scalars(family_rows, leaf * n_fields))
+                else:
+                    found = on_device(first_sums[0], second_sums[0])
+                rows[leaf * row_size + field_slot] = found
             cuda.syncthreads()
 
     return kernel
 
 
-def launch_norms_values(value, out_address, layout_address, n_leaves, rows_address, row_size, field_slot, like,
-                        stream=0):
-    """Launch :func:`norms_values_kernel` of ``value``: a block per parameter (at most :func:`max_blocks`)."""
-    _launch_over(norms_values_kernel(value), n_leaves, stream, out_address, layout_address, n_leaves, rows_address,
-                 row_size, field_slot, like)
+def _scalars_maker(scalars):
+    """``make(values, first)``: ``scalars(values[first], values[first + 1], ...)``, one value per
+    field of the NamedTuple class ``scalars``, for device code (written out field by field: a
+    NamedTuple is built from its values, not from a sequence)."""
+    fields = ", ".join(f"values[first + {k}]" for k in range(len(scalars._fields)))
+    namespace = {"scalars": scalars}
+    exec(f"def make(values, first):\n    return scalars({fields})\n", namespace)  # noqa: S102 (generated here)
+    return namespace["make"] if SIMULATED else njit(inline="always")(namespace["make"])
+
+
+def launch_norms_values(value, scalars, out_address, layout_address, n_leaves, family_rows_address, n_fields,
+                        rows_address, row_size, field_slot, like, stream=0):
+    """Launch :func:`norms_values_kernel` of ``value`` (and ``scalars``): a block per parameter
+    (at most :func:`max_blocks`)."""
+    _launch_over(norms_values_kernel(value, scalars), n_leaves, stream, out_address, layout_address, n_leaves,
+                 family_rows_address, n_fields, rows_address, row_size, field_slot, like)
