@@ -13,8 +13,9 @@
 #   bench        every case in one run                                        -> bench-cuda.{txt,png}
 #   asv          the asv suite's CuPy cases (asv_benchmarks/run_without_asv.py) -> asv-cupy.{md,json}
 #   families     SGD, RMSprop, Adagrad, Adafactor, SparseAdam against same-traffic kernels -> families.md
+#   steps        SparseAdam, Adafactor and LAMB per step, CUDA events and host time -> steps.txt
 #   smoke        env, gpu-tests and bench-quick
-#   all          env, gpu-tests, suite, bench, asv and families
+#   all          env, gpu-tests, suite, bench, asv, families and steps
 # RESULTS_DIR defaults to gpu-results. PYTHON picks the interpreter (default python3).
 # The exit status is that of the first step that failed, or 0.
 set -uo pipefail
@@ -81,6 +82,11 @@ run_families() {
     record families $?
 }
 
+run_steps() {
+    "$python" tools/gpu_steps.py this-checkout | tee "$out/steps.txt"
+    record steps "${PIPESTATUS[0]}"
+}
+
 case "$step" in
     env) run_env ;;
     gpu-tests) run_gpu_tests ;;
@@ -91,8 +97,9 @@ case "$step" in
     bench) run_bench bench-cuda ;;
     asv) run_asv ;;
     families) run_families ;;
+    steps) run_steps ;;
     smoke) run_env; run_gpu_tests; run_bench bench-quick --quick ;;
-    all) run_env; run_gpu_tests; run_suite; run_bench bench-cuda; run_asv; run_families ;;
+    all) run_env; run_gpu_tests; run_suite; run_bench bench-cuda; run_asv; run_families; run_steps ;;
     *) echo "gpu-check: unknown step '$step' (see the top of $0)" >&2; exit 2 ;;
 esac
 echo "gpu-check: results in $out"

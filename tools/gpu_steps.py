@@ -1,0 +1,59 @@
+"""SparseAdam's, Adafactor's and LAMB's steps on a GPU: CUDA-event and host time per step.
+
+    python3 tools/gpu_steps.py LABEL [NUMADAM_ROOT]     (prints one line)
+
+``NUMADAM_ROOT`` (default: this checkout) is put first on ``sys.path``, so that
+two commits can be timed on one machine, a process each: unpack the other with
+``git archive COMMIT numadam | tar -x -C OTHER`` and run the script once with
+each root. Times are per step over 20 steps queued back to back, after one;
+when the host is the slower, the CUDA-event time is the host's.
+"""
+
+import os
+import sys
+import time
+
+sys.path.insert(0, sys.argv[2] if len(sys.argv) > 2 else os.path.join(os.path.dirname(__file__), ".."))
+
+import cupy  # noqa: E402
+import numpy as np  # noqa: E402
+
+import numadam  # noqa: E402
+from numadam.bench.cuda_timing import CudaClock  # noqa: E402
+
+
+def timed(step, reps=20):
+    """``(CUDA-event ms, host ms)`` per call of ``step`` over ``reps`` calls queued back to back."""
+    clock = CudaClock()
+    step()
+    clock.synchronize()
+    clock.start()
+    started = time.perf_counter()
+    for _ in range(reps):
+        step()
+    host = (time.perf_counter() - started) / reps * 1e3
+    return clock.stop() / reps * 1e3, host
+
+
+def main(label):
+    rng = np.random.default_rng(0)
+    found = [label, os.path.dirname(os.path.dirname(numadam.__file__))]
+    table = cupy.ones((1_000_000, 16), cupy.float32)
+    index = cupy.asarray(np.sort(rng.choice(1_000_000, 10_000, replace=False)))
+    values = cupy.full((10_000, 16), 0.5, cupy.float32)
+    sparse = numadam.SparseAdam([table], lr=1e-3)
+    found.append("SparseAdam 1%% of 1e6 x 16: %.3f ms (host %.3f)" % timed(
+        lambda: sparse.step([numadam.Rows(index, values)])))
+    for shape in [(30000, 1000), (10000, 10000)]:
+        param, grad = cupy.ones(shape, cupy.float32), cupy.asarray(rng.standard_normal(shape, dtype=np.float32))
+        opt = numadam.Adafactor([param], lr=1e-3)
+        found.append(f"Adafactor {shape}: " + "%.3f ms (host %.3f)" % timed(lambda: opt.step([grad])))
+        del opt, param, grad
+    param, grad = cupy.ones(100_000_000, cupy.float32), cupy.full(100_000_000, 0.5, cupy.float32)
+    opt = numadam.LAMB([param], lr=1e-3)
+    found.append("LAMB 1e8: %.3f ms (host %.3f)" % timed(lambda: opt.step([grad])))
+    print(" | ".join(found), flush=True)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1])
