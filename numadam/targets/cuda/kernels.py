@@ -123,6 +123,25 @@ def _register_cap(spec):
     return {"max_registers": 64} if spec.real == "float32" and not SIMULATED else {}
 
 
+def _block_sums(first_sums, second_sums, thread, first_sum, second_sum):
+    """The block's sums of its threads' ``first_sum`` and ``second_sum`` into ``first_sums[0]`` and
+    ``second_sums[0]`` (shared arrays of a value per thread), added in a fixed tree: the result
+    depends on the block's size alone."""
+    first_sums[thread] = first_sum
+    second_sums[thread] = second_sum
+    cuda.syncthreads()
+    half = cuda.blockDim.x // 2
+    while half > 0:
+        if thread < half:
+            first_sums[thread] += first_sums[thread + half]
+            second_sums[thread] += second_sums[thread + half]
+        cuda.syncthreads()
+        half //= 2
+
+
+block_sums = _block_sums if SIMULATED else njit(inline="always")(_block_sums)
+
+
 @functools.cache
 def reduction_kernel_for(spec):
     """The pre-pass kernel of ``spec``: ``kernel(table_address, width, n_segments, pieces_address,
@@ -159,16 +178,7 @@ def reduction_kernel_for(spec):
                 second_sum += piece_second
                 first += stop - start
                 segment += 1
-            first_sums[thread] = first_sum
-            second_sums[thread] = second_sum
-            cuda.syncthreads()
-            half = cuda.blockDim.x // 2
-            while half > 0:
-                if thread < half:
-                    first_sums[thread] += first_sums[thread + half]
-                    second_sums[thread] += second_sums[thread + half]
-                cuda.syncthreads()
-                half //= 2
+            block_sums(first_sums, second_sums, thread, first_sum, second_sum)
             if thread == 0:
                 out[2 * index] = first_sums[0]
                 out[2 * index + 1] = second_sums[0]
@@ -467,16 +477,7 @@ def norms_values_kernel(value, scalars=None):
             for index in range(layout[leaf] + thread, layout[leaf + 1], cuda.blockDim.x):
                 first_sum += out[2 * index]
                 second_sum += out[2 * index + 1]
-            first_sums[thread] = first_sum
-            second_sums[thread] = second_sum
-            cuda.syncthreads()
-            half = cuda.blockDim.x // 2
-            while half > 0:
-                if thread < half:
-                    first_sums[thread] += first_sums[thread + half]
-                    second_sums[thread] += second_sums[thread + half]
-                cuda.syncthreads()
-                half //= 2
+            block_sums(first_sums, second_sums, thread, first_sum, second_sum)
             if thread == 0 and layout[n_leaves + 1 + leaf] != 0:
                 if per_parameter:
                     found = on_device(first_sums[0], second_sums[0], layout[2 * n_leaves + 1 + leaf],
