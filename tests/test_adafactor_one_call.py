@@ -152,13 +152,23 @@ def test_a_strided_gradient_takes_the_passes(calls):
     np.testing.assert_allclose(param, reference, rtol=1e-6)
 
 
-def test_the_one_call_compiles_the_passes_functions_for_the_hosts_argument_types(calls):
+def test_the_one_call_compiles_the_passes_functions_for_the_hosts_argument_types(calls, monkeypatch):
     """The one call must run the host's machine code of the factors' pass (whose float64 sums are
     reassociated as each compiled loop vectorizes them): a constant passed from compiled code would
-    be typed as a literal, a version of its own."""
+    be typed as a literal, a version of its own. The one call is compiled afresh here (machine
+    code loaded from Numba's disk cache types none of the functions it calls)."""
+    import functools
+
+    import numba
     from numba import types
 
     from numadam.targets.cpu import factor_sums
+
+    options = {name: value for name, value in factored_step.factored_step_serial.targetoptions.items()
+               if name != "nopython"}  # (njit's own)
+    fresh = numba.njit(**options, cache=False)(factored_step.factored_step_serial.py_func)
+    monkeypatch.setattr(factored_step, "factored_step_serial", fresh)
+    monkeypatch.setattr(factored_step, "_compiled", functools.cache(factored_step._compiled.__wrapped__))
 
     start, grads = arrays(5, [(9, 7), (5,)], np.float32, steps=1)
     numadam.Adafactor([p.copy() for p in start], lr=1e-2).step(grads[0])
