@@ -5,9 +5,12 @@ Every algorithm's step function (``numadam.adam_step``, ``numadam.nadam_step``,
 objects (:mod:`numadam.engine.operands`), the same kernels, on arrays the
 caller keeps. The checked plans of the latest calls are kept, one per set of
 arrays: the same arrays (the very objects: NumPy, CuPy or other CUDA arrays)
-with the same hyperparameters as the last call step with no check repeated
+with the hyperparameters they last stepped with step with no check repeated
 and, on a GPU, no table uploaded again, so a loop over a few small arrays
-costs little more than their kernels' launches.
+costs little more than their kernels' launches. A kept plan trusts that its
+arrays keep their shape, strides, dtype and writeability: an array reshaped or
+made read-only in place (``a.shape = ...``, ``a.flags.writeable = False``)
+must come as a new object (a view) to be checked again.
 """
 
 import inspect
@@ -169,7 +172,7 @@ class _Checked(NamedTuple):
     kinds: tuple
 
 
-MOST_PLANS = 1024  # plans a step function keeps; past that it forgets them all and plans again
+MOST_PLANS = 1024  # plans a step function keeps (see _forget_plans)
 
 
 class _Plan(NamedTuple):
@@ -230,14 +233,17 @@ def step_function(cls, name, doc):
         algorithm with a norms pass, whose kernels depend on the norms of each call."""
         if algorithm.norms is not None or any(is_foreign(array) or is_rows(array) for array in operands.values()):
             return None
+        try:
+            refs = [weakref.ref(array) for array in operands.values()]
+        except TypeError:  # a CUDA array object that takes no weak reference: checked at every call
+            return None
         ready = prepared(algorithm, operands)
         spec = kernel_spec(algorithm, checked.flags, ready.storage, ready.present, NO_POLICY, ready.state)
-        arrays = tuple(operands.values())
-        plan = _Plan(checked, [weakref.ref(array) for array in arrays], ready.backend.launcher(ready.plan, spec))
+        plan = _Plan(checked, refs, ready.backend.launcher(ready.plan, spec))
         scalars, carry = algorithm.step_scalars(step, checked.h, carry)
         plan.launch([scalars])
         if len(plans) >= MOST_PLANS:
-            plans.clear()
+            _forget_plans(plans)
         plans[key] = plan
         return carry
 
@@ -301,6 +307,16 @@ def step_function(cls, name, doc):
     step_function.__module__ = cls.__module__
     return step_function
 
+
+
+def _forget_plans(plans):
+    """Make room in a step function's full dict of plans: drop those whose arrays are gone, and if
+    none is, every plan (a loop over more sets of arrays than that plans each call again)."""
+    for key, plan in list(plans.items()):  # a copy: other threads may add plans meanwhile
+        if not _alive(plan.refs):
+            plans.pop(key, None)
+    if len(plans) >= MOST_PLANS:
+        plans.clear()
 
 
 def _alive(refs):

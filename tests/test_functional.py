@@ -215,3 +215,62 @@ def test_a_loop_over_arrays_keeps_each_ones_plan_and_hyperparameters(rng, monkey
         if step == 2:  # array 2's gradient replaced by a new array: its plan is made again
             arrays[2][1] = arrays[2][1].copy()
     assert counts == [4, 0, 1, 1, 1], counts  # step 5: array 1 back to its first lr, planned again
+
+
+def _counting_adam_step(monkeypatch):
+    """A fresh Adam step function (no plans kept yet) and the list its planning appends to."""
+    import numadam.functional as functional
+
+    planned = []
+    original = functional.prepared
+    monkeypatch.setattr(functional, "prepared", lambda *a, **k: planned.append(1) or original(*a, **k))
+    return functional.step_function(numadam.Adam, "adam_step", ""), planned
+
+
+def test_a_full_set_of_plans_forgets_the_freed_arrays_plans_first(rng, monkeypatch):
+    """With room for three plans: a fourth set of arrays takes the place of a set that was freed,
+    and the live sets keep theirs; when every kept plan is live, they are all forgotten."""
+    import numadam.functional as functional
+
+    monkeypatch.setattr(functional, "MOST_PLANS", 3)
+    step, planned = _counting_adam_step(monkeypatch)
+
+    def new_set():
+        return [random_array(rng, (5,), np.float32) for _ in range(2)] + [np.zeros(5, np.float32) for _ in range(2)]
+
+    sets = {name: new_set() for name in "ABC"}
+    for name in "ABC":
+        step(*sets[name], step=1, **HYPER)
+    assert len(planned) == 3
+    del sets["C"]  # its arrays freed: its plan's references die
+    sets["D"] = new_set()
+    for name in "DAB":
+        step(*sets[name], step=2, **HYPER)
+    assert len(planned) == 4  # D took C's place; A and B kept theirs
+    sets["E"] = new_set()
+    step(*sets["E"], step=1, **HYPER)  # every kept plan live: all forgotten, E's made
+    step(*sets["A"], step=3, **HYPER)
+    assert len(planned) == 6
+
+
+def test_a_freed_arrays_successor_at_the_same_id_is_planned_again(rng, monkeypatch):
+    """A plan is kept under its arrays' ids, which a new array may take once one of them is freed:
+    the plan's weak references tell, and the call is checked and planned again."""
+    step, planned = _counting_adam_step(monkeypatch)
+    param, exp_avg, exp_avg_sq = random_array(rng, (6,), np.float32), np.zeros(6, np.float32), np.zeros(6, np.float32)
+    grad = random_array(rng, (6,), np.float32)
+    expected = adam_exact(param, grad, exp_avg, exp_avg_sq, None, step=1, **HYPER)
+    step(param, grad, exp_avg, exp_avg_sq, step=1, **HYPER)
+    freed, values = id(grad), grad.copy()
+    del grad
+    for _ in range(100):  # CPython usually gives the freed object's memory to the next array
+        successor = values * 2
+        if id(successor) == freed:
+            break
+        del successor
+    else:
+        pytest.skip("no new array took the freed gradient's id")
+    step(param, successor, exp_avg, exp_avg_sq, step=2, **HYPER)
+    assert len(planned) == 2
+    expected = adam_exact(*expected[:1], successor, *expected[1:3], None, step=2, **HYPER)
+    assert_bitwise([param, exp_avg, exp_avg_sq], expected[:3])

@@ -284,3 +284,48 @@ def test_an_out_of_place_step_on_the_simulator_matches_its_reference(method):
     np.testing.assert_array_equal(old["param"].copy_to_host(), host, strict=True)
     for name, array in reference.state[0].items():
         np.testing.assert_array_equal(new[name].copy_to_host(), array, strict=True)
+
+
+class _Slotted:
+    """A CUDA array object that takes no weak reference (``__slots__``, no ``__weakref__``): the
+    simulator's device array it wraps, described by its host memory's interface."""
+
+    __slots__ = ("device",)
+    __cuda_ndarray__ = True
+
+    def __init__(self, device):
+        self.device = device
+
+    @property
+    def __array_interface__(self):
+        return self.device._ary.__array_interface__
+
+    @property
+    def dtype(self):
+        return self.device.dtype
+
+    @property
+    def shape(self):
+        return self.device.shape
+
+
+def test_arrays_that_take_no_weak_reference_step_checked_at_every_call(monkeypatch):
+    """The functional step keeps its plan by weak references to the arrays; an array object that
+    takes none is checked (and planned) at every call instead, with the same results."""
+    import numadam.functional as functional
+
+    checked = []  # the calls that went through every check (run_step), not a kept plan
+    original = functional.run_step
+    monkeypatch.setattr(functional, "run_step", lambda *a, **k: checked.append(1) or original(*a, **k))
+    rng = np.random.default_rng(41)
+    host = [random_array(rng, (30,), np.float32), np.zeros(30, np.float32), np.zeros(30, np.float32)]
+    wrapped = [_Slotted(cuda.to_device(array.copy())) for array in host]
+    grad = random_array(rng, (30,), np.float32)
+    device_grad = _Slotted(cuda.to_device(grad))
+    expected = list(host)
+    for step in (1, 2, 3):
+        numadam.adam_step(wrapped[0], device_grad, wrapped[1], wrapped[2], step=step, **HYPER)
+        expected = list(adam_exact(expected[0], grad, expected[1], expected[2], step=step, **HYPER)[:3])
+    assert len(checked) == 3
+    for actual, wanted in zip(wrapped, expected):
+        np.testing.assert_array_equal(actual.device.copy_to_host(), wanted, strict=True)
