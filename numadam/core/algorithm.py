@@ -108,12 +108,14 @@ class Norms(NamedTuple):
     of its group, and the family's ``rule`` applies the update without touching
     the state. ``value`` is plain Python arithmetic on two floats that every
     path compiles: the host's loop over parameters, the CPU's one-call step,
-    and :mod:`numadam.jit`.
+    :mod:`numadam.jit`, and on CUDA the kernel that writes it into the
+    update's rows on the GPU (:func:`~numadam.targets.cuda.kernels.norms_values_kernel`).
 
     With ``per_parameter`` the value also depends on the parameter:
     ``value(param_squares, direction_squares, count, s)`` takes its number of
-    real elements and its scalars ``s`` (floats), and the steps compute it on
-    the host (Adafactor's step size, from two root mean squares).
+    real elements and its scalars ``s`` (a NamedTuple of floats); the CPU's
+    steps compute it on the host, CUDA's on the GPU, where it must compile
+    as well (Adafactor's step size, from two root mean squares).
 
     The CPU's pass keeps each tile's directions apart from their float64 sums,
     so that a rule with divisions and roots vectorizes at the compute dtype's

@@ -173,7 +173,7 @@ class LocalEngine(Engine):
         With ``arguments``, the kernel and its arguments for compiled code, its norms pass compiled in."""
         fields = self.algorithm.Scalars._fields
         first, update = self._first_pass_of[""], self._after_norms_of[""]
-        norms_too = arguments or bucket.backend.norms_in_factored_step
+        norms_too = arguments or getattr(bucket.backend, "norms_in_factored_step", False)
         step = bucket.factored_step_launcher(plan, flags, update, first if norms_too else None,
                                              tuple(self.policies.scalars(1.0)),  # no policy: the same every step
                                              self.settings.leaf_groups, self._norms_apply(), self._counts,

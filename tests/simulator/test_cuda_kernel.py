@@ -329,3 +329,32 @@ def test_arrays_that_take_no_weak_reference_step_checked_at_every_call(monkeypat
     assert len(checked) == 3
     for actual, wanted in zip(wrapped, expected):
         np.testing.assert_array_equal(actual.device.copy_to_host(), wanted, strict=True)
+
+
+@pytest.mark.parametrize("method", ["lamb", "adafactor"])
+def test_the_norms_values_kernel_adds_many_pieces_per_parameter(method):
+    """The kernel that writes each parameter's norms value into the update's rows, alone: three
+    parameters of 1, 70 (more than a block's threads) and 0 pieces, the second's norms not
+    applying in one case. Each written value is the family's value of the parameter's sums (within
+    float64's last places: the block adds its threads' sums in a tree), rounded once to the row's
+    dtype; the other values stay."""
+    family = numadam.families()[method].algorithm
+    n_fields = len(family.Scalars._fields)
+    field = family.Scalars._fields.index(family.norms.field)
+    rng = np.random.default_rng(43)
+    sums = rng.uniform(0.1, 2.0, (71, 2))
+    family_rows = rng.uniform(1e-4, 1e-3, (3, n_fields))  # small eps2 and d: both sums matter to a step size
+    counts = np.array([5, 9000, 0])
+    for applies in ([1, 1, 1], [1, 0, 1]):
+        layout = np.concatenate([[0, 1, 71, 71], applies, counts]).astype(np.int64)
+        rows = np.full((3, n_fields), 7.0, np.float32)
+        cuda_kernels.launch_norms_values(family.norms.value, family.Scalars if family.norms.per_parameter else None,
+                                         sums.ctypes.data, layout.ctypes.data, 3, family_rows.ctypes.data, n_fields,
+                                         rows.ctypes.data, n_fields, field, np.float32(0))
+        for leaf, (first, last) in enumerate([(0, 1), (1, 71), (71, 71)]):
+            squares = sums[first:last].sum(axis=0)
+            arguments = (*squares, int(counts[leaf]), family.Scalars(*family_rows[leaf])) \
+                if family.norms.per_parameter else tuple(squares)
+            wanted = np.float32(family.norms.value(*arguments)) if applies[leaf] else np.float32(7.0)
+            np.testing.assert_allclose(rows[leaf, field], wanted, rtol=2 ** -23)
+            np.testing.assert_array_equal(np.delete(rows[leaf], field), np.full(n_fields - 1, 7.0, np.float32))

@@ -37,7 +37,7 @@ class CudaBackend:
 
     name = "cuda"
     #: The one-call step of a family with factored state takes its norms pass too
-    #: (:meth:`factored_step_launcher`), so that a step never waits for the GPU.
+    #: (:meth:`factored_step_launcher`), so that a step does not wait for its norms' sums.
     norms_in_factored_step = True
 
     def __init__(self):
@@ -178,8 +178,7 @@ class CudaBackend:
         real, n_scalars, kernels = np.dtype(spec.real), spec.n_scalars, self._kernels
         like, table, width, n_segments = real.type(0), plan.device_table, plan.width, len(plan.rows)
         n_pieces = len(starts)
-        pieces = self._upload(np.concatenate([starts, stops]).astype(np.int64))
-        out = self._upload(np.zeros(2 * n_pieces, np.int64))  # 8-byte words, written as float64
+        pieces, out = self._piece_buffers(starts, stops)
 
         def reduce(scalars):
             values = self._kernel_scalars(scalars, real, n_scalars)
@@ -219,8 +218,7 @@ class CudaBackend:
         update, as :meth:`_norms_and_update`, the family's value taking each parameter's number of
         real elements ``counts[k]`` and its row. The launch returns 0: no parameter is left
         for the host's norms pass. ``None`` without ``first``, or where there is nothing to sum."""
-        starts = pieces[0]
-        if first is None or plan.n_chunks == 0 or not len(starts):
+        if first is None or plan.n_chunks == 0 or not len(pieces[0]):
             return None
         from ...core import factors
         from ...core.algorithm import ALGORITHMS
@@ -231,7 +229,7 @@ class CudaBackend:
         keeps = np.array([1.0 if factors.factored(grad.shape) else 0.0 for grad in grads])
         stepped = [k for k, grad in enumerate(grads) if grad.size]  # an empty gradient leaves its factors
         norms_and_update = self._norms_and_update(plan, first, update, pieces, applies, counts, policy_scalars,
-                                                  field_slot, family.Scalars)
+                                                  field_slot, scalars_type=family.Scalars)
 
         def launch(scalars):
             rows = np.array(scalars, np.float64)[groups]
@@ -245,19 +243,23 @@ class CudaBackend:
         return launch
 
     def _norms_and_update(self, plan, first, update, pieces, applies, counts, policy_scalars, field_slot,
-                          scalars=None):
+                          scalars_type=None):
         """``run(rows)``: a family's norms pass and update over ``plan``, with ``rows`` each
-        parameter's float64 row of the family's scalars, queued without waiting for the GPU.
+        parameter's float64 row of the family's scalars, queued on the current stream.
 
-        Three kernels: the norms pass (``first``, each row followed by ``policy_scalars``), which
-        writes two float64 sums for each piece ``starts[p]:stops[p]`` of ``pieces`` (of parameter
-        ``leaves[p]``, in order); :func:`~numadam.targets.cuda.kernels.norms_values_kernel` (with
-        ``scalars``, the family's NamedTuple, for a value per parameter, which takes ``counts``),
-        which adds them per parameter and writes the family's value into field ``field_slot`` of
-        its update row, in device memory, where ``applies``; and the update (``update``), which
-        reads those rows. The rows are those the host would make
-        (:func:`~numadam.engine.stepping.with_norms`), rounded once to the real dtype, so a
-        step never copies the sums to the host.
+        Three kernels: the norms pass (``first``, each row followed by ``policy_scalars`` where
+        its policy is active), which writes two float64 sums for each piece ``starts[p]:stops[p]``
+        of ``pieces`` (of parameter ``leaves[p]``, in order);
+        :func:`~numadam.targets.cuda.kernels.norms_values_kernel` (with ``scalars_type``, the
+        family's NamedTuple of scalars, for a value per parameter, which takes ``counts``), which
+        adds them per parameter and writes the family's value into field ``field_slot`` of its
+        update row, in device memory, where ``applies``; and the update (``update``), which reads
+        those rows. They are the rows the host would make (:func:`~numadam.engine.stepping.with_norms`),
+        rounded once to the real dtype, but for the sums of a parameter of more than two pieces,
+        added in another order (a few units in the last place of float64). The sums never come
+        to the host; a step copies its rows to the GPU (two or three small copies, queued from
+        the page-locked ring, which makes the host wait only when it runs about three steps
+        ahead of the GPU; without CuPy, ``numba.cuda.to_device`` copies them, waiting).
         """
         plan.check_fits(first)
         plan.check_fits(update)
@@ -269,26 +271,32 @@ class CudaBackend:
         table, width, n_segments, n_chunks = plan.device_table, plan.width, len(plan.rows), plan.n_chunks
         bounds = np.searchsorted(np.asarray(leaves, np.int64), np.arange(n_leaves + 1))
         layout = self._upload(np.concatenate([bounds, np.asarray(applies, bool), counts]).astype(np.int64))
-        pieces = self._upload(np.concatenate([starts, stops]).astype(np.int64))
-        out = self._upload(np.zeros(2 * n_pieces, np.int64))  # 8-byte words, written as float64
-        extra = np.array(policy_scalars, np.float64)
+        pieces, out = self._piece_buffers(starts, stops)
+        extra = np.array(policy_scalars if first.policy.active else (), np.float64)
         value = rule(first.rule).value
 
         def run(rows):
             first_rows = np.hstack([rows, np.broadcast_to(extra, (n_leaves, len(extra)))]) if len(extra) else rows
             first_values = self._kernel_scalars(first_rows, real, first.n_scalars)
             update_values = self._upload(_as_int64_words(checked_rows(rows, real, update.n_scalars)))
-            family_rows = None if scalars is None else self._upload(_as_int64_words(np.ascontiguousarray(rows).reshape(-1)))
+            family_rows = None if scalars_type is None else self._upload(
+                _as_int64_words(np.ascontiguousarray(rows).reshape(-1)))
             rows_address, stream = self._table_address(update_values), self._stream()
             out_address, table_address = self._table_address(out), self._table_address(table)
             kernels.launch_reduction(first, table_address, width, n_segments, self._table_address(pieces), n_pieces,
                                      self._scalars_argument(first_values), like, out_address, stream)
-            kernels.launch_norms_values(value, scalars, out_address, self._table_address(layout), n_leaves,
+            kernels.launch_norms_values(value, scalars_type, out_address, self._table_address(layout), n_leaves,
                                         0 if family_rows is None else self._table_address(family_rows),
                                         rows.shape[1], rows_address, update.n_scalars, field_slot, like, stream)
             kernels.launch(update, table_address, width, n_segments, n_chunks, rows_address, like, stream)
 
         return run
+
+    def _piece_buffers(self, starts, stops):
+        """``(pieces, out)`` in device memory: the pieces ``starts[p]:stops[p]`` of a pre-pass (their
+        starts, then their stops) and room for its two float64 sums of each."""
+        pieces = self._upload(np.concatenate([starts, stops]).astype(np.int64))
+        return pieces, self._upload(np.zeros(2 * len(starts), np.int64))  # 8-byte words, written as float64
 
     def reduce(self, plan, spec, scalars, starts, stops):
         """The pre-pass over ``plan`` once (see :meth:`reducer`)."""

@@ -436,7 +436,7 @@ def launch_reduction(spec, table_address, width, n_segments, pieces_address, n_p
 
 
 @functools.cache
-def norms_values_kernel(value, scalars=None):
+def norms_values_kernel(value, scalars_type=None):
     """The kernel that turns the norms pass's per-piece sums into each parameter's update row,
     on the GPU: ``kernel(out_address, layout_address, n_leaves, family_rows_address, n_fields,
     rows_address, row_size, field_slot, like)``.
@@ -450,7 +450,7 @@ def norms_values_kernel(value, scalars=None):
     pieces, field ``field_slot`` of its row (``row_size`` values of ``like``'s dtype at
     ``rows_address``) becomes ``value(S_p, S_u)``, the family's
     :attr:`~numadam.core.algorithm.Norms.value` compiled for the device, rounded once to
-    the row's dtype, where its norms apply. With ``scalars`` (the family's NamedTuple of
+    the row's dtype, where its norms apply. With ``scalars_type`` (the family's NamedTuple of
     scalars: a value ``per_parameter``) it is ``value(S_p, S_u, n, s)``, ``n`` the
     parameter's real elements and ``s`` its row of ``n_fields`` float64 scalars at
     ``family_rows_address``, as the host computes it. A parameter of one or two pieces
@@ -458,8 +458,8 @@ def norms_values_kernel(value, scalars=None):
     (the host's sums then differ in the last places of float64).
     """
     on_device = value if SIMULATED else njit(inline="always")(value)
-    per_parameter = scalars is not None
-    make_scalars = _scalars_maker(scalars) if per_parameter else None
+    per_parameter = scalars_type is not None
+    make_scalars = _scalars_maker(scalars_type) if per_parameter else None
 
     @cuda.jit
     def kernel(out_address, layout_address, n_leaves, family_rows_address, n_fields, rows_address, row_size,
@@ -490,19 +490,19 @@ def norms_values_kernel(value, scalars=None):
     return kernel
 
 
-def _scalars_maker(scalars):
-    """``make(values, first)``: ``scalars(values[first], values[first + 1], ...)``, one value per
-    field of the NamedTuple class ``scalars``, for device code (written out field by field: a
-    NamedTuple is built from its values, not from a sequence)."""
-    fields = ", ".join(f"values[first + {k}]" for k in range(len(scalars._fields)))
-    namespace = {"scalars": scalars}
+def _scalars_maker(scalars_type):
+    """``make(values, first)``: ``scalars_type(values[first], values[first + 1], ...)``, one value
+    per field of the NamedTuple class ``scalars_type``, for device code (written out field by
+    field: a NamedTuple is built from its values, not from a sequence)."""
+    fields = ", ".join(f"values[first + {k}]" for k in range(len(scalars_type._fields)))
+    namespace = {"scalars": scalars_type}
     exec(f"def make(values, first):\n    return scalars({fields})\n", namespace)  # noqa: S102 (generated here)
     return namespace["make"] if SIMULATED else njit(inline="always")(namespace["make"])
 
 
-def launch_norms_values(value, scalars, out_address, layout_address, n_leaves, family_rows_address, n_fields,
+def launch_norms_values(value, scalars_type, out_address, layout_address, n_leaves, family_rows_address, n_fields,
                         rows_address, row_size, field_slot, like, stream=0):
-    """Launch :func:`norms_values_kernel` of ``value`` (and ``scalars``): a block per parameter
+    """Launch :func:`norms_values_kernel` of ``value`` (and ``scalars_type``): a block per parameter
     (at most :func:`max_blocks`)."""
-    _launch_over(norms_values_kernel(value, scalars), n_leaves, stream, out_address, layout_address, n_leaves,
+    _launch_over(norms_values_kernel(value, scalars_type), n_leaves, stream, out_address, layout_address, n_leaves,
                  family_rows_address, n_fields, rows_address, row_size, field_slot, like)
