@@ -228,10 +228,11 @@ def step_function(cls, name, doc):
 
     def planned(checked, operands, key, step, carry):
         """The step of NumPy, CuPy or other CUDA arrays through their checked plan, made here and kept
-        while the same arrays come with the same hyperparameters; ``None`` for operands that are
-        adopted at each call (torch tensors, DLPack arrays, row-sparse gradients) and for an
-        algorithm with a norms pass, whose kernels depend on the norms of each call."""
-        if algorithm.norms is not None or any(is_foreign(array) or is_rows(array) for array in operands.values()):
+        while the same arrays come with the same hyperparameters (for a family with a norms pass,
+        both passes: :func:`_norms_then`); ``None`` for operands that are adopted at each call
+        (torch tensors, DLPack arrays, row-sparse gradients) and for a family with factored state,
+        whose factors' pass takes its own arrays."""
+        if algorithm.factored or any(is_foreign(array) or is_rows(array) for array in operands.values()):
             return None
         try:
             refs = [weakref.ref(array) for array in operands.values()]
@@ -239,7 +240,10 @@ def step_function(cls, name, doc):
             return None
         ready = prepared(algorithm, operands)
         spec = kernel_spec(algorithm, checked.flags, ready.storage, ready.present, NO_POLICY, ready.state)
-        plan = _Plan(checked, refs, ready.backend.launcher(ready.plan, spec))
+        launch = ready.backend.launcher(ready.plan, spec)
+        if algorithm.norms is not None:
+            launch = _norms_then(algorithm, checked, ready, launch)
+        plan = _Plan(checked, refs, launch)
         scalars, carry = algorithm.step_scalars(step, checked.h, carry)
         plan.launch([scalars])
         if len(plans) >= MOST_PLANS:
@@ -307,6 +311,27 @@ def step_function(cls, name, doc):
     step_function.__module__ = cls.__module__
     return step_function
 
+
+
+def _norms_then(algorithm, checked, ready, update):
+    """``launch(rows)``: the functional step of a family with a norms pass over ``ready``'s plan,
+    as :func:`run_step` takes it: the norms pass with the one row of ``rows`` (then no policy's
+    scalars), summed chunk by chunk in order; the field its two sums set
+    (:func:`~numadam.engine.stepping.with_norms`); then ``update``, the update's launch."""
+    backend, plan = ready.backend, ready.plan
+    first = kernel_spec(algorithm, checked.flags, ready.storage, ready.present, NO_POLICY._replace(reduction="norms"),
+                        ready.state)
+    starts = np.arange(0, plan.n_elements, backend.chunk_size, dtype=np.int64)
+    stops = np.append(starts[1:], plan.n_elements).astype(np.int64)
+    reduce = backend.reducer(plan, first, starts, stops)
+    applies = np.array([algorithm.norms.applies(checked.h)])
+
+    def launch(rows):
+        sums = reduce([tuple(rows[0]) + tuple(NO_POLICY_SCALARS)])
+        param_squares, direction_squares = (float(total) for total in sums.sum(axis=0)) if len(sums) else (0.0, 0.0)
+        update([with_norms(algorithm, np.array(rows, np.float64), applies, [param_squares], [direction_squares])[0]])
+
+    return launch
 
 
 def _forget_plans(plans):

@@ -274,3 +274,31 @@ def test_a_freed_arrays_successor_at_the_same_id_is_planned_again(rng, monkeypat
     assert len(planned) == 2
     expected = adam_exact(*expected[:1], successor, *expected[1:3], None, step=2, **HYPER)
     assert_bitwise([param, exp_avg, exp_avg_sq], expected[:3])
+
+
+
+def test_lambs_functional_step_keeps_both_passes_plan(rng, monkeypatch):
+    """A family with a norms pass (LAMB) keeps its plan too: the norms pass and the update are
+    planned once for the same arrays (the gradient refilled in place), and each call gives the
+    bits of the call that checks and plans everything (``run_step``), run alongside on copies."""
+    import numadam.functional as functional
+
+    planned = []
+    original = functional.prepared
+    monkeypatch.setattr(functional, "prepared", lambda *a, **k: planned.append(1) or original(*a, **k))
+    step = functional.step_function(numadam.LAMB, "lamb_step", "")
+    algorithm = numadam.LAMB.algorithm
+    given = {"lr": 0.01, "weight_decay": 0.1}
+    merged = {**numadam.LAMB._class_defaults, **given, **numadam.LAMB.pinned}
+    hyper = {h.name: h.check(h.name, merged[h.name]) for h in algorithm.hyperparameters}
+    shape = (3, 700)
+    param, grad = random_array(rng, shape, np.float32), np.zeros(shape, np.float32)
+    state = [np.zeros(shape, np.float32), np.zeros(shape, np.float32)]
+    expected = [param.copy(), *(array.copy() for array in state)]
+    for t in range(1, 5):
+        grad[...] = random_array(rng, shape, np.float32)
+        step(param, grad, *state, step=t, **given)
+        operands = {"param": expected[0], "grad": grad.copy(), "exp_avg": expected[1], "exp_avg_sq": expected[2]}
+        functional.run_step(numadam.LAMB, operands, t, hyper, algorithm.initial_carry())
+        assert_bitwise([param, *state], expected)
+    assert len(planned) == 1
