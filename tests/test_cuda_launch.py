@@ -66,7 +66,7 @@ class LoadedKernel:
     def __init__(self):
         self.arguments = []
 
-    def __call__(self, grid, block, arguments, stream):
+    def __call__(self, grid, block, arguments, stream=None):
         self.arguments.append(arguments)
 
 
@@ -110,3 +110,117 @@ def test_a_launch_through_cupy_packs_its_scalars_as_the_kernel_takes_them(monkey
     parameters = re.findall(r"\.param \.(\w+)", entry[:entry.index(")")])
     ptx_type = {np.dtype(np.int64): "u64", np.dtype(np.float32): "f32"}
     assert [ptx_type[np.asarray(argument).dtype] for argument in arguments] == parameters
+
+
+class CupyArray:
+    """A stand-in for a CuPy array on the host: what :mod:`numadam.targets.cuda.launcher` reads of one."""
+
+    def __init__(self, array):
+        self.dtype, self.ndim, self.shape, self.strides = array.dtype, array.ndim, array.shape, array.strides
+        self.size, self.itemsize = array.size, array.itemsize
+        self.data = types.SimpleNamespace(ptr=array.ctypes.data)
+
+
+def launched_through_cupy(monkeypatch, kernel, blocks, threads, arguments):
+    """``(signature, arguments)``: the types ``kernel`` was compiled for and the values CuPy was handed
+    by :func:`launcher.launch_kernel`, with :class:`CupyArray` as CuPy's array class; fails if
+    numba-cuda's launcher was used."""
+    from numadam.targets.cuda import launcher
+
+    loaded, compiled = LoadedKernel(), []
+
+    class Cupy:
+        ndarray = CupyArray
+
+        class cuda:  # noqa: N801 (CuPy's name)
+            Device = staticmethod(lambda: types.SimpleNamespace(id=0))
+
+    def cupy_function(kernel, key, device_id):
+        compiled.append(launcher.signature(key))
+        return None, loaded
+
+    def numba_launch(*_):
+        raise AssertionError("launched through numba-cuda")
+
+    monkeypatch.setitem(sys.modules, "cupy", Cupy)
+    monkeypatch.setattr(launcher, "cupy_function", cupy_function)
+    monkeypatch.setattr(launcher, "quiet_grid", numba_launch)
+    launcher.launch_kernel(kernel, blocks, threads, 0, *arguments)
+    (handed,) = loaded.arguments
+    return compiled[0], handed
+
+
+def ptx_parameters(kernel, signature):
+    """The PTX types of the parameters of ``kernel`` compiled for ``signature``."""
+    from numba import cuda
+
+    ptx, _ = cuda.compile_ptx(kernel.py_func, signature, cc=(9, 0))
+    entry = ptx[ptx.index(".entry"):]
+    return re.findall(r"\.param \.(\w+)", entry[:entry.index(")")])
+
+
+PTX_TYPE = {np.dtype(np.int64): "u64", np.dtype(np.float32): "f32", np.dtype(np.float64): "f64"}
+
+
+@pytest.mark.parametrize("transposed", tiered([False, True], lambda transposed: transposed))
+def test_a_kernel_of_arrays_is_handed_to_cupy_as_its_compiled_parameters(monkeypatch, transposed):
+    """The factors' first kernel, of two arrays of three dimensions, a float32 and a float64
+    one, and two scalars: CuPy gets each array's pointers, count, item size, extents and byte
+    strides, and the scalars in the types the kernel was compiled for, one value per PTX
+    parameter of the same type; a transposed view is compiled for any layout."""
+    from numadam.targets.cuda import factors
+
+    grad = np.arange(2 * 3 * 4, dtype=np.float32).reshape(2, 3, 4)
+    grad = grad.transpose(0, 2, 1) if transposed else grad
+    sums = np.zeros((2, 1, 5))
+    signature, handed = launched_through_cupy(
+        monkeypatch, factors._tile_sums, (1, 2), 256, (CupyArray(grad), np.float32(1), np.float32(np.inf),
+                                                       CupyArray(sums), CupyArray(sums)))
+    assert [parameter.layout for parameter in (signature[0], signature[3])] == ["A" if transposed else "C", "C"]
+    assert str(signature[1]) == "float32"
+    assert [PTX_TYPE[np.asarray(value).dtype] for value in handed] == ptx_parameters(factors._tile_sums, signature)
+    assert handed[:11] == (0, 0, grad.size, 4, grad.ctypes.data, *grad.shape, *grad.strides)
+    assert handed[11:13] == (1, np.inf)
+    assert handed[13:24] == (0, 0, sums.size, 8, sums.ctypes.data, *sums.shape, *sums.strides)
+
+
+def test_python_numbers_and_tuples_are_handed_to_cupy_typed_as_compiled(monkeypatch):
+    """A Python int goes as int64, a Python float as float64, a tuple of float32 values one by one."""
+    from numadam.targets.cuda import factors
+
+    state, ends = np.ones((1, 1, 6), np.float32), np.zeros((1, 1, 6), np.float32)
+    sums = np.zeros((1, 2, 6))
+    signature, handed = launched_through_cupy(
+        monkeypatch, factors._finish_factor, 1, 128,
+        (CupyArray(sums), 7, CupyArray(state), CupyArray(ends), np.float32(0.25), np.float32(0.75)))
+    assert str(signature[1]) == "int64"
+    assert type(handed[11]) is np.int64 and handed[11] == 7
+    assert [PTX_TYPE[np.asarray(value).dtype] for value in handed] == ptx_parameters(factors._finish_factor,
+                                                                                      signature)
+
+
+def test_a_tuple_of_scalars_is_typed_as_one_tuple():
+    from numadam.targets.cuda import launcher
+
+    key = launcher.arguments_key((5, (np.float32(1), np.float32(2)), 0.5), CupyArray)
+    assert [str(kind) for kind in launcher.signature(key)] == ["int64", "UniTuple(float32 x 2)", "float64"]
+    assert launcher.flattened((5, (np.float32(1), np.float32(2)), 0.5), CupyArray) == (5, 1, 2, 0.5)
+    assert [type(value) for value in launcher.flattened((5, (np.float32(1), np.float32(2)), 0.5), CupyArray)] == [
+        np.int64, np.float32, np.float32, np.float64]
+
+
+@pytest.mark.parametrize("argument", [np.zeros(3), True, "text", None])
+def test_an_argument_cupy_cannot_take_is_launched_by_numba_cuda(monkeypatch, argument):
+    """A host (or any non-CuPy) array, a boolean or another object leaves the launch to numba-cuda."""
+    from numadam.targets.cuda import launcher
+
+    configured = []
+
+    class Cupy:
+        ndarray = CupyArray
+
+    monkeypatch.setitem(sys.modules, "cupy", Cupy)
+    monkeypatch.setattr(launcher, "cupy_function", lambda *_: pytest.fail("launched through CuPy"))
+    monkeypatch.setattr(launcher, "quiet_grid", lambda *grid: lambda *arguments: configured.append((grid, arguments)))
+    launcher.launch_kernel("kernel", 3, 128, "stream", 1, argument)
+    assert configured == [(("kernel", 3, 128, "stream"), (1, argument))]

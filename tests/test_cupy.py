@@ -177,3 +177,56 @@ def test_a_one_block_step_prints_no_occupancy_warning():
         opt.step(grad)
     assert not [w for w in caught if "Grid size" in str(w.message)], [str(w.message) for w in caught]
     assert float(param.max()) == pytest.approx(-0.1, rel=1e-6)
+
+
+LAUNCHER_CASES = {
+    "adafactor": lambda params: numadam.Adafactor(params, lr=0.02, weight_decay=0.1),
+    "lamb": lambda params: numadam.LAMB(params, lr=0.01, weight_decay=0.1),
+    "adam skip and clip": lambda params: numadam.Adam(params, lr=0.01, nonfinite="skip", clip_global_norm=1.0),
+}
+
+
+def stepped_through(launcher_choice, make, monkeypatch):
+    """Parameters and state after four steps of ``make``'s optimizer on float32 matrices (one of them
+    column-major, one a batch) and a vector, with the helper kernels launched by CuPy
+    (``"cupy"``) or all by numba-cuda (``"numba"``); and the number of numba-cuda launches."""
+    from numadam.targets.cuda import launcher
+
+    numba_launches = []
+    original = launcher.quiet_grid
+    with monkeypatch.context() as patch:
+        patch.setattr(launcher, "quiet_grid", lambda *a: numba_launches.append(a) or original(*a))
+        if launcher_choice == "numba":
+            patch.setattr(launcher, "arguments_key", lambda *_: None)
+        rng = np.random.default_rng(7)
+        shapes = [(300, 40), (40, 300), (3, 20, 30), (50,)]
+        params = [cupy.asarray(rng.standard_normal(shape, dtype=np.float32)) for shape in shapes]
+        params[1] = cupy.asfortranarray(params[1])
+        optimizer = make(params)
+        for step in range(4):
+            optimizer.step([cupy.asarray(rng.standard_normal(shape, dtype=np.float32)) for shape in shapes])
+        state = optimizer.state_dict()
+    return [cupy.asnumpy(p) for p in params], state, len(numba_launches)
+
+
+@pytest.mark.parametrize("case", sorted(LAUNCHER_CASES))
+def test_cupy_launches_the_helper_kernels_with_numba_cudas_bits(monkeypatch, case):
+    """The factors' pass, the norms pass, the norms' values and the step's control kernels are
+    launched by CuPy (no numba-cuda launch at all) and give the bits numba-cuda's launches give."""
+    params, state, numba_launches = stepped_through("cupy", LAUNCHER_CASES[case], monkeypatch)
+    expected_params, expected_state, expected_launches = stepped_through("numba", LAUNCHER_CASES[case], monkeypatch)
+    assert numba_launches == 0 and expected_launches > 0
+    for actual, expected in zip(params, expected_params, strict=True):
+        np.testing.assert_array_equal(actual, expected)
+    assert sorted(state) == sorted(expected_state)
+    for actual, expected in zip(host_leaves(state), host_leaves(expected_state), strict=True):
+        np.testing.assert_array_equal(actual, expected)
+
+
+def host_leaves(tree):
+    """The leaves of a tree of dicts and lists, in order, CuPy arrays copied to the host."""
+    if isinstance(tree, dict):
+        return [leaf for key in sorted(tree) for leaf in host_leaves(tree[key])]
+    if isinstance(tree, list):
+        return [leaf for item in tree for leaf in host_leaves(item)]
+    return [cupy.asnumpy(tree) if isinstance(tree, cupy.ndarray) else np.asarray(tree)]

@@ -1,4 +1,5 @@
-"""SparseAdam's, Adafactor's and LAMB's steps on a GPU: CUDA-event and host time per step.
+"""SparseAdam's, Adafactor's (50 small matrices, then one matrix of each size) and LAMB's steps
+on a GPU: CUDA-event and host time per step.
 
     python3 tools/gpu_steps.py LABEL [NUMADAM_ROOT]     (prints one line)
 
@@ -44,14 +45,19 @@ def main(label):
     sparse = numadam.SparseAdam([table], lr=1e-3)
     found.append("SparseAdam 1%% of 1e6 x 16: %.3f ms (host %.3f)" % timed(
         lambda: sparse.step([numadam.Rows(index, values)])))
-    for shape in [(30000, 1000), (10000, 10000)]:
+    many = [cupy.ones((256, 256), cupy.float32) for _ in range(50)]
+    many_grads = [cupy.full((256, 256), 0.5, cupy.float32) for _ in range(50)]
+    opt = numadam.Adafactor(many, lr=1e-3)
+    found.append("Adafactor 50 x (256, 256): %.3f ms (host %.3f)" % timed(lambda: opt.step(many_grads)))
+    for shape in [(1000, 1000), (30000, 1000), (10000, 10000)]:
         param, grad = cupy.ones(shape, cupy.float32), cupy.asarray(rng.standard_normal(shape, dtype=np.float32))
         opt = numadam.Adafactor([param], lr=1e-3)
         found.append(f"Adafactor {shape}: " + "%.3f ms (host %.3f)" % timed(lambda: opt.step([grad])))
         del opt, param, grad
-    param, grad = cupy.ones(100_000_000, cupy.float32), cupy.full(100_000_000, 0.5, cupy.float32)
-    opt = numadam.LAMB([param], lr=1e-3)
-    found.append("LAMB 1e8: %.3f ms (host %.3f)" % timed(lambda: opt.step([grad])))
+    for size, name in [(1_000_000, "1e6"), (100_000_000, "1e8")]:
+        param, grad = cupy.ones(size, cupy.float32), cupy.full(size, 0.5, cupy.float32)
+        opt = numadam.LAMB([param], lr=1e-3)
+        found.append(f"LAMB {name}: " + "%.3f ms (host %.3f)" % timed(lambda: opt.step([grad])))
     print(" | ".join(found), flush=True)
 
 

@@ -35,7 +35,7 @@ from numba import cuda, float64
 from ...core import factors
 from ...families._common import torch_lerp
 from ..factor_elements import column_scale, effective, row_scale
-from .kernels import quiet_grid
+from .launcher import launch_kernel
 
 THREADS = 128  # a block of the one-dimensional kernels
 TILE_COLUMNS = 256  # a tile's columns: one per thread of its block
@@ -174,7 +174,7 @@ def _lerp(state, ends, weight, one_minus_weight):
 def _over(kernel, threads, stream, *arguments):
     """``kernel`` run with ``THREADS`` threads per block and enough blocks for ``threads`` threads
     (at most ``MOST_BLOCKS``: its loops take turns beyond)."""
-    quiet_grid(kernel, max(1, min(-(-threads // THREADS), MOST_BLOCKS)), THREADS, stream)(*arguments)
+    launch_kernel(kernel, max(1, min(-(-threads // THREADS), MOST_BLOCKS)), THREADS, stream, *arguments)
 
 
 def _column_major(matrices):
@@ -219,9 +219,9 @@ def update_factors(backend, grad, row_var, col_var, row_mean, row_scales, col_sc
     row_tile_sums, column_tile_sums = (down, across) if transposed else (across, down)
     row_ends = backend.zeros(batch * rows, row_var.dtype).reshape(batch, 1, rows)
     column_ends = backend.zeros(batch * columns, col_var.dtype).reshape(batch, 1, columns)
-    quiet_grid(_tile_sums, (column_tiles, max(1, min(batch * spans, MOST_BLOCKS))), TILE_COLUMNS, stream)(
-        _swapped(matrices) if transposed else matrices, scale, clip, across, down)
+    launch_kernel(_tile_sums, (column_tiles, max(1, min(batch * spans, MOST_BLOCKS))), TILE_COLUMNS, stream,
+                  _swapped(matrices) if transposed else matrices, scale, clip, across, down)
     _over(_finish_factor, batch * rows, stream, row_tile_sums, columns, _swapped(r), row_ends, weight, one_minus)
     _over(_finish_factor, batch * columns, stream, column_tile_sums, rows, c, column_ends, weight, one_minus)
-    quiet_grid(_floored_mean, max(1, min(batch, MOST_BLOCKS)), THREADS, stream)(_swapped(r), floor, m)
+    launch_kernel(_floored_mean, max(1, min(batch, MOST_BLOCKS)), THREADS, stream, _swapped(r), floor, m)
     _over(_scales, batch * max(rows, columns), stream, r, m, a, c, real(1), b)

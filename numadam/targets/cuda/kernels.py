@@ -23,7 +23,6 @@ for CUDA arrays.
 import functools
 import math
 import sys
-import warnings
 
 import numpy as np
 from numba import cuda, float32, float64, int64, njit
@@ -34,8 +33,8 @@ from ..primitives import INTERPRETED, pointer_codegen, register
 from ..quantization import BLOCK, inverse_of
 from ..body import block_runners, piece_runner, quantized_operands, reduction_runner
 from ..segments import piece_of, segment_of_element, sequence_length
+from .launcher import SIMULATED, launch_kernel, loaded_function, quiet_grid
 
-SIMULATED = bool(cuda.config.ENABLE_CUDASIM)
 
 if SIMULATED:
     from .simulated_memory import element_pointer, scalar_view, table_view
@@ -270,23 +269,10 @@ def launch_blocks(spec, table_address, width, n_segments, blocks_address, n_bloc
                  scalars, like, scales_address)
 
 
-def quiet_grid(kernel, blocks, threads, stream):
-    """``kernel`` configured for ``blocks`` blocks of ``threads`` threads on ``stream``.
-
-    A small update (or a small parameter's factors' pass) gets a small grid on
-    purpose, so numba-cuda's performance warning about grids of fewer than 128
-    blocks is silenced here (matched by its text: its class moved between numba-cuda
-    versions).
-    """
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*Grid size")
-        return kernel[blocks, threads, stream]
-
-
 def _launch_over(kernel, n_work, stream, *arguments):
     """Launch ``kernel`` with a block per unit of work (at most :func:`max_blocks`), none for no work."""
     if n_work:
-        quiet_grid(kernel, min(n_work, max_blocks()), THREADS_PER_BLOCK, stream)(*arguments)
+        launch_kernel(kernel, min(n_work, max_blocks()), THREADS_PER_BLOCK, stream, *arguments)
 
 
 _ZERO64 = np.float64(0)
@@ -404,15 +390,7 @@ def cupy_loaded(spec, device_step, device_id, n_values=0):
     The launch goes on CuPy's current stream, the one :mod:`numadam.targets.cuda.backend`
     wraps for numba-cuda.
     """
-    cupy = sys.modules["cupy"]
-    try:
-        kernel = kernel_for(spec, device_step).compile(update_signature(spec, n_values))
-        code = kernel._codelibrary.get_cubin()  # numba-cuda 0.2x-0.30: bytes, or cuda.core's ObjectCode
-        module = cupy.cuda.function.Module()
-        module.load(getattr(code, "code", code))
-        return module, module.get_function(kernel.entry_name)
-    except (AttributeError, TypeError):
-        return None
+    return loaded_function(kernel_for(spec, device_step).compile(update_signature(spec, n_values)))
 
 
 def update_signature(spec, n_values=0):
@@ -425,7 +403,7 @@ def update_signature(spec, n_values=0):
 
 def launch_one_block(kernel, arguments, stream=0):
     """Launch a one-thread-matters kernel (:func:`control_kernels`) on one block."""
-    quiet_grid(kernel, 1, 1, stream)(*arguments)
+    launch_kernel(kernel, 1, 1, stream, *arguments)
 
 
 def launch_reduction(spec, table_address, width, n_segments, pieces_address, n_pieces, scalars, like,
