@@ -27,7 +27,7 @@ from .adapters.rows import is_rows
 from .core import dtypes, factors, validate
 from .core.pipeline import NO_POLICY, NO_POLICY_SCALARS, POLICY_OPERANDS
 from .engine.dask import step_dask_arrays
-from .engine.operands import kernel_spec, prepared, run_on_arrays
+from .engine.operands import chunk_pieces, kernel_spec, pre_pass_totals, prepared, run_on_arrays
 from .engine.state_dict import check_factor
 from .targets.dispatch import backend_for
 from .engine.stepping import with_norms
@@ -312,7 +312,6 @@ def step_function(cls, name, doc):
     return step_function
 
 
-
 def _norms_then(algorithm, checked, ready, update):
     """``launch(rows)``: the functional step of a family with a norms pass over ``ready``'s plan,
     as :func:`run_step` takes it: the norms pass with the one row of ``rows`` (then no policy's
@@ -321,14 +320,11 @@ def _norms_then(algorithm, checked, ready, update):
     backend, plan = ready.backend, ready.plan
     first = kernel_spec(algorithm, checked.flags, ready.storage, ready.present, NO_POLICY._replace(reduction="norms"),
                         ready.state)
-    starts = np.arange(0, plan.n_elements, backend.chunk_size, dtype=np.int64)
-    stops = np.append(starts[1:], plan.n_elements).astype(np.int64)
-    reduce = backend.reducer(plan, first, starts, stops)
+    reduce = backend.reducer(plan, first, *chunk_pieces(backend, plan))
     applies = np.array([algorithm.norms.applies(checked.h)])
 
     def launch(rows):
-        sums = reduce([tuple(rows[0]) + tuple(NO_POLICY_SCALARS)])
-        param_squares, direction_squares = (float(total) for total in sums.sum(axis=0)) if len(sums) else (0.0, 0.0)
+        param_squares, direction_squares = pre_pass_totals(reduce([tuple(rows[0]) + tuple(NO_POLICY_SCALARS)]))
         update([with_norms(algorithm, np.array(rows, np.float64), applies, [param_squares], [direction_squares])[0]])
 
     return launch

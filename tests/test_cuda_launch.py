@@ -133,7 +133,7 @@ def launched_through_cupy(monkeypatch, kernel, blocks, threads, arguments):
         ndarray = CupyArray
 
         class cuda:  # noqa: N801 (CuPy's name)
-            Device = staticmethod(lambda: types.SimpleNamespace(id=0))
+            runtime = types.SimpleNamespace(getDevice=lambda: 0)
 
     def cupy_function(kernel, key, device_id):
         compiled.append(launcher.signature(key))
@@ -190,12 +190,12 @@ def test_python_numbers_and_tuples_are_handed_to_cupy_typed_as_compiled(monkeypa
 
     state, ends = np.ones((1, 1, 6), np.float32), np.zeros((1, 1, 6), np.float32)
     sums = np.zeros((1, 2, 6))
-    signature, handed = launched_through_cupy(
-        monkeypatch, factors._finish_factor, 1, 128,
-        (CupyArray(sums), 7, CupyArray(state), CupyArray(ends), np.float32(0.25), np.float32(0.75)))
+    matrix = (CupyArray(sums), 7, CupyArray(state), CupyArray(ends))
+    signature, handed = launched_through_cupy(monkeypatch, factors._finish_factors, 1, 128,
+                                              matrix * 2 + (np.float32(0.25), np.float32(0.75)))
     assert str(signature[1]) == "int64"
     assert type(handed[11]) is np.int64 and handed[11] == 7
-    assert [PTX_TYPE[np.asarray(value).dtype] for value in handed] == ptx_parameters(factors._finish_factor,
+    assert [PTX_TYPE[np.asarray(value).dtype] for value in handed] == ptx_parameters(factors._finish_factors,
                                                                                       signature)
 
 

@@ -309,8 +309,8 @@ def test_the_factors_pass_compiles_to_ptx(real):
     assert ".shared" in ptx and "bar.sync" in ptx, "the squares are staged in shared memory"
     assert re.search(r"add(\.rn)?\.f64", ptx), "the sums are float64"
     assert ".local" not in ptx, "nothing spills to local memory"
-    finish, _ = cuda.compile_ptx(cuda_factors._finish_factor.py_func,
-                                 (sums, numba.types.int64, factor, factor, dtype, dtype), cc=(9, 0))
+    cuda.compile_ptx(cuda_factors._finish_factors.py_func,
+                     (sums, numba.types.int64, factor, factor) * 2 + (dtype, dtype), cc=(9, 0))
     mean, _ = cuda.compile_ptx(cuda_factors._floored_mean.py_func, (factor, dtype, factor), cc=(9, 0))
     assert "bar.sync" in mean
     cuda.compile_ptx(cuda_factors._scales.py_func, (factor, factor, factor, factor, dtype, factor), cc=(9, 0))

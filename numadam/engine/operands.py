@@ -439,9 +439,19 @@ def run_on_arrays(algorithm, arrays, flags, policy, scalars, sources=None, writt
             blocks = _chunk_blocks(backend, plan, scales, len(algorithm.state))
         backend.launcher(plan, spec, blocks)([scalars])
         return None
+    sums = backend.reduce(plan, spec, [scalars], *chunk_pieces(backend, plan))
+    return pre_pass_totals(sums)
+
+
+def chunk_pieces(backend, plan):
+    """``(starts, stops)``: the pieces of a pre-pass over ``plan``, one per chunk of the backend's
+    ``chunk_size`` elements of its sequence (int64 arrays)."""
     starts = np.arange(0, plan.n_elements, backend.chunk_size, dtype=np.int64)
-    stops = np.append(starts[1:], plan.n_elements).astype(np.int64)
-    sums = backend.reduce(plan, spec, [scalars], starts, stops)
+    return starts, np.append(starts[1:], plan.n_elements).astype(np.int64)
+
+
+def pre_pass_totals(sums):
+    """The two totals of a pre-pass's per-piece sums (``(pieces, 2)``), as floats; zeros for no piece."""
     return tuple(float(total) for total in sums.sum(axis=0)) if len(sums) else (0.0, 0.0)
 
 

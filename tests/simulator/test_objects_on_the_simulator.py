@@ -27,9 +27,11 @@ def _host(array):
 
 @pytest.fixture
 def device(monkeypatch):
-    """CudaBackend storing state in the simulator's device arrays instead of CuPy's."""
+    """CudaBackend storing state (and scratch) in the simulator's device arrays instead of CuPy's."""
     monkeypatch.setattr(CudaBackend, "array_type", FakeCUDAArray)
     monkeypatch.setattr(CudaBackend, "zeros", lambda self, size, dtype: cuda.to_device(np.zeros(size, dtype)))
+    # scratch taken uninitialized comes filled with NaN here: a kernel that left an element unwritten fails
+    monkeypatch.setattr(CudaBackend, "empty", lambda self, size, dtype: cuda.to_device(np.full(size, np.nan, dtype)))
     monkeypatch.setattr(CudaBackend, "view", lambda self, buffer, offset, shape, strides, dtype: FakeCUDAArray(
         np.ndarray(shape, dtype, buffer=buffer._ary, offset=offset, strides=strides)))
     monkeypatch.setattr(CudaBackend, "broadcast", lambda self, array, shape: FakeCUDAArray(

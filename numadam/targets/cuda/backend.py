@@ -384,6 +384,10 @@ class CudaBackend:
     def zeros(self, size, dtype):
         return self._require_cupy().zeros(size, dtype)
 
+    def empty(self, size, dtype):
+        """An uninitialized CuPy array of ``size`` elements: for scratch that a kernel writes whole."""
+        return self._require_cupy().empty(size, dtype)
+
     def update_factors(self, grad, row_var, col_var, row_mean, row_scale, col_scale, weight, floor, grad_scale,
                        clip_value, scratch=None, param=None, estimate_floor=None):
         """One parameter's factors moved toward its gradient, by the kernels of

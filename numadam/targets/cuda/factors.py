@@ -1,7 +1,8 @@
 """The factors' pass on CUDA (:mod:`numadam.core.factors`), on any CUDA array (CuPy, numba-cuda, torch).
 
 Over the matrices of a parameter (its last two dimensions; a batch of them
-in each launch), five kernels:
+in each launch), four kernels, launched through CuPy where the arrays are
+CuPy's (:mod:`numadam.targets.cuda.launcher`):
 
 1. **The tiles' sums** (:func:`_tile_sums`), the only one that reads the
    gradient: a block of 256 threads takes 256 columns and 256 rows, each
@@ -11,13 +12,17 @@ in each launch), five kernels:
    threads per row then add the row's. Out come, in float64, each block's
    sums of each of its columns and each of its rows (each under 1% of a
    float32 gradient's bytes).
-2. **The rows** and 3. **the columns** (:func:`_finish_factor`): one thread
-   per row (column) adds its tiles' sums in order, divides by the count into
-   the state's dtype, and moves the factor toward that mean by torch's lerp.
-4. **The row mean** (:func:`_floored_mean`): one block adds the row factor,
+2. **The rows and the columns** (:func:`_finish_factors`): one thread per
+   row and per column adds its tiles' sums in order, divides by the count
+   into the state's dtype, and moves the factor toward that mean by torch's
+   lerp.
+3. **The row mean** (:func:`_floored_mean`): one block adds the row factor,
    each thread a stride of it and the block its threads' sums in a fixed
    tree; at least ``floor``.
-5. **The scales** (:func:`_scales`): one thread per row and per column.
+4. **The scales** (:func:`_scales`): one thread per row and per column.
+
+The scratch sums and means are allocated uninitialized: the kernels write
+every element of them.
 
 Every sum is in float64 and in an order fixed by the shape and the layout
 alone, so a GPU of any size gets the same bits; the CPU's pass adds in its own order, so the two
@@ -101,13 +106,22 @@ def _tile_sums(grad, grad_scale, clip, row_sums, column_sums):
 
 
 @cuda.jit
-def _finish_factor(sums, count, factor, ends, weight, one_minus_weight):
-    """``factor[b, 0, i]`` (a row of factors per matrix ``b``) moved by torch's lerp toward the mean
-    of its squares: the sum of ``sums[b, :, i]`` over the tiles, in order, divided by ``count``
-    into ``ends[b, 0, i]`` (the state's dtype). One thread per factor."""
-    n = factor.shape[2]
-    for index in range(cuda.grid(1), factor.shape[0] * n, cuda.gridsize(1)):
-        matrix, i = index // n, index % n
+def _finish_factors(row_sums, columns, row_factor, row_ends, column_sums, rows, column_factor, column_ends, weight,
+                    one_minus_weight):
+    """Both factors of each matrix ``b`` (rows of factors ``row_factor[b, 0, :]`` and
+    ``column_factor[b, 0, :]``) moved by torch's lerp toward the means of their squares: a row's
+    factor toward the sum of its tiles' sums ``row_sums[b, :, i]``, in order, divided by
+    ``columns`` into ``row_ends[b, 0, i]`` (the state's dtype); a column's likewise from its
+    spans' sums in ``column_sums`` over ``rows``. One thread per factor, the rows' first."""
+    n_rows, n_columns = row_factor.shape[2], column_factor.shape[2]
+    width = n_rows + n_columns
+    for index in range(cuda.grid(1), row_factor.shape[0] * width, cuda.gridsize(1)):
+        matrix, i = index // width, index % width
+        if i < n_rows:
+            sums, count, factor, ends = row_sums, columns, row_factor, row_ends
+        else:
+            sums, count, factor, ends = column_sums, rows, column_factor, column_ends
+            i -= n_rows
         total = float64(0.0)
         for tile in range(sums.shape[1]):
             total += sums[matrix, tile, i]
@@ -200,7 +214,7 @@ def update_factors(backend, grad, row_var, col_var, row_mean, row_scales, col_sc
     one_minus = real(1) - weight
     if not factors.factored(grad.shape):
         flat_grad, flat_var = grad.reshape(-1), row_var.reshape(-1)
-        squares = backend.zeros(max(1, flat_var.size), row_var.dtype)
+        squares = backend.empty(max(1, flat_var.size), row_var.dtype)
         _over(_squares, flat_grad.size, stream, flat_grad, scale, clip, squares)
         _over(_lerp, flat_var.size, stream, flat_var, squares, weight, one_minus)
         return
@@ -214,14 +228,14 @@ def update_factors(backend, grad, row_var, col_var, row_mean, row_scales, col_sc
     read_rows, read_columns = (columns, rows) if transposed else (rows, columns)
     column_tiles = max(1, -(-read_columns // TILE_COLUMNS))
     spans = max(1, -(-read_rows // SPAN_ROWS))
-    across = backend.zeros(batch * column_tiles * read_rows, np.float64).reshape(batch, column_tiles, read_rows)
-    down = backend.zeros(batch * spans * read_columns, np.float64).reshape(batch, spans, read_columns)
+    across = backend.empty(batch * column_tiles * read_rows, np.float64).reshape(batch, column_tiles, read_rows)
+    down = backend.empty(batch * spans * read_columns, np.float64).reshape(batch, spans, read_columns)
     row_tile_sums, column_tile_sums = (down, across) if transposed else (across, down)
-    row_ends = backend.zeros(batch * rows, row_var.dtype).reshape(batch, 1, rows)
-    column_ends = backend.zeros(batch * columns, col_var.dtype).reshape(batch, 1, columns)
+    row_ends = backend.empty(batch * rows, row_var.dtype).reshape(batch, 1, rows)
+    column_ends = backend.empty(batch * columns, col_var.dtype).reshape(batch, 1, columns)
     launch_kernel(_tile_sums, (column_tiles, max(1, min(batch * spans, MOST_BLOCKS))), TILE_COLUMNS, stream,
                   _swapped(matrices) if transposed else matrices, scale, clip, across, down)
-    _over(_finish_factor, batch * rows, stream, row_tile_sums, columns, _swapped(r), row_ends, weight, one_minus)
-    _over(_finish_factor, batch * columns, stream, column_tile_sums, rows, c, column_ends, weight, one_minus)
+    _over(_finish_factors, batch * (rows + columns), stream, row_tile_sums, columns, _swapped(r), row_ends,
+          column_tile_sums, rows, c, column_ends, weight, one_minus)
     launch_kernel(_floored_mean, max(1, min(batch, MOST_BLOCKS)), THREADS, stream, _swapped(r), floor, m)
     _over(_scales, batch * max(rows, columns), stream, r, m, a, c, real(1), b)

@@ -63,7 +63,7 @@ def launch_kernel(kernel, blocks, threads, stream, *arguments):
     if cupy is not None:
         key = arguments_key(arguments, cupy.ndarray)
         if key is not None:
-            loaded = cupy_function(kernel, key, cupy.cuda.Device().id)
+            loaded = cupy_function(kernel, key, cupy.cuda.runtime.getDevice())
             if loaded is not None:
                 grid = blocks if type(blocks) is tuple else (blocks,)
                 loaded[1](grid, (threads,), flattened(arguments, cupy.ndarray))
