@@ -109,9 +109,16 @@ def _check_batch_merges(info, name):
 
 def _factored_step(algorithm, arrays, scalars, flags, h):
     """A step of a family with factored state (:mod:`numadam.core.factors`) on one array: every
-    check first, then the factors' pass, the norms pass and the update. The factors are given in
-    their own shapes (``col_var`` may be ``None`` below two dimensions: one 1); the derived ones
-    are made here."""
+    check first (:func:`_factored_launch`), then the factors' pass, the norms pass and the update."""
+    _factored_launch(algorithm, arrays, flags, h)([scalars])
+
+
+def _factored_launch(algorithm, arrays, flags, h, weakly=False):
+    """``launch(rows)``: the step of a family with factored state on one array with the one row of
+    ``rows``, every check made here first. The factors are given in their own shapes (``col_var``
+    may be ``None`` below two dimensions: one 1); the derived ones are made here and kept by the
+    launch. With ``weakly`` the launch holds the caller's arrays by weak references (a kept plan,
+    whose caller tells that they still live), else by strong ones."""
     param, grad = arrays["param"], arrays["grad"]
     factors.check_real_parameter(algorithm.title, param.dtype, "param")
     backend = backend_for([param, grad], ["param", "grad"])
@@ -142,22 +149,38 @@ def _factored_step(algorithm, arrays, scalars, flags, h):
             check_factor(given, kind.name, kind, param)
         own[kind.name] = given
     # The factors' pass writes the caller's factors before the norms and the update read the gradient.
-    mine = {"param": param, "grad": grad, **{name: own[name] for name in own if arrays.get(name) is not None}}
+    callers = {name for name in own if arrays.get(name) is not None}
+    mine = {"param": param, "grad": grad, **{name: own[name] for name in callers}}
     validate.check_disjoint([backend.describe(array) for array in mine.values()], list(mine), list(mine.values()),
                             [name != "grad" for name in mine])
     views = {name: backend.broadcast(array, param.shape) for name, array in own.items()}
-    update = {**arrays, **views}
     written = {"param"}
-    prepared(algorithm, update, written=written)  # every check of the update before anything is written
-    weight, floor = factors.weights(algorithm, scalars, real)
-    scalars = factors.with_factored(algorithm, scalars, factors.factored(param.shape))
-    if param.size:
-        backend.update_factors(grad, *own.values(), weight, floor, 1.0, None)
-    norms = run_on_arrays(algorithm, update, flags, NO_POLICY._replace(reduction="norms"),
-                          tuple(scalars) + tuple(NO_POLICY_SCALARS), written=written, reduce=True)
-    scalars = with_norms(algorithm, np.array([scalars], np.float64), np.array([algorithm.norms.applies(h)]),
-                         [norms[0]], [norms[1]], [dtypes.real_size(param.shape, param.dtype)])[0]
-    run_on_arrays(algorithm, update, flags, NO_POLICY, tuple(scalars), written=written)
+    ready = prepared(algorithm, {**arrays, **views}, written=written)  # every check before anything is written
+    update = backend.launcher(ready.plan, kernel_spec(algorithm, flags, ready.storage, ready.present, NO_POLICY,
+                                                      ready.state))
+    then = _norms_then(algorithm, flags, np.array([algorithm.norms.applies(h)]), ready, update,
+                       [dtypes.real_size(param.shape, param.dtype)])
+    kept = {"grad": grad, **{name: own[name] for name in callers}}
+    current = _weak_dict(kept) if weakly else lambda: kept
+    derived = {name: own[name] for name in own if name not in callers}
+    kinds, keeps_factors, any_elements = tuple(own), factors.factored(param.shape), param.size > 0
+
+    def launch(rows):
+        row = rows[0]
+        weight, floor = factors.weights(algorithm, row, real)
+        if any_elements:
+            given = current()
+            backend.update_factors(given["grad"], *(given.get(name, derived.get(name)) for name in kinds), weight,
+                                   floor, 1.0, None)
+        then([factors.with_factored(algorithm, row, keeps_factors)])
+
+    return launch
+
+
+def _weak_dict(arrays):
+    """``current()``: the dict ``arrays`` again, from weak references to its arrays."""
+    refs = {name: weakref.ref(array) for name, array in arrays.items()}
+    return lambda: {name: ref() for name, ref in refs.items()}
 
 
 class _Checked(NamedTuple):
@@ -229,20 +252,24 @@ def step_function(cls, name, doc):
     def planned(checked, operands, key, step, carry):
         """The step of NumPy, CuPy or other CUDA arrays through their checked plan, made here and kept
         while the same arrays come with the same hyperparameters (for a family with a norms pass,
-        both passes: :func:`_norms_then`); ``None`` for operands that are adopted at each call
-        (torch tensors, DLPack arrays, row-sparse gradients) and for a family with factored state,
-        whose factors' pass takes its own arrays."""
-        if algorithm.factored or any(is_foreign(array) or is_rows(array) for array in operands.values()):
+        both passes: :func:`_norms_then`; for a family with factored state, the factors' pass
+        too: :func:`_factored_launch`); ``None`` for operands that are adopted at each call (torch
+        tensors, DLPack arrays, row-sparse gradients)."""
+        if any(is_foreign(array) or is_rows(array) for array in operands.values()):
             return None
         try:
-            refs = [weakref.ref(array) for array in operands.values()]
+            refs = [weakref.ref(array) for array in operands.values() if array is not None]
         except TypeError:  # a CUDA array object that takes no weak reference: checked at every call
             return None
-        ready = prepared(algorithm, operands)
-        spec = kernel_spec(algorithm, checked.flags, ready.storage, ready.present, NO_POLICY, ready.state)
-        launch = ready.backend.launcher(ready.plan, spec)
-        if algorithm.norms is not None:
-            launch = _norms_then(algorithm, checked, ready, launch)
+        if algorithm.factored:
+            launch = _factored_launch(algorithm, operands, checked.flags, checked.h, weakly=True)
+        else:
+            ready = prepared(algorithm, operands)
+            spec = kernel_spec(algorithm, checked.flags, ready.storage, ready.present, NO_POLICY, ready.state)
+            launch = ready.backend.launcher(ready.plan, spec)
+            if algorithm.norms is not None:
+                launch = _norms_then(algorithm, checked.flags, np.array([algorithm.norms.applies(checked.h)]),
+                                     ready, launch)
         plan = _Plan(checked, refs, launch)
         scalars, carry = algorithm.step_scalars(step, checked.h, carry)
         plan.launch([scalars])
@@ -312,20 +339,21 @@ def step_function(cls, name, doc):
     return step_function
 
 
-def _norms_then(algorithm, checked, ready, update):
+def _norms_then(algorithm, flags, applies, ready, update, counts=None):
     """``launch(rows)``: the functional step of a family with a norms pass over ``ready``'s plan,
     as :func:`run_step` takes it: the norms pass with the one row of ``rows`` (then no policy's
-    scalars), summed chunk by chunk in order; the field its two sums set
-    (:func:`~numadam.engine.stepping.with_norms`); then ``update``, the update's launch."""
+    scalars), summed chunk by chunk in order; the field its two sums set where ``applies``
+    (:func:`~numadam.engine.stepping.with_norms`, with the parameter's real element ``counts``
+    for a value per parameter); then ``update``, the update's launch."""
     backend, plan = ready.backend, ready.plan
-    first = kernel_spec(algorithm, checked.flags, ready.storage, ready.present, NO_POLICY._replace(reduction="norms"),
+    first = kernel_spec(algorithm, flags, ready.storage, ready.present, NO_POLICY._replace(reduction="norms"),
                         ready.state)
     reduce = backend.reducer(plan, first, *chunk_pieces(backend, plan))
-    applies = np.array([algorithm.norms.applies(checked.h)])
 
     def launch(rows):
         param_squares, direction_squares = pre_pass_totals(reduce([tuple(rows[0]) + tuple(NO_POLICY_SCALARS)]))
-        update([with_norms(algorithm, np.array(rows, np.float64), applies, [param_squares], [direction_squares])[0]])
+        update([with_norms(algorithm, np.array(rows, np.float64), applies, [param_squares], [direction_squares],
+                           counts)[0]])
 
     return launch
 

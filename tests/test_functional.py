@@ -302,3 +302,49 @@ def test_lambs_functional_step_keeps_both_passes_plan(rng, monkeypatch):
         functional.run_step(numadam.LAMB, operands, t, hyper, algorithm.initial_carry())
         assert_bitwise([param, *state], expected)
     assert len(planned) == 1
+
+
+@pytest.mark.parametrize("shape", [(30, 70), (3, 20, 30), (50,)])
+def test_adafactors_functional_step_keeps_its_three_passes_plan(rng, monkeypatch, shape):
+    """A family with factored state (Adafactor) keeps its plan too: the factors' pass, the norms
+    pass and the update are planned once for the same arrays (a vector's ``col_var`` given as
+    ``None``), and each call gives the bits of the call that checks and plans everything
+    (``run_step``), run alongside on copies."""
+    import numadam.functional as functional
+
+    made = []
+    original = functional._factored_launch
+    monkeypatch.setattr(functional, "_factored_launch",
+                        lambda *a, weakly=False: made.append(weakly) or original(*a, weakly=weakly))
+    step = functional.step_function(numadam.Adafactor, "adafactor_step", "")
+    algorithm = numadam.Adafactor.algorithm
+    given = {"lr": 0.02, "weight_decay": 0.1}
+    merged = {**numadam.Adafactor._class_defaults, **given, **numadam.Adafactor.pinned}
+    hyper = {h.name: h.check(h.name, merged[h.name]) for h in algorithm.hyperparameters}
+    param, grad = random_array(rng, shape, np.float32), np.zeros(shape, np.float32)
+    matrix = len(shape) >= 2
+    row_var = np.zeros(shape[:-1] + (1,) if matrix else shape, np.float32)
+    col_var = np.zeros(shape[:-2] + (1, shape[-1]), np.float32) if matrix else None
+    expected = [param.copy(), row_var.copy(), None if col_var is None else col_var.copy()]
+    for t in range(1, 5):
+        grad[...] = random_array(rng, shape, np.float32)
+        step(param, grad, row_var, col_var, step=t, **given)
+        operands = {"param": expected[0], "grad": grad.copy(), "row_var": expected[1], "col_var": expected[2]}
+        functional.run_step(numadam.Adafactor, operands, t, hyper, algorithm.initial_carry())
+        assert_bitwise([param, row_var] + ([col_var] if matrix else []), expected[:3 if matrix else 2])
+    assert made == [True] + [False] * 4, "planned once, then the plan's launch; run_step checks each call"
+
+
+def test_a_kept_factored_plan_holds_the_callers_arrays_weakly(rng):
+    """The plan of an Adafactor step keeps none of the caller's arrays alive: freed, they go."""
+    import gc
+    import weakref
+
+    param = random_array(rng, (20, 30), np.float32)
+    arrays = [param, random_array(rng, (20, 30), np.float32), np.zeros((20, 1), np.float32),
+              np.zeros((1, 30), np.float32)]
+    numadam.adafactor_step(*arrays, step=1, lr=0.01)
+    refs = [weakref.ref(array) for array in arrays]
+    del param, arrays
+    gc.collect()
+    assert [ref() is None for ref in refs] == [True] * 4
