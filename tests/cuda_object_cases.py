@@ -162,6 +162,25 @@ def test_adafactor_factors_when_the_grid_takes_turns_match_the_cpu(device, monke
     assert_adafactor_matches_the_cpu(device, 41, [(3, 100, 3), (3, 100, 3), (300,)], 2, column_major=[1])
 
 
+def test_a_gradient_of_no_elements_moves_no_factor(device, monkeypatch):
+    """The CUDA factors' pass launches nothing for a gradient of no elements (its scratch, taken
+    uninitialized, would have no span's sums written), and leaves the factors as they were."""
+    from numadam.targets.cuda import factors as cuda_factors
+    from numadam.targets.dispatch import backend_for
+
+    launches = []
+    monkeypatch.setattr(cuda_factors, "launch_kernel", lambda *arguments: launches.append(arguments))
+    grad = device.to_device(np.zeros((0, 5), np.float32))
+    factors_given = [np.zeros((0, 1), np.float32), np.full((1, 5), 0.5, np.float32), np.ones((1, 1), np.float32),
+                     np.ones((0, 1), np.float32), np.ones((1, 5), np.float32)]
+    on_device = [device.to_device(array) for array in factors_given]
+    backend = backend_for([grad], ["grad"])
+    cuda_factors.update_factors(backend, grad, *on_device, np.float32(0.2), np.float32(1e-3), 1.0, None)
+    assert launches == []
+    for actual, expected in zip(on_device, factors_given):
+        np.testing.assert_array_equal(device.to_host(actual), expected)
+
+
 @pytest.mark.parametrize("options", [
     {"nonfinite": "skip"},
     {"nonfinite": "skip", "clip_global_norm": 1.0},

@@ -119,6 +119,7 @@ class CupyArray:
         self.dtype, self.ndim, self.shape, self.strides = array.dtype, array.ndim, array.shape, array.strides
         self.size, self.itemsize = array.size, array.itemsize
         self.data = types.SimpleNamespace(ptr=array.ctypes.data)
+        self.flags = types.SimpleNamespace(c_contiguous=array.flags.c_contiguous)
 
 
 def launched_through_cupy(monkeypatch, kernel, blocks, threads, arguments):
@@ -184,8 +185,9 @@ def test_a_kernel_of_arrays_is_handed_to_cupy_as_its_compiled_parameters(monkeyp
     assert handed[13:24] == (0, 0, sums.size, 8, sums.ctypes.data, *sums.shape, *sums.strides)
 
 
-def test_python_numbers_and_tuples_are_handed_to_cupy_typed_as_compiled(monkeypatch):
-    """A Python int goes as int64, a Python float as float64, a tuple of float32 values one by one."""
+def test_a_python_int_is_handed_to_cupy_as_the_int64_it_was_compiled_for(monkeypatch):
+    """The count of the factors' finishing kernel, a Python int, goes as an int64; every value
+    handed matches a PTX parameter of its type."""
     from numadam.targets.cuda import factors
 
     state, ends = np.ones((1, 1, 6), np.float32), np.zeros((1, 1, 6), np.float32)
@@ -209,9 +211,12 @@ def test_a_tuple_of_scalars_is_typed_as_one_tuple():
         np.int64, np.float32, np.float32, np.float64]
 
 
-@pytest.mark.parametrize("argument", [np.zeros(3), True, "text", None])
+@pytest.mark.parametrize("argument", [np.zeros(3), True, np.bool_(True), 1 + 2j, np.complex64(1), 2 ** 63,
+                                      np.timedelta64(1), (1.0, True), "text", None],
+                         ids=lambda argument: type(argument).__name__)
 def test_an_argument_cupy_cannot_take_is_launched_by_numba_cuda(monkeypatch, argument):
-    """A host (or any non-CuPy) array, a boolean or another object leaves the launch to numba-cuda."""
+    """A host (or any non-CuPy) array, a boolean, a complex number, an int past int64, a
+    timedelta, a tuple holding a boolean or another object leaves the launch to numba-cuda."""
     from numadam.targets.cuda import launcher
 
     configured = []
@@ -224,3 +229,23 @@ def test_an_argument_cupy_cannot_take_is_launched_by_numba_cuda(monkeypatch, arg
     monkeypatch.setattr(launcher, "quiet_grid", lambda *grid: lambda *arguments: configured.append((grid, arguments)))
     launcher.launch_kernel("kernel", 3, 128, "stream", 1, argument)
     assert configured == [(("kernel", 3, 128, "stream"), (1, argument))]
+
+
+def test_a_kernel_without_a_cubin_is_launched_by_numba_cuda(monkeypatch):
+    """Where numba-cuda keeps no cubin to load (:func:`launcher.cupy_function` is ``None``),
+    numba-cuda launches the kernel itself."""
+    from numadam.targets.cuda import launcher
+
+    configured = []
+
+    class Cupy:
+        ndarray = CupyArray
+
+        class cuda:  # noqa: N801 (CuPy's name)
+            runtime = types.SimpleNamespace(getDevice=lambda: 0)
+
+    monkeypatch.setitem(sys.modules, "cupy", Cupy)
+    monkeypatch.setattr(launcher, "cupy_function", lambda *_: None)
+    monkeypatch.setattr(launcher, "quiet_grid", lambda *grid: lambda *arguments: configured.append((grid, arguments)))
+    launcher.launch_kernel("kernel", (2, 3), 256, "stream", 4, np.float32(1))
+    assert configured == [(("kernel", (2, 3), 256, "stream"), (4, np.float32(1)))]

@@ -8,6 +8,7 @@ tested without a GPU, under the simulator (tests/simulator) and as PTX
 test_cuda_launch.py and test_cuda_staging.py.
 """
 
+import contextlib
 import warnings
 
 import numpy as np
@@ -186,9 +187,9 @@ LAUNCHER_CASES = {
 }
 
 
-def stepped_through(launcher_choice, make, monkeypatch):
-    """Parameters and state after four steps of ``make``'s optimizer on float32 matrices (one of them
-    column-major, one a batch) and a vector, with the helper kernels launched by CuPy
+def stepped_through(launcher_choice, make, dtype, monkeypatch):
+    """Parameters and state after four steps of ``make``'s optimizer on ``dtype`` matrices (one of
+    them column-major, one a batch) and a vector, with the helper kernels launched by CuPy
     (``"cupy"``) or all by numba-cuda (``"numba"``); and the number of numba-cuda launches."""
     from numadam.targets.cuda import launcher
 
@@ -200,27 +201,50 @@ def stepped_through(launcher_choice, make, monkeypatch):
             patch.setattr(launcher, "arguments_key", lambda *_: None)
         rng = np.random.default_rng(7)
         shapes = [(300, 40), (40, 300), (3, 20, 30), (50,)]
-        params = [cupy.asarray(rng.standard_normal(shape, dtype=np.float32)) for shape in shapes]
+        params = [cupy.asarray(rng.standard_normal(shape).astype(dtype)) for shape in shapes]
         params[1] = cupy.asfortranarray(params[1])
         optimizer = make(params)
         for step in range(4):
-            optimizer.step([cupy.asarray(rng.standard_normal(shape, dtype=np.float32)) for shape in shapes])
+            optimizer.step([cupy.asarray(rng.standard_normal(shape).astype(dtype)) for shape in shapes])
         state = optimizer.state_dict()
     return [cupy.asnumpy(p) for p in params], state, len(numba_launches)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=lambda dtype: np.dtype(dtype).name)
 @pytest.mark.parametrize("case", sorted(LAUNCHER_CASES))
-def test_cupy_launches_the_helper_kernels_with_numba_cudas_bits(monkeypatch, case):
+def test_cupy_launches_the_helper_kernels_with_numba_cudas_bits(monkeypatch, case, dtype):
     """The factors' pass, the norms pass, the norms' values and the step's control kernels are
     launched by CuPy (no numba-cuda launch at all) and give the bits numba-cuda's launches give."""
-    params, state, numba_launches = stepped_through("cupy", LAUNCHER_CASES[case], monkeypatch)
-    expected_params, expected_state, expected_launches = stepped_through("numba", LAUNCHER_CASES[case], monkeypatch)
+    params, state, numba_launches = stepped_through("cupy", LAUNCHER_CASES[case], dtype, monkeypatch)
+    expected_params, expected_state, expected_launches = stepped_through("numba", LAUNCHER_CASES[case], dtype,
+                                                                         monkeypatch)
     assert numba_launches == 0 and expected_launches > 0
     for actual, expected in zip(params, expected_params, strict=True):
         np.testing.assert_array_equal(actual, expected)
     assert sorted(state) == sorted(expected_state)
     for actual, expected in zip(host_leaves(state), host_leaves(expected_state), strict=True):
         np.testing.assert_array_equal(actual, expected)
+
+
+@pytest.mark.parametrize("case", ["adafactor", "lamb"])
+def test_the_helper_kernels_run_on_cupys_current_stream(case):
+    """Work queued on a non-blocking stream before a step of Adafactor or LAMB (whose factors' pass,
+    norms pass and values kernel CuPy launches, with scratch taken uninitialized) is seen by the
+    step, and the step's results are those of the same step on the default stream."""
+    rng = np.random.default_rng(3)
+    start = rng.standard_normal((600, 500)).astype(np.float32)
+    results = []
+    for on_stream in (False, True):
+        param = cupy.asarray(start)
+        grad = cupy.zeros((600, 500), cupy.float32)
+        optimizer = LAUNCHER_CASES[case]([param])
+        with cupy.cuda.Stream(non_blocking=True) if on_stream else contextlib.nullcontext():
+            for _ in range(20):
+                grad += 0.05  # a queue of work on the stream, which the step must follow
+            optimizer.step([grad])
+            results.append(cupy.asnumpy(param))  # copied on the current stream, after its work
+    np.testing.assert_array_equal(results[1], results[0])
+    assert not np.array_equal(results[0], start)
 
 
 def host_leaves(tree):

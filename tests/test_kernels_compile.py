@@ -309,8 +309,10 @@ def test_the_factors_pass_compiles_to_ptx(real):
     assert ".shared" in ptx and "bar.sync" in ptx, "the squares are staged in shared memory"
     assert re.search(r"add(\.rn)?\.f64", ptx), "the sums are float64"
     assert ".local" not in ptx, "nothing spills to local memory"
-    cuda.compile_ptx(cuda_factors._finish_factors.py_func,
-                     (sums, numba.types.int64, factor, factor) * 2 + (dtype, dtype), cc=(9, 0))
+    column = dtype[:, :, ::1]  # the rows' factor comes as a transposed view (any layout), the columns' in C order
+    cuda.compile_ptx(cuda_factors._finish_factors.py_func, (sums, numba.types.int64, factor, column, sums,
+                                                            numba.types.int64, column, column, dtype, dtype),
+                     cc=(9, 0))
     mean, _ = cuda.compile_ptx(cuda_factors._floored_mean.py_func, (factor, dtype, factor), cc=(9, 0))
     assert "bar.sync" in mean
     cuda.compile_ptx(cuda_factors._scales.py_func, (factor, factor, factor, factor, dtype, factor), cc=(9, 0))

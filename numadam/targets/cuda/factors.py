@@ -22,7 +22,8 @@ CuPy's (:mod:`numadam.targets.cuda.launcher`):
 4. **The scales** (:func:`_scales`): one thread per row and per column.
 
 The scratch sums and means are allocated uninitialized: the kernels write
-every element of them.
+every element of them before it is read (a gradient of no elements launches
+nothing).
 
 Every sum is in float64 and in an order fixed by the shape and the layout
 alone, so a GPU of any size gets the same bits; the CPU's pass adds in its own order, so the two
@@ -208,7 +209,10 @@ def update_factors(backend, grad, row_var, col_var, row_mean, row_scales, col_sc
     in place, by kernels on ``stream`` (the backend's current one, where the update runs and the
     scratch arrays were allocated). ``weight`` and ``floor`` are of the state's dtype.
     The matrices of a batch go through each kernel in one launch, as a 3-D array (the factors
-    are contiguous: their reshapes are views)."""
+    are contiguous: their reshapes are views). A gradient of no elements moves nothing (its
+    callers skip it; the tiles' sums would have no span to write)."""
+    if grad.size == 0:
+        return
     real = np.dtype(row_var.dtype).type
     scale, clip = real(grad_scale), real(np.inf if clip_value is None else clip_value)
     one_minus = real(1) - weight

@@ -376,7 +376,7 @@ def launch(spec, table_address, width, n_segments, n_chunks, scalars, like, stre
     loaded[1]((blocks,), (THREADS_PER_BLOCK,), typed, stream=cupy.cuda.get_current_stream())
 
 
-@functools.lru_cache(maxsize=256)
+@functools.cache  # never evicted: unloading a module could pull code from under queued launches
 def cupy_loaded(spec, device_step, device_id, n_values=0):
     """``(module, function)``: the update kernel of ``spec``, compiled by numba-cuda, loaded by CuPy
     into the context of GPU ``device_id`` (the current one), for ``n_values`` scalars passed as

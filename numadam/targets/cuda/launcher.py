@@ -1,9 +1,9 @@
 """Launching numba-cuda kernels: through CuPy's launcher where it can, else numba-cuda's.
 
 numba-cuda's launcher types and converts every argument on every launch
-(about 0.2 ms of host time for a kernel of six array arguments on an H100's
-host, against about 10 µs for CuPy's), so a step of several small kernels
-(Adafactor's factors' pass, a norms pass) waits on the host, not on the GPU.
+(about 0.2 ms of host time for a kernel of several CuPy array arguments on
+an H100's host, docs/gpu.md), so a step of several small kernels (Adafactor's
+factors' pass, a norms pass) waited on the host, not on the GPU.
 The same compiled code can be launched by CuPy instead: numba-cuda compiles
 a kernel for the argument types, CuPy loads its cubin and launches it with
 the arguments laid out as the compiled kernel takes them:
@@ -11,8 +11,8 @@ the arguments laid out as the compiled kernel takes them:
 - an array of ``n`` dimensions as ``2 + 3 + 2n`` values: two null pointers
   (numba's meminfo and parent), the element count, the item size, the data's
   address, the ``n`` extents and the ``n`` strides in bytes, all 64-bit;
-- an integer as an ``int64``, a Python float as a ``float64``, a NumPy
-  scalar as itself;
+- a Python int as an ``int64``, a Python float as a ``float64``, a NumPy
+  integer or real scalar as itself;
 - a tuple as its values, one by one.
 
 An array is typed C-contiguous (``layout "C"``) only where its strides are
@@ -23,9 +23,9 @@ it is given. CuPy launches on its current stream, the one
 queue on the same stream.
 
 numba-cuda launches where an argument is anything else (a numba-cuda device
-array, a torch tensor, a boolean), where CuPy is not imported, in the
-simulator, and where numba-cuda keeps its compiled code in another form than
-a cubin.
+array, a torch tensor, a boolean, a complex number, a Python int past
+int64), where CuPy is not imported, in the simulator, and where numba-cuda
+keeps its compiled code in another form than a cubin.
 """
 
 import functools
@@ -39,7 +39,10 @@ from numba.np import numpy_support
 
 SIMULATED = bool(cuda.config.ENABLE_CUDASIM)
 
-_SCALARS = (int, float, np.integer, np.floating)
+#: The scalar types passed as themselves (a Python int or float: as int64, float64).
+_SCALARS = frozenset({int, float, np.int8, np.int16, np.int32, np.int64, np.uint8, np.uint16, np.uint32, np.uint64,
+                      np.float16, np.float32, np.float64})
+_INT64 = np.iinfo(np.int64)
 
 
 def quiet_grid(kernel, blocks, threads, stream):
@@ -58,7 +61,9 @@ def quiet_grid(kernel, blocks, threads, stream):
 def launch_kernel(kernel, blocks, threads, stream, *arguments):
     """Launch the numba-cuda kernel ``kernel`` on ``blocks`` blocks (an int or a tuple) of
     ``threads`` threads: through CuPy's launcher on CuPy's current stream where every
-    argument allows it (see the module docstring), else through numba-cuda on ``stream``."""
+    argument allows it (see the module docstring), else through numba-cuda on ``stream``,
+    which must therefore be CuPy's current stream (as numba-cuda wraps it:
+    :meth:`numadam.targets.cuda.backend.CudaBackend._stream`), or 0 in the simulator."""
     cupy = None if SIMULATED else sys.modules.get("cupy")
     if cupy is not None:
         key = arguments_key(arguments, cupy.ndarray)
@@ -78,7 +83,7 @@ def arguments_key(arguments, array_class):
     for argument in arguments:
         kind = type(argument)
         if kind is array_class:
-            key.append((argument.dtype, argument.ndim, "C" if _c_ordered(argument) else "A"))
+            key.append((argument.dtype, argument.ndim, "C" if argument.flags.c_contiguous else "A"))
         elif kind is tuple and all(_scalar(value) for value in argument):
             key.append(tuple(map(type, argument)))
         elif _scalar(argument):
@@ -89,18 +94,9 @@ def arguments_key(arguments, array_class):
 
 
 def _scalar(value):
-    """Whether ``value`` is an integer or real number (not a boolean, which numba-cuda passes as a byte)."""
-    return isinstance(value, _SCALARS) and not isinstance(value, (bool, np.bool_))
-
-
-def _c_ordered(array):
-    """Whether ``array``'s strides are those of a C-ordered array of its shape, item size and no gaps."""
-    expected = array.itemsize
-    for extent, stride in zip(reversed(array.shape), reversed(array.strides)):
-        if stride != expected:
-            return False
-        expected *= extent
-    return True
+    """Whether ``value`` is a scalar passed as itself (:data:`_SCALARS`; a Python int within int64)."""
+    kind = type(value)
+    return kind in _SCALARS and (kind is not int or _INT64.min <= value <= _INT64.max)
 
 
 def signature(key):
@@ -109,6 +105,8 @@ def signature(key):
 
 
 def _numba_type(part):
+    """The numba type of one part of an :func:`arguments_key`: an array's ``(dtype, ndim, layout)``,
+    a tuple's types, or a scalar's type."""
     if type(part) is tuple and len(part) == 3 and isinstance(part[0], np.dtype):
         dtype, ndim, layout = part
         return types.Array(numpy_support.from_dtype(dtype), ndim, layout)
@@ -147,7 +145,7 @@ def _typed(value):
     return value
 
 
-@functools.lru_cache(maxsize=512)
+@functools.cache  # never evicted: unloading a module could pull code from under queued launches
 def cupy_function(kernel, key, device_id):
     """``(module, function)``: ``kernel`` compiled by numba-cuda for :func:`signature` ``(key)``,
     loaded by CuPy into GPU ``device_id`` (the current one); ``None`` where numba-cuda keeps
