@@ -30,6 +30,23 @@ def _step_of(call, param, grad):
             numadam.adam_step(param, grad, exp_avg, exp_avg_sq, step=step[0], lr=LR)
 
         return functional
+    if call == "lamb_step":
+        exp_avg, exp_avg_sq, step = np.zeros_like(param), np.zeros_like(param), [0]
+
+        def functional_lamb():
+            step[0] += 1
+            numadam.lamb_step(param, grad, exp_avg, exp_avg_sq, step=step[0], lr=LR)
+
+        return functional_lamb
+    if call == "adafactor_step 40 x 25":
+        matrix, matrix_grad = param.reshape(40, 25), grad.reshape(40, 25)
+        row_var, col_var, step = np.zeros((40, 1), np.float32), np.zeros((1, 25), np.float32), [0]
+
+        def functional_adafactor():
+            step[0] += 1
+            numadam.adafactor_step(matrix, matrix_grad, row_var, col_var, step=step[0], lr=LR)
+
+        return functional_adafactor
     if call == "adam, clip_global_norm + nonfinite='skip'":
         optimizer = numadam.Adam(param, lr=LR, clip_global_norm=1e30, nonfinite="skip")
     else:
@@ -40,7 +57,8 @@ def _step_of(call, param, grad):
 class CallCost:
     """One step of one float32 array of 1e3 elements."""
 
-    params = (["numpy in place", "adam_step", "adam, clip_global_norm + nonfinite='skip'"]
+    params = (["numpy in place", "adam_step", "lamb_step", "adafactor_step 40 x 25",
+               "adam, clip_global_norm + nonfinite='skip'"]
               + list(numadam.families()),)
     param_names = ("call",)
     timeout = 300
