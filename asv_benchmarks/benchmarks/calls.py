@@ -22,22 +22,15 @@ def _step_of(call, param, grad):
 
         optimizer, grads = InPlaceAdam([param], LR, (0.9, 0.999), 1e-8), [grad]
         return lambda: optimizer.step(grads)
-    if call == "adam_step":
-        exp_avg, exp_avg_sq, step = np.zeros_like(param), np.zeros_like(param), [0]
+    if call in ("adam_step", "lamb_step"):  # the functional steps of two moments
+        step_function, step = getattr(numadam, call), [0]
+        exp_avg, exp_avg_sq = np.zeros_like(param), np.zeros_like(param)
 
         def functional():
             step[0] += 1
-            numadam.adam_step(param, grad, exp_avg, exp_avg_sq, step=step[0], lr=LR)
+            step_function(param, grad, exp_avg, exp_avg_sq, step=step[0], lr=LR)
 
         return functional
-    if call == "lamb_step":
-        exp_avg, exp_avg_sq, step = np.zeros_like(param), np.zeros_like(param), [0]
-
-        def functional_lamb():
-            step[0] += 1
-            numadam.lamb_step(param, grad, exp_avg, exp_avg_sq, step=step[0], lr=LR)
-
-        return functional_lamb
     if call == "adafactor_step 40 x 25":
         matrix, matrix_grad = param.reshape(40, 25), grad.reshape(40, 25)
         row_var, col_var, step = np.zeros((40, 1), np.float32), np.zeros((1, 25), np.float32), [0]
