@@ -80,6 +80,12 @@ def run_step(cls, operands, step, hyper, carry, norms=None, passes=("first", "up
         adopted.written()
         return carry
     with adopted.launch():
+        if algorithm.norms is not None and tuple(passes) == ("first", "update") and not master:
+            ready = prepared(algorithm, arrays)  # both passes, as a kept plan makes them (_norms_launch)
+            spec = kernel_spec(algorithm, flags, ready.storage, ready.present, NO_POLICY, ready.state)
+            _norms_launch(algorithm, flags, np.array([algorithm.norms.applies(h)]), ready, spec)([scalars])
+            adopted.written()
+            return carry
         if algorithm.norms is not None and "first" in passes:  # the state, and this array's norms
             norms = run_on_arrays(algorithm, arrays, flags, NO_POLICY._replace(reduction="norms"),
                                   tuple(scalars) + tuple(NO_POLICY_SCALARS), reduce=True)
@@ -149,17 +155,16 @@ def _factored_launch(algorithm, arrays, flags, h, weakly=False):
             check_factor(given, kind.name, kind, param)
         own[kind.name] = given
     # The factors' pass writes the caller's factors before the norms and the update read the gradient.
-    callers = {name for name in own if arrays.get(name) is not None}
+    callers = [name for name in own if arrays.get(name) is not None]  # in the state's order
     mine = {"param": param, "grad": grad, **{name: own[name] for name in callers}}
     validate.check_disjoint([backend.describe(array) for array in mine.values()], list(mine), list(mine.values()),
                             [name != "grad" for name in mine])
     views = {name: backend.broadcast(array, param.shape) for name, array in own.items()}
     written = {"param"}
     ready = prepared(algorithm, {**arrays, **views}, written=written)  # every check before anything is written
-    update = backend.launcher(ready.plan, kernel_spec(algorithm, flags, ready.storage, ready.present, NO_POLICY,
-                                                      ready.state))
-    then = _norms_then(algorithm, flags, np.array([algorithm.norms.applies(h)]), ready, update,
-                       [dtypes.real_size(param.shape, param.dtype)])
+    then = _norms_launch(algorithm, flags, np.array([algorithm.norms.applies(h)]), ready,
+                         kernel_spec(algorithm, flags, ready.storage, ready.present, NO_POLICY, ready.state),
+                         [dtypes.real_size(param.shape, param.dtype)])
     kept = {"grad": grad, **{name: own[name] for name in callers}}
     current = _weak_dict(kept) if weakly else lambda: kept
     derived = {name: own[name] for name in own if name not in callers}
@@ -252,7 +257,7 @@ def step_function(cls, name, doc):
     def planned(checked, operands, key, step, carry):
         """The step of NumPy, CuPy or other CUDA arrays through their checked plan, made here and kept
         while the same arrays come with the same hyperparameters (for a family with a norms pass,
-        both passes: :func:`_norms_then`; for a family with factored state, the factors' pass
+        both passes: :func:`_norms_launch`; for a family with factored state, the factors' pass
         too: :func:`_factored_launch`); ``None`` for operands that are adopted at each call (torch
         tensors, DLPack arrays, row-sparse gradients)."""
         if any(is_foreign(array) or is_rows(array) for array in operands.values()):
@@ -266,10 +271,11 @@ def step_function(cls, name, doc):
         else:
             ready = prepared(algorithm, operands)
             spec = kernel_spec(algorithm, checked.flags, ready.storage, ready.present, NO_POLICY, ready.state)
-            launch = ready.backend.launcher(ready.plan, spec)
-            if algorithm.norms is not None:
-                launch = _norms_then(algorithm, checked.flags, np.array([algorithm.norms.applies(checked.h)]),
-                                     ready, launch)
+            if algorithm.norms is None:
+                launch = ready.backend.launcher(ready.plan, spec)
+            else:
+                launch = _norms_launch(algorithm, checked.flags, np.array([algorithm.norms.applies(checked.h)]),
+                                       ready, spec)
         plan = _Plan(checked, refs, launch)
         scalars, carry = algorithm.step_scalars(step, checked.h, carry)
         plan.launch([scalars])
@@ -339,16 +345,28 @@ def step_function(cls, name, doc):
     return step_function
 
 
-def _norms_then(algorithm, flags, applies, ready, update, counts=None):
-    """``launch(rows)``: the functional step of a family with a norms pass over ``ready``'s plan,
-    as :func:`run_step` takes it: the norms pass with the one row of ``rows`` (then no policy's
-    scalars), summed chunk by chunk in order; the field its two sums set where ``applies``
-    (:func:`~numadam.engine.stepping.with_norms`, with the parameter's real element ``counts``
-    for a value per parameter); then ``update``, the update's launch."""
+def _norms_launch(algorithm, flags, applies, ready, update_spec, counts=None):
+    """``launch(rows)``: the step of a family with a norms pass over ``ready``'s plan with the one
+    row of ``rows``: the norms pass (then no policy's scalars), the field its two sums set where
+    ``applies`` (:func:`~numadam.engine.stepping.with_norms`, with the parameter's real element
+    ``counts`` for a value per parameter), then the update of ``update_spec``.
+
+    Where the backend makes it all in one call (``norms_step_launcher``: a serial plan on the
+    CPU, any plan on CUDA, which then never waits for the GPU) and the value is not per parameter,
+    that call, as the optimizer objects make it; else the host adds the pass's sums chunk by
+    chunk, in order, and launches the update."""
     backend, plan = ready.backend, ready.plan
-    first = kernel_spec(algorithm, flags, ready.storage, ready.present, NO_POLICY._replace(reduction="norms"),
-                        ready.state)
-    reduce = backend.reducer(plan, first, *chunk_pieces(backend, plan))
+    first_policy = NO_POLICY._replace(reduction="norms")
+    first = kernel_spec(algorithm, flags, ready.storage, ready.present, first_policy, ready.state)
+    starts, stops = chunk_pieces(backend, plan)
+    one_call = getattr(backend, "norms_step_launcher", None)
+    if one_call is not None and not algorithm.norms.per_parameter:
+        launch = one_call(plan, first, update_spec, starts, stops, np.zeros(len(starts), np.int64), [0], applies,
+                          tuple(NO_POLICY_SCALARS), algorithm.Scalars._fields.index(algorithm.norms.field))
+        if launch is not None:
+            return launch
+    reduce = backend.reducer(plan, first, starts, stops)
+    update = backend.launcher(plan, update_spec)
 
     def launch(rows):
         param_squares, direction_squares = pre_pass_totals(reduce([tuple(rows[0]) + tuple(NO_POLICY_SCALARS)]))

@@ -486,6 +486,27 @@ def test_the_functional_step_of_the_same_arrays_copies_nothing_after_its_first_c
         device.assert_matches(on_device[name], host[name])
 
 
+def test_lambs_functional_step_never_waits_for_the_gpu(device, monkeypatch):
+    """``numadam.lamb_step`` on device arrays takes the objects' one queued call (the norms pass, the
+    trust ratio computed on the GPU, the update): nothing comes back to the host, at the first call
+    (checked) or the next (planned), and each step stays the CPU's."""
+    fetched = []
+    original = CudaBackend._to_host
+    monkeypatch.setattr(CudaBackend, "_to_host", lambda self, array: fetched.append(1) or original(self, array))
+    rng = np.random.default_rng(29)
+    host = [random_array(rng, (3, 50), np.float32), np.zeros((3, 50), np.float32), np.zeros((3, 50), np.float32)]
+    on_device = [device.to_device(array.copy()) for array in host]
+    sequence = gradient_sequence(30, [(3, 50)], 4)
+    grad = device.to_device(sequence[0][0])
+    for t, (values,) in enumerate(sequence, start=1):
+        refill(grad, values)
+        numadam.lamb_step(host[0], values, *host[1:], step=t, lr=0.02, weight_decay=0.1)
+        numadam.lamb_step(on_device[0], grad, *on_device[1:], step=t, lr=0.02, weight_decay=0.1)
+    assert fetched == []
+    for actual, expected in zip(on_device, host):
+        device.assert_matches(actual, expected)
+
+
 NORMS_CASES = [("lamb", np.float32), ("lamb", np.float64), ("lamb", np.complex64), ("adafactor", np.float32),
                ("adafactor", np.float64)]
 
