@@ -81,9 +81,7 @@ def run_step(cls, operands, step, hyper, carry, norms=None, passes=("first", "up
         return carry
     with adopted.launch():
         if algorithm.norms is not None and tuple(passes) == ("first", "update") and not master:
-            ready = prepared(algorithm, arrays)  # both passes, as a kept plan makes them (_norms_launch)
-            spec = kernel_spec(algorithm, flags, ready.storage, ready.present, NO_POLICY, ready.state)
-            _norms_launch(algorithm, flags, np.array([algorithm.norms.applies(h)]), ready, spec)([scalars])
+            _checked_launch(algorithm, arrays, flags, h)([scalars])  # both passes, as a kept plan makes them
             adopted.written()
             return carry
         if algorithm.norms is not None and "first" in passes:  # the state, and this array's norms
@@ -162,21 +160,18 @@ def _factored_launch(algorithm, arrays, flags, h, weakly=False):
     views = {name: backend.broadcast(array, param.shape) for name, array in own.items()}
     written = {"param"}
     ready = prepared(algorithm, {**arrays, **views}, written=written)  # every check before anything is written
-    then = _norms_launch(algorithm, flags, np.array([algorithm.norms.applies(h)]), ready,
-                         kernel_spec(algorithm, flags, ready.storage, ready.present, NO_POLICY, ready.state),
-                         [dtypes.real_size(param.shape, param.dtype)])
+    then = _norms_launch(algorithm, flags, h, ready, [dtypes.real_size(param.shape, param.dtype)])
     kept = {"grad": grad, **{name: own[name] for name in callers}}
     current = _weak_dict(kept) if weakly else lambda: kept
-    derived = {name: own[name] for name in own if name not in callers}
+    derived = {name: own[name] for name in own if name not in callers}  # made here: held by the launch
     kinds, keeps_factors, any_elements = tuple(own), factors.factored(param.shape), param.size > 0
 
     def launch(rows):
         row = rows[0]
         weight, floor = factors.weights(algorithm, row, real)
         if any_elements:
-            given = current()
-            backend.update_factors(given["grad"], *(given.get(name, derived.get(name)) for name in kinds), weight,
-                                   floor, 1.0, None)
+            given = {**derived, **current()}
+            backend.update_factors(given["grad"], *(given[name] for name in kinds), weight, floor, 1.0, None)
         then([factors.with_factored(algorithm, row, keeps_factors)])
 
     return launch
@@ -269,13 +264,7 @@ def step_function(cls, name, doc):
         if algorithm.factored:
             launch = _factored_launch(algorithm, operands, checked.flags, checked.h, weakly=True)
         else:
-            ready = prepared(algorithm, operands)
-            spec = kernel_spec(algorithm, checked.flags, ready.storage, ready.present, NO_POLICY, ready.state)
-            if algorithm.norms is None:
-                launch = ready.backend.launcher(ready.plan, spec)
-            else:
-                launch = _norms_launch(algorithm, checked.flags, np.array([algorithm.norms.applies(checked.h)]),
-                                       ready, spec)
+            launch = _checked_launch(algorithm, operands, checked.flags, checked.h)
         plan = _Plan(checked, refs, launch)
         scalars, carry = algorithm.step_scalars(step, checked.h, carry)
         plan.launch([scalars])
@@ -345,19 +334,31 @@ def step_function(cls, name, doc):
     return step_function
 
 
-def _norms_launch(algorithm, flags, applies, ready, update_spec, counts=None):
+def _checked_launch(algorithm, arrays, flags, h):
+    """``launch(rows)``: the common step (no policy) of ``arrays`` (a dict of operands, checked
+    and laid out here) with the one row of ``rows``: the update's kernel, after the norms pass
+    for a family with one (:func:`_norms_launch`)."""
+    ready = prepared(algorithm, arrays)
+    if algorithm.norms is not None:
+        return _norms_launch(algorithm, flags, h, ready)
+    return ready.backend.launcher(ready.plan, kernel_spec(algorithm, flags, ready.storage, ready.present, NO_POLICY,
+                                                          ready.state))
+
+
+def _norms_launch(algorithm, flags, h, ready, counts=None):
     """``launch(rows)``: the step of a family with a norms pass over ``ready``'s plan with the one
     row of ``rows``: the norms pass (then no policy's scalars), the field its two sums set where
-    ``applies`` (:func:`~numadam.engine.stepping.with_norms`, with the parameter's real element
-    ``counts`` for a value per parameter), then the update of ``update_spec``.
+    the hyperparameters ``h`` apply it (:func:`~numadam.engine.stepping.with_norms`, with the
+    parameter's real element ``counts`` for a value per parameter), then the update.
 
     Where the backend makes it all in one call (``norms_step_launcher``: a serial plan on the
     CPU, any plan on CUDA, which then never waits for the GPU) and the value is not per parameter,
     that call, as the optimizer objects make it; else the host adds the pass's sums chunk by
     chunk, in order, and launches the update."""
     backend, plan = ready.backend, ready.plan
-    first_policy = NO_POLICY._replace(reduction="norms")
-    first = kernel_spec(algorithm, flags, ready.storage, ready.present, first_policy, ready.state)
+    first, update_spec = (kernel_spec(algorithm, flags, ready.storage, ready.present, policy, ready.state)
+                          for policy in (NO_POLICY._replace(reduction="norms"), NO_POLICY))
+    applies = np.array([algorithm.norms.applies(h)])
     starts, stops = chunk_pieces(backend, plan)
     one_call = getattr(backend, "norms_step_launcher", None)
     if one_call is not None and not algorithm.norms.per_parameter:

@@ -122,6 +122,19 @@ class CupyArray:
         self.flags = types.SimpleNamespace(c_contiguous=array.flags.c_contiguous)
 
 
+def fake_cupy(monkeypatch):
+    """A stand-in for the ``cupy`` module, as :mod:`numadam.targets.cuda.launcher` reads it: its array
+    class (:class:`CupyArray`) and the current device's number."""
+
+    class Cupy:
+        ndarray = CupyArray
+
+        class cuda:  # noqa: N801 (CuPy's name)
+            runtime = types.SimpleNamespace(getDevice=lambda: 0)
+
+    monkeypatch.setitem(sys.modules, "cupy", Cupy)
+
+
 def launched_through_cupy(monkeypatch, kernel, blocks, threads, arguments):
     """``(signature, arguments)``: the types ``kernel`` was compiled for and the values CuPy was handed
     by :func:`launcher.launch_kernel`, with :class:`CupyArray` as CuPy's array class; fails if
@@ -130,12 +143,6 @@ def launched_through_cupy(monkeypatch, kernel, blocks, threads, arguments):
 
     loaded, compiled = LoadedKernel(), []
 
-    class Cupy:
-        ndarray = CupyArray
-
-        class cuda:  # noqa: N801 (CuPy's name)
-            runtime = types.SimpleNamespace(getDevice=lambda: 0)
-
     def cupy_function(kernel, key, device_id):
         compiled.append(launcher.signature(key))
         return None, loaded
@@ -143,7 +150,7 @@ def launched_through_cupy(monkeypatch, kernel, blocks, threads, arguments):
     def numba_launch(*_):
         raise AssertionError("launched through numba-cuda")
 
-    monkeypatch.setitem(sys.modules, "cupy", Cupy)
+    fake_cupy(monkeypatch)
     monkeypatch.setattr(launcher, "cupy_function", cupy_function)
     monkeypatch.setattr(launcher, "quiet_grid", numba_launch)
     launcher.launch_kernel(kernel, blocks, threads, 0, *arguments)
@@ -221,10 +228,7 @@ def test_an_argument_cupy_cannot_take_is_launched_by_numba_cuda(monkeypatch, arg
 
     configured = []
 
-    class Cupy:
-        ndarray = CupyArray
-
-    monkeypatch.setitem(sys.modules, "cupy", Cupy)
+    fake_cupy(monkeypatch)
     monkeypatch.setattr(launcher, "cupy_function", lambda *_: pytest.fail("launched through CuPy"))
     monkeypatch.setattr(launcher, "quiet_grid", lambda *grid: lambda *arguments: configured.append((grid, arguments)))
     launcher.launch_kernel("kernel", 3, 128, "stream", 1, argument)
@@ -238,13 +242,7 @@ def test_a_kernel_without_a_cubin_is_launched_by_numba_cuda(monkeypatch):
 
     configured = []
 
-    class Cupy:
-        ndarray = CupyArray
-
-        class cuda:  # noqa: N801 (CuPy's name)
-            runtime = types.SimpleNamespace(getDevice=lambda: 0)
-
-    monkeypatch.setitem(sys.modules, "cupy", Cupy)
+    fake_cupy(monkeypatch)
     monkeypatch.setattr(launcher, "cupy_function", lambda *_: None)
     monkeypatch.setattr(launcher, "quiet_grid", lambda *grid: lambda *arguments: configured.append((grid, arguments)))
     launcher.launch_kernel("kernel", (2, 3), 256, "stream", 4, np.float32(1))

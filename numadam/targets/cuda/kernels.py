@@ -35,7 +35,6 @@ from ..body import block_runners, piece_runner, quantized_operands, reduction_ru
 from ..segments import piece_of, segment_of_element, sequence_length
 from .launcher import SIMULATED, launch_kernel, loaded_function, quiet_grid
 
-
 if SIMULATED:
     from .simulated_memory import element_pointer, scalar_view, table_view
 
