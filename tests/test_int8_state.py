@@ -1,8 +1,8 @@
 """8-bit blockwise state (``state_dtype="int8"``), against a reference written from the scheme.
 
 The reference keeps each state as codes and block scales, and takes a step as
-the scheme says: decode every code to its number of the dynamic map times its
-block's scale, take the family's step (tests/reference.py) in the parameters'
+the scheme says: decode every code to its number of the dynamic map (octaves of
+a factor 8) times its block's scale, take the family's step (tests/reference.py) in the parameters'
 compute dtype, then encode each block again: its new scale is its largest
 magnitude (NaN if it holds one), stored as float32, and each number's code is
 the nearest number of the map to ``number * (1 / scale)``, ties toward zero.
@@ -34,12 +34,12 @@ QUANTIZABLE = [case for case in CASES if numadam.families()[case[0]].algorithm.n
 LR = 1e-2
 
 
-def map_numbers(bits):
-    """Zero and 2**(bits - e) evenly spaced numbers in each decade (10**-(e+1), 10**-e], e = 0..bits."""
+def map_numbers(bits, base=8):
+    """Zero and 2**(bits - e) evenly spaced numbers in each octave (base**-(e+1), base**-e], e = 0..bits."""
     numbers = {0.0}
     for e in range(bits + 1):
         count = 2 ** (bits - e)
-        numbers.update(np.linspace(10.0 ** -(e + 1), 10.0 ** -e, count + 1)[1:])
+        numbers.update(np.linspace(float(base) ** -(e + 1), float(base) ** -e, count + 1)[1:])
     return np.sort(np.array(list(numbers), np.float64))
 
 
@@ -47,8 +47,8 @@ def test_maps_hold_the_dynamic_numbers():
     for table, bits, size in [(quantization.SIGNED, 6, 128), (quantization.UNSIGNED, 7, 256)]:
         expected = map_numbers(bits)
         assert table.magnitudes.dtype == np.float32 and table.magnitudes.size == size == expected.size
-        np.testing.assert_allclose(table.magnitudes, expected, rtol=2 ** -23)
-        assert table.magnitudes[0] == 0 and table.magnitudes[-1] == 1
+        np.testing.assert_array_equal(table.magnitudes, expected)  # short binary fractions: float32 exactly
+        assert table.magnitudes[0] == 0 and table.magnitudes[-1] == 1 and table.magnitudes[1] == 8.0**-bits
         assert np.all(np.diff(table.magnitudes) > 0)
     values = quantization.SIGNED.values  # the number of code q at q + 128
     np.testing.assert_array_equal(values[128:], quantization.SIGNED.magnitudes)
@@ -56,25 +56,37 @@ def test_maps_hold_the_dynamic_numbers():
     np.testing.assert_array_equal(quantization.UNSIGNED.values, quantization.UNSIGNED.magnitudes)
 
 
+@pytest.mark.parametrize("signed", [True, False])
+def test_decoding_is_the_maps_number_of_every_code(signed):
+    """The kernels' arithmetic decoding (no table) gives every code's number; -128 reads as -1."""
+    codes = np.arange(-128, 128).astype(np.int8) if signed else np.arange(256).astype(np.uint8)
+    table = quantization.SIGNED if signed else quantization.UNSIGNED
+    decoded = quantization.dequantize(np.tile(codes, 2), np.array([1, 0.375], np.float32), signed)
+    np.testing.assert_array_equal(decoded[:256], table.values)
+    np.testing.assert_array_equal(decoded[256:], table.values * np.float32(0.375))
+    if signed:
+        assert decoded[0] == -1
+
+
 def reference_codes(table, numbers):
     """Codes of ``numbers`` (magnitudes in [0, 1], or NaN) as the module docstring defines them: in
-    float32, on the line through the evenly spaced numbers of their decade, rounded."""
+    float32, on the line through the evenly spaced numbers of their octave, rounded."""
     m = numbers.astype(np.float32)
     m = np.where(m <= 1, m, np.float32(1))
-    decade = np.count_nonzero(m[:, None] > table.bounds[None, :], axis=1)
-    codes = (table.slopes[decade] * (m - table.offsets[decade])).astype(np.int32)
+    octave = np.count_nonzero(m[:, None] > table.bounds[None, :], axis=1)
+    codes = (table.slopes[octave] * (m - table.offsets[octave])).astype(np.int32)
     return np.minimum(codes, table.magnitudes.size - 1)
 
 
 @pytest.mark.parametrize("signed", [True, False])
-def test_each_decades_line_runs_through_its_numbers(signed):
-    """Code c of decade d sits at slope * (number - offset) = c + 1/2, and its lower end 10^-(b-d+1)
-    at the line's first code (``2**d - 1``, the last code of the decade below)."""
+def test_each_octaves_line_runs_through_its_numbers(signed):
+    """Code c of octave d sits at slope * (number - offset) = c + 1/2, and its lower end 8^-(b-d+1)
+    at the line's first code (``2**d - 1``, the last code of the octave below)."""
     table = quantization.SIGNED if signed else quantization.UNSIGNED
     codes = np.arange(table.magnitudes.size)
-    decade = np.count_nonzero(table.magnitudes[:, None] > table.bounds[None, :], axis=1)
-    assert np.array_equal(decade, np.floor(np.log2(np.maximum(codes, 1))).astype(int))
-    on_line = table.slopes[decade].astype(np.float64) * (table.magnitudes - table.offsets[decade].astype(np.float64))
+    octave = np.count_nonzero(table.magnitudes[:, None] > table.bounds[None, :], axis=1)
+    assert np.array_equal(octave, np.floor(np.log2(np.maximum(codes, 1))).astype(int))
+    on_line = table.slopes[octave].astype(np.float64) * (table.magnitudes - table.offsets[octave].astype(np.float64))
     np.testing.assert_allclose(on_line, codes + 0.5, atol=1e-3)
     for d in range(1, table.bounds.size + 1):
         lower_end = table.slopes[d] * (np.float64(table.bounds[d - 1]) - table.offsets[d])
@@ -84,12 +96,12 @@ def test_each_decades_line_runs_through_its_numbers(signed):
 @pytest.mark.parametrize("signed", [True, False])
 def test_encoding_picks_the_nearest_number_of_the_map(signed):
     """Every midpoint and its float32 neighbours, every map number, and random numbers of every
-    decade, in blocks whose largest magnitude is exactly 1 (scale 1)."""
+    octave, in blocks whose largest magnitude is exactly 1 (scale 1)."""
     table = quantization.SIGNED if signed else quantization.UNSIGNED
     mids = ((table.magnitudes[:-1] + table.magnitudes[1:]) / np.float32(2)).astype(np.float32)
     rng = np.random.default_rng(0)
     probes = np.concatenate([mids, np.nextafter(mids, np.float32(0)), np.nextafter(mids, np.float32(2)),
-                             table.magnitudes, np.float32(10.0) ** -rng.uniform(0, 9, 4000).astype(np.float32),
+                             table.magnitudes, np.float32(8.0) ** -rng.uniform(0, 9, 4000).astype(np.float32),
                              [0.0, 1e-40, 1e-30]]).astype(np.float32)
     probes = np.minimum(probes, np.float32(1))
     blocks = -(-probes.size // (BLOCK - 1))
@@ -314,6 +326,48 @@ def test_wider_state_loads_into_int8_encoded(source_dtype):
         codes, scales = reference_quantize(source[name][0].astype(np.float32), name == "exp_avg")
         np.testing.assert_array_equal(loaded[name][0], codes)
         np.testing.assert_array_equal(loaded[name + "_scales"][0], scales)
+
+
+def legacy_numbers(bits):
+    """The decades map of states saved before ``int8_map``: zero and 2**(bits - e) evenly spaced
+    numbers in each decade (10**-(e+1), 10**-e], e = 0..bits."""
+    numbers = {0.0}
+    for e in range(bits + 1):
+        count = 2 ** (bits - e)
+        numbers.update(np.linspace(10.0 ** -(e + 1), 10.0 ** -e, count + 1)[1:])
+    return np.sort(np.array(list(numbers)))
+
+
+def test_codes_saved_in_the_decades_map_are_decoded_and_encoded_again():
+    """A state saved before ``int8_map`` named the map (it has none) holds codes of the decades map
+    with each block's largest magnitude as its scale: loading decodes them with that map and encodes
+    the numbers in today's map."""
+    opt, params = trained("int8")
+    state = opt.state_dict()
+    assert state.pop(quantization.MAP_KEY) == "octaves"
+    rng = np.random.default_rng(5)
+    for name in ("exp_avg", "exp_avg_sq", "max_exp_avg_sq"):
+        signed = name == "exp_avg"
+        numbers = legacy_numbers(6 if signed else 7).astype(np.float32)
+        codes = rng.integers(-127 if signed else 0, 128 if signed else 256, state[name][0].shape)
+        state[name][0] = codes.astype(np.int8 if signed else np.uint8)
+        state[name + "_scales"][0] = rng.uniform(0.5, 2, state[name + "_scales"][0].shape).astype(np.float32)
+    other, _ = twin("int8", params)
+    other.load_state_dict(state)
+    loaded = other.state_dict()
+    for name in ("exp_avg", "exp_avg_sq", "max_exp_avg_sq"):
+        signed = name == "exp_avg"
+        numbers = legacy_numbers(6 if signed else 7).astype(np.float32)
+        codes = state[name][0].astype(np.int32)
+        decoded = (np.sign(codes) * numbers[np.abs(codes)]).astype(np.float32).reshape(-1)
+        decoded = (decoded * np.repeat(state[name + "_scales"][0], BLOCK)[:decoded.size]).reshape(codes.shape)
+        expected_codes, expected_scales = reference_quantize(decoded, signed)
+        np.testing.assert_array_equal(loaded[name][0], expected_codes, err_msg=name)
+        np.testing.assert_array_equal(loaded[name + "_scales"][0], expected_scales, err_msg=name)
+        np.testing.assert_array_equal(loaded[name][1], state[name][1], err_msg=name)  # kept in float32
+    with pytest.raises(ValueError, match=r"state\['int8_map'\] must be 'octaves'.*got 'dynamic'"):
+        other.load_state_dict({**state, quantization.MAP_KEY: "dynamic"})
+    np.testing.assert_array_equal(other.state_dict()["exp_avg"][0], loaded["exp_avg"][0])
 
 
 def test_bad_codes_or_scales_are_refused_and_change_nothing():

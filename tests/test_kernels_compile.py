@@ -230,10 +230,10 @@ def test_the_8_bit_state_block_kernel_compiles_to_ptx():
     assert re.search(r"ld\.global(\.\w+)*\.[us]8", ptx) and re.search(r"st\.global(\.\w+)*\.[us]8", ptx)
     assert ".shared" in ptx and "bar.sync" in ptx
     assert not re.search(r"\b(add|sub|mul|div|sqrt|fma)(\.\w+)*\.f64\b", ptx), "arithmetic outside float32"
-    # The code tables are constant data, copied for each use: ptxas refuses a module over 64 KB of it.
+    # Decoding is arithmetic: no table of numbers (a table is constant data, copied for each use)
+    # beyond the octaves' bounds, slopes and offsets that encoding picks from.
     arrays = re.findall(r"^\s*\.(?:global|const)\s+\.align\s+\d+\s+\.[bufs](\d+)\s+\S+\[(\d+)\]", ptx, re.M)
-    constant_bytes = sum(int(bits) // 8 * int(count) for bits, count in arrays)
-    assert 0 < constant_bytes < 0x10000, f"{constant_bytes} bytes of constant data"
+    assert all(int(count) <= 8 for _, count in arrays), arrays
 
 
 @pytest.mark.parametrize("dtype", [np.complex64, np.complex128])

@@ -31,12 +31,15 @@ LAYOUT_KEY = "int8_chunks"
 
 class Blocks(NamedTuple):
     """How one leaf of saved 8-bit codes is blocked: its ``scales``, the ``locations`` of the chunks
-    its blocks follow (``None``: the whole parameter's), and the paths that name them in errors."""
+    its blocks follow (``None``: the whole parameter's), the paths that name them in errors, and
+    whether its codes are of the decades map of states saved before
+    :data:`~numadam.targets.quantization.MAP_KEY` (``legacy``: they are decoded, then encoded again)."""
 
     scales: object
     locations: object
     scales_path: str
     locations_path: str
+    legacy: bool = False
 
 
 def whole(shape):
@@ -122,13 +125,14 @@ def same_blocks(saved, target, shape):
     return blocks_whole(saved, shape) and blocks_whole(target, shape)
 
 
-def decoded(codes, scales, locations, signed):
+def decoded(codes, scales, locations, signed, legacy=False):
     """The float32 numbers of NumPy ``codes`` blocked over the chunks at ``locations`` with their
-    ``scales`` (chunk after chunk)."""
+    ``scales`` (chunk after chunk); ``legacy``: codes of the decades map."""
+    decode = quantization.dequantize_legacy if legacy else quantization.dequantize
     values = np.empty(codes.shape, np.float32)
     first = 0
     for chunk, count in zip(locations, block_counts(locations)):
         where = tuple(slice(start, stop) for start, stop in chunk)
-        values[where] = quantization.dequantize(codes[where], scales[first:first + count], signed)
+        values[where] = decode(codes[where], scales[first:first + count], signed)
         first += count
     return values

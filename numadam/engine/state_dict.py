@@ -24,8 +24,11 @@ def state_dict(optimizer, lazy=False):
     step, skipped, micro_step = engine.counts()
     state = {"optimizer": type(optimizer).__name__, "family": algorithm.name, "step": step,
              "hyperparameters": dict(settings.own)}
-    for name, leaves in engine.state_arrays(lazy).items():
+    arrays = engine.state_arrays(lazy)
+    for name, leaves in arrays.items():
         state[name] = optimizer._treedef.unflatten(leaves)
+    if any(f"{kind.name}_scales" in arrays for kind in algorithm.state):  # 8-bit codes: name their map
+        state[quantization.MAP_KEY] = quantization.MAP_NAME
     groups = settings.groups
     if groups:
         state["groups"] = [group.overrides for group in groups]
@@ -232,10 +235,23 @@ def coded_leaves(state, name, leaves, treedef):
     layout_root = f"state[{chunk_blocks.LAYOUT_KEY!r}]"
     locations = ([None] * len(leaves) if chunk_blocks.LAYOUT_KEY not in state
                  else treedef.flatten_like(state[chunk_blocks.LAYOUT_KEY], layout_root))
-    return [chunk_blocks.Blocks(scale, where, scales_path, layout_path)
+    legacy = _legacy_codes(state)
+    return [chunk_blocks.Blocks(scale, where, scales_path, layout_path, legacy)
             if np.dtype(getattr(leaf, "dtype", np.float64)).kind in "iu" else None
             for leaf, scale, where, scales_path, layout_path
             in zip(leaves, scales, locations, scales_paths, treedef.paths(layout_root))]
+
+
+def _legacy_codes(state):
+    """Whether the state's 8-bit codes are of the decades map: a state saved before
+    :data:`~numadam.targets.quantization.MAP_KEY` named the map has none."""
+    if quantization.MAP_KEY not in state:
+        return True
+    if state[quantization.MAP_KEY] != quantization.MAP_NAME:
+        raise ValueError(f"state[{quantization.MAP_KEY!r}] must be {quantization.MAP_NAME!r} (the map of the 8-bit "
+                         f"codes numadam writes), or absent for codes saved before it; got "
+                         f"{state[quantization.MAP_KEY]!r}")
+    return False
 
 
 def _checked_codes(codes, path, kind, blocks, info):
@@ -255,9 +271,9 @@ def _checked_codes(codes, path, kind, blocks, info):
         raise ValueError(f"the scales of {path} must be float32 of shape ({count},), one per block of "
                          f"{quantization.BLOCK} of each chunk its blocks follow; got "
                          f"{getattr(scales, 'dtype', type(scales).__name__)} of shape {getattr(scales, 'shape', None)}")
-    if chunk_blocks.blocks_whole(locations, info.shape):
+    if chunk_blocks.blocks_whole(locations, info.shape) and not blocks.legacy:
         return Quantized(codes, scales)
-    return chunk_blocks.decoded(on_host(codes), on_host(scales), locations, not kind.nonnegative)
+    return chunk_blocks.decoded(on_host(codes), on_host(scales), locations, not kind.nonnegative, blocks.legacy)
 
 
 def _has_negative_entries(array):

@@ -131,12 +131,13 @@ def _buffered(k, index):
 
 
 def _state_load(spec, k, index_of):
-    """State operand ``k`` as the rule reads it: widened, or (8-bit state) as decoded into the
-    block's buffer by :func:`_decode_lines`."""
+    """State operand ``k`` as the rule reads it: widened, or (8-bit state) decoded and scaled by
+    its block's scale ``c{k}`` (the codecs convert in vector lanes, so the rule's loop vectorizes
+    with them)."""
     if not spec.operands[k]:
         return "like"
     if spec.operands[k] in QUANTIZED:
-        return _buffered(k, "i + shift")
+        return f"d{k}({_element(k, index_of)}) * c{k}"
     return f"w{k}({_old(spec, k, index_of)})"
 
 
@@ -245,21 +246,31 @@ def piece_source(spec, strided_threads, name="run_piece"):
     :func:`settle_source`.
     """
     step = ", step" if strided_threads else ""
-    present = [k for k, code in enumerate(spec.operands) if code]
     # With 8-bit state, run_piece only adds a micro-batch into the accumulator: it reads no state.
     quantized = quantized_operands(spec) if name == "load_piece" else []
     largest = name == "load_piece" and not strided_threads
-    if largest and set(quantized) - set(_written_state(spec)):
-        raise ValueError(f"8-bit state must be written by the update: {spec.rule} leaves some unwritten")
+    _check_written(spec, quantized)
     extra = ", scales, n_blocks, block, shift, buffer" if name == "load_piece" else ""
     lines = _header(name, spec, extra + (", largest" if largest else ""))
     lines += [f"    c{k} = real(scales[{k - 2} * n_blocks + block])" for k in quantized]
     if largest:
         lines += [f"    l{k} = largest[{j}]" for j, k in enumerate(quantized)]
+    lines += _update_loops(spec, step, largest, runs=spec.policy.stochastic and not strided_threads)
+    if largest:
+        lines.append("    return (" + "".join(f"l{k}, " for k in quantized) + ")")
+    return "\n".join(lines) + "\n"
+
+
+def _check_written(spec, quantized):
+    if set(quantized) - set(_written_state(spec)):
+        raise ValueError(f"8-bit state must be written by the update: {spec.rule} leaves some unwritten")
+
+
+def _update_loops(spec, step, largest, runs):
+    """The loops of :func:`piece_source` over ``start:stop``: one per layout of the operands."""
+    present = [k for k, code in enumerate(spec.operands) if code]
     unit = lambda k: "i"  # noqa: E731
     strided = lambda k: f"i * s{k}"  # noqa: E731
-    lines += _decode_lines(spec, quantized, step)
-    runs = spec.policy.stochastic and not strided_threads
     loops = ["    if " + " and ".join(f"s{k} == 1" for k in present) + ":"]
     loops += _loop(_update_lines(spec, unit, False, largest, runs), step)
     for condition, index_of, _ in _factored_layouts(spec, present):
@@ -273,9 +284,31 @@ def piece_source(spec, strided_threads, name="run_piece"):
         loops += _loop(_update_lines(spec, unit, True, largest, runs), step)
     loops.append("    else:")
     loops += _loop(_update_lines(spec, strided, False, largest, runs), step)
-    lines += _runs(spec, loops) if runs else loops
-    if largest:
-        lines.append("    return (" + "".join(f"l{k}, " for k in quantized) + ")")
+    return _runs(spec, loops) if runs else loops
+
+
+def blocks_source(spec):
+    """The source of ``run_blocks`` (CPU): blocks ``block:end_block`` of 8-bit state whose
+    elements all lie in one segment (the segment's own elements ``blocks[b] - segment_offset``
+    on), each updated whole: the update (:func:`piece_source`'s ``load_piece`` loops, the new
+    state into ``buffer``), its new scales (:func:`settle_source`), then its codes
+    (:func:`store_source`'s loops). One call for a run of blocks reads the segment's scalars and
+    pointers once, where a call per block would read them for every 256 elements."""
+    quantized = quantized_operands(spec)
+    _check_written(spec, quantized)
+    lines = _header("run_blocks", spec, ", scales, n_blocks, blocks, block, end_block, segment_offset, buffer")
+    lines += ["    for block in range(block, end_block):",
+              "        start = blocks[block] - segment_offset",
+              "        stop = blocks[block + 1] - segment_offset",
+              "        shift = -start"]
+    lines += [f"        c{k} = real(scales[{k - 2} * n_blocks + block])" for k in quantized]
+    lines += [f"        l{k} = uint32(0)" for k in quantized]
+    lines += ["    " + line for line in _update_loops(spec, "", True, runs=spec.policy.stochastic)]
+    for k in quantized:
+        lines += [f"        scale = float32(nan) if l{k} > uint32(0x7F800000) else bitcast(l{k}, float32(0))",
+                  f"        scales[{k - 2} * n_blocks + block] = scale",
+                  f"        v{k} = inverse_of(real(scale), like)"]
+    lines += ["    " + line for line in _store_loops(spec, quantized, "")]
     return "\n".join(lines) + "\n"
 
 
@@ -326,22 +359,6 @@ def _factored_layouts(spec, present):
     return layouts
 
 
-def _decode_lines(spec, quantized, step):
-    """A loop of its own that decodes the block's 8-bit state into its buffer, where the update
-    reads it: the table lookups apart from the rule let the rule's loop vectorize."""
-    if not quantized:
-        return []
-
-    def decodes(index_of):
-        return [f"{_buffered(k, 'i + shift')} = d{k}({_element(k, index_of)}) * c{k}" for k in quantized]
-
-    lines = ["    if " + " and ".join(f"s{k} == 1" for k in quantized) + ":"]
-    lines += _loop(decodes(lambda k: "i"), step)
-    lines.append("    else:")
-    lines += _loop(decodes(lambda k: f"i * s{k}"), step)
-    return lines
-
-
 def store_source(spec, strided_threads):
     """The source of ``store_piece``: the second half of a block's update, which encodes the
     new state left in ``buffer`` with the block's new ``inverse`` scales."""
@@ -350,12 +367,18 @@ def store_source(spec, strided_threads):
     lines = ["def store_piece(table, row, start, stop, step, inverse, shift, buffer):"]
     lines += _operand_pointers(spec, quantized)
     lines += [f"    v{k} = inverse[{k - 2}]" for k in quantized]
+    return "\n".join(lines + _store_loops(spec, quantized, step)) + "\n"
+
+
+def _store_loops(spec, quantized, step):
+    """Loops that encode each 8-bit state's new values, in ``buffer``, with its inverse scale ``v{k}``."""
+    lines = []
     for k in quantized:  # a loop per state: one map's constants stay in registers
         lines.append(f"    if s{k} == 1:")
         lines += _loop([f"{_element(k, lambda k: 'i')} = q{k}({_buffered(k, 'i + shift')}, v{k})"], step)
         lines.append("    else:")
         lines += _loop([f"{_element(k, lambda k: f'i * s{k}')} = q{k}({_buffered(k, 'i + shift')}, v{k})"], step)
-    return "\n".join(lines) + "\n"
+    return lines
 
 
 def settle_source(spec):
@@ -543,6 +566,12 @@ def piece_runner(spec, primitives, strided_threads=False):
 def reduction_runner(spec, primitives, strided_threads=False):
     """``reduce_piece`` for ``spec`` as a Python function (see :func:`piece_runner`)."""
     return _compiled_source(reduction_source(spec, strided_threads), "reduce_piece", spec, primitives)
+
+
+@functools.cache
+def blocks_runner(spec, primitives):
+    """``run_blocks`` for a spec with 8-bit state, on the CPU (see :func:`blocks_source`)."""
+    return _compiled_source(blocks_source(spec), "run_blocks", spec, primitives)
 
 
 @functools.cache

@@ -7,28 +7,39 @@ each block keeps one float32 scale, the largest magnitude in it, and each
 element one byte, the index of the nearest number of a fixed *dynamic map*
 to the element divided by that scale.
 
-A dynamic map spends its codes on every decade below 1 rather than spreading
-them evenly: numbers in :math:`(10^{-e-1}, 10^{-e}]` get :math:`2^{b-e}`
-codes, linearly spaced,
+A dynamic map spends its codes on every *octave* below 1 (a factor of 8, three
+binades) rather than spreading them evenly: numbers in
+:math:`(8^{-e-1}, 8^{-e}]` get :math:`2^{b-e}` codes, linearly spaced,
 
 .. math::
 
-    10^{-e}\,\Bigl(0.1 + 0.9\,\frac{k + 1}{2^{b-e}}\Bigr),
+    8^{-e}\,\Bigl(\frac18 + \frac78\,\frac{k + 1}{2^{b-e}}\Bigr),
     \qquad k = 0, \dots, 2^{b-e} - 1,\quad e = 0, \dots, b,
 
-plus zero: ``b = 7`` for the unsigned map (256 numbers in [0, 1], for state
-that is never negative, such as Adam's second moment) and ``b = 6`` for the
-signed map (zero and 127 magnitudes, with either sign: codes -127..127 as
+plus zero: ``b = 7`` for the unsigned map (256 numbers in [0, 1], the smallest
+nonzero :math:`8^{-7} = 2^{-21}`, for state that is never negative, such as
+Adam's second moment) and ``b = 6`` for the signed map (zero and 127
+magnitudes down to :math:`2^{-18}`, with either sign: codes -127..127 as
 ``int8``, for state of either sign such as the first moment). The largest
-magnitude of a block maps to exactly 1.
+magnitude of a block maps to exactly 1. Neighbours in the top octave are
+0.7% (unsigned) and 1.4% (signed) of 1 apart.
 
-Encoding needs no table, so that the loops around it vectorize: the numbers
-of one decade (with the top number of the decade below) are evenly spaced, so
-the code of a magnitude ``m`` in :math:`(10^{-e-1}, 10^{-e}]` is
-``floor(slope * (m - offset))``, the slope and offset of its decade picked by
-comparing ``m`` with the decades' bounds. That is the nearest number of the map,
+Every number of the map is a short binary fraction, so decoding is exact
+float32 arithmetic on the code's bits, in vector lanes: code :math:`c \ge 1`
+lies in octave :math:`d = \lfloor \log_2 c \rfloor` from the bottom (the
+exponent of ``float32(c)``), :math:`k = c - 2^d`, and its number is
+:math:`8^{d-b-1}\,(1 + 7 (c + 1 - 2^d) / 2^d)`. (The *decades* map of states
+saved before 2026-11-27, with 10 for 8, needed a table, looked up one element
+at a time; such states are decoded with its table, :data:`LEGACY_SIGNED` and
+:data:`LEGACY_UNSIGNED`, when loaded: see :data:`MAP_KEY`.)
+
+Encoding needs no table either, so that the loops around it vectorize: the
+numbers of one octave (with the top number of the octave below) are evenly
+spaced, so the code of a magnitude ``m`` in :math:`(8^{-e-1}, 8^{-e}]` is
+``floor(slope * (m - offset))``, the slope and offset of its octave picked by
+comparing ``m`` with the octaves' bounds. That is the nearest number of the map,
 halfway cases up, except within about a float32 rounding of a halfway point
-(there it may be the other neighbour). Decoding is one table lookup.
+(there it may be the other neighbour).
 The functions are made per target from its primitives, as the storage
 conversions are (:mod:`numadam.targets.storage`).
 """
@@ -43,57 +54,68 @@ from .primitives import cpu_primitives
 
 #: Elements per block: each block of a parameter's state has its own scale.
 BLOCK = 256
+#: The factor between a dynamic map's octaves.
+BASE = 8
+#: The state dict's entry that names the map its 8-bit codes are in, and its value now. A state
+#: without it was saved with the decades map (:data:`LEGACY_SIGNED`, :data:`LEGACY_UNSIGNED`).
+MAP_KEY, MAP_NAME = "int8_map", "octaves"
 
 class DynamicMap(NamedTuple):
     """One dynamic map: its magnitudes, what each stored code decodes to, and how numbers are encoded."""
 
     magnitudes: np.ndarray  # float32, ascending, from 0 to 1
     values: np.ndarray      # float32: what each stored code decodes to (signed: index code + 128)
-    bounds: np.ndarray      # float32: the decades' lower ends, 10^-bits .. 10^-1 (ascending)
-    slopes: np.ndarray      # float32: per decade (bounds[d - 1] < m), codes per unit of magnitude
-    offsets: np.ndarray     # float32: per decade, the magnitude half a code below its first code
+    bounds: np.ndarray      # float32: the octaves' lower ends, 8^-bits .. 8^-1 (ascending)
+    slopes: np.ndarray      # float32: per octave (bounds[d - 1] < m), codes per unit of magnitude
+    offsets: np.ndarray     # float32: per octave, the magnitude half a code below its first code
+    bits: int               # b: the map's octaves are 0..b
 
 
-def _magnitudes(bits):
+def _magnitudes(bits, base):
     """Zero and the map's positive numbers, ascending (see the module docstring)."""
     numbers = [0.0]
     for exponent in range(bits + 1):
         count = 2 ** (bits - exponent)
-        numbers += [10.0**-exponent * (0.1 + 0.9 * (k + 1) / count) for k in range(count)]
+        numbers += [float(base) ** -exponent * (1 / base + (1 - 1 / base) * (k + 1) / count) for k in range(count)]
     return np.array(sorted(numbers), np.float32)
 
 
-def _decades(bits):
+def _octaves(bits, base):
     r"""``(bounds, slopes, offsets)`` of the encoding (see :class:`DynamicMap`).
 
-    Decade ``d`` holds codes ``2**d .. 2**(d+1) - 1``, numbers up to
-    :math:`10^{d - b}` spaced :math:`0.9 \cdot 10^{d - b} / 2^d` apart, and code
-    ``2**d - 1`` below them is :math:`10^{d - b - 1}`, on the same line. Decade 0
-    is codes 0 and 1: zero and :math:`10^{-b}`.
+    Octave ``d`` holds codes ``2**d .. 2**(d+1) - 1``, numbers up to
+    :math:`B^{d - b}` (:math:`B` the ``base``) spaced
+    :math:`(1 - 1/B)\, B^{d - b} / 2^d` apart, and code ``2**d - 1`` below them is
+    :math:`B^{d - b - 1}`, on the same line. Octave 0 is codes 0 and 1: zero and :math:`B^{-b}`.
     """
-    slopes = [10.0**bits] + [2.0**d / (0.9 * 10.0 ** (d - bits)) for d in range(1, bits + 1)]
+    base = float(base)
+    slopes = [base**bits] + [2.0**d / ((1 - 1 / base) * base ** (d - bits)) for d in range(1, bits + 1)]
     first_codes = [0.0] + [2.0**d - 1 for d in range(1, bits + 1)]  # and their magnitudes:
-    first_numbers = [0.0] + [10.0 ** (d - bits - 1) for d in range(1, bits + 1)]
+    first_numbers = [0.0] + [base ** (d - bits - 1) for d in range(1, bits + 1)]
     offsets = [number - 0.5 / slope - code / slope for number, code, slope in zip(first_numbers, first_codes, slopes)]
-    bounds = [10.0 ** (d - bits - 1) for d in range(1, bits + 1)]
+    bounds = [base ** (d - bits - 1) for d in range(1, bits + 1)]
     return tuple(np.array(column, np.float32) for column in (bounds, slopes, offsets))
 
 
+def _signed_values(magnitudes):
+    """What each stored signed code decodes to, at index code + 128 (-128 is never written and
+    reads as -1)."""
+    codes = np.arange(-128, 128)
+    return (np.sign(codes) * magnitudes[np.minimum(np.abs(codes), len(magnitudes) - 1)]).astype(np.float32)
+
+
 def _dynamic_map(bits, signed):
-    magnitudes = _magnitudes(bits)
-    values = magnitudes
-    if signed:  # code q at index q + 128; -128 is never written and reads as -1
-        codes = np.arange(-128, 128)
-        values = (np.sign(codes) * magnitudes[np.minimum(np.abs(codes), len(magnitudes) - 1)]).astype(np.float32)
-    return DynamicMap(magnitudes, values, *_decades(bits))
+    magnitudes = _magnitudes(bits, BASE)
+    return DynamicMap(magnitudes, _signed_values(magnitudes) if signed else magnitudes, *_octaves(bits, BASE), bits)
 
 
 #: The map of state that takes either sign: codes -127..127 (``int8``).
 SIGNED = _dynamic_map(6, signed=True)
 #: The map of state that is never negative: codes 0..255 (``uint8``).
 UNSIGNED = _dynamic_map(7, signed=False)
-
-_SIGNED_VALUES, _UNSIGNED_VALUES = SIGNED.values, UNSIGNED.values
+#: What each code of the decades map (10 for 8) of states saved before :data:`MAP_KEY` decoded to
+#: (signed: code q at index q + 128).
+LEGACY_SIGNED, LEGACY_UNSIGNED = _signed_values(_magnitudes(6, 10)), _magnitudes(7, 10)
 
 
 def _inlined(primitives):
@@ -129,7 +151,26 @@ def codecs(primitives):
 
         return magnitude_code
 
+    def magnitude_decoder(table):
+        bits, base = table.bits, np.float32(BASE - 1)
+        low = np.float32(float(BASE) ** -(table.bits + 1))  # 8^-(b+1)
+        bitcast = primitives.bitcast
+
+        @inlined
+        def magnitude_value(code):
+            # exact float32 arithmetic: with p = 2^d (float32(c)'s exponent alone) and q = 1/p
+            # (their exponents mirror), (c + 1) q - 1 = (k + 1) / 2^d, and 8^(d-b-1) = p^3 8^-(b+1)
+            whole = np.float32(np.uint32(code))
+            power = bitcast(np.uint32(bitcast(whole, np.uint32(0)) & np.uint32(0x7F800000)), np.float32(0))
+            inverse = bitcast(np.uint32(np.uint32(0x7F000000) - bitcast(power, np.uint32(0))), np.float32(0))
+            step = whole * inverse + inverse - np.float32(1)
+            number = (step * base + np.float32(1)) * (power * power) * (power * low)
+            return number if whole > np.float32(0) else np.float32(0)
+
+        return magnitude_value
+
     signed_code, unsigned_code = magnitude_coder(SIGNED), magnitude_coder(UNSIGNED)
+    signed_value, unsigned_value = magnitude_decoder(SIGNED), magnitude_decoder(UNSIGNED)
 
     @inlined
     def encode_signed(value, inverse_scale):
@@ -138,7 +179,9 @@ def codecs(primitives):
 
     @inlined
     def decode_signed(code):
-        return _SIGNED_VALUES[np.uint32(np.int32(code) + 128)]
+        wide = np.int32(code)
+        magnitude = signed_value(min(np.uint32(wide if wide >= 0 else -wide), np.uint32(127)))  # -128 reads as -1
+        return magnitude if wide >= 0 else -magnitude
 
     @inlined
     def encode_unsigned(value, inverse_scale):
@@ -148,7 +191,7 @@ def codecs(primitives):
 
     @inlined
     def decode_unsigned(code):
-        return _UNSIGNED_VALUES[np.uint32(code)]
+        return unsigned_value(code)
 
     return encode_signed, decode_signed, encode_unsigned, decode_unsigned
 
@@ -223,6 +266,14 @@ def dequantize(codes, scales, signed):
     values = np.empty(flat.size, np.float32)
     _host()[1](flat, np.ascontiguousarray(scales, np.float32), values, signed)
     return values.reshape(np.shape(codes))
+
+
+def dequantize_legacy(codes, scales, signed):
+    """:func:`dequantize` for codes of the decades map (states saved without :data:`MAP_KEY`)."""
+    flat = np.asarray(codes).reshape(-1)
+    numbers = LEGACY_SIGNED[flat.astype(np.int32) + 128] if signed else LEGACY_UNSIGNED[flat]
+    block_scales = np.repeat(np.asarray(scales, np.float32), BLOCK)[:flat.size]
+    return (numbers * block_scales).reshape(np.shape(codes))
 
 
 @functools.cache

@@ -30,8 +30,8 @@ from numba.extending import overload
 from ..fingerprint import compiled_from_module
 from ..primitives import cpu_primitives
 from ..quantization import BLOCK
-from ..body import block_runners, piece_runner, quantized_operands, reduction_runner
-from ..segments import piece_of, segment_of_element, sequence_length
+from ..body import block_runners, blocks_runner, piece_runner, quantized_operands, reduction_runner
+from ..segments import LENGTH, OFFSET, piece_of, segment_of_element, sequence_length
 from ..spec import rule
 
 compiled_from_module(__name__)  # its kernels are cached on disk: see numadam.targets.fingerprint
@@ -299,6 +299,11 @@ def settle(spec, largest, scales, n_blocks, block, inverse, like):
     """The block's new scales, from the bits of each state's largest magnitude (compiled per spec)."""
 
 
+def run_blocks(spec, table, row, scalars, like, scales, n_blocks, blocks, block, end_block, segment_offset, buffer):
+    """Update blocks ``block:end_block``, all in the segment at ``row``, each whole (compiled per
+    spec)."""
+
+
 def block_buffers(spec, like):
     """The new state of one block, each state's inverse scale in the real dtype, and the bits of
     no magnitude yet (a ``uint32`` zero per 8-bit state) to start ``largest`` from."""
@@ -340,6 +345,18 @@ def _settle(spec, largest, scales, n_blocks, block, inverse, like):
     return implementation
 
 
+@overload(run_blocks)
+def _run_blocks(spec, table, row, scalars, like, scales, n_blocks, blocks, block, end_block, segment_offset, buffer):
+    function = njit(blocks_runner(spec.spec, cpu_primitives()))
+
+    def implementation(spec, table, row, scalars, like, scales, n_blocks, blocks, block, end_block, segment_offset,
+                       buffer):
+        function(table, row, 0, 0, 1, scalars, like, scales, n_blocks, blocks, block, end_block, segment_offset,
+                 buffer)
+
+    return implementation
+
+
 @overload(block_buffers)
 def _block_buffers(spec, like):
     quantized = quantized_operands(spec.spec)
@@ -357,13 +374,25 @@ def _block_buffers(spec, like):
 
 @njit(inline="always")
 def _update_blocks(spec, table, width, n_segments, blocks, first_block, last_block, scalars, like, scales):
-    """Update blocks ``first_block:last_block``: each block's elements, then its scales, then its codes."""
+    """Update blocks ``first_block:last_block``: each block's elements, then its scales, then its
+    codes; a run of blocks in one segment in one call, a block across segments piece by piece."""
     buffer, inverse, nothing = block_buffers(spec, like)
     n_blocks = blocks.size - 1
-    for block in range(first_block, last_block):
+    block = first_block
+    while block < last_block:
         first = blocks[block]
-        last = blocks[block + 1]
         segment = segment_of_element(table, n_segments, first, width)
+        row = segment * width
+        segment_offset = table[row + OFFSET]
+        end_block = block
+        while end_block < last_block and blocks[end_block + 1] <= segment_offset + table[row + LENGTH]:
+            end_block += 1
+        if end_block > block:
+            run_blocks(spec, table, row, scalars, like, scales, n_blocks, blocks, block, end_block, segment_offset,
+                       buffer)
+            block = end_block
+            continue
+        last = blocks[block + 1]
         position = first
         largest = nothing
         while position < last:
@@ -380,6 +409,7 @@ def _update_blocks(spec, table, width, n_segments, blocks, first_block, last_blo
             store_piece(spec, table, row, start, stop, inverse, position - first - start, buffer)
             position += stop - start
             segment += 1
+        block += 1
 
 
 @njit(cache=True, error_model="numpy")
