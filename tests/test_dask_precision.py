@@ -294,6 +294,37 @@ def test_int8_state_dict_round_trips_and_continues_exactly(client, tmp_path):  #
     np.testing.assert_array_equal(aligned.params[0].compute(), on_numpy.params[0])
 
 
+def test_int8_codes_of_the_decades_map_are_decoded_chunk_by_chunk_and_encoded_again(client):  # noqa: F811
+    """A state saved before ``int8_map`` named the map holds codes of the decades map: loading decodes
+    each chunk's blocks with that map (its table, written here from its definition) and encodes the
+    numbers again in today's map over the same chunks' blocks."""
+    starts, grads = int8_problem(57, (128, 140), steps=2)
+    layout = [(64, 70), 10]
+    optimizer = stepped_int8(numadam.Adam, {}, starts, grads, layout)
+    state = optimizer.state_dict()
+    assert state.pop(quantization.MAP_KEY) == quantization.MAP_NAME
+    numbers = {0.0}
+    for e in range(8):  # the unsigned decades map: 2**(7 - e) numbers in (10**-(e+1), 10**-e]
+        numbers.update(np.linspace(10.0 ** -(e + 1), 10.0 ** -e, 2 ** (7 - e) + 1)[1:])
+    numbers = np.sort(np.array(list(numbers))).astype(np.float32)
+    codes = state["exp_avg_sq"][0]
+    decoded = np.empty(codes.shape, np.float32)
+    first = 0
+    for where in chunk_slices((128, 140), (64, 70)):
+        chunk = numbers[codes[where]].reshape(-1)
+        count = -(-chunk.size // 256)
+        decoded[where] = (chunk * np.repeat(state["exp_avg_sq_scales"][0][first:first + count], 256)[:chunk.size]
+                          ).reshape(codes[where].shape)
+        first += count
+    loaded = stepped_int8(numadam.Adam, {}, starts, [], layout)
+    loaded.load_state_dict(state)
+    got = loaded.state_dict()
+    for k, where in enumerate(chunk_slices((128, 140), (64, 70))):
+        expected_codes, expected_scales = quantization.quantize(decoded[where], signed=False)
+        np.testing.assert_array_equal(got["exp_avg_sq"][0][where], expected_codes)
+        np.testing.assert_array_equal(got["exp_avg_sq_scales"][0][k * 18:(k + 1) * 18], expected_scales)
+
+
 @pytest.mark.parametrize("key, change, error, match", [
     ("exp_avg_scales", lambda leaf: leaf[:-1], ValueError,
      r"state\['exp_avg_scales'\]\[0\] must be float32 of shape \(72,\)"),
