@@ -28,7 +28,7 @@ Every number of the map is a short binary fraction, so decoding is exact
 float32 arithmetic on the code's bits, in vector lanes: code :math:`c \ge 1`
 lies in octave :math:`d = \lfloor \log_2 c \rfloor` from the bottom (the
 exponent of ``float32(c)``), :math:`k = c - 2^d`, and its number is
-:math:`8^{d-b-1}\,(1 + 7 (c + 1 - 2^d) / 2^d)`. (The *decades* map of states
+:math:`8^{d-b-1}\,(1 + 7 (c + 1 - 2^d) / 2^d) = (7 (c + 1) - 6 \cdot 2^d)\, 4^d\, 8^{-b-1}`. (The *decades* map of states
 saved before 2026-11-27, with 10 for 8, needed a table, looked up one element
 at a time; such states are decoded with its table, :data:`LEGACY_SIGNED` and
 :data:`LEGACY_UNSIGNED`, when loaded: see :data:`MAP_KEY`.)
@@ -152,20 +152,18 @@ def codecs(primitives):
         return magnitude_code
 
     def magnitude_decoder(table):
-        bits, base = table.bits, np.float32(BASE - 1)
         low = np.float32(float(BASE) ** -(table.bits + 1))  # 8^-(b+1)
+        seven, six = np.float32(BASE - 1), np.float32(BASE - 2)
         bitcast = primitives.bitcast
 
         @inlined
         def magnitude_value(code):
-            # exact float32 arithmetic: with p = 2^d (float32(c)'s exponent alone) and q = 1/p
-            # (their exponents mirror), (c + 1) q - 1 = (k + 1) / 2^d, and 8^(d-b-1) = p^3 8^-(b+1)
+            # exact float32 arithmetic: with p = 2^d, float32(c)'s exponent alone, the number
+            # 8^(d-b-1) (1 + 7 (c + 1 - p) / p) is (7 (c + 1) - 6 p) p^2 8^-(b+1), small integers
+            # times powers of two; code 0 has p = 0, so 0
             whole = np.float32(np.uint32(code))
             power = bitcast(np.uint32(bitcast(whole, np.uint32(0)) & np.uint32(0x7F800000)), np.float32(0))
-            inverse = bitcast(np.uint32(np.uint32(0x7F000000) - bitcast(power, np.uint32(0))), np.float32(0))
-            step = whole * inverse + inverse - np.float32(1)
-            number = (step * base + np.float32(1)) * (power * power) * (power * low)
-            return number if whole > np.float32(0) else np.float32(0)
+            return (seven * whole + seven - six * power) * (power * power) * low
 
         return magnitude_value
 
