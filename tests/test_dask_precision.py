@@ -107,6 +107,15 @@ def int8_problem(seed, shape, steps=3):
     return starts, grads
 
 
+def assert_quantized_chunk_by_chunk(state, decoded, chunks):
+    """The first leaf's ``exp_avg_sq`` in ``state`` is ``decoded`` (float32 numbers of a (128, 140)
+    parameter) quantized over each chunk of ``chunks`` (18 blocks a chunk)."""
+    for k, where in enumerate(chunk_slices((128, 140), chunks)):
+        codes, scales = quantization.quantize(decoded[where], signed=False)
+        np.testing.assert_array_equal(state["exp_avg_sq"][0][where], codes)
+        np.testing.assert_array_equal(state["exp_avg_sq_scales"][0][k * 18:(k + 1) * 18], scales)
+
+
 def assert_states_equal(actual, expected, names):
     for name in names:
         for a, e in zip(actual[name], expected[name]):
@@ -270,11 +279,7 @@ def test_int8_state_dict_round_trips_and_continues_exactly(client, tmp_path):  #
                                    saved[chunk_blocks.LAYOUT_KEY][0], signed=False)
     rechunked = fresh((32, 140))
     rechunked.load(path)
-    again = rechunked.state_dict()
-    for k, where in enumerate(chunk_slices((128, 140), (32, 140))):
-        codes, scales = quantization.quantize(decoded[where], signed=False)
-        np.testing.assert_array_equal(again["exp_avg_sq"][0][where], codes)
-        np.testing.assert_array_equal(again["exp_avg_sq_scales"][0][k * 18:(k + 1) * 18], scales)
+    assert_quantized_chunk_by_chunk(rechunked.state_dict(), decoded, (32, 140))
     on_numpy = cls([p.compute().copy() for p in optimizer.params], lr=0.01, state_dtype="int8", **options)
     on_numpy.load(path)
     codes, scales = quantization.quantize(decoded, signed=False)
@@ -318,11 +323,7 @@ def test_int8_codes_of_the_decades_map_are_decoded_chunk_by_chunk_and_encoded_ag
         first += count
     loaded = stepped_int8(numadam.Adam, {}, starts, [], layout)
     loaded.load_state_dict(state)
-    got = loaded.state_dict()
-    for k, where in enumerate(chunk_slices((128, 140), (64, 70))):
-        expected_codes, expected_scales = quantization.quantize(decoded[where], signed=False)
-        np.testing.assert_array_equal(got["exp_avg_sq"][0][where], expected_codes)
-        np.testing.assert_array_equal(got["exp_avg_sq_scales"][0][k * 18:(k + 1) * 18], expected_scales)
+    assert_quantized_chunk_by_chunk(loaded.state_dict(), decoded, (64, 70))
 
 
 @pytest.mark.parametrize("key, change, error, match", [
