@@ -464,3 +464,42 @@ def test_accumulation_adds_micro_batches_beside_8_bit_state():
                                                           .astype(np.float32)])
     assert opt.step_count == 1
     np.testing.assert_array_equal(accumulated, once)
+
+
+def _row_segments(array):
+    """A view of ``array`` whose rows are runs of memory 600 elements apart: one segment a row."""
+    wide = np.zeros((array.shape[0], 600), array.dtype)
+    view = wide[:, :array.shape[1]]
+    view[...] = array
+    return view
+
+
+POLICY_CASES = [({}, np.float32), ({"bounds": (-0.5, 0.5)}, np.float32), ({"ema": 0.9}, np.float32),
+                ({"clip_value": 0.5, "nonfinite": "skip"}, np.float32),
+                ({"stochastic_rounding": True, "seed": 3}, "bfloat16"), ({"master_weights": True}, "bfloat16")]
+
+
+@pytest.mark.parametrize("options, dtype", tiered(POLICY_CASES, lambda case: case[0] == {"bounds": (-0.5, 0.5)}, unpack=True),
+                         ids=lambda value: "-".join(value) if isinstance(value, dict) else str(value))
+def test_runs_of_blocks_and_blocks_across_segments_take_the_same_steps(options, dtype):
+    """A contiguous parameter's blocks run in one call per segment, a parameter whose rows are
+    segments of two whole blocks in one call per row, and a Fortran-ordered one's (each block
+    across many column segments) block by block, piece by piece: the same numbers, with policies."""
+    if dtype == "bfloat16":
+        dtype = pytest.importorskip("ml_dtypes").bfloat16
+    rng = np.random.default_rng(11)
+    start = random_array(rng, (24, 512), np.float32).astype(dtype)
+    grads = [random_array(rng, start.shape, np.float32).astype(dtype) for _ in range(3)]
+    results = []
+    for layout in (lambda a: a.copy(), _row_segments, np.asfortranarray):
+        param = layout(start)
+        opt = numadam.Adam([param], lr=LR, state_dtype="int8", **options)
+        for grad in grads:
+            opt.step([layout(grad)])
+        results.append((np.ascontiguousarray(param), opt.state_dict()))
+    (first, state), others = results[0], results[1:]
+    assert state["exp_avg"][0].dtype == np.int8
+    for param, other in others:
+        np.testing.assert_array_equal(bits(param), bits(first))
+        for name in ("exp_avg", "exp_avg_scales", "exp_avg_sq", "exp_avg_sq_scales"):
+            np.testing.assert_array_equal(other[name][0], state[name][0], err_msg=name)
