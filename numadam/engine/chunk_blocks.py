@@ -128,11 +128,10 @@ def same_blocks(saved, target, shape):
 def decoded(codes, scales, locations, signed, legacy=False):
     """The float32 numbers of NumPy ``codes`` blocked over the chunks at ``locations`` with their
     ``scales`` (chunk after chunk); ``legacy``: codes of the decades map."""
-    decode = quantization.dequantize_legacy if legacy else quantization.dequantize
     values = np.empty(codes.shape, np.float32)
     first = 0
     for chunk, count in zip(locations, block_counts(locations)):
         where = tuple(slice(start, stop) for start, stop in chunk)
-        values[where] = decode(codes[where], scales[first:first + count], signed)
+        values[where] = quantization.dequantize(codes[where], scales[first:first + count], signed, legacy)
         first += count
     return values

@@ -482,8 +482,7 @@ def _scales_row(index, row, chunk):
 def _decoded_chunk(signed, legacy, codes, scales):
     """The float32 numbers of one chunk's 8-bit ``codes`` blocked over its C order with ``scales``
     (``legacy``: codes of the decades map)."""
-    decode = quantization.dequantize_legacy if legacy else quantization.dequantize
-    return held.like_chunk(decode(held.on_host(codes), held.on_host(scales), signed), codes)
+    return held.like_chunk(quantization.dequantize(held.on_host(codes), held.on_host(scales), signed, legacy), codes)
 
 
 def _place(start, block_info):

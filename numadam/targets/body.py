@@ -305,9 +305,7 @@ def blocks_source(spec):
     lines += [f"        l{k} = uint32(0)" for k in quantized]
     lines += ["    " + line for line in _update_loops(spec, "", True, runs=spec.policy.stochastic)]
     for k in quantized:
-        lines += [f"        scale = float32(nan) if l{k} > uint32(0x7F800000) else bitcast(l{k}, float32(0))",
-                  f"        scales[{k - 2} * n_blocks + block] = scale",
-                  f"        v{k} = inverse_of(real(scale), like)"]
+        lines += ["    " + line for line in _settle_lines(k, f"l{k}", f"v{k}")]
     lines += ["    " + line for line in _store_loops(spec, quantized, "")]
     return "\n".join(lines) + "\n"
 
@@ -392,12 +390,16 @@ def settle_source(spec):
     """
     lines = ["def settle(largest, scales, n_blocks, block, inverse, like):"]
     for j, k in enumerate(quantized_operands(spec)):
-        slot = k - 2
-        lines += [f"    largest_bits = largest[{j}]",
-                  "    scale = float32(nan) if largest_bits > uint32(0x7F800000) else bitcast(largest_bits, float32(0))",
-                  f"    scales[{slot} * n_blocks + block] = scale",
-                  f"    inverse[{slot}] = inverse_of(real(scale), like)"]
+        lines += _settle_lines(k, f"largest[{j}]", f"inverse[{k - 2}]")
     return "\n".join(lines) + "\n"
+
+
+def _settle_lines(k, largest_bits, inverse):
+    """Lines that store state operand ``k``'s new block scale from ``largest_bits`` (NaN above
+    infinity's bits) and set ``inverse`` to what its codes are encoded with."""
+    return [f"    scale = float32(nan) if {largest_bits} > uint32(0x7F800000) else bitcast({largest_bits}, float32(0))",
+            f"    scales[{k - 2} * n_blocks + block] = scale",
+            f"    {inverse} = inverse_of(real(scale), like)"]
 
 
 def _gradient_squares(spec, index_of):

@@ -258,20 +258,18 @@ def quantize(values, signed):
     return codes.reshape(np.shape(values)), scales
 
 
-def dequantize(codes, scales, signed):
-    """The float32 numbers of ``codes`` (blocks over their C order) with block ``scales``."""
+def dequantize(codes, scales, signed, legacy=False):
+    """The float32 numbers of ``codes`` (blocks over their C order) with block ``scales``;
+    ``legacy``: codes of the decades map (states saved without :data:`MAP_KEY`), by its table."""
+    if legacy:
+        flat = np.asarray(codes).reshape(-1)
+        numbers = LEGACY_SIGNED[flat.astype(np.int32) + 128] if signed else LEGACY_UNSIGNED[flat]
+        block_scales = np.repeat(np.asarray(scales, np.float32), BLOCK)[:flat.size]
+        return (numbers * block_scales).reshape(np.shape(codes))
     flat = np.ascontiguousarray(codes).reshape(-1)
     values = np.empty(flat.size, np.float32)
     _host()[1](flat, np.ascontiguousarray(scales, np.float32), values, signed)
     return values.reshape(np.shape(codes))
-
-
-def dequantize_legacy(codes, scales, signed):
-    """:func:`dequantize` for codes of the decades map (states saved without :data:`MAP_KEY`)."""
-    flat = np.asarray(codes).reshape(-1)
-    numbers = LEGACY_SIGNED[flat.astype(np.int32) + 128] if signed else LEGACY_UNSIGNED[flat]
-    block_scales = np.repeat(np.asarray(scales, np.float32), BLOCK)[:flat.size]
-    return (numbers * block_scales).reshape(np.shape(codes))
 
 
 @functools.cache
