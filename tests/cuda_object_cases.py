@@ -257,7 +257,7 @@ def test_every_storage_combination_on_cuda_kernels_matches_the_cpu(device, stora
 
 @pytest.mark.parametrize("method, options", [("adam", {"amsgrad": True}), ("yogi", {"nonfinite": "skip"})])
 def test_int8_state_on_cuda_kernels_matches_the_cpu(device, method, options):
-    """8-bit blockwise state: codes and scales, a block per thread block (strided threads)."""
+    """8-bit blockwise state: codes and scales, a block per warp (strided lanes)."""
     shapes = [(4100,), (3, 9)]  # the first quantized in 17 blocks (the last of 4 elements); the second kept in float32
     host, on_device = twins(device, 9, shapes)
     cls = numadam.families()[method]
@@ -437,7 +437,7 @@ def test_a_step_passes_its_scalars_as_kernel_arguments(device, uploads, dtype, n
                          ids=lambda options: ",".join(options))
 def test_the_prepass_and_8_bit_state_take_their_scalars_as_arguments_too(device, uploads, options, n_rows):
     """Clipping by the global norm (the pre-pass, whose pieces and sums are placed on the GPU once
-    per plan, then the update) and 8-bit state (a thread block per state block) copy nothing per step."""
+    per plan, then the update) and 8-bit state (a warp per state block) copy nothing per step."""
     host, on_device = twins(device, 19, SCALAR_SHAPES)
     cpu = numadam.Adam(grouped(host, n_rows), lr=0.01, **options)
     gpu = numadam.Adam(grouped(on_device, n_rows), lr=0.01, **options)

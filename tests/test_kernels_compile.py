@@ -219,7 +219,8 @@ def int8_spec():
 
 
 def test_the_8_bit_state_block_kernel_compiles_to_ptx():
-    """Blocks of 8-bit codes: byte loads and stores, a shared-memory block of new state, float32 arithmetic."""
+    """Blocks of 8-bit codes: byte loads and stores, a shared-memory block of new state per warp, the
+    largest magnitude by shuffles, no barrier across the thread block, float32 arithmetic."""
     from numba import cuda
 
     from numadam.targets.cuda import kernels as cuda_kernels
@@ -228,7 +229,8 @@ def test_the_8_bit_state_block_kernel_compiles_to_ptx():
     signature = (int64,) * 6 + (numba.types.float32, int64)
     ptx, _ = cuda.compile_ptx(cuda_kernels.block_kernel_for(int8_spec()).py_func, signature, cc=(9, 0))
     assert re.search(r"ld\.global(\.\w+)*\.[us]8", ptx) and re.search(r"st\.global(\.\w+)*\.[us]8", ptx)
-    assert ".shared" in ptx and "bar.sync" in ptx
+    assert ".shared" in ptx and "shfl.sync.bfly" in ptx and "bar.warp.sync" in ptx
+    assert "bar.sync" not in ptx and "barrier.sync" not in ptx, "the warps of a thread block wait for each other"
     assert not re.search(r"\b(add|sub|mul|div|sqrt|fma)(\.\w+)*\.f64\b", ptx), "arithmetic outside float32"
     # Decoding is arithmetic: no table of numbers (a table is constant data, copied for each use)
     # beyond the octaves' bounds, slopes and offsets that encoding picks from.

@@ -185,17 +185,66 @@ def reduction_kernel_for(spec):
     return kernel
 
 
+#: Threads in a warp, which updates a block of 8-bit state by itself.
+WARP = 32
+_ALL_LANES = 0xFFFFFFFF
+
+
+def _warp_largest(mine, lane, scratch):
+    """The largest of the warp's ``mine`` (NaN wins), in every lane: a butterfly of shuffles."""
+    width = WARP // 2
+    while width > 0:
+        other = cuda.shfl_xor_sync(_ALL_LANES, mine, width)
+        if other > mine or other != other:
+            mine = other
+        width //= 2
+    return mine
+
+
+def _simulated_warp_largest(mine, lane, scratch):
+    """:func:`_warp_largest` in the simulator, which has no shuffles: a tree in ``scratch``
+    (a value per lane), the simulated block being one warp."""
+    scratch[lane] = mine
+    cuda.syncthreads()
+    half = WARP // 2
+    while half > 0:
+        if lane < half:
+            other = scratch[lane + half]
+            if other > scratch[lane] or other != other:
+                scratch[lane] = other
+        cuda.syncthreads()
+        half //= 2
+    mine = scratch[0]
+    cuda.syncthreads()
+    return mine
+
+
+def _sync_warp():
+    cuda.syncwarp(_ALL_LANES)
+
+
+def _simulated_sync_warp():
+    cuda.syncthreads()  # the simulated block is one warp
+
+
+if SIMULATED:
+    warp_largest, sync_warp = _simulated_warp_largest, _simulated_sync_warp
+else:
+    warp_largest, sync_warp = njit(inline="always")(_warp_largest), njit(inline="always")(_sync_warp)
+
+
 @functools.cache
 def block_kernel_for(spec):
     """The kernel of a spec with 8-bit state: ``kernel(table_address, width, n_segments,
     blocks_address, n_blocks, scalars, like, scales_address)`` (``scalars`` as for :func:`kernel_for`).
 
-    A thread block takes a block of the state (``blocks`` holds each block's
-    first element in the sequence, then the sequence's length) and updates it
-    in three steps, as the CPU does: its threads stride over the block's
-    elements, updating the parameter and leaving the new state in shared
-    memory; the block finds each state's largest magnitude in a tree (NaN
-    wins); then the threads encode the state with the new scale.
+    A warp takes a block of the state (``blocks`` holds each block's first
+    element in the sequence, then the sequence's length) and updates it in
+    three steps, as the CPU does: its lanes stride over the block's elements,
+    updating the parameter and leaving the new state in the warp's part of
+    shared memory; the lanes find each state's largest magnitude by shuffles
+    (NaN wins); then they encode the state with the new scale. The warps of a
+    thread block never wait for each other.
     """
     load, store, _ = block_runners(spec, PRIMITIVES, strided_threads=True)
     if not SIMULATED:
@@ -203,6 +252,8 @@ def block_kernel_for(spec):
     slots = tuple(k - 2 for k in quantized_operands(spec))
     n_slots = max(slots) + 1
     buffer_size = n_slots * BLOCK
+    warps = THREADS_PER_BLOCK // WARP
+    buffers_size, inverses_size = warps * buffer_size, warps * n_slots
     real = np.dtype(spec.real).type
     numba_real = float64 if spec.real == "float64" else float32
 
@@ -212,60 +263,54 @@ def block_kernel_for(spec):
         blocks = table_view(blocks_address, n_blocks + 1)
         values = scalar_view(scalars, like)
         scales = element_pointer(scales_address, _ZERO32)
-        buffer = cuda.shared.array(buffer_size, numba_real)
-        largest = cuda.shared.array(THREADS_PER_BLOCK, numba_real)
-        inverse = cuda.shared.array(n_slots, numba_real)
-        thread = cuda.threadIdx.x
-        for block in range(cuda.blockIdx.x, n_blocks, cuda.gridDim.x):
+        lane = cuda.threadIdx.x % WARP
+        warp = cuda.threadIdx.x // WARP
+        buffers = cuda.shared.array(buffers_size, numba_real)
+        inverses = cuda.shared.array(inverses_size, numba_real)
+        scratch = cuda.shared.array(WARP, numba_real)
+        buffer = buffers[warp * buffer_size:(warp + 1) * buffer_size]
+        inverse = inverses[warp * n_slots:(warp + 1) * n_slots]
+        for block in range(cuda.blockIdx.x * warps + warp, n_blocks, cuda.gridDim.x * warps):
             first = blocks[block]
             last = blocks[block + 1]
             segment = segment_of_element(table, n_segments, first, width)
             position = first
             while position < last:
                 row, start, stop = piece_of(table, segment, position, last, width)
-                load(table, row, start + thread, stop, cuda.blockDim.x, values, like, scales, n_blocks, block,
+                load(table, row, start + lane, stop, WARP, values, like, scales, n_blocks, block,
                      position - first - start, buffer)
                 position += stop - start
                 segment += 1
-            cuda.syncthreads()
+            sync_warp()
             for slot in slots:
                 mine = like
-                for j in range(thread, last - first, cuda.blockDim.x):
+                for j in range(lane, last - first, WARP):
                     magnitude = abs(buffer[slot * BLOCK + j])
                     if magnitude > mine or magnitude != magnitude:
                         mine = magnitude
-                largest[thread] = mine
-                cuda.syncthreads()
-                half = cuda.blockDim.x // 2
-                while half > 0:
-                    if thread < half:
-                        other = largest[thread + half]
-                        if other > largest[thread] or other != other:
-                            largest[thread] = other
-                    cuda.syncthreads()
-                    half //= 2
-                if thread == 0:
-                    scale = np.float32(largest[0])
+                largest = warp_largest(mine, lane, scratch)
+                if lane == 0:
+                    scale = np.float32(largest)
                     scales[slot * n_blocks + block] = scale
                     inverse[slot] = inverse_of(real(scale), like)
-                cuda.syncthreads()
+            sync_warp()
             segment = segment_of_element(table, n_segments, first, width)
             position = first
             while position < last:
                 row, start, stop = piece_of(table, segment, position, last, width)
-                store(table, row, start + thread, stop, cuda.blockDim.x, inverse, position - first - start, buffer)
+                store(table, row, start + lane, stop, WARP, inverse, position - first - start, buffer)
                 position += stop - start
                 segment += 1
-            cuda.syncthreads()
+            sync_warp()
 
     return kernel
 
 
 def launch_blocks(spec, table_address, width, n_segments, blocks_address, n_blocks, scalars, like,
                   scales_address, stream=0):
-    """Launch the 8-bit state's kernel (:func:`block_kernel_for`), one thread block per state block."""
-    _launch_over(block_kernel_for(spec), n_blocks, stream, table_address, width, n_segments, blocks_address, n_blocks,
-                 scalars, like, scales_address)
+    """Launch the 8-bit state's kernel (:func:`block_kernel_for`), one warp per state block."""
+    _launch_over(block_kernel_for(spec), -(-n_blocks // (THREADS_PER_BLOCK // WARP)), stream, table_address, width,
+                 n_segments, blocks_address, n_blocks, scalars, like, scales_address)
 
 
 def _launch_over(kernel, n_work, stream, *arguments):
