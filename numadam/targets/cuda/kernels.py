@@ -111,12 +111,15 @@ def kernel_for(spec, device_step=False):
 
 
 def _register_cap(spec):
-    """numba-cuda options of the update kernel: float32 updates capped at 64 registers a thread.
+    """numba-cuda options of the update kernels: float32 updates capped at 64 registers a thread.
 
     Uncapped, the float32 Adam kernel takes 72 registers, which leaves an H100
     three blocks of 256 threads per multiprocessor; at 64 it holds four, and a
     1e8 step moved 2094 GB/s instead of 1844 (docs/gpu.md). 48 and 32 spill
-    and run slower.
+    and run slower. The 8-bit state's kernel (Adam's: 90 registers uncapped,
+    two blocks) is latency-bound, a warp's block a chain of dependent loads:
+    at 64 (a few spilled values) its 1e8 step took 1.67 ms instead of 2.15
+    (72: 1.82, 80: 1.70).
     """
     return {"max_registers": 64} if spec.real == "float32" and not SIMULATED else {}
 
@@ -257,7 +260,7 @@ def block_kernel_for(spec):
     real = np.dtype(spec.real).type
     numba_real = float64 if spec.real == "float64" else float32
 
-    @cuda.jit
+    @cuda.jit(**_register_cap(spec))
     def kernel(table_address, width, n_segments, blocks_address, n_blocks, scalars, like, scales_address):
         table = table_view(table_address, n_segments * width)
         blocks = table_view(blocks_address, n_blocks + 1)
