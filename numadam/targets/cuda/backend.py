@@ -137,7 +137,7 @@ class CudaBackend:
         kernel arguments: see :meth:`_kernel_scalars`), on CuPy's current stream. Everything that
         depends only on the plan and the spec is decided here, once. With 8-bit state, ``blocks``
         holds the blocks (each block's first element in the sequence, then its length) and their
-        scales: one thread block per state block."""
+        scales: one warp per state block."""
         if plan.n_chunks == 0:
             return lambda scalars: None
         plan.check_fits(spec)
