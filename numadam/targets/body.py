@@ -187,12 +187,15 @@ def _written_state(spec):
             if spec.operands[k] and registered.state[k - 2] not in registered.read_only]
 
 
-def _header(name, spec, extra_arguments=""):
-    """The signature, the scalars and the typed pointers and strides of every present operand."""
+def _header(name, spec, extra_arguments="", piece=True):
+    """The signature, the scalars and the typed pointers and strides of every present operand.
+
+    A ``piece`` function takes the range it updates (``start, stop, step``) after ``table, row``.
+    """
     n = spec.n_operands
     registered = rule(spec.rule)
     fields = len(registered.scalars._fields)
-    lines = [f"def {name}(table, row, start, stop, step, scalars, like{extra_arguments}):",
+    lines = [f"def {name}(table, row, {'start, stop, step, ' if piece else ''}scalars, like{extra_arguments}):",
              f"    base = table[row + {GROUP}] * {spec.n_scalars}",
              "    h = Scalars(" + ", ".join(f"scalars[base + {j}]" for j in range(fields)) + ")",
              f"    flags = Flags({', '.join(map(repr, spec.flags))})"]
@@ -296,7 +299,8 @@ def blocks_source(spec):
     pointers once, where a call per block would read them for every 256 elements."""
     quantized = quantized_operands(spec)
     _check_written(spec, quantized)
-    lines = _header("run_blocks", spec, ", scales, n_blocks, blocks, block, end_block, segment_offset, buffer")
+    lines = _header("run_blocks", spec, ", scales, n_blocks, blocks, block, end_block, segment_offset, buffer",
+                    piece=False)
     lines += ["    for block in range(block, end_block):",
               "        start = blocks[block] - segment_offset",
               "        stop = blocks[block + 1] - segment_offset",

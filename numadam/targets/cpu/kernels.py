@@ -351,8 +351,7 @@ def _run_blocks(spec, table, row, scalars, like, scales, n_blocks, blocks, block
 
     def implementation(spec, table, row, scalars, like, scales, n_blocks, blocks, block, end_block, segment_offset,
                        buffer):
-        function(table, row, 0, 0, 1, scalars, like, scales, n_blocks, blocks, block, end_block, segment_offset,
-                 buffer)
+        function(table, row, scalars, like, scales, n_blocks, blocks, block, end_block, segment_offset, buffer)
 
     return implementation
 
