@@ -30,16 +30,47 @@ def bench_with(setup, *args):
     return subprocess.run([sys.executable, "-c", code, "bench", *args], capture_output=True, text=True, timeout=300)
 
 
+@pytest.mark.parametrize("suite", [[], ["--suite", "precision"]], ids=["cases", "suite"])
 @pytest.mark.parametrize("setup, reason", [
     ("sys.modules['cupy'] = None", "cupy is not installed (pip install 'numadam[cuda]')"),
     (FAKE_CUPY_WITHOUT_DEVICE, "CuPy finds no CUDA device (cupy.cuda.is_available() is false)"),
 ])
-def test_without_a_gpu_the_cuda_bench_exits_3_and_says_why(tmp_path, setup, reason):
+def test_without_a_gpu_the_cuda_bench_exits_3_and_says_why(tmp_path, setup, reason, suite):
     output = tmp_path / "bench.png"
-    result = bench_with(setup, "--device", "cuda", "--quick", "--output", str(output))
+    result = bench_with(setup, "--device", "cuda", "--quick", *suite, "--output", str(output))
     assert result.returncode == NO_CUDA_DEVICE == 3
     assert result.stderr.strip() == f"numadam bench --device cuda: {reason}"
     assert result.stdout == "" and not output.with_suffix(".txt").exists()
+
+
+def test_gpu_suites_take_float16_for_bfloat16_parameters_and_keep_every_other_study():
+    from numadam.bench import catalog
+    from numadam.bench.cuda_suites import on_the_gpu
+
+    studies = catalog.SUITES["precision"]()
+    placed = on_the_gpu(studies)
+    assert list(placed) == ["float32", "bfloat16 state", "int8 state", "float16 parameters",
+                            "float16 parameters, master weights", "float16 parameters, stochastic rounding"]
+    assert {study.param_dtype for study in placed.values()} == {"float32", "float16"}
+    master = placed["float16 parameters, master weights"]
+    assert master.options == studies["bfloat16 parameters, master weights"].options
+    assert master.bytes_per_element == studies["bfloat16 parameters, master weights"].bytes_per_element
+    for name in ("families", "policies", "rows", "adafactor"):
+        assert list(on_the_gpu(catalog.SUITES[name]())) == list(catalog.SUITES[name]())
+
+
+@pytest.mark.parametrize("n_written, n_read", [(3, 1), (4, 1), (2, 0), (1, 2)])
+def test_the_gpu_same_traffic_kernel_reads_every_array_and_writes_the_written_ones(n_written, n_read):
+    from numadam.bench.cuda_suites import traffic_operation
+
+    in_params, out_params, operation = traffic_operation(n_written, n_read)
+    assert in_params.split(", ") == ([f"R{k} r{k}" for k in range(n_read)] if n_read else [""])
+    assert out_params.split(", ") == [f"W{k} w{k}" for k in range(n_written)]
+    total, *assignments = operation.split("; ")
+    assert sorted(total.removeprefix("float total = ").split(" + ")) == sorted(
+        [f"(float)w{k}" for k in range(n_written)] + [f"(float)r{k}" for k in range(n_read)])
+    assert [line.split(" = ")[0] for line in assignments] == [f"w{k}" for k in range(n_written)]
+    assert all(f"(W{k})((float)w{k} + 1e-30f * total)" in line for k, line in enumerate(assignments))
 
 
 def test_a_case_the_device_lacks_is_refused():
@@ -166,3 +197,22 @@ def test_every_gpu_contender_runs_and_agrees_with_numadam():
             assert {"numadam, one flat array", "same-traffic kernel, one call per array"} <= timed
         raised = [r.note for r in results if r.note.startswith("raised")]
         assert not raised, raised
+
+
+@pytest.mark.gpu
+def test_every_precision_study_runs_on_the_gpu_beside_its_same_traffic_kernel():
+    import cupy
+
+    from numadam.bench.cuda_suites import CupyTraffic, on_the_gpu, run_cuda_suite
+    from numadam.bench.suites import markdown
+    from numadam.bench import catalog
+
+    rows = run_cuda_suite("precision", 20_000, rounds=1, min_batch_seconds=1e-5, progress=lambda text: None)
+    assert [row.study.name for row in rows] == list(on_the_gpu(catalog.SUITES["precision"]()))
+    assert all(row.seconds > 0 and row.traffic_seconds > 0 and row.other_seconds is None for row in rows)
+    assert markdown("precision", 20_000, rows).count("\n| ") == len(rows) + 1
+    traffic = CupyTraffic(cupy, on_the_gpu(catalog.SUITES["precision"]())["int8 state"], 1000)
+    assert [a.dtype for a in traffic.written] == [np.float32, np.int8, np.uint8]
+    assert [a.dtype for a in traffic.read] == [np.float32]
+    assert all(int((a == 1).sum()) == 1000 for a in traffic.written)  # near 1, rounded to 1
+

@@ -220,20 +220,28 @@ def storage_dtype(name):
     return _bfloat16() if name == "bfloat16" else np.dtype(name)
 
 
-def build(study, size, seed=0):
-    """``(optimizer, grads)``: the study's optimizer over fresh parameters of ``size`` elements in all."""
+def build(study, size, seed=0, place=None):
+    """``(optimizer, grads)``: the study's optimizer over fresh parameters of ``size`` elements in all.
+
+    ``place`` (default: keep them) takes each NumPy array made here to where the step runs, such
+    as ``cupy.asarray`` for the GPU.
+    """
+    place = place or (lambda array: array)
     rng = np.random.default_rng(seed)
     dtype = storage_dtype(study.param_dtype)
     per_array = max(1, size // study.n_arrays)
     shape = (per_array // study.width, study.width) if study.width > 1 else (per_array,)
-    params = [rng.standard_normal(shape).astype(np.float32).astype(dtype) for _ in range(study.n_arrays)]
+    params = [place(rng.standard_normal(shape).astype(np.float32).astype(dtype)) for _ in range(study.n_arrays)]
     grads = [rng.standard_normal(shape).astype(np.float32).astype(dtype) for _ in range(study.n_arrays)]
     if study.listed < 1:  # the same rows every step, in a random order, each once
         count = max(1, int(shape[0] * study.listed))
-        grads = [numadam.Rows(rng.choice(shape[0], count, replace=False), grad[:count].copy()) for grad in grads]
+        grads = [numadam.Rows(place(rng.choice(shape[0], count, replace=False)), place(grad[:count].copy()))
+                 for grad in grads]
+    else:
+        grads = [place(grad) for grad in grads]
     options = dict(study.options)
     if options.get("bounds") == "arrays":  # shaped like the tree (built below)
-        low, high = ([np.full(per_array, value, dtype) for _ in params] for value in (-10.0, 10.0))
+        low, high = ([place(np.full(per_array, value, dtype)) for _ in params] for value in (-10.0, 10.0))
         options["bounds"] = (low[0], high[0]) if study.n_arrays == 1 else (low, high)
     tree = params
     if study.groups:

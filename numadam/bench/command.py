@@ -42,7 +42,8 @@ def add_arguments(parser):
                         help="Numba and torch threads (default: all of NUMBA_NUM_THREADS)")
     parser.add_argument("--suite", type=_suite_names, default=None,
                         help="instead of the cases, run these comma-separated suites of numadam.bench.catalog "
-                             f"({', '.join(SUITES)}, or all) at --size elements")
+                             f"({', '.join(SUITES)}, or all) at --size elements; with --device cuda on CuPy arrays "
+                             "(default 1e8 elements, as far as half the GPU's free memory allows)")
     parser.add_argument("--size", type=_positive_int, default=None,
                         help="elements per suite study, and in the large cases on the CPU (default: enough for the "
                              "arrays of a float32 Adam step to span 8 times the last-level cache, at least 1e7, as "
@@ -139,6 +140,8 @@ def _cuda_header(args, rounds):
 
 def run_suites(args, out=print):
     """``--suite``: the suites' tables, printed and (with ``--output``) written as Markdown."""
+    if getattr(args, "device", "cpu") == "cuda":
+        return run_cuda_suites(args, out)
     from .runner import set_threads
     from .suites import held_bytes, markdown, run_suite
 
@@ -163,6 +166,48 @@ def run_suites(args, out=print):
             "tensors, beside int8 state.\n")
     for name in args.suite:
         text += "\n" + markdown(name, size, run_suite(name, size, rounds, min_batch_seconds, progress))
+    _print_and_write(text, args.output, out)
+    return 0
+
+
+#: The elements of a GPU suite study unless ``--size`` says otherwise (``--quick``: 1e5), as
+#: far as half the GPU's free memory allows.
+CUDA_SUITE_SIZE = 100_000_000
+
+
+def run_cuda_suites(args, out=print):
+    """``--device cuda --suite``: the suites' tables on the current GPU (:mod:`numadam.bench.cuda_suites`)."""
+    from .cuda_contenders import NoCudaDevice, cuda_platform
+
+    try:
+        cuda_platform()
+    except NoCudaDevice as reason:
+        print(f"numadam bench --device cuda: {reason}", file=sys.stderr)
+        return NO_CUDA_DEVICE
+    import cupy
+
+    from .cuda_suites import held_bytes, run_cuda_suite
+    from .suites import markdown
+
+    free_bytes = cupy.cuda.runtime.memGetInfo()[0]
+    size = args.size or (100_000 if args.quick else
+                         min(CUDA_SUITE_SIZE, int(free_bytes / 2 / max(held_bytes(name) for name in args.suite))))
+    rounds = args.repeat or (3 if args.quick else 15)
+    min_batch_seconds = 1e-3 if args.quick else 2e-2
+
+    def progress(text):
+        print(f"numadam bench: {text}", file=sys.stderr, flush=True)
+
+    text = (_cuda_header(args, rounds).replace("numadam bench --device cuda",
+                                               f"numadam bench --device cuda --suite {','.join(args.suite)}", 1)
+            .split("\n\n")[0] + "\n\n"
+            "ms per step: GPU time per step over a batch of steps queued back to back (CUDA events). GB/s: the "
+            "bytes a step must move per element (in parentheses) times the elements, over the time. × "
+            "same-traffic: time over a CuPy kernel moving those bytes with trivial arithmetic. × baseline: time "
+            "over the named study of the same run. CuPy has no bfloat16: the bfloat16 parameter studies run "
+            "with float16 parameters.\n")
+    for name in args.suite:
+        text += "\n" + markdown(name, size, run_cuda_suite(name, size, rounds, min_batch_seconds, progress))
     _print_and_write(text, args.output, out)
     return 0
 

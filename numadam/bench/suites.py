@@ -37,7 +37,9 @@ class Timed(NamedTuple):
     other_seconds: float | None = None  # OTHER_LIBRARY[suite]'s step of the same study
 
 
-class _Step:
+class OptimizerStep:
+    """A contender that steps ``optimizer`` with the same ``grads`` each time."""
+
     def __init__(self, optimizer, grads):
         self.optimizer, self.grads = optimizer, grads
 
@@ -151,7 +153,7 @@ def run_suite(name, size, rounds, min_batch_seconds, progress=print):
         optimizer, grads = catalog.build(study, size)
         optimizer.step(grads)  # compile before timing
         slot = [len(contenders), len(contenders) + 1, None]
-        contenders += [_Step(optimizer, grads), _Traffic(study, size)]
+        contenders += [OptimizerStep(optimizer, grads), _Traffic(study, size)]
         theirs = _other_contender(name, study, size)
         if theirs is not None:
             slot[2] = len(contenders)
