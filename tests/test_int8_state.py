@@ -94,6 +94,36 @@ def test_each_octaves_line_runs_through_its_numbers(signed):
 
 
 @pytest.mark.parametrize("signed", [True, False])
+def test_octave_constants_are_built_from_the_octave_alone(signed):
+    """The encoder builds octave d's slope and offset from d's bits: (8/7) 2^(3b-2d) and
+    -(6 * 2^d - 7/2) 2^(2d-3b-3), the table's float32 numbers exactly (octave 0 has its own)."""
+    table = quantization.SIGNED if signed else quantization.UNSIGNED
+    b = table.bits
+    for d in range(1, b + 1):
+        assert np.float32(8 / 7) * np.float32(2.0 ** (3 * b - 2 * d)) == table.slopes[d]
+        assert np.float32(-(6 * 2**d - 3.5) * 2.0 ** (2 * d - 3 * b - 3)) == table.offsets[d]
+    assert table.slopes[0] == np.float32(8.0**b) and table.offsets[0] == np.float32(-0.5 * 8.0**-b)
+
+
+@pytest.mark.parametrize("signed", [True, False])
+def test_the_octave_of_every_bound_and_its_neighbours_is_the_compared_one(signed):
+    """The encoder finds the octave from the exponent of the float below a magnitude: each octave's
+    lower end (which belongs to the octave below), the floats either side of it, zero, the smallest
+    subnormal and 1 are coded as the compare with the bounds codes them."""
+    table = quantization.SIGNED if signed else quantization.UNSIGNED
+    bounds = table.bounds
+    probes = np.concatenate([bounds, np.nextafter(bounds, np.float32(0)), np.nextafter(bounds, np.float32(2)),
+                             [0.0, 1e-45, np.float32(2.0**-126), 1.0, np.nextafter(np.float32(1), np.float32(0))]])
+    probes = probes.astype(np.float32)
+    blocks = -(-probes.size // (BLOCK - 1))
+    values = np.ones(blocks * BLOCK, np.float32)  # scale 1
+    values.reshape(blocks, BLOCK)[:, 1:].reshape(-1)[:probes.size] = probes
+    codes, scales = quantization.quantize(values, signed)
+    np.testing.assert_array_equal(scales, 1)
+    np.testing.assert_array_equal(codes.astype(np.int32), reference_codes(table, values))
+
+
+@pytest.mark.parametrize("signed", [True, False])
 def test_encoding_picks_the_nearest_number_of_the_map(signed):
     """Every midpoint and its float32 neighbours, every map number, and random numbers of every
     octave, in blocks whose largest magnitude is exactly 1 (scale 1)."""

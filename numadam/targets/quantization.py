@@ -36,8 +36,11 @@ at a time; such states are decoded with its table, :data:`LEGACY_SIGNED` and
 Encoding needs no table either, so that the loops around it vectorize: the
 numbers of one octave (with the top number of the octave below) are evenly
 spaced, so the code of a magnitude ``m`` in :math:`(8^{-e-1}, 8^{-e}]` is
-``floor(slope * (m - offset))``, the slope and offset of its octave picked by
-comparing ``m`` with the octaves' bounds. That is the nearest number of the map,
+``floor(slope * (m - offset))``. The octave comes from the exponent of the float
+just below ``m`` (three binades an octave), and its slope
+:math:`2^{3b+3-2d}/7` and offset :math:`-(6 \cdot 2^d - 7/2)\, 2^{2d-3b-3}` are
+built from its bits: exact float32 numbers, a few integer operations in vector
+lanes (octave 0, zero and :math:`8^{-b}`, has a line of its own). That is the nearest number of the map,
 halfway cases up, except within about a float32 rounding of a halfway point
 (there it may be the other neighbour).
 The functions are made per target from its primitives, as the storage
@@ -133,20 +136,39 @@ def codecs(primitives):
     inlined = _inlined(primitives)
 
     def magnitude_coder(table):
-        bounds, slopes, offsets = table.bounds, table.slopes, table.offsets
-        n_bounds, top = len(bounds), np.int32(len(table.magnitudes) - 1)
+        # Octave d >= 1 has slope 2^(3b+3-2d) / 7 = (8/7) 2^(3b-2d) and offset
+        # -(6 * 2^d - 7/2) 2^(2d-3b-3), both exact float32 numbers built from d's bits (the
+        # table's, bit for bit: see test_octave_constants_are_built_from_the_octave_alone);
+        # octave 0 (zero and 8^-b) has its own line.
+        bits = table.bits
+        top = np.int32(len(table.magnitudes) - 1)
+        slope_bits = np.uint32(int(np.float32(8 / 7).view(np.uint32)) + (3 * bits << 23))  # (8/7) 2^(3b) - d
+        scale_bits = np.uint32(127 - 3 * bits - 3 << 23)                                   # 2^(-3b-3) + 2d
+        one_bits = np.uint32(0x3F800000)
+        below = np.int32(127 - 3 * bits - 3)  # biased exponent below which every magnitude is in octave 0
+        first_slope, first_offset = table.slopes[0], table.offsets[0]
+        bitcast = primitives.bitcast
 
         @inlined
         def magnitude_code(magnitude):
-            # float32 whatever the compute dtype; selects, not branches, and no table: the loop
-            # vectorizes. The clamp (1, and NaN to 1: the largest code) also keeps a GPU from
-            # fusing the caller's product into the subtraction below.
+            # float32 whatever the compute dtype; 32-bit integer arithmetic and selects, no table
+            # and no branch: the loop vectorizes. The clamp (1, and NaN to 1: the largest code) also
+            # keeps a GPU from fusing the caller's product into the subtraction below.
             magnitude = np.float32(magnitude)
             magnitude = magnitude if magnitude <= np.float32(1) else np.float32(1)
-            slope, offset = slopes[0], offsets[0]
-            for d in range(n_bounds):
-                if magnitude > bounds[d]:
-                    slope, offset = slopes[d + 1], offsets[d + 1]
+            # m is in octave d when 8^(d-b-1) < m <= 8^(d-b): the exponent E of the float below m
+            # (zero's bits minus one read as -1) has d = floor((E + 3b + 3) / 3), and
+            # floor(x / 3) = (11 x) >> 5 for x = 0..26 (here x <= 3b + 2 = 23)
+            below_bits = np.int32(np.int32(bitcast(magnitude, np.uint32(0))) - np.int32(1))
+            above = np.int32(np.int32(below_bits >> np.int32(23)) - below)
+            above = above if above > np.int32(0) else np.int32(0)
+            octave = np.uint32(np.int32(above * np.int32(11)) >> np.int32(5))
+            slope = bitcast(np.uint32(slope_bits - (octave << np.uint32(24))), np.float32(0))
+            power = bitcast(np.uint32(one_bits + (octave << np.uint32(23))), np.float32(0))  # 2^d
+            scale = bitcast(np.uint32(scale_bits + (octave << np.uint32(24))), np.float32(0))  # 2^(2d-3b-3)
+            offset = (np.float32(3.5) - np.float32(6) * power) * scale  # exact: small integers, powers of two
+            if octave == np.uint32(0):
+                slope, offset = first_slope, first_offset
             return min(np.int32(slope * (magnitude - offset)), top)
 
         return magnitude_code
