@@ -142,10 +142,11 @@ def codecs(primitives):
         # octave 0 (zero and 8^-b) has its own line.
         bits = table.bits
         top = np.int32(len(table.magnitudes) - 1)
-        slope_bits = np.uint32(int(np.float32(8 / 7).view(np.uint32)) + (3 * bits << 23))  # (8/7) 2^(3b) - d
-        scale_bits = np.uint32(127 - 3 * bits - 3 << 23)                                   # 2^(-3b-3) + 2d
+        # the bits of (8/7) 2^(3b), 2^(-3b-3) and 1, whose exponents d shifts (by -2d, 2d and d)
+        slope_bits = np.uint32(int(np.float32(8 / 7).view(np.uint32)) + (3 * bits << 23))
+        scale_bits = np.uint32(127 - 3 * bits - 3 << 23)
         one_bits = np.uint32(0x3F800000)
-        below = np.int32(127 - 3 * bits - 3)  # biased exponent below which every magnitude is in octave 0
+        below = np.int32(127 - 3 * bits - 3)  # a biased exponent less this is E + 3b + 3
         first_slope, first_offset = table.slopes[0], table.offsets[0]
         bitcast = primitives.bitcast
 

@@ -194,7 +194,8 @@ _ALL_LANES = 0xFFFFFFFF
 
 
 def _warp_largest(mine, lane, scratch):
-    """The largest of the warp's ``mine`` (NaN wins), in every lane: a butterfly of shuffles."""
+    """The largest of the warp's ``mine`` (NaN wins), in every lane: a butterfly of shuffles
+    (``lane`` and ``scratch`` serve :func:`_simulated_warp_largest` alone)."""
     width = WARP // 2
     while width > 0:
         other = cuda.shfl_xor_sync(_ALL_LANES, mine, width)
@@ -206,7 +207,8 @@ def _warp_largest(mine, lane, scratch):
 
 def _simulated_warp_largest(mine, lane, scratch):
     """:func:`_warp_largest` in the simulator, which has no shuffles: a tree in ``scratch``
-    (a value per lane), the simulated block being one warp."""
+    (a value per lane), the simulated block being one warp (``THREADS_PER_BLOCK`` is ``WARP``
+    there)."""
     scratch[lane] = mine
     cuda.syncthreads()
     half = WARP // 2
@@ -223,6 +225,7 @@ def _simulated_warp_largest(mine, lane, scratch):
 
 
 def _sync_warp():
+    """Wait for every lane of the warp (its shared memory written is then seen by all)."""
     cuda.syncwarp(_ALL_LANES)
 
 
@@ -326,8 +329,9 @@ _ZERO64 = np.float64(0)
 _ZERO32 = np.float32(0)
 
 #: Threads per block and elements per chunk (each thread handles
-#: ``CHUNK_SIZE // THREADS_PER_BLOCK`` elements of a chunk).
-THREADS_PER_BLOCK = 32 if SIMULATED else 256
+#: ``CHUNK_SIZE // THREADS_PER_BLOCK`` elements of a chunk). The simulator's block is one warp,
+#: which :func:`_simulated_warp_largest` relies on.
+THREADS_PER_BLOCK = WARP if SIMULATED else 256
 CHUNK_SIZE = 64 if SIMULATED else 2048
 _BLOCKS_PER_SM = 16
 
