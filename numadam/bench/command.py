@@ -143,20 +143,15 @@ def run_suites(args, out=print):
     if getattr(args, "device", "cpu") == "cuda":
         return run_cuda_suites(args, out)
     from .runner import set_threads
-    from .suites import held_bytes, markdown, run_suite
+    from .suites import held_bytes, run_suite
 
     threads = set_threads(args.threads)
     size = args.size or (100_000 if args.quick else
                          roofline_size(ADAM_FOOTPRINT, max(held_bytes(name) for name in args.suite)))
     if not args.quick:
         _warn_unless_past_the_cache(size)
-    rounds = args.repeat or (3 if args.quick else 15)
-    min_batch_seconds = 1e-3 if args.quick else 2e-2
-
-    def progress(text):
-        print(f"numadam bench: {text}", file=sys.stderr, flush=True)
-
-    text = (f"numadam bench --suite {','.join(args.suite)}{' --quick' if args.quick else ''}: median of {rounds} "
+    rounds = _suite_rounds(args)
+    header = (f"numadam bench --suite {','.join(args.suite)}{' --quick' if args.quick else ''}: median of {rounds} "
             f"interleaved rounds, {threads} Numba/torch thread(s) on {os.cpu_count()} CPU(s) "
             f"({platform.machine()}). {_versions(('numadam', 'numpy', 'numba', 'torch', 'bitsandbytes'))}.\n{describe(threads)}\n\n"
             "GB/s: the bytes a step must move per element (in parentheses) times the elements, over the time. "
@@ -164,8 +159,25 @@ def run_suites(args, out=print):
             "the named study of the same run. torch: torch.optim's multi-tensor (foreach) step of the family; "
             "for row-sparse gradients, SparseAdam's with a sparse COO .grad. bitsandbytes: its Adam8bit on CPU "
             "tensors, beside int8 state.\n")
+    return _tabulate_suites(args, size, header, run_suite, out)
+
+
+def _suite_rounds(args):
+    return args.repeat or (3 if args.quick else 15)
+
+
+def _tabulate_suites(args, size, header, run_suite, out):
+    """Run each suite of ``args`` with ``run_suite(name, size, rounds, min_batch_seconds, progress)``;
+    print and (with ``--output``) write ``header`` and their tables; return the exit status 0."""
+    from .suites import markdown
+
+    def progress(text):
+        print(f"numadam bench: {text}", file=sys.stderr, flush=True)
+
+    text = header
+    min_batch_seconds = 1e-3 if args.quick else 2e-2
     for name in args.suite:
-        text += "\n" + markdown(name, size, run_suite(name, size, rounds, min_batch_seconds, progress))
+        text += "\n" + markdown(name, size, run_suite(name, size, _suite_rounds(args), min_batch_seconds, progress))
     _print_and_write(text, args.output, out)
     return 0
 
@@ -187,18 +199,11 @@ def run_cuda_suites(args, out=print):
     import cupy
 
     from .cuda_suites import held_bytes, run_cuda_suite
-    from .suites import markdown
 
     free_bytes = cupy.cuda.runtime.memGetInfo()[0]
     size = args.size or (100_000 if args.quick else
                          min(CUDA_SUITE_SIZE, int(free_bytes / 2 / max(held_bytes(name) for name in args.suite))))
-    rounds = args.repeat or (3 if args.quick else 15)
-    min_batch_seconds = 1e-3 if args.quick else 2e-2
-
-    def progress(text):
-        print(f"numadam bench: {text}", file=sys.stderr, flush=True)
-
-    text = (_cuda_header(args, rounds).replace("numadam bench --device cuda",
+    header = (_cuda_header(args, _suite_rounds(args)).replace("numadam bench --device cuda",
                                                f"numadam bench --device cuda --suite {','.join(args.suite)}", 1)
             .split("\n\n")[0] + "\n\n"
             "ms per step: GPU time per step over a batch of steps queued back to back (CUDA events). GB/s: the "
@@ -206,10 +211,7 @@ def run_cuda_suites(args, out=print):
             "same-traffic: time over a CuPy kernel moving those bytes with trivial arithmetic. × baseline: time "
             "over the named study of the same run. CuPy has no bfloat16: the bfloat16 parameter studies run "
             "with float16 parameters.\n")
-    for name in args.suite:
-        text += "\n" + markdown(name, size, run_cuda_suite(name, size, rounds, min_batch_seconds, progress))
-    _print_and_write(text, args.output, out)
-    return 0
+    return _tabulate_suites(args, size, header, run_cuda_suite, out)
 
 
 def _print_and_write(text, output, out):
