@@ -32,12 +32,15 @@ class Suites:
         if name not in STUDIES:
             raise NotImplementedError("this commit has no numadam.bench.catalog")
         from numadam.bench import catalog
-        from numadam.bench.suites import _Step, _Traffic
+        try:
+            from numadam.bench.suites import OptimizerStep, SameTraffic
+        except ImportError:  # commits before 2026-11-27 named them privately
+            from numadam.bench.suites import _Step as OptimizerStep, _Traffic as SameTraffic
 
         study = STUDIES[name]
         self.study = study
-        self.optimizer = _Step(*catalog.build(study, SIZE))
-        self.traffic = _Traffic(study, SIZE)
+        self.optimizer = OptimizerStep(*catalog.build(study, SIZE))
+        self.traffic = SameTraffic(study, SIZE)
         self.optimizer.step()  # compiles the kernels
 
     def time_step(self, name):

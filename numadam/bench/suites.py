@@ -47,7 +47,7 @@ class OptimizerStep:
         self.optimizer.step(self.grads)
 
 
-class _Traffic:
+class SameTraffic:
     """The study's same-traffic kernel over ``size`` elements (serial below :data:`SERIAL_BELOW`)."""
 
     def __init__(self, study, size):
@@ -153,7 +153,7 @@ def run_suite(name, size, rounds, min_batch_seconds, progress=print):
         optimizer, grads = catalog.build(study, size)
         optimizer.step(grads)  # compile before timing
         slot = [len(contenders), len(contenders) + 1, None]
-        contenders += [OptimizerStep(optimizer, grads), _Traffic(study, size)]
+        contenders += [OptimizerStep(optimizer, grads), SameTraffic(study, size)]
         theirs = _other_contender(name, study, size)
         if theirs is not None:
             slot[2] = len(contenders)
