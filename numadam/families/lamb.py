@@ -62,7 +62,8 @@ def uses_trust_ratio(h):
 
 @njit(inline="always")
 def _direction(param, exp_avg, exp_avg_sq, s, flags):
-    direction = (exp_avg / s.bias_correction1) / (math.sqrt(exp_avg_sq / s.bias_correction2 + s.eps_root) + s.eps)
+    direction = _common.divided(exp_avg, s.bias_correction1) / (
+        math.sqrt(_common.divided(exp_avg_sq, s.bias_correction2) + s.eps_root) + s.eps)
     if flags.decays:
         direction = direction + s.weight_decay * param
     return direction

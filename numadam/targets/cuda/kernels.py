@@ -41,10 +41,27 @@ if SIMULATED:
     PRIMITIVES = INTERPRETED
 else:
     from numba.cuda import cgutils, types
-    from numba.cuda.extending import intrinsic
+    from numba.cuda.extending import intrinsic, lower_builtin, type_callable
+
+    from ...families._common import divided
 
     PRIMITIVES = register(intrinsic, types)
     element_pointer = PRIMITIVES.pointer
+
+    @type_callable(divided)
+    def _divided_type(context):
+        """The rules' quotients by a step's constants on the GPU (:func:`~numadam.families._common.divided`):
+        a number of the constant's own float type. Typed and lowered directly (an overload would
+        compile for the current device, and ``compile_ptx`` must work without one)."""
+        def typer(x, c):
+            if isinstance(x, types.Float) and x == c:
+                return x
+        return typer
+
+    @lower_builtin(divided, types.Float, types.Float)
+    def _divided_lowered(context, builder, signature, args):
+        """The IEEE division itself, as ``x / c`` compiles."""
+        return builder.fdiv(*args)
 
     @intrinsic
     def table_view(typingctx, address, n_values):
