@@ -132,7 +132,7 @@ def divided(x, c):
     :math:`\operatorname{fl}_{64}(1/c)` once: eight vector operations per 16
     elements instead of a division. That pays where the divider bounds a
     rule: LAMB divides by two constants in each of its two passes (its step in
-    the caches took 6% less on a Zen 4). Where the vector operations bound
+    the caches took 5-6% less on a Zen 4). Where the vector operations bound
     the loop instead (8-bit state: Adam's int8 step took 11% more) or the
     memory does (Adam's float32 step), it does not, so only LAMB uses it.
 
