@@ -366,7 +366,7 @@ def _make(name, cls):
     if algorithm.norms is not None:
         namespace["norm_sums"] = njit(fastmath={"reassoc"})(namespace["norm_sums"])
     return Offered(algorithm.rule, njit(namespace[f"{name}_scalars"]), njit(namespace[f"{name}_flags"]),
-                   njit(namespace[f"{name}_step"]))
+                   njit(error_model="numpy")(namespace[f"{name}_step"]))
 
 
 def _make_factored(name, algorithm, lines, narrowed, scalars_of, flags_of):
@@ -400,7 +400,7 @@ def _make_factored(name, algorithm, lines, narrowed, scalars_of, flags_of):
     exec("\n".join(lines), namespace)
     namespace["scalars_at"] = njit(inline="always")(namespace["scalars_at"])
     return Offered(algorithm.rule, njit(namespace[f"{name}_scalars"]), njit(namespace[f"{name}_flags"]),
-                   njit(namespace[f"{name}_step"]))
+                   njit(error_model="numpy")(namespace[f"{name}_step"]))
 
 
 def _moved_factors(param, grad, row_var, col_var, weight, one_minus_weight, floor):
@@ -509,7 +509,7 @@ def __getattr__(attribute):
 
 
 _adam_generic = njit(inline="always")(_functions()["adam"].step.py_func)  # no call left: no reference counting
-adam_step = njit(_torch_adam_step)
+adam_step = njit(error_model="numpy")(_torch_adam_step)
 __all__ = ["adam_step"] + [f"{name}_{kind}" for name in _functions() for kind in Offered._fields
                            if f"{name}_{kind}" != "adam_step"]
 
