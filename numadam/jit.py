@@ -34,9 +34,8 @@ never a Python callable. LAMB's step makes two passes, as the objects do: the
 first updates the state and sums the squares of the parameter and of the
 update direction (in float64, chunk by chunk as the objects' CPU pre-pass),
 the second applies the update with the trust ratio. Those sums are added in
-order here while the objects' pre-pass lets the CPU vectorize them, so LAMB on
-float64 parameters may differ from the objects in the last bits (float32
-squares are exact in float64 and their sums agree).
+the objects' order (their CPU pre-pass's chunks and tiles, the tiles' sums
+vectorized alike), so LAMB takes the objects' bits in float64 too.
 
 Adafactor's step takes ``param, grad, row_var, col_var``: a matrix with its
 row factor ``(R, 1)`` and column factor ``(1, C)``, or a vector with its full
@@ -337,7 +336,8 @@ def _make(name, cls):
                  f"    tile = np.empty({2 * NORMS_TILE}, param.dtype)",
                  f"    for first in range(start, stop, {NORMS_TILE}):",
                  f"        last = min(first + {NORMS_TILE}, stop)",
-                 "        for i in range(first, last):",
+                 "        for signed in range(first, last):",
+                 "            i = np.uint64(signed)  # no negative index to wrap: the loop vectorizes",
                  "            p = param[i]",
                  f"            state, direction = moments(p, grad[i], {loads}, s, flags)"] + [
                  f"            {store}" for store in stores] + [
@@ -364,7 +364,7 @@ def _make(name, cls):
     exec("\n".join(lines), namespace)
     namespace["scalars_at"] = njit(inline="always")(namespace["scalars_at"])
     if algorithm.norms is not None:
-        namespace["norm_sums"] = njit(fastmath={"reassoc"})(namespace["norm_sums"])
+        namespace["norm_sums"] = njit(fastmath={"reassoc"}, error_model="numpy")(namespace["norm_sums"])
     return Offered(algorithm.rule, njit(namespace[f"{name}_scalars"]), njit(namespace[f"{name}_flags"]),
                    njit(error_model="numpy")(namespace[f"{name}_step"]))
 
