@@ -409,10 +409,6 @@ cosine_rate, exponential_rate, step_decay_rate, warmup_rate = map(inlined, (
 '''
 
 
-#: The solve's error model: NumPy's, as the kernels' and numadam.jit's (IEEE quotients; Python's
-#: checks every division for zero, and the check keeps the update's loop from vectorizing).
-ERROR_MODEL = "numpy"
-
 _COMPILED = {}
 
 
@@ -435,7 +431,7 @@ def _dispatcher(source, fun, jac):
     exec(compile(_HEADER + source, "<numadam compiled solve>", "exec"), namespace)
     from numba import njit
 
-    return njit(error_model=ERROR_MODEL)(namespace["solve"])
+    return njit(error_model=jit_steps.ERROR_MODEL)(namespace["solve"])
 
 
 def _import_line(name, function):
@@ -541,7 +537,7 @@ _LOADED = {}
 
 def _cached_solve(directory, source, importable, functions):
     text = _HEADER + "\n".join(importable) + "\n" + source.replace(
-        "def solve(", f"@njit(cache=True, error_model={ERROR_MODEL!r})\ndef solve(", 1)
+        "def solve(", f"@njit(cache=True, error_model={jit_steps.ERROR_MODEL!r})\ndef solve(", 1)
     key = hashlib.sha256("\0".join([text, _numadam_sources_digest(), _objective_digest(functions)]).encode())
     name = f"numadam_solve_{key.hexdigest()[:24]}"
     if name in _LOADED:
