@@ -21,11 +21,11 @@ CONSTANTS = [np.float32(value) for value in
 
 
 @numba.njit(parallel=True, error_model="numpy")
-def _quotients(bits, c):
-    """``divided(x, c)`` for each float32 ``x`` given as its bits, in Numba's CPU code."""
-    out = np.empty(bits.size, np.float32)
-    for i in numba.prange(bits.size):
-        out[i] = divided(bits[i:i + 1].view(np.float32)[0], c)
+def _quotients(values, c):
+    """``divided(x, c)`` for each float32 ``x`` of ``values``, in Numba's CPU code."""
+    out = np.empty(values.size, np.float32)
+    for i in numba.prange(values.size):
+        out[i] = divided(values[i], c)
     return out
 
 
@@ -67,7 +67,7 @@ def test_the_float32_quotient_has_the_bits_of_the_division(c):
     bits = _patterns()
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
         expected = (bits.view(np.float32) / c).astype(np.float32)
-    quotients = _quotients(bits, c)
+    quotients = _quotients(bits.view(np.float32), c)
     same = (quotients.view(np.uint32) == expected.view(np.uint32)) | (np.isnan(quotients) & np.isnan(expected))
     assert same.all(), f"x / {c!r} differs for x = {bits.view(np.float32)[~same][:5]}"
 

@@ -1,5 +1,7 @@
 """numadam.jit: each family's step from njit code, bit for bit the optimizer objects' trajectory."""
 
+import re
+
 import numpy as np
 import pytest
 from numba import njit
@@ -186,8 +188,6 @@ def test_lamb_sums_over_many_tiles_and_chunks_are_the_objects_bit_for_bit(size):
 def test_a_float32_step_is_vectorized(name):
     """The steps compile with NumPy's error model, as the kernels: Python's checks each division
     for zero, and its branch keeps the loop scalar (nine times slower)."""
-    import re
-
     step = getattr(jit, f"{name}_step")
     n = 64
     arrays = [np.ones(n, np.float32) for _ in range(4)]
