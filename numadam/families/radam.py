@@ -21,6 +21,7 @@ from numba import njit
 from ..core import validate
 from ..core.algorithm import Algorithm, Example, Hyperparameter, StateKind
 from . import _common
+from ._common import power_of_step
 
 
 #: ``rectified``: 1 while rho_t is above the threshold, else 0.
@@ -43,7 +44,7 @@ def radam_scalars(step, h, carry) -> RAdamScalars:
     """The scalars of step ``step`` (this runs every step: each power is taken once)."""
     beta1, beta2 = h.betas
     lr, weight_decay = h.lr, h.weight_decay
-    beta2_t = beta2**step
+    beta2_t = power_of_step(beta2, step)
     bias_correction2 = 1.0 - beta2_t
     rho_inf = 2.0 / (1.0 - beta2) - 1.0
     rho = rho_inf - 2.0 * step * beta2_t / bias_correction2
@@ -51,7 +52,8 @@ def radam_scalars(step, h, carry) -> RAdamScalars:
     return RAdamScalars(
         -1.0 if h.maximize else 1.0, weight_decay,
         1.0 - lr * weight_decay if h.decoupled_weight_decay else 1.0,
-        beta1, 1.0 - beta1, beta2, 1.0 - beta2, 1.0 - beta1**step, bias_correction2, math.sqrt(bias_correction2),
+        beta1, 1.0 - beta1, beta2, 1.0 - beta2, 1.0 - power_of_step(beta1, step), bias_correction2,
+        math.sqrt(bias_correction2),
         1.0 if rectified else 0.0, rectification(rho, rho_inf) if rectified else 0.0, lr, h.eps, h.eps_root,
     )
 
