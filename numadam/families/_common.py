@@ -130,28 +130,28 @@ def power_of_step(beta, step):
     below the smallest subnormal number, libm's ``pow`` returns +0 through its error path
     (it sets ``errno``), which costs three times a plain power: 32 ns against 10 on a
     Zen 4, from Adam's step 7500 on with :math:`\beta_1 = 0.9` (in numadam.jit's step
-    of ten parameters, half its time). Here the base is 0 where +0 is certain, a fast case
-    of ``pow``: for :math:`0 \le \beta < 1`, :math:`\ln \beta \le \beta - 1`, so
+    of ten parameters, half its time). Here the base is 0 where +0 is certain, a fast
+    case of ``pow``: for :math:`0 \le \beta < 1`, :math:`\ln \beta \le \beta - 1`, so
 
     .. math::
 
         \beta^t \le e^{-t (1 - \beta)} < e^{-800} < 2^{-1154}
         \quad\text{when } t (1 - \beta) > 800,
 
-    a 2^80th of the smallest subnormal :math:`2^{-1074}`, which ``pow`` rounds to +0.
+    a 2^80th of the smallest subnormal :math:`2^{-1074}`: ``pow`` rounds it to +0.
     Every other case (a negative ``beta`` too) is ``beta**step`` itself, with the step as a
     float, as Python raises a float to an integer power (Numba would multiply instead).
     """
     wide = float(step)
-    # +0 as a zero base's power (a fast case of pow), not a branch around pow: LLVM may
-    # speculate the call, whose result a select then drops, and pay for it anyway
+    # +0 as a zero base's power, a fast case of pow, rather than a branch around pow: compiled
+    # (numadam.jit, the compiled solve), LLVM may compute the call ahead of such a branch anyway.
     base = 0.0 if beta >= 0.0 and wide * (1.0 - beta) > ZERO_POWER_BEYOND else beta
     return base**wide
 
 
 @overload(power_of_step)
 def _power_of_step_compiled(beta, step):
-    return power_of_step
+    return power_of_step  # the same code, callable from njit (numadam.jit compiles it anyway)
 
 
 def divided(x, c):
