@@ -154,11 +154,6 @@ def _power_of_step_compiled(beta, step):
     return power_of_step  # the same code, callable from njit (numadam.jit compiles it anyway)
 
 
-def bias_correction(beta, step):
-    r""":math:`1 - \beta^t`, the bias correction of a moving average with decay ``beta`` at step ``t``."""
-    return 1.0 - power_of_step(beta, step)
-
-
 def divided(x, c):
     r"""``x / c`` for a constant ``c`` of the step (a bias correction, its root), the same bits.
 

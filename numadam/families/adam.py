@@ -33,7 +33,7 @@ from numba import njit
 from ..core import validate
 from ..core.algorithm import Algorithm, Hyperparameter, StateKind, Variant
 from . import _common
-from ._common import bias_correction, square
+from ._common import power_of_step, square
 
 CONVENTIONS = ("torch", "keras", "optax", "sklearn")
 
@@ -49,8 +49,8 @@ AdamFlags = namedtuple("AdamFlags", "amsgrad l2_decay decoupled_decay eps_hat ke
 def adam_scalars(step, h, carry) -> AdamScalars:
     """The scalars of step ``step`` in float64, as torch, Keras and optax derive them."""
     beta1, beta2 = h.betas
-    bias_correction1 = bias_correction(beta1, step)
-    bias_correction2 = bias_correction(beta2, step)
+    bias_correction1 = 1.0 - power_of_step(beta1, step)
+    bias_correction2 = 1.0 - power_of_step(beta2, step)
     bias_correction2_sqrt = math.sqrt(bias_correction2)
     lr, weight_decay = h.lr, h.weight_decay
     eps_hat = h.convention == "keras" or h.convention == "sklearn"

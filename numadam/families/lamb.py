@@ -27,7 +27,7 @@ from numba import njit
 
 from ..core.algorithm import Algorithm, Norms, StateKind
 from . import _common
-from ._common import bias_correction
+from ._common import power_of_step
 
 
 #: ``trust_ratio``: per parameter, from the first pass.
@@ -40,8 +40,8 @@ LAMBFlags = namedtuple("LAMBFlags", "decays")
 
 def lamb_scalars(step, h, carry) -> LAMBScalars:
     beta1, beta2 = h.betas
-    return LAMBScalars(beta1, 1.0 - beta1, beta2, 1.0 - beta2, bias_correction(beta1, step),
-                       bias_correction(beta2, step), h.eps, h.eps_root, h.weight_decay, h.lr, 1.0)
+    return LAMBScalars(beta1, 1.0 - beta1, beta2, 1.0 - beta2, 1.0 - power_of_step(beta1, step),
+                       1.0 - power_of_step(beta2, step), h.eps, h.eps_root, h.weight_decay, h.lr, 1.0)
 
 
 def lamb_flags(h) -> LAMBFlags:

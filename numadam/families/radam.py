@@ -21,7 +21,7 @@ from numba import njit
 from ..core import validate
 from ..core.algorithm import Algorithm, Example, Hyperparameter, StateKind
 from . import _common
-from ._common import bias_correction, power_of_step
+from ._common import power_of_step
 
 
 #: ``rectified``: 1 while rho_t is above the threshold, else 0.
@@ -52,7 +52,7 @@ def radam_scalars(step, h, carry) -> RAdamScalars:
     return RAdamScalars(
         -1.0 if h.maximize else 1.0, weight_decay,
         1.0 - lr * weight_decay if h.decoupled_weight_decay else 1.0,
-        beta1, 1.0 - beta1, beta2, 1.0 - beta2, bias_correction(beta1, step), bias_correction2,
+        beta1, 1.0 - beta1, beta2, 1.0 - beta2, 1.0 - power_of_step(beta1, step), bias_correction2,
         math.sqrt(bias_correction2),
         1.0 if rectified else 0.0, rectification(rho, rho_inf) if rectified else 0.0, lr, h.eps, h.eps_root,
     )

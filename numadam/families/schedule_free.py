@@ -25,7 +25,7 @@ from numba import njit
 from ..core import validate
 from ..core.algorithm import Algorithm, Carry, Hyperparameter, StateKind
 from . import _common
-from ._common import bias_correction
+from ._common import power_of_step
 
 
 #: ``average_weight``: c_{k+1}.
@@ -57,7 +57,7 @@ def schedule_free_scalars(step, h, carry) -> ScheduleFreeScalars:
     lr_max, weight_sum = carry
     weight = (step ** h.r) * (lr_max ** h.weight_lr_power)
     average_weight = weight / weight_sum if weight_sum != 0 else 0.0
-    return ScheduleFreeScalars(beta2, 1.0 - beta2, bias_correction(beta2, step), h.eps, h.weight_decay,
+    return ScheduleFreeScalars(beta2, 1.0 - beta2, 1.0 - power_of_step(beta2, step), h.eps, h.weight_decay,
                                average_weight, 1.0 - average_weight, lr * (beta1 * (1.0 - average_weight) - 1.0), lr)
 
 

@@ -18,7 +18,7 @@ from numba import njit
 from ..core import validate
 from ..core.algorithm import Algorithm, Example, Hyperparameter, StateKind
 from . import _common
-from ._common import bias_correction
+from ._common import power_of_step
 
 
 YogiScalars = namedtuple("YogiScalars", "grad_sign weight_decay beta1 one_minus_beta1 one_minus_beta2 "
@@ -31,7 +31,7 @@ YogiFlags = namedtuple("YogiFlags", "decoupled_decay")
 def yogi_scalars(step, h, carry) -> YogiScalars:
     beta1, beta2 = h.betas
     return YogiScalars(_common.grad_sign(h), h.weight_decay, beta1, 1.0 - beta1, 1.0 - beta2,
-                       bias_correction(beta1, step), bias_correction(beta2, step), h.lr, h.eps, h.eps_root, 1.0)
+                       1.0 - power_of_step(beta1, step), 1.0 - power_of_step(beta2, step), h.lr, h.eps, h.eps_root, 1.0)
 
 
 def yogi_flags(h) -> YogiFlags:
