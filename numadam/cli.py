@@ -18,8 +18,9 @@ def main(argv=None):
                       help="instead, the deconvolution on a Dask array on a local cluster (pip install numadam[dask])")
     bench_parser = commands.add_parser("bench", help="time numadam against the roofline, NumPy, torch and optax")
     bench.add_arguments(bench_parser)
-    cache = commands.add_parser("cache", help="where the compiled CPU kernels are cached on disk; --clear deletes them")
-    cache.add_argument("--clear", action="store_true", help="delete numadam's cached kernels (they recompile on use)")
+    cache = commands.add_parser("cache", help="where numadam's compiled code is cached on disk; --clear deletes it")
+    cache.add_argument("--clear", action="store_true",
+                       help="delete every file of numadam's caches: kernels, helpers, solves (they recompile on use)")
     args = parser.parse_args(argv)
     if args.command == "cache":
         return kernel_cache(args.clear)
@@ -33,19 +34,24 @@ def main(argv=None):
 
 
 def kernel_cache(clear, out=print):
-    """Report (or ``clear``) the compiled kernels numadam keeps in Numba's disk cache."""
-    from .targets.cpu.kernels import cache_files
+    """Report (or ``clear``) every cache of compiled code numadam writes: its compiled functions
+    (the kernels and their helpers, in Numba's cache folders) and the compiled ``minimize`` solves."""
+    from .solver import compiled as compiled_solves
+    from .targets import disk_cache
 
-    files = cache_files()
-    folders = sorted({str(path.parent) for path in files})
-    size = sum(path.stat().st_size for path in files)
-    out(f"{len(files)} cached kernel files, {size / 2**20:.1f} MiB, in {', '.join(folders) or 'no folder yet'}")
+    caches = {"compiled functions": disk_cache.cache_files(), "compiled solves": compiled_solves.cache_files()}
+    for name, files in caches.items():
+        folders = sorted({str(path.parent) for path in files})
+        size = sum(path.stat().st_size for path in files if path.exists())
+        out(f"{name}: {len(files)} files, {size / 2**20:.1f} MiB, in {', '.join(folders) or 'no folder yet'}")
     if clear:
-        for path in files:
-            path.unlink(missing_ok=True)
-        out(f"deleted {len(files)} files")
+        deleted = 0
+        for files in caches.values():
+            for path in files:
+                path.unlink(missing_ok=True)
+                deleted += 1
+        out(f"deleted {deleted} files")
     return 0
-
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -152,7 +152,7 @@ def test_layouts_and_many_arrays_in_one_tree(case, layout):
     opt = numadam.families()[method]({"a": params[:3], "b": tuple(params[3:])}, lr=LR, **options)
     for _ in range(4):
         grads = [in_layout(random_array(rng, p.shape, p.dtype), layout) for p in params]
-        opt.step({"a": grads[:3], "b": grads[3:]})
+        opt.step({"a": grads[:3], "b": tuple(grads[3:])})
         reference.step(grads)
     assert_bitwise(params, reference.params, method)
 

@@ -43,8 +43,8 @@ SCRIPT = textwrap.dedent("""
 """)
 
 
-def run(code, cache, *args):
-    env = {**os.environ, "NUMBA_CACHE_DIR": str(cache), "PYTHONPATH": str(ROOT)}
+def run(code, cache, *args, env=None):
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(cache), "PYTHONPATH": str(ROOT), **(env or {})}
     result = subprocess.run([sys.executable, *args, *([] if code is None else ["-c", code])], cwd=ROOT, env=env,
                             capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stdout + result.stderr
@@ -59,47 +59,53 @@ def test_a_second_process_loads_every_kernel_from_the_cache_and_links_each_to_it
     assert warm == {"correct": [True, True], "hits": 2, "misses": 0}
 
 
-def test_numadam_cache_reports_and_clears_the_cached_kernels(tmp_path):
+SOLVE = textwrap.dedent("""
+    import sys
+    import numpy as np
+    import numadam
+    sys.path.insert(0, "tests")
+    from cache_race_objective import bowl
+
+    assert numadam.minimize(bowl, np.zeros(3), jac=True, maxiter=5, compiled=True).compiled
+""")
+
+
+def test_numadam_cache_reports_and_clears_every_cache_numadam_writes(tmp_path):
+    """The kernels, the other compiled functions (the layout's, here) and the compiled solves."""
+    cache = tmp_path / "numba"
+    env = {"NUMADAM_CACHE_DIR": str(tmp_path / "numadam")}
+    run(SCRIPT, cache, env=env)
+    run(SOLVE, cache, env=env)
+    report = run(None, cache, "-m", "numadam", "cache", env=env).splitlines()
+    functions, solves = report
+    assert functions.startswith("compiled functions: ") and not functions.startswith("compiled functions: 0 ")
+    assert str(cache) in functions
+    assert solves.startswith("compiled solves: ") and str(tmp_path / "numadam" / "solves") in solves
+    assert not solves.startswith("compiled solves: 0 ")
+    written = sorted(path for path in tmp_path.rglob("*") if path.is_file())
+    assert any("layout." in path.name for path in written) and any("update_serial" in path.name for path in written)
+    cleared = run(None, cache, "-m", "numadam", "cache", "--clear", env=env)
+    assert f"deleted {len(written)} files" in cleared
+    assert not [path for path in tmp_path.rglob("*") if path.is_file()]
+    assert run(None, cache, "-m", "numadam", "cache", env=env).splitlines() == [
+        "compiled functions: 0 files, 0.0 MiB, in no folder yet", "compiled solves: 0 files, 0.0 MiB, in no folder yet"]
+
+
+def test_a_cache_file_that_another_version_wrote_is_a_miss_then_replaced(tmp_path):
+    """A file at a key's name whose contents no longer unpickle (another numadam's classes), or hold
+    another key, compiles anew and is replaced, instead of failing every step."""
+    from cache_races import PolicyOfAnotherVersion
+
     run(SCRIPT, tmp_path)
-    report = run(None, tmp_path, "-m", "numadam", "cache")
-    assert "cached kernel files" in report and str(tmp_path) in report
-    assert not report.startswith("0 ")
-    cleared = run(None, tmp_path, "-m", "numadam", "cache", "--clear")
-    assert "deleted" in cleared
-    assert run(None, tmp_path, "-m", "numadam", "cache").startswith("0 cached kernel files")
-
-
-class _PolicyOfAnotherVersion:
-    """Pickles as numadam's Policy with one field more than it has: what an index written by a
-    numadam whose policy had another switch holds for this one."""
-
-    def __reduce__(self):
-        from numadam.core.pipeline import Policy
-
-        return Policy, tuple(range(len(Policy._fields) + 1))
-
-
-def test_an_index_that_another_version_wrote_is_emptied_and_the_kernel_compiled(tmp_path):
-    """Numba unpickles a kernel's whole index before it checks that the index is its own: keys
-    that another numadam pickled must not fail every step of this one."""
+    files = sorted(tmp_path.rglob("kernels.update_serial-*.nbc"))
+    assert len(files) == 2
     import pickle
 
-    run(SCRIPT, tmp_path)
-    indexes = sorted(tmp_path.rglob("kernels.update_serial-*.nbi"))
-    assert indexes
-    for index in indexes:
-        with open(index, "rb") as file:
-            version = pickle.load(file)
-        with open(index, "wb") as file:
-            pickle.dump(version, file, protocol=-1)
-            file.write(pickle.dumps(("another stamp", {"key": _PolicyOfAnotherVersion()}), protocol=-1))
-    with pytest.raises(TypeError):  # what Numba's own loading meets
-        with open(indexes[0], "rb") as file:
-            pickle.load(file)
-            pickle.loads(file.read())
+    files[0].write_bytes(pickle.dumps(("another numba", "another stamp", PolicyOfAnotherVersion())))
+    files[1].write_bytes(pickle.dumps(("another numba", "another stamp", "another key")))
     recovered = json.loads(run(SCRIPT, tmp_path).splitlines()[-1])
     assert recovered == {"correct": [True, True], "hits": 0, "misses": 2}
-    warm = json.loads(run(SCRIPT, tmp_path).splitlines()[-1])  # the emptied index now holds both again
+    warm = json.loads(run(SCRIPT, tmp_path).splitlines()[-1])
     assert warm == {"correct": [True, True], "hits": 2, "misses": 0}
 
 
@@ -145,43 +151,3 @@ def test_the_fingerprint_covers_the_helpers_a_rule_calls_and_the_package_version
     before = fingerprint.fingerprint(roots)
     monkeypatch.setattr(fingerprint, "_package_version", lambda: "0.0.0-another")
     assert fingerprint.fingerprint(roots) != before
-
-
-class _UnreadableIndex:
-    """A kernel whose index fails to unpickle (as Numba's ``_load_index`` does) until its cache is
-    replaced, and whose cache cannot be written (``flush`` fails)."""
-
-    class _ReadOnlyCache:
-        def flush(self):
-            raise PermissionError("a read-only folder")
-
-    def __init__(self):
-        self._cache = self._ReadOnlyCache()
-
-    def compile(self, types_):
-        def _load_index():
-            raise TypeError("_KernelSwitches.__new__() takes from 1 to 9 positional arguments but 10 were given")
-
-        if isinstance(self._cache, self._ReadOnlyCache):
-            _load_index()
-        return ("compiled", types_)
-
-
-def test_an_unreadable_index_in_a_folder_that_cannot_be_written_compiles_in_memory():
-    from numba.core.caching import NullCache
-    from numadam.targets.cpu.kernels import compiled_despite_the_index
-
-    kernel = _UnreadableIndex()
-    assert compiled_despite_the_index(kernel, ("types",)) == ("compiled", ("types",))
-    assert isinstance(kernel._cache, NullCache)
-
-
-def test_errors_that_are_not_the_index_s_are_raised():
-    from numadam.targets.cpu.kernels import compiled_despite_the_index
-
-    class Failing:
-        def compile(self, types_):
-            raise TypeError("a typing error of the kernel itself")
-
-    with pytest.raises(TypeError, match="the kernel itself"):
-        compiled_despite_the_index(Failing(), ())

@@ -211,7 +211,7 @@ def bad_grads_cases():
     return [
         ("missing key", {"W": g["W"]}, ValueError, "grads must have the parameters' keys ['W', 'b']; missing ['b']"),
         ("extra key", {**g, "c": g["b"]}, ValueError, "unexpected ['c']"),
-        ("list for dict", [g["W"], g["b"]], TypeError, "grads must be a dict like the parameters; got list"),
+        ("list for dict", [g["W"], g["b"]], TypeError, "grads must be a dict like the parameters' {'W': *, 'b': *}; got a list"),
         ("wrong shape", {**g, "b": np.zeros(4, np.float32)}, ValueError,
          "grads['b'] has shape (4,) but its parameter has shape (3,)"),
         ("wrong dtype", {**g, "W": g["W"].astype(np.float64)}, TypeError,
@@ -302,6 +302,80 @@ def test_bad_hyperparameter_assignment_keeps_the_old_value():
         opt.amsgrad = True
 
 
+# The tree contract, on the first step and after steps that took the fast path (the same gradient
+# arrays again): a container of another structure holding those very arrays is refused, naming
+# grads and the structure expected, with nothing written.
+TREES = {
+    "dict": lambda a, b: {"W": a, "b": b},
+    "list": lambda a, b: [a, b],
+    "tuple": lambda a, b: (a, b),
+    "nested": lambda a, b: {"layer": [a, b]},
+}
+MISMATCHES = [
+    ("dict", "list for dict", lambda a, b: [a, b], TypeError,
+     "grads must be a dict like the parameters' {'W': *, 'b': *}; got a list"),
+    ("dict", "tuple for dict", lambda a, b: (a, b), TypeError,
+     "grads must be a dict like the parameters' {'W': *, 'b': *}; got a tuple"),
+    ("dict", "other keys", lambda a, b: {"W": a, "c": b}, ValueError,
+     "grads must have the parameters' keys ['W', 'b']; missing ['b'], unexpected ['c']"),
+    ("dict", "other nesting", lambda a, b: {"W": [a], "b": b}, TypeError,
+     "grads['W'] must be an array like its parameter; got a list"),
+    ("list", "tuple for list", lambda a, b: (a, b), TypeError,
+     "grads must be a list like the parameters' [*, *]; got a tuple"),
+    ("list", "dict for list", lambda a, b: {"W": a, "b": b}, TypeError,
+     "grads must be a list like the parameters' [*, *]; got a dict"),
+    ("list", "other nesting", lambda a, b: [[a], b], TypeError,
+     "grads[0] must be an array like its parameter; got a list"),
+    ("list", "fewer items", lambda a, b: [a], ValueError, "grads must have 2 items like the parameters' [*, *]; got 1"),
+    ("tuple", "list for tuple", lambda a, b: [a, b], TypeError,
+     "grads must be a tuple like the parameters' (*, *); got a list"),
+    ("nested", "list for the dict", lambda a, b: [a, b], TypeError,
+     "grads must be a dict like the parameters' {'layer': [*, *]}; got a list"),
+    ("nested", "tuple for the inner list", lambda a, b: {"layer": (a, b)}, TypeError,
+     "grads['layer'] must be a list like the parameters' [*, *]; got a tuple"),
+    ("nested", "flattened", lambda a, b: {"layer": a}, TypeError,
+     "grads['layer'] must be a list like the parameters' [*, *]; got a ndarray"),
+]
+
+
+@pytest.mark.parametrize("after_fast_steps", [False, True], ids=["first-step", "after-fast-steps"])
+@pytest.mark.parametrize("tree, name, mismatch, error, message", MISMATCHES, ids=[m[1] for m in MISMATCHES])
+def test_a_container_of_another_structure_is_refused_even_holding_the_same_arrays(
+        tree, name, mismatch, error, message, after_fast_steps):
+    given = make_params()
+    params = TREES[tree](given["W"], given["b"])
+    opt = numadam.Adam(params, lr=0.01)
+    g = make_grads()
+    grads = TREES[tree](g["W"], g["b"])
+    if after_fast_steps:
+        for _ in range(3):  # the second and third find the first's plan by the arrays' identity
+            opt.step(grads)
+    before_params, before_state = snapshot(list(given.values())), opt.state_dict()
+    with pytest.raises(error, match=re.escape(message)):
+        opt.step(mismatch(g["W"], g["b"]))
+    assert_unchanged(list(given.values()), before_params)
+    _assert_same_tree(opt.state_dict(), before_state)
+    assert opt.step_count == (3 if after_fast_steps else 0)
+    opt.step(grads)  # the right structure still steps
+    assert opt.step_count == (4 if after_fast_steps else 1)
+
+
+def _assert_same_tree(actual, expected):
+    assert type(actual) is type(expected)
+    if isinstance(expected, dict):
+        assert actual.keys() == expected.keys()
+        for key in expected:
+            _assert_same_tree(actual[key], expected[key])
+    elif isinstance(expected, (list, tuple)):
+        assert len(actual) == len(expected)
+        for a, b in zip(actual, expected):
+            _assert_same_tree(a, b)
+    elif isinstance(expected, np.ndarray):
+        np.testing.assert_array_equal(actual, expected, strict=True)
+    else:
+        assert actual == expected
+
+
 def assert_state_equal(actual, expected):
     assert actual.keys() == expected.keys()
     for key in expected:
@@ -379,22 +453,22 @@ def test_a_reused_gradient_list_changed_in_place_is_checked_again(replacement, e
 
 
 def test_the_same_gradient_tuple_each_step_matches_fresh_gradients_and_a_new_tuple_is_checked():
-    """A tuple cannot change: once checked, the same tuple skips even the identity pass; any
-    other container (a new tuple, a list with the same arrays) is looked at again."""
+    """A tuple cannot change: once checked, the same tuple skips even the identity pass; another
+    tuple (a new one with the same arrays, or with other arrays) is looked at again."""
     rng = np.random.default_rng(3)
-    params = [rng.standard_normal(n).astype(np.float32) for n in (5, 3, 4)]
-    twin_params = [p.copy() for p in params]
+    params = tuple(rng.standard_normal(n).astype(np.float32) for n in (5, 3, 4))
+    twin_params = tuple(p.copy() for p in params)
     buffers = tuple(np.empty_like(p) for p in params)
     opt, twin = numadam.Adam(params, lr=0.1), numadam.Adam(twin_params, lr=0.1)
     for _ in range(4):
-        fresh = [rng.standard_normal(p.shape).astype(np.float32) for p in params]
+        fresh = tuple(rng.standard_normal(p.shape).astype(np.float32) for p in params)
         for buffer, g in zip(buffers, fresh):
             buffer[...] = g
         opt.step(buffers)
         twin.step(fresh)
     for p, q in zip(params, twin_params):
         np.testing.assert_array_equal(p, q)
-    opt.step(list(buffers))  # the same arrays in a list: still the checked plan
+    opt.step(tuple(buffers[k] for k in range(3)))  # the same arrays in a new tuple: still the checked plan
     before = snapshot(params)
     with pytest.raises(ValueError, match=re.escape("grads[1] shares memory with a parameter")):
         opt.step((buffers[0], params[1], buffers[2]))

@@ -24,6 +24,7 @@ import numpy as np
 from numba import njit
 
 from ..core import validate
+from ..targets.disk_cache import cached_njit
 
 
 class Rows:
@@ -112,7 +113,7 @@ class Checked(NamedTuple):
     ascending: bool
 
 
-@njit(cache=True)
+@cached_njit()
 def _scan(index, n_rows):
     """``(outside, bad, repeated, ascending)``: whether an index lies outside ``[0, n_rows)``, the
     first that does, whether a row repeats (looked for only when none is outside: one bit per

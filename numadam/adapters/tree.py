@@ -13,6 +13,7 @@ and paths do not mention it.
 from .group import Group
 
 _SEQUENCES = (list, tuple)
+_SEQUENCE_OF_KIND = {"list": list, "tuple": tuple}
 
 
 class TreeDef:
@@ -98,17 +99,20 @@ class TreeDef:
             return dict(zip(self.keys, items))
         return items if self.kind == "list" else tuple(items)
 
-    def flatten_like(self, tree, root):
+    def flatten_like(self, tree, root, exact_sequences=False):
         """The leaves of ``tree``, which must have this structure.
 
-        Lists and tuples may stand for each other; dict keys must match exactly.
-        Raises ``TypeError`` or ``ValueError`` naming the first path that differs.
+        Dict keys must match exactly; lists and tuples must too with
+        ``exact_sequences`` (gradients), else they may stand for each other (state
+        read back from a file, which may keep a tuple as a list). Raises
+        ``TypeError`` or ``ValueError`` naming the first path that differs and
+        the structure expected there.
         """
         leaves = []
-        self._collect_like(tree, root, leaves)
+        self._collect_like(tree, root, leaves, exact_sequences)
         return leaves
 
-    def _collect_like(self, tree, path, leaves):
+    def _collect_like(self, tree, path, leaves, exact):
         """Append the leaves of ``tree`` to ``leaves``.
 
         ``path`` is a root name or a ``(parent_path, label)`` pair, spelled out
@@ -116,7 +120,7 @@ class TreeDef:
         """
         kind = self.kind
         if kind == "group":
-            self.children[0]._collect_like(tree, path, leaves)
+            self.children[0]._collect_like(tree, path, leaves, exact)
             return
         if kind == "leaf":
             if isinstance(tree, _CONTAINERS):
@@ -125,7 +129,8 @@ class TreeDef:
             return
         if kind == "dict":
             if not isinstance(tree, dict):
-                raise TypeError(f"{_spell(path)} must be a dict like the parameters; got {type(tree).__name__}")
+                raise TypeError(f"{_spell(path)} must be a dict like the parameters' {self!r}; "
+                                f"got a {type(tree).__name__}")
             if len(tree) != len(self.keys) or any(k not in tree for k in self.keys):
                 missing = [k for k in self.keys if k not in tree]
                 extra = [k for k in tree if k not in set(self.keys)]
@@ -134,13 +139,15 @@ class TreeDef:
                     f"missing {missing}, unexpected {extra}"
                 )
             for key, child in zip(self.keys, self.children):
-                child._collect_like(tree[key], (path, key), leaves)
+                child._collect_like(tree[key], (path, key), leaves, exact)
             return
-        if not isinstance(tree, _SEQUENCES):
-            raise TypeError(f"{_spell(path)} must be a list or tuple like the parameters; got {type(tree).__name__}")
+        if not isinstance(tree, _SEQUENCES) or (exact and not isinstance(tree, _SEQUENCE_OF_KIND[kind])):
+            expected = kind if exact else "list or tuple"
+            raise TypeError(f"{_spell(path)} must be a {expected} like the parameters' {self!r}; "
+                            f"got a {type(tree).__name__}")
         if len(tree) != len(self.children):
             raise ValueError(
-                f"{_spell(path)} must have {len(self.children)} items like the parameters; got {len(tree)}"
+                f"{_spell(path)} must have {len(self.children)} items like the parameters' {self!r}; got {len(tree)}"
             )
         if self.leaves_only:
             if not _CONTAINER_TYPES.isdisjoint(map(type, tree)):
@@ -151,7 +158,7 @@ class TreeDef:
             leaves.extend(tree)
             return
         for index, (item, child) in enumerate(zip(tree, self.children)):
-            child._collect_like(item, (path, index), leaves)
+            child._collect_like(item, (path, index), leaves, exact)
 
 
 _END = object()

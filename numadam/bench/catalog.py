@@ -56,7 +56,7 @@ class Study(NamedTuple):
     n_arrays: int = 1
     groups: int = 0         # how many Groups the arrays are split into (0: none)
     baseline: str = ""      # the study of the same suite its time is compared with
-    grads_in: type = tuple  # the container of many gradients, the same object each step
+    grads_in: type = tuple  # the container of many parameters and gradients (the same object each step)
     target: tuple = ()      # ("same-traffic" or "baseline", the largest ratio the issues ask for)
     width: int = 1          # elements per row: the parameters are (size / width, width) matrices
     listed: float = 1.0     # the share of rows a step's gradient lists (numadam.Rows below 1)
@@ -250,7 +250,7 @@ def build(study, size, seed=0, place=None):
         grads = [grads[k:k + cut] for k in range(0, len(grads), cut)]
     elif study.n_arrays == 1:
         tree, grads = params[0], grads[0]
-    else:
-        grads = study.grads_in(grads)
+    else:  # the parameters in the same container as the gradients: the tree contract
+        tree, grads = study.grads_in(params), study.grads_in(grads)
     optimizer = numadam.families()[study.method](tree, **options)
     return optimizer, grads

@@ -33,6 +33,7 @@ from numba import njit
 
 import numadam
 
+from ..targets.disk_cache import cached_njit
 from .report import ExampleResult, Table, report_points
 
 TITLE = "deconvolution: Adam vs L-BFGS-B"
@@ -125,7 +126,7 @@ def _blurred_at(values, kernel, i):
     return total
 
 
-@njit(cache=True)
+@cached_njit()
 def compiled_tikhonov(x, kernel, y, alpha):
     """:func:`tikhonov_objective`'s ``(f(x), grad f(x))`` as a Numba function of ``(x, kernel, y, alpha)``,
     in loops (the blur is self-adjoint: :math:`A^T = A`)."""

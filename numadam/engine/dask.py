@@ -226,7 +226,7 @@ class DaskEngine(Engine):
         """Replace the parameters and state by their values after one call of ``step``; the new
         parameters (persisted)."""
         held.check_alive(self.holdings)
-        leaves = self.checked_grads(self.treedef.flatten_like(grads, "grads"))
+        leaves = self.checked_grads(self.treedef.flatten_like(grads, "grads", exact_sequences=True))
         self.policy_step(leaves)
         return self.params
 

@@ -38,6 +38,9 @@ class LocalEngine(Engine):
         super().__init__(algorithm, settings, policies, paths)
         self.treedef = treedef
         self._one_leaf = treedef.kind == "leaf"
+        #: ``list`` or ``tuple`` where the parameters are one list or tuple of arrays: a gradient
+        #: container of that very type holding the last step's arrays reuses its plan at once.
+        self._flat_sequence = {"list": list, "tuple": tuple}.get(treedef.kind) if treedef.leaves_only else None
         self._launch = None, None, None  # the common step's (plan, flags, launch)
         adopted = adopt(given, paths, [True] * len(given))
         #: What a write through the leaves' arrays must tell torch (None for NumPy and CuPy).
@@ -107,15 +110,16 @@ class LocalEngine(Engine):
         """Bind ``grads`` (a tree like the parameters) and step; see :meth:`numadam.Adam.step`.
 
         The common step (one bucket, no policy) of the very gradients of the last
-        step, the same tuple, or a list of the same arrays, or the same array of a
-        one-array tree, goes straight to its plan's launch: the scalars of this
-        step and one call of the compiled kernel.
+        step goes straight to its plan's launch, the scalars of this step and one
+        call of the compiled kernel: the same array of a one-array tree, or, where
+        the parameters are one list (tuple) of arrays, a list (tuple) of the same
+        arrays. Any other container takes the checks of the tree.
         """
         bucket = self._single
         if bucket is not None:
             bound = bucket.bound_grads
-            if bound is not None and (grads is bound or (self._one_leaf and grads is bound[0])
-                                      or (type(grads) is list and bucket.is_bound_to(grads))):
+            if bound is not None and ((self._one_leaf and grads is bound[0])
+                                      or (type(grads) is self._flat_sequence and bucket.is_bound_to(grads))):
                 plan = bucket.last_plan
                 if (plan is not None and self._plain and not (bucket.absent and self.algorithm.norms is not None)
                         and self._direct_step(bucket, plan)):  # a family with norms needs every gradient
@@ -207,7 +211,7 @@ class LocalEngine(Engine):
         from ..targets.cpu import kernels  # the CPU's: this engine holds NumPy arrays
 
         bucket = self.buckets[0]
-        plan = bucket.bind(self.treedef.flatten_like(grads, "grads"), self._written)
+        plan = bucket.bind(self.treedef.flatten_like(grads, "grads", exact_sequences=True), self._written)
         if self.algorithm.factored:  # its factors' pass, norms and update: one call of its own
             return self._factored_launcher(bucket, plan, self.settings.flags, arguments=True)
         first, update = self._first_pass_of[""], self._after_norms_of[""]
@@ -236,7 +240,7 @@ class LocalEngine(Engine):
         if grads is None:
             leaves = self._tensor_grads()
         else:
-            leaves = self.treedef.flatten_like(grads, "grads")
+            leaves = self.treedef.flatten_like(grads, "grads", exact_sequences=True)
             if self.foreign is not None:
                 leaves = adopt(leaves, self.grad_paths, [False] * len(leaves)).arrays
         if len(buckets) == 1:

@@ -21,6 +21,7 @@ from typing import NamedTuple
 import numpy as np
 from numba import njit, prange
 
+from ..targets.disk_cache import cached_njit
 from ..adapters.rows import checked as checked_rows, is_rows
 from ..core import dtypes, validate
 from ..core.pipeline import CHUNK_POSITIONS, NO_POLICY, POLICY_OPERANDS, QUANTIZED_STATE, operand_dtype
@@ -123,7 +124,7 @@ def listed_rows(template, index, grad_address, grad_stride, scratch=None):
 _PARALLEL_ROWS = 4096
 
 
-@njit(cache=True)
+@cached_njit()
 def _listed_table(template, strides, index, grad_address, grad_stride, address, grad, rows):
     """:func:`listed_rows` in one pass over the listed rows (the column numbers passed in: a
     cached kernel keeps no module's globals)."""
@@ -131,7 +132,7 @@ def _listed_table(template, strides, index, grad_address, grad_stride, address, 
         _listed_row(template, strides, index, grad_address, grad_stride, address, grad, rows, j)
 
 
-@njit(cache=True, parallel=True)
+@cached_njit(parallel=True)
 def _listed_table_parallel(template, strides, index, grad_address, grad_stride, address, grad, rows):
     """:func:`_listed_table` on every core."""
     for j in prange(len(index)):

@@ -391,6 +391,7 @@ from numadam import schedules
 from numadam.solver import rules
 from numadam.solver.compiled import BAD_SHAPE
 from numadam.targets.cpu import factored_step, kernels as cpu_kernels
+from numadam.targets.disk_cache import cached_njit
 from numadam.solver.rules import NONE, NON_FINITE
 
 
@@ -447,14 +448,25 @@ def _import_line(name, function):
     return f"from {python.__module__} import {python.__name__} as {name}"
 
 
-def _cache_directory():
-    """Where compiled solves are kept: ``$NUMADAM_CACHE_DIR``, else ``numadam/solves`` in the user's cache
-    folder; ``None`` if it cannot be written."""
+def cache_folder():
+    """Where compiled solves are kept: ``$NUMADAM_CACHE_DIR/solves``, else ``numadam/solves`` in the
+    user's cache folder."""
     root = os.environ.get("NUMADAM_CACHE_DIR")
     if root is None:
         base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
         root = os.path.join(base, "numadam")
-    directory = pathlib.Path(root) / "solves"
+    return pathlib.Path(root) / "solves"
+
+
+def cache_files():
+    """Every file of the compiled solves' cache: the generated sources and Numba's files beside them."""
+    folder = cache_folder()
+    return sorted(path for path in folder.rglob("*") if path.is_file()) if folder.is_dir() else []
+
+
+def _cache_directory():
+    """:func:`cache_folder`, made if need be; ``None`` if it cannot be written."""
+    directory = cache_folder()
     try:
         directory.mkdir(parents=True, exist_ok=True)
     except OSError:
@@ -537,7 +549,7 @@ _LOADED = {}
 
 def _cached_solve(directory, source, importable, functions):
     text = _HEADER + "\n".join(importable) + "\n" + source.replace(
-        "def solve(", f"@njit(cache=True, error_model={jit_steps.ERROR_MODEL!r})\ndef solve(", 1)
+        "def solve(", f"@cached_njit(beside_the_source=True, error_model={jit_steps.ERROR_MODEL!r})\ndef solve(", 1)
     key = hashlib.sha256("\0".join([text, _numadam_sources_digest(), _objective_digest(functions)]).encode())
     name = f"numadam_solve_{key.hexdigest()[:24]}"
     if name in _LOADED:

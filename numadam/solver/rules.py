@@ -13,6 +13,7 @@ import math
 import numpy as np
 from numba import njit
 
+from ..targets.disk_cache import cached_njit
 from ..clipping import SAFE_SUM_OF_SQUARES
 
 #: The statuses of a solve; 0, 2 and 3 are successes. ``NONE``: no rule fired yet.
@@ -69,7 +70,7 @@ def widened(peak, seen_nan, value):
     return (magnitude if magnitude > peak else peak), seen_nan | (magnitude != magnitude)
 
 
-@njit(cache=True)
+@cached_njit()
 def largest_magnitude(array):
     r""":math:`\max_i |a_i|` of a real array as a float64; NaN if any element is NaN."""
     peak, seen_nan = 0.0, False
@@ -78,7 +79,7 @@ def largest_magnitude(array):
     return math.nan if seen_nan else peak
 
 
-@njit(cache=True)
+@cached_njit()
 def projected_peak(x, grad, low, high):
     r""":math:`\|x - \operatorname{clip}(x - g, l, u)\|_\infty` (L-BFGS-B's projected gradient), each
     operation in the arrays' dtype as NumPy's; NaN if any element is NaN."""
@@ -93,7 +94,7 @@ def projected_peak(x, grad, low, high):
     return math.nan if seen_nan else peak
 
 
-@njit(cache=True)
+@cached_njit()
 def clip_value_in_place(grad, limit):
     r""":math:`g_i \leftarrow \min(\max(g_i, -c), c)` with :math:`c` rounded to ``grad``'s dtype, as
     :func:`numadam.clip_by_value`."""
@@ -105,7 +106,7 @@ def clip_value_in_place(grad, limit):
             grad[i] = high
 
 
-@njit(cache=True)
+@cached_njit()
 def clip_norm_in_place(grad, limit):
     r"""Scale ``grad`` by :math:`c/\|g\|_2` where :math:`\|g\|_2 > c`, as :func:`numadam.clip_by_norm`:
     the squares summed in float64, in order, after dividing by the largest magnitude where they
@@ -130,7 +131,7 @@ def clip_norm_in_place(grad, limit):
         grad[i] = grad[i] * factor
 
 
-@njit(cache=True)
+@cached_njit()
 def largest_difference(x, previous):
     r""":math:`\|x - x_{prev}\|_\infty`, each difference in the arrays' dtype (as NumPy's ``x - previous``)."""
     peak, seen_nan = 0.0, False
@@ -139,7 +140,7 @@ def largest_difference(x, previous):
     return math.nan if seen_nan else peak
 
 
-@njit(cache=True)
+@cached_njit()
 def project(x, low, high):
     """Each element of ``x`` moved into ``[low, high]``, as the optimizer's bounds stage does after the rule."""
     for i in range(x.size):
@@ -149,7 +150,7 @@ def project(x, low, high):
             x[i] = high[i]
 
 
-@njit(cache=True)
+@cached_njit()
 def copy_into(target, source):
     """``target[i] = source[i]`` over two flat arrays of one size (faster than a slice copy in Numba)."""
     for i in range(target.size):

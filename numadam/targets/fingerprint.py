@@ -77,7 +77,7 @@ def inlined_modules(roots, owners):
         if function is None or id(function) in seen:
             continue
         seen.add(id(function))
-        if function.__module__.partition(".")[0] not in owners:
+        if (function.__module__ or "").partition(".")[0] not in owners:
             continue
         found.add(function.__module__)
         names = code_names(function.__code__)

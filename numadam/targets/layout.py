@@ -15,6 +15,7 @@ from typing import NamedTuple
 import numpy as np
 from numba import njit
 
+from .disk_cache import cached_njit
 from .segments import ADDRESS, GROUP, LENGTH, OFFSET, table_width
 
 
@@ -122,7 +123,7 @@ def coalesce(rows, itemsizes):
     return rows[:_merge_in_place(rows, np.asarray(itemsizes, np.int64), ADDRESS, LENGTH, GROUP)]
 
 
-@njit(cache=True)
+@cached_njit()
 def _merge_in_place(rows, itemsizes, address, length, group):
     """:func:`coalesce` in one pass, the merged rows written over the first ones; their count (the
     column numbers passed in: a cached kernel keeps no module's globals)."""
@@ -157,7 +158,7 @@ def number_chunks(rows, chunk_size):
     return -(-total // chunk_size), total
 
 
-@njit(cache=True)
+@cached_njit()
 def _offsets(rows, offset, length):
     """Each row's ``OFFSET``, the segments' lengths before it; the total (the column numbers passed
     in: a cached kernel keeps no module's globals)."""

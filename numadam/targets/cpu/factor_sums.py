@@ -20,6 +20,7 @@ import numpy as np
 from numba import njit, prange
 from numba.extending import register_jitable
 
+from ..disk_cache import cached_njit
 from ...families._common import torch_lerp
 from ..factor_elements import column_scale, effective, row_scale
 
@@ -555,7 +556,7 @@ def _row_squares(row):
 COLUMNS_PER_TASK = 256
 
 
-@njit(cache=True, parallel=True)
+@cached_njit(parallel=True)
 def _added_blocks(partial, columns):
     """The blocks' column sums added in block order, a task per :data:`COLUMNS_PER_TASK` columns of
     each matrix (so that one matrix of many blocks takes every core too)."""

@@ -44,6 +44,7 @@ import numpy as np
 from numba import carray, njit, types
 from numba.extending import overload
 
+from ..disk_cache import cached_njit
 from ..fingerprint import compiled_from_module
 from ..primitives import cpu_primitives
 from ..spec import rule
@@ -51,7 +52,7 @@ from .factor_sums import (SERIAL_BELOW, VECTOR_CHUNK, WIDEST_ROW_WITH_NORMS, _ad
                           _batched, _block_sums_with_norms_serial, _norms_from_sums, _vector_norms,
                           block_count, moved_factors_from_sums, moved_variance, rows_per_block,
                           walks_transposed)
-from .kernels import _reduce_span, _update_chunk, compiled_despite_the_index, sequence_length
+from .kernels import _reduce_span, _update_chunk, sequence_length
 
 compiled_from_module(__name__)  # cached on disk: its closure is part of every spec's fingerprint
 
@@ -266,7 +267,7 @@ def _missing_norms_overload(first, table, width, n_segments, starts, stops, leav
     return implementation
 
 
-@njit(cache=True, error_model="numpy")
+@cached_njit(error_model="numpy")
 def factored_step_serial(update, first, table, width, n_chunks, chunk_size, layout, starts, stops, leaves,
                          group_scalars, rows, first_scalars, scalars, like, sums, found, factored_slot, field_slot):
     """The common step (no policy) of a family with factored state, on the calling thread (see the
@@ -345,4 +346,4 @@ def _compiled(update, first):
     integers, integer, wide = types.int64[::1], types.int64, types.float64[:, ::1]
     signature = (typeof(update), typeof(first), integers, integer, integer, integer, integers, integers, integers,
                  integers, wide, wide, real[::1], real[::1], real, wide, types.boolean[::1], integer, integer)
-    return compiled_despite_the_index(factored_step_serial, signature)
+    return factored_step_serial.compile(signature)

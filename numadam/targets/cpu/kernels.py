@@ -8,10 +8,8 @@ Each piece of a segment goes through the spec's ``run_piece``
 
 The kernels take the :class:`~numadam.targets.spec.KernelSpec` as their first
 argument; Numba compiles one machine code per spec and caches it on disk
-(``cache=True``), so a new process loads it instead of compiling. An index
-on disk that another numadam wrote, whose keys this one cannot unpickle (a
-spec's class with other fields), is emptied and the kernel compiled
-(:func:`compiled_despite_the_index`), instead of failing every step.
+(:func:`~numadam.targets.disk_cache.cached_njit`), so a new process loads it
+instead of compiling, and never loads another spec's.
 
 ``error_model="numpy"`` matters: Python's error model inserts a
 division-by-zero check that stops LLVM from vectorizing the loop.
@@ -19,14 +17,12 @@ division-by-zero check that stops LLVM from vectorizing the loop.
 
 import functools
 import math
-import pathlib
-import traceback
 
 import numpy as np
 from numba import njit, prange, typeof, types
-from numba.core.caching import NullCache
 from numba.extending import overload
 
+from ..disk_cache import cached_njit
 from ..fingerprint import compiled_from_module
 from ..primitives import cpu_primitives
 from ..quantization import BLOCK
@@ -93,7 +89,7 @@ def _reduce_span(spec, table, width, n_segments, first, last, scalars, like):
     return first_sum, second_sum
 
 
-@njit(cache=True, error_model="numpy")
+@cached_njit(error_model="numpy")
 def reduce_serial(spec, table, width, starts, stops, scalars, like, out):
     """For each piece ``starts[p]:stops[p]`` of the sequence, ``out[p]``: the pre-pass's two sums."""
     n_segments = table.size // width
@@ -102,7 +98,7 @@ def reduce_serial(spec, table, width, starts, stops, scalars, like, out):
                                                     scalars, like)
 
 
-@njit(cache=True, parallel=True, error_model="numpy")
+@cached_njit(parallel=True, error_model="numpy")
 def reduce_parallel(spec, table, width, starts, stops, scalars, like, out):
     """:func:`reduce_serial`, one ``prange`` iteration per piece."""
     n_segments = table.size // width
@@ -124,7 +120,7 @@ def _update_chunk(spec, table, width, n_segments, n_elements, chunk, chunk_size,
         segment += 1
 
 
-@njit(cache=True, error_model="numpy")
+@cached_njit(error_model="numpy")
 def update_serial(spec, table, width, n_chunks, chunk_size, scalars, like):
     """Apply the spec's rule over every chunk of ``table``, on the calling thread.
 
@@ -137,7 +133,7 @@ def update_serial(spec, table, width, n_chunks, chunk_size, scalars, like):
         _update_chunk(spec, table, width, n_segments, n_elements, chunk, chunk_size, scalars, like)
 
 
-@njit(cache=True, parallel=True, error_model="numpy")
+@cached_njit(parallel=True, error_model="numpy")
 def update_parallel(spec, table, width, n_chunks, chunk_size, scalars, like):
     """Apply the spec's rule over every chunk of ``table``, one ``prange`` iteration per chunk."""
     n_segments = table.size // width
@@ -146,7 +142,7 @@ def update_parallel(spec, table, width, n_chunks, chunk_size, scalars, like):
         _update_chunk(spec, table, width, n_segments, n_elements, chunk, chunk_size, scalars, like)
 
 
-@njit(cache=True, error_model="numpy")
+@cached_njit(error_model="numpy")
 def reduce_then_update_serial(spec, table, width, starts, stops, leaves, scalars, like, sums, nonfinite, clip,
                               scale_slot, row_size, n_chunks, chunk_size):
     r"""A serial step with a gradient pre-pass, in one call: the pre-pass over each piece
@@ -225,7 +221,7 @@ def _norms_then_update(first, update, table, width, starts, stops, leaves, first
         _update_chunk(update, table, width, n_segments, n_elements, chunk, chunk_size, scalars, like)
 
 
-@njit(cache=True, error_model="numpy")
+@cached_njit(error_model="numpy")
 def norms_then_update_serial(first, update, table, width, starts, stops, leaves, first_scalars, scalars, like, sums,
                              applies, field_slot, row_size, n_chunks, chunk_size):
     """A serial step of a family with a norms pass (LAMB), in one call: the first pass (``first``)
@@ -256,7 +252,7 @@ def _row_sizes(first, update):
     return implementation
 
 
-@njit(cache=True, error_model="numpy")
+@cached_njit(error_model="numpy")
 def norms_step_serial(first, update, table, width, layout, group_scalars, scalars, like, sums, field_slot, n_chunks,
                       chunk_size):
     """The common step (no policy) of a family with a norms pass, in one serial call: each
@@ -411,7 +407,7 @@ def _update_blocks(spec, table, width, n_segments, blocks, first_block, last_blo
         block += 1
 
 
-@njit(cache=True, error_model="numpy")
+@cached_njit(error_model="numpy")
 def update_blocks_serial(spec, table, width, blocks, blocks_per_chunk, scalars, like, scales):
     """Apply the spec's rule block by block (8-bit state; ``blocks`` holds each block's first
     element in the sequence, then the sequence's length), on the calling thread."""
@@ -422,7 +418,7 @@ def update_blocks_serial(spec, table, width, blocks, blocks_per_chunk, scalars, 
                        min((chunk + 1) * blocks_per_chunk, n_blocks), scalars, like, scales)
 
 
-@njit(cache=True, parallel=True, error_model="numpy")
+@cached_njit(parallel=True, error_model="numpy")
 def update_blocks_parallel(spec, table, width, blocks, blocks_per_chunk, scalars, like, scales):
     """:func:`update_blocks_serial`, one ``prange`` iteration per run of ``blocks_per_chunk`` blocks."""
     n_blocks = blocks.size - 1
@@ -471,51 +467,11 @@ def compiled(kind, *specs, parallel=False):
     ``parallel``: a function called without Numba's dispatch (which would type the spec on every
     call), with its arguments exactly as :func:`signature` types them: an int64 table, and
     scalars and a zero in the spec's real dtype. One entry for every kernel."""
-    return compiled_despite_the_index(KERNELS[kind][1 if parallel else 0], signature(kind, *specs))
+    return KERNELS[kind][1 if parallel else 0].compile(signature(kind, *specs))
 
 
-def compiled_despite_the_index(kernel, types_):
-    """``kernel.compile(types_)``; where Numba fails to unpickle the kernel's index on disk (keys
-    that another numadam wrote: a class of the spec with other fields), the index is emptied and
-    the kernel compiled. Such keys could match none of this version's specs (its fingerprint keys
-    them apart). Where the index cannot be written either, the kernel compiles in memory only."""
-    try:
-        return kernel.compile(types_)
-    except Exception as error:  # noqa: BLE001 (re-raised unless it is the index's)
-        if not _raised_reading_the_index(error):
-            raise
-    try:
-        kernel._cache.flush()
-    except OSError:
-        kernel._cache = NullCache()
-    return kernel.compile(types_)
-
-
-def _raised_reading_the_index(error):
-    """Whether ``error`` came from unpickling the index of Numba's disk cache (``_load_index``)."""
-    return any(frame.name == "_load_index" for frame in traceback.extract_tb(error.__traceback__))
-
-
-@njit(cache=True)
+@cached_njit()
 def data_address(array):
     """The address of ``array``'s first element, found faster than ``array.ctypes.data``."""
     return array.ctypes.data
 
-
-def cache_files():
-    """The files of Numba's disk cache that hold these kernels' machine code.
-
-    Numba writes them to ``__pycache__`` beside this module when that folder is
-    writable, else to a folder of the user's cache directory, or to
-    ``NUMBA_CACHE_DIR`` when that is set.
-    """
-    from .factored_step import factored_step_serial  # (which imports this module)
-
-    files = []
-    kernels = [kernel for pair in KERNELS.values() for kernel in pair if kernel is not None] + [data_address,
-                                                                                               factored_step_serial]
-    for kernel in kernels:
-        directory = pathlib.Path(kernel.stats.cache_path)
-        module = kernel.py_func.__module__.rsplit('.', 1)[-1]
-        files += sorted(directory.glob(f"{module}.{kernel.__name__}-*.nb[ic]"))
-    return files
