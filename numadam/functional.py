@@ -26,7 +26,6 @@ from .adapters.foreign import adopt, is_foreign
 from .adapters.rows import is_rows
 from .core import dtypes, factors, validate
 from .core.pipeline import NO_POLICY, NO_POLICY_SCALARS, POLICY_OPERANDS
-from .engine.dask import step_dask_arrays
 from .engine.operands import chunk_pieces, kernel_spec, pre_pass_totals, prepared, run_on_arrays
 from .engine.state_dict import check_factor
 from .targets.dispatch import backend_for
@@ -312,6 +311,8 @@ def step_function(cls, name, doc):
                             f"numadam.{algorithm.title}, whose factors this process holds while the chunks' "
                             "tasks sum their rows and columns")
         if is_dask_array(param):  # immutable: the new arrays are the answer
+            from .engine.dask import step_dask_arrays
+
             scalars, after = algorithm.step_scalars(step, checked.h, carry)
             arrays = step_dask_arrays(algorithm, operands, checked.flags, tuple(scalars))
             return (*arrays, after) if carried else arrays

@@ -21,7 +21,6 @@ from .adapters.dask import is_dask_array
 from .adapters.foreign import adopt, is_foreign, is_jax, is_tensor, tensor_like
 from .clipping import clip_by_global_norm, clip_by_norm, clip_by_value
 from .families import families, optimizer_class
-from .solver import compiled as compiled_solver
 from .solver.rules import (CALLBACK, NON_FINITE, NONE, SUCCESS, clip_norm_in_place, clip_value_in_place,
                            non_finite_message, stop_message, stop_status)
 
@@ -210,6 +209,8 @@ def minimize(fun, x0, args=(), jac=None, method="adam", *, bounds=None, maxiter=
                                                                         clip, schedule, hyperparameters)
     notify = _scipy_style_callback(callback)
     progress = validate.check_flag("progress", progress)
+    from .solver import compiled as compiled_solver  # (numadam.jit's steps: imported when a solve starts)
+
     solve = compiled_solver.prepared(fun, jac, args, iterate.x, iterate.optimizer, _family_name(optimizer_type),
                                      schedule, clip, iterate.box, stop_rules, callback, progress, nonfinite, compiled)
     if solve is not None:
@@ -267,7 +268,7 @@ def _compiled_result(solve, fun, jac, args, stop_rules, OptimizeResult):
     """Run the compiled ``solve``; its result as the Python loop would give it."""
     (status, nit, nfev, value, candidate, grad_peak, history, grad), compile_time = solve.run()
     x = solve.x
-    if status == compiled_solver.BAD_SHAPE:
+    if status == type(solve).BAD_SHAPE:
         gradient = _value_and_gradient(fun, jac, args, x)[1]
         raise ValueError(f"the gradient must have x's shape {x.shape}; got shape {np.shape(gradient)}")
     if status == NON_FINITE:

@@ -383,3 +383,28 @@ def test_headers_name_the_machine_and_warn_when_the_size_is_in_cache(tmp_path, m
     assert printed[0].splitlines()[1].startswith("Machine: AMD EPYC 9B45 (")
     assert "warning: at 2e4 elements the arrays of a step (312 KiB) are 0.0095x the last-level cache" \
         in capsys.readouterr().err
+
+
+def test_the_startup_bench_times_each_new_process_and_states_both_targets(tmp_path):
+    from numadam.bench.startup import CONTENDERS
+
+    output = tmp_path / "startup.png"
+    result = bench("--startup", "--quick", "--output", str(output))
+    assert result.returncode == 0, result.stderr
+    for contender in CONTENDERS:
+        assert f"| {contender.name} | " in result.stdout
+    assert "import numadam over import numpy, numba: " in result.stdout
+    assert "the first step over its floor: " in result.stdout
+    assert output.with_suffix(".txt").read_text() in result.stdout
+
+
+@pytest.mark.parametrize("medians, verdicts", [
+    ([0.30, 0.34, 0.80, 0.90], ("+0.040 s (target at most +0.05 s: met)", "1.12x (target at most 1.15x: met)")),
+    ([0.30, 0.36, 0.80, 0.95], ("+0.060 s (target at most +0.05 s: not met)",
+                                "1.19x (target at most 1.15x: not met)")),
+])
+def test_the_startup_table_measures_both_targets_from_the_medians(medians, verdicts):
+    from numadam.bench.startup import markdown
+
+    table = markdown(medians)
+    assert all(verdict in table for verdict in verdicts)

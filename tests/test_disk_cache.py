@@ -3,6 +3,7 @@ a file is loaded only for its own key and signature, a disk that cannot be writt
 in memory, and every cached function of numadam goes through it. (Processes racing on one cache:
 ``test_cache_races.py``.)"""
 
+import ast
 import errno
 import importlib.util
 import os
@@ -136,8 +137,11 @@ def test_files_lists_this_function_s_files_of_any_version_and_no_other_s(doubled
 def test_every_function_numadam_caches_goes_through_the_keyed_cache():
     """No ``cache=True`` in numadam's sources (Numba's own cache), and every ``cached_njit`` function
     of the package (found by :func:`~numadam.targets.disk_cache.cached_functions`) has the keyed cache."""
-    offenders = [str(path.relative_to(ROOT)) for path in (ROOT / "numadam").rglob("*.py")
-                 if re.search(r"njit\([^)]*cache\s*=\s*True", path.read_text())]
+    offenders = [f"{path.relative_to(ROOT)}:{function.name}" for path in (ROOT / "numadam").rglob("*.py")
+                 for function in ast.walk(ast.parse(path.read_text())) if isinstance(function, ast.FunctionDef)
+                 for decorator in function.decorator_list if isinstance(decorator, ast.Call)
+                 for keyword in decorator.keywords
+                 if keyword.arg == "cache" and getattr(keyword.value, "value", False) is True]
     assert offenders == []
     functions = disk_cache.cached_functions()
     names = {f"{function.py_func.__module__}.{function.__name__}" for function in functions}

@@ -52,6 +52,10 @@ def add_arguments(parser):
     parser.add_argument("--solve", action="store_true",
                         help="instead of the cases, time numadam.minimize's compiled solve against its Python loop, "
                              "a hand-written @njit loop and (if installed) optax in jax.jit, per iteration")
+    parser.add_argument("--startup", action="store_true",
+                        help="instead of the cases, time new processes with a warm cache: import numadam, and import "
+                             "with the first Adam step, each beside its floor (import numpy, numba; a cached @njit "
+                             "function's first call)")
     parser.add_argument("--iterations", type=_positive_int, default=None,
                         help="iterations of each --solve contender (default 1e5, or 1e3 with --quick)")
 
@@ -242,6 +246,23 @@ def run_solve(args, out=print):
     return 0 if same else 1
 
 
+def run_startup(args, out=print):
+    """``--startup``: the table of :mod:`numadam.bench.startup`, printed and (with ``--output``) written."""
+    from . import startup
+
+    rounds = args.repeat or (3 if args.quick else 21)
+
+    def progress(text):
+        print(f"numadam bench --startup: {text}", file=sys.stderr, flush=True)
+
+    medians = startup.run(rounds, progress=progress)
+    text = (f"numadam bench --startup{' --quick' if args.quick else ''}: median of {rounds} interleaved rounds of new "
+            f"processes on {os.cpu_count()} CPU(s) ({platform.machine()}), Python {platform.python_version()}. "
+            f"{_versions(('numadam', 'numpy', 'numba'))}.\n{describe()}\n\n" + startup.markdown(medians))
+    _print_and_write(text, args.output, out)
+    return 0
+
+
 def _large_size(size, device, names):
     """Elements in the large cases: ``size`` if given, else past the last-level cache (as far as
     memory allows), with a warning when the large cases run and are not past it; ``None`` on a GPU."""
@@ -260,6 +281,8 @@ def run(args, out=print):
         return run_suites(args, out)
     if getattr(args, "solve", False):
         return run_solve(args, out)
+    if getattr(args, "startup", False):
+        return run_startup(args, out)
     from .plot import save_plot
     from .runner import CPU, run_case, set_threads
     from .table import markdown_tables

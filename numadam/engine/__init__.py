@@ -5,10 +5,14 @@ An engine is chosen once, when an optimizer is made, by the kind of its paramete
 """
 
 from ..adapters.dask import is_dask_array
-from .dask import DaskEngine
 from .local import LocalEngine
 
 
 def engine_for(leaves):
-    """The engine class for parameters ``leaves``: Dask's if any is a Dask array, else the local one."""
-    return DaskEngine if any(map(is_dask_array, leaves)) else LocalEngine
+    """The engine class for parameters ``leaves``: Dask's if any is a Dask array, else the local one
+    (the Dask engine's module is imported only then)."""
+    if any(map(is_dask_array, leaves)):
+        from .dask import DaskEngine
+
+        return DaskEngine
+    return LocalEngine

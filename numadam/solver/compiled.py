@@ -132,6 +132,8 @@ def _rate_source(schedule, step, params):
 class CompiledSolve:
     """One solve's compiled loop and its arguments (see the module docstring); :meth:`run` solves."""
 
+    BAD_SHAPE = BAD_SHAPE
+
     def __init__(self, fun, jac, args, x, optimizer, family, schedule, clip, box, stop_rules):
         algorithm = optimizer.algorithm
         self.x, self.args, self.stop_rules = x, args, stop_rules
