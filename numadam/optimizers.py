@@ -230,8 +230,12 @@ class Optimizer:
         every gradient is ``None`` changes nothing and is not counted. For torch
         parameters, ``step()`` with no argument reads each parameter's ``.grad``.
 
-        The very gradient arrays of the step before keep their checked plan; the
-        same tuple of them (buffers refilled in place) is recognized at once.
+        ``grads`` has the parameters' structure: a dict with their keys, a list
+        where they have a list, a tuple where they have a tuple; anything else
+        raises before anything is written. The very gradient arrays of the step
+        before keep their checked plan; for parameters that are one tuple of
+        arrays, the same tuple of them (buffers refilled in place) is recognized
+        at once.
         Over Dask arrays, which cannot be written, a step replaces the
         parameters and returns the new tree (``params``).
         """

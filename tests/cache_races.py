@@ -56,7 +56,8 @@ class Schedule:
         schedule = cls(folder)
         schedule.folder.mkdir(parents=True, exist_ok=True)
         assert len(set(order)) == len(order), order
-        schedule._state.write_text(json.dumps({"order": list(order), "turn": 0, "pending": {}, "done": []}))
+        schedule._state.write_text(json.dumps({"order": list(order), "turn": 0, "pending": {}, "done": [],
+                                                "performed": []}))
         schedule._lock.touch()
         return schedule
 
@@ -92,10 +93,16 @@ class Schedule:
                 state["turn"] = turn
                 if order[turn] == label:
                     state["pending"].pop(actor, None)
+                    state["performed"].append(label)
                     return True
             if time.monotonic() > deadline:
                 raise TimeoutError(f"{label} waited {PATIENCE} s for its turn: {state}")
             time.sleep(0.002)
+
+    def performed(self):
+        """The labels that ran at their turn, in the order they ran."""
+        with self._locked() as state:
+            return list(state["performed"])
 
     def advance(self):
         with self._locked() as state:
@@ -149,6 +156,7 @@ def _watch(schedule, actor, markers):
         return real_replace(source, destination, *args, **kwargs)
 
     builtins.open, os.replace = open_, replace
+    return counts
 
 
 # -- the tasks ----------------------------------------------------------------------------------------
@@ -237,15 +245,15 @@ TASKS = {
     "another_version_then_adamw_float32": _after_another_version_wrote_its_index(_adam_task(np.float32, 0.1, True)),
 }
 
-#: Each task's arrays, so a test can check every task it ran.
+#: The tasks the stress test runs at once: specs of one kernel in two dtypes and two decays.
 STRESS_TASKS = ("adamw_float32", "adamw_float64", "adam_l2_float64")
 
 
 def _run_child(folder, actor, task_name, markers, waits_to_start):
     schedule = Schedule(folder)
-    result = {}
+    result, watched = {}, {}
     try:
-        _watch(schedule, actor, markers)
+        watched = _watch(schedule, actor, markers)
         if waits_to_start:
             with schedule.turn(actor, f"{actor}:start:1"):
                 pass
@@ -254,7 +262,7 @@ def _run_child(folder, actor, task_name, markers, waits_to_start):
         result = {"equal": False, "error": f"{type(error).__name__}: {error}"}
     finally:
         schedule.finish(actor)
-        (Path(folder) / f"{actor}.json").write_text(json.dumps(result))
+        (Path(folder) / f"{actor}.json").write_text(json.dumps({**result, "watched": dict(watched)}))
 
 
 # -- what a test calls --------------------------------------------------------------------------------
@@ -285,11 +293,13 @@ def results(folder, processes):
 
 
 def run_in_order(folder, cache, order, tasks, markers, waits_to_start=()):
-    """Run ``tasks`` (actor: task) together, the watched cache operations in ``order``."""
-    Schedule.create(folder, order)
+    """Run ``tasks`` (actor: task) together, the watched cache operations in ``order``; return what
+    each found (with ``watched``: how many watched files it read and wrote) and the labels that ran
+    at their turn, in order."""
+    schedule = Schedule.create(folder, order)
     processes = {actor: start(folder, cache, actor, task, markers, actor in waits_to_start)
                  for actor, task in tasks.items()}
-    return results(folder, processes)
+    return results(folder, processes), schedule.performed()
 
 
 def run_fresh(folder, cache, task):

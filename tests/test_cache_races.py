@@ -13,6 +13,11 @@ back without a lock:
 - a process that empties an index it cannot read (one that another numadam wrote)
   numbers its files from 1 again, over the file a reader of the old index is
   about to open.
+
+Each failed on numadam 803bea4 (Numba's cache, and its emptying of an index it
+could not read) and passes on :mod:`numadam.targets.disk_cache`. Each test also
+checks that the order was forced (the watched files were written at their
+turns), so that a renamed file cannot turn it into a free run that passes.
 """
 
 import pytest
@@ -34,15 +39,27 @@ def _assert_correct(found):
         assert result.get("error") is None and result["equal"], f"{actor}: {result}"
 
 
+def _assert_forced(found, performed, writers):
+    """The order was forced, not a free run: each of ``writers`` saved to a watched file at its turn
+    (so the markers still name the files the cache writes), the turns in the order's sequence."""
+    for actor in writers:
+        assert found[actor]["watched"].get("write", 0) >= 1, (actor, found[actor])
+        assert f"{actor}:write:1" in performed, (actor, performed)
+
+
 @pytest.mark.parametrize("attacker, victim", [
     pytest.param("adamw_float32", "adamw_float64", id="another-dtype-raises"),
     pytest.param("adam_l2_float64", "adamw_float64", id="another-decay-silently-wrong"),
     pytest.param("solve_float32", "solve_float64", id="compiled-solve"),
+    pytest.param("adamw_float64", "adamw_float64", id="the-same-spec"),
 ])
 def test_two_processes_saving_one_function_at_once_never_swap_their_code(tmp_path, attacker, victim):
     markers = SOLVE if attacker.startswith("solve") else KERNEL
     cache = tmp_path / "cache"
-    found = run_in_order(tmp_path / "race", cache, BOTH_SAVE_AT_ONCE, {"A": attacker, "B": victim}, markers)
+    found, performed = run_in_order(tmp_path / "race", cache, BOTH_SAVE_AT_ONCE, {"A": attacker, "B": victim},
+                                     markers)
+    _assert_forced(found, performed, "AB")
+    assert performed.index("A:write:1") < performed.index("B:write:1")
     _assert_correct(found)
     for task in (victim, attacker):  # what every later process loads
         _assert_correct({task: run_fresh(tmp_path / f"fresh-{task}", cache, task)})
@@ -55,9 +72,11 @@ def test_a_reader_never_opens_code_that_a_process_emptying_the_index_wrote_meanw
     cache = tmp_path / "cache"
     _assert_correct({"before": run_fresh(tmp_path / "before", cache, "adamw_float64")})
     order = ["V:read:1", "X:start:1", "X:write:1", "X:write:2", "X:write:3", "V:read:2"]
-    found = run_in_order(tmp_path / "race", cache, order,
-                         {"V": "adamw_float64", "X": "another_version_then_adamw_float32"}, KERNEL,
-                         waits_to_start=("X",))
+    found, performed = run_in_order(tmp_path / "race", cache, order,
+                                    {"V": "adamw_float64", "X": "another_version_then_adamw_float32"}, KERNEL,
+                                    waits_to_start=("X",))
+    _assert_forced(found, performed, "X")
+    assert performed[:3] == ["V:read:1", "X:start:1", "X:write:1"]  # V opened its file before X wrote
     _assert_correct(found)
     for task in ("adamw_float64", "adamw_float32"):
         _assert_correct({task: run_fresh(tmp_path / f"fresh-{task}", cache, task)})

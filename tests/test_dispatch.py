@@ -35,6 +35,28 @@ def test_numpy_path_never_imports_cupy_or_numba_cuda():
     assert output.strip() == "[]"
 
 
+def test_import_numadam_leaves_what_a_step_of_numpy_arrays_never_needs_to_first_use():
+    """``import numadam`` imports neither numadam.jit's steps (with the compiled solve) nor the Dask
+    engine; ``numadam.jit`` still answers, then and inside a user's ``@njit`` function."""
+    output = run_python("""
+        import sys
+        import numpy as np
+        import numadam
+        lazy = ("numadam.jit", "numadam.solver.compiled", "numadam.engine.dask")
+        print(sorted(name for name in lazy if name in sys.modules))
+        from numba import njit
+
+        @njit
+        def step(p, g, m, v):
+            numadam.jit.adam_step(p, g, m, v, 1, 0.1, 0.9, 0.999, 1e-8, 0.0)
+
+        p = np.ones(3)
+        step(p, np.ones(3), np.zeros(3), np.zeros(3))
+        print(bool(np.all(p < 1.0)))
+    """)
+    assert output.split() == ["[]", "True"]
+
+
 def test_backend_is_chosen_by_type_and_cached():
     backend = dispatch.backend_for([np.zeros(3), np.zeros(3)], ["a", "b"])
     assert backend.name == "numpy"
