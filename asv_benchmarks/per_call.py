@@ -1,7 +1,8 @@
 """What one call costs at 1e3 float32, interleaved medians in one process, for any numadam version.
 
-NumPy's in-place Adam step, numadam's object and functional Adam steps, every
-family's object step, ``clip_global_norm`` with ``nonfinite="skip"``, and
+NumPy's in-place Adam step, numadam's object and functional Adam steps (the
+object's with the same gradient arrays every step, and with new ones, for one
+array and for ten), every family's object step, ``clip_global_norm`` with ``nonfinite="skip"``, and
 torch tensors (if torch is installed). It uses only what every version since
 the family engine has, so the same script times an old checkout::
 
@@ -27,6 +28,22 @@ class Call:
         self.label, self.step = label, step
 
 
+def _new_gradients(label, start, grads):
+    """Adam's step of parameters like ``start`` (one array, or a list) with other gradient arrays
+    at every step: a round of 64 sets of arrays of ``grads``' values, each a new object to the step."""
+    single = isinstance(start, np.ndarray)
+    optimizer = numadam.Adam(start.copy() if single else [array.copy() for array in start], lr=LR)
+    rounds = [[grad.copy() for grad in grads] for _ in range(64)]
+    turn = [0]
+
+    def step():
+        turn[0] += 1
+        arrays = rounds[turn[0] & 63]
+        optimizer.step(arrays[0] if single else list(arrays))
+
+    return Call(label, step)
+
+
 def calls():
     rng = np.random.default_rng(0)
     start = rng.standard_normal(SIZE).astype(np.float32)
@@ -36,6 +53,12 @@ def calls():
     found.append(Call("NumPy in place", lambda: numpy_adam.step(grads)))
     adam = numadam.Adam(start.copy(), lr=LR)
     found.append(Call("Adam.step", lambda: adam.step(grad)))
+    found.append(_new_gradients("Adam.step, a new gradient array each step", start, [grad]))
+    tenth = [rng.standard_normal(SIZE // 10).astype(np.float32) for _ in range(10)]
+    ten = numadam.Adam([t.copy() for t in tenth], lr=LR)
+    ten_grads = [rng.standard_normal(SIZE // 10).astype(np.float32) for _ in range(10)]
+    found.append(Call("Adam.step, 10 arrays, the same ones", lambda: ten.step(ten_grads)))
+    found.append(_new_gradients("Adam.step, 10 arrays, new ones each step", tenth, ten_grads))
     param, exp_avg, exp_avg_sq, count = start.copy(), np.zeros(SIZE, np.float32), np.zeros(SIZE, np.float32), [0]
 
     def functional():
@@ -67,9 +90,10 @@ def main(rounds=30):
             call.step()
     medians = interleaved_medians(found, rounds, 0.02)
     numpy_step, adam_step = medians[0], medians[1]
-    print(f"{'call':28s} {'us':>8s} {'x NumPy':>8s} {'x Adam.step':>12s}")
+    width = max(len(call.label) for call in found)
+    print(f"{'call':{width}s} {'us':>8s} {'x NumPy':>8s} {'x Adam.step':>12s}")
     for call, seconds in zip(found, medians):
-        print(f"{call.label:28s} {seconds * 1e6:8.2f} {seconds / numpy_step:8.2f} {seconds / adam_step:12.2f}")
+        print(f"{call.label:{width}s} {seconds * 1e6:8.2f} {seconds / numpy_step:8.2f} {seconds / adam_step:12.2f}")
 
 
 if __name__ == "__main__":

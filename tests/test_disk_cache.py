@@ -15,7 +15,6 @@ import numpy as np
 import pytest
 from numba import types
 from numba.core import config
-from numba.core.caching import NullCache
 
 from numadam.targets import disk_cache
 
@@ -106,7 +105,7 @@ def test_a_folder_that_cannot_be_written_leaves_the_code_in_memory(doubled, monk
     def refused():
         raise PermissionError(errno.EACCES, "read-only file system")
 
-    monkeypatch.setattr(doubled._cache._impl.locator, "ensure_cache_path", refused)
+    monkeypatch.setattr(doubled._cache.locator, "ensure_cache_path", refused)
     x = np.arange(4.0)
     np.testing.assert_array_equal(doubled(x), 2 * x)
     assert _files(doubled) == []
@@ -116,8 +115,22 @@ def test_a_function_numba_finds_no_cache_folder_for_compiles_in_memory():
     namespace = {}
     exec(compile(MODULE, "<no file>", "exec"), namespace)  # noqa: S102 (a function without a source file)
     doubled = namespace["doubled"]
-    assert isinstance(doubled._cache, NullCache)
     np.testing.assert_array_equal(doubled(np.arange(3)), [0, 2, 4])
+    assert doubled._cache.cache_path is None and doubled._cache.files() == []
+    assert sum(doubled.stats.cache_misses.values()) == 1
+
+
+def test_making_a_cached_function_looks_for_no_folder(tmp_path, monkeypatch):
+    """Numba's search for a cache folder writes a file in each folder it tries: it waits for the
+    first compile, so that making numadam's functions (``import numadam``) touches no disk."""
+    from numba.core import caching
+
+    searched = []
+    monkeypatch.setattr(caching.CacheImpl, "__init__",
+                        lambda self, py_func: searched.append(py_func) or pytest.fail("searched at decoration"))
+    namespace = {}
+    exec(compile(MODULE, str(tmp_path / "never_written.py"), "exec"), namespace)  # noqa: S102
+    assert searched == [] and isinstance(namespace["doubled"]._cache, disk_cache.KeyedFunctionCache)
 
 
 def test_files_lists_this_function_s_files_of_any_version_and_no_other_s(doubled):

@@ -65,3 +65,33 @@ class CallCost:
 
     def time_step(self, call):
         self.step()
+
+
+class NewGradientArrays:
+    """Adam's step of 1e3 float32 in one array or ten, with the same gradient arrays every step or
+    other ones (a round of 64 sets, each a new object to the step): users compute new arrays."""
+
+    params = (["one array", "ten arrays"], ["the same arrays", "new arrays"])
+    param_names = ("parameters", "gradients")
+    timeout = 300
+
+    def setup(self, parameters, gradients):
+        rng = np.random.default_rng(7)
+        count = 1 if parameters == "one array" else 10
+        params = [rng.standard_normal(SIZE // count).astype(np.float32) for _ in range(count)]
+        sets = [[rng.standard_normal(SIZE // count).astype(np.float32) for _ in range(count)]
+                for _ in range(64 if gradients == "new arrays" else 1)]
+        optimizer = numadam.Adam(params[0] if count == 1 else params, lr=LR)
+        turn = [0]
+
+        def step():
+            turn[0] += 1
+            arrays = sets[turn[0] % len(sets)]
+            optimizer.step(arrays[0] if count == 1 else (arrays if len(sets) == 1 else list(arrays)))
+
+        self.step = step
+        for _ in range(130):  # compiled, and every set of arrays seen
+            step()
+
+    def time_step(self, parameters, gradients):
+        self.step()

@@ -10,6 +10,7 @@ interleaved views of one buffer do not share elements); otherwise meeting
 ranges count as shared.
 """
 
+import bisect
 import itertools
 
 import numpy as np
@@ -65,6 +66,12 @@ class MemoryRanges:
                 return position
             position -= 1
         return -1
+
+    def may_meet(self, low, high):
+        """Whether the byte range ``[low, high)`` may meet one of these ranges: ``False`` only where it
+        certainly meets none (one binary search; :meth:`overlapping` gives the exact answer)."""
+        position = bisect.bisect_left(self._starts, high) - 1
+        return high > low and position >= 0 and self._reach[position] > low
 
     def overlapping(self, arrays, lows, highs):
         """Indices k of ``arrays`` (bytes ``[lows[k], highs[k])``, NumPy vectors) that meet one of

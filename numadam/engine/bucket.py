@@ -112,6 +112,7 @@ class Bucket:
         self._expected = [(type(param), info.dtype, info.shape, info.strides) for param, info in zip(params, infos)]
         self._bound_grads = None
         self._plan = None
+        self._rebinding = None  # how the last plan moves onto new gradient arrays (see rebound)
         self._pieces = None
         self._plan_offsets, self._kept = None, []
         self.listed = []
@@ -188,7 +189,7 @@ class Bucket:
         self._param_rows = [self._rows(k, self.infos[k].strides, 0) for k in range(len(self.params))]
         self._templates = {}
         self._fast_rows = np.concatenate(self._param_rows)
-        self._bound_grads = self._plan = self._pieces = None
+        self._bound_grads = self._plan = self._pieces = self._rebinding = None
         self._specs, self._launches, self._reducers, self._by_identity, self._fused = {}, {}, {}, {}, {}
 
     def _view_dtype(self, buffer, k):
@@ -434,7 +435,11 @@ class Bucket:
             if all(found.ascending for found in listed.values()):  # else few neighbours: not worth a pass
                 rows = coalesce(rows, self._itemsizes())
             plan = self.backend.plan(rows)
+            if not (odd_layouts or absent):
+                self._rebinding = self._rebinding_of(plan, addresses)
         self._bound_grads = None if listed else list(grads)
+        if odd_layouts or absent or plan is None:
+            self._rebinding = None
         self._plan, self._pieces, self.absent = plan, None, absent
         #: The parameters (local indices) whose gradient in the last :meth:`bind` was a ``Rows``.
         self.listed = sorted(listed)
@@ -478,6 +483,73 @@ class Bucket:
         if type(grads) is tuple:
             self._bound_grads = grads
         return True
+
+    def _rebinding_of(self, plan, addresses):
+        """How :meth:`rebound` moves ``plan`` (made by :meth:`bind` from each parameter's own rows,
+        every gradient of its parameter's layout at ``addresses``) onto other gradient arrays: each
+        row's gradient address less its gradient's, and its gradient; ``None`` where the table the
+        backend launches is not these host rows (a backend whose tables are host rows has
+        ``address_function``: the CPU's), where rows of two parameters were merged (a merge that
+        holds only for these gradients' addresses), or for factored state."""
+        rows = plan.rows
+        table = plan.device_table
+        if self.algorithm.factored or not (isinstance(table, np.ndarray) and np.shares_memory(table, rows)):
+            return None  # (factored state: the one-call step keeps the gradient arrays themselves)
+        if len(self.params) == 1:
+            leaf_of_row = np.zeros(len(rows), np.int64)
+        elif len(rows) == len(self._fast_rows):
+            leaf_of_row = self._fast_leaf
+        else:
+            return None
+        column = rows[:, ADDRESS + GRAD]
+        base = column - addresses[leaf_of_row]
+        extents = list(zip(self._param_low.tolist(), self._param_high.tolist()))
+        kind, dtype = self._expected[0][:2]  # (one type and dtype for the bucket's NumPy arrays)
+        address_of = self.backend.address_function(kind, dtype)
+        return _Rebinding(column, base, leaf_of_row, int(base[0]) if len(base) == 1 else None, extents, address_of)
+
+    def rebound(self, grads, written):
+        """The last plan, moved onto ``grads`` where each is a new array of its parameter's type,
+        dtype, shape and strides, aligned, whose memory certainly meets nothing in ``written``:
+        its rows' gradient addresses rewritten in place, nothing else made. ``None``, having
+        changed nothing, where any gradient needs :meth:`bind`'s checks."""
+        rebinding = self._rebinding
+        if rebinding is None or len(grads) != len(self._expected):
+            return None
+        addresses = []
+        address_of, itemsize, may_meet = rebinding.address_of, self._itemsize, written.may_meet
+        for grad, (kind, dtype, shape, strides), (low, high) in zip(grads, self._expected, rebinding.extents):
+            if type(grad) is not kind or grad.dtype is not dtype or grad.shape != shape or grad.strides != strides:
+                return None
+            address = address_of(grad)
+            if address % itemsize or may_meet(address + low, address + high):
+                return None
+            addresses.append(address)
+        if rebinding.one_row is not None:  # one array of one row: the common case, kept short
+            rebinding.column[0] = rebinding.one_row + addresses[0]
+        elif len(addresses) == 1:
+            np.add(rebinding.base, addresses[0], out=rebinding.column)
+        else:
+            np.add(rebinding.base, np.array(addresses, np.int64)[rebinding.leaf_of_row], out=rebinding.column)
+        self._bound_grads = list(grads)
+        return self._plan
+
+    def rebound_one(self, grad, written):
+        """:meth:`rebound` of a one-array tree's gradient ``grad``, written short where its plan has
+        one row (it runs on every step)."""
+        rebinding = self._rebinding
+        if rebinding is None or rebinding.one_row is None:
+            return self.rebound((grad,), written)
+        kind, dtype, shape, strides = self._expected[0]
+        if type(grad) is not kind or grad.dtype is not dtype or grad.shape != shape or grad.strides != strides:
+            return None
+        address = rebinding.address_of(grad)
+        low, high = rebinding.extents[0]
+        if address % self._itemsize or written.may_meet(address + low, address + high):
+            return None
+        rebinding.column[0] = rebinding.one_row + address
+        self._bound_grads = [grad]
+        return self._plan
 
     def _itemsizes(self):
         """The element size of each operand of the table, in order."""
@@ -584,6 +656,20 @@ def _by_leaf(reduce, leaves, n, scalars):
     """``reduce(scalars)``'s sums of pieces added up per parameter (``leaves``: each piece's), in piece order."""
     sums = reduce(scalars)
     return np.stack([np.bincount(leaves, sums[:, 0], n), np.bincount(leaves, sums[:, 1], n)], axis=1)
+
+
+class _Rebinding(NamedTuple):
+    """What :meth:`Bucket.rebound` rewrites and checks: the plan's column of gradient addresses (a
+    view of its rows), each row's address less its gradient's, the parameter of each row, that
+    difference as an int where the plan has one row, each parameter's byte range less its
+    address (``[low, high)``, ints), and how a gradient's address is found."""
+
+    column: np.ndarray
+    base: np.ndarray
+    leaf_of_row: np.ndarray
+    one_row: int | None
+    extents: list
+    address_of: object  # the address of a gradient array (the backend's, or the function it calls)
 
 
 def _with_grad_address(rows, address):

@@ -113,13 +113,18 @@ class LocalEngine(Engine):
         step goes straight to its plan's launch, the scalars of this step and one
         call of the compiled kernel: the same array of a one-array tree, or, where
         the parameters are one list (tuple) of arrays, a list (tuple) of the same
-        arrays. Any other container takes the checks of the tree.
+        arrays. New arrays in their place, each of its parameter's type, dtype,
+        shape and strides, aligned and clear of what the step writes, move the
+        plan onto themselves (their addresses written into its table) and take
+        the same path. Any other container takes the checks of the tree.
         """
         bucket = self._single
         if bucket is not None:
             bound = bucket.bound_grads
             if bound is not None and ((self._one_leaf and grads is bound[0])
-                                      or (type(grads) is self._flat_sequence and bucket.is_bound_to(grads))):
+                                      or (type(grads) is self._flat_sequence and bucket.is_bound_to(grads))
+                                      or (self._plain and (bucket.rebound_one(grads, self._written) is not None
+                                                           if self._one_leaf else self._rebound(bucket, grads)))):
                 plan = bucket.last_plan
                 if (plan is not None and self._plain and not (bucket.absent and self.algorithm.norms is not None)
                         and self._direct_step(bucket, plan)):  # a family with norms needs every gradient
@@ -233,6 +238,16 @@ class LocalEngine(Engine):
                      real.type(0), np.zeros((len(bucket.params), 2)), np.ascontiguousarray(self._norms_apply()),
                      field, update_spec.n_scalars, plan.n_chunks, self.backend.chunk_size)
         return kernels.norms_then_update_serial, arguments
+
+    def _rebound(self, bucket, grads):
+        """Whether ``grads``, new arrays laid out as the last step's, moved the only bucket's plan onto
+        themselves (:meth:`~numadam.engine.bucket.Bucket.rebound`): a list (tuple) of arrays where
+        the parameters are one, or a one-array tree's array of more than one row; anything else
+        takes the tree's checks. (A one-array tree's array of one row: ``rebound_one``, in
+        :meth:`step`.)"""
+        if type(grads) is self._flat_sequence:
+            return bucket.rebound(grads, self._written) is not None
+        return False
 
     def _bound_plans(self, grads):
         """Each bucket's plan for ``grads`` (every gradient checked), ``None`` for a bucket without one."""

@@ -60,11 +60,37 @@ class CachedFunctions:
 
 
 class KeyedFunctionCache(FunctionCache):
-    """Numba's cache of one function's compiled results, one file per key (see the module docstring)."""
+    """Numba's cache of one function's compiled results, one file per key (see the module docstring).
 
-    def __init__(self, py_func):
-        super().__init__(py_func)
-        self._source_stamp = self._impl.locator.get_source_stamp()
+    Its folder is found at the function's first compile, not when the function is
+    made (Numba's search writes a file to test each folder: about 0.7 ms a function,
+    paid by every ``import numadam`` otherwise). Where no folder can be made, the
+    cache is off: the function compiles in memory in every process.
+    """
+
+    def __init__(self, py_func):  # (Numba's Cache.__init__ runs in _found, at first use)
+        self._py_func, self._name, self._enabled, self._ready = py_func, repr(py_func), True, False
+
+    def _found(self):
+        """Whether this cache has a folder (found now, at its first use)."""
+        if not self._ready:
+            self._ready, enabled = True, self._enabled
+            try:
+                super().__init__(self._py_func)  # (which enables the cache: keep what was asked before)
+            except (RuntimeError, OSError):  # Numba found no folder it can write: nothing is cached
+                self._enabled = False
+                return False
+            self._enabled, self._source_stamp = enabled, self._cache_file._source_stamp
+        return self._enabled
+
+    @property
+    def cache_path(self):
+        return self._cache_path if self._found() else None
+
+    @property
+    def locator(self):
+        """Numba's locator of this cache's folder (``None`` where there is none)."""
+        return self._impl.locator if self._found() else None
 
     @property
     def file_prefix(self):
@@ -81,7 +107,7 @@ class KeyedFunctionCache(FunctionCache):
 
     def load_overload(self, sig, target_context):
         """The compiled result cached for ``sig``, or ``None``: never one compiled for anything else."""
-        if not self._enabled:
+        if not (self._enabled and self._found()):
             return None
         target_context.refresh()
         key = self._index_key(sig, target_context.codegen())
@@ -101,7 +127,7 @@ class KeyedFunctionCache(FunctionCache):
 
     def save_overload(self, sig, data):
         """Write ``data``, compiled for ``sig``, to its key's file, whole or not at all."""
-        if not self._enabled or not self._impl.check_cachable(data):
+        if not (self._enabled and self._found()) or not self._impl.check_cachable(data):
             return
         key = self._index_key(sig, data.codegen)
         contents = serialize.dumps(self._header(key)) + serialize.dumps(self._impl.reduce(data))
@@ -125,6 +151,8 @@ class KeyedFunctionCache(FunctionCache):
 
     def files(self):
         """Every file of this function in its cache folder: this numadam's and any other version's."""
+        if not self._found():
+            return []
         folder = Path(self._cache_path)
         return sorted(folder.glob(f"{self.file_prefix}*")) if folder.is_dir() else []
 
@@ -147,16 +175,13 @@ def cached_njit(beside_the_source=False, **options):
     (``cache=True`` with a cache that can never load the wrong code): in the folder Numba picks
     (``NUMBA_CACHE_DIR``, else ``__pycache__`` beside the source if it can be written, else the
     user's cache folder), or always beside the source (a folder numadam owns, such as the
-    compiled solves'). Where no cache folder can be made, the function compiles in memory in
-    every process."""
+    compiled solves'), found at its first compile. Where no cache folder can be made, the
+    function compiles in memory in every process."""
 
     def decorate(function):
         dispatcher = njit(**options)(function)
-        cache = KeyedCacheBesideTheSource if beside_the_source else KeyedFunctionCache
-        try:
-            dispatcher._cache = cache(dispatcher.py_func)
-        except (RuntimeError, OSError):  # Numba found no folder it can write: nothing is cached
-            pass
+        dispatcher._cache = (KeyedCacheBesideTheSource if beside_the_source else KeyedFunctionCache)(
+            dispatcher.py_func)
         CachedFunctions.made.append(dispatcher)
         return dispatcher
 

@@ -44,6 +44,11 @@ class CpuBackend:
             return self._kernels.data_address(array)
         return array.__array_interface__["data"][0]
 
+    def address_function(self, kind, dtype):
+        """The function :meth:`address` calls for arrays of type ``kind`` and ``dtype`` (for a caller
+        that checked both already: one call less on every step)."""
+        return self._kernels.data_address if kind is np.ndarray and dtype.itemsize >= 4 else self.address
+
     def plan(self, rows):
         n_chunks, n_elements = number_chunks(rows, self.chunk_size)
         return Plan(rows, n_chunks, n_elements, rows.reshape(-1))

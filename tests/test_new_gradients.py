@@ -1,0 +1,152 @@
+"""Gradients that are new arrays at every step, as users compute them (``g = A.T @ r``, autograd).
+
+A new array of its parameter's type, dtype, shape and strides moves the last
+step's plan onto itself (:meth:`numadam.engine.bucket.Bucket.rebound`: its
+address written into the plan's table) instead of a new plan. The steps must be
+the reference's, every check of a new plan must still refuse what it refused
+(memory shared with a parameter or the state, a misaligned array), and a plan
+whose rows were merged across parameters for the old gradients' addresses must
+never be moved onto new ones.
+"""
+
+import re
+
+import numpy as np
+import pytest
+
+import numadam
+from arrays import in_layout, random_array
+from numadam.engine.bucket import Bucket
+from test_families import LR, Reference, assert_bitwise
+
+SHAPES = [(6, 5), (7,), (3, 4)]
+CONTAINERS = {"one array": None, "list": list, "tuple": tuple}
+
+
+def _counting_binds(monkeypatch):
+    """A list that grows by one at every :meth:`Bucket.bind` (a new plan, every check made)."""
+    calls = []
+    bind = Bucket.bind
+
+    def counted(self, grads, written):
+        calls.append(len(grads))
+        return bind(self, grads, written)
+
+    monkeypatch.setattr(Bucket, "bind", counted)
+    return calls
+
+
+def _tree(container, arrays):
+    return arrays[0] if container is None else container(arrays)
+
+
+@pytest.mark.parametrize("layout", ["C", "F", "strided"])
+@pytest.mark.parametrize("container", CONTAINERS, ids=list(CONTAINERS))
+@pytest.mark.parametrize("method", ["adam", "adamw", "lamb", "adafactor", "lion", "sgd"])
+def test_new_gradient_arrays_every_step_take_the_reference_s_steps(method, container, layout, monkeypatch):
+    rng = np.random.default_rng(11)
+    wrap = CONTAINERS[container]
+    shapes = SHAPES[:1] if wrap is None else SHAPES
+    params = [in_layout(random_array(rng, shape, np.float32), layout) for shape in shapes]
+    reference = Reference(method, {}, params)
+    opt = numadam.families()[method](_tree(wrap, params), lr=LR)
+    binds = _counting_binds(monkeypatch)
+    for _ in range(4):
+        grads = [in_layout(random_array(rng, shape, np.float32), layout) for shape in shapes]
+        opt.step(_tree(wrap, grads))
+        reference.step(grads)
+    assert_bitwise(params, reference.params, method)
+    factored = numadam.families()[method].algorithm.factored  # its one call keeps the gradient arrays
+    assert len(binds) == (4 if factored else 1), binds  # else a new plan only for the first step
+
+
+def test_new_arrays_alternating_with_the_same_ones_keep_every_step_exact():
+    rng = np.random.default_rng(3)
+    params = [random_array(rng, shape, np.float64) for shape in SHAPES]
+    reference = Reference("adam", {}, params)
+    opt = numadam.Adam(params, lr=LR)
+    buffers = [np.empty(shape) for shape in SHAPES]
+    for step in range(6):
+        grads = [random_array(rng, shape, np.float64) for shape in SHAPES]
+        if step % 2:
+            for buffer, grad in zip(buffers, grads):
+                buffer[...] = grad
+            opt.step(buffers)
+        else:
+            opt.step(grads)
+        reference.step(grads)
+    assert_bitwise(params, reference.params)
+
+
+def _state_arrays(opt):
+    return [np.array(array, copy=True) for bucket in opt._engine.buckets for arrays in bucket.state.values()
+            for array in arrays]
+
+
+@pytest.mark.parametrize("bad", ["a parameter", "the state", "misaligned", "another dtype", "another shape"])
+def test_after_new_arrays_a_gradient_that_breaks_a_rule_is_refused_with_nothing_written(bad):
+    rng = np.random.default_rng(5)
+    params = [random_array(rng, shape, np.float32) for shape in SHAPES]
+    opt = numadam.Adam(params, lr=LR)
+    for _ in range(3):
+        opt.step([random_array(rng, shape, np.float32) for shape in SHAPES])
+    grads = [random_array(rng, shape, np.float32) for shape in SHAPES]
+    if bad == "a parameter":
+        grads[1], error, message = params[1][::-1][::-1], ValueError, "grads[1] shares memory with a parameter"
+    elif bad == "the state":
+        state = opt._engine.buckets[0].state["exp_avg"][2]
+        grads[2], error, message = state, ValueError, "grads[2] shares memory with a parameter or the optimizer state"
+    elif bad == "misaligned":
+        raw = np.zeros(grads[0].nbytes + 1, np.uint8)
+        view = np.frombuffer(raw.data, np.float32, count=grads[0].size, offset=1).reshape(grads[0].shape)
+        grads[0], error, message = view, ValueError, "grads[0] must be aligned"
+    elif bad == "another dtype":
+        grads[1], error, message = grads[1].astype(np.float64), TypeError, "grads[1] has dtype float64"
+    else:
+        grads[2], error, message = np.zeros((4, 3), np.float32), ValueError, "grads[2] has shape (4, 3)"
+    before_params, before_state = [p.copy() for p in params], _state_arrays(opt)
+    with pytest.raises(error, match=re.escape(message)):
+        opt.step(grads)
+    for after, before in zip(params, before_params):
+        np.testing.assert_array_equal(after, before, strict=True)
+    for after, before in zip(_state_arrays(opt), before_state):
+        np.testing.assert_array_equal(after, before, strict=True)
+    assert opt.step_count == 3
+
+
+def test_a_read_only_new_gradient_is_read():
+    rng = np.random.default_rng(8)
+    params = [random_array(rng, (9,), np.float64)]
+    reference = Reference("adam", {}, params)
+    opt = numadam.Adam(params, lr=LR)
+    for _ in range(3):
+        grad = random_array(rng, (9,), np.float64)
+        grad.flags.writeable = False
+        opt.step([grad])
+        reference.step([grad])
+    assert_bitwise(params, reference.params)
+
+
+def test_a_plan_merged_across_parameters_is_never_moved_onto_new_arrays(monkeypatch):
+    """Parameters that are consecutive views of one buffer, with gradients that are consecutive
+    views of another, take one merged row; new gradients apart from each other must not be read
+    through that row (the second would be read from where the first one's buffer went on)."""
+    rng = np.random.default_rng(9)
+    sizes = [5, 7, 4]
+    flat = random_array(rng, (sum(sizes),), np.float32)
+    params = np.split(flat, np.cumsum(sizes)[:-1])
+    reference = Reference("adam", {}, [p.copy() for p in params])
+    opt = numadam.Adam(params, lr=LR)
+    assert len(opt._engine.buckets[0]._fast_rows) == 3
+    together = random_array(rng, (sum(sizes),), np.float32)
+    grads = np.split(together, np.cumsum(sizes)[:-1])
+    opt.step(grads)
+    reference.step(grads)
+    assert len(opt._engine.buckets[0].last_plan.rows) == 1  # merged: one row for the three
+    binds = _counting_binds(monkeypatch)
+    for _ in range(3):
+        apart = [random_array(rng, (size,), np.float32) for size in sizes]
+        opt.step(apart)
+        reference.step(apart)
+    assert_bitwise(params, reference.params)
+    assert len(binds) == 1  # the merged plan could not move: a new one, which then moves
