@@ -20,15 +20,16 @@ does). The targets (issue 53): ``import numadam`` at most 0.05 s more than
 ``import numpy, numba``, and the first step at most 1.15 times its floor.
 """
 
+import functools
 import os
-import random
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import NamedTuple
+
+from .timing import interleaved_rounds
 
 #: The targets: ``import numadam`` over ``import numpy, numba`` (seconds, at most), and the first
 #: step over its floor (at most).
@@ -78,18 +79,10 @@ def run(rounds, progress=None, seed=0):
     with tempfile.TemporaryDirectory() as folder:
         Path(folder, "numadam_startup_floor.py").write_text(_FLOOR_MODULE)
         env = _environment(folder)
-        for contender in CONTENDERS:  # warm: the kernels and the floor's function cached, bytecode written
-            _seconds(contender.code, env, folder)
-        samples = [[] for _ in CONTENDERS]
-        order = list(range(len(CONTENDERS)))
-        shuffle = random.Random(seed).shuffle
-        for round_ in range(rounds):
-            shuffle(order)
-            for k in order:
-                samples[k].append(_seconds(CONTENDERS[k].code, env, folder))
-            if progress is not None:
-                progress(f"round {round_ + 1} of {rounds}")
-    return [statistics.median(times) for times in samples]
+        samplers = [functools.partial(_seconds, contender.code, env, folder) for contender in CONTENDERS]
+        for sampler in samplers:  # warm: the kernels and the floor's function cached, bytecode written
+            sampler()
+        return interleaved_rounds(samplers, rounds, seed, progress)
 
 
 def markdown(medians):

@@ -49,12 +49,25 @@ def interleaved_medians(contenders, rounds, min_batch_seconds, seed=0):
     """The median seconds per step of each contender, in the order given (a contender whose
     ``step`` takes ``steps_per_call`` steps is timed per step)."""
     numbers = [steps_per_batch(contender, min_batch_seconds) for contender in contenders]
-    samples = [[] for _ in contenders]
-    order = list(range(len(contenders)))
+
+    def sampler(contender, number):
+        steps = number * getattr(contender, "steps_per_call", 1)
+        return lambda: _time_batch(contender, number) / steps
+
+    return interleaved_rounds([sampler(c, n) for c, n in zip(contenders, numbers)], rounds, seed)
+
+
+def interleaved_rounds(samplers, rounds, seed=0, progress=None):
+    """The median of each of ``samplers`` (functions that take one sample), in the order given, over
+    ``rounds`` rounds, each taking one sample of every sampler in a fresh random order;
+    ``progress(text)`` after each round."""
+    samples = [[] for _ in samplers]
+    order = list(range(len(samplers)))
     shuffle = random.Random(seed).shuffle
-    for _ in range(rounds):
+    for round_ in range(rounds):
         shuffle(order)
         for k in order:
-            steps = numbers[k] * getattr(contenders[k], "steps_per_call", 1)
-            samples[k].append(_time_batch(contenders[k], numbers[k]) / steps)
+            samples[k].append(samplers[k]())
+        if progress is not None:
+            progress(f"round {round_ + 1} of {rounds}")
     return [statistics.median(times) for times in samples]
