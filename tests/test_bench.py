@@ -8,6 +8,7 @@ Nothing here asserts on time.
 import subprocess
 import sys
 import tracemalloc
+import types
 
 import numba
 import numpy as np
@@ -110,6 +111,8 @@ def test_missing_optional_packages_are_reported_not_fatal(tmp_path):
     assert result.returncode == 0, result.stderr
     assert "- torch fused (adam, adamw, amsgrad): not timed: torch is not installed" in result.stdout
     assert "- optax (jax.jit) (adam, adamw): not timed: jax is not installed" in result.stdout
+    assert "- DeepSpeedCPUAdam (adam, adamw): not timed: torch is not installed" in result.stdout
+    assert "- DeepSpeedCPUAdam (amsgrad): not timed: DeepSpeedCPUAdam has no AMSGrad" in result.stdout
     assert "| adam | numadam |" in result.stdout
     assert "matplotlib is not installed: no plot" in result.stdout
     assert output.with_suffix(".txt").exists() and not output.exists()
@@ -240,6 +243,21 @@ def test_frameworks_that_are_missing_raise_unavailable(monkeypatch):
         frameworks.TorchAdam(problem, VARIANTS[0], mode="fused")
     with pytest.raises(frameworks.Unavailable, match="jax is not installed"):
         frameworks.OptaxAdam(problem, VARIANTS[1])
+    with pytest.raises(frameworks.Unavailable, match="torch is not installed"):
+        frameworks.DeepSpeedAdam(problem, VARIANTS[0])
+    monkeypatch.setitem(sys.modules, "torch", types.ModuleType("torch"))  # torch without deepspeed
+    monkeypatch.setitem(sys.modules, "deepspeed", None)
+    with pytest.raises(frameworks.Unavailable, match="deepspeed.ops.adam is not installed"):
+        frameworks.DeepSpeedAdam(problem, VARIANTS[0])
+
+
+def test_deepspeed_is_not_timed_where_it_has_no_such_step():
+    amsgrad = next(variant for variant in VARIANTS if variant.amsgrad)
+    float64 = Problem([np.ones(3)], [np.ones(3)], single=True)
+    with pytest.raises(frameworks.Unavailable, match="DeepSpeedCPUAdam has no AMSGrad"):
+        frameworks.DeepSpeedAdam(float64, amsgrad)
+    with pytest.raises(frameworks.Unavailable, match="steps float32 parameters here .* not float64"):
+        frameworks.DeepSpeedAdam(float64, VARIANTS[0])
 
 
 def test_table_reports_bandwidth_and_ratios_to_roofline_and_numadam():
@@ -408,3 +426,10 @@ def test_the_startup_table_measures_both_targets_from_the_medians(medians, verdi
 
     table = markdown(medians)
     assert all(verdict in table for verdict in verdicts)
+
+
+def test_the_size_ladder_cases_run_by_name():
+    result = bench("--quick", "--cases", "f32-1e4", "--repeat", "1", block_optional=True)
+    assert result.returncode == 0, result.stderr
+    assert "### 1 array of 1e4 float32" in result.stdout
+    assert "| adam | numadam |" in result.stdout and "| adamw | same-traffic kernel, serial |" in result.stdout

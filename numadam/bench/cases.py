@@ -135,11 +135,21 @@ def bench_cases(quick=False, large=None):
     return {case.name: case for case in cases}
 
 
+#: The sizes of the one-array float32 cases run by name (``f32-1e4`` ...): with ``large`` (past the
+#: last-level cache), the sizes at which Adam is held to DeepSpeed's CPU Adam (issue 54).
+SIZE_LADDER = (10**4, 10**5, 10**6, 10**7)
+
+
 def optional_cases(quick=False):
     """Cases run only when ``--cases`` names them: ``dask``, one array of 1e8 float32 (1e6 with
-    ``quick``) on a local Dask cluster (:mod:`numadam.bench.dask_contenders`)."""
+    ``quick``) on a local Dask cluster (:mod:`numadam.bench.dask_contenders`); ``f32-1e4`` to
+    ``f32-1e7``, one float32 array of each size of :data:`SIZE_LADDER`."""
     case = _uniform("dask", 1, 10**6 if quick else 10**8, np.float32)
-    return {case.name: case._replace(title=case.title + " as a Dask array: 16 chunks, 2-worker LocalCluster")}
+    cases = {case.name: case._replace(title=case.title + " as a Dask array: 16 chunks, 2-worker LocalCluster")}
+    for size in SIZE_LADDER:
+        ladder = _uniform(f"f32-{count_text(size)}", 1, size, np.float32)
+        cases[ladder.name] = ladder
+    return cases
 
 
 def cuda_bench_cases(quick=False):

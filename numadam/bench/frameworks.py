@@ -1,12 +1,13 @@
-"""torch and optax contenders, imported only when the benchmark builds them.
+"""torch, DeepSpeed and optax contenders, imported only when the benchmark builds them.
 
-Neither framework is a dependency of numadam: when one is missing, building
+None of these frameworks is a dependency of numadam: when one is missing, building
 its contender raises :class:`Unavailable` and the table says so.
 
 - ``torch.optim.Adam`` / ``AdamW`` on CPU tensors that share memory with NumPy
   arrays, with ``fused=True`` or ``foreach=True``, on as many threads as Numba;
   and ``numadam.Adam`` over the same kind of tensors, reading ``p.grad``, as a
   torch user would call it (:class:`NumadamOnTensors`).
+- DeepSpeed's ``DeepSpeedCPUAdam`` in Adam and AdamW mode (:class:`DeepSpeedAdam`);
 - ``optax.adam`` / ``optax.adamw`` under ``jax.jit``, parameters and optimizer
   state donated so XLA may update them in place, each step waited for with
   ``jax.block_until_ready``. ``optax.amsgrad`` keeps the maximum of the
@@ -63,6 +64,35 @@ def _tensor_parameters(torch, params, grads):
         tensor.grad = torch.from_numpy(grad)
         tensors.append(tensor)
     return tensors
+
+
+class DeepSpeedAdam(Contender):
+    """DeepSpeed's ``DeepSpeedCPUAdam`` (the AVX C++ step behind ZeRO-Offload), Adam or AdamW mode,
+    float32 state, over CPU tensors sharing memory with NumPy arrays, reading ``p.grad``.
+
+    Its first use builds its C++ op with ninja and the host's compiler (``-march=native``; about
+    100 s, kept in torch's extension cache, which belongs to one CPU model). It keeps no AMSGrad
+    and steps float32 (and 16-bit) parameters only: other cases say so instead of timing it."""
+
+    def __init__(self, problem, variant):
+        if variant.amsgrad:
+            raise Unavailable("DeepSpeedCPUAdam has no AMSGrad")
+        if any(np.asarray(p).dtype != np.float32 for p in problem.params):
+            raise Unavailable("DeepSpeedCPUAdam steps float32 parameters here (and 16-bit ones), not "
+                              f"{np.asarray(problem.params[0]).dtype}")
+        torch = _require("torch")
+        adam = _require("deepspeed.ops.adam")
+        torch.set_num_threads(numba.get_num_threads())
+        self._params = [p.copy() for p in problem.params]
+        self._optimizer = adam.DeepSpeedCPUAdam(_tensor_parameters(torch, self._params, problem.grads), lr=LR,
+                                                betas=BETAS, eps=EPS, weight_decay=variant.weight_decay,
+                                                adamw_mode=variant.decoupled, fp32_optimizer_states=True)
+
+    def step(self):
+        self._optimizer.step()
+
+    def parameters(self):
+        return self._params
 
 
 class NumadamOnTensors(Contender):

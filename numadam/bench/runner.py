@@ -20,7 +20,7 @@ import numadam
 from .cases import LR, VARIANTS, Case, Variant
 from .contenders import (NumadamAlgorithm, NumadamFunctional, NumadamObject, NumadamWithReduction, NumpyInPlace,
                          NumpyNaive, Problem, SameTrafficFlat, SameTrafficPerArray)
-from .frameworks import NumadamOnTensors, OptaxAdam, TorchAdam, Unavailable
+from .frameworks import DeepSpeedAdam, NumadamOnTensors, OptaxAdam, TorchAdam, Unavailable
 from .timing import interleaved_medians
 
 
@@ -69,6 +69,7 @@ def contender_builders(case):
         ("NumPy naive", "other", NumpyNaive),
         ("torch fused", "other", partial(TorchAdam, mode="fused")),
         ("torch foreach", "other", partial(TorchAdam, mode="foreach")),
+        ("DeepSpeedCPUAdam", "other", DeepSpeedAdam),
         ("numadam on torch tensors", "other", NumadamOnTensors),
         ("optax (jax.jit)", "other", OptaxAdam),
     ]

@@ -1,0 +1,62 @@
+"""numadam's Adam and AdamW beside DeepSpeed's ``DeepSpeedCPUAdam`` (the AVX C++ step of
+ZeRO-Offload), one float32 array of 1e4 to 1e7 elements.
+
+DeepSpeed (with torch) is optional and never a dependency: without it its rows
+are skipped. Its first use builds its C++ op (about 100 s, in torch's extension
+cache, for one CPU model); ``setup_cache`` pays that once, untimed.
+``numadam bench`` times the same contenders interleaved, in one process.
+"""
+
+import numpy as np
+
+import numadam
+
+from .common import LR
+
+SIZES = [10_000, 100_000, 1_000_000, 10_000_000]
+BETAS, EPS, WEIGHT_DECAY = (0.9, 0.999), 1e-8, 0.01
+
+
+def _deepspeed_adam():
+    try:
+        import torch
+        from deepspeed.ops.adam import DeepSpeedCPUAdam
+    except ImportError:
+        raise NotImplementedError("deepspeed (with torch) is not installed") from None
+    return torch, DeepSpeedCPUAdam
+
+
+class AdamBesideDeepSpeed:
+    params = (["numadam", "DeepSpeedCPUAdam"], ["adam", "adamw"], SIZES)
+    param_names = ("implementation", "variant", "size")
+    timeout = 600
+
+    def setup_cache(self):
+        try:  # build DeepSpeed's op once, before any timing
+            torch, adam = _deepspeed_adam()
+        except NotImplementedError:
+            return
+        param = torch.nn.Parameter(torch.ones(8))
+        param.grad = torch.ones(8)
+        adam([param], lr=LR).step()
+
+    def setup(self, _built, implementation, variant, size):  # (_built: setup_cache's None)
+        rng = np.random.default_rng(3)
+        self.param = rng.standard_normal(size, dtype=np.float32)
+        self.grad = rng.standard_normal(size, dtype=np.float32)
+        decay = WEIGHT_DECAY if variant == "adamw" else 0.0
+        if implementation == "numadam":
+            make = numadam.AdamW if variant == "adamw" else numadam.Adam
+            optimizer = make(self.param, lr=LR, betas=BETAS, eps=EPS, weight_decay=decay)
+            self.step = lambda: optimizer.step(self.grad)
+        else:
+            torch, adam = _deepspeed_adam()
+            tensor = torch.nn.Parameter(torch.from_numpy(self.param))
+            tensor.grad = torch.from_numpy(self.grad)
+            optimizer = adam([tensor], lr=LR, betas=BETAS, eps=EPS, weight_decay=decay,
+                             adamw_mode=variant == "adamw", fp32_optimizer_states=True)
+            self.step = optimizer.step
+        self.step()
+
+    def time_step(self, _built, implementation, variant, size):
+        self.step()
