@@ -645,11 +645,18 @@ class Bucket:
         for k, grad_info in odd_layouts.items():
             low[k], high[k] = memory_bounds(grad_info)
         high[~present] = low[~present] = 0  # an empty range: no gradient
+        if len(grads) <= _FEW_GRADIENTS and not any(map(written.may_meet, low.tolist(), high.tolist())):
+            return  # (the exact search below costs about 10 us whatever the count)
         for k in written.overlapping(grads, low, high):
             raise ValueError(
                 f"{self._grad_path(k)} shares memory with a parameter or the optimizer state; "
                 "gradients must be separate arrays"
             )
+
+
+#: Up to this many gradients, their ranges are first tested one by one against the written ones
+#: (:meth:`~numadam.core.memory.MemoryRanges.may_meet`), before any exact search.
+_FEW_GRADIENTS = 16
 
 
 def _by_leaf(reduce, leaves, n, scalars):
