@@ -435,3 +435,38 @@ def test_repeats_are_found_in_small_and_large_parameters(rows):
     assert param[3, 0] == -2.0 and param[7, 0] == param[9, 0] == -1.0
     opt.step(numadam.Rows(np.array([9, 3, 7]), np.ones((3, 1), np.float32)))  # no repeat, not ascending
     assert param[3, 0] == -3.0 and param[7, 0] == param[9, 0] == -2.0
+
+
+def _sums_added_repeat_by_repeat(index, values):
+    """The sums of repeated rows one NumPy add per repeat, in the order given: what the compiled
+    sums must equal bit for bit."""
+    order = np.argsort(index, kind="stable")
+    rows, firsts = np.unique(index[order], return_index=True)
+    sums, first = values[order[firsts]].copy(), set(firsts.tolist())
+    for position, row in enumerate(index[order]):
+        if position not in first:
+            sums[np.searchsorted(rows, row)] += values[order[position]]
+    return sums, rows
+
+
+@pytest.mark.parametrize("n_rows, count, shape, dtype", [
+    (2_187_500, 3000, (16,), np.float32),   # two radix passes, few repeats
+    (1 << 23, 2000, (3,), np.float64),      # three passes
+    (50, 400, (3, 2), np.float64),          # many repeats of each row
+    (7, 30, (), np.complex64),
+    (1, 5, (4,), np.float32),                # one row: no pass at all
+    (40, 300, (2,), np.float16),             # NumPy's adds (no 16-bit arithmetic in Numba)
+])
+def test_repeated_rows_are_summed_in_the_order_given_bit_for_bit(n_rows, count, shape, dtype):
+    from numadam.adapters.rows import _summed_in_order
+
+    rng = np.random.default_rng(n_rows)
+    index = rng.integers(0, n_rows, count)
+    values = (rng.standard_normal((count,) + shape) * 10.0 ** rng.integers(-3, 4, (count,) + shape)).astype(dtype)
+    if np.dtype(dtype).kind == "c":
+        values = values + 1j * rng.standard_normal((count,) + shape).astype(dtype)
+    sums, rows = _summed_in_order(index, values)
+    expected_sums, expected_rows = _sums_added_repeat_by_repeat(index, values)
+    np.testing.assert_array_equal(rows, expected_rows)
+    assert sums.dtype == values.dtype and sums.shape == expected_sums.shape
+    np.testing.assert_array_equal(sums.view(np.uint8), expected_sums.view(np.uint8))
