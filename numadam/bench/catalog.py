@@ -60,6 +60,7 @@ class Study(NamedTuple):
     target: tuple = ()      # ("same-traffic" or "baseline", the largest ratio the issues ask for)
     width: int = 1          # elements per row: the parameters are (size / width, width) matrices
     listed: float = 1.0     # the share of rows a step's gradient lists (numadam.Rows below 1)
+    repeats: bool = False   # the listed rows drawn with replacement (a minibatch's), in a random order
 
     @property
     def moved(self):
@@ -193,14 +194,18 @@ def groups():
 
 
 def rows():
-    """Row-sparse gradients (numadam.Rows) listing 1% of the rows of a table of 16-wide rows, against
-    the dense step of the same table; the same-traffic kernel moves the listed rows' bytes."""
+    """Row-sparse gradients (numadam.Rows) listing 1% of the rows of a table of 16-wide rows, each
+    once or drawn with replacement (a minibatch's: repeats summed), against the dense step of the
+    same table; the same-traffic kernel moves the listed rows' bytes."""
     studies = {}
     for method in ("adam", "sparse_adam"):
         dense = _plain(f"{method}, dense", method)._replace(width=16)
         studies[dense.name] = dense
         studies[f"{method}, 1% of rows"] = dense._replace(name=f"{method}, 1% of rows", listed=0.01,
                                                          baseline=dense.name, target=("baseline", 0.05))
+        studies[f"{method}, 1% of rows with repeats"] = dense._replace(
+            name=f"{method}, 1% of rows with repeats", listed=0.01, repeats=True, baseline=dense.name,
+            target=("baseline", 0.05))
     return studies
 
 
@@ -233,9 +238,9 @@ def build(study, size, seed=0, place=None):
     shape = (per_array // study.width, study.width) if study.width > 1 else (per_array,)
     params = [place(rng.standard_normal(shape).astype(np.float32).astype(dtype)) for _ in range(study.n_arrays)]
     grads = [rng.standard_normal(shape).astype(np.float32).astype(dtype) for _ in range(study.n_arrays)]
-    if study.listed < 1:  # the same rows every step, in a random order, each once
+    if study.listed < 1:  # the same rows every step, in a random order, each once unless it repeats
         count = max(1, int(shape[0] * study.listed))
-        grads = [numadam.Rows(place(rng.choice(shape[0], count, replace=False)), place(grad[:count].copy()))
+        grads = [numadam.Rows(place(rng.choice(shape[0], count, replace=study.repeats)), place(grad[:count].copy()))
                  for grad in grads]
     else:
         grads = [place(grad) for grad in grads]

@@ -81,12 +81,13 @@ class _TorchForeach:
 
 class _TorchSparseAdam:
     """``torch.optim.SparseAdam`` over the study's table, its ``.grad`` a coalesced sparse COO tensor
-    listing as many rows as the study's :class:`numadam.Rows`."""
+    listing as many rows as the study's :class:`numadam.Rows` (drawn the same way; coalescing
+    sums the repeats)."""
 
     def __init__(self, torch, study, size):
         rows = size // study.width
         count = max(1, int(rows * study.listed))
-        index = torch.from_numpy(np.random.default_rng(1).choice(rows, count, replace=False))
+        index = torch.from_numpy(np.random.default_rng(1).choice(rows, count, replace=study.repeats))
         self.param = torch.nn.Parameter(torch.zeros(rows, study.width))
         self.param.grad = torch.sparse_coo_tensor(index[None], torch.ones(count, study.width),
                                                   (rows, study.width), check_invariants=True).coalesce()
