@@ -2,9 +2,10 @@
 
 Each case runs a script in a fresh interpreter, so that numadam (not this test
 process) picks Numba's threading layer. The parent steps a 2**20-element array
-(the parallel kernel), then a child steps both the optimizer it inherited and a
-new one; the parent takes the same steps and the results must be equal, bit for
-bit. A child that dies (GNU OpenMP terminates forked children that run a
+(the parallel kernel) and a 1024-row matrix with Adafactor (its factors' pass on
+every core), then a child steps the optimizers it inherited (the same gradient
+array again, then new ones) and a new one; the parent takes the same steps and
+the results must be equal, bit for bit. A child that dies (GNU OpenMP terminates forked children that run a
 parallel region) breaks the pool and fails the case; timeouts bound every wait.
 """
 
@@ -42,12 +43,22 @@ SCRIPT = textwrap.dedent("""
     START = rng.standard_normal(SIZE).astype(np.float32)
     w = START.copy()
     inherited = numadam.Adam(w, lr=1e-2)
+    MATRIX = START.reshape(1024, -1)  # Adafactor's factors' pass runs on every core from 2**16 elements
+    factored = MATRIX.copy()
+    inherited_factored = numadam.Adafactor(factored, lr=1e-2)
 
 
     def continue_inherited():
-        for grad in GRADS[1:]:
+        inherited.step(GRADS[0])  # its very gradient again: the parent's plan and launch
+        for grad in GRADS[1:]:  # new arrays: the parent's plan moved onto them
             inherited.step(grad)
         return numba.threading_layer(), w
+
+
+    def continue_inherited_factored():
+        for grad in GRADS[1:]:
+            inherited_factored.step(grad.reshape(MATRIX.shape))
+        return numba.threading_layer(), factored
 
 
     def new_optimizer():
@@ -60,9 +71,11 @@ SCRIPT = textwrap.dedent("""
 
     if __name__ == "__main__":
         inherited.step(GRADS[0])  # the parent runs the parallel kernel first
+        inherited_factored.step(GRADS[0].reshape(MATRIX.shape))
         start_method = sys.argv[1]
         # A spawned child starts from scratch: it inherits no optimizer.
-        works = [continue_inherited, new_optimizer] if start_method == "fork" else [new_optimizer]
+        works = ([continue_inherited, continue_inherited_factored, new_optimizer] if start_method == "fork"
+                 else [new_optimizer])
         with concurrent.futures.ProcessPoolExecutor(1, mp_context=multiprocessing.get_context(start_method)) as pool:
             from_child = [pool.submit(work).result(timeout=240) for work in works]
         in_parent = [work()[1] for work in works]
@@ -94,7 +107,7 @@ def run_script(tmp_path, start_method, prelude="", env=None):
 def test_a_child_steps_inherited_and_new_optimizers_after_the_parent_ran_the_parallel_kernel(tmp_path, start_method):
     """Under GNU OpenMP (Linux's layer unless tbb is installed) a forked child runs numadam's kernels
     serially (numadam.targets.cpu.threads): without that, OpenMP would terminate it and break the pool."""
-    works = 2 if start_method == "fork" else 1
+    works = 3 if start_method == "fork" else 1
     report = run_script(tmp_path, start_method, env={"NUMBA_THREADING_LAYER": "omp"})
     assert report["layers"][0] == "omp" and report["equal"] == [True] * works
 
@@ -133,7 +146,7 @@ def test_a_threading_layer_chosen_by_the_user_is_kept(tmp_path, how):
         report = run_script(tmp_path, "fork", env={"NUMBA_THREADING_LAYER": "workqueue"})
     else:
         report = run_script(tmp_path, "fork", prelude="import numba\nnumba.config.THREADING_LAYER = 'workqueue'\n")
-    assert report == {"config": "workqueue", "layers": ["workqueue"] * 3, "equal": [True, True]}
+    assert report == {"config": "workqueue", "layers": ["workqueue"] * 4, "equal": [True] * 3}
 
 
 def test_a_threading_layer_already_running_is_kept(tmp_path):
@@ -155,5 +168,5 @@ def test_a_threading_layer_already_running_is_kept(tmp_path):
         other_library(np.zeros(10))
         numba.config.THREADING_LAYER = "default"
     """)
-    assert run_script(tmp_path, "fork", prelude=prelude) == {"config": "default", "layers": ["workqueue"] * 3,
-                                                             "equal": [True, True]}
+    assert run_script(tmp_path, "fork", prelude=prelude) == {"config": "default", "layers": ["workqueue"] * 4,
+                                                             "equal": [True] * 3}

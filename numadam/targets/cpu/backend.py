@@ -68,18 +68,31 @@ class CpuBackend:
         plan.check_fits(spec)
         real, zero = _REAL_DTYPES[spec.real]
         n_scalars = spec.n_scalars
-        table, width, parallel = plan.device_table, plan.width, self._parallel(plan)
-        if blocks is None:
-            kernel = self._kernels.compiled("update", spec, parallel=parallel)
-            head, tail = (plan.n_chunks, self.chunk_size), ()
-        else:
-            kernel = self._kernels.compiled("blocks", spec, parallel=parallel)
-            head, tail = (blocks[0], self.chunk_size // BLOCK), (blocks[1],)
+        table, width, kind = plan.device_table, plan.width, "update" if blocks is None else "blocks"
+        kernel = self._kernel(kind, spec, plan)
+        head, tail = ((plan.n_chunks, self.chunk_size), ()) if blocks is None else (
+            (blocks[0], self.chunk_size // BLOCK), (blocks[1],))
 
         def launch(scalars):
             kernel(spec, table, width, *head, checked_rows(scalars, real, n_scalars), zero, *tail)
 
         return launch
+
+    def _kernel(self, kind, spec, plan):
+        """The kernel ``kind`` of ``spec`` for ``plan``: the serial one, or where the plan is large
+        enough the parallel one, which a launch made in a parent and called in a child forked from
+        OpenMP (an optimizer the child inherited) replaces by the serial one at the call
+        (:mod:`~numadam.targets.cpu.threads`; the same bits)."""
+        if not self._parallel(plan):
+            return self._kernels.compiled(kind, spec)
+        parallel, kernels = self._kernels.compiled(kind, spec, parallel=True), self._kernels
+
+        def on_every_core_unless_forked(*arguments):
+            if threads.parallel_allowed():
+                return parallel(*arguments)
+            return kernels.compiled(kind, spec)(*arguments)
+
+        return on_every_core_unless_forked
 
     def run(self, plan, spec, scalars):
         """Apply ``spec``'s rule over ``plan`` once with ``scalars`` (see :meth:`launcher`)."""
@@ -95,7 +108,7 @@ class CpuBackend:
             return lambda scalars: out
         real, zero = _REAL_DTYPES[spec.real]
         n_scalars, table, width = spec.n_scalars, plan.device_table, plan.width
-        kernel = self._kernels.compiled("reduce", spec, parallel=self._parallel(plan))
+        kernel = self._kernel("reduce", spec, plan)
 
         def reduce(scalars):
             kernel(spec, table, width, starts, stops, checked_rows(scalars, real, n_scalars), zero, out)

@@ -21,6 +21,7 @@ from numba import njit, prange
 from numba.extending import register_jitable
 
 from ..disk_cache import cached_njit
+from .threads import parallel_allowed
 from ...families._common import torch_lerp
 from ..factor_elements import column_scale, effective, row_scale
 
@@ -88,7 +89,7 @@ def _squares(grad, grad_scale, clip_value, scratch, norms=None):
             scratch.update(weighted_blocks=np.empty((batch, n_blocks, n_columns)),
                            weighted=np.empty((batch, n_columns)), param_blocks=np.empty((batch, n_blocks)))
     clip = real(np.inf if clip_value is None else clip_value)
-    parallel = grad.size >= SERIAL_BELOW
+    parallel = grad.size >= SERIAL_BELOW and parallel_allowed()
     as_given = grad_scale == 1 and clip_value is None
     if norms is None:
         (_block_sums if parallel else _block_sums_serial)(grad, real(grad_scale), clip, per_block, scratch["rows"],
@@ -203,7 +204,8 @@ def moved_variance_with_norms(grad, param, grad_scale, clip, variance, weight, o
         moved_variance(grad, grad_scale, clip, variance, weight, one_minus_weight)
         return _vector_norms(grad, param, grad_scale, clip, variance, estimate_floor)
     sums = np.empty((-(-grad.size // VECTOR_CHUNK), 2))
-    _moved_variance_chunks(grad, param, grad_scale, clip, variance, weight, one_minus_weight, estimate_floor, sums)
+    chunks = _moved_variance_chunks if parallel_allowed() else _moved_variance_chunks_serial
+    chunks(grad, param, grad_scale, clip, variance, weight, one_minus_weight, estimate_floor, sums)
     return _added_in_order(sums)
 
 
@@ -221,6 +223,9 @@ def _moved_variance_chunks(grad, param, grad_scale, clip, variance, weight, one_
         moved_variance(grad[first:last], grad_scale, clip, variance[first:last], weight, one_minus_weight)
         sums[k, 0], sums[k, 1] = _vector_norms(grad[first:last], param[first:last], grad_scale, clip,
                                                variance[first:last], estimate_floor)
+
+
+_moved_variance_chunks_serial = njit(error_model="numpy")(_moved_variance_chunks.py_func)  # the same chunks
 
 
 @njit
