@@ -512,14 +512,16 @@ class Bucket:
     def _rebinding_of(self, plan, addresses):
         """How :meth:`rebound` moves ``plan`` (made by :meth:`bind` from each parameter's own rows,
         every gradient of its parameter's layout at ``addresses``) onto other gradient arrays: each
-        row's gradient address less its gradient's, and its gradient; ``None`` where the table the
-        backend launches is not these host rows (a backend whose tables are host rows has
+        row's gradient address less its gradient's, and its gradient; ``None`` where the backend's
+        launches do not read the plan's rows in place (``tables_in_place``; those that do have
         ``address_function``: the CPU's), where rows of two parameters were merged (a merge that
         holds only for these gradients' addresses), or for factored state."""
         rows = plan.rows
-        table = plan.device_table
-        if self.algorithm.factored or not (isinstance(table, np.ndarray) and np.shares_memory(table, rows)):
+        if self.algorithm.factored or not self.backend.tables_in_place:
             return None  # (factored state: the one-call step keeps the gradient arrays themselves)
+        table = plan.device_table
+        if not (isinstance(table, np.ndarray) and np.shares_memory(table, rows)):
+            raise AssertionError("a backend with tables_in_place launches a copy of the plan's rows")
         if len(self.params) == 1:
             leaf_of_row = np.zeros(len(rows), np.int64)
         elif len(rows) == len(self._fast_rows):
@@ -532,6 +534,11 @@ class Bucket:
         kind, dtype = self._expected[0][:2]  # (one type and dtype for the bucket's NumPy arrays)
         address_of = self.backend.address_function(kind, dtype)
         return _Rebinding(column, base, leaf_of_row, int(base[0]) if len(base) == 1 else None, extents, address_of)
+
+    def keep_plan(self):
+        """Never move the last plan onto other gradient arrays (:meth:`rebound`): code outside the
+        engine holds its table (a compiled solve's kernel arguments)."""
+        self._rebinding = None
 
     def rebound(self, grads, written):
         """The last plan, moved onto ``grads`` where each is a new array of its parameter's type,

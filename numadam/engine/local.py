@@ -217,6 +217,7 @@ class LocalEngine(Engine):
 
         bucket = self.buckets[0]
         plan = bucket.bind(self.treedef.flatten_like(grads, "grads", exact_sequences=True), self._written)
+        bucket.keep_plan()  # compiled code reads its table: no later step may move it onto other arrays
         if self.algorithm.factored:  # its factors' pass, norms and update: one call of its own
             return self._factored_launcher(bucket, plan, self.settings.flags, arguments=True)
         first, update = self._first_pass_of[""], self._after_norms_of[""]

@@ -27,6 +27,10 @@ class CpuBackend:
     #: plain step (:meth:`factored_step_launcher`'s ``first``): here not, since compiling it in
     #: costs seconds for a pass the factors' pass usually makes needless.
     norms_in_factored_step = False
+    #: Whether a plan's launches read its rows in place (``device_table`` a view of them): a plan
+    #: may then be moved onto new gradient arrays by writing their addresses into its rows
+    #: (:meth:`numadam.engine.bucket.Bucket.rebound`, with :meth:`address_function`).
+    tables_in_place = True
 
     def __init__(self):
         from . import factored_step, kernels as cpu  # (both part of every spec's fingerprint from here on)

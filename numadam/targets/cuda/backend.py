@@ -39,6 +39,9 @@ class CudaBackend:
     #: The one-call step of a family with factored state takes its norms pass too
     #: (:meth:`factored_step_launcher`), so that a step does not wait for its norms' sums.
     norms_in_factored_step = True
+    #: A plan's table is a copy on the device: moving it onto new gradients would need an upload,
+    #: so a step with new gradient arrays makes a new plan (see the CPU's ``tables_in_place``).
+    tables_in_place = False
 
     def __init__(self):
         from . import kernels as kernels
