@@ -7,7 +7,7 @@ from . import bench
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="numadam", description="Fused Adam/AdamW for NumPy and CuPy arrays.")
+    parser = argparse.ArgumentParser(prog="numadam", description="The Adam family of optimizers, fused, for NumPy, CuPy, torch and Dask arrays.")
     commands = parser.add_subparsers(dest="command", required=True)
     demo = commands.add_parser("demo", help="run the worked examples, print a report and save a plot")
     demo.add_argument("--quick", action="store_true", help="short training runs (a few seconds in all)")
