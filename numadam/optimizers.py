@@ -44,7 +44,7 @@ class _HyperparameterAttribute:
     def __init__(self, hyperparameter, read_only):
         self.name = hyperparameter.name
         self.read_only = read_only
-        self.__doc__ = hyperparameter.doc
+        self.__doc__ = hyperparameter.doc + (" Set at construction (and by ``load_state_dict``)." if read_only else "")
 
     def __get__(self, optimizer, owner=None):
         if optimizer is None:
