@@ -278,7 +278,7 @@ def _compiled_result(solve, fun, jac, args, stop_rules, OptimizeResult):
         message = stop_message(status, grad_peak, stop_rules.gtol, stop_rules.ftol, stop_rules.xtol,
                                stop_rules.patience, stop_rules.maxiter)
     return OptimizeResult(x=x, fun=value, jac=grad.reshape(x.shape), nit=nit, nfev=nfev, njev=nfev, status=status,
-                          success=status in SUCCESS, message=message, skipped=0, history=history.copy(),
+                          success=status in SUCCESS, message=message, skipped=0, history=history,
                           compiled=True, compile_time=compile_time)
 
 

@@ -12,6 +12,7 @@ from scipy.optimize import Bounds
 import numadam
 from arrays import tiered
 from numadam import schedules
+from numadam.solver import compiled as compiled_solves
 
 
 # -- objectives: float64 arithmetic on scalars, so Numba and Python compute the same bits -----------
@@ -70,6 +71,20 @@ def float32_gradient(x):
         grad[i] = np.float32(2.0) * x[i]
         value += x[i] * x[i]
     return value, grad
+
+
+@njit
+def fortran_gradient(x):
+    """The gradient in Fortran order (a layout the solve walks in C order, through a copy)."""
+    value, grad = rosenbrock(x)
+    return value, np.asfortranarray(grad)
+
+
+@njit
+def integer_gradient(x):
+    """An integer gradient (cast to x's dtype by the solver)."""
+    value, grad = rosenbrock(x)
+    return value, np.round(grad).astype(np.int64)
 
 
 def both(fun, x0, **options):
@@ -192,6 +207,10 @@ OPTIONS = {
     "two-dimensional-x": (rosenbrock, X0.reshape(2, 3), {"lr": 1e-2, "maxiter": 100, "gtol": 0.0}),
     "float32-objective": (float32_gradient, np.linspace(-1, 1, 5).astype(np.float32), {"lr": 0.05, "maxiter": 100,
                                                                                         "gtol": 0.0}),
+    "fortran-gradient": (fortran_gradient, X0.reshape(2, 3), {"lr": 1e-2, "maxiter": 100, "gtol": 0.0}),
+    "integer-gradient": (integer_gradient, X0.astype(np.float32), {"lr": 1e-2, "maxiter": 100, "gtol": 0.0}),
+    "float64-gradient-bounds-float32-x": (rosenbrock, X0.astype(np.float32), {
+        "lr": 1e-2, "bounds": [(-0.5, 0.5)] * 6, "maxiter": 200, "gtol": 1e-9}),
     "non-finite": (blows_up, np.zeros(4), {"lr": 0.05, "maxiter": 1000, "gtol": 0.0}),
     "non-finite-at-x0": (blows_up, np.ones(4), {"maxiter": 10}),
 }
@@ -210,6 +229,17 @@ def test_each_option_compiled_takes_the_python_loop_s_iterates(case):
         assert compiled.status == 4 and compiled.nit == 0 and compiled.message.endswith("returning x0")
     if case in ("gtol", "ftol", "xtol"):
         assert compiled.status == {"gtol": 0, "ftol": 2, "xtol": 3}[case] and compiled.success
+
+
+@pytest.mark.parametrize("case", tiered(["gtol", "non-finite", "bounds-numbers"], lambda case: case == "non-finite"))
+def test_a_history_that_grows_past_its_first_capacity_takes_the_python_loop_s_values(case, monkeypatch):
+    """The compiled history starts at HISTORY_CAPACITY values and doubles: made tiny here, it grows
+    many times in one solve."""
+    monkeypatch.setattr(compiled_solves, "HISTORY_CAPACITY", 4)
+    fun, x0, options = OPTIONS[case]
+    compiled, python = both(fun, x0, **options)
+    assert compiled.nit > 8  # grown from 4 to 8 to 16 values
+    assert_same_solve(compiled, python)
 
 
 @pytest.mark.slow

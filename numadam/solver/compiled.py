@@ -41,6 +41,11 @@ from ..targets.fingerprint import code_names, python_function
 #: What a compiled run returns in its status where the gradient's shape is not x's.
 BAD_SHAPE = -2
 
+#: How many values of ``fun`` a compiled solve's history holds before it grows (by doubling): 8 MiB,
+#: which the OS backs page by page as the values are written, so that a long solve neither copies
+#: its history as it grows nor pays for pages it never writes.
+HISTORY_CAPACITY = 1 << 20
+
 #: The policy options a compiled solve applies (bounds, as a projection); every other must be at its default.
 _PROJECTIONS = ("bounds", "nonneg")
 _POLICY_DEFAULTS = {option.name: option.default for option in OPTIONS}
@@ -173,10 +178,10 @@ class CompiledSolve:
         self.low, self.high = _projection(optimizer.policies, x)
         self.clip_limit = 0.0 if clip is None else float(clip[1])
         argument_types = (typeof(x),) + tuple(typeof(a) for a in args)
-        _check_objective(fun, jac, argument_types, x)
-        source = _solve_source(family, optional_names, len(self.state), algorithm.carry is not None, hyper_args, rate,
-                               None if clip is None else clip[0], self.low is not None, box is not None, jac is True,
-                               n_fields, algorithm.factored)
+        _check_objective(fun, jac, argument_types, x)  # so the gradient has x's dimensions
+        source = _solve_source(family, x.dtype.name, x.ndim == 1, optional_names, len(self.state),
+                               algorithm.carry is not None, hyper_args, rate, None if clip is None else clip[0],
+                               self.low is not None, box is not None, jac is True, n_fields, algorithm.factored)
         self.function = _compiled(source, fun, None if jac is True else jac)
 
     def run(self):
@@ -186,7 +191,7 @@ class CompiledSolve:
         arguments = (self.x, self.args, tuple(self.hyper), self.carry, self.rate_params,
                      _or_empty(self.low, self.x), _or_empty(self.high, self.x), self.clip_limit, rules_.gtol,
                      -1.0 if rules_.ftol is None else rules_.ftol, -1.0 if rules_.xtol is None else rules_.xtol,
-                     rules_.patience, rules_.maxiter, self.state, self.kernel)
+                     rules_.patience, rules_.maxiter, self.state, self.kernel, HISTORY_CAPACITY)
         signature = tuple(typeof(a) for a in arguments)
         compiling = signature not in self.function.overloads
         started = time.perf_counter()
@@ -254,14 +259,14 @@ def _return_type(function, argument_types):
 
 _TEMPLATE = '''
 def solve(x, args, hyper, carry, rate_params, low, high, clip_limit, gtol, ftol, xtol, patience, maxiter, state,
-          kernel):
+          kernel, history_capacity):
     flat = x.reshape(-1)
     grad = np.empty_like(flat)
     fresh = np.empty_like(flat)
     step_grad = {step_buffer}
     previous = flat.copy()
     {state}
-    history = np.empty(min(maxiter, 4095) + 1)
+    history = np.empty(min(maxiter, history_capacity - 1) + 1)
     value = 0.0
 {evaluate_grad}
     nfev = 1
@@ -278,7 +283,6 @@ def solve(x, args, hyper, carry, rate_params, low, high, clip_limit, gtol, ftol,
         status = NON_FINITE
     while status == NONE:
         {clip}
-        copy_into(previous, flat)
         {rate}
         {step}
         {project}
@@ -291,7 +295,6 @@ def solve(x, args, hyper, carry, rate_params, low, high, clip_limit, gtol, ftol,
             status = NON_FINITE
             break
         nit += 1
-        grad, fresh = fresh, grad
         value = candidate
         peak = candidate_peak
         if nit == history.size:
@@ -306,38 +309,95 @@ def solve(x, args, hyper, carry, rate_params, low, high, clip_limit, gtol, ftol,
             largest = largest_magnitude(flat)
         status, quiet_f, quiet_x = stop_status(nit, value, history[nit - 1], peak, change, largest, quiet_f,
                                                quiet_x, gtol, ftol, xtol, patience, maxiter)
-    return status, nit, nfev, value, candidate, peak, history[:nit + 1], grad
+{accept_fresh}
+    kept = history[:nit + 1]
+    return status, nit, nfev, value, candidate, peak, (kept.copy() if 2 * kept.size < history.size else kept), grad
 '''
 
 
-def _evaluate_source(into, result, jac_true, indent):
-    """Lines evaluating the objective at ``x``: the value as a float64 ``result``, the gradient cast into
-    ``into`` (its largest magnitude measured on the way, as ``measured``)."""
+def _objective_source(result, jac_true, indent):
+    """Lines evaluating the objective at ``x``: the value as a float64 ``result``, the gradient as
+    ``gradient``, refused (with :data:`BAD_SHAPE`) unless it has ``x``'s shape."""
     if jac_true:
         lines = ["returned = fun(x, *args)", f"{result} = float(returned[0])", "gradient = returned[1]"]
     else:
         lines = [f"{result} = float(fun(x, *args))", "gradient = jac(x, *args)"]
     lines += ["if gradient.shape != x.shape:",
-              "    return BAD_SHAPE, 0, 0, 0.0, 0.0, 0.0, history[:1], grad",
-              "i = 0",  # cast into the solver's own array in C order (faster than a slice copy), measured
-              "measured, seen_nan = 0.0, False",
-              "for element in np.nditer(gradient):",
-              f"    {into}[i] = element.item()",
-              f"    measured, seen_nan = widened(measured, seen_nan, {into}[i])",
-              "    i += 1",
-              "if seen_nan:",
-              "    measured = math.nan"]
+              "    return BAD_SHAPE, 0, 0, 0.0, 0.0, 0.0, history[:1], grad"]
+    return _indented(lines, indent)
+
+
+def _indented(lines, indent):
     return "\n".join(indent + line for line in lines)
 
 
-def _peak_source(name, into, projected_gtol, indent):
-    """``name = `` the gradient's measure for ``gtol``: as measured while copied, or projected."""
-    return f"{indent}{name} = " + (f"projected_peak(flat, {into}, low, high)" if projected_gtol else "measured")
+def _measured(lines):
+    """``lines`` walking the gradient, then ``measured``: its largest magnitude, NaN if any element is."""
+    return ["measured, seen_nan = 0.0, False"] + lines + ["if seen_nan:", "    measured = math.nan"]
 
 
-def _solve_source(family, optional, n_state, carried, hyper_args, rate, clip, projects, projected_gtol, jac_true,
-                  n_fields, factored=False):
-    """The source of ``solve`` for one configuration (see :data:`_TEMPLATE`): ``n_state`` state arrays,
+def _cast_source(into, one_dimensional, indent):
+    """Lines casting ``gradient`` into ``into`` (``x``'s dtype), in C order, measured on the way. A
+    vector is indexed (the fastest walk); other arrays, of any layout, are walked by ``.flat``, which
+    is C order (``np.nditer`` walks the memory's order: a Fortran-ordered gradient would land
+    transposed)."""
+    if one_dimensional:
+        walk = ["for i in range(gradient.size):",
+                f"    {into}[i] = gradient[i]",
+                f"    measured, seen_nan = widened(measured, seen_nan, {into}[i])"]
+    else:
+        walk = ["i = 0",
+                "for element in gradient.flat:",
+                f"    {into}[i] = element",
+                f"    measured, seen_nan = widened(measured, seen_nan, {into}[i])",
+                "    i += 1"]
+    return _indented(_measured(walk), indent)
+
+
+def _evaluate_source(result, jac_true, one_dimensional, indent):
+    """Lines evaluating the objective at ``x0`` into ``grad``, measured (kept whatever it holds)."""
+    return _objective_source(result, jac_true, indent) + "\n" + _cast_source("grad", one_dimensional, indent)
+
+
+def _keeps_candidates_apart(one_dimensional, projected_gtol):
+    """Whether a candidate's gradient is cast into the scratch array ``fresh`` before it is accepted:
+    where it is walked by ``.flat`` or the projected measure of ``gtol`` reads it cast. A vector's
+    is measured where the objective left it and cast into ``grad`` once accepted."""
+    return projected_gtol or not one_dimensional
+
+
+def _candidate_source(dtype, jac_true, one_dimensional, projected_gtol, indent):
+    """Lines evaluating the objective at a candidate and measuring its gradient as cast to ``x``'s
+    ``dtype``. It lands in ``grad`` only once the candidate is accepted (:func:`_accepted_source`):
+    a refused candidate leaves the last accepted gradient there."""
+    evaluated = _objective_source("value_fresh", jac_true, indent) + "\n"
+    if _keeps_candidates_apart(one_dimensional, projected_gtol):
+        return evaluated + _cast_source("fresh", one_dimensional, indent)
+    walk = ["for i in range(gradient.size):",
+            f"    measured, seen_nan = widened(measured, seen_nan, np.{dtype}(gradient[i]))"]
+    return evaluated + _indented(_measured(walk), indent)
+
+
+def _accepted_source(one_dimensional, projected_gtol, indent):
+    """Lines closing an accepted iteration: its gradient lands in ``grad`` (see :func:`_candidate_source`)
+    and the iterate in ``previous``, which the next step may have to be undone to (in one pass where
+    both are vectors). Until here ``previous`` holds the iterate before this iteration's step, which
+    the ``xtol`` rule reads."""
+    if _keeps_candidates_apart(one_dimensional, projected_gtol):
+        return _indented(["copy_into(grad, fresh)", "copy_into(previous, flat)"], indent)
+    return _indented(["for i in range(gradient.size):", "    grad[i] = gradient[i]", "    previous[i] = flat[i]"],
+                     indent)
+
+
+def _peak_source(name, gradient, projected_gtol, indent):
+    """``name = `` the gradient's measure for ``gtol``: as measured, or projected."""
+    return f"{indent}{name} = " + (f"projected_peak(flat, {gradient}, low, high)" if projected_gtol else "measured")
+
+
+def _solve_source(family, dtype, one_dimensional, optional, n_state, carried, hyper_args, rate, clip, projects,
+                  projected_gtol, jac_true, n_fields, factored=False):
+    """The source of ``solve`` for one configuration (see :data:`_TEMPLATE`) over an iterate of ``dtype``
+    (its name, as NumPy's) and a gradient that is a vector or not (``one_dimensional``): ``n_state`` state arrays,
     the last of them the ``optional`` kinds (passed to the step by name). ``n_fields`` > 0: a family
     with norms, stepped by the optimizer's norms kernel (``kernel``: its arguments, then the gradient
     array they are bound to), whose scalar rows take the family's ``n_fields`` scalars each step;
@@ -362,12 +422,14 @@ def _solve_source(family, optional, n_state, carried, hyper_args, rate, clip, pr
                 + ", ".join(hyper_args + (["carry"] if carried else [])
                             + [f"{kind}={name}" for kind, name in zip(optional, by_name)]) + ")")
         tail = f"\n\nstep = inlined(jit_steps.offered({family!r}).step)\n"
-    copy = "step_grad = grad" if clip is None and not n_fields else "copy_into(step_grad, grad)"
+    reads_grad = clip is None and not n_fields  # the step reads grad itself: nothing writes it before the step
+    copy = "pass" if reads_grad else "copy_into(step_grad, grad)"
     return _TEMPLATE.format(
         state="; ".join(f"{name} = state[{k}]" for k, name in enumerate(state_names)),
-        step_buffer=f"kernel[{n_arguments}]" if n_fields else "np.empty_like(flat)",
-        evaluate_grad=_evaluate_source("grad", "value", jac_true, "    "),
-        evaluate_fresh=_evaluate_source("fresh", "value_fresh", jac_true, "        "),
+        step_buffer=f"kernel[{n_arguments}]" if n_fields else "grad" if reads_grad else "np.empty_like(flat)",
+        evaluate_grad=_evaluate_source("value", jac_true, one_dimensional, "    "),
+        evaluate_fresh=_candidate_source(dtype, jac_true, one_dimensional, projected_gtol, "        "),
+        accept_fresh=_accepted_source(one_dimensional, projected_gtol, "        "),
         peak_grad=_peak_source("peak", "grad", projected_gtol, "    "),
         peak_fresh=_peak_source("candidate_peak", "fresh", projected_gtol, "        "),
         clip=copy if clip is None else (  # the step reads its gradient, never writes it
