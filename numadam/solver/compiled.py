@@ -192,13 +192,36 @@ class CompiledSolve:
                      _or_empty(self.low, self.x), _or_empty(self.high, self.x), self.clip_limit, rules_.gtol,
                      -1.0 if rules_.ftol is None else rules_.ftol, -1.0 if rules_.xtol is None else rules_.xtol,
                      rules_.patience, rules_.maxiter, self.state, self.kernel, HISTORY_CAPACITY)
-        signature = tuple(typeof(a) for a in arguments)
-        compiling = signature not in self.function.overloads
-        started = time.perf_counter()
-        if compiling:
-            self.function.compile(signature)
-        compile_seconds = time.perf_counter() - started if compiling else 0.0
+        ready = (self.function, _type_key(arguments))
+        compile_seconds = 0.0
+        if ready not in _READY:  # Numba's typeof of these tuples costs more than a short solve
+            signature = tuple(typeof(a) for a in arguments)
+            if signature not in self.function.overloads:
+                started = time.perf_counter()
+                self.function.compile(signature)
+                compile_seconds = time.perf_counter() - started
+            _READY.add(ready)
         return self.function(*arguments), compile_seconds
+
+
+#: ``(solve, _type_key(arguments))`` pairs whose machine code this process holds.
+_READY = set()
+
+
+def _type_key(value):
+    """What decides Numba's type of an argument of a solve, cheaply: an array's dtype, dimensions,
+    layout and flags, a tuple's items, another value's Python type (an ``int`` by its sign, as
+    Numba types those above 2**63 apart). A key that misses a difference costs only the compile
+    time's report: the dispatcher still compiles what it has not seen."""
+    kind = type(value)
+    if kind is np.ndarray:
+        flags = value.flags
+        return kind, value.dtype, value.ndim, flags.c_contiguous, flags.f_contiguous, flags.writeable, flags.aligned
+    if kind is tuple:
+        return kind, tuple(_type_key(item) for item in value)
+    if kind is int:
+        return kind, value < 0, value.bit_length() > 63
+    return kind
 
 
 def _or_empty(array, x):
