@@ -179,9 +179,10 @@ class CompiledSolve:
         self.clip_limit = 0.0 if clip is None else float(clip[1])
         argument_types = (typeof(x),) + tuple(typeof(a) for a in args)
         _check_objective(fun, jac, argument_types, x)  # so the gradient has x's dimensions
-        source = _solve_source(family, x.dtype.name, x.ndim == 1, optional_names, len(self.state),
-                               algorithm.carry is not None, hyper_args, rate, None if clip is None else clip[0],
-                               self.low is not None, box is not None, jac is True, n_fields, algorithm.factored)
+        source = _solve_source(family, x.dtype.name, x.ndim == 1, tuple(optional_names), len(self.state),
+                               algorithm.carry is not None, tuple(hyper_args), rate,
+                               None if clip is None else clip[0], self.low is not None, box is not None, jac is True,
+                               n_fields, algorithm.factored)
         self.function = _compiled(source, fun, None if jac is True else jac)
 
     def run(self):
@@ -273,8 +274,11 @@ def _check_objective(fun, jac, argument_types, x):
 
 
 def _return_type(function, argument_types):
-    function.compile(argument_types)
-    return function.overloads[argument_types].signature.return_type
+    compiled = function.overloads.get(argument_types)
+    if compiled is None:  # (compile() looks it up too, behind a stack of Numba's event timers)
+        function.compile(argument_types)
+        compiled = function.overloads[argument_types]
+    return compiled.signature.return_type
 
 
 # -- the source of a compiled solve ------------------------------------------------------------------
@@ -417,6 +421,7 @@ def _peak_source(name, gradient, projected_gtol, indent):
     return f"{indent}{name} = " + (f"projected_peak(flat, {gradient}, low, high)" if projected_gtol else "measured")
 
 
+@functools.lru_cache(maxsize=256)
 def _solve_source(family, dtype, one_dimensional, optional, n_state, carried, hyper_args, rate, clip, projects,
                   projected_gtol, jac_true, n_fields, factored=False):
     """The source of ``solve`` for one configuration (see :data:`_TEMPLATE`) over an iterate of ``dtype``
@@ -442,7 +447,7 @@ def _solve_source(family, dtype, one_dimensional, optional, n_state, carried, hy
                    else "norms_kernel = cpu_kernels.norms_then_update_serial\n"))
     else:
         step = (("carry = " if carried else "") + f"step(flat, step_grad, {''.join(n + ', ' for n in positional)}nit + 1, "
-                + ", ".join(hyper_args + (["carry"] if carried else [])
+                + ", ".join(list(hyper_args) + (["carry"] if carried else [])
                             + [f"{kind}={name}" for kind, name in zip(optional, by_name)]) + ")")
         tail = f"\n\nstep = inlined(jit_steps.offered({family!r}).step)\n"
     reads_grad = clip is None and not n_fields  # the step reads grad itself: nothing writes it before the step
