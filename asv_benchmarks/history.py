@@ -136,10 +136,11 @@ def benchmarked(machine):
 # -- running asv ---------------------------------------------------------------------------------
 
 
-def asv(*arguments, check=True):
+def asv(*arguments, check=True, capture=False):
+    """Run ``python -m asv`` in this folder, its output shown (or returned, with ``capture``)."""
     command = [sys.executable, "-m", "asv", *arguments]
     print("$", " ".join(command), flush=True)
-    return subprocess.run(command, cwd=HERE, check=check, capture_output=not check, text=True)
+    return subprocess.run(command, cwd=HERE, check=check, capture_output=capture, text=True)
 
 
 def record_machine(machine):
@@ -163,19 +164,25 @@ def run_commits(machine, commits, benchmarks=HEADLINE, quick=True):
 
 
 def slower(compare_output):
-    """The benchmarks (``name(parameters)``) that ``asv compare``'s table marks slower (``+``): its rows
-    are ``| change | before | after | ratio | benchmark |``."""
+    """The benchmarks (``name(parameters)``) that ``asv compare``'s table marks slower (``+``) or newly
+    failing (``!``): its rows are ``| change | before | after | ratio | benchmark |``."""
     names = []
     for line in compare_output.splitlines():
         cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
-        if line.lstrip().startswith("|") and len(cells) == 5 and cells[0] == "+":
+        if line.lstrip().startswith("|") and len(cells) == 5 and cells[0] in ("+", "!"):
             names.append(cells[4])
     return names
 
 
 def compared(machine, before, after):
-    result = asv("compare", "--machine", machine, "--factor", str(FACTOR), "--split", before, after, check=False)
-    print(result.stdout)
+    """The benchmarks :func:`slower` finds in ``asv compare``'s table of ``before`` and ``after``;
+    a comparison that fails or has no table raises (it is not "no regression")."""
+    result = asv("compare", "--machine", machine, "--factor", str(FACTOR), "--split", before, after, check=False,
+                 capture=True)
+    print(result.stdout, result.stderr, sep="")
+    if result.returncode != 0 or "| Change" not in result.stdout:
+        raise RuntimeError(f"asv compare {before[:8]} {after[:8]} on {machine} gave no table "
+                           f"(status {result.returncode}): were both commits benchmarked?")
     return slower(result.stdout)
 
 
@@ -190,7 +197,7 @@ def check(machine, commit="HEAD"):
         print(f"no benchmark slower by more than {FACTOR:g}x")
         return []
     print(f"slower at first: {', '.join(first)}; running them again on both commits")
-    again = [f"^{re.escape(name.split('(')[0])}" for name in first]
+    again = [f"^{re.escape(name)}$" for name in first]  # asv matches ``name(parameters)``
     for commit_hash in (before, after):
         asv("run", "--machine", machine, "--show-stderr", *[a for r in again for a in ("-b", r)],
             f"{commit_hash}^!", check=False)
@@ -215,6 +222,8 @@ def series(machine, benchmark, wanted):
             continue
         columns = data["result_columns"]
         values, params = entry[columns.index("result")], entry[columns.index("params")]
+        if values is None:  # asv saves a benchmark that failed (or was skipped) everywhere as None
+            continue
         combinations = _product(params)
         if not params:
             combinations, values = [()], [values] if not isinstance(values, list) else values
@@ -269,7 +278,8 @@ def plot(machine):
 
 
 def plot_all():
-    machines = sorted(p.name for p in RESULTS.iterdir() if p.is_dir()) if RESULTS.is_dir() else []
+    machines = sorted(p.name for p in RESULTS.iterdir() if p.is_dir() and benchmarked(p.name)) \
+        if RESULTS.is_dir() else []
     for machine in machines:
         path = plot(machine)
         print(f"{machine}: {path or 'no result to plot'}")
@@ -303,10 +313,10 @@ def main(argv=None):
     if command == "backfill":
         commits = spread(main_line(args.since), args.count)
     else:
-        done = benchmarked(machine)
-        line = main_line(ENGINE_REDESIGN, getattr(args, "until", "main"))
+        done, until = benchmarked(machine), getattr(args, "until", "main")
+        line = main_line(ENGINE_REDESIGN, until)
         newest = max((i for i, commit in enumerate(line) if commit in done), default=None)
-        touching = set(main_line(ENGINE_REDESIGN, getattr(args, "until", "main"), TRACKED_PATHS))
+        touching = set(main_line(ENGINE_REDESIGN, until, TRACKED_PATHS))
         commits = [c for c in line[(newest + 1 if newest is not None else len(line) - 1):] if c in touching
                    or c == line[-1]]
     run_commits(machine, commits)

@@ -91,7 +91,10 @@ class Optimizer:
         parameters += [parameter(name, parameter.KEYWORD_ONLY, default=default)
                        for name, default in POLICY_DEFAULTS.items()]
         cls.__signature__ = inspect.Signature(parameters)
-        cls._hyperparameter_keywords = tuple(p.name for p in parameters[1:] if p.kind is parameter.POSITIONAL_OR_KEYWORD)
+        #: The hyperparameters' names in the signature's order, and every name a call may give by keyword.
+        cls._hyperparameter_keywords = tuple(p.name for p in parameters[1:]
+                                             if p.kind is parameter.POSITIONAL_OR_KEYWORD)
+        cls._keywords = frozenset(p.name for p in parameters[1:])
         for hyper in algorithm.hyperparameters:
             read_only = not hyper.per_group or hyper.name in cls.pinned
             setattr(cls, hyper.name, _HyperparameterAttribute(hyper, read_only))
@@ -127,9 +130,8 @@ class Optimizer:
         """The hyperparameters given (by name), as ``self.__signature__.bind`` binds them; a call that
         names only the signature's own keywords is bound directly (``bind`` took a third of a small
         optimizer's construction)."""
-        keywords = self._hyperparameter_keywords
-        if not args and all(name in self.__signature__.parameters and name != "params" for name in kwargs):
-            return {name: kwargs[name] for name in keywords if name in kwargs}
+        if not args and self._keywords.issuperset(kwargs):
+            return {name: kwargs[name] for name in self._hyperparameter_keywords if name in kwargs}
         try:
             bound = self.__signature__.bind(params, *args, **kwargs)
         except TypeError as error:

@@ -86,6 +86,23 @@ def test_the_comparison_s_slower_rows_are_read_with_their_parameters(history):
         "calls.NewGradientArrays.time_step('one array', 'new arrays')",
     ]
     assert history.slower(COMPARE.replace("| +", "| -")) == []
+    newly_failing = COMPARE.replace("| +        | 9.20±0.1ms           | 10.5±0.2ms ",
+                                    "| !        | 9.20±0.1ms           | failed     ")
+    assert history.slower(newly_failing)[0].startswith("single_array.OneArray.time_step(")
+
+
+def test_a_comparison_without_a_table_is_an_error_not_a_clean_bill(history, monkeypatch):
+    import subprocess
+
+    def no_results(*arguments, check=True, capture=False):
+        return subprocess.CompletedProcess(arguments, 0, stdout="", stderr="no results for 5d6e7f8a")
+
+    monkeypatch.setattr(history, "asv", no_results)
+    with pytest.raises(RuntimeError, match="gave no table"):
+        history.compared("amd-f25-m17-2cpu-32mib", "1f2a3b4c", "5d6e7f8a")
+    monkeypatch.setattr(history, "asv", lambda *a, check=True, capture=False: subprocess.CompletedProcess(
+        a, 0, stdout=COMPARE, stderr=""))
+    assert len(history.compared("amd-f25-m17-2cpu-32mib", "1f2a3b4c", "5d6e7f8a")) == 2
 
 
 def _result_file(folder, commit, date, results):
@@ -108,6 +125,8 @@ def results(history, tmp_path, monkeypatch):
         _result_file(machine, commit, date, {
             "single_array.OneArray.time_step": ([base, 2 * base, base + 1e-3, None], params),
             "suites.Suites.track_ratio_to_same_traffic": ([1.1, 1.2], [["'families: yogi'", "'families: lion'"]]),
+            # asv saves a benchmark that failed for every parameter (an old commit without its API) as None
+            "calls.NewGradientArrays.time_step": (None, [["'one array'"], ["'new arrays'"]]),
         })
     return machine.name
 
@@ -121,6 +140,7 @@ def test_a_series_is_one_parameter_combination_by_commit_date(history, results):
     absent = ("'numpy'", "'float64'", "10000000", "'adamw'")  # its result is None: it failed or was skipped
     assert history.series(results, "single_array.OneArray.time_step", absent) == {}
     assert history.benchmarked(results) == {"aaaaaaaa11", "bbbbbbbb22"}
+    assert history.series(results, "calls.NewGradientArrays.time_step", (None, "'new arrays'")) == {}
 
 
 def test_a_machine_s_plot_is_drawn_from_its_kept_results(history, results):

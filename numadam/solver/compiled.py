@@ -382,7 +382,8 @@ def _cast_source(into, one_dimensional, indent):
 
 
 def _evaluate_source(result, jac_true, one_dimensional, indent):
-    """Lines evaluating the objective at ``x0`` into ``grad``, measured (kept whatever it holds)."""
+    """Lines evaluating the objective at the first iterate :math:`x_0` into ``grad``, measured: kept
+    even when it is not finite (the solve then stops at once and returns it)."""
     return _objective_source(result, jac_true, indent) + "\n" + _cast_source("grad", one_dimensional, indent)
 
 
@@ -406,10 +407,11 @@ def _candidate_source(dtype, jac_true, one_dimensional, projected_gtol, indent):
 
 
 def _accepted_source(one_dimensional, projected_gtol, indent):
-    """Lines closing an accepted iteration: its gradient lands in ``grad`` (see :func:`_candidate_source`)
-    and the iterate in ``previous``, which the next step may have to be undone to (in one pass where
-    both are vectors). Until here ``previous`` holds the iterate before this iteration's step, which
-    the ``xtol`` rule reads."""
+    r"""Lines closing accepted iteration :math:`k`. The invariant of the loop: at the top of an
+    iteration ``grad`` holds :math:`\nabla f(x_{k-1})` cast to ``x``'s dtype and ``previous`` holds
+    :math:`x_{k-1}`, the iterate a non-finite candidate steps back to and the one the ``xtol`` rule
+    compares :math:`x_k` with; these lines make them :math:`\nabla f(x_k)` and :math:`x_k` (in one
+    pass where both are vectors)."""
     if _keeps_candidates_apart(one_dimensional, projected_gtol):
         return _indented(["copy_into(grad, fresh)", "copy_into(previous, flat)"], indent)
     return _indented(["for i in range(gradient.size):", "    grad[i] = gradient[i]", "    previous[i] = flat[i]"],
