@@ -56,6 +56,11 @@ def add_arguments(parser):
                         help="instead of the cases, time new processes with a warm cache: import numadam, and import "
                              "with the first Adam step, each beside its floor (import numpy, numba; a cached @njit "
                              "function's first call)")
+    parser.add_argument("--kernels", nargs="?", const="all", default=None, metavar="FAMILIES",
+                        help="instead of the cases, report what the CUDA toolchain makes of the families' GPU update "
+                             "kernels (float32), without a GPU: registers, spills, global load and store widths, "
+                             "loads in flight, instructions per element (comma-separated families, default all; "
+                             "needs ptxas, and cuobjdump with nvdisasm for the SASS columns)")
     parser.add_argument("--iterations", type=_positive_int, default=None,
                         help="iterations of each --solve contender (default 1e5, or 1e3 with --quick)")
 
@@ -275,8 +280,34 @@ def _large_size(size, device, names):
     return size
 
 
+def run_kernels(args, out=print):
+    """``--kernels``: the table of :mod:`numadam.bench.kernel_report`, printed and (with ``--output``)
+    written; status 2 for an unknown family or a missing ``ptxas``."""
+    import numadam
+
+    from . import kernel_report
+
+    names = list(numadam.families()) if args.kernels == "all" else [n.strip() for n in args.kernels.split(",")]
+    unknown = [name for name in names if name not in numadam.families()]
+    if unknown:
+        print(f"numadam bench --kernels: no family {', '.join(unknown)}; the families are "
+              f"{', '.join(numadam.families())}", file=sys.stderr)
+        return 2
+    try:
+        found = kernel_report.reports(names)
+    except FileNotFoundError as missing:
+        print(f"numadam bench --kernels: {missing}", file=sys.stderr)
+        return 2
+    text = (f"numadam bench --kernels: {kernel_report.toolchain()}. {_versions(('numadam', 'numba'))}.\n\n"
+            + kernel_report.markdown(found))
+    _print_and_write(text, args.output, out)
+    return 0
+
+
 def run(args, out=print):
     """Run the benchmark ``args`` asks for; return the exit status (see the module's docstring)."""
+    if getattr(args, "kernels", None):
+        return run_kernels(args, out)
     if getattr(args, "suite", None):
         return run_suites(args, out)
     if getattr(args, "solve", False):
