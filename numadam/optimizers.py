@@ -118,8 +118,23 @@ class Optimizer:
         for group in groups:
             group.attach(self, self._checked_group_overrides(group, group.overrides))
         self._paths = self._treedef.paths("params")
+        deferred = {} if getattr(self, "_installs_state", True) else {"install": False}
         self._engine = engine_for(given)(self.algorithm, self._settings, self._policies, self._treedef, given,
-                                         self._paths, self._given_bounds(), self._check_options)
+                                         self._paths, self._given_bounds(), self._check_options, **deferred)
+
+    @classmethod
+    def _checked_without_state(cls, params, **kwargs):
+        """``cls(params, **kwargs)`` with every check made but no state or plan yet: they are made by
+        :meth:`_install_state` (or a norms kernel's request). For :func:`numadam.minimize`, whose
+        compiled solves read only the checked hyperparameters and policies; NumPy parameters."""
+        optimizer = cls.__new__(cls)
+        optimizer._installs_state = False
+        optimizer.__init__(params, **kwargs)
+        return optimizer
+
+    def _install_state(self):
+        """Make the state and plan an optimizer of :meth:`_checked_without_state` left out (once)."""
+        self._engine.install()
 
     def _check_options(self, parameter_dtypes):
         """The options against the algorithm and the parameters' dtypes (the engine calls it once it

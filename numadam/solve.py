@@ -215,6 +215,7 @@ def minimize(fun, x0, args=(), jac=None, method="adam", *, bounds=None, maxiter=
                                      schedule, clip, iterate.box, stop_rules, callback, progress, nonfinite, compiled)
     if solve is not None:
         return _compiled_result(solve, fun, jac, args, stop_rules, OptimizeResult)
+    iterate.install_state()
     bar = _progress_bar(progress, stop_rules.maxiter)
     observe = getattr(schedule, "observe", None)
     nit = skipped = 0
@@ -295,7 +296,8 @@ class _ArrayIterate:
         box = None if bounds is None else _box(bounds, x)
         if box is not None:
             _clip_into(x, box)
-        self.optimizer = optimizer_type(x, schedule=schedule, bounds=box, **hyperparameters)
+        # Checked now; its state is made only if the Python loop steps it (a compiled solve keeps its own).
+        self.optimizer = optimizer_type._checked_without_state(x, schedule=schedule, bounds=box, **hyperparameters)
         self.box = box
         self.clipper = _clipper(clip)
         self.evaluations = _Evaluations(fun, jac, args, x, box, x0)
@@ -305,6 +307,10 @@ class _ArrayIterate:
     @property
     def nfev(self):
         return self.evaluations.nfev
+
+    def install_state(self):
+        """Make the optimizer's state before the Python loop steps it (see ``__init__``)."""
+        self.optimizer._install_state()
 
     def evaluate(self):
         """``(value, max |gradient|)`` at ``x``, the gradient into ``grad``."""
@@ -353,6 +359,9 @@ class _DaskIterate:
         self.nfev = 0
         self.x = self.previous_x = self.optimizer.params
         self.grad = self.fresh_grad = None
+
+    def install_state(self):
+        """Nothing: a Dask optimizer makes its state when it is made."""
 
     def _evaluated(self, x):
         import dask

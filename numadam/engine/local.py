@@ -34,7 +34,7 @@ class LocalEngine(Engine):
     ``bounds`` each leaf's ``(low, high)`` as given (numbers or arrays) or ``None``.
     """
 
-    def __init__(self, algorithm, settings, policies, treedef, given, paths, bounds, check_options):
+    def __init__(self, algorithm, settings, policies, treedef, given, paths, bounds, check_options, install=True):
         super().__init__(algorithm, settings, policies, paths)
         self.treedef = treedef
         self._one_leaf = treedef.kind == "leaf"
@@ -69,7 +69,18 @@ class LocalEngine(Engine):
         self._carries = {}
         self._bounds = None if bounds is None else self._bound_arrays(bounds)
         check_options([info.dtype for info in self.infos])
-        self._install(algorithm.state_kinds(settings.hyper(settings.own)), settings.hyper(settings.own))
+        self.buckets = None
+        if install:
+            self.install()
+
+    def install(self):
+        """Make the buckets (the state and the step's plan), once. The constructor does, unless told
+        not to (``install=False``): every check has run by then, and making buckets raises nothing,
+        so a user of the optimizer that never steps it (:func:`numadam.minimize`'s compiled solves,
+        which read its checked hyperparameters) need not pay for them."""
+        if self.buckets is None:
+            h = self.settings.hyper(self.settings.own)
+            self._install(self.algorithm.state_kinds(h), h)
 
     def _bound_arrays(self, given):
         """Each leaf's ``(low, high)`` as arrays of its dtype and shape: its own copies of array
@@ -211,6 +222,7 @@ class LocalEngine(Engine):
         family with factored state, :func:`~numadam.targets.cpu.factored_step.factored_step_serial`
         with the groups' float64 rows (``arguments[10]``) to fill each step instead.
         ``None`` unless one NumPy bucket of full-precision state holds every parameter."""
+        self.install()
         if self.name != "numpy" or len(self.buckets) != 1 or self.foreign is not None or self.buckets[0].quantized:
             return None
         from ..targets.cpu import kernels  # the CPU's: this engine holds NumPy arrays
