@@ -418,3 +418,23 @@ def test_an_objective_without_a_file_compiles_once_per_process():
     first = numadam.minimize(bowl, np.zeros(3), jac=True, lr=0.1, maxiter=50, compiled=True)
     again = numadam.minimize(bowl, np.ones(3), jac=True, lr=0.2, maxiter=60, compiled=True)
     assert first.compile_time > 0 and again.compile_time == 0.0 and again.nit == 60
+
+
+def test_minimize_checks_its_optimizer_without_making_its_state():
+    """numadam.minimize's optimizer is checked whole at once, but its state and plan are made only
+    for the Python loop (a compiled solve keeps its own): the same steps either way."""
+    x = X0.copy()
+    deferred = numadam.Adam._checked_without_state(x, lr=1e-2, weight_decay=0.1)
+    assert deferred._engine.buckets is None
+    with pytest.raises(ValueError, match="lr"):
+        numadam.Adam._checked_without_state(X0.copy(), lr=-1.0)
+    deferred._install_state()
+    eager = numadam.Adam(X0.copy(), lr=1e-2, weight_decay=0.1)
+    y = eager.params
+    for k in range(3):
+        g = np.cos(np.arange(6.0) + k)
+        deferred.step(g)
+        eager.step(g)
+    np.testing.assert_array_equal(x, y)
+    python = numadam.minimize(rosenbrock.py_func, X0, jac=True, lr=1e-2, maxiter=30, compiled=False)
+    assert python.nit == 30  # the Python loop made the state before stepping
