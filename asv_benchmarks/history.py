@@ -119,6 +119,22 @@ def spread(commits, count):
     return [commits[round(i * step)] for i in range(count)]
 
 
+def coarse_to_fine(commits):
+    """``commits`` reordered so that every prefix spans the range: the last, the first, then the
+    middle of each gap in turn (a backfill cut short still covers its whole span)."""
+    if len(commits) <= 2:
+        return list(reversed(commits))
+    order, gaps = [len(commits) - 1, 0], [(0, len(commits) - 1)]
+    while gaps:
+        low, high = gaps.pop(0)
+        if high - low < 2:
+            continue
+        middle = (low + high) // 2
+        order.append(middle)
+        gaps += [(low, middle), (middle, high)]
+    return [commits[i] for i in order]
+
+
 def main_line(since, until="main", paths=()):
     """The commits of ``until``'s first-parent line after ``since`` (and ``since`` itself), oldest
     first; with ``paths``, only those that touch them."""
@@ -311,7 +327,7 @@ def main(argv=None):
     if command == "check":
         return 1 if check(machine) else 0
     if command == "backfill":
-        commits = spread(main_line(args.since), args.count)
+        commits = coarse_to_fine(spread(main_line(args.since), args.count))
     else:
         done, until = benchmarked(machine), getattr(args, "until", "main")
         line = main_line(ENGINE_REDESIGN, until)

@@ -41,6 +41,17 @@ def test_a_backfill_spreads_its_commits_evenly_from_the_first_to_the_last(histor
     assert positions == sorted(positions) and max(gaps) - min(gaps) <= 1
 
 
+@pytest.mark.parametrize("total", [1, 2, 3, 7, 20])
+def test_a_backfill_runs_coarse_to_fine_so_a_partial_one_spans_the_range(history, total):
+    commits = [f"c{i}" for i in range(total)]
+    ordered = history.coarse_to_fine(commits)
+    assert sorted(ordered, key=commits.index) == commits  # each commit once
+    assert ordered[0] == commits[-1] and ordered[min(1, total - 1)] == commits[0]
+    if total >= 7:
+        first_three = sorted(commits.index(c) for c in ordered[:3])
+        assert first_three == [0, (total - 1) // 2, total - 1]
+
+
 HEADLINE_NAMES = {
     "calls.NewGradientArrays.time_step('one array', 'new arrays')": True,
     "calls.CallCost.time_step('adam_step')": True,
