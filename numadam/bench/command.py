@@ -282,7 +282,7 @@ def _large_size(size, device, names):
 
 def run_kernels(args, out=print):
     """``--kernels``: the table of :mod:`numadam.bench.kernel_report`, printed and (with ``--output``)
-    written; status 2 for an unknown family or a missing ``ptxas``."""
+    written; status 2 for an unknown family, a missing ``ptxas`` or numba-cuda, or the simulator."""
     import numadam
 
     from . import kernel_report
@@ -295,7 +295,7 @@ def run_kernels(args, out=print):
         return 2
     try:
         found = kernel_report.reports(names)
-    except FileNotFoundError as missing:
+    except (FileNotFoundError, ImportError, RuntimeError) as missing:  # ptxas, numba-cuda, or the simulator
         print(f"numadam bench --kernels: {missing}", file=sys.stderr)
         return 2
     text = (f"numadam bench --kernels: {kernel_report.toolchain()}. {_versions(('numadam', 'numba'))}.\n\n"
