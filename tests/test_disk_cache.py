@@ -161,6 +161,6 @@ def test_every_function_numadam_caches_goes_through_the_keyed_cache():
     assert {"numadam.targets.cpu.kernels.update_serial", "numadam.targets.cpu.kernels.update_parallel",
             "numadam.targets.cpu.factored_step.factored_step_serial", "numadam.targets.layout._offsets",
             "numadam.solver.rules.largest_magnitude", "numadam.adapters.rows._scan",
-            "numadam.engine.operands._listed_table"} <= names
+            "numadam.adapters.rows._listed_table"} <= names
     assert all(isinstance(function._cache, disk_cache.KeyedFunctionCache) for function in functions
                if (function.py_func.__module__ or "").startswith("numadam."))

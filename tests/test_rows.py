@@ -470,3 +470,102 @@ def test_repeated_rows_are_summed_in_the_order_given_bit_for_bit(n_rows, count, 
     np.testing.assert_array_equal(rows, expected_rows)
     assert sums.dtype == values.dtype and sums.shape == expected_sums.shape
     np.testing.assert_array_equal(sums.view(np.uint8), expected_sums.view(np.uint8))
+
+
+# -- a minibatch's rows, new arrays every step, on one array (Bucket.listed_plan) ---------------
+
+
+def _minibatches(rng, param):
+    """``(rows, fast)``: a run of Rows gradients as a training loop makes them, each with whether
+    it is the kind the one-array path takes without ``bind`` (a C-contiguous int64 index of rows
+    each listed once, not ascending, values laid out as the last Rows bound)."""
+    n, row_shape, dtype = param.shape[0], param.shape[1:], param.dtype
+
+    def values(count, layout="C"):
+        return in_layout(random_array(rng, (count,) + row_shape, dtype), layout)
+
+    def unique(count):
+        index = rng.permutation(n)[:count]
+        if count > 1 and (np.diff(index) > 0).all():
+            index = index[::-1].copy()
+        return index
+
+    repeated = unique(5)
+    repeated[3] = repeated[0]
+    strided_index = np.repeat(unique(4), 2)[::2]
+    return [
+        (numadam.Rows(unique(6), values(6)), False),  # the first: bound, and its layout kept
+        (numadam.Rows(unique(6), values(6)), True),
+        (numadam.Rows(unique(6), values(6)), True),  # as many rows: the same plan, rewritten
+        (numadam.Rows(repeated, values(5)), False),  # a repeated row: summed by bind
+        (numadam.Rows(unique(3), values(3)), True),  # another count of rows
+        (numadam.Rows(np.sort(unique(4)), values(4)), False),  # ascending: bind merges neighbours
+        (numadam.Rows(unique(1), values(1)), True),
+        (numadam.Rows(unique(4).astype(np.int32), values(4)), False),
+        (numadam.Rows(strided_index, values(4)), False),
+        (numadam.Rows(unique(4), values(4, "F")), None),  # another layout of the values (a 1-D row: the same)
+        (numadam.Rows(unique(4), values(4, "F")), True),  # bound above, or the same layout
+        (numadam.Rows(list(unique(2)), values(2)), False),
+        (numadam.Rows(unique(6), values(6)), None),  # back to C order
+        (numadam.Rows(unique(6), values(6)), True),
+    ]
+
+
+@pytest.mark.parametrize("case", tiered(ROW_CASES, lambda case: not case[1] and case[0] in ("adam", "sparse_adam")),
+                         ids=case_id)
+@pytest.mark.parametrize("shape, layout", tiered([((30, 4), "C"), ((30,), "C"), ((20, 3, 2), "F"), ((25, 3), "strided")],
+                                                 lambda shape_layout: shape_layout[1] == "C", unpack=True), ids=str)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=lambda d: np.dtype(d).name)
+def test_new_rows_every_step_on_one_array_are_the_reference(case, shape, layout, dtype):
+    """Each step of a run of minibatches (new index and values arrays every step, of every kind)
+    equals the reference on the listed rows, whichever path it takes; the steps that can take
+    the one-array path do, and the others do not."""
+    method, options = case
+    rng = np.random.default_rng(31)
+    param = in_layout(random_array(rng, shape, dtype), layout)
+    reference = LazyReference(method, options, [param])
+    opt = numadam.families()[method](param, lr=LR, **options)
+    bucket = opt._engine.buckets[0]
+    for rows, fast in _minibatches(rng, param):
+        opt.step(rows)
+        reference.step([rows])
+        took = bucket.last_plan is bucket._unique_plan
+        if fast is not None:
+            assert took == fast, (rows.index, fast)
+        assert_same([param], reference.params)
+    state = opt.state_dict()
+    for name in reference.state[0]:
+        assert_same([state[name]], [reference.state[0][name]])
+
+
+@pytest.mark.parametrize("make, error, message", BAD_ROWS + [
+    (lambda: numadam.Rows(np.array([4, 1, 9]), np.ones((3, 3), np.float32)), ValueError, r"in \[0, 5\).*got 9"),
+    (lambda: numadam.Rows(np.array([3, 1]), np.ones((2, 4), np.float32)), ValueError, r"shape \(2, 3\)"),
+])
+def test_bad_rows_after_fast_steps_are_refused_and_nothing_is_written(make, error, message):
+    rng = np.random.default_rng(32)
+    param = random_array(rng, (5, 3), np.float32)
+    opt = numadam.Adam(param, lr=0.1)
+    for index in ([3, 1], [4, 0], [2, 1]):  # bound, then the one-array path
+        opt.step(numadam.Rows(np.array(index), random_array(rng, (2, 3), np.float32)))
+    bucket = opt._engine.buckets[0]
+    assert bucket.last_plan is bucket._unique_plan
+    before, kept = opt.state_dict(), param.copy()
+    with pytest.raises(error, match=message):
+        opt.step(make())
+    np.testing.assert_array_equal(param, kept)
+    after = opt.state_dict()
+    assert after["step"] == before["step"] == 3
+    for name in ("exp_avg", "exp_avg_sq"):
+        np.testing.assert_array_equal(after[name], before[name])
+
+
+def test_values_in_the_written_memory_are_refused_after_fast_steps():
+    param = np.ones((6, 2))
+    opt = numadam.Adam(param, lr=0.1)
+    for index in ([3, 1], [4, 0]):
+        opt.step(numadam.Rows(np.array(index), np.ones((2, 2))))
+    for shared in (param[2:4], opt._engine.state_leaves("exp_avg")[0][1:3], param[::-1][:2]):
+        with pytest.raises(ValueError, match="shares memory"):
+            opt.step(numadam.Rows(np.array([5, 0]), shared))
+    assert opt.step_count == 2

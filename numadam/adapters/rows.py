@@ -21,10 +21,12 @@ their kernels' tables, so the same kernels update them.
 from typing import NamedTuple
 
 import numpy as np
-from numba import njit
+from numba import njit, prange
 
 from ..core import validate
+from ..targets.cpu.threads import parallel_allowed
 from ..targets.disk_cache import cached_njit
+from ..targets.segments import ADDRESS, LENGTH, OFFSET
 
 
 class Rows:
@@ -115,6 +117,12 @@ class Checked(NamedTuple):
 
 @cached_njit()
 def _scan(index, n_rows):
+    """``(outside, bad, repeated, ascending)`` of ``index`` (see :func:`_scanned`)."""
+    return _scanned(index, n_rows)
+
+
+@njit(inline="always")
+def _scanned(index, n_rows):
     """``(outside, bad, repeated, ascending)``: whether an index lies outside ``[0, n_rows)``, the
     first that does, whether a row repeats (looked for only when none is outside: one bit per
     row), and whether the rows strictly ascend (then none repeats)."""
@@ -268,3 +276,85 @@ def _summed_by_row(index, values, order):
             for column in range(width):
                 sums[row, column] += values[position, column]
     return sums, rows
+
+
+# -- the segment rows of the listed rows ---------------------------------------------------------
+
+
+def listed_rows(template, index, grad_address, grad_stride, grad, scratch=None):
+    """The segment rows over rows ``index`` of every operand of ``template`` (a
+    :class:`~numadam.engine.operands.RowTemplate`) but the gradient (operand ``grad``), whose
+    j-th row (at ``grad_address + j * grad_stride``) goes with row ``index[j]`` of the others:
+    the rows of a :class:`Rows` gradient's update. They are written into ``scratch`` (rows of
+    the template's width) where it is large enough: memory used before, which a new array of that
+    size (megabytes for 1e4 rows) is not, and the first touch of it costs more than the writing.
+    Returns ``(rows, scratch)``: the rows, and the memory that holds them."""
+    needed = len(index) * len(template.rows)
+    if scratch is None or len(scratch) < needed or scratch.shape[1] != template.rows.shape[1]:
+        scratch = np.empty((needed, template.rows.shape[1]), np.int64)
+    rows = scratch[:needed]
+    fill = _listed_table_parallel if len(index) >= _PARALLEL_ROWS and parallel_allowed() else _listed_table
+    fill(template.rows, template.strides, index, grad_address, grad_stride, ADDRESS, grad, rows)
+    return rows, scratch
+
+
+#: From this many listed rows on, their table is written on every core.
+_PARALLEL_ROWS = 4096
+
+
+def unique_listed_rows(template, index, n_rows, grad_address, grad_stride, grad, rows):
+    """:func:`listed_rows` into ``rows`` (exactly their number of rows), their ``OFFSET`` filled,
+    for an ``index`` of int64 (C-contiguous) not yet checked against ``n_rows``: its checks and
+    the rows in one compiled pass. Returns the number of elements the rows cover, or ``-1``,
+    having written nothing, where the index needs :func:`checked`'s path: a row outside
+    ``[0, n_rows)`` (its error), a repeated row (the sums), or rows in ascending order (whose
+    neighbours may merge into one segment)."""
+    return _unique_listed_table(template.rows, template.strides, index, n_rows, grad_address, grad_stride,
+                                ADDRESS, OFFSET, LENGTH, grad, rows)
+
+
+@cached_njit()
+def _unique_listed_table(template, strides, index, n_rows, grad_address, grad_stride, address, offset, length,
+                         grad, rows):
+    """:func:`unique_listed_rows` (the column numbers passed in: a cached kernel keeps no module's globals)."""
+    outside, _, repeated, ascending = _scanned(index, n_rows)
+    if outside or repeated or (ascending and len(index) > 1):
+        return -1
+    for j in range(len(index)):
+        _listed_row(template, strides, index, grad_address, grad_stride, address, grad, rows, j)
+    total = 0
+    for row in range(rows.shape[0]):
+        rows[row, offset] = total
+        total += rows[row, length]
+    return total
+
+
+@cached_njit()
+def _listed_table(template, strides, index, grad_address, grad_stride, address, grad, rows):
+    """:func:`listed_rows` in one pass over the listed rows (the column numbers passed in: a
+    cached kernel keeps no module's globals)."""
+    for j in range(len(index)):
+        _listed_row(template, strides, index, grad_address, grad_stride, address, grad, rows, j)
+
+
+@cached_njit(parallel=True)
+def _listed_table_parallel(template, strides, index, grad_address, grad_stride, address, grad, rows):
+    """:func:`_listed_table` on every core."""
+    for j in prange(len(index)):
+        _listed_row(template, strides, index, grad_address, grad_stride, address, grad, rows, j)
+
+
+@njit(inline="always")
+def _listed_row(template, strides, index, grad_address, grad_stride, address, grad, rows, j):
+    """The template's rows moved to listed row ``j``."""
+    per_row, width = template.shape
+    row = index[j]
+    for t in range(per_row):
+        out = j * per_row + t
+        for column in range(width):
+            rows[out, column] = template[t, column]
+        for k in range(len(strides)):
+            if k == grad:
+                rows[out, address + k] += grad_address + j * grad_stride
+            elif strides[k] != 0:
+                rows[out, address + k] += row * strides[k]

@@ -21,13 +21,13 @@ import numpy as np
 
 from ..core import dtypes, factors, validate
 from ..core.memory import MemoryRanges, memory_bounds
-from ..adapters.rows import checked as checked_rows, is_rows
+from ..adapters.rows import checked as checked_rows, is_rows, listed_rows, unique_listed_rows
 from ..core.pipeline import NO_POLICY, POLICY_OPERANDS, QUANTIZED_STATE, QUANTIZE_FROM, held_operands, operand_dtype
 from ..targets import quantization
 from ..targets.dispatch import backend_for
 from ..targets.layout import c_strides, coalesce, dense_strides
 from ..targets.segments import ADDRESS, LENGTH
-from .operands import GRAD, kernel_spec, listed_rows, operand_rows, row_template
+from .operands import GRAD, kernel_spec, operand_rows, row_template
 
 
 class Quantized(NamedTuple):
@@ -122,6 +122,8 @@ class Bucket:
         self.listed = []
         self._templates = {}  # (parameter, strides of a row of Rows values) -> RowTemplate
         self._scratch = None  # the table of the last plan of one parameter's Rows, written over by the next
+        self._listed_layout = None  # how listed_plan takes the next Rows like the last one bound (_ListedLayout)
+        self._unique_plan = None  # the plan of listed_plan's last step, its rows rewritten by the next
         self._factor_scratch = {}  # parameter -> the memory of its factors' pass (factored state)
         self._specs = {}
         self._launches = {}  # spec -> (plan, the backend's launch of it)
@@ -192,6 +194,7 @@ class Bucket:
     def _rebuild_rows(self):
         self._param_rows = [self._rows(k, self.infos[k].strides, 0) for k in range(len(self.params))]
         self._templates = {}
+        self._listed_layout = self._unique_plan = None
         self._fast_rows = np.concatenate(self._param_rows)
         self._bound_grads = self._plan = self._pieces = self._rebinding = None
         self._specs, self._launches, self._reducers, self._by_identity, self._fused = {}, {}, {}, {}, {}
@@ -268,7 +271,7 @@ class Bucket:
         if template is None:
             infos = self._operand_infos(k, values._replace(address=0))
             template = self._templates[key] = row_template(infos, self.rows_group[k], pairs=not self.magnitude)
-        rows, scratch = listed_rows(template, listed.index, values.address, values.strides[0],
+        rows, scratch = listed_rows(template, listed.index, values.address, values.strides[0], GRAD,
                                     self._scratch if alone else None)
         if alone:
             self._scratch = scratch
@@ -470,6 +473,60 @@ class Bucket:
         self._bound_grads = self._rebinding = self._pieces = None
         self._plan, self.absent, self.listed = plan, [], [0]
         self._plan_offsets, self._kept = np.array([0, length], np.int64), [listed.values]
+        self._listed_layout = self._listed_layout_of(values)
+        return plan
+
+    def _listed_layout_of(self, values):
+        """How :meth:`listed_plan` takes a ``Rows`` whose values (``ArrayInfo``) are laid out as
+        ``values``, of this bucket's one parameter; ``None`` where it never does: a backend whose
+        launches copy their tables, factored state, or parameters other than float32 and float64."""
+        param = self.infos[0]
+        if (not self.backend.tables_in_place or self.algorithm.factored or param.dtype.name not in ("float32", "float64")
+                or type(self.params[0]) is not np.ndarray):
+            return None
+        row_strides = tuple(values.strides[1:])
+        row_low, row_high = memory_bounds(values._replace(address=0, shape=tuple(values.shape[1:]),
+                                                         strides=row_strides))
+        template = self._templates[0, row_strides]
+        return _ListedLayout(template, param.dtype, tuple(param.shape[1:]), row_strides, row_low, row_high,
+                             param.dtype.itemsize, param.shape[0], self.backend.address_function(np.ndarray, param.dtype))
+
+    def listed_plan(self, rows, written):
+        """The plan of a step whose only gradient, of this bucket's only parameter, is the ``Rows``
+        ``rows``, each row listed once and not in ascending order (a minibatch's rows): what
+        :meth:`bind` makes of it, with every check, from one compiled pass over the index
+        (:func:`~numadam.adapters.rows.unique_listed_rows`), its rows written over those of the last
+        such plan of as many rows, which is then the same plan (and keeps its launch). ``None``,
+        having changed nothing, where ``rows`` needs :meth:`bind`: an index other than a
+        C-contiguous int64 NumPy vector, values laid out otherwise than the last ``Rows`` bound,
+        values whose memory may meet what the step writes (``written``), or an index that
+        :func:`~numadam.adapters.rows.unique_listed_rows` leaves to it."""
+        layout = self._listed_layout
+        if layout is None:
+            return None
+        index, values = rows.index, rows.values
+        if (type(index) is not np.ndarray or type(values) is not np.ndarray or index.dtype != _INT64
+                or index.ndim != 1 or not index.flags.c_contiguous or values.dtype != layout.dtype
+                or values.shape[1:] != layout.row_shape or values.strides[1:] != layout.row_strides
+                or len(values) != len(index) or not len(index)):
+            return None
+        address, stride = layout.address_of(values), values.strides[0]
+        reach = stride * (len(index) - 1)
+        low, high = address + layout.row_low + min(reach, 0), address + layout.row_high + max(reach, 0)
+        if address % layout.itemsize or stride % layout.itemsize or written.may_meet(low, high):
+            return None
+        plan = self._unique_plan
+        needed = len(index) * len(layout.template.rows)
+        table = plan.rows if plan is not None and len(plan.rows) == needed else np.empty(
+            (needed, layout.template.rows.shape[1]), np.int64)
+        length = unique_listed_rows(layout.template, index, layout.n_rows, address, stride, GRAD, table)
+        if length < 0:
+            return None
+        if plan is None or plan.rows is not table:
+            plan = self._unique_plan = self.backend.plan(table)
+        self._bound_grads = self._rebinding = self._pieces = None
+        self._plan, self.absent, self.listed = plan, [], [0]
+        self._plan_offsets, self._kept = np.array([0, length], np.int64), [values]
         return plan
 
     def _checked_rows(self, k, rows):
@@ -695,6 +752,26 @@ def _by_leaf(reduce, leaves, n, scalars):
     """``reduce(scalars)``'s sums of pieces added up per parameter (``leaves``: each piece's), in piece order."""
     sums = reduce(scalars)
     return np.stack([np.bincount(leaves, sums[:, 0], n), np.bincount(leaves, sums[:, 1], n)], axis=1)
+
+
+_INT64 = np.dtype(np.int64)
+
+
+class _ListedLayout(NamedTuple):
+    """What :meth:`Bucket.listed_plan` needs of a ``Rows`` like the last one bound: its row
+    template, the parameter's dtype and shape of a row, the values' strides of a row and the
+    bytes ``[row_low, row_high)`` of a row from its first element, the parameter's itemsize and
+    rows, and how an array's address is found."""
+
+    template: object
+    dtype: np.dtype
+    row_shape: tuple
+    row_strides: tuple
+    row_low: int
+    row_high: int
+    itemsize: int
+    n_rows: int
+    address_of: object
 
 
 class _Rebinding(NamedTuple):

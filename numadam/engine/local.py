@@ -17,6 +17,7 @@ import operator
 import numpy as np
 
 from ..adapters.foreign import adopt, is_tensor
+from ..adapters.rows import Rows
 from ..core import dtypes, validate
 from ..core.pipeline import PolicyScalars
 from ..targets.dispatch import backend_for
@@ -114,6 +115,9 @@ class LocalEngine(Engine):
         #: then reuse its plan at once); ``_plain``: no policy (the rule alone, or a family's norms and rule).
         self._single = self.buckets[0] if len(self.buckets) == 1 and self.foreign is None else None
         self._plain = self.policies.plain
+        #: Whether a one-array tree's ``Rows`` gradient may take the common step's launch
+        #: (:meth:`~numadam.engine.bucket.Bucket.listed_plan`): no policy, no norms.
+        self._listed_directly = self._one_leaf and self._plain and self.algorithm.norms is None
 
     # -- the step ---------------------------------------------------------------------------------
 
@@ -131,6 +135,10 @@ class LocalEngine(Engine):
         """
         bucket = self._single
         if bucket is not None:
+            if type(grads) is Rows and self._listed_directly:  # a minibatch's rows, every step new
+                plan = bucket.listed_plan(grads, self._written)
+                if plan is not None and self._direct_step(bucket, plan):
+                    return None
             bound = bucket.bound_grads
             if bound is not None and ((self._one_leaf and grads is bound[0])
                                       or (type(grads) is self._flat_sequence and bucket.is_bound_to(grads))

@@ -19,10 +19,8 @@ import functools
 from typing import NamedTuple
 
 import numpy as np
-from numba import njit, prange
 
-from ..targets.disk_cache import cached_njit
-from ..adapters.rows import checked as checked_rows, is_rows
+from ..adapters.rows import checked as checked_rows, is_rows, listed_rows
 from ..core import dtypes, validate
 from ..core.pipeline import CHUNK_POSITIONS, NO_POLICY, POLICY_OPERANDS, QUANTIZED_STATE, operand_dtype
 from ..core.memory import MemoryRanges
@@ -31,7 +29,6 @@ from ..targets.layout import Operand, segment_rows
 from ..targets.quantization import BLOCK, code_dtype
 from ..targets.segments import ADDRESS
 from ..targets.spec import KernelSpec
-from ..targets.cpu.threads import parallel_allowed
 from ..targets.storage import storage_code
 
 PARAM, GRAD = 0, 1
@@ -89,7 +86,7 @@ def placed_rows(infos, place, follow=None):
 
 class RowTemplate(NamedTuple):
     """The segment rows of an update's first row (first-axis position 0 of every operand) and each
-    operand's first-axis stride in bytes (0 where absent): what :func:`listed_rows` repeats."""
+    operand's first-axis stride in bytes (0 where absent): what :func:`~numadam.adapters.rows.listed_rows` repeats."""
 
     rows: np.ndarray
     strides: np.ndarray
@@ -102,57 +99,6 @@ def row_template(infos, group=0, follow=None, pairs=True):
                for info in infos]
     strides = np.array([0 if info is None else info.strides[0] for info in infos], np.int64)
     return RowTemplate(operand_rows(one_row, group, follow, pairs), strides)
-
-
-def listed_rows(template, index, grad_address, grad_stride, scratch=None):
-    """The segment rows over rows ``index`` of every operand of ``template`` but the gradient, whose
-    j-th row (at ``grad_address + j * grad_stride``) goes with row ``index[j]`` of the others:
-    the rows of a :class:`~numadam.adapters.rows.Rows` gradient's update. They are written into
-    ``scratch`` (rows of the template's width) where it is large enough: memory used before, which
-    a new array of that size (megabytes for 1e4 rows) is not, and the first touch of it costs more
-    than the writing. Returns ``(rows, scratch)``: the rows, and the memory that holds them."""
-    needed = len(index) * len(template.rows)
-    if scratch is None or len(scratch) < needed or scratch.shape[1] != template.rows.shape[1]:
-        scratch = np.empty((needed, template.rows.shape[1]), np.int64)
-    rows = scratch[:needed]
-    fill = _listed_table_parallel if len(index) >= _PARALLEL_ROWS and parallel_allowed() else _listed_table
-    fill(template.rows, template.strides, index, grad_address, grad_stride, ADDRESS, GRAD, rows)
-    return rows, scratch
-
-
-#: From this many listed rows on, their table is written on every core.
-_PARALLEL_ROWS = 4096
-
-
-@cached_njit()
-def _listed_table(template, strides, index, grad_address, grad_stride, address, grad, rows):
-    """:func:`listed_rows` in one pass over the listed rows (the column numbers passed in: a
-    cached kernel keeps no module's globals)."""
-    for j in range(len(index)):
-        _listed_row(template, strides, index, grad_address, grad_stride, address, grad, rows, j)
-
-
-@cached_njit(parallel=True)
-def _listed_table_parallel(template, strides, index, grad_address, grad_stride, address, grad, rows):
-    """:func:`_listed_table` on every core."""
-    for j in prange(len(index)):
-        _listed_row(template, strides, index, grad_address, grad_stride, address, grad, rows, j)
-
-
-@njit(inline="always")
-def _listed_row(template, strides, index, grad_address, grad_stride, address, grad, rows, j):
-    """The template's rows moved to listed row ``j``."""
-    per_row, width = template.shape
-    row = index[j]
-    for t in range(per_row):
-        out = j * per_row + t
-        for column in range(width):
-            rows[out, column] = template[t, column]
-        for k in range(len(strides)):
-            if k == grad:
-                rows[out, address + k] += grad_address + j * grad_stride
-            elif strides[k] != 0:
-                rows[out, address + k] += row * strides[k]
 
 
 def expected_state_dtype(param, first_state=None):
@@ -332,7 +278,7 @@ def prepared(algorithm, arrays, sources=None, written=None, place=None, blocked=
             values = ordered[GRAD]
             template = row_template([info._replace(address=0) if k == GRAD else info
                                      for k, info in enumerate(ordered)], pairs=not magnitude)
-            rows, _ = listed_rows(template, found.index, values.address, values.strides[0])
+            rows, _ = listed_rows(template, found.index, values.address, values.strides[0], GRAD)
     numbers = ()
     if sources:
         rows, numbers = _out_of_place(rows, sources, arrays, written, backend, algorithm)
