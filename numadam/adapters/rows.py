@@ -168,28 +168,49 @@ def check_parameter(param_info, path):
                          "of 1 or more dimensions")
 
 
-def checked(rows, param_info, values_info, path, backend):
+def checked(rows, param_info, values_info, path, backend, spare=None):
     """Every check of ``rows``, the :class:`Rows` gradient named ``path`` of a parameter
-    (``param_info``, an ``ArrayInfo``; ``values_info``, its values'), then its :func:`coalesced` rows."""
+    (``param_info``, an ``ArrayInfo``; ``values_info``, its values'), then its :func:`coalesced`
+    rows (into ``spare``, if given)."""
     check_parameter(param_info, path)
     index = checked_index(rows, param_info.shape[0], path)
     check_values(values_info, param_info, len(index.index), path)
     validate.check_layout(values_info, f"{path}.values", writable=False)
-    return coalesced(index, rows.values, backend)
+    return coalesced(index, rows.values, backend, spare)
 
 
-def coalesced(checked, values, backend):
+class Spare:
+    """Memory that :func:`coalesced` may write the sums of NumPy values into, kept from call to
+    call by its owner (a step's sums are read by that step alone): memory written before, which a
+    new array of the sums (a megabyte for 1e4 rows of 16 float32) is not, and whose first touch
+    costs more than the adding."""
+
+    __slots__ = ("sums", "rows")
+
+    def __init__(self):
+        self.sums = self.rows = None
+
+    def get(self, count, width, dtype):
+        """Room for ``count`` rows of ``width`` values of ``dtype``, and as many row numbers."""
+        sums = self.sums
+        if sums is None or len(sums) < count or sums.shape[1] != width or sums.dtype != dtype:
+            self.sums, self.rows = np.empty((count, width), dtype), np.empty(count, np.int64)
+        return self.sums, self.rows
+
+
+def coalesced(checked, values, backend, spare=None):
     """``Coalesced(index, values)`` of a :class:`Checked` index and its values: each row once.
 
     Rows listed once keep the given array (no copy). Repeated rows are summed
     in the order given, on the host (so every backend gets the same bits), into
-    a new array of ``backend``'s.
+    a new array of ``backend``'s, or for NumPy values, into ``spare`` (a :class:`Spare`) if given.
     """
     index = checked.index
     if not checked.repeated:
         return Coalesced(index, values, checked.ascending)
-    summed, rows = _summed_in_order(index, _host(values))
-    if isinstance(values, np.ndarray):
+    numpy_values = isinstance(values, np.ndarray)
+    summed, rows = _summed_in_order(index, _host(values), spare if numpy_values else None)
+    if numpy_values:
         return Coalesced(rows, summed, True)
     own = backend.zeros(summed.size, summed.dtype).reshape(summed.shape)
     backend.assign(own, summed)
@@ -200,17 +221,23 @@ def coalesced(checked, values, backend):
 _COMPILED_SUMS = frozenset(np.dtype(name) for name in ("float32", "float64", "complex64", "complex128"))
 
 
-def _summed_in_order(index, values):
+def _summed_in_order(index, values, spare=None):
     """``(sums, rows)``: each listed row once (ascending) and the sum of its values in the order
     given, ``((v_1 + v_2) + v_3) + ...``, in their own dtype.
 
     For the dtypes of :data:`_COMPILED_SUMS`, compiled: the positions ordered by row, ties in the
     order given (:func:`_stable_row_order`), then each row's values added in that order
-    (:func:`_summed_by_row`); else one vectorized NumPy add per repeat, the same sums."""
+    (:func:`_summed_by_row`), into ``spare`` (a :class:`Spare`) where given; else one vectorized
+    NumPy add per repeat, the same sums."""
     if values.dtype in _COMPILED_SUMS and values.ndim >= 1:
         order = _stable_row_order(index, int(index.max()) + 1)
-        sums, rows = _summed_by_row(index, values.reshape(len(index), -1), order)
-        return sums.reshape((len(rows),) + values.shape[1:]), rows
+        flat = values.reshape(len(index), -1)
+        if spare is None:
+            sums, rows = np.empty(flat.shape, flat.dtype), np.empty(len(index), np.int64)
+        else:
+            sums, rows = spare.get(len(index), flat.shape[1], flat.dtype)
+        unique = _summed_by_row(index, flat, order, sums, rows)
+        return sums[:unique].reshape((unique,) + values.shape[1:]), rows[:unique]
     order = np.argsort(index, kind="stable")
     ordered = index[order]
     firsts = np.flatnonzero(np.concatenate(([True], ordered[1:] != ordered[:-1])))
@@ -254,16 +281,11 @@ def _stable_row_order(index, bound):
 
 
 @cached_njit()
-def _summed_by_row(index, values, order):
-    """``(sums, rows)`` of :func:`_summed_in_order` over ``values`` (one row of values per index, as
-    a 2-D array) visited in ``order``: each row's first value, then each later one added to it."""
+def _summed_by_row(index, values, order, sums, rows):
+    """The sums of :func:`_summed_in_order` over ``values`` (one row of values per index, as a
+    2-D array) visited in ``order``, written into the first rows of ``sums`` and ``rows``: each
+    row's first value, then each later one added to it. Returns the number of rows written."""
     n, width = values.shape
-    unique = 0
-    for j in range(n):
-        if j == 0 or index[order[j]] != index[order[j - 1]]:
-            unique += 1
-    sums = np.empty((unique, width), values.dtype)
-    rows = np.empty(unique, np.int64)
     row = -1
     for j in range(n):
         position = order[j]
@@ -275,7 +297,7 @@ def _summed_by_row(index, values, order):
         else:
             for column in range(width):
                 sums[row, column] += values[position, column]
-    return sums, rows
+    return row + 1
 
 
 # -- the segment rows of the listed rows ---------------------------------------------------------

@@ -225,11 +225,13 @@ def storage_dtype(name):
     return _bfloat16() if name == "bfloat16" else np.dtype(name)
 
 
-def build(study, size, seed=0, place=None):
+def build(study, size, seed=0, place=None, draws=1):
     """``(optimizer, grads)``: the study's optimizer over fresh parameters of ``size`` elements in all.
 
     ``place`` (default: keep them) takes each NumPy array made here to where the step runs, such
-    as ``cupy.asarray`` for the GPU.
+    as ``cupy.asarray`` for the GPU. With ``draws`` > 1, a study of row-sparse gradients gives a
+    list of that many gradient trees instead, each listing rows drawn anew in new arrays (a
+    minibatch's: a step over them all in turn finds few of its rows in the caches).
     """
     place = place or (lambda array: array)
     rng = np.random.default_rng(seed)
@@ -238,12 +240,16 @@ def build(study, size, seed=0, place=None):
     shape = (per_array // study.width, study.width) if study.width > 1 else (per_array,)
     params = [place(rng.standard_normal(shape).astype(np.float32).astype(dtype)) for _ in range(study.n_arrays)]
     grads = [rng.standard_normal(shape).astype(np.float32).astype(dtype) for _ in range(study.n_arrays)]
-    if study.listed < 1:  # the same rows every step, in a random order, each once unless it repeats
+    if study.listed < 1:  # rows in a random order, each once unless it repeats
         count = max(1, int(shape[0] * study.listed))
-        grads = [numadam.Rows(place(rng.choice(shape[0], count, replace=study.repeats)), place(grad[:count].copy()))
-                 for grad in grads]
+        draw = lambda grad: numadam.Rows(place(rng.choice(shape[0], count, replace=study.repeats)),  # noqa: E731
+                                         place(grad[:count].copy()))
+        batches = [[draw(grad) for grad in grads]]
+        batches += [[draw(rng.standard_normal((count,) + shape[1:]).astype(np.float32).astype(dtype))
+                     for _ in grads] for _ in range(draws - 1)]
+        grads = batches[0]
     else:
-        grads = [place(grad) for grad in grads]
+        grads, batches = [place(grad) for grad in grads], None
     options = dict(study.options)
     if options.get("bounds") == "arrays":  # shaped like the tree (built below)
         low, high = ([place(np.full(per_array, value, dtype)) for _ in params] for value in (-10.0, 10.0))
@@ -252,10 +258,12 @@ def build(study, size, seed=0, place=None):
     if study.groups:
         cut = math.ceil(len(params) / study.groups)
         tree = [numadam.Group(params[k:k + cut], lr=options["lr"] * (1 + k)) for k in range(0, len(params), cut)]
-        grads = [grads[k:k + cut] for k in range(0, len(grads), cut)]
+        shaped = lambda grads: [grads[k:k + cut] for k in range(0, len(grads), cut)]  # noqa: E731
     elif study.n_arrays == 1:
-        tree, grads = params[0], grads[0]
+        tree, shaped = params[0], lambda grads: grads[0]
     else:  # the parameters in the same container as the gradients: the tree contract
-        tree, grads = study.grads_in(params), study.grads_in(grads)
+        tree, shaped = study.grads_in(params), study.grads_in
     optimizer = numadam.families()[study.method](tree, **options)
-    return optimizer, grads
+    if batches is not None and draws > 1:
+        return optimizer, [shaped(batch) for batch in batches]
+    return optimizer, shaped(grads)

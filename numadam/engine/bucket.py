@@ -21,7 +21,7 @@ import numpy as np
 
 from ..core import dtypes, factors, validate
 from ..core.memory import MemoryRanges, memory_bounds
-from ..adapters.rows import checked as checked_rows, is_rows, listed_rows, unique_listed_rows
+from ..adapters.rows import Spare, checked as checked_rows, is_rows, listed_rows, unique_listed_rows
 from ..core.pipeline import NO_POLICY, POLICY_OPERANDS, QUANTIZED_STATE, QUANTIZE_FROM, held_operands, operand_dtype
 from ..targets import quantization
 from ..targets.dispatch import backend_for
@@ -124,6 +124,7 @@ class Bucket:
         self._scratch = None  # the table of the last plan of one parameter's Rows, written over by the next
         self._listed_layout = None  # how listed_plan takes the next Rows like the last one bound (_ListedLayout)
         self._unique_plan = None  # the plan of listed_plan's last step, its rows rewritten by the next
+        self._spare = Spare()  # where the sums of the one parameter's repeated rows go, step after step
         self._factor_scratch = {}  # parameter -> the memory of its factors' pass (factored state)
         self._specs = {}
         self._launches = {}  # spec -> (plan, the backend's launch of it)
@@ -537,7 +538,8 @@ class Bucket:
                              "span rows, so it needs dense gradients")
         backend_for([self.params[k], rows.values], [self.paths[k], self._values_paths[k]])
         given = self.backend.describe(rows.values)
-        found = checked_rows(rows, self.infos[k], given, path, self.backend)
+        found = checked_rows(rows, self.infos[k], given, path, self.backend,
+                             self._spare if len(self.params) == 1 else None)
         return found, given if found.values is rows.values else self.backend.describe(found.values)
 
     @property

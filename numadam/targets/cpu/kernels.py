@@ -20,14 +20,16 @@ import math
 
 import numpy as np
 from numba import njit, prange, typeof, types
-from numba.extending import overload
+from llvmlite import ir
+from numba.core import cgutils
+from numba.extending import intrinsic, overload
 
 from ..disk_cache import cached_njit
 from ..fingerprint import compiled_from_module
 from ..primitives import cpu_primitives
 from ..quantization import BLOCK
 from ..body import block_runners, blocks_runner, piece_runner, quantized_operands, reduction_runner
-from ..segments import LENGTH, OFFSET, piece_of, segment_of_element, sequence_length
+from ..segments import ADDRESS, LENGTH, OFFSET, piece_of, segment_of_element, sequence_length
 from ..spec import rule
 
 compiled_from_module(__name__)  # its kernels are cached on disk: see numadam.targets.fingerprint
@@ -107,14 +109,53 @@ def reduce_parallel(spec, table, width, starts, stops, scalars, like, out):
                                                     scalars, like)
 
 
+#: How many segments ahead of the one it updates a chunk asks for the first line of each operand
+#: (:func:`prefetch_segment`).
+PREFETCH_AHEAD = 4
+
+
+@intrinsic
+def _prefetch(typingctx, address):
+    """Ask the cache for the line at ``address`` (an int), to be written: LLVM's prefetch, which
+    never faults, whatever the address."""
+    def codegen(context, builder, signature, args):
+        bytes_pointer = ir.IntType(8).as_pointer()
+        i32 = ir.IntType(32)
+        function = cgutils.get_or_insert_function(
+            builder.module, ir.FunctionType(ir.VoidType(), [bytes_pointer, i32, i32, i32]), "llvm.prefetch.p0")
+        builder.call(function, [builder.inttoptr(args[0], bytes_pointer), i32(1), i32(3), i32(1)])
+        return context.get_dummy_value()
+
+    return types.void(types.int64), codegen
+
+
+def prefetch_segment(spec, table, row):
+    """Ask for the line of the first element of every operand of the segment at ``row`` (its
+    offset in the table): a step over rows listed in random order (a minibatch's) finds them in
+    the cache, where the hardware, which sees no pattern in them, fetches one row at a time."""
+
+
+@overload(prefetch_segment)
+def _prefetch_segment(spec, table, row):
+    present = [k for k, code in enumerate(spec.spec.operands) if code]
+    lines = ["def implementation(spec, table, row):"]
+    lines += [f"    _prefetch(table[row + {ADDRESS + k}])" for k in present] or ["    pass"]
+    namespace = {"_prefetch": _prefetch}
+    exec("\n".join(lines), namespace)
+    return namespace["implementation"]
+
+
 @njit(inline="always")
 def _update_chunk(spec, table, width, n_segments, n_elements, chunk, chunk_size, scalars, like):
-    """Update chunk ``chunk`` of the sequence, segment piece by segment piece."""
+    """Update chunk ``chunk`` of the sequence, segment piece by segment piece (asking for the
+    segment :data:`PREFETCH_AHEAD` further on as each begins)."""
     first = chunk * chunk_size
     last = min(first + chunk_size, n_elements)
     segment = segment_of_element(table, n_segments, first, width)
     while first < last:
         row, start, stop = piece_of(table, segment, first, last, width)
+        if segment + PREFETCH_AHEAD < n_segments:
+            prefetch_segment(spec, table, (segment + PREFETCH_AHEAD) * width)
         run_piece(spec, table, row, start, stop, scalars, like)
         first += stop - start
         segment += 1
