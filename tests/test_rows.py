@@ -569,3 +569,20 @@ def test_values_in_the_written_memory_are_refused_after_fast_steps():
         with pytest.raises(ValueError, match="shares memory"):
             opt.step(numadam.Rows(np.array([5, 0]), shared))
     assert opt.step_count == 2
+
+
+def test_neighbouring_rows_merge_into_one_segment_and_scattered_ones_are_not_looked_at_twice():
+    """Ascending rows merge where enough follow their predecessor (a range: one segment); a
+    minibatch's scattered rows keep a segment each, as they would after merging."""
+    param = np.zeros(1000, np.float32)
+    opt = numadam.SGD(param, lr=1.0)
+    bucket = opt._engine.buckets[0]
+    opt.step(numadam.Rows(np.arange(100, 400), np.ones(300, np.float32)))
+    assert len(bucket.last_plan.rows) == 1
+    scattered = np.arange(0, 1000, 7)
+    opt.step(numadam.Rows(scattered, np.ones(len(scattered), np.float32)))
+    assert len(bucket.last_plan.rows) == len(scattered)
+    expected = np.zeros(1000, np.float32)
+    expected[100:400] -= 1
+    expected[scattered] -= 1
+    np.testing.assert_array_equal(param, expected)

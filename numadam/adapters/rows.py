@@ -26,6 +26,7 @@ from numba import njit, prange
 from ..core import validate
 from ..targets.cpu.threads import parallel_allowed
 from ..targets.disk_cache import cached_njit
+from ..targets.layout import number_chunks
 from ..targets.segments import ADDRESS, LENGTH, OFFSET
 
 
@@ -148,6 +149,22 @@ def _scanned(index, n_rows):
             return False, 0, True, False
         seen[byte] |= bit
     return False, 0, False, False
+
+
+def merges(index):
+    """Whether at least an eighth of the rows of ``index`` (ascending) follow their predecessor:
+    then merging neighbours into one segment (:func:`~numadam.targets.layout.coalesce`) saves more
+    than its pass over the rows costs; a minibatch's rows of a large table seldom touch."""
+    return len(index) > 1 and 8 * _following(index) >= len(index)
+
+
+@cached_njit()
+def _following(index):
+    """How many rows of ``index`` are their predecessor's next row."""
+    count = 0
+    for j in range(1, len(index)):
+        count += index[j] == index[j - 1] + 1
+    return count
 
 
 def check_values(values_info, param_info, n_listed, path):
@@ -283,20 +300,32 @@ def _stable_row_order(index, bound):
 @cached_njit()
 def _summed_by_row(index, values, order, sums, rows):
     """The sums of :func:`_summed_in_order` over ``values`` (one row of values per index, as a
-    2-D array) visited in ``order``, written into the first rows of ``sums`` and ``rows``: each
-    row's first value, then each later one added to it. Returns the number of rows written."""
+    2-D array), written into the first rows of ``sums`` and ``rows``; returns their number.
+
+    ``order`` (the positions by row, ties in the order given) numbers the distinct rows and
+    finds each row's first position; then one pass over ``values`` in the order given copies
+    each row's first value and adds each later one to its row's sum: the same sums as taking
+    the values in ``order``, with the values read in turn rather than hopping between rows."""
     n, width = values.shape
+    slot = np.empty(n, np.int64)
+    first = np.empty(n, np.bool_)
     row = -1
     for j in range(n):
         position = order[j]
-        if j == 0 or index[position] != index[order[j - 1]]:
+        starts = j == 0 or index[position] != index[order[j - 1]]
+        if starts:
             row += 1
             rows[row] = index[position]
+        slot[position] = row
+        first[position] = starts
+    for position in range(n):
+        target = slot[position]
+        if first[position]:
             for column in range(width):
-                sums[row, column] = values[position, column]
+                sums[target, column] = values[position, column]
         else:
             for column in range(width):
-                sums[row, column] += values[position, column]
+                sums[target, column] += values[position, column]
     return row + 1
 
 
@@ -330,9 +359,16 @@ def unique_listed_rows(template, index, n_rows, grad_address, grad_stride, grad,
     the rows in one compiled pass. Returns the number of elements the rows cover, or ``-1``,
     having written nothing, where the index needs :func:`checked`'s path: a row outside
     ``[0, n_rows)`` (its error), a repeated row (the sums), or rows in ascending order (whose
-    neighbours may merge into one segment)."""
-    return _unique_listed_table(template.rows, template.strides, index, n_rows, grad_address, grad_stride,
-                                ADDRESS, OFFSET, LENGTH, grad, rows)
+    neighbours may merge into one segment). From :data:`_PARALLEL_ROWS` rows on, the rows are
+    written on every core, after the checks."""
+    if len(index) < _PARALLEL_ROWS or not parallel_allowed():
+        return _unique_listed_table(template.rows, template.strides, index, n_rows, grad_address, grad_stride,
+                                    ADDRESS, OFFSET, LENGTH, grad, rows)
+    outside, _, repeated, ascending = _scan(index, n_rows)
+    if outside or repeated or ascending:
+        return -1
+    _listed_table_parallel(template.rows, template.strides, index, grad_address, grad_stride, ADDRESS, grad, rows)
+    return number_chunks(rows, 1)[1]
 
 
 @cached_njit()

@@ -21,7 +21,7 @@ import numpy as np
 
 from ..core import dtypes, factors, validate
 from ..core.memory import MemoryRanges, memory_bounds
-from ..adapters.rows import Spare, checked as checked_rows, is_rows, listed_rows, unique_listed_rows
+from ..adapters.rows import Spare, checked as checked_rows, is_rows, listed_rows, merges, unique_listed_rows
 from ..core.pipeline import NO_POLICY, POLICY_OPERANDS, QUANTIZED_STATE, QUANTIZE_FROM, held_operands, operand_dtype
 from ..targets import quantization
 from ..targets.dispatch import backend_for
@@ -442,7 +442,7 @@ class Bucket:
                 else:
                     rows = rows.copy()
                 rows[:, ADDRESS + GRAD] += addresses[leaf_of_row]
-            if all(found.ascending for found in listed.values()):  # else few neighbours: not worth a pass
+            if all(found.ascending and merges(found.index) for found in listed.values()):  # else not worth a pass
                 rows = coalesce(rows, self._itemsizes())
             plan = self.backend.plan(rows)
             if not (odd_layouts or absent):
@@ -468,7 +468,7 @@ class Bucket:
                              "gradients must be separate arrays")
         rows = self._listed_rows(0, listed, values, True)
         length = int(rows[:, LENGTH].sum())
-        if listed.ascending:
+        if listed.ascending and merges(listed.index):
             rows = coalesce(rows, self._itemsizes())
         plan = self.backend.plan(rows)
         self._bound_grads = self._rebinding = self._pieces = None
