@@ -2,7 +2,8 @@
 
 NumPy's in-place Adam step, numadam's object and functional Adam steps (the
 object's with the same gradient arrays every step, and with new ones, for one
-array and for ten), every family's object step, ``clip_global_norm`` with ``nonfinite="skip"``, and
+array and for ten), SparseAdam's step of a minibatch's 64 rows of an embedding
+table (new arrays every step), every family's object step, ``clip_global_norm`` with ``nonfinite="skip"``, and
 torch tensors (if torch is installed). It uses only what every version since
 the family engine has, so the same script times an old checkout::
 
@@ -66,6 +67,18 @@ def calls():
         numadam.adam_step(param, grad, exp_avg, exp_avg_sq, step=count[0], lr=LR)
 
     found.append(Call("adam_step", functional))
+    if hasattr(numadam, "Rows"):  # a minibatch's rows of an embedding table, as asv's calls.MinibatchRows
+        table = rng.standard_normal((200_000, 32)).astype(np.float32)
+        sparse = numadam.SparseAdam(table, lr=LR)
+        batches = [numadam.Rows(rng.integers(0, 200_000, 64), rng.standard_normal((64, 32)).astype(np.float32))
+                   for _ in range(64)]
+        turn = [0]
+
+        def minibatch():
+            turn[0] += 1
+            sparse.step(batches[turn[0] & 63])
+
+        found.append(Call("SparseAdam.step, 64 random rows of 200000 x 32", minibatch))
     reduced = numadam.Adam(start.copy(), lr=LR, clip_global_norm=1e30, nonfinite="skip")
     found.append(Call("clip_global_norm + skip", lambda: reduced.step(grad)))
     for name, cls in numadam.families().items():

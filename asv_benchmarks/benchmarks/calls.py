@@ -95,3 +95,25 @@ class NewGradientArrays:
 
     def time_step(self, parameters, gradients):
         self.step()
+
+
+class MinibatchRows:
+    """SparseAdam's step of a 200000 x 32 float32 embedding table with a minibatch's rows: 64
+    random rows (a repeat now and then), new index and values arrays every step (a round of 64).
+    Issue 54's target on the Xeon it names: at most 15 us."""
+
+    timeout = 300
+
+    def setup(self):
+        rng = np.random.default_rng(7)
+        table = rng.standard_normal((200_000, 32)).astype(np.float32)
+        self.optimizer = numadam.SparseAdam(table, lr=LR)
+        self.batches = [numadam.Rows(rng.integers(0, 200_000, 64), rng.standard_normal((64, 32)).astype(np.float32))
+                        for _ in range(64)]
+        self.turn = 0
+        for _ in range(130):  # compiled, and every batch seen
+            self.time_step()
+
+    def time_step(self):
+        self.turn += 1
+        self.optimizer.step(self.batches[self.turn & 63])
