@@ -5,6 +5,7 @@ must reach a package index for numpy and numba)::
 
     python asv_benchmarks/history.py                  # new commits that touch the kernels or the engine, then the plots
     python asv_benchmarks/history.py backfill --count 20   # 20 commits spread evenly since the engine redesign
+    python asv_benchmarks/history.py backfill --count 20 --until aa62201   # the same span as a backfill begun then
     python asv_benchmarks/history.py check            # HEAD against its parent: slower by > 10%, confirmed once
     python asv_benchmarks/history.py plot             # only redraw the plots
 
@@ -315,6 +316,8 @@ def main(argv=None):
     backfill = commands.add_parser("backfill", help="benchmark commits spread evenly over main since a commit")
     backfill.add_argument("--since", default=ENGINE_REDESIGN)
     backfill.add_argument("--count", type=int, default=20)
+    backfill.add_argument("--until", default="main",
+                          help="the last commit of the span (keep one: the spread moves with the tip)")
     commands.add_parser("check", help=f"HEAD against its parent: benchmarks slower by more than {FACTOR:g}x, "
                                       "each confirmed by a second run")
     commands.add_parser("plot", help="redraw each machine's plot from the kept results")
@@ -328,7 +331,7 @@ def main(argv=None):
     if command == "check":
         return 1 if check(machine) else 0
     if command == "backfill":
-        commits = coarse_to_fine(spread(main_line(args.since), args.count))
+        commits = coarse_to_fine(spread(main_line(args.since, args.until), args.count))
     else:
         done, until = benchmarked(machine), getattr(args, "until", "main")
         line = main_line(ENGINE_REDESIGN, until)
