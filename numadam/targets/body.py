@@ -39,6 +39,8 @@ kernel in a fixed tree.
 
 import functools
 import hashlib
+import os
+import re
 
 import numpy as np
 
@@ -228,6 +230,45 @@ def _loop(body, step):
     return [f"        for i in range(start, stop{step}):"] + ["            " + line for line in body]
 
 
+#: An element that a line of an update reads or writes at index ``i``: an operand's (``o3[i]``) or
+#: an out-of-place source's (``r3[i]``).
+_ELEMENT_AT_I = re.compile(r"\b([or])(\d+)\[i\]")
+
+
+def _loads_first(body, count):
+    """A loop of a GPU thread over ``count`` of its elements at a time (``start``, ``start + step``,
+    ...; the threads of a warp still touch neighbouring elements), before :func:`_loop` takes the
+    rest: every element those ``count`` updates of ``body`` (lines at index ``i``) read is loaded
+    first, into a register of its own, then each update runs on its loaded values and stores its
+    results. One element at a time, a thread waits for each element's loads before it asks for
+    the next element's (its stores may reach any address, so no load moves above them); so it
+    keeps ``count`` times as many loads in flight, which memory latency, not the arithmetic, bounds.
+    The same operations on the same values as one element at a time: the same bits."""
+    read = sorted({match.group(0) for line in body
+                   for match in _ELEMENT_AT_I.finditer(line.split(" = ", 1)[1] if _stores(line) else line)})
+    loaded = lambda element, unit: element.replace("[i]", f"_{unit}").replace("o", "x", 1).replace("r", "y", 1)  # noqa: E731
+    lines = [f"        while start + {count - 1} * step < stop:"]
+    for unit in range(count):
+        at = "start" if unit == 0 else f"start + {unit} * step"
+        lines += [f"            {loaded(element, unit)} = {element.replace('[i]', f'[{at}]')}" for element in read]
+    for unit in range(count):
+        lines.append("            i = start" + (f" + {unit} * step" if unit else ""))
+        for line in body:
+            if _stores(line):
+                target, value = line.split(" = ", 1)
+                line = target + " = " + _ELEMENT_AT_I.sub(lambda m: loaded(m.group(0), unit), value)
+            else:
+                line = _ELEMENT_AT_I.sub(lambda m: loaded(m.group(0), unit), line)
+            lines.append("            " + line)
+    lines.append(f"            start += {count} * step")
+    return lines
+
+
+def _stores(line):
+    """Whether the line of an update stores into an element (``o3[i] = ...``)."""
+    return bool(re.match(r"[or]\d+\[i\] = ", line))
+
+
 def quantized_operands(spec):
     """The operands of ``spec`` kept as 8-bit blockwise codes."""
     return [k for k, code in enumerate(spec.operands) if code in QUANTIZED]
@@ -269,12 +310,22 @@ def _check_written(spec, quantized):
         raise ValueError(f"8-bit state must be written by the update: {spec.rule} leaves some unwritten")
 
 
+#: Elements each GPU thread updates at once in a piece whose operands all lie at stride 1: their
+#: loads are all issued before any of their arithmetic (see :func:`_loads_first`); 1: one at a
+#: time. 1 until a GPU has timed the others: under the kernels' cap of 64 registers, two or four
+#: at a time spill (docs/gpu.md, "Several elements a thread"). ``NUMADAM_CUDA_ELEMENTS_PER_THREAD``
+#: sets it for a process (read at import), for that comparison.
+ELEMENTS_PER_THREAD = int(os.environ.get("NUMADAM_CUDA_ELEMENTS_PER_THREAD", "1"))
+
+
 def _update_loops(spec, step, largest, runs):
     """The loops of :func:`piece_source` over ``start:stop``: one per layout of the operands."""
     present = [k for k, code in enumerate(spec.operands) if code]
     unit = lambda k: "i"  # noqa: E731
     strided = lambda k: f"i * s{k}"  # noqa: E731
     loops = ["    if " + " and ".join(f"s{k} == 1" for k in present) + ":"]
+    if step and not largest and ELEMENTS_PER_THREAD > 1:
+        loops += _loads_first(_update_lines(spec, unit, False, largest, runs), ELEMENTS_PER_THREAD)
     loops += _loop(_update_lines(spec, unit, False, largest, runs), step)
     for condition, index_of, _ in _factored_layouts(spec, present):
         loops.append(f"    elif {condition}:")

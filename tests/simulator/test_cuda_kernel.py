@@ -358,3 +358,57 @@ def test_the_norms_values_kernel_adds_many_pieces_per_parameter(method):
             wanted = np.float32(family.norms.value(*arguments)) if applies[leaf] else np.float32(7.0)
             np.testing.assert_allclose(rows[leaf, field], wanted, rtol=2 ** -23)
             np.testing.assert_array_equal(np.delete(rows[leaf], field), np.full(n_fields - 1, 7.0, np.float32))
+
+
+# -- several elements a thread, their loads first (body.ELEMENTS_PER_THREAD) ------------------------
+
+@pytest.fixture
+def elements_per_thread(request, monkeypatch):
+    """The kernels made anew with ``request.param`` elements a thread, in chunks of 256 (8 a
+    thread of the simulator's 32: the unrolled loop goes round twice or more, with a remainder)."""
+    from numadam.targets import body
+
+    made = (body.piece_runner, cuda_kernels.kernel_for, cuda_kernels.configured_kernel)
+    monkeypatch.setattr(body, "ELEMENTS_PER_THREAD", request.param)
+    for cache in made:
+        cache.cache_clear()
+    backend = dispatch.backend_for([cuda.to_device(np.zeros(1))], ["x"])
+    monkeypatch.setattr(backend, "chunk_size", 256)  # (the plans' chunks and the launches' alike)
+    monkeypatch.setattr(cuda_kernels, "CHUNK_SIZE", 256)
+    yield request.param
+    for cache in made:
+        cache.cache_clear()
+
+
+@pytest.mark.parametrize("elements_per_thread", [1, 2, 4], indirect=True)
+@pytest.mark.parametrize("case", [case for case in CASES if not numadam.families()[case[0]].algorithm.factored
+                                  and case[0] in ("adam", "lion", "sgd", "radam", "schedule_free_adamw")],
+                         ids=case_id)
+def test_several_elements_a_thread_are_the_reference_bit_for_bit(elements_per_thread, case):
+    """The unrolled loop (every element's loads first) gives the reference's bits, over pieces that
+    leave remainders of every size."""
+    from numadam.targets import body
+
+    method, options = case
+    cls = numadam.families()[method]
+    family = cls.algorithm
+    h = family.Hyper(**{**cls._class_defaults, **hyperparameters(method, options)})
+    spec = kernel_spec(family, family.flags(h), np.dtype(np.float32), {k.name for k in family.state_kinds(h)})
+    assert (f"while start + {elements_per_thread - 1} * step < stop:" in body.piece_source(spec, True)) == (elements_per_thread > 1)
+    rng = np.random.default_rng(12)
+    host = random_array(rng, (701,), np.float32)
+    reference = Reference(method, options, [host])
+    param = cuda.to_device(host)
+    state = {name: cuda.to_device(value) for name, value in reference.state[0].items()}
+    always = [kind.name for kind in family.state if kind.present is None and not kind.derived]
+    keywords = {**hyperparameters(method, options), **{n: a for n, a in state.items() if n not in always}}
+    carry = None
+    for t in range(1, 3):
+        grad = random_array(rng, host.shape, np.float32)
+        if family.carry is not None:
+            keywords["carry"] = carry
+        carry = functional_step(method)(param, cuda.to_device(grad), *[state[n] for n in always], step=t, **keywords)
+        reference.step([grad])
+    np.testing.assert_array_equal(param.copy_to_host(), reference.params[0], strict=True)
+    for name, array in state.items():
+        np.testing.assert_array_equal(array.copy_to_host(), reference.state[0][name], strict=True)

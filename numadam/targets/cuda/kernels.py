@@ -22,6 +22,7 @@ for CUDA arrays.
 
 import functools
 import math
+import os
 import sys
 
 import numpy as np
@@ -103,7 +104,7 @@ def kernel_for(spec, device_step=False):
     piece = piece_runner(spec, PRIMITIVES, strided_threads=True)
     run_piece = piece if SIMULATED else njit(inline="always")(piece)  # inlined: needs no device to compile
 
-    @cuda.jit(**_register_cap(spec))
+    @cuda.jit(**register_cap(spec))
     def kernel(table_address, width, n_segments, n_chunks, chunk_size, scalars, like, control_address,
                first_step, block_bytes):
         table = table_view(table_address, n_segments * width)
@@ -127,7 +128,7 @@ def kernel_for(spec, device_step=False):
     return kernel
 
 
-def _register_cap(spec):
+def register_cap(spec):
     """numba-cuda options of the update kernels: float32 updates capped at 64 registers a thread.
 
     Uncapped, the float32 Adam kernel takes 72 registers, which leaves an H100
@@ -136,9 +137,15 @@ def _register_cap(spec):
     and run slower. The 8-bit state's kernel (Adam's: 90 registers uncapped,
     two blocks) is latency-bound, a warp's block a chain of dependent loads:
     at 64 (a few spilled values) its 1e8 step took 1.67 ms instead of 2.15
-    (72: 1.82, 80: 1.70).
+    (72: 1.82, 80: 1.70). ``NUMADAM_CUDA_MAX_REGISTERS`` sets another cap for a
+    process (0: none), to time it against several elements a thread
+    (:data:`~numadam.targets.body.ELEMENTS_PER_THREAD`), which need more.
     """
-    return {"max_registers": 64} if spec.real == "float32" and not SIMULATED else {}
+    return {"max_registers": MAX_REGISTERS} if spec.real == "float32" and MAX_REGISTERS and not SIMULATED else {}
+
+
+#: The float32 update kernels' cap on registers a thread (see :func:`register_cap`).
+MAX_REGISTERS = int(os.environ.get("NUMADAM_CUDA_MAX_REGISTERS", "64"))
 
 
 def _block_sums(first_sums, second_sums, thread, first_sum, second_sum):
@@ -280,7 +287,7 @@ def block_kernel_for(spec):
     real = np.dtype(spec.real).type
     numba_real = float64 if spec.real == "float64" else float32
 
-    @cuda.jit(**_register_cap(spec))
+    @cuda.jit(**register_cap(spec))
     def kernel(table_address, width, n_segments, blocks_address, n_blocks, scalars, like, scales_address):
         table = table_view(table_address, n_segments * width)
         blocks = table_view(blocks_address, n_blocks + 1)

@@ -1,0 +1,99 @@
+"""How many elements a GPU thread takes at once, and the register cap: every configuration timed.
+
+    python3 tools/gpu_launch.py [RESULTS_DIR]      (from the repository root; writes launch.md)
+
+Both settings are read when numadam is imported (``NUMADAM_CUDA_ELEMENTS_PER_THREAD``, see
+``numadam/targets/body.py``; ``NUMADAM_CUDA_MAX_REGISTERS``, see
+``numadam/targets/cuda/kernels.py``), so each configuration runs in a process of its own
+(``--one``). Each process times, at 1e8 float32 elements, the object steps of a few families
+against the same-traffic CuPy kernel (``p += g`` and ``s += g`` per state array), and Adam
+beside ``torch.optim.Adam(fused=True)`` where torch has CUDA: CUDA-event time per step over
+20 queued steps, the median of 5 such runs. The table has one row per configuration and family.
+"""
+
+import os
+import statistics
+import subprocess
+import sys
+
+N = 100_000_000
+#: ``(elements per thread, register cap)``: today's kernel first (cap 0: none).
+CONFIGURATIONS = ((1, 64), (1, 0), (2, 64), (2, 0), (4, 64), (4, 96), (4, 0))
+#: ``(family, options, state arrays)`` timed in each configuration.
+FAMILIES = (("adam", {}, 2), ("adamw", {"weight_decay": 0.01}, 2), ("adam", {"amsgrad": True}, 3),
+            ("sgd", {"momentum": 0.9}, 1), ("lion", {}, 1), ("rmsprop", {}, 1), ("nadam", {}, 2),
+            ("radam", {}, 2), ("yogi", {}, 2), ("schedule_free_adamw", {}, 2))
+
+
+def one():
+    """The rows of this process's configuration (its environment's)."""
+    import cupy
+    import numpy as np
+
+    import numadam
+    from numadam.bench.cuda_contenders import elementwise_traffic_kernel
+    from numadam.bench.cuda_timing import CudaClock
+
+    def timed(step, reps=20, runs=5):
+        clock, found = CudaClock(), []
+        step()
+        clock.synchronize()
+        for _ in range(runs):
+            clock.start()
+            for _ in range(reps):
+                step()
+            found.append(clock.stop() / reps * 1e3)
+        return statistics.median(found)
+
+    per_thread = os.environ.get("NUMADAM_CUDA_ELEMENTS_PER_THREAD", "1")
+    cap = os.environ.get("NUMADAM_CUDA_MAX_REGISTERS", "64")
+    grad = cupy.random.default_rng(0).standard_normal(N, dtype=np.float32)
+    rows = []
+    for name, options, n_states in FAMILIES:
+        param = cupy.ones(N, cupy.float32)
+        optimizer = numadam.families()[name](param, lr=1e-3, **options)
+        ms = timed(lambda: optimizer.step(grad))
+        states, copy = [cupy.zeros(N, cupy.float32) for _ in range(n_states)], cupy.ones(N, cupy.float32)
+        kernel = elementwise_traffic_kernel(n_states)
+        reference = timed(lambda: kernel(grad, copy, *states))
+        torch_ms = ""
+        if name == "adam" and not options:
+            try:
+                import torch
+
+                tensor = torch.from_dlpack(param.copy())
+                tensor.grad = torch.from_dlpack(grad)
+                torch_ms = f"{timed(torch.optim.Adam([tensor], lr=1e-3, fused=True).step):.3f}"
+            except Exception as error:  # no torch, or none with CUDA
+                torch_ms = f"({type(error).__name__})"
+        gigabytes = 4 * N * (3 + 2 * n_states) / 1e9
+        label = name + "".join(f", {k}={v}" for k, v in options.items())
+        rows.append(f"| {per_thread} | {cap} | {label} | {ms:.3f} | {gigabytes / ms * 1e3:.0f} | {reference:.3f} "
+                    f"| {ms / reference:.3f} | {torch_ms} |")
+        del optimizer, param, states, copy
+        cupy.get_default_memory_pool().free_all_blocks()
+    print("\n".join(rows), flush=True)
+
+
+def main(out):
+    lines = ["| elements a thread | register cap | step | ms | GB/s | same-traffic ms | × same-traffic | torch fused ms |",
+             "|---|---|---|---:|---:|---:|---:|---:|"]
+    for per_thread, cap in CONFIGURATIONS:
+        environment = {**os.environ, "NUMADAM_CUDA_ELEMENTS_PER_THREAD": str(per_thread),
+                       "NUMADAM_CUDA_MAX_REGISTERS": str(cap)}
+        done = subprocess.run([sys.executable, __file__, "--one"], env=environment, capture_output=True, text=True)
+        found = [line for line in done.stdout.splitlines() if line.startswith("|")]
+        lines += found or [f"| {per_thread} | {cap} | failed: {done.stderr.strip().splitlines()[-1:]} |"]
+        print("\n".join(lines[-len(found or [0]):]), flush=True)
+    text = "\n".join(lines) + "\n"
+    os.makedirs(out, exist_ok=True)
+    with open(os.path.join(out, "launch.md"), "w") as file:
+        file.write(text)
+    print(text)
+
+
+if __name__ == "__main__":
+    if sys.argv[1:] == ["--one"]:
+        one()
+    else:
+        main(sys.argv[1] if len(sys.argv) > 1 else "gpu-results")
