@@ -1,0 +1,224 @@
+"""The public API of numadam for type checkers and IDEs: written by tools/make_stub.py, not by hand."""
+
+from typing import Any
+
+from .optimizers import Optimizer as Optimizer
+from . import schedules as schedules
+from .adapters.group import Group as Group
+from .adapters.rows import Rows as Rows
+from .clipping import clip_by_global_norm as clip_by_global_norm
+from .clipping import clip_by_norm as clip_by_norm
+from .clipping import clip_by_value as clip_by_value
+from .families import families as families
+from .plotting import plot_convergence as plot_convergence
+from .solve import adam_minimizer as adam_minimizer
+from .solve import minimize as minimize
+from .state_files import load_state as load_state
+from .state_files import save_state as save_state
+from . import jit as jit
+
+__all__ = ['ADOPT', 'AdEMAMix', 'AdaBelief', 'Adafactor', 'Adagrad', 'Adam', 'AdamW', 'Adamax', 'Group', 'LAMB', 'Lion', 'NAdam', 'RAdam', 'RMSprop', 'Rows', 'SGD', 'ScheduleFreeAdamW', 'SparseAdam', 'Yogi', 'adabelief_step', 'adafactor_step', 'adagrad_step', 'adam_minimizer', 'adam_step', 'adamax_step', 'ademamix_step', 'adopt_step', 'clip_by_global_norm', 'clip_by_norm', 'clip_by_value', 'families', 'lamb_step', 'lion_step', 'load_state', 'minimize', 'nadam_step', 'plot_convergence', 'radam_step', 'rmsprop_step', 'save_state', 'schedule_free_adamw_step', 'schedules', 'sgd_step', 'sparse_adam_step', 'yogi_step']
+
+
+class ADOPT(Optimizer):
+    lr: Any
+    betas: Any
+    eps: Any
+    clip_lambda: Any
+    weight_decay: Any
+    decoupled_weight_decay: Any
+    maximize: Any
+    convention: Any
+    def __init__(self, params, lr=0.001, betas=(0.9, 0.9999), eps=1e-06, clip_lambda=0.25, weight_decay=0.0, decoupled_weight_decay=False, maximize=False, convention='official', *, schedule=None, clip_global_norm=None, clip_value=None, nonfinite='propagate', bounds=None, nonneg=False, ema=None, ema_bias_correction=False, accumulate=1, state_dtype=None, master_weights=False, stochastic_rounding=False, seed=0, complex_mode='pairs') -> None: ...
+
+class AdEMAMix(Optimizer):
+    lr: Any
+    betas: Any
+    alpha: Any
+    beta3_warmup: Any
+    alpha_warmup: Any
+    eps: Any
+    weight_decay: Any
+    def __init__(self, params, lr=0.001, betas=(0.9, 0.999, 0.9999), alpha=2.0, beta3_warmup=None, alpha_warmup=None, eps=1e-08, weight_decay=0.0, *, schedule=None, clip_global_norm=None, clip_value=None, nonfinite='propagate', bounds=None, nonneg=False, ema=None, ema_bias_correction=False, accumulate=1, state_dtype=None, master_weights=False, stochastic_rounding=False, seed=0, complex_mode='pairs') -> None: ...
+
+class AdaBelief(Optimizer):
+    lr: Any
+    betas: Any
+    eps: Any
+    eps_root: Any
+    weight_decay: Any
+    decoupled_weight_decay: Any
+    maximize: Any
+    convention: Any
+    rectify: Any
+    def __init__(self, params, lr=0.001, betas=(0.9, 0.999), eps=1e-16, eps_root=1e-16, weight_decay=0.0, decoupled_weight_decay=True, maximize=False, convention='optax', rectify=False, *, schedule=None, clip_global_norm=None, clip_value=None, nonfinite='propagate', bounds=None, nonneg=False, ema=None, ema_bias_correction=False, accumulate=1, state_dtype=None, master_weights=False, stochastic_rounding=False, seed=0, complex_mode='pairs') -> None: ...
+
+class Adafactor(Optimizer):
+    lr: Any
+    beta2_decay: Any
+    eps: Any
+    d: Any
+    weight_decay: Any
+    maximize: Any
+    def __init__(self, params, lr=0.01, beta2_decay=-0.8, eps=(None, 0.001), d=1.0, weight_decay=0.0, maximize=False, *, schedule=None, clip_global_norm=None, clip_value=None, nonfinite='propagate', bounds=None, nonneg=False, ema=None, ema_bias_correction=False, accumulate=1, state_dtype=None, master_weights=False, stochastic_rounding=False, seed=0, complex_mode='pairs') -> None: ...
+
+class Adagrad(Optimizer):
+    lr: Any
+    lr_decay: Any
+    weight_decay: Any
+    initial_accumulator_value: Any
+    eps: Any
+    maximize: Any
+    def __init__(self, params, lr=0.01, lr_decay=0.0, weight_decay=0.0, initial_accumulator_value=0.0, eps=1e-10, maximize=False, *, schedule=None, clip_global_norm=None, clip_value=None, nonfinite='propagate', bounds=None, nonneg=False, ema=None, ema_bias_correction=False, accumulate=1, state_dtype=None, master_weights=False, stochastic_rounding=False, seed=0, complex_mode='pairs') -> None: ...
+
+class Adam(Optimizer):
+    lr: Any
+    betas: Any
+    eps: Any
+    weight_decay: Any
+    amsgrad: Any
+    maximize: Any
+    decoupled_weight_decay: Any
+    convention: Any
+    eps_root: Any
+    def __init__(self, params, lr=0.001, betas=(0.9, 0.999), eps=1e-08, weight_decay=0.0, amsgrad=False, maximize=False, decoupled_weight_decay=False, convention='torch', eps_root=0.0, *, schedule=None, clip_global_norm=None, clip_value=None, nonfinite='propagate', bounds=None, nonneg=False, ema=None, ema_bias_correction=False, accumulate=1, state_dtype=None, master_weights=False, stochastic_rounding=False, seed=0, complex_mode='pairs') -> None: ...
+
+class AdamW(Optimizer):
+    lr: Any
+    betas: Any
+    eps: Any
+    weight_decay: Any
+    amsgrad: Any
+    maximize: Any
+    decoupled_weight_decay: Any
+    convention: Any
+    eps_root: Any
+    def __init__(self, params, lr=0.001, betas=(0.9, 0.999), eps=1e-08, weight_decay=0.01, amsgrad=False, maximize=False, convention='torch', eps_root=0.0, *, schedule=None, clip_global_norm=None, clip_value=None, nonfinite='propagate', bounds=None, nonneg=False, ema=None, ema_bias_correction=False, accumulate=1, state_dtype=None, master_weights=False, stochastic_rounding=False, seed=0, complex_mode='pairs') -> None: ...
+
+class Adamax(Optimizer):
+    lr: Any
+    betas: Any
+    eps: Any
+    weight_decay: Any
+    maximize: Any
+    convention: Any
+    def __init__(self, params, lr=0.002, betas=(0.9, 0.999), eps=1e-08, weight_decay=0.0, maximize=False, convention='torch', *, schedule=None, clip_global_norm=None, clip_value=None, nonfinite='propagate', bounds=None, nonneg=False, ema=None, ema_bias_correction=False, accumulate=1, state_dtype=None, master_weights=False, stochastic_rounding=False, seed=0, complex_mode='pairs') -> None: ...
+
+class LAMB(Optimizer):
+    lr: Any
+    betas: Any
+    eps: Any
+    eps_root: Any
+    weight_decay: Any
+    convention: Any
+    def __init__(self, params, lr=0.001, betas=(0.9, 0.999), eps=1e-06, eps_root=0.0, weight_decay=0.0, convention='optax', *, schedule=None, clip_global_norm=None, clip_value=None, nonfinite='propagate', bounds=None, nonneg=False, ema=None, ema_bias_correction=False, accumulate=1, state_dtype=None, master_weights=False, stochastic_rounding=False, seed=0, complex_mode='pairs') -> None: ...
+
+class Lion(Optimizer):
+    lr: Any
+    betas: Any
+    weight_decay: Any
+    maximize: Any
+    def __init__(self, params, lr=0.0001, betas=(0.9, 0.99), weight_decay=0.001, maximize=False, *, schedule=None, clip_global_norm=None, clip_value=None, nonfinite='propagate', bounds=None, nonneg=False, ema=None, ema_bias_correction=False, accumulate=1, state_dtype=None, master_weights=False, stochastic_rounding=False, seed=0, complex_mode='pairs') -> None: ...
+
+class NAdam(Optimizer):
+    lr: Any
+    betas: Any
+    eps: Any
+    weight_decay: Any
+    momentum_decay: Any
+    decoupled_weight_decay: Any
+    maximize: Any
+    convention: Any
+    eps_root: Any
+    def __init__(self, params, lr=0.002, betas=(0.9, 0.999), eps=1e-08, weight_decay=0.0, momentum_decay=0.004, decoupled_weight_decay=False, maximize=False, convention='torch', eps_root=0.0, *, schedule=None, clip_global_norm=None, clip_value=None, nonfinite='propagate', bounds=None, nonneg=False, ema=None, ema_bias_correction=False, accumulate=1, state_dtype=None, master_weights=False, stochastic_rounding=False, seed=0, complex_mode='pairs') -> None: ...
+
+class RAdam(Optimizer):
+    lr: Any
+    betas: Any
+    eps: Any
+    weight_decay: Any
+    decoupled_weight_decay: Any
+    maximize: Any
+    convention: Any
+    threshold: Any
+    eps_root: Any
+    def __init__(self, params, lr=0.001, betas=(0.9, 0.999), eps=1e-08, weight_decay=0.0, decoupled_weight_decay=False, maximize=False, convention='torch', threshold=5.0, eps_root=0.0, *, schedule=None, clip_global_norm=None, clip_value=None, nonfinite='propagate', bounds=None, nonneg=False, ema=None, ema_bias_correction=False, accumulate=1, state_dtype=None, master_weights=False, stochastic_rounding=False, seed=0, complex_mode='pairs') -> None: ...
+
+class RMSprop(Optimizer):
+    lr: Any
+    alpha: Any
+    eps: Any
+    weight_decay: Any
+    momentum: Any
+    centered: Any
+    maximize: Any
+    def __init__(self, params, lr=0.01, alpha=0.99, eps=1e-08, weight_decay=0.0, momentum=0.0, centered=False, maximize=False, *, schedule=None, clip_global_norm=None, clip_value=None, nonfinite='propagate', bounds=None, nonneg=False, ema=None, ema_bias_correction=False, accumulate=1, state_dtype=None, master_weights=False, stochastic_rounding=False, seed=0, complex_mode='pairs') -> None: ...
+
+class SGD(Optimizer):
+    lr: Any
+    momentum: Any
+    dampening: Any
+    weight_decay: Any
+    nesterov: Any
+    maximize: Any
+    def __init__(self, params, lr=0.001, momentum=0.0, dampening=0.0, weight_decay=0.0, nesterov=False, maximize=False, *, schedule=None, clip_global_norm=None, clip_value=None, nonfinite='propagate', bounds=None, nonneg=False, ema=None, ema_bias_correction=False, accumulate=1, state_dtype=None, master_weights=False, stochastic_rounding=False, seed=0, complex_mode='pairs') -> None: ...
+
+class ScheduleFreeAdamW(Optimizer):
+    def eval_params(self): ...
+    lr: Any
+    betas: Any
+    eps: Any
+    weight_decay: Any
+    warmup_steps: Any
+    r: Any
+    weight_lr_power: Any
+    def __init__(self, params, lr=0.0025, betas=(0.9, 0.999), eps=1e-08, weight_decay=0.0, warmup_steps=0, r=0.0, weight_lr_power=2.0, *, schedule=None, clip_global_norm=None, clip_value=None, nonfinite='propagate', bounds=None, nonneg=False, ema=None, ema_bias_correction=False, accumulate=1, state_dtype=None, master_weights=False, stochastic_rounding=False, seed=0, complex_mode='pairs') -> None: ...
+
+class SparseAdam(Optimizer):
+    lr: Any
+    betas: Any
+    eps: Any
+    maximize: Any
+    def __init__(self, params, lr=0.001, betas=(0.9, 0.999), eps=1e-08, maximize=False, *, schedule=None, clip_global_norm=None, clip_value=None, nonfinite='propagate', bounds=None, nonneg=False, ema=None, ema_bias_correction=False, accumulate=1, state_dtype=None, master_weights=False, stochastic_rounding=False, seed=0, complex_mode='pairs') -> None: ...
+
+class Yogi(Optimizer):
+    lr: Any
+    betas: Any
+    eps: Any
+    eps_root: Any
+    initial_accumulator_value: Any
+    weight_decay: Any
+    maximize: Any
+    def __init__(self, params, lr=0.01, betas=(0.9, 0.999), eps=0.001, eps_root=0.0, initial_accumulator_value=1e-06, weight_decay=0.0, maximize=False, *, schedule=None, clip_global_norm=None, clip_value=None, nonfinite='propagate', bounds=None, nonneg=False, ema=None, ema_bias_correction=False, accumulate=1, state_dtype=None, master_weights=False, stochastic_rounding=False, seed=0, complex_mode='pairs') -> None: ...
+
+def adabelief_step(param, grad, exp_avg, exp_avg_var, *, step, lr=0.001, betas=(0.9, 0.999), eps=1e-16, eps_root=1e-16, weight_decay=0.0, decoupled_weight_decay=True, maximize=False, convention='optax', rectify=False) -> Any: ...
+
+def adafactor_step(param, grad, row_var, col_var, *, step, lr=0.01, beta2_decay=-0.8, eps=(None, 0.001), d=1.0, weight_decay=0.0, maximize=False) -> Any: ...
+
+def adagrad_step(param, grad, sum, *, step, lr=0.01, lr_decay=0.0, weight_decay=0.0, initial_accumulator_value=0.0, eps=1e-10, maximize=False) -> Any: ...
+
+def adam_step(param, grad, exp_avg, exp_avg_sq, *, step, lr=0.001, betas=(0.9, 0.999), eps=1e-08, weight_decay=0.0, amsgrad=False, maximize=False, decoupled_weight_decay=False, convention='torch', eps_root=0.0, max_exp_avg_sq=None) -> Any: ...
+
+def adamax_step(param, grad, exp_avg, exp_inf, *, step, lr=0.002, betas=(0.9, 0.999), eps=1e-08, weight_decay=0.0, maximize=False, convention='torch') -> Any: ...
+
+def ademamix_step(param, grad, exp_avg_fast, exp_avg_slow, exp_avg_sq, *, step, lr=0.001, betas=(0.9, 0.999, 0.9999), alpha=2.0, beta3_warmup=None, alpha_warmup=None, eps=1e-08, weight_decay=0.0) -> Any: ...
+
+def adopt_step(param, grad, exp_avg, exp_avg_sq, *, step, lr=0.001, betas=(0.9, 0.9999), eps=1e-06, clip_lambda=0.25, weight_decay=0.0, decoupled_weight_decay=False, maximize=False, convention='official') -> Any: ...
+
+def lamb_step(param, grad, exp_avg, exp_avg_sq, *, step, lr=0.001, betas=(0.9, 0.999), eps=1e-06, eps_root=0.0, weight_decay=0.0, convention='optax') -> Any: ...
+
+def lion_step(param, grad, exp_avg, *, step, lr=0.0001, betas=(0.9, 0.99), weight_decay=0.001, maximize=False) -> Any: ...
+
+def nadam_step(param, grad, exp_avg, exp_avg_sq, *, step, lr=0.002, betas=(0.9, 0.999), eps=1e-08, weight_decay=0.0, momentum_decay=0.004, decoupled_weight_decay=False, maximize=False, convention='torch', eps_root=0.0, carry=None) -> Any: ...
+
+def radam_step(param, grad, exp_avg, exp_avg_sq, *, step, lr=0.001, betas=(0.9, 0.999), eps=1e-08, weight_decay=0.0, decoupled_weight_decay=False, maximize=False, convention='torch', threshold=5.0, eps_root=0.0) -> Any: ...
+
+def rmsprop_step(param, grad, square_avg, *, step, lr=0.01, alpha=0.99, eps=1e-08, weight_decay=0.0, momentum=0.0, centered=False, maximize=False, grad_avg=None, momentum_buffer=None) -> Any: ...
+
+def schedule_free_adamw_step(param, grad, z, exp_avg_sq, *, step, lr=0.0025, betas=(0.9, 0.999), eps=1e-08, weight_decay=0.0, warmup_steps=0, r=0.0, weight_lr_power=2.0, carry=None) -> Any: ...
+
+def sgd_step(param, grad, *, step, lr=0.001, momentum=0.0, dampening=0.0, weight_decay=0.0, nesterov=False, maximize=False, momentum_buffer=None) -> Any: ...
+
+def sparse_adam_step(param, grad, exp_avg, exp_avg_sq, *, step, lr=0.001, betas=(0.9, 0.999), eps=1e-08, maximize=False) -> Any: ...
+
+def yogi_step(param, grad, exp_avg, exp_avg_sq, *, step, lr=0.01, betas=(0.9, 0.999), eps=0.001, eps_root=0.0, initial_accumulator_value=1e-06, weight_decay=0.0, maximize=False) -> Any: ...
