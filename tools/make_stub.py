@@ -50,8 +50,17 @@ def _parameters(signature, skip_self=False):
     return ", ".join(parts)
 
 
+def _docstring(value, indent):
+    """``value``'s docstring as stub lines at ``indent`` (a raw string: its math keeps its backslashes)."""
+    doc = inspect.getdoc(value)
+    if not doc or '"""' in doc or doc.endswith("\\"):
+        return []
+    lines = [(indent + line) if line else "" for line in doc.splitlines()]
+    return [f'{indent}r"""{lines[0].lstrip()}'] + lines[1:] + [f'{indent}"""']
+
+
 def _family_class(cls, base):
-    lines = [f"class {cls.__name__}({base}):"]
+    lines = [f"class {cls.__name__}({base}):"] + _docstring(cls, "    ")
     for name, value in vars(cls).items():
         if name.startswith("_") or name in ("algorithm", "defaults", "pinned"):
             continue
@@ -76,7 +85,8 @@ def stub_source():
         if name in classes:
             declared += [""] + _family_class(value, "Optimizer")
         elif inspect.isfunction(value) and value.__module__.startswith("numadam.families."):
-            declared += ["", f"def {name}({_parameters(inspect.signature(value))}) -> Any: ..."]
+            declared += ["", f"def {name}({_parameters(inspect.signature(value))}) -> Any:"]
+            declared += _docstring(value, "    ") or ["    ..."]
         elif inspect.ismodule(value):
             imported.append(f"from . import {name} as {name}")
         else:
