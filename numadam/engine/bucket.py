@@ -127,7 +127,6 @@ class Bucket:
         self._spare = Spare()  # where the sums of the one parameter's repeated rows go, step after step
         self._factor_scratch = {}  # parameter -> the memory of its factors' pass (factored state)
         self._specs = {}
-        self._launches = {}  # spec -> (plan, the backend's launch of it)
         self._reducers = {}  # id(policy) -> (plan, flags, policy, its pre-pass summed by parameter)
         self._by_identity = {}  # id(policy) -> (plan, flags, policy, launch): see launcher
         self._fused = {}  # id(policy) -> (plan, flags, policy, fused step or None): see reduce_and_update
@@ -198,7 +197,7 @@ class Bucket:
         self._listed_layout = self._unique_plan = None
         self._fast_rows = np.concatenate(self._param_rows)
         self._bound_grads = self._plan = self._pieces = self._rebinding = None
-        self._specs, self._launches, self._reducers, self._by_identity, self._fused = {}, {}, {}, {}, {}
+        self._specs, self._reducers, self._by_identity, self._fused = {}, {}, {}, {}
 
     def _view_dtype(self, buffer, k):
         """The dtype of parameter ``k``'s part of ``buffer``: the buffer's, complex for complex parameters
@@ -354,15 +353,6 @@ class Bucket:
         if "master" in self.policy_state:
             return self.policy_state["master"][k]
         return self.params[k] if self.infos[k].dtype == self.compute else None
-
-    def run(self, plan, spec, scalars):
-        """Apply ``spec``'s update over ``plan`` with each scalar row of ``scalars``: block by block
-        where it updates 8-bit state. The backend's launch of a plan and spec is made once and
-        kept while the plan is this bucket's (:meth:`bind`)."""
-        found = self._launches.get(spec)
-        if found is None or found[0] is not plan:
-            found = self._launches[spec] = plan, self.backend.launcher(plan, spec, self._blocks(spec))
-        found[1](scalars)
 
     def launcher(self, plan, flags, policy=NO_POLICY):
         """``launch(scalars)``: the update with the rule's ``flags`` and ``policy`` over ``plan``, found

@@ -98,7 +98,7 @@ def test_many_arrays_in_one_launch(monkeypatch):
     h = family.Hyper(**{**numadam.Adam._class_defaults, "lr": 1e-2})
     scalars, _ = family.step_scalars(1, h, ())
     spec = kernel_spec(family, family.flags(h), np.dtype(np.float64), {"exp_avg", "exp_avg_sq"})
-    backend.run(backend.plan(np.concatenate(rows)), spec, [scalars])
+    backend.launcher(backend.plan(np.concatenate(rows)), spec)([scalars])
     assert len(launches) == 1
     for host, device in zip(hosts, devices):
         expected = adam_exact(*host[:4], step=1, **HYPER)
@@ -196,7 +196,7 @@ def test_scaling_clipping_bounds_and_the_moving_average_in_one_kernel():
     policy = Policy(grad_scale=True, clip_value=True, bounds=True, ema=True)
     device, backend, plan, spec, scalars = policy_launch(policy, host, {"low": low, "high": np.float32(0.3),
                                                                        "ema": ema})
-    backend.run(plan, spec, scalars)
+    backend.launcher(plan, spec)(scalars)
     grad = np.clip(host[1] * np.float32(0.5), -np.float32(0.2), np.float32(0.2))
     expected = adam_exact(host[0], grad, host[2], host[3], step=1, **HYPER)
     param = np.clip(expected[0], low, np.float32(0.3))
@@ -212,11 +212,11 @@ def test_accumulation_adds_then_applies_the_mean():
     host = adam_host(rng)
     buffer = random_array(rng, (70,), np.float64)
     device, backend, plan, spec, scalars = policy_launch(Policy(accumulate="add"), host, {"accumulator": buffer})
-    backend.run(plan, spec, scalars)
+    backend.launcher(plan, spec)(scalars)
     np.testing.assert_array_equal(device["accumulator"].copy_to_host(), buffer + host[1])
     np.testing.assert_array_equal(device["param"].copy_to_host(), host[0])  # no update
     device, backend, plan, spec, scalars = policy_launch(Policy(accumulate="apply"), host, {"accumulator": buffer})
-    backend.run(plan, spec, scalars)
+    backend.launcher(plan, spec)(scalars)
     mean = ((buffer + host[1]) / 3.0).astype(np.float32)
     expected = adam_exact(host[0], mean, host[2], host[3], step=1, **HYPER)
     np.testing.assert_array_equal(device["param"].copy_to_host(), expected[0], strict=True)

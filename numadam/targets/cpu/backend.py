@@ -98,10 +98,6 @@ class CpuBackend:
 
         return on_every_core_unless_forked
 
-    def run(self, plan, spec, scalars):
-        """Apply ``spec``'s rule over ``plan`` once with ``scalars`` (see :meth:`launcher`)."""
-        self.launcher(plan, spec)(scalars)
-
     def reducer(self, plan, spec, starts, stops):
         """``reduce(scalars)``: the pre-pass of ``spec`` over ``plan``, its two float64 sums over each
         piece ``starts[p]:stops[p]`` of the sequence, as a ``(pieces, 2)`` array (refilled at each

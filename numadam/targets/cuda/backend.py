@@ -164,10 +164,6 @@ class CudaBackend:
                                   self._scalars_argument(values), like, scales_address, self._stream())
         return launch_blocks
 
-    def run(self, plan, spec, scalars):
-        """Launch ``spec``'s kernel over ``plan`` once with ``scalars`` (see :meth:`launcher`)."""
-        self.launcher(plan, spec)(scalars)
-
     def reducer(self, plan, spec, starts, stops):
         """``reduce(scalars)``: the pre-pass of ``spec`` over ``plan``, its two float64 sums over each
         piece ``starts[p]:stops[p]`` of the sequence, as a ``(pieces, 2)`` array on the host (the
