@@ -8,7 +8,8 @@ no ``class Adam`` statement exists for an IDE to find, and their ``__init__``
 takes ``*args, **kwargs``. The stub declares each one with its real signature
 (the class's ``__signature__``, the step's own), its hyperparameters as
 attributes and its extra methods; every other public name is imported from
-the module that defines it. ``tests/test_stub.py`` fails when the stub is not
+the module that defines it. Each keeps the first line of its docstring (the
+rest is the package's, for ``help()``). ``tests/test_stub.py`` fails when the stub is not
 what this script writes from the package as it is.
 """
 
@@ -51,12 +52,13 @@ def _parameters(signature, skip_self=False):
 
 
 def _docstring(value, indent):
-    """``value``'s docstring as stub lines at ``indent`` (a raw string: its math keeps its backslashes)."""
+    """The first line of ``value``'s docstring as a stub line at ``indent`` (a raw string): what an
+    IDE shows beside the signature; ``help()`` reads the whole docstring from the package itself,
+    which this stub does not repeat."""
     doc = inspect.getdoc(value)
-    if not doc or '"""' in doc or doc.endswith("\\"):
+    if not doc or '"""' in doc.splitlines()[0] or doc.splitlines()[0].endswith("\\"):
         return []
-    lines = [(indent + line) if line else "" for line in doc.splitlines()]
-    return [f'{indent}r"""{lines[0].lstrip()}'] + lines[1:] + [f'{indent}"""']
+    return [f'{indent}r"""{doc.splitlines()[0]}"""']
 
 
 def _family_class(cls, base):

@@ -364,19 +364,31 @@ def unique_listed_rows(template, index, n_rows, grad_address, grad_stride, grad,
     if len(index) < _PARALLEL_ROWS or not parallel_allowed():
         return _unique_listed_table(template.rows, template.strides, index, n_rows, grad_address, grad_stride,
                                     ADDRESS, OFFSET, LENGTH, grad, rows)
-    outside, _, repeated, ascending = _scan(index, n_rows)
-    if outside or repeated or ascending:
+    if not _each_once_checked(index, n_rows):
         return -1
     _listed_table_parallel(template.rows, template.strides, index, grad_address, grad_stride, ADDRESS, grad, rows)
     return number_chunks(rows, 1)[1]
+
+
+@njit(inline="always")
+def _each_once(index, n_rows):
+    """Whether ``index`` lists rows of ``[0, n_rows)``, each once, not in ascending order (or one
+    row): the index :func:`unique_listed_rows` lays out without :func:`checked`'s path."""
+    outside, _, repeated, ascending = _scanned(index, n_rows)
+    return not (outside or repeated or (ascending and len(index) > 1))
+
+
+@cached_njit()
+def _each_once_checked(index, n_rows):
+    """:func:`_each_once`, called from Python."""
+    return _each_once(index, n_rows)
 
 
 @cached_njit()
 def _unique_listed_table(template, strides, index, n_rows, grad_address, grad_stride, address, offset, length,
                          grad, rows):
     """:func:`unique_listed_rows` (the column numbers passed in: a cached kernel keeps no module's globals)."""
-    outside, _, repeated, ascending = _scanned(index, n_rows)
-    if outside or repeated or (ascending and len(index) > 1):
+    if not _each_once(index, n_rows):
         return -1
     for j in range(len(index)):
         _listed_row(template, strides, index, grad_address, grad_stride, address, grad, rows, j)

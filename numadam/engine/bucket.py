@@ -464,7 +464,9 @@ class Bucket:
         self._bound_grads = self._rebinding = self._pieces = None
         self._plan, self.absent, self.listed = plan, [], [0]
         self._plan_offsets, self._kept = np.array([0, length], np.int64), [listed.values]
-        self._listed_layout = self._listed_layout_of(values)
+        layout = self._listed_layout
+        if layout is None or layout.row_strides != tuple(values.strides[1:]):  # (made once per layout)
+            self._listed_layout = self._listed_layout_of(values)
         return plan
 
     def _listed_layout_of(self, values):

@@ -244,29 +244,36 @@ def _loads_first(body, count):
     the next element's (its stores may reach any address, so no load moves above them); so it
     keeps ``count`` times as many loads in flight, which memory latency, not the arithmetic, bounds.
     The same operations on the same values as one element at a time: the same bits."""
-    read = sorted({match.group(0) for line in body
-                   for match in _ELEMENT_AT_I.finditer(line.split(" = ", 1)[1] if _stores(line) else line)})
-    loaded = lambda element, unit: element.replace("[i]", f"_{unit}").replace("o", "x", 1).replace("r", "y", 1)  # noqa: E731
+    read = sorted({element for line in body for element in _ELEMENT_AT_I.findall(_read_part(line))})
     lines = [f"        while start + {count - 1} * step < stop:"]
     for unit in range(count):
         at = "start" if unit == 0 else f"start + {unit} * step"
-        lines += [f"            {loaded(element, unit)} = {element.replace('[i]', f'[{at}]')}" for element in read]
+        lines += [f"            {_loaded(kind, k, unit)} = {kind}{k}[{at}]" for kind, k in read]
     for unit in range(count):
         lines.append("            i = start" + (f" + {unit} * step" if unit else ""))
         for line in body:
-            if _stores(line):
-                target, value = line.split(" = ", 1)
-                line = target + " = " + _ELEMENT_AT_I.sub(lambda m: loaded(m.group(0), unit), value)
-            else:
-                line = _ELEMENT_AT_I.sub(lambda m: loaded(m.group(0), unit), line)
-            lines.append("            " + line)
+            read_part = _read_part(line)
+            target = line[:len(line) - len(read_part)]  # "o3[i] = " for a store, else nothing
+            lines.append("            " + target + _ELEMENT_AT_I.sub(
+                lambda match: _loaded(*match.groups(), unit), read_part))
     lines.append(f"            start += {count} * step")
     return lines
 
 
-def _stores(line):
-    """Whether the line of an update stores into an element (``o3[i] = ...``)."""
-    return bool(re.match(r"[or]\d+\[i\] = ", line))
+def _read_part(line):
+    """What a line of an update reads: all of it, or a store's value (``o3[i] = <value>``)."""
+    store = _STORE.match(line)
+    return line[store.end():] if store else line
+
+
+#: A line of an update that stores into an element.
+_STORE = re.compile(r"[or]\d+\[i\] = ")
+
+
+def _loaded(kind, k, unit):
+    """The register an element read ahead goes into: ``x3_1`` for operand 3's (``o3``), ``y3_1`` for
+    its out-of-place source's (``r3``), at the thread's element ``unit``."""
+    return f"{'x' if kind == 'o' else 'y'}{k}_{unit}"
 
 
 def quantized_operands(spec):
