@@ -254,3 +254,40 @@ def host_leaves(tree):
     if isinstance(tree, list):
         return [leaf for item in tree for leaf in host_leaves(item)]
     return [cupy.asnumpy(tree) if isinstance(tree, cupy.ndarray) else np.asarray(tree)]
+
+
+@pytest.mark.parametrize("setting", [("VECTOR_LOADS", True), ("ELEMENTS_PER_THREAD", 4)], ids=lambda s: s[0])
+@pytest.mark.parametrize("offset", [0, 1], ids=["aligned", "one-element-in"])
+def test_other_thread_layouts_step_as_the_default_kernel(monkeypatch, setting, offset):
+    """Four neighbours a thread as vector accesses, or four elements a thread with their loads
+    first, step as one element a thread does, on whole arrays and on views one element in."""
+    from numadam.targets import body
+    from numadam.targets.cuda import kernels as cuda_kernels
+
+    made = (body.piece_runner, body.quads_runner, cuda_kernels.kernel_for, cuda_kernels.configured_kernel,
+            cuda_kernels.cupy_loaded)
+    rng = np.random.default_rng(3)
+    start = rng.standard_normal(1_000_003).astype(np.float32)
+    grads = [rng.standard_normal(start.size).astype(np.float32) for _ in range(3)]
+
+    def stepped():
+        for cache in made:
+            cache.cache_clear()
+        param = cupy.empty(start.size + offset, np.float32)[offset:]
+        param[...] = cupy.asarray(start)
+        optimizer = numadam.Adam(param, **HYPER, amsgrad=True)
+        for grad in grads:
+            whole = cupy.empty(grad.size + offset, np.float32)
+            whole[offset:] = cupy.asarray(grad)
+            optimizer.step(whole[offset:])
+        return cupy.asnumpy(param), {k: cupy.asnumpy(v[0]) for k, v in optimizer.state_dict().items()
+                                     if k in ("exp_avg", "exp_avg_sq", "max_exp_avg_sq")}
+
+    default = stepped()
+    monkeypatch.setattr(body, *setting)
+    changed = stepped()
+    for cache in made:
+        cache.cache_clear()
+    ulp_close(changed[0], default[0])
+    for name, state in default[1].items():
+        ulp_close(changed[1][name], state)

@@ -77,6 +77,26 @@ def test_every_family_keeps_float32_arithmetic_in_float32(method):
     assert re.search(r"\bv?(mul|add|sub)ps\b", code), "the contiguous loop is not vectorized"
 
 
+@pytest.mark.parametrize("dtype, vector", [(np.float32, "v4.f32"), (np.float64, "v2.f64")])
+@pytest.mark.parametrize("amsgrad", [False, True])
+def test_cuda_vector_accesses_are_one_instruction_per_operand(monkeypatch, dtype, vector, amsgrad):
+    """With ``body.VECTOR_LOADS``, every operand's four neighbours are one vector load (float64: two
+    16-byte ones) and every written operand's one vector store; without it, none."""
+    from numadam.targets import body
+    from numadam.targets.cuda import kernels as cuda_kernels
+
+    spec = adam_spec(dtype, amsgrad, 0.0)
+    n_read, n_written = (5, 4) if amsgrad else (4, 3)
+    per_operand = 1 if dtype == np.float32 else 2
+    for enabled in (True, False):
+        monkeypatch.setattr(body, "VECTOR_LOADS", enabled)
+        cuda_kernels.kernel_for.cache_clear()
+        ptx = compile_cuda(spec)
+        assert len(re.findall(rf"\bld\.global\.{vector}\b", ptx)) == (n_read * per_operand if enabled else 0)
+        assert len(re.findall(rf"\bst\.global\.{vector}\b", ptx)) == (n_written * per_operand if enabled else 0)
+    cuda_kernels.kernel_for.cache_clear()
+
+
 def compile_cuda(spec, device_step=False):
     from numba import cuda
 

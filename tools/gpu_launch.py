@@ -1,9 +1,10 @@
-"""How many elements a GPU thread takes at once, and the register cap: every configuration timed.
+"""How many elements a GPU thread takes at once, whether as vector accesses, and the register cap:
+every configuration timed.
 
     python3 tools/gpu_launch.py [RESULTS_DIR]      (from the repository root; writes launch.md)
 
-Both settings are read when numadam is imported (``NUMADAM_CUDA_ELEMENTS_PER_THREAD``, see
-``numadam/targets/body.py``; ``NUMADAM_CUDA_MAX_REGISTERS``, see
+The settings are read when numadam is imported (``NUMADAM_CUDA_ELEMENTS_PER_THREAD`` and
+``NUMADAM_CUDA_VECTOR_LOADS``, see ``numadam/targets/body.py``; ``NUMADAM_CUDA_MAX_REGISTERS``, see
 ``numadam/targets/cuda/kernels.py``), so each configuration runs in a process of its own
 (``--one``). Each process times, at 1e8 float32 elements, the object steps of a few families
 against the same-traffic CuPy kernel (``p += g`` and ``s += g`` per state array), and Adam
@@ -17,8 +18,9 @@ import subprocess
 import sys
 
 N = 100_000_000
-#: ``(elements per thread, register cap)``: today's kernel first (cap 0: none).
-CONFIGURATIONS = ((1, 64), (1, 0), (2, 64), (2, 0), (4, 64), (4, 96), (4, 0))
+#: ``(elements per thread, vector accesses, register cap)``: today's kernel first (cap 0: none). With
+#: vector accesses a thread takes four neighbours at once, whatever the elements per thread.
+CONFIGURATIONS = ((1, 0, 64), (1, 0, 0), (2, 0, 0), (4, 0, 96), (4, 0, 0), (1, 1, 64), (1, 1, 96), (1, 1, 0))
 #: ``(family, options, state arrays)`` timed in each configuration.
 FAMILIES = (("adam", {}, 2), ("adamw", {"weight_decay": 0.01}, 2), ("adam", {"amsgrad": True}, 3),
             ("sgd", {"momentum": 0.9}, 1), ("lion", {}, 1), ("rmsprop", {}, 1), ("nadam", {}, 2),
@@ -46,6 +48,7 @@ def one():
         return statistics.median(found)
 
     per_thread = os.environ.get("NUMADAM_CUDA_ELEMENTS_PER_THREAD", "1")
+    vector = os.environ.get("NUMADAM_CUDA_VECTOR_LOADS", "0")
     cap = os.environ.get("NUMADAM_CUDA_MAX_REGISTERS", "64")
     grad = cupy.random.default_rng(0).standard_normal(N, dtype=np.float32)
     rows = []
@@ -68,7 +71,7 @@ def one():
                 torch_ms = f"({type(error).__name__})"
         gigabytes = 4 * N * (3 + 2 * n_states) / 1e9
         label = name + "".join(f", {k}={v}" for k, v in options.items())
-        rows.append(f"| {per_thread} | {cap} | {label} | {ms:.3f} | {gigabytes / ms * 1e3:.0f} | {reference:.3f} "
+        rows.append(f"| {per_thread} | {vector} | {cap} | {label} | {ms:.3f} | {gigabytes / ms * 1e3:.0f} | {reference:.3f} "
                     f"| {ms / reference:.3f} | {torch_ms} |")
         del optimizer, param, states, copy
         cupy.get_default_memory_pool().free_all_blocks()
@@ -76,14 +79,15 @@ def one():
 
 
 def main(out):
-    lines = ["| elements a thread | register cap | step | ms | GB/s | same-traffic ms | × same-traffic | torch fused ms |",
-             "|---|---|---|---:|---:|---:|---:|---:|"]
-    for per_thread, cap in CONFIGURATIONS:
+    lines = ["| elements a thread | vector accesses | register cap | step | ms | GB/s | same-traffic ms "
+             "| × same-traffic | torch fused ms |",
+             "|---|---|---|---|---:|---:|---:|---:|---:|"]
+    for per_thread, vector, cap in CONFIGURATIONS:
         environment = {**os.environ, "NUMADAM_CUDA_ELEMENTS_PER_THREAD": str(per_thread),
-                       "NUMADAM_CUDA_MAX_REGISTERS": str(cap)}
+                       "NUMADAM_CUDA_VECTOR_LOADS": str(vector), "NUMADAM_CUDA_MAX_REGISTERS": str(cap)}
         done = subprocess.run([sys.executable, __file__, "--one"], env=environment, capture_output=True, text=True)
         found = [line for line in done.stdout.splitlines() if line.startswith("|")]
-        lines += found or [f"| {per_thread} | {cap} | failed: {done.stderr.strip().splitlines()[-1:]} |"]
+        lines += found or [f"| {per_thread} | {vector} | {cap} | failed: {done.stderr.strip().splitlines()[-1:]} |"]
         print("\n".join(lines[-len(found or [0]):]), flush=True)
     text = "\n".join(lines) + "\n"
     os.makedirs(out, exist_ok=True)

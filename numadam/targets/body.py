@@ -45,6 +45,7 @@ import re
 import numpy as np
 
 from ..core.pipeline import POLICY_OPERANDS, PolicyScalars
+from .primitives import four_alignment
 from .quantization import BLOCK, codecs, inverse_of
 from .segments import ADDRESS, GROUP, OFFSET, position_column
 from .spec import fingerprint, rule
@@ -348,6 +349,95 @@ def _update_loops(spec, step, largest, runs):
     return _runs(spec, loops) if runs else loops
 
 
+#: Whether the GPU's update kernels read and write four neighbouring elements a thread as one
+#: vector access (a 128-bit load or store of float32; see :func:`quads_source`). Off until a GPU has
+#: timed it against one element at a time: ``NUMADAM_CUDA_VECTOR_LOADS=1`` sets it for a process
+#: (read at import), for that comparison (tools/gpu_launch.py).
+VECTOR_LOADS = os.environ.get("NUMADAM_CUDA_VECTOR_LOADS", "0") == "1"
+
+
+def _vector_operands(spec):
+    """``(pointer name, operand code)`` of everything an update reads or writes in place: each
+    present operand's ``o{k}`` and each out-of-place source's ``r{k}``."""
+    return ([(f"o{k}", code) for k, code in enumerate(spec.operands) if code]
+            + [(f"r{k}", spec.operands[k]) for k in spec.sources])
+
+
+def _four_addresses(spec, element):
+    """The byte address of element ``element`` of every pointer of :func:`_vector_operands`, with
+    its element size, as source text."""
+    n = spec.n_operands
+    columns = [ADDRESS + k for k, code in enumerate(spec.operands) if code]
+    columns += [ADDRESS + 2 * n + j for j in range(len(spec.sources))]
+    sizes = [STORAGES[code].element.itemsize for _, code in _vector_operands(spec)]
+    return [(f"table[row + {column}] + {element} * {size}", size) for column, size in zip(columns, sizes)]
+
+
+def quads_source(spec):
+    r"""The source of ``run_quads(table, row, start, stop, step, scalars, like, thread)``: a GPU
+    thread's share of elements ``start:stop`` of a segment in runs of four neighbours, each read
+    and written as one vector access (:func:`~numadam.targets.primitives.load_four`), as torch's
+    fused kernels read theirs. Thread ``t`` of ``step`` takes elements :math:`h + 4t + 4 \cdot
+    step \cdot j` to :math:`h + 4t + 4 \cdot step \cdot j + 3`, where :math:`h` is the first
+    element whose address is a multiple of four elements' size (at most 16 bytes); the few
+    elements before it and after the last run of four are taken one at a time.
+
+    It returns ``False``, having written nothing, when an operand is strided or the operands' addresses
+    do not all reach their alignment at the same element :math:`h` (a view that starts one element
+    in, say), and the caller then runs ``run_piece``. Each element's update is the same operations
+    on the same values as ``run_piece``'s: the same bits.
+    """
+    present = [k for k, code in enumerate(spec.operands) if code]
+    update = _update_lines(spec, lambda k: "i", False)
+    first, first_size = _four_addresses(spec, "start")[0]
+    alignment = four_alignment(first_size)
+    lines = _header("run_quads", spec, ", thread")
+    lines.append("    if not (" + " and ".join(f"s{k} == 1" for k in present) + "):")
+    lines.append("        return False")
+    lines.append(f"    head = min(stop, start + ({alignment} - ({first}) % {alignment}) % {alignment} // {first_size})")
+    misaligned = [f"({address}) % {four_alignment(size)} != 0" for address, size in _four_addresses(spec, "head")]
+    lines.append("    if " + " or ".join(misaligned) + ":")
+    lines.append("        return False")
+    lines += ["    for i in range(start + thread, head, step):"] + ["        " + line for line in update]
+    lines.append("    quad = head + 4 * thread")
+    lines += _in_fours(update)
+    lines.append("    for i in range(head + (stop - head) // 4 * 4 + thread, stop, step):")
+    lines += ["        " + line for line in update]
+    lines.append("    return True")
+    return "\n".join(lines) + "\n"
+
+
+def _in_fours(update):
+    """The loop of :func:`quads_source` over runs of four elements from ``quad``: every element the
+    four updates read loaded first, four at a time (``x3_0, x3_1, x3_2, x3_3 = load_four(o3, quad)``),
+    then each update on its loaded values into registers (``z3_1``), then the stores, four at a time."""
+    read = sorted({element for line in update for element in _ELEMENT_AT_I.findall(_read_part(line))})
+    written = sorted({element for line in update
+                      for element in _ELEMENT_AT_I.findall(line[:len(line) - len(_read_part(line))])})
+    lines = ["    while quad + 3 < stop:"]
+    lines += [f"        {', '.join(_loaded(kind, k, unit) for unit in range(4))} = load_four({kind}{k}, quad)"
+              for kind, k in read]
+    for unit in range(4):
+        lines.append(f"        i = quad + {unit}")
+        for line in update:
+            read_part = _read_part(line)
+            target = line[:len(line) - len(read_part)]
+            if target:
+                kind, k = _ELEMENT_AT_I.match(target).groups()
+                target = f"{_kept(kind, k, unit)} = "
+            loaded = _ELEMENT_AT_I.sub(lambda match: _loaded(*match.groups(), unit), read_part)
+            lines.append("        " + target + loaded)
+    lines += [f"        store_four({kind}{k}, quad, {', '.join(_kept(kind, k, unit) for unit in range(4))})"
+              for kind, k in written]
+    lines.append("        quad += 4 * step")
+    return lines
+
+
+def _kept(kind, k, unit):
+    """The register a new value of operand ``k`` waits in for its vector store (``z3_1``)."""
+    return f"z{k}_{unit}"
+
+
 def blocks_source(spec):
     """The source of ``run_blocks`` (CPU): blocks ``block:end_block`` of 8-bit state whose
     elements all lie in one segment (the segment's own elements ``blocks[b] - segment_offset``
@@ -591,7 +681,8 @@ def _namespace(spec, primitives):
                  "Flags": registered.flags, "PolicyScalars": PolicyScalars, "pointer": primitives.pointer,
                  "real": real, "float64": np.float64, "zero64": np.float64(0), "one64": np.float64(1),
                  "uint64": np.uint64, "uint32": np.uint32, "bitcast": primitives.bitcast,
-                 "random_bits": primitives.random_bits,
+                 "random_bits": primitives.random_bits, "load_four": primitives.load_four,
+                 "store_four": primitives.store_four,
                  "float32": np.float32, "nan": np.nan, "inverse_of": inverse_of, "empty": np.empty}
     if spec.policy.stochastic:
         namespace["stochastic"] = stochastic_rounding(spec.operands[PARAM], primitives)
@@ -624,6 +715,12 @@ def piece_runner(spec, primitives, strided_threads=False):
     dtype (a compiled conversion would return a Python float, which is float64).
     """
     return _compiled_source(piece_source(spec, strided_threads), "run_piece", spec, primitives)
+
+
+@functools.cache
+def quads_runner(spec, primitives):
+    """``run_quads`` for ``spec`` as a Python function (see :func:`quads_source`), for the GPU."""
+    return _compiled_source(quads_source(spec), "run_quads", spec, primitives)
 
 
 @functools.cache

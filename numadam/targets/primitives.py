@@ -14,7 +14,11 @@ same operations on NumPy scalars (:data:`INTERPRETED`).
   position ``offset + index * step`` of a parameter, in a step (:func:`random_bits_codegen`),
   in 32-bit integer arithmetic: Numba computes on 32-bit integers in 64 bits,
   which vectorizes half as wide. ``top`` is the position's top 32 bits, which a
-  loop may compute once for a run of positions that share them."""
+  loop may compute once for a run of positions that share them;
+- ``load_four(pointer, index)``, ``store_four(pointer, index, a, b, c, d)``: elements
+  ``index`` to ``index + 3`` read or written as one vector access (a 128-bit load or store of
+  float32 on the GPU), whose address must be a multiple of four elements' size, or of 16 bytes
+  where that is less (:func:`four_alignment`)."""
 
 import functools
 from typing import NamedTuple
@@ -33,6 +37,8 @@ class Primitives(NamedTuple):
     half_to_float: object
     float_to_half: object
     random_bits: object
+    load_four: object
+    store_four: object
     interpreted: bool = False
 
 
@@ -82,6 +88,37 @@ def random_bits_codegen(context, builder, signature, args):
     return builder.xor(x, builder.lshr(x, constant(16)))
 
 
+def four_alignment(itemsize):
+    """The alignment in bytes that :func:`load_four` and :func:`store_four` ask of an address:
+    four elements' size, at most 16 (wider accesses are made of 16-byte ones)."""
+    return min(16, 4 * itemsize)
+
+
+def _four_pointer(context, builder, pointer, index):
+    """The address of element ``index`` of ``pointer``, as a pointer to a vector of four elements,
+    and the vector access's alignment."""
+    element = pointer.type.pointee
+    vector = ir.VectorType(element, 4)
+    address = builder.bitcast(builder.gep(pointer, [index]), vector.as_pointer())
+    return address, four_alignment(context.get_abi_sizeof(element))
+
+
+def load_four_codegen(context, builder, signature, args):
+    address, alignment = _four_pointer(context, builder, *args)
+    vector = builder.load(address, align=alignment)
+    values = [builder.extract_element(vector, ir.Constant(ir.IntType(32), j)) for j in range(4)]
+    return context.make_tuple(builder, signature.return_type, values)
+
+
+def store_four_codegen(context, builder, signature, args):
+    address, alignment = _four_pointer(context, builder, args[0], args[1])
+    vector = ir.Constant(address.type.pointee, ir.Undefined)
+    for j, value in enumerate(args[2:]):
+        vector = builder.insert_element(vector, value, ir.Constant(ir.IntType(32), j))
+    builder.store(vector, address, align=alignment)
+    return context.get_dummy_value()
+
+
 def register(intrinsic, types):
     """The primitives as intrinsics of a target: ``intrinsic`` and ``types`` are its own."""
 
@@ -106,7 +143,18 @@ def register(intrinsic, types):
         integer = types.int64
         return types.uint32(integer, integer, integer, integer, types.uint64), random_bits_codegen
 
-    return Primitives(pointer, bitcast, half_to_float, float_to_half, random_bits)
+    @intrinsic
+    def load_four(typingctx, pointer, index):
+        if isinstance(pointer, types.CPointer):
+            return types.UniTuple(pointer.dtype, 4)(pointer, types.int64), load_four_codegen
+
+    @intrinsic
+    def store_four(typingctx, pointer, index, a, b, c, d):
+        if isinstance(pointer, types.CPointer) and all(value == pointer.dtype for value in (a, b, c, d)):
+            element = pointer.dtype
+            return types.void(pointer, types.int64, element, element, element, element), store_four_codegen
+
+    return Primitives(pointer, bitcast, half_to_float, float_to_half, random_bits, load_four, store_four)
 
 
 @functools.cache
@@ -141,11 +189,33 @@ def _interpreted_random_bits(index, offset, step, top, salt):
     return np.uint32(x ^ (x >> 16))
 
 
+def _aligned_four(pointer, index):
+    """Refuse what the GPU would fault on: a vector access at an address off its alignment."""
+    size = pointer.dtype.itemsize
+    address = pointer.address + int(index) * size
+    if address % four_alignment(size):
+        raise ValueError(f"a vector access of four {pointer.dtype} at {address:#x}, not a multiple of "
+                         f"{four_alignment(size)} bytes")
+
+
+def _interpreted_load_four(pointer, index):
+    _aligned_four(pointer, index)
+    return tuple(pointer[index + j] for j in range(4))
+
+
+def _interpreted_store_four(pointer, index, *values):
+    _aligned_four(pointer, index)
+    for j, value in enumerate(values):
+        pointer[index + j] = value
+
+
 INTERPRETED = Primitives(
     _interpreted_pointer,
     _interpreted_bitcast,
     lambda bits: np.float32(np.uint16(bits).view(np.float16)),
     lambda value: np.float16(value).view(np.uint16),
     _interpreted_random_bits,
+    _interpreted_load_four,
+    _interpreted_store_four,
     interpreted=True,
 )

@@ -145,16 +145,17 @@ def test_every_family_matches_its_reference_on_the_simulator(case):
     _steps_match_the_reference(rng, method, reference, param, state, always, keywords, 3)
 
 
-def _steps_match_the_reference(rng, method, reference, param, state, always, keywords, steps):
+def _steps_match_the_reference(rng, method, reference, param, state, always, keywords, steps,
+                               placed=cuda.to_device):
     """``steps`` functional steps of ``method`` on the device arrays (``param``, ``state``) with
-    random gradients equal ``reference``'s, bit for bit."""
+    random gradients equal ``reference``'s (copied to the device by ``placed``), bit for bit."""
     family = numadam.families()[method].algorithm
     carry = None
     for t in range(1, steps + 1):
         grad = random_array(rng, reference.params[0].shape, np.float32)
         if family.carry is not None:
             keywords["carry"] = carry
-        carry = functional_step(method)(param, cuda.to_device(grad), *[state[n] for n in always], step=t, **keywords)
+        carry = functional_step(method)(param, placed(grad), *[state[n] for n in always], step=t, **keywords)
         reference.step([grad])
     np.testing.assert_array_equal(param.copy_to_host(), reference.params[0], strict=True)
     for name, array in state.items():
@@ -410,3 +411,67 @@ def test_several_elements_a_thread_are_the_reference_bit_for_bit(elements_per_th
     always = [kind.name for kind in family.state if kind.present is None and not kind.derived]
     keywords = {**hyperparameters(method, options), **{n: a for n, a in state.items() if n not in always}}
     _steps_match_the_reference(rng, method, reference, param, state, always, keywords, 2)
+
+
+# -- four elements a thread as one vector access (body.VECTOR_LOADS) ---------------------------------
+
+@pytest.fixture
+def vector_loads(monkeypatch):
+    """The kernels made anew with vector accesses, in chunks of 256, counting the vector loads."""
+    from numadam.targets import body
+
+    made = (body.piece_runner, body.quads_runner, cuda_kernels.kernel_for, cuda_kernels.configured_kernel)
+    loads = []
+
+    def counted_load_four(pointer, index):
+        loads.append(index)
+        return cuda_kernels.INTERPRETED.load_four(pointer, index)
+
+    monkeypatch.setattr(body, "VECTOR_LOADS", True)
+    monkeypatch.setattr(cuda_kernels, "PRIMITIVES", cuda_kernels.INTERPRETED._replace(load_four=counted_load_four))
+    for cache in made:
+        cache.cache_clear()
+    backend = dispatch.backend_for([cuda.to_device(np.zeros(1))], ["x"])
+    monkeypatch.setattr(backend, "chunk_size", 256)
+    monkeypatch.setattr(cuda_kernels, "CHUNK_SIZE", 256)
+    yield loads
+    for cache in made:
+        cache.cache_clear()
+
+
+def _offset_by(elements):
+    """A copy to the device that starts ``elements`` in from an allocation's start."""
+    def placed(host):
+        whole = cuda.device_array(host.size + elements, host.dtype)
+        view = whole[elements:]
+        view.copy_to_device(host)
+        return view
+    return placed
+
+
+#: ``(offset of the parameter, of every other array)``: all aligned; all one element in (the
+#: first three elements one at a time); the parameter alone one in (no vector access at all).
+VECTOR_LAYOUTS = {"aligned": (0, 0), "all-one-in": (1, 1), "param-one-in": (1, 0)}
+
+
+@pytest.mark.parametrize("layout", VECTOR_LAYOUTS)
+@pytest.mark.parametrize("case", [case for case in CASES if not numadam.families()[case[0]].algorithm.factored
+                                  and case[0] in ("adam", "lion", "sgd", "radam", "schedule_free_adamw")],
+                         ids=case_id)
+def test_vector_accesses_are_the_reference_bit_for_bit(vector_loads, case, layout):
+    """Four neighbours a thread, read and written as one vector access each, give the reference's bits
+    over pieces that leave remainders of every size; where the operands do not reach their alignment
+    at the same element, no vector access is made (a misaligned one raises in the simulator)."""
+    method, options = case
+    cls = numadam.families()[method]
+    family = cls.algorithm
+    param_offset, other_offset = VECTOR_LAYOUTS[layout]
+    rng = np.random.default_rng(13)
+    host = random_array(rng, (701,), np.float32)
+    reference = Reference(method, options, [host])
+    param = _offset_by(param_offset)(host)
+    state = {name: _offset_by(other_offset)(value) for name, value in reference.state[0].items()}
+    always = [kind.name for kind in family.state if kind.present is None and not kind.derived]
+    keywords = {**hyperparameters(method, options), **{n: a for n, a in state.items() if n not in always}}
+    _steps_match_the_reference(rng, method, reference, param, state, always, keywords, 2, _offset_by(other_offset))
+    assert (len(vector_loads) > 0) == (param_offset == other_offset)

@@ -32,7 +32,8 @@ from numba.types import UniTuple
 from ..control import APPLIED, CONTROL_SIZE, FLAG, SKIPPED
 from ..primitives import INTERPRETED, pointer_codegen, register
 from ..quantization import BLOCK, inverse_of
-from ..body import block_runners, piece_runner, quantized_operands, reduction_runner
+from .. import body
+from ..body import block_runners, piece_runner, quads_runner, quantized_operands, reduction_runner
 from ..segments import piece_of, segment_of_element, sequence_length
 from .launcher import SIMULATED, launch_kernel, loaded_function, quiet_grid
 
@@ -88,6 +89,12 @@ else:
         return types.CPointer(like)(types.int64, like), pointer_codegen
 
 
+def _no_quads(table, row, start, stop, step, scalars, like, thread):
+    """``run_quads`` where vector accesses are off (:data:`~numadam.targets.body.VECTOR_LOADS`):
+    every piece goes to ``run_piece``."""
+    return False
+
+
 @functools.cache
 def kernel_for(spec, device_step=False):
     """The kernel of ``spec``: ``kernel(table_address, width, n_segments, n_chunks, chunk_size,
@@ -103,6 +110,8 @@ def kernel_for(spec, device_step=False):
     """
     piece = piece_runner(spec, PRIMITIVES, strided_threads=True)
     run_piece = piece if SIMULATED else njit(inline="always")(piece)  # inlined: needs no device to compile
+    quads = quads_runner(spec, PRIMITIVES) if body.VECTOR_LOADS else _no_quads
+    run_quads = quads if SIMULATED else njit(inline="always")(quads)
 
     @cuda.jit(**register_cap(spec))
     def kernel(table_address, width, n_segments, n_chunks, chunk_size, scalars, like, control_address,
@@ -121,7 +130,8 @@ def kernel_for(spec, device_step=False):
             segment = segment_of_element(table, n_segments, first, width)
             while first < last:
                 row, start, stop = piece_of(table, segment, first, last, width)
-                run_piece(table, row, start + cuda.threadIdx.x, stop, cuda.blockDim.x, values, like)
+                if not run_quads(table, row, start, stop, cuda.blockDim.x, values, like, cuda.threadIdx.x):
+                    run_piece(table, row, start + cuda.threadIdx.x, stop, cuda.blockDim.x, values, like)
                 first += stop - start
                 segment += 1
 
