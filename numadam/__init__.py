@@ -1,14 +1,18 @@
 """numadam: the Adam family of optimizers, fused, for NumPy, CuPy, torch and Dask arrays."""
 
-from . import families as _families
+from . import registry as _registry
 from . import schedules
 from .adapters.group import Group
 from .adapters.rows import Rows
 from .clipping import clip_by_global_norm, clip_by_norm, clip_by_value
-from .families import *  # noqa: F403  (every algorithm's classes and functional step, and families())
+from .registry import *  # noqa: F403  (every algorithm's classes and functional step, and families())
 from .plotting import plot_convergence
-from .solve import adam_minimizer, minimize
+from .solver.minimize import adam_minimizer, minimize
 from .state_files import load_state, save_state
+from .core.version import package_version as _package_version
+
+#: The installed numadam's version (pyproject.toml's), ``"unknown"`` for a source tree not installed.
+__version__ = _package_version()
 
 
 
@@ -21,7 +25,7 @@ def __getattr__(name):
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-__all__ = sorted(_families.__all__ + [
+__all__ = sorted(_registry.__all__ + [
     "Group", "adam_minimizer", "clip_by_global_norm", "clip_by_norm", "clip_by_value", "load_state", "minimize",
     "plot_convergence", "Rows", "save_state", "schedules",
 ])

@@ -1,13 +1,18 @@
 """The ``numadam`` command line: ``numadam demo``, ``numadam bench`` and ``numadam cache``."""
 
 import argparse
+import importlib
+import importlib.util
+import pkgutil
 import sys
+from pathlib import Path
 
 from . import bench
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="numadam", description="The Adam family of optimizers, fused, for NumPy, CuPy, torch and Dask arrays.")
+    parser = argparse.ArgumentParser(prog="numadam", description="First-order optimizers, fused: Adam, its family (AdamW, Lion, LAMB, "
+                                     "Adafactor, ...) and SGD, RMSprop and Adagrad, for NumPy, CuPy, torch and Dask arrays.")
     commands = parser.add_subparsers(dest="command", required=True)
     demo = commands.add_parser("demo", help="run the worked examples, print a report and save a plot")
     demo.add_argument("--quick", action="store_true", help="short training runs (a few seconds in all)")
@@ -37,9 +42,8 @@ def kernel_cache(clear, out=print):
     """Report (or ``clear``) every cache of compiled code numadam writes: its compiled functions
     (the kernels and their helpers, in Numba's cache folders) and the compiled ``minimize`` solves."""
     from .solver import compiled as compiled_solves
-    from .targets import disk_cache
 
-    caches = {"compiled functions": disk_cache.cache_files(), "compiled solves": compiled_solves.cache_files()}
+    caches = {"compiled functions": compiled_function_files(), "compiled solves": compiled_solves.cache_files()}
     for name, files in caches.items():
         folders = sorted({str(path.parent) for path in files})
         size = sum(path.stat().st_size for path in files if path.exists())
@@ -52,6 +56,33 @@ def kernel_cache(clear, out=print):
                 deleted += 1
         out(f"deleted {deleted} files")
     return 0
+
+def compiled_functions():
+    """Every function of numadam made by :func:`~numadam.targets.disk_cache.cached_njit`, its
+    modules imported first (each module of the package whose source uses it)."""
+    from .targets.disk_cache import CachedFunctions
+
+    for module in pkgutil.walk_packages([str(Path(__file__).parent)], "numadam."):
+        if module.ispkg:
+            continue
+        spec = importlib.util.find_spec(module.name)
+        if spec is None or spec.origin is None:
+            continue
+        if "@cached_njit(" in Path(spec.origin).read_text(encoding="utf-8"):
+            importlib.import_module(module.name)
+    return list(CachedFunctions.made)
+
+
+def compiled_function_files():
+    """Every file the disk caches of numadam's compiled functions hold, in every folder they use."""
+    from .targets.disk_cache import KeyedFunctionCache
+
+    files = set()
+    for function in compiled_functions():
+        if isinstance(function._cache, KeyedFunctionCache):
+            files.update(function._cache.files())
+    return sorted(files)
+
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -15,7 +15,10 @@ Every check (the limit; each array's type, dtype, writability; that no two
 arrays share memory) runs before anything is written, and a norm that is not
 finite (an array holding NaN or infinity) is an error raised before any array
 is scaled: a failed call changes nothing. The arrays' own methods do the work,
-so CuPy arrays stay on the GPU and NumPy input never imports CuPy.
+so CuPy arrays stay on the GPU and NumPy input never imports CuPy. The
+formulas themselves (the clamp, the scale :math:`\min(1, c/N)`) are
+:mod:`numadam.core.clip_math`'s, which the optimizers' ``clip_value`` and
+``clip_global_norm`` and :func:`numadam.minimize`'s ``clip`` use too.
 """
 
 import contextlib
@@ -25,6 +28,7 @@ import string
 import numpy as np
 
 from .core import validate
+from .core.clip_math import clamp_in_place, norm_and_scale, sum_is_final
 from .targets.dispatch import backend_for
 from .adapters.foreign import adopt
 from .adapters.tree import flatten
@@ -54,7 +58,7 @@ def clip_by_value(grads, max_value):
     with _checked_leaves(grads) as (leaves, _):
         for leaf in leaves:
             for part in _real_parts(leaf):
-                part.clip(-limit, limit, out=part)
+                clamp_in_place(part, limit)
     return grads
 
 
@@ -99,9 +103,9 @@ def clip_by_norm(grads, max_norm):
         measures = [_finite_measure(leaf, path) for leaf, path in zip(leaves, paths)]
         norms = []
         for leaf, (largest, scaled_sum) in zip(leaves, measures):
-            norm = largest * math.sqrt(scaled_sum)
-            if norm > limit:
-                leaf *= (limit / largest) / math.sqrt(scaled_sum)
+            norm, scale = norm_and_scale.py_func(limit, largest, scaled_sum)
+            if scale != 1.0:  # the norm exceeds the limit
+                leaf *= scale
             norms.append(norm)
     return treedef.unflatten(norms)
 
@@ -149,11 +153,10 @@ def clip_by_global_norm(grads, max_norm):
         if largest == 0.0:
             return 0.0
         scaled_sum = math.fsum(total * (peak / largest) ** 2 for peak, total in measures if peak)
-        norm = largest * math.sqrt(scaled_sum)
-        if norm > limit:
-            factor = (limit / largest) / math.sqrt(scaled_sum)
+        norm, scale = norm_and_scale.py_func(limit, largest, scaled_sum)
+        if scale != 1.0:  # the norm exceeds the limit
             for leaf in leaves:
-                leaf *= factor
+                leaf *= scale
     return norm
 
 
@@ -186,17 +189,12 @@ def _real_parts(array):
     return (array.real, array.imag) if array.dtype.kind == "c" else (array,)
 
 
-#: A float64 sum of squares at least this large lost nothing to underflow that matters.
-SAFE_SUM_OF_SQUARES = 1e-200
-
-
 def _finite_measure(array, path):
     r"""``(a, s)`` with :math:`\|array\|_2 = a \sqrt{s}`, in float64.
 
-    One pass first: the sum of squares in float64 (``a = 1``).
-    Squares of float16/float32 values can neither overflow nor underflow in
-    float64, so that is final for them; for float64 arrays it is final when the
-    sum is finite and not tiny. Otherwise ``a`` is the largest magnitude and the
+    One pass first: the sum of squares in float64 (``a = 1``), final where
+    :func:`~numadam.core.clip_math.sum_is_final` says so (float16/float32 values,
+    or a finite sum that is not tiny). Otherwise ``a`` is the largest magnitude and the
     squares are summed after dividing by it. Raises ``ValueError`` if ``array``
     holds NaN or infinity.
     """
@@ -206,7 +204,7 @@ def _finite_measure(array, path):
     with np.errstate(over="ignore", invalid="ignore"):
         total = sum(_float64_sum_of_squares(part) for part in parts)
     narrow = array.dtype.itemsize < (16 if array.dtype.kind == "c" else 8)
-    if math.isfinite(total) and (narrow or total >= SAFE_SUM_OF_SQUARES):
+    if sum_is_final.py_func(total, narrow):
         return (1.0, total) if total else (0.0, 0.0)
     return _scaled_measure(parts, path)
 

@@ -361,7 +361,7 @@ def _norms_launch(algorithm, flags, h, ready, counts=None):
                           for policy in (NO_POLICY._replace(reduction="norms"), NO_POLICY))
     applies = np.array([algorithm.norms.applies(h)])
     starts, stops = chunk_pieces(backend, plan)
-    one_call = getattr(backend, "norms_step_launcher", None)
+    one_call = backend.norms_step_launcher
     if one_call is not None and not algorithm.norms.per_parameter:
         launch = one_call(plan, first, update_spec, starts, stops, np.zeros(len(starts), np.int64), [0], applies,
                           tuple(NO_POLICY_SCALARS), algorithm.Scalars._fields.index(algorithm.norms.field))

@@ -75,7 +75,7 @@ from numba.extending import intrinsic, models, overload, register_model
 
 from .targets.cpu.backend import CpuBackend
 from .targets.body import NORMS_TILE
-from .families import families
+from .registry import families
 
 __all__ = []
 

@@ -267,11 +267,13 @@ class Optimizer:
             replaced = self._engine.step(grads)
         return None if replaced is None else self._treedef.unflatten(replaced)
 
-    def _norms_kernel(self, grads):
-        """The norms kernel of a step over ``grads`` as data (for :mod:`numadam.solver.compiled`; see
-        :meth:`numadam.engine.local.LocalEngine.norms_kernel`), or ``None``."""
-        norms_kernel = getattr(self._engine, "norms_kernel", None)
-        return None if norms_kernel is None else norms_kernel(grads)
+    @property
+    def engine(self):
+        """The engine that holds this optimizer's state and takes its steps
+        (:class:`numadam.engine.local.LocalEngine`, or :class:`numadam.engine.dask.DaskEngine` for
+        Dask arrays), for code that compiles the steps itself: a compiled ``minimize`` solve asks
+        it for its norms kernel (:meth:`~numadam.engine.local.LocalEngine.norms_kernel`)."""
+        return self._engine
 
     def zero_grad(self, set_to_none=True):
         """Clear the ``.grad`` of torch parameters, as ``torch.optim.Optimizer.zero_grad``: set it to

@@ -25,7 +25,7 @@ from numba import cuda  # a global, which the simulator replaces in the kernel b
 import numadam
 from arrays import random_array
 from numadam import jit
-from numadam.families import functional_step
+from numadam.registry import functional_step
 from numadam.targets.cuda.backend import ARGUMENT_ROWS, CudaBackend
 
 

@@ -264,7 +264,7 @@ def test_other_thread_layouts_step_as_the_default_kernel(monkeypatch, setting, o
     from numadam.targets import body
     from numadam.targets.cuda import kernels as cuda_kernels
 
-    made = (body.piece_runner, body.quads_runner, cuda_kernels.kernel_for, cuda_kernels.configured_kernel,
+    made = (body.piece_runner, cuda_kernels.kernel_for, cuda_kernels.configured_kernel,
             cuda_kernels.cupy_loaded)
     rng = np.random.default_rng(3)
     start = rng.standard_normal(1_000_003).astype(np.float32)

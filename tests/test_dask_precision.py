@@ -299,31 +299,27 @@ def test_int8_state_dict_round_trips_and_continues_exactly(client, tmp_path):  #
     np.testing.assert_array_equal(aligned.params[0].compute(), on_numpy.params[0])
 
 
-def test_int8_codes_of_the_decades_map_are_decoded_chunk_by_chunk_and_encoded_again(client):  # noqa: F811
-    """A state saved before ``int8_map`` named the map holds codes of the decades map: loading decodes
-    each chunk's blocks with that map (its table, written here from its definition) and encodes the
-    numbers again in today's map over the same chunks' blocks."""
+def test_int8_codes_of_the_decades_map_are_refused_and_change_nothing(client, tmp_path):  # noqa: F811
+    """A state saved before ``int8_map`` named the map holds codes of the pre-0.1.0 decades map, which
+    numadam no longer reads: loading it, gathered or lazy from a Zarr store, raises a ValueError
+    naming that format before any chunk is loaded."""
+    pytest.importorskip("zarr")
     starts, grads = int8_problem(57, (128, 140), steps=2)
     layout = [(64, 70), 10]
     optimizer = stepped_int8(numadam.Adam, {}, starts, grads, layout)
-    state = optimizer.state_dict()
-    assert state.pop(quantization.MAP_KEY) == quantization.MAP_NAME
-    numbers = {0.0}
-    for e in range(8):  # the unsigned decades map: 2**(7 - e) numbers in (10**-(e+1), 10**-e]
-        numbers.update(np.linspace(10.0 ** -(e + 1), 10.0 ** -e, 2 ** (7 - e) + 1)[1:])
-    numbers = np.sort(np.array(list(numbers))).astype(np.float32)
-    codes = state["exp_avg_sq"][0]
-    decoded = np.empty(codes.shape, np.float32)
-    first = 0
-    for where in chunk_slices((128, 140), (64, 70)):
-        chunk = numbers[codes[where]].reshape(-1)
-        count = -(-chunk.size // 256)
-        decoded[where] = (chunk * np.repeat(state["exp_avg_sq_scales"][0][first:first + count], 256)[:chunk.size]
-                          ).reshape(codes[where].shape)
-        first += count
-    loaded = stepped_int8(numadam.Adam, {}, starts, [], layout)
-    loaded.load_state_dict(state)
-    assert_quantized_chunk_by_chunk(loaded.state_dict(), decoded, (64, 70))
+    state, lazy = optimizer.state_dict(), optimizer.state_dict(lazy=True)
+    for saved in (state, lazy):
+        assert saved.pop(quantization.MAP_KEY) == quantization.MAP_NAME
+    path = tmp_path / "decades.zarr"
+    numadam.save_state(lazy, path)
+    before, params = optimizer.state_dict(), [p.compute() for p in optimizer.params]
+    match = r"8-bit state saved with the pre-0\.1\.0 'decades' code map is no longer read.*no 'int8_map' entry"
+    for load in (lambda: optimizer.load_state_dict(state), lambda: optimizer.load(path)):
+        with pytest.raises(ValueError, match=match):
+            load()
+    assert_states_equal(optimizer.state_dict(), before, [key for key in before if isinstance(before[key], list)])
+    for param, value in zip(optimizer.params, params):
+        np.testing.assert_array_equal(param.compute(), value)
 
 
 @pytest.mark.parametrize("key, change, error, match", [

@@ -17,6 +17,7 @@ from numba import types
 from numba.core import config
 
 from numadam.targets import disk_cache
+from numadam.cli import compiled_functions
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -149,14 +150,14 @@ def test_files_lists_this_function_s_files_of_any_version_and_no_other_s(doubled
 
 def test_every_function_numadam_caches_goes_through_the_keyed_cache():
     """No ``cache=True`` in numadam's sources (Numba's own cache), and every ``cached_njit`` function
-    of the package (found by :func:`~numadam.targets.disk_cache.cached_functions`) has the keyed cache."""
+    of the package (found by :func:`numadam.cli.compiled_functions`) has the keyed cache."""
     offenders = [f"{path.relative_to(ROOT)}:{function.name}" for path in (ROOT / "numadam").rglob("*.py")
                  for function in ast.walk(ast.parse(path.read_text())) if isinstance(function, ast.FunctionDef)
                  for decorator in function.decorator_list if isinstance(decorator, ast.Call)
                  for keyword in decorator.keywords
                  if keyword.arg == "cache" and getattr(keyword.value, "value", False) is True]
     assert offenders == []
-    functions = disk_cache.cached_functions()
+    functions = compiled_functions()
     names = {f"{function.py_func.__module__}.{function.__name__}" for function in functions}
     assert {"numadam.targets.cpu.kernels.update_serial", "numadam.targets.cpu.kernels.update_parallel",
             "numadam.targets.cpu.factored_step.factored_step_serial", "numadam.targets.layout._offsets",

@@ -1,4 +1,4 @@
-"""``_common.divided``: a rule's quotient by a step's constant, the same bits as the division.
+"""``element_math.divided``: a rule's quotient by a step's constant, the same bits as the division.
 
 On Numba's CPU target a float32 quotient is a float64 product with the
 constant's float64 reciprocal, rounded to float32. Each test compares it with
@@ -11,7 +11,7 @@ import numba
 import numpy as np
 import pytest
 
-from numadam.families._common import divided
+from numadam.core.element_math import divided
 
 #: Constants as LAMB meets them (bias corrections 1 - beta**t in float32, at t = 1 and later),
 #: their roots, the end points 1 and the smallest normal number, and numbers above 1.

@@ -164,7 +164,7 @@ def test_families_lists_every_module_s_algorithm_with_its_class_and_functional_s
     import pkgutil
 
     from numadam.core.algorithm import Algorithm
-    from numadam.families import functional_step
+    from numadam.registry import functional_step
 
     declared = []
     for found in pkgutil.iter_modules(importlib.import_module("numadam.families").__path__):

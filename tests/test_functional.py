@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 
 import numadam
 from arrays import DTYPES, LAYOUTS, OPTIONS, in_layout, random_array, tiered
-from numadam.families import functional_step
+from numadam.registry import functional_step
 from reference import adam_exact, adam_paper, as_real
 from test_families import CASES, STEPS, Reference, case_id, hyperparameters, takes_complex
 from test_families import assert_bitwise as assert_family_bitwise

@@ -358,46 +358,36 @@ def test_wider_state_loads_into_int8_encoded(source_dtype):
         np.testing.assert_array_equal(loaded[name + "_scales"][0], scales)
 
 
-def legacy_numbers(bits):
-    """The decades map of states saved before ``int8_map``: zero and 2**(bits - e) evenly spaced
-    numbers in each decade (10**-(e+1), 10**-e], e = 0..bits."""
-    numbers = {0.0}
-    for e in range(bits + 1):
-        count = 2 ** (bits - e)
-        numbers.update(np.linspace(10.0 ** -(e + 1), 10.0 ** -e, count + 1)[1:])
-    return np.sort(np.array(list(numbers)))
+DECADES_REFUSED = r"8-bit state saved with the pre-0\.1\.0 'decades' code map is no longer read"
 
 
-def test_codes_saved_in_the_decades_map_are_decoded_and_encoded_again():
-    """A state saved before ``int8_map`` named the map (it has none) holds codes of the decades map
-    with each block's largest magnitude as its scale: loading decodes them with that map and encodes
-    the numbers in today's map."""
-    opt, params = trained("int8")
+@pytest.mark.parametrize("target", ["int8", None])
+def test_codes_of_the_decades_map_are_refused_and_change_nothing(tmp_path, target):
+    """A state saved before ``int8_map`` named the map (it has none) holds codes of the pre-0.1.0
+    decades map, which numadam no longer reads: loading it, as a dict or from a file, into 8-bit or
+    float state, raises a ValueError naming that format before anything is written. A map of
+    another name is refused too."""
+    opt, _ = trained("int8")
     state = opt.state_dict()
-    assert state.pop(quantization.MAP_KEY) == "octaves"
-    rng = np.random.default_rng(5)
-    for name in ("exp_avg", "exp_avg_sq", "max_exp_avg_sq"):
-        signed = name == "exp_avg"
-        numbers = legacy_numbers(6 if signed else 7).astype(np.float32)
-        codes = rng.integers(-127 if signed else 0, 128 if signed else 256, state[name][0].shape)
-        state[name][0] = codes.astype(np.int8 if signed else np.uint8)
-        state[name + "_scales"][0] = rng.uniform(0.5, 2, state[name + "_scales"][0].shape).astype(np.float32)
-    other, _ = twin("int8", params)
-    other.load_state_dict(state)
-    loaded = other.state_dict()
-    for name in ("exp_avg", "exp_avg_sq", "max_exp_avg_sq"):
-        signed = name == "exp_avg"
-        numbers = legacy_numbers(6 if signed else 7).astype(np.float32)
-        codes = state[name][0].astype(np.int32)
-        decoded = (np.sign(codes) * numbers[np.abs(codes)]).astype(np.float32).reshape(-1)
-        decoded = (decoded * np.repeat(state[name + "_scales"][0], BLOCK)[:decoded.size]).reshape(codes.shape)
-        expected_codes, expected_scales = reference_quantize(decoded, signed)
-        np.testing.assert_array_equal(loaded[name][0], expected_codes, err_msg=name)
-        np.testing.assert_array_equal(loaded[name + "_scales"][0], expected_scales, err_msg=name)
-        np.testing.assert_array_equal(loaded[name][1], state[name][1], err_msg=name)  # kept in float32
+    assert state.pop(quantization.MAP_KEY) == quantization.MAP_NAME
+    path = tmp_path / "decades.npz"
+    numadam.save_state(state, path)
+    other, params = trained(target, seed=4)
+    before, values = other.state_dict(), [p.copy() for p in params]
+    for load in (lambda: other.load_state_dict(state), lambda: other.load(path),
+                 lambda: other.load_state_dict(numadam.load_state(path))):
+        with pytest.raises(ValueError, match=DECADES_REFUSED + r".*no 'int8_map' entry"):
+            load()
     with pytest.raises(ValueError, match=r"state\['int8_map'\] must be 'octaves'.*got 'dynamic'"):
         other.load_state_dict({**state, quantization.MAP_KEY: "dynamic"})
-    np.testing.assert_array_equal(other.state_dict()["exp_avg"][0], loaded["exp_avg"][0])
+    after = other.state_dict()
+    assert after.keys() == before.keys() and after["step"] == before["step"]
+    for name, value in before.items():
+        if isinstance(value, list):
+            for a, b in zip(value, after[name]):
+                np.testing.assert_array_equal(a, b, err_msg=name)
+    for a, b in zip(params, values):
+        np.testing.assert_array_equal(a, b)
 
 
 def test_bad_codes_or_scales_are_refused_and_change_nothing():

@@ -122,7 +122,7 @@ LION_STEP = textwrap.dedent("""
 
 
 def test_editing_a_helper_the_rule_inlines_compiles_anew_in_a_new_process(tmp_path):
-    """``families/_common.py`` holds ``sign``, which Lion's rule inlines: a copy of the package whose
+    """``core/element_math.py`` holds ``sign``, which Lion's rule inlines: a copy of the package whose
     ``sign`` returns twice the sign must not load the kernel compiled before the edit."""
     shutil.copytree(ROOT / "numadam", tmp_path / "numadam", ignore=shutil.ignore_patterns("__pycache__"))
     env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path / "cache"), "PYTHONPATH": str(tmp_path)}
@@ -135,7 +135,7 @@ def test_editing_a_helper_the_rule_inlines_compiles_anew_in_a_new_process(tmp_pa
 
     assert step() == {"p": pytest.approx(0.9), "misses": 1}
     assert step() == {"p": pytest.approx(0.9), "misses": 0}  # loaded, not compiled
-    helpers = tmp_path / "numadam" / "families" / "_common.py"
+    helpers = tmp_path / "numadam" / "core" / "element_math.py"
     source = helpers.read_text()
     assert source.count("        return one\n") == 1
     helpers.write_text(source.replace("        return one\n", "        return one + one\n"))
@@ -145,9 +145,9 @@ def test_editing_a_helper_the_rule_inlines_compiles_anew_in_a_new_process(tmp_pa
 def test_the_fingerprint_covers_the_helpers_a_rule_calls_and_the_package_version(monkeypatch):
     from numadam.targets import fingerprint, spec
 
-    roots = (spec.rule("lion").function, None)
-    modules = fingerprint.inlined_modules([spec.rule("lion").function], {"numadam"})
-    assert {"numadam.families.lion", "numadam.families._common"} <= modules
+    roots = (spec.algorithm("lion").rule, None)
+    modules = fingerprint.inlined_modules([spec.algorithm("lion").rule], {"numadam"})
+    assert {"numadam.families.lion", "numadam.core.element_math"} <= modules
     before = fingerprint.fingerprint(roots)
     monkeypatch.setattr(fingerprint, "_package_version", lambda: "0.0.0-another")
     assert fingerprint.fingerprint(roots) != before

@@ -17,7 +17,7 @@ import numadam
 from numadam.targets.cpu import kernels as cpu
 from numadam.core.pipeline import Policy
 from numadam.engine.operands import kernel_spec
-from numadam.targets.spec import rule
+from numadam.targets.spec import algorithm
 
 pytestmark = pytest.mark.slow
 
@@ -68,7 +68,7 @@ def family_spec(method, dtype):
 def test_every_family_keeps_float32_arithmetic_in_float32(method):
     """A float64 literal in a rule would promote the whole float32 update (and halve its speed)."""
     code = assembly("serial", family_spec(method, np.float32))
-    if method == "lamb":  # its quotients by constants are float64 products (_common.divided), on purpose
+    if method == "lamb":  # its quotients by constants are float64 products (element_math.divided), on purpose
         assert re.search(r"\bvmulpd\b", code) and re.search(r"\bvcvtpd2ps\b", code)
         assert not re.search(r"\bv?(sqrt|add|sub)(sd|pd)\b|\bv?divpd\b", code), "float32 arithmetic promoted"
     else:
@@ -119,7 +119,7 @@ def test_cuda_kernel_compiles_to_ptx_for_hopper(spec):
     ptx = compile_cuda(spec)
     width = 32 if dtype == np.float32 else 64
     assert ".target sm_90" in ptx
-    source = inspect.getsource(rule(spec.rule).function.py_func)
+    source = inspect.getsource(algorithm(spec.rule).rule.py_func)
     if "sqrt(" in source:  # an infinity norm (Adamax) takes no root, plain SGD neither
         assert f"sqrt.rn.f{width}" in ptx, "square root must be IEEE round-to-nearest"
     if " / " in source:  # nor does the sign of a momentum (Lion) divide

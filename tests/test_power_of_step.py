@@ -1,10 +1,10 @@
-"""numadam.families._common.power_of_step: the bits of ``beta**step``, with +0 past the certain underflow."""
+"""numadam.core.element_math.power_of_step: the bits of ``beta**step``, with +0 past the certain underflow."""
 
 import numpy as np
 import pytest
 from numba import njit
 
-from numadam.families._common import ZERO_POWER_BEYOND, power_of_step
+from numadam.core.element_math import ZERO_POWER_BEYOND, power_of_step
 
 #: The betas of the families' defaults and their extremes: 0, tiny, near 1, 1, and negative ones
 #: (which always take ``pow``).

@@ -266,7 +266,7 @@ def test_a_piece_whose_positions_cross_a_multiple_of_2_32_rounds_each_element_wi
     from numadam.engine.operands import kernel_spec
     from numadam.targets.cpu.kernels import _compiled_piece
     from numadam.targets.segments import ADDRESS, GROUP, LENGTH, OFFSET, position_column, table_width
-    from numadam.targets.spec import rule
+    from numadam.targets.spec import algorithm
 
     family = numadam.Adam.algorithm
     hyper = family.Hyper(**numadam.Adam._class_defaults)
@@ -277,7 +277,7 @@ def test_a_piece_whose_positions_cross_a_multiple_of_2_32_rounds_each_element_wi
     start = [rng.standard_normal(n).astype(np.float32).astype(FORMATS["bf16"]) for _ in range(2)] + [
         rng.standard_normal(n).astype(np.float32), rng.random(n).astype(np.float32)]
     scalars = rng.random(spec.n_scalars).astype(np.float32)
-    scalars[len(rule(spec.rule).scalars._fields) + PolicyScalars._fields.index("salt")] = 4321
+    scalars[len(algorithm(spec.rule).Scalars._fields) + PolicyScalars._fields.index("salt")] = 4321
     table = np.zeros(table_width(spec.n_operands, 0, positions), np.int64)
     table[OFFSET], table[LENGTH], table[GROUP] = (0 if positions else 2**32 - 20), n, 0
     if positions:

@@ -38,7 +38,7 @@ def family_loop(name):
     """An njit loop calling ``<name>_step`` with the class defaults written as constants."""
     cls = numadam.families()[name]
     defaults = {**cls._class_defaults, **cls.pinned}
-    hyper = ", ".join(repr(defaults[h]) for h in jit._hyperparameters(cls))
+    hyper = ", ".join(repr(defaults[h]) for h in jit.hyperparameter_order(cls))
     state = ", ".join(f"s{i}" for i, kind in enumerate(cls.algorithm.state) if kind.present is None)
     carried = cls.algorithm.carry is not None
     source = (f"def loop(x, g, {state}, steps):\n    carry = None\n    for t in range(1, steps + 1):\n"

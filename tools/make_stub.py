@@ -63,13 +63,13 @@ def _docstring(value, indent):
 
 def _family_class(cls, base):
     lines = [f"class {cls.__name__}({base}):"] + _docstring(cls, "    ")
-    for name, value in vars(cls).items():
-        if name.startswith("_") or name in ("algorithm", "defaults", "pinned"):
-            continue
-        if inspect.isfunction(value):
-            lines.append(f"    def {name}({_parameters(inspect.signature(value))}): ...")
-        else:
-            lines.append(f"    {name}: Any")
+    public = {name: value for name, value in vars(cls).items()
+              if not name.startswith("_") and name not in ("algorithm", "defaults", "pinned")}
+    attributes = [name for name, value in public.items() if not inspect.isfunction(value)]
+    if attributes:  # the hyperparameters, read and set by name: one line (a variant repeats its base's)
+        lines.append("    " + "; ".join(f"{name}: Any" for name in attributes))
+    lines += [f"    def {name}({_parameters(inspect.signature(value))}): ..."
+              for name, value in public.items() if inspect.isfunction(value)]
     lines.append(f"    def __init__({_parameters(inspect.signature(cls), skip_self=True)}) -> None: ...")
     return lines
 
@@ -94,7 +94,7 @@ def stub_source():
         else:
             imported.append(f"from .{value.__module__.removeprefix('numadam.')} import {name} as {name}")
     lines += sorted(imported)
-    lines += ["from . import jit as jit", "", f"__all__ = {sorted(numadam.__all__)!r}", ""]
+    lines += ["from . import jit as jit", "", "__version__: str", f"__all__ = {sorted(numadam.__all__)!r}", ""]
     return "\n".join(lines + declared) + "\n"
 
 

@@ -55,7 +55,7 @@ class StateKind(NamedTuple):
     words ("amsgrad=True").
 
     ``magnitude`` marks state that the rule builds from squared magnitudes only
-    (with :func:`numadam.families._common.square`, never ``g * g``): with
+    (with :func:`numadam.core.element_math.square`, never ``g * g``): with
     ``complex_mode="magnitude"`` it is one real number per complex element,
     while the parameter, the gradient and the other state are complex numbers.
     A family takes ``complex_mode="magnitude"`` when some of its state is so marked.
@@ -248,6 +248,32 @@ class Algorithm:
             self.check_combination(self.Hyper(**values))
 
     @property
+    def state_names(self):
+        """The names of the rule's state operands, in its order."""
+        return tuple(kind.name for kind in self.state)
+
+    @property
+    def read_only_state(self):
+        """The names of the state operands the rule reads and never writes (factored state: the
+        factors' pass moves them)."""
+        return tuple(kind.name for kind in self.state if kind.factor)
+
+    @property
+    def norms_rule(self):
+        """The norms pass's rule (:attr:`Norms.rule`), or None."""
+        return None if self.norms is None else self.norms.rule
+
+    @property
+    def norms_value(self):
+        """What the norms pass's sums set in each parameter's scalars (:attr:`Norms.value`), or None."""
+        return None if self.norms is None else self.norms.value
+
+    @property
+    def norms_tiled_matrices(self):
+        """Whether the CPU's norms pass runs over a matrix's layouts in tiles (:attr:`Norms.tiled_matrices`)."""
+        return self.norms is None or self.norms.tiled_matrices
+
+    @property
     def factored(self):
         """Whether some state is factored (see :class:`StateKind`): the steps then run the factors'
         pass (:mod:`numadam.core.factors`) before the norms pass."""
@@ -283,9 +309,8 @@ class Algorithm:
 
 
 def family_algorithm(module):
-    """The algorithm that module ``module`` of :mod:`numadam.families` declares (how one unpickles)."""
-    import numadam.families  # noqa: F401  (declares every family and registers its rule)
-
+    """The algorithm that module ``module`` of :mod:`numadam.families` declares (how one unpickles):
+    importing the module declares it."""
     return declared_in(importlib.import_module(module))
 
 

@@ -64,6 +64,8 @@ import math
 
 import numpy as np
 
+from .clip_math import clamp_in_place
+
 #: What each factored state kind keeps of the last two dimensions.
 FACTORS = ("rows", "columns", "means", "row_scales", "column_scales")
 
@@ -145,13 +147,12 @@ def pass_constants(algorithm, row, real):
 
 def effective_gradient(xp, grad, real, grad_scale, clip_value):
     """The gradient the rule steps with (scaled by ``grad_scale``, clipped to ``clip_value`` where
-    it is not None), in dtype ``real``."""
-    g = grad.astype(real)
+    it is not None: :func:`~numadam.core.clip_math.clamp_in_place`), in dtype ``real``, a new array."""
+    g = grad.astype(real)  # a copy, which the clamp may write
     if grad_scale != 1.0:
         g = g * real.type(grad_scale)
     if clip_value is not None:
-        g = xp.where(g > real.type(clip_value), real.type(clip_value),
-                     xp.where(g < -real.type(clip_value), -real.type(clip_value), g))
+        clamp_in_place(g, real.type(clip_value))
     return g
 
 
@@ -165,7 +166,7 @@ def sums_of_squares(xp, grad, real, grad_scale, clip_value):
 
 def lerp(xp, start, end, weight, one_minus_weight):
     """``torch.lerp(start, end, weight)`` as torch evaluates it, elementwise (see
-    :func:`numadam.families._common.torch_lerp`)."""
+    :func:`numadam.core.element_math.torch_lerp`)."""
     return xp.where(weight < 0.5, start + weight * (end - start), end - (end - start) * one_minus_weight)
 
 

@@ -9,9 +9,11 @@ A step runs these stages, in this order (:data:`STAGES`):
    parameter whose gradient holds one; nothing changes) or ``"skip"`` (nothing is
    written, the step count does not advance, ``skipped_steps`` counts it).
 3. ``clip_global_norm=c``: the gradients scaled by :math:`\min(1, c/\|g\|)`, the
-   norm over every parameter (numadam.clip_by_global_norm's rule), taken by a
-   reduction pre-pass; the gradients themselves are not modified.
-4. ``clip_value=c``: each gradient element clipped to :math:`[-c, c]`.
+   norm over every parameter (numadam.clip_by_global_norm's rule:
+   :func:`~numadam.core.clip_math.norm_and_scale`), taken by a reduction
+   pre-pass; the gradients themselves are not modified.
+4. ``clip_value=c``: each gradient element clipped to :math:`[-c, c]`
+   (:func:`~numadam.core.clip_math.clamped`).
 5. The family's rule (LAMB: its norms pass, then its update).
 6. ``bounds=(low, high)``: each parameter projected onto its box; ``low``/``high``
    are numbers, ``None`` (unbounded) or trees shaped like the parameters whose
@@ -59,6 +61,7 @@ from typing import Callable, NamedTuple
 import numpy as np
 
 from . import validate
+from .clip_math import norm_and_scale
 
 NONFINITE = ("propagate", "raise", "skip")
 #: What ``state_dtype`` may name.
@@ -329,9 +332,10 @@ def _named_dtype(name):
 
 def skip_or_scale(policies, squares, bad, grad_paths):
     """The decision of a step whose gradients were reduced: ``None`` to skip it (``nonfinite="skip"``),
-    else the gradients' scale (:math:`c/\\|g\\|` where the global norm exceeds ``clip_global_norm``,
-    else 1). ``squares`` and ``bad`` hold each gradient's sum of squares and count of non-finite
-    numbers; the norm adds the sums of squares in parameter order.
+    else the gradients' scale :math:`\\min(1, c/\\|g\\|)` with :math:`c` = ``clip_global_norm``
+    (:func:`~numadam.core.clip_math.norm_and_scale`; 1 without it). ``squares`` and ``bad`` hold
+    each gradient's sum of squares and count of non-finite numbers; the norm adds the sums of
+    squares in parameter order.
 
     Raises ``FloatingPointError`` for ``nonfinite="raise"``, naming the first gradient at fault.
     """
@@ -347,8 +351,7 @@ def skip_or_scale(policies, squares, bad, grad_paths):
     total = 0.0
     for square in squares:
         total += square
-    norm = math.sqrt(total)
-    return policies.clip_global_norm / norm if norm > policies.clip_global_norm else 1.0
+    return norm_and_scale.py_func(policies.clip_global_norm, 1.0, total)[1]
 
 
 def _numbers(values):

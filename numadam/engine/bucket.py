@@ -335,7 +335,7 @@ class Bucket:
         policy scalars ``policy_scalars``), each parameter's group, whether its norms set its field and its real
         elements (global lists, in parameter order); ``None`` where the backend has none or it does
         not apply (8-bit state, a parameter not in the dtype the step computes in)."""
-        make = getattr(self.backend, "factored_step_arguments" if arguments else "factored_step_launcher", None)
+        make = self.backend.factored_step_arguments if arguments else self.backend.factored_step_launcher
         params = [self._stepped_param(k) for k in range(len(self.params))]
         if make is None or self.quantized or any(param is None for param in params):
             return None
@@ -679,7 +679,7 @@ class Bucket:
         found = self._fused.get(id(policy))
         if found is None or found[0] is not plan or found[1] is not flags or found[2] is not policy:
             step = None
-            make = getattr(self.backend, "reducing_launcher", None)
+            make = self.backend.reducing_launcher
             if make is not None and not self.quantized:
                 starts, stops, leaves = self.pieces(plan)
                 step = make(plan, self.spec(flags, policy), starts, stops, np.ascontiguousarray(leaves, np.int64),
@@ -701,7 +701,7 @@ class Bucket:
         found = self._fused.get(id(first))
         if found is None or found[0] is not plan or found[1] is not flags or found[2] is not first:
             step = None
-            make = getattr(self.backend, "norms_launcher", None)
+            make = self.backend.norms_launcher
             if make is not None:
                 starts, stops, leaves = self.pieces(plan)
                 step = make(plan, self.spec(flags, first), self.spec(flags, update), starts, stops,

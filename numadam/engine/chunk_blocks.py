@@ -31,15 +31,12 @@ LAYOUT_KEY = "int8_chunks"
 
 class Blocks(NamedTuple):
     """How one leaf of saved 8-bit codes is blocked: its ``scales``, the ``locations`` of the chunks
-    its blocks follow (``None``: the whole parameter's), the paths that name them in errors, and
-    whether its codes are of the decades map of states saved before
-    :data:`~numadam.targets.quantization.MAP_KEY` (``legacy``: they are decoded, then encoded again)."""
+    its blocks follow (``None``: the whole parameter's), and the paths that name them in errors."""
 
     scales: object
     locations: object
     scales_path: str
     locations_path: str
-    legacy: bool = False
 
 
 def whole(shape):
@@ -125,13 +122,13 @@ def same_blocks(saved, target, shape):
     return blocks_whole(saved, shape) and blocks_whole(target, shape)
 
 
-def decoded(codes, scales, locations, signed, legacy=False):
+def decoded(codes, scales, locations, signed):
     """The float32 numbers of NumPy ``codes`` blocked over the chunks at ``locations`` with their
-    ``scales`` (chunk after chunk); ``legacy``: codes of the decades map."""
+    ``scales`` (chunk after chunk)."""
     values = np.empty(codes.shape, np.float32)
     first = 0
     for chunk, count in zip(locations, block_counts(locations)):
         where = tuple(slice(start, stop) for start, stop in chunk)
-        values[where] = quantization.dequantize(codes[where], scales[first:first + count], signed, legacy)
+        values[where] = quantization.dequantize(codes[where], scales[first:first + count], signed)
         first += count
     return values

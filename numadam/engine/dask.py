@@ -57,6 +57,11 @@ class DaskEngine(Engine):
     name = "dask"
     lazy_state = True
 
+    def norms_kernel(self, grads):
+        """``None``: a Dask step is tasks, with no compiled kernel for other compiled code to call
+        (see :meth:`numadam.engine.local.LocalEngine.norms_kernel`)."""
+        return None
+
     def __init__(self, algorithm, settings, policies, treedef, leaves, paths, bounds, check_options):
         super().__init__(algorithm, settings, policies, paths)
         self.treedef = treedef
@@ -412,10 +417,10 @@ class DaskEngine(Engine):
         if not held.is_dask_array(scales):
             scales = da.from_array(held.on_host(scales), chunks=-1)
         target = held.chunk_order(param)
-        if self._quantized[k] and not blocks.legacy and chunk_blocks.same_blocks(saved, target, shape):
+        if self._quantized[k] and chunk_blocks.same_blocks(saved, target, shape):
             return Quantized(codes.rechunk(param.chunks),
                              scales.rechunk((tuple(int(c) for c in chunk_blocks.block_counts(target)),)))
-        decode = functools.partial(_decoded_chunk, not kind.nonnegative, blocks.legacy)
+        decode = functools.partial(_decoded_chunk, not kind.nonnegative)
         in_saved_chunks = codes.rechunk(chunk_blocks.grid_chunks(saved))
         pieces = scales.rechunk((tuple(int(c) for c in counts),))
         return held.map_chunks_with_pieces(decode, [in_saved_chunks], [pieces], "numadam-decoded",
@@ -479,10 +484,9 @@ def _scales_row(index, row, chunk):
     return chunk[index][row]
 
 
-def _decoded_chunk(signed, legacy, codes, scales):
-    """The float32 numbers of one chunk's 8-bit ``codes`` blocked over its C order with ``scales``
-    (``legacy``: codes of the decades map)."""
-    return held.like_chunk(quantization.dequantize(held.on_host(codes), held.on_host(scales), signed, legacy), codes)
+def _decoded_chunk(signed, codes, scales):
+    """The float32 numbers of one chunk's 8-bit ``codes`` blocked over its C order with ``scales``."""
+    return held.like_chunk(quantization.dequantize(held.on_host(codes), held.on_host(scales), signed), codes)
 
 
 def _place(start, block_info):

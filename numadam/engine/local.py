@@ -179,7 +179,7 @@ class LocalEngine(Engine):
             return bucket.launcher(plan, flags)
         if self.algorithm.factored:  # the factors' pass comes first
             return self._factored_launcher(bucket, plan, flags)
-        make = getattr(bucket.backend, "norms_step_launcher", None)
+        make = bucket.backend.norms_step_launcher
         if make is None:
             return None
         first, update = self._first_pass_of[""], self._after_norms_of[""]
@@ -201,7 +201,7 @@ class LocalEngine(Engine):
         With ``arguments``, the kernel and its arguments for compiled code, its norms pass compiled in."""
         fields = self.algorithm.Scalars._fields
         first, update = self._first_pass_of[""], self._after_norms_of[""]
-        norms_too = arguments or getattr(bucket.backend, "norms_in_factored_step", False)
+        norms_too = arguments or bucket.backend.norms_in_factored_step
         step = bucket.factored_step_launcher(plan, flags, update, first if norms_too else None,
                                              tuple(self.policies.scalars(1.0)),  # no policy: the same every step
                                              self.settings.leaf_groups, self._norms_apply(), self._counts,
@@ -223,12 +223,15 @@ class LocalEngine(Engine):
 
     def norms_kernel(self, grads):
         """The CPU's one-call norms kernel of the common step (no policy) over ``grads`` as data, for
-        compiled code that steps a family with norms itself (:mod:`numadam.solver.compiled`):
-        ``(kernel, arguments)``, ``arguments`` those of
-        :func:`~numadam.targets.cpu.kernels.norms_then_update_serial` with the two scalar rows to
-        fill each step (the family's fields first; the policy's, after them, already filled). For a
-        family with factored state, :func:`~numadam.targets.cpu.factored_step.factored_step_serial`
-        with the groups' float64 rows (``arguments[10]``) to fill each step instead.
+        compiled code that steps a family with norms itself (:mod:`numadam.solver.compiled`): a
+        :class:`~numadam.targets.cpu.kernels.KernelCall` of
+        :func:`~numadam.targets.cpu.kernels.norms_then_update_serial`, whose arguments
+        (:class:`~numadam.targets.cpu.kernels.NormsStepArguments`) hold the two scalar rows to fill
+        each step (``first_scalars`` and ``scalars``: the family's fields first; the policy's, after
+        them, already filled). For a family with factored state,
+        :func:`~numadam.targets.cpu.factored_step.factored_step_serial` with the groups' float64 rows
+        (``group_scalars`` of :class:`~numadam.targets.cpu.factored_step.FactoredStepArguments`) to
+        fill each step instead.
         ``None`` unless one NumPy bucket of full-precision state holds every parameter."""
         self.install()
         if self.name != "numpy" or len(self.buckets) != 1 or self.foreign is not None or self.buckets[0].quantized:
@@ -254,11 +257,12 @@ class LocalEngine(Engine):
             return row
 
         field = self.algorithm.Scalars._fields.index(self.algorithm.norms.field)
-        arguments = (first_spec, update_spec, plan.device_table, plan.width, starts, stops,
-                     np.ascontiguousarray(leaves, np.int64), rows(first_spec, first), rows(update_spec, update),
-                     real.type(0), np.zeros((len(bucket.params), 2)), np.ascontiguousarray(self._norms_apply()),
-                     field, update_spec.n_scalars, plan.n_chunks, self.backend.chunk_size)
-        return kernels.norms_then_update_serial, arguments
+        arguments = kernels.NormsStepArguments(
+            first_spec, update_spec, plan.device_table, plan.width, starts, stops, np.ascontiguousarray(leaves, np.int64),
+            rows(first_spec, first), rows(update_spec, update), real.type(0), np.zeros((len(bucket.params), 2)),
+            np.ascontiguousarray(self._norms_apply()), field, update_spec.n_scalars, plan.n_chunks,
+            self.backend.chunk_size)
+        return kernels.KernelCall(kernels.norms_then_update_serial, arguments)
 
     def _rebound(self, bucket, grads):
         """Whether ``grads``, new arrays laid out as the last step's, moved the only bucket's plan onto
@@ -443,7 +447,7 @@ class LocalEngine(Engine):
         no accumulation, no norms pass and no 8-bit state (those skip on the host, which then waits
         for the pre-pass)."""
         policies = self.policies
-        return (self.backend.name == "cuda" and policies.nonfinite == "skip" and policies.accumulate == 1
+        return (self.backend.device_steps and policies.nonfinite == "skip" and policies.accumulate == 1
                 and self.algorithm.norms is None and len(self.buckets) == 1 and not self.buckets[0].quantized)
 
     def _device_step(self, plans):

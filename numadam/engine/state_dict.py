@@ -224,9 +224,11 @@ def coded_leaves(state, name, leaves, treedef):
     """How each leaf of state ``name`` is blocked where it holds 8-bit codes: a
     :class:`~numadam.engine.chunk_blocks.Blocks` of its ``<name>_scales`` and, if the state has them,
     the chunks its blocks follow (:data:`~numadam.engine.chunk_blocks.LAYOUT_KEY`); ``None`` for a
-    leaf of numbers. ``None`` if no leaf holds codes."""
+    leaf of numbers. ``None`` if no leaf holds codes. Codes of a map numadam no longer reads are
+    refused (:func:`_check_code_map`)."""
     if not any(np.dtype(getattr(leaf, "dtype", np.float64)).kind in "iu" for leaf in leaves):
         return None
+    _check_code_map(state)
     scales_name = f"{name}_scales"
     if scales_name not in state:
         raise ValueError(f"state[{name!r}] holds 8-bit codes but state has no {scales_name!r} (their block scales)")
@@ -235,23 +237,25 @@ def coded_leaves(state, name, leaves, treedef):
     layout_root = f"state[{chunk_blocks.LAYOUT_KEY!r}]"
     locations = ([None] * len(leaves) if chunk_blocks.LAYOUT_KEY not in state
                  else treedef.flatten_like(state[chunk_blocks.LAYOUT_KEY], layout_root))
-    legacy = _legacy_codes(state)
-    return [chunk_blocks.Blocks(scale, where, scales_path, layout_path, legacy)
+    return [chunk_blocks.Blocks(scale, where, scales_path, layout_path)
             if np.dtype(getattr(leaf, "dtype", np.float64)).kind in "iu" else None
             for leaf, scale, where, scales_path, layout_path
             in zip(leaves, scales, locations, scales_paths, treedef.paths(layout_root))]
 
 
-def _legacy_codes(state):
-    """Whether the state's 8-bit codes are of the decades map: a state saved before
-    :data:`~numadam.targets.quantization.MAP_KEY` named the map has none."""
-    if quantization.MAP_KEY not in state:
-        return True
-    if state[quantization.MAP_KEY] != quantization.MAP_NAME:
-        raise ValueError(f"state[{quantization.MAP_KEY!r}] must be {quantization.MAP_NAME!r} (the map of the 8-bit "
-                         f"codes numadam writes), or absent for codes saved before it; got "
-                         f"{state[quantization.MAP_KEY]!r}")
-    return False
+def _check_code_map(state):
+    """That the state's 8-bit codes are of the map numadam reads and writes, as
+    :data:`~numadam.targets.quantization.MAP_KEY` says. A state holding codes without it was saved
+    with the pre-0.1.0 *decades* map, which is no longer read."""
+    key, name = quantization.MAP_KEY, quantization.MAP_NAME
+    if key not in state:
+        raise ValueError(f"8-bit state saved with the pre-0.1.0 'decades' code map is no longer read: this state "
+                         f"holds 8-bit codes but no {key!r} entry (states saved since have {key!r}: {name!r}); "
+                         "load it with the numadam that saved it into an optimizer with float32 state and save "
+                         "that (it loads into 8-bit state here), or start the 8-bit state afresh")
+    if state[key] != name:
+        raise ValueError(f"state[{key!r}] must be {name!r} (the map of the 8-bit codes numadam writes); got "
+                         f"{state[key]!r}")
 
 
 def _checked_codes(codes, path, kind, blocks, info):
@@ -271,9 +275,9 @@ def _checked_codes(codes, path, kind, blocks, info):
         raise ValueError(f"the scales of {path} must be float32 of shape ({count},), one per block of "
                          f"{quantization.BLOCK} of each chunk its blocks follow; got "
                          f"{getattr(scales, 'dtype', type(scales).__name__)} of shape {getattr(scales, 'shape', None)}")
-    if chunk_blocks.blocks_whole(locations, info.shape) and not blocks.legacy:
+    if chunk_blocks.blocks_whole(locations, info.shape):
         return Quantized(codes, scales)
-    return chunk_blocks.decoded(on_host(codes), on_host(scales), locations, not kind.nonnegative, blocks.legacy)
+    return chunk_blocks.decoded(on_host(codes), on_host(scales), locations, not kind.nonnegative)
 
 
 def _has_negative_entries(array):

@@ -1,119 +1,12 @@
-"""The members of the Adam family, one module each, and :func:`families`, their registry.
+"""The members of the Adam family: one module each, its rule and its declaration.
 
 Every module of this package (but those whose names start with ``_``)
-declares one :class:`~numadam.core.algorithm.Algorithm`: its rule, host scalars,
-hyperparameters, state and docs. Everything else is derived from that
-declaration here: the optimizer class (and its variants, such as AdamW), the
-functional step ``<name>_step``, their docstrings, the registry that
-:func:`numadam.minimize` and the tests read, and the package's exports. A
-new member is its module, its NumPy reference (``tests/reference.py``) and its
-docs page (``docs/families/<name>.md``), and nothing else.
+declares one :class:`~numadam.core.algorithm.Algorithm`: its element rule, host
+scalars, hyperparameters, state and docs. The package is a leaf of rules and
+declarations: its modules import :mod:`numadam.core` and nothing above it.
+Everything else is derived from the declarations elsewhere: the kernels read
+them (:func:`numadam.targets.spec.algorithm`), and :mod:`numadam.registry`
+makes the optimizer classes, the functional steps and :func:`numadam.families`.
+A new member is its module, its NumPy reference (``tests/reference.py``) and
+its docs page (``docs/families/<name>.md``), and nothing else.
 """
-
-import importlib
-import pkgutil
-
-from ..core.algorithm import Example, declared_in
-from ..functional import step_function
-from ..optimizers import Optimizer
-from ..targets.spec import register_rule
-
-#: method name -> (optimizer class, functional step), in alphabetical order of the methods.
-_REGISTRY = {}
-__all__ = ["families"]
-
-
-def _example(example, title):
-    """The doctest lines of a class's docstring (see :class:`~numadam.core.algorithm.Example`)."""
-    if not isinstance(example, Example):
-        return example
-    return (">>> import numpy as np, numadam\n"
-            ">>> w = np.array([1.0, -1.0])\n"
-            f">>> opt = numadam.{title}(w, {example.options})\n"
-            f">>> for _ in range({example.steps}):\n"
-            "...     opt.step(2 * w)\n"
-            f">>> bool(np.all(np.abs(w) < {example.tolerance}))\n"
-            "True")
-
-
-def _sections(*sections):
-    """``(title, text)`` sections as a numpydoc docstring's, those with text only."""
-    return "".join(f"\n\n{title}\n{'-' * len(title)}\n{text}" for title, text in sections if text)
-
-
-def _class_doc(algorithm):
-    return algorithm.doc + _sections(("Examples", _example(algorithm.example, algorithm.title)),
-                                     ("References", "\n".join(algorithm.references)))
-
-
-def _step_doc(algorithm):
-    lead = (f"Take {algorithm.title} step ``step`` on ``param`` and its state, in place.\n\n"
-            f"The update of :class:`numadam.{algorithm.title}`, on single arrays.")
-    extra = f"\n\n{algorithm.step_doc}" if algorithm.step_doc else ""
-    return lead + extra + _sections(("Examples", algorithm.step_example),
-                                    ("References", "\n".join(algorithm.references)))
-
-
-def _make_class(module, title, namespace):
-    cls = type(title, (Optimizer,), {"__module__": module.__name__, "__qualname__": title, **namespace})
-    setattr(module, title, cls)  # where its docstring's examples are found and run (doctest)
-    return cls
-
-
-def _register(module):
-    """Derive the classes, the functional step and the registry entries of ``module``'s algorithm."""
-    algorithm = declared_in(module)
-    if algorithm is None:
-        raise TypeError(f"{module.__name__} must declare exactly one Algorithm")
-    norms = algorithm.norms
-    register_rule(algorithm.name, algorithm.rule, algorithm.Scalars, algorithm.Flags,
-                  [kind.name for kind in algorithm.state], None if norms is None else norms.rule,
-                  None if norms is None else norms.value, [kind.name for kind in algorithm.state if kind.factor],
-                  norms is None or norms.tiled_matrices, algorithm.factors, algorithm.direction_floor)
-    methods = {method.__name__: method for method in algorithm.methods}
-    main = _make_class(module, algorithm.title, {"algorithm": algorithm, "__doc__": _class_doc(algorithm), **methods})
-    step = step_function(main, f"{algorithm.name}_step", _step_doc(algorithm))
-    setattr(module, step.__name__, step)
-    _REGISTRY[algorithm.name] = (main, step)
-    globals().update({algorithm.title: main, step.__name__: step})
-    __all__.extend([algorithm.title, step.__name__])
-    for variant in algorithm.variants:
-        cls = _make_class(module, variant.title, {"algorithm": algorithm, "__doc__": variant.doc,
-                                                  "defaults": variant.defaults, "pinned": variant.pinned, **methods})
-        _REGISTRY[variant.title.lower()] = (cls, step)
-        globals()[variant.title] = cls
-        __all__.append(variant.title)
-
-
-for _found in sorted(pkgutil.iter_modules(__path__), key=lambda found: found.name):
-    if not _found.name.startswith("_"):
-        _register(importlib.import_module(f"{__name__}.{_found.name}"))
-_REGISTRY = dict(sorted(_REGISTRY.items()))
-
-
-def families():
-    """The optimizers numadam has, by the name :func:`numadam.minimize` takes as ``method``.
-
-    Examples
-    --------
-    >>> import numadam
-    >>> numadam.families()["adamw"]
-    <class 'numadam.families.adam.AdamW'>
-    >>> list(numadam.families())[:4]
-    ['adabelief', 'adafactor', 'adagrad', 'adam']
-    """
-    return {name: cls for name, (cls, _) in _REGISTRY.items()}
-
-
-def optimizer_class(method):
-    """The class of ``method`` (a name from :func:`families`, any case)."""
-    found = _REGISTRY.get(method.lower() if isinstance(method, str) else None)
-    if found is None:
-        raise ValueError(f"method must be one of {list(_REGISTRY)}; got {method!r}")
-    return found[0]
-
-
-def functional_step(method):
-    """The functional step of ``method`` (a name from :func:`families`)."""
-    optimizer_class(method)
-    return _REGISTRY[method.lower()][1]

@@ -18,10 +18,10 @@ from collections import namedtuple
 
 from numba import njit
 
+from ..core import element_math
 from ..core import validate
 from ..core.algorithm import Algorithm, Example, Hyperparameter, StateKind
 from . import _common
-from ._common import power_of_step
 
 
 #: ``adaptive``: 1 for an adaptive step, 0 for a momentum (SGD) step (rectify, early steps).
@@ -36,11 +36,11 @@ AdaBeliefFlags = namedtuple("AdaBeliefFlags", "l2_decay decoupled_decay pytorch 
 def adabelief_scalars(step, h, carry) -> AdaBeliefScalars:
     beta1, beta2 = h.betas
     lr, weight_decay = h.lr, h.weight_decay
-    bias_correction1, bias_correction2 = 1.0 - power_of_step(beta1, step), 1.0 - power_of_step(beta2, step)
+    bias_correction1, bias_correction2 = 1.0 - element_math.power_of_step(beta1, step), 1.0 - element_math.power_of_step(beta2, step)
     step_size, adaptive = lr / bias_correction1, 1.0
     if h.rectify:  # adabelief-pytorch 0.2's rectification, in its arithmetic
         rho_inf = 2.0 / (1.0 - beta2) - 1.0
-        rho = rho_inf - 2.0 * step * power_of_step(beta2, step) / bias_correction2
+        rho = rho_inf - 2.0 * step * element_math.power_of_step(beta2, step) / bias_correction2
         if rho >= 5.0:
             step_size = math.sqrt(bias_correction2 * (rho - 4.0) / (rho_inf - 4.0) * (rho - 2.0) / rho * rho_inf
                                   / (rho_inf - 2.0)) / bias_correction1 * lr

@@ -30,10 +30,10 @@ from collections import namedtuple
 
 from numba import njit
 
+from ..core import element_math
 from ..core import validate
 from ..core.algorithm import Algorithm, Hyperparameter, StateKind, Variant
 from . import _common
-from ._common import power_of_step, square
 
 CONVENTIONS = ("torch", "keras", "optax", "sklearn")
 
@@ -49,8 +49,8 @@ AdamFlags = namedtuple("AdamFlags", "amsgrad l2_decay decoupled_decay eps_hat ke
 def adam_scalars(step, h, carry) -> AdamScalars:
     """The scalars of step ``step`` in float64, as torch, Keras and optax derive them."""
     beta1, beta2 = h.betas
-    bias_correction1 = 1.0 - power_of_step(beta1, step)
-    bias_correction2 = 1.0 - power_of_step(beta2, step)
+    bias_correction1 = 1.0 - element_math.power_of_step(beta1, step)
+    bias_correction2 = 1.0 - element_math.power_of_step(beta2, step)
     bias_correction2_sqrt = math.sqrt(bias_correction2)
     lr, weight_decay = h.lr, h.weight_decay
     eps_hat = h.convention == "keras" or h.convention == "sklearn"
@@ -97,10 +97,10 @@ def adam_rule(param, grad, state, s, flags):
     grad = _common.decayed_gradient(param, grad, s, flags)
     if flags.keras_moments:
         exp_avg = exp_avg + (grad - exp_avg) * s.one_minus_beta1
-        exp_avg_sq = exp_avg_sq + (square(grad) - exp_avg_sq) * s.one_minus_beta2
+        exp_avg_sq = exp_avg_sq + (element_math.square(grad) - exp_avg_sq) * s.one_minus_beta2
     else:
         exp_avg = s.beta1 * exp_avg + s.one_minus_beta1 * grad
-        exp_avg_sq = s.beta2 * exp_avg_sq + s.one_minus_beta2 * square(grad)
+        exp_avg_sq = s.beta2 * exp_avg_sq + s.one_minus_beta2 * element_math.square(grad)
     if flags.optax:
         second_moment = exp_avg_sq / s.bias_correction2
     else:
@@ -184,9 +184,10 @@ optax's, with ``eps_root`` and AMSGrad on the bias-corrected :math:`v`
 Parameters
 ----------
 params : array or dict/list/tuple tree of arrays
-    float32, float64, complex64 or complex128 NumPy or CuPy arrays, all on one
-    backend, writable and not sharing memory; subtrees may be wrapped in
-    :class:`numadam.Group` to give them their own hyperparameters. They are
+    float32, float64, complex64 or complex128 NumPy or CuPy arrays, or float16
+    and bfloat16 ones (whose state is float32), all on one backend, writable
+    and not sharing memory; subtrees may be wrapped in :class:`numadam.Group`
+    to give them their own hyperparameters. They are
     updated in place; their layout and writability are checked here, once,
     so an array made read-only later is still updated.
 lr, betas, eps, weight_decay, maximize, decoupled_weight_decay, eps_root

@@ -14,9 +14,9 @@ from collections import namedtuple
 
 from numba import njit
 
+from ..core import element_math
 from ..core.algorithm import Algorithm, Example, StateKind
 from . import _common
-from ._common import power_of_step
 
 
 AdamaxScalars = namedtuple("AdamaxScalars", "grad_sign weight_decay beta1 one_minus_beta1 beta2 bias_correction1 "
@@ -28,7 +28,7 @@ AdamaxFlags = namedtuple("AdamaxFlags", "l2_decay keras optax")
 
 def adamax_scalars(step, h, carry) -> AdamaxScalars:
     beta1, beta2 = h.betas
-    bias_correction1 = 1.0 - power_of_step(beta1, step)
+    bias_correction1 = 1.0 - element_math.power_of_step(beta1, step)
     return AdamaxScalars(_common.grad_sign(h), h.weight_decay, beta1, 1.0 - beta1, beta2, bias_correction1,
                          h.lr / bias_correction1, h.lr, h.eps)
 

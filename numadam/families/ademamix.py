@@ -20,10 +20,10 @@ from collections import namedtuple
 
 from numba import njit
 
+from ..core import element_math
 from ..core import validate
 from ..core.algorithm import Algorithm, Example, Hyperparameter, StateKind
 from . import _common
-from ._common import power_of_step
 
 
 AdEMAMixScalars = namedtuple("AdEMAMixScalars", "beta1 one_minus_beta1 beta2 one_minus_beta2 beta3 one_minus_beta3 "
@@ -59,7 +59,7 @@ def ademamix_scalars(step, h, carry) -> AdEMAMixScalars:
     if h.beta3_warmup is not None:
         beta3 = half_life_warmup(step, beta3, beta1, h.beta3_warmup)
     return AdEMAMixScalars(beta1, 1.0 - beta1, beta2, 1.0 - beta2, beta3, 1.0 - beta3,
-                           1.0 - power_of_step(beta1, step), math.sqrt(1.0 - power_of_step(beta2, step)), alpha,
+                           1.0 - element_math.power_of_step(beta1, step), math.sqrt(1.0 - element_math.power_of_step(beta2, step)), alpha,
                            h.weight_decay, -h.lr, h.eps)
 
 

@@ -25,9 +25,9 @@ from collections import namedtuple
 
 from numba import njit
 
+from ..core import element_math
 from ..core.algorithm import Algorithm, Norms, StateKind
 from . import _common
-from ._common import power_of_step
 
 
 #: ``trust_ratio``: per parameter, from the first pass.
@@ -40,8 +40,8 @@ LAMBFlags = namedtuple("LAMBFlags", "decays")
 
 def lamb_scalars(step, h, carry) -> LAMBScalars:
     beta1, beta2 = h.betas
-    return LAMBScalars(beta1, 1.0 - beta1, beta2, 1.0 - beta2, 1.0 - power_of_step(beta1, step),
-                       1.0 - power_of_step(beta2, step), h.eps, h.eps_root, h.weight_decay, h.lr, 1.0)
+    return LAMBScalars(beta1, 1.0 - beta1, beta2, 1.0 - beta2, 1.0 - element_math.power_of_step(beta1, step),
+                       1.0 - element_math.power_of_step(beta2, step), h.eps, h.eps_root, h.weight_decay, h.lr, 1.0)
 
 
 def lamb_flags(h) -> LAMBFlags:
@@ -63,8 +63,8 @@ def uses_trust_ratio(h):
 
 @njit(inline="always")
 def _direction(param, exp_avg, exp_avg_sq, s, flags):
-    direction = _common.divided(exp_avg, s.bias_correction1) / (
-        math.sqrt(_common.divided(exp_avg_sq, s.bias_correction2) + s.eps_root) + s.eps)
+    direction = element_math.divided(exp_avg, s.bias_correction1) / (
+        math.sqrt(element_math.divided(exp_avg_sq, s.bias_correction2) + s.eps_root) + s.eps)
     if flags.decays:
         direction = direction + s.weight_decay * param
     return direction

@@ -14,6 +14,7 @@ from collections import namedtuple
 
 from numba import njit
 
+from ..core import element_math
 from ..core.algorithm import Algorithm, Example, StateKind
 from . import _common
 
@@ -38,7 +39,7 @@ def lion_rule(param, grad, state, s, flags):
     """Lion for one real element; ``state`` is ``(exp_avg,)``."""
     (exp_avg,) = state
     grad = s.grad_sign * grad
-    update = _common.sign(s.one_minus_beta1 * grad + s.beta1 * exp_avg, s.one)
+    update = element_math.sign(s.one_minus_beta1 * grad + s.beta1 * exp_avg, s.one)
     if flags.decoupled_decay:
         update = update + s.weight_decay * param
     param = param - s.lr * update

@@ -20,10 +20,10 @@ from collections import namedtuple
 
 from numba import njit
 
+from ..core import element_math
 from ..core import validate
 from ..core.algorithm import Algorithm, Carry, Example, Hyperparameter, StateKind
 from . import _common
-from ._common import power_of_step
 
 
 NAdamScalars = namedtuple("NAdamScalars", "grad_sign weight_decay decay_factor beta1 one_minus_beta1 beta2 "
@@ -52,8 +52,8 @@ def nadam_scalars(step, h, carry) -> NAdamScalars:
     (product,) = carry  # of mu_1 .. mu_t
     convention = h.convention
     if convention == "optax":
-        grad_coefficient, grad_divisor = 1.0 - beta1, 1.0 - power_of_step(beta1, step)
-        momentum_coefficient, momentum_divisor = beta1, 1.0 - power_of_step(beta1, step + 1)
+        grad_coefficient, grad_divisor = 1.0 - beta1, 1.0 - element_math.power_of_step(beta1, step)
+        momentum_coefficient, momentum_divisor = beta1, 1.0 - element_math.power_of_step(beta1, step + 1)
     else:
         rate = 1.0 if convention == "keras" else h.momentum_decay  # as in _momentum, written out
         momentum = beta1 * (1.0 - 0.5 * 0.96 ** (step * rate))
@@ -66,7 +66,7 @@ def nadam_scalars(step, h, carry) -> NAdamScalars:
     return NAdamScalars(
         -1.0 if h.maximize else 1.0, weight_decay,
         1.0 - lr * weight_decay if h.decoupled_weight_decay else 1.0,
-        beta1, 1.0 - beta1, beta2, 1.0 - beta2, 1.0 - power_of_step(beta2, step),
+        beta1, 1.0 - beta1, beta2, 1.0 - beta2, 1.0 - element_math.power_of_step(beta2, step),
         grad_coefficient, grad_divisor, momentum_coefficient, momentum_divisor,
         lr, h.eps, h.eps_root,
     )
@@ -99,10 +99,7 @@ def nadam_rule(param, grad, state, s, flags):
             update = update + s.weight_decay * param
         param = param - s.lr * update
     else:
-        if flags.decoupled_decay:
-            param = s.decay_factor * param
-        exp_avg = exp_avg + s.one_minus_beta1 * (grad - exp_avg)
-        exp_avg_sq = s.beta2 * exp_avg_sq + s.one_minus_beta2 * (grad * grad)
+        param, exp_avg, exp_avg_sq = _common.torch_decay_and_moments(param, grad, exp_avg, exp_avg_sq, s, flags)
         denom = math.sqrt(exp_avg_sq / s.bias_correction2) + s.eps
         param = param + (s.grad_coefficient * grad) / denom
         param = param + (s.momentum_coefficient * exp_avg) / denom

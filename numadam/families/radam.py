@@ -18,10 +18,10 @@ from collections import namedtuple
 
 from numba import njit
 
+from ..core import element_math
 from ..core import validate
 from ..core.algorithm import Algorithm, Example, Hyperparameter, StateKind
 from . import _common
-from ._common import power_of_step
 
 
 #: ``rectified``: 1 while rho_t is above the threshold, else 0.
@@ -44,7 +44,7 @@ def radam_scalars(step, h, carry) -> RAdamScalars:
     """The scalars of step ``step`` (this runs every step: each power is taken once)."""
     beta1, beta2 = h.betas
     lr, weight_decay = h.lr, h.weight_decay
-    beta2_t = power_of_step(beta2, step)
+    beta2_t = element_math.power_of_step(beta2, step)
     bias_correction2 = 1.0 - beta2_t
     rho_inf = 2.0 / (1.0 - beta2) - 1.0
     rho = rho_inf - 2.0 * step * beta2_t / bias_correction2
@@ -52,7 +52,7 @@ def radam_scalars(step, h, carry) -> RAdamScalars:
     return RAdamScalars(
         -1.0 if h.maximize else 1.0, weight_decay,
         1.0 - lr * weight_decay if h.decoupled_weight_decay else 1.0,
-        beta1, 1.0 - beta1, beta2, 1.0 - beta2, 1.0 - power_of_step(beta1, step), bias_correction2,
+        beta1, 1.0 - beta1, beta2, 1.0 - beta2, 1.0 - element_math.power_of_step(beta1, step), bias_correction2,
         math.sqrt(bias_correction2),
         1.0 if rectified else 0.0, rectification(rho, rho_inf) if rectified else 0.0, lr, h.eps, h.eps_root,
     )
@@ -79,10 +79,7 @@ def radam_rule(param, grad, state, s, flags):
             update = update + s.weight_decay * param
         param = param - s.lr * update
     else:
-        if flags.decoupled_decay:
-            param = s.decay_factor * param
-        exp_avg = exp_avg + s.one_minus_beta1 * (grad - exp_avg)
-        exp_avg_sq = s.beta2 * exp_avg_sq + s.one_minus_beta2 * (grad * grad)
+        param, exp_avg, exp_avg_sq = _common.torch_decay_and_moments(param, grad, exp_avg, exp_avg_sq, s, flags)
         corrected = exp_avg / s.bias_correction1
         if s.rectified != 0:
             adaptive = s.bias_correction2_sqrt / (math.sqrt(exp_avg_sq) + s.eps)

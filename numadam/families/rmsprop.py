@@ -19,6 +19,7 @@ import math
 
 from numba import njit
 
+from ..core import element_math
 from ..core import validate
 from ..core.algorithm import Algorithm, Example, Hyperparameter, StateKind
 from . import _common
@@ -47,7 +48,7 @@ def rmsprop_rule(param, grad, state, s, flags):
     grad = _common.decayed_gradient(param, grad, s, flags)
     square_avg = square_avg * s.alpha + s.one_minus_alpha * (grad * grad)
     if flags.centered:
-        grad_avg = _common.torch_lerp(grad_avg, grad, s.one_minus_alpha, s.alpha)
+        grad_avg = element_math.torch_lerp(grad_avg, grad, s.one_minus_alpha, s.alpha)
         denominator = math.sqrt(square_avg - grad_avg * grad_avg) + s.eps
     else:
         denominator = math.sqrt(square_avg) + s.eps

@@ -22,10 +22,10 @@ from collections import namedtuple
 
 from numba import njit
 
+from ..core import element_math
 from ..core import validate
 from ..core.algorithm import Algorithm, Carry, Hyperparameter, StateKind
 from . import _common
-from ._common import power_of_step
 
 
 #: ``average_weight``: c_{k+1}.
@@ -57,7 +57,7 @@ def schedule_free_scalars(step, h, carry) -> ScheduleFreeScalars:
     lr_max, weight_sum = carry
     weight = (step ** h.r) * (lr_max ** h.weight_lr_power)
     average_weight = weight / weight_sum if weight_sum != 0 else 0.0
-    return ScheduleFreeScalars(beta2, 1.0 - beta2, 1.0 - power_of_step(beta2, step), h.eps, h.weight_decay,
+    return ScheduleFreeScalars(beta2, 1.0 - beta2, 1.0 - element_math.power_of_step(beta2, step), h.eps, h.weight_decay,
                                average_weight, 1.0 - average_weight, lr * (beta1 * (1.0 - average_weight) - 1.0), lr)
 
 
@@ -73,7 +73,7 @@ def schedule_free_rule(param, grad, state, s, flags):
     normalized = grad / (math.sqrt(exp_avg_sq / s.bias_correction2) + s.eps)
     if flags.decoupled_decay:
         normalized = normalized + s.weight_decay * param
-    param = _common.torch_lerp(param, z, s.average_weight, s.one_minus_average_weight)
+    param = element_math.torch_lerp(param, z, s.average_weight, s.one_minus_average_weight)
     param = param + s.y_step * normalized
     z = z - s.lr * normalized
     return param, (z, exp_avg_sq)

@@ -20,9 +20,9 @@ from collections import namedtuple
 
 from numba import njit
 
+from ..core import element_math
 from ..core.algorithm import Algorithm, StateKind
 from . import _common
-from ._common import power_of_step
 
 
 SparseAdamScalars = namedtuple("SparseAdamScalars", "grad_sign one_minus_beta1 one_minus_beta2 step_size eps")
@@ -33,7 +33,7 @@ SparseAdamFlags = namedtuple("SparseAdamFlags", "")
 
 def sparse_adam_scalars(step, h, carry) -> SparseAdamScalars:
     beta1, beta2 = h.betas
-    step_size = h.lr * math.sqrt(1.0 - power_of_step(beta2, step)) / (1.0 - power_of_step(beta1, step))
+    step_size = h.lr * math.sqrt(1.0 - element_math.power_of_step(beta2, step)) / (1.0 - element_math.power_of_step(beta1, step))
     return SparseAdamScalars(_common.grad_sign(h), 1.0 - beta1, 1.0 - beta2, step_size, h.eps)
 
 

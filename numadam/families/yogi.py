@@ -15,10 +15,10 @@ from collections import namedtuple
 
 from numba import njit
 
+from ..core import element_math
 from ..core import validate
 from ..core.algorithm import Algorithm, Example, Hyperparameter, StateKind
 from . import _common
-from ._common import power_of_step
 
 
 YogiScalars = namedtuple("YogiScalars", "grad_sign weight_decay beta1 one_minus_beta1 one_minus_beta2 "
@@ -31,7 +31,7 @@ YogiFlags = namedtuple("YogiFlags", "decoupled_decay")
 def yogi_scalars(step, h, carry) -> YogiScalars:
     beta1, beta2 = h.betas
     return YogiScalars(_common.grad_sign(h), h.weight_decay, beta1, 1.0 - beta1, 1.0 - beta2,
-                       1.0 - power_of_step(beta1, step), 1.0 - power_of_step(beta2, step), h.lr, h.eps, h.eps_root, 1.0)
+                       1.0 - element_math.power_of_step(beta1, step), 1.0 - element_math.power_of_step(beta2, step), h.lr, h.eps, h.eps_root, 1.0)
 
 
 def yogi_flags(h) -> YogiFlags:
@@ -45,7 +45,7 @@ def yogi_rule(param, grad, state, s, flags):
     grad = s.grad_sign * grad
     squared = grad * grad
     exp_avg = s.one_minus_beta1 * grad + s.beta1 * exp_avg
-    exp_avg_sq = exp_avg_sq - s.one_minus_beta2 * _common.sign(exp_avg_sq - squared, s.one) * squared
+    exp_avg_sq = exp_avg_sq - s.one_minus_beta2 * element_math.sign(exp_avg_sq - squared, s.one) * squared
     update = (exp_avg / s.bias_correction1) / (math.sqrt(exp_avg_sq / s.bias_correction2 + s.eps_root) + s.eps)
     if flags.decoupled_decay:
         update = update + s.weight_decay * param

@@ -28,6 +28,7 @@ import sysconfig
 import threading
 import time
 import types as pytypes
+from typing import NamedTuple
 
 import numpy as np
 from numba import typeof, types
@@ -36,6 +37,7 @@ from numba.core.registry import CPUDispatcher
 from .. import jit as jit_steps
 from ..core.pipeline import OPTIONS
 from ..schedules import Constant, CosineDecay, ExponentialDecay, LinearWarmup, StepDecay
+from ..targets.cpu import factored_step, kernels as cpu_kernels
 from ..targets.fingerprint import code_names, python_function
 
 #: What a compiled run returns in its status where the gradient's shape is not x's.
@@ -49,6 +51,16 @@ HISTORY_CAPACITY = 1 << 20
 #: The policy options a compiled solve applies (bounds, as a projection); every other must be at its default.
 _PROJECTIONS = ("bounds", "nonneg")
 _POLICY_DEFAULTS = {option.name: option.default for option in OPTIONS}
+
+
+class NormsSolveKernel(NamedTuple):
+    """What a solve of a family with norms steps with: the optimizer's one-call norms kernel's
+    arguments (:class:`~numadam.targets.cpu.kernels.NormsStepArguments`, or
+    :class:`~numadam.targets.cpu.factored_step.FactoredStepArguments` with factored state), and
+    the gradient array they are bound to, which the solve fills before each call."""
+
+    arguments: tuple
+    step_grad: object
 
 
 class NotCompilable(Exception):
@@ -153,10 +165,11 @@ class CompiledSolve:
             optional_names = [kind.name for kind in optional]
         else:  # the optimizer's own norms kernel and state: two passes, their sums as the objects add them
             bound = np.empty_like(x)
-            found = optimizer._norms_kernel(bound)
+            found = optimizer.engine.norms_kernel(bound)
             if found is None:
                 raise NotCompilable(f"{algorithm.title} has no one-call norms kernel for these parameters")
-            self.state, self.kernel, n_fields = (), found[1] + (bound.reshape(-1),), len(algorithm.Scalars._fields)
+            self.kernel = NormsSolveKernel(found.arguments, bound.reshape(-1))
+            self.state, n_fields = (), len(algorithm.Scalars._fields)
             self._holder = optimizer  # the kernel's table points into its state: it must outlive the solve
         self.carry = algorithm.initial_carry()
         order = jit_steps.hyperparameter_order(type(optimizer))
@@ -435,14 +448,16 @@ def _solve_source(family, dtype, one_dimensional, optional, n_state, carried, hy
     (:func:`numadam.targets.cpu.factored_step.factored_step_serial`)."""
     state_names = [f"s{k}" for k in range(n_state)]
     positional, by_name = state_names[:n_state - len(optional)], state_names[n_state - len(optional):]
-    n_arguments = 19 if factored else 16
     if n_fields:
         scalars = f"wide = family_scalars(nit + 1, {', '.join(hyper_args)})"
         if factored:
-            rows = [f"kernel[10][0, {j}] = wide[{j}]" for j in range(n_fields)]
+            rows = [f"kernel.arguments.group_scalars[0, {j}] = wide[{j}]" for j in range(n_fields)]
+            fields = factored_step.FactoredStepArguments._fields
         else:
-            rows = [f"kernel[{row}][{j}] = wide[{j}]" for row in (7, 8) for j in range(n_fields)]
-        call = f"norms_kernel({', '.join(f'kernel[{k}]' for k in range(n_arguments))})"
+            rows = [f"kernel.arguments.{row}[{j}] = wide[{j}]" for row in ("first_scalars", "scalars")
+                    for j in range(n_fields)]
+            fields = cpu_kernels.NormsStepArguments._fields
+        call = f"norms_kernel({', '.join(f'kernel.arguments.{field}' for field in fields)})"
         step = "\n        ".join([scalars] + rows + [call])
         tail = (f"\n\nfamily_scalars = inlined(jit_steps.offered({family!r}).scalars)\n"
                 + ("norms_kernel = factored_step.factored_step_serial\n" if factored
@@ -456,7 +471,7 @@ def _solve_source(family, dtype, one_dimensional, optional, n_state, carried, hy
     copy = "pass" if reads_grad else "copy_into(step_grad, grad)"
     return _TEMPLATE.format(
         state="; ".join(f"{name} = state[{k}]" for k, name in enumerate(state_names)),
-        step_buffer=f"kernel[{n_arguments}]" if n_fields else "grad" if reads_grad else "np.empty_like(flat)",
+        step_buffer="kernel.step_grad" if n_fields else "grad" if reads_grad else "np.empty_like(flat)",
         evaluate_grad=_evaluate_source("value", jac_true, one_dimensional, "    "),
         evaluate_fresh=_candidate_source(dtype, jac_true, one_dimensional, projected_gtol, "        "),
         accept_fresh=_accepted_source(one_dimensional, projected_gtol, "        "),

@@ -13,8 +13,8 @@ import math
 import numpy as np
 from numba import njit
 
+from ..core.clip_math import clamped, norm_and_scale, sum_is_final
 from ..targets.disk_cache import cached_njit
-from ..clipping import SAFE_SUM_OF_SQUARES
 
 #: The statuses of a solve; 0, 2 and 3 are successes. ``NONE``: no rule fired yet.
 GTOL, MAXITER, FTOL, XTOL, NON_FINITE, CALLBACK, NONE = 0, 1, 2, 3, 4, 99, -1
@@ -94,29 +94,29 @@ def projected_peak(x, grad, low, high):
     return math.nan if seen_nan else peak
 
 
-@cached_njit()
+# Not cached on disk (these two): they inline numadam.core.clip_math, which Numba's cache would not
+# watch. The compiled solve that calls them is cached with every numadam source in its key.
+@njit
 def clip_value_in_place(grad, limit):
-    r""":math:`g_i \leftarrow \min(\max(g_i, -c), c)` with :math:`c` rounded to ``grad``'s dtype, as
-    :func:`numadam.clip_by_value`."""
+    r""":math:`g_i \leftarrow \min(\max(g_i, -c), c)` (:func:`~numadam.core.clip_math.clamped`) with
+    :math:`c` rounded to ``grad``'s dtype, as :func:`numadam.clip_by_value`."""
     high = grad.dtype.type(limit)
     for i in range(grad.size):
-        if grad[i] < -high:
-            grad[i] = -high
-        elif grad[i] > high:
-            grad[i] = high
+        grad[i] = clamped(grad[i], high)
 
 
-@cached_njit()
+@njit
 def clip_norm_in_place(grad, limit):
-    r"""Scale ``grad`` by :math:`c/\|g\|_2` where :math:`\|g\|_2 > c`, as :func:`numadam.clip_by_norm`:
-    the squares summed in float64, in order, after dividing by the largest magnitude where they
-    could overflow or underflow (float64 only), and the factor rounded once to the dtype. The
+    r"""Scale ``grad`` by :math:`\min(1, c/\|g\|_2)` (:func:`~numadam.core.clip_math.norm_and_scale`),
+    as :func:`numadam.clip_by_norm`: the squares summed in float64, in order, again after dividing
+    by the largest magnitude where they could overflow or underflow
+    (:func:`~numadam.core.clip_math.sum_is_final`), and the factor rounded once to the dtype. The
     gradient is finite (the solve checked it)."""
     total = 0.0
     for value in grad:
         total += np.float64(value) * np.float64(value)
     largest = 1.0
-    if not (math.isfinite(total) and (grad.itemsize < 8 or total >= SAFE_SUM_OF_SQUARES)):
+    if not sum_is_final(total, grad.itemsize < 8):
         largest = largest_magnitude(grad)
         if largest == 0.0:
             return
@@ -124,9 +124,10 @@ def clip_norm_in_place(grad, limit):
         for value in grad:
             scaled = np.float64(value) / largest
             total += scaled * scaled
-    if total == 0.0 or largest * math.sqrt(total) <= limit:
+    scale = norm_and_scale(limit, largest, total)[1]
+    if scale == 1.0:  # nothing to scale: the norm is within the limit
         return
-    factor = grad.dtype.type((limit / largest) / math.sqrt(total))
+    factor = grad.dtype.type(scale)
     for i in range(grad.size):
         grad[i] = grad[i] * factor
 

@@ -44,11 +44,12 @@ import re
 
 import numpy as np
 
+from ..core.clip_math import clamped
 from ..core.pipeline import POLICY_OPERANDS, PolicyScalars
 from .primitives import four_alignment
 from .quantization import BLOCK, codecs, inverse_of
 from .segments import ADDRESS, GROUP, OFFSET, position_column
-from .spec import fingerprint, rule
+from .spec import algorithm, fingerprint
 from .storage import QUANTIZED, STORAGES, conversions, stochastic_rounding
 
 PARAM, GRAD = 0, 1
@@ -86,9 +87,8 @@ def _gradient_lines(spec, index_of, update=True):
         return lines
     if policy.grad_scale:
         lines.append("grad = grad * q.grad_scale")
-    if policy.clip_value:  # NaN stays NaN
-        lines += ["if grad > q.clip_value:", "    grad = q.clip_value",
-                  "elif grad < -q.clip_value:", "    grad = -q.clip_value"]
+    if policy.clip_value:  # numadam.core.clip_math.clamped: NaN stays NaN
+        lines.append("grad = clamped(grad, q.clip_value)")
     return lines
 
 
@@ -164,7 +164,7 @@ def _update_lines(spec, index_of, bounds_loaded, largest=False, runs=False):
     if policy.accumulate == "add":  # this call only adds the micro-batch gradient into the buffer
         slot = _policy_slot(spec, "accumulator")
         return [f"{_element(slot, index_of)} = n{slot}(w{slot}({_old(spec, slot, index_of)}) + w1({_element(GRAD, index_of)}))"]
-    n_state = len(rule(spec.rule).state)
+    n_state = len(algorithm(spec.rule).state)
     state = [_state_load(spec, k, index_of) for k in range(2, 2 + n_state)]
     lines = _gradient_lines(spec, index_of)
     lines.append(f"param, state = rule({_param_load(spec, index_of)}, grad, "
@@ -185,9 +185,9 @@ def _update_lines(spec, index_of, bounds_loaded, largest=False, runs=False):
 
 def _written_state(spec):
     """The state operands an update writes: those present, but the rule's read-only ones."""
-    registered = rule(spec.rule)
-    return [k for k in range(2, 2 + len(registered.state))
-            if spec.operands[k] and registered.state[k - 2] not in registered.read_only]
+    declared = algorithm(spec.rule)
+    return [k for k in range(2, 2 + len(declared.state))
+            if spec.operands[k] and declared.state_names[k - 2] not in declared.read_only_state]
 
 
 def _header(name, spec, extra_arguments="", piece=True):
@@ -196,8 +196,7 @@ def _header(name, spec, extra_arguments="", piece=True):
     A ``piece`` function takes the range it updates (``start, stop, step``) after ``table, row``.
     """
     n = spec.n_operands
-    registered = rule(spec.rule)
-    fields = len(registered.scalars._fields)
+    fields = len(algorithm(spec.rule).Scalars._fields)
     lines = [f"def {name}(table, row, {'start, stop, step, ' if piece else ''}scalars, like{extra_arguments}):",
              f"    base = table[row + {GROUP}] * {spec.n_scalars}",
              "    h = Scalars(" + ", ".join(f"scalars[base + {j}]" for j in range(fields)) + ")",
@@ -492,9 +491,9 @@ def _factored_layouts(spec, present):
     every operand at stride 1 but the factors, each read at stride 0 (its value for the whole
     segment, ``o[0]``) or 1; ``matrix``, whether it is a matrix's. Loops LLVM vectorizes, where the
     strided loop would gather."""
-    registered = rule(spec.rule)
-    factored = [k for k in range(2, 2 + len(registered.state))
-                if spec.operands[k] and registered.state[k - 2] in registered.read_only]
+    declared = algorithm(spec.rule)
+    factored = [k for k in range(2, 2 + len(declared.state))
+                if spec.operands[k] and declared.state_names[k - 2] in declared.read_only_state]
     if not factored:
         return []
     others = [k for k in present if k not in factored]
@@ -567,7 +566,7 @@ def _gradient_nonfinite(spec, index_of):
 def _norms_rule(spec, index_of):
     """The family's norms rule (LAMB's first pass): it updates the state and leaves the update
     ``direction`` and the ``param`` it read."""
-    n_state = len(rule(spec.rule).state)
+    n_state = len(algorithm(spec.rule).state)
     state = [_state_load(spec, k, index_of) for k in range(2, 2 + n_state)]
     lines = _gradient_lines(spec, index_of) + [
         f"param = {_param_load(spec, index_of)}",
@@ -595,7 +594,7 @@ def _tiled_norm_loops(spec):
     layouts go untiled where the family says its direction there is products only
     (:attr:`numadam.core.algorithm.Norms.tiled_matrices`): the tile costs more than it saves."""
     present = [k for k, code in enumerate(spec.operands) if code]
-    untiled_matrices = not rule(spec.rule).norms_tiled_matrices
+    untiled_matrices = not algorithm(spec.rule).norms_tiled_matrices
     layouts = ([("if " + " and ".join(f"s{k} == 1" for k in present) + ":", lambda k: "i", False)]
                + [(f"elif {condition}:", index_of, matrix)
                   for condition, index_of, matrix in _factored_layouts(spec, present)]
@@ -675,10 +674,10 @@ def piece_name(spec, kind="run_piece"):
 
 
 def _namespace(spec, primitives):
-    registered = rule(spec.rule)
+    declared = algorithm(spec.rule)
     real = np.dtype(spec.real).type
-    namespace = {"rule": registered.function, "norms": registered.norms, "Scalars": registered.scalars,
-                 "Flags": registered.flags, "PolicyScalars": PolicyScalars, "pointer": primitives.pointer,
+    namespace = {"rule": declared.rule, "norms": declared.norms_rule, "Scalars": declared.Scalars,
+                 "Flags": declared.Flags, "PolicyScalars": PolicyScalars, "pointer": primitives.pointer,
                  "real": real, "float64": np.float64, "zero64": np.float64(0), "one64": np.float64(1),
                  "uint64": np.uint64, "uint32": np.uint32, "bitcast": primitives.bitcast,
                  "random_bits": primitives.random_bits, "load_four": primitives.load_four,
@@ -686,6 +685,8 @@ def _namespace(spec, primitives):
                  "float32": np.float32, "nan": np.nan, "inverse_of": inverse_of, "empty": np.empty}
     if spec.policy.stochastic:
         namespace["stochastic"] = stochastic_rounding(spec.operands[PARAM], primitives)
+    if spec.policy.clip_value:  # interpreted (the simulator): in Python, so grad keeps its NumPy dtype
+        namespace["clamped"] = clamped.py_func if primitives.interpreted else clamped
     encode_signed, decode_signed, encode_unsigned, decode_unsigned = codecs(primitives)
     for k, code in enumerate(spec.operands):
         if code in QUANTIZED:
@@ -698,7 +699,9 @@ def _namespace(spec, primitives):
     return namespace
 
 
-def _compiled_source(source, kind, spec, primitives):
+def compiled_source(source, kind, spec, primitives):
+    """The function ``kind`` that ``source`` defines for ``spec``, under a name of its own
+    (:func:`piece_name`), with the target's ``primitives``."""
     name = piece_name(spec, kind)
     namespace = _namespace(spec, primitives)
     exec(compile(source.replace(f"def {kind}(", f"def {name}(", 1), f"<numadam {name}>", "exec"), namespace)
@@ -714,31 +717,25 @@ def piece_runner(spec, primitives, strided_threads=False):
     Python, so that elements reach the compiled rule as NumPy scalars of their own
     dtype (a compiled conversion would return a Python float, which is float64).
     """
-    return _compiled_source(piece_source(spec, strided_threads), "run_piece", spec, primitives)
-
-
-@functools.cache
-def quads_runner(spec, primitives):
-    """``run_quads`` for ``spec`` as a Python function (see :func:`quads_source`), for the GPU."""
-    return _compiled_source(quads_source(spec), "run_quads", spec, primitives)
+    return compiled_source(piece_source(spec, strided_threads), "run_piece", spec, primitives)
 
 
 @functools.cache
 def reduction_runner(spec, primitives, strided_threads=False):
     """``reduce_piece`` for ``spec`` as a Python function (see :func:`piece_runner`)."""
-    return _compiled_source(reduction_source(spec, strided_threads), "reduce_piece", spec, primitives)
+    return compiled_source(reduction_source(spec, strided_threads), "reduce_piece", spec, primitives)
 
 
 @functools.cache
 def blocks_runner(spec, primitives):
     """``run_blocks`` for a spec with 8-bit state, on the CPU (see :func:`blocks_source`)."""
-    return _compiled_source(blocks_source(spec), "run_blocks", spec, primitives)
+    return compiled_source(blocks_source(spec), "run_blocks", spec, primitives)
 
 
 @functools.cache
 def block_runners(spec, primitives, strided_threads=False):
     """``(load_piece, store_piece, settle)`` for a spec with 8-bit state (see :func:`piece_source`,
     :func:`store_source` and :func:`settle_source`; ``settle`` is the CPU's, serial)."""
-    return (_compiled_source(piece_source(spec, strided_threads, "load_piece"), "load_piece", spec, primitives),
-            _compiled_source(store_source(spec, strided_threads), "store_piece", spec, primitives),
-            _compiled_source(settle_source(spec), "settle", spec, primitives))
+    return (compiled_source(piece_source(spec, strided_threads, "load_piece"), "load_piece", spec, primitives),
+            compiled_source(store_source(spec, strided_threads), "store_piece", spec, primitives),
+            compiled_source(settle_source(spec), "settle", spec, primitives))

@@ -38,10 +38,8 @@ which fails to unpickle and is a miss.
 """
 
 import hashlib
-import importlib.util
 import os
 import pickle
-import pkgutil
 import uuid
 from pathlib import Path
 
@@ -186,28 +184,3 @@ def cached_njit(beside_the_source=False, **options):
         return dispatcher
 
     return decorate
-
-
-def cached_functions():
-    """Every function of numadam made by :func:`cached_njit`, its modules imported first (each
-    module of the package whose source uses it)."""
-    import numadam
-
-    for module in pkgutil.walk_packages(numadam.__path__, "numadam."):
-        if module.ispkg:
-            continue
-        spec = importlib.util.find_spec(module.name)
-        if spec is None or spec.origin is None:
-            continue
-        if "@cached_njit(" in Path(spec.origin).read_text(encoding="utf-8"):
-            importlib.import_module(module.name)
-    return list(CachedFunctions.made)
-
-
-def cache_files():
-    """Every file the disk caches of numadam's compiled functions hold, in every folder they use."""
-    files = set()
-    for function in cached_functions():
-        if isinstance(function._cache, KeyedFunctionCache):
-            files.update(function._cache.files())
-    return sorted(files)

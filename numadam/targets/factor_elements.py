@@ -8,17 +8,15 @@ import math
 
 from numba import njit
 
+from ..core.clip_math import clamped
+
 
 @njit(inline="always")
 def effective(value, grad_scale, clip):
     """The gradient the rule steps with: scaled by ``grad_scale``, then clipped to [-clip, clip]
-    (NaN stays NaN), in the dtype of ``grad_scale`` and ``clip``, as the update kernels form it."""
-    value = value * grad_scale
-    if value > clip:
-        return clip
-    if value < -clip:
-        return -clip
-    return value
+    (:func:`~numadam.core.clip_math.clamped`: NaN stays NaN), in the dtype of ``grad_scale`` and
+    ``clip``, as the update kernels form it."""
+    return clamped(value * grad_scale, clip)
 
 
 @njit(inline="always")

@@ -3,7 +3,7 @@
 Numba's ``cache=True`` keys machine code on the file of the cached function
 and on its argument types, nothing else. A numadam kernel compiles much more
 into itself: the generated body, the family's rule, every helper the rule
-calls (``families/_common.py``), the storage conversions, the codecs and the
+calls (``core/element_math.py``), the storage conversions, the codecs and the
 primitives. :func:`fingerprint` finds those modules by walking the code: from
 the functions a kernel is compiled from, through every global name their code
 uses (a function, a Numba dispatcher or intrinsic, a module's attribute), into
@@ -14,9 +14,10 @@ closure, or an upgrade, compiles anew instead of loading stale code.
 """
 
 import hashlib
-import importlib.metadata
 import sys
 import types
+
+from ..core.version import package_version as _package_version
 
 #: The modules whose every function a kernel may be compiled from (see :func:`compiled_from_module`).
 _KERNEL_MODULES = []
@@ -60,7 +61,7 @@ def inlined_modules(roots, owners):
 
     A module counts when its top-level package is one of ``owners``; the walk
     follows global names, closures and the attributes named of a module, so
-    ``_common.sign(...)`` reaches ``_common``; a class reached (a named tuple
+    ``element_math.sign(...)`` reaches ``element_math``; a class reached (a named tuple
     whose fields the generated code reads) counts its module.
     """
     found, seen, pending = set(), set(), list(roots)
@@ -105,13 +106,6 @@ def _source_digest(module_name):
         source = b"" if path is None else open(path, "rb").read()
         digest = _SOURCE_DIGESTS[module_name] = hashlib.sha256(source).hexdigest()
     return digest
-
-
-def _package_version():
-    try:
-        return importlib.metadata.version("numadam")
-    except importlib.metadata.PackageNotFoundError:
-        return "unknown"
 
 
 def fingerprint(rule_functions):

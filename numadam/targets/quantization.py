@@ -28,10 +28,9 @@ Every number of the map is a short binary fraction, so decoding is exact
 float32 arithmetic on the code's bits, in vector lanes: code :math:`c \ge 1`
 lies in octave :math:`d = \lfloor \log_2 c \rfloor` from the bottom (the
 exponent of ``float32(c)``), :math:`k = c - 2^d`, and its number is
-:math:`8^{d-b-1}\,(1 + 7 (c + 1 - 2^d) / 2^d) = (7 (c + 1) - 6 \cdot 2^d)\, 4^d\, 8^{-b-1}`. (The *decades* map of states
-saved before 2026-11-27, with 10 for 8, needed a table, looked up one element
-at a time; such states are decoded with its table, :data:`LEGACY_SIGNED` and
-:data:`LEGACY_UNSIGNED`, when loaded: see :data:`MAP_KEY`.)
+:math:`8^{d-b-1}\,(1 + 7 (c + 1 - 2^d) / 2^d) = (7 (c + 1) - 6 \cdot 2^d)\, 4^d\, 8^{-b-1}`. (The *decades* map
+of states saved before 2026-11-27, with 10 for 8, needed a table; such states are no longer read:
+see :data:`MAP_KEY`.)
 
 Encoding needs no table either, so that the loops around it vectorize: the
 numbers of one octave (with the top number of the octave below) are evenly
@@ -59,8 +58,9 @@ from .primitives import cpu_primitives
 BLOCK = 256
 #: The factor between a dynamic map's octaves.
 BASE = 8
-#: The state dict's entry that names the map its 8-bit codes are in, and its value now. A state
-#: without it was saved with the decades map (:data:`LEGACY_SIGNED`, :data:`LEGACY_UNSIGNED`).
+#: The state dict's entry that names the map its 8-bit codes are in, and its value now. 8-bit codes
+#: without it were saved with the pre-0.1.0 *decades* map, which is no longer read: loading them
+#: raises a ``ValueError`` naming that format (:func:`numadam.engine.state_dict.coded_leaves`).
 MAP_KEY, MAP_NAME = "int8_map", "octaves"
 
 class DynamicMap(NamedTuple):
@@ -116,9 +116,6 @@ def _dynamic_map(bits, signed):
 SIGNED = _dynamic_map(6, signed=True)
 #: The map of state that is never negative: codes 0..255 (``uint8``).
 UNSIGNED = _dynamic_map(7, signed=False)
-#: What each code of the decades map (10 for 8) of states saved before :data:`MAP_KEY` decoded to
-#: (signed: code q at index q + 128).
-LEGACY_SIGNED, LEGACY_UNSIGNED = _signed_values(_magnitudes(6, 10)), _magnitudes(7, 10)
 
 
 def _inlined(primitives):
@@ -281,14 +278,8 @@ def quantize(values, signed):
     return codes.reshape(np.shape(values)), scales
 
 
-def dequantize(codes, scales, signed, legacy=False):
-    """The float32 numbers of ``codes`` (blocks over their C order) with block ``scales``;
-    ``legacy``: codes of the decades map (states saved without :data:`MAP_KEY`), by its table."""
-    if legacy:
-        flat = np.asarray(codes).reshape(-1)
-        numbers = LEGACY_SIGNED[flat.astype(np.int32) + 128] if signed else LEGACY_UNSIGNED[flat]
-        block_scales = np.repeat(np.asarray(scales, np.float32), BLOCK)[:flat.size]
-        return (numbers * block_scales).reshape(np.shape(codes))
+def dequantize(codes, scales, signed):
+    """The float32 numbers of ``codes`` (blocks over their C order) with block ``scales``."""
     flat = np.ascontiguousarray(codes).reshape(-1)
     values = np.empty(flat.size, np.float32)
     _host()[1](flat, np.ascontiguousarray(scales, np.float32), values, signed)

@@ -1,8 +1,8 @@
-"""What a kernel is compiled for: :class:`KernelSpec`, and the rules it can apply.
+"""What a kernel is compiled for: :class:`KernelSpec`.
 
-A family registers its element rule here (:func:`register_rule`) under its
-name, with the named tuples of its per-step scalars and compile-time flags.
-A :class:`KernelSpec` names the rule, the flags' values, the real dtype of the
+A :class:`KernelSpec` names the family whose rule it applies (its
+:class:`~numadam.core.algorithm.Algorithm`, declared once, is read through
+:func:`algorithm`), the flags' values, the real dtype of the
 arithmetic and how each operand is stored. Numba sees a spec as a type of its
 own (:class:`KernelSpecType`): the CPU kernels take it as their first
 argument, so each spec gets its own machine code, and because the type is
@@ -16,48 +16,20 @@ cached function).
 """
 
 import dataclasses
-from typing import NamedTuple
 
 from numba import types
 from numba.core.imputils import lower_constant
 from numba.extending import NativeValue, models, register_model, typeof_impl, unbox
 
 from .fingerprint import fingerprint as source_fingerprint, kernel_modules
+from ..core.algorithm import ALGORITHMS
 from ..core.pipeline import CHUNK_POSITIONS, NO_POLICY, Policy, PolicyScalars
 
 
-class Rule(NamedTuple):
-    """A registered element rule and the named tuples it reads."""
-
-    function: object  # an ``@njit(inline="always")`` function
-    scalars: type     # the NamedTuple of per-step scalars, in the table's order
-    flags: type       # the NamedTuple of compile-time flags
-    state: tuple      # the names of its state operands, in order
-    norms: object     # the family's norms rule, or None
-    value: object     # with a norms rule: the value its sums set in each parameter's scalars (plain Python)
-    read_only: tuple = ()  # the state operands it reads and never writes (factored state)
-    norms_tiled_matrices: bool = True  # :attr:`numadam.core.algorithm.Norms.tiled_matrices`
-    factors: object = None          # factored state: :attr:`numadam.core.algorithm.Algorithm.factors`
-    direction_floor: object = None  # and :attr:`~numadam.core.algorithm.Algorithm.direction_floor` (compilable)
-
-
-_RULES = {}
-
-
-def register_rule(name, function, scalars, flags, state, norms=None, value=None, read_only=(),
-                  norms_tiled_matrices=True, factors=None, direction_floor=None):
-    """Make ``function`` (and ``norms``, a first pass that also returns the update direction, with
-    ``value``, what its sums set in each parameter's scalars; ``norms_tiled_matrices``, whether the
-    CPU runs that pass over a matrix's layouts in tiles) available to kernels as rule ``name``; the
-    state operands named in ``read_only`` are read and never written. A family with factored state
-    gives its ``factors`` and ``direction_floor`` (:class:`~numadam.core.algorithm.Algorithm`),
-    which its one-call step compiles in (:mod:`numadam.targets.cpu.factored_step`)."""
-    _RULES[name] = Rule(function, scalars, flags, tuple(state), norms, value, tuple(read_only),
-                        norms_tiled_matrices, factors, direction_floor)
-
-
-def rule(name):
-    return _RULES[name]
+def algorithm(name):
+    """The :class:`~numadam.core.algorithm.Algorithm` declared as ``name``: the one record of a
+    family, from which a kernel reads its rule, scalars, flags, state and passes."""
+    return ALGORITHMS[name]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -108,7 +80,7 @@ class KernelSpec:
         found = self.__dict__.get("_n_scalars")
         if found is None:
             policy = len(PolicyScalars._fields) if self.policy.active else 0
-            found = len(_RULES[self.rule].scalars._fields) + policy
+            found = len(ALGORITHMS[self.rule].Scalars._fields) + policy
             object.__setattr__(self, "_n_scalars", found)
         return found
 
@@ -122,10 +94,9 @@ def fingerprint(rule_name):
     key = rule_name, kernel_modules()  # a module of kernels registered later: a new hash, not a stale one
     found = _FINGERPRINTS.get(key)
     if found is None:
-        registered = _RULES[rule_name]
-        found = _FINGERPRINTS[key] = source_fingerprint((registered.function, registered.norms,
-                                                               registered.value, registered.factors,
-                                                               registered.direction_floor))
+        declared = ALGORITHMS[rule_name]
+        found = _FINGERPRINTS[key] = source_fingerprint((declared.rule, declared.norms_rule, declared.norms_value,
+                                                         declared.factors, declared.direction_floor))
     return found
 
 

@@ -14,7 +14,7 @@ from numadam.targets import dispatch
 from numadam.targets.cuda import kernels as cuda_kernels
 from numadam.core.pipeline import POLICY_OPERANDS
 from numadam.engine.operands import kernel_spec, operand_rows
-from numadam.families import functional_step
+from numadam.registry import functional_step
 from reference import adam_exact
 from test_families import CASES, Reference, case_id, hyperparameters
 
@@ -420,7 +420,7 @@ def vector_loads(monkeypatch):
     """The kernels made anew with vector accesses, in chunks of 256, counting the vector loads."""
     from numadam.targets import body
 
-    made = (body.piece_runner, body.quads_runner, cuda_kernels.kernel_for, cuda_kernels.configured_kernel)
+    made = (body.piece_runner, cuda_kernels.kernel_for, cuda_kernels.configured_kernel)
     loads = []
 
     def counted_load_four(pointer, index):
@@ -475,3 +475,14 @@ def test_vector_accesses_are_the_reference_bit_for_bit(vector_loads, case, layou
     keywords = {**hyperparameters(method, options), **{n: a for n, a in state.items() if n not in always}}
     _steps_match_the_reference(rng, method, reference, param, state, always, keywords, 2, _offset_by(other_offset))
     assert (len(vector_loads) > 0) == (param_offset == other_offset)
+
+
+def test_the_simulators_backend_keeps_the_backend_protocol():
+    """The CUDA backend the simulator runs is a :class:`~numadam.targets.backend.Backend`, and says
+    the device counts its steps."""
+    from numadam.targets.backend import Backend
+    from test_backend_protocol import contract_breaches
+
+    backend = dispatch.backend_for([cuda.to_device(np.zeros(1))], ["x"])
+    assert isinstance(backend, Backend) and backend.device_steps and backend.reducing_launcher is None
+    assert contract_breaches(type(backend)) == []

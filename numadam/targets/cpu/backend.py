@@ -7,15 +7,17 @@ from ...core.pipeline import PolicyScalars
 from ..quantization import BLOCK
 from ..layout import number_chunks
 from ..arrays import ArrayInfo, Plan, checked_rows
-from ..spec import rule
+from ..backend import Backend
+from ..spec import algorithm
 
 
 #: A spec's real dtype by name, and zero in it.
 _REAL_DTYPES = {name: (np.dtype(name), np.dtype(name).type(0)) for name in ("float32", "float64")}
 
 
-class CpuBackend:
-    """NumPy arrays, updated by the Numba ``prange`` kernel."""
+class CpuBackend(Backend):
+    """NumPy arrays, updated by the Numba ``prange`` kernel: every capability of
+    :class:`~numadam.targets.backend.Backend` but the device-counted steps."""
 
     name = "numpy"
     #: Elements per chunk (one ``prange`` iteration).
@@ -222,14 +224,15 @@ class CpuBackend:
 
     def factored_step_arguments(self, plan, update, first, pieces, policy_scalars, grads, params, factor_states,
                                 groups, applies, counts, factored_slot, field_slot):
-        """``(kernel, arguments)`` of the one-call step of a family with factored state
+        """The :class:`~numadam.targets.cpu.kernels.KernelCall` of the one-call step of a family with factored state
         (:func:`~numadam.targets.cpu.factored_step.factored_step_serial`, on the calling thread
         whatever the size): the factors' pass; the norms pass (``first``, or ``None``: none) over
         the ``pieces`` (``(starts, stops, leaves)``) of the parameters whose norms that pass could
         not take; the update (``update``: a compiled solve's bounds, say). The rows of both end in
         ``policy_scalars`` where their policy is active; the parameters are as
-        :func:`~numadam.targets.cpu.factored_step.factored_layout` takes them. ``arguments[10]``
-        holds the groups' float64 scalar rows, to be filled before each call. ``None`` where
+        :func:`~numadam.targets.cpu.factored_step.factored_layout` takes them. Its arguments
+        (:class:`~numadam.targets.cpu.factored_step.FactoredStepArguments`) hold the groups' float64
+        scalar rows (``group_scalars``), to be filled before each call. ``None`` where
         that function refuses the parameters, or the plan is empty."""
         if plan.n_chunks == 0:
             return None
@@ -240,7 +243,7 @@ class CpuBackend:
         layout = self._factored.factored_layout(grads, params, factor_states, groups, applies, counts, real)
         if layout is None:
             return None
-        n_leaves, n_fields = len(grads), len(rule(update.rule).scalars._fields)
+        n_leaves, n_fields = len(grads), len(algorithm(update.rule).Scalars._fields)
         starts, stops, leaves = (np.ascontiguousarray(array, np.int64) for array in pieces)
 
         def rows(spec):  # each parameter's: the family's (filled at each call), then the policy's
@@ -249,10 +252,10 @@ class CpuBackend:
                 values[:, n_fields:] = policy_scalars  # rounded once, as every row would be
             return values.reshape(-1)
 
-        return self._factored.compiled(update, first), (
+        return self._kernels.KernelCall(self._factored.compiled(update, first), self._factored.FactoredStepArguments(
             update, first, plan.device_table, plan.width, plan.n_chunks, self.chunk_size, layout, starts, stops, leaves,
             np.zeros((max(groups) + 1, n_fields)), np.zeros((n_leaves, n_fields)), rows(first), rows(update), zero,
-            np.zeros((n_leaves, 2)), np.zeros(n_leaves, bool), factored_slot, field_slot)
+            np.zeros((n_leaves, 2)), np.zeros(n_leaves, bool), factored_slot, field_slot))
 
     def reduce(self, plan, spec, scalars, starts, stops):
         """The pre-pass over ``plan`` once (see :meth:`reducer`)."""

@@ -22,7 +22,7 @@ from numba.extending import register_jitable
 
 from ..disk_cache import cached_njit
 from .threads import parallel_allowed
-from ...families._common import torch_lerp
+from ...core.element_math import torch_lerp
 from ..factor_elements import column_scale, effective, row_scale
 
 #: The fewest rows of a block of parallel work (and of one partial column sum).

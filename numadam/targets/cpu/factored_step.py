@@ -39,6 +39,7 @@ host adds in order, on one thread.
 """
 
 import functools
+from typing import NamedTuple
 
 import numpy as np
 from numba import carray, njit, types
@@ -47,7 +48,7 @@ from numba.extending import overload
 from ..disk_cache import cached_njit
 from ..fingerprint import compiled_from_module
 from ..primitives import cpu_primitives
-from ..spec import rule
+from ..spec import algorithm
 from .factor_sums import (SERIAL_BELOW, VECTOR_CHUNK, WIDEST_ROW_WITH_NORMS, _added_blocks_serial,
                           _batched, _block_sums_with_norms_serial, _norms_from_sums, _vector_norms,
                           block_count, moved_factors_from_sums, moved_variance, rows_per_block,
@@ -132,8 +133,8 @@ def norms_field(spec, param_squares, direction_squares, count, row):
 def _family_functions(rule_name, real):
     """The compiled ``(constants(row), field(param_squares, direction_squares, count, row))`` of rule
     ``rule_name`` in the dtype ``real``: its scalars made from a row as the host makes them."""
-    registered = rule(rule_name)
-    fields = range(len(registered.scalars._fields))
+    declared = algorithm(rule_name)
+    fields = range(len(declared.Scalars._fields))
     narrowed = "Scalars(" + ", ".join(f"real(row[{j}])" for j in fields) + ")"
     wide = "Scalars(" + ", ".join(f"row[{j}]" for j in fields) + ")"
     source = (f"def constants(row):\n"
@@ -142,9 +143,9 @@ def _family_functions(rule_name, real):
               f"    return real(weight), real(floor), real(direction_floor(s))\n"
               f"def field(param_squares, direction_squares, count, row):\n"
               f"    return value(param_squares, direction_squares, count, {wide})\n")
-    namespace = {"Scalars": registered.scalars, "real": np.dtype(real).type,
-                 "factors": njit(inline="always")(registered.factors), "direction_floor": registered.direction_floor,
-                 "value": njit(inline="always")(registered.value)}
+    namespace = {"Scalars": declared.Scalars, "real": np.dtype(real).type,
+                 "factors": njit(inline="always")(declared.factors), "direction_floor": declared.direction_floor,
+                 "value": njit(inline="always")(declared.norms_value)}
     exec(compile(source, f"<numadam factored step of {rule_name}>", "exec"), namespace)
     return njit(inline="always")(namespace["constants"]), njit(inline="always")(namespace["field"])
 
@@ -265,6 +266,30 @@ def _missing_norms_overload(first, table, width, n_segments, starts, stops, leav
                 sums[leaf, 1] += direction_squares
 
     return implementation
+
+
+class FactoredStepArguments(NamedTuple):
+    """The arguments of :func:`factored_step_serial`, by its parameters' names."""
+
+    update: object
+    first: object
+    table: object
+    width: int
+    n_chunks: int
+    chunk_size: int
+    layout: object
+    starts: object
+    stops: object
+    leaves: object
+    group_scalars: object
+    rows: object
+    first_scalars: object
+    scalars: object
+    like: object
+    sums: object
+    found: object
+    factored_slot: int
+    field_slot: int
 
 
 @cached_njit(error_model="numpy")

@@ -16,7 +16,7 @@ division-by-zero check that stops LLVM from vectorizing the loop.
 """
 
 import functools
-import math
+from typing import NamedTuple
 
 import numpy as np
 from numba import njit, prange, typeof, types
@@ -24,13 +24,14 @@ from llvmlite import ir
 from numba.core import cgutils
 from numba.extending import intrinsic, overload
 
+from ...core.clip_math import norm_and_scale
 from ..disk_cache import cached_njit
 from ..fingerprint import compiled_from_module
 from ..primitives import cpu_primitives
 from ..quantization import BLOCK
 from ..body import block_runners, blocks_runner, piece_runner, quantized_operands, reduction_runner
 from ..segments import ADDRESS, LENGTH, OFFSET, piece_of, segment_of_element, sequence_length
-from ..spec import rule
+from ..spec import algorithm
 
 compiled_from_module(__name__)  # its kernels are cached on disk: see numadam.targets.fingerprint
 
@@ -193,10 +194,10 @@ def reduce_then_update_serial(spec, table, width, starts, stops, leaves, scalars
     Returns 1, having written nothing, where a gradient holds NaN or infinity
     and ``nonfinite`` is set (``nonfinite="raise"`` or ``"skip"``); else 0. With
     ``clip > 0`` (``clip_global_norm``) the gradients' scale
-    :math:`\min(1, c/\|g\|)`, the norm from the sums of squares added in
-    parameter order, is written into slot ``scale_slot`` of every row of
-    ``scalars`` first: the host's decision (:func:`numadam.core.pipeline.skip_or_scale`),
-    the same float64 operations in the same order.
+    :math:`\min(1, c/\|g\|)` (:func:`~numadam.core.clip_math.norm_and_scale`), the norm
+    from the sums of squares added in parameter order, is written into slot ``scale_slot``
+    of every row of ``scalars`` first (where it is not 1): the host's decision
+    (:func:`numadam.core.pipeline.skip_or_scale`), the same float64 operations in the same order.
     """
     n_segments = table.size // width
     sums[:] = 0.0
@@ -213,10 +214,10 @@ def reduce_then_update_serial(spec, table, width, starts, stops, leaves, scalars
         total = 0.0
         for leaf in range(sums.shape[0]):
             total += sums[leaf, 0]
-        norm = math.sqrt(total)
-        if norm > clip:
+        scale = norm_and_scale(clip, 1.0, total)[1]
+        if scale != 1.0:  # the rows hold 1 already
             for slot in range(scale_slot, scalars.size, row_size):
-                scalars[slot] = clip / norm
+                scalars[slot] = scale
     n_elements = sequence_length(table, n_segments, width)
     for chunk in range(n_chunks):
         _update_chunk(spec, table, width, n_segments, n_elements, chunk, chunk_size, scalars, like)
@@ -229,7 +230,7 @@ def norms_value(spec, param_squares, direction_squares):
 
 @overload(norms_value)
 def _norms_value(spec, param_squares, direction_squares):
-    value = njit(inline="always")(rule(spec.spec.rule).value)
+    value = njit(inline="always")(algorithm(spec.spec.rule).norms_value)
 
     def implementation(spec, param_squares, direction_squares):
         return value(param_squares, direction_squares)
@@ -278,6 +279,35 @@ def norms_then_update_serial(first, update, table, width, starts, stops, leaves,
                        applies, field_slot, row_size, n_chunks, chunk_size)
 
 
+class KernelCall(NamedTuple):
+    """A compiled step as data, for compiled code that calls it itself (a compiled ``minimize``
+    solve): ``kernel(*arguments)``."""
+
+    kernel: object
+    arguments: tuple
+
+
+class NormsStepArguments(NamedTuple):
+    """The arguments of :func:`norms_then_update_serial`, by its parameters' names."""
+
+    first: object
+    update: object
+    table: object
+    width: int
+    starts: object
+    stops: object
+    leaves: object
+    first_scalars: object
+    scalars: object
+    like: object
+    sums: object
+    applies: object
+    field_slot: int
+    row_size: int
+    n_chunks: int
+    chunk_size: int
+
+
 def row_sizes(first, update):
     """``(fields, first, update)``: the family's scalars, and the first pass's and the update's
     scalars per row (the policy's after the family's; compiled per spec)."""
@@ -285,7 +315,7 @@ def row_sizes(first, update):
 
 @overload(row_sizes)
 def _row_sizes(first, update):
-    sizes = len(rule(first.spec.rule).scalars._fields), first.spec.n_scalars, update.spec.n_scalars
+    sizes = len(algorithm(first.spec.rule).Scalars._fields), first.spec.n_scalars, update.spec.n_scalars
 
     def implementation(first, update):
         return sizes

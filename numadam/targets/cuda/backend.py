@@ -22,6 +22,8 @@ import numpy as np
 
 from ..layout import c_strides, number_chunks
 from ..arrays import ArrayInfo, Plan, checked_rows
+from ..backend import Backend
+from ..spec import algorithm
 
 _STAGING_LOCK = threading.Lock()
 
@@ -32,8 +34,10 @@ _STAGING_LOCK = threading.Lock()
 ARGUMENT_ROWS = 4
 
 
-class CudaBackend:
-    """CuPy and other CUDA arrays, updated by the numba-cuda kernel."""
+class CudaBackend(Backend):
+    """CuPy and other CUDA arrays, updated by the numba-cuda kernel (no ``reducing_launcher``,
+    ``norms_launcher``, ``factored_step_arguments`` or ``address_function``: see
+    :class:`~numadam.targets.backend.Backend`)."""
 
     name = "cuda"
     #: The one-call step of a family with factored state takes its norms pass too
@@ -42,6 +46,9 @@ class CudaBackend:
     #: A plan's table is a copy on the device: moving it onto new gradients would need an upload,
     #: so a step with new gradient arrays makes a new plan (see the CPU's ``tables_in_place``).
     tables_in_place = False
+    #: The device decides skips and counts steps (:meth:`control_block`, :meth:`skip_or_step`,
+    #: :meth:`read_control`; :mod:`numadam.engine.device_steps`).
+    device_steps = True
 
     def __init__(self):
         from . import kernels as kernels
@@ -220,9 +227,8 @@ class CudaBackend:
         if first is None or plan.n_chunks == 0 or not len(pieces[0]):
             return None
         from ...core import factors
-        from ...core.algorithm import ALGORITHMS
 
-        family = ALGORITHMS[update.rule]
+        family = algorithm(update.rule)
         real = np.dtype(update.real)
         groups = np.asarray(groups, np.intp)
         keeps = np.array([1.0 if factors.factored(grad.shape) else 0.0 for grad in grads])
@@ -262,8 +268,6 @@ class CudaBackend:
         """
         plan.check_fits(first)
         plan.check_fits(update)
-        from ..spec import rule
-
         starts, stops, leaves = pieces
         kernels, real = self._kernels, np.dtype(first.real)
         like, n_leaves, n_pieces = real.type(0), len(applies), len(starts)
@@ -272,7 +276,7 @@ class CudaBackend:
         layout = self._upload(np.concatenate([bounds, np.asarray(applies, bool), counts]).astype(np.int64))
         pieces, out = self._piece_buffers(starts, stops)
         extra = np.array(policy_scalars if first.policy.active else (), np.float64)
-        value = rule(first.rule).value
+        value = algorithm(first.rule).norms_value
 
         def run(rows):
             first_rows = np.hstack([rows, np.broadcast_to(extra, (n_leaves, len(extra)))]) if len(extra) else rows

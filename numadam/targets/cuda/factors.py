@@ -32,14 +32,14 @@ read as its transpose, so that the reads stay coalesced. A parameter of fewer
 than two dimensions moves its full second moment toward the squares, one
 thread per element. The element arithmetic is the CPU pass's
 (:mod:`numadam.targets.factor_elements`) and the rules'
-(:func:`numadam.families._common.torch_lerp`).
+(:func:`numadam.core.element_math.torch_lerp`).
 """
 
 import numpy as np
 from numba import cuda, float64
 
 from ...core import factors
-from ...families._common import torch_lerp
+from ...core.element_math import torch_lerp
 from ..factor_elements import column_scale, effective, row_scale
 from .launcher import launch_kernel
 

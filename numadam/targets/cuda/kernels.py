@@ -21,7 +21,6 @@ for CUDA arrays.
 """
 
 import functools
-import math
 import os
 import sys
 
@@ -29,11 +28,13 @@ import numpy as np
 from numba import cuda, float32, float64, int64, njit
 from numba.types import UniTuple
 
+from ...core.clip_math import norm_and_scale
 from ..control import APPLIED, CONTROL_SIZE, FLAG, SKIPPED
 from ..primitives import INTERPRETED, pointer_codegen, register
 from ..quantization import BLOCK, inverse_of
 from .. import body
-from ..body import block_runners, piece_runner, quads_runner, quantized_operands, reduction_runner
+from ..body import (block_runners, compiled_source, piece_runner, quads_source, quantized_operands,
+                    reduction_runner)
 from ..segments import piece_of, segment_of_element, sequence_length
 from .launcher import SIMULATED, launch_kernel, loaded_function, quiet_grid
 
@@ -45,14 +46,14 @@ else:
     from numba.cuda import cgutils, types
     from numba.cuda.extending import intrinsic, lower_builtin, type_callable
 
-    from ...families._common import divided
+    from ...core.element_math import divided
 
     PRIMITIVES = register(intrinsic, types)
     element_pointer = PRIMITIVES.pointer
 
     @type_callable(divided)
     def _divided_type(context):
-        """The rules' quotients by a step's constants on the GPU (:func:`~numadam.families._common.divided`):
+        """The rules' quotients by a step's constants on the GPU (:func:`~numadam.core.element_math.divided`):
         a number of the constant's own float type. Typed and lowered directly (an overload would
         compile for the current device, and ``compile_ptx`` must work without one)."""
         def typer(x, c):
@@ -110,7 +111,7 @@ def kernel_for(spec, device_step=False):
     """
     piece = piece_runner(spec, PRIMITIVES, strided_threads=True)
     run_piece = piece if SIMULATED else njit(inline="always")(piece)  # inlined: needs no device to compile
-    quads = quads_runner(spec, PRIMITIVES) if body.VECTOR_LOADS else _no_quads
+    quads = compiled_source(quads_source(spec), "run_quads", spec, PRIMITIVES) if body.VECTOR_LOADS else _no_quads
     run_quads = quads if SIMULATED else njit(inline="always")(quads)
 
     @cuda.jit(**register_cap(spec))
@@ -391,8 +392,8 @@ def control_kernels():
     ``finalize(out_address, n_pieces, control_address, clip_value, scalars_address, n_values,
     row_size, scale_slot, like)`` adds the pre-pass's per-piece sums in order, sets the flag where
     a gradient is not finite, and, with ``clip_value > 0``, writes the global-norm clipping scale
-    into slot ``scale_slot`` of every scalar row. ``commit(control_address)`` counts the step as
-    applied or skipped.
+    (:func:`~numadam.core.clip_math.norm_and_scale`) into slot ``scale_slot`` of every scalar
+    row. ``commit(control_address)`` counts the step as applied or skipped.
     """
 
     @cuda.jit
@@ -409,8 +410,7 @@ def control_kernels():
             bad += out[2 * index + 1]
         control[FLAG] = 1 if bad > 0 else 0
         if clip_value > 0:
-            norm = math.sqrt(squares)
-            scale = clip_value / norm if norm > clip_value else clip_value / clip_value
+            scale = norm_and_scale(clip_value, 1.0, squares)[1]
             scalars = element_pointer(scalars_address, like)
             for index in range(scale_slot, n_values, row_size):
                 scalars[index] = scale

@@ -15,13 +15,13 @@ import warnings
 
 import numpy as np
 
-from .core import dtypes, validate
-from .targets.dispatch import backend_for
-from .adapters.dask import is_dask_array
-from .adapters.foreign import adopt, is_foreign, is_jax, is_tensor, tensor_like
-from .clipping import clip_by_global_norm, clip_by_norm, clip_by_value
-from .families import families, optimizer_class
-from .solver.rules import (CALLBACK, NON_FINITE, NONE, SUCCESS, clip_norm_in_place, clip_value_in_place,
+from ..core import dtypes, validate
+from ..targets.dispatch import backend_for
+from ..adapters.dask import is_dask_array
+from ..adapters.foreign import adopt, is_foreign, is_jax, is_tensor, tensor_like
+from ..clipping import clip_by_global_norm, clip_by_norm, clip_by_value
+from ..registry import families, optimizer_class
+from .rules import (CALLBACK, NON_FINITE, NONE, SUCCESS, clip_norm_in_place, clip_value_in_place,
                            non_finite_message, stop_message, stop_status)
 
 _CLIPPERS = {"value": clip_by_value, "norm": clip_by_norm, "global_norm": clip_by_global_norm}
@@ -209,7 +209,7 @@ def minimize(fun, x0, args=(), jac=None, method="adam", *, bounds=None, maxiter=
                                                                         clip, schedule, hyperparameters)
     notify = _scipy_style_callback(callback)
     progress = validate.check_flag("progress", progress)
-    from .solver import compiled as compiled_solver  # (numadam.jit's steps: imported when a solve starts)
+    from . import compiled as compiled_solver  # (numadam.jit's steps: imported when a solve starts)
 
     solve = compiled_solver.prepared(fun, jac, args, iterate.x, iterate.optimizer, _family_name(optimizer_type),
                                      schedule, clip, iterate.box, stop_rules, callback, progress, nonfinite, compiled)

@@ -1,0 +1,106 @@
+"""The written backend contract: the CPU and CUDA backends are :class:`~numadam.targets.backend.Backend`s,
+and the engine asks a backend for a capability instead of probing for it.
+
+The simulator's backend (the CUDA backend under ``NUMBA_ENABLE_CUDASIM``) is
+checked in tests/simulator/test_cuda_kernel.py with the same helper.
+"""
+
+import ast
+import inspect
+from pathlib import Path
+
+import numpy as np
+
+from numadam.targets import backend as protocol
+from numadam.targets import dispatch
+from numadam.targets.cpu.backend import CpuBackend
+from numadam.targets.cuda.backend import CudaBackend
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def contract_breaches(cls):
+    """What ``cls`` does not keep of the protocol: a required member it leaves to the protocol's
+    stub, a method whose parameters differ from the protocol's, an optional member that is neither
+    its default nor a method, a member the protocol does not list."""
+    breaches = []
+    if protocol.Backend not in cls.__mro__:  # (issubclass refuses a protocol with data members)
+        breaches.append(f"{cls.__name__} does not subclass Backend")
+    for name in protocol.REQUIRED:
+        owner = next((klass for klass in cls.__mro__ if name in vars(klass)), None)
+        if owner is None and f"self.{name} = " in inspect.getsource(cls.__init__):
+            continue  # a data member each object sets
+        if owner is None or owner is protocol.Backend or owner.__module__ == "typing":
+            breaches.append(f"{cls.__name__} does not define {name}")
+            continue
+        stub = vars(protocol.Backend).get(name)
+        if inspect.isfunction(stub):
+            mine = inspect.getattr_static(cls, name)
+            function = mine.__func__ if isinstance(mine, staticmethod) else mine
+            given = list(inspect.signature(function).parameters)
+            given = given if isinstance(mine, staticmethod) else given[1:]
+            if given != list(inspect.signature(stub).parameters)[1:]:
+                breaches.append(f"{cls.__name__}.{name}{tuple(given)} differs from the protocol's")
+    for name in protocol.OPTIONAL:
+        value = inspect.getattr_static(cls, name)
+        default = vars(protocol.Backend)[name]
+        if value is not default and not callable(value) and not isinstance(value, (bool, staticmethod)):
+            breaches.append(f"{cls.__name__}.{name} is {value!r}: a method, or the default {default!r}")
+    listed = set(protocol.REQUIRED) | set(protocol.OPTIONAL)
+    for name, value in vars(cls).items():
+        if not name.startswith("_") and callable(value) and name not in listed and not _used_inside(cls, name):
+            breaches.append(f"{cls.__name__}.{name} is public but neither in the protocol nor used by the backend")
+    return breaches
+
+
+def _used_inside(cls, name):
+    """Whether ``cls``'s own module uses ``name`` (a helper of the backend itself, or a test's hook)."""
+    return inspect.getsource(inspect.getmodule(cls)).count(name) > 1
+
+
+def test_the_cpu_and_cuda_backends_keep_the_protocol():
+    assert contract_breaches(CpuBackend) == []
+    assert contract_breaches(CudaBackend) == []
+
+
+def test_the_check_can_fail():
+    class Forgetful(protocol.Backend):
+        name = "forgetful"
+
+        def describe(self, array, extra):
+            return array
+
+        norms_launcher = 3
+
+    breaches = contract_breaches(Forgetful)
+    assert "Forgetful does not define launcher" in breaches
+    assert any("Forgetful.describe" in breach for breach in breaches)
+    assert any("Forgetful.norms_launcher is 3" in breach for breach in breaches)
+
+
+def test_the_cpu_backend_in_use_is_a_backend():
+    backend = dispatch.backend_for([np.zeros(3)], ["x"])
+    assert isinstance(backend, protocol.Backend) and type(backend) is CpuBackend
+    assert backend.device_steps is False and backend.norms_step_launcher is not None
+
+
+def test_the_engine_asks_and_never_probes():
+    """No ``getattr``/``hasattr`` on a backend in the engine, the functional steps or the solver."""
+    sources = [*(ROOT / "numadam" / "engine").rglob("*.py"), ROOT / "numadam" / "functional.py",
+               *(ROOT / "numadam" / "solver").rglob("*.py")]
+    probes = []
+    for path in sources:
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in ("getattr", "hasattr"):
+                if "backend" in ast.unparse(node.args[0]):
+                    probes.append(f"{path.name}:{node.lineno}: {ast.unparse(node)}")
+    assert probes == []
+
+
+def test_the_named_arguments_are_the_kernels_parameters_in_order():
+    """The records that carry a one-call kernel's arguments across layers name its parameters."""
+    from numadam.targets.cpu import factored_step, kernels
+
+    for record, function in ((kernels.NormsStepArguments, kernels.norms_then_update_serial),
+                             (factored_step.FactoredStepArguments, factored_step.factored_step_serial)):
+        assert record._fields == tuple(inspect.signature(function.py_func).parameters)
