@@ -18,13 +18,18 @@ from .state_files import save_state as save_state
 from . import jit as jit
 
 __version__: str
-__all__ = ['ADOPT', 'AdEMAMix', 'AdaBelief', 'Adafactor', 'Adagrad', 'Adam', 'AdamW', 'Adamax', 'Group', 'LAMB', 'Lion', 'NAdam', 'RAdam', 'RMSprop', 'Rows', 'SGD', 'ScheduleFreeAdamW', 'SparseAdam', 'Yogi', 'adabelief_step', 'adafactor_step', 'adagrad_step', 'adam_minimizer', 'adam_step', 'adamax_step', 'ademamix_step', 'adopt_step', 'clip_by_global_norm', 'clip_by_norm', 'clip_by_value', 'families', 'lamb_step', 'lion_step', 'load_state', 'minimize', 'nadam_step', 'plot_convergence', 'radam_step', 'rmsprop_step', 'save_state', 'schedule_free_adamw_step', 'schedules', 'sgd_step', 'sparse_adam_step', 'yogi_step']
+__all__ = ['ADOPT', 'ASGD', 'AdEMAMix', 'AdaBelief', 'Adadelta', 'Adafactor', 'Adagrad', 'Adam', 'AdamW', 'Adamax', 'Group', 'LAMB', 'Lion', 'NAdam', 'RAdam', 'RMSprop', 'Rows', 'Rprop', 'SGD', 'ScheduleFreeAdamW', 'SparseAdam', 'Yogi', 'adabelief_step', 'adadelta_step', 'adafactor_step', 'adagrad_step', 'adam_minimizer', 'adam_step', 'adamax_step', 'ademamix_step', 'adopt_step', 'asgd_step', 'clip_by_global_norm', 'clip_by_norm', 'clip_by_value', 'families', 'lamb_step', 'lion_step', 'load_state', 'minimize', 'nadam_step', 'plot_convergence', 'radam_step', 'rmsprop_step', 'rprop_step', 'save_state', 'schedule_free_adamw_step', 'schedules', 'sgd_step', 'sparse_adam_step', 'yogi_step']
 
 
 class ADOPT(Optimizer):
     r"""ADOPT (Taniguchi et al. 2024) over a tree of arrays, updated in place."""
     lr: Any; betas: Any; eps: Any; clip_lambda: Any; weight_decay: Any; decoupled_weight_decay: Any; maximize: Any; convention: Any
     def __init__(self, params, lr=0.001, betas=(0.9, 0.9999), eps=1e-06, clip_lambda=0.25, weight_decay=0.0, decoupled_weight_decay=False, maximize=False, convention='official', *, schedule=None, clip_global_norm=None, clip_value=None, nonfinite='propagate', bounds=None, nonneg=False, ema=None, ema_bias_correction=False, accumulate=1, state_dtype=None, master_weights=False, stochastic_rounding=False, seed=0, complex_mode='pairs') -> None: ...
+
+class ASGD(Optimizer):
+    r"""ASGD, averaged stochastic gradient descent (Polyak & Juditsky 1992), over a tree of arrays,"""
+    lr: Any; lambd: Any; alpha: Any; t0: Any; weight_decay: Any; maximize: Any
+    def __init__(self, params, lr=0.01, lambd=0.0001, alpha=0.75, t0=1000000.0, weight_decay=0.0, maximize=False, *, schedule=None, clip_global_norm=None, clip_value=None, nonfinite='propagate', bounds=None, nonneg=False, ema=None, ema_bias_correction=False, accumulate=1, state_dtype=None, master_weights=False, stochastic_rounding=False, seed=0, complex_mode='pairs') -> None: ...
 
 class AdEMAMix(Optimizer):
     r"""AdEMAMix (Pagliardini et al. 2024) over a tree of arrays, updated in place."""
@@ -35,6 +40,11 @@ class AdaBelief(Optimizer):
     r"""AdaBelief (Zhuang et al. 2020) over a tree of arrays, updated in place."""
     lr: Any; betas: Any; eps: Any; eps_root: Any; weight_decay: Any; decoupled_weight_decay: Any; maximize: Any; convention: Any; rectify: Any
     def __init__(self, params, lr=0.001, betas=(0.9, 0.999), eps=1e-16, eps_root=1e-16, weight_decay=0.0, decoupled_weight_decay=True, maximize=False, convention='optax', rectify=False, *, schedule=None, clip_global_norm=None, clip_value=None, nonfinite='propagate', bounds=None, nonneg=False, ema=None, ema_bias_correction=False, accumulate=1, state_dtype=None, master_weights=False, stochastic_rounding=False, seed=0, complex_mode='pairs') -> None: ...
+
+class Adadelta(Optimizer):
+    r"""Adadelta (Zeiler 2012) over a tree of arrays, updated in place."""
+    lr: Any; rho: Any; eps: Any; weight_decay: Any; maximize: Any
+    def __init__(self, params, lr=1.0, rho=0.9, eps=1e-06, weight_decay=0.0, maximize=False, *, schedule=None, clip_global_norm=None, clip_value=None, nonfinite='propagate', bounds=None, nonneg=False, ema=None, ema_bias_correction=False, accumulate=1, state_dtype=None, master_weights=False, stochastic_rounding=False, seed=0, complex_mode='pairs') -> None: ...
 
 class Adafactor(Optimizer):
     r"""Adafactor (Shazeer & Stern 2018) over a tree of arrays, updated in place: ``torch.optim.Adafactor``."""
@@ -86,6 +96,11 @@ class RMSprop(Optimizer):
     lr: Any; alpha: Any; eps: Any; weight_decay: Any; momentum: Any; centered: Any; maximize: Any
     def __init__(self, params, lr=0.01, alpha=0.99, eps=1e-08, weight_decay=0.0, momentum=0.0, centered=False, maximize=False, *, schedule=None, clip_global_norm=None, clip_value=None, nonfinite='propagate', bounds=None, nonneg=False, ema=None, ema_bias_correction=False, accumulate=1, state_dtype=None, master_weights=False, stochastic_rounding=False, seed=0, complex_mode='pairs') -> None: ...
 
+class Rprop(Optimizer):
+    r"""Rprop (Riedmiller & Braun 1993) over a tree of arrays, updated in place."""
+    lr: Any; etas: Any; step_sizes: Any; maximize: Any
+    def __init__(self, params, lr=0.01, etas=(0.5, 1.2), step_sizes=(1e-06, 50.0), maximize=False, *, schedule=None, clip_global_norm=None, clip_value=None, nonfinite='propagate', bounds=None, nonneg=False, ema=None, ema_bias_correction=False, accumulate=1, state_dtype=None, master_weights=False, stochastic_rounding=False, seed=0, complex_mode='pairs') -> None: ...
+
 class SGD(Optimizer):
     r"""Stochastic gradient descent, with momentum, over a tree of arrays, updated in place."""
     lr: Any; momentum: Any; dampening: Any; weight_decay: Any; nesterov: Any; maximize: Any
@@ -110,6 +125,9 @@ class Yogi(Optimizer):
 def adabelief_step(param, grad, exp_avg, exp_avg_var, *, step, lr=0.001, betas=(0.9, 0.999), eps=1e-16, eps_root=1e-16, weight_decay=0.0, decoupled_weight_decay=True, maximize=False, convention='optax', rectify=False) -> Any:
     r"""Take AdaBelief step ``step`` on ``param`` and its state, in place."""
 
+def adadelta_step(param, grad, square_avg, acc_delta, *, step, lr=1.0, rho=0.9, eps=1e-06, weight_decay=0.0, maximize=False) -> Any:
+    r"""Take Adadelta step ``step`` on ``param`` and its state, in place."""
+
 def adafactor_step(param, grad, row_var, col_var, *, step, lr=0.01, beta2_decay=-0.8, eps=(None, 0.001), d=1.0, weight_decay=0.0, maximize=False) -> Any:
     r"""Take Adafactor step ``step`` on ``param`` and its state, in place."""
 
@@ -128,6 +146,9 @@ def ademamix_step(param, grad, exp_avg_fast, exp_avg_slow, exp_avg_sq, *, step, 
 def adopt_step(param, grad, exp_avg, exp_avg_sq, *, step, lr=0.001, betas=(0.9, 0.9999), eps=1e-06, clip_lambda=0.25, weight_decay=0.0, decoupled_weight_decay=False, maximize=False, convention='official') -> Any:
     r"""Take ADOPT step ``step`` on ``param`` and its state, in place."""
 
+def asgd_step(param, grad, ax, *, step, lr=0.01, lambd=0.0001, alpha=0.75, t0=1000000.0, weight_decay=0.0, maximize=False, carry=None) -> Any:
+    r"""Take ASGD step ``step`` on ``param`` and its state, in place."""
+
 def lamb_step(param, grad, exp_avg, exp_avg_sq, *, step, lr=0.001, betas=(0.9, 0.999), eps=1e-06, eps_root=0.0, weight_decay=0.0, convention='optax') -> Any:
     r"""Take LAMB step ``step`` on ``param`` and its state, in place."""
 
@@ -142,6 +163,9 @@ def radam_step(param, grad, exp_avg, exp_avg_sq, *, step, lr=0.001, betas=(0.9, 
 
 def rmsprop_step(param, grad, square_avg, *, step, lr=0.01, alpha=0.99, eps=1e-08, weight_decay=0.0, momentum=0.0, centered=False, maximize=False, grad_avg=None, momentum_buffer=None) -> Any:
     r"""Take RMSprop step ``step`` on ``param`` and its state, in place."""
+
+def rprop_step(param, grad, prev, step_size, *, step, lr=0.01, etas=(0.5, 1.2), step_sizes=(1e-06, 50.0), maximize=False) -> Any:
+    r"""Take Rprop step ``step`` on ``param`` and its state, in place."""
 
 def schedule_free_adamw_step(param, grad, z, exp_avg_sq, *, step, lr=0.0025, betas=(0.9, 0.999), eps=1e-08, weight_decay=0.0, warmup_steps=0, r=0.0, weight_lr_power=2.0, carry=None) -> Any:
     r"""Take ScheduleFreeAdamW step ``step`` on ``param`` and its state, in place."""

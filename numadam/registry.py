@@ -94,7 +94,7 @@ def families():
     >>> numadam.families()["adamw"]
     <class 'numadam.families.adam.AdamW'>
     >>> list(numadam.families())[:4]
-    ['adabelief', 'adafactor', 'adagrad', 'adam']
+    ['adabelief', 'adadelta', 'adafactor', 'adagrad']
     """
     return {name: cls for name, (cls, _) in _REGISTRY.items()}
 

@@ -358,6 +358,58 @@ def adagrad_reference(param, grad, state, step, carry, h):
     return (*_back(p, s, dtype), carry)
 
 
+def adadelta_reference(param, grad, state, step, carry, h):
+    """Adadelta (Zeiler 2012) as torch.optim.Adadelta computes it: the ratio of two roots times the gradient."""
+    dtype = np.asarray(param).dtype
+    p, g, s, real = _reals(param, grad, state)
+    p, g = _decay_and_sign(p, g, h, real)
+    rho, eps = real(h["rho"]), real(h["eps"])
+    s["square_avg"] = s["square_avg"] * rho + real(1 - h["rho"]) * (g * g)
+    delta = np.sqrt(s["acc_delta"] + eps) / np.sqrt(s["square_avg"] + eps) * g
+    s["acc_delta"] = s["acc_delta"] * rho + real(1 - h["rho"]) * (delta * delta)
+    p = p - real(h["lr"]) * delta
+    return (*_back(p, s, dtype), carry)
+
+
+def rprop_reference(param, grad, state, step, carry, h):
+    """Rprop (Riedmiller & Braun 1993) as torch.optim.Rprop computes it: each element's step size grows
+    by eta_plus while its gradient keeps its sign, shrinks by eta_minus when it flips (and that step is
+    skipped), and the parameter moves by the gradient's sign times it."""
+    dtype = np.asarray(param).dtype
+    p, g, s, real = _reals(param, grad, state)
+    if h["maximize"]:
+        g = -g
+    eta_minus, eta_plus = (real(eta) for eta in h["etas"])
+    low, high = (real(bound) for bound in h["step_sizes"])
+    product = g * s["prev"]
+    with np.errstate(invalid="ignore"):
+        factor = np.where(product > 0, eta_plus, np.where(product < 0, eta_minus, np.where(product == 0, real(1),
+                                                                                           product)))
+    s["step_size"] = np.clip(s["step_size"] * factor, low, high)
+    g = np.where(factor == eta_minus, real(0) * g, g)
+    p = p - np.sign(g) * s["step_size"]
+    s["prev"] = g
+    return (*_back(p, s, dtype), carry)
+
+
+def asgd_reference(param, grad, state, step, carry, h):
+    """ASGD (Polyak & Juditsky 1992) as torch.optim.ASGD computes it; ``carry`` is ``(eta, mu, lr)``, the
+    rate and averaging weight torch computes at the end of the step before (in float64 here), and that
+    step's lr."""
+    dtype = np.asarray(param).dtype
+    p, g, s, real = _reals(param, grad, state)
+    p, g = _decay_and_sign(p, g, h, real)
+    if step == 1:
+        eta, mu = h["lr"], 1.0
+    else:
+        eta = carry[2] / (1 + h["lambd"] * carry[2] * (step - 1)) ** h["alpha"]
+        mu = 1 / max(1, step - 1 - h["t0"])
+    p = p * real(1 - h["lambd"] * eta)
+    p = p - real(eta) * g
+    s["ax"] = s["ax"] + (p - s["ax"]) * real(mu) if mu != 1 else p.copy()
+    return (*_back(p, s, dtype), (eta, mu, h["lr"]))
+
+
 def rmsprop_reference(param, grad, state, step, carry, h):
     """RMSprop (Tieleman & Hinton 2012), centered (Graves 2013) and with momentum, as
     torch.optim.RMSprop computes it (its lerp for the centered average)."""
@@ -604,6 +656,11 @@ REFERENCES = {
         "sum": np.full_like(param, h["initial_accumulator_value"] * (1 + 1j) if param.dtype.kind == "c"
                             else h["initial_accumulator_value"])}),
     "rmsprop": Reference(rmsprop_reference, _rmsprop_start),
+    "adadelta": Reference(adadelta_reference, _zeros("square_avg", "acc_delta")),
+    "rprop": Reference(rprop_reference, lambda param, h: {
+        "prev": np.zeros_like(param),
+        "step_size": np.full_like(param, h["lr"] * (1 + 1j) if param.dtype.kind == "c" else h["lr"])}),
+    "asgd": Reference(asgd_reference, _zeros("ax"), (0.0, 1.0, 0.0)),
     "sparse_adam": Reference(sparse_adam_reference, _zeros("exp_avg", "exp_avg_sq")),
     "sgd": Reference(sgd_reference, lambda param, h: _zeros("momentum_buffer")(param, h) if h["momentum"] else {}),
 }

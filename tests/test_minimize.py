@@ -474,7 +474,7 @@ BAD_CALLS = [
     ({"jac": None}, TypeError, "jac must be True"),
     ({"jac": False}, TypeError, "jac must be True"),
     ({"jac": "2-point"}, TypeError, "Adam needs the gradient"),
-    ({"method": "newton"}, ValueError, "method must be one of ['adabelief', 'adafactor', 'adagrad', 'adam'"),
+    ({"method": "newton"}, ValueError, "method must be one of ['adabelief', 'adadelta', 'adafactor', 'adagrad'"),
     ({"lr": -1.0}, ValueError, "lr must be finite and >= 0; got -1.0"),
     ({"betas": (0.9, 1.0)}, ValueError, "beta2 must be in [0, 1)"),
     ({"amsgrad": "no"}, TypeError, "amsgrad must be True or False"),
@@ -677,7 +677,7 @@ def test_minimize_takes_every_family_by_name(method):
     """A bowl with its minimum at 3: every family reaches it from 0 with its own hyperparameters."""
     options = {"lion": {"lr": 1e-2, "weight_decay": 0.0}, "ademamix": {"lr": 0.05, "alpha": 0.5},
                "adopt": {"lr": 0.05}, "schedule_free_adamw": {"lr": 0.05},
-               "adagrad": {"lr": 0.5}}.get(method, {"lr": 0.05})
+               "adagrad": {"lr": 0.5}, "adadelta": {"lr": 1.0}}.get(method, {"lr": 0.05})
     if method == "adamw":
         options = {"lr": 0.05, "weight_decay": 0.0}
 

@@ -1,4 +1,5 @@
-"""NAdam, RAdam, Adamax, SGD, RMSprop and Adagrad against torch.optim, where torch is installed (never a CI dependency).
+"""NAdam, RAdam, Adamax, SGD, RMSprop, Adagrad, Adadelta, Rprop and ASGD against torch.optim, where torch is
+installed (never a CI dependency).
 
 numadam's defaults are torch's conventions for these three; the reference
 tests (tests/test_families.py) hold numadam to its NumPy transcription bit for
@@ -70,4 +71,41 @@ def test_fifty_steps_agree_with_torch(case, dtype, torch_scalars_like):
         ours_opt.step([grad])
     eps = np.finfo(dtype).eps
     np.testing.assert_allclose(ours, theirs.numpy(), rtol=0, atol=16 * eps * float(np.abs(start).max()))
+    assert not np.array_equal(ours, start)
+
+
+#: The rest of torch.optim's elementwise classes, each option of theirs: (class, options).
+REST_OF_TORCH = {
+    "adadelta": ("Adadelta", {"lr": 1.0}),
+    "adadelta-options": ("Adadelta", {"lr": 0.5, "rho": 0.8, "eps": 1e-4, "weight_decay": 0.1, "maximize": True}),
+    "rprop": ("Rprop", {"lr": 1e-2}),
+    "rprop-options": ("Rprop", {"lr": 3e-3, "etas": (0.3, 1.5), "step_sizes": (1e-4, 2e-2), "maximize": True}),
+    "asgd": ("ASGD", {"lr": 1e-2}),
+    "asgd-options": ("ASGD", {"lr": 2e-2, "lambd": 1e-2, "alpha": 0.5, "t0": 10.0, "weight_decay": 0.1,
+                              "maximize": True}),
+}
+
+
+@pytest.mark.parametrize("case", sorted(REST_OF_TORCH))
+def test_sixty_float64_steps_agree_with_torch_within_1e_12(case, torch_scalars_like):
+    """60 float64 steps of Adadelta, Rprop and ASGD (whose averaging starts at step 12 with t0=10) with
+    each option: within 1e-12 of the parameters' scale, and the state too."""
+    name, options = REST_OF_TORCH[case]
+    torch_scalars_like(np.float64)  # ASGD's rate and weight: torch keeps them in its default dtype
+    rng = np.random.default_rng(12)
+    start = random_array(rng, (500,), np.float64)
+    ours, theirs = start.copy(), torch.tensor(start.copy())
+    optimizer = getattr(torch.optim, name)([theirs], foreach=False, **options)
+    ours_opt = getattr(numadam, name)([ours], **options)
+    for _ in range(60):
+        grad = random_array(rng, (500,), np.float64)
+        theirs.grad = torch.tensor(grad)
+        optimizer.step()
+        ours_opt.step([grad])
+    scale = float(np.abs(start).max())
+    np.testing.assert_allclose(ours, theirs.numpy(), rtol=0, atol=1e-12 * scale)
+    theirs_state = optimizer.state[theirs]
+    for key, value in ours_opt.state_dict().items():
+        if key in theirs_state and torch.is_tensor(theirs_state[key]) and theirs_state[key].shape == theirs.shape:
+            np.testing.assert_allclose(value[0], theirs_state[key].numpy(), rtol=1e-12, atol=1e-12 * scale)
     assert not np.array_equal(ours, start)

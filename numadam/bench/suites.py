@@ -22,7 +22,8 @@ from .timing import interleaved_medians
 
 #: numadam families that torch.optim has, and torch's class names.
 TORCH_FAMILIES = {"adam": "Adam", "adamw": "AdamW", "nadam": "NAdam", "radam": "RAdam", "adamax": "Adamax",
-                  "sgd": "SGD", "adagrad": "Adagrad", "rmsprop": "RMSprop", "adafactor": "Adafactor"}
+                  "sgd": "SGD", "adagrad": "Adagrad", "rmsprop": "RMSprop", "adafactor": "Adafactor",
+                  "adadelta": "Adadelta", "rprop": "Rprop", "asgd": "ASGD"}
 
 
 #: The library each suite is compared with, where it is installed (none is a dependency).
