@@ -6,6 +6,8 @@ default. The element arithmetic that rules and kernels both inline lives below
 both, in :mod:`numadam.core.element_math`.
 """
 
+from collections import namedtuple
+
 from numba import njit
 
 from ..core import validate
@@ -100,3 +102,12 @@ def torch_decay_and_moments(param, grad, exp_avg, exp_avg_sq, s, flags):
     exp_avg = exp_avg + s.one_minus_beta1 * (grad - exp_avg)
     exp_avg_sq = s.beta2 * exp_avg_sq + s.one_minus_beta2 * (grad * grad)
     return param, exp_avg, exp_avg_sq
+
+
+#: The compile-time switch of a family whose only one is L2 decay added to the gradient.
+L2Flags = namedtuple("L2Flags", "l2_decay")
+
+
+def l2_flags(h) -> L2Flags:
+    """``L2Flags`` of hyperparameters ``h``: on where ``weight_decay`` is not zero."""
+    return L2Flags(h.weight_decay != 0.0)

@@ -25,15 +25,8 @@ from . import _common
 AdadeltaScalars = namedtuple("AdadeltaScalars", "grad_sign weight_decay rho one_minus_rho eps lr")
 
 
-AdadeltaFlags = namedtuple("AdadeltaFlags", "l2_decay")
-
-
 def adadelta_scalars(step, h, carry) -> AdadeltaScalars:
     return AdadeltaScalars(-1.0 if h.maximize else 1.0, h.weight_decay, h.rho, 1.0 - h.rho, h.eps, h.lr)
-
-
-def adadelta_flags(h) -> AdadeltaFlags:
-    return AdadeltaFlags(h.weight_decay != 0.0)
 
 
 def _check_rho(name, value):
@@ -66,7 +59,7 @@ ADADELTA = Algorithm(
     ),
     state=(StateKind("square_avg", "the running average of squared gradients v", nonnegative=True),
            StateKind("acc_delta", "the running average of squared updates u", nonnegative=True)),
-    scalars=adadelta_scalars, flags=adadelta_flags, rule=adadelta_rule,
+    scalars=adadelta_scalars, flags=_common.l2_flags, rule=adadelta_rule,
     doc=r"""Adadelta (Zeiler 2012) over a tree of arrays, updated in place.
 
 .. math::
@@ -82,8 +75,7 @@ update. See :doc:`/families/adadelta`.""",
         'Zeiler, "ADADELTA: An Adaptive Learning Rate Method", arXiv:1212.5701, 2012.',
     ),
     step_example=r""">>> import numpy as np, numadam
->>> p, g = np.array([1.0, -2.0]), np.array([0.5, -0.5])
->>> v, u = np.zeros(2), np.zeros(2)
+>>> p, g, v, u = np.array([1.0, -2.0]), np.array([0.5, -0.5]), np.zeros(2), np.zeros(2)
 >>> numadam.adadelta_step(p, g, v, u, step=1, lr=1.0)
 >>> bool(p[0] < 1.0 and p[1] > -2.0)   # each element moves against its gradient
 True""",

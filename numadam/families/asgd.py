@@ -35,9 +35,6 @@ from . import _common
 ASGDScalars = namedtuple("ASGDScalars", "grad_sign weight_decay eta decay mu")
 
 
-ASGDFlags = namedtuple("ASGDFlags", "l2_decay")
-
-
 def _advance(step, h, carry):
     r"""``(eta, mu, lr)`` of step ``step``: :math:`\eta_t` and :math:`\mu_t` from the learning rate
     of the step before (``carry[2]``), as torch's ASGD computes them at the end of that step, and
@@ -51,10 +48,6 @@ def _advance(step, h, carry):
 def asgd_scalars(step, h, carry) -> ASGDScalars:
     eta, mu = carry[0], carry[1]
     return ASGDScalars(-1.0 if h.maximize else 1.0, h.weight_decay, eta, 1.0 - h.lambd * eta, mu)
-
-
-def asgd_flags(h) -> ASGDFlags:
-    return ASGDFlags(h.weight_decay != 0.0)
 
 
 @njit(inline="always")
@@ -85,7 +78,7 @@ AVERAGED_SGD = Algorithm(
         _common.maximize(),
     ),
     state=(StateKind("ax", r"the average of the iterates \bar p"),),
-    scalars=asgd_scalars, flags=asgd_flags, rule=asgd_rule,
+    scalars=asgd_scalars, flags=_common.l2_flags, rule=asgd_rule,
     carry=Carry(("eta", "mu", "lr"), (0.0, 1.0, 0.0), _advance),
     doc=r"""ASGD, averaged stochastic gradient descent (Polyak & Juditsky 1992), over a tree of arrays,
 updated in place.

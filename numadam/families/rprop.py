@@ -116,8 +116,7 @@ read once, when the state starts). See :doc:`/families/rprop`.""",
         'Algorithm", IEEE International Conference on Neural Networks, 1993.',
     ),
     step_example=r""">>> import numpy as np, numadam
->>> p, g = np.array([1.0, -2.0]), np.array([0.5, -0.5])
->>> prev, step_size = np.zeros(2), np.full(2, 0.1)
+>>> p, g, prev, step_size = np.array([1.0, -2.0]), np.array([0.5, -0.5]), np.zeros(2), np.full(2, 0.1)
 >>> numadam.rprop_step(p, g, prev, step_size, step=1)
 >>> np.round(p, 6)            # the first step moves each element by its step size
 array([ 0.9, -1.9])""",
