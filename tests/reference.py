@@ -379,15 +379,17 @@ def rprop_reference(param, grad, state, step, carry, h):
     p, g, s, real = _reals(param, grad, state)
     if h["maximize"]:
         g = -g
+    if step == 1:  # torch makes the step sizes at the first step, from that step's lr
+        s["step_size"] = np.full_like(s["step_size"], real(h["lr"]))
     eta_minus, eta_plus = (real(eta) for eta in h["etas"])
     low, high = (real(bound) for bound in h["step_sizes"])
     product = g * s["prev"]
-    with np.errstate(invalid="ignore"):
-        factor = np.where(product > 0, eta_plus, np.where(product < 0, eta_minus, np.where(product == 0, real(1),
-                                                                                           product)))
+    with np.errstate(invalid="ignore"):  # torch's sign of NaN is zero: factor 1, and no move
+        factor = np.where(product > 0, eta_plus, np.where(product < 0, eta_minus, real(1)))
     s["step_size"] = np.clip(s["step_size"] * factor, low, high)
-    g = np.where(factor == eta_minus, real(0) * g, g)
-    p = p - np.sign(g) * s["step_size"]
+    g = np.where(factor == eta_minus, real(0), g)
+    with np.errstate(invalid="ignore"):
+        p = np.where(g > 0, p - s["step_size"], np.where(g < 0, p + s["step_size"], p))
     s["prev"] = g
     return (*_back(p, s, dtype), carry)
 
@@ -402,7 +404,8 @@ def asgd_reference(param, grad, state, step, carry, h):
     if step == 1:
         eta, mu = h["lr"], 1.0
     else:
-        eta = carry[2] / (1 + h["lambd"] * carry[2] * (step - 1)) ** h["alpha"]
+        previous = carry[2] if carry[2] >= 0 else h["lr"]  # no step before: the lr was this step's
+        eta = previous / (1 + h["lambd"] * previous * (step - 1)) ** h["alpha"]
         mu = 1 / max(1, step - 1 - h["t0"])
     p = p * real(1 - h["lambd"] * eta)
     p = p - real(eta) * g
@@ -657,10 +660,8 @@ REFERENCES = {
                             else h["initial_accumulator_value"])}),
     "rmsprop": Reference(rmsprop_reference, _rmsprop_start),
     "adadelta": Reference(adadelta_reference, _zeros("square_avg", "acc_delta")),
-    "rprop": Reference(rprop_reference, lambda param, h: {
-        "prev": np.zeros_like(param),
-        "step_size": np.full_like(param, h["lr"] * (1 + 1j) if param.dtype.kind == "c" else h["lr"])}),
-    "asgd": Reference(asgd_reference, _zeros("ax"), (0.0, 1.0, 0.0)),
+    "rprop": Reference(rprop_reference, _zeros("prev", "step_size")),
+    "asgd": Reference(asgd_reference, _zeros("ax"), (0.0, 1.0, -1.0)),
     "sparse_adam": Reference(sparse_adam_reference, _zeros("exp_avg", "exp_avg_sq")),
     "sgd": Reference(sgd_reference, lambda param, h: _zeros("momentum_buffer")(param, h) if h["momentum"] else {}),
 }

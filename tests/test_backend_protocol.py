@@ -46,6 +46,9 @@ def contract_breaches(cls):
         default = vars(protocol.Backend)[name]
         if value is not default and not callable(value) and not isinstance(value, (bool, staticmethod)):
             breaches.append(f"{cls.__name__}.{name} is {value!r}: a method, or the default {default!r}")
+    if inspect.getattr_static(cls, "tables_in_place", False) is True and inspect.getattr_static(
+            cls, "address_function") is vars(protocol.Backend)["address_function"]:
+        breaches.append(f"{cls.__name__} reads its tables in place but gives no address_function")
     listed = set(protocol.REQUIRED) | set(protocol.OPTIONAL)
     for name, value in vars(cls).items():
         if not name.startswith("_") and callable(value) and name not in listed and not _used_inside(cls, name):
@@ -54,8 +57,8 @@ def contract_breaches(cls):
 
 
 def _used_inside(cls, name):
-    """Whether ``cls``'s own module uses ``name`` (a helper of the backend itself, or a test's hook)."""
-    return inspect.getsource(inspect.getmodule(cls)).count(name) > 1
+    """Whether ``cls``'s own module calls ``name`` (a helper of the backend itself)."""
+    return f".{name}(" in inspect.getsource(inspect.getmodule(cls))
 
 
 def test_the_cpu_and_cuda_backends_keep_the_protocol():
@@ -71,11 +74,13 @@ def test_the_check_can_fail():
             return array
 
         norms_launcher = 3
+        tables_in_place = True
 
     breaches = contract_breaches(Forgetful)
     assert "Forgetful does not define launcher" in breaches
     assert any("Forgetful.describe" in breach for breach in breaches)
     assert any("Forgetful.norms_launcher is 3" in breach for breach in breaches)
+    assert "Forgetful reads its tables in place but gives no address_function" in breaches
 
 
 def test_the_cpu_backend_in_use_is_a_backend():

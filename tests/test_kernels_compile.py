@@ -88,9 +88,12 @@ def test_cuda_vector_accesses_are_one_instruction_per_operand(monkeypatch, dtype
     spec = adam_spec(dtype, amsgrad, 0.0)
     n_read, n_written = (5, 4) if amsgrad else (4, 3)
     per_operand = 1 if dtype == np.float32 else 2
+    complex_spec = kernel_spec(FAMILY, FAMILY.flags(FAMILY.Hyper(**numadam.Adam._class_defaults)),
+                               np.dtype(np.complex64), {"exp_avg", "exp_avg_sq"})
     for enabled in (True, False):
         monkeypatch.setattr(body, "VECTOR_LOADS", enabled)
         cuda_kernels.kernel_for.cache_clear()
+        assert "ld.global" in compile_cuda(complex_spec)  # complex operands: element by element, never a vector
         ptx = compile_cuda(spec)
         assert len(re.findall(rf"\bld\.global\.{vector}\b", ptx)) == (n_read * per_operand if enabled else 0)
         assert len(re.findall(rf"\bst\.global\.{vector}\b", ptx)) == (n_written * per_operand if enabled else 0)

@@ -109,3 +109,47 @@ def test_sixty_float64_steps_agree_with_torch_within_1e_12(case, torch_scalars_l
         if key in theirs_state and torch.is_tensor(theirs_state[key]) and theirs_state[key].shape == theirs.shape:
             np.testing.assert_allclose(value[0], theirs_state[key].numpy(), rtol=1e-12, atol=1e-12 * scale)
     assert not np.array_equal(ours, start)
+
+
+def test_rprop_takes_each_groups_first_lr_and_zeroes_a_flipped_infinite_gradient(torch_scalars_like):
+    """Two groups with their own lr (torch makes each step size from its group's lr at the first
+    step), infinite gradients whose sign flips (torch stores a zero) and zero gradients."""
+    torch_scalars_like(np.float64)
+    rng = np.random.default_rng(13)
+    starts = [random_array(rng, (40,), np.float64) for _ in range(2)]
+    ours, theirs = [s.copy() for s in starts], [torch.tensor(s.copy()) for s in starts]
+    optimizer = torch.optim.Rprop([{"params": [theirs[0]], "lr": 0.05}, {"params": [theirs[1]]}], lr=0.01,
+                                  foreach=False)
+    ours_opt = numadam.Rprop([numadam.Group([ours[0]], lr=0.05), ours[1]], lr=0.01)
+    for t in range(30):
+        grads = [random_array(rng, (40,), np.float64) for _ in range(2)]
+        grads[0][0] = (np.inf if t % 2 else -np.inf) if t in (3, 4) else grads[0][0]
+        grads[1][1] = 0.0 if t in (5, 6) else grads[1][1]
+        for tensor, grad in zip(theirs, grads):
+            tensor.grad = torch.tensor(grad)
+        optimizer.step()
+        ours_opt.step([[grads[0]], grads[1]])  # the tree of the parameters: a group holds a list
+    for mine, torch_param in zip(ours, theirs):  # (an infinite gradient after a zeroed one: NaN in both)
+        np.testing.assert_allclose(mine, torch_param.numpy(), rtol=0, atol=1e-12)
+    assert np.isfinite(ours[0][1:]).all() and not np.array_equal(ours[1], starts[1])
+
+
+def test_asgd_follows_torch_with_an_lr_changed_every_step(torch_scalars_like):
+    """torch's ASGD computes each step's rate at the end of the step before, from that step's lr."""
+    torch_scalars_like(np.float64)
+    rng = np.random.default_rng(14)
+    start = random_array(rng, (100,), np.float64)
+    ours, theirs = start.copy(), torch.tensor(start.copy())
+    optimizer = torch.optim.ASGD([theirs], lr=0.05, lambd=1e-2, t0=5.0, foreach=False)
+    ours_opt = numadam.ASGD(ours, lr=0.05, lambd=1e-2, t0=5.0)
+    for t in range(30):
+        lr = 0.05 * 0.9**t
+        optimizer.param_groups[0]["lr"] = lr
+        ours_opt.lr = lr
+        grad = random_array(rng, (100,), np.float64)
+        theirs.grad = torch.tensor(grad)
+        optimizer.step()
+        ours_opt.step(grad)
+    np.testing.assert_allclose(ours, theirs.numpy(), rtol=0, atol=1e-12 * float(np.abs(start).max()))
+    np.testing.assert_allclose(ours_opt.state_dict()["ax"], optimizer.state[theirs]["ax"].numpy(), rtol=0,
+                               atol=1e-12 * float(np.abs(start).max()))

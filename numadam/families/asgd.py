@@ -38,10 +38,12 @@ ASGDScalars = namedtuple("ASGDScalars", "grad_sign weight_decay eta decay mu")
 def _advance(step, h, carry):
     r"""``(eta, mu, lr)`` of step ``step``: :math:`\eta_t` and :math:`\mu_t` from the learning rate
     of the step before (``carry[2]``), as torch's ASGD computes them at the end of that step, and
-    this step's learning rate for the next."""
+    this step's learning rate for the next. Without a step before in ``carry`` (its learning rate
+    negative: the initial carry, a functional step called at a later step without one), the
+    learning rate is taken to have been this step's."""
     if step == 1:
         return h.lr, 1.0, h.lr
-    lr, done = carry[2], float(step - 1)
+    lr, done = (carry[2] if carry[2] >= 0.0 else h.lr), float(step - 1)
     return lr / ((1.0 + h.lambd * lr * done) ** h.alpha), 1.0 / max(1.0, done - h.t0), h.lr
 
 
@@ -79,7 +81,7 @@ AVERAGED_SGD = Algorithm(
     ),
     state=(StateKind("ax", r"the average of the iterates \bar p"),),
     scalars=asgd_scalars, flags=_common.l2_flags, rule=asgd_rule,
-    carry=Carry(("eta", "mu", "lr"), (0.0, 1.0, 0.0), _advance),
+    carry=Carry(("eta", "mu", "lr"), (0.0, 1.0, -1.0), _advance),
     doc=r"""ASGD, averaged stochastic gradient descent (Polyak & Juditsky 1992), over a tree of arrays,
 updated in place.
 

@@ -1,7 +1,8 @@
 r"""Rprop (Riedmiller & Braun 1993), in ``torch.optim.Rprop``'s arithmetic.
 
 Each coordinate keeps its own step size :math:`\delta` and its last gradient
-:math:`g'`. Where the gradient keeps its sign the step grows, where it flips
+:math:`g'` (a NaN gradient counts as zero, as torch's sign makes it). Where
+the gradient keeps its sign the step grows, where it flips
 the step shrinks and that step is skipped:
 
 .. math::
@@ -11,7 +12,7 @@ the step shrinks and that step is skipped:
     g \leftarrow 0 \ \text{where}\ f = \eta_-, \\
     p &\leftarrow p - \operatorname{sign}(g)\, \delta, \qquad g' \leftarrow g
 
-with every step size starting at the learning rate. Only the gradient's sign
+with every step size starting at the learning rate of the first step. Only the gradient's sign
 moves the parameter: a full-batch method, robust to the gradient's scale.
 """
 
@@ -19,21 +20,27 @@ from collections import namedtuple
 
 from numba import njit
 
-from ..core import element_math, validate
+from ..core import validate
 from ..core.algorithm import Algorithm, Example, Hyperparameter, StateKind
 from . import _common
 
 
-RpropScalars = namedtuple("RpropScalars", "grad_sign eta_minus eta_plus step_size_min step_size_max one")
+#: ``first``: 1 at the first step, whose ``lr`` (the group's) every step size starts at; else 0.
+RpropScalars = namedtuple("RpropScalars", "grad_sign eta_minus eta_plus step_size_min step_size_max one first lr")
 
 
 RpropFlags = namedtuple("RpropFlags", "")
+
+#: The method's paper.
+PAPER = ('Riedmiller & Braun, "A Direct Adaptive Method for Faster Backpropagation Learning: The RPROP '
+         'Algorithm", IEEE International Conference on Neural Networks, 1993.')
 
 
 def rprop_scalars(step, h, carry) -> RpropScalars:
     eta_minus, eta_plus = h.etas
     step_size_min, step_size_max = h.step_sizes
-    return RpropScalars(-1.0 if h.maximize else 1.0, eta_minus, eta_plus, step_size_min, step_size_max, 1.0)
+    return RpropScalars(-1.0 if h.maximize else 1.0, eta_minus, eta_plus, step_size_min, step_size_max, 1.0,
+                        1.0 if step == 1 else 0.0, h.lr)
 
 
 def rprop_flags(h) -> RpropFlags:
@@ -65,24 +72,28 @@ def rprop_rule(param, grad, state, s, flags):
     """Rprop for one real element; ``state`` is ``(prev, step_size)``: the last gradient (zeroed where
     its sign flipped) and the element's step size."""
     prev, step_size = state
+    if s.first != 0:  # the step sizes start at the first step's lr, as torch makes them then
+        step_size = s.lr
     grad = s.grad_sign * grad
     product = grad * prev
     if product > 0:
         factor = s.eta_plus
     elif product < 0:
         factor = s.eta_minus
-    elif product == 0:
+    else:  # zero, or NaN, whose sign torch takes as zero
         factor = s.one
-    else:  # NaN stays NaN, as torch's sign does
-        factor = product
     step_size = step_size * factor
     if step_size < s.step_size_min:
         step_size = s.step_size_min
     elif step_size > s.step_size_max:
         step_size = s.step_size_max
     if factor == s.eta_minus:
-        grad = grad - grad  # zero (NaN stays NaN)
-    return param - element_math.sign(grad, s.one) * step_size, (grad, step_size)
+        grad = s.one - s.one  # zero, an infinite gradient too
+    if grad > 0:  # torch's sign: a NaN gradient moves nothing
+        param = param - step_size
+    elif grad < 0:
+        param = param + step_size
+    return param, (grad, step_size)
 
 
 RPROP = Algorithm(
@@ -97,7 +108,7 @@ RPROP = Algorithm(
         _common.maximize(),
     ),
     state=(StateKind("prev", "the last gradient g' (zero where its sign flipped)"),
-           StateKind("step_size", "each element's step size, from lr", initial=lambda h: h.lr, nonnegative=True)),
+           StateKind("step_size", "each element's step size, from the first step's lr", nonnegative=True)),
     scalars=rprop_scalars, flags=rprop_flags, rule=rprop_rule,
     doc=r"""Rprop (Riedmiller & Braun 1993) over a tree of arrays, updated in place.
 
@@ -108,16 +119,14 @@ RPROP = Algorithm(
 
 with :math:`f = \eta_+` where the gradient kept its sign since the last step,
 :math:`\eta_-` where it flipped (that step then skipped) and 1 after a skip,
-every step size starting at ``lr``: ``torch.optim.Rprop``'s update (``lr`` is
-read once, when the state starts). See :doc:`/families/rprop`.""",
+every step size starting at the first step's ``lr`` (each group's, a
+schedule's): ``torch.optim.Rprop``'s update, which reads ``lr`` at that step
+only. See :doc:`/families/rprop`.""",
     example=Example("lr=0.01", 300, 0.05),
-    references=(
-        'Riedmiller & Braun, "A Direct Adaptive Method for Faster Backpropagation Learning: The RPROP '
-        'Algorithm", IEEE International Conference on Neural Networks, 1993.',
-    ),
+    references=(PAPER,),
     step_example=r""">>> import numpy as np, numadam
->>> p, g, prev, step_size = np.array([1.0, -2.0]), np.array([0.5, -0.5]), np.zeros(2), np.full(2, 0.1)
->>> numadam.rprop_step(p, g, prev, step_size, step=1)
->>> np.round(p, 6)            # the first step moves each element by its step size
+>>> p, g, prev, step_size = np.array([1.0, -2.0]), np.array([0.5, -0.5]), np.zeros(2), np.zeros(2)
+>>> numadam.rprop_step(p, g, prev, step_size, step=1, lr=0.1)
+>>> np.round(p, 6)            # the step sizes start at lr, and each element moves by its own
 array([ 0.9, -1.9])""",
 )

@@ -381,16 +381,18 @@ def quads_source(spec):
     element whose address is a multiple of four elements' size (at most 16 bytes); the few
     elements before it and after the last run of four are taken one at a time.
 
-    It returns ``False``, having written nothing, when an operand is strided or the operands' addresses
+    It returns ``False``, having written nothing, when an operand is complex or strided, or the operands' addresses
     do not all reach their alignment at the same element :math:`h` (a view that starts one element
     in, say), and the caller then runs ``run_piece``. Each element's update is the same operations
     on the same values as ``run_piece``'s: the same bits.
     """
     present = [k for k, code in enumerate(spec.operands) if code]
     update = _update_lines(spec, lambda k: "i", False)
+    lines = _header("run_quads", spec, ", thread")
+    if any(STORAGES[code].element.kind == "c" for _, code in _vector_operands(spec)):
+        return "\n".join(lines + ["    return False"]) + "\n"  # complex numbers: no vector of them
     first, first_size = _four_addresses(spec, "start")[0]
     alignment = four_alignment(first_size)
-    lines = _header("run_quads", spec, ", thread")
     lines.append("    if not (" + " and ".join(f"s{k} == 1" for k in present) + "):")
     lines.append("        return False")
     lines.append(f"    head = min(stop, start + ({alignment} - ({first}) % {alignment}) % {alignment} // {first_size})")
