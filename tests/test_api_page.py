@@ -5,12 +5,12 @@ Its list is written by ``tools/make_api_page.py`` (as ``numadam/__init__.pyi`` b
 in the built site.
 """
 
-import importlib.util
 import inspect
 import re
 from pathlib import Path
 
 import numadam
+from repo_scripts import script
 
 ROOT = Path(__file__).resolve().parent.parent
 PAGE = ROOT / "docs" / "api.md"
@@ -20,10 +20,7 @@ OPTIMIZER_MEMBERS = ("step", "state_dict", "load_state_dict", "save", "load", "z
 
 
 def _make_api_page():
-    spec = importlib.util.spec_from_file_location("make_api_page", ROOT / "tools" / "make_api_page.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return script("tools/make_api_page.py")
 
 
 def _the_list():

@@ -1,21 +1,19 @@
 """asv_benchmarks/history.py without running asv: naming the machine, choosing commits, selecting the
 headline benchmarks, reading asv's results and its comparison table, drawing a machine's plot."""
 
-import importlib.util
 import json
 from pathlib import Path
 
 import pytest
+
+from repo_scripts import script
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
 def history():
-    spec = importlib.util.spec_from_file_location("numadam_asv_history", ROOT / "asv_benchmarks" / "history.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return script("asv_benchmarks/history.py", "numadam_asv_history")
 
 
 ZEN4 = "processor\t: 0\nvendor_id\t: AuthenticAMD\ncpu family\t: 25\nmodel\t\t: 17\nmodel name\t: AMD EPYC\n"

@@ -4,20 +4,17 @@ The family classes are built at import, so the stub is their only ``class`` stat
 """
 
 import ast
-import importlib.util
 import inspect
 from pathlib import Path
 
 import numadam
+from repo_scripts import script
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 def _make_stub():
-    spec = importlib.util.spec_from_file_location("make_stub", ROOT / "tools" / "make_stub.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return script("tools/make_stub.py")
 
 
 def test_the_stub_is_what_tools_make_stub_writes_from_the_package():
