@@ -237,9 +237,11 @@ def test_lamb_and_a_groups_tree_on_cuda_kernels(device):
 @pytest.mark.parametrize("storage", [
     {"dtype": "float16"}, {"dtype": "bfloat16"}, {"dtype": "bfloat16", "master_weights": True},
     {"dtype": "float16", "stochastic_rounding": True, "seed": 3}, {"dtype": "float32", "state_dtype": "bfloat16"},
+    {"dtype": "bfloat16", "compensation": "kahan"}, {"dtype": "float16", "compensation": "kahan"},
 ], ids=lambda s: "-".join(f"{k}={v}" for k, v in s.items()))
 def test_every_storage_combination_on_cuda_kernels_matches_the_cpu(device, storage):
-    """16-bit parameters, master copies, stochastic rounding (the same random bits on both) and 16-bit state."""
+    """16-bit parameters, master copies, stochastic rounding (the same random bits on both), Kahan's
+    compensation and 16-bit state."""
     options = dict(storage)
     name = options.pop("dtype")
     dtype = np.dtype(pytest.importorskip("ml_dtypes").bfloat16 if name == "bfloat16" else name)
@@ -253,6 +255,9 @@ def test_every_storage_combination_on_cuda_kernels_matches_the_cpu(device, stora
         gpu.step([device.to_device(g) for g in grads])
     for actual, expected in zip(on_device, host):
         device.assert_matches(actual, expected, ulps=min(device.ulps, 2))
+    if "compensation" in options:
+        for actual, expected in zip(gpu.state_dict()["compensation"], cpu.state_dict()["compensation"]):
+            device.assert_matches(actual, expected, ulps=min(device.ulps, 2))
 
 
 @pytest.mark.parametrize("method, options", [("adam", {"amsgrad": True}), ("yogi", {"nonfinite": "skip"})])

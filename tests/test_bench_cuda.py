@@ -50,7 +50,8 @@ def test_gpu_suites_take_float16_for_bfloat16_parameters_and_keep_every_other_st
     studies = catalog.SUITES["precision"]()
     placed = on_the_gpu(studies)
     assert list(placed) == ["float32", "bfloat16 state", "int8 state", "float16 parameters",
-                            "float16 parameters, master weights", "float16 parameters, stochastic rounding"]
+                            "float16 parameters, master weights", "float16 parameters, stochastic rounding",
+                            "float16 parameters, Kahan compensation"]
     assert {study.param_dtype for study in placed.values()} == {"float32", "float16"}
     master = placed["float16 parameters, master weights"]
     assert master.options == studies["bfloat16 parameters, master weights"].options

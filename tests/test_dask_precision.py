@@ -1,4 +1,4 @@
-"""Stochastic rounding and 8-bit state over Dask arrays, on the two-worker cluster of test_dask.py.
+"""Stochastic rounding, Kahan's compensation and 8-bit state over Dask arrays, on the two-worker cluster of test_dask.py.
 
 Stochastic rounding draws each element's random bits from its position in the
 whole parameter (in its bucket's sequence, as the NumPy path lays the
@@ -68,6 +68,30 @@ def test_stochastic_rounding_on_the_cluster_is_the_numpy_one(client, dtype, shap
     for actual, expected, rounded in zip(optimizer.params, reference.params, nearest.params):
         np.testing.assert_array_equal(bits(actual.compute()), bits(expected))
         assert not np.array_equal(bits(expected), bits(rounded))
+
+
+@pytest.mark.parametrize("name", ["AdamW", "Lion", "LAMB"])
+@pytest.mark.parametrize("shape, chunks", CHUNKINGS[:2], ids=str)
+def test_kahan_compensation_on_the_cluster_is_the_numpy_one(client, name, shape, chunks):  # noqa: F811
+    """``compensation="kahan"`` over chunks: each chunk holds its part of the compensation from step
+    to step; parameters and compensation are the NumPy optimizer's bits (LAMB: through its norms)."""
+    rng = np.random.default_rng(43)
+    dtype = SIXTEEN_BITS[1]
+    starts = [random_array(rng, shape, np.float32).astype(dtype), random_array(rng, (50,), np.float32).astype(dtype)]
+    grads = [[random_array(rng, s.shape, np.float32).astype(dtype) for s in starts] for _ in range(4)]
+    layout = [chunks, 20]
+    cls = getattr(numadam, name)
+    optimizer = cls(chunked(starts, layout), lr=1e-3, compensation="kahan")
+    reference = cls([s.copy() for s in starts], lr=1e-3, compensation="kahan")
+    for step in grads:
+        optimizer.step(chunked(step, layout))
+        reference.step(step)
+    for actual, expected in zip(optimizer.params, reference.params):
+        np.testing.assert_array_equal(bits(actual.compute()), bits(expected))
+    held, kept = optimizer.state_dict()["compensation"], reference.state_dict()["compensation"]
+    for actual, expected in zip(held, kept):
+        assert np.any(np.asarray(expected).astype(np.float32) != 0)
+        np.testing.assert_array_equal(bits(actual), bits(expected))
 
 
 @pytest.mark.parametrize("name, options", [("Lion", {"weight_decay": 0.1}), ("NAdam", {"bounds": (-1.0, 1.0)})])

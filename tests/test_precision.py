@@ -1,4 +1,5 @@
-"""float16 and bfloat16 parameters, master weights, stochastic rounding and bfloat16 state.
+"""float16 and bfloat16 parameters, master weights, stochastic rounding and bfloat16 state (Kahan's
+compensation: tests/test_kahan.py, with this file's reference).
 
 The references compute as the kernels do: widen the stored numbers to float32,
 take the family's step (tests/reference.py) in float32, and round back to the
@@ -37,10 +38,11 @@ def gradients(seed, params, steps):
 class Reference:
     """A family's step in float32 on widened numbers; the parameter (or master copy) rounded back."""
 
-    def __init__(self, method, options, params, master=False, state_dtype=np.float32):
+    def __init__(self, method, options, params, master=False, state_dtype=np.float32, compensation=False):
         self.method, self.h = method, hyperparameters(method, options)
         self.dtype = params[0].dtype
         self.master = [p.astype(np.float32) for p in params] if master else None
+        self.compensation = [np.zeros_like(p) for p in params] if compensation else None
         self.params = [p.copy() for p in params]
         self.state = [{name: value.astype(state_dtype) for name, value in
                        initial_state(method, p.astype(np.float32), self.h).items()} for p in params]
@@ -55,9 +57,23 @@ class Reference:
                                                             self.h)
             if self.master is not None:
                 self.master[k] = updated
-            self.params[k] = updated.astype(self.dtype)
+            if self.compensation is not None:
+                self.params[k], self.compensation[k] = kahan_store(self.params[k], updated, self.compensation[k])
+            else:
+                self.params[k] = updated.astype(self.dtype)
             self.state[k] = {name: value.astype(self.state[k][name].dtype) for name, value in state.items()}
         self.carry = carry
+
+
+def kahan_store(param, updated, compensation):
+    """Kahan's compensated summation of a float32 update into a 16-bit parameter: with p the
+    parameter and c the compensation, both widened to float32, and p' the step's float32 result,
+    y = (p' - p) + c; the parameter becomes s = round(p + y) and the compensation round(y - (s - p)),
+    the part of y that rounding s lost. Returns the new (parameter, compensation), both 16-bit."""
+    p = param.astype(np.float32)
+    y = (updated - p) + compensation.astype(np.float32)
+    s = (p + y).astype(param.dtype)
+    return s, (y - (s.astype(np.float32) - p)).astype(param.dtype)
 
 
 def assert_bits_equal(actual, expected):

@@ -294,12 +294,14 @@ def test_a_rows_step_is_cheap_in_what_it_builds():
         assert plan.n_elements == 5 * 16 and len(plan.rows) == segments
 
 
-@pytest.mark.parametrize("options", [{"master_weights": True}, {"ema": 0.9}, {"clip_value": 0.5, "nonneg": True}],
+@pytest.mark.parametrize("options", [{"master_weights": True}, {"compensation": "kahan"}, {"ema": 0.9},
+                                     {"clip_value": 0.5, "nonneg": True}],
                          ids=lambda options: ",".join(options))
 def test_policies_act_on_the_listed_rows_as_a_dense_step_does(options):
     """Plain SGD moves no row whose gradient is zero, so on the listed rows a Rows step equals the
     dense step; the other rows (and their moving average) stay exactly as they were."""
-    ml_dtypes = pytest.importorskip("ml_dtypes") if "master_weights" in options else None
+    sixteen_bits = "master_weights" in options or "compensation" in options
+    ml_dtypes = pytest.importorskip("ml_dtypes") if sixteen_bits else None
     dtype = ml_dtypes.bfloat16 if ml_dtypes else np.float32
     rng = np.random.default_rng(16)
     start = np.abs(rng.standard_normal((12, 3))).astype(dtype)

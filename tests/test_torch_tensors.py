@@ -138,6 +138,25 @@ def test_bfloat16_parameters_through_their_bits():
     assert torch.allclose(moved, torch.full((64,), -0.01), atol=4e-3)
 
 
+def test_bfloat16_tensors_with_kahan_s_compensation_step_as_numpy_arrays_do():
+    ml_dtypes = pytest.importorskip("ml_dtypes")
+    weight = torch.nn.Parameter(torch.linspace(-1, 1, 64, dtype=torch.bfloat16))
+    array = weight.detach().float().numpy().astype(ml_dtypes.bfloat16)
+    on_tensors = numadam.AdamW([weight], lr=1e-3, compensation="kahan")
+    on_arrays = numadam.AdamW([array], lr=1e-3, compensation="kahan")
+    for k in range(5):
+        grad = torch.linspace(-0.5, 1.0 + k, 64, dtype=torch.bfloat16)
+        weight.grad = grad
+        on_tensors.step()
+        on_arrays.step([grad.float().numpy().astype(ml_dtypes.bfloat16)])
+    np.testing.assert_array_equal(weight.detach().view(torch.int16).numpy(), array.view(np.int16))
+    compensation = on_tensors.state_dict()["compensation"][0]
+    expected = on_arrays.state_dict()["compensation"][0]
+    np.testing.assert_array_equal(np.asarray(compensation.float() if hasattr(compensation, "float") else compensation,
+                                             np.float32), expected.astype(np.float32))
+    assert np.any(expected.astype(np.float32) != 0)
+
+
 def test_minimize_takes_and_returns_tensors_and_fun_sees_a_tensor():
     target = torch.tensor([1.0, -2.0, 3.0], dtype=torch.float64)
     seen = []

@@ -183,6 +183,10 @@ def precision():
             name="bfloat16 parameters, stochastic rounding", written=(B16, F32, F32), read=(B16,),
             param_dtype="bfloat16", baseline="float32", options={**adam.options, "stochastic_rounding": True},
             target=("same-traffic", 1.15)),
+        "bfloat16 parameters, Kahan compensation": adam._replace(
+            name="bfloat16 parameters, Kahan compensation", written=(B16, F32, F32, B16), read=(B16,),
+            param_dtype="bfloat16", baseline="float32", options={**adam.options, "compensation": "kahan"},
+            target=("same-traffic", 1.10)),
     }
 
 

@@ -27,7 +27,13 @@ A step runs these stages, in this order (:data:`STAGES`):
    writes, rounded into the parameter; ``stochastic_rounding=True`` (the
    alternative without a copy) rounds up or down at random with the
    probabilities that make it exact on average, the same for a given ``seed``
-   on every target.
+   on every target; ``compensation="kahan"`` keeps a compensation in the
+   parameter's dtype and stores with Kahan's summation
+   (:func:`numadam.targets.body._compensated_store`): with :math:`p` and
+   :math:`c` widened and :math:`p'` the float32 result,
+   :math:`y = (p' - p) + c`, :math:`p \leftarrow \operatorname{round}(p + y)`,
+   :math:`c \leftarrow \operatorname{round}(y - (p_\text{new} - p))`. One
+   of the three at most.
 
 Two more options say how the numbers are kept (:data:`OPTIONS`):
 
@@ -66,6 +72,8 @@ from .clip_math import norm_and_scale
 NONFINITE = ("propagate", "raise", "skip")
 #: What ``state_dtype`` may name.
 STATE_DTYPES = ("float32", "bfloat16", "int8")
+#: What ``compensation`` may name: None (16-bit parameters rounded to nearest), or "kahan".
+COMPENSATIONS = (None, "kahan")
 #: What ``complex_mode`` may name.
 COMPLEX_MODES = ("pairs", "magnitude")
 #: ``state_dtype`` of 8-bit blockwise state (:mod:`numadam.targets.quantization`).
@@ -120,6 +128,8 @@ STAGES = (
           (Operand("ema", "compute", initial="param"),), ("ema_decay", "one_minus_ema_decay"), pairs=True),
     Stage("master_weights", "master", lambda p: p.master_weights,
           (Operand("master", "compute", initial="param"),), low_precision=True),
+    Stage("compensation", "kahan", lambda p: p.compensation == "kahan",
+          (Operand("compensation", "param"),), low_precision=True),
     Stage("stochastic_rounding", "stochastic", lambda p: p.stochastic_rounding, (), ("salt",),
           low_precision=True),
 )
@@ -200,13 +210,15 @@ class Option(NamedTuple):
 OPTIONS = (Option("clip_global_norm", None), Option("clip_value", None), Option("nonfinite", "propagate"),
            Option("bounds", None), Option("nonneg", False), Option("ema", None), Option("ema_bias_correction", False),
            Option("accumulate", 1), Option("state_dtype", None), Option("master_weights", False),
-           Option("stochastic_rounding", False), Option("seed", 0), Option("complex_mode", "pairs"))
+           Option("stochastic_rounding", False), Option("compensation", None), Option("seed", 0),
+           Option("complex_mode", "pairs"))
 POLICY_DEFAULTS = {option.name: option.default for option in OPTIONS}
 #: Options that belong to a stage (the others say how numbers are kept).
 _STAGE_OF_OPTION = {"clip_global_norm": "clip_global_norm", "clip_value": "clip_value", "nonfinite": "nonfinite",
                     "bounds": "bounds", "nonneg": "bounds", "ema": "ema", "ema_bias_correction": "ema",
                     "accumulate": "accumulate", "master_weights": "master_weights",
-                    "stochastic_rounding": "stochastic_rounding", "seed": "stochastic_rounding"}
+                    "stochastic_rounding": "stochastic_rounding", "compensation": "compensation",
+                    "seed": "stochastic_rounding"}
 _STAGES_BY_NAME = {stage.name: stage for stage in STAGES}
 
 
@@ -266,7 +278,7 @@ class Policies(namedtuple("Policies", [o.name for o in OPTIONS if o.name != "non
 
     def low_precision_only(self):
         """The options given that round float16 and bfloat16 parameters."""
-        return [name for name in ("master_weights", "stochastic_rounding") if getattr(self, name)]
+        return [name for name in ("master_weights", "stochastic_rounding", "compensation") if getattr(self, name)]
 
 
 _PLAIN = Policies()
@@ -280,7 +292,7 @@ def _salt(seed, step):
 
 def checked_policies(clip_global_norm=None, clip_value=None, nonfinite="propagate", bounds=None, nonneg=False,
                      ema=None, ema_bias_correction=False, accumulate=1, state_dtype=None, master_weights=False,
-                     stochastic_rounding=False, seed=0, complex_mode="pairs"):
+                     stochastic_rounding=False, compensation=None, seed=0, complex_mode="pairs"):
     """The options, each checked (see the module docstring)."""
     if clip_global_norm is not None:
         clip_global_norm = validate.check_positive("clip_global_norm", clip_global_norm)
@@ -310,11 +322,18 @@ def checked_policies(clip_global_norm=None, clip_value=None, nonfinite="propagat
     if master_weights and stochastic_rounding:
         raise ValueError("master_weights and stochastic_rounding are two ways of rounding 16-bit parameters; "
                          "choose one")
+    if compensation not in COMPENSATIONS:
+        raise ValueError(f"compensation must be one of {list(COMPENSATIONS)}; got {compensation!r}")
+    if compensation is not None and (master_weights or stochastic_rounding):
+        taken = "master_weights" if master_weights else "stochastic_rounding"
+        raise ValueError(f"compensation={compensation!r} and {taken} are two ways of rounding 16-bit parameters; "
+                         "choose one")
     seed = validate.check_count("seed", seed, minimum=0)
     if complex_mode not in COMPLEX_MODES:
         raise ValueError(f"complex_mode must be one of {list(COMPLEX_MODES)}; got {complex_mode!r}")
     return Policies(clip_global_norm, clip_value, nonfinite, None if bounds is None else tuple(bounds), ema,
-                    ema_bias_correction, accumulate, state_dtype, master_weights, stochastic_rounding, seed,
+                    ema_bias_correction, accumulate, state_dtype, master_weights, stochastic_rounding, compensation,
+                    seed,
                     complex_mode)
 
 

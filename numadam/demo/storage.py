@@ -2,7 +2,7 @@
 
 A :class:`Storage` names a parameter dtype (``None``: the example's own float32)
 and the optimizer's precision options (``state_dtype``, ``master_weights``,
-``stochastic_rounding``). With 16-bit parameters the optimizer updates 16-bit
+``stochastic_rounding``, ``compensation``). With 16-bit parameters the optimizer updates 16-bit
 copies, and the example computes its forward and backward passes in float32
 from the rounded numbers: what a network stored in bfloat16 sees.
 """

@@ -40,7 +40,7 @@ import numpy as np
 from ..adapters import dask as held
 from ..adapters.rows import is_rows
 from ..core import dtypes, factors
-from ..core.pipeline import NO_POLICY, QUANTIZED_STATE, held_operands
+from ..core.pipeline import NO_POLICY, QUANTIZED_STATE, STAGES, held_operands
 from ..targets import quantization
 from ..targets.layout import c_strides
 from . import chunk_blocks
@@ -521,7 +521,8 @@ def _chunk_arrays(algorithm, names, policy, sides, chunks, grad, bound_chunks, f
     return arrays
 
 
-_POLICY_HELD = ("accumulator", "ema", "master")
+#: The policy operands a Dask optimizer holds (chunk by chunk) from step to step.
+_POLICY_HELD = tuple(operand.name for stage in STAGES for operand in stage.operands if operand.held)
 
 
 def _written(arrays, policy):
@@ -580,7 +581,8 @@ def _first_pass_chunk(algorithm, names, flags, policy, row, sides, chunks, grad,
     order of ``names``, the others ``None``), then the two float64 sums (never 8-bit state: a family
     with norms refuses it)."""
     arrays = _chunk_arrays(algorithm, names, policy, sides, chunks, grad, (), factors, block_info)
-    written = {name for name in arrays if name not in ("param", "grad", "master") and name not in (factors or {})}
+    written = {name for name in arrays if name not in ("param", "grad", "master", "compensation")
+               and name not in (factors or {})}
     new, sums, _ = _out_of_place(algorithm, flags, policy, row, arrays, written, reduce=True)
     return (*(new.get(name) for name in names), np.array(sums, np.float64))
 

@@ -662,7 +662,8 @@ def _solver_dtype(given):
         dtype = np.dtype(dtype.type)
     if not dtypes.is_supported(dtype) or dtypes.is_low_precision(dtype):
         raise TypeError(f"x0 has dtype {given}; minimize works in {dtypes.names(_SOLVER_DTYPES)} (16-bit "
-                        "parameters: step numadam.Adam with master_weights=True or stochastic_rounding=True)")
+                        "parameters: step numadam.Adam with master_weights=True, stochastic_rounding=True or "
+                        "compensation='kahan')")
     return dtype
 
 

@@ -115,6 +115,8 @@ def _param_store(spec, index_of, runs=False):
     if spec.policy.master:
         master = _policy_slot(spec, "master")
         lines.append(f"{_element(master, index_of)} = n{master}(param)")
+    if spec.policy.kahan:
+        return _compensated_store(spec, index_of)
     if spec.policy.stochastic:
         step = _position_step(spec)
         top = "position_top" if runs else f"(offset + i * {step}) >> 32"
@@ -122,6 +124,25 @@ def _param_store(spec, index_of, runs=False):
     else:
         lines.append(f"{_element(PARAM, index_of)} = n0(param)")
     return lines
+
+
+def _compensated_store(spec, index_of):
+    r"""The lines that write the updated ``param`` into a 16-bit parameter with Kahan's compensation
+    (``compensation="kahan"``): with :math:`p` the old parameter and :math:`c` the compensation (both
+    16-bit, widened), :math:`p'` the rule's new value (float32),
+
+    .. math::
+
+        y = (p' - p) + c, \qquad s = \operatorname{round}_{16}(p + y), \qquad
+        c \leftarrow \operatorname{round}_{16}\bigl(y - (s - p)\bigr), \qquad p \leftarrow s
+
+    so that what rounding :math:`p + y` lost is added back at the next step."""
+    slot = _policy_slot(spec, "compensation")
+    return [f"previous = {_param_load(spec, index_of)}",
+            f"compensated = (param - previous) + w{slot}({_old(spec, slot, index_of)})",
+            "stored = n0(previous + compensated)",
+            f"{_element(slot, index_of)} = n{slot}(compensated - (w0(stored) - previous))",
+            f"{_element(PARAM, index_of)} = stored"]
 
 
 def _buffered(k, index):
