@@ -18,7 +18,7 @@ from .state_files import save_state as save_state
 from . import jit as jit
 
 __version__: str
-__all__ = ['ADOPT', 'ASGD', 'AdEMAMix', 'AdaBelief', 'Adadelta', 'Adafactor', 'Adagrad', 'Adam', 'AdamW', 'Adamax', 'Group', 'LAMB', 'Lion', 'NAdam', 'RAdam', 'RMSprop', 'Rows', 'Rprop', 'SGD', 'ScheduleFreeAdamW', 'SparseAdam', 'Yogi', 'adabelief_step', 'adadelta_step', 'adafactor_step', 'adagrad_step', 'adam_minimizer', 'adam_step', 'adamax_step', 'ademamix_step', 'adopt_step', 'asgd_step', 'clip_by_global_norm', 'clip_by_norm', 'clip_by_value', 'families', 'lamb_step', 'lion_step', 'load_state', 'minimize', 'nadam_step', 'plot_convergence', 'radam_step', 'rmsprop_step', 'rprop_step', 'save_state', 'schedule_free_adamw_step', 'schedules', 'sgd_step', 'sparse_adam_step', 'yogi_step']
+__all__ = ['ADOPT', 'ASGD', 'AdEMAMix', 'AdaBelief', 'Adadelta', 'Adafactor', 'Adagrad', 'Adam', 'AdamW', 'Adamax', 'Group', 'LAMB', 'Lion', 'NAdam', 'Prodigy', 'RAdam', 'RMSprop', 'Rows', 'Rprop', 'SGD', 'ScheduleFreeAdamW', 'SparseAdam', 'Yogi', 'adabelief_step', 'adadelta_step', 'adafactor_step', 'adagrad_step', 'adam_minimizer', 'adam_step', 'adamax_step', 'ademamix_step', 'adopt_step', 'asgd_step', 'clip_by_global_norm', 'clip_by_norm', 'clip_by_value', 'families', 'lamb_step', 'lion_step', 'load_state', 'minimize', 'nadam_step', 'plot_convergence', 'prodigy_step', 'radam_step', 'rmsprop_step', 'rprop_step', 'save_state', 'schedule_free_adamw_step', 'schedules', 'sgd_step', 'sparse_adam_step', 'yogi_step']
 
 
 class ADOPT(Optimizer):
@@ -85,6 +85,11 @@ class NAdam(Optimizer):
     r"""NAdam (Dozat 2016): Adam with Nesterov momentum, over a tree of arrays, in place."""
     lr: Any; betas: Any; eps: Any; weight_decay: Any; momentum_decay: Any; decoupled_weight_decay: Any; maximize: Any; convention: Any; eps_root: Any
     def __init__(self, params, lr=0.002, betas=(0.9, 0.999), eps=1e-08, weight_decay=0.0, momentum_decay=0.004, decoupled_weight_decay=False, maximize=False, convention='torch', eps_root=0.0, *, schedule=None, clip_global_norm=None, clip_value=None, nonfinite='propagate', bounds=None, nonneg=False, ema=None, ema_bias_correction=False, accumulate=1, state_dtype=None, master_weights=False, stochastic_rounding=False, compensation=None, seed=0, complex_mode='pairs') -> None: ...
+
+class Prodigy(Optimizer):
+    r"""Prodigy (Mishchenko & Defazio 2023) over a tree of arrays, updated in place: Adam whose step"""
+    lr: Any; betas: Any; beta3: Any; eps: Any; weight_decay: Any; decouple: Any; use_bias_correction: Any; safeguard_warmup: Any; d0: Any; d_coef: Any; growth_rate: Any; slice_p: Any
+    def __init__(self, params, lr=1.0, betas=(0.9, 0.999), beta3=None, eps=1e-08, weight_decay=0.0, decouple=True, use_bias_correction=False, safeguard_warmup=False, d0=1e-06, d_coef=1.0, growth_rate=..., slice_p=1, *, schedule=None, clip_global_norm=None, clip_value=None, nonfinite='propagate', bounds=None, nonneg=False, ema=None, ema_bias_correction=False, accumulate=1, state_dtype=None, master_weights=False, stochastic_rounding=False, compensation=None, seed=0, complex_mode='pairs') -> None: ...
 
 class RAdam(Optimizer):
     r"""RAdam (Liu et al. 2020) over a tree of arrays, updated in place."""
@@ -157,6 +162,9 @@ def lion_step(param, grad, exp_avg, *, step, lr=0.0001, betas=(0.9, 0.99), weigh
 
 def nadam_step(param, grad, exp_avg, exp_avg_sq, *, step, lr=0.002, betas=(0.9, 0.999), eps=1e-08, weight_decay=0.0, momentum_decay=0.004, decoupled_weight_decay=False, maximize=False, convention='torch', eps_root=0.0, carry=None) -> Any:
     r"""Take NAdam step ``step`` on ``param`` and its state, in place."""
+
+def prodigy_step(param, grad, exp_avg_sq, s, p0, *, step, lr=1.0, betas=(0.9, 0.999), beta3=None, eps=1e-08, weight_decay=0.0, decouple=True, use_bias_correction=False, safeguard_warmup=False, d0=1e-06, d_coef=1.0, growth_rate=..., slice_p=1, exp_avg=None, carry=None) -> Any:
+    r"""Take Prodigy step ``step`` on ``param`` and its state, in place."""
 
 def radam_step(param, grad, exp_avg, exp_avg_sq, *, step, lr=0.001, betas=(0.9, 0.999), eps=1e-08, weight_decay=0.0, decoupled_weight_decay=False, maximize=False, convention='torch', threshold=5.0, eps_root=0.0) -> Any:
     r"""Take RAdam step ``step`` on ``param`` and its state, in place."""

@@ -78,6 +78,11 @@ def run_step(cls, operands, step, hyper, carry, norms=None, passes=("first", "up
             _factored_step(algorithm, arrays, scalars, flags, h)
         adopted.written()
         return carry
+    if algorithm.norms is not None and algorithm.norms.total is not None:
+        with adopted.launch():
+            carry = _total_step(algorithm, arrays, flags, step, h, scalars, carry, master)
+        adopted.written()
+        return carry
     with adopted.launch():
         if algorithm.norms is not None and tuple(passes) == ("first", "update") and not master:
             _checked_launch(algorithm, arrays, flags, h)([scalars])  # both passes, as a kept plan makes them
@@ -97,6 +102,20 @@ def run_step(cls, operands, step, hyper, carry, norms=None, passes=("first", "up
             scalars = tuple(scalars) + tuple(NO_POLICY_SCALARS)
         run_on_arrays(algorithm, arrays, flags, policy, tuple(scalars), sources=sources)
     adopted.written()
+    return carry
+
+
+def _total_step(algorithm, arrays, flags, step, h, scalars, carry, master):
+    """A step of a family whose norms are the whole optimizer's (Prodigy's d), on one array: its
+    first pass and two sums, the carry they give (:attr:`~numadam.core.algorithm.Norms.total`),
+    then the update with the scalars of that carry. Returns the carry."""
+    if master:
+        raise ValueError(f"{algorithm.name}'s functional step takes no master copy; step "
+                         f"numadam.{algorithm.title}(..., master_weights=True)")
+    first, second = run_on_arrays(algorithm, arrays, flags, NO_POLICY._replace(reduction="norms"),
+                                  tuple(scalars) + tuple(NO_POLICY_SCALARS), reduce=True)
+    carry = tuple(algorithm.norms.total(float(first), float(second), carry, [h]))
+    run_on_arrays(algorithm, arrays, flags, NO_POLICY, tuple(algorithm.scalars(step, h, carry)))
     return carry
 
 
@@ -254,8 +273,8 @@ def step_function(cls, name, doc):
         both passes: :func:`_norms_launch`; for a family with factored state, the factors' pass
         too: :func:`_factored_launch`); ``None`` for operands that are adopted at each call (torch
         tensors, DLPack arrays, row-sparse gradients)."""
-        if any(is_foreign(array) or is_rows(array) for array in operands.values()):
-            return None
+        if any(is_foreign(array) or is_rows(array) for array in operands.values()) or whole_sums:
+            return None  # (a step whose sums set the carry: :func:`run_step`, every call)
         try:
             refs = [weakref.ref(array) for array in operands.values() if array is not None]
         except TypeError:  # a CUDA array object that takes no weak reference: checked at every call
@@ -273,6 +292,7 @@ def step_function(cls, name, doc):
         return carry
 
     n_state = len(always)
+    whole_sums = algorithm.norms is not None and algorithm.norms.total is not None
     initial_carry = algorithm.initial_carry()
     carried = algorithm.carry is not None
 
@@ -306,6 +326,9 @@ def step_function(cls, name, doc):
             plan.launch([scalars])
             return carry if carried else None
         operands = operands_of(param, grad, state, given_optional, checked.kinds)
+        if is_dask_array(param) and whole_sums:
+            raise TypeError(f"{name}() takes NumPy, CuPy and torch arrays; over Dask arrays step "
+                            f"numadam.{algorithm.title}, whose sums over every chunk set the next step")
         if is_dask_array(param) and algorithm.factored:
             raise TypeError(f"{name}() takes NumPy, CuPy and torch arrays; over Dask arrays step "
                             f"numadam.{algorithm.title}, whose factors this process holds while the chunks' "

@@ -614,11 +614,47 @@ def _adafactor_start(param, h):
 class Reference(NamedTuple):
     """A family's reference: ``step(param, grad, state, t, carry, h) -> (param, state, carry)``, the state
     before its first step (``start(param, h)``, a dict of arrays, as its paper and library start it),
-    and its running host values before the first step (``carry``)."""
+    and its running host values before the first step (``carry``).
 
-    step: Callable
+    A family whose step sums over every parameter (Prodigy's d) has no step of one parameter alone:
+    its ``tree_step(params, grads, states, t, carry, h) -> (params, states, carry)`` steps all
+    parameters of one group together (``step`` is then ``None``); :func:`step_tree` takes either."""
+
+    step: Callable | None
     start: Callable
     carry: tuple = ()
+    tree_step: Callable | None = None
+
+
+def step_tree(method, params, grads, states, t, carry, h):
+    """One step of family ``method``'s reference over a tree (one group): each parameter alone, or
+    all together where its sums are the tree's. Returns the new params, states and carry."""
+    reference = REFERENCES[method]
+    if reference.tree_step is not None:
+        return reference.tree_step(params, grads, states, t, carry, h)
+    params, states, after = list(params), list(states), carry
+    for k, g in enumerate(grads):
+        params[k], states[k], after = reference.step(params[k], g, states[k], t, carry, h)
+    return params, states, after
+
+
+def prodigy_tree_reference(params, grads, states, t, carry, h):
+    """Prodigy over one group (tests/reference_prodigy.py, prodigyopt's arithmetic), complex numbers
+    as pairs of reals."""
+    from reference_prodigy import tree_step
+
+    dtypes = [np.asarray(p).dtype for p in params]
+    real_states = [{name: as_real(value) for name, value in state.items()} for state in states]
+    new_params, new_states, carry = tree_step([as_real(p) for p in params], [as_real(g) for g in grads],
+                                              real_states, carry, h)
+    return ([from_real(p, dtype) for p, dtype in zip(new_params, dtypes)],
+            [{name: from_real(value, dtype) for name, value in state.items()}
+             for state, dtype in zip(new_states, dtypes)], carry)
+
+
+def _prodigy_start(param, h):
+    state = {"exp_avg_sq": np.zeros_like(param), "s": np.zeros_like(param), "p0": np.array(param, copy=True)}
+    return {"exp_avg": np.zeros_like(param), **state} if h["betas"][0] > 0 else state
 
 
 def _zeros(*names):
@@ -664,4 +700,5 @@ REFERENCES = {
     "asgd": Reference(asgd_reference, _zeros("ax"), (0.0, 1.0, -1.0)),
     "sparse_adam": Reference(sparse_adam_reference, _zeros("exp_avg", "exp_avg_sq")),
     "sgd": Reference(sgd_reference, lambda param, h: _zeros("momentum_buffer")(param, h) if h["momentum"] else {}),
+    "prodigy": Reference(None, _prodigy_start, (-1.0, -1.0, 0.0, 0.0, 0.0, 0.0, 0.0), prodigy_tree_reference),
 }

@@ -32,7 +32,9 @@ old :math:`\delta`: :math:`p \leftarrow p - \lambda\delta p` (decoupled decay),
 :math:`\beta_1 = 0` (no :math:`m`) :math:`p \leftarrow p - \delta\, d\, g /
 (\sqrt v + d\,\epsilon)`.
 
-prodigyopt's quirks, kept: :math:`d`, :math:`d_{max}`, :math:`N`, :math:`k`,
+The two sums add the arrays' products in float64 (prodigyopt's ``torch.dot``
+and ``sum`` add in the arrays' dtype: the same in float64). prodigyopt's
+quirks, kept: :math:`d`, :math:`d_{max}`, :math:`N`, :math:`k`,
 the betas, ``d_coef``, ``growth_rate``, ``decouple`` and
 ``use_bias_correction`` are read from the first group and written to every
 group; ``d0``, ``eps``, ``weight_decay``, ``safeguard_warmup`` and ``slice_p``
@@ -111,16 +113,18 @@ class ProdigyReference:
                 state = states[i]
                 if h["lr"] > 0.0:
                     g_sliced = sliced(g, h["slice_p"])
-                    delta_numerator += (d / h["d0"]) * dlr * float(
-                        np.dot(g_sliced, state["p0"] - sliced(p, h["slice_p"])))
+                    products = g_sliced * (state["p0"] - sliced(p, h["slice_p"]))  # in the arrays' dtype
+                    delta_numerator += (d / h["d0"]) * dlr * float(np.sum(products, dtype=np.float64))
                     if beta1 > 0:
                         state["exp_avg"] = beta1 * state["exp_avg"] + d * (1 - beta1) * g
                     state["exp_avg_sq"] = beta2 * state["exp_avg_sq"] + d * d * (1 - beta2) * (g * g)
                     weight = (d / h["d0"]) * (d if h["safeguard_warmup"] else dlr)
                     state["s"] = beta3 * state["s"] + weight * g_sliced
-                    d_denom += float(np.sum(np.abs(state["s"])))
+                    d_denom += float(np.sum(np.abs(state["s"]), dtype=np.float64))
+        first["dlr"], first["moved"] = dlr, 0.0
         if d_denom == 0:
             return
+        first["moved"] = 1.0
         numerator = numerator + delta_numerator
         d_hat = h0["d_coef"] * numerator / d_denom
         if d == self.groups[-1]["h"]["d0"]:
@@ -139,3 +143,28 @@ class ProdigyReference:
                 else:
                     p += (-dlr * d) * (g / denominator)
             group["k"] += 1
+
+
+#: numadam's carry of Prodigy (numadam.families.prodigy.PRODIGY_CARRY) before the first step.
+START_CARRY = (-1.0, -1.0, 0.0, 0.0, 0.0, 0.0, 0.0)
+
+
+def tree_step(params, grads, states, carry, h):
+    """One step of one group (hyperparameters ``h``, a dict) over the real arrays ``params`` (not
+    written), with numadam's layout of the state (``states``: per parameter a dict of arrays shaped
+    like it, ``p0`` a full copy) and of the carry: returns the new parameters, states and carry."""
+    options = {name: h[name] for name in DEFAULTS if name in h}
+    params = [np.array(p, copy=True) for p in params]
+    reference = ProdigyReference([(params, {})], options)
+    group = reference.groups[0]
+    d0 = group["h"]["d0"]
+    group.update(d=d0 if carry[0] < 0 else carry[0], d_max=d0 if carry[1] < 0 else carry[1],
+                 d_numerator=carry[2], d_denom=carry[3], k=int(carry[4]))
+    reference.state[0] = [{name: (np.ravel(value).copy() if name in ("s", "p0") else value.copy())
+                           for name, value in state.items()} for state in states]
+    reference.step([grads])
+    states = [{name: value.reshape(p.shape) if name in ("s", "p0") else value for name, value in state.items()}
+              for state, p in zip(reference.state[0], params)]
+    return params, states, (group["d"] if group["k"] or group["moved"] else carry[0],
+                            group["d_max"] if group["k"] or group["moved"] else carry[1],
+                            group["d_numerator"], group["d_denom"], float(group["k"]), group["dlr"], group["moved"])

@@ -12,7 +12,7 @@ import pytest
 
 import numadam
 from arrays import DTYPES, LAYOUTS, in_layout, random_array, tiered
-from reference import REFERENCES
+from reference import REFERENCES, step_tree
 
 #: (method, options): every registered family with its defaults, then in each convention, with decay, maximize
 #: and its own options.
@@ -91,11 +91,8 @@ class Reference:
 
     def step(self, grads):
         self.t += 1
-        carry = self.carry
-        for k, g in enumerate(grads):
-            self.params[k], self.state[k], carry = REFERENCES[self.method].step(
-                self.params[k], g, self.state[k], self.t, self.carry, self.h)
-        self.carry = carry
+        self.params, self.state, self.carry = step_tree(self.method, self.params, grads, self.state, self.t,
+                                                        self.carry, self.h)
 
 
 def takes_complex(method):
@@ -104,11 +101,11 @@ def takes_complex(method):
 
 
 def assert_bitwise(actual, expected, method=None):
-    """Equal to the bit; for LAMB and Adafactor, to a few ulps: their per-array norms (and
-    Adafactor's row and column sums) are float64 sums whose order differs between numadam's
-    passes and NumPy."""
+    """Equal to the bit; for LAMB, Adafactor and Prodigy, to a few ulps: their per-array norms
+    (Adafactor's row and column sums, Prodigy's sums over the whole tree) are float64 sums whose
+    order differs between numadam's passes and NumPy."""
     for a, e in zip(actual, expected):
-        if method in ("lamb", "adafactor"):
+        if method in ("lamb", "adafactor", "prodigy"):
             tolerance = 8 * np.finfo(np.asarray(e).dtype).eps
             np.testing.assert_allclose(a, e, rtol=tolerance, atol=tolerance)
         else:

@@ -154,9 +154,23 @@ def test_scalars_are_the_hosts(step):
     assert jit.adam_rule is family.rule
 
 
+def _sums_one_array(cls):
+    """Whether a family's step is one array's: not Prodigy's, whose sums run over every parameter."""
+    return cls.algorithm.norms is None or cls.algorithm.norms.total is None
+
+
 def test_every_family_is_offered():
-    names = {f"{name}_{kind}" for name in numadam.families() for kind in ("rule", "scalars", "flags", "step")}
+    names = {f"{name}_{kind}" for name, cls in numadam.families().items() if _sums_one_array(cls)
+             for kind in ("rule", "scalars", "flags", "step")}
     assert names <= set(jit.__all__) and all(callable(getattr(jit, name)) for name in names)
+
+
+def test_a_family_whose_sums_span_every_parameter_is_not_offered():
+    """numadam.jit steps one array at a time; Prodigy's d sums over every parameter of the optimizer."""
+    assert not _sums_one_array(numadam.Prodigy)
+    assert not any(name.startswith("prodigy_") for name in jit.__all__)
+    with pytest.raises(AttributeError):
+        jit.prodigy_step
 
 
 def test_state_an_option_keeps_must_be_passed():

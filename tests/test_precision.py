@@ -11,7 +11,7 @@ import pytest
 
 import numadam
 from arrays import random_array, tiered
-from reference import REFERENCES
+from reference import step_tree
 from test_families import CASES, case_id, hyperparameters, initial_carry, initial_state
 from test_storage import random_bits_written_out
 
@@ -50,11 +50,11 @@ class Reference:
 
     def step(self, grads):
         self.t += 1
-        for k, g in enumerate(grads):
-            start = self.master[k] if self.master is not None else self.params[k].astype(np.float32)
-            state = {name: value.astype(np.float32) for name, value in self.state[k].items()}
-            updated, state, carry = REFERENCES[self.method].step(start, g.astype(np.float32), state, self.t, self.carry,
-                                                            self.h)
+        starts = [self.master[k] if self.master is not None else p.astype(np.float32) for k, p in enumerate(self.params)]
+        states = [{name: value.astype(np.float32) for name, value in state.items()} for state in self.state]
+        results, states, self.carry = step_tree(self.method, starts, [g.astype(np.float32) for g in grads], states,
+                                                self.t, self.carry, self.h)
+        for k, (updated, state) in enumerate(zip(results, states)):
             if self.master is not None:
                 self.master[k] = updated
             if self.compensation is not None:
@@ -62,7 +62,6 @@ class Reference:
             else:
                 self.params[k] = updated.astype(self.dtype)
             self.state[k] = {name: value.astype(self.state[k][name].dtype) for name, value in state.items()}
-        self.carry = carry
 
 
 def kahan_store(param, updated, compensation):

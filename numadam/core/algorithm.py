@@ -122,14 +122,28 @@ class Norms(NamedTuple):
     width (LAMB's, Adafactor's vectors); with ``tiled_matrices`` false, a
     matrix's layouts of factored state run in one loop instead, faster for a
     direction of products only (Adafactor's matrices).
+
+    With ``terms`` the rule returns ``(state, (first, second))``, and the pass
+    sums ``first`` and ``second`` themselves instead of the squares of the
+    parameter and the direction. With ``total`` the sums are the whole
+    optimizer's: ``total(first, second, carry, hypers) -> carry`` takes their
+    totals over every parameter, the carry before the step (the first group's)
+    and the hyperparameters of the groups that hold parameters, and returns the
+    carry every group takes; the update's scalars are the family's ``scalars``
+    of that carry (``field`` and ``value`` are then ``None``: Prodigy's d).
+    ``check_groups(hypers)``, where given, raises before anything is written if
+    the groups' hyperparameters cannot share one total.
     """
 
     rule: object
-    field: str
+    field: str | None
     applies: Callable
-    value: Callable
+    value: Callable | None
     per_parameter: bool = False
     tiled_matrices: bool = True
+    terms: bool = False
+    total: Callable | None = None
+    check_groups: Callable | None = None
 
 
 class Example(NamedTuple):

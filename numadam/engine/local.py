@@ -177,6 +177,8 @@ class LocalEngine(Engine):
         ``None`` where there is no one call (a norms plan for every core)."""
         if self.algorithm.norms is None:
             return bucket.launcher(plan, flags)
+        if self.algorithm.norms.total is not None:  # the whole optimizer's sums, then its carry: on the host
+            return None
         if self.algorithm.factored:  # the factors' pass comes first
             return self._factored_launcher(bucket, plan, flags)
         make = bucket.backend.norms_step_launcher
@@ -232,9 +234,11 @@ class LocalEngine(Engine):
         :func:`~numadam.targets.cpu.factored_step.factored_step_serial` with the groups' float64 rows
         (``group_scalars`` of :class:`~numadam.targets.cpu.factored_step.FactoredStepArguments`) to
         fill each step instead.
-        ``None`` unless one NumPy bucket of full-precision state holds every parameter."""
+        ``None`` unless one NumPy bucket of full-precision state holds every parameter, and for a
+        family whose norms are the whole optimizer's (its carry moves on the host)."""
         self.install()
-        if self.name != "numpy" or len(self.buckets) != 1 or self.foreign is not None or self.buckets[0].quantized:
+        if (self.name != "numpy" or len(self.buckets) != 1 or self.foreign is not None or self.buckets[0].quantized
+                or self.algorithm.norms.total is not None):
             return None
         from ..targets.cpu import kernels  # the CPU's: this engine holds NumPy arrays
 

@@ -117,6 +117,9 @@ class Engine:
         if phase != "add" and settings.scheduled_any:
             settings.apply_schedules(self.step_count)  # a function of step_count: again after a skip changes nothing
         hypers, flags = settings.per_group()
+        norms = self.algorithm.norms
+        if norms is not None and norms.check_groups is not None and phase != "add":
+            norms.check_groups([hypers[g] for g in sorted(set(settings.leaf_groups))])
         scalars, carry = settings.step_scalars(step, self.carry, hypers)
         if self.algorithm.norms is not None:  # one row per parameter (its group's, until its norms set its field)
             scalars = self._leaf_rows(scalars)
@@ -147,11 +150,15 @@ class Engine:
             known = self._factor_pass(grads, scalars, grad_scale)
         if self.algorithm.norms is not None and phase != "add":
             extra = policies.scalars(grad_scale, step)
-            if (not self.algorithm.norms.per_parameter  # (whose value the one call does not compute)
+            norms = self.algorithm.norms
+            if (not norms.per_parameter and norms.total is None  # (whose values the one call does not compute)
                     and self._norms_then_update(grads, flags, phase, scalars, extra)):  # both passes: one call
                 self.step_count, self.carry, self.micro_step = step, carry, 0
                 return
-            scalars, policy = self._norms_pass(grads, flags, phase, scalars, extra, known)
+            if norms.total is not None:
+                scalars, policy, carry = self._total_pass(grads, flags, phase, scalars, extra, step, carry, hypers)
+            else:
+                scalars, policy = self._norms_pass(grads, flags, phase, scalars, extra, known)
             scalar_rows = None
         if scalar_rows is None or grad_scale != 1.0:  # the pre-pass's rows serve unless the update's differ
             scalar_rows = with_policy(scalars, policy, extra or policies.scalars(grad_scale, step))
@@ -187,6 +194,21 @@ class Engine:
         rows = with_norms(self.algorithm, np.array(scalars, np.float64), self._norms_apply(), param_squares,
                           direction_squares, self._counts)
         return rows, self._after_norms_of[phase]
+
+    def _total_pass(self, grads, flags, phase, scalars, extra, step, carry, hypers):
+        """A first pass whose sums are the whole optimizer's (:attr:`Norms.total`: Prodigy's d): it
+        consumes the gradient; the family's ``total`` of the two sums over every parameter gives the
+        carry every group takes, and the update's rows are the family's scalars of that carry.
+        Returns the update's rows, the policy left for it and the new carry."""
+        algorithm = self.algorithm
+        first = self._first_pass_of[phase]
+        firsts, seconds = self._reduce(grads, flags, first, with_policy(scalars, first, extra))
+        used = sorted(set(self.settings.leaf_groups))
+        after = tuple(algorithm.norms.total(float(np.sum(firsts)), float(np.sum(seconds)), carry[used[0]],
+                                            [hypers[g] for g in used]))
+        carry = [after] * len(carry)
+        rows = self._leaf_rows([algorithm.scalars(step, h, after) for h in hypers])
+        return rows, self._after_norms_of[phase], carry
 
     def _norms_apply(self):
         """Whether each parameter's norms set its field (:attr:`Norms.applies` of its group's

@@ -594,14 +594,25 @@ def _norms_rule(spec, index_of):
     lines = _gradient_lines(spec, index_of) + [
         f"param = {_param_load(spec, index_of)}",
         f"state, direction = norms(param, grad, ({', '.join(state)}{',' if n_state == 1 else ''}), h, flags)"]
-    return lines + [f"{_element(k, index_of)} = n{k}(state[{k - 2}])" for k in _written_state(spec)]
+    lines += [f"{_element(k, index_of)} = n{k}(state[{k - 2}])" for k in _written_state(spec)]
+    if algorithm(spec.rule).norms.terms:  # the two terms the pass sums, where the squares' would be
+        lines.append("param, direction = direction")
+    return lines
+
+
+def _added(spec, name, sum_name):
+    """The lines that add ``name`` to the float64 sum ``sum_name``: its square, or itself where the
+    family's norms rule returns the terms to sum (:attr:`numadam.core.algorithm.Norms.terms`)."""
+    if algorithm(spec.rule).norms.terms:
+        return [f"{sum_name} += float64({name})"]
+    return [f"wide = float64({name})", f"{sum_name} += wide * wide"]
 
 
 def _norm_sums(spec, index_of):
     """:func:`_norms_rule`, then the sums of squares of the parameter (``a``) and of the direction
-    (``b``) in the same loop (CUDA's: see :func:`_tiled_norm_loops` for the CPU's)."""
-    return _norms_rule(spec, index_of) + ["wide = float64(param)", "a0 += wide * wide",
-                                          "wide = float64(direction)", "b0 += wide * wide"]
+    (``b``), or of the rule's two terms, in the same loop (CUDA's: see :func:`_tiled_norm_loops`
+    for the CPU's)."""
+    return _norms_rule(spec, index_of) + _added(spec, "param", "a0") + _added(spec, "direction", "b0")
 
 
 #: Elements of a tile of the CPU's norms pass (see :func:`_tiled_norm_loops`).
@@ -634,10 +645,9 @@ def _tiled_norm_loops(spec):
                   f"            last = min(first + {NORMS_TILE}, stop)",
                   "            for i in range(first, last):"]
         lines += ["                " + line for line in _norms_rule(spec, index_of) + held]
-        lines += ["            for i in range(first, last):",
-                  "                wide = float64(tile[uint64(i - first)])", "                a0 += wide * wide",
-                  f"                wide = float64(tile[uint64({NORMS_TILE} + i - first)])",
-                  "                b0 += wide * wide"]
+        lines += ["            for i in range(first, last):"]
+        lines += ["                " + line for line in _added(spec, "tile[uint64(i - first)]", "a0")
+                  + _added(spec, f"tile[uint64({NORMS_TILE} + i - first)]", "b0")]
     return lines
 
 
