@@ -198,3 +198,16 @@ def test_dask_chunks_sum_into_the_numpy_step(client):  # noqa: F811
 
 
 from test_dask import client  # noqa: E402,F401  (the cluster fixture)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("problem", ["least_squares", "rosenbrock", "deconvolution", "logistic_regression"])
+def test_at_its_defaults_it_reaches_the_tolerance_on_minimize_s_problems(problem):
+    """docs/minimize.md's table (tools/prodigy_problems.py): no lr, the relative gap of 1e-10 that a
+    hand-tuned Adam reaches, within the problem's maxiter."""
+    pytest.importorskip("scipy")
+    from repo_scripts import script
+
+    tool = script("tools/prodigy_problems.py")
+    made = getattr(tool, problem)(np.random.default_rng(0))
+    assert tool.first_within(tool.gaps(made, method="prodigy"), tool.TOLERANCE) is not None

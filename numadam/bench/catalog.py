@@ -97,7 +97,7 @@ FAMILY_OPTIONS = {"adamw": {"weight_decay": 1e-2}}
 
 def families():
     studies = {method: _plain(method, method, FAMILY_OPTIONS.get(method))._replace(target=("same-traffic", 1.10))
-               for method in numadam.families() if method not in ("lamb", "adafactor")}  # LAMB: see policies()
+               for method in numadam.families() if method not in ("lamb", "adafactor", "prodigy")}  # see policies()
     studies["adafactor"] = adafactor()
     return dict(sorted(studies.items()))
 
@@ -142,6 +142,11 @@ def policies():
     # LAMB's first pass reads p, g, m, v and writes m, v; its second reads p, m, v and writes p:
     # 40 bytes per element, as if p, m, v were read and written once and p, g, m, v read once more.
     lamb = lamb._replace(written=(F32,) * 3, read=(F32,) * 4, target=("baseline", 1.60))
+    # Prodigy's first pass must read p, g, m, v, s, p0 and write m, v, s; its second read p, m, v and
+    # write p: 56 bytes per element, as if p, m, v, s were read and written once and g, p0 and p, m, v
+    # read once more: twice Adam's 28, so its target is 2.2x Adam's step.
+    prodigy = _plain("prodigy", "prodigy", baseline="adam")._replace(written=(F32,) * 4, read=(F32,) * 6,
+                                                                        target=("baseline", 2.20))
     return {
         "adam": adam,
         "nonfinite='skip'": adam._replace(name="nonfinite='skip'", options={**adam.options, "nonfinite": "skip"},
@@ -155,6 +160,7 @@ def policies():
         "ema=0.999": adam._replace(name="ema=0.999", written=(F32,) * 4, baseline="adam", target=("same-traffic", 1.10),
                                    options={**adam.options, "ema": 0.999}),
         "lamb": lamb,
+        "prodigy": prodigy,
     }
 
 
