@@ -87,7 +87,7 @@ def test_every_family_s_functional_step_matches_its_reference(case, shape, dtype
     assert_family_bitwise([param] + list(state.values()), reference.params + list(reference.state[0].values()),
                           method)
     if cls.algorithm.carry is not None and method == "prodigy":  # float64 sums in another order
-        np.testing.assert_allclose(carry, reference.carry, rtol=1e-12, atol=0)
+        np.testing.assert_allclose(carry, reference.carry, rtol=1e-9, atol=0)
     elif cls.algorithm.carry is not None:
         assert carry == reference.carry
 

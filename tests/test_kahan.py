@@ -91,6 +91,29 @@ def test_compensation_moves_parameters_that_plain_rounding_leaves_in_place():
     np.testing.assert_array_equal(runs["kahan"], 1.0 + 8 * 2.0**-9)
 
 
+def test_bounds_hold_the_compensated_parameter():
+    """nonneg=True with steps that push below zero: the stored parameter stays at or above the bound
+    (the compensation carries only what rounding lost, not what the bound cut off), and elsewhere
+    the store is Kahan's, bit for bit."""
+    rng = np.random.default_rng(27)
+    start = (np.abs(rng.standard_normal(400)) * 0.01).astype(BFLOAT16)
+    params = start.copy()
+    opt = numadam.SGD(params, lr=1e-3, nonneg=True, compensation="kahan")
+    p, c = start.copy(), np.zeros_like(start)
+    for _ in range(30):
+        g = (rng.standard_normal(400) + 2.0).astype(BFLOAT16)
+        opt.step(g)
+        updated = np.maximum(p.astype(np.float32) - np.float32(1e-3) * g.astype(np.float32), np.float32(0))
+        wide = p.astype(np.float32)
+        y = (updated - wide) + c.astype(np.float32)
+        y = np.where(wide + y < 0, np.float32(0) - wide, y)
+        s = (wide + y).astype(BFLOAT16)
+        p, c = s, (y - (s.astype(np.float32) - wide)).astype(BFLOAT16)
+    assert np.all(params.astype(np.float32) >= 0) and np.any(params.astype(np.float32) == 0)
+    assert_bits_equal([params], [p])
+    assert_bits_equal([_compensation(opt)], [c])  # (one array: the state dict holds it bare)
+
+
 def _float64_run_of_the_same_updates(method, options, start, grads):
     """``start`` (bfloat16) stepped by ``grads`` in float64: the state and each update direction in
     float32 as the kernels compute them (the reference from a zero parameter, without decay), the

@@ -144,6 +144,37 @@ def test_the_state_dict_round_trips_and_the_run_goes_on_exactly():
     assert resumed.state_dict()["carry"] == opt.state_dict()["carry"]
 
 
+def test_without_a_first_moment_the_update_takes_the_clipped_gradient():
+    """With betas[0] == 0 the update steps along the gradient itself: clip_value clips it there as
+    in the first pass, so the run equals one fed gradients clipped beforehand."""
+    rng = np.random.default_rng(8)
+    start = random_array(rng, (30,), np.float64)
+    clipped, fed = start.copy(), start.copy()
+    a = numadam.Prodigy(clipped, betas=(0.0, 0.99), clip_value=0.3)
+    b = numadam.Prodigy(fed, betas=(0.0, 0.99))
+    for _ in range(12):
+        g = random_array(rng, (30,), np.float64)
+        a.step(g)
+        b.step(np.clip(g, -0.3, 0.3))
+    np.testing.assert_array_equal(clipped, fed)
+    assert a.state_dict()["carry"][0][0] > 2e-6, "d must have grown from d0 for the test to mean something"
+
+
+def test_p0_is_the_parameter_at_the_first_step():
+    """As prodigyopt takes it: weights loaded in place after the optimizer was made count."""
+    rng = np.random.default_rng(9)
+    loaded = random_array(rng, (8,), np.float64)
+    late, early = np.zeros(8), loaded.copy()
+    opt_late, opt_early = numadam.Prodigy(late), numadam.Prodigy(early)
+    late[...] = loaded  # e.g. model.load_state_dict after the optimizer
+    for _ in range(5):
+        g = random_array(rng, (8,), np.float64)
+        opt_late.step(g.copy())
+        opt_early.step(g.copy())
+    np.testing.assert_array_equal(late, early)
+    np.testing.assert_array_equal(opt_late.state_dict()["p0"], loaded)
+
+
 def test_without_a_first_moment_no_exp_avg_is_kept():
     opt = numadam.Prodigy(np.ones(4), betas=(0.0, 0.99))
     opt.step(np.ones(4))
@@ -158,6 +189,9 @@ def test_without_a_first_moment_no_exp_avg_is_kept():
     ({"d_coef": -1.0}, ValueError, "d_coef must be finite and > 0"),
     ({"growth_rate": 0.0}, ValueError, r"growth_rate must be > 0 \(inf: no limit\)"),
     ({"decouple": 1}, TypeError, "decouple must be True or False"),
+    ({"eps": 0.0}, ValueError, "eps must be finite and > 0"),
+    ({"betas": (0.0, 0.99), "accumulate": 2}, ValueError, r"accumulate=2 sums .* take accumulate=1, or a first "
+                                                          r"moment \(betas\[0\] > 0\)"),
 ])
 def test_bad_hyperparameters_are_refused(options, error, message):
     with pytest.raises(error, match=message):

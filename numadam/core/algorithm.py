@@ -133,6 +133,10 @@ class Norms(NamedTuple):
     of that carry (``field`` and ``value`` are then ``None``: Prodigy's d).
     ``check_groups(hypers)``, where given, raises before anything is written if
     the groups' hyperparameters cannot share one total.
+    ``update_reads_gradient(h)``, where given and true, says that the update
+    reads the gradient again (Prodigy without a first moment): it then takes
+    the gradient scaled and clipped as the first pass did, and accumulation is
+    refused (only the first pass sees the micro-batches' sum).
     """
 
     rule: object
@@ -144,6 +148,7 @@ class Norms(NamedTuple):
     terms: bool = False
     total: Callable | None = None
     check_groups: Callable | None = None
+    update_reads_gradient: Callable | None = None
 
 
 class Example(NamedTuple):

@@ -94,8 +94,16 @@ class Engine:
         self._leaf_groups = np.asarray(settings.leaf_groups, np.intp)
         self._applies = None  # (the hyperparameters, whether each parameter's norms set its field)
         # The update after a norms pass reads the state that pass wrote, not the gradient; with factored
-        # state (which the norms pass only reads) it steps along the gradient again, scaled and clipped.
-        consumed = {} if algorithm.factored else {"grad_scale": False, "clip_value": False}
+        # state (which the norms pass only reads), or a rule that reads the gradient again (Prodigy
+        # without a first moment), it steps along the gradient again, scaled and clipped.
+        rereads = algorithm.norms is not None and algorithm.norms.update_reads_gradient is not None and any(
+            algorithm.norms.update_reads_gradient(h) for h in settings.per_group()[0])
+        if rereads and policies.accumulate > 1:
+            raise ValueError(f"accumulate={policies.accumulate} sums the micro-batches' gradients for {algorithm.title}'s "
+                             f"first pass, and with these hyperparameters its update steps along the gradient "
+                             f"again, which only the first pass sees summed: take accumulate=1, or a first moment "
+                             f"(betas[0] > 0)")
+        consumed = {} if algorithm.factored or rereads else {"grad_scale": False, "clip_value": False}
         self._after_norms_of = {phase: policy._replace(accumulate="", **consumed)
                                 for phase, policy in self._policy_of.items()}
 

@@ -56,8 +56,9 @@ from . import _common
 #: factor ``moved`` the last step's second pass took.
 PRODIGY_CARRY = ("d", "d_max", "d_numerator", "d_denom", "k", "dlr", "moved")
 
-ProdigyScalars = namedtuple("ProdigyScalars", "active beta1 beta2 beta3 first_moment_weight second_moment_weight "
-                                              "s_weight coupled_decay step_size decay_rate d_eps plain_step_size")
+ProdigyScalars = namedtuple("ProdigyScalars", "active first_step beta1 beta2 beta3 first_moment_weight "
+                                              "second_moment_weight s_weight coupled_decay step_size decay_rate "
+                                              "d_eps plain_step_size")
 
 ProdigyFlags = namedtuple("ProdigyFlags", "momentum coupled_decay decoupled_decay")
 
@@ -92,6 +93,7 @@ def prodigy_scalars(step, h, carry) -> ProdigyScalars:
     step_size = dlr * moved
     return ProdigyScalars(
         1.0 if h.lr > 0.0 else 0.0,
+        1.0 if step == 1 else 0.0,
         beta1, beta2, _beta3(h),
         d * (1.0 - beta1),
         d * d * (1.0 - beta2),
@@ -124,10 +126,13 @@ def _gradient(param, grad, s, flags):
 def prodigy_moments(param, grad, state, s, flags):
     """Prodigy's first pass for one real element: the moments and s with the old d, and the two
     terms summed over every parameter, :math:`g (p_0 - p)` and :math:`|s|` (0 where the group's
-    lr is 0: it adds nothing and keeps its state)."""
+    lr is 0: it adds nothing and keeps its moments). :math:`p_0` is the parameter at the first
+    step, as prodigyopt takes it (whatever was loaded into it after the optimizer was made)."""
     exp_avg, exp_avg_sq, s_sum, start = state
-    if s.active == 0.0:
-        return (exp_avg, exp_avg_sq, s_sum, start), (s.active * param, s.active * param)
+    if s.first_step != 0.0:
+        start = param
+    if s.active == 0.0:  # (zero in the compute dtype, whatever the parameter holds)
+        return (exp_avg, exp_avg_sq, s_sum, start), (s.active, s.active)
     grad = _gradient(param, grad, s, flags)
     if flags.momentum:
         exp_avg = s.beta1 * exp_avg + s.first_moment_weight * grad
@@ -208,7 +213,8 @@ PRODIGY = Algorithm(
         Hyperparameter("beta3", None, _check_beta3,
                        r":math:`\beta_3` of :math:`s` and of the numerator, in [0, 1); None: "
                        r":math:`\sqrt{\beta_2}`.", per_group=False),
-        _common.eps(1e-8, r":math:`\epsilon` (>= 0), times d, added to the denominator."),
+        Hyperparameter("eps", 1e-8, validate.check_positive,
+                       r":math:`\epsilon` (> 0, as prodigyopt requires), times d, added to the denominator."),
         _common.weight_decay(0.0, r"Weight decay :math:`\lambda` (>= 0): decoupled, or added to the gradient "
                                   r"(``decouple=False``)."),
         Hyperparameter("decouple", True, validate.check_flag,
@@ -236,7 +242,7 @@ PRODIGY = Algorithm(
     scalars=prodigy_scalars, flags=prodigy_flags, rule=prodigy_rule,
     carry=Carry(PRODIGY_CARRY, (-1.0, -1.0, 0.0, 0.0, 0.0, 0.0, 0.0), _advance),
     norms=Norms(prodigy_moments, None, lambda h: True, None, terms=True, total=prodigy_total,
-                check_groups=check_groups),
+                check_groups=check_groups, update_reads_gradient=lambda h: h.betas[0] == 0.0),
     doc=r"""Prodigy (Mishchenko & Defazio 2023) over a tree of arrays, updated in place: Adam whose step
 size d it estimates itself, so that ``lr`` stays 1.
 

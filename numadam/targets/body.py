@@ -115,8 +115,8 @@ def _param_store(spec, index_of, runs=False):
     if spec.policy.master:
         master = _policy_slot(spec, "master")
         lines.append(f"{_element(master, index_of)} = n{master}(param)")
-    if spec.policy.kahan:
-        return _compensated_store(spec, index_of)
+    if spec.policy.kahan:  # (never with a master copy: the options refuse the two together)
+        return lines + _compensated_store(spec, index_of)
     if spec.policy.stochastic:
         step = _position_step(spec)
         top = "position_top" if runs else f"(offset + i * {step}) >> 32"
@@ -136,10 +136,16 @@ def _compensated_store(spec, index_of):
         y = (p' - p) + c, \qquad s = \operatorname{round}_{16}(p + y), \qquad
         c \leftarrow \operatorname{round}_{16}\bigl(y - (s - p)\bigr), \qquad p \leftarrow s
 
-    so that what rounding :math:`p + y` lost is added back at the next step."""
+    so that what rounding :math:`p + y` lost is added back at the next step. With ``bounds``,
+    :math:`p + y` is held in them as the rule's value was (:math:`y` becomes the bound minus
+    :math:`p`): what the bound cut off is not owed to later steps."""
     slot = _policy_slot(spec, "compensation")
-    return [f"previous = {_param_load(spec, index_of)}",
-            f"compensated = (param - previous) + w{slot}({_old(spec, slot, index_of)})",
+    lines = [f"previous = {_param_load(spec, index_of)}",
+             f"compensated = (param - previous) + w{slot}({_old(spec, slot, index_of)})"]
+    if spec.policy.bounds:
+        lines += ["if previous + compensated < low:", "    compensated = low - previous",
+                  "elif previous + compensated > high:", "    compensated = high - previous"]
+    return lines + [
             "stored = n0(previous + compensated)",
             f"{_element(slot, index_of)} = n{slot}(compensated - (w0(stored) - previous))",
             f"{_element(PARAM, index_of)} = stored"]
