@@ -78,7 +78,7 @@ def run_step(cls, operands, step, hyper, carry, norms=None, passes=("first", "up
             _factored_step(algorithm, arrays, scalars, flags, h)
         adopted.written()
         return carry
-    if algorithm.norms is not None and algorithm.norms.total is not None:
+    if algorithm.sums_every_parameter:
         with adopted.launch():
             carry = _total_step(algorithm, arrays, flags, step, h, scalars, carry, master)
         adopted.written()
@@ -292,7 +292,7 @@ def step_function(cls, name, doc):
         return carry
 
     n_state = len(always)
-    whole_sums = algorithm.norms is not None and algorithm.norms.total is not None
+    whole_sums = algorithm.sums_every_parameter
     initial_carry = algorithm.initial_carry()
     carried = algorithm.carry is not None
 

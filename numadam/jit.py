@@ -495,7 +495,7 @@ def _functions():
     """The functions of every family but those whose norms are the whole optimizer's (Prodigy's d:
     a sum over every parameter of every group, which one array's step does not see)."""
     return {name: _make(name, cls) for name, cls in families().items()
-            if cls.algorithm.norms is None or cls.algorithm.norms.total is None}
+            if not cls.algorithm.sums_every_parameter}
 
 
 def offered(name):

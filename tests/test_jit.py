@@ -13,7 +13,7 @@ from numadam import jit
 #: The families numadam.jit offers: every one whose step is one array's (not Prodigy, whose d sums
 #: over every parameter: test_a_family_whose_sums_span_every_parameter_is_not_offered).
 OFFERED = [name for name, cls in numadam.families().items()
-           if cls.algorithm.norms is None or cls.algorithm.norms.total is None]
+           if not cls.algorithm.sums_every_parameter]
 
 
 @pytest.mark.slow  # full tier: 16 s cold (the vector's test below is quick)
@@ -159,7 +159,7 @@ def test_scalars_are_the_hosts(step):
 
 def _sums_one_array(cls):
     """Whether a family's step is one array's: not Prodigy's, whose sums run over every parameter."""
-    return cls.algorithm.norms is None or cls.algorithm.norms.total is None
+    return not cls.algorithm.sums_every_parameter
 
 
 def test_every_family_is_offered():

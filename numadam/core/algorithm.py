@@ -293,6 +293,12 @@ class Algorithm:
         return self.norms is None or self.norms.tiled_matrices
 
     @property
+    def sums_every_parameter(self):
+        """Whether the norms pass's sums are the whole optimizer's (:attr:`Norms.total`: Prodigy's d),
+        so that no step of one array alone, and no one-call kernel, takes it."""
+        return self.norms is not None and self.norms.total is not None
+
+    @property
     def factored(self):
         """Whether some state is factored (see :class:`StateKind`): the steps then run the factors'
         pass (:mod:`numadam.core.factors`) before the norms pass."""

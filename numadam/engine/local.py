@@ -177,7 +177,7 @@ class LocalEngine(Engine):
         ``None`` where there is no one call (a norms plan for every core)."""
         if self.algorithm.norms is None:
             return bucket.launcher(plan, flags)
-        if self.algorithm.norms.total is not None:  # the whole optimizer's sums, then its carry: on the host
+        if self.algorithm.sums_every_parameter:  # the whole optimizer's sums, then its carry: on the host
             return None
         if self.algorithm.factored:  # the factors' pass comes first
             return self._factored_launcher(bucket, plan, flags)
@@ -238,7 +238,7 @@ class LocalEngine(Engine):
         family whose norms are the whole optimizer's (its carry moves on the host)."""
         self.install()
         if (self.name != "numpy" or len(self.buckets) != 1 or self.foreign is not None or self.buckets[0].quantized
-                or self.algorithm.norms.total is not None):
+                or self.algorithm.sums_every_parameter):
             return None
         from ..targets.cpu import kernels  # the CPU's: this engine holds NumPy arrays
 

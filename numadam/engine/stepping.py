@@ -92,6 +92,8 @@ class Engine:
         self._first_pass_of = {phase: policy._replace(bounds=False, ema=False, reduction="norms")
                                for phase, policy in self._policy_of.items()}
         self._leaf_groups = np.asarray(settings.leaf_groups, np.intp)
+        #: The groups that hold parameters, in order (a norms total reads their hyperparameters).
+        self._used_groups = sorted(set(settings.leaf_groups))
         self._applies = None  # (the hyperparameters, whether each parameter's norms set its field)
         # The update after a norms pass reads the state that pass wrote, not the gradient; with factored
         # state (which the norms pass only reads), or a rule that reads the gradient again (Prodigy
@@ -127,7 +129,7 @@ class Engine:
         hypers, flags = settings.per_group()
         norms = self.algorithm.norms
         if norms is not None and norms.check_groups is not None and phase != "add":
-            norms.check_groups([hypers[g] for g in sorted(set(settings.leaf_groups))])
+            norms.check_groups([hypers[g] for g in self._used_groups])
         scalars, carry = settings.step_scalars(step, self.carry, hypers)
         if self.algorithm.norms is not None:  # one row per parameter (its group's, until its norms set its field)
             scalars = self._leaf_rows(scalars)
@@ -158,7 +160,6 @@ class Engine:
             known = self._factor_pass(grads, scalars, grad_scale)
         if self.algorithm.norms is not None and phase != "add":
             extra = policies.scalars(grad_scale, step)
-            norms = self.algorithm.norms
             if (not norms.per_parameter and norms.total is None  # (whose values the one call does not compute)
                     and self._norms_then_update(grads, flags, phase, scalars, extra)):  # both passes: one call
                 self.step_count, self.carry, self.micro_step = step, carry, 0
@@ -211,7 +212,7 @@ class Engine:
         algorithm = self.algorithm
         first = self._first_pass_of[phase]
         firsts, seconds = self._reduce(grads, flags, first, with_policy(scalars, first, extra))
-        used = sorted(set(self.settings.leaf_groups))
+        used = self._used_groups
         after = tuple(algorithm.norms.total(float(np.sum(firsts)), float(np.sum(seconds)), carry[used[0]],
                                             [hypers[g] for g in used]))
         carry = [after] * len(carry)
