@@ -2,6 +2,7 @@
 every configuration timed.
 
     python3 tools/gpu_launch.py [RESULTS_DIR]      (from the repository root; writes launch.md)
+    python3 tools/gpu_launch.py --pick LAUNCH_MD   (prints the winner's settings as shell exports)
 
 The settings are read when numadam is imported (``NUMADAM_CUDA_ELEMENTS_PER_THREAD`` and
 ``NUMADAM_CUDA_VECTOR_LOADS``, see ``numadam/targets/body.py``; ``NUMADAM_CUDA_MAX_REGISTERS``, see
@@ -89,15 +90,35 @@ def main(out):
         found = [line for line in done.stdout.splitlines() if line.startswith("|")]
         lines += found or [f"| {per_thread} | {vector} | {cap} | failed: {done.stderr.strip().splitlines()[-1:]} |"]
         print("\n".join(lines[-len(found or [0]):]), flush=True)
-    text = "\n".join(lines) + "\n"
-    os.makedirs(out, exist_ok=True)
-    with open(os.path.join(out, "launch.md"), "w") as file:
-        file.write(text)
-    print(text)
+        os.makedirs(out, exist_ok=True)
+        with open(os.path.join(out, "launch.md"), "w") as file:  # after each configuration: a cut run keeps its rows
+            file.write("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+def pick(path):
+    """The configuration of ``path`` (a launch.md) whose geometric mean of × same-traffic over the
+    families it timed is least, among those that timed every family; as shell exports."""
+    ratios = {}
+    for line in open(path):
+        cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
+        if len(cells) == 9 and cells[0].isdigit():
+            ratios.setdefault(tuple(cells[:3]), []).append(float(cells[7]))
+    complete = {key: values for key, values in ratios.items() if len(values) == len(FAMILIES)}
+    if not complete:
+        raise SystemExit(f"gpu_launch: no configuration in {path} timed every family")
+    mean = lambda values: statistics.geometric_mean(values)  # noqa: E731
+    best = min(complete, key=lambda key: mean(complete[key]))
+    for key, values in sorted(complete.items(), key=lambda item: mean(item[1])):
+        print(f"# {key}: geometric mean {mean(values):.3f}, worst {max(values):.3f}", file=sys.stderr)
+    print(f"export NUMADAM_CUDA_ELEMENTS_PER_THREAD={best[0]} NUMADAM_CUDA_VECTOR_LOADS={best[1]} "
+          f"NUMADAM_CUDA_MAX_REGISTERS={best[2]}")
 
 
 if __name__ == "__main__":
     if sys.argv[1:] == ["--one"]:
         one()
+    elif sys.argv[1:2] == ["--pick"]:
+        pick(sys.argv[2])
     else:
         main(sys.argv[1] if len(sys.argv) > 1 else "gpu-results")
