@@ -69,12 +69,15 @@ class Device:
                 assert actual[name] == tree, name
 
     def assert_carry_matches(self, actual, expected):
-        """Scalars a family carries from step to step, kept in float64 (on the device too, where it counts steps)."""
+        """Scalars a family carries from step to step, kept in float64 (on the device too, where it
+        counts steps). Bit for bit on the simulator; on hardware to ``ulps`` float32 ulps relative:
+        Prodigy's carry holds float64 sums over elements that themselves match to that many ulps
+        (on an H200, its ‖s‖₁ differed by 5e-9 relative after 14 steps)."""
         actual, expected = np.asarray(actual, np.float64), np.asarray(expected, np.float64)
         if self.ulps == 0:
             np.testing.assert_array_equal(actual, expected)
         else:
-            np.testing.assert_allclose(actual, expected, rtol=1e-12)
+            np.testing.assert_allclose(actual, expected, rtol=self.ulps * float(np.finfo(np.float32).eps))
 
 
 def finfo(dtype):

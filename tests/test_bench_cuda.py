@@ -65,13 +65,34 @@ def test_the_gpu_same_traffic_kernel_reads_every_array_and_writes_the_written_on
     from numadam.bench.cuda_suites import traffic_operation
 
     in_params, out_params, operation = traffic_operation(n_written, n_read)
-    assert in_params.split(", ") == ([f"R{k} r{k}" for k in range(n_read)] if n_read else [""])
-    assert out_params.split(", ") == [f"W{k} w{k}" for k in range(n_written)]
+    read_kinds = [chr(ord("N") + k) for k in range(n_read)]
+    written_kinds = [chr(ord("A") + k) for k in range(n_written)]
+    assert in_params.split(", ") == ([f"{t} r{k}" for k, t in enumerate(read_kinds)] if n_read else [""])
+    assert out_params.split(", ") == [f"{t} w{k}" for k, t in enumerate(written_kinds)]
     total, *assignments = operation.split("; ")
     assert sorted(total.removeprefix("float total = ").split(" + ")) == sorted(
         [f"(float)w{k}" for k in range(n_written)] + [f"(float)r{k}" for k in range(n_read)])
     assert [line.split(" = ")[0] for line in assignments] == [f"w{k}" for k in range(n_written)]
-    assert all(f"(W{k})((float)w{k} + 1e-30f * total)" in line for k, line in enumerate(assignments))
+    assert all(f"({t})((float)w{k} + 1e-30f * total)" in line for k, (t, line) in enumerate(zip(written_kinds, assignments)))
+
+
+@pytest.mark.parametrize("n_written, n_read", [(3, 1), (5, 1), (1, 2)])
+def test_cupy_takes_the_same_traffic_kernels_parameters(n_written, n_read):
+    """CuPy parses a kernel's parameters without a GPU: each placeholder must be a type it knows,
+    as the one-letter type placeholders are (a two-letter ``R0`` is read as a dtype's name, and
+    fails)."""
+    cupy = pytest.importorskip("cupy")
+    from numadam.bench.cuda_suites import traffic_operation
+
+    kernel = cupy.ElementwiseKernel(*traffic_operation(n_written, n_read), "numadam_bench_traffic")
+    assert kernel.nin == n_read and kernel.nout == n_written
+
+
+def test_the_same_traffic_kernel_refuses_more_arrays_than_placeholders():
+    from numadam.bench.cuda_suites import traffic_operation
+
+    with pytest.raises(ValueError, match="at most 13 written and 13 read arrays, not 14 and 1"):
+        traffic_operation(14, 1)
 
 
 def test_a_case_the_device_lacks_is_refused():

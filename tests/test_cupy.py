@@ -256,12 +256,15 @@ def host_leaves(tree):
     return [cupy.asnumpy(tree) if isinstance(tree, cupy.ndarray) else np.asarray(tree)]
 
 
-@pytest.mark.parametrize("setting", [("VECTOR_LOADS", True), ("ELEMENTS_PER_THREAD", 4)], ids=lambda s: s[0])
+@pytest.mark.parametrize("settings", [{"VECTOR_LOADS": False},
+                                      {"VECTOR_LOADS": False, "ELEMENTS_PER_THREAD": 4}],
+                         ids=["one-at-a-time", "four-loads-first"])
 @pytest.mark.parametrize("offset", [0, 1], ids=["aligned", "one-element-in"])
-def test_other_thread_layouts_step_as_the_default_kernel(monkeypatch, setting, offset):
-    """Four neighbours a thread as vector accesses, or four elements a thread with their loads
-    first, step as one element a thread does: on whole arrays, and on arrays all one element in
-    (vector accesses then start at the fourth element, the first three one at a time)."""
+def test_other_thread_layouts_step_as_the_default_kernel(monkeypatch, settings, offset):
+    """The default kernel (four neighbours a thread as vector accesses) steps as one element a
+    thread does, and as four elements a thread with their loads first: on whole arrays, and on
+    arrays all one element in (vector accesses then start at the fourth element, the first three
+    one at a time)."""
     from numadam.targets import body
     from numadam.targets.cuda import kernels as cuda_kernels
 
@@ -287,7 +290,8 @@ def test_other_thread_layouts_step_as_the_default_kernel(monkeypatch, setting, o
         return [cupy.asnumpy(array) for array in (param, *state)]
 
     default = stepped()
-    monkeypatch.setattr(body, *setting)
+    for name, value in settings.items():
+        monkeypatch.setattr(body, name, value)
     changed = stepped()
     for cache in made:
         cache.cache_clear()

@@ -83,12 +83,15 @@ needs_ptxas = pytest.mark.skipif(shutil.which("ptxas") is None, reason="ptxas (C
 @needs_ptxas
 @pytest.mark.parametrize("name", tiered(list(numadam.families()), lambda name: name == "adam"))
 def test_every_family_s_float32_kernel_assembles_for_hopper_without_spills(name, monkeypatch):
-    """With room for its registers (no cap), no kernel spills; under the launch's cap of 64, a few
-    values of the larger rules do (docs/gpu.md), never more than 256 bytes."""
+    """With room for its registers (no cap), no kernel spills; under the launch's cap of 96, a few
+    values of the largest rules do (Adafactor, AdEMAMix: docs/gpu.md), never more than 128 bytes,
+    and Adam's none."""
     from numadam.targets.cuda import kernels as cuda_kernels
 
     capped = kernel_report.report(name, kernel_report.family_spec(name))
-    assert capped.registers <= 64 and capped.spill_bytes <= 256, (name, capped)
+    assert capped.registers <= cuda_kernels.MAX_REGISTERS == 96 and capped.spill_bytes <= 128, (name, capped)
+    if name in ("adam", "adamw", "sgd", "lion", "rmsprop", "nadam", "radam", "yogi", "schedule_free_adamw"):
+        assert capped.spill_bytes == 0, (name, capped)
     monkeypatch.setattr(cuda_kernels, "MAX_REGISTERS", 0)
     found = kernel_report.report(name, kernel_report.family_spec(name))
     assert found.spill_bytes == 0, f"{name}: {found.spill_bytes} bytes spilled to local memory"

@@ -39,15 +39,19 @@ def traffic_operation(n_written, n_read):
     """``(in_params, out_params, operation)`` of a CuPy elementwise kernel over ``n_written`` arrays
     it reads and writes (``w0``, ...) and ``n_read`` it only reads (``r0``, ...): each written array
     gets a tiny multiple of the sum of every array's element added (the values stay near 1 step
-    after step), converted to its own type. Each array has its own type placeholder, so any mix of
-    dtypes goes through one kernel."""
-    read = [f"r{k}" for k in range(n_read)]
-    written = [f"w{k}" for k in range(n_written)]
-    in_params = ", ".join(f"R{k} {name}" for k, name in enumerate(read))
-    out_params = ", ".join(f"W{k} {name}" for k, name in enumerate(written))
-    total = " + ".join(f"(float){name}" for name in written + read)
-    operation = f"float total = {total}; " + " ".join(f"{name} = (W{k})((float){name} + 1e-30f * total);"
-                                                      for k, name in enumerate(written))
+    after step), converted to its own type. Each array has its own type placeholder (CuPy takes a
+    single capital letter as one: ``A``... for the written arrays, ``N``... for the read ones), so
+    any mix of dtypes goes through one kernel."""
+    if n_written > 13 or n_read > 13:
+        raise ValueError(f"the same-traffic kernel takes at most 13 written and 13 read arrays, not "
+                         f"{n_written} and {n_read}")
+    read = [(chr(ord("N") + k), f"r{k}") for k in range(n_read)]
+    written = [(chr(ord("A") + k), f"w{k}") for k in range(n_written)]
+    in_params = ", ".join(f"{kind} {name}" for kind, name in read)
+    out_params = ", ".join(f"{kind} {name}" for kind, name in written)
+    total = " + ".join(f"(float){name}" for _, name in written + read)
+    operation = f"float total = {total}; " + " ".join(f"{name} = ({kind})((float){name} + 1e-30f * total);"
+                                                      for kind, name in written)
     return in_params, out_params, operation
 
 

@@ -415,9 +415,10 @@ def test_several_elements_a_thread_are_the_reference_bit_for_bit(elements_per_th
 
 # -- four elements a thread as one vector access (body.VECTOR_LOADS) ---------------------------------
 
-@pytest.fixture
-def vector_loads(monkeypatch):
-    """The kernels made anew with vector accesses, in chunks of 256, counting the vector loads."""
+@pytest.fixture(params=[True, False], ids=["vector", "one-at-a-time"])
+def vector_loads(monkeypatch, request):
+    """The kernels made anew with vector accesses (the default) or without (one element a thread
+    at a time), in chunks of 256: ``(the vector loads counted, whether they were on)``."""
     from numadam.targets import body
 
     made = (body.piece_runner, cuda_kernels.kernel_for, cuda_kernels.configured_kernel)
@@ -427,14 +428,14 @@ def vector_loads(monkeypatch):
         loads.append(index)
         return cuda_kernels.INTERPRETED.load_four(pointer, index)
 
-    monkeypatch.setattr(body, "VECTOR_LOADS", True)
+    monkeypatch.setattr(body, "VECTOR_LOADS", request.param)
     monkeypatch.setattr(cuda_kernels, "PRIMITIVES", cuda_kernels.INTERPRETED._replace(load_four=counted_load_four))
     for cache in made:
         cache.cache_clear()
     backend = dispatch.backend_for([cuda.to_device(np.zeros(1))], ["x"])
     monkeypatch.setattr(backend, "chunk_size", 256)
     monkeypatch.setattr(cuda_kernels, "CHUNK_SIZE", 256)
-    yield loads
+    yield loads, request.param
     for cache in made:
         cache.cache_clear()
 
@@ -461,7 +462,9 @@ VECTOR_LAYOUTS = {"aligned": (0, 0), "all-one-in": (1, 1), "param-one-in": (1, 0
 def test_vector_accesses_are_the_reference_bit_for_bit(vector_loads, case, layout):
     """Four neighbours a thread, read and written as one vector access each, give the reference's bits
     over pieces that leave remainders of every size; where the operands do not reach their alignment
-    at the same element, no vector access is made (a misaligned one raises in the simulator)."""
+    at the same element, no vector access is made (a misaligned one raises in the simulator). Without
+    them, the same bits one element at a time."""
+    loads, enabled = vector_loads
     method, options = case
     cls = numadam.families()[method]
     family = cls.algorithm
@@ -474,7 +477,7 @@ def test_vector_accesses_are_the_reference_bit_for_bit(vector_loads, case, layou
     always = [kind.name for kind in family.state if kind.present is None and not kind.derived]
     keywords = {**hyperparameters(method, options), **{n: a for n, a in state.items() if n not in always}}
     _steps_match_the_reference(rng, method, reference, param, state, always, keywords, 2, _offset_by(other_offset))
-    assert (len(vector_loads) > 0) == (param_offset == other_offset)
+    assert (len(loads) > 0) == (enabled and param_offset == other_offset)
 
 
 def test_the_simulators_backend_keeps_the_backend_protocol():

@@ -139,24 +139,34 @@ def kernel_for(spec, device_step=False):
     return kernel
 
 
-def register_cap(spec):
-    """numba-cuda options of the update kernels: float32 updates capped at 64 registers a thread.
+def register_cap(spec, cap=None):
+    """numba-cuda options of an update kernel: float32 updates capped at ``cap`` registers a thread
+    (:data:`MAX_REGISTERS` unless given; 0: none).
 
-    Uncapped, the float32 Adam kernel takes 72 registers, which leaves an H100
-    three blocks of 256 threads per multiprocessor; at 64 it holds four, and a
-    1e8 step moved 2094 GB/s instead of 1844 (docs/gpu.md). 48 and 32 spill
-    and run slower. The 8-bit state's kernel (Adam's: 90 registers uncapped,
-    two blocks) is latency-bound, a warp's block a chain of dependent loads:
-    at 64 (a few spilled values) its 1e8 step took 1.67 ms instead of 2.15
-    (72: 1.82, 80: 1.70). ``NUMADAM_CUDA_MAX_REGISTERS`` sets another cap for a
-    process (0: none), to time it against several elements a thread
-    (:data:`~numadam.targets.body.ELEMENTS_PER_THREAD`), which need more.
+    With vector accesses (:data:`~numadam.targets.body.VECTOR_LOADS`) the float32
+    Adam kernel keeps four 128-bit loads in flight in 92 registers uncapped; under
+    64 it spills (152 bytes). On an H200 (docs/bench/cuda-h200-2026-11-28-launch.txt),
+    one element a thread with vector accesses and a cap of 96 stepped Adam at 1e8 in
+    0.736 ms against 0.782 at 64 and 1.150 for the former kernel (one element, no
+    vector accesses, cap 64), and ten families at a geometric mean of 0.946x
+    their same-traffic CuPy kernel (0.951 at 64, 1.347 before).
+
+    The 8-bit state's kernel (:func:`block_kernel_for`, no vector accesses)
+    keeps :data:`QUANTIZED_MAX_REGISTERS`: it is latency-bound, a warp's block a
+    chain of dependent loads, and at 64 (a few spilled values) its 1e8 Adam step
+    took 1.67 ms on an H100 against 2.15 uncapped (72: 1.82, 80: 1.70).
+    ``NUMADAM_CUDA_MAX_REGISTERS`` sets another cap for a process, to time it
+    (tools/gpu_launch.py).
     """
-    return {"max_registers": MAX_REGISTERS} if spec.real == "float32" and MAX_REGISTERS and not SIMULATED else {}
+    cap = MAX_REGISTERS if cap is None else cap
+    return {"max_registers": cap} if spec.real == "float32" and cap and not SIMULATED else {}
 
 
 #: The float32 update kernels' cap on registers a thread (see :func:`register_cap`).
-MAX_REGISTERS = int(os.environ.get("NUMADAM_CUDA_MAX_REGISTERS", "64"))
+MAX_REGISTERS = int(os.environ.get("NUMADAM_CUDA_MAX_REGISTERS", "96"))
+
+#: The 8-bit state kernels' cap (see :func:`register_cap`).
+QUANTIZED_MAX_REGISTERS = 64
 
 
 def _block_sums(first_sums, second_sums, thread, first_sum, second_sum):
@@ -298,7 +308,7 @@ def block_kernel_for(spec):
     real = np.dtype(spec.real).type
     numba_real = float64 if spec.real == "float64" else float32
 
-    @cuda.jit(**register_cap(spec))
+    @cuda.jit(**register_cap(spec, QUANTIZED_MAX_REGISTERS))
     def kernel(table_address, width, n_segments, blocks_address, n_blocks, scalars, like, scales_address):
         table = table_view(table_address, n_segments * width)
         blocks = table_view(blocks_address, n_blocks + 1)
