@@ -14,7 +14,7 @@
 #   asv          the asv suite's CuPy cases (asv_benchmarks/run_without_asv.py) -> asv-cupy.{md,json}
 #   families     SGD, RMSprop, Adagrad, Adafactor, SparseAdam against same-traffic kernels -> families.md
 #   steps        SparseAdam, Adafactor and LAMB per step, CUDA events and host time -> steps.txt
-#   launch       elements a thread x vector accesses x register cap, ten families at 1e8 (tools/gpu_launch.py) -> launch.md
+#   launch       register caps with vector accesses, every elementwise family at 1e8 (tools/gpu_launch.py) -> launch.md
 #   smoke        env, gpu-tests and bench-quick
 #   all          env, gpu-tests, suite, bench, asv, families and steps
 # RESULTS_DIR defaults to gpu-results. PYTHON picks the interpreter (default python3).
