@@ -172,6 +172,30 @@ def test_reduction_kernels_compile_to_ptx(method, reduction):
     assert re.search(r"add(\.rn)?\.f64", ptx), "the sums are float64"
 
 
+@pytest.mark.parametrize("method", ["adam", "lamb", "prodigy"])
+def test_a_family_with_a_norms_pass_stores_its_state_there_and_its_update_only_the_parameter(method):
+    """LAMB's and Prodigy's update reads the state its first pass stored and leaves it as it is, so
+    it stores the parameter alone (Prodigy: 4 bytes an element instead of 20); Adam's update
+    stores its moments. (Adafactor's state is its factors, which its factors' pass stores.)"""
+    from numadam.targets import body
+
+    spec = policy_spec(method, Policy())
+    family = numadam.families()[method].algorithm
+    state = [k for k in range(2, 2 + len(family.state)) if spec.operands[k]
+             and family.state_names[k - 2] not in family.read_only_state]
+    assert state, "every family here has state its rule writes"
+
+    def stored(source):
+        return {int(k) for k in re.findall(r"^\s*o(\d+)\[[^\]]*\] = ", source, re.MULTILINE)}
+
+    for strided_threads in (False, True):
+        update = stored(body.piece_source(spec, strided_threads))
+        assert update == ({0} if family.norms is not None else {0, *state})
+    if family.norms is not None:
+        first_pass = stored(body.reduction_source(policy_spec(method, Policy(reduction="norms")), False))
+        assert first_pass == set(state)
+
+
 def test_the_device_counted_step_kernels_compile_to_ptx():
     """The update that reads its step from the control block, and the one-block kernels around it."""
     from numba import cuda

@@ -278,6 +278,16 @@ class Algorithm:
         return tuple(kind.name for kind in self.state if kind.factor)
 
     @property
+    def state_written_by_update(self):
+        """The names of the state operands the update stores: none for a family with a norms pass,
+        whose first pass stores the state and whose update reads it and leaves it as it is (see
+        :class:`Norms`: LAMB's and Prodigy's moments, Adafactor's factors); else all but the
+        read-only ones."""
+        if self.norms is not None:
+            return ()
+        return tuple(name for name in self.state_names if name not in self.read_only_state)
+
+    @property
     def norms_rule(self):
         """The norms pass's rule (:attr:`Norms.rule`), or None."""
         return None if self.norms is None else self.norms.rule

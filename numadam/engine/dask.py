@@ -556,12 +556,14 @@ def _update_chunk(algorithm, names, flags, policy, row, sides, chunks, grad, *bo
                   blocked=False, start=None, block_info=None):
     """One chunk's update into new arrays: the next tuple of its holdings (with ``blocked``, its last
     item the block scales of its 8-bit state; with ``start``, its parameter's start in its bucket's
-    sequence, its kernel takes its place there)."""
+    sequence, its kernel takes its place there). State the update does not store
+    (:attr:`~numadam.core.algorithm.Algorithm.state_written_by_update`) stays the chunk given."""
     arrays = _chunk_arrays(algorithm, names, policy, sides, chunks, grad, bound_chunks, factors, block_info)
     place = None if start is None else _place(start, block_info)
     scales = chunks[len(names) + 1] if blocked else None
-    new, _, scales = _out_of_place(algorithm, flags, policy, row, arrays, _written(arrays, policy), place=place,
-                                   scales=scales)
+    kept = set(algorithm.state_names) - set(algorithm.state_written_by_update)
+    written = {name for name in _written(arrays, policy) if name not in kept}
+    new, _, scales = _out_of_place(algorithm, flags, policy, row, arrays, written, place=place, scales=scales)
     updated = tuple(new.get(name, chunk) for name, chunk in zip(("param", *names), chunks))
     return updated + ((scales,) if blocked else ())
 

@@ -211,10 +211,21 @@ def _update_lines(spec, index_of, bounds_loaded, largest=False, runs=False):
 
 
 def _written_state(spec):
-    """The state operands an update writes: those present, but the rule's read-only ones."""
+    """The state operands an update writes: those present that the family's update stores
+    (:attr:`~numadam.core.algorithm.Algorithm.state_written_by_update`)."""
+    return _state_operands(spec, algorithm(spec.rule).state_written_by_update)
+
+
+def _state_written_by_norms(spec):
+    """The state operands a family's norms pass writes: those present, but the read-only ones."""
     declared = algorithm(spec.rule)
-    return [k for k in range(2, 2 + len(declared.state))
-            if spec.operands[k] and declared.state_names[k - 2] not in declared.read_only_state]
+    return _state_operands(spec, set(declared.state_names) - set(declared.read_only_state))
+
+
+def _state_operands(spec, names):
+    """The numbers of the present state operands named in ``names``, in the rule's order."""
+    declared = algorithm(spec.rule)
+    return [k for k in range(2, 2 + len(declared.state)) if spec.operands[k] and declared.state_names[k - 2] in names]
 
 
 def _header(name, spec, extra_arguments="", piece=True):
@@ -601,7 +612,7 @@ def _norms_rule(spec, index_of):
     lines = _gradient_lines(spec, index_of) + [
         f"param = {_param_load(spec, index_of)}",
         f"state, direction = norms(param, grad, ({', '.join(state)}{',' if n_state == 1 else ''}), h, flags)"]
-    lines += [f"{_element(k, index_of)} = n{k}(state[{k - 2}])" for k in _written_state(spec)]
+    lines += [f"{_element(k, index_of)} = n{k}(state[{k - 2}])" for k in _state_written_by_norms(spec)]
     if algorithm(spec.rule).norms.terms:  # the two terms the pass sums, where the squares' would be
         lines.append("param, direction = direction")
     return lines
