@@ -229,6 +229,11 @@ def test_dask_chunks_sum_into_the_numpy_step(client):  # noqa: F811
     for actual, expected in zip(optimizer.params, reference.params):
         np.testing.assert_allclose(actual.compute(), expected, rtol=1e-12, atol=1e-14)
     np.testing.assert_allclose(optimizer.state_dict()["carry"][0], reference.state_dict()["carry"][0], rtol=1e-12)
+    # the state too: the update stores none of it (Dask's update keeps the first pass's chunks)
+    for name in ("exp_avg", "exp_avg_sq", "s", "p0"):
+        for actual, expected in zip(optimizer.state_dict()[name], reference.state_dict()[name]):
+            np.testing.assert_allclose(actual, expected, rtol=1e-12, atol=1e-14)
+    np.testing.assert_array_equal(optimizer.state_dict()["p0"][0], starts[0])
 
 
 from test_dask import client  # noqa: E402,F401  (the cluster fixture)
