@@ -7,6 +7,7 @@ from .adapters.rows import Rows
 from .clipping import clip_by_global_norm, clip_by_norm, clip_by_value
 from .registry import *  # noqa: F403  (every algorithm's classes and functional step, and families())
 from .plotting import plot_convergence
+from .solver.batch import minimize_batch
 from .solver.minimize import adam_minimizer, minimize
 from .state_files import load_state, save_state
 from .core.version import package_version as _package_version
@@ -27,5 +28,5 @@ def __getattr__(name):
 
 __all__ = sorted(_registry.__all__ + [
     "Group", "adam_minimizer", "clip_by_global_norm", "clip_by_norm", "clip_by_value", "load_state", "minimize",
-    "plot_convergence", "Rows", "save_state", "schedules",
+    "minimize_batch", "plot_convergence", "Rows", "save_state", "schedules",
 ])

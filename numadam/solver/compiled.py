@@ -158,10 +158,12 @@ class CompiledSolve:
         h = algorithm.Hyper(**{**hyperparameters, **optimizer.pinned})
         flat = x.reshape(-1)
         self.kernel, n_fields, optional_names = (), 0, []
+        self._h, self._state_kinds = h, ()
         if algorithm.norms is None:  # numadam.jit's step, on the solve's own state
             kinds = [kind for kind in algorithm.state if kind.present is None]  # then the options' own, by name
             optional = [kind for kind in algorithm.state_kinds(h) if kind.present is not None]
-            self.state = tuple(_initial_state(kind, h, flat) for kind in kinds + optional)
+            self._state_kinds = tuple(kinds + optional)
+            self.state = tuple(_initial_state(kind, h, flat) for kind in self._state_kinds)
             optional_names = [kind.name for kind in optional]
         else:  # the optimizer's own norms kernel and state: two passes, their sums as the objects add them
             bound = np.empty_like(x)
@@ -197,6 +199,19 @@ class CompiledSolve:
                                None if clip is None else clip[0], self.low is not None, box is not None, jac is True,
                                n_fields, algorithm.factored)
         self.function = _compiled(source, fun, None if jac is True else jac)
+
+    @property
+    def owns_its_state(self):
+        """Whether the solve keeps its own state (the families without norms), so that other
+        starts can be solved with a state of their own (:meth:`stacked_state`); a family with norms
+        steps the optimizer's kernel, bound to that optimizer's state."""
+        return self.kernel == ()
+
+    def stacked_state(self, rows):
+        """The initial state of a solve from each row of ``rows`` (``(P, n)``: flat starts), stacked:
+        one ``(P, n)`` array per state array of :attr:`state`, in its order."""
+        return tuple(rows.copy() if isinstance(kind.initial_for(self._h), str)
+                     else np.full(rows.shape, kind.initial_for(self._h), rows.dtype) for kind in self._state_kinds)
 
     def run(self):
         """``(status, nit, nfev, value, candidate, grad_peak, history, grad)`` of the compiled loop, and

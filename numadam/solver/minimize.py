@@ -190,20 +190,10 @@ def minimize(fun, x0, args=(), jac=None, method="adam", *, bounds=None, maxiter=
     """
     from scipy.optimize import OptimizeResult
 
-    if not callable(fun):
-        raise TypeError(f"fun must be callable; got {fun!r}")
     if not isinstance(args, tuple):
         args = (args,)
-    if not (jac is True or callable(jac)):
-        raise TypeError(
-            f"jac must be True (fun returns (value, gradient)) or a callable returning the gradient; got {jac!r}: "
-            "Adam needs the gradient"
-        )
+    check_solve_options(fun, jac, compiled, nonfinite)
     optimizer_type = optimizer_class(method)
-    if compiled not in (None, True, False):
-        raise TypeError(f"compiled must be None (compile where possible), True or False; got {compiled!r}")
-    if nonfinite not in ("stop", "skip"):
-        raise ValueError(f"nonfinite must be 'stop' (status 4) or 'skip' (evaluate again); got {nonfinite!r}")
     stop_rules = _StopRules(maxiter, gtol, ftol, xtol, patience)
     iterate = (_DaskIterate if is_dask_array(x0) else _ArrayIterate)(fun, x0, args, jac, optimizer_type, bounds,
                                                                         clip, schedule, hyperparameters)
@@ -261,6 +251,21 @@ def minimize(fun, x0, args=(), jac=None, method="adam", *, bounds=None, maxiter=
                           history=np.array(history, dtype=np.float64), compiled=False)
 
 
+def check_solve_options(fun, jac, compiled, nonfinite):
+    """Raise unless ``fun``, ``jac``, ``compiled`` and ``nonfinite`` are as :func:`minimize` takes them."""
+    if not callable(fun):
+        raise TypeError(f"fun must be callable; got {fun!r}")
+    if not (jac is True or callable(jac)):
+        raise TypeError(
+            f"jac must be True (fun returns (value, gradient)) or a callable returning the gradient; got {jac!r}: "
+            "Adam needs the gradient"
+        )
+    if compiled not in (None, True, False):
+        raise TypeError(f"compiled must be None (compile where possible), True or False; got {compiled!r}")
+    if nonfinite not in ("stop", "skip"):
+        raise ValueError(f"nonfinite must be 'stop' (status 4) or 'skip' (evaluate again); got {nonfinite!r}")
+
+
 def _family_name(optimizer_type):
     return next(name for name, cls in families().items() if cls is optimizer_type)
 
@@ -272,15 +277,19 @@ def _compiled_result(solve, fun, jac, args, stop_rules, OptimizeResult):
     if status == type(solve).BAD_SHAPE:
         gradient = _value_and_gradient(fun, jac, args, x)[1]
         raise ValueError(f"the gradient must have x's shape {x.shape}; got shape {np.shape(gradient)}")
-    if status == NON_FINITE:
-        message = (non_finite_message(value, 0) + "; returning x0" if nfev == 1
-                   else _non_finite_stop(candidate, nit, "stop", 1)[1])
-    else:
-        message = stop_message(status, grad_peak, stop_rules.gtol, stop_rules.ftol, stop_rules.xtol,
-                               stop_rules.patience, stop_rules.maxiter)
+    message = compiled_message(status, nit, nfev, value, candidate, grad_peak, stop_rules)
     return OptimizeResult(x=x, fun=value, jac=grad.reshape(x.shape), nit=nit, nfev=nfev, njev=nfev, status=status,
                           success=status in SUCCESS, message=message, skipped=0, history=history,
                           compiled=True, compile_time=compile_time)
+
+
+def compiled_message(status, nit, nfev, value, candidate, grad_peak, stop_rules):
+    """The message of a compiled solve that ended with ``status``, as the Python loop words it."""
+    if status == NON_FINITE:
+        return (non_finite_message(value, 0) + "; returning x0" if nfev == 1
+                else _non_finite_stop(candidate, nit, "stop", 1)[1])
+    return stop_message(status, grad_peak, stop_rules.gtol, stop_rules.ftol, stop_rules.xtol, stop_rules.patience,
+                        stop_rules.maxiter)
 
 
 class _ArrayIterate:

@@ -1,0 +1,213 @@
+"""numadam.minimize_batch: each problem as numadam.minimize solves it alone (bit for bit), compiled
+over threads or in Python; the stacked result; bad input refused before anything runs."""
+
+import numba
+import numpy as np
+import pytest
+from numba import njit
+from scipy.optimize import Bounds
+
+import numadam
+from numadam import schedules
+
+
+@njit
+def decay(x, t, y):
+    """Mean squared residual of :math:`a e^{-kt} + c` against ``y``, and its gradient."""
+    a, k, c = x[0], x[1], x[2]
+    e = np.exp(-k * t)
+    r = a * e + c - y
+    grad = np.empty(3)
+    grad[0] = 2.0 * (r @ e) / t.size
+    grad[1] = 2.0 * (r @ (-a * t * e)) / t.size
+    grad[2] = 2.0 * r.sum() / t.size
+    return (r @ r) / t.size, grad
+
+
+@njit
+def bowl(x, centre, scale):
+    """:math:`s \\|x - c\\|^2` over any shape, its gradient; ``scale`` a per-problem number."""
+    r = x - centre
+    return scale * np.sum(r * r), 2.0 * scale * r
+
+
+@njit
+def bowl_value(x, centre, scale):
+    r = x - centre
+    return scale * np.sum(r * r)
+
+
+@njit
+def bowl_gradient(x, centre, scale):
+    return 2.0 * scale * (x - centre)
+
+
+def decay_problems(count, seed=0):
+    rng = np.random.default_rng(seed)
+    t = np.linspace(0.0, 5.0, 40)
+    truth = np.column_stack([rng.uniform(1, 2, count), rng.uniform(0.5, 1.5, count), rng.uniform(-0.2, 0.2, count)])
+    y = truth[:, :1] * np.exp(-truth[:, 1:2] * t) + truth[:, 2:] + 0.01 * rng.standard_normal((count, t.size))
+    return t, y
+
+
+def assert_same_as_alone(batch, alone, i):
+    """Problem ``i`` of ``batch`` against ``alone`` (its own minimize), every field, bit for bit."""
+    np.testing.assert_array_equal(batch.x[i], alone.x)
+    np.testing.assert_array_equal(batch.jac[i], alone.jac)
+    assert (batch.fun[i], batch.nit[i], batch.nfev[i], batch.njev[i], batch.status[i], batch.success[i],
+            batch.skipped[i], batch.message[i]) == (alone.fun, alone.nit, alone.nfev, alone.njev, alone.status,
+                                                    alone.success, alone.skipped, alone.message)
+    np.testing.assert_array_equal(batch.history[i, :alone.nit + 1], alone.history)
+    assert np.isnan(batch.history[i, alone.nit + 1:]).all()
+
+
+OPTIONS = {
+    "adam": dict(method="adam", lr=0.05),
+    "amsgrad-bounds": dict(method="adam", lr=0.05, amsgrad=True, bounds=Bounds([0.0, 0.0, -1.0], [3.0, 1.2, 1.0])),
+    "lion-cosine-clip": dict(method="lion", lr=0.01, schedule=schedules.CosineDecay(0.01, 200),
+                             clip=("norm", 1.0)),
+    "ftol-xtol": dict(method="nadam", lr=0.05, ftol=1e-9, xtol=1e-9, patience=3),
+    "schedule_free": dict(method="schedule_free_adamw", lr=0.05),
+}
+
+
+@pytest.mark.parametrize("name", OPTIONS)
+def test_each_problem_of_a_compiled_batch_is_its_compiled_solve_alone(name):
+    t, y = decay_problems(9, seed=1)
+    starts = np.random.default_rng(2).uniform(0.5, 1.5, (9, 3))
+    options = dict(OPTIONS[name], maxiter=200, gtol=1e-4)
+    batch = numadam.minimize_batch(decay, starts, args=(t,), batched_args=(y,), jac=True, compiled=True, **options)
+    assert batch.compiled and batch.x.shape == (9, 3) and batch.history.shape == (9, batch.nit.max() + 1)
+    for i in range(9):
+        alone = numadam.minimize(decay, starts[i], args=(t, y[i]), jac=True, compiled=True, **options)
+        assert_same_as_alone(batch, alone, i)
+
+
+def test_problems_stop_on_their_own_rules_and_histories_are_padded():
+    """Bowls of different steepness: each stops at its own iteration, the rest of its history NaN."""
+    centres = np.linspace(-2.0, 2.0, 7).reshape(7, 1) * np.ones((7, 4))
+    scales = np.geomspace(0.1, 10.0, 7)
+    batch = numadam.minimize_batch(bowl, np.zeros(4), batched_args=(centres, scales), jac=True, lr=0.1,
+                                   maxiter=5000, gtol=1e-6)
+    assert batch.success.all() and len(set(batch.nit.tolist())) > 1
+    for i in range(7):
+        alone = numadam.minimize(bowl, np.zeros(4), args=(centres[i], scales[i]), jac=True, lr=0.1, maxiter=5000,
+                                 gtol=1e-6, compiled=True)
+        assert_same_as_alone(batch, alone, i)
+
+
+def test_the_result_does_not_depend_on_the_number_of_threads():
+    t, y = decay_problems(40, seed=3)
+    results = []
+    before = numba.get_num_threads()
+    try:
+        for threads in (1, before):
+            numba.set_num_threads(threads)
+            results.append(numadam.minimize_batch(decay, np.ones(3), args=(t,), batched_args=(y,), jac=True, lr=0.05,
+                                                  maxiter=150, gtol=0.0))
+    finally:
+        numba.set_num_threads(before)
+    for name in ("x", "jac", "fun", "nit", "history"):
+        np.testing.assert_array_equal(results[0][name], results[1][name])
+
+
+def test_the_python_batch_gives_the_compiled_batch_s_bits():
+    """compiled=False solves each problem with minimize's Python loop, whose iterates the compiled
+    solve reproduces bit for bit; a separate jac as well."""
+    centres = np.random.default_rng(4).standard_normal((5, 3))
+    scales = np.linspace(0.5, 2.0, 5)
+    runs = [numadam.minimize_batch(bowl_value, np.ones(3), batched_args=(centres, scales), jac=bowl_gradient,
+                                   lr=0.05, maxiter=300, compiled=compiled) for compiled in (True, False)]
+    assert runs[0].compiled and not runs[1].compiled
+    for name in ("x", "jac", "fun", "nit", "nfev", "status", "success", "history"):
+        np.testing.assert_array_equal(runs[0][name], runs[1][name])
+    assert runs[0].message == runs[1].message
+
+
+def test_matrix_shaped_problems_keep_their_shape():
+    centres = np.random.default_rng(5).standard_normal((4, 2, 3))
+    batch = numadam.minimize_batch(bowl, np.zeros((4, 2, 3)), batched_args=(centres, np.ones(4)), jac=True, lr=0.1,
+                                   maxiter=3000, gtol=1e-6)
+    assert batch.x.shape == batch.jac.shape == (4, 2, 3)
+    np.testing.assert_allclose(batch.x, centres, atol=1e-5)
+
+
+def test_a_family_with_norms_runs_each_problem_alone():
+    """LAMB's compiled solve steps its optimizer's own state: compiled=True says so; the default solves
+    the problems in turn, each as minimize does (its trust ratio its own)."""
+    centres = np.random.default_rng(6).standard_normal((3, 4))
+    with pytest.raises(TypeError, match="LAMB's compiled solve steps its optimizer's own state"):
+        numadam.minimize_batch(bowl, np.ones(4), batched_args=(centres, np.ones(3)), jac=True, method="lamb",
+                               compiled=True)
+    batch = numadam.minimize_batch(bowl, np.ones(4), batched_args=(centres, np.ones(3)), jac=True, method="lamb",
+                                   lr=0.01, maxiter=200)
+    for i in range(3):
+        alone = numadam.minimize(bowl, np.ones(4), args=(centres[i], 1.0), jac=True, method="lamb", lr=0.01,
+                                 maxiter=200)
+        assert_same_as_alone(batch, alone, i)
+
+
+def test_a_callback_sees_each_problem_in_python_and_is_refused_compiled():
+    centres = np.arange(6.0).reshape(2, 3)
+    seen = []
+
+    def callback(intermediate_result):
+        seen.append(intermediate_result.problem)
+
+    with pytest.raises(TypeError, match="cannot call a callback inside its parallel loop"):
+        numadam.minimize_batch(bowl, np.zeros(3), batched_args=(centres, np.ones(2)), jac=True, callback=callback,
+                               compiled=True)
+    assert seen == []
+    batch = numadam.minimize_batch(bowl, np.zeros(3), batched_args=(centres, np.ones(2)), jac=True, lr=0.1,
+                                   maxiter=4, gtol=0.0, callback=callback)
+    assert not batch.compiled and seen == [0] * 4 + [1] * 4
+
+
+def test_a_progress_bar_counts_the_finished_problems(capsys):
+    pytest.importorskip("tqdm")
+    t, y = decay_problems(20)
+    numadam.minimize_batch(decay, np.ones(3), args=(t,), batched_args=(y,), jac=True, maxiter=20, progress=True)
+    assert "20/20" in capsys.readouterr().err
+
+
+def test_a_gradient_of_the_wrong_shape_names_the_problem():
+    @njit
+    def wrong(x, centre):
+        r = x - centre
+        return r @ r, np.zeros(x.size + 1)
+
+    with pytest.raises(ValueError, match=r"the gradient must have x's shape \(3,\)"):
+        numadam.minimize_batch(wrong, np.zeros(3), batched_args=(np.ones((2, 3)),), jac=True, compiled=True)
+
+
+def counting_fun():
+    calls = []
+
+    def fun(x, *args):
+        calls.append(1)
+        return float(x @ x), 2 * x
+
+    return fun, calls
+
+
+@pytest.mark.parametrize("call, error, message", [
+    (dict(x0=np.zeros(3)), ValueError, r"x0 of shape \(3,\) is one start for every problem, and without "
+                                       "batched_args nothing says how many problems"),
+    (dict(x0=np.zeros((4, 3)), batched_args=(np.ones(5),)), ValueError, "x0 has 4 starts .* batched_args have 5"),
+    (dict(x0=np.zeros(3), batched_args=(np.ones(4), np.ones((5, 2)))), ValueError,
+     r"every array of batched_args must have one entry per problem .* got lengths \[4, 5\]"),
+    (dict(x0=np.zeros(3), batched_args=(2.0,)), ValueError, r"batched_args\[0\] must be an array .* got a scalar"),
+    (dict(x0=np.zeros(3), batched_args=np.ones(4)), TypeError, "batched_args must be a tuple of arrays"),
+    (dict(x0=np.zeros((0, 3))), ValueError, "at least one problem"),
+    (dict(x0=np.zeros(3), batched_args=(np.ones(2),), jac=None), TypeError, "jac must be True"),
+    (dict(x0=np.zeros(3), batched_args=(np.ones(2),), compiled="yes"), TypeError, "compiled must be None"),
+    (dict(x0=np.zeros(3), batched_args=(np.ones(2),), nonfinite="retry"), ValueError, "nonfinite must be"),
+    (dict(x0=np.zeros(3), batched_args=(np.ones(2),), method="adamm"), ValueError, "adamm"),
+    (dict(x0=np.zeros(3), batched_args=(np.ones(2),), progress="yes"), TypeError, "progress"),
+])
+def test_bad_input_is_refused_before_any_problem_runs(call, error, message):
+    fun, calls = counting_fun()
+    call = {"jac": True, **call}
+    with pytest.raises(error, match=message):
+        numadam.minimize_batch(fun, **call)
+    assert calls == []
