@@ -211,3 +211,43 @@ def test_bad_input_is_refused_before_any_problem_runs(call, error, message):
     with pytest.raises(error, match=message):
         numadam.minimize_batch(fun, **call)
     assert calls == []
+
+
+@pytest.mark.dask
+@pytest.mark.parametrize("where", ["x0 and batched_args", "batched_args", "x0"])
+def test_dask_arrays_of_problems_are_solved_a_chunk_a_task_in_problem_order(client, where):  # noqa: F811
+    """Chunks of problems on the workers (two processes), each chunk a batch of its own: every problem as
+    the NumPy batch solves it, the results in problem order."""
+    da = pytest.importorskip("dask.array")
+    t, y = decay_problems(23, seed=7)
+    starts = np.random.default_rng(8).uniform(0.5, 1.5, (23, 3))
+    x0 = da.from_array(starts, chunks=(7, 3)) if "x0" in where else starts
+    batched = da.from_array(y, chunks=(5, 20)) if "batched" in where else y
+    on_dask = numadam.minimize_batch(decay, x0, args=(t,), batched_args=(batched,), jac=True, lr=0.05, maxiter=150,
+                                     gtol=1e-4)
+    local = numadam.minimize_batch(decay, starts, args=(t,), batched_args=(y,), jac=True, lr=0.05, maxiter=150,
+                                   gtol=1e-4)
+    assert on_dask.compiled and isinstance(on_dask.x, np.ndarray)
+    for name in ("x", "jac", "fun", "nit", "nfev", "status", "success"):
+        np.testing.assert_array_equal(on_dask[name], local[name])
+    np.testing.assert_array_equal(on_dask.history, local.history)
+    assert on_dask.message == local.message
+
+
+@pytest.mark.dask
+def test_dask_batches_refuse_what_workers_cannot_do_before_anything_runs():
+    da = pytest.importorskip("dask.array")
+    fun, calls = counting_fun()
+    y = da.ones((6, 4), chunks=(3, 4))
+    with pytest.raises(TypeError, match="cannot call a callback"):
+        numadam.minimize_batch(fun, np.zeros(4), batched_args=(y,), jac=True, callback=print)
+    with pytest.raises(ValueError, match="Dask's own progress bar"):
+        numadam.minimize_batch(fun, np.zeros(4), batched_args=(y,), jac=True, progress=True)
+    with pytest.raises(ValueError, match=r"got lengths \[6, 5\]"):
+        numadam.minimize_batch(fun, np.zeros(4), batched_args=(y, np.ones(5)), jac=True)
+    with pytest.raises(ValueError, match="x0 has 4 starts"):
+        numadam.minimize_batch(fun, da.zeros((4, 4), chunks=2), batched_args=(y,), jac=True)
+    assert calls == []
+
+
+from test_dask import client  # noqa: E402,F401  (the cluster fixture)

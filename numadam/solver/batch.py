@@ -11,19 +11,22 @@ and a state of its own. Each problem's iterates are therefore those of
 ``minimize(..., compiled=True)`` on that problem alone, bit for bit. The loop
 hands problems to threads one at a time (Numba's parallel chunk size 1), so a
 problem that stops early frees its thread for the next. Elsewhere the problems
-are solved one after another by :func:`numadam.minimize`.
+are solved one after another by :func:`numadam.minimize`. Problems in Dask arrays
+are solved a chunk of problems a task, each task such a batch.
 """
 
 import concurrent.futures
 import functools
 import inspect
 import itertools
+import math
 import threading
 import time
 
 import numba
 import numpy as np
 
+from ..adapters.dask import is_dask_array
 from ..core import validate
 from ..registry import optimizer_class
 from .minimize import _ArrayIterate, _family_name, _StopRules, check_solve_options, compiled_message, minimize
@@ -47,11 +50,14 @@ def minimize_batch(fun, x0, args=(), batched_args=(), method="adam", *, jac=None
         As in :func:`numadam.minimize`, for every problem. A stateful schedule
         (:class:`~numadam.schedules.ReduceOnPlateau`) carries its state from
         one problem into the next.
-    x0 : array_like, NumPy
+    x0 : array_like, NumPy or Dask
         ``(P, *shape)``: one start per problem, each problem's ``x`` of shape
         ``shape`` (so that matrix-shaped methods work as in
         :func:`numadam.minimize`); or one-dimensional ``(n,)``: the same start for
-        every problem, ``P`` then taken from ``batched_args``.
+        every problem, ``P`` then taken from ``batched_args``. Where ``x0`` or an
+        array of ``batched_args`` is a Dask array, each chunk of problems (along
+        the first axis of the first Dask array) is solved by a task, and the
+        result gathered in problem order as NumPy arrays.
     args : tuple
         Arguments every problem shares, after ``x``.
     batched_args : tuple of arrays
@@ -100,6 +106,11 @@ def minimize_batch(fun, x0, args=(), batched_args=(), method="adam", *, jac=None
     if not isinstance(args, tuple):
         args = (args,)
     check_solve_options(fun, jac, compiled, nonfinite)
+    if is_dask_array(x0) or (isinstance(batched_args, (tuple, list)) and any(map(is_dask_array, batched_args))):
+        return _dask_batch(fun, x0, args, batched_args, method, compiled, callback, progress,
+                           dict(jac=jac, bounds=bounds, maxiter=maxiter, gtol=gtol, ftol=ftol, xtol=xtol,
+                                patience=patience, schedule=schedule, clip=clip, nonfinite=nonfinite,
+                                **hyperparameters))
     batched = _checked_batched_args(batched_args)
     starts = _checked_starts(x0, batched)
     optimizer_type = optimizer_class(method)
@@ -132,11 +143,14 @@ def _checked_batched_args(batched_args):
             raise ValueError(f"batched_args[{k}] must be an array with one entry per problem along its first axis; "
                              f"got {'a scalar' if array.ndim == 0 else 'an array of dtype object'}")
         arrays.append(np.ascontiguousarray(array))
-    lengths = {len(array) for array in arrays}
-    if len(lengths) > 1:
-        raise ValueError("every array of batched_args must have one entry per problem (the same length along its "
-                         f"first axis); got lengths {[len(array) for array in arrays]}")
+    _check_lengths([len(array) for array in arrays])
     return tuple(arrays)
+
+
+def _check_lengths(lengths):
+    if len(set(lengths)) > 1:
+        raise ValueError("every array of batched_args must have one entry per problem (the same length along its "
+                         f"first axis); got lengths {lengths}")
 
 
 def _checked_starts(x0, batched):
@@ -144,20 +158,27 @@ def _checked_starts(x0, batched):
     array = np.asarray(x0)
     if array.dtype == object:
         raise TypeError("x0 must be one array of numbers, (P, *shape) or (n,); got an array of dtype object")
-    problems = len(batched[0]) if batched else None
-    if array.ndim == 1:
+    problems = _problem_count(array.shape, [len(a) for a in batched])
+    return np.broadcast_to(array, (problems,) + array.shape) if array.ndim == 1 else array
+
+
+def _problem_count(x0_shape, lengths):
+    """P, from the shape of ``x0`` and the ``lengths`` of the batched arguments (checked equal)."""
+    problems = lengths[0] if lengths else None
+    if len(x0_shape) == 1:
         if problems is None:
-            raise ValueError(f"x0 of shape {array.shape} is one start for every problem, and without batched_args "
+            raise ValueError(f"x0 of shape {x0_shape} is one start for every problem, and without batched_args "
                              "nothing says how many problems there are: pass x0 of shape (P, n)")
-        array = np.broadcast_to(array, (problems,) + array.shape)
-    elif array.ndim == 0:
+    elif len(x0_shape) == 0:
         raise ValueError("x0 must be (P, *shape), one start per problem, or (n,), one start for all; got a scalar")
-    elif problems is not None and array.shape[0] != problems:
-        raise ValueError(f"x0 has {array.shape[0]} starts (shape {array.shape}) but batched_args have {problems} "
+    elif problems is not None and x0_shape[0] != problems:
+        raise ValueError(f"x0 has {x0_shape[0]} starts (shape {x0_shape}) but batched_args have {problems} "
                          "entries: one start per problem, or a one-dimensional x0 for all")
-    if array.shape[0] == 0:
-        raise ValueError(f"there must be at least one problem; x0 has shape {array.shape}")
-    return array
+    else:
+        problems = x0_shape[0]
+    if problems == 0:
+        raise ValueError(f"there must be at least one problem; x0 has shape {x0_shape}")
+    return problems
 
 
 def _compiled_first(fun, start, first_args, optimizer_type, compiled, options):
@@ -325,16 +346,87 @@ def _python_batch(fun, starts, args, batched, method, compiled, callback, progre
     finally:
         if bar is not None:
             bar.close()
-    longest = max(len(result.history) for result in results)
-    history = np.full((len(results), longest), np.nan)
-    for row, result in zip(history, results):
-        row[:len(result.history)] = result.history
-    stacked = {name: np.array([result[name] for result in results])
-               for name in ("fun", "nit", "nfev", "njev", "status", "success", "skipped")}
-    return OptimizeResult(x=np.stack([result.x for result in results]),
-                          jac=np.stack([result.jac for result in results]), message=[r.message for r in results],
-                          history=history, compiled=all(result.compiled for result in results),
-                          compile_time=sum(result.get("compile_time", 0.0) for result in results), **stacked)
+    as_batches = [OptimizeResult(**{**result, "x": result.x[None], "jac": result.jac[None],
+                                    "message": [result.message], "history": result.history[None],
+                                    **{name: np.array([result[name]]) for name in _PER_PROBLEM}})
+                  for result in results]
+    return _joined(as_batches)
+
+
+#: The fields of a batch's result with one number per problem.
+_PER_PROBLEM = ("fun", "nit", "nfev", "njev", "status", "success", "skipped")
+
+
+def _joined(batches):
+    """The results of consecutive batches of problems as one, in their order (histories NaN-padded)."""
+    from scipy.optimize import OptimizeResult
+
+    longest = max(batch.history.shape[1] for batch in batches)
+    history = np.full((sum(len(batch.history) for batch in batches), longest), np.nan)
+    first = 0
+    for batch in batches:
+        history[first:first + len(batch.history), :batch.history.shape[1]] = batch.history
+        first += len(batch.history)
+    return OptimizeResult(x=np.concatenate([batch.x for batch in batches]),
+                          jac=np.concatenate([batch.jac for batch in batches]),
+                          message=[message for batch in batches for message in batch.message], history=history,
+                          compiled=all(batch.compiled for batch in batches),
+                          compile_time=sum(batch.get("compile_time", 0.0) for batch in batches),
+                          **{name: np.concatenate([batch[name] for batch in batches]) for name in _PER_PROBLEM})
+
+
+def _dask_batch(fun, x0, args, batched_args, method, compiled, callback, progress, options):
+    """Problems in Dask arrays: one task per chunk of problems (the chunks of the first Dask array
+    among ``x0`` and ``batched_args`` along its first axis), each a :func:`minimize_batch` of its
+    rows; the results gathered in problem order, as NumPy arrays."""
+    import dask
+
+    if callback is not None:
+        raise TypeError("on Dask arrays the problems are solved on workers, which cannot call a callback; pass "
+                        "callback=None")
+    if validate.check_flag("progress", progress):
+        raise ValueError("progress=True counts problems in one process; on Dask arrays watch the tasks with "
+                         "Dask's own progress bar (dask.diagnostics.ProgressBar, or distributed's dashboard)")
+    if not isinstance(batched_args, (tuple, list)):
+        raise TypeError(f"batched_args must be a tuple of arrays, each with one entry per problem along its first "
+                        f"axis; got {type(batched_args).__name__}")
+    batched = [a if is_dask_array(a) else np.asarray(a) for a in batched_args]
+    for k, array in enumerate(batched):
+        if array.ndim == 0 or array.dtype == object:
+            raise ValueError(f"batched_args[{k}] must be an array with one entry per problem along its first axis; "
+                             f"got {'a scalar' if array.ndim == 0 else 'an array of dtype object'}")
+        if any(math.isnan(size) for size in array.shape):
+            raise ValueError(f"batched_args[{k}] has an unknown shape {array.shape}: compute its chunk sizes first "
+                             "(array.compute_chunk_sizes())")
+    _check_lengths([array.shape[0] for array in batched])
+    starts = x0 if is_dask_array(x0) else np.asarray(x0)
+    _problem_count(starts.shape, [array.shape[0] for array in batched])
+    optimizer_class(method)
+    shared = starts.ndim == 1
+    leading = next(a for a in ([starts] if not shared else []) + batched if is_dask_array(a))
+    rows = leading.chunks[0]
+    blocks = [_row_blocks(array, rows) for array in ([] if shared else [starts]) + batched]
+    tasks = []
+    for k in range(len(rows)):
+        chunk_starts = starts if shared else blocks[0][k]
+        chunk_batched = tuple(block[k] for block in blocks[0 if shared else 1:])
+        tasks.append(dask.delayed(_chunk_batch)(fun, chunk_starts, args, chunk_batched, method, compiled, options))
+    return _joined(list(dask.compute(*tasks)))
+
+
+def _row_blocks(array, rows):
+    """``array``'s blocks of the problems' rows ``rows`` (Dask delayed or NumPy slices), whole along the
+    other axes."""
+    if not is_dask_array(array):
+        bounds = np.cumsum((0,) + tuple(rows))
+        return [array[first:last] for first, last in zip(bounds[:-1], bounds[1:])]
+    whole = array.rechunk((rows,) + tuple(-1 for _ in array.shape[1:]))
+    return list(whole.to_delayed().reshape(-1))
+
+
+def _chunk_batch(fun, starts, args, batched, method, compiled, options):
+    """One Dask task: :func:`minimize_batch` of a chunk of problems."""
+    return minimize_batch(fun, starts, args, tuple(batched), method, compiled=compiled, **options)
 
 
 def _problem_callback(callback, problem):
