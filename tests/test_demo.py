@@ -5,7 +5,8 @@ import sys
 import numpy as np
 import pytest
 
-from numadam.demo import deconvolution, linear_fit, mlp_digits, one_blas_thread, run_demo, sequence_lstm
+from numadam.demo import (deconvolution, linear_fit, mlp_digits, one_blas_thread, pixel_decay, run_demo,
+                          sequence_lstm)
 
 
 @pytest.fixture(scope="module")
@@ -54,6 +55,25 @@ def test_deconvolution_adam_gets_close_to_lbfgs(quick_demo_without_matplotlib):
     assert -1e-8 < metrics["relative_gap"] < 1e-3
     assert metrics["solution_difference"] < 1e-2
     assert metrics["compiled"] and metrics["compiled_difference"] < 1e-10  # the compiled solve, beside it
+
+
+def test_pixel_decay_batch_finds_scipy_s_rates(quick_demo_without_matplotlib):
+    metrics = result_of(quick_demo_without_matplotlib, pixel_decay).metrics
+    assert metrics["compiled"] and metrics["converged"] == 1.0
+    assert metrics["rate_difference"] < 1e-5  # the same minimizer as Levenberg-Marquardt's
+    assert metrics["batch_rate_error"] < 0.1 and metrics["scipy_rate_error"] < 0.1  # the noise's doing, for both
+
+
+def test_the_pixel_decay_misfit_s_gradient_is_its_derivative(rng):
+    t, stack, _ = pixel_decay.make_stack(rng, side=2)
+    x, y = np.array([1.3, 0.7, 0.05]), stack[0, 0]
+    value, grad = pixel_decay.decay_misfit(x, t, y)
+    for j in range(3):
+        step = np.zeros(3)
+        step[j] = 1e-6
+        difference = (pixel_decay.decay_misfit(x + step, t, y)[0] - pixel_decay.decay_misfit(x - step, t, y)[0]) / 2e-6
+        assert grad[j] == pytest.approx(difference, rel=1e-6, abs=1e-9)
+    assert value == pytest.approx(np.mean((1.3 * np.exp(-0.7 * t) + 0.05 - y) ** 2), rel=1e-14)
 
 
 def test_the_compiled_objective_is_the_numpy_objective(rng):

@@ -1,4 +1,4 @@
-"""``numadam demo``: four worked examples that run offline, print a report and save a plot.
+"""``numadam demo``: five worked examples that run offline, print a report and save a plot.
 
 1. :mod:`~numadam.demo.linear_fit`: minimize :math:`(2W + b - 4)^2` from a random start.
 2. :mod:`~numadam.demo.mlp_digits`: a 64-64-10 ReLU MLP on the UCI handwritten digits
@@ -7,6 +7,8 @@
    with gradient clipping by global norm.
 4. :mod:`~numadam.demo.deconvolution`: Tikhonov-regularized deconvolution with
    ``numadam.minimize``, against scipy's L-BFGS-B.
+5. :mod:`~numadam.demo.pixel_decay`: a decay rate per pixel of an image stack with
+   ``numadam.minimize_batch``, beside a loop of SciPy fits.
 
 ``numadam demo --dask`` runs :mod:`~numadam.demo.dask_deconvolution` instead: the
 same deconvolution at 2 million points on a Dask array, on a local cluster.
@@ -22,10 +24,10 @@ import numpy as np
 
 import numadam
 
-from . import dask_deconvolution, deconvolution, linear_fit, mlp_digits, sequence_lstm
+from . import dask_deconvolution, deconvolution, linear_fit, mlp_digits, pixel_decay, sequence_lstm
 from .report import save_figure
 
-EXAMPLES = (linear_fit, mlp_digits, sequence_lstm, deconvolution)
+EXAMPLES = (linear_fit, mlp_digits, sequence_lstm, deconvolution, pixel_decay)
 #: ``numadam demo --dask`` (its module imports dask and distributed only when it runs).
 DASK_EXAMPLES = (dask_deconvolution,)
 FIGURE_NAME = "loss_curves.png"
