@@ -70,6 +70,30 @@ def test_the_solve_bench_times_every_loop_and_checks_the_compiled_iterates(tmp_p
     assert output.with_suffix(".txt").read_text() in result.stdout
 
 
+def test_the_batch_bench_times_every_way_and_checks_the_batch_s_iterates(tmp_path):
+    output = tmp_path / "batch.png"
+    result = bench("--batch", "--quick", "--output", str(output))
+    assert result.returncode == 0, result.stderr
+    assert "minimize(compiled=True) alone, bit for bit: yes" in result.stdout
+    for label in ("minimize_batch, 1 thread", "hand-written @njit loop, 1 thread", "loop of minimize(compiled=True)",
+                  "loop of minimize(compiled=False)"):
+        assert f"| {label} |" in result.stdout
+    assert "The batch on one thread:" in result.stdout
+    assert output.with_suffix(".txt").read_text() in result.stdout
+
+
+def test_the_batch_bench_s_hand_written_loop_is_adam():
+    from numadam.bench.batch import LR, decay, hand_written_loop, problems
+
+    t, y = problems(4)
+    starts = np.tile([1.0, 1.0, 0.0], (4, 1))
+    hand_written_loop(starts, t, y, LR, 200)
+    for i in range(4):
+        res = numadam.minimize(decay, np.array([1.0, 1.0, 0.0]), args=(t, y[i]), jac=True, lr=LR, maxiter=200,
+                               gtol=0.0)
+        np.testing.assert_allclose(starts[i], res.x, rtol=1e-12)  # (its own arithmetic's order: not bit for bit)
+
+
 def test_the_solve_bench_s_hand_written_loop_is_adam():
     from numadam.bench.solve import hand_written_loop, rosenbrock
 

@@ -52,6 +52,9 @@ def add_arguments(parser):
     parser.add_argument("--solve", action="store_true",
                         help="instead of the cases, time numadam.minimize's compiled solve against its Python loop, "
                              "a hand-written @njit loop and (if installed) optax in jax.jit, per iteration")
+    parser.add_argument("--batch", action="store_true",
+                        help="instead of the cases, time numadam.minimize_batch on 300 small fits (1 thread and all) "
+                             "against a hand-written @njit loop and loops of numadam.minimize calls, per fit")
     parser.add_argument("--startup", action="store_true",
                         help="instead of the cases, time new processes with a warm cache: import numadam, and import "
                              "with the first Adam step, each beside its floor (import numpy, numba; a cached @njit "
@@ -251,6 +254,24 @@ def run_solve(args, out=print):
     return 0 if same else 1
 
 
+def run_batch(args, out=print):
+    """``--batch``: the table of :mod:`numadam.bench.batch`, printed and (with ``--output``) written."""
+    from . import batch
+
+    rounds = args.repeat or (3 if args.quick else 7)
+    fits, iterations = (30, 50) if args.quick else (batch.FITS, batch.ITERATIONS)
+
+    def progress(text):
+        print(f"numadam bench --batch: {text}", file=sys.stderr, flush=True)
+
+    rows, same = batch.run(rounds, fits, iterations, progress=progress)
+    text = (f"numadam bench --batch{' --quick' if args.quick else ''}: median of {rounds} interleaved rounds on "
+            f"{os.cpu_count()} CPU(s) ({platform.machine()}). {_versions()}.\n{describe()}\n\n"
+            + batch.markdown(rows, same, fits, iterations))
+    _print_and_write(text, args.output, out)
+    return 0 if same else 1
+
+
 def run_startup(args, out=print):
     """``--startup``: the table of :mod:`numadam.bench.startup`, printed and (with ``--output``) written."""
     from . import startup
@@ -312,6 +333,8 @@ def run(args, out=print):
         return run_suites(args, out)
     if getattr(args, "solve", False):
         return run_solve(args, out)
+    if getattr(args, "batch", False):
+        return run_batch(args, out)
     if getattr(args, "startup", False):
         return run_startup(args, out)
     from .plot import save_plot

@@ -284,12 +284,22 @@ def _run_in_threads(driver, arguments, problems, progress):
         if threads == 1:
             work()
         else:
-            with concurrent.futures.ThreadPoolExecutor(threads) as pool:
-                for done in [pool.submit(work) for _ in range(threads)]:
+            helpers = [_pool(threads - 1).submit(work) for _ in range(threads - 1)]
+            try:
+                work()  # this thread is one of them
+            finally:
+                for done in helpers:
                     done.result()
     finally:
         if bar is not None:
             bar.close()
+
+
+@functools.cache
+def _pool(threads):
+    """A pool of ``threads`` threads, kept for the next batch (starting threads costs more than a
+    small batch)."""
+    return concurrent.futures.ThreadPoolExecutor(threads, thread_name_prefix="numadam-batch")
 
 
 def _bar(progress, problems):
