@@ -45,3 +45,41 @@ class SolveCompile:
         return res.compile_time
 
     track_compile_or_load_seconds.unit = "seconds"
+
+
+class ManyFits:
+    """300 small fits at once (see ``numadam bench --batch``): ``numadam.minimize_batch`` on one
+    thread and on all, beside the hand-written ``@njit`` loop over the fits it is held to (at most
+    1.2x its time on one thread). Skipped on commits before ``minimize_batch``."""
+
+    params = (["minimize_batch, 1 thread", "minimize_batch, all threads", "hand-written njit loop"],)
+    param_names = ("way",)
+    timeout = 600
+
+    def setup(self, way):
+        if not hasattr(numadam, "minimize_batch"):
+            raise NotImplementedError("this commit has no numadam.minimize_batch")
+        import numba
+
+        from numadam.bench import batch
+
+        t, y = batch.problems()
+        x0 = np.array([1.0, 1.0, 0.0])
+        threads = 1 if way.endswith("1 thread") else numba.get_num_threads()
+        if way.startswith("minimize_batch"):
+            def solve():
+                before = numba.get_num_threads()
+                numba.set_num_threads(threads)
+                try:
+                    numadam.minimize_batch(batch.decay, x0, args=(t,), batched_args=(y,), jac=True, lr=batch.LR,
+                                           maxiter=batch.ITERATIONS, gtol=0.0)
+                finally:
+                    numba.set_num_threads(before)
+            self.solve = solve
+        else:
+            self.solve = lambda: batch.hand_written_loop(np.tile(x0, (batch.FITS, 1)), t, y, batch.LR,
+                                                         batch.ITERATIONS)
+        self.solve()  # compiled before timing
+
+    def time_fits(self, way):
+        self.solve()
