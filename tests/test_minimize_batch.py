@@ -251,3 +251,132 @@ def test_dask_batches_refuse_what_workers_cannot_do_before_anything_runs():
 
 
 from test_dask import client  # noqa: E402,F401  (the cluster fixture)
+
+
+# -- vectorized=True: one call for every problem, the batch stepped as one array ---------------------
+
+
+def decay_all(X, t, Y):
+    """Every problem's mean squared residual and gradient at once (rows of ``X`` and ``Y``)."""
+    xp = np if isinstance(X, np.ndarray) else __import__("cupy")
+    a, k, c = X[:, :1], X[:, 1:2], X[:, 2:3]
+    e = xp.exp(-k * t)
+    r = a * e + c - Y
+    n = t.size
+    G = xp.stack([2 * (r * e).sum(1) / n, 2 * (r * (-a * t * e)).sum(1) / n, 2 * r.sum(1) / n], axis=1)
+    return (r * r).sum(1) / n, G
+
+
+def decay_one(x, t, y):
+    """:func:`decay_all` on one problem: the same arithmetic in the same order."""
+    values, grads = decay_all(x[None], t, y[None])
+    return values[0], grads[0]
+
+
+VECTORIZED = {
+    "adam": dict(lr=0.05),
+    "bounds": dict(lr=0.05, bounds=Bounds([0.0, 0.0, -1.0], [3.0, 0.9, 1.0])),
+    "clip-norm": dict(lr=0.05, clip=("norm", 0.05)),
+    "clip-value": dict(method="rmsprop", lr=0.01, clip=("value", 0.1)),
+    "ftol-xtol": dict(method="yogi", lr=0.05, ftol=1e-10, xtol=1e-8, patience=2),
+    "cosine": dict(method="adamw", lr=0.05, weight_decay=0.01, schedule=schedules.CosineDecay(0.05, 400)),
+}
+
+
+@pytest.mark.parametrize("name", VECTORIZED)
+def test_a_vectorized_batch_steps_each_problem_as_its_own_solve(name):
+    """Each problem's iterates, stop and history are its own minimize's; stopped problems stay frozen."""
+    t, y = decay_problems(12, seed=9)
+    options = dict(VECTORIZED[name], maxiter=400, gtol=1e-5)
+    batch = numadam.minimize_batch(decay_all, np.array([1.0, 1.0, 0.0]), args=(t,), batched_args=(y,), jac=True,
+                                   vectorized=True, **options)
+    assert len(set(batch.nit.tolist())) > 1 or name == "cosine"  # problems stop apart
+    for i in range(12):
+        alone = numadam.minimize(decay_one, np.array([1.0, 1.0, 0.0]), args=(t, y[i]), jac=True, compiled=False,
+                                 **options)
+        np.testing.assert_allclose(batch.x[i], alone.x, rtol=1e-12, atol=1e-14)
+        assert (batch.nit[i], batch.status[i], batch.message[i]) == (alone.nit, alone.status, alone.message)
+        np.testing.assert_allclose(batch.history[i, :alone.nit + 1], alone.history, rtol=1e-12)
+        assert np.isnan(batch.history[i, alone.nit + 1:]).all()
+
+
+def test_a_vectorized_problem_that_meets_nan_stops_alone_at_its_last_finite_iterate():
+    def poisoned(X, t, Y):
+        values, grads = decay_all(X, t, Y)
+        values = values.copy()
+        values[X[:, 1] > 1.05] = np.nan  # problem 0 starts at k = 1.04 and walks up
+        return values, grads
+
+    t, y = decay_problems(3, seed=10)
+    y[0] = 1.5 * np.exp(-1.3 * t)
+    starts = np.array([[1.0, 1.04, 0.0], [1.0, 1.0, 0.0], [1.0, 1.0, 0.0]])
+    batch = numadam.minimize_batch(poisoned, starts, args=(t,), batched_args=(y,), jac=True, lr=0.01, maxiter=300,
+                                   vectorized=True)
+    assert batch.status[0] == 4 and "returning the last finite iterate" in batch.message[0]
+    assert batch.x[0, 1] <= 1.05 and np.isfinite(batch.fun[0])
+    assert batch.nit[1] > batch.nit[0] and batch.status[1] in (0, 1)
+
+
+def test_a_vectorized_callback_sees_the_running_problems_and_can_stop_them():
+    t, y = decay_problems(4, seed=11)
+    seen = []
+
+    def callback(intermediate_result):
+        seen.append(intermediate_result.running.copy())
+        if len(seen) == 5:
+            raise StopIteration
+
+    batch = numadam.minimize_batch(decay_all, np.ones(3), args=(t,), batched_args=(y,), jac=True, maxiter=50,
+                                   vectorized=True, callback=callback)
+    assert len(seen) == 5 and seen[0].all() and (batch.status == 99).all() and (batch.nit == 5).all()
+    assert batch.message[0] == "stopped: callback raised StopIteration"
+
+
+@pytest.mark.parametrize("options, error, message", [
+    (dict(method="lamb"), ValueError, "LAMB takes norms over each parameter"),
+    (dict(method="adafactor"), ValueError, "Adafactor takes norms"),
+    (dict(nonfinite="skip"), ValueError, "vectorized=True takes nonfinite='stop'"),
+    (dict(clip=lambda g: g), ValueError, "a callable clips one problem's gradient"),
+    (dict(schedule=schedules.ReduceOnPlateau(0.1)), ValueError, "observes the objective"),
+    (dict(compiled=True), TypeError, "a vectorized batch runs its objective as one call"),
+    (dict(vectorized="yes"), TypeError, "vectorized"),
+])
+def test_a_vectorized_batch_refuses_what_would_mix_the_problems_before_anything_runs(options, error, message):
+    calls = []
+
+    def fun(X, Y):
+        calls.append(1)
+        return (X * X).sum(1), 2 * X
+
+    with pytest.raises(error, match=message):
+        numadam.minimize_batch(fun, np.zeros(3), batched_args=(np.ones((4, 2)),), jac=True,
+                               **{"vectorized": True, **options})
+    assert calls == []
+
+
+def test_a_vectorized_objective_that_returns_the_wrong_shapes_is_named():
+    with pytest.raises(ValueError, match=r"one value per problem, shape \(4,\); got shape \(\)"):
+        numadam.minimize_batch(lambda X: ((X * X).sum(), 2 * X), np.zeros((4, 3)), jac=True, vectorized=True)
+    with pytest.raises(ValueError, match=r"the gradients must have x's shape \(4, 3\); got shape \(4,\)"):
+        numadam.minimize_batch(lambda X: ((X * X).sum(1), X.sum(1)), np.zeros((4, 3)), jac=True, vectorized=True)
+
+
+def test_a_vectorized_batch_in_float32_with_a_separate_jac():
+    centres = np.random.default_rng(12).standard_normal((6, 5)).astype(np.float32)
+    batch = numadam.minimize_batch(lambda X, C: ((X - C) ** 2).sum(1), np.zeros((6, 5), np.float32),
+                                   batched_args=(centres,), jac=lambda X, C: 2 * (X - C), lr=0.1, maxiter=2000,
+                                   gtol=1e-4, vectorized=True)
+    assert batch.x.dtype == np.float32 and batch.success.all()
+    np.testing.assert_allclose(batch.x, centres, atol=1e-4)
+
+
+@pytest.mark.gpu
+def test_a_vectorized_batch_on_cupy_arrays_stays_on_the_gpu():
+    cupy = pytest.importorskip("cupy")
+    t, y = decay_problems(16, seed=13)
+    on_host = numadam.minimize_batch(decay_all, np.ones(3), args=(t,), batched_args=(y,), jac=True, lr=0.05,
+                                     maxiter=300, vectorized=True)
+    on_gpu = numadam.minimize_batch(decay_all, cupy.ones(3), args=(cupy.asarray(t),), batched_args=(cupy.asarray(y),),
+                                    jac=True, lr=0.05, maxiter=300, vectorized=True)
+    assert isinstance(on_gpu.x, cupy.ndarray)
+    np.testing.assert_allclose(cupy.asnumpy(on_gpu.x), on_host.x, rtol=1e-6, atol=1e-8)

@@ -35,7 +35,7 @@ from .rules import SUCCESS
 
 def minimize_batch(fun, x0, args=(), batched_args=(), method="adam", *, jac=None, bounds=None, maxiter=1000,
                    gtol=1e-5, ftol=None, xtol=None, patience=10, schedule=None, clip=None, callback=None,
-                   progress=False, nonfinite="stop", compiled=None, **hyperparameters):
+                   progress=False, nonfinite="stop", compiled=None, vectorized=False, **hyperparameters):
     r"""Minimize ``P`` independent problems at once; return one ``OptimizeResult`` of stacked fields.
 
     Problem ``i`` calls ``fun(x_i, *args, *(a[i] for a in batched_args))`` (and
@@ -77,6 +77,18 @@ def minimize_batch(fun, x0, args=(), batched_args=(), method="adam", *, jac=None
         raises a ``TypeError`` saying why where it cannot (a family with norms,
         whose compiled solve steps its optimizer's own state, also); ``None``
         compiles where it can.
+    vectorized : bool
+        ``fun`` takes every problem at once: ``fun(X, *args, *batched_args)``
+        with ``X`` of shape ``(P, *shape)`` (NumPy or CuPy, as ``x0``) and the
+        batched arrays whole, and returns the ``(P,)`` values and the
+        ``(P, *shape)`` gradients (``jac=True``; or ``jac(X, ...)`` returns the
+        gradients). The batch steps as one array through the engine's kernels,
+        the problems that stopped frozen (:mod:`numadam.solver.vectorized`);
+        each problem's iterates equal its own solve's up to the order of the
+        objective's arithmetic. For the elementwise families, without
+        ``nonfinite="skip"``, a callable ``clip`` or a schedule that observes the
+        objective. The callback, if any, gets the stacked iterate after every
+        step (``intermediate_result.running`` marks the problems still running).
 
     Returns
     -------
@@ -106,6 +118,11 @@ def minimize_batch(fun, x0, args=(), batched_args=(), method="adam", *, jac=None
     if not isinstance(args, tuple):
         args = (args,)
     check_solve_options(fun, jac, compiled, nonfinite)
+    if validate.check_flag("vectorized", vectorized):
+        return _vectorized(fun, x0, args, batched_args, method, compiled, callback, progress,
+                           dict(jac=jac, bounds=bounds, maxiter=maxiter, gtol=gtol, ftol=ftol, xtol=xtol,
+                                patience=patience, schedule=schedule, clip=clip, nonfinite=nonfinite,
+                                **hyperparameters))
     if is_dask_array(x0) or (isinstance(batched_args, (tuple, list)) and any(map(is_dask_array, batched_args))):
         return _dask_batch(fun, x0, args, batched_args, method, compiled, callback, progress,
                            dict(jac=jac, bounds=bounds, maxiter=maxiter, gtol=gtol, ftol=ftol, xtol=xtol,
@@ -129,6 +146,42 @@ def minimize_batch(fun, x0, args=(), batched_args=(), method="adam", *, jac=None
     if found is not None:
         return _compiled_batch(*found, starts, args, batched, progress)
     return _python_batch(fun, starts, args, batched, method, compiled, callback, progress, options)
+
+
+def _vectorized(fun, x0, args, batched_args, method, compiled, callback, progress, options):
+    """The checks of a vectorized batch, then :func:`numadam.solver.vectorized.vectorized_batch`."""
+    from . import vectorized
+    from .minimize import _scipy_style_callback
+
+    if compiled is True:
+        raise TypeError("compiled=True: a vectorized batch runs its objective as one call on arrays, in Python; "
+                        "pass compiled=None")
+    if not isinstance(batched_args, (tuple, list)):
+        raise TypeError(f"batched_args must be a tuple of arrays, each with one entry per problem along its first "
+                        f"axis; got {type(batched_args).__name__}")
+    on_device = [a if hasattr(a, "__cuda_array_interface__") else np.asarray(a) for a in batched_args]
+    for k, array in enumerate(on_device):
+        if array.ndim == 0 or array.dtype == object:
+            raise ValueError(f"batched_args[{k}] must be an array with one entry per problem along its first axis; "
+                             f"got {'a scalar' if array.ndim == 0 else 'an array of dtype object'}")
+    _check_lengths([array.shape[0] for array in on_device])
+    starts = x0 if hasattr(x0, "__cuda_array_interface__") else np.asarray(x0)
+    if starts.dtype == object:
+        raise TypeError("x0 must be one array of numbers, (P, *shape) or (n,); got an array of dtype object")
+    problems = _problem_count(starts.shape, [array.shape[0] for array in on_device])
+    if starts.ndim == 1:
+        starts = vectorized.array_module(starts).broadcast_to(starts, (problems,) + starts.shape)
+    optimizer_type = optimizer_class(method)
+    reason = vectorized.refusal(optimizer_type, options)
+    if reason is not None:
+        raise ValueError(reason)
+    notify = _scipy_style_callback(callback)
+    bar = _bar(validate.check_flag("progress", progress), problems)
+    try:
+        return vectorized.vectorized_batch(fun, starts, args, tuple(on_device), optimizer_type, options, notify, bar)
+    finally:
+        if bar is not None:
+            bar.close()
 
 
 def _checked_batched_args(batched_args):

@@ -110,13 +110,19 @@ def _check_compilable(fun, jac, x, optimizer, schedule, clip, callback, progress
         raise NotCompilable(f"nonfinite={nonfinite!r} (a compiled solve stops at a non-finite value: 'stop')")
     if clip is not None and not isinstance(clip, tuple):
         raise NotCompilable("a callable clip is Python code; pass ('value', c), ('norm', c) or ('global_norm', c)")
-    if schedule is not None and _rate_source(schedule, "k", []) is None:
+    if not is_closed_form(schedule):
         raise NotCompilable(f"the schedule {schedule!r} is not a closed form of the step (Constant, StepDecay, "
                             "ExponentialDecay, CosineDecay, or LinearWarmup of one)")
     policies = optimizer.policies
     for name, value in policies.items():
         if name not in _PROJECTIONS and value != _POLICY_DEFAULTS[name] and name != "complex_mode":
             raise NotCompilable(f"the option {name}={value!r} (a compiled solve applies only bounds and nonneg)")
+
+
+def is_closed_form(schedule):
+    """Whether ``schedule`` (or ``None``: the constant ``lr``) is a closed form of the step, which a
+    compiled solve computes and which needs no objective's value (unlike ReduceOnPlateau's)."""
+    return schedule is None or _rate_source(schedule, "k", []) is not None
 
 
 def _rate_source(schedule, step, params):
