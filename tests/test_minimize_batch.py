@@ -154,7 +154,7 @@ def test_a_callback_sees_each_problem_in_python_and_is_refused_compiled():
     def callback(intermediate_result):
         seen.append(intermediate_result.problem)
 
-    with pytest.raises(TypeError, match="cannot call a callback inside its parallel loop"):
+    with pytest.raises(TypeError, match="cannot call a callback inside its threads"):
         numadam.minimize_batch(bowl, np.zeros(3), batched_args=(centres, np.ones(2)), jac=True, callback=callback,
                                compiled=True)
     assert seen == []
@@ -176,8 +176,68 @@ def test_a_gradient_of_the_wrong_shape_names_the_problem():
         r = x - centre
         return r @ r, np.zeros(x.size + 1)
 
-    with pytest.raises(ValueError, match=r"the gradient must have x's shape \(3,\)"):
+    with pytest.raises(ValueError, match=r"problem 0: the gradient must have x's shape \(3,\); got shape \(4,\)"):
         numadam.minimize_batch(wrong, np.zeros(3), batched_args=(np.ones((2, 3)),), jac=True, compiled=True)
+
+
+def test_each_problem_steps_with_its_own_copy_of_a_schedule_that_observes():
+    """ReduceOnPlateau observes each problem's own values (a copy each); the one given is left as it is."""
+    centres = np.random.default_rng(14).standard_normal((3, 2)) * [[1.0], [5.0], [0.1]]
+    plateau = schedules.ReduceOnPlateau(0.5, factor=0.5, patience=3)
+    before = plateau.state_dict()
+    batch = numadam.minimize_batch(bowl, np.zeros(2), batched_args=(centres, np.ones(3)), jac=True,
+                                   schedule=plateau, maxiter=300, gtol=1e-8)
+    assert plateau.state_dict() == before
+    for i in range(3):
+        alone = numadam.minimize(bowl, np.zeros(2), args=(centres[i], 1.0), jac=True,
+                                 schedule=schedules.ReduceOnPlateau(0.5, factor=0.5, patience=3), maxiter=300,
+                                 gtol=1e-8)
+        assert_same_as_alone(batch, alone, i)
+
+
+def test_histories_are_as_long_as_the_solves_not_as_maxiter():
+    """The batch keeps each problem's history as its solve returns it: no room taken for maxiter
+    iterations up front, and none cut past the compiled solve's first history block (2**20)."""
+    from numadam.solver.compiled import HISTORY_CAPACITY
+
+    centres = np.ones((3, 2)) * [[1.0], [2.0], [3.0]]
+    early = numadam.minimize_batch(bowl, np.zeros(2), batched_args=(centres, np.ones(3)), jac=True, lr=0.1,
+                                   maxiter=10**9, gtol=1e-6)
+    assert early.history.shape == (3, early.nit.max() + 1)
+    long = numadam.minimize_batch(bowl, np.zeros(2), batched_args=(centres[:1], np.ones(1)), jac=True, lr=1e-9,
+                                  maxiter=HISTORY_CAPACITY + 50, gtol=0.0)
+    alone = numadam.minimize(bowl, np.zeros(2), args=(centres[0], 1.0), jac=True, lr=1e-9,
+                             maxiter=HISTORY_CAPACITY + 50, gtol=0.0)
+    assert long.history.shape == (1, HISTORY_CAPACITY + 51)
+    np.testing.assert_array_equal(long.history[0], alone.history)
+
+
+def test_a_forked_child_runs_its_own_batch():
+    """The threads kept between batches do not exist in a forked child: it starts its own."""
+    import multiprocessing
+
+    if "fork" not in multiprocessing.get_all_start_methods():
+        pytest.skip("this platform cannot fork")
+    centres = np.random.default_rng(15).standard_normal((8, 3))
+    numadam.minimize_batch(bowl, np.zeros(3), batched_args=(centres, np.ones(8)), jac=True, maxiter=50)
+    child = multiprocessing.get_context("fork").Process(target=numadam.minimize_batch, args=(bowl, np.zeros(3)),
+                                                        kwargs=dict(batched_args=(centres, np.ones(8)), jac=True,
+                                                                    maxiter=50))
+    child.start()
+    child.join(60)
+    alive = child.is_alive()
+    if alive:
+        child.kill()
+    assert not alive and child.exitcode == 0
+
+
+def test_compile_time_counts_a_new_compilation_for_new_argument_types():
+    centres = np.random.default_rng(16).standard_normal((4, 3))
+    numadam.minimize_batch(bowl, np.zeros(3), batched_args=(centres, np.ones(4)), jac=True, maxiter=5)
+    again = numadam.minimize_batch(bowl, np.zeros(3), batched_args=(centres, np.ones(4)), jac=True, maxiter=5)
+    other = numadam.minimize_batch(bowl, np.zeros(3), batched_args=(centres.astype(np.float32), np.ones(4)),
+                                   jac=True, maxiter=5)
+    assert again.compile_time < 0.05 < other.compile_time
 
 
 def counting_fun():
@@ -197,8 +257,12 @@ def counting_fun():
     (dict(x0=np.zeros(3), batched_args=(np.ones(4), np.ones((5, 2)))), ValueError,
      r"every array of batched_args must have one entry per problem .* got lengths \[4, 5\]"),
     (dict(x0=np.zeros(3), batched_args=(2.0,)), ValueError, r"batched_args\[0\] must be an array .* got a scalar"),
+    (dict(x0=np.zeros(3), batched_args=(np.ones(3), np.ones(2)), maxiter=-1), ValueError, "lengths"),
     (dict(x0=np.zeros(3), batched_args=np.ones(4)), TypeError, "batched_args must be a tuple of arrays"),
-    (dict(x0=np.zeros((0, 3))), ValueError, "at least one problem"),
+    (dict(x0=np.zeros((0, 3))), ValueError, r"at least one problem; x0 has shape \(0, 3\)"),
+    (dict(x0=np.zeros(3), batched_args=(np.ones((0, 2)),)), ValueError, "at least one problem; batched_args have no"),
+    (dict(x0=[[1.0, 2.0], [3.0]]), ValueError, "x0 must be an array of numbers; NumPy cannot make one of it"),
+    (dict(x0=np.zeros(3), batched_args=([[1.0], [1.0, 2.0]],)), ValueError, r"batched_args\[0\] must be an array of"),
     (dict(x0=np.zeros(3), batched_args=(np.ones(2),), jac=None), TypeError, "jac must be True"),
     (dict(x0=np.zeros(3), batched_args=(np.ones(2),), compiled="yes"), TypeError, "compiled must be None"),
     (dict(x0=np.zeros(3), batched_args=(np.ones(2),), nonfinite="retry"), ValueError, "nonfinite must be"),
@@ -248,6 +312,20 @@ def test_dask_batches_refuse_what_workers_cannot_do_before_anything_runs():
     with pytest.raises(ValueError, match="x0 has 4 starts"):
         numadam.minimize_batch(fun, da.zeros((4, 4), chunks=2), batched_args=(y,), jac=True)
     assert calls == []
+
+
+@pytest.mark.dask
+def test_a_shared_dask_start_alone_runs_in_this_process_and_unknown_sizes_are_named():
+    da = pytest.importorskip("dask.array")
+    centres = np.random.default_rng(17).standard_normal((5, 3))
+    shared = numadam.minimize_batch(bowl, da.zeros(3, chunks=3), batched_args=(centres, np.ones(5)), jac=True,
+                                    maxiter=40)
+    local = numadam.minimize_batch(bowl, np.zeros(3), batched_args=(centres, np.ones(5)), jac=True, maxiter=40)
+    np.testing.assert_array_equal(shared.x, local.x)
+    unknown = da.from_array(np.zeros((5, 3)), chunks=(2, 3))
+    unknown = unknown[unknown[:, 0] == 0]
+    with pytest.raises(ValueError, match=r"x0 has an unknown shape \(nan, 3\): compute its chunk sizes first"):
+        numadam.minimize_batch(bowl, unknown, batched_args=(centres, np.ones(5)), jac=True)
 
 
 from test_dask import client  # noqa: E402,F401  (the cluster fixture)

@@ -219,14 +219,20 @@ class CompiledSolve:
         return tuple(rows.copy() if isinstance(kind.initial_for(self._h), str)
                      else np.full(rows.shape, kind.initial_for(self._h), rows.dtype) for kind in self._state_kinds)
 
+    def settings(self):
+        """The solve's arguments between ``args`` and ``state``, the same for any start: the
+        hyperparameters, the carry, the schedule's numbers, the bounds, the clipping limit and the
+        stop rules' numbers (``ftol``/``xtol`` -1 when off)."""
+        rules_ = self.stop_rules
+        return (tuple(self.hyper), self.carry, self.rate_params, _or_empty(self.low, self.x),
+                _or_empty(self.high, self.x), self.clip_limit, rules_.gtol,
+                -1.0 if rules_.ftol is None else rules_.ftol, -1.0 if rules_.xtol is None else rules_.xtol,
+                rules_.patience, rules_.maxiter)
+
     def run(self):
         """``(status, nit, nfev, value, candidate, grad_peak, history, grad)`` of the compiled loop, and
         the seconds the first call of this configuration spent compiling (0 when it was ready)."""
-        rules_ = self.stop_rules
-        arguments = (self.x, self.args, tuple(self.hyper), self.carry, self.rate_params,
-                     _or_empty(self.low, self.x), _or_empty(self.high, self.x), self.clip_limit, rules_.gtol,
-                     -1.0 if rules_.ftol is None else rules_.ftol, -1.0 if rules_.xtol is None else rules_.xtol,
-                     rules_.patience, rules_.maxiter, self.state, self.kernel, HISTORY_CAPACITY)
+        arguments = (self.x, self.args, *self.settings(), self.state, self.kernel, HISTORY_CAPACITY)
         ready = (self.function, _type_key(arguments))
         compile_seconds = 0.0
         if ready not in _READY:  # Numba's typeof of these tuples costs more than a short solve

@@ -55,9 +55,10 @@ def refusal(optimizer_type, options):
     return None
 
 
-def vectorized_batch(fun, x0, args, batched, optimizer_type, options, notify, bar):
+def vectorized_batch(fun, x0, args, batched, optimizer_type, options, hyperparameters, notify, bar):
     """The batch of :func:`numadam.minimize_batch` with ``vectorized=True`` (see the module docstring);
-    ``x0`` is the ``(P, *shape)`` starts, NumPy or CuPy, ``notify`` the scipy-style callback or ``None``."""
+    ``x0`` is the ``(P, *shape)`` starts, NumPy or CuPy, ``options`` minimize's (``hyperparameters``
+    the family's among them), ``notify`` the scipy-style callback or ``None``."""
     from scipy.optimize import OptimizeResult
 
     from .minimize import _StopRules, _box, _clip_into, _non_finite_stop, _solver_dtype
@@ -67,7 +68,6 @@ def vectorized_batch(fun, x0, args, batched, optimizer_type, options, notify, ba
     problems, shape = x.shape[0], x.shape[1:]
     rules = _StopRules(options["maxiter"], options["gtol"], options["ftol"], options["xtol"], options["patience"])
     box = None if options["bounds"] is None else _box(options["bounds"], x[0])
-    hyperparameters = {k: v for k, v in options.items() if k not in _SOLVE_OPTIONS}
     bounds = None
     if box is not None:
         _clip_into(x, box)
@@ -145,10 +145,6 @@ def vectorized_batch(fun, x0, args, batched, optimizer_type, options, notify, ba
     return OptimizeResult(x=x, fun=value, jac=grad, nit=nit, nfev=nfev, njev=nfev.copy(), status=status,
                           success=np.isin(status, (0, 2, 3)), message=messages, skipped=np.zeros(problems, np.int64),
                           history=history[:, :int(nit.max()) + 1].copy(), compiled=False, compile_time=0.0)
-
-
-#: minimize's options that are not the family's hyperparameters.
-_SOLVE_OPTIONS = ("jac", "bounds", "maxiter", "gtol", "ftol", "xtol", "patience", "schedule", "clip", "nonfinite")
 
 
 def array_module(array):
