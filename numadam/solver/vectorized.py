@@ -80,7 +80,7 @@ def vectorized_batch(fun, x0, args, batched, optimizer_type, options, hyperparam
     peak = _peaks(x, grad, box, xp)
     nit = np.zeros(problems, np.int64)
     nfev = np.ones(problems, np.int64)
-    history = np.full((problems, rules.maxiter + 1), np.nan)
+    history = np.full((problems, min(rules.maxiter + 1, 1024)), np.nan)  # (doubled as the solve goes on)
     history[:, 0] = value
     status = np.full(problems, NONE, np.int64)
     quiet_f, quiet_x = np.zeros(problems, np.int64), np.zeros(problems, np.int64)
@@ -121,6 +121,9 @@ def vectorized_batch(fun, x0, args, batched, optimizer_type, options, hyperparam
         peak[accepted] = candidate_peak[accepted]
         rows = xp.asarray(accepted)
         grad[rows] = fresh[rows]
+        if iteration == history.shape[1]:
+            history = np.concatenate([history, np.full((problems, min(history.shape[1], rules.maxiter + 1
+                                                                     - history.shape[1])), np.nan)], axis=1)
         history[accepted, iteration] = candidate[accepted]
         changes = x_peaks = zeros
         if rules.xtol is not None:
