@@ -242,16 +242,8 @@ def run_solve(args, out=print):
 
     iterations = args.iterations or (1_000 if args.quick else 100_000)
     rounds = args.repeat or (3 if args.quick else 7)
-
-    def progress(text):
-        print(f"numadam bench --solve: {text}", file=sys.stderr, flush=True)
-
-    rows, compile_seconds, same = solve.run(iterations, rounds, progress=progress)
-    text = (f"numadam bench --solve{' --quick' if args.quick else ''}: median of {rounds} interleaved rounds on "
-            f"{os.cpu_count()} CPU(s) ({platform.machine()}). {_versions()}.\n{describe()}\n\n"
-            + solve.markdown(rows, compile_seconds, same, iterations))
-    _print_and_write(text, args.output, out)
-    return 0 if same else 1
+    rows, compile_seconds, same = solve.run(iterations, rounds, progress=_progress("solve"))
+    return _timed_table("solve", args, rounds, solve.markdown(rows, compile_seconds, same, iterations), same, out)
 
 
 def run_batch(args, out=print):
@@ -260,14 +252,20 @@ def run_batch(args, out=print):
 
     rounds = args.repeat or (3 if args.quick else 7)
     fits, iterations = (30, 50) if args.quick else (batch.FITS, batch.ITERATIONS)
+    rows, same = batch.run(rounds, fits, iterations, progress=_progress("batch"))
+    return _timed_table("batch", args, rounds, batch.markdown(rows, same, fits, iterations), same, out)
 
-    def progress(text):
-        print(f"numadam bench --batch: {text}", file=sys.stderr, flush=True)
 
-    rows, same = batch.run(rounds, fits, iterations, progress=progress)
-    text = (f"numadam bench --batch{' --quick' if args.quick else ''}: median of {rounds} interleaved rounds on "
-            f"{os.cpu_count()} CPU(s) ({platform.machine()}). {_versions()}.\n{describe()}\n\n"
-            + batch.markdown(rows, same, fits, iterations))
+def _progress(name):
+    """A function printing ``numadam bench --NAME: text`` on standard error."""
+    return lambda text: print(f"numadam bench --{name}: {text}", file=sys.stderr, flush=True)
+
+
+def _timed_table(name, args, rounds, table, same, out):
+    """Print (and with ``--output`` write) ``table`` under the run's header; the exit status: 0 when
+    the compiled iterates were the same as checked (``same``), else 1."""
+    text = (f"numadam bench --{name}{' --quick' if args.quick else ''}: median of {rounds} interleaved rounds on "
+            f"{os.cpu_count()} CPU(s) ({platform.machine()}). {_versions()}.\n{describe()}\n\n" + table)
     _print_and_write(text, args.output, out)
     return 0 if same else 1
 
