@@ -15,6 +15,7 @@ import pkgutil
 from . import families as _members
 from .core.algorithm import Example, declared_in
 from .functional import step_function
+from .muon import Muon
 from .optimizers import Optimizer
 
 #: method name -> (optimizer class, functional step), in alphabetical order of the methods.
@@ -83,10 +84,17 @@ for _found in sorted(pkgutil.iter_modules(_members.__path__), key=lambda found: 
     if not _found.name.startswith("_"):
         _register(importlib.import_module(f"{_members.__name__}.{_found.name}"))
 _REGISTRY = dict(sorted(_REGISTRY.items()))
+#: Methods that are not elementwise families (no functional step): method name -> class.
+_MATRIX_METHODS = {"muon": Muon}
+__all__.append("Muon")
 
 
 def families():
-    """The optimizers numadam has, by the name :func:`numadam.minimize` takes as ``method``.
+    """The elementwise optimizers numadam has, by the name :func:`numadam.minimize` takes as ``method``.
+
+    These are the engine's families: each has a functional step, ``numadam.jit``
+    steps and every policy. :class:`numadam.Muon`, whose step multiplies whole
+    matrices, is not among them; ``minimize`` takes it as ``method="muon"``.
 
     Examples
     --------
@@ -100,14 +108,25 @@ def families():
 
 
 def optimizer_class(method):
-    """The class of ``method`` (a name from :func:`families`, any case)."""
-    found = _REGISTRY.get(method.lower() if isinstance(method, str) else None)
+    """The class of ``method`` (a name from :func:`families`, or ``"muon"``; any case)."""
+    name = method.lower() if isinstance(method, str) else None
+    found = _REGISTRY.get(name)
     if found is None:
-        raise ValueError(f"method must be one of {list(_REGISTRY)}; got {method!r}")
+        if name in _MATRIX_METHODS:
+            return _MATRIX_METHODS[name]
+        raise ValueError(f"method must be one of {list(_REGISTRY) + list(_MATRIX_METHODS)}; got {method!r}")
     return found[0]
+
+
+def method_name(cls):
+    """The method name of an optimizer class (``numadam.AdamW`` -> ``"adamw"``)."""
+    return next(name for name, found in {**families(), **_MATRIX_METHODS}.items() if found is cls)
 
 
 def functional_step(method):
     """The functional step of ``method`` (a name from :func:`families`)."""
     optimizer_class(method)
+    if method.lower() in _MATRIX_METHODS:
+        raise ValueError(f"{method!r} has no functional step: its Newton–Schulz iteration takes whole matrices "
+                         "and its state; step numadam.Muon")
     return _REGISTRY[method.lower()][1]

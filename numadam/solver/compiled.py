@@ -93,6 +93,9 @@ def _is_numba_function(value):
 
 def _check_compilable(fun, jac, x, optimizer, schedule, clip, callback, progress, nonfinite):
     """Raise :class:`NotCompilable` naming the first thing that keeps the solve in Python."""
+    if getattr(optimizer, "algorithm", None) is None:
+        raise NotCompilable(f"{type(optimizer).__name__}'s step multiplies whole matrices through the array "
+                            "library (its Newton–Schulz iteration), which a compiled solve does not call")
     if not _is_numba_function(fun):
         raise NotCompilable("fun is not a Numba function (decorate it with @numba.njit)")
     if jac is not True and not _is_numba_function(jac):

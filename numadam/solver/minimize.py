@@ -20,7 +20,7 @@ from ..targets.dispatch import backend_for
 from ..adapters.dask import is_dask_array
 from ..adapters.foreign import adopt, is_foreign, is_jax, is_tensor, tensor_like
 from ..clipping import clip_by_global_norm, clip_by_norm, clip_by_value
-from ..registry import families, optimizer_class
+from ..registry import method_name, optimizer_class
 from .rules import (CALLBACK, NON_FINITE, NONE, SUCCESS, clip_norm_in_place, clip_value_in_place,
                            non_finite_message, stop_message, stop_status)
 
@@ -267,7 +267,7 @@ def check_solve_options(fun, jac, compiled, nonfinite):
 
 
 def _family_name(optimizer_type):
-    return next(name for name, cls in families().items() if cls is optimizer_type)
+    return method_name(optimizer_type)
 
 
 def _compiled_result(solve, fun, jac, args, stop_rules, OptimizeResult):

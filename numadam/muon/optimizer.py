@@ -1,0 +1,527 @@
+r"""``numadam.Muon``: momentum orthogonalized by Newton–Schulz, over a tree of matrices and other leaves.
+
+A step, for each matrix :math:`W` (a parameter of two or more dimensions, read
+as ``W.reshape(W.shape[0], -1)``) with gradient :math:`G`:
+
+.. math::
+
+    B &\leftarrow \operatorname{lerp}(B, G, 1 - \mu), \qquad
+    U = \operatorname{lerp}(G, B, \mu) \ \text{(Nesterov; else } U = B) \\
+    O &= \mathrm{NS}^{(a,b,c)}_{k}(U; \epsilon), \qquad
+    W \leftarrow W\,(1 - \eta\lambda) - \eta\, r(A, B)\, O
+
+with :math:`r = \sqrt{\max(1, A/B)}` ("original") or :math:`0.2\sqrt{\max(A, B)}`
+("match_rms_adamw") for an :math:`A \times B` matrix: ``torch.optim.Muon``'s
+step (see :mod:`numadam.muon.elementwise` and :mod:`numadam.muon.newton_schulz`).
+Matrices of one shape, dtype and device go through one batched iteration.
+
+Other leaves (biases, gains, and the matrices ``aux_filter`` picks, such as
+embeddings) are stepped by an auxiliary :class:`numadam.AdamW` in the same
+:meth:`Muon.step`.
+"""
+
+import inspect
+import math
+import threading
+from collections.abc import Iterator
+
+import numpy as np
+
+from ..adapters.dask import is_dask_array
+from ..adapters.foreign import is_tensor
+from ..adapters.tree import flatten
+from ..core import validate
+from ..state_files import load_state, save_state
+from . import newton_schulz
+from .elementwise import apply_step, momentum_step
+
+#: torch.optim.Muon's Newton–Schulz coefficients (a, b, c).
+NS_COEFFICIENTS = (3.4445, -4.7750, 2.0315)
+#: The names ``adjust_lr_fn`` takes (``None`` is "original").
+ADJUST_LR_FNS = ("original", "match_rms_adamw")
+#: Iterations torch refuses (and so does numadam): ``ns_steps`` is below this.
+MOST_NS_STEPS = 100
+
+
+def lr_ratio(adjust_lr_fn, rows, columns):
+    """The factor of ``lr`` for a ``rows x columns`` matrix: torch.optim.Muon's ``_adjust_lr``."""
+    if adjust_lr_fn in (None, "original"):
+        return math.sqrt(max(1.0, rows / columns))
+    return 0.2 * math.sqrt(max(rows, columns))
+
+
+def _check_coefficients(value):
+    if isinstance(value, (str, bytes)) or not hasattr(value, "__len__") or len(value) != 3:
+        raise ValueError(f"ns_coefficients must be three numbers (a, b, c); got {value!r}")
+    return tuple(validate.check_real("ns_coefficients", item) for item in value)
+
+
+def _checked(name, value):
+    """One of Muon's own hyperparameters, checked; the value to keep."""
+    if name == "lr":
+        return validate.check_lr(value)
+    if name in ("weight_decay", "momentum", "eps"):
+        return validate.check_nonnegative(name, value)
+    if name == "nesterov":
+        return validate.check_flag(name, value)
+    if name == "ns_coefficients":
+        return _check_coefficients(value)
+    if name == "ns_steps":
+        steps = validate.check_count(name, value, 0)
+        if steps >= MOST_NS_STEPS:
+            raise ValueError(f"ns_steps must be below {MOST_NS_STEPS} (as torch.optim.Muon); got {value!r}")
+        return steps
+    if name == "adjust_lr_fn":
+        if value is not None and value not in ADJUST_LR_FNS:
+            raise ValueError(f"adjust_lr_fn must be None, 'original' or 'match_rms_adamw'; got {value!r}")
+        return value
+    if name == "ns_dtype":
+        if value not in newton_schulz.NS_DTYPES:
+            raise ValueError(f"ns_dtype must be 'bfloat16' (torch's) or 'float32'; got {value!r}")
+        return value
+    raise KeyError(name)
+
+
+_NAMES = ("lr", "weight_decay", "momentum", "nesterov", "ns_coefficients", "eps", "ns_steps", "adjust_lr_fn",
+          "ns_dtype")
+
+
+def _library(array):
+    """``"numpy"``, ``"cupy"`` or ``"torch"``; raises for anything else (Dask with the reason)."""
+    if isinstance(array, np.ndarray) and not isinstance(array, np.ma.MaskedArray):
+        return "numpy"
+    if is_tensor(array):
+        return "torch"
+    if type(array).__module__.split(".")[0] == "cupy":
+        return "cupy"
+    if is_dask_array(array):
+        raise TypeError("Muon takes NumPy, CuPy and torch arrays, not Dask arrays: its Newton–Schulz iteration "
+                        "multiplies whole matrices (X Xᵀ reads every row of X at once), so a matrix chunked "
+                        "over workers would be gathered at every step; compute it into one array")
+    raise TypeError(f"Muon takes NumPy, CuPy and torch arrays; got {type(array).__module__}."
+                    f"{type(array).__qualname__}")
+
+
+def _kind_dtype(array, library):
+    """``(kind, name)`` of an array's dtype: kind ``'f'`` for real floating point, ``'c'`` complex."""
+    if library == "torch":
+        return ("c" if array.is_complex() else "f" if array.is_floating_point() else "i"), str(array.dtype)
+    return array.dtype.kind, str(array.dtype)
+
+
+def _is_sparse(array, library):
+    return library == "torch" and array.layout is not _torch().strided
+
+
+def _address_range(array, library):
+    """``(first byte, one past the last byte)`` an array may touch."""
+    if library == "torch":
+        start, itemsize = array.data_ptr(), array.element_size()
+        shape, strides = array.shape, array.stride()
+    else:
+        start = array.ctypes.data if library == "numpy" else array.data.ptr
+        itemsize, shape, strides = array.itemsize, array.shape, [s // array.itemsize for s in array.strides]
+    if 0 in shape:
+        return start, start
+    low = start + itemsize * sum(s * (n - 1) for s, n in zip(strides, shape) if s < 0)
+    high = start + itemsize * (1 + sum(s * (n - 1) for s, n in zip(strides, shape) if s > 0))
+    return low, high
+
+
+def _overlaps(first, second):
+    return first[0] < second[1] and second[0] < first[1]
+
+
+def _as_matrix(array, library, path):
+    """``array`` as a 2-D matrix over its memory: itself, or ``reshape(shape[0], -1)`` of a C-ordered one."""
+    if array.ndim == 2:
+        return array
+    contiguous = array.is_contiguous() if library == "torch" else array.flags.c_contiguous
+    if not contiguous:
+        raise ValueError(f"{path} (shape {tuple(array.shape)}) must be C-contiguous: Muon reads a parameter of "
+                         "more than two dimensions as the matrix reshape(shape[0], -1) over its memory")
+    return array.view(array.shape[0], -1) if library == "torch" else array.reshape(array.shape[0], -1)
+
+
+def _zeros_like(array, library):
+    if library == "torch":
+        return _torch().zeros_like(array, memory_format=_torch().contiguous_format)
+    xp = np if library == "numpy" else _cupy()
+    return xp.zeros(array.shape, dtype=array.dtype)
+
+
+def _empty_stack(count, shape, like, library):
+    if library == "torch":
+        return _torch().empty((count, *shape), dtype=like.dtype, device=like.device)
+    xp = np if library == "numpy" else _cupy()
+    return xp.empty((count, *shape), dtype=like.dtype)
+
+
+def _copy(array, library):
+    return array.clone() if library == "torch" else array.copy()
+
+
+def _torch():
+    import torch
+
+    return torch
+
+
+def _cupy():
+    import cupy
+
+    return cupy
+
+
+class _Stack:
+    """Matrices of one 2-D shape, dtype and device: their momentum updates side by side in one
+    ``(k, rows, columns)`` array, which one batched Newton–Schulz iteration reads."""
+
+    def __init__(self, indices, matrices, library):
+        self.indices = indices
+        self.library = library
+        self.updates = _empty_stack(len(indices), matrices[0].shape, matrices[0], library)
+        self.views = [self.updates[i] for i in range(len(indices))]
+
+
+class Muon:
+    """Muon (Jordan et al. 2024): momentum orthogonalized by Newton–Schulz, ``torch.optim.Muon``'s update.
+
+    .. math::
+
+        B \\leftarrow \\operatorname{lerp}(B, G, 1 - \\mu), \\quad
+        U = \\operatorname{lerp}(G, B, \\mu), \\quad
+        W \\leftarrow W (1 - \\eta\\lambda) - \\eta\\, r\\, \\mathrm{NS}_k(U)
+
+    Parameters
+    ----------
+    params : array or tree of arrays
+        NumPy, CuPy or torch arrays (one kind), updated in place. Every leaf of
+        two or more dimensions is a matrix for Muon, read as
+        ``reshape(shape[0], -1)`` (a convolution's ``(out, in, h, w)`` weight
+        is ``out x (in h w)``); other leaves go to the auxiliary AdamW.
+    lr, weight_decay, momentum, nesterov, ns_coefficients, eps, ns_steps, adjust_lr_fn
+        As ``torch.optim.Muon`` (its defaults). The decay :math:`1 - \\eta\\lambda`
+        uses the unadjusted ``lr``; the update ``lr`` times the shape's ratio
+        :math:`r` (``adjust_lr_fn``: ``None``/"original" :math:`\\sqrt{\\max(1, A/B)}`,
+        "match_rms_adamw" :math:`0.2\\sqrt{\\max(A, B)}`).
+    ns_dtype : {"bfloat16", "float32"}
+        The iteration's precision: torch's bfloat16 (each product rounded), or
+        float32 (reproducible).
+    aux : dict or None
+        Options of the auxiliary :class:`numadam.AdamW` (``{}``: its defaults)
+        that steps the leaves that are not Muon's. ``None`` (the default)
+        refuses such leaves.
+    aux_filter : callable or None
+        ``aux_filter(path, array) -> bool``: True sends a leaf of two or more
+        dimensions to the auxiliary AdamW too (embeddings, a final layer).
+        ``path`` is the leaf's path, e.g. ``"params['embed']"``.
+    schedule : callable or None
+        ``schedule(step_count) -> lr`` for Muon's matrices, before each step.
+
+    Examples
+    --------
+    >>> import numpy as np, numadam
+    >>> rng = np.random.default_rng(0)
+    >>> target = rng.standard_normal((8, 4))
+    >>> params = {"W": np.zeros((8, 4)), "b": np.zeros(4)}
+    >>> opt = numadam.Muon(params, lr=0.05, weight_decay=0.0, aux={"lr": 0.05})
+    >>> for _ in range(300):
+    ...     opt.step({"W": params["W"] - target, "b": params["b"] - 1.0})
+    >>> bool(np.abs(params["W"] - target).max() < 0.1), bool(np.abs(params["b"] - 1).max() < 0.05)
+    (True, True)
+
+    References
+    ----------
+    Jordan et al., "Muon: An optimizer for hidden layers in neural networks", 2024.
+    Liu et al., "Muon is Scalable for LLM Training", arXiv:2502.16982, 2025.
+    """
+
+    def __init__(self, params, lr=1e-3, weight_decay=0.1, momentum=0.95, nesterov=True,
+                 ns_coefficients=NS_COEFFICIENTS, eps=1e-7, ns_steps=5, adjust_lr_fn=None, ns_dtype="bfloat16",
+                 *, aux=None, aux_filter=None, schedule=None):
+        given = dict(lr=lr, weight_decay=weight_decay, momentum=momentum, nesterov=nesterov,
+                     ns_coefficients=ns_coefficients, eps=eps, ns_steps=ns_steps, adjust_lr_fn=adjust_lr_fn,
+                     ns_dtype=ns_dtype)
+        self._hyper = {name: _checked(name, value) for name, value in given.items()}
+        if aux is not None and not isinstance(aux, dict):
+            raise TypeError(f"aux must be None or a dict of numadam.AdamW's options; got {aux!r}")
+        if aux_filter is not None and not callable(aux_filter):
+            raise TypeError(f"aux_filter must be None or a callable (path, array) -> bool; got {aux_filter!r}")
+        self._schedule = validate.check_schedule(schedule)
+        self._lock = threading.RLock()
+        if isinstance(params, Iterator):
+            params = list(params)
+        leaves, self._treedef = flatten(params)
+        if not leaves:
+            raise ValueError(f"params must hold at least one array; got {params!r}")
+        if any(kind == "group" for kind in _kinds(self._treedef)):
+            raise TypeError("Muon takes no numadam.Group: its hyperparameters are one set for every matrix "
+                            "(the auxiliary AdamW's are aux)")
+        self._paths = self._treedef.paths("params")
+        self._leaves = leaves
+        self._library = self._checked_leaves(leaves, self._paths, "params")
+        matrix = [leaf.ndim >= 2 and not (aux_filter is not None and aux_filter(path, leaf))
+                  for leaf, path in zip(leaves, self._paths)]
+        self._matrix_indices = [i for i, is_matrix in enumerate(matrix) if is_matrix]
+        self._aux_indices = [i for i, is_matrix in enumerate(matrix) if not is_matrix]
+        if not self._matrix_indices:
+            raise ValueError("params hold no matrix for Muon (a leaf of two or more dimensions that aux_filter "
+                             "leaves to it); step these leaves with numadam.AdamW")
+        if self._aux_indices and aux is None:
+            first = self._aux_indices[0]
+            raise ValueError(f"{self._paths[first]} (shape {tuple(leaves[first].shape)}) is not a matrix for Muon; "
+                             "pass aux={...} (numadam.AdamW's options, {} for its defaults) to step such leaves "
+                             "with an auxiliary AdamW")
+        self._aux = None
+        if self._aux_indices:
+            from ..registry import families
+
+            self._aux = families()["adamw"]([leaves[i] for i in self._aux_indices], **aux)
+        self._matrices = [_as_matrix(leaves[i], self._library, self._paths[i]) for i in self._matrix_indices]
+        self._buffers = [_zeros_like(leaves[i], self._library) for i in self._matrix_indices]
+        self._buffer_matrices = [_as_matrix(b, self._library, "") for b in self._buffers]
+        self._ratios = [lr_ratio(self._hyper["adjust_lr_fn"], *m.shape) for m in self._matrices]
+        self._stacks = self._made_stacks()
+        self._step_count = 0
+
+    # -- checks ------------------------------------------------------------------------------------
+
+    @staticmethod
+    def _checked_leaves(leaves, paths, role):
+        """The one library of ``leaves``; raises for other kinds, a mix, complex, sparse, integers."""
+        first = None
+        for leaf, path in zip(leaves, paths):
+            library = _library(leaf)
+            if first is None:
+                first = library
+            elif library != first:
+                raise TypeError(f"{path} is a {library} array but the first leaf is a {first} array: one kind "
+                                "of array throughout")
+            if _is_sparse(leaf, library):
+                raise TypeError(f"{path} is a sparse tensor: Muon does not support sparse {role}")
+            kind, dtype = _kind_dtype(leaf, library)
+            if kind == "c":
+                raise TypeError(f"{path} is complex ({dtype}): Muon does not support complex {role}")
+            if kind != "f":
+                raise TypeError(f"{path} must be real floating point; got dtype {dtype}")
+        return first
+
+    def _checked_grads(self, grads):
+        """The gradient leaves, every check made before anything is written."""
+        leaves = self._treedef.flatten_like(grads, "grads", exact_sequences=True)
+        paths = self._treedef.paths("grads")
+        library = self._checked_leaves(leaves, paths, "gradients")
+        if library != self._library:
+            raise TypeError(f"grads are {library} arrays but params are {self._library} arrays")
+        written = [_address_range(m, library) for m in self._matrices]
+        written += [_address_range(b, library) for b in self._buffers]
+        written += [_address_range(s.updates, library) for s in self._stacks]
+        for i in self._matrix_indices:
+            grad, param, path = leaves[i], self._leaves[i], paths[i]
+            if tuple(grad.shape) != tuple(param.shape):
+                raise ValueError(f"{path} must have its parameter's shape {tuple(param.shape)}; got "
+                                 f"{tuple(grad.shape)}")
+            if grad.dtype != param.dtype:
+                raise TypeError(f"{path} must have its parameter's dtype {param.dtype}; got {grad.dtype}")
+            reach = _address_range(grad, library)
+            if any(_overlaps(reach, other) for other in written):
+                raise ValueError(f"{path} shares memory with a parameter or Muon's state, which the step writes")
+        return leaves, [_as_matrix(leaves[i], library, paths[i]) if leaves[i].ndim > 2 else leaves[i]
+                        for i in self._matrix_indices]
+
+    def _made_stacks(self):
+        """The matrices grouped by 2-D shape, dtype and device, in order of first appearance."""
+        groups = {}
+        for position, matrix in enumerate(self._matrices):
+            device = str(matrix.device) if self._library != "numpy" else "cpu"
+            groups.setdefault((tuple(matrix.shape), str(matrix.dtype), device), []).append(position)
+        return [_Stack(positions, [self._matrices[p] for p in positions], self._library)
+                for positions in groups.values()]
+
+    # -- stepping ----------------------------------------------------------------------------------
+
+    def step(self, grads):
+        """Take one step with ``grads`` (a tree like ``params``); returns ``params``.
+
+        Everything is checked first (the auxiliary AdamW's gradients too); a
+        refused step changes nothing.
+        """
+        with self._lock:
+            leaves, grad_matrices = self._checked_grads(grads)
+            step = self._step_count + 1
+            lr = self.lr if self._schedule is None else validate.check_lr(self._schedule(self._step_count))
+            if self._aux is not None:
+                self._aux.step([leaves[i] for i in self._aux_indices])
+            h = self._hyper
+            for stack in self._stacks:
+                for position, update in zip(stack.indices, stack.views):
+                    momentum_step(update, grad_matrices[position], self._buffer_matrices[position], step=step,
+                                  momentum=h["momentum"], nesterov=h["nesterov"])
+                orthogonal = newton_schulz.orthogonalized(stack.updates, h["ns_coefficients"], h["ns_steps"],
+                                                          h["eps"], h["ns_dtype"])
+                orthogonal = self._like_params(orthogonal, stack.updates)
+                for j, position in enumerate(stack.indices):
+                    apply_step(self._matrices[position], orthogonal[j], step=step, lr=lr,
+                               weight_decay=h["weight_decay"], ratio=self._ratios[position])
+            self._step_count = step
+            return self.params
+
+    def _like_params(self, orthogonal, updates):
+        """The iterate in the parameters' dtype and C order (the update pass reads it as a gradient)."""
+        if self._library == "torch":
+            return orthogonal.to(updates.dtype).contiguous()
+        xp = np if self._library == "numpy" else _cupy()
+        return xp.ascontiguousarray(orthogonal, dtype=updates.dtype)
+
+    # -- attributes --------------------------------------------------------------------------------
+
+    @property
+    def params(self):
+        """The parameters, as given (updated in place)."""
+        return self._treedef.unflatten(self._leaves, keep_groups=True)
+
+    @property
+    def step_count(self):
+        """Steps taken."""
+        return self._step_count
+
+    @property
+    def lr(self):
+        """Learning rate :math:`\\eta` (>= 0) of the matrices; settable."""
+        return self._hyper["lr"]
+
+    @lr.setter
+    def lr(self, value):
+        self._hyper["lr"] = _checked("lr", value)
+
+    @property
+    def weight_decay(self):
+        """Decoupled decay :math:`\\lambda` (>= 0) of the matrices; settable."""
+        return self._hyper["weight_decay"]
+
+    @weight_decay.setter
+    def weight_decay(self, value):
+        self._hyper["weight_decay"] = _checked("weight_decay", value)
+
+    @property
+    def aux(self):
+        """The auxiliary :class:`numadam.AdamW` over the leaves that are not Muon's (``None`` without)."""
+        return self._aux
+
+    @property
+    def aux_paths(self):
+        """The paths of the auxiliary AdamW's leaves, in order."""
+        return [self._paths[i] for i in self._aux_indices]
+
+    def hyperparameters(self):
+        """Muon's hyperparameters (a new dict)."""
+        return dict(self._hyper)
+
+    def __repr__(self):
+        shown = ", ".join(f"{name}={value!r}" for name, value in self._hyper.items())
+        return (f"Muon({len(self._matrix_indices)} matrices in {len(self._stacks)} stacks, "
+                f"{len(self._aux_indices)} auxiliary leaves, {shown})")
+
+    # -- state -------------------------------------------------------------------------------------
+
+    def state_dict(self):
+        """Plain data: the hyperparameters, the step count and copies of the momentum buffers.
+
+        ``momentum_buffer`` is a tree shaped like ``params`` (``None`` at the
+        auxiliary leaves), as torch.optim.Muon names it. With auxiliary leaves,
+        ``"aux"`` holds the auxiliary AdamW's :meth:`~numadam.AdamW.state_dict`,
+        whose trees are lists of those leaves in ``params``' leaf order
+        (:attr:`aux_paths`).
+        """
+        with self._lock:
+            buffers = [None] * len(self._leaves)
+            for i, buffer in zip(self._matrix_indices, self._buffers):
+                buffers[i] = _copy(buffer, self._library)
+            state = {"optimizer": "Muon", "family": "muon", "step": self._step_count,
+                     "hyperparameters": {**self._hyper, "ns_coefficients": list(self._hyper["ns_coefficients"])},
+                     "momentum_buffer": self._treedef.unflatten(buffers)}
+            if self._aux is not None:
+                state["aux"] = self._aux.state_dict()
+            return state
+
+    def load_state_dict(self, state):
+        """Restore a :meth:`state_dict`; everything is checked first, and a failed load changes nothing."""
+        with self._lock:
+            if not isinstance(state, dict):
+                raise TypeError(f"state must be a dict from Muon.state_dict(); got {type(state).__name__}")
+            if state.get("family") != "muon":
+                raise ValueError(f"state is for {state.get('family')!r}, not Muon")
+            step = validate.check_count("state['step']", state.get("step"), 0)
+            given = state.get("hyperparameters")
+            if not isinstance(given, dict) or set(given) != set(_NAMES):
+                raise ValueError(f"state['hyperparameters'] must have the keys {list(_NAMES)}; got "
+                                 f"{None if not isinstance(given, dict) else list(given)}")
+            hyper = {name: _checked(name, given[name]) for name in _NAMES}
+            if "momentum_buffer" not in state:
+                raise ValueError("state has no 'momentum_buffer'")
+            found = self._treedef.flatten_like(state["momentum_buffer"], "state['momentum_buffer']")
+            paths = self._treedef.paths("state['momentum_buffer']")
+            buffers = []
+            for i, buffer in zip(self._matrix_indices, self._buffers):
+                value = found[i]
+                if value is None or tuple(getattr(value, "shape", ())) != tuple(buffer.shape):
+                    raise ValueError(f"{paths[i]} must be an array of shape {tuple(buffer.shape)}; got "
+                                     f"{None if value is None else tuple(getattr(value, 'shape', ()))}")
+                buffers.append(value)
+            if ("aux" in state) != (self._aux is not None):
+                raise ValueError("state['aux'] must be there exactly when this Muon has auxiliary leaves "
+                                 f"({len(self._aux_indices)} here)")
+            if self._aux is not None:
+                self._aux.load_state_dict(state["aux"])  # checked whole before it changes anything
+            for target, value in zip(self._buffers, buffers):
+                _assign(target, value, self._library)
+            self._hyper = hyper
+            self._ratios = [lr_ratio(hyper["adjust_lr_fn"], *m.shape) for m in self._matrices]
+            self._step_count = step
+
+    def save(self, path):
+        """Write :meth:`state_dict` to one ``.npz`` file, atomically."""
+        save_state(self.state_dict(), path)
+
+    def load(self, path):
+        """Restore the state :meth:`save` wrote."""
+        self.load_state_dict(load_state(path))
+
+    # -- numadam.minimize --------------------------------------------------------------------------
+
+    @classmethod
+    def _checked_without_state(cls, x, schedule=None, bounds=None, **hyperparameters):
+        """The optimizer :func:`numadam.minimize` steps: over one 2-D ``x``, without bounds."""
+        if bounds is not None:
+            raise TypeError("method='muon' takes no bounds: its orthogonalized step cannot be projected "
+                            "elementwise and stay Muon's")
+        if getattr(x, "ndim", None) != 2:
+            raise ValueError(f"method='muon' orthogonalizes a matrix: x0 must be 2-D; got shape "
+                             f"{tuple(getattr(x, 'shape', ()))}")
+        return cls(x, schedule=schedule, **hyperparameters)
+
+    def _install_state(self):
+        """Nothing: Muon makes its state when it is made."""
+
+
+Muon.__signature__ = inspect.signature(Muon)
+
+
+def _kinds(treedef):
+    yield treedef.kind
+    for child in treedef.children:
+        yield from _kinds(child)
+
+
+def _assign(target, value, library):
+    """Copy ``value`` (any array of the right shape, NumPy for CuPy or torch too) into ``target``."""
+    if library == "torch":
+        torch = _torch()
+        source = value if isinstance(value, torch.Tensor) else torch.as_tensor(np.asarray(value))
+        target.copy_(source)
+    elif library == "numpy":
+        target[...] = np.asarray(value.get() if hasattr(value, "get") else value)
+    else:
+        target[...] = _cupy().asarray(value)
+
