@@ -68,11 +68,16 @@ def add_arguments(parser):
                         help="iterations of each --solve contender (default 1e5, or 1e3 with --quick)")
 
 
+#: Suites with a table of their own (not studies of numadam.bench.catalog): name -> module of numadam.bench.
+OWN_TABLE_SUITES = {"muon": "muon"}
+
+
 def _suite_names(text):
+    known = [*SUITES, *OWN_TABLE_SUITES]
     names = list(SUITES) if text.strip() == "all" else [name.strip() for name in text.split(",") if name.strip()]
-    unknown = [name for name in names if name not in SUITES]
+    unknown = [name for name in names if name not in known]
     if unknown or not names:
-        raise argparse.ArgumentTypeError(f"suites must be among {', '.join(SUITES)} or all; got {text!r}")
+        raise argparse.ArgumentTypeError(f"suites must be among {', '.join(known)} or all; got {text!r}")
     return names
 
 
@@ -152,6 +157,11 @@ def _cuda_header(args, rounds):
 
 def run_suites(args, out=print):
     """``--suite``: the suites' tables, printed and (with ``--output``) written as Markdown."""
+    if "muon" in args.suite:
+        if args.suite != ["muon"] or getattr(args, "device", "cpu") == "cuda":
+            print("numadam bench --suite muon: runs alone, on the CPU", file=sys.stderr)
+            return 2
+        return run_muon(args, out)
     if getattr(args, "device", "cpu") == "cuda":
         return run_cuda_suites(args, out)
     from .runner import set_threads
@@ -254,6 +264,15 @@ def run_batch(args, out=print):
     fits, iterations = (30, 50) if args.quick else (batch.FITS, batch.ITERATIONS)
     rows, same = batch.run(rounds, fits, iterations, progress=_progress("batch"))
     return _timed_table("batch", args, rounds, batch.markdown(rows, same, fits, iterations), same, out)
+
+
+def run_muon(args, out=print):
+    """``--suite muon``: the tables of :mod:`numadam.bench.muon`, printed and (with ``--output``) written."""
+    from . import muon
+
+    rounds = args.repeat or (3 if args.quick else 7)
+    results = muon.run(rounds, args.quick, progress=_progress("suite muon"))
+    return _timed_table("suite muon", args, rounds, muon.markdown(results), True, out)
 
 
 def _progress(name):
