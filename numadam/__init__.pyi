@@ -9,6 +9,7 @@ from .adapters.rows import Rows as Rows
 from .clipping import clip_by_global_norm as clip_by_global_norm
 from .clipping import clip_by_norm as clip_by_norm
 from .clipping import clip_by_value as clip_by_value
+from .muon.optimizer import Muon as Muon
 from .plotting import plot_convergence as plot_convergence
 from .registry import families as families
 from .solver.batch import minimize_batch as minimize_batch
@@ -19,7 +20,7 @@ from .state_files import save_state as save_state
 from . import jit as jit
 
 __version__: str
-__all__ = ['ADOPT', 'ASGD', 'AdEMAMix', 'AdaBelief', 'Adadelta', 'Adafactor', 'Adagrad', 'Adam', 'AdamW', 'Adamax', 'Group', 'LAMB', 'Lion', 'NAdam', 'Prodigy', 'RAdam', 'RMSprop', 'Rows', 'Rprop', 'SGD', 'ScheduleFreeAdamW', 'SparseAdam', 'Yogi', 'adabelief_step', 'adadelta_step', 'adafactor_step', 'adagrad_step', 'adam_minimizer', 'adam_step', 'adamax_step', 'ademamix_step', 'adopt_step', 'asgd_step', 'clip_by_global_norm', 'clip_by_norm', 'clip_by_value', 'families', 'lamb_step', 'lion_step', 'load_state', 'minimize', 'minimize_batch', 'nadam_step', 'plot_convergence', 'prodigy_step', 'radam_step', 'rmsprop_step', 'rprop_step', 'save_state', 'schedule_free_adamw_step', 'schedules', 'sgd_step', 'sparse_adam_step', 'yogi_step']
+__all__ = ['ADOPT', 'ASGD', 'AdEMAMix', 'AdaBelief', 'Adadelta', 'Adafactor', 'Adagrad', 'Adam', 'AdamW', 'Adamax', 'Group', 'LAMB', 'Lion', 'Muon', 'NAdam', 'Prodigy', 'RAdam', 'RMSprop', 'Rows', 'Rprop', 'SGD', 'ScheduleFreeAdamW', 'SparseAdam', 'Yogi', 'adabelief_step', 'adadelta_step', 'adafactor_step', 'adagrad_step', 'adam_minimizer', 'adam_step', 'adamax_step', 'ademamix_step', 'adopt_step', 'asgd_step', 'clip_by_global_norm', 'clip_by_norm', 'clip_by_value', 'families', 'lamb_step', 'lion_step', 'load_state', 'minimize', 'minimize_batch', 'nadam_step', 'plot_convergence', 'prodigy_step', 'radam_step', 'rmsprop_step', 'rprop_step', 'save_state', 'schedule_free_adamw_step', 'schedules', 'sgd_step', 'sparse_adam_step', 'yogi_step']
 
 
 class ADOPT(Optimizer):

@@ -93,7 +93,8 @@ def minimize(fun, x0, args=(), jac=None, method="adam", *, bounds=None, maxiter=
         gradient must have ``x``'s shape and backend; it is cast to ``x``'s dtype.
         Adam needs a gradient: ``None`` (finite differences) is refused.
     method : str
-        Any name of :func:`numadam.families` ("adam" by default). With
+        Any name of :func:`numadam.families` ("adam" by default), or "muon"
+        (:class:`numadam.Muon`, for a 2-D ``x0``, without ``bounds``). With
         "schedule_free_adamw" the result's ``x`` is the last iterate :math:`y`;
         evaluate the averaged iterate with the class itself.
     **hyperparameters
