@@ -82,6 +82,19 @@ def test_the_batch_bench_times_every_way_and_checks_the_batch_s_iterates(tmp_pat
     assert output.with_suffix(".txt").read_text() in result.stdout
 
 
+def test_the_muon_suite_times_the_step_beside_its_iteration_alone(tmp_path):
+    output = tmp_path / "muon.txt"
+    result = bench("--suite", "muon", "--quick", "--repeat", "1", "--output", str(output), block_optional=True)
+    assert result.returncode == 0, result.stderr
+    for label in ("numadam.Muon, NumPy", "the iteration alone, NumPy"):
+        assert result.stdout.count(f"| {label} |") == 2
+    assert "torch is not installed" in result.stdout  # an optional contender, absent here
+    assert "numadam.Muon on NumPy over the iteration alone:" in result.stdout
+    assert output.read_text() in result.stdout
+    refused = bench("--suite", "muon,families", "--quick")
+    assert refused.returncode == 2 and "runs alone" in refused.stderr
+
+
 def test_the_batch_bench_s_hand_written_loop_is_adam():
     from numadam.bench.batch import LR, decay, hand_written_loop, problems
 

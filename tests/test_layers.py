@@ -23,6 +23,7 @@ LAYERS = (
     ("engine", ("numadam.engine",)),
     ("front", ("numadam.optimizers", "numadam.functional", "numadam.state_files", "numadam.schedules",
                "numadam.clipping", "numadam.plotting")),
+    ("matrix", ("numadam.muon",)),
     ("registry", ("numadam.registry",)),
     ("solver", ("numadam.jit", "numadam.solver")),
     ("package", ("numadam",)),  # numadam/__init__.py: the public names

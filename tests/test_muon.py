@@ -264,3 +264,40 @@ def test_minimize_takes_muon_for_a_matrix_and_refuses_other_shapes():
 def test_muon_is_found_by_name_but_is_not_an_elementwise_family():
     assert numadam.registry.optimizer_class("Muon") is numadam.Muon
     assert "muon" not in numadam.families()
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("ns_dtype, bound", [("float32", 1e-4), ("bfloat16", 0.02)])
+def test_muon_on_cupy_arrays_steps_as_on_numpy(ns_dtype, bound):
+    cupy = pytest.importorskip("cupy")
+    rng = np.random.default_rng(10)
+    shapes = [(24, 8), (24, 8), (8, 40), (6, 2, 3, 3)]
+    starts = [rng.standard_normal(s).astype(np.float32) for s in shapes]
+    on_host = [s.copy() for s in starts]
+    on_gpu = [cupy.asarray(s) for s in starts]
+    host, gpu = numadam.Muon(on_host, ns_dtype=ns_dtype), numadam.Muon(on_gpu, ns_dtype=ns_dtype)
+    for _ in range(20):
+        grads = [rng.standard_normal(s).astype(np.float32) for s in shapes]
+        host.step(grads)
+        gpu.step([cupy.asarray(g) for g in grads])
+    for g, h, s in zip(on_gpu, on_host, starts):
+        assert isinstance(g, cupy.ndarray)
+        assert _worst_over_movement(cupy.asnumpy(g), h, s) <= bound
+
+
+def test_a_deep_copy_owns_its_arrays_and_steps_as_the_original():
+    import copy
+
+    rng = np.random.default_rng(11)
+    params = {"W": rng.standard_normal((6, 4)).astype(np.float32), "b": np.zeros(4, np.float32)}
+    opt = numadam.Muon(params, aux={"lr": 0.01})
+    opt.step({"W": np.ones((6, 4), np.float32), "b": np.ones(4, np.float32)})
+    twin = copy.deepcopy(opt)
+    assert twin.params["W"] is not params["W"] and twin.step_count == 1
+    grads = {"W": rng.standard_normal((6, 4)).astype(np.float32), "b": rng.standard_normal(4).astype(np.float32)}
+    opt.step(grads)
+    twin.step(grads)
+    for name in params:
+        np.testing.assert_array_equal(twin.params[name], params[name])
+    with pytest.raises(TypeError, match="deepcopy"):
+        copy.copy(opt)

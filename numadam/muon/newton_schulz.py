@@ -23,9 +23,9 @@ the result, which agrees with torch up to the order of accumulation.
 """
 
 import numpy as np
-from numba import njit
 
 from ..adapters.foreign import is_tensor
+from ..targets.disk_cache import cached_njit
 
 #: The names ``ns_dtype`` takes.
 NS_DTYPES = ("bfloat16", "float32")
@@ -33,7 +33,7 @@ NS_DTYPES = ("bfloat16", "float32")
 _SIGN_AND_EXPONENT_MASK = np.uint32(0xFFFF0000)
 
 
-@njit(cache=True)
+@cached_njit()
 def _round_to_bfloat16_cpu(bits):
     """Round float32 values (their bits, flat) to the nearest bfloat16 value, ties to even, in place.
 

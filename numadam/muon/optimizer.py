@@ -276,11 +276,12 @@ class Muon:
             raise ValueError(f"{self._paths[first]} (shape {tuple(leaves[first].shape)}) is not a matrix for Muon; "
                              "pass aux={...} (numadam.AdamW's options, {} for its defaults) to step such leaves "
                              "with an auxiliary AdamW")
+        self._aux_options, self._aux_filter = aux, aux_filter
         self._aux = None
         if self._aux_indices:
-            from ..registry import families
+            from ..families import adam  # its AdamW class is made by numadam.registry, which imports this module
 
-            self._aux = families()["adamw"]([leaves[i] for i in self._aux_indices], **aux)
+            self._aux = adam.AdamW([leaves[i] for i in self._aux_indices], **aux)
         self._matrices = [_as_matrix(leaves[i], self._library, self._paths[i]) for i in self._matrix_indices]
         self._buffers = [_zeros_like(leaves[i], self._library) for i in self._matrix_indices]
         self._buffer_matrices = [_as_matrix(b, self._library, "") for b in self._buffers]
@@ -346,7 +347,7 @@ class Muon:
     # -- stepping ----------------------------------------------------------------------------------
 
     def step(self, grads):
-        """Take one step with ``grads`` (a tree like ``params``); returns ``params``.
+        """Take one step with ``grads`` (a tree like ``params``).
 
         Everything is checked first (the auxiliary AdamW's gradients too); a
         refused step changes nothing.
@@ -370,7 +371,6 @@ class Muon:
                         apply_step(self._matrices[position], orthogonal[j], step=step, lr=lr,
                                    weight_decay=h["weight_decay"], ratio=self._ratios[position])
             self._step_count = step
-            return self.params
 
     @contextlib.contextmanager
     def _beside_blas(self):
@@ -502,6 +502,20 @@ class Muon:
         """Restore the state :meth:`save` wrote."""
         self.load_state_dict(load_state(path))
 
+    # -- copies ------------------------------------------------------------------------------------
+
+    def __reduce__(self):
+        """Pickle and ``copy.deepcopy`` rebuild the optimizer over copies of the parameters and load
+        a copy of the state: no array is shared with the original."""
+        with self._lock:
+            options = {**self._hyper, "aux": self._aux_options, "aux_filter": self._aux_filter,
+                       "schedule": self._schedule}
+            return _rebuild, (self.params, options, self.state_dict())
+
+    def __copy__(self):
+        raise TypeError("copy.copy of a Muon would share its parameter and state arrays with the original; use "
+                        "copy.deepcopy(optimizer) (or pickle) for an independent optimizer")
+
     # -- numadam.minimize --------------------------------------------------------------------------
 
     @classmethod
@@ -520,6 +534,12 @@ class Muon:
 
 
 Muon.__signature__ = inspect.signature(Muon)
+
+
+def _rebuild(params, options, state):
+    optimizer = Muon(params, **options)
+    optimizer.load_state_dict(state)
+    return optimizer
 
 
 def _kinds(treedef):
