@@ -109,3 +109,27 @@ def test_sparse_and_complex_tensors_are_refused():
     opt = numadam.Muon(torch.zeros(3, 3))
     with pytest.raises(TypeError, match="sparse"):
         opt.step(torch.zeros(3, 3).to_sparse())
+
+
+def test_a_model_s_parameters_step_as_torchs_muon_and_adamw_written_by_hand():
+    """What users write by hand with torch (Muon for the weights, AdamW for the biases), in one numadam.Muon."""
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(12, 16), torch.nn.Tanh(), torch.nn.Linear(16, 3))
+    twin = torch.nn.Sequential(torch.nn.Linear(12, 16), torch.nn.Tanh(), torch.nn.Linear(16, 3))
+    twin.load_state_dict(model.state_dict())
+    starts = [p.detach().clone() for p in model.parameters()]
+    ours = numadam.Muon(model.parameters(), lr=0.02, aux={"lr": 1e-2, "weight_decay": 0.01})
+    weights = [p for p in twin.parameters() if p.ndim == 2]
+    biases = [p for p in twin.parameters() if p.ndim != 2]
+    muon, adamw = torch.optim.Muon(weights, lr=0.02), torch.optim.AdamW(biases, lr=1e-2, weight_decay=0.01)
+    x, y = torch.randn(32, 12), torch.randn(32, 3)
+    for _ in range(20):
+        for net in (model, twin):
+            net.zero_grad()
+            ((net(x) - y) ** 2).mean().backward()
+        ours.step([p.grad for p in model.parameters()])
+        muon.step()
+        adamw.step()
+    for p, q, start in zip(model.parameters(), twin.parameters(), starts):
+        moved = (q.detach() - start).abs().max()
+        assert (p.detach() - q.detach()).abs().max() <= (0.02 if p.ndim == 2 else 1e-4) * moved

@@ -142,7 +142,9 @@ def _as_matrix(array, library, path):
     if not contiguous:
         raise ValueError(f"{path} (shape {tuple(array.shape)}) must be C-contiguous: Muon reads a parameter of "
                          "more than two dimensions as the matrix reshape(shape[0], -1) over its memory")
-    return array.view(array.shape[0], -1) if library == "torch" else array.reshape(array.shape[0], -1)
+    if library == "torch":  # a view of the detached tensor: the same memory, no autograd node
+        return array.detach().view(array.shape[0], -1)
+    return array.reshape(array.shape[0], -1)
 
 
 def _zeros_like(array, library):
