@@ -780,19 +780,28 @@ class _Rebinding(NamedTuple):
     move_one: object  # for a one-array bucket of one row: ``move_one(grad, written)`` (:func:`_one_array_mover`)
 
 
+#: Addresses of new gradient arrays a one-array plan remembers as clear of what the step writes.
+MOST_CLEAR_ADDRESSES = 64
+
+
 def _one_array_mover(expected, itemsize, extent, address_of, column, one_row):
     """``move_one(grad, written) -> bool``: :meth:`Bucket.rebound` of one array onto a plan of one
     row, with what it reads bound once (it runs on every step of a new gradient array; the
     attribute lookups of the general path took a third of it)."""
     kind, dtype, shape, strides = expected
     low, high = extent
+    clear = [None, set()]  # the written ranges checked against, and the addresses found clear of them
 
     def move_one(grad, written):
         if type(grad) is not kind or grad.dtype is not dtype or grad.shape != shape or grad.strides != strides:
             return False
         address = address_of(grad)
-        if address % itemsize or written.may_meet(address + low, address + high):
-            return False
+        if address not in clear[1] or clear[0] is not written:  # users' new arrays come back to few addresses
+            if address % itemsize or written.may_meet(address + low, address + high):
+                return False
+            if clear[0] is not written or len(clear[1]) >= MOST_CLEAR_ADDRESSES:
+                clear[:] = [written, set()]
+            clear[1].add(address)
         column[0] = one_row + address
         return True
 
