@@ -301,3 +301,13 @@ def test_a_deep_copy_owns_its_arrays_and_steps_as_the_original():
         np.testing.assert_array_equal(twin.params[name], params[name])
     with pytest.raises(TypeError, match="deepcopy"):
         copy.copy(opt)
+
+
+def test_lr_and_weight_decay_are_settable_between_steps_and_checked():
+    w = np.ones((4, 4), np.float32)
+    opt = numadam.Muon(w, ns_dtype="float32")
+    opt.lr, opt.weight_decay = 0.5, 0.0
+    assert opt.hyperparameters()["lr"] == 0.5 and opt.weight_decay == 0.0
+    with pytest.raises(ValueError, match="lr"):
+        opt.lr = -1.0
+    assert opt.lr == 0.5

@@ -177,6 +177,19 @@ def _cupy():
     return cupy
 
 
+class _Settable:
+    """``muon.<name>``: one of Muon's hyperparameters, checked when set."""
+
+    def __init__(self, name, doc):
+        self.name, self.__doc__ = name, doc
+
+    def __get__(self, muon, owner=None):
+        return self if muon is None else muon._hyper[self.name]
+
+    def __set__(self, muon, value):
+        muon._hyper[self.name] = _checked(self.name, value)
+
+
 class _Stack:
     """Matrices of one 2-D shape, dtype and device: their momentum updates side by side in one
     ``(k, rows, columns)`` array, which one batched Newton–Schulz iteration reads."""
@@ -402,23 +415,8 @@ class Muon:
         """Steps taken."""
         return self._step_count
 
-    @property
-    def lr(self):
-        """Learning rate :math:`\\eta` (>= 0) of the matrices; settable."""
-        return self._hyper["lr"]
-
-    @lr.setter
-    def lr(self, value):
-        self._hyper["lr"] = _checked("lr", value)
-
-    @property
-    def weight_decay(self):
-        """Decoupled decay :math:`\\lambda` (>= 0) of the matrices; settable."""
-        return self._hyper["weight_decay"]
-
-    @weight_decay.setter
-    def weight_decay(self, value):
-        self._hyper["weight_decay"] = _checked("weight_decay", value)
+    lr = _Settable("lr", "Learning rate :math:`\\eta` (>= 0) of the matrices; settable between steps.")
+    weight_decay = _Settable("weight_decay", "Decoupled decay :math:`\\lambda` (>= 0) of the matrices; settable.")
 
     @property
     def aux(self):
