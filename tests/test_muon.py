@@ -311,3 +311,21 @@ def test_lr_and_weight_decay_are_settable_between_steps_and_checked():
     with pytest.raises(ValueError, match="lr"):
         opt.lr = -1.0
     assert opt.lr == 0.5
+
+
+def test_minimize_batch_solves_matrix_problems_one_by_one_and_refuses_vectorized():
+    rng = np.random.default_rng(12)
+    targets = rng.standard_normal((3, 4, 2))
+
+    def fun(x, t):
+        r = x - t
+        return float((r * r).sum()), 2 * r
+
+    res = numadam.minimize_batch(fun, np.zeros((3, 4, 2)), batched_args=(targets,), jac=True, method="muon",
+                                 lr=0.05, weight_decay=0.0, maxiter=300)
+    alone = numadam.minimize(fun, np.zeros((4, 2)), args=(targets[1],), jac=True, method="muon", lr=0.05,
+                             weight_decay=0.0, maxiter=300)
+    np.testing.assert_array_equal(res.x[1], alone.x)
+    with pytest.raises(ValueError, match="orthogonalizes each matrix whole"):
+        numadam.minimize_batch(lambda X, t: (((X - t) ** 2).sum((1, 2)), 2 * (X - t)), np.zeros((3, 4, 2)),
+                               batched_args=(targets,), jac=True, method="muon", vectorized=True)

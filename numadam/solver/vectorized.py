@@ -40,6 +40,9 @@ def _statuses(nit, values, previous, peaks, changes, x_peaks, quiet_f, quiet_x, 
 
 def refusal(optimizer_type, options):
     """Why a vectorized batch cannot run these options, or ``None``."""
+    if getattr(optimizer_type, "algorithm", None) is None:
+        return (f"{optimizer_type.__name__} orthogonalizes each matrix whole, and the stacked array of every "
+                "problem would be one matrix to it; vectorized=True takes the elementwise families")
     if optimizer_type.algorithm.norms is not None or optimizer_type.algorithm.factored:
         return (f"{optimizer_type.algorithm.title} takes norms over each parameter, which over the stacked array "
                 "would mix the problems; vectorized=True takes the elementwise families")
