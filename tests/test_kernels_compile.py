@@ -369,3 +369,22 @@ def test_the_factors_pass_compiles_to_ptx(real):
     mean, _ = cuda.compile_ptx(cuda_factors._floored_mean.py_func, (factor, dtype, factor), cc=(9, 0))
     assert "bar.sync" in mean
     cuda.compile_ptx(cuda_factors._scales.py_func, (factor, factor, factor, factor, dtype, factor), cc=(9, 0))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("name", ["momentum", "apply"])
+def test_muons_elementwise_passes_compile_to_ptx_in_their_dtype(name, dtype):
+    """Muon's two passes (numadam/muon/elementwise.py) are rules like every family's: their CUDA
+    kernels compile for Hopper with every branch on, and a float32 kernel computes in float32."""
+    from numadam.muon.elementwise import APPLY, MOMENTUM
+
+    family = MOMENTUM if name == "momentum" else APPLY
+    values = {"momentum": 0.95, "nesterov": True} if name == "momentum" else {"lr": 0.02, "weight_decay": 0.1,
+                                                                           "ratio": 1.5}
+    h = family.Hyper(**values)
+    spec = kernel_spec(family, family.flags(h), np.dtype(dtype), {k.name for k in family.state_kinds(h)})
+    ptx = compile_cuda(spec)
+    width = 32 if dtype == np.float32 else 64
+    assert ".target sm_90" in ptx and re.search(rf"ld\.global(\.\w+)*\.f{width}", ptx)
+    if dtype == np.float32:
+        assert not re.search(r"\b(add|sub|mul|div|sqrt|fma)(\.\w+)*\.f64\b", ptx), "float32 kernel uses float64"
