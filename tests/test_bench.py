@@ -95,6 +95,14 @@ def test_the_muon_suite_times_the_step_beside_its_iteration_alone(tmp_path):
     assert refused.returncode == 2 and "runs alone" in refused.stderr
 
 
+@pytest.mark.gpu
+def test_the_muon_suite_runs_on_the_gpu(tmp_path):
+    result = bench("--suite", "muon", "--device", "cuda", "--quick", "--repeat", "1")
+    assert result.returncode == 0, result.stderr
+    for label in ("numadam.Muon, CuPy", "the iteration alone, CuPy"):
+        assert result.stdout.count(f"| {label} |") == 2
+
+
 def test_the_batch_bench_s_hand_written_loop_is_adam():
     from numadam.bench.batch import LR, decay, hand_written_loop, problems
 

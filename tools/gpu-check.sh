@@ -15,6 +15,7 @@
 #   families     SGD, RMSprop, Adagrad, Adafactor, SparseAdam against same-traffic kernels -> families.md
 #   steps        SparseAdam, Adafactor and LAMB per step, CUDA events and host time -> steps.txt
 #   launch       register caps with vector accesses, every elementwise family at 1e8 (tools/gpu_launch.py) -> launch.md
+#   muon         Muon's gpu tests (CuPy against NumPy), then numadam bench --suite muon --device cuda -> muon.{log,txt}
 #   smoke        env, gpu-tests and bench-quick
 #   all          env, gpu-tests, suite, bench, asv, families and steps
 # RESULTS_DIR defaults to gpu-results. PYTHON picks the interpreter (default python3).
@@ -93,6 +94,13 @@ run_steps() {
     record steps "${PIPESTATUS[0]}"
 }
 
+run_muon() {
+    NUMADAM_REQUIRE_GPU=1 "$python" -m pytest -m gpu -p no:cacheprovider -q tests/test_muon.py 2>&1 | tee "$out/muon.log"
+    record muon-tests "${PIPESTATUS[0]}"
+    "$python" -m numadam bench --suite muon --device cuda --repeat 9 --output "$out/muon.txt"
+    record muon-bench $?
+}
+
 case "$step" in
     env) run_env ;;
     gpu-tests) run_gpu_tests ;;
@@ -105,6 +113,7 @@ case "$step" in
     families) run_families ;;
     steps) run_steps ;;
     launch) run_launch ;;
+    muon) run_muon ;;
     smoke) run_env; run_gpu_tests; run_bench bench-quick --quick ;;
     all) run_env; run_gpu_tests; run_suite; run_bench bench-cuda; run_asv; run_families; run_steps ;;
     *) echo "gpu-check: unknown step '$step' (see the top of $0)" >&2; exit 2 ;;

@@ -14,8 +14,12 @@ The contenders: ``numadam.Muon`` on NumPy arrays; the iteration alone
 (:func:`numadam.muon.newton_schulz.orthogonalized` on the same stack, with the
 same rounding and its arrays kept, as the step keeps them): the floor of the
 NumPy step; and, where torch is installed, ``numadam.Muon`` on CPU torch
-tensors and ``torch.optim.Muon``.
+tensors and ``torch.optim.Muon``. With ``--device cuda`` the same on the GPU:
+CuPy arrays for NumPy's, CUDA tensors for torch's, each step synchronized
+before its time is read.
 """
+
+import sys
 
 import numpy as np
 
@@ -33,32 +37,57 @@ class _Contender:
         self.label, self.step = label, step
 
 
-def contenders(count, rows, columns, seed=0):
-    """The contenders of one case (those torch needs only where it is installed)."""
+def _libraries(device):
+    """``(xp, to_array, synchronize, torch_device)`` of ``device`` ("cpu" or "cuda")."""
+    if device == "cpu":
+        return np, (lambda a: a), (lambda: None), "cpu"
+    import cupy
+
+    def synchronize():
+        cupy.cuda.Device().synchronize()
+        torch = sys.modules.get("torch")
+        if torch is not None and torch.cuda.is_available():
+            torch.cuda.synchronize()
+
+    return cupy, cupy.asarray, synchronize, "cuda"
+
+
+def contenders(count, rows, columns, seed=0, device="cpu"):
+    """The contenders of one case (those torch needs only where it is installed), on ``device``."""
     import numadam
     from numadam.muon import newton_schulz
 
+    xp, to_array, synchronize, torch_device = _libraries(device)
+    kind = "NumPy" if device == "cpu" else "CuPy"
     rng = np.random.default_rng(seed)
     starts = [rng.standard_normal((rows, columns)).astype(np.float32) for _ in range(count)]
-    grads = [rng.standard_normal((rows, columns)).astype(np.float32) for _ in range(count)]
-    params = [start.copy() for start in starts]
+    grads = [to_array(rng.standard_normal((rows, columns)).astype(np.float32)) for _ in range(count)]
+    params = [to_array(start.copy()) for start in starts]
     muon = numadam.Muon(params)
-    stack = np.stack(grads)
+    stack = xp.stack(grads)
     workspace = newton_schulz.Workspace(stack)
     coefficients = numadam.muon.optimizer.NS_COEFFICIENTS
+
+    def timed(step):
+        def run():
+            step()
+            synchronize()
+        return run
+
     found = [
-        _Contender("numadam.Muon, NumPy", lambda: muon.step([g.copy() for g in grads])),
-        _Contender("the iteration alone, NumPy",
-                   lambda: newton_schulz.orthogonalized(stack, coefficients, 5, 1e-7, "bfloat16", workspace)),
+        _Contender(f"numadam.Muon, {kind}", timed(lambda: muon.step([g.copy() for g in grads]))),
+        _Contender(f"the iteration alone, {kind}", timed(
+            lambda: newton_schulz.orthogonalized(stack, coefficients, 5, 1e-7, "bfloat16", workspace))),
     ]
     try:
         import torch
     except ImportError:
         return found, "torch is not installed: numadam on torch tensors and torch.optim.Muon not timed"
-    tensors = [torch.from_numpy(start.copy()) for start in starts]
+    tensors = [torch.from_numpy(start.copy()).to(torch_device) for start in starts]
     on_tensors = numadam.Muon(tensors)
-    torch_grads = [torch.from_numpy(g) for g in grads]
-    theirs = [torch.nn.Parameter(torch.from_numpy(start.copy())) for start in starts]
+    torch_grads = [torch.as_tensor(np.asarray(g if device == "cpu" else g.get()), device=torch_device)
+                   for g in grads]
+    theirs = [torch.nn.Parameter(torch.from_numpy(start.copy()).to(torch_device)) for start in starts]
     torch_muon = torch.optim.Muon(theirs)
 
     def torch_step():
@@ -66,16 +95,17 @@ def contenders(count, rows, columns, seed=0):
             p.grad = g.clone()
         torch_muon.step()
 
-    found += [_Contender("numadam.Muon, torch tensors", lambda: on_tensors.step([g.clone() for g in torch_grads])),
-              _Contender("torch.optim.Muon (one matrix at a time)", torch_step)]
+    where = "torch tensors" if device == "cpu" else "CUDA tensors"
+    found += [_Contender(f"numadam.Muon, {where}", timed(lambda: on_tensors.step([g.clone() for g in torch_grads]))),
+              _Contender("torch.optim.Muon (one matrix at a time)", timed(torch_step))]
     return found, ""
 
 
-def run(rounds=7, quick=False, progress=print):
-    """``[(case label, [(contender label, seconds)], note)]`` for each case."""
+def run(rounds=7, quick=False, progress=print, device="cpu"):
+    """``[(case label, [(contender label, seconds)], note)]`` for each case, on ``device``."""
     results = []
     for label, count, rows, columns in QUICK_CASES if quick else CASES:
-        found, note = contenders(count, rows, columns)
+        found, note = contenders(count, rows, columns, device=device)
         for contender in found:
             contender.step()  # compiled and warm
         progress(f"{label}: timing {len(found)} contenders, {rounds} interleaved rounds")
@@ -89,17 +119,18 @@ def markdown(results):
     lines = []
     for case, rows, note in results:
         seconds = dict(rows)
-        alone = seconds["the iteration alone, NumPy"]
+        kind = "NumPy" if "numadam.Muon, NumPy" in seconds else "CuPy"
+        alone = seconds[f"the iteration alone, {kind}"]
         torch_loop = seconds.get("torch.optim.Muon (one matrix at a time)")
         lines += [f"### {case}, float32, ns_dtype bfloat16", "",
                   "| contender | time per step | × the iteration alone | × torch.optim.Muon |", "|---|---|---|---|"]
         lines += [f"| {label} | {value * 1e3:.2f} ms | {value / alone:.2f} | "
                   f"{'' if torch_loop is None else f'{value / torch_loop:.2f}'} |" for label, value in rows]
-        ratio = seconds["numadam.Muon, NumPy"] / alone
-        lines += ["", f"numadam.Muon on NumPy over the iteration alone: {ratio:.2f} (target ≤ "
+        ratio = seconds[f"numadam.Muon, {kind}"] / alone
+        lines += ["", f"numadam.Muon on {kind} over the iteration alone: {ratio:.2f} (target ≤ "
                       f"{TARGETS['step × iteration alone']:g} for one large matrix)."]
         if torch_loop is not None:
-            for label in ("numadam.Muon, NumPy", "numadam.Muon, torch tensors"):
+            for label in [name for name in seconds if name.startswith("numadam.Muon")]:
                 lines.append(f"{label} over torch.optim.Muon: {seconds[label] / torch_loop:.2f}.")
         if note:
             lines.append(note + ".")
