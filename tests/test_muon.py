@@ -329,3 +329,73 @@ def test_minimize_batch_solves_matrix_problems_one_by_one_and_refuses_vectorized
     with pytest.raises(ValueError, match="orthogonalizes each matrix whole"):
         numadam.minimize_batch(lambda X, t: (((X - t) ** 2).sum((1, 2)), 2 * (X - t)), np.zeros((3, 4, 2)),
                                batched_args=(targets,), jac=True, method="muon", vectorized=True)
+
+
+def test_parameters_the_step_could_not_write_are_refused_when_muon_is_made():
+    w = np.zeros((4, 4), np.float32)
+    with pytest.raises(ValueError, match="share memory"):
+        numadam.Muon([w, w])
+    with pytest.raises(ValueError, match="share memory"):
+        numadam.Muon([w, w[0]], aux={})
+    read_only = np.zeros((4, 4), np.float32)
+    read_only.flags.writeable = False
+    with pytest.raises(ValueError, match="read-only"):
+        numadam.Muon([np.zeros((3, 3), np.float32), read_only])
+    with pytest.raises(TypeError, match="byte order"):
+        numadam.Muon(np.zeros((3, 3), ">f4"))
+    with pytest.raises(ValueError, match="length 0"):
+        numadam.Muon(np.zeros((5, 0), np.float32))
+
+
+def test_gradients_the_engine_would_refuse_are_refused_before_the_auxiliary_adamw_steps():
+    rng = np.random.default_rng(13)
+    params = [rng.standard_normal((5, 4)).astype(np.float32), rng.standard_normal((3, 3)).astype(np.float32),
+              rng.standard_normal(4).astype(np.float32)]
+    opt = numadam.Muon(params, aux={})
+    good = [np.ones((5, 4), np.float32), np.ones((3, 3), np.float32), np.ones(4, np.float32)]
+    misaligned = np.frombuffer(np.zeros(9 * 4 + 1, np.uint8).tobytes(), np.float32, 9, 1).reshape(3, 3)
+    _refused_and_unchanged(opt, params, [good[0], misaligned, good[2]], ValueError, "aligned")
+    _refused_and_unchanged(opt, params, [good[0], good[1].astype(">f4"), good[2]], TypeError, "byte order")
+    _refused_and_unchanged(opt, params, [good[0], good[1], np.ones(4, np.float64)], TypeError, r"grads\[2\]")
+    assert opt.aux.step_count == 0
+
+
+def test_a_gradient_of_more_than_two_dimensions_may_be_in_any_layout():
+    rng = np.random.default_rng(14)
+    start = rng.standard_normal((6, 3, 2)).astype(np.float32)
+    ours, theirs, buffer = start.copy(), start.copy(), np.zeros((6, 3, 2), np.float32)
+    opt = numadam.Muon(ours, ns_dtype="float32")
+    for _ in range(5):
+        g = rng.standard_normal((6, 3, 2)).astype(np.float32)
+        opt.step(np.asfortranarray(g))
+        muon_step(theirs, g, buffer, ns_dtype="float32")
+    assert _worst_over_movement(ours, theirs, start) <= 1e-4
+
+
+def test_a_load_whose_arrays_do_not_convert_changes_nothing():
+    rng = np.random.default_rng(15)
+    params = [rng.standard_normal((4, 4)).astype(np.float32), rng.standard_normal((3, 3)).astype(np.float32),
+              np.zeros(2, np.float32)]
+    opt = numadam.Muon(params, aux={})
+    opt.step([np.ones((4, 4), np.float32), np.ones((3, 3), np.float32), np.ones(2, np.float32)])
+    before = opt.state_dict()
+    fresh = numadam.Muon([p.copy() for p in params], aux={})
+    for bad, error in [(np.zeros((3, 3), np.complex64), TypeError), (np.array([["a"] * 3] * 3), TypeError)]:
+        state = {**before, "momentum_buffer": [before["momentum_buffer"][0], bad, None]}
+        with pytest.raises(error, match="real floating point"):
+            fresh.load_state_dict(state)
+        assert fresh.step_count == 0 and fresh.aux.step_count == 0
+        np.testing.assert_array_equal(fresh.state_dict()["momentum_buffer"][0], 0.0)
+
+
+def test_minimize_refuses_a_dask_x0_for_muon_with_the_reason():
+    da = pytest.importorskip("dask.array")
+    with pytest.raises(TypeError, match="whole matrices"):
+        numadam.minimize(lambda x: ((x * x).sum(), 2 * x), da.zeros((4, 4), chunks=2), jac=True, method="muon")
+
+
+def test_a_schedule_s_rate_is_the_lr_muon_reports():
+    opt = numadam.Muon(np.ones((3, 3), np.float32), schedule=lambda k: 0.1 / (k + 1))
+    opt.step(np.ones((3, 3), np.float32))
+    opt.step(np.ones((3, 3), np.float32))
+    assert opt.lr == 0.05 and opt.state_dict()["hyperparameters"]["lr"] == 0.05

@@ -29,12 +29,11 @@ from collections.abc import Iterator
 import numba
 import numpy as np
 
-from ..adapters.dask import is_dask_array
-from ..adapters.foreign import is_tensor
 from ..adapters.tree import flatten
 from ..core import validate
 from ..state_files import load_state, save_state
 from . import newton_schulz
+from .arrays import Ranges, address_range, as_matrix, checked_leaves, on_device_of, staged
 from .elementwise import apply_step, momentum_step
 
 #: torch.optim.Muon's Newton–Schulz coefficients (a, b, c).
@@ -88,77 +87,20 @@ _NAMES = ("lr", "weight_decay", "momentum", "nesterov", "ns_coefficients", "eps"
           "ns_dtype")
 
 
-def _library(array):
-    """``"numpy"``, ``"cupy"`` or ``"torch"``; raises for anything else (Dask with the reason)."""
-    if isinstance(array, np.ndarray) and not isinstance(array, np.ma.MaskedArray):
-        return "numpy"
-    if is_tensor(array):
-        return "torch"
-    if type(array).__module__.split(".")[0] == "cupy":
-        return "cupy"
-    if is_dask_array(array):
-        raise TypeError("Muon takes NumPy, CuPy and torch arrays, not Dask arrays: its Newton–Schulz iteration "
-                        "multiplies whole matrices (X Xᵀ reads every row of X at once), so a matrix chunked "
-                        "over workers would be gathered at every step; compute it into one array")
-    raise TypeError(f"Muon takes NumPy, CuPy and torch arrays; got {type(array).__module__}."
-                    f"{type(array).__qualname__}")
-
-
-def _kind_dtype(array, library):
-    """``(kind, name)`` of an array's dtype: kind ``'f'`` for real floating point, ``'c'`` complex."""
-    if library == "torch":
-        return ("c" if array.is_complex() else "f" if array.is_floating_point() else "i"), str(array.dtype)
-    return array.dtype.kind, str(array.dtype)
-
-
-def _is_sparse(array, library):
-    return library == "torch" and array.layout is not _torch().strided
-
-
-def _address_range(array, library):
-    """``(first byte, one past the last byte)`` an array may touch."""
-    if library == "torch":
-        start, itemsize = array.data_ptr(), array.element_size()
-        shape, strides = array.shape, array.stride()
-    else:
-        start = array.ctypes.data if library == "numpy" else array.data.ptr
-        itemsize, shape, strides = array.itemsize, array.shape, [s // array.itemsize for s in array.strides]
-    if 0 in shape:
-        return start, start
-    low = start + itemsize * sum(s * (n - 1) for s, n in zip(strides, shape) if s < 0)
-    high = start + itemsize * (1 + sum(s * (n - 1) for s, n in zip(strides, shape) if s > 0))
-    return low, high
-
-
-def _overlaps(first, second):
-    return first[0] < second[1] and second[0] < first[1]
-
-
-def _as_matrix(array, library, path):
-    """``array`` as a 2-D matrix over its memory: itself, or ``reshape(shape[0], -1)`` of a C-ordered one."""
-    if array.ndim == 2:
-        return array
-    contiguous = array.is_contiguous() if library == "torch" else array.flags.c_contiguous
-    if not contiguous:
-        raise ValueError(f"{path} (shape {tuple(array.shape)}) must be C-contiguous: Muon reads a parameter of "
-                         "more than two dimensions as the matrix reshape(shape[0], -1) over its memory")
-    if library == "torch":  # a view of the detached tensor: the same memory, no autograd node
-        return array.detach().view(array.shape[0], -1)
-    return array.reshape(array.shape[0], -1)
-
-
 def _zeros_like(array, library):
     if library == "torch":
         return _torch().zeros_like(array, memory_format=_torch().contiguous_format)
     xp = np if library == "numpy" else _cupy()
-    return xp.zeros(array.shape, dtype=array.dtype)
+    with on_device_of(array, library):
+        return xp.zeros(array.shape, dtype=array.dtype)
 
 
 def _empty_stack(count, shape, like, library):
     if library == "torch":
         return _torch().empty((count, *shape), dtype=like.dtype, device=like.device)
     xp = np if library == "numpy" else _cupy()
-    return xp.empty((count, *shape), dtype=like.dtype)
+    with on_device_of(like, library):
+        return xp.empty((count, *shape), dtype=like.dtype)
 
 
 def _copy(array, library):
@@ -187,7 +129,9 @@ class _Settable:
         return self if muon is None else muon._hyper[self.name]
 
     def __set__(self, muon, value):
-        muon._hyper[self.name] = _checked(self.name, value)
+        checked = _checked(self.name, value)
+        with muon._lock:  # (not in the middle of a step)
+            muon._hyper[self.name] = checked
 
 
 class _Stack:
@@ -199,7 +143,8 @@ class _Stack:
         self.library = library
         self.updates = _empty_stack(len(indices), matrices[0].shape, matrices[0], library)
         self.views = [self.updates[i] for i in range(len(indices))]
-        self.workspace = None if library == "torch" else newton_schulz.Workspace(self.updates)
+        with on_device_of(self.updates, library):
+            self.workspace = None if library == "torch" else newton_schulz.Workspace(self.updates)
 
 
 class Muon:
@@ -278,7 +223,15 @@ class Muon:
                             "(the auxiliary AdamW's are aux)")
         self._paths = self._treedef.paths("params")
         self._leaves = leaves
-        self._library = self._checked_leaves(leaves, self._paths, "params")
+        self._library, self._device = checked_leaves(leaves, self._paths, "params", writable=True)
+        reaches = [address_range(leaf, self._library) for leaf in leaves]
+        shared = Ranges.first_overlap(reaches)
+        if shared is not None:
+            raise ValueError(f"{self._paths[shared[0]]} and {self._paths[shared[1]]} share memory; Muon updates "
+                             "each parameter in place, once")
+        empty = next((path for leaf, path in zip(leaves, self._paths) if leaf.ndim >= 2 and 0 in leaf.shape), None)
+        if empty is not None:
+            raise ValueError(f"{empty} has a dimension of length 0: a matrix for Muon needs rows and columns")
         matrix = [leaf.ndim >= 2 and not (aux_filter is not None and aux_filter(path, leaf))
                   for leaf, path in zip(leaves, self._paths)]
         self._matrix_indices = [i for i, is_matrix in enumerate(matrix) if is_matrix]
@@ -297,65 +250,44 @@ class Muon:
             from ..families import adam  # its AdamW class is made by numadam.registry, which imports this module
 
             self._aux = adam.AdamW([leaves[i] for i in self._aux_indices], **aux)
-        self._matrices = [_as_matrix(leaves[i], self._library, self._paths[i]) for i in self._matrix_indices]
+        self._matrices = [as_matrix(leaves[i], self._library, self._paths[i], parameter=True)
+                          for i in self._matrix_indices]
         self._buffers = [_zeros_like(leaves[i], self._library) for i in self._matrix_indices]
-        self._buffer_matrices = [_as_matrix(b, self._library, "") for b in self._buffers]
+        self._buffer_matrices = [as_matrix(b, self._library, "", parameter=True) for b in self._buffers]
         self._ratios = [lr_ratio(self._hyper["adjust_lr_fn"], *m.shape) for m in self._matrices]
         self._stacks = self._made_stacks()
-        self._on_device = self._library == "cupy" or (self._library == "torch" and leaves[0].device.type != "cpu")
+        #: What a step reads must not meet what it writes: every parameter, buffer and stack.
+        self._written = Ranges(reaches + [address_range(b, self._library) for b in self._buffers]
+                               + [address_range(s.updates, self._library) for s in self._stacks])
+        self._on_device = self._device != "cpu"
         self._step_count = 0
 
     # -- checks ------------------------------------------------------------------------------------
 
-    @staticmethod
-    def _checked_leaves(leaves, paths, role):
-        """The one library of ``leaves``; raises for other kinds, a mix, complex, sparse, integers."""
-        first = None
-        for leaf, path in zip(leaves, paths):
-            library = _library(leaf)
-            if first is None:
-                first = library
-            elif library != first:
-                raise TypeError(f"{path} is a {library} array but the first leaf is a {first} array: one kind "
-                                "of array throughout")
-            if _is_sparse(leaf, library):
-                raise TypeError(f"{path} is a sparse tensor: Muon does not support sparse {role}")
-            kind, dtype = _kind_dtype(leaf, library)
-            if kind == "c":
-                raise TypeError(f"{path} is complex ({dtype}): Muon does not support complex {role}")
-            if kind != "f":
-                raise TypeError(f"{path} must be real floating point; got dtype {dtype}")
-        return first
-
     def _checked_grads(self, grads):
-        """The gradient leaves, every check made before anything is written."""
+        """``(leaves, matrices)`` of ``grads``, every check made before anything is written: the
+        auxiliary AdamW's gradients too, under the user's paths."""
         leaves = self._treedef.flatten_like(grads, "grads", exact_sequences=True)
         paths = self._treedef.paths("grads")
-        library = self._checked_leaves(leaves, paths, "gradients")
-        if library != self._library:
-            raise TypeError(f"grads are {library} arrays but params are {self._library} arrays")
-        written = [_address_range(m, library) for m in self._matrices]
-        written += [_address_range(b, library) for b in self._buffers]
-        written += [_address_range(s.updates, library) for s in self._stacks]
-        for i in self._matrix_indices:
-            grad, param, path = leaves[i], self._leaves[i], paths[i]
+        library, device = checked_leaves(leaves, paths, "gradients", writable=False)
+        if (library, device) != (self._library, self._device):
+            raise TypeError(f"grads are {library} arrays on {device} but params are {self._library} arrays on "
+                            f"{self._device}")
+        for grad, param, path in zip(leaves, self._leaves, paths):
             if tuple(grad.shape) != tuple(param.shape):
                 raise ValueError(f"{path} must have its parameter's shape {tuple(param.shape)}; got "
                                  f"{tuple(grad.shape)}")
             if grad.dtype != param.dtype:
                 raise TypeError(f"{path} must have its parameter's dtype {param.dtype}; got {grad.dtype}")
-            reach = _address_range(grad, library)
-            if any(_overlaps(reach, other) for other in written):
+            if self._written.meets(*address_range(grad, library)):
                 raise ValueError(f"{path} shares memory with a parameter or Muon's state, which the step writes")
-        return leaves, [_as_matrix(leaves[i], library, paths[i]) if leaves[i].ndim > 2 else leaves[i]
-                        for i in self._matrix_indices]
+        return leaves, [as_matrix(leaves[i], library, paths[i], parameter=False) for i in self._matrix_indices]
 
     def _made_stacks(self):
         """The matrices grouped by 2-D shape, dtype and device, in order of first appearance."""
         groups = {}
         for position, matrix in enumerate(self._matrices):
-            device = str(matrix.device) if self._library != "numpy" else "cpu"
-            groups.setdefault((tuple(matrix.shape), str(matrix.dtype), device), []).append(position)
+            groups.setdefault((tuple(matrix.shape), str(matrix.dtype)), []).append(position)
         return [_Stack(positions, [self._matrices[p] for p in positions], self._library)
                 for positions in groups.values()]
 
@@ -374,13 +306,15 @@ class Muon:
             if self._aux is not None:
                 self._aux.step([leaves[i] for i in self._aux_indices])
             h = self._hyper
+            h["lr"] = lr  # (what a schedule set, as the other optimizers keep it)
             for stack in self._stacks:
                 with self._beside_blas():
                     for position, update in zip(stack.indices, stack.views):
                         momentum_step(update, grad_matrices[position], self._buffer_matrices[position], step=step,
                                       momentum=h["momentum"], nesterov=h["nesterov"])
-                orthogonal = newton_schulz.orthogonalized(stack.updates, h["ns_coefficients"], h["ns_steps"],
-                                                          h["eps"], h["ns_dtype"], stack.workspace)
+                with on_device_of(stack.updates, self._library):
+                    orthogonal = newton_schulz.orthogonalized(stack.updates, h["ns_coefficients"], h["ns_steps"],
+                                                              h["eps"], h["ns_dtype"], stack.workspace)
                 with self._beside_blas():
                     for j, position in enumerate(stack.indices):
                         apply_step(self._matrices[position], orthogonal[j], step=step, lr=lr,
@@ -476,20 +410,18 @@ class Muon:
                 raise ValueError("state has no 'momentum_buffer'")
             found = self._treedef.flatten_like(state["momentum_buffer"], "state['momentum_buffer']")
             paths = self._treedef.paths("state['momentum_buffer']")
-            buffers = []
-            for i, buffer in zip(self._matrix_indices, self._buffers):
-                value = found[i]
-                if value is None or tuple(getattr(value, "shape", ())) != tuple(buffer.shape):
-                    raise ValueError(f"{paths[i]} must be an array of shape {tuple(buffer.shape)}; got "
-                                     f"{None if value is None else tuple(getattr(value, 'shape', ()))}")
-                buffers.append(value)
+            buffers = [staged(found[i], buffer, self._library, paths[i])  # converted, so copying cannot fail
+                       for i, buffer in zip(self._matrix_indices, self._buffers)]
             if ("aux" in state) != (self._aux is not None):
                 raise ValueError("state['aux'] must be there exactly when this Muon has auxiliary leaves "
                                  f"({len(self._aux_indices)} here)")
             if self._aux is not None:
                 self._aux.load_state_dict(state["aux"])  # checked whole before it changes anything
             for target, value in zip(self._buffers, buffers):
-                _assign(target, value, self._library)
+                if self._library == "torch":
+                    target.copy_(value)
+                else:
+                    target[...] = value
             self._hyper = hyper
             self._ratios = [lr_ratio(hyper["adjust_lr_fn"], *m.shape) for m in self._matrices]
             self._step_count = step
@@ -546,16 +478,3 @@ def _kinds(treedef):
     yield treedef.kind
     for child in treedef.children:
         yield from _kinds(child)
-
-
-def _assign(target, value, library):
-    """Copy ``value`` (any array of the right shape, NumPy for CuPy or torch too) into ``target``."""
-    if library == "torch":
-        torch = _torch()
-        source = value if isinstance(value, torch.Tensor) else torch.as_tensor(np.asarray(value))
-        target.copy_(source)
-    elif library == "numpy":
-        target[...] = np.asarray(value.get() if hasattr(value, "get") else value)
-    else:
-        target[...] = _cupy().asarray(value)
-

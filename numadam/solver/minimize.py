@@ -196,6 +196,10 @@ def minimize(fun, x0, args=(), jac=None, method="adam", *, bounds=None, maxiter=
     check_solve_options(fun, jac, compiled, nonfinite)
     optimizer_type = optimizer_class(method)
     stop_rules = _StopRules(maxiter, gtol, ftol, xtol, patience)
+    if is_dask_array(x0) and getattr(optimizer_type, "algorithm", None) is None:  # Muon
+        from ..muon.arrays import DASK_REFUSAL
+
+        raise TypeError(f"method={method!r}: {DASK_REFUSAL}")
     iterate = (_DaskIterate if is_dask_array(x0) else _ArrayIterate)(fun, x0, args, jac, optimizer_type, bounds,
                                                                         clip, schedule, hyperparameters)
     notify = _scipy_style_callback(callback)
