@@ -29,6 +29,8 @@ import numba
 import numpy as np
 from numba.typed import List
 
+from ..targets.block_labels import fresh_block_labels
+
 #: Problems a thread takes at once, at most: a call of the loop costs microseconds.
 PROBLEMS_A_CALL = 16
 
@@ -53,6 +55,7 @@ def run(solve, box, starts, args, batched, bar):
     signature = (numba.int64, numba.int64) + tuple(numba.typeof(a) for a in arguments)
     started = time.perf_counter()
     if signature not in loop.overloads:
+        fresh_block_labels()
         loop.compile(signature)
     compile_seconds = time.perf_counter() - started
     histories = in_threads(loop, arguments, problems, bar)

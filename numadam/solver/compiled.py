@@ -38,6 +38,7 @@ from numba.core.registry import CPUDispatcher
 from .. import jit as jit_steps
 from ..core.pipeline import OPTIONS
 from ..schedules import Constant, CosineDecay, ExponentialDecay, LinearWarmup, StepDecay
+from ..targets.block_labels import fresh_block_labels
 from ..targets.cpu import factored_step, kernels as cpu_kernels
 from ..targets.fingerprint import code_names, python_function
 
@@ -243,6 +244,7 @@ class CompiledSolve:
             signature = tuple(typeof(a) for a in arguments)
             if signature not in self.function.overloads:
                 started = time.perf_counter()
+                fresh_block_labels()
                 self.function.compile(signature)
                 compile_seconds = time.perf_counter() - started
             _READY.add(ready)
@@ -320,6 +322,7 @@ def _check_objective(fun, jac, argument_types, x):
 def _return_type(function, argument_types):
     compiled = function.overloads.get(argument_types)
     if compiled is None:  # (compile() looks it up too, behind a stack of Numba's event timers)
+        fresh_block_labels()
         function.compile(argument_types)
         compiled = function.overloads[argument_types]
     return compiled.signature.return_type

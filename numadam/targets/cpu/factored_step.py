@@ -45,6 +45,7 @@ import numpy as np
 from numba import carray, njit, types
 from numba.extending import overload
 
+from ..block_labels import fresh_block_labels
 from ..disk_cache import cached_njit
 from ..fingerprint import compiled_from_module
 from ..primitives import cpu_primitives
@@ -371,4 +372,5 @@ def _compiled(update, first):
     integers, integer, wide = types.int64[::1], types.int64, types.float64[:, ::1]
     signature = (typeof(update), typeof(first), integers, integer, integer, integer, integers, integers, integers,
                  integers, wide, wide, real[::1], real[::1], real, wide, types.boolean[::1], integer, integer)
+    fresh_block_labels()
     return factored_step_serial.compile(signature)

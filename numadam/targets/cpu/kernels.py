@@ -29,6 +29,7 @@ from ..disk_cache import cached_njit
 from ..fingerprint import compiled_from_module
 from ..primitives import cpu_primitives
 from ..quantization import BLOCK
+from ..block_labels import fresh_block_labels
 from ..body import block_runners, blocks_runner, piece_runner, quantized_operands, reduction_runner
 from ..segments import ADDRESS, LENGTH, OFFSET, piece_of, segment_of_element, sequence_length
 from ..spec import algorithm
@@ -538,6 +539,7 @@ def compiled(kind, *specs, parallel=False):
     ``parallel``: a function called without Numba's dispatch (which would type the spec on every
     call), with its arguments exactly as :func:`signature` types them: an int64 table, and
     scalars and a zero in the spec's real dtype. One entry for every kernel."""
+    fresh_block_labels()
     return KERNELS[kind][1 if parallel else 0].compile(signature(kind, *specs))
 
 

@@ -33,6 +33,7 @@ from ..control import APPLIED, CONTROL_SIZE, FLAG, SKIPPED
 from ..primitives import INTERPRETED, pointer_codegen, register
 from ..quantization import BLOCK, inverse_of
 from .. import body
+from ..block_labels import fresh_block_labels
 from ..body import (block_runners, compiled_source, piece_runner, quads_source, quantized_operands,
                     reduction_runner)
 from ..segments import piece_of, segment_of_element, sequence_length
@@ -485,6 +486,7 @@ def cupy_loaded(spec, device_step, device_id, n_values=0):
     The launch goes on CuPy's current stream, the one :mod:`numadam.targets.cuda.backend`
     wraps for numba-cuda.
     """
+    fresh_block_labels()
     return loaded_function(kernel_for(spec, device_step).compile(update_signature(spec, n_values)))
 
 

@@ -37,6 +37,8 @@ from numba import cuda, typeof
 from numba.core import types
 from numba.np import numpy_support
 
+from ..block_labels import fresh_block_labels
+
 SIMULATED = bool(cuda.config.ENABLE_CUDASIM)
 
 #: The scalar types passed as themselves (a Python int or float: as int64, float64).
@@ -150,6 +152,7 @@ def cupy_function(kernel, key, device_id):
     """``(module, function)``: ``kernel`` compiled by numba-cuda for :func:`signature` ``(key)``,
     loaded by CuPy into GPU ``device_id`` (the current one); ``None`` where numba-cuda keeps
     no cubin."""
+    fresh_block_labels()
     return loaded_function(kernel.compile(signature(key)))
 
 
