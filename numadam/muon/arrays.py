@@ -8,7 +8,6 @@ native byte order, aligned, writable parameters, and no memory shared between
 what a step reads and what it writes.
 """
 
-import bisect
 import contextlib
 
 import numpy as np
@@ -99,33 +98,16 @@ def address_range(array, library):
     return low, high
 
 
-class Ranges:
-    """Byte ranges, sorted once: whether a range meets any of them is one binary search."""
-
-    def __init__(self, ranges):
-        ranges = sorted(r for r in ranges if r[1] > r[0])
-        self._starts = [low for low, _ in ranges]
-        self._reach, reach = [], 0
-        for _, high in ranges:
-            reach = max(reach, high)
-            self._reach.append(reach)
-
-    def meets(self, low, high):
-        """Whether ``[low, high)`` meets one of the ranges (by their first and last bytes)."""
-        position = bisect.bisect_left(self._starts, high) - 1
-        return high > low and position >= 0 and self._reach[position] > low
-
-    @staticmethod
-    def first_overlap(ranges):
-        """The indices ``(i, j)`` of two of ``ranges`` that meet, or ``None``."""
-        order = sorted((r for r in range(len(ranges)) if ranges[r][1] > ranges[r][0]), key=lambda r: ranges[r])
-        reach, owner = 0, None
-        for r in order:
-            if owner is not None and ranges[r][0] < reach:
-                return owner, r
-            if ranges[r][1] > reach:
-                reach, owner = ranges[r][1], r
-        return None
+def first_overlap(ranges):
+    """The indices ``(i, j)`` of two of the byte ``ranges`` that meet, or ``None``."""
+    order = sorted((r for r in range(len(ranges)) if ranges[r][1] > ranges[r][0]), key=lambda r: ranges[r])
+    reach, owner = 0, None
+    for r in order:
+        if owner is not None and ranges[r][0] < reach:
+            return owner, r
+        if ranges[r][1] > reach:
+            reach, owner = ranges[r][1], r
+    return None
 
 
 def as_matrix(array, library, path, parameter):

@@ -31,9 +31,10 @@ import numpy as np
 
 from ..adapters.tree import flatten
 from ..core import validate
+from ..core.memory import MemoryRanges
 from ..state_files import load_state, save_state
 from . import newton_schulz
-from .arrays import Ranges, address_range, as_matrix, checked_leaves, on_device_of, staged
+from .arrays import address_range, as_matrix, checked_leaves, first_overlap, on_device_of, staged
 from .elementwise import apply_step, momentum_step
 
 #: torch.optim.Muon's Newton–Schulz coefficients (a, b, c).
@@ -225,7 +226,7 @@ class Muon:
         self._leaves = leaves
         self._library, self._device = checked_leaves(leaves, self._paths, "params", writable=True)
         reaches = [address_range(leaf, self._library) for leaf in leaves]
-        shared = Ranges.first_overlap(reaches)
+        shared = first_overlap(reaches)
         if shared is not None:
             raise ValueError(f"{self._paths[shared[0]]} and {self._paths[shared[1]]} share memory; Muon updates "
                              "each parameter in place, once")
@@ -257,8 +258,8 @@ class Muon:
         self._ratios = [lr_ratio(self._hyper["adjust_lr_fn"], *m.shape) for m in self._matrices]
         self._stacks = self._made_stacks()
         #: What a step reads must not meet what it writes: every parameter, buffer and stack.
-        self._written = Ranges(reaches + [address_range(b, self._library) for b in self._buffers]
-                               + [address_range(s.updates, self._library) for s in self._stacks])
+        written = leaves + self._buffers + [s.updates for s in self._stacks]
+        self._written = MemoryRanges([address_range(a, self._library) for a in written], written)
         self._on_device = self._device != "cpu"
         self._step_count = 0
 
@@ -279,7 +280,7 @@ class Muon:
                                  f"{tuple(grad.shape)}")
             if grad.dtype != param.dtype:
                 raise TypeError(f"{path} must have its parameter's dtype {param.dtype}; got {grad.dtype}")
-            if self._written.meets(*address_range(grad, library)):
+            if self._written.may_meet(*address_range(grad, library)):
                 raise ValueError(f"{path} shares memory with a parameter or Muon's state, which the step writes")
         return leaves, [as_matrix(leaves[i], library, paths[i], parameter=False) for i in self._matrix_indices]
 
