@@ -111,9 +111,13 @@ def reduce_parallel(spec, table, width, starts, stops, scalars, like, out):
                                                     scalars, like)
 
 
-#: How many segments ahead of the one it updates a chunk asks for the first line of each operand
-#: (:func:`prefetch_segment`).
-PREFETCH_AHEAD = 4
+#: How many segments ahead of the one it updates a chunk asks for the first lines of each operand
+#: (:func:`prefetch_segment`). Rows of 64 bytes of a table past the L3, in random order, on a Zen 5
+#: (ms for 12500 rows): 4 ahead 0.56, 8 0.46, 16 0.39, 24 0.40, 32 0.40.
+PREFETCH_AHEAD = 16
+
+#: The bytes of a cache line.
+LINE = 64
 
 
 @intrinsic
@@ -132,16 +136,19 @@ def _prefetch(typingctx, address):
 
 
 def prefetch_segment(spec, table, row):
-    """Ask for the line of the first element of every operand of the segment at ``row`` (its
-    offset in the table): a step over rows listed in random order (a minibatch's) finds them in
-    the cache, where the hardware, which sees no pattern in them, fetches one row at a time."""
+    """Ask for the lines of the first :data:`LINE` bytes of every operand of the segment at ``row``
+    (its offset in the table): a step over rows listed in random order (a minibatch's) finds them
+    in the cache, where the hardware, which sees no pattern in them, fetches one row at a time.
+    Two lines, since a row of 64 bytes rarely starts a line: NumPy aligns its arrays to 16 bytes,
+    so each such row straddles two (asking for the first alone left the step waiting on the
+    second: 0.96 against 0.40 ms for 12500 such rows of a 1.25e6-row table, on a Zen 5)."""
 
 
 @overload(prefetch_segment)
 def _prefetch_segment(spec, table, row):
     present = [k for k, code in enumerate(spec.spec.operands) if code]
     lines = ["def implementation(spec, table, row):"]
-    lines += [f"    _prefetch(table[row + {ADDRESS + k}])" for k in present] or ["    pass"]
+    lines += [f"    _prefetch(table[row + {ADDRESS + k}] + {byte})" for k in present for byte in (0, LINE - 1)] or ["    pass"]
     namespace = {"_prefetch": _prefetch}
     exec("\n".join(lines), namespace)
     return namespace["implementation"]
