@@ -37,6 +37,15 @@ the second applies the update with the trust ratio. Those sums are added in
 the objects' order (their CPU pre-pass's chunks and tiles, the tiles' sums
 vectorized alike), so LAMB takes the objects' bits in float64 too.
 
+Prodigy's step is a one-array Prodigy (as the functional ``prodigy_step``):
+its first pass moves the state and sums its two terms over the array, in the
+objects' order; their total (:func:`numadam.families.prodigy.prodigy_total`)
+gives the new carry (d and the rest of
+:data:`~numadam.families.prodigy.PRODIGY_CARRY`), which the step returns; the
+update then takes the scalars of that carry. Pass ``carry=None`` on the first
+step and the returned carry after; ``exp_avg`` comes by name (none with
+``betas[0] == 0``).
+
 Adafactor's step takes ``param, grad, row_var, col_var``: a matrix with its
 row factor ``(R, 1)`` and column factor ``(1, C)``, or a vector with its full
 second moment as ``row_var`` (``col_var`` is then not read); factors of other
@@ -64,6 +73,7 @@ array([ 1. , -2. ,  0.5])
 
 import functools
 import inspect
+import math
 import operator
 import types as pytypes
 from typing import NamedTuple
@@ -311,7 +321,7 @@ def _make(name, cls):
                   f"({kind.name}=an array like param)')"]
     lines.append(f"    wide, carry = scalars_at(step, h, {'carry' if carried else '()'})")
     narrowed = [f"narrow(wide[{j}], param)" for j in range(n_fields)]
-    lines += ["    s = Scalars(" + ", ".join(narrowed) + ")",
+    lines += ["    scalars = Scalars(" + ", ".join(narrowed) + ")",
               "    flags = flags_of(h)",
               "    like = narrow(0.0, param)"]
     if algorithm.factored:  # a step of its own shape: the factors, the norms, the update
@@ -321,6 +331,8 @@ def _make(name, cls):
     loads = f"({loads}{',' if n_state == 1 else ''})"
     stores = [f"{kind}[i] = state[{k}]" if kind in always else f"store({kind}, i, state[{k}])"
               for k, kind in enumerate(k.name for k in algorithm.state)]
+    # The first pass's arguments: the state (optional kinds included: None where absent).
+    pass_args = state_args + "".join(f"{kind}, " for kind in optional_state)
     if algorithm.norms is not None:  # a first pass: the state, and each parameter's sums of squares
         # As the objects' CPU pre-pass sums: in chunks of its size, each in tiles of NORMS_TILE (the
         # rule's loop, then the sums' loop, compiled with reassociation like the kernel's: see
@@ -328,15 +340,29 @@ def _make(name, cls):
         # rounded once, like the others.
         lines += ["    param_squares = direction_squares = 0.0",
                   f"    for start in range(0, param.size, {CpuBackend.chunk_size}):",
-                  f"        a, b = norm_sums(param, grad, {state_args}start, min(param.size, start + "
-                  f"{CpuBackend.chunk_size}), s, flags, like)",
+                  f"        a, b = norm_sums(param, grad, {pass_args}start, min(param.size, start + "
+                  f"{CpuBackend.chunk_size}), scalars, flags, like)",
                   "        param_squares += a",
                   "        direction_squares += b"]
-        field = algorithm.Scalars._fields.index(algorithm.norms.field)
-        narrowed[field] = (f"narrow(value(param_squares, direction_squares), param) if applies(h) "
-                           f"else {narrowed[field]}")
-        lines += ["    s = Scalars(" + ", ".join(narrowed) + ")"]
-        lines = [f"def norm_sums(param, grad, {state_args}start, stop, s, flags, like):",
+        if algorithm.sums_every_parameter:  # the sums give the carry (Prodigy's d), the carry the scalars
+            # (a new name: ``carry``, once None, is an optional of Numba's, which the scalars refuse)
+            lines += ["    moved = total(param_squares, direction_squares, carry, (h,))",
+                      "    wide = scalars_of(float(step), h, moved)"]
+        else:
+            field = algorithm.Scalars._fields.index(algorithm.norms.field)
+            narrowed[field] = (f"narrow(value(param_squares, direction_squares), param) if applies(h) "
+                               f"else {narrowed[field]}")
+        lines += ["    scalars = Scalars(" + ", ".join(narrowed) + ")"]
+        # The two sums: of the squares of the parameter and of the direction, or of the rule's two
+        # terms where it returns them (Norms.terms), as numadam.targets.body._added adds them.
+        added = (["            a += np.float64(tile[np.uint64(i - first)])",
+                  f"            b += np.float64(tile[np.uint64({NORMS_TILE} + i - first)])"]
+                 if algorithm.norms.terms else
+                 ["            wide = np.float64(tile[np.uint64(i - first)])", "            a += wide * wide",
+                  f"            wide = np.float64(tile[np.uint64({NORMS_TILE} + i - first)])",
+                  "            b += wide * wide"])
+        read = ["            p, direction = direction"] if algorithm.norms.terms else []
+        lines = [f"def norm_sums(param, grad, {pass_args}start, stop, scalars, flags, like):",
                  "    a = b = 0.0",
                  f"    tile = np.empty({2 * NORMS_TILE}, param.dtype)",
                  f"    for first in range(start, stop, {NORMS_TILE}):",
@@ -344,26 +370,25 @@ def _make(name, cls):
                  "        for signed in range(first, last):",
                  "            i = np.uint64(signed)  # no negative index to wrap: the loop vectorizes",
                  "            p = param[i]",
-                 f"            state, direction = moments(p, grad[i], {loads}, s, flags)"] + [
-                 f"            {store}" for store in stores] + [
+                 f"            state, direction = moments(p, grad[i], {loads}, scalars, flags)"] + [
+                 f"            {store}" for store in stores] + read + [
                  "            tile[np.uint64(i - first)] = p",
                  f"            tile[np.uint64({NORMS_TILE} + i - first)] = direction",
-                 "        for i in range(first, last):",
-                 "            wide = np.float64(tile[np.uint64(i - first)])", "            a += wide * wide",
-                 f"            wide = np.float64(tile[np.uint64({NORMS_TILE} + i - first)])",
-                 "            b += wide * wide", "    return a, b"] + lines
+                 "        for i in range(first, last):"] + added + ["    return a, b"] + lines
     lines += ["    for i in range(param.size):",
-              f"        p, state = rule(param[i], grad[i], {loads}, s, flags)",
+              f"        p, state = rule(param[i], grad[i], {loads}, scalars, flags)",
               "        param[i] = p"]
     lines += [f"        {store}" for store in stores]
-    lines.append("    return carry" if carried else "    return None")
+    lines.append(("    return moved" if algorithm.sums_every_parameter else "    return carry") if carried
+                 else "    return None")
     namespace = {"Hyper": algorithm.Hyper, "Scalars": algorithm.Scalars, "scalars_of": scalars_of, "flags_of": flags_of,
                  "advance": advance, "initial": algorithm.initial_carry(), "rule": algorithm.rule, "np": np,
+                 "inf": math.inf,  # (a default: Prodigy's growth_rate)
                  "narrow": _in_dtype_of, "constant": _constant, "optional": _optional, "load": _load,
                  "store": _store}
     if algorithm.norms is not None:
         namespace.update(moments=algorithm.norms.rule, value=_jitted(algorithm.norms.value),
-                         applies=_jitted(algorithm.norms.applies))
+                         applies=_jitted(algorithm.norms.applies), total=_jitted(algorithm.norms.total))
     namespace.update({f"present_{k}": _jitted(kind.present)
                       for k, kind in enumerate(k for k in algorithm.state if k.present is not None)})
     exec("\n".join(lines), namespace)
@@ -492,10 +517,8 @@ def _factored_passes(rule, norms):
 
 @functools.cache
 def _functions():
-    """The functions of every family but those whose norms are the whole optimizer's (Prodigy's d:
-    a sum over every parameter of every group, which one array's step does not see)."""
-    return {name: _make(name, cls) for name, cls in families().items()
-            if not cls.algorithm.sums_every_parameter}
+    """The functions of every family (:func:`numadam.families`)."""
+    return {name: _make(name, cls) for name, cls in families().items()}
 
 
 def offered(name):

@@ -10,10 +10,8 @@ import numadam
 from arrays import tiered
 from numadam import jit
 
-#: The families numadam.jit offers: every one whose step is one array's (not Prodigy, whose d sums
-#: over every parameter: test_a_family_whose_sums_span_every_parameter_is_not_offered).
-OFFERED = [name for name, cls in numadam.families().items()
-           if not cls.algorithm.sums_every_parameter]
+#: The families numadam.jit offers: every one (Prodigy's step sums over its one array).
+OFFERED = list(numadam.families())
 
 
 @pytest.mark.slow  # full tier: 16 s cold (the vector's test below is quick)
@@ -77,7 +75,10 @@ def test_adafactor_refuses_factors_of_other_shapes_before_writing(shapes):
 OPTIONS = [("ademamix", {"alpha_warmup": 8, "beta3_warmup": 12}), ("adopt", {"clip_lambda": None}),
            ("adopt", {"clip_lambda": 0.5, "convention": "optax"}), ("nadam", {"convention": "keras"}),
            ("adam", {"amsgrad": True, "weight_decay": 0.1}), ("sgd", {"momentum": 0.9, "nesterov": True}),
-           ("rmsprop", {"centered": True, "momentum": 0.5})]
+           ("rmsprop", {"centered": True, "momentum": 0.5}),
+           ("prodigy", {"betas": (0.0, 0.99), "weight_decay": 0.1, "decouple": False}),
+           ("prodigy", {"use_bias_correction": True, "safeguard_warmup": True, "weight_decay": 0.05,
+                        "growth_rate": 1.02, "beta3": 0.9})]
 
 
 @pytest.mark.parametrize("dtype", tiered([np.float32, np.float64], lambda dtype: dtype == np.float32))
@@ -104,7 +105,7 @@ def test_steps_follow_the_objects_bit_for_bit(name, options, dtype):
         if name == "adam" and not options:
             step(ours, grad, *state, t, 1e-2, 0.9, 0.999, 1e-8, 0.0)
         elif cls.algorithm.carry is not None:
-            carry = step(ours, grad, *state, t, *hyper, carry)
+            carry = step(ours, grad, *state, t, *hyper, carry, **by_name)
         else:
             jit.offered(name).step(ours, grad, *state, t, *hyper, **by_name)
     if name == "adafactor":
@@ -157,23 +158,47 @@ def test_scalars_are_the_hosts(step):
     assert jit.adam_rule is family.rule
 
 
-def _sums_one_array(cls):
-    """Whether a family's step is one array's: not Prodigy's, whose sums run over every parameter."""
-    return not cls.algorithm.sums_every_parameter
-
-
 def test_every_family_is_offered():
-    names = {f"{name}_{kind}" for name, cls in numadam.families().items() if _sums_one_array(cls)
-             for kind in ("rule", "scalars", "flags", "step")}
+    names = {f"{name}_{kind}" for name in numadam.families() for kind in ("rule", "scalars", "flags", "step")}
     assert names <= set(jit.__all__) and all(callable(getattr(jit, name)) for name in names)
 
 
-def test_a_family_whose_sums_span_every_parameter_is_not_offered():
-    """numadam.jit steps one array at a time; Prodigy's d sums over every parameter of the optimizer."""
-    assert not _sums_one_array(numadam.Prodigy)
-    assert not any(name.startswith("prodigy_") for name in jit.__all__)
-    with pytest.raises(AttributeError):
-        jit.prodigy_step
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_prodigy_steps_one_array_of_many_chunks_as_the_objects_do(dtype):
+    """Prodigy's two passes on one array: the first pass's two sums over many tiles and chunks, its
+    total (d and the rest of the carry), the update with the new d, bit for bit with
+    numadam.Prodigy; the first steps' zero gradients make the sum of |s| zero, and then only the
+    moments move (prodigyopt's early return), as in the objects."""
+    rng = np.random.default_rng(3)
+    n = 3 * 2**14 + 77
+    ours = rng.standard_normal(n).astype(dtype)
+    theirs = ours.copy()
+    opt = numadam.Prodigy(theirs, weight_decay=0.01)
+    exp_avg, exp_avg_sq, s, p0 = (np.zeros_like(ours) for _ in range(4))
+    hyper = [{**numadam.Prodigy._class_defaults, "weight_decay": 0.01}[h]
+             for h in jit.hyperparameter_order(numadam.Prodigy)]
+    carry = None
+    for t in range(1, 16):
+        grad = (np.zeros(n) if t <= 2 else ours - 0.5 + 0.1 * rng.standard_normal(n)).astype(dtype)
+        opt.step(grad)
+        carry = jit.prodigy_step(ours, grad, exp_avg_sq, s, p0, t, *hyper, carry, exp_avg=exp_avg)
+        if t == 2:
+            assert carry[4] == 0.0  # k: no step has moved the parameters yet
+    state = opt.state_dict()
+    np.testing.assert_array_equal(ours, theirs)
+    for name, array in (("exp_avg", exp_avg), ("exp_avg_sq", exp_avg_sq), ("s", s), ("p0", p0)):
+        np.testing.assert_array_equal(array, state[name])
+    assert carry == tuple(state["carry"][0]) and carry[4] == 13.0 and carry[0] > 1e-6
+
+
+def test_prodigy_step_refuses_slice_p_before_writing():
+    p, g = np.ones(3), np.ones(3)
+    state = [np.zeros(3) for _ in range(3)]
+    hyper = [{**numadam.Prodigy._class_defaults, "slice_p": 2}[h] for h in jit.hyperparameter_order(numadam.Prodigy)]
+    with pytest.raises(ValueError, match="slice_p must be 1"):
+        jit.prodigy_step(p, g, *state, 1, *hyper, None, exp_avg=np.zeros(3))
+    np.testing.assert_array_equal(p, np.ones(3))
+    assert not any(array.any() for array in state)
 
 
 def test_state_an_option_keeps_must_be_passed():

@@ -57,6 +57,7 @@ OPTIONS = {
                              clip=("norm", 1.0)),
     "ftol-xtol": dict(method="nadam", lr=0.05, ftol=1e-9, xtol=1e-9, patience=3),
     "schedule_free": dict(method="schedule_free_adamw", lr=0.05),
+    "prodigy": dict(method="prodigy"),  # (no lr: its d is its own, carried by each problem)
 }
 
 

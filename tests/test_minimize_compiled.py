@@ -112,9 +112,8 @@ X0 = np.array([-1.2, 1.0, -0.5, 0.8, 0.3, -0.9])
 # -- every family, both dtypes ------------------------------------------------------------------------
 
 
-#: The families the compiled solve takes: all but Prodigy, whose d the host moves between its passes.
-COMPILED_FAMILIES = [name for name, cls in numadam.families().items()
-                     if not cls.algorithm.sums_every_parameter]
+#: The families the compiled solve takes: every one.
+COMPILED_FAMILIES = list(numadam.families())
 
 
 @pytest.mark.parametrize("dtype", tiered([np.float64, np.float32], lambda dtype: dtype == np.float64))
@@ -445,15 +444,22 @@ def test_minimize_checks_its_optimizer_without_making_its_state():
     assert python.nit == 30  # the Python loop made the state before stepping
 
 
-def test_prodigy_is_refused_by_the_compiled_solve_and_taken_by_the_loop():
-    """Prodigy's d moves on the host between its two passes: compiled=True says so; the default
-    (compiled=None) runs the Python loop, which reaches the same place as numadam.Prodigy."""
-    with pytest.raises(TypeError, match="Prodigy has no one-call norms kernel"):
-        numadam.minimize(rosenbrock, X0.copy(), jac=True, method="prodigy", maxiter=5, compiled=True)
-    result = numadam.minimize(rosenbrock, X0.copy(), jac=True, method="prodigy", maxiter=50, gtol=0.0)
-    assert result.nit == 50 and result.compiled is False
-    x = X0.copy()
-    opt = numadam.Prodigy(x)
-    for _ in range(50):
-        opt.step(rosenbrock(x)[1])
-    np.testing.assert_allclose(result.x, x, rtol=1e-12)
+@pytest.mark.parametrize("options", [{}, {"betas": (0.0, 0.999), "weight_decay": 0.1, "decouple": False,
+                                      "bounds": Bounds(-1.0, 0.9)}])
+def test_prodigy_compiled_needs_no_lr_and_takes_the_objects_steps(options):
+    """Prodigy's d moves between its two passes: the compiled solve steps it through numadam.jit's
+    prodigy_step (the sums over the one iterate are the whole optimizer's), with its default lr
+    of 1: the Python loop's iterates bit for bit, and numadam.Prodigy's own."""
+    compiled = numadam.minimize(rosenbrock, X0.copy(), jac=True, method="prodigy", maxiter=300, gtol=0.0,
+                                compiled=True, **options)
+    python = numadam.minimize(rosenbrock, X0.copy(), jac=True, method="prodigy", maxiter=300, gtol=0.0,
+                              compiled=False, **options)
+    assert compiled.compiled and not python.compiled and compiled.nit == 300
+    assert_same_solve(compiled, python)
+    assert compiled.fun < rosenbrock(X0)[0]
+    if not options:
+        x = X0.copy()
+        opt = numadam.Prodigy(x)
+        for _ in range(300):
+            opt.step(rosenbrock(x)[1])
+        np.testing.assert_array_equal(python.x, x)

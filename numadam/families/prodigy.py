@@ -70,7 +70,7 @@ def _estimate(carry, h):
 
 
 def _beta3(h):
-    return math.sqrt(h.betas[1]) if h.beta3 is None else h.beta3
+    return math.sqrt(h.betas[1]) if h.beta3 is None else float(h.beta3)  # (float: a number in Numba's typing)
 
 
 def _delta(d, k, lr, h):
@@ -84,7 +84,10 @@ def _delta(d, k, lr, h):
 def prodigy_scalars(step, h, carry) -> ProdigyScalars:
     """Both passes' scalars from ``carry``: the first pass reads its fields from the carry before
     :func:`prodigy_total` (the old d), the update its own from the carry after it (the new d, the
-    old delta)."""
+    old delta). They refuse a ``slice_p`` other than 1, which the objects check when made, for
+    :mod:`numadam.jit`'s step, whose hyperparameters come unchecked."""
+    if h.slice_p != 1:
+        raise ValueError("slice_p must be 1 (every element in the estimate of d)")
     beta1, beta2 = h.betas
     d, _ = _estimate(carry, h)
     k, dlr, moved = carry[4], carry[5], carry[6]
@@ -159,11 +162,15 @@ def prodigy_rule(param, grad, state, s, flags):
 def prodigy_total(first, second, carry, hypers):
     """The carry after a step's first pass, from its two sums over every parameter (``first``:
     :math:`A`, ``second``: :math:`D`), the carry before it and the hyperparameters of the groups
-    that hold parameters (the first group's set the shared ones, as in prodigyopt)."""
+    that hold parameters (the first group's set the shared ones, as in prodigyopt). Numba compiles
+    it too (:mod:`numadam.jit`'s step passes one group's as a tuple)."""
     h = hypers[0]
     d, d_max = _estimate(carry, h)
     k = carry[4]
-    delta = _delta(d, k, max(x.lr for x in hypers), h)
+    largest_lr = h.lr
+    for group in hypers:
+        largest_lr = max(largest_lr, group.lr)
+    delta = _delta(d, k, largest_lr, h)
     if second == 0.0:  # nothing to estimate from: the moments moved, nothing else
         return (carry[0], carry[1], carry[2], carry[3], k, delta, 0.0)
     numerator = carry[2] * _beta3(h) + (d / h.d0) * delta * first

@@ -170,7 +170,9 @@ class CompiledSolve:
         flat = x.reshape(-1)
         self.kernel, n_fields, optional_names = (), 0, []
         self._h, self._state_kinds = h, ()
-        if algorithm.norms is None:  # numadam.jit's step, on the solve's own state
+        if algorithm.norms is None or algorithm.sums_every_parameter:
+            # numadam.jit's step, on the solve's own state (and Prodigy's: its sums over the one
+            # iterate are the whole optimizer's, and its step makes both passes)
             kinds = [kind for kind in algorithm.state if kind.present is None]  # then the options' own, by name
             optional = [kind for kind in algorithm.state_kinds(h) if kind.present is not None]
             self._state_kinds = tuple(kinds + optional)
@@ -213,7 +215,7 @@ class CompiledSolve:
 
     @property
     def owns_its_state(self):
-        """Whether the solve keeps its own state (the families without norms), so that other
+        """Whether the solve keeps its own state (the families without norms, and Prodigy), so that other
         starts can be solved with a state of their own (:meth:`stacked_state`); a family with norms
         steps the optimizer's kernel, bound to that optimizer's state."""
         return self.kernel == ()
