@@ -44,7 +44,8 @@ gives the new carry (d and the rest of
 :data:`~numadam.families.prodigy.PRODIGY_CARRY`), which the step returns; the
 update then takes the scalars of that carry. Pass ``carry=None`` on the first
 step and the returned carry after; ``exp_avg`` comes by name (none with
-``betas[0] == 0``).
+``betas[0] == 0``). ``prodigy_scalars`` gives the first pass's scalars of a
+carry, which it returns unchanged: the sums and their total are the step's.
 
 Adafactor's step takes ``param, grad, row_var, col_var``: a matrix with its
 row factor ``(R, 1)`` and column factor ``(1, C)``, or a vector with its full
@@ -404,7 +405,7 @@ def _make_factored(name, algorithm, lines, narrowed, scalars_of, flags_of):
     takes ``param, grad, row_var, col_var`` (a matrix and its factors, or a vector, its full second
     moment and ``col_var`` ignored) and makes the objects' three passes in one call: the factors'
     sums (in float64, in order), the norms, the update. ``lines`` hold the generated source up to
-    the step's narrowed scalars ``s``."""
+    the step's narrowed scalars (``scalars``; the factored step names its own ``s``)."""
     field = algorithm.Scalars._fields.index(algorithm.norms.field)
     wide = "Scalars(" + ", ".join(f"wide[{j}]" for j in range(len(narrowed))) + ")"
     narrowed = list(narrowed)

@@ -191,6 +191,29 @@ def test_prodigy_steps_one_array_of_many_chunks_as_the_objects_do(dtype):
     assert carry == tuple(state["carry"][0]) and carry[4] == 13.0 and carry[0] > 1e-6
 
 
+def test_prodigy_step_carries_d_through_a_users_njit_loop():
+    """The carry starts as None in the user's loop (an optional of Numba's) and is passed back:
+    the loop compiles and reaches numadam.Prodigy's bits."""
+    @njit
+    def fit(x, target, steps):
+        m, v, s, p0, g = np.zeros_like(x), np.zeros_like(x), np.zeros_like(x), np.zeros_like(x), np.empty_like(x)
+        carry = None
+        for t in range(1, steps + 1):
+            g[:] = 2 * (x - target)
+            carry = jit.prodigy_step(x, g, v, s, p0, t, carry=carry, exp_avg=m)
+        return carry
+
+    target = np.array([1.0, -2.0, 0.5, 3.0])
+    ours, theirs = np.zeros(4), np.zeros(4)
+    carry = fit(ours, target, 300)
+    opt = numadam.Prodigy(theirs)
+    for _ in range(300):
+        opt.step(2 * (theirs - target))
+    np.testing.assert_array_equal(ours, theirs)
+    assert carry == tuple(opt.state_dict()["carry"][0])
+    np.testing.assert_allclose(ours, target, atol=1e-2)
+
+
 def test_prodigy_step_refuses_slice_p_before_writing():
     p, g = np.ones(3), np.ones(3)
     state = [np.zeros(3) for _ in range(3)]

@@ -115,7 +115,11 @@ def prodigy_flags(h) -> ProdigyFlags:
 
 
 def _advance(step, h, carry):
-    return carry  # the carry moves with the first pass's sums (prodigy_total)
+    """The carry as it was: it moves with the first pass's sums (:func:`prodigy_total`). A new
+    tuple, so that in Numba a carry that was None (``numadam.jit``'s first step) comes out a
+    plain tuple, not an optional one, which the scalars could not index."""
+    d, d_max, numerator, denominator, k, dlr, moved = carry
+    return (d, d_max, numerator, denominator, k, dlr, moved)
 
 
 @njit(inline="always")

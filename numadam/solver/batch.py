@@ -6,7 +6,7 @@ Problem :math:`i` of :math:`P` is :func:`numadam.minimize` of
 copy of the schedule. Four ways run it:
 
 - where the solve compiles (an ``@numba.njit`` objective, a family without
-  norms, the options :func:`numadam.minimize` compiles), the compiled solve runs
+  norms or Prodigy, the options :func:`numadam.minimize` compiles), the compiled solve runs
   every problem over Numba's threads (:mod:`numadam.solver.batch_threads`): each
   problem's iterates are ``minimize(..., compiled=True)``'s alone, bit for bit;
 - elsewhere, :func:`numadam.minimize` solves the problems one after another;
@@ -75,7 +75,7 @@ def minimize_batch(fun, x0, args=(), batched_args=(), method="adam", *, jac=None
         A tqdm progress bar counting finished problems.
     compiled : None, True or False
         As in :func:`numadam.minimize`: ``True`` demands the compiled batch and
-        raises a ``TypeError`` saying why where it cannot (a family with norms,
+        raises a ``TypeError`` saying why where it cannot (LAMB and Adafactor,
         whose compiled solve steps its optimizer's own state, also); ``None``
         compiles where it can.
     vectorized : bool
