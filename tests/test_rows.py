@@ -323,6 +323,45 @@ def test_policies_act_on_the_listed_rows_as_a_dense_step_does(options):
         assert (average[listed_ever] != start[listed_ever]).any()
 
 
+@pytest.mark.parametrize("repeats", [False, True], ids=["each once", "repeats"])
+@pytest.mark.parametrize("options", [{"stochastic_rounding": True, "seed": 5}, {"master_weights": True},
+                                     {"clip_global_norm": 0.5}, {}], ids=lambda options: ",".join(options) or "plain")
+def test_rows_laid_out_as_they_are_updated_take_the_table_s_bits(options, repeats, monkeypatch):
+    """A minibatch's rows (random order) go through a ListedPlan on the CPU: its kernel lays out
+    each row as it updates it, and a step with a policy asks for the table of every row. Both
+    give the bits of the table path (the plan the backend made before ListedPlan), stochastic
+    rounding's positions included, on one core and on every core (3000 rows of 24 elements; with
+    repeats, the rows summed and ascending)."""
+    from numadam.targets.arrays import ListedPlan
+    from numadam.targets.cpu.backend import CpuBackend
+
+    ml_dtypes = pytest.importorskip("ml_dtypes")
+    dtype = ml_dtypes.bfloat16 if set(options) & {"stochastic_rounding", "master_weights"} else np.float32
+    rng = np.random.default_rng(23)
+    start = rng.standard_normal((50000, 24)).astype(dtype)  # (few neighbours: no segments to merge)
+    steps = [(rng.choice(50000, count, replace=repeats), rng.standard_normal((count, 24)).astype(dtype))
+             for count in (3000, 3000, 40)]
+
+    def run():
+        param = start.copy()
+        opt = numadam.Adam(param, lr=1e-2, **options)
+        plans = []
+        for index, values in steps:
+            opt.step(numadam.Rows(index, values))
+            plans.append(type(opt._engine.buckets[0].last_plan))
+        return param, opt.state_dict(), plans
+
+    listed, listed_state, plans = run()
+    assert plans == [ListedPlan] * 3
+    monkeypatch.setattr(CpuBackend, "listed_plan", None)
+    table, table_state, plans = run()
+    assert ListedPlan not in plans
+    assert listed.tobytes() == table.tobytes()
+    for name in ("exp_avg", "exp_avg_sq"):
+        np.testing.assert_array_equal(listed_state[name], table_state[name])
+    assert not np.array_equal(listed, start)
+
+
 def test_stochastic_rounding_rounds_the_listed_rows_only():
     ml_dtypes = pytest.importorskip("ml_dtypes")
     rng = np.random.default_rng(17)

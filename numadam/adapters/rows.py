@@ -353,50 +353,14 @@ def listed_rows(template, index, grad_address, grad_stride, grad, scratch=None):
 _PARALLEL_ROWS = 4096
 
 
-def unique_listed_rows(template, index, n_rows, grad_address, grad_stride, grad, rows):
-    """:func:`listed_rows` into ``rows`` (exactly their number of rows), their ``OFFSET`` filled,
-    for an ``index`` of int64 (C-contiguous) not yet checked against ``n_rows``: its checks and
-    the rows in one compiled pass. Returns the number of elements the rows cover, or ``-1``,
-    having written nothing, where the index needs :func:`checked`'s path: a row outside
-    ``[0, n_rows)`` (its error), a repeated row (the sums), or rows in ascending order (whose
-    neighbours may merge into one segment). From :data:`_PARALLEL_ROWS` rows on, the rows are
-    written on every core, after the checks."""
-    if len(index) < _PARALLEL_ROWS or not parallel_allowed():
-        return _unique_listed_table(template.rows, template.strides, index, n_rows, grad_address, grad_stride,
-                                    ADDRESS, OFFSET, LENGTH, grad, rows)
-    if not _each_once_checked(index, n_rows):
-        return -1
-    _listed_table_parallel(template.rows, template.strides, index, grad_address, grad_stride, ADDRESS, grad, rows)
-    return number_chunks(rows, 1)[1]
-
-
-@njit(inline="always")
-def _each_once(index, n_rows):
-    """Whether ``index`` lists rows of ``[0, n_rows)``, each once, not in ascending order (or one
-    row): the index :func:`unique_listed_rows` lays out without :func:`checked`'s path."""
+@cached_njit()
+def lists_each_once(index, n_rows):
+    """Whether ``index`` (int64, C-contiguous, not yet checked against ``n_rows``) lists rows of
+    ``[0, n_rows)``, each once, not in ascending order (or one row): an index whose rows a step
+    may update without :func:`checked`'s path (which gives a row outside its error, sums repeated
+    rows, and merges neighbouring rows of an ascending index into one segment)."""
     outside, _, repeated, ascending = _scanned(index, n_rows)
     return not (outside or repeated or (ascending and len(index) > 1))
-
-
-@cached_njit()
-def _each_once_checked(index, n_rows):
-    """:func:`_each_once`, called from Python."""
-    return _each_once(index, n_rows)
-
-
-@cached_njit()
-def _unique_listed_table(template, strides, index, n_rows, grad_address, grad_stride, address, offset, length,
-                         grad, rows):
-    """:func:`unique_listed_rows` (the column numbers passed in: a cached kernel keeps no module's globals)."""
-    if not _each_once(index, n_rows):
-        return -1
-    for j in range(len(index)):
-        _listed_row(template, strides, index, grad_address, grad_stride, address, grad, rows, j)
-    total = 0
-    for row in range(rows.shape[0]):
-        rows[row, offset] = total
-        total += rows[row, length]
-    return total
 
 
 @cached_njit()

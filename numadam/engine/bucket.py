@@ -21,13 +21,13 @@ import numpy as np
 
 from ..core import dtypes, factors, validate
 from ..core.memory import MemoryRanges, memory_bounds
-from ..adapters.rows import Spare, checked as checked_rows, is_rows, listed_rows, merges, unique_listed_rows
+from ..adapters.rows import Spare, checked as checked_rows, is_rows, listed_rows, lists_each_once, merges
 from ..core.pipeline import NO_POLICY, POLICY_OPERANDS, QUANTIZED_STATE, QUANTIZE_FROM, held_operands, operand_dtype
 from ..targets import quantization
 from ..targets.dispatch import backend_for
-from ..targets.layout import c_strides, coalesce, dense_strides
+from ..targets.layout import c_strides, coalesce, dense_strides, number_chunks
 from ..targets.segments import ADDRESS, LENGTH
-from .operands import GRAD, kernel_spec, operand_rows, row_template
+from .operands import GRAD, RowTemplate, kernel_spec, operand_rows, row_template
 
 
 class Quantized(NamedTuple):
@@ -266,16 +266,41 @@ class Bucket:
         its values). One row's layout is made once per parameter and layout of the values. The
         rows of a plan of that parameter ``alone`` are written over the last such plan's: a plan of
         ``Rows`` is never used again once the next step has bound its gradients."""
-        key = k, values.strides[1:]
-        template = self._templates.get(key)
-        if template is None:
-            infos = self._operand_infos(k, values._replace(address=0))
-            template = self._templates[key] = row_template(infos, self.rows_group[k], pairs=not self.magnitude)
+        template = self._template(k, values)
         rows, scratch = listed_rows(template, listed.index, values.address, values.strides[0], GRAD,
                                     self._scratch if alone else None)
         if alone:
             self._scratch = scratch
         return rows
+
+    def _template(self, k, values):
+        """The :class:`~numadam.engine.operands.RowTemplate` of parameter ``k``'s rows beside values
+        laid out as ``values`` (an ``ArrayInfo``), made once per parameter and layout."""
+        key = k, values.strides[1:]
+        template = self._templates.get(key)
+        if template is None:
+            infos = self._operand_infos(k, values._replace(address=0))
+            template = self._templates[key] = row_template(infos, self.rows_group[k], pairs=not self.magnitude)
+        return template
+
+    def _listed_plan(self, template, index, grad_address, grad_stride):
+        """The backend's :class:`~numadam.targets.arrays.ListedPlan` of rows ``index`` (each once) of
+        this bucket's one parameter, values row ``j`` at ``grad_address + j * grad_stride``."""
+        chunk_size = self.backend.chunk_size
+
+        def make_rows(plan):  # (the table of every row, for a step with a policy)
+            rows, _ = listed_rows(RowTemplate(plan.template, plan.strides), plan.index, plan.grad_address,
+                                  plan.grad_stride, GRAD)
+            number_chunks(rows, chunk_size)
+            return rows
+
+        # Each operand's bytes from a row's first element to its end (its first segment's, forward;
+        # one element where the row runs backward): what the kernel asks the cache for ahead.
+        first, n = template.rows[0], len(template.strides)
+        itemsizes = np.array(self._itemsizes()[:n], np.int64)
+        reach = np.maximum(first[LENGTH] * first[ADDRESS + n:ADDRESS + 2 * n] * itemsizes, itemsizes)
+        return self.backend.listed_plan(template.rows, template.strides, reach, index, grad_address, grad_stride,
+                                        GRAD, make_rows)
 
     def spec(self, flags, policy=NO_POLICY):
         """The kernel spec for the rule's ``flags``, the state this bucket keeps and ``policy``."""
@@ -456,11 +481,16 @@ class Bucket:
         if written.may_meet(low, high) and written.overlapping([listed.values], np.array([low]), np.array([high])):
             raise ValueError(f"{self._grad_path(0)} shares memory with a parameter or the optimizer state; "
                              "gradients must be separate arrays")
-        rows = self._listed_rows(0, listed, values, True)
-        length = int(rows[:, LENGTH].sum())
-        if listed.ascending and merges(listed.index):
-            rows = coalesce(rows, self._itemsizes())
-        plan = self.backend.plan(rows)
+        if (self.backend.listed_plan is not None and self.algorithm.norms is None and not self.algorithm.factored
+                and not (listed.ascending and merges(listed.index))):
+            plan = self._listed_plan(self._template(0, values), listed.index, values.address, values.strides[0])
+            length = plan.n_elements
+        else:
+            rows = self._listed_rows(0, listed, values, True)
+            length = int(rows[:, LENGTH].sum())
+            if listed.ascending and merges(listed.index):
+                rows = coalesce(rows, self._itemsizes())
+            plan = self.backend.plan(rows)
         self._bound_grads = self._rebinding = self._pieces = None
         self._plan, self.absent, self.listed = plan, [], [0]
         self._plan_offsets, self._kept = np.array([0, length], np.int64), [listed.values]
@@ -471,10 +501,10 @@ class Bucket:
 
     def _listed_layout_of(self, values):
         """How :meth:`listed_plan` takes a ``Rows`` whose values (``ArrayInfo``) are laid out as
-        ``values``, of this bucket's one parameter; ``None`` where it never does: a backend whose
-        launches copy their tables, factored state, or parameters other than float32 and float64."""
+        ``values``, of this bucket's one parameter; ``None`` where it never does: a backend without
+        listed plans, factored state, or parameters other than float32 and float64."""
         param = self.infos[0]
-        if (not self.backend.tables_in_place or self.algorithm.factored or param.dtype.name not in ("float32", "float64")
+        if (self.backend.listed_plan is None or self.algorithm.factored or param.dtype.name not in ("float32", "float64")
                 or type(self.params[0]) is not np.ndarray):
             return None
         row_strides = tuple(values.strides[1:])
@@ -488,12 +518,12 @@ class Bucket:
         """The plan of a step whose only gradient, of this bucket's only parameter, is the ``Rows``
         ``rows``, each row listed once and not in ascending order (a minibatch's rows): what
         :meth:`bind` makes of it, with every check, from one compiled pass over the index
-        (:func:`~numadam.adapters.rows.unique_listed_rows`), its rows written over those of the last
-        such plan of as many rows, which is then the same plan (and keeps its launch). ``None``,
-        having changed nothing, where ``rows`` needs :meth:`bind`: an index other than a
-        C-contiguous int64 NumPy vector, values laid out otherwise than the last ``Rows`` bound,
-        values whose memory may meet what the step writes (``written``), or an index that
-        :func:`~numadam.adapters.rows.unique_listed_rows` leaves to it."""
+        (:func:`~numadam.adapters.rows.lists_each_once`): a
+        :class:`~numadam.targets.arrays.ListedPlan`, the last such plan of as many rows moved onto
+        these (which then keeps its launch). ``None``, having changed nothing, where ``rows`` needs
+        :meth:`bind`: an index other than a C-contiguous int64 NumPy vector, values laid out
+        otherwise than the last ``Rows`` bound, values whose memory may meet what the step writes
+        (``written``), or an index that :func:`~numadam.adapters.rows.lists_each_once` refuses."""
         layout = self._listed_layout
         if layout is None:
             return None
@@ -508,18 +538,16 @@ class Bucket:
         low, high = address + layout.row_low + min(reach, 0), address + layout.row_high + max(reach, 0)
         if address % layout.itemsize or stride % layout.itemsize or written.may_meet(low, high):
             return None
-        plan = self._unique_plan
-        needed = len(index) * len(layout.template.rows)
-        table = plan.rows if plan is not None and len(plan.rows) == needed else np.empty(
-            (needed, layout.template.rows.shape[1]), np.int64)
-        length = unique_listed_rows(layout.template, index, layout.n_rows, address, stride, GRAD, table)
-        if length < 0:
+        if not lists_each_once(index, layout.n_rows):
             return None
-        if plan is None or plan.rows is not table:
-            plan = self._unique_plan = self.backend.plan(table)
+        plan = self._unique_plan
+        if plan is not None and len(plan.index) == len(index):
+            plan.move(index, address, stride)
+        else:
+            plan = self._unique_plan = self._listed_plan(layout.template, index, address, stride)
         self._bound_grads = self._rebinding = self._pieces = None
         self._plan, self.absent, self.listed = plan, [], [0]
-        self._plan_offsets, self._kept = np.array([0, length], np.int64), [values]
+        self._plan_offsets, self._kept = np.array([0, plan.n_elements], np.int64), [values]
         return plan
 
     def _checked_rows(self, k, rows):

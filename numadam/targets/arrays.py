@@ -10,7 +10,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .segments import table_width
+from .segments import LENGTH, table_width
 
 
 class ArrayInfo(NamedTuple):
@@ -41,6 +41,59 @@ class Plan(NamedTuple):
         reading a narrower table would read other rows' addresses as its own."""
         if self.rows.shape[1] != table_width(spec.n_operands, len(spec.sources), spec.positions):
             raise AssertionError(f"a table of {self.rows.shape[1]} columns for {spec.n_operands} operands "
+                                 f"({len(spec.sources)} out of place)")
+
+
+class ListedPlan:
+    """A plan over the rows ``index`` of one parameter that a ``Rows`` gradient lists (each once,
+    values row ``j`` at ``grad_address + j * grad_stride``), kept as the segment rows of one row
+    (``template``: a :class:`~numadam.engine.operands.RowTemplate`'s, with each operand's
+    first-axis ``strides`` in bytes, and the bytes from each operand's row's first element to
+    its end, ``reach``, which the kernel asks the cache for ahead) and the index, not as a
+    table: the CPU's listed kernel lays
+    out each row's segments as it updates it
+    (:func:`~numadam.targets.cpu.kernels.update_listed_parallel`). A table of every row would be
+    written, then read again: 23 int64s for a row of 16 float32s of Adam, three times the row's own
+    bytes, which cost a minibatch's step more than its update. ``make_rows(plan)`` makes that table
+    (its ``OFFSET`` numbered) for a caller that asks for :attr:`rows`: a step with a policy.
+    :class:`Plan`'s other fields are here too."""
+
+    __slots__ = ("template", "strides", "reach", "index", "grad_address", "grad_stride", "grad", "n_elements",
+                 "n_chunks", "_make_rows", "_rows")
+
+    def __init__(self, template, strides, reach, index, grad_address, grad_stride, grad, chunk_size, make_rows):
+        self.template, self.strides, self.reach, self.index, self.grad = template, strides, reach, index, grad
+        self.grad_address, self.grad_stride = grad_address, grad_stride
+        self.n_elements = len(index) * int(template[:, LENGTH].sum())
+        self.n_chunks = -(-self.n_elements // chunk_size)
+        self._make_rows, self._rows = make_rows, None
+
+    @property
+    def rows(self):
+        """The segment table of every listed row (made at the first call)."""
+        if self._rows is None:
+            self._rows = self._make_rows(self)
+        return self._rows
+
+    def move(self, index, grad_address, grad_stride):
+        """This plan over other rows, as many (``index``), and other values: its launches, which
+        read these at each call, then update those."""
+        if len(index) != len(self.index):
+            raise AssertionError(f"a plan of {len(self.index)} listed rows moved onto {len(index)}")
+        self.index, self.grad_address, self.grad_stride, self._rows = index, grad_address, grad_stride, None
+
+    @property
+    def device_table(self):
+        return self.rows.reshape(-1)
+
+    @property
+    def width(self):
+        return self.template.shape[1]
+
+    def check_fits(self, spec):
+        """:meth:`Plan.check_fits`, of the template's columns."""
+        if self.width != table_width(spec.n_operands, len(spec.sources), spec.positions):
+            raise AssertionError(f"a template of {self.width} columns for {spec.n_operands} operands "
                                  f"({len(spec.sources)} out of place)")
 
 

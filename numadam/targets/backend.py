@@ -25,6 +25,9 @@ Required members, which every backend defines:
 Optional capabilities, ``None`` (or ``False``) where a backend lacks them; the
 engine then takes the general path:
 
+- ``listed_plan(template, strides, index, grad_address, grad_stride, grad,
+  make_rows)``: a plan over a ``Rows`` gradient's rows that its launches lay out
+  as they update them (:class:`~numadam.targets.arrays.ListedPlan`);
 - ``norms_step_launcher``, ``norms_launcher``, ``reducing_launcher``: a pre-pass
   or norms pass and the update in one call;
 - ``factored_step_launcher``, ``factored_step_arguments``: factored state's whole
@@ -77,6 +80,7 @@ class Backend(Protocol):
 
     # -- optional capabilities: None (or False) where the backend has none --------------------------
 
+    listed_plan = None
     norms_step_launcher = None
     norms_launcher = None
     reducing_launcher = None
@@ -93,6 +97,6 @@ class Backend(Protocol):
 #: The members every backend defines itself, and the optional ones it may leave to the defaults.
 REQUIRED = ("name", "array_type", "chunk_size", "tables_in_place", "describe", "address", "zeros", "view",
             "assign", "broadcast", "plan", "launcher", "reducer", "reduce", "update_factors")
-OPTIONAL = ("norms_step_launcher", "norms_launcher", "reducing_launcher", "factored_step_launcher",
+OPTIONAL = ("listed_plan", "norms_step_launcher", "norms_launcher", "reducing_launcher", "factored_step_launcher",
             "factored_step_arguments", "norms_in_factored_step", "address_function", "device_steps",
             "control_block", "skip_or_step", "read_control")

@@ -6,7 +6,7 @@ from . import threads
 from ...core.pipeline import PolicyScalars
 from ..quantization import BLOCK
 from ..layout import number_chunks
-from ..arrays import ArrayInfo, Plan, checked_rows
+from ..arrays import ArrayInfo, ListedPlan, Plan, checked_rows
 from ..backend import Backend
 from ..spec import algorithm
 
@@ -59,6 +59,12 @@ class CpuBackend(Backend):
         n_chunks, n_elements = number_chunks(rows, self.chunk_size)
         return Plan(rows, n_chunks, n_elements, rows.reshape(-1))
 
+    def listed_plan(self, template, strides, reach, index, grad_address, grad_stride, grad, make_rows):
+        """The :class:`~numadam.targets.arrays.ListedPlan` of rows ``index`` (int64, each once) of one
+        parameter: its launches lay out each row as they update it."""
+        return ListedPlan(template, strides, reach, index, grad_address, grad_stride, grad, self.chunk_size,
+                          make_rows)
+
     def _parallel(self, plan):
         """Whether ``plan`` runs on every core: large enough, and not in a child forked from OpenMP."""
         return plan.n_elements >= self.serial_below and threads.parallel_allowed()
@@ -74,6 +80,15 @@ class CpuBackend(Backend):
         plan.check_fits(spec)
         real, zero = _REAL_DTYPES[spec.real]
         n_scalars = spec.n_scalars
+        if type(plan) is ListedPlan and blocks is None:
+            listed = self._kernel("listed", spec, plan)
+            template, strides, reach, grad = plan.template, plan.strides, plan.reach, plan.grad
+
+            def launch_listed(scalars):  # (the index and the values' address: the plan's at the call)
+                listed(spec, template, strides, reach, plan.index, plan.grad_address, plan.grad_stride, grad,
+                       checked_rows(scalars, real, n_scalars), zero)
+
+            return launch_listed
         table, width, kind = plan.device_table, plan.width, "update" if blocks is None else "blocks"
         kernel = self._kernel(kind, spec, plan)
         head, tail = ((plan.n_chunks, self.chunk_size), ()) if blocks is None else (
