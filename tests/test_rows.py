@@ -362,6 +362,39 @@ def test_rows_laid_out_as_they_are_updated_take_the_table_s_bits(options, repeat
     assert not np.array_equal(listed, start)
 
 
+def test_a_minibatch_whose_values_change_layout_is_laid_out_as_they_are():
+    """Steps of as many unique rows reuse their plan, moved onto each step's index and values: a
+    step whose values are laid out otherwise (a strided view, then contiguous again) gets a plan
+    of its own layout, never the last one's (which would read the values with the wrong row
+    length, past their end)."""
+    rng = np.random.default_rng(29)
+    start = rng.standard_normal((1000, 24)).astype(np.float32)
+    steps = []
+    for contiguous in (True, True, False, False, True, False):
+        index = rng.choice(1000, 50, replace=False)
+        wide = rng.standard_normal((50, 48)).astype(np.float32)
+        steps.append((index, np.ascontiguousarray(wide[:, :24]) if contiguous else wide[:, ::2]))
+    ours, theirs = start.copy(), start.copy()
+    opt, copied = numadam.Adam(ours, lr=0.1), numadam.Adam(theirs, lr=0.1)
+    for index, values in steps:
+        assert values.flags.c_contiguous or values.strides[1] == 8
+        opt.step(numadam.Rows(index, values))
+        copied.step(numadam.Rows(index, np.ascontiguousarray(values)))
+        assert ours.tobytes() == theirs.tobytes()
+    assert not np.array_equal(ours, start)
+
+
+@pytest.mark.parametrize("shape", [(10, 0), (10, 3, 0)])
+@pytest.mark.parametrize("order", ["random", "repeats"])
+def test_rows_of_no_elements_step_nothing(shape, order):
+    param = np.zeros(shape, np.float32)
+    index = np.array([7, 2, 5]) if order == "random" else np.array([4, 4, 1])
+    opt = numadam.Adam(param)
+    for _ in range(2):
+        opt.step(numadam.Rows(index, np.zeros((3,) + shape[1:], np.float32)))
+    assert opt.state_dict()["step"] == 2 and param.shape == shape
+
+
 def test_stochastic_rounding_rounds_the_listed_rows_only():
     ml_dtypes = pytest.importorskip("ml_dtypes")
     rng = np.random.default_rng(17)

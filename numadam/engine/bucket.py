@@ -123,7 +123,7 @@ class Bucket:
         self._templates = {}  # (parameter, strides of a row of Rows values) -> RowTemplate
         self._scratch = None  # the table of the last plan of one parameter's Rows, written over by the next
         self._listed_layout = None  # how listed_plan takes the next Rows like the last one bound (_ListedLayout)
-        self._unique_plan = None  # the plan of listed_plan's last step, its rows rewritten by the next
+        self._unique_plan = None  # the plan of listed_plan's last step, moved onto the next's rows
         self._spare = Spare()  # where the sums of the one parameter's repeated rows go, step after step
         self._factor_scratch = {}  # parameter -> the memory of its factors' pass (factored state)
         self._specs = {}
@@ -294,11 +294,15 @@ class Bucket:
             number_chunks(rows, chunk_size)
             return rows
 
-        # Each operand's bytes from a row's first element to its end (its first segment's, forward;
-        # one element where the row runs backward): what the kernel asks the cache for ahead.
-        first, n = template.rows[0], len(template.strides)
+        # Each operand's bytes from a row's first element to its end where the row's first segment
+        # is contiguous in it, else one element: what the kernel asks the cache for ahead.
+        n = len(template.strides)
         itemsizes = np.array(self._itemsizes()[:n], np.int64)
-        reach = np.maximum(first[LENGTH] * first[ADDRESS + n:ADDRESS + 2 * n] * itemsizes, itemsizes)
+        reach = itemsizes.copy()
+        if len(template.rows):  # (a row of no elements has no segment: its plan launches nothing)
+            first = template.rows[0]
+            contiguous = first[ADDRESS + n:ADDRESS + 2 * n] == 1
+            reach[contiguous] = first[LENGTH] * itemsizes[contiguous]
         return self.backend.listed_plan(template.rows, template.strides, reach, index, grad_address, grad_stride,
                                         GRAD, make_rows)
 
@@ -496,7 +500,7 @@ class Bucket:
         self._plan_offsets, self._kept = np.array([0, length], np.int64), [listed.values]
         layout = self._listed_layout
         if layout is None or layout.row_strides != tuple(values.strides[1:]):  # (made once per layout)
-            self._listed_layout = self._listed_layout_of(values)
+            self._listed_layout, self._unique_plan = self._listed_layout_of(values), None  # (its template)
         return plan
 
     def _listed_layout_of(self, values):
@@ -541,7 +545,7 @@ class Bucket:
         if not lists_each_once(index, layout.n_rows):
             return None
         plan = self._unique_plan
-        if plan is not None and len(plan.index) == len(index):
+        if plan is not None and len(plan.index) == len(index) and plan.template is layout.template.rows:
             plan.move(index, address, stride)
         else:
             plan = self._unique_plan = self._listed_plan(layout.template, index, address, stride)

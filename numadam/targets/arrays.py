@@ -55,7 +55,8 @@ class ListedPlan:
     (:func:`~numadam.targets.cpu.kernels.update_listed_parallel`). A table of every row would be
     written, then read again: 23 int64s for a row of 16 float32s of Adam, three times the row's own
     bytes, which cost a minibatch's step more than its update. ``make_rows(plan)`` makes that table
-    (its ``OFFSET`` numbered) for a caller that asks for :attr:`rows`: a step with a policy.
+    (its ``OFFSET`` numbered) for a caller that asks for :attr:`rows`: a step whose policy makes a
+    pre-pass over the gradients (clipping by the global norm, skipping non-finite ones).
     :class:`Plan`'s other fields are here too."""
 
     __slots__ = ("template", "strides", "reach", "index", "grad_address", "grad_stride", "grad", "n_elements",

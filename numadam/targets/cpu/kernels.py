@@ -210,10 +210,10 @@ def _update_listed(spec, template, strides, reach, index, grad_address, grad_str
                 k = moving[m]
                 address = template[0, ADDRESS + k] + (grad_address + ahead * grad_stride if k == grad
                                                       else index[ahead] * strides[k])
-                last = min(reach[k], PREFETCH_BYTES) - 1
-                for byte in range(0, last, LINE):
+                final = min(reach[k], PREFETCH_BYTES) - 1
+                for byte in range(0, final, LINE):
                     _prefetch(address + byte)
-                _prefetch(address + last)
+                _prefetch(address + final)
         values, row = grad_address + j * grad_stride, index[j]
         offset = j * row_length
         for t in range(per_row):
