@@ -85,7 +85,7 @@ from numba import errors, njit, types
 from numba.extending import intrinsic, models, overload, register_model
 
 from .targets.cpu.backend import CpuBackend
-from .targets.body import NORMS_TILE
+from .targets.body import NORMS_TILE, norms_sum_lines
 from .registry import families
 
 __all__ = []
@@ -354,14 +354,10 @@ def _make(name, cls):
             narrowed[field] = (f"narrow(value(param_squares, direction_squares), param) if applies(h) "
                                f"else {narrowed[field]}")
         lines += ["    scalars = Scalars(" + ", ".join(narrowed) + ")"]
-        # The two sums: of the squares of the parameter and of the direction, or of the rule's two
-        # terms where it returns them (Norms.terms), as numadam.targets.body._added adds them.
-        added = (["            a += np.float64(tile[np.uint64(i - first)])",
-                  f"            b += np.float64(tile[np.uint64({NORMS_TILE} + i - first)])"]
-                 if algorithm.norms.terms else
-                 ["            wide = np.float64(tile[np.uint64(i - first)])", "            a += wide * wide",
-                  f"            wide = np.float64(tile[np.uint64({NORMS_TILE} + i - first)])",
-                  "            b += wide * wide"])
+        # The two sums, as the kernels' norms pass adds them (squares, or the rule's two terms).
+        added = ["            " + line for line in
+                 norms_sum_lines(algorithm.norms.terms, "tile[np.uint64(i - first)]", "a")
+                 + norms_sum_lines(algorithm.norms.terms, f"tile[np.uint64({NORMS_TILE} + i - first)]", "b")]
         read = ["            p, direction = direction"] if algorithm.norms.terms else []
         lines = [f"def norm_sums(param, grad, {pass_args}start, stop, scalars, flags, like):",
                  "    a = b = 0.0",
@@ -385,6 +381,7 @@ def _make(name, cls):
     namespace = {"Hyper": algorithm.Hyper, "Scalars": algorithm.Scalars, "scalars_of": scalars_of, "flags_of": flags_of,
                  "advance": advance, "initial": algorithm.initial_carry(), "rule": algorithm.rule, "np": np,
                  "inf": math.inf,  # (a default: Prodigy's growth_rate)
+                 "float64": np.float64,
                  "narrow": _in_dtype_of, "constant": _constant, "optional": _optional, "load": _load,
                  "store": _store}
     if algorithm.norms is not None:

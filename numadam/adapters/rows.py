@@ -26,8 +26,7 @@ from numba import njit, prange
 from ..core import validate
 from ..targets.cpu.threads import parallel_allowed
 from ..targets.disk_cache import cached_njit
-from ..targets.layout import number_chunks
-from ..targets.segments import ADDRESS, LENGTH, OFFSET
+from ..targets.segments import ADDRESS, listed_address
 
 
 class Rows:
@@ -388,7 +387,5 @@ def _listed_row(template, strides, index, grad_address, grad_stride, address, gr
         for column in range(width):
             rows[out, column] = template[t, column]
         for k in range(len(strides)):
-            if k == grad:
-                rows[out, address + k] += grad_address + j * grad_stride
-            elif strides[k] != 0:
-                rows[out, address + k] += row * strides[k]
+            rows[out, address + k] = listed_address(rows[out, address + k], k, grad, grad_address + j * grad_stride,
+                                                    row, strides[k])

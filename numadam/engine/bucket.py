@@ -485,14 +485,14 @@ class Bucket:
         if written.may_meet(low, high) and written.overlapping([listed.values], np.array([low]), np.array([high])):
             raise ValueError(f"{self._grad_path(0)} shares memory with a parameter or the optimizer state; "
                              "gradients must be separate arrays")
-        if (self.backend.listed_plan is not None and self.algorithm.norms is None and not self.algorithm.factored
-                and not (listed.ascending and merges(listed.index))):
+        merged = listed.ascending and merges(listed.index)
+        if self.backend.listed_plan is not None and not merged:
             plan = self._listed_plan(self._template(0, values), listed.index, values.address, values.strides[0])
             length = plan.n_elements
         else:
             rows = self._listed_rows(0, listed, values, True)
             length = int(rows[:, LENGTH].sum())
-            if listed.ascending and merges(listed.index):
+            if merged:
                 rows = coalesce(rows, self._itemsizes())
             plan = self.backend.plan(rows)
         self._bound_grads = self._rebinding = self._pieces = None

@@ -48,10 +48,9 @@ class ListedPlan:
     """A plan over the rows ``index`` of one parameter that a ``Rows`` gradient lists (each once,
     values row ``j`` at ``grad_address + j * grad_stride``), kept as the segment rows of one row
     (``template``: a :class:`~numadam.engine.operands.RowTemplate`'s, with each operand's
-    first-axis ``strides`` in bytes, and the bytes from each operand's row's first element to
-    its end, ``reach``, which the kernel asks the cache for ahead) and the index, not as a
-    table: the CPU's listed kernel lays
-    out each row's segments as it updates it
+    first-axis ``strides`` in bytes, and ``reach``, the bytes from each operand's row's first
+    element to its end, which the kernel asks the cache for ahead) and the index, not as a table:
+    the CPU's listed kernel lays out each row's segments as it updates it
     (:func:`~numadam.targets.cpu.kernels.update_listed_parallel`). A table of every row would be
     written, then read again: 23 int64s for a row of 16 float32s of Adam, three times the row's own
     bytes, which cost a minibatch's step more than its update. ``make_rows(plan)`` makes that table

@@ -619,9 +619,15 @@ def _norms_rule(spec, index_of):
 
 
 def _added(spec, name, sum_name):
-    """The lines that add ``name`` to the float64 sum ``sum_name``: its square, or itself where the
-    family's norms rule returns the terms to sum (:attr:`numadam.core.algorithm.Norms.terms`)."""
-    if algorithm(spec.rule).norms.terms:
+    """:func:`norms_sum_lines` for ``spec``'s family."""
+    return norms_sum_lines(algorithm(spec.rule).norms.terms, name, sum_name)
+
+
+def norms_sum_lines(terms, name, sum_name):
+    """The lines that add ``name`` to the float64 sum ``sum_name`` (``float64`` in their namespace):
+    its square, or itself where the family's norms rule returns the terms to sum (``terms``:
+    :attr:`numadam.core.algorithm.Norms.terms`)."""
+    if terms:
         return [f"{sum_name} += float64({name})"]
     return [f"wide = float64({name})", f"{sum_name} += wide * wide"]
 

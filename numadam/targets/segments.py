@@ -94,3 +94,14 @@ def segment_of_element(table, n_segments, element, width):
         else:
             high = middle - 1
     return low
+
+
+@njit(inline="always")
+def listed_address(template_address, k, grad, values_address, row, row_stride):
+    """Where operand ``k`` of a segment of a listed row starts (a ``Rows`` gradient's row
+    ``row``): the template's address (that of the parameter's row 0, or of the segment within
+    one row of the values for the gradient, operand ``grad``) moved to the values' row at
+    ``values_address``, or by ``row`` rows of ``row_stride`` bytes (0 for an operand that does
+    not move with the row)."""
+    return template_address + (values_address if k == grad else row * row_stride)
+

@@ -31,7 +31,7 @@ from ..primitives import cpu_primitives
 from ..quantization import BLOCK
 from ..block_labels import fresh_block_labels
 from ..body import block_runners, blocks_runner, piece_runner, quantized_operands, reduction_runner
-from ..segments import ADDRESS, LENGTH, OFFSET, piece_of, segment_of_element, sequence_length
+from ..segments import ADDRESS, LENGTH, OFFSET, listed_address, piece_of, segment_of_element, sequence_length
 from ..spec import algorithm
 
 compiled_from_module(__name__)  # its kernels are cached on disk: see numadam.targets.fingerprint
@@ -183,14 +183,13 @@ LISTED_BLOCK = 256
 @njit(inline="always")
 def _update_listed(spec, template, strides, reach, index, grad_address, grad_stride, grad, first, last, scalars,
                    like):
-    """Update listed rows ``first:last``: each row's segments laid out from ``template`` into the
-    rows of a small table, as :func:`numadam.adapters.rows.listed_rows` lays them out (``OFFSET``
-    numbered as in the table of every row), then updated as :func:`_update_chunk` updates a
-    table's, asking for the lines of the row :data:`PREFETCH_AHEAD` further on (from the index,
-    as :func:`prefetch_segment` does from a table's; the moving operands' alone, each operand's
-    first ``reach[k]`` bytes, at most :data:`PREFETCH_BYTES`). The table is
-    the template's, and each row rewrites only what moves: its offset, and the address of each
-    operand that moves with the row (the values, and every operand with a row stride)."""
+    """Update listed rows ``first:last``: each row's segments laid out from ``template`` into a
+    small table, as :func:`numadam.adapters.rows.listed_rows` lays them out (``OFFSET`` numbered
+    as in the table of every row), then updated as :func:`_update_chunk` updates a table's. The
+    table starts as the template, and each row rewrites only what moves: the offset, and the
+    address of the values and of every operand with a row stride. Before each row, the lines of
+    the row :data:`PREFETCH_AHEAD` further on are asked for (as :func:`prefetch_segment` does
+    from a table): each moving operand's first ``reach[k]`` bytes, at most :data:`PREFETCH_BYTES`."""
     per_row, width = template.shape
     table = template.copy().reshape(-1)
     moving = np.empty(len(strides), np.int64)
@@ -208,8 +207,8 @@ def _update_listed(spec, template, strides, reach, index, grad_address, grad_str
             ahead = j + PREFETCH_AHEAD
             for m in range(n_moving):
                 k = moving[m]
-                address = template[0, ADDRESS + k] + (grad_address + ahead * grad_stride if k == grad
-                                                      else index[ahead] * strides[k])
+                address = listed_address(template[0, ADDRESS + k], k, grad, grad_address + ahead * grad_stride,
+                                         index[ahead], strides[k])
                 final = min(reach[k], PREFETCH_BYTES) - 1
                 for byte in range(0, final, LINE):
                     _prefetch(address + byte)
@@ -221,7 +220,7 @@ def _update_listed(spec, template, strides, reach, index, grad_address, grad_str
             table[base + OFFSET] = offset
             for m in range(n_moving):
                 k = moving[m]
-                table[base + ADDRESS + k] = template[t, ADDRESS + k] + (values if k == grad else row * strides[k])
+                table[base + ADDRESS + k] = listed_address(template[t, ADDRESS + k], k, grad, values, row, strides[k])
             run_piece(spec, table, base, 0, template[t, LENGTH], scalars, like)
             offset += template[t, LENGTH]
 
