@@ -27,6 +27,7 @@ from .adapters.rows import is_rows
 from .core import dtypes, factors, validate
 from .core.pipeline import NO_POLICY, NO_POLICY_SCALARS, POLICY_OPERANDS
 from .engine.operands import chunk_pieces, kernel_spec, pre_pass_totals, prepared, run_on_arrays
+from .engine import sampled
 from .engine.state_dict import check_factor
 from .targets.dispatch import backend_for
 from .engine.stepping import with_norms
@@ -112,11 +113,49 @@ def _total_step(algorithm, arrays, flags, step, h, scalars, carry, master):
     if master:
         raise ValueError(f"{algorithm.name}'s functional step takes no master copy; step "
                          f"numadam.{algorithm.title}(..., master_weights=True)")
+    step_of_sample = algorithm.sample_step(h)
+    if step_of_sample > 1:  # the sampled state: moved on copies, kept once the first pass has run
+        held = _checked_samples(algorithm, arrays, step_of_sample)
+        moved = {name: array.copy() for name, array in held.items()}
+        compute = dtypes.compute_dtype(arrays["param"].dtype)
+        sampled_first, sampled_second = algorithm.norms.sampled(
+            sampled.sample(arrays["param"], step_of_sample, compute),
+            sampled.sample(arrays["grad"], step_of_sample, compute), moved,
+            algorithm.Scalars(*scalars), algorithm.Flags(*flags))
     first, second = run_on_arrays(algorithm, arrays, flags, NO_POLICY._replace(reduction="norms"),
                                   tuple(scalars) + tuple(NO_POLICY_SCALARS), reduce=True)
+    if step_of_sample > 1:
+        for name, array in held.items():
+            array[...] = moved[name]
+        first, second = first + sampled_first, second + sampled_second
     carry = tuple(algorithm.norms.total(float(first), float(second), carry, [h]))
     run_on_arrays(algorithm, arrays, flags, NO_POLICY, tuple(algorithm.scalars(step, h, carry)))
     return carry
+
+
+def _checked_samples(algorithm, arrays, step):
+    """The sampled state of a one-array step (:mod:`numadam.engine.sampled`), taken out of
+    ``arrays`` (the kernels' operands), each checked: of the parameter's array type and compute
+    dtype, one dimension of one value for every ``step``-th element, writable, and sharing no
+    memory with the other arrays of the step."""
+    param = arrays["param"]
+    expected = (sampled.sample_size(param.size, step),)
+    compute = dtypes.compute_dtype(param.dtype)
+    held = {kind.name: arrays.pop(kind.name) for kind in algorithm.state if kind.sampled is not None}
+    for name, array in held.items():
+        if type(array) is not type(param):
+            raise TypeError(f"{name} is a {type(array).__name__}; param is a {type(param).__name__}")
+        if array.shape != expected or array.dtype != compute:
+            raise ValueError(f"{name} must be {compute} of shape {expected} (one value per {step} elements of param, "
+                             f"of shape {param.shape}, in C order); got {array.dtype} of shape {array.shape}")
+    backend = backend_for([param], ["param"])
+    names = list(arrays) + list(held)
+    infos = [backend.describe(array) for array in list(arrays.values()) + list(held.values())]
+    for name, info in zip(held, infos[len(arrays):]):
+        validate.check_layout(info, name, writable=True)
+    validate.check_disjoint(infos, names, list(arrays.values()) + list(held.values()),
+                            [name != "grad" for name in names])
+    return held
 
 
 def _check_batch_merges(info, name):

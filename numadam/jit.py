@@ -320,6 +320,11 @@ def _make(name, cls):
         lines += [f"    if {kind.name} is None and present_{k}(h):",
                   f"        raise ValueError('{name}_step: {kind.when} keeps {kind.name}; pass it by name "
                   f"({kind.name}=an array like param)')"]
+    sampled = next((kind for kind in algorithm.state if kind.sampled is not None), None)
+    if sampled is not None:  # (Prodigy's slice_p: a sample's state has its own shape, which this step does not take)
+        lines += ["    if sample_step(h) != 1:",
+                  f"        raise ValueError('{name}_step keeps {sampled.name} on every element: it takes slice_p=1; "
+                  f"numadam.{algorithm.title} keeps it on a sample')"]
     lines.append(f"    wide, carry = scalars_at(step, h, {'carry' if carried else '()'})")
     narrowed = [f"narrow(wide[{j}], param)" for j in range(n_fields)]
     lines += ["    scalars = Scalars(" + ", ".join(narrowed) + ")",
@@ -387,6 +392,8 @@ def _make(name, cls):
     if algorithm.norms is not None:
         namespace.update(moments=algorithm.norms.rule, value=_jitted(algorithm.norms.value),
                          applies=_jitted(algorithm.norms.applies), total=_jitted(algorithm.norms.total))
+    if sampled is not None:
+        namespace["sample_step"] = _jitted(sampled.sampled)
     namespace.update({f"present_{k}": _jitted(kind.present)
                       for k, kind in enumerate(k for k in algorithm.state if k.present is not None)})
     exec("\n".join(lines), namespace)

@@ -21,6 +21,7 @@ from collections.abc import Iterator
 from .adapters.tree import flatten
 from .core import validate
 from .core.pipeline import POLICY_DEFAULTS, check_options_for, checked_policies, leaf_bound
+from .engine.sampled import check_sampled
 from .engine import engine_for
 from .engine.settings import Settings
 from .engine.state_dict import checked_load, state_dict
@@ -140,6 +141,7 @@ class Optimizer:
         """The options against the algorithm and the parameters' dtypes (the engine calls it once it
         knows them)."""
         check_options_for(self._policies, self.algorithm, parameter_dtypes, self._paths)
+        check_sampled(self.algorithm, self._settings.hyper(self._settings.own), parameter_dtypes, self._paths)
 
     def _bound_arguments(self, params, args, kwargs):
         """The hyperparameters given (by name), as ``self.__signature__.bind`` binds them; a call that

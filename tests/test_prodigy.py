@@ -182,7 +182,6 @@ def test_without_a_first_moment_no_exp_avg_is_kept():
 
 
 @pytest.mark.parametrize("options, error, message", [
-    ({"slice_p": 11}, ValueError, "slice_p must be 1"),
     ({"slice_p": 0}, ValueError, "slice_p must be >= 1"),
     ({"beta3": 1.0}, ValueError, r"beta3 must be in \[0, 1\)"),
     ({"d0": 0.0}, ValueError, "d0 must be finite and > 0"),

@@ -68,6 +68,13 @@ class StateKind(NamedTuple):
     keep) and never writes it: the factors' own pass updates it before the rule
     runs. A ``derived`` kind is recomputed from the others at every step and is
     not part of the saved state.
+
+    ``sampled(h)``, where given, is the step k between the elements a kind
+    keeps (Prodigy's ``slice_p``): with k > 1 it holds one value for every k-th
+    element of its parameter in C order (positions 0, k, 2k, ...: ceil(n / k)
+    values, one dimension), the kernels never see it, and the family's
+    :attr:`Norms.sampled` pass moves it; with k = 1 it is an operand like any
+    other.
     """
 
     name: str
@@ -79,6 +86,11 @@ class StateKind(NamedTuple):
     magnitude: bool = False
     factor: str = ""
     derived: bool = False
+    sampled: Callable | None = None
+
+    def sample_step(self, h):
+        """The step between the elements this kind keeps for hyperparameters ``h`` (1: every one)."""
+        return 1 if self.sampled is None else int(self.sampled(h))
 
     def initial_for(self, h):
         """The initial value for hyperparameters ``h``: a number, or ``"param"``."""
@@ -137,6 +149,16 @@ class Norms(NamedTuple):
     reads the gradient again (Prodigy without a first moment): it then takes
     the gradient scaled and clipped as the first pass did, and accumulation is
     refused (only the first pass sees the micro-batches' sum).
+
+    ``sampled``, where given, is the pass over the state kinds kept on every
+    k-th element (:attr:`StateKind.sampled`), run before the first pass when
+    k > 1: ``sampled(param, grad, state, s, flags) -> (first,
+    second)`` takes one parameter's sampled elements as one-dimensional arrays
+    of its compute dtype (the effective gradient: accumulated, scaled and
+    clipped as the first pass takes it), its sampled state arrays by name
+    (written in place) and its scalar row, and returns what those elements add
+    to the two sums (the rule's terms are then 0 there: its flags say so). It
+    is written with array operators only, so NumPy and CuPy arrays both take it.
     """
 
     rule: object
@@ -149,6 +171,7 @@ class Norms(NamedTuple):
     total: Callable | None = None
     check_groups: Callable | None = None
     update_reads_gradient: Callable | None = None
+    sampled: Callable | None = None
 
 
 class Example(NamedTuple):
@@ -317,6 +340,11 @@ class Algorithm:
     def saved_kinds(self, kinds):
         """The state kinds among ``kinds`` that a state dict holds (the derived ones are recomputed)."""
         return tuple(kind for kind in kinds if not kind.derived)
+
+    def sample_step(self, h):
+        """The step between the elements the sampled state kinds keep for hyperparameters ``h``
+        (:attr:`StateKind.sampled`; 1 where none is sampled)."""
+        return max((kind.sample_step(h) for kind in self.state), default=1)
 
     def state_kinds(self, h):
         """The state kinds the hyperparameters ``h`` use, in the rule's order."""

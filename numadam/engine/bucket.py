@@ -27,6 +27,7 @@ from ..targets import quantization
 from ..targets.dispatch import backend_for
 from ..targets.layout import c_strides, coalesce, dense_strides, number_chunks
 from ..targets.segments import ADDRESS, LENGTH
+from . import sampled
 from .operands import GRAD, RowTemplate, kernel_spec, operand_rows, row_template
 
 
@@ -88,9 +89,14 @@ class Bucket:
             factor: np.concatenate(([0], np.cumsum([factors.factor_size(factor, info.shape) for info in infos])))
             .astype(np.int64) for factor in {kind.factor for kind in family.state if kind.factor}}
         self._factor_of = {kind.name: kind.factor for kind in family.state}
+        #: The state kept on every ``sample_step``-th element (:mod:`numadam.engine.sampled`), which the
+        #: kernels never see; where each parameter's sample starts in its buffer.
+        self.sample_step = family.sample_step(h)
+        self.sampled = {kind.name for kind in kinds if kind.sampled is not None} if self.sample_step > 1 else set()
+        self.sample_offsets = np.concatenate(([0], np.cumsum([sampled.sample_size(size, self.sample_step)
+                                                              for size in sizes]))).astype(np.int64)
         self.buffers = {kind.name: self._initial_buffer(kind, h) for kind in kinds}
-        self.state = {name: [self._state_view(buffer, k, self._factor_of[name]) for k in range(len(params))]
-                      for name, buffer in self.buffers.items()}
+        self.state = {name: [self._kind_view(name, k) for k in range(len(params))] for name in self.buffers}
         #: The policy operands the optimizer keeps (:func:`~numadam.core.pipeline.held_operands`), by name.
         self.policy_buffers = {}
         for operand in held_operands(policies):
@@ -153,6 +159,15 @@ class Bucket:
     def _initial_buffer(self, kind, h):
         """A new buffer of state ``kind``, holding its initial value for hyperparameters ``h``."""
         initial = kind.initial_for(h)
+        if kind.name in self.sampled:  # one value for every sample_step-th element (refused with 8-bit state)
+            buffer = self.backend.zeros(int(self.sample_offsets[-1]), self.state_dtype)
+            for k, param in enumerate(self.params):
+                view = self._sample_view(buffer, k)
+                if isinstance(initial, str):  # "param"
+                    self.backend.assign(view, sampled.sample(param, self.sample_step, self.state_dtype))
+                elif initial != 0:
+                    view[...] = initial
+            return buffer
         if kind.factor:
             offsets = self.factor_offsets[kind.factor]
             buffer = self.backend.zeros(int(offsets[-1]), self.state_dtype)
@@ -181,8 +196,7 @@ class Bucket:
         """Allocate state of ``kind``, which was not kept before, at its initial value."""
         self.kinds = tuple(k for k in self.algorithm.state if k.name in self.buffers or k is kind)
         self.buffers[kind.name] = self._initial_buffer(kind, h)
-        self.state[kind.name] = [self._state_view(self.buffers[kind.name], k, kind.factor)
-                                 for k in range(len(self.params))]
+        self.state[kind.name] = [self._kind_view(kind.name, k) for k in range(len(self.params))]
         self._rebuild_rows()
 
     def drop_state(self, name):
@@ -214,6 +228,18 @@ class Bucket:
             return c_strides(info.shape, itemsize)
         return dense_strides(info.shape, info.strides, itemsize)
 
+    def _kind_view(self, name, k):
+        """Parameter ``k``'s part of the buffer of state ``name``."""
+        if name in self.sampled:
+            return self._sample_view(self.buffers[name], k)
+        return self._state_view(self.buffers[name], k, self._factor_of[name])
+
+    def _sample_view(self, buffer, k):
+        """Parameter ``k``'s sample in the buffer of sampled state: one dimension."""
+        start, stop = (int(offset) for offset in self.sample_offsets[k:k + 2])
+        return self.backend.view(buffer, start * buffer.dtype.itemsize, (stop - start,), (buffer.dtype.itemsize,),
+                                 buffer.dtype)
+
     def _state_view(self, buffer, k, factor=""):
         """Parameter ``k``'s part of ``buffer``, shaped like the parameter (see :meth:`_dense_strides`),
         or for ``factor`` state, like that factor of it (C order)."""
@@ -243,7 +269,7 @@ class Bucket:
     def _operand_infos(self, k, grad):
         """The operands of parameter ``k``'s update, in the kernels' order, with gradient ``grad``
         (an ``ArrayInfo``); ``None`` for those absent."""
-        state = [self._buffer_info(self.buffers[kind.name], k, kind.factor) if kind.name in self.buffers else None
+        state = [self._buffer_info(self.buffers[kind.name], k, kind.factor) if kind.name in self._operands else None
                  for kind in self.algorithm.state]
         extra = {name: self._buffer_info(buffer, k) for name, buffer in self.policy_buffers.items()}
         if self.bounds is not None:
@@ -311,9 +337,19 @@ class Bucket:
         key = flags, policy
         found = self._specs.get(key)
         if found is None:
-            found = self._specs[key] = kernel_spec(self.algorithm, flags, self.storage, self.buffers.keys(), policy,
+            found = self._specs[key] = kernel_spec(self.algorithm, flags, self.storage, self._operands, policy,
                                                    self.state_dtype)
         return found
+
+    @property
+    def _operands(self):
+        """The names of the state the kernels read and write: all but the sampled."""
+        return [name for name in self.buffers if name not in self.sampled]
+
+    def sampled_sums(self, rows, flags, policy, q):
+        """Per parameter, what its sampled state's pass adds to the first pass's sums, that state
+        moved (see :func:`numadam.engine.sampled.sampled_sums`)."""
+        return sampled.sampled_sums(self, self.sample_step, rows, flags, policy, q)
 
     def written_arrays(self):
         """Every array this bucket writes: the parameters, the state (and its scales) and the policies' buffers."""

@@ -72,6 +72,10 @@ class DaskEngine(Engine):
                                 "all parameters of a Dask optimizer must be Dask arrays")
             _check_dtype(leaf.dtype, path)
         h = settings.hyper(settings.own)
+        if algorithm.sample_step(h) > 1:  # (a chunk's elements are not every k-th of the whole parameter's C order)
+            raise ValueError(f"slice_p={algorithm.sample_step(h)} is not available for Dask arrays: {algorithm.title}'s "
+                             f"statistics on one element in every {algorithm.sample_step(h)} are kept over NumPy and "
+                             "CuPy arrays; take slice_p=1")
         self.kinds = algorithm.state_kinds(h)
         self._kind_of = {kind.name: kind for kind in algorithm.state}
         #: Whether each leaf's state is 8-bit, blocked chunk by chunk (``state_dtype="int8"``, from

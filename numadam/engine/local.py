@@ -342,6 +342,12 @@ class LocalEngine(Engine):
             second[bucket.indices] = per_leaf[:, 1]
         return first, second
 
+    def _sampled_sums(self, plans, flags, policy, q, rows):
+        sums = np.zeros((len(self.leaves), 2))
+        for bucket in self.buckets:
+            sums[bucket.indices] = bucket.sampled_sums([rows[k] for k in bucket.indices], flags, policy, q)
+        return sums
+
     def _reduce_then_update(self, plans, flags, policy, scalars):
         if len(self.buckets) != 1 or plans[0] is None:
             return None

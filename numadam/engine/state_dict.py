@@ -14,7 +14,7 @@ from ..core import dtypes, factors, validate
 from ..core.algorithm import StateKind
 from ..targets import quantization
 from ..targets.dispatch import backend_for
-from . import chunk_blocks
+from . import chunk_blocks, sampled
 from .bucket import Quantized, on_host
 
 
@@ -72,6 +72,7 @@ def checked_load(optimizer, state):
     carry = _checked_carry(algorithm, state, engine.carry, len(settings.groups) + 1)
     skipped, micro_step = _checked_counts(state, optimizer._policies.accumulate)
     h = settings.hyper(own)
+    _check_sample_step(algorithm, h, settings.hyper(settings.own))
     kinds = algorithm.state_kinds(h)
     arrays = engine.checked_arrays(state, kinds, optimizer._treedef)
     schedule_states = [(settings.schedule, state.get("schedule"))]
@@ -94,6 +95,16 @@ def checked_load(optimizer, state):
         engine.set_counts(int(step), skipped, micro_step, carry)
 
     return install
+
+
+def _check_sample_step(algorithm, saved, current):
+    """A state whose sampled state (:mod:`numadam.engine.sampled`) keeps another step than this
+    optimizer's is refused: its arrays have other lengths, and the step is set once, when made."""
+    theirs, ours = algorithm.sample_step(saved), algorithm.sample_step(current)
+    if theirs != ours:
+        names = [kind.name for kind in algorithm.state if kind.sampled is not None]
+        raise ValueError(f"state keeps {names} on one element in every {theirs} (slice_p={theirs}); this optimizer "
+                         f"keeps them on one in every {ours}, as it was made: make it with slice_p={theirs}")
 
 
 def _checked_hyperparameters(optimizer, hyper):
@@ -153,13 +164,17 @@ def checked_bucket_arrays(engine, state, kinds, treedef):
     """The state's arrays for a local engine's buckets, by name: each state kind's leaves and each
     held policy operand's, checked against their parameters (any floating dtype numadam keeps,
     converted on loading, or 8-bit codes with their block scales, as :class:`Quantized`)."""
-    arrays = {kind.name: _checked_leaves(engine, state, kind, treedef) for kind in engine.algorithm.saved_kinds(kinds)}
+    arrays = {kind.name: _checked_leaves(engine, state, kind, treedef,
+                                         engine.buckets[0].sample_step if kind.name in engine.buckets[0].sampled else 1)
+              for kind in engine.algorithm.saved_kinds(kinds)}
     for name in engine.buckets[0].policy_buffers:
         arrays[name] = _checked_leaves(engine, state, StateKind(name, ""), treedef)
     return arrays
 
 
-def _checked_leaves(engine, state, kind, treedef):
+def _checked_leaves(engine, state, kind, treedef, sample_step=1):
+    """The leaves of state ``kind``, each checked against its parameter: its shape, or with
+    ``sample_step`` > 1 one dimension of one value for every ``sample_step``-th element."""
     root = f"state[{kind.name!r}]"
     if kind.name not in state:
         raise ValueError(f"state has {kind.when or 'these options'} but no {kind.name!r}")
@@ -171,6 +186,11 @@ def _checked_leaves(engine, state, kind, treedef):
         backend_for([leaf], [path])
         if kind.factor:
             check_factor(leaf, path, kind, info)
+        elif sample_step > 1:
+            expected = (sampled.sample_size(np.prod(info.shape, dtype=np.int64), sample_step),)
+            if tuple(leaf.shape) != expected:
+                raise ValueError(f"{path} has shape {tuple(leaf.shape)}; {kind.name} keeps one element in every "
+                                 f"{sample_step} of its parameter of shape {info.shape}: shape {expected}")
         elif leaf.shape != info.shape:
             raise ValueError(f"{path} has shape {leaf.shape} but its parameter has shape {info.shape}")
         if leaf.dtype.kind in "iu":

@@ -211,13 +211,23 @@ class Engine:
         Returns the update's rows, the policy left for it and the new carry."""
         algorithm = self.algorithm
         first = self._first_pass_of[phase]
-        firsts, seconds = self._reduce(grads, flags, first, with_policy(scalars, first, extra))
+        rows = with_policy(scalars, first, extra)
+        # The sampled state's pass first: it reads the accumulated gradient, which the first pass clears.
+        sampled = self._sampled_sums(grads, flags, first, extra, rows) if algorithm.sample_step(hypers[0]) > 1 else None
+        firsts, seconds = self._reduce(grads, flags, first, rows)
+        if sampled is not None:
+            firsts, seconds = firsts + sampled[:, 0], seconds + sampled[:, 1]
         used = self._used_groups
         after = tuple(algorithm.norms.total(float(np.sum(firsts)), float(np.sum(seconds)), carry[used[0]],
                                             [hypers[g] for g in used]))
         carry = [after] * len(carry)
         rows = self._leaf_rows([algorithm.scalars(step, h, after) for h in hypers])
         return rows, self._after_norms_of[phase], carry
+
+    def _sampled_sums(self, grads, flags, policy, q, rows):
+        """Per parameter, in parameter order, the two sums of the family's pass over its sampled
+        state (:mod:`numadam.engine.sampled`), that state moved: a ``(parameters, 2)`` array."""
+        raise NotImplementedError
 
     def _norms_apply(self):
         """Whether each parameter's norms set its field (:attr:`Norms.applies` of its group's

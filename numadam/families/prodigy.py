@@ -44,6 +44,7 @@ in the state dict (:data:`PRODIGY_CARRY`).
 import math
 from collections import namedtuple
 
+import numpy as np
 from numba import njit
 
 from ..core import validate
@@ -60,7 +61,7 @@ ProdigyScalars = namedtuple("ProdigyScalars", "active first_step beta1 beta2 bet
                                               "second_moment_weight s_weight coupled_decay step_size decay_rate "
                                               "d_eps plain_step_size")
 
-ProdigyFlags = namedtuple("ProdigyFlags", "momentum coupled_decay decoupled_decay")
+ProdigyFlags = namedtuple("ProdigyFlags", "momentum coupled_decay decoupled_decay sampled")
 
 
 def _estimate(carry, h):
@@ -84,10 +85,7 @@ def _delta(d, k, lr, h):
 def prodigy_scalars(step, h, carry) -> ProdigyScalars:
     """Both passes' scalars from ``carry``: the first pass reads its fields from the carry before
     :func:`prodigy_total` (the old d), the update its own from the carry after it (the new d, the
-    old delta). They refuse a ``slice_p`` other than 1, which the objects check when made, for
-    :mod:`numadam.jit`'s step, whose hyperparameters come unchecked."""
-    if h.slice_p != 1:
-        raise ValueError("slice_p must be 1 (every element in the estimate of d)")
+    old delta)."""
     beta1, beta2 = h.betas
     d, _ = _estimate(carry, h)
     k, dlr, moved = carry[4], carry[5], carry[6]
@@ -111,7 +109,7 @@ def prodigy_scalars(step, h, carry) -> ProdigyScalars:
 
 def prodigy_flags(h) -> ProdigyFlags:
     decays = h.weight_decay != 0.0
-    return ProdigyFlags(h.betas[0] > 0.0, decays and not h.decouple, decays and h.decouple)
+    return ProdigyFlags(h.betas[0] > 0.0, decays and not h.decouple, decays and h.decouple, h.slice_p > 1)
 
 
 def _advance(step, h, carry):
@@ -134,7 +132,10 @@ def prodigy_moments(param, grad, state, s, flags):
     """Prodigy's first pass for one real element: the moments and s with the old d, and the two
     terms summed over every parameter, :math:`g (p_0 - p)` and :math:`|s|` (0 where the group's
     lr is 0: it adds nothing and keeps its moments). :math:`p_0` is the parameter at the first
-    step, as prodigyopt takes it (whatever was loaded into it after the optimizer was made)."""
+    step, as prodigyopt takes it (whatever was loaded into it after the optimizer was made).
+    With ``slice_p > 1`` (``flags.sampled``) only the moments move here: s and
+    :math:`p_0` are kept on every ``slice_p``-th element, and :func:`prodigy_sampled`
+    sums the terms there."""
     exp_avg, exp_avg_sq, s_sum, start = state
     if s.first_step != 0.0:
         start = param
@@ -144,6 +145,9 @@ def prodigy_moments(param, grad, state, s, flags):
     if flags.momentum:
         exp_avg = s.beta1 * exp_avg + s.first_moment_weight * grad
     exp_avg_sq = s.beta2 * exp_avg_sq + s.second_moment_weight * (grad * grad)
+    if flags.sampled:
+        nothing = s.active - s.active  # (zero in the compute dtype)
+        return (exp_avg, exp_avg_sq, s_sum, start), (nothing, nothing)
     s_sum = s.beta3 * s_sum + s.s_weight * grad
     return (exp_avg, exp_avg_sq, s_sum, start), (grad * (start - param), abs(s_sum))
 
@@ -161,6 +165,33 @@ def prodigy_rule(param, grad, state, s, flags):
     else:
         param = param + (-s.plain_step_size) * (_gradient(param, grad, s, flags) / denominator)
     return param, (exp_avg, exp_avg_sq, s_sum, start)
+
+
+def prodigy_sampled(param, grad, state, s, flags):
+    r"""The first pass's part on the sampled elements with ``slice_p > 1`` (prodigyopt's
+    ``p.flatten()[::slice_p]``): ``param`` and ``grad`` are those elements of one parameter (one
+    dimension, its compute dtype), ``state`` its ``s`` and ``p0`` (as long, written in place) and
+    ``s`` its scalar row. With the old d, as :func:`prodigy_moments` takes them,
+
+    .. math::
+
+        p_0 \leftarrow p 	ext{ (the first step)}, \qquad
+        s \leftarrow eta_3 s + w\, g, \qquad
+        A = \langle g, p_0 - p angle, \qquad D = \|s\|_1
+
+    (:math:`w` as there; nothing moves and both are 0 where the group's lr is 0). Returns
+    ``(A, D)`` summed in float64. Array operators only: NumPy's and CuPy's arrays take it."""
+    s_sum, start = state["s"], state["p0"]
+    if s.first_step != 0.0:
+        start[...] = param
+    if s.active == 0.0:
+        return 0.0, 0.0
+    real = param.dtype.type  # (each scalar rounded to the compute dtype once, as the kernels take them)
+    if flags.coupled_decay:
+        grad = grad + real(s.coupled_decay) * param
+    s_sum[...] = real(s.beta3) * s_sum.astype(param.dtype) + real(s.s_weight) * grad
+    first = (grad * (start.astype(param.dtype) - param)).sum(dtype=np.float64)
+    return float(first), float(abs(s_sum).sum(dtype=np.float64))
 
 
 def prodigy_total(first, second, carry, hypers):
@@ -207,11 +238,11 @@ def _check_growth_rate(name, value):
 
 
 def _check_slice_p(name, value):
-    checked = validate.check_count(name, value, minimum=1)
-    if checked != 1:
-        raise ValueError(f"slice_p must be 1 (every element in the estimate of d); got {value!r}: numadam does not "
-                         "yet keep Prodigy's statistics on every slice_p-th element")
-    return checked
+    return validate.check_count(name, value, minimum=1)
+
+
+def _slice_p(h):
+    return h.slice_p
 
 
 PRODIGY = Algorithm(
@@ -242,18 +273,21 @@ PRODIGY = Algorithm(
                        per_group=False),
         Hyperparameter("growth_rate", math.inf, _check_growth_rate,
                        "The largest factor d may grow by in a step (> 0; inf: no limit).", per_group=False),
-        Hyperparameter("slice_p", 1, _check_slice_p, "prodigyopt's statistics on every slice_p-th element: 1.",
-                       per_group=False),
+        Hyperparameter("slice_p", 1, _check_slice_p,
+                       r"Keep :math:`s` and :math:`p_0` on every ``slice_p``-th element of each parameter (in C "
+                       r"order, as prodigyopt): 1/k of their memory, and the estimate's two sums over "
+                       r"those elements only (>= 1).", per_group=False),
     ),
     state=(StateKind("exp_avg", "the first moment m (times d)", present=lambda h: h.betas[0] > 0.0,
                      when="betas[0] > 0"),
            StateKind("exp_avg_sq", "the second moment v (times d squared)", nonnegative=True),
-           StateKind("s", "the weighted sum of gradients s of the estimate's denominator"),
-           StateKind("p0", "the parameter at the first step", initial="param")),
+           StateKind("s", "the weighted sum of gradients s of the estimate's denominator", sampled=_slice_p),
+           StateKind("p0", "the parameter at the first step", initial="param", sampled=_slice_p)),
     scalars=prodigy_scalars, flags=prodigy_flags, rule=prodigy_rule,
     carry=Carry(PRODIGY_CARRY, (-1.0, -1.0, 0.0, 0.0, 0.0, 0.0, 0.0), _advance),
     norms=Norms(prodigy_moments, None, lambda h: True, None, terms=True, total=prodigy_total,
-                check_groups=check_groups, update_reads_gradient=lambda h: h.betas[0] == 0.0),
+                check_groups=check_groups, update_reads_gradient=lambda h: h.betas[0] == 0.0,
+                sampled=prodigy_sampled),
     doc=r"""Prodigy (Mishchenko & Defazio 2023) over a tree of arrays, updated in place: Adam whose step
 size d it estimates itself, so that ``lr`` stays 1.
 

@@ -98,6 +98,11 @@ def _check_compilable(fun, jac, x, optimizer, schedule, clip, callback, progress
     if getattr(optimizer, "algorithm", None) is None:
         raise NotCompilable(f"{type(optimizer).__name__}'s step multiplies whole matrices through the array "
                             "library (its Newton–Schulz iteration), which a compiled solve does not call")
+    algorithm = optimizer.algorithm
+    step = algorithm.sample_step(algorithm.Hyper(**{**optimizer.hyperparameters(), **optimizer.pinned}))
+    if step > 1:
+        raise NotCompilable(f"slice_p={step} keeps {algorithm.title}'s statistics on a sample, which the compiled "
+                            "step (numadam.jit's, on every element) does not")
     if not _is_numba_function(fun):
         raise NotCompilable("fun is not a Numba function (decorate it with @numba.njit)")
     if jac is not True and not _is_numba_function(jac):
