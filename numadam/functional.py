@@ -117,11 +117,10 @@ def _total_step(algorithm, arrays, flags, step, h, scalars, carry, master):
     if step_of_sample > 1:  # the sampled state: moved on copies, kept once the first pass has run
         held = _checked_samples(algorithm, arrays, step_of_sample)
         moved = {name: array.copy() for name, array in held.items()}
-        compute = dtypes.compute_dtype(arrays["param"].dtype)
-        sampled_first, sampled_second = algorithm.norms.sampled(
-            sampled.sample(arrays["param"], step_of_sample, compute),
-            sampled.sample(arrays["grad"], step_of_sample, compute), moved,
-            algorithm.Scalars(*scalars), algorithm.Flags(*flags))
+        sampled_first, sampled_second = sampled.sample_pass(
+            backend_for([arrays["param"]], ["param"]), algorithm, arrays["param"], arrays["grad"], None,
+            list(moved.values()), step_of_sample, tuple(scalars), flags, NO_POLICY._replace(reduction="norms"),
+            NO_POLICY_SCALARS)
     first, second = run_on_arrays(algorithm, arrays, flags, NO_POLICY._replace(reduction="norms"),
                                   tuple(scalars) + tuple(NO_POLICY_SCALARS), reduce=True)
     if step_of_sample > 1:

@@ -556,3 +556,17 @@ def test_a_norms_step_never_copies_its_norms_to_the_host(device, monkeypatch, me
     for kind in kinds:
         for a, e in zip(leaves(actual[kind]), leaves(expected[kind]), strict=True):
             device.assert_matches(a, e, ulps)
+
+
+def test_prodigy_with_slice_p_matches_the_cpu(device):
+    """Prodigy's s and p0 on every third element: its sampled pass (array operators) on the device's
+    arrays, the kernels without them; the state dict and d as the CPU's."""
+    host, on_device = twins(device, 41, SHAPES)
+    cpu, gpu = numadam.Prodigy(host, slice_p=3), numadam.Prodigy(on_device, slice_p=3)
+    for grads in gradient_sequence(42, SHAPES, 10):
+        cpu.step(grads)
+        gpu.step([device.to_device(g) for g in grads])
+    for actual, expected in zip(on_device, host):
+        device.assert_matches(actual, expected)
+    device.assert_trees_match(gpu.state_dict(), cpu.state_dict())
+    assert [a.shape for a in cpu.state_dict()["s"]] == [(14,), (9,), (24,)]

@@ -14,6 +14,8 @@ and CuPy's arrays take the same code.
 
 import numpy as np
 
+from ..core import dtypes
+
 
 def check_sampled(algorithm, h, parameter_dtypes, paths):
     """What state kept on a sample refuses, before anything is made: complex parameters (a sample
@@ -54,21 +56,51 @@ def effective_gradient(grad, accumulated, policy, q):
     return grad
 
 
+def sample_pass(backend, algorithm, param, grad, accumulated, state, step, row, flags, policy, q):
+    """The family's pass over one parameter's sampled state ``state`` (its arrays, in the family's
+    order, moved in place): the backend's compiled pass where it has one for these arrays, else
+    :func:`array_pass`. ``param`` is what the rule reads (the master copy where there is one),
+    ``accumulated`` the accumulator or ``None``, ``row`` the parameter's scalar row of the first pass
+    (the family's fields first, float64), ``flags`` the rule's flags' values, ``policy`` and ``q``
+    the first pass's policy and its scalars. Returns the two sums (float64)."""
+    row = row[:len(algorithm.Scalars._fields)]
+    compiled = getattr(backend, "sampled_pass", None)
+    if compiled is not None:
+        found = compiled(algorithm, param, grad, accumulated, state, step, row, flags, policy, q)
+        if found is not None:
+            return found
+    return array_pass(algorithm, param, grad, accumulated, state, step, row, flags, policy, q)
+
+
+def array_pass(algorithm, param, grad, accumulated, state, step, row, flags, policy, q):
+    """:func:`sample_pass` with array operations (NumPy's or CuPy's): the family's rule applied to
+    the whole sample at once, each scalar rounded to the compute dtype once; the terms summed
+    in float64."""
+    compute = dtypes.compute_dtype(param.dtype)
+    real = compute.type
+    s = algorithm.Scalars(*(real(value) for value in row))
+    gradient = sample(grad, step, compute)
+    if accumulated is not None and policy.accumulate == "apply":
+        accumulated = sample(accumulated, step, compute)
+    gradient = effective_gradient(gradient, accumulated, policy, q)
+    moved, (first, second) = algorithm.norms.sampled(sample(param, step, compute), gradient,
+                                                    tuple(array.astype(compute) for array in state), s,
+                                                    algorithm.Flags(*flags))
+    for target, value in zip(state, moved):
+        target[...] = value
+    return float(np.sum(first, dtype=np.float64)), float(np.sum(second, dtype=np.float64))
+
+
 def sampled_sums(bucket, step, rows, flags, policy, q):
     """Per parameter of ``bucket``, in its order, the two sums the family's sampled pass adds (its
     sampled state moved in place), over the gradients of the bucket's last bind; ``rows[k]`` is
     parameter ``k``'s scalar row of the first pass (the family's fields first)."""
-    algorithm = bucket.algorithm
+    names = [kind.name for kind in bucket.algorithm.state if kind.name in bucket.sampled]
     sums = np.zeros((len(bucket.params), 2))
     accumulators = bucket.policy_state.get("accumulator")
     for k, grad in enumerate(bucket.bound_grads):
         param = bucket.policy_state["master"][k] if policy.master else bucket.params[k]
-        gradient = sample(grad, step, bucket.compute)
-        accumulated = (None if accumulators is None or policy.accumulate != "apply"
-                       else sample(accumulators[k], step, bucket.compute))
-        gradient = effective_gradient(gradient, accumulated, policy, q)
-        state = {name: bucket.state[name][k] for name in bucket.sampled}
-        s = algorithm.Scalars(*(float(value) for value in rows[k][:len(algorithm.Scalars._fields)]))
-        sums[k] = algorithm.norms.sampled(sample(param, step, bucket.compute), gradient, state, s,
-                                          algorithm.Flags(*flags))
+        accumulated = None if accumulators is None else accumulators[k]
+        sums[k] = sample_pass(bucket.backend, bucket.algorithm, param, grad, accumulated,
+                              [bucket.state[name][k] for name in names], step, rows[k], flags, policy, q)
     return sums

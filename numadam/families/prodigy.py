@@ -44,7 +44,6 @@ in the state dict (:data:`PRODIGY_CARRY`).
 import math
 from collections import namedtuple
 
-import numpy as np
 from numba import njit
 
 from ..core import validate
@@ -134,8 +133,8 @@ def prodigy_moments(param, grad, state, s, flags):
     lr is 0: it adds nothing and keeps its moments). :math:`p_0` is the parameter at the first
     step, as prodigyopt takes it (whatever was loaded into it after the optimizer was made).
     With ``slice_p > 1`` (``flags.sampled``) only the moments move here: s and
-    :math:`p_0` are kept on every ``slice_p``-th element, and :func:`prodigy_sampled`
-    sums the terms there."""
+    :math:`p_0` are kept on every ``slice_p``-th element, and :func:`prodigy_sample`
+    gives the terms there."""
     exp_avg, exp_avg_sq, s_sum, start = state
     if s.first_step != 0.0:
         start = param
@@ -167,31 +166,29 @@ def prodigy_rule(param, grad, state, s, flags):
     return param, (exp_avg, exp_avg_sq, s_sum, start)
 
 
-def prodigy_sampled(param, grad, state, s, flags):
-    r"""The first pass's part on the sampled elements with ``slice_p > 1`` (prodigyopt's
-    ``p.flatten()[::slice_p]``): ``param`` and ``grad`` are those elements of one parameter (one
-    dimension, its compute dtype), ``state`` its ``s`` and ``p0`` (as long, written in place) and
-    ``s`` its scalar row. With the old d, as :func:`prodigy_moments` takes them,
+def prodigy_sample(param, grad, state, s, flags):
+    r"""The first pass's part on a sampled element with ``slice_p > 1`` (prodigyopt's
+    ``p.flatten()[::slice_p]``), where s and :math:`p_0` are kept: with the old d, as
+    :func:`prodigy_moments` takes them,
 
     .. math::
 
-        p_0 \leftarrow p 	ext{ (the first step)}, \qquad
-        s \leftarrow eta_3 s + w\, g, \qquad
-        A = \langle g, p_0 - p angle, \qquad D = \|s\|_1
+        p_0 \leftarrow p \text{ (the first step)}, \qquad
+        s \leftarrow \beta_3 s + w\, g, \qquad
+        \text{terms } g (p_0 - p) \text{ and } |s|
 
-    (:math:`w` as there; nothing moves and both are 0 where the group's lr is 0). Returns
-    ``(A, D)`` summed in float64. Array operators only: NumPy's and CuPy's arrays take it."""
-    s_sum, start = state["s"], state["p0"]
+    (:math:`w` as there; nothing moves and both terms are 0 where the group's lr is 0). Plain
+    arithmetic, so that it applies to one element (the CPU's compiled pass) or to the whole sample
+    as arrays (NumPy's, CuPy's: :mod:`numadam.engine.sampled`)."""
+    s_sum, start = state
     if s.first_step != 0.0:
-        start[...] = param
+        start = param
     if s.active == 0.0:
-        return 0.0, 0.0
-    real = param.dtype.type  # (each scalar rounded to the compute dtype once, as the kernels take them)
-    if flags.coupled_decay:
-        grad = grad + real(s.coupled_decay) * param
-    s_sum[...] = real(s.beta3) * s_sum.astype(param.dtype) + real(s.s_weight) * grad
-    first = (grad * (start.astype(param.dtype) - param)).sum(dtype=np.float64)
-    return float(first), float(abs(s_sum).sum(dtype=np.float64))
+        return (s_sum, start), (s.active, s.active)
+    if flags.coupled_decay:  # (as _gradient, written out: arrays of CuPy's run this code too)
+        grad = grad + s.coupled_decay * param
+    s_sum = s.beta3 * s_sum + s.s_weight * grad
+    return (s_sum, start), (grad * (start - param), abs(s_sum))
 
 
 def prodigy_total(first, second, carry, hypers):
@@ -287,7 +284,7 @@ PRODIGY = Algorithm(
     carry=Carry(PRODIGY_CARRY, (-1.0, -1.0, 0.0, 0.0, 0.0, 0.0, 0.0), _advance),
     norms=Norms(prodigy_moments, None, lambda h: True, None, terms=True, total=prodigy_total,
                 check_groups=check_groups, update_reads_gradient=lambda h: h.betas[0] == 0.0,
-                sampled=prodigy_sampled),
+                sampled=prodigy_sample),
     doc=r"""Prodigy (Mishchenko & Defazio 2023) over a tree of arrays, updated in place: Adam whose step
 size d it estimates itself, so that ``lr`` stays 1.
 

@@ -35,6 +35,10 @@ engine then takes the general path:
   ``norms_in_factored_step``, whether that call takes the norms pass too;
 - ``address_function(kind, dtype)``: the function ``address`` calls for arrays of
   one type and dtype;
+- ``sampled_pass(algorithm, param, grad, accumulated, state, step, row, flags,
+  policy, q)``: a compiled pass over state kept on a sample of the elements
+  (:func:`numadam.engine.sampled.sample_pass`), or ``None`` for arrays it does
+  not take;
 - ``device_steps``, with ``control_block``, ``skip_or_step`` and ``read_control``:
   steps whose skipping and step number the device decides
   (:mod:`numadam.engine.device_steps`).
@@ -88,6 +92,7 @@ class Backend(Protocol):
     factored_step_arguments = None
     norms_in_factored_step = False
     address_function = None
+    sampled_pass = None
     device_steps = False
     control_block = None
     skip_or_step = None
@@ -98,5 +103,5 @@ class Backend(Protocol):
 REQUIRED = ("name", "array_type", "chunk_size", "tables_in_place", "describe", "address", "zeros", "view",
             "assign", "broadcast", "plan", "launcher", "reducer", "reduce", "update_factors")
 OPTIONAL = ("listed_plan", "norms_step_launcher", "norms_launcher", "reducing_launcher", "factored_step_launcher",
-            "factored_step_arguments", "norms_in_factored_step", "address_function", "device_steps",
+            "factored_step_arguments", "norms_in_factored_step", "address_function", "sampled_pass", "device_steps",
             "control_block", "skip_or_step", "read_control")

@@ -3,6 +3,7 @@
 import numpy as np
 
 from . import threads
+from .sampled_pass import sampled_pass
 from ...core.pipeline import PolicyScalars
 from ..quantization import BLOCK
 from ..layout import number_chunks
@@ -33,6 +34,9 @@ class CpuBackend(Backend):
     #: may then be moved onto new gradient arrays by writing their addresses into its rows
     #: (:meth:`numadam.engine.bucket.Bucket.rebound`, with :meth:`address_function`).
     tables_in_place = True
+
+    #: Prodigy's ``slice_p``: the pass over state kept on a sample, compiled (None where it does not apply).
+    sampled_pass = staticmethod(sampled_pass)
 
     def __init__(self):
         from . import factored_step, kernels as cpu  # (both part of every spec's fingerprint from here on)
