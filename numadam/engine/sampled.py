@@ -64,7 +64,7 @@ def sample_pass(backend, algorithm, param, grad, accumulated, state, step, row, 
     (the family's fields first, float64), ``flags`` the rule's flags' values, ``policy`` and ``q``
     the first pass's policy and its scalars. Returns the two sums (float64)."""
     row = row[:len(algorithm.Scalars._fields)]
-    compiled = getattr(backend, "sampled_pass", None)
+    compiled = backend.sampled_pass
     if compiled is not None:
         found = compiled(algorithm, param, grad, accumulated, state, step, row, flags, policy, q)
         if found is not None:
