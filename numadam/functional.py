@@ -26,8 +26,9 @@ from .adapters.foreign import adopt, is_foreign
 from .adapters.rows import is_rows
 from .core import dtypes, factors, validate
 from .core.pipeline import NO_POLICY, NO_POLICY_SCALARS, POLICY_OPERANDS
-from .engine.operands import chunk_pieces, kernel_spec, pre_pass_totals, prepared, run_on_arrays
+from .engine.operands import chunk_pieces, expected_state_dtype, kernel_spec, pre_pass_totals, prepared, run_on_arrays
 from .engine import sampled
+from .engine.sampled import check_sampled
 from .engine.state_dict import check_factor
 from .targets.dispatch import backend_for
 from .engine.stepping import with_norms
@@ -114,38 +115,44 @@ def _total_step(algorithm, arrays, flags, step, h, scalars, carry, master):
         raise ValueError(f"{algorithm.name}'s functional step takes no master copy; step "
                          f"numadam.{algorithm.title}(..., master_weights=True)")
     step_of_sample = algorithm.sample_step(h)
-    if step_of_sample > 1:  # the sampled state: moved on copies, kept once the first pass has run
-        held = _checked_samples(algorithm, arrays, step_of_sample)
-        moved = {name: array.copy() for name, array in held.items()}
-        sampled_first, sampled_second = sampled.sample_pass(
-            backend_for([arrays["param"]], ["param"]), algorithm, arrays["param"], arrays["grad"], None,
-            list(moved.values()), step_of_sample, tuple(scalars), flags, NO_POLICY._replace(reduction="norms"),
-            NO_POLICY_SCALARS)
+    held = _checked_samples(algorithm, arrays, step_of_sample, h) if step_of_sample > 1 else {}
     first, second = run_on_arrays(algorithm, arrays, flags, NO_POLICY._replace(reduction="norms"),
                                   tuple(scalars) + tuple(NO_POLICY_SCALARS), reduce=True)
-    if step_of_sample > 1:
-        for name, array in held.items():
-            array[...] = moved[name]
+    if held:  # the sampled state (every check made: it cannot fail), after the pass that moved the moments
+        sampled_first, sampled_second = sampled.sample_pass(
+            backend_for([arrays["param"]], ["param"]), algorithm, arrays["param"], arrays["grad"], None,
+            list(held.values()), step_of_sample, tuple(scalars), flags, NO_POLICY._replace(reduction="norms"),
+            NO_POLICY_SCALARS)
         first, second = first + sampled_first, second + sampled_second
     carry = tuple(algorithm.norms.total(float(first), float(second), carry, [h]))
     run_on_arrays(algorithm, arrays, flags, NO_POLICY, tuple(algorithm.scalars(step, h, carry)))
     return carry
 
 
-def _checked_samples(algorithm, arrays, step):
+def _checked_samples(algorithm, arrays, step, h):
     """The sampled state of a one-array step (:mod:`numadam.engine.sampled`), taken out of
-    ``arrays`` (the kernels' operands), each checked: of the parameter's array type and compute
-    dtype, one dimension of one value for every ``step``-th element, writable, and sharing no
-    memory with the other arrays of the step."""
+    ``arrays`` (the kernels' operands, which are checked first, as the step's first pass checks
+    them), each checked: given, a NumPy or CuPy array as the parameter, of the dtype of the rest of
+    the state, one dimension of one value for every ``step``-th element of a real parameter,
+    writable, and sharing no memory with the other arrays of the step."""
+    held = {kind.name: arrays.pop(kind.name, None) for kind in algorithm.state if kind.sampled is not None}
+    prepared(algorithm, arrays)  # (param, grad and the moments, as the first pass will check them)
     param = arrays["param"]
+    check_sampled(algorithm, h, [param.dtype], ["param"])
+    if type(param) is not np.ndarray and type(param).__module__.partition(".")[0] != "cupy":
+        raise TypeError(f"slice_p={step} takes NumPy or CuPy arrays (its sample is taken with their array "
+                        f"operations); param is a {type(param).__module__}.{type(param).__name__}")
     expected = (sampled.sample_size(param.size, step),)
-    compute = dtypes.compute_dtype(param.dtype)
-    held = {kind.name: arrays.pop(kind.name) for kind in algorithm.state if kind.sampled is not None}
+    first_state = next(arrays[kind.name] for kind in algorithm.state if arrays.get(kind.name) is not None)
+    dtype = expected_state_dtype(param.dtype, first_state.dtype)
     for name, array in held.items():
+        if array is None:
+            raise ValueError(f"slice_p={step} keeps {name}: pass it (an array of {expected[0]} values, "
+                             f"{dtype}: one per {step} elements of param, in C order)")
         if type(array) is not type(param):
             raise TypeError(f"{name} is a {type(array).__name__}; param is a {type(param).__name__}")
-        if array.shape != expected or array.dtype != compute:
-            raise ValueError(f"{name} must be {compute} of shape {expected} (one value per {step} elements of param, "
+        if array.shape != expected or array.dtype != dtype:
+            raise ValueError(f"{name} must be {dtype} of shape {expected} (one value per {step} elements of param, "
                              f"of shape {param.shape}, in C order); got {array.dtype} of shape {array.shape}")
     backend = backend_for([param], ["param"])
     names = list(arrays) + list(held)

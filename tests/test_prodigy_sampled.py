@@ -286,3 +286,45 @@ def test_the_compiled_pass_gives_the_same_bits_on_any_number_of_threads():
     np.testing.assert_array_equal(one[0], every[0])
     np.testing.assert_array_equal(one[1]["s"], every[1]["s"])
     assert one[1]["carry"] == every[1]["carry"]
+
+
+@pytest.mark.parametrize("case", ["grad shape", "grad list", "complex", "no s", "float32 s beside float64 state"])
+def test_the_functional_step_checks_everything_before_the_sample_s_pass(case):
+    """Every array is checked before anything is written, the gradient too: the sampled pass reads
+    it where it lies (a shorter gradient was read past its end before this was checked first)."""
+    rng = np.random.default_rng(9)
+    dtype = np.complex128 if case == "complex" else np.float64
+    param = random_array(rng, (400, 50), dtype)
+    grad = {"grad shape": np.ones(3), "grad list": [1.0, 2.0]}.get(case, random_array(rng, param.shape, dtype))
+    n = -(-param.size // 4)
+    s = np.zeros(n, np.float32 if case == "float32 s beside float64 state" else np.float64)
+    exp_avg, exp_avg_sq, p0 = np.zeros_like(param), np.zeros_like(param), np.zeros(n)
+    arrays = [param, exp_avg, exp_avg_sq, s, p0]
+    before = [a.copy() for a in arrays]
+    message = {"grad shape": "grad has shape", "grad list": "grad must be a numpy.ndarray",
+               "complex": "which takes real parameters; param is complex128",
+               "no s": r"slice_p=4 keeps s: pass it \(an array of 5000 values, float64",
+               "float32 s beside float64 state": r"s must be float64 of shape \(5000,\)"}[case]
+    with pytest.raises((TypeError, ValueError), match=message):
+        numadam.prodigy_step(param, grad, exp_avg_sq, None if case == "no s" else s, p0, step=1, slice_p=4,
+                             exp_avg=exp_avg)
+    for a, b in zip(arrays, before):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_the_functional_step_keeps_bfloat16_state_as_the_objects_do():
+    bfloat16 = pytest.importorskip("ml_dtypes").bfloat16
+    rng = np.random.default_rng(10)
+    start = random_array(rng, (8, 9), np.float32)
+    param, twin = start.copy(), start.copy()
+    state = [np.zeros(start.shape, bfloat16) for _ in range(2)] + [np.zeros(18, bfloat16) for _ in range(2)]
+    opt = numadam.Prodigy(twin, slice_p=4, state_dtype="bfloat16")
+    carry = None
+    for step in range(1, 8):
+        g = random_array(rng, start.shape, np.float32)
+        carry = numadam.prodigy_step(param, g, state[1], state[2], state[3], step=step, slice_p=4, carry=carry,
+                                     exp_avg=state[0])
+        opt.step(g)
+    np.testing.assert_array_equal(param, twin)
+    for name, array in zip(("exp_avg", "exp_avg_sq", "s", "p0"), state):
+        np.testing.assert_array_equal(array, opt.state_dict()[name])
