@@ -272,7 +272,7 @@ PRODIGY = Algorithm(
                        "The largest factor d may grow by in a step (> 0; inf: no limit).", per_group=False),
         Hyperparameter("slice_p", 1, _check_slice_p,
                        r"Keep :math:`s` and :math:`p_0` on every ``slice_p``-th element of each parameter (in C "
-                       r"order, as prodigyopt): 1/k of their memory, and the estimate's two sums over "
+                       r"order, as prodigyopt): 1/slice_p of their memory, and the estimate's two sums over "
                        r"those elements only (>= 1).", per_group=False),
     ),
     state=(StateKind("exp_avg", "the first moment m (times d)", present=lambda h: h.betas[0] > 0.0,
