@@ -328,3 +328,23 @@ def test_the_functional_step_keeps_bfloat16_state_as_the_objects_do():
     np.testing.assert_array_equal(param, twin)
     for name, array in zip(("exp_avg", "exp_avg_sq", "s", "p0"), state):
         np.testing.assert_array_equal(array, opt.state_dict()[name])
+
+
+def test_torch_tensors_step_as_numpy_arrays_do():
+    """Tensors' memory is stepped in place through NumPy views: the same run as NumPy arrays."""
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(11)
+    starts = [random_array(rng, (12, 5), np.float32), random_array(rng, (9,), np.float32)]
+    arrays = [s.copy() for s in starts]
+    tensors = [torch.tensor(s.copy(), requires_grad=True) for s in starts]
+    a, b = numadam.Prodigy(arrays, slice_p=3), numadam.Prodigy(tensors, slice_p=3)
+    for _ in range(8):
+        grads = [random_array(rng, s.shape, np.float32) for s in starts]
+        a.step([g.copy() for g in grads])
+        for tensor, g in zip(tensors, grads):
+            tensor.grad = torch.tensor(g)
+        b.step()
+    for array, tensor in zip(arrays, tensors):
+        np.testing.assert_array_equal(array, tensor.detach().numpy())
+    for x, y in zip(a.state_dict()["s"], b.state_dict()["s"]):
+        np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
