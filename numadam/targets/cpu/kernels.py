@@ -30,7 +30,7 @@ from ..fingerprint import compiled_from_module
 from ..primitives import cpu_primitives
 from ..quantization import BLOCK
 from ..block_labels import fresh_block_labels
-from ..body import block_runners, blocks_runner, piece_runner, quantized_operands, reduction_runner
+from ..body import GRAD as GRAD_OPERAND, block_runners, blocks_runner, piece_runner, quantized_operands, reduction_runner
 from ..segments import ADDRESS, LENGTH, OFFSET, listed_address, piece_of, segment_of_element, sequence_length
 from ..spec import algorithm
 
@@ -49,6 +49,28 @@ def _compiled_piece(spec):
 @overload(run_piece)
 def _run_piece(spec, table, row, start, stop, scalars, like):
     piece = _compiled_piece(spec.spec)
+
+    def implementation(spec, table, row, start, stop, scalars, like):
+        piece(table, row, start, stop, 1, scalars, like)
+
+    return implementation
+
+
+def run_piece_inline(spec, table, row, start, stop, scalars, like):
+    """:func:`run_piece`, compiled into its caller: for a caller that runs one short piece after
+    another (a listed row's, of tens of elements), where a call for each cost more than its
+    elements (21875 rows of 16 float32s: 0.46-0.52 ms called, 0.34 inlined, Zen 5). Only a
+    serial caller: a ``prange`` loop's analysis of the inlined rule fails."""
+
+
+@functools.cache
+def _inlined_piece(spec):
+    return njit(inline="always")(piece_runner(spec, cpu_primitives()))
+
+
+@overload(run_piece_inline, inline="always")
+def _run_piece_inline(spec, table, row, start, stop, scalars, like):
+    piece = _inlined_piece(spec.spec)
 
     def implementation(spec, table, row, start, stop, scalars, like):
         piece(table, row, start, stop, 1, scalars, like)
@@ -160,6 +182,33 @@ def _prefetch_segment(spec, table, row):
     return namespace["implementation"]
 
 
+def prefetch_listed_row(spec, template, strides, reach, row):
+    """Ask for the lines of listed row ``row`` of every operand the spec has but the gradient: each
+    one's first ``reach[k]`` bytes (at most :data:`PREFETCH_BYTES`) from the address of its row,
+    as :func:`_update_listed` lays it out. The gradient's values are read in their own order, row
+    after row, which the hardware's prefetcher follows. Written out per spec, one operand after
+    the other and no loop: a loop over the operands with the same requests took 0.48-0.51 ms for
+    21875 rows of a 2.2e6 x 16 table where this took 0.30 (Zen 5)."""
+
+
+@overload(prefetch_listed_row)
+def _prefetch_listed_row(spec, template, strides, reach, row):
+    asked = [k for k, code in enumerate(spec.spec.operands) if code and k != GRAD_OPERAND]
+    lines = ["def implementation(spec, template, strides, reach, row):"]
+    for k in asked:
+        lines += [f"    address = template[0, {ADDRESS + k}] + row * strides[{k}]",
+                  f"    last = min(reach[{k}], {PREFETCH_BYTES}) - 1",
+                  "    _prefetch(address)"]
+        for byte in range(LINE, PREFETCH_BYTES - 1, LINE):  # (the lines between the first and the last)
+            lines += [f"    if last >= {byte}:", f"        _prefetch(address + {byte})"]
+        lines.append("    _prefetch(address + last)")
+    if not asked:
+        lines.append("    pass")
+    namespace = {"_prefetch": _prefetch}
+    exec("\n".join(lines), namespace)
+    return namespace["implementation"]
+
+
 @njit(inline="always")
 def _update_chunk(spec, table, width, n_segments, n_elements, chunk, chunk_size, scalars, like):
     """Update chunk ``chunk`` of the sequence, segment piece by segment piece (asking for the
@@ -180,7 +229,7 @@ def _update_chunk(spec, table, width, n_segments, n_elements, chunk, chunk_size,
 LISTED_BLOCK = 256
 
 
-@njit(inline="always")
+@njit(error_model="numpy")
 def _update_listed(spec, template, strides, reach, index, grad_address, grad_stride, grad, first, last, scalars,
                    like):
     """Update listed rows ``first:last``: each row's segments laid out from ``template`` into a
@@ -189,7 +238,7 @@ def _update_listed(spec, template, strides, reach, index, grad_address, grad_str
     table starts as the template, and each row rewrites only what moves: the offset, and the
     address of the values and of every operand with a row stride. Before each row, the lines of
     the row :data:`PREFETCH_AHEAD` further on are asked for (as :func:`prefetch_segment` does
-    from a table): each moving operand's first ``reach[k]`` bytes, at most :data:`PREFETCH_BYTES`."""
+    from a table; :func:`prefetch_listed_row`)."""
     per_row, width = template.shape
     table = template.copy().reshape(-1)
     moving = np.empty(len(strides), np.int64)
@@ -203,16 +252,8 @@ def _update_listed(spec, template, strides, reach, index, grad_address, grad_str
         row_length += template[t, LENGTH]
     n_listed = len(index)
     for j in range(first, last):
-        if j + PREFETCH_AHEAD < n_listed:  # (the lines of each moving operand's row further on)
-            ahead = j + PREFETCH_AHEAD
-            for m in range(n_moving):
-                k = moving[m]
-                address = listed_address(template[0, ADDRESS + k], k, grad, grad_address + ahead * grad_stride,
-                                         index[ahead], strides[k])
-                final = min(reach[k], PREFETCH_BYTES) - 1
-                for byte in range(0, final, LINE):
-                    _prefetch(address + byte)
-                _prefetch(address + final)
+        if j + PREFETCH_AHEAD < n_listed:  # (the lines of each operand's row further on)
+            prefetch_listed_row(spec, template, strides, reach, index[j + PREFETCH_AHEAD])
         values, row = grad_address + j * grad_stride, index[j]
         offset = j * row_length
         for t in range(per_row):
@@ -221,7 +262,7 @@ def _update_listed(spec, template, strides, reach, index, grad_address, grad_str
             for m in range(n_moving):
                 k = moving[m]
                 table[base + ADDRESS + k] = listed_address(template[t, ADDRESS + k], k, grad, values, row, strides[k])
-            run_piece(spec, table, base, 0, template[t, LENGTH], scalars, like)
+            run_piece_inline(spec, table, base, 0, template[t, LENGTH], scalars, like)
             offset += template[t, LENGTH]
 
 
