@@ -95,6 +95,9 @@ class Engine:
         #: The groups that hold parameters, in order (a norms total reads their hyperparameters).
         self._used_groups = sorted(set(settings.leaf_groups))
         self._applies = None  # (the hyperparameters, whether each parameter's norms set its field)
+        #: The step between the elements the sampled state keeps (Prodigy's slice_p: fixed when made,
+        #: and a state of another is refused), found once.
+        self._sample_step = algorithm.sample_step(settings.hyper(settings.own))
         # The update after a norms pass reads the state that pass wrote, not the gradient; with factored
         # state (which the norms pass only reads), or a rule that reads the gradient again (Prodigy
         # without a first moment), it steps along the gradient again, scaled and clipped.
@@ -213,7 +216,7 @@ class Engine:
         first = self._first_pass_of[phase]
         rows = with_policy(scalars, first, extra)
         # The sampled state's pass first: it reads the accumulated gradient, which the first pass clears.
-        sampled = self._sampled_sums(grads, flags, first, extra, rows) if algorithm.sample_step(hypers[0]) > 1 else None
+        sampled = self._sampled_sums(grads, flags, first, extra, rows) if self._sample_step > 1 else None
         firsts, seconds = self._reduce(grads, flags, first, rows)
         if sampled is not None:
             firsts, seconds = firsts + sampled[:, 0], seconds + sampled[:, 1]
