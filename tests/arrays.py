@@ -56,3 +56,14 @@ def tiered(values, quick, unpack=False):
         return pytest.param(*value, marks=pytest.mark.slow) if unpack else pytest.param(value, marks=pytest.mark.slow)
 
     return [value if quick(value) else slow(value) for value in values]
+
+
+def assert_resumes_exactly(optimizer, resumed, steps, params, twin):
+    """Step ``optimizer`` (over ``params``) and ``resumed`` (loaded from its state, over ``twin``)
+    with the same gradients ``steps``: the same parameters and carry, bit for bit."""
+    for grads in steps:
+        optimizer.step(grads)
+        resumed.step(grads)
+    for a, b in zip(twin, params):
+        np.testing.assert_array_equal(a, b)
+    assert resumed.state_dict()["carry"] == optimizer.state_dict()["carry"]

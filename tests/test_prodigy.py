@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import numadam
-from arrays import random_array, tiered
+from arrays import assert_resumes_exactly, random_array, tiered
 from reference_prodigy import ProdigyReference
 
 STEPS = 40
@@ -136,12 +136,7 @@ def test_the_state_dict_round_trips_and_the_run_goes_on_exactly():
         p[...] = q
     resumed = numadam.Prodigy(twin, weight_decay=0.01)
     resumed.load_state_dict(saved)
-    for grads in steps[4:]:
-        opt.step(grads)
-        resumed.step(grads)
-    for a, b in zip(twin, params):
-        np.testing.assert_array_equal(a, b)
-    assert resumed.state_dict()["carry"] == opt.state_dict()["carry"]
+    assert_resumes_exactly(opt, resumed, steps[4:], params, twin)
 
 
 def test_without_a_first_moment_the_update_takes_the_clipped_gradient():

@@ -269,7 +269,8 @@ class Bucket:
     def _operand_infos(self, k, grad):
         """The operands of parameter ``k``'s update, in the kernels' order, with gradient ``grad``
         (an ``ArrayInfo``); ``None`` for those absent."""
-        state = [self._buffer_info(self.buffers[kind.name], k, kind.factor) if kind.name in self._operands else None
+        operands = self._operands
+        state = [self._buffer_info(self.buffers[kind.name], k, kind.factor) if kind.name in operands else None
                  for kind in self.algorithm.state]
         extra = {name: self._buffer_info(buffer, k) for name, buffer in self.policy_buffers.items()}
         if self.bounds is not None:

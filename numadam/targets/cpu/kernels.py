@@ -46,16 +46,6 @@ def _compiled_piece(spec):
     return njit(piece_runner(spec, cpu_primitives()))
 
 
-@overload(run_piece)
-def _run_piece(spec, table, row, start, stop, scalars, like):
-    piece = _compiled_piece(spec.spec)
-
-    def implementation(spec, table, row, start, stop, scalars, like):
-        piece(table, row, start, stop, 1, scalars, like)
-
-    return implementation
-
-
 def run_piece_inline(spec, table, row, start, stop, scalars, like):
     """:func:`run_piece`, compiled into its caller: for a caller that runs one short piece after
     another (a listed row's, of tens of elements), where a call for each cost more than its
@@ -68,14 +58,22 @@ def _inlined_piece(spec):
     return njit(inline="always")(piece_runner(spec, cpu_primitives()))
 
 
-@overload(run_piece_inline, inline="always")
-def _run_piece_inline(spec, table, row, start, stop, scalars, like):
-    piece = _inlined_piece(spec.spec)
+def _piece_call(compiled_piece):
+    """The overload of a piece's entry point that calls ``compiled_piece(spec)`` on the piece."""
 
-    def implementation(spec, table, row, start, stop, scalars, like):
-        piece(table, row, start, stop, 1, scalars, like)
+    def typed(spec, table, row, start, stop, scalars, like):
+        piece = compiled_piece(spec.spec)
 
-    return implementation
+        def implementation(spec, table, row, start, stop, scalars, like):
+            piece(table, row, start, stop, 1, scalars, like)
+
+        return implementation
+
+    return typed
+
+
+overload(run_piece)(_piece_call(_compiled_piece))
+overload(run_piece_inline, inline="always")(_piece_call(_inlined_piece))
 
 
 def reduce_piece(spec, table, row, start, stop, scalars, like):
