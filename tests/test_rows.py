@@ -571,7 +571,7 @@ def _minibatches(rng, param):
         (numadam.Rows(unique(6), values(6)), False),  # the first: bound, and its layout kept
         (numadam.Rows(unique(6), values(6)), True),
         (numadam.Rows(unique(6), values(6)), True),  # as many rows: the same plan, rewritten
-        (numadam.Rows(repeated, values(5)), False),  # a repeated row: summed by bind
+        (numadam.Rows(repeated, values(5)), True),  # a repeated row: summed, each row listed once
         (numadam.Rows(unique(3), values(3)), True),  # another count of rows
         (numadam.Rows(np.sort(unique(4)), values(4)), False),  # ascending: bind merges neighbours
         (numadam.Rows(unique(1), values(1)), True),
@@ -603,13 +603,145 @@ def test_new_rows_every_step_on_one_array_are_the_reference(case, shape, layout,
     for rows, fast in _minibatches(rng, param):
         opt.step(rows)
         reference.step([rows])
-        took = bucket.last_plan is bucket._unique_plan
+        took = bucket.last_plan is bucket._direct_plan
         if fast is not None:
             assert took == fast, (rows.index, fast)
         assert_same([param], reference.params)
     state = opt.state_dict()
     for name in reference.state[0]:
         assert_same([state[name]], [reference.state[0][name]])
+
+
+def _repeating_minibatches(rng, n_rows, count, row_shape, dtype, layout, steps):
+    """Minibatches of ``count`` listings in random order of rows of ``[0, n_rows)``, many listed
+    three times or more, values of magnitudes from 1e-3 to 1e3 (their sums then depend on the
+    order of adding) laid out as ``layout`` ("apart": C-contiguous rows, every other one of a
+    larger array)."""
+    batches = []
+    for _ in range(steps):
+        index = rng.integers(0, n_rows, count)
+        values = rng.standard_normal((count,) + row_shape) * 10.0 ** rng.integers(-3, 4, (count,) + row_shape)
+        if layout == "apart":
+            laid_out = np.zeros((2 * count,) + row_shape, dtype)[::2]
+            laid_out[...] = values
+        else:
+            laid_out = in_layout(values.astype(dtype), layout)
+        batches.append(numadam.Rows(index, laid_out))
+    return batches
+
+
+@pytest.mark.parametrize("n_rows, count, row_shape, layout", [
+    (300, 2000, (5,), "C"),         # each row about 7 times
+    (40, 300, (), "C"),             # a 1-D parameter: its elements
+    (200, 900, (3, 2), "apart"),    # rows of values further apart than their length
+    (200, 900, (3, 2), "F"),        # rows of values not contiguous, as the sums' are: bind sums them
+    (20000, 25000, (4,), "C"),      # on every core: fixes in many blocks of listings
+], ids=["many repeats", "1-D", "rows apart", "F-order values", "parallel"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=lambda d: np.dtype(d).name)
+def test_a_minibatch_with_repeats_takes_the_one_array_path_and_the_table_s_bits(n_rows, count, row_shape, layout,
+                                                                               dtype, monkeypatch):
+    """Repeated rows of a minibatch on one array: the first listing of each takes the sum of its
+    values (added in the order given) and the others are skipped, without sorting the index.
+    Every step after the first takes that path (a ListedPlan with fixes), but where the values'
+    rows are not C-contiguous; each step equals the table path's, which sums the sorted repeats,
+    bit for bit, parameter and state."""
+    from numadam.targets.arrays import ListedPlan
+    from numadam.targets.cpu.backend import CpuBackend
+
+    rng = np.random.default_rng(n_rows)
+    start = random_array(rng, (n_rows,) + row_shape, dtype)
+    batches = _repeating_minibatches(rng, n_rows, count, row_shape, dtype, layout, 4)
+
+    def run():
+        param = start.copy()
+        opt = numadam.Adam(param, lr=1e-2, weight_decay=0.1)
+        bucket, taken, states = opt._engine.buckets[0], [], []
+        for rows in batches:
+            opt.step(rows)
+            plan = bucket.last_plan
+            taken.append(type(plan) is ListedPlan and plan is bucket._direct_plan and plan.fixes.shape[1] > 1)
+            states.append((param.copy(), opt.state_dict()))
+        return states, taken
+
+    direct, taken = run()
+    assert taken == [False] + [layout != "F"] * 3
+    monkeypatch.setattr(CpuBackend, "listed_plan", None)
+    table, taken = run()
+    assert not any(taken)
+    for (param, state), (expected_param, expected_state) in zip(direct, table):
+        assert param.tobytes() == expected_param.tobytes()
+        for name in ("exp_avg", "exp_avg_sq"):
+            assert state[name].tobytes() == expected_state[name].tobytes()
+
+
+def test_repeats_on_the_one_array_path_are_summed_in_the_order_given():
+    """Row 5 listed three times, values 1e8, 1, -1e8 in float32: added in the order given, the
+    sum is 0 (1e8 + 1 rounds to 1e8); in another order it would be 1 or -1e8 + 1e8 + 1."""
+    param = np.zeros(10, np.float32)
+    opt = numadam.SGD(param, lr=1.0)
+    opt.step(numadam.Rows(np.array([3, 1]), np.ones(2, np.float32)))  # (bound: the layout kept)
+    opt.step(numadam.Rows(np.array([5, 2, 5, 7, 5]), np.array([1e8, 3, 1, 4, -1e8], np.float32)))
+    bucket = opt._engine.buckets[0]
+    assert bucket.last_plan is bucket._direct_plan
+    np.testing.assert_array_equal(param, [0, -1, -3, -1, 0, 0, 0, -4, 0, 0])
+
+
+@pytest.mark.parametrize("index", [[1, 1, 2, 5, 5], [4, 4, 4], [0, 2, 2, 9]], ids=str)
+def test_repeats_in_ascending_order_leave_the_one_array_path_for_bind(index):
+    """An index whose rows never descend goes to bind, which may merge neighbouring rows."""
+    param = np.zeros((10, 2))
+    opt = numadam.SGD(param, lr=1.0)
+    opt.step(numadam.Rows(np.array([3, 1]), np.ones((2, 2))))
+    opt.step(numadam.Rows(np.array(index), np.ones((len(index), 2))))
+    bucket = opt._engine.buckets[0]
+    assert bucket.last_plan is not bucket._direct_plan
+    expected = np.zeros(10)
+    np.add.at(expected, index, -1.0)
+    expected[[3, 1]] -= 1.0
+    np.testing.assert_array_equal(param[:, 0], expected)
+
+
+def test_repeated_rows_far_apart_are_told_from_each_other():
+    """Rows that differ in their high bits only (multiples of 2**14 of a 2**20-element parameter)
+    each keep their own sum: the table of repeated rows hashes every bit of the row."""
+    param = np.zeros(1 << 20, np.float32)
+    opt = numadam.SGD(param, lr=1.0)
+    opt.step(numadam.Rows(np.array([3, 1]), np.ones(2, np.float32)))
+    rng = np.random.default_rng(9)
+    index = rng.permutation(np.repeat(np.arange(64) << 14, 3))
+    values = rng.integers(1, 100, len(index)).astype(np.float32)
+    opt.step(numadam.Rows(index, values))
+    assert opt._engine.buckets[0].last_plan.fixes.shape[1] == 3 * 64 + 1  # (each listing fixed, and the last)
+    expected = np.zeros(1 << 20, np.float32)
+    np.add.at(expected, index, -values)
+    expected[[3, 1]] -= 1.0
+    np.testing.assert_array_equal(param, expected)
+
+
+def test_the_table_of_a_plan_with_fixes_lists_each_row_once_in_the_order_of_its_first_listing():
+    """A policy's pre-pass reads a plan's table of every row (``ListedPlan.rows``): for a plan with
+    fixes, one segment per row listed, in the order of its first listing, whose gradient is its
+    values where listed once and the sums where repeated, and no segment for a skipped listing."""
+    from numadam.targets.body import GRAD, PARAM
+    from numadam.targets.segments import ADDRESS, LENGTH
+
+    param = np.zeros((50, 4), np.float32)
+    opt = numadam.Adam(param, lr=0.1)
+    opt.step(numadam.Rows(np.array([3, 1]), np.ones((2, 4), np.float32)))
+    index = np.array([7, 2, 7, 9, 40, 2, 7, 11])
+    values = np.arange(32, dtype=np.float32).reshape(8, 4)
+    opt.step(numadam.Rows(index, values))
+    bucket = opt._engine.buckets[0]
+    plan = bucket.last_plan
+    rows = plan.rows
+    firsts = [7, 2, 9, 40, 11]
+    assert rows[:, LENGTH].sum() == plan.n_elements == 4 * len(firsts)
+    np.testing.assert_array_equal(rows[:, ADDRESS + PARAM] - param.ctypes.data, np.array(firsts) * 16)
+    sums = bucket._spare.sums
+    own = values.ctypes.data + np.array([3, 4, 7]) * 16  # (rows 9, 40 and 11, each listed once)
+    np.testing.assert_array_equal(rows[[2, 3, 4], ADDRESS + GRAD], own)
+    np.testing.assert_array_equal(rows[[0, 1], ADDRESS + GRAD], sums.ctypes.data + np.array([0, 1]) * sums.strides[0])
+    np.testing.assert_array_equal(sums[:2], [values[0] + values[2] + values[6], values[1] + values[5]])
 
 
 @pytest.mark.parametrize("make, error, message", BAD_ROWS + [
@@ -623,7 +755,7 @@ def test_bad_rows_after_fast_steps_are_refused_and_nothing_is_written(make, erro
     for index in ([3, 1], [4, 0], [2, 1]):  # bound, then the one-array path
         opt.step(numadam.Rows(np.array(index), random_array(rng, (2, 3), np.float32)))
     bucket = opt._engine.buckets[0]
-    assert bucket.last_plan is bucket._unique_plan
+    assert bucket.last_plan is bucket._direct_plan
     before, kept = opt.state_dict(), param.copy()
     with pytest.raises(error, match=message):
         opt.step(make())

@@ -24,9 +24,11 @@ import numpy as np
 from numba import njit, prange
 
 from ..core import validate
+from ..targets.cpu.kernels import LINE, prefetch_line
 from ..targets.cpu.threads import parallel_allowed
 from ..targets.disk_cache import cached_njit
-from ..targets.segments import ADDRESS, listed_address
+from ..targets.arrays import NO_FIXES
+from ..targets.segments import ADDRESS, first_fix, listed_address, listed_values
 
 
 class Rows:
@@ -196,10 +198,10 @@ def checked(rows, param_info, values_info, path, backend, spare=None):
 
 
 class Spare:
-    """Memory that :func:`coalesced` may write the sums of NumPy values into, kept from call to
-    call by its owner (a step's sums are read by that step alone): memory written before, which a
-    new array of the sums (a megabyte for 1e4 rows of 16 float32) is not, and whose first touch
-    costs more than the adding."""
+    """Memory that :func:`coalesced` and :func:`listed_once` write sums into, kept from call to call
+    by its owner (a step's sums are read by that step alone): memory written before,
+    which a new array of the sums (a megabyte for 1e4 rows of 16 float32) is not, and whose
+    first touch costs more than the adding."""
 
     __slots__ = ("sums", "rows")
 
@@ -210,7 +212,7 @@ class Spare:
         """Room for ``count`` rows of ``width`` values of ``dtype``, and as many row numbers."""
         sums = self.sums
         if sums is None or len(sums) < count or sums.shape[1] != width or sums.dtype != dtype:
-            self.sums, self.rows = np.empty((count, width), dtype), np.empty(count, np.int64)
+            self.sums, self.rows = np.empty((max(count, 1), width), dtype), np.empty(max(count, 1), np.int64)
         return self.sums, self.rows
 
 
@@ -331,61 +333,202 @@ def _summed_by_row(index, values, order, sums, rows):
 # -- the segment rows of the listed rows ---------------------------------------------------------
 
 
-def listed_rows(template, index, grad_address, grad_stride, grad, scratch=None):
+def listed_rows(template, index, grad_address, grad_stride, grad, scratch=None, fixes=NO_FIXES):
     """The segment rows over rows ``index`` of every operand of ``template`` (a
     :class:`~numadam.engine.operands.RowTemplate`) but the gradient (operand ``grad``), whose
-    j-th row (at ``grad_address + j * grad_stride``) goes with row ``index[j]`` of the others:
-    the rows of a :class:`Rows` gradient's update. They are written into ``scratch`` (rows of
-    the template's width) where it is large enough: memory used before, which a new array of that
-    size (megabytes for 1e4 rows) is not, and the first touch of it costs more than the writing.
-    Returns ``(rows, scratch)``: the rows, and the memory that holds them."""
-    needed = len(index) * len(template.rows)
+    j-th row (at ``grad_address + j * grad_stride``) goes with row ``index[j]`` of the others: the
+    rows of a :class:`Rows` gradient's update; with ``fixes``, those of the listings it does not
+    skip, each with the values it names (see :class:`~numadam.targets.arrays.ListedPlan`). They
+    are written into ``scratch`` (rows of the template's width) where it is large enough: memory
+    used before, which a new array of that size (megabytes for 1e4 rows) is not, and the first
+    touch of it costs more than the writing. Returns ``(rows, scratch)``: the rows, and the memory
+    that holds them."""
+    needed = (len(index) - int(fixes[2, -1])) * len(template.rows)
     if scratch is None or len(scratch) < needed or scratch.shape[1] != template.rows.shape[1]:
         scratch = np.empty((needed, template.rows.shape[1]), np.int64)
     rows = scratch[:needed]
-    fill = _listed_table_parallel if len(index) >= _PARALLEL_ROWS and parallel_allowed() else _listed_table
-    fill(template.rows, template.strides, index, grad_address, grad_stride, ADDRESS, grad, rows)
+    fill = (_listed_table_parallel if len(index) >= _PARALLEL_ROWS and parallel_allowed() and fixes.shape[1] == 1
+            else _listed_table)
+    fill(template.rows, template.strides, index, grad_address, grad_stride, fixes, ADDRESS, grad, rows)
     return rows, scratch
 
 
-#: From this many listed rows on, their table is written on every core.
+#: From this many listed rows on, their table is written on every core (where no listing is fixed).
 _PARALLEL_ROWS = 4096
 
 
 @cached_njit()
-def lists_each_once(index, n_rows):
-    """Whether ``index`` (int64, C-contiguous, not yet checked against ``n_rows``) lists rows of
-    ``[0, n_rows)``, each once, not in ascending order (or one row): an index whose rows a step
-    may update without :func:`checked`'s path (which gives a row outside its error, sums repeated
-    rows, and merges neighbouring rows of an ascending index into one segment)."""
-    outside, _, repeated, ascending = _scanned(index, n_rows)
-    return not (outside or repeated or (ascending and len(index) > 1))
-
-
-@cached_njit()
-def _listed_table(template, strides, index, grad_address, grad_stride, address, grad, rows):
+def _listed_table(template, strides, index, grad_address, grad_stride, fixes, address, grad, rows):
     """:func:`listed_rows` in one pass over the listed rows (the column numbers passed in: a
     cached kernel keeps no module's globals)."""
+    cursor, skipped = first_fix(fixes, 0)
     for j in range(len(index)):
-        _listed_row(template, strides, index, grad_address, grad_stride, address, grad, rows, j)
+        values, cursor = listed_values(grad_address, grad_stride, fixes, cursor, j)
+        if values == 0:
+            skipped += 1
+        else:
+            _listed_row(template, strides, index[j], values, address, grad, rows, j - skipped)
 
 
 @cached_njit(parallel=True)
-def _listed_table_parallel(template, strides, index, grad_address, grad_stride, address, grad, rows):
-    """:func:`_listed_table` on every core."""
+def _listed_table_parallel(template, strides, index, grad_address, grad_stride, fixes, address, grad, rows):
+    """:func:`_listed_table` on every core, where no listing is fixed."""
     for j in prange(len(index)):
-        _listed_row(template, strides, index, grad_address, grad_stride, address, grad, rows, j)
+        _listed_row(template, strides, index[j], grad_address + j * grad_stride, address, grad, rows, j)
 
 
 @njit(inline="always")
-def _listed_row(template, strides, index, grad_address, grad_stride, address, grad, rows, j):
-    """The template's rows moved to listed row ``j``."""
+def _listed_row(template, strides, row, values, address, grad, rows, out):
+    """The template's rows moved to row ``row`` of the parameter and to its values at ``values``,
+    written as the ``out``-th listed row's."""
     per_row, width = template.shape
-    row = index[j]
     for t in range(per_row):
-        out = j * per_row + t
+        at = out * per_row + t
         for column in range(width):
-            rows[out, column] = template[t, column]
+            rows[at, column] = template[t, column]
         for k in range(len(strides)):
-            rows[out, address + k] = listed_address(rows[out, address + k], k, grad, grad_address + j * grad_stride,
-                                                    row, strides[k])
+            rows[at, address + k] = listed_address(rows[at, address + k], k, grad, values, row, strides[k])
+
+
+# -- a minibatch's rows, new arrays every step, on one array --------------------------------------
+
+
+def listed_once(index, n_rows, values, values_address, spare):
+    """The fixes (:class:`~numadam.targets.arrays.ListedPlan`) of a minibatch's ``index`` (int64,
+    C-contiguous, not yet checked against ``n_rows``) and its NumPy ``values`` (row ``j`` at
+    ``values_address + j * values.strides[0]``), or ``None`` where the step needs
+    :func:`checked`'s path: a row outside ``[0, n_rows)`` (which that path names in its error),
+    or rows in ascending order (that path merges neighbouring rows into one segment; a single row
+    is taken here), or rows listed more than once where ``spare`` is ``None`` (values whose rows
+    are not C-contiguous, as the sums' are).
+
+    An index that lists each row once needs none. In one that repeats rows, the first listing of
+    a repeated row takes the sum of its values, added in the order given into ``spare`` (a
+    :class:`Spare`): the sums of :func:`coalesced`, bit for bit; its later listings are skipped,
+    and the other rows' values stay where they are. Sorting every row (:func:`coalesced`) cost a
+    minibatch of 21875 rows of a 2.2e6 x 16 table 0.14 ms on a Zen 5, as much as a third of its
+    update, and writing each row's listing out again 0.07; the rows that repeat in a minibatch are
+    a few, and the fixes name only them."""
+    outside, ascending, later, n_later = _repeats(index, n_rows)
+    if outside or (ascending and len(index) > 1):
+        return None
+    if not n_later:
+        return NO_FIXES
+    if spare is None:
+        return None
+    flat = values.reshape(len(values), -1)  # (a view: each row is C-contiguous)
+    sums, _ = spare.get(n_later, flat.shape[1], flat.dtype)  # (at most as many rows repeat)
+    return _fixed_listings(index, later[:n_later], flat, sums, sums.__array_interface__["data"][0])
+
+
+@cached_njit()
+def _repeats(index, n_rows):
+    """``(outside, ascending, later, n_later)`` of ``index``: whether a row lies outside ``[0,
+    n_rows)`` (then nothing else is looked at), whether its rows never descend, and the positions
+    of the listings of a row listed before (``later[:n_later]``, in order; ``later`` is made at
+    the first, between two loops: an array made in the loop, its variable assigned there, cost
+    each row a count of references, 0.24 ms for 21875 rows against 0.02)."""
+    seen = np.zeros((n_rows + 7) // 8, np.uint8)  # (a bit per row)
+    ascending = True
+    first = len(index)
+    for j in range(len(index)):
+        row = index[j]
+        if row < 0 or row >= n_rows:
+            return True, False, index[:0], 0
+        ascending &= j == 0 or row >= index[j - 1]
+        byte, bit = row >> 3, np.uint8(1 << (row & 7))
+        if seen[byte] & bit:
+            first = j
+            break
+        seen[byte] |= bit
+    later = np.empty(len(index) - first, np.int64)
+    n_later = 0
+    for j in range(first, len(index)):
+        row = index[j]
+        if row < 0 or row >= n_rows:
+            return True, False, later, 0
+        ascending &= row >= index[j - 1]
+        byte, bit = row >> 3, np.uint8(1 << (row & 7))
+        if seen[byte] & bit:
+            later[n_later] = j
+            n_later += 1
+        seen[byte] |= bit
+    return False, ascending, later, n_later
+
+
+@njit(inline="always")
+def _hashed(row, bits):
+    """A slot of ``bits`` bits for ``row``: the high bits of its product with 2**64 over the golden
+    ratio (Fibonacci hashing), which spreads rows that differ in their high bits only."""
+    return np.int64((np.uint64(row) * np.uint64(0x9E3779B97F4A7C15)) >> np.uint64(64 - bits))
+
+
+@njit(inline="always")
+def _slot_of(keys, row, bits):
+    """The slot of ``row`` in the open-addressing table ``keys`` (``-1``: free) of ``2**bits``
+    slots: where it is, or the free slot where it would go."""
+    slot = _hashed(row, bits)
+    while keys[slot] != -1 and keys[slot] != row:
+        slot = (slot + 1) & (len(keys) - 1)
+    return slot
+
+
+@cached_njit()
+def _fixed_listings(index, later, values, sums, sums_address):
+    """:func:`listed_once`'s fixes of an index whose positions ``later`` list a row listed before.
+    Each repeated row's values (``values[j]``: one row of values per index, as a 2-D array) are
+    added, in the order given, into the next free row of ``sums`` (at ``sums_address``), which its
+    first listing takes.
+
+    Only listings up to the last of ``later`` are looked at. The repeated rows go into an
+    open-addressing table, and a bit per slot of a filter 64 times larger (a few kilobytes, which
+    stay in the cache) tells at once most of the rows listed once from them. A bit per row of the
+    parameter, which the update had pushed out of the cache, cost three times as much; the table
+    alone, whose search ends after one or two slots at random, more still (its branch
+    mispredicted). The listings found are fixed first, their values asked of the memory as they
+    are found, and summed after: summed as found, each row of values out of the cache cost the
+    whole wait for memory (70 against 25 microseconds for 21875 rows with 109 repeats, Zen 5)."""
+    bits = 1
+    while (1 << bits) < 2 * len(later):
+        bits += 1
+    keys, slots = np.full(1 << bits, -1, np.int64), np.full(1 << bits, -1, np.int64)
+    hits = np.zeros(1 << (bits + 3), np.uint8)  # (the filter: 2**(bits + 6) bits)
+    for j in later:
+        row = index[j]
+        keys[_slot_of(keys, row, bits)] = row
+        hashed = _hashed(row, bits + 6)
+        hits[hashed >> 3] |= np.uint8(1 << (hashed & 7))
+    n_fixes = 2 * len(later) + 1  # (at most a first listing for each later one, and the last)
+    fixes, targets = np.empty((3, n_fixes), np.int64), np.empty(n_fixes, np.int64)
+    values_address, values_stride, row_bytes = values.ctypes.data, values.strides[0], values.shape[1] * values.itemsize
+    count = used = skipped = 0
+    for j in range(later[-1] + 1):
+        row = index[j]
+        hashed = _hashed(row, bits + 6)
+        if not hits[hashed >> 3] & np.uint8(1 << (hashed & 7)):
+            continue
+        slot = _slot_of(keys, row, bits)
+        if keys[slot] == -1:  # (listed once: a false alarm of the filter)
+            continue
+        for byte in range(0, row_bytes + LINE - 1, LINE):
+            prefetch_line(values_address + j * values_stride + min(byte, row_bytes - 1))
+        fixes[0, count], fixes[2, count] = j, skipped
+        if slots[slot] == -1:  # (the first of its listings)
+            slots[slot] = used
+            fixes[1, count] = sums_address + used * sums.strides[0]
+            used += 1
+        else:
+            fixes[1, count] = 0
+            skipped += 1
+        targets[count] = slots[slot]
+        count += 1
+    for fix in range(count):
+        j, target = fixes[0, fix], targets[fix]
+        if fixes[1, fix]:
+            for column in range(values.shape[1]):
+                sums[target, column] = values[j, column]
+        else:
+            for column in range(values.shape[1]):
+                sums[target, column] += values[j, column]
+    fixes[0, count], fixes[1, count], fixes[2, count] = np.iinfo(np.int64).max, 0, skipped
+    return np.ascontiguousarray(fixes[:, :count + 1])

@@ -21,9 +21,10 @@ import numpy as np
 
 from ..core import dtypes, factors, validate
 from ..core.memory import MemoryRanges, memory_bounds
-from ..adapters.rows import Spare, checked as checked_rows, is_rows, listed_rows, lists_each_once, merges
+from ..adapters.rows import Spare, checked as checked_rows, is_rows, listed_once, listed_rows, merges
 from ..core.pipeline import NO_POLICY, POLICY_OPERANDS, QUANTIZED_STATE, QUANTIZE_FROM, held_operands, operand_dtype
 from ..targets import quantization
+from ..targets.arrays import NO_FIXES
 from ..targets.dispatch import backend_for
 from ..targets.layout import c_strides, coalesce, dense_strides, number_chunks
 from ..targets.segments import ADDRESS, LENGTH
@@ -129,8 +130,8 @@ class Bucket:
         self._templates = {}  # (parameter, strides of a row of Rows values) -> RowTemplate
         self._scratch = None  # the table of the last plan of one parameter's Rows, written over by the next
         self._listed_layout = None  # how listed_plan takes the next Rows like the last one bound (_ListedLayout)
-        self._unique_plan = None  # the plan of listed_plan's last step, moved onto the next's rows
-        self._spare = Spare()  # where the sums of the one parameter's repeated rows go, step after step
+        self._direct_plan = None  # the plan of listed_plan's last step, moved onto the next's rows
+        self._spare = Spare()  # where the one parameter's repeated rows are summed and listed, step after step
         self._factor_scratch = {}  # parameter -> the memory of its factors' pass (factored state)
         self._specs = {}
         self._reducers = {}  # id(policy) -> (plan, flags, policy, its pre-pass summed by parameter)
@@ -208,7 +209,7 @@ class Bucket:
     def _rebuild_rows(self):
         self._param_rows = [self._rows(k, self.infos[k].strides, 0) for k in range(len(self.params))]
         self._templates = {}
-        self._listed_layout = self._unique_plan = None
+        self._listed_layout = self._direct_plan = None
         self._fast_rows = np.concatenate(self._param_rows)
         self._bound_grads = self._plan = self._pieces = self._rebinding = None
         self._specs, self._reducers, self._by_identity, self._fused = {}, {}, {}, {}
@@ -310,14 +311,15 @@ class Bucket:
             template = self._templates[key] = row_template(infos, self.rows_group[k], pairs=not self.magnitude)
         return template
 
-    def _listed_plan(self, template, index, grad_address, grad_stride):
-        """The backend's :class:`~numadam.targets.arrays.ListedPlan` of rows ``index`` (each once) of
-        this bucket's one parameter, values row ``j`` at ``grad_address + j * grad_stride``."""
+    def _listed_plan(self, template, index, grad_address, grad_stride, fixes=NO_FIXES):
+        """The backend's :class:`~numadam.targets.arrays.ListedPlan` of rows ``index`` of this
+        bucket's one parameter, values row ``j`` at ``grad_address + j * grad_stride`` but where
+        ``fixes`` say otherwise."""
         chunk_size = self.backend.chunk_size
 
         def make_rows(plan):  # (the table of every row, for a step with a policy)
             rows, _ = listed_rows(RowTemplate(plan.template, plan.strides), plan.index, plan.grad_address,
-                                  plan.grad_stride, GRAD)
+                                  plan.grad_stride, GRAD, fixes=plan.fixes)
             number_chunks(rows, chunk_size)
             return rows
 
@@ -331,7 +333,7 @@ class Bucket:
             contiguous = first[ADDRESS + n:ADDRESS + 2 * n] == 1
             reach[contiguous] = first[LENGTH] * itemsizes[contiguous]
         return self.backend.listed_plan(template.rows, template.strides, reach, index, grad_address, grad_stride,
-                                        GRAD, make_rows)
+                                        GRAD, make_rows, fixes)
 
     def spec(self, flags, policy=NO_POLICY):
         """The kernel spec for the rule's ``flags``, the state this bucket keeps and ``policy``."""
@@ -535,9 +537,10 @@ class Bucket:
         self._bound_grads = self._rebinding = self._pieces = None
         self._plan, self.absent, self.listed = plan, [], [0]
         self._plan_offsets, self._kept = np.array([0, length], np.int64), [listed.values]
+        given = values if listed.values is grad.values else self.backend.describe(grad.values)  # (not the sums')
         layout = self._listed_layout
-        if layout is None or layout.row_strides != tuple(values.strides[1:]):  # (made once per layout)
-            self._listed_layout, self._unique_plan = self._listed_layout_of(values), None  # (its template)
+        if layout is None or layout.row_strides != tuple(given.strides[1:]):  # (made once per layout)
+            self._listed_layout, self._direct_plan = self._listed_layout_of(given), None  # (its template)
         return plan
 
     def _listed_layout_of(self, values):
@@ -551,20 +554,21 @@ class Bucket:
         row_strides = tuple(values.strides[1:])
         row_low, row_high = memory_bounds(values._replace(address=0, shape=tuple(values.shape[1:]),
                                                          strides=row_strides))
-        template = self._templates[0, row_strides]
+        template = self._template(0, values)
         return _ListedLayout(template, param.dtype, tuple(param.shape[1:]), row_strides, row_low, row_high,
-                             param.dtype.itemsize, param.shape[0], self.backend.address_function(np.ndarray, param.dtype))
+                             param.dtype.itemsize, param.shape[0], self.backend.address_function(np.ndarray, param.dtype),
+                             row_strides == tuple(c_strides(param.shape[1:], param.dtype.itemsize)))
 
     def listed_plan(self, rows, written):
         """The plan of a step whose only gradient, of this bucket's only parameter, is the ``Rows``
-        ``rows``, each row listed once and not in ascending order (a minibatch's rows): what
-        :meth:`bind` makes of it, with every check, from one compiled pass over the index
-        (:func:`~numadam.adapters.rows.lists_each_once`): a
-        :class:`~numadam.targets.arrays.ListedPlan`, the last such plan of as many rows moved onto
-        these (which then keeps its launch). ``None``, having changed nothing, where ``rows`` needs
-        :meth:`bind`: an index other than a C-contiguous int64 NumPy vector, values laid out
+        ``rows``, not in ascending order (a minibatch's rows): what :meth:`bind` makes of it, with
+        every check, from one compiled pass over the index (and a second where rows repeat:
+        :func:`~numadam.adapters.rows.listed_once`): a
+        :class:`~numadam.targets.arrays.ListedPlan`, the plan of the last such step moved onto
+        these rows (which then keeps its launch). ``None``, having changed nothing, where ``rows``
+        needs :meth:`bind`: an index other than a C-contiguous int64 NumPy vector, values laid out
         otherwise than the last ``Rows`` bound, values whose memory may meet what the step writes
-        (``written``), or an index that :func:`~numadam.adapters.rows.lists_each_once` refuses."""
+        (``written``), or an index that :func:`~numadam.adapters.rows.listed_once` refuses."""
         layout = self._listed_layout
         if layout is None:
             return None
@@ -579,13 +583,14 @@ class Bucket:
         low, high = address + layout.row_low + min(reach, 0), address + layout.row_high + max(reach, 0)
         if address % layout.itemsize or stride % layout.itemsize or written.may_meet(low, high):
             return None
-        if not lists_each_once(index, layout.n_rows):
+        fixes = listed_once(index, layout.n_rows, values, address, self._spare if layout.dense_rows else None)
+        if fixes is None:
             return None
-        plan = self._unique_plan
-        if plan is not None and len(plan.index) == len(index) and plan.template is layout.template.rows:
-            plan.move(index, address, stride)
+        plan = self._direct_plan
+        if plan is not None and plan.template is layout.template.rows:
+            plan.move(index, address, stride, fixes)
         else:
-            plan = self._unique_plan = self._listed_plan(layout.template, index, address, stride)
+            plan = self._direct_plan = self._listed_plan(layout.template, index, address, stride, fixes)
         self._bound_grads = self._rebinding = self._pieces = None
         self._plan, self.absent, self.listed = plan, [], [0]
         self._plan_offsets, self._kept = np.array([0, plan.n_elements], np.int64), [values]
@@ -832,6 +837,7 @@ class _ListedLayout(NamedTuple):
     itemsize: int
     n_rows: int
     address_of: object
+    dense_rows: bool
 
 
 class _Rebinding(NamedTuple):

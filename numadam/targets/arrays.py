@@ -44,9 +44,14 @@ class Plan(NamedTuple):
                                  f"({len(spec.sources)} out of place)")
 
 
+#: The fixes of a :class:`ListedPlan` whose listings each take their row of the values: none but
+#: the last, which no listing reaches.
+NO_FIXES = np.array([[np.iinfo(np.int64).max], [0], [0]], np.int64)
+
+
 class ListedPlan:
-    """A plan over the rows ``index`` of one parameter that a ``Rows`` gradient lists (each once,
-    values row ``j`` at ``grad_address + j * grad_stride``), kept as the segment rows of one row
+    """A plan over the rows ``index`` of one parameter that a ``Rows`` gradient lists (values row
+    ``j`` at ``grad_address + j * grad_stride``), kept as the segment rows of one row
     (``template``: a :class:`~numadam.engine.operands.RowTemplate`'s, with each operand's
     first-axis ``strides`` in bytes, and ``reach``, the bytes from each operand's row's first
     element to its end, which the kernel asks the cache for ahead) and the index, not as a table:
@@ -56,17 +61,26 @@ class ListedPlan:
     bytes, which cost a minibatch's step more than its update. ``make_rows(plan)`` makes that table
     (its ``OFFSET`` numbered) for a caller that asks for :attr:`rows`: a step whose policy makes a
     pre-pass over the gradients (clipping by the global norm, skipping non-finite ones).
-    :class:`Plan`'s other fields are here too."""
+    :class:`Plan`'s other fields are here too.
 
-    __slots__ = ("template", "strides", "reach", "index", "grad_address", "grad_stride", "grad", "n_elements",
-                 "n_chunks", "_make_rows", "_rows")
+    ``fixes`` (int64, 3 rows) names the listings that do not take their row of the values, in
+    ascending order (``fixes[0]``), each with the address of the values it takes instead
+    (``fixes[1]``; 0: none, the listing is skipped), and how many listings before it are skipped
+    (``fixes[2]``); its last column (:data:`NO_FIXES`'s only one) no listing reaches, and holds
+    how many are skipped in all. A row listed more than once takes the sums of its values at its
+    first listing and skips the others (:func:`~numadam.adapters.rows.listed_once`), so the
+    listings updated are each row once, in the order of their first listing, numbered in the
+    sequence without the skipped ones."""
 
-    def __init__(self, template, strides, reach, index, grad_address, grad_stride, grad, chunk_size, make_rows):
-        self.template, self.strides, self.reach, self.index, self.grad = template, strides, reach, index, grad
-        self.grad_address, self.grad_stride = grad_address, grad_stride
-        self.n_elements = len(index) * int(template[:, LENGTH].sum())
-        self.n_chunks = -(-self.n_elements // chunk_size)
-        self._make_rows, self._rows = make_rows, None
+    __slots__ = ("template", "strides", "reach", "index", "grad_address", "grad_stride", "fixes", "grad",
+                 "row_length", "n_elements", "n_chunks", "chunk_size", "_make_rows", "_rows")
+
+    def __init__(self, template, strides, reach, index, grad_address, grad_stride, grad, chunk_size, make_rows,
+                 fixes=NO_FIXES):
+        self.template, self.strides, self.reach, self.grad = template, strides, reach, grad
+        self.row_length, self.chunk_size = int(template[:, LENGTH].sum()), chunk_size
+        self._make_rows = make_rows
+        self.move(index, grad_address, grad_stride, fixes)
 
     @property
     def rows(self):
@@ -75,12 +89,12 @@ class ListedPlan:
             self._rows = self._make_rows(self)
         return self._rows
 
-    def move(self, index, grad_address, grad_stride):
-        """This plan over other rows, as many (``index``), and other values: its launches, which
-        read these at each call, then update those."""
-        if len(index) != len(self.index):
-            raise AssertionError(f"a plan of {len(self.index)} listed rows moved onto {len(index)}")
-        self.index, self.grad_address, self.grad_stride, self._rows = index, grad_address, grad_stride, None
+    def move(self, index, grad_address, grad_stride, fixes=NO_FIXES):
+        """This plan over other rows (``index``, as many or not) and other values: its launches,
+        which read these at each call, then update those."""
+        self.index, self.grad_address, self.grad_stride, self.fixes = index, grad_address, grad_stride, fixes
+        self.n_elements = (len(index) - int(fixes[2, -1])) * self.row_length
+        self.n_chunks, self._rows = -(-self.n_elements // self.chunk_size), None
 
     @property
     def device_table(self):

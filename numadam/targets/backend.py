@@ -25,9 +25,10 @@ Required members, which every backend defines:
 Optional capabilities, ``None`` (or ``False``) where a backend lacks them; the
 engine then takes the general path:
 
-- ``listed_plan(template, strides, index, grad_address, grad_stride, grad,
-  make_rows)``: a plan over a ``Rows`` gradient's rows that its launches lay out
-  as they update them (:class:`~numadam.targets.arrays.ListedPlan`);
+- ``listed_plan(template, strides, reach, index, grad_address, grad_stride,
+  grad, make_rows, fixes)``: a plan over a ``Rows`` gradient's rows that its
+  launches lay out as they update them, and that moves onto the next step's
+  (:class:`~numadam.targets.arrays.ListedPlan`);
 - ``norms_step_launcher``, ``norms_launcher``, ``reducing_launcher``: a pre-pass
   or norms pass and the update in one call;
 - ``factored_step_launcher``, ``factored_step_arguments``: factored state's whole

@@ -43,6 +43,7 @@ whole parameters, or, for the table of a chunk of a parameter (a Dask chunk's,
 whose sequence starts at the chunk), the one the two position columns give.
 """
 
+import numpy as np
 from numba import njit
 
 OFFSET = 0
@@ -105,3 +106,22 @@ def listed_address(template_address, k, grad, values_address, row, row_stride):
     not move with the row)."""
     return template_address + (values_address if k == grad else row * row_stride)
 
+
+@njit(inline="always")
+def first_fix(fixes, first):
+    """``(cursor, skipped)`` at listing ``first`` of a listed plan with ``fixes``
+    (:class:`~numadam.targets.arrays.ListedPlan`): its first fix at or after ``first``, and how
+    many listings before ``first`` are skipped."""
+    cursor = np.searchsorted(fixes[0], first)
+    return cursor, fixes[2, cursor]
+
+
+@njit(inline="always")
+def listed_values(grad_address, grad_stride, fixes, cursor, j):
+    """``(values, cursor)``: where the values of listing ``j`` start (0: the listing is skipped,
+    its row's values added into those of its first listing) and the fix after it. Row ``j`` of
+    the values at ``grad_address``, ``grad_stride`` bytes apart, unless a fix at ``cursor``
+    names ``j``: then that fix's address."""
+    if j == fixes[0, cursor]:
+        return fixes[1, cursor], cursor + 1
+    return grad_address + j * grad_stride, cursor

@@ -7,7 +7,7 @@ from .sampled_pass import sampled_pass
 from ...core.pipeline import PolicyScalars
 from ..quantization import BLOCK
 from ..layout import number_chunks
-from ..arrays import ArrayInfo, ListedPlan, Plan, checked_rows
+from ..arrays import NO_FIXES, ArrayInfo, ListedPlan, Plan, checked_rows
 from ..backend import Backend
 from ..spec import algorithm
 
@@ -63,11 +63,12 @@ class CpuBackend(Backend):
         n_chunks, n_elements = number_chunks(rows, self.chunk_size)
         return Plan(rows, n_chunks, n_elements, rows.reshape(-1))
 
-    def listed_plan(self, template, strides, reach, index, grad_address, grad_stride, grad, make_rows):
-        """The :class:`~numadam.targets.arrays.ListedPlan` of rows ``index`` (int64, each once) of one
-        parameter: its launches lay out each row as they update it."""
+    def listed_plan(self, template, strides, reach, index, grad_address, grad_stride, grad, make_rows,
+                    fixes=NO_FIXES):
+        """The :class:`~numadam.targets.arrays.ListedPlan` of rows ``index`` (int64) of one parameter:
+        its launches lay out each row as they update it."""
         return ListedPlan(template, strides, reach, index, grad_address, grad_stride, grad, self.chunk_size,
-                          make_rows)
+                          make_rows, fixes)
 
     def _parallel(self, plan):
         """Whether ``plan`` runs on every core: large enough, and not in a child forked from OpenMP."""
@@ -77,24 +78,19 @@ class CpuBackend(Backend):
         """``launch(scalars)``: ``spec``'s rule applied over ``plan``, with ``scalars`` one row of
         floats per group (a list of tuples, or a float64 array of rows) rounded at each call, once,
         to the spec's real dtype. Everything that depends only on the plan and the spec is
-        decided here, once. With 8-bit state, ``blocks`` holds the blocks (each block's first
-        element in the sequence, then its length) and their scales, read and written."""
-        if plan.n_chunks == 0:
+        decided here, once; a :class:`~numadam.targets.arrays.ListedPlan`, which moves onto other
+        rows from step to step, is looked at again at each call. With 8-bit state, ``blocks``
+        holds the blocks (each block's first element in the sequence, then its length) and their
+        scales, read and written."""
+        if plan.n_chunks == 0 and type(plan) is not ListedPlan:
             return lambda scalars: None
         plan.check_fits(spec)
         real, zero = _REAL_DTYPES[spec.real]
         n_scalars = spec.n_scalars
         if type(plan) is ListedPlan and blocks is None:
-            listed = self._kernel("listed", spec, plan)
-            template, strides, reach, grad = plan.template, plan.strides, plan.reach, plan.grad
-
-            def launch_listed(scalars):  # (the index and the values' address: the plan's at the call)
-                listed(spec, template, strides, reach, plan.index, plan.grad_address, plan.grad_stride, grad,
-                       checked_rows(scalars, real, n_scalars), zero)
-
-            return launch_listed
+            return self._listed_launcher(plan, spec, real, zero)
         table, width, kind = plan.device_table, plan.width, "update" if blocks is None else "blocks"
-        kernel = self._kernel(kind, spec, plan)
+        kernel = self._kernel(kind, spec, self._parallel(plan))
         head, tail = ((plan.n_chunks, self.chunk_size), ()) if blocks is None else (
             (blocks[0], self.chunk_size // BLOCK), (blocks[1],))
 
@@ -103,12 +99,31 @@ class CpuBackend(Backend):
 
         return launch
 
-    def _kernel(self, kind, spec, plan):
-        """The kernel ``kind`` of ``spec`` for ``plan``: the serial one, or where the plan is large
-        enough the parallel one, which a launch made in a parent and called in a child forked from
-        OpenMP (an optimizer the child inherited) replaces by the serial one at the call
-        (:mod:`~numadam.targets.cpu.threads`; the same bits)."""
-        if not self._parallel(plan):
+    def _listed_launcher(self, plan, spec, real, zero):
+        """:meth:`launcher` of a :class:`~numadam.targets.arrays.ListedPlan`: the index, the values'
+        address and the rows' count are the plan's at the call, and so is the choice between the
+        serial and the parallel kernel (each found at its first use)."""
+        template, strides, reach, grad, n_scalars = plan.template, plan.strides, plan.reach, plan.grad, spec.n_scalars
+        serial_below, kernels = self.serial_below, {}
+
+        def launch_listed(scalars):
+            if plan.n_chunks == 0:
+                return
+            wide = plan.n_elements >= serial_below
+            kernel = kernels.get(wide)
+            if kernel is None:
+                kernel = kernels[wide] = self._kernel("listed", spec, wide and threads.parallel_allowed())
+            kernel(spec, template, strides, reach, plan.index, plan.grad_address, plan.grad_stride, plan.fixes,
+                   grad, checked_rows(scalars, real, n_scalars), zero)
+
+        return launch_listed
+
+    def _kernel(self, kind, spec, parallel):
+        """The kernel ``kind`` of ``spec``: the serial one, or (``parallel``) the parallel one, which
+        a launch made in a parent and called in a child forked from OpenMP (an optimizer the child
+        inherited) replaces by the serial one at the call (:mod:`~numadam.targets.cpu.threads`;
+        the same bits)."""
+        if not parallel:
             return self._kernels.compiled(kind, spec)
         parallel, kernels = self._kernels.compiled(kind, spec, parallel=True), self._kernels
 
@@ -129,7 +144,7 @@ class CpuBackend(Backend):
             return lambda scalars: out
         real, zero = _REAL_DTYPES[spec.real]
         n_scalars, table, width = spec.n_scalars, plan.device_table, plan.width
-        kernel = self._kernel("reduce", spec, plan)
+        kernel = self._kernel("reduce", spec, self._parallel(plan))
 
         def reduce(scalars):
             kernel(spec, table, width, starts, stops, checked_rows(scalars, real, n_scalars), zero, out)

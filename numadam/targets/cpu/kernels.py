@@ -31,7 +31,7 @@ from ..primitives import cpu_primitives
 from ..quantization import BLOCK
 from ..block_labels import fresh_block_labels
 from ..body import GRAD as GRAD_OPERAND, block_runners, blocks_runner, piece_runner, quantized_operands, reduction_runner
-from ..segments import ADDRESS, LENGTH, OFFSET, listed_address, piece_of, segment_of_element, sequence_length
+from ..segments import ADDRESS, LENGTH, OFFSET, first_fix, listed_address, piece_of, segment_of_element, sequence_length
 from ..spec import algorithm
 
 compiled_from_module(__name__)  # its kernels are cached on disk: see numadam.targets.fingerprint
@@ -147,7 +147,7 @@ PREFETCH_BYTES = 256
 
 
 @intrinsic
-def _prefetch(typingctx, address):
+def prefetch_line(typingctx, address):
     """Ask the cache for the line at ``address`` (an int), to be written: LLVM's prefetch, which
     never faults, whatever the address."""
     def codegen(context, builder, signature, args):
@@ -174,8 +174,8 @@ def prefetch_segment(spec, table, row):
 def _prefetch_segment(spec, table, row):
     present = [k for k, code in enumerate(spec.spec.operands) if code]
     lines = ["def implementation(spec, table, row):"]
-    lines += [f"    _prefetch(table[row + {ADDRESS + k}] + {byte})" for k in present for byte in (0, LINE - 1)] or ["    pass"]
-    namespace = {"_prefetch": _prefetch}
+    lines += [f"    prefetch_line(table[row + {ADDRESS + k}] + {byte})" for k in present for byte in (0, LINE - 1)] or ["    pass"]
+    namespace = {"prefetch_line": prefetch_line}
     exec("\n".join(lines), namespace)
     return namespace["implementation"]
 
@@ -198,13 +198,13 @@ def _prefetch_listed_row(spec, template, strides, reach, row):
         lines += [f"    if strides[{k}] != 0:",
                   f"        address = template[0, {ADDRESS + k}] + row * strides[{k}]",
                   f"        last = min(reach[{k}], {PREFETCH_BYTES}) - 1",
-                  "        _prefetch(address)"]
+                  "        prefetch_line(address)"]
         for byte in range(LINE, PREFETCH_BYTES - 1, LINE):  # (the lines between the first and the last)
-            lines += [f"        if last >= {byte}:", f"            _prefetch(address + {byte})"]
-        lines.append("        _prefetch(address + last)")
+            lines += [f"        if last >= {byte}:", f"            prefetch_line(address + {byte})"]
+        lines.append("        prefetch_line(address + last)")
     if not asked:
         lines.append("    pass")
-    namespace = {"_prefetch": _prefetch}
+    namespace = {"prefetch_line": prefetch_line}
     exec("\n".join(lines), namespace)
     return namespace["implementation"]
 
@@ -230,15 +230,16 @@ LISTED_BLOCK = 256
 
 
 @njit(error_model="numpy")
-def _update_listed(spec, template, strides, reach, index, grad_address, grad_stride, grad, first, last, scalars,
-                   like):
+def _update_listed(spec, template, strides, reach, index, grad_address, grad_stride, fixes, grad, first, last,
+                   scalars, like):
     """Update listed rows ``first:last``: each row's segments laid out from ``template`` into a
     small table, as :func:`numadam.adapters.rows.listed_rows` lays them out (``OFFSET`` numbered
     as in the table of every row), then updated as :func:`_update_chunk` updates a table's. The
     table starts as the template, and each row rewrites only what moves: the offset, and the
     address of the values and of every operand with a row stride. Before each row, the lines of
     the row :data:`PREFETCH_AHEAD` further on are asked for (as :func:`prefetch_segment` does
-    from a table; :func:`prefetch_listed_row`)."""
+    from a table; :func:`prefetch_listed_row`). A listing the plan's ``fixes`` skip is passed
+    over (see :class:`~numadam.targets.arrays.ListedPlan`)."""
     per_row, width = template.shape
     table = template.copy().reshape(-1)
     moving = np.empty(len(strides), np.int64)
@@ -251,37 +252,52 @@ def _update_listed(spec, template, strides, reach, index, grad_address, grad_str
     for t in range(per_row):
         row_length += template[t, LENGTH]
     n_listed = len(index)
-    for j in range(first, last):
-        if j + PREFETCH_AHEAD < n_listed:  # (the lines of each operand's row further on)
-            prefetch_listed_row(spec, template, strides, reach, index[j + PREFETCH_AHEAD])
-        values, row = grad_address + j * grad_stride, index[j]
-        offset = j * row_length
-        for t in range(per_row):
-            base = t * width
-            table[base + OFFSET] = offset
-            for m in range(n_moving):
-                k = moving[m]
-                table[base + ADDRESS + k] = listed_address(template[t, ADDRESS + k], k, grad, values, row, strides[k])
-            run_piece_inline(spec, table, base, 0, template[t, LENGTH], scalars, like)
-            offset += template[t, LENGTH]
+    cursor, skipped = first_fix(fixes, first)
+    j = first
+    while j < last:  # (runs between fixes, each one loop without a test: a test in each row cost 30%, Zen 5)
+        address, stride, stop = grad_address, grad_stride, min(last, fixes[0, cursor])
+        if stop == j:  # (listing j is fixed: its values are elsewhere, or it is skipped)
+            address, stride, stop = fixes[1, cursor], 0, j + 1
+            cursor += 1
+            if address == 0:
+                skipped += 1
+                j += 1
+                continue
+        for listing in range(j, stop):
+            if listing + PREFETCH_AHEAD < n_listed:  # (the lines of each operand's row further on)
+                prefetch_listed_row(spec, template, strides, reach, index[listing + PREFETCH_AHEAD])
+            values, row = address + listing * stride, index[listing]
+            offset = (listing - skipped) * row_length
+            for t in range(per_row):
+                base = t * width
+                table[base + OFFSET] = offset
+                for m in range(n_moving):
+                    k = moving[m]
+                    table[base + ADDRESS + k] = listed_address(template[t, ADDRESS + k], k, grad, values, row,
+                                                               strides[k])
+                run_piece_inline(spec, table, base, 0, template[t, LENGTH], scalars, like)
+                offset += template[t, LENGTH]
+        j = stop
 
 
 @cached_njit(error_model="numpy")
-def update_listed_serial(spec, template, strides, reach, index, grad_address, grad_stride, grad, scalars, like):
+def update_listed_serial(spec, template, strides, reach, index, grad_address, grad_stride, fixes, grad, scalars,
+                         like):
     """Apply the spec's rule over the rows ``index`` of one parameter that a ``Rows`` gradient lists,
-    each once (a :class:`~numadam.targets.arrays.ListedPlan`), on the calling thread: the rows of
-    the table :func:`update_serial` would read, laid out one at a time instead."""
-    _update_listed(spec, template, strides, reach, index, grad_address, grad_stride, grad, 0, len(index), scalars,
-                   like)
+    (a :class:`~numadam.targets.arrays.ListedPlan`), on the calling thread:
+    the rows of the table :func:`update_serial` would read, laid out one at a time instead."""
+    _update_listed(spec, template, strides, reach, index, grad_address, grad_stride, fixes, grad, 0, len(index),
+                   scalars, like)
 
 
 @cached_njit(parallel=True, error_model="numpy")
-def update_listed_parallel(spec, template, strides, reach, index, grad_address, grad_stride, grad, scalars, like):
+def update_listed_parallel(spec, template, strides, reach, index, grad_address, grad_stride, fixes, grad, scalars,
+                           like):
     """:func:`update_listed_serial`, one ``prange`` iteration per :data:`LISTED_BLOCK` listed rows."""
     n_listed = len(index)
     for block in prange(-(-n_listed // LISTED_BLOCK)):
-        _update_listed(spec, template, strides, reach, index, grad_address, grad_stride, grad, block * LISTED_BLOCK,
-                       min(n_listed, (block + 1) * LISTED_BLOCK), scalars, like)
+        _update_listed(spec, template, strides, reach, index, grad_address, grad_stride, fixes, grad,
+                       block * LISTED_BLOCK, min(n_listed, (block + 1) * LISTED_BLOCK), scalars, like)
 
 
 @cached_njit(error_model="numpy")
@@ -626,7 +642,8 @@ def _arguments(real):
     table, integer, integers = types.int64[::1], types.int64, types.int64[::1]
     return {
         "update": (table, integer, integer, integer, real[::1], real),
-        "listed": (types.int64[:, ::1], integers, integers, integers, integer, integer, integer, real[::1], real),
+        "listed": (types.int64[:, ::1], integers, integers, integers, integer, integer, types.int64[:, ::1], integer,
+                   real[::1], real),
         "reduce": (table, integer, integers, integers, real[::1], real, types.float64[:, ::1]),
         "blocks": (table, integer, integers, integer, real[::1], real, types.float32[::1]),
         "reduce_then_update": (table, integer, integers, integers, integers, real[::1], real, types.float64[:, ::1],
