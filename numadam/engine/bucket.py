@@ -21,7 +21,8 @@ import numpy as np
 
 from ..core import dtypes, factors, validate
 from ..core.memory import MemoryRanges, memory_bounds
-from ..adapters.rows import Spare, checked as checked_rows, is_rows, listed_once, listed_rows, merges
+from ..adapters.listing import listed_once
+from ..adapters.rows import Spare, checked as checked_rows, is_rows, listed_rows, merges
 from ..core.pipeline import NO_POLICY, POLICY_OPERANDS, QUANTIZED_STATE, QUANTIZE_FROM, held_operands, operand_dtype
 from ..targets import quantization
 from ..targets.arrays import NO_FIXES
@@ -563,12 +564,12 @@ class Bucket:
         """The plan of a step whose only gradient, of this bucket's only parameter, is the ``Rows``
         ``rows``, not in ascending order (a minibatch's rows): what :meth:`bind` makes of it, with
         every check, from one compiled pass over the index (and a second where rows repeat:
-        :func:`~numadam.adapters.rows.listed_once`): a
+        :func:`~numadam.adapters.listing.listed_once`): a
         :class:`~numadam.targets.arrays.ListedPlan`, the plan of the last such step moved onto
         these rows (which then keeps its launch). ``None``, having changed nothing, where ``rows``
         needs :meth:`bind`: an index other than a C-contiguous int64 NumPy vector, values laid out
         otherwise than the last ``Rows`` bound, values whose memory may meet what the step writes
-        (``written``), or an index that :func:`~numadam.adapters.rows.listed_once` refuses."""
+        (``written``), or an index that :func:`~numadam.adapters.listing.listed_once` refuses."""
         layout = self._listed_layout
         if layout is None:
             return None

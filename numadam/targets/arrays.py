@@ -68,7 +68,7 @@ class ListedPlan:
     (``fixes[1]``; 0: none, the listing is skipped), and how many listings before it are skipped
     (``fixes[2]``); its last column (:data:`NO_FIXES`'s only one) no listing reaches, and holds
     how many are skipped in all. A row listed more than once takes the sums of its values at its
-    first listing and skips the others (:func:`~numadam.adapters.rows.listed_once`), so the
+    first listing and skips the others (:func:`~numadam.adapters.listing.listed_once`), so the
     listings updated are each row once, in the order of their first listing, numbered in the
     sequence without the skipped ones."""
 

@@ -31,7 +31,8 @@ from ..primitives import cpu_primitives
 from ..quantization import BLOCK
 from ..block_labels import fresh_block_labels
 from ..body import GRAD as GRAD_OPERAND, block_runners, blocks_runner, piece_runner, quantized_operands, reduction_runner
-from ..segments import ADDRESS, LENGTH, OFFSET, first_fix, listed_address, piece_of, segment_of_element, sequence_length
+from ..segments import (ADDRESS, LENGTH, OFFSET, first_fix, listed_address, piece_of, segment_of_element,
+                        sequence_length)
 from ..spec import algorithm
 
 compiled_from_module(__name__)  # its kernels are cached on disk: see numadam.targets.fingerprint
