@@ -584,7 +584,7 @@ class Bucket:
         low, high = address + layout.row_low + min(reach, 0), address + layout.row_high + max(reach, 0)
         if address % layout.itemsize or stride % layout.itemsize or written.may_meet(low, high):
             return None
-        fixes = listed_once(index, layout.n_rows, values, address, self._spare if layout.dense_rows else None)
+        fixes = listed_once(index, layout.n_rows, values, self._spare if layout.dense_rows else None)
         if fixes is None:
             return None
         plan = self._direct_plan

@@ -93,7 +93,8 @@ class ListedPlan:
         """This plan over other rows (``index``, as many or not) and other values: its launches,
         which read these at each call, then update those."""
         self.index, self.grad_address, self.grad_stride, self.fixes = index, grad_address, grad_stride, fixes
-        self.n_elements = (len(index) - (0 if fixes is NO_FIXES else int(fixes[2, -1]))) * self.row_length
+        skipped = 0 if fixes is NO_FIXES else int(fixes[2, -1])  # (the common case without indexing NumPy)
+        self.n_elements = (len(index) - skipped) * self.row_length
         self.n_chunks, self._rows = -(-self.n_elements // self.chunk_size), None
 
     @property

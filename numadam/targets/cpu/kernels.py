@@ -284,9 +284,9 @@ def _update_listed(spec, template, strides, reach, index, grad_address, grad_str
 @cached_njit(error_model="numpy")
 def update_listed_serial(spec, template, strides, reach, index, grad_address, grad_stride, fixes, grad, scalars,
                          like):
-    """Apply the spec's rule over the rows ``index`` of one parameter that a ``Rows`` gradient lists,
-    (a :class:`~numadam.targets.arrays.ListedPlan`), on the calling thread:
-    the rows of the table :func:`update_serial` would read, laid out one at a time instead."""
+    """Apply the spec's rule over the rows ``index`` of one parameter that a ``Rows`` gradient lists
+    (a :class:`~numadam.targets.arrays.ListedPlan`), on the calling thread: the rows of the table
+    :func:`update_serial` would read, laid out one at a time instead."""
     _update_listed(spec, template, strides, reach, index, grad_address, grad_stride, fixes, grad, 0, len(index),
                    scalars, like)
 
