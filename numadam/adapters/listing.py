@@ -21,6 +21,7 @@ order of their first listing, each once.
 import numpy as np
 from numba import njit
 
+from .rows import sorts_rows
 from ..targets.arrays import NO_FIXES
 from ..targets.cpu.kernels import LINE, prefetch_line
 from ..targets.disk_cache import cached_njit
@@ -64,16 +65,15 @@ def _repeats(index, n_rows, later):
     has room for every listing. (Scalars only: an array returned costs the call a NumPy array,
     a tenth of a 64-row minibatch's step.)
 
-    A bit per row of the parameter, or for a few rows of a large parameter, the listings sorted
-    (stably: each row's first listing first): a bit per row of 2**28 rows cost 64 rows 13.8 ms a
-    step, their sort 2 microseconds."""
+    A bit per row of the parameter, or where :func:`~numadam.adapters.rows.sorts_rows`, the
+    listings sorted (stably: each row's first listing first)."""
     ascending = True
     for j in range(len(index)):
         row = index[j]
         if row < 0 or row >= n_rows:
             return True, False, 0
         ascending &= j == 0 or row >= index[j - 1]
-    if n_rows // 8 > 16 * len(index):
+    if sorts_rows(len(index), n_rows):
         return False, ascending, _sorted_repeats(index, later)
     seen = np.zeros((n_rows + 7) // 8, np.uint8)  # (a bit per row)
     n_later = 0

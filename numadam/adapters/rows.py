@@ -123,6 +123,14 @@ def _scan(index, n_rows):
 
 
 @njit(inline="always")
+def sorts_rows(count, n_rows):
+    """Whether repeats among ``count`` listed rows of a parameter of ``n_rows`` rows are looked for
+    by sorting the listings rather than with a bit per row: a few rows of a large parameter, where
+    the sort costs less than the bits (64 rows of 2**28: 2 microseconds against 13.8 ms)."""
+    return n_rows // 8 > 16 * count
+
+
+@njit(inline="always")
 def _scanned(index, n_rows):
     """``(outside, bad, repeated, ascending)``: whether an index lies outside ``[0, n_rows)``, the
     first that does, whether a row repeats (looked for only when none is outside: one bit per
@@ -136,7 +144,7 @@ def _scanned(index, n_rows):
             ascending = False
     if ascending:
         return False, 0, False, True
-    if n_rows // 8 > 16 * len(index):  # a few rows of a large parameter: sorting them costs less than the bits
+    if sorts_rows(len(index), n_rows):
         ordered = np.sort(index)
         for j in range(1, len(ordered)):
             if ordered[j] == ordered[j - 1]:
