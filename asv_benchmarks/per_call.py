@@ -2,7 +2,7 @@
 
 NumPy's in-place Adam step, numadam's object and functional Adam steps (the
 object's with the same gradient arrays every step, and with new ones, for one
-array and for ten), SparseAdam's step of a minibatch's 64 rows of an embedding
+array and for ten; Adafactor's of a 40 x 25 matrix, both ways), SparseAdam's step of a minibatch's 64 rows of an embedding
 table (new arrays every step), every family's object step, ``clip_global_norm`` with ``nonfinite="skip"``, and
 torch tensors (if torch is installed). It uses only what every version since
 the family engine has, so the same script times an old checkout::
@@ -29,11 +29,11 @@ class Call:
         self.label, self.step = label, step
 
 
-def _new_gradients(label, start, grads):
-    """Adam's step of parameters like ``start`` (one array, or a list) with other gradient arrays
+def _new_gradients(label, start, grads, family=numadam.Adam):
+    """``family``'s step of parameters like ``start`` (one array, or a list) with other gradient arrays
     at every step: a round of 64 sets of arrays of ``grads``' values, each a new object to the step."""
     single = isinstance(start, np.ndarray)
-    optimizer = numadam.Adam(start.copy() if single else [array.copy() for array in start], lr=LR)
+    optimizer = family(start.copy() if single else [array.copy() for array in start], lr=LR)
     rounds = [[grad.copy() for grad in grads] for _ in range(64)]
     turn = [0]
 
@@ -60,6 +60,11 @@ def calls():
     ten_grads = [rng.standard_normal(SIZE // 10).astype(np.float32) for _ in range(10)]
     found.append(Call("Adam.step, 10 arrays, the same ones", lambda: ten.step(ten_grads)))
     found.append(_new_gradients("Adam.step, 10 arrays, new ones each step", tenth, ten_grads))
+    matrix, matrix_grad = start.reshape(40, 25), grad.reshape(40, 25)
+    adafactor = numadam.Adafactor(matrix.copy(), lr=LR)
+    found.append(Call("Adafactor.step, 40 x 25, the same array", lambda: adafactor.step(matrix_grad)))
+    found.append(_new_gradients("Adafactor.step, 40 x 25, a new gradient array each step", matrix, [matrix_grad],
+                                numadam.Adafactor))
     param, exp_avg, exp_avg_sq, count = start.copy(), np.zeros(SIZE, np.float32), np.zeros(SIZE, np.float32), [0]
 
     def functional():

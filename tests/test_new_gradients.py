@@ -56,8 +56,7 @@ def test_new_gradient_arrays_every_step_take_the_reference_s_steps(method, conta
         opt.step(_tree(wrap, grads))
         reference.step(grads)
     assert_bitwise(params, reference.params, method)
-    factored = numadam.families()[method].algorithm.factored  # its one call keeps the gradient arrays
-    assert len(binds) == (4 if factored else 1), binds  # else a new plan only for the first step
+    assert len(binds) == 1, binds  # a new plan only for the first step
 
 
 def test_new_arrays_alternating_with_the_same_ones_keep_every_step_exact():
@@ -83,19 +82,66 @@ def _state_arrays(opt):
             for array in arrays]
 
 
+#: Adafactor's cases: the one call (a layout of its own, holding the gradients' addresses) and,
+#: from 2**16 elements, the passes on every core (the host's factors' pass reads the arrays).
+ADAFACTOR_CASES = {
+    "every core, C": ([(300, 300)], "C"),
+    "every core, F": ([(300, 300)], "F"),
+    "one call, C": ([(30, 33), (7,), (0, 4), (2, 5, 6)], "C"),
+    "one call, F": ([(30, 33), (1, 9), (7,)], "F"),
+    "one call, one vector": ([(300,)], "C"),
+}
+
+
+@pytest.mark.parametrize("case, container", [(case, container) for case in ADAFACTOR_CASES for container in CONTAINERS
+                                              if len(ADAFACTOR_CASES[case][0]) == 1 or container != "one array"])
+def test_adafactor_moves_its_plan_and_its_one_call_onto_new_arrays(case, container, monkeypatch):
+    """Adafactor on new gradient arrays every step takes one plan, moved from array to array, and
+    the bits of a new plan at every step (the factors and the parameters)."""
+    shapes, order = ADAFACTOR_CASES[case]
+    wrap = CONTAINERS[container]
+    rng = np.random.default_rng(13)
+    start = [np.asarray(random_array(rng, shape, np.float32), order=order) for shape in shapes]
+    grads = [[np.asarray(random_array(rng, shape, np.float32), order=order) for shape in shapes] for _ in range(5)]
+
+    def run(new_plans):
+        params = [p.copy(order="K") for p in start]
+        opt = numadam.Adafactor(_tree(wrap, params), lr=1e-2)
+        with monkeypatch.context() as patch:
+            if new_plans:
+                patch.setattr(Bucket, "_rebinding_of", lambda self, plan, addresses: None)
+            binds = _counting_binds(patch)
+            for step_grads in grads:
+                opt.step(_tree(wrap, [g.copy(order="K") for g in step_grads]))
+        return params, opt.state_dict(), len(binds)
+
+    moved, fresh = run(new_plans=False), run(new_plans=True)
+    assert (moved[2], fresh[2]) == (1, len(grads))
+    for a, b in zip(moved[0], fresh[0]):
+        assert a.tobytes() == b.tobytes()
+    for factor in ("row_var", "col_var"):
+        assert _leaf_bytes(moved[1][factor]) == _leaf_bytes(fresh[1][factor])
+
+
+def _leaf_bytes(tree):
+    """The bytes of each array of a state dict's entry (a list or tuple of arrays, or one array)."""
+    return [np.asarray(leaf).tobytes() for leaf in (tree if isinstance(tree, (list, tuple)) else [tree])]
+
+
+@pytest.mark.parametrize("method", ["adam", "adafactor"])
 @pytest.mark.parametrize("bad", ["a parameter", "the state", "misaligned", "another dtype", "another shape"])
-def test_after_new_arrays_a_gradient_that_breaks_a_rule_is_refused_with_nothing_written(bad):
+def test_after_new_arrays_a_gradient_that_breaks_a_rule_is_refused_with_nothing_written(bad, method):
     rng = np.random.default_rng(5)
     params = [random_array(rng, shape, np.float32) for shape in SHAPES]
-    opt = numadam.Adam(params, lr=LR)
+    opt = numadam.families()[method](params, lr=LR)
     for _ in range(3):
         opt.step([random_array(rng, shape, np.float32) for shape in SHAPES])
     grads = [random_array(rng, shape, np.float32) for shape in SHAPES]
     if bad == "a parameter":
         grads[1], error, message = params[1][::-1][::-1], ValueError, "grads[1] shares memory with a parameter"
-    elif bad == "the state":
-        state = opt._engine.buckets[0].state["exp_avg"][2]
-        grads[2], error, message = state, ValueError, "grads[2] shares memory with a parameter or the optimizer state"
+    elif bad == "the state":  # (the second parameter's, a vector: Adam's first moment, Adafactor's second)
+        state = opt._engine.buckets[0].state["exp_avg" if method == "adam" else "row_var"][1]
+        grads[1], error, message = state, ValueError, "grads[1] shares memory with a parameter or the optimizer state"
     elif bad == "misaligned":
         raw = np.zeros(grads[0].nbytes + 1, np.uint8)
         view = np.frombuffer(raw.data, np.float32, count=grads[0].size, offset=1).reshape(grads[0].shape)

@@ -68,20 +68,23 @@ class CallCost:
 
 
 class NewGradientArrays:
-    """Adam's step of 1e3 float32 in one array or ten, with the same gradient arrays every step or
-    other ones (a round of 64 sets, each a new object to the step): users compute new arrays."""
+    """Adam's step of 1e3 float32 in one array or ten, and Adafactor's of one 40 x 25 matrix, with
+    the same gradient arrays every step or other ones (a round of 64 sets, each a new object to the
+    step): users compute new arrays."""
 
-    params = (["one array", "ten arrays"], ["the same arrays", "new arrays"])
+    params = (["one array", "ten arrays", "Adafactor, one 40 x 25 matrix"], ["the same arrays", "new arrays"])
     param_names = ("parameters", "gradients")
     timeout = 300
 
     def setup(self, parameters, gradients):
         rng = np.random.default_rng(7)
-        count = 1 if parameters == "one array" else 10
-        params = [rng.standard_normal(SIZE // count).astype(np.float32) for _ in range(count)]
-        sets = [[rng.standard_normal(SIZE // count).astype(np.float32) for _ in range(count)]
+        count = 10 if parameters == "ten arrays" else 1
+        shape = (40, 25) if parameters.startswith("Adafactor") else (SIZE // count,)
+        params = [rng.standard_normal(shape).astype(np.float32) for _ in range(count)]
+        sets = [[rng.standard_normal(shape).astype(np.float32) for _ in range(count)]
                 for _ in range(64 if gradients == "new arrays" else 1)]
-        optimizer = numadam.Adam(params[0] if count == 1 else params, lr=LR)
+        family = numadam.Adafactor if parameters.startswith("Adafactor") else numadam.Adam
+        optimizer = family(params[0] if count == 1 else params, lr=LR)
         turn = [0]
 
         def step():

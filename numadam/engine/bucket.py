@@ -403,18 +403,30 @@ class Bucket:
         with the update's policy ``update``, the norms pass's ``first`` (or ``None``: the host's; its
         policy scalars ``policy_scalars``), each parameter's group, whether its norms set its field and its real
         elements (global lists, in parameter order); ``None`` where the backend has none or it does
-        not apply (8-bit state, a parameter not in the dtype the step computes in)."""
+        not apply (8-bit state, a parameter not in the dtype the step computes in).
+
+        The launch reads the gradients' addresses from its own copy of them (its
+        ``grad_addresses``, one per parameter, 0 for an empty one), which :meth:`rebound` moves
+        with the plan's table; a launch without one keeps the plan on these very arrays."""
         make = self.backend.factored_step_arguments if arguments else self.backend.factored_step_launcher
         params = [self._stepped_param(k) for k in range(len(self.params))]
         if make is None or self.quantized or any(param is None for param in params):
             return None
         names = [kind.name for kind in self.algorithm.state if kind.factor]
-        return make(plan, self.spec(flags, update), None if first is None else self.spec(flags, first),
+        made = make(plan, self.spec(flags, update), None if first is None else self.spec(flags, first),
                     self.pieces(plan), policy_scalars,
                     self._bound_grads, params,
                     [tuple(self.state[name][k] for name in names) for k in range(len(self.params))],
                     [groups[k] for k in self.indices], [applies[k] for k in self.indices],
                     [counts[k] for k in self.indices], factored_slot, field_slot)
+        if made is not None and not arguments and plan is self._plan and self._rebinding is not None:
+            column = getattr(made, "grad_addresses", None)
+            if column is None:
+                self._rebinding = None
+            else:
+                address_of = self._rebinding.address_of
+                self._rebinding.followers.append(_follower(column, [address_of(grad) for grad in self._bound_grads]))
+        return made
 
     def _stepped_param(self, k):
         """Parameter ``k`` as the rule reads it, where an array holds it so: its float32 master copy,
@@ -641,10 +653,11 @@ class Bucket:
         row's gradient address less its gradient's, and its gradient; ``None`` where the backend's
         launches do not read the plan's rows in place (``tables_in_place``; those that do have
         ``address_function``: the CPU's), where rows of two parameters were merged (a merge that
-        holds only for these gradients' addresses), or for factored state."""
+        holds only for these gradients' addresses). For factored state, the one-call step's own
+        gradient addresses follow (:meth:`factored_step_launcher` adds them)."""
         rows = plan.rows
-        if self.algorithm.factored or not self.backend.tables_in_place:
-            return None  # (factored state: the one-call step keeps the gradient arrays themselves)
+        if not self.backend.tables_in_place:
+            return None
         table = plan.device_table
         if not (isinstance(table, np.ndarray) and np.shares_memory(table, rows)):
             raise AssertionError("a backend with tables_in_place launches a copy of the plan's rows")
@@ -660,9 +673,10 @@ class Bucket:
         kind, dtype = self._expected[0][:2]  # (one type and dtype for the bucket's NumPy arrays)
         address_of = self.backend.address_function(kind, dtype)
         one_row = int(base[0]) if len(base) == 1 else None
-        move_one = None if one_row is None or len(self.params) != 1 else _one_array_mover(
-            self._expected[0], self._itemsize, extents[0], address_of, column, one_row)
-        return _Rebinding(column, base, leaf_of_row, one_row, extents, address_of, move_one)
+        followers = []
+        move_one = None if len(self.params) != 1 else _one_array_mover(
+            self._expected[0], self._itemsize, extents[0], address_of, column, one_row, base, followers)
+        return _Rebinding(column, base, leaf_of_row, one_row, extents, address_of, move_one, followers)
 
     def keep_plan(self):
         """Never move the last plan onto other gradient arrays (:meth:`rebound`): code outside the
@@ -692,12 +706,14 @@ class Bucket:
             np.add(rebinding.base, addresses[0], out=rebinding.column)
         else:
             np.add(rebinding.base, np.array(addresses, np.int64)[rebinding.leaf_of_row], out=rebinding.column)
+        for follow in rebinding.followers:
+            follow(addresses)
         self._bound_grads = list(grads)
         return self._plan
 
     def rebound_one(self, grad, written):
-        """:meth:`rebound` of a one-array tree's gradient ``grad``, written short where its plan has
-        one row (it runs on every step)."""
+        """:meth:`rebound` of a one-array tree's gradient ``grad``, written short (it runs on every
+        step)."""
         rebinding = self._rebinding
         if rebinding is None or rebinding.move_one is None:
             return self.rebound((grad,), written)
@@ -845,7 +861,8 @@ class _Rebinding(NamedTuple):
     """What :meth:`Bucket.rebound` rewrites and checks: the plan's column of gradient addresses (a
     view of its rows), each row's address less its gradient's, the parameter of each row, that
     difference as an int where the plan has one row, each parameter's byte range less its
-    address (``[low, high)``, ints), and how a gradient's address is found."""
+    address (``[low, high)``, ints), how a gradient's address is found, and the other copies of
+    the addresses that follow the table's."""
 
     column: np.ndarray
     base: np.ndarray
@@ -853,17 +870,22 @@ class _Rebinding(NamedTuple):
     one_row: int | None
     extents: list
     address_of: object  # the address of a gradient array (the backend's, or the function it calls)
-    move_one: object  # for a one-array bucket of one row: ``move_one(grad, written)`` (:func:`_one_array_mover`)
+    move_one: object  # for a one-array bucket: ``move_one(grad, written)`` (:func:`_one_array_mover`)
+    #: Other copies of the gradients' addresses that launches of the plan read, each moved with the
+    #: table by a call ``follow(addresses)`` (the new gradients' addresses, a list of ints):
+    #: :func:`_follower`.
+    followers: list
 
 
 #: Addresses of new gradient arrays a one-array plan remembers as clear of what the step writes.
 MOST_CLEAR_ADDRESSES = 64
 
 
-def _one_array_mover(expected, itemsize, extent, address_of, column, one_row):
-    """``move_one(grad, written) -> bool``: :meth:`Bucket.rebound` of one array onto a plan of one
-    row, with what it reads bound once (it runs on every step of a new gradient array; the
-    attribute lookups of the general path took a third of it)."""
+def _one_array_mover(expected, itemsize, extent, address_of, column, one_row, base, followers):
+    """``move_one(grad, written) -> bool``: :meth:`Bucket.rebound` of one array, with what it reads
+    bound once (it runs on every step of a new gradient array; the attribute lookups of the
+    general path took a third of it): the plan's gradient ``column`` is ``one_row`` plus the
+    address where the plan has one row, else ``base`` plus it; then the ``followers``."""
     kind, dtype, shape, strides = expected
     low, high = extent
     clear = [None, set()]  # the written ranges checked against, and the addresses found clear of them
@@ -878,10 +900,36 @@ def _one_array_mover(expected, itemsize, extent, address_of, column, one_row):
             if clear[0] is not written or len(clear[1]) >= MOST_CLEAR_ADDRESSES:
                 clear[:] = [written, set()]
             clear[1].add(address)
-        column[0] = one_row + address
+        if one_row is not None:
+            column[0] = one_row + address
+        else:
+            np.add(base, address, out=column)
+        if followers:  # (factored state's launches)
+            for follow in followers:
+                follow((address,))
         return True
 
     return move_one
+
+
+def _follower(column, addresses):
+    """``follow(new_addresses)``: rewrites ``column``, a launch's copy of the gradients' addresses
+    (``addresses`` their arrays' now; 0 for an empty gradient, which stays 0), for gradients at
+    ``new_addresses`` (a list of ints, one per parameter)."""
+    leaves = np.flatnonzero(column)
+    base = column[leaves] - np.array(addresses, np.int64)[leaves]
+    if len(column) == 1 and len(leaves) == 1:  # one array: the common case, kept short
+        offset = int(base[0])
+
+        def follow_one(new_addresses):
+            column[0] = offset + new_addresses[0]
+
+        return follow_one
+
+    def follow(new_addresses):
+        column[leaves] = base + np.array(new_addresses, np.int64)[leaves]
+
+    return follow
 
 
 def _with_grad_address(rows, address):

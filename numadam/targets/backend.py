@@ -33,7 +33,10 @@ engine then takes the general path:
   or norms pass and the update in one call;
 - ``factored_step_launcher``, ``factored_step_arguments``: factored state's whole
   step in one call (or its kernel and arguments, for compiled code), and
-  ``norms_in_factored_step``, whether that call takes the norms pass too;
+  ``norms_in_factored_step``, whether that call takes the norms pass too; with
+  ``tables_in_place``, the launch's ``grad_addresses`` (its own copy of the
+  gradients' addresses, rewritten with the table's; without it, a step with new
+  gradient arrays makes a new plan);
 - ``address_function(kind, dtype)``: the function ``address`` calls for arrays of
   one type and dtype;
 - ``sampled_pass(algorithm, param, grad, accumulated, state, step, row, flags,

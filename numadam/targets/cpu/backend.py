@@ -235,7 +235,9 @@ class CpuBackend(Backend):
         (:meth:`factored_step_arguments`). It returns how many parameters need the norms pass;
         with ``first`` None, where that is not 0 it has moved the factors and written nothing
         else, and ``launch.sums`` and ``launch.found`` hold each parameter's ``(‖p‖², ‖u‖²)`` and
-        whether the factors' pass took them, for the host's norms pass and update. ``None``
+        whether the factors' pass took them, for the host's norms pass and update.
+        ``launch.grad_addresses`` is the view of the layout's gradient addresses (one per
+        parameter, 0 for an empty one), which a new array in a gradient's place rewrites. ``None``
         where the one call does not apply (a plan for every core, or parameters
         :func:`~numadam.targets.cpu.factored_step.factored_layout` refuses)."""
         if self._parallel(plan):
@@ -254,6 +256,7 @@ class CpuBackend(Backend):
             return kernel(*arguments[:10], group_rows, *arguments[11:])
 
         launch.sums, launch.found = arguments[15], arguments[16]
+        launch.grad_addresses = self._factored.grad_addresses(arguments.layout)
         return launch
 
     def factored_step_arguments(self, plan, update, first, pieces, policy_scalars, grads, params, factor_states,

@@ -112,6 +112,13 @@ def factored_layout(grads, params, factor_states, groups, applies, counts, real)
     return layout.reshape(-1)
 
 
+def grad_addresses(layout):
+    """The view of ``layout`` (:func:`factored_layout`) that holds each parameter's gradient address
+    (0 for an empty one): a new gradient array of the same layout moves the step onto itself by
+    writing its address there."""
+    return layout.reshape(-1, FIELDS)[:, GRAD]
+
+
 def _batched_view(array):
     """``array`` ``(..., R, C)`` as ``(B, R, C)`` (as the factors' pass takes it), or ``None`` where
     that is not a view."""
