@@ -82,6 +82,48 @@ def _state_arrays(opt):
             for array in arrays]
 
 
+def _moved_and_fresh(make, start, grads, wrap, monkeypatch):
+    """``(params, state_dict, steps bound)`` after stepping ``make(params)`` (params: copies of
+    ``start``) over ``grads`` (a list of gradient lists), each step's gradients new copies: once as
+    the engine takes them (the plans moved onto each), once with new plans at every step. A step
+    bound is a :meth:`Bucket.bind` of each of the optimizer's buckets (one per dtype of its state)."""
+    def run(new_plans):
+        params = [p.copy(order="K") for p in start]
+        opt = make(_tree(wrap, params))
+        with monkeypatch.context() as patch:
+            if new_plans:
+                patch.setattr(Bucket, "_rebinding_of", lambda self, plan, addresses: None)
+            binds = _counting_binds(patch)
+            for step_grads in grads:
+                opt.step(_tree(wrap, [g.copy(order="K") for g in step_grads]))
+        assert len(binds) % len(opt._engine.buckets) == 0
+        return params, opt.state_dict(), len(binds) // len(opt._engine.buckets)
+
+    return run(new_plans=False), run(new_plans=True)
+
+
+def _assert_same_steps(moved, fresh, n_steps):
+    """The same parameters and state to the bit, the moved run bound at its first step only."""
+    assert (moved[2], fresh[2]) == (1, n_steps)
+    for a, b in zip(moved[0], fresh[0]):
+        assert a.dtype == b.dtype and a.tobytes() == b.tobytes()
+    assert moved[1].keys() == fresh[1].keys()
+    for name, value in moved[1].items():
+        if isinstance(value, (np.ndarray, list, tuple)):
+            assert _leaf_bytes(value) == _leaf_bytes(fresh[1][name]), name
+        else:  # the step count, the skipped steps, the hyperparameters
+            assert value == fresh[1][name], name
+
+
+def _leaf_bytes(tree):
+    """The bytes of each array of a state dict's entry (a list or tuple of arrays, or one array)."""
+    return [np.asarray(leaf).tobytes() for leaf in (tree if isinstance(tree, (list, tuple)) else [tree])]
+
+
+def _random_grads(rng, shapes, order, steps, dtype=np.float32):
+    return [[np.asarray(random_array(rng, shape, dtype), order=order) for shape in shapes] for _ in range(steps)]
+
+
 #: Adafactor's cases: the one call (a layout of its own, holding the gradients' addresses) and,
 #: from 2**16 elements, the passes on every core (the host's factors' pass reads the arrays).
 ADAFACTOR_CASES = {
@@ -99,33 +141,62 @@ def test_adafactor_moves_its_plan_and_its_one_call_onto_new_arrays(case, contain
     """Adafactor on new gradient arrays every step takes one plan, moved from array to array, and
     the bits of a new plan at every step (the factors and the parameters)."""
     shapes, order = ADAFACTOR_CASES[case]
-    wrap = CONTAINERS[container]
     rng = np.random.default_rng(13)
     start = [np.asarray(random_array(rng, shape, np.float32), order=order) for shape in shapes]
-    grads = [[np.asarray(random_array(rng, shape, np.float32), order=order) for shape in shapes] for _ in range(5)]
-
-    def run(new_plans):
-        params = [p.copy(order="K") for p in start]
-        opt = numadam.Adafactor(_tree(wrap, params), lr=1e-2)
-        with monkeypatch.context() as patch:
-            if new_plans:
-                patch.setattr(Bucket, "_rebinding_of", lambda self, plan, addresses: None)
-            binds = _counting_binds(patch)
-            for step_grads in grads:
-                opt.step(_tree(wrap, [g.copy(order="K") for g in step_grads]))
-        return params, opt.state_dict(), len(binds)
-
-    moved, fresh = run(new_plans=False), run(new_plans=True)
-    assert (moved[2], fresh[2]) == (1, len(grads))
-    for a, b in zip(moved[0], fresh[0]):
-        assert a.tobytes() == b.tobytes()
-    for factor in ("row_var", "col_var"):
-        assert _leaf_bytes(moved[1][factor]) == _leaf_bytes(fresh[1][factor])
+    grads = _random_grads(rng, shapes, order, 5)
+    moved, fresh = _moved_and_fresh(lambda tree: numadam.Adafactor(tree, lr=1e-2), start, grads,
+                                    CONTAINERS[container], monkeypatch)
+    _assert_same_steps(moved, fresh, len(grads))
 
 
-def _leaf_bytes(tree):
-    """The bytes of each array of a state dict's entry (a list or tuple of arrays, or one array)."""
-    return [np.asarray(leaf).tobytes() for leaf in (tree if isinstance(tree, (list, tuple)) else [tree])]
+#: Steps with a policy: (family, options, the parameters' dtype, shapes). Each takes the policy
+#: pipeline's passes (a pre-pass, the host's decisions), which read the moved plan's table.
+POLICY_CASES = {
+    "clip_global_norm": ("adam", {"clip_global_norm": 0.5}, np.float32, SHAPES),
+    "nonfinite skip": ("adam", {"nonfinite": "skip"}, np.float32, SHAPES),
+    "clip_value": ("adamw", {"clip_value": 0.3}, np.float64, SHAPES),
+    "accumulate": ("adam", {"accumulate": 3}, np.float32, SHAPES),
+    "ema and bounds": ("lion", {"ema": 0.9, "bounds": (-0.5, 0.5)}, np.float32, SHAPES),
+    "bfloat16 state": ("adam", {"state_dtype": "bfloat16"}, np.float32, SHAPES),
+    "int8 state": ("adam", {"state_dtype": "int8"}, np.float32, [(70, 70), (9,)]),  # (9,): a bucket of its own
+    "master weights": ("adam", {"master_weights": True}, np.float16, SHAPES),
+    "kahan": ("adamw", {"compensation": "kahan"}, np.float16, SHAPES),
+    "stochastic rounding": ("adam", {"stochastic_rounding": True, "seed": 4}, np.float16, SHAPES),
+    "LAMB clipped": ("lamb", {"clip_global_norm": 0.5}, np.float32, SHAPES),
+    "Adafactor skipping": ("adafactor", {"nonfinite": "skip"}, np.float32, SHAPES),
+    "Prodigy slice_p": ("prodigy", {"slice_p": 3}, np.float32, [(40, 7), (9,)]),
+}
+
+
+@pytest.mark.parametrize("container", ["one array", "list"])
+@pytest.mark.parametrize("case", POLICY_CASES, ids=list(POLICY_CASES))
+def test_steps_with_a_policy_move_the_plan_onto_new_arrays(case, container, monkeypatch):
+    """A step with a policy on new gradient arrays takes the plan of the first step, moved onto
+    them, and the bits of a new plan at every step: parameters, state, and the count of steps taken
+    and skipped (one step's gradient holds a NaN)."""
+    method, options, dtype, shapes = POLICY_CASES[case]
+    shapes = shapes[:1] if container == "one array" else shapes
+    rng = np.random.default_rng(17)
+    start = [random_array(rng, shape, dtype) for shape in shapes]
+    grads = _random_grads(rng, shapes, "C", 7, dtype)
+    grads[3][0].reshape(-1)[1] = np.nan if options.get("nonfinite") == "skip" else grads[3][0].reshape(-1)[1]
+    moved, fresh = _moved_and_fresh(lambda tree: numadam.families()[method](tree, lr=1e-2, **options), start, grads,
+                                    CONTAINERS[container], monkeypatch)
+    _assert_same_steps(moved, fresh, len(grads))
+    if options.get("nonfinite") == "skip":
+        assert moved[1]["skipped_steps"] == 1
+
+
+@pytest.mark.parametrize("method", ["adam", "adafactor"])
+def test_parameters_of_two_dtypes_move_both_plans_onto_new_arrays(method, monkeypatch):
+    """Parameters of two dtypes keep two buckets: new arrays move each one's plan."""
+    rng = np.random.default_rng(19)
+    dtypes = [np.float32, np.float64, np.float32]
+    start = [random_array(rng, shape, dtype) for shape, dtype in zip(SHAPES, dtypes)]
+    grads = [[random_array(rng, shape, dtype) for shape, dtype in zip(SHAPES, dtypes)] for _ in range(5)]
+    moved, fresh = _moved_and_fresh(lambda tree: numadam.families()[method](tree, lr=1e-2), start, grads, list,
+                                    monkeypatch)
+    _assert_same_steps(moved, fresh, len(grads))
 
 
 @pytest.mark.parametrize("method", ["adam", "adafactor"])

@@ -142,8 +142,8 @@ class LocalEngine(Engine):
             bound = bucket.bound_grads
             if bound is not None and ((self._one_leaf and grads is bound[0])
                                       or (type(grads) is self._flat_sequence and bucket.is_bound_to(grads))
-                                      or (self._plain and (bucket.rebound_one(grads, self._written) is not None
-                                                           if self._one_leaf else self._rebound(bucket, grads)))):
+                                      or (bucket.rebound_one(grads, self._written) is not None if self._one_leaf
+                                          else self._rebound(bucket, grads))):
                 plan = bucket.last_plan
                 if (plan is not None and self._plain and not (bucket.absent and self.algorithm.norms is not None)
                         and self._direct_step(bucket, plan)):  # a family with norms needs every gradient
@@ -151,6 +151,9 @@ class LocalEngine(Engine):
                 if plan is not None and not bucket.absent:
                     self._step_plans([plan])
                     return None
+        elif type(grads) is self._flat_sequence and self.foreign is None and self._rebound_every_bucket(grads):
+            self._step_plans([bucket.last_plan for bucket in self.buckets])
+            return None
         if self.foreign is None:
             plans = self._bound_plans(grads)
         else:  # on the tensors' stream: a Rows gradient's index and sums are read and written there
@@ -277,6 +280,20 @@ class LocalEngine(Engine):
         if type(grads) is self._flat_sequence:
             return bucket.rebound(grads, self._written) is not None
         return False
+
+    def _rebound_every_bucket(self, grads):
+        """Whether ``grads``, a flat list (tuple) of arrays over several buckets, are each bucket's
+        last gradients or new arrays laid out as them, onto which its plan moved
+        (:meth:`~numadam.engine.bucket.Bucket.rebound`). Where some bucket's are not, the buckets
+        before it have moved onto theirs, and :meth:`_bound_plans` keeps those plans and binds the
+        rest."""
+        for bucket in self.buckets:
+            leaves = [grads[k] for k in bucket.indices]
+            if bucket.last_plan is None or bucket.absent or bucket.listed:
+                return False
+            if not (bucket.is_bound_to(leaves) or bucket.rebound(leaves, self._written) is not None):
+                return False
+        return True
 
     def _bound_plans(self, grads):
         """Each bucket's plan for ``grads`` (every gradient checked), ``None`` for a bucket without one."""
