@@ -2,9 +2,10 @@
 
 NumPy's in-place Adam step, numadam's object and functional Adam steps (the
 object's with the same gradient arrays every step, and with new ones, for one
-array and for ten; Adafactor's of a 40 x 25 matrix, both ways), SparseAdam's step of a minibatch's 64 rows of an embedding
-table (new arrays every step), every family's object step, ``clip_global_norm`` with ``nonfinite="skip"``, and
-torch tensors (if torch is installed). It uses only what every version since
+array and for ten; Adafactor's of a 40 x 25 matrix, both ways), SparseAdam's
+step of a minibatch's 64 rows of an embedding table (new arrays every step),
+every family's object step, ``clip_global_norm`` with ``nonfinite="skip"``
+(both ways), and torch tensors (if torch is installed). It uses only what every version since
 the family engine has, so the same script times an old checkout::
 
     python asv_benchmarks/per_call.py [rounds]
@@ -29,11 +30,12 @@ class Call:
         self.label, self.step = label, step
 
 
-def _new_gradients(label, start, grads, family=numadam.Adam):
-    """``family``'s step of parameters like ``start`` (one array, or a list) with other gradient arrays
-    at every step: a round of 64 sets of arrays of ``grads``' values, each a new object to the step."""
+def _new_gradients(label, start, grads, family=numadam.Adam, **options):
+    """``family``'s step (with ``options``) of parameters like ``start`` (one array, or a list) with
+    other gradient arrays at every step: a round of 64 sets of arrays of ``grads``' values, each a
+    new object to the step."""
     single = isinstance(start, np.ndarray)
-    optimizer = family(start.copy() if single else [array.copy() for array in start], lr=LR)
+    optimizer = family(start.copy() if single else [array.copy() for array in start], lr=LR, **options)
     rounds = [[grad.copy() for grad in grads] for _ in range(64)]
     turn = [0]
 
@@ -86,6 +88,8 @@ def calls():
         found.append(Call("SparseAdam.step, 64 random rows of 200000 x 32", minibatch))
     reduced = numadam.Adam(start.copy(), lr=LR, clip_global_norm=1e30, nonfinite="skip")
     found.append(Call("clip_global_norm + skip", lambda: reduced.step(grad)))
+    found.append(_new_gradients("clip_global_norm + skip, a new gradient array each step", start, [grad],
+                                clip_global_norm=1e30, nonfinite="skip"))
     for name, cls in numadam.families().items():
         if name not in ("adam", "adamw"):
             optimizer = cls(start.copy(), lr=LR)

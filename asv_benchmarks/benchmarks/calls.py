@@ -68,11 +68,13 @@ class CallCost:
 
 
 class NewGradientArrays:
-    """Adam's step of 1e3 float32 in one array or ten, and Adafactor's of one 40 x 25 matrix, with
-    the same gradient arrays every step or other ones (a round of 64 sets, each a new object to the
-    step): users compute new arrays."""
+    """Adam's step of 1e3 float32 in one array or ten (and of one with ``clip_global_norm`` and
+    ``nonfinite="skip"``), and Adafactor's of one 40 x 25 matrix, with the same gradient arrays
+    every step or other ones (a round of 64 sets, each a new object to the step): users compute
+    new arrays."""
 
-    params = (["one array", "ten arrays", "Adafactor, one 40 x 25 matrix"], ["the same arrays", "new arrays"])
+    params = (["one array", "ten arrays", "clip_global_norm + skip, one array", "Adafactor, one 40 x 25 matrix"],
+              ["the same arrays", "new arrays"])
     param_names = ("parameters", "gradients")
     timeout = 300
 
@@ -84,7 +86,8 @@ class NewGradientArrays:
         sets = [[rng.standard_normal(shape).astype(np.float32) for _ in range(count)]
                 for _ in range(64 if gradients == "new arrays" else 1)]
         family = numadam.Adafactor if parameters.startswith("Adafactor") else numadam.Adam
-        optimizer = family(params[0] if count == 1 else params, lr=LR)
+        options = dict(clip_global_norm=1e30, nonfinite="skip") if parameters.startswith("clip") else {}
+        optimizer = family(params[0] if count == 1 else params, lr=LR, **options)
         turn = [0]
 
         def step():
