@@ -88,6 +88,32 @@ def test_parameters_whose_grad_is_none_are_skipped_as_torch_skips_them():
     assert optimizer.step_count == 3
 
 
+@pytest.mark.parametrize("options", [{}, {"clip_global_norm": 0.5, "nonfinite": "skip"}], ids=["plain", "policy"])
+def test_new_grad_tensors_every_step_move_one_plan_and_step_as_numpy_arrays(options, monkeypatch):
+    """``zero_grad()`` then ``backward()`` makes new ``.grad`` tensors every step: the plan made at the
+    first step moves onto each (one plan for the run), and the steps are those of the same
+    gradients as NumPy arrays."""
+    from numadam.engine.bucket import Bucket
+
+    plans = []
+    made = Bucket._rebinding_of
+    monkeypatch.setattr(Bucket, "_rebinding_of", lambda self, *arguments: plans.append(1) or made(self, *arguments))
+    model, twin = small_model(3), small_model(3)
+    optimizer = numadam.Adam(model.parameters(), lr=0.05, **options)
+    arrays = [p.detach().numpy().copy() for p in twin.parameters()]
+    reference = numadam.Adam(arrays, lr=0.05, **options)
+    generator = torch.Generator().manual_seed(2)
+    for _ in range(6):
+        inputs = torch.randn(16, 6, generator=generator)
+        optimizer.zero_grad()
+        torch.nn.functional.mse_loss(model(inputs), torch.sin(inputs.sum(dim=1, keepdim=True))).backward()
+        reference.step([p.grad.numpy().copy() for p in model.parameters()])
+        optimizer.step()
+    assert len(plans) == 1 + 1  # the reference's first step, then this optimizer's
+    for p, array in zip(model.parameters(), arrays):
+        assert p.detach().numpy().tobytes() == array.tobytes()
+
+
 def test_zero_grad_sets_grads_to_none_or_zero_as_torch():
     weight = torch.nn.Parameter(torch.ones(3))
     optimizer = numadam.Adam([weight])

@@ -458,9 +458,10 @@ class Bucket:
         torch does for ``p.grad is None``); the plan is ``None`` if every one is.
         A :class:`~numadam.adapters.rows.Rows` gradient puts only the rows it
         lists into the plan (``listed`` names those parameters); such a plan is
-        made anew at every step.
+        made anew at every step. New arrays laid out as the last gradients move the last
+        plan onto themselves instead (:meth:`rebound`).
         """
-        if self.is_bound_to(grads):
+        if self.is_bound_to(grads) or (self._rebinding is not None and self.rebound(grads, written) is not None):
             return self._plan
         if len(grads) == 1 and is_rows(grads[0]):
             return self._bind_rows_alone(grads[0], written)
