@@ -5,7 +5,8 @@ object's with the same gradient arrays every step, and with new ones, for one
 array and for ten; Adafactor's of a 40 x 25 matrix, both ways), SparseAdam's
 step of a minibatch's 64 rows of an embedding table (new arrays every step),
 every family's object step, ``clip_global_norm`` with ``nonfinite="skip"``
-(both ways), and torch tensors (if torch is installed). It uses only what every version since
+(both ways), and torch tensors, with the same ``.grad`` and with a new one each
+step, beside torch's fused Adam (if torch is installed). It uses only what every version since
 the family engine has, so the same script times an old checkout::
 
     python asv_benchmarks/per_call.py [rounds]
@@ -102,6 +103,25 @@ def calls():
     tensor.grad = torch.from_numpy(grad.copy())
     on_tensors = numadam.Adam([tensor], lr=LR)
     found.append(Call("torch tensors", on_tensors.step))
+    fresh = torch.from_numpy(start.copy()).requires_grad_()
+    new_grads, turn = [torch.from_numpy(grad.copy()) for _ in range(64)], [0]
+    on_fresh = numadam.Adam([fresh], lr=LR)
+
+    def new_grad():  # (zero_grad(), then backward(): a new .grad tensor every step)
+        turn[0] += 1
+        fresh.grad = new_grads[turn[0] & 63]
+        on_fresh.step()
+
+    found.append(Call("torch tensors, a new .grad each step", new_grad))
+    theirs = torch.from_numpy(start.copy()).requires_grad_()
+    fused = torch.optim.Adam([theirs], lr=LR, fused=True)
+
+    def torch_fused():
+        turn[0] += 1
+        theirs.grad = new_grads[turn[0] & 63]
+        fused.step()
+
+    found.append(Call("torch.optim.Adam(fused=True), a new .grad each step", torch_fused))
     return found
 
 
