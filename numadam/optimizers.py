@@ -261,7 +261,10 @@ class Optimizer:
         raises before anything is written. The very gradient arrays of the step
         before keep their checked plan; for parameters that are one tuple of
         arrays, the same tuple of them (buffers refilled in place) is recognized
-        at once.
+        at once. New NumPy arrays (and torch CPU tensors' new ``.grad``) laid out
+        as the step before's (type, dtype, shape, strides), aligned and clear of
+        what the step writes, move that plan onto themselves: a few checks, not
+        a new plan.
         Over Dask arrays, which cannot be written, a step replaces the
         parameters and returns the new tree (``params``).
         """
