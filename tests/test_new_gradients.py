@@ -199,6 +199,28 @@ def test_parameters_of_two_dtypes_move_both_plans_onto_new_arrays(method, monkey
     _assert_same_steps(moved, fresh, len(grads))
 
 
+@pytest.mark.parametrize("tree", ["dict", "groups"])
+def test_new_arrays_in_a_dict_or_in_groups_move_the_plan(tree, monkeypatch):
+    """Trees other than one flat list take the tree's checks at every step, then
+    :meth:`Bucket.bind` moves the last plan onto the new arrays instead of making one."""
+    rng = np.random.default_rng(23)
+    plans = []
+    made = Bucket._rebinding_of
+    monkeypatch.setattr(Bucket, "_rebinding_of", lambda self, *arguments: plans.append(1) or made(self, *arguments))
+    params = [random_array(rng, shape, np.float32) for shape in SHAPES]
+    reference = Reference("adam", {}, params)
+    if tree == "dict":
+        opt = numadam.Adam(dict(zip("abc", params)), lr=LR)
+    else:
+        opt = numadam.Adam([numadam.Group(params[:1], lr=LR), numadam.Group(params[1:])], lr=LR)
+    for _ in range(4):
+        grads = [random_array(rng, shape, np.float32) for shape in SHAPES]
+        opt.step(dict(zip("abc", grads)) if tree == "dict" else [grads[:1], grads[1:]])
+        reference.step(grads)
+    assert_bitwise(params, reference.params)
+    assert len(plans) == 1
+
+
 @pytest.mark.parametrize("method", ["adam", "adafactor"])
 @pytest.mark.parametrize("bad", ["a parameter", "the state", "misaligned", "another dtype", "another shape"])
 def test_after_new_arrays_a_gradient_that_breaks_a_rule_is_refused_with_nothing_written(bad, method):
