@@ -199,6 +199,45 @@ def test_parameters_of_two_dtypes_move_both_plans_onto_new_arrays(method, monkey
     _assert_same_steps(moved, fresh, len(grads))
 
 
+@pytest.mark.parametrize("method", ["adam", "lamb", "adafactor"])
+def test_a_schedule_on_new_arrays_keeps_one_launch_and_steps_as_new_plans(method, monkeypatch):
+    """A schedule sets ``lr`` at every step, and its flags stay: the launch made at the first step
+    serves every step (Adafactor's one call, moved onto each step's arrays, once)."""
+    from numadam.engine.local import LocalEngine
+
+    launches = []
+    made = LocalEngine._direct_launcher
+    monkeypatch.setattr(LocalEngine, "_direct_launcher",
+                        lambda self, *arguments: launches.append(1) or made(self, *arguments))
+    rng = np.random.default_rng(29)
+    start = [random_array(rng, (12, 7), np.float32)]
+    grads = _random_grads(rng, [(12, 7)], "C", 6)
+
+    def make(tree):
+        opt = numadam.families()[method](tree, lr=1e-2)
+        opt.schedule = numadam.schedules.CosineDecay(1e-2, total_steps=8)
+        return opt
+
+    moved, fresh = _moved_and_fresh(make, start, grads, None, monkeypatch)
+    _assert_same_steps(moved, fresh, len(grads))
+    assert len(launches) == 1 + len(grads)  # the moved run's one, then one per new plan
+
+
+@pytest.mark.parametrize("method", ["adam", "adafactor"])
+def test_a_bucket_of_empty_parameters_steps_on_new_arrays(method):
+    """A dtype whose parameters are all empty has a bucket with an empty plan, which has nothing to move."""
+    rng = np.random.default_rng(31)
+    params = [random_array(rng, (3, 4), np.float32), np.ones((0, 4))]
+    reference = Reference(method, {}, [params[0]])
+    opt = numadam.families()[method](params, lr=LR)
+    for _ in range(3):
+        grad = random_array(rng, (3, 4), np.float32)
+        opt.step([grad, np.ones((0, 4))])
+        reference.step([grad])
+    assert_bitwise(params[:1], reference.params, method)
+    assert opt.step_count == 3
+
+
 @pytest.mark.parametrize("tree", ["dict", "groups"])
 def test_new_arrays_in_a_dict_or_in_groups_move_the_plan(tree, monkeypatch):
     """Trees other than one flat list take the tree's checks at every step, then

@@ -423,9 +423,10 @@ class Bucket:
             column = getattr(made, "grad_addresses", None)
             if column is None:
                 self._rebinding = None
-            else:
+            else:  # (the engine launches the last one made: new flags, a new launch, which replaces it)
                 address_of = self._rebinding.address_of
-                self._rebinding.followers.append(_follower(column, [address_of(grad) for grad in self._bound_grads]))
+                self._rebinding.followers["factored step"] = _follower(
+                    column, [address_of(grad) for grad in self._bound_grads])
         return made
 
     def _stepped_param(self, k):
@@ -657,7 +658,7 @@ class Bucket:
         holds only for these gradients' addresses). For factored state, the one-call step's own
         gradient addresses follow (:meth:`factored_step_launcher` adds them)."""
         rows = plan.rows
-        if not self.backend.tables_in_place:
+        if not self.backend.tables_in_place or len(rows) == 0:  # (an empty plan: nothing to move)
             return None
         table = plan.device_table
         if not (isinstance(table, np.ndarray) and np.shares_memory(table, rows)):
@@ -674,7 +675,7 @@ class Bucket:
         kind, dtype = self._expected[0][:2]  # (one type and dtype for the bucket's NumPy arrays)
         address_of = self.backend.address_function(kind, dtype)
         one_row = int(base[0]) if len(base) == 1 else None
-        followers = []
+        followers = {}
         move_one = None if len(self.params) != 1 else _one_array_mover(
             self._expected[0], self._itemsize, extents[0], address_of, column, one_row, base, followers)
         return _Rebinding(column, base, leaf_of_row, one_row, extents, address_of, move_one, followers)
@@ -707,7 +708,7 @@ class Bucket:
             np.add(rebinding.base, addresses[0], out=rebinding.column)
         else:
             np.add(rebinding.base, np.array(addresses, np.int64)[rebinding.leaf_of_row], out=rebinding.column)
-        for follow in rebinding.followers:
+        for follow in rebinding.followers.values():
             follow(addresses)
         self._bound_grads = list(grads)
         return self._plan
@@ -873,9 +874,9 @@ class _Rebinding(NamedTuple):
     address_of: object  # the address of a gradient array (the backend's, or the function it calls)
     move_one: object  # for a one-array bucket: ``move_one(grad, written)`` (:func:`_one_array_mover`)
     #: Other copies of the gradients' addresses that launches of the plan read, each moved with the
-    #: table by a call ``follow(addresses)`` (the new gradients' addresses, a list of ints):
-    #: :func:`_follower`.
-    followers: list
+    #: table by a call ``follow(addresses)`` (the new gradients' addresses, a list of ints;
+    #: :func:`_follower`), by what holds them (one launch each: a new one replaces the last).
+    followers: dict
 
 
 #: Addresses of new gradient arrays a one-array plan remembers as clear of what the step writes.
@@ -905,8 +906,8 @@ def _one_array_mover(expected, itemsize, extent, address_of, column, one_row, ba
             column[0] = one_row + address
         else:
             np.add(base, address, out=column)
-        if followers:  # (factored state's launches)
-            for follow in followers:
+        if followers:  # (factored state's launch)
+            for follow in followers.values():
                 follow((address,))
         return True
 

@@ -41,13 +41,17 @@ class Settings:
 
     def per_group(self):
         """Each group's hyperparameters as named tuples, and the union of the flags of the groups
-        in use; recomputed only after a hyperparameter changed (this runs every step)."""
+        in use; recomputed only after a hyperparameter changed (this runs every step). Flags equal
+        to the last ones are the last object: the launches, found by the flags' identity, stay
+        (a schedule changes ``lr`` at every step, never the flags)."""
         cache = self._cache
         groups = self.groups
         if cache is None or cache[0] != self.version or (groups and cache[1] != [g._version for g in groups]):
             own = self.own
             hypers = [self.hyper(own)] + [self.hyper({**own, **group.overrides}) for group in groups]
             flags = self.algorithm.union_flags([hypers[g] for g in self.used])
+            if cache is not None and flags == cache[3]:
+                flags = cache[3]
             cache = self._cache = self.version, [g._version for g in groups], hypers, flags
         return cache[2], cache[3]
 
