@@ -1,7 +1,7 @@
 """What a new gradient array costs a step, at about 1e3 float32, off the common path: each step
 with the same gradients every step and with new ones (a round of 64, each a new object to the
-step), interleaved medians in one process: steps with a policy, LAMB, and parameters in a dict
-and in groups. Runs against any numadam checkout since the policies and groups::
+step), interleaved medians in one process: steps with a policy, LAMB, parameters in a dict and
+in groups, and steps with a schedule. Runs against any numadam checkout since the policies and groups::
 
     python tools/new_arrays.py [rounds]
     PYTHONPATH=/path/to/old/checkout python tools/new_arrays.py [rounds]
@@ -41,6 +41,25 @@ STEPS += [("LAMB", _vector, _vector, lambda p: numadam.LAMB(p, lr=LR)),
            lambda p: numadam.Adam(p, lr=LR)),
           ("Adam, two groups", _pair, lambda rng: [[array] for array in _pair(rng)],
            lambda p: numadam.Adam([numadam.Group(p[:1], lr=LR), numadam.Group(p[1:], weight_decay=0.1)], lr=LR))]
+
+
+def _scheduled(family):
+    """``family``'s optimizer with a cosine schedule (``lr`` set before every step)."""
+    def make(param):
+        optimizer = family(param, lr=LR)
+        optimizer.schedule = numadam.schedules.CosineDecay(LR, total_steps=10**7)
+        return optimizer
+
+    return make
+
+
+def _matrix(rng):
+    return rng.standard_normal((40, 25)).astype(np.float32)
+
+
+STEPS += [("Adam, a cosine schedule", _vector, _vector, _scheduled(numadam.Adam)),
+          ("LAMB, a cosine schedule", _vector, _vector, _scheduled(numadam.LAMB)),
+          ("Adafactor 40 x 25, a cosine schedule", _matrix, _matrix, _scheduled(numadam.Adafactor))]
 
 
 class Call:
