@@ -125,17 +125,29 @@ def calls():
     return found
 
 
+def warmed_medians(found, rounds):
+    """Each call's median seconds over ``rounds`` interleaved rounds, after 200 calls of each (its
+    kernels compiled, its plans made)."""
+    for call in found:
+        for _ in range(200):
+            call.step()
+    return interleaved_medians(found, rounds, 0.02)
+
+
 def main(rounds=30):
     found = calls()
-    for call in found:
-        for _ in range(200):  # compiled, and the plans made
-            call.step()
-    medians = interleaved_medians(found, rounds, 0.02)
-    numpy_step, adam_step = medians[0], medians[1]
+    medians = warmed_medians(found, rounds)
+    print_table(found, medians, {"x NumPy": medians[0], "x Adam.step": medians[1]})
+
+
+def print_table(found, medians, bases=None):
+    """Each call's median in µs, and over each of ``bases`` (``{column: seconds}``)."""
+    bases = bases or {}
     width = max(len(call.label) for call in found)
-    print(f"{'call':{width}s} {'us':>8s} {'x NumPy':>8s} {'x Adam.step':>12s}")
+    print(f"{'call':{width}s} {'us':>8s}" + "".join(f" {name:>{max(8, len(name))}s}" for name in bases))
     for call, seconds in zip(found, medians):
-        print(f"{call.label:{width}s} {seconds * 1e6:8.2f} {seconds / numpy_step:8.2f} {seconds / adam_step:12.2f}")
+        print(f"{call.label:{width}s} {seconds * 1e6:8.2f}"
+              + "".join(f" {seconds / base:{max(8, len(name))}.2f}" for name, base in bases.items()))
 
 
 if __name__ == "__main__":

@@ -10,11 +10,14 @@ in groups, and steps with a schedule. Runs against any numadam checkout since th
 """
 
 import sys
+from pathlib import Path
 
 import numpy as np
 
 import numadam
-from numadam.bench.timing import interleaved_medians
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "asv_benchmarks"))
+from per_call import Call, print_table, warmed_medians  # noqa: E402  (the same calls and timing as the per-call table)
 
 SIZE, LR = 1_000, 1e-3
 
@@ -62,11 +65,6 @@ STEPS += [("Adam, a cosine schedule", _vector, _vector, _scheduled(numadam.Adam)
           ("Adafactor 40 x 25, a cosine schedule", _matrix, _matrix, _scheduled(numadam.Adafactor))]
 
 
-class Call:
-    def __init__(self, label, step):
-        self.label, self.step = label, step
-
-
 def _calls(label, params, grads, make, rng):
     """The step with the same gradients, then with new ones."""
     found = []
@@ -86,14 +84,7 @@ def _calls(label, params, grads, make, rng):
 def main(rounds=20):
     rng = np.random.default_rng(0)
     found = [call for step in STEPS for call in _calls(*step, rng)]
-    for call in found:
-        for _ in range(200):  # compiled, and the plans made
-            call.step()
-    medians = interleaved_medians(found, rounds, 0.02)
-    width = max(len(call.label) for call in found)
-    print(f"{'call':{width}s} {'us':>8s}")
-    for call, seconds in zip(found, medians):
-        print(f"{call.label:{width}s} {seconds * 1e6:8.2f}")
+    print_table(found, warmed_medians(found, rounds))
 
 
 if __name__ == "__main__":
