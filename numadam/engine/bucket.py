@@ -462,7 +462,7 @@ class Bucket:
         made anew at every step. New arrays laid out as the last gradients move the last
         plan onto themselves instead (:meth:`rebound`).
         """
-        if self.is_bound_to(grads) or (self._rebinding is not None and self.rebound(grads, written) is not None):
+        if self.moves_onto(grads, written):
             return self._plan
         if len(grads) == 1 and is_rows(grads[0]):
             return self._bind_rows_alone(grads[0], written)
@@ -648,6 +648,11 @@ class Bucket:
         if type(grads) is tuple:
             self._bound_grads = grads
         return True
+
+    def moves_onto(self, grads, written):
+        """Whether the last plan applies to ``grads``: the very arrays of the last :meth:`bind`, or new
+        arrays laid out as them, onto which it has now moved (:meth:`rebound`)."""
+        return self.is_bound_to(grads) or (self._rebinding is not None and self.rebound(grads, written) is not None)
 
     def _rebinding_of(self, plan, addresses):
         """How :meth:`rebound` moves ``plan`` (made by :meth:`bind` from each parameter's own rows,

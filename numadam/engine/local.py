@@ -291,7 +291,7 @@ class LocalEngine(Engine):
             leaves = [grads[k] for k in bucket.indices]
             if bucket.last_plan is None or bucket.absent or bucket.listed:
                 return False
-            if not (bucket.is_bound_to(leaves) or bucket.rebound(leaves, self._written) is not None):
+            if not bucket.moves_onto(leaves, self._written):
                 return False
         return True
 
