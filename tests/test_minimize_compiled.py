@@ -246,6 +246,58 @@ def test_a_history_that_grows_past_its_first_capacity_takes_the_python_loop_s_va
     assert_same_solve(compiled, python)
 
 
+@njit
+def nan_at_evaluation(x, count, when, where):
+    """The Rosenbrock valley, counting its evaluations in ``count[0]``; evaluation ``when`` returns a
+    NaN value (``where`` 0) or a NaN in its gradient (``where`` 1): a candidate refused at a chosen
+    iteration."""
+    count[0] += 1
+    value, grad = rosenbrock(x)
+    if count[0] == when:
+        if where == 0:
+            value = math.nan
+        else:
+            grad[grad.size - 1] = math.nan
+    return value, grad
+
+
+def _stops(fun, x0, args, **options):
+    """The compiled solve and the Python loop, ``args``' first array (a count) zeroed before each."""
+    solves = []
+    for compiled in (True, False):
+        args[0][:] = 0
+        solves.append(numadam.minimize(fun if compiled else fun.py_func, x0, jac=True, args=args, compiled=compiled,
+                                       **options))
+    return solves
+
+
+def test_every_stop_from_an_even_and_an_odd_iterate_takes_the_python_loop_s_solve():
+    """The compiled loop alternates two pairs of (gradient, previous iterate) arrays, one for the
+    iterates of even and one for those of odd iteration counts (:data:`compiled_solves._TEMPLATE`):
+    each rule stops it from both, with the Python loop's iterate, gradient and history."""
+    parities = {}
+    for when in range(2, 8):  # the candidate of iteration when - 1 is refused
+        for where in (0, 1):
+            compiled, python = _stops(nan_at_evaluation, X0, (np.zeros(1, np.int64), when, where), lr=1e-2,
+                                      maxiter=50, gtol=0.0)
+            assert_same_solve(compiled, python)
+            assert compiled.status == 4 and compiled.nit == when - 2
+            parities.setdefault("non-finite", set()).add(compiled.nit % 2)
+    for maxiter in range(1, 7):
+        compiled, python = both(rosenbrock, X0, lr=1e-2, maxiter=maxiter, gtol=0.0)
+        assert_same_solve(compiled, python)
+        parities.setdefault("maxiter", set()).add(compiled.nit % 2)
+    rules = [("xtol", {"xtol": 8e-5, "patience": patience, "lr": 1e-4}) for patience in (1, 2)]
+    rules += [("ftol", {"ftol": tolerance, "patience": 1, "lr": 1e-4}) for tolerance in (3e-5, 2e-5, 1e-5)]
+    rules += [("gtol", {"gtol": tolerance, "lr": 0.05}) for tolerance in (9.0, 6.0, 4.5, 3.0)]
+    for rule, options in rules:
+        compiled, python = both(rosenbrock, X0, maxiter=20000, **options)
+        assert_same_solve(compiled, python)
+        assert compiled.status == {"gtol": 0, "ftol": 2, "xtol": 3}[rule]
+        parities.setdefault(rule, set()).add(compiled.nit % 2)
+    assert parities == dict.fromkeys(("non-finite", "maxiter", "xtol", "ftol", "gtol"), {0, 1})
+
+
 @pytest.mark.slow
 def test_the_options_change_the_solve():
     """The option cases are not all the plain solve (each option reaches the compiled code)."""

@@ -338,16 +338,17 @@ def _return_type(function, argument_types):
 # -- the source of a compiled solve ------------------------------------------------------------------
 
 
-_TEMPLATE = '''
+_TEMPLATE = """
 def solve(x, args, hyper, carry, rate_params, low, high, clip_limit, gtol, ftol, xtol, patience, maxiter, state,
           kernel, history_capacity):
     flat = x.reshape(-1)
     grad = np.empty_like(flat)
-    fresh = np.empty_like(flat)
-    step_grad = {step_buffer}
+    grad_odd = np.empty_like(flat)
     previous = flat.copy()
+    previous_odd = np.empty_like(flat)
+    step_grad = {step_buffer}
     {state}
-    history = np.empty(min(maxiter, history_capacity - 1) + 1)
+    history = np.empty(min(maxiter, history_capacity - 1) + 2)
     value = 0.0
 {evaluate_grad}
     nfev = 1
@@ -363,31 +364,43 @@ def solve(x, args, hyper, carry, rate_params, low, high, clip_limit, gtol, ftol,
     else:
         status = NON_FINITE
     while status == NONE:
-        if nit + 1 >= history.size:  # grown outside the iterations' loop (see _ITERATION)
-            longer = np.empty(min(2 * history.size, maxiter + 1))
+        if nit + 2 >= history.size:  # grown outside the iterations' loop (see _ITERATION)
+            longer = np.empty(min(2 * history.size, maxiter + 2))
             longer[:history.size] = history
             history = longer
-        while status == NONE and nit + 1 < history.size:
-{iteration}    kept = history[:nit + 1]
-    return status, nit, nfev, value, candidate, peak, (kept.copy() if 2 * kept.size < history.size else kept), grad
-'''
+        while status == NONE and nit + 2 < history.size:
+{from_even}
+            if status != NONE:
+                break
+{from_odd}
+    kept = history[:nit + 1]
+    return (status, nit, nfev, value, candidate, peak, (kept.copy() if 2 * kept.size < history.size else kept),
+            grad if nit % 2 == 0 else grad_odd)
+"""
 
 
-#: One iteration of the solve, at the indentation of the outer loop's body; the outer loop grows the
-#: history and the inner one runs iterations while it has room, so that no iteration reassigns
-#: ``history``: an array variable reassigned in the hot loop cost 45 ns an iteration on a Zen 5
-#: (its reference counted at every iteration), nearly half of a 10-parameter Rosenbrock step.
-_ITERATION = '''
+#: One iteration of the solve from iterate :math:`x_k`, at the indentation of the outer loop's body.
+#: Its invariant: ``{accepted}`` holds :math:`\nabla f(x_k)` cast to ``x``'s dtype and ``{previous}``
+#: holds :math:`x_k`, the iterate a non-finite candidate steps back to and the one the ``xtol`` rule
+#: compares :math:`x_{k+1}` with. The candidate's gradient is cast into the other pair's
+#: ``{candidate_grad}`` and the candidate into ``{candidate_previous}`` as it is measured, one pass:
+#: accepted, they hold the invariant of the next iteration, which reads that pair (the template
+#: writes two iterations a pass of its loop, from an even and from an odd :math:`k`); refused, the
+#: accepted pair is left as it was. No array variable is reassigned in the loop (an array variable
+#: reassigned in the hot loop cost 45 ns an iteration on a Zen 5, its reference counted at every
+#: iteration: nearly half of a 10-parameter Rosenbrock step), so the loop grows the history outside
+#: the iterations' loop, which runs two while it has room for both.
+_ITERATION = """
         {clip}
         {rate}
         {step}
         {project}
-{evaluate_fresh}
+{evaluate_candidate}
         nfev += 1
         candidate = value_fresh
-{peak_fresh}
+{peak_candidate}
         if not (math.isfinite(candidate) and math.isfinite(candidate_peak)):
-            copy_into(flat, previous)
+            copy_into(flat, {previous})
             status = NON_FINITE
             break
         nit += 1
@@ -397,12 +410,11 @@ _ITERATION = '''
         change = 0.0
         largest = 0.0
         if xtol >= 0.0:
-            change = largest_difference(flat, previous)
+            change = largest_difference(flat, {previous})
             largest = largest_magnitude(flat)
         status, quiet_f, quiet_x = stop_status(nit, value, history[nit - 1], peak, change, largest, quiet_f,
                                                quiet_x, gtol, ftol, xtol, patience, maxiter)
-{accept_fresh}
-'''
+"""
 
 
 def _objective_source(result, jac_true, indent):
@@ -421,64 +433,27 @@ def _indented(lines, indent):
     return "\n".join(indent + line for line in lines)
 
 
-def _measured(lines):
-    """``lines`` walking the gradient, then ``measured``: its largest magnitude, NaN if any element is."""
-    return ["measured, seen_nan = 0.0, False"] + lines + ["if seen_nan:", "    measured = math.nan"]
-
-
-def _cast_source(into, one_dimensional, indent):
-    """Lines casting ``gradient`` into ``into`` (``x``'s dtype), in C order, measured on the way. A
-    vector is indexed (the fastest walk); other arrays, of any layout, are walked by ``.flat``, which
-    is C order (``np.nditer`` walks the memory's order: a Fortran-ordered gradient would land
+def _cast_source(into, dtype, one_dimensional, indent, previous_into=None):
+    """Lines casting ``gradient`` into ``into`` (``x``'s ``dtype``, by NumPy's name), in C order, and
+    copying the iterate into ``previous_into`` (if given) on the way; then ``measured``: the cast
+    gradient's largest magnitude as a float64, NaN if any element is NaN, as an integer maximum of
+    the magnitudes' bits (:func:`~numadam.solver.rules.magnitude_bits`: it vectorizes). A vector is
+    indexed (the fastest walk); other arrays, of any layout, are walked by ``.flat``, which is C
+    order (``np.nditer`` walks the memory's order: a Fortran-ordered gradient would land
     transposed)."""
-    if one_dimensional:
-        walk = ["for i in range(gradient.size):",
-                f"    {into}[i] = gradient[i]",
-                f"    measured, seen_nan = widened(measured, seen_nan, {into}[i])"]
-    else:
-        walk = ["i = 0",
-                "for element in gradient.flat:",
-                f"    {into}[i] = element",
-                f"    measured, seen_nan = widened(measured, seen_nan, {into}[i])",
-                "    i += 1"]
-    return _indented(_measured(walk), indent)
+    body = [f"    {into}[i] = {'gradient[i]' if one_dimensional else 'element'}"]
+    if previous_into is not None:
+        body.append(f"    {previous_into}[i] = flat[i]")
+    body.append(f"    top = max(top, magnitude_bits({into}[i]))")
+    walk = (["for i in range(gradient.size):"] + body if one_dimensional
+            else ["i = 0", "for element in gradient.flat:"] + body + ["    i += 1"])
+    return _indented([f"top = magnitude_bits(np.{dtype}(0))"] + walk + ["measured = peak_of_bits(top)"], indent)
 
 
-def _evaluate_source(result, jac_true, one_dimensional, indent):
+def _evaluate_source(result, dtype, jac_true, one_dimensional, indent):
     """Lines evaluating the objective at the first iterate :math:`x_0` into ``grad``, measured: kept
     even when it is not finite (the solve then stops at once and returns it)."""
-    return _objective_source(result, jac_true, indent) + "\n" + _cast_source("grad", one_dimensional, indent)
-
-
-def _keeps_candidates_apart(one_dimensional, projected_gtol):
-    """Whether a candidate's gradient is cast into the scratch array ``fresh`` before it is accepted:
-    where it is walked by ``.flat`` or the projected measure of ``gtol`` reads it cast. A vector's
-    is measured where the objective left it and cast into ``grad`` once accepted."""
-    return projected_gtol or not one_dimensional
-
-
-def _candidate_source(dtype, jac_true, one_dimensional, projected_gtol, indent):
-    """Lines evaluating the objective at a candidate and measuring its gradient as cast to ``x``'s
-    ``dtype``. It lands in ``grad`` only once the candidate is accepted (:func:`_accepted_source`):
-    a refused candidate leaves the last accepted gradient there."""
-    evaluated = _objective_source("value_fresh", jac_true, indent) + "\n"
-    if _keeps_candidates_apart(one_dimensional, projected_gtol):
-        return evaluated + _cast_source("fresh", one_dimensional, indent)
-    walk = ["for i in range(gradient.size):",
-            f"    measured, seen_nan = widened(measured, seen_nan, np.{dtype}(gradient[i]))"]
-    return evaluated + _indented(_measured(walk), indent)
-
-
-def _accepted_source(one_dimensional, projected_gtol, indent):
-    r"""Lines closing accepted iteration :math:`k`. The invariant of the loop: at the top of an
-    iteration ``grad`` holds :math:`\nabla f(x_{k-1})` cast to ``x``'s dtype and ``previous`` holds
-    :math:`x_{k-1}`, the iterate a non-finite candidate steps back to and the one the ``xtol`` rule
-    compares :math:`x_k` with; these lines make them :math:`\nabla f(x_k)` and :math:`x_k` (in one
-    pass where both are vectors)."""
-    if _keeps_candidates_apart(one_dimensional, projected_gtol):
-        return _indented(["copy_into(grad, fresh)", "copy_into(previous, flat)"], indent)
-    return _indented(["for i in range(gradient.size):", "    grad[i] = gradient[i]", "    previous[i] = flat[i]"],
-                     indent)
+    return _objective_source(result, jac_true, indent) + "\n" + _cast_source("grad", dtype, one_dimensional, indent)
 
 
 def _peak_source(name, gradient, projected_gtol, indent):
@@ -498,6 +473,7 @@ def _solve_source(family, dtype, one_dimensional, optional, n_state, carried, hy
     (:func:`numadam.targets.cpu.factored_step.factored_step_serial`)."""
     state_names = [f"s{k}" for k in range(n_state)]
     positional, by_name = state_names[:n_state - len(optional)], state_names[n_state - len(optional):]
+    reads_grad = clip is None and not n_fields  # the step reads the accepted gradient itself, never writes it
     if n_fields:
         scalars = f"wide = family_scalars(nit + 1, {', '.join(hyper_args)})"
         if factored:
@@ -513,29 +489,38 @@ def _solve_source(family, dtype, one_dimensional, optional, n_state, carried, hy
                 + ("norms_kernel = factored_step.factored_step_serial\n" if factored
                    else "norms_kernel = cpu_kernels.norms_then_update_serial\n"))
     else:
-        step = (("carry = " if carried else "") + f"step(flat, step_grad, {''.join(n + ', ' for n in positional)}nit + 1, "
+        step = (("carry = " if carried else "") + "step(flat, {step_grad}, "
+                + f"{''.join(n + ', ' for n in positional)}nit + 1, "
                 + ", ".join(list(hyper_args) + (["carry"] if carried else [])
                             + [f"{kind}={name}" for kind, name in zip(optional, by_name)]) + ")")
         tail = f"\n\nstep = inlined(jit_steps.offered({family!r}).step)\n"
-    reads_grad = clip is None and not n_fields  # the step reads grad itself: nothing writes it before the step
-    copy = "pass" if reads_grad else "copy_into(step_grad, grad)"
+    copy = "pass" if reads_grad else "copy_into(step_grad, {accepted})"
     iteration = _ITERATION.lstrip("\n").format(
-        evaluate_fresh=_candidate_source(dtype, jac_true, one_dimensional, projected_gtol, "        "),
-        accept_fresh=_accepted_source(one_dimensional, projected_gtol, "        "),
-        peak_fresh=_peak_source("candidate_peak", "fresh", projected_gtol, "        "),
         clip=copy if clip is None else (  # the step reads its gradient, never writes it
             copy + "\n        " + ("clip_value_in_place" if clip == "value" else "clip_norm_in_place")
             + "(step_grad, clip_limit)"),
         rate="pass" if rate is None else f"lr = {rate}",
         step=step,
         project="project(flat, low, high)" if projects and not n_fields else "pass",  # the norms kernel projects
+        evaluate_candidate=(_objective_source("value_fresh", jac_true, "        ") + "\n"
+                            + _cast_source("{candidate_grad}", dtype, one_dimensional, "        ",
+                                           "{candidate_previous}")),
+        peak_candidate=_peak_source("candidate_peak", "{candidate_grad}", projected_gtol, "        "),
+        previous="{previous}",
     )
+
+    def from_pair(accepted, previous, candidate_grad, candidate_previous):
+        return textwrap.indent(iteration.format(
+            accepted=accepted, previous=previous, candidate_grad=candidate_grad,
+            candidate_previous=candidate_previous, step_grad=accepted if reads_grad else "step_grad"), "    ")
+
     return _TEMPLATE.format(
         state="; ".join(f"{name} = state[{k}]" for k, name in enumerate(state_names)),
-        step_buffer="kernel.step_grad" if n_fields else "grad" if reads_grad else "np.empty_like(flat)",
-        evaluate_grad=_evaluate_source("value", jac_true, one_dimensional, "    "),
+        step_buffer="kernel.step_grad" if n_fields else "None" if reads_grad else "np.empty_like(flat)",
+        evaluate_grad=_evaluate_source("value", dtype, jac_true, one_dimensional, "    "),
         peak_grad=_peak_source("peak", "grad", projected_gtol, "    "),
-        iteration=textwrap.indent(iteration, "    "),
+        from_even=from_pair("grad", "previous", "grad_odd", "previous_odd").rstrip("\n"),
+        from_odd=from_pair("grad_odd", "previous_odd", "grad", "previous").rstrip("\n"),
     ) + tail
 
 
@@ -566,7 +551,7 @@ stop_status, clip_norm_in_place, clip_value_in_place, copy_into, largest_differe
     project, projected_peak = map(inlined, (
         rules.stop_status, rules.clip_norm_in_place, rules.clip_value_in_place, rules.copy_into,
         rules.largest_difference, rules.largest_magnitude, rules.project, rules.projected_peak))
-widened = inlined(rules.widened)
+from numadam.solver.rules import magnitude_bits, peak_of_bits
 cosine_rate, exponential_rate, step_decay_rate, warmup_rate = map(inlined, (
     schedules.cosine_rate, schedules.exponential_rate, schedules.step_decay_rate, schedules.warmup_rate))
 '''

@@ -11,7 +11,8 @@ for bit.
 import math
 
 import numpy as np
-from numba import njit
+from numba import njit, types
+from numba.extending import overload
 
 from ..core.clip_math import clamped, norm_and_scale, sum_is_final
 from ..targets.disk_cache import cached_njit
@@ -62,36 +63,82 @@ def non_finite_message(value, iteration):
     return f"stopped: {what.format(value=value)} at iteration {iteration}"
 
 
-@njit(inline="always")
-def widened(peak, seen_nan, value):
-    """``(peak, seen_nan)`` after :math:`|value|` (in float64): the larger magnitude, and whether a NaN
-    was seen (no branch on it, so the loops stay short)."""
-    magnitude = abs(np.float64(value))
-    return (magnitude if magnitude > peak else peak), seen_nan | (magnitude != magnitude)
+def magnitude_bits(value):
+    r"""The bits of :math:`|v|` as a signed integer of ``value``'s width (float32: int32, float64 and
+    narrower floats, widened first: int64), the sign bit cleared (Numba only).
+
+    IEEE 754 orders the bits of non-negative floats as their values, and every NaN's above
+    infinity's, so the largest bits of an array's elements are its largest magnitude, or a NaN's
+    where it holds one: :math:`\max_i |a_i|` as an integer maximum, which is exact, has no branch
+    and vectorizes (a maximum of floats has to say what a NaN does and stays one element at a time).
+    :func:`peak_of_bits` reads the result back."""
+
+
+@overload(magnitude_bits, inline="always")
+def _magnitude_bits(value):
+    if value == types.float32:
+        return lambda value: np.int32(np.float32(value).view(np.int32) & np.int32(0x7FFF_FFFF))  # (Numba widens int32 & int32)
+    if isinstance(value, types.Float):
+        return lambda value: np.float64(value).view(np.int64) & np.int64(0x7FFF_FFFF_FFFF_FFFF)
+    return None
+
+
+def zero_bits(array):
+    """The bits (:func:`magnitude_bits`) of a zero of ``array``'s elements: where a maximum over them
+    starts (Numba only)."""
+
+
+@overload(zero_bits, inline="always")
+def _zero_bits(array):
+    if array.dtype == types.float32:
+        return lambda array: np.int32(0)
+    return lambda array: np.int64(0)
+
+
+def peak_of_bits(top):
+    """The float64 magnitude whose bits (:func:`magnitude_bits`) are ``top``, NaN where they are a NaN's
+    (Numba only)."""
+
+
+@overload(peak_of_bits)
+def _peak_of_bits(top):
+    if top == types.int32:
+        def narrow(top):
+            if top > np.int32(0x7F80_0000):
+                return math.nan
+            return np.float64(np.int32(top).view(np.float32))
+        return narrow
+    if top == types.int64:
+        def wide(top):
+            if top > np.int64(0x7FF0_0000_0000_0000):
+                return math.nan
+            return np.int64(top).view(np.float64)
+        return wide
+    return None
 
 
 @cached_njit()
 def largest_magnitude(array):
     r""":math:`\max_i |a_i|` of a real array as a float64; NaN if any element is NaN."""
-    peak, seen_nan = 0.0, False
+    top = zero_bits(array)
     for value in array:
-        peak, seen_nan = widened(peak, seen_nan, value)
-    return math.nan if seen_nan else peak
+        top = max(top, magnitude_bits(value))
+    return peak_of_bits(top)
 
 
 @cached_njit()
 def projected_peak(x, grad, low, high):
     r""":math:`\|x - \operatorname{clip}(x - g, l, u)\|_\infty` (L-BFGS-B's projected gradient), each
     operation in the arrays' dtype as NumPy's; NaN if any element is NaN."""
-    peak, seen_nan = 0.0, False
+    top = zero_bits(x)
     for i in range(x.size):
         moved = x[i] - grad[i]
         if moved < low[i]:
             moved = low[i]
         elif moved > high[i]:
             moved = high[i]
-        peak, seen_nan = widened(peak, seen_nan, x[i] - moved)
-    return math.nan if seen_nan else peak
+        top = max(top, magnitude_bits(x[i] - moved))
+    return peak_of_bits(top)
 
 
 # Not cached on disk (these two): they inline numadam.core.clip_math, which Numba's cache would not
@@ -135,10 +182,10 @@ def clip_norm_in_place(grad, limit):
 @cached_njit()
 def largest_difference(x, previous):
     r""":math:`\|x - x_{prev}\|_\infty`, each difference in the arrays' dtype (as NumPy's ``x - previous``)."""
-    peak, seen_nan = 0.0, False
+    top = zero_bits(x)
     for i in range(x.size):
-        peak, seen_nan = widened(peak, seen_nan, x[i] - previous[i])
-    return math.nan if seen_nan else peak
+        top = max(top, magnitude_bits(x[i] - previous[i]))
+    return peak_of_bits(top)
 
 
 @cached_njit()
