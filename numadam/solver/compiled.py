@@ -18,8 +18,10 @@ and of the objective's module sources, so a second process loads the machine cod
 and an edit to either compiles anew.
 """
 
+import copy
 import functools
 import hashlib
+import math
 import importlib.util
 import os
 import pathlib
@@ -87,6 +89,80 @@ def prepared(fun, jac, args, x, optimizer, family, schedule, clip, box, stop_rul
         if compiled:
             raise TypeError(f"compiled=True: the solve cannot compile: {reason}") from None
         return None
+
+
+#: Solves prepared by :func:`prepared`, by their configuration (:func:`configuration_key`), without
+#: their start, arguments, stop rules or state: a call of ``minimize`` that repeats a configuration
+#: (a fit in a loop, a benchmark) skips the optimizer's and the objective's checks, which cost more
+#: than a short solve. At most :data:`_PREPARED_LIMIT`, the oldest dropped first.
+_PREPARED = {}
+_PREPARED_LIMIT = 64
+
+
+def configuration_key(fun, jac, args, x0, optimizer_type, bounds, clip, schedule, callback, progress, nonfinite,
+                      hyperparameters):
+    """A key of everything :func:`prepared` reads of a ``minimize`` call but its start's values, the
+    arguments' values and the stop rules, where each part is a plain value that equals only what
+    passes the same checks (a number by its type and sign, a string, ``None``, a tuple of them; a
+    NumPy ``x0`` by dtype and shape; ``args`` by their Numba types); ``None`` (nothing is reused)
+    for anything else: bounds, a callback, a callable clip, a schedule that is not a closed form,
+    arguments other than arrays and numbers."""
+    if callback is not None or progress is not False or nonfinite != "stop" or bounds is not None:
+        return None
+    if type(x0) is not np.ndarray or not _is_numba_function(fun) or not (jac is True or _is_numba_function(jac)):
+        return None
+    if not all(type(argument) in (np.ndarray, float, int, bool) for argument in args):
+        return None
+    rate = None
+    if schedule is not None:
+        rate_params = []
+        source = _rate_source(schedule, "nit", rate_params)
+        rate = (source, _plain(tuple(rate_params)))
+        if source is None or rate[1] is None:
+            return None
+    parts = (_plain(clip), _plain(tuple(sorted(hyperparameters.items()))))
+    if any(part is None for part in parts):
+        return None
+    return (fun, jac, optimizer_type, x0.dtype, x0.shape, _type_key(args), rate) + parts
+
+
+def _plain(value):
+    """``value`` as a key that equals only an equal value of the same type (a float with its sign, so
+    that -0.0 is not 0.0); ``None`` where it is not a number, string, ``None`` or a tuple of them."""
+    kind = type(value)
+    if kind is float:
+        return kind, value, math.copysign(1.0, value)
+    if kind in (bool, int, str) or value is None:
+        return kind, value
+    if kind is tuple:
+        items = tuple(_plain(item) for item in value)
+        return None if None in items else (kind, items)
+    return None
+
+
+def reused(key, x0, args, stop_rules):
+    """The solve prepared for ``key`` (:func:`configuration_key`), restarted from a working copy of
+    ``x0`` with ``args`` and ``stop_rules``; ``None`` where none was prepared."""
+    template = None if key is None else _PREPARED.get(key)
+    if template is None:
+        return None
+    x = x0.astype(template.x.dtype, copy=True)  # (minimize's working copy of a NumPy x0)
+    if not x.flags.c_contiguous:  # (a layout the key does not tell apart: prepared anew, and refused)
+        return None
+    return template.restarted(x, args, stop_rules)
+
+
+def remember(key, solve):
+    """Keep ``solve`` (prepared by :func:`prepared`) for calls of the configuration ``key``: one that
+    owns its state, without its start, arguments, stop rules and state."""
+    if key is None or solve is None or not solve.owns_its_state:
+        return
+    template = copy.copy(solve)
+    template.x = np.empty((0,), solve.x.dtype)  # (its dtype only: the user's result keeps the start)
+    template.args = template.stop_rules = template.state = None
+    while len(_PREPARED) >= _PREPARED_LIMIT:
+        _PREPARED.pop(next(iter(_PREPARED)), None)
+    _PREPARED[key] = template
 
 
 def _is_numba_function(value):
@@ -230,6 +306,17 @@ class CompiledSolve:
         one ``(P, n)`` array per state array of :attr:`state`, in its order."""
         return tuple(rows.copy() if isinstance(kind.initial_for(self._h), str)
                      else np.full(rows.shape, kind.initial_for(self._h), rows.dtype) for kind in self._state_kinds)
+
+    def restarted(self, x, args, stop_rules):
+        """This solve's configuration (its compiled loop, hyperparameters, schedule, projection and
+        clipping) from another start ``x`` (a working copy of ``x``'s dtype and shape), with ``args``
+        and ``stop_rules`` of their own and a fresh state; a solve that owns its state only."""
+        assert self.owns_its_state
+        solve = copy.copy(self)
+        solve.x, solve.args, solve.stop_rules = x, args, stop_rules
+        flat = x.reshape(-1)
+        solve.state = tuple(_initial_state(kind, self._h, flat) for kind in self._state_kinds)
+        return solve
 
     def settings(self):
         """The solve's arguments between ``args`` and ``state``, the same for any start: the

@@ -200,15 +200,21 @@ def minimize(fun, x0, args=(), jac=None, method="adam", *, bounds=None, maxiter=
         from ..muon.arrays import DASK_REFUSAL
 
         raise TypeError(f"method={method!r}: {DASK_REFUSAL}")
+    from . import compiled as compiled_solver  # (numadam.jit's steps: imported when a solve starts)
+
+    key = None if compiled is False else compiled_solver.configuration_key(
+        fun, jac, args, x0, optimizer_type, bounds, clip, schedule, callback, progress, nonfinite, hyperparameters)
+    solve = compiled_solver.reused(key, x0, args, stop_rules)  # a configuration checked and prepared before
+    if solve is not None:
+        return _compiled_result(solve, fun, jac, args, stop_rules, OptimizeResult)
     iterate = (_DaskIterate if is_dask_array(x0) else _ArrayIterate)(fun, x0, args, jac, optimizer_type, bounds,
                                                                         clip, schedule, hyperparameters)
     notify = _scipy_style_callback(callback)
     progress = validate.check_flag("progress", progress)
-    from . import compiled as compiled_solver  # (numadam.jit's steps: imported when a solve starts)
-
     solve = compiled_solver.prepared(fun, jac, args, iterate.x, iterate.optimizer, _family_name(optimizer_type),
                                      schedule, clip, iterate.box, stop_rules, callback, progress, nonfinite, compiled)
     if solve is not None:
+        compiled_solver.remember(key, solve)
         return _compiled_result(solve, fun, jac, args, stop_rules, OptimizeResult)
     iterate.install_state()
     bar = _progress_bar(progress, stop_rules.maxiter)

@@ -1,0 +1,135 @@
+"""minimize reuses a compiled solve's preparation when a call repeats its configuration
+(numadam.solver.compiled.configuration_key): the reused solve is the one prepared anew, bit for bit;
+any change of what the checks read prepares anew; nothing of a call is kept for the next."""
+
+import concurrent.futures
+
+import numpy as np
+import pytest
+from numba import njit
+
+import numadam
+from numadam import schedules
+from numadam.solver import compiled as compiled_solves
+
+
+@njit
+def bowl(x, centre, scale):
+    """:math:`s \\sum_i (x_i - c_i)^4` and its gradient (float64)."""
+    value = 0.0
+    grad = np.empty(x.size)
+    for i in range(x.size):
+        gap = np.float64(x[i]) - centre[i]
+        value += scale * gap ** 4
+        grad[i] = 4.0 * scale * gap ** 3
+    return value, grad
+
+
+CENTRE = np.array([1.0, -2.0, 0.5, 3.0, 0.0])
+X0 = np.array([0.3, 0.1, -0.4, 2.0, 1.0])
+
+
+def solve(x0=X0, args=(CENTRE, 0.5), **options):
+    options = {"lr": 1e-2, "maxiter": 300, "gtol": 1e-6, **options}
+    return numadam.minimize(bowl, x0, jac=True, args=args, compiled=True, **options)
+
+
+def prepared_anew(**options):
+    """The solve with nothing kept from an earlier call."""
+    kept = dict(compiled_solves._PREPARED)
+    compiled_solves._PREPARED.clear()
+    try:
+        return solve(**options)
+    finally:
+        compiled_solves._PREPARED.update(kept)
+
+
+def assert_same(a, b):
+    assert (a.nit, a.nfev, a.status, a.message) == (b.nit, b.nfev, b.status, b.message)
+    for field in ("x", "jac", "history"):
+        np.testing.assert_array_equal(getattr(a, field), getattr(b, field))
+    assert a.x.dtype == b.x.dtype
+
+
+#: Configurations a repeated call reuses, each against the others (each must change the solve).
+CONFIGURATIONS = {
+    "adam": {},
+    "lr": {"lr": 2e-2},
+    "betas": {"betas": (0.8, 0.99)},
+    "amsgrad": {"amsgrad": True},
+    "weight-decay": {"weight_decay": 0.1},
+    "adamw": {"method": "adamw", "weight_decay": 0.1},
+    "yogi": {"method": "yogi"},
+    "clip": {"clip": ("value", 0.05)},
+    "schedule": {"schedule": schedules.CosineDecay(2e-2, 300, 1e-4)},
+    "schedule-other-numbers": {"schedule": schedules.CosineDecay(2e-2, 200, 1e-4)},
+    "float32": {"x0": X0.astype(np.float32)},
+    "stop-rules": {"ftol": 1e-9, "patience": 2, "maxiter": 40},
+    "other-start": {"x0": X0[::-1].copy()},
+    "other-args": {"args": (CENTRE * 2, 0.25)},
+}
+
+
+def test_a_repeated_configuration_is_reused_and_solves_as_one_prepared_anew():
+    compiled_solves._PREPARED.clear()
+    results = {}
+    for name, options in CONFIGURATIONS.items():
+        first = solve(**options)
+        before = len(compiled_solves._PREPARED)
+        again = solve(**options)
+        assert len(compiled_solves._PREPARED) == before  # reused: nothing new prepared
+        assert_same(again, first)  # (a fresh state: nothing of the first solve carried over)
+        assert_same(again, prepared_anew(**options))
+        results[name] = again
+    assert len(compiled_solves._PREPARED) == len(CONFIGURATIONS) - 3  # stop rules, start and args are not in the key
+    for name, result in results.items():
+        if name != "adam":
+            assert not np.array_equal(result.x, results["adam"].x), name
+
+
+def test_reuse_runs_on_the_call_s_own_start_and_keeps_nothing_of_it():
+    first = solve()
+    moved = solve(x0=X0 + 1.0)
+    assert_same(moved, prepared_anew(x0=X0 + 1.0))
+    assert not np.shares_memory(moved.x, first.x)
+    for template in compiled_solves._PREPARED.values():
+        assert template.x.size == 0 and template.args is None and template.state is None
+
+
+@pytest.mark.parametrize("options, error", [
+    ({"lr": -1e-2}, ValueError), ({"betas": (0.9, 1.5)}, ValueError), ({"amsgrad": 1}, TypeError),
+    ({"clip": ("value", -1.0)}, ValueError), ({"maxiter": -1}, ValueError), ({"gtol": "0"}, TypeError),
+])
+def test_bad_input_beside_a_reused_configuration_is_still_refused(options, error):
+    solve()  # the good configuration, kept
+    with pytest.raises(error):
+        solve(**options)
+
+
+def test_what_the_key_cannot_tell_apart_is_prepared_anew_each_call():
+    """Bounds, a callback, NumPy scalars and other arguments are not plain keys: each call checks them."""
+    for options in ({"bounds": [(-1, 1)] * 5}, {"weight_decay": np.float64(0.1)}, {"args": ([1.0] * 5, 0.5)}):
+        assert compiled_solves.configuration_key(
+            bowl, True, options.get("args", (CENTRE, 0.5)), X0, numadam.Adam, options.get("bounds"), None, None, None,
+            False, "stop", {k: v for k, v in options.items() if k not in ("bounds", "args")}) is None
+    assert compiled_solves.configuration_key(bowl, True, (CENTRE, 0.5), X0, numadam.Adam, None, None, None, None,
+                                             False, "stop", {"weight_decay": 0.0}) != \
+        compiled_solves.configuration_key(bowl, True, (CENTRE, 0.5), X0, numadam.Adam, None, None, None, None,
+                                          False, "stop", {"weight_decay": -0.0})
+
+
+def test_the_kept_configurations_are_bounded():
+    compiled_solves._PREPARED.clear()
+    for k in range(compiled_solves._PREPARED_LIMIT + 5):
+        solve(lr=1e-3 * (k + 1), maxiter=2)
+    assert len(compiled_solves._PREPARED) == compiled_solves._PREPARED_LIMIT
+
+
+def test_threads_reusing_one_configuration_each_solve_their_own_start():
+    starts = [X0 + k for k in range(8)]
+    expected = [prepared_anew(x0=start) for start in starts]
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+        for _ in range(3):
+            found = list(pool.map(lambda start: solve(x0=start), starts))
+            for result, alone in zip(found, expected):
+                assert_same(result, alone)
