@@ -286,6 +286,41 @@ def test_the_optimizer_takes_each_step_at_the_scheduled_rate(optimizer):
             np.testing.assert_array_equal(scheduled[key], manual[key])
 
 
+@pytest.mark.parametrize("name", sorted(numadam.families()))
+def test_no_family_s_flags_read_lr(name):
+    """A schedule moves only ``lr``, so its steps keep the kernels' flags and launches
+    (``Settings._assign_lr``): that holds while no family's flags read ``lr``."""
+    cls = numadam.families()[name]
+    optimizer = cls(np.zeros(6, np.float32))
+    h = cls.algorithm.Hyper(**{**optimizer.hyperparameters(), **optimizer.pinned})
+    flags = tuple(cls.algorithm.flags(h))
+    for lr in (0.0, 1e-8, 1e-3, 1.0, 1e6):
+        assert tuple(cls.algorithm.flags(h._replace(lr=lr))) == flags
+
+
+@pytest.mark.parametrize("scheduled_group", [False, True])
+def test_a_scheduled_step_s_hyperparameters_are_those_made_anew(scheduled_group):
+    """The named tuples a schedule's step moves (only ``lr``, and not in a group that sets its own)
+    are those made from the hyperparameters, at every step, with groups of each kind."""
+    tree = {"plain": np.zeros(3), "own-lr": numadam.Group([np.zeros(2)], lr=0.3),
+            "decayed": numadam.Group([np.zeros(2)], weight_decay=0.1)}
+    grads = {"plain": np.ones(3), "own-lr": [np.ones(2)], "decayed": [np.ones(2)]}
+    if scheduled_group:
+        tree["scheduled"] = numadam.Group([np.zeros(4)], schedule=schedules.ExponentialDecay(0.2, 0.9))
+        grads["scheduled"] = [np.ones(4)]
+    schedule = schedules.CosineDecay(0.1, 20, 1e-3)
+    opt = numadam.Adam(tree, schedule=schedule)
+    settings = opt._settings
+    for k in range(8):
+        opt.step(grads)
+        moved, flags = settings.per_group()
+        settings._cache = None
+        made, made_flags = settings.per_group()
+        assert moved == made and flags == made_flags
+        expected = {"own-lr": 0.3, "decayed": schedule(k), "scheduled": schedules.ExponentialDecay(0.2, 0.9)(k)}
+        assert [h.lr for h in made] == [schedule(k)] + [expected[name] for name in tree if name != "plain"]
+
+
 def test_a_plain_callable_is_a_schedule_without_saved_state():
     w = np.zeros(3)
     opt = numadam.Adam(w, schedule=lambda steps_taken: 0.1 / (1 + steps_taken))

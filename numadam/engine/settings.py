@@ -35,6 +35,27 @@ class Settings:
         self.own = own
         self.version += 1
 
+    def _assign_lr(self, lr):
+        """Set the optimizer's own ``lr`` (checked), as a schedule does before every step: the named
+        tuples of :meth:`per_group`, if current, take the new ``lr`` where it applies (not in a
+        group that sets its own) and the flags stay, since no family's flags read ``lr``
+        (tests/test_schedules.py checks every family's)."""
+        cache = self._cache
+        current = cache is not None and cache[0] == self.version and (
+            not self.groups or cache[1] == [g._version for g in self.groups])
+        self.assign({**self.own, "lr": lr})
+        if current:
+            hypers = cache[2]
+            at = hypers[0]._fields.index("lr")
+
+            def moved(h):
+                values = list(h)
+                values[at] = lr
+                return type(h)(*values)
+
+            self._cache = self.version, cache[1], [moved(hypers[0])] + [
+                h if "lr" in group.overrides else moved(h) for h, group in zip(hypers[1:], self.groups)], cache[3]
+
     def hyper(self, values):
         """``values`` (a dict of every hyperparameter) as the algorithm's named tuple."""
         return self.algorithm.Hyper(**values)
@@ -74,7 +95,7 @@ class Settings:
         group_lrs = [(group, checked("lr", group.schedule(step_count)))
                      for group in self.groups if group.schedule is not None]
         if new_lr is not None:
-            self.assign({**self.own, "lr": new_lr})
+            self._assign_lr(new_lr)
         for group, lr in group_lrs:
             group.set_overrides({**group.overrides, "lr": lr})
 
