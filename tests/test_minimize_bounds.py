@@ -51,6 +51,24 @@ def test_the_scipy_adapter_passes_bounds_through():
     assert np.all(res.x >= 0)
 
 
+@pytest.mark.parametrize("form", ["pairs", "flat Bounds", "shaped Bounds", "numbers"])
+def test_bounds_of_a_matrix_x0_are_one_per_element_in_c_order(form):
+    """The box of an (R, C) x0: pairs or flat arrays one per element in C order, arrays of its
+    shape, or numbers; each solve stays in its box, and the forms of one box solve alike."""
+    low = np.arange(6.0).reshape(2, 3) - 3.0
+    high = low + 1.5
+    bounds = {"pairs": list(zip(low.ravel(), high.ravel())), "flat Bounds": scipy.optimize.Bounds(low.ravel(),
+                                                                                                  high.ravel()),
+              "shaped Bounds": scipy.optimize.Bounds(low, high), "numbers": scipy.optimize.Bounds(-0.5, 0.25)}[form]
+    if form == "numbers":
+        low, high = np.full((2, 3), -0.5), np.full((2, 3), 0.25)
+    res = numadam.minimize(lambda x: (float(np.sum(x * x)), 2 * x), np.full((2, 3), 5.0), jac=True, bounds=bounds,
+                           lr=0.1, maxiter=300, gtol=0.0)
+    assert res.x.shape == (2, 3)
+    assert np.all(res.x >= low) and np.all(res.x <= high)
+    np.testing.assert_allclose(res.x, np.clip(np.zeros((2, 3)), low, high), atol=1e-6)
+
+
 @pytest.mark.parametrize("bounds, error, message", [
     ([(0, 1)] * 2, ValueError, "3 pairs (low, high)"),
     (scipy.optimize.Bounds(np.zeros(2), 1.0), ValueError, "one number or one per element of x (3)"),

@@ -25,6 +25,12 @@ def bowl(x, centre, scale):
     return value, grad
 
 
+@njit
+def one_too_long(x):
+    """A gradient of one element more than ``x``: refused when the compiled solve runs."""
+    return 0.0, np.zeros(x.size + 1)
+
+
 CENTRE = np.array([1.0, -2.0, 0.5, 3.0, 0.0])
 X0 = np.array([0.3, 0.1, -0.4, 2.0, 1.0])
 
@@ -133,3 +139,61 @@ def test_threads_reusing_one_configuration_each_solve_their_own_start():
             found = list(pool.map(lambda start: solve(x0=start), starts))
             for result, alone in zip(found, expected):
                 assert_same(result, alone)
+
+
+def test_threads_keeping_configurations_at_once_keep_at_most_the_limit():
+    """Keeping and dropping from several threads at once (a switch every microsecond, so that a
+    thread is interrupted between finding the oldest and dropping it): no error, the limit kept."""
+    import sys
+    import threading
+    import types
+
+    fake = types.SimpleNamespace(owns_its_state=True, x=np.zeros(1), low=None, high=None, args=None,
+                                 stop_rules=None, state=None)
+    errors = []
+
+    def keep(thread):
+        try:
+            for k in range(20_000):
+                compiled_solves.remember((thread, k), fake)
+        except Exception as error:  # noqa: BLE001 (any error fails the test below)
+            errors.append(error)
+
+    interval = sys.getswitchinterval()
+    compiled_solves._PREPARED.clear()
+    sys.setswitchinterval(1e-6)
+    try:
+        threads = [threading.Thread(target=keep, args=(t,)) for t in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    finally:
+        sys.setswitchinterval(interval)
+        compiled_solves._PREPARED.clear()
+    assert errors == []
+
+
+def test_a_configuration_holding_large_bounds_or_that_failed_to_run_is_not_kept():
+    compiled_solves._PREPARED.clear()
+    solve(x0=np.ones(10), nonneg=True)
+    assert len(compiled_solves._PREPARED) == 1  # small bounds: kept
+    large = np.ones(compiled_solves._PREPARED_BYTES // 8)
+    numadam.minimize(bowl, large, jac=True, args=(np.zeros(large.size), 0.5), nonneg=True, maxiter=2,
+                     compiled=True)
+    assert len(compiled_solves._PREPARED) == 1  # its bounds weigh 2 MiB: checked at every call
+    for _ in range(2):  # refused at its run, and again: it was not kept
+        with pytest.raises(ValueError, match="x's shape"):
+            numadam.minimize(one_too_long, np.ones(3), jac=True, compiled=True)
+    assert len(compiled_solves._PREPARED) == 1
+
+
+def test_arguments_whose_numba_types_the_key_cannot_tell_are_not_keys():
+    from collections import namedtuple
+
+    pair = namedtuple("pair", "centre scale")
+    for args in (pair(CENTRE, 0.5), (CENTRE, 1 << 63), (CENTRE, -(1 << 63) - 1), (CENTRE, [0.5])):
+        assert compiled_solves.configuration_key(bowl, True, args, X0, numadam.Adam, None, None, None, None,
+                                                 False, "stop", {}) is None
+    assert compiled_solves.configuration_key(bowl, True, (CENTRE, (1 << 63) - 1), X0, numadam.Adam, None, None,
+                                             None, None, False, "stop", {}) is not None

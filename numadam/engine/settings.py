@@ -36,10 +36,10 @@ class Settings:
         self.version += 1
 
     def _assign_lr(self, lr):
-        """Set the optimizer's own ``lr`` (checked), as a schedule does before every step: the named
-        tuples of :meth:`per_group`, if current, take the new ``lr`` where it applies (not in a
-        group that sets its own) and the flags stay, since no family's flags read ``lr``
-        (tests/test_schedules.py checks every family's)."""
+        """Set the optimizer's own ``lr`` (checked by the caller), as a schedule does before every
+        step: the named tuples of :meth:`per_group`, if current, take the new ``lr`` where it
+        applies (not in a group that sets its own) and the flags stay, since no family's flags
+        read ``lr`` (tests/test_schedules.py checks every family's)."""
         cache = self._cache
         current = cache is not None and cache[0] == self.version and (
             not self.groups or cache[1] == [g._version for g in self.groups])

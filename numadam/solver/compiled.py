@@ -21,8 +21,8 @@ and an edit to either compiles anew.
 import copy
 import functools
 import hashlib
-import math
 import importlib.util
+import math
 import os
 import pathlib
 import sys
@@ -47,7 +47,8 @@ from ..targets.fingerprint import code_names, python_function
 #: What a compiled run returns in its status where the gradient's shape is not x's.
 BAD_SHAPE = -2
 
-#: How many values of ``fun`` a compiled solve's history holds before it grows (by doubling): 8 MiB,
+#: How many values of ``fun`` a compiled solve's history holds before it grows (by doubling; one more,
+#: since the loop runs two iterations a pass and keeps room for both): 8 MiB,
 #: which the OS backs page by page as the values are written, so that a long solve neither copies
 #: its history as it grows nor pays for pages it never writes.
 HISTORY_CAPACITY = 1 << 20
@@ -94,9 +95,15 @@ def prepared(fun, jac, args, x, optimizer, family, schedule, clip, box, stop_rul
 #: Solves prepared by :func:`prepared`, by their configuration (:func:`configuration_key`), without
 #: their start, arguments, stop rules or state: a call of ``minimize`` that repeats a configuration
 #: (a fit in a loop, a benchmark) skips the optimizer's and the objective's checks, which cost more
-#: than a short solve. At most :data:`_PREPARED_LIMIT`, the oldest dropped first.
+#: than a short solve. At most :data:`_PREPARED_LIMIT`, the oldest dropped first, each holding at
+#: most :data:`_PREPARED_BYTES` of arrays (its bounds'); kept and dropped under :data:`_PREPARED_LOCK`.
 _PREPARED = {}
 _PREPARED_LIMIT = 64
+_PREPARED_BYTES = 1 << 20
+_PREPARED_LOCK = threading.Lock()
+
+#: The ints an argument may be for a key: Numba types those beyond int64 otherwise (uint64, or none).
+_INT64 = (-(1 << 63), 1 << 63)
 
 
 def configuration_key(fun, jac, args, x0, optimizer_type, bounds, clip, schedule, callback, progress, nonfinite,
@@ -104,14 +111,15 @@ def configuration_key(fun, jac, args, x0, optimizer_type, bounds, clip, schedule
     """A key of everything :func:`prepared` reads of a ``minimize`` call but its start's values, the
     arguments' values and the stop rules, where each part is a plain value that equals only what
     passes the same checks (a number by its type and sign, a string, ``None``, a tuple of them; a
-    NumPy ``x0`` by dtype and shape; ``args`` by their Numba types); ``None`` (nothing is reused)
-    for anything else: bounds, a callback, a callable clip, a schedule that is not a closed form,
-    arguments other than arrays and numbers."""
+    NumPy ``x0`` by dtype and shape; ``args``, a tuple of arrays and numbers, by what decides their
+    Numba types, :func:`_type_key`); ``None`` (nothing is reused) for anything else: bounds, a
+    callback, a callable clip, a schedule that is not a closed form, other arguments."""
     if callback is not None or progress is not False or nonfinite != "stop" or bounds is not None:
         return None
     if type(x0) is not np.ndarray or not _is_numba_function(fun) or not (jac is True or _is_numba_function(jac)):
         return None
-    if not all(type(argument) in (np.ndarray, float, int, bool) for argument in args):
+    if type(args) is not tuple or not all(type(argument) in (np.ndarray, float, bool) or (
+            type(argument) is int and _INT64[0] <= argument < _INT64[1]) for argument in args):
         return None
     rate = None
     if schedule is not None:
@@ -147,22 +155,26 @@ def reused(key, x0, args, stop_rules):
     if template is None:
         return None
     x = x0.astype(template.x.dtype, copy=True)  # (minimize's working copy of a NumPy x0)
-    if not x.flags.c_contiguous:  # (a layout the key does not tell apart: prepared anew, and refused)
+    if not x.flags.c_contiguous:  # (a layout the key does not tell apart: checked the long way)
         return None
     return template.restarted(x, args, stop_rules)
 
 
 def remember(key, solve):
-    """Keep ``solve`` (prepared by :func:`prepared`) for calls of the configuration ``key``: one that
-    owns its state, without its start, arguments, stop rules and state."""
+    """Keep ``solve`` (prepared by :func:`prepared`, and run) for calls of the configuration ``key``:
+    one that owns its state and holds at most :data:`_PREPARED_BYTES` of bounds, kept without its
+    start, arguments, stop rules and state."""
     if key is None or solve is None or not solve.owns_its_state:
+        return
+    if sum(bound.nbytes for bound in (solve.low, solve.high) if bound is not None) > _PREPARED_BYTES:
         return
     template = copy.copy(solve)
     template.x = np.empty((0,), solve.x.dtype)  # (its dtype only: the user's result keeps the start)
     template.args = template.stop_rules = template.state = None
-    while len(_PREPARED) >= _PREPARED_LIMIT:
-        _PREPARED.pop(next(iter(_PREPARED)), None)
-    _PREPARED[key] = template
+    with _PREPARED_LOCK:
+        while len(_PREPARED) >= _PREPARED_LIMIT:
+            del _PREPARED[next(iter(_PREPARED))]
+        _PREPARED[key] = template
 
 
 def _is_numba_function(value):
@@ -352,8 +364,10 @@ _READY = set()
 def _type_key(value):
     """What decides Numba's type of an argument of a solve, cheaply: an array's dtype, dimensions,
     layout and flags, a tuple's items, another value's Python type (an ``int`` by its sign, as
-    Numba types those above 2**63 apart). A key that misses a difference costs only the compile
-    time's report: the dispatcher still compiles what it has not seen."""
+    Numba types those above 2**63 apart). :meth:`CompiledSolve.run` keys its compile-time report by
+    it (a key that misses a difference costs only that report: the dispatcher still compiles what
+    it has not seen), and :func:`configuration_key` the arguments it takes (arrays and numbers only,
+    whose types it tells apart)."""
     kind = type(value)
     if kind is np.ndarray:
         flags = value.flags
@@ -433,7 +447,7 @@ def solve(x, args, hyper, carry, rate_params, low, high, clip_limit, gtol, ftol,
     grad_odd = np.empty_like(flat)
     previous = flat.copy()
     previous_odd = np.empty_like(flat)
-    step_grad = {step_buffer}
+    {step_buffer}
     {state}
     history = np.empty(min(maxiter, history_capacity - 1) + 2)
     value = 0.0
@@ -571,43 +585,48 @@ def _solve_source(family, dtype, one_dimensional, optional, n_state, carried, hy
                     for j in range(n_fields)]
             fields = cpu_kernels.NormsStepArguments._fields
         call = f"norms_kernel({', '.join(f'kernel.arguments.{field}' for field in fields)})"
-        step = "\n        ".join([scalars] + rows + [call])
+        norms_step = "\n        ".join([scalars] + rows + [call])
+
+        def step(gradient):  # (the kernel reads kernel.step_grad)
+            return norms_step
+
         tail = (f"\n\nfamily_scalars = inlined(jit_steps.offered({family!r}).scalars)\n"
                 + ("norms_kernel = factored_step.factored_step_serial\n" if factored
                    else "norms_kernel = cpu_kernels.norms_then_update_serial\n"))
     else:
-        step = (("carry = " if carried else "") + "step(flat, {step_grad}, "
-                + f"{''.join(n + ', ' for n in positional)}nit + 1, "
-                + ", ".join(list(hyper_args) + (["carry"] if carried else [])
-                            + [f"{kind}={name}" for kind, name in zip(optional, by_name)]) + ")")
+        def step(gradient):
+            return (("carry = " if carried else "") + f"step(flat, {gradient}, "
+                    + f"{''.join(n + ', ' for n in positional)}nit + 1, "
+                    + ", ".join(list(hyper_args) + (["carry"] if carried else [])
+                                + [f"{kind}={name}" for kind, name in zip(optional, by_name)]) + ")")
+
         tail = f"\n\nstep = inlined(jit_steps.offered({family!r}).step)\n"
-    copy = "pass" if reads_grad else "copy_into(step_grad, {accepted})"
-    iteration = _ITERATION.lstrip("\n").format(
-        clip=copy if clip is None else (  # the step reads its gradient, never writes it
-            copy + "\n        " + ("clip_value_in_place" if clip == "value" else "clip_norm_in_place")
-            + "(step_grad, clip_limit)"),
-        rate="pass" if rate is None else f"lr = {rate}",
-        step=step,
-        project="project(flat, low, high)" if projects and not n_fields else "pass",  # the norms kernel projects
-        evaluate_candidate=(_objective_source("value_fresh", jac_true, "        ") + "\n"
-                            + _cast_source("{candidate_grad}", dtype, one_dimensional, "        ",
-                                           "{candidate_previous}")),
-        peak_candidate=_peak_source("candidate_peak", "{candidate_grad}", projected_gtol, "        "),
-        previous="{previous}",
-    )
 
     def from_pair(accepted, previous, candidate_grad, candidate_previous):
-        return textwrap.indent(iteration.format(
-            accepted=accepted, previous=previous, candidate_grad=candidate_grad,
-            candidate_previous=candidate_previous, step_grad=accepted if reads_grad else "step_grad"), "    ")
+        """The iteration from the pair (``accepted``, ``previous``), its candidate into the other."""
+        copy = "pass" if reads_grad else f"copy_into(step_grad, {accepted})"
+        return textwrap.indent(_ITERATION.lstrip("\n").format(
+            clip=copy if clip is None else (  # the step reads its gradient, never writes it
+                copy + "\n        " + ("clip_value_in_place" if clip == "value" else "clip_norm_in_place")
+                + "(step_grad, clip_limit)"),
+            rate="pass" if rate is None else f"lr = {rate}",
+            step=step(accepted if reads_grad else "step_grad"),
+            project="project(flat, low, high)" if projects and not n_fields else "pass",  # the norms kernel projects
+            evaluate_candidate=(_objective_source("value_fresh", jac_true, "        ") + "\n"
+                                + _cast_source(candidate_grad, dtype, one_dimensional, "        ",
+                                               candidate_previous)),
+            peak_candidate=_peak_source("candidate_peak", candidate_grad, projected_gtol, "        "),
+            previous=previous,
+        ), "    ").rstrip("\n")
 
     return _TEMPLATE.format(
         state="; ".join(f"{name} = state[{k}]" for k, name in enumerate(state_names)),
-        step_buffer="kernel.step_grad" if n_fields else "None" if reads_grad else "np.empty_like(flat)",
+        step_buffer=("step_grad = kernel.step_grad" if n_fields else "pass" if reads_grad
+                     else "step_grad = np.empty_like(flat)"),
         evaluate_grad=_evaluate_source("value", dtype, jac_true, one_dimensional, "    "),
         peak_grad=_peak_source("peak", "grad", projected_gtol, "    "),
-        from_even=from_pair("grad", "previous", "grad_odd", "previous_odd").rstrip("\n"),
-        from_odd=from_pair("grad_odd", "previous_odd", "grad", "previous").rstrip("\n"),
+        from_even=from_pair("grad", "previous", "grad_odd", "previous_odd"),
+        from_odd=from_pair("grad_odd", "previous_odd", "grad", "previous"),
     ) + tail
 
 

@@ -214,8 +214,9 @@ def minimize(fun, x0, args=(), jac=None, method="adam", *, bounds=None, maxiter=
     solve = compiled_solver.prepared(fun, jac, args, iterate.x, iterate.optimizer, _family_name(optimizer_type),
                                      schedule, clip, iterate.box, stop_rules, callback, progress, nonfinite, compiled)
     if solve is not None:
-        compiled_solver.remember(key, solve)
-        return _compiled_result(solve, fun, jac, args, stop_rules, OptimizeResult)
+        result = _compiled_result(solve, fun, jac, args, stop_rules, OptimizeResult)
+        compiled_solver.remember(key, solve)  # (once it has compiled and run)
+        return result
     iterate.install_state()
     bar = _progress_bar(progress, stop_rules.maxiter)
     observe = getattr(schedule, "observe", None)
@@ -609,8 +610,9 @@ def _dask_clip_options(clip):
 def _box(bounds, x):
     """``(low, high)`` arrays of ``x``'s shape and dtype from SciPy's forms of bounds.
 
-    ``scipy.optimize.Bounds(lb, ub)`` (numbers or arrays), or a sequence of
-    ``(low, high)`` pairs, one per element of ``x`` in C order, ``None`` for no bound.
+    ``scipy.optimize.Bounds(lb, ub)`` (numbers, or arrays of one number per element of ``x`` in C
+    order), or a sequence of ``(low, high)`` pairs, one per element of ``x`` in C order, ``None``
+    for no bound.
     """
     from scipy.optimize import Bounds
 
@@ -628,12 +630,12 @@ def _box(bounds, x):
     xp = sys.modules.get("cupy") if not isinstance(x, np.ndarray) else np
     sides = []
     for side, values in (("low", low), ("high", high)):
-        host = np.broadcast_to(np.asarray(values, dtype=np.float64), x.shape) if np.size(values) in (1, x.size) \
-            else None
-        if host is None:
+        values = np.asarray(values, dtype=np.float64)
+        if values.size not in (1, x.size):
             raise ValueError(f"the {side} bounds must be one number or one per element of x ({x.size}); "
-                             f"got {np.size(values)}")
-        sides.append(xp.asarray(np.array(host.reshape(x.shape), dtype=x.dtype)))
+                             f"got {values.size}")
+        host = values.reshape(x.shape) if values.size == x.size else np.broadcast_to(values.reshape(()), x.shape)
+        sides.append(xp.asarray(np.array(host, dtype=x.dtype)))
     return tuple(sides)
 
 
