@@ -143,22 +143,12 @@ def test_a_spawned_process_steps_its_copy():
 
 def test_one_optimizer_stepped_from_two_threads_loses_no_step():
     """Steps are serialized per optimizer: 2 x 2000 steps from two threads equal 4000 sequential ones."""
-    import sys
-    import threading
+    from concurrency import run_together
 
     shared, _ = trained(size=64)
     sequential, _ = trained(size=64)
     grads = grads_like(shared.params)
-    switch = sys.getswitchinterval()
-    sys.setswitchinterval(1e-6)
-    try:
-        threads = [threading.Thread(target=lambda: [shared.step(grads) for _ in range(2000)]) for _ in range(2)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
-    finally:
-        sys.setswitchinterval(switch)
+    assert run_together([lambda: [shared.step(grads) for _ in range(2000)]] * 2) == []
     for _ in range(4000):
         sequential.step(grads)
     assert shared.step_count == sequential.step_count == 4001

@@ -8,11 +8,9 @@ PinnedStaging); a recording stand-in for the few CuPy calls they make checks
 them here. On hardware, test_cupy.py runs the same code against CuPy.
 """
 
-import sys
-import threading
-
 import numpy as np
 
+from concurrency import run_together
 from numadam.targets.cuda.backend import PinnedStaging, StagedTable
 
 
@@ -130,14 +128,5 @@ def test_threads_uploading_at_once_never_share_a_buffer():
             if not np.array_equal(table.values, rows):
                 wrong.append(value)
 
-    interval = sys.getswitchinterval()
-    sys.setswitchinterval(1e-6)
-    try:
-        threads = [threading.Thread(target=upload_many, args=(value,)) for value in range(8)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
-    finally:
-        sys.setswitchinterval(interval)
+    assert run_together([lambda value=value: upload_many(value) for value in range(8)]) == []
     assert not wrong

@@ -9,6 +9,7 @@ import pytest
 from numba import njit
 
 import numadam
+from concurrency import run_together
 from numadam import schedules
 from numadam.solver import compiled as compiled_solves
 
@@ -144,34 +145,21 @@ def test_threads_reusing_one_configuration_each_solve_their_own_start():
 def test_threads_keeping_configurations_at_once_keep_at_most_the_limit():
     """Keeping and dropping from several threads at once (a switch every microsecond, so that a
     thread is interrupted between finding the oldest and dropping it): no error, the limit kept."""
-    import sys
-    import threading
     import types
 
     fake = types.SimpleNamespace(owns_its_state=True, x=np.zeros(1), low=None, high=None, args=None,
                                  stop_rules=None, state=None)
-    errors = []
 
     def keep(thread):
-        try:
-            for k in range(20_000):
-                compiled_solves.remember((thread, k), fake)
-        except Exception as error:  # noqa: BLE001 (any error fails the test below)
-            errors.append(error)
+        for k in range(20_000):
+            compiled_solves.remember((thread, k), fake)
 
-    interval = sys.getswitchinterval()
     compiled_solves._PREPARED.clear()
-    sys.setswitchinterval(1e-6)
     try:
-        threads = [threading.Thread(target=keep, args=(t,)) for t in range(4)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
+        assert run_together([lambda thread=thread: keep(thread) for thread in range(4)]) == []
+        assert len(compiled_solves._PREPARED) == compiled_solves._PREPARED_LIMIT
     finally:
-        sys.setswitchinterval(interval)
         compiled_solves._PREPARED.clear()
-    assert errors == []
 
 
 def test_a_configuration_holding_large_bounds_or_that_failed_to_run_is_not_kept():
