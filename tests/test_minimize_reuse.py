@@ -185,3 +185,15 @@ def test_arguments_whose_numba_types_the_key_cannot_tell_are_not_keys():
                                                  False, "stop", {}) is None
     assert compiled_solves.configuration_key(bowl, True, (CENTRE, (1 << 63) - 1), X0, numadam.Adam, None, None,
                                              None, None, False, "stop", {}) is not None
+
+
+def test_a_namedtuple_of_arguments_runs_in_python_or_says_why_it_cannot_compile():
+    from collections import namedtuple
+
+    pair = namedtuple("pair", "centre scale")
+    plain = solve()
+    named = numadam.minimize(bowl, X0, jac=True, args=pair(CENTRE, 0.5), lr=1e-2, maxiter=300, gtol=1e-6)
+    assert not named.compiled
+    assert_same(named, plain)  # the Python loop takes the compiled solve's iterates
+    with pytest.raises(TypeError, match="args is a pair.*plain tuple"):
+        solve(args=pair(CENTRE, 0.5))

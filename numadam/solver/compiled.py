@@ -84,6 +84,9 @@ def prepared(fun, jac, args, x, optimizer, family, schedule, clip, box, stop_rul
     if compiled is False:
         return None
     try:
+        if type(args) is not tuple:  # (minimize makes a tuple of anything else but its subclasses)
+            raise NotCompilable(f"args is a {type(args).__name__}, which the compiled solve cannot unpack into "
+                                "fun's arguments; pass a plain tuple")
         _check_compilable(fun, jac, x, optimizer, schedule, clip, callback, progress, nonfinite)
         return CompiledSolve(fun, jac, args, x, optimizer, family, schedule, clip, box, stop_rules)
     except NotCompilable as reason:
