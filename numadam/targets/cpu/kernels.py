@@ -210,6 +210,23 @@ def _prefetch_listed_row(spec, template, strides, reach, row):
     return namespace["implementation"]
 
 
+#: The widest element of a first operand (the parameter), in bytes: a segment that starts within that
+#: many bytes for each element of the segment before it (a matrix's next row in Adafactor's update)
+#: is left to the hardware's prefetcher (:func:`_follows_closely`).
+WIDEST_ELEMENT = 8
+
+
+@njit(inline="always")
+def _follows_closely(table, row, width):
+    """Whether the segment at ``row`` starts, in its first operand, within the reach of the one before
+    it (:data:`WIDEST_ELEMENT` bytes an element): the next row of one matrix, which the hardware's
+    prefetcher streams already (asking for each row's lines cost Adafactor's update 18% at 300000 x
+    100 float32, Zen 5), and not rows listed in order with others between them, which it does not."""
+    before = row - width
+    gap = table[row + ADDRESS] - table[before + ADDRESS]
+    return 0 <= gap <= WIDEST_ELEMENT * table[before + LENGTH]
+
+
 @njit(inline="always")
 def _update_chunk(spec, table, width, n_segments, n_elements, chunk, chunk_size, scalars, like):
     """Update chunk ``chunk`` of the sequence, segment piece by segment piece (asking for the
@@ -219,8 +236,9 @@ def _update_chunk(spec, table, width, n_segments, n_elements, chunk, chunk_size,
     segment = segment_of_element(table, n_segments, first, width)
     while first < last:
         row, start, stop = piece_of(table, segment, first, last, width)
-        if segment + PREFETCH_AHEAD < n_segments:
-            prefetch_segment(spec, table, (segment + PREFETCH_AHEAD) * width)
+        ahead = (segment + PREFETCH_AHEAD) * width
+        if segment + PREFETCH_AHEAD < n_segments and not _follows_closely(table, ahead, width):
+            prefetch_segment(spec, table, ahead)
         run_piece(spec, table, row, start, stop, scalars, like)
         first += stop - start
         segment += 1
