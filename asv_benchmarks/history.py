@@ -45,12 +45,14 @@ TRACKED_PATHS = ("numadam/engine", "numadam/targets", "numadam/families", "numad
 
 #: asv ``-b`` regular expressions of the headline benchmarks (asv matches ``name(param, ...)``):
 #: the per-call costs, the roofline step (one array of 1e7, Adam and AdamW), every family's ratio to
-#: its same-traffic kernel, and the step beside DeepSpeed's (skipped where it is not installed).
+#: its same-traffic kernel, the step beside DeepSpeed's (skipped where it is not installed) and
+#: Adafactor's over narrow and wide matrices.
 HEADLINE = (
     r"^calls\.",
     r"^single_array\.OneArray\.(time_step|track_bandwidth)\('numpy', 'float32', 10000000, '(adam|adamw)'\)",
     r"^suites\.Suites\.track_ratio_to_same_traffic\('families: ",
     r"^deepspeed\.",
+    r"^adafactor\.AdafactorMatrix\.time_step\('numpy'",
 )
 
 #: ``(title, benchmark, parameters, unit scale, unit)`` of each panel of a machine's plot; a

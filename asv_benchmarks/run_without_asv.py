@@ -25,9 +25,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from benchmarks import dask_cluster, functional, many_arrays, single_array  # noqa: E402
+from benchmarks import adafactor, dask_cluster, functional, many_arrays, single_array  # noqa: E402
 
-MODULES = (single_array, many_arrays, functional, dask_cluster)
+MODULES = (single_array, many_arrays, functional, dask_cluster, adafactor)
 
 
 def benchmark_classes(names=None):
