@@ -77,6 +77,7 @@ CONFIGURATIONS = {
 }
 
 
+@pytest.mark.slow  # (a compile for each of its families and options: the full tier)
 def test_a_repeated_configuration_is_reused_and_solves_as_one_prepared_anew():
     compiled_solves._PREPARED.clear()
     results = {}
