@@ -41,8 +41,7 @@ class Settings:
         applies (not in a group that sets its own) and the flags stay, since no family's flags
         read ``lr`` (tests/test_schedules.py checks every family's)."""
         cache = self._cache
-        current = cache is not None and cache[0] == self.version and (
-            not self.groups or cache[1] == [g._version for g in self.groups])
+        current = self._is_current(cache)
         self.assign({**self.own, "lr": lr})
         if current:
             hypers = cache[2]
@@ -56,6 +55,12 @@ class Settings:
             self._cache = self.version, cache[1], [moved(hypers[0])] + [
                 h if "lr" in group.overrides else moved(h) for h, group in zip(hypers[1:], self.groups)], cache[3]
 
+    def _is_current(self, cache):
+        """Whether ``cache`` (:meth:`per_group`'s) was made from the hyperparameters as they are: no
+        change of the optimizer's own or of a group's since."""
+        return cache is not None and cache[0] == self.version and (
+            not self.groups or cache[1] == [g._version for g in self.groups])
+
     def hyper(self, values):
         """``values`` (a dict of every hyperparameter) as the algorithm's named tuple."""
         return self.algorithm.Hyper(**values)
@@ -67,7 +72,7 @@ class Settings:
         (a schedule changes ``lr`` at every step, never the flags)."""
         cache = self._cache
         groups = self.groups
-        if cache is None or cache[0] != self.version or (groups and cache[1] != [g._version for g in groups]):
+        if not self._is_current(cache):
             own = self.own
             hypers = [self.hyper(own)] + [self.hyper({**own, **group.overrides}) for group in groups]
             flags = self.algorithm.union_flags([hypers[g] for g in self.used])

@@ -484,10 +484,11 @@ def solve(x, args, hyper, carry, rate_params, low, high, clip_limit, gtol, ftol,
 
 
 #: One iteration of the solve from iterate :math:`x_k`, at the indentation of the outer loop's body.
-#: Its invariant: ``{accepted}`` holds :math:`\nabla f(x_k)` cast to ``x``'s dtype and ``{previous}``
-#: holds :math:`x_k`, the iterate a non-finite candidate steps back to and the one the ``xtol`` rule
-#: compares :math:`x_{k+1}` with. The candidate's gradient is cast into the other pair's
-#: ``{candidate_grad}`` and the candidate into ``{candidate_previous}`` as it is measured, one pass:
+#: Its invariant: one pair's gradient array (``grad`` or ``grad_odd``) holds :math:`\nabla f(x_k)`
+#: cast to ``x``'s dtype and its ``previous`` array holds :math:`x_k`, the iterate a non-finite
+#: candidate steps back to and the one the ``xtol`` rule compares :math:`x_{k+1}` with. The
+#: candidate's gradient is cast into the other pair's gradient array and the candidate into its
+#: ``previous`` as it is measured, one pass:
 #: accepted, they hold the invariant of the next iteration, which reads that pair (the template
 #: writes two iterations a pass of its loop, from an even and from an odd :math:`k`); refused, the
 #: accepted pair is left as it was. No array variable is reassigned in the loop (an array variable
