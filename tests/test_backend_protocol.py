@@ -10,6 +10,9 @@ import inspect
 from pathlib import Path
 
 import numpy as np
+import pytest
+
+import numadam
 
 from numadam.targets import backend as protocol
 from numadam.targets import dispatch
@@ -109,3 +112,32 @@ def test_the_named_arguments_are_the_kernels_parameters_in_order():
     for record, function in ((kernels.NormsStepArguments, kernels.norms_then_update_serial),
                              (factored_step.FactoredStepArguments, factored_step.factored_step_serial)):
         assert record._fields == tuple(inspect.signature(function.py_func).parameters)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64", "complex128", "int8", "uint16", "int64"])
+@pytest.mark.parametrize("size", [0, 1, 37, 1 << 20])
+def test_the_cpu_backend_s_zeros_start_on_a_cache_line(dtype, size):
+    """State buffers start on a line (a row of 16 float32 is then one line, not two), hold zeros of
+    the dtype and size asked, and are writable, C-contiguous, and independent of each other (an
+    empty one has no memory to place)."""
+    from numadam.targets.cpu.backend import CpuBackend
+    from numadam.targets.cpu.kernels import LINE
+
+    first, second = CpuBackend.zeros(size, np.dtype(dtype)), CpuBackend.zeros(size, dtype)
+    for array in (first, second):
+        assert array.ctypes.data % LINE == 0 or not size
+        assert array.dtype == np.dtype(dtype) and array.shape == (size,) and not array.any()
+        assert array.flags.c_contiguous and array.flags.writeable
+    if size:
+        first[...] = 1
+        assert not second.any() and not np.shares_memory(first, second)
+
+
+def test_an_optimizer_s_state_starts_on_a_cache_line():
+    """Each state kind of a CPU optimizer lives in a buffer that starts on a line."""
+    from numadam.targets.cpu.kernels import LINE
+
+    param = np.ones((1000, 16), np.float32)  # (NumPy starts it 16 bytes into a line or anywhere)
+    opt = numadam.SparseAdam(param)
+    buffers = [buffer for bucket in opt._engine.buckets for buffer in bucket.buffers.values()]
+    assert len(buffers) == 2 and all(buffer.ctypes.data % LINE == 0 for buffer in buffers)

@@ -198,3 +198,30 @@ def test_a_namedtuple_of_arguments_runs_in_python_or_says_why_it_cannot_compile(
     assert_same(named, plain)  # the Python loop takes the compiled solve's iterates
     with pytest.raises(TypeError, match="args is a pair.*plain tuple"):
         solve(args=pair(CENTRE, 0.5))
+
+
+@njit
+def shifted_bowl(x, k):
+    """:math:`\\sum_i (x_i - (k \\bmod 7))^2` and its gradient: an int argument of any size."""
+    gap = x - (k % 7)
+    return (gap * gap).sum(), 2.0 * gap
+
+
+@pytest.mark.slow  # (a compile of its own: the quick tier keeps within its minutes)
+def test_an_int_argument_beyond_int64_runs_in_python_and_leaves_later_calls_compiled():
+    """Numba types an int beyond int64 inside a tuple as uint64, and its dispatcher
+    then fails on a tuple that holds a negative int: such an argument runs in Python (or says why it
+    cannot compile), and the next call with a negative int still compiles and agrees."""
+    x0, huge = np.array([0.5, -1.0, 2.0]), 1 << 63
+
+    def fit(k, compiled):
+        return numadam.minimize(shifted_bowl, x0, jac=True, args=(k,), lr=0.1, maxiter=50, compiled=compiled)
+
+    beyond = fit(huge, None)
+    assert not beyond.compiled
+    assert_same(beyond, fit(huge, False))
+    negative = fit(-1, None)
+    assert negative.compiled
+    assert_same(negative, fit(-1, False))
+    with pytest.raises(TypeError, match=r"args\[0\] = .* lies outside int64"):
+        fit(huge, True)

@@ -798,3 +798,50 @@ def test_neighbouring_rows_merge_into_one_segment_and_scattered_ones_are_not_loo
     expected[100:400] -= 1
     expected[scattered] -= 1
     np.testing.assert_array_equal(param, expected)
+
+
+def _repeats_by_numpy(index, n_rows):
+    """What :func:`numadam.adapters.listing._repeats` must find, from the definitions: whether a row
+    lies outside ``[0, n_rows)``, whether the rows never descend, and the positions of the listings
+    of a row listed before, in order."""
+    if len(index) and (index.min() < 0 or index.max() >= n_rows):
+        return True, False, []
+    ascending = bool(np.all(np.diff(index) >= 0))
+    seen, later = set(), []
+    for position, row in enumerate(index.tolist()):
+        if row in seen:
+            later.append(position)
+        seen.add(row)
+    return False, ascending, later
+
+
+@pytest.mark.parametrize("n_rows", [1, 9, 1000, 10**6], ids=["one", "few", "bits", "sorted"])
+@pytest.mark.parametrize("shape", ["random", "ascending", "descending", "equal", "outside_first", "outside_middle",
+                                   "outside_last", "negative", "single", "empty"])
+def test_the_index_check_finds_range_order_and_repeats_as_numpy_does(n_rows, shape):
+    """The compiled check of a minibatch's index against its definition, for every order and every
+    place a row outside may stand (it takes the least and greatest row over the whole index)."""
+    from numadam.adapters.listing import _repeats
+
+    rng = np.random.default_rng(n_rows)
+    index = rng.integers(0, n_rows, 300)
+    if shape == "ascending":
+        index = np.sort(index)
+    elif shape == "descending":
+        index = np.sort(index)[::-1].copy()
+    elif shape == "equal":
+        index[:] = n_rows - 1
+    elif shape.startswith("outside"):
+        index[{"outside_first": 0, "outside_middle": 150, "outside_last": -1}[shape]] = n_rows
+    elif shape == "negative":
+        index[77] = -1
+    elif shape == "single":
+        index = index[:1]
+    elif shape == "empty":
+        index = index[:0]
+    later = np.full(len(index), -7, np.int64)
+    outside, ascending, n_later = _repeats(index.astype(np.int64), n_rows, later)
+    expected_outside, expected_ascending, expected_later = _repeats_by_numpy(index, n_rows)
+    assert (outside, ascending) == (expected_outside, expected_ascending)
+    if not expected_outside:
+        assert later[:n_later].tolist() == expected_later

@@ -87,6 +87,11 @@ def prepared(fun, jac, args, x, optimizer, family, schedule, clip, box, stop_rul
         if type(args) is not tuple:  # (minimize makes a tuple of anything else but its subclasses)
             raise NotCompilable(f"args is a {type(args).__name__}, which the compiled solve cannot unpack into "
                                 "fun's arguments; pass a plain tuple")
+        for k, argument in enumerate(args):
+            if type(argument) is int and not _INT64[0] <= argument < _INT64[1]:
+                raise NotCompilable(f"args[{k}] = {argument} lies outside int64: Numba types it as uint64 inside the "
+                                    "arguments' tuple, after which its dispatcher fails on a tuple holding a "
+                                    "negative int; pass it as a float or inside a NumPy array")
         _check_compilable(fun, jac, x, optimizer, schedule, clip, callback, progress, nonfinite)
         return CompiledSolve(fun, jac, args, x, optimizer, family, schedule, clip, box, stop_rules)
     except NotCompilable as reason:

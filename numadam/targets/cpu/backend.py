@@ -3,6 +3,7 @@
 import numpy as np
 
 from . import threads
+from .kernels import LINE
 from .sampled_pass import sampled_pass
 from ...core.pipeline import PolicyScalars
 from ..quantization import BLOCK
@@ -320,7 +321,16 @@ class CpuBackend(Backend):
 
     @staticmethod
     def zeros(size, dtype):
-        return np.zeros(size, dtype)
+        """``size`` zeros of ``dtype`` whose first byte starts a cache line (:data:`LINE` bytes; NumPy
+        aligns to 16). A row of 16 float32 state values is then one line, not two: a minibatch's
+        rows, listed at random, each wait on memory for every line (21875 rows of a 2.2e6 x 16
+        table took SparseAdam 0.347 against 0.365 ms, Zen 5), and a 64-byte vector load of a dense
+        step never splits across two lines."""
+        dtype = np.dtype(dtype)
+        n_bytes = size * dtype.itemsize
+        raw = np.zeros(n_bytes + LINE, np.uint8)
+        start = -raw.ctypes.data % LINE
+        return raw[start:start + n_bytes].view(dtype)
 
     @staticmethod
     def broadcast(array, shape):
