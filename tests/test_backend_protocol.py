@@ -137,7 +137,16 @@ def test_an_optimizer_s_state_starts_on_a_cache_line():
     """Each state kind of a CPU optimizer lives in a buffer that starts on a line."""
     from numadam.targets.cpu.kernels import LINE
 
-    param = np.ones((1000, 16), np.float32)  # (NumPy starts it 16 bytes into a line or anywhere)
+    param = np.ones((100_000, 16), np.float32)  # (so large that NumPy's allocator starts it 16 bytes into a page)
     opt = numadam.SparseAdam(param)
     buffers = [buffer for bucket in opt._engine.buckets for buffer in bucket.buffers.values()]
     assert len(buffers) == 2 and all(buffer.ctypes.data % LINE == 0 for buffer in buffers)
+
+
+@pytest.mark.parametrize("size", [-1, -16, 2.0, (3,)])
+def test_the_cpu_backend_s_zeros_refuse_a_size_that_is_no_count(size):
+    """A negative or non-integer size is refused, as NumPy refuses it, and never read as a slice's end."""
+    from numadam.targets.cpu.backend import CpuBackend
+
+    with pytest.raises((ValueError, TypeError)):
+        CpuBackend.zeros(size, np.dtype(np.float32))

@@ -68,6 +68,19 @@ class NormsSolveKernel(NamedTuple):
     step_grad: object
 
 
+def _int_outside_int64(argument):
+    """The first int outside int64 in ``argument``, itself or within its (nested) tuples; ``None``
+    where there is none."""
+    if type(argument) is int:
+        return None if _INT64[0] <= argument < _INT64[1] else argument
+    if type(argument) is tuple:
+        for item in argument:
+            outside = _int_outside_int64(item)
+            if outside is not None:
+                return outside
+    return None
+
+
 class NotCompilable(Exception):
     """Why a solve cannot compile, in words (see :func:`prepared`)."""
 
@@ -88,10 +101,12 @@ def prepared(fun, jac, args, x, optimizer, family, schedule, clip, box, stop_rul
             raise NotCompilable(f"args is a {type(args).__name__}, which the compiled solve cannot unpack into "
                                 "fun's arguments; pass a plain tuple")
         for k, argument in enumerate(args):
-            if type(argument) is int and not _INT64[0] <= argument < _INT64[1]:
-                raise NotCompilable(f"args[{k}] = {argument} lies outside int64: Numba types it as uint64 inside the "
-                                    "arguments' tuple, after which its dispatcher fails on a tuple holding a "
-                                    "negative int; pass it as a float or inside a NumPy array")
+            outside = _int_outside_int64(argument)
+            if outside is not None:
+                raise NotCompilable(f"args[{k}] holds the int {outside}, outside int64: " + (
+                    "Numba types it as uint64 inside the arguments' tuple, after which its dispatcher fails on a "
+                    "tuple holding a negative int; pass numpy.uint64 of it" if 0 <= outside < 1 << 64 else
+                    "Numba has no type for it"))
         _check_compilable(fun, jac, x, optimizer, schedule, clip, callback, progress, nonfinite)
         return CompiledSolve(fun, jac, args, x, optimizer, family, schedule, clip, box, stop_rules)
     except NotCompilable as reason:

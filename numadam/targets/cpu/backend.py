@@ -1,5 +1,7 @@
 """NumPy arrays, updated by the Numba ``prange`` kernels of :mod:`numadam.targets.cpu.kernels`."""
 
+import operator
+
 import numpy as np
 
 from . import threads
@@ -326,10 +328,12 @@ class CpuBackend(Backend):
         rows, listed at random, each wait on memory for every line (21875 rows of a 2.2e6 x 16
         table took SparseAdam 0.347 against 0.365 ms, Zen 5), and a 64-byte vector load of a dense
         step never splits across two lines."""
-        dtype = np.dtype(dtype)
+        dtype, size = np.dtype(dtype), operator.index(size)
+        if size < 0:
+            raise ValueError(f"zeros: a buffer holds a count of elements >= 0; got {size}")
         n_bytes = size * dtype.itemsize
         raw = np.zeros(n_bytes + LINE, np.uint8)
-        start = -raw.ctypes.data % LINE
+        start = -raw.__array_interface__["data"][0] % LINE
         return raw[start:start + n_bytes].view(dtype)
 
     @staticmethod
