@@ -544,3 +544,39 @@ def test_state_is_rows_plus_columns():
     state = opt.state_dict()
     assert state["row_var"].size + state["col_var"].size == 3000
     assert sum(buffer.size for bucket in opt._engine.buckets for buffer in bucket.buffers.values()) == 2 * 3000 + 1
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_the_norms_of_the_factors_pass_are_valid_below_the_cap_and_without_nan(dtype):
+    """The factors' pass's norms hold where no product of a row's and a column's scale passes the cap
+    (the largest of each, multiplied in the scales' dtype as the update caps them) and the sum is
+    finite; a NaN scale anywhere makes them not valid (the norms pass then takes them)."""
+    rng = np.random.default_rng(3)
+    batch, n_rows, n_columns = 2, 300, 5
+    weighted, param_blocks = rng.random((batch, n_columns)), rng.random((batch, 3))
+    walk_columns = (rng.random((batch, n_columns)) + 0.5).astype(dtype)
+    row_mean = (rng.random(batch) + 0.5).astype(dtype)
+    row_scales = (rng.random(batch * n_rows) + 0.5).astype(dtype)
+    column_scales = (rng.random(batch * n_columns) + 0.5).astype(dtype)
+
+    def norms(cap):
+        return factor_sums._norms_from_sums(weighted, walk_columns, row_mean, row_scales, column_scales, param_blocks,
+                                            dtype(cap))
+
+    product = row_scales.max() * column_scales.max()  # (NumPy's product of two scalars of the dtype, in it)
+    assert product.dtype == dtype
+    valid, param_squares, direction_squares = norms(product)
+    assert valid and not norms(np.nextafter(product, dtype(0)))[0]
+    expected_param = 0.0
+    for b in range(batch):
+        for block in range(param_blocks.shape[1]):
+            expected_param += param_blocks[b, block]
+    expected_direction = 0.0
+    for b in range(batch):
+        matrix = 0.0
+        for j in range(n_columns):
+            matrix += weighted[b, j] / np.float64(walk_columns[b, j])
+        expected_direction += np.float64(row_mean[b]) * matrix
+    assert (param_squares, direction_squares) == (expected_param, expected_direction)
+    row_scales[137] = np.nan  # (in the middle: a maximum that forgets a NaN once a later value passes it)
+    assert not norms(np.inf)[0]

@@ -562,7 +562,7 @@ def _cast_source(into, dtype, one_dimensional, indent, previous_into=None):
     """Lines casting ``gradient`` into ``into`` (``x``'s ``dtype``, by NumPy's name), in C order, and
     copying the iterate into ``previous_into`` (if given) on the way; then ``measured``: the cast
     gradient's largest magnitude as a float64, NaN if any element is NaN, as an integer maximum of
-    the magnitudes' bits (:func:`~numadam.solver.rules.magnitude_bits`: it vectorizes). A vector is
+    the magnitudes' bits (:func:`~numadam.core.magnitudes.magnitude_bits`: it vectorizes). A vector is
     indexed (the fastest walk); other arrays, of any layout, are walked by ``.flat``, which is C
     order (``np.nditer`` walks the memory's order: a Fortran-ordered gradient would land
     transposed)."""
@@ -681,7 +681,7 @@ stop_status, clip_norm_in_place, clip_value_in_place, copy_into, largest_differe
     project, projected_peak = map(inlined, (
         rules.stop_status, rules.clip_norm_in_place, rules.clip_value_in_place, rules.copy_into,
         rules.largest_difference, rules.largest_magnitude, rules.project, rules.projected_peak))
-from numadam.solver.rules import magnitude_bits, peak_of_bits
+from numadam.core.magnitudes import magnitude_bits, peak_of_bits
 cosine_rate, exponential_rate, step_decay_rate, warmup_rate = map(inlined, (
     schedules.cosine_rate, schedules.exponential_rate, schedules.step_decay_rate, schedules.warmup_rate))
 '''

@@ -11,10 +11,10 @@ for bit.
 import math
 
 import numpy as np
-from numba import njit, types
-from numba.extending import overload
+from numba import njit
 
 from ..core.clip_math import clamped, norm_and_scale, sum_is_final
+from ..core.magnitudes import magnitude_bits, peak_magnitude, peak_of_bits, zero_bits
 from ..targets.disk_cache import cached_njit
 
 #: The statuses of a solve; 0, 2 and 3 are successes. ``NONE``: no rule fired yet.
@@ -63,67 +63,11 @@ def non_finite_message(value, iteration):
     return f"stopped: {what.format(value=value)} at iteration {iteration}"
 
 
-def magnitude_bits(value):
-    r"""The bits of :math:`|v|` as a signed integer of ``value``'s width (float32: int32, float64 and
-    narrower floats, widened first: int64), the sign bit cleared (Numba only).
-
-    IEEE 754 orders the bits of non-negative floats as their values, and every NaN's above
-    infinity's, so the largest bits of an array's elements are its largest magnitude, or a NaN's
-    where it holds one: :math:`\max_i |a_i|` as an integer maximum, which is exact, has no branch
-    and vectorizes (a maximum of floats has to say what a NaN does and stays one element at a time).
-    :func:`peak_of_bits` reads the result back."""
-
-
-@overload(magnitude_bits, inline="always")
-def _magnitude_bits(value):
-    if value == types.float32:
-        return lambda value: np.int32(np.float32(value).view(np.int32) & np.int32(0x7FFF_FFFF))  # (Numba widens int32 & int32)
-    if isinstance(value, types.Float):
-        return lambda value: np.float64(value).view(np.int64) & np.int64(0x7FFF_FFFF_FFFF_FFFF)
-    return None
-
-
-def zero_bits(array):
-    """The bits (:func:`magnitude_bits`) of a zero of ``array``'s elements: where a maximum over them
-    starts (Numba only)."""
-
-
-@overload(zero_bits, inline="always")
-def _zero_bits(array):
-    if array.dtype == types.float32:
-        return lambda array: np.int32(0)
-    return lambda array: np.int64(0)
-
-
-def peak_of_bits(top):
-    """The float64 magnitude whose bits (:func:`magnitude_bits`) are ``top``, NaN where they are a NaN's
-    (Numba only)."""
-
-
-@overload(peak_of_bits)
-def _peak_of_bits(top):
-    if top == types.int32:
-        def narrow(top):
-            if top > np.int32(0x7F80_0000):
-                return math.nan
-            return np.float64(np.int32(top).view(np.float32))
-        return narrow
-    if top == types.int64:
-        def wide(top):
-            if top > np.int64(0x7FF0_0000_0000_0000):
-                return math.nan
-            return np.int64(top).view(np.float64)
-        return wide
-    return None
-
-
 @cached_njit()
 def largest_magnitude(array):
-    r""":math:`\max_i |a_i|` of a real array as a float64; NaN if any element is NaN."""
-    top = zero_bits(array)
-    for value in array:
-        top = max(top, magnitude_bits(value))
-    return peak_of_bits(top)
+    r""":math:`\max_i |a_i|` of a real array as a float64; NaN if any element is NaN
+    (:func:`~numadam.core.magnitudes.peak_magnitude`)."""
+    return peak_magnitude(array)
 
 
 @cached_njit()

@@ -23,6 +23,7 @@ from numba.extending import overload, register_jitable
 from ..disk_cache import cached_njit
 from .threads import parallel_allowed
 from ...core.element_math import torch_lerp
+from ...core.magnitudes import peak_magnitude
 from ..factor_elements import column_scale, effective, row_scale
 
 #: The fewest rows of a block of parallel work (and of one partial column sum).
@@ -263,13 +264,8 @@ def _norms_from_sums(weighted, walk_columns, row_mean, row_scales, column_scales
     with ``weighted`` :math:`W` (each walked column's :math:`\sum_i g^2 / f_i`) and ``walk_columns``
     :math:`h` (the walked columns' moved factors); valid where no product of scales passes
     ``cap`` and the sum is finite."""
-    largest_row = largest_column = row_scales[0] * 0
-    for value in row_scales:
-        if not value <= largest_row:
-            largest_row = value
-    for value in column_scales:
-        if not value <= largest_column:
-            largest_column = value
+    largest = np.empty(2, row_scales.dtype)  # (the peaks, exact in the scales' dtype, multiplied there as the cap is)
+    largest[0], largest[1] = peak_magnitude(row_scales), peak_magnitude(column_scales)  # (NaN: not valid)
     param_squares = direction_squares = 0.0
     for b in range(weighted.shape[0]):
         for block in range(param_blocks.shape[1]):
@@ -278,7 +274,7 @@ def _norms_from_sums(weighted, walk_columns, row_mean, row_scales, column_scales
         for j in range(weighted.shape[1]):
             matrix += weighted[b, j] / np.float64(walk_columns[b, j])
         direction_squares += np.float64(row_mean[b]) * matrix
-    valid = largest_row * largest_column <= cap and math.isfinite(direction_squares)
+    valid = largest[0] * largest[1] <= cap and math.isfinite(direction_squares)
     return valid, param_squares, direction_squares
 
 
