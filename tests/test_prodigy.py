@@ -101,6 +101,59 @@ def test_another_lr_than_the_largest_or_zero_is_refused_before_anything_moves():
             np.testing.assert_array_equal(a, b)
 
 
+@pytest.mark.parametrize("dtype", [np.float64, np.float32], ids=lambda d: np.dtype(d).name)
+@pytest.mark.parametrize("options", tiered(OPTIONS, lambda options: not options or "betas" in options),
+                         ids=lambda o: ",".join(f"{k}={v}" for k, v in o.items()) or "defaults")
+def test_the_common_step_takes_the_bits_of_the_step_through_every_stage(options, dtype):
+    """Without options, a step takes its first pass, d's total and its update in one launch made once
+    (``LocalEngine._total_launcher``); with a clip that cuts nothing it goes through every stage
+    (``policy_step``): the same bits, new gradient arrays and the same ones, groups and all."""
+    rng = np.random.default_rng(11)
+    tree, params, _, _, targets = _groups_and_reference(rng, dtype, options, {"weight_decay": 0.05})
+    staged_params = [p.copy() for p in params]
+    staged_tree = {"body": staged_params[:2], "head": numadam.Group([staged_params[2]], weight_decay=0.05)}
+    common = numadam.Prodigy(tree, **options)
+    staged = numadam.Prodigy(staged_tree, clip_value=1e30, **options)
+    for step in range(12):
+        grads = _pulled(rng, params, targets)
+        same = {"body": grads[:2], "head": grads[2:]}
+        for _ in range(1 + step % 2):  # (every other step, the very arrays twice)
+            common.step(same)
+            staged.step({"body": [g.copy() for g in grads[:2]], "head": [g.copy() for g in grads[2:]]})
+        for a, b in zip(params, staged_params):
+            np.testing.assert_array_equal(a, b)
+    assert common._engine._launch[2] is not None and not staged._engine._plain  # (each took its own path)
+    ours, theirs = common.state_dict(), staged.state_dict()
+    assert ours["carry"] == theirs["carry"] and ours["step"] == theirs["step"] == 18
+    for name in ("exp_avg_sq", "s", "p0"):
+        for a, b in zip(ours[name]["body"] + ours[name]["head"], theirs[name]["body"] + theirs[name]["head"]):
+            np.testing.assert_array_equal(a, b)
+
+
+def test_a_group_lr_changed_to_another_than_the_largest_is_refused_in_the_common_step_too():
+    """The common step's launch is made once for the kernels' flags, which a new lr leaves as they
+    are: it checks the groups' lrs at every step, before anything moves."""
+    rng = np.random.default_rng(5)
+    tree, params, _, _, targets = _groups_and_reference(rng, np.float64, {})
+    opt = numadam.Prodigy(tree)
+    for _ in range(3):
+        grads = _pulled(rng, params, targets)
+        opt.step({"body": grads[:2], "head": grads[2:]})
+    assert opt._engine._launch[2] is not None
+    tree["head"].lr = 0.5
+    before, saved = [p.copy() for p in params], opt.state_dict()
+    grads = _pulled(rng, params, targets)
+    with pytest.raises(ValueError, match=r"every group's lr must be the largest lr \(1.0\) or 0.*got lr=0.5"):
+        opt.step({"body": grads[:2], "head": grads[2:]})
+    for p, b in zip(params, before):
+        np.testing.assert_array_equal(p, b)
+    after = opt.state_dict()
+    assert after["step"] == saved["step"] == 3 and after["carry"] == saved["carry"]
+    for name in ("exp_avg", "exp_avg_sq", "s"):
+        for a, b in zip(after[name]["body"] + after[name]["head"], saved[name]["body"] + saved[name]["head"]):
+            np.testing.assert_array_equal(a, b)
+
+
 def test_a_step_with_zero_sums_moves_the_moments_only():
     """Zero gradients at the first step: s stays 0, so prodigyopt ends the step after its first pass:
     no parameter moves, d and k stay; the next step goes on from there as the reference does."""

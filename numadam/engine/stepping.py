@@ -220,12 +220,22 @@ class Engine:
         firsts, seconds = self._reduce(grads, flags, first, rows)
         if sampled is not None:
             firsts, seconds = firsts + sampled[:, 0], seconds + sampled[:, 1]
-        used = self._used_groups
-        after = tuple(algorithm.norms.total(float(np.sum(firsts)), float(np.sum(seconds)), carry[used[0]],
-                                            [hypers[g] for g in used]))
-        carry = [after] * len(carry)
-        rows = self._leaf_rows([algorithm.scalars(step, h, after) for h in hypers])
+        carry, rows = self._carry_of_sums(firsts, seconds, carry, hypers, step)
         return rows, self._after_norms_of[phase], carry
+
+    def _carry_of_sums(self, firsts, seconds, carry, hypers, step):
+        """``(carry, rows)`` after a first pass whose sums over every parameter are the whole
+        optimizer's (:attr:`Norms.total`), from each parameter's two sums ``firsts`` and ``seconds``
+        (added in parameter order): the carry every group takes, the family's total of the sums and
+        of the first used group's ``carry``, and the update's scalar rows of that carry (one per
+        parameter) for step ``step``."""
+        algorithm = self.algorithm
+        used = self._used_groups
+        total = algorithm.norms.total(float(firsts[0] if len(firsts) == 1 else firsts.sum()),
+                                      float(seconds[0] if len(seconds) == 1 else seconds.sum()),
+                                      carry[used[0]], [hypers[g] for g in used])
+        after = tuple(total)
+        return [after] * len(carry), self._leaf_rows([algorithm.scalars(step, h, after) for h in hypers])
 
     def _sampled_sums(self, grads, flags, policy, q, rows):
         """Per parameter, in parameter order, the two sums of the family's pass over its sampled

@@ -68,6 +68,10 @@ class NormsSolveKernel(NamedTuple):
     step_grad: object
 
 
+#: The ints Numba types as int64 in a solve's arguments (those beyond: as uint64, or not at all).
+_INT64 = (-(1 << 63), 1 << 63)
+
+
 def _int_outside_int64(argument):
     """The first int outside int64 in ``argument``, itself or within its (nested) tuples; ``None``
     where there is none."""
@@ -125,9 +129,6 @@ _PREPARED_LIMIT = 64
 _PREPARED_BYTES = 1 << 20
 _PREPARED_LOCK = threading.Lock()
 
-#: The ints an argument may be for a key: Numba types those beyond int64 otherwise (uint64, or none).
-_INT64 = (-(1 << 63), 1 << 63)
-
 
 def configuration_key(fun, jac, args, x0, optimizer_type, bounds, clip, schedule, callback, progress, nonfinite,
                       hyperparameters):
@@ -142,7 +143,7 @@ def configuration_key(fun, jac, args, x0, optimizer_type, bounds, clip, schedule
     if type(x0) is not np.ndarray or not _is_numba_function(fun) or not (jac is True or _is_numba_function(jac)):
         return None
     if type(args) is not tuple or not all(type(argument) in (np.ndarray, float, bool) or (
-            type(argument) is int and _INT64[0] <= argument < _INT64[1]) for argument in args):
+            type(argument) is int and _int_outside_int64(argument) is None) for argument in args):
         return None
     rate = None
     if schedule is not None:

@@ -14,6 +14,7 @@ closure, or an upgrade, compiles anew instead of loading stale code.
 """
 
 import hashlib
+import pathlib
 import sys
 import types
 
@@ -103,7 +104,7 @@ def _source_digest(module_name):
     digest = _SOURCE_DIGESTS.get(module_name)
     if digest is None:
         path = getattr(sys.modules[module_name], "__file__", None)
-        source = b"" if path is None else open(path, "rb").read()
+        source = b"" if path is None else pathlib.Path(path).read_bytes()
         digest = _SOURCE_DIGESTS[module_name] = hashlib.sha256(source).hexdigest()
     return digest
 
