@@ -102,7 +102,8 @@ def test_another_lr_than_the_largest_or_zero_is_refused_before_anything_moves():
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32], ids=lambda d: np.dtype(d).name)
-@pytest.mark.parametrize("options", tiered(OPTIONS, lambda options: not options or "betas" in options),
+@pytest.mark.parametrize("options", tiered(OPTIONS + [{"slice_p": 3}],
+                                           lambda options: not options or "betas" in options or "slice_p" in options),
                          ids=lambda o: ",".join(f"{k}={v}" for k, v in o.items()) or "defaults")
 def test_the_common_step_takes_the_bits_of_the_step_through_every_stage(options, dtype):
     """Without options, a step takes its first pass, d's total and its update in one launch made once

@@ -201,24 +201,20 @@ class LocalEngine(Engine):
     def _total_launcher(self, bucket, plan, flags):
         """``launch(scalars, carry, hypers, step) -> carry``: the common step (no policy) of a family
         whose norms are the whole optimizer's (:attr:`~numadam.core.algorithm.Norms.total`: Prodigy's
-        d) over the only ``bucket``: its first pass, the total of its sums, which moves ``carry``,
-        and the update with the scalars of the moved carry. The kernels, rows and sums of
-        :meth:`policy_step`'s steps (the same bits), with the update's launch found once for the
-        plan and ``flags``, without the policy stages' Python: 9.1-9.5 against 14.1 us a step at 1e3
-        float32 (a Zen 5). ``None`` where the family keeps sampled state (Prodigy's ``slice_p`` > 1:
-        its own pass comes first, as :meth:`policy_step` takes it)."""
-        if self._sample_step > 1:
-            return None
+        d) over the only ``bucket``: its first pass (:meth:`_total_pass`), whose sums move ``carry``,
+        and the update with the scalars of the moved carry, as :meth:`policy_step` takes them (the
+        same bits), with the update's launch found once for the plan and ``flags`` and without the
+        policy stages' Python: 9.6 against 14.1 us a step at 1e3 float32 (a Zen 5; with
+        ``slice_p=11``, 24-25 against 31-33)."""
         policies, check_groups, used = self.policies, self.algorithm.norms.check_groups, self._used_groups
-        first, after = self._first_pass_of[""], self._after_norms_of[""]
-        update = bucket.launcher(plan, flags, after)
+        update = bucket.launcher(plan, flags, self._after_norms_of[""])
 
         def launch(scalars, carry, hypers, step):
             if check_groups is not None:
                 check_groups([hypers[g] for g in used])
             extra = policies.scalars(1.0, step)
-            sums = bucket.reduce(plan, flags, first, with_policy(self._leaf_rows(scalars), first, extra))
-            carry, rows = self._carry_of_sums(sums[:, 0], sums[:, 1], carry, hypers, step)
+            rows, after, carry = self._total_pass([plan], flags, "", self._leaf_rows(scalars), extra, step, carry,
+                                                  hypers)
             update(with_policy(rows, after, extra))
             return carry
 
