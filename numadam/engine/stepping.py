@@ -131,8 +131,8 @@ class Engine:
             settings.apply_schedules(self.step_count)  # a function of step_count: again after a skip changes nothing
         hypers, flags = settings.per_group()
         norms = self.algorithm.norms
-        if norms is not None and norms.check_groups is not None and phase != "add":
-            norms.check_groups([hypers[g] for g in self._used_groups])
+        if norms is not None and phase != "add":
+            self._check_groups(hypers)
         scalars, carry = settings.step_scalars(step, self.carry, hypers)
         if self.algorithm.norms is not None:  # one row per parameter (its group's, until its norms set its field)
             scalars = self._leaf_rows(scalars)
@@ -222,6 +222,14 @@ class Engine:
             firsts, seconds = firsts + sampled[:, 0], seconds + sampled[:, 1]
         carry, rows = self._carry_of_sums(firsts, seconds, carry, hypers, step)
         return rows, self._after_norms_of[phase], carry
+
+    def _check_groups(self, hypers):
+        """The family's rule for the hyperparameters of the groups that hold parameters (Prodigy's:
+        one lr for all, or 0), checked at every step before anything moves: a new lr keeps the
+        kernels' flags, and so the launches made for them."""
+        check = self.algorithm.norms.check_groups
+        if check is not None:
+            check([hypers[g] for g in self._used_groups])
 
     def _carry_of_sums(self, firsts, seconds, carry, hypers, step):
         """``(carry, rows)`` after a first pass whose sums over every parameter are the whole
