@@ -16,10 +16,17 @@ the normalized ``X`` are rounded to bfloat16, each product accumulating in
 float32: torch's arithmetic. With ``"float32"`` nothing is rounded.
 
 The products are the array library's own: NumPy's BLAS (OpenBLAS), cuBLAS
-through CuPy's ``matmul`` (one batched call for the stack), ``torch.matmul``
-and ``baddbmm`` for torch tensors, in real bfloat16 there. NumPy and CuPy have
-no bfloat16 product: they multiply the bfloat16 values in float32 and round
-the result, which agrees with torch up to the order of accumulation.
+for CuPy (one batched call for the stack), ``torch.matmul`` and ``baddbmm``
+for torch tensors, in real bfloat16 there. NumPy and CuPy have no bfloat16
+product: they multiply the bfloat16 values in float32 and round the result,
+which agrees with torch up to the order of accumulation.
+
+On a GPU with TF32 tensor cores (compute capability 8.0 and later), the
+bfloat16 iteration's products run on them (cuBLAS's
+``CUBLAS_COMPUTE_32F_FAST_TF32``): TF32 keeps 10 bits of fraction, so the
+bfloat16 values (7 bits) reach the tensor cores exactly, and the products
+accumulate in float32 as before. Only the order of accumulation changes. The
+float32 iteration keeps cuBLAS's float32 arithmetic.
 """
 
 import numpy as np
@@ -66,6 +73,54 @@ def _kept(x):
     return x
 
 
+def gemm_arguments(first_shape, second_shape, second_transposed):
+    """cuBLAS's column-major arguments for ``out[i] = first[i] @ second[i]`` (``second[i]ᵀ`` with
+    ``second_transposed``) over C-contiguous ``(count, rows, columns)`` stacks.
+
+    cuBLAS reads a row-major matrix as its transpose, so it computes
+    :math:`C^{\top} = B^{\top} A^{\top}`: its first operand is ``second``'s memory
+    and its second ``first``'s. A transposed ``second`` is read as it lies
+    (``transa`` = 1). Returns ``(transa, transb, m, n, k, lda, stride_a, ldb,
+    stride_b, ldc, stride_c)``, where ``a`` is ``second`` and ``b`` is ``first``.
+    """
+    count, rows, inner = first_shape
+    if second_transposed:
+        columns, second_inner = second_shape[1:]
+    else:
+        second_inner, columns = second_shape[1:]
+    if second_inner != inner or second_shape[0] != count:
+        raise ValueError(f"stacks of shapes {first_shape} and {second_shape} do not multiply "
+                         f"(second transposed: {second_transposed})")
+    lda = inner if second_transposed else columns
+    return (1 if second_transposed else 0, 0, columns, rows, inner, lda, inner * columns, inner,
+            rows * inner, columns, rows * columns)
+
+
+def _tf32_products(first, second, out, second_transposed):
+    """``out[i] = first[i] @ second[i]`` (``second[i]ᵀ``) for C-contiguous float32 CuPy stacks, in one
+    cuBLAS call on TF32 tensor cores, on the current stream."""
+    from cupy.cuda import device
+    from cupy_backends.cuda.api import runtime
+    from cupy_backends.cuda.libs import cublas
+
+    transa, transb, m, n, k, lda, stride_a, ldb, stride_b, ldc, stride_c = gemm_arguments(
+        first.shape, second.shape, second_transposed)
+    one, zero = np.ones(1, dtype=np.float32), np.zeros(1, dtype=np.float32)
+    cublas.gemmStridedBatchedEx(
+        device.get_cublas_handle(), transa, transb, m, n, k, one.ctypes.data,
+        second.data.ptr, runtime.CUDA_R_32F, lda, stride_a,
+        first.data.ptr, runtime.CUDA_R_32F, ldb, stride_b,
+        zero.ctypes.data, out.data.ptr, runtime.CUDA_R_32F, ldc, stride_c,
+        first.shape[0], cublas.CUBLAS_COMPUTE_32F_FAST_TF32, cublas.CUBLAS_GEMM_DEFAULT)
+    return out
+
+
+def _has_tf32_tensor_cores():
+    import cupy
+
+    return int(cupy.cuda.Device().compute_capability) >= 80
+
+
 class Workspace:
     """The arrays one stack's iteration writes, kept between steps (NumPy and CuPy): fresh ones at
     every step cost page faults and allocator work that measured 15% of a 64 x 256 x 256 step."""
@@ -81,6 +136,8 @@ class Workspace:
         transposed = rows > columns
         #: The result in the stack's dtype and layout, where the iterate is not already that.
         self.result = xp.empty(stack.shape, dtype=stack.dtype) if transposed or stack.dtype != np.float32 else None
+        #: Whether the bfloat16 iteration's products run on TF32 tensor cores (CuPy, on such a GPU).
+        self.tensor_cores = xp is not np and _has_tf32_tensor_cores()
 
 
 def orthogonalized(stack, coefficients, steps, eps, ns_dtype, workspace=None):
@@ -106,15 +163,20 @@ def orthogonalized(stack, coefficients, steps, eps, ns_dtype, workspace=None):
     norm = xp.maximum(rounded(norm), floor)
     x /= norm[:, None, None]
     rounded(x)
+    if ns_dtype == "bfloat16" and work.tensor_cores:
+        multiplied = _tf32_products
+    else:
+        def multiplied(first, second, out, second_transposed):
+            return xp.matmul(first, second.swapaxes(-1, -2) if second_transposed else second, out=out)
     for _ in range(steps):
-        xp.matmul(x, x.swapaxes(-1, -2), out=gram)
+        multiplied(x, x, gram, True)
         rounded(gram)
-        xp.matmul(gram, gram, out=square)
+        multiplied(gram, gram, square, False)
         square *= c
         gram *= b
         square += gram
         rounded(square)  # B = b A + c A A
-        xp.matmul(square, x, out=product)
+        multiplied(square, x, product, False)
         x *= a
         x += product
         rounded(x)  # X = a X + B X

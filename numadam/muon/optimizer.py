@@ -35,7 +35,7 @@ from ..core.memory import MemoryRanges
 from ..state_files import load_state, save_state
 from . import newton_schulz
 from .arrays import address_range, as_matrix, checked_leaves, first_overlap, on_device_of, staged
-from .elementwise import apply_step, momentum_step
+from .elementwise import MuonApply, momentum_step
 
 #: torch.optim.Muon's Newton–Schulz coefficients (a, b, c).
 NS_COEFFICIENTS = (3.4445, -4.7750, 2.0315)
@@ -88,20 +88,27 @@ _NAMES = ("lr", "weight_decay", "momentum", "nesterov", "ns_coefficients", "eps"
           "ns_dtype")
 
 
-def _zeros_like(array, library):
+def _stack_of(count, shape, like, library, zeroed=False):
+    """A new C-contiguous ``(count, *shape)`` array of ``like``'s library, dtype and device."""
     if library == "torch":
-        return _torch().zeros_like(array, memory_format=_torch().contiguous_format)
-    xp = np if library == "numpy" else _cupy()
-    with on_device_of(array, library):
-        return xp.zeros(array.shape, dtype=array.dtype)
-
-
-def _empty_stack(count, shape, like, library):
-    if library == "torch":
-        return _torch().empty((count, *shape), dtype=like.dtype, device=like.device)
+        make = _torch().zeros if zeroed else _torch().empty
+        return make((count, *shape), dtype=like.dtype, device=like.device)
     xp = np if library == "numpy" else _cupy()
     with on_device_of(like, library):
-        return xp.empty((count, *shape), dtype=like.dtype)
+        return (xp.zeros if zeroed else xp.empty)((count, *shape), dtype=like.dtype)
+
+
+def _gathered(arrays, out, library):
+    """``arrays`` (same-shape matrices) copied side by side into ``out``: one copy for the whole stack."""
+    if library == "torch":
+        return _torch().stack(arrays, out=out)
+    xp = np if library == "numpy" else _cupy()
+    return xp.stack(arrays, out=out)
+
+
+def _viewed(array, shape, library):
+    """``array`` (C-contiguous) seen with ``shape``: a view, never a copy."""
+    return array.view(shape) if library == "torch" else array.reshape(shape)
 
 
 def _copy(array, library):
@@ -136,16 +143,49 @@ class _Settable:
 
 
 class _Stack:
-    """Matrices of one 2-D shape, dtype and device: their momentum updates side by side in one
-    ``(k, rows, columns)`` array, which one batched Newton–Schulz iteration reads."""
+    """Matrices of one 2-D shape, dtype and device, stepped together. Their gradients, momentum
+    buffers and momentum updates lie side by side in ``(k, rows, columns)`` arrays, so that the
+    momentum pass is one launch over the stack and the Newton–Schulz iteration one batched call;
+    the decay-and-update pass is one step of a :class:`MuonApply` over the stack's parameters.
+    On a GPU a launch per matrix cost about 0.2 ms of host time each (64 matrices of 256 x 256:
+    24 ms a step, against 6.6 ms for the iteration)."""
 
     def __init__(self, indices, matrices, library):
         self.indices = indices
         self.library = library
-        self.updates = _empty_stack(len(indices), matrices[0].shape, matrices[0], library)
-        self.views = [self.updates[i] for i in range(len(indices))]
+        count, shape, like = len(indices), tuple(matrices[0].shape), matrices[0]
+        self.shape = shape
+        self.grads = _stack_of(count, shape, like, library)
+        self.buffers = _stack_of(count, shape, like, library, zeroed=True)
+        self.updates = _stack_of(count, shape, like, library)
         with on_device_of(self.updates, library):
             self.workspace = None if library == "torch" else newton_schulz.Workspace(self.updates)
+        #: The decay-and-update pass over the stack's parameters (see :meth:`applied`).
+        self.apply = MuonApply(tuple(matrices), lr=1.0, weight_decay=0.0, ratio=1.0)
+        self._settings = (1.0, 0.0, 1.0)
+        self._orthogonal = self._orthogonal_views = None
+
+    def moved(self, grads, step, momentum, nesterov):
+        """The momentum pass: ``grads`` (this stack's gradient matrices) gathered, then every buffer
+        and update stepped in one launch."""
+        _gathered(grads, self.grads, self.library)
+        momentum_step(self.updates, self.grads, self.buffers, step=step, momentum=momentum, nesterov=nesterov)
+
+    def applied(self, orthogonal, lr, weight_decay, ratio):
+        """The decay-and-update pass with ``orthogonal`` (the iterate of the stack), in one launch.
+
+        The iterate of NumPy and CuPy stacks is the same array at every step, so its matrices'
+        views are made once and the pass keeps its checked plan."""
+        if orthogonal is not self._orthogonal:
+            self._orthogonal = orthogonal
+            self._orthogonal_views = tuple(orthogonal[j] for j in range(orthogonal.shape[0]))
+        settings = (lr, weight_decay, ratio)
+        if settings != self._settings:
+            for name, value, old in zip(("lr", "weight_decay", "ratio"), settings, self._settings):
+                if value != old:
+                    setattr(self.apply, name, value)
+            self._settings = settings
+        self.apply.step(self._orthogonal_views)
 
 
 class Muon:
@@ -253,12 +293,16 @@ class Muon:
             self._aux = adam.AdamW([leaves[i] for i in self._aux_indices], **aux)
         self._matrices = [as_matrix(leaves[i], self._library, self._paths[i], parameter=True)
                           for i in self._matrix_indices]
-        self._buffers = [_zeros_like(leaves[i], self._library) for i in self._matrix_indices]
-        self._buffer_matrices = [as_matrix(b, self._library, "", parameter=True) for b in self._buffers]
-        self._ratios = [lr_ratio(self._hyper["adjust_lr_fn"], *m.shape) for m in self._matrices]
         self._stacks = self._made_stacks()
-        #: What a step reads must not meet what it writes: every parameter, buffer and stack.
-        written = leaves + self._buffers + [s.updates for s in self._stacks]
+        buffers = [None] * len(self._matrices)
+        for stack in self._stacks:
+            for j, position in enumerate(stack.indices):
+                buffers[position] = stack.buffers[j]
+        #: Each matrix's momentum buffer, in its parameter's shape: a view of its stack's buffers.
+        self._buffers = [_viewed(buffer, tuple(leaves[i].shape), self._library)
+                         for i, buffer in zip(self._matrix_indices, buffers)]
+        #: What a step reads must not meet what it writes: every parameter and stack.
+        written = leaves + [array for s in self._stacks for array in (s.grads, s.buffers, s.updates)]
         self._written = MemoryRanges([address_range(a, self._library) for a in written], written)
         self._on_device = self._device != "cpu"
         self._step_count = 0
@@ -310,16 +354,12 @@ class Muon:
             h["lr"] = lr  # (what a schedule set, as the other optimizers keep it)
             for stack in self._stacks:
                 with self._beside_blas():
-                    for position, update in zip(stack.indices, stack.views):
-                        momentum_step(update, grad_matrices[position], self._buffer_matrices[position], step=step,
-                                      momentum=h["momentum"], nesterov=h["nesterov"])
+                    stack.moved([grad_matrices[p] for p in stack.indices], step, h["momentum"], h["nesterov"])
                 with on_device_of(stack.updates, self._library):
                     orthogonal = newton_schulz.orthogonalized(stack.updates, h["ns_coefficients"], h["ns_steps"],
                                                               h["eps"], h["ns_dtype"], stack.workspace)
                 with self._beside_blas():
-                    for j, position in enumerate(stack.indices):
-                        apply_step(self._matrices[position], orthogonal[j], step=step, lr=lr,
-                                   weight_decay=h["weight_decay"], ratio=self._ratios[position])
+                    stack.applied(orthogonal, lr, h["weight_decay"], lr_ratio(h["adjust_lr_fn"], *stack.shape))
             self._step_count = step
 
     @contextlib.contextmanager
@@ -424,7 +464,6 @@ class Muon:
                 else:
                     target[...] = value
             self._hyper = hyper
-            self._ratios = [lr_ratio(hyper["adjust_lr_fn"], *m.shape) for m in self._matrices]
             self._step_count = step
 
     def save(self, path):
