@@ -73,6 +73,19 @@ def test_the_bfloat16_rounding_is_nearest_even_with_nan_kept():
     assert np.isnan(newton_schulz.round_to_bfloat16(nan)).all()
 
 
+@pytest.mark.gpu
+def test_the_bfloat16_rounding_on_cupy_arrays_is_the_hosts():
+    cupy = pytest.importorskip("cupy")
+    rng = np.random.default_rng(1)
+    x = (rng.standard_normal(100000) * 10.0 ** rng.integers(-40, 39, 100000)).astype(np.float32)
+    x[:6] = [np.inf, -np.inf, 0.0, -0.0, np.nan, np.float32(np.finfo(np.float32).max)]
+    x[6:8] = np.array([0x7F800001, 0xFFFFFFFF], dtype=np.uint32).view(np.float32)  # signalling, all-ones NaNs
+    on_gpu = cupy.asarray(x)
+    assert newton_schulz.round_to_bfloat16(on_gpu) is on_gpu
+    np.testing.assert_array_equal(cupy.asnumpy(on_gpu).view(np.uint32),
+                                  newton_schulz.round_to_bfloat16(x.copy()).view(np.uint32))
+
+
 def test_a_higher_dimensional_parameter_is_its_first_axis_by_the_rest():
     rng = np.random.default_rng(2)
     shape = (6, 3, 2, 2)  # a convolution's (out, in, h, w): a 6 x 12 matrix

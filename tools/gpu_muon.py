@@ -85,6 +85,44 @@ def torch_parity(steps=30):
     return rows
 
 
+def product_errors():
+    """The largest error of float32 products against float64 ones, over the sum of |terms|."""
+    rng = np.random.default_rng(17)
+    first = rng.standard_normal((8, 256, 512)).astype(np.float32)
+    second = rng.standard_normal((8, 512, 256)).astype(np.float32)
+    exact = first.astype(np.float64) @ second.astype(np.float64)
+    scale = np.abs(first).astype(np.float64) @ np.abs(second).astype(np.float64)
+    on_device = to_device(first), to_device(second)
+    out = xp.empty((8, 256, 256), dtype=np.float32)
+    runs = {"matmul, float32": lambda: xp.matmul(*on_device, out=out)}
+    if not DRY and newton_schulz._has_tf32_tensor_cores():
+        runs["TF32 tensor cores (float32 values)"] = lambda: newton_schulz._tf32_products(*on_device, out, False)
+    rows = []
+    for name, run in runs.items():
+        run()
+        rows.append(f"| {name} | {float((np.abs(to_host(out) - exact) / scale).max()):.3g} |")
+    return rows
+
+
+def pass_differences():
+    """The elementwise passes on the device against the host's: elements that differ, and by how many ulps."""
+    from numadam.muon.elementwise import apply_step, momentum_step
+
+    rng = np.random.default_rng(18)
+    shape = (256, 256)
+    update, grad, buffer, param, orthogonal = (rng.standard_normal(shape).astype(np.float32) for _ in range(5))
+    host = {"update": update.copy(), "buffer": buffer.copy(), "param": param.copy()}
+    device = {name: to_device(value) for name, value in host.items()}
+    for arrays, g, o in ((host, grad, orthogonal), (device, to_device(grad), to_device(orthogonal))):
+        momentum_step(arrays["update"], g, arrays["buffer"], step=3, momentum=0.95, nesterov=True)
+        apply_step(arrays["param"], o, step=3, lr=1e-3, weight_decay=0.1, ratio=1.0)
+    rows = []
+    for name in host:
+        ulps = np.abs(to_host(device[name]).view(np.int32).astype(np.int64) - host[name].view(np.int32))
+        rows.append(f"| {name} | {int((ulps > 0).sum())} of {ulps.size} | {int(ulps.max())} |")
+    return rows
+
+
 def _median_ms(run, rounds=9):
     run()
     synchronize()
@@ -160,6 +198,10 @@ def main():
     _section("Accuracy after 20 steps (largest difference / largest movement)",
              "| ns_dtype | shape | device vs reference | host vs reference | device vs host |\n|---|---|---|---|---|",
              lambda: accuracy("float32") + accuracy("bfloat16"))
+    _section("float32 products: largest error over the sum of |terms| (8 x 256 x 512 by 512 x 256)",
+             "| products | error |\n|---|---|", product_errors)
+    _section("The elementwise passes, device against host (one step, 256 x 256)",
+             "| array | elements that differ | largest difference in ulps |\n|---|---|---|", pass_differences)
     _section("numadam.Muon on CUDA tensors against torch.optim.Muon, 30 steps",
              "| shape | worst / movement |\n|---|---|", torch_parity)
     _section("The bfloat16 iteration (5 steps), median of 9, ms",

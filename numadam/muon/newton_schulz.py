@@ -29,6 +29,8 @@ accumulate in float32 as before. Only the order of accumulation changes. The
 float32 iteration keeps cuBLAS's float32 arithmetic.
 """
 
+import functools
+
 import numpy as np
 
 from ..adapters.foreign import is_tensor
@@ -60,13 +62,27 @@ def round_to_bfloat16(x):
     bits = x.reshape(-1).view(np.uint32)
     if isinstance(x, np.ndarray):
         _round_to_bfloat16_cpu(bits)
-        return x
+    else:
+        _cupy_rounding_kernel()(bits, bits)
+    return x
+
+
+@functools.cache
+def _cupy_rounding_kernel():
+    """The rounding of :func:`_round_to_bfloat16_cpu` as one CuPy kernel over float32 bits (a chain of
+    CuPy's array operations read and wrote the array about ten times: the iteration's largest cost)."""
     import cupy
 
-    nan = (bits & np.uint32(0x7FFFFFFF)) > np.uint32(0x7F800000)
-    rounded = (bits + np.uint32(0x7FFF) + ((bits >> np.uint32(16)) & np.uint32(1))) & _SIGN_AND_EXPONENT_MASK
-    bits[...] = cupy.where(nan, (bits | np.uint32(0x00400000)) & _SIGN_AND_EXPONENT_MASK, rounded)
-    return x
+    return cupy.ElementwiseKernel(
+        "uint32 word", "uint32 rounded",
+        """
+        if ((word & 0x7FFFFFFFu) > 0x7F800000u) {
+            rounded = (word | 0x00400000u) & 0xFFFF0000u;
+        } else {
+            rounded = (word + 0x7FFFu + ((word >> 16) & 1u)) & 0xFFFF0000u;
+        }
+        """,
+        "numadam_round_to_bfloat16")
 
 
 def _kept(x):
