@@ -15,7 +15,8 @@
 #   families     SGD, RMSprop, Adagrad, Adafactor, SparseAdam against same-traffic kernels -> families.md
 #   steps        SparseAdam, Adafactor and LAMB per step, CUDA events and host time -> steps.txt
 #   launch       register caps with vector accesses, every elementwise family at 1e8 (tools/gpu_launch.py) -> launch.md
-#   muon         Muon's gpu tests (CuPy against NumPy), then numadam bench --suite muon --device cuda -> muon.{log,txt}
+#   muon         Muon's gpu tests (CuPy against the reference), numadam bench --suite muon --device cuda,
+#                then tools/gpu_muon.py (accuracy, TF32 products, a step's parts) -> muon.{log,txt}, muon-probe.md
 #   smoke        env, gpu-tests and bench-quick
 #   all          env, gpu-tests, suite, bench, asv, families and steps
 # RESULTS_DIR defaults to gpu-results. PYTHON picks the interpreter (default python3).
@@ -99,6 +100,8 @@ run_muon() {
     record muon-tests "${PIPESTATUS[0]}"
     "$python" -m numadam bench --suite muon --device cuda --repeat 9 --output "$out/muon.txt"
     record muon-bench $?
+    "$python" tools/gpu_muon.py | tee "$out/muon-probe.md"
+    record muon-probe "${PIPESTATUS[0]}"
 }
 
 case "$step" in

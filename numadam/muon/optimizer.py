@@ -148,7 +148,8 @@ class _Stack:
     momentum pass is one launch over the stack and the Newton–Schulz iteration one batched call;
     the decay-and-update pass is one step of a :class:`MuonApply` over the stack's parameters.
     On a GPU a launch per matrix cost about 0.2 ms of host time each (64 matrices of 256 x 256:
-    24 ms a step, against 6.6 ms for the iteration)."""
+    24 ms a step, against 6.6 ms for the iteration). The gathered gradients cost memory: a stack
+    holds three arrays of its matrices' size, and the iteration's (:class:`newton_schulz.Workspace`)."""
 
     def __init__(self, indices, matrices, library):
         self.indices = indices
@@ -168,7 +169,8 @@ class _Stack:
     def moved(self, grads, step, momentum, nesterov):
         """The momentum pass: ``grads`` (this stack's gradient matrices) gathered, then every buffer
         and update stepped in one launch."""
-        _gathered(grads, self.grads, self.library)
+        with on_device_of(self.grads, self.library):
+            _gathered(grads, self.grads, self.library)
         momentum_step(self.updates, self.grads, self.buffers, step=step, momentum=momentum, nesterov=nesterov)
 
     def applied(self, orthogonal, lr, weight_decay, ratio):
