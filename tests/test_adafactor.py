@@ -107,9 +107,8 @@ def elementwise_norms(param, grad, state, estimate_floor, scale, clip):
      for shape in [(70, 9), (600, 130), (3, 50, 20), (9, 700), (150, 700), (700, 150), (3, 50, 600), (1000,),
                    (100000,)]
      for layout in ["C", "F", "strided"] for dtype in [np.float32, np.float64]],
-    lambda case: (case[0], case[1], case[2]) in (((70, 9), "F", np.float32), ((600, 130), "C", np.float32),
-                                                 ((600, 130), "strided", np.float32), ((100000,), "C", np.float32),
-                                                 ((150, 700), "C", np.float32), ((700, 150), "F", np.float32)),
+    lambda case: (case[0], case[1], case[2]) in (((70, 9), "F", np.float32), ((600, 130), "strided", np.float32),
+                                                 ((100000,), "C", np.float32)),
     unpack=True))
 def test_the_factors_pass_sums_the_norms_the_norms_pass_would(shape, layout, dtype):
     """‖u‖² from the row and column sums (:mod:`numadam.core.factors`: the mean row factor times

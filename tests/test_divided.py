@@ -11,6 +11,7 @@ import numba
 import numpy as np
 import pytest
 
+from arrays import tiered
 from numadam.core.element_math import divided
 
 #: Constants as LAMB meets them (bias corrections 1 - beta**t in float32, at t = 1 and later),
@@ -62,7 +63,7 @@ def _patterns():
     return np.concatenate([positive, positive | np.uint32(0x80000000)])
 
 
-@pytest.mark.parametrize("c", CONSTANTS, ids=repr)
+@pytest.mark.parametrize("c", tiered(CONSTANTS, lambda c: c in CONSTANTS[:3]), ids=repr)
 def test_the_float32_quotient_has_the_bits_of_the_division(c):
     bits = _patterns()
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):

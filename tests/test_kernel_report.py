@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 
 import numadam
-from arrays import tiered
 from numadam.bench import kernel_report
 
 # A hand-written SASS excerpt in cuobjdump's layout: a table loop, then an element loop of two
@@ -81,7 +80,8 @@ needs_ptxas = pytest.mark.skipif(shutil.which("ptxas") is None, reason="ptxas (C
 
 
 @needs_ptxas
-@pytest.mark.parametrize("name", tiered(list(numadam.families()), lambda name: name == "adam"))
+@pytest.mark.slow
+@pytest.mark.parametrize("name", list(numadam.families()))
 def test_every_family_s_float32_kernel_assembles_for_hopper_without_spills(name, monkeypatch):
     """With room for its registers (no cap), no kernel spills; under the launch's cap of 96, a few
     values of the largest rules do (Adafactor, AdEMAMix: docs/gpu.md), never more than 128 bytes,
@@ -105,6 +105,7 @@ def test_every_family_s_float32_kernel_assembles_for_hopper_without_spills(name,
 
 
 @needs_ptxas
+@pytest.mark.slow
 def test_numadam_bench_kernels_prints_one_row_per_family(capsys):
     from numadam.cli import main
 

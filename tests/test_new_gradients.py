@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 import numadam
-from arrays import in_layout, random_array
+from arrays import in_layout, random_array, tiered
 from numadam.engine.bucket import Bucket
 from test_families import LR, Reference, assert_bitwise
 
@@ -168,8 +168,12 @@ POLICY_CASES = {
 }
 
 
+#: The policy cases the quick tier runs (with both containers); the full tier runs them all.
+QUICK_POLICY_CASES = ("clip_global_norm", "int8 state", "master weights", "Adafactor skipping")
+
+
 @pytest.mark.parametrize("container", ["one array", "list"])
-@pytest.mark.parametrize("case", POLICY_CASES, ids=list(POLICY_CASES))
+@pytest.mark.parametrize("case", tiered(list(POLICY_CASES), lambda case: case in QUICK_POLICY_CASES))
 def test_steps_with_a_policy_move_the_plan_onto_new_arrays(case, container, monkeypatch):
     """A step with a policy on new gradient arrays takes the plan of the first step, moved onto
     them, and the bits of a new plan at every step: parameters, state, and the count of steps taken
