@@ -103,6 +103,29 @@ def test_torch_stacks_and_higher_dimensional_tensors_step_as_the_reference():
         assert _worst_over_movement(t.numpy(), p, s) <= 1e-4
 
 
+def test_gradients_that_require_grad_and_a_muon_made_in_inference_mode_step_as_plain_tensors():
+    """Gradients from ``backward(create_graph=True)`` require grad, and a Muon built under
+    ``torch.inference_mode()`` holds inference tensors; both step as plain tensors do."""
+    rng = np.random.default_rng(4)
+    starts = {"w": rng.standard_normal((6, 4)).astype(np.float32), "v": rng.standard_normal((5, 3)).astype(np.float32),
+              "b": rng.standard_normal(4).astype(np.float32)}
+    grads = [{name: rng.standard_normal(a.shape).astype(np.float32) for name, a in starts.items()} for _ in range(3)]
+    plain = {name: torch.from_numpy(a.copy()) for name, a in starts.items()}
+    with torch.inference_mode():
+        in_inference = {name: torch.from_numpy(a.copy()) for name, a in starts.items()}
+        made_there = numadam.Muon(in_inference, aux={})
+    tracked = {name: torch.from_numpy(a.copy()) for name, a in starts.items()}
+    expected, requiring = numadam.Muon(plain, aux={}), numadam.Muon(tracked, aux={})
+    for g in grads:
+        expected.step({name: torch.from_numpy(a) for name, a in g.items()})
+        requiring.step({name: torch.from_numpy(a.copy()).requires_grad_() for name, a in g.items()})
+        made_there.step({name: torch.from_numpy(a) for name, a in g.items()})
+    for name in starts:
+        assert not np.array_equal(plain[name].numpy(), starts[name])
+        np.testing.assert_array_equal(tracked[name].numpy(), plain[name].numpy())
+        np.testing.assert_array_equal(in_inference[name].numpy(), plain[name].numpy())
+
+
 def test_sparse_and_complex_tensors_are_refused():
     with pytest.raises(TypeError, match="complex"):
         numadam.Muon(torch.zeros(3, 3, dtype=torch.complex64))

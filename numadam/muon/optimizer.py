@@ -99,9 +99,16 @@ def _stack_of(count, shape, like, library, zeroed=False):
 
 
 def _gathered(arrays, out, library):
-    """``arrays`` (same-shape matrices) copied side by side into ``out``: one copy for the whole stack."""
+    """``arrays`` (same-shape matrices) copied side by side into ``out``: one copy for the whole stack.
+
+    torch's copy runs in inference mode: outside it, ``stack(out=)`` refuses gradients that require
+    grad (after ``backward(create_graph=True)``), and an ``out`` made in inference mode (a Muon
+    built there) refuses in-place writes; numadam's kernels, which wrote these arrays before, are
+    subject to neither."""
     if library == "torch":
-        return _torch().stack(arrays, out=out)
+        torch = _torch()
+        with torch.inference_mode():
+            return torch.stack(arrays, out=out)
     xp = np if library == "numpy" else _cupy()
     return xp.stack(arrays, out=out)
 
