@@ -93,6 +93,7 @@ def cupy_launch(monkeypatch, spec, scalars):
 
 
 @pytest.mark.parametrize("n_rows", tiered([0, 1, 2], lambda n_rows: n_rows == 2))
+@pytest.mark.slow
 def test_a_launch_through_cupy_packs_its_scalars_as_the_kernel_takes_them(monkeypatch, n_rows):
     """CuPy packs each argument by its dtype; the compiled kernel's parameters, in PTX, must be
     those types in that order: the scalars' values (or their address, ``n_rows`` 0) in place."""

@@ -271,6 +271,7 @@ def test_layouts_and_dtypes_block_over_the_c_order(dtype, layout):
     assert_state_matches(opt, reference)
 
 
+@pytest.mark.slow
 def test_small_parameters_keep_full_state():
     params = [np.ones(4095, np.float32), np.ones(4096, np.float32), np.ones((64, 64), np.float64)]
     opt = numadam.Adam(params, state_dtype="int8")
@@ -279,6 +280,7 @@ def test_small_parameters_keep_full_state():
     assert [a.dtype for a in exp_avg] == [np.float32, np.int8, np.int8]
 
 
+@pytest.mark.slow
 def test_state_takes_about_two_bytes_per_element():
     """Adam's two 8-bit moments and their block scales: at most 2.1 bytes per element (8 in float32)."""
     import tracemalloc

@@ -164,6 +164,7 @@ def test_every_family_is_offered():
 
 
 @pytest.mark.parametrize("dtype", tiered([np.float32, np.float64], lambda dtype: dtype is np.float32))
+@pytest.mark.slow
 def test_prodigy_steps_one_array_of_many_chunks_as_the_objects_do(dtype):
     """Prodigy's two passes on one array: the first pass's two sums over many tiles and chunks, its
     total (d and the rest of the carry), the update with the new d, bit for bit with

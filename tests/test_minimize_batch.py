@@ -354,6 +354,7 @@ VECTORIZED = {
 
 
 @pytest.mark.parametrize("name", tiered(list(VECTORIZED), lambda name: name == "clip-norm"))
+@pytest.mark.slow
 def test_a_vectorized_batch_steps_each_problem_as_its_own_solve(name):
     """Each problem's iterates, stop and history are its own minimize's; stopped problems stay frozen."""
     t, y = decay_problems(12, seed=9)
@@ -431,6 +432,7 @@ def test_a_vectorized_objective_that_returns_the_wrong_shapes_is_named():
         numadam.minimize_batch(lambda X: ((X * X).sum(1), X.sum(1)), np.zeros((4, 3)), jac=True, vectorized=True)
 
 
+@pytest.mark.slow
 def test_a_vectorized_batch_in_float32_with_a_separate_jac():
     centres = np.random.default_rng(12).standard_normal((6, 5)).astype(np.float32)
     batch = numadam.minimize_batch(lambda X, C: ((X - C) ** 2).sum(1), np.zeros((6, 5), np.float32),

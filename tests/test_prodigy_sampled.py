@@ -177,6 +177,7 @@ def test_the_state_dict_round_trips_and_another_slice_p_is_refused():
     assert_resumes_exactly(opt, resumed, steps[4:], params, twin)
 
 
+@pytest.mark.slow
 def test_the_functional_step_takes_sampled_s_and_p0():
     """numadam.prodigy_step with s and p0 of ceil(n / slice_p) elements: numadam.Prodigy's run bit for bit;
     s or p0 of another shape, or sharing memory, is refused before anything is written."""
@@ -266,6 +267,7 @@ def test_the_cpu_s_compiled_pass_is_the_array_pass(monkeypatch):
     assert compiled[1]["carry"][0][4] == 5
 
 
+@pytest.mark.slow
 def test_the_compiled_pass_gives_the_same_bits_on_any_number_of_threads():
     numba = pytest.importorskip("numba")
     rng = np.random.default_rng(8)

@@ -396,6 +396,7 @@ def test_rows_of_no_elements_step_nothing(shape, order):
     assert opt.state_dict()["step"] == 2 and param.shape == shape
 
 
+@pytest.mark.slow
 def test_stochastic_rounding_rounds_the_listed_rows_only():
     ml_dtypes = pytest.importorskip("ml_dtypes")
     rng = np.random.default_rng(17)
