@@ -181,6 +181,27 @@ def test_families_lists_every_module_s_algorithm_with_its_class_and_functional_s
         assert getattr(numadam, f"{cls.algorithm.name}_step") is functional_step(name)
 
 
+def test_every_family_s_scalars_are_its_named_tuple_with_every_field():
+    """Each family's ``scalars`` of its default hyperparameters is its ``Scalars`` named tuple, every
+    field a float, in Python and in njit (``numadam.jit`` compiles it): Adam's is made as a tuple is
+    (:func:`numadam.core.element_math.scalar_fields`), so a value too few would pass unnoticed here."""
+    from numadam.core.element_math import scalar_fields
+    from numba import njit
+
+    for name, cls in numadam.families().items():
+        algorithm = cls.algorithm
+        h = algorithm.Hyper(**{**cls._class_defaults, **cls.pinned})
+        scalars, _ = algorithm.step_scalars(3, h, algorithm.initial_carry())
+        assert type(scalars) is algorithm.Scalars, name
+        assert len(scalars) == len(algorithm.Scalars._fields), name
+        assert all(isinstance(value, float) for value in scalars), (name, scalars)
+    from numadam.families.adam import AdamScalars
+
+    values = tuple(float(k) for k in range(len(AdamScalars._fields)))
+    made = njit(lambda values: scalar_fields(AdamScalars, values))(values)
+    assert type(made) is AdamScalars and made == values
+
+
 def test_each_algorithm_pickles_as_a_reference_to_its_module_and_another_by_value():
     """A Dask task carries its algorithm to a worker every step: numadam's own go as a reference
     (the same object comes back, in a few bytes), and name their module in Dask's tokens; an algorithm

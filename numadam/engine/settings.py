@@ -128,6 +128,8 @@ class Settings:
         if hypers is None:
             hypers = self.per_group()[0]
         if len(hypers) == 1:  # no groups: the common case, kept short (this runs every step)
+            if algorithm.carry is None:  # nothing to advance: the carry (a list of one empty tuple) stays
+                return [algorithm.scalars(step, hypers[0], carry[0])], carry
             values, after = algorithm.step_scalars(step, hypers[0], carry[0])
             return [values], [after]
         scalars, carried = [], []

@@ -92,13 +92,25 @@ class CpuBackend(Backend):
         n_scalars = spec.n_scalars
         if type(plan) is ListedPlan and blocks is None:
             return self._listed_launcher(plan, spec, real, zero)
-        table, width, kind = plan.device_table, plan.width, "update" if blocks is None else "blocks"
-        kernel = self._kernel(kind, spec, self._parallel(plan))
-        head, tail = ((plan.n_chunks, self.chunk_size), ()) if blocks is None else (
-            (blocks[0], self.chunk_size // BLOCK), (blocks[1],))
+        table, width = plan.device_table, plan.width
+        if blocks is not None:
+            kernel = self._kernel("blocks", spec, self._parallel(plan))
+            starts, per_block, scales = blocks[0], self.chunk_size // BLOCK, blocks[1]
+
+            def launch_blocks(scalars):
+                kernel(spec, table, width, starts, per_block, checked_rows(scalars, real, n_scalars), zero, scales)
+
+            return launch_blocks
+        kernel = self._kernel("update", spec, self._parallel(plan))
+        n_chunks, chunk_size = plan.n_chunks, self.chunk_size
 
         def launch(scalars):
-            kernel(spec, table, width, *head, checked_rows(scalars, real, n_scalars), zero, *tail)
+            # One row, the common case, without a call (this runs every step: 0.2 us of a 4 us step at 1e3)
+            if type(scalars) is list and len(scalars) == 1 and len(scalars[0]) == n_scalars:
+                rows = np.fromiter(scalars[0], real, n_scalars)
+            else:
+                rows = checked_rows(scalars, real, n_scalars)
+            kernel(spec, table, width, n_chunks, chunk_size, rows, zero)
 
         return launch
 
