@@ -183,8 +183,9 @@ def test_families_lists_every_module_s_algorithm_with_its_class_and_functional_s
 
 def test_every_family_s_scalars_are_its_named_tuple_with_every_field():
     """Each family's ``scalars`` of its default hyperparameters is its ``Scalars`` named tuple, every
-    field a float, in Python and in njit (``numadam.jit`` compiles it): Adam's is made as a tuple is
-    (:func:`numadam.core.element_math.scalar_fields`), so a value too few would pass unnoticed here."""
+    field a float, in Python and in njit (``numadam.jit`` compiles it). Each is made as a tuple is
+    (:func:`numadam.core.element_math.scalar_fields`), which checks no length: a value too few
+    would pass unnoticed there."""
     from numadam.core.element_math import scalar_fields
     from numba import njit
 

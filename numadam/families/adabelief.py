@@ -46,11 +46,11 @@ def adabelief_scalars(step, h, carry) -> AdaBeliefScalars:
                                   / (rho_inf - 2.0)) / bias_correction1 * lr
         else:  # its degenerated_to_sgd=True
             step_size, adaptive = 1.0 / bias_correction1 * lr, 0.0
-    return AdaBeliefScalars(
+    return element_math.scalar_fields(AdaBeliefScalars, (
         _common.grad_sign(h), weight_decay, 1.0 - lr * weight_decay,
         beta1, 1.0 - beta1, beta2, 1.0 - beta2, bias_correction1, bias_correction2, math.sqrt(bias_correction2),
         h.eps if h.convention == "pytorch" else h.eps_root, step_size, lr, h.eps, adaptive,
-    )
+    ))
 
 
 def adabelief_flags(h) -> AdaBeliefFlags:

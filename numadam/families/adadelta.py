@@ -17,7 +17,7 @@ import math
 
 from numba import njit
 
-from ..core import validate
+from ..core import element_math, validate
 from ..core.algorithm import Algorithm, Example, Hyperparameter, StateKind
 from . import _common
 
@@ -26,7 +26,9 @@ AdadeltaScalars = namedtuple("AdadeltaScalars", "grad_sign weight_decay rho one_
 
 
 def adadelta_scalars(step, h, carry) -> AdadeltaScalars:
-    return AdadeltaScalars(-1.0 if h.maximize else 1.0, h.weight_decay, h.rho, 1.0 - h.rho, h.eps, h.lr)
+    return element_math.scalar_fields(AdadeltaScalars, (
+        -1.0 if h.maximize else 1.0, h.weight_decay, h.rho, 1.0 - h.rho, h.eps, h.lr,
+    ))
 
 
 def _check_rho(name, value):

@@ -54,7 +54,7 @@ import numpy as np
 from numba import njit
 from numba.extending import overload
 
-from ..core import validate
+from ..core import element_math, validate
 from ..core.algorithm import Algorithm, Hyperparameter, Norms, StateKind
 from . import _common
 
@@ -71,9 +71,10 @@ AdafactorFlags = namedtuple("AdafactorFlags", "decays")
 
 def adafactor_scalars(step, h, carry) -> AdafactorScalars:
     eps1_squared, machine_eps1, eps1 = _eps1_terms(h.eps[0])
-    return AdafactorScalars(1.0, _common.grad_sign(h), 1.0 - h.lr * h.weight_decay, eps1_squared, machine_eps1,
-                            float(h.eps[1]), min(h.lr, 1.0 / step**0.5), h.d, float(step) ** h.beta2_decay, eps1,
-                            0.0, 0.0)
+    return element_math.scalar_fields(AdafactorScalars, (
+        1.0, _common.grad_sign(h), 1.0 - h.lr * h.weight_decay, eps1_squared, machine_eps1, float(h.eps[1]),
+        min(h.lr, 1.0 / step**0.5), h.d, float(step) ** h.beta2_decay, eps1, 0.0, 0.0,
+    ))
 
 
 def _eps1_terms(eps1):

@@ -17,7 +17,7 @@ import math
 
 from numba import njit
 
-from ..core import validate
+from ..core import element_math, validate
 from ..core.algorithm import Algorithm, Example, Hyperparameter, StateKind
 from . import _common
 
@@ -30,7 +30,9 @@ AdagradFlags = namedtuple("AdagradFlags", "l2_decay")
 
 
 def adagrad_scalars(step, h, carry) -> AdagradScalars:
-    return AdagradScalars(-1.0 if h.maximize else 1.0, h.weight_decay, h.lr / (1.0 + (step - 1) * h.lr_decay), h.eps)
+    return element_math.scalar_fields(AdagradScalars, (
+        -1.0 if h.maximize else 1.0, h.weight_decay, h.lr / (1.0 + (step - 1) * h.lr_decay), h.eps,
+    ))
 
 
 def adagrad_flags(h) -> AdagradFlags:

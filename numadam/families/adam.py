@@ -54,7 +54,7 @@ def adam_scalars(step, h, carry) -> AdamScalars:
     bias_correction2_sqrt = math.sqrt(bias_correction2)
     lr, weight_decay = h.lr, h.weight_decay
     eps_hat = h.convention == "keras" or h.convention == "sklearn"
-    return element_math.scalar_fields(AdamScalars, (  # in the field order
+    return element_math.scalar_fields(AdamScalars, (
         -1.0 if h.maximize else 1.0,                                    # grad_sign
         weight_decay,                                                   # weight_decay
         1.0 - lr * weight_decay if h.decoupled_weight_decay else 1.0,   # decay_factor

@@ -29,8 +29,10 @@ AdamaxFlags = namedtuple("AdamaxFlags", "l2_decay keras optax")
 def adamax_scalars(step, h, carry) -> AdamaxScalars:
     beta1, beta2 = h.betas
     bias_correction1 = 1.0 - element_math.power_of_step(beta1, step)
-    return AdamaxScalars(_common.grad_sign(h), h.weight_decay, beta1, 1.0 - beta1, beta2, bias_correction1,
-                         h.lr / bias_correction1, h.lr, h.eps)
+    return element_math.scalar_fields(AdamaxScalars, (
+        _common.grad_sign(h), h.weight_decay, beta1, 1.0 - beta1, beta2, bias_correction1, h.lr / bias_correction1,
+        h.lr, h.eps,
+    ))
 
 
 def adamax_flags(h) -> AdamaxFlags:

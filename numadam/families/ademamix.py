@@ -58,9 +58,10 @@ def ademamix_scalars(step, h, carry) -> AdEMAMixScalars:
     alpha = h.alpha if h.alpha_warmup is None else linear_warmup(step, h.alpha, 0.0, h.alpha_warmup)
     if h.beta3_warmup is not None:
         beta3 = half_life_warmup(step, beta3, beta1, h.beta3_warmup)
-    return AdEMAMixScalars(beta1, 1.0 - beta1, beta2, 1.0 - beta2, beta3, 1.0 - beta3,
-                           1.0 - element_math.power_of_step(beta1, step), math.sqrt(1.0 - element_math.power_of_step(beta2, step)), alpha,
-                           h.weight_decay, -h.lr, h.eps)
+    return element_math.scalar_fields(AdEMAMixScalars, (
+        beta1, 1.0 - beta1, beta2, 1.0 - beta2, beta3, 1.0 - beta3, 1.0 - element_math.power_of_step(beta1, step),
+        math.sqrt(1.0 - element_math.power_of_step(beta2, step)), alpha, h.weight_decay, -h.lr, h.eps,
+    ))
 
 
 def ademamix_flags(h) -> AdEMAMixFlags:

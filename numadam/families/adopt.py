@@ -18,7 +18,7 @@ from collections import namedtuple
 
 from numba import njit
 
-from ..core import validate
+from ..core import element_math, validate
 from ..core.algorithm import Algorithm, Example, Hyperparameter, StateKind
 from . import _common
 
@@ -53,9 +53,9 @@ def power_clip(h, step):
 def adopt_scalars(step, h, carry) -> ADOPTScalars:
     beta1, beta2 = h.betas
     clip = 0.0 if h.clip_lambda is None or step == 1 else clip_value(h, step)
-    return ADOPTScalars(_common.grad_sign(h), h.weight_decay, -h.lr * h.weight_decay,
+    return element_math.scalar_fields(ADOPTScalars, (_common.grad_sign(h), h.weight_decay, -h.lr * h.weight_decay,
                         beta1, 1.0 - beta1, beta2, 1.0 - beta2, clip, -h.lr, h.eps,
-                        1.0 if step == 1 else 0.0)
+                        1.0 if step == 1 else 0.0))
 
 
 def adopt_flags(h) -> ADOPTFlags:

@@ -26,7 +26,7 @@ from collections import namedtuple
 
 from numba import njit
 
-from ..core import validate
+from ..core import element_math, validate
 from ..core.algorithm import Algorithm, Carry, Example, Hyperparameter, StateKind
 from . import _common
 
@@ -49,7 +49,9 @@ def _advance(step, h, carry):
 
 def asgd_scalars(step, h, carry) -> ASGDScalars:
     eta, mu = carry[0], carry[1]
-    return ASGDScalars(-1.0 if h.maximize else 1.0, h.weight_decay, eta, 1.0 - h.lambd * eta, mu)
+    return element_math.scalar_fields(ASGDScalars, (
+        -1.0 if h.maximize else 1.0, h.weight_decay, eta, 1.0 - h.lambd * eta, mu,
+    ))
 
 
 @njit(inline="always")

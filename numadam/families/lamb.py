@@ -40,8 +40,10 @@ LAMBFlags = namedtuple("LAMBFlags", "decays")
 
 def lamb_scalars(step, h, carry) -> LAMBScalars:
     beta1, beta2 = h.betas
-    return LAMBScalars(beta1, 1.0 - beta1, beta2, 1.0 - beta2, 1.0 - element_math.power_of_step(beta1, step),
-                       1.0 - element_math.power_of_step(beta2, step), h.eps, h.eps_root, h.weight_decay, h.lr, 1.0)
+    return element_math.scalar_fields(LAMBScalars, (
+        beta1, 1.0 - beta1, beta2, 1.0 - beta2, 1.0 - element_math.power_of_step(beta1, step),
+        1.0 - element_math.power_of_step(beta2, step), h.eps, h.eps_root, h.weight_decay, h.lr, 1.0,
+    ))
 
 
 def lamb_flags(h) -> LAMBFlags:

@@ -27,7 +27,9 @@ LionFlags = namedtuple("LionFlags", "decoupled_decay")
 
 def lion_scalars(step, h, carry) -> LionScalars:
     beta1, beta2 = h.betas
-    return LionScalars(_common.grad_sign(h), h.weight_decay, beta1, 1.0 - beta1, beta2, 1.0 - beta2, h.lr, 1.0)
+    return element_math.scalar_fields(LionScalars, (
+        _common.grad_sign(h), h.weight_decay, beta1, 1.0 - beta1, beta2, 1.0 - beta2, h.lr, 1.0,
+    ))
 
 
 def lion_flags(h) -> LionFlags:

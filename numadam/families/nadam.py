@@ -63,13 +63,13 @@ def nadam_scalars(step, h, carry) -> NAdamScalars:
         if convention == "torch":  # torch folds -lr into the coefficients
             grad_coefficient, grad_divisor = -lr * grad_coefficient / grad_divisor, 1.0
             momentum_coefficient, momentum_divisor = -lr * momentum_coefficient / momentum_divisor, 1.0
-    return NAdamScalars(
+    return element_math.scalar_fields(NAdamScalars, (
         -1.0 if h.maximize else 1.0, weight_decay,
         1.0 - lr * weight_decay if h.decoupled_weight_decay else 1.0,
         beta1, 1.0 - beta1, beta2, 1.0 - beta2, 1.0 - element_math.power_of_step(beta2, step),
         grad_coefficient, grad_divisor, momentum_coefficient, momentum_divisor,
         lr, h.eps, h.eps_root,
-    )
+    ))
 
 
 def nadam_flags(h) -> NAdamFlags:

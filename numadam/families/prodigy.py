@@ -46,7 +46,7 @@ from collections import namedtuple
 
 from numba import njit
 
-from ..core import validate
+from ..core import element_math, validate
 from ..core.algorithm import Algorithm, Carry, Hyperparameter, Norms, StateKind
 from . import _common
 
@@ -91,7 +91,7 @@ def prodigy_scalars(step, h, carry) -> ProdigyScalars:
     delta = _delta(d, k, h.lr, h)  # (a group that adds to the sums has the largest lr)
     ratio = d / h.d0
     step_size = dlr * moved
-    return ProdigyScalars(
+    return element_math.scalar_fields(ProdigyScalars, (
         1.0 if h.lr > 0.0 else 0.0,
         1.0 if step == 1 else 0.0,
         beta1, beta2, _beta3(h),
@@ -103,7 +103,7 @@ def prodigy_scalars(step, h, carry) -> ProdigyScalars:
         h.weight_decay * step_size,
         d * h.eps,
         step_size * d,
-    )
+    ))
 
 
 def prodigy_flags(h) -> ProdigyFlags:

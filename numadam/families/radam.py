@@ -49,13 +49,13 @@ def radam_scalars(step, h, carry) -> RAdamScalars:
     rho_inf = 2.0 / (1.0 - beta2) - 1.0
     rho = rho_inf - 2.0 * step * beta2_t / bias_correction2
     rectified = rho >= h.threshold if h.convention == "optax" else rho > h.threshold
-    return RAdamScalars(
+    return element_math.scalar_fields(RAdamScalars, (
         -1.0 if h.maximize else 1.0, weight_decay,
         1.0 - lr * weight_decay if h.decoupled_weight_decay else 1.0,
         beta1, 1.0 - beta1, beta2, 1.0 - beta2, 1.0 - element_math.power_of_step(beta1, step), bias_correction2,
         math.sqrt(bias_correction2),
         1.0 if rectified else 0.0, rectification(rho, rho_inf) if rectified else 0.0, lr, h.eps, h.eps_root,
-    )
+    ))
 
 
 def radam_flags(h) -> RAdamFlags:

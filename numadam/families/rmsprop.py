@@ -32,8 +32,9 @@ RMSpropFlags = namedtuple("RMSpropFlags", "l2_decay centered momentum")
 
 
 def rmsprop_scalars(step, h, carry) -> RMSpropScalars:
-    return RMSpropScalars(-1.0 if h.maximize else 1.0, h.weight_decay, h.alpha, 1.0 - h.alpha, h.momentum, h.lr,
-                          h.eps)
+    return element_math.scalar_fields(RMSpropScalars, (
+        -1.0 if h.maximize else 1.0, h.weight_decay, h.alpha, 1.0 - h.alpha, h.momentum, h.lr, h.eps,
+    ))
 
 
 def rmsprop_flags(h) -> RMSpropFlags:

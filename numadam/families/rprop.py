@@ -20,7 +20,7 @@ from collections import namedtuple
 
 from numba import njit
 
-from ..core import validate
+from ..core import element_math, validate
 from ..core.algorithm import Algorithm, Example, Hyperparameter, StateKind
 from . import _common
 
@@ -39,8 +39,10 @@ PAPER = ('Riedmiller & Braun, "A Direct Adaptive Method for Faster Backpropagati
 def rprop_scalars(step, h, carry) -> RpropScalars:
     eta_minus, eta_plus = h.etas
     step_size_min, step_size_max = h.step_sizes
-    return RpropScalars(-1.0 if h.maximize else 1.0, eta_minus, eta_plus, step_size_min, step_size_max, 1.0,
-                        1.0 if step == 1 else 0.0, h.lr)
+    return element_math.scalar_fields(RpropScalars, (
+        -1.0 if h.maximize else 1.0, eta_minus, eta_plus, step_size_min, step_size_max, 1.0, 1.0 if step == 1 else 0.0,
+        h.lr,
+    ))
 
 
 def rprop_flags(h) -> RpropFlags:

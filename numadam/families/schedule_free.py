@@ -57,8 +57,10 @@ def schedule_free_scalars(step, h, carry) -> ScheduleFreeScalars:
     lr_max, weight_sum = carry
     weight = (step ** h.r) * (lr_max ** h.weight_lr_power)
     average_weight = weight / weight_sum if weight_sum != 0 else 0.0
-    return ScheduleFreeScalars(beta2, 1.0 - beta2, 1.0 - element_math.power_of_step(beta2, step), h.eps, h.weight_decay,
-                               average_weight, 1.0 - average_weight, lr * (beta1 * (1.0 - average_weight) - 1.0), lr)
+    return element_math.scalar_fields(ScheduleFreeScalars, (
+        beta2, 1.0 - beta2, 1.0 - element_math.power_of_step(beta2, step), h.eps, h.weight_decay, average_weight,
+        1.0 - average_weight, lr * (beta1 * (1.0 - average_weight) - 1.0), lr,
+    ))
 
 
 def schedule_free_flags(h) -> ScheduleFreeFlags:

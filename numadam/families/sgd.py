@@ -17,7 +17,7 @@ from collections import namedtuple
 
 from numba import njit
 
-from ..core import validate
+from ..core import element_math, validate
 from ..core.algorithm import Algorithm, Example, Hyperparameter, StateKind
 from . import _common
 
@@ -30,8 +30,9 @@ SGDFlags = namedtuple("SGDFlags", "l2_decay momentum nesterov")
 
 
 def sgd_scalars(step, h, carry) -> SGDScalars:
-    return SGDScalars(-1.0 if h.maximize else 1.0, h.weight_decay, h.momentum, 1.0 - h.dampening,
-                      1.0 if step == 1 else 0.0, h.lr)
+    return element_math.scalar_fields(SGDScalars, (
+        -1.0 if h.maximize else 1.0, h.weight_decay, h.momentum, 1.0 - h.dampening, 1.0 if step == 1 else 0.0, h.lr,
+    ))
 
 
 def sgd_flags(h) -> SGDFlags:

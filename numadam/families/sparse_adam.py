@@ -34,7 +34,9 @@ SparseAdamFlags = namedtuple("SparseAdamFlags", "")
 def sparse_adam_scalars(step, h, carry) -> SparseAdamScalars:
     beta1, beta2 = h.betas
     step_size = h.lr * math.sqrt(1.0 - element_math.power_of_step(beta2, step)) / (1.0 - element_math.power_of_step(beta1, step))
-    return SparseAdamScalars(_common.grad_sign(h), 1.0 - beta1, 1.0 - beta2, step_size, h.eps)
+    return element_math.scalar_fields(SparseAdamScalars, (
+        _common.grad_sign(h), 1.0 - beta1, 1.0 - beta2, step_size, h.eps,
+    ))
 
 
 def sparse_adam_flags(h) -> SparseAdamFlags:

@@ -30,8 +30,11 @@ YogiFlags = namedtuple("YogiFlags", "decoupled_decay")
 
 def yogi_scalars(step, h, carry) -> YogiScalars:
     beta1, beta2 = h.betas
-    return YogiScalars(_common.grad_sign(h), h.weight_decay, beta1, 1.0 - beta1, 1.0 - beta2,
-                       1.0 - element_math.power_of_step(beta1, step), 1.0 - element_math.power_of_step(beta2, step), h.lr, h.eps, h.eps_root, 1.0)
+    return element_math.scalar_fields(YogiScalars, (
+        _common.grad_sign(h), h.weight_decay, beta1, 1.0 - beta1, 1.0 - beta2,
+        1.0 - element_math.power_of_step(beta1, step), 1.0 - element_math.power_of_step(beta2, step), h.lr, h.eps,
+        h.eps_root, 1.0,
+    ))
 
 
 def yogi_flags(h) -> YogiFlags:
