@@ -72,6 +72,8 @@ class Settings:
         (a schedule changes ``lr`` at every step, never the flags)."""
         cache = self._cache
         groups = self.groups
+        if cache is not None and not groups and cache[0] == self.version:  # the common case, kept short
+            return cache[2], cache[3]
         if not self._is_current(cache):
             own = self.own
             hypers = [self.hyper(own)] + [self.hyper({**own, **group.overrides}) for group in groups]
