@@ -1,5 +1,12 @@
 """numadam: the Adam family of optimizers, fused, for NumPy, CuPy, torch and Dask arrays."""
 
+import time as _time
+
+#: When this process began importing numadam (``time.time_ns()``), before any of its modules: a
+#: source file changed after it may not be the code this process runs, so the kernels' disk cache
+#: keys nothing shared on it (:func:`numadam.targets.fingerprint.source_digest`).
+_import_started_ns = _time.time_ns()
+
 from . import registry as _registry
 from . import schedules
 from .adapters.group import Group

@@ -142,6 +142,75 @@ def test_editing_a_helper_the_rule_inlines_compiles_anew_in_a_new_process(tmp_pa
     assert step() == {"p": pytest.approx(0.8), "misses": 1}
 
 
+EDIT_THEN_STEP = textwrap.dedent("""
+    import json, pathlib
+    import numpy as np
+    import numadam
+    from numadam.targets.cpu import kernels as cpu
+
+    helpers = pathlib.Path(numadam.__file__).parent / "core" / "element_math.py"
+    helpers.write_text(helpers.read_text().replace("        return one\\n", "        return one + one\\n"))
+    p = np.ones(4, np.float32)  # this process runs the sign it imported, from before the edit
+    numadam.Lion(p, lr=0.1, weight_decay=0.0).step(np.ones(4, np.float32))
+    print(json.dumps({"p": float(p[0]), "misses": sum(cpu.update_serial.stats.cache_misses.values())}))
+""")
+
+
+def test_a_source_edited_while_a_process_runs_keys_none_of_its_kernels_for_later_processes(tmp_path):
+    """A process that imported numadam, then saw ``sign``'s file change (an edit, a ``git checkout``)
+    before its first Lion step, compiles the ``sign`` it imported. Keyed on the file as it now is,
+    that kernel would be loaded by the next process, whose ``sign`` is the new one: that process
+    must compile its own."""
+    shutil.copytree(ROOT / "numadam", tmp_path / "numadam", ignore=shutil.ignore_patterns("__pycache__"))
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path / "cache"), "PYTHONPATH": str(tmp_path)}
+
+    def run_script(code):
+        result = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True,
+                                text=True, timeout=600)
+        assert result.returncode == 0, result.stdout + result.stderr
+        return json.loads(result.stdout.splitlines()[-1])
+
+    assert run_script(EDIT_THEN_STEP) == {"p": pytest.approx(0.9), "misses": 1}  # the old sign, compiled
+    assert run_script(LION_STEP) == {"p": pytest.approx(0.8), "misses": 1}  # the new sign, compiled anew
+    assert run_script(LION_STEP) == {"p": pytest.approx(0.8), "misses": 0}  # and from then on loaded
+
+
+def test_a_module_changed_after_numadam_s_import_gets_a_digest_of_this_process_alone(tmp_path):
+    """:func:`~numadam.targets.fingerprint.source_digest`: the hash of a file older than this
+    process's import of numadam; for one changed after it, a digest no other module or process
+    has."""
+    import hashlib
+    import importlib.util
+
+    import numadam
+    from numadam.targets import fingerprint
+
+    def imported(name, mtime_ns):
+        path = tmp_path / f"{name}.py"
+        path.write_text(f"VALUE = {name!r}\n")
+        os.utime(path, ns=(mtime_ns, mtime_ns))
+        module_spec = importlib.util.spec_from_file_location(name, path)
+        module = importlib.util.module_from_spec(module_spec)
+        module_spec.loader.exec_module(module)
+        sys.modules[name] = module
+        return path
+
+    started = numadam._import_started_ns
+    names = [f"numadam_digest_case_{k}_{os.getpid()}" for k in range(3)]
+    try:
+        older = imported(names[0], started - 10**10)
+        assert fingerprint.source_digest(names[0]) == hashlib.sha256(older.read_bytes()).hexdigest()
+        changed = [imported(name, started + 10**6) for name in names[1:]]
+        digests = [fingerprint.source_digest(name) for name in names[1:]]
+        assert digests[0] != digests[1]
+        assert all(d != hashlib.sha256(path.read_bytes()).hexdigest() for d, path in zip(digests, changed))
+        assert [fingerprint.source_digest(name) for name in names[1:]] == digests  # read once
+    finally:
+        for name in names:
+            sys.modules.pop(name, None)
+            fingerprint._SOURCE_DIGESTS.pop(name, None)
+
+
 def test_the_fingerprint_covers_the_helpers_a_rule_calls_and_the_package_version(monkeypatch):
     from numadam.targets import fingerprint, spec
 

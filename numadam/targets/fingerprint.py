@@ -10,13 +10,17 @@ uses (a function, a Numba dispatcher or intrinsic, a module's attribute), into
 the modules of numadam and of the rule that it reaches. It hashes their
 sources and the package's version; the spec's Numba type carries the hash
 (:class:`~numadam.targets.spec.KernelSpecType`), so an edit anywhere in that
-closure, or an upgrade, compiles anew instead of loading stale code.
+closure, or an upgrade, compiles anew instead of loading stale code. A source
+changed after this process imported numadam is not hashed: this process may run
+the code from before the change (see :func:`source_digest`).
 """
 
 import hashlib
+import os
 import pathlib
 import sys
 import types
+import uuid
 
 from ..core.version import package_version as _package_version
 
@@ -100,13 +104,37 @@ def inlined_modules(roots, owners):
     return found
 
 
-def _source_digest(module_name):
+#: How long before numadam's import a file's time may say it changed when it changed after: Linux
+#: stamps files from a clock that lags the one ``time.time_ns`` reads by up to a tick (1-10 ms).
+CLOCK_TICKS_NS = 50_000_000
+
+
+def source_digest(module_name):
+    """The hash of module ``module_name``'s source, read once in this process.
+
+    A file changed after this process began importing numadam (its time at most
+    :data:`CLOCK_TICKS_NS` before that) may hold other code than the module this
+    process imported and compiles: an edit or a ``git checkout`` while a
+    session runs. Its hash would key the old code under the new source, and a
+    later process would load it. Such a module gets a digest of its own,
+    unique to this process: its kernels compile here and key nothing another
+    process asks for (saved, never loaded).
+    """
     digest = _SOURCE_DIGESTS.get(module_name)
     if digest is None:
         path = getattr(sys.modules[module_name], "__file__", None)
-        source = b"" if path is None else pathlib.Path(path).read_bytes()
-        digest = _SOURCE_DIGESTS[module_name] = hashlib.sha256(source).hexdigest()
+        if path is None:
+            digest = hashlib.sha256(b"").hexdigest()
+        elif pathlib.Path(path).stat().st_mtime_ns >= _import_started_ns() - CLOCK_TICKS_NS:
+            digest = f"changed after import, process {os.getpid()} {uuid.uuid4().hex}"
+        else:
+            digest = hashlib.sha256(pathlib.Path(path).read_bytes()).hexdigest()
+        digest = _SOURCE_DIGESTS.setdefault(module_name, digest)  # (another thread's, if it was first)
     return digest
+
+
+def _import_started_ns():
+    return sys.modules["numadam"]._import_started_ns
 
 
 def fingerprint(rule_functions):
@@ -119,5 +147,5 @@ def fingerprint(rule_functions):
         roots += [value for value in vars(sys.modules[name]).values() if python_function(value) is not None]
     digest = hashlib.sha256(_package_version().encode())
     for module_name in sorted(inlined_modules(roots, owners)):
-        digest.update(f"{module_name}:{_source_digest(module_name)}".encode())
+        digest.update(f"{module_name}:{source_digest(module_name)}".encode())
     return digest.hexdigest()[:16]
