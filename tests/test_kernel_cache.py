@@ -170,15 +170,21 @@ def test_a_source_edited_while_a_process_runs_keys_none_of_its_kernels_for_later
         assert result.returncode == 0, result.stdout + result.stderr
         return json.loads(result.stdout.splitlines()[-1])
 
+    def kernel_files():
+        return list((tmp_path / "cache").rglob("kernels.update_serial-*.nbc"))
+
     assert run_script(EDIT_THEN_STEP) == {"p": pytest.approx(0.9), "misses": 1}  # the old sign, compiled
+    assert kernel_files() == []  # and not saved: no other process could ever load it
     assert run_script(LION_STEP) == {"p": pytest.approx(0.8), "misses": 1}  # the new sign, compiled anew
+    assert len(kernel_files()) == 1
     assert run_script(LION_STEP) == {"p": pytest.approx(0.8), "misses": 0}  # and from then on loaded
 
 
 def test_a_module_changed_after_numadam_s_import_gets_a_digest_of_this_process_alone(tmp_path):
     """:func:`~numadam.targets.fingerprint.source_digest`: the hash of a file older than this
-    process's import of numadam; for one changed after it, a digest no other module or process
-    has."""
+    process's import of numadam; for one changed after it (even with its modification time set
+    back, as ``cp -p`` does), or gone, a digest no other module or process has, marked unshared,
+    and so is a fingerprint that hashes it."""
     import hashlib
     import importlib.util
 
@@ -196,15 +202,27 @@ def test_a_module_changed_after_numadam_s_import_gets_a_digest_of_this_process_a
         return path
 
     started = numadam._import_started_ns
-    names = [f"numadam_digest_case_{k}_{os.getpid()}" for k in range(3)]
+    names = [f"numadam_digest_case_{k}_{os.getpid()}" for k in range(4)]
     try:
-        older = imported(names[0], started - 10**10)
-        assert fingerprint.source_digest(names[0]) == hashlib.sha256(older.read_bytes()).hexdigest()
+        lion = sys.modules["numadam.families.lion"]  # a file from before the import (its status time too)
+        assert fingerprint.source_digest(lion.__name__) == hashlib.sha256(Path(lion.__file__).read_bytes()).hexdigest()
+        imported(names[0], started - 10**10)  # changed now, dated before: its status time tells
+        assert fingerprint.source_digest(names[0]).startswith(fingerprint.UNSHARED)
         changed = [imported(name, started + 10**6) for name in names[1:]]
         digests = [fingerprint.source_digest(name) for name in names[1:]]
         assert digests[0] != digests[1]
         assert all(d != hashlib.sha256(path.read_bytes()).hexdigest() for d, path in zip(digests, changed))
         assert [fingerprint.source_digest(name) for name in names[1:]] == digests  # read once
+        assert all(d.startswith(fingerprint.UNSHARED) for d in digests)
+        gone = imported(names[3], started - 10**10)
+        gone.unlink()
+        assert fingerprint.source_digest(names[3]).startswith(fingerprint.UNSHARED)
+        own = sys.modules[names[1]]
+        own.rule = lambda x: x  # a rule of that module: the kernels' fingerprint is unshared too
+        own.rule.__module__ = names[1]
+        assert fingerprint.fingerprint((own.rule,)).startswith(fingerprint.UNSHARED)
+        assert not fingerprint.fingerprint((sys.modules["numadam.families.lion"].lion_rule,)).startswith(
+            fingerprint.UNSHARED)
     finally:
         for name in names:
             sys.modules.pop(name, None)

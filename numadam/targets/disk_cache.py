@@ -105,7 +105,7 @@ class KeyedFunctionCache(FunctionCache):
 
     def load_overload(self, sig, target_context):
         """The compiled result cached for ``sig``, or ``None``: never one compiled for anything else."""
-        if not (self._enabled and self._found()):
+        if not (self._enabled and _shared(sig) and self._found()):
             return None
         target_context.refresh()
         key = self._index_key(sig, target_context.codegen())
@@ -125,7 +125,7 @@ class KeyedFunctionCache(FunctionCache):
 
     def save_overload(self, sig, data):
         """Write ``data``, compiled for ``sig``, to its key's file, whole or not at all."""
-        if not (self._enabled and self._found()) or not self._impl.check_cachable(data):
+        if not (self._enabled and _shared(sig) and self._found()) or not self._impl.check_cachable(data):
             return
         key = self._index_key(sig, data.codegen)
         contents = serialize.dumps(self._header(key)) + serialize.dumps(self._impl.reduce(data))
@@ -153,6 +153,15 @@ class KeyedFunctionCache(FunctionCache):
             return []
         folder = Path(self._cache_path)
         return sorted(folder.glob(f"{self.file_prefix}*")) if folder.is_dir() else []
+
+
+def _shared(sig):
+    """Whether code compiled for ``sig`` may be shared through the disk: not where an argument's
+    type says its key is this process's alone (a kernel spec's fingerprint over a source changed
+    after the import: :attr:`~numadam.targets.spec.KernelSpecType.unshared`). Saving it would
+    leave a file nothing ever loads, one more per process."""
+    args, _ = sigutils.normalize_signature(sig)
+    return not any(getattr(arg, "unshared", False) for arg in args)
 
 
 class _BesideTheSource(CompileResultCacheImpl):

@@ -108,44 +108,59 @@ def inlined_modules(roots, owners):
 #: stamps files from a clock that lags the one ``time.time_ns`` reads by up to a tick (1-10 ms).
 CLOCK_TICKS_NS = 50_000_000
 
+#: How a digest (and a fingerprint that hashes one) known to this process alone begins.
+UNSHARED = "unshared:"
+
 
 def source_digest(module_name):
     """The hash of module ``module_name``'s source, read once in this process.
 
-    A file changed after this process began importing numadam (its time at most
-    :data:`CLOCK_TICKS_NS` before that) may hold other code than the module this
-    process imported and compiles: an edit or a ``git checkout`` while a
-    session runs. Its hash would key the old code under the new source, and a
-    later process would load it. Such a module gets a digest of its own,
-    unique to this process: its kernels compile here and key nothing another
-    process asks for (saved, never loaded).
+    A file changed after this process began importing numadam (its modification
+    or status-change time at most :data:`CLOCK_TICKS_NS` before that; the status
+    time also catches a copy that keeps the old modification time, ``cp -p``,
+    ``rsync -a``), or gone, may hold other code than the module this process
+    imported and compiles: an edit or a ``git checkout`` while a session runs.
+    Its hash would key the old code under the new source, and a later process
+    would load it. Such a module gets a digest of this process alone, starting
+    with :data:`UNSHARED`: the kernels that compile it in are neither saved nor
+    loaded (:func:`fingerprint`). A clock that runs ahead of the files' (a
+    file from the future) only costs that sharing; one that runs more than
+    :data:`CLOCK_TICKS_NS` behind them would hide an edit.
     """
     digest = _SOURCE_DIGESTS.get(module_name)
     if digest is None:
         path = getattr(sys.modules[module_name], "__file__", None)
-        if path is None:
-            digest = hashlib.sha256(b"").hexdigest()
-        elif pathlib.Path(path).stat().st_mtime_ns >= _import_started_ns() - CLOCK_TICKS_NS:
-            digest = f"changed after import, process {os.getpid()} {uuid.uuid4().hex}"
-        else:
-            digest = hashlib.sha256(pathlib.Path(path).read_bytes()).hexdigest()
+        try:
+            if path is None:
+                digest = hashlib.sha256(b"").hexdigest()
+            else:
+                status = pathlib.Path(path).stat()
+                if max(status.st_mtime_ns, status.st_ctime_ns) >= _import_started_ns() - CLOCK_TICKS_NS:
+                    raise OSError("changed after numadam's import")
+                digest = hashlib.sha256(pathlib.Path(path).read_bytes()).hexdigest()
+        except OSError:
+            digest = f"{UNSHARED}{os.getpid()}:{uuid.uuid4().hex}"
         digest = _SOURCE_DIGESTS.setdefault(module_name, digest)  # (another thread's, if it was first)
     return digest
 
 
 def _import_started_ns():
-    return sys.modules["numadam"]._import_started_ns
+    return sys.modules[__name__.partition(".")[0]]._import_started_ns  # (numadam/__init__.py's, first of all)
 
 
 def fingerprint(rule_functions):
     """A hash of the sources of every module a kernel applying ``rule_functions`` compiles in,
-    and of numadam's version (see the module docstring)."""
+    and of numadam's version (see the module docstring); it begins with :data:`UNSHARED` where
+    one of those sources is this process's alone (:func:`source_digest`)."""
     owners = {"numadam"} | {function.__module__.partition(".")[0] for function in rule_functions
                             if function is not None}
     roots = list(rule_functions)
     for name in _KERNEL_MODULES:
         roots += [value for value in vars(sys.modules[name]).values() if python_function(value) is not None]
     digest = hashlib.sha256(_package_version().encode())
+    unshared = False
     for module_name in sorted(inlined_modules(roots, owners)):
-        digest.update(f"{module_name}:{source_digest(module_name)}".encode())
-    return digest.hexdigest()[:16]
+        source = source_digest(module_name)
+        unshared = unshared or source.startswith(UNSHARED)
+        digest.update(f"{module_name}:{source}".encode())
+    return (UNSHARED if unshared else "") + digest.hexdigest()[:16]

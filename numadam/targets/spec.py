@@ -21,7 +21,7 @@ from numba import types
 from numba.core.imputils import lower_constant
 from numba.extending import NativeValue, models, register_model, typeof_impl, unbox
 
-from .fingerprint import fingerprint as source_fingerprint, kernel_modules
+from .fingerprint import UNSHARED, fingerprint as source_fingerprint, kernel_modules
 from ..core.algorithm import ALGORITHMS
 from ..core.pipeline import CHUNK_POSITIONS, NO_POLICY, Policy, PolicyScalars
 
@@ -112,6 +112,13 @@ class KernelSpecType(types.Type):
     @property
     def key(self):
         return self.spec, self.source
+
+    @property
+    def unshared(self):
+        """Whether the fingerprint is this process's alone (a source changed after the import):
+        the disk cache then neither saves nor loads the kernel
+        (:func:`~numadam.targets.fingerprint.source_digest`)."""
+        return self.source.startswith(UNSHARED)
 
 
 @typeof_impl.register(KernelSpec)
