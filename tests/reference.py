@@ -123,7 +123,7 @@ def _decay_and_sign(p, g, h, real, decoupled_form="torch"):
 
 
 def adam_reference(param, grad, state, step, carry, h):
-    """Adam in the four conventions (torch, keras, sklearn, optax)."""
+    """Adam in the five conventions (torch, keras, sklearn, optax, deepspeed)."""
     dtype = np.asarray(param).dtype
     p, g, s, real = _reals(param, grad, state)
     beta1, beta2 = h["betas"]
@@ -150,6 +150,10 @@ def adam_reference(param, grad, state, step, carry, h):
         if decoupled:
             p = p - p * real(wd * lr)
         p = p - (m * real(lr * math.sqrt(bc2) / bc1)) / (np.sqrt(second) + real(h["eps"]))
+    elif convention == "deepspeed":  # one division: sqrt(v) times the reciprocal of sqrt(bc2)
+        if decoupled:
+            p = p - real(wd * lr) * p
+        p = p - m / (np.sqrt(second) * real(1 / math.sqrt(bc2)) + real(h["eps"])) * real(lr / bc1)
     else:
         if decoupled:
             p = real(1 - lr * wd) * p

@@ -24,6 +24,8 @@ CASES = [(name, {}) for name in numadam.families()] + [
     ("adam", {"convention": "keras", "amsgrad": True}),
     ("adam", {"convention": "keras", "weight_decay": 0.05, "decoupled_weight_decay": True}),
     ("adam", {"convention": "sklearn", "weight_decay": 0.05}),
+    ("adam", {"convention": "deepspeed", "weight_decay": 0.05, "amsgrad": True, "maximize": True}),
+    ("adamw", {"convention": "deepspeed"}),
     ("adam", {"convention": "optax", "eps_root": 1e-8, "amsgrad": True, "weight_decay": 0.1,
               "decoupled_weight_decay": True}),
     ("adamw", {"amsgrad": True, "maximize": True}),

@@ -9,7 +9,8 @@ near it shows through (issue 54, item 5). Run with one Numba thread::
     NUMBA_NUM_THREADS=1 python tools/arithmetic_in_cache.py [elements] [rounds] [family,family,...]
     NUMBA_NUM_THREADS=1 python tools/arithmetic_in_cache.py --divider [elements] [rounds]
 
-The first form prints, per family, ns per element of its step (a Python call included: divide
+The first form prints, per family (and per Adam's other arithmetic, ``convention='deepspeed'``),
+ns per element of its step (a Python call included: divide
 its microseconds by the elements), of the same-traffic kernel, and their difference. The second
 times bare loops of Adam's float32 update with torch's arithmetic (two divisions and a square
 root an element) and with parts of it left out, to show what the divider costs.
@@ -45,7 +46,7 @@ def _medians(calls, elements, rounds):
 def families(elements, rounds, only=None):
     calls = {}
     for name, study in catalog.families().items():
-        if name == "adafactor" or (only and name not in only):  # (Adafactor: two passes; its own suite)
+        if name == "adafactor" or (only and study.method not in only):  # (Adafactor: two passes; its own suite)
             continue
         optimizer, grads = catalog.build(study, elements)
         arrays = [np.ones(elements, dtype) for dtype in study.written + study.read]
@@ -54,11 +55,11 @@ def families(elements, rounds, only=None):
         calls[name + " (same traffic)"] = lambda kernel=kernel, arrays=arrays: kernel(*arrays)
     times = _medians(calls, elements, rounds)
     print(f"{elements} float32 elements, one thread: ns per element")
-    print(f"{'family':22s} {'step':>6s} {'traffic':>8s} {'arithmetic':>10s}")
+    print(f"{'family':30s} {'step':>6s} {'traffic':>8s} {'arithmetic':>10s}")
     for name in calls:
         if not name.endswith("(same traffic)"):
             step, traffic = times[name], times[name + " (same traffic)"]
-            print(f"{name:22s} {step:6.3f} {traffic:8.3f} {step - traffic:10.3f}")
+            print(f"{name:30s} {step:6.3f} {traffic:8.3f} {step - traffic:10.3f}")
 
 
 #: Adam's float32 update with torch's arithmetic, and with parts of it changed: the bare loops of

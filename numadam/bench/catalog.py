@@ -99,6 +99,10 @@ def families():
     studies = {method: _plain(method, method, FAMILY_OPTIONS.get(method))._replace(target=("same-traffic", 1.10))
                for method in numadam.families() if method not in ("lamb", "adafactor", "prodigy")}  # see policies()
     studies["adafactor"] = adafactor()
+    for method in ("adam", "adamw"):  # one division fewer than torch's: where the divider shows
+        name = f"{method}, convention='deepspeed'"
+        studies[name] = studies[method]._replace(name=name, options={**studies[method].options,
+                                                                      "convention": "deepspeed"})
     return dict(sorted(studies.items()))
 
 

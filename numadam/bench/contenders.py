@@ -76,13 +76,15 @@ def _options(variant):
 
 
 class NumadamObject(Contender):
-    """``numadam.Adam`` / ``AdamW`` over the case's arrays (a bare array when there is one)."""
+    """``numadam.Adam`` / ``AdamW`` over the case's arrays (a bare array when there is one), in
+    torch's arithmetic or another ``convention``."""
 
-    def __init__(self, problem, variant):
+    def __init__(self, problem, variant, convention="torch"):
         self._params = [problem.xp.array(p, copy=True) for p in problem.params]
         self._grads = problem.grads[0] if problem.single else problem.grads
         optimizer = numadam.AdamW if variant.decoupled else numadam.Adam
-        self._optimizer = optimizer(self._params[0] if problem.single else self._params, **_options(variant))
+        self._optimizer = optimizer(self._params[0] if problem.single else self._params, **_options(variant),
+                                    convention=convention)
 
     def step(self):
         self._optimizer.step(self._grads)

@@ -70,6 +70,7 @@ def contender_builders(case):
         ("torch fused", "other", partial(TorchAdam, mode="fused")),
         ("torch foreach", "other", partial(TorchAdam, mode="foreach")),
         ("DeepSpeedCPUAdam", "other", DeepSpeedAdam),
+        ("numadam, convention='deepspeed'", "other", partial(NumadamObject, convention="deepspeed")),
         ("numadam on torch tensors", "other", NumadamOnTensors),
         ("optax (jax.jit)", "other", OptaxAdam),
     ]

@@ -76,6 +76,17 @@ def _power_of_step_compiled(beta, step):
     return power_of_step  # the same code, callable from njit (numadam.jit compiles it anyway)
 
 
+def as_float32(x):
+    """``x`` rounded to the nearest float32, as a Python float: a hyperparameter that a library
+    keeps as a C ``float`` (DeepSpeed's betas), from which it derives its other scalars."""
+    return float(np.float32(x))
+
+
+@overload(as_float32)
+def _as_float32_compiled(x):
+    return lambda x: float(np.float32(x))
+
+
 def scalar_fields(cls, values):
     """The named tuple ``cls`` (a family's scalars) of the tuple ``values``, its fields in order,
     made as a tuple is: every family's ``scalars`` returns this. It runs every step, and takes

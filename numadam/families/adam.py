@@ -1,5 +1,5 @@
 r"""Adam and AdamW (Kingma & Ba 2015; Loshchilov & Hutter 2019), in torch's, Keras's,
-optax's and scikit-learn's arithmetic.
+optax's, scikit-learn's and DeepSpeed's arithmetic.
 
 For one real element, with gradient :math:`g` (negated if ``maximize``; plus
 :math:`\lambda p` for L2 decay), :math:`t` the step number and
@@ -13,12 +13,23 @@ For one real element, with gradient :math:`g` (negated if ``maximize``; plus
         \Bigl(\frac{\sqrt{\hat v}}{\sqrt{b_2}} + \epsilon\Bigr), \qquad \hat v = \max(\hat v, v) \text{ (AMSGrad)} \\
     \text{keras, sklearn:}\quad p &\leftarrow p - \frac{\eta \sqrt{b_2}}{b_1}\, m \Big/ (\sqrt{\hat v} + \hat\epsilon) \\
     \text{optax:}\quad p &\leftarrow p - \eta\, \frac{m / b_1}{\sqrt{\hat v + \epsilon_{root}} + \epsilon},
-        \qquad \hat v = \max(\hat v, v / b_2) \text{ (AMSGrad)}
+        \qquad \hat v = \max(\hat v, v / b_2) \text{ (AMSGrad)} \\
+    \text{deepspeed:}\quad p &\leftarrow p - \frac{m}{\sqrt{\hat v}\, r_2 + \epsilon}\,\frac{\eta}{b_1},
+        \qquad r_2 = \frac{1}{\sqrt{b_2}}
 
 Decoupled decay is torch's :math:`p \leftarrow p(1-\eta\lambda)` before the
-update, Keras's :math:`p \leftarrow p - p\,\lambda\eta`, and optax's
+update, Keras's :math:`p \leftarrow p - p\,\lambda\eta` (DeepSpeed's: :math:`p - \eta\lambda\,p`), and optax's
 :math:`\lambda p` added to the update before it is scaled by :math:`\eta`.
 Keras computes its moments as :math:`m \leftarrow m + (g - m)(1-\beta_1)`.
+
+DeepSpeed's form (``DeepSpeedCPUAdam``'s) divides once where torch's divides twice:
+it multiplies :math:`\sqrt{\hat v}` by the reciprocal :math:`r_2` of the
+bias correction's square root. Its moments are torch's bits; its parameters
+differ from torch's by a few units in the last place per step
+(docs/precision.md, "DeepSpeed's arithmetic"). It is here for speed where the
+divider bounds a step (docs/performance.md), never the default. AMSGrad, which
+DeepSpeed lacks, keeps torch's maximum of the raw :math:`v`. Its multiply-adds
+are not fused, so it is DeepSpeed's formula, not its FMA bits.
 
 A complex element is two reals by default; with ``complex_mode="magnitude"``
 :math:`m` and :math:`p` are complex, :math:`v` is real and :math:`g^2` is
@@ -35,20 +46,22 @@ from ..core import validate
 from ..core.algorithm import Algorithm, Hyperparameter, StateKind, Variant
 from . import _common
 
-CONVENTIONS = ("torch", "keras", "optax", "sklearn")
+CONVENTIONS = ("torch", "keras", "optax", "sklearn", "deepspeed")
 
 
 AdamScalars = namedtuple("AdamScalars", "grad_sign weight_decay decay_factor decay_rate beta1 one_minus_beta1 beta2 "
                                         "one_minus_beta2 bias_correction1 bias_correction2 bias_correction2_sqrt "
-                                        "step_size lr eps eps_root")
+                                        "inverse_bias_correction2_sqrt step_size lr eps eps_root")
 
 
-AdamFlags = namedtuple("AdamFlags", "amsgrad l2_decay decoupled_decay eps_hat keras_moments optax")
+AdamFlags = namedtuple("AdamFlags", "amsgrad l2_decay decoupled_decay eps_hat keras_moments optax deepspeed")
 
 
 def adam_scalars(step, h, carry) -> AdamScalars:
-    """The scalars of step ``step`` in float64, as torch, Keras and optax derive them."""
+    """The scalars of step ``step`` in float64, as torch, Keras, optax and DeepSpeed derive them."""
     beta1, beta2 = h.betas
+    if h.convention == "deepspeed":  # its betas are C floats: 1 - beta2 is 1.3e-5 from torch's for 0.999
+        beta1, beta2 = element_math.as_float32(beta1), element_math.as_float32(beta2)
     bias_correction1 = 1.0 - element_math.power_of_step(beta1, step)
     bias_correction2 = 1.0 - element_math.power_of_step(beta2, step)
     bias_correction2_sqrt = math.sqrt(bias_correction2)
@@ -66,6 +79,7 @@ def adam_scalars(step, h, carry) -> AdamScalars:
         bias_correction1,
         bias_correction2,
         bias_correction2_sqrt,
+        1.0 / bias_correction2_sqrt,                                    # inverse_bias_correction2_sqrt
         lr * bias_correction2_sqrt / bias_correction1 if eps_hat else lr / bias_correction1,  # step_size
         lr,
         h.eps,
@@ -82,6 +96,7 @@ def adam_flags(h) -> AdamFlags:
         eps_hat=h.convention == "keras" or h.convention == "sklearn",
         keras_moments=h.convention == "keras",
         optax=h.convention == "optax",
+        deepspeed=h.convention == "deepspeed",
     )
 
 
@@ -118,6 +133,10 @@ def adam_rule(param, grad, state, s, flags):
         if flags.decoupled_decay:
             param = param - param * s.decay_rate
         param = param - (exp_avg * s.step_size) / (math.sqrt(second_moment) + s.eps)
+    elif flags.deepspeed:
+        if flags.decoupled_decay:
+            param = param - s.decay_rate * param
+        param = param - exp_avg / (math.sqrt(second_moment) * s.inverse_bias_correction2_sqrt + s.eps) * s.step_size
     else:
         if flags.decoupled_decay:
             param = s.decay_factor * param
@@ -142,7 +161,8 @@ ADAM = Algorithm(
         Hyperparameter("maximize", False, validate.check_flag, "Ascend instead of descend."),
         Hyperparameter("decoupled_weight_decay", False, validate.check_flag,
                        "Decay the parameters directly (AdamW) instead of adding L2 to the gradient."),
-        _common.convention(CONVENTIONS, "Whose arithmetic: 'torch' (the default), 'keras', 'optax' or 'sklearn'."),
+        _common.convention(CONVENTIONS, "Whose arithmetic: 'torch' (the default), 'keras', 'optax', 'sklearn' "
+                                       "or 'deepspeed' (one division fewer; other bits than torch's)."),
         Hyperparameter("eps_root", 0.0, validate.check_nonnegative,
                        r"optax's :math:`\epsilon_{root}`, added to :math:`\hat v` inside the square root "
                        "(convention='optax' only)."),
@@ -178,7 +198,9 @@ bias-corrected square root, AMSGrad keeps the maximum of the raw ``v``, and
 ``convention="keras"`` (or ``"sklearn"``) computes Keras 3's (scikit-learn's
 MLP's) update, with :math:`\hat\epsilon` added to :math:`\sqrt{v}` and the
 bias corrections folded into the step size; ``convention="optax"`` computes
-optax's, with ``eps_root`` and AMSGrad on the bias-corrected :math:`v`
+optax's, with ``eps_root`` and AMSGrad on the bias-corrected :math:`v`;
+``convention="deepspeed"`` computes ``DeepSpeedCPUAdam``'s, with one division
+fewer than torch's and a few units in the last place from its bits
 (see :doc:`/algorithm`).
 
 Parameters
@@ -195,7 +217,7 @@ lr, betas, eps, weight_decay, maximize, decoupled_weight_decay, eps_root
 amsgrad : bool
     Keep ``max_exp_avg_sq`` (Reddi et al. 2018). Set at construction, and by
     :meth:`load_state_dict` to the loaded state's value.
-convention : {"torch", "keras", "optax", "sklearn"}
+convention : {"torch", "keras", "optax", "sklearn", "deepspeed"}
     Whose arithmetic the update follows; set at construction.
 schedule : callable or None
     A learning-rate schedule (see :mod:`numadam.schedules`, or any callable
