@@ -192,6 +192,7 @@ def test_prodigy_steps_one_array_of_many_chunks_as_the_objects_do(dtype):
     assert carry == tuple(state["carry"][0]) and carry[4] == 13.0 and carry[0] > 1e-6
 
 
+@pytest.mark.slow  # 10 s of compiling Prodigy's two passes into a user's loop: the full tier's
 def test_prodigy_step_carries_d_through_a_users_njit_loop():
     """The carry starts as None in the user's loop (an optional of Numba's) and is passed back:
     the loop compiles and reaches numadam.Prodigy's bits."""

@@ -160,6 +160,7 @@ def test_a_progress_bar_counts_the_finished_problems(capsys):
     assert "20/20" in capsys.readouterr().err
 
 
+@pytest.mark.slow  # 8 s of compiling a batch of its own: the full tier's
 def test_a_gradient_of_the_wrong_shape_names_the_problem():
     @njit
     def wrong(x, centre):

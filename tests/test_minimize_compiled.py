@@ -2,7 +2,10 @@
 for every family and option; refusals that say why; objectives that return the wrong things."""
 
 import math
+import os
+import pathlib
 import re
+import sys
 
 import numpy as np
 import pytest
@@ -440,9 +443,91 @@ def test_a_new_process_loads_the_compiled_solve_and_an_edited_objective_or_new_d
     assert hits == 0 and shifted > first  # other data in a global array: compiled anew, not the old array
 
 
+EDITING_SCRIPT = """
+import pathlib
+import numpy as np, numadam
+from numadam.solver import compiled
+from objective import valley
+pathlib.Path("objective.py").write_text(pathlib.Path("edited.txt").read_text())  # after the import
+res = numadam.minimize(valley, np.zeros(3), jac=True, lr=0.01, maxiter=50, gtol=0.0, compiled=True)
+solve = list(compiled._LOADED.values())[0]
+print(repr(float(res.x[0])), sum(solve.stats.cache_hits.values()))
+"""
+
+
+@pytest.mark.subprocess
+def test_an_objective_edited_after_its_import_keys_the_code_that_ran_not_the_file(tmp_path):
+    """A process runs the objective it imported; its file, edited since, must not key that code,
+    or the next process, importing the edit, would load the old machine code."""
+    import subprocess
+    import sys
+
+    (tmp_path / "objective.py").write_text(OBJECTIVE.format(target=1.0))
+    (tmp_path / "edited.txt").write_text(OBJECTIVE.format(target=-1.0))
+    (tmp_path / "editing.py").write_text(EDITING_SCRIPT)
+    (tmp_path / "run.py").write_text(SCRIPT)
+    env = {**__import__("os").environ, "NUMADAM_CACHE_DIR": str(tmp_path / "cache"), "PYTHONPATH": str(tmp_path)}
+
+    def run(script):
+        done = subprocess.run([sys.executable, script], cwd=tmp_path, env=env, capture_output=True, text=True,
+                              check=True)
+        x, hits = done.stdout.split()
+        return float(x), int(hits)
+
+    imported, hits = run("editing.py")
+    assert hits == 0 and imported > 0  # the code it imported (target 1), though the file now says -1
+    edited, hits = run("run.py")
+    assert hits == 0 and edited < 0  # the edit, compiled anew: not the machine code saved above
+    again, hits = run("run.py")
+    assert hits == 1 and again == edited
+
+
+def test_a_numadam_source_changed_after_the_import_keeps_compiled_solves_off_the_disk(monkeypatch):
+    """Where a file of numadam changed after this process imported it, the code this process runs
+    may not be the file's: its solves compile here, and are neither saved nor loaded."""
+    from numadam.targets import fingerprint
+
+    compiled = compiled_solves
+    assert compiled._numadam_sources_digest.__wrapped__() is not None
+    changed = str(pathlib.Path(compiled.__file__).with_name("rules.py"))
+    real = fingerprint.changed_since_import
+    seen = []
+
+    def changed_since_import(status):
+        seen.append(status)
+        return status.st_ino == os.stat(changed).st_ino or real(status)
+
+    monkeypatch.setattr(fingerprint, "changed_since_import", changed_since_import)
+    assert compiled._numadam_sources_digest.__wrapped__() is None and seen
+    monkeypatch.setattr(compiled, "_numadam_sources_digest", lambda: None)
+    monkeypatch.setattr(compiled, "_cached_solve", lambda *args: pytest.fail("a solve went to the disk cache"))
+    solve = compiled._dispatcher("def solve(x):\n    return x\n", squares, None)
+    assert solve.py_func.__code__.co_filename == "<numadam compiled solve>"
+
+
 @njit
 def squares(x):
     return float((x * x).sum()), 2 * x
+
+
+SCALE = 2.0  # a global number: Numba freezes it into the code
+
+
+@njit
+def scaled_squares(x):
+    return float((SCALE * x * x).sum()), 2 * SCALE * x
+
+
+def test_the_objective_s_key_holds_its_code_and_the_global_numbers_it_reads(monkeypatch):
+    """The key of a solve's objective is the code this process runs and the global values Numba
+    freezes into it: another number, or other code, is another key; the same, the same key."""
+    digest = compiled_solves._objective_digest
+    first = digest([scaled_squares])
+    assert digest([scaled_squares]) == first and digest([squares]) != first
+    monkeypatch.setattr(sys.modules[__name__], "SCALE", 3.0)
+    assert digest([scaled_squares]) != first
+    monkeypatch.setattr(sys.modules[__name__], "SCALE", 2.0)
+    assert digest([scaled_squares]) == first
 
 
 @njit

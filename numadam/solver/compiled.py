@@ -19,6 +19,7 @@ and an edit to either compiles anew.
 """
 
 import copy
+import enum
 import functools
 import hashlib
 import importlib.util
@@ -42,6 +43,7 @@ from ..core.pipeline import OPTIONS
 from ..schedules import Constant, CosineDecay, ExponentialDecay, LinearWarmup, StepDecay
 from ..targets.block_labels import fresh_block_labels
 from ..targets.cpu import factored_step, kernels as cpu_kernels
+from ..targets import fingerprint
 from ..targets.fingerprint import code_names, python_function
 
 #: What a compiled run returns in its status where the gradient's shape is not x's.
@@ -704,7 +706,7 @@ def _compiled(source, fun, jac):
 def _dispatcher(source, fun, jac):
     importable = [_import_line(name, f) for name, f in (("fun", fun), ("jac", jac)) if f is not None]
     directory = _cache_directory()
-    if directory is not None and all(line is not None for line in importable):
+    if directory is not None and all(line is not None for line in importable) and _numadam_sources_digest():
         return _cached_solve(directory, source, importable, [f for f in (fun, jac) if f is not None])
     namespace = {"fun": fun, "jac": jac}
     exec(compile(_HEADER + source, "<numadam compiled solve>", "exec"), namespace)
@@ -754,45 +756,58 @@ def _cache_directory():
 
 @functools.cache
 def _numadam_sources_digest():
-    """A hash of every source file of numadam: any edit, or an upgrade, compiles solves anew."""
+    """A hash of every source file of numadam: any edit, or an upgrade, compiles solves anew; ``None``
+    where a file changed after this process began importing numadam (or is gone): its code may not
+    be the file's, so this process's solves are its own, compiled here and never saved
+    (:func:`numadam.targets.fingerprint.source_digest` keeps kernels apart by the same rule)."""
     root = pathlib.Path(__file__).resolve().parent.parent
     digest = hashlib.sha256()
     for path in sorted(root.rglob("*.py")):
+        try:
+            text = path.read_bytes()
+            if fingerprint.changed_since_import(path.stat()):  # (read first: an edit between is caught)
+                return None
+        except OSError:
+            return None
         digest.update(str(path.relative_to(root)).encode())
-        digest.update(path.read_bytes())
+        digest.update(text)
     return digest.hexdigest()
 
 
 def _objective_digest(functions):
-    """A hash of what the objective's machine code is made of beyond numadam: the source of every
-    module of the user's own code that its functions reach (not the standard library's, nor an
-    installed package's), and the bytes of every global array they read, which Numba freezes into
-    the code: a new process with other data compiles anew."""
-    digest, modules = hashlib.sha256(), set()
+    """A hash of what the objective's machine code is made of beyond numadam: the code objects of
+    every function of the user's own code that its functions reach (not the standard library's,
+    nor an installed package's), and the values of the globals they read, which Numba freezes into
+    the code: the bytes of every array, the value of every number, string or tuple of them. A new
+    process with an edited objective, or other data, compiles anew. It hashes the code this process
+    runs, not its file, which may have been edited since the import."""
+    digest = hashlib.sha256()
     seen, pending = set(), [f.py_func for f in functions]
 
     def reach(name, value):
         if isinstance(value, np.ndarray):
             digest.update(f"{name}:{value.dtype.str}:{value.shape}".encode())
             digest.update(hashlib.sha256(np.ascontiguousarray(value).view(np.uint8)).digest())
-            return
-        inner = python_function(value)
-        if inner is not None:
-            pending.append(inner)
+        elif _is_constant(value):
+            digest.update(f"{name}={type(value).__qualname__}:{value!r}".encode())
+        else:
+            inner = python_function(value)
+            if inner is not None:
+                pending.append(inner)
 
     while pending:
         function = pending.pop()
         if id(function) in seen or not _is_users(sys.modules.get(function.__module__)):
             continue
         seen.add(id(function))
-        modules.add(function.__module__)
+        digest.update(f"{function.__module__}.{function.__qualname__}".encode())
+        _update_with_code(digest, function.__code__)
         names = code_names(function.__code__)
-        for name in names:
+        for name in sorted(names):
             value = function.__globals__.get(name)
             if isinstance(value, pytypes.ModuleType):
                 if _is_users(value):
-                    modules.add(value.__name__)
-                    for attribute in names:
+                    for attribute in sorted(names):
                         reach(f"{value.__name__}.{attribute}", getattr(value, attribute, None))
             else:
                 reach(name, value)
@@ -801,10 +816,31 @@ def _objective_digest(functions):
                 reach("<closure>", cell.cell_contents)
             except ValueError:  # a cell not yet filled
                 pass
-    for name in sorted(modules):
-        digest.update(name.encode())
-        digest.update(pathlib.Path(sys.modules[name].__file__).read_bytes())
     return digest.hexdigest()
+
+
+def _is_constant(value):
+    """Whether Numba freezes ``value`` as a constant of the code: a number, a string, ``None``, an enum
+    member, or a tuple of them."""
+    if isinstance(value, tuple):
+        return all(_is_constant(item) for item in value)
+    return value is None or isinstance(value, (bool, int, float, complex, str, bytes, np.generic, enum.Enum))
+
+
+def _update_with_code(digest, code):
+    """Hash what ``code`` computes: its bytecode, names, constants and exception table, and the code
+    nested in it; not its line numbers."""
+    digest.update(code.co_code)
+    digest.update(code.co_exceptiontable)
+    digest.update(repr((code.co_argcount, code.co_posonlyargcount, code.co_kwonlyargcount, code.co_flags,
+                        code.co_names, code.co_varnames, code.co_freevars, code.co_cellvars)).encode())
+    for constant in code.co_consts:
+        if isinstance(constant, pytypes.CodeType):
+            _update_with_code(digest, constant)
+        elif isinstance(constant, frozenset):  # (its order follows the strings' hashes, which vary by process)
+            digest.update(repr(sorted(map(repr, constant))).encode())
+        else:
+            digest.update(f"{type(constant).__qualname__}:{constant!r}".encode())
 
 
 #: Where the standard library and installed packages live: code there is not the user's.

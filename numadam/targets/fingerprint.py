@@ -134,14 +134,20 @@ def source_digest(module_name):
             if path is None:
                 digest = hashlib.sha256(b"").hexdigest()
             else:
-                status = pathlib.Path(path).stat()
-                if max(status.st_mtime_ns, status.st_ctime_ns) >= _import_started_ns() - CLOCK_TICKS_NS:
+                text = pathlib.Path(path).read_bytes()
+                if changed_since_import(pathlib.Path(path).stat()):  # (read first: an edit between is caught)
                     raise OSError("changed after numadam's import")
-                digest = hashlib.sha256(pathlib.Path(path).read_bytes()).hexdigest()
+                digest = hashlib.sha256(text).hexdigest()
         except OSError:
             digest = f"{UNSHARED}{os.getpid()}:{uuid.uuid4().hex}"
         digest = _SOURCE_DIGESTS.setdefault(module_name, digest)  # (another thread's, if it was first)
     return digest
+
+
+def changed_since_import(status):
+    """Whether a file of ``os.stat`` result ``status`` was modified, or its status changed, after this
+    process began importing numadam (less :data:`CLOCK_TICKS_NS`, the file clock's coarseness)."""
+    return max(status.st_mtime_ns, status.st_ctime_ns) >= _import_started_ns() - CLOCK_TICKS_NS
 
 
 def _import_started_ns():
