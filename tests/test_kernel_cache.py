@@ -142,6 +142,37 @@ def test_editing_a_helper_the_rule_inlines_compiles_anew_in_a_new_process(tmp_pa
     assert step() == {"p": pytest.approx(0.8), "misses": 1}
 
 
+PEAK = textwrap.dedent("""
+    import json
+    import numpy as np
+    from numadam.solver import rules
+    peak = rules.largest_magnitude(np.array([-3.0, 2.0]))
+    print(json.dumps({"peak": peak, "misses": sum(rules.largest_magnitude.stats.cache_misses.values())}))
+""")
+
+
+def test_editing_a_helper_of_a_cached_function_without_a_spec_compiles_it_anew(tmp_path):
+    """``solver/rules.py: largest_magnitude`` takes no kernel spec and inlines ``peak_magnitude`` from
+    ``core/magnitudes.py``. Numba's own key (its bytecode, its file's stamp) does not see that file:
+    a copy of the package whose ``peak_magnitude`` doubles the peak must not load the old code."""
+    shutil.copytree(ROOT / "numadam", tmp_path / "numadam", ignore=shutil.ignore_patterns("__pycache__"))
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path / "cache"), "PYTHONPATH": str(tmp_path)}
+
+    def peak():
+        result = subprocess.run([sys.executable, "-c", PEAK], cwd=tmp_path, env=env, capture_output=True,
+                                text=True, timeout=600)
+        assert result.returncode == 0, result.stdout + result.stderr
+        return json.loads(result.stdout.splitlines()[-1])
+
+    assert peak() == {"peak": 3.0, "misses": 1}
+    assert peak() == {"peak": 3.0, "misses": 0}  # loaded, not compiled
+    helpers = tmp_path / "numadam" / "core" / "magnitudes.py"
+    source = helpers.read_text()
+    assert source.count("    return peak_of_bits(top)\n") == 1
+    helpers.write_text(source.replace("    return peak_of_bits(top)\n", "    return 2 * peak_of_bits(top)\n"))
+    assert peak() == {"peak": 6.0, "misses": 1}
+
+
 EDIT_THEN_STEP = textwrap.dedent("""
     import json, pathlib
     import numpy as np

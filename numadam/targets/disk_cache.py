@@ -2,8 +2,10 @@
 
 Every Numba function numadam caches is made by :func:`cached_njit`, whose cache
 keeps **one file per key**: the key is Numba's own (the argument types, the
-CPU's name and features, the hashes of the function's bytecode and closure),
-the file's name is a hash of it, and the file holds the key itself beside the
+CPU's name and features, the hashes of the function's bytecode and closure)
+with the sources of the numadam modules the function reaches
+(:func:`~numadam.targets.fingerprint.function_fingerprint`: Numba's key misses
+an edited helper in another module), the file's name is a hash of it, and the file holds the key itself beside the
 machine code. Loading reads that one file and uses its code only when the key
 written in it is the key asked for and the compiled result's own signature is
 the signature asked for; anything else (no file, another key, another Numba,
@@ -48,6 +50,8 @@ from numba import njit
 from numba.core import serialize, sigutils
 from numba.core.caching import CompileResultCacheImpl, FunctionCache, InTreeCacheLocator
 
+from . import fingerprint
+
 class CachedFunctions:
     """Every function made by :func:`cached_njit` in this process, in order (in a class, not a
     module's list: the kernels' fingerprint walks the names their code reaches, and takes a
@@ -79,7 +83,14 @@ class KeyedFunctionCache(FunctionCache):
                 self._enabled = False
                 return False
             self._enabled, self._source_stamp = enabled, self._cache_file._source_stamp
+            self._sources = self._sources_fingerprint()
+            if self._sources.startswith(fingerprint.UNSHARED):  # a source changed since the import
+                self._enabled = False
         return self._enabled
+
+    def _sources_fingerprint(self):
+        """The sources this function's machine code is made of (see the module docstring)."""
+        return fingerprint.function_fingerprint(self._py_func)
 
     @property
     def cache_path(self):
@@ -101,7 +112,7 @@ class KeyedFunctionCache(FunctionCache):
         return os.path.join(self._cache_path, f"{self._impl.filename_base}.{digest}.nbc")
 
     def _header(self, key):
-        return numba.__version__, self._source_stamp, key
+        return numba.__version__, self._source_stamp, self._sources, key
 
     def load_overload(self, sig, target_context):
         """The compiled result cached for ``sig``, or ``None``: never one compiled for anything else."""
@@ -172,9 +183,13 @@ class _BesideTheSource(CompileResultCacheImpl):
 
 
 class KeyedCacheBesideTheSource(KeyedFunctionCache):
-    """A :class:`KeyedFunctionCache` in ``__pycache__`` beside the function's file."""
+    """A :class:`KeyedFunctionCache` in ``__pycache__`` beside the function's file: a generated
+    file whose name holds the hash of everything it is made of (a compiled solve's)."""
 
     _impl_class = _BesideTheSource
+
+    def _sources_fingerprint(self):
+        return ""
 
 
 def cached_njit(beside_the_source=False, **options):

@@ -163,9 +163,22 @@ def fingerprint(rule_functions):
     roots = list(rule_functions)
     for name in _KERNEL_MODULES:
         roots += [value for value in vars(sys.modules[name]).values() if python_function(value) is not None]
+    return _sources_fingerprint(inlined_modules(roots, owners))
+
+
+def function_fingerprint(function):
+    """:func:`fingerprint` of a cached function of numadam that takes no kernel spec (a scan, a
+    merge, a solve's rule): the sources of its module and of every numadam module its code
+    reaches, so an edit of a helper it calls in another module compiles it anew, where Numba's own
+    key (its bytecode and its file's stamp) would load the old code. A function outside numadam
+    has Numba's key alone (its fingerprint is the version's)."""
+    return _sources_fingerprint(inlined_modules([function], {"numadam"}))
+
+
+def _sources_fingerprint(module_names):
     digest = hashlib.sha256(_package_version().encode())
     unshared = False
-    for module_name in sorted(inlined_modules(roots, owners)):
+    for module_name in sorted(module_names):
         source = source_digest(module_name)
         unshared = unshared or source.startswith(UNSHARED)
         digest.update(f"{module_name}:{source}".encode())
