@@ -121,25 +121,33 @@ LION_STEP = textwrap.dedent("""
 """)
 
 
-def test_editing_a_helper_the_rule_inlines_compiles_anew_in_a_new_process(tmp_path):
-    """``core/element_math.py`` holds ``sign``, which Lion's rule inlines: a copy of the package whose
-    ``sign`` returns twice the sign must not load the kernel compiled before the edit."""
+def package_copy(tmp_path):
+    """Copy the package into ``tmp_path``; return ``run_script(code)``, which runs ``code`` in a new
+    process importing that copy (its kernel cache in ``tmp_path / "cache"``) and returns the JSON
+    of its last line."""
     shutil.copytree(ROOT / "numadam", tmp_path / "numadam", ignore=shutil.ignore_patterns("__pycache__"))
     env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path / "cache"), "PYTHONPATH": str(tmp_path)}
 
-    def step():
-        result = subprocess.run([sys.executable, "-c", LION_STEP], cwd=tmp_path, env=env, capture_output=True,
+    def run_script(code):
+        result = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True,
                                 text=True, timeout=600)
         assert result.returncode == 0, result.stdout + result.stderr
         return json.loads(result.stdout.splitlines()[-1])
 
-    assert step() == {"p": pytest.approx(0.9), "misses": 1}
-    assert step() == {"p": pytest.approx(0.9), "misses": 0}  # loaded, not compiled
+    return run_script
+
+
+def test_editing_a_helper_the_rule_inlines_compiles_anew_in_a_new_process(tmp_path):
+    """``core/element_math.py`` holds ``sign``, which Lion's rule inlines: a copy of the package whose
+    ``sign`` returns twice the sign must not load the kernel compiled before the edit."""
+    run_script = package_copy(tmp_path)
+    assert run_script(LION_STEP) == {"p": pytest.approx(0.9), "misses": 1}
+    assert run_script(LION_STEP) == {"p": pytest.approx(0.9), "misses": 0}  # loaded, not compiled
     helpers = tmp_path / "numadam" / "core" / "element_math.py"
     source = helpers.read_text()
     assert source.count("        return one\n") == 1
     helpers.write_text(source.replace("        return one\n", "        return one + one\n"))
-    assert step() == {"p": pytest.approx(0.8), "misses": 1}
+    assert run_script(LION_STEP) == {"p": pytest.approx(0.8), "misses": 1}
 
 
 PEAK = textwrap.dedent("""
@@ -155,22 +163,14 @@ def test_editing_a_helper_of_a_cached_function_without_a_spec_compiles_it_anew(t
     """``solver/rules.py: largest_magnitude`` takes no kernel spec and inlines ``peak_magnitude`` from
     ``core/magnitudes.py``. Numba's own key (its bytecode, its file's stamp) does not see that file:
     a copy of the package whose ``peak_magnitude`` doubles the peak must not load the old code."""
-    shutil.copytree(ROOT / "numadam", tmp_path / "numadam", ignore=shutil.ignore_patterns("__pycache__"))
-    env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path / "cache"), "PYTHONPATH": str(tmp_path)}
-
-    def peak():
-        result = subprocess.run([sys.executable, "-c", PEAK], cwd=tmp_path, env=env, capture_output=True,
-                                text=True, timeout=600)
-        assert result.returncode == 0, result.stdout + result.stderr
-        return json.loads(result.stdout.splitlines()[-1])
-
-    assert peak() == {"peak": 3.0, "misses": 1}
-    assert peak() == {"peak": 3.0, "misses": 0}  # loaded, not compiled
+    run_script = package_copy(tmp_path)
+    assert run_script(PEAK) == {"peak": 3.0, "misses": 1}
+    assert run_script(PEAK) == {"peak": 3.0, "misses": 0}  # loaded, not compiled
     helpers = tmp_path / "numadam" / "core" / "magnitudes.py"
     source = helpers.read_text()
     assert source.count("    return peak_of_bits(top)\n") == 1
     helpers.write_text(source.replace("    return peak_of_bits(top)\n", "    return 2 * peak_of_bits(top)\n"))
-    assert peak() == {"peak": 6.0, "misses": 1}
+    assert run_script(PEAK) == {"peak": 6.0, "misses": 1}
 
 
 EDIT_THEN_STEP = textwrap.dedent("""
@@ -192,14 +192,7 @@ def test_a_source_edited_while_a_process_runs_keys_none_of_its_kernels_for_later
     before its first Lion step, compiles the ``sign`` it imported. Keyed on the file as it now is,
     that kernel would be loaded by the next process, whose ``sign`` is the new one: that process
     must compile its own."""
-    shutil.copytree(ROOT / "numadam", tmp_path / "numadam", ignore=shutil.ignore_patterns("__pycache__"))
-    env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path / "cache"), "PYTHONPATH": str(tmp_path)}
-
-    def run_script(code):
-        result = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True,
-                                text=True, timeout=600)
-        assert result.returncode == 0, result.stdout + result.stderr
-        return json.loads(result.stdout.splitlines()[-1])
+    run_script = package_copy(tmp_path)
 
     def kernel_files():
         return list((tmp_path / "cache").rglob("kernels.update_serial-*.nbc"))
