@@ -5,6 +5,8 @@ DeepSpeed (with torch) is optional and never a dependency: without it its rows
 are skipped. Its first use builds its C++ op (about 100 s, in torch's extension
 cache, for one CPU model); ``setup_cache`` pays that once, untimed.
 ``numadam bench`` times the same contenders interleaved, in one process.
+numadam's Adam in DeepSpeed's arithmetic (``convention="deepspeed"``, one division
+fewer than torch's) has its own rows; a commit before it skips them.
 """
 
 import numpy as np
@@ -15,6 +17,7 @@ from .common import LR
 
 SIZES = [10_000, 100_000, 1_000_000, 10_000_000]
 BETAS, EPS, WEIGHT_DECAY = (0.9, 0.999), 1e-8, 0.01
+DEEPSPEED_ARITHMETIC = "numadam, convention='deepspeed'"
 
 
 def _deepspeed_adam():
@@ -27,7 +30,7 @@ def _deepspeed_adam():
 
 
 class AdamBesideDeepSpeed:
-    params = (["numadam", "DeepSpeedCPUAdam"], ["adam", "adamw"], SIZES)
+    params = (["numadam", DEEPSPEED_ARITHMETIC, "DeepSpeedCPUAdam"], ["adam", "adamw"], SIZES)
     param_names = ("implementation", "variant", "size")
     timeout = 600
 
@@ -44,15 +47,19 @@ class AdamBesideDeepSpeed:
         return True
 
     def setup(self, available, implementation, variant, size):
-        if implementation != "numadam" and not available:
+        if implementation == "DeepSpeedCPUAdam" and not available:
             raise NotImplementedError("deepspeed (with torch) is not installed")
         rng = np.random.default_rng(3)
         self.param = rng.standard_normal(size, dtype=np.float32)
         self.grad = rng.standard_normal(size, dtype=np.float32)
         decay = WEIGHT_DECAY if variant == "adamw" else 0.0
-        if implementation == "numadam":
+        if implementation != "DeepSpeedCPUAdam":
             make = numadam.AdamW if variant == "adamw" else numadam.Adam
-            optimizer = make(self.param, lr=LR, betas=BETAS, eps=EPS, weight_decay=decay)
+            options = {"convention": "deepspeed"} if implementation == DEEPSPEED_ARITHMETIC else {}
+            try:
+                optimizer = make(self.param, lr=LR, betas=BETAS, eps=EPS, weight_decay=decay, **options)
+            except ValueError as error:  # a commit before the option
+                raise NotImplementedError(str(error)) from None
             self.step = lambda: optimizer.step(self.grad)
         else:
             torch, adam = _deepspeed_adam()
