@@ -128,6 +128,8 @@ def adam_reference(param, grad, state, step, carry, h):
     p, g, s, real = _reals(param, grad, state)
     beta1, beta2 = h["betas"]
     lr, wd, convention = h["lr"], h["weight_decay"], h["convention"]
+    if convention == "deepspeed":  # DeepSpeed keeps its betas as C floats
+        beta1, beta2 = float(np.float32(beta1)), float(np.float32(beta2))
     decoupled = wd != 0 and h["decoupled_weight_decay"]
     p, g = _decay_and_sign(p, g, h, real, decoupled_form=None)
     m, v = s["exp_avg"], s["exp_avg_sq"]
