@@ -101,6 +101,7 @@ def test_the_result_does_not_depend_on_the_number_of_threads():
         np.testing.assert_array_equal(results[0][name], results[1][name])
 
 
+@pytest.mark.slow  # 8 s of compiling a batch of its own: the full tier's
 def test_the_python_batch_gives_the_compiled_batch_s_bits():
     """compiled=False solves each problem with minimize's Python loop, whose iterates the compiled
     solve reproduces bit for bit; a separate jac as well."""
@@ -114,6 +115,7 @@ def test_the_python_batch_gives_the_compiled_batch_s_bits():
     assert runs[0].message == runs[1].message
 
 
+@pytest.mark.slow  # 9 s of compiling a batch of its own: the full tier's
 def test_matrix_shaped_problems_keep_their_shape():
     centres = np.random.default_rng(5).standard_normal((4, 2, 3))
     batch = numadam.minimize_batch(bowl, np.zeros((4, 2, 3)), batched_args=(centres, np.ones(4)), jac=True, lr=0.1,
@@ -372,6 +374,7 @@ def test_a_vectorized_batch_steps_each_problem_as_its_own_solve(name):
         assert np.isnan(batch.history[i, alone.nit + 1:]).all()
 
 
+@pytest.mark.slow  # 8 s of compiling a batch of its own: the full tier's
 def test_a_vectorized_problem_that_meets_nan_stops_alone_at_its_last_finite_iterate():
     def poisoned(X, t, Y):
         values, grads = decay_all(X, t, Y)
