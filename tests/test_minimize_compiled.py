@@ -518,9 +518,10 @@ def scaled_squares(x):
     return float((SCALE * x * x).sum()), 2 * SCALE * x
 
 
-def test_the_objective_s_key_holds_its_code_and_the_global_numbers_it_reads(monkeypatch):
-    """The key of a solve's objective is the code this process runs and the global values Numba
-    freezes into it: another number, or other code, is another key; the same, the same key."""
+def test_the_objective_s_key_holds_its_code_defaults_options_and_the_global_numbers_it_reads(monkeypatch):
+    """The key of a solve's objective is the code this process runs, its default arguments, its
+    dispatcher's options and the global values Numba freezes into it: another number, default,
+    option or code is another key; the same, the same key."""
     digest = compiled_solves._objective_digest
     first = digest([scaled_squares])
     assert digest([scaled_squares]) == first and digest([squares]) != first
@@ -528,6 +529,9 @@ def test_the_objective_s_key_holds_its_code_and_the_global_numbers_it_reads(monk
     assert digest([scaled_squares]) != first
     monkeypatch.setattr(sys.modules[__name__], "SCALE", 2.0)
     assert digest([scaled_squares]) == first
+    assert digest([njit(fastmath=True)(scaled_squares.py_func)]) != first
+    monkeypatch.setattr(scaled_squares.py_func, "__defaults__", (1.0,))
+    assert digest([scaled_squares]) != first
 
 
 @njit

@@ -775,38 +775,62 @@ def _numadam_sources_digest():
 
 
 def _objective_digest(functions):
-    """A hash of what the objective's machine code is made of beyond numadam: the code objects of
-    every function of the user's own code that its functions reach (not the standard library's,
-    nor an installed package's), and the values of the globals they read, which Numba freezes into
-    the code: the bytes of every array, the value of every number, string or tuple of them. A new
-    process with an edited objective, or other data, compiles anew. It hashes the code this process
-    runs, not its file, which may have been edited since the import."""
-    digest = hashlib.sha256()
-    seen, pending = set(), [f.py_func for f in functions]
+    """A hash of what the objective's machine code is made of beyond numadam, from two sides.
+
+    What this process runs: the code objects of every function of the user's own code that the
+    objective reaches (not the standard library's, nor an installed package's), their default
+    arguments, the options of their Numba dispatchers, and the globals they read, which Numba
+    freezes into the code: the bytes of every array, every number, string, enum member and class
+    by value or name, tuples item by item. And the source file of every user module reached (its
+    overloads, jitclasses and whatever else the walk does not follow).
+
+    A new process with an edited objective, or other data, compiles anew. A process that imported
+    the objective and then saw its file edited hashes the new file but the old code: the code keeps
+    the key apart from the new file's own process. What neither side sees is an edit made after the
+    import that changes none of the reached code, defaults, options or globals (an ``@overload``'s
+    body, say): that one the next process could load."""
+    digest, modules = hashlib.sha256(), set()
+    seen, pending = set(), []
 
     def reach(name, value):
         if isinstance(value, np.ndarray):
             digest.update(f"{name}:{value.dtype.str}:{value.shape}".encode())
-            digest.update(hashlib.sha256(np.ascontiguousarray(value).view(np.uint8)).digest())
+            if not value.dtype.hasobject:  # (an object array cannot be compiled in)
+                digest.update(hashlib.sha256(np.ascontiguousarray(value).view(np.uint8)).digest())
         elif _is_constant(value):
             digest.update(f"{name}={type(value).__qualname__}:{value!r}".encode())
-        else:
-            inner = python_function(value)
-            if inner is not None:
-                pending.append(inner)
+        elif isinstance(value, tuple):
+            for k, item in enumerate(value):
+                reach(f"{name}[{k}]", item)
+        elif isinstance(value, type):
+            digest.update(f"{name}=class {value.__module__}.{value.__qualname__}".encode())
+            if issubclass(value, enum.Enum):
+                digest.update(repr([(member.name, member.value) for member in value]).encode())
+        elif python_function(value) is not None:
+            options = getattr(value, "targetoptions", None)
+            if options:
+                digest.update(f"{name} options {sorted(options.items())!r}".encode())
+            pending.append(value)
 
+    for k, objective in enumerate(functions):
+        reach(f"<objective {k}>", objective)
     while pending:
-        function = pending.pop()
-        if id(function) in seen or not _is_users(sys.modules.get(function.__module__)):
+        function = python_function(pending.pop())
+        if function is None or id(function) in seen or not _is_users(sys.modules.get(function.__module__)):
             continue
         seen.add(id(function))
+        modules.add(function.__module__)
         digest.update(f"{function.__module__}.{function.__qualname__}".encode())
         _update_with_code(digest, function.__code__)
+        reach("<defaults>", function.__defaults__ or ())
+        for keyword, value in sorted((function.__kwdefaults__ or {}).items()):
+            reach(f"<default {keyword}>", value)
         names = code_names(function.__code__)
         for name in sorted(names):
             value = function.__globals__.get(name)
             if isinstance(value, pytypes.ModuleType):
                 if _is_users(value):
+                    modules.add(value.__name__)
                     for attribute in sorted(names):
                         reach(f"{value.__name__}.{attribute}", getattr(value, attribute, None))
             else:
@@ -816,6 +840,9 @@ def _objective_digest(functions):
                 reach("<closure>", cell.cell_contents)
             except ValueError:  # a cell not yet filled
                 pass
+    for name in sorted(modules):
+        digest.update(name.encode())
+        digest.update(pathlib.Path(sys.modules[name].__file__).read_bytes())
     return digest.hexdigest()
 
 

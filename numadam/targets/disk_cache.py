@@ -42,6 +42,7 @@ which fails to unpickle and is a miss.
 import hashlib
 import os
 import pickle
+import threading
 import uuid
 from pathlib import Path
 
@@ -72,21 +73,30 @@ class KeyedFunctionCache(FunctionCache):
 
     def __init__(self, py_func):  # (Numba's Cache.__init__ runs in _found, at first use)
         self._py_func, self._name, self._enabled, self._ready = py_func, repr(py_func), True, False
+        self._has_folder = self._shareable = False
+        self._finding = threading.Lock()
 
     def _found(self):
-        """Whether this cache has a folder (found now, at its first use)."""
+        """Whether this cache has a folder (found now, at its first use, by one thread: another one
+        waits for it, and sees every attribute set, since ``_ready`` is set last)."""
         if not self._ready:
-            self._ready, enabled = True, self._enabled
-            try:
-                super().__init__(self._py_func)  # (which enables the cache: keep what was asked before)
-            except (RuntimeError, OSError):  # Numba found no folder it can write: nothing is cached
-                self._enabled = False
-                return False
-            self._enabled, self._source_stamp = enabled, self._cache_file._source_stamp
-            self._sources = self._sources_fingerprint()
-            if self._sources.startswith(fingerprint.UNSHARED):  # a source changed since the import
-                self._enabled = False
-        return self._enabled
+            with self._finding:
+                if not self._ready:
+                    self._find()
+        return self._has_folder
+
+    def _find(self):
+        enabled = self._enabled
+        try:
+            super().__init__(self._py_func)  # (which enables the cache: keep what was asked before)
+        except (RuntimeError, OSError):  # Numba found no folder it can write: nothing is cached
+            self._enabled, self._ready = enabled, True
+            return
+        self._enabled, self._source_stamp = enabled, self._cache_file._source_stamp
+        self._sources = self._sources_fingerprint()
+        self._shareable = not self._sources.startswith(fingerprint.UNSHARED)  # (not: a source changed since the import)
+        self._has_folder = True
+        self._ready = True
 
     def _sources_fingerprint(self):
         """The sources this function's machine code is made of (see the module docstring)."""
@@ -116,7 +126,7 @@ class KeyedFunctionCache(FunctionCache):
 
     def load_overload(self, sig, target_context):
         """The compiled result cached for ``sig``, or ``None``: never one compiled for anything else."""
-        if not (self._enabled and _shared(sig) and self._found()):
+        if not (self._enabled and _shared(sig) and self._found() and self._shareable):
             return None
         target_context.refresh()
         key = self._index_key(sig, target_context.codegen())
@@ -136,7 +146,8 @@ class KeyedFunctionCache(FunctionCache):
 
     def save_overload(self, sig, data):
         """Write ``data``, compiled for ``sig``, to its key's file, whole or not at all."""
-        if not (self._enabled and _shared(sig) and self._found()) or not self._impl.check_cachable(data):
+        if not (self._enabled and _shared(sig) and self._found() and self._shareable) or \
+                not self._impl.check_cachable(data):
             return
         key = self._index_key(sig, data.codegen)
         contents = serialize.dumps(self._header(key)) + serialize.dumps(self._impl.reduce(data))
@@ -189,7 +200,8 @@ class KeyedCacheBesideTheSource(KeyedFunctionCache):
     _impl_class = _BesideTheSource
 
     def _sources_fingerprint(self):
-        return ""
+        return ""  # (numadam/solver/compiled.py names the file by a hash of all it is made of, and
+        #          keeps a solve off the disk where a numadam source changed after the import)
 
 
 def cached_njit(beside_the_source=False, **options):
