@@ -47,7 +47,7 @@ def test_a_float32_fit_lands_as_near_torch_s_as_float32_rounding_does():
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_its_betas_are_float32_numbers_as_deepspeed_s_are(dtype):
-    """torch's 1 - 0.999 is 1e-3 rounded; DeepSpeed's is 1 - float32(0.999), 1.3e-5 less."""
+    """torch's 1 - 0.999 is 1e-3 rounded; DeepSpeed's is 1 - float32(0.999), 1.3e-5 (relative) less."""
     rng = np.random.default_rng(13)
     param, grad, exp_avg, exp_avg_sq = random_state(rng, 1000, dtype)
     for convention, beta2 in [("deepspeed", float(np.float32(0.999))), ("torch", 0.999)]:

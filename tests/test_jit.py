@@ -74,7 +74,8 @@ def test_adafactor_refuses_factors_of_other_shapes_before_writing(shapes):
 #: and options that keep state of their own (passed by name).
 OPTIONS = [("ademamix", {"alpha_warmup": 8, "beta3_warmup": 12}), ("adopt", {"clip_lambda": None}),
            ("adopt", {"clip_lambda": 0.5, "convention": "optax"}), ("nadam", {"convention": "keras"}),
-           ("adam", {"amsgrad": True, "weight_decay": 0.1}), ("sgd", {"momentum": 0.9, "nesterov": True}),
+           ("adam", {"amsgrad": True, "weight_decay": 0.1}), ("adam", {"convention": "deepspeed", "weight_decay": 0.1}),
+           ("sgd", {"momentum": 0.9, "nesterov": True}),
            ("rmsprop", {"centered": True, "momentum": 0.5}),
            ("prodigy", {"betas": (0.0, 0.99), "weight_decay": 0.1, "decouple": False}),
            ("prodigy", {"use_bias_correction": True, "safeguard_warmup": True, "weight_decay": 0.05,

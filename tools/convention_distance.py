@@ -59,11 +59,15 @@ def fit(dtype, convention, steps, seed=3):
 def run_distances(steps):
     """``{name: relative distance}`` after ``steps`` steps (see the module docstring)."""
     exact = fit(np.float64, "torch", steps)
-    scale = np.linalg.norm(exact)
+    single = fit(np.float32, "torch", steps)
+
+    def distance(a, b):
+        return np.linalg.norm(a - b) / np.linalg.norm(exact)
+
     return {
-        "float32, deepspeed - torch": np.linalg.norm(fit(np.float32, "deepspeed", steps) - fit(np.float32, "torch", steps)) / scale,
-        "float32 torch - float64 torch": np.linalg.norm(fit(np.float32, "torch", steps) - exact) / scale,
-        "float64, deepspeed - torch": np.linalg.norm(fit(np.float64, "deepspeed", steps) - exact) / scale,
+        "float32, deepspeed - torch": distance(fit(np.float32, "deepspeed", steps), single),
+        "float32 torch - float64 torch": distance(single, exact),
+        "float64, deepspeed - torch": distance(fit(np.float64, "deepspeed", steps), exact),
     }
 
 

@@ -60,7 +60,7 @@ AdamFlags = namedtuple("AdamFlags", "amsgrad l2_decay decoupled_decay eps_hat ke
 def adam_scalars(step, h, carry) -> AdamScalars:
     """The scalars of step ``step`` in float64, as torch, Keras, optax and DeepSpeed derive them."""
     beta1, beta2 = h.betas
-    if h.convention == "deepspeed":  # its betas are C floats: 1 - beta2 is 1.3e-5 from torch's for 0.999
+    if h.convention == "deepspeed":  # its betas are C floats: 1 - beta2 for 0.999 is 1.3e-5 (relative) below torch's
         beta1, beta2 = element_math.as_float32(beta1), element_math.as_float32(beta2)
     bias_correction1 = 1.0 - element_math.power_of_step(beta1, step)
     bias_correction2 = 1.0 - element_math.power_of_step(beta2, step)
