@@ -24,10 +24,11 @@ Keras computes its moments as :math:`m \leftarrow m + (g - m)(1-\beta_1)`.
 
 DeepSpeed's form (``DeepSpeedCPUAdam``'s) divides once where torch's divides twice:
 it multiplies :math:`\sqrt{\hat v}` by the reciprocal :math:`r_2` of the
-bias correction's square root. Its moments are torch's bits; its parameters
-differ from torch's by a few units in the last place per step
-(docs/precision.md, "DeepSpeed's arithmetic"). It is here for speed where the
-divider bounds a step (docs/performance.md), never the default. AMSGrad, which
+bias correction's square root, and takes its betas as float32 numbers (DeepSpeed's
+C floats). Its parameters differ from torch's by a few units in the last place
+per step, and its moments by the betas' rounding (docs/algorithm.md, "DeepSpeed's
+arithmetic"). It is here for speed where the divider bounds a step
+(docs/performance.md), never the default. AMSGrad, which
 DeepSpeed lacks, keeps torch's maximum of the raw :math:`v`. Its multiply-adds
 are not fused, so it is DeepSpeed's formula, not its FMA bits.
 

@@ -847,10 +847,8 @@ def _objective_digest(functions):
 
 
 def _is_constant(value):
-    """Whether Numba freezes ``value`` as a constant of the code: a number, a string, ``None``, an enum
-    member, or a tuple of them."""
-    if isinstance(value, tuple):
-        return all(_is_constant(item) for item in value)
+    """Whether Numba freezes ``value`` as a constant of the code: a number, a string, ``None`` or an
+    enum member (a tuple is walked item by item)."""
     return value is None or isinstance(value, (bool, int, float, complex, str, bytes, np.generic, enum.Enum))
 
 

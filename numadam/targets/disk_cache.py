@@ -5,8 +5,8 @@ keeps **one file per key**: the key is Numba's own (the argument types, the
 CPU's name and features, the hashes of the function's bytecode and closure)
 with the sources of the numadam modules the function reaches
 (:func:`~numadam.targets.fingerprint.function_fingerprint`: Numba's key misses
-an edited helper in another module), the file's name is a hash of it, and the file holds the key itself beside the
-machine code. Loading reads that one file and uses its code only when the key
+an edited helper in another module), the file's name is a hash of it, and the
+file holds the key itself beside the machine code. Loading reads that one file and uses its code only when the key
 written in it is the key asked for and the compiled result's own signature is
 the signature asked for; anything else (no file, another key, another Numba,
 another source stamp, a file that no longer unpickles) is a miss: the function
