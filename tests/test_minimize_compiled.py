@@ -585,8 +585,9 @@ def test_minimize_checks_its_optimizer_without_making_its_state():
     assert python.nit == 30  # the Python loop made the state before stepping
 
 
-@pytest.mark.parametrize("options", [{}, pytest.param({"betas": (0.0, 0.999), "weight_decay": 0.1, "decouple": False,
-                                                    "bounds": Bounds(-1.0, 0.9)}, marks=pytest.mark.slow)])
+@pytest.mark.slow  # 12 s of compiling Prodigy's two passes into a solve: the full tier's
+@pytest.mark.parametrize("options", [{}, {"betas": (0.0, 0.999), "weight_decay": 0.1, "decouple": False,
+                                          "bounds": Bounds(-1.0, 0.9)}])
 def test_prodigy_compiled_needs_no_lr_and_takes_the_objects_steps(options):
     """Prodigy's d moves between its two passes: the compiled solve steps it through numadam.jit's
     prodigy_step (the sums over the one iterate are the whole optimizer's), with its default lr

@@ -163,6 +163,7 @@ def test_threads_keeping_configurations_at_once_keep_at_most_the_limit():
         compiled_solves._PREPARED.clear()
 
 
+@pytest.mark.slow  # 11 s of compiling solves of its own: the full tier's
 def test_a_configuration_holding_large_bounds_or_that_failed_to_run_is_not_kept():
     compiled_solves._PREPARED.clear()
     solve(x0=np.ones(10), nonneg=True)
